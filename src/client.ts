@@ -1,0 +1,169 @@
+import { DEFAULT_BUCKET, type Item } from "./record.ts";
+import type { BucketStats } from "./store.ts";
+
+export interface ClientOptions {
+  /** Base URL of a node. Default: http://127.0.0.1:3000 */
+  url?: string;
+  /** Bucket used when a call does not name one. Default: "default". */
+  bucket?: string;
+  /** Per-request timeout in ms. Default: 10000. */
+  timeoutMs?: number;
+}
+
+export interface ClientWriteOptions {
+  bucket?: string;
+  ttl?: number;
+  /** Only if the current version is this one (If-Match). */
+  ifMatch?: string;
+  /** Only if the key does not exist (If-None-Match: *). */
+  ifAbsent?: boolean;
+}
+
+export interface ClientListOptions {
+  bucket?: string;
+  prefix?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface ClientListPage {
+  items: Item[];
+  cursor: string | null;
+}
+
+/**
+ * An error answered by a node (`status` and `code` from its error envelope), or
+ * `UNREACHABLE` with status 0 when no answer came at all.
+ */
+export class MakhzenClientError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "MakhzenClientError";
+  }
+}
+
+/**
+ * A typed client for the items API. Used by the CLI and the tests, and exported
+ * for applications.
+ *
+ * @example
+ * const db = new MakhzenClient({ url: "http://127.0.0.1:3000" });
+ * await db.put("greeting", "hello", { ttl: 60 });
+ * (await db.get("greeting"))?.value; // "hello"
+ */
+export class MakhzenClient {
+  readonly url: string;
+  private readonly bucket: string;
+  private readonly timeoutMs: number;
+
+  constructor(options: ClientOptions = {}) {
+    this.url = (options.url ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
+    this.bucket = options.bucket ?? DEFAULT_BUCKET;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  /** The live item, or undefined when the key is absent. */
+  async get(key: string, options: { bucket?: string } = {}): Promise<Item | undefined> {
+    const res = await this.request("GET", this.itemPath(key, options.bucket));
+    if (res.status === 404) {
+      const body = await readError(res);
+      if (body.code === "NOT_FOUND") return undefined;
+      throw new MakhzenClientError(404, body.code, body.message);
+    }
+    return (await this.expectOk(res)).json() as Promise<Item>;
+  }
+
+  async put(key: string, value: string, options: ClientWriteOptions = {}): Promise<Item> {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
+    if (options.ifAbsent) headers["if-none-match"] = "*";
+    const body = JSON.stringify(options.ttl === undefined ? { value } : { value, ttl: options.ttl });
+    const res = await this.request("PUT", this.itemPath(key, options.bucket), { headers, body });
+    return (await this.expectOk(res)).json() as Promise<Item>;
+  }
+
+  /** True when a value was deleted, false when the key was already absent. */
+  async delete(key: string, options: { bucket?: string; ifMatch?: string } = {}): Promise<boolean> {
+    const headers: Record<string, string> = {};
+    if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
+    const res = await this.request("DELETE", this.itemPath(key, options.bucket), { headers });
+    if (res.status === 404) {
+      const body = await readError(res);
+      if (body.code === "NOT_FOUND") return false;
+      throw new MakhzenClientError(404, body.code, body.message);
+    }
+    await this.expectOk(res);
+    return true;
+  }
+
+  async list(options: ClientListOptions = {}): Promise<ClientListPage> {
+    const q = new URLSearchParams();
+    if (options.prefix) q.set("prefix", options.prefix);
+    if (options.limit !== undefined) q.set("limit", String(options.limit));
+    if (options.cursor) q.set("cursor", options.cursor);
+    const qs = q.size ? `?${q}` : "";
+    const res = await this.request("GET", `${this.bucketPath(options.bucket)}/items${qs}`);
+    return (await this.expectOk(res)).json() as Promise<ClientListPage>;
+  }
+
+  /** Every live item matching the options, following cursors page by page. */
+  async *listAll(options: Omit<ClientListOptions, "cursor"> = {}): AsyncGenerator<Item> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list({ ...options, cursor });
+      yield* page.items;
+      cursor = page.cursor ?? undefined;
+    } while (cursor);
+  }
+
+  async buckets(): Promise<BucketStats[]> {
+    const res = await this.request("GET", "/buckets");
+    return ((await (await this.expectOk(res)).json()) as { buckets: BucketStats[] }).buckets;
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      return (await this.request("GET", "/readyz")).ok;
+    } catch {
+      return false;
+    }
+  }
+
+  private itemPath(key: string, bucket?: string): string {
+    return `${this.bucketPath(bucket)}/items/${encodeURIComponent(key)}`;
+  }
+
+  private bucketPath(bucket = this.bucket): string {
+    return bucket === DEFAULT_BUCKET ? "" : `/buckets/${encodeURIComponent(bucket)}`;
+  }
+
+  private async request(method: string, path: string, init: RequestInit = {}): Promise<Response> {
+    try {
+      return await fetch(this.url + path, { ...init, method, signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (e) {
+      const why = e instanceof Error ? (e.name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : e.message) : String(e);
+      throw new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: ${why}`);
+    }
+  }
+
+  private async expectOk(res: Response): Promise<Response> {
+    if (res.ok) return res;
+    const err = await readError(res);
+    throw new MakhzenClientError(res.status, err.code, err.message);
+  }
+}
+
+async function readError(res: Response): Promise<{ code: string; message: string }> {
+  const text = await res.text();
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) return { code: body.error.code, message: body.error.message ?? body.error.code };
+  } catch {
+    // not our envelope: fall through
+  }
+  return { code: `HTTP_${res.status}`, message: `HTTP ${res.status}: ${text.slice(0, 200)}` };
+}

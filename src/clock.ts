@@ -1,0 +1,91 @@
+import { MAX_COUNTER, formatVersion, parseVersion, type Version } from "./version.ts";
+
+/** Milliseconds since the epoch. The only source of physical time in makhzen. */
+export type WallClock = () => number;
+
+/**
+ * The clock every part of a node shares. `now()` stamps writes; `observe()` is
+ * called with every version received from elsewhere; `wallMs()` is physical time
+ * for expiry and timers. Tests inject a WallClock they can move by hand.
+ */
+export interface Clock {
+  readonly node: string;
+  now(): Version;
+  observe(version: Version): void;
+  wallMs(): number;
+}
+
+/**
+ * A hybrid logical clock (Kulkarni et al., 2014). It tracks the largest wall time
+ * it has seen (`l`, its own or in a received version) and a counter that orders
+ * events within one `l`. Two properties follow:
+ *  - it never goes backwards, even when the wall clock does (NTP step, VM pause);
+ *  - after observing a version it always stamps something newer, so a node with a
+ *    slow wall clock still writes versions that win over what it has read.
+ * The price: a node that observes a version from a clock far in the future keeps
+ * stamping that future time until its own wall clock catches up.
+ */
+export class HybridClock implements Clock {
+  private l = 0;
+  private c = 0;
+
+  constructor(
+    readonly node: string,
+    private readonly wall: WallClock = Date.now,
+  ) {}
+
+  wallMs(): number {
+    return this.wall();
+  }
+
+  now(): Version {
+    const pt = this.wall();
+    if (pt > this.l) {
+      this.l = pt;
+      this.c = 0;
+    } else {
+      this.tick();
+    }
+    return formatVersion(this.l, this.c, this.node);
+  }
+
+  observe(version: Version): void {
+    const v = parseVersion(version);
+    if (!v) return;
+    const pt = this.wall();
+    if (pt > this.l && pt > v.wallMs) {
+      this.l = pt;
+      this.c = 0;
+    } else if (v.wallMs > this.l) {
+      this.l = v.wallMs;
+      this.c = v.counter;
+      this.tick();
+    } else if (v.wallMs === this.l) {
+      this.c = Math.max(this.c, v.counter);
+      this.tick();
+    }
+    // v older than l: nothing to learn, and the next now() is already newer.
+  }
+
+  /** Counter overflow rolls into the next logical millisecond rather than widening the format. */
+  private tick(): void {
+    if (this.c >= MAX_COUNTER) {
+      this.l += 1;
+      this.c = 0;
+    } else {
+      this.c += 1;
+    }
+  }
+}
+
+/** A wall clock for tests: starts where you say, moves only when told. */
+export class ManualWallClock {
+  constructor(public ms = 1_700_000_000_000) {}
+  readonly read: WallClock = () => this.ms;
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+  set(ms: number): void {
+    this.ms = ms;
+  }
+}

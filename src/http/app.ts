@@ -1,0 +1,208 @@
+import { Elysia } from "elysia";
+import { openapi } from "@elysiajs/openapi";
+import type { NodeConfig } from "../config.ts";
+import { MakhzenError, isMakhzenError } from "../errors.ts";
+import type { Items } from "../items.ts";
+import { DEFAULT_BUCKET, type Item } from "../record.ts";
+import type { Store } from "../store.ts";
+import { readJsonBody } from "./body.ts";
+import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
+import * as M from "./models.ts";
+
+export interface AppDeps {
+  config: NodeConfig;
+  store: Store;
+  items: Items;
+  /** Whether the node is ready to serve (for /readyz). */
+  isReady: () => boolean;
+  version: string;
+}
+
+const JSON_TYPE = "application/json";
+const TEXT_TYPE = "text/plain; charset=utf-8";
+
+/**
+ * The public HTTP API. Handlers only translate: HTTP in, a call on `Items`, HTTP
+ * out. Every error, ours or Elysia's, leaves through `onError` as one envelope.
+ */
+export function createApp(deps: AppDeps) {
+  const { items, config } = deps;
+  const parseBody = ({ request }: { request: Request }) => readJsonBody(request, config.maxBodyBytes);
+
+  const getItem = (bucket: string, rawKey: string, request: Request): Response => {
+    const key = decodeKey(rawKey);
+    if (wantsText(request.headers.get("accept"))) {
+      const item = items.get(bucket, key);
+      if (!item) throw notFound(key);
+      return new Response(item.value, { headers: { "content-type": TEXT_TYPE, etag: `"${item.version}"` } });
+    }
+    const json = items.getJson(bucket, key);
+    if (json === undefined) throw notFound(key);
+    return new Response(json, { headers: { "content-type": JSON_TYPE, etag: etagOf(json) } });
+  };
+
+  const putItem = (bucket: string, rawKey: string, body: { value: string; ttl?: number }, request: Request) => {
+    const key = decodeKey(rawKey);
+    const item = items.set(bucket, key, body.value, { ttl: body.ttl, ...conditions(request.headers) });
+    return itemResponse(item);
+  };
+
+  const deleteItem = (bucket: string, rawKey: string, request: Request): Response => {
+    const key = decodeKey(rawKey);
+    const { ifMatch, ifAbsent } = conditions(request.headers);
+    if (ifAbsent) throw new MakhzenError("BAD_REQUEST", "If-None-Match: * makes no sense on DELETE");
+    if (!items.delete(bucket, key, { ifMatch })) throw notFound(key);
+    return new Response(null, { status: 204 });
+  };
+
+  const listItems = (bucket: string, query: { prefix?: string; limit?: number; cursor?: string }) => {
+    const after = query.cursor === undefined || query.cursor === "" ? undefined : decodeCursor(query.cursor);
+    const page = items.list(bucket, { prefix: query.prefix, limit: query.limit, after });
+    const cursor = page.next === null ? null : Buffer.from(page.next, "utf8").toString("base64url");
+    return json({ items: page.items, cursor });
+  };
+
+  const itemDocs = (summary: string) => ({ detail: { summary, tags: ["items"] } });
+  const itemResponses = { 200: M.Item, 404: M.ErrorEnvelope };
+
+  return new Elysia({ normalize: false })
+    .use(
+      openapi({
+        path: "/openapi",
+        specPath: "/openapi",
+        provider: null,
+        exclude: { paths: ["/openapi"] },
+        documentation: {
+          info: {
+            title: "makhzen",
+            version: deps.version,
+            description: "Items API. Keys are percent-encoded in paths; `/items` is the bucket `default`.",
+          },
+        },
+      }),
+    )
+    .onError(({ code, error, request }) => {
+      if (isMakhzenError(error)) return domainErrorResponse(error);
+      switch (code) {
+        case "VALIDATION":
+          return errorResponse(422, "VALIDATION", describeValidation(error));
+        case "PARSE":
+          // Our body reader's own errors (too large, empty, not JSON) arrive wrapped.
+          if (isMakhzenError(error.cause)) return domainErrorResponse(error.cause);
+          return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
+        case "NOT_FOUND":
+          return errorResponse(404, "NOT_FOUND", `no route for ${request.method} ${new URL(request.url).pathname}`);
+        default:
+          console.error("[http] unexpected error:", error);
+          return errorResponse(500, "INTERNAL", "internal error; see the node's log");
+      }
+    })
+    .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"] }, response: M.Health })
+    .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : errorResponse(503, "UNAVAILABLE", "not ready")), {
+      detail: { summary: "Readiness", tags: ["ops"] },
+      response: { 200: M.Health, 503: M.ErrorEnvelope },
+    })
+    .get("/buckets", () => json({ buckets: deps.store.bucketStats() }), {
+      detail: { summary: "List buckets", tags: ["buckets"] },
+      response: M.BucketList,
+    })
+    .get("/items", ({ query }) => listItems(DEFAULT_BUCKET, query), {
+      query: M.ListQuery,
+      response: M.ItemList,
+      ...itemDocs("List items of the default bucket"),
+    })
+    .get("/items/*", ({ params, request }) => getItem(DEFAULT_BUCKET, params["*"], request), {
+      response: itemResponses,
+      ...itemDocs("Get an item"),
+    })
+    .put("/items/*", ({ params, body, request }) => putItem(DEFAULT_BUCKET, params["*"], body, request), {
+      parse: parseBody,
+      body: M.ItemBody,
+      response: itemResponses,
+      ...itemDocs("Create or replace an item"),
+    })
+    .delete("/items/*", ({ params, request }) => deleteItem(DEFAULT_BUCKET, params["*"], request), {
+      ...itemDocs("Delete an item"),
+    })
+    .get("/buckets/:bucket/items", ({ params, query }) => listItems(params.bucket, query), {
+      params: M.BucketParams,
+      query: M.ListQuery,
+      response: M.ItemList,
+      ...itemDocs("List items of a bucket"),
+    })
+    .get("/buckets/:bucket/items/*", ({ params, request }) => getItem(params.bucket, params["*"], request), {
+      response: itemResponses,
+      ...itemDocs("Get an item of a bucket"),
+    })
+    .put(
+      "/buckets/:bucket/items/*",
+      ({ params, body, request }) => putItem(params.bucket, params["*"], body, request),
+      { parse: parseBody, body: M.ItemBody, response: itemResponses, ...itemDocs("Put an item into a bucket") },
+    )
+    .delete("/buckets/:bucket/items/*", ({ params, request }) => deleteItem(params.bucket, params["*"], request), {
+      ...itemDocs("Delete an item of a bucket"),
+    });
+}
+
+export type App = ReturnType<typeof createApp>;
+
+function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": JSON_TYPE } });
+}
+
+function itemResponse(item: Item): Response {
+  return new Response(JSON.stringify(item), {
+    headers: { "content-type": JSON_TYPE, etag: `"${item.version}"` },
+  });
+}
+
+/** The ETag of a cached item JSON, read from its version field without parsing. */
+function etagOf(itemJson: string): string {
+  const at = itemJson.indexOf('"version":"') + 11;
+  return `"${itemJson.slice(at, itemJson.indexOf('"', at))}"`;
+}
+
+function notFound(key: string): MakhzenError {
+  return new MakhzenError("NOT_FOUND", `key ${JSON.stringify(key)} not found`);
+}
+
+/** Wildcard params arrive still percent-encoded; a key may contain anything, `/` included. */
+function decodeKey(raw: string | undefined): string {
+  if (!raw) throw new MakhzenError("INVALID_KEY", "key must not be empty");
+  if (raw.indexOf("%") === -1) return raw;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new MakhzenError("BAD_REQUEST", "key is not valid percent-encoded UTF-8");
+  }
+}
+
+function decodeCursor(cursor: string): string {
+  const key = Buffer.from(cursor, "base64url").toString("utf8");
+  if (key.length === 0 || Buffer.from(key, "utf8").toString("base64url") !== cursor) {
+    throw new MakhzenError("BAD_REQUEST", "cursor is not one this API returned");
+  }
+  return key;
+}
+
+/** JSON unless the client asks for text/plain and not for JSON (curl's default Accept gets JSON). */
+function wantsText(accept: string | null): boolean {
+  return accept !== null && accept.includes("text/plain") && !accept.includes("json");
+}
+
+function conditions(headers: Headers): { ifMatch?: string; ifAbsent?: boolean } {
+  const out: { ifMatch?: string; ifAbsent?: boolean } = {};
+  const match = headers.get("if-match");
+  if (match !== null) out.ifMatch = unquote(match);
+  const noneMatch = headers.get("if-none-match");
+  if (noneMatch !== null) {
+    if (noneMatch.trim() !== "*") throw new MakhzenError("BAD_REQUEST", "If-None-Match supports only *");
+    out.ifAbsent = true;
+  }
+  return out;
+}
+
+function unquote(etag: string): string {
+  const v = etag.trim().replace(/^W\//, "");
+  return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+}

@@ -1,0 +1,12 @@
+/**
+ * makhzen's public API for embedding. Everything not exported here is internal.
+ */
+export { createNode, type MakhzenNode, type BucketHandle } from "./node.ts";
+export { MakhzenClient, MakhzenClientError, type ClientOptions } from "./client.ts";
+export { MakhzenError, type ErrorCode } from "./errors.ts";
+export type { NodeOptions, NodeConfig } from "./config.ts";
+export type { Item, StoredRecord } from "./record.ts";
+export type { SetOptions, DeleteOptions, ListItemsOptions } from "./items.ts";
+export type { ListPage, BucketStats } from "./store.ts";
+export type { Version } from "./version.ts";
+export { VERSION } from "./meta.ts";

@@ -1,0 +1,135 @@
+import type { Clock } from "./clock.ts";
+import type { NodeConfig } from "./config.ts";
+import { MakhzenError } from "./errors.ts";
+import { BUCKET_PATTERN, toItem, type Item, type StoredRecord } from "./record.ts";
+import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
+
+export interface SetOptions {
+  /** Seconds until the item expires; > 0. Turned into an absolute `expiresAt` here. */
+  ttl?: number;
+  /** Write only if the current version is exactly this one, or `*`: if the key exists (HTTP If-Match). */
+  ifMatch?: string;
+  /** Write only if the key holds no live value (HTTP If-None-Match: *). */
+  ifAbsent?: boolean;
+}
+
+export interface DeleteOptions {
+  ifMatch?: string;
+}
+
+export interface ListItemsOptions {
+  prefix?: string;
+  /** 1..1000, default 100. */
+  limit?: number;
+  /** Return keys after this one: the `next` of the previous page. */
+  after?: string;
+}
+
+/** Longest TTL accepted, in seconds (about 317 years): keeps expiresAt a safe integer. */
+export const MAX_TTL_SECONDS = 1e10;
+export const MAX_LIST_LIMIT = 1000;
+export const DEFAULT_LIST_LIMIT = 100;
+
+/**
+ * The write and read rules of the items API, shared by HTTP, the CLI and embedding:
+ * validation of names and sizes, conditional writes, TTL → expiresAt, versioning.
+ * `onWrite` sees every record this node originates (the hook replication uses).
+ * Conditions are checked against this replica only.
+ */
+export class Items {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly config: NodeConfig,
+    private readonly onWrite: (record: StoredRecord) => void = () => {},
+  ) {}
+
+  get(bucket: string, key: string): Item | undefined {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    const r = this.store.get(bucket, key);
+    return r && toItem(r);
+  }
+
+  /** The live item's JSON, serialized once per version; for the HTTP hot path. */
+  getJson(bucket: string, key: string): string | undefined {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    return this.store.getJson(bucket, key);
+  }
+
+  set(bucket: string, key: string, value: string, opts: SetOptions = {}): Item {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    if (typeof value !== "string") throw new MakhzenError("VALIDATION", "value must be a string");
+    const valueBytes = Buffer.byteLength(value, "utf8");
+    if (valueBytes > this.config.maxValueBytes) {
+      throw new MakhzenError("VALUE_TOO_LARGE", `value is ${valueBytes} bytes; the limit is ${this.config.maxValueBytes}`);
+    }
+    const ttl = opts.ttl;
+    if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
+      throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
+    }
+    this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
+    this.store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length);
+    const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
+    if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
+    this.store.apply(record);
+    this.onWrite(record);
+    return toItem(record);
+  }
+
+  /** Writes a tombstone. Returns false (and writes nothing) when the key holds no live value. */
+  delete(bucket: string, key: string, opts: DeleteOptions = {}): boolean {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    this.checkConditions(bucket, key, opts.ifMatch, false);
+    if (!this.store.get(bucket, key)) return false;
+    const record: StoredRecord = { bucket, key, value: null, version: this.clock.now() };
+    this.store.apply(record);
+    this.onWrite(record);
+    return true;
+  }
+
+  list(bucket: string, opts: ListItemsOptions = {}): ListPage {
+    this.checkBucket(bucket);
+    const limit = opts.limit ?? DEFAULT_LIST_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new MakhzenError("VALIDATION", `limit must be an integer from 1 to ${MAX_LIST_LIMIT}`);
+    }
+    return this.store.list(bucket, { prefix: opts.prefix, after: opts.after, limit });
+  }
+
+  private checkConditions(bucket: string, key: string, ifMatch: string | undefined, ifAbsent: boolean | undefined): void {
+    if (ifMatch === undefined && !ifAbsent) return;
+    const current = this.store.get(bucket, key);
+    if (ifAbsent && current) {
+      throw new MakhzenError("PRECONDITION_FAILED", `key exists (version ${current.version})`);
+    }
+    if (ifMatch === "*") {
+      if (!current) throw new MakhzenError("PRECONDITION_FAILED", "key does not exist");
+    } else if (ifMatch !== undefined && current?.version !== ifMatch) {
+      throw new MakhzenError(
+        "PRECONDITION_FAILED",
+        current ? `current version is ${current.version}, not ${ifMatch}` : "key does not exist",
+      );
+    }
+  }
+
+  private checkBucket(bucket: string): void {
+    if (typeof bucket !== "string" || !BUCKET_PATTERN.test(bucket)) {
+      throw new MakhzenError("INVALID_BUCKET", `bucket name must match [A-Za-z0-9_.-]{1,64}`);
+    }
+  }
+
+  private checkKey(key: string): void {
+    if (typeof key !== "string" || key.length === 0) throw new MakhzenError("INVALID_KEY", "key must not be empty");
+    // key.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
+    if (key.length * 3 > this.config.maxKeyBytes) {
+      const bytes = Buffer.byteLength(key, "utf8");
+      if (bytes > this.config.maxKeyBytes) {
+        throw new MakhzenError("KEY_TOO_LARGE", `key is ${bytes} bytes; the limit is ${this.config.maxKeyBytes}`);
+      }
+    }
+  }
+}

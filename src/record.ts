@@ -1,0 +1,34 @@
+import type { Version } from "./version.ts";
+
+/**
+ * The unit of storage and of replication. `value: null` is a tombstone (a delete);
+ * `expiresAt` is absolute epoch ms, fixed by the node that accepted the write, so
+ * every replica expires the record at the same moment.
+ */
+export interface StoredRecord {
+  bucket: string;
+  key: string;
+  value: string | null;
+  version: Version;
+  expiresAt?: number;
+}
+
+/** What clients see of a live record: the public JSON shape of the items API. */
+export interface Item {
+  key: string;
+  value: string;
+  version: Version;
+  expiresAt?: number;
+}
+
+export const DEFAULT_BUCKET = "default";
+export const BUCKET_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export const isExpired = (r: { expiresAt?: number }, nowMs: number): boolean =>
+  r.expiresAt !== undefined && r.expiresAt <= nowMs;
+
+export function toItem(r: StoredRecord): Item {
+  const item: Item = { key: r.key, value: r.value as string, version: r.version };
+  if (r.expiresAt !== undefined) item.expiresAt = r.expiresAt;
+  return item;
+}

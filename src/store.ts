@@ -1,0 +1,273 @@
+import type { Clock } from "./clock.ts";
+import { MakhzenError } from "./errors.ts";
+import { LruList, type LruLinks } from "./lru.ts";
+import { isExpired, toItem, type Item, type StoredRecord } from "./record.ts";
+import { SortedKeys } from "./sorted-keys.ts";
+import { versionWallMs } from "./version.ts";
+
+export type EvictionPolicy = "noeviction" | "lru";
+
+export interface StoreOptions {
+  clock: Clock;
+  /** Budget for the estimated size of all records, in bytes; 0 means unlimited. */
+  maxMemoryBytes: number;
+  /** What a local write does when the budget is full: refuse (507) or evict the least recently used. */
+  eviction: EvictionPolicy;
+  /** How long a tombstone is kept after its delete (or expiry), in ms. */
+  tombstoneTtlMs: number;
+  /**
+   * Called with the tombstone that replaced an evicted record. Eviction is a delete
+   * with a new version, so it replicates like one (as a Redis master sends DEL to
+   * its replicas) and replicas stay identical.
+   */
+  onEvict?: (tombstone: StoredRecord) => void;
+}
+
+/**
+ * Estimated bytes of bookkeeping per record (map slot, entry object, version
+ * string), on top of the key and value characters. An estimate, not a measurement:
+ * `--max-memory` bounds data, not the process's RSS.
+ */
+export const ENTRY_OVERHEAD_BYTES = 128;
+
+interface Entry extends LruLinks {
+  record: StoredRecord;
+  bytes: number;
+  /** The record's public JSON, built on first read and dropped when the record changes. */
+  json?: string;
+  /** Whether the entry is in `expiring` (has a TTL or is a tombstone). */
+  expiring: boolean;
+}
+
+interface Bucket {
+  entries: Map<string, Entry>;
+  keys: SortedKeys;
+  live: number;
+  bytes: number;
+}
+
+export interface BucketStats {
+  name: string;
+  keys: number;
+  bytes: number;
+}
+
+export interface ListOptions {
+  prefix?: string;
+  /** Return keys strictly after this one. */
+  after?: string;
+  limit: number;
+}
+
+export interface ListPage {
+  items: Item[];
+  /** The last key returned when more may follow, else null. */
+  next: string | null;
+}
+
+const recordBytes = (r: StoredRecord): number =>
+  ENTRY_OVERHEAD_BYTES + r.key.length + (r.value === null ? 0 : r.value.length);
+
+/**
+ * Buckets of records, merged last-writer-wins by version.
+ *
+ * Contract: `apply` is idempotent, commutative and associative (the highest version
+ * wins, ties keep what is there), so replicas that apply the same records in any
+ * order, any number of times, hold the same state. Nothing here blocks or does I/O.
+ */
+export class Store {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly lru = new LruList<Entry>();
+  /** Entries with a TTL or a tombstone: the only ones the sweep has to look at. */
+  private readonly expiring = new Set<Entry>();
+  private sweepCursor?: Iterator<Entry>;
+  private used = 0;
+
+  constructor(private readonly opts: StoreOptions) {}
+
+  /**
+   * Merges one record. Returns true when it became the current record of its key,
+   * false when the store already held the same or a newer version.
+   */
+  apply(record: StoredRecord): boolean {
+    let bucket = this.buckets.get(record.bucket);
+    if (!bucket) {
+      bucket = { entries: new Map(), keys: new SortedKeys(), live: 0, bytes: 0 };
+      this.buckets.set(record.bucket, bucket);
+    }
+    const entry = bucket.entries.get(record.key);
+    if (entry === undefined) {
+      const fresh: Entry = { record, bytes: recordBytes(record), expiring: false };
+      bucket.entries.set(record.key, fresh);
+      bucket.keys.add(record.key);
+      this.account(bucket, fresh, 0, undefined);
+      return true;
+    }
+    if (entry.record.version >= record.version) return false;
+    const oldBytes = entry.bytes;
+    const old = entry.record;
+    entry.record = record;
+    entry.bytes = recordBytes(record);
+    entry.json = undefined;
+    this.account(bucket, entry, oldBytes, old);
+    return true;
+  }
+
+  /** The live record of a key: not a tombstone, not expired. Counts as a use for LRU. */
+  get(bucket: string, key: string): StoredRecord | undefined {
+    const entry = this.buckets.get(bucket)?.entries.get(key);
+    if (!entry || !this.isLive(entry.record)) return undefined;
+    if (this.opts.eviction === "lru") this.lru.touch(entry);
+    return entry.record;
+  }
+
+  /** The live record's public JSON, serialized once per version and reused. */
+  getJson(bucket: string, key: string): string | undefined {
+    const entry = this.buckets.get(bucket)?.entries.get(key);
+    if (!entry || !this.isLive(entry.record)) return undefined;
+    if (this.opts.eviction === "lru") this.lru.touch(entry);
+    return (entry.json ??= JSON.stringify(toItem(entry.record)));
+  }
+
+  /** Whatever the store holds for a key, tombstones and expired records included. */
+  getRecord(bucket: string, key: string): StoredRecord | undefined {
+    return this.buckets.get(bucket)?.entries.get(key)?.record;
+  }
+
+  /** A page of live items in key order. */
+  list(bucket: string, opts: ListOptions): ListPage {
+    const b = this.buckets.get(bucket);
+    const items: Item[] = [];
+    if (!b) return { items, next: null };
+    const now = this.opts.clock.wallMs();
+    for (const key of b.keys.from(opts.prefix ?? "", opts.after)) {
+      const r = b.entries.get(key)!.record;
+      if (r.value === null || isExpired(r, now)) continue;
+      if (items.length === opts.limit) return { items, next: items[items.length - 1]!.key };
+      items.push(toItem(r));
+    }
+    return { items, next: null };
+  }
+
+  /** Buckets that hold at least one record (live or tombstone), by name. */
+  bucketStats(): BucketStats[] {
+    return [...this.buckets]
+      .map(([name, b]) => ({ name, keys: b.live, bytes: b.bytes }))
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  get usedBytes(): number {
+    return this.used;
+  }
+
+  /**
+   * Makes room for a local write that adds `bytes`. Under `noeviction` it throws
+   * OUT_OF_MEMORY when the budget would be exceeded; under `lru` it evicts the least
+   * recently used live records first and throws only when nothing is left to evict.
+   * Deletes and records arriving from peers do not call this: a replica must accept
+   * what its peers accepted, or replicas would diverge.
+   */
+  reserve(bytes: number): void {
+    const max = this.opts.maxMemoryBytes;
+    if (max <= 0 || this.used + bytes <= max) return;
+    if (this.opts.eviction === "lru") {
+      for (let victim = this.lru.oldest(); victim && this.used + bytes > max; victim = this.lru.oldest()) {
+        this.evict(victim);
+      }
+      if (this.used + bytes <= max) return;
+    }
+    throw new MakhzenError(
+      "OUT_OF_MEMORY",
+      `write refused: ${this.used + bytes} bytes would exceed --max-memory ${max} (eviction: ${this.opts.eviction})`,
+    );
+  }
+
+  /**
+   * One bounded step of background cleanup: looks at up to `budget` entries that
+   * have a TTL or are tombstones. An expired record becomes a tombstone with the
+   * SAME version (expiry creates no new version, so replicas that expire it on
+   * their own agree); a tombstone older than the grace period is purged. Returns
+   * how many entries changed. Work per call is O(budget), whatever the store size.
+   */
+  sweep(budget: number): number {
+    const now = this.opts.clock.wallMs();
+    let changed = 0;
+    let wrapped = false;
+    for (let seen = 0; seen < budget && this.expiring.size > 0; seen++) {
+      this.sweepCursor ??= this.expiring.values();
+      const step = this.sweepCursor.next();
+      if (step.done) {
+        // End of the set: start over once per call, so a small set is not rescanned in a loop.
+        this.sweepCursor = undefined;
+        if (wrapped) break;
+        wrapped = true;
+        continue;
+      }
+      const entry = step.value;
+      const r = entry.record;
+      if (r.value !== null && isExpired(r, now)) {
+        this.expireToTombstone(entry);
+        changed++;
+      } else if (r.value === null && now - tombstoneDeadAt(r) >= this.opts.tombstoneTtlMs) {
+        this.purge(entry);
+        changed++;
+      }
+    }
+    return changed;
+  }
+
+  private isLive(r: StoredRecord): boolean {
+    return r.value !== null && !isExpired(r, this.opts.clock.wallMs());
+  }
+
+  /** Bookkeeping after `entry.record` changed from `old` (undefined for a new key). */
+  private account(bucket: Bucket, entry: Entry, oldBytes: number, old: StoredRecord | undefined): void {
+    const r = entry.record;
+    const delta = entry.bytes - oldBytes;
+    this.used += delta;
+    bucket.bytes += delta;
+    bucket.live += (r.value !== null ? 1 : 0) - (old && old.value !== null ? 1 : 0);
+    const needsSweep = r.value === null || r.expiresAt !== undefined;
+    if (needsSweep !== entry.expiring) {
+      if (needsSweep) this.expiring.add(entry);
+      else this.expiring.delete(entry);
+      entry.expiring = needsSweep;
+    }
+    if (this.opts.eviction === "lru") {
+      if (r.value === null) this.lru.unlink(entry);
+      else this.lru.touch(entry);
+    }
+  }
+
+  private evict(entry: Entry): void {
+    const r = entry.record;
+    const tombstone: StoredRecord = { bucket: r.bucket, key: r.key, value: null, version: this.opts.clock.now() };
+    this.apply(tombstone);
+    this.opts.onEvict?.(tombstone);
+  }
+
+  private expireToTombstone(entry: Entry): void {
+    const bucket = this.buckets.get(entry.record.bucket)!;
+    const old = entry.record;
+    const oldBytes = entry.bytes;
+    entry.record = { ...old, value: null };
+    entry.bytes = recordBytes(entry.record);
+    entry.json = undefined;
+    this.account(bucket, entry, oldBytes, old);
+  }
+
+  private purge(entry: Entry): void {
+    const { bucket: name, key } = entry.record;
+    const bucket = this.buckets.get(name)!;
+    bucket.entries.delete(key);
+    bucket.keys.remove(key);
+    this.used -= entry.bytes;
+    bucket.bytes -= entry.bytes;
+    this.expiring.delete(entry);
+    this.lru.unlink(entry);
+    if (bucket.entries.size === 0) this.buckets.delete(name);
+  }
+}
+
+/** When a tombstone started its grace period: its delete, or the expiry it stands for. */
+const tombstoneDeadAt = (r: StoredRecord): number => Math.max(versionWallMs(r.version), r.expiresAt ?? 0);
