@@ -145,7 +145,7 @@ export class MakhzenClient {
     try {
       return await fetch(this.url + path, { ...init, method, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (e) {
-      const why = e instanceof Error ? (e.name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : e.message) : String(e);
+      const why = describeFetchError(e, this.timeoutMs);
       throw new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: ${why}`);
     }
   }
@@ -166,4 +166,12 @@ async function readError(res: Response): Promise<{ code: string; message: string
     // not our envelope: fall through
   }
   return { code: `HTTP_${res.status}`, message: `HTTP ${res.status}: ${text.slice(0, 200)}` };
+}
+
+function describeFetchError(e: unknown, timeoutMs: number): string {
+  if (!(e instanceof Error)) return String(e);
+  if (e.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
+  const code = (e as { code?: string }).code;
+  if (code === "ConnectionRefused" || code === "ECONNREFUSED") return "connection refused";
+  return e.message;
 }

@@ -1,0 +1,15 @@
+/**
+ * An expected CLI failure: printed as one line on stderr, never with a stack.
+ * `exitCode` 2 is a usage error (bad flag or argument), 1 a failed operation.
+ */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+export const usageError = (message: string): CliError => new CliError(message, 2);

@@ -1,0 +1,108 @@
+import type { ArgsDef } from "citty";
+import { usageError } from "./_errors.ts";
+
+/**
+ * Flag values: the command line first, then MAKHZEN_<FLAG> from the environment,
+ * then the default. This is the only file that reads process.env.
+ */
+export function flag(args: Record<string, unknown>, name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const given = args[name];
+  if (given !== undefined && given !== "") return String(given);
+  const fromEnv = env[envName(name)];
+  return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+}
+
+export const envName = (flagName: string): string => `MAKHZEN_${flagName.toUpperCase().replaceAll("-", "_")}`;
+
+/**
+ * citty ignores flags it does not know; a typo like `--prot 4000` would then start a
+ * node on the default port. Refuse anything not declared, and extra positionals.
+ */
+export function checkArgs(rawArgs: string[], def: ArgsDef): void {
+  const known = new Map<string, string>(); // spelling -> arg type
+  let positionals = 0;
+  for (const [name, d] of Object.entries(def)) {
+    if (d.type === "positional") {
+      positionals++;
+      continue;
+    }
+    for (const n of [name, ...toArray((d as { alias?: string | string[] }).alias)]) known.set(n, d.type ?? "string");
+  }
+  let seen = 0;
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === "--") {
+      seen += rawArgs.length - i - 1;
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      seen++;
+      continue;
+    }
+    const body = arg.replace(/^--?/, "");
+    const [name, inline] = splitOnce(body, "=");
+    let type = known.get(name);
+    if (type === undefined && name.startsWith("no-") && known.get(name.slice(3)) === "boolean") type = "boolean";
+    if (type === undefined) throw usageError(`unknown flag ${arg.split("=")[0]}; see --help`);
+    if (type !== "boolean" && inline === undefined) {
+      if (i + 1 >= rawArgs.length) throw usageError(`flag --${name} needs a value`);
+      i++;
+    }
+  }
+  if (seen > positionals) throw usageError(`too many arguments; see --help`);
+}
+
+function splitOnce(s: string, sep: string): [string, string | undefined] {
+  const at = s.indexOf(sep);
+  return at === -1 ? [s, undefined] : [s.slice(0, at), s.slice(at + 1)];
+}
+
+const toArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+const BYTE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1000,
+  kb: 1024,
+  m: 1000 ** 2,
+  mb: 1024 ** 2,
+  g: 1000 ** 3,
+  gb: 1024 ** 3,
+};
+
+/** Sizes as Redis writes them: 1024, 1k (1000), 1kb (1024), 100mb, 2gb. */
+export function parseBytes(name: string, value: string): number {
+  const m = /^(\d+)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw usageError(`--${name} must be a size like 1048576, 512kb or 100mb, not "${value}"`);
+  return Number(m[1]) * unit;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Durations like 500ms, 30s, 10m, 24h, 7d; a bare number is seconds. */
+export function parseDurationMs(name: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(value.trim());
+  if (!m) throw usageError(`--${name} must be a duration like 30s, 10m or 24h, not "${value}"`);
+  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? "s").toLowerCase()]!);
+}
+
+export function parseInteger(name: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < min || Number(value) > max) {
+    throw usageError(`--${name} must be an integer from ${min} to ${max}, not "${value}"`);
+  }
+  return Number(value);
+}
+
+export function parseChoice<T extends string>(name: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) {
+    throw usageError(`--${name} must be one of ${choices.join(", ")}, not "${value}"`);
+  }
+  return value as T;
+}
+
+export function parsePositiveNumber(name: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw usageError(`--${name} must be a number > 0, not "${value}"`);
+  return n;
+}

@@ -1,0 +1,75 @@
+import { defineCommand } from "citty";
+import { MakhzenClient } from "../client.ts";
+import { CliError } from "./_errors.ts";
+import { flag, parseInteger, parsePositiveNumber } from "./_flags.ts";
+
+const connection = {
+  url: { type: "string", description: "Node URL (default http://127.0.0.1:3000; env MAKHZEN_URL)" },
+  bucket: { type: "string", description: "Bucket (default: default; env MAKHZEN_BUCKET)" },
+} as const;
+
+function clientFor(args: Record<string, unknown>): MakhzenClient {
+  return new MakhzenClient({ url: flag(args, "url"), bucket: flag(args, "bucket") });
+}
+
+const out = (line: string) => process.stdout.write(line + "\n");
+
+export const get = defineCommand({
+  meta: { name: "get", description: "Print the value of KEY (exit 1 if absent)" },
+  args: {
+    key: { type: "positional", required: true, description: "The key" },
+    json: { type: "boolean", description: "Print the whole record as JSON" },
+    ...connection,
+  },
+  async run({ args }) {
+    const item = await clientFor(args).get(args.key);
+    if (!item) throw new CliError(`key ${JSON.stringify(args.key)} not found`);
+    out(args.json ? JSON.stringify(item) : item.value);
+  },
+});
+
+export const put = defineCommand({
+  meta: { name: "put", description: "Set KEY to VALUE" },
+  args: {
+    key: { type: "positional", required: true, description: "The key" },
+    value: { type: "positional", required: true, description: "The value" },
+    ttl: { type: "string", description: "Expire after this many seconds" },
+    json: { type: "boolean", description: "Print the stored record as JSON" },
+    ...connection,
+  },
+  async run({ args }) {
+    const ttl = args.ttl === undefined ? undefined : parsePositiveNumber("ttl", args.ttl);
+    const item = await clientFor(args).put(args.key, args.value, { ttl });
+    out(args.json ? JSON.stringify(item) : "OK");
+  },
+});
+
+export const del = defineCommand({
+  meta: { name: "del", description: "Delete KEY (exit 1 if absent)" },
+  args: {
+    key: { type: "positional", required: true, description: "The key" },
+    ...connection,
+  },
+  async run({ args }) {
+    if (!(await clientFor(args).delete(args.key))) throw new CliError(`key ${JSON.stringify(args.key)} not found`);
+    out("OK");
+  },
+});
+
+export const ls = defineCommand({
+  meta: { name: "ls", description: "List keys in order, following pages to the end" },
+  args: {
+    prefix: { type: "string", description: "Only keys starting with this" },
+    limit: { type: "string", description: "Stop after this many keys" },
+    json: { type: "boolean", description: "Print one JSON record per line" },
+    ...connection,
+  },
+  async run({ args }) {
+    const max = args.limit === undefined ? Infinity : parseInteger("limit", args.limit, 1, Number.MAX_SAFE_INTEGER);
+    let printed = 0;
+    for await (const item of clientFor(args).listAll({ prefix: args.prefix, limit: Math.min(1000, max) })) {
+      if (printed++ >= max) break;
+      out(args.json ? JSON.stringify(item) : item.key);
+    }
+  },
+});

@@ -1,0 +1,67 @@
+#!/usr/bin/env bun
+import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { MakhzenClientError } from "../client.ts";
+import { VERSION } from "../meta.ts";
+import { CliError, usageError } from "./_errors.ts";
+import { checkArgs } from "./_flags.ts";
+import { del, get, ls, put } from "./client-commands.ts";
+import { serve } from "./serve.ts";
+
+const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls };
+
+export const root = defineCommand({
+  meta: { name: "makhzen", version: VERSION, description: "A distributed in-memory key-value store for Bun" },
+  subCommands: commands,
+});
+
+function findCommand(name: string | undefined): CommandDef<any> | undefined {
+  if (name === undefined) return undefined;
+  if (name in commands) return commands[name];
+  return Object.values(commands).find((c) => {
+    const alias = (c.meta as { alias?: string | string[] } | undefined)?.alias;
+    return alias === name || (Array.isArray(alias) && alias.includes(name));
+  });
+}
+
+/**
+ * Runs the CLI and returns the exit code. Expected failures (bad flags, a missing
+ * key, an unreachable node) print one line on stderr; only bugs print a stack.
+ */
+export async function main(rawArgs: string[]): Promise<number> {
+  try {
+    const [first, ...rest] = rawArgs;
+    if (first === undefined || first === "--help" || first === "-h") {
+      process.stdout.write((await renderUsage(root)) + "\n");
+      return first === undefined ? 2 : 0;
+    }
+    if (first === "--version" || first === "-v") {
+      process.stdout.write(VERSION + "\n");
+      return 0;
+    }
+    const cmd = findCommand(first);
+    if (!cmd) throw usageError(`unknown command "${first}"; commands: ${Object.keys(commands).join(", ")}`);
+    if (rest.includes("--help") || rest.includes("-h")) {
+      process.stdout.write((await renderUsage(cmd, root)) + "\n");
+      return 0;
+    }
+    checkArgs(rest, (cmd.args ?? {}) as ArgsDef);
+    await runCommand(cmd, { rawArgs: rest });
+    return 0;
+  } catch (e) {
+    if (e instanceof CliError) return fail(e.message, e.exitCode);
+    if (e instanceof MakhzenClientError) return fail(e.message, 1);
+    if (e instanceof Error && e.name === "CLIError") return fail(`${e.message}; see --help`, 2);
+    console.error(e);
+    return 1;
+  }
+}
+
+function fail(message: string, code: number): number {
+  process.stderr.write(`makhzen: ${message}\n`);
+  return code;
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  process.exit(code);
+}
