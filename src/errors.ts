@@ -15,7 +15,11 @@ export type ErrorCode =
   | "PRECONDITION_FAILED"
   | "OUT_OF_MEMORY"
   | "INVALID_CONFIG"
-  | "UNAVAILABLE";
+  | "DATA_DIR" // the data dir cannot be used: the node refuses to start
+  | "UNAVAILABLE" // not enough replicas answered or are known (w=/r=), or not ready
+  | "REPLICATION_TIMEOUT" // w=/r= waited its timeout; the local write stands
+  | "NAME_TAKEN" // a joining node's name is held by another live URL
+  | "PROTOCOL_VERSION"; // a peer speaks a protocol version this node does not
 
 export class MakhzenError extends Error {
   readonly code: ErrorCode;

@@ -13,7 +13,11 @@ export const STATUS: Record<ErrorCode, number> = {
   PRECONDITION_FAILED: 412,
   OUT_OF_MEMORY: 507,
   INVALID_CONFIG: 400,
+  DATA_DIR: 500,
   UNAVAILABLE: 503,
+  REPLICATION_TIMEOUT: 504,
+  NAME_TAKEN: 409,
+  PROTOCOL_VERSION: 400,
 };
 
 const JSON_HEADERS = { "content-type": "application/json" };

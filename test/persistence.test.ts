@@ -1,0 +1,135 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DB_FILE, Persistence, type FsyncPolicy } from "../src/persistence.ts";
+import type { StoredRecord } from "../src/record.ts";
+import { formatVersion } from "../src/version.ts";
+
+const NOW = 1_800_000_000_000;
+const DAY = 86_400_000;
+const dirs: string[] = [];
+const open: Persistence[] = [];
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "makhzen-persist-"));
+  dirs.push(d);
+  return d;
+}
+
+function openAt(dir: string, fsync: FsyncPolicy = "always", nodeName = "n1"): Persistence {
+  const p = Persistence.open({ dir, nodeName, fsync });
+  open.push(p);
+  return p;
+}
+
+function loadAll(p: Persistence, now = NOW, ttl = DAY) {
+  const records: StoredRecord[] = [];
+  const stats = p.load((r) => records.push(r), now, ttl);
+  records.sort((a, b) => (a.key < b.key ? -1 : 1));
+  return { records, stats };
+}
+
+const rec = (key: string, value: string | null, wall = NOW, extra: Partial<StoredRecord> = {}): StoredRecord => ({
+  bucket: "default",
+  key,
+  value,
+  version: formatVersion(wall, 0, "n1"),
+  ...extra,
+});
+
+afterEach(() => {
+  for (const p of open.splice(0)) p.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe("Persistence", () => {
+  test("records survive close and reopen, coalesced by key", async () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    p.write(rec("a", "1"));
+    p.write(rec("a", "2", NOW + 1));
+    p.write(rec("b", null));
+    p.write(rec("c", "x", NOW, { bucket: "other", expiresAt: NOW + DAY }));
+    await p.durable();
+    p.close();
+    const { records, stats } = loadAll(openAt(dir));
+    expect(stats).toEqual({ loaded: 3, dropped: 0 });
+    expect(records).toEqual([rec("a", "2", NOW + 1), rec("b", null), rec("c", "x", NOW, { bucket: "other", expiresAt: NOW + DAY })]);
+  });
+
+  test("under always, durable() resolves only after the group commit", async () => {
+    const dir = tempDir();
+    const p = openAt(dir, "always");
+    for (let i = 0; i < 100; i++) p.write(rec(`k${i}`, "v"));
+    let done = false;
+    const wait = p.durable().then(() => (done = true));
+    expect(done).toBe(false);
+    await wait;
+    // A second handle sees the rows: they are committed, not only queued.
+    const reader = openAt(dir, "no");
+    expect(loadAll(reader).records).toHaveLength(100);
+  });
+
+  test("close flushes under everysec and no", () => {
+    for (const fsync of ["everysec", "no"] as const) {
+      const dir = tempDir();
+      const p = openAt(dir, fsync);
+      p.write(rec("k", fsync));
+      p.close();
+      expect(loadAll(openAt(dir, fsync)).records).toEqual([rec("k", fsync)]);
+    }
+  });
+
+  test("expired records load as tombstones, and are dropped after the grace period", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    p.write(rec("recent", "v", NOW - 10_000, { expiresAt: NOW - 1000 }));
+    p.write(rec("ancient", "v", NOW - 3 * DAY, { expiresAt: NOW - 2 * DAY }));
+    p.write(rec("old-delete", null, NOW - 2 * DAY));
+    p.write(rec("live", "v", NOW, { expiresAt: NOW + 1000 }));
+    p.close();
+    const again = openAt(dir);
+    const { records, stats } = loadAll(again);
+    expect(stats).toEqual({ loaded: 2, dropped: 2 });
+    expect(records).toEqual([
+      rec("live", "v", NOW, { expiresAt: NOW + 1000 }),
+      rec("recent", null, NOW - 10_000, { expiresAt: NOW - 1000 }),
+    ]);
+    again.close();
+    // The dropped rows are gone from disk too.
+    expect(loadAll(openAt(dir), NOW - 3 * DAY).records.map((r) => r.key)).toEqual(["live", "recent"]);
+  });
+
+  test("remove deletes the row", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    p.write(rec("a", null));
+    p.flush();
+    p.remove("default", "a");
+    p.close();
+    expect(loadAll(openAt(dir)).records).toEqual([]);
+  });
+
+  test("a data dir written by another node is refused, naming both", () => {
+    const dir = tempDir();
+    openAt(dir, "always", "alpha").close();
+    expect(() => openAt(dir, "always", "beta")).toThrow(
+      `data dir ${dir}: was written by node "alpha", not "beta"; start with --name alpha or use another dir`,
+    );
+  });
+
+  test("a corrupt database file is refused, not replaced", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, DB_FILE), "this is not sqlite ".repeat(500));
+    expect(() => openAt(dir)).toThrow(new RegExp(`^data dir ${dir}: cannot open ${DB_FILE} \\(.+\\)$`));
+    expect(Bun.file(join(dir, DB_FILE)).size).toBe("this is not sqlite ".length * 500);
+  });
+
+  test("a path that is a file is refused", () => {
+    const dir = tempDir();
+    const file = join(dir, "plain-file");
+    writeFileSync(file, "x");
+    expect(() => openAt(file)).toThrow(/^data dir .*plain-file: /);
+  });
+});
