@@ -33,7 +33,8 @@ export interface ClientListPage {
 
 /**
  * An error answered by a node (`status` and `code` from its error envelope), or
- * `UNREACHABLE` with status 0 when no answer came at all.
+ * `UNREACHABLE` with status 0 when no answer came at all (status 0 also marks a
+ * request the client refused to send, such as `INVALID_KEY`).
  */
 export class MakhzenClientError extends Error {
   constructor(
@@ -134,6 +135,12 @@ export class MakhzenClient {
   }
 
   private itemPath(key: string, bucket?: string): string {
+    // A URL path cannot carry these keys: "" leaves `/items/`, which is the list route,
+    // and fetch resolves "." and ".." as dot segments (even written %2E), so the request
+    // reached another route and get("") answered a list page as if it were an item.
+    if (key === "" || key === "." || key === "..") {
+      throw new MakhzenClientError(0, "INVALID_KEY", `key ${JSON.stringify(key)} cannot be used in a URL path`);
+    }
     return `${this.bucketPath(bucket)}/items/${encodeURIComponent(key)}`;
   }
 

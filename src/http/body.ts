@@ -10,6 +10,10 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   const declared = request.headers.get("content-length");
   let text: string;
   if (declared !== null) {
+    // Only a plain decimal length is trusted. Anything else ("abc", "-1") made Number()
+    // give NaN or a negative number, and the whole body was then buffered with no cap;
+    // Bun's own server refuses such requests, but `node.handle()` sees them as is.
+    if (!/^\s*\d+\s*$/.test(declared)) throw new MakhzenError("BAD_REQUEST", "Content-Length is not a valid length");
     const n = Number(declared);
     if (n > maxBytes) throw tooLarge(maxBytes);
     text = await request.text();
