@@ -38,6 +38,42 @@ export interface NodeConfig {
   sweepBudget: number;
   /** Physical time source; tests inject a manual one. */
   wallClock: WallClock;
+
+  // ---- cluster (see docs/replication.md) ----
+  /** Seed URLs to join through; any one live seed is enough. Empty: a cluster of one until someone joins. */
+  peers: string[];
+  /** The URL peers use to reach this node. Default: http://host:port (known after listen for port 0). */
+  advertise?: string;
+  /** Period of heartbeats (a gossip exchange with every member), in ms. */
+  heartbeatIntervalMs: number;
+  /** Silence after which a member is suspect, in ms: several heartbeats, so one lost packet is not a suspicion. */
+  suspectAfterMs: number;
+  /** Silence after which a member is dead, in ms. Dead members keep their queue (up to the bound) and are still probed. */
+  deadAfterMs: number;
+  /** Period of anti-entropy rounds against a random live peer, in ms. Extra rounds run on rejoin, overflow and start. */
+  antiEntropyIntervalMs: number;
+  /** Leaves (of 4096) one anti-entropy round repairs at most: bounds the work and the bytes of a round. */
+  antiEntropyMaxLeaves: number;
+  /** Timeout of every peer request, in ms. A hung peer costs a sender this much, never a client. */
+  requestTimeoutMs: number;
+  /** First retry delay of a failing peer sender, in ms; doubles per failure, with full jitter. */
+  backoffBaseMs: number;
+  /** Longest retry delay, in ms: also how soon a recovered peer is noticed by its sender at worst. */
+  backoffMaxMs: number;
+  /** Records a peer's queue may hold (after coalescing by key); past it the queue is dropped and anti-entropy repairs the peer. */
+  queueMaxRecords: number;
+  /** Records per replication batch. */
+  batchMaxRecords: number;
+  /** Serialized bytes per replication batch (a single larger record goes alone). */
+  batchMaxBytes: number;
+  /** Batches in flight per peer. Two keeps the pipe full without reordering much (order does not matter: LWW). */
+  maxInflightBatches: number;
+  /** How long a starting node waits for its first sync before /readyz says ready anyway, in ms. */
+  startSyncTimeoutMs: number;
+  /** How long a leaving node tries to drain its queues before it says goodbye, in ms. */
+  drainTimeoutMs: number;
+  /** Versions further than this ahead of our wall clock are refused from peers, in ms (see docs/replication.md). */
+  maxClockDriftMs: number;
 }
 
 export type NodeOptions = Partial<NodeConfig>;
@@ -56,12 +92,47 @@ export const DEFAULTS = {
   tombstoneTtlMs: 24 * 60 * 60 * 1000,
   sweepIntervalMs: 100,
   sweepBudget: 1000,
+  heartbeatIntervalMs: 1000,
+  // Five missed heartbeats: a GC pause or a busy event loop is not a failure.
+  suspectAfterMs: 5000,
+  deadAfterMs: 30_000,
+  antiEntropyIntervalMs: 30_000,
+  // 512 of 4096 leaves: with 1M keys about 125k (key, version) pairs, a few MB, per round.
+  antiEntropyMaxLeaves: 512,
+  requestTimeoutMs: 5000,
+  backoffBaseMs: 100,
+  backoffMaxMs: 5000,
+  // 1M queued records is at most ~1 GiB of shared strings at the value limit, and far
+  // more than a minute of writes at typical rates; beyond it anti-entropy is cheaper.
+  queueMaxRecords: 1_000_000,
+  batchMaxRecords: 1000,
+  batchMaxBytes: MiB,
+  maxInflightBatches: 2,
+  startSyncTimeoutMs: 30_000,
+  drainTimeoutMs: 10_000,
+  maxClockDriftMs: 60_000,
+} as const satisfies Partial<NodeConfig>;
+
+/**
+ * Cluster timings for tests and local experiments: failures are noticed within a
+ * second and repaired within another. Too eager for a real network.
+ */
+export const FAST_TIMINGS = {
+  heartbeatIntervalMs: 100,
+  suspectAfterMs: 600,
+  deadAfterMs: 1500,
+  antiEntropyIntervalMs: 500,
+  requestTimeoutMs: 1000,
+  backoffBaseMs: 20,
+  backoffMaxMs: 300,
+  startSyncTimeoutMs: 5000,
+  drainTimeoutMs: 2000,
 } as const satisfies Partial<NodeConfig>;
 
 /** Fills defaults and checks every field; throws INVALID_CONFIG naming the bad one. */
 export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-  const merged = { ...DEFAULTS, wallClock: Date.now, ...defined } as Omit<NodeConfig, "name" | "maxBodyBytes"> &
+  const merged = { ...DEFAULTS, wallClock: Date.now, peers: [], ...defined } as Omit<NodeConfig, "name" | "maxBodyBytes"> &
     Partial<NodeConfig>;
   const c: NodeConfig = {
     ...merged,
@@ -81,6 +152,25 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("tombstoneTtlMs", c.tombstoneTtlMs, 0, Number.MAX_SAFE_INTEGER);
   integer("sweepIntervalMs", c.sweepIntervalMs, 1, 60 * 60 * 1000);
   integer("sweepBudget", c.sweepBudget, 1, 10_000_000);
+  if (!Array.isArray(c.peers)) bad("peers", "must be a list of URLs");
+  c.peers = c.peers.map((u) => normalizeUrl("peers", u));
+  if (c.advertise !== undefined) c.advertise = normalizeUrl("advertise", c.advertise);
+  const HOUR = 3_600_000;
+  integer("heartbeatIntervalMs", c.heartbeatIntervalMs, 10, HOUR);
+  integer("suspectAfterMs", c.suspectAfterMs, c.heartbeatIntervalMs, HOUR);
+  integer("deadAfterMs", c.deadAfterMs, c.suspectAfterMs, 24 * HOUR);
+  integer("antiEntropyIntervalMs", c.antiEntropyIntervalMs, 10, 24 * HOUR);
+  integer("antiEntropyMaxLeaves", c.antiEntropyMaxLeaves, 1, 4096);
+  integer("requestTimeoutMs", c.requestTimeoutMs, 10, HOUR);
+  integer("backoffBaseMs", c.backoffBaseMs, 1, HOUR);
+  integer("backoffMaxMs", c.backoffMaxMs, c.backoffBaseMs, HOUR);
+  integer("queueMaxRecords", c.queueMaxRecords, 1, 1e9);
+  integer("batchMaxRecords", c.batchMaxRecords, 1, 100_000);
+  integer("batchMaxBytes", c.batchMaxBytes, 1024, 512 * MiB);
+  integer("maxInflightBatches", c.maxInflightBatches, 1, 16);
+  integer("startSyncTimeoutMs", c.startSyncTimeoutMs, 0, 24 * HOUR);
+  integer("drainTimeoutMs", c.drainTimeoutMs, 0, HOUR);
+  integer("maxClockDriftMs", c.maxClockDriftMs, 1000, Number.MAX_SAFE_INTEGER);
   return c;
 }
 
@@ -88,6 +178,18 @@ function defaultName(host: string, port: number): string {
   // With port 0 the real port is only known after listen(); a random name stays unique.
   if (port === 0) return `node-${crypto.randomUUID().slice(0, 8)}`;
   return `${host}:${port}`;
+}
+
+/** An http(s) URL without a trailing slash, as peers compare them. */
+function normalizeUrl(field: string, u: unknown): string {
+  let url: URL;
+  try {
+    url = new URL(String(u));
+  } catch {
+    bad(field, `"${String(u)}" is not a URL like http://10.0.0.2:3000`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") bad(field, `"${String(u)}" must be http:// or https://`);
+  return url.origin + url.pathname.replace(/\/+$/, "");
 }
 
 function integer(field: string, v: unknown, min: number, max: number): void {

@@ -5,6 +5,9 @@ import { Items, type DeleteOptions, type ListItemsOptions, type SetOptions } fro
 import { DEFAULT_BUCKET, type Item } from "./record.ts";
 import { Store, type BucketStats, type ListPage } from "./store.ts";
 import { VERSION } from "./meta.ts";
+import { Cluster, type ClusterStatus, type MemberStatus } from "./cluster.ts";
+import { Digest } from "./digest.ts";
+import { HttpTransport } from "./transport.ts";
 
 /** One bucket of an embedded node: a small Map-like view over the items API. */
 export interface BucketHandle {
@@ -25,7 +28,18 @@ export interface MakhzenNode {
   listen(): Promise<{ url: string; port: number }>;
   /** Answers one HTTP request in process, without a socket (tests, custom servers). */
   handle(request: Request): Promise<Response>;
-  /** Stops serving and all background work. Idempotent. */
+  /** Every member of the cluster as this node sees it, itself first. */
+  members(): MemberStatus[];
+  /** The body of GET /cluster. */
+  status(): ClusterStatus;
+  /** Whether the first sync after start is done (or timed out): what /readyz says. */
+  ready(): boolean;
+  /**
+   * Leaves the cluster gracefully: drains the replication queues for at most
+   * `drainTimeoutMs`, tells the peers, then closes. Idempotent.
+   */
+  leave(): Promise<void>;
+  /** Stops serving and all background work, without telling the peers. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -40,14 +54,20 @@ export interface MakhzenNode {
 export function createNode(options: NodeOptions = {}): MakhzenNode {
   const config = resolveConfig(options);
   const clock = new HybridClock(config.name, config.wallClock);
+  const digest = new Digest();
   const store = new Store({
     clock,
     maxMemoryBytes: config.maxMemoryBytes,
     eviction: config.eviction,
     tombstoneTtlMs: config.tombstoneTtlMs,
+    onChange: (bucket, key, prev, next) => digest.update(bucket, key, prev, next),
+    // `cluster` is assigned below; the store calls this only on a write, which comes later.
+    onEvict: (tombstone) => cluster.replicator.enqueue(tombstone),
   });
-  const items = new Items(store, clock, config);
-  const app: App = createApp({ config, store, items, isReady: () => true, version: VERSION });
+  const cluster = new Cluster({ config, store, digest, clock, transport: new HttpTransport() });
+  const items = new Items(store, clock, config, (record) => cluster.replicator.enqueue(record));
+  const app: App = createApp({ config, store, items, cluster, isReady: () => cluster.ready, version: VERSION });
+  let started: Promise<void> | undefined;
   const sweeper = startSweeper(store, config);
   let server: ReturnType<typeof Bun.serve> | undefined;
   let closed = false;
@@ -80,11 +100,28 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
         });
       }
       const port = server.port!;
-      return { url: `http://${urlHost(config.host)}:${port}`, port };
+      const url = `http://${urlHost(config.host)}:${port}`;
+      started ??= cluster.start(url);
+      try {
+        await started;
+      } catch (e) {
+        await this.close();
+        throw e;
+      }
+      return { url, port };
+    },
+    members: () => cluster.status().members,
+    status: () => cluster.status(),
+    ready: () => cluster.ready,
+    async leave() {
+      if (closed) return;
+      if (started) await cluster.leave();
+      await this.close();
     },
     async close() {
       if (closed) return;
       closed = true;
+      cluster.close();
       clearInterval(sweeper);
       await server?.stop(true);
       server = undefined;

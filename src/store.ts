@@ -3,7 +3,7 @@ import { MakhzenError } from "./errors.ts";
 import { LruList, type LruLinks } from "./lru.ts";
 import { isExpired, toItem, type Item, type StoredRecord } from "./record.ts";
 import { SortedKeys } from "./sorted-keys.ts";
-import { versionWallMs } from "./version.ts";
+import { versionWallMs, type Version } from "./version.ts";
 
 export type EvictionPolicy = "noeviction" | "lru";
 
@@ -21,6 +21,18 @@ export interface StoreOptions {
    * its replicas) and replicas stay identical.
    */
   onEvict?: (tombstone: StoredRecord) => void;
+  /**
+   * Called whenever the record held for a key changes version: a new key, a newer
+   * version, or a purge (`next` undefined). Expiry keeps the version, so it is not a
+   * change. The anti-entropy digest is kept current through this. Must not throw.
+   */
+  onChange?: (bucket: string, key: string, prev: Version | undefined, next: Version | undefined) => void;
+}
+
+/** A position in `scan` order: buckets by name, then keys in order. */
+export interface ScanCursor {
+  bucket: string;
+  key: string;
 }
 
 /**
@@ -97,10 +109,17 @@ export class Store {
     }
     const entry = bucket.entries.get(record.key);
     if (entry === undefined) {
+      // A delete already past its grace period is not taken in: anti-entropy from a
+      // peer that has not swept it yet must not bring it back after we purged it.
+      if (this.isPastGrace(record)) {
+        if (bucket.entries.size === 0) this.buckets.delete(record.bucket);
+        return false;
+      }
       const fresh: Entry = { record, bytes: recordBytes(record), expiring: false };
       bucket.entries.set(record.key, fresh);
       bucket.keys.add(record.key);
       this.account(bucket, fresh, 0, undefined);
+      this.opts.onChange?.(record.bucket, record.key, undefined, record.version);
       return true;
     }
     if (entry.record.version >= record.version) return false;
@@ -110,6 +129,7 @@ export class Store {
     entry.bytes = recordBytes(record);
     entry.json = undefined;
     this.account(bucket, entry, oldBytes, old);
+    this.opts.onChange?.(record.bucket, record.key, old.version, record.version);
     return true;
   }
 
@@ -132,6 +152,33 @@ export class Store {
   /** Whatever the store holds for a key, tombstones and expired records included. */
   getRecord(bucket: string, key: string): StoredRecord | undefined {
     return this.buckets.get(bucket)?.entries.get(key)?.record;
+  }
+
+  /** How many records (live, expired and tombstones) the store holds. */
+  get recordCount(): number {
+    let n = 0;
+    for (const b of this.buckets.values()) n += b.entries.size;
+    return n;
+  }
+
+  /**
+   * Up to `limit` records strictly after `after`, tombstones and expired records
+   * included, in (bucket, key) order: the full-copy page of anti-entropy. Each call
+   * costs O(buckets + limit) once the bucket's key order is settled.
+   */
+  scan(after: ScanCursor | undefined, limit: number): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    const names = [...this.buckets.keys()].sort();
+    for (const name of names) {
+      if (after && name < after.bucket) continue;
+      const b = this.buckets.get(name)!;
+      const from = after && name === after.bucket ? after.key : undefined;
+      for (const key of b.keys.from("", from)) {
+        if (out.length === limit) return out;
+        out.push(b.entries.get(key)!.record);
+      }
+    }
+    return out;
   }
 
   /** A page of live items in key order. */
@@ -161,24 +208,31 @@ export class Store {
   }
 
   /**
-   * Makes room for a local write that adds `bytes`. Under `noeviction` it throws
-   * OUT_OF_MEMORY when the budget would be exceeded; under `lru` it evicts the least
-   * recently used live records first and throws only when nothing is left to evict.
+   * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when
+   * given). Under `noeviction` it throws OUT_OF_MEMORY when the budget would be
+   * exceeded; under `lru` it evicts the least recently used live records first and
+   * throws only when nothing is left to evict.
    * Deletes and records arriving from peers do not call this: a replica must accept
    * what its peers accepted, or replicas would diverge.
    */
-  reserve(bytes: number): void {
+  reserve(bytes: number, bucket?: string, key?: string): void {
     const max = this.opts.maxMemoryBytes;
-    if (max <= 0 || this.used + bytes <= max) return;
+    if (max <= 0) return;
+    // A write that replaces (bucket, key) frees the bytes of the record it replaces,
+    // so only the growth must fit: a full store can still update a key in place.
+    // Re-read after every eviction, which may have turned this very key into a tombstone.
+    const growth = () =>
+      bytes - (bucket === undefined || key === undefined ? 0 : (this.buckets.get(bucket)?.entries.get(key)?.bytes ?? 0));
+    if (this.used + growth() <= max) return;
     if (this.opts.eviction === "lru") {
-      for (let victim = this.lru.oldest(); victim && this.used + bytes > max; victim = this.lru.oldest()) {
+      for (let victim = this.lru.oldest(); victim && this.used + growth() > max; victim = this.lru.oldest()) {
         this.evict(victim);
       }
-      if (this.used + bytes <= max) return;
+      if (this.used + growth() <= max) return;
     }
     throw new MakhzenError(
       "OUT_OF_MEMORY",
-      `write refused: ${this.used + bytes} bytes would exceed --max-memory ${max} (eviction: ${this.opts.eviction})`,
+      `write refused: ${this.used + growth()} bytes would exceed --max-memory ${max} (eviction: ${this.opts.eviction})`,
     );
   }
 
@@ -214,6 +268,13 @@ export class Store {
       }
     }
     return changed;
+  }
+
+  /** A tombstone (or a record that expired) whose grace period is over: it should be gone. */
+  private isPastGrace(r: StoredRecord): boolean {
+    const now = this.opts.clock.wallMs();
+    if (r.value !== null && !isExpired(r, now)) return false;
+    return now - tombstoneDeadAt(r) >= this.opts.tombstoneTtlMs;
   }
 
   private isLive(r: StoredRecord): boolean {
@@ -266,6 +327,7 @@ export class Store {
     this.expiring.delete(entry);
     this.lru.unlink(entry);
     if (bucket.entries.size === 0) this.buckets.delete(name);
+    this.opts.onChange?.(name, key, entry.record.version, undefined);
   }
 }
 

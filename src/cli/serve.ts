@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { DEFAULTS, type NodeOptions } from "../config.ts";
+import { DEFAULTS, FAST_TIMINGS, type NodeOptions } from "../config.ts";
 import { MakhzenError } from "../errors.ts";
 import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
@@ -15,6 +15,18 @@ export const serveArgs = {
   "max-memory": { type: "string", description: "Data budget in bytes, e.g. 512mb; 0 = unlimited (default 0)" },
   eviction: { type: "string", description: "When --max-memory is reached: noeviction (507) or lru (default noeviction)" },
   "tombstone-ttl": { type: "string", description: "How long deletes are remembered, e.g. 24h (default 24h)" },
+  peers: {
+    type: "string",
+    alias: "cluster",
+    description: "Seed URLs to join, comma-separated; any one live seed is enough (alias --cluster; env MAKHZEN_PEERS)",
+  },
+  advertise: { type: "string", description: "URL peers use to reach this node (default http://host:port)" },
+  timings: { type: "string", description: "Cluster timing preset: default or fast (tests, local experiments)" },
+  "heartbeat-interval": { type: "string", description: `Heartbeat period, e.g. 1s (default ${DEFAULTS.heartbeatIntervalMs}ms)` },
+  "anti-entropy-interval": { type: "string", description: `Anti-entropy period, e.g. 30s (default ${DEFAULTS.antiEntropyIntervalMs}ms)` },
+  "request-timeout": { type: "string", description: `Timeout of a peer request, e.g. 5s (default ${DEFAULTS.requestTimeoutMs}ms)` },
+  "queue-max": { type: "string", description: `Records queued per peer before the queue is dropped for anti-entropy (default ${DEFAULTS.queueMaxRecords})` },
+  "drain-timeout": { type: "string", description: `How long a leaving node drains its queues, e.g. 10s (default ${DEFAULTS.drainTimeoutMs}ms)` },
 } as const;
 
 /** Turns `serve` flags (and MAKHZEN_* variables) into node options; throws a usage error on bad input. */
@@ -24,7 +36,10 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     const v = get(name);
     return v === undefined ? undefined : parse(name, v);
   };
-  return {
+  // A preset supplies defaults; a flag given beside it still wins.
+  const preset: NodeOptions =
+    opt("timings", (n, v) => parseChoice(n, v, ["default", "fast"] as const)) === "fast" ? FAST_TIMINGS : {};
+  const given: NodeOptions = {
     port: opt("port", (n, v) => parseInteger(n, v, 0, 65535)),
     host: get("host"),
     name: get("name"),
@@ -33,7 +48,16 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     maxMemoryBytes: opt("max-memory", parseBytes),
     eviction: opt("eviction", (n, v) => parseChoice(n, v, ["noeviction", "lru"] as const)),
     tombstoneTtlMs: opt("tombstone-ttl", parseDurationMs),
+    peers: opt("peers", parseUrlList),
+    advertise: opt("advertise", parseUrl),
+    heartbeatIntervalMs: opt("heartbeat-interval", parseDurationMs),
+    antiEntropyIntervalMs: opt("anti-entropy-interval", parseDurationMs),
+    requestTimeoutMs: opt("request-timeout", parseDurationMs),
+    queueMaxRecords: opt("queue-max", (n, v) => parseInteger(n, v, 1, 1e9)),
+    drainTimeoutMs: opt("drain-timeout", parseDurationMs),
   };
+  const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+  return { ...preset, ...defined };
 }
 
 export const serve = defineCommand({
@@ -52,6 +76,7 @@ export const serve = defineCommand({
     try {
       ({ url } = await node.listen());
     } catch (e) {
+      if (e instanceof MakhzenError && e.code === "NAME_TAKEN") throw new CliError(`cannot join the cluster: ${e.message}`);
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       throw new CliError(`cannot listen on ${node.config.host}:${node.config.port}: ${why}`);
     }
@@ -59,11 +84,30 @@ export const serve = defineCommand({
     // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
-        console.log(`makhzen: ${signal} received, stopping`);
-        node.close().then(resolve, resolve);
+        console.log(`makhzen: ${signal} received, leaving the cluster`);
+        node.leave().then(resolve, (e) => {
+          console.error("makhzen: leave failed:", e);
+          resolve();
+        });
       };
       process.once("SIGINT", () => stop("SIGINT"));
       process.once("SIGTERM", () => stop("SIGTERM"));
     });
   },
 });
+
+function parseUrl(name: string, value: string): string {
+  try {
+    const u = new URL(value);
+    if (u.protocol === "http:" || u.protocol === "https:") return value;
+  } catch {
+    // reported below
+  }
+  throw usageError(`--${name} must be a URL like http://10.0.0.2:3000, not "${value}"`);
+}
+
+function parseUrlList(name: string, value: string): string[] {
+  const urls = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (urls.length === 0) throw usageError(`--${name} must list at least one URL`);
+  return urls.map((u) => parseUrl(name, u));
+}

@@ -5,7 +5,9 @@ import { MakhzenError, isMakhzenError } from "../errors.ts";
 import type { Items } from "../items.ts";
 import { DEFAULT_BUCKET, type Item } from "../record.ts";
 import type { Store } from "../store.ts";
+import type { Cluster, Concern } from "../cluster.ts";
 import { readJsonBody } from "./body.ts";
+import { peerRoutes } from "./peer.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
 import * as M from "./models.ts";
 
@@ -16,6 +18,8 @@ export interface AppDeps {
   /** Whether the node is ready to serve (for /readyz). */
   isReady: () => boolean;
   version: string;
+  /** The cluster side: w=/r= on items, GET /cluster and the peer API. Absent on a lone node. */
+  cluster?: Cluster;
 }
 
 const JSON_TYPE = "application/json";
@@ -28,6 +32,20 @@ const TEXT_TYPE = "text/plain; charset=utf-8";
 export function createApp(deps: AppDeps) {
   const { items, config } = deps;
   const parseBody = ({ request }: { request: Request }) => readJsonBody(request, config.maxBodyBytes);
+
+  /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
+  const concernOf = (name: "w" | "r", request: Request): Concern | undefined => {
+    if (!deps.cluster || request.url.indexOf("?") === -1) return undefined;
+    const q = new URL(request.url).searchParams;
+    return deps.cluster.concern(name, q.get(name), q.get("timeout"));
+  };
+
+  const readItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
+    const concern = concernOf("r", request);
+    if (!concern) return getItem(bucket, rawKey, request);
+    const key = decodeKey(rawKey);
+    return deps.cluster!.repairRead(bucket, key, concern).then(() => getItem(bucket, rawKey, request));
+  };
 
   const getItem = (bucket: string, rawKey: string, request: Request): Response => {
     const key = decodeKey(rawKey);
@@ -43,15 +61,22 @@ export function createApp(deps: AppDeps) {
 
   const putItem = (bucket: string, rawKey: string, body: { value: string; ttl?: number }, request: Request) => {
     const key = decodeKey(rawKey);
+    const concern = concernOf("w", request);
     const item = items.set(bucket, key, body.value, { ttl: body.ttl, ...conditions(request.headers) });
+    if (concern) return deps.cluster!.awaitWrite(bucket, key, item.version, concern).then(() => itemResponse(item));
     return itemResponse(item);
   };
 
-  const deleteItem = (bucket: string, rawKey: string, request: Request): Response => {
+  const deleteItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
     const key = decodeKey(rawKey);
     const { ifMatch, ifAbsent } = conditions(request.headers);
     if (ifAbsent) throw new MakhzenError("BAD_REQUEST", "If-None-Match: * makes no sense on DELETE");
+    const concern = concernOf("w", request);
     if (!items.delete(bucket, key, { ifMatch })) throw notFound(key);
+    if (concern) {
+      const version = deps.store.getRecord(bucket, key)!.version; // the tombstone just written
+      return deps.cluster!.awaitWrite(bucket, key, version, concern).then(() => new Response(null, { status: 204 }));
+    }
     return new Response(null, { status: 204 });
   };
 
@@ -97,6 +122,7 @@ export function createApp(deps: AppDeps) {
           return errorResponse(500, "INTERNAL", "internal error; see the node's log");
       }
     })
+    .use(deps.cluster ? peerRoutes({ cluster: deps.cluster, maxBodyBytes: deps.config.maxBodyBytes + 2 * deps.config.batchMaxBytes }) : new Elysia())
     .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"] }, response: M.Health })
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : errorResponse(503, "UNAVAILABLE", "not ready")), {
       detail: { summary: "Readiness", tags: ["ops"] },
@@ -111,7 +137,7 @@ export function createApp(deps: AppDeps) {
       response: M.ItemList,
       ...itemDocs("List items of the default bucket"),
     })
-    .get("/items/*", ({ params, request }) => getItem(DEFAULT_BUCKET, params["*"], request), {
+    .get("/items/*", ({ params, request }) => readItem(DEFAULT_BUCKET, params["*"], request), {
       response: itemResponses,
       ...itemDocs("Get an item"),
     })
@@ -130,7 +156,7 @@ export function createApp(deps: AppDeps) {
       response: M.ItemList,
       ...itemDocs("List items of a bucket"),
     })
-    .get("/buckets/:bucket/items/*", ({ params, request }) => getItem(params.bucket, params["*"], request), {
+    .get("/buckets/:bucket/items/*", ({ params, request }) => readItem(params.bucket, params["*"], request), {
       response: itemResponses,
       ...itemDocs("Get an item of a bucket"),
     })

@@ -1,0 +1,384 @@
+import { AntiEntropy } from "./antientropy.ts";
+import type { Clock } from "./clock.ts";
+import type { NodeConfig } from "./config.ts";
+import { splitId, type Digest } from "./digest.ts";
+import { MakhzenError } from "./errors.ts";
+import { Membership, type Member } from "./membership.ts";
+import type { MemberState, WireMember } from "./peer-protocol.ts";
+import type { StoredRecord } from "./record.ts";
+import { Replicator } from "./replicator.ts";
+import type { Store } from "./store.ts";
+import type { PeerService, PeerTransport } from "./transport.ts";
+import { versionWallMs } from "./version.ts";
+
+export interface ClusterDeps {
+  config: NodeConfig;
+  store: Store;
+  digest: Digest;
+  clock: Clock;
+  transport: PeerTransport;
+  log?: (line: string) => void;
+}
+
+/** One row of `GET /cluster`. */
+export interface MemberStatus {
+  name: string;
+  url: string;
+  state: MemberState;
+  /** Records waiting in this node's queue for the member. */
+  queue: number;
+  /** Milliseconds since this node last heard from the member (0 for this node itself). */
+  lastSeenMs: number;
+}
+
+export interface ClusterStatus {
+  self: string;
+  members: MemberStatus[];
+}
+
+/** How many replicas must hold a write (or answer a read): `1`, `quorum`, `all` or a count. */
+export type Level = "quorum" | "all" | number;
+
+export interface Concern {
+  level: Level;
+  raw: string;
+  timeoutMs: number;
+}
+
+export const DEFAULT_CONSISTENCY_TIMEOUT_MS = 5000;
+const MAX_CONSISTENCY_TIMEOUT_MS = 60_000;
+
+/**
+ * The cluster side of a node: membership, replication, anti-entropy, and the
+ * consistency knobs, wired together. It serves the peer protocol (`service`) and
+ * never sees HTTP.
+ *
+ * Records from peers go through `applyRemote`: the clock observes their version
+ * (so our next write is newer) and the store merges them. They skip the memory
+ * reservation of local writes (a replica must take what its peers took) and are
+ * not replicated again (every node sends its own writes to every peer; anti-entropy
+ * covers the rest).
+ */
+export class Cluster {
+  readonly replicator: Replicator;
+  readonly membership: Membership;
+  readonly antiEntropy: AntiEntropy;
+  readonly service: PeerService;
+  private readonly self: { name: string; url: string; incarnation: number };
+  private isReady = false;
+  private leaving?: Promise<void>;
+  private closed = false;
+  refusedForDrift = 0;
+
+  constructor(private readonly deps: ClusterDeps) {
+    const { config, store, digest, clock, transport } = deps;
+    const log = deps.log;
+    // Incarnation: the start time, so every life of a node outranks the previous ones.
+    this.self = { name: config.name, url: config.advertise ?? "", incarnation: clock.wallMs() };
+    this.replicator = new Replicator({
+      transport,
+      config,
+      log,
+      onOverflow: (peer) => this.antiEntropy.request(peer),
+    });
+    this.membership = new Membership({
+      self: this.self,
+      transport,
+      config,
+      wallMs: () => clock.wallMs(),
+      log,
+      events: {
+        added: (m) => {
+          this.replicator.addPeer(m.name, m.url);
+          this.antiEntropy.request(m.name);
+        },
+        recovered: (m) => {
+          this.replicator.wake(m.name);
+          this.antiEntropy.request(m.name);
+        },
+        left: (m) => this.replicator.removePeer(m.name),
+        moved: (m) => this.replicator.addPeer(m.name, m.url),
+      },
+    });
+    this.antiEntropy = new AntiEntropy({
+      store,
+      digest,
+      transport,
+      config,
+      log,
+      applyRemote: (records) => this.applyRemote(records),
+      candidates: () => this.membership.reachable(),
+    });
+    this.service = this.makeService();
+  }
+
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  get url(): string {
+    return this.self.url;
+  }
+
+  /**
+   * Joins through the seeds, starts heartbeats and anti-entropy, and runs the
+   * first sync in the background (`ready` turns true when it ends or times out).
+   * Rejects with NAME_TAKEN when a seed refuses our name.
+   */
+  async start(listenUrl: string): Promise<void> {
+    this.self.url ||= listenUrl;
+    const joined = await this.membership.join(this.deps.config.peers);
+    if (!joined) this.log("no seed answered; serving alone and retrying the seeds with every heartbeat");
+    this.membership.start();
+    this.antiEntropy.start();
+    if (!joined || this.membership.reachable().length === 0) {
+      this.isReady = true; // nobody to sync from
+      return;
+    }
+    // Ready when the first sync ends or its time is up, whichever is first.
+    const timer = setTimeout(() => {
+      if (this.isReady) return;
+      this.log(`first sync did not finish within ${this.deps.config.startSyncTimeoutMs} ms; ready anyway`);
+      this.isReady = true;
+    }, this.deps.config.startSyncTimeoutMs);
+    timer.unref?.();
+    void this.firstSync().finally(() => {
+      clearTimeout(timer);
+      this.isReady = true;
+    });
+  }
+
+  /** Drains the queues for at most drainTimeoutMs, tells the peers we leave, stops. Idempotent. */
+  leave(): Promise<void> {
+    this.leaving ??= (async () => {
+      const deadline = this.deps.clock.wallMs() + this.deps.config.drainTimeoutMs;
+      const names = () => this.membership.reachable().map((m) => m.name);
+      while (!this.replicator.drained(names()) && this.deps.clock.wallMs() < deadline) await Bun.sleep(10);
+      if (!this.replicator.drained(names())) this.log("leaving with records still queued; anti-entropy will repair the peers");
+      await this.membership.leave();
+      this.close();
+    })();
+    return this.leaving;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.membership.stop();
+    this.antiEntropy.stop();
+    this.replicator.close();
+  }
+
+  status(): ClusterStatus {
+    const now = this.deps.clock.wallMs();
+    const rows: MemberStatus[] = [{ name: this.self.name, url: this.self.url, state: "alive", queue: 0, lastSeenMs: 0 }];
+    for (const m of this.membership.list()) {
+      rows.push({
+        name: m.name,
+        url: m.url,
+        state: m.state,
+        queue: this.replicator.queueSize(m.name),
+        lastSeenMs: Math.max(0, now - m.lastSeenMs),
+      });
+    }
+    return { self: this.self.name, members: rows };
+  }
+
+  /** Merges records from a peer. Returns how many changed the store. */
+  applyRemote(records: StoredRecord[]): number {
+    const limit = this.deps.clock.wallMs() + this.deps.config.maxClockDriftMs;
+    let applied = 0;
+    let refused = 0;
+    for (const r of records) {
+      if (versionWallMs(r.version) > limit) {
+        refused++;
+        continue;
+      }
+      this.deps.clock.observe(r.version);
+      const clean: StoredRecord = { bucket: r.bucket, key: r.key, value: r.value, version: r.version };
+      if (r.expiresAt !== undefined) clean.expiresAt = r.expiresAt;
+      if (this.deps.store.apply(clean)) applied++;
+    }
+    if (refused > 0) {
+      this.refusedForDrift += refused;
+      this.log(`refused ${refused} record(s) stamped more than ${this.deps.config.maxClockDriftMs} ms ahead of this clock`);
+    }
+    return applied;
+  }
+
+  // ---- consistency knobs ----
+
+  /** Parses `w=`/`r=` and `timeout=`; undefined for the default (1: answer from this node alone). */
+  concern(name: "w" | "r", raw: string | null | undefined, timeout: string | null | undefined): Concern | undefined {
+    const timeoutMs = parseTimeout(timeout);
+    if (raw === null || raw === undefined || raw === "" || raw === "1") return undefined;
+    let level: Level;
+    if (raw === "quorum" || raw === "all") level = raw;
+    else if (/^\d{1,4}$/.test(raw) && Number(raw) >= 1) level = Number(raw);
+    else throw new MakhzenError("VALIDATION", `${name} must be 1, quorum, all or a replica count, not "${raw}"`);
+    return { level, raw, timeoutMs };
+  }
+
+  /**
+   * Waits until `concern` replicas hold (bucket, key) at `version` or newer. Call it
+   * synchronously right after the write, so no ack can be missed. Throws UNAVAILABLE
+   * at once when too few replicas exist or are reachable, REPLICATION_TIMEOUT after
+   * the timeout; the local write stands either way.
+   */
+  async awaitWrite(bucket: string, key: string, version: string, concern: Concern): Promise<void> {
+    const need = this.required(concern.level);
+    if (need <= 1) return;
+    this.checkReachable("w", concern, need, "the local write stands and will replicate");
+    const acked = await this.replicator.waitForAcks({ bucket, key, value: null, version }, need - 1, concern.timeoutMs);
+    if (acked + 1 < need) {
+      throw new MakhzenError(
+        "REPLICATION_TIMEOUT",
+        `w=${concern.raw}: ${acked + 1} of ${need} replicas hold the write after ${concern.timeoutMs} ms; the local write stands and will replicate`,
+      );
+    }
+  }
+
+  /**
+   * Read repair for `r=`: asks the reachable peers for the record, keeps the newest
+   * here, and queues it for every peer that answered with something older. The
+   * caller then reads locally. Resolves once `need - 1` peers answered.
+   */
+  async repairRead(bucket: string, key: string, concern: Concern): Promise<void> {
+    const need = this.required(concern.level);
+    if (need <= 1) return;
+    this.checkReachable("r", concern, need, "nothing was read");
+    const peers = this.membership.reachable();
+    const answers = await new Promise<{ name: string; record?: StoredRecord }[]>((resolve) => {
+      const got: { name: string; record?: StoredRecord }[] = [];
+      let settled = 0;
+      for (const p of peers) {
+        this.deps.transport
+          .call(p.url, "fetch", { keys: [{ bucket, key }] }, concern.timeoutMs)
+          .then(
+            (a) => void got.push({ name: p.name, record: a.records[0] as StoredRecord | undefined }),
+            () => {},
+          )
+          .finally(() => {
+            settled++;
+            if (got.length >= need - 1 || settled === peers.length) resolve(got);
+          });
+      }
+    });
+    let newest = this.deps.store.getRecord(bucket, key);
+    for (const a of answers) if (a.record && (!newest || a.record.version > newest.version)) newest = a.record;
+    if (newest) {
+      this.applyRemote([newest]);
+      for (const a of answers) {
+        if (!a.record || a.record.version < newest.version) this.replicator.enqueueTo(a.name, newest);
+      }
+    }
+    if (answers.length + 1 < need) {
+      throw new MakhzenError(
+        "REPLICATION_TIMEOUT",
+        `r=${concern.raw}: ${answers.length + 1} of ${need} replicas answered within ${concern.timeoutMs} ms`,
+      );
+    }
+  }
+
+  /** Replicas needed for a level. `all` is every member that has not left, dead ones included (as Cassandra's ALL). */
+  required(level: Level): number {
+    const n = 1 + this.membership.peers().length;
+    if (level === "all") return n;
+    if (level === "quorum") return Math.floor(n / 2) + 1;
+    return level;
+  }
+
+  private checkReachable(name: string, concern: Concern, need: number, consequence: string): void {
+    const n = 1 + this.membership.peers().length;
+    if (need > n) {
+      throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${need} replicas but the cluster has ${n}; ${consequence}`);
+    }
+    const reachable = 1 + this.membership.reachable().length;
+    if (need > reachable) {
+      throw new MakhzenError(
+        "UNAVAILABLE",
+        `${name}=${concern.raw} needs ${need} replicas but only ${reachable} of ${n} are reachable; ${consequence}`,
+      );
+    }
+  }
+
+  // ---- the peer protocol ----
+
+  private makeService(): PeerService {
+    const { store, digest } = this.deps;
+    return {
+      join: (req) => this.membership.handleJoin(req.member as WireMember),
+      gossip: (req) => this.membership.handleGossip(req.from, req.members),
+      leave: (req) => {
+        this.membership.handleLeave(req.name, req.incarnation);
+        return { ok: true };
+      },
+      records: (req) => {
+        const applied = this.applyRemote(req.records as StoredRecord[]);
+        return { applied, refused: req.records.length - applied };
+      },
+      groups: () => ({ groups: digest.groupHashes() }),
+      leaves: (req) => ({ leaves: digest.leafHashes(req.groups) }),
+      keys: (req) => {
+        const entries: { bucket: string; key: string; version: string }[] = [];
+        for (const leaf of req.leaves) {
+          for (const id of digest.idsIn(leaf)) {
+            const { bucket, key } = splitId(id);
+            const r = store.getRecord(bucket, key);
+            if (r) entries.push({ bucket, key, version: r.version });
+          }
+        }
+        return { entries };
+      },
+      fetch: (req) => {
+        const records: StoredRecord[] = [];
+        for (const { bucket, key } of req.keys) {
+          const r = store.getRecord(bucket, key);
+          if (r) records.push(r);
+        }
+        return { records };
+      },
+      scan: (req) => {
+        const records = store.scan(req.after, req.limit);
+        const last = records[records.length - 1];
+        return { records, next: records.length === req.limit && last ? { bucket: last.bucket, key: last.key } : null };
+      },
+    };
+  }
+
+  /** First sync of a starting node: a full copy if it holds nothing, then a round with every reachable peer. */
+  private async firstSync(): Promise<void> {
+    const peers: Member[] = this.membership.reachable();
+    if (this.deps.store.recordCount === 0) {
+      for (const p of peers) {
+        try {
+          const n = await this.antiEntropy.fullCopy(p);
+          this.log(`full copy from ${p.name}: ${n} records`);
+          break;
+        } catch (e) {
+          this.log(`full copy from ${p.name} failed: ${(e as Error).message}`);
+        }
+      }
+    }
+    for (const p of peers) {
+      try {
+        await this.antiEntropy.syncWith(p);
+      } catch (e) {
+        this.log(`first sync with ${p.name} failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private log(line: string): void {
+    (this.deps.log ?? console.error)(`[cluster] ${line}`);
+  }
+}
+
+function parseTimeout(raw: string | null | undefined): number {
+  if (raw === null || raw === undefined || raw === "") return DEFAULT_CONSISTENCY_TIMEOUT_MS;
+  if (!/^\d{1,6}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_CONSISTENCY_TIMEOUT_MS) {
+    throw new MakhzenError("VALIDATION", `timeout must be an integer of ms from 1 to ${MAX_CONSISTENCY_TIMEOUT_MS}, not "${raw}"`);
+  }
+  return Number(raw);
+}
+

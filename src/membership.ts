@@ -1,0 +1,302 @@
+import type { NodeConfig } from "./config.ts";
+import { MakhzenError } from "./errors.ts";
+import type { MemberState, MembersAnswer, WireMember } from "./peer-protocol.ts";
+import type { PeerTransport } from "./transport.ts";
+
+type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "requestTimeoutMs">;
+
+export interface Member extends WireMember {
+  /** When this node last heard from the member directly, by its own wall clock (ms); 0 = never. */
+  lastSeenMs: number;
+}
+
+export interface MembershipEvents {
+  /** A member this node did not know (or that had left) is now in the cluster. */
+  added(m: Member): void;
+  /** A suspect or dead member answered again. */
+  recovered(m: Member): void;
+  /** A member left for good (it said so, or someone who heard it said so). */
+  left(m: Member): void;
+  /** A member moved to another URL (a restart on a new address, same name). */
+  moved(m: Member): void;
+}
+
+export interface MembershipDeps {
+  self: { name: string; url: string; incarnation: number };
+  transport: PeerTransport;
+  config: MembershipConfig;
+  wallMs: () => number;
+  events: MembershipEvents;
+  log?: (line: string) => void;
+}
+
+/**
+ * The state a member is in after `silenceMs` without a word from it (pure, for
+ * tests). Suspect is a warning (w=/r= still count it as reachable); dead means
+ * w=quorum can fail fast without it. Either way its queue is kept and it is still
+ * probed, so it is alive again as soon as it answers.
+ */
+export function stateAfterSilence(silenceMs: number, cfg: Pick<MembershipConfig, "suspectAfterMs" | "deadAfterMs">): MemberState {
+  if (silenceMs >= cfg.deadAfterMs) return "dead";
+  if (silenceMs >= cfg.suspectAfterMs) return "suspect";
+  return "alive";
+}
+
+/**
+ * What to do with a gossiped member, given what we hold for its name (pure).
+ * Incarnations order the lives of a name: a node takes a new one (its start time)
+ * each time it starts, so a restarted node overrides the `left` of its past life.
+ * Within one incarnation only `left` spreads by gossip; alive/suspect/dead is each
+ * node's own view from its own heartbeats (a cluster this size can afford direct
+ * probes of everyone, and they cannot be fooled by a peer's stale opinion).
+ */
+export function mergeDecision(local: WireMember | undefined, remote: WireMember): "add" | "replace" | "leave" | "ignore" {
+  if (!local) return "add";
+  if (remote.incarnation > local.incarnation) return "replace";
+  if (remote.incarnation === local.incarnation && remote.state === "left" && local.state !== "left") return "leave";
+  return "ignore";
+}
+
+/**
+ * Who is in the cluster and how each member is doing.
+ *
+ * Join: ask the seeds, in order, until one answers with its member list. Gossip:
+ * every heartbeat is a push-pull exchange of member lists with each member, so a
+ * joiner known to one node is known to all within a heartbeat or two. Failure
+ * detection: silence longer than suspectAfterMs makes a member suspect, longer than
+ * deadAfterMs dead (stateAfterSilence). Leave: a leaving node tells everyone, and
+ * `left` then also spreads by gossip.
+ *
+ * A name is held by one URL: a join claiming a live member's name from another URL
+ * is refused with NAME_TAKEN. A dead or departed member's name may be taken over.
+ */
+export class Membership {
+  private readonly members = new Map<string, Member>();
+  private readonly probing = new Set<string>();
+  private timer?: ReturnType<typeof setInterval>;
+  private seeds: string[] = [];
+  private joined = false;
+  heartbeatFailures = 0;
+
+  constructor(private readonly deps: MembershipDeps) {}
+
+  get self() {
+    return this.deps.self;
+  }
+
+  /** Every member but this node, in name order. */
+  list(): Member[] {
+    return [...this.members.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  get(name: string): Member | undefined {
+    return this.members.get(name);
+  }
+
+  /** Members this node replicates to: all but those that left. */
+  peers(): Member[] {
+    return this.list().filter((m) => m.state !== "left");
+  }
+
+  /** Members answering heartbeats (alive or only suspect). */
+  reachable(): Member[] {
+    return this.list().filter((m) => m.state === "alive" || m.state === "suspect");
+  }
+
+  /**
+   * Joins through the seeds: the first that answers wins. Resolves true once joined,
+   * false when no seed answered (the heartbeat keeps trying them). Rejects with
+   * NAME_TAKEN when a seed refuses our name: that is a configuration error.
+   */
+  async join(seeds: string[]): Promise<boolean> {
+    this.seeds = seeds.filter((u) => u !== this.deps.self.url);
+    if (this.seeds.length === 0) {
+      this.joined = true;
+      return true;
+    }
+    return this.tryJoin();
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => this.tick(), this.deps.config.heartbeatIntervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Tells every member we are leaving. Bounded by one request timeout; never throws. */
+  async leave(): Promise<void> {
+    this.stop();
+    const { name, incarnation } = this.deps.self;
+    const targets = this.list().filter((m) => m.state !== "left" && m.state !== "dead");
+    const timeout = Math.min(this.deps.config.requestTimeoutMs, 2000);
+    const results = await Promise.allSettled(
+      targets.map((m) => this.deps.transport.call(m.url, "leave", { name, incarnation }, timeout)),
+    );
+    const failed = results.filter((r) => r.status === "rejected").length;
+    if (failed > 0) this.log(`leave: ${failed} of ${targets.length} peers did not answer; gossip will tell them`);
+  }
+
+  // ---- serving side ----
+
+  handleJoin(joiner: WireMember): MembersAnswer {
+    const { self } = this.deps;
+    if (joiner.name === self.name) {
+      throw new MakhzenError("NAME_TAKEN", `node name "${joiner.name}" is already taken by ${self.url}`);
+    }
+    const held = this.members.get(joiner.name);
+    if (held && held.url !== joiner.url && (held.state === "alive" || held.state === "suspect")) {
+      throw new MakhzenError("NAME_TAKEN", `node name "${joiner.name}" is already taken by ${held.url}`);
+    }
+    this.heard({ ...joiner, state: "alive" });
+    return { members: this.wire() };
+  }
+
+  handleGossip(from: WireMember, members: WireMember[]): MembersAnswer {
+    this.heard(from);
+    this.merge(members);
+    return { members: this.wire() };
+  }
+
+  handleLeave(name: string, incarnation: number): void {
+    const m = this.members.get(name);
+    if (!m || m.incarnation > incarnation || m.state === "left") return;
+    m.state = "left";
+    this.log(`${name} left`);
+    this.deps.events.left(m);
+  }
+
+  // ---- internals ----
+
+  private async tryJoin(): Promise<boolean> {
+    const me = this.selfWire();
+    for (const seed of this.seeds) {
+      try {
+        const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
+        this.merge(answer.members);
+        this.joined = true;
+        this.log(`joined through ${seed}: ${this.members.size} other member(s)`);
+        return true;
+      } catch (e) {
+        if (e instanceof MakhzenError) throw e;
+        this.log(`seed ${seed} did not answer: ${(e as Error).message}`);
+      }
+    }
+    return false;
+  }
+
+  /** One heartbeat round: probe every member not gone, then age the silent ones. */
+  tick(): void {
+    if (!this.joined) {
+      void this.tryJoin().catch((e) => this.log(`join failed: ${(e as Error).message}`));
+    }
+    const me = this.selfWire();
+    const list = this.wire();
+    // A probe may take up to the request timeout; a member still being probed is skipped.
+    const timeout = Math.min(this.deps.config.requestTimeoutMs, Math.max(this.deps.config.suspectAfterMs, 50));
+    for (const m of this.members.values()) {
+      if (m.state === "left" || this.probing.has(m.name)) continue;
+      this.probing.add(m.name);
+      const { name, url } = m;
+      this.deps.transport
+        .call(url, "gossip", { from: me, members: list }, timeout)
+        .then(
+          (answer) => {
+            const cur = this.members.get(name);
+            if (cur && cur.url === url) this.markSeen(cur);
+            this.merge(answer.members);
+          },
+          () => {
+            this.heartbeatFailures++;
+          },
+        )
+        .finally(() => this.probing.delete(name));
+    }
+    this.age();
+  }
+
+  private age(): void {
+    const now = this.deps.wallMs();
+    for (const m of this.members.values()) {
+      if (m.state === "left") continue;
+      const next = stateAfterSilence(now - m.lastSeenMs, this.deps.config);
+      if (next !== m.state) {
+        this.log(`${m.name} is ${next} (silent for ${now - m.lastSeenMs} ms)`);
+        m.state = next;
+      }
+    }
+  }
+
+  private markSeen(m: Member): void {
+    m.lastSeenMs = this.deps.wallMs();
+    if (m.state === "suspect" || m.state === "dead") {
+      m.state = "alive";
+      this.log(`${m.name} is alive again`);
+      this.deps.events.recovered(m);
+    }
+  }
+
+  /** A message straight from `from` (a join or a heartbeat): it is alive, and may be new. */
+  private heard(from: WireMember): void {
+    const m = this.members.get(from.name);
+    if (!m || from.incarnation > m.incarnation || m.state === "left" || m.url !== from.url) {
+      if (m && from.incarnation < m.incarnation) return; // a message from a past life
+      this.upsert({ ...from, state: "alive" });
+      return;
+    }
+    this.markSeen(m);
+  }
+
+  private merge(remote: WireMember[]): void {
+    const { self } = this.deps;
+    for (const r of remote) {
+      if (r.name === self.name) {
+        if (r.url === self.url && r.state === "left" && r.incarnation >= self.incarnation) {
+          self.incarnation = r.incarnation + 1; // refute a stale "left" about us
+        }
+        continue;
+      }
+      const decision = mergeDecision(this.members.get(r.name), r);
+      if (decision === "add" || decision === "replace") {
+        // Learned second hand: counted as alive from now, and confirmed (or not) by our own heartbeats.
+        this.upsert({ ...r, state: r.state === "left" ? "left" : "alive" });
+      } else if (decision === "leave") {
+        this.handleLeave(r.name, r.incarnation);
+      }
+    }
+  }
+
+  private upsert(w: WireMember): void {
+    const prev = this.members.get(w.name);
+    const before = prev && { state: prev.state, url: prev.url };
+    const m: Member = { name: w.name, url: w.url, state: w.state, incarnation: w.incarnation, lastSeenMs: this.deps.wallMs() };
+    const cur = prev ? Object.assign(prev, m) : m;
+    if (!prev) this.members.set(w.name, cur);
+    if (cur.state === "left") {
+      if (before && before.state !== "left") this.deps.events.left(cur);
+      return;
+    }
+    if (before && before.url !== w.url) this.deps.events.moved(cur);
+    this.log(`${cur.name} at ${cur.url} is a member (incarnation ${cur.incarnation})`);
+    this.deps.events.added(cur);
+  }
+
+  private selfWire(): WireMember {
+    const { name, url, incarnation } = this.deps.self;
+    return { name, url, incarnation, state: "alive" };
+  }
+
+  private wire(): WireMember[] {
+    const out: WireMember[] = [this.selfWire()];
+    for (const m of this.members.values()) {
+      out.push({ name: m.name, url: m.url, state: m.state, incarnation: m.incarnation });
+    }
+    return out;
+  }
+
+  private log(line: string): void {
+    (this.deps.log ?? console.error)(`[membership] ${line}`);
+  }
+}

@@ -1,0 +1,100 @@
+import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { MakhzenError } from "./errors.ts";
+
+/**
+ * Every message of the peer protocol (JSON over HTTP under /internal/), as TypeBox
+ * models. The peer routes validate request bodies with them and the HTTP transport
+ * validates answers with them: nothing from the network is trusted, on either side.
+ * Bump PROTOCOL_VERSION on any incompatible change; a node refuses requests that
+ * carry another version.
+ */
+export const PROTOCOL_VERSION = "1";
+export const PROTOCOL_HEADER = "x-makhzen-protocol";
+
+const Name = Type.String({ pattern: "^[A-Za-z0-9_.:@\\[\\]-]{1,128}$" });
+const Version = Type.String({ pattern: "^\\d{15}-\\d{6}-[A-Za-z0-9_.:@\\[\\]-]{1,128}$", maxLength: 160 });
+const Bucket = Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" });
+// Limits of the receiving node are not applied to replicated records (a replica
+// must take what its peers took); this bound only stops absurd input.
+const Key = Type.String({ minLength: 1, maxLength: 64 * 1024 });
+
+export const MemberState = Type.Union([
+  Type.Literal("alive"),
+  Type.Literal("suspect"),
+  Type.Literal("dead"),
+  Type.Literal("left"),
+]);
+
+/** A member as gossiped. `state` spreads only as `left`; alive/suspect/dead is each node's own view. */
+export const WireMember = Type.Object({
+  name: Name,
+  url: Type.String({ minLength: 1, maxLength: 2048 }),
+  state: MemberState,
+  incarnation: Type.Integer({ minimum: 0 }),
+});
+
+export const WireRecord = Type.Object(
+  {
+    bucket: Bucket,
+    key: Key,
+    value: Type.Union([Type.String(), Type.Null()]),
+    version: Version,
+    expiresAt: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+const RecordRef = Type.Object({ bucket: Bucket, key: Key });
+const Leaf = Type.Integer({ minimum: 0, maximum: 4095 });
+const Group = Type.Integer({ minimum: 0, maximum: 63 });
+
+export const JoinRequest = Type.Object({ member: WireMember });
+export const MembersAnswer = Type.Object({ members: Type.Array(WireMember, { maxItems: 10_000 }) });
+export const GossipRequest = Type.Object({ from: WireMember, members: Type.Array(WireMember, { maxItems: 10_000 }) });
+export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
+export const OkAnswer = Type.Object({ ok: Type.Boolean() });
+export const RecordsRequest = Type.Object({ records: Type.Array(WireRecord, { maxItems: 100_000 }) });
+export const RecordsAnswer = Type.Object({ applied: Type.Integer(), refused: Type.Integer() });
+export const GroupsAnswer = Type.Object({ groups: Type.Array(Type.String(), { minItems: 64, maxItems: 64 }) });
+export const LeavesRequest = Type.Object({ groups: Type.Array(Group, { maxItems: 64 }) });
+export const LeavesAnswer = Type.Object({ leaves: Type.Array(Type.Array(Type.String(), { minItems: 64, maxItems: 64 })) });
+export const KeysRequest = Type.Object({ leaves: Type.Array(Leaf, { maxItems: 4096 }) });
+export const KeysAnswer = Type.Object({
+  entries: Type.Array(Type.Object({ bucket: Bucket, key: Key, version: Version })),
+});
+export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems: 100_000 }) });
+export const RecordsAnswerFull = Type.Object({ records: Type.Array(WireRecord) });
+export const ScanRequest = Type.Object({
+  after: Type.Optional(RecordRef),
+  limit: Type.Integer({ minimum: 1, maximum: 10_000 }),
+});
+export const ScanAnswer = Type.Object({ records: Type.Array(WireRecord), next: Type.Union([RecordRef, Type.Null()]) });
+
+export type WireMember = Static<typeof WireMember>;
+export type MemberState = Static<typeof MemberState>;
+export type JoinRequest = Static<typeof JoinRequest>;
+export type MembersAnswer = Static<typeof MembersAnswer>;
+export type GossipRequest = Static<typeof GossipRequest>;
+export type LeaveRequest = Static<typeof LeaveRequest>;
+export type RecordsAnswer = Static<typeof RecordsAnswer>;
+export type GroupsAnswer = Static<typeof GroupsAnswer>;
+export type LeavesRequest = Static<typeof LeavesRequest>;
+export type LeavesAnswer = Static<typeof LeavesAnswer>;
+export type KeysRequest = Static<typeof KeysRequest>;
+export type KeysAnswer = Static<typeof KeysAnswer>;
+export type FetchRequest = Static<typeof FetchRequest>;
+export type ScanRequest = Static<typeof ScanRequest>;
+export type ScanAnswer = Static<typeof ScanAnswer>;
+export type RecordRef = Static<typeof RecordRef>;
+
+/** A compiled checker: returns the value typed, or throws VALIDATION naming the first problem. */
+export function checker<T extends TSchema>(schema: T, what: string): (value: unknown) => Static<T> {
+  const compiled = TypeCompiler.Compile(schema);
+  return (value) => {
+    if (compiled.Check(value)) return value as Static<T>;
+    const first = compiled.Errors(value).First();
+    const where = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
+    throw new MakhzenError("VALIDATION", `${what}: ${where || "body"}: ${first?.message ?? "is invalid"}`);
+  };
+}

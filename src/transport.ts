@@ -1,0 +1,134 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { MakhzenError } from "./errors.ts";
+import * as P from "./peer-protocol.ts";
+
+/**
+ * The peer protocol as a table: one entry per operation, with the TypeBox models of
+ * its request and its answer. The Elysia peer routes (src/http/peer.ts), the HTTP
+ * transport and the in-memory transport are all generated from it, so the three
+ * cannot drift apart.
+ */
+export const PEER_OPS = {
+  join: { request: P.JoinRequest, answer: P.MembersAnswer },
+  gossip: { request: P.GossipRequest, answer: P.MembersAnswer },
+  leave: { request: P.LeaveRequest, answer: P.OkAnswer },
+  records: { request: P.RecordsRequest, answer: P.RecordsAnswer },
+  groups: { request: Type.Object({}), answer: P.GroupsAnswer },
+  leaves: { request: P.LeavesRequest, answer: P.LeavesAnswer },
+  keys: { request: P.KeysRequest, answer: P.KeysAnswer },
+  fetch: { request: P.FetchRequest, answer: P.RecordsAnswerFull },
+  scan: { request: P.ScanRequest, answer: P.ScanAnswer },
+} as const;
+
+export type PeerOp = keyof typeof PEER_OPS;
+export type PeerRequest<O extends PeerOp> = Static<(typeof PEER_OPS)[O]["request"]>;
+export type PeerAnswer<O extends PeerOp> = Static<(typeof PEER_OPS)[O]["answer"]>;
+
+/** The serving side of the peer protocol: what a node answers. Never sees HTTP. */
+export type PeerService = { [O in PeerOp]: (req: PeerRequest<O>) => PeerAnswer<O> | Promise<PeerAnswer<O>> };
+
+/**
+ * The calling side. `body` may be a ready JSON string: replication serializes each
+ * record once and splices the same strings into the batches of every peer.
+ * Contract: resolves with a validated answer or rejects (timeout, refused, bad
+ * answer); never hangs past `timeoutMs`.
+ */
+export interface PeerTransport {
+  call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number): Promise<PeerAnswer<O>>;
+}
+
+/** A peer answered with an error envelope (status > 0) or not at all (status 0). */
+export class PeerError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "PeerError";
+  }
+}
+
+const requestCheckers = Object.fromEntries(
+  Object.entries(PEER_OPS).map(([op, d]) => [op, P.checker(d.request, `peer ${op} request`)]),
+) as { [O in PeerOp]: (v: unknown) => PeerRequest<O> };
+const answerCheckers = Object.fromEntries(
+  Object.entries(PEER_OPS).map(([op, d]) => [op, P.checker(d.answer, `peer ${op} answer`)]),
+) as { [O in PeerOp]: (v: unknown) => PeerAnswer<O> };
+
+/** Validates a request body for `op`; throws VALIDATION. */
+export const checkRequest = <O extends PeerOp>(op: O, body: unknown): PeerRequest<O> => requestCheckers[op](body);
+
+/** Domain codes a peer may answer that the caller must see as such. */
+const PASS_THROUGH = new Set(["NAME_TAKEN", "PROTOCOL_VERSION"]);
+
+/** The real transport: JSON over HTTP/1.1 with keep-alive (Bun's fetch pools connections). */
+export class HttpTransport implements PeerTransport {
+  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number) {
+    let res: Response;
+    try {
+      res = await fetch(`${url}/internal/${op}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", [P.PROTOCOL_HEADER]: P.PROTOCOL_VERSION },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (e) {
+      const why = e instanceof Error && e.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : String(e);
+      throw new PeerError(0, "UNREACHABLE", `${url} ${op}: ${why}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = await res.json();
+    } catch (e) {
+      throw new PeerError(res.status, "BAD_ANSWER", `${url} ${op}: answer is not JSON (HTTP ${res.status})`);
+    }
+    if (!res.ok) {
+      const err = (parsed as { error?: { code?: unknown; message?: unknown } })?.error;
+      const code = typeof err?.code === "string" ? err.code : `HTTP_${res.status}`;
+      const message = typeof err?.message === "string" ? err.message : `HTTP ${res.status}`;
+      if (PASS_THROUGH.has(code)) throw new MakhzenError(code as "NAME_TAKEN", message);
+      throw new PeerError(res.status, code, `${url} ${op}: ${message}`);
+    }
+    return answerCheckers[op](parsed);
+  }
+}
+
+/**
+ * Peers in one process, for unit tests of the core without sockets. Messages are
+ * round-tripped through JSON and the same validation as over HTTP. `cut(url)`
+ * makes a node unreachable (a partition or a crash), `heal(url)` brings it back.
+ */
+export class MemoryTransport implements PeerTransport {
+  private readonly nodes = new Map<string, PeerService>();
+  private readonly down = new Set<string>();
+  /** Requests attempted per op, for tests that bound the work of a protocol. */
+  readonly calls = new Map<PeerOp, number>();
+  /** Records carried by `records`, `fetch` and `scan` answers and requests. */
+  recordsCarried = 0;
+
+  register(url: string, service: PeerService): void {
+    this.nodes.set(url, service);
+  }
+  unregister(url: string): void {
+    this.nodes.delete(url);
+  }
+  cut(url: string): void {
+    this.down.add(url);
+  }
+  heal(url: string): void {
+    this.down.delete(url);
+  }
+
+  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, _timeoutMs: number) {
+    this.calls.set(op, (this.calls.get(op) ?? 0) + 1);
+    await Promise.resolve(); // never answer synchronously, as a network would not
+    const service = this.nodes.get(url);
+    if (!service || this.down.has(url)) throw new PeerError(0, "UNREACHABLE", `${url} ${op}: unreachable`);
+    const req = checkRequest(op, JSON.parse(typeof body === "string" ? body : JSON.stringify(body)));
+    if (op === "records") this.recordsCarried += (req as PeerRequest<"records">).records.length;
+    const answer = JSON.parse(JSON.stringify(await service[op](req)));
+    if (op === "fetch" || op === "scan") this.recordsCarried += (answer as { records: unknown[] }).records.length;
+    return answerCheckers[op](answer);
+  }
+}

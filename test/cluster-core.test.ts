@@ -1,0 +1,190 @@
+import { describe, expect, test } from "bun:test";
+import { HybridClock } from "../src/clock.ts";
+import { Cluster } from "../src/cluster.ts";
+import { resolveConfig, FAST_TIMINGS, type NodeOptions } from "../src/config.ts";
+import { Digest } from "../src/digest.ts";
+import { mergeDecision, stateAfterSilence } from "../src/membership.ts";
+import type { StoredRecord } from "../src/record.ts";
+import { Store } from "../src/store.ts";
+import { MemoryTransport } from "../src/transport.ts";
+
+/** A node's core (store, digest, cluster) without HTTP, wired to an in-memory network. */
+function core(name: string, net: MemoryTransport, options: NodeOptions = {}) {
+  const config = resolveConfig({ name, port: 1, ...FAST_TIMINGS, ...options });
+  const clock = new HybridClock(name);
+  const digest = new Digest();
+  const store = new Store({
+    clock,
+    maxMemoryBytes: 0,
+    eviction: "noeviction",
+    tombstoneTtlMs: config.tombstoneTtlMs,
+    onChange: (b, k, p, n) => digest.update(b, k, p, n),
+  });
+  const cluster = new Cluster({ config, store, digest, clock, transport: net, log: () => {} });
+  const url = `mem://${name}`;
+  net.register(url, cluster.service);
+  const write = (key: string, value: string | null): StoredRecord => {
+    const r: StoredRecord = { bucket: "default", key, value, version: clock.now() };
+    store.apply(r);
+    cluster.replicator.enqueue(r);
+    return r;
+  };
+  return { name, url, config, clock, store, digest, cluster, write };
+}
+
+type Core = ReturnType<typeof core>;
+
+const dump = (c: Core) => c.store.scan(undefined, 1_000_000);
+
+async function until(fn: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!fn()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(5);
+  }
+}
+
+describe("membership maths", () => {
+  const cfg = { suspectAfterMs: 500, deadAfterMs: 1500 };
+  test("silence makes a member suspect, then dead", () => {
+    expect(stateAfterSilence(0, cfg)).toBe("alive");
+    expect(stateAfterSilence(499, cfg)).toBe("alive");
+    expect(stateAfterSilence(500, cfg)).toBe("suspect");
+    expect(stateAfterSilence(1499, cfg)).toBe("suspect");
+    expect(stateAfterSilence(1500, cfg)).toBe("dead");
+  });
+
+  test("a newer incarnation replaces; only `left` spreads within one", () => {
+    const m = { name: "b", url: "u", state: "alive" as const, incarnation: 5 };
+    expect(mergeDecision(undefined, m)).toBe("add");
+    expect(mergeDecision(m, { ...m, incarnation: 6 })).toBe("replace");
+    expect(mergeDecision(m, { ...m, state: "dead" })).toBe("ignore");
+    expect(mergeDecision(m, { ...m, state: "left" })).toBe("leave");
+    expect(mergeDecision({ ...m, state: "left" }, { ...m, state: "alive" })).toBe("ignore");
+    expect(mergeDecision({ ...m, state: "left" }, { ...m, incarnation: 4 })).toBe("ignore");
+  });
+});
+
+describe("cluster core over an in-memory network", () => {
+  test("join through one seed: everyone learns everyone; a duplicate name is refused", async () => {
+    const net = new MemoryTransport();
+    const nodes = ["a", "b", "c"].map((n) => core(n, net));
+    const [a, b, c] = nodes as [Core, Core, Core];
+    for (const n of nodes) await n.cluster.start(n.url); // no seeds in config: each alone
+    expect(await b.cluster.membership.join([a.url])).toBe(true);
+    expect(await c.cluster.membership.join([a.url])).toBe(true);
+    // c learned b from a's answer; b learns c from c's first heartbeat.
+    c.cluster.membership.tick();
+    await until(() => nodes.every((n) => n.cluster.status().members.length === 3));
+    const dup = core("b", net);
+    net.register("mem://b2", dup.cluster.service);
+    await dup.cluster.start("mem://b2");
+    await expect(dup.cluster.membership.join([a.url])).rejects.toThrow(/"b" is already taken by mem:\/\/b/);
+    expect(a.cluster.membership.get("b")!.url).toBe("mem://b");
+    for (const n of [...nodes, dup]) n.cluster.close();
+  });
+
+  test("anti-entropy moves only the differing records: 100k keys, 10 differ", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const b = core("b", net);
+    for (let i = 0; i < 100_000; i++) {
+      const r: StoredRecord = { bucket: "default", key: `key-${i}`, value: `v${i}`, version: a.clock.now() };
+      a.store.apply(r);
+      b.store.apply(r);
+    }
+    for (let i = 0; i < 5; i++) a.store.apply({ bucket: "default", key: `only-a-${i}`, value: "x", version: a.clock.now() });
+    for (let i = 0; i < 5; i++) b.store.apply({ bucket: "default", key: `key-${i * 1000}`, value: "newer", version: b.clock.now() });
+    const result = await a.cluster.antiEntropy.syncWith({ name: "b", url: b.url });
+    expect(result).toEqual({ pushed: 5, pulled: 5, complete: true });
+    expect(net.recordsCarried).toBe(10);
+    expect(dump(a)).toEqual(dump(b));
+    // A second round finds nothing: one request of group hashes.
+    const before = net.calls.get("groups")!;
+    expect(await a.cluster.antiEntropy.syncWith({ name: "b", url: b.url })).toEqual({ pushed: 0, pulled: 0, complete: true });
+    expect(net.calls.get("groups")).toBe(before + 1);
+    expect(net.calls.get("keys")).toBe(1);
+  });
+
+  test("a round past its leaf budget is incomplete, and the next rounds finish the job", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net, { antiEntropyMaxLeaves: 8 });
+    const b = core("b", net);
+    for (let i = 0; i < 2000; i++) a.store.apply({ bucket: "default", key: `k${i}`, value: "v", version: a.clock.now() });
+    const first = await a.cluster.antiEntropy.round({ name: "b", url: b.url });
+    expect(first.complete).toBe(false);
+    expect(first.pushed).toBeLessThan(100);
+    const rest = await a.cluster.antiEntropy.syncWith({ name: "b", url: b.url }, 1000);
+    expect(rest.complete).toBe(true);
+    expect(dump(a)).toEqual(dump(b));
+  });
+
+  test("a tombstone past its grace period is not resurrected on a node that purged it", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net, { tombstoneTtlMs: 0 });
+    const old = "000000000000001-000000-x";
+    expect(a.store.apply({ bucket: "default", key: "gone", value: null, version: old })).toBe(false);
+    expect(a.store.recordCount).toBe(0);
+  });
+
+  test("replication: queued while a peer is cut off, coalesced by key, delivered on heal", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const b = core("b", net);
+    a.cluster.replicator.addPeer("b", b.url);
+    net.cut(b.url);
+    for (let i = 0; i < 100; i++) a.write("hot", `v${i}`);
+    a.write("other", "x");
+    await until(() => a.cluster.replicator.stats()[0]!.failed > 0);
+    expect(a.cluster.replicator.queueSize("b")).toBeLessThanOrEqual(2);
+    net.heal(b.url);
+    a.cluster.replicator.wake("b");
+    await until(() => a.cluster.replicator.drained(["b"]) && b.store.recordCount === 2);
+    expect(b.store.getRecord("default", "hot")!.value).toBe("v99");
+    expect(dump(a)).toEqual(dump(b));
+    a.cluster.close();
+  });
+
+  test("past its bound a queue is dropped and anti-entropy is asked to repair the peer", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net, { queueMaxRecords: 10 });
+    const b = core("b", net);
+    const asked: string[] = [];
+    a.cluster.antiEntropy.request = (name) => void asked.push(name);
+    a.cluster.replicator.addPeer("b", b.url);
+    net.cut(b.url);
+    for (let i = 0; i < 50; i++) a.write(`k${i}`, "v");
+    expect(asked).toContain("b");
+    expect(a.cluster.replicator.queueSize("b")).toBeLessThanOrEqual(10);
+    net.heal(b.url);
+    await a.cluster.antiEntropy.syncWith({ name: "b", url: b.url });
+    await until(() => a.cluster.replicator.drained(["b"]));
+    expect(dump(a)).toEqual(dump(b));
+    a.cluster.close();
+  });
+
+  test("acks for w=: resolved by the peer's answer, or short at the timeout", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const b = core("b", net);
+    const c = core("c", net);
+    a.cluster.replicator.addPeer("b", b.url);
+    a.cluster.replicator.addPeer("c", c.url);
+    net.cut(c.url);
+    const r = a.write("k", "v");
+    expect(await a.cluster.replicator.waitForAcks(r, 1, 2000)).toBe(1);
+    const r2 = a.write("k", "v2");
+    const t0 = Date.now();
+    expect(await a.cluster.replicator.waitForAcks(r2, 2, 200)).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    a.cluster.close();
+  });
+
+  test("records stamped too far ahead of this clock are refused", () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const future = `${String(Date.now() + 3_600_000).padStart(15, "0")}-000000-z`;
+    expect(a.cluster.applyRemote([{ bucket: "default", key: "k", value: "v", version: future }])).toBe(0);
+    expect(a.cluster.refusedForDrift).toBe(1);
+  });
+});
