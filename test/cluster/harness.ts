@@ -1,0 +1,357 @@
+/**
+ * Real makhzen nodes as processes on free loopback ports, for the cluster tests.
+ *
+ * Every node runs `bun src/cli/main.ts serve --timings fast`, so failures are seen
+ * within a second or two. `start` waits for /readyz with a deadline while racing
+ * the process's early exit (and then shows its log). `cleanup` kills only the PIDs
+ * this harness started, SIGCONT first so a stopped process can die, and always runs
+ * from afterEach. Nothing here sleeps for a fixed time: everything polls with a
+ * deadline (`eventually`).
+ */
+import type { Subprocess } from "bun";
+import { resolve } from "node:path";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/peer-protocol.ts";
+import type { StoredRecord } from "../../src/record.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const MAIN = resolve(ROOT, "src/cli/main.ts");
+
+/** A port that was free a moment ago: the OS picks it, we close it, the node takes it. */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+/** Polls `fn` until it returns a truthy value (returned) or `timeoutMs` passes (throws with the last error). */
+export async function eventually<T>(
+  fn: () => T | Promise<T>,
+  { timeoutMs = 10_000, intervalMs = 20, what = "condition" }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = undefined;
+    } catch (e) {
+      last = e;
+    }
+    if (performance.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
+    await Bun.sleep(intervalMs);
+  }
+}
+
+export interface StartOptions {
+  /** Seed URLs (--peers). */
+  peers?: string[];
+  /** URL to advertise (a proxy in front of the node). */
+  advertise?: string;
+  /** Reuse a port (a restart). */
+  port?: number;
+  extraArgs?: string[];
+  /** Wait for /readyz (default true). */
+  waitReady?: boolean;
+}
+
+export class NodeProcess {
+  readonly logs: string[] = [];
+  readonly exited: Promise<number>;
+  stopped = false;
+
+  constructor(
+    readonly name: string,
+    readonly port: number,
+    readonly proc: Subprocess<"ignore", "pipe", "pipe">,
+  ) {
+    this.exited = proc.exited;
+    void this.collect(proc.stdout);
+    void this.collect(proc.stderr);
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  signal(sig: "SIGSTOP" | "SIGCONT" | "SIGTERM" | "SIGKILL"): void {
+    if (!this.running) return;
+    this.proc.kill(sig);
+    if (sig === "SIGSTOP") this.stopped = true;
+    if (sig === "SIGCONT") this.stopped = false;
+  }
+
+  async kill9(): Promise<void> {
+    if (this.stopped) this.signal("SIGCONT");
+    this.signal("SIGKILL");
+    await this.exited;
+  }
+
+  log(): string {
+    return this.logs.join("");
+  }
+
+  private async collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      this.logs.push(decoder.decode(chunk, { stream: true }));
+      if (this.logs.length > 2000) this.logs.splice(0, 1000);
+    }
+  }
+}
+
+export class Harness {
+  readonly nodes: NodeProcess[] = [];
+  readonly proxies: TcpProxy[] = [];
+
+  /** Starts `serve` as a process and (by default) waits until /readyz answers 200. */
+  async start(name: string, opts: StartOptions = {}): Promise<NodeProcess> {
+    const port = opts.port ?? freePort();
+    const args = [process.execPath, MAIN, "serve", "--port", String(port), "--name", name, "--timings", "fast"];
+    if (opts.peers?.length) args.push("--peers", opts.peers.join(","));
+    if (opts.advertise) args.push("--advertise", opts.advertise);
+    args.push(...(opts.extraArgs ?? []));
+    const proc = Bun.spawn(args, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: cleanEnv() });
+    const node = new NodeProcess(name, port, proc);
+    this.nodes.push(node);
+    if (opts.waitReady !== false) await this.waitReady(node);
+    return node;
+  }
+
+  async waitReady(node: NodeProcess, timeoutMs = 15_000): Promise<void> {
+    let exited: number | undefined;
+    void node.exited.then((c) => (exited = c));
+    await eventually(
+      async () => {
+        if (exited !== undefined) throw new Error(`node ${node.name} exited with ${exited} before it was ready:\n${node.log()}`);
+        const res = await fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
+        return res?.status === 200;
+      },
+      { timeoutMs, what: `node ${node.name} ready` },
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n--- log of ${node.name} ---\n${node.log()}`);
+    });
+  }
+
+  /** Three (or n) nodes: the first alone, the others joining through it. */
+  async cluster(n = 3, opts: { proxied?: boolean; extraArgs?: string[] } = {}): Promise<NodeProcess[]> {
+    const names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
+    const out: NodeProcess[] = [];
+    for (const name of names) {
+      const port = freePort();
+      let advertise: string | undefined;
+      if (opts.proxied) {
+        const proxy = new TcpProxy(port);
+        this.proxies.push(proxy);
+        advertise = proxy.url;
+      }
+      const peers = out.length ? [advertiseOf(out[0]!, this)] : [];
+      out.push(await this.start(name, { port, advertise, peers, extraArgs: opts.extraArgs }));
+    }
+    await eventually(async () => (await Promise.all(out.map(aliveCount))).every((c) => c === n), {
+      what: `all ${n} nodes see ${n} alive members`,
+    });
+    return out;
+  }
+
+  /** Kills every process this harness started (SIGCONT first for stopped ones) and closes the proxies. */
+  async cleanup(): Promise<void> {
+    // MAKHZEN_TEST_LOGS=1 prints every node's log, to see what a passing test really did.
+    if (process.env.MAKHZEN_TEST_LOGS) for (const n of this.nodes) console.log(`--- ${n.name} (pid ${n.pid}) ---\n${n.log()}`);
+    for (const p of this.proxies) p.close();
+    this.proxies.length = 0;
+    await Promise.all(this.nodes.map((n) => n.kill9()));
+    this.nodes.length = 0;
+  }
+}
+
+const advertiseOf = (node: NodeProcess, h: Harness): string => {
+  const proxy = h.proxies.find((p) => p.targetPort === node.port);
+  return proxy ? proxy.url : node.url;
+};
+
+function cleanEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("MAKHZEN_")) env[k] = v;
+  return env;
+}
+
+export interface ClusterView {
+  self: string;
+  members: { name: string; url: string; state: string; queue: number; lastSeenMs: number }[];
+}
+
+export async function clusterView(node: NodeProcess): Promise<ClusterView> {
+  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) });
+  return (await res.json()) as ClusterView;
+}
+
+async function aliveCount(node: NodeProcess): Promise<number> {
+  const view = await clusterView(node);
+  return view.members.filter((m) => m.state === "alive").length;
+}
+
+/** Every record a node holds, tombstones included, in (bucket, key) order: paged through /internal/scan. */
+export async function dump(node: NodeProcess): Promise<StoredRecord[]> {
+  const out: StoredRecord[] = [];
+  let after: { bucket: string; key: string } | undefined;
+  for (let page = 0; page < 10_000; page++) {
+    const res = await fetch(`${node.url}/internal/scan`, {
+      method: "POST",
+      headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION },
+      body: JSON.stringify(after ? { after, limit: 5000 } : { limit: 5000 }),
+      signal: AbortSignal.timeout(5000),
+    });
+    if (!res.ok) throw new Error(`scan of ${node.name}: HTTP ${res.status} ${await res.text()}`);
+    const body = (await res.json()) as { records: StoredRecord[]; next: { bucket: string; key: string } | null };
+    out.push(...body.records);
+    if (!body.next) return out;
+    after = body.next;
+  }
+  throw new Error("scan did not end");
+}
+
+/** Resolves once every node's full dump is identical (and returns it); throws with a diff summary at the deadline. */
+export async function converged(nodes: NodeProcess[], timeoutMs = 15_000): Promise<StoredRecord[]> {
+  let last: StoredRecord[][] = [];
+  try {
+    return (await eventually(
+      async () => {
+        last = await Promise.all(nodes.map(dump));
+        const first = JSON.stringify(last[0]);
+        return last.every((d) => JSON.stringify(d) === first) ? last[0]! : undefined;
+      },
+      { timeoutMs, intervalMs: 50, what: "identical dumps" },
+    )) as StoredRecord[];
+  } catch (e) {
+    const sizes = last.map((d, i) => `${nodes[i]!.name}: ${d.length} records`).join(", ");
+    throw new Error(`${(e as Error).message} (${sizes})\n--- logs ---\n${nodes.map((n) => `[${n.name}]\n${n.log().slice(-3000)}`).join("\n")}`);
+  }
+}
+
+export async function put(node: NodeProcess, key: string, value: string, query = "", extra: Record<string, unknown> = {}): Promise<Response> {
+  return fetch(`${node.url}/items/${encodeURIComponent(key)}${query}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ value, ...extra }),
+    signal: AbortSignal.timeout(10_000),
+  });
+}
+
+export async function del(node: NodeProcess, key: string, query = ""): Promise<Response> {
+  return fetch(`${node.url}/items/${encodeURIComponent(key)}${query}`, { method: "DELETE", signal: AbortSignal.timeout(10_000) });
+}
+
+export async function get(node: NodeProcess, key: string, query = ""): Promise<Response> {
+  return fetch(`${node.url}/items/${encodeURIComponent(key)}${query}`, { signal: AbortSignal.timeout(10_000) });
+}
+
+/**
+ * A TCP proxy in front of a node, which a test can cut and heal. While cut, it is
+ * a black hole, as a real partition is: connections are accepted (or kept) but no
+ * byte crosses, so peers run into their request timeouts rather than a quick
+ * "connection refused". Healing closes the connections that lived through the cut.
+ */
+export class TcpProxy {
+  readonly port: number;
+  private cutOff = false;
+  private readonly pairs = new Set<Conn["pair"]>();
+  private readonly server: Bun.TCPSocketListener<Conn>;
+
+  constructor(readonly targetPort: number) {
+    const self = this;
+    this.server = Bun.listen<Conn>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open(client) {
+          const pair: Conn["pair"] = {
+            client,
+            pending: [],
+            poisoned: self.cutOff,
+          };
+          client.data = { pair };
+          self.pairs.add(pair);
+          void Bun.connect<Conn>({
+            hostname: "127.0.0.1",
+            port: targetPort,
+            socket: {
+              open(up) {
+                up.data = { pair };
+                pair.upstream = up;
+                for (const chunk of pair.pending) up.write(chunk);
+                pair.pending = [];
+              },
+              data(_up, chunk) {
+                if (self.cutOff) pair.poisoned = true;
+                if (!pair.poisoned) client.write(chunk);
+              },
+              close() {
+                client.end();
+                self.pairs.delete(pair);
+              },
+              error() {
+                client.end();
+              },
+            },
+          }).catch(() => client.end());
+        },
+        data(client, chunk) {
+          const pair = client.data.pair;
+          if (self.cutOff || pair.poisoned) {
+            pair.poisoned = true;
+            return;
+          }
+          if (pair.upstream) pair.upstream.write(chunk);
+          else pair.pending.push(new Uint8Array(chunk));
+        },
+        close(client) {
+          client.data.pair.upstream?.end();
+          self.pairs.delete(client.data.pair);
+        },
+        error() {},
+      },
+    });
+    this.port = this.server.port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  cut(): void {
+    this.cutOff = true;
+  }
+
+  heal(): void {
+    this.cutOff = false;
+    for (const pair of [...this.pairs]) {
+      if (pair.poisoned) {
+        pair.client.end();
+        pair.upstream?.end();
+        this.pairs.delete(pair);
+      }
+    }
+  }
+
+  close(): void {
+    for (const pair of this.pairs) {
+      pair.client.end();
+      pair.upstream?.end();
+    }
+    this.server.stop(true);
+  }
+}
+
+interface Conn {
+  pair: { client: Bun.Socket<Conn>; upstream?: Bun.Socket<Conn>; pending: Uint8Array[]; poisoned: boolean };
+}
