@@ -1,8 +1,9 @@
 import type { Clock } from "./clock.ts";
 import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
-import { BUCKET_PATTERN, toItem, type Item, type StoredRecord } from "./record.ts";
+import { BUCKET_PATTERN, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
+import { parseVersion } from "./version.ts";
 
 export interface SetOptions {
   /** Seconds until the item expires; > 0. Turned into an absolute `expiresAt` here. */
@@ -51,11 +52,11 @@ export class Items {
     return r && toItem(r);
   }
 
-  /** The live item's JSON, serialized once per version; for the HTTP hot path. */
-  getJson(bucket: string, key: string): string | undefined {
+  /** A cached view of the live item (see Store.getView); for the HTTP hot path. */
+  getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
     this.checkBucket(bucket);
     this.checkKey(key);
-    return this.store.getJson(bucket, key);
+    return this.store.getView(bucket, key, build);
   }
 
   set(bucket: string, key: string, value: string, opts: SetOptions = {}): Item {
@@ -71,7 +72,8 @@ export class Items {
       throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
     }
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
-    this.store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length);
+    // Naming the key lets the store count only the growth over the record it replaces.
+    this.store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length, bucket, key);
     const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
     this.store.apply(record);
@@ -87,6 +89,32 @@ export class Items {
     if (!this.store.get(bucket, key)) return false;
     const record: StoredRecord = { bucket, key, value: null, version: this.clock.now() };
     this.store.apply(record);
+    this.onWrite(record);
+    return true;
+  }
+
+  /**
+   * Merges a record that already has a version (`makhzen load`): checked like a
+   * write, merged last-writer-wins, and replicated like a local write when it wins.
+   * Returns false when the store already held that version or a newer one.
+   */
+  importRecord(record: StoredRecord, maxClockDriftMs: number): boolean {
+    this.checkBucket(record.bucket);
+    this.checkKey(record.key);
+    const parts = parseVersion(record.version);
+    if (!parts) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
+    if (parts.wallMs - this.clock.wallMs() > maxClockDriftMs) {
+      throw new MakhzenError("VALIDATION", `version ${record.version} is further in the future than the allowed clock drift`);
+    }
+    if (record.value !== null) {
+      const valueBytes = Buffer.byteLength(record.value, "utf8");
+      if (valueBytes > this.config.maxValueBytes) {
+        throw new MakhzenError("VALUE_TOO_LARGE", `value of ${JSON.stringify(record.key)} is ${valueBytes} bytes; the limit is ${this.config.maxValueBytes}`);
+      }
+      this.store.reserve(ENTRY_OVERHEAD_BYTES + record.key.length + record.value.length, record.bucket, record.key);
+    }
+    this.clock.observe(record.version);
+    if (!this.store.apply(record)) return false;
     this.onWrite(record);
     return true;
   }
@@ -117,6 +145,7 @@ export class Items {
   }
 
   private checkBucket(bucket: string): void {
+    if (bucket === DEFAULT_BUCKET) return; // the hot path: /items/...
     if (typeof bucket !== "string" || !BUCKET_PATTERN.test(bucket)) {
       throw new MakhzenError("INVALID_BUCKET", `bucket name must match [A-Za-z0-9_.-]{1,64}`);
     }

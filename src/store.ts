@@ -45,8 +45,11 @@ export const ENTRY_OVERHEAD_BYTES = 128;
 interface Entry extends LruLinks {
   record: StoredRecord;
   bytes: number;
-  /** The record's public JSON, built on first read and dropped when the record changes. */
-  json?: string;
+  /**
+   * What a reader built from the record (the HTTP layer: its response body and
+   * headers), built on the first read of a version and dropped when it changes.
+   */
+  view?: unknown;
   /** Whether the entry is in `expiring` (has a TTL or is a tombstone). */
   expiring: boolean;
 }
@@ -127,7 +130,7 @@ export class Store {
     const old = entry.record;
     entry.record = record;
     entry.bytes = recordBytes(record);
-    entry.json = undefined;
+    entry.view = undefined;
     this.account(bucket, entry, oldBytes, old);
     this.opts.onChange?.(record.bucket, record.key, old.version, record.version);
     return true;
@@ -141,12 +144,16 @@ export class Store {
     return entry.record;
   }
 
-  /** The live record's public JSON, serialized once per version and reused. */
-  getJson(bucket: string, key: string): string | undefined {
+  /**
+   * A view of the live record built by `build` once per version and then reused,
+   * so a hot key is serialized once, not once per read. There is one view slot per
+   * record: every caller must pass an equivalent `build`. Counts as a use for LRU.
+   */
+  getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
     const entry = this.buckets.get(bucket)?.entries.get(key);
     if (!entry || !this.isLive(entry.record)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
-    return (entry.json ??= JSON.stringify(toItem(entry.record)));
+    return (entry.view ??= build(entry.record)) as T;
   }
 
   /** Whatever the store holds for a key, tombstones and expired records included. */
@@ -313,7 +320,7 @@ export class Store {
     const oldBytes = entry.bytes;
     entry.record = { ...old, value: null };
     entry.bytes = recordBytes(entry.record);
-    entry.json = undefined;
+    entry.view = undefined;
     this.account(bucket, entry, oldBytes, old);
   }
 

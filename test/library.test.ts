@@ -1,0 +1,175 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { ManualWallClock } from "../src/clock.ts";
+import {
+  MakhzenClient,
+  MakhzenClientError,
+  MakhzenError,
+  createNode,
+  type MakhzenNode,
+  type NodeOptions,
+} from "../src/index.ts";
+
+const T0 = 1_700_000_000_000;
+const nodes: MakhzenNode[] = [];
+function start(options: NodeOptions = {}): MakhzenNode {
+  const node = createNode({ port: 0, ...options });
+  nodes.push(node);
+  return node;
+}
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map((n) => n.close()));
+});
+
+describe("embedding", () => {
+  test("bucket get/set/delete/list", () => {
+    const node = start({ name: "lib" });
+    const users = node.bucket("users");
+    expect(users.name).toBe("users");
+    expect(users.get("alice")).toBeUndefined();
+    const item = users.set("alice", "admin");
+    expect(item).toMatchObject({ key: "alice", value: "admin" });
+    expect(item.version).toContain("lib");
+    expect(users.get("alice")).toEqual(item);
+    users.set("bob", "user");
+    users.set("carol", "user");
+    expect(users.list().items.map((i) => i.key)).toEqual(["alice", "bob", "carol"]);
+    const page = users.list({ limit: 2 });
+    expect(page.next).toBe("bob");
+    expect(users.list({ after: page.next!, limit: 2 })).toEqual({ items: [users.get("carol")!], next: null });
+    expect(users.list({ prefix: "b" }).items.map((i) => i.key)).toEqual(["bob"]);
+    expect(users.delete("bob")).toBe(true);
+    expect(users.delete("bob")).toBe(false);
+    expect(users.get("bob")).toBeUndefined();
+    // Buckets are separate; the default bucket is "default".
+    expect(node.bucket().name).toBe("default");
+    expect(node.bucket().get("alice")).toBeUndefined();
+    node.bucket().set("k", "v");
+    expect(node.buckets().map((b) => [b.name, b.keys])).toEqual([
+      ["default", 1],
+      ["users", 2],
+    ]);
+  });
+
+  test("set with ttl expires on the injected clock", () => {
+    const wall = new ManualWallClock(T0);
+    const node = start({ wallClock: wall.read });
+    const b = node.bucket("sessions");
+    expect(b.set("s", "{}", { ttl: 60 }).expiresAt).toBe(T0 + 60_000);
+    wall.advance(59_999);
+    expect(b.get("s")?.value).toBe("{}");
+    wall.advance(1);
+    expect(b.get("s")).toBeUndefined();
+    expect(b.list().items).toEqual([]);
+    expect(b.delete("s")).toBe(false);
+  });
+
+  test("conditional writes and domain errors carry stable codes", () => {
+    const node = start();
+    const b = node.bucket();
+    const first = b.set("k", "1", { ifAbsent: true });
+    const codeOf = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        expect(e).toBeInstanceOf(MakhzenError);
+        return (e as MakhzenError).code;
+      }
+      throw new Error("expected an error");
+    };
+    expect(codeOf(() => b.set("k", "2", { ifAbsent: true }))).toBe("PRECONDITION_FAILED");
+    expect(codeOf(() => b.set("k", "2", { ifMatch: "nope" }))).toBe("PRECONDITION_FAILED");
+    expect(b.set("k", "2", { ifMatch: first.version }).value).toBe("2");
+    expect(codeOf(() => b.delete("k", { ifMatch: first.version }))).toBe("PRECONDITION_FAILED");
+    expect(codeOf(() => b.set("", "v"))).toBe("INVALID_KEY");
+    expect(codeOf(() => b.set("k", "v", { ttl: 0 }))).toBe("VALIDATION");
+    expect(codeOf(() => node.bucket("bad name").get("k"))).toBe("INVALID_BUCKET");
+    expect(codeOf(() => b.list({ limit: 0 }))).toBe("VALIDATION");
+    expect(codeOf(() => createNode({ maxKeyBytes: -1 }))).toBe("INVALID_CONFIG");
+    expect(codeOf(() => createNode({ name: "has space" }))).toBe("INVALID_CONFIG");
+  });
+});
+
+describe("listen", () => {
+  test("port 0, a real fetch, and a MakhzenClient round trip", async () => {
+    const node = start({ name: "net", host: "127.0.0.1" });
+    const { url, port } = await node.listen();
+    expect(port).toBeGreaterThan(0);
+    expect(url).toBe(`http://127.0.0.1:${port}`);
+    // listen() again answers the same server.
+    expect(await node.listen()).toEqual({ url, port });
+
+    const put = await fetch(`${url}/items/${encodeURIComponent("a/ü k")}`, {
+      method: "PUT",
+      body: JSON.stringify({ value: "over the wire" }),
+    });
+    expect(put.status).toBe(200);
+    const item = (await put.json()) as { version: string };
+    expect(put.headers.get("etag")).toBe(`"${item.version}"`);
+    expect(node.bucket().get("a/ü k")?.value).toBe("over the wire");
+    const text = await fetch(`${url}/items/a%2F%C3%BC%20k`, { headers: { accept: "text/plain" } });
+    expect(await text.text()).toBe("over the wire");
+
+    // A lone node (no peers) has nobody to sync from: ready as soon as it listens.
+    const ready = await fetch(`${url}/readyz`);
+    expect([ready.status, await ready.json()]).toEqual([200, { status: "ready" }]);
+    const client = new MakhzenClient({ url, bucket: "c" });
+    expect(await client.ready()).toBe(true);
+    expect(await client.get("missing")).toBeUndefined();
+    const written = await client.put("k/1", "v1", { ttl: 30 });
+    expect(written).toMatchObject({ key: "k/1", value: "v1" });
+    expect(typeof written.expiresAt).toBe("number");
+    expect(await client.get("k/1")).toEqual(written);
+    expect(node.bucket("c").get("k/1")).toEqual(written);
+    for (let i = 2; i <= 5; i++) await client.put(`k/${i}`, `v${i}`);
+    const all: string[] = [];
+    for await (const it of client.listAll({ prefix: "k/", limit: 2 })) all.push(it.key);
+    expect(all).toEqual(["k/1", "k/2", "k/3", "k/4", "k/5"]);
+    expect((await client.list({ limit: 2 })).cursor).toEqual(expect.any(String));
+    expect(await client.put("k/1", "v1b", { ifMatch: written.version })).toMatchObject({ value: "v1b" });
+    const conflict = await client.put("k/1", "x", { ifMatch: written.version }).catch((e) => e);
+    expect(conflict).toBeInstanceOf(MakhzenClientError);
+    expect([conflict.status, conflict.code]).toEqual([412, "PRECONDITION_FAILED"]);
+    expect(await client.delete("k/1")).toBe(true);
+    expect(await client.delete("k/1")).toBe(false);
+    expect(await client.get("k/1", { bucket: "default" })).toBeUndefined();
+    expect((await client.buckets()).map((b) => b.name)).toEqual(["c", "default"]);
+    const bad = await client.put("k", "v", { bucket: "no such!" }).catch((e) => e);
+    expect([bad.status, bad.code]).toEqual([400, "INVALID_BUCKET"]);
+  });
+
+  test("the client refuses keys a URL cannot carry instead of hitting another route", async () => {
+    const node = start();
+    const { url } = await node.listen();
+    node.bucket().set("x", "v");
+    const client = new MakhzenClient({ url });
+    for (const key of ["", ".", ".."]) {
+      for (const op of [() => client.get(key), () => client.put(key, "v"), () => client.delete(key)]) {
+        const e = await op().catch((err) => err);
+        expect(e).toBeInstanceOf(MakhzenClientError);
+        expect(e.code).toBe("INVALID_KEY");
+      }
+    }
+    expect(node.bucket().get("x")?.value).toBe("v");
+  });
+
+  test("close() is idempotent, frees the port, and listen() after close fails", async () => {
+    const node = start();
+    const { url } = await node.listen();
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    await node.close();
+    await node.close();
+    const unreachable = await new MakhzenClient({ url, timeoutMs: 2000 }).get("k").catch((e) => e);
+    expect(unreachable).toBeInstanceOf(MakhzenClientError);
+    expect([unreachable.status, unreachable.code]).toEqual([0, "UNREACHABLE"]);
+    expect(await new MakhzenClient({ url, timeoutMs: 2000 }).ready()).toBe(false);
+    await expect(node.listen()).rejects.toThrow();
+  });
+
+  test("close() before listen() is fine, and in-process handle() needs no socket", async () => {
+    const node = start();
+    const res = await node.handle(new Request("http://localhost/healthz"));
+    expect(res.status).toBe(200);
+    await node.close();
+    await node.close();
+  });
+});
