@@ -1,5 +1,6 @@
 import { DEFAULT_BUCKET, type Item } from "./record.ts";
 import type { BucketStats } from "./store.ts";
+import type { ClusterStatus } from "./cluster.ts";
 
 export interface ClientOptions {
   /** Base URL of a node. Default: http://127.0.0.1:3000 */
@@ -124,6 +125,12 @@ export class MakhzenClient {
   async buckets(): Promise<BucketStats[]> {
     const res = await this.request("GET", "/buckets");
     return ((await (await this.expectOk(res)).json()) as { buckets: BucketStats[] }).buckets;
+  }
+
+  /** The members of the cluster as this node sees them (GET /cluster). */
+  async cluster(): Promise<ClusterStatus> {
+    const res = await this.request("GET", "/cluster");
+    return (await this.expectOk(res)).json() as Promise<ClusterStatus>;
   }
 
   async ready(): Promise<boolean> {

@@ -40,6 +40,11 @@ describe("cluster", () => {
       expect(item.expiresAt).toBe(ttlItem.expiresAt);
       expect((await get(n, "doomed")).status).toBe(404);
     }
+    const cli = Bun.spawnSync([process.execPath, "src/cli/main.ts", "status", "--url", a.url], { cwd: `${import.meta.dir}/../..` });
+    expect(cli.exitCode).toBe(0);
+    const lines = cli.stdout.toString().trim().split("\n");
+    expect(lines[0]).toMatch(/^NAME +URL +STATE +QUEUE +LAST SEEN$/);
+    expect(lines.slice(1).map((l) => l.split(/ {2,}/)[2])).toEqual(["alive", "alive", "alive"]);
     const view = await clusterView(a);
     expect(view.self).toBe("a");
     expect(view.members.map((m) => [m.name, m.state])).toEqual([
