@@ -122,6 +122,24 @@ export class MakhzenClient {
     } while (cursor);
   }
 
+  /**
+   * Every record of the node (or of one bucket) as an NDJSON byte stream, tombstones
+   * and versions included. No timeout: a large dump takes as long as it takes.
+   */
+  async dump(options: { bucket?: string } = {}): Promise<ReadableStream<Uint8Array>> {
+    const qs = options.bucket ? `?bucket=${encodeURIComponent(options.bucket)}` : "";
+    const res = await this.expectOk(await this.request("GET", `/dump${qs}`, {}, false));
+    if (!res.body) throw new MakhzenClientError(res.status, "BAD_RESPONSE", "dump answered no body");
+    return res.body;
+  }
+
+  /** Streams NDJSON records (as `dump` writes them) into the node; newer versions win. */
+  async load(ndjson: ReadableStream<Uint8Array> | string): Promise<{ loaded: number; skipped: number }> {
+    const init = { body: ndjson, headers: { "content-type": "application/x-ndjson" } } as RequestInit;
+    const res = await this.request("POST", "/load", init, false);
+    return (await this.expectOk(res)).json() as Promise<{ loaded: number; skipped: number }>;
+  }
+
   async buckets(): Promise<BucketStats[]> {
     const res = await this.request("GET", "/buckets");
     return ((await (await this.expectOk(res)).json()) as { buckets: BucketStats[] }).buckets;
@@ -155,9 +173,10 @@ export class MakhzenClient {
     return bucket === DEFAULT_BUCKET ? "" : `/buckets/${encodeURIComponent(bucket)}`;
   }
 
-  private async request(method: string, path: string, init: RequestInit = {}): Promise<Response> {
+  private async request(method: string, path: string, init: RequestInit = {}, timeout = true): Promise<Response> {
     try {
-      return await fetch(this.url + path, { ...init, method, signal: AbortSignal.timeout(this.timeoutMs) });
+      const signal = timeout ? AbortSignal.timeout(this.timeoutMs) : undefined;
+      return await fetch(this.url + path, { ...init, method, signal });
     } catch (e) {
       const why = describeFetchError(e, this.timeoutMs);
       throw new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: ${why}`);

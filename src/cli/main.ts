@@ -5,10 +5,11 @@ import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
 import { checkArgs } from "./_flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
+import { dump, load } from "./transfer-commands.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
 
-const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, status };
+const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, dump, load, status };
 
 export const root = defineCommand({
   meta: { name: "makhzen", version: VERSION, description: "A distributed in-memory key-value store for Bun" },

