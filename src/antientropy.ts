@@ -204,10 +204,12 @@ export class AntiEntropy {
       pushed += batch.length;
     }
     let pulled = 0;
-    for (let i = 0; i < pull.length; i += config.batchMaxRecords) {
+    for (let i = 0; i < pull.length; ) {
       const keys = pull.slice(i, i + config.batchMaxRecords);
       const answer = await transport.call(peer.url, "fetch", { keys }, timeout);
       pulled += this.deps.applyRemote(answer.records as StoredRecord[]);
+      // A byte-bounded answer says where it stopped; always advance by at least one.
+      i += Math.max(1, Math.min(answer.rest ?? keys.length, keys.length));
     }
     this.stats.pushed += pushed;
     this.stats.pulled += pulled;

@@ -306,6 +306,7 @@ export class Cluster {
 
   private makeService(): PeerService {
     const { store, digest } = this.deps;
+    const budget = this.deps.config.batchMaxBytes;
     return {
       join: (req) => this.membership.handleJoin(req.member as WireMember),
       gossip: (req) => this.membership.handleGossip(req.from, req.members),
@@ -330,18 +331,33 @@ export class Cluster {
         }
         return { entries };
       },
+      // Answers are bounded in bytes as well as in records: a page of 1,000 records
+      // at the value limit would otherwise be a gigabyte.
       fetch: (req) => {
         const records: StoredRecord[] = [];
-        for (const { bucket, key } of req.keys) {
+        let bytes = 0;
+        for (let i = 0; i < req.keys.length; i++) {
+          if (records.length > 0 && bytes >= budget) return { records, rest: i };
+          const { bucket, key } = req.keys[i]!;
           const r = store.getRecord(bucket, key);
-          if (r) records.push(r);
+          if (!r) continue;
+          records.push(r);
+          bytes += approxBytes(r);
         }
         return { records };
       },
       scan: (req) => {
-        const records = store.scan(req.after, req.limit);
+        const page = store.scan(req.after, req.limit);
+        const records: StoredRecord[] = [];
+        let bytes = 0;
+        for (const r of page) {
+          if (records.length > 0 && bytes >= budget) break;
+          records.push(r);
+          bytes += approxBytes(r);
+        }
         const last = records[records.length - 1];
-        return { records, next: records.length === req.limit && last ? { bucket: last.bucket, key: last.key } : null };
+        const more = records.length < page.length || page.length === req.limit;
+        return { records, next: more && last ? { bucket: last.bucket, key: last.key } : null };
       },
     };
   }
@@ -373,6 +389,9 @@ export class Cluster {
     (this.deps.log ?? console.error)(`[cluster] ${line}`);
   }
 }
+
+/** Serialized size of a record, near enough for a byte budget. */
+const approxBytes = (r: StoredRecord): number => 96 + r.key.length + (r.value?.length ?? 0);
 
 function parseTimeout(raw: string | null | undefined): number {
   if (raw === null || raw === undefined || raw === "") return DEFAULT_CONSISTENCY_TIMEOUT_MS;

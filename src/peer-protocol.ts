@@ -64,7 +64,11 @@ export const KeysAnswer = Type.Object({
   entries: Type.Array(Type.Object({ bucket: Bucket, key: Key, version: Version })),
 });
 export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems: 100_000 }) });
-export const RecordsAnswerFull = Type.Object({ records: Type.Array(WireRecord) });
+/**
+ * `records` in request order. An answer that would pass the batch byte budget stops
+ * early: `rest` is the index of the first key not answered, to ask again.
+ */
+export const FetchAnswer = Type.Object({ records: Type.Array(WireRecord), rest: Type.Optional(Type.Integer({ minimum: 0 })) });
 export const ScanRequest = Type.Object({
   after: Type.Optional(RecordRef),
   limit: Type.Integer({ minimum: 1, maximum: 10_000 }),

@@ -16,7 +16,7 @@ export const PEER_OPS = {
   groups: { request: Type.Object({}), answer: P.GroupsAnswer },
   leaves: { request: P.LeavesRequest, answer: P.LeavesAnswer },
   keys: { request: P.KeysRequest, answer: P.KeysAnswer },
-  fetch: { request: P.FetchRequest, answer: P.RecordsAnswerFull },
+  fetch: { request: P.FetchRequest, answer: P.FetchAnswer },
   scan: { request: P.ScanRequest, answer: P.ScanAnswer },
 } as const;
 

@@ -119,6 +119,40 @@ describe("cluster core over an in-memory network", () => {
     expect(dump(a)).toEqual(dump(b));
   });
 
+  test("answers are bounded in bytes: a full copy and a pull of large values take several pages", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net, { batchMaxBytes: 4096 });
+    const b = core("b", net, { batchMaxBytes: 4096 });
+    const big = "x".repeat(1000);
+    for (let i = 0; i < 30; i++) a.store.apply({ bucket: "default", key: `k${i}`, value: big, version: a.clock.now() });
+    expect(await b.cluster.antiEntropy.fullCopy({ name: "a", url: a.url })).toBe(30);
+    expect(net.calls.get("scan")).toBeGreaterThanOrEqual(8);
+    for (let i = 0; i < 30; i++) a.store.apply({ bucket: "other", key: `k${i}`, value: big, version: a.clock.now() });
+    expect(await b.cluster.antiEntropy.syncWith({ name: "a", url: a.url })).toEqual({ pushed: 0, pulled: 30, complete: true });
+    expect(net.calls.get("fetch")).toBeGreaterThanOrEqual(8);
+    expect(dump(a)).toEqual(dump(b));
+  });
+
+  test("read repair: r=all answers the newest version and queues it for the stale peer", async () => {
+    const net = new MemoryTransport();
+    const nodes = ["a", "b", "c"].map((n) => core(n, net));
+    const [a, b, c] = nodes as [Core, Core, Core];
+    for (const n of nodes) await n.cluster.start(n.url);
+    await b.cluster.membership.join([a.url]);
+    await c.cluster.membership.join([a.url]);
+    c.cluster.membership.tick();
+    await until(() => nodes.every((n) => n.cluster.membership.reachable().length === 2));
+    const old: StoredRecord = { bucket: "default", key: "k", value: "old", version: a.clock.now() };
+    for (const n of nodes) n.store.apply(old);
+    const newest: StoredRecord = { bucket: "default", key: "k", value: "new", version: b.clock.now() };
+    b.store.apply(newest); // b alone has the newest (its queue lost, say)
+    const concern = a.cluster.concern("r", "all", "1000")!;
+    await a.cluster.repairRead("default", "k", concern);
+    expect(a.store.getRecord("default", "k")!.value).toBe("new");
+    await until(() => c.store.getRecord("default", "k")!.value === "new");
+    for (const n of nodes) n.cluster.close();
+  });
+
   test("a tombstone past its grace period is not resurrected on a node that purged it", async () => {
     const net = new MemoryTransport();
     const a = core("a", net, { tombstoneTtlMs: 0 });
