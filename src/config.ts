@@ -1,5 +1,6 @@
 import type { WallClock } from "./clock.ts";
 import { MakhzenError } from "./errors.ts";
+import type { FsyncPolicy } from "./persistence.ts";
 import type { EvictionPolicy } from "./store.ts";
 import { NODE_NAME_PATTERN } from "./version.ts";
 
@@ -38,6 +39,12 @@ export interface NodeConfig {
   sweepBudget: number;
   /** Physical time source; tests inject a manual one. */
   wallClock: WallClock;
+
+  // ---- durability (see docs/durability.md) ----
+  /** Directory of the durable copy (bun:sqlite); unset: purely in memory, refilled from peers after a restart. */
+  dataDir?: string;
+  /** What a crash may lose, as Redis's appendfsync: `always` nothing acknowledged, `everysec` about a second, `no` what the OS had not written. */
+  fsync: FsyncPolicy;
 
   // ---- cluster (see docs/replication.md) ----
   /** Seed URLs to join through; any one live seed is enough. Empty: a cluster of one until someone joins. */
@@ -92,6 +99,7 @@ export const DEFAULTS = {
   tombstoneTtlMs: 24 * 60 * 60 * 1000,
   sweepIntervalMs: 100,
   sweepBudget: 1000,
+  fsync: "everysec",
   heartbeatIntervalMs: 1000,
   // Five missed heartbeats: a GC pause or a busy event loop is not a failure.
   suspectAfterMs: 5000,
@@ -152,6 +160,8 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("tombstoneTtlMs", c.tombstoneTtlMs, 0, Number.MAX_SAFE_INTEGER);
   integer("sweepIntervalMs", c.sweepIntervalMs, 1, 60 * 60 * 1000);
   integer("sweepBudget", c.sweepBudget, 1, 10_000_000);
+  if (c.dataDir !== undefined && (typeof c.dataDir !== "string" || c.dataDir === "")) bad("dataDir", "must be a path");
+  if (!["always", "everysec", "no"].includes(c.fsync)) bad("fsync", `must be always, everysec or no, not "${c.fsync}"`);
   if (!Array.isArray(c.peers)) bad("peers", "must be a list of URLs");
   c.peers = c.peers.map((u) => normalizeUrl("peers", u));
   if (c.advertise !== undefined) c.advertise = normalizeUrl("advertise", c.advertise);

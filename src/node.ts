@@ -8,6 +8,7 @@ import { VERSION } from "./meta.ts";
 import { Cluster, type ClusterStatus, type MemberStatus } from "./cluster.ts";
 import { Digest } from "./digest.ts";
 import { HttpTransport } from "./transport.ts";
+import { Persistence } from "./persistence.ts";
 
 /** One bucket of an embedded node: a small Map-like view over the items API. */
 export interface BucketHandle {
@@ -32,6 +33,12 @@ export interface MakhzenNode {
   members(): MemberStatus[];
   /** The body of GET /cluster. */
   status(): ClusterStatus;
+  /**
+   * Resolves once every write so far is committed to the data dir (at once without
+   * one). HTTP writes under `fsync: "always"` wait for this before they answer;
+   * embedded writers that need the same guarantee await it themselves.
+   */
+  durable(): Promise<void>;
   /** Whether the first sync after start is done (or timed out): what /readyz says. */
   ready(): boolean;
   /**
@@ -55,18 +62,44 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
   const config = resolveConfig(options);
   const clock = new HybridClock(config.name, config.wallClock);
   const digest = new Digest();
+  // Opened first: a data dir the node cannot use stops it before anything starts.
+  const disk = config.dataDir === undefined ? undefined : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync });
+  let loading = false;
   const store = new Store({
     clock,
     maxMemoryBytes: config.maxMemoryBytes,
     eviction: config.eviction,
     tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (bucket, key, prev, next) => digest.update(bucket, key, prev, next),
+    onChange: (bucket, key, prev, next) => {
+      digest.update(bucket, key, prev, next);
+      // Every change reaches the disk, local or replicated; what was just loaded is there already.
+      if (disk && !loading) {
+        if (next === undefined) disk.remove(bucket, key);
+        else disk.write(store.getRecord(bucket, key)!);
+      }
+    },
     // `cluster` is assigned below; the store calls this only on a write, which comes later.
     onEvict: (tombstone) => cluster.replicator.enqueue(tombstone),
   });
+  if (disk) {
+    loading = true;
+    try {
+      disk.load((r) => {
+        clock.observe(r.version); // so this node's next write is newer than anything it held
+        store.apply(r);
+      }, clock.wallMs(), config.tombstoneTtlMs);
+    } catch (e) {
+      disk.close();
+      throw e;
+    } finally {
+      loading = false;
+    }
+  }
   const cluster = new Cluster({ config, store, digest, clock, transport: new HttpTransport() });
   const items = new Items(store, clock, config, (record) => cluster.replicator.enqueue(record));
-  const app: App = createApp({ config, store, items, cluster, isReady: () => cluster.ready, version: VERSION });
+  // Under fsync=always a write is answered only once it is on disk; otherwise at once.
+  const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;
+  const app: App = createApp({ config, store, items, cluster, isReady: () => cluster.ready, durable, version: VERSION });
   let started: Promise<void> | undefined;
   const sweeper = startSweeper(store, config);
   let server: ReturnType<typeof Bun.serve> | undefined;
@@ -110,6 +143,7 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
       }
       return { url, port };
     },
+    durable: () => disk?.durable() ?? Promise.resolve(),
     members: () => cluster.status().members,
     status: () => cluster.status(),
     ready: () => cluster.ready,
@@ -125,6 +159,7 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
       clearInterval(sweeper);
       await server?.stop(true);
       server = undefined;
+      disk?.close(); // flushes: a clean stop loses nothing under any fsync policy
     },
   };
 }

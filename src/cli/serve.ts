@@ -15,6 +15,8 @@ export const serveArgs = {
   "max-memory": { type: "string", description: "Data budget in bytes, e.g. 512mb; 0 = unlimited (default 0)" },
   eviction: { type: "string", description: "When --max-memory is reached: noeviction (507) or lru (default noeviction)" },
   "tombstone-ttl": { type: "string", description: "How long deletes are remembered, e.g. 24h (default 24h)" },
+  "data-dir": { type: "string", description: "Keep a durable copy in this directory (default: in memory only)" },
+  fsync: { type: "string", description: "With --data-dir: always, everysec or no, as Redis's appendfsync (default everysec)" },
   peers: {
     type: "string",
     alias: "cluster",
@@ -48,6 +50,8 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     maxMemoryBytes: opt("max-memory", parseBytes),
     eviction: opt("eviction", (n, v) => parseChoice(n, v, ["noeviction", "lru"] as const)),
     tombstoneTtlMs: opt("tombstone-ttl", parseDurationMs),
+    dataDir: get("data-dir"),
+    fsync: opt("fsync", (n, v) => parseChoice(n, v, ["always", "everysec", "no"] as const)),
     peers: opt("peers", parseUrlList),
     advertise: opt("advertise", parseUrl),
     heartbeatIntervalMs: opt("heartbeat-interval", parseDurationMs),
@@ -69,7 +73,8 @@ export const serve = defineCommand({
     try {
       node = createNode(options);
     } catch (e) {
-      if (e instanceof MakhzenError) throw usageError(e.message);
+      // A bad option is a usage error (2); a data dir that cannot be used is a failure (1).
+      if (e instanceof MakhzenError) throw new CliError(e.message, e.code === "DATA_DIR" ? 1 : 2);
       throw e;
     }
     let url: string;
@@ -80,7 +85,8 @@ export const serve = defineCommand({
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       throw new CliError(`cannot listen on ${node.config.host}:${node.config.port}: ${why}`);
     }
-    console.log(`makhzen ${VERSION}: node ${node.name} listening on ${url}`);
+    const disk = node.config.dataDir === undefined ? "in memory" : `data dir ${node.config.dataDir}, fsync ${node.config.fsync}`;
+    console.log(`makhzen ${VERSION}: node ${node.name} listening on ${url} (${disk})`);
     // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

@@ -16,6 +16,8 @@ export interface AppDeps {
   config: NodeConfig;
   store: Store;
   items: Items;
+  /** When set, a write is answered only after this resolves (fsync=always). */
+  durable?: () => Promise<void>;
   /** Whether the node is ready to serve (for /readyz). */
   isReady: () => boolean;
   version: string;
@@ -64,8 +66,25 @@ export function createApp(deps: AppDeps) {
     const key = decodeKey(rawKey);
     const concern = concernOf("w", request);
     const item = items.set(bucket, key, body.value, { ttl: body.ttl, ...conditions(request.headers) });
-    if (concern) return deps.cluster!.awaitWrite(bucket, key, item.version, concern).then(() => itemResponse(item));
-    return itemResponse(item);
+    return answerWrite(bucket, key, item.version, concern, () => itemResponse(item));
+  };
+
+  /**
+   * Answers a write at once, or once it is durable (fsync=always) and held by the
+   * replicas `concern` asks for (w=), both awaited together. Either failing leaves
+   * the local write in place.
+   */
+  const answerWrite = (
+    bucket: string,
+    key: string,
+    version: string,
+    concern: Concern | undefined,
+    respond: () => Response,
+  ): Response | Promise<Response> => {
+    const durable = deps.durable?.();
+    const replicated = concern ? deps.cluster!.awaitWrite(bucket, key, version, concern) : undefined;
+    if (!durable && !replicated) return respond();
+    return Promise.all([durable, replicated]).then(respond);
   };
 
   const deleteItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
@@ -74,11 +93,8 @@ export function createApp(deps: AppDeps) {
     if (ifAbsent) throw new MakhzenError("BAD_REQUEST", "If-None-Match: * makes no sense on DELETE");
     const concern = concernOf("w", request);
     if (!items.delete(bucket, key, { ifMatch })) throw notFound(key);
-    if (concern) {
-      const version = deps.store.getRecord(bucket, key)!.version; // the tombstone just written
-      return deps.cluster!.awaitWrite(bucket, key, version, concern).then(() => new Response(null, { status: 204 }));
-    }
-    return new Response(null, { status: 204 });
+    const version = deps.store.getRecord(bucket, key)!.version; // the tombstone just written
+    return answerWrite(bucket, key, version, concern, () => new Response(null, { status: 204 }));
   };
 
   const listItems = (bucket: string, query: { prefix?: string; limit?: number; cursor?: string }) => {
@@ -129,6 +145,7 @@ export function createApp(deps: AppDeps) {
         items,
         maxLineBytes: config.maxBodyBytes,
         maxClockDriftMs: config.maxClockDriftMs,
+        durable: deps.durable,
       }),
     )
     .use(deps.cluster ? peerRoutes({ cluster: deps.cluster, maxBodyBytes: deps.config.maxBodyBytes + 2 * deps.config.batchMaxBytes }) : new Elysia())

@@ -11,6 +11,8 @@ export interface TransferDeps {
   /** Longest NDJSON line accepted by /load, in bytes. */
   maxLineBytes: number;
   maxClockDriftMs: number;
+  /** When set, a load answers only after this resolves (fsync=always). */
+  durable?: () => Promise<void>;
 }
 
 /** Records per scan step of a dump: bounds the memory a dump holds at once. */
@@ -59,6 +61,7 @@ export function transferRoutes(deps: TransferDeps) {
             throw new MakhzenError(code, `line ${line}: ${why} (${loaded} records before it were loaded)`);
           }
         }
+        await deps.durable?.();
         return { loaded, skipped };
       },
       {

@@ -52,6 +52,8 @@ export interface StartOptions {
   /** Reuse a port (a restart). */
   port?: number;
   extraArgs?: string[];
+  /** Timing preset (default fast: the tests). */
+  timings?: "fast" | "default";
   /** Wait for /readyz (default true). */
   waitReady?: boolean;
 }
@@ -116,7 +118,7 @@ export class Harness {
   /** Starts `serve` as a process and (by default) waits until /readyz answers 200. */
   async start(name: string, opts: StartOptions = {}): Promise<NodeProcess> {
     const port = opts.port ?? freePort();
-    const args = [process.execPath, MAIN, "serve", "--port", String(port), "--name", name, "--timings", "fast"];
+    const args = [process.execPath, MAIN, "serve", "--port", String(port), "--name", name, "--timings", opts.timings ?? "fast"];
     if (opts.peers?.length) args.push("--peers", opts.peers.join(","));
     if (opts.advertise) args.push("--advertise", opts.advertise);
     args.push(...(opts.extraArgs ?? []));
@@ -143,7 +145,15 @@ export class Harness {
   }
 
   /** Three (or n) nodes: the first alone, the others joining through it. */
-  async cluster(n = 3, opts: { proxied?: boolean; extraArgs?: string[] } = {}): Promise<NodeProcess[]> {
+  async cluster(
+    n = 3,
+    opts: {
+      proxied?: boolean;
+      extraArgs?: string[];
+      extraArgsFor?: (name: string) => string[];
+      timings?: "fast" | "default";
+    } = {},
+  ): Promise<NodeProcess[]> {
     const names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
     const out: NodeProcess[] = [];
     for (const name of names) {
@@ -155,7 +165,8 @@ export class Harness {
         advertise = proxy.url;
       }
       const peers = out.length ? [advertiseOf(out[0]!, this)] : [];
-      out.push(await this.start(name, { port, advertise, peers, extraArgs: opts.extraArgs }));
+      const extraArgs = [...(opts.extraArgs ?? []), ...(opts.extraArgsFor?.(name) ?? [])];
+      out.push(await this.start(name, { port, advertise, peers, extraArgs, timings: opts.timings }));
     }
     await eventually(async () => (await Promise.all(out.map(aliveCount))).every((c) => c === n), {
       what: `all ${n} nodes see ${n} alive members`,
