@@ -189,16 +189,19 @@ export class Cluster {
     const limit = this.deps.clock.wallMs() + this.deps.config.maxClockDriftMs;
     let applied = 0;
     let refused = 0;
+    let newest = "";
     for (const r of records) {
       if (versionWallMs(r.version) > limit) {
         refused++;
         continue;
       }
-      this.deps.clock.observe(r.version);
+      if (r.version > newest) newest = r.version;
       const clean: StoredRecord = { bucket: r.bucket, key: r.key, value: r.value, version: r.version };
       if (r.expiresAt !== undefined) clean.expiresAt = r.expiresAt;
       if (this.deps.store.apply(clean)) applied++;
     }
+    // The clock only needs the newest version of the batch to move past all of them.
+    if (newest !== "") this.deps.clock.observe(newest);
     if (refused > 0) {
       this.refusedForDrift += refused;
       this.log(`refused ${refused} record(s) stamped more than ${this.deps.config.maxClockDriftMs} ms ahead of this clock`);
