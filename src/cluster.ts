@@ -25,7 +25,7 @@ export interface MemberStatus {
   name: string;
   url: string;
   state: MemberState;
-  /** Records waiting in this node's queue for the member. */
+  /** Records the member has not acknowledged yet: queued here or in a batch in flight. */
   queue: number;
   /** Milliseconds since this node last heard from the member (0 for this node itself). */
   lastSeenMs: number;

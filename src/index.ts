@@ -9,4 +9,6 @@ export type { Item, StoredRecord } from "./record.ts";
 export type { SetOptions, DeleteOptions, ListItemsOptions } from "./items.ts";
 export type { ListPage, BucketStats } from "./store.ts";
 export type { Version } from "./version.ts";
+export type { ClusterStatus, MemberStatus } from "./cluster.ts";
+export type { MemberState } from "./peer-protocol.ts";
 export { VERSION } from "./meta.ts";

@@ -35,6 +35,8 @@ interface PeerQueue {
   /** Pending records by record id, in insertion order; a newer write to a key replaces the older in place. */
   pending: Map<string, Outgoing>;
   inflight: number;
+  /** Records in the batches in flight. */
+  inflightRecords: number;
   /** Consecutive failed sends; drives the backoff. */
   failures: number;
   retryTimer?: ReturnType<typeof setTimeout>;
@@ -101,6 +103,7 @@ export class Replicator {
       url,
       pending: new Map(),
       inflight: 0,
+      inflightRecords: 0,
       failures: 0,
       scheduled: false,
       removed: false,
@@ -143,9 +146,10 @@ export class Replicator {
     this.pump(q);
   }
 
+  /** Records not yet acknowledged by the peer: queued or in a batch in flight. */
   queueSize(name: string): number {
     const q = this.peers.get(name);
-    return q?.pending.size ?? 0;
+    return q ? q.pending.size + q.inflightRecords : 0;
   }
 
   /** Whether these peers' queues are empty with nothing in flight. */
@@ -235,8 +239,10 @@ export class Replicator {
       if (q.inflight > 0 && q.pending.size < batchMaxRecords / 2) break;
       const batch = this.takeBatch(q);
       q.inflight++;
+      q.inflightRecords += batch.length;
       void this.send(q, batch).finally(() => {
         q.inflight--;
+        q.inflightRecords -= batch.length;
         this.pump(q);
       });
     }

@@ -110,7 +110,12 @@ describe("cluster", () => {
     // Unchanged: no write waits for the hung peer (its requests time out after 1 s).
     expect(during[98]!).toBeLessThan(Math.max(100, before[98]! * 5));
     expect(during[99]!).toBeLessThan(500);
+    // Heartbeats take the silent member through suspect to dead, and back to alive.
+    const stateOfC = async () => (await clusterView(a)).members.find((m) => m.name === "c")!.state;
+    await eventually(async () => (await stateOfC()) === "dead", { what: "a sees c dead" });
+    expect((await clusterView(a)).members.find((m) => m.name === "c")!.queue).toBeGreaterThan(0);
     c.signal("SIGCONT");
+    await eventually(async () => (await stateOfC()) === "alive", { what: "a sees c alive again" });
     await converged(nodes);
   });
 

@@ -1,0 +1,68 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { createNode } from "../src/node.ts";
+import { HybridClock } from "../src/clock.ts";
+import { Cluster } from "../src/cluster.ts";
+import { resolveConfig } from "../src/config.ts";
+import { Digest } from "../src/digest.ts";
+import { Store } from "../src/store.ts";
+import { HttpTransport, MemoryTransport, PeerError, type PeerTransport } from "../src/transport.ts";
+
+/**
+ * One contract, two transports: what the core relies on from a PeerTransport holds
+ * for the real HTTP one (against a listening node) and for the in-memory one the
+ * unit tests use.
+ */
+const httpNode = createNode({ name: "http-peer", port: 0 });
+afterAll(() => httpNode.close());
+
+function memoryPeer(): { transport: MemoryTransport; url: string } {
+  const config = resolveConfig({ name: "mem-peer", port: 1 });
+  const clock = new HybridClock(config.name);
+  const digest = new Digest();
+  const store = new Store({
+    clock,
+    maxMemoryBytes: 0,
+    eviction: "noeviction",
+    tombstoneTtlMs: config.tombstoneTtlMs,
+    onChange: (b, k, p, n) => digest.update(b, k, p, n),
+  });
+  const transport = new MemoryTransport();
+  transport.register("mem://peer", new Cluster({ config, store, digest, clock, transport, log: () => {} }).service);
+  return { transport, url: "mem://peer" };
+}
+
+const setups: [string, () => Promise<{ transport: PeerTransport; url: string; dead: string }>][] = [
+  ["http", async () => ({ transport: new HttpTransport(), url: (await httpNode.listen()).url, dead: "http://127.0.0.1:1" })],
+  ["memory", async () => ({ ...memoryPeer(), dead: "mem://nobody" })],
+];
+
+for (const [name, setup] of setups) {
+  describe(`PeerTransport contract: ${name}`, () => {
+    test("records pushed as a ready JSON string can be fetched and scanned back", async () => {
+      const { transport, url } = await setup();
+      const version = `${String(Date.now()).padStart(15, "0")}-000000-z`;
+      const rec = { bucket: "default", key: "contract", value: "v", version, expiresAt: Date.now() + 60_000 };
+      expect(await transport.call(url, "records", `{"records":[${JSON.stringify(rec)}]}`, 1000)).toEqual({
+        applied: 1,
+        refused: 0,
+      });
+      expect((await transport.call(url, "fetch", { keys: [{ bucket: "default", key: "contract" }] }, 1000)).records).toEqual([rec]);
+      const page = await transport.call(url, "scan", { limit: 10 }, 1000);
+      expect(page.records).toContainEqual(rec);
+      expect((await transport.call(url, "groups", {}, 1000)).groups).toHaveLength(64);
+    });
+
+    test("an invalid request is refused with VALIDATION", async () => {
+      const { transport, url } = await setup();
+      const bad = transport.call(url, "leaves", { groups: [64] }, 1000);
+      await expect(bad).rejects.toThrow(/VALIDATION|less or equal/);
+    });
+
+    test("an unreachable peer rejects with status 0", async () => {
+      const { transport, dead } = await setup();
+      const err = await transport.call(dead, "groups", {}, 500).catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect((err as PeerError).status).toBe(0);
+    });
+  });
+}
