@@ -1,0 +1,37 @@
+import { describe, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import { FAST_TIMINGS, resolveConfig } from "../src/config.ts";
+import { serveOptions } from "../src/cli/serve.ts";
+
+const MAIN = resolve(import.meta.dir, "../src/cli/main.ts");
+
+describe("serve: cluster flags", () => {
+  test("--peers (and its alias --cluster) and --advertise become node options", () => {
+    const o = serveOptions({ peers: "http://10.0.0.1:3000, http://10.0.0.2:3000/", advertise: "http://10.0.0.3:3000" }, {});
+    expect(o.peers).toEqual(["http://10.0.0.1:3000", "http://10.0.0.2:3000/"]);
+    expect(resolveConfig(o).peers).toEqual(["http://10.0.0.1:3000", "http://10.0.0.2:3000"]);
+    expect(o.advertise).toBe("http://10.0.0.3:3000");
+    expect(serveOptions({}, { MAKHZEN_PEERS: "http://a:1" }).peers).toEqual(["http://a:1"]);
+  });
+
+  test("--timings fast is a preset that individual flags still override", () => {
+    const o = serveOptions({ timings: "fast", "heartbeat-interval": "250ms" }, {});
+    expect(o.heartbeatIntervalMs).toBe(250);
+    expect(o.deadAfterMs).toBe(FAST_TIMINGS.deadAfterMs);
+    expect(serveOptions({}, {}).heartbeatIntervalMs).toBeUndefined();
+  });
+
+  test("bad cluster flags print one line and exit 2", () => {
+    for (const [args, message] of [
+      [["--peers", "not a url"], '--peers must be a URL like http://10.0.0.2:3000, not "not a url"'],
+      [["--cluster", "ftp://x"], '--peers must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
+      [["--advertise", "x"], '--advertise must be a URL like http://10.0.0.2:3000, not "x"'],
+      [["--timings", "turbo"], '--timings must be one of default, fast, not "turbo"'],
+      [["--queue-max", "0"], '--queue-max must be an integer from 1 to 1000000000, not "0"'],
+    ] as const) {
+      const r = Bun.spawnSync([process.execPath, MAIN, "serve", "--port", "0", ...args]);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr.toString()).toBe(`makhzen: ${message}\n`);
+    }
+  });
+});
