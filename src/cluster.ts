@@ -90,6 +90,8 @@ export class Cluster {
       events: {
         added: (m) => {
           this.replicator.addPeer(m.name, m.url);
+          // A known peer back in a new life (a restart) may have a sender in backoff.
+          this.replicator.wake(m.name);
           this.antiEntropy.request(m.name);
         },
         recovered: (m) => {

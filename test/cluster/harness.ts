@@ -174,6 +174,11 @@ export class Harness {
     return out;
   }
 
+  /** `await using h = new Harness()` cleans up when the scope ends, even on a throw. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.cleanup();
+  }
+
   /** Kills every process this harness started (SIGCONT first for stopped ones) and closes the proxies. */
   async cleanup(): Promise<void> {
     // MAKHZEN_TEST_LOGS=1 prints every node's log, to see what a passing test really did.
