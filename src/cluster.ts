@@ -114,8 +114,9 @@ export class Cluster {
     this.service = this.makeService();
   }
 
+  /** What /readyz says: the first sync is done (or timed out), and the node is not leaving. */
   get ready(): boolean {
-    return this.isReady;
+    return this.isReady && !this.leaving;
   }
 
   get url(): string {
@@ -129,6 +130,9 @@ export class Cluster {
    */
   async start(listenUrl: string): Promise<void> {
     this.self.url ||= listenUrl;
+    if (/^https?:\/\/(0\.0\.0\.0|\[::\])(:|\/|$)/.test(this.self.url) && this.deps.config.peers.length > 0) {
+      this.log(`advertising ${this.self.url}, which peers cannot reach: set --advertise to this node's address`);
+    }
     const joined = await this.membership.join(this.deps.config.peers);
     if (!joined) this.log("no seed answered; serving alone and retrying the seeds with every heartbeat");
     this.membership.start();
