@@ -7,7 +7,7 @@ import type { PeerTransport } from "./transport.ts";
 
 type AntiEntropyConfig = Pick<
   NodeConfig,
-  "antiEntropyIntervalMs" | "antiEntropyMaxLeaves" | "requestTimeoutMs" | "batchMaxRecords" | "batchMaxBytes"
+  "antiEntropyIntervalMs" | "antiEntropyMaxKeys" | "requestTimeoutMs" | "batchMaxRecords" | "batchMaxBytes"
 >;
 
 export interface SyncPeer {
@@ -43,12 +43,13 @@ export interface RoundResult {
  * One round against a peer (Dynamo's Merkle comparison, flattened to two levels):
  *   1. fetch the peer's 64 group hashes and compare with ours;
  *   2. for differing groups, fetch their 64 leaf hashes each and compare;
- *   3. for differing leaves (at most antiEntropyMaxLeaves), fetch the peer's
- *      (bucket, key, version) list and compare with ours;
+ *   3. for differing leaves, LEAVES_PER_REQUEST at a time, fetch the peer's
+ *      (bucket, key, version) list and compare with ours, until about
+ *      antiEntropyMaxKeys pairs have been listed;
  *   4. push the records where we are newer, pull those where the peer is.
  * The wire cost follows the size of the difference, not of the store: with 100k
  * keys and 10 differing ones, 64 + ~640 hashes, ~10 leaves of (key, version)
- * pairs, and 10 records cross. A round that hits its leaf budget returns
+ * pairs, and 10 records cross. A round that hits its key budget returns
  * `complete: false` and the next one continues; no round runs unbounded.
  *
  * A node that holds nothing takes a full copy instead: pages of records in
@@ -56,6 +57,11 @@ export interface RoundResult {
  *
  * Rounds against one peer never overlap; rounds against different peers may.
  */
+/** Leaves per `keys` request: with the key budget, bounds the size of one answer. */
+export const LEAVES_PER_REQUEST = 64;
+
+const sizeOf = (ids: Iterable<string>): number => (ids instanceof Set ? ids.size : [...ids].length);
+
 export class AntiEntropy {
   private timer?: ReturnType<typeof setInterval>;
   private readonly running = new Map<string, Promise<RoundResult>>();
@@ -171,18 +177,25 @@ export class AntiEntropy {
 
     const theirLeaves = (await transport.call(peer.url, "leaves", { groups }, timeout)).leaves;
     const ours = digest.leafHashes(groups);
-    let leaves: number[] = [];
+    const differingLeaves: number[] = [];
     groups.forEach((g, i) => {
-      for (const j of differing(ours[i]!, theirLeaves[i] ?? [])) leaves.push(g * GROUP_SIZE + j);
+      for (const j of differing(ours[i]!, theirLeaves[i] ?? [])) differingLeaves.push(g * GROUP_SIZE + j);
     });
-    const complete = leaves.length <= config.antiEntropyMaxLeaves;
-    if (!complete) leaves = leaves.slice(0, config.antiEntropyMaxLeaves);
-    if (leaves.length === 0) return { pushed: 0, pulled: 0, complete: true };
+    if (differingLeaves.length === 0) return { pushed: 0, pulled: 0, complete: true };
 
+    // List both sides leaf chunk by leaf chunk until the key budget is spent.
     const theirs = new Map<string, string>();
-    for (const e of (await transport.call(peer.url, "keys", { leaves }, timeout)).entries) {
-      theirs.set(recordId(e.bucket, e.key), e.version);
+    const leaves: number[] = [];
+    let listed = 0;
+    for (let i = 0; i < differingLeaves.length && listed < config.antiEntropyMaxKeys; i += LEAVES_PER_REQUEST) {
+      const chunk = differingLeaves.slice(i, i + LEAVES_PER_REQUEST);
+      const { entries } = await transport.call(peer.url, "keys", { leaves: chunk }, timeout);
+      for (const e of entries) theirs.set(recordId(e.bucket, e.key), e.version);
+      for (const leaf of chunk) listed += sizeOf(digest.idsIn(leaf));
+      listed += entries.length;
+      leaves.push(...chunk);
     }
+    const complete = leaves.length === differingLeaves.length;
     const push: StoredRecord[] = [];
     for (const leaf of leaves) {
       for (const id of digest.idsIn(leaf)) {

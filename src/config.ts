@@ -59,8 +59,12 @@ export interface NodeConfig {
   deadAfterMs: number;
   /** Period of anti-entropy rounds against a random live peer, in ms. Extra rounds run on rejoin, overflow and start. */
   antiEntropyIntervalMs: number;
-  /** Leaves (of 4096) one anti-entropy round repairs at most: bounds the work and the bytes of a round. */
-  antiEntropyMaxLeaves: number;
+  /**
+   * (key, version) pairs one anti-entropy round lists at most, per side: bounds the
+   * work and the bytes of a round (100k pairs is ~6 MB). A larger difference takes
+   * more rounds, which follow at once.
+   */
+  antiEntropyMaxKeys: number;
   /** Timeout of every peer request, in ms. A hung peer costs a sender this much, never a client. */
   requestTimeoutMs: number;
   /** First retry delay of a failing peer sender, in ms; doubles per failure, with full jitter. */
@@ -106,7 +110,7 @@ export const DEFAULTS = {
   deadAfterMs: 30_000,
   antiEntropyIntervalMs: 30_000,
   // 512 of 4096 leaves: with 1M keys about 125k (key, version) pairs, a few MB, per round.
-  antiEntropyMaxLeaves: 512,
+  antiEntropyMaxKeys: 100_000,
   requestTimeoutMs: 5000,
   backoffBaseMs: 100,
   backoffMaxMs: 5000,
@@ -170,7 +174,7 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("suspectAfterMs", c.suspectAfterMs, c.heartbeatIntervalMs, HOUR);
   integer("deadAfterMs", c.deadAfterMs, c.suspectAfterMs, 24 * HOUR);
   integer("antiEntropyIntervalMs", c.antiEntropyIntervalMs, 10, 24 * HOUR);
-  integer("antiEntropyMaxLeaves", c.antiEntropyMaxLeaves, 1, 4096);
+  integer("antiEntropyMaxKeys", c.antiEntropyMaxKeys, 1, 100_000_000);
   integer("requestTimeoutMs", c.requestTimeoutMs, 10, HOUR);
   integer("backoffBaseMs", c.backoffBaseMs, 1, HOUR);
   integer("backoffMaxMs", c.backoffMaxMs, c.backoffBaseMs, HOUR);

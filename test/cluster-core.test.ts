@@ -106,9 +106,9 @@ describe("cluster core over an in-memory network", () => {
     expect(net.calls.get("keys")).toBe(1);
   });
 
-  test("a round past its leaf budget is incomplete, and the next rounds finish the job", async () => {
+  test("a round past its key budget is incomplete, and the next rounds finish the job", async () => {
     const net = new MemoryTransport();
-    const a = core("a", net, { antiEntropyMaxLeaves: 8 });
+    const a = core("a", net, { antiEntropyMaxKeys: 50 });
     const b = core("b", net);
     for (let i = 0; i < 2000; i++) a.store.apply({ bucket: "default", key: `k${i}`, value: "v", version: a.clock.now() });
     const first = await a.cluster.antiEntropy.round({ name: "b", url: b.url });

@@ -14,22 +14,24 @@ afterEach(async () => {
 
 function hangingSeed() {
   const stalled: (() => void)[] = [];
+  let url = "";
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
-    async fetch(req) {
+    async fetch(req): Promise<Response> {
       const op = new URL(req.url).pathname.replace("/internal/", "");
-      const self = { name: "seed", url: `http://127.0.0.1:${server.port}`, state: "alive", incarnation: 1 };
+      const self = { name: "seed", url, state: "alive", incarnation: 1 };
       if (op === "join" || op === "gossip") return Response.json({ members: [self] });
       // Anything else (the sync) hangs until the test ends.
       return new Promise<Response>((resolve) => stalled.push(() => resolve(new Response("bye", { status: 503 }))));
     },
   });
+  url = `http://127.0.0.1:${server.port}`;
   cleanup.push(async () => {
     for (const s of stalled) s();
     server.stop(true);
   });
-  return `http://127.0.0.1:${server.port}`;
+  return url;
 }
 
 async function start(options: Parameters<typeof createNode>[0]): Promise<{ node: MakhzenNode; url: string }> {
