@@ -1,10 +1,11 @@
 import { AntiEntropy } from "./antientropy.ts";
 import type { Clock } from "./clock.ts";
 import type { NodeConfig } from "./config.ts";
-import { splitId, type Digest } from "./digest.ts";
+import type { Digest } from "./digest.ts";
 import { MakhzenError } from "./errors.ts";
 import { Membership, type Member } from "./membership.ts";
-import type { MemberState, WireMember } from "./peer-protocol.ts";
+import type { MemberState } from "./peer-protocol.ts";
+import { createPeerService } from "./peer-service.ts";
 import type { StoredRecord } from "./record.ts";
 import { Replicator } from "./replicator.ts";
 import type { Store } from "./store.ts";
@@ -111,7 +112,13 @@ export class Cluster {
       applyRemote: (records) => this.applyRemote(records),
       candidates: () => this.membership.reachable(),
     });
-    this.service = this.makeService();
+    this.service = createPeerService({
+      store,
+      digest,
+      membership: this.membership,
+      applyRemote: (records) => this.applyRemote(records),
+      answerBudgetBytes: config.batchMaxBytes,
+    });
   }
 
   /** What /readyz says: the first sync is done (or timed out), and the node is not leaving. */
@@ -311,66 +318,6 @@ export class Cluster {
     }
   }
 
-  // ---- the peer protocol ----
-
-  private makeService(): PeerService {
-    const { store, digest } = this.deps;
-    const budget = this.deps.config.batchMaxBytes;
-    return {
-      join: (req) => this.membership.handleJoin(req.member as WireMember),
-      gossip: (req) => this.membership.handleGossip(req.from, req.members),
-      leave: (req) => {
-        this.membership.handleLeave(req.name, req.incarnation);
-        return { ok: true };
-      },
-      records: (req) => {
-        const applied = this.applyRemote(req.records as StoredRecord[]);
-        return { applied, refused: req.records.length - applied };
-      },
-      groups: () => ({ groups: digest.groupHashes() }),
-      leaves: (req) => ({ leaves: digest.leafHashes(req.groups) }),
-      keys: (req) => {
-        const entries: { bucket: string; key: string; version: string }[] = [];
-        for (const leaf of req.leaves) {
-          for (const id of digest.idsIn(leaf)) {
-            const { bucket, key } = splitId(id);
-            const r = store.getRecord(bucket, key);
-            if (r) entries.push({ bucket, key, version: r.version });
-          }
-        }
-        return { entries };
-      },
-      // Answers are bounded in bytes as well as in records: a page of 1,000 records
-      // at the value limit would otherwise be a gigabyte.
-      fetch: (req) => {
-        const records: StoredRecord[] = [];
-        let bytes = 0;
-        for (let i = 0; i < req.keys.length; i++) {
-          if (records.length > 0 && bytes >= budget) return { records, rest: i };
-          const { bucket, key } = req.keys[i]!;
-          const r = store.getRecord(bucket, key);
-          if (!r) continue;
-          records.push(r);
-          bytes += approxBytes(r);
-        }
-        return { records };
-      },
-      scan: (req) => {
-        const page = store.scan(req.after, req.limit);
-        const records: StoredRecord[] = [];
-        let bytes = 0;
-        for (const r of page) {
-          if (records.length > 0 && bytes >= budget) break;
-          records.push(r);
-          bytes += approxBytes(r);
-        }
-        const last = records[records.length - 1];
-        const more = records.length < page.length || page.length === req.limit;
-        return { records, next: more && last ? { bucket: last.bucket, key: last.key } : null };
-      },
-    };
-  }
-
   /** First sync of a starting node: a full copy if it holds nothing, then a round with every reachable peer. */
   private async firstSync(): Promise<void> {
     const peers: Member[] = this.membership.reachable();
@@ -398,9 +345,6 @@ export class Cluster {
     (this.deps.log ?? console.error)(`[cluster] ${line}`);
   }
 }
-
-/** Serialized size of a record, near enough for a byte budget. */
-const approxBytes = (r: StoredRecord): number => 96 + r.key.length + (r.value?.length ?? 0);
 
 function parseTimeout(raw: string | null | undefined): number {
   if (raw === null || raw === undefined || raw === "") return DEFAULT_CONSISTENCY_TIMEOUT_MS;
