@@ -1,4 +1,4 @@
-import { Elysia } from "elysia";
+import { Elysia, t } from "elysia";
 import type { Cluster } from "../cluster.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../peer-protocol.ts";
@@ -11,6 +11,20 @@ export interface PeerRoutesDeps {
   /** Largest peer request body, in bytes. */
   maxBodyBytes: number;
 }
+
+/** The body of GET /cluster, for /openapi (the route answers a prebuilt Response). */
+const ClusterStatus = t.Object({
+  self: t.String({ description: "The name of the node that answered" }),
+  members: t.Array(
+    t.Object({
+      name: t.String(),
+      url: t.String(),
+      state: t.Union([t.Literal("alive"), t.Literal("suspect"), t.Literal("dead"), t.Literal("left")]),
+      queue: t.Number({ description: "Records the member has not acknowledged yet (queued or in flight)" }),
+      lastSeenMs: t.Number({ description: "Milliseconds since this node last heard from the member" }),
+    }),
+  ),
+});
 
 const json = (body: unknown): Response =>
   new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } });
@@ -32,7 +46,10 @@ export function peerRoutes(deps: PeerRoutesDeps) {
       console.error("[http] unexpected error in peer API:", error);
       return errorResponse(500, "INTERNAL", "internal error; see the node's log");
     })
-    .get("/cluster", () => json(cluster.status()), { detail: { summary: "Cluster members", tags: ["cluster"] } });
+    .get("/cluster", () => json(cluster.status()), {
+      response: ClusterStatus,
+      detail: { summary: "Cluster members as this node sees them", tags: ["cluster"] },
+    });
 
   // Elysia registers routes on the instance itself; the loop needs no reassignment.
   for (const op of Object.keys(PEER_OPS) as PeerOp[]) {
