@@ -1,6 +1,7 @@
 import type { NodeConfig } from "./config.ts";
 import { differing, GROUP_SIZE, recordId, splitId, type Digest } from "./digest.ts";
 import type { RecordRef } from "./peer-protocol.ts";
+import { silentLogger, type Logger } from "./log.ts";
 import type { StoredRecord } from "./record.ts";
 import type { ScanCursor, Store } from "./store.ts";
 import type { PeerTransport } from "./transport.ts";
@@ -24,7 +25,7 @@ export interface AntiEntropyDeps {
   applyRemote: (records: StoredRecord[]) => number;
   /** Peers worth a periodic round: the reachable ones. */
   candidates: () => SyncPeer[];
-  log?: (line: string) => void;
+  logger?: Logger;
 }
 
 export interface RoundResult {
@@ -128,7 +129,12 @@ export class AntiEntropy {
   round(peer: SyncPeer): Promise<RoundResult> {
     const busy = this.running.get(peer.name);
     if (busy) return busy;
-    const p = this.runRound(peer).finally(() => this.running.delete(peer.name));
+    const p = this.runRound(peer)
+      .catch((e: unknown) => {
+        this.stats.failures++;
+        throw e;
+      })
+      .finally(() => this.running.delete(peer.name));
     this.running.set(peer.name, p);
     return p;
   }
@@ -157,13 +163,10 @@ export class AntiEntropy {
     if (this.stopped || this.running.has(peer.name)) return;
     this.round(peer).then(
       (r) => {
-        if (r.pushed + r.pulled > 0) this.log(`round with ${peer.name}: pushed ${r.pushed}, pulled ${r.pulled}`);
         if (!r.complete) this.request(peer.name);
       },
-      (e) => {
-        this.stats.failures++;
-        this.log(`round with ${peer.name} failed: ${(e as Error).message}`);
-      },
+      // Counted in round(); the next tick (or the next request) tries again.
+      (e) => this.logger.warn("round failed", { peer: peer.name, error: e }),
     );
   }
 
@@ -226,6 +229,8 @@ export class AntiEntropy {
     }
     this.stats.pushed += pushed;
     this.stats.pulled += pulled;
+    // One line per round that repaired something; rounds that found nothing to do are silent.
+    if (pushed + pulled > 0) this.logger.info("repair", { peer: peer.name, pushed, pulled, complete });
     return { pushed, pulled, complete };
   }
 
@@ -246,7 +251,7 @@ export class AntiEntropy {
     if (batch.length > 0) yield batch;
   }
 
-  private log(line: string): void {
-    (this.deps.log ?? console.error)(`[antientropy] ${line}`);
+  private get logger(): Logger {
+    return this.deps.logger ?? silentLogger;
   }
 }

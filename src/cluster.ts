@@ -3,6 +3,7 @@ import type { Clock } from "./clock.ts";
 import type { NodeConfig } from "./config.ts";
 import type { Digest } from "./digest.ts";
 import { MakhzenError } from "./errors.ts";
+import { silentLogger, type Logger } from "./log.ts";
 import { Membership, type Member } from "./membership.ts";
 import type { MemberState } from "./peer-protocol.ts";
 import { createPeerService } from "./peer-service.ts";
@@ -18,7 +19,8 @@ export interface ClusterDeps {
   digest: Digest;
   clock: Clock;
   transport: PeerTransport;
-  log?: (line: string) => void;
+  /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
+  logger?: Logger;
 }
 
 /** One row of `GET /cluster`. */
@@ -70,16 +72,19 @@ export class Cluster {
   private leaving?: Promise<void>;
   private closed = false;
   refusedForDrift = 0;
+  private readonly logger: Logger;
 
   constructor(private readonly deps: ClusterDeps) {
     const { config, store, digest, clock, transport } = deps;
-    const log = deps.log;
+    const logger = deps.logger ?? silentLogger;
+    this.logger = logger.child("cluster");
     // Incarnation: the start time, so every life of a node outranks the previous ones.
     this.self = { name: config.name, url: config.advertise ?? "", incarnation: clock.wallMs() };
     this.replicator = new Replicator({
       transport,
       config,
-      log,
+      wallMs: () => clock.wallMs(),
+      logger: logger.child("replicator"),
       onOverflow: (peer) => this.antiEntropy.request(peer),
     });
     this.membership = new Membership({
@@ -87,7 +92,7 @@ export class Cluster {
       transport,
       config,
       wallMs: () => clock.wallMs(),
-      log,
+      logger: logger.child("membership"),
       events: {
         added: (m) => {
           this.replicator.addPeer(m.name, m.url);
@@ -108,7 +113,7 @@ export class Cluster {
       digest,
       transport,
       config,
-      log,
+      logger: logger.child("antientropy"),
       applyRemote: (records) => this.applyRemote(records),
       candidates: () => this.membership.reachable(),
     });
@@ -138,10 +143,10 @@ export class Cluster {
   async start(listenUrl: string): Promise<void> {
     this.self.url ||= listenUrl;
     if (/^https?:\/\/(0\.0\.0\.0|\[::\])(:|\/|$)/.test(this.self.url) && this.deps.config.peers.length > 0) {
-      this.log(`advertising ${this.self.url}, which peers cannot reach: set --advertise to this node's address`);
+      this.logger.warn("advertising an address peers cannot reach: set --advertise to this node's address", { url: this.self.url });
     }
     const joined = await this.membership.join(this.deps.config.peers);
-    if (!joined) this.log("no seed answered; serving alone and retrying the seeds with every heartbeat");
+    if (!joined) this.logger.warn("no seed answered; serving alone and retrying the seeds with every heartbeat", { seeds: this.deps.config.peers });
     this.membership.start();
     this.antiEntropy.start();
     if (!joined || this.membership.reachable().length === 0) {
@@ -151,7 +156,7 @@ export class Cluster {
     // Ready when the first sync ends or its time is up, whichever is first.
     const timer = setTimeout(() => {
       if (this.isReady) return;
-      this.log(`first sync did not finish within ${this.deps.config.startSyncTimeoutMs} ms; ready anyway`);
+      this.logger.warn("first sync did not finish in time; ready anyway", { timeoutMs: this.deps.config.startSyncTimeoutMs });
       this.isReady = true;
     }, this.deps.config.startSyncTimeoutMs);
     timer.unref?.();
@@ -167,7 +172,7 @@ export class Cluster {
       const deadline = this.deps.clock.wallMs() + this.deps.config.drainTimeoutMs;
       const names = () => this.membership.reachable().map((m) => m.name);
       while (!this.replicator.drained(names()) && this.deps.clock.wallMs() < deadline) await Bun.sleep(10);
-      if (!this.replicator.drained(names())) this.log("leaving with records still queued; anti-entropy will repair the peers");
+      if (!this.replicator.drained(names())) this.logger.warn("leaving with records still queued; anti-entropy will repair the peers");
       await this.membership.leave();
       this.close();
     })();
@@ -217,7 +222,7 @@ export class Cluster {
     if (newest !== "") this.deps.clock.observe(newest);
     if (refused > 0) {
       this.refusedForDrift += refused;
-      this.log(`refused ${refused} record(s) stamped more than ${this.deps.config.maxClockDriftMs} ms ahead of this clock`);
+      this.logger.warn("refused records stamped too far ahead of this clock", { refused, maxClockDriftMs: this.deps.config.maxClockDriftMs });
     }
     return applied;
   }
@@ -325,10 +330,10 @@ export class Cluster {
       for (const p of peers) {
         try {
           const n = await this.antiEntropy.fullCopy(p);
-          this.log(`full copy from ${p.name}: ${n} records`);
+          this.logger.info("full copy", { peer: p.name, records: n });
           break;
         } catch (e) {
-          this.log(`full copy from ${p.name} failed: ${(e as Error).message}`);
+          this.logger.warn("full copy failed; trying the next peer", { peer: p.name, error: e });
         }
       }
     }
@@ -336,14 +341,11 @@ export class Cluster {
       try {
         await this.antiEntropy.syncWith(p);
       } catch (e) {
-        this.log(`first sync with ${p.name} failed: ${(e as Error).message}`);
+        this.logger.warn("first sync failed; periodic anti-entropy will retry", { peer: p.name, error: e });
       }
     }
   }
 
-  private log(line: string): void {
-    (this.deps.log ?? console.error)(`[cluster] ${line}`);
-  }
 }
 
 function parseTimeout(raw: string | null | undefined): number {

@@ -1,5 +1,6 @@
 import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
+import { silentLogger, type Logger } from "./log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./peer-protocol.ts";
 import type { PeerTransport } from "./transport.ts";
 
@@ -27,7 +28,7 @@ export interface MembershipDeps {
   config: MembershipConfig;
   wallMs: () => number;
   events: MembershipEvents;
-  log?: (line: string) => void;
+  logger?: Logger;
 }
 
 /**
@@ -77,6 +78,7 @@ export class Membership {
   private seeds: string[] = [];
   private joined = false;
   heartbeatFailures = 0;
+  private seedMisses = 0;
 
   constructor(private readonly deps: MembershipDeps) {}
 
@@ -136,7 +138,7 @@ export class Membership {
       targets.map((m) => this.deps.transport.call(m.url, "leave", { name, incarnation }, timeout)),
     );
     const failed = results.filter((r) => r.status === "rejected").length;
-    if (failed > 0) this.log(`leave: ${failed} of ${targets.length} peers did not answer; gossip will tell them`);
+    if (failed > 0) this.logger.warn("leave: some peers did not answer; gossip will tell them", { failed, of: targets.length });
   }
 
   // ---- serving side ----
@@ -164,7 +166,7 @@ export class Membership {
     const m = this.members.get(name);
     if (!m || m.incarnation > incarnation || m.state === "left") return;
     m.state = "left";
-    this.log(`${name} left`);
+    this.logger.info("member left", { member: name });
     this.deps.events.left(m);
   }
 
@@ -177,11 +179,12 @@ export class Membership {
         const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
         this.merge(answer.members);
         this.joined = true;
-        this.log(`joined through ${seed}: ${this.members.size} other member(s)`);
+        this.logger.info("joined", { seed, members: this.members.size });
         return true;
       } catch (e) {
         if (e instanceof MakhzenError) throw e;
-        this.log(`seed ${seed} did not answer: ${(e as Error).message}`);
+        // Retried every heartbeat until one answers: the first miss and then one in 60 are worth a line.
+        if (this.seedMisses++ % 60 === 0) this.logger.warn("seed did not answer", { seed, misses: this.seedMisses, error: e });
       }
     }
     return false;
@@ -190,7 +193,7 @@ export class Membership {
   /** One heartbeat round: probe every member not gone, then age the silent ones. */
   tick(): void {
     if (!this.joined) {
-      void this.tryJoin().catch((e) => this.log(`join failed: ${(e as Error).message}`));
+      void this.tryJoin().catch((e) => this.logger.error("join failed", { error: e }));
     }
     const me = this.selfWire();
     const list = this.wire();
@@ -223,7 +226,7 @@ export class Membership {
       if (m.state === "left") continue;
       const next = stateAfterSilence(now - m.lastSeenMs, this.deps.config);
       if (next !== m.state) {
-        this.log(`${m.name} is ${next} (silent for ${now - m.lastSeenMs} ms)`);
+        this.logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
         m.state = next;
       }
     }
@@ -232,8 +235,9 @@ export class Membership {
   private markSeen(m: Member): void {
     m.lastSeenMs = this.deps.wallMs();
     if (m.state === "suspect" || m.state === "dead") {
+      const before = m.state;
       m.state = "alive";
-      this.log(`${m.name} is alive again`);
+      this.logger.info("member alive", { member: m.name, url: m.url, was: before });
       this.deps.events.recovered(m);
     }
   }
@@ -279,7 +283,7 @@ export class Membership {
       return;
     }
     if (before && before.url !== w.url) this.deps.events.moved(cur);
-    this.log(`${cur.name} at ${cur.url} is a member (incarnation ${cur.incarnation})`);
+    this.logger.info("member joined", { member: cur.name, url: cur.url, incarnation: cur.incarnation });
     this.deps.events.added(cur);
   }
 
@@ -296,7 +300,7 @@ export class Membership {
     return out;
   }
 
-  private log(line: string): void {
-    (this.deps.log ?? console.error)(`[membership] ${line}`);
+  private get logger(): Logger {
+    return this.deps.logger ?? silentLogger;
   }
 }

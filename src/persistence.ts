@@ -2,6 +2,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { MakhzenError } from "./errors.ts";
+import { silentLogger, type Logger } from "./log.ts";
 import type { StoredRecord } from "./record.ts";
 import { versionWallMs } from "./version.ts";
 
@@ -16,6 +17,8 @@ export interface PersistenceOptions {
   fsync: FsyncPolicy;
   /** Period of group commits under everysec and no, in ms (Redis fsyncs once a second). */
   flushIntervalMs?: number;
+  /** Where a failed commit is reported. Default: silent. */
+  logger?: Logger;
 }
 
 export const DB_FILE = "makhzen.db";
@@ -188,6 +191,11 @@ export class Persistence {
     this.wake();
   }
 
+  /** Group commits that failed so far (each is retried): for /metrics. */
+  get commitFailures(): number {
+    return this.failures;
+  }
+
   /** Flushes and closes. Idempotent. */
   close(): void {
     if (this.closed) return;
@@ -212,7 +220,7 @@ export class Persistence {
       this.flush();
     } catch (e) {
       this.failures++;
-      console.error(`[persistence] commit to ${this.opts.dir} failed (will retry):`, errText(e));
+      (this.opts.logger ?? silentLogger).error("commit failed; will retry", { dir: this.opts.dir, failures: this.failures, error: errText(e) });
       // Writers under `always` keep waiting: their write is not durable. Retry soon.
       if (this.opts.fsync === "always") setTimeout(() => this.flushLogged(), 100).unref?.();
     }

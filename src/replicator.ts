@@ -1,6 +1,7 @@
 import { backoffDelayMs } from "./backoff.ts";
 import type { NodeConfig } from "./config.ts";
 import { recordId } from "./digest.ts";
+import { silentLogger, type Logger } from "./log.ts";
 import type { StoredRecord } from "./record.ts";
 import type { PeerTransport } from "./transport.ts";
 
@@ -20,13 +21,17 @@ export interface ReplicatorDeps {
   config: ReplicatorConfig;
   /** A peer's queue passed its bound and was dropped: only anti-entropy can repair it now. */
   onOverflow: (peer: string) => void;
-  log?: (line: string) => void;
+  /** Wall clock, in ms: stamps when each record was queued (for the oldest-age metric). */
+  wallMs: () => number;
+  logger?: Logger;
 }
 
 /** A record serialized once; the same object (and string) sits in every peer's queue. */
 interface Outgoing {
   record: StoredRecord;
   json: string;
+  /** When it was queued (wall ms); a newer write of the key replaces it, and its time, in place. */
+  at: number;
 }
 
 interface PeerQueue {
@@ -37,6 +42,8 @@ interface PeerQueue {
   inflight: number;
   /** Records in the batches in flight. */
   inflightRecords: number;
+  /** The batches in flight (at most maxInflightBatches): still unacknowledged, so they count for the oldest age. */
+  sending: Set<Outgoing[]>;
   /** Consecutive failed sends; drives the backoff. */
   failures: number;
   retryTimer?: ReturnType<typeof setTimeout>;
@@ -63,6 +70,8 @@ export interface PeerQueueStats {
   batches: number;
   failed: number;
   overflows: number;
+  /** Age of the oldest record the peer has not acknowledged (queued or in flight), in ms; 0 when there is none. */
+  oldestAgeMs: number;
 }
 
 /**
@@ -104,6 +113,7 @@ export class Replicator {
       pending: new Map(),
       inflight: 0,
       inflightRecords: 0,
+      sending: new Set(),
       failures: 0,
       scheduled: false,
       removed: false,
@@ -123,7 +133,7 @@ export class Replicator {
   /** Files a record for every peer. O(peers); never blocks, never throws for a peer's sake. */
   enqueue(record: StoredRecord): void {
     if (this.peers.size === 0) return;
-    const out: Outgoing = { record, json: JSON.stringify(record) };
+    const out: Outgoing = { record, json: JSON.stringify(record), at: this.deps.wallMs() };
     const id = recordId(record.bucket, record.key);
     for (const q of this.peers.values()) this.file(q, out, id);
   }
@@ -131,7 +141,7 @@ export class Replicator {
   /** Files a record for one peer (read repair). */
   enqueueTo(name: string, record: StoredRecord): void {
     const q = this.peers.get(name);
-    if (q) this.file(q, { record, json: JSON.stringify(record) }, recordId(record.bucket, record.key));
+    if (q) this.file(q, { record, json: JSON.stringify(record), at: this.deps.wallMs() }, recordId(record.bucket, record.key));
   }
 
   /** A peer answered again: forget its backoff and send now. */
@@ -161,14 +171,27 @@ export class Replicator {
     return true;
   }
 
+  /**
+   * Counters and depths per peer, for /metrics. The oldest age is found by one pass
+   * over the queue (a few ms for a million records, and only at a scrape) rather
+   * than kept on the write path: in-place replacement of a rewritten key and
+   * records put back after a failed batch keep the queue out of age order.
+   */
   stats(): PeerQueueStats[] {
-    return [...this.peers.values()].map((q) => ({
-      name: q.name,
-      pending: q.pending.size,
-      inflight: q.inflight,
-      failures: q.failures,
-      ...q.stats,
-    }));
+    const now = this.deps.wallMs();
+    return [...this.peers.values()].map((q) => {
+      let oldest = Infinity;
+      for (const out of q.pending.values()) if (out.at < oldest) oldest = out.at;
+      for (const batch of q.sending) for (const out of batch) if (out.at < oldest) oldest = out.at;
+      return {
+        name: q.name,
+        pending: q.pending.size,
+        inflight: q.inflight,
+        failures: q.failures,
+        ...q.stats,
+        oldestAgeMs: oldest === Infinity ? 0 : Math.max(0, now - oldest),
+      };
+    });
   }
 
   /**
@@ -224,7 +247,11 @@ export class Replicator {
   private overflow(q: PeerQueue): void {
     q.pending.clear();
     q.stats.overflows++;
-    this.log(`queue for ${q.name} passed ${this.deps.config.queueMaxRecords} records: dropped, anti-entropy will repair it`);
+    this.logger.warn("queue overflow: dropped, anti-entropy will repair the peer", {
+      peer: q.name,
+      queueMax: this.deps.config.queueMaxRecords,
+      overflows: q.stats.overflows,
+    });
     this.deps.onOverflow(q.name);
   }
 
@@ -240,9 +267,11 @@ export class Replicator {
       const batch = this.takeBatch(q);
       q.inflight++;
       q.inflightRecords += batch.length;
+      q.sending.add(batch);
       void this.send(q, batch).finally(() => {
         q.inflight--;
         q.inflightRecords -= batch.length;
+        q.sending.delete(batch);
         this.pump(q);
       });
     }
@@ -276,7 +305,7 @@ export class Replicator {
       q.stats.failed++;
       // First failure of a run, then one line per 50: a dead peer must not flood the log.
       if (q.failures === 1 || q.failures % 50 === 0) {
-        this.log(`send to ${q.name} failed (${q.failures} in a row): ${(e as Error).message}`);
+        this.logger.warn("send failed; retrying with backoff", { peer: q.name, failures: q.failures, error: e });
       }
       if (q.removed) return;
       for (const out of batch) {
@@ -308,7 +337,7 @@ export class Replicator {
     }
   }
 
-  private log(line: string): void {
-    (this.deps.log ?? console.error)(`[replicator] ${line}`);
+  private get logger(): Logger {
+    return this.deps.logger ?? silentLogger;
   }
 }

@@ -20,7 +20,7 @@ function core(name: string, net: MemoryTransport, options: NodeOptions = {}) {
     tombstoneTtlMs: config.tombstoneTtlMs,
     onChange: (b, k, p, n) => digest.update(b, k, p, n),
   });
-  const cluster = new Cluster({ config, store, digest, clock, transport: net, log: () => {} });
+  const cluster = new Cluster({ config, store, digest, clock, transport: net });
   const url = `mem://${name}`;
   net.register(url, cluster.service);
   const write = (key: string, value: string | null): StoredRecord => {

@@ -12,7 +12,6 @@ function membership(wall = new ManualWallClock()) {
     transport: new MemoryTransport(),
     config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, requestTimeoutMs: 1000 },
     wallMs: wall.read,
-    log: () => {},
     events: {
       added: (x: Member) => void events.push(`added ${x.name}`),
       recovered: (x: Member) => void events.push(`recovered ${x.name}`),

@@ -27,7 +27,7 @@ function memoryPeer(): { transport: MemoryTransport; url: string } {
     onChange: (b, k, p, n) => digest.update(b, k, p, n),
   });
   const transport = new MemoryTransport();
-  transport.register("mem://peer", new Cluster({ config, store, digest, clock, transport, log: () => {} }).service);
+  transport.register("mem://peer", new Cluster({ config, store, digest, clock, transport }).service);
   return { transport, url: "mem://peer" };
 }
 
