@@ -85,6 +85,28 @@ export interface NodeConfig {
   drainTimeoutMs: number;
   /** Versions further than this ahead of our wall clock are refused from peers, in ms (see docs/replication.md). */
   maxClockDriftMs: number;
+
+  // ---- security (see docs/security.md) ----
+  /** Bearer token every client route except /healthz and /readyz requires. Unset: no client auth (loopback only, see `insecure`). */
+  token?: string;
+  /** A second token that may only read (GET routes, /dump and /cluster included); never writes or /load. */
+  readToken?: string;
+  /** Shared secret that signs every /internal/ request and answer (HMAC-SHA256); the same on every node. At least 16 characters. */
+  clusterSecret?: string;
+  /** Accept the risks protected mode refuses: listening beyond loopback without `token`, peers beyond loopback without `clusterSecret`. */
+  insecure: boolean;
+  /** PEM certificate chain file: with `tlsKeyFile`, the node serves https. */
+  tlsCertFile?: string;
+  /** PEM private key file of `tlsCertFile`. */
+  tlsKeyFile?: string;
+  /** PEM CA bundle file trusted for peers' https certificates. Unset: the system's CAs. */
+  tlsCaFile?: string;
+  /**
+   * How long a request body may take to arrive, in ms, once its headers are in.
+   * Bun's idle timeout closes silent connections; this bounds one that trickles a
+   * byte at a time (slowloris). 30 s carries a 4 MiB body over a slow 1 Mbit/s link.
+   */
+  bodyTimeoutMs: number;
 }
 
 export type NodeOptions = Partial<NodeConfig>;
@@ -123,6 +145,8 @@ export const DEFAULTS = {
   startSyncTimeoutMs: 30_000,
   drainTimeoutMs: 10_000,
   maxClockDriftMs: 60_000,
+  insecure: false,
+  bodyTimeoutMs: 30_000,
 } as const satisfies Partial<NodeConfig>;
 
 /**
@@ -185,7 +209,23 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("startSyncTimeoutMs", c.startSyncTimeoutMs, 0, 24 * HOUR);
   integer("drainTimeoutMs", c.drainTimeoutMs, 0, HOUR);
   integer("maxClockDriftMs", c.maxClockDriftMs, 1000, Number.MAX_SAFE_INTEGER);
+  checkSecurity(c);
   return c;
+}
+
+function checkSecurity(c: NodeConfig): void {
+  // Headers carry tokens: visible ASCII only, so nothing is trimmed or re-encoded on the way.
+  for (const field of ["token", "readToken", "clusterSecret"] as const) {
+    const v = c[field];
+    if (v !== undefined && (typeof v !== "string" || !/^[\x21-\x7e]+$/.test(v))) bad(field, "must be visible ASCII characters without spaces");
+  }
+  if (c.readToken !== undefined && c.token === undefined) bad("readToken", "needs token: without it every client may write anyway");
+  if (c.readToken !== undefined && c.readToken === c.token) bad("readToken", "must differ from token");
+  // HMACs captured on the wire allow an offline guess of the secret; 16 random characters put that out of reach.
+  if (c.clusterSecret !== undefined && c.clusterSecret.length < 16) bad("clusterSecret", "must be at least 16 characters (try: openssl rand -hex 32)");
+  if (typeof c.insecure !== "boolean") bad("insecure", "must be true or false");
+  if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)) bad("tlsCertFile", "and tlsKeyFile go together");
+  integer("bodyTimeoutMs", c.bodyTimeoutMs, 100, 3_600_000);
 }
 
 function defaultName(host: string, port: number): string {

@@ -19,7 +19,12 @@ export type ErrorCode =
   | "UNAVAILABLE" // not enough replicas answered or are known (w=/r=), or not ready
   | "REPLICATION_TIMEOUT" // w=/r= waited its timeout; the local write stands
   | "NAME_TAKEN" // a joining node's name is held by another live URL
-  | "PROTOCOL_VERSION"; // a peer speaks a protocol version this node does not
+  | "PROTOCOL_VERSION" // a peer speaks a protocol version this node does not
+  | "UNAUTHORIZED" // no client token, or one that matches neither --token nor --read-token
+  | "FORBIDDEN" // a read token on a write route
+  | "CLUSTER_AUTH" // a peer request or answer without a valid signature under the cluster secret
+  | "REQUEST_TIMEOUT" // a request body did not arrive within the body timeout
+  | "PROTECTED_MODE"; // the node refuses to listen beyond loopback without credentials (see security.ts)
 
 export class MakhzenError extends Error {
   readonly code: ErrorCode;

@@ -1,6 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { MakhzenError } from "./errors.ts";
 import * as P from "./peer-protocol.ts";
+import type { PeerGuard } from "./security.ts";
 
 /**
  * The peer protocol as a table: one entry per operation, with the TypeBox models of
@@ -62,24 +63,56 @@ export const checkRequest = <O extends PeerOp>(op: O, body: unknown): PeerReques
 /** Domain codes a peer may answer that the caller must see as such. */
 const PASS_THROUGH = new Set(["NAME_TAKEN", "PROTOCOL_VERSION"]);
 
-/** The real transport: JSON over HTTP/1.1 with keep-alive (Bun's fetch pools connections). */
+export interface HttpTransportOptions {
+  /** Signs every request and checks every answer under the cluster secret. */
+  guard?: PeerGuard;
+  /** PEM CA bundle trusted for https peers (--tls-ca); absent: the system's CAs. */
+  ca?: string;
+}
+
+/** The real transport: JSON over HTTP/1.1 (or https) with keep-alive (Bun's fetch pools connections). */
 export class HttpTransport implements PeerTransport {
+  private readonly tls: { ca: string } | undefined;
+
+  constructor(private readonly opts: HttpTransportOptions = {}) {
+    this.tls = opts.ca === undefined ? undefined : { ca: opts.ca };
+  }
+
   async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number) {
+    const path = `/internal/${op}`;
+    const text = typeof body === "string" ? body : JSON.stringify(body);
+    const signature = this.opts.guard?.signRequest(path, text);
     let res: Response;
     try {
-      res = await fetch(`${url}/internal/${op}`, {
+      res = await fetch(url + path, {
         method: "POST",
-        headers: { "content-type": "application/json", [P.PROTOCOL_HEADER]: P.PROTOCOL_VERSION },
-        body: typeof body === "string" ? body : JSON.stringify(body),
+        headers: { "content-type": "application/json", [P.PROTOCOL_HEADER]: P.PROTOCOL_VERSION, ...signature },
+        body: text,
         signal: AbortSignal.timeout(timeoutMs),
+        tls: this.tls,
       });
     } catch (e) {
       const why = e instanceof Error && e.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : String(e);
       throw new PeerError(0, "UNREACHABLE", `${url} ${op}: ${why}`);
     }
+    let answer: string;
+    try {
+      answer = await res.text();
+    } catch (e) {
+      throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
+    }
+    if (res.ok && signature) {
+      // A peer that cannot prove the secret is not trusted with anything it says:
+      // not its members (so it never becomes one), not its records.
+      try {
+        this.opts.guard!.checkAnswer(path, signature, answer, res.headers, url);
+      } catch (e) {
+        throw new PeerError(res.status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
+      }
+    }
     let parsed: unknown;
     try {
-      parsed = await res.json();
+      parsed = JSON.parse(answer);
     } catch (e) {
       throw new PeerError(res.status, "BAD_ANSWER", `${url} ${op}: answer is not JSON (HTTP ${res.status})`);
     }

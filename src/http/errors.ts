@@ -18,6 +18,12 @@ export const STATUS: Record<ErrorCode, number> = {
   REPLICATION_TIMEOUT: 504,
   NAME_TAKEN: 409,
   PROTOCOL_VERSION: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  CLUSTER_AUTH: 401,
+  REQUEST_TIMEOUT: 408,
+  // Never an HTTP answer: listen() refuses before there is a server.
+  PROTECTED_MODE: 500,
 };
 
 const JSON_HEADERS = { "content-type": "application/json" };

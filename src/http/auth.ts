@@ -1,0 +1,52 @@
+import { bearerToken, secretMatches } from "../auth.ts";
+import type { Refusals } from "../security.ts";
+import { errorResponse } from "./errors.ts";
+
+export interface ClientAuthOptions {
+  /** May read and write. */
+  token: string;
+  /** May only read: GET and HEAD routes, /dump and /cluster included. */
+  readToken?: string;
+  refusals: Refusals;
+}
+
+/**
+ * The client token check, as an Elysia onRequest hook: it runs before routing and
+ * answers 401 or 403 itself, or returns nothing to let the request through. It is
+ * registered only when a token is configured, so a node without one pays nothing.
+ *
+ * Open without a token: /healthz and /readyz (probes of orchestrators and load
+ * balancers), and /internal/ (the peer API, guarded by the cluster secret instead).
+ * Every other route needs a token, unknown routes included, so a stranger cannot
+ * even map the API. Reading means GET or HEAD; everything else writes.
+ */
+export function clientAuth(opts: ClientAuthOptions) {
+  const { token, readToken, refusals } = opts;
+  return ({ request }: { request: Request }): Response | undefined => {
+    const path = pathOf(request.url);
+    if (path === "/healthz" || path === "/readyz" || path.startsWith("/internal/")) return undefined;
+    const given = bearerToken(request.headers.get("authorization"));
+    if (secretMatches(given, token)) return undefined;
+    if (readToken !== undefined && secretMatches(given, readToken)) {
+      if (request.method === "GET" || request.method === "HEAD") return undefined;
+      refusals.clientForbidden++;
+      return errorResponse(403, "FORBIDDEN", `the read token cannot ${request.method} ${path}; use the token that may write`);
+    }
+    refusals.clientUnauthorized++;
+    const res = errorResponse(
+      401,
+      "UNAUTHORIZED",
+      given === undefined ? "this node requires a token: send Authorization: Bearer <token>" : "the token is not valid for this node",
+    );
+    res.headers.set("www-authenticate", 'Bearer realm="makhzen"');
+    return res;
+  };
+}
+
+/** The path of a request URL without building a URL object: Elysia hands us absolute URLs. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start === -1) return "/";
+  const q = url.indexOf("?", start);
+  return q === -1 ? url.slice(start) : url.slice(start, q);
+}
