@@ -139,6 +139,12 @@ export class MemoryTransport implements PeerTransport {
   readonly calls = new Map<PeerOp, number>();
   /** Records carried by `records`, `fetch` and `scan` answers and requests. */
   recordsCarried = 0;
+  /**
+   * Chaos for tests: the share of calls that fail (before or after the peer
+   * processed them, at random, as a lost request or a lost answer would), and the
+   * most a call is delayed, in ms. `random` is injectable for reproducible runs.
+   */
+  chaos = { failRate: 0, maxDelayMs: 0, random: Math.random };
 
   register(url: string, service: PeerService): void {
     this.nodes.set(url, service);
@@ -156,11 +162,15 @@ export class MemoryTransport implements PeerTransport {
   async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, _timeoutMs: number) {
     this.calls.set(op, (this.calls.get(op) ?? 0) + 1);
     await Promise.resolve(); // never answer synchronously, as a network would not
+    const { failRate, maxDelayMs, random } = this.chaos;
+    if (maxDelayMs > 0) await Bun.sleep(random() * maxDelayMs);
     const service = this.nodes.get(url);
     if (!service || this.down.has(url)) throw new PeerError(0, "UNREACHABLE", `${url} ${op}: unreachable`);
+    if (failRate > 0 && random() < failRate / 2) throw new PeerError(0, "UNREACHABLE", `${url} ${op}: request lost`);
     const req = checkRequest(op, JSON.parse(typeof body === "string" ? body : JSON.stringify(body)));
     if (op === "records") this.recordsCarried += (req as PeerRequest<"records">).records.length;
     const answer = JSON.parse(JSON.stringify(await service[op](req)));
+    if (failRate > 0 && random() < failRate / 2) throw new PeerError(0, "UNREACHABLE", `${url} ${op}: answer lost`);
     if (op === "fetch" || op === "scan") this.recordsCarried += (answer as { records: unknown[] }).records.length;
     return answerCheckers[op](answer);
   }

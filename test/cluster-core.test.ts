@@ -214,6 +214,29 @@ describe("cluster core over an in-memory network", () => {
     a.cluster.close();
   });
 
+  test("chaos: lost requests, lost answers and delays; queues alone still converge every replica", async () => {
+    const net = new MemoryTransport();
+    let seed = 42;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    net.chaos = { failRate: 0.3, maxDelayMs: 3, random };
+    const nodes = ["a", "b", "c"].map((n) => core(n, net, { backoffBaseMs: 1, backoffMaxMs: 20, batchMaxRecords: 50 }));
+    for (const n of nodes) for (const p of nodes) if (p !== n) n.cluster.replicator.addPeer(p.name, p.url);
+    for (let i = 0; i < 3000; i++) {
+      const n = nodes[Math.floor(random() * 3)]!;
+      const key = `k${Math.floor(random() * 300)}`;
+      n.write(key, random() < 0.2 ? null : `v${i}`);
+      if (i % 100 === 0) await Bun.sleep(1);
+    }
+    net.chaos = { failRate: 0, maxDelayMs: 0, random };
+    for (const n of nodes) for (const p of nodes) if (p !== n) n.cluster.replicator.wake(p.name);
+    await until(() => nodes.every((n) => n.cluster.replicator.drained(["a", "b", "c"])), 10_000);
+    const [da, db, dc] = nodes.map(dump);
+    expect(db).toEqual(da!);
+    expect(dc).toEqual(da!);
+    expect(nodes[0]!.cluster.replicator.stats().some((s) => s.failed > 0)).toBe(true);
+    for (const n of nodes) n.cluster.close();
+  });
+
   test("records stamped too far ahead of this clock are refused", () => {
     const net = new MemoryTransport();
     const a = core("a", net);
