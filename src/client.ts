@@ -9,6 +9,10 @@ export interface ClientOptions {
   bucket?: string;
   /** Per-request timeout in ms. Default: 10000. */
   timeoutMs?: number;
+  /** Sent as `Authorization: Bearer <token>` on every request (the node's --token or --read-token). */
+  token?: string;
+  /** PEM CA bundle to trust for an https node (its --tls-ca); default: the system's CAs. */
+  ca?: string;
 }
 
 export interface ClientWriteOptions {
@@ -61,11 +65,15 @@ export class MakhzenClient {
   readonly url: string;
   private readonly bucket: string;
   private readonly timeoutMs: number;
+  private readonly authorization: string | undefined;
+  private readonly tls: { ca: string } | undefined;
 
   constructor(options: ClientOptions = {}) {
     this.url = (options.url ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
     this.bucket = options.bucket ?? DEFAULT_BUCKET;
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
+    this.tls = options.ca === undefined ? undefined : { ca: options.ca };
   }
 
   /** The live item, or undefined when the key is absent. */
@@ -176,7 +184,8 @@ export class MakhzenClient {
   private async request(method: string, path: string, init: RequestInit = {}, timeout = true): Promise<Response> {
     try {
       const signal = timeout ? AbortSignal.timeout(this.timeoutMs) : undefined;
-      return await fetch(this.url + path, { ...init, method, signal });
+      const headers = this.authorization === undefined ? init.headers : { ...(init.headers as Record<string, string>), authorization: this.authorization };
+      return await fetch(this.url + path, { ...init, headers, method, signal, tls: this.tls });
     } catch (e) {
       const why = describeFetchError(e, this.timeoutMs);
       throw new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: ${why}`);
@@ -206,5 +215,7 @@ function describeFetchError(e: unknown, timeoutMs: number): string {
   if (e.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
   const code = (e as { code?: string }).code;
   if (code === "ConnectionRefused" || code === "ECONNREFUSED") return "connection refused";
+  // An https node whose certificate we cannot verify: say what fixes it.
+  if (code !== undefined && /CERT|VERIFY|SELF_SIGNED/.test(code)) return `${e.message} (${code}); pass the CA of its certificate (--tls-ca, or the ca option)`;
   return e.message;
 }

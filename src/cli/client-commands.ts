@@ -1,16 +1,15 @@
 import { defineCommand } from "citty";
-import { MakhzenClient } from "../client.ts";
+import type { MakhzenClient } from "../client.ts";
+import { connectionArgs, clientFor as connect } from "./_connection.ts";
 import { CliError } from "./_errors.ts";
 import { flag, parseInteger, parsePositiveNumber } from "./_flags.ts";
 
 const connection = {
-  url: { type: "string", description: "Node URL (default http://127.0.0.1:3000; env MAKHZEN_URL)" },
+  ...connectionArgs,
   bucket: { type: "string", description: "Bucket (default: default; env MAKHZEN_BUCKET)" },
 } as const;
 
-function clientFor(args: Record<string, unknown>): MakhzenClient {
-  return new MakhzenClient({ url: flag(args, "url"), bucket: flag(args, "bucket") });
-}
+const clientFor = (args: Record<string, unknown>): MakhzenClient => connect(args, flag(args, "bucket"));
 
 const out = (line: string) => process.stdout.write(line + "\n");
 

@@ -1,7 +1,6 @@
 import { defineCommand } from "citty";
 import type { ClusterStatus } from "../cluster.ts";
-import { MakhzenClient } from "../client.ts";
-import { flag } from "./_flags.ts";
+import { clientFor, connectionArgs } from "./_connection.ts";
 
 /** The members of a cluster as a table: one row per member, this node marked with `*`. */
 export function renderStatus(status: ClusterStatus): string {
@@ -26,11 +25,11 @@ function formatAge(ms: number): string {
 export const status = defineCommand({
   meta: { name: "status", description: "Show the cluster's members as one node sees them" },
   args: {
-    url: { type: "string", description: "Node URL (default http://127.0.0.1:3000; env MAKHZEN_URL)" },
+    ...connectionArgs,
     json: { type: "boolean", description: "Print the raw JSON of GET /cluster" },
   },
   async run({ args }) {
-    const s = await new MakhzenClient({ url: flag(args, "url") }).cluster();
+    const s = await clientFor(args).cluster();
     process.stdout.write((args.json ? JSON.stringify(s) : renderStatus(s)) + "\n");
   },
 });
