@@ -12,37 +12,13 @@ import type { Subprocess } from "bun";
 import { resolve } from "node:path";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/peer-protocol.ts";
 import type { StoredRecord } from "../../src/record.ts";
+import { cleanEnv, eventually, freePort } from "../support/proc.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const MAIN = resolve(ROOT, "src/cli/main.ts");
 
-/** A port that was free a moment ago: the OS picks it, we close it, the node takes it. */
-export function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
-
-/** Polls `fn` until it returns a truthy value (returned) or `timeoutMs` passes (throws with the last error). */
-export async function eventually<T>(
-  fn: () => T | Promise<T>,
-  { timeoutMs = 10_000, intervalMs = 20, what = "condition" }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = undefined;
-    } catch (e) {
-      last = e;
-    }
-    if (performance.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
-    await Bun.sleep(intervalMs);
-  }
-}
+// Shared with the other process tests; re-exported so cluster tests import one module.
+export { eventually, freePort } from "../support/proc.ts";
 
 export interface StartOptions {
   /** Seed URLs (--peers). */
@@ -195,11 +171,6 @@ const advertiseOf = (node: NodeProcess, h: Harness): string => {
   return proxy ? proxy.url : node.url;
 };
 
-function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("MAKHZEN_")) env[k] = v;
-  return env;
-}
 
 export interface ClusterView {
   self: string;
