@@ -9,6 +9,8 @@ import { Cluster, type ClusterStatus, type MemberStatus } from "./cluster.ts";
 import { Digest } from "./digest.ts";
 import { HttpTransport } from "./transport.ts";
 import { Persistence } from "./persistence.ts";
+import { MakhzenError } from "./errors.ts";
+import { PeerGuard, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./security.ts";
 
 /** One bucket of an embedded node: a small Map-like view over the items API. */
 export interface BucketHandle {
@@ -33,6 +35,8 @@ export interface MakhzenNode {
   members(): MemberStatus[];
   /** The body of GET /cluster. */
   status(): ClusterStatus;
+  /** Live counters of refused client and peer requests (see security.ts); only ever incremented. */
+  readonly refusals: Refusals;
   /**
    * Resolves once every write so far is committed to the data dir (at once without
    * one). HTTP writes under `fsync: "always"` wait for this before they answer;
@@ -60,6 +64,13 @@ export interface MakhzenNode {
  */
 export function createNode(options: NodeOptions = {}): MakhzenNode {
   const config = resolveConfig(options);
+  // Read before anything starts: a missing certificate stops the node at once.
+  const tls = loadTls(config);
+  const refusals = newRefusals();
+  const peerGuard =
+    config.clusterSecret === undefined
+      ? undefined
+      : new PeerGuard({ secret: config.clusterSecret, wallClock: config.wallClock, refusals, log: (line) => console.error(line) });
   const clock = new HybridClock(config.name, config.wallClock);
   const digest = new Digest();
   // Opened first: a data dir the node cannot use stops it before anything starts.
@@ -95,11 +106,23 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
       loading = false;
     }
   }
-  const cluster = new Cluster({ config, store, digest, clock, transport: new HttpTransport() });
+  const cluster = new Cluster({ config, store, digest, clock, transport: new HttpTransport({ guard: peerGuard, ca: tls.ca }) });
   const items = new Items(store, clock, config, (record) => cluster.replicator.enqueue(record));
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;
-  const app: App = createApp({ config, store, items, cluster, isReady: () => cluster.ready, durable, version: VERSION });
+  const app: App = createApp({
+    config,
+    store,
+    items,
+    cluster,
+    isReady: () => cluster.ready,
+    durable,
+    version: VERSION,
+    peerGuard,
+    refusals,
+    // `server` is assigned by listen(); only requests it serves ask for their address.
+    remoteAddress: (request) => server?.requestIP(request)?.address,
+  });
   let started: Promise<void> | undefined;
   const sweeper = startSweeper(store, config);
   let server: ReturnType<typeof Bun.serve> | undefined;
@@ -117,10 +140,17 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
     name: config.name,
     config,
     bucket,
+    refusals,
     buckets: () => store.bucketStats(),
     handle: (request) => app.handle(request),
     async listen() {
       if (closed) throw new Error("node is closed");
+      const refused = protectedModeProblem(config);
+      if (refused) {
+        // The config cannot change, so this node can never listen: release what it holds.
+        await this.close();
+        throw new MakhzenError("PROTECTED_MODE", refused);
+      }
       if (!server) {
         server = Bun.serve({
           hostname: config.host,
@@ -129,11 +159,13 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
           // Bodies with a Content-Length are refused by our own parser with a JSON
           // envelope; this is the backstop for anything that slips past it.
           maxRequestBodySize: config.maxBodyBytes * 2 + 1024 * 1024,
+          // Seconds a connection may stay silent, mid-request or between requests.
           idleTimeout: 30,
+          tls: tls.cert === undefined ? undefined : { cert: tls.cert, key: tls.key },
         });
       }
       const port = server.port!;
-      const url = `http://${urlHost(config.host)}:${port}`;
+      const url = `${tls.cert === undefined ? "http" : "https"}://${urlHost(config.host)}:${port}`;
       started ??= cluster.start(url);
       try {
         await started;

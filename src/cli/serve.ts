@@ -29,6 +29,14 @@ export const serveArgs = {
   "request-timeout": { type: "string", description: `Timeout of a peer request, e.g. 5s (default ${DEFAULTS.requestTimeoutMs}ms)` },
   "queue-max": { type: "string", description: `Records queued per peer before the queue is dropped for anti-entropy (default ${DEFAULTS.queueMaxRecords})` },
   "drain-timeout": { type: "string", description: `How long a leaving node drains its queues, e.g. 10s (default ${DEFAULTS.drainTimeoutMs}ms)` },
+  token: { type: "string", description: "Bearer token every client route except /healthz and /readyz requires (env MAKHZEN_TOKEN: keeps it out of ps)" },
+  "read-token": { type: "string", description: "A second token that may only read (env MAKHZEN_READ_TOKEN)" },
+  "cluster-secret": { type: "string", description: "Shared secret signing every /internal/ request and answer; the same on every node, 16+ characters (env MAKHZEN_CLUSTER_SECRET)" },
+  "tls-cert": { type: "string", description: "PEM certificate chain file: serve https (with --tls-key)" },
+  "tls-key": { type: "string", description: "PEM private key file of --tls-cert" },
+  "tls-ca": { type: "string", description: "PEM CA file trusted for peers' https certificates (default: the system's CAs)" },
+  insecure: { type: "boolean", description: "Accept the risk: listen beyond loopback without --token, or with peers beyond it without --cluster-secret" },
+  "body-timeout": { type: "string", description: `How long a request body may take to arrive, e.g. 30s (default ${DEFAULTS.bodyTimeoutMs}ms)` },
 } as const;
 
 /** Turns `serve` flags (and MAKHZEN_* variables) into node options; throws a usage error on bad input. */
@@ -59,6 +67,14 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     requestTimeoutMs: opt("request-timeout", parseDurationMs),
     queueMaxRecords: opt("queue-max", (n, v) => parseInteger(n, v, 1, 1e9)),
     drainTimeoutMs: opt("drain-timeout", parseDurationMs),
+    token: get("token"),
+    readToken: get("read-token"),
+    clusterSecret: get("cluster-secret"),
+    tlsCertFile: get("tls-cert"),
+    tlsKeyFile: get("tls-key"),
+    tlsCaFile: get("tls-ca"),
+    insecure: opt("insecure", parseBoolean),
+    bodyTimeoutMs: opt("body-timeout", parseDurationMs),
   };
   const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
   return { ...preset, ...defined };
@@ -82,6 +98,7 @@ export const serve = defineCommand({
       ({ url } = await node.listen());
     } catch (e) {
       if (e instanceof MakhzenError && e.code === "NAME_TAKEN") throw new CliError(`cannot join the cluster: ${e.message}`);
+      if (e instanceof MakhzenError && e.code === "PROTECTED_MODE") throw new CliError(e.message);
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       throw new CliError(`cannot listen on ${node.config.host}:${node.config.port}: ${why}`);
     }
@@ -110,6 +127,12 @@ function parseUrl(name: string, value: string): string {
     // reported below
   }
   throw usageError(`--${name} must be a URL like http://10.0.0.2:3000, not "${value}"`);
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  if (["true", "1", "yes"].includes(value.toLowerCase())) return true;
+  if (["false", "0", "no"].includes(value.toLowerCase())) return false;
+  throw usageError(`--${name} must be true or false, not "${value}"`);
 }
 
 function parseUrlList(name: string, value: string): string[] {

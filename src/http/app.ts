@@ -9,6 +9,8 @@ import type { Cluster, Concern } from "../cluster.ts";
 import { readJsonBody } from "./body.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
+import { clientAuth } from "./auth.ts";
+import { newRefusals, type PeerGuard, type Refusals } from "../security.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
 import * as M from "./models.ts";
 
@@ -23,6 +25,12 @@ export interface AppDeps {
   version: string;
   /** The cluster side: w=/r= on items, GET /cluster and the peer API. Absent on a lone node. */
   cluster?: Cluster;
+  /** Signs and checks the peer API under a cluster secret; absent: the peer API is open (loopback only, see protected mode). */
+  peerGuard?: PeerGuard;
+  /** Refusal counters (client 401/403, peer signatures), shown in /cluster. */
+  refusals?: Refusals;
+  /** The remote address of a request, for refusal logs; absent in process (`node.handle`). */
+  remoteAddress?: (request: Request) => string | undefined;
 }
 
 const JSON_TYPE = "application/json";
@@ -34,7 +42,8 @@ const TEXT_TYPE = "text/plain; charset=utf-8";
  */
 export function createApp(deps: AppDeps) {
   const { items, config } = deps;
-  const parseBody = ({ request }: { request: Request }) => readJsonBody(request, config.maxBodyBytes);
+  const refusals = deps.refusals ?? newRefusals();
+  const parseBody = ({ request }: { request: Request }) => readJsonBody(request, config.maxBodyBytes, config.bodyTimeoutMs);
 
   /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
   const concernOf = (name: "w" | "r", request: Request): Concern | undefined => {
@@ -107,7 +116,10 @@ export function createApp(deps: AppDeps) {
   const itemDocs = (summary: string) => ({ detail: { summary, tags: ["items"] } });
   const itemResponses = { 200: M.Item, 404: M.ErrorEnvelope };
 
-  return new Elysia({ normalize: false })
+  const app = new Elysia({ normalize: false });
+  // Registered only with a token: without one, a request pays nothing for auth.
+  if (config.token !== undefined) app.onRequest(clientAuth({ token: config.token, readToken: config.readToken, refusals }));
+  return app
     .use(
       openapi({
         path: "/openapi",
@@ -148,7 +160,18 @@ export function createApp(deps: AppDeps) {
         durable: deps.durable,
       }),
     )
-    .use(deps.cluster ? peerRoutes({ cluster: deps.cluster, maxBodyBytes: deps.config.maxBodyBytes + 2 * deps.config.batchMaxBytes }) : new Elysia())
+    .use(
+      deps.cluster
+        ? peerRoutes({
+            cluster: deps.cluster,
+            maxBodyBytes: deps.config.maxBodyBytes + 2 * deps.config.batchMaxBytes,
+            bodyTimeoutMs: config.bodyTimeoutMs,
+            guard: deps.peerGuard,
+            refusals,
+            remoteAddress: deps.remoteAddress,
+          })
+        : new Elysia(),
+    )
     .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"] }, response: M.Health })
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : errorResponse(503, "UNAVAILABLE", "not ready")), {
       detail: { summary: "Readiness", tags: ["ops"] },

@@ -3,13 +3,21 @@ import type { Cluster } from "../cluster.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../peer-protocol.ts";
 import { PEER_OPS, type PeerOp } from "../transport.ts";
-import { readJsonBody } from "./body.ts";
+import type { PeerGuard, Refusals } from "../security.ts";
+import { parseJsonText, readBodyText } from "./body.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
 
 export interface PeerRoutesDeps {
   cluster: Cluster;
   /** Largest peer request body, in bytes. */
   maxBodyBytes: number;
+  /** How long a peer request body may take to arrive, in ms. */
+  bodyTimeoutMs?: number;
+  /** With a cluster secret: every request is checked before its body is parsed, every answer signed. */
+  guard?: PeerGuard;
+  /** Shown in GET /cluster beside the members. */
+  refusals?: Refusals;
+  remoteAddress?: (request: Request) => string | undefined;
 }
 
 /** The body of GET /cluster, for /openapi (the route answers a prebuilt Response). */
@@ -24,10 +32,21 @@ const ClusterStatus = t.Object({
       lastSeenMs: t.Number({ description: "Milliseconds since this node last heard from the member" }),
     }),
   ),
+  refusals: t.Optional(
+    t.Object(
+      {
+        clientUnauthorized: t.Number({ description: "Client requests answered 401 (no or wrong token)" }),
+        clientForbidden: t.Number({ description: "Client requests answered 403 (a read token on a write route)" }),
+        peerRequests: t.Number({ description: "Peer requests refused (unsigned, other secret, stale or replayed)" }),
+        peerAnswers: t.Number({ description: "Peer answers refused (a peer that could not prove the cluster secret)" }),
+      },
+      { description: "Requests this node refused since it started" },
+    ),
+  ),
 });
 
-const json = (body: unknown): Response =>
-  new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } });
+const JSON_HEADERS = { "content-type": "application/json" };
+const json = (body: unknown): Response => new Response(JSON.stringify(body), { headers: JSON_HEADERS });
 
 /**
  * The peer API under /internal/ (one POST route per operation of PEER_OPS, bodies
@@ -35,8 +54,27 @@ const json = (body: unknown): Response =>
  * handlers only translate; the cluster does the work.
  */
 export function peerRoutes(deps: PeerRoutesDeps) {
-  const { cluster } = deps;
-  const parse = ({ request }: { request: Request }) => readJsonBody(request, deps.maxBodyBytes);
+  const { cluster, guard } = deps;
+  /**
+   * Under a cluster secret the signature covers the raw body, so it is checked on
+   * the text before anything parses it, and an unsigned request is refused before
+   * its body is even read.
+   */
+  const parseFor =
+    (path: string) =>
+    async ({ request }: { request: Request }): Promise<unknown> => {
+      const from = guard ? deps.remoteAddress?.(request) : undefined;
+      guard?.checkSigned(path, request.headers, from);
+      const text = await readBodyText(request, deps.maxBodyBytes, deps.bodyTimeoutMs);
+      guard?.checkRequest(path, text, request.headers, from);
+      return parseJsonText(text);
+    };
+  /** The answer, signed under a cluster secret and bound to the request it answers. */
+  const answer = (path: string, request: Request, body: unknown): Response => {
+    const text = JSON.stringify(body);
+    if (!guard) return new Response(text, { headers: JSON_HEADERS });
+    return new Response(text, { headers: { ...JSON_HEADERS, ...guard.signAnswer(path, request.headers, text) } });
+  };
   const app = new Elysia({ name: "makhzen-peer" })
     .onError(({ code, error }) => {
       if (isMakhzenError(error)) return domainErrorResponse(error);
@@ -46,15 +84,16 @@ export function peerRoutes(deps: PeerRoutesDeps) {
       console.error("[http] unexpected error in peer API:", error);
       return errorResponse(500, "INTERNAL", "internal error; see the node's log");
     })
-    .get("/cluster", () => json(cluster.status()), {
+    .get("/cluster", () => json(deps.refusals ? { ...cluster.status(), refusals: deps.refusals } : cluster.status()), {
       response: ClusterStatus,
       detail: { summary: "Cluster members as this node sees them", tags: ["cluster"] },
     });
 
   // Elysia registers routes on the instance itself; the loop needs no reassignment.
   for (const op of Object.keys(PEER_OPS) as PeerOp[]) {
+    const path = `/internal/${op}`;
     app.post(
-      `/internal/${op}`,
+      path,
       async ({ body, request }) => {
         const version = request.headers.get(PROTOCOL_HEADER);
         if (version !== PROTOCOL_VERSION) {
@@ -65,9 +104,9 @@ export function peerRoutes(deps: PeerRoutesDeps) {
               : `peer protocol version "${version}" is not supported; this node speaks ${PROTOCOL_VERSION}`,
           );
         }
-        return json(await cluster.service[op](body as never));
+        return answer(path, request, await cluster.service[op](body as never));
       },
-      { parse, body: PEER_OPS[op].request, detail: { hide: true } },
+      { parse: parseFor(path), body: PEER_OPS[op].request, detail: { hide: true } },
     );
   }
   return app;
