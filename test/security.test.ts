@@ -143,6 +143,8 @@ describe("client tokens", () => {
     const { port } = await node.listen();
     node.bucket().set("secret", "s");
     const raw = await rawHttp(port, "GET /internal/../items/secret HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    // Bun resolves the dot segments before anyone sees the path: this is GET /items/secret, and needs the token.
+    expect(raw.startsWith("HTTP/1.1 401")).toBe(true);
     expect(raw).not.toContain('"value":"s"');
   });
 });
