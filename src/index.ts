@@ -11,4 +11,5 @@ export type { ListPage, BucketStats } from "./store.ts";
 export type { Version } from "./version.ts";
 export type { ClusterStatus, MemberStatus } from "./cluster.ts";
 export type { MemberState } from "./peer-protocol.ts";
+export type { Refusals } from "./security.ts";
 export { VERSION } from "./meta.ts";
