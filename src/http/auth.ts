@@ -1,4 +1,4 @@
-import { bearerToken, secretMatches } from "../auth.ts";
+import { bearerToken, secretMatcher } from "../auth.ts";
 import type { Refusals } from "../security.ts";
 import { errorResponse } from "./errors.ts";
 
@@ -21,13 +21,15 @@ export interface ClientAuthOptions {
  * even map the API. Reading means GET or HEAD; everything else writes.
  */
 export function clientAuth(opts: ClientAuthOptions) {
-  const { token, readToken, refusals } = opts;
+  const { refusals } = opts;
+  const isToken = secretMatcher(opts.token);
+  const isReadToken = opts.readToken === undefined ? undefined : secretMatcher(opts.readToken);
   return ({ request }: { request: Request }): Response | undefined => {
     const path = pathOf(request.url);
     if (path === "/healthz" || path === "/readyz" || path.startsWith("/internal/")) return undefined;
     const given = bearerToken(request.headers.get("authorization"));
-    if (secretMatches(given, token)) return undefined;
-    if (readToken !== undefined && secretMatches(given, readToken)) {
+    if (isToken(given)) return undefined;
+    if (isReadToken?.(given)) {
       if (request.method === "GET" || request.method === "HEAD") return undefined;
       refusals.clientForbidden++;
       return errorResponse(403, "FORBIDDEN", `the read token cannot ${request.method} ${path}; use the token that may write`);
