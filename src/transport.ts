@@ -68,14 +68,27 @@ export interface HttpTransportOptions {
   guard?: PeerGuard;
   /** PEM CA bundle trusted for https peers (--tls-ca); absent: the system's CAs. */
   ca?: string;
+  /** Largest answer read, in bytes. Default: ANSWER_MAX_BYTES. */
+  maxAnswerBytes?: number;
 }
+
+/**
+ * The largest peer answer read. Answers are bounded by their senders (fetch and
+ * scan by the batch byte budget, members by the protocol) except `keys`, which
+ * lists every key of up to 64 leaves: ~1.5M entries (~150 MB) with 100M keys. A
+ * stranger's answer (a seed without the secret is read before it is refused) must
+ * not exhaust memory either.
+ */
+export const ANSWER_MAX_BYTES = 256 * 1024 * 1024;
 
 /** The real transport: JSON over HTTP/1.1 (or https) with keep-alive (Bun's fetch pools connections). */
 export class HttpTransport implements PeerTransport {
   private readonly tls: { ca: string } | undefined;
+  private readonly maxAnswerBytes: number;
 
   constructor(private readonly opts: HttpTransportOptions = {}) {
     this.tls = opts.ca === undefined ? undefined : { ca: opts.ca };
+    this.maxAnswerBytes = opts.maxAnswerBytes ?? ANSWER_MAX_BYTES;
   }
 
   async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number) {
@@ -97,8 +110,9 @@ export class HttpTransport implements PeerTransport {
     }
     let answer: string;
     try {
-      answer = await res.text();
+      answer = await readCapped(res, this.maxAnswerBytes);
     } catch (e) {
+      if (e instanceof PeerError) throw new PeerError(res.status, e.code, `${url} ${op}: ${e.message}`);
       throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
     }
     if (res.ok && signature) {
@@ -125,6 +139,29 @@ export class HttpTransport implements PeerTransport {
     }
     return answerCheckers[op](parsed);
   }
+}
+
+/** An answer's text, refused past `maxBytes` before it is all buffered. */
+async function readCapped(res: Response, maxBytes: number): Promise<string> {
+  const declared = res.headers.get("content-length");
+  const tooLarge = () => new PeerError(res.status, "ANSWER_TOO_LARGE", `answer exceeds ${maxBytes} bytes`);
+  if (declared !== null && /^\d+$/.test(declared)) {
+    // The usual case: our peers answer with a length, and the body cannot outgrow it.
+    if (Number(declared) > maxBytes) {
+      await res.body?.cancel();
+      throw tooLarge();
+    }
+    return res.text();
+  }
+  if (!res.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) throw tooLarge(); // leaving the loop cancels the stream
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 /**

@@ -234,6 +234,25 @@ describe("cluster secret on the peer API", () => {
 });
 
 describe("abuse limits", () => {
+  test("a peer answer over the cap is refused before it is buffered, with or without a length", async () => {
+    const big = "x".repeat(64 * 1024);
+    using server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        if (new URL(req.url).pathname === "/internal/groups") return new Response(big); // with Content-Length
+        // Chunked, and endless: only a reader that stops can survive it.
+        return new Response(new ReadableStream({ pull: (c) => c.enqueue(new TextEncoder().encode(big)) }));
+      },
+    });
+    const transport = new HttpTransport({ maxAnswerBytes: 1024 });
+    for (const op of ["groups", "scan"] as const) {
+      const e = await transport.call(`http://127.0.0.1:${server.port}`, op, op === "scan" ? { limit: 1 } : {}, 5000).catch((err) => err);
+      expect(e).toBeInstanceOf(PeerError);
+      expect((e as PeerError).code).toBe("ANSWER_TOO_LARGE");
+    }
+  });
+
   test("a body that never finishes arriving is answered 408 after the body timeout", async () => {
     const node = start({ bodyTimeoutMs: 100 });
     const body = new ReadableStream<Uint8Array>({
