@@ -1,7 +1,8 @@
 /**
  * makhzen's public API for embedding. Everything not exported here is internal.
  */
-export { createNode, type MakhzenNode, type BucketHandle } from "./node.ts";
+export { createNode, type MakhzenNode, type BucketHandle, type CreateNodeOptions } from "./node.ts";
+export { createLogger, silentLogger, type Logger, type LoggerOptions, type LogLevel, type LogFormat } from "./log.ts";
 export { MakhzenClient, MakhzenClientError, type ClientOptions } from "./client.ts";
 export { MakhzenError, type ErrorCode } from "./errors.ts";
 export type { NodeOptions, NodeConfig } from "./config.ts";

@@ -106,7 +106,7 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
       loading = false;
     }
   }
-  const cluster = new Cluster({ config, store, digest, clock, transport: new HttpTransport({ guard: peerGuard, ca: tls.ca }) });
+  const cluster = new Cluster({ config, store, digest, clock, transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }) });
   const items = new Items(store, clock, config, (record) => cluster.replicator.enqueue(record));
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;

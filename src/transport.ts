@@ -66,6 +66,8 @@ const PASS_THROUGH = new Set(["NAME_TAKEN", "PROTOCOL_VERSION"]);
 export interface HttpTransportOptions {
   /** Signs every request and checks every answer under the cluster secret. */
   guard?: PeerGuard;
+  /** Without a guard: the client token sent as a bearer token, for peers that require one on /internal/. */
+  token?: string;
   /** PEM CA bundle trusted for https peers (--tls-ca); absent: the system's CAs. */
   ca?: string;
   /** Largest answer read, in bytes. Default: ANSWER_MAX_BYTES. */
@@ -95,11 +97,12 @@ export class HttpTransport implements PeerTransport {
     const path = `/internal/${op}`;
     const text = typeof body === "string" ? body : JSON.stringify(body);
     const signature = this.opts.guard?.signRequest(path, text);
+    const bearer = !signature && this.opts.token !== undefined ? { authorization: `Bearer ${this.opts.token}` } : undefined;
     let res: Response;
     try {
       res = await fetch(url + path, {
         method: "POST",
-        headers: { "content-type": "application/json", [P.PROTOCOL_HEADER]: P.PROTOCOL_VERSION, ...signature },
+        headers: { "content-type": "application/json", [P.PROTOCOL_HEADER]: P.PROTOCOL_VERSION, ...signature, ...bearer },
         body: text,
         signal: AbortSignal.timeout(timeoutMs),
         tls: this.tls,

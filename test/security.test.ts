@@ -138,6 +138,30 @@ describe("client tokens", () => {
     expect(node.bucket().get("k")!.value).toBe("v");
   });
 
+  test("without a cluster secret the peer API needs the write token, which peers send; with one, the secret guards it", async () => {
+    const records = JSON.stringify({ records: [{ bucket: "default", key: "via-peer-api", value: "x", version: `${String(Date.now()).padStart(15, "0")}-000000-p` }] });
+    const headers = (extra: Record<string, string>) => ({ "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...extra });
+    const node = start({ token: TOKEN, readToken: READ });
+    for (const h of [{}, bearer(READ), bearer("wrong")]) {
+      expectErrorEnvelope(await call(node, "POST", "/internal/records", { body: records, headers: headers(h) }), 401, "UNAUTHORIZED");
+    }
+    expect(node.bucket().get("via-peer-api")).toBeUndefined();
+    expect((await call(node, "POST", "/internal/records", { body: records, headers: headers(bearer(TOKEN)) })).status).toBe(200);
+    expect(node.bucket().get("via-peer-api")?.value).toBe("x");
+
+    // Two nodes sharing the token replicate: the transport sends it.
+    const a = start({ name: "a", token: TOKEN, ...fast });
+    const { url } = await a.listen();
+    const b = start({ name: "b", token: TOKEN, peers: [url], ...fast });
+    await b.listen();
+    a.bucket().set("k", "v");
+    await eventually(() => b.bucket().get("k")?.value === "v", { what: "k replicated with the token" });
+
+    // Under a cluster secret the token is not what guards /internal/: the signature is.
+    const guarded = start({ token: TOKEN, clusterSecret: SECRET });
+    expectErrorEnvelope(await call(guarded, "POST", "/internal/records", { body: records, headers: headers(bearer(TOKEN)) }), 401, "CLUSTER_AUTH");
+  });
+
   test("over a real socket, a dot-segment path cannot slip past the check through /internal/", async () => {
     const node = start({ token: TOKEN });
     const { port } = await node.listen();

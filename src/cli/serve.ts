@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
-import { DEFAULTS, FAST_TIMINGS, type NodeOptions } from "../config.ts";
+import { DEFAULTS, FAST_TIMINGS, type NodeConfig, type NodeOptions } from "../config.ts";
 import { MakhzenError } from "../errors.ts";
+import { createLogger, LOG_LEVELS, type Logger, type LogFormat, type LogLevel } from "../log.ts";
 import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
@@ -28,6 +29,8 @@ export const serveArgs = {
   "anti-entropy-interval": { type: "string", description: `Anti-entropy period, e.g. 30s (default ${DEFAULTS.antiEntropyIntervalMs}ms)` },
   "request-timeout": { type: "string", description: `Timeout of a peer request, e.g. 5s (default ${DEFAULTS.requestTimeoutMs}ms)` },
   "queue-max": { type: "string", description: `Records queued per peer before the queue is dropped for anti-entropy (default ${DEFAULTS.queueMaxRecords})` },
+  "log-level": { type: "string", description: "Least severe log lines written: debug, info, warn or error (default info; env MAKHZEN_LOG_LEVEL)" },
+  "log-format": { type: "string", description: "json (one object per line) or text (default: text on a terminal, else json; env MAKHZEN_LOG_FORMAT)" },
   "drain-timeout": { type: "string", description: `How long a leaving node drains its queues, e.g. 10s (default ${DEFAULTS.drainTimeoutMs}ms)` },
   token: { type: "string", description: "Bearer token every client route except /healthz and /readyz requires (env MAKHZEN_TOKEN: keeps it out of ps)" },
   "read-token": { type: "string", description: "A second token that may only read (env MAKHZEN_READ_TOKEN)" },
@@ -80,14 +83,33 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
   return { ...preset, ...defined };
 }
 
+/**
+ * The logger of `serve`, on stderr: --log-level (default info), --log-format
+ * (default text when stderr is a terminal, json otherwise: what log shippers read).
+ */
+export function serveLogOptions(
+  args: Record<string, unknown>,
+  env?: NodeJS.ProcessEnv,
+  stderrIsTTY = process.stderr.isTTY === true,
+): { level: LogLevel; format: LogFormat } {
+  const level = flag(args, "log-level", env);
+  const format = flag(args, "log-format", env);
+  return {
+    level: level === undefined ? "info" : parseChoice("log-level", level, LOG_LEVELS),
+    format: format === undefined ? (stderrIsTTY ? "text" : "json") : parseChoice("log-format", format, ["json", "text"] as const),
+  };
+}
+
 export const serve = defineCommand({
   meta: { name: "serve", alias: "agent", description: "Start a node" },
   args: serveArgs,
   async run({ args }) {
     const options = serveOptions(args);
+    const logOptions = serveLogOptions(args);
+    const log = createLogger(logOptions);
     let node;
     try {
-      node = createNode(options);
+      node = createNode({ ...options, logger: log });
     } catch (e) {
       // A bad option is a usage error (2); a data dir that cannot be used is a failure (1).
       if (e instanceof MakhzenError) throw new CliError(e.message, e.code === "DATA_DIR" ? 1 : 2);
@@ -102,22 +124,48 @@ export const serve = defineCommand({
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       throw new CliError(`cannot listen on ${node.config.host}:${node.config.port}: ${why}`);
     }
-    const disk = node.config.dataDir === undefined ? "in memory" : `data dir ${node.config.dataDir}, fsync ${node.config.fsync}`;
-    console.log(`makhzen ${VERSION}: node ${node.name} listening on ${url} (${disk})`);
+    logStarted(log, node.config, url, logOptions.level);
     // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
-        console.log(`makhzen: ${signal} received, leaving the cluster`);
-        node.leave().then(resolve, (e) => {
-          console.error("makhzen: leave failed:", e);
-          resolve();
-        });
+        log.info("stopping: draining the queues and leaving the cluster", { signal });
+        node.leave().then(
+          () => {
+            log.info("stopped", { signal });
+            resolve();
+          },
+          (e) => {
+            log.error("leave failed; stopping anyway", { error: e });
+            resolve();
+          },
+        );
       };
       process.once("SIGINT", () => stop("SIGINT"));
       process.once("SIGTERM", () => stop("SIGTERM"));
     });
   },
 });
+
+/** The start-up summary: one line with what an operator checks first. */
+function logStarted(log: Logger, c: NodeConfig, url: string, level: LogLevel): void {
+  log.info("started", {
+    name: c.name,
+    url,
+    version: VERSION,
+    advertise: c.advertise ?? url,
+    dataDir: c.dataDir ?? null,
+    fsync: c.dataDir === undefined ? null : c.fsync,
+    peers: c.peers,
+    maxKeyBytes: c.maxKeyBytes,
+    maxValueBytes: c.maxValueBytes,
+    maxMemoryBytes: c.maxMemoryBytes,
+    eviction: c.eviction,
+    queueMaxRecords: c.queueMaxRecords,
+    heartbeatIntervalMs: c.heartbeatIntervalMs,
+    antiEntropyIntervalMs: c.antiEntropyIntervalMs,
+    logLevel: level,
+  });
+}
 
 function parseUrl(name: string, value: string): string {
   try {

@@ -118,7 +118,10 @@ export function createApp(deps: AppDeps) {
 
   const app = new Elysia({ normalize: false });
   // Registered only with a token: without one, a request pays nothing for auth.
-  if (config.token !== undefined) app.onRequest(clientAuth({ token: config.token, readToken: config.readToken, refusals }));
+  if (config.token !== undefined) {
+    const peerApiGuarded = config.clusterSecret !== undefined;
+    app.onRequest(clientAuth({ token: config.token, readToken: config.readToken, peerApiGuarded, refusals }));
+  }
   return app
     .use(
       openapi({

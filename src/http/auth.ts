@@ -7,6 +7,12 @@ export interface ClientAuthOptions {
   token: string;
   /** May only read: GET and HEAD routes, /dump and /cluster included. */
   readToken?: string;
+  /**
+   * Whether the peer API has its own guard (a cluster secret). Without one, peers
+   * present the write token like any client, or a local process could read and
+   * write everything through /internal/ without it.
+   */
+  peerApiGuarded: boolean;
   refusals: Refusals;
 }
 
@@ -16,7 +22,8 @@ export interface ClientAuthOptions {
  * registered only when a token is configured, so a node without one pays nothing.
  *
  * Open without a token: /healthz and /readyz (probes of orchestrators and load
- * balancers), and /internal/ (the peer API, guarded by the cluster secret instead).
+ * balancers), and /internal/ when a cluster secret guards it; without a secret,
+ * /internal/ needs the write token (peers send it, see HttpTransport).
  * Every other route needs a token, unknown routes included, so a stranger cannot
  * even map the API. Reading means GET or HEAD; everything else writes.
  */
@@ -26,10 +33,11 @@ export function clientAuth(opts: ClientAuthOptions) {
   const isReadToken = opts.readToken === undefined ? undefined : secretMatcher(opts.readToken);
   return ({ request }: { request: Request }): Response | undefined => {
     const path = pathOf(request.url);
-    if (path === "/healthz" || path === "/readyz" || path.startsWith("/internal/")) return undefined;
+    if (path === "/healthz" || path === "/readyz") return undefined;
+    if (opts.peerApiGuarded && path.startsWith("/internal/")) return undefined;
     const given = bearerToken(request.headers.get("authorization"));
     if (isToken(given)) return undefined;
-    if (isReadToken?.(given)) {
+    if (isReadToken?.(given) && !path.startsWith("/internal/")) {
       if (request.method === "GET" || request.method === "HEAD") return undefined;
       refusals.clientForbidden++;
       return errorResponse(403, "FORBIDDEN", `the read token cannot ${request.method} ${path}; use the token that may write`);

@@ -6,6 +6,7 @@ import { PEER_OPS, type PeerOp } from "../transport.ts";
 import type { PeerGuard, Refusals } from "../security.ts";
 import { parseJsonText, readBodyText } from "./body.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
+import { silentLogger, type Logger } from "../log.ts";
 
 export interface PeerRoutesDeps {
   cluster: Cluster;
@@ -18,6 +19,8 @@ export interface PeerRoutesDeps {
   /** Shown in GET /cluster beside the members. */
   refusals?: Refusals;
   remoteAddress?: (request: Request) => string | undefined;
+  /** Where unexpected errors are reported. Default: silent. */
+  logger?: Logger;
 }
 
 /** The body of GET /cluster, for /openapi (the route answers a prebuilt Response). */
@@ -81,7 +84,7 @@ export function peerRoutes(deps: PeerRoutesDeps) {
       if (code === "VALIDATION") return errorResponse(422, "VALIDATION", describeValidation(error));
       if (code === "PARSE" && isMakhzenError(error.cause)) return domainErrorResponse(error.cause);
       if (code === "PARSE") return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
-      console.error("[http] unexpected error in peer API:", error);
+      (deps.logger ?? silentLogger).error("unexpected error in the peer API", { error, stack: (error as Error)?.stack });
       return errorResponse(500, "INTERNAL", "internal error; see the node's log");
     })
     .get("/cluster", () => json(deps.refusals ? { ...cluster.status(), refusals: deps.refusals } : cluster.status()), {
