@@ -9,8 +9,17 @@ import { Cluster, type ClusterStatus, type MemberStatus } from "./cluster.ts";
 import { Digest } from "./digest.ts";
 import { HttpTransport } from "./transport.ts";
 import { Persistence } from "./persistence.ts";
+import { silentLogger, type Logger } from "./log.ts";
+import { createMetrics } from "./metrics.ts";
+import { ROUTES, RequestStats, routeOf } from "./request-stats.ts";
 import { MakhzenError } from "./errors.ts";
 import { PeerGuard, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./security.ts";
+
+/** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
+export interface CreateNodeOptions extends NodeOptions {
+  /** Default: silent. `makhzen serve` passes one built from --log-level and --log-format. */
+  logger?: Logger;
+}
 
 /** One bucket of an embedded node: a small Map-like view over the items API. */
 export interface BucketHandle {
@@ -62,19 +71,20 @@ export interface MakhzenNode {
  * node.bucket("sessions").set("abc", "{}", { ttl: 60 });
  * const { url } = await node.listen();
  */
-export function createNode(options: NodeOptions = {}): MakhzenNode {
-  const config = resolveConfig(options);
+export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
+  const { logger: log = silentLogger, ...nodeOptions } = options;
+  const config = resolveConfig(nodeOptions);
   // Read before anything starts: a missing certificate stops the node at once.
   const tls = loadTls(config);
   const refusals = newRefusals();
   const peerGuard =
     config.clusterSecret === undefined
       ? undefined
-      : new PeerGuard({ secret: config.clusterSecret, wallClock: config.wallClock, refusals, log: (line) => console.error(line) });
+      : new PeerGuard({ secret: config.clusterSecret, wallClock: config.wallClock, refusals, log: (line) => log.child("security").warn(line) });
   const clock = new HybridClock(config.name, config.wallClock);
   const digest = new Digest();
   // Opened first: a data dir the node cannot use stops it before anything starts.
-  const disk = config.dataDir === undefined ? undefined : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync });
+  const disk = config.dataDir === undefined ? undefined : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence") });
   let loading = false;
   const store = new Store({
     clock,
@@ -106,10 +116,30 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
       loading = false;
     }
   }
-  const cluster = new Cluster({ config, store, digest, clock, transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }) });
+  const cluster = new Cluster({ config, store, digest, clock, logger: log, transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }) });
   const items = new Items(store, clock, config, (record) => cluster.replicator.enqueue(record));
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;
+  const requests = new RequestStats();
+  const sweep = { failures: 0 };
+  const metrics = createMetrics({
+    name: config.name,
+    version: VERSION,
+    store,
+    maxMemoryBytes: config.maxMemoryBytes,
+    requests,
+    cluster,
+    ready: () => cluster.ready,
+    persistenceFailures: disk && (() => disk.commitFailures),
+    sweepFailures: () => sweep.failures,
+    authRefusals: () => ({
+      client_unauthorized: refusals.clientUnauthorized,
+      client_forbidden: refusals.clientForbidden,
+      peer_request: refusals.peerRequests,
+      peer_answer: refusals.peerAnswers,
+    }),
+    wallMs: () => clock.wallMs(),
+  });
   const app: App = createApp({
     config,
     store,
@@ -118,13 +148,45 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
     isReady: () => cluster.ready,
     durable,
     version: VERSION,
+    metrics: metrics.render,
+    logger: log,
     peerGuard,
     refusals,
     // `server` is assigned by listen(); only requests it serves ask for their address.
     remoteAddress: (request) => server?.requestIP(request)?.address,
   });
+  /**
+   * Every request, over a socket or in process, is counted by route pattern and
+   * status here, around the app rather than in Elysia hooks: a hook runs inside
+   * every route's compiled handler and costs more (see docs/operations.md for the
+   * measurements); this costs two clock reads and two array increments.
+   */
+  const serveHttp = (request: Request): Response | Promise<Response> => {
+    const t0 = performance.now();
+    const answer = app.fetch(request) as Response | Promise<Response>;
+    if (!(answer instanceof Promise)) {
+      answered(request, answer.status, t0);
+      return answer;
+    }
+    return answer.then(
+      (res) => {
+        answered(request, res.status, t0);
+        return res;
+      },
+      (e: unknown) => {
+        // Bun answers a rejected fetch with a 500; count it as one, then let it through.
+        answered(request, 500, t0);
+        throw e;
+      },
+    );
+  };
+  const refusalLog = rateLimitedRefusals(log.child("http"), () => clock.wallMs());
+  const answered = (request: Request, status: number, t0: number): void => {
+    requests.record(request.method, request.url, status, performance.now() - t0);
+    if (status === 401 || status === 403) refusalLog(request, status, server?.requestIP(request)?.address);
+  };
   let started: Promise<void> | undefined;
-  const sweeper = startSweeper(store, config);
+  const sweeper = startSweeper(store, config, log.child("sweep"), sweep);
   let server: ReturnType<typeof Bun.serve> | undefined;
   let closed = false;
 
@@ -142,7 +204,7 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
     bucket,
     refusals,
     buckets: () => store.bucketStats(),
-    handle: (request) => app.handle(request),
+    handle: async (request) => serveHttp(request),
     async listen() {
       if (closed) throw new Error("node is closed");
       const refused = protectedModeProblem(config);
@@ -155,7 +217,7 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
         server = Bun.serve({
           hostname: config.host,
           port: config.port,
-          fetch: app.fetch,
+          fetch: serveHttp,
           // Bodies with a Content-Length are refused by our own parser with a JSON
           // envelope; this is the backstop for anything that slips past it.
           maxRequestBodySize: config.maxBodyBytes * 2 + 1024 * 1024,
@@ -196,19 +258,43 @@ export function createNode(options: NodeOptions = {}): MakhzenNode {
   };
 }
 
+/** Refusal lines, rate-limited per remote address, like the peer guard's: a client retrying a bad token must not flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+/** Remote addresses whose last line is remembered; past it the memory starts over (bounded whatever the attacker). */
+const REFUSAL_LOG_MAX_KEYS = 1000;
+
+function rateLimitedRefusals(log: Logger, wallMs: () => number) {
+  const last = new Map<string, { at: number; since: number }>();
+  return (request: Request, status: number, remote: string | undefined): void => {
+    const key = remote ?? "in-process";
+    const now = wallMs();
+    const seen = last.get(key);
+    if (seen && now - seen.at < REFUSAL_LOG_INTERVAL_MS) {
+      seen.since++;
+      return;
+    }
+    if (!seen && last.size >= REFUSAL_LOG_MAX_KEYS) last.clear();
+    const route = ROUTES[routeOf(request.url)];
+    log.warn("auth refusal", { status, method: request.method, route, remote: key, alsoRefusedSinceLastLine: seen?.since ?? 0 });
+    last.set(key, { at: now, since: 0 });
+  };
+}
+
 /**
  * Runs the store's bounded sweep on a timer. Like Redis's active expiry, a tick
  * that finds a quarter of its budget expired runs again, up to four times, so a
  * mass expiry is cleared quickly without one long pause.
  */
-function startSweeper(store: Store, config: NodeConfig): ReturnType<typeof setInterval> {
+function startSweeper(store: Store, config: NodeConfig, log: Logger, counts: { failures: number }): ReturnType<typeof setInterval> {
   const timer = setInterval(() => {
     try {
       for (let round = 0; round < 4; round++) {
         if (store.sweep(config.sweepBudget) < config.sweepBudget / 4) break;
       }
     } catch (e) {
-      console.error("[sweep] failed:", e);
+      // The next tick tries again; a store that throws here is a bug worth a line each time.
+      counts.failures++;
+      log.error("sweep failed", { failures: counts.failures, error: e });
     }
   }, config.sweepIntervalMs);
   timer.unref?.();

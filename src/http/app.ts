@@ -13,6 +13,7 @@ import { clientAuth } from "./auth.ts";
 import { newRefusals, type PeerGuard, type Refusals } from "../security.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
 import * as M from "./models.ts";
+import { silentLogger, type Logger } from "../log.ts";
 
 export interface AppDeps {
   config: NodeConfig;
@@ -31,6 +32,10 @@ export interface AppDeps {
   refusals?: Refusals;
   /** The remote address of a request, for refusal logs; absent in process (`node.handle`). */
   remoteAddress?: (request: Request) => string | undefined;
+  /** The Prometheus text of GET /metrics; absent: no such route. */
+  metrics?: () => Promise<string>;
+  /** Where unexpected errors are reported (component "http"). Default: silent. */
+  logger?: Logger;
 }
 
 const JSON_TYPE = "application/json";
@@ -43,6 +48,7 @@ const TEXT_TYPE = "text/plain; charset=utf-8";
 export function createApp(deps: AppDeps) {
   const { items, config } = deps;
   const refusals = deps.refusals ?? newRefusals();
+  const log = (deps.logger ?? silentLogger).child("http");
   const parseBody = ({ request }: { request: Request }) => readJsonBody(request, config.maxBodyBytes, config.bodyTimeoutMs);
 
   /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
@@ -150,7 +156,7 @@ export function createApp(deps: AppDeps) {
         case "NOT_FOUND":
           return errorResponse(404, "NOT_FOUND", `no route for ${request.method} ${new URL(request.url).pathname}`);
         default:
-          console.error("[http] unexpected error:", error);
+          log.error("unexpected error", { method: request.method, url: request.url, error, stack: (error as Error)?.stack });
           return errorResponse(500, "INTERNAL", "internal error; see the node's log");
       }
     })
@@ -172,8 +178,17 @@ export function createApp(deps: AppDeps) {
             guard: deps.peerGuard,
             refusals,
             remoteAddress: deps.remoteAddress,
+            logger: log,
           })
         : new Elysia(),
+    )
+    .get(
+      "/metrics",
+      async () =>
+        deps.metrics
+          ? new Response(await deps.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } })
+          : errorResponse(404, "NOT_FOUND", "this app has no metrics"),
+      { detail: { summary: "Prometheus metrics, every name prefixed makhzen_ (see docs/operations.md)", tags: ["ops"] } },
     )
     .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"] }, response: M.Health })
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : errorResponse(503, "UNAVAILABLE", "not ready")), {
