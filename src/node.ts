@@ -80,7 +80,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const peerGuard =
     config.clusterSecret === undefined
       ? undefined
-      : new PeerGuard({ secret: config.clusterSecret, wallClock: config.wallClock, refusals, log: (line) => log.child("security").warn(line) });
+      : new PeerGuard({ secret: config.clusterSecret, wallClock: config.wallClock, refusals, log: log.child("security") });
   const clock = new HybridClock(config.name, config.wallClock);
   const digest = new Digest();
   // Opened first: a data dir the node cannot use stops it before anything starts.
@@ -183,7 +183,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const refusalLog = rateLimitedRefusals(log.child("http"), () => clock.wallMs());
   const answered = (request: Request, status: number, t0: number): void => {
     requests.record(request.method, request.url, status, performance.now() - t0);
-    if (status === 401 || status === 403) refusalLog(request, status, server?.requestIP(request)?.address);
+    if (status !== 401 && status !== 403) return;
+    // Under a cluster secret the PeerGuard logs peer refusals itself, with their reason.
+    if (peerGuard && ROUTES[routeOf(request.url)]!.startsWith("/internal/")) return;
+    refusalLog(request, status, server?.requestIP(request)?.address);
   };
   let started: Promise<void> | undefined;
   const sweeper = startSweeper(store, config, log.child("sweep"), sweep);

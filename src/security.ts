@@ -3,6 +3,7 @@ import { PeerSigner, SIGNATURE_HEADERS } from "./auth.ts";
 import type { WallClock } from "./clock.ts";
 import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
+import type { Logger } from "./log.ts";
 
 /**
  * What a node refuses and why, in one place: protected mode (what it will not
@@ -96,8 +97,8 @@ export interface PeerGuardOptions {
   secret: string;
   wallClock: WallClock;
   refusals: Refusals;
-  /** One line per refusal (rate limited per peer and reason). */
-  log: (line: string) => void;
+  /** One warning per refusal: route, from, reason (rate limited per peer and reason). */
+  log: Logger;
   /** A signature this far from our clock is refused, in ms (clock skew plus transit). */
   replayWindowMs?: number;
 }
@@ -154,13 +155,13 @@ export class PeerGuard {
   private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
     if (kind === "request") this.opts.refusals.peerRequests++;
     else this.opts.refusals.peerAnswers++;
-    this.logRateLimited(`${kind} ${from ?? "unknown"} ${reason}`, () =>
-      `[security] refused peer ${kind} ${path} from ${from ?? "an unknown address"}: ${reason}`,
+    this.logRateLimited(`${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
+      this.opts.log.warn(`refused peer ${kind}`, { route: path, from: from ?? "unknown", reason, alsoRefusedSinceLastLine }),
     );
     throw new MakhzenError("CLUSTER_AUTH", `peer ${kind} refused: ${reason}`);
   }
 
-  private logRateLimited(key: string, line: () => string): void {
+  private logRateLimited(key: string, emit: (suppressed: number) => void): void {
     const now = this.opts.wallClock();
     const last = this.lastLogged.get(key);
     if (last && now - last.at < LOG_EVERY_MS) {
@@ -168,9 +169,8 @@ export class PeerGuard {
       return;
     }
     if (this.lastLogged.size >= LOG_KEYS_MAX) this.lastLogged.clear();
-    const more = last && last.suppressed > 0 ? ` (${last.suppressed} more like it since the last line)` : "";
     this.lastLogged.set(key, { at: now, suppressed: 0 });
-    this.opts.log(line() + more);
+    emit(last?.suppressed ?? 0);
   }
 }
 

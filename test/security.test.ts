@@ -6,6 +6,7 @@ import { createNode, type MakhzenNode } from "../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/peer-protocol.ts";
 import { PeerGuard, isLoopbackHost, newRefusals, protectedModeProblem } from "../src/security.ts";
 import { HttpTransport, PeerError } from "../src/transport.ts";
+import { createLogger } from "../src/log.ts";
 import { call, expectErrorEnvelope } from "./support/http.ts";
 import { eventually } from "./support/proc.ts";
 
@@ -248,12 +249,15 @@ describe("cluster secret on the peer API", () => {
     const { url } = await open.listen();
     const refusals = newRefusals();
     const lines: string[] = [];
-    const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals, log: (l) => lines.push(l) });
+    const log = createLogger({ format: "json", write: (l) => lines.push(l) });
+    const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals, log });
     const e = await new HttpTransport({ guard }).call(url, "groups", {}, 2000).catch((err) => err);
     expect(e).toBeInstanceOf(PeerError);
     expect((e as PeerError).code).toBe("CLUSTER_AUTH");
     expect(refusals.peerAnswers).toBe(1);
-    expect(lines.join("\n")).toContain(`refused peer answer /internal/groups from ${url}: unsigned answer`);
+    expect(lines.map((l) => JSON.parse(l))).toMatchObject([
+      { level: "warn", msg: "refused peer answer", route: "/internal/groups", from: url, reason: "unsigned answer (no cluster secret?)", alsoRefusedSinceLastLine: 0 },
+    ]);
   });
 });
 
