@@ -163,6 +163,7 @@ export class AntiEntropy {
     if (this.stopped || this.running.has(peer.name)) return;
     this.round(peer).then(
       (r) => {
+        if (r.pushed + r.pulled === 0) this.logger.debug("round: in sync", { peer: peer.name });
         if (!r.complete) this.request(peer.name);
       },
       // Counted in round(); the next tick (or the next request) tries again.

@@ -49,6 +49,8 @@ export class Persistence {
   private scheduled = false;
   private waiters: (() => void)[] = [];
   private failures = 0;
+  /** Failed commits since the last one that succeeded: a failing disk is logged once, then one line in 60, then its recovery. */
+  private failingRun = 0;
   private closed = false;
 
   private constructor(
@@ -167,10 +169,6 @@ export class Persistence {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  get failedFlushes(): number {
-    return this.failures;
-  }
-
   /** Commits every pending change in one transaction. Throws if the disk refuses. */
   flush(): void {
     if (this.pending.size === 0) return this.wake();
@@ -216,11 +214,14 @@ export class Persistence {
 
   private flushLogged(): void {
     if (this.closed && this.pending.size === 0) return;
+    const log = this.opts.logger ?? silentLogger;
     try {
       this.flush();
+      if (this.failingRun > 0) log.info("commits succeed again", { dir: this.opts.dir, failedInARow: this.failingRun });
+      this.failingRun = 0;
     } catch (e) {
       this.failures++;
-      (this.opts.logger ?? silentLogger).error("commit failed; will retry", { dir: this.opts.dir, failures: this.failures, error: errText(e) });
+      if (this.failingRun++ % 60 === 0) log.error("commit failed; will retry", { dir: this.opts.dir, failedInARow: this.failingRun, error: errText(e) });
       // Writers under `always` keep waiting: their write is not durable. Retry soon.
       if (this.opts.fsync === "always") setTimeout(() => this.flushLogged(), 100).unref?.();
     }

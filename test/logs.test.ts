@@ -5,7 +5,12 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { serveLogOptions } from "../src/cli/serve.ts";
+import { createLogger } from "../src/log.ts";
+import { Persistence } from "../src/persistence.ts";
 import { VERSION } from "../src/meta.ts";
 import { Harness, eventually, freePort, type NodeProcess } from "./cluster/harness.ts";
 import { logLines, parseMetrics, scrape, valueOf, type LogLine } from "./support/observe.ts";
@@ -75,6 +80,14 @@ describe("serve logs", () => {
     expect(lines.some((l) => l.msg === "started")).toBe(false);
   });
 
+  test("--log-level debug adds the anti-entropy rounds that found nothing to repair", async () => {
+    h = new Harness();
+    const [a] = await h.cluster(2, { extraArgsFor: (name) => (name === "a" ? ["--log-level", "debug"] : []) });
+    await eventually(() => logLines(a!.log()).lines.some((l) => l.msg === "round: in sync" && l.level === "debug" && l.peer === "b"), {
+      what: "a debug line of a round in sync",
+    });
+  });
+
   test("--log-format text: one readable line per event", async () => {
     h = new Harness();
     const node = await h.start("texty", { extraArgs: ["--log-format", "text"] });
@@ -121,5 +134,34 @@ describe("serveLogOptions", () => {
     expect(serveLogOptions({}, env, false)).toEqual({ level: "debug", format: "text" });
     expect(serveLogOptions({ "log-level": "error", "log-format": "json" }, env, true)).toEqual({ level: "error", format: "json" });
     expect(() => serveLogOptions({}, { MAKHZEN_LOG_LEVEL: "loud" }, false)).toThrow("--log-level must be one of debug, info, warn, error");
+  });
+});
+
+describe("persistence logs", () => {
+  test("a failing disk is one error line (then one in 60), and its recovery one info line; every failure is counted", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "makhzen-log-"));
+    const lines: LogLine[] = [];
+    const logger = createLogger({ level: "debug", format: "json", write: (l) => lines.push(JSON.parse(l) as LogLine) });
+    const disk = Persistence.open({ dir, nodeName: "n1", fsync: "everysec", flushIntervalMs: 5, logger: logger.child("persistence") });
+    try {
+      const commit = disk.flush.bind(disk);
+      disk.flush = () => {
+        throw new Error("disk full");
+      };
+      disk.write({ bucket: "default", key: "k", value: "v", version: "001000000000000-000000-n1" });
+      await eventually(() => disk.commitFailures >= 5, { what: "five failed commits" });
+      disk.flush = commit;
+      await eventually(() => lines.some((l) => l.msg === "commits succeed again"), { what: "the recovery line" });
+      const failed = lines.filter((l) => l.msg === "commit failed; will retry");
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ level: "error", component: "persistence", dir, failedInARow: 1, error: "disk full" });
+      const recovered = lines.find((l) => l.msg === "commits succeed again")!;
+      expect(recovered).toMatchObject({ level: "info", dir });
+      expect(Number(recovered.failedInARow)).toBe(disk.commitFailures);
+      await disk.durable(); // the write that failed five times is on disk now
+    } finally {
+      disk.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
