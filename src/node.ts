@@ -216,6 +216,9 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         await this.close();
         throw new MakhzenError("PROTECTED_MODE", refused);
       }
+      // As Redis does: a node started with --insecure says what it is exposed to, once.
+      const accepted = config.insecure && !server ? protectedModeProblem({ ...config, insecure: false }) : undefined;
+      if (accepted) log.child("security").warn("protected mode is off (--insecure)", { risk: accepted });
       if (!server) {
         server = Bun.serve({
           hostname: config.host,

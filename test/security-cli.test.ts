@@ -39,6 +39,9 @@ describe("serve: security flags", () => {
     expect(r.stderr).toContain("without --cluster-secret");
     await using node = await startNode([process.execPath, MAIN, ...args, "--insecure"], port);
     expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
+    const lines = node.output().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    expect(lines).toContainEqual(expect.objectContaining({ component: "security", msg: "protected mode is off (--insecure)" }));
+    expect(lines).toContainEqual(expect.objectContaining({ msg: "started", tls: false, clientAuth: "none", clusterSecret: false, insecure: true }));
   });
 
   test("bad security options print one line and exit 2", async () => {

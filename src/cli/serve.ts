@@ -163,6 +163,11 @@ function logStarted(log: Logger, c: NodeConfig, url: string, level: LogLevel): v
     queueMaxRecords: c.queueMaxRecords,
     heartbeatIntervalMs: c.heartbeatIntervalMs,
     antiEntropyIntervalMs: c.antiEntropyIntervalMs,
+    // What protects this node, never the secrets themselves.
+    tls: c.tlsCertFile !== undefined,
+    clientAuth: c.token === undefined ? "none" : c.readToken === undefined ? "token" : "token and read token",
+    clusterSecret: c.clusterSecret !== undefined,
+    insecure: c.insecure,
     logLevel: level,
   });
 }

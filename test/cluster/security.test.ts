@@ -102,6 +102,12 @@ describe("cluster secret, real processes", () => {
     expect(warnings(a)).toContainEqual(expect.objectContaining({ msg: "refused peer request", route: "/internal/join", from: "127.0.0.1", reason: "bad signature (different cluster secret?)" }));
     expect(warnings(c)).toContainEqual(expect.objectContaining({ msg: "refused peer answer", route: "/internal/join", from: open.url, reason: "unsigned answer (no cluster secret?)" }));
     expect(warnings(c)).toContainEqual(expect.objectContaining({ msg: "refused peer request", from: "127.0.0.1", reason: "unsigned request (no cluster secret?)" }));
+    // Secrets never reach a log, not even the start-up summary.
+    for (const n of [a, b, c, rogue]) {
+      expect(n.log()).toContain('"clusterSecret":true');
+      expect(n.log()).not.toContain(SECRET);
+      expect(n.log()).not.toContain(TOKEN);
+    }
     // One line per refusal, from the guard: the generic HTTP refusal line leaves peer routes to it.
     expect(a.log()).not.toMatch(/"msg":"auth refusal"[^\n]*"route":"\/internal\//);
   });
