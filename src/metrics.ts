@@ -86,11 +86,12 @@ export function createMetrics(src: MetricsSources): Metrics {
   registry.registerMetric(requestLatency(src.requests));
 
   // ---- data ----
+  const buckets = oncePerScrape(() => src.store.bucketStats());
   gauge("bucket_keys", "Live keys per bucket (not deletes, not expired).", ["bucket"], (g) => {
-    for (const b of src.store.bucketStats()) g.set({ bucket: b.name }, b.keys);
+    for (const b of buckets()) g.set({ bucket: b.name }, b.keys);
   });
   gauge("bucket_bytes", "Estimated bytes of live data per bucket (keys, values, ~128 bytes per record).", ["bucket"], (g) => {
-    for (const b of src.store.bucketStats()) g.set({ bucket: b.name }, b.bytes);
+    for (const b of buckets()) g.set({ bucket: b.name }, b.bytes);
   });
   gauge("store_records", "Records held, deletes (tombstones) and expired ones not yet swept included.", [], (g) => g.set(src.store.recordCount));
   gauge("store_used_bytes", "Estimated bytes of all records held: what --max-memory is compared with.", [], (g) => g.set(src.store.usedBytes));
@@ -107,7 +108,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   gauge("process_start_time_seconds", "When the node was created, in seconds since the epoch.", [], (g) => g.set(startSeconds));
 
   // ---- replication, per peer ----
-  const peers = () => src.cluster.replicator.stats();
+  const peers = oncePerScrape(() => src.cluster.replicator.stats());
   gauge("peer_queue_records", "Records a peer has not acknowledged: queued, or in a batch in flight.", ["peer"], (g) => {
     for (const p of peers()) g.set({ peer: p.name }, src.cluster.replicator.queueSize(p.name));
   });
@@ -164,6 +165,22 @@ export function createMetrics(src: MetricsSources): Metrics {
   }
 
   return { registry, contentType: registry.contentType, render: () => registry.metrics() };
+}
+
+/**
+ * `read`, called at most once per scrape however many metrics use it: the registry
+ * runs every metric's collect() in the same synchronous turn, so the value is
+ * dropped at the next microtask. (Replicator.stats() walks every peer queue.)
+ */
+function oncePerScrape<T>(read: () => T): () => T {
+  let cached: { value: T } | undefined;
+  return () => {
+    if (!cached) {
+      cached = { value: read() };
+      queueMicrotask(() => (cached = undefined));
+    }
+    return cached.value;
+  };
 }
 
 /**
