@@ -81,6 +81,7 @@ describe("client tokens", () => {
     const node = start({});
     expect((await call(node, "PUT", "/items/a", { body: { value: "1" } })).status).toBe(200);
     expect((await call(node, "GET", "/items/a")).status).toBe(200);
+    expect((await call(node, "GET", "/openapi")).json.security).toBeUndefined();
   });
 
   test("every client route needs the token; /healthz and /readyz do not", async () => {
@@ -114,7 +115,9 @@ describe("client tokens", () => {
 
     expect((await call(node, "PUT", "/items/a", { body: { value: "x" }, headers: bearer(TOKEN) })).status).toBe(200);
     expect((await call(node, "GET", "/items/a", { headers: bearer(TOKEN) })).json.value).toBe("x");
-    expect((await call(node, "GET", "/openapi", { headers: bearer(TOKEN) })).status).toBe(200);
+    const doc = (await call(node, "GET", "/openapi", { headers: bearer(TOKEN) })).json;
+    expect(doc.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer" });
+    expect(doc.security).toEqual([{ bearer: [] }]);
     expect((await call(node, "DELETE", "/items/a", { headers: bearer(TOKEN) })).status).toBe(204);
   });
 

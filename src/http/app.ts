@@ -141,6 +141,13 @@ export function createApp(deps: AppDeps) {
             version: deps.version,
             description: "Items API. Keys are percent-encoded in paths; `/items` is the bucket `default`.",
           },
+          // Only a node that asks for a token says so; /healthz and /readyz stay open either way.
+          ...(config.token === undefined
+            ? {}
+            : {
+                components: { securitySchemes: { bearer: { type: "http" as const, scheme: "bearer" } } },
+                security: [{ bearer: [] }],
+              }),
         },
       }),
     )
