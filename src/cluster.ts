@@ -277,7 +277,8 @@ export class Cluster {
           .call(p.url, "fetch", { keys: [{ bucket, key }] }, concern.timeoutMs)
           .then(
             (a) => void got.push({ name: p.name, record: a.records[0] as StoredRecord | undefined }),
-            () => {},
+            // A peer that does not answer is one answer short: the caller gets REPLICATION_TIMEOUT if too few did.
+            (e) => this.logger.debug("read repair: a peer did not answer", { peer: p.name, error: e }),
           )
           .finally(() => {
             settled++;
