@@ -118,6 +118,7 @@ describe("client tokens", () => {
     const doc = (await call(node, "GET", "/openapi", { headers: bearer(TOKEN) })).json;
     expect(doc.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer" });
     expect(doc.security).toEqual([{ bearer: [] }]);
+    expect(doc.paths["/healthz"].get.security).toEqual([]); // open: no token needed
     expect((await call(node, "DELETE", "/items/a", { headers: bearer(TOKEN) })).status).toBe(204);
   });
 

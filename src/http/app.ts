@@ -197,9 +197,9 @@ export function createApp(deps: AppDeps) {
           : errorResponse(404, "NOT_FOUND", "this app has no metrics"),
       { detail: { summary: "Prometheus metrics, every name prefixed makhzen_ (see docs/operations.md)", tags: ["ops"] } },
     )
-    .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"] }, response: M.Health })
+    .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"], security: [] }, response: M.Health })
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : errorResponse(503, "UNAVAILABLE", "not ready")), {
-      detail: { summary: "Readiness", tags: ["ops"] },
+      detail: { summary: "Readiness", tags: ["ops"], security: [] },
       response: { 200: M.Health, 503: M.ErrorEnvelope },
     })
     .get("/buckets", () => json({ buckets: deps.store.bucketStats() }), {
