@@ -248,6 +248,23 @@ describe("cluster secret on the peer API", () => {
     expect(open.bucket().get("after")).toBeUndefined();
   });
 
+  test("refusals are counted every time and logged once per peer and reason every 10 s", () => {
+    let now = 1_800_000_000_000;
+    const lines: Record<string, unknown>[] = [];
+    const refusals = newRefusals();
+    const log = createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)), wallClock: () => now });
+    const guard = new PeerGuard({ secret: SECRET, wallClock: () => now, refusals, log });
+    const refuse = (from: string) => expect(() => guard.checkSigned("/internal/gossip", new Headers(), from)).toThrow(MakhzenError);
+    for (let i = 0; i < 5; i++) refuse("10.0.0.9");
+    refuse("10.0.0.8");
+    expect(refusals.peerRequests).toBe(6);
+    expect(lines.map((l) => [l.from, l.alsoRefusedSinceLastLine])).toEqual([["10.0.0.9", 0], ["10.0.0.8", 0]]);
+    now += 10_000;
+    refuse("10.0.0.9");
+    expect(lines.map((l) => [l.from, l.alsoRefusedSinceLastLine])).toEqual([["10.0.0.9", 0], ["10.0.0.8", 0], ["10.0.0.9", 4]]);
+    expect(lines[0]).toMatchObject({ level: "warn", msg: "refused peer request", route: "/internal/gossip", reason: "unsigned request (no cluster secret?)" });
+  });
+
   test("the transport refuses an answer from a peer that cannot prove the secret", async () => {
     const open = start({ name: "open" });
     const { url } = await open.listen();
