@@ -7,7 +7,7 @@ import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/peer-protocol.ts";
 import { PeerGuard, isLoopbackHost, newRefusals, protectedModeProblem } from "../src/security.ts";
 import { HttpTransport, PeerError } from "../src/transport.ts";
 import { createLogger } from "../src/log.ts";
-import { call, expectErrorEnvelope } from "./support/http.ts";
+import { call, expectErrorEnvelope, rng } from "./support/http.ts";
 import { eventually } from "./support/proc.ts";
 
 const TOKEN = "write-token-1";
@@ -246,6 +246,34 @@ describe("cluster secret on the peer API", () => {
     await eventually(() => c.bucket().get("after")?.value === "y", { what: "a's write reaches c" });
     expect(c.bucket().get("from-open")).toBeUndefined();
     expect(open.bucket().get("after")).toBeUndefined();
+  });
+
+  test("random forgeries on every peer route are refused and change nothing", async () => {
+    const node = start({ clusterSecret: SECRET });
+    const random = rng(7);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    const ops = ["join", "gossip", "leave", "records", "groups", "leaves", "keys", "fetch", "scan"] as const;
+    const forger = new PeerSigner({ secret: SECRET.slice(0, -1) + "x" });
+    const genuine = new PeerSigner({ secret: SECRET });
+    for (let i = 0; i < 300; i++) {
+      const op = pick(ops);
+      const body = pick([recordsBody, scanBody, "{}", "not json", ""]);
+      const now = Date.now();
+      const headers = pick([
+        () => ({}),
+        () => forger.sign("POST", `/internal/${op}`, body, now),
+        () => genuine.sign("POST", `/internal/${pick(ops)}x`, body, now), // signed for another route
+        () => genuine.sign("POST", `/internal/${op}`, body + " ", now), // signed for another body
+        () => genuine.sign("POST", `/internal/${op}`, body, now + pick([-1, 1]) * (31_000 + Math.floor(random() * 1e6))), // outside the window
+        () => ({ ...genuine.sign("POST", `/internal/${op}`, body, now), [SIGNATURE_HEADERS.signature]: "0".repeat(64) }),
+        () => ({ ...genuine.sign("POST", `/internal/${op}`, body, now), [SIGNATURE_HEADERS.timestamp]: String(now + 1) }),
+      ])();
+      const a = await call(node, "POST", `/internal/${op}`, { body, headers: peerHeaders(headers) });
+      expectErrorEnvelope(a, 401, "CLUSTER_AUTH");
+    }
+    expect(node.refusals.peerRequests).toBe(300);
+    expect(node.bucket().get("injected")).toBeUndefined();
+    expect(node.members().map((m) => m.name)).toEqual([node.name]);
   });
 
   test("refusals are counted every time and logged once per peer and reason every 10 s", () => {
