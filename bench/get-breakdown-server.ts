@@ -1,0 +1,47 @@
+/**
+ * One server of bench/get-breakdown.ts. Each mode adds one layer of a makhzen GET
+ * on top of the previous, so the CPU per request of consecutive modes says what
+ * each layer costs:
+ *   bare          Bun.serve answering a constant
+ *   elysia        + Elysia routing a wildcard route to a constant
+ *   elysia-store  + the store lookup and the cached response of makhzen
+ *   app           + makhzen's whole public app (all routes, key decoding, Accept, w=/r=)
+ *   node          + createNode's wiring (request metrics, cluster, sweeper)
+ */
+import { Elysia } from "elysia";
+import { createNode } from "../src/node.ts";
+import { KEYS, VALUE } from "./_lib.ts";
+
+const [mode, portArg] = process.argv.slice(2);
+const port = Number(portArg);
+const constant = JSON.stringify({ key: "k", value: VALUE, version: "001700000000000-000000-bench" });
+const constantResponse = () => new Response(constant, { headers: { "content-type": "application/json" } });
+
+const node = createNode({ name: "breakdown", host: "127.0.0.1", port });
+for (let i = 0; i < KEYS; i++) node.bucket().set(`key-${i}`, VALUE);
+const view = (key: string) => {
+  const item = node.bucket().get(key);
+  return item ? new Response(JSON.stringify(item), { headers: { "content-type": "application/json", etag: `"${item.version}"` } }) : new Response(null, { status: 404 });
+};
+
+switch (mode) {
+  case "bare":
+    Bun.serve({ hostname: "127.0.0.1", port, fetch: constantResponse });
+    break;
+  case "elysia":
+    Bun.serve({ hostname: "127.0.0.1", port, fetch: new Elysia().get("/items/*", constantResponse).fetch });
+    break;
+  case "elysia-store":
+    Bun.serve({ hostname: "127.0.0.1", port, fetch: new Elysia().get("/items/*", ({ params }) => view(params["*"])).fetch });
+    break;
+  case "app":
+    Bun.serve({ hostname: "127.0.0.1", port, fetch: (req) => node.handle(req) });
+    break;
+  case "node":
+    await node.listen();
+    break;
+  default:
+    console.error(`unknown mode ${mode}`);
+    process.exit(2);
+}
+console.log(`${mode} on ${port}`);
