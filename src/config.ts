@@ -107,6 +107,12 @@ export interface NodeConfig {
    * byte at a time (slowloris). 30 s carries a 4 MiB body over a slow 1 Mbit/s link.
    */
   bodyTimeoutMs: number;
+  /**
+   * How long a keep-alive connection may stay silent between requests, in ms
+   * (Bun counts whole seconds, in steps of about 4 s, up to 255 s). A connection
+   * that never sends a complete request head is closed by Bun after about 10 s.
+   */
+  idleTimeoutMs: number;
 }
 
 export type NodeOptions = Partial<NodeConfig>;
@@ -147,6 +153,7 @@ export const DEFAULTS = {
   maxClockDriftMs: 60_000,
   insecure: false,
   bodyTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
 } as const satisfies Partial<NodeConfig>;
 
 /**
@@ -226,6 +233,7 @@ function checkSecurity(c: NodeConfig): void {
   if (typeof c.insecure !== "boolean") bad("insecure", "must be true or false");
   if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)) bad("tlsCertFile", "and tlsKeyFile go together");
   integer("bodyTimeoutMs", c.bodyTimeoutMs, 100, 3_600_000);
+  integer("idleTimeoutMs", c.idleTimeoutMs, 1000, 255_000);
 }
 
 function defaultName(host: string, port: number): string {

@@ -227,8 +227,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
           // Bodies with a Content-Length are refused by our own parser with a JSON
           // envelope; this is the backstop for anything that slips past it.
           maxRequestBodySize: config.maxBodyBytes * 2 + 1024 * 1024,
-          // Seconds a connection may stay silent, mid-request or between requests.
-          idleTimeout: 30,
+          // Seconds a keep-alive connection may stay silent between requests.
+          idleTimeout: Math.ceil(config.idleTimeoutMs / 1000),
           tls: tls.cert === undefined ? undefined : { cert: tls.cert, key: tls.key },
         });
       }

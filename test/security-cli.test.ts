@@ -14,10 +14,10 @@ const TOKEN = "cli-token-for-tests";
 describe("serve: security flags", () => {
   test("flags and MAKHZEN_* variables become node options", () => {
     const o = serveOptions(
-      { token: "t1", "read-token": "r1", "cluster-secret": "s".repeat(16), "tls-cert": "c.pem", "tls-key": "k.pem", "tls-ca": "ca.pem", insecure: true, "body-timeout": "5s" },
+      { token: "t1", "read-token": "r1", "cluster-secret": "s".repeat(16), "tls-cert": "c.pem", "tls-key": "k.pem", "tls-ca": "ca.pem", insecure: true, "body-timeout": "5s", "idle-timeout": "10s" },
       {},
     );
-    expect(o).toMatchObject({ token: "t1", readToken: "r1", clusterSecret: "s".repeat(16), tlsCertFile: "c.pem", tlsKeyFile: "k.pem", tlsCaFile: "ca.pem", insecure: true, bodyTimeoutMs: 5000 });
+    expect(o).toMatchObject({ token: "t1", readToken: "r1", clusterSecret: "s".repeat(16), tlsCertFile: "c.pem", tlsKeyFile: "k.pem", tlsCaFile: "ca.pem", insecure: true, bodyTimeoutMs: 5000, idleTimeoutMs: 10_000 });
     const e = serveOptions({}, { MAKHZEN_TOKEN: "t2", MAKHZEN_READ_TOKEN: "r2", MAKHZEN_CLUSTER_SECRET: "x".repeat(20), MAKHZEN_INSECURE: "1" });
     expect(e).toMatchObject({ token: "t2", readToken: "r2", clusterSecret: "x".repeat(20), insecure: true });
     expect(serveOptions({}, {}).insecure).toBeUndefined();

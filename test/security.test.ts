@@ -330,6 +330,16 @@ describe("abuse limits", () => {
     }
   });
 
+  test("a silent keep-alive connection is closed after the idle timeout", async () => {
+    const node = start({ idleTimeoutMs: 1000 });
+    const { port } = await node.listen();
+    const t0 = performance.now();
+    const raw = await rawHttp(port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); // keep-alive: only the server can end it
+    expect(raw.startsWith("HTTP/1.1 200")).toBe(true);
+    // Bun counts in steps of about 4 s; well under the 30 s default, far under forever.
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  }, 15_000);
+
   test("a body that never finishes arriving is answered 408 after the body timeout", async () => {
     const node = start({ bodyTimeoutMs: 100 });
     const body = new ReadableStream<Uint8Array>({

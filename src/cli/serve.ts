@@ -40,6 +40,7 @@ export const serveArgs = {
   "tls-ca": { type: "string", description: "PEM CA file trusted for peers' https certificates (default: the system's CAs)" },
   insecure: { type: "boolean", description: "Accept the risk: listen beyond loopback without --token, or with peers beyond it without --cluster-secret" },
   "body-timeout": { type: "string", description: `How long a request body may take to arrive, e.g. 30s (default ${DEFAULTS.bodyTimeoutMs}ms)` },
+  "idle-timeout": { type: "string", description: `How long a keep-alive connection may stay silent, 1s to 255s (default ${DEFAULTS.idleTimeoutMs}ms)` },
 } as const;
 
 /** Turns `serve` flags (and MAKHZEN_* variables) into node options; throws a usage error on bad input. */
@@ -78,6 +79,7 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     tlsCaFile: get("tls-ca"),
     insecure: opt("insecure", parseBoolean),
     bodyTimeoutMs: opt("body-timeout", parseDurationMs),
+    idleTimeoutMs: opt("idle-timeout", parseDurationMs),
   };
   const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
   return { ...preset, ...defined };
