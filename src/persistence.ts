@@ -3,6 +3,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { MakhzenError } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
+import { recordId } from "./digest.ts";
 import type { StoredRecord } from "./record.ts";
 import { versionWallMs } from "./version.ts";
 
@@ -51,6 +52,8 @@ export class Persistence {
   private failures = 0;
   /** Failed commits since the last one that succeeded: a failing disk is logged once, then one line in 60, then its recovery. */
   private failingRun = 0;
+  /** The one pending retry of a failed commit under `always` (never more than one). */
+  private retryTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
 
   private constructor(
@@ -151,15 +154,17 @@ export class Persistence {
     return { loaded, dropped };
   }
 
-  /** Queues a record's new state for the next group commit. Never blocks. */
+  /** Queues a record's new state for the next group commit. Never blocks. After close(), a no-op (logged). */
   write(record: StoredRecord): void {
-    this.pending.set(slot(record.bucket, record.key), record);
+    if (this.refuseClosed()) return;
+    this.pending.set(recordId(record.bucket, record.key), record);
     this.schedule();
   }
 
-  /** Queues the removal of a key's row (a purged tombstone). */
+  /** Queues the removal of a key's row (a purged tombstone). After close(), a no-op (logged). */
   remove(bucket: string, key: string): void {
-    this.pending.set(slot(bucket, key), { bucket, key, gone: true });
+    if (this.refuseClosed()) return;
+    this.pending.set(recordId(bucket, key), { bucket, key, gone: true });
     this.schedule();
   }
 
@@ -197,10 +202,21 @@ export class Persistence {
   /** Flushes and closes. Idempotent. */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
     this.flushLogged();
+    this.closed = true;
     this.db.close();
+  }
+
+  /**
+   * A change after close() cannot reach the disk: it is dropped with one line, since
+   * it means a caller outlived the node (a bug), and the durable copy lags the store.
+   */
+  private refuseClosed(): boolean {
+    if (!this.closed) return false;
+    (this.opts.logger ?? silentLogger).warn("change after close dropped: the data dir is closed", { dir: this.opts.dir });
+    return true;
   }
 
   private schedule(): void {
@@ -213,7 +229,7 @@ export class Persistence {
   }
 
   private flushLogged(): void {
-    if (this.closed && this.pending.size === 0) return;
+    if (this.closed) return;
     const log = this.opts.logger ?? silentLogger;
     try {
       this.flush();
@@ -222,8 +238,16 @@ export class Persistence {
     } catch (e) {
       this.failures++;
       if (this.failingRun++ % 60 === 0) log.error("commit failed; will retry", { dir: this.opts.dir, failedInARow: this.failingRun, error: errText(e) });
-      // Writers under `always` keep waiting: their write is not durable. Retry soon.
-      if (this.opts.fsync === "always") setTimeout(() => this.flushLogged(), 100).unref?.();
+      // Writers under `always` keep waiting: their write is not durable. Retry soon,
+      // with one timer whatever the number of failed commits (writes that arrive
+      // meanwhile join the pending batch; close() cancels it).
+      if (this.opts.fsync === "always" && !this.closed && this.retryTimer === undefined) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.flushLogged();
+        }, 100);
+        this.retryTimer.unref?.();
+      }
     }
   }
 
@@ -234,6 +258,4 @@ export class Persistence {
     for (const w of waiters) w();
   }
 }
-
-const slot = (bucket: string, key: string): string => `${bucket}\u0000${key}`;
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -2,7 +2,9 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Database } from "bun:sqlite";
 import { DB_FILE, Persistence, type FsyncPolicy } from "../src/persistence.ts";
+import { memoryLogger } from "./support/core.ts";
 import type { StoredRecord } from "../src/record.ts";
 import { formatVersion } from "../src/version.ts";
 
@@ -124,6 +126,46 @@ describe("Persistence", () => {
     writeFileSync(join(dir, DB_FILE), "this is not sqlite ".repeat(500));
     expect(() => openAt(dir)).toThrow(new RegExp(`^data dir ${dir}: cannot open ${DB_FILE} \\(.+\\)$`));
     expect(Bun.file(join(dir, DB_FILE)).size).toBe("this is not sqlite ".length * 500);
+  });
+
+  test("a write after close is dropped with a line, and nothing retries against the closed file", async () => {
+    const dir = tempDir();
+    const log = memoryLogger();
+    const p = Persistence.open({ dir, nodeName: "n1", fsync: "always", logger: log });
+    p.close();
+    p.write(rec("late", "v"));
+    p.remove("default", "late");
+    await p.durable(); // nothing pending: resolves at once
+    await new Promise((r) => setImmediate(r));
+    expect(log.lines.filter((l) => l.level === "error")).toEqual([]);
+    expect(log.lines.filter((l) => l.msg.startsWith("change after close"))).toHaveLength(2);
+    expect(p.commitFailures).toBe(0);
+  });
+
+  test("under always, failing commits keep one retry timer, however many writes arrive", async () => {
+    const dir = tempDir();
+    const p = openAt(dir, "always");
+    const other = new Database(join(dir, DB_FILE));
+    other.exec("CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk says no'); END");
+    const realSetTimeout = globalThis.setTimeout;
+    let retries = 0;
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      if (ms === 100) retries++;
+      return realSetTimeout(fn, ms);
+    }) as typeof setTimeout;
+    try {
+      for (let i = 0; i < 5; i++) {
+        p.write(rec(`k${i}`, "v"));
+        await new Promise((r) => setImmediate(r)); // each write's commit runs, and fails, in its own turn
+      }
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    expect(p.commitFailures).toBeGreaterThanOrEqual(5);
+    expect(retries).toBe(1);
+    other.exec("DROP TRIGGER refuse");
+    other.close();
+    await p.durable(); // the one retry commits everything
   });
 
   test("a path that is a file is refused", () => {

@@ -1,0 +1,70 @@
+import { HybridClock, type WallClock } from "../../src/clock.ts";
+import { Cluster } from "../../src/cluster.ts";
+import { resolveConfig, FAST_TIMINGS, type NodeOptions } from "../../src/config.ts";
+import { Digest } from "../../src/digest.ts";
+import type { Logger } from "../../src/log.ts";
+import type { StoredRecord } from "../../src/record.ts";
+import { Store } from "../../src/store.ts";
+import type { MemoryTransport } from "../../src/transport.ts";
+
+/**
+ * A node's core (store, digest, cluster) without HTTP, wired to an in-memory
+ * network. `wall` replaces its wall clock (a skewed or manual one); `peers` may be mem:// URLs.
+ */
+export function core(name: string, net: MemoryTransport, options: NodeOptions = {}, extra: { wall?: WallClock; logger?: Logger } = {}) {
+  // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
+  const { peers = [], ...rest } = options;
+  const config = { ...resolveConfig({ name, port: 1, ...FAST_TIMINGS, ...rest, ...(extra.wall ? { wallClock: extra.wall } : {}) }), peers };
+  const clock = new HybridClock(name, config.wallClock);
+  const digest = new Digest();
+  const store = new Store({
+    clock,
+    maxMemoryBytes: 0,
+    eviction: "noeviction",
+    tombstoneTtlMs: config.tombstoneTtlMs,
+    onChange: (b, k, p, n) => digest.update(b, k, p, n),
+  });
+  const cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger });
+  const url = `mem://${name}`;
+  net.register(url, cluster.service);
+  const write = (key: string, value: string | null, bucket = "default"): StoredRecord => {
+    const r: StoredRecord = { bucket, key, value, version: clock.now() };
+    store.apply(r);
+    cluster.replicator.enqueue(r);
+    return r;
+  };
+  return { name, url, config, clock, store, digest, cluster, write };
+}
+
+export type Core = ReturnType<typeof core>;
+
+export const dump = (c: Core) => c.store.scan(undefined, 1_000_000);
+
+/** Polls `fn` until it holds, or throws after `timeoutMs`. */
+export async function until(fn: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!fn()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(5);
+  }
+}
+
+/** Three-or-more cores that know each other (joined through the first, one heartbeat each). */
+export async function joined(nodes: Core[]): Promise<void> {
+  for (const n of nodes) await n.cluster.start(n.url);
+  for (const n of nodes.slice(1)) await n.cluster.membership.join([nodes[0]!.url]);
+  for (const n of nodes) n.cluster.membership.tick();
+  await until(() => nodes.every((n) => n.cluster.membership.reachable().length === nodes.length - 1));
+}
+
+/** A logger that keeps every line, for tests that check what was said. */
+export function memoryLogger(lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = []): Logger & { lines: typeof lines } {
+  const make = (): Logger => ({
+    debug: (msg, fields) => void lines.push({ level: "debug", msg, fields }),
+    info: (msg, fields) => void lines.push({ level: "info", msg, fields }),
+    warn: (msg, fields) => void lines.push({ level: "warn", msg, fields }),
+    error: (msg, fields) => void lines.push({ level: "error", msg, fields }),
+    child: () => make(),
+  });
+  return Object.assign(make(), { lines });
+}
