@@ -1,6 +1,7 @@
 import { DEFAULT_BUCKET, type Item } from "./record.ts";
 import type { BucketStats } from "./store.ts";
 import type { ClusterStatus } from "./cluster.ts";
+import type { Refusals } from "./security.ts";
 
 export interface ClientOptions {
   /** Base URL of a node. Default: http://127.0.0.1:3000 */
@@ -154,9 +155,9 @@ export class MakhzenClient {
   }
 
   /** The members of the cluster as this node sees them (GET /cluster). */
-  async cluster(): Promise<ClusterStatus> {
+  async cluster(): Promise<ClusterStatus & { refusals?: Refusals }> {
     const res = await this.request("GET", "/cluster");
-    return (await this.expectOk(res)).json() as Promise<ClusterStatus>;
+    return (await this.expectOk(res)).json() as Promise<ClusterStatus & { refusals?: Refusals }>;
   }
 
   async ready(): Promise<boolean> {

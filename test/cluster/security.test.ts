@@ -94,6 +94,9 @@ describe("cluster secret, real processes", () => {
     expect(await keys(open)).toEqual(["from-open"]);
     expect(names(await view(rogue))).toEqual(["rogue"]);
 
+    // b talks only to members: seconds of signed heartbeats, gossip, batches and
+    // anti-entropy rounds, every one verified on both sides.
+    expect((await view(b, TOKEN)).refusals).toEqual({ clientUnauthorized: 0, clientForbidden: 0, peerRequests: 0, peerAnswers: 0 });
     const cv = await view(c, TOKEN);
     expect(cv.refusals.peerAnswers).toBeGreaterThanOrEqual(1); // the open node's join answer
     expect(cv.refusals.peerRequests).toBeGreaterThan(0);

@@ -79,6 +79,9 @@ describe("TLS", () => {
     await clientB.put("back", "again");
     await eventually(async () => (await clientA.get("back"))?.value === "again", { what: "the write replicated to a over https" });
 
+    // Every peer request and answer between them verified.
+    for (const c of [clientA, clientB]) expect((await c.cluster()).refusals).toEqual({ clientUnauthorized: 0, clientForbidden: 0, peerRequests: 0, peerAnswers: 0 });
+
     // Plain http to a https port gets nothing.
     const plain = await fetch(`http://127.0.0.1:${a.port}/healthz`, { signal: AbortSignal.timeout(2000) }).catch((e) => e);
     expect(plain instanceof Response && plain.ok).toBe(false);
