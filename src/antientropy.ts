@@ -1,10 +1,11 @@
+import { batchBy, sendSplitting } from "./batch.ts";
 import type { NodeConfig } from "./config.ts";
 import { differing, GROUP_SIZE, recordId, splitId, type Digest } from "./digest.ts";
-import type { RecordRef } from "./peer-protocol.ts";
+import { LEAVES_PER_KEYS_REQUEST, type RecordRef } from "./peer-protocol.ts";
 import { silentLogger, type Logger } from "./log.ts";
-import type { StoredRecord } from "./record.ts";
+import { approxWireBytes, type StoredRecord } from "./record.ts";
 import type { ScanCursor, Store } from "./store.ts";
-import type { PeerTransport } from "./transport.ts";
+import type { PeerAnswer, PeerOp, PeerRequest, PeerTransport } from "./transport.ts";
 
 type AntiEntropyConfig = Pick<
   NodeConfig,
@@ -29,12 +30,28 @@ export interface AntiEntropyDeps {
 }
 
 export interface RoundResult {
-  /** Records sent to the peer. */
+  /** Records the peer took from us (it held them older, or not at all). */
   pushed: number;
   /** Records taken from the peer. */
   pulled: number;
-  /** False when the round hit its leaf budget and another round is needed. */
+  /** False when the round hit its key budget and another round is needed. */
   complete: boolean;
+}
+
+/**
+ * Pause before the round that continues an incomplete one, in ms. A round lists up
+ * to antiEntropyMaxKeys pairs, tens of ms of work on both sides; the pause lets
+ * client requests through between rounds of a large repair, and keeps a difference
+ * that cannot heal (records a peer refuses) from running rounds back to back.
+ */
+export const INCOMPLETE_ROUND_PAUSE_MS = 100;
+
+/** A round or copy that ended because stop() was called. Never logged or counted as a failure. */
+export class Stopped extends Error {
+  constructor() {
+    super("anti-entropy stopped");
+    this.name = "Stopped";
+  }
 }
 
 /**
@@ -44,31 +61,37 @@ export interface RoundResult {
  * One round against a peer (Dynamo's Merkle comparison, flattened to two levels):
  *   1. fetch the peer's 64 group hashes and compare with ours;
  *   2. for differing groups, fetch their 64 leaf hashes each and compare;
- *   3. for differing leaves, LEAVES_PER_REQUEST at a time, fetch the peer's
- *      (bucket, key, version) list and compare with ours, until about
- *      antiEntropyMaxKeys pairs have been listed;
+ *   3. for differing leaves, LEAVES_PER_KEYS_REQUEST at a time, fetch the peer's
+ *      (bucket, key, version) list (a peer may answer fewer leaves, to stay in its
+ *      byte budget), until the pairs listed on both sides together reach
+ *      antiEntropyMaxKeys (checked between requests, so a round may pass it by one
+ *      answer);
  *   4. push the records where we are newer, pull those where the peer is.
  * The wire cost follows the size of the difference, not of the store: with 100k
  * keys and 10 differing ones, 64 + ~640 hashes, ~10 leaves of (key, version)
  * pairs, and 10 records cross. A round that hits its key budget returns
- * `complete: false` and the next one continues; no round runs unbounded.
+ * `complete: false`; the next round against that peer starts listing where it
+ * stopped (so no leaf is starved by the ones before it), after
+ * INCOMPLETE_ROUND_PAUSE_MS when run in the background. No round runs unbounded.
  *
  * A node that holds nothing takes a full copy instead: pages of records in
  * (bucket, key) order, each page one request of batchMaxRecords.
  *
- * Rounds against one peer never overlap; rounds against different peers may.
+ * Rounds against one peer never overlap; rounds against different peers may. A
+ * round asked for while one against that peer runs follows it. While held (a
+ * node's first sync), background rounds wait; asked-for ones run on release.
  */
-/** Leaves per `keys` request: with the key budget, bounds the size of one answer. */
-export const LEAVES_PER_REQUEST = 64;
-
-const sizeOf = (ids: Iterable<string>): number => (ids instanceof Set ? ids.size : [...ids].length);
-
 export class AntiEntropy {
   private timer?: ReturnType<typeof setInterval>;
   private readonly running = new Map<string, Promise<RoundResult>>();
   private readonly wanted = new Set<string>();
+  /** Per peer: the leaf the next round starts listing from (where an incomplete one stopped). */
+  private readonly cursor = new Map<string, number>();
+  private readonly pauses = new Set<ReturnType<typeof setTimeout>>();
+  private held = false;
   private stopped = false;
-  readonly stats = { rounds: 0, failures: 0, pushed: 0, pulled: 0 };
+  /** `pushed`: records peers took from us; `pulled`: records we took; `refused`: records a peer refused for good. */
+  readonly stats = { rounds: 0, failures: 0, pushed: 0, pulled: 0, refused: 0 };
 
   constructor(private readonly deps: AntiEntropyDeps) {}
 
@@ -76,9 +99,27 @@ export class AntiEntropy {
     this.timer ??= setInterval(() => this.tick(), this.deps.config.antiEntropyIntervalMs);
   }
 
+  /**
+   * Stops the timer and every round and copy in progress: each ends at its next
+   * step with Stopped (a request in flight finishes within requestTimeoutMs, but
+   * what it brings is not applied). After stop() nothing reaches the store, so the
+   * node may close its data dir right away.
+   */
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
+    for (const t of this.pauses) clearTimeout(t);
+    this.pauses.clear();
+  }
+
+  /** Background rounds wait (requests stay wanted) until release(): a node's first sync does the work itself. */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.runWanted();
   }
 
   /** Asks for a round against `name` at once (a peer came back, a queue overflowed, a member joined). */
@@ -109,14 +150,9 @@ export class AntiEntropy {
   async fullCopy(peer: SyncPeer): Promise<number> {
     let after: ScanCursor | undefined;
     let taken = 0;
+    const limit = this.deps.config.batchMaxRecords;
     for (;;) {
-      if (this.stopped) return taken;
-      const page = await this.deps.transport.call(
-        peer.url,
-        "scan",
-        after ? { after, limit: this.deps.config.batchMaxRecords } : { limit: this.deps.config.batchMaxRecords },
-        this.deps.config.requestTimeoutMs,
-      );
+      const page = await this.ask(peer, "scan", after ? { after, limit } : { limit });
       taken += this.deps.applyRemote(page.records as StoredRecord[]);
       if (page.next === null) break;
       after = page.next;
@@ -131,15 +167,20 @@ export class AntiEntropy {
     if (busy) return busy;
     const p = this.runRound(peer)
       .catch((e: unknown) => {
-        this.stats.failures++;
+        if (!(e instanceof Stopped)) this.stats.failures++;
         throw e;
       })
-      .finally(() => this.running.delete(peer.name));
+      .finally(() => {
+        this.running.delete(peer.name);
+        // A round asked for while this one ran: it may have come too late for this one.
+        if (this.wanted.has(peer.name)) queueMicrotask(() => this.runWanted());
+      });
     this.running.set(peer.name, p);
     return p;
   }
 
   private tick(): void {
+    if (this.held) return;
     this.runWanted();
     const peers = this.deps.candidates();
     if (peers.length === 0) return;
@@ -148,66 +189,94 @@ export class AntiEntropy {
   }
 
   private runWanted(): void {
-    if (this.wanted.size === 0) return;
+    if (this.wanted.size === 0 || this.held || this.stopped) return;
     const byName = new Map(this.deps.candidates().map((p) => [p.name, p]));
     for (const name of [...this.wanted]) {
       const peer = byName.get(name);
-      if (!peer) continue; // not reachable yet: stays wanted until it is
+      // Not reachable yet, or a round against it runs: stays wanted until it is (round() looks again when it ends).
+      if (!peer || this.running.has(name)) continue;
       this.wanted.delete(name);
       this.background(peer);
     }
   }
 
-  /** A round whose failure is logged and counted, and whose incompleteness asks for another. */
+  /** A round whose failure is logged and counted, and whose incompleteness asks for another after a pause. */
   private background(peer: SyncPeer): void {
     if (this.stopped || this.running.has(peer.name)) return;
     this.round(peer).then(
       (r) => {
         if (r.pushed + r.pulled === 0) this.logger.debug("round: in sync", { peer: peer.name });
-        if (!r.complete) this.request(peer.name);
+        if (!r.complete && !this.stopped) {
+          const t = setTimeout(() => {
+            this.pauses.delete(t);
+            this.request(peer.name);
+          }, INCOMPLETE_ROUND_PAUSE_MS);
+          this.pauses.add(t);
+        }
       },
       // Counted in round(); the next tick (or the next request) tries again.
-      (e) => this.logger.warn("round failed", { peer: peer.name, error: e }),
+      (e) => {
+        if (!(e instanceof Stopped)) this.logger.warn("round failed", { peer: peer.name, error: e });
+      },
     );
   }
 
   private async runRound(peer: SyncPeer): Promise<RoundResult> {
-    const { transport, digest, config } = this.deps;
-    const timeout = config.requestTimeoutMs;
+    const { digest, config, store } = this.deps;
     this.stats.rounds++;
-    const theirGroups = (await transport.call(peer.url, "groups", {}, timeout)).groups;
+    const { groups: theirGroups, syncing } = await this.ask(peer, "groups", {});
+    // The peer is in its first sync, which ends with a round against us: it will take and give all there is.
+    if (syncing) return { pushed: 0, pulled: 0, complete: true };
     const groups = differing(digest.groupHashes(), theirGroups);
-    if (groups.length === 0) return { pushed: 0, pulled: 0, complete: true };
-
-    const theirLeaves = (await transport.call(peer.url, "leaves", { groups }, timeout)).leaves;
-    const ours = digest.leafHashes(groups);
     const differingLeaves: number[] = [];
-    groups.forEach((g, i) => {
-      for (const j of differing(ours[i]!, theirLeaves[i] ?? [])) differingLeaves.push(g * GROUP_SIZE + j);
-    });
-    if (differingLeaves.length === 0) return { pushed: 0, pulled: 0, complete: true };
+    if (groups.length > 0) {
+      const theirLeaves = (await this.ask(peer, "leaves", { groups })).leaves;
+      const ours = digest.leafHashes(groups);
+      groups.forEach((g, i) => {
+        for (const j of differing(ours[i]!, theirLeaves[i] ?? [])) differingLeaves.push(g * GROUP_SIZE + j);
+      });
+    }
+    if (differingLeaves.length === 0) {
+      this.cursor.delete(peer.name);
+      return { pushed: 0, pulled: 0, complete: true };
+    }
 
-    // List both sides leaf chunk by leaf chunk until the key budget is spent.
+    // Listing starts where the last incomplete round against this peer stopped, and
+    // wraps around: leaves that never converge (records the peer refuses) cannot
+    // starve the ones after them.
+    const from = this.cursor.get(peer.name) ?? 0;
+    const at = differingLeaves.findIndex((leaf) => leaf >= from);
+    const order = at <= 0 ? differingLeaves : [...differingLeaves.slice(at), ...differingLeaves.slice(0, at)];
+    // List both sides, leaf chunk by leaf chunk, until the key budget is spent.
     const theirs = new Map<string, string>();
     const leaves: number[] = [];
     let listed = 0;
-    for (let i = 0; i < differingLeaves.length && listed < config.antiEntropyMaxKeys; i += LEAVES_PER_REQUEST) {
-      const chunk = differingLeaves.slice(i, i + LEAVES_PER_REQUEST);
-      const { entries } = await transport.call(peer.url, "keys", { leaves: chunk }, timeout);
+    for (let i = 0; i < order.length && listed < config.antiEntropyMaxKeys; ) {
+      const chunk = order.slice(i, i + LEAVES_PER_KEYS_REQUEST);
+      const { entries, rest } = await this.ask(peer, "keys", { leaves: chunk });
+      // The peer listed the first `rest` leaves of the chunk (all without `rest`).
+      const n = Math.max(1, Math.min(rest ?? chunk.length, chunk.length));
       for (const e of entries) theirs.set(recordId(e.bucket, e.key), e.version);
-      for (const leaf of chunk) listed += sizeOf(digest.idsIn(leaf));
+      for (const leaf of chunk.slice(0, n)) {
+        listed += digest.leafSize(leaf);
+        leaves.push(leaf);
+      }
       listed += entries.length;
-      leaves.push(...chunk);
+      i += n;
     }
-    const complete = leaves.length === differingLeaves.length;
+    const complete = leaves.length === order.length;
+    if (complete) this.cursor.delete(peer.name);
+    else this.cursor.set(peer.name, leaves[leaves.length - 1]! + 1);
+
     const push: StoredRecord[] = [];
     for (const leaf of leaves) {
       for (const id of digest.idsIn(leaf)) {
         const { bucket, key } = splitId(id);
-        const mine = this.deps.store.getRecord(bucket, key);
+        const mine = store.getRecord(bucket, key);
         if (!mine) continue;
         const v = theirs.get(id);
-        if (v === undefined || v < mine.version) push.push(mine);
+        // A tombstone past its grace period would be refused: it waits for our sweep instead.
+        if ((v === undefined || v < mine.version) && !store.isPastGrace(mine)) push.push(mine);
         theirs.delete(id);
         if (v !== undefined && v > mine.version) theirs.set(id, v);
       }
@@ -216,14 +285,22 @@ export class AntiEntropy {
     const pull: RecordRef[] = [...theirs.keys()].map(splitId);
 
     let pushed = 0;
-    for (const batch of this.batches(push)) {
-      await transport.call(peer.url, "records", `{"records":[${batch.join(",")}]}`, timeout);
-      pushed += batch.length;
+    for (const batch of batchBy(push, config.batchMaxRecords, config.batchMaxBytes, approxWireBytes)) {
+      await sendSplitting(
+        batch,
+        async (part) => {
+          pushed += (await this.ask(peer, "records", { records: part })).applied;
+        },
+        (r, e) => {
+          this.stats.refused++;
+          this.logger.warn("peer refused a record for good", { peer: peer.name, bucket: r.bucket, key: r.key.slice(0, 200), error: e });
+        },
+      );
     }
     let pulled = 0;
     for (let i = 0; i < pull.length; ) {
       const keys = pull.slice(i, i + config.batchMaxRecords);
-      const answer = await transport.call(peer.url, "fetch", { keys }, timeout);
+      const answer = await this.ask(peer, "fetch", { keys });
       pulled += this.deps.applyRemote(answer.records as StoredRecord[]);
       // A byte-bounded answer says where it stopped; always advance by at least one.
       i += Math.max(1, Math.min(answer.rest ?? keys.length, keys.length));
@@ -235,21 +312,12 @@ export class AntiEntropy {
     return { pushed, pulled, complete };
   }
 
-  /** Serialized records grouped under the replication batch limits. */
-  private *batches(records: StoredRecord[]): Generator<string[]> {
-    let batch: string[] = [];
-    let bytes = 0;
-    for (const r of records) {
-      const json = JSON.stringify(r);
-      if (batch.length > 0 && (batch.length === this.deps.config.batchMaxRecords || bytes + json.length > this.deps.config.batchMaxBytes)) {
-        yield batch;
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(json);
-      bytes += json.length + 1;
-    }
-    if (batch.length > 0) yield batch;
+  /** One request of a round or a copy; throws Stopped if stop() was called before it or while it ran. */
+  private async ask<O extends PeerOp>(peer: SyncPeer, op: O, body: PeerRequest<O>): Promise<PeerAnswer<O>> {
+    if (this.stopped) throw new Stopped();
+    const answer = await this.deps.transport.call(peer.url, op, body, this.deps.config.requestTimeoutMs);
+    if (this.stopped) throw new Stopped();
+    return answer;
   }
 
   private get logger(): Logger {

@@ -11,7 +11,7 @@ import type { StoredRecord } from "./record.ts";
 import { Replicator } from "./replicator.ts";
 import type { Store } from "./store.ts";
 import type { PeerService, PeerTransport } from "./transport.ts";
-import { versionWallMs } from "./version.ts";
+import { isTooFarAhead } from "./version.ts";
 
 export interface ClusterDeps {
   config: NodeConfig;
@@ -69,9 +69,12 @@ export class Cluster {
   readonly service: PeerService;
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
+  /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
+  private syncing = false;
   private leaving?: Promise<void>;
+  private startSyncTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
-  refusedForDrift = 0;
+  private tooNewRefused = 0;
   private readonly logger: Logger;
 
   constructor(private readonly deps: ClusterDeps) {
@@ -114,7 +117,7 @@ export class Cluster {
       transport,
       config,
       logger: logger.child("antientropy"),
-      applyRemote: (records) => this.applyRemote(records),
+      applyRemote: (records) => this.applyRemote(records).applied,
       candidates: () => this.membership.reachable(),
     });
     this.service = createPeerService({
@@ -123,7 +126,13 @@ export class Cluster {
       membership: this.membership,
       applyRemote: (records) => this.applyRemote(records),
       answerBudgetBytes: config.batchMaxBytes,
+      syncing: () => this.syncing,
     });
+  }
+
+  /** Records from peers refused as stamped too far ahead of this clock, for /metrics. */
+  get refusedForDrift(): number {
+    return this.tooNewRefused;
   }
 
   /** What /readyz says: the first sync is done (or timed out), and the node is not leaving. */
@@ -142,6 +151,11 @@ export class Cluster {
    */
   async start(listenUrl: string): Promise<void> {
     this.self.url ||= listenUrl;
+    // Members learned while joining ask for rounds, and they ask for rounds against
+    // us; the first sync below does that work itself (a full copy, then a round with
+    // each), so both wait for it.
+    this.antiEntropy.hold();
+    this.syncing = true;
     if (/^https?:\/\/(0\.0\.0\.0|\[::\])(:|\/|$)/.test(this.self.url) && this.deps.config.peers.length > 0) {
       this.logger.warn("advertising an address peers cannot reach: set --advertise to this node's address", { url: this.self.url });
     }
@@ -151,18 +165,22 @@ export class Cluster {
     this.antiEntropy.start();
     if (!joined || this.membership.reachable().length === 0) {
       this.isReady = true; // nobody to sync from
+      this.syncing = false;
+      this.antiEntropy.release();
       return;
     }
     // Ready when the first sync ends or its time is up, whichever is first.
-    const timer = setTimeout(() => {
+    this.startSyncTimer = setTimeout(() => {
       if (this.isReady) return;
       this.logger.warn("first sync did not finish in time; ready anyway", { timeoutMs: this.deps.config.startSyncTimeoutMs });
       this.isReady = true;
     }, this.deps.config.startSyncTimeoutMs);
-    timer.unref?.();
+    this.startSyncTimer.unref?.();
     void this.firstSync().finally(() => {
-      clearTimeout(timer);
+      clearTimeout(this.startSyncTimer);
       this.isReady = true;
+      this.syncing = false;
+      this.antiEntropy.release();
     });
   }
 
@@ -182,6 +200,7 @@ export class Cluster {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.startSyncTimer);
     this.membership.stop();
     this.antiEntropy.stop();
     this.replicator.close();
@@ -202,29 +221,34 @@ export class Cluster {
     return { self: this.self.name, members: rows };
   }
 
-  /** Merges records from a peer. Returns how many changed the store. */
-  applyRemote(records: StoredRecord[]): number {
-    const limit = this.deps.clock.wallMs() + this.deps.config.maxClockDriftMs;
+  /**
+   * Merges records from a peer. Returns how many changed the store, and the indices
+   * of those refused because their version is too far ahead of this clock: this
+   * node does not hold them, so a sender must not count them as acknowledged.
+   * Records arrive validated (WireRecord admits no other property), so they are
+   * stored as they are, without a copy.
+   */
+  applyRemote(records: StoredRecord[]): { applied: number; tooNew: number[] } {
+    const wall = this.deps.clock.wallMs();
+    const { maxClockDriftMs } = this.deps.config;
     let applied = 0;
-    let refused = 0;
+    const tooNew: number[] = [];
     let newest = "";
-    for (const r of records) {
-      if (versionWallMs(r.version) > limit) {
-        refused++;
-        continue;
+    records.forEach((r, i) => {
+      if (isTooFarAhead(r.version, wall, maxClockDriftMs)) {
+        tooNew.push(i);
+        return;
       }
       if (r.version > newest) newest = r.version;
-      const clean: StoredRecord = { bucket: r.bucket, key: r.key, value: r.value, version: r.version };
-      if (r.expiresAt !== undefined) clean.expiresAt = r.expiresAt;
-      if (this.deps.store.apply(clean)) applied++;
-    }
+      if (this.deps.store.apply(r)) applied++;
+    });
     // The clock only needs the newest version of the batch to move past all of them.
     if (newest !== "") this.deps.clock.observe(newest);
-    if (refused > 0) {
-      this.refusedForDrift += refused;
-      this.logger.warn("refused records stamped too far ahead of this clock", { refused, maxClockDriftMs: this.deps.config.maxClockDriftMs });
+    if (tooNew.length > 0) {
+      this.tooNewRefused += tooNew.length;
+      this.logger.warn("refused records stamped too far ahead of this clock", { refused: tooNew.length, maxClockDriftMs });
     }
-    return applied;
+    return { applied, tooNew };
   }
 
   // ---- consistency knobs ----
@@ -334,6 +358,7 @@ export class Cluster {
           this.logger.info("full copy", { peer: p.name, records: n });
           break;
         } catch (e) {
+          if (this.closed) return;
           this.logger.warn("full copy failed; trying the next peer", { peer: p.name, error: e });
         }
       }
@@ -342,6 +367,7 @@ export class Cluster {
       try {
         await this.antiEntropy.syncWith(p);
       } catch (e) {
+        if (this.closed) return;
         this.logger.warn("first sync failed; periodic anti-entropy will retry", { peer: p.name, error: e });
       }
     }

@@ -2,6 +2,7 @@ import type { WallClock } from "./clock.ts";
 import { MakhzenError } from "./errors.ts";
 import type { FsyncPolicy } from "./persistence.ts";
 import type { EvictionPolicy } from "./store.ts";
+import { MAX_BATCH_RECORDS } from "./peer-protocol.ts";
 import { NODE_NAME_PATTERN } from "./version.ts";
 
 /**
@@ -55,8 +56,17 @@ export interface NodeConfig {
   heartbeatIntervalMs: number;
   /** Silence after which a member is suspect, in ms: several heartbeats, so one lost packet is not a suspicion. */
   suspectAfterMs: number;
-  /** Silence after which a member is dead, in ms. Dead members keep their queue (up to the bound) and are still probed. */
+  /** Silence after which a member is dead, in ms. Dead members keep their queue (up to the bounds) and are still probed. */
   deadAfterMs: number;
+  /**
+   * Silence after which a dead member is forgotten, in ms: it is then treated as if
+   * it had left (its queue is dropped, it no longer counts for w=/r=, and `left`
+   * spreads by gossip so every node forgets it). Serf's reconnect timeout. A node
+   * that comes back later rejoins as new (a restart has a new incarnation; a node
+   * merely cut off refutes its `left`). Default 24 h: as long as tombstones are kept,
+   * so a node away longer must be treated as new anyway.
+   */
+  reapDeadAfterMs: number;
   /** Period of anti-entropy rounds against a random live peer, in ms. Extra rounds run on rejoin, overflow and start. */
   antiEntropyIntervalMs: number;
   /**
@@ -73,7 +83,13 @@ export interface NodeConfig {
   backoffMaxMs: number;
   /** Records a peer's queue may hold (after coalescing by key); past it the queue is dropped and anti-entropy repairs the peer. */
   queueMaxRecords: number;
-  /** Records per replication batch. */
+  /**
+   * Bytes of records (serialized, estimated) a peer's queue may hold; past it the queue
+   * is dropped and anti-entropy repairs the peer. Queues share their records, so all
+   * of them together hold at most peers x this.
+   */
+  queueMaxBytes: number;
+  /** Records per replication batch, anti-entropy page and fetch (at most 10,000, what a peer accepts in a scan). */
   batchMaxRecords: number;
   /** Serialized bytes per replication batch (a single larger record goes alone). */
   batchMaxBytes: number;
@@ -136,15 +152,19 @@ export const DEFAULTS = {
   // Five missed heartbeats: a GC pause or a busy event loop is not a failure.
   suspectAfterMs: 5000,
   deadAfterMs: 30_000,
+  reapDeadAfterMs: 24 * 60 * 60 * 1000,
   antiEntropyIntervalMs: 30_000,
   // 512 of 4096 leaves: with 1M keys about 125k (key, version) pairs, a few MB, per round.
   antiEntropyMaxKeys: 100_000,
   requestTimeoutMs: 5000,
   backoffBaseMs: 100,
   backoffMaxMs: 5000,
-  // 1M queued records is at most ~1 GiB of shared strings at the value limit, and far
-  // more than a minute of writes at typical rates; beyond it anti-entropy is cheaper.
+  // 1M queued records is far more than a minute of writes at typical rates; beyond it
+  // anti-entropy is cheaper. The count alone does not bound memory (1M records at the
+  // 1 MiB value limit is 1 TiB): queueMaxBytes does.
   queueMaxRecords: 1_000_000,
+  // 256 MiB: a minute of writes at 4 MB/s per peer; a longer outage is cheaper to repair by anti-entropy.
+  queueMaxBytes: 256 * MiB,
   batchMaxRecords: 1000,
   batchMaxBytes: MiB,
   maxInflightBatches: 2,
@@ -164,6 +184,7 @@ export const FAST_TIMINGS = {
   heartbeatIntervalMs: 100,
   suspectAfterMs: 600,
   deadAfterMs: 1500,
+  reapDeadAfterMs: 5000,
   antiEntropyIntervalMs: 500,
   requestTimeoutMs: 1000,
   backoffBaseMs: 20,
@@ -204,13 +225,15 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("heartbeatIntervalMs", c.heartbeatIntervalMs, 10, HOUR);
   integer("suspectAfterMs", c.suspectAfterMs, c.heartbeatIntervalMs, HOUR);
   integer("deadAfterMs", c.deadAfterMs, c.suspectAfterMs, 24 * HOUR);
+  integer("reapDeadAfterMs", c.reapDeadAfterMs, c.deadAfterMs, 365 * 24 * HOUR);
   integer("antiEntropyIntervalMs", c.antiEntropyIntervalMs, 10, 24 * HOUR);
   integer("antiEntropyMaxKeys", c.antiEntropyMaxKeys, 1, 100_000_000);
   integer("requestTimeoutMs", c.requestTimeoutMs, 10, HOUR);
   integer("backoffBaseMs", c.backoffBaseMs, 1, HOUR);
   integer("backoffMaxMs", c.backoffMaxMs, c.backoffBaseMs, HOUR);
   integer("queueMaxRecords", c.queueMaxRecords, 1, 1e9);
-  integer("batchMaxRecords", c.batchMaxRecords, 1, 100_000);
+  integer("queueMaxBytes", c.queueMaxBytes, 1024, Number.MAX_SAFE_INTEGER);
+  integer("batchMaxRecords", c.batchMaxRecords, 1, MAX_BATCH_RECORDS);
   integer("batchMaxBytes", c.batchMaxBytes, 1024, 512 * MiB);
   integer("maxInflightBatches", c.maxInflightBatches, 1, 16);
   integer("startSyncTimeoutMs", c.startSyncTimeoutMs, 0, 24 * HOUR);

@@ -32,7 +32,11 @@ export function splitId(id: string): { bucket: string; key: string } {
   return { bucket: id.slice(0, at), key: id.slice(at + 1) };
 }
 
-export const leafOf = (bucket: string, key: string): number => Bun.hash.xxHash32(recordId(bucket, key)) & (LEAVES - 1);
+const leafOfId = (id: string): number => Bun.hash.xxHash32(id) & (LEAVES - 1);
+
+export const leafOf = (bucket: string, key: string): number => leafOfId(recordId(bucket, key));
+
+const NO_IDS: ReadonlySet<string> = new Set();
 
 const recordHash = (id: string, version: Version): bigint => Bun.hash.xxHash64(`${id}\u0000${version}`);
 
@@ -43,17 +47,13 @@ export class Digest {
   /** Follows one change of the record held for (bucket, key): the Store's onChange. */
   update(bucket: string, key: string, prev: Version | undefined, next: Version | undefined): void {
     const id = recordId(bucket, key);
-    const leaf = Bun.hash.xxHash32(id) & (LEAVES - 1);
+    const leaf = leafOfId(id);
     let h = this.leaves[leaf]!;
     if (prev !== undefined) h ^= recordHash(id, prev);
     if (next !== undefined) h ^= recordHash(id, next);
     this.leaves[leaf] = h;
     if (prev === undefined && next !== undefined) (this.members[leaf] ??= new Set()).add(id);
     else if (prev !== undefined && next === undefined) this.members[leaf]?.delete(id);
-  }
-
-  leaf(i: number): bigint {
-    return this.leaves[i]!;
   }
 
   /** The XOR of the leaves of each group, as hex strings (JSON has no 64-bit integers). */
@@ -77,13 +77,13 @@ export class Digest {
   }
 
   /** The record ids (see recordId) in a leaf. */
-  idsIn(leaf: number): Iterable<string> {
-    return this.members[leaf] ?? [];
+  idsIn(leaf: number): ReadonlySet<string> {
+    return this.members[leaf] ?? NO_IDS;
   }
 
-  /** True when no record is held: every leaf is zero. */
-  get empty(): boolean {
-    return this.members.every((s) => s === undefined || s.size === 0);
+  /** How many records a leaf holds. */
+  leafSize(leaf: number): number {
+    return this.members[leaf]?.size ?? 0;
   }
 }
 

@@ -3,7 +3,7 @@ import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
 import { BUCKET_PATTERN, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
-import { parseVersion } from "./version.ts";
+import { isTooFarAhead, parseVersion } from "./version.ts";
 
 export interface SetOptions {
   /** Seconds until the item expires; > 0. Turned into an absolute `expiresAt` here. */
@@ -101,9 +101,8 @@ export class Items {
   importRecord(record: StoredRecord, maxClockDriftMs: number): boolean {
     this.checkBucket(record.bucket);
     this.checkKey(record.key);
-    const parts = parseVersion(record.version);
-    if (!parts) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
-    if (parts.wallMs - this.clock.wallMs() > maxClockDriftMs) {
+    if (!parseVersion(record.version)) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
+    if (isTooFarAhead(record.version, this.clock.wallMs(), maxClockDriftMs)) {
       throw new MakhzenError("VALIDATION", `version ${record.version} is further in the future than the allowed clock drift`);
     }
     if (record.value !== null) {

@@ -4,10 +4,13 @@ import { silentLogger, type Logger } from "./log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./peer-protocol.ts";
 import type { PeerTransport } from "./transport.ts";
 
-type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "requestTimeoutMs">;
+type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "reapDeadAfterMs" | "requestTimeoutMs">;
 
 export interface Member extends WireMember {
-  /** When this node last heard from the member directly, by its own wall clock (ms); 0 = never. */
+  /**
+   * When this node last heard from the member directly, or first learned of it second
+   * hand, by its own wall clock (ms): silence is counted from here.
+   */
   lastSeenMs: number;
 }
 
@@ -16,7 +19,7 @@ export interface MembershipEvents {
   added(m: Member): void;
   /** A suspect or dead member answered again. */
   recovered(m: Member): void;
-  /** A member left for good (it said so, or someone who heard it said so). */
+  /** A member left for good (it said so, someone who heard it said so, or it was dead past reapDeadAfterMs). */
   left(m: Member): void;
   /** A member moved to another URL (a restart on a new address, same name). */
   moved(m: Member): void;
@@ -35,9 +38,14 @@ export interface MembershipDeps {
  * The state a member is in after `silenceMs` without a word from it (pure, for
  * tests). Suspect is a warning (w=/r= still count it as reachable); dead means
  * w=quorum can fail fast without it. Either way its queue is kept and it is still
- * probed, so it is alive again as soon as it answers.
+ * probed, so it is alive again as soon as it answers. Past reapDeadAfterMs (when
+ * given) a dead member is forgotten: `left`, as if it had said goodbye.
  */
-export function stateAfterSilence(silenceMs: number, cfg: Pick<MembershipConfig, "suspectAfterMs" | "deadAfterMs">): MemberState {
+export function stateAfterSilence(
+  silenceMs: number,
+  cfg: Pick<MembershipConfig, "suspectAfterMs" | "deadAfterMs"> & Partial<Pick<MembershipConfig, "reapDeadAfterMs">>,
+): MemberState {
+  if (cfg.reapDeadAfterMs !== undefined && silenceMs >= cfg.reapDeadAfterMs) return "left";
   if (silenceMs >= cfg.deadAfterMs) return "dead";
   if (silenceMs >= cfg.suspectAfterMs) return "suspect";
   return "alive";
@@ -46,7 +54,9 @@ export function stateAfterSilence(silenceMs: number, cfg: Pick<MembershipConfig,
 /**
  * What to do with a gossiped member, given what we hold for its name (pure).
  * Incarnations order the lives of a name: a node takes a new one (its start time)
- * each time it starts, so a restarted node overrides the `left` of its past life.
+ * each time it starts, so a restarted node overrides the `left` of its past life;
+ * within one life `left` is final (a node told it left while it still runs, after
+ * a reap, takes a higher incarnation to come back).
  * Within one incarnation only `left` spreads by gossip; alive/suspect/dead is each
  * node's own view from its own heartbeats (a cluster this size can afford direct
  * probes of everyone, and they cannot be fooled by a peer's stale opinion).
@@ -77,13 +87,22 @@ export class Membership {
   private timer?: ReturnType<typeof setInterval>;
   private seeds: string[] = [];
   private joined = false;
-  heartbeatFailures = 0;
+  private failedHeartbeats = 0;
   private seedMisses = 0;
+  /** The join in flight, if any: a slow seed must not pile up joins, one per heartbeat. */
+  private joining?: Promise<boolean>;
+  /** A seed refused our name: joining again cannot succeed until an operator renames the node. */
+  private nameRefused = false;
 
   constructor(private readonly deps: MembershipDeps) {}
 
   get self() {
     return this.deps.self;
+  }
+
+  /** Heartbeats (gossip probes) that failed, for /metrics. */
+  get heartbeatFailures(): number {
+    return this.failedHeartbeats;
   }
 
   /** Every member but this node, in name order. */
@@ -116,7 +135,7 @@ export class Membership {
       this.joined = true;
       return true;
     }
-    return this.tryJoin();
+    return this.joinOnce();
   }
 
   start(): void {
@@ -170,6 +189,12 @@ export class Membership {
     this.deps.events.left(m);
   }
 
+  /** One join at a time: a caller while one runs shares it. */
+  private joinOnce(): Promise<boolean> {
+    this.joining ??= this.tryJoin().finally(() => (this.joining = undefined));
+    return this.joining;
+  }
+
   // ---- internals ----
 
   private async tryJoin(): Promise<boolean> {
@@ -182,7 +207,10 @@ export class Membership {
         this.logger.info("joined", { seed, members: this.members.size });
         return true;
       } catch (e) {
-        if (e instanceof MakhzenError) throw e;
+        if (e instanceof MakhzenError) {
+          if (e.code === "NAME_TAKEN") this.nameRefused = true;
+          throw e;
+        }
         // Retried every heartbeat until one answers: the first miss and then one in 60 are worth a line.
         if (this.seedMisses++ % 60 === 0) this.logger.warn("seed did not answer", { seed, misses: this.seedMisses, error: e });
       }
@@ -192,8 +220,13 @@ export class Membership {
 
   /** One heartbeat round: probe every member not gone, then age the silent ones. */
   tick(): void {
-    if (!this.joined) {
-      void this.tryJoin().catch((e) => this.logger.error("join failed", { error: e }));
+    if (!this.joined && !this.nameRefused && !this.joining) {
+      void this.joinOnce().catch((e) => {
+        // NAME_TAKEN stops the retries (nameRefused): one line says why, not one per heartbeat.
+        this.logger.error(this.nameRefused ? "join refused; not retrying: restart this node with another --name" : "join failed", {
+          error: e,
+        });
+      });
     }
     const me = this.selfWire();
     const list = this.wire();
@@ -212,7 +245,7 @@ export class Membership {
             this.merge(answer.members);
           },
           () => {
-            this.heartbeatFailures++;
+            this.failedHeartbeats++;
           },
         )
         .finally(() => this.probing.delete(name));
@@ -225,10 +258,18 @@ export class Membership {
     for (const m of this.members.values()) {
       if (m.state === "left") continue;
       const next = stateAfterSilence(now - m.lastSeenMs, this.deps.config);
-      if (next !== m.state) {
-        this.logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
-        m.state = next;
+      if (next === m.state) continue;
+      if (next === "left") {
+        // Reaped: forgotten as if it had left. `left` spreads by gossip, so nodes that
+        // re-learned it from a stale list forget it too; if it is in fact alive, it
+        // refutes with a higher incarnation and joins again.
+        this.logger.warn("member dead too long: forgotten", { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
+        m.state = "left";
+        this.deps.events.left(m);
+        continue;
       }
+      this.logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
+      m.state = next;
     }
   }
 
@@ -245,8 +286,10 @@ export class Membership {
   /** A message straight from `from` (a join or a heartbeat): it is alive, and may be new. */
   private heard(from: WireMember): void {
     const m = this.members.get(from.name);
-    if (!m || from.incarnation > m.incarnation || m.state === "left" || m.url !== from.url) {
-      if (m && from.incarnation < m.incarnation) return; // a message from a past life
+    if (m && from.incarnation < m.incarnation) return; // a message from a past life
+    // Sent before it left (or was reaped), and read after: `left` is final within a life.
+    if (m && m.state === "left" && from.incarnation === m.incarnation) return;
+    if (!m || from.incarnation > m.incarnation || m.url !== from.url) {
       this.upsert({ ...from, state: "alive" });
       return;
     }

@@ -45,6 +45,17 @@ export const WireRecord = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Leaves per `keys` request. With the answer's byte budget (`rest`) it bounds what
+ * one request makes a peer list.
+ */
+export const LEAVES_PER_KEYS_REQUEST = 64;
+/**
+ * Most records one replication batch, `fetch` or `scan` page carries: the upper
+ * bound of batchMaxRecords, so no configuration can ask a peer for a page it refuses.
+ */
+export const MAX_BATCH_RECORDS = 10_000;
+
 const RecordRef = Type.Object({ bucket: Bucket, key: Key });
 const Leaf = Type.Integer({ minimum: 0, maximum: 4095 });
 const Group = Type.Integer({ minimum: 0, maximum: 63 });
@@ -55,13 +66,38 @@ export const GossipRequest = Type.Object({ from: WireMember, members: Type.Array
 export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
 export const OkAnswer = Type.Object({ ok: Type.Boolean() });
 export const RecordsRequest = Type.Object({ records: Type.Array(WireRecord, { maxItems: 100_000 }) });
-export const RecordsAnswer = Type.Object({ applied: Type.Integer(), refused: Type.Integer() });
-export const GroupsAnswer = Type.Object({ groups: Type.Array(Type.String(), { minItems: 64, maxItems: 64 }) });
+/**
+ * `applied`: records that changed the store; `refused`: the others (older than, or
+ * equal to, what the peer holds, or too new). `tooNew`: indices of the records
+ * refused because their version is further ahead of the peer's clock than
+ * maxClockDriftMs: the peer does NOT hold them (nor anything newer), so they must
+ * not count as acknowledged.
+ */
+export const RecordsAnswer = Type.Object({
+  applied: Type.Integer(),
+  refused: Type.Integer(),
+  tooNew: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 100_000 })),
+});
+/**
+ * `syncing`: the node is in its first sync (a full copy, then a round with each
+ * peer, both ways): a round against it now would only push what it is about to
+ * pull, so the caller stops there.
+ */
+export const GroupsAnswer = Type.Object({
+  groups: Type.Array(Type.String(), { minItems: 64, maxItems: 64 }),
+  syncing: Type.Optional(Type.Boolean()),
+});
 export const LeavesRequest = Type.Object({ groups: Type.Array(Group, { maxItems: 64 }) });
 export const LeavesAnswer = Type.Object({ leaves: Type.Array(Type.Array(Type.String(), { minItems: 64, maxItems: 64 })) });
-export const KeysRequest = Type.Object({ leaves: Type.Array(Leaf, { maxItems: 4096 }) });
+export const KeysRequest = Type.Object({ leaves: Type.Array(Leaf, { maxItems: LEAVES_PER_KEYS_REQUEST }) });
+/**
+ * (bucket, key, version) of every record in the listed leaves. An answer that
+ * passes the peer's byte budget stops after a whole leaf (at least one is always
+ * listed): `rest` is the index, in the request, of the first leaf not listed.
+ */
 export const KeysAnswer = Type.Object({
   entries: Type.Array(Type.Object({ bucket: Bucket, key: Key, version: Version })),
+  rest: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems: 100_000 }) });
 /**
@@ -71,7 +107,7 @@ export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems
 export const FetchAnswer = Type.Object({ records: Type.Array(WireRecord), rest: Type.Optional(Type.Integer({ minimum: 0 })) });
 export const ScanRequest = Type.Object({
   after: Type.Optional(RecordRef),
-  limit: Type.Integer({ minimum: 1, maximum: 10_000 }),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_BATCH_RECORDS }),
 });
 export const ScanAnswer = Type.Object({ records: Type.Array(WireRecord), next: Type.Union([RecordRef, Type.Null()]) });
 

@@ -1,7 +1,7 @@
 import { splitId, type Digest } from "./digest.ts";
 import type { Membership } from "./membership.ts";
 import type { WireMember } from "./peer-protocol.ts";
-import type { StoredRecord } from "./record.ts";
+import { approxWireBytes, type StoredRecord } from "./record.ts";
 import type { Store } from "./store.ts";
 import type { PeerService } from "./transport.ts";
 
@@ -9,17 +9,24 @@ export interface PeerServiceDeps {
   store: Store;
   digest: Digest;
   membership: Membership;
-  /** Merges records from a peer; returns how many changed the store. */
-  applyRemote: (records: StoredRecord[]) => number;
-  /** Bytes of records one `fetch` or `scan` answer carries at most (at least one record). */
+  /** Merges records from a peer: how many changed the store, and the indices refused as too new. */
+  applyRemote: (records: StoredRecord[]) => { applied: number; tooNew: number[] };
+  /** Bytes one `fetch`, `scan` or `keys` answer carries at most (at least one record, or one leaf). */
   answerBudgetBytes: number;
+  /** Whether this node is in its first sync (see GroupsAnswer). */
+  syncing: () => boolean;
 }
 
 /**
  * What a node answers to its peers: one function per operation of the peer
  * protocol. Requests arrive validated (by the transport or the HTTP routes); every
- * answer is bounded, in records by the request and in bytes by the budget, since a
- * page of 1,000 records at the value limit would otherwise be a gigabyte.
+ * answer is bounded, in records or leaves by the request and in bytes by the
+ * budget, since a page of 1,000 records at the value limit would otherwise be a
+ * gigabyte, and 64 leaves of a store of 100M keys a million entries.
+ *
+ * Records past their tombstone grace period are neither offered (`keys`) nor sent
+ * (`fetch`, `scan`): the receiver would refuse them, and offering them would make
+ * every round find the same difference again until this node sweeps them.
  */
 export function createPeerService(deps: PeerServiceDeps): PeerService {
   const { store, digest, membership, answerBudgetBytes: budget } = deps;
@@ -30,20 +37,25 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       membership.handleLeave(req.name, req.incarnation);
       return { ok: true };
     },
-    // `refused` counts records not taken: older than what is held, or too far in the future.
+    // `refused` counts records not taken: older than what is held, or too far in the future (`tooNew`).
     records: (req) => {
-      const applied = deps.applyRemote(req.records as StoredRecord[]);
-      return { applied, refused: req.records.length - applied };
+      const { applied, tooNew } = deps.applyRemote(req.records as StoredRecord[]);
+      return tooNew.length > 0 ? { applied, refused: req.records.length - applied, tooNew } : { applied, refused: req.records.length - applied };
     },
-    groups: () => ({ groups: digest.groupHashes() }),
+    groups: () => (deps.syncing() ? { groups: digest.groupHashes(), syncing: true } : { groups: digest.groupHashes() }),
     leaves: (req) => ({ leaves: digest.leafHashes(req.groups) }),
     keys: (req) => {
       const entries: { bucket: string; key: string; version: string }[] = [];
-      for (const leaf of req.leaves) {
-        for (const id of digest.idsIn(leaf)) {
+      let bytes = 0;
+      for (let i = 0; i < req.leaves.length; i++) {
+        // Whole leaves only: the caller compares a leaf only when it has all of it.
+        if (i > 0 && bytes >= budget) return { entries, rest: i };
+        for (const id of digest.idsIn(req.leaves[i]!)) {
           const { bucket, key } = splitId(id);
           const r = store.getRecord(bucket, key);
-          if (r) entries.push({ bucket, key, version: r.version });
+          if (!r || store.isPastGrace(r)) continue;
+          entries.push({ bucket, key, version: r.version });
+          bytes += 64 + key.length + r.version.length;
         }
       }
       return { entries };
@@ -55,9 +67,9 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
         if (records.length > 0 && bytes >= budget) return { records, rest: i };
         const { bucket, key } = req.keys[i]!;
         const r = store.getRecord(bucket, key);
-        if (!r) continue;
+        if (!r || store.isPastGrace(r)) continue;
         records.push(r);
-        bytes += approxBytes(r);
+        bytes += approxWireBytes(r);
       }
       return { records };
     },
@@ -65,17 +77,18 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       const page = store.scan(req.after, req.limit);
       const records: StoredRecord[] = [];
       let bytes = 0;
+      let last: StoredRecord | undefined;
+      let taken = 0;
       for (const r of page) {
-        if (records.length > 0 && bytes >= budget) break;
+        if (taken > 0 && bytes >= budget) break;
+        taken++;
+        last = r;
+        if (store.isPastGrace(r)) continue;
         records.push(r);
-        bytes += approxBytes(r);
+        bytes += approxWireBytes(r);
       }
-      const last = records[records.length - 1];
-      const more = records.length < page.length || page.length === req.limit;
+      const more = taken < page.length || page.length === req.limit;
       return { records, next: more && last ? { bucket: last.bucket, key: last.key } : null };
     },
   };
 }
-
-/** Serialized size of a record, near enough for a byte budget. */
-const approxBytes = (r: StoredRecord): number => 96 + r.key.length + (r.value?.length ?? 0);

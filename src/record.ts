@@ -24,6 +24,12 @@ export interface Item {
 export const DEFAULT_BUCKET = "default";
 export const BUCKET_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/** Characters of a record's key and value: what every size estimate of a record is built on. */
+export const payloadLength = (r: StoredRecord): number => r.key.length + (r.value === null ? 0 : r.value.length);
+
+/** A record's serialized size, near enough for a byte budget (JSON escaping aside). */
+export const approxWireBytes = (r: StoredRecord): number => 96 + payloadLength(r);
+
 export const isExpired = (r: { expiresAt?: number }, nowMs: number): boolean =>
   r.expiresAt !== undefined && r.expiresAt <= nowMs;
 

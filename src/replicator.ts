@@ -1,8 +1,9 @@
 import { backoffDelayMs } from "./backoff.ts";
+import { batchBy, classifySendFailure, sendSplitting } from "./batch.ts";
 import type { NodeConfig } from "./config.ts";
 import { recordId } from "./digest.ts";
 import { silentLogger, type Logger } from "./log.ts";
-import type { StoredRecord } from "./record.ts";
+import { approxWireBytes, type StoredRecord } from "./record.ts";
 import type { PeerTransport } from "./transport.ts";
 
 type ReplicatorConfig = Pick<
@@ -11,6 +12,7 @@ type ReplicatorConfig = Pick<
   | "backoffBaseMs"
   | "backoffMaxMs"
   | "queueMaxRecords"
+  | "queueMaxBytes"
   | "batchMaxRecords"
   | "batchMaxBytes"
   | "maxInflightBatches"
@@ -19,17 +21,27 @@ type ReplicatorConfig = Pick<
 export interface ReplicatorDeps {
   transport: PeerTransport;
   config: ReplicatorConfig;
-  /** A peer's queue passed its bound and was dropped: only anti-entropy can repair it now. */
+  /**
+   * The peer missed records that only anti-entropy can bring it now: its queue
+   * passed a bound and was dropped, or it refuses us (a secret or protocol mismatch).
+   */
   onOverflow: (peer: string) => void;
   /** Wall clock, in ms: stamps when each record was queued (for the oldest-age metric). */
   wallMs: () => number;
   logger?: Logger;
 }
 
-/** A record serialized once; the same object (and string) sits in every peer's queue. */
+/**
+ * A queued record, shared by every peer's queue. It is serialized when a sender
+ * first takes it into a batch, and the string is kept for the other peers: a hot
+ * key rewritten while the queues back up costs one JSON.stringify per version that
+ * is actually sent, not one per write.
+ */
 interface Outgoing {
   record: StoredRecord;
-  json: string;
+  json?: string;
+  /** approxWireBytes(record): what the queue byte bound counts. */
+  bytes: number;
   /** When it was queued (wall ms); a newer write of the key replaces it, and its time, in place. */
   at: number;
 }
@@ -39,9 +51,8 @@ interface PeerQueue {
   url: string;
   /** Pending records by record id, in insertion order; a newer write to a key replaces the older in place. */
   pending: Map<string, Outgoing>;
-  inflight: number;
-  /** Records in the batches in flight. */
-  inflightRecords: number;
+  /** Sum of `bytes` over `pending`. */
+  pendingBytes: number;
   /** The batches in flight (at most maxInflightBatches): still unacknowledged, so they count for the oldest age. */
   sending: Set<Outgoing[]>;
   /** Consecutive failed sends; drives the backoff. */
@@ -50,7 +61,7 @@ interface PeerQueue {
   /** A pump is scheduled for the end of this event-loop turn. */
   scheduled: boolean;
   removed: boolean;
-  stats: { sent: number; batches: number; failed: number; overflows: number };
+  stats: { sent: number; batches: number; failed: number; overflows: number; refused: number; tooNew: number };
 }
 
 interface Waiter {
@@ -69,7 +80,12 @@ export interface PeerQueueStats {
   sent: number;
   batches: number;
   failed: number;
+  /** Times the queue was dropped for anti-entropy (a bound passed, or the peer refuses us). */
   overflows: number;
+  /** Records the peer refused for good (e.g. too large for its body limit): dropped, left to anti-entropy. */
+  refused: number;
+  /** Records the peer refused as stamped too far ahead of its clock: dropped, not acknowledged. */
+  tooNew: number;
   /** Age of the oldest record the peer has not acknowledged (queued or in flight), in ms; 0 when there is none. */
   oldestAgeMs: number;
 }
@@ -86,13 +102,25 @@ export interface PeerQueueStats {
  *
  * The queue is keyed by (bucket, key): only the newest record of a key is worth
  * sending, so a hot key costs one slot however often it is written. Past
- * queueMaxRecords the whole queue is dropped and `onOverflow` tells anti-entropy,
- * which repairs the peer by digest comparison: memory stays bounded whatever the
- * length of an outage. Order of delivery does not matter (last-writer-wins), so a
- * failed batch is simply put back.
+ * queueMaxRecords records or queueMaxBytes bytes the whole queue is dropped and
+ * `onOverflow` tells anti-entropy, which repairs the peer by digest comparison:
+ * memory stays bounded whatever the length of an outage (queues share the records,
+ * so all queues together hold at most peers x queueMaxBytes of them). Order of
+ * delivery does not matter (last-writer-wins), so a failed batch is simply put back.
  *
- * Acks: a peer that answered a batch holds each record in it, or something newer.
- * `waitForAcks` lets a `w=` write wait for that.
+ * What a failure means (classifySendFailure): a peer that does not answer, or
+ * answers 5xx/408/429, gets the batch again after backoff. A batch the peer refuses
+ * as such (another 4xx) is split until the refused records are alone; those are
+ * dropped, logged and counted, and anti-entropy stays responsible for them (it
+ * offers them again every round, and they get through once the peer can take
+ * them). A peer that refuses us (401/403, another protocol version) would refuse
+ * every batch: its queue is dropped as on overflow.
+ *
+ * Acks: a peer that answered a batch holds each record in it, or something newer,
+ * except the records it lists as `tooNew` (stamped too far ahead of its clock):
+ * those are dropped from the queue (sending them again would be refused the same
+ * way until the peer's clock catches up; anti-entropy offers them again each round)
+ * and never count as acknowledged. `waitForAcks` lets a `w=` write wait for acks.
  */
 export class Replicator {
   private readonly peers = new Map<string, PeerQueue>();
@@ -111,17 +139,16 @@ export class Replicator {
       name,
       url,
       pending: new Map(),
-      inflight: 0,
-      inflightRecords: 0,
+      pendingBytes: 0,
       sending: new Set(),
       failures: 0,
       scheduled: false,
       removed: false,
-      stats: { sent: 0, batches: 0, failed: 0, overflows: 0 },
+      stats: { sent: 0, batches: 0, failed: 0, overflows: 0, refused: 0, tooNew: 0 },
     });
   }
 
-  /** Forgets a peer that left: its queue is dropped. */
+  /** Forgets a peer that left (or was reaped): its queue is dropped. */
   removePeer(name: string): void {
     const q = this.peers.get(name);
     if (!q) return;
@@ -133,7 +160,7 @@ export class Replicator {
   /** Files a record for every peer. O(peers); never blocks, never throws for a peer's sake. */
   enqueue(record: StoredRecord): void {
     if (this.peers.size === 0) return;
-    const out: Outgoing = { record, json: JSON.stringify(record), at: this.deps.wallMs() };
+    const out = this.outgoing(record);
     const id = recordId(record.bucket, record.key);
     for (const q of this.peers.values()) this.file(q, out, id);
   }
@@ -141,7 +168,7 @@ export class Replicator {
   /** Files a record for one peer (read repair). */
   enqueueTo(name: string, record: StoredRecord): void {
     const q = this.peers.get(name);
-    if (q) this.file(q, { record, json: JSON.stringify(record), at: this.deps.wallMs() }, recordId(record.bucket, record.key));
+    if (q) this.file(q, this.outgoing(record), recordId(record.bucket, record.key));
   }
 
   /** A peer answered again: forget its backoff and send now. */
@@ -159,21 +186,24 @@ export class Replicator {
   /** Records not yet acknowledged by the peer: queued or in a batch in flight. */
   queueSize(name: string): number {
     const q = this.peers.get(name);
-    return q ? q.pending.size + q.inflightRecords : 0;
+    if (!q) return 0;
+    let n = q.pending.size;
+    for (const batch of q.sending) n += batch.length;
+    return n;
   }
 
   /** Whether these peers' queues are empty with nothing in flight. */
   drained(names: Iterable<string>): boolean {
     for (const n of names) {
       const q = this.peers.get(n);
-      if (q && (q.pending.size > 0 || q.inflight > 0)) return false;
+      if (q && (q.pending.size > 0 || q.sending.size > 0)) return false;
     }
     return true;
   }
 
   /**
    * Counters and depths per peer, for /metrics. The oldest age is found by one pass
-   * over the queue (10-20 ms for a million records, measured; only at a scrape) rather
+   * over the queue (a few ms for a million records, and only at a scrape) rather
    * than kept on the write path: in-place replacement of a rewritten key and
    * records put back after a failed batch keep the queue out of age order.
    */
@@ -186,7 +216,7 @@ export class Replicator {
       return {
         name: q.name,
         pending: q.pending.size,
-        inflight: q.inflight,
+        inflight: q.sending.size,
         failures: q.failures,
         ...q.stats,
         oldestAgeMs: oldest === Infinity ? 0 : Math.max(0, now - oldest),
@@ -198,6 +228,9 @@ export class Replicator {
    * Resolves with the number of peers that acknowledged `record` (or a newer version
    * of its key) once `needed` have, or when `timeoutMs` passes, whichever is first.
    * Call it right after `enqueue`, before any await, so no ack can be missed.
+   * A record dropped from a queue (overflow, refusal, a peer removed) is never
+   * acknowledged by that peer, even if anti-entropy later delivers it: the waiter
+   * then resolves at its timeout with what it has.
    */
   waitForAcks(record: StoredRecord, needed: number, timeoutMs: number): Promise<number> {
     if (needed <= 0) return Promise.resolve(0);
@@ -221,17 +254,23 @@ export class Replicator {
     });
   }
 
+  /** Stops every sender (a batch in flight ends within requestTimeoutMs) and resolves every waiter. */
   close(): void {
     this.closed = true;
     for (const q of this.peers.values()) clearTimeout(q.retryTimer);
     for (const set of this.waiters.values()) for (const w of [...set]) w.done(w.acked.size);
   }
 
+  private outgoing(record: StoredRecord): Outgoing {
+    return { record, bytes: approxWireBytes(record), at: this.deps.wallMs() };
+  }
+
   private file(q: PeerQueue, out: Outgoing, id: string): void {
     const cur = q.pending.get(id);
     if (cur && cur.record.version >= out.record.version) return;
     q.pending.set(id, out);
-    if (q.pending.size > this.deps.config.queueMaxRecords) this.overflow(q);
+    q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
+    this.checkBounds(q);
     // Not sent from inside the write: the writes of one event-loop turn (many
     // concurrent requests) go out together, which makes batches larger and peer
     // requests fewer under load, at the cost of one turn (well under a millisecond).
@@ -244,33 +283,37 @@ export class Replicator {
     }
   }
 
-  private overflow(q: PeerQueue): void {
+  private checkBounds(q: PeerQueue): void {
+    const { queueMaxRecords, queueMaxBytes } = this.deps.config;
+    if (q.pending.size > queueMaxRecords || q.pendingBytes > queueMaxBytes) {
+      // `queueMax` (records) as the line always said; docs/operations.md lists it.
+      this.drop(q, "queue overflow: dropped, anti-entropy will repair the peer", { queueMax: queueMaxRecords, queueMaxBytes });
+    }
+  }
+
+  /** Drops the whole queue and leaves the peer to anti-entropy. */
+  private drop(q: PeerQueue, why: string, fields: Record<string, unknown>): void {
+    const records = q.pending.size;
     q.pending.clear();
+    q.pendingBytes = 0;
     q.stats.overflows++;
-    this.logger.warn("queue overflow: dropped, anti-entropy will repair the peer", {
-      peer: q.name,
-      queueMax: this.deps.config.queueMaxRecords,
-      overflows: q.stats.overflows,
-    });
+    this.logger.warn(why, { peer: q.name, records, overflows: q.stats.overflows, ...fields });
     this.deps.onOverflow(q.name);
   }
 
   /** Starts sends while there is work, room in flight, and no backoff pending. */
   private pump(q: PeerQueue): void {
     if (this.closed || q.removed || q.retryTimer) return;
-    const { maxInflightBatches, batchMaxRecords } = this.deps.config;
-    while (q.inflight < maxInflightBatches && q.pending.size > 0) {
+    const { maxInflightBatches, batchMaxRecords, batchMaxBytes } = this.deps.config;
+    while (q.sending.size < maxInflightBatches && q.pending.size > 0) {
       // A second batch goes out beside one in flight only when the queue is backing
-      // up; otherwise the records wait for the first to return and leave together:
-      // fewer, larger requests for the same records (each request costs both sides).
-      if (q.inflight > 0 && q.pending.size < batchMaxRecords / 2) break;
+      // up (half a batch waiting, in records or in bytes); otherwise the records wait
+      // for the first to return and leave together: fewer, larger requests for the
+      // same records (each request costs both sides).
+      if (q.sending.size > 0 && q.pending.size < batchMaxRecords / 2 && q.pendingBytes < batchMaxBytes / 2) break;
       const batch = this.takeBatch(q);
-      q.inflight++;
-      q.inflightRecords += batch.length;
       q.sending.add(batch);
       void this.send(q, batch).finally(() => {
-        q.inflight--;
-        q.inflightRecords -= batch.length;
         q.sending.delete(batch);
         this.pump(q);
       });
@@ -279,41 +322,70 @@ export class Replicator {
 
   private takeBatch(q: PeerQueue): Outgoing[] {
     const { batchMaxRecords, batchMaxBytes } = this.deps.config;
-    const batch: Outgoing[] = [];
-    let bytes = 0;
-    for (const [id, out] of q.pending) {
-      if (batch.length === batchMaxRecords) break;
-      if (batch.length > 0 && bytes + out.json.length > batchMaxBytes) break;
-      batch.push(out);
-      bytes += out.json.length + 1;
-      q.pending.delete(id);
+    const first = batchBy(q.pending.values(), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= JSON.stringify(out.record)).length);
+    const batch = first.next().value ?? [];
+    for (const out of batch) {
+      q.pending.delete(recordId(out.record.bucket, out.record.key));
+      q.pendingBytes -= out.bytes;
     }
     return batch;
   }
 
-  /** One batch, one request. Never throws: a failure is logged, counted, and retried after backoff. */
+  /** One batch (split only if the peer refuses it as such). Never throws: a failure is logged, counted, and retried after backoff. */
   private async send(q: PeerQueue, batch: Outgoing[]): Promise<void> {
-    const body = `{"records":[${batch.map((o) => o.json).join(",")}]}`;
+    const done = new Set<Outgoing>();
     try {
-      await this.deps.transport.call(q.url, "records", body, this.deps.config.requestTimeoutMs);
+      await sendSplitting(
+        batch,
+        async (part) => {
+          const body = `{"records":[${part.map((o) => o.json ?? JSON.stringify(o.record)).join(",")}]}`;
+          const answer = await this.deps.transport.call(q.url, "records", body, this.deps.config.requestTimeoutMs);
+          const tooNew = new Set(answer.tooNew?.map((i) => part[i]));
+          q.stats.batches++;
+          for (const out of part) done.add(out);
+          if (tooNew.size > 0) this.tooNew(q, tooNew);
+          q.stats.sent += part.length - tooNew.size;
+          this.acked(q.name, part.filter((o) => !tooNew.has(o)));
+        },
+        (out, e) => {
+          done.add(out);
+          q.stats.refused++;
+          this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", {
+            peer: q.name,
+            bucket: out.record.bucket,
+            key: out.record.key.slice(0, 200),
+            refused: q.stats.refused,
+            error: e,
+          });
+        },
+      );
       q.failures = 0;
-      q.stats.sent += batch.length;
-      q.stats.batches++;
-      this.acked(q.name, batch);
     } catch (e) {
       q.failures++;
       q.stats.failed++;
-      // First failure of a run, then one line per 50: a dead peer must not flood the log.
-      if (q.failures === 1 || q.failures % 50 === 0) {
-        this.logger.warn("send failed; retrying with backoff", { peer: q.name, failures: q.failures, error: e });
-      }
       if (q.removed) return;
-      for (const out of batch) {
-        const id = recordId(out.record.bucket, out.record.key);
-        const cur = q.pending.get(id);
-        if (!cur || cur.record.version < out.record.version) q.pending.set(id, out);
+      if (classifySendFailure(e) === "misconfigured") {
+        // Every batch would fail the same way until an operator fixes the cluster:
+        // holding a queue for it helps nobody. Logged by drop(); backoff still applies.
+        this.drop(q, "peer refuses our requests: queue dropped, anti-entropy will repair it once the configuration is fixed", {
+          error: e,
+        });
+      } else {
+        // First failure of a run, then one line per 50: a dead peer must not flood the log.
+        if (q.failures === 1 || q.failures % 50 === 0) {
+          this.logger.warn("send failed; retrying with backoff", { peer: q.name, failures: q.failures, error: e });
+        }
+        for (const out of batch) {
+          if (done.has(out)) continue;
+          const id = recordId(out.record.bucket, out.record.key);
+          const cur = q.pending.get(id);
+          if (!cur || cur.record.version < out.record.version) {
+            q.pending.set(id, out);
+            q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
+          }
+        }
+        this.checkBounds(q);
       }
-      if (q.pending.size > this.deps.config.queueMaxRecords) this.overflow(q);
       if (!q.retryTimer && !this.closed) {
         const { backoffBaseMs: baseMs, backoffMaxMs: maxMs } = this.deps.config;
         q.retryTimer = setTimeout(() => {
@@ -322,6 +394,18 @@ export class Replicator {
         }, backoffDelayMs(q.failures, { baseMs, maxMs }));
       }
     }
+  }
+
+  private tooNew(q: PeerQueue, refused: Set<Outgoing | undefined>): void {
+    // First refusal, then one line per 100: a node with a fast clock writes many.
+    if (q.stats.tooNew === 0 || Math.floor((q.stats.tooNew + refused.size) / 100) > Math.floor(q.stats.tooNew / 100)) {
+      this.logger.warn("peer refused records stamped too far ahead of its clock; not acknowledged, dropped", {
+        peer: q.name,
+        refused: refused.size,
+        total: q.stats.tooNew + refused.size,
+      });
+    }
+    q.stats.tooNew += refused.size;
   }
 
   private acked(peer: string, batch: Outgoing[]): void {

@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.ts";
 import { MakhzenError } from "./errors.ts";
 import { LruList, type LruLinks } from "./lru.ts";
-import { isExpired, toItem, type Item, type StoredRecord } from "./record.ts";
+import { isExpired, payloadLength, toItem, type Item, type StoredRecord } from "./record.ts";
 import { SortedKeys } from "./sorted-keys.ts";
 import { versionWallMs, type Version } from "./version.ts";
 
@@ -80,8 +80,7 @@ export interface ListPage {
   next: string | null;
 }
 
-const recordBytes = (r: StoredRecord): number =>
-  ENTRY_OVERHEAD_BYTES + r.key.length + (r.value === null ? 0 : r.value.length);
+const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
 
 /**
  * Buckets of records, merged last-writer-wins by version.
@@ -277,8 +276,11 @@ export class Store {
     return changed;
   }
 
-  /** A tombstone (or a record that expired) whose grace period is over: it should be gone. */
-  private isPastGrace(r: StoredRecord): boolean {
+  /**
+   * A tombstone (or a record that expired) whose grace period is over: it should be
+   * gone, `apply` refuses it, and anti-entropy neither sends nor offers it.
+   */
+  isPastGrace(r: StoredRecord): boolean {
     const now = this.opts.clock.wallMs();
     if (r.value !== null && !isExpired(r, now)) return false;
     return now - tombstoneDeadAt(r) >= this.opts.tombstoneTtlMs;

@@ -1,48 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { HybridClock } from "../src/clock.ts";
-import { Cluster } from "../src/cluster.ts";
-import { resolveConfig, FAST_TIMINGS, type NodeOptions } from "../src/config.ts";
-import { Digest } from "../src/digest.ts";
 import { mergeDecision, stateAfterSilence } from "../src/membership.ts";
 import type { StoredRecord } from "../src/record.ts";
-import { Store } from "../src/store.ts";
 import { MemoryTransport } from "../src/transport.ts";
-
-/** A node's core (store, digest, cluster) without HTTP, wired to an in-memory network. */
-function core(name: string, net: MemoryTransport, options: NodeOptions = {}) {
-  const config = resolveConfig({ name, port: 1, ...FAST_TIMINGS, ...options });
-  const clock = new HybridClock(name);
-  const digest = new Digest();
-  const store = new Store({
-    clock,
-    maxMemoryBytes: 0,
-    eviction: "noeviction",
-    tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (b, k, p, n) => digest.update(b, k, p, n),
-  });
-  const cluster = new Cluster({ config, store, digest, clock, transport: net });
-  const url = `mem://${name}`;
-  net.register(url, cluster.service);
-  const write = (key: string, value: string | null): StoredRecord => {
-    const r: StoredRecord = { bucket: "default", key, value, version: clock.now() };
-    store.apply(r);
-    cluster.replicator.enqueue(r);
-    return r;
-  };
-  return { name, url, config, clock, store, digest, cluster, write };
-}
-
-type Core = ReturnType<typeof core>;
-
-const dump = (c: Core) => c.store.scan(undefined, 1_000_000);
-
-async function until(fn: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(5);
-  }
-}
+import { core, dump, until, type Core } from "./support/core.ts";
 
 describe("membership maths", () => {
   const cfg = { suspectAfterMs: 500, deadAfterMs: 1500 };
@@ -241,7 +201,7 @@ describe("cluster core over an in-memory network", () => {
     const net = new MemoryTransport();
     const a = core("a", net);
     const future = `${String(Date.now() + 3_600_000).padStart(15, "0")}-000000-z`;
-    expect(a.cluster.applyRemote([{ bucket: "default", key: "k", value: "v", version: future }])).toBe(0);
+    expect(a.cluster.applyRemote([{ bucket: "default", key: "k", value: "v", version: future }])).toEqual({ applied: 0, tooNew: [0] });
     expect(a.cluster.refusedForDrift).toBe(1);
   });
 });

@@ -34,9 +34,10 @@ describe("digest", () => {
   test("a purge removes the record's hash and its id", () => {
     const d = new Digest();
     d.update("b", "k", undefined, v(1));
-    expect(d.empty).toBe(false);
+    expect(d.leafSize(leafOf("b", "k"))).toBe(1);
     d.update("b", "k", v(1), undefined);
-    expect(d.empty).toBe(true);
+    expect(d.leafSize(leafOf("b", "k"))).toBe(0);
+    expect([...d.idsIn(leafOf("b", "k"))]).toEqual([]);
     expect(new Set(d.groupHashes())).toEqual(new Set(["0000000000000000"]));
   });
 

@@ -2,15 +2,19 @@ import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../src/clock.ts";
 import { Membership, type Member } from "../src/membership.ts";
 import type { WireMember } from "../src/peer-protocol.ts";
-import { MemoryTransport } from "../src/transport.ts";
+import { MakhzenError } from "../src/errors.ts";
+import type { Logger } from "../src/log.ts";
+import { MemoryTransport, type PeerService } from "../src/transport.ts";
+import { memoryLogger, until } from "./support/core.ts";
 
-/** A Membership on a manual clock; nothing answers its probes unless a test registers peers. */
-function membership(wall = new ManualWallClock()) {
+/** A Membership on a manual clock; nothing answers its probes unless a test registers peers on `net`. */
+function membership(wall = new ManualWallClock(), net = new MemoryTransport(), logger?: Logger) {
   const events: string[] = [];
   const m = new Membership({
     self: { name: "a", url: "mem://a", incarnation: 1 },
-    transport: new MemoryTransport(),
-    config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, requestTimeoutMs: 1000 },
+    transport: net,
+    logger,
+    config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
     wallMs: wall.read,
     events: {
       added: (x: Member) => void events.push(`added ${x.name}`),
@@ -83,6 +87,70 @@ describe("membership", () => {
     m.handleJoin(member("b", { url: "mem://elsewhere", incarnation: 2 }));
     expect(m.get("b")!.url).toBe("mem://elsewhere");
     expect(events).toContain("moved b mem://elsewhere");
+  });
+
+  test("a heartbeat sent before a member left, read after, does not bring it back", () => {
+    const { m, events } = membership();
+    m.handleJoin(member("x", { incarnation: 5 }));
+    m.handleLeave("x", 5);
+    m.handleGossip(member("x", { incarnation: 5 }), [member("x", { incarnation: 5 })]);
+    expect(m.get("x")!.state).toBe("left");
+    expect(events).toEqual(["added x", "left x"]);
+  });
+
+  test("a member dead past reapDeadAfterMs is forgotten as if it left, and stale gossip does not revive it", () => {
+    const { m, wall, events } = membership();
+    m.handleGossip(member("b"), []);
+    m.handleGossip(member("c"), []);
+    wall.advance(2000);
+    m.handleGossip(member("c"), []); // c keeps answering
+    m.tick();
+    expect(m.get("b")!.state).toBe("dead");
+    wall.advance(3000);
+    m.handleGossip(member("c"), [member("b")]); // c still lists b as alive
+    m.tick();
+    expect(m.get("b")!.state).toBe("left");
+    expect(m.peers().map((x) => x.name)).toEqual(["c"]);
+    expect(events).toEqual(["added b", "added c", "left b"]);
+    m.handleGossip(member("c"), [member("b")]);
+    expect(m.get("b")!.state).toBe("left");
+    // b in a new life is welcome back.
+    m.handleJoin(member("b", { incarnation: 2 }));
+    expect(m.get("b")!.state).toBe("alive");
+  });
+
+  test("a seed that refuses our name stops the join retries, with one line; a slow seed gets one join at a time", async () => {
+    const net = new MemoryTransport();
+    const log = memoryLogger();
+    const { m } = membership(new ManualWallClock(), net, log);
+    let joins = 0;
+    let answer: () => never = () => {
+      throw new MakhzenError("NAME_TAKEN", 'node name "a" is already taken by mem://other');
+    };
+    const seed = { join: async () => (joins++, answer()) } as unknown as PeerService;
+    net.register("mem://seed", seed);
+    net.cut("mem://seed");
+    expect(await m.join(["mem://seed"])).toBe(false);
+    net.heal("mem://seed");
+    for (let i = 0; i < 5; i++) {
+      m.tick();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(joins).toBe(1);
+    expect(log.lines.filter((l) => l.level === "error")).toHaveLength(1);
+
+    const slow = membership(new ManualWallClock(), net);
+    let hang!: () => void;
+    answer = () => new Promise<never>((_, reject) => (hang = () => reject(new Error("gone")))) as never;
+    joins = 0;
+    net.cut("mem://seed");
+    expect(await slow.m.join(["mem://seed"])).toBe(false);
+    net.heal("mem://seed");
+    for (let i = 0; i < 5; i++) slow.m.tick();
+    await until(() => joins === 1);
+    for (let i = 0; i < 5; i++) slow.m.tick();
+    expect(joins).toBe(1);
+    hang();
   });
 
   test("a stale `left` about this node is refuted with a higher incarnation", () => {

@@ -186,6 +186,7 @@ describe("replicator: oldest unacknowledged age", () => {
         backoffBaseMs: 1,
         backoffMaxMs: 1,
         queueMaxRecords: 100,
+        queueMaxBytes: 1 << 30,
         batchMaxRecords: 100,
         batchMaxBytes: 1 << 20,
         maxInflightBatches: 1,
