@@ -21,6 +21,14 @@ describe("serve: cluster flags", () => {
     expect(serveOptions({}, {}).heartbeatIntervalMs).toBeUndefined();
   });
 
+  test("--queue-max-bytes and --reap-dead-after become node options, validated by resolveConfig", () => {
+    const o = serveOptions({ "queue-max-bytes": "64mb", "reap-dead-after": "2h" }, {});
+    expect(o).toMatchObject({ queueMaxBytes: 64 * 1024 * 1024, reapDeadAfterMs: 2 * 3_600_000 });
+    expect(serveOptions({}, { MAKHZEN_REAP_DEAD_AFTER: "1h" }).reapDeadAfterMs).toBe(3_600_000);
+    expect(() => resolveConfig({ queueMaxBytes: 10 })).toThrow(/queueMaxBytes/);
+    expect(() => resolveConfig({ reapDeadAfterMs: 1000 })).toThrow(/reapDeadAfterMs/); // shorter than deadAfterMs
+  });
+
   test("bad cluster flags print one line and exit 2", () => {
     for (const [args, message] of [
       [["--peers", "not a url"], '--peers must be a URL like http://10.0.0.2:3000, not "not a url"'],
