@@ -52,7 +52,7 @@ async function keys(n: NodeProcess, token?: string): Promise<string[]> {
 const names = (v: View) => v.members.map((m) => m.name).sort();
 
 describe("cluster secret, real processes", () => {
-  test("a rogue with the wrong secret cannot join; a secret-less node cannot inject writes; neither receives anything; refusals are counted", async () => {
+  test("a rogue with the wrong secret and a node with none cannot join; the one a secured node meets cannot inject writes; neither receives anything; refusals are counted and logged", async () => {
     h = new Harness();
     const a = await h.start("a", { extraArgs: secured });
     const b = await h.start("b", { peers: [a.url], extraArgs: secured });
@@ -62,11 +62,11 @@ describe("cluster secret, real processes", () => {
     const rogue = await h.start("rogue", { peers: [a.url], extraArgs: ["--cluster-secret", "not-the-cluster-secret-000"] });
     await eventually(async () => (await view(a, TOKEN)).refusals.peerRequests >= 2, { what: "a refuses the rogue's joins" });
 
-    // A node with no secret at all, and a secured node that tries it as a seed first:
+    // A node with no secret at all (it tries to join a too, unsigned), and a secured node that tries it as a seed first:
     // the open node takes the join (it checks nothing), but its unsigned answer is
     // refused, so c never counts it as a member, while the open node believes c is one
     // and keeps sending it writes, gossip and digests, all refused.
-    const open = await h.start("open");
+    const open = await h.start("open", { peers: [a.url] });
     const c = await h.start("c", { peers: [open.url, a.url], extraArgs: secured });
     await eventually(async () => names(await view(a, TOKEN)).join() === "a,b,c", { what: "c joins a and b" });
     await eventually(async () => (await view(open)).members.some((m) => m.name === "c"), { what: "the open node lists c" });
@@ -93,6 +93,7 @@ describe("cluster secret, real processes", () => {
     expect(await keys(rogue)).toEqual(["from-rogue"]);
     expect(await keys(open)).toEqual(["from-open"]);
     expect(names(await view(rogue))).toEqual(["rogue"]);
+    expect(names(await view(open))).toEqual(["c", "open"]); // c's join reached it; a never let it in
 
     // b talks only to members: seconds of signed heartbeats, gossip, batches and
     // anti-entropy rounds, every one verified on both sides.
@@ -103,6 +104,7 @@ describe("cluster secret, real processes", () => {
     const warnings = (n: NodeProcess) =>
       n.log().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.component === "security");
     expect(warnings(a)).toContainEqual(expect.objectContaining({ msg: "refused peer request", route: "/internal/join", from: "127.0.0.1", reason: "bad signature (different cluster secret?)" }));
+    expect(warnings(a)).toContainEqual(expect.objectContaining({ msg: "refused peer request", route: "/internal/join", from: "127.0.0.1", reason: "unsigned request (no cluster secret?)" }));
     expect(warnings(c)).toContainEqual(expect.objectContaining({ msg: "refused peer answer", route: "/internal/join", from: open.url, reason: "unsigned answer (no cluster secret?)" }));
     expect(warnings(c)).toContainEqual(expect.objectContaining({ msg: "refused peer request", from: "127.0.0.1", reason: "unsigned request (no cluster secret?)" }));
     // Secrets never reach a log, not even the start-up summary.
