@@ -12,7 +12,7 @@
  *
  *   bun bench/security.ts [--rounds 3] [--seconds 5]
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MakhzenClient } from "../src/client.ts";
@@ -95,6 +95,7 @@ try {
   }
 } finally {
   await h.cleanup();
+  rmSync(dir, { recursive: true, force: true }); // the throwaway CA, its key and the wrk scripts
 }
 
 const rows = MODES.map((m) => `| ${m} | ${fmt(median(results[m].get))} | ${fmt(median(results[m].put))} | ${fmt(median(results[m].drainMs))} |`);
