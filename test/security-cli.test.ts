@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { serveOptions } from "../src/cli/serve.ts";
@@ -76,11 +76,16 @@ describe("client commands: --token and MAKHZEN_TOKEN", () => {
     const dumped = await cli(["dump", ...url], env);
     expect(dumped.stdout).toContain('"key":"k"');
     expect((await cli(["status", ...url], env)).stdout).toContain("NAME");
-    const file = resolve(mkdtempSync(resolve(tmpdir(), "makhzen-cli-")), "dump.ndjson");
-    writeFileSync(file, dumped.stdout);
-    const load = (e: Record<string, string>) => run([process.execPath, MAIN, "load", ...url], { env: e, stdin: Bun.file(file) });
-    expect((await load({})).stderr).toContain("requires a token");
-    expect((await load(env)).stdout).toContain("loaded 0, skipped 1");
+    const dir = mkdtempSync(resolve(tmpdir(), "makhzen-cli-"));
+    try {
+      const file = resolve(dir, "dump.ndjson");
+      writeFileSync(file, dumped.stdout);
+      const load = (e: Record<string, string>) => run([process.execPath, MAIN, "load", ...url], { env: e, stdin: Bun.file(file) });
+      expect((await load({})).stderr).toContain("requires a token");
+      expect((await load(env)).stdout).toContain("loaded 0, skipped 1");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     expect((await cli(["del", "k", ...url], env)).stdout).toBe("OK\n");
     for (const cmd of [["get", "k"], ["ls"], ["dump"], ["status"], ["del", "k"]]) {
       const r = await cli([...cmd, ...url]);
