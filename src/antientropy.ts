@@ -90,6 +90,8 @@ export class AntiEntropy {
   private readonly pauses = new Set<ReturnType<typeof setTimeout>>();
   private held = false;
   private stopped = false;
+  /** Aborted by stop(): requests in flight end at once. */
+  private readonly abort = new AbortController();
   /** `pushed`: records peers took from us; `pulled`: records we took; `refused`: records a peer refused for good. */
   readonly stats = { rounds: 0, failures: 0, pushed: 0, pulled: 0, refused: 0 };
 
@@ -100,13 +102,13 @@ export class AntiEntropy {
   }
 
   /**
-   * Stops the timer and every round and copy in progress: each ends at its next
-   * step with Stopped (a request in flight finishes within requestTimeoutMs, but
-   * what it brings is not applied). After stop() nothing reaches the store, so the
-   * node may close its data dir right away.
+   * Stops the timer and every round and copy in progress: requests in flight are
+   * aborted, and each round or copy ends with Stopped. After stop() nothing reaches
+   * the store, so the node may close its data dir right away.
    */
   stop(): void {
     this.stopped = true;
+    this.abort.abort();
     clearInterval(this.timer);
     for (const t of this.pauses) clearTimeout(t);
     this.pauses.clear();
@@ -315,7 +317,12 @@ export class AntiEntropy {
   /** One request of a round or a copy; throws Stopped if stop() was called before it or while it ran. */
   private async ask<O extends PeerOp>(peer: SyncPeer, op: O, body: PeerRequest<O>): Promise<PeerAnswer<O>> {
     if (this.stopped) throw new Stopped();
-    const answer = await this.deps.transport.call(peer.url, op, body, this.deps.config.requestTimeoutMs);
+    let answer: PeerAnswer<O>;
+    try {
+      answer = await this.deps.transport.call(peer.url, op, body, this.deps.config.requestTimeoutMs, this.abort.signal);
+    } catch (e) {
+      throw this.stopped ? new Stopped() : e;
+    }
     if (this.stopped) throw new Stopped();
     return answer;
   }

@@ -126,6 +126,8 @@ export class Replicator {
   private readonly peers = new Map<string, PeerQueue>();
   private readonly waiters = new Map<string, Set<Waiter>>();
   private closed = false;
+  /** Aborted by close(): batches in flight end at once. */
+  private readonly abort = new AbortController();
 
   constructor(private readonly deps: ReplicatorDeps) {}
 
@@ -254,9 +256,10 @@ export class Replicator {
     });
   }
 
-  /** Stops every sender (a batch in flight ends within requestTimeoutMs) and resolves every waiter. */
+  /** Stops every sender (aborting the batches in flight) and resolves every waiter. */
   close(): void {
     this.closed = true;
+    this.abort.abort();
     for (const q of this.peers.values()) clearTimeout(q.retryTimer);
     for (const set of this.waiters.values()) for (const w of [...set]) w.done(w.acked.size);
   }
@@ -339,7 +342,7 @@ export class Replicator {
         batch,
         async (part) => {
           const body = `{"records":[${part.map((o) => o.json ?? JSON.stringify(o.record)).join(",")}]}`;
-          const answer = await this.deps.transport.call(q.url, "records", body, this.deps.config.requestTimeoutMs);
+          const answer = await this.deps.transport.call(q.url, "records", body, this.deps.config.requestTimeoutMs, this.abort.signal);
           const tooNew = new Set(answer.tooNew?.map((i) => part[i]));
           q.stats.batches++;
           for (const out of part) done.add(out);
@@ -361,6 +364,7 @@ export class Replicator {
       );
       q.failures = 0;
     } catch (e) {
+      if (this.closed) return; // aborted by close(): not a failure of the peer
       q.failures++;
       q.stats.failed++;
       if (q.removed) return;

@@ -1,5 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { MakhzenError } from "./errors.ts";
+import { STATUS } from "./http/errors.ts";
 import * as P from "./peer-protocol.ts";
 import type { PeerGuard } from "./security.ts";
 
@@ -32,10 +33,11 @@ export type PeerService = { [O in PeerOp]: (req: PeerRequest<O>) => PeerAnswer<O
  * The calling side. `body` may be a ready JSON string: replication serializes each
  * record once and splices the same strings into the batches of every peer.
  * Contract: resolves with a validated answer or rejects (timeout, refused, bad
- * answer); never hangs past `timeoutMs`.
+ * answer, `signal` aborted: a PeerError with code ABORTED); never hangs past
+ * `timeoutMs`, nor past the abort.
  */
 export interface PeerTransport {
-  call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number): Promise<PeerAnswer<O>>;
+  call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal): Promise<PeerAnswer<O>>;
 }
 
 /** A peer answered with an error envelope (status > 0) or not at all (status 0). */
@@ -93,7 +95,7 @@ export class HttpTransport implements PeerTransport {
     this.maxAnswerBytes = opts.maxAnswerBytes ?? ANSWER_MAX_BYTES;
   }
 
-  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number) {
+  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
     const path = `/internal/${op}`;
     const text = typeof body === "string" ? body : JSON.stringify(body);
     const signature = this.opts.guard?.signRequest(path, text);
@@ -104,10 +106,11 @@ export class HttpTransport implements PeerTransport {
         method: "POST",
         headers: { "content-type": "application/json", [P.PROTOCOL_HEADER]: P.PROTOCOL_VERSION, ...signature, ...bearer },
         body: text,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
         tls: this.tls,
       });
     } catch (e) {
+      if (signal?.aborted) throw new PeerError(0, "ABORTED", `${url} ${op}: aborted`);
       const why = e instanceof Error && e.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : String(e);
       throw new PeerError(0, "UNREACHABLE", `${url} ${op}: ${why}`);
     }
@@ -199,19 +202,38 @@ export class MemoryTransport implements PeerTransport {
     this.down.delete(url);
   }
 
-  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, _timeoutMs: number) {
+  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, _timeoutMs: number, signal?: AbortSignal) {
     this.calls.set(op, (this.calls.get(op) ?? 0) + 1);
     await Promise.resolve(); // never answer synchronously, as a network would not
     const { failRate, maxDelayMs, random } = this.chaos;
     if (maxDelayMs > 0) await Bun.sleep(random() * maxDelayMs);
+    if (signal?.aborted) throw new PeerError(0, "ABORTED", `${url} ${op}: aborted`);
     const service = this.nodes.get(url);
     if (!service || this.down.has(url)) throw new PeerError(0, "UNREACHABLE", `${url} ${op}: unreachable`);
     if (failRate > 0 && random() < failRate / 2) throw new PeerError(0, "UNREACHABLE", `${url} ${op}: request lost`);
-    const req = checkRequest(op, JSON.parse(typeof body === "string" ? body : JSON.stringify(body)));
-    if (op === "records") this.recordsCarried += (req as PeerRequest<"records">).records.length;
-    const answer = JSON.parse(JSON.stringify(await service[op](req)));
+    let answer: unknown;
+    try {
+      const req = checkRequest(op, JSON.parse(typeof body === "string" ? body : JSON.stringify(body)));
+      if (op === "records") this.recordsCarried += (req as PeerRequest<"records">).records.length;
+      const served = Promise.resolve(service[op](req));
+      // An abort ends the wait for the answer, as it ends a fetch; the peer may still finish.
+      answer = JSON.parse(JSON.stringify(await (signal ? raceAbort(served, signal, `${url} ${op}`) : served)));
+    } catch (e) {
+      // What the HTTP transport would see: the peer's error envelope, with its status.
+      if (e instanceof MakhzenError && !PASS_THROUGH.has(e.code)) throw new PeerError(STATUS[e.code] ?? 400, e.code, `${url} ${op}: ${e.message}`);
+      throw e;
+    }
     if (failRate > 0 && random() < failRate / 2) throw new PeerError(0, "UNREACHABLE", `${url} ${op}: answer lost`);
     if (op === "fetch" || op === "scan") this.recordsCarried += (answer as { records: unknown[] }).records.length;
     return answerCheckers[op](answer);
   }
+}
+
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new PeerError(0, "ABORTED", `${what}: aborted`));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

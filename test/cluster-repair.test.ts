@@ -35,6 +35,22 @@ describe("stopping", () => {
     expect(b.store.recordCount).toBe(atClose);
     expect(atClose).toBeLessThan(2000);
   });
+
+  test("close() aborts what is in flight: a hung peer holds neither a copy nor a batch", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const b = core("b", net);
+    const never = new Promise<never>(() => {});
+    replaceService(net, a, { scan: () => never, records: () => never });
+    const copy = b.cluster.antiEntropy.fullCopy({ name: "a", url: a.url });
+    b.cluster.replicator.addPeer("a", a.url);
+    b.write("k", "v");
+    await until(() => b.cluster.replicator.stats()[0]!.inflight === 1);
+    b.cluster.close();
+    await expect(copy).rejects.toThrow("anti-entropy stopped");
+    await until(() => b.cluster.replicator.stats()[0]!.inflight === 0);
+    expect(b.cluster.replicator.stats()[0]!.failed).toBe(0);
+  });
 });
 
 describe("acknowledgements", () => {

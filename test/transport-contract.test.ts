@@ -52,10 +52,20 @@ for (const [name, setup] of setups) {
       expect((await transport.call(url, "groups", {}, 1000)).groups).toHaveLength(64);
     });
 
-    test("an invalid request is refused with VALIDATION", async () => {
+    test("an invalid request is refused with VALIDATION, as a PeerError with the HTTP status", async () => {
       const { transport, url } = await setup();
-      const bad = transport.call(url, "leaves", { groups: [64] }, 1000);
-      await expect(bad).rejects.toThrow(/VALIDATION|less or equal/);
+      const err = await transport.call(url, "leaves", { groups: [64] }, 1000).catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect(err).toMatchObject({ status: 422, code: "VALIDATION" });
+    });
+
+    test("an aborted call rejects with ABORTED", async () => {
+      const { transport, url } = await setup();
+      const abort = new AbortController();
+      abort.abort();
+      const err = await transport.call(url, "groups", {}, 1000, abort.signal).catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect(err).toMatchObject({ status: 0, code: "ABORTED" });
     });
 
     test("an unreachable peer rejects with status 0", async () => {
