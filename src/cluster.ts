@@ -328,18 +328,19 @@ export class Cluster {
 
   /** Replicas needed for a level. `all` is every member that has not left, dead ones included (as Cassandra's ALL). */
   required(level: Level): number {
-    const n = 1 + this.membership.peers().length;
+    const n = 1 + this.membership.counts().peers;
     if (level === "all") return n;
     if (level === "quorum") return Math.floor(n / 2) + 1;
     return level;
   }
 
   private checkReachable(name: string, concern: Concern, need: number, consequence: string): void {
-    const n = 1 + this.membership.peers().length;
+    const counts = this.membership.counts();
+    const n = 1 + counts.peers;
     if (need > n) {
       throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${need} replicas but the cluster has ${n}; ${consequence}`);
     }
-    const reachable = 1 + this.membership.reachable().length;
+    const reachable = 1 + counts.reachable;
     if (need > reachable) {
       throw new MakhzenError(
         "UNAVAILABLE",

@@ -124,6 +124,18 @@ export class Membership {
     return this.list().filter((m) => m.state === "alive" || m.state === "suspect");
   }
 
+  /** How many members are peers (not left) and how many of them are reachable: one pass, no sort (w=/r= ask on every request). */
+  counts(): { peers: number; reachable: number } {
+    let peers = 0;
+    let reachable = 0;
+    for (const m of this.members.values()) {
+      if (m.state === "left") continue;
+      peers++;
+      if (m.state === "alive" || m.state === "suspect") reachable++;
+    }
+    return { peers, reachable };
+  }
+
   /**
    * Joins through the seeds: the first that answers wins. Resolves true once joined,
    * false when no seed answered (the heartbeat keeps trying them). Rejects with

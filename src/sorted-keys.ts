@@ -3,9 +3,13 @@
  *
  * Keeping an array sorted on every insert costs O(n) per new key; sorting on every
  * list costs O(n log n) per page. Instead inserts go to a small `pending` set and
- * removals to a `removed` set, and the first listing after a change folds both in:
- * O(p log p + n) once, then pages are binary searches. Writes that replace the value
- * of an existing key (the common case) touch nothing here.
+ * removals to a `removed` set. A listing merges the sorted keys with the pending
+ * ones (sorted once per change, O(p log p)) and skips the removed ones, so a page
+ * costs O(p + page), not O(n): a full copy of a bucket that takes writes while it
+ * is paged through is not quadratic. Once the changes pass FOLD_FRACTION of the
+ * keys (or FOLD_MIN), a listing folds them in: O(n), paid once per n/64 changes.
+ * Writes that replace the value of an existing key (the common case) touch nothing
+ * here.
  *
  * Order is JavaScript string order (UTF-16 code units), which equals byte order for
  * every key without characters above U+FFFF.
@@ -14,16 +18,22 @@ export class SortedKeys {
   private sorted: string[] = [];
   private pending = new Set<string>();
   private removed = new Set<string>();
+  /** `pending` in order; undefined when it changed since the last listing. */
+  private pendingSorted?: string[] = [];
 
   /** Call when a key enters the bucket's map. */
   add(key: string): void {
     if (this.removed.delete(key)) return; // still in `sorted`
     this.pending.add(key);
+    this.pendingSorted = undefined;
   }
 
   /** Call when a key leaves the bucket's map. */
   remove(key: string): void {
-    if (this.pending.delete(key)) return;
+    if (this.pending.delete(key)) {
+      this.pendingSorted = undefined;
+      return;
+    }
     this.removed.add(key);
   }
 
@@ -33,31 +43,40 @@ export class SortedKeys {
 
   /** Keys strictly after `after` (or from the start), beginning with `prefix`, in order. */
   *from(prefix: string, after?: string): Generator<string> {
-    const keys = this.settle();
-    let start = prefix;
+    if (this.pending.size + this.removed.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_FRACTION)) this.fold();
+    const keys = this.sorted;
+    const extra = (this.pendingSorted ??= [...this.pending].sort(compare));
+    const removed = this.removed;
+    const start = after !== undefined && after >= prefix ? after : prefix;
+    const skipStart = after !== undefined && after >= prefix;
     let i = lowerBound(keys, start);
-    if (after !== undefined && after >= start) {
-      i = lowerBound(keys, after);
-      if (keys[i] === after) i++;
+    let j = lowerBound(extra, start);
+    if (skipStart) {
+      if (keys[i] === start) i++;
+      if (extra[j] === start) j++;
     }
-    for (; i < keys.length; i++) {
-      const k = keys[i]!;
+    while (i < keys.length || j < extra.length) {
+      const k = j >= extra.length || (i < keys.length && keys[i]! < extra[j]!) ? keys[i++]! : extra[j++]!;
       if (!k.startsWith(prefix)) return;
+      if (removed.size > 0 && removed.has(k)) continue;
       yield k;
     }
   }
 
-  private settle(): string[] {
-    if (this.pending.size === 0 && this.removed.size === 0) return this.sorted;
+  private fold(): void {
     const removed = this.removed;
     const base = removed.size ? this.sorted.filter((k) => !removed.has(k)) : this.sorted;
-    const add = [...this.pending].sort(compare);
+    const add = this.pendingSorted ?? [...this.pending].sort(compare);
     this.sorted = add.length ? merge(base, add) : base;
     this.pending = new Set();
     this.removed = new Set();
-    return this.sorted;
+    this.pendingSorted = [];
   }
 }
+
+/** Changes (pending inserts and removals) a listing tolerates before folding them in: the larger of these. */
+const FOLD_MIN = 1024;
+const FOLD_FRACTION = 1 / 64;
 
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 

@@ -170,7 +170,9 @@ export class Store {
   /**
    * Up to `limit` records strictly after `after`, tombstones and expired records
    * included, in (bucket, key) order: the full-copy page of anti-entropy. Each call
-   * costs O(buckets + limit) once the bucket's key order is settled.
+   * costs O(buckets log buckets + limit), plus the keys added or removed since the
+   * bucket's key order was last folded (see SortedKeys): not O(keys), even while
+   * writes arrive between pages.
    */
   scan(after: ScanCursor | undefined, limit: number): StoredRecord[] {
     const out: StoredRecord[] = [];

@@ -89,6 +89,18 @@ describe("membership", () => {
     expect(events).toContain("moved b mem://elsewhere");
   });
 
+  test("counts() agrees with peers() and reachable()", () => {
+    const { m, wall } = membership();
+    m.handleGossip(member("b"), [member("c"), member("d")]);
+    m.handleLeave("d", 1);
+    expect(m.counts()).toEqual({ peers: 2, reachable: 2 });
+    wall.advance(2000);
+    m.handleGossip(member("c"), []);
+    m.tick();
+    expect(m.counts()).toEqual({ peers: m.peers().length, reachable: m.reachable().length });
+    expect(m.counts()).toEqual({ peers: 2, reachable: 1 });
+  });
+
   test("a heartbeat sent before a member left, read after, does not bring it back", () => {
     const { m, events } = membership();
     m.handleJoin(member("x", { incarnation: 5 }));

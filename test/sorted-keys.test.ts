@@ -88,4 +88,31 @@ describe("SortedKeys", () => {
       expect([...keys.from("")]).toEqual([...model].sort());
     }
   });
+
+  test("paging while keys arrive and leave: pending changes are merged into pages, and folded past the threshold", () => {
+    const next = rng(7);
+    const keys = new SortedKeys();
+    const model = new Set<string>();
+    for (let i = 0; i < 3000; i++) {
+      const k = `k${Math.floor(next() * 1e6)}`;
+      if (!model.has(k)) (keys.add(k), model.add(k));
+    }
+    // Page through the bucket, 50 keys a page, with inserts and removals between pages.
+    let after: string | undefined;
+    for (let page = 0; page < 400; page++) {
+      for (let c = 0; c < 10; c++) {
+        const k = `k${Math.floor(next() * 1e6)}`;
+        if (next() < 0.7 && !model.has(k)) (keys.add(k), model.add(k));
+        else if (model.size > 0) {
+          const victim = [...model][Math.floor(next() * model.size)]!;
+          keys.remove(victim);
+          model.delete(victim);
+        }
+      }
+      const got = take(keys.from("", after), 50);
+      expect(got).toEqual(modelFrom(model, "", after).slice(0, 50));
+      after = got.length === 50 ? got[49] : undefined;
+    }
+    expect([...keys.from("")]).toEqual([...model].sort());
+  });
 });
