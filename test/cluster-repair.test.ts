@@ -53,6 +53,34 @@ describe("stopping", () => {
   });
 });
 
+describe("hot paths", () => {
+  test("a hot key rewritten while its peer is away is serialized once, when it is sent", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const b = core("b", net);
+    a.cluster.replicator.addPeer("b", b.url);
+    a.cluster.replicator.addPeer("c", "mem://c"); // a second queue shares the records
+    net.cut(b.url);
+    const stringify = JSON.stringify;
+    let records = 0;
+    JSON.stringify = ((v: unknown, ...rest: never[]) => {
+      if (v && typeof v === "object" && "version" in v && "key" in v) records++;
+      return stringify(v, ...rest);
+    }) as typeof JSON.stringify;
+    try {
+      for (let i = 0; i < 100; i++) a.write("hot", `v${i}`);
+      expect(records).toBe(0);
+      net.heal(b.url);
+      a.cluster.replicator.wake("b");
+      await until(() => b.store.getRecord("default", "hot")?.value === "v99");
+      expect(records).toBe(1);
+    } finally {
+      JSON.stringify = stringify;
+      a.cluster.close();
+    }
+  });
+});
+
 describe("acknowledgements", () => {
   test("a peer that refuses a record as too new does not count for w=, and the record leaves the queue", async () => {
     const net = new MemoryTransport();
