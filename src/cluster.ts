@@ -30,7 +30,7 @@ export interface MemberStatus {
   state: MemberState;
   /** Records the member has not acknowledged yet: queued here or in a batch in flight. */
   queue: number;
-  /** Milliseconds since this node last heard from the member (0 for this node itself). */
+  /** Milliseconds since this node last heard from the member, or first learned of it second hand (0 for this node itself). */
   lastSeenMs: number;
 }
 

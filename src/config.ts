@@ -70,9 +70,10 @@ export interface NodeConfig {
   /** Period of anti-entropy rounds against a random live peer, in ms. Extra rounds run on rejoin, overflow and start. */
   antiEntropyIntervalMs: number;
   /**
-   * (key, version) pairs one anti-entropy round lists at most, per side: bounds the
-   * work and the bytes of a round (100k pairs is ~6 MB). A larger difference takes
-   * more rounds, which follow at once.
+   * (key, version) pairs one anti-entropy round lists, both sides together, checked
+   * between `keys` requests (so a round may pass it by one answer): bounds the work
+   * and the bytes of a round (100k pairs is ~6 MB). A larger difference takes more
+   * rounds, which continue where the last stopped, INCOMPLETE_ROUND_PAUSE_MS apart.
    */
   antiEntropyMaxKeys: number;
   /** Timeout of every peer request, in ms. A hung peer costs a sender this much, never a client. */

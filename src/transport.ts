@@ -77,11 +77,11 @@ export interface HttpTransportOptions {
 }
 
 /**
- * The largest peer answer read. Answers are bounded by their senders (fetch and
- * scan by the batch byte budget, members by the protocol) except `keys`, which
- * lists every key of up to 64 leaves: ~1.5M entries (~150 MB) with 100M keys. A
- * stranger's answer (a seed without the secret is read before it is refused) must
- * not exhaust memory either.
+ * The largest peer answer read. Answers are bounded by their senders (fetch, scan
+ * and keys by the batch byte budget, members by the protocol), but a `keys` answer
+ * always lists one whole leaf (~24k entries, ~2.4 MB, per leaf with 100M keys), a
+ * peer may run with a larger budget than ours, and a stranger's answer (a seed
+ * without the secret is read before it is refused) must not exhaust memory either.
  */
 export const ANSWER_MAX_BYTES = 256 * 1024 * 1024;
 
