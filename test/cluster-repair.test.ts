@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../src/clock.ts";
 import { resolveConfig } from "../src/config.ts";
+import { INCOMPLETE_ROUND_PAUSE_MS } from "../src/antientropy.ts";
 import { leafOf } from "../src/digest.ts";
 import { LEAVES_PER_KEYS_REQUEST } from "../src/peer-protocol.ts";
 import { MemoryTransport, PeerError, type PeerService } from "../src/transport.ts";
@@ -50,6 +51,38 @@ describe("stopping", () => {
     await expect(copy).rejects.toThrow("anti-entropy stopped");
     await until(() => b.cluster.replicator.stats()[0]!.inflight === 0);
     expect(b.cluster.replicator.stats()[0]!.failed).toBe(0);
+  });
+
+  test("close() during the first sync clears its timer", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    await a.cluster.start(a.url);
+    a.store.apply({ bucket: "default", key: "k", value: "v", version: a.clock.now() });
+    replaceService(net, a, { scan: () => new Promise<never>(() => {}) });
+    const d = core("d", net, { peers: [a.url], startSyncTimeoutMs: 4321 });
+    const realSet = globalThis.setTimeout;
+    const realClear = globalThis.clearTimeout;
+    let syncTimer: unknown;
+    const cleared = new Set<unknown>();
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      const t = realSet(fn, ms);
+      if (ms === 4321) syncTimer = t;
+      return t;
+    }) as typeof setTimeout;
+    globalThis.clearTimeout = ((t: unknown) => {
+      cleared.add(t);
+      realClear(t as ReturnType<typeof setTimeout>);
+    }) as typeof clearTimeout;
+    try {
+      await d.cluster.start(d.url);
+      expect(syncTimer).toBeDefined();
+      d.cluster.close();
+      expect(cleared.has(syncTimer)).toBe(true);
+    } finally {
+      globalThis.setTimeout = realSet;
+      globalThis.clearTimeout = realClear;
+      a.cluster.close();
+    }
   });
 });
 
@@ -221,6 +254,25 @@ describe("anti-entropy scheduling", () => {
     b.store.apply({ bucket: "default", key: `z${z}`, value: "v", version: b.clock.now() });
     for (let i = 0; i < 6 && !a.store.getRecord("default", `z${z}`); i++) await a.cluster.antiEntropy.round({ name: "b", url: b.url });
     expect(a.store.getRecord("default", `z${z}`)).toBeDefined();
+  });
+
+  test("an incomplete background round is followed by the next after a pause, not at once", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net, { ...SLOW_AE, antiEntropyMaxKeys: 20 });
+    const b = core("b", net, SLOW_AE);
+    await joined([a, b]);
+    for (let i = 0; i < 500; i++) a.store.apply({ bucket: "default", key: `k${i}`, value: "v", version: a.clock.now() });
+    const before = a.cluster.antiEntropy.stats.rounds;
+    a.cluster.antiEntropy.request("b");
+    await until(() => a.cluster.antiEntropy.stats.rounds === before + 1 && a.cluster.antiEntropy.stats.pushed > 0);
+    const pushedAfterOne = a.cluster.antiEntropy.stats.pushed;
+    await new Promise((r) => setImmediate(r));
+    expect(a.cluster.antiEntropy.stats.rounds).toBe(before + 1); // the next waits INCOMPLETE_ROUND_PAUSE_MS
+    expect(INCOMPLETE_ROUND_PAUSE_MS).toBeGreaterThan(0);
+    await until(() => a.cluster.antiEntropy.stats.pushed > pushedAfterOne);
+    await until(() => b.store.recordCount === 500, 10_000);
+    a.cluster.close();
+    b.cluster.close();
   });
 
   test("a round asked for while one runs against that peer follows it", async () => {
