@@ -201,6 +201,13 @@ export class Membership {
     this.deps.events.left(m);
   }
 
+  /** Seeds to try, and no member answering heartbeats. */
+  private isolated(): boolean {
+    if (this.seeds.length === 0) return false;
+    for (const m of this.members.values()) if (m.state === "alive" || m.state === "suspect") return false;
+    return true;
+  }
+
   /** One join at a time: a caller while one runs shares it. */
   private joinOnce(): Promise<boolean> {
     this.joining ??= this.tryJoin().finally(() => (this.joining = undefined));
@@ -230,9 +237,14 @@ export class Membership {
     return false;
   }
 
-  /** One heartbeat round: probe every member not gone, then age the silent ones. */
+  /**
+   * One heartbeat round: probe every member not gone, then age the silent ones.
+   * Until joined, and whenever no member answers (a partition longer than
+   * reapDeadAfterMs leaves each side holding the other as `left`, and `left`
+   * members are not probed), the seeds are tried too, one join at a time.
+   */
   tick(): void {
-    if (!this.joined && !this.nameRefused && !this.joining) {
+    if ((!this.joined || this.isolated()) && !this.nameRefused && !this.joining) {
       void this.joinOnce().catch((e) => {
         // NAME_TAKEN stops the retries (nameRefused): one line says why, not one per heartbeat.
         this.logger.error(this.nameRefused ? "join refused; not retrying: restart this node with another --name" : "join failed", {

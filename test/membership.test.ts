@@ -131,6 +131,56 @@ describe("membership", () => {
     expect(m.get("b")!.state).toBe("alive");
   });
 
+  test("after a partition longer than reapDeadAfterMs, both sides find each other again through the seeds", async () => {
+    const net = new MemoryTransport();
+    const wall = new ManualWallClock();
+    const config = { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 };
+    const events: string[] = [];
+    const node = (name: string) => {
+      const m = new Membership({
+        self: { name, url: `mem://${name}`, incarnation: 1 },
+        transport: net,
+        config,
+        wallMs: wall.read,
+        events: {
+          added: (x) => void events.push(`${name}: added ${x.name}`),
+          recovered: () => {},
+          left: (x) => void events.push(`${name}: left ${x.name}`),
+          moved: () => {},
+        },
+      });
+      net.register(`mem://${name}`, {
+        join: (req) => m.handleJoin(req.member),
+        gossip: (req) => m.handleGossip(req.from, req.members),
+        leave: (req) => (m.handleLeave(req.name, req.incarnation), { ok: true }),
+      } as PeerService);
+      return m;
+    };
+    const a = node("a");
+    const b = node("b");
+    await a.join([]);
+    expect(await b.join(["mem://a"])).toBe(true);
+    const settle = async () => {
+      for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    };
+    net.cut("mem://a");
+    net.cut("mem://b");
+    wall.advance(6000);
+    a.tick();
+    b.tick();
+    await settle();
+    expect([a.get("b")!.state, b.get("a")!.state]).toEqual(["left", "left"]);
+    net.heal("mem://a");
+    net.heal("mem://b");
+    await until(() => {
+      a.tick();
+      b.tick();
+      return a.get("b")!.state === "alive" && b.get("a")!.state === "alive";
+    });
+    expect(events).toContain("a: left b");
+    expect(events).toContain("b: left a");
+  });
+
   test("a seed that refuses our name stops the join retries, with one line; a slow seed gets one join at a time", async () => {
     const net = new MemoryTransport();
     const log = memoryLogger();
