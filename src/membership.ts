@@ -201,24 +201,29 @@ export class Membership {
     this.deps.events.left(m);
   }
 
-  /** Seeds to try, and no member answering heartbeats. */
-  private isolated(): boolean {
-    if (this.seeds.length === 0) return false;
-    for (const m of this.members.values()) if (m.state === "alive" || m.state === "suspect") return false;
-    return true;
+  /** The seeds a heartbeat joins through (see tick). */
+  private seedsToTry(): string[] {
+    if (!this.joined) return this.seeds;
+    let answering = false;
+    const left = new Set<string>();
+    for (const m of this.members.values()) {
+      if (m.state === "alive" || m.state === "suspect") answering = true;
+      else if (m.state === "left") left.add(m.url);
+    }
+    return answering ? this.seeds.filter((u) => left.has(u)) : this.seeds;
   }
 
   /** One join at a time: a caller while one runs shares it. */
-  private joinOnce(): Promise<boolean> {
-    this.joining ??= this.tryJoin().finally(() => (this.joining = undefined));
+  private joinOnce(seeds = this.seeds): Promise<boolean> {
+    this.joining ??= this.tryJoin(seeds).finally(() => (this.joining = undefined));
     return this.joining;
   }
 
   // ---- internals ----
 
-  private async tryJoin(): Promise<boolean> {
+  private async tryJoin(seeds = this.seeds): Promise<boolean> {
     const me = this.selfWire();
-    for (const seed of this.seeds) {
+    for (const seed of seeds) {
       try {
         const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
         this.merge(answer.members);
@@ -239,13 +244,16 @@ export class Membership {
 
   /**
    * One heartbeat round: probe every member not gone, then age the silent ones.
-   * Until joined, and whenever no member answers (a partition longer than
-   * reapDeadAfterMs leaves each side holding the other as `left`, and `left`
-   * members are not probed), the seeds are tried too, one join at a time.
+   * Seeds are joined through too (one join at a time): all of them until joined
+   * or while no member answers, and otherwise those this node holds as `left`. A
+   * partition longer than reapDeadAfterMs leaves each side holding the other as
+   * `left`, and `left` members are not probed: the seeds are how the sides meet
+   * again (a seed still in its first life refutes its `left` and joins back).
    */
   tick(): void {
-    if ((!this.joined || this.isolated()) && !this.nameRefused && !this.joining) {
-      void this.joinOnce().catch((e) => {
+    const seeds = this.seedsToTry();
+    if (seeds.length > 0 && !this.nameRefused && !this.joining) {
+      void this.joinOnce(seeds).catch((e) => {
         // NAME_TAKEN stops the retries (nameRefused): one line says why, not one per heartbeat.
         this.logger.error(this.nameRefused ? "join refused; not retrying: restart this node with another --name" : "join failed", {
           error: e,
