@@ -204,13 +204,14 @@ export class Membership {
   /** The seeds a heartbeat joins through (see tick). */
   private seedsToTry(): string[] {
     if (!this.joined) return this.seeds;
-    let answering = false;
+    const answering = new Set<string>();
     const left = new Set<string>();
     for (const m of this.members.values()) {
-      if (m.state === "alive" || m.state === "suspect") answering = true;
+      if (m.state === "alive" || m.state === "suspect") answering.add(m.url);
       else if (m.state === "left") left.add(m.url);
     }
-    return answering ? this.seeds.filter((u) => left.has(u)) : this.seeds;
+    // A URL now held by an answering member (a new node on a departed one's address) needs no join.
+    return answering.size === 0 ? this.seeds : this.seeds.filter((u) => left.has(u) && !answering.has(u));
   }
 
   /** One join at a time: a caller while one runs shares it. */
