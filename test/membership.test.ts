@@ -171,6 +171,25 @@ describe("membership", () => {
     });
   });
 
+  test("a departed seed's address now held by a live member is not joined through", async () => {
+    const net = new MemoryTransport();
+    let joins = 0;
+    net.register("mem://s", { join: () => (joins++, { members: [] }) } as unknown as PeerService);
+    const { m } = membership(new ManualWallClock(), net);
+    expect(await m.join(["mem://s"])).toBe(true);
+    joins = 0;
+    m.handleGossip(member("x", { url: "mem://s" }), []);
+    m.handleLeave("x", 1);
+    m.tick();
+    await until(() => joins === 1); // x left: its seed is joined through again
+    m.handleGossip(member("y", { url: "mem://s" }), []);
+    for (let i = 0; i < 3; i++) {
+      m.tick();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(joins).toBe(1);
+  });
+
   test("a seed that refuses our name stops the join retries, with one line; a slow seed gets one join at a time", async () => {
     const net = new MemoryTransport();
     const log = memoryLogger();
