@@ -34,8 +34,10 @@ export interface RoundResult {
   pushed: number;
   /** Records taken from the peer. */
   pulled: number;
-  /** False when the round hit its key budget and another round is needed. */
+  /** False when the round hit its key budget, or the peer is in its first sync: another round is needed. */
   complete: boolean;
+  /** The peer is in its first sync (GroupsAnswer.syncing): the round stopped at once; try again later. */
+  peerSyncing?: true;
 }
 
 /**
@@ -144,6 +146,7 @@ export class AntiEntropy {
         total.complete = true;
         break;
       }
+      if (r.peerSyncing) break; // again at once would find it syncing still
     }
     return total;
   }
@@ -227,8 +230,9 @@ export class AntiEntropy {
     const { digest, config, store } = this.deps;
     this.stats.rounds++;
     const { groups: theirGroups, syncing } = await this.ask(peer, "groups", {});
-    // The peer is in its first sync, which ends with a round against us: it will take and give all there is.
-    if (syncing) return { pushed: 0, pulled: 0, complete: true };
+    // The peer is in its first sync: a round now would push what it is about to copy.
+    // Its sync ends with a round against us; in the background we look again after a pause.
+    if (syncing) return { pushed: 0, pulled: 0, complete: false, peerSyncing: true };
     const groups = differing(digest.groupHashes(), theirGroups);
     const differingLeaves: number[] = [];
     if (groups.length > 0) {

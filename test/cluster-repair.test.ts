@@ -275,6 +275,31 @@ describe("anti-entropy scheduling", () => {
     b.cluster.close();
   });
 
+  test("a round against a peer in its first sync stops at once, and looks again after a pause", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net, SLOW_AE);
+    const b = core("b", net, SLOW_AE);
+    await joined([a, b]);
+    let syncing = true;
+    let groupsCalls = 0;
+    replaceService(net, b, {
+      groups: (req) => {
+        groupsCalls++;
+        const answer = b.cluster.service.groups(req) as { groups: string[] };
+        return syncing ? { ...answer, syncing: true } : answer;
+      },
+    });
+    b.store.apply({ bucket: "default", key: "only-b", value: "v", version: b.clock.now() });
+    expect(await a.cluster.antiEntropy.round({ name: "b", url: b.url })).toEqual({ pushed: 0, pulled: 0, complete: false, peerSyncing: true });
+    a.cluster.antiEntropy.request("b");
+    await until(() => groupsCalls >= 3);
+    expect(a.store.getRecord("default", "only-b")).toBeUndefined();
+    syncing = false;
+    await until(() => a.store.getRecord("default", "only-b") !== undefined);
+    a.cluster.close();
+    b.cluster.close();
+  });
+
   test("a round asked for while one runs against that peer follows it", async () => {
     const net = new MemoryTransport();
     const a = core("a", net, SLOW_AE);
