@@ -289,6 +289,7 @@ describe("anti-entropy scheduling", () => {
         return syncing ? { ...answer, syncing: true } : answer;
       },
     });
+    await a.cluster.antiEntropy.round({ name: "b", url: b.url }); // the round joining asked for, if still running
     b.store.apply({ bucket: "default", key: "only-b", value: "v", version: b.clock.now() });
     expect(await a.cluster.antiEntropy.round({ name: "b", url: b.url })).toEqual({ pushed: 0, pulled: 0, complete: false, peerSyncing: true });
     a.cluster.antiEntropy.request("b");
