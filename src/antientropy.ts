@@ -298,8 +298,10 @@ export class AntiEntropy {
           pushed += (await this.ask(peer, "records", { records: part })).applied;
         },
         (r, e) => {
-          this.stats.refused++;
-          this.logger.warn("peer refused a record for good", { peer: peer.name, bucket: r.bucket, key: r.key.slice(0, 200), error: e });
+          // The first refusal, then one line per 100: each round offers the same records again.
+          if (this.stats.refused++ % 100 === 0) {
+            this.logger.warn("peer refused a record for good", { peer: peer.name, bucket: r.bucket, key: r.key.slice(0, 200), refused: this.stats.refused, error: e });
+          }
         },
       );
     }

@@ -295,12 +295,12 @@ export class Replicator {
   }
 
   /** Drops the whole queue and leaves the peer to anti-entropy. */
-  private drop(q: PeerQueue, why: string, fields: Record<string, unknown>): void {
+  private drop(q: PeerQueue, why: string, fields: Record<string, unknown>, log = true): void {
     const records = q.pending.size;
     q.pending.clear();
     q.pendingBytes = 0;
     q.stats.overflows++;
-    this.logger.warn(why, { peer: q.name, records, overflows: q.stats.overflows, ...fields });
+    if (log) this.logger.warn(why, { peer: q.name, records, overflows: q.stats.overflows, ...fields });
     this.deps.onOverflow(q.name);
   }
 
@@ -352,7 +352,8 @@ export class Replicator {
         },
         (out, e) => {
           done.add(out);
-          q.stats.refused++;
+          // The first refusal, then one line per 100: a peer with a lower limit may refuse many.
+          if (q.stats.refused++ % 100 !== 0) return;
           this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", {
             peer: q.name,
             bucket: out.record.bucket,
@@ -370,10 +371,14 @@ export class Replicator {
       if (q.removed) return;
       if (classifySendFailure(e) === "misconfigured") {
         // Every batch would fail the same way until an operator fixes the cluster:
-        // holding a queue for it helps nobody. Logged by drop(); backoff still applies.
-        this.drop(q, "peer refuses our requests: queue dropped, anti-entropy will repair it once the configuration is fixed", {
-          error: e,
-        });
+        // holding a queue for it helps nobody. Backoff still applies; the first
+        // failure of a run is logged, then one in 50.
+        this.drop(
+          q,
+          "peer refuses our requests: queue dropped, anti-entropy will repair it once the configuration is fixed",
+          { failures: q.failures, error: e },
+          q.failures === 1 || q.failures % 50 === 0,
+        );
       } else {
         // First failure of a run, then one line per 50: a dead peer must not flood the log.
         if (q.failures === 1 || q.failures % 50 === 0) {
