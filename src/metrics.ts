@@ -118,11 +118,17 @@ export function createMetrics(src: MetricsSources): Metrics {
   total("peer_batches_sent_total", "Replication batches a peer acknowledged.", ["peer"], (set) => {
     for (const p of peers()) set(p.batches, { peer: p.name });
   });
-  total("peer_batches_failed_total", "Replication batches that failed (timeout, refusal, error) and were put back for retry.", ["peer"], (set) => {
+  total("peer_batches_failed_total", "Replication batches that failed: timeouts and errors are put back for retry; a batch the peer refuses is split until the refused records are alone, and those are dropped (see peer_records_refused_total).", ["peer"], (set) => {
     for (const p of peers()) set(p.failed, { peer: p.name });
   });
   total("peer_records_sent_total", "Records a peer acknowledged.", ["peer"], (set) => {
     for (const p of peers()) set(p.sent, { peer: p.name });
+  });
+  total("peer_records_refused_total", "Records a peer refused for good (e.g. over its body limit): dropped from the queue, left to anti-entropy.", ["peer"], (set) => {
+    for (const p of peers()) set(p.refused, { peer: p.name });
+  });
+  total("peer_records_too_new_total", "Records a peer refused as stamped too far ahead of its clock: dropped, not acknowledged for w=, offered again by anti-entropy.", ["peer"], (set) => {
+    for (const p of peers()) set(p.tooNew, { peer: p.name });
   });
   total("peer_queue_overflows_total", "Times a peer's queue passed --queue-max and was dropped for anti-entropy.", ["peer"], (set) => {
     for (const p of peers()) set(p.overflows, { peer: p.name });
@@ -131,6 +137,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   // ---- anti-entropy ----
   const ae = () => src.cluster.antiEntropy.stats;
   total("antientropy_rounds_total", "Anti-entropy rounds started (digest comparisons with one peer).", [], (set) => set(ae().rounds));
+  total("antientropy_records_refused_total", "Records a peer refused for good when anti-entropy pushed them.", [], (set) => set(ae().refused));
   total("antientropy_failures_total", "Anti-entropy rounds that failed (peer unreachable or refused).", [], (set) => set(ae().failures));
   total("antientropy_records_repaired_total", "Records repaired by anti-entropy: pushed to peers, or pulled from them (full copies included).", ["direction"], (set) => {
     set(ae().pushed, { direction: "pushed" });

@@ -180,7 +180,7 @@ export function createApp(deps: AppDeps) {
       deps.cluster
         ? peerRoutes({
             cluster: deps.cluster,
-            maxBodyBytes: deps.config.maxBodyBytes + 2 * deps.config.batchMaxBytes,
+            maxBodyBytes: peerBodyLimit(deps.config),
             bodyTimeoutMs: config.bodyTimeoutMs,
             guard: deps.peerGuard,
             refusals,
@@ -311,4 +311,15 @@ function conditions(headers: Headers): { ifMatch?: string; ifAbsent?: boolean } 
 function unquote(etag: string): string {
   const v = etag.trim().replace(/^W\//, "");
   return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+}
+
+/**
+ * The largest peer request accepted, in bytes. A batch is up to batchMaxBytes of
+ * JSON, but a single record goes alone whatever its size, and a value at
+ * maxValueBytes may serialize to six times that (control characters escape as
+ * \u0000); a replica must take any record its peers took, so the limit covers the
+ * worst case of one record as well as a full batch.
+ */
+function peerBodyLimit(config: NodeConfig): number {
+  return Math.max(2 * config.batchMaxBytes, 6 * config.maxValueBytes + config.maxKeyBytes * 6) + 64 * 1024;
 }
