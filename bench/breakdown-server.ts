@@ -1,11 +1,14 @@
 /**
- * One server of bench/get-breakdown.ts. Each mode adds one layer of a makhzen GET
+ * One server of bench/breakdown.ts. Each mode adds one layer of a makhzen request
  * on top of the previous, so the CPU per request of consecutive modes says what
  * each layer costs:
- *   bare          Bun.serve answering a constant
- *   elysia        + Elysia routing a wildcard route to a constant
- *   elysia-store  + the store lookup and the cached response of makhzen
- *   app           + makhzen's whole public app (all routes, key decoding, Accept, w=/r=)
+ *   bare          Bun.serve answering a constant (reads no body)
+ *   bare-body     + reading the body and JSON.parse (PUT only)
+ *   elysia        + Elysia routing a wildcard route to a constant (and, for PUT,
+ *                   Elysia's own body parsing)
+ *   elysia-store  + the store lookup (GET) or write (PUT) and a JSON response
+ *   app           + makhzen's whole public app (all routes, key decoding, body
+ *                   limits and timeout, TypeBox validation, conditions, w=/r=)
  *   node          + createNode's wiring (request metrics, cluster, sweeper)
  */
 import { Elysia } from "elysia";
@@ -28,11 +31,23 @@ switch (mode) {
   case "bare":
     Bun.serve({ hostname: "127.0.0.1", port, fetch: constantResponse });
     break;
+  case "bare-body":
+    Bun.serve({ hostname: "127.0.0.1", port, fetch: async (req) => (JSON.parse(await req.text()), constantResponse()) });
+    break;
   case "elysia":
-    Bun.serve({ hostname: "127.0.0.1", port, fetch: new Elysia().get("/items/*", constantResponse).fetch });
+    Bun.serve({ hostname: "127.0.0.1", port, fetch: new Elysia().get("/items/*", constantResponse).put("/items/*", constantResponse).fetch });
     break;
   case "elysia-store":
-    Bun.serve({ hostname: "127.0.0.1", port, fetch: new Elysia().get("/items/*", ({ params }) => view(params["*"])).fetch });
+    Bun.serve({
+      hostname: "127.0.0.1",
+      port,
+      fetch: new Elysia()
+        .get("/items/*", ({ params }) => view(params["*"]))
+        .put("/items/*", ({ params, body }) => {
+          const item = node.bucket().set(params["*"], (body as { value: string }).value);
+          return new Response(JSON.stringify(item), { headers: { "content-type": "application/json", etag: `"${item.version}"` } });
+        }).fetch,
+    });
     break;
   case "app":
     Bun.serve({ hostname: "127.0.0.1", port, fetch: (req) => node.handle(req) });
