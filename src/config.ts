@@ -25,7 +25,7 @@ export interface NodeConfig {
    * the value limit plus 64 KiB, room for JSON escaping of a value at its limit.
    */
   maxBodyBytes: number;
-  /** Budget for stored data, in bytes (an estimate, see store.ts); 0 = unlimited. */
+  /** Budget for live records, in bytes (an estimate; tombstones excluded, see Store.reserve); 0 = unlimited. */
   maxMemoryBytes: number;
   /** What a write does when the budget is full: `noeviction` answers 507, `lru` evicts. */
   eviction: EvictionPolicy;

@@ -9,7 +9,7 @@ export type EvictionPolicy = "noeviction" | "lru";
 
 export interface StoreOptions {
   clock: Clock;
-  /** Budget for the estimated size of all records, in bytes; 0 means unlimited. */
+  /** Budget for the estimated size of live records (tombstones excluded), in bytes; 0 means unlimited. */
   maxMemoryBytes: number;
   /** What a local write does when the budget is full: refuse (507) or evict the least recently used. */
   eviction: EvictionPolicy;
@@ -96,6 +96,7 @@ export class Store {
   private readonly expiring = new Set<Entry>();
   private sweepCursor?: Iterator<Entry>;
   private used = 0;
+  private live = 0;
 
   constructor(private readonly opts: StoreOptions) {}
 
@@ -215,32 +216,44 @@ export class Store {
     return this.used;
   }
 
+  /** Bytes of live records (tombstones excluded): what `--max-memory` bounds. */
+  get liveBytes(): number {
+    return this.live;
+  }
+
   /**
    * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when
    * given). Under `noeviction` it throws OUT_OF_MEMORY when the budget would be
    * exceeded; under `lru` it evicts the least recently used live records first and
    * throws only when nothing is left to evict.
+   * The budget counts live records only. Tombstones are not in it: they cannot be
+   * evicted (an eviction makes one), and they leave on their own after the grace
+   * period; counting them let a store under `lru` evict every live key and still
+   * refuse writes until its tombstones aged out.
    * Deletes and records arriving from peers do not call this: a replica must accept
    * what its peers accepted, or replicas would diverge.
    */
   reserve(bytes: number, bucket?: string, key?: string): void {
     const max = this.opts.maxMemoryBytes;
     if (max <= 0) return;
-    // A write that replaces (bucket, key) frees the bytes of the record it replaces,
-    // so only the growth must fit: a full store can still update a key in place.
-    // Re-read after every eviction, which may have turned this very key into a tombstone.
-    const growth = () =>
-      bytes - (bucket === undefined || key === undefined ? 0 : (this.buckets.get(bucket)?.entries.get(key)?.bytes ?? 0));
-    if (this.used + growth() <= max) return;
-    if (this.opts.eviction === "lru") {
-      for (let victim = this.lru.oldest(); victim && this.used + growth() > max; victim = this.lru.oldest()) {
+    // A write that replaces a live (bucket, key) frees that record's bytes, so only
+    // the growth must fit: a full store can still update a key in place. Re-read
+    // after every eviction, which may have turned this very key into a tombstone.
+    const growth = () => {
+      const entry = bucket === undefined || key === undefined ? undefined : this.buckets.get(bucket)?.entries.get(key);
+      return bytes - (entry && entry.record.value !== null ? entry.bytes : 0);
+    };
+    if (this.live + growth() <= max) return;
+    // A record bigger than the whole budget can never fit: refuse before evicting anything.
+    if (this.opts.eviction === "lru" && bytes <= max) {
+      for (let victim = this.lru.oldest(); victim && this.live + growth() > max; victim = this.lru.oldest()) {
         this.evict(victim);
       }
-      if (this.used + growth() <= max) return;
+      if (this.live + growth() <= max) return;
     }
     throw new MakhzenError(
       "OUT_OF_MEMORY",
-      `write refused: ${this.used + growth()} bytes would exceed --max-memory ${max} (eviction: ${this.opts.eviction})`,
+      `write refused: ${this.live + growth()} bytes of live records would exceed --max-memory ${max} (eviction: ${this.opts.eviction})`,
     );
   }
 
@@ -297,6 +310,7 @@ export class Store {
     const r = entry.record;
     const delta = entry.bytes - oldBytes;
     this.used += delta;
+    this.live += (r.value !== null ? entry.bytes : 0) - (old && old.value !== null ? oldBytes : 0);
     bucket.bytes += delta;
     bucket.live += (r.value !== null ? 1 : 0) - (old && old.value !== null ? 1 : 0);
     const needsSweep = r.value === null || r.expiresAt !== undefined;

@@ -267,8 +267,8 @@ describe("memory accounting and reserve", () => {
     const { store, evicted, clock } = setup({ maxMemoryBytes: 3 * one, eviction: "lru" });
     for (let i = 0; i < 3; i++) store.apply(rec(`k${i}`, "v", clock.now()));
     expect(store.get("b", "k0")?.value).toBe("v"); // k0 is now the most recent; k1 the oldest
-    // Room for one more record: a tombstone keeps ENTRY_OVERHEAD + key, so evicting
-    // one frees exactly the value's byte, and so on. Ask for one byte.
+    // One more byte does not fit: the least recently used record goes, whole (the
+    // tombstone that replaces it is outside the budget).
     store.reserve(1);
     expect(evicted.map((t) => t.key)).toEqual(["k1"]);
     const t = evicted[0]!;
@@ -278,18 +278,40 @@ describe("memory accounting and reserve", () => {
     expect(store.get("b", "k1")).toBeUndefined();
     // getView is a read too.
     store.getView("b", "k2", itemJson);
-    // The first eviction freed one byte; two more bytes need one more victim.
-    store.reserve(2);
+    expect(store.liveBytes).toBe(2 * one);
+    // A record and a byte more than the room left need one more victim: k0, now the oldest.
+    store.reserve(one + 1);
     expect(evicted.map((e) => e.key)).toEqual(["k1", "k0"]);
+    expect(store.liveBytes).toBe(one);
     expect(store.get("b", "k2")?.value).toBe("v");
   });
 
-  test("lru throws only when nothing is left to evict", () => {
-    const { store, evicted, clock } = setup({ maxMemoryBytes: 2 * bytesOf("k0", "v"), eviction: "lru" });
-    store.apply(rec("k0", "v", clock.now()));
-    store.apply(rec("k1", "v", clock.now()));
-    expect(() => store.reserve(1000)).toThrow(MakhzenError);
-    expect(evicted.map((t) => t.key).sort()).toEqual(["k0", "k1"]);
+  test("a record bigger than the whole budget is refused without evicting anything", () => {
+    for (const eviction of ["noeviction", "lru"] as const) {
+      const { store, evicted, clock } = setup({ maxMemoryBytes: 2 * bytesOf("k0", "v"), eviction });
+      store.apply(rec("k0", "v", clock.now()));
+      store.apply(rec("k1", "v", clock.now()));
+      expect(() => store.reserve(1000)).toThrow(MakhzenError);
+      expect(evicted).toEqual([]);
+      expect(store.get("b", "k0")?.value).toBe("v");
+      expect(store.get("b", "k1")?.value).toBe("v");
+    }
+  });
+
+  test("lru with small values keeps a full budget of live keys: tombstones are outside it", () => {
+    const one = bytesOf("key-0000", "v".repeat(16));
+    const { store, clock } = setup({ maxMemoryBytes: 50 * one, eviction: "lru" });
+    for (let i = 0; i < 2000; i++) {
+      const key = `key-${String(i).padStart(4, "0")}`;
+      store.reserve(bytesOf(key, "v".repeat(16)), "b", key); // never throws
+      store.apply(rec(key, "v".repeat(16), clock.now()));
+    }
+    expect(store.liveBytes).toBe(50 * one);
+    expect(store.bucketStats()[0]!.keys).toBe(50);
+    // The newest 50 are the ones left.
+    expect(store.get("b", "key-1999")?.value).toBe("v".repeat(16));
+    expect(store.get("b", "key-1950")?.value).toBe("v".repeat(16));
+    expect(store.get("b", "key-1949")).toBeUndefined();
   });
 
   test("replacing a record reserves only the growth", () => {
@@ -315,7 +337,7 @@ describe("memory accounting and reserve", () => {
     store.reserve(bytesOf("k0", bigger), "b", "k0"); // k0 is the oldest: it is evicted first
     expect(store.apply(rec("k0", bigger, clock.now()))).toBe(true);
     expect(store.get("b", "k0")?.value).toBe(bigger);
-    expect(store.usedBytes).toBeLessThanOrEqual(budget);
+    expect(store.liveBytes).toBeLessThanOrEqual(budget);
   });
 });
 
