@@ -8,7 +8,7 @@ import type { Store } from "./store.ts";
 export interface MetricsSources {
   name: string;
   version: string;
-  store: Pick<Store, "bucketStats" | "usedBytes" | "recordCount">;
+  store: Pick<Store, "bucketStats" | "usedBytes" | "liveBytes" | "recordCount">;
   /** The data budget (0 = unlimited). */
   maxMemoryBytes: number;
   requests: RequestStats;
@@ -94,7 +94,8 @@ export function createMetrics(src: MetricsSources): Metrics {
     for (const b of buckets()) g.set({ bucket: b.name }, b.bytes);
   });
   gauge("store_records", "Records held, deletes (tombstones) and expired ones not yet swept included.", [], (g) => g.set(src.store.recordCount));
-  gauge("store_used_bytes", "Estimated bytes of all records held: what --max-memory is compared with.", [], (g) => g.set(src.store.usedBytes));
+  gauge("store_used_bytes", "Estimated bytes of all records held, tombstones included.", [], (g) => g.set(src.store.usedBytes));
+  gauge("store_live_bytes", "Estimated bytes of live records: what --max-memory is compared with.", [], (g) => g.set(src.store.liveBytes));
   gauge("store_max_bytes", "The data budget, --max-memory (0 = unlimited).", [], (g) => g.set(src.maxMemoryBytes));
 
   // ---- the process ----
