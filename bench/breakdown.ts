@@ -60,8 +60,8 @@ async function measure(kind: Kind, mode: string): Promise<number> {
 const LAYER: Record<string, string> = {
   bare: "Bun.serve answering a constant, reading no body",
   "bare-body": "reading the body and JSON.parse",
-  elysia: "Elysia routing /items/* to a constant (for PUT, with its own body parsing)",
-  "elysia-store": "the store read (GET, cached JSON) or write (PUT) and a JSON response",
+  elysia: "Elysia routing /items/* to a constant (a PUT's body is not read)",
+  "elysia-store": "Elysia's body parsing (PUT), the store read or write through the library API, JSON.stringify and a Response per request",
   app: "the whole public app: all routes, key decoding, Accept, body limit and timeout, TypeBox, conditions, w=/r=, onError",
   node: "createNode's wiring: request metrics, cluster, sweeper",
 };
