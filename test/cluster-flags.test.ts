@@ -36,6 +36,8 @@ describe("serve: cluster flags", () => {
       [["--advertise", "x"], '--advertise must be a URL like http://10.0.0.2:3000, not "x"'],
       [["--timings", "turbo"], '--timings must be one of default, fast, not "turbo"'],
       [["--queue-max", "0"], '--queue-max must be an integer from 1 to 1000000000, not "0"'],
+      // A bare number is refused, not guessed: 1000 could mean ms or s.
+      [["--heartbeat-interval", "1000"], '--heartbeat-interval must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "1000"'],
     ] as const) {
       const r = Bun.spawnSync([process.execPath, MAIN, "serve", "--port", "0", ...args]);
       expect(r.exitCode).toBe(2);

@@ -80,11 +80,14 @@ export function parseBytes(name: string, value: string): number {
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Durations like 500ms, 30s, 10m, 24h, 7d; a bare number is seconds. */
+/**
+ * Durations like 500ms, 30s, 10m, 24h, 7d. A unit is required: a bare number is
+ * refused rather than guessed, since `--heartbeat-interval 1000` could mean ms or s.
+ */
 export function parseDurationMs(name: string, value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(value.trim());
-  if (!m) throw usageError(`--${name} must be a duration like 30s, 10m or 24h, not "${value}"`);
-  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? "s").toLowerCase()]!);
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/i.exec(value.trim());
+  if (!m) throw usageError(`--${name} must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "${value}"`);
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
 }
 
 export function parseInteger(name: string, value: string, min: number, max: number): number {

@@ -58,6 +58,8 @@ export function transferRoutes(deps: TransferDeps) {
           } catch (e) {
             const why = e instanceof MakhzenError ? e.message : "not valid JSON";
             const code = e instanceof MakhzenError && e.code !== "VALIDATION" ? e.code : "BAD_REQUEST";
+            // The records before the bad line stand: under fsync=always they are on disk before we say so.
+            await deps.durable?.();
             throw new MakhzenError(code, `line ${line}: ${why} (${loaded} records before it were loaded)`);
           }
         }
