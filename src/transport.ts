@@ -121,9 +121,10 @@ export class HttpTransport implements PeerTransport {
       if (e instanceof PeerError) throw new PeerError(res.status, e.code, `${url} ${op}: ${e.message}`);
       throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
     }
-    if (res.ok && signature) {
+    if (signature) {
       // A peer that cannot prove the secret is not trusted with anything it says:
-      // not its members (so it never becomes one), not its records.
+      // not its members (so it never becomes one), not its records, not its errors
+      // (an unsigned NAME_TAKEN from a stranger on a seed URL must not stop a join).
       try {
         this.opts.guard!.checkAnswer(path, signature, answer, res.headers, url);
       } catch (e) {

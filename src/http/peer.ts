@@ -98,16 +98,27 @@ export function peerRoutes(deps: PeerRoutesDeps) {
     app.post(
       path,
       async ({ body, request }) => {
-        const version = request.headers.get(PROTOCOL_HEADER);
-        if (version !== PROTOCOL_VERSION) {
-          throw new MakhzenError(
-            "PROTOCOL_VERSION",
-            version === null
-              ? `peer requests need the ${PROTOCOL_HEADER} header (this node speaks version ${PROTOCOL_VERSION})`
-              : `peer protocol version "${version}" is not supported; this node speaks ${PROTOCOL_VERSION}`,
-          );
+        try {
+          const version = request.headers.get(PROTOCOL_HEADER);
+          if (version !== PROTOCOL_VERSION) {
+            throw new MakhzenError(
+              "PROTOCOL_VERSION",
+              version === null
+                ? `peer requests need the ${PROTOCOL_HEADER} header (this node speaks version ${PROTOCOL_VERSION})`
+                : `peer protocol version "${version}" is not supported; this node speaks ${PROTOCOL_VERSION}`,
+            );
+          }
+          return answer(path, request, await cluster.service[op](body as never));
+        } catch (e) {
+          // Under a cluster secret a peer trusts no unsigned answer, errors included (a
+          // forged NAME_TAKEN must not stop a join), so the errors of a request that
+          // proved the secret (the body parser checked it) are signed like answers.
+          // Errors before that point (a refused signature, a bad body) stay unsigned.
+          if (!guard || !isMakhzenError(e)) throw e;
+          const res = domainErrorResponse(e);
+          const text = await res.text();
+          return new Response(text, { status: res.status, headers: { ...JSON_HEADERS, ...guard.signAnswer(path, request.headers, text) } });
         }
-        return answer(path, request, await cluster.service[op](body as never));
       },
       { parse: parseFor(path), body: PEER_OPS[op].request, detail: { hide: true } },
     );
