@@ -78,19 +78,35 @@ export class PeerSigner {
     };
   }
 
-  verify(method: string, pathAndQuery: string, body: string, headers: Headers, nowMs: number): Verdict {
+  /**
+   * What can be checked before the body is read: the headers are there and well
+   * formed, the timestamp is inside the window, the nonce is new. A stranger's
+   * request that fails these is refused without its body being read or hashed.
+   */
+  precheck(headers: Headers, nowMs: number): Verdict {
     const ts = headers.get(SIGNATURE_HEADERS.timestamp);
     const nonce = headers.get(SIGNATURE_HEADERS.nonce);
     const sig = headers.get(SIGNATURE_HEADERS.signature);
     if (!ts || !nonce || !sig) return { ok: false, reason: "missing signature headers" };
+    if (!/^[0-9a-f]{64}$/.test(sig) || nonce.length > 64) return { ok: false, reason: "malformed signature headers" };
     const t = Number(ts);
     if (!Number.isSafeInteger(t) || Math.abs(nowMs - t) > this.windowMs) {
       return { ok: false, reason: "timestamp outside the replay window" };
     }
+    if (this.seen.has(nonce)) return { ok: false, reason: "replayed request" };
+    return { ok: true };
+  }
+
+  verify(method: string, pathAndQuery: string, body: string, headers: Headers, nowMs: number): Verdict {
+    const pre = this.precheck(headers, nowMs);
+    if (!pre.ok) return pre;
+    const ts = headers.get(SIGNATURE_HEADERS.timestamp)!;
+    const nonce = headers.get(SIGNATURE_HEADERS.nonce)!;
+    const sig = headers.get(SIGNATURE_HEADERS.signature)!;
+    const t = Number(ts);
     if (!secretMatches(sig, this.mac(method, pathAndQuery, ts, nonce, body))) {
       return { ok: false, reason: "bad signature (different cluster secret?)" };
     }
-    if (this.seen.has(nonce)) return { ok: false, reason: "replayed request" };
     this.remember(nonce, t, nowMs);
     return { ok: true };
   }

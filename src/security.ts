@@ -134,6 +134,8 @@ export class PeerGuard {
   /** Cheap first check, before a body is read: a request without a signature is refused unread. */
   checkSigned(path: string, headers: Headers, from: string | undefined): void {
     if (headers.get(SIGNATURE_HEADERS.signature) === null) this.refuse("request", path, from, "unsigned request (no cluster secret?)");
+    const pre = this.signer.precheck(headers, this.opts.wallClock());
+    if (!pre.ok) this.refuse("request", path, from, pre.reason);
   }
 
   checkRequest(path: string, body: string, headers: Headers, from: string | undefined): void {

@@ -58,6 +58,18 @@ describe("PeerSigner", () => {
     expect(v.verify("POST", "/p", "", headersOf(old), now)).toEqual({ ok: false, reason: "timestamp outside the replay window" });
   });
 
+  test("precheck refuses malformed, stale and replayed headers before any body is read", () => {
+    const a = signer();
+    const v = signer();
+    const h = a.sign("POST", "/p", "body", now);
+    expect(v.precheck(headersOf(h), now)).toEqual({ ok: true });
+    expect(v.precheck(headersOf({ ...h, [SIGNATURE_HEADERS.signature]: "x" }), now)).toEqual({ ok: false, reason: "malformed signature headers" });
+    expect(v.precheck(headersOf(h), now + 31_000)).toEqual({ ok: false, reason: "timestamp outside the replay window" });
+    expect(v.precheck(new Headers(), now)).toEqual({ ok: false, reason: "missing signature headers" });
+    expect(v.verify("POST", "/p", "body", headersOf(h), now)).toEqual({ ok: true });
+    expect(v.precheck(headersOf(h), now)).toEqual({ ok: false, reason: "replayed request" });
+  });
+
   test("the nonce memory stays bounded", () => {
     const v = signer();
     const a = signer();
