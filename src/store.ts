@@ -76,9 +76,18 @@ export interface ListOptions {
 
 export interface ListPage {
   items: Item[];
-  /** The last key returned when more may follow, else null. */
+  /**
+   * Where the next page starts (its keys come strictly after this one) when more
+   * may follow, else null. A page may hold fewer than `limit` items, even none,
+   * when it ran through many deleted or expired keys: go on while this is set.
+   */
   next: string | null;
 }
+
+/** Keys a list page may look at, per item asked for (see Store.list). */
+export const LIST_SCAN_FACTOR = 10;
+/** ... and at least this many, so small pages step over runs of deleted keys quickly. */
+export const LIST_MIN_SCAN = 1000;
 
 const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
 
@@ -196,7 +205,17 @@ export class Store {
     const items: Item[] = [];
     if (!b) return { items, next: null };
     const now = this.opts.clock.wallMs();
+    // Deleted and expired keys are skipped, but counted: a page looks at no more
+    // than LIST_SCAN_FACTOR × limit keys, so a million fresh tombstones cost each
+    // request a bounded step, not a walk over all of them. Such a page may hold
+    // fewer items than asked (even none) with a cursor to go on from.
+    const budget = Math.max(opts.limit * LIST_SCAN_FACTOR, LIST_MIN_SCAN);
+    let scanned = 0;
+    let last: string | undefined;
     for (const key of b.keys.from(opts.prefix ?? "", opts.after)) {
+      // Out of budget: go on after the last key looked at (there is one: budget >= 1).
+      if (++scanned > budget) return { items, next: last! };
+      last = key;
       const r = b.entries.get(key)!.record;
       if (r.value === null || isExpired(r, now)) continue;
       if (items.length === opts.limit) return { items, next: items[items.length - 1]!.key };

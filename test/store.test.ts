@@ -342,6 +342,24 @@ describe("memory accounting and reserve", () => {
 });
 
 describe("list", () => {
+  test("a page looks at a bounded number of keys: runs of tombstones are stepped over with a cursor", () => {
+    const { store } = setup();
+    for (let i = 0; i < 5000; i++) store.apply(rec(`a${String(i).padStart(5, "0")}`, null, v(T0)));
+    store.apply(rec("b-live", "v", v(T0)));
+    const pages: { items: number; next: string | null }[] = [];
+    let after: string | undefined;
+    for (let guard = 0; guard < 100; guard++) {
+      const page = store.list("b", { limit: 10, after });
+      pages.push({ items: page.items.length, next: page.next });
+      if (page.next === null) break;
+      after = page.next;
+    }
+    // 5000 tombstones at most 1000 keys a page: five empty pages, then the live key.
+    expect(pages.map((p) => p.items)).toEqual([0, 0, 0, 0, 0, 1]);
+    expect(pages.at(-1)!.next).toBeNull();
+    expect(store.list("b", { limit: 10, after: pages[0]!.next! }).items).toEqual([]);
+  });
+
   test("pages by prefix, after and limit in key order, skipping tombstones and expired", () => {
     const { store, wall } = setup();
     const keys = ["a", "a/1", "a/2", "a/3", "a/4", "ab", "b", "b/1"];
