@@ -42,7 +42,14 @@ if (import.meta.main) {
   let outdir: string | undefined;
   const names: string[] = [];
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--outdir") outdir = args[++i];
+    if (args[i] === "--outdir") {
+      outdir = args[++i];
+      if (!outdir) {
+        console.error("--outdir needs a directory");
+        process.exit(2);
+      }
+      outdir = resolve(outdir); // relative to where the command runs, not to the repo
+    }
     else names.push(args[i]!);
   }
   const unknown = names.filter((n) => !(n in TARGETS));

@@ -105,6 +105,13 @@ export class Items {
     if (isTooFarAhead(record.version, this.clock.wallMs(), maxClockDriftMs)) {
       throw new MakhzenError("VALIDATION", `version ${record.version} is further in the future than the allowed clock drift`);
     }
+    if (record.expiresAt !== undefined && record.expiresAt > this.clock.wallMs() + MAX_TTL_SECONDS * 1000) {
+      throw new MakhzenError("VALIDATION", `expiresAt ${record.expiresAt} is further away than the longest TTL (${MAX_TTL_SECONDS} s)`);
+    }
+    // A record that would lose to what the store holds changes nothing: check that
+    // before making room, so a reload under lru does not evict keys for nothing.
+    const held = this.store.getRecord(record.bucket, record.key);
+    if (held && held.version >= record.version) return false;
     if (record.value !== null) {
       const valueBytes = Buffer.byteLength(record.value, "utf8");
       if (valueBytes > this.config.maxValueBytes) {
