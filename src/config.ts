@@ -218,6 +218,9 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("sweepIntervalMs", c.sweepIntervalMs, 1, 60 * 60 * 1000);
   integer("sweepBudget", c.sweepBudget, 1, 10_000_000);
   if (c.dataDir !== undefined && (typeof c.dataDir !== "string" || c.dataDir === "")) bad("dataDir", "must be a path");
+  // A data dir belongs to one name; with port 0 the default name is random, so the
+  // next start could never open the dir again.
+  if (c.dataDir !== undefined && merged.name === undefined && c.port === 0) bad("name", "must be given with dataDir when port is 0");
   if (!["always", "everysec", "no"].includes(c.fsync)) bad("fsync", `must be always, everysec or no, not "${c.fsync}"`);
   if (!Array.isArray(c.peers)) bad("peers", "must be a list of URLs");
   c.peers = c.peers.map((u) => normalizeUrl("peers", u));

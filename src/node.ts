@@ -256,10 +256,12 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     async close() {
       if (closed) return;
       closed = true;
-      cluster.close();
-      clearInterval(sweeper);
+      // The server first: a write taken after the cluster stopped would be answered
+      // but never queued for the peers (anti-entropy would repair it, later).
       await server?.stop(true);
       server = undefined;
+      cluster.close();
+      clearInterval(sweeper);
       disk?.close(); // flushes: a clean stop loses nothing under any fsync policy
     },
   };

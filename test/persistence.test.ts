@@ -175,3 +175,12 @@ describe("Persistence", () => {
     expect(() => openAt(file)).toThrow(/^data dir .*plain-file: /);
   });
 });
+
+describe("config", () => {
+  test("a data dir needs an explicit name when the port is 0 (the default name would be random)", async () => {
+    const { resolveConfig } = await import("../src/config.ts");
+    expect(() => resolveConfig({ port: 0, dataDir: "/tmp/x" })).toThrow("name must be given with dataDir when port is 0");
+    expect(resolveConfig({ port: 0, dataDir: "/tmp/x", name: "n1" }).name).toBe("n1");
+    expect(resolveConfig({ port: 3000, dataDir: "/tmp/x" }).name).toBe("127.0.0.1:3000");
+  });
+});
