@@ -13,7 +13,7 @@ import { silentLogger, type Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { ROUTES, RequestStats, routeOf } from "./request-stats.ts";
 import { MakhzenError } from "./errors.ts";
-import { PeerGuard, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./security.ts";
+import { PeerGuard, lineLimiter, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./security.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {
@@ -267,25 +267,14 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   };
 }
 
-/** Refusal lines, rate-limited per remote address, like the peer guard's: a client retrying a bad token must not flood the log. */
-const REFUSAL_LOG_INTERVAL_MS = 10_000;
-/** Remote addresses whose last line is remembered; past it the memory starts over (bounded whatever the attacker). */
-const REFUSAL_LOG_MAX_KEYS = 1000;
-
+/** Client refusal lines, rate-limited per remote address (see lineLimiter): a client retrying a bad token must not flood the log. */
 function rateLimitedRefusals(log: Logger, wallMs: () => number) {
-  const last = new Map<string, { at: number; since: number }>();
+  const limit = lineLimiter(wallMs);
   return (request: Request, status: number, remote: string | undefined): void => {
     const key = remote ?? "in-process";
-    const now = wallMs();
-    const seen = last.get(key);
-    if (seen && now - seen.at < REFUSAL_LOG_INTERVAL_MS) {
-      seen.since++;
-      return;
-    }
-    if (!seen && last.size >= REFUSAL_LOG_MAX_KEYS) last.clear();
-    const route = ROUTES[routeOf(request.url)];
-    log.warn("auth refusal", { status, method: request.method, route, remote: key, alsoRefusedSinceLastLine: seen?.since ?? 0 });
-    last.set(key, { at: now, since: 0 });
+    limit(key, (alsoRefusedSinceLastLine) =>
+      log.warn("auth refusal", { status, method: request.method, route: ROUTES[routeOf(request.url)], remote: key, alsoRefusedSinceLastLine }),
+    );
   };
 }
 

@@ -107,6 +107,8 @@ export interface PeerGuardOptions {
 const LOG_EVERY_MS = 10_000;
 /** Distinct (peer, reason) pairs whose last log time is remembered; past it the memory starts over. */
 const LOG_KEYS_MAX = 1000;
+/** Refusal lines in all per LOG_EVERY_MS, whatever the number of keys. */
+const LOG_LINES_PER_WINDOW = 20;
 
 /**
  * Authenticates the peer protocol with a shared secret. Requests are signed by
@@ -120,10 +122,11 @@ const LOG_KEYS_MAX = 1000;
  */
 export class PeerGuard {
   private readonly signer: PeerSigner;
-  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
+  private readonly logLine: LineLimiter;
 
   constructor(private readonly opts: PeerGuardOptions) {
     this.signer = new PeerSigner({ secret: opts.secret, replayWindowMs: opts.replayWindowMs });
+    this.logLine = lineLimiter(opts.wallClock);
   }
 
   /** Headers that sign a POST of `body` to `path` (e.g. /internal/records). */
@@ -157,23 +160,50 @@ export class PeerGuard {
   private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
     if (kind === "request") this.opts.refusals.peerRequests++;
     else this.opts.refusals.peerAnswers++;
-    this.logRateLimited(`${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
+    this.logLine(`${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
       this.opts.log.warn(`refused peer ${kind}`, { route: path, from: from ?? "unknown", reason, alsoRefusedSinceLastLine }),
     );
     throw new MakhzenError("CLUSTER_AUTH", `peer ${kind} refused: ${reason}`);
   }
 
-  private logRateLimited(key: string, emit: (suppressed: number) => void): void {
-    const now = this.opts.wallClock();
-    const last = this.lastLogged.get(key);
-    if (last && now - last.at < LOG_EVERY_MS) {
-      last.suppressed++;
+}
+
+export type LineLimiter = (key: string, emit: (suppressed: number) => void) => void;
+
+/**
+ * Lets one log line per key through every LOG_EVERY_MS, and at most
+ * LOG_LINES_PER_WINDOW lines in all, counting what it held back, so a client
+ * retrying a bad token, a rogue peer, or a client cycling through source
+ * addresses (a new key each time) cannot flood the log. Memory is bounded: past
+ * LOG_KEYS_MAX keys the oldest is forgotten.
+ */
+export function lineLimiter(wallMs: () => number): LineLimiter {
+  const last = new Map<string, { at: number; suppressed: number }>(); // in order of last line
+  let windowStart = -Infinity;
+  let linesInWindow = 0;
+  let heldBackInAll = 0; // held back by the overall cap: told on the next line that goes out
+  return (key, emit) => {
+    const now = wallMs();
+    const seen = last.get(key);
+    if (seen && now - seen.at < LOG_EVERY_MS) {
+      seen.suppressed++;
       return;
     }
-    if (this.lastLogged.size >= LOG_KEYS_MAX) this.lastLogged.clear();
-    this.lastLogged.set(key, { at: now, suppressed: 0 });
-    emit(last?.suppressed ?? 0);
-  }
+    if (now - windowStart >= LOG_EVERY_MS) {
+      windowStart = now;
+      linesInWindow = 0;
+    }
+    if (linesInWindow >= LOG_LINES_PER_WINDOW) {
+      heldBackInAll++;
+      return;
+    }
+    linesInWindow++;
+    if (seen) last.delete(key);
+    else if (last.size >= LOG_KEYS_MAX) last.delete(last.keys().next().value!);
+    last.set(key, { at: now, suppressed: 0 });
+    emit((seen?.suppressed ?? 0) + heldBackInAll);
+    heldBackInAll = 0;
+  };
 }
 
 /** An answer is signed over its route and the nonce of the request it answers, so it cannot be replayed to another request. */
