@@ -3,7 +3,7 @@ import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
 import { BUCKET_PATTERN, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
-import { isTooFarAhead, parseVersion } from "./version.ts";
+import { isTooFarAhead, parseVersion, type Version } from "./version.ts";
 
 export interface SetOptions {
   /** Seconds until the item expires; > 0. Turned into an absolute `expiresAt` here. */
@@ -81,16 +81,19 @@ export class Items {
     return toItem(record);
   }
 
-  /** Writes a tombstone. Returns false (and writes nothing) when the key holds no live value. */
-  delete(bucket: string, key: string, opts: DeleteOptions = {}): boolean {
+  /**
+   * Writes a tombstone and returns its version (what a `w=` delete waits for), or
+   * undefined, writing nothing, when the key holds no live value.
+   */
+  delete(bucket: string, key: string, opts: DeleteOptions = {}): Version | undefined {
     this.checkBucket(bucket);
     this.checkKey(key);
     this.checkConditions(bucket, key, opts.ifMatch, false);
-    if (!this.store.get(bucket, key)) return false;
+    if (!this.store.get(bucket, key)) return undefined;
     const record: StoredRecord = { bucket, key, value: null, version: this.clock.now() };
     this.store.apply(record);
     this.onWrite(record);
-    return true;
+    return record.version;
   }
 
   /**

@@ -198,7 +198,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     name,
     get: (key) => items.get(name, key),
     set: (key, value, opts) => items.set(name, key, value, opts),
-    delete: (key, opts) => items.delete(name, key, opts),
+    delete: (key, opts) => items.delete(name, key, opts) !== undefined,
     list: (opts) => items.list(name, opts),
   });
 

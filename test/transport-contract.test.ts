@@ -1,11 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createNode } from "../src/node.ts";
-import { HybridClock } from "../src/clock.ts";
-import { Cluster } from "../src/cluster.ts";
-import { resolveConfig } from "../src/config.ts";
-import { Digest } from "../src/digest.ts";
-import { Store } from "../src/store.ts";
 import { HttpTransport, MemoryTransport, PeerError, type PeerTransport } from "../src/transport.ts";
+import { core } from "./support/core.ts";
 
 /**
  * One contract, two transports: what the core relies on from a PeerTransport holds
@@ -15,20 +11,10 @@ import { HttpTransport, MemoryTransport, PeerError, type PeerTransport } from ".
 const httpNode = createNode({ name: "http-peer", port: 0 });
 afterAll(() => httpNode.close());
 
+/** A node's core on the in-memory network (test/support/core.ts), as the memory side of the contract. */
 function memoryPeer(): { transport: MemoryTransport; url: string } {
-  const config = resolveConfig({ name: "mem-peer", port: 1 });
-  const clock = new HybridClock(config.name);
-  const digest = new Digest();
-  const store = new Store({
-    clock,
-    maxMemoryBytes: 0,
-    eviction: "noeviction",
-    tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (b, k, p, n) => digest.update(b, k, p, n),
-  });
   const transport = new MemoryTransport();
-  transport.register("mem://peer", new Cluster({ config, store, digest, clock, transport }).service);
-  return { transport, url: "mem://peer" };
+  return { transport, url: core("mem-peer", transport).url };
 }
 
 const setups: [string, () => Promise<{ transport: PeerTransport; url: string; dead: string }>][] = [

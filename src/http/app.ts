@@ -107,8 +107,8 @@ export function createApp(deps: AppDeps) {
     const { ifMatch, ifAbsent } = conditions(request.headers);
     if (ifAbsent) throw new MakhzenError("BAD_REQUEST", "If-None-Match: * makes no sense on DELETE");
     const concern = concernOf("w", request);
-    if (!items.delete(bucket, key, { ifMatch })) throw notFound(key);
-    const version = deps.store.getRecord(bucket, key)!.version; // the tombstone just written
+    const version = items.delete(bucket, key, { ifMatch });
+    if (version === undefined) throw notFound(key);
     return answerWrite(bucket, key, version, concern, () => new Response(null, { status: 204 }));
   };
 

@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { MAX_LIST_LIMIT, MAX_TTL_SECONDS } from "../items.ts";
 
 /**
  * Every TypeBox model of the public API, in one place. Bodies and queries are
@@ -12,7 +13,7 @@ export const ItemBody = t.Object(
     ttl: t.Optional(
       t.Number({
         exclusiveMinimum: 0,
-        maximum: 1e10,
+        maximum: MAX_TTL_SECONDS,
         description: "Seconds until the item expires",
         error: "ttl must be a number of seconds > 0",
       }),
@@ -31,7 +32,7 @@ export const Item = t.Object({
 export const ListQuery = t.Object({
   prefix: t.Optional(t.String()),
   limit: t.Optional(
-    t.Numeric({ minimum: 1, maximum: 1000, multipleOf: 1, error: "limit must be an integer from 1 to 1000" }),
+    t.Numeric({ minimum: 1, maximum: MAX_LIST_LIMIT, multipleOf: 1, error: `limit must be an integer from 1 to ${MAX_LIST_LIMIT}` }),
   ),
   cursor: t.Optional(t.String({ description: "The cursor of the previous page" })),
 });

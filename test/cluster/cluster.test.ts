@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { Harness, clusterView, converged, del, dump, eventually, get, put, type NodeProcess } from "./harness.ts";
+import { Harness, clusterView, converged, del, dump, eventually, get, put, type NodeProcess, ok } from "./harness.ts";
 
 /**
  * The cluster, end to end: real node processes on free loopback ports, fast
@@ -11,11 +11,6 @@ afterEach(async () => {
   await h?.cleanup();
 });
 
-const ok = async (res: Promise<Response>) => {
-  const r = await res;
-  if (!r.ok) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
-  return r;
-};
 
 describe("cluster", () => {
   test("write anywhere, read everywhere: puts, deletes and TTLs replicate", async () => {

@@ -342,3 +342,10 @@ export class TcpProxy {
 interface Conn {
   pair: { client: Bun.Socket<Conn>; upstream?: Bun.Socket<Conn>; pending: Uint8Array[]; poisoned: boolean };
 }
+
+/** Awaits a request and throws with its status and body unless it answered 2xx. */
+export async function ok(res: Promise<Response>): Promise<Response> {
+  const r = await res;
+  if (!r.ok) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
+  return r;
+}

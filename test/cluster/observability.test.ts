@@ -7,17 +7,13 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { logLines, scrape, valueOf, type LogLine, type Sample } from "../support/observe.ts";
-import { Harness, converged, eventually, put, type NodeProcess } from "./harness.ts";
+import { Harness, converged, eventually, put, type NodeProcess, ok } from "./harness.ts";
 
 let h: Harness;
 afterEach(async () => {
   await h?.cleanup();
 });
 
-const ok = async (res: Promise<Response>) => {
-  const r = await res;
-  if (!r.ok) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
-};
 
 /** Polls node's /metrics until `check` holds; returns the samples it held on. */
 async function metricsUntil(node: NodeProcess, what: string, check: (m: Sample[]) => boolean, timeoutMs = 10_000): Promise<Sample[]> {
