@@ -13,6 +13,12 @@ export interface Clock {
   now(): Version;
   observe(version: Version): void;
   wallMs(): number;
+  /**
+   * The wall-clock part of the newest version this clock has stamped or observed, or
+   * the wall clock if that is later: how far ahead of real time its next stamp may
+   * run (see ClockGuard).
+   */
+  highWaterMs(): number;
 }
 
 /**
@@ -36,6 +42,10 @@ export class HybridClock implements Clock {
 
   wallMs(): number {
     return this.wall();
+  }
+
+  highWaterMs(): number {
+    return Math.max(this.l, this.wall());
   }
 
   now(): Version {

@@ -2,6 +2,7 @@ import { AntiEntropy } from "./antientropy.ts";
 import type { Clock } from "./clock.ts";
 import type { NodeConfig } from "./config.ts";
 import type { Digest } from "./digest.ts";
+import type { WireMember } from "./peer-protocol.ts";
 import { MakhzenError } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { Membership, type Member } from "./membership.ts";
@@ -11,7 +12,10 @@ import type { StoredRecord } from "./record.ts";
 import { Replicator } from "./replicator.ts";
 import type { Store } from "./store.ts";
 import type { PeerService, PeerTransport } from "./transport.ts";
-import { isTooFarAhead } from "./version.ts";
+import { ClockGuard } from "./clock-guard.ts";
+import type { ClockState } from "./clock-offset.ts";
+import { Consistency, parseConcern, type Concern, type Level } from "./consistency.ts";
+import { recordId } from "./digest.ts";
 
 export interface ClusterDeps {
   config: NodeConfig;
@@ -32,24 +36,19 @@ export interface MemberStatus {
   queue: number;
   /** Milliseconds since this node last heard from the member, or first learned of it second hand (0 for this node itself). */
   lastSeenMs: number;
+  /** The member's clock minus this node's, in ms, measured by heartbeats; null before the first (0 for this node itself). */
+  clockOffsetMs: number | null;
 }
 
 export interface ClusterStatus {
   self: string;
+  /** This node's clock against the cluster's median (see clock-guard.ts). */
+  clock: ClockState;
   members: MemberStatus[];
 }
 
-/** How many replicas must hold a write (or answer a read): `1`, `quorum`, `all` or a count. */
-export type Level = "quorum" | "all" | number;
-
-export interface Concern {
-  level: Level;
-  raw: string;
-  timeoutMs: number;
-}
-
-export const DEFAULT_CONSISTENCY_TIMEOUT_MS = 5000;
-const MAX_CONSISTENCY_TIMEOUT_MS = 60_000;
+export type { Concern, Level } from "./consistency.ts";
+export { DEFAULT_CONSISTENCY_TIMEOUT_MS } from "./consistency.ts";
 
 /**
  * The cluster side of a node: membership, replication, anti-entropy, and the
@@ -60,7 +59,9 @@ const MAX_CONSISTENCY_TIMEOUT_MS = 60_000;
  * (so our next write is newer) and the store merges them. They skip the memory
  * reservation of local writes (a replica must take what its peers took) and are
  * not replicated again (every node sends its own writes to every peer; anti-entropy
- * covers the rest).
+ * covers the rest). The clock rules (clock-guard.ts) apply to them: a record stamped
+ * too far ahead of the cluster's clock is refused for good, and a node whose own
+ * clock is off refuses client writes (`checkWritable`) but keeps taking records.
  */
 export class Cluster {
   readonly replicator: Replicator;
@@ -74,8 +75,13 @@ export class Cluster {
   private leaving?: Promise<void>;
   private startSyncTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
-  private tooNewRefused = 0;
   private readonly logger: Logger;
+  readonly clockGuard: ClockGuard;
+  private readonly consistency: Consistency;
+  /** Set when another process took this node's name: it refuses writes, and `fatal` settles. */
+  private nameLost?: MakhzenError;
+  private readonly fatalError: Promise<MakhzenError>;
+  private reportFatal!: (e: MakhzenError) => void;
 
   constructor(private readonly deps: ClusterDeps) {
     const { config, store, digest, clock, transport } = deps;
@@ -83,6 +89,13 @@ export class Cluster {
     this.logger = logger.child("cluster");
     // Incarnation: the start time, so every life of a node outranks the previous ones.
     this.self = { name: config.name, url: config.advertise ?? "", incarnation: clock.wallMs() };
+    this.fatalError = new Promise((resolve) => (this.reportFatal = resolve));
+    this.clockGuard = new ClockGuard({
+      clock,
+      maxOffsetMs: config.maxClockOffsetMs,
+      peers: () => this.membership.reachable().map((m) => m.name),
+      logger: this.logger.child("clock"),
+    });
     this.replicator = new Replicator({
       transport,
       config,
@@ -107,8 +120,16 @@ export class Cluster {
           this.replicator.wake(m.name);
           this.antiEntropy.request(m.name);
         },
-        left: (m) => this.replicator.removePeer(m.name),
-        moved: (m) => this.replicator.addPeer(m.name, m.url),
+        left: (m) => {
+          this.replicator.removePeer(m.name);
+          this.clockGuard.forget(m.name);
+        },
+        moved: (m) => {
+          this.replicator.addPeer(m.name, m.url);
+          this.clockGuard.forget(m.name);
+        },
+        measured: (name, sample) => this.clockGuard.record(name, sample),
+        nameTaken: (_holder: WireMember, error) => this.yieldName(error),
       },
     });
     this.antiEntropy = new AntiEntropy({
@@ -120,6 +141,14 @@ export class Cluster {
       applyRemote: (records) => this.applyRemote(records).applied,
       candidates: () => this.membership.reachable(),
     });
+    this.consistency = new Consistency({
+      store,
+      membership: this.membership,
+      replicator: this.replicator,
+      transport,
+      applyRemote: (records) => this.applyRemote(records),
+      logger: this.logger,
+    });
     this.service = createPeerService({
       store,
       digest,
@@ -130,14 +159,43 @@ export class Cluster {
     });
   }
 
-  /** Records from peers refused as stamped too far ahead of this clock, for /metrics. */
+  /** Records from peers refused as stamped too far ahead of the cluster's clock, for /metrics. */
   get refusedForDrift(): number {
-    return this.tooNewRefused;
+    return this.clockGuard.refusedTooNew;
   }
 
-  /** What /readyz says: the first sync is done (or timed out), and the node is not leaving. */
+  /**
+   * What /readyz says: the first sync is done (or timed out), the node is not
+   * leaving, its clock is within --max-clock-offset and its name is its own.
+   */
   get ready(): boolean {
-    return this.isReady && !this.leaving;
+    return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced;
+  }
+
+  /** Why the node is not ready, for /readyz; undefined when it is. */
+  notReadyReason(): MakhzenError | undefined {
+    if (this.nameLost) return this.nameLost;
+    const clock = this.clockGuard.state();
+    if (clock.fenced) return clockOffsetError(clock);
+    if (this.leaving) return new MakhzenError("UNAVAILABLE", "the node is leaving the cluster");
+    if (!this.isReady) return new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers");
+    return undefined;
+  }
+
+  /**
+   * Throws when this node may not stamp a client write now: CLOCK_OFFSET while its
+   * clock is too far from the cluster's, NAME_TAKEN once another process holds its
+   * name. Called before every local write (the Items guard); cheap.
+   */
+  checkWritable(): void {
+    if (this.nameLost) throw this.nameLost;
+    const clock = this.clockGuard.state();
+    if (clock.fenced) throw clockOffsetError(clock);
+  }
+
+  /** Settles (never rejects) when the node must stop: another process took its name. */
+  get fatal(): Promise<MakhzenError> {
+    return this.fatalError;
   }
 
   get url(): string {
@@ -184,17 +242,63 @@ export class Cluster {
     });
   }
 
-  /** Drains the queues for at most drainTimeoutMs, tells the peers we leave, stops. Idempotent. */
+  /**
+   * Hands what only this node holds to the live peers, tells them we leave, stops.
+   * Idempotent. Records queued for members that are down (and so held by no live
+   * peer, perhaps) are queued for the live ones too, and the queues drain for at
+   * most drainTimeoutMs; what is still not acknowledged by any live peer then is
+   * counted in a warning, unless a data dir keeps it.
+   */
   leave(): Promise<void> {
     this.leaving ??= (async () => {
-      const deadline = this.deps.clock.wallMs() + this.deps.config.drainTimeoutMs;
-      const names = () => this.membership.reachable().map((m) => m.name);
-      while (!this.replicator.drained(names()) && this.deps.clock.wallMs() < deadline) await Bun.sleep(10);
-      if (!this.replicator.drained(names())) this.logger.warn("leaving with records still queued; anti-entropy will repair the peers");
-      await this.membership.leave();
+      await this.handOff();
+      // A node whose name another process holds says no goodbye: it would be that process's.
+      if (!this.nameLost) await this.membership.leave();
       this.close();
     })();
     return this.leaving;
+  }
+
+  private async handOff(): Promise<void> {
+    const live = this.membership.reachable();
+    const liveNames = live.map((m) => m.name);
+    const down = this.membership.peers().filter((m) => !liveNames.includes(m.name)).map((m) => m.name);
+    if (live.length > 0) for (const r of this.replicator.unacknowledged(down)) for (const name of liveNames) this.replicator.enqueueTo(name, r);
+    const deadline = this.deps.clock.wallMs() + this.deps.config.drainTimeoutMs;
+    const left = () => deadline - this.deps.clock.wallMs();
+    while (live.length > 0 && !this.replicator.drained(liveNames) && left() > 0) await Bun.sleep(10);
+    // The queues hold only what is queued: what an overflow dropped is anti-entropy's.
+    // One complete round with a live peer leaves it holding everything we hold.
+    for (const p of live) {
+      if (left() <= 0) break;
+      const round = await Promise.race([this.antiEntropy.syncWith(p).catch(() => undefined), Bun.sleep(left()).then(() => undefined)]);
+      if (round?.complete) return;
+    }
+    // Held by no live peer: queued still for every live one, or for a down one with nobody to hand it to.
+    const atRisk = live.length > 0 ? this.replicator.heldByNone(liveNames) : this.replicator.unacknowledged(down).length;
+    if (atRisk === 0) return;
+    const fields = { records: atRisk, livePeers: live.length, drainTimeoutMs: this.deps.config.drainTimeoutMs };
+    if (this.deps.config.dataDir !== undefined) {
+      this.logger.info("leaving before a live peer acknowledged everything; the data dir keeps it", fields);
+    } else {
+      this.logger.warn("leaving with acknowledged writes that no live peer is known to hold: they may be lost", fields);
+    }
+  }
+
+  /**
+   * Another process holds our name (Membership.claimConflict): refuse writes at once,
+   * hand what only we hold to the live peers (our versions under the shared name still
+   * converge: the merge orders whole records), stop without a goodbye (the name is the
+   * other process's now), and report `fatal`.
+   */
+  private yieldName(error: MakhzenError): void {
+    if (this.nameLost) return;
+    this.nameLost = error;
+    void (async () => {
+      await this.handOff().catch((e) => this.logger.error("hand-off failed", { error: e }));
+      this.close();
+      this.reportFatal(error);
+    })();
   }
 
   close(): void {
@@ -208,7 +312,7 @@ export class Cluster {
 
   status(): ClusterStatus {
     const now = this.deps.clock.wallMs();
-    const rows: MemberStatus[] = [{ name: this.self.name, url: this.self.url, state: "alive", queue: 0, lastSeenMs: 0 }];
+    const rows: MemberStatus[] = [{ name: this.self.name, url: this.self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 }];
     for (const m of this.membership.list()) {
       rows.push({
         name: m.name,
@@ -216,137 +320,66 @@ export class Cluster {
         state: m.state,
         queue: this.replicator.queueSize(m.name),
         lastSeenMs: Math.max(0, now - m.lastSeenMs),
+        clockOffsetMs: this.clockGuard.offsetOf(m.name),
       });
     }
-    return { self: this.self.name, members: rows };
+    const { offsetMs, fenced, maxOffsetMs } = this.clockGuard.state();
+    return { self: this.self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
   }
 
   /**
    * Merges records from a peer. Returns how many changed the store, and the indices
-   * of those refused because their version is too far ahead of this clock: this
-   * node does not hold them, so a sender must not count them as acknowledged.
+   * of those this node does not hold within bounds (`tooNew`), which a sender must
+   * not count as acknowledged:
+   *  - a record stamped more than --max-clock-offset ahead of the cluster's clock
+   *    (or one refused so before) is refused for good, and the clock never sees it;
+   *  - a record older than what this node holds, when what it holds is itself
+   *    stamped that far ahead (this node wrote it in the moment before its fence
+   *    went up): acknowledging it would count a replica whose copy will not survive.
    * Records arrive validated (WireRecord admits no other property), so they are
    * stored as they are, without a copy.
    */
-  applyRemote(records: StoredRecord[]): { applied: number; tooNew: number[] } {
-    const wall = this.deps.clock.wallMs();
-    const { maxClockDriftMs } = this.deps.config;
+  applyRemote(records: StoredRecord[], from?: string): { applied: number; tooNew: number[] } {
+    const guard = this.clockGuard;
     let applied = 0;
     const tooNew: number[] = [];
     let newest = "";
     records.forEach((r, i) => {
-      if (isTooFarAhead(r.version, wall, maxClockDriftMs)) {
+      const id = recordId(r.bucket, r.key);
+      if (guard.tooFarAhead(r.version) || guard.wasRefused(id, r.version)) {
+        guard.refuse(id, r.version, from);
         tooNew.push(i);
         return;
       }
       if (r.version > newest) newest = r.version;
-      if (this.deps.store.apply(r)) applied++;
+      if (this.deps.store.apply(r)) {
+        applied++;
+        return;
+      }
+      const held = this.deps.store.getRecord(r.bucket, r.key);
+      if (held && held.version > r.version && guard.tooFarAhead(held.version)) tooNew.push(i);
     });
     // The clock only needs the newest version of the batch to move past all of them.
     if (newest !== "") this.deps.clock.observe(newest);
-    if (tooNew.length > 0) {
-      this.tooNewRefused += tooNew.length;
-      this.logger.warn("refused records stamped too far ahead of this clock", { refused: tooNew.length, maxClockDriftMs });
-    }
     return { applied, tooNew };
   }
 
-  // ---- consistency knobs ----
+  // ---- consistency knobs (see consistency.ts) ----
 
-  /** Parses `w=`/`r=` and `timeout=`; undefined for the default (1: answer from this node alone). */
   concern(name: "w" | "r", raw: string | null | undefined, timeout: string | null | undefined): Concern | undefined {
-    const timeoutMs = parseTimeout(timeout);
-    if (raw === null || raw === undefined || raw === "" || raw === "1") return undefined;
-    let level: Level;
-    if (raw === "quorum" || raw === "all") level = raw;
-    else if (/^\d{1,4}$/.test(raw) && Number(raw) >= 1) level = Number(raw);
-    else throw new MakhzenError("VALIDATION", `${name} must be 1, quorum, all or a replica count, not "${raw}"`);
-    return { level, raw, timeoutMs };
+    return parseConcern(name, raw, timeout);
   }
 
-  /**
-   * Waits until `concern` replicas hold (bucket, key) at `version` or newer. Call it
-   * synchronously right after the write, so no ack can be missed. Throws UNAVAILABLE
-   * at once when too few replicas exist or are reachable, REPLICATION_TIMEOUT after
-   * the timeout; the local write stands either way.
-   */
-  async awaitWrite(bucket: string, key: string, version: string, concern: Concern): Promise<void> {
-    const need = this.required(concern.level);
-    if (need <= 1) return;
-    this.checkReachable("w", concern, need, "the local write stands and will replicate");
-    const acked = await this.replicator.waitForAcks({ bucket, key, value: null, version }, need - 1, concern.timeoutMs);
-    if (acked + 1 < need) {
-      throw new MakhzenError(
-        "REPLICATION_TIMEOUT",
-        `w=${concern.raw}: ${acked + 1} of ${need} replicas hold the write after ${concern.timeoutMs} ms; the local write stands and will replicate`,
-      );
-    }
+  awaitWrite(bucket: string, key: string, version: string, concern: Concern): Promise<void> {
+    return this.consistency.awaitWrite(bucket, key, version, concern);
   }
 
-  /**
-   * Read repair for `r=`: asks the reachable peers for the record, keeps the newest
-   * here, and queues it for every peer that answered with something older. The
-   * caller then reads locally. Resolves once `need - 1` peers answered.
-   */
-  async repairRead(bucket: string, key: string, concern: Concern): Promise<void> {
-    const need = this.required(concern.level);
-    if (need <= 1) return;
-    this.checkReachable("r", concern, need, "nothing was read");
-    const peers = this.membership.reachable();
-    const answers = await new Promise<{ name: string; record?: StoredRecord }[]>((resolve) => {
-      const got: { name: string; record?: StoredRecord }[] = [];
-      let settled = 0;
-      for (const p of peers) {
-        this.deps.transport
-          .call(p.url, "fetch", { keys: [{ bucket, key }] }, concern.timeoutMs)
-          .then(
-            (a) => void got.push({ name: p.name, record: a.records[0] as StoredRecord | undefined }),
-            // A peer that does not answer is one answer short: the caller gets REPLICATION_TIMEOUT if too few did.
-            (e) => this.logger.debug("read repair: a peer did not answer", { peer: p.name, error: e }),
-          )
-          .finally(() => {
-            settled++;
-            if (got.length >= need - 1 || settled === peers.length) resolve(got);
-          });
-      }
-    });
-    let newest = this.deps.store.getRecord(bucket, key);
-    for (const a of answers) if (a.record && (!newest || a.record.version > newest.version)) newest = a.record;
-    if (newest) {
-      this.applyRemote([newest]);
-      for (const a of answers) {
-        if (!a.record || a.record.version < newest.version) this.replicator.enqueueTo(a.name, newest);
-      }
-    }
-    if (answers.length + 1 < need) {
-      throw new MakhzenError(
-        "REPLICATION_TIMEOUT",
-        `r=${concern.raw}: ${answers.length + 1} of ${need} replicas answered within ${concern.timeoutMs} ms`,
-      );
-    }
+  repairRead(bucket: string, key: string, concern: Concern): Promise<void> {
+    return this.consistency.repairRead(bucket, key, concern);
   }
 
-  /** Replicas needed for a level. `all` is every member that has not left, dead ones included (as Cassandra's ALL). */
   required(level: Level): number {
-    const n = 1 + this.membership.counts().peers;
-    if (level === "all") return n;
-    if (level === "quorum") return Math.floor(n / 2) + 1;
-    return level;
-  }
-
-  private checkReachable(name: string, concern: Concern, need: number, consequence: string): void {
-    const counts = this.membership.counts();
-    const n = 1 + counts.peers;
-    if (need > n) {
-      throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${need} replicas but the cluster has ${n}; ${consequence}`);
-    }
-    const reachable = 1 + counts.reachable;
-    if (need > reachable) {
-      throw new MakhzenError(
-        "UNAVAILABLE",
-        `${name}=${concern.raw} needs ${need} replicas but only ${reachable} of ${n} are reachable; ${consequence}`,
-      );
-    }
+    return this.consistency.required(level);
   }
 
   /** First sync of a starting node: a full copy if it holds nothing, then a round with every reachable peer. */
@@ -376,11 +409,9 @@ export class Cluster {
 
 }
 
-function parseTimeout(raw: string | null | undefined): number {
-  if (raw === null || raw === undefined || raw === "") return DEFAULT_CONSISTENCY_TIMEOUT_MS;
-  if (!/^\d{1,6}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_CONSISTENCY_TIMEOUT_MS) {
-    throw new MakhzenError("VALIDATION", `timeout must be an integer of ms from 1 to ${MAX_CONSISTENCY_TIMEOUT_MS}, not "${raw}"`);
-  }
-  return Number(raw);
+function clockOffsetError(clock: ClockState): MakhzenError {
+  return new MakhzenError(
+    "CLOCK_OFFSET",
+    `this node's clock is ${clock.offsetMs} ms from the cluster's median (its stamps may run further ahead), more than --max-clock-offset ${clock.maxOffsetMs} ms: it refuses writes until its clock is set right (see docs/replication.md)`,
+  );
 }
-

@@ -100,8 +100,15 @@ export interface NodeConfig {
   startSyncTimeoutMs: number;
   /** How long a leaving node tries to drain its queues before it says goodbye, in ms. */
   drainTimeoutMs: number;
-  /** Versions further than this ahead of our wall clock are refused from peers, in ms (see docs/replication.md). */
-  maxClockDriftMs: number;
+  /**
+   * How far, in ms, a node's clock may be from the cluster's median clock
+   * (--max-clock-offset). A node further off is fenced: it refuses client writes
+   * (503 CLOCK_OFFSET) and is not ready. A record stamped further than this ahead
+   * of the median is refused for good. 500 ms, as CockroachDB's default max-offset:
+   * NTP keeps servers within a few ms, so only a broken clock comes near it, and
+   * last-writer-wins can misorder writes less than this apart (see docs/replication.md).
+   */
+  maxClockOffsetMs: number;
 
   // ---- security (see docs/security.md) ----
   /** Bearer token every client route except /healthz and /readyz requires. Unset: no client auth (loopback only, see `insecure`). */
@@ -171,7 +178,7 @@ export const DEFAULTS = {
   maxInflightBatches: 2,
   startSyncTimeoutMs: 30_000,
   drainTimeoutMs: 10_000,
-  maxClockDriftMs: 60_000,
+  maxClockOffsetMs: 500,
   insecure: false,
   bodyTimeoutMs: 30_000,
   idleTimeoutMs: 30_000,
@@ -242,7 +249,8 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("maxInflightBatches", c.maxInflightBatches, 1, 16);
   integer("startSyncTimeoutMs", c.startSyncTimeoutMs, 0, 24 * HOUR);
   integer("drainTimeoutMs", c.drainTimeoutMs, 0, HOUR);
-  integer("maxClockDriftMs", c.maxClockDriftMs, 1000, Number.MAX_SAFE_INTEGER);
+  // Below ~10 ms the jitter of measuring over a loaded network would fence healthy nodes.
+  integer("maxClockOffsetMs", c.maxClockOffsetMs, 10, 24 * HOUR);
   checkSecurity(c);
   return c;
 }

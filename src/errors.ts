@@ -19,6 +19,7 @@ export type ErrorCode =
   | "UNAVAILABLE" // not enough replicas answered or are known (w=/r=), or not ready
   | "REPLICATION_TIMEOUT" // w=/r= waited its timeout; the local write stands
   | "NAME_TAKEN" // a joining node's name is held by another live URL
+  | "CLOCK_OFFSET" // this node's clock is too far from the cluster's: it refuses writes (see clock-guard.ts)
   | "PROTOCOL_VERSION" // a peer speaks a protocol version this node does not
   | "UNAUTHORIZED" // no client token, or one that matches neither --token nor --read-token
   | "FORBIDDEN" // a read token on a write route

@@ -34,7 +34,9 @@ export const DEFAULT_LIST_LIMIT = 100;
 /**
  * The write and read rules of the items API, shared by HTTP, the CLI and embedding:
  * validation of names and sizes, conditional writes, TTL → expiresAt, versioning.
- * `onWrite` sees every record this node originates (the hook replication uses).
+ * `onWrite` sees every record this node originates (the hook replication uses);
+ * `mayWrite` throws when the node may not write now (its clock is fenced, its name
+ * taken: see Cluster.checkWritable), before anything is stamped.
  * Conditions are checked against this replica only.
  */
 export class Items {
@@ -43,6 +45,7 @@ export class Items {
     private readonly clock: Clock,
     private readonly config: NodeConfig,
     private readonly onWrite: (record: StoredRecord) => void = () => {},
+    private readonly mayWrite: () => void = () => {},
   ) {}
 
   get(bucket: string, key: string): Item | undefined {
@@ -72,6 +75,7 @@ export class Items {
       throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
     }
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
+    this.mayWrite();
     // Naming the key lets the store count only the growth over the record it replaces.
     this.store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length, bucket, key);
     const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
@@ -90,6 +94,7 @@ export class Items {
     this.checkKey(key);
     this.checkConditions(bucket, key, opts.ifMatch, false);
     if (!this.store.get(bucket, key)) return undefined;
+    this.mayWrite();
     const record: StoredRecord = { bucket, key, value: null, version: this.clock.now() };
     this.store.apply(record);
     this.onWrite(record);
@@ -101,12 +106,13 @@ export class Items {
    * write, merged last-writer-wins, and replicated like a local write when it wins.
    * Returns false when the store already held that version or a newer one.
    */
-  importRecord(record: StoredRecord, maxClockDriftMs: number): boolean {
+  importRecord(record: StoredRecord, maxClockOffsetMs: number): boolean {
     this.checkBucket(record.bucket);
     this.checkKey(record.key);
     if (!parseVersion(record.version)) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
-    if (isTooFarAhead(record.version, this.clock.wallMs(), maxClockDriftMs)) {
-      throw new MakhzenError("VALIDATION", `version ${record.version} is further in the future than the allowed clock drift`);
+    this.mayWrite();
+    if (isTooFarAhead(record.version, this.clock.wallMs(), maxClockOffsetMs)) {
+      throw new MakhzenError("VALIDATION", `version ${record.version} is more than --max-clock-offset (${maxClockOffsetMs} ms) ahead of this node's clock`);
     }
     if (record.expiresAt !== undefined && record.expiresAt > this.clock.wallMs() + MAX_TTL_SECONDS * 1000) {
       throw new MakhzenError("VALIDATION", `expiresAt ${record.expiresAt} is further away than the longest TTL (${MAX_TTL_SECONDS} s)`);

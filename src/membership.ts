@@ -1,4 +1,5 @@
 import type { NodeConfig } from "./config.ts";
+import { offsetSample, type OffsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./peer-protocol.ts";
@@ -23,6 +24,13 @@ export interface MembershipEvents {
   left(m: Member): void;
   /** A member moved to another URL (a restart on a new address, same name). */
   moved(m: Member): void;
+  /** A heartbeat or join answer measured a member's clock (see clock-offset.ts). */
+  measured?(name: string, sample: OffsetSample): void;
+  /**
+   * Another live process holds this node's name and this one must give it up (see
+   * `claimConflict`). Heartbeats have stopped; the node should stop taking writes and exit.
+   */
+  nameTaken?(holder: WireMember, error: MakhzenError): void;
 }
 
 export interface MembershipDeps {
@@ -63,9 +71,31 @@ export function stateAfterSilence(
  */
 export function mergeDecision(local: WireMember | undefined, remote: WireMember): "add" | "replace" | "leave" | "ignore" {
   if (!local) return "add";
+  // A claim to a live member's name from another URL is not taken second hand: two
+  // processes under one name must not flip every node between them. The claimants
+  // settle it themselves (Membership.claimConflict); a real move shows once the old
+  // process falls silent and is dead.
+  if (remote.url !== local.url && isLive(local.state)) return "ignore";
   if (remote.incarnation > local.incarnation) return "replace";
   if (remote.incarnation === local.incarnation && remote.state === "left" && local.state !== "left") return "leave";
   return "ignore";
+}
+
+/** Alive or only suspect: still answering, or silent too briefly to be given up. */
+const isLive = (state: MemberState): boolean => state === "alive" || state === "suspect";
+
+/**
+ * Whether the process with claim `mine` must give its name up to the live claim
+ * `other` (another URL, same name). Pure. The newer claim (higher incarnation, which
+ * is the start time; the greater URL on a tie) gives way, so a node that was
+ * already serving keeps its name. A process that was itself paused (SIGSTOP, a VM
+ * frozen) for longer than the cluster takes to call it dead gives way whatever its
+ * age: its peers may have handed the name to a new process meanwhile.
+ */
+export function mustYield(mine: WireMember, other: WireMember, wasPaused: boolean): boolean {
+  if (wasPaused) return true;
+  if (mine.incarnation !== other.incarnation) return mine.incarnation > other.incarnation;
+  return mine.url > other.url;
 }
 
 /**
@@ -80,6 +110,10 @@ export function mergeDecision(local: WireMember | undefined, remote: WireMember)
  *
  * A name is held by one URL: a join claiming a live member's name from another URL
  * is refused with NAME_TAKEN. A dead or departed member's name may be taken over.
+ * Two processes that claim one name anyway (started at once through different
+ * seeds, or one resumed after a pause long enough for the name to be handed on)
+ * each see the other's claim in the member lists; the one that must yield
+ * (mustYield) stops its heartbeats and reports `nameTaken`.
  */
 export class Membership {
   private readonly members = new Map<string, Member>();
@@ -93,6 +127,12 @@ export class Membership {
   private joining?: Promise<boolean>;
   /** A seed refused our name: joining again cannot succeed until an operator renames the node. */
   private nameRefused = false;
+  /** Another process holds our name: nothing more is sent (see claimConflict). */
+  private yielded = false;
+  /** Our wall clock at the last heartbeat: a gap much longer than the period means this process was paused. */
+  private lastTickMs?: number;
+  /** Until when a pause just detected makes us yield to any other live claim of our name. */
+  private pausedUntilMs = 0;
 
   constructor(private readonly deps: MembershipDeps) {}
 
@@ -184,18 +224,30 @@ export class Membership {
       throw new MakhzenError("NAME_TAKEN", `node name "${joiner.name}" is already taken by ${held.url}`);
     }
     this.heard({ ...joiner, state: "alive" });
-    return { members: this.wire() };
+    return this.answer();
   }
 
   handleGossip(from: WireMember, members: WireMember[]): MembersAnswer {
+    if (from.name === this.deps.self.name && from.url !== this.deps.self.url) {
+      // Another process gossips under our name: one of us yields; if not us, tell it.
+      this.claimConflict(from);
+      if (!this.yielded) throw new MakhzenError("NAME_TAKEN", `node name "${from.name}" is already taken by ${this.deps.self.url}`);
+    }
     this.heard(from);
     this.merge(members);
-    return { members: this.wire() };
+    return this.answer();
+  }
+
+  /** Whether another process took this node's name (it then sends nothing more). */
+  get nameLost(): boolean {
+    return this.yielded;
   }
 
   handleLeave(name: string, incarnation: number): void {
     const m = this.members.get(name);
     if (!m || m.incarnation > incarnation || m.state === "left") return;
+    // Another life's goodbye (a duplicate of the name that yielded, say) does not end a live one.
+    if (m.incarnation !== incarnation && isLive(m.state)) return;
     m.state = "left";
     this.logger.info("member left", { member: name });
     this.deps.events.left(m);
@@ -226,7 +278,9 @@ export class Membership {
     const me = this.selfWire();
     for (const seed of seeds) {
       try {
+        const sentMs = this.deps.wallMs();
         const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
+        this.measure(answer, sentMs);
         this.merge(answer.members);
         this.joined = true;
         this.logger.info("joined", { seed, members: this.members.size });
@@ -252,6 +306,8 @@ export class Membership {
    * again (a seed still in its first life refutes its `left` and joins back).
    */
   tick(): void {
+    this.notePause();
+    if (this.yielded) return;
     const seeds = this.seedsToTry();
     if (seeds.length > 0 && !this.nameRefused && !this.joining) {
       void this.joinOnce(seeds).catch((e) => {
@@ -269,12 +325,16 @@ export class Membership {
       if (m.state === "left" || this.probing.has(m.name)) continue;
       this.probing.add(m.name);
       const { name, url } = m;
+      const sentMs = this.deps.wallMs();
       this.deps.transport
         .call(url, "gossip", { from: me, members: list }, timeout)
         .then(
           (answer) => {
             const cur = this.members.get(name);
-            if (cur && cur.url === url) this.markSeen(cur);
+            if (cur && cur.url === url) {
+              this.markSeen(cur);
+              this.measure(answer, sentMs, name);
+            }
             this.merge(answer.members);
           },
           () => {
@@ -318,7 +378,15 @@ export class Membership {
 
   /** A message straight from `from` (a join or a heartbeat): it is alive, and may be new. */
   private heard(from: WireMember): void {
+    if (from.name === this.deps.self.name) return;
     const m = this.members.get(from.name);
+    if (m && m.url !== from.url) {
+      // A second claim to a live member's name is not taken (see mergeDecision); our
+      // answer lists the held claim, so the sender sees the conflict and settles it.
+      // A dead or departed holder's name goes to the process that speaks now.
+      if (!isLive(m.state)) this.upsert({ ...from, state: "alive" });
+      return;
+    }
     if (m && from.incarnation < m.incarnation) return; // a message from a past life
     // Sent before it left (or was reaped), and read after: `left` is final within a life.
     if (m && m.state === "left" && from.incarnation === m.incarnation) return;
@@ -335,6 +403,8 @@ export class Membership {
       if (r.name === self.name) {
         if (r.url === self.url && r.state === "left" && r.incarnation >= self.incarnation) {
           self.incarnation = r.incarnation + 1; // refute a stale "left" about us
+        } else if (r.url !== self.url && isLive(r.state)) {
+          this.claimConflict(r);
         }
         continue;
       }
@@ -361,6 +431,60 @@ export class Membership {
     if (before && before.url !== w.url) this.deps.events.moved(cur);
     this.logger.info("member joined", { member: cur.name, url: cur.url, incarnation: cur.incarnation });
     this.deps.events.added(cur);
+  }
+
+  /**
+   * Another live claim of our name, seen in a member list or heard directly: if we
+   * must yield (mustYield), stop everything and report it once.
+   */
+  private claimConflict(other: WireMember): void {
+    if (this.yielded) return;
+    const wasPaused = this.notePause();
+    if (!mustYield(this.selfWire(), other, wasPaused)) return;
+    this.yielded = true;
+    this.stop();
+    const error = new MakhzenError(
+      "NAME_TAKEN",
+      wasPaused
+        ? `node name "${other.name}" is now held by ${other.url}: this process was paused long enough for it to be handed on`
+        : `node name "${other.name}" is also held by ${other.url}, which started first`,
+    );
+    this.logger.error("NAME_TAKEN: another process holds this node's name; this one stops", {
+      holder: other.url,
+      holderIncarnation: other.incarnation,
+      incarnation: this.deps.self.incarnation,
+      paused: wasPaused,
+    });
+    this.deps.events.nameTaken?.(other, error);
+  }
+
+  /**
+   * Whether this process was paused lately: a heartbeat gap longer than the silence
+   * after which peers call a member dead (and may give its name to another) makes
+   * the next deadAfterMs a window in which any other claim of our name wins.
+   */
+  private notePause(): boolean {
+    const now = this.deps.wallMs();
+    const { heartbeatIntervalMs, deadAfterMs } = this.deps.config;
+    if (this.lastTickMs !== undefined && now - this.lastTickMs > deadAfterMs + heartbeatIntervalMs) {
+      this.pausedUntilMs = now + deadAfterMs;
+      this.logger.warn("this process was paused; checking that its name is still its own", { pausedMs: now - this.lastTickMs });
+    }
+    if (this.timer !== undefined) this.lastTickMs = now;
+    return now < this.pausedUntilMs;
+  }
+
+  /** One clock sample from an answer that carries the peer's clock. */
+  private measure(answer: MembersAnswer, sentMs: number, name?: string): void {
+    if (answer.wallMs === undefined) return;
+    const who = name ?? answer.members[0]?.name;
+    if (who === undefined || who === this.deps.self.name) return;
+    this.deps.events.measured?.(who, offsetSample(sentMs, answer.wallMs, this.deps.wallMs()));
+  }
+
+  /** What a join or heartbeat is answered with: our member list (us first) and our clock. */
+  private answer(): MembersAnswer {
+    return { members: this.wire(), wallMs: this.deps.wallMs() };
   }
 
   private selfWire(): WireMember {

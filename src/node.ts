@@ -61,6 +61,12 @@ export interface MakhzenNode {
   leave(): Promise<void>;
   /** Stops serving and all background work, without telling the peers. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Settles when the node must stop for good: another process took its name
+   * (NAME_TAKEN). By then it refuses writes and has handed what only it held to its
+   * live peers; the owner should close it (the CLI exits 1).
+   */
+  readonly fatal: Promise<MakhzenError>;
 }
 
 /**
@@ -117,7 +123,13 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     }
   }
   const cluster = new Cluster({ config, store, digest, clock, logger: log, transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }) });
-  const items = new Items(store, clock, config, (record) => cluster.replicator.enqueue(record));
+  const items = new Items(
+    store,
+    clock,
+    config,
+    (record) => cluster.replicator.enqueue(record),
+    () => cluster.checkWritable(),
+  );
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;
   const requests = new RequestStats();
@@ -146,6 +158,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     items,
     cluster,
     isReady: () => cluster.ready,
+    notReadyReason: () => cluster.notReadyReason(),
     durable,
     version: VERSION,
     metrics: metrics.render,
@@ -248,6 +261,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     members: () => cluster.status().members,
     status: () => cluster.status(),
     ready: () => cluster.ready,
+    fatal: cluster.fatal,
     async leave() {
       if (closed) return;
       if (started) await cluster.leave();

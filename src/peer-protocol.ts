@@ -61,7 +61,15 @@ const Leaf = Type.Integer({ minimum: 0, maximum: 4095 });
 const Group = Type.Integer({ minimum: 0, maximum: 63 });
 
 export const JoinRequest = Type.Object({ member: WireMember });
-export const MembersAnswer = Type.Object({ members: Type.Array(WireMember, { maxItems: 10_000 }) });
+/**
+ * The member list (the answering node first) and, since protocol 1 grew it, the
+ * answering node's wall clock in epoch ms when it answered: heartbeats and joins
+ * measure clock offsets with it (see clock-offset.ts).
+ */
+export const MembersAnswer = Type.Object({
+  members: Type.Array(WireMember, { maxItems: 10_000 }),
+  wallMs: Type.Optional(Type.Integer({ minimum: 0 })),
+});
 export const GossipRequest = Type.Object({ from: WireMember, members: Type.Array(WireMember, { maxItems: 10_000 }) });
 export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
 export const OkAnswer = Type.Object({ ok: Type.Boolean() });

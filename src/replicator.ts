@@ -203,6 +203,43 @@ export class Replicator {
     return true;
   }
 
+  /** Records queued or in flight for any of these peers, each key once (its newest): what a leaving node hands off. */
+  unacknowledged(names: Iterable<string>): StoredRecord[] {
+    const out = new Map<string, StoredRecord>();
+    for (const n of names) {
+      for (const o of this.outstanding(n)) {
+        const id = recordId(o.record.bucket, o.record.key);
+        const cur = out.get(id);
+        if (!cur || cur.version < o.record.version) out.set(id, o.record);
+      }
+    }
+    return [...out.values()];
+  }
+
+  /** Records that every one of these peers has yet to acknowledge: as far as this node knows, none of them holds them. */
+  heldByNone(names: readonly string[]): number {
+    if (names.length === 0) return 0;
+    const [first, ...rest] = names;
+    const others = rest.map((n) => {
+      const ids = new Set<string>();
+      for (const o of this.outstanding(n)) ids.add(recordId(o.record.bucket, o.record.key));
+      return ids;
+    });
+    let n = 0;
+    for (const o of this.outstanding(first!)) {
+      const id = recordId(o.record.bucket, o.record.key);
+      if (others.every((ids) => ids.has(id))) n++;
+    }
+    return n;
+  }
+
+  private *outstanding(name: string): Iterable<Outgoing> {
+    const q = this.peers.get(name);
+    if (!q) return;
+    yield* q.pending.values();
+    for (const batch of q.sending) yield* batch;
+  }
+
   /**
    * Counters and depths per peer, for /metrics. The oldest age is found by one pass
    * over the queue (a few ms for a million records, and only at a scrape) rather
@@ -408,7 +445,7 @@ export class Replicator {
   private tooNew(q: PeerQueue, refused: Set<Outgoing | undefined>): void {
     // First refusal, then one line per 100: a node with a fast clock writes many.
     if (q.stats.tooNew === 0 || Math.floor((q.stats.tooNew + refused.size) / 100) > Math.floor(q.stats.tooNew / 100)) {
-      this.logger.warn("peer refused records stamped too far ahead of its clock; not acknowledged, dropped", {
+      this.logger.warn("peer does not hold records within its clock bounds (stamped too far ahead, or superseded there by such a record); not acknowledged, dropped", {
         peer: q.name,
         refused: refused.size,
         total: q.stats.tooNew + refused.size,

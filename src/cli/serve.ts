@@ -33,6 +33,10 @@ export const serveArgs = {
   "reap-dead-after": { type: "string", description: `How long a dead member is kept before it is forgotten, e.g. 24h (default ${DEFAULTS.reapDeadAfterMs}ms)` },
   "log-level": { type: "string", description: "Least severe log lines written: debug, info, warn or error (default info; env MAKHZEN_LOG_LEVEL)" },
   "log-format": { type: "string", description: "json (one object per line) or text (default: text on a terminal, else json; env MAKHZEN_LOG_FORMAT)" },
+  "max-clock-offset": {
+    type: "string",
+    description: `Furthest a node's clock may be from the cluster's median before it refuses writes, e.g. 500ms (default ${DEFAULTS.maxClockOffsetMs}ms)`,
+  },
   "drain-timeout": { type: "string", description: `How long a leaving node drains its queues, e.g. 10s (default ${DEFAULTS.drainTimeoutMs}ms)` },
   token: { type: "string", description: "Bearer token every client route except /healthz and /readyz requires (env MAKHZEN_TOKEN: keeps it out of ps)" },
   "read-token": { type: "string", description: "A second token that may only read (env MAKHZEN_READ_TOKEN)" },
@@ -75,6 +79,7 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     queueMaxBytes: opt("queue-max-bytes", parseBytes),
     reapDeadAfterMs: opt("reap-dead-after", parseDurationMs),
     drainTimeoutMs: opt("drain-timeout", parseDurationMs),
+    maxClockOffsetMs: opt("max-clock-offset", parseDurationMs),
     token: get("token"),
     readToken: get("read-token"),
     clusterSecret: get("cluster-secret"),
@@ -132,7 +137,7 @@ export const serve = defineCommand({
     }
     logStarted(log, node.config, url, logOptions.level);
     // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.
-    await new Promise<void>((resolve) => {
+    const stopped = new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log.info("stopping: draining the queues and leaving the cluster", { signal });
         node.leave().then(
@@ -149,6 +154,12 @@ export const serve = defineCommand({
       process.once("SIGINT", () => stop("SIGINT"));
       process.once("SIGTERM", () => stop("SIGTERM"));
     });
+    // Another process took this node's name: it has stopped writing and handed off; exit 1.
+    const lost = node.fatal.then(async (e) => {
+      await node.close();
+      throw new CliError(`${e.code}: ${e.message}; this node stopped. Give it another --name.`, 1);
+    });
+    await Promise.race([stopped, lost]);
   },
 });
 

@@ -9,11 +9,27 @@ export function renderStatus(status: ClusterStatus): string {
     m.url,
     m.state,
     String(m.queue),
+    m.name === status.self ? "-" : formatOffset(m.clockOffsetMs),
     m.name === status.self ? "-" : formatAge(m.lastSeenMs),
   ]);
-  const table = [["NAME", "URL", "STATE", "QUEUE", "LAST SEEN"], ...rows];
+  const table = [["NAME", "URL", "STATE", "QUEUE", "CLOCK", "LAST SEEN"], ...rows];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-  return table.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n");
+  const lines = table.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "));
+  const { clock } = status;
+  if (clock?.fenced) {
+    lines.push(
+      `this node's clock is ${formatOffset(clock.offsetMs)} from the cluster's median, past --max-clock-offset ${clock.maxOffsetMs}ms: it refuses writes`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** A member's clock against this node's: +12ms, -3.1s; ? before the first heartbeat measured it. */
+function formatOffset(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return "?";
+  const sign = ms < 0 ? "-" : "+";
+  const abs = Math.abs(ms);
+  return abs < 1000 ? `${sign}${abs}ms` : `${sign}${(abs / 1000).toFixed(1)}s`;
 }
 
 function formatAge(ms: number): string {

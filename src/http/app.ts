@@ -23,6 +23,8 @@ export interface AppDeps {
   durable?: () => Promise<void>;
   /** Whether the node is ready to serve (for /readyz). */
   isReady: () => boolean;
+  /** Why it is not ready, for the /readyz answer (CLOCK_OFFSET, NAME_TAKEN, UNAVAILABLE). */
+  notReadyReason?: () => MakhzenError | undefined;
   version: string;
   /** The cluster side: w=/r= on items, GET /cluster and the peer API. Absent on a lone node. */
   cluster?: Cluster;
@@ -119,6 +121,12 @@ export function createApp(deps: AppDeps) {
     return json({ items: page.items, cursor });
   };
 
+  // Always 503, whatever the reason's own status: a load balancer reads only that.
+  const notReady = () => {
+    const why = deps.notReadyReason?.();
+    return errorResponse(503, why?.code ?? "UNAVAILABLE", why?.message ?? "not ready");
+  };
+
   const itemDocs = (summary: string) => ({ detail: { summary, tags: ["items"] } });
   const itemResponses = { 200: M.Item, 404: M.ErrorEnvelope };
 
@@ -172,7 +180,7 @@ export function createApp(deps: AppDeps) {
         store: deps.store,
         items,
         maxLineBytes: config.maxBodyBytes,
-        maxClockDriftMs: config.maxClockDriftMs,
+        maxClockOffsetMs: config.maxClockOffsetMs,
         durable: deps.durable,
       }),
     )
@@ -198,7 +206,7 @@ export function createApp(deps: AppDeps) {
       { detail: { summary: "Prometheus metrics, every name prefixed makhzen_ (see docs/operations.md)", tags: ["ops"] } },
     )
     .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"], security: [] }, response: M.Health })
-    .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : errorResponse(503, "UNAVAILABLE", "not ready")), {
+    .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : notReady()), {
       detail: { summary: "Readiness", tags: ["ops"], security: [] },
       response: { 200: M.Health, 503: M.ErrorEnvelope },
     })

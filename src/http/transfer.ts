@@ -10,7 +10,7 @@ export interface TransferDeps {
   items: Items;
   /** Longest NDJSON line accepted by /load, in bytes. */
   maxLineBytes: number;
-  maxClockDriftMs: number;
+  maxClockOffsetMs: number;
   /** When set, a load answers only after this resolves (fsync=always). */
   durable?: () => Promise<void>;
 }
@@ -53,7 +53,7 @@ export function transferRoutes(deps: TransferDeps) {
           let record: StoredRecord;
           try {
             record = checkRecord(JSON.parse(text)) as StoredRecord;
-            if (deps.items.importRecord(record, deps.maxClockDriftMs)) loaded++;
+            if (deps.items.importRecord(record, deps.maxClockOffsetMs)) loaded++;
             else skipped++;
           } catch (e) {
             const why = e instanceof MakhzenError ? e.message : "not valid JSON";

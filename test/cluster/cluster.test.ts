@@ -38,7 +38,7 @@ describe("cluster", () => {
     const cli = Bun.spawnSync([process.execPath, "src/cli/main.ts", "status", "--url", a.url], { cwd: `${import.meta.dir}/../..` });
     expect(cli.exitCode).toBe(0);
     const lines = cli.stdout.toString().trim().split("\n");
-    expect(lines[0]).toMatch(/^NAME +URL +STATE +QUEUE +LAST SEEN$/);
+    expect(lines[0]).toMatch(/^NAME +URL +STATE +QUEUE +CLOCK +LAST SEEN$/);
     expect(lines.slice(1).map((l) => l.split(/ {2,}/)[2])).toEqual(["alive", "alive", "alive"]);
     const view = await clusterView(a);
     expect(view.self).toBe("a");

@@ -11,7 +11,12 @@ import type { MemoryTransport } from "../../src/transport.ts";
  * A node's core (store, digest, cluster) without HTTP, wired to an in-memory
  * network. `wall` replaces its wall clock (a skewed or manual one); `peers` may be mem:// URLs.
  */
-export function core(name: string, net: MemoryTransport, options: NodeOptions = {}, extra: { wall?: WallClock; logger?: Logger } = {}) {
+export function core(
+  name: string,
+  net: MemoryTransport,
+  options: NodeOptions = {},
+  extra: { wall?: WallClock; logger?: Logger; url?: string } = {},
+) {
   // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
   const { peers = [], ...rest } = options;
   const config = { ...resolveConfig({ name, port: 1, ...FAST_TIMINGS, ...rest, ...(extra.wall ? { wallClock: extra.wall } : {}) }), peers };
@@ -25,7 +30,7 @@ export function core(name: string, net: MemoryTransport, options: NodeOptions = 
     onChange: (b, k, p, n) => digest.update(b, k, p, n),
   });
   const cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger });
-  const url = `mem://${name}`;
+  const url = extra.url ?? `mem://${name}`;
   net.register(url, cluster.service);
   const write = (key: string, value: string | null, bucket = "default"): StoredRecord => {
     const r: StoredRecord = { bucket, key, value, version: clock.now() };

@@ -1,0 +1,100 @@
+/**
+ * How far apart the cluster's clocks are, and whether ours may stamp writes.
+ *
+ * Last writer wins is only as good as the clocks: a node whose clock runs 90 s fast
+ * stamps versions that beat every honest write of the next 90 s, and the hybrid
+ * clock of every node that takes such a version is dragged along with it. So, as
+ * CockroachDB does with its max-offset, each node measures its offset to every peer
+ * and stops stamping writes (it is "fenced") when it is further than maxOffsetMs from
+ * the cluster's median clock, and no node takes a record stamped further than that
+ * ahead of the median clock.
+ *
+ * Measuring: every heartbeat answer (and the join answer) carries the peer's wall
+ * clock. With t0 and t1 our clock when the request left and the answer came back,
+ * the peer read its clock at about (t0 + t1) / 2, so its offset is
+ * peerWall - (t0 + t1) / 2, with an error of at most half the round trip. Of the last
+ * SAMPLE_WINDOW samples of a peer the one with the shortest round trip is kept, as
+ * NTP's clock filter does: a slow answer (GC pause, busy peer) says least.
+ *
+ * The median counts this node as offset 0. With three nodes one bad clock is then
+ * outvoted: the two good ones stay unfenced and the bad one is fenced. With two
+ * nodes whose clocks disagree nobody can tell which is right, and both are fenced:
+ * refusing writes is safe, taking them is not. The cost of the whole scheme is two
+ * numbers per heartbeat and a sort of the members' offsets per heartbeat.
+ */
+
+/** Samples kept per peer; the one with the shortest round trip is the estimate. */
+export const SAMPLE_WINDOW = 8;
+
+export interface OffsetSample {
+  /** The peer's clock minus ours, in ms. */
+  offsetMs: number;
+  /** The round trip the sample was taken over, in ms: twice its worst error. */
+  rttMs: number;
+  /** Our wall clock when it was taken, in ms. */
+  atMs: number;
+}
+
+/** A sample from one exchange: sent at `sentMs`, answered with `peerWallMs`, back at `receivedMs` (our clock). */
+export function offsetSample(sentMs: number, peerWallMs: number, receivedMs: number): OffsetSample {
+  const rttMs = Math.max(0, receivedMs - sentMs);
+  return { offsetMs: Math.round(peerWallMs - (sentMs + receivedMs) / 2), rttMs, atMs: receivedMs };
+}
+
+/** The median of a non-empty list (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * This node's clock minus the median of the cluster's clocks (its own counted as
+ * 0), given the measured offsets (peer minus us) of the peers to count. Pure.
+ */
+export const selfOffsetMs = (peerOffsets: readonly number[]): number => Math.round(-median([0, ...peerOffsets])) || 0; // never -0
+
+export interface ClockState {
+  /** This node's clock minus the cluster's median clock, in ms (0 alone). */
+  offsetMs: number;
+  /** Whether it is further than maxOffsetMs from the median: it refuses client writes and is not ready. */
+  fenced: boolean;
+  maxOffsetMs: number;
+}
+
+/** The per-peer estimates, fed by heartbeats, and the median over the peers named. */
+export class ClockOffsets {
+  private readonly samples = new Map<string, OffsetSample[]>();
+
+  /** Records one sample of `peer`. */
+  record(peer: string, sample: OffsetSample): void {
+    let list = this.samples.get(peer);
+    if (!list) this.samples.set(peer, (list = []));
+    list.push(sample);
+    if (list.length > SAMPLE_WINDOW) list.shift();
+  }
+
+  /** Forgets a peer (it left, or moved to another process under its name). */
+  forget(peer: string): void {
+    this.samples.delete(peer);
+  }
+
+  /** The peer's clock minus ours (the sample of least round trip of the last few), or undefined before any. */
+  offsetOf(peer: string): number | undefined {
+    const list = this.samples.get(peer);
+    if (!list || list.length === 0) return undefined;
+    let best = list[0]!;
+    for (const s of list) if (s.rttMs < best.rttMs) best = s;
+    return best.offsetMs;
+  }
+
+  /** This node's clock minus the median clock of itself and the `peers` measured so far, and how many were. */
+  selfOffset(peers: readonly string[]): { offsetMs: number; measured: number } {
+    const offsets: number[] = [];
+    for (const p of peers) {
+      const o = this.offsetOf(p);
+      if (o !== undefined) offsets.push(o);
+    }
+    return { offsetMs: offsets.length === 0 ? 0 : selfOffsetMs(offsets), measured: offsets.length };
+  }
+}

@@ -1,0 +1,191 @@
+import { describe, expect, test } from "bun:test";
+import { HybridClock, ManualWallClock } from "../src/clock.ts";
+import { ClockGuard } from "../src/clock-guard.ts";
+import { median, offsetSample, selfOffsetMs } from "../src/clock-offset.ts";
+import { MakhzenError } from "../src/errors.ts";
+import type { StoredRecord } from "../src/record.ts";
+import { MemoryTransport } from "../src/transport.ts";
+import { formatVersion, versionWallMs } from "../src/version.ts";
+import { core, joined, until, type Core } from "./support/core.ts";
+
+/** A core whose wall clock runs `skewMs` off real time. */
+const skewed = (name: string, net: MemoryTransport, skewMs: number) => core(name, net, {}, { wall: () => Date.now() + skewMs });
+
+const codeOf = (fn: () => unknown): string | undefined => {
+  try {
+    fn();
+  } catch (e) {
+    return (e as MakhzenError).code;
+  }
+  return undefined;
+};
+
+describe("clock offsets, pure", () => {
+  test("a sample assumes the peer read its clock half way through the round trip", () => {
+    expect(offsetSample(1000, 91_010, 1020)).toEqual({ offsetMs: 90_000, rttMs: 20, atMs: 1020 });
+    expect(offsetSample(1000, 990, 1000)).toEqual({ offsetMs: -10, rttMs: 0, atMs: 1000 });
+  });
+
+  test("the median counts this node as 0: one bad clock of three is outvoted, two disagreeing clocks fence both", () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    // a's view: b agrees, c is 90 s ahead -> a is at the median.
+    expect(selfOffsetMs([0, 90_000])).toBe(0);
+    // c's view: both others are 90 s behind -> c is 90 s ahead of the median.
+    expect(selfOffsetMs([-90_000, -90_000])).toBe(90_000);
+    // Two nodes 1 s apart: each is 500 ms from their median.
+    expect(Math.abs(selfOffsetMs([1000]))).toBe(500);
+    expect(Math.abs(selfOffsetMs([-1000]))).toBe(500);
+  });
+});
+
+describe("ClockGuard", () => {
+  const guard = (wall: ManualWallClock, offsets: Record<string, number> = {}, maxOffsetMs = 500) => {
+    const clock = new HybridClock("a", wall.read);
+    const g = new ClockGuard({ clock, maxOffsetMs, peers: () => Object.keys(offsets) });
+    for (const [peer, o] of Object.entries(offsets)) g.record(peer, offsetSample(wall.ms, wall.ms + o, wall.ms));
+    return { g, clock };
+  };
+
+  test("fenced past the max offset from the median, not within it; a lone node never", () => {
+    const wall = new ManualWallClock();
+    expect(guard(wall, { b: -90_000, c: -90_000 }).g.state()).toMatchObject({ offsetMs: 90_000, fenced: true });
+    expect(guard(wall, { b: 0, c: 90_000 }).g.state()).toMatchObject({ offsetMs: 0, fenced: false });
+    expect(guard(wall, { b: -400, c: -300 }).g.state()).toMatchObject({ offsetMs: 300, fenced: false });
+    expect(guard(wall, { b: 1200 }).g.state().fenced).toBe(true);
+    // Alone: no clock to disagree with, whatever its versions say.
+    const lone = guard(wall);
+    lone.clock.observe(formatVersion(wall.ms + 3_600_000, 0, "x"));
+    expect(lone.g.state()).toMatchObject({ offsetMs: 0, fenced: false });
+  });
+
+  test("a clock set right stays fenced while its hybrid clock still stamps ahead of the median", () => {
+    const wall = new ManualWallClock();
+    const { g, clock } = guard(wall, { b: 0, c: 0 });
+    clock.observe(formatVersion(wall.ms + 10_000, 0, "a")); // what it stamped while 10 s fast
+    expect(g.state().fenced).toBe(true);
+    wall.advance(10_001);
+    g.record("b", offsetSample(wall.ms, wall.ms, wall.ms)); // a new sample: recomputed at once
+    expect(g.state().fenced).toBe(false);
+  });
+
+  test("a far-future record is refused against the median clock, and stays refused once time has caught up", () => {
+    const wall = new ManualWallClock();
+    const { g } = guard(wall, { b: 0, c: 0 });
+    const v = formatVersion(wall.ms + 3000, 0, "c");
+    expect(g.tooFarAhead(v)).toBe(true);
+    g.refuse("default\u0000k", v, "c");
+    wall.advance(5000);
+    expect(g.tooFarAhead(v)).toBe(false);
+    expect(g.wasRefused("default\u0000k", v)).toBe(true);
+    expect(g.wasRefused("default\u0000other", v)).toBe(false);
+    expect(g.refusedTooNew).toBe(1);
+  });
+
+  test("a node with a slow clock judges records by the median clock, not its own", () => {
+    const wall = new ManualWallClock();
+    // This node is 20 s behind both others: their honest records are 20 s ahead of its own clock.
+    const { g } = guard(wall, { b: 20_000, c: 20_000 });
+    expect(g.state().fenced).toBe(true);
+    expect(g.tooFarAhead(formatVersion(wall.ms + 20_000, 0, "b"))).toBe(false);
+    expect(g.tooFarAhead(formatVersion(wall.ms + 20_600, 0, "b"))).toBe(true);
+  });
+});
+
+describe("clock skew in a cluster (in process)", () => {
+  const started: Core[] = [];
+  const cluster = async (nodes: Core[]) => {
+    started.push(...nodes);
+    await joined(nodes);
+    // One more heartbeat each, so every node has measured every other.
+    for (const n of nodes) n.cluster.membership.tick();
+    await until(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+  };
+  const closeAll = () => {
+    for (const n of started.splice(0)) n.cluster.close();
+  };
+
+  test("a node 90 s fast is fenced and not ready; the others are not; /cluster shows the offsets", async () => {
+    const net = new MemoryTransport();
+    const [a, b, c] = [core("a", net), core("b", net), skewed("c", net, 90_000)];
+    try {
+      await cluster([a, b, c]);
+      expect(codeOf(() => c.cluster.checkWritable())).toBe("CLOCK_OFFSET");
+      expect(c.cluster.ready).toBe(false);
+      expect(c.cluster.notReadyReason()?.code).toBe("CLOCK_OFFSET");
+      expect(codeOf(() => a.cluster.checkWritable())).toBeUndefined();
+      expect(codeOf(() => b.cluster.checkWritable())).toBeUndefined();
+      const seenByA = a.cluster.status();
+      expect(seenByA.clock.fenced).toBe(false);
+      expect(Math.abs(seenByA.clock.offsetMs)).toBeLessThan(100);
+      expect(Math.abs(seenByA.members.find((m) => m.name === "c")!.clockOffsetMs! - 90_000)).toBeLessThan(100);
+      expect(c.cluster.status().clock).toMatchObject({ fenced: true, maxOffsetMs: 500 });
+      expect(Math.abs(c.cluster.status().clock.offsetMs - 90_000)).toBeLessThan(100);
+      // It keeps applying replicated records (a's write reaches it).
+      const r = a.write("k", "from-a");
+      await until(() => c.store.getRecord("default", "k")?.version === r.version);
+    } finally {
+      closeAll();
+    }
+  });
+
+  test("+45 s and -20 s: both skewed nodes are fenced; the slow one takes honest writes; the honest clock is not dragged", async () => {
+    const net = new MemoryTransport();
+    const [a, fast, slow] = [core("a", net), skewed("fast", net, 45_000), skewed("slow", net, -20_000)];
+    try {
+      await cluster([a, fast, slow]);
+      expect(fast.cluster.checkWritable.bind(fast.cluster)).toThrow(MakhzenError);
+      expect(codeOf(() => slow.cluster.checkWritable())).toBe("CLOCK_OFFSET");
+      expect(codeOf(() => a.cluster.checkWritable())).toBeUndefined();
+      const r = a.write("k", "honest");
+      await until(() => slow.store.getRecord("default", "k")?.version === r.version);
+      // a never observed a version from the fast node's future.
+      expect(a.clock.highWaterMs() - Date.now()).toBeLessThan(1000);
+      expect(versionWallMs(a.clock.now()) - Date.now()).toBeLessThan(1000);
+    } finally {
+      closeAll();
+    }
+  });
+
+  test("a record stamped ahead is refused for good; w=all does not count a replica whose copy is such a record", async () => {
+    const net = new MemoryTransport();
+    const [a, b, c] = [core("a", net), core("b", net), core("c", net)];
+    try {
+      await cluster([a, b, c]);
+      // c wrote k in the moment before its fence went up, its clock 1.5 s fast.
+      const ahead: StoredRecord = { bucket: "default", key: "k", value: "from-c", version: formatVersion(Date.now() + 1500, 0, "c") };
+      c.store.apply(ahead);
+      const answer = a.cluster.applyRemote([ahead]);
+      expect(answer).toEqual({ applied: 0, tooNew: [0] });
+      expect(versionWallMs(a.clock.now()) - Date.now()).toBeLessThan(1000); // never observed
+
+      // a writes k and asks every replica: c holds a newer version, but one out of bounds.
+      const r = a.write("k", "from-a");
+      const err = await a.cluster
+        .awaitWrite("default", "k", r.version, { level: "all", raw: "all", timeoutMs: 300 })
+        .then(() => undefined, (e: MakhzenError) => e);
+      expect(err?.code).toBe("REPLICATION_TIMEOUT");
+      expect(b.store.getRecord("default", "k")?.version).toBe(r.version);
+
+      // Once real time has passed its stamp, the same record is still refused.
+      await until(() => Date.now() > versionWallMs(ahead.version) + 100, 5000);
+      expect(a.cluster.applyRemote([ahead]).tooNew).toEqual([0]);
+      expect(a.store.getRecord("default", "k")?.value).toBe("from-a");
+      expect(a.cluster.refusedForDrift).toBeGreaterThanOrEqual(2);
+    } finally {
+      closeAll();
+    }
+  });
+
+  test("two nodes whose clocks disagree are both fenced: neither can tell which is right", async () => {
+    const net = new MemoryTransport();
+    const [a, b] = [core("a", net), skewed("b", net, 5000)];
+    try {
+      await cluster([a, b]);
+      expect(codeOf(() => a.cluster.checkWritable())).toBe("CLOCK_OFFSET");
+      expect(codeOf(() => b.cluster.checkWritable())).toBe("CLOCK_OFFSET");
+    } finally {
+      closeAll();
+    }
+  });
+});
