@@ -26,6 +26,8 @@ export interface AntiEntropyDeps {
   applyRemote: (records: StoredRecord[]) => number;
   /** Peers worth a periodic round: the reachable ones. */
   candidates: () => SyncPeer[];
+  /** Wall clock, for when rounds complete (see lastCompleteMs). Default: Date.now. */
+  wallMs?: () => number;
   logger?: Logger;
 }
 
@@ -96,6 +98,8 @@ export class AntiEntropy {
   private readonly abort = new AbortController();
   /** `pushed`: records peers took from us; `pulled`: records we took; `refused`: records a peer refused for good. */
   readonly stats = { rounds: 0, failures: 0, pushed: 0, pulled: 0, refused: 0 };
+  /** Per peer: when its last complete round started. */
+  private readonly completed = new Map<string, number>();
 
   constructor(private readonly deps: AntiEntropyDeps) {}
 
@@ -170,7 +174,12 @@ export class AntiEntropy {
   round(peer: SyncPeer): Promise<RoundResult> {
     const busy = this.running.get(peer.name);
     if (busy) return busy;
+    const startedMs = this.wallMs();
     const p = this.runRound(peer)
+      .then((r) => {
+        if (r.complete) this.completed.set(peer.name, startedMs);
+        return r;
+      })
       .catch((e: unknown) => {
         if (!(e instanceof Stopped)) this.stats.failures++;
         throw e;
@@ -182,6 +191,18 @@ export class AntiEntropy {
       });
     this.running.set(peer.name, p);
     return p;
+  }
+
+  /**
+   * When the last complete round against `peer` started (our wall clock): the peer
+   * then held everything this node held at that moment, or something newer.
+   */
+  lastCompleteMs(peer: string): number | undefined {
+    return this.completed.get(peer);
+  }
+
+  private wallMs(): number {
+    return (this.deps.wallMs ?? Date.now)();
   }
 
   private tick(): void {

@@ -16,6 +16,7 @@ import { ClockGuard } from "./clock-guard.ts";
 import type { ClockState } from "./clock-offset.ts";
 import { Consistency, parseConcern, type Concern, type Level } from "./consistency.ts";
 import { recordId } from "./digest.ts";
+import { versionNode, versionWallMs } from "./version.ts";
 
 export interface ClusterDeps {
   config: NodeConfig;
@@ -81,6 +82,9 @@ export class Cluster {
   /** Set when another process took this node's name: it refuses writes, and `fatal` settles. */
   private nameLost?: MakhzenError;
   private readonly fatalError: Promise<MakhzenError>;
+  /** Per origin node: its last word on how far its writes are held by every member (see isStable). */
+  private readonly stableOf = new Map<string, number>();
+  private selfStable?: { ms: number; atMs: number };
   private reportFatal!: (e: MakhzenError) => void;
 
   constructor(private readonly deps: ClusterDeps) {
@@ -108,6 +112,7 @@ export class Cluster {
       transport,
       config,
       wallMs: () => clock.wallMs(),
+      stableMs: () => this.stableMs(),
       logger: logger.child("membership"),
       events: {
         added: (m) => {
@@ -129,6 +134,7 @@ export class Cluster {
           this.clockGuard.forget(m.name);
         },
         measured: (name, sample) => this.clockGuard.record(name, sample),
+        stable: (name, ms) => void this.stableOf.set(name, ms),
         nameTaken: (_holder: WireMember, error) => this.yieldName(error),
       },
     });
@@ -140,6 +146,7 @@ export class Cluster {
       logger: logger.child("antientropy"),
       applyRemote: (records) => this.applyRemote(records).applied,
       candidates: () => this.membership.reachable(),
+      wallMs: () => clock.wallMs(),
     });
     this.consistency = new Consistency({
       store,
@@ -325,6 +332,48 @@ export class Cluster {
     }
     const { offsetMs, fenced, maxOffsetMs } = this.clockGuard.state();
     return { self: this.self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+  }
+
+  /**
+   * Whether every current member holds `r` (or something newer), so that the store
+   * may forget it early: the tombstone or expired record of `r` is then no longer
+   * needed to stop an older value coming back. The grace period (--tombstone-ttl)
+   * stays for whatever is not known to be held everywhere: a member down, a queue
+   * that overflowed, a record from a node that left.
+   *
+   * How it is known: the node that stamped `r` (its version names it) tells every
+   * member, in its heartbeats, up to when every member holds what it stamped
+   * (`stableMs`: per peer, records acknowledged through its queue, or covered by a
+   * complete anti-entropy round since the queue last lost records; the least over
+   * the peers). A lone node that has no seed to join holds everything it needs.
+   * Cheap: one map lookup per call, so the sweep may ask for each tombstone.
+   */
+  isStable(r: StoredRecord): boolean {
+    const origin = versionNode(r.version);
+    const stable = origin === this.self.name ? this.stableMs() : this.stableOf.get(origin);
+    return stable !== undefined && versionWallMs(r.version) <= stable;
+  }
+
+  /** This node's `stableMs` (see isStable), recomputed at most every heartbeat / 2: it walks the queues. */
+  stableMs(): number {
+    const now = this.deps.clock.wallMs();
+    if (this.selfStable && now >= this.selfStable.atMs && now - this.selfStable.atMs < this.deps.config.heartbeatIntervalMs / 2) {
+      return this.selfStable.ms;
+    }
+    // Not yet joined through the seeds it was given: members it has not met may hold anything.
+    let ms = this.membership.hasJoined ? now - 1 : 0;
+    for (const m of this.membership.peers()) ms = Math.min(ms, this.peerStableMs(m.name));
+    this.selfStable = { ms, atMs: now };
+    return ms;
+  }
+
+  /** Up to when `peer` holds every record this node stamped (see isStable). */
+  private peerStableMs(peer: string): number {
+    const w = this.replicator.watermark(peer);
+    const round = this.antiEntropy.lastCompleteMs(peer);
+    if (!w || round === undefined) return 0;
+    // A round since the queue last lost records covers what came before it; the queue, what came after.
+    return round >= w.completeSinceMs ? Math.max(round - 1, w.ackedThroughMs) : round - 1;
   }
 
   /**

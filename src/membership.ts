@@ -4,6 +4,10 @@ import { MakhzenError } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./peer-protocol.ts";
 import type { PeerTransport } from "./transport.ts";
+import { isLive, mergeDecision, stateAfterSilence } from "./membership-rules.ts";
+import { NameClaim } from "./name-claim.ts";
+
+export { mergeDecision, mustYield, stateAfterSilence } from "./membership-rules.ts";
 
 type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "reapDeadAfterMs" | "requestTimeoutMs">;
 
@@ -24,6 +28,8 @@ export interface MembershipEvents {
   left(m: Member): void;
   /** A member moved to another URL (a restart on a new address, same name). */
   moved(m: Member): void;
+  /** A member said how far its writes are held by every member (MembersAnswer.stableMs). */
+  stable?(name: string, stableMs: number): void;
   /** A heartbeat or join answer measured a member's clock (see clock-offset.ts). */
   measured?(name: string, sample: OffsetSample): void;
   /**
@@ -38,64 +44,10 @@ export interface MembershipDeps {
   transport: PeerTransport;
   config: MembershipConfig;
   wallMs: () => number;
+  /** What this node tells its peers as its `stableMs` in heartbeats (see peer-protocol.ts); absent: nothing. */
+  stableMs?: () => number;
   events: MembershipEvents;
   logger?: Logger;
-}
-
-/**
- * The state a member is in after `silenceMs` without a word from it (pure, for
- * tests). Suspect is a warning (w=/r= still count it as reachable); dead means
- * w=quorum can fail fast without it. Either way its queue is kept and it is still
- * probed, so it is alive again as soon as it answers. Past reapDeadAfterMs (when
- * given) a dead member is forgotten: `left`, as if it had said goodbye.
- */
-export function stateAfterSilence(
-  silenceMs: number,
-  cfg: Pick<MembershipConfig, "suspectAfterMs" | "deadAfterMs"> & Partial<Pick<MembershipConfig, "reapDeadAfterMs">>,
-): MemberState {
-  if (cfg.reapDeadAfterMs !== undefined && silenceMs >= cfg.reapDeadAfterMs) return "left";
-  if (silenceMs >= cfg.deadAfterMs) return "dead";
-  if (silenceMs >= cfg.suspectAfterMs) return "suspect";
-  return "alive";
-}
-
-/**
- * What to do with a gossiped member, given what we hold for its name (pure).
- * Incarnations order the lives of a name: a node takes a new one (its start time)
- * each time it starts, so a restarted node overrides the `left` of its past life;
- * within one life `left` is final (a node told it left while it still runs, after
- * a reap, takes a higher incarnation to come back).
- * Within one incarnation only `left` spreads by gossip; alive/suspect/dead is each
- * node's own view from its own heartbeats (a cluster this size can afford direct
- * probes of everyone, and they cannot be fooled by a peer's stale opinion).
- */
-export function mergeDecision(local: WireMember | undefined, remote: WireMember): "add" | "replace" | "leave" | "ignore" {
-  if (!local) return "add";
-  // A claim to a live member's name from another URL is not taken second hand: two
-  // processes under one name must not flip every node between them. The claimants
-  // settle it themselves (Membership.claimConflict); a real move shows once the old
-  // process falls silent and is dead.
-  if (remote.url !== local.url && isLive(local.state)) return "ignore";
-  if (remote.incarnation > local.incarnation) return "replace";
-  if (remote.incarnation === local.incarnation && remote.state === "left" && local.state !== "left") return "leave";
-  return "ignore";
-}
-
-/** Alive or only suspect: still answering, or silent too briefly to be given up. */
-const isLive = (state: MemberState): boolean => state === "alive" || state === "suspect";
-
-/**
- * Whether the process with claim `mine` must give its name up to the live claim
- * `other` (another URL, same name). Pure. The newer claim (higher incarnation, which
- * is the start time; the greater URL on a tie) gives way, so a node that was
- * already serving keeps its name. A process that was itself paused (SIGSTOP, a VM
- * frozen) for longer than the cluster takes to call it dead gives way whatever its
- * age: its peers may have handed the name to a new process meanwhile.
- */
-export function mustYield(mine: WireMember, other: WireMember, wasPaused: boolean): boolean {
-  if (wasPaused) return true;
-  if (mine.incarnation !== other.incarnation) return mine.incarnation > other.incarnation;
-  return mine.url > other.url;
 }
 
 /**
@@ -127,14 +79,21 @@ export class Membership {
   private joining?: Promise<boolean>;
   /** A seed refused our name: joining again cannot succeed until an operator renames the node. */
   private nameRefused = false;
-  /** Another process holds our name: nothing more is sent (see claimConflict). */
-  private yielded = false;
-  /** Our wall clock at the last heartbeat: a gap much longer than the period means this process was paused. */
-  private lastTickMs?: number;
-  /** Until when a pause just detected makes us yield to any other live claim of our name. */
-  private pausedUntilMs = 0;
+  /** Our claim to our name, against other processes that claim it too. */
+  private readonly claim: NameClaim;
 
-  constructor(private readonly deps: MembershipDeps) {}
+  constructor(private readonly deps: MembershipDeps) {
+    this.claim = new NameClaim({
+      self: deps.self,
+      config: deps.config,
+      wallMs: deps.wallMs,
+      logger: this.logger,
+      onYield: (holder, error) => {
+        this.stop();
+        this.deps.events.nameTaken?.(holder, error);
+      },
+    });
+  }
 
   get self() {
     return this.deps.self;
@@ -227,20 +186,25 @@ export class Membership {
     return this.answer();
   }
 
-  handleGossip(from: WireMember, members: WireMember[]): MembersAnswer {
+  handleGossip(from: WireMember, members: WireMember[], stableMs?: number): MembersAnswer {
     if (from.name === this.deps.self.name && from.url !== this.deps.self.url) {
       // Another process gossips under our name: one of us yields; if not us, tell it.
-      this.claimConflict(from);
-      if (!this.yielded) throw new MakhzenError("NAME_TAKEN", `node name "${from.name}" is already taken by ${this.deps.self.url}`);
+      if (!this.claim.conflict(from)) throw new MakhzenError("NAME_TAKEN", `node name "${from.name}" is already taken by ${this.deps.self.url}`);
     }
     this.heard(from);
+    if (stableMs !== undefined && this.members.get(from.name)?.url === from.url) this.deps.events.stable?.(from.name, stableMs);
     this.merge(members);
     return this.answer();
   }
 
+  /** Whether this node has joined through a seed, or had none to join through. */
+  get hasJoined(): boolean {
+    return this.joined;
+  }
+
   /** Whether another process took this node's name (it then sends nothing more). */
   get nameLost(): boolean {
-    return this.yielded;
+    return this.claim.lost;
   }
 
   handleLeave(name: string, incarnation: number): void {
@@ -306,8 +270,8 @@ export class Membership {
    * again (a seed still in its first life refutes its `left` and joins back).
    */
   tick(): void {
-    this.notePause();
-    if (this.yielded) return;
+    this.claim.beat();
+    if (this.claim.lost) return;
     const seeds = this.seedsToTry();
     if (seeds.length > 0 && !this.nameRefused && !this.joining) {
       void this.joinOnce(seeds).catch((e) => {
@@ -327,13 +291,14 @@ export class Membership {
       const { name, url } = m;
       const sentMs = this.deps.wallMs();
       this.deps.transport
-        .call(url, "gossip", { from: me, members: list }, timeout)
+        .call(url, "gossip", { from: me, members: list, ...this.stable() }, timeout)
         .then(
           (answer) => {
             const cur = this.members.get(name);
             if (cur && cur.url === url) {
               this.markSeen(cur);
               this.measure(answer, sentMs, name);
+              if (answer.stableMs !== undefined) this.deps.events.stable?.(name, answer.stableMs);
             }
             this.merge(answer.members);
           },
@@ -404,7 +369,7 @@ export class Membership {
         if (r.url === self.url && r.state === "left" && r.incarnation >= self.incarnation) {
           self.incarnation = r.incarnation + 1; // refute a stale "left" about us
         } else if (r.url !== self.url && isLive(r.state)) {
-          this.claimConflict(r);
+          this.claim.conflict(r);
         }
         continue;
       }
@@ -433,47 +398,6 @@ export class Membership {
     this.deps.events.added(cur);
   }
 
-  /**
-   * Another live claim of our name, seen in a member list or heard directly: if we
-   * must yield (mustYield), stop everything and report it once.
-   */
-  private claimConflict(other: WireMember): void {
-    if (this.yielded) return;
-    const wasPaused = this.notePause();
-    if (!mustYield(this.selfWire(), other, wasPaused)) return;
-    this.yielded = true;
-    this.stop();
-    const error = new MakhzenError(
-      "NAME_TAKEN",
-      wasPaused
-        ? `node name "${other.name}" is now held by ${other.url}: this process was paused long enough for it to be handed on`
-        : `node name "${other.name}" is also held by ${other.url}, which started first`,
-    );
-    this.logger.error("NAME_TAKEN: another process holds this node's name; this one stops", {
-      holder: other.url,
-      holderIncarnation: other.incarnation,
-      incarnation: this.deps.self.incarnation,
-      paused: wasPaused,
-    });
-    this.deps.events.nameTaken?.(other, error);
-  }
-
-  /**
-   * Whether this process was paused lately: a heartbeat gap longer than the silence
-   * after which peers call a member dead (and may give its name to another) makes
-   * the next deadAfterMs a window in which any other claim of our name wins.
-   */
-  private notePause(): boolean {
-    const now = this.deps.wallMs();
-    const { heartbeatIntervalMs, deadAfterMs } = this.deps.config;
-    if (this.lastTickMs !== undefined && now - this.lastTickMs > deadAfterMs + heartbeatIntervalMs) {
-      this.pausedUntilMs = now + deadAfterMs;
-      this.logger.warn("this process was paused; checking that its name is still its own", { pausedMs: now - this.lastTickMs });
-    }
-    if (this.timer !== undefined) this.lastTickMs = now;
-    return now < this.pausedUntilMs;
-  }
-
   /** One clock sample from an answer that carries the peer's clock. */
   private measure(answer: MembersAnswer, sentMs: number, name?: string): void {
     if (answer.wallMs === undefined) return;
@@ -484,7 +408,12 @@ export class Membership {
 
   /** What a join or heartbeat is answered with: our member list (us first) and our clock. */
   private answer(): MembersAnswer {
-    return { members: this.wire(), wallMs: this.deps.wallMs() };
+    return { members: this.wire(), wallMs: this.deps.wallMs(), ...this.stable() };
+  }
+
+  private stable(): { stableMs?: number } {
+    const ms = this.deps.stableMs?.();
+    return ms === undefined ? {} : { stableMs: Math.max(0, ms) };
   }
 
   private selfWire(): WireMember {

@@ -66,11 +66,23 @@ export const JoinRequest = Type.Object({ member: WireMember });
  * answering node's wall clock in epoch ms when it answered: heartbeats and joins
  * measure clock offsets with it (see clock-offset.ts).
  */
+/**
+ * `stableMs`: every current member holds every record the sender stamped at or
+ * before this time (epoch ms, the wall part of a version), so deletes it stamped
+ * that long ago may be forgotten early (see Cluster.isStable).
+ */
+const StableMs = Type.Integer({ minimum: 0 });
+
 export const MembersAnswer = Type.Object({
   members: Type.Array(WireMember, { maxItems: 10_000 }),
   wallMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  stableMs: Type.Optional(StableMs),
 });
-export const GossipRequest = Type.Object({ from: WireMember, members: Type.Array(WireMember, { maxItems: 10_000 }) });
+export const GossipRequest = Type.Object({
+  from: WireMember,
+  members: Type.Array(WireMember, { maxItems: 10_000 }),
+  stableMs: Type.Optional(StableMs),
+});
 export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
 export const OkAnswer = Type.Object({ ok: Type.Boolean() });
 export const RecordsRequest = Type.Object({ records: Type.Array(WireRecord, { maxItems: 100_000 }) });

@@ -32,7 +32,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
   const { store, digest, membership, answerBudgetBytes: budget } = deps;
   return {
     join: (req) => membership.handleJoin(req.member as WireMember),
-    gossip: (req) => membership.handleGossip(req.from, req.members),
+    gossip: (req) => membership.handleGossip(req.from, req.members, req.stableMs),
     leave: (req) => {
       membership.handleLeave(req.name, req.incarnation);
       return { ok: true };

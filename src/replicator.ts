@@ -4,6 +4,7 @@ import type { NodeConfig } from "./config.ts";
 import { recordId } from "./digest.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { approxWireBytes, type StoredRecord } from "./record.ts";
+import { versionWallMs } from "./version.ts";
 import type { PeerTransport } from "./transport.ts";
 
 type ReplicatorConfig = Pick<
@@ -61,6 +62,12 @@ interface PeerQueue {
   /** A pump is scheduled for the end of this event-loop turn. */
   scheduled: boolean;
   removed: boolean;
+  /**
+   * Since when (our wall clock) every record this node wrote went into this queue:
+   * when the peer was added, or the queue last lost records (an overflow, a record
+   * refused or not held). Older records are anti-entropy's (see watermark).
+   */
+  completeSinceMs: number;
   stats: { sent: number; batches: number; failed: number; overflows: number; refused: number; tooNew: number };
 }
 
@@ -146,6 +153,7 @@ export class Replicator {
       failures: 0,
       scheduled: false,
       removed: false,
+      completeSinceMs: this.deps.wallMs(),
       stats: { sent: 0, batches: 0, failed: 0, overflows: 0, refused: 0, tooNew: 0 },
     });
   }
@@ -214,6 +222,22 @@ export class Replicator {
       }
     }
     return [...out.values()];
+  }
+
+  /**
+   * What the queue of `name` vouches for: since `completeSinceMs` every record this
+   * node wrote was queued for the peer, and every one stamped at or before
+   * `ackedThroughMs` (the wall part of its version) has been acknowledged (or a
+   * newer version of its key). O(queue): call it once per heartbeat, not per record.
+   * Undefined for a peer without a queue.
+   */
+  watermark(name: string): { completeSinceMs: number; ackedThroughMs: number } | undefined {
+    const q = this.peers.get(name);
+    if (!q) return undefined;
+    // Stamps are never behind the wall clock, so with nothing outstanding all up to now-1 are acknowledged.
+    let ackedThroughMs = this.deps.wallMs() - 1;
+    for (const o of this.outstanding(name)) ackedThroughMs = Math.min(ackedThroughMs, versionWallMs(o.record.version) - 1);
+    return { completeSinceMs: q.completeSinceMs, ackedThroughMs };
   }
 
   /** Records that every one of these peers has yet to acknowledge: as far as this node knows, none of them holds them. */
@@ -336,6 +360,7 @@ export class Replicator {
     const records = q.pending.size;
     q.pending.clear();
     q.pendingBytes = 0;
+    q.completeSinceMs = this.deps.wallMs();
     q.stats.overflows++;
     if (log) this.logger.warn(why, { peer: q.name, records, overflows: q.stats.overflows, ...fields });
     this.deps.onOverflow(q.name);
@@ -389,6 +414,7 @@ export class Replicator {
         },
         (out, e) => {
           done.add(out);
+          q.completeSinceMs = this.deps.wallMs();
           // The first refusal, then one line per 100: a peer with a lower limit may refuse many.
           if (q.stats.refused++ % 100 !== 0) return;
           this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", {
@@ -452,6 +478,7 @@ export class Replicator {
       });
     }
     q.stats.tooNew += refused.size;
+    q.completeSinceMs = this.deps.wallMs();
   }
 
   private acked(peer: string, batch: Outgoing[]): void {

@@ -46,6 +46,9 @@ export function compareVersions(a: Version, b: Version): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** The node that stamped a version. */
+export const versionNode = (v: Version): string => v.slice(WALL_DIGITS + COUNTER_DIGITS + 2);
+
 /** The wall-clock part of a version, used to age tombstones. */
 export function versionWallMs(v: Version): number {
   return Number(v.slice(0, WALL_DIGITS));
