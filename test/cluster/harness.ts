@@ -44,13 +44,15 @@ export interface StartOptions {
   env?: Record<string, string>;
 }
 
+/** Where Debian (multiarch), and a build from source, put libfaketime. */
+const FAKETIME_PATHS = ["/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1"];
+
 /**
  * The libfaketime shared object from Debian's `faketime` package (installed by
  * .ci/run). A missing library fails the test that asked for a clock offset: a
  * skipped clock test would read as a passing one.
  */
-export function faketimeLibrary(): string {
-  const candidates = ["/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1"];
+export function faketimeLibrary(candidates = FAKETIME_PATHS): string {
   for (const pattern of candidates) {
     for (const path of new Bun.Glob(pattern.slice(1)).scanSync({ cwd: "/", absolute: true })) return path;
   }
@@ -144,16 +146,17 @@ export class Harness {
     return node;
   }
 
-  async waitReady(node: NodeProcess, timeoutMs = 15_000): Promise<void> {
+  /** Waits for `probe` (default /readyz; /healthz for a node that may never be ready) to answer 200. */
+  async waitReady(node: NodeProcess, timeoutMs = 15_000, probe: "/readyz" | "/healthz" = "/readyz"): Promise<void> {
     let exited: number | undefined;
     void node.exited.then((c) => (exited = c));
     await eventually(
       async () => {
         if (exited !== undefined) throw new Error(`node ${node.name} exited with ${exited} before it was ready:\n${node.log()}`);
-        const res = await fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
+        const res = await fetch(`${node.url}${probe}`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
         return res?.status === 200;
       },
-      { timeoutMs, what: `node ${node.name} ready` },
+      { timeoutMs, what: `node ${node.name} answers ${probe}` },
     ).catch((e) => {
       throw new Error(`${(e as Error).message}\n--- log of ${node.name} ---\n${node.log()}`);
     });
@@ -167,6 +170,7 @@ export class Harness {
       extraArgs?: string[];
       extraArgsFor?: (name: string) => string[];
       timings?: "fast" | "default";
+      env?: Record<string, string>;
     } = {},
   ): Promise<NodeProcess[]> {
     const names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
@@ -181,7 +185,7 @@ export class Harness {
       }
       const peers = out.length ? [advertiseOf(out[0]!, this)] : [];
       const extraArgs = [...(opts.extraArgs ?? []), ...(opts.extraArgsFor?.(name) ?? [])];
-      out.push(await this.start(name, { port, advertise, peers, extraArgs, timings: opts.timings }));
+      out.push(await this.start(name, { port, advertise, peers, extraArgs, timings: opts.timings, env: opts.env }));
     }
     await eventually(async () => (await Promise.all(out.map(aliveCount))).every((c) => c === n), {
       what: `all ${n} nodes see ${n} alive members`,
@@ -245,6 +249,16 @@ export async function dump(node: NodeProcess): Promise<StoredRecord[]> {
     after = body.next;
   }
   throw new Error("scan did not end");
+}
+
+/** Sends one peer-protocol request (unsigned: the nodes have no cluster secret) as another node would. */
+export async function peer(node: NodeProcess, op: string, body: unknown): Promise<Response> {
+  return fetch(`${node.url}/internal/${op}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(5000),
+  });
 }
 
 /** Resolves once every node's full dump is identical (and returns it); throws with a diff summary at the deadline. */
