@@ -57,7 +57,7 @@ export function faketimeLibrary(candidates = FAKETIME_PATHS): string {
     for (const path of new Bun.Glob(pattern.slice(1)).scanSync({ cwd: "/", absolute: true })) return path;
   }
   throw new Error(
-    "libfaketime.so.1 not found (looked in /usr/lib/*/faketime/): install Debian's `faketime` package " +
+    `libfaketime.so.1 not found (looked for ${candidates.join(", ")}): install Debian's \`faketime\` package ` +
       "(apt-get install faketime; .ci/run does it) to run the clock-skew tests",
   );
 }
