@@ -111,7 +111,7 @@ export function createApp(deps: AppDeps) {
     const concern = concernOf("w", request);
     const version = items.delete(bucket, key, { ifMatch });
     if (version === undefined) throw notFound(key);
-    return answerWrite(bucket, key, version, concern, () => new Response(null, { status: 204 }));
+    return answerWrite(bucket, key, version, concern, () => new Response(null, { status: 204, headers: { etag: `"${version}"` } }));
   };
 
   const listItems = (bucket: string, query: { prefix?: string; limit?: number; cursor?: string }) => {

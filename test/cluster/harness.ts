@@ -13,12 +13,14 @@ import { resolve } from "node:path";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/peer-protocol.ts";
 import type { StoredRecord } from "../../src/record.ts";
 import { cleanEnv, eventually, freePort } from "../support/proc.ts";
+import { TcpProxy } from "./proxy.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const MAIN = resolve(ROOT, "src/cli/main.ts");
 
 // Shared with the other process tests; re-exported so cluster tests import one module.
 export { eventually, freePort } from "../support/proc.ts";
+export { TcpProxy } from "./proxy.ts";
 
 export interface StartOptions {
   /** Seed URLs (--peers). */
@@ -32,6 +34,45 @@ export interface StartOptions {
   timings?: "fast" | "default";
   /** Wait for /readyz (default true). */
   waitReady?: boolean;
+  /**
+   * Run the node's wall clock this far off real time, under libfaketime (FAKETIME
+   * syntax: "+90s", "-20s", "+1.5"). Bun's Date.now() follows it; the test process's
+   * clock does not.
+   */
+  clockOffset?: string;
+  /** Extra environment (e.g. MAKHZEN_* settings, which the clean environment drops). */
+  env?: Record<string, string>;
+}
+
+/** Where Debian (multiarch), and a build from source, put libfaketime. */
+const FAKETIME_PATHS = ["/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1"];
+
+/**
+ * The libfaketime shared object from Debian's `faketime` package (installed by
+ * .ci/run). A missing library fails the test that asked for a clock offset: a
+ * skipped clock test would read as a passing one.
+ */
+export function faketimeLibrary(candidates = FAKETIME_PATHS): string {
+  for (const pattern of candidates) {
+    for (const path of new Bun.Glob(pattern.slice(1)).scanSync({ cwd: "/", absolute: true })) return path;
+  }
+  throw new Error(
+    `libfaketime.so.1 not found (looked for ${candidates.join(", ")}): install Debian's \`faketime\` package ` +
+      "(apt-get install faketime; .ci/run does it) to run the clock-skew tests",
+  );
+}
+
+/** The environment for a node: MAKHZEN_* from the developer's shell dropped, then the test's own, then the fake clock. */
+function nodeEnv(opts: StartOptions): Record<string, string> {
+  const env = { ...cleanEnv(), ...opts.env };
+  if (opts.clockOffset !== undefined) {
+    env.LD_PRELOAD = faketimeLibrary();
+    env.FAKETIME = opts.clockOffset;
+    // A skewed host has a wrong wall clock (CLOCK_REALTIME) but a sound monotonic one,
+    // which timers and performance.now() use: fake only the wall clock.
+    env.FAKETIME_DONT_FAKE_MONOTONIC = "1";
+  }
+  return env;
 }
 
 export class NodeProcess {
@@ -98,23 +139,24 @@ export class Harness {
     if (opts.peers?.length) args.push("--peers", opts.peers.join(","));
     if (opts.advertise) args.push("--advertise", opts.advertise);
     args.push(...(opts.extraArgs ?? []));
-    const proc = Bun.spawn(args, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: cleanEnv() });
+    const proc = Bun.spawn(args, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: nodeEnv(opts) });
     const node = new NodeProcess(name, port, proc);
     this.nodes.push(node);
     if (opts.waitReady !== false) await this.waitReady(node);
     return node;
   }
 
-  async waitReady(node: NodeProcess, timeoutMs = 15_000): Promise<void> {
+  /** Waits for `probe` (default /readyz; /healthz for a node that may never be ready) to answer 200. */
+  async waitReady(node: NodeProcess, timeoutMs = 15_000, probe: "/readyz" | "/healthz" = "/readyz"): Promise<void> {
     let exited: number | undefined;
     void node.exited.then((c) => (exited = c));
     await eventually(
       async () => {
         if (exited !== undefined) throw new Error(`node ${node.name} exited with ${exited} before it was ready:\n${node.log()}`);
-        const res = await fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
+        const res = await fetch(`${node.url}${probe}`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
         return res?.status === 200;
       },
-      { timeoutMs, what: `node ${node.name} ready` },
+      { timeoutMs, what: `node ${node.name} answers ${probe}` },
     ).catch((e) => {
       throw new Error(`${(e as Error).message}\n--- log of ${node.name} ---\n${node.log()}`);
     });
@@ -128,6 +170,7 @@ export class Harness {
       extraArgs?: string[];
       extraArgsFor?: (name: string) => string[];
       timings?: "fast" | "default";
+      env?: Record<string, string>;
     } = {},
   ): Promise<NodeProcess[]> {
     const names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
@@ -142,7 +185,7 @@ export class Harness {
       }
       const peers = out.length ? [advertiseOf(out[0]!, this)] : [];
       const extraArgs = [...(opts.extraArgs ?? []), ...(opts.extraArgsFor?.(name) ?? [])];
-      out.push(await this.start(name, { port, advertise, peers, extraArgs, timings: opts.timings }));
+      out.push(await this.start(name, { port, advertise, peers, extraArgs, timings: opts.timings, env: opts.env }));
     }
     await eventually(async () => (await Promise.all(out.map(aliveCount))).every((c) => c === n), {
       what: `all ${n} nodes see ${n} alive members`,
@@ -166,7 +209,8 @@ export class Harness {
   }
 }
 
-const advertiseOf = (node: NodeProcess, h: Harness): string => {
+/** The URL peers reach a node at: its proxy when it has one. */
+export const advertiseOf = (node: NodeProcess, h: Harness): string => {
   const proxy = h.proxies.find((p) => p.targetPort === node.port);
   return proxy ? proxy.url : node.url;
 };
@@ -207,6 +251,16 @@ export async function dump(node: NodeProcess): Promise<StoredRecord[]> {
   throw new Error("scan did not end");
 }
 
+/** Sends one peer-protocol request (unsigned: the nodes have no cluster secret) as another node would. */
+export async function peer(node: NodeProcess, op: string, body: unknown): Promise<Response> {
+  return fetch(`${node.url}/internal/${op}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(5000),
+  });
+}
+
 /** Resolves once every node's full dump is identical (and returns it); throws with a diff summary at the deadline. */
 export async function converged(nodes: NodeProcess[], timeoutMs = 15_000): Promise<StoredRecord[]> {
   let last: StoredRecord[][] = [];
@@ -242,110 +296,29 @@ export async function get(node: NodeProcess, key: string, query = ""): Promise<R
   return fetch(`${node.url}/items/${encodeURIComponent(key)}${query}`, { signal: AbortSignal.timeout(10_000) });
 }
 
-/**
- * A TCP proxy in front of a node, which a test can cut and heal. While cut, it is
- * a black hole, as a real partition is: connections are accepted (or kept) but no
- * byte crosses, so peers run into their request timeouts rather than a quick
- * "connection refused". Healing closes the connections that lived through the cut.
- */
-export class TcpProxy {
-  readonly port: number;
-  private cutOff = false;
-  private readonly pairs = new Set<Conn["pair"]>();
-  private readonly server: Bun.TCPSocketListener<Conn>;
-
-  constructor(readonly targetPort: number) {
-    const self = this;
-    this.server = Bun.listen<Conn>({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        open(client) {
-          const pair: Conn["pair"] = {
-            client,
-            pending: [],
-            poisoned: self.cutOff,
-          };
-          client.data = { pair };
-          self.pairs.add(pair);
-          void Bun.connect<Conn>({
-            hostname: "127.0.0.1",
-            port: targetPort,
-            socket: {
-              open(up) {
-                up.data = { pair };
-                pair.upstream = up;
-                for (const chunk of pair.pending) up.write(chunk);
-                pair.pending = [];
-              },
-              data(_up, chunk) {
-                if (self.cutOff) pair.poisoned = true;
-                if (!pair.poisoned) client.write(chunk);
-              },
-              close() {
-                client.end();
-                self.pairs.delete(pair);
-              },
-              error() {
-                client.end();
-              },
-            },
-          }).catch(() => client.end());
-        },
-        data(client, chunk) {
-          const pair = client.data.pair;
-          if (self.cutOff || pair.poisoned) {
-            pair.poisoned = true;
-            return;
-          }
-          if (pair.upstream) pair.upstream.write(chunk);
-          else pair.pending.push(new Uint8Array(chunk));
-        },
-        close(client) {
-          client.data.pair.upstream?.end();
-          self.pairs.delete(client.data.pair);
-        },
-        error() {},
-      },
-    });
-    this.port = this.server.port;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  cut(): void {
-    this.cutOff = true;
-  }
-
-  heal(): void {
-    this.cutOff = false;
-    for (const pair of [...this.pairs]) {
-      if (pair.poisoned) {
-        pair.client.end();
-        pair.upstream?.end();
-        this.pairs.delete(pair);
-      }
-    }
-  }
-
-  close(): void {
-    for (const pair of this.pairs) {
-      pair.client.end();
-      pair.upstream?.end();
-    }
-    this.server.stop(true);
-  }
-}
-
-interface Conn {
-  pair: { client: Bun.Socket<Conn>; upstream?: Bun.Socket<Conn>; pending: Uint8Array[]; poisoned: boolean };
-}
-
 /** Awaits a request and throws with its status and body unless it answered 2xx. */
 export async function ok(res: Promise<Response>): Promise<Response> {
   const r = await res;
   if (!r.ok) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
   return r;
+}
+
+/** Every record a node holds, tombstones included, from the public /dump (NDJSON): what an operator's backup sees. */
+export async function publicDump(node: NodeProcess): Promise<StoredRecord[]> {
+  const res = await fetch(`${node.url}/dump`, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`/dump of ${node.name}: HTTP ${res.status} ${await res.text()}`);
+  return (await res.text())
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as StoredRecord);
+}
+
+/** The error code of a refusal's envelope, or a description of what came instead (for assertion messages). */
+export async function errorCode(res: Response): Promise<string> {
+  const text = await res.text();
+  try {
+    return (JSON.parse(text) as { error: { code: string } }).error.code;
+  } catch {
+    return `HTTP ${res.status} ${text.slice(0, 200)}`;
+  }
 }
