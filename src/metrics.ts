@@ -128,7 +128,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   total("peer_records_refused_total", "Records a peer refused for good (e.g. over its body limit): dropped from the queue, left to anti-entropy.", ["peer"], (set) => {
     for (const p of peers()) set(p.refused, { peer: p.name });
   });
-  total("peer_records_too_new_total", "Records a peer refused as stamped too far ahead of its clock: dropped, not acknowledged for w=, offered again by anti-entropy.", ["peer"], (set) => {
+  total("peer_records_too_new_total", "Records a peer does not hold within its clock bounds (refused as stamped too far ahead, or superseded there by such a record): dropped, not acknowledged for w=.", ["peer"], (set) => {
     for (const p of peers()) set(p.tooNew, { peer: p.name });
   });
   total("peer_queue_overflows_total", "Times a peer's queue passed --queue-max and was dropped for anti-entropy.", ["peer"], (set) => {
@@ -155,9 +155,23 @@ export function createMetrics(src: MetricsSources): Metrics {
     for (const m of src.cluster.membership.list()) for (const s of STATES) g.set({ member: m.name, state: s }, m.state === s ? 1 : 0);
   });
   total("heartbeat_failures_total", "Heartbeats (gossip probes) to members that failed.", [], (set) => set(src.cluster.membership.heartbeatFailures));
-  total("replication_refused_records_total", "Records from peers refused for a version too far ahead of this clock.", [], (set) =>
+  total("replication_refused_records_total", "Records from peers refused for good as stamped more than --max-clock-offset ahead of the cluster's median clock.", [], (set) =>
     set(src.cluster.refusedForDrift),
   );
+
+  // ---- clocks ----
+  gauge("clock_offset_ms", "This node's clock minus the median of the cluster's clocks (its own included), in ms.", [], (g) =>
+    g.set(src.cluster.clockGuard.state().offsetMs),
+  );
+  gauge("clock_fenced", "1 while this node refuses writes because its clock is past --max-clock-offset from the median.", [], (g) =>
+    g.set(src.cluster.clockGuard.state().fenced ? 1 : 0),
+  );
+  gauge("member_clock_offset_ms", "Each member's clock minus this node's, measured by heartbeats, in ms.", ["member"], (g) => {
+    for (const m of src.cluster.membership.list()) {
+      const o = src.cluster.clockGuard.offsetOf(m.name);
+      if (o !== null) g.set({ member: m.name }, o);
+    }
+  });
 
   // ---- background work ----
   total("sweep_failures_total", "Ticks of the expiry sweep that failed.", [], (set) => set(src.sweepFailures()));
