@@ -1,10 +1,22 @@
+import { AckWaiters } from "./acks.ts";
 import { backoffDelayMs } from "./backoff.ts";
 import { batchBy, classifySendFailure, sendSplitting } from "./batch.ts";
 import type { NodeConfig } from "./config.ts";
 import { recordId } from "./digest.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { approxWireBytes, type StoredRecord } from "./record.ts";
-import { versionWallMs } from "./version.ts";
+import {
+  heldByNone,
+  queueStats,
+  queueWatermark,
+  unacknowledged,
+  type Outgoing,
+  type PeerQueue,
+  type PeerQueueStats,
+  type QueueWatermark,
+} from "./peer-queue.ts";
+
+export type { PeerQueueStats } from "./peer-queue.ts";
 import type { PeerTransport } from "./transport.ts";
 
 type ReplicatorConfig = Pick<
@@ -30,71 +42,6 @@ export interface ReplicatorDeps {
   /** Wall clock, in ms: stamps when each record was queued (for the oldest-age metric). */
   wallMs: () => number;
   logger?: Logger;
-}
-
-/**
- * A queued record, shared by every peer's queue. It is serialized when a sender
- * first takes it into a batch, and the string is kept for the other peers: a hot
- * key rewritten while the queues back up costs one JSON.stringify per version that
- * is actually sent, not one per write.
- */
-interface Outgoing {
-  record: StoredRecord;
-  json?: string;
-  /** approxWireBytes(record): what the queue byte bound counts. */
-  bytes: number;
-  /** When it was queued (wall ms); a newer write of the key replaces it, and its time, in place. */
-  at: number;
-}
-
-interface PeerQueue {
-  name: string;
-  url: string;
-  /** Pending records by record id, in insertion order; a newer write to a key replaces the older in place. */
-  pending: Map<string, Outgoing>;
-  /** Sum of `bytes` over `pending`. */
-  pendingBytes: number;
-  /** The batches in flight (at most maxInflightBatches): still unacknowledged, so they count for the oldest age. */
-  sending: Set<Outgoing[]>;
-  /** Consecutive failed sends; drives the backoff. */
-  failures: number;
-  retryTimer?: ReturnType<typeof setTimeout>;
-  /** A pump is scheduled for the end of this event-loop turn. */
-  scheduled: boolean;
-  removed: boolean;
-  /**
-   * Since when (our wall clock) every record this node wrote went into this queue:
-   * when the peer was added, or the queue last lost records (an overflow, a record
-   * refused or not held). Older records are anti-entropy's (see watermark).
-   */
-  completeSinceMs: number;
-  stats: { sent: number; batches: number; failed: number; overflows: number; refused: number; tooNew: number };
-}
-
-interface Waiter {
-  version: string;
-  needed: number;
-  acked: Set<string>;
-  done: (acked: number) => void;
-}
-
-export interface PeerQueueStats {
-  name: string;
-  pending: number;
-  inflight: number;
-  failures: number;
-  /** Records and requests that succeeded: sent / batches is the mean batch size. */
-  sent: number;
-  batches: number;
-  failed: number;
-  /** Times the queue was dropped for anti-entropy (a bound passed, or the peer refuses us). */
-  overflows: number;
-  /** Records the peer refused for good (e.g. too large for its body limit): dropped, left to anti-entropy. */
-  refused: number;
-  /** Records the peer refused as stamped too far ahead of its clock: dropped, not acknowledged. */
-  tooNew: number;
-  /** Age of the oldest record the peer has not acknowledged (queued or in flight), in ms; 0 when there is none. */
-  oldestAgeMs: number;
 }
 
 /**
@@ -131,7 +78,7 @@ export interface PeerQueueStats {
  */
 export class Replicator {
   private readonly peers = new Map<string, PeerQueue>();
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly waiters = new AckWaiters();
   private closed = false;
   /** Aborted by close(): batches in flight end at once. */
   private readonly abort = new AbortController();
@@ -213,78 +160,33 @@ export class Replicator {
 
   /** Records queued or in flight for any of these peers, each key once (its newest): what a leaving node hands off. */
   unacknowledged(names: Iterable<string>): StoredRecord[] {
-    const out = new Map<string, StoredRecord>();
-    for (const n of names) {
-      for (const o of this.outstanding(n)) {
-        const id = recordId(o.record.bucket, o.record.key);
-        const cur = out.get(id);
-        if (!cur || cur.version < o.record.version) out.set(id, o.record);
-      }
-    }
-    return [...out.values()];
-  }
-
-  /**
-   * What the queue of `name` vouches for: since `completeSinceMs` every record this
-   * node wrote was queued for the peer, and every one stamped at or before
-   * `ackedThroughMs` (the wall part of its version) has been acknowledged (or a
-   * newer version of its key). O(queue): call it once per heartbeat, not per record.
-   * Undefined for a peer without a queue.
-   */
-  watermark(name: string): { completeSinceMs: number; ackedThroughMs: number } | undefined {
-    const q = this.peers.get(name);
-    if (!q) return undefined;
-    // Stamps are never behind the wall clock, so with nothing outstanding all up to now-1 are acknowledged.
-    let ackedThroughMs = this.deps.wallMs() - 1;
-    for (const o of this.outstanding(name)) ackedThroughMs = Math.min(ackedThroughMs, versionWallMs(o.record.version) - 1);
-    return { completeSinceMs: q.completeSinceMs, ackedThroughMs };
+    return unacknowledged(this.queues(names));
   }
 
   /** Records that every one of these peers has yet to acknowledge: as far as this node knows, none of them holds them. */
   heldByNone(names: readonly string[]): number {
-    if (names.length === 0) return 0;
-    const [first, ...rest] = names;
-    const others = rest.map((n) => {
-      const ids = new Set<string>();
-      for (const o of this.outstanding(n)) ids.add(recordId(o.record.bucket, o.record.key));
-      return ids;
-    });
-    let n = 0;
-    for (const o of this.outstanding(first!)) {
-      const id = recordId(o.record.bucket, o.record.key);
-      if (others.every((ids) => ids.has(id))) n++;
-    }
-    return n;
+    return heldByNone(this.queues(names));
   }
 
-  private *outstanding(name: string): Iterable<Outgoing> {
+  /** What the queue of `name` vouches for (see queueWatermark); undefined for a peer without a queue. */
+  watermark(name: string): QueueWatermark | undefined {
     const q = this.peers.get(name);
-    if (!q) return;
-    yield* q.pending.values();
-    for (const batch of q.sending) yield* batch;
+    return q && queueWatermark(q, this.deps.wallMs());
   }
 
-  /**
-   * Counters and depths per peer, for /metrics. The oldest age is found by one pass
-   * over the queue (a few ms for a million records, and only at a scrape) rather
-   * than kept on the write path: in-place replacement of a rewritten key and
-   * records put back after a failed batch keep the queue out of age order.
-   */
+  /** Counters and depths per peer, for /metrics. */
   stats(): PeerQueueStats[] {
     const now = this.deps.wallMs();
-    return [...this.peers.values()].map((q) => {
-      let oldest = Infinity;
-      for (const out of q.pending.values()) if (out.at < oldest) oldest = out.at;
-      for (const batch of q.sending) for (const out of batch) if (out.at < oldest) oldest = out.at;
-      return {
-        name: q.name,
-        pending: q.pending.size,
-        inflight: q.sending.size,
-        failures: q.failures,
-        ...q.stats,
-        oldestAgeMs: oldest === Infinity ? 0 : Math.max(0, now - oldest),
-      };
-    });
+    return [...this.peers.values()].map((q) => queueStats(q, now));
+  }
+
+  private queues(names: Iterable<string>): PeerQueue[] {
+    const out: PeerQueue[] = [];
+    for (const n of names) {
+      const q = this.peers.get(n);
+      if (q) out.push(q);
+    }
+    return out;
   }
 
   /**
@@ -296,25 +198,7 @@ export class Replicator {
    * then resolves at its timeout with what it has.
    */
   waitForAcks(record: StoredRecord, needed: number, timeoutMs: number): Promise<number> {
-    if (needed <= 0) return Promise.resolve(0);
-    const id = recordId(record.bucket, record.key);
-    return new Promise((resolve) => {
-      let set = this.waiters.get(id);
-      if (!set) this.waiters.set(id, (set = new Set()));
-      const waiter: Waiter = {
-        version: record.version,
-        needed,
-        acked: new Set(),
-        done: (n) => {
-          clearTimeout(timer);
-          set!.delete(waiter);
-          if (set!.size === 0) this.waiters.delete(id);
-          resolve(n);
-        },
-      };
-      const timer = setTimeout(() => waiter.done(waiter.acked.size), timeoutMs);
-      set.add(waiter);
-    });
+    return this.waiters.wait(record, needed, timeoutMs);
   }
 
   /** Stops every sender (aborting the batches in flight) and resolves every waiter. */
@@ -322,7 +206,7 @@ export class Replicator {
     this.closed = true;
     this.abort.abort();
     for (const q of this.peers.values()) clearTimeout(q.retryTimer);
-    for (const set of this.waiters.values()) for (const w of [...set]) w.done(w.acked.size);
+    this.waiters.resolveAll();
   }
 
   private outgoing(record: StoredRecord): Outgoing {
@@ -410,7 +294,7 @@ export class Replicator {
           for (const out of part) done.add(out);
           if (tooNew.size > 0) this.tooNew(q, tooNew);
           q.stats.sent += part.length - tooNew.size;
-          this.acked(q.name, part.filter((o) => !tooNew.has(o)));
+          if (this.waiters.active) this.waiters.acked(q.name, part.filter((o) => !tooNew.has(o)).map((o) => o.record));
         },
         (out, e) => {
           done.add(out);
@@ -479,19 +363,6 @@ export class Replicator {
     }
     q.stats.tooNew += refused.size;
     q.completeSinceMs = this.deps.wallMs();
-  }
-
-  private acked(peer: string, batch: Outgoing[]): void {
-    if (this.waiters.size === 0) return;
-    for (const { record } of batch) {
-      const set = this.waiters.get(recordId(record.bucket, record.key));
-      if (!set) continue;
-      for (const w of [...set]) {
-        if (w.version > record.version) continue;
-        w.acked.add(peer);
-        if (w.acked.size >= w.needed) w.done(w.acked.size);
-      }
-    }
   }
 
   private get logger(): Logger {
