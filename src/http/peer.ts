@@ -62,9 +62,9 @@ export function peerRoutes(deps: PeerRoutesDeps) {
    * Under a cluster secret the signature covers the raw body, so it is checked on
    * the text before anything parses it, and an unsigned request is refused before
    * its body is even read. The body is then checked against the operation's model
-   * here, with the protocol's compiled checker, and not by Elysia: Elysia's
-   * validation error renders the value it refused, which for a deeply nested body
-   * blocked the event loop for seconds and ended in a 500.
+   * here, with the protocol's compiled checker, before Elysia's validation sees it:
+   * Elysia's validation error renders the value it refused, which for a deeply
+   * nested body blocked the event loop for seconds and ended in a 500.
    */
   const parseFor =
     (op: PeerOp, path: string) =>
@@ -123,7 +123,8 @@ export function peerRoutes(deps: PeerRoutesDeps) {
           return new Response(text, { status: res.status, headers: { ...JSON_HEADERS, ...guard.signAnswer(path, request.headers, text) } });
         }
       },
-      { parse: parseFor(op, path), detail: { hide: true } },
+      // Elysia validates again (and normalizes as before); it only ever sees a body that passed parseFor.
+      { parse: parseFor(op, path), body: PEER_OPS[op].request, detail: { hide: true } },
     );
   }
   return app;
