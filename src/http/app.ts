@@ -40,8 +40,8 @@ export interface AppDeps {
 }
 
 const JSON_TYPE = "application/json";
-const checkItemBody = shapeChecker(M.ItemBody);
 const TEXT_TYPE = "text/plain; charset=utf-8";
+const checkItemBody = shapeChecker(M.ItemBody);
 
 /**
  * The public HTTP API. Handlers only translate: HTTP in, a call on `Items`, HTTP

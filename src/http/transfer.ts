@@ -54,11 +54,11 @@ export function transferRoutes(deps: TransferDeps) {
           try {
             await loadLines(request.body, deps, counts);
           } finally {
-            // The records before a bad line stand: under fsync=always they are on disk before we say so.
+            // Loaded records (and, after a bad line, those before it, which stand) are
+            // on disk before the answer says so under fsync=always.
             await deps.durable?.();
           }
         }
-        await deps.durable?.();
         return counts;
       },
       {
