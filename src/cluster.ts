@@ -394,6 +394,9 @@ export class Cluster {
     const tooNew: number[] = [];
     let newest = "";
     records.forEach((r, i) => {
+      // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
+      // of another version is left out too, rather than stored and served changed.
+      if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) return;
       const id = recordId(r.bucket, r.key);
       if (guard.tooFarAhead(r.version) || guard.wasRefused(id, r.version)) {
         guard.refuse(id, r.version, from);

@@ -18,13 +18,13 @@ export interface NodeConfig {
   port: number;
   /** Longest key, in UTF-8 bytes. 1024 as DESIGN.md says: long enough for paths, short enough to index. */
   maxKeyBytes: number;
-  /** Longest value, in UTF-8 bytes. 1 MiB keeps one record well under a replication batch. */
-  maxValueBytes: number;
   /**
-   * Largest request body, in bytes, checked before the body is read. Default: twice
-   * the value limit plus 64 KiB, room for JSON escaping of a value at its limit.
+   * Longest value, in UTF-8 bytes. 1 MiB keeps one record well under a replication
+   * batch. Request body limits are derived from it (and from the key and batch
+   * limits) in one place, src/http/limits.ts, so a value within it is accepted
+   * however its JSON is escaped.
    */
-  maxBodyBytes: number;
+  maxValueBytes: number;
   /** Budget for live records, in bytes (an estimate; tombstones excluded, see Store.reserve); 0 = unlimited. */
   maxMemoryBytes: number;
   /** What a write does when the budget is full: `noeviction` answers 507, `lru` evicts. */
@@ -204,13 +204,8 @@ export const FAST_TIMINGS = {
 /** Fills defaults and checks every field; throws INVALID_CONFIG naming the bad one. */
 export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-  const merged = { ...DEFAULTS, wallClock: Date.now, peers: [], ...defined } as Omit<NodeConfig, "name" | "maxBodyBytes"> &
-    Partial<NodeConfig>;
-  const c: NodeConfig = {
-    ...merged,
-    name: merged.name ?? defaultName(merged.host, merged.port),
-    maxBodyBytes: merged.maxBodyBytes ?? 2 * merged.maxValueBytes + 64 * 1024,
-  };
+  const merged = { ...DEFAULTS, wallClock: Date.now, peers: [], ...defined } as Omit<NodeConfig, "name"> & Partial<NodeConfig>;
+  const c: NodeConfig = { ...merged, name: merged.name ?? defaultName(merged.host, merged.port) };
   if (!NODE_NAME_PATTERN.test(c.name)) {
     bad("name", `"${c.name}" must be 1-128 characters of A-Z a-z 0-9 _ . : @ [ ] -`);
   }
@@ -218,7 +213,6 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("port", c.port, 0, 65535);
   integer("maxKeyBytes", c.maxKeyBytes, 1, 64 * 1024);
   integer("maxValueBytes", c.maxValueBytes, 0, 512 * MiB);
-  integer("maxBodyBytes", c.maxBodyBytes, 1, 2 * 1024 * MiB);
   integer("maxMemoryBytes", c.maxMemoryBytes, 0, Number.MAX_SAFE_INTEGER);
   if (c.eviction !== "noeviction" && c.eviction !== "lru") bad("eviction", `must be noeviction or lru, not "${c.eviction}"`);
   integer("tombstoneTtlMs", c.tombstoneTtlMs, 0, Number.MAX_SAFE_INTEGER);

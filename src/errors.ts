@@ -6,6 +6,7 @@
 export type ErrorCode =
   | "BAD_REQUEST" // malformed JSON, undecodable key, bad query
   | "VALIDATION" // a body or query that parsed but has the wrong shape
+  | "INVALID_UNICODE" // a key or value with a lone surrogate: it has no UTF-8 form (see text.ts)
   | "INVALID_KEY"
   | "INVALID_BUCKET"
   | "KEY_TOO_LARGE"

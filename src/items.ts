@@ -3,6 +3,7 @@ import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
 import { BUCKET_PATTERN, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
+import { checkWellFormed } from "./text.ts";
 import { isTooFarAhead, parseVersion, type Version } from "./version.ts";
 
 export interface SetOptions {
@@ -66,10 +67,7 @@ export class Items {
     this.checkBucket(bucket);
     this.checkKey(key);
     if (typeof value !== "string") throw new MakhzenError("VALIDATION", "value must be a string");
-    const valueBytes = Buffer.byteLength(value, "utf8");
-    if (valueBytes > this.config.maxValueBytes) {
-      throw new MakhzenError("VALUE_TOO_LARGE", `value is ${valueBytes} bytes; the limit is ${this.config.maxValueBytes}`);
-    }
+    this.checkValue("value", value);
     const ttl = opts.ttl;
     if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
       throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
@@ -109,6 +107,8 @@ export class Items {
   importRecord(record: StoredRecord, maxClockOffsetMs: number): boolean {
     this.checkBucket(record.bucket);
     this.checkKey(record.key);
+    // Before the version comparison: a bad value is refused whether or not it would win.
+    if (record.value !== null) this.checkValue(`value of ${JSON.stringify(record.key)}`, record.value);
     if (!parseVersion(record.version)) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
     this.mayWrite();
     if (isTooFarAhead(record.version, this.clock.wallMs(), maxClockOffsetMs)) {
@@ -122,10 +122,6 @@ export class Items {
     const held = this.store.getRecord(record.bucket, record.key);
     if (held && held.version >= record.version) return false;
     if (record.value !== null) {
-      const valueBytes = Buffer.byteLength(record.value, "utf8");
-      if (valueBytes > this.config.maxValueBytes) {
-        throw new MakhzenError("VALUE_TOO_LARGE", `value of ${JSON.stringify(record.key)} is ${valueBytes} bytes; the limit is ${this.config.maxValueBytes}`);
-      }
       this.store.reserve(ENTRY_OVERHEAD_BYTES + record.key.length + record.value.length, record.bucket, record.key);
     }
     this.clock.observe(record.version);
@@ -166,6 +162,18 @@ export class Items {
     }
   }
 
+  /** At most maxValueBytes of UTF-8, and well-formed (see text.ts). */
+  private checkValue(what: string, value: string): void {
+    // value.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
+    if (value.length * 3 > this.config.maxValueBytes) {
+      const bytes = Buffer.byteLength(value, "utf8");
+      if (bytes > this.config.maxValueBytes) {
+        throw new MakhzenError("VALUE_TOO_LARGE", `${what} is ${bytes} bytes; the limit is ${this.config.maxValueBytes}`);
+      }
+    }
+    checkWellFormed(what, value);
+  }
+
   private checkKey(key: string): void {
     if (typeof key !== "string" || key.length === 0) throw new MakhzenError("INVALID_KEY", "key must not be empty");
     // key.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
@@ -175,5 +183,6 @@ export class Items {
         throw new MakhzenError("KEY_TOO_LARGE", `key is ${bytes} bytes; the limit is ${this.config.maxKeyBytes}`);
       }
     }
+    checkWellFormed("key", key);
   }
 }

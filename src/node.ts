@@ -1,6 +1,7 @@
 import { HybridClock } from "./clock.ts";
 import { resolveConfig, type NodeConfig, type NodeOptions } from "./config.ts";
 import { createApp, type App } from "./http/app.ts";
+import { requestLimits } from "./http/limits.ts";
 import { Items, type DeleteOptions, type ListItemsOptions, type SetOptions } from "./items.ts";
 import { DEFAULT_BUCKET, type Item } from "./record.ts";
 import { Store, type BucketStats, type ListPage } from "./store.ts";
@@ -238,9 +239,9 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
           hostname: config.host,
           port: config.port,
           fetch: serveHttp,
-          // Bodies with a Content-Length are refused by our own parser with a JSON
-          // envelope; this is the backstop for anything that slips past it.
-          maxRequestBodySize: config.maxBodyBytes * 2 + 1024 * 1024,
+          // No cap here: /load streams a backup of any size, and Bun's cap counts
+          // streamed bodies too. Every route that reads a body caps it (http/limits.ts).
+          maxRequestBodySize: requestLimits(config).serverBodyBytes,
           // Seconds a keep-alive connection may stay silent between requests.
           idleTimeout: Math.ceil(config.idleTimeoutMs / 1000),
           tls: tls.cert === undefined ? undefined : { cert: tls.cert, key: tls.key },
@@ -321,12 +322,19 @@ function startSweeper(store: Store, config: NodeConfig, log: Logger, counts: { f
  * everything else read the real path: a request could pass the check as
  * "/internal/items/k" and be routed as "/items/k". Such a request is given a
  * canonical origin before anything looks at it. Normal hosts pay one indexOf.
+ *
+ * The URL is shadowed on the request itself rather than copied into a new Request:
+ * a copy's streamed body never settled once a capped read cancelled it (a 4 MiB
+ * chunked PUT waited out the body timeout, holding its buffers, instead of a 413),
+ * and `server.requestIP` knows only the original object (refusal logs said
+ * "in-process" for every short-Host client).
  */
 function withRoutableUrl(request: Request): Request {
   const url = request.url;
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
   if (pathStart >= 11) return request;
-  return new Request(`http://localhost${pathStart === -1 ? "/" : url.slice(pathStart)}`, request);
+  Object.defineProperty(request, "url", { value: `http://localhost${pathStart === -1 ? "/" : url.slice(pathStart)}` });
+  return request;
 }
 
 const urlHost = (host: string): string => (host.includes(":") && !host.startsWith("[") ? `[${host}]` : host);

@@ -90,7 +90,8 @@ export const RecordsRequest = Type.Object({ records: Type.Array(WireRecord, { ma
  * `applied`: records that changed the store; `refused`: the others (older than, or
  * equal to, what the peer holds, or too new). `tooNew`: indices of the records
  * refused because their version is further ahead of the peer's clock than
- * maxClockDriftMs: the peer does NOT hold them (nor anything newer), so they must
+ * --max-clock-offset, or older than a record it holds that is itself stamped that far
+ * ahead: the peer does NOT hold them within bounds, so they must
  * not count as acknowledged.
  */
 export const RecordsAnswer = Type.Object({

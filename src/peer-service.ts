@@ -3,6 +3,7 @@ import type { Membership } from "./membership.ts";
 import type { WireMember } from "./peer-protocol.ts";
 import { approxWireBytes, type StoredRecord } from "./record.ts";
 import type { Store } from "./store.ts";
+import { checkWellFormed } from "./text.ts";
 import type { PeerService } from "./transport.ts";
 
 export interface PeerServiceDeps {
@@ -39,6 +40,12 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
     },
     // `refused` counts records not taken: older than what is held, or too far in the future (`tooNew`).
     records: (req) => {
+      // A record no node may store (see text.ts) fails the whole request with 422, before
+      // anything is applied: the sender splits the batch and drops only that record.
+      for (const r of req.records) {
+        checkWellFormed("key", r.key);
+        if (r.value !== null) checkWellFormed(`value of ${JSON.stringify(r.key)}`, r.value);
+      }
       const { applied, tooNew } = deps.applyRemote(req.records as StoredRecord[]);
       return tooNew.length > 0 ? { applied, refused: req.records.length - applied, tooNew } : { applied, refused: req.records.length - applied };
     },

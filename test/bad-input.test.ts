@@ -3,9 +3,10 @@ import { ManualWallClock } from "../src/clock.ts";
 import { createNode, type MakhzenNode } from "../src/node.ts";
 import type { NodeOptions } from "../src/config.ts";
 import { ENTRY_OVERHEAD_BYTES } from "../src/store.ts";
+import { requestLimits } from "../src/http/limits.ts";
 import { call, expectClientError, expectErrorEnvelope, rng, type Answer } from "./support/http.ts";
 
-const LIMITS = { maxKeyBytes: 32, maxValueBytes: 256, maxBodyBytes: 1024 } as const;
+const LIMITS = { maxKeyBytes: 32, maxValueBytes: 256 } as const;
 const nodes: MakhzenNode[] = [];
 function start(options: NodeOptions = {}): MakhzenNode {
   // A clock that stands still keeps the randomized test reproducible from its seed.
@@ -119,8 +120,9 @@ describe("sizes", () => {
 
   test("oversized body by Content-Length: 413 before the body is read", async () => {
     const node = start();
+    const maxBodyBytes = requestLimits(node.config).itemBodyBytes;
     expectClientError(
-      await call(node, "PUT", "/items/k", { body: "x".repeat(LIMITS.maxBodyBytes + 1) }),
+      await call(node, "PUT", "/items/k", { body: "x".repeat(maxBodyBytes + 1) }),
       413,
       "BODY_TOO_LARGE",
     );
@@ -129,7 +131,7 @@ describe("sizes", () => {
     const { stream, pulls } = endless();
     const a = await call(node, "PUT", "/items/k", {
       body: stream,
-      headers: { "content-length": String(LIMITS.maxBodyBytes * 100) },
+      headers: { "content-length": String(maxBodyBytes * 100) },
     });
     expectClientError(a, 413, "BODY_TOO_LARGE");
     expect(pulls()).toBeLessThanOrEqual(2);
@@ -149,10 +151,11 @@ describe("sizes", () => {
 
   test("oversized chunked body with no Content-Length: 413, reading stops near the limit", async () => {
     const node = start();
+    const maxBodyBytes = requestLimits(node.config).itemBodyBytes;
     const { stream, pulls } = endless(64);
     const a = await call(node, "PUT", "/items/k", { body: stream });
     expectClientError(a, 413, "BODY_TOO_LARGE");
-    expect(pulls()).toBeLessThan((LIMITS.maxBodyBytes / 64) * 2 + 4);
+    expect(pulls()).toBeLessThan((maxBodyBytes / 64) * 2 + 4);
     // A small streamed body is fine.
     const small = new ReadableStream<Uint8Array>({
       start(c) {

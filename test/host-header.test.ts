@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../src/index.ts";
+import { rawExchange } from "./support/raw-http.ts";
 
 let node: MakhzenNode;
 let port: number;
@@ -19,26 +20,8 @@ afterAll(() => node.close());
 
 /** One raw HTTP/1.1 request, so the Host header is exactly what we say. */
 async function raw(request: string): Promise<string> {
-  let answer = "";
-  const { promise, resolve } = Promise.withResolvers<string>();
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      data(_s, chunk) {
-        answer += new TextDecoder().decode(chunk);
-      },
-      close() {
-        resolve(answer);
-      },
-    },
-  });
-  socket.write(request);
-  socket.flush();
-  const timer = setTimeout(() => socket.end(), 5000);
-  const text = await promise;
-  clearTimeout(timer);
-  return text;
+  const { head, body } = await rawExchange(port, request);
+  return `${head}\r\n\r\n${body}`;
 }
 
 test("a short Host header cannot route around the token check (in process)", async () => {

@@ -6,7 +6,8 @@ import type { Items } from "../items.ts";
 import { DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "../record.ts";
 import type { Store } from "../store.ts";
 import type { Cluster, Concern } from "../cluster.ts";
-import { readJsonBody } from "./body.ts";
+import { readJsonBody, shapeChecker } from "./body.ts";
+import { requestLimits } from "./limits.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
 import { clientAuth } from "./auth.ts";
@@ -42,6 +43,7 @@ export interface AppDeps {
 
 const JSON_TYPE = "application/json";
 const TEXT_TYPE = "text/plain; charset=utf-8";
+const checkItemBody = shapeChecker(M.ItemBody);
 
 /**
  * The public HTTP API. Handlers only translate: HTTP in, a call on `Items`, HTTP
@@ -51,7 +53,10 @@ export function createApp(deps: AppDeps) {
   const { items, config } = deps;
   const refusals = deps.refusals ?? newRefusals();
   const log = (deps.logger ?? silentLogger).child("http");
-  const parseBody = ({ request }: { request: Request }) => readJsonBody(request, config.maxBodyBytes, config.bodyTimeoutMs);
+  const limits = requestLimits(config);
+  // Shape-checked here, before Elysia's validation renders a bad body (see shapeChecker).
+  const parseBody = async ({ request }: { request: Request }) =>
+    checkItemBody(await readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs));
 
   /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
   const concernOf = (name: "w" | "r", request: Request): Concern | undefined => {
@@ -179,7 +184,8 @@ export function createApp(deps: AppDeps) {
       transferRoutes({
         store: deps.store,
         items,
-        maxLineBytes: config.maxBodyBytes,
+        maxLineBytes: limits.loadLineBytes,
+        idleTimeoutMs: limits.bodyTimeoutMs,
         maxClockOffsetMs: config.maxClockOffsetMs,
         durable: deps.durable,
       }),
@@ -188,8 +194,8 @@ export function createApp(deps: AppDeps) {
       deps.cluster
         ? peerRoutes({
             cluster: deps.cluster,
-            maxBodyBytes: peerBodyLimit(deps.config),
-            bodyTimeoutMs: config.bodyTimeoutMs,
+            maxBodyBytes: limits.peerBodyBytes,
+            bodyTimeoutMs: limits.bodyTimeoutMs,
             guard: deps.peerGuard,
             refusals,
             remoteAddress: deps.remoteAddress,
@@ -280,15 +286,28 @@ function notFound(key: string): MakhzenError {
   return new MakhzenError("NOT_FOUND", `key ${JSON.stringify(key)} not found`);
 }
 
-/** Wildcard params arrive still percent-encoded; a key may contain anything, `/` included. */
+/**
+ * Wildcard params arrive still percent-encoded; a key may contain anything, `/` included.
+ *
+ * Except U+FFFD. Bun hands over a path's raw bytes that are not UTF-8 (0xFF, say)
+ * already replaced by U+FFFD (as %EF%BF%BD), so different byte strings would
+ * collide on one key, and a client would be acknowledged a key it never sent. The
+ * raw bytes are out of reach, so any U+FFFD in a path key is refused: a key that
+ * really holds one can still be used through the embedded API, /load and dumps.
+ */
 function decodeKey(raw: string | undefined): string {
   if (!raw) throw new MakhzenError("INVALID_KEY", "key must not be empty");
   if (raw.indexOf("%") === -1) return raw;
+  let key: string;
   try {
-    return decodeURIComponent(raw);
+    key = decodeURIComponent(raw);
   } catch {
     throw new MakhzenError("BAD_REQUEST", "key is not valid percent-encoded UTF-8");
   }
+  if (key.includes("\uFFFD")) {
+    throw new MakhzenError("BAD_REQUEST", "key holds U+FFFD, which is also what bytes that are not UTF-8 arrive as: refused, so no two keys collide");
+  }
+  return key;
 }
 
 function decodeCursor(cursor: string): string {
@@ -319,15 +338,4 @@ function conditions(headers: Headers): { ifMatch?: string; ifAbsent?: boolean } 
 function unquote(etag: string): string {
   const v = etag.trim().replace(/^W\//, "");
   return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
-}
-
-/**
- * The largest peer request accepted, in bytes. A batch is up to batchMaxBytes of
- * JSON, but a single record goes alone whatever its size, and a value at
- * maxValueBytes may serialize to six times that (control characters escape as
- * \u0000); a replica must take any record its peers took, so the limit covers the
- * worst case of one record as well as a full batch.
- */
-function peerBodyLimit(config: NodeConfig): number {
-  return Math.max(2 * config.batchMaxBytes, 6 * config.maxValueBytes + config.maxKeyBytes * 6) + 64 * 1024;
 }

@@ -4,6 +4,7 @@ import { MakhzenError, type ErrorCode } from "../errors.ts";
 export const STATUS: Record<ErrorCode, number> = {
   BAD_REQUEST: 400,
   VALIDATION: 422,
+  INVALID_UNICODE: 422,
   INVALID_KEY: 400,
   INVALID_BUCKET: 400,
   KEY_TOO_LARGE: 413,

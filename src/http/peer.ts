@@ -2,7 +2,7 @@ import { Elysia, t } from "elysia";
 import type { Cluster } from "../cluster.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../peer-protocol.ts";
-import { PEER_OPS, type PeerOp } from "../transport.ts";
+import { PEER_OPS, checkRequest, type PeerOp } from "../transport.ts";
 import type { PeerGuard, Refusals } from "../security.ts";
 import { parseJsonText, readBodyText } from "./body.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
@@ -61,16 +61,19 @@ export function peerRoutes(deps: PeerRoutesDeps) {
   /**
    * Under a cluster secret the signature covers the raw body, so it is checked on
    * the text before anything parses it, and an unsigned request is refused before
-   * its body is even read.
+   * its body is even read. The body is then checked against the operation's model
+   * here, with the protocol's compiled checker, before Elysia's validation sees it:
+   * Elysia's validation error renders the value it refused, which for a deeply
+   * nested body blocked the event loop for seconds and ended in a 500.
    */
   const parseFor =
-    (path: string) =>
+    (op: PeerOp, path: string) =>
     async ({ request }: { request: Request }): Promise<unknown> => {
       const from = guard ? deps.remoteAddress?.(request) : undefined;
       guard?.checkSigned(path, request.headers, from);
       const text = await readBodyText(request, deps.maxBodyBytes, deps.bodyTimeoutMs);
       guard?.checkRequest(path, text, request.headers, from);
-      return parseJsonText(text);
+      return checkRequest(op, parseJsonText(text));
     };
   /** The answer, signed under a cluster secret and bound to the request it answers. */
   const answer = (path: string, request: Request, body: unknown): Response => {
@@ -120,7 +123,8 @@ export function peerRoutes(deps: PeerRoutesDeps) {
           return new Response(text, { status: res.status, headers: { ...JSON_HEADERS, ...guard.signAnswer(path, request.headers, text) } });
         }
       },
-      { parse: parseFor(path), body: PEER_OPS[op].request, detail: { hide: true } },
+      // Elysia validates again (and normalizes as before); it only ever sees a body that passed parseFor.
+      { parse: parseFor(op, path), body: PEER_OPS[op].request, detail: { hide: true } },
     );
   }
   return app;

@@ -1,5 +1,6 @@
 import { Elysia, t } from "elysia";
 import { MakhzenError } from "../errors.ts";
+import { decodeUtf8, tooLarge, withDeadline } from "./body.ts";
 import type { Items } from "../items.ts";
 import { WireRecord, checker } from "../peer-protocol.ts";
 import { BUCKET_PATTERN, type StoredRecord } from "../record.ts";
@@ -8,8 +9,10 @@ import type { ScanCursor, Store } from "../store.ts";
 export interface TransferDeps {
   store: Store;
   items: Items;
-  /** Longest NDJSON line accepted by /load, in bytes. */
+  /** Longest NDJSON line accepted by /load, in bytes (see limits.ts). */
   maxLineBytes: number;
+  /** Longest silence of a /load body between two reads, in ms: a restore has no total cap, in bytes or in time. */
+  idleTimeoutMs: number;
   maxClockOffsetMs: number;
   /** When set, a load answers only after this resolves (fsync=always). */
   durable?: () => Promise<void>;
@@ -44,27 +47,19 @@ export function transferRoutes(deps: TransferDeps) {
     .post(
       "/load",
       async ({ request }) => {
-        let loaded = 0;
-        let skipped = 0;
-        let line = 0;
-        for await (const text of lines(request.body ?? new ReadableStream(), deps.maxLineBytes)) {
-          line++;
-          if (text.trim() === "") continue;
-          let record: StoredRecord;
+        const counts = { loaded: 0, skipped: 0 };
+        // No body (or Content-Length: 0) is an empty load. (`new ReadableStream()` stood in
+        // for a missing body here, and it never ends: such a load was never answered.)
+        if (request.body) {
           try {
-            record = checkRecord(JSON.parse(text)) as StoredRecord;
-            if (deps.items.importRecord(record, deps.maxClockOffsetMs)) loaded++;
-            else skipped++;
-          } catch (e) {
-            const why = e instanceof MakhzenError ? e.message : "not valid JSON";
-            const code = e instanceof MakhzenError && e.code !== "VALIDATION" ? e.code : "BAD_REQUEST";
-            // The records before the bad line stand: under fsync=always they are on disk before we say so.
+            await loadLines(request.body, deps, counts);
+          } finally {
+            // Loaded records (and, after a bad line, those before it, which stand) are
+            // on disk before the answer says so under fsync=always.
             await deps.durable?.();
-            throw new MakhzenError(code, `line ${line}: ${why} (${loaded} records before it were loaded)`);
           }
         }
-        await deps.durable?.();
-        return { loaded, skipped };
+        return counts;
       },
       {
         parse: "none",
@@ -74,6 +69,36 @@ export function transferRoutes(deps: TransferDeps) {
         },
       },
     );
+}
+
+/**
+ * Imports every line of an NDJSON body in order, counting into `counts`. The first
+ * bad line (or a body that stalls, or a line over the limit) stops the load with
+ * an error naming its line and how many records before it were loaded.
+ */
+async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, counts: { loaded: number; skipped: number }): Promise<void> {
+  let line = 0;
+  try {
+    for await (const bytes of lines(body, deps.maxLineBytes, deps.idleTimeoutMs)) {
+      line++;
+      const text = decodeUtf8(bytes, "record");
+      if (text.trim() === "") continue;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new MakhzenError("BAD_REQUEST", "not valid JSON");
+      }
+      if (deps.items.importRecord(checkRecord(parsed) as StoredRecord, deps.maxClockOffsetMs)) counts.loaded++;
+      else counts.skipped++;
+    }
+  } catch (e) {
+    if (!(e instanceof MakhzenError)) throw e;
+    const code = e.code === "VALIDATION" ? "BAD_REQUEST" : e.code;
+    // A stall or an over-long line is met while reading the next line, not yet counted.
+    const at = e.code === "REQUEST_TIMEOUT" || e.code === "BODY_TOO_LARGE" ? line + 1 : line;
+    throw new MakhzenError(code, `line ${at}: ${e.message} (${counts.loaded} records before it were loaded)`);
+  }
 }
 
 function dumpStream(store: Store, bucket: string | undefined): ReadableStream<Uint8Array> {
@@ -92,20 +117,49 @@ function dumpStream(store: Store, bucket: string | undefined): ReadableStream<Ui
   });
 }
 
-/** Splits a byte stream into lines, refusing one longer than `maxLineBytes` (counted in characters, a lower bound). */
-async function* lines(body: ReadableStream<Uint8Array>, maxLineBytes: number): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let tail = "";
-  for await (const chunk of body) {
-    const text = tail + decoder.decode(chunk, { stream: true });
-    let start = 0;
-    for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
-      yield text.slice(start, nl);
-      start = nl + 1;
+/**
+ * Splits a byte stream into lines, as bytes (decoded one line at a time, so bytes
+ * that are not UTF-8 are refused rather than replaced). A line longer than
+ * `maxLineBytes` is refused before it is buffered further; the body as a whole has
+ * no cap. A read that waits longer than `idleTimeoutMs` ends the load with
+ * REQUEST_TIMEOUT: a stalled client cannot hold the request forever, and a large
+ * restore that keeps moving is never cut.
+ */
+async function* lines(body: ReadableStream<Uint8Array>, maxLineBytes: number, idleTimeoutMs: number): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
+  // The start of a line that began in an earlier chunk, and its length so far.
+  let parts: Uint8Array[] = [];
+  let partBytes = 0;
+  let finished = false;
+  try {
+    for (;;) {
+      const { done, value: chunk } = await withDeadline(reader.read(), idleTimeoutMs, "the next part of the load body");
+      if (done) {
+        finished = true;
+        break;
+      }
+      let start = 0;
+      for (let nl = chunk.indexOf(NEWLINE); nl !== -1; nl = chunk.indexOf(NEWLINE, start)) {
+        if (partBytes + nl - start > maxLineBytes) throw lineTooLong(maxLineBytes);
+        const piece = chunk.subarray(start, nl);
+        yield parts.length === 0 ? piece : Buffer.concat([...parts, piece]);
+        parts = [];
+        partBytes = 0;
+        start = nl + 1;
+      }
+      if (start < chunk.byteLength) {
+        partBytes += chunk.byteLength - start;
+        if (partBytes > maxLineBytes) throw lineTooLong(maxLineBytes);
+        parts.push(chunk.subarray(start));
+      }
     }
-    tail = text.slice(start);
-    if (tail.length > maxLineBytes) throw new MakhzenError("BODY_TOO_LARGE", `a line is longer than ${maxLineBytes} bytes`);
+  } finally {
+    // Stopped early (a bad line, a stall, a line too long): the client may still be
+    // sending, so stop reading, and its bytes are not buffered.
+    if (!finished) await reader.cancel().catch(() => undefined);
   }
-  tail += decoder.decode();
-  if (tail.length > 0) yield tail;
+  if (partBytes > 0) yield Buffer.concat(parts);
 }
+
+const NEWLINE = 0x0a;
+const lineTooLong = (maxLineBytes: number) => tooLarge(maxLineBytes, "a line");
