@@ -86,6 +86,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   // Opened first: a data dir the node cannot use stops it before anything starts.
   const disk = config.dataDir === undefined ? undefined : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence") });
   let loading = false;
+  // Set once the cluster exists: how many members (not left) this node knows of.
+  let memberCount: (() => number) | undefined;
+  const storeLog = log.child("store");
+  const earlyPurgeLine = lineLimiter(() => clock.wallMs());
   const store = new Store({
     clock,
     maxMemoryBytes: config.maxMemoryBytes,
@@ -101,6 +105,20 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     },
     // `cluster` is assigned below; the store calls this only on a write, which comes later.
     onEvict: (tombstone) => cluster.replicator.enqueue(tombstone),
+    // A node with no --peers that no member has joined holds the only copy: no
+    // member can miss a delete, so under a memory budget a tombstone goes at once
+    // (the sweep's next pass, or the next write that needs room). Without a budget
+    // it is kept for --tombstone-ttl as before, so a dump still carries recent deletes.
+    isStable: () => config.maxMemoryBytes > 0 && config.peers.length === 0 && memberCount?.() === 0,
+    onEarlyPurge: (t, total) =>
+      earlyPurgeLine("early-purge", (alsoPurged) =>
+        storeLog.warn("tombstones past their share of --max-memory: the oldest purged before every member had them; a member that missed such a delete may bring its key back", {
+          bucket: t.bucket,
+          key: t.key.slice(0, 200),
+          purgedEarly: total,
+          alsoPurgedSinceLastLine: alsoPurged,
+        }),
+      ),
   });
   if (disk) {
     loading = true;
@@ -117,6 +135,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     }
   }
   const cluster = new Cluster({ config, store, digest, clock, logger: log, transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }) });
+  memberCount = () => cluster.membership.counts().peers;
   const items = new Items(store, clock, config, (record) => cluster.replicator.enqueue(record));
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;
