@@ -47,11 +47,22 @@ export interface ViewSlot {
   view?: unknown;
   /** The view's estimated bytes; 0 when none is kept. */
   viewBytes: number;
+  /** Where the view sits in the cache's queue (see ViewCache); -1 when none is kept. */
+  viewAt: number;
 }
 
-/** The entries that hold a cached view, oldest view first, and their total bytes. */
+/**
+ * The entries that hold a cached view, oldest view first, and their total bytes.
+ * A queue with lazy deletion: a view dropped out of turn (its record changed)
+ * leaves a stale slot, skipped when it reaches the head; the queue is compacted
+ * when stale slots outnumber the views, so every operation is O(1) amortized.
+ */
 export class ViewCache<E extends ViewSlot> {
-  private readonly holders = new Set<E>();
+  private queue: E[] = [];
+  /** Position, since the cache was made, of queue[0]; a slot is live when its entry's viewAt is its position. */
+  private base = 0;
+  private head = 0;
+  private count = 0;
   private total = 0;
 
   get bytes(): number {
@@ -62,24 +73,46 @@ export class ViewCache<E extends ViewSlot> {
     this.drop(entry);
     entry.view = view;
     entry.viewBytes = bytes;
-    this.holders.add(entry);
+    entry.viewAt = this.base + this.queue.length;
+    this.queue.push(entry);
+    this.count++;
     this.total += bytes;
+    if (this.queue.length - this.head > 2 * this.count + 1024) this.compact();
   }
 
   /** Forgets the entry's view, if it holds one. */
   drop(entry: E): void {
     entry.view = undefined;
     if (entry.viewBytes === 0) return;
-    this.holders.delete(entry);
     this.total -= entry.viewBytes;
+    this.count--;
     entry.viewBytes = 0;
+    entry.viewAt = -1;
   }
 
   /** Drops the oldest view; false when none is kept. */
   dropOldest(): boolean {
-    const oldest = this.holders.values().next();
-    if (oldest.done) return false;
-    this.drop(oldest.value);
-    return true;
+    while (this.head < this.queue.length) {
+      const entry = this.queue[this.head]!;
+      const at = this.base + this.head++;
+      if (entry.viewAt !== at) continue;
+      this.drop(entry);
+      if (this.head > 1024 && 2 * this.head > this.queue.length) this.compact();
+      return true;
+    }
+    return false;
+  }
+
+  /** Keeps the live slots only, in order: O(slots), paid once per as many stale slots. */
+  private compact(): void {
+    const live: E[] = [];
+    for (let i = this.head; i < this.queue.length; i++) {
+      const entry = this.queue[i]!;
+      if (entry.viewAt === this.base + i) live.push(entry);
+    }
+    this.base += this.queue.length;
+    live.forEach((entry, i) => (entry.viewAt = this.base + i));
+    this.queue = live;
+    this.head = 0;
   }
 }

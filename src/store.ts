@@ -58,11 +58,16 @@ export interface StoreOptions {
 }
 
 /**
- * Estimated bytes of bookkeeping per record (map slot, entry object, version
- * string), on top of the key and value characters. An estimate, not a measurement:
- * docs/operations.md says what `--max-memory` covers and what stays outside it.
+ * Estimated bytes of bookkeeping per record, on top of the key and value
+ * characters: the entry and record objects, the version string, the bucket's map
+ * slot and key order, the digest's index (one composite id per record), and the
+ * content hash. Measured at ~500 bytes per record on Bun 1.4 (heap growth per
+ * record after a full GC, bench/memory.ts), where 128 was assumed before: with
+ * that, a budget of 50 MB held records that took ~150 MB of heap. An estimate,
+ * not a measurement: docs/operations.md says what `--max-memory` covers and what
+ * stays outside it.
  */
-export const ENTRY_OVERHEAD_BYTES = 128;
+export const ENTRY_OVERHEAD_BYTES = 512;
 
 /**
  * Estimated bytes of one cached view (see getView) beyond its record's key and
@@ -94,8 +99,8 @@ interface Entry extends LruLinks, KeyspaceEntry, ViewSlot {
   bytes: number;
   /** contentHash(record), computed once, when first needed (the digest needs it on every change). */
   hash?: bigint;
-  /** The sweep's set the entry is in: `ttl` (a live record with a TTL), `tombstones`, or none. */
-  swept?: WalkedSet<Entry>;
+  /** Whether the entry is in `ttl` (a live record with a TTL). */
+  timed: boolean;
 }
 
 const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
@@ -115,7 +120,10 @@ export class Store {
   /** Live records with a TTL: what the sweep looks at for expiry. */
   private readonly ttl = new WalkedSet<Entry>();
   /** Tombstones, in the order this store took them in (about their age): what the sweep, `reserve` and the cap purge. */
-  private readonly tombstones = new WalkedSet<Entry>();
+  private readonly tombstones = new LruList<Entry>();
+  private tombCount = 0;
+  /** Where the sweep goes on in `tombstones`; undefined: start over at the oldest. */
+  private tombCursor?: Entry;
   /** What a reader built from a record (see getView), per entry; dropped when the record changes, and first under pressure. */
   private readonly views = new ViewCache<Entry>();
   private used = 0;
@@ -135,7 +143,7 @@ export class Store {
       // A delete already past its grace period is not taken in: anti-entropy from a
       // peer that has not swept it yet must not bring it back after we purged it.
       if (this.isPastGrace(record)) return false;
-      const fresh: Entry = { record, bytes: recordBytes(record), viewBytes: 0 };
+      const fresh: Entry = { record, bytes: recordBytes(record), viewBytes: 0, viewAt: -1, timed: false };
       this.keyspace.insert(fresh);
       this.account(fresh, 0, undefined);
       this.opts.onChange?.(record.bucket, record.key, undefined, this.stamp(fresh));
@@ -236,7 +244,7 @@ export class Store {
   }
 
   get tombstoneCount(): number {
-    return this.tombstones.size;
+    return this.tombCount;
   }
 
   /** Estimated bytes of the cached views (see getView). */
@@ -281,11 +289,17 @@ export class Store {
     if (fits()) return;
     // A record bigger than the whole budget can never fit: refuse before dropping anything.
     if (bytes <= max) {
+      // Once the oldest tombstones held none safe to drop, this call does not look again.
+      let safeLeft = true;
       while (!fits()) {
-        if (this.dropSafeTombstone() || this.views.dropOldest()) continue;
+        if (safeLeft && (safeLeft = this.dropSafeTombstone())) continue;
+        if (this.views.dropOldest()) continue;
         const victim = this.opts.eviction === "lru" ? this.lru.oldest() : undefined;
         if (!victim) break;
         this.evict(victim);
+        // Its tombstone may be safe at once (a node alone): it goes too, or only its value was freed.
+        const { bucket: b, key: k } = victim.record;
+        if (this.keyspace.get(b, k) === victim && victim.record.value === null && this.isSafeToDrop(victim.record)) this.purge(victim);
       }
       if (fits()) return;
     }
@@ -308,16 +322,27 @@ export class Store {
   sweep(budget: number): number {
     const now = this.opts.clock.wallMs();
     let changed = 0;
-    const seen = this.ttl.walk(this.tombstones.size === 0 ? budget : Math.ceil(budget / 2), (entry) => {
+    const seen = this.ttl.walk(this.tombCount === 0 ? budget : Math.ceil(budget / 2), (entry) => {
       if (!isExpired(entry.record, now)) return;
       this.expireToTombstone(entry);
       changed++;
     });
-    this.tombstones.walk(budget - seen, (entry) => {
-      if (!this.isSafeToDrop(entry.record, now)) return;
+    // The tombstones, from where the last sweep stopped, starting over at most once per call.
+    let wrapped = false;
+    for (let looked = 0; looked < budget - seen && this.tombCount > 0; ) {
+      const entry = this.tombCursor;
+      if (entry === undefined) {
+        if (wrapped) break;
+        wrapped = true;
+        this.tombCursor = this.tombstones.oldest();
+        continue;
+      }
+      this.tombCursor = this.tombstones.newer(entry);
+      looked++;
+      if (!this.isSafeToDrop(entry.record, now)) continue;
       this.purge(entry);
       changed++;
-    });
+    }
     return changed;
   }
 
@@ -362,25 +387,34 @@ export class Store {
     this.live += (isTomb ? 0 : entry.bytes) - (wasLive ? oldBytes : 0);
     this.tombBytes += (isTomb ? entry.bytes : 0) - (wasTomb ? oldBytes : 0);
     this.keyspace.count(r.bucket, delta, (isTomb ? 0 : 1) - (wasLive ? 1 : 0));
-    const set = isTomb ? this.tombstones : r.expiresAt !== undefined ? this.ttl : undefined;
-    // A newer delete moves to the young end of the tombstones: they are purged oldest first.
-    if (set !== entry.swept || isTomb) {
-      entry.swept?.items.delete(entry);
-      set?.items.add(entry);
-      entry.swept = set;
+    const timed = !isTomb && r.expiresAt !== undefined;
+    if (timed !== entry.timed) {
+      if (timed) this.ttl.items.add(entry);
+      else this.ttl.items.delete(entry);
+      entry.timed = timed;
     }
-    if (this.opts.eviction === "lru") {
-      if (isTomb) this.lru.unlink(entry);
-      else this.lru.touch(entry);
-    }
+    // One set of links, two lists: a live entry is in the LRU (under lru), a
+    // tombstone in `tombstones`. A newer delete moves to the young end.
+    if (wasTomb) this.untomb(entry);
+    else if (wasLive) this.lru.unlink(entry);
+    if (isTomb) {
+      this.tombstones.touch(entry);
+      this.tombCount++;
+    } else if (this.opts.eviction === "lru") this.lru.touch(entry);
+  }
+
+  /** Takes a tombstone out of `tombstones`, moving the sweep's cursor past it first. */
+  private untomb(entry: Entry): void {
+    if (this.tombCursor === entry) this.tombCursor = this.tombstones.newer(entry);
+    this.tombstones.unlink(entry);
+    this.tombCount--;
   }
 
   /** One tombstone safe to drop among the oldest few, purged; false when none is. */
   private dropSafeTombstone(): boolean {
     const now = this.opts.clock.wallMs();
-    let looks = 0;
-    for (const entry of this.tombstones.items) {
-      if (looks++ === SAFE_TOMBSTONE_LOOKS) break;
+    let entry = this.tombstones.oldest();
+    for (let looks = 0; entry && looks < SAFE_TOMBSTONE_LOOKS; looks++, entry = this.tombstones.newer(entry)) {
       if (this.isSafeToDrop(entry.record, now)) {
         this.purge(entry);
         return true;
@@ -399,12 +433,14 @@ export class Store {
     if (max <= 0) return;
     const now = this.opts.clock.wallMs();
     while (this.tombBytes > max * TOMBSTONE_BUDGET_SHARE) {
-      const oldest = this.tombstones.items.values().next();
-      if (oldest.done) return;
-      const r = oldest.value.record;
+      const oldest = this.tombstones.oldest();
+      if (!oldest) return;
+      const r = oldest.record;
       const safe = this.isSafeToDrop(r, now);
-      this.purge(oldest.value);
-      if (!safe) this.opts.onEarlyPurge?.(r, ++this.purgedEarly);
+      this.purge(oldest);
+      if (safe) continue;
+      this.purgedEarly++;
+      this.opts.onEarlyPurge?.(r, this.purgedEarly);
     }
   }
 
@@ -437,9 +473,7 @@ export class Store {
     this.tombBytes -= entry.bytes;
     this.keyspace.count(bucket, -entry.bytes, 0);
     this.keyspace.remove(entry);
-    entry.swept?.items.delete(entry);
-    entry.swept = undefined;
-    this.lru.unlink(entry);
+    this.untomb(entry);
     this.opts.onChange?.(bucket, key, prev, undefined);
   }
 }

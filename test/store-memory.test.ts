@@ -69,7 +69,8 @@ describe("lru under a stream of fresh keys", () => {
   });
 
   test("tombstones past their grace period are dropped before live records are evicted", () => {
-    const max = 7 * (ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length);
+    // Room for 4 records and 4 tombstones.
+    const max = 4 * (ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length) + 4 * (ENTRY_OVERHEAD_BYTES + key(0).length);
     for (const graceOver of [false, true]) {
       const { store, write, del, wall } = setup({ max });
       for (let i = 0; i < 4; i++) write(key(i), VALUE);

@@ -300,7 +300,7 @@ describe("memory accounting and reserve", () => {
       const { store, evicted, clock } = setup({ maxMemoryBytes: 2 * bytesOf("k0", "v"), eviction });
       store.apply(rec("k0", "v", clock.now()));
       store.apply(rec("k1", "v", clock.now()));
-      expect(() => store.reserve(1000)).toThrow(MakhzenError);
+      expect(() => store.reserve(2 * bytesOf("k0", "v") + 1)).toThrow(MakhzenError);
       expect(evicted).toEqual([]);
       expect(store.get("b", "k0")?.value).toBe("v");
       expect(store.get("b", "k1")?.value).toBe("v");
