@@ -1,7 +1,7 @@
 /**
- * Two small sets the Store keeps its entries in, apart from the keyspace: each
- * answers "which entries need this kind of attention" without a walk over the
- * whole store.
+ * Two small structures the Store keeps entries in, apart from the keyspace: each
+ * answers "which entries need this kind of attention" (records with a TTL, cached
+ * views) without a walk over the whole store. Tombstones are in an LruList (lru.ts).
  */
 
 /**

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { HybridClock, ManualWallClock } from "../src/clock.ts";
 import { MakhzenError } from "../src/errors.ts";
 import { createNode } from "../src/node.ts";
+import { memoryLogger } from "./support/core.ts";
 import { toItem, type StoredRecord } from "../src/record.ts";
 import { ENTRY_OVERHEAD_BYTES, Store, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy } from "../src/store.ts";
 
@@ -210,5 +211,24 @@ describe("a node alone under --max-memory and lru", () => {
     expect(metric("store_tombstones")).toBeLessThanOrEqual(1);
     expect(metric("store_tombstone_bytes")).toBeLessThan(1000);
     expect(metric("store_tombstones_purged_early_total")).toBe(0);
+  });
+});
+
+describe("a node with peers under --max-memory", () => {
+  test("tombstones purged early are logged at warn, rate-limited, and counted", async () => {
+    const logger = memoryLogger();
+    // Peers named but never joined: nothing is stable, so the cap must purge.
+    const node = createNode({ name: "clustered", port: 0, maxMemoryBytes: 50_000, eviction: "lru", peers: ["http://127.0.0.1:1"], logger });
+    try {
+      for (let i = 0; i < 2_000; i++) node.bucket().set(key(i), VALUE);
+      const text = await (await node.handle(new Request("http://localhost/metrics"))).text();
+      const purged = Number(/^makhzen_store_tombstones_purged_early_total (\S+)$/m.exec(text)?.[1]);
+      expect(purged).toBeGreaterThan(100);
+      const lines = logger.lines.filter((l) => l.level === "warn" && l.msg.startsWith("tombstones past their share"));
+      expect(lines).toHaveLength(1); // one line per 10 s, not one per purge
+      expect(lines[0]!.fields).toMatchObject({ purgedEarly: 1 });
+    } finally {
+      await node.close();
+    }
   });
 });
