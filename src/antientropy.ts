@@ -1,7 +1,7 @@
 import { batchBy, sendSplitting } from "./batch.ts";
 import type { NodeConfig } from "./config.ts";
-import { differing, GROUP_SIZE, recordId, splitId, type Digest } from "./digest.ts";
-import { LEAVES_PER_KEYS_REQUEST, type RecordRef } from "./peer-protocol.ts";
+import { differing, GROUP_SIZE, hex, recordId, splitId, type Digest } from "./digest.ts";
+import { LEAVES_PER_KEYS_REQUEST, type KeysEntry, type RecordRef } from "./peer-protocol.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { approxWireBytes, type StoredRecord } from "./record.ts";
 import type { ScanCursor, Store } from "./store.ts";
@@ -50,6 +50,20 @@ export interface RoundResult {
  */
 export const INCOMPLETE_ROUND_PAUSE_MS = 100;
 
+/**
+ * Our record against a peer's `keys` entry for the same key, in the merge order
+ * (compareRecords) as far as the entry tells: by version, then by content hash
+ * (computed only on a tie). An entry without a hash (a node that predates it)
+ * counts as the same record on a tie. Negative when the peer's wins.
+ */
+export function compareListed(version: string, hash: () => bigint, theirs: KeysEntry): number {
+  if (version !== theirs.version) return version < theirs.version ? -1 : 1;
+  if (theirs.hash === undefined) return 0;
+  // Both are 16 lowercase hex digits: string order is number order.
+  const mine = hex(hash());
+  return mine === theirs.hash ? 0 : mine < theirs.hash ? -1 : 1;
+}
+
 /** A round or copy that ended because stop() was called. Never logged or counted as a failure. */
 export class Stopped extends Error {
   constructor() {
@@ -66,11 +80,14 @@ export class Stopped extends Error {
  *   1. fetch the peer's 64 group hashes and compare with ours;
  *   2. for differing groups, fetch their 64 leaf hashes each and compare;
  *   3. for differing leaves, LEAVES_PER_KEYS_REQUEST at a time, fetch the peer's
- *      (bucket, key, version) list (a peer may answer fewer leaves, to stay in its
+ *      (bucket, key, version, content hash) list (a peer may answer fewer leaves, to stay in its
  *      byte budget), until the pairs listed on both sides together reach
  *      antiEntropyMaxKeys (checked between requests, so a round may pass it by one
  *      answer);
- *   4. push the records where we are newer, pull those where the peer is.
+ *   4. push the records where ours wins the merge order, pull those where the
+ *      peer's does: by version, and on equal versions by content hash (two
+ *      writers under one name stamp one version with different values; see
+ *      compareRecords), so such pairs are repaired too.
  * The wire cost follows the size of the difference, not of the store: with 100k
  * keys and 10 differing ones, 64 + ~640 hashes, ~10 leaves of (key, version)
  * pairs, and 10 records cross. A round that hits its key budget returns
@@ -275,7 +292,7 @@ export class AntiEntropy {
     const at = differingLeaves.findIndex((leaf) => leaf >= from);
     const order = at <= 0 ? differingLeaves : [...differingLeaves.slice(at), ...differingLeaves.slice(0, at)];
     // List both sides, leaf chunk by leaf chunk, until the key budget is spent.
-    const theirs = new Map<string, string>();
+    const theirs = new Map<string, KeysEntry>();
     const leaves: number[] = [];
     let listed = 0;
     for (let i = 0; i < order.length && listed < config.antiEntropyMaxKeys; ) {
@@ -283,7 +300,7 @@ export class AntiEntropy {
       const { entries, rest } = await this.ask(peer, "keys", { leaves: chunk });
       // The peer listed the first `rest` leaves of the chunk (all without `rest`).
       const n = Math.max(1, Math.min(rest ?? chunk.length, chunk.length));
-      for (const e of entries) theirs.set(recordId(e.bucket, e.key), e.version);
+      for (const e of entries) theirs.set(recordId(e.bucket, e.key), e);
       for (const leaf of chunk.slice(0, n)) {
         listed += digest.leafSize(leaf);
         leaves.push(leaf);
@@ -301,14 +318,15 @@ export class AntiEntropy {
         const { bucket, key } = splitId(id);
         const mine = store.getRecord(bucket, key);
         if (!mine) continue;
-        const v = theirs.get(id);
-        // A tombstone past its grace period would be refused: it waits for our sweep instead.
-        if ((v === undefined || v < mine.version) && !store.isPastGrace(mine)) push.push(mine);
+        const t = theirs.get(id);
         theirs.delete(id);
-        if (v !== undefined && v > mine.version) theirs.set(id, v);
+        const order = t === undefined ? 1 : compareListed(mine.version, () => store.getHash(bucket, key)!, t);
+        // A tombstone past its grace period would be refused, and a stable one the peer holds or has dropped: not sent.
+        if (order > 0 && !store.isDroppable(mine)) push.push(mine);
+        else if (order < 0) theirs.set(id, t!);
       }
     }
-    // What is left in `theirs`: keys we lack or hold older.
+    // What is left in `theirs`: keys we lack, or hold a record of that loses to the peer's.
     const pull: RecordRef[] = [...theirs.keys()].map(splitId);
 
     let pushed = 0;

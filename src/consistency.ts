@@ -1,7 +1,7 @@
 import { MakhzenError } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import type { Membership } from "./membership.ts";
-import type { StoredRecord } from "./record.ts";
+import { compareRecords, type StoredRecord } from "./record.ts";
 import type { Replicator } from "./replicator.ts";
 import type { Store } from "./store.ts";
 import type { PeerTransport } from "./transport.ts";
@@ -106,14 +106,14 @@ export class Consistency {
       }
     });
     let newest = this.deps.store.getRecord(bucket, key);
-    for (const a of answers) if (a.record && (!newest || a.record.version > newest.version)) newest = a.record;
+    for (const a of answers) if (a.record && (!newest || compareRecords(a.record, newest) > 0)) newest = a.record;
     if (newest) {
       // Through the cluster's rules: a peer's far-future record is refused here, not spread.
       this.deps.applyRemote([newest]);
       const held = this.deps.store.getRecord(bucket, key);
       if (held) {
         for (const a of answers) {
-          if (!a.record || a.record.version < held.version) this.deps.replicator.enqueueTo(a.name, held);
+          if (!a.record || compareRecords(a.record, held) < 0) this.deps.replicator.enqueueTo(a.name, held);
         }
       }
     }

@@ -1,11 +1,14 @@
-import type { Version } from "./version.ts";
+import type { RecordStamp } from "./record.ts";
 
 /**
  * The anti-entropy digest: a fingerprint of everything a node holds, cheap to
  * compare and cheap to keep current.
  *
  * Records are hashed by (bucket, key) into LEAVES leaves; a leaf's hash is the XOR
- * of a 64-bit hash of (bucket, key, version) of every record in it. XOR makes the
+ * of a 64-bit hash of (bucket, key, version, contents) of every record in it: the
+ * contents through their contentHash (record.ts), so two replicas holding one
+ * version with different values (two processes under one name) differ here, and
+ * anti-entropy repairs them by the merge order. XOR makes the
  * update O(1) and order-free: a change XORs the old record's hash out and the new
  * one's in. Two nodes holding the same records have the same leaves, whatever order
  * the records arrived in. Leaves are grouped GROUP_SIZE to a group, so a comparison
@@ -38,14 +41,19 @@ export const leafOf = (bucket: string, key: string): number => leafOfId(recordId
 
 const NO_IDS: ReadonlySet<string> = new Set();
 
-const recordHash = (id: string, version: Version): bigint => Bun.hash.xxHash64(`${id}\u0000${version}`);
+/**
+ * The contentHash seeds the hash rather than being XORed onto it: with XOR, two
+ * keys of one leaf that swapped their contents under unchanged versions would
+ * leave the leaf unchanged.
+ */
+const recordHash = (id: string, s: RecordStamp): bigint => Bun.hash.xxHash64(`${id}\u0000${s.version}`, s.hash);
 
 export class Digest {
   private readonly leaves = new BigUint64Array(LEAVES);
   private readonly members: Array<Set<string> | undefined> = new Array(LEAVES);
 
   /** Follows one change of the record held for (bucket, key): the Store's onChange. */
-  update(bucket: string, key: string, prev: Version | undefined, next: Version | undefined): void {
+  update(bucket: string, key: string, prev: RecordStamp | undefined, next: RecordStamp | undefined): void {
     const id = recordId(bucket, key);
     const leaf = leafOfId(id);
     let h = this.leaves[leaf]!;

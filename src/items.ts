@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.ts";
 import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
-import { BUCKET_PATTERN, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
+import { BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
 import { isTooFarAhead, parseVersion, type Version } from "./version.ts";
@@ -120,7 +120,7 @@ export class Items {
     // A record that would lose to what the store holds changes nothing: check that
     // before making room, so a reload under lru does not evict keys for nothing.
     const held = this.store.getRecord(record.bucket, record.key);
-    if (held && held.version >= record.version) return false;
+    if (held && compareRecords(held, record) >= 0) return false;
     if (record.value !== null) {
       this.store.reserve(ENTRY_OVERHEAD_BYTES + record.key.length + record.value.length, record.bucket, record.key);
     }

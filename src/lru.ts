@@ -1,7 +1,11 @@
 /**
  * An intrusive doubly-linked list in least-recently-used order. Nodes carry their
  * own links, so touching an entry on every read is a few pointer writes and no
- * allocation or hashing. Only live records are linked; tombstones never are.
+ * allocation or hashing. The Store keeps two lists on the same links, since an
+ * entry is in at most one: live records in LRU order (under `lru`), and tombstones
+ * in the order they were taken in, oldest first. (A JS Set would not do for the
+ * second: taking its first member after deleting earlier ones walks over their
+ * holes, O(n) each time in a first-in-first-out use.)
  */
 export interface LruLinks {
   lruPrev?: LruLinks;
@@ -41,5 +45,10 @@ export class LruList<T extends LruLinks> {
   /** The least recently used node, without unlinking it. */
   oldest(): T | undefined {
     return this.head;
+  }
+
+  /** The node after `node` towards the most recent end; undefined at that end. */
+  newer(node: T): T | undefined {
+    return node.lruNext as T | undefined;
   }
 }

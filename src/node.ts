@@ -93,6 +93,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   // Opened first: a data dir the node cannot use stops it before anything starts.
   const disk = config.dataDir === undefined ? undefined : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence") });
   let loading = false;
+  const storeLog = log.child("store");
+  const earlyPurgeLine = lineLimiter(() => clock.wallMs());
   const store = new Store({
     clock,
     maxMemoryBytes: config.maxMemoryBytes,
@@ -108,6 +110,20 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     },
     // `cluster` is assigned below; the store calls this only on a write, which comes later.
     onEvict: (tombstone) => cluster.replicator.enqueue(tombstone),
+    // A tombstone every member holds may go before --tombstone-ttl (Cluster.isStable).
+    // A lone node holds the only copy, so none can miss a delete; it still keeps its
+    // tombstones for the grace period unless a memory budget needs the room, so a
+    // dump carries recent deletes, and a member that joins it later cannot miss them.
+    isStable: (r): boolean => (config.maxMemoryBytes > 0 || cluster.membership.counts().peers > 0) && cluster.isStable(r),
+    onEarlyPurge: (t, total) =>
+      earlyPurgeLine("early-purge", (alsoPurged) =>
+        storeLog.warn("tombstones past their share of --max-memory: the oldest purged before every member had them; a member that missed such a delete may bring its key back", {
+          bucket: t.bucket,
+          key: t.key.slice(0, 200),
+          purgedEarly: total,
+          alsoPurgedSinceLastLine: alsoPurged,
+        }),
+      ),
   });
   if (disk) {
     loading = true;

@@ -112,12 +112,18 @@ export const LeavesRequest = Type.Object({ groups: Type.Array(Group, { maxItems:
 export const LeavesAnswer = Type.Object({ leaves: Type.Array(Type.Array(Type.String(), { minItems: 64, maxItems: 64 })) });
 export const KeysRequest = Type.Object({ leaves: Type.Array(Leaf, { maxItems: LEAVES_PER_KEYS_REQUEST }) });
 /**
- * (bucket, key, version) of every record in the listed leaves. An answer that
- * passes the peer's byte budget stops after a whole leaf (at least one is always
- * listed): `rest` is the index, in the request, of the first leaf not listed.
+ * (bucket, key, version, hash) of every record in the listed leaves. `hash` is the
+ * record's contentHash (record.ts) in 16 hex digits: with it a caller that holds
+ * the same version with other contents knows which of the two wins the merge
+ * order. Optional, so answers of nodes that predate it still parse (their equal
+ * versions count as equal records). An answer that passes the peer's byte budget
+ * stops after a whole leaf (at least one is always listed): `rest` is the index,
+ * in the request, of the first leaf not listed.
  */
 export const KeysAnswer = Type.Object({
-  entries: Type.Array(Type.Object({ bucket: Bucket, key: Key, version: Version })),
+  entries: Type.Array(
+    Type.Object({ bucket: Bucket, key: Key, version: Version, hash: Type.Optional(Type.String({ pattern: "^[0-9a-f]{16}$" })) }),
+  ),
   rest: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems: 100_000 }) });
@@ -144,6 +150,7 @@ export type LeavesRequest = Static<typeof LeavesRequest>;
 export type LeavesAnswer = Static<typeof LeavesAnswer>;
 export type KeysRequest = Static<typeof KeysRequest>;
 export type KeysAnswer = Static<typeof KeysAnswer>;
+export type KeysEntry = KeysAnswer["entries"][number];
 export type FetchRequest = Static<typeof FetchRequest>;
 export type ScanRequest = Static<typeof ScanRequest>;
 export type ScanAnswer = Static<typeof ScanAnswer>;

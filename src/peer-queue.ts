@@ -1,5 +1,5 @@
 import { recordId } from "./digest.ts";
-import type { StoredRecord } from "./record.ts";
+import { compareRecords, type StoredRecord } from "./record.ts";
 import { versionWallMs } from "./version.ts";
 
 /** The state of one peer's outbound queue (see Replicator), and what can be read off it without I/O. */
@@ -75,7 +75,7 @@ export function unacknowledged(queues: readonly PeerQueue[]): StoredRecord[] {
     for (const o of outstanding(q)) {
       const id = recordId(o.record.bucket, o.record.key);
       const cur = out.get(id);
-      if (!cur || cur.version < o.record.version) out.set(id, o.record);
+      if (!cur || compareRecords(cur, o.record) < 0) out.set(id, o.record);
     }
   }
   return [...out.values()];

@@ -1,6 +1,6 @@
-import { splitId, type Digest } from "./digest.ts";
+import { hex, splitId, type Digest } from "./digest.ts";
 import type { Membership } from "./membership.ts";
-import type { WireMember } from "./peer-protocol.ts";
+import type { KeysEntry, WireMember } from "./peer-protocol.ts";
 import { approxWireBytes, type StoredRecord } from "./record.ts";
 import type { Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
@@ -25,9 +25,11 @@ export interface PeerServiceDeps {
  * budget, since a page of 1,000 records at the value limit would otherwise be a
  * gigabyte, and 64 leaves of a store of 100M keys a million entries.
  *
- * Records past their tombstone grace period are neither offered (`keys`) nor sent
- * (`fetch`, `scan`): the receiver would refuse them, and offering them would make
- * every round find the same difference again until this node sweeps them.
+ * Records past their tombstone grace period, and tombstones every member holds
+ * (Store.isDroppable), are neither offered (`keys`) nor sent (`fetch`, `scan`): the
+ * receiver would refuse the first or has (or has dropped) the second, and offering
+ * them would make every round find the same difference again until this node
+ * sweeps them.
  */
 export function createPeerService(deps: PeerServiceDeps): PeerService {
   const { store, digest, membership, answerBudgetBytes: budget } = deps;
@@ -52,7 +54,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
     groups: () => (deps.syncing() ? { groups: digest.groupHashes(), syncing: true } : { groups: digest.groupHashes() }),
     leaves: (req) => ({ leaves: digest.leafHashes(req.groups) }),
     keys: (req) => {
-      const entries: { bucket: string; key: string; version: string }[] = [];
+      const entries: KeysEntry[] = [];
       let bytes = 0;
       for (let i = 0; i < req.leaves.length; i++) {
         // Whole leaves only: the caller compares a leaf only when it has all of it.
@@ -60,9 +62,9 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
         for (const id of digest.idsIn(req.leaves[i]!)) {
           const { bucket, key } = splitId(id);
           const r = store.getRecord(bucket, key);
-          if (!r || store.isPastGrace(r)) continue;
-          entries.push({ bucket, key, version: r.version });
-          bytes += 64 + key.length + r.version.length;
+          if (!r || store.isDroppable(r)) continue;
+          entries.push({ bucket, key, version: r.version, hash: hex(store.getHash(bucket, key)!) });
+          bytes += 90 + key.length + r.version.length;
         }
       }
       return { entries };
@@ -74,7 +76,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
         if (records.length > 0 && bytes >= budget) return { records, rest: i };
         const { bucket, key } = req.keys[i]!;
         const r = store.getRecord(bucket, key);
-        if (!r || store.isPastGrace(r)) continue;
+        if (!r || store.isDroppable(r)) continue;
         records.push(r);
         bytes += approxWireBytes(r);
       }
@@ -90,7 +92,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
         if (taken > 0 && bytes >= budget) break;
         taken++;
         last = r;
-        if (store.isPastGrace(r)) continue;
+        if (store.isDroppable(r)) continue;
         records.push(r);
         bytes += approxWireBytes(r);
       }

@@ -13,6 +13,12 @@ export interface StoredRecord {
   expiresAt?: number;
 }
 
+/** What the digest knows of a record: its version and contentHash. */
+export interface RecordStamp {
+  version: Version;
+  hash: bigint;
+}
+
 /** What clients see of a live record: the public JSON shape of the items API. */
 export interface Item {
   key: string;
@@ -32,6 +38,58 @@ export const approxWireBytes = (r: StoredRecord): number => 96 + payloadLength(r
 
 export const isExpired = (r: { expiresAt?: number }, nowMs: number): boolean =>
   r.expiresAt !== undefined && r.expiresAt <= nowMs;
+
+/**
+ * The merge order's tie-break, for two records stamped with one version (two
+ * processes running under one node name stamp alike): a 64-bit hash of the
+ * contents (value or tombstone, and expiresAt). The top bit is 1 for a tombstone
+ * and 0 for a value, so on a tie a delete always beats a value: an expired record
+ * that one replica has swept to a tombstone (same version, see Store.sweep) and
+ * another still holds as a value then settle on the tombstone, not on bringing
+ * the expired value back. The low 63 bits are xxHash64 of the contents.
+ *
+ * Strings are hashed by Bun as UTF-8, which turns a lone surrogate into U+FFFD;
+ * such a string is hashed from its UTF-16 code units instead (in another domain,
+ * by a constant XOR), so "x\ud800y" and "x\ufffdy" do not hash alike.
+ * Costs one pass over the value: the store computes it once per record it holds.
+ */
+export function contentHash(r: Pick<StoredRecord, "value" | "expiresAt">): bigint {
+  // expiresAt + 1 as the seed: 0 stands for "no TTL", and no two TTLs share a seed.
+  const seed = r.expiresAt === undefined ? 0n : BigInt(r.expiresAt) + 1n;
+  if (r.value === null) return TOMBSTONE_BIT | (Bun.hash.xxHash64("", seed) & LOW_BITS);
+  const h = r.value.isWellFormed()
+    ? Bun.hash.xxHash64(r.value, seed)
+    : Bun.hash.xxHash64(Buffer.from(r.value, "utf16le"), seed) ^ UTF16_DOMAIN;
+  return h & LOW_BITS;
+}
+
+const TOMBSTONE_BIT = 1n << 63n;
+const LOW_BITS = TOMBSTONE_BIT - 1n;
+const UTF16_DOMAIN = 0x5a5a_a5a5_5a5a_a5a5n;
+
+/**
+ * The merge order, a total order over whole records: by version, then (a tie) by
+ * contentHash, then (a 63-bit hash collision between different contents) by the
+ * contents themselves. Negative when `a` loses to `b`, 0 only for the same record
+ * (equal version and contents), positive when `a` wins. Every replica that applies
+ * the same records keeps the same one, in any order: the merge stays commutative,
+ * associative and idempotent even when versions collide.
+ *
+ * A hash is computed only on a version tie between different contents; pass the
+ * hashes already known to skip computing them.
+ */
+export function compareRecords(a: StoredRecord, b: StoredRecord, hashA?: bigint, hashB?: bigint): number {
+  if (a.version !== b.version) return a.version < b.version ? -1 : 1;
+  if (a.value === b.value && a.expiresAt === b.expiresAt) return 0;
+  const ha = hashA ?? contentHash(a);
+  const hb = hashB ?? contentHash(b);
+  if (ha !== hb) return ha < hb ? -1 : 1;
+  // Same hash, different contents: both are values or both tombstones (the top bit).
+  const ea = a.expiresAt ?? -1;
+  const eb = b.expiresAt ?? -1;
+  if (ea !== eb) return ea < eb ? -1 : 1;
+  return (a.value ?? "") < (b.value ?? "") ? -1 : 1;
+}
 
 export function toItem(r: StoredRecord): Item {
   const item: Item = { key: r.key, value: r.value as string, version: r.version };

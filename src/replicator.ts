@@ -4,7 +4,7 @@ import { batchBy, classifySendFailure, sendSplitting } from "./batch.ts";
 import type { NodeConfig } from "./config.ts";
 import { recordId } from "./digest.ts";
 import { silentLogger, type Logger } from "./log.ts";
-import { approxWireBytes, type StoredRecord } from "./record.ts";
+import { approxWireBytes, compareRecords, type StoredRecord } from "./record.ts";
 import {
   heldByNone,
   queueStats,
@@ -215,7 +215,7 @@ export class Replicator {
 
   private file(q: PeerQueue, out: Outgoing, id: string): void {
     const cur = q.pending.get(id);
-    if (cur && cur.record.version >= out.record.version) return;
+    if (cur && compareRecords(cur.record, out.record) >= 0) return;
     q.pending.set(id, out);
     q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
     this.checkBounds(q);
@@ -335,7 +335,7 @@ export class Replicator {
           if (done.has(out)) continue;
           const id = recordId(out.record.bucket, out.record.key);
           const cur = q.pending.get(id);
-          if (!cur || cur.record.version < out.record.version) {
+          if (!cur || compareRecords(cur.record, out.record) < 0) {
             q.pending.set(id, out);
             q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
           }

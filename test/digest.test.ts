@@ -1,7 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { Digest, differing, GROUPS, LEAVES, leafOf, recordId, splitId } from "../src/digest.ts";
+import { contentHash, type RecordStamp } from "../src/record.ts";
 
-const v = (n: number) => `${String(n).padStart(15, "0")}-000000-a`;
+/** A stamp of version n holding `value`. */
+const v = (n: number, value: string | null = "x"): RecordStamp => ({
+  version: `${String(n).padStart(15, "0")}-000000-a`,
+  hash: contentHash({ value }),
+});
 
 describe("digest", () => {
   test("equal record sets give equal digests whatever the order of updates", () => {
@@ -39,6 +44,40 @@ describe("digest", () => {
     expect(d.leafSize(leafOf("b", "k"))).toBe(0);
     expect([...d.idsIn(leafOf("b", "k"))]).toEqual([]);
     expect(new Set(d.groupHashes())).toEqual(new Set(["0000000000000000"]));
+  });
+
+  test("the same version with other contents is another digest: the value, a delete or the TTL", () => {
+    const base = new Digest();
+    base.update("b", "k", undefined, v(1, "from-b1"));
+    for (const other of [
+      v(1, "from-b2"),
+      v(1, null),
+      { version: v(1).version, hash: contentHash({ value: "from-b1", expiresAt: 5 }) },
+      // A lone surrogate and its replacement character are different values.
+      v(1, "x\ud800y"),
+    ]) {
+      const d = new Digest();
+      d.update("b", "k", undefined, other);
+      expect(differing(base.groupHashes(), d.groupHashes())).toHaveLength(1);
+    }
+    const same = new Digest();
+    same.update("b", "k", undefined, v(1, "from-b1"));
+    expect(same.groupHashes()).toEqual(base.groupHashes());
+    expect(contentHash({ value: "x\ud800y" })).not.toBe(contentHash({ value: "x\ufffdy" }));
+  });
+
+  test("two keys of one leaf that swap contents under the same versions change the leaf", () => {
+    // Find two keys in one leaf.
+    const first = "k0";
+    let second = "";
+    for (let i = 1; second === ""; i++) if (leafOf("b", `k${i}`) === leafOf("b", first)) second = `k${i}`;
+    const a = new Digest();
+    const b = new Digest();
+    a.update("b", first, undefined, v(1, "p"));
+    a.update("b", second, undefined, v(1, "q"));
+    b.update("b", first, undefined, v(1, "q"));
+    b.update("b", second, undefined, v(1, "p"));
+    expect(differing(a.groupHashes(), b.groupHashes())).toHaveLength(1);
   });
 
   test("record ids split back into bucket and key, whatever the key holds", () => {

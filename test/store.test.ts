@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { HybridClock, ManualWallClock } from "../src/clock.ts";
 import { MakhzenError } from "../src/errors.ts";
-import { toItem, type StoredRecord } from "../src/record.ts";
+import { compareRecords, toItem, type StoredRecord } from "../src/record.ts";
 import { ENTRY_OVERHEAD_BYTES, Store, type EvictionPolicy } from "../src/store.ts";
 import { formatVersion } from "../src/version.ts";
 import { rng } from "./support/http.ts";
@@ -11,7 +11,7 @@ const itemJson = (r: StoredRecord) => JSON.stringify(toItem(r));
 const T0 = 1_700_000_000_000;
 const DAY = 24 * 60 * 60 * 1000;
 
-function setup(opts: { maxMemoryBytes?: number; eviction?: EvictionPolicy; tombstoneTtlMs?: number } = {}) {
+function setup(opts: { maxMemoryBytes?: number; eviction?: EvictionPolicy; tombstoneTtlMs?: number; isStable?: () => boolean } = {}) {
   const wall = new ManualWallClock(T0);
   const clock = new HybridClock("local", wall.read);
   const evicted: StoredRecord[] = [];
@@ -20,6 +20,7 @@ function setup(opts: { maxMemoryBytes?: number; eviction?: EvictionPolicy; tombs
     maxMemoryBytes: opts.maxMemoryBytes ?? 0,
     eviction: opts.eviction ?? "noeviction",
     tombstoneTtlMs: opts.tombstoneTtlMs ?? DAY,
+    isStable: opts.isStable,
     onEvict: (t) => evicted.push(t),
   });
   return { wall, clock, store, evicted };
@@ -55,11 +56,18 @@ describe("last-writer-wins merge", () => {
     expect(store.get("b", "k")).toEqual(rec("k", "two", v(T0, 2)));
   });
 
-  test("an equal version is ignored, so a tie keeps what is there", () => {
+  test("an equal version with the same contents is ignored; with other contents the merge order decides", () => {
     const { store } = setup();
     store.apply(rec("k", "first", v(T0)));
-    expect(store.apply(rec("k", "second", v(T0)))).toBe(false);
-    expect(store.get("b", "k")?.value).toBe("first");
+    expect(store.apply(rec("k", "first", v(T0)))).toBe(false);
+    // Two writers stamped one version: the same one wins whichever arrives first.
+    const winner = compareRecords(rec("k", "first", v(T0)), rec("k", "second", v(T0))) > 0 ? "first" : "second";
+    expect(store.apply(rec("k", "second", v(T0)))).toBe(winner === "second");
+    expect(store.get("b", "k")?.value).toBe(winner);
+    const other = setup().store;
+    other.apply(rec("k", "second", v(T0)));
+    other.apply(rec("k", "first", v(T0)));
+    expect(other.get("b", "k")?.value).toBe(winner);
   });
 
   test("node name breaks ties between equal wall time and counter", () => {
@@ -267,8 +275,8 @@ describe("memory accounting and reserve", () => {
     const { store, evicted, clock } = setup({ maxMemoryBytes: 3 * one, eviction: "lru" });
     for (let i = 0; i < 3; i++) store.apply(rec(`k${i}`, "v", clock.now()));
     expect(store.get("b", "k0")?.value).toBe("v"); // k0 is now the most recent; k1 the oldest
-    // One more byte does not fit: the least recently used record goes, whole (the
-    // tombstone that replaces it is outside the budget).
+    // One more byte does not fit: the least recently used record goes (its
+    // tombstone, key and overhead, stays in the budget).
     store.reserve(1);
     expect(evicted.map((t) => t.key)).toEqual(["k1"]);
     const t = evicted[0]!;
@@ -279,7 +287,8 @@ describe("memory accounting and reserve", () => {
     // getView is a read too.
     store.getView("b", "k2", itemJson);
     expect(store.liveBytes).toBe(2 * one);
-    // A record and a byte more than the room left need one more victim: k0, now the oldest.
+    // A record and a byte more than the room left need one more victim: k0, now the
+    // oldest. Its tombstone puts tombstones over half the budget: the oldest (k1's) goes.
     store.reserve(one + 1);
     expect(evicted.map((e) => e.key)).toEqual(["k1", "k0"]);
     expect(store.liveBytes).toBe(one);
@@ -291,22 +300,23 @@ describe("memory accounting and reserve", () => {
       const { store, evicted, clock } = setup({ maxMemoryBytes: 2 * bytesOf("k0", "v"), eviction });
       store.apply(rec("k0", "v", clock.now()));
       store.apply(rec("k1", "v", clock.now()));
-      expect(() => store.reserve(1000)).toThrow(MakhzenError);
+      expect(() => store.reserve(2 * bytesOf("k0", "v") + 1)).toThrow(MakhzenError);
       expect(evicted).toEqual([]);
       expect(store.get("b", "k0")?.value).toBe("v");
       expect(store.get("b", "k1")?.value).toBe("v");
     }
   });
 
-  test("lru with small values keeps a full budget of live keys: tombstones are outside it", () => {
+  test("lru with small values keeps a full budget of live keys when tombstones are stable at once", () => {
     const one = bytesOf("key-0000", "v".repeat(16));
-    const { store, clock } = setup({ maxMemoryBytes: 50 * one, eviction: "lru" });
+    const { store, clock } = setup({ maxMemoryBytes: 50 * one, eviction: "lru", isStable: () => true });
     for (let i = 0; i < 2000; i++) {
       const key = `key-${String(i).padStart(4, "0")}`;
       store.reserve(bytesOf(key, "v".repeat(16)), "b", key); // never throws
       store.apply(rec(key, "v".repeat(16), clock.now()));
     }
     expect(store.liveBytes).toBe(50 * one);
+    expect(store.tombstoneCount).toBeLessThanOrEqual(1);
     expect(store.bucketStats()[0]!.keys).toBe(50);
     // The newest 50 are the ones left.
     expect(store.get("b", "key-1999")?.value).toBe("v".repeat(16));

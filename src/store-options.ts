@@ -1,0 +1,93 @@
+import type { Clock } from "./clock.ts";
+import type { RecordStamp, StoredRecord } from "./record.ts";
+
+/**
+ * What a Store is made with, and the constants of its memory budget (see
+ * Store.reserve and docs/operations.md#memory).
+ */
+
+export type EvictionPolicy = "noeviction" | "lru";
+
+export interface StoreOptions {
+  clock: Clock;
+  /**
+   * Budget for the estimated size of everything the store holds, in bytes: live
+   * records, tombstones and cached views (see Store.reserve); 0 means unlimited.
+   */
+  maxMemoryBytes: number;
+  /** What a local write does when the budget is full: refuse (507) or evict the least recently used. */
+  eviction: EvictionPolicy;
+  /**
+   * How long a tombstone is kept after its delete (or expiry), in ms, while it is
+   * not stable (see isStable): the grace period for a member that may not hold it.
+   */
+  tombstoneTtlMs: number;
+  /**
+   * Whether every current member holds `tombstone` (or something newer for its
+   * key): then no member can bring the key back, and the tombstone may go at once,
+   * before its grace period is over. Called by the sweep and by `reserve` for
+   * tombstones, a few per call; must be cheap and must not throw. Default: never
+   * stable, so tombstones wait out tombstoneTtlMs. A node alone (no peers) passes
+   * `() => true`.
+   */
+  isStable?: (tombstone: StoredRecord) => boolean;
+  /**
+   * Called when a tombstone that was not yet stable is purged early because
+   * tombstones passed their share of the budget (TOMBSTONE_BUDGET_SHARE), with the
+   * total purged so far: a member that had not yet received that delete may bring
+   * the key back. Must not throw.
+   */
+  onEarlyPurge?: (tombstone: StoredRecord, total: number) => void;
+  /**
+   * Called with the tombstone that replaced an evicted record. Eviction is a delete
+   * with a new version, so it replicates like one (as a Redis master sends DEL to
+   * its replicas) and replicas stay identical.
+   */
+  onEvict?: (tombstone: StoredRecord) => void;
+  /**
+   * Called whenever the record held for a key changes: a new key, one that wins the
+   * merge order (a newer version, or the same version with contents that win, see
+   * compareRecords), an expiry (same version, now a tombstone), or a purge (`next`
+   * undefined). Each side is the record's version and contentHash, computed once
+   * per record held. The anti-entropy digest is kept current through this. Must not
+   * throw.
+   */
+  onChange?: (bucket: string, key: string, prev: RecordStamp | undefined, next: RecordStamp | undefined) => void;
+}
+
+/**
+ * Estimated bytes of bookkeeping per record, on top of the key and value
+ * characters: the entry and record objects, the version string, the bucket's map
+ * slot and key order, the digest's index (one composite id per record), and the
+ * content hash. Measured at ~500 bytes per record on Bun 1.4 (heap growth per
+ * record after a full GC, bench/memory.ts), where 128 was assumed before: with
+ * that, a budget of 50 MB held records that took ~150 MB of heap. An estimate,
+ * not a measurement: docs/operations.md says what `--max-memory` covers and what
+ * stays outside it.
+ */
+export const ENTRY_OVERHEAD_BYTES = 512;
+
+/**
+ * Estimated bytes of one cached view (see getView) beyond its record's key and
+ * value: the HTTP layer's view is a JSON body (key, value and version again) and a
+ * Headers object, about 580 bytes for a small record.
+ */
+export const VIEW_OVERHEAD_BYTES = 512;
+
+/**
+ * Share of the budget that tombstones not yet stable may take before the oldest
+ * are purged early. Half: tombstones are how a replica that missed a delete learns
+ * of it, so while a member is down (and nothing it lacks can be stable) they get as
+ * much room as the data; and a stream of evictions, each leaving a tombstone, still
+ * leaves live records at least the other half. Past it, forgetting the oldest
+ * deletes is the price of a bounded process: a member that had not received one
+ * may bring its key back, as after --tombstone-ttl.
+ */
+export const TOMBSTONE_BUDGET_SHARE = 0.5;
+
+/**
+ * Tombstones `reserve` looks at, oldest first, for one that is safe to drop, each
+ * time it needs room: bounds the work a write does when none is (in a cluster whose
+ * stability watermark stalls, say).
+ */
+export const SAFE_TOMBSTONE_LOOKS = 32;

@@ -1,0 +1,118 @@
+/**
+ * Two small structures the Store keeps entries in, apart from the keyspace: each
+ * answers "which entries need this kind of attention" (records with a TTL, cached
+ * views) without a walk over the whole store. Tombstones are in an LruList (lru.ts).
+ */
+
+/**
+ * A set visited a bounded step at a time (the sweep): each walk goes on where the
+ * last one stopped, and starts over at the end, so every member is visited in
+ * turn whatever the set's size. Members may be added and removed at any time,
+ * during a walk included (a Set's iterator stays valid).
+ */
+export class WalkedSet<T> {
+  readonly items = new Set<T>();
+  private cursor?: Iterator<T>;
+
+  get size(): number {
+    return this.items.size;
+  }
+
+  /**
+   * Visits up to `budget` members, starting over at the end at most once per call
+   * (so a small set is not rescanned in a loop). `visit` may remove the member it
+   * is given. Returns how many were visited.
+   */
+  walk(budget: number, visit: (item: T) => void): number {
+    let seen = 0;
+    let wrapped = false;
+    while (seen < budget && this.items.size > 0) {
+      this.cursor ??= this.items.values();
+      const step = this.cursor.next();
+      if (step.done) {
+        this.cursor = undefined;
+        if (wrapped) break;
+        wrapped = true;
+        continue;
+      }
+      seen++;
+      visit(step.value);
+    }
+    return seen;
+  }
+}
+
+/** What an entry holds of a cached view. */
+export interface ViewSlot {
+  view?: unknown;
+  /** The view's estimated bytes; 0 when none is kept. */
+  viewBytes: number;
+  /** Where the view sits in the cache's queue (see ViewCache); -1 when none is kept. */
+  viewAt: number;
+}
+
+/**
+ * The entries that hold a cached view, oldest view first, and their total bytes.
+ * A queue with lazy deletion: a view dropped out of turn (its record changed)
+ * leaves a stale slot, skipped when it reaches the head; the queue is compacted
+ * when stale slots outnumber the views, so every operation is O(1) amortized.
+ */
+export class ViewCache<E extends ViewSlot> {
+  private queue: E[] = [];
+  /** Position, since the cache was made, of queue[0]; a slot is live when its entry's viewAt is its position. */
+  private base = 0;
+  private head = 0;
+  private count = 0;
+  private total = 0;
+
+  get bytes(): number {
+    return this.total;
+  }
+
+  keep(entry: E, view: unknown, bytes: number): void {
+    this.drop(entry);
+    entry.view = view;
+    entry.viewBytes = bytes;
+    entry.viewAt = this.base + this.queue.length;
+    this.queue.push(entry);
+    this.count++;
+    this.total += bytes;
+    if (this.queue.length - this.head > 2 * this.count + 1024) this.compact();
+  }
+
+  /** Forgets the entry's view, if it holds one. */
+  drop(entry: E): void {
+    entry.view = undefined;
+    if (entry.viewBytes === 0) return;
+    this.total -= entry.viewBytes;
+    this.count--;
+    entry.viewBytes = 0;
+    entry.viewAt = -1;
+  }
+
+  /** Drops the oldest view; false when none is kept. */
+  dropOldest(): boolean {
+    while (this.head < this.queue.length) {
+      const entry = this.queue[this.head]!;
+      const at = this.base + this.head++;
+      if (entry.viewAt !== at) continue;
+      this.drop(entry);
+      if (this.head > 1024 && 2 * this.head > this.queue.length) this.compact();
+      return true;
+    }
+    return false;
+  }
+
+  /** Keeps the live slots only, in order: O(slots), paid once per as many stale slots. */
+  private compact(): void {
+    const live: E[] = [];
+    for (let i = this.head; i < this.queue.length; i++) {
+      const entry = this.queue[i]!;
+      if (entry.viewAt === this.base + i) live.push(entry);
+    }
+    this.base += this.queue.length;
+    live.forEach((entry, i) => (entry.viewAt = this.base + i));
+    this.queue = live;
+    this.head = 0;
+  }
+}
