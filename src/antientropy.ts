@@ -218,6 +218,11 @@ export class AntiEntropy {
     return this.completed.get(peer);
   }
 
+  /** Forgets the rounds with `peer`: it restarted, and holds only what a round with its new life shows. */
+  forget(peer: string): void {
+    this.completed.delete(peer);
+  }
+
   private wallMs(): number {
     return (this.deps.wallMs ?? Date.now)();
   }

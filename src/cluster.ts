@@ -10,13 +10,13 @@ import type { MemberState } from "./peer-protocol.ts";
 import { createPeerService } from "./peer-service.ts";
 import type { StoredRecord } from "./record.ts";
 import { Replicator } from "./replicator.ts";
+import { Stability } from "./stability.ts";
 import type { Store } from "./store.ts";
 import type { PeerService, PeerTransport } from "./transport.ts";
 import { ClockGuard } from "./clock-guard.ts";
 import type { ClockState } from "./clock-offset.ts";
 import { Consistency, parseConcern, type Concern, type Level } from "./consistency.ts";
 import { recordId } from "./digest.ts";
-import { versionNode, versionWallMs } from "./version.ts";
 
 export interface ClusterDeps {
   config: NodeConfig;
@@ -24,6 +24,11 @@ export interface ClusterDeps {
   digest: Digest;
   clock: Clock;
   transport: PeerTransport;
+  /**
+   * Up to when (epoch ms) everything this node holds would survive its crash: the
+   * data dir's commit point. Absent: no data dir (a crash empties the node).
+   */
+  durableThroughMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
   logger?: Logger;
 }
@@ -82,9 +87,8 @@ export class Cluster {
   /** Set when another process took this node's name: it refuses writes, and `fatal` settles. */
   private nameLost?: MakhzenError;
   private readonly fatalError: Promise<MakhzenError>;
-  /** Per origin node: its last word on how far its writes are held by every member (see isStable). */
-  private readonly stableOf = new Map<string, number>();
-  private selfStable?: { ms: number; atMs: number };
+  /** Which records every member holds: deletes it vouches for are purged early (stability.ts). */
+  private readonly stability: Stability;
   private reportFatal!: (e: MakhzenError) => void;
 
   constructor(private readonly deps: ClusterDeps) {
@@ -112,10 +116,11 @@ export class Cluster {
       transport,
       config,
       wallMs: () => clock.wallMs(),
-      stableMs: () => this.stableMs(),
+      report: () => ({ stableMs: Math.max(0, this.stability.stableMs()), durableMs: Math.max(0, this.durableThroughMs()) }),
       logger: logger.child("membership"),
       events: {
         added: (m) => {
+          this.stability.reset(m.name); // a new member (or a new life of one) holds nothing we know of yet
           this.replicator.addPeer(m.name, m.url);
           // A known peer back in a new life (a restart) may have a sender in backoff.
           this.replicator.wake(m.name);
@@ -126,15 +131,17 @@ export class Cluster {
           this.antiEntropy.request(m.name);
         },
         left: (m) => {
+          this.stability.reset(m.name);
           this.replicator.removePeer(m.name);
           this.clockGuard.forget(m.name);
         },
         moved: (m) => {
+          this.stability.reset(m.name);
           this.replicator.addPeer(m.name, m.url);
           this.clockGuard.forget(m.name);
         },
         measured: (name, sample) => this.clockGuard.record(name, sample),
-        stable: (name, ms) => void this.stableOf.set(name, ms),
+        reported: (name, report) => this.stability.reported(name, report),
         nameTaken: (_holder: WireMember, error) => this.yieldName(error),
       },
     });
@@ -155,6 +162,17 @@ export class Cluster {
       transport,
       applyRemote: (records) => this.applyRemote(records),
       logger: this.logger,
+    });
+    this.stability = new Stability({
+      self: this.self,
+      hasSeeds: config.peers.length > 0,
+      membership: this.membership,
+      replicator: this.replicator,
+      antiEntropy: this.antiEntropy,
+      wallMs: () => clock.wallMs(),
+      offsetOf: (peer) => this.clockGuard.offsetOf(peer),
+      durableThroughMs: () => this.durableThroughMs(),
+      cacheMs: config.heartbeatIntervalMs / 2,
     });
     this.service = createPeerService({
       store,
@@ -336,44 +354,14 @@ export class Cluster {
 
   /**
    * Whether every current member holds `r` (or something newer), so that the store
-   * may forget it early: the tombstone or expired record of `r` is then no longer
-   * needed to stop an older value coming back. The grace period (--tombstone-ttl)
-   * stays for whatever is not known to be held everywhere: a member down, a queue
-   * that overflowed, a record from a node that left.
-   *
-   * How it is known: the node that stamped `r` (its version names it) tells every
-   * member, in its heartbeats, up to when every member holds what it stamped
-   * (`stableMs`: per peer, records acknowledged through its queue, or covered by a
-   * complete anti-entropy round since the queue last lost records; the least over
-   * the peers). A lone node that has no seed to join holds everything it needs.
-   * Cheap: one map lookup per call, so the sweep may ask for each tombstone.
+   * may forget its tombstone before --tombstone-ttl (see stability.ts). Cheap.
    */
   isStable(r: StoredRecord): boolean {
-    const origin = versionNode(r.version);
-    const stable = origin === this.self.name ? this.stableMs() : this.stableOf.get(origin);
-    return stable !== undefined && versionWallMs(r.version) <= stable;
+    return this.stability.isStable(r);
   }
 
-  /** This node's `stableMs` (see isStable), recomputed at most every heartbeat / 2: it walks the queues. */
-  stableMs(): number {
-    const now = this.deps.clock.wallMs();
-    if (this.selfStable && now >= this.selfStable.atMs && now - this.selfStable.atMs < this.deps.config.heartbeatIntervalMs / 2) {
-      return this.selfStable.ms;
-    }
-    // Not yet joined through the seeds it was given: members it has not met may hold anything.
-    let ms = this.membership.hasJoined ? now - 1 : 0;
-    for (const m of this.membership.peers()) ms = Math.min(ms, this.peerStableMs(m.name));
-    this.selfStable = { ms, atMs: now };
-    return ms;
-  }
-
-  /** Up to when `peer` holds every record this node stamped (see isStable). */
-  private peerStableMs(peer: string): number {
-    const w = this.replicator.watermark(peer);
-    const round = this.antiEntropy.lastCompleteMs(peer);
-    if (!w || round === undefined) return 0;
-    // A round since the queue last lost records covers what came before it; the queue, what came after.
-    return round >= w.completeSinceMs ? Math.max(round - 1, w.ackedThroughMs) : round - 1;
+  private durableThroughMs(): number {
+    return this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
   }
 
   /**

@@ -28,8 +28,8 @@ export interface MembershipEvents {
   left(m: Member): void;
   /** A member moved to another URL (a restart on a new address, same name). */
   moved(m: Member): void;
-  /** A member said how far its writes are held by every member (MembersAnswer.stableMs). */
-  stable?(name: string, stableMs: number): void;
+  /** A member's heartbeat said how far its writes are held, and how far its own are durable (see stability.ts). */
+  reported?(name: string, report: HeartbeatReport): void;
   /** A heartbeat or join answer measured a member's clock (see clock-offset.ts). */
   measured?(name: string, sample: OffsetSample): void;
   /**
@@ -39,13 +39,21 @@ export interface MembershipEvents {
   nameTaken?(holder: WireMember, error: MakhzenError): void;
 }
 
+/** See stability.ts. */
+export interface HeartbeatReport {
+  stableMs?: number;
+  durableMs?: number;
+}
+
 export interface MembershipDeps {
   self: { name: string; url: string; incarnation: number };
   transport: PeerTransport;
   config: MembershipConfig;
   wallMs: () => number;
-  /** What this node tells its peers as its `stableMs` in heartbeats (see peer-protocol.ts); absent: nothing. */
-  stableMs?: () => number;
+  /** Monotonic clock, in ms, for noticing that this process was paused (default performance.now). */
+  monoMs?: () => number;
+  /** What this node tells its peers in heartbeats for the early purge of deletes (see stability.ts); absent: nothing. */
+  report?: () => HeartbeatReport;
   events: MembershipEvents;
   logger?: Logger;
 }
@@ -81,12 +89,14 @@ export class Membership {
   private nameRefused = false;
   /** Our claim to our name, against other processes that claim it too. */
   private readonly claim: NameClaim;
+  /** The check of our name after a pause, while it runs (see confirmName). */
+  private confirming?: Promise<void>;
 
   constructor(private readonly deps: MembershipDeps) {
     this.claim = new NameClaim({
       self: deps.self,
       config: deps.config,
-      wallMs: deps.wallMs,
+      monoMs: deps.monoMs ?? (() => performance.now()),
       logger: this.logger,
       onYield: (holder, error) => {
         this.stop();
@@ -186,14 +196,23 @@ export class Membership {
     return this.answer();
   }
 
-  handleGossip(from: WireMember, members: WireMember[], stableMs?: number): MembersAnswer {
+  handleGossip(from: WireMember, members: WireMember[], report: HeartbeatReport = {}): MembersAnswer {
+    if (this.claim.inDoubt) {
+      // Not "alive" under a name that may be another process's now (see NameClaim.inDoubt).
+      throw new MakhzenError("UNAVAILABLE", `node "${this.deps.self.name}" was paused and is checking that its name is still its own`);
+    }
     if (from.name === this.deps.self.name && from.url !== this.deps.self.url) {
       // Another process gossips under our name: one of us yields; if not us, tell it.
       if (!this.claim.conflict(from)) throw new MakhzenError("NAME_TAKEN", `node name "${from.name}" is already taken by ${this.deps.self.url}`);
     }
     this.heard(from);
-    if (stableMs !== undefined && this.members.get(from.name)?.url === from.url) this.deps.events.stable?.(from.name, stableMs);
+    if (this.members.get(from.name)?.url === from.url) this.deps.events.reported?.(from.name, report);
     this.merge(members);
+    return this.answer();
+  }
+
+  /** The member list, changing nothing (the `members` op). */
+  handleMembers(): MembersAnswer {
     return this.answer();
   }
 
@@ -228,6 +247,32 @@ export class Membership {
     }
     // A URL now held by an answering member (a new node on a departed one's address) needs no join.
     return answering.size === 0 ? this.seeds : this.seeds.filter((u) => left.has(u) && !answering.has(u));
+  }
+
+  /**
+   * After a pause: ask every member and seed we know for its member list, instead of
+   * heartbeats. A read changes nothing at the other end (a join or a heartbeat would
+   * mark us alive there, and a member that has not yet heard of the process that
+   * took our name would then list us as its holder). If any lists our name at
+   * another URL, alive, we yield; once one has answered and none does, the name is ours.
+   */
+  private confirmName(): void {
+    if (this.confirming) return;
+    const { self } = this.deps;
+    const urls = [...new Set([...this.list().filter((m) => m.state !== "left").map((m) => m.url), ...this.seeds])].filter((u) => u !== self.url);
+    if (urls.length === 0) return this.claim.confirmed();
+    const timeout = Math.min(this.deps.config.requestTimeoutMs, Math.max(this.deps.config.suspectAfterMs, 50));
+    this.confirming = Promise.allSettled(urls.map((u) => this.deps.transport.call(u, "members", {}, timeout))).then((results) => {
+      this.confirming = undefined;
+      let answered = 0;
+      for (const r of results) {
+        if (r.status !== "fulfilled") continue;
+        answered++;
+        const other = r.value.members.find((m) => m.name === self.name && m.url !== self.url && isLive(m.state));
+        if (other) return void this.claim.conflict(other);
+      }
+      if (answered > 0) this.claim.confirmed();
+    });
   }
 
   /** One join at a time: a caller while one runs shares it. */
@@ -270,8 +315,13 @@ export class Membership {
    * again (a seed still in its first life refutes its `left` and joins back).
    */
   tick(): void {
-    this.claim.beat();
+    // Only heartbeats on the timer measure pauses (a test driving tick() by hand has none).
+    if (this.timer !== undefined) this.claim.beat();
     if (this.claim.lost) return;
+    if (this.claim.inDoubt) {
+      this.confirmName();
+      return;
+    }
     const seeds = this.seedsToTry();
     if (seeds.length > 0 && !this.nameRefused && !this.joining) {
       void this.joinOnce(seeds).catch((e) => {
@@ -291,14 +341,14 @@ export class Membership {
       const { name, url } = m;
       const sentMs = this.deps.wallMs();
       this.deps.transport
-        .call(url, "gossip", { from: me, members: list, ...this.stable() }, timeout)
+        .call(url, "gossip", { from: me, members: list, ...this.deps.report?.() }, timeout)
         .then(
           (answer) => {
             const cur = this.members.get(name);
             if (cur && cur.url === url) {
               this.markSeen(cur);
               this.measure(answer, sentMs, name);
-              if (answer.stableMs !== undefined) this.deps.events.stable?.(name, answer.stableMs);
+              this.deps.events.reported?.(name, { stableMs: answer.stableMs, durableMs: answer.durableMs });
             }
             this.merge(answer.members);
           },
@@ -359,6 +409,10 @@ export class Membership {
       this.upsert({ ...from, state: "alive" });
       return;
     }
+    // A dead member comes back only by answering our own probes: a message it sent
+    // may have waited out a pause in its process (SIGSTOP) and arrive long after,
+    // while it now doubts its name (NameClaim) and would not say it is alive.
+    if (m.state === "dead") return;
     this.markSeen(m);
   }
 
@@ -408,12 +462,7 @@ export class Membership {
 
   /** What a join or heartbeat is answered with: our member list (us first) and our clock. */
   private answer(): MembersAnswer {
-    return { members: this.wire(), wallMs: this.deps.wallMs(), ...this.stable() };
-  }
-
-  private stable(): { stableMs?: number } {
-    const ms = this.deps.stableMs?.();
-    return ms === undefined ? {} : { stableMs: Math.max(0, ms) };
+    return { members: this.wire(), wallMs: this.deps.wallMs(), ...this.deps.report?.() };
   }
 
   private selfWire(): WireMember {

@@ -6,8 +6,12 @@ import type { WireMember } from "./peer-protocol.ts";
 
 export interface NameClaimDeps {
   self: { name: string; url: string; incarnation: number };
-  config: Pick<NodeConfig, "heartbeatIntervalMs" | "deadAfterMs">;
-  wallMs: () => number;
+  config: Pick<NodeConfig, "suspectAfterMs" | "deadAfterMs">;
+  /**
+   * A monotonic clock, in ms: pauses are measured on it, so a step of the wall clock
+   * (NTP, or a test moving a manual clock) is not taken for one.
+   */
+  monoMs: () => number;
   logger: Logger;
   /** Called once, when this process gives its name up. */
   onYield: (holder: WireMember, error: MakhzenError) => void;
@@ -21,14 +25,17 @@ export interface NameClaimDeps {
  * process sees the other's claim in member lists, and this decides which one stops
  * (mustYield): the newer, or the one that was paused.
  *
- * A pause is seen as a gap between heartbeats: longer than the silence after which
- * peers call a member dead, it opens a window of deadAfterMs in which any other live
- * claim of the name wins, whatever its age.
+ * A pause is seen as a gap between heartbeats longer than suspectAfterMs (its peers
+ * may have called it dead and given the name away): the process then answers no
+ * heartbeat and joins again (`inDoubt`), and for deadAfterMs any other live claim of
+ * the name wins, whatever its age.
  */
 export class NameClaim {
   private yielded = false;
   private lastBeatMs?: number;
   private pausedUntilMs = 0;
+  /** Paused, and not yet confirmed by a join that the name is still ours. */
+  private doubted = false;
 
   constructor(private readonly deps: NameClaimDeps) {}
 
@@ -39,22 +46,46 @@ export class NameClaim {
 
   /** Called on every heartbeat: notes a pause since the last. */
   beat(): void {
-    const now = this.deps.wallMs();
-    const { heartbeatIntervalMs, deadAfterMs } = this.deps.config;
-    if (this.lastBeatMs !== undefined && now - this.lastBeatMs > deadAfterMs + heartbeatIntervalMs) {
+    this.notePause();
+    this.lastBeatMs = this.deps.monoMs();
+  }
+
+  /**
+   * Whether the name is in doubt: this process was paused long enough for its peers
+   * to give the name away, and no join has confirmed it since. Meanwhile it must not
+   * answer heartbeats as that name (a peer would take it for alive again, and the
+   * process that holds the name now would yield to a stale one) but join again: a
+   * member that holds the name for another process refuses the join (NAME_TAKEN).
+   */
+  get inDoubt(): boolean {
+    this.notePause();
+    return this.doubted && !this.yielded;
+  }
+
+  /** The peers' member lists show no other holder: the name is ours. */
+  confirmed(): void {
+    this.doubted = false;
+  }
+
+  private notePause(): void {
+    const now = this.deps.monoMs();
+    const { suspectAfterMs, deadAfterMs } = this.deps.config;
+    // Peers count silence from their last word with us, which may precede our last
+    // heartbeat: any gap past suspectAfterMs may have looked like death to one of them.
+    // Doubt costs one join, so it is cheap to doubt early.
+    if (this.lastBeatMs !== undefined && now - this.lastBeatMs > suspectAfterMs && !this.doubted) {
       this.pausedUntilMs = now + deadAfterMs;
+      this.doubted = true;
       this.deps.logger.warn("this process was paused; checking that its name is still its own", { pausedMs: now - this.lastBeatMs });
     }
-    this.lastBeatMs = now;
   }
 
   /** Another live claim of our name, seen in a member list or heard directly. Returns whether we yielded. */
   conflict(other: WireMember): boolean {
     if (this.yielded) return true;
     // A heartbeat may not have run since the pause ended: look at the gap here too.
-    const now = this.deps.wallMs();
-    const { heartbeatIntervalMs, deadAfterMs } = this.deps.config;
-    const paused = now < this.pausedUntilMs || (this.lastBeatMs !== undefined && now - this.lastBeatMs > deadAfterMs + heartbeatIntervalMs);
+    this.notePause();
+    const paused = this.doubted || this.deps.monoMs() < this.pausedUntilMs;
     const { self } = this.deps;
     if (!mustYield({ name: self.name, url: self.url, incarnation: self.incarnation, state: "alive" }, other, paused)) return false;
     this.yielded = true;

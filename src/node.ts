@@ -91,7 +91,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const clock = new HybridClock(config.name, config.wallClock);
   const digest = new Digest();
   // Opened first: a data dir the node cannot use stops it before anything starts.
-  const disk = config.dataDir === undefined ? undefined : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence") });
+  const disk =
+    config.dataDir === undefined
+      ? undefined
+      : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence"), wallMs: () => clock.wallMs() });
   let loading = false;
   const storeLog = log.child("store");
   const earlyPurgeLine = lineLimiter(() => clock.wallMs());
@@ -139,7 +142,15 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       loading = false;
     }
   }
-  const cluster = new Cluster({ config, store, digest, clock, logger: log, transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }) });
+  const cluster = new Cluster({
+    config,
+    store,
+    digest,
+    clock,
+    logger: log,
+    transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }),
+    durableThroughMs: disk && (() => disk.durableThroughMs),
+  });
   const items = new Items(
     store,
     clock,

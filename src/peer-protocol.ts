@@ -67,21 +67,25 @@ export const JoinRequest = Type.Object({ member: WireMember });
  * measure clock offsets with it (see clock-offset.ts).
  */
 /**
- * `stableMs`: every current member holds every record the sender stamped at or
- * before this time (epoch ms, the wall part of a version), so deletes it stamped
- * that long ago may be forgotten early (see Cluster.isStable).
+ * What a heartbeat reports for the early purge of deletes (see stability.ts), both in
+ * epoch ms: `stableMs`, every current member holds every record the sender stamped
+ * at or before it; `durableMs`, everything the sender had applied before it (its
+ * clock) would survive its crash.
  */
 const StableMs = Type.Integer({ minimum: 0 });
+const DurableMs = Type.Integer({ minimum: 0 });
 
 export const MembersAnswer = Type.Object({
   members: Type.Array(WireMember, { maxItems: 10_000 }),
   wallMs: Type.Optional(Type.Integer({ minimum: 0 })),
   stableMs: Type.Optional(StableMs),
+  durableMs: Type.Optional(DurableMs),
 });
 export const GossipRequest = Type.Object({
   from: WireMember,
   members: Type.Array(WireMember, { maxItems: 10_000 }),
   stableMs: Type.Optional(StableMs),
+  durableMs: Type.Optional(DurableMs),
 });
 export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
 export const OkAnswer = Type.Object({ ok: Type.Boolean() });

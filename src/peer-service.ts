@@ -35,7 +35,8 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
   const { store, digest, membership, answerBudgetBytes: budget } = deps;
   return {
     join: (req) => membership.handleJoin(req.member as WireMember),
-    gossip: (req) => membership.handleGossip(req.from, req.members, req.stableMs),
+    gossip: (req) => membership.handleGossip(req.from, req.members, { stableMs: req.stableMs, durableMs: req.durableMs }),
+    members: () => membership.handleMembers(),
     leave: (req) => {
       membership.handleLeave(req.name, req.incarnation);
       return { ok: true };

@@ -20,6 +20,8 @@ export interface PersistenceOptions {
   flushIntervalMs?: number;
   /** Where a failed commit is reported. Default: silent. */
   logger?: Logger;
+  /** Wall clock, for `durableThroughMs`. Default: Date.now. */
+  wallMs?: () => number;
 }
 
 export const DB_FILE = "makhzen.db";
@@ -55,6 +57,8 @@ export class Persistence {
   /** The one pending retry of a failed commit under `always` (never more than one). */
   private retryTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
+  /** When the last successful commit took its batch: everything queued before then is on disk. */
+  private committedThroughMs = 0;
 
   private constructor(
     db: Database,
@@ -174,9 +178,23 @@ export class Persistence {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Up to when (epoch ms) every change queued is committed: now when nothing waits,
+   * else the moment the last successful commit took its batch. (Under `no` the OS
+   * may still hold it: it survives a crash of the process, not of the machine.)
+   */
+  get durableThroughMs(): number {
+    return this.pending.size === 0 ? this.now() : this.committedThroughMs;
+  }
+
+  private now(): number {
+    return (this.opts.wallMs ?? Date.now)();
+  }
+
   /** Commits every pending change in one transaction. Throws if the disk refuses. */
   flush(): void {
     if (this.pending.size === 0) return this.wake();
+    const takenMs = this.now();
     const batch = this.pending;
     this.pending = new Map();
     try {
@@ -191,6 +209,7 @@ export class Persistence {
       for (const [k, v] of batch) if (!this.pending.has(k)) this.pending.set(k, v);
       throw e;
     }
+    this.committedThroughMs = takenMs;
     this.wake();
   }
 

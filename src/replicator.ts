@@ -105,6 +105,15 @@ export class Replicator {
     });
   }
 
+  /**
+   * The peer restarted (or moved): what it acknowledged in its past life may be gone
+   * with it, so the queue vouches only for what comes from now on (see queueWatermark).
+   */
+  restarted(name: string): void {
+    const q = this.peers.get(name);
+    if (q) q.completeSinceMs = this.deps.wallMs();
+  }
+
   /** Forgets a peer that left (or was reaped): its queue is dropped. */
   removePeer(name: string): void {
     const q = this.peers.get(name);

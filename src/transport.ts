@@ -14,6 +14,8 @@ export const PEER_OPS = {
   join: { request: P.JoinRequest, answer: P.MembersAnswer },
   gossip: { request: P.GossipRequest, answer: P.MembersAnswer },
   leave: { request: P.LeaveRequest, answer: P.OkAnswer },
+  /** The member list, read only: what a node checks its name against after a pause (see NameClaim). */
+  members: { request: Type.Object({}), answer: P.MembersAnswer },
   records: { request: P.RecordsRequest, answer: P.RecordsAnswer },
   groups: { request: Type.Object({}), answer: P.GroupsAnswer },
   leaves: { request: P.LeavesRequest, answer: P.LeavesAnswer },

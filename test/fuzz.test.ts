@@ -12,7 +12,7 @@ import fc from "fast-check";
 import { createNode, type MakhzenNode } from "../src/index.ts";
 
 const DEAD_URL = "http://127.0.0.1:1";
-const PEER_OPS = ["join", "gossip", "leave", "records", "groups", "leaves", "keys", "fetch", "scan"];
+const PEER_OPS = ["join", "gossip", "members", "leave", "records", "groups", "leaves", "keys", "fetch", "scan"];
 
 let node: MakhzenNode;
 beforeAll(async () => {

@@ -61,6 +61,19 @@ describe("history checker", () => {
     expect(report.summary).toContain("3 lost, 0 resurrected");
   });
 
+  test("a write whose key is gone is not lost when a later delete (acknowledged, or maybe applied) purged it", () => {
+    const history = [
+      put("a", "x", v(1)),
+      del("a", v(2)), // acknowledged, newer: its tombstone was purged
+      put("b", "x", v(3)),
+      del("b", undefined, false), // indeterminate: it may have landed, and been purged
+      put("c", "x", v(5)),
+      del("c", v(4)), // acknowledged but older than the write: c cannot be gone
+    ];
+    const report = checkHistory(history, same());
+    expect(report.lost.map((l) => l.op.key)).toEqual(["c"]);
+  });
+
   test("rule 1 for deletes: an older tombstone in the end is a lost delete, not a resurrection", () => {
     const report = checkHistory([del("k", v(5))], same(rec("k", null, v(4))));
     expect(report.lost.map((l) => l.op.key)).toEqual(["k"]);

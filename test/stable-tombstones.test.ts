@@ -35,6 +35,33 @@ describe("a delete every member holds may be forgotten early", () => {
     }
   });
 
+  test("not while a member that acknowledged it has not made it durable (a crash would bring the old value back)", async () => {
+    const net = new MemoryTransport();
+    let bDurableMs = 0; // b's data dir has committed nothing yet
+    const nodes = [core("a", net), core("b", net, {}, { durableThroughMs: () => bDurableMs })];
+    const [a, b] = nodes as [Core, Core];
+    try {
+      await joined(nodes);
+      await roundsWithAll(nodes);
+      const tombstone = a.write("k", null);
+      await until(() => a.cluster.replicator.drained(["b"]));
+      for (let i = 0; i < 5; i++) await heartbeat(nodes);
+      await Bun.sleep(a.config.heartbeatIntervalMs);
+      expect(a.cluster.isStable(tombstone)).toBe(false);
+      // b's group commits go on from here: what it acknowledged before them is on its disk.
+      for (let i = 0; i < 20 && !a.cluster.isStable(tombstone); i++) {
+        bDurableMs = Date.now();
+        await heartbeat(nodes);
+        await Bun.sleep(a.config.heartbeatIntervalMs / 2);
+      }
+      expect(a.cluster.isStable(tombstone)).toBe(true);
+      // b's own stableMs never passes its durable point either: what it stamps waits for its disk.
+      expect(b.cluster.isStable(b.write("mine", null))).toBe(false);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+
   test("not while a member has not acknowledged it", async () => {
     const net = new MemoryTransport();
     const nodes = [core("a", net), core("b", net), core("c", net)];

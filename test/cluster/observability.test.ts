@@ -88,8 +88,10 @@ describe("observability of a cluster", () => {
     const repaired =
       valueOf(back, "makhzen_antientropy_records_repaired_total", { direction: "pushed" })! +
       valueOf(fromB, "makhzen_antientropy_records_repaired_total", { direction: "pulled" })!;
-    // An overflow drops the queue when it holds 6 records (the bound is 5); only anti-entropy can bring those to b.
-    expect(repaired).toBeGreaterThanOrEqual(6);
+    // An overflow dropped the queue when it held 6 records (the bound is 5); only anti-entropy can bring
+    // those to b (converged above says they arrived). One may land without it: a batch that timed out
+    // while b was stopped is still read by b when it resumes.
+    expect(repaired).toBeGreaterThanOrEqual(5);
 
     // The same story in a's and b's logs, one line per event.
     const aLines = linesOf(a);
@@ -101,7 +103,7 @@ describe("observability of a cluster", () => {
     const repairs = [...aLines.filter((l) => l.msg === "repair" && l.peer === "b"), ...linesOf(b).filter((l) => l.msg === "repair" && l.peer === "a")];
     expect(repairs.length).toBeGreaterThanOrEqual(1);
     for (const r of repairs) expect(r).toMatchObject({ level: "info", component: "antientropy" });
-    expect(repairs.reduce((n, r) => n + Number(r.pushed) + Number(r.pulled), 0)).toBeGreaterThanOrEqual(6);
+    expect(repairs.reduce((n, r) => n + Number(r.pushed) + Number(r.pulled), 0)).toBeGreaterThanOrEqual(5); // as above
     expect(has(b, (l) => l.msg === "member joined" && l.member === "a")).toBe(true);
   });
 

@@ -15,7 +15,7 @@ export function core(
   name: string,
   net: MemoryTransport,
   options: NodeOptions = {},
-  extra: { wall?: WallClock; logger?: Logger; url?: string } = {},
+  extra: { wall?: WallClock; logger?: Logger; url?: string; durableThroughMs?: () => number } = {},
 ) {
   // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
   const { peers = [], ...rest } = options;
@@ -29,7 +29,7 @@ export function core(
     tombstoneTtlMs: config.tombstoneTtlMs,
     onChange: (b, k, p, n) => digest.update(b, k, p, n),
   });
-  const cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger });
+  const cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger, durableThroughMs: extra.durableThroughMs });
   const url = extra.url ?? `mem://${name}`;
   net.register(url, cluster.service);
   const write = (key: string, value: string | null, bucket = "default"): StoredRecord => {

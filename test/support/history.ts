@@ -12,7 +12,10 @@
  *     value with a lower version than the delete's;
  *  3. divergent: the replicas' full dumps differ (counted per key).
  * A key missing from a replica after an acknowledged delete is not a loss: a purged
- * tombstone reads exactly as the delete promised.
+ * tombstone reads exactly as the delete promised. Nor is a missing key after an
+ * acknowledged write that a delete may have superseded (an acknowledged delete with
+ * a higher version, or an indeterminate one): tombstones every member holds are
+ * purged early, so such a key is gone, not lost.
  *
  * Pure: no I/O, no clock. The fault test feeds it; test/history.test.ts feeds it
  * hand-made histories that break each rule.
@@ -72,6 +75,16 @@ export function checkHistory(history: readonly Op[], replicas: readonly Replica[
   const lost: Violation[] = [];
   const resurrected: Violation[] = [];
 
+  // Per key: the deletes that may have superseded a write whose key is now missing.
+  const deletes = new Map<string, Op[]>();
+  for (const op of history) {
+    if (op.kind !== "delete") continue;
+    const id = keyOf(op.bucket ?? "default", op.key);
+    deletes.set(id, [...(deletes.get(id) ?? []), op]);
+  }
+  const deletedAfter = (id: string, version: string): boolean =>
+    (deletes.get(id) ?? []).some((d) => !d.acknowledged || compareVersions(d.version!, version) > 0);
+
   for (const op of history) {
     if (!op.acknowledged) {
       indeterminate++;
@@ -86,7 +99,7 @@ export function checkHistory(history: readonly Op[], replicas: readonly Replica[
     const resurrectedOn: Violation["on"] = [];
     replicas.forEach((replica, i) => {
       const found = finals[i]!.get(id);
-      const verdict = judge(op, found);
+      const verdict = !found && op.kind === "put" && deletedAfter(id, op.version!) ? "ok" : judge(op, found);
       if (verdict === "lost") lostOn.push({ node: replica.node, found });
       if (verdict === "resurrected") resurrectedOn.push({ node: replica.node, found });
     });

@@ -1,0 +1,168 @@
+import { describe, expect, test } from "bun:test";
+import { ManualWallClock } from "../src/clock.ts";
+import { MakhzenError } from "../src/errors.ts";
+import { Membership, mergeDecision, mustYield } from "../src/membership.ts";
+import type { WireMember } from "../src/peer-protocol.ts";
+import { MemoryTransport, type PeerService } from "../src/transport.ts";
+import { core, dump, memoryLogger, until, type Core } from "./support/core.ts";
+
+const claim = (url: string, incarnation: number, state: WireMember["state"] = "alive"): WireMember => ({ name: "b", url, state, incarnation });
+
+describe("duplicate names, pure", () => {
+  test("of two live claims the newer yields (the greater URL on a tie); a paused process always yields", () => {
+    expect(mustYield(claim("mem://b2", 20), claim("mem://b1", 10), false)).toBe(true);
+    expect(mustYield(claim("mem://b1", 10), claim("mem://b2", 20), false)).toBe(false);
+    expect(mustYield(claim("mem://b2", 10), claim("mem://b1", 10), false)).toBe(true);
+    expect(mustYield(claim("mem://b1", 10), claim("mem://b2", 10), false)).toBe(false);
+    expect(mustYield(claim("mem://b1", 10), claim("mem://b2", 20), true)).toBe(true);
+  });
+
+  test("a second claim to a live member's name is not taken second hand; a dead member's is", () => {
+    expect(mergeDecision(claim("mem://b1", 10), claim("mem://b2", 20))).toBe("ignore");
+    expect(mergeDecision(claim("mem://b1", 10), claim("mem://b2", 20, "left"))).toBe("ignore");
+    expect(mergeDecision(claim("mem://b1", 10, "dead"), claim("mem://b2", 20))).toBe("replace");
+    expect(mergeDecision(claim("mem://b1", 10), claim("mem://b1", 11))).toBe("replace");
+  });
+});
+
+describe("duplicate names, in process", () => {
+  test("two processes named b joining through different seeds at once: the newer stops, and every replica converges", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const c = core("c", net);
+    // b2 starts 5 ms after b1: a higher incarnation (its start time).
+    const t0 = Date.now();
+    const b1 = core("b", net, {}, { url: "mem://b1", wall: () => Date.now() - t0 + 1_000_000 });
+    const b2 = core("b", net, {}, { url: "mem://b2", wall: () => Date.now() - t0 + 1_000_005 });
+    const all: Core[] = [a, c, b1, b2];
+    try {
+      await a.cluster.start(a.url);
+      await c.cluster.start(c.url);
+      await c.cluster.membership.join([a.url]);
+      // Within one heartbeat: b1 through a, b2 through c, before either seed has gossiped about it.
+      await b1.cluster.start(b1.url);
+      await b2.cluster.start(b2.url);
+      await b1.cluster.membership.join([a.url]);
+      await b2.cluster.membership.join([c.url]);
+      // Both took writes under the name b; same key, same version stamp, different values.
+      const r1 = b1.write("k", "from-b1");
+      b2.store.apply({ ...r1, value: "from-b2" });
+      b2.cluster.replicator.enqueue({ ...r1, value: "from-b2" });
+      for (let i = 0; i < 20; i++) b1.write(`b1-${i}`, "x");
+      for (let i = 0; i < 20; i++) b2.write(`b2-${i}`, "y");
+
+      const fatal = Promise.race([b2.cluster.fatal.then((e) => ["b2", e] as const), b1.cluster.fatal.then((e) => ["b1", e] as const)]);
+      for (let i = 0; i < 30 && !b2.cluster.membership.nameLost; i++) {
+        for (const n of all) n.cluster.membership.tick();
+        await Bun.sleep(10);
+      }
+      const [who, error] = await fatal;
+      expect(who).toBe("b2");
+      expect(error).toBeInstanceOf(MakhzenError);
+      expect(error.code).toBe("NAME_TAKEN");
+      expect(b1.cluster.membership.nameLost).toBe(false);
+      // The loser refuses writes from now on.
+      expect(() => b2.cluster.checkWritable()).toThrow(/NAME_TAKEN|also held/);
+
+      // The survivors hold b1 as b, and converge to identical full dumps (b2's writes were handed off).
+      net.unregister(b2.url);
+      const live = [a, c, b1];
+      await until(() => live.every((n) => n.cluster.membership.get("b")?.url !== "mem://b2" || n.name === "b"), 5000);
+      // Anti-entropy (every 500 ms in the fast preset) repairs what replication did not carry.
+      await until(() => {
+        for (const n of live) n.cluster.membership.tick();
+        const d = JSON.stringify(dump(a));
+        return live.every((n) => JSON.stringify(dump(n)) === d) && dump(a).length === 41;
+      }, 10_000);
+      expect(a.cluster.membership.get("b")!.url).toBe("mem://b1");
+      expect(c.cluster.membership.get("b")!.url).toBe("mem://b1");
+    } finally {
+      for (const n of all) n.cluster.close();
+    }
+  }, 20_000);
+
+  test("a process paused until its name was handed on answers no heartbeat, reads its peers' lists, and yields", async () => {
+    const wall = new ManualWallClock();
+    const net = new MemoryTransport();
+    const logger = memoryLogger();
+    const taken: string[] = [];
+    // x is a member that gave the name b to another process while b1 was stopped.
+    const xService = {
+      members: () => ({ members: [{ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, claim("mem://b2", 20)] }),
+    } as unknown as PeerService;
+    net.register("mem://x", xService);
+    const m = new Membership({
+      self: { name: "b", url: "mem://b1", incarnation: 10 },
+      transport: net,
+      config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
+      wallMs: wall.read,
+      monoMs: wall.read,
+      logger,
+      events: { added() {}, recovered() {}, left() {}, moved() {}, nameTaken: (_holder, e) => void taken.push(e.message) },
+    });
+    const x: WireMember = { name: "x", url: "mem://x", state: "alive", incarnation: 1 };
+    m.handleGossip(x, []);
+    m.start();
+    try {
+      m.tick();
+      wall.advance(100);
+      m.tick();
+      // Not paused: a newer claim does not make the older process yield.
+      m.handleGossip(x, [claim("mem://b2", 20)]);
+      expect(taken).toEqual([]);
+      // SIGSTOP for longer than deadAfterMs: it must not say "alive" before it knows its name is its own.
+      wall.advance(5000);
+      expect(() => m.handleGossip(x, [])).toThrow(/checking that its name/);
+      m.tick(); // reads x's member list instead of heartbeats: b is mem://b2 there
+      await until(() => taken.length > 0);
+      expect(taken[0]).toContain("now held by mem://b2");
+      expect(m.nameLost).toBe(true);
+      expect(logger.lines.some((l) => l.level === "error" && l.msg.startsWith("NAME_TAKEN"))).toBe(true);
+    } finally {
+      m.stop();
+    }
+  });
+
+  test("a paused process whose name nobody took reads its peers' lists and goes on", async () => {
+    const wall = new ManualWallClock();
+    const net = new MemoryTransport();
+    const seen: string[] = [];
+    const other = new Membership({
+      self: { name: "x", url: "mem://x", incarnation: 1 },
+      transport: net,
+      config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
+      wallMs: wall.read,
+      events: { added: (mm) => void seen.push(mm.name), recovered() {}, left() {}, moved() {} },
+    });
+    net.register("mem://x", {
+      join: (req: { member: WireMember }) => other.handleJoin(req.member),
+      members: () => other.handleMembers(),
+    } as unknown as PeerService);
+    const m = new Membership({
+      self: { name: "b", url: "mem://b1", incarnation: 10 },
+      transport: net,
+      config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
+      wallMs: wall.read,
+      monoMs: wall.read,
+      events: { added() {}, recovered() {}, left() {}, moved() {} },
+    });
+    await m.join(["mem://x"]);
+    m.start();
+    try {
+      m.tick();
+      wall.advance(5000);
+      m.tick();
+      await until(() => !m.nameLost && (() => {
+        try {
+          m.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, []);
+          return true;
+        } catch {
+          return false;
+        }
+      })());
+      expect(m.nameLost).toBe(false);
+    } finally {
+      m.stop();
+    }
+  });
+});
