@@ -1,5 +1,6 @@
 import type { Clock } from "./clock.ts";
 import { ClockOffsets, type ClockState, type OffsetSample } from "./clock-offset.ts";
+import { MakhzenError } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { lineLimiter, type LineLimiter } from "./security.ts";
 import { versionWallMs, type Version } from "./version.ts";
@@ -141,4 +142,12 @@ export class ClockGuard {
   wasRefused(id: string, version: Version): boolean {
     return this.refused.size > 0 && this.refused.has(`${id}\u0000${version}`);
   }
+}
+
+/** The error of a client write refused by the fence (503), and of /readyz while fenced. */
+export function clockOffsetError(clock: ClockState): MakhzenError {
+  return new MakhzenError(
+    "CLOCK_OFFSET",
+    `this node's clock is ${clock.offsetMs} ms from the cluster's median (its stamps may run further ahead), more than --max-clock-offset ${clock.maxOffsetMs} ms: it refuses writes until its clock is set right (see docs/replication.md)`,
+  );
 }

@@ -9,14 +9,15 @@ import { Membership, type Member } from "./membership.ts";
 import type { MemberState } from "./peer-protocol.ts";
 import { createPeerService } from "./peer-service.ts";
 import type { StoredRecord } from "./record.ts";
+import { handOff } from "./handoff.ts";
 import { Replicator } from "./replicator.ts";
 import { Stability } from "./stability.ts";
 import type { Store } from "./store.ts";
 import type { PeerService, PeerTransport } from "./transport.ts";
-import { ClockGuard } from "./clock-guard.ts";
+import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
+import { applyRemote } from "./remote-records.ts";
 import type { ClockState } from "./clock-offset.ts";
 import { Consistency, parseConcern, type Concern, type Level } from "./consistency.ts";
-import { recordId } from "./digest.ts";
 
 export interface ClusterDeps {
   config: NodeConfig;
@@ -267,13 +268,7 @@ export class Cluster {
     });
   }
 
-  /**
-   * Hands what only this node holds to the live peers, tells them we leave, stops.
-   * Idempotent. Records queued for members that are down (and so held by no live
-   * peer, perhaps) are queued for the live ones too, and the queues drain for at
-   * most drainTimeoutMs; what is still not acknowledged by any live peer then is
-   * counted in a warning, unless a data dir keeps it.
-   */
+  /** Hands what only this node holds to the live peers (handoff.ts), tells them we leave, stops. Idempotent. */
   leave(): Promise<void> {
     this.leaving ??= (async () => {
       await this.handOff();
@@ -284,34 +279,21 @@ export class Cluster {
     return this.leaving;
   }
 
-  private async handOff(): Promise<void> {
-    const live = this.membership.reachable();
-    const liveNames = live.map((m) => m.name);
-    const down = this.membership.peers().filter((m) => !liveNames.includes(m.name)).map((m) => m.name);
-    if (live.length > 0) for (const r of this.replicator.unacknowledged(down)) for (const name of liveNames) this.replicator.enqueueTo(name, r);
-    const deadline = this.deps.clock.wallMs() + this.deps.config.drainTimeoutMs;
-    const left = () => deadline - this.deps.clock.wallMs();
-    while (live.length > 0 && !this.replicator.drained(liveNames) && left() > 0) await Bun.sleep(10);
-    // The queues hold only what is queued: what an overflow dropped is anti-entropy's.
-    // One complete round with a live peer leaves it holding everything we hold.
-    for (const p of live) {
-      if (left() <= 0) break;
-      const round = await Promise.race([this.antiEntropy.syncWith(p).catch(() => undefined), Bun.sleep(left()).then(() => undefined)]);
-      if (round?.complete) return;
-    }
-    // Held by no live peer: queued still for every live one, or for a down one with nobody to hand it to.
-    const atRisk = live.length > 0 ? this.replicator.heldByNone(liveNames) : this.replicator.unacknowledged(down).length;
-    if (atRisk === 0) return;
-    const fields = { records: atRisk, livePeers: live.length, drainTimeoutMs: this.deps.config.drainTimeoutMs };
-    if (this.deps.config.dataDir !== undefined) {
-      this.logger.info("leaving before a live peer acknowledged everything; the data dir keeps it", fields);
-    } else {
-      this.logger.warn("leaving with acknowledged writes that no live peer is known to hold: they may be lost", fields);
-    }
+  private handOff(): Promise<void> {
+    const { config, clock } = this.deps;
+    return handOff({
+      membership: this.membership,
+      replicator: this.replicator,
+      antiEntropy: this.antiEntropy,
+      wallMs: () => clock.wallMs(),
+      drainTimeoutMs: config.drainTimeoutMs,
+      hasDataDir: config.dataDir !== undefined,
+      logger: this.logger,
+    });
   }
 
   /**
-   * Another process holds our name (Membership.claimConflict): refuse writes at once,
+   * Another process holds our name (NameClaim): refuse writes at once,
    * hand what only we hold to the live peers (our versions under the shared name still
    * converge: the merge orders whole records), stop without a goodbye (the name is the
    * other process's now), and report `fatal`.
@@ -320,7 +302,7 @@ export class Cluster {
     if (this.nameLost) return;
     this.nameLost = error;
     void (async () => {
-      await this.handOff().catch((e) => this.logger.error("hand-off failed", { error: e }));
+      await this.handOff();
       this.close();
       this.reportFatal(error);
     })();
@@ -364,44 +346,9 @@ export class Cluster {
     return this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
   }
 
-  /**
-   * Merges records from a peer. Returns how many changed the store, and the indices
-   * of those this node does not hold within bounds (`tooNew`), which a sender must
-   * not count as acknowledged:
-   *  - a record stamped more than --max-clock-offset ahead of the cluster's clock
-   *    (or one refused so before) is refused for good, and the clock never sees it;
-   *  - a record older than what this node holds, when what it holds is itself
-   *    stamped that far ahead (this node wrote it in the moment before its fence
-   *    went up): acknowledging it would count a replica whose copy will not survive.
-   * Records arrive validated (WireRecord admits no other property), so they are
-   * stored as they are, without a copy.
-   */
+  /** Merges records from a peer, by the rules of remote-records.ts. */
   applyRemote(records: StoredRecord[], from?: string): { applied: number; tooNew: number[] } {
-    const guard = this.clockGuard;
-    let applied = 0;
-    const tooNew: number[] = [];
-    let newest = "";
-    records.forEach((r, i) => {
-      // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
-      // of another version is left out too, rather than stored and served changed.
-      if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) return;
-      const id = recordId(r.bucket, r.key);
-      if (guard.tooFarAhead(r.version) || guard.wasRefused(id, r.version)) {
-        guard.refuse(id, r.version, from);
-        tooNew.push(i);
-        return;
-      }
-      if (r.version > newest) newest = r.version;
-      if (this.deps.store.apply(r)) {
-        applied++;
-        return;
-      }
-      const held = this.deps.store.getRecord(r.bucket, r.key);
-      if (held && held.version > r.version && guard.tooFarAhead(held.version)) tooNew.push(i);
-    });
-    // The clock only needs the newest version of the batch to move past all of them.
-    if (newest !== "") this.deps.clock.observe(newest);
-    return { applied, tooNew };
+    return applyRemote(records, { store: this.deps.store, clock: this.deps.clock, guard: this.clockGuard, from });
   }
 
   // ---- consistency knobs (see consistency.ts) ----
@@ -449,9 +396,3 @@ export class Cluster {
 
 }
 
-function clockOffsetError(clock: ClockState): MakhzenError {
-  return new MakhzenError(
-    "CLOCK_OFFSET",
-    `this node's clock is ${clock.offsetMs} ms from the cluster's median (its stamps may run further ahead), more than --max-clock-offset ${clock.maxOffsetMs} ms: it refuses writes until its clock is set right (see docs/replication.md)`,
-  );
-}
