@@ -106,7 +106,9 @@ describe("duplicate node names", () => {
     await expectNameTakenExit(b, "the resumed stale b exits");
     expect(b2.running).toBe(true);
     const live = [a, b2, c];
-    const state = await converged(live, 15_000);
+    const state = await converged(live, 15_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n[the stopped b]\n${b.log().slice(-3000)}`);
+    });
     expect(state.length).toBe(60);
     for (const n of live) await eventually(async () => (await urlOfB(n)) === b2.url, { what: `${n.name} lists the new b` });
   }, 45_000);
