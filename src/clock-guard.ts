@@ -9,8 +9,12 @@ export interface ClockGuardDeps {
   clock: Clock;
   /** The furthest, in ms, a clock may be from the cluster's median (--max-clock-offset). */
   maxOffsetMs: number;
-  /** The members whose clocks count: those answering heartbeats. */
+  /** The members whose clocks count: every member that has not left (a dead one's last offset still says something). */
   peers: () => readonly string[];
+  /** Whether this node must measure a peer's clock before it writes (it was given seeds, and waits for them). */
+  waitsForPeers: () => boolean;
+  /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
+  monoMs?: () => number;
   logger?: Logger;
 }
 
@@ -23,6 +27,14 @@ export interface ClockGuardDeps {
  * later honest write of the key supersedes them anyway. ~100 bytes each.
  */
 export const REFUSED_MEMORY_MAX = 100_000;
+
+/**
+ * The share of maxOffsetMs past which a node is fenced. Below 1 (CockroachDB uses 0.8),
+ * so that records from a node still open, stamped at most this far ahead, plus the
+ * error of measuring (half a round trip), stay inside the maxOffsetMs at which
+ * receivers refuse: no honest record is refused by one receiver and taken by another.
+ */
+export const FENCE_SHARE = 0.8;
 
 /** How often the fence state is recomputed at most, in ms, when no new sample arrived. */
 const RECOMPUTE_MS = 50;
@@ -46,6 +58,10 @@ export class ClockGuard {
   private median?: { offsetMs: number; measured: number; atMs: number };
   /** Whether the last state computed was fenced: a change of it is logged. */
   private wasFenced = false;
+  /** Wall and monotonic clocks at the last look, once a peer was measured: they must advance alike (see state). */
+  private base?: { wallMs: number; monoMs: number };
+  /** The wall clock stepped since the last sample: every offset is stale until the next one. */
+  private stepped = false;
   private readonly logLine: LineLimiter;
   private readonly logger: Logger;
   private refusedCount = 0;
@@ -61,8 +77,10 @@ export class ClockGuard {
   }
 
   record(peer: string, sample: OffsetSample): void {
-    this.offsets.record(peer, sample);
+    this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
+    this.stepped = false;
     this.median = undefined;
+    this.base = { wallMs: this.deps.clock.wallMs(), monoMs: this.mono() };
     this.state(); // logs a fence going up or down at once, not at the next write
   }
 
@@ -83,18 +101,39 @@ export class ClockGuard {
    */
   state(): ClockState {
     const now = this.deps.clock.wallMs();
+    const { maxOffsetMs } = this.deps;
+    // A step of the wall clock since the last sample (NTP, a resumed VM) makes every
+    // offset stale at once: the fence goes up now, not at the next heartbeat, and the
+    // samples are dropped so the next ones are not averaged with the old.
+    // Compared with the previous call, not the last sample: slewing (NTP's gentle
+    // correction, under 0.5 ms a second) never adds up to a step that way.
+    const mono = this.mono();
+    const steppedMs = this.base ? now - this.base.wallMs - (mono - this.base.monoMs) : 0;
+    if (Math.abs(steppedMs) > maxOffsetMs / 2) {
+      this.logger.warn("the wall clock stepped; measuring the peers' clocks again", { steppedMs });
+      this.stepped = true;
+      this.offsets.clear();
+      this.median = undefined;
+    }
+    if (this.base) this.base = { wallMs: now, monoMs: mono };
     if (!this.median || now - this.median.atMs >= RECOMPUTE_MS || now < this.median.atMs) {
       this.median = { ...this.offsets.selfOffset(this.deps.peers()), atMs: now };
     }
     const { offsetMs, measured } = this.median;
-    const { maxOffsetMs } = this.deps;
-    // How far the versions this node stamps run ahead of the median clock. Alone, there
-    // is no other clock to be wrong against: a lone node is never fenced.
+    // How far the versions this node stamps run ahead of the median clock.
     const stampAheadMs = this.deps.clock.highWaterMs() - (now - offsetMs);
-    const fenced = measured > 0 && (Math.abs(offsetMs) > maxOffsetMs || stampAheadMs > maxOffsetMs);
+    let reason: ClockState["reason"];
+    if (this.stepped) reason = "stepped";
+    else if (measured === 0) {
+      // Alone there is no other clock to be wrong against, unless seeds were given.
+      if (this.deps.waitsForPeers()) reason = "unmeasured";
+    } else if (Math.abs(offsetMs) > FENCE_SHARE * maxOffsetMs) reason = "offset";
+    else if (stampAheadMs > FENCE_SHARE * maxOffsetMs) reason = "stamps";
+    const fenced = reason !== undefined;
     if (fenced) {
       this.logLine("fenced", (suppressed) =>
-        this.logger.error("CLOCK_OFFSET: this node's clock is too far from the cluster's; refusing client writes until it is back", {
+        this.logger.error("CLOCK_OFFSET: this node's clock is not known to be within --max-clock-offset of the cluster's; refusing client writes", {
+          reason,
           offsetMs,
           stampAheadMs: Math.max(0, stampAheadMs),
           maxOffsetMs,
@@ -105,12 +144,21 @@ export class ClockGuard {
       this.logger.info("clock back within --max-clock-offset; taking client writes again", { offsetMs, maxOffsetMs });
     }
     this.wasFenced = fenced;
-    return { offsetMs, fenced, maxOffsetMs };
+    return fenced ? { offsetMs, fenced, maxOffsetMs, reason } : { offsetMs, fenced, maxOffsetMs };
+  }
+
+  private mono(): number {
+    return (this.deps.monoMs ?? performance.now.bind(performance))();
   }
 
   /** The cluster's median clock as this node estimates it, in epoch ms. */
   clusterNowMs(): number {
     return this.deps.clock.wallMs() - this.state().offsetMs;
+  }
+
+  /** The latest stamp (wall ms) taken from elsewhere now: maxOffsetMs ahead of the cluster's median clock. Once per batch. */
+  latestAcceptableMs(): number {
+    return this.clusterNowMs() + this.deps.maxOffsetMs;
   }
 
   /** Whether `version` is stamped more than maxOffsetMs ahead of the cluster's median clock. */
@@ -119,16 +167,15 @@ export class ClockGuard {
   }
 
   /** Refuses (bucket\0key, version) for good: it is counted, logged, and `wasRefused` from now on. */
-  refuse(id: string, version: Version, from: string | undefined): void {
-    this.refusedCount++;
+  refuse(id: string, version: Version): void {
     const memo = `${id}\u0000${version}`;
-    if (!this.refused.has(memo)) {
-      if (this.refused.size >= REFUSED_MEMORY_MAX) this.refused.delete(this.refused.values().next().value!);
-      this.refused.add(memo);
-    }
-    this.logLine(`refused:${from ?? "?"}`, (suppressed) =>
+    // Counted once: anti-entropy offers the same record again every round.
+    if (this.refused.has(memo)) return;
+    this.refusedCount++;
+    if (this.refused.size >= REFUSED_MEMORY_MAX) this.refused.delete(this.refused.values().next().value!);
+    this.refused.add(memo);
+    this.logLine("refused", (suppressed) =>
       this.logger.warn("refused a record stamped too far ahead of the cluster's clock, for good", {
-        from,
         version,
         aheadMs: versionWallMs(version) - this.clusterNowMs(),
         maxOffsetMs: this.deps.maxOffsetMs,
@@ -146,8 +193,16 @@ export class ClockGuard {
 
 /** The error of a client write refused by the fence (503), and of /readyz while fenced. */
 export function clockOffsetError(clock: ClockState): MakhzenError {
+  const why =
+    clock.reason === "unmeasured"
+      ? "this node has not measured any peer's clock yet (no seed has answered)"
+      : clock.reason === "stepped"
+        ? "this node's wall clock stepped since its peers' clocks were last measured"
+        : clock.reason === "stamps"
+          ? "the versions this node would stamp still run ahead of the cluster's median clock"
+          : `this node's clock is ${clock.offsetMs} ms from the cluster's median`;
   return new MakhzenError(
     "CLOCK_OFFSET",
-    `this node's clock is ${clock.offsetMs} ms from the cluster's median (its stamps may run further ahead), more than --max-clock-offset ${clock.maxOffsetMs} ms: it refuses writes until its clock is set right (see docs/replication.md)`,
+    `${why}, past --max-clock-offset ${clock.maxOffsetMs} ms: it refuses writes until that is settled (see docs/replication.md)`,
   );
 }

@@ -57,21 +57,39 @@ export const selfOffsetMs = (peerOffsets: readonly number[]): number => Math.rou
 export interface ClockState {
   /** This node's clock minus the cluster's median clock, in ms (0 alone). */
   offsetMs: number;
-  /** Whether it is further than maxOffsetMs from the median: it refuses client writes and is not ready. */
+  /** Whether it refuses client writes and is not ready, for one of the reasons below. */
   fenced: boolean;
   maxOffsetMs: number;
+  /**
+   * Why it is fenced: `offset`, further than maxOffsetMs from the median; `stamps`,
+   * its hybrid clock still runs ahead of the median after its wall clock was set
+   * back; `stepped`, its wall clock moved unlike its monotonic clock since the last
+   * measurement; `unmeasured`, it has seeds but has measured no peer's clock yet.
+   */
+  reason?: "offset" | "stamps" | "stepped" | "unmeasured";
 }
 
 /** The per-peer estimates, fed by heartbeats, and the median over the peers named. */
 export class ClockOffsets {
   private readonly samples = new Map<string, OffsetSample[]>();
 
-  /** Records one sample of `peer`. */
-  record(peer: string, sample: OffsetSample): void {
+  /**
+   * Records one sample of `peer`. A sample further than `stepMs` from the current
+   * estimate means one of the two clocks stepped: the older samples describe a clock
+   * that no longer is, and are dropped.
+   */
+  record(peer: string, sample: OffsetSample, stepMs = Infinity): void {
     let list = this.samples.get(peer);
+    const estimate = this.offsetOf(peer);
+    if (list && estimate !== undefined && Math.abs(sample.offsetMs - estimate) > stepMs) list.length = 0;
     if (!list) this.samples.set(peer, (list = []));
     list.push(sample);
     if (list.length > SAMPLE_WINDOW) list.shift();
+  }
+
+  /** Forgets every sample (this node's own clock stepped). */
+  clear(): void {
+    this.samples.clear();
   }
 
   /** Forgets a peer (it left, or moved to another process under its name). */

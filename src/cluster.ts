@@ -15,6 +15,7 @@ import { Stability } from "./stability.ts";
 import type { Store } from "./store.ts";
 import type { PeerService, PeerTransport } from "./transport.ts";
 import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
+import { recordId } from "./digest.ts";
 import { applyRemote } from "./remote-records.ts";
 import type { ClockState } from "./clock-offset.ts";
 import { Consistency, parseConcern, type Concern, type Level } from "./consistency.ts";
@@ -88,6 +89,9 @@ export class Cluster {
   /** Set when another process took this node's name: it refuses writes, and `fatal` settles. */
   private nameLost?: MakhzenError;
   private readonly fatalError: Promise<MakhzenError>;
+  /** When start() ran (wall ms), for how long a node with seeds waits for a clock to compare with. */
+  private startedAtMs?: number;
+  private servingAloneLogged = false;
   /** Which records every member holds: deletes it vouches for are purged early (stability.ts). */
   private readonly stability: Stability;
   private reportFatal!: (e: MakhzenError) => void;
@@ -102,13 +106,15 @@ export class Cluster {
     this.clockGuard = new ClockGuard({
       clock,
       maxOffsetMs: config.maxClockOffsetMs,
-      peers: () => this.membership.reachable().map((m) => m.name),
+      peers: () => this.membership.peers().map((m) => m.name),
+      waitsForPeers: () => this.waitsForPeers(),
       logger: this.logger.child("clock"),
     });
     this.replicator = new Replicator({
       transport,
       config,
       wallMs: () => clock.wallMs(),
+      current: (bucket, key) => store.getRecord(bucket, key),
       logger: logger.child("replicator"),
       onOverflow: (peer) => this.antiEntropy.request(peer),
     });
@@ -121,7 +127,7 @@ export class Cluster {
       logger: logger.child("membership"),
       events: {
         added: (m) => {
-          this.stability.reset(m.name); // a new member (or a new life of one) holds nothing we know of yet
+          this.stability.joined(m.name); // a new member (or a new life of one) holds nothing we know of yet
           this.replicator.addPeer(m.name, m.url);
           // A known peer back in a new life (a restart) may have a sender in backoff.
           this.replicator.wake(m.name);
@@ -132,7 +138,7 @@ export class Cluster {
           this.antiEntropy.request(m.name);
         },
         left: (m) => {
-          this.stability.reset(m.name);
+          this.stability.left(m.name);
           this.replicator.removePeer(m.name);
           this.clockGuard.forget(m.name);
         },
@@ -174,6 +180,7 @@ export class Cluster {
       offsetOf: (peer) => this.clockGuard.offsetOf(peer),
       durableThroughMs: () => this.durableThroughMs(),
       cacheMs: config.heartbeatIntervalMs / 2,
+      tombstoneTtlMs: config.tombstoneTtlMs,
     });
     this.service = createPeerService({
       store,
@@ -235,6 +242,7 @@ export class Cluster {
    */
   async start(listenUrl: string): Promise<void> {
     this.self.url ||= listenUrl;
+    this.startedAtMs = this.deps.clock.wallMs();
     // Members learned while joining ask for rounds, and they ask for rounds against
     // us; the first sync below does that work itself (a full copy, then a round with
     // each), so both wait for it.
@@ -342,13 +350,37 @@ export class Cluster {
     return this.stability.isStable(r);
   }
 
+  /**
+   * Whether this node must measure a peer's clock before it may write (the guard's
+   * `unmeasured`): it was given seeds, and it started less than deadAfterMs ago. A
+   * node that reaches none of its seeds for that long (the silence after which the
+   * cluster calls a member dead) serves alone, as it always did, with a clock it
+   * could not check: it says so once, at warn.
+   */
+  private waitsForPeers(): boolean {
+    if (!this.membership.hasSeeds || this.startedAtMs === undefined) return false;
+    if (this.deps.clock.wallMs() - this.startedAtMs < this.deps.config.deadAfterMs) return true;
+    if (!this.servingAloneLogged) {
+      this.servingAloneLogged = true;
+      this.logger.warn("no peer's clock measured since start: taking writes with a clock nothing could check", {
+        waitedMs: this.deps.config.deadAfterMs,
+      });
+    }
+    return false;
+  }
+
   private durableThroughMs(): number {
     return this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
   }
 
+  /** Whether a record stamped `version` for (bucket, key) from elsewhere is refused: too far ahead, now or before. */
+  refusesVersion(version: string, bucket: string, key: string): boolean {
+    return this.clockGuard.tooFarAhead(version) || this.clockGuard.wasRefused(recordId(bucket, key), version);
+  }
+
   /** Merges records from a peer, by the rules of remote-records.ts. */
-  applyRemote(records: StoredRecord[], from?: string): { applied: number; tooNew: number[] } {
-    return applyRemote(records, { store: this.deps.store, clock: this.deps.clock, guard: this.clockGuard, from });
+  applyRemote(records: StoredRecord[]): { applied: number; tooNew: number[] } {
+    return applyRemote(records, { store: this.deps.store, clock: this.deps.clock, guard: this.clockGuard });
   }
 
   // ---- consistency knobs (see consistency.ts) ----

@@ -4,7 +4,7 @@ import { MakhzenError } from "./errors.ts";
 import { BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
-import { isTooFarAhead, parseVersion, type Version } from "./version.ts";
+import { parseVersion, type Version } from "./version.ts";
 
 export interface SetOptions {
   /** Seconds until the item expires; > 0. Turned into an absolute `expiresAt` here. */
@@ -91,8 +91,8 @@ export class Items {
     this.checkBucket(bucket);
     this.checkKey(key);
     this.checkConditions(bucket, key, opts.ifMatch, false);
+    this.mayWrite(); // before the existence check: a fenced node says so, not 404
     if (!this.store.get(bucket, key)) return undefined;
-    this.mayWrite();
     const record: StoredRecord = { bucket, key, value: null, version: this.clock.now() };
     this.store.apply(record);
     this.onWrite(record);
@@ -104,15 +104,17 @@ export class Items {
    * write, merged last-writer-wins, and replicated like a local write when it wins.
    * Returns false when the store already held that version or a newer one.
    */
-  importRecord(record: StoredRecord, maxClockOffsetMs: number): boolean {
+  importRecord(record: StoredRecord, refusesVersion: (version: Version, bucket: string, key: string) => boolean): boolean {
     this.checkBucket(record.bucket);
     this.checkKey(record.key);
     // Before the version comparison: a bad value is refused whether or not it would win.
     if (record.value !== null) this.checkValue(`value of ${JSON.stringify(record.key)}`, record.value);
     if (!parseVersion(record.version)) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
     this.mayWrite();
-    if (isTooFarAhead(record.version, this.clock.wallMs(), maxClockOffsetMs)) {
-      throw new MakhzenError("VALIDATION", `version ${record.version} is more than --max-clock-offset (${maxClockOffsetMs} ms) ahead of this node's clock`);
+    // The cluster's rule for records from elsewhere (remote-records.ts), so a load takes
+    // exactly what replication would: not a record its peers would refuse.
+    if (refusesVersion(record.version, record.bucket, record.key)) {
+      throw new MakhzenError("VALIDATION", `version ${record.version} is more than --max-clock-offset ahead of the cluster's clock`);
     }
     if (record.expiresAt !== undefined && record.expiresAt > this.clock.wallMs() + MAX_TTL_SECONDS * 1000) {
       throw new MakhzenError("VALIDATION", `expiresAt ${record.expiresAt} is further away than the longest TTL (${MAX_TTL_SECONDS} s)`);

@@ -89,6 +89,8 @@ export class Membership {
   private nameRefused = false;
   /** Our claim to our name, against other processes that claim it too. */
   private readonly claim: NameClaim;
+  /** URLs of other claims of our name being asked whether they are alive (see claimConflict). */
+  private readonly asking = new Set<string>();
   /** The check of our name after a pause, while it runs (see confirmName). */
   private confirming?: Promise<void>;
 
@@ -203,7 +205,9 @@ export class Membership {
     }
     if (from.name === this.deps.self.name && from.url !== this.deps.self.url) {
       // Another process gossips under our name: one of us yields; if not us, tell it.
-      if (!this.claim.conflict(from)) throw new MakhzenError("NAME_TAKEN", `node name "${from.name}" is already taken by ${this.deps.self.url}`);
+      // It speaks to us, so it is alive: no need to ask it.
+      if (!this.claim.wouldYield(from)) throw new MakhzenError("NAME_TAKEN", `node name "${from.name}" is already taken by ${this.deps.self.url}`);
+      this.claim.yieldTo(from);
     }
     this.heard(from);
     if (this.members.get(from.name)?.url === from.url) this.deps.events.reported?.(from.name, report);
@@ -214,6 +218,11 @@ export class Membership {
   /** The member list, changing nothing (the `members` op). */
   handleMembers(): MembersAnswer {
     return this.answer();
+  }
+
+  /** Whether this node was given seeds other than itself (see join). */
+  get hasSeeds(): boolean {
+    return this.seeds.length > 0;
   }
 
   /** Whether this node has joined through a seed, or had none to join through. */
@@ -269,10 +278,32 @@ export class Membership {
         if (r.status !== "fulfilled") continue;
         answered++;
         const other = r.value.members.find((m) => m.name === self.name && m.url !== self.url && isLive(m.state));
-        if (other) return void this.claim.conflict(other);
+        if (other) return void this.claimConflict(other);
       }
       if (answered > 0) this.claim.confirmed();
     });
+  }
+
+  /**
+   * Another claim of our name, listed alive by some member. If it would win (see
+   * NameClaim.wouldYield), ask it directly first: a member a heartbeat behind may
+   * still list a process that has died (killed, and restarted elsewhere as us), and
+   * a corpse must not take the name from the living. One question per URL at a time.
+   */
+  private claimConflict(other: WireMember): void {
+    if (this.claim.lost || !this.claim.wouldYield(other) || this.asking.has(other.url)) return;
+    this.asking.add(other.url);
+    const timeout = Math.min(this.deps.config.requestTimeoutMs, Math.max(this.deps.config.suspectAfterMs, 50));
+    this.deps.transport
+      .call(other.url, "members", {}, timeout)
+      .then(
+        (answer) => {
+          const it = answer.members[0];
+          if (it?.name === other.name && it.url === other.url) this.claim.yieldTo(other);
+        },
+        () => this.logger.debug("another claim of our name did not answer: not yielding to it", { url: other.url }),
+      )
+      .finally(() => this.asking.delete(other.url));
   }
 
   /** One join at a time: a caller while one runs shares it. */
@@ -289,8 +320,9 @@ export class Membership {
       try {
         const sentMs = this.deps.wallMs();
         const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
-        this.measure(answer, sentMs);
+        // Members first: the clock guard counts the seed's sample only once the seed is a member.
         this.merge(answer.members);
+        this.measure(answer, sentMs);
         this.joined = true;
         this.logger.info("joined", { seed, members: this.members.size });
         return true;
@@ -423,7 +455,7 @@ export class Membership {
         if (r.url === self.url && r.state === "left" && r.incarnation >= self.incarnation) {
           self.incarnation = r.incarnation + 1; // refute a stale "left" about us
         } else if (r.url !== self.url && isLive(r.state)) {
-          this.claim.conflict(r);
+          this.claimConflict(r);
         }
         continue;
       }

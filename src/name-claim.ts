@@ -80,15 +80,20 @@ export class NameClaim {
     }
   }
 
-  /** Another live claim of our name, seen in a member list or heard directly. Returns whether we yielded. */
-  conflict(other: WireMember): boolean {
+  /** Whether another live claim of our name wins over ours (see mustYield). */
+  wouldYield(other: WireMember): boolean {
     if (this.yielded) return true;
     // A heartbeat may not have run since the pause ended: look at the gap here too.
     this.notePause();
-    const paused = this.doubted || this.deps.monoMs() < this.pausedUntilMs;
     const { self } = this.deps;
-    if (!mustYield({ name: self.name, url: self.url, incarnation: self.incarnation, state: "alive" }, other, paused)) return false;
+    return mustYield({ name: self.name, url: self.url, incarnation: self.incarnation, state: "alive" }, other, this.paused());
+  }
+
+  /** Gives the name up to `other`, once: logs and reports it (onYield). */
+  yieldTo(other: WireMember): void {
+    if (this.yielded) return;
     this.yielded = true;
+    const paused = this.paused();
     const error = new MakhzenError(
       "NAME_TAKEN",
       paused
@@ -98,10 +103,13 @@ export class NameClaim {
     this.deps.logger.error("NAME_TAKEN: another process holds this node's name; this one stops", {
       holder: other.url,
       holderIncarnation: other.incarnation,
-      incarnation: self.incarnation,
+      incarnation: this.deps.self.incarnation,
       paused,
     });
     this.deps.onYield(other, error);
-    return true;
+  }
+
+  private paused(): boolean {
+    return this.doubted || this.deps.monoMs() < this.pausedUntilMs;
   }
 }

@@ -3,13 +3,12 @@ import type { ClockGuard } from "./clock-guard.ts";
 import { recordId } from "./digest.ts";
 import type { StoredRecord } from "./record.ts";
 import type { Store } from "./store.ts";
+import { versionWallMs } from "./version.ts";
 
 export interface RemoteRecordsDeps {
   store: Store;
   clock: Clock;
   guard: ClockGuard;
-  /** Who sent them, for the refusal log line; unknown for a `records` request. */
-  from?: string;
 }
 
 /**
@@ -27,7 +26,8 @@ export interface RemoteRecordsDeps {
  * (WireRecord admits no other property), so they are stored as they are.
  */
 export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): { applied: number; tooNew: number[] } {
-  const { store, clock, guard, from } = deps;
+  const { store, clock, guard } = deps;
+  const latestMs = guard.latestAcceptableMs();
   let applied = 0;
   const tooNew: number[] = [];
   let newest = "";
@@ -36,8 +36,8 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
     // of another version is left out too, rather than stored and served changed.
     if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) return;
     const id = recordId(r.bucket, r.key);
-    if (guard.tooFarAhead(r.version) || guard.wasRefused(id, r.version)) {
-      guard.refuse(id, r.version, from);
+    if (versionWallMs(r.version) > latestMs || guard.wasRefused(id, r.version)) {
+      guard.refuse(id, r.version);
       tooNew.push(i);
       return;
     }
@@ -47,7 +47,7 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
       return;
     }
     const held = store.getRecord(r.bucket, r.key);
-    if (held && held.version > r.version && guard.tooFarAhead(held.version)) tooNew.push(i);
+    if (held && held.version > r.version && versionWallMs(held.version) > latestMs) tooNew.push(i);
   });
   // The clock only needs the newest version of the batch to move past all of them.
   if (newest !== "") clock.observe(newest);

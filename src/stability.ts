@@ -1,5 +1,6 @@
 import type { AntiEntropy } from "./antientropy.ts";
 import type { Membership } from "./membership.ts";
+import type { MemberState } from "./peer-protocol.ts";
 import type { StoredRecord } from "./record.ts";
 import type { Replicator } from "./replicator.ts";
 import { versionNode, versionWallMs } from "./version.ts";
@@ -22,6 +23,8 @@ export interface StabilityDeps {
   durableThroughMs: () => number;
   /** How long a computed `stableMs` is reused, in ms: computing it walks the queues. */
   cacheMs: number;
+  /** The grace period of deletes (--tombstone-ttl), in ms: how long a member that left may come back with what it held. */
+  tombstoneTtlMs: number;
 }
 
 /** Snapshots kept per peer: with one per cacheMs, several seconds of history, more than a group commit lags. */
@@ -63,6 +66,15 @@ export class Stability {
   /** Per peer: what this node knew of it, newest last. */
   private readonly snapshots = new Map<string, { atMs: number; stableMs: number }[]>();
   private cached?: { ms: number; atMs: number };
+  /** Per peer: what it was last known to hold durably (see durablyHeld). */
+  private readonly lastHeld = new Map<string, number>();
+  /**
+   * Members that left (or were reaped), until --tombstone-ttl after: what they held
+   * when they left. A node that stops cleanly is `left`, but it may come back from
+   * its data dir with what it held then; deletes stamped since must wait for it like
+   * any member's, for the grace period that has always covered a returning node.
+   */
+  private readonly departed = new Map<string, { untilMs: number; stableMs: number }>();
 
   constructor(private readonly deps: StabilityDeps) {}
 
@@ -72,8 +84,24 @@ export class Stability {
     if (report.durableMs !== undefined) this.durableOf.set(peer, report.durableMs);
   }
 
-  /** A member joined, restarted or moved: it holds nothing we know of yet. */
+  /** A member left or was reaped: it keeps holding back what it did not have, for the grace period. */
+  left(peer: string): void {
+    this.departed.set(peer, { untilMs: this.deps.wallMs() + this.deps.tombstoneTtlMs, stableMs: this.lastHeld.get(peer) ?? 0 });
+    this.reset(peer);
+  }
+
+  /**
+   * A member joined, or a new life of one (a restart): it holds nothing we know of
+   * yet, and a round with it will show what it holds, so a departure is over.
+   */
+  joined(peer: string): void {
+    this.departed.delete(peer);
+    this.reset(peer);
+  }
+
+  /** A member restarted or moved: it holds nothing we know of yet. */
   reset(peer: string): void {
+    this.lastHeld.delete(peer);
     this.deps.replicator.restarted(peer);
     this.deps.antiEntropy.forget(peer);
     this.snapshots.delete(peer);
@@ -91,19 +119,26 @@ export class Stability {
   /** This node's stableMs, recomputed at most every cacheMs. */
   stableMs(): number {
     if (!this.deps.membership.hasJoined && this.deps.hasSeeds) return 0;
-    // Never past what this node itself would still hold after a crash.
-    const own = this.deps.durableThroughMs() - 1;
-    const { peers } = this.deps.membership.counts();
-    if (peers === 0) return own; // alone: nobody can miss anything (and nothing to walk, so no cache)
     const now = this.deps.wallMs();
+    // Never past what this node itself would still hold after a crash, nor past what a departed member held.
+    let ms = this.deps.durableThroughMs() - 1;
+    for (const [name, d] of this.departed) {
+      if (now > d.untilMs) this.departed.delete(name);
+      else ms = Math.min(ms, d.stableMs);
+    }
+    const { peers } = this.deps.membership.counts();
+    if (peers === 0) return ms; // alone: nothing to walk, so no cache
     if (this.cached && now >= this.cached.atMs && now - this.cached.atMs < this.deps.cacheMs) return this.cached.ms;
-    const ms = Math.min(own, ...this.deps.membership.peers().map((m) => this.durablyHeld(m.name, now)));
+    for (const m of this.deps.membership.peers()) ms = Math.min(ms, this.durablyHeld(m.name, m.state, now));
     this.cached = { ms, atMs: now };
     return ms;
   }
 
   /** Up to when `peer` durably holds every record this node stamped. */
-  private durablyHeld(peer: string, now: number): number {
+  private durablyHeld(peer: string, state: MemberState, now: number): number {
+    // A member not answering holds nothing new for sure; and walking its queue (perhaps
+    // a million records) every heartbeat would only say so again.
+    if (state !== "alive" && state !== "suspect") return 0;
     let ring = this.snapshots.get(peer);
     if (!ring) this.snapshots.set(peer, (ring = []));
     ring.push({ atMs: now, stableMs: this.held(peer) });
@@ -113,7 +148,11 @@ export class Stability {
     if (durable === undefined || offset === null) return 0;
     // What the peer had applied by our time `atMs` is on its disk once its durable point passed atMs (its clock).
     const cutoff = durable - offset - OFFSET_SLACK_MS;
-    for (let i = ring.length - 1; i >= 0; i--) if (ring[i]!.atMs <= cutoff) return ring[i]!.stableMs;
+    for (let i = ring.length - 1; i >= 0; i--) {
+      if (ring[i]!.atMs > cutoff) continue;
+      this.lastHeld.set(peer, ring[i]!.stableMs);
+      return ring[i]!.stableMs;
+    }
     return 0;
   }
 

@@ -53,10 +53,3 @@ export const versionNode = (v: Version): string => v.slice(WALL_DIGITS + COUNTER
 export function versionWallMs(v: Version): number {
   return Number(v.slice(0, WALL_DIGITS));
 }
-
-/**
- * Whether `v` is stamped further than `maxDriftMs` ahead of `wallMs`: a version
- * from a clock that far ahead would make every later write of the key lose to it,
- * so neither replication nor `load` takes it (see docs/replication.md).
- */
-export const isTooFarAhead = (v: Version, wallMs: number, maxDriftMs: number): boolean => versionWallMs(v) - wallMs > maxDriftMs;

@@ -22,7 +22,7 @@ test("makhzen status renders one aligned row per member, this node marked", () =
 test("makhzen status says when this node is fenced for its clock", () => {
   const out = renderStatus({
     self: "c",
-    clock: { offsetMs: 90_012, fenced: true, maxOffsetMs: 500 },
+    clock: { offsetMs: 90_012, fenced: true, maxOffsetMs: 500, reason: "offset" },
     members: [
       { name: "a", url: "http://127.0.0.1:4001", state: "alive", queue: 0, lastSeenMs: 10, clockOffsetMs: -90_012 },
       { name: "c", url: "http://127.0.0.1:4003", state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 },
@@ -32,6 +32,6 @@ test("makhzen status says when this node is fenced for its clock", () => {
     "NAME  URL                    STATE  QUEUE  CLOCK   LAST SEEN",
     "a     http://127.0.0.1:4001  alive  0      -90.0s  10ms ago",
     "c *   http://127.0.0.1:4003  alive  0      -       -",
-    "this node's clock is +90.0s from the cluster's median, past --max-clock-offset 500ms: it refuses writes",
+    "this node's clock is 90012 ms from the cluster's median, past --max-clock-offset 500 ms: it refuses writes until that is settled (see docs/replication.md)",
   ]);
 });

@@ -4,7 +4,7 @@ import { MakhzenError } from "../src/errors.ts";
 import { Membership, mergeDecision, mustYield } from "../src/membership.ts";
 import type { WireMember } from "../src/peer-protocol.ts";
 import { MemoryTransport, type PeerService } from "../src/transport.ts";
-import { core, dump, memoryLogger, until, type Core } from "./support/core.ts";
+import { core, dump, joined, memoryLogger, until, type Core } from "./support/core.ts";
 
 const claim = (url: string, incarnation: number, state: WireMember["state"] = "alive"): WireMember => ({ name: "b", url, state, incarnation });
 
@@ -91,6 +91,8 @@ describe("duplicate names, in process", () => {
       members: () => ({ members: [{ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, claim("mem://b2", 20)] }),
     } as unknown as PeerService;
     net.register("mem://x", xService);
+    // b2, the process that holds the name now, answers as b when asked.
+    net.register("mem://b2", { members: () => ({ members: [claim("mem://b2", 20)] }) } as unknown as PeerService);
     const m = new Membership({
       self: { name: "b", url: "mem://b1", incarnation: 10 },
       transport: net,
@@ -163,6 +165,34 @@ describe("duplicate names, in process", () => {
       expect(m.nameLost).toBe(false);
     } finally {
       m.stop();
+    }
+  });
+
+  test("a restart on a new address is not told NAME_TAKEN by a dead process that a lagging peer still lists", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const c = core("c", net);
+    const b1 = core("b", net, {}, { url: "mem://b1" });
+    const b2 = core("b", net, { peers: ["mem://a"] as never }, { url: "mem://b2" });
+    try {
+      await joined([a, b1, c]);
+      b1.cluster.close();
+      net.unregister("mem://b1"); // kill -9
+      // a has seen b1 dead; c, a heartbeat behind, still lists it as suspect.
+      a.cluster.membership.get("b")!.lastSeenMs = Date.now() - a.config.deadAfterMs - 1;
+      c.cluster.membership.get("b")!.lastSeenMs = Date.now() - c.config.suspectAfterMs - 1;
+      a.cluster.membership.tick();
+      c.cluster.membership.tick();
+      expect([a.cluster.membership.get("b")!.state, c.cluster.membership.get("b")!.state]).toEqual(["dead", "suspect"]);
+      await b2.cluster.start(b2.url); // takes the name over through a
+      for (let i = 0; i < 5; i++) {
+        for (const n of [a, c, b2]) n.cluster.membership.tick();
+        await Bun.sleep(20);
+      }
+      expect(b2.cluster.membership.nameLost).toBe(false);
+      expect(() => b2.cluster.checkWritable()).not.toThrow();
+    } finally {
+      for (const n of [a, c, b1, b2]) n.cluster.close();
     }
   });
 });

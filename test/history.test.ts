@@ -67,11 +67,13 @@ describe("history checker", () => {
       del("a", v(2)), // acknowledged, newer: its tombstone was purged
       put("b", "x", v(3)),
       del("b", undefined, false), // indeterminate: it may have landed, and been purged
+      put("d", "x", v(6)),
+      { ...del("d", undefined, false), failed: true as const }, // refused: it cannot have purged d
       put("c", "x", v(5)),
       del("c", v(4)), // acknowledged but older than the write: c cannot be gone
     ];
     const report = checkHistory(history, same());
-    expect(report.lost.map((l) => l.op.key)).toEqual(["c"]);
+    expect(report.lost.map((l) => l.op.key)).toEqual(["d", "c"]);
   });
 
   test("rule 1 for deletes: an older tombstone in the end is a lost delete, not a resurrection", () => {

@@ -21,7 +21,7 @@ function hangingSeed() {
     async fetch(req): Promise<Response> {
       const op = new URL(req.url).pathname.replace("/internal/", "");
       const self = { name: "seed", url, state: "alive", incarnation: 1 };
-      if (op === "join" || op === "gossip") return Response.json({ members: [self] });
+      if (op === "join" || op === "gossip") return Response.json({ members: [self], wallMs: Date.now() });
       // Anything else (the sync) hangs until the test ends.
       return new Promise<Response>((resolve) => stalled.push(() => resolve(new Response("bye", { status: 503 }))));
     },

@@ -101,3 +101,85 @@ describe("a delete every member holds may be forgotten early", () => {
     }
   });
 });
+
+describe("an early purge brings nothing back", () => {
+  const roundsWithAll = async (nodes: Core[]) => {
+    for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url });
+  };
+  const untilStable = async (nodes: Core[], on: Core[], r: { version: string; bucket: string; key: string; value: null }) => {
+    for (let i = 0; i < 40 && !on.every((n) => n.cluster.isStable(r)); i++) {
+      for (const n of nodes) n.cluster.membership.tick();
+      await Bun.sleep(60);
+    }
+    expect(on.every((n) => n.cluster.isStable(r))).toBe(true);
+  };
+
+  test("an older value still queued for a peer is not sent once its key's delete was purged", async () => {
+    const net = new MemoryTransport();
+    let cut = false;
+    // a's records to c are lost while `cut`; everything else flows.
+    const aNet = Object.create(net) as MemoryTransport;
+    aNet.call = ((url: string, op: string, body: unknown, t: number, s?: AbortSignal) =>
+      cut && url === "mem://c" && op === "records" ? Promise.reject(new Error("cut a->c")) : net.call(url, op as never, body as never, t, s)) as MemoryTransport["call"];
+    const [a, b, c] = [core("a", aNet, {}, { earlyPurge: true }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
+    const nodes = [a, b, c];
+    try {
+      await joined(nodes);
+      await roundsWithAll(nodes);
+      cut = true;
+      a.write("k", "old"); // reaches b; waits in a's queue for c
+      await until(() => b.store.get("default", "k")?.value === "old");
+      const t = b.write("k", null) as { version: string; bucket: string; key: string; value: null };
+      await until(() => b.cluster.replicator.drained(["a", "c"]));
+      await untilStable(nodes, nodes, t);
+      for (const n of nodes) n.store.sweep(1000);
+      expect(nodes.map((n) => n.store.getRecord("default", "k"))).toEqual([undefined, undefined, undefined]);
+      cut = false;
+      a.cluster.replicator.wake("c");
+      await until(() => a.cluster.replicator.drained(["c"]));
+      await roundsWithAll(nodes);
+      expect(nodes.map((n) => n.store.get("default", "k"))).toEqual([undefined, undefined, undefined]);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+
+  test("a member that left holds back the early purge of later deletes for the grace period (it may come back from its data dir)", async () => {
+    const net = new MemoryTransport();
+    const [a, b, c] = [core("a", net, {}, { earlyPurge: true }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
+    const nodes = [a, b, c];
+    try {
+      await joined(nodes);
+      await roundsWithAll(nodes);
+      a.write("k", "v");
+      await until(() => c.store.get("default", "k")?.value === "v");
+      const kept = c.store.scan(undefined, 1000); // what c's data dir keeps
+      await c.cluster.leave();
+      net.unregister(c.url);
+      await until(() => a.cluster.membership.get("c")?.state === "left" && b.cluster.membership.get("c")?.state === "left");
+      await roundsWithAll([a, b]);
+      const t = b.write("k", null);
+      for (let i = 0; i < 10; i++) {
+        for (const n of [a, b]) n.cluster.membership.tick();
+        await Bun.sleep(60);
+      }
+      expect(a.cluster.isStable(t) || b.cluster.isStable(t)).toBe(false);
+      for (const n of [a, b]) n.store.sweep(1000);
+      // c comes back, a new life, from its data dir: the delete is still there to win.
+      const c2 = core("c", net, { peers: ["mem://a"] as never }, { earlyPurge: true });
+      for (const r of kept) c2.store.apply(r);
+      try {
+        await c2.cluster.start(c2.url);
+        await until(() => a.cluster.membership.get("c")?.state === "alive", 3000);
+        await until(() => c2.cluster.ready, 3000);
+        for (const n of [a, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
+        await until(() => c2.store.getRecord("default", "k")?.value === null, 3000);
+        expect([a, b, c2].map((n) => n.store.get("default", "k"))).toEqual([undefined, undefined, undefined]);
+      } finally {
+        c2.cluster.close();
+      }
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+});

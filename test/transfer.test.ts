@@ -106,7 +106,7 @@ describe("dump and load", () => {
       [`${good}\n{not json\n`, 400, /^line 2: not valid JSON \(1 records before it were loaded\)$/],
       [`${good}\n{"bucket":"default","key":"k"}\n`, 400, /^line 2: record: /],
       [`{"bucket":"bad/name","key":"k","value":"v","version":"001700000000000-000000-x"}\n`, 400, /^line 1: record: bucket/],
-      [`{"bucket":"default","key":"k","value":"v","version":"999999999999999-000000-x"}\n`, 400, /ahead of this node.s clock/],
+      [`{"bucket":"default","key":"k","value":"v","version":"999999999999999-000000-x"}\n`, 400, /ahead of the cluster's clock/],
       [`{"bucket":"default","key":"k","value":"v","version":"001700000000000-000000-x","expiresAt":1e300}\n`, 400, /further away than the longest TTL/],
     ];
     for (const [body, status, message] of cases) {

@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { clockOffsetError } from "../clock-guard.ts";
 import type { ClusterStatus } from "../cluster.ts";
 import { clientFor, connectionArgs } from "./_connection.ts";
 
@@ -16,11 +17,7 @@ export function renderStatus(status: ClusterStatus): string {
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   const lines = table.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "));
   const { clock } = status;
-  if (clock?.fenced) {
-    lines.push(
-      `this node's clock is ${formatOffset(clock.offsetMs)} from the cluster's median, past --max-clock-offset ${clock.maxOffsetMs}ms: it refuses writes`,
-    );
-  }
+  if (clock?.fenced) lines.push(clockOffsetError(clock).message);
   return lines.join("\n");
 }
 

@@ -3,6 +3,7 @@ import { openapi } from "@elysiajs/openapi";
 import type { NodeConfig } from "../config.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
 import type { Items } from "../items.ts";
+import { versionWallMs } from "../version.ts";
 import { DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "../record.ts";
 import type { Store } from "../store.ts";
 import type { Cluster, Concern } from "../cluster.ts";
@@ -186,7 +187,9 @@ export function createApp(deps: AppDeps) {
         items,
         maxLineBytes: limits.loadLineBytes,
         idleTimeoutMs: limits.bodyTimeoutMs,
-        maxClockOffsetMs: config.maxClockOffsetMs,
+        refusesVersion: deps.cluster
+          ? (v, bucket, key) => deps.cluster!.refusesVersion(v, bucket, key)
+          : (v) => versionWallMs(v) - config.wallClock() > config.maxClockOffsetMs,
         durable: deps.durable,
       }),
     )

@@ -13,7 +13,8 @@ export interface TransferDeps {
   maxLineBytes: number;
   /** Longest silence of a /load body between two reads, in ms: a restore has no total cap, in bytes or in time. */
   idleTimeoutMs: number;
-  maxClockOffsetMs: number;
+  /** Whether a loaded version is one the cluster refuses (too far ahead of its clock: Cluster.refusesVersion). */
+  refusesVersion: (version: string, bucket: string, key: string) => boolean;
   /** When set, a load answers only after this resolves (fsync=always). */
   durable?: () => Promise<void>;
 }
@@ -89,7 +90,7 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
       } catch {
         throw new MakhzenError("BAD_REQUEST", "not valid JSON");
       }
-      if (deps.items.importRecord(checkRecord(parsed) as StoredRecord, deps.maxClockOffsetMs)) counts.loaded++;
+      if (deps.items.importRecord(checkRecord(parsed) as StoredRecord, deps.refusesVersion)) counts.loaded++;
       else counts.skipped++;
     }
   } catch (e) {

@@ -61,9 +61,12 @@ async function operate(node: NodeProcess, kind: "put" | "delete", key: string, v
     if (res.ok) {
       op.acknowledged = true;
       op.version = unquote(res.headers.get("etag"));
+    } else if (res.status !== 504) {
+      op.failed = true; // refused before anything was written (504: the local write stands)
     }
-  } catch {
-    // Timed out or refused connection: the write may or may not have landed.
+  } catch (e) {
+    // Refused connection: nothing landed. Timed out or reset: the write may or may not have landed.
+    if (/ECONNREFUSED|Unable to connect/.test(String(e))) op.failed = true;
   }
   return op;
 }

@@ -15,7 +15,7 @@ export function core(
   name: string,
   net: MemoryTransport,
   options: NodeOptions = {},
-  extra: { wall?: WallClock; logger?: Logger; url?: string; durableThroughMs?: () => number } = {},
+  extra: { wall?: WallClock; logger?: Logger; url?: string; durableThroughMs?: () => number; earlyPurge?: boolean } = {},
 ) {
   // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
   const { peers = [], ...rest } = options;
@@ -28,8 +28,10 @@ export function core(
     eviction: "noeviction",
     tombstoneTtlMs: config.tombstoneTtlMs,
     onChange: (b, k, p, n) => digest.update(b, k, p, n),
+    // With earlyPurge, as node.ts wires it: deletes every member holds may go early (nothing sweeps here unless a test does).
+    isStable: (r): boolean => extra.earlyPurge === true && cluster.isStable(r),
   });
-  const cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger, durableThroughMs: extra.durableThroughMs });
+  const cluster: Cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger, durableThroughMs: extra.durableThroughMs });
   const url = extra.url ?? `mem://${name}`;
   net.register(url, cluster.service);
   const write = (key: string, value: string | null, bucket = "default"): StoredRecord => {

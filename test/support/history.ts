@@ -34,6 +34,12 @@ export interface Op {
   node: string;
   /** The node answered 2xx. */
   acknowledged: boolean;
+  /**
+   * Not acknowledged, and certainly not applied: the connection was refused, or the
+   * node answered with an error that writes nothing (4xx, 503). Absent for an
+   * operation that may have been applied (a time-out, a reset, 504).
+   */
+  failed?: true;
   /** The version the answer carried (ETag); required when acknowledged. */
   version?: string;
 }
@@ -82,8 +88,10 @@ export function checkHistory(history: readonly Op[], replicas: readonly Replica[
     const id = keyOf(op.bucket ?? "default", op.key);
     deletes.set(id, [...(deletes.get(id) ?? []), op]);
   }
+  // An unacknowledged delete that may have been applied may have landed at any time after
+  // it was sent (a node stopped with the request in its socket reads it on resume).
   const deletedAfter = (id: string, version: string): boolean =>
-    (deletes.get(id) ?? []).some((d) => !d.acknowledged || compareVersions(d.version!, version) > 0);
+    (deletes.get(id) ?? []).some((d) => (d.acknowledged ? compareVersions(d.version!, version) > 0 : !d.failed));
 
   for (const op of history) {
     if (!op.acknowledged) {
