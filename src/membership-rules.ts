@@ -61,3 +61,10 @@ export function mustYield(mine: WireMember, other: WireMember, wasPaused: boolea
   return mine.url > other.url;
 }
 
+/**
+ * How long a heartbeat (or any question to one member) may take, in ms: up to the
+ * request timeout, but no longer than the silence that makes a member suspect, so a
+ * hung member is found suspect on time. Pure.
+ */
+export const probeTimeoutMs = (cfg: Pick<NodeConfig, "requestTimeoutMs" | "suspectAfterMs">): number =>
+  Math.min(cfg.requestTimeoutMs, Math.max(cfg.suspectAfterMs, 50));

@@ -1,62 +1,13 @@
-import type { NodeConfig } from "./config.ts";
-import { offsetSample, type OffsetSample } from "./clock-offset.ts";
+import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./peer-protocol.ts";
-import type { PeerTransport } from "./transport.ts";
-import { isLive, mergeDecision, stateAfterSilence } from "./membership-rules.ts";
+import { isLive, mergeDecision, probeTimeoutMs, stateAfterSilence } from "./membership-rules.ts";
+import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 
 export { mergeDecision, mustYield, stateAfterSilence } from "./membership-rules.ts";
-
-type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "reapDeadAfterMs" | "requestTimeoutMs">;
-
-export interface Member extends WireMember {
-  /**
-   * When this node last heard from the member directly, or first learned of it second
-   * hand, by its own wall clock (ms): silence is counted from here.
-   */
-  lastSeenMs: number;
-}
-
-export interface MembershipEvents {
-  /** A member this node did not know (or that had left) is now in the cluster. */
-  added(m: Member): void;
-  /** A suspect or dead member answered again. */
-  recovered(m: Member): void;
-  /** A member left for good (it said so, someone who heard it said so, or it was dead past reapDeadAfterMs). */
-  left(m: Member): void;
-  /** A member moved to another URL (a restart on a new address, same name). */
-  moved(m: Member): void;
-  /** A member's heartbeat said how far its writes are held, and how far its own are durable (see stability.ts). */
-  reported?(name: string, report: HeartbeatReport): void;
-  /** A heartbeat or join answer measured a member's clock (see clock-offset.ts). */
-  measured?(name: string, sample: OffsetSample): void;
-  /**
-   * Another live process holds this node's name and this one must give it up (see
-   * `claimConflict`). Heartbeats have stopped; the node should stop taking writes and exit.
-   */
-  nameTaken?(holder: WireMember, error: MakhzenError): void;
-}
-
-/** See stability.ts. */
-export interface HeartbeatReport {
-  stableMs?: number;
-  durableMs?: number;
-}
-
-export interface MembershipDeps {
-  self: { name: string; url: string; incarnation: number };
-  transport: PeerTransport;
-  config: MembershipConfig;
-  wallMs: () => number;
-  /** Monotonic clock, in ms, for noticing that this process was paused (default performance.now). */
-  monoMs?: () => number;
-  /** What this node tells its peers in heartbeats for the early purge of deletes (see stability.ts); absent: nothing. */
-  report?: () => HeartbeatReport;
-  events: MembershipEvents;
-  logger?: Logger;
-}
+export type { HeartbeatReport, Member, MembershipDeps, MembershipEvents } from "./membership-types.ts";
 
 /**
  * Who is in the cluster and how each member is doing.
@@ -89,15 +40,12 @@ export class Membership {
   private nameRefused = false;
   /** Our claim to our name, against other processes that claim it too. */
   private readonly claim: NameClaim;
-  /** URLs of other claims of our name being asked whether they are alive (see claimConflict). */
-  private readonly asking = new Set<string>();
-  /** The check of our name after a pause, while it runs (see confirmName). */
-  private confirming?: Promise<void>;
 
   constructor(private readonly deps: MembershipDeps) {
     this.claim = new NameClaim({
       self: deps.self,
       config: deps.config,
+      transport: deps.transport,
       monoMs: deps.monoMs ?? (() => performance.now()),
       logger: this.logger,
       onYield: (holder, error) => {
@@ -258,54 +206,6 @@ export class Membership {
     return answering.size === 0 ? this.seeds : this.seeds.filter((u) => left.has(u) && !answering.has(u));
   }
 
-  /**
-   * After a pause: ask every member and seed we know for its member list, instead of
-   * heartbeats. A read changes nothing at the other end (a join or a heartbeat would
-   * mark us alive there, and a member that has not yet heard of the process that
-   * took our name would then list us as its holder). If any lists our name at
-   * another URL, alive, we yield; once one has answered and none does, the name is ours.
-   */
-  private confirmName(): void {
-    if (this.confirming) return;
-    const { self } = this.deps;
-    const urls = [...new Set([...this.list().filter((m) => m.state !== "left").map((m) => m.url), ...this.seeds])].filter((u) => u !== self.url);
-    if (urls.length === 0) return this.claim.confirmed();
-    const timeout = Math.min(this.deps.config.requestTimeoutMs, Math.max(this.deps.config.suspectAfterMs, 50));
-    this.confirming = Promise.allSettled(urls.map((u) => this.deps.transport.call(u, "members", {}, timeout))).then((results) => {
-      this.confirming = undefined;
-      let answered = 0;
-      for (const r of results) {
-        if (r.status !== "fulfilled") continue;
-        answered++;
-        const other = r.value.members.find((m) => m.name === self.name && m.url !== self.url && isLive(m.state));
-        if (other) return void this.claimConflict(other);
-      }
-      if (answered > 0) this.claim.confirmed();
-    });
-  }
-
-  /**
-   * Another claim of our name, listed alive by some member. If it would win (see
-   * NameClaim.wouldYield), ask it directly first: a member a heartbeat behind may
-   * still list a process that has died (killed, and restarted elsewhere as us), and
-   * a corpse must not take the name from the living. One question per URL at a time.
-   */
-  private claimConflict(other: WireMember): void {
-    if (this.claim.lost || !this.claim.wouldYield(other) || this.asking.has(other.url)) return;
-    this.asking.add(other.url);
-    const timeout = Math.min(this.deps.config.requestTimeoutMs, Math.max(this.deps.config.suspectAfterMs, 50));
-    this.deps.transport
-      .call(other.url, "members", {}, timeout)
-      .then(
-        (answer) => {
-          const it = answer.members[0];
-          if (it?.name === other.name && it.url === other.url) this.claim.yieldTo(other);
-        },
-        () => this.logger.debug("another claim of our name did not answer: not yielding to it", { url: other.url }),
-      )
-      .finally(() => this.asking.delete(other.url));
-  }
-
   /** One join at a time: a caller while one runs shares it. */
   private joinOnce(seeds = this.seeds): Promise<boolean> {
     this.joining ??= this.tryJoin(seeds).finally(() => (this.joining = undefined));
@@ -351,7 +251,7 @@ export class Membership {
     if (this.timer !== undefined) this.claim.beat();
     if (this.claim.lost) return;
     if (this.claim.inDoubt) {
-      this.confirmName();
+      this.claim.confirm([...this.list().filter((m) => m.state !== "left").map((m) => m.url), ...this.seeds]);
       return;
     }
     const seeds = this.seedsToTry();
@@ -365,8 +265,8 @@ export class Membership {
     }
     const me = this.selfWire();
     const list = this.wire();
-    // A probe may take up to the request timeout; a member still being probed is skipped.
-    const timeout = Math.min(this.deps.config.requestTimeoutMs, Math.max(this.deps.config.suspectAfterMs, 50));
+    // A member still being probed is skipped.
+    const timeout = probeTimeoutMs(this.deps.config);
     for (const m of this.members.values()) {
       if (m.state === "left" || this.probing.has(m.name)) continue;
       this.probing.add(m.name);
@@ -455,7 +355,7 @@ export class Membership {
         if (r.url === self.url && r.state === "left" && r.incarnation >= self.incarnation) {
           self.incarnation = r.incarnation + 1; // refute a stale "left" about us
         } else if (r.url !== self.url && isLive(r.state)) {
-          this.claimConflict(r);
+          this.claim.consider(r);
         }
         continue;
       }

@@ -1,12 +1,15 @@
 import type { NodeConfig } from "./config.ts";
 import { MakhzenError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { mustYield } from "./membership-rules.ts";
+import { isLive, mustYield, probeTimeoutMs } from "./membership-rules.ts";
 import type { WireMember } from "./peer-protocol.ts";
+import type { PeerTransport } from "./transport.ts";
 
 export interface NameClaimDeps {
   self: { name: string; url: string; incarnation: number };
-  config: Pick<NodeConfig, "suspectAfterMs" | "deadAfterMs">;
+  config: Pick<NodeConfig, "suspectAfterMs" | "deadAfterMs" | "requestTimeoutMs">;
+  /** To read other nodes' member lists (the read-only `members` op). */
+  transport: PeerTransport;
   /**
    * A monotonic clock, in ms: pauses are measured on it, so a step of the wall clock
    * (NTP, or a test moving a manual clock) is not taken for one.
@@ -34,8 +37,12 @@ export class NameClaim {
   private yielded = false;
   private lastBeatMs?: number;
   private pausedUntilMs = 0;
-  /** Paused, and not yet confirmed by a join that the name is still ours. */
+  /** Paused, and not yet confirmed by the peers' lists that the name is still ours. */
   private doubted = false;
+  /** URLs of other claims of our name being asked whether they are alive (see consider). */
+  private readonly asking = new Set<string>();
+  /** The check of our name after a pause, while it runs (see confirm). */
+  private confirming?: Promise<void>;
 
   constructor(private readonly deps: NameClaimDeps) {}
 
@@ -63,7 +70,7 @@ export class NameClaim {
   }
 
   /** The peers' member lists show no other holder: the name is ours. */
-  confirmed(): void {
+  private confirmed(): void {
     this.doubted = false;
   }
 
@@ -87,6 +94,53 @@ export class NameClaim {
     this.notePause();
     const { self } = this.deps;
     return mustYield({ name: self.name, url: self.url, incarnation: self.incarnation, state: "alive" }, other, this.paused());
+  }
+
+  /**
+   * Another claim of our name, listed alive by some member. If it would win (see
+   * wouldYield), ask it directly first: a member a heartbeat behind may still list a
+   * process that has died (killed, and restarted elsewhere as us), and a corpse must
+   * not take the name from the living. One question per URL at a time.
+   */
+  consider(other: WireMember): void {
+    if (this.yielded || !this.wouldYield(other) || this.asking.has(other.url)) return;
+    this.asking.add(other.url);
+    this.deps.transport
+      .call(other.url, "members", {}, probeTimeoutMs(this.deps.config))
+      .then(
+        (answer) => {
+          const it = answer.members[0];
+          if (it?.name === other.name && it.url === other.url) this.yieldTo(other);
+        },
+        () => this.deps.logger.debug("another claim of our name did not answer: not yielding to it", { url: other.url }),
+      )
+      .finally(() => this.asking.delete(other.url));
+  }
+
+  /**
+   * After a pause (inDoubt): ask every member and seed we know for its member list,
+   * instead of heartbeats. A read changes nothing at the other end (a join or a
+   * heartbeat would mark us alive there, and a member that has not yet heard of the
+   * process that took our name would then list us as its holder). If any lists our
+   * name at another URL, alive, we consider it; once one has answered and none does,
+   * the name is ours.
+   */
+  confirm(urls: string[]): void {
+    if (this.confirming) return;
+    const { self } = this.deps;
+    const ask = [...new Set(urls)].filter((u) => u !== self.url);
+    if (ask.length === 0) return this.confirmed();
+    this.confirming = Promise.allSettled(ask.map((u) => this.deps.transport.call(u, "members", {}, probeTimeoutMs(this.deps.config)))).then((results) => {
+      this.confirming = undefined;
+      let answered = 0;
+      for (const r of results) {
+        if (r.status !== "fulfilled") continue;
+        answered++;
+        const other = r.value.members.find((m) => m.name === self.name && m.url !== self.url && isLive(m.state));
+        if (other) return this.consider(other);
+      }
+      if (answered > 0) this.confirmed();
+    });
   }
 
   /** Gives the name up to `other`, once: logs and reports it (onYield). */

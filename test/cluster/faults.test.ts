@@ -55,14 +55,16 @@ async function operate(node: NodeProcess, kind: "put" | "delete", key: string, v
       kind === "put"
         ? await fetch(url, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value }), signal })
         : await fetch(url, { method: "DELETE", signal });
-    await res.arrayBuffer();
+    const answer = await res.text();
     // A delete of a key this node holds no live value for writes nothing: not part of the history.
     if (kind === "delete" && res.status === 404) return undefined;
     if (res.ok) {
       op.acknowledged = true;
       op.version = unquote(res.headers.get("etag"));
-    } else if (res.status !== 504) {
-      op.failed = true; // refused before anything was written (504: the local write stands)
+    } else if (res.status < 500 || /"code":"CLOCK_OFFSET"/.test(answer)) {
+      // Refused before anything was written. Not so a w= answer (503 UNAVAILABLE, 504):
+      // the local write stands and replicates.
+      op.failed = true;
     }
   } catch (e) {
     // Refused connection: nothing landed. Timed out or reset: the write may or may not have landed.

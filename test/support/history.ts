@@ -36,8 +36,9 @@ export interface Op {
   acknowledged: boolean;
   /**
    * Not acknowledged, and certainly not applied: the connection was refused, or the
-   * node answered with an error that writes nothing (4xx, 503). Absent for an
-   * operation that may have been applied (a time-out, a reset, 504).
+   * node answered with an error that writes nothing (a 4xx, 503 CLOCK_OFFSET). Absent
+   * for an operation that may have been applied (a time-out, a reset, or a `w=` that
+   * was not met: 503 UNAVAILABLE and 504 leave the local write standing).
    */
   failed?: true;
   /** The version the answer carried (ETag); required when acknowledged. */
