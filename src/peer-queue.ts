@@ -102,8 +102,18 @@ export interface QueueWatermark {
   ackedThroughMs: number;
 }
 
-/** What a queue vouches for. O(queue): once per heartbeat, not per record. */
+/**
+ * Past this many records outstanding, a queue vouches for nothing newer than its last
+ * loss: walking it would cost milliseconds per heartbeat (~0.1 µs a record), and a
+ * peer that far behind holds up the early purge anyway.
+ */
+export const WATERMARK_WALK_MAX = 10_000;
+
+/** What a queue vouches for. O(queue), at most WATERMARK_WALK_MAX: once per heartbeat, not per record. */
 export function queueWatermark(q: PeerQueue, nowMs: number): QueueWatermark {
+  let outstandingCount = q.pending.size;
+  for (const batch of q.sending) outstandingCount += batch.length;
+  if (outstandingCount > WATERMARK_WALK_MAX) return { completeSinceMs: q.completeSinceMs, ackedThroughMs: 0 };
   // Stamps are never behind the wall clock, so with nothing outstanding all up to now-1 are acknowledged.
   let ackedThroughMs = nowMs - 1;
   for (const o of outstanding(q)) ackedThroughMs = Math.min(ackedThroughMs, versionWallMs(o.record.version) - 1);
