@@ -26,6 +26,8 @@ export interface AntiEntropyDeps {
   applyRemote: (records: StoredRecord[]) => number;
   /** Peers worth a periodic round: the reachable ones. */
   candidates: () => SyncPeer[];
+  /** The peer does not hold these pushed records within its clock bounds (the `tooNew` of its answer). */
+  onNotHeld?: (records: StoredRecord[]) => void;
   /** Wall clock, for when rounds complete (see lastCompleteMs). Default: Date.now. */
   wallMs?: () => number;
   logger?: Logger;
@@ -339,7 +341,9 @@ export class AntiEntropy {
       await sendSplitting(
         batch,
         async (part) => {
-          pushed += (await this.ask(peer, "records", { records: part })).applied;
+          const answer = await this.ask(peer, "records", { records: part });
+          pushed += answer.applied;
+          if (answer.tooNew?.length) this.deps.onNotHeld?.(answer.tooNew.flatMap((i) => (part[i] ? [part[i]] : [])));
         },
         (r, e) => {
           // The first refusal, then one line per 100: each round offers the same records again.

@@ -13,6 +13,8 @@ export interface ClockGuardDeps {
   peers: () => readonly string[];
   /** Whether this node must measure a peer's clock before it writes (it was given seeds, and waits for them). */
   waitsForPeers: () => boolean;
+  /** Called after each new sample (the cluster then looks again at writes it may have stamped too far ahead). */
+  onSample?: () => void;
   /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
   monoMs?: () => number;
   logger?: Logger;
@@ -82,6 +84,7 @@ export class ClockGuard {
     this.median = undefined;
     this.base = { wallMs: this.deps.clock.wallMs(), monoMs: this.mono() };
     this.state(); // logs a fence going up or down at once, not at the next write
+    this.deps.onSample?.();
   }
 
   forget(peer: string): void {

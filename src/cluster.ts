@@ -11,6 +11,7 @@ import { createPeerService } from "./peer-service.ts";
 import type { StoredRecord } from "./record.ts";
 import { handOff } from "./handoff.ts";
 import { Replicator } from "./replicator.ts";
+import { Retraction } from "./retraction.ts";
 import { Stability } from "./stability.ts";
 import type { Store } from "./store.ts";
 import type { PeerService, PeerTransport } from "./transport.ts";
@@ -94,6 +95,8 @@ export class Cluster {
   private servingAloneLogged = false;
   /** Which records every member holds: deletes it vouches for are purged early (stability.ts). */
   private readonly stability: Stability;
+  /** Writes of ours stamped too far ahead, given up (retraction.ts). */
+  readonly retraction: Retraction;
   private reportFatal!: (e: MakhzenError) => void;
 
   constructor(private readonly deps: ClusterDeps) {
@@ -108,6 +111,7 @@ export class Cluster {
       maxOffsetMs: config.maxClockOffsetMs,
       peers: () => this.membership.peers().map((m) => m.name),
       waitsForPeers: () => this.waitsForPeers(),
+      onSample: () => this.retraction.review(),
       logger: this.logger.child("clock"),
     });
     this.replicator = new Replicator({
@@ -117,6 +121,7 @@ export class Cluster {
       current: (bucket, key) => store.getRecord(bucket, key),
       logger: logger.child("replicator"),
       onOverflow: (peer) => this.antiEntropy.request(peer),
+      onNotHeld: (records) => this.retraction.notHeld(records),
     });
     this.membership = new Membership({
       self: this.self,
@@ -160,8 +165,10 @@ export class Cluster {
       logger: logger.child("antientropy"),
       applyRemote: (records) => this.applyRemote(records).applied,
       candidates: () => this.membership.reachable(),
+      onNotHeld: (records) => this.retraction.notHeld(records),
       wallMs: () => clock.wallMs(),
     });
+    this.retraction = new Retraction({ self: config.name, store, guard: this.clockGuard, logger: this.logger.child("clock") });
     this.consistency = new Consistency({
       store,
       membership: this.membership,

@@ -172,6 +172,9 @@ export function createMetrics(src: MetricsSources): Metrics {
   );
 
   // ---- clocks ----
+  total("records_retracted_total", "Writes this node stamped too far ahead of the cluster's clock and gave up (lost; see docs/replication.md).", [], (set) =>
+    set(src.cluster.retraction.retracted),
+  );
   gauge("clock_offset_ms", "This node's clock minus the median of the cluster's clocks (its own included), in ms.", [], (g) =>
     g.set(src.cluster.clockGuard.state().offsetMs),
   );

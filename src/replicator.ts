@@ -39,6 +39,8 @@ export interface ReplicatorDeps {
    * passed a bound and was dropped, or it refuses us (a secret or protocol mismatch).
    */
   onOverflow: (peer: string) => void;
+  /** The peer does not hold these records within its clock bounds (the `tooNew` of its answer). */
+  onNotHeld?: (records: StoredRecord[]) => void;
   /**
    * What the store holds for a key now, tombstones included (Store.getRecord). A
    * queued record is checked against it when it is taken into a batch: a newer
@@ -337,7 +339,10 @@ export class Replicator {
           const tooNew = new Set(answer.tooNew?.map((i) => part[i]));
           q.stats.batches++;
           for (const out of part) done.add(out);
-          if (tooNew.size > 0) this.tooNew(q, tooNew);
+          if (tooNew.size > 0) {
+            this.tooNew(q, tooNew);
+            this.deps.onNotHeld?.([...tooNew].flatMap((o) => (o ? [o.record] : [])));
+          }
           q.stats.sent += part.length - tooNew.size;
           if (this.waiters.active) this.waiters.acked(q.name, part.filter((o) => !tooNew.has(o)).map((o) => o.record));
         },

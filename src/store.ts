@@ -273,6 +273,20 @@ export class Store {
   }
 
   /**
+   * Forgets the record of (bucket, key) if it is still `version`, as if it had never
+   * been taken: what a node does with a write it stamped while its clock was too far
+   * ahead (see Cluster.retract). The key then holds nothing here until anti-entropy
+   * brings what the peers hold. Returns whether it was removed.
+   */
+  retract(bucket: string, key: string, version: string): boolean {
+    const entry = this.keyspace.get(bucket, key);
+    if (!entry || entry.record.version !== version) return false;
+    if (entry.record.value !== null) this.expireToTombstone(entry);
+    this.purge(entry);
+    return true;
+  }
+
+  /**
    * Past its grace period, or a stable tombstone (every member holds it): a record
    * anti-entropy neither offers nor sends, since no peer needs it and each drops it.
    */

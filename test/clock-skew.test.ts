@@ -212,3 +212,32 @@ describe("clock skew in a cluster (in process)", () => {
     }
   });
 });
+
+describe("a write stamped in a clock jump does not outlive it", () => {
+  test("a write a peer refused as too far ahead is retracted by the node that stamped it, so it never lands later", async () => {
+    const net = new MemoryTransport();
+    let jump = 0;
+    const [a, b, c] = [core("a", net), core("b", net), core("c", net, {}, { wall: () => Date.now() + jump })];
+    const nodes = [a, b, c];
+    try {
+      await joined(nodes);
+      for (const n of nodes) n.cluster.membership.tick();
+      await until(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+      jump = 1500; // c's wall clock steps ahead; it stamps one write before anything notices
+      const ahead = c.write("k", "from-c");
+      // The first peer to refuse it makes c give it up; the other may never even be sent it.
+      await until(() => a.cluster.refusedForDrift + b.cluster.refusedForDrift > 0);
+      await until(() => c.store.getRecord("default", "k") === undefined);
+      expect(c.cluster.retraction.retracted).toBe(1);
+      const honest = a.write("k", "from-a"); // acknowledged by a and b, as w=quorum would
+      await until(() => b.store.get("default", "k")?.version === honest.version);
+      // Real time passes c's stamp: nobody holds it to offer any more, and a node that never saw it cannot get it.
+      await until(() => Date.now() > versionWallMs(ahead.version) + 100, 5000);
+      jump = 0;
+      for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url }).catch(() => {});
+      expect(nodes.map((n) => n.store.get("default", "k")?.value)).toEqual(["from-a", "from-a", "from-a"]);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+});

@@ -29,6 +29,12 @@ describe("serve: cluster flags", () => {
     expect(() => resolveConfig({ reapDeadAfterMs: 1000 })).toThrow(/reapDeadAfterMs/); // shorter than deadAfterMs
   });
 
+  test("--max-clock-offset becomes maxClockOffsetMs, from the flag or MAKHZEN_MAX_CLOCK_OFFSET", () => {
+    expect(serveOptions({ "max-clock-offset": "250ms" }, {}).maxClockOffsetMs).toBe(250);
+    expect(serveOptions({}, { MAKHZEN_MAX_CLOCK_OFFSET: "1s" }).maxClockOffsetMs).toBe(1000);
+    expect(resolveConfig({}).maxClockOffsetMs).toBe(500);
+  });
+
   test("bad cluster flags print one line and exit 2", () => {
     for (const [args, message] of [
       [["--peers", "not a url"], '--peers must be a URL like http://10.0.0.2:3000, not "not a url"'],
@@ -38,6 +44,8 @@ describe("serve: cluster flags", () => {
       [["--queue-max", "0"], '--queue-max must be an integer from 1 to 1000000000, not "0"'],
       // A bare number is refused, not guessed: 1000 could mean ms or s.
       [["--heartbeat-interval", "1000"], '--heartbeat-interval must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "1000"'],
+      [["--max-clock-offset", "0ms"], '--max-clock-offset must be from 10ms to 24h, not "0ms"'],
+      [["--max-clock-offset", "500"], '--max-clock-offset must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "500"'],
     ] as const) {
       const r = Bun.spawnSync([process.execPath, MAIN, "serve", "--port", "0", ...args]);
       expect(r.exitCode).toBe(2);

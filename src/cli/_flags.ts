@@ -90,6 +90,15 @@ export function parseDurationMs(name: string, value: string): number {
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
 }
 
+/** A duration (see parseDurationMs) from `min` to `max`, both written as the user would type them. */
+export function parseDurationWithin(name: string, value: string, min: string, max: string): number {
+  const ms = parseDurationMs(name, value);
+  if (ms < parseDurationMs(name, min) || ms > parseDurationMs(name, max)) {
+    throw usageError(`--${name} must be from ${min} to ${max}, not "${value}"`);
+  }
+  return ms;
+}
+
 export function parseInteger(name: string, value: string, min: number, max: number): number {
   if (!/^\d+$/.test(value.trim()) || Number(value) < min || Number(value) > max) {
     throw usageError(`--${name} must be an integer from ${min} to ${max}, not "${value}"`);

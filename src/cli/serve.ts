@@ -5,7 +5,7 @@ import { createLogger, LOG_LEVELS, type Logger, type LogFormat, type LogLevel } 
 import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
-import { flag, parseBytes, parseChoice, parseDurationMs, parseInteger } from "./_flags.ts";
+import { flag, parseBytes, parseChoice, parseDurationMs, parseDurationWithin, parseInteger } from "./_flags.ts";
 
 export const serveArgs = {
   port: { type: "string", description: `Port to listen on (default ${DEFAULTS.port}; env MAKHZEN_PORT)` },
@@ -79,7 +79,8 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     queueMaxBytes: opt("queue-max-bytes", parseBytes),
     reapDeadAfterMs: opt("reap-dead-after", parseDurationMs),
     drainTimeoutMs: opt("drain-timeout", parseDurationMs),
-    maxClockOffsetMs: opt("max-clock-offset", parseDurationMs),
+    // The bounds of config.ts's maxClockOffsetMs, in the units a user types.
+    maxClockOffsetMs: opt("max-clock-offset", (n, v) => parseDurationWithin(n, v, "10ms", "24h")),
     token: get("token"),
     readToken: get("read-token"),
     clusterSecret: get("cluster-secret"),
