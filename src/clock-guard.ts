@@ -11,8 +11,10 @@ export interface ClockGuardDeps {
   maxOffsetMs: number;
   /** The members whose clocks count: every member that has not left (a dead one's last offset still says something). */
   peers: () => readonly string[];
-  /** Whether this node must measure a peer's clock before it writes (it was given seeds, and waits for them). */
-  waitsForPeers: () => boolean;
+  /** Whether this node was given seeds: then it measures a peer's clock before it writes (see waitsForPeers). */
+  hasSeeds: () => boolean;
+  /** How long after start a node with seeds waits for a clock to compare with, in ms (deadAfterMs). */
+  unmeasuredGraceMs: number;
   /** Called after each new sample (the cluster then looks again at writes it may have stamped too far ahead). */
   onSample?: () => void;
   /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
@@ -64,6 +66,8 @@ export class ClockGuard {
   private base?: { wallMs: number; monoMs: number };
   /** The wall clock stepped since the last sample: every offset is stale until the next one. */
   private stepped = false;
+  private startedAtMs?: number;
+  private servingAloneLogged = false;
   private readonly logLine: LineLimiter;
   private readonly logger: Logger;
   private refusedCount = 0;
@@ -129,7 +133,7 @@ export class ClockGuard {
     if (this.stepped) reason = "stepped";
     else if (measured === 0) {
       // Alone there is no other clock to be wrong against, unless seeds were given.
-      if (this.deps.waitsForPeers()) reason = "unmeasured";
+      if (this.waitsForPeers(now)) reason = "unmeasured";
     } else if (Math.abs(offsetMs) > FENCE_SHARE * maxOffsetMs) reason = "offset";
     else if (stampAheadMs > FENCE_SHARE * maxOffsetMs) reason = "stamps";
     const fenced = reason !== undefined;
@@ -148,6 +152,29 @@ export class ClockGuard {
     }
     this.wasFenced = fenced;
     return fenced ? { offsetMs, fenced, maxOffsetMs, reason } : { offsetMs, fenced, maxOffsetMs };
+  }
+
+  /** The node started (listens, joins): the wait for a peer's clock begins. */
+  started(): void {
+    this.startedAtMs ??= this.deps.clock.wallMs();
+  }
+
+  /**
+   * Whether this node must measure a peer's clock before it may write: it was given
+   * seeds, and started less than unmeasuredGraceMs ago. A node that reaches none of
+   * its seeds for that long (the silence after which the cluster calls a member dead)
+   * serves alone, as it always did, with a clock it could not check: it says so once.
+   */
+  private waitsForPeers(now: number): boolean {
+    if (!this.deps.hasSeeds() || this.startedAtMs === undefined) return false;
+    if (now - this.startedAtMs < this.deps.unmeasuredGraceMs) return true;
+    if (!this.servingAloneLogged) {
+      this.servingAloneLogged = true;
+      this.logger.warn("no peer's clock measured since start: taking writes with a clock nothing could check", {
+        waitedMs: this.deps.unmeasuredGraceMs,
+      });
+    }
+    return false;
   }
 
   private mono(): number {

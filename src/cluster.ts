@@ -19,7 +19,7 @@ import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
 import { recordId } from "./digest.ts";
 import { applyRemote } from "./remote-records.ts";
 import type { ClockState } from "./clock-offset.ts";
-import { Consistency, parseConcern, type Concern, type Level } from "./consistency.ts";
+import { Consistency } from "./consistency.ts";
 
 export interface ClusterDeps {
   config: NodeConfig;
@@ -56,8 +56,6 @@ export interface ClusterStatus {
   members: MemberStatus[];
 }
 
-export type { Concern, Level } from "./consistency.ts";
-export { DEFAULT_CONSISTENCY_TIMEOUT_MS } from "./consistency.ts";
 
 /**
  * The cluster side of a node: membership, replication, anti-entropy, and the
@@ -86,13 +84,11 @@ export class Cluster {
   private closed = false;
   private readonly logger: Logger;
   readonly clockGuard: ClockGuard;
-  private readonly consistency: Consistency;
+  /** The consistency knobs, `w=` and `r=` (consistency.ts). */
+  readonly consistency: Consistency;
   /** Set when another process took this node's name: it refuses writes, and `fatal` settles. */
   private nameLost?: MakhzenError;
   private readonly fatalError: Promise<MakhzenError>;
-  /** When start() ran (wall ms), for how long a node with seeds waits for a clock to compare with. */
-  private startedAtMs?: number;
-  private servingAloneLogged = false;
   /** Which records every member holds: deletes it vouches for are purged early (stability.ts). */
   private readonly stability: Stability;
   /** Writes of ours stamped too far ahead, given up (retraction.ts). */
@@ -110,7 +106,8 @@ export class Cluster {
       clock,
       maxOffsetMs: config.maxClockOffsetMs,
       peers: () => this.membership.peers().map((m) => m.name),
-      waitsForPeers: () => this.waitsForPeers(),
+      hasSeeds: () => this.membership.hasSeeds,
+      unmeasuredGraceMs: config.deadAfterMs,
       onSample: () => this.retraction.review(),
       logger: this.logger.child("clock"),
     });
@@ -249,7 +246,7 @@ export class Cluster {
    */
   async start(listenUrl: string): Promise<void> {
     this.self.url ||= listenUrl;
-    this.startedAtMs = this.deps.clock.wallMs();
+    this.clockGuard.started();
     // Members learned while joining ask for rounds, and they ask for rounds against
     // us; the first sync below does that work itself (a full copy, then a round with
     // each), so both wait for it.
@@ -357,25 +354,6 @@ export class Cluster {
     return this.stability.isStable(r);
   }
 
-  /**
-   * Whether this node must measure a peer's clock before it may write (the guard's
-   * `unmeasured`): it was given seeds, and it started less than deadAfterMs ago. A
-   * node that reaches none of its seeds for that long (the silence after which the
-   * cluster calls a member dead) serves alone, as it always did, with a clock it
-   * could not check: it says so once, at warn.
-   */
-  private waitsForPeers(): boolean {
-    if (!this.membership.hasSeeds || this.startedAtMs === undefined) return false;
-    if (this.deps.clock.wallMs() - this.startedAtMs < this.deps.config.deadAfterMs) return true;
-    if (!this.servingAloneLogged) {
-      this.servingAloneLogged = true;
-      this.logger.warn("no peer's clock measured since start: taking writes with a clock nothing could check", {
-        waitedMs: this.deps.config.deadAfterMs,
-      });
-    }
-    return false;
-  }
-
   private durableThroughMs(): number {
     return this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
   }
@@ -388,24 +366,6 @@ export class Cluster {
   /** Merges records from a peer, by the rules of remote-records.ts. */
   applyRemote(records: StoredRecord[]): { applied: number; tooNew: number[] } {
     return applyRemote(records, { store: this.deps.store, clock: this.deps.clock, guard: this.clockGuard });
-  }
-
-  // ---- consistency knobs (see consistency.ts) ----
-
-  concern(name: "w" | "r", raw: string | null | undefined, timeout: string | null | undefined): Concern | undefined {
-    return parseConcern(name, raw, timeout);
-  }
-
-  awaitWrite(bucket: string, key: string, version: string, concern: Concern): Promise<void> {
-    return this.consistency.awaitWrite(bucket, key, version, concern);
-  }
-
-  repairRead(bucket: string, key: string, concern: Concern): Promise<void> {
-    return this.consistency.repairRead(bucket, key, concern);
-  }
-
-  required(level: Level): number {
-    return this.consistency.required(level);
   }
 
   /** First sync of a starting node: a full copy if it holds nothing, then a round with every reachable peer. */

@@ -138,3 +138,35 @@ export function queueStats(q: PeerQueue, nowMs: number): PeerQueueStats {
     oldestAgeMs: oldest === Infinity ? 0 : Math.max(0, nowMs - oldest),
   };
 }
+
+/**
+ * The queue's records as they should go now. A queued record may have been
+ * overtaken in the store since it was queued: by a newer one from another node (a
+ * delete, say), which then goes instead; or by a purge of the key, after the
+ * delete that replaced it was held by every member (stability.ts), and then
+ * nothing goes. Sending the old value would bring the key back on a peer that has
+ * forgotten the delete, and anti-entropy would spread it from there. One map
+ * lookup per record sent; the same object when nothing changed.
+ */
+export function* freshRecords(
+  q: PeerQueue,
+  current: ((bucket: string, key: string) => StoredRecord | undefined) | undefined,
+  outgoing: (r: StoredRecord) => Outgoing,
+): Iterable<Outgoing> {
+  for (const [id, out] of q.pending) {
+    const held = current?.(out.record.bucket, out.record.key) ?? (current ? undefined : out.record);
+    if (held === out.record) {
+      yield out;
+    } else if (held === undefined) {
+      q.pending.delete(id);
+      q.pendingBytes -= out.bytes;
+    } else if (compareRecords(held, out.record) > 0) {
+      const next = outgoing(held);
+      q.pending.set(id, next);
+      q.pendingBytes += next.bytes - out.bytes;
+      yield next;
+    } else {
+      yield out;
+    }
+  }
+}

@@ -6,6 +6,7 @@ import { recordId } from "./digest.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { approxWireBytes, compareRecords, type StoredRecord } from "./record.ts";
 import {
+  freshRecords,
   heldByNone,
   queueStats,
   queueWatermark,
@@ -268,35 +269,6 @@ export class Replicator {
     this.deps.onOverflow(q.name);
   }
 
-  /**
-   * The queue's records as they should go now. A queued record may have been
-   * overtaken in the store since it was queued: by a newer one from another node (a
-   * delete, say), which then goes instead; or by a purge of the key, after the
-   * delete that replaced it was held by every member (stability.ts), and then
-   * nothing goes. Sending the old value would bring the key back on a peer that has
-   * forgotten the delete, and anti-entropy would spread it from there. One map
-   * lookup per record sent; the same object when nothing changed.
-   */
-  private *fresh(q: PeerQueue): Iterable<Outgoing> {
-    const current = this.deps.current;
-    for (const [id, out] of q.pending) {
-      const held = current?.(out.record.bucket, out.record.key) ?? (current ? undefined : out.record);
-      if (held === out.record) {
-        yield out;
-      } else if (held === undefined) {
-        q.pending.delete(id);
-        q.pendingBytes -= out.bytes;
-      } else if (compareRecords(held, out.record) > 0) {
-        const next = this.outgoing(held);
-        q.pending.set(id, next);
-        q.pendingBytes += next.bytes - out.bytes;
-        yield next;
-      } else {
-        yield out;
-      }
-    }
-  }
-
   /** Starts sends while there is work, room in flight, and no backoff pending. */
   private pump(q: PeerQueue): void {
     if (this.closed || q.removed || q.retryTimer) return;
@@ -318,7 +290,7 @@ export class Replicator {
 
   private takeBatch(q: PeerQueue): Outgoing[] {
     const { batchMaxRecords, batchMaxBytes } = this.deps.config;
-    const first = batchBy(this.fresh(q), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= JSON.stringify(out.record)).length);
+    const first = batchBy(freshRecords(q, this.deps.current, (r) => this.outgoing(r)), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= JSON.stringify(out.record)).length);
     const batch = first.next().value ?? [];
     for (const out of batch) {
       q.pending.delete(recordId(out.record.bucket, out.record.key));

@@ -42,7 +42,8 @@ describe("clock offsets, pure", () => {
 describe("ClockGuard", () => {
   const guard = (wall: ManualWallClock, offsets: Record<string, number> = {}, maxOffsetMs = 500, mono = wall.read, hasSeeds = false) => {
     const clock = new HybridClock("a", wall.read);
-    const g = new ClockGuard({ clock, maxOffsetMs, peers: () => Object.keys(offsets), waitsForPeers: () => hasSeeds, monoMs: mono });
+    const g = new ClockGuard({ clock, maxOffsetMs, peers: () => Object.keys(offsets), hasSeeds: () => hasSeeds, unmeasuredGraceMs: 60_000, monoMs: mono });
+    g.started();
     for (const [peer, o] of Object.entries(offsets)) g.record(peer, offsetSample(wall.ms, wall.ms + o, wall.ms));
     return { g, clock };
   };
@@ -184,7 +185,7 @@ describe("clock skew in a cluster (in process)", () => {
 
       // a writes k and asks every replica: c holds a newer version, but one out of bounds.
       const r = a.write("k", "from-a");
-      const err = await a.cluster
+      const err = await a.cluster.consistency
         .awaitWrite("default", "k", r.version, { level: "all", raw: "all", timeoutMs: 300 })
         .then(() => undefined, (e: MakhzenError) => e);
       expect(err?.code).toBe("REPLICATION_TIMEOUT");

@@ -1,3 +1,4 @@
+import { parseConcern } from "../src/consistency.ts";
 import { describe, expect, test } from "bun:test";
 import { mergeDecision, stateAfterSilence } from "../src/membership.ts";
 import type { StoredRecord } from "../src/record.ts";
@@ -106,8 +107,8 @@ describe("cluster core over an in-memory network", () => {
     for (const n of nodes) n.store.apply(old);
     const newest: StoredRecord = { bucket: "default", key: "k", value: "new", version: b.clock.now() };
     b.store.apply(newest); // b alone has the newest (its queue lost, say)
-    const concern = a.cluster.concern("r", "all", "1000")!;
-    await a.cluster.repairRead("default", "k", concern);
+    const concern = parseConcern("r", "all", "1000")!;
+    await a.cluster.consistency.repairRead("default", "k", concern);
     expect(a.store.getRecord("default", "k")!.value).toBe("new");
     await until(() => c.store.getRecord("default", "k")!.value === "new");
     for (const n of nodes) n.cluster.close();

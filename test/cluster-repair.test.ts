@@ -1,3 +1,4 @@
+import { parseConcern } from "../src/consistency.ts";
 import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../src/clock.ts";
 import { resolveConfig } from "../src/config.ts";
@@ -121,8 +122,8 @@ describe("acknowledgements", () => {
     const b = core("b", net, SLOW_AE);
     await joined([a, b]);
     const r = a.write("k", "v");
-    const concern = a.cluster.concern("w", "all", "300")!;
-    await expect(a.cluster.awaitWrite("default", "k", r.version, concern)).rejects.toThrow(/1 of 2 replicas/);
+    const concern = parseConcern("w", "all", "300")!;
+    await expect(a.cluster.consistency.awaitWrite("default", "k", r.version, concern)).rejects.toThrow(/1 of 2 replicas/);
     expect(b.store.getRecord("default", "k")).toBeUndefined();
     expect(a.cluster.replicator.queueSize("b")).toBe(0);
     expect(a.cluster.replicator.stats()[0]!.tooNew).toBe(1);

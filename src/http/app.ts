@@ -6,7 +6,8 @@ import type { Items } from "../items.ts";
 import { versionWallMs } from "../version.ts";
 import { DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "../record.ts";
 import type { Store } from "../store.ts";
-import type { Cluster, Concern } from "../cluster.ts";
+import type { Cluster } from "../cluster.ts";
+import { parseConcern, type Concern } from "../consistency.ts";
 import { readJsonBody, shapeChecker } from "./body.ts";
 import { requestLimits } from "./limits.ts";
 import { transferRoutes } from "./transfer.ts";
@@ -63,14 +64,14 @@ export function createApp(deps: AppDeps) {
   const concernOf = (name: "w" | "r", request: Request): Concern | undefined => {
     if (!deps.cluster || request.url.indexOf("?") === -1) return undefined;
     const q = new URL(request.url).searchParams;
-    return deps.cluster.concern(name, q.get(name), q.get("timeout"));
+    return parseConcern(name, q.get(name), q.get("timeout"));
   };
 
   const readItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
     const concern = concernOf("r", request);
     if (!concern) return getItem(bucket, rawKey, request);
     const key = decodeKey(rawKey);
-    return deps.cluster!.repairRead(bucket, key, concern).then(() => getItem(bucket, rawKey, request));
+    return deps.cluster!.consistency.repairRead(bucket, key, concern).then(() => getItem(bucket, rawKey, request));
   };
 
   const getItem = (bucket: string, rawKey: string, request: Request): Response => {
@@ -105,7 +106,7 @@ export function createApp(deps: AppDeps) {
     respond: () => Response,
   ): Response | Promise<Response> => {
     const durable = deps.durable?.();
-    const replicated = concern ? deps.cluster!.awaitWrite(bucket, key, version, concern) : undefined;
+    const replicated = concern ? deps.cluster!.consistency.awaitWrite(bucket, key, version, concern) : undefined;
     if (!durable && !replicated) return respond();
     return Promise.all([durable, replicated]).then(respond);
   };
