@@ -32,6 +32,8 @@ export interface ClusterDeps {
    * data dir's commit point. Absent: no data dir (a crash empties the node).
    */
   durableThroughMs?: () => number;
+  /** Monotonic clock, in ms, for failure detection and pauses (Membership.silenceClock). Default: performance.now. */
+  monoMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
   logger?: Logger;
 }
@@ -125,6 +127,7 @@ export class Cluster {
       transport,
       config,
       wallMs: () => clock.wallMs(),
+      monoMs: deps.monoMs ?? (() => performance.now()),
       report: () => ({ stableMs: Math.max(0, this.stability.stableMs()), durableMs: Math.max(0, this.durableThroughMs()) }),
       logger: logger.child("membership"),
       events: {
@@ -330,7 +333,7 @@ export class Cluster {
   }
 
   status(): ClusterStatus {
-    const now = this.deps.clock.wallMs();
+    const now = this.membership.silenceClock();
     const rows: MemberStatus[] = [{ name: this.self.name, url: this.self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 }];
     for (const m of this.membership.list()) {
       rows.push({

@@ -12,7 +12,7 @@ export type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspect
 export interface Member extends WireMember {
   /**
    * When this node last heard from the member directly, or first learned of it second
-   * hand, by its own wall clock (ms): silence is counted from here.
+   * hand, in ms of Membership.silenceClock (monotonic in a node): silence is counted from here.
    */
   lastSeenMs: number;
 }
@@ -48,7 +48,10 @@ export interface MembershipDeps {
   transport: PeerTransport;
   config: MembershipConfig;
   wallMs: () => number;
-  /** Monotonic clock, in ms, for noticing that this process was paused (default performance.now). */
+  /**
+   * Monotonic clock, in ms: silence of members is counted on it, and pauses of this
+   * process are noticed on it. Absent: silence on wallMs, pauses on performance.now.
+   */
   monoMs?: () => number;
   /** What this node tells its peers in heartbeats for the early purge of deletes (see stability.ts); absent: nothing. */
   report?: () => HeartbeatReport;

@@ -133,6 +133,28 @@ export class Membership {
 
   // ---- serving side ----
 
+  /**
+   * A join, as the peer protocol serves it. A name held by another URL that is alive
+   * or suspect here is asked first whether it still answers as that name: a node
+   * killed and started again on another address within seconds is still listed
+   * alive by its peers, and a corpse must not keep the name from the living. The
+   * holder's silence makes it dead here, and the joiner takes the name over.
+   */
+  async handleJoinChecked(joiner: WireMember): Promise<MembersAnswer> {
+    const held = this.members.get(joiner.name);
+    if (held && held.url !== joiner.url && isLive(held.state)) {
+      const holder = await this.deps.transport.call(held.url, "members", {}, probeTimeoutMs(this.deps.config)).then(
+        (a) => a.members[0],
+        () => undefined,
+      );
+      if (!(holder?.name === held.name && holder.url === held.url)) {
+        this.logger.warn("a member's name is taken over: it does not answer as that name any more", { member: held.name, url: held.url, by: joiner.url });
+        held.state = "dead";
+      }
+    }
+    return this.handleJoin(joiner);
+  }
+
   handleJoin(joiner: WireMember): MembersAnswer {
     const { self } = this.deps;
     if (joiner.name === self.name) {
@@ -166,6 +188,15 @@ export class Membership {
   /** The member list, changing nothing (the `members` op). */
   handleMembers(): MembersAnswer {
     return this.answer();
+  }
+
+  /**
+   * The clock silence is counted on: the monotonic one when given, so that a step of
+   * the wall clock (NTP, a resumed VM) does not make every member dead, or reap them
+   * all, at once; the wall clock otherwise (tests that move a manual clock).
+   */
+  silenceClock(): number {
+    return (this.deps.monoMs ?? this.deps.wallMs)();
   }
 
   /** Whether this node was given seeds other than itself (see join). */
@@ -294,7 +325,7 @@ export class Membership {
   }
 
   private age(): void {
-    const now = this.deps.wallMs();
+    const now = this.silenceClock();
     for (const m of this.members.values()) {
       if (m.state === "left") continue;
       const next = stateAfterSilence(now - m.lastSeenMs, this.deps.config);
@@ -314,7 +345,7 @@ export class Membership {
   }
 
   private markSeen(m: Member): void {
-    m.lastSeenMs = this.deps.wallMs();
+    m.lastSeenMs = this.silenceClock();
     if (m.state === "suspect" || m.state === "dead") {
       const before = m.state;
       m.state = "alive";
@@ -372,7 +403,7 @@ export class Membership {
   private upsert(w: WireMember): void {
     const prev = this.members.get(w.name);
     const before = prev && { state: prev.state, url: prev.url };
-    const m: Member = { name: w.name, url: w.url, state: w.state, incarnation: w.incarnation, lastSeenMs: this.deps.wallMs() };
+    const m: Member = { name: w.name, url: w.url, state: w.state, incarnation: w.incarnation, lastSeenMs: this.silenceClock() };
     const cur = prev ? Object.assign(prev, m) : m;
     if (!prev) this.members.set(w.name, cur);
     if (cur.state === "left") {

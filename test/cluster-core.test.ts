@@ -37,9 +37,8 @@ describe("cluster core over an in-memory network", () => {
     // c learned b from a's answer; b learns c from c's first heartbeat.
     c.cluster.membership.tick();
     await until(() => nodes.every((n) => n.cluster.status().members.length === 3));
-    const dup = core("b", net);
-    net.register("mem://b2", dup.cluster.service);
-    await dup.cluster.start("mem://b2");
+    const dup = core("b", net, {}, { url: "mem://b2" });
+    await dup.cluster.start(dup.url);
     await expect(dup.cluster.membership.join([a.url])).rejects.toThrow(/"b" is already taken by mem:\/\/b/);
     expect(a.cluster.membership.get("b")!.url).toBe("mem://b");
     for (const n of [...nodes, dup]) n.cluster.close();

@@ -179,8 +179,8 @@ describe("duplicate names, in process", () => {
       b1.cluster.close();
       net.unregister("mem://b1"); // kill -9
       // a has seen b1 dead; c, a heartbeat behind, still lists it as suspect.
-      a.cluster.membership.get("b")!.lastSeenMs = Date.now() - a.config.deadAfterMs - 1;
-      c.cluster.membership.get("b")!.lastSeenMs = Date.now() - c.config.suspectAfterMs - 1;
+      a.cluster.membership.get("b")!.lastSeenMs = a.cluster.membership.silenceClock() - a.config.deadAfterMs - 1;
+      c.cluster.membership.get("b")!.lastSeenMs = c.cluster.membership.silenceClock() - c.config.suspectAfterMs - 1;
       a.cluster.membership.tick();
       c.cluster.membership.tick();
       expect([a.cluster.membership.get("b")!.state, c.cluster.membership.get("b")!.state]).toEqual(["dead", "suspect"]);
@@ -193,6 +193,28 @@ describe("duplicate names, in process", () => {
       expect(() => b2.cluster.checkWritable()).not.toThrow();
     } finally {
       for (const n of [a, c, b1, b2]) n.cluster.close();
+    }
+  });
+
+  test("a node killed and started again on another address at once takes its name over: the old address is asked, and does not answer", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    const c1 = core("c", net, {}, { url: "mem://c1" });
+    const c2 = core("c", net, { peers: ["mem://a"] as never }, { url: "mem://c2" });
+    try {
+      await joined([a, c1]);
+      c1.cluster.close();
+      net.unregister("mem://c1"); // kill -9: a still holds it alive
+      expect(a.cluster.membership.get("c")?.state).toBe("alive");
+      await c2.cluster.start(c2.url);
+      expect(a.cluster.membership.get("c")?.url).toBe("mem://c2");
+      expect(c2.cluster.membership.nameLost).toBe(false);
+      // A live holder is still refused.
+      const c3 = core("c", net, { peers: ["mem://a"] as never }, { url: "mem://c3" });
+      await expect(c3.cluster.start(c3.url)).rejects.toThrow(/already taken by mem:\/\/c2/);
+      c3.cluster.close();
+    } finally {
+      for (const n of [a, c1, c2]) n.cluster.close();
     }
   });
 });

@@ -29,15 +29,18 @@ describe("a graceful stop hands off what only this node holds", () => {
     const net = new MemoryTransport();
     const logger = memoryLogger();
     let shift = 0;
-    const a = core("a", net, { drainTimeoutMs: 50 }, { logger, wall: () => Date.now() + shift });
+    const a = core("a", net, { drainTimeoutMs: 50 }, { logger, mono: () => performance.now() + shift });
     const b = core("b", net);
     const nodes: Core[] = [a, b];
     try {
       await joined(nodes);
       net.cut(b.url);
       for (let i = 0; i < 3; i++) a.write(`k${i}`, "v");
-      shift += 2000; // past deadAfterMs of the fast preset: b is dead to a
-      a.cluster.membership.tick();
+      // 2 s pass for a, one heartbeat at a time (a single jump would look like a pause of a's own process).
+      for (let i = 0; i < 5; i++) {
+        shift += 400;
+        a.cluster.membership.tick();
+      }
       expect(a.cluster.membership.get("b")?.state).toBe("dead");
       await a.cluster.leave();
       const line = logger.lines.find((l) => l.level === "warn" && l.msg.includes("may be lost"));
@@ -50,7 +53,7 @@ describe("a graceful stop hands off what only this node holds", () => {
   test("records queued only for a dead member are queued for the live ones too", async () => {
     const net = new MemoryTransport();
     let shift = 0;
-    const a = core("a", net, {}, { wall: () => Date.now() + shift });
+    const a = core("a", net, {}, { mono: () => performance.now() + shift });
     const [b, c] = [core("b", net), core("c", net)];
     const nodes: Core[] = [a, b, c];
     try {
