@@ -10,7 +10,7 @@ export interface MetricsSources {
   version: string;
   store: Pick<
     Store,
-    "bucketStats" | "usedBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly"
+    "bucketStats" | "usedBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable"
   >;
   /** The data budget (0 = unlimited). */
   maxMemoryBytes: number;
@@ -107,6 +107,9 @@ export function createMetrics(src: MetricsSources): Metrics {
   );
   total("store_tombstones_purged_early_total", "Tombstones purged before every member was known to hold them, to keep tombstones within half of --max-memory.", [], (set) =>
     set(src.store.tombstonesPurgedEarly),
+  );
+  total("store_tombstones_purged_stable_total", "Tombstones purged before --tombstone-ttl because every member held them (docs/replication.md).", [], (set) =>
+    set(src.store.tombstonesPurgedStable),
   );
   gauge("store_max_bytes", "The data budget, --max-memory (0 = unlimited).", [], (g) => g.set(src.maxMemoryBytes));
 

@@ -46,6 +46,7 @@ export class Store {
   private live = 0;
   private tombBytes = 0;
   private purgedEarly = 0;
+  private purgedStable = 0;
 
   constructor(private readonly opts: StoreOptions) {}
 
@@ -171,6 +172,11 @@ export class Store {
   /** What `--max-memory` bounds: records, tombstones and cached views. */
   get accountedBytes(): number {
     return this.used + this.views.bytes;
+  }
+
+  /** Tombstones purged before their grace period because every member held them (Cluster.isStable). */
+  get tombstonesPurgedStable(): number {
+    return this.purgedStable;
   }
 
   /** Tombstones purged before they were stable or past their grace period, to stay within budget. */
@@ -299,7 +305,10 @@ export class Store {
   }
 
   private isSafeToDrop(tombstone: StoredRecord, now = this.opts.clock.wallMs()): boolean {
-    return now - tombstoneDeadAt(tombstone) >= this.opts.tombstoneTtlMs || this.opts.isStable?.(tombstone) === true;
+    if (now - tombstoneDeadAt(tombstone) >= this.opts.tombstoneTtlMs) return true;
+    if (this.opts.isStable?.(tombstone) !== true) return false;
+    this.purgedStable++; // every caller purges what is safe at once
+    return true;
   }
 
   private stamp(entry: Entry): RecordStamp {

@@ -134,6 +134,7 @@ describe("an early purge brings nothing back", () => {
       await untilStable(nodes, nodes, t);
       for (const n of nodes) n.store.sweep(1000);
       expect(nodes.map((n) => n.store.getRecord("default", "k"))).toEqual([undefined, undefined, undefined]);
+      expect(nodes.map((n) => n.store.tombstonesPurgedStable)).toEqual([1, 1, 1]);
       cut = false;
       a.cluster.replicator.wake("c");
       await until(() => a.cluster.replicator.drained(["c"]));
