@@ -5,6 +5,7 @@ import type { MemberState, MembersAnswer, WireMember } from "./peer-protocol.ts"
 import { isLive, mergeDecision, probeTimeoutMs, stateAfterSilence } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
+import { Seeds } from "./seeds.ts";
 
 export { mergeDecision, mustYield, stateAfterSilence } from "./membership-rules.ts";
 export type { HeartbeatReport, Member, MembershipDeps, MembershipEvents } from "./membership-types.ts";
@@ -30,18 +31,27 @@ export class Membership {
   private readonly members = new Map<string, Member>();
   private readonly probing = new Set<string>();
   private timer?: ReturnType<typeof setInterval>;
-  private seeds: string[] = [];
-  private joined = false;
+  /** Joining through the seeds (seeds.ts). */
+  private readonly seeds: Seeds;
   private failedHeartbeats = 0;
-  private seedMisses = 0;
-  /** The join in flight, if any: a slow seed must not pile up joins, one per heartbeat. */
-  private joining?: Promise<boolean>;
-  /** A seed refused our name: joining again cannot succeed until an operator renames the node. */
-  private nameRefused = false;
   /** Our claim to our name, against other processes that claim it too. */
   private readonly claim: NameClaim;
 
   constructor(private readonly deps: MembershipDeps) {
+    this.seeds = new Seeds({
+      self: deps.self,
+      transport: deps.transport,
+      config: deps.config,
+      selfWire: () => this.selfWire(),
+      members: () => this.members.values(),
+      answered: (answer, sentMs) => {
+        // Members first: the clock guard counts the seed's sample only once the seed is a member.
+        this.merge(answer.members);
+        this.measure(answer, sentMs);
+      },
+      wallMs: deps.wallMs,
+      logger: this.logger,
+    });
     this.claim = new NameClaim({
       self: deps.self,
       config: deps.config,
@@ -100,13 +110,8 @@ export class Membership {
    * false when no seed answered (the heartbeat keeps trying them). Rejects with
    * NAME_TAKEN when a seed refuses our name: that is a configuration error.
    */
-  async join(seeds: string[]): Promise<boolean> {
-    this.seeds = seeds.filter((u) => u !== this.deps.self.url);
-    if (this.seeds.length === 0) {
-      this.joined = true;
-      return true;
-    }
-    return this.joinOnce();
+  join(seeds: string[]): Promise<boolean> {
+    return this.seeds.join(seeds);
   }
 
   start(): void {
@@ -201,12 +206,12 @@ export class Membership {
 
   /** Whether this node was given seeds other than itself (see join). */
   get hasSeeds(): boolean {
-    return this.seeds.length > 0;
+    return this.seeds.all.length > 0;
   }
 
   /** Whether this node has joined through a seed, or had none to join through. */
   get hasJoined(): boolean {
-    return this.joined;
+    return this.seeds.joined;
   }
 
   /** Whether another process took this node's name (it then sends nothing more). */
@@ -224,76 +229,16 @@ export class Membership {
     this.deps.events.left(m);
   }
 
-  /** The seeds a heartbeat joins through (see tick). */
-  private seedsToTry(): string[] {
-    if (!this.joined) return this.seeds;
-    const answering = new Set<string>();
-    const left = new Set<string>();
-    for (const m of this.members.values()) {
-      if (m.state === "alive" || m.state === "suspect") answering.add(m.url);
-      else if (m.state === "left") left.add(m.url);
-    }
-    // A URL now held by an answering member (a new node on a departed one's address) needs no join.
-    return answering.size === 0 ? this.seeds : this.seeds.filter((u) => left.has(u) && !answering.has(u));
-  }
-
-  /** One join at a time: a caller while one runs shares it. */
-  private joinOnce(seeds = this.seeds): Promise<boolean> {
-    this.joining ??= this.tryJoin(seeds).finally(() => (this.joining = undefined));
-    return this.joining;
-  }
-
-  // ---- internals ----
-
-  private async tryJoin(seeds = this.seeds): Promise<boolean> {
-    const me = this.selfWire();
-    for (const seed of seeds) {
-      try {
-        const sentMs = this.deps.wallMs();
-        const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
-        // Members first: the clock guard counts the seed's sample only once the seed is a member.
-        this.merge(answer.members);
-        this.measure(answer, sentMs);
-        this.joined = true;
-        this.logger.info("joined", { seed, members: this.members.size });
-        return true;
-      } catch (e) {
-        if (e instanceof MakhzenError) {
-          if (e.code === "NAME_TAKEN") this.nameRefused = true;
-          throw e;
-        }
-        // Retried every heartbeat until one answers: the first miss and then one in 60 are worth a line.
-        if (this.seedMisses++ % 60 === 0) this.logger.warn("seed did not answer", { seed, misses: this.seedMisses, error: e });
-      }
-    }
-    return false;
-  }
-
-  /**
-   * One heartbeat round: probe every member not gone, then age the silent ones.
-   * Seeds are joined through too (one join at a time): all of them until joined
-   * or while no member answers, and otherwise those this node holds as `left`. A
-   * partition longer than reapDeadAfterMs leaves each side holding the other as
-   * `left`, and `left` members are not probed: the seeds are how the sides meet
-   * again (a seed still in its first life refutes its `left` and joins back).
-   */
+  /** One heartbeat round: join through the seeds if needed (Seeds.tick), probe every member not gone, then age the silent ones. */
   tick(): void {
     // Only heartbeats on the timer measure pauses (a test driving tick() by hand has none).
     if (this.timer !== undefined) this.claim.beat();
     if (this.claim.lost) return;
     if (this.claim.inDoubt) {
-      this.claim.confirm([...this.list().filter((m) => m.state !== "left").map((m) => m.url), ...this.seeds]);
+      this.claim.confirm([...this.list().filter((m) => m.state !== "left").map((m) => m.url), ...this.seeds.all]);
       return;
     }
-    const seeds = this.seedsToTry();
-    if (seeds.length > 0 && !this.nameRefused && !this.joining) {
-      void this.joinOnce(seeds).catch((e) => {
-        // NAME_TAKEN stops the retries (nameRefused): one line says why, not one per heartbeat.
-        this.logger.error(this.nameRefused ? "join refused; not retrying: restart this node with another --name" : "join failed", {
-          error: e,
-        });
-      });
-    }
+    this.seeds.tick();
     const me = this.selfWire();
     const list = this.wire();
     // A member still being probed is skipped.
