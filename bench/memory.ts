@@ -65,3 +65,42 @@ for (let sample = KEYS / 6; next < KEYS; ) {
     console.log(`${fmt(next)} | ${fmt(rss / 1e6)} | ${fmt(heap / 1e6)} | ${fmt(accounted / 1e6)} | ${fmt(keys)} | ${fmt(await metric("store_tombstones"))}`);
   }
 }
+
+// ---- redis-server side by side, when it is installed ----
+// The same stream of fresh keys (SET of 100-byte values, CONCURRENCY at a time) into
+// redis-server --maxmemory MAX --maxmemory-policy allkeys-lru, RSS read from /proc.
+const redisServer = Bun.which("redis-server");
+if (!redisServer) {
+  console.log("redis-server not found: no side-by-side figure (apt-get install redis-server)");
+} else {
+  const rport = freePort();
+  const redis = Bun.spawn([redisServer, "--port", String(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory", MAX, "--maxmemory-policy", "allkeys-lru"], {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  try {
+    const client = new Bun.RedisClient(`redis://127.0.0.1:${rport}`);
+    for (let i = 0; i < 100; i++) {
+      try {
+        await client.ping();
+        break;
+      } catch {
+        await Bun.sleep(50);
+      }
+    }
+    const rssMb = async () => Number(/VmRSS:\s+(\d+)/.exec(await Bun.file(`/proc/${redis.pid}/status`).text())?.[1]) / 1024;
+    console.log(`redis-server --maxmemory ${MAX} --maxmemory-policy allkeys-lru, the same ${fmt(KEYS)} fresh keys`);
+    console.log("inserts | RSS MB");
+    let n = 0;
+    for (let sample = KEYS / 6; n < KEYS; ) {
+      await Promise.all(Array.from({ length: CONCURRENCY }, () => client.set(`fresh-${n++}`, VALUE)));
+      if (n >= sample || n >= KEYS) {
+        sample += KEYS / 6;
+        console.log(`${fmt(n)} | ${fmt(await rssMb())}`);
+      }
+    }
+    client.close();
+  } finally {
+    redis.kill();
+  }
+}
