@@ -83,6 +83,9 @@ export class ClockGuard {
   }
 
   record(peer: string, sample: OffsetSample): void {
+    // A step since the last look makes every other offset stale: drop them before this
+    // fresh one joins them (the sample may be the first thing to run after the step).
+    this.noteStep(this.deps.clock.wallMs());
     this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
     this.stepped = false;
     this.median = undefined;
@@ -109,20 +112,7 @@ export class ClockGuard {
   state(): ClockState {
     const now = this.deps.clock.wallMs();
     const { maxOffsetMs } = this.deps;
-    // A step of the wall clock since the last sample (NTP, a resumed VM) makes every
-    // offset stale at once: the fence goes up now, not at the next heartbeat, and the
-    // samples are dropped so the next ones are not averaged with the old.
-    // Compared with the previous call, not the last sample: slewing (NTP's gentle
-    // correction, under 0.5 ms a second) never adds up to a step that way.
-    const mono = this.mono();
-    const steppedMs = this.base ? now - this.base.wallMs - (mono - this.base.monoMs) : 0;
-    if (Math.abs(steppedMs) > maxOffsetMs / 2) {
-      this.logger.warn("the wall clock stepped; measuring the peers' clocks again", { steppedMs });
-      this.stepped = true;
-      this.offsets.clear();
-      this.median = undefined;
-    }
-    if (this.base) this.base = { wallMs: now, monoMs: mono };
+    this.noteStep(now);
     if (!this.median || now - this.median.atMs >= RECOMPUTE_MS || now < this.median.atMs) {
       this.median = { ...this.offsets.selfOffset(this.deps.peers()), atMs: now };
     }
@@ -152,6 +142,25 @@ export class ClockGuard {
     }
     this.wasFenced = fenced;
     return fenced ? { offsetMs, fenced, maxOffsetMs, reason } : { offsetMs, fenced, maxOffsetMs };
+  }
+
+  /**
+   * A step of the wall clock since the last look (NTP, a resumed VM) makes every
+   * offset stale at once: the fence goes up now, not at the next heartbeat, and the
+   * samples are dropped so the next ones are not averaged with the old. Compared with
+   * the previous look, not the last sample: slewing (NTP's gentle correction, under
+   * 0.5 ms a second) never adds up to a step that way.
+   */
+  private noteStep(now: number): void {
+    const mono = this.mono();
+    const steppedMs = this.base ? now - this.base.wallMs - (mono - this.base.monoMs) : 0;
+    if (Math.abs(steppedMs) > this.deps.maxOffsetMs / 2) {
+      this.logger.warn("the wall clock stepped; measuring the peers' clocks again", { steppedMs });
+      this.stepped = true;
+      this.offsets.clear();
+      this.median = undefined;
+    }
+    if (this.base) this.base = { wallMs: now, monoMs: mono };
   }
 
   /** The node started (listens, joins): the wait for a peer's clock begins. */

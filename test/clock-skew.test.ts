@@ -85,6 +85,16 @@ describe("ClockGuard", () => {
     expect(g.state()).toMatchObject({ fenced: true, reason: "offset" });
   });
 
+  test("a step seen first by a heartbeat sample, not a write, still drops the stale offsets (a dead peer's included)", () => {
+    const wall = new ManualWallClock();
+    const mono = new ManualWallClock(0);
+    // b answers, c is dead: its last offset (0) would still count.
+    const { g } = guard(wall, { b: 0, c: 0 }, 500, mono.read);
+    wall.advance(3000); // a +3 s step while idle: no write looks at the clock
+    g.record("b", offsetSample(wall.ms, wall.ms - 3000, wall.ms)); // b's next heartbeat sees it first
+    expect(g.state()).toMatchObject({ fenced: true, reason: "offset" });
+  });
+
   test("a node given seeds is fenced until it has measured one peer's clock; a lone node never is", () => {
     const wall = new ManualWallClock();
     expect(guard(wall, {}, 500, wall.read, true).g.state()).toMatchObject({ fenced: true, reason: "unmeasured" });
