@@ -40,6 +40,13 @@ export const REFUSED_MEMORY_MAX = 100_000;
  */
 export const FENCE_SHARE = 0.8;
 
+/**
+ * How long a member's last offset counts after its last sample, in ms: a member that
+ * died or left keeps its say in the median for a while (otherwise a step while one is
+ * down would be judged by the clocks left), but not for ever.
+ */
+export const OFFSET_MAX_AGE_MS = 10 * 60_000;
+
 /** How often the fence state is recomputed at most, in ms, when no new sample arrived. */
 const RECOMPUTE_MS = 50;
 
@@ -59,13 +66,11 @@ export class ClockGuard {
   private readonly offsets = new ClockOffsets();
   private readonly refused = new Set<string>();
   /** The last median computed, and when (our wall clock). */
-  private median?: { offsetMs: number; measured: number; atMs: number };
+  private median?: { offsetMs: number; measured: number; widestMs: number; atMs: number };
   /** Whether the last state computed was fenced: a change of it is logged. */
   private wasFenced = false;
   /** Wall and monotonic clocks at the last look, once a peer was measured: they must advance alike (see state). */
   private base?: { wallMs: number; monoMs: number };
-  /** The wall clock stepped since the last sample: every offset is stale until the next one. */
-  private stepped = false;
   private startedAtMs?: number;
   private servingAloneLogged = false;
   private readonly logLine: LineLimiter;
@@ -83,11 +88,10 @@ export class ClockGuard {
   }
 
   record(peer: string, sample: OffsetSample): void {
-    // A step since the last look makes every other offset stale: drop them before this
-    // fresh one joins them (the sample may be the first thing to run after the step).
+    // A step since the last look moves every other offset: shift them before this fresh
+    // one joins them (the sample may be the first thing to run after the step).
     this.noteStep(this.deps.clock.wallMs());
     this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
-    this.stepped = false;
     this.median = undefined;
     this.base = { wallMs: this.deps.clock.wallMs(), monoMs: this.mono() };
     this.state(); // logs a fence going up or down at once, not at the next write
@@ -114,17 +118,19 @@ export class ClockGuard {
     const { maxOffsetMs } = this.deps;
     this.noteStep(now);
     if (!this.median || now - this.median.atMs >= RECOMPUTE_MS || now < this.median.atMs) {
-      this.median = { ...this.offsets.selfOffset(this.deps.peers()), atMs: now };
+      this.median = { ...this.offsets.selfOffset(this.deps.peers(), now - OFFSET_MAX_AGE_MS), atMs: now };
     }
-    const { offsetMs, measured } = this.median;
+    const { offsetMs, measured, widestMs } = this.median;
     // How far the versions this node stamps run ahead of the median clock.
     const stampAheadMs = this.deps.clock.highWaterMs() - (now - offsetMs);
     let reason: ClockState["reason"];
-    if (this.stepped) reason = "stepped";
-    else if (measured === 0) {
+    if (measured === 0) {
       // Alone there is no other clock to be wrong against, unless seeds were given.
       if (this.waitsForPeers(now)) reason = "unmeasured";
     } else if (Math.abs(offsetMs) > FENCE_SHARE * maxOffsetMs) reason = "offset";
+    // Two clocks: their median is their middle, and neither can tell which is right.
+    // Both are fenced past the threshold apart, not twice it.
+    else if (measured === 1 && widestMs > FENCE_SHARE * maxOffsetMs) reason = "offset";
     else if (stampAheadMs > FENCE_SHARE * maxOffsetMs) reason = "stamps";
     const fenced = reason !== undefined;
     if (fenced) {
@@ -155,9 +161,8 @@ export class ClockGuard {
     const mono = this.mono();
     const steppedMs = this.base ? now - this.base.wallMs - (mono - this.base.monoMs) : 0;
     if (Math.abs(steppedMs) > this.deps.maxOffsetMs / 2) {
-      this.logger.warn("the wall clock stepped; measuring the peers' clocks again", { steppedMs });
-      this.stepped = true;
-      this.offsets.clear();
+      this.logger.warn("the wall clock stepped; every peer's offset moves with it", { steppedMs });
+      this.offsets.shift(steppedMs);
       this.median = undefined;
     }
     if (this.base) this.base = { wallMs: now, monoMs: mono };
@@ -235,9 +240,7 @@ export function clockOffsetError(clock: ClockState): MakhzenError {
   const why =
     clock.reason === "unmeasured"
       ? "this node has not measured any peer's clock yet (no seed has answered)"
-      : clock.reason === "stepped"
-        ? "this node's wall clock stepped since its peers' clocks were last measured"
-        : clock.reason === "stamps"
+      : clock.reason === "stamps"
           ? "the versions this node would stamp still run ahead of the cluster's median clock"
           : `this node's clock is ${clock.offsetMs} ms from the cluster's median`;
   return new MakhzenError(

@@ -61,12 +61,12 @@ export interface ClockState {
   fenced: boolean;
   maxOffsetMs: number;
   /**
-   * Why it is fenced: `offset`, further than maxOffsetMs from the median; `stamps`,
-   * its hybrid clock still runs ahead of the median after its wall clock was set
-   * back; `stepped`, its wall clock moved unlike its monotonic clock since the last
-   * measurement; `unmeasured`, it has seeds but has measured no peer's clock yet.
+   * Why it is fenced: `offset`, too far from the median (or from the one other clock
+   * it knows); `stamps`, its hybrid clock still runs ahead of the median after its
+   * wall clock was set back; `unmeasured`, it has seeds but has measured no peer's
+   * clock yet. A step of its own wall clock shows at once as an offset (ClockGuard).
    */
-  reason?: "offset" | "stamps" | "stepped" | "unmeasured";
+  reason?: "offset" | "stamps" | "unmeasured";
 }
 
 /** The per-peer estimates, fed by heartbeats, and the median over the peers named. */
@@ -87,9 +87,19 @@ export class ClockOffsets {
     if (list.length > SAMPLE_WINDOW) list.shift();
   }
 
-  /** Forgets every sample (this node's own clock stepped). */
-  clear(): void {
-    this.samples.clear();
+  /**
+   * This node's own wall clock stepped by `stepMs` (seen against its monotonic clock):
+   * every peer's clock minus ours moved by -stepMs at once, and so did our reading of
+   * when each sample was taken. Shifting keeps every offset right, a dead member's
+   * too, where dropping them would leave only the clocks heard from since.
+   */
+  shift(stepMs: number): void {
+    for (const list of this.samples.values()) {
+      for (const s of list) {
+        s.offsetMs -= stepMs;
+        s.atMs += stepMs;
+      }
+    }
   }
 
   /** Forgets a peer (it left, or moved to another process under its name). */
@@ -106,13 +116,19 @@ export class ClockOffsets {
     return best.offsetMs;
   }
 
-  /** This node's clock minus the median clock of itself and the `peers` measured so far, and how many were. */
-  selfOffset(peers: readonly string[]): { offsetMs: number; measured: number } {
+  /**
+   * This node's clock minus the median clock of itself and the `peers` measured since
+   * `sinceMs` (our wall clock), and how many were. `widestMs`: the largest distance
+   * between our clock and one of theirs.
+   */
+  selfOffset(peers: readonly string[], sinceMs = -Infinity): { offsetMs: number; measured: number; widestMs: number } {
     const offsets: number[] = [];
     for (const p of peers) {
-      const o = this.offsetOf(p);
-      if (o !== undefined) offsets.push(o);
+      const list = this.samples.get(p);
+      if (!list || list.length === 0 || list[list.length - 1]!.atMs < sinceMs) continue;
+      offsets.push(this.offsetOf(p)!);
     }
-    return { offsetMs: offsets.length === 0 ? 0 : selfOffsetMs(offsets), measured: offsets.length };
+    const widestMs = offsets.reduce((w, o) => Math.max(w, Math.abs(o)), 0);
+    return { offsetMs: offsets.length === 0 ? 0 : selfOffsetMs(offsets), measured: offsets.length, widestMs };
   }
 }

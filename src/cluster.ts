@@ -107,7 +107,8 @@ export class Cluster {
     this.clockGuard = new ClockGuard({
       clock,
       maxOffsetMs: config.maxClockOffsetMs,
-      peers: () => this.membership.peers().map((m) => m.name),
+      // Members that left too: their last offsets count for OFFSET_MAX_AGE_MS (clock-guard.ts).
+      peers: () => this.membership.list().map((m) => m.name),
       hasSeeds: () => this.membership.hasSeeds,
       unmeasuredGraceMs: config.deadAfterMs,
       onSample: () => this.retraction.review(),
@@ -145,7 +146,6 @@ export class Cluster {
         left: (m) => {
           this.stability.left(m.name);
           this.replicator.removePeer(m.name);
-          this.clockGuard.forget(m.name);
         },
         moved: (m) => {
           this.stability.reset(m.name);

@@ -70,7 +70,7 @@ describe("ClockGuard", () => {
     expect(g.state().fenced).toBe(false);
   });
 
-  test("a step of the wall clock fences at once, before the next heartbeat measures it; the next sample settles it", () => {
+  test("a step of the wall clock fences at once, before the next heartbeat measures it: every offset moves with it", () => {
     const wall = new ManualWallClock();
     const mono = new ManualWallClock(0);
     const { g } = guard(wall, { b: 0, c: 0 }, 500, mono.read);
@@ -78,11 +78,26 @@ describe("ClockGuard", () => {
     mono.advance(1000); // time passing: no step
     expect(g.state().fenced).toBe(false);
     wall.advance(90_000); // NTP step, a resumed VM, libfaketime: the monotonic clock did not move
-    expect(g.state()).toMatchObject({ fenced: true, reason: "stepped" });
-    // The next heartbeats measure the new offset: now it is an offset, not a step.
-    g.record("b", offsetSample(wall.ms, wall.ms - 91_000, wall.ms));
-    g.record("c", offsetSample(wall.ms, wall.ms - 91_000, wall.ms));
-    expect(g.state()).toMatchObject({ fenced: true, reason: "offset" });
+    expect(g.state()).toMatchObject({ fenced: true, reason: "offset", offsetMs: 90_000 });
+    expect(g.offsetOf("b")).toBe(-90_000);
+    // The next heartbeats measure what the shift said.
+    g.record("b", offsetSample(wall.ms, wall.ms - 90_000, wall.ms));
+    expect(g.state()).toMatchObject({ fenced: true, reason: "offset", offsetMs: 90_000 });
+    // A step of 0.7 s (under twice the fence) with one peer dead: the dead one's offset
+    // moves too, so two of three clocks still say this one is off.
+    const w2 = new ManualWallClock();
+    const m2 = new ManualWallClock(0);
+    const two = guard(w2, { b: 0, c: 0 }, 500, m2.read).g;
+    w2.advance(700);
+    two.record("b", offsetSample(w2.ms, w2.ms - 700, w2.ms)); // b answers; c is dead
+    expect(two.state()).toMatchObject({ fenced: true, offsetMs: 700 });
+  });
+
+  test("two clocks that disagree past the fence threshold are both fenced (neither can tell which is right)", () => {
+    const wall = new ManualWallClock();
+    expect(guard(wall, { b: 450 }).g.state()).toMatchObject({ fenced: true, reason: "offset" });
+    expect(guard(wall, { b: -450 }).g.state()).toMatchObject({ fenced: true, reason: "offset" });
+    expect(guard(wall, { b: 300 }).g.state().fenced).toBe(false);
   });
 
   test("a step seen first by a heartbeat sample, not a write, still drops the stale offsets (a dead peer's included)", () => {
