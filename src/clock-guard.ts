@@ -88,6 +88,10 @@ export class ClockGuard {
   }
 
   record(peer: string, sample: OffsetSample): void {
+    // A sample is only as good as half its round trip. One that took longer than half
+    // the limit (an answer that waited out a stopped peer, a stalled event loop) could
+    // be off by more than the fence's margin: the next heartbeat measures again.
+    if (sample.rttMs > this.deps.maxOffsetMs / 2) return;
     // A step since the last look moves every other offset: shift them before this fresh
     // one joins them (the sample may be the first thing to run after the step).
     this.noteStep(this.deps.clock.wallMs());

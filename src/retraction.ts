@@ -27,8 +27,8 @@ export interface RetractionDeps {
  * meantime, acknowledged ones included: the record must not outlive its node's
  * mistake. So the node itself gives it up. A record a peer refused is a suspect; at
  * the next clock sample (by then the jump is measured) it is retracted if this node
- * agrees it was stamped too far ahead, or is fenced for its clock, and forgotten as a
- * suspect otherwise (the refusing peer's clock was the wrong one). Retracting forgets
+ * agrees, by its own measured offsets, that it was stamped too far ahead, and
+ * forgotten as a suspect otherwise (the refusing peer's clock was the wrong one). Retracting forgets
  * the record here as if it had never been written (Store.retract); anti-entropy then
  * brings back what the peers hold. The write was acknowledged (w=1) by this node and
  * is lost: that is logged at error, and counted.
@@ -66,11 +66,12 @@ export class Retraction {
     if (this.suspects.size === 0) return;
     const { store, guard, logger } = this.deps;
     const state = guard.state();
-    const doubtful = state.fenced && state.reason !== "unmeasured";
     const gone: StoredRecord[] = [];
     for (const [id, r] of this.suspects) {
       this.suspects.delete(id);
-      if (!doubtful && !guard.tooFarAhead(r.version)) continue; // the refusing peer's clock was the wrong one
+      // Only what this node, by its own measured offsets, finds too far ahead: else the
+      // refusing peer's clock (or its estimate) was the wrong one, and the write stays.
+      if (!guard.tooFarAhead(r.version)) continue;
       if (store.retract(r.bucket, r.key, r.version)) gone.push(r);
     }
     if (gone.length === 0) return;

@@ -93,6 +93,15 @@ describe("ClockGuard", () => {
     expect(two.state()).toMatchObject({ fenced: true, offsetMs: 700 });
   });
 
+  test("a sample that took a long round trip (an answer that waited out a stopped peer) is not a measurement", () => {
+    const wall = new ManualWallClock();
+    const { g } = guard(wall, { b: 0, c: 0 });
+    // b's answer waited 900 ms in b's socket: it looks 450 ms ahead, but the error is as large.
+    g.record("b", { offsetMs: 450, rttMs: 900, atMs: wall.ms });
+    expect(g.offsetOf("b")).toBe(0);
+    expect(g.state()).toMatchObject({ fenced: false, offsetMs: 0 });
+  });
+
   test("two clocks that disagree past the fence threshold are both fenced (neither can tell which is right)", () => {
     const wall = new ManualWallClock();
     expect(guard(wall, { b: 450 }).g.state()).toMatchObject({ fenced: true, reason: "offset" });

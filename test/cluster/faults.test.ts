@@ -168,6 +168,16 @@ describe("fault suite", () => {
       { timeoutMs: 15_000, intervalMs: 100, what: "identical dumps after the heal" },
     ).catch(() => {}); // the checker below reports the divergence in detail
     const report = checkHistory(history, replicas);
+    if (report.lost.length > 0) {
+      // What a failure needs to be understood: every operation on the first lost key, and
+      // the nodes' lines about clocks, refusals, retractions and names.
+      const key = report.lost[0]!.op.key;
+      console.log(`operations on ${key}: ${JSON.stringify(history.filter((o) => o.key === key))}`);
+      for (const n of harness.nodes) {
+        const lines = n.log().split("\n").filter((l) => /retract|CLOCK_OFFSET|refused a record|NAME_TAKEN|purged/.test(l));
+        console.log(`[${n.name}]\n${lines.slice(-10).join("\n")}`);
+      }
+    }
     console.log(`${report.summary} (seed ${seed})`);
     const detail = JSON.stringify({ lost: report.lost.slice(0, 5), resurrected: report.resurrected.slice(0, 5), divergent: report.divergent.slice(0, 10) });
     expect(report.lost.length, detail).toBe(0);
