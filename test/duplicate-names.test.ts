@@ -1,10 +1,27 @@
 import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../src/clock.ts";
 import { MakhzenError } from "../src/errors.ts";
-import { Membership, mergeDecision, mustYield } from "../src/membership.ts";
+import { Membership, mergeDecision, mustYield, type MembershipEvents } from "../src/membership.ts";
+import type { Logger } from "../src/log.ts";
 import type { WireMember } from "../src/peer-protocol.ts";
 import { MemoryTransport, type PeerService } from "../src/transport.ts";
 import { core, dump, joined, memoryLogger, until, type Core } from "./support/core.ts";
+
+/** The membership timings of these tests, in ms. */
+const TIMINGS = { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 };
+
+/** The process "b" at mem://b1, an old one (incarnation 10), on a manual clock that is also its monotonic one. */
+function processB(net: MemoryTransport, wall: ManualWallClock, extra: { logger?: Logger; nameTaken?: MembershipEvents["nameTaken"] } = {}) {
+  return new Membership({
+    self: { name: "b", url: "mem://b1", incarnation: 10 },
+    transport: net,
+    config: TIMINGS,
+    wallMs: wall.read,
+    monoMs: wall.read,
+    logger: extra.logger,
+    events: { added() {}, recovered() {}, left() {}, moved() {}, nameTaken: extra.nameTaken },
+  });
+}
 
 const claim = (url: string, incarnation: number, state: WireMember["state"] = "alive"): WireMember => ({ name: "b", url, state, incarnation });
 
@@ -93,15 +110,7 @@ describe("duplicate names, in process", () => {
     net.register("mem://x", xService);
     // b2, the process that holds the name now, answers as b when asked.
     net.register("mem://b2", { members: () => ({ members: [claim("mem://b2", 20)] }) } as unknown as PeerService);
-    const m = new Membership({
-      self: { name: "b", url: "mem://b1", incarnation: 10 },
-      transport: net,
-      config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
-      wallMs: wall.read,
-      monoMs: wall.read,
-      logger,
-      events: { added() {}, recovered() {}, left() {}, moved() {}, nameTaken: (_holder, e) => void taken.push(e.message) },
-    });
+    const m = processB(net, wall, { logger, nameTaken: (_holder, e) => void taken.push(e.message) });
     const x: WireMember = { name: "x", url: "mem://x", state: "alive", incarnation: 1 };
     m.handleGossip(x, []);
     m.start();
@@ -128,26 +137,18 @@ describe("duplicate names, in process", () => {
   test("a paused process whose name nobody took reads its peers' lists and goes on", async () => {
     const wall = new ManualWallClock();
     const net = new MemoryTransport();
-    const seen: string[] = [];
     const other = new Membership({
       self: { name: "x", url: "mem://x", incarnation: 1 },
       transport: net,
-      config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
+      config: TIMINGS,
       wallMs: wall.read,
-      events: { added: (mm) => void seen.push(mm.name), recovered() {}, left() {}, moved() {} },
+      events: { added() {}, recovered() {}, left() {}, moved() {} },
     });
     net.register("mem://x", {
       join: (req: { member: WireMember }) => other.handleJoin(req.member),
       members: () => other.handleMembers(),
     } as unknown as PeerService);
-    const m = new Membership({
-      self: { name: "b", url: "mem://b1", incarnation: 10 },
-      transport: net,
-      config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
-      wallMs: wall.read,
-      monoMs: wall.read,
-      events: { added() {}, recovered() {}, left() {}, moved() {} },
-    });
+    const m = processB(net, wall);
     await m.join(["mem://x"]);
     m.start();
     try {
