@@ -17,9 +17,9 @@
 import { cpus, tmpdir, totalmem } from "node:os";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { GROUPS } from "../src/digest.ts";
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/peer-protocol.ts";
-import { Harness, dump, eventually, freePort, type NodeProcess } from "../test/cluster/harness.ts";
+import { GROUPS } from "../src/cluster/digest.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/cluster/protocol/messages.ts";
+import { Harness, dump, eventually, freePort, type NodeProcess } from "../test/support/harness.ts";
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {

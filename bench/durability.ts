@@ -8,8 +8,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Persistence } from "../src/persistence.ts";
-import { formatVersion } from "../src/version.ts";
+import { Persistence } from "../src/storage/persistence.ts";
+import { formatVersion } from "../src/core/version.ts";
 import { freePort, startNode, type NodeProcess } from "../test/support/proc.ts";
 import { MAIN, ROOT, VALUE, fmt, luaScript, machine, median, option, preload, requireWrk, wrk, writeSection } from "./_lib.ts";
 

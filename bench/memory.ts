@@ -9,9 +9,9 @@
  * ENTRY_OVERHEAD_BYTES in src/store.ts).
  */
 import { heapStats } from "bun:jsc";
-import { HybridClock } from "../src/clock.ts";
-import { Digest } from "../src/digest.ts";
-import { ENTRY_OVERHEAD_BYTES, Store } from "../src/store.ts";
+import { HybridClock } from "../src/core/clock.ts";
+import { Digest } from "../src/cluster/digest.ts";
+import { ENTRY_OVERHEAD_BYTES, Store } from "../src/core/store.ts";
 import { freePort, startNode } from "../test/support/proc.ts";
 import { MAIN, VALUE, fmt, option } from "./_lib.ts";
 

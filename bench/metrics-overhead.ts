@@ -9,7 +9,7 @@
  */
 import { Elysia } from "elysia";
 import { Counter, Histogram, Registry } from "prom-client";
-import { LATENCY_BUCKETS_S, ROUTES, RequestStats, routeOf } from "../src/request-stats.ts";
+import { LATENCY_BUCKETS_S, ROUTES, RequestStats, routeOf } from "../src/ops/request-stats.ts";
 import { option } from "./_lib.ts";
 
 const N = Number(option("n", "100000"));

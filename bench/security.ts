@@ -15,8 +15,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MakhzenClient } from "../src/client.ts";
-import { Harness, eventually, type NodeProcess } from "../test/cluster/harness.ts";
+import { MakhzenClient } from "../src/client/client.ts";
+import { Harness, eventually, type NodeProcess } from "../test/support/harness.ts";
 import { fmt, machine, median, option, requireWrk, ROOT, VALUE, wrk, writeSection } from "./_lib.ts";
 
 requireWrk();

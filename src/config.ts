@@ -1,9 +1,9 @@
-import type { WallClock } from "./clock.ts";
+import type { WallClock } from "./core/clock.ts";
 import { MakhzenError } from "./errors.ts";
-import type { FsyncPolicy } from "./persistence.ts";
-import type { EvictionPolicy } from "./store.ts";
-import { MAX_BATCH_RECORDS } from "./peer-protocol.ts";
-import { NODE_NAME_PATTERN } from "./version.ts";
+import type { FsyncPolicy } from "./storage/persistence.ts";
+import type { EvictionPolicy } from "./core/store.ts";
+import { MAX_BATCH_RECORDS } from "./cluster/protocol/messages.ts";
+import { NODE_NAME_PATTERN } from "./core/version.ts";
 
 /**
  * Everything a node can be told, in one place, with units in the names. The CLI

@@ -1,20 +1,20 @@
-import { HybridClock } from "./clock.ts";
+import { HybridClock } from "./core/clock.ts";
 import { resolveConfig, type NodeConfig, type NodeOptions } from "./config.ts";
 import { createApp, type App } from "./http/app.ts";
 import { requestLimits } from "./http/limits.ts";
-import { Items, type DeleteOptions, type ListItemsOptions, type SetOptions } from "./items.ts";
-import { DEFAULT_BUCKET, type Item } from "./record.ts";
-import { Store, type BucketStats, type ListPage } from "./store.ts";
+import { Items, type DeleteOptions, type ListItemsOptions, type SetOptions } from "./core/items.ts";
+import { DEFAULT_BUCKET, type Item } from "./core/record.ts";
+import { Store, type BucketStats, type ListPage } from "./core/store.ts";
 import { VERSION } from "./meta.ts";
-import { Cluster, type ClusterStatus, type MemberStatus } from "./cluster.ts";
-import { Digest } from "./digest.ts";
-import { HttpTransport } from "./transport.ts";
-import { Persistence } from "./persistence.ts";
-import { silentLogger, type Logger } from "./log.ts";
-import { createMetrics } from "./metrics.ts";
-import { ROUTES, RequestStats, routeOf } from "./request-stats.ts";
+import { Cluster, type ClusterStatus, type MemberStatus } from "./cluster/cluster.ts";
+import { Digest } from "./cluster/digest.ts";
+import { HttpTransport } from "./cluster/protocol/transport.ts";
+import { Persistence } from "./storage/persistence.ts";
+import { silentLogger, type Logger } from "./ops/log.ts";
+import { createMetrics } from "./ops/metrics.ts";
+import { ROUTES, RequestStats, routeOf } from "./ops/request-stats.ts";
 import { MakhzenError } from "./errors.ts";
-import { PeerGuard, lineLimiter, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./security.ts";
+import { PeerGuard, lineLimiter, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {

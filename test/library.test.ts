@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { ManualWallClock } from "../src/clock.ts";
+import { ManualWallClock } from "../src/core/clock.ts";
 import {
   MakhzenClient,
   MakhzenClientError,

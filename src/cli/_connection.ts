@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { MakhzenClient } from "../client.ts";
+import { MakhzenClient } from "../client/client.ts";
 import { usageError } from "./_errors.ts";
 import { flag } from "./_flags.ts";
 

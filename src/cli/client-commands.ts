@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import type { MakhzenClient } from "../client.ts";
+import type { MakhzenClient } from "../client/client.ts";
 import { connectionArgs, clientFor as connect } from "./_connection.ts";
 import { CliError } from "./_errors.ts";
 import { flag, parseInteger, parsePositiveNumber } from "./_flags.ts";

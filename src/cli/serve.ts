@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { DEFAULTS, FAST_TIMINGS, type NodeConfig, type NodeOptions } from "../config.ts";
 import { MakhzenError } from "../errors.ts";
-import { createLogger, LOG_LEVELS, type Logger, type LogFormat, type LogLevel } from "../log.ts";
+import { createLogger, LOG_LEVELS, type Logger, type LogFormat, type LogLevel } from "../ops/log.ts";
 import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";

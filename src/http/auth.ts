@@ -1,5 +1,5 @@
-import { bearerToken, secretMatcher } from "../auth.ts";
-import type { Refusals } from "../security.ts";
+import { bearerToken, secretMatcher } from "../cluster/protocol/signing.ts";
+import type { Refusals } from "../ops/security.ts";
 import { errorResponse } from "./errors.ts";
 
 export interface ClientAuthOptions {

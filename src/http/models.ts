@@ -1,5 +1,5 @@
 import { t } from "elysia";
-import { MAX_LIST_LIMIT, MAX_TTL_SECONDS } from "../items.ts";
+import { MAX_LIST_LIMIT, MAX_TTL_SECONDS } from "../core/items.ts";
 
 /**
  * Every TypeBox model of the public API, in one place. Bodies and queries are

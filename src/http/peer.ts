@@ -1,12 +1,12 @@
 import { Elysia, t } from "elysia";
-import type { Cluster } from "../cluster.ts";
+import type { Cluster } from "../cluster/cluster.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../peer-protocol.ts";
-import { PEER_OPS, checkRequest, type PeerOp } from "../transport.ts";
-import type { PeerGuard, Refusals } from "../security.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../cluster/protocol/messages.ts";
+import { PEER_OPS, checkRequest, type PeerOp } from "../cluster/protocol/transport.ts";
+import type { PeerGuard, Refusals } from "../ops/security.ts";
 import { parseJsonText, readBodyText } from "./body.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
-import { silentLogger, type Logger } from "../log.ts";
+import { silentLogger, type Logger } from "../ops/log.ts";
 
 export interface PeerRoutesDeps {
   cluster: Cluster;

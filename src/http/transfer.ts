@@ -1,10 +1,10 @@
 import { Elysia, t } from "elysia";
 import { MakhzenError } from "../errors.ts";
 import { decodeUtf8, tooLarge, withDeadline } from "./body.ts";
-import type { Items } from "../items.ts";
-import { WireRecord, checker } from "../peer-protocol.ts";
-import { BUCKET_PATTERN, type StoredRecord } from "../record.ts";
-import type { ScanCursor, Store } from "../store.ts";
+import type { Items } from "../core/items.ts";
+import { WireRecord, checker } from "../cluster/protocol/messages.ts";
+import { BUCKET_PATTERN, type StoredRecord } from "../core/record.ts";
+import type { ScanCursor, Store } from "../core/store.ts";
 
 export interface TransferDeps {
   store: Store;

@@ -1,11 +1,11 @@
-import { HybridClock, type WallClock } from "../../src/clock.ts";
-import { Cluster } from "../../src/cluster.ts";
+import { HybridClock, type WallClock } from "../../src/core/clock.ts";
+import { Cluster } from "../../src/cluster/cluster.ts";
 import { resolveConfig, FAST_TIMINGS, type NodeOptions } from "../../src/config.ts";
-import { Digest } from "../../src/digest.ts";
-import type { Logger } from "../../src/log.ts";
-import type { StoredRecord } from "../../src/record.ts";
-import { Store } from "../../src/store.ts";
-import type { MemoryTransport } from "../../src/transport.ts";
+import { Digest } from "../../src/cluster/digest.ts";
+import type { Logger } from "../../src/ops/log.ts";
+import type { StoredRecord } from "../../src/core/record.ts";
+import { Store } from "../../src/core/store.ts";
+import type { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
 
 /**
  * A node's core (store, digest, cluster) without HTTP, wired to an in-memory

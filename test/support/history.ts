@@ -20,8 +20,8 @@
  * Pure: no I/O, no clock. The fault test feeds it; test/history.test.ts feeds it
  * hand-made histories that break each rule.
  */
-import type { StoredRecord } from "../../src/record.ts";
-import { compareVersions } from "../../src/version.ts";
+import type { StoredRecord } from "../../src/core/record.ts";
+import { compareVersions } from "../../src/core/version.ts";
 
 export interface Op {
   kind: "put" | "delete";

@@ -1,0 +1,222 @@
+import { DEFAULT_BUCKET, type Item } from "../core/record.ts";
+import type { BucketStats } from "../core/store.ts";
+import type { ClusterStatus } from "../cluster/cluster.ts";
+import type { Refusals } from "../ops/security.ts";
+
+export interface ClientOptions {
+  /** Base URL of a node. Default: http://127.0.0.1:3000 */
+  url?: string;
+  /** Bucket used when a call does not name one. Default: "default". */
+  bucket?: string;
+  /** Per-request timeout in ms. Default: 10000. */
+  timeoutMs?: number;
+  /** Sent as `Authorization: Bearer <token>` on every request (the node's --token or --read-token). */
+  token?: string;
+  /** PEM CA bundle to trust for an https node (its --tls-ca); default: the system's CAs. */
+  ca?: string;
+}
+
+export interface ClientWriteOptions {
+  bucket?: string;
+  ttl?: number;
+  /** Only if the current version is this one (If-Match). */
+  ifMatch?: string;
+  /** Only if the key does not exist (If-None-Match: *). */
+  ifAbsent?: boolean;
+}
+
+export interface ClientListOptions {
+  bucket?: string;
+  prefix?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface ClientListPage {
+  items: Item[];
+  cursor: string | null;
+}
+
+/**
+ * An error answered by a node (`status` and `code` from its error envelope), or
+ * `UNREACHABLE` with status 0 when no answer came at all (status 0 also marks a
+ * request the client refused to send, such as `INVALID_KEY`).
+ */
+export class MakhzenClientError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "MakhzenClientError";
+  }
+}
+
+/**
+ * A typed client for the items API. Used by the CLI and the tests, and exported
+ * for applications.
+ *
+ * @example
+ * const db = new MakhzenClient({ url: "http://127.0.0.1:3000" });
+ * await db.put("greeting", "hello", { ttl: 60 });
+ * (await db.get("greeting"))?.value; // "hello"
+ */
+export class MakhzenClient {
+  readonly url: string;
+  private readonly bucket: string;
+  private readonly timeoutMs: number;
+  private readonly authorization: string | undefined;
+  private readonly tls: { ca: string } | undefined;
+
+  constructor(options: ClientOptions = {}) {
+    this.url = (options.url ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
+    this.bucket = options.bucket ?? DEFAULT_BUCKET;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
+    this.tls = options.ca === undefined ? undefined : { ca: options.ca };
+  }
+
+  /** The live item, or undefined when the key is absent. */
+  async get(key: string, options: { bucket?: string } = {}): Promise<Item | undefined> {
+    const res = await this.request("GET", this.itemPath(key, options.bucket));
+    if (res.status === 404) {
+      const body = await readError(res);
+      if (body.code === "NOT_FOUND") return undefined;
+      throw new MakhzenClientError(404, body.code, body.message);
+    }
+    return (await this.expectOk(res)).json() as Promise<Item>;
+  }
+
+  async put(key: string, value: string, options: ClientWriteOptions = {}): Promise<Item> {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
+    if (options.ifAbsent) headers["if-none-match"] = "*";
+    const body = JSON.stringify(options.ttl === undefined ? { value } : { value, ttl: options.ttl });
+    const res = await this.request("PUT", this.itemPath(key, options.bucket), { headers, body });
+    return (await this.expectOk(res)).json() as Promise<Item>;
+  }
+
+  /** True when a value was deleted, false when the key was already absent. */
+  async delete(key: string, options: { bucket?: string; ifMatch?: string } = {}): Promise<boolean> {
+    const headers: Record<string, string> = {};
+    if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
+    const res = await this.request("DELETE", this.itemPath(key, options.bucket), { headers });
+    if (res.status === 404) {
+      const body = await readError(res);
+      if (body.code === "NOT_FOUND") return false;
+      throw new MakhzenClientError(404, body.code, body.message);
+    }
+    await this.expectOk(res);
+    return true;
+  }
+
+  async list(options: ClientListOptions = {}): Promise<ClientListPage> {
+    const q = new URLSearchParams();
+    if (options.prefix) q.set("prefix", options.prefix);
+    if (options.limit !== undefined) q.set("limit", String(options.limit));
+    if (options.cursor) q.set("cursor", options.cursor);
+    const qs = q.size ? `?${q}` : "";
+    const res = await this.request("GET", `${this.bucketPath(options.bucket)}/items${qs}`);
+    return (await this.expectOk(res)).json() as Promise<ClientListPage>;
+  }
+
+  /** Every live item matching the options, following cursors page by page. */
+  async *listAll(options: Omit<ClientListOptions, "cursor"> = {}): AsyncGenerator<Item> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list({ ...options, cursor });
+      yield* page.items;
+      cursor = page.cursor ?? undefined;
+    } while (cursor);
+  }
+
+  /**
+   * Every record of the node (or of one bucket) as an NDJSON byte stream, tombstones
+   * and versions included. No timeout: a large dump takes as long as it takes.
+   */
+  async dump(options: { bucket?: string } = {}): Promise<ReadableStream<Uint8Array>> {
+    const qs = options.bucket ? `?bucket=${encodeURIComponent(options.bucket)}` : "";
+    const res = await this.expectOk(await this.request("GET", `/dump${qs}`, {}, false));
+    if (!res.body) throw new MakhzenClientError(res.status, "BAD_RESPONSE", "dump answered no body");
+    return res.body;
+  }
+
+  /** Streams NDJSON records (as `dump` writes them) into the node; newer versions win. */
+  async load(ndjson: ReadableStream<Uint8Array> | string): Promise<{ loaded: number; skipped: number }> {
+    const init = { body: ndjson, headers: { "content-type": "application/x-ndjson" } } as RequestInit;
+    const res = await this.request("POST", "/load", init, false);
+    return (await this.expectOk(res)).json() as Promise<{ loaded: number; skipped: number }>;
+  }
+
+  async buckets(): Promise<BucketStats[]> {
+    const res = await this.request("GET", "/buckets");
+    return ((await (await this.expectOk(res)).json()) as { buckets: BucketStats[] }).buckets;
+  }
+
+  /** The members of the cluster as this node sees them (GET /cluster). */
+  async cluster(): Promise<ClusterStatus & { refusals?: Refusals }> {
+    const res = await this.request("GET", "/cluster");
+    return (await this.expectOk(res)).json() as Promise<ClusterStatus & { refusals?: Refusals }>;
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      return (await this.request("GET", "/readyz")).ok;
+    } catch {
+      return false;
+    }
+  }
+
+  private itemPath(key: string, bucket?: string): string {
+    // A URL path cannot carry these keys: "" leaves `/items/`, which is the list route,
+    // and fetch resolves "." and ".." as dot segments (even written %2E), so the request
+    // reached another route and get("") answered a list page as if it were an item.
+    if (key === "" || key === "." || key === "..") {
+      throw new MakhzenClientError(0, "INVALID_KEY", `key ${JSON.stringify(key)} cannot be used in a URL path`);
+    }
+    return `${this.bucketPath(bucket)}/items/${encodeURIComponent(key)}`;
+  }
+
+  private bucketPath(bucket = this.bucket): string {
+    return bucket === DEFAULT_BUCKET ? "" : `/buckets/${encodeURIComponent(bucket)}`;
+  }
+
+  private async request(method: string, path: string, init: RequestInit = {}, timeout = true): Promise<Response> {
+    try {
+      const signal = timeout ? AbortSignal.timeout(this.timeoutMs) : undefined;
+      const headers = this.authorization === undefined ? init.headers : { ...(init.headers as Record<string, string>), authorization: this.authorization };
+      return await fetch(this.url + path, { ...init, headers, method, signal, tls: this.tls });
+    } catch (e) {
+      const why = describeFetchError(e, this.timeoutMs);
+      throw new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: ${why}`);
+    }
+  }
+
+  private async expectOk(res: Response): Promise<Response> {
+    if (res.ok) return res;
+    const err = await readError(res);
+    throw new MakhzenClientError(res.status, err.code, err.message);
+  }
+}
+
+async function readError(res: Response): Promise<{ code: string; message: string }> {
+  const text = await res.text();
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) return { code: body.error.code, message: body.error.message ?? body.error.code };
+  } catch {
+    // not our envelope: fall through
+  }
+  return { code: `HTTP_${res.status}`, message: `HTTP ${res.status}: ${text.slice(0, 200)}` };
+}
+
+function describeFetchError(e: unknown, timeoutMs: number): string {
+  if (!(e instanceof Error)) return String(e);
+  if (e.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
+  const code = (e as { code?: string }).code;
+  if (code === "ConnectionRefused" || code === "ECONNREFUSED") return "connection refused";
+  // An https node whose certificate we cannot verify: say what fixes it.
+  if (code !== undefined && /CERT|VERIFY|SELF_SIGNED/.test(code)) return `${e.message} (${code}); pass the CA of its certificate (--tls-ca, or the ca option)`;
+  return e.message;
+}

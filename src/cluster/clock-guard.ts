@@ -1,0 +1,254 @@
+import type { Clock } from "../core/clock.ts";
+import { ClockOffsets, type ClockState, type OffsetSample } from "./clock-offset.ts";
+import { MakhzenError } from "../errors.ts";
+import { silentLogger, type Logger } from "../ops/log.ts";
+import { lineLimiter, type LineLimiter } from "../ops/security.ts";
+import { versionWallMs, type Version } from "../core/version.ts";
+
+export interface ClockGuardDeps {
+  clock: Clock;
+  /** The furthest, in ms, a clock may be from the cluster's median (--max-clock-offset). */
+  maxOffsetMs: number;
+  /** The members whose clocks count: every member that has not left (a dead one's last offset still says something). */
+  peers: () => readonly string[];
+  /** Whether this node was given seeds: then it measures a peer's clock before it writes (see waitsForPeers). */
+  hasSeeds: () => boolean;
+  /** How long after start a node with seeds waits for a clock to compare with, in ms (deadAfterMs). */
+  unmeasuredGraceMs: number;
+  /** Called after each new sample (the cluster then looks again at writes it may have stamped too far ahead). */
+  onSample?: () => void;
+  /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
+  monoMs?: () => number;
+  logger?: Logger;
+}
+
+/**
+ * Far-future records refused for good and remembered, at most. A record is refused
+ * once it is stamped too far ahead; this memory keeps it refused when it is offered
+ * again after our clock has caught up with its stamp (by anti-entropy, or by a
+ * sender's retry). Past the bound the oldest are forgotten: only a node whose clock
+ * was off for a heartbeat (before its fence went up) can hold such records, and a
+ * later honest write of the key supersedes them anyway. ~100 bytes each.
+ */
+export const REFUSED_MEMORY_MAX = 100_000;
+
+/**
+ * The share of maxOffsetMs past which a node is fenced. Below 1 (CockroachDB uses 0.8),
+ * so that records from a node still open, stamped at most this far ahead, plus the
+ * error of measuring (half a round trip), stay inside the maxOffsetMs at which
+ * receivers refuse: no honest record is refused by one receiver and taken by another.
+ */
+export const FENCE_SHARE = 0.8;
+
+/**
+ * How long a member's last offset counts after its last sample, in ms: a member that
+ * died or left keeps its say in the median for a while (otherwise a step while one is
+ * down would be judged by the clocks left), but not for ever.
+ */
+export const OFFSET_MAX_AGE_MS = 10 * 60_000;
+
+/** How often the fence state is recomputed at most, in ms, when no new sample arrived. */
+const RECOMPUTE_MS = 50;
+
+/**
+ * The clock rules of DESIGN.md ("Clocks") for one node, built on ClockOffsets:
+ *  - `state()`: this node's offset from the cluster's median clock, and whether it
+ *    is fenced (further than maxOffsetMs: it refuses client writes and is not ready);
+ *  - `tooFarAhead(version)`: whether a record from elsewhere is stamped more than
+ *    maxOffsetMs ahead of the cluster's median clock as this node estimates it
+ *    (its own clock corrected by its offset, so a node whose own clock is slow does
+ *    not refuse honest records), and then refused for good (`refuse`/`wasRefused`).
+ * A node is also fenced while its hybrid clock is ahead of the median by more than
+ * maxOffsetMs: after its wall clock is set right it keeps the high-water mark it
+ * stamped with (an HLC never goes back) until real time catches up.
+ */
+export class ClockGuard {
+  private readonly offsets = new ClockOffsets();
+  private readonly refused = new Set<string>();
+  /** The last median computed, and when (our wall clock). */
+  private median?: { offsetMs: number; measured: number; widestMs: number; atMs: number };
+  /** Whether the last state computed was fenced: a change of it is logged. */
+  private wasFenced = false;
+  /** Wall and monotonic clocks at the last look, once a peer was measured: they must advance alike (see state). */
+  private base?: { wallMs: number; monoMs: number };
+  private startedAtMs?: number;
+  private servingAloneLogged = false;
+  private readonly logLine: LineLimiter;
+  private readonly logger: Logger;
+  private refusedCount = 0;
+
+  constructor(private readonly deps: ClockGuardDeps) {
+    this.logger = deps.logger ?? silentLogger;
+    this.logLine = lineLimiter(() => deps.clock.wallMs());
+  }
+
+  /** Records refused as stamped too far ahead, since start (for /metrics). */
+  get refusedTooNew(): number {
+    return this.refusedCount;
+  }
+
+  record(peer: string, sample: OffsetSample): void {
+    // A sample is only as good as half its round trip. One that took longer than half
+    // the limit (an answer that waited out a stopped peer, a stalled event loop) could
+    // be off by more than the fence's margin: the next heartbeat measures again.
+    if (sample.rttMs > this.deps.maxOffsetMs / 2) return;
+    // A step since the last look moves every other offset: shift them before this fresh
+    // one joins them (the sample may be the first thing to run after the step).
+    this.noteStep(this.deps.clock.wallMs());
+    this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
+    this.median = undefined;
+    this.base = { wallMs: this.deps.clock.wallMs(), monoMs: this.mono() };
+    this.state(); // logs a fence going up or down at once, not at the next write
+    this.deps.onSample?.();
+  }
+
+  forget(peer: string): void {
+    this.offsets.forget(peer);
+    this.median = undefined;
+  }
+
+  /** A peer's clock minus ours, in ms, or null before it was measured. */
+  offsetOf(peer: string): number | null {
+    return this.offsets.offsetOf(peer) ?? null;
+  }
+
+  /**
+   * This node's offset from the median and whether it is fenced. Cheap: called on
+   * every client write. The median (a sort over the members) is recomputed at most
+   * every RECOMPUTE_MS or on a new sample; the stamps' lead is checked every time.
+   */
+  state(): ClockState {
+    const now = this.deps.clock.wallMs();
+    const { maxOffsetMs } = this.deps;
+    this.noteStep(now);
+    if (!this.median || now - this.median.atMs >= RECOMPUTE_MS || now < this.median.atMs) {
+      this.median = { ...this.offsets.selfOffset(this.deps.peers(), now - OFFSET_MAX_AGE_MS), atMs: now };
+    }
+    const { offsetMs, measured, widestMs } = this.median;
+    // How far the versions this node stamps run ahead of the median clock.
+    const stampAheadMs = this.deps.clock.highWaterMs() - (now - offsetMs);
+    let reason: ClockState["reason"];
+    if (measured === 0) {
+      // Alone there is no other clock to be wrong against, unless seeds were given.
+      if (this.waitsForPeers(now)) reason = "unmeasured";
+    } else if (Math.abs(offsetMs) > FENCE_SHARE * maxOffsetMs) reason = "offset";
+    // Two clocks: their median is their middle, and neither can tell which is right.
+    // Both are fenced past the threshold apart, not twice it.
+    else if (measured === 1 && widestMs > FENCE_SHARE * maxOffsetMs) reason = "offset";
+    else if (stampAheadMs > FENCE_SHARE * maxOffsetMs) reason = "stamps";
+    const fenced = reason !== undefined;
+    if (fenced) {
+      this.logLine("fenced", (suppressed) =>
+        this.logger.error("CLOCK_OFFSET: this node's clock is not known to be within --max-clock-offset of the cluster's; refusing client writes", {
+          reason,
+          offsetMs,
+          stampAheadMs: Math.max(0, stampAheadMs),
+          maxOffsetMs,
+          suppressed,
+        }),
+      );
+    } else if (this.wasFenced) {
+      this.logger.info("clock back within --max-clock-offset; taking client writes again", { offsetMs, maxOffsetMs });
+    }
+    this.wasFenced = fenced;
+    return fenced ? { offsetMs, fenced, maxOffsetMs, reason } : { offsetMs, fenced, maxOffsetMs };
+  }
+
+  /**
+   * A step of the wall clock since the last look (NTP, a resumed VM) makes every
+   * offset stale at once: the fence goes up now, not at the next heartbeat, and the
+   * samples are dropped so the next ones are not averaged with the old. Compared with
+   * the previous look, not the last sample: slewing (NTP's gentle correction, under
+   * 0.5 ms a second) never adds up to a step that way.
+   */
+  private noteStep(now: number): void {
+    const mono = this.mono();
+    const steppedMs = this.base ? now - this.base.wallMs - (mono - this.base.monoMs) : 0;
+    if (Math.abs(steppedMs) > this.deps.maxOffsetMs / 2) {
+      this.logger.warn("the wall clock stepped; every peer's offset moves with it", { steppedMs });
+      this.offsets.shift(steppedMs);
+      this.median = undefined;
+    }
+    if (this.base) this.base = { wallMs: now, monoMs: mono };
+  }
+
+  /** The node started (listens, joins): the wait for a peer's clock begins. */
+  started(): void {
+    this.startedAtMs ??= this.deps.clock.wallMs();
+  }
+
+  /**
+   * Whether this node must measure a peer's clock before it may write: it was given
+   * seeds, and started less than unmeasuredGraceMs ago. A node that reaches none of
+   * its seeds for that long (the silence after which the cluster calls a member dead)
+   * serves alone, as it always did, with a clock it could not check: it says so once.
+   */
+  private waitsForPeers(now: number): boolean {
+    if (!this.deps.hasSeeds() || this.startedAtMs === undefined) return false;
+    if (now - this.startedAtMs < this.deps.unmeasuredGraceMs) return true;
+    if (!this.servingAloneLogged) {
+      this.servingAloneLogged = true;
+      this.logger.warn("no peer's clock measured since start: taking writes with a clock nothing could check", {
+        waitedMs: this.deps.unmeasuredGraceMs,
+      });
+    }
+    return false;
+  }
+
+  private mono(): number {
+    return (this.deps.monoMs ?? performance.now.bind(performance))();
+  }
+
+  /** The cluster's median clock as this node estimates it, in epoch ms. */
+  clusterNowMs(): number {
+    return this.deps.clock.wallMs() - this.state().offsetMs;
+  }
+
+  /** The latest stamp (wall ms) taken from elsewhere now: maxOffsetMs ahead of the cluster's median clock. Once per batch. */
+  latestAcceptableMs(): number {
+    return this.clusterNowMs() + this.deps.maxOffsetMs;
+  }
+
+  /** Whether `version` is stamped more than maxOffsetMs ahead of the cluster's median clock. */
+  tooFarAhead(version: Version): boolean {
+    return versionWallMs(version) - this.clusterNowMs() > this.deps.maxOffsetMs;
+  }
+
+  /** Refuses (bucket\0key, version) for good: it is counted, logged, and `wasRefused` from now on. */
+  refuse(id: string, version: Version): void {
+    const memo = `${id}\u0000${version}`;
+    // Counted once: anti-entropy offers the same record again every round.
+    if (this.refused.has(memo)) return;
+    this.refusedCount++;
+    if (this.refused.size >= REFUSED_MEMORY_MAX) this.refused.delete(this.refused.values().next().value!);
+    this.refused.add(memo);
+    this.logLine("refused", (suppressed) =>
+      this.logger.warn("refused a record stamped too far ahead of the cluster's clock, for good", {
+        version,
+        aheadMs: versionWallMs(version) - this.clusterNowMs(),
+        maxOffsetMs: this.deps.maxOffsetMs,
+        refused: this.refusedCount,
+        suppressed,
+      }),
+    );
+  }
+
+  /** Whether this exact record was refused before (and so stays refused). */
+  wasRefused(id: string, version: Version): boolean {
+    return this.refused.size > 0 && this.refused.has(`${id}\u0000${version}`);
+  }
+}
+
+/** The error of a client write refused by the fence (503), and of /readyz while fenced. */
+export function clockOffsetError(clock: ClockState): MakhzenError {
+  const why =
+    clock.reason === "unmeasured"
+      ? "this node has not measured any peer's clock yet (no seed has answered)"
+      : clock.reason === "stamps"
+          ? "the versions this node would stamp still run ahead of the cluster's median clock"
+          : `this node's clock is ${clock.offsetMs} ms from the cluster's median`;
+  return new MakhzenError(
+    "CLOCK_OFFSET",
+    `${why}, past --max-clock-offset ${clock.maxOffsetMs} ms: it refuses writes until that is settled (see docs/replication.md)`,
+  );
+}

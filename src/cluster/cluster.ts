@@ -1,0 +1,400 @@
+import { AntiEntropy } from "./antientropy.ts";
+import type { Clock } from "../core/clock.ts";
+import type { NodeConfig } from "../config.ts";
+import type { Digest } from "./digest.ts";
+import type { WireMember } from "./protocol/messages.ts";
+import { MakhzenError } from "../errors.ts";
+import { silentLogger, type Logger } from "../ops/log.ts";
+import { Membership, type Member } from "./membership.ts";
+import type { MemberState } from "./protocol/messages.ts";
+import { createPeerService } from "./protocol/peer-service.ts";
+import type { StoredRecord } from "../core/record.ts";
+import { handOff } from "./handoff.ts";
+import { Replicator } from "./replicator.ts";
+import { Retraction } from "./retraction.ts";
+import { Stability } from "./stability.ts";
+import type { Store } from "../core/store.ts";
+import type { PeerService, PeerTransport } from "./protocol/transport.ts";
+import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
+import { recordId } from "./digest.ts";
+import { applyRemote } from "./remote-records.ts";
+import type { ClockState } from "./clock-offset.ts";
+import { Consistency } from "./consistency.ts";
+
+export interface ClusterDeps {
+  config: NodeConfig;
+  store: Store;
+  digest: Digest;
+  clock: Clock;
+  transport: PeerTransport;
+  /**
+   * Up to when (epoch ms) everything this node holds would survive its crash: the
+   * data dir's commit point. Absent: no data dir (a crash empties the node).
+   */
+  durableThroughMs?: () => number;
+  /** Monotonic clock, in ms, for failure detection and pauses (Membership.silenceClock). Default: performance.now. */
+  monoMs?: () => number;
+  /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
+  logger?: Logger;
+}
+
+/** One row of `GET /cluster`. */
+export interface MemberStatus {
+  name: string;
+  url: string;
+  state: MemberState;
+  /** Records the member has not acknowledged yet: queued here or in a batch in flight. */
+  queue: number;
+  /** Milliseconds since this node last heard from the member, or first learned of it second hand (0 for this node itself). */
+  lastSeenMs: number;
+  /** The member's clock minus this node's, in ms, measured by heartbeats; null before the first (0 for this node itself). */
+  clockOffsetMs: number | null;
+}
+
+export interface ClusterStatus {
+  self: string;
+  /** This node's clock against the cluster's median (see clock-guard.ts). */
+  clock: ClockState;
+  members: MemberStatus[];
+}
+
+
+/**
+ * The cluster side of a node: membership, replication, anti-entropy, and the
+ * consistency knobs, wired together. It serves the peer protocol (`service`) and
+ * never sees HTTP.
+ *
+ * Records from peers go through `applyRemote`: the clock observes their version
+ * (so our next write is newer) and the store merges them. They skip the memory
+ * reservation of local writes (a replica must take what its peers took) and are
+ * not replicated again (every node sends its own writes to every peer; anti-entropy
+ * covers the rest). The clock rules (clock-guard.ts) apply to them: a record stamped
+ * too far ahead of the cluster's clock is refused for good, and a node whose own
+ * clock is off refuses client writes (`checkWritable`) but keeps taking records.
+ */
+export class Cluster {
+  readonly replicator: Replicator;
+  readonly membership: Membership;
+  readonly antiEntropy: AntiEntropy;
+  readonly service: PeerService;
+  private readonly self: { name: string; url: string; incarnation: number };
+  private isReady = false;
+  /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
+  private syncing = false;
+  private leaving?: Promise<void>;
+  private startSyncTimer?: ReturnType<typeof setTimeout>;
+  private closed = false;
+  private readonly logger: Logger;
+  readonly clockGuard: ClockGuard;
+  /** The consistency knobs, `w=` and `r=` (consistency.ts). */
+  readonly consistency: Consistency;
+  /** Set when another process took this node's name: it refuses writes, and `fatal` settles. */
+  private nameLost?: MakhzenError;
+  private readonly fatalError: Promise<MakhzenError>;
+  /** Which records every member holds: deletes it vouches for are purged early (stability.ts). */
+  private readonly stability: Stability;
+  /** Writes of ours stamped too far ahead, given up (retraction.ts). */
+  readonly retraction: Retraction;
+  private reportFatal!: (e: MakhzenError) => void;
+
+  constructor(private readonly deps: ClusterDeps) {
+    const { config, store, digest, clock, transport } = deps;
+    const logger = deps.logger ?? silentLogger;
+    this.logger = logger.child("cluster");
+    // Incarnation: the start time, so every life of a node outranks the previous ones.
+    this.self = { name: config.name, url: config.advertise ?? "", incarnation: clock.wallMs() };
+    this.fatalError = new Promise((resolve) => (this.reportFatal = resolve));
+    this.clockGuard = new ClockGuard({
+      clock,
+      maxOffsetMs: config.maxClockOffsetMs,
+      // Members that left too: their last offsets count for OFFSET_MAX_AGE_MS (clock-guard.ts).
+      peers: () => this.membership.list().map((m) => m.name),
+      hasSeeds: () => this.membership.hasSeeds,
+      unmeasuredGraceMs: config.deadAfterMs,
+      onSample: () => this.retraction.review(),
+      logger: this.logger.child("clock"),
+    });
+    this.replicator = new Replicator({
+      transport,
+      config,
+      wallMs: () => clock.wallMs(),
+      current: (bucket, key) => store.getRecord(bucket, key),
+      logger: logger.child("replicator"),
+      onOverflow: (peer) => this.antiEntropy.request(peer),
+      onNotHeld: (records) => this.retraction.notHeld(records),
+    });
+    this.membership = new Membership({
+      self: this.self,
+      transport,
+      config,
+      wallMs: () => clock.wallMs(),
+      monoMs: deps.monoMs ?? (() => performance.now()),
+      report: () => ({ stableMs: Math.max(0, this.stability.stableMs()), durableMs: Math.max(0, this.durableThroughMs()) }),
+      logger: logger.child("membership"),
+      events: {
+        added: (m) => {
+          this.stability.joined(m.name); // a new member (or a new life of one) holds nothing we know of yet
+          this.replicator.addPeer(m.name, m.url);
+          // A known peer back in a new life (a restart) may have a sender in backoff.
+          this.replicator.wake(m.name);
+          this.antiEntropy.request(m.name);
+        },
+        recovered: (m) => {
+          this.replicator.wake(m.name);
+          this.antiEntropy.request(m.name);
+        },
+        left: (m) => {
+          this.stability.left(m.name);
+          this.replicator.removePeer(m.name);
+        },
+        moved: (m) => {
+          this.stability.reset(m.name);
+          this.replicator.addPeer(m.name, m.url);
+          this.clockGuard.forget(m.name);
+        },
+        measured: (name, sample) => this.clockGuard.record(name, sample),
+        reported: (name, report) => this.stability.reported(name, report),
+        nameTaken: (_holder: WireMember, error) => this.yieldName(error),
+      },
+    });
+    this.antiEntropy = new AntiEntropy({
+      store,
+      digest,
+      transport,
+      config,
+      logger: logger.child("antientropy"),
+      applyRemote: (records) => this.applyRemote(records).applied,
+      candidates: () => this.membership.reachable(),
+      onNotHeld: (records) => this.retraction.notHeld(records),
+      wallMs: () => clock.wallMs(),
+    });
+    this.retraction = new Retraction({ self: config.name, store, guard: this.clockGuard, logger: this.logger.child("clock") });
+    this.consistency = new Consistency({
+      store,
+      membership: this.membership,
+      replicator: this.replicator,
+      transport,
+      applyRemote: (records) => this.applyRemote(records),
+      logger: this.logger,
+    });
+    this.stability = new Stability({
+      self: this.self,
+      hasSeeds: config.peers.length > 0,
+      membership: this.membership,
+      replicator: this.replicator,
+      antiEntropy: this.antiEntropy,
+      wallMs: () => clock.wallMs(),
+      offsetOf: (peer) => this.clockGuard.offsetOf(peer),
+      durableThroughMs: () => this.durableThroughMs(),
+      cacheMs: config.heartbeatIntervalMs / 2,
+      tombstoneTtlMs: config.tombstoneTtlMs,
+    });
+    this.service = createPeerService({
+      store,
+      digest,
+      membership: this.membership,
+      applyRemote: (records) => this.applyRemote(records),
+      answerBudgetBytes: config.batchMaxBytes,
+      syncing: () => this.syncing,
+    });
+  }
+
+  /** Records from peers refused as stamped too far ahead of the cluster's clock, for /metrics. */
+  get refusedForDrift(): number {
+    return this.clockGuard.refusedTooNew;
+  }
+
+  /**
+   * What /readyz says: the first sync is done (or timed out), the node is not
+   * leaving, its clock is within --max-clock-offset and its name is its own.
+   */
+  get ready(): boolean {
+    return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced;
+  }
+
+  /** Why the node is not ready, for /readyz; undefined when it is. */
+  notReadyReason(): MakhzenError | undefined {
+    if (this.nameLost) return this.nameLost;
+    const clock = this.clockGuard.state();
+    if (clock.fenced) return clockOffsetError(clock);
+    if (this.leaving) return new MakhzenError("UNAVAILABLE", "the node is leaving the cluster");
+    if (!this.isReady) return new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers");
+    return undefined;
+  }
+
+  /**
+   * Throws when this node may not stamp a client write now: CLOCK_OFFSET while its
+   * clock is too far from the cluster's, NAME_TAKEN once another process holds its
+   * name. Called before every local write (the Items guard); cheap.
+   */
+  checkWritable(): void {
+    if (this.nameLost) throw this.nameLost;
+    const clock = this.clockGuard.state();
+    if (clock.fenced) throw clockOffsetError(clock);
+  }
+
+  /** Settles (never rejects) when the node must stop: another process took its name. */
+  get fatal(): Promise<MakhzenError> {
+    return this.fatalError;
+  }
+
+  get url(): string {
+    return this.self.url;
+  }
+
+  /**
+   * Joins through the seeds, starts heartbeats and anti-entropy, and runs the
+   * first sync in the background (`ready` turns true when it ends or times out).
+   * Rejects with NAME_TAKEN when a seed refuses our name.
+   */
+  async start(listenUrl: string): Promise<void> {
+    this.self.url ||= listenUrl;
+    this.clockGuard.started();
+    // Members learned while joining ask for rounds, and they ask for rounds against
+    // us; the first sync below does that work itself (a full copy, then a round with
+    // each), so both wait for it.
+    this.antiEntropy.hold();
+    this.syncing = true;
+    if (/^https?:\/\/(0\.0\.0\.0|\[::\])(:|\/|$)/.test(this.self.url) && this.deps.config.peers.length > 0) {
+      this.logger.warn("advertising an address peers cannot reach: set --advertise to this node's address", { url: this.self.url });
+    }
+    const joined = await this.membership.join(this.deps.config.peers);
+    if (!joined) this.logger.warn("no seed answered; serving alone and retrying the seeds with every heartbeat", { seeds: this.deps.config.peers });
+    this.membership.start();
+    this.antiEntropy.start();
+    if (!joined || this.membership.reachable().length === 0) {
+      this.isReady = true; // nobody to sync from
+      this.syncing = false;
+      this.antiEntropy.release();
+      return;
+    }
+    // Ready when the first sync ends or its time is up, whichever is first.
+    this.startSyncTimer = setTimeout(() => {
+      if (this.isReady) return;
+      this.logger.warn("first sync did not finish in time; ready anyway", { timeoutMs: this.deps.config.startSyncTimeoutMs });
+      this.isReady = true;
+    }, this.deps.config.startSyncTimeoutMs);
+    this.startSyncTimer.unref?.();
+    void this.firstSync().finally(() => {
+      clearTimeout(this.startSyncTimer);
+      this.isReady = true;
+      this.syncing = false;
+      this.antiEntropy.release();
+    });
+  }
+
+  /** Hands what only this node holds to the live peers (handoff.ts), tells them we leave, stops. Idempotent. */
+  leave(): Promise<void> {
+    this.leaving ??= (async () => {
+      await this.handOff();
+      // A node whose name another process holds says no goodbye: it would be that process's.
+      if (!this.nameLost) await this.membership.leave();
+      this.close();
+    })();
+    return this.leaving;
+  }
+
+  private handOff(): Promise<void> {
+    const { config, clock } = this.deps;
+    return handOff({
+      membership: this.membership,
+      replicator: this.replicator,
+      antiEntropy: this.antiEntropy,
+      wallMs: () => clock.wallMs(),
+      drainTimeoutMs: config.drainTimeoutMs,
+      hasDataDir: config.dataDir !== undefined,
+      logger: this.logger,
+    });
+  }
+
+  /**
+   * Another process holds our name (NameClaim): refuse writes at once,
+   * hand what only we hold to the live peers (our versions under the shared name still
+   * converge: the merge orders whole records), stop without a goodbye (the name is the
+   * other process's now), and report `fatal`.
+   */
+  private yieldName(error: MakhzenError): void {
+    if (this.nameLost) return;
+    this.nameLost = error;
+    void (async () => {
+      await this.handOff();
+      this.close();
+      this.reportFatal(error);
+    })();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.startSyncTimer);
+    this.membership.stop();
+    this.antiEntropy.stop();
+    this.replicator.close();
+  }
+
+  status(): ClusterStatus {
+    const now = this.membership.silenceClock();
+    const rows: MemberStatus[] = [{ name: this.self.name, url: this.self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 }];
+    for (const m of this.membership.list()) {
+      rows.push({
+        name: m.name,
+        url: m.url,
+        state: m.state,
+        queue: this.replicator.queueSize(m.name),
+        lastSeenMs: Math.max(0, now - m.lastSeenMs),
+        clockOffsetMs: this.clockGuard.offsetOf(m.name),
+      });
+    }
+    const { offsetMs, fenced, maxOffsetMs } = this.clockGuard.state();
+    return { self: this.self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+  }
+
+  /**
+   * Whether every current member holds `r` (or something newer), so that the store
+   * may forget its tombstone before --tombstone-ttl (see stability.ts). Cheap.
+   */
+  isStable(r: StoredRecord): boolean {
+    return this.stability.isStable(r);
+  }
+
+  private durableThroughMs(): number {
+    return this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
+  }
+
+  /** Whether a record stamped `version` for (bucket, key) from elsewhere is refused: too far ahead, now or before. */
+  refusesVersion(version: string, bucket: string, key: string): boolean {
+    return this.clockGuard.tooFarAhead(version) || this.clockGuard.wasRefused(recordId(bucket, key), version);
+  }
+
+  /** Merges records from a peer, by the rules of remote-records.ts. */
+  applyRemote(records: StoredRecord[]): { applied: number; tooNew: number[] } {
+    return applyRemote(records, { store: this.deps.store, clock: this.deps.clock, guard: this.clockGuard });
+  }
+
+  /** First sync of a starting node: a full copy if it holds nothing, then a round with every reachable peer. */
+  private async firstSync(): Promise<void> {
+    const peers: Member[] = this.membership.reachable();
+    if (this.deps.store.recordCount === 0) {
+      for (const p of peers) {
+        try {
+          const n = await this.antiEntropy.fullCopy(p);
+          this.logger.info("full copy", { peer: p.name, records: n });
+          break;
+        } catch (e) {
+          if (this.closed) return;
+          this.logger.warn("full copy failed; trying the next peer", { peer: p.name, error: e });
+        }
+      }
+    }
+    for (const p of peers) {
+      try {
+        await this.antiEntropy.syncWith(p);
+      } catch (e) {
+        if (this.closed) return;
+        this.logger.warn("first sync failed; periodic anti-entropy will retry", { peer: p.name, error: e });
+      }
+    }
+  }
+
+}
+

@@ -1,0 +1,70 @@
+import type { NodeConfig } from "../config.ts";
+import type { MemberState, WireMember } from "./protocol/messages.ts";
+
+/** The pure rules of membership, tested without timers (see membership.ts for the machine). */
+
+type SilenceConfig = Pick<NodeConfig, "suspectAfterMs" | "deadAfterMs"> & Partial<Pick<NodeConfig, "reapDeadAfterMs">>;
+
+/**
+ * The state a member is in after `silenceMs` without a word from it (pure, for
+ * tests). Suspect is a warning (w=/r= still count it as reachable); dead means
+ * w=quorum can fail fast without it. Either way its queue is kept and it is still
+ * probed, so it is alive again as soon as it answers. Past reapDeadAfterMs (when
+ * given) a dead member is forgotten: `left`, as if it had said goodbye.
+ */
+export function stateAfterSilence(
+  silenceMs: number,
+  cfg: SilenceConfig,
+): MemberState {
+  if (cfg.reapDeadAfterMs !== undefined && silenceMs >= cfg.reapDeadAfterMs) return "left";
+  if (silenceMs >= cfg.deadAfterMs) return "dead";
+  if (silenceMs >= cfg.suspectAfterMs) return "suspect";
+  return "alive";
+}
+
+/**
+ * What to do with a gossiped member, given what we hold for its name (pure).
+ * Incarnations order the lives of a name: a node takes a new one (its start time)
+ * each time it starts, so a restarted node overrides the `left` of its past life;
+ * within one life `left` is final (a node told it left while it still runs, after
+ * a reap, takes a higher incarnation to come back).
+ * Within one incarnation only `left` spreads by gossip; alive/suspect/dead is each
+ * node's own view from its own heartbeats (a cluster this size can afford direct
+ * probes of everyone, and they cannot be fooled by a peer's stale opinion).
+ */
+export function mergeDecision(local: WireMember | undefined, remote: WireMember): "add" | "replace" | "leave" | "ignore" {
+  if (!local) return "add";
+  // A claim to a live member's name from another URL is not taken second hand: two
+  // processes under one name must not flip every node between them. The claimants
+  // settle it themselves (Membership.claimConflict); a real move shows once the old
+  // process falls silent and is dead.
+  if (remote.url !== local.url && isLive(local.state)) return "ignore";
+  if (remote.incarnation > local.incarnation) return "replace";
+  if (remote.incarnation === local.incarnation && remote.state === "left" && local.state !== "left") return "leave";
+  return "ignore";
+}
+
+/** Alive or only suspect: still answering, or silent too briefly to be given up. */
+export const isLive = (state: MemberState): boolean => state === "alive" || state === "suspect";
+
+/**
+ * Whether the process with claim `mine` must give its name up to the live claim
+ * `other` (another URL, same name). Pure. The newer claim (higher incarnation, which
+ * is the start time; the greater URL on a tie) gives way, so a node that was
+ * already serving keeps its name. A process that was itself paused (SIGSTOP, a VM
+ * frozen) for longer than the cluster takes to call it dead gives way whatever its
+ * age: its peers may have handed the name to a new process meanwhile.
+ */
+export function mustYield(mine: WireMember, other: WireMember, wasPaused: boolean): boolean {
+  if (wasPaused) return true;
+  if (mine.incarnation !== other.incarnation) return mine.incarnation > other.incarnation;
+  return mine.url > other.url;
+}
+
+/**
+ * How long a heartbeat (or any question to one member) may take, in ms: up to the
+ * request timeout, but no longer than the silence that makes a member suspect, so a
+ * hung member is found suspect on time. Pure.
+ */
+export const probeTimeoutMs = (cfg: Pick<NodeConfig, "requestTimeoutMs" | "suspectAfterMs">): number =>
+  Math.min(cfg.requestTimeoutMs, Math.max(cfg.suspectAfterMs, 50));

@@ -1,0 +1,60 @@
+import type { OffsetSample } from "./clock-offset.ts";
+import type { NodeConfig } from "../config.ts";
+import type { MakhzenError } from "../errors.ts";
+import type { Logger } from "../ops/log.ts";
+import type { WireMember } from "./protocol/messages.ts";
+import type { PeerTransport } from "./protocol/transport.ts";
+
+/** The shapes around Membership (membership.ts): what it is given, what it tells. */
+
+export type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "reapDeadAfterMs" | "requestTimeoutMs">;
+
+export interface Member extends WireMember {
+  /**
+   * When this node last heard from the member directly, or first learned of it second
+   * hand, in ms of Membership.silenceClock (monotonic in a node): silence is counted from here.
+   */
+  lastSeenMs: number;
+}
+
+export interface MembershipEvents {
+  /** A member this node did not know (or that had left) is now in the cluster. */
+  added(m: Member): void;
+  /** A suspect or dead member answered again. */
+  recovered(m: Member): void;
+  /** A member left for good (it said so, someone who heard it said so, or it was dead past reapDeadAfterMs). */
+  left(m: Member): void;
+  /** A member moved to another URL (a restart on a new address, same name). */
+  moved(m: Member): void;
+  /** A member's heartbeat said how far its writes are held, and how far its own are durable (see stability.ts). */
+  reported?(name: string, report: HeartbeatReport): void;
+  /** A heartbeat or join answer measured a member's clock (see clock-offset.ts). */
+  measured?(name: string, sample: OffsetSample): void;
+  /**
+   * Another live process holds this node's name and this one must give it up (see
+   * NameClaim). Heartbeats have stopped; the node should stop taking writes and exit.
+   */
+  nameTaken?(holder: WireMember, error: MakhzenError): void;
+}
+
+/** See stability.ts. */
+export interface HeartbeatReport {
+  stableMs?: number;
+  durableMs?: number;
+}
+
+export interface MembershipDeps {
+  self: { name: string; url: string; incarnation: number };
+  transport: PeerTransport;
+  config: MembershipConfig;
+  wallMs: () => number;
+  /**
+   * Monotonic clock, in ms: silence of members is counted on it, and pauses of this
+   * process are noticed on it. Absent: silence on wallMs, pauses on performance.now.
+   */
+  monoMs?: () => number;
+  /** What this node tells its peers in heartbeats for the early purge of deletes (see stability.ts); absent: nothing. */
+  report?: () => HeartbeatReport;
+  events: MembershipEvents;
+  logger?: Logger;
+}

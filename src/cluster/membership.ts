@@ -1,0 +1,392 @@
+import { offsetSample } from "./clock-offset.ts";
+import { MakhzenError } from "../errors.ts";
+import { silentLogger, type Logger } from "../ops/log.ts";
+import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
+import { isLive, mergeDecision, probeTimeoutMs, stateAfterSilence } from "./membership-rules.ts";
+import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
+import { NameClaim } from "./name-claim.ts";
+import { Seeds } from "./seeds.ts";
+
+export { mergeDecision, mustYield, stateAfterSilence } from "./membership-rules.ts";
+export type { HeartbeatReport, Member, MembershipDeps, MembershipEvents } from "./membership-types.ts";
+
+/**
+ * Who is in the cluster and how each member is doing.
+ *
+ * Join: ask the seeds, in order, until one answers with its member list. Gossip:
+ * every heartbeat is a push-pull exchange of member lists with each member, so a
+ * joiner known to one node is known to all within a heartbeat or two. Failure
+ * detection: silence longer than suspectAfterMs makes a member suspect, longer than
+ * deadAfterMs dead (stateAfterSilence). Leave: a leaving node tells everyone, and
+ * `left` then also spreads by gossip.
+ *
+ * A name is held by one URL: a join claiming a live member's name from another URL
+ * is refused with NAME_TAKEN. A dead or departed member's name may be taken over.
+ * Two processes that claim one name anyway (started at once through different
+ * seeds, or one resumed after a pause long enough for the name to be handed on)
+ * each see the other's claim in the member lists; the one that must yield
+ * (mustYield) stops its heartbeats and reports `nameTaken`.
+ */
+export class Membership {
+  private readonly members = new Map<string, Member>();
+  private readonly probing = new Set<string>();
+  private timer?: ReturnType<typeof setInterval>;
+  /** Joining through the seeds (seeds.ts). */
+  private readonly seeds: Seeds;
+  private failedHeartbeats = 0;
+  /** Our claim to our name, against other processes that claim it too. */
+  private readonly claim: NameClaim;
+
+  constructor(private readonly deps: MembershipDeps) {
+    this.seeds = new Seeds({
+      self: deps.self,
+      transport: deps.transport,
+      config: deps.config,
+      selfWire: () => this.selfWire(),
+      members: () => this.members.values(),
+      answered: (answer, sentMs) => {
+        // Members first: the clock guard counts the seed's sample only once the seed is a member.
+        this.merge(answer.members);
+        this.measure(answer, sentMs);
+      },
+      wallMs: deps.wallMs,
+      logger: this.logger,
+    });
+    this.claim = new NameClaim({
+      self: deps.self,
+      config: deps.config,
+      transport: deps.transport,
+      monoMs: deps.monoMs ?? (() => performance.now()),
+      logger: this.logger,
+      onYield: (holder, error) => {
+        this.stop();
+        this.deps.events.nameTaken?.(holder, error);
+      },
+    });
+  }
+
+  get self() {
+    return this.deps.self;
+  }
+
+  /** Heartbeats (gossip probes) that failed, for /metrics. */
+  get heartbeatFailures(): number {
+    return this.failedHeartbeats;
+  }
+
+  /** Every member but this node, in name order. */
+  list(): Member[] {
+    return [...this.members.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  get(name: string): Member | undefined {
+    return this.members.get(name);
+  }
+
+  /** Members this node replicates to: all but those that left. */
+  peers(): Member[] {
+    return this.list().filter((m) => m.state !== "left");
+  }
+
+  /** Members answering heartbeats (alive or only suspect). */
+  reachable(): Member[] {
+    return this.list().filter((m) => m.state === "alive" || m.state === "suspect");
+  }
+
+  /** How many members are peers (not left) and how many of them are reachable: one pass, no sort (w=/r= ask on every request). */
+  counts(): { peers: number; reachable: number } {
+    let peers = 0;
+    let reachable = 0;
+    for (const m of this.members.values()) {
+      if (m.state === "left") continue;
+      peers++;
+      if (m.state === "alive" || m.state === "suspect") reachable++;
+    }
+    return { peers, reachable };
+  }
+
+  /**
+   * Joins through the seeds: the first that answers wins. Resolves true once joined,
+   * false when no seed answered (the heartbeat keeps trying them). Rejects with
+   * NAME_TAKEN when a seed refuses our name: that is a configuration error.
+   */
+  join(seeds: string[]): Promise<boolean> {
+    return this.seeds.join(seeds);
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => this.tick(), this.deps.config.heartbeatIntervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Tells every member we are leaving. Bounded by one request timeout; never throws. */
+  async leave(): Promise<void> {
+    this.stop();
+    const { name, incarnation } = this.deps.self;
+    const targets = this.list().filter((m) => m.state !== "left" && m.state !== "dead");
+    const timeout = Math.min(this.deps.config.requestTimeoutMs, 2000);
+    const results = await Promise.allSettled(
+      targets.map((m) => this.deps.transport.call(m.url, "leave", { name, incarnation }, timeout)),
+    );
+    const failed = results.filter((r) => r.status === "rejected").length;
+    if (failed > 0) this.logger.warn("leave: some peers did not answer; gossip will tell them", { failed, of: targets.length });
+  }
+
+  // ---- serving side ----
+
+  /**
+   * A join, as the peer protocol serves it. A name held by another URL that is alive
+   * or suspect here is asked first whether it still answers as that name: a node
+   * killed and started again on another address within seconds is still listed
+   * alive by its peers, and a corpse must not keep the name from the living. The
+   * holder's silence makes it dead here, and the joiner takes the name over.
+   */
+  async handleJoinChecked(joiner: WireMember): Promise<MembersAnswer> {
+    const held = this.members.get(joiner.name);
+    if (held && held.url !== joiner.url && isLive(held.state)) {
+      const holder = await this.deps.transport.call(held.url, "members", {}, probeTimeoutMs(this.deps.config)).then(
+        (a) => a.members[0],
+        () => undefined,
+      );
+      if (!(holder?.name === held.name && holder.url === held.url)) {
+        this.logger.warn("a member's name is taken over: it does not answer as that name any more", { member: held.name, url: held.url, by: joiner.url });
+        held.state = "dead";
+      }
+    }
+    return this.handleJoin(joiner);
+  }
+
+  handleJoin(joiner: WireMember): MembersAnswer {
+    const { self } = this.deps;
+    if (joiner.name === self.name) {
+      throw new MakhzenError("NAME_TAKEN", `node name "${joiner.name}" is already taken by ${self.url}`);
+    }
+    const held = this.members.get(joiner.name);
+    if (held && held.url !== joiner.url && (held.state === "alive" || held.state === "suspect")) {
+      throw new MakhzenError("NAME_TAKEN", `node name "${joiner.name}" is already taken by ${held.url}`);
+    }
+    this.heard({ ...joiner, state: "alive" });
+    return this.answer();
+  }
+
+  handleGossip(from: WireMember, members: WireMember[], report: HeartbeatReport = {}): MembersAnswer {
+    if (this.claim.inDoubt) {
+      // Not "alive" under a name that may be another process's now (see NameClaim.inDoubt).
+      throw new MakhzenError("UNAVAILABLE", `node "${this.deps.self.name}" was paused and is checking that its name is still its own`);
+    }
+    if (from.name === this.deps.self.name && from.url !== this.deps.self.url) {
+      // Another process gossips under our name: one of us yields; if not us, tell it.
+      // It speaks to us, so it is alive: no need to ask it.
+      if (!this.claim.wouldYield(from)) throw new MakhzenError("NAME_TAKEN", `node name "${from.name}" is already taken by ${this.deps.self.url}`);
+      this.claim.yieldTo(from);
+    }
+    this.heard(from);
+    if (this.members.get(from.name)?.url === from.url) this.deps.events.reported?.(from.name, report);
+    this.merge(members);
+    return this.answer();
+  }
+
+  /** The member list, changing nothing (the `members` op). */
+  handleMembers(): MembersAnswer {
+    return this.answer();
+  }
+
+  /**
+   * The clock silence is counted on: the monotonic one when given, so that a step of
+   * the wall clock (NTP, a resumed VM) does not make every member dead, or reap them
+   * all, at once; the wall clock otherwise (tests that move a manual clock).
+   */
+  silenceClock(): number {
+    return (this.deps.monoMs ?? this.deps.wallMs)();
+  }
+
+  /** Whether this node was given seeds other than itself (see join). */
+  get hasSeeds(): boolean {
+    return this.seeds.all.length > 0;
+  }
+
+  /** Whether this node has joined through a seed, or had none to join through. */
+  get hasJoined(): boolean {
+    return this.seeds.joined;
+  }
+
+  /** Whether another process took this node's name (it then sends nothing more). */
+  get nameLost(): boolean {
+    return this.claim.lost;
+  }
+
+  handleLeave(name: string, incarnation: number): void {
+    const m = this.members.get(name);
+    if (!m || m.incarnation > incarnation || m.state === "left") return;
+    // Another life's goodbye (a duplicate of the name that yielded, say) does not end a live one.
+    if (m.incarnation !== incarnation && isLive(m.state)) return;
+    m.state = "left";
+    this.logger.info("member left", { member: name });
+    this.deps.events.left(m);
+  }
+
+  /** One heartbeat round: join through the seeds if needed (Seeds.tick), probe every member not gone, then age the silent ones. */
+  tick(): void {
+    // Only heartbeats on the timer measure pauses (a test driving tick() by hand has none).
+    if (this.timer !== undefined) this.claim.beat();
+    if (this.claim.lost) return;
+    if (this.claim.inDoubt) {
+      this.claim.confirm([...this.list().filter((m) => m.state !== "left").map((m) => m.url), ...this.seeds.all]);
+      return;
+    }
+    this.seeds.tick();
+    const me = this.selfWire();
+    const list = this.wire();
+    // A member still being probed is skipped.
+    const timeout = probeTimeoutMs(this.deps.config);
+    for (const m of this.members.values()) {
+      if (m.state === "left" || this.probing.has(m.name)) continue;
+      this.probing.add(m.name);
+      const { name, url } = m;
+      const sentMs = this.deps.wallMs();
+      this.deps.transport
+        .call(url, "gossip", { from: me, members: list, ...this.deps.report?.() }, timeout)
+        .then(
+          (answer) => {
+            const cur = this.members.get(name);
+            if (cur && cur.url === url) {
+              this.markSeen(cur);
+              this.measure(answer, sentMs, name);
+              this.deps.events.reported?.(name, { stableMs: answer.stableMs, durableMs: answer.durableMs });
+            }
+            this.merge(answer.members);
+          },
+          () => {
+            this.failedHeartbeats++;
+          },
+        )
+        .finally(() => this.probing.delete(name));
+    }
+    this.age();
+  }
+
+  private age(): void {
+    const now = this.silenceClock();
+    for (const m of this.members.values()) {
+      if (m.state === "left") continue;
+      const next = stateAfterSilence(now - m.lastSeenMs, this.deps.config);
+      if (next === m.state) continue;
+      if (next === "left") {
+        // Reaped: forgotten as if it had left. `left` spreads by gossip, so nodes that
+        // re-learned it from a stale list forget it too; if it is in fact alive, it
+        // refutes with a higher incarnation and joins again.
+        this.logger.warn("member dead too long: forgotten", { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
+        m.state = "left";
+        this.deps.events.left(m);
+        continue;
+      }
+      this.logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
+      m.state = next;
+    }
+  }
+
+  private markSeen(m: Member): void {
+    m.lastSeenMs = this.silenceClock();
+    if (m.state === "suspect" || m.state === "dead") {
+      const before = m.state;
+      m.state = "alive";
+      this.logger.info("member alive", { member: m.name, url: m.url, was: before });
+      this.deps.events.recovered(m);
+    }
+  }
+
+  /** A message straight from `from` (a join or a heartbeat): it is alive, and may be new. */
+  private heard(from: WireMember): void {
+    if (from.name === this.deps.self.name) return;
+    const m = this.members.get(from.name);
+    if (m && m.url !== from.url) {
+      // A second claim to a live member's name is not taken (see mergeDecision); our
+      // answer lists the held claim, so the sender sees the conflict and settles it.
+      // A dead or departed holder's name goes to the process that speaks now.
+      if (!isLive(m.state)) this.upsert({ ...from, state: "alive" });
+      return;
+    }
+    if (m && from.incarnation < m.incarnation) return; // a message from a past life
+    // Sent before it left (or was reaped), and read after: `left` is final within a life.
+    if (m && m.state === "left" && from.incarnation === m.incarnation) return;
+    if (!m || from.incarnation > m.incarnation || m.url !== from.url) {
+      this.upsert({ ...from, state: "alive" });
+      return;
+    }
+    // A dead member comes back only by answering our own probes: a message it sent
+    // may have waited out a pause in its process (SIGSTOP) and arrive long after,
+    // while it now doubts its name (NameClaim) and would not say it is alive.
+    if (m.state === "dead") return;
+    this.markSeen(m);
+  }
+
+  private merge(remote: WireMember[]): void {
+    const { self } = this.deps;
+    for (const r of remote) {
+      if (r.name === self.name) {
+        if (r.url === self.url && r.state === "left" && r.incarnation >= self.incarnation) {
+          self.incarnation = r.incarnation + 1; // refute a stale "left" about us
+        } else if (r.url !== self.url && isLive(r.state)) {
+          this.claim.consider(r);
+        }
+        continue;
+      }
+      const decision = mergeDecision(this.members.get(r.name), r);
+      if (decision === "add" || decision === "replace") {
+        // Learned second hand: counted as alive from now, and confirmed (or not) by our own heartbeats.
+        this.upsert({ ...r, state: r.state === "left" ? "left" : "alive" });
+      } else if (decision === "leave") {
+        this.handleLeave(r.name, r.incarnation);
+      }
+    }
+  }
+
+  private upsert(w: WireMember): void {
+    const prev = this.members.get(w.name);
+    const before = prev && { state: prev.state, url: prev.url };
+    const m: Member = { name: w.name, url: w.url, state: w.state, incarnation: w.incarnation, lastSeenMs: this.silenceClock() };
+    const cur = prev ? Object.assign(prev, m) : m;
+    if (!prev) this.members.set(w.name, cur);
+    if (cur.state === "left") {
+      if (before && before.state !== "left") this.deps.events.left(cur);
+      return;
+    }
+    if (before && before.url !== w.url) this.deps.events.moved(cur);
+    this.logger.info("member joined", { member: cur.name, url: cur.url, incarnation: cur.incarnation });
+    this.deps.events.added(cur);
+  }
+
+  /** One clock sample from an answer that carries the peer's clock. */
+  private measure(answer: MembersAnswer, sentMs: number, name?: string): void {
+    if (answer.wallMs === undefined) return;
+    const who = name ?? answer.members[0]?.name;
+    if (who === undefined || who === this.deps.self.name) return;
+    this.deps.events.measured?.(who, offsetSample(sentMs, answer.wallMs, this.deps.wallMs()));
+  }
+
+  /** What a join or heartbeat is answered with: our member list (us first) and our clock. */
+  private answer(): MembersAnswer {
+    return { members: this.wire(), wallMs: this.deps.wallMs(), ...this.deps.report?.() };
+  }
+
+  private selfWire(): WireMember {
+    const { name, url, incarnation } = this.deps.self;
+    return { name, url, incarnation, state: "alive" };
+  }
+
+  private wire(): WireMember[] {
+    const out: WireMember[] = [this.selfWire()];
+    for (const m of this.members.values()) {
+      out.push({ name: m.name, url: m.url, state: m.state, incarnation: m.incarnation });
+    }
+    return out;
+  }
+
+  private get logger(): Logger {
+    return this.deps.logger ?? silentLogger;
+  }
+}

@@ -1,0 +1,172 @@
+import { recordId } from "./digest.ts";
+import { compareRecords, type StoredRecord } from "../core/record.ts";
+import { versionWallMs } from "../core/version.ts";
+
+/** The state of one peer's outbound queue (see Replicator), and what can be read off it without I/O. */
+
+/**
+ * A queued record, shared by every peer's queue. It is serialized when a sender
+ * first takes it into a batch, and the string is kept for the other peers: a hot
+ * key rewritten while the queues back up costs one JSON.stringify per version that
+ * is actually sent, not one per write.
+ */
+export interface Outgoing {
+  record: StoredRecord;
+  json?: string;
+  /** approxWireBytes(record): what the queue byte bound counts. */
+  bytes: number;
+  /** When it was queued (wall ms); a newer write of the key replaces it, and its time, in place. */
+  at: number;
+}
+
+export interface PeerQueue {
+  name: string;
+  url: string;
+  /** Pending records by record id, in insertion order; a newer write to a key replaces the older in place. */
+  pending: Map<string, Outgoing>;
+  /** Sum of `bytes` over `pending`. */
+  pendingBytes: number;
+  /** The batches in flight (at most maxInflightBatches): still unacknowledged, so they count for the oldest age. */
+  sending: Set<Outgoing[]>;
+  /** Consecutive failed sends; drives the backoff. */
+  failures: number;
+  retryTimer?: ReturnType<typeof setTimeout>;
+  /** A pump is scheduled for the end of this event-loop turn. */
+  scheduled: boolean;
+  removed: boolean;
+  /**
+   * Since when (our wall clock) every record this node wrote went into this queue:
+   * when the peer was added, or the queue last lost records (an overflow, a record
+   * refused or not held). Older records are anti-entropy's (see watermark).
+   */
+  completeSinceMs: number;
+  stats: { sent: number; batches: number; failed: number; overflows: number; refused: number; tooNew: number };
+}
+
+export interface PeerQueueStats {
+  name: string;
+  pending: number;
+  inflight: number;
+  failures: number;
+  /** Records and requests that succeeded: sent / batches is the mean batch size. */
+  sent: number;
+  batches: number;
+  failed: number;
+  /** Times the queue was dropped for anti-entropy (a bound passed, or the peer refuses us). */
+  overflows: number;
+  /** Records the peer refused for good (e.g. too large for its body limit): dropped, left to anti-entropy. */
+  refused: number;
+  /** Records the peer refused as stamped too far ahead of its clock: dropped, not acknowledged. */
+  tooNew: number;
+  /** Age of the oldest record the peer has not acknowledged (queued or in flight), in ms; 0 when there is none. */
+  oldestAgeMs: number;
+}
+
+/** All a peer has not acknowledged: queued, or in a batch in flight. */
+export function* outstanding(q: PeerQueue): Iterable<Outgoing> {
+  yield* q.pending.values();
+  for (const batch of q.sending) yield* batch;
+}
+
+/** Records outstanding for any of these queues, each key once (its newest). */
+export function unacknowledged(queues: readonly PeerQueue[]): StoredRecord[] {
+  const out = new Map<string, StoredRecord>();
+  for (const q of queues) {
+    for (const o of outstanding(q)) {
+      const id = recordId(o.record.bucket, o.record.key);
+      const cur = out.get(id);
+      if (!cur || compareRecords(cur, o.record) < 0) out.set(id, o.record);
+    }
+  }
+  return [...out.values()];
+}
+
+/** Keys outstanding in every one of these queues: as far as this node knows, none of those peers holds them. */
+export function heldByNone(queues: readonly PeerQueue[]): number {
+  if (queues.length === 0) return 0;
+  const [first, ...rest] = queues;
+  const others = rest.map((q) => {
+    const ids = new Set<string>();
+    for (const o of outstanding(q)) ids.add(recordId(o.record.bucket, o.record.key));
+    return ids;
+  });
+  let n = 0;
+  for (const o of outstanding(first!)) if (others.every((ids) => ids.has(recordId(o.record.bucket, o.record.key)))) n++;
+  return n;
+}
+
+export interface QueueWatermark {
+  /** Since when every record this node wrote was queued for the peer (PeerQueue.completeSinceMs). */
+  completeSinceMs: number;
+  /** Every record stamped at or before this (the wall part of its version) is acknowledged, or a newer one of its key. */
+  ackedThroughMs: number;
+}
+
+/**
+ * Past this many records outstanding, a queue vouches for nothing newer than its last
+ * loss: walking it would cost milliseconds per heartbeat (~0.1 µs a record), and a
+ * peer that far behind holds up the early purge anyway.
+ */
+export const WATERMARK_WALK_MAX = 10_000;
+
+/** What a queue vouches for. O(queue), at most WATERMARK_WALK_MAX: once per heartbeat, not per record. */
+export function queueWatermark(q: PeerQueue, nowMs: number): QueueWatermark {
+  let outstandingCount = q.pending.size;
+  for (const batch of q.sending) outstandingCount += batch.length;
+  if (outstandingCount > WATERMARK_WALK_MAX) return { completeSinceMs: q.completeSinceMs, ackedThroughMs: 0 };
+  // Stamps are never behind the wall clock, so with nothing outstanding all up to now-1 are acknowledged.
+  let ackedThroughMs = nowMs - 1;
+  for (const o of outstanding(q)) ackedThroughMs = Math.min(ackedThroughMs, versionWallMs(o.record.version) - 1);
+  return { completeSinceMs: q.completeSinceMs, ackedThroughMs };
+}
+
+/**
+ * Counters and depths of a queue, for /metrics. The oldest age is found by one pass
+ * over the queue (a few ms for a million records, and only at a scrape) rather
+ * than kept on the write path: in-place replacement of a rewritten key and
+ * records put back after a failed batch keep the queue out of age order.
+ */
+export function queueStats(q: PeerQueue, nowMs: number): PeerQueueStats {
+  let oldest = Infinity;
+  for (const out of outstanding(q)) if (out.at < oldest) oldest = out.at;
+  return {
+    name: q.name,
+    pending: q.pending.size,
+    inflight: q.sending.size,
+    failures: q.failures,
+    ...q.stats,
+    oldestAgeMs: oldest === Infinity ? 0 : Math.max(0, nowMs - oldest),
+  };
+}
+
+/**
+ * The queue's records as they should go now. A queued record may have been
+ * overtaken in the store since it was queued: by a newer one from another node (a
+ * delete, say), which then goes instead; or by a purge of the key, after the
+ * delete that replaced it was held by every member (stability.ts), and then
+ * nothing goes. Sending the old value would bring the key back on a peer that has
+ * forgotten the delete, and anti-entropy would spread it from there. One map
+ * lookup per record sent; the same object when nothing changed.
+ */
+export function* freshRecords(
+  q: PeerQueue,
+  current: ((bucket: string, key: string) => StoredRecord | undefined) | undefined,
+  outgoing: (r: StoredRecord) => Outgoing,
+): Iterable<Outgoing> {
+  for (const [id, out] of q.pending) {
+    const held = current?.(out.record.bucket, out.record.key) ?? (current ? undefined : out.record);
+    if (held === out.record) {
+      yield out;
+    } else if (held === undefined) {
+      q.pending.delete(id);
+      q.pendingBytes -= out.bytes;
+    } else if (compareRecords(held, out.record) > 0) {
+      const next = outgoing(held);
+      q.pending.set(id, next);
+      q.pendingBytes += next.bytes - out.bytes;
+      yield next;
+    } else {
+      yield out;
+    }
+  }
+}

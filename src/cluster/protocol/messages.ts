@@ -1,0 +1,172 @@
+import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { MakhzenError } from "../../errors.ts";
+
+/**
+ * Every message of the peer protocol (JSON over HTTP under /internal/), as TypeBox
+ * models. The peer routes validate request bodies with them and the HTTP transport
+ * validates answers with them: nothing from the network is trusted, on either side.
+ * Bump PROTOCOL_VERSION on any incompatible change; a node refuses requests that
+ * carry another version.
+ */
+export const PROTOCOL_VERSION = "1";
+export const PROTOCOL_HEADER = "x-makhzen-protocol";
+
+const Name = Type.String({ pattern: "^[A-Za-z0-9_.:@\\[\\]-]{1,128}$" });
+const Version = Type.String({ pattern: "^\\d{15}-\\d{6}-[A-Za-z0-9_.:@\\[\\]-]{1,128}$", maxLength: 160 });
+const Bucket = Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" });
+// Limits of the receiving node are not applied to replicated records (a replica
+// must take what its peers took); this bound only stops absurd input.
+const Key = Type.String({ minLength: 1, maxLength: 64 * 1024 });
+
+export const MemberState = Type.Union([
+  Type.Literal("alive"),
+  Type.Literal("suspect"),
+  Type.Literal("dead"),
+  Type.Literal("left"),
+]);
+
+/** A member as gossiped. `state` spreads only as `left`; alive/suspect/dead is each node's own view. */
+export const WireMember = Type.Object({
+  name: Name,
+  url: Type.String({ minLength: 1, maxLength: 2048 }),
+  state: MemberState,
+  incarnation: Type.Integer({ minimum: 0 }),
+});
+
+export const WireRecord = Type.Object(
+  {
+    bucket: Bucket,
+    key: Key,
+    value: Type.Union([Type.String(), Type.Null()]),
+    version: Version,
+    expiresAt: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * Leaves per `keys` request. With the answer's byte budget (`rest`) it bounds what
+ * one request makes a peer list.
+ */
+export const LEAVES_PER_KEYS_REQUEST = 64;
+/**
+ * Most records one replication batch, `fetch` or `scan` page carries: the upper
+ * bound of batchMaxRecords, so no configuration can ask a peer for a page it refuses.
+ */
+export const MAX_BATCH_RECORDS = 10_000;
+
+const RecordRef = Type.Object({ bucket: Bucket, key: Key });
+const Leaf = Type.Integer({ minimum: 0, maximum: 4095 });
+const Group = Type.Integer({ minimum: 0, maximum: 63 });
+
+export const JoinRequest = Type.Object({ member: WireMember });
+/**
+ * The member list (the answering node first) and, since protocol 1 grew it, the
+ * answering node's wall clock in epoch ms when it answered: heartbeats and joins
+ * measure clock offsets with it (see clock-offset.ts).
+ */
+/**
+ * What a heartbeat reports for the early purge of deletes (see stability.ts), both in
+ * epoch ms: `stableMs`, every current member holds every record the sender stamped
+ * at or before it; `durableMs`, everything the sender had applied before it (its
+ * clock) would survive its crash.
+ */
+const StableMs = Type.Integer({ minimum: 0 });
+const DurableMs = Type.Integer({ minimum: 0 });
+
+export const MembersAnswer = Type.Object({
+  members: Type.Array(WireMember, { maxItems: 10_000 }),
+  wallMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  stableMs: Type.Optional(StableMs),
+  durableMs: Type.Optional(DurableMs),
+});
+export const GossipRequest = Type.Object({
+  from: WireMember,
+  members: Type.Array(WireMember, { maxItems: 10_000 }),
+  stableMs: Type.Optional(StableMs),
+  durableMs: Type.Optional(DurableMs),
+});
+export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
+export const OkAnswer = Type.Object({ ok: Type.Boolean() });
+export const RecordsRequest = Type.Object({ records: Type.Array(WireRecord, { maxItems: 100_000 }) });
+/**
+ * `applied`: records that changed the store; `refused`: the others (older than, or
+ * equal to, what the peer holds, or too new). `tooNew`: indices of the records
+ * refused because their version is further ahead of the peer's clock than
+ * --max-clock-offset, or older than a record it holds that is itself stamped that far
+ * ahead: the peer does NOT hold them within bounds, so they must
+ * not count as acknowledged.
+ */
+export const RecordsAnswer = Type.Object({
+  applied: Type.Integer(),
+  refused: Type.Integer(),
+  tooNew: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 100_000 })),
+});
+/**
+ * `syncing`: the node is in its first sync (a full copy, then a round with each
+ * peer, both ways): a round against it now would only push what it is about to
+ * pull, so the caller stops there.
+ */
+export const GroupsAnswer = Type.Object({
+  groups: Type.Array(Type.String(), { minItems: 64, maxItems: 64 }),
+  syncing: Type.Optional(Type.Boolean()),
+});
+export const LeavesRequest = Type.Object({ groups: Type.Array(Group, { maxItems: 64 }) });
+export const LeavesAnswer = Type.Object({ leaves: Type.Array(Type.Array(Type.String(), { minItems: 64, maxItems: 64 })) });
+export const KeysRequest = Type.Object({ leaves: Type.Array(Leaf, { maxItems: LEAVES_PER_KEYS_REQUEST }) });
+/**
+ * (bucket, key, version, hash) of every record in the listed leaves. `hash` is the
+ * record's contentHash (record.ts) in 16 hex digits: with it a caller that holds
+ * the same version with other contents knows which of the two wins the merge
+ * order. Optional, so answers of nodes that predate it still parse (their equal
+ * versions count as equal records). An answer that passes the peer's byte budget
+ * stops after a whole leaf (at least one is always listed): `rest` is the index,
+ * in the request, of the first leaf not listed.
+ */
+export const KeysAnswer = Type.Object({
+  entries: Type.Array(
+    Type.Object({ bucket: Bucket, key: Key, version: Version, hash: Type.Optional(Type.String({ pattern: "^[0-9a-f]{16}$" })) }),
+  ),
+  rest: Type.Optional(Type.Integer({ minimum: 1 })),
+});
+export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems: 100_000 }) });
+/**
+ * `records` in request order. An answer that would pass the batch byte budget stops
+ * early: `rest` is the index of the first key not answered, to ask again.
+ */
+export const FetchAnswer = Type.Object({ records: Type.Array(WireRecord), rest: Type.Optional(Type.Integer({ minimum: 0 })) });
+export const ScanRequest = Type.Object({
+  after: Type.Optional(RecordRef),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_BATCH_RECORDS }),
+});
+export const ScanAnswer = Type.Object({ records: Type.Array(WireRecord), next: Type.Union([RecordRef, Type.Null()]) });
+
+export type WireMember = Static<typeof WireMember>;
+export type MemberState = Static<typeof MemberState>;
+export type JoinRequest = Static<typeof JoinRequest>;
+export type MembersAnswer = Static<typeof MembersAnswer>;
+export type GossipRequest = Static<typeof GossipRequest>;
+export type LeaveRequest = Static<typeof LeaveRequest>;
+export type RecordsAnswer = Static<typeof RecordsAnswer>;
+export type GroupsAnswer = Static<typeof GroupsAnswer>;
+export type LeavesRequest = Static<typeof LeavesRequest>;
+export type LeavesAnswer = Static<typeof LeavesAnswer>;
+export type KeysRequest = Static<typeof KeysRequest>;
+export type KeysAnswer = Static<typeof KeysAnswer>;
+export type KeysEntry = KeysAnswer["entries"][number];
+export type FetchRequest = Static<typeof FetchRequest>;
+export type ScanRequest = Static<typeof ScanRequest>;
+export type ScanAnswer = Static<typeof ScanAnswer>;
+export type RecordRef = Static<typeof RecordRef>;
+
+/** A compiled checker: returns the value typed, or throws VALIDATION naming the first problem. */
+export function checker<T extends TSchema>(schema: T, what: string): (value: unknown) => Static<T> {
+  const compiled = TypeCompiler.Compile(schema);
+  return (value) => {
+    if (compiled.Check(value)) return value as Static<T>;
+    const first = compiled.Errors(value).First();
+    const where = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
+    throw new MakhzenError("VALIDATION", `${what}: ${where || "body"}: ${first?.message ?? "is invalid"}`);
+  };
+}

@@ -1,0 +1,104 @@
+import { hex, splitId, type Digest } from "../digest.ts";
+import type { Membership } from "../membership.ts";
+import type { KeysEntry, WireMember } from "./messages.ts";
+import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
+import type { Store } from "../../core/store.ts";
+import { checkWellFormed } from "../../core/text.ts";
+import type { PeerService } from "./transport.ts";
+
+export interface PeerServiceDeps {
+  store: Store;
+  digest: Digest;
+  membership: Membership;
+  /** Merges records from a peer: how many changed the store, and the indices refused as too new. */
+  applyRemote: (records: StoredRecord[]) => { applied: number; tooNew: number[] };
+  /** Bytes one `fetch`, `scan` or `keys` answer carries at most (at least one record, or one leaf). */
+  answerBudgetBytes: number;
+  /** Whether this node is in its first sync (see GroupsAnswer). */
+  syncing: () => boolean;
+}
+
+/**
+ * What a node answers to its peers: one function per operation of the peer
+ * protocol. Requests arrive validated (by the transport or the HTTP routes); every
+ * answer is bounded, in records or leaves by the request and in bytes by the
+ * budget, since a page of 1,000 records at the value limit would otherwise be a
+ * gigabyte, and 64 leaves of a store of 100M keys a million entries.
+ *
+ * Records past their tombstone grace period, and tombstones every member holds
+ * (Store.isDroppable), are neither offered (`keys`) nor sent (`fetch`, `scan`): the
+ * receiver would refuse the first or has (or has dropped) the second, and offering
+ * them would make every round find the same difference again until this node
+ * sweeps them.
+ */
+export function createPeerService(deps: PeerServiceDeps): PeerService {
+  const { store, digest, membership, answerBudgetBytes: budget } = deps;
+  return {
+    join: (req) => membership.handleJoinChecked(req.member as WireMember),
+    gossip: (req) => membership.handleGossip(req.from, req.members, { stableMs: req.stableMs, durableMs: req.durableMs }),
+    members: () => membership.handleMembers(),
+    leave: (req) => {
+      membership.handleLeave(req.name, req.incarnation);
+      return { ok: true };
+    },
+    // `refused` counts records not taken: older than what is held, or too far in the future (`tooNew`).
+    records: (req) => {
+      // A record no node may store (see text.ts) fails the whole request with 422, before
+      // anything is applied: the sender splits the batch and drops only that record.
+      for (const r of req.records) {
+        checkWellFormed("key", r.key);
+        if (r.value !== null) checkWellFormed(`value of ${JSON.stringify(r.key)}`, r.value);
+      }
+      const { applied, tooNew } = deps.applyRemote(req.records as StoredRecord[]);
+      return tooNew.length > 0 ? { applied, refused: req.records.length - applied, tooNew } : { applied, refused: req.records.length - applied };
+    },
+    groups: () => (deps.syncing() ? { groups: digest.groupHashes(), syncing: true } : { groups: digest.groupHashes() }),
+    leaves: (req) => ({ leaves: digest.leafHashes(req.groups) }),
+    keys: (req) => {
+      const entries: KeysEntry[] = [];
+      let bytes = 0;
+      for (let i = 0; i < req.leaves.length; i++) {
+        // Whole leaves only: the caller compares a leaf only when it has all of it.
+        if (i > 0 && bytes >= budget) return { entries, rest: i };
+        for (const id of digest.idsIn(req.leaves[i]!)) {
+          const { bucket, key } = splitId(id);
+          const r = store.getRecord(bucket, key);
+          if (!r || store.isDroppable(r)) continue;
+          entries.push({ bucket, key, version: r.version, hash: hex(store.getHash(bucket, key)!) });
+          bytes += 90 + key.length + r.version.length;
+        }
+      }
+      return { entries };
+    },
+    fetch: (req) => {
+      const records: StoredRecord[] = [];
+      let bytes = 0;
+      for (let i = 0; i < req.keys.length; i++) {
+        if (records.length > 0 && bytes >= budget) return { records, rest: i };
+        const { bucket, key } = req.keys[i]!;
+        const r = store.getRecord(bucket, key);
+        if (!r || store.isDroppable(r)) continue;
+        records.push(r);
+        bytes += approxWireBytes(r);
+      }
+      return { records };
+    },
+    scan: (req) => {
+      const page = store.scan(req.after, req.limit);
+      const records: StoredRecord[] = [];
+      let bytes = 0;
+      let last: StoredRecord | undefined;
+      let taken = 0;
+      for (const r of page) {
+        if (taken > 0 && bytes >= budget) break;
+        taken++;
+        last = r;
+        if (store.isDroppable(r)) continue;
+        records.push(r);
+        bytes += approxWireBytes(r);
+      }
+      const more = taken < page.length || page.length === req.limit;
+      return { records, next: more && last ? { bucket: last.bucket, key: last.key } : null };
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import type { Clock } from "../core/clock.ts";
+import type { ClockGuard } from "./clock-guard.ts";
+import { recordId } from "./digest.ts";
+import type { StoredRecord } from "../core/record.ts";
+import type { Store } from "../core/store.ts";
+import { versionWallMs } from "../core/version.ts";
+
+export interface RemoteRecordsDeps {
+  store: Store;
+  clock: Clock;
+  guard: ClockGuard;
+}
+
+/**
+ * Merges records from a peer (replication, anti-entropy, read repair). Returns how
+ * many changed the store, and the indices of those this node does not hold within
+ * bounds (`tooNew`), which a sender must not count as acknowledged:
+ *  - a record stamped more than --max-clock-offset ahead of the cluster's clock (or
+ *    one refused so before) is refused for good, and the clock never sees it;
+ *  - a record older than what this node holds, when what it holds is itself stamped
+ *    that far ahead (this node wrote it in the moment before its fence went up):
+ *    acknowledging it would count a replica whose copy will not survive.
+ * Records from peers skip the memory reservation of local writes (a replica must
+ * take what its peers took) and are not replicated again (every node sends its own
+ * writes to every peer; anti-entropy covers the rest). They arrive validated
+ * (WireRecord admits no other property), so they are stored as they are.
+ */
+export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): { applied: number; tooNew: number[] } {
+  const { store, clock, guard } = deps;
+  const latestMs = guard.latestAcceptableMs();
+  let applied = 0;
+  const tooNew: number[] = [];
+  let newest = "";
+  records.forEach((r, i) => {
+    // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
+    // of another version is left out too, rather than stored and served changed.
+    if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) return;
+    const id = recordId(r.bucket, r.key);
+    if (versionWallMs(r.version) > latestMs || guard.wasRefused(id, r.version)) {
+      guard.refuse(id, r.version);
+      tooNew.push(i);
+      return;
+    }
+    if (r.version > newest) newest = r.version;
+    if (store.apply(r)) {
+      applied++;
+      return;
+    }
+    const held = store.getRecord(r.bucket, r.key);
+    if (held && held.version > r.version && versionWallMs(held.version) > latestMs) tooNew.push(i);
+  });
+  // The clock only needs the newest version of the batch to move past all of them.
+  if (newest !== "") clock.observe(newest);
+  return { applied, tooNew };
+}

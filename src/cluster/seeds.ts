@@ -1,0 +1,117 @@
+import type { NodeConfig } from "../config.ts";
+import { MakhzenError } from "../errors.ts";
+import type { Logger } from "../ops/log.ts";
+import type { Member } from "./membership-types.ts";
+import type { MembersAnswer, WireMember } from "./protocol/messages.ts";
+import type { PeerTransport } from "./protocol/transport.ts";
+
+export interface SeedsDeps {
+  self: { url: string };
+  transport: PeerTransport;
+  config: Pick<NodeConfig, "requestTimeoutMs">;
+  /** This node's claim, as a join sends it. */
+  selfWire: () => WireMember;
+  /** The members known now (which seeds to join through again depends on them). */
+  members: () => Iterable<Member>;
+  /** A seed answered our join (its member list, its clock); sentMs is when we asked. */
+  answered: (answer: MembersAnswer, sentMs: number) => void;
+  wallMs: () => number;
+  logger: Logger;
+}
+
+/**
+ * Joining through the seeds (--peers): at start, and again by the heartbeat while
+ * needed. The first seed that answers wins. One join runs at a time; a seed that
+ * refuses our name (NAME_TAKEN) stops the retries for good.
+ */
+export class Seeds {
+  private urls: string[] = [];
+  private joinedFlag = false;
+  private misses = 0;
+  /** The join in flight, if any: a slow seed must not pile up joins, one per heartbeat. */
+  private joining?: Promise<boolean>;
+  /** A seed refused our name: joining again cannot succeed until an operator renames the node. */
+  private refused = false;
+
+  constructor(private readonly deps: SeedsDeps) {}
+
+  /** The seeds, this node's own URL left out. */
+  get all(): readonly string[] {
+    return this.urls;
+  }
+
+  /** Whether this node has joined through a seed, or had none to join through. */
+  get joined(): boolean {
+    return this.joinedFlag;
+  }
+
+  /**
+   * Joins through the seeds. Resolves true once joined, false when no seed answered
+   * (the heartbeat keeps trying them). Rejects with NAME_TAKEN when a seed refuses our
+   * name: that is a configuration error.
+   */
+  join(seeds: string[]): Promise<boolean> {
+    this.urls = seeds.filter((u) => u !== this.deps.self.url);
+    if (this.urls.length === 0) {
+      this.joinedFlag = true;
+      return Promise.resolve(true);
+    }
+    return this.joinOnce(this.urls);
+  }
+
+  /**
+   * The heartbeat's share: join through the seeds (one join at a time) all of them
+   * until joined or while no member answers, and otherwise those held as `left`. A
+   * partition longer than reapDeadAfterMs leaves each side holding the other as
+   * `left`, and `left` members are not probed: the seeds are how the sides meet again
+   * (a seed still in its first life refutes its `left` and joins back).
+   */
+  tick(): void {
+    const seeds = this.toTry();
+    if (seeds.length === 0 || this.refused || this.joining) return;
+    void this.joinOnce(seeds).catch((e) => {
+      // NAME_TAKEN stops the retries: one line says why, not one per heartbeat.
+      this.deps.logger.error(this.refused ? "join refused; not retrying: restart this node with another --name" : "join failed", { error: e });
+    });
+  }
+
+  private toTry(): string[] {
+    if (!this.joinedFlag) return this.urls;
+    const answering = new Set<string>();
+    const left = new Set<string>();
+    for (const m of this.deps.members()) {
+      if (m.state === "alive" || m.state === "suspect") answering.add(m.url);
+      else if (m.state === "left") left.add(m.url);
+    }
+    // A URL now held by an answering member (a new node on a departed one's address) needs no join.
+    return answering.size === 0 ? this.urls : this.urls.filter((u) => left.has(u) && !answering.has(u));
+  }
+
+  /** One join at a time: a caller while one runs shares it. */
+  private joinOnce(seeds: string[]): Promise<boolean> {
+    this.joining ??= this.tryJoin(seeds).finally(() => (this.joining = undefined));
+    return this.joining;
+  }
+
+  private async tryJoin(seeds: string[]): Promise<boolean> {
+    const me = this.deps.selfWire();
+    for (const seed of seeds) {
+      try {
+        const sentMs = this.deps.wallMs();
+        const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
+        this.deps.answered(answer, sentMs);
+        this.joinedFlag = true;
+        this.deps.logger.info("joined", { seed, members: answer.members.length - 1 });
+        return true;
+      } catch (e) {
+        if (e instanceof MakhzenError) {
+          if (e.code === "NAME_TAKEN") this.refused = true;
+          throw e;
+        }
+        // Retried every heartbeat until one answers: the first miss and then one in 60 are worth a line.
+        if (this.misses++ % 60 === 0) this.deps.logger.warn("seed did not answer", { seed, misses: this.misses, error: e });
+      }
+    }
+    return false;
+  }
+}

@@ -1,0 +1,190 @@
+import type { Clock } from "./clock.ts";
+import type { NodeConfig } from "../config.ts";
+import { MakhzenError } from "../errors.ts";
+import { BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
+import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
+import { checkWellFormed } from "./text.ts";
+import { parseVersion, type Version } from "./version.ts";
+
+export interface SetOptions {
+  /** Seconds until the item expires; > 0. Turned into an absolute `expiresAt` here. */
+  ttl?: number;
+  /** Write only if the current version is exactly this one, or `*`: if the key exists (HTTP If-Match). */
+  ifMatch?: string;
+  /** Write only if the key holds no live value (HTTP If-None-Match: *). */
+  ifAbsent?: boolean;
+}
+
+export interface DeleteOptions {
+  ifMatch?: string;
+}
+
+export interface ListItemsOptions {
+  prefix?: string;
+  /** 1..1000, default 100. */
+  limit?: number;
+  /** Return keys after this one: the `next` of the previous page. */
+  after?: string;
+}
+
+/** Longest TTL accepted, in seconds (about 317 years): keeps expiresAt a safe integer. */
+export const MAX_TTL_SECONDS = 1e10;
+export const MAX_LIST_LIMIT = 1000;
+export const DEFAULT_LIST_LIMIT = 100;
+
+/**
+ * The write and read rules of the items API, shared by HTTP, the CLI and embedding:
+ * validation of names and sizes, conditional writes, TTL → expiresAt, versioning.
+ * `onWrite` sees every record this node originates (the hook replication uses);
+ * `mayWrite` throws when the node may not write now (its clock is fenced, its name
+ * taken: see Cluster.checkWritable), before anything is stamped.
+ * Conditions are checked against this replica only.
+ */
+export class Items {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly config: NodeConfig,
+    private readonly onWrite: (record: StoredRecord) => void = () => {},
+    private readonly mayWrite: () => void = () => {},
+  ) {}
+
+  get(bucket: string, key: string): Item | undefined {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    const r = this.store.get(bucket, key);
+    return r && toItem(r);
+  }
+
+  /** A cached view of the live item (see Store.getView); for the HTTP hot path. */
+  getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    return this.store.getView(bucket, key, build);
+  }
+
+  set(bucket: string, key: string, value: string, opts: SetOptions = {}): Item {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    if (typeof value !== "string") throw new MakhzenError("VALIDATION", "value must be a string");
+    this.checkValue("value", value);
+    const ttl = opts.ttl;
+    if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
+      throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
+    }
+    this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
+    this.mayWrite();
+    // Naming the key lets the store count only the growth over the record it replaces.
+    this.store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length, bucket, key);
+    const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
+    if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
+    this.store.apply(record);
+    this.onWrite(record);
+    return toItem(record);
+  }
+
+  /**
+   * Writes a tombstone and returns its version (what a `w=` delete waits for), or
+   * undefined, writing nothing, when the key holds no live value.
+   */
+  delete(bucket: string, key: string, opts: DeleteOptions = {}): Version | undefined {
+    this.checkBucket(bucket);
+    this.checkKey(key);
+    this.checkConditions(bucket, key, opts.ifMatch, false);
+    this.mayWrite(); // before the existence check: a fenced node says so, not 404
+    if (!this.store.get(bucket, key)) return undefined;
+    const record: StoredRecord = { bucket, key, value: null, version: this.clock.now() };
+    this.store.apply(record);
+    this.onWrite(record);
+    return record.version;
+  }
+
+  /**
+   * Merges a record that already has a version (`makhzen load`): checked like a
+   * write, merged last-writer-wins, and replicated like a local write when it wins.
+   * Returns false when the store already held that version or a newer one.
+   */
+  importRecord(record: StoredRecord, refusesVersion: (version: Version, bucket: string, key: string) => boolean): boolean {
+    this.checkBucket(record.bucket);
+    this.checkKey(record.key);
+    // Before the version comparison: a bad value is refused whether or not it would win.
+    if (record.value !== null) this.checkValue(`value of ${JSON.stringify(record.key)}`, record.value);
+    if (!parseVersion(record.version)) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
+    this.mayWrite();
+    // The cluster's rule for records from elsewhere (remote-records.ts), so a load takes
+    // exactly what replication would: not a record its peers would refuse.
+    if (refusesVersion(record.version, record.bucket, record.key)) {
+      throw new MakhzenError("VALIDATION", `version ${record.version} is more than --max-clock-offset ahead of the cluster's clock`);
+    }
+    if (record.expiresAt !== undefined && record.expiresAt > this.clock.wallMs() + MAX_TTL_SECONDS * 1000) {
+      throw new MakhzenError("VALIDATION", `expiresAt ${record.expiresAt} is further away than the longest TTL (${MAX_TTL_SECONDS} s)`);
+    }
+    // A record that would lose to what the store holds changes nothing: check that
+    // before making room, so a reload under lru does not evict keys for nothing.
+    const held = this.store.getRecord(record.bucket, record.key);
+    if (held && compareRecords(held, record) >= 0) return false;
+    if (record.value !== null) {
+      this.store.reserve(ENTRY_OVERHEAD_BYTES + record.key.length + record.value.length, record.bucket, record.key);
+    }
+    this.clock.observe(record.version);
+    if (!this.store.apply(record)) return false;
+    this.onWrite(record);
+    return true;
+  }
+
+  list(bucket: string, opts: ListItemsOptions = {}): ListPage {
+    this.checkBucket(bucket);
+    const limit = opts.limit ?? DEFAULT_LIST_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new MakhzenError("VALIDATION", `limit must be an integer from 1 to ${MAX_LIST_LIMIT}`);
+    }
+    return this.store.list(bucket, { prefix: opts.prefix, after: opts.after, limit });
+  }
+
+  private checkConditions(bucket: string, key: string, ifMatch: string | undefined, ifAbsent: boolean | undefined): void {
+    if (ifMatch === undefined && !ifAbsent) return;
+    const current = this.store.get(bucket, key);
+    if (ifAbsent && current) {
+      throw new MakhzenError("PRECONDITION_FAILED", `key exists (version ${current.version})`);
+    }
+    if (ifMatch === "*") {
+      if (!current) throw new MakhzenError("PRECONDITION_FAILED", "key does not exist");
+    } else if (ifMatch !== undefined && current?.version !== ifMatch) {
+      throw new MakhzenError(
+        "PRECONDITION_FAILED",
+        current ? `current version is ${current.version}, not ${ifMatch}` : "key does not exist",
+      );
+    }
+  }
+
+  private checkBucket(bucket: string): void {
+    if (bucket === DEFAULT_BUCKET) return; // the hot path: /items/...
+    if (typeof bucket !== "string" || !BUCKET_PATTERN.test(bucket)) {
+      throw new MakhzenError("INVALID_BUCKET", `bucket name must match [A-Za-z0-9_.-]{1,64}`);
+    }
+  }
+
+  /** At most maxValueBytes of UTF-8, and well-formed (see text.ts). */
+  private checkValue(what: string, value: string): void {
+    // value.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
+    if (value.length * 3 > this.config.maxValueBytes) {
+      const bytes = Buffer.byteLength(value, "utf8");
+      if (bytes > this.config.maxValueBytes) {
+        throw new MakhzenError("VALUE_TOO_LARGE", `${what} is ${bytes} bytes; the limit is ${this.config.maxValueBytes}`);
+      }
+    }
+    checkWellFormed(what, value);
+  }
+
+  private checkKey(key: string): void {
+    if (typeof key !== "string" || key.length === 0) throw new MakhzenError("INVALID_KEY", "key must not be empty");
+    // key.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
+    if (key.length * 3 > this.config.maxKeyBytes) {
+      const bytes = Buffer.byteLength(key, "utf8");
+      if (bytes > this.config.maxKeyBytes) {
+        throw new MakhzenError("KEY_TOO_LARGE", `key is ${bytes} bytes; the limit is ${this.config.maxKeyBytes}`);
+      }
+    }
+    checkWellFormed("key", key);
+  }
+}

@@ -1,0 +1,421 @@
+import { MakhzenError } from "../errors.ts";
+import { LruList, type LruLinks } from "./lru.ts";
+import { Keyspace, type BucketStats, type KeyspaceEntry, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
+import { compareRecords, contentHash, isExpired, payloadLength, type RecordStamp, type StoredRecord } from "./record.ts";
+import { ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
+import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
+import { versionWallMs } from "./version.ts";
+
+export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
+
+export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
+
+interface Entry extends LruLinks, KeyspaceEntry, ViewSlot {
+  record: StoredRecord;
+  bytes: number;
+  /** contentHash(record), computed once, when first needed (the digest needs it on every change). */
+  hash?: bigint;
+  /** Whether the entry is in `ttl` (a live record with a TTL). */
+  timed: boolean;
+}
+
+const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
+
+/**
+ * Buckets of records, merged by the merge order (compareRecords: version, then
+ * contents), with a memory budget.
+ *
+ * Contract: `apply` is idempotent, commutative and associative (the record that
+ * wins the merge order stays, whatever the order records arrive in), so replicas
+ * that apply the same records in any order, any number of times, hold the same
+ * state, even when two writers stamped one version. Nothing here blocks or does I/O.
+ */
+export class Store {
+  private readonly keyspace = new Keyspace<Entry>();
+  private readonly lru = new LruList<Entry>();
+  /** Live records with a TTL: what the sweep looks at for expiry. */
+  private readonly ttl = new WalkedSet<Entry>();
+  /** Tombstones, in the order this store took them in (about their age): what the sweep, `reserve` and the cap purge. */
+  private readonly tombstones = new LruList<Entry>();
+  private tombCount = 0;
+  /** Where the sweep goes on in `tombstones`; undefined: start over at the oldest. */
+  private tombCursor?: Entry;
+  /** What a reader built from a record (see getView), per entry; dropped when the record changes, and first under pressure. */
+  private readonly views = new ViewCache<Entry>();
+  private used = 0;
+  private live = 0;
+  private tombBytes = 0;
+  private purgedEarly = 0;
+  private purgedStable = 0;
+
+  constructor(private readonly opts: StoreOptions) {}
+
+  /**
+   * Merges one record. Returns true when it became the current record of its key,
+   * false when the store already held it, or a record that wins over it.
+   */
+  apply(record: StoredRecord): boolean {
+    const entry = this.keyspace.get(record.bucket, record.key);
+    if (entry === undefined) {
+      // A delete already past its grace period is not taken in: anti-entropy from a
+      // peer that has not swept it yet must not bring it back after we purged it.
+      if (this.isPastGrace(record)) return false;
+      const fresh: Entry = { record, bytes: recordBytes(record), viewBytes: 0, viewAt: -1, timed: false };
+      this.keyspace.insert(fresh);
+      this.account(fresh, 0, undefined);
+      this.opts.onChange?.(record.bucket, record.key, undefined, this.stamp(fresh));
+      if (record.value === null) this.capTombstones();
+      return true;
+    }
+    // Hashes only on a version tie between different contents; the held one is cached.
+    if (compareRecords(entry.record, record, entry.hash) >= 0) return false;
+    const prev = this.opts.onChange && this.stamp(entry);
+    const oldBytes = entry.bytes;
+    const old = entry.record;
+    entry.record = record;
+    entry.bytes = recordBytes(record);
+    entry.hash = undefined;
+    this.views.drop(entry);
+    this.account(entry, oldBytes, old);
+    this.opts.onChange?.(record.bucket, record.key, prev, this.stamp(entry));
+    if (record.value === null) this.capTombstones();
+    return true;
+  }
+
+  /** The live record of a key: not a tombstone, not expired. Counts as a use for LRU. */
+  get(bucket: string, key: string): StoredRecord | undefined {
+    const entry = this.keyspace.get(bucket, key);
+    if (!entry || !this.isLive(entry.record)) return undefined;
+    if (this.opts.eviction === "lru") this.lru.touch(entry);
+    return entry.record;
+  }
+
+  /**
+   * A view of the live record built by `build` once per version and then reused,
+   * so a hot key is serialized once, not once per read. There is one view slot per
+   * record: every caller must pass an equivalent `build`. Counts as a use for LRU.
+   * Views count in the budget (VIEW_OVERHEAD_BYTES + key + value each): a view
+   * takes room only from older views, never from data, so a read never evicts; on
+   * a store full of data it is built and served but not kept.
+   */
+  getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
+    const entry = this.keyspace.get(bucket, key);
+    if (!entry || !this.isLive(entry.record)) return undefined;
+    if (this.opts.eviction === "lru") this.lru.touch(entry);
+    if (entry.view !== undefined) return entry.view as T;
+    const view = build(entry.record);
+    const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry.record);
+    const max = this.opts.maxMemoryBytes;
+    if (max > 0) {
+      if (this.used + bytes > max) return view;
+      while (this.used + this.views.bytes + bytes > max) this.views.dropOldest();
+    }
+    this.views.keep(entry, view, bytes);
+    return view;
+  }
+
+  /** Whatever the store holds for a key, tombstones and expired records included. */
+  getRecord(bucket: string, key: string): StoredRecord | undefined {
+    return this.keyspace.get(bucket, key)?.record;
+  }
+
+  /** contentHash of what the store holds for a key (see getRecord), computed once per record. */
+  getHash(bucket: string, key: string): bigint | undefined {
+    const entry = this.keyspace.get(bucket, key);
+    return entry && (entry.hash ??= contentHash(entry.record));
+  }
+
+  /** How many records (live, expired and tombstones) the store holds. */
+  get recordCount(): number {
+    return this.keyspace.recordCount;
+  }
+
+  /** See Keyspace.scan: the full-copy page of anti-entropy. */
+  scan(after: ScanCursor | undefined, limit: number): StoredRecord[] {
+    return this.keyspace.scan(after, limit);
+  }
+
+  /** A page of live items in key order (see Keyspace.list). */
+  list(bucket: string, opts: ListOptions): ListPage {
+    return this.keyspace.list(bucket, opts, this.opts.clock.wallMs());
+  }
+
+  /** Buckets that hold at least one record (live or tombstone), by name. */
+  bucketStats(): BucketStats[] {
+    return this.keyspace.bucketStats();
+  }
+
+  /** Bytes of every record held, live and tombstones (views excluded). */
+  get usedBytes(): number {
+    return this.used;
+  }
+
+  /** Bytes of live records (tombstones excluded). */
+  get liveBytes(): number {
+    return this.live;
+  }
+
+  /** Bytes of tombstones. */
+  get tombstoneBytes(): number {
+    return this.tombBytes;
+  }
+
+  get tombstoneCount(): number {
+    return this.tombCount;
+  }
+
+  /** Estimated bytes of the cached views (see getView). */
+  get viewBytes(): number {
+    return this.views.bytes;
+  }
+
+  /** What `--max-memory` bounds: records, tombstones and cached views. */
+  get accountedBytes(): number {
+    return this.used + this.views.bytes;
+  }
+
+  /** Tombstones purged before their grace period because every member held them (Cluster.isStable). */
+  get tombstonesPurgedStable(): number {
+    return this.purgedStable;
+  }
+
+  /** Tombstones purged before they were stable or past their grace period, to stay within budget. */
+  get tombstonesPurgedEarly(): number {
+    return this.purgedEarly;
+  }
+
+  /**
+   * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when
+   * given), within a budget that counts live records, tombstones and cached views.
+   * First what costs nothing to lose goes: tombstones safe to drop (stable, or past
+   * their grace period; up to SAFE_TOMBSTONE_LOOKS looked at per step), then cached
+   * views, oldest first. Then under `lru` the least recently used live records are
+   * evicted (each leaves a tombstone, which the cap of TOMBSTONE_BUDGET_SHARE
+   * bounds); under `noeviction` it throws OUT_OF_MEMORY. Tombstones that are not
+   * yet safe are never dropped here, under either policy: past their share of the
+   * budget the cap purges them, whatever the policy, since a delete is never refused.
+   * Deletes and records arriving from peers do not call this: a replica must accept
+   * what its peers accepted, or replicas would diverge.
+   */
+  reserve(bytes: number, bucket?: string, key?: string): void {
+    const max = this.opts.maxMemoryBytes;
+    if (max <= 0) return;
+    // A write that replaces a live (bucket, key) frees that record's bytes, so only
+    // the growth must fit: a full store can still update a key in place. Re-read
+    // after every eviction, which may have turned this very key into a tombstone.
+    const growth = () => {
+      const entry = bucket === undefined || key === undefined ? undefined : this.keyspace.get(bucket, key);
+      return bytes - (entry && entry.record.value !== null ? entry.bytes : 0);
+    };
+    const fits = () => this.used + this.views.bytes + growth() <= max;
+    if (fits()) return;
+    // A record bigger than the whole budget can never fit: refuse before dropping anything.
+    if (bytes <= max) {
+      // Once the oldest tombstones held none safe to drop, this call does not look again.
+      let safeLeft = true;
+      while (!fits()) {
+        if (safeLeft && (safeLeft = this.dropSafeTombstone())) continue;
+        if (this.views.dropOldest()) continue;
+        const victim = this.opts.eviction === "lru" ? this.lru.oldest() : undefined;
+        if (!victim) break;
+        this.evict(victim);
+        // Its tombstone may be safe at once (a node alone): it goes too, or only its value was freed.
+        const { bucket: b, key: k } = victim.record;
+        if (this.keyspace.get(b, k) === victim && victim.record.value === null && this.isSafeToDrop(victim.record)) this.purge(victim);
+      }
+      if (fits()) return;
+    }
+    throw new MakhzenError(
+      "OUT_OF_MEMORY",
+      `write refused: ${this.used + this.views.bytes + growth()} bytes would exceed --max-memory ${max} ` +
+        `(eviction: ${this.opts.eviction}; live ${this.live}, tombstones ${this.tombBytes})`,
+    );
+  }
+
+  /**
+   * One bounded step of background cleanup: looks at up to `budget` entries, half
+   * of them (or all, when the other kind runs out) records with a TTL, the rest
+   * tombstones. An expired record becomes a tombstone with the SAME version (expiry
+   * creates no new version, so replicas that expire it on their own agree, and
+   * compareRecords prefers the tombstone to a value on a tie); a tombstone that is
+   * stable or past its grace period is purged. Returns how many entries changed.
+   * Work per call is O(budget), whatever the store size.
+   */
+  sweep(budget: number): number {
+    const now = this.opts.clock.wallMs();
+    let changed = 0;
+    const seen = this.ttl.walk(this.tombCount === 0 ? budget : Math.ceil(budget / 2), (entry) => {
+      if (!isExpired(entry.record, now)) return;
+      this.expireToTombstone(entry);
+      changed++;
+    });
+    // The tombstones, from where the last sweep stopped, starting over at most once per call.
+    let wrapped = false;
+    for (let looked = 0; looked < budget - seen && this.tombCount > 0; ) {
+      const entry = this.tombCursor;
+      if (entry === undefined) {
+        if (wrapped) break;
+        wrapped = true;
+        this.tombCursor = this.tombstones.oldest();
+        continue;
+      }
+      this.tombCursor = this.tombstones.newer(entry);
+      looked++;
+      if (!this.isSafeToDrop(entry.record, now)) continue;
+      this.purge(entry);
+      changed++;
+    }
+    return changed;
+  }
+
+  /**
+   * A tombstone (or a record that expired) whose grace period is over: it should be
+   * gone, `apply` refuses it, and anti-entropy neither sends nor offers it.
+   */
+  isPastGrace(r: StoredRecord): boolean {
+    const now = this.opts.clock.wallMs();
+    if (r.value !== null && !isExpired(r, now)) return false;
+    return now - tombstoneDeadAt(r) >= this.opts.tombstoneTtlMs;
+  }
+
+  /**
+   * Forgets the record of (bucket, key) if it is still `version`, as if it had never
+   * been taken: what a node does with a write it stamped while its clock was too far
+   * ahead (see Cluster.retract). The key then holds nothing here until anti-entropy
+   * brings what the peers hold. Returns whether it was removed.
+   */
+  retract(bucket: string, key: string, version: string): boolean {
+    const entry = this.keyspace.get(bucket, key);
+    if (!entry || entry.record.version !== version) return false;
+    if (entry.record.value !== null) this.expireToTombstone(entry);
+    this.purge(entry);
+    return true;
+  }
+
+  /**
+   * Past its grace period, or a stable tombstone (every member holds it): a record
+   * anti-entropy neither offers nor sends, since no peer needs it and each drops it.
+   */
+  isDroppable(r: StoredRecord): boolean {
+    return this.isPastGrace(r) || (r.value === null && this.opts.isStable?.(r) === true);
+  }
+
+  private isLive(r: StoredRecord): boolean {
+    return r.value !== null && !isExpired(r, this.opts.clock.wallMs());
+  }
+
+  private isSafeToDrop(tombstone: StoredRecord, now = this.opts.clock.wallMs()): boolean {
+    if (now - tombstoneDeadAt(tombstone) >= this.opts.tombstoneTtlMs) return true;
+    if (this.opts.isStable?.(tombstone) !== true) return false;
+    this.purgedStable++; // every caller purges what is safe at once
+    return true;
+  }
+
+  private stamp(entry: Entry): RecordStamp {
+    return { version: entry.record.version, hash: (entry.hash ??= contentHash(entry.record)) };
+  }
+
+  /** Bookkeeping after `entry.record` changed from `old` (undefined for a new key). */
+  private account(entry: Entry, oldBytes: number, old: StoredRecord | undefined): void {
+    const r = entry.record;
+    const isTomb = r.value === null;
+    const wasLive = old !== undefined && old.value !== null;
+    const wasTomb = old !== undefined && old.value === null;
+    const delta = entry.bytes - oldBytes;
+    this.used += delta;
+    this.live += (isTomb ? 0 : entry.bytes) - (wasLive ? oldBytes : 0);
+    this.tombBytes += (isTomb ? entry.bytes : 0) - (wasTomb ? oldBytes : 0);
+    this.keyspace.count(r.bucket, delta, (isTomb ? 0 : 1) - (wasLive ? 1 : 0));
+    const timed = !isTomb && r.expiresAt !== undefined;
+    if (timed !== entry.timed) {
+      if (timed) this.ttl.items.add(entry);
+      else this.ttl.items.delete(entry);
+      entry.timed = timed;
+    }
+    // One set of links, two lists: a live entry is in the LRU (under lru), a
+    // tombstone in `tombstones`. A newer delete moves to the young end.
+    if (wasTomb) this.untomb(entry);
+    else if (wasLive) this.lru.unlink(entry);
+    if (isTomb) {
+      this.tombstones.touch(entry);
+      this.tombCount++;
+    } else if (this.opts.eviction === "lru") this.lru.touch(entry);
+  }
+
+  /** Takes a tombstone out of `tombstones`, moving the sweep's cursor past it first. */
+  private untomb(entry: Entry): void {
+    if (this.tombCursor === entry) this.tombCursor = this.tombstones.newer(entry);
+    this.tombstones.unlink(entry);
+    this.tombCount--;
+  }
+
+  /** One tombstone safe to drop among the oldest few, purged; false when none is. */
+  private dropSafeTombstone(): boolean {
+    const now = this.opts.clock.wallMs();
+    let entry = this.tombstones.oldest();
+    for (let looks = 0; entry && looks < SAFE_TOMBSTONE_LOOKS; looks++, entry = this.tombstones.newer(entry)) {
+      if (this.isSafeToDrop(entry.record, now)) {
+        this.purge(entry);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Keeps tombstones within TOMBSTONE_BUDGET_SHARE of the budget: purges the oldest
+   * while they are over it, counting (and reporting) those that were not yet safe.
+   * O(1) per tombstone purged.
+   */
+  private capTombstones(): void {
+    const max = this.opts.maxMemoryBytes;
+    if (max <= 0) return;
+    const now = this.opts.clock.wallMs();
+    while (this.tombBytes > max * TOMBSTONE_BUDGET_SHARE) {
+      const oldest = this.tombstones.oldest();
+      if (!oldest) return;
+      const r = oldest.record;
+      const safe = this.isSafeToDrop(r, now);
+      this.purge(oldest);
+      if (safe) continue;
+      this.purgedEarly++;
+      this.opts.onEarlyPurge?.(r, this.purgedEarly);
+    }
+  }
+
+  private evict(entry: Entry): void {
+    const r = entry.record;
+    const tombstone: StoredRecord = { bucket: r.bucket, key: r.key, value: null, version: this.opts.clock.now() };
+    this.apply(tombstone);
+    this.opts.onEvict?.(tombstone);
+  }
+
+  private expireToTombstone(entry: Entry): void {
+    const prev = this.opts.onChange && this.stamp(entry);
+    const old = entry.record;
+    const oldBytes = entry.bytes;
+    entry.record = { ...old, value: null };
+    entry.bytes = recordBytes(entry.record);
+    entry.hash = undefined;
+    this.views.drop(entry);
+    this.account(entry, oldBytes, old);
+    // Same version, new contents: the digest follows, so a replica that has not swept yet differs until it does.
+    this.opts.onChange?.(old.bucket, old.key, prev, this.stamp(entry));
+    this.capTombstones();
+  }
+
+  /** Removes a tombstone for good. */
+  private purge(entry: Entry): void {
+    const { bucket, key } = entry.record;
+    const prev = this.opts.onChange && this.stamp(entry);
+    this.used -= entry.bytes;
+    this.tombBytes -= entry.bytes;
+    this.keyspace.count(bucket, -entry.bytes, 0);
+    this.keyspace.remove(entry);
+    this.untomb(entry);
+    this.opts.onChange?.(bucket, key, prev, undefined);
+  }
+}
+
+/** When a tombstone started its grace period: its delete, or the expiry it stands for. */
+const tombstoneDeadAt = (r: StoredRecord): number => Math.max(versionWallMs(r.version), r.expiresAt ?? 0);

@@ -1,0 +1,256 @@
+import { Counter, Gauge, Registry, type Metric } from "prom-client";
+import type { Cluster } from "../cluster/cluster.ts";
+import type { MemberState } from "../cluster/protocol/messages.ts";
+import { LATENCY_BUCKETS_S, type RequestStats } from "./request-stats.ts";
+import type { Store } from "../core/store.ts";
+
+/** What /metrics reads. Every number is already kept by the module that owns it; nothing here counts. */
+export interface MetricsSources {
+  name: string;
+  version: string;
+  store: Pick<
+    Store,
+    "bucketStats" | "usedBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable"
+  >;
+  /** The data budget (0 = unlimited). */
+  maxMemoryBytes: number;
+  requests: RequestStats;
+  cluster: Cluster;
+  ready: () => boolean;
+  /** Group commits to the data dir that failed (absent without one). */
+  persistenceFailures?: () => number;
+  /** Failed ticks of the expiry sweep. */
+  sweepFailures: () => number;
+  /** Requests refused for a missing or wrong token or cluster signature, by kind, when the node counts them. */
+  authRefusals?: () => Record<string, number>;
+  /** Wall clock in ms (process start time). */
+  wallMs: () => number;
+}
+
+export interface Metrics {
+  /** The Prometheus text exposition of every metric, read now. */
+  render(): Promise<string>;
+  readonly contentType: string;
+  readonly registry: Registry;
+}
+
+const STATES: readonly MemberState[] = ["alive", "suspect", "dead", "left"];
+
+/**
+ * The node's metrics in Prometheus text format, every name prefixed `makhzen_`.
+ *
+ * prom-client is only the registry and the text format here: each metric has a
+ * `collect()` that reads the owning module's numbers at scrape time (the store's
+ * bucket stats, the replicator's per-peer counters, anti-entropy's totals,
+ * membership's states, the request arrays). So the core modules never import
+ * prom-client and their hot paths pay nothing for metrics. A scrape costs a pass
+ * over the buckets, the peers and the peer queues (see Replicator.stats).
+ */
+export function createMetrics(src: MetricsSources): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const startSeconds = Math.floor(src.wallMs() / 1000);
+  const cpuStart = process.cpuUsage();
+
+  const gauge = (name: string, help: string, labelNames: string[], read: (g: Gauge) => void) =>
+    new Gauge({
+      name: `makhzen_${name}`,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        read(this);
+      },
+    });
+  /** A counter whose total is kept elsewhere: reset and set to it at each scrape. */
+  const total = (name: string, help: string, labelNames: string[], read: (set: (value: number, labels?: Record<string, string>) => void) => void) =>
+    new Counter({
+      name: `makhzen_${name}`,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        read((value, labels) => (labels ? this.inc(labels, value) : this.inc(value)));
+      },
+    });
+
+  // ---- the node ----
+  gauge("info", "Always 1; the node's name and version as labels.", ["name", "version"], (g) =>
+    g.set({ name: src.name, version: src.version }, 1),
+  );
+  gauge("ready", "1 once the first sync after start is done (what /readyz says), else 0.", [], (g) => g.set(src.ready() ? 1 : 0));
+
+  // ---- requests ----
+  total("http_requests_total", "HTTP requests answered, by route pattern, method and status.", ["route", "method", "status"], (set) => {
+    for (const c of src.requests.counted()) set(c.count, { route: c.route, method: c.method, status: String(c.status) });
+  });
+  registry.registerMetric(requestLatency(src.requests));
+
+  // ---- data ----
+  const buckets = oncePerScrape(() => src.store.bucketStats());
+  gauge("bucket_keys", "Live keys per bucket (not deletes, not expired).", ["bucket"], (g) => {
+    for (const b of buckets()) g.set({ bucket: b.name }, b.keys);
+  });
+  gauge("bucket_bytes", "Estimated bytes of live data per bucket (keys, values, ~128 bytes per record).", ["bucket"], (g) => {
+    for (const b of buckets()) g.set({ bucket: b.name }, b.bytes);
+  });
+  gauge("store_records", "Records held, deletes (tombstones) and expired ones not yet swept included.", [], (g) => g.set(src.store.recordCount));
+  gauge("store_used_bytes", "Estimated bytes of all records held, tombstones included (cached views not).", [], (g) => g.set(src.store.usedBytes));
+  gauge("store_live_bytes", "Estimated bytes of live records.", [], (g) => g.set(src.store.liveBytes));
+  gauge("store_tombstones", "Tombstones held (deletes, evictions, expiries), until stable or past --tombstone-ttl.", [], (g) => g.set(src.store.tombstoneCount));
+  gauge("store_tombstone_bytes", "Estimated bytes of tombstones.", [], (g) => g.set(src.store.tombstoneBytes));
+  gauge("store_view_bytes", "Estimated bytes of cached GET answers.", [], (g) => g.set(src.store.viewBytes));
+  gauge("store_accounted_bytes", "Estimated bytes of records, tombstones and cached GET answers: what --max-memory is compared with.", [], (g) =>
+    g.set(src.store.accountedBytes),
+  );
+  total("store_tombstones_purged_early_total", "Tombstones purged before every member was known to hold them, to keep tombstones within half of --max-memory.", [], (set) =>
+    set(src.store.tombstonesPurgedEarly),
+  );
+  total("store_tombstones_purged_stable_total", "Tombstones purged before --tombstone-ttl because every member held them (docs/replication.md).", [], (set) =>
+    set(src.store.tombstonesPurgedStable),
+  );
+  gauge("store_max_bytes", "The data budget, --max-memory (0 = unlimited).", [], (g) => g.set(src.maxMemoryBytes));
+
+  // ---- the process ----
+  gauge("process_resident_memory_bytes", "Resident set size of the process.", [], (g) => g.set(process.memoryUsage().rss));
+  gauge("process_heap_used_bytes", "JavaScript heap in use.", [], (g) => g.set(process.memoryUsage().heapUsed));
+  gauge("process_heap_total_bytes", "JavaScript heap reserved.", [], (g) => g.set(process.memoryUsage().heapTotal));
+  total("process_cpu_seconds_total", "CPU time (user + system) spent by the process since the node was created.", [], (set) => {
+    const u = process.cpuUsage(cpuStart);
+    set((u.user + u.system) / 1e6);
+  });
+  gauge("process_start_time_seconds", "When the node was created, in seconds since the epoch.", [], (g) => g.set(startSeconds));
+
+  // ---- replication, per peer ----
+  const peers = oncePerScrape(() => src.cluster.replicator.stats());
+  gauge("peer_queue_records", "Records a peer has not acknowledged: queued, or in a batch in flight.", ["peer"], (g) => {
+    for (const p of peers()) g.set({ peer: p.name }, src.cluster.replicator.queueSize(p.name));
+  });
+  gauge("peer_queue_oldest_age_seconds", "Age of the oldest record a peer has not acknowledged (0 when none).", ["peer"], (g) => {
+    for (const p of peers()) g.set({ peer: p.name }, p.oldestAgeMs / 1000);
+  });
+  total("peer_batches_sent_total", "Replication batches a peer acknowledged.", ["peer"], (set) => {
+    for (const p of peers()) set(p.batches, { peer: p.name });
+  });
+  total("peer_batches_failed_total", "Replication batches that failed: timeouts and errors are put back for retry; a batch the peer refuses is split until the refused records are alone, and those are dropped (see peer_records_refused_total).", ["peer"], (set) => {
+    for (const p of peers()) set(p.failed, { peer: p.name });
+  });
+  total("peer_records_sent_total", "Records a peer acknowledged.", ["peer"], (set) => {
+    for (const p of peers()) set(p.sent, { peer: p.name });
+  });
+  total("peer_records_refused_total", "Records a peer refused for good (e.g. over its body limit): dropped from the queue, left to anti-entropy.", ["peer"], (set) => {
+    for (const p of peers()) set(p.refused, { peer: p.name });
+  });
+  total("peer_records_too_new_total", "Records a peer does not hold within its clock bounds (refused as stamped too far ahead, or superseded there by such a record): dropped, not acknowledged for w=.", ["peer"], (set) => {
+    for (const p of peers()) set(p.tooNew, { peer: p.name });
+  });
+  total("peer_queue_overflows_total", "Times a peer's queue passed --queue-max and was dropped for anti-entropy.", ["peer"], (set) => {
+    for (const p of peers()) set(p.overflows, { peer: p.name });
+  });
+
+  // ---- anti-entropy ----
+  const ae = () => src.cluster.antiEntropy.stats;
+  total("antientropy_rounds_total", "Anti-entropy rounds started (digest comparisons with one peer).", [], (set) => set(ae().rounds));
+  total("antientropy_records_refused_total", "Records a peer refused for good when anti-entropy pushed them.", [], (set) => set(ae().refused));
+  total("antientropy_failures_total", "Anti-entropy rounds that failed (peer unreachable or refused).", [], (set) => set(ae().failures));
+  total("antientropy_records_repaired_total", "Records repaired by anti-entropy: pushed to peers, or pulled from them (full copies included).", ["direction"], (set) => {
+    set(ae().pushed, { direction: "pushed" });
+    set(ae().pulled, { direction: "pulled" });
+  });
+
+  // ---- membership ----
+  gauge("members", "Members by state as this node sees them, itself included (alive).", ["state"], (g) => {
+    const counts = Object.fromEntries(STATES.map((s) => [s, 0])) as Record<MemberState, number>;
+    for (const m of src.cluster.status().members) counts[m.state]++;
+    for (const s of STATES) g.set({ state: s }, counts[s]);
+  });
+  gauge("member_state", "1 for the state each other member is in, 0 for the others.", ["member", "state"], (g) => {
+    for (const m of src.cluster.membership.list()) for (const s of STATES) g.set({ member: m.name, state: s }, m.state === s ? 1 : 0);
+  });
+  total("heartbeat_failures_total", "Heartbeats (gossip probes) to members that failed.", [], (set) => set(src.cluster.membership.heartbeatFailures));
+  total("replication_refused_records_total", "Records from peers refused for good as stamped more than --max-clock-offset ahead of the cluster's median clock.", [], (set) =>
+    set(src.cluster.refusedForDrift),
+  );
+
+  // ---- clocks ----
+  total("records_retracted_total", "Writes this node stamped too far ahead of the cluster's clock and gave up (lost; see docs/replication.md).", [], (set) =>
+    set(src.cluster.retraction.retracted),
+  );
+  gauge("clock_offset_ms", "This node's clock minus the median of the cluster's clocks (its own included), in ms.", [], (g) =>
+    g.set(src.cluster.clockGuard.state().offsetMs),
+  );
+  gauge("clock_fenced", "1 while this node refuses writes because its clock is past --max-clock-offset from the median.", [], (g) =>
+    g.set(src.cluster.clockGuard.state().fenced ? 1 : 0),
+  );
+  gauge("member_clock_offset_ms", "Each member's clock minus this node's, measured by heartbeats, in ms.", ["member"], (g) => {
+    for (const m of src.cluster.membership.list()) {
+      const o = src.cluster.clockGuard.offsetOf(m.name);
+      if (o !== null) g.set({ member: m.name }, o);
+    }
+  });
+
+  // ---- background work ----
+  total("sweep_failures_total", "Ticks of the expiry sweep that failed.", [], (set) => set(src.sweepFailures()));
+  if (src.persistenceFailures) {
+    const read = src.persistenceFailures;
+    total("persistence_commit_failures_total", "Group commits to the data dir that failed (each is retried).", [], (set) => set(read()));
+  }
+  if (src.authRefusals) {
+    const read = src.authRefusals;
+    total("auth_refusals_total", "Refusals by kind: client 401 (unauthorized), client 403 (forbidden), peer requests and peer answers without a valid signature.", ["kind"], (set) => {
+      for (const [kind, n] of Object.entries(read())) set(n, { kind });
+    });
+  }
+
+  return { registry, contentType: registry.contentType, render: () => registry.metrics() };
+}
+
+/**
+ * `read`, called at most once per scrape however many metrics use it: the registry
+ * runs every metric's collect() in the same synchronous turn, so the value is
+ * dropped at the next microtask. (Replicator.stats() walks every peer queue.)
+ */
+function oncePerScrape<T>(read: () => T): () => T {
+  let cached: { value: T } | undefined;
+  return () => {
+    if (!cached) {
+      cached = { value: read() };
+      queueMicrotask(() => (cached = undefined));
+    }
+    return cached.value;
+  };
+}
+
+/**
+ * makhzen_http_request_duration_seconds, read from RequestStats's arrays. prom-client's
+ * Histogram can only be fed one observation at a time (the hot-path cost we avoid),
+ * so this is a metric object of the shape the registry reads (`name`, `type`, `get()`
+ * answering what Histogram.get() answers): the registry still writes the text.
+ */
+function requestLatency(requests: RequestStats): Metric {
+  const name = "makhzen_http_request_duration_seconds";
+  const help = "Time from receiving a request to having its response, by route pattern and method.";
+  const les = [...LATENCY_BUCKETS_S.map(String), "+Inf"];
+  const metric = {
+    name,
+    help,
+    type: "histogram",
+    aggregator: "sum",
+    labelNames: ["route", "method"],
+    collect: undefined,
+    reset() {},
+    async get() {
+      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+      for (const l of requests.latencies()) {
+        const labels = { route: l.route, method: l.method };
+        l.buckets.forEach((n, i) => values.push({ labels: { le: les[i]!, ...labels }, value: n, metricName: `${name}_bucket` }));
+        values.push({ labels, value: l.sum, metricName: `${name}_sum` });
+        values.push({ labels, value: l.count, metricName: `${name}_count` });
+      }
+      return { name, help, type: "histogram", aggregator: "sum", values };
+    },
+  };
+  return metric as unknown as Metric;
+}

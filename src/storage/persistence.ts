@@ -1,0 +1,280 @@
+import { Database, type Statement } from "bun:sqlite";
+import { mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { MakhzenError } from "../errors.ts";
+import { silentLogger, type Logger } from "../ops/log.ts";
+import { recordId } from "../cluster/digest.ts";
+import type { StoredRecord } from "../core/record.ts";
+import { versionWallMs } from "../core/version.ts";
+
+export type FsyncPolicy = "always" | "everysec" | "no";
+
+export interface PersistenceOptions {
+  /** Directory holding makhzen.db (created if missing). */
+  dir: string;
+  /** The node's name: a data dir belongs to exactly one node. */
+  nodeName: string;
+  /** What a crash may lose, as Redis's appendfsync: see `open`. */
+  fsync: FsyncPolicy;
+  /** Period of group commits under everysec and no, in ms (Redis fsyncs once a second). */
+  flushIntervalMs?: number;
+  /** Where a failed commit is reported. Default: silent. */
+  logger?: Logger;
+  /** Wall clock, for `durableThroughMs`. Default: Date.now. */
+  wallMs?: () => number;
+}
+
+export const DB_FILE = "makhzen.db";
+const SCHEMA_VERSION = "1";
+
+/**
+ * The durable copy of a node's records in bun:sqlite, written behind the in-memory
+ * store with group commit: changes queue in memory, coalesced by (bucket, key), and
+ * many of them go to disk in one transaction.
+ *
+ *  - `always`: a flush runs after the current event-loop turn, every commit is
+ *    fsynced (synchronous=FULL), and writers await `durable()` before they answer;
+ *    so an acknowledged write survives kill -9 and power loss. All writes of one
+ *    turn share one transaction and one fsync.
+ *  - `everysec`: one transaction a second, fsynced: a crash loses at most about the
+ *    last second.
+ *  - `no`: one transaction a second, never fsynced: the OS decides when it is on disk.
+ *
+ * A clean `close()` flushes everything under every policy.
+ */
+export class Persistence {
+  private readonly db: Database;
+  private readonly upsert: Statement;
+  private readonly del: Statement;
+  /** Pending changes: a record to write, or null to delete the row. */
+  private pending = new Map<string, StoredRecord | { bucket: string; key: string; gone: true }>();
+  private timer?: ReturnType<typeof setInterval>;
+  private scheduled = false;
+  private waiters: (() => void)[] = [];
+  private failures = 0;
+  /** Failed commits since the last one that succeeded: a failing disk is logged once, then one line in 60, then its recovery. */
+  private failingRun = 0;
+  /** The one pending retry of a failed commit under `always` (never more than one). */
+  private retryTimer?: ReturnType<typeof setTimeout>;
+  private closed = false;
+  /** When the last successful commit took its batch: everything queued before then is on disk. */
+  private committedThroughMs = 0;
+
+  private constructor(
+    db: Database,
+    private readonly opts: PersistenceOptions,
+  ) {
+    this.db = db;
+    this.upsert = db.prepare(
+      "INSERT OR REPLACE INTO records (bucket, key, value, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    );
+    this.del = db.prepare("DELETE FROM records WHERE bucket = ?1 AND key = ?2");
+    if (opts.fsync !== "always") {
+      this.timer = setInterval(() => this.flushLogged(), opts.flushIntervalMs ?? 1000);
+      this.timer.unref?.();
+    }
+  }
+
+  /**
+   * Opens (or creates) the data dir. Refuses, with one line naming the path and the
+   * problem, a dir it cannot use: unreadable, read-only, corrupt, or another node's.
+   * It never starts empty over data it could not read.
+   */
+  static open(opts: PersistenceOptions): Persistence {
+    const fail = (problem: string): never => {
+      throw new MakhzenError("DATA_DIR", `data dir ${opts.dir}: ${problem}`);
+    };
+    try {
+      mkdirSync(opts.dir, { recursive: true });
+    } catch (e) {
+      fail(`cannot create it (${errText(e)})`);
+    }
+    if (!statSync(opts.dir).isDirectory()) fail("is not a directory");
+    const path = join(opts.dir, DB_FILE);
+    let db: Database | undefined;
+    try {
+      db = new Database(path, { create: true, strict: true });
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec(`PRAGMA synchronous = ${opts.fsync === "no" ? "OFF" : "FULL"}`);
+      db.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+      db.exec(
+        `CREATE TABLE IF NOT EXISTS records (
+           bucket TEXT NOT NULL, key TEXT NOT NULL, value TEXT, version TEXT NOT NULL, expires_at INTEGER,
+           PRIMARY KEY (bucket, key)) WITHOUT ROWID`,
+      );
+      const meta = Object.fromEntries(
+        db.query<{ k: string; v: string }, []>("SELECT k, v FROM meta").all().map((r) => [r.k, r.v]),
+      );
+      if (meta.node !== undefined && meta.node !== opts.nodeName) {
+        db.close();
+        fail(`was written by node "${meta.node}", not "${opts.nodeName}"; start with --name ${meta.node} or use another dir`);
+      }
+      if (meta.schema !== undefined && meta.schema !== SCHEMA_VERSION) {
+        db.close();
+        fail(`has schema version ${meta.schema}; this makhzen reads version ${SCHEMA_VERSION}`);
+      }
+      db.prepare("INSERT OR IGNORE INTO meta (k, v) VALUES ('node', ?1), ('schema', ?2)").run(opts.nodeName, SCHEMA_VERSION);
+    } catch (e) {
+      if (e instanceof MakhzenError) throw e;
+      db?.close();
+      fail(`cannot open ${DB_FILE} (${errText(e)})`);
+    }
+    return new Persistence(db!, opts);
+  }
+
+  /**
+   * Streams every stored record to `apply`. Records expired longer ago than the
+   * tombstone grace period are dropped (and deleted from disk); other expired
+   * records come back as tombstones with their version, so an older copy held by a
+   * peer cannot resurrect them. Tombstones past their grace period are dropped too.
+   */
+  load(apply: (r: StoredRecord) => void, nowMs: number, tombstoneTtlMs: number): { loaded: number; dropped: number } {
+    let loaded = 0;
+    let dropped = 0;
+    const rows = this.db
+      .query<{ bucket: string; key: string; value: string | null; version: string; expires_at: number | null }, []>(
+        "SELECT bucket, key, value, version, expires_at FROM records",
+      )
+      .iterate();
+    try {
+      for (const row of rows) {
+        const expiresAt = row.expires_at ?? undefined;
+        const expired = expiresAt !== undefined && expiresAt <= nowMs;
+        const deadAt = Math.max(versionWallMs(row.version), expiresAt ?? 0);
+        if ((row.value === null || expired) && nowMs - deadAt >= tombstoneTtlMs) {
+          this.remove(row.bucket, row.key);
+          dropped++;
+          continue;
+        }
+        const r: StoredRecord = { bucket: row.bucket, key: row.key, value: expired ? null : row.value, version: row.version };
+        if (expiresAt !== undefined) r.expiresAt = expiresAt;
+        apply(r);
+        loaded++;
+      }
+    } catch (e) {
+      throw new MakhzenError("DATA_DIR", `data dir ${this.opts.dir}: cannot read ${DB_FILE} (${errText(e)})`);
+    }
+    this.flush();
+    return { loaded, dropped };
+  }
+
+  /** Queues a record's new state for the next group commit. Never blocks. After close(), a no-op (logged). */
+  write(record: StoredRecord): void {
+    if (this.refuseClosed()) return;
+    this.pending.set(recordId(record.bucket, record.key), record);
+    this.schedule();
+  }
+
+  /** Queues the removal of a key's row (a purged tombstone). After close(), a no-op (logged). */
+  remove(bucket: string, key: string): void {
+    if (this.refuseClosed()) return;
+    this.pending.set(recordId(bucket, key), { bucket, key, gone: true });
+    this.schedule();
+  }
+
+  /** Resolves once everything queued so far is committed (under `always`, fsynced). */
+  durable(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * Up to when (epoch ms) every change queued is committed: now when nothing waits,
+   * else the moment the last successful commit took its batch. (Under `no` the OS
+   * may still hold it: it survives a crash of the process, not of the machine.)
+   */
+  get durableThroughMs(): number {
+    return this.pending.size === 0 ? this.now() : this.committedThroughMs;
+  }
+
+  private now(): number {
+    return (this.opts.wallMs ?? Date.now)();
+  }
+
+  /** Commits every pending change in one transaction. Throws if the disk refuses. */
+  flush(): void {
+    if (this.pending.size === 0) return this.wake();
+    const takenMs = this.now();
+    const batch = this.pending;
+    this.pending = new Map();
+    try {
+      this.db.transaction(() => {
+        for (const c of batch.values()) {
+          if ("gone" in c) this.del.run(c.bucket, c.key);
+          else this.upsert.run(c.bucket, c.key, c.value, c.version, c.expiresAt ?? null);
+        }
+      })();
+    } catch (e) {
+      // Put the batch back (newer pending changes win) so nothing acknowledged is dropped.
+      for (const [k, v] of batch) if (!this.pending.has(k)) this.pending.set(k, v);
+      throw e;
+    }
+    this.committedThroughMs = takenMs;
+    this.wake();
+  }
+
+  /** Group commits that failed so far (each is retried): for /metrics. */
+  get commitFailures(): number {
+    return this.failures;
+  }
+
+  /** Flushes and closes. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
+    this.flushLogged();
+    this.closed = true;
+    this.db.close();
+  }
+
+  /**
+   * A change after close() cannot reach the disk: it is dropped with one line, since
+   * it means a caller outlived the node (a bug), and the durable copy lags the store.
+   */
+  private refuseClosed(): boolean {
+    if (!this.closed) return false;
+    (this.opts.logger ?? silentLogger).warn("change after close dropped: the data dir is closed", { dir: this.opts.dir });
+    return true;
+  }
+
+  private schedule(): void {
+    if (this.opts.fsync !== "always" || this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flushLogged();
+    });
+  }
+
+  private flushLogged(): void {
+    if (this.closed) return;
+    const log = this.opts.logger ?? silentLogger;
+    try {
+      this.flush();
+      if (this.failingRun > 0) log.info("commits succeed again", { dir: this.opts.dir, failedInARow: this.failingRun });
+      this.failingRun = 0;
+    } catch (e) {
+      this.failures++;
+      if (this.failingRun++ % 60 === 0) log.error("commit failed; will retry", { dir: this.opts.dir, failedInARow: this.failingRun, error: errText(e) });
+      // Writers under `always` keep waiting: their write is not durable. Retry soon,
+      // with one timer whatever the number of failed commits (writes that arrive
+      // meanwhile join the pending batch; close() cancels it).
+      if (this.opts.fsync === "always" && !this.closed && this.retryTimer === undefined) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.flushLogged();
+        }, 100);
+        this.retryTimer.unref?.();
+      }
+    }
+  }
+
+  private wake(): void {
+    if (this.pending.size > 0 || this.waiters.length === 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

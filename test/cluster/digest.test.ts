@@ -1,0 +1,86 @@
+import { describe, expect, test } from "bun:test";
+import { Digest, differing, GROUPS, LEAVES, leafOf, recordId, splitId } from "../../src/cluster/digest.ts";
+import { contentHash, type RecordStamp } from "../../src/core/record.ts";
+
+/** A stamp of version n holding `value`. */
+const v = (n: number, value: string | null = "x"): RecordStamp => ({
+  version: `${String(n).padStart(15, "0")}-000000-a`,
+  hash: contentHash({ value }),
+});
+
+describe("digest", () => {
+  test("equal record sets give equal digests whatever the order of updates", () => {
+    const a = new Digest();
+    const b = new Digest();
+    for (let i = 0; i < 500; i++) a.update("b", `k${i}`, undefined, v(i));
+    for (let i = 499; i >= 0; i--) b.update("b", `k${i}`, undefined, v(0));
+    for (let i = 0; i < 500; i++) b.update("b", `k${i}`, v(0), v(i)); // replaced in place
+    expect(a.groupHashes()).toEqual(b.groupHashes());
+  });
+
+  test("one changed record changes exactly one group and one leaf", () => {
+    const a = new Digest();
+    const b = new Digest();
+    for (let i = 0; i < 1000; i++) {
+      a.update("b", `k${i}`, undefined, v(1));
+      b.update("b", `k${i}`, undefined, v(1));
+    }
+    b.update("b", "k7", v(1), v(2));
+    const groups = differing(a.groupHashes(), b.groupHashes());
+    expect(groups).toHaveLength(1);
+    const leaf = leafOf("b", "k7");
+    expect(groups[0]).toBe(Math.floor(leaf / (LEAVES / GROUPS)));
+    const [la] = a.leafHashes(groups);
+    const [lb] = b.leafHashes(groups);
+    expect(differing(la!, lb!)).toEqual([leaf % (LEAVES / GROUPS)]);
+    expect([...b.idsIn(leaf)]).toContain(recordId("b", "k7"));
+  });
+
+  test("a purge removes the record's hash and its id", () => {
+    const d = new Digest();
+    d.update("b", "k", undefined, v(1));
+    expect(d.leafSize(leafOf("b", "k"))).toBe(1);
+    d.update("b", "k", v(1), undefined);
+    expect(d.leafSize(leafOf("b", "k"))).toBe(0);
+    expect([...d.idsIn(leafOf("b", "k"))]).toEqual([]);
+    expect(new Set(d.groupHashes())).toEqual(new Set(["0000000000000000"]));
+  });
+
+  test("the same version with other contents is another digest: the value, a delete or the TTL", () => {
+    const base = new Digest();
+    base.update("b", "k", undefined, v(1, "from-b1"));
+    for (const other of [
+      v(1, "from-b2"),
+      v(1, null),
+      { version: v(1).version, hash: contentHash({ value: "from-b1", expiresAt: 5 }) },
+      // A lone surrogate and its replacement character are different values.
+      v(1, "x\ud800y"),
+    ]) {
+      const d = new Digest();
+      d.update("b", "k", undefined, other);
+      expect(differing(base.groupHashes(), d.groupHashes())).toHaveLength(1);
+    }
+    const same = new Digest();
+    same.update("b", "k", undefined, v(1, "from-b1"));
+    expect(same.groupHashes()).toEqual(base.groupHashes());
+    expect(contentHash({ value: "x\ud800y" })).not.toBe(contentHash({ value: "x\ufffdy" }));
+  });
+
+  test("two keys of one leaf that swap contents under the same versions change the leaf", () => {
+    // Find two keys in one leaf.
+    const first = "k0";
+    let second = "";
+    for (let i = 1; second === ""; i++) if (leafOf("b", `k${i}`) === leafOf("b", first)) second = `k${i}`;
+    const a = new Digest();
+    const b = new Digest();
+    a.update("b", first, undefined, v(1, "p"));
+    a.update("b", second, undefined, v(1, "q"));
+    b.update("b", first, undefined, v(1, "q"));
+    b.update("b", second, undefined, v(1, "p"));
+    expect(differing(a.groupHashes(), b.groupHashes())).toHaveLength(1);
+  });
+
+  test("record ids split back into bucket and key, whatever the key holds", () => {
+    expect(splitId(recordId("bkt", "a\u0000b/c"))).toEqual({ bucket: "bkt", key: "a\u0000b/c" });
+  });
+});

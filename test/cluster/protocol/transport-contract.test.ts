@@ -1,0 +1,64 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { createNode } from "../../../src/node.ts";
+import { HttpTransport, MemoryTransport, PeerError, type PeerTransport } from "../../../src/cluster/protocol/transport.ts";
+import { core } from "../../support/core.ts";
+
+/**
+ * One contract, two transports: what the core relies on from a PeerTransport holds
+ * for the real HTTP one (against a listening node) and for the in-memory one the
+ * unit tests use.
+ */
+const httpNode = createNode({ name: "http-peer", port: 0 });
+afterAll(() => httpNode.close());
+
+/** A node's core on the in-memory network (test/support/core.ts), as the memory side of the contract. */
+function memoryPeer(): { transport: MemoryTransport; url: string } {
+  const transport = new MemoryTransport();
+  return { transport, url: core("mem-peer", transport).url };
+}
+
+const setups: [string, () => Promise<{ transport: PeerTransport; url: string; dead: string }>][] = [
+  ["http", async () => ({ transport: new HttpTransport(), url: (await httpNode.listen()).url, dead: "http://127.0.0.1:1" })],
+  ["memory", async () => ({ ...memoryPeer(), dead: "mem://nobody" })],
+];
+
+for (const [name, setup] of setups) {
+  describe(`PeerTransport contract: ${name}`, () => {
+    test("records pushed as a ready JSON string can be fetched and scanned back", async () => {
+      const { transport, url } = await setup();
+      const version = `${String(Date.now()).padStart(15, "0")}-000000-z`;
+      const rec = { bucket: "default", key: "contract", value: "v", version, expiresAt: Date.now() + 60_000 };
+      expect(await transport.call(url, "records", `{"records":[${JSON.stringify(rec)}]}`, 1000)).toEqual({
+        applied: 1,
+        refused: 0,
+      });
+      expect((await transport.call(url, "fetch", { keys: [{ bucket: "default", key: "contract" }] }, 1000)).records).toEqual([rec]);
+      const page = await transport.call(url, "scan", { limit: 10 }, 1000);
+      expect(page.records).toContainEqual(rec);
+      expect((await transport.call(url, "groups", {}, 1000)).groups).toHaveLength(64);
+    });
+
+    test("an invalid request is refused with VALIDATION, as a PeerError with the HTTP status", async () => {
+      const { transport, url } = await setup();
+      const err = await transport.call(url, "leaves", { groups: [64] }, 1000).catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect(err).toMatchObject({ status: 422, code: "VALIDATION" });
+    });
+
+    test("an aborted call rejects with ABORTED", async () => {
+      const { transport, url } = await setup();
+      const abort = new AbortController();
+      abort.abort();
+      const err = await transport.call(url, "groups", {}, 1000, abort.signal).catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect(err).toMatchObject({ status: 0, code: "ABORTED" });
+    });
+
+    test("an unreachable peer rejects with status 0", async () => {
+      const { transport, dead } = await setup();
+      const err = await transport.call(dead, "groups", {}, 500).catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect((err as PeerError).status).toBe(0);
+    });
+  });
+}

@@ -1,0 +1,186 @@
+import { describe, expect, test } from "bun:test";
+import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { core, joined, until, type Core } from "../support/core.ts";
+
+describe("a delete every member holds may be forgotten early", () => {
+  const roundsWithAll = async (nodes: Core[]) => {
+    for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url });
+  };
+  const heartbeat = async (nodes: Core[]) => {
+    for (const n of nodes) n.cluster.membership.tick();
+    await until(() => nodes.every((n) => nodes.every((p) => p === n || n.cluster.membership.get(p.name)?.state === "alive")));
+    await Bun.sleep(1); // the answers of this round of heartbeats are merged in the next turns
+  };
+
+  test("stable once every member acknowledged it, on the node that wrote it and on the others", async () => {
+    const net = new MemoryTransport();
+    const nodes = [core("a", net), core("b", net), core("c", net)];
+    const [a, b, c] = nodes as [Core, Core, Core];
+    try {
+      await joined(nodes);
+      a.write("k", "v");
+      const tombstone = a.write("k", null);
+      // No complete round yet with anyone: nothing is vouched for.
+      expect(a.cluster.isStable(tombstone)).toBe(false);
+      await roundsWithAll(nodes);
+      await until(() => a.cluster.replicator.drained(["b", "c"]));
+      await Bun.sleep(a.config.heartbeatIntervalMs); // past the cache of stableMs
+      expect(a.cluster.isStable(tombstone)).toBe(true);
+      // b and c learn it from a's heartbeats.
+      for (let i = 0; i < 20 && !(b.cluster.isStable(tombstone) && c.cluster.isStable(tombstone)); i++) await heartbeat(nodes);
+      expect(b.cluster.isStable(tombstone)).toBe(true);
+      expect(c.cluster.isStable(tombstone)).toBe(true);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+
+  test("not while a member that acknowledged it has not made it durable (a crash would bring the old value back)", async () => {
+    const net = new MemoryTransport();
+    let bDurableMs = 0; // b's data dir has committed nothing yet
+    const nodes = [core("a", net), core("b", net, {}, { durableThroughMs: () => bDurableMs })];
+    const [a, b] = nodes as [Core, Core];
+    try {
+      await joined(nodes);
+      await roundsWithAll(nodes);
+      const tombstone = a.write("k", null);
+      await until(() => a.cluster.replicator.drained(["b"]));
+      for (let i = 0; i < 5; i++) await heartbeat(nodes);
+      await Bun.sleep(a.config.heartbeatIntervalMs);
+      expect(a.cluster.isStable(tombstone)).toBe(false);
+      // b's group commits go on from here: what it acknowledged before them is on its disk.
+      for (let i = 0; i < 20 && !a.cluster.isStable(tombstone); i++) {
+        bDurableMs = Date.now();
+        await heartbeat(nodes);
+        await Bun.sleep(a.config.heartbeatIntervalMs / 2);
+      }
+      expect(a.cluster.isStable(tombstone)).toBe(true);
+      // b's own stableMs never passes its durable point either: what it stamps waits for its disk.
+      expect(b.cluster.isStable(b.write("mine", null))).toBe(false);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+
+  test("not while a member has not acknowledged it", async () => {
+    const net = new MemoryTransport();
+    const nodes = [core("a", net), core("b", net), core("c", net)];
+    const [a, b] = nodes as [Core, Core, Core];
+    try {
+      await joined(nodes);
+      await roundsWithAll(nodes);
+      net.cut(nodes[2]!.url);
+      const tombstone = a.write("gone", null);
+      await until(() => a.cluster.replicator.drained(["b"]));
+      await Bun.sleep(a.config.heartbeatIntervalMs);
+      expect(a.cluster.isStable(tombstone)).toBe(false);
+      a.cluster.membership.tick();
+      b.cluster.membership.tick();
+      await Bun.sleep(5);
+      expect(b.cluster.isStable(tombstone)).toBe(false);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+
+  test("a lone node that has no seed holds all it needs; one not yet joined to its seeds holds nothing", async () => {
+    const net = new MemoryTransport();
+    const lone = core("lone", net);
+    const waiting = core("waiting", net, { peers: ["mem://nobody"] });
+    try {
+      await lone.cluster.start(lone.url);
+      await waiting.cluster.start(waiting.url);
+      const t1 = lone.write("k", null);
+      const t2 = waiting.write("k", null);
+      await Bun.sleep(lone.config.heartbeatIntervalMs); // past the cache of stableMs
+      expect(lone.cluster.isStable(t1)).toBe(true);
+      expect(waiting.cluster.isStable(t2)).toBe(false);
+    } finally {
+      lone.cluster.close();
+      waiting.cluster.close();
+    }
+  });
+});
+
+describe("an early purge brings nothing back", () => {
+  const roundsWithAll = async (nodes: Core[]) => {
+    for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url });
+  };
+  const untilStable = async (nodes: Core[], on: Core[], r: { version: string; bucket: string; key: string; value: null }) => {
+    for (let i = 0; i < 40 && !on.every((n) => n.cluster.isStable(r)); i++) {
+      for (const n of nodes) n.cluster.membership.tick();
+      await Bun.sleep(60);
+    }
+    expect(on.every((n) => n.cluster.isStable(r))).toBe(true);
+  };
+
+  test("an older value still queued for a peer is not sent once its key's delete was purged", async () => {
+    const net = new MemoryTransport();
+    let cut = false;
+    // a's records to c are lost while `cut`; everything else flows.
+    const aNet = Object.create(net) as MemoryTransport;
+    aNet.call = ((url: string, op: string, body: unknown, t: number, s?: AbortSignal) =>
+      cut && url === "mem://c" && op === "records" ? Promise.reject(new Error("cut a->c")) : net.call(url, op as never, body as never, t, s)) as MemoryTransport["call"];
+    const [a, b, c] = [core("a", aNet, {}, { earlyPurge: true }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
+    const nodes = [a, b, c];
+    try {
+      await joined(nodes);
+      await roundsWithAll(nodes);
+      cut = true;
+      a.write("k", "old"); // reaches b; waits in a's queue for c
+      await until(() => b.store.get("default", "k")?.value === "old");
+      const t = b.write("k", null) as { version: string; bucket: string; key: string; value: null };
+      await until(() => b.cluster.replicator.drained(["a", "c"]));
+      await untilStable(nodes, nodes, t);
+      for (const n of nodes) n.store.sweep(1000);
+      expect(nodes.map((n) => n.store.getRecord("default", "k"))).toEqual([undefined, undefined, undefined]);
+      expect(nodes.map((n) => n.store.tombstonesPurgedStable)).toEqual([1, 1, 1]);
+      cut = false;
+      a.cluster.replicator.wake("c");
+      await until(() => a.cluster.replicator.drained(["c"]));
+      await roundsWithAll(nodes);
+      expect(nodes.map((n) => n.store.get("default", "k"))).toEqual([undefined, undefined, undefined]);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+
+  test("a member that left holds back the early purge of later deletes for the grace period (it may come back from its data dir)", async () => {
+    const net = new MemoryTransport();
+    const [a, b, c] = [core("a", net, {}, { earlyPurge: true }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
+    const nodes = [a, b, c];
+    try {
+      await joined(nodes);
+      await roundsWithAll(nodes);
+      a.write("k", "v");
+      await until(() => c.store.get("default", "k")?.value === "v");
+      const kept = c.store.scan(undefined, 1000); // what c's data dir keeps
+      await c.cluster.leave();
+      net.unregister(c.url);
+      await until(() => a.cluster.membership.get("c")?.state === "left" && b.cluster.membership.get("c")?.state === "left");
+      await roundsWithAll([a, b]);
+      const t = b.write("k", null);
+      for (let i = 0; i < 10; i++) {
+        for (const n of [a, b]) n.cluster.membership.tick();
+        await Bun.sleep(60);
+      }
+      expect(a.cluster.isStable(t) || b.cluster.isStable(t)).toBe(false);
+      for (const n of [a, b]) n.store.sweep(1000);
+      // c comes back, a new life, from its data dir: the delete is still there to win.
+      const c2 = core("c", net, { peers: ["mem://a"] as never }, { earlyPurge: true });
+      for (const r of kept) c2.store.apply(r);
+      try {
+        await c2.cluster.start(c2.url);
+        await until(() => a.cluster.membership.get("c")?.state === "alive", 3000);
+        await until(() => c2.cluster.ready, 3000);
+        for (const n of [a, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
+        await until(() => c2.store.getRecord("default", "k")?.value === null, 3000);
+        expect([a, b, c2].map((n) => n.store.get("default", "k"))).toEqual([undefined, undefined, undefined]);
+      } finally {
+        c2.cluster.close();
+      }
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+});

@@ -1,0 +1,118 @@
+import { describe, expect, test } from "bun:test";
+import { SortedKeys } from "../../src/core/sorted-keys.ts";
+import { rng } from "../support/http.ts";
+
+/** The model: a plain array, sorted in JavaScript string order after every change. */
+function modelFrom(model: Set<string>, prefix: string, after?: string): string[] {
+  return [...model].sort().filter((k) => k.startsWith(prefix) && (after === undefined || k > after));
+}
+
+const take = (it: Iterable<string>, n: number): string[] => {
+  const out: string[] = [];
+  for (const k of it) {
+    if (out.length === n) break;
+    out.push(k);
+  }
+  return out;
+};
+
+describe("SortedKeys", () => {
+  test("empty", () => {
+    const keys = new SortedKeys();
+    expect([...keys.from("")]).toEqual([]);
+    expect(keys.size).toBe(0);
+  });
+
+  test("re-adding a removed key before the next listing keeps it once", () => {
+    const keys = new SortedKeys();
+    keys.add("b");
+    keys.add("a");
+    expect([...keys.from("")]).toEqual(["a", "b"]);
+    keys.remove("a");
+    keys.add("a");
+    keys.remove("b");
+    keys.add("c");
+    keys.remove("c");
+    expect([...keys.from("")]).toEqual(["a"]);
+    expect(keys.size).toBe(1);
+  });
+
+  test("prefix and after", () => {
+    const keys = new SortedKeys();
+    for (const k of ["a", "a/1", "a/2", "ab", "b", "", "é", "a/"]) keys.add(k);
+    expect([...keys.from("a/")]).toEqual(["a/", "a/1", "a/2"]);
+    expect([...keys.from("a/", "a/1")]).toEqual(["a/2"]);
+    expect([...keys.from("a/", "a")]).toEqual(["a/", "a/1", "a/2"]); // after before the prefix
+    expect([...keys.from("a/", "a/zz")]).toEqual([]);
+    expect([...keys.from("", "ab")]).toEqual(["b", "é"]);
+    expect([...keys.from("", "a/15")]).toEqual(["a/2", "ab", "b", "é"]); // after need not be a key
+    expect([...keys.from("")]).toEqual(["", "a", "a/", "a/1", "a/2", "ab", "b", "é"]);
+  });
+
+  test("randomized model test: adds, removes, re-adds, listing with prefix/after", () => {
+    const next = rng(2024);
+    const alphabet = ["a", "b", "/", "é", "z", "0", "\u{1F600}"];
+    const randomKey = () => {
+      const len = 1 + Math.floor(next() * 4);
+      let k = "";
+      for (let i = 0; i < len; i++) k += alphabet[Math.floor(next() * alphabet.length)];
+      return k;
+    };
+    for (let run = 0; run < 20; run++) {
+      const keys = new SortedKeys();
+      const model = new Set<string>();
+      for (let step = 0; step < 400; step++) {
+        const roll = next();
+        // Like the store: add only keys not present, remove only keys present.
+        if (roll < 0.45) {
+          const k = randomKey();
+          if (!model.has(k)) {
+            keys.add(k);
+            model.add(k);
+          }
+        } else if (roll < 0.75) {
+          if (model.size > 0) {
+            const all = [...model];
+            const k = all[Math.floor(next() * all.length)]!;
+            keys.remove(k);
+            model.delete(k);
+          }
+        } else {
+          const prefix = next() < 0.3 ? "" : randomKey().slice(0, 1 + Math.floor(next() * 2));
+          const after = next() < 0.5 ? undefined : next() < 0.5 && model.size ? [...model][0] : randomKey();
+          const limit = 1 + Math.floor(next() * 10);
+          expect(take(keys.from(prefix, after), limit)).toEqual(modelFrom(model, prefix, after).slice(0, limit));
+        }
+        expect(keys.size).toBe(model.size);
+      }
+      expect([...keys.from("")]).toEqual([...model].sort());
+    }
+  });
+
+  test("paging while keys arrive and leave: pending changes are merged into pages, and folded past the threshold", () => {
+    const next = rng(7);
+    const keys = new SortedKeys();
+    const model = new Set<string>();
+    for (let i = 0; i < 3000; i++) {
+      const k = `k${Math.floor(next() * 1e6)}`;
+      if (!model.has(k)) (keys.add(k), model.add(k));
+    }
+    // Page through the bucket, 50 keys a page, with inserts and removals between pages.
+    let after: string | undefined;
+    for (let page = 0; page < 400; page++) {
+      for (let c = 0; c < 10; c++) {
+        const k = `k${Math.floor(next() * 1e6)}`;
+        if (next() < 0.7 && !model.has(k)) (keys.add(k), model.add(k));
+        else if (model.size > 0) {
+          const victim = [...model][Math.floor(next() * model.size)]!;
+          keys.remove(victim);
+          model.delete(victim);
+        }
+      }
+      const got = take(keys.from("", after), 50);
+      expect(got).toEqual(modelFrom(model, "", after).slice(0, 50));
+      after = got.length === 50 ? got[49] : undefined;
+    }
+    expect([...keys.from("")]).toEqual([...model].sort());
+  });
+});

@@ -1,0 +1,234 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { HybridClock, ManualWallClock } from "../../src/core/clock.ts";
+import { MakhzenError } from "../../src/errors.ts";
+import { createNode } from "../../src/node.ts";
+import { memoryLogger } from "../support/core.ts";
+import { toItem, type StoredRecord } from "../../src/core/record.ts";
+import { ENTRY_OVERHEAD_BYTES, Store, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/core/store.ts";
+
+/**
+ * `--max-memory` bounds what the store holds: live records, tombstones and cached
+ * GET views, under a stream of fresh keys (every write evicts one, and every
+ * eviction leaves a tombstone), under reads of every key, and under deletes.
+ */
+
+const T0 = 1_700_000_000_000;
+const DAY = 24 * 60 * 60 * 1000;
+
+function setup(opts: { max: number; eviction?: EvictionPolicy; isStable?: (r: StoredRecord) => boolean }) {
+  const wall = new ManualWallClock(T0);
+  const clock = new HybridClock("local", wall.read);
+  const early: StoredRecord[] = [];
+  const store = new Store({
+    clock,
+    maxMemoryBytes: opts.max,
+    eviction: opts.eviction ?? "lru",
+    tombstoneTtlMs: DAY,
+    isStable: opts.isStable,
+    onEarlyPurge: (t) => early.push(t),
+  });
+  /** A local write as Items.set does it: reserve, then apply. */
+  const write = (key: string, value: string) => {
+    store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length, "b", key);
+    store.apply({ bucket: "b", key, value, version: clock.now() });
+  };
+  const del = (key: string) => store.apply({ bucket: "b", key, value: null, version: clock.now() });
+  return { wall, clock, store, write, del, early };
+}
+
+const view = (r: StoredRecord) => ({ body: JSON.stringify(toItem(r)) });
+const key = (i: number) => `key-${String(i).padStart(7, "0")}`;
+const VALUE = "v".repeat(100);
+
+describe("lru under a stream of fresh keys", () => {
+  test("with no tombstone stable: within budget, tombstones capped at their share, the oldest purged early and counted", () => {
+    const max = 200_000;
+    const { store, write, early } = setup({ max });
+    for (let i = 0; i < 20_000; i++) {
+      write(key(i), VALUE);
+      expect(store.accountedBytes).toBeLessThanOrEqual(max);
+      expect(store.tombstoneBytes).toBeLessThanOrEqual(max * TOMBSTONE_BUDGET_SHARE);
+    }
+    expect(store.get("b", key(19_999))?.value).toBe(VALUE);
+    // Live records keep at least the other half of the budget.
+    expect(store.liveBytes).toBeGreaterThanOrEqual(max * (1 - TOMBSTONE_BUDGET_SHARE) - 2 * (ENTRY_OVERHEAD_BYTES + 111));
+    expect(store.tombstonesPurgedEarly).toBeGreaterThan(0);
+    expect(early).toHaveLength(store.tombstonesPurgedEarly);
+    // The oldest go first.
+    expect(early[0]!.key).toBe(key(0));
+  });
+
+  test("with tombstones stable at once (a node alone): tombstones vanish and live records fill the budget", () => {
+    const max = 200_000;
+    const { store, write, early } = setup({ max, isStable: () => true });
+    const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
+    for (let i = 0; i < 20_000; i++) write(key(i), VALUE);
+    expect(store.accountedBytes).toBeLessThanOrEqual(max);
+    expect(store.tombstoneCount).toBeLessThanOrEqual(1);
+    expect(store.liveBytes).toBeGreaterThan(max - 2 * one);
+    expect(early).toEqual([]);
+  });
+
+  test("tombstones past their grace period are dropped before live records are evicted", () => {
+    // Room for 4 records and 4 tombstones.
+    const max = 4 * (ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length) + 4 * (ENTRY_OVERHEAD_BYTES + key(0).length);
+    for (const graceOver of [false, true]) {
+      const { store, write, del, wall } = setup({ max });
+      for (let i = 0; i < 4; i++) write(key(i), VALUE);
+      for (let i = 0; i < 4; i++) del(key(i));
+      for (let i = 4; i < 8; i++) write(key(i), VALUE);
+      if (graceOver) wall.advance(DAY);
+      // Three more records fit only once the four old tombstones are gone.
+      for (let i = 8; i <= 10; i++) write(key(i), VALUE);
+      const kept = [4, 5, 6, 7, 8, 9, 10].filter((i) => store.get("b", key(i))?.value === VALUE);
+      // Before the grace period is over they are not safe to drop: live records are evicted instead.
+      if (graceOver) expect(kept).toEqual([4, 5, 6, 7, 8, 9, 10]);
+      else expect(kept).not.toContain(4);
+      expect(store.accountedBytes).toBeLessThanOrEqual(max);
+      // Past their grace period they are dropped, not purged early.
+      if (graceOver) expect(store.tombstonesPurgedEarly).toBe(0);
+    }
+  });
+});
+
+describe("the sweep and stable tombstones", () => {
+  test("a stable tombstone is purged by the sweep at once; one not stable waits out its grace period", () => {
+    const stable = new Set<string>();
+    const { store, del, write, wall } = setup({ max: 0, isStable: (r) => stable.has(r.key) });
+    write("a", "1");
+    write("b", "2");
+    del("a");
+    del("b");
+    stable.add("a");
+    expect(store.isDroppable(store.getRecord("b", "a")!)).toBe(true);
+    expect(store.isDroppable(store.getRecord("b", "b")!)).toBe(false);
+    store.sweep(100);
+    expect(store.getRecord("b", "a")).toBeUndefined();
+    expect(store.getRecord("b", "b")?.value).toBeNull();
+    wall.advance(DAY);
+    store.sweep(100);
+    expect(store.getRecord("b", "b")).toBeUndefined();
+    expect(store.tombstoneCount).toBe(0);
+    expect(store.usedBytes).toBe(0);
+  });
+
+  test("isStable is asked about tombstones only, and by default nothing is stable", () => {
+    const asked: StoredRecord[] = [];
+    const { store, write, del } = setup({ max: 0, isStable: (r) => (asked.push(r), false) });
+    write("live", "1");
+    write("gone", "2");
+    del("gone");
+    store.sweep(100);
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((r) => r.value === null)).toBe(true);
+    const plain = setup({ max: 0 });
+    plain.write("gone", "2");
+    plain.del("gone");
+    plain.store.sweep(100);
+    expect(plain.store.getRecord("b", "gone")?.value).toBeNull();
+  });
+});
+
+describe("cached views count in the budget", () => {
+  test("views are counted, and dropped when their record changes", () => {
+    const { store, write } = setup({ max: 0 });
+    write("k", "value");
+    store.getView("b", "k", view);
+    expect(store.viewBytes).toBe(VIEW_OVERHEAD_BYTES + 1 + 5);
+    expect(store.accountedBytes).toBe(store.usedBytes + store.viewBytes);
+    write("k", "other");
+    expect(store.viewBytes).toBe(0);
+  });
+
+  test("reading every key of a full store keeps it within budget (a view never pushes data out)", () => {
+    const max = 100_000;
+    for (const eviction of ["lru", "noeviction"] as const) {
+      const { store, write } = setup({ max, eviction, isStable: () => true });
+      let n = 0;
+      try {
+        for (; n < 10_000; n++) write(key(n), VALUE);
+      } catch (e) {
+        expect((e as MakhzenError).code).toBe("OUT_OF_MEMORY"); // noeviction: full
+      }
+      const live = store.liveBytes;
+      for (let i = 0; i < n; i++) store.getView("b", key(i), view);
+      expect(store.accountedBytes).toBeLessThanOrEqual(max);
+      expect(store.liveBytes).toBe(live);
+    }
+  });
+
+  test("a write that needs room drops views before it evicts anything", () => {
+    const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
+    const viewOf = VIEW_OVERHEAD_BYTES + key(0).length + VALUE.length;
+    const { store, write } = setup({ max: 6 * one + 2 * viewOf });
+    for (let i = 0; i < 6; i++) write(key(i), VALUE);
+    store.getView("b", key(0), view);
+    store.getView("b", key(1), view);
+    expect(store.viewBytes).toBe(2 * viewOf);
+    write(key(6), VALUE);
+    expect(store.viewBytes).toBe(viewOf);
+    for (let i = 0; i <= 6; i++) expect(store.get("b", key(i))?.value).toBe(VALUE);
+  });
+});
+
+describe("noeviction", () => {
+  test("tombstones count: a full budget of records and tombstones refuses a write; stable ones make room", () => {
+    const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
+    const stable = new Set<string>();
+    const { store, write, del } = setup({ max: 4 * one, eviction: "noeviction", isStable: (r) => stable.has(r.key) });
+    for (let i = 0; i < 4; i++) write(key(i), VALUE);
+    del(key(0));
+    del(key(1));
+    // Two tombstones and two records: a whole record's worth is still missing.
+    expect(() => write(key(4), VALUE)).toThrow(MakhzenError);
+    stable.add(key(0));
+    stable.add(key(1));
+    write(key(4), VALUE);
+    expect(store.getRecord("b", key(0))).toBeUndefined();
+    expect(store.get("b", key(4))?.value).toBe(VALUE);
+  });
+
+  test("deletes are never refused; tombstones past their share are purged early under noeviction too", () => {
+    const max = 50_000;
+    const { store, clock, early } = setup({ max, eviction: "noeviction" });
+    for (let i = 0; i < 5_000; i++) store.apply({ bucket: "b", key: key(i), value: null, version: clock.now() });
+    expect(store.tombstoneBytes).toBeLessThanOrEqual(max * TOMBSTONE_BUDGET_SHARE);
+    expect(early.length).toBeGreaterThan(0);
+  });
+});
+
+describe("a node alone under --max-memory and lru", () => {
+  const node = createNode({ name: "alone", port: 0, maxMemoryBytes: 100_000, eviction: "lru" });
+  afterAll(() => node.close());
+
+  test("a stream of fresh keys leaves no tombstones behind, and /metrics reports the budget's parts", async () => {
+    for (let i = 0; i < 5_000; i++) node.bucket().set(key(i), VALUE);
+    for (let i = 4_000; i < 5_000; i++) await node.handle(new Request(`http://localhost/items/${key(i)}`));
+    const text = await (await node.handle(new Request("http://localhost/metrics"))).text();
+    const metric = (name: string) => Number(new RegExp(`^makhzen_${name} (\\S+)$`, "m").exec(text)?.[1]);
+    expect(metric("store_accounted_bytes")).toBeLessThanOrEqual(100_000);
+    expect(metric("store_accounted_bytes")).toBe(metric("store_used_bytes") + metric("store_view_bytes"));
+    expect(metric("store_tombstones")).toBeLessThanOrEqual(1);
+    expect(metric("store_tombstone_bytes")).toBeLessThan(1000);
+    expect(metric("store_tombstones_purged_early_total")).toBe(0);
+  });
+});
+
+describe("a node with peers under --max-memory", () => {
+  test("tombstones purged early are logged at warn, rate-limited, and counted", async () => {
+    const logger = memoryLogger();
+    // Peers named but never joined: nothing is stable, so the cap must purge.
+    const node = createNode({ name: "clustered", port: 0, maxMemoryBytes: 50_000, eviction: "lru", peers: ["http://127.0.0.1:1"], logger });
+    try {
+      for (let i = 0; i < 2_000; i++) node.bucket().set(key(i), VALUE);
+      const text = await (await node.handle(new Request("http://localhost/metrics"))).text();
+      const purged = Number(/^makhzen_store_tombstones_purged_early_total (\S+)$/m.exec(text)?.[1]);
+      expect(purged).toBeGreaterThan(100);
+      const lines = logger.lines.filter((l) => l.level === "warn" && l.msg.startsWith("tombstones past their share"));
+      expect(lines).toHaveLength(1); // one line per 10 s, not one per purge
+      expect(lines[0]!.fields).toMatchObject({ purgedEarly: 1 });
+    } finally {
+      await node.close();
+    }
+  });
+});

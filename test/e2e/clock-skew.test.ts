@@ -1,0 +1,201 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { formatVersion, versionWallMs } from "../../src/core/version.ts";
+import { scrape, valueOf } from "../support/observe.ts";
+import { Harness, converged, del, errorCode, eventually, faketimeLibrary, ok, peer, publicDump, put, type NodeProcess } from "../support/harness.ts";
+
+/**
+ * Clock skew (issue 8, part 1), with real processes whose wall clocks run off real
+ * time under libfaketime. A node further than --max-clock-offset from the median of
+ * the cluster's clocks is fenced: it refuses client writes (503 CLOCK_OFFSET), is not
+ * ready, and keeps applying replicated records. A record stamped further ahead than
+ * that is refused for good, and never drags a correct node's clock along.
+ *
+ * The bound is set through MAKHZEN_MAX_CLOCK_OFFSET (its flag is --max-clock-offset).
+ */
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.cleanup();
+  h = undefined;
+});
+
+const MAX_OFFSET = { MAKHZEN_MAX_CLOCK_OFFSET: "500ms" };
+
+interface ClockView {
+  self: string;
+  clock: { offsetMs: number; fenced: boolean; maxOffsetMs: number };
+  members: { name: string; state: string; clockOffsetMs: number | null }[];
+}
+
+async function view(n: NodeProcess): Promise<ClockView> {
+  const res = await fetch(`${n.url}/cluster`, { signal: AbortSignal.timeout(2000) });
+  return (await res.json()) as ClockView;
+}
+
+const offsetTo = (v: ClockView, name: string) => v.members.find((m) => m.name === name)?.clockOffsetMs;
+
+/** Waits until `n` has measured its clock offset to each of `peers` (a number, not null or absent, in its /cluster). */
+async function measured(n: NodeProcess, peers: string[]): Promise<void> {
+  let last: ClockView | undefined;
+  await eventually(
+    async () => {
+      last = await view(n);
+      return peers.every((p) => typeof offsetTo(last!, p) === "number");
+    },
+    { timeoutMs: 8000, what: `${n.name} has measured its clock offset to ${peers.join(", ")}` },
+  ).catch((e) => {
+    throw new Error(`${(e as Error).message}; last /cluster: ${JSON.stringify(last)}`);
+  });
+}
+
+/**
+ * A skewed node is fenced: writes 503 CLOCK_OFFSET (a delete of `held`, a key it
+ * holds, too), /readyz 503, and /cluster says so with its offset.
+ */
+async function expectFenced(n: NodeProcess, offsetMs: number, held?: string): Promise<void> {
+  const write = await put(n, `from-${n.name}`, "skewed");
+  expect(`${write.status} ${await errorCode(write)}`).toBe("503 CLOCK_OFFSET");
+  if (held !== undefined) {
+    const remove = await del(n, held);
+    expect(`${remove.status} ${await errorCode(remove)}`).toBe("503 CLOCK_OFFSET");
+  }
+  expect((await fetch(`${n.url}/readyz`)).status).toBe(503);
+  const { clock } = await view(n);
+  expect(clock.fenced).toBe(true);
+  expect(clock.maxOffsetMs).toBe(500);
+  expect(Math.abs(clock.offsetMs - offsetMs)).toBeLessThan(3000);
+}
+
+/** A version stamped at real time, give or take scheduling: what a correct node writes. */
+function expectNearRealTime(version: string): void {
+  expect(Math.abs(versionWallMs(version) - Date.now())).toBeLessThan(2000);
+}
+
+/** No replica holds a record stamped beyond real time plus the bound: nothing can win later. */
+async function expectNothingFromTheFuture(nodes: NodeProcess[]): Promise<void> {
+  for (const n of nodes) {
+    const ahead = (await publicDump(n)).filter((r) => versionWallMs(r.version) > Date.now() + 500);
+    expect(ahead, `records on ${n.name} stamped in the future`).toEqual([]);
+  }
+}
+
+const versionOf = async (res: Promise<Response>) => ((await (await ok(res)).json()) as { version: string }).version;
+
+describe("the harness's fake clocks", () => {
+  test("a node started with a clock offset stamps its versions that far ahead; the test's clock is untouched", async () => {
+    h = new Harness();
+    const fast = await h.start("fast", { clockOffset: "+90s" });
+    const version = await versionOf(put(fast, "k", "v"));
+    expect(Math.abs(versionWallMs(version) - (Date.now() + 90_000))).toBeLessThan(3000);
+  });
+
+  test("a missing libfaketime fails with a message naming the package, never a skip", () => {
+    expect(() => faketimeLibrary(["/nonexistent/*/libfaketime.so.1"])).toThrow("install Debian's `faketime` package");
+    expect(faketimeLibrary()).toMatch(/libfaketime\.so\.1$/);
+  });
+});
+
+describe("clock skew", () => {
+  test("a node 90 s fast is fenced at join; a's w=all write succeeds and is never overwritten", async () => {
+    h = new Harness();
+    const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
+    const c = await h.start("c", { peers: [a.url], clockOffset: "+90s", env: MAX_OFFSET, waitReady: false });
+    await h.waitReady(c, 15_000, "/healthz");
+    await measured(c, ["a", "b"]);
+    await measured(a, ["c"]);
+
+    // c tries to write k first, as in the reproduction: refused, so nothing from c is held back to land later.
+    const fromC = await put(c, "k", "from-c");
+    expect(`${fromC.status} ${await errorCode(fromC)}`).toBe("503 CLOCK_OFFSET");
+    await expectFenced(c, 90_000);
+    const va = await view(a);
+    expect(va.clock.fenced).toBe(false);
+    expect(Math.abs(va.clock.offsetMs)).toBeLessThan(500);
+    expect(Math.abs(offsetTo(va, "c")! - 90_000)).toBeLessThan(3000);
+    expect(Math.abs(offsetTo(va, "b")!)).toBeLessThan(500);
+
+    // c keeps applying what it is sent, and holds a's version: it counts for w=all.
+    const version = await versionOf(put(a, "k", "from-a", "?w=all&timeout=3000"));
+    expectNearRealTime(version);
+    const state = await converged([a, b, c]);
+    expect(state.find((r) => r.key === "k")).toMatchObject({ value: "from-a", version });
+    await expectNothingFromTheFuture([a, b, c]);
+    // c is still fenced (it cannot delete k either), its peers still ready, and a's write still stands everywhere.
+    await expectFenced(c, 90_000, "k");
+    for (const n of [a, b]) expect((await fetch(`${n.url}/readyz`)).status).toBe(200);
+    expect((await converged([a, b, c])).find((r) => r.key === "k")).toMatchObject({ value: "from-a", version });
+  }, 30_000);
+
+  test("a node +45 s and one -20 s: both fenced, neither drags the others' clocks, the slow one applies the correct nodes' writes", async () => {
+    h = new Harness();
+    const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
+    // Four clocks: 0, 0, +45 s, -20 s. Their median is real time.
+    const fast = await h.start("c", { peers: [a.url], clockOffset: "+45s", env: MAX_OFFSET, waitReady: false });
+    const slow = await h.start("d", { peers: [b.url], clockOffset: "-20s", env: MAX_OFFSET, waitReady: false });
+    for (const n of [fast, slow]) await h.waitReady(n, 15_000, "/healthz");
+    await measured(fast, ["a", "b", "d"]);
+    await measured(slow, ["a", "b", "c"]);
+    await measured(a, ["b", "c", "d"]);
+
+    await expectFenced(fast, 45_000);
+    await expectFenced(slow, -20_000);
+    for (const n of [a, b]) {
+      const v = await view(n);
+      expect(v.clock.fenced).toBe(false);
+      expect(Math.abs(v.clock.offsetMs)).toBeLessThan(500);
+    }
+
+    // The correct nodes' writes: stamped at real time, taken by the slow node (20 s
+    // "ahead" of its own clock, but not of the cluster's), so w=all succeeds.
+    const versions: string[] = [];
+    for (const [n, i] of [[a, 0], [b, 1], [a, 2], [b, 3]] as const) {
+      const version = await versionOf(put(n, `k${i}`, n.name, "?w=all&timeout=3000"));
+      expectNearRealTime(version);
+      versions.push(version);
+    }
+    const state = await converged([a, b, fast, slow]);
+    expect(state.map((r) => r.version)).toEqual(versions);
+    await expectNothingFromTheFuture([a, b, fast, slow]);
+    // Still real time after all that gossip and replication.
+    expectNearRealTime(await versionOf(put(a, "later", "v")));
+    expectNearRealTime(await versionOf(put(b, "later", "v")));
+    await expectFenced(fast, 45_000, "k0");
+    await expectFenced(slow, -20_000, "k1");
+    await converged([a, b, fast, slow]);
+  }, 30_000);
+
+  test("a record stamped 3 s ahead is refused for good: not after its time has come, not when sent again, not by anti-entropy", async () => {
+    h = new Harness();
+    const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
+    // c runs 3 s fast but allows itself 10 s, so it is not fenced: it takes a write
+    // stamped 3 s ahead and offers it to a and b by replication and anti-entropy, again and again.
+    const c = await h.start("c", { peers: [a.url], clockOffset: "+3s", env: { MAKHZEN_MAX_CLOCK_OFFSET: "10s" } });
+
+    const futureMs = Date.now() + 3000;
+    const record = { bucket: "default", key: "direct", value: "from-the-future", version: formatVersion(futureMs, 0, "x") };
+    const first = (await (await ok(peer(a, "records", { records: [record] }))).json()) as { applied: number };
+    expect(first.applied).toBe(0);
+    await measured(c, ["a", "b"]); // c knows it is within its own (lax) bound: it takes writes
+    const fromC = await versionOf(put(c, "k", "from-c"));
+    expect(versionWallMs(fromC) - Date.now()).toBeGreaterThan(2000);
+
+    // Past the records' time, by the test's own (real) clock.
+    const past = Math.max(futureMs, versionWallMs(fromC)) + 1000;
+    await eventually(() => Date.now() > past, { timeoutMs: 8000, what: "the records' time has come" });
+    // Then c offers k again: three more anti-entropy rounds after that moment.
+    const rounds = async () => valueOf(await scrape(c.url), "makhzen_antientropy_rounds_total") ?? 0;
+    const before = await rounds();
+    await eventually(async () => (await rounds()) >= before + 3, { timeoutMs: 8000, what: "c runs three more anti-entropy rounds" });
+    // Sent again now that its time has come (a refused it once): still refused.
+    const again = (await (await ok(peer(a, "records", { records: [record] }))).json()) as { applied: number };
+    expect(again.applied).toBe(0);
+
+    for (const n of [a, b]) {
+      const keys = (await publicDump(n)).map((r) => r.key);
+      expect(keys, `keys on ${n.name}`).not.toContain("direct");
+      expect(keys, `keys on ${n.name}`).not.toContain("k");
+      // The HLC never observed the refused versions: a and b still stamp real time.
+      expectNearRealTime(await versionOf(put(n, `after-${n.name}`, "v")));
+    }
+  }, 30_000);
+});

@@ -1,0 +1,115 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { formatVersion } from "../../src/core/version.ts";
+import { Harness, TcpProxy, clusterView, converged, eventually, freePort, ok, peer, put, type NodeProcess } from "../support/harness.ts";
+
+/**
+ * Two live processes under one node name (issue 8, part 2). The join check at one
+ * seed cannot see a twin that joined through another seed at the same moment, nor a
+ * stopped process that resumes after its name went to a new URL: gossip must. The
+ * newer claimant (or the resumed stale one) logs NAME_TAKEN and exits 1, and the
+ * survivors converge on identical full dumps, even where both twins stamped the
+ * same version with different values.
+ */
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.cleanup();
+  h = undefined;
+});
+
+const exited = (n: NodeProcess) => !n.running;
+
+/** Waits until `n` has exited with 1 and said NAME_TAKEN; the message shows its log otherwise. */
+async function expectNameTakenExit(n: NodeProcess, what: string): Promise<void> {
+  await eventually(() => exited(n), { timeoutMs: 10_000, what }).catch((e) => {
+    throw new Error(`${(e as Error).message}\n--- log of ${n.name} (${n.url}) ---\n${n.log().slice(-3000)}`);
+  });
+  expect(await n.exited).toBe(1);
+  expect(n.log()).toContain("NAME_TAKEN");
+}
+
+async function urlOfB(n: NodeProcess): Promise<string | undefined> {
+  return (await clusterView(n)).members.find((m) => m.name === "b" && m.state === "alive")?.url;
+}
+
+describe("duplicate node names", () => {
+  test("two b's join at once through different seeds: one exits 1 with NAME_TAKEN, the survivors converge, colliding versions included", async () => {
+    h = new Harness();
+    const harness = h;
+    // a and c talk through proxies, so the test can keep them apart while the twins join:
+    // that is "within one heartbeat" made certain, not left to timing.
+    const [portA, portC] = [freePort(), freePort()];
+    const [proxyA, proxyC] = [new TcpProxy(portA), new TcpProxy(portC)];
+    harness.proxies.push(proxyA, proxyC);
+    const a = await harness.start("a", { port: portA, advertise: proxyA.url });
+    const c = await harness.start("c", { port: portC, advertise: proxyC.url, peers: [proxyA.url] });
+    await eventually(async () => (await clusterView(a)).members.some((m) => m.name === "c" && m.state === "alive"), {
+      what: "a sees c",
+    });
+
+    proxyA.cut();
+    proxyC.cut();
+    // Each twin joins through its own seed's direct URL; neither seed can tell the other.
+    const [b1, b2] = await Promise.all([
+      harness.start("b", { peers: [a.url], waitReady: false }),
+      harness.start("b", { peers: [c.url], waitReady: false }),
+    ]);
+    await Promise.all([b1, b2].map((b) => harness.waitReady(b, 15_000, "/healthz")));
+    await eventually(async () => (await urlOfB(a)) === b1.url && (await urlOfB(c)) === b2.url, {
+      what: "a lists the first b, c the second",
+    });
+    // Both take writes, as in the reproduction.
+    for (let i = 0; i < 20; i++) {
+      await ok(put(b1, `dup-${i}`, "from-b1"));
+      await ok(put(b2, `dup-${i}`, "from-b2"));
+    }
+    // And the worst case, made certain: one version, two values (both twins stamp "-b").
+    const version = formatVersion(Date.now(), 0, "b");
+    const collide = (value: string) => ({ records: [{ bucket: "default", key: "collide", value, version }] });
+    expect(((await (await ok(peer(a, "records", collide("via-a")))).json()) as { applied: number }).applied).toBe(1);
+    expect(((await (await ok(peer(c, "records", collide("via-c")))).json()) as { applied: number }).applied).toBe(1);
+
+    proxyA.heal();
+    proxyC.heal();
+    await eventually(() => exited(b1) || exited(b2), { timeoutMs: 10_000, what: "one of the two b's exits" }).catch((e) => {
+      throw new Error(`${(e as Error).message}\n--- b1 (${b1.url}) ---\n${b1.log().slice(-2000)}\n--- b2 (${b2.url}) ---\n${b2.log().slice(-2000)}`);
+    });
+    const [loser, survivor] = exited(b1) ? [b1, b2] : [b2, b1];
+    await expectNameTakenExit(loser, "the losing b exits");
+    expect(survivor.running).toBe(true);
+
+    const survivors = [a, c, survivor];
+    const state = await converged(survivors, 15_000);
+    expect(state.filter((r) => r.key === "collide")).toHaveLength(1);
+    for (const n of survivors) await eventually(async () => (await urlOfB(n)) === survivor.url, { what: `${n.name} lists the surviving b` });
+    expect(survivor.running).toBe(true);
+  }, 45_000);
+
+  test("a stopped b replaced by a new b on another port exits 1 with NAME_TAKEN once resumed; the cluster converges", async () => {
+    h = new Harness();
+    const nodes = await h.cluster(3);
+    const [a, b, c] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+    for (let i = 0; i < 30; i++) await ok(put(nodes[i % 3]!, `before-${i}`, "v"));
+    await converged(nodes);
+
+    b.signal("SIGSTOP");
+    for (const n of [a, c]) {
+      await eventually(async () => (await clusterView(n)).members.find((m) => m.name === "b")?.state === "dead", {
+        what: `${n.name} sees the stopped b dead`,
+      });
+    }
+    const b2 = await h.start("b", { peers: [a.url] });
+    expect(b2.port).not.toBe(b.port);
+    for (let i = 0; i < 30; i++) await ok(put([a, b2, c][i % 3]!, `after-${i}`, "v"));
+
+    b.signal("SIGCONT");
+    await expectNameTakenExit(b, "the resumed stale b exits");
+    expect(b2.running).toBe(true);
+    const live = [a, b2, c];
+    const state = await converged(live, 15_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n[the stopped b]\n${b.log().slice(-3000)}`);
+    });
+    expect(state.length).toBe(60);
+    for (const n of live) await eventually(async () => (await urlOfB(n)) === b2.url, { what: `${n.name} lists the new b` });
+  }, 45_000);
+});

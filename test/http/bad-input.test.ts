@@ -1,0 +1,315 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { ManualWallClock } from "../../src/core/clock.ts";
+import { createNode, type MakhzenNode } from "../../src/node.ts";
+import type { NodeOptions } from "../../src/config.ts";
+import { ENTRY_OVERHEAD_BYTES } from "../../src/core/store.ts";
+import { requestLimits } from "../../src/http/limits.ts";
+import { call, expectClientError, expectErrorEnvelope, rng, type Answer } from "../support/http.ts";
+
+const LIMITS = { maxKeyBytes: 32, maxValueBytes: 256 } as const;
+const nodes: MakhzenNode[] = [];
+function start(options: NodeOptions = {}): MakhzenNode {
+  // A clock that stands still keeps the randomized test reproducible from its seed.
+  const node = createNode({ name: "bad-input", wallClock: new ManualWallClock().read, ...LIMITS, ...options });
+  nodes.push(node);
+  return node;
+}
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map((n) => n.close()));
+});
+
+/** After any bad request the node must still serve a normal read and write. */
+async function expectHealthy(node: MakhzenNode): Promise<void> {
+  const w = await call(node, "PUT", "/items/canary", { body: { value: "alive" } });
+  expect(w.status).toBe(200);
+  const r = await call(node, "GET", "/items/canary");
+  expect([r.status, r.json?.value]).toEqual([200, "alive"]);
+}
+
+/**
+ * A body stream far longer than any limit here; counts how much of it was pulled.
+ * It does end (after `maxPulls` chunks), so a regression that buffers it all fails
+ * the pull-count assertion instead of eating memory until the test times out.
+ */
+function endless(chunkBytes = 64, maxPulls = 10_000): { stream: ReadableStream<Uint8Array>; pulls: () => number } {
+  let pulls = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (++pulls > maxPulls) c.close();
+      else c.enqueue(new Uint8Array(chunkBytes).fill(0x20));
+    },
+  });
+  return { stream, pulls: () => pulls };
+}
+
+describe("bodies", () => {
+  const cases: [string, string, number, string][] = [
+    ["malformed JSON", '{"value": "x"', 400, "BAD_REQUEST"],
+    ["trailing garbage", '{"value":"x"} tail', 400, "BAD_REQUEST"],
+    ["empty body", "", 400, "BAD_REQUEST"],
+    ["whitespace body", "   ", 400, "BAD_REQUEST"],
+    ["JSON null", "null", 422, "VALIDATION"],
+    ["JSON array", '[{"value":"x"}]', 422, "VALIDATION"],
+    ["JSON string", '"x"', 422, "VALIDATION"],
+    ["JSON number", "42", 422, "VALIDATION"],
+    ["missing value", "{}", 422, "VALIDATION"],
+    ["only ttl", '{"ttl": 5}', 422, "VALIDATION"],
+    ["value is a number", '{"value": 1}', 422, "VALIDATION"],
+    ["value is null", '{"value": null}', 422, "VALIDATION"],
+    ["value is an object", '{"value": {"a": 1}}', 422, "VALIDATION"],
+    ["value is an array", '{"value": ["x"]}', 422, "VALIDATION"],
+    ["extra property", '{"value": "x", "extra": true}', 422, "VALIDATION"],
+    ["__proto__ property", '{"value": "x", "__proto__": {"polluted": 1}}', 422, "VALIDATION"],
+    ["ttl zero", '{"value": "x", "ttl": 0}', 422, "VALIDATION"],
+    ["ttl negative", '{"value": "x", "ttl": -5}', 422, "VALIDATION"],
+    ["ttl string", '{"value": "x", "ttl": "5"}', 422, "VALIDATION"],
+    ["ttl boolean", '{"value": "x", "ttl": true}', 422, "VALIDATION"],
+    ["ttl null", '{"value": "x", "ttl": null}', 422, "VALIDATION"],
+    ["ttl overflows to Infinity", '{"value": "x", "ttl": 1e400}', 422, "VALIDATION"],
+    ["ttl past the maximum", '{"value": "x", "ttl": 1e11}', 422, "VALIDATION"],
+  ];
+  for (const [name, body, status, code] of cases) {
+    test(name, async () => {
+      const node = start();
+      expectClientError(await call(node, "PUT", "/items/k", { body }), status, code);
+      expectClientError(await call(node, "PUT", "/buckets/b/items/k", { body }), status, code);
+      expectClientError(await call(node, "GET", "/items/k"), 404); // nothing was written
+      await expectHealthy(node);
+    });
+  }
+
+  test("no body at all", async () => {
+    const node = start();
+    expectClientError(await call(node, "PUT", "/items/k"), 400, "BAD_REQUEST");
+    await expectHealthy(node);
+  });
+
+  test("a form-encoded content type is still read as JSON (curl -d)", async () => {
+    const node = start();
+    const a = await call(node, "PUT", "/items/k", {
+      body: '{"value":"x"}',
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
+    expect([a.status, a.json?.value]).toEqual([200, "x"]);
+  });
+});
+
+describe("sizes", () => {
+  test("oversized key: 413 on every route; the limit itself is fine", async () => {
+    const node = start();
+    const atLimit = "k".repeat(LIMITS.maxKeyBytes);
+    const over = "k".repeat(LIMITS.maxKeyBytes + 1);
+    const multibyte = "é".repeat(LIMITS.maxKeyBytes / 2 + 1); // 17 chars, 34 bytes
+    expect((await call(node, "PUT", `/items/${atLimit}`, { body: { value: "v" } })).status).toBe(200);
+    for (const key of [over, encodeURIComponent(multibyte)]) {
+      expectClientError(await call(node, "PUT", `/items/${key}`, { body: { value: "v" } }), 413, "KEY_TOO_LARGE");
+      expectClientError(await call(node, "GET", `/items/${key}`), 413, "KEY_TOO_LARGE");
+      expectClientError(await call(node, "DELETE", `/buckets/b/items/${key}`), 413, "KEY_TOO_LARGE");
+    }
+    await expectHealthy(node);
+  });
+
+  test("oversized value: 413, counted in UTF-8 bytes", async () => {
+    const node = start();
+    expect((await call(node, "PUT", "/items/k", { body: { value: "v".repeat(LIMITS.maxValueBytes) } })).status).toBe(200);
+    const over = [{ value: "v".repeat(LIMITS.maxValueBytes + 1) }, { value: "é".repeat(LIMITS.maxValueBytes / 2 + 1) }];
+    for (const body of over) expectClientError(await call(node, "PUT", "/items/k", { body }), 413, "VALUE_TOO_LARGE");
+    expect((await call(node, "GET", "/items/k")).json.value).toHaveLength(LIMITS.maxValueBytes);
+    await expectHealthy(node);
+  });
+
+  test("oversized body by Content-Length: 413 before the body is read", async () => {
+    const node = start();
+    const maxBodyBytes = requestLimits(node.config).itemBodyBytes;
+    expectClientError(
+      await call(node, "PUT", "/items/k", { body: "x".repeat(maxBodyBytes + 1) }),
+      413,
+      "BODY_TOO_LARGE",
+    );
+    // A declared length over the limit with a body that never ends: only refused
+    // unread can answer at all, and at most the stream's first chunk was pulled.
+    const { stream, pulls } = endless();
+    const a = await call(node, "PUT", "/items/k", {
+      body: stream,
+      headers: { "content-length": String(maxBodyBytes * 100) },
+    });
+    expectClientError(a, 413, "BODY_TOO_LARGE");
+    expect(pulls()).toBeLessThanOrEqual(2);
+    await expectHealthy(node);
+  });
+
+  test("an invalid Content-Length is refused, not trusted", async () => {
+    const node = start();
+    for (const length of ["abc", "-1", "1.5"]) {
+      const { stream, pulls } = endless();
+      const a = await call(node, "PUT", "/items/k", { body: stream, headers: { "content-length": length } });
+      expectClientError(a, 400, "BAD_REQUEST");
+      expect(pulls()).toBeLessThanOrEqual(2);
+    }
+    await expectHealthy(node);
+  });
+
+  test("oversized chunked body with no Content-Length: 413, reading stops near the limit", async () => {
+    const node = start();
+    const maxBodyBytes = requestLimits(node.config).itemBodyBytes;
+    const { stream, pulls } = endless(64);
+    const a = await call(node, "PUT", "/items/k", { body: stream });
+    expectClientError(a, 413, "BODY_TOO_LARGE");
+    expect(pulls()).toBeLessThan((maxBodyBytes / 64) * 2 + 4);
+    // A small streamed body is fine.
+    const small = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode('{"val'));
+        c.enqueue(new TextEncoder().encode('ue":"streamed"}'));
+        c.close();
+      },
+    });
+    expect((await call(node, "PUT", "/items/s", { body: small })).json?.value).toBe("streamed");
+    await expectHealthy(node);
+  });
+
+  test("--max-memory under noeviction: 507 with the envelope; updates in place and deletes still work", async () => {
+    const node = start({ maxMemoryBytes: 3 * (ENTRY_OVERHEAD_BYTES + "k0".length + 10) });
+    for (let i = 0; i < 3; i++) {
+      expect((await call(node, "PUT", `/items/k${i}`, { body: { value: "v".repeat(10) } })).status).toBe(200);
+    }
+    const full = await call(node, "PUT", "/items/k3", { body: { value: "v".repeat(10) } });
+    expectErrorEnvelope(full, 507, "OUT_OF_MEMORY");
+    expectClientError(await call(node, "GET", "/items/k3"), 404);
+    // Replacing a value with one of the same size needs no room.
+    expect((await call(node, "PUT", "/items/k0", { body: { value: "w".repeat(10) } })).status).toBe(200);
+    expect((await call(node, "DELETE", "/items/k1")).status).toBe(204);
+    expect((await call(node, "GET", "/items/k2")).json.value).toBe("v".repeat(10));
+  });
+});
+
+describe("paths and queries", () => {
+  test("invalid percent-encoding in the key: 400", async () => {
+    const node = start();
+    for (const key of ["%", "%ZZ", "a%2", "%E0%A4%A", "%C0%AF", "%ED%A0%80", "%FF"]) {
+      expectClientError(await call(node, "GET", `/items/${key}`), 400, "BAD_REQUEST");
+      expectClientError(await call(node, "PUT", `/buckets/b/items/${key}`, { body: { value: "v" } }), 400, "BAD_REQUEST");
+      expectClientError(await call(node, "DELETE", `/items/${key}`), 400, "BAD_REQUEST");
+    }
+    await expectHealthy(node);
+  });
+
+  test("empty key: 400", async () => {
+    const node = start();
+    expectClientError(await call(node, "PUT", "/items/", { body: { value: "v" } }), 400, "INVALID_KEY");
+    expectClientError(await call(node, "DELETE", "/buckets/b/items/"), 400, "INVALID_KEY");
+  });
+
+  test("invalid bucket names: 4xx on every route", async () => {
+    const node = start();
+    const bad = ["a".repeat(65), "a%20b", "a!b", "%C3%A4", "a%2Fb", "a:b", "%ZZ", "*"];
+    for (const b of bad) {
+      expectClientError(await call(node, "GET", `/buckets/${b}/items`));
+      expectClientError(await call(node, "GET", `/buckets/${b}/items/k`));
+      expectClientError(await call(node, "PUT", `/buckets/${b}/items/k`, { body: { value: "v" } }));
+      expectClientError(await call(node, "DELETE", `/buckets/${b}/items/k`));
+    }
+    expectClientError(await call(node, "GET", `/buckets/${"a".repeat(65)}/items/k`), 400, "INVALID_BUCKET");
+    expect((await call(node, "PUT", `/buckets/${"a".repeat(64)}/items/k`, { body: { value: "v" } })).status).toBe(200);
+    const names = (await call(node, "GET", "/buckets")).json.buckets.map((b: { name: string }) => b.name);
+    expect(names).toEqual(["a".repeat(64)]);
+    await expectHealthy(node);
+  });
+
+  test("bad limit and cursor values", async () => {
+    const node = start();
+    for (const limit of ["0", "-1", "abc", "1.5", "1001", "", "1e9", "Infinity", "NaN"]) {
+      expectClientError(await call(node, "GET", `/items?limit=${limit}`), 422, "VALIDATION");
+      expectClientError(await call(node, "GET", `/buckets/b/items?limit=${limit}`), 422, "VALIDATION");
+    }
+    for (const cursor of ["!!!", "%25%25", "YQ==", "a b", "@", "A"]) {
+      expectClientError(await call(node, "GET", `/items?cursor=${encodeURIComponent(cursor)}`), 400, "BAD_REQUEST");
+    }
+    await expectHealthy(node);
+  });
+
+  test("If-None-Match other than *, and If-None-Match on DELETE: 400", async () => {
+    const node = start();
+    const headers = { "if-none-match": '"x"' };
+    expectClientError(await call(node, "PUT", "/items/k", { body: { value: "v" }, headers }), 400, "BAD_REQUEST");
+    expectClientError(await call(node, "DELETE", "/items/k", { headers: { "if-none-match": "*" } }), 400);
+  });
+
+  test("unknown routes and wrong methods: 404 with the envelope", async () => {
+    const node = start();
+    const cases: [string, string][] = [
+      ["GET", "/"],
+      ["GET", "/nope"],
+      ["GET", "/internal/anything"],
+      ["GET", "/buckets/b"],
+      ["GET", "/buckets//items"],
+      ["POST", "/items/k"],
+      ["PATCH", "/items/k"],
+      ["PUT", "/items"],
+      ["DELETE", "/items"],
+      ["POST", "/healthz"],
+      ["DELETE", "/buckets"],
+      ["OPTIONS", "/items/k"],
+    ];
+    for (const [method, path] of cases) {
+      expectClientError(await call(node, method, path, { body: method === "GET" ? undefined : "{}" }), 404);
+    }
+    await expectHealthy(node);
+  });
+});
+
+// The vocabulary of the randomized test: pieces that have broken HTTP stores before.
+const BASES = ["/", "/items", "/items/", "/buckets", "/buckets/b1", "/buckets/b1/items", "/buckets/b1/items/"];
+const MORE_BASES = ["/buckets/default/items/", "/healthz", "/openapi"];
+const SEGMENTS = ["k", "a/b", "%", "%2F", "%25", "%ZZ", "%E0%A4", "..", ".", "é", "%20", "x".repeat(40), "*", ";"];
+const MORE_SEGMENTS = ["%00", "%C3%A9", "'", '"', "{", "\\", "~", "items", "buckets", "Ω≈ç"];
+const QUERIES = ["", "?limit=5", "?limit=0", "?limit=x", "?cursor=", "?cursor=YQ", "?cursor=%%", "?prefix=%ZZ"];
+const MORE_QUERIES = ["?prefix=a&limit=1", "?limit=1000", "?limit=1&limit=2"];
+const METHODS = ["GET", "PUT", "DELETE", "POST", "PATCH", "HEAD", "OPTIONS"];
+const BODIES = [
+  ...[undefined, "", "{", "null", "[]", "1", '"s"', "\u0000", "x".repeat(2000)],
+  ...['{"value":"v"}', '{"value":1}', '{"value":"v","x":1}', '{"value":"\\ud800"}', `{"value":"${"z".repeat(300)}"}`],
+  ...['{"value":"v","ttl":0}', '{"value":"v","ttl":"1"}', '{"value":"v","ttl":0.001}', '{"value":"é","ttl":1e10}'],
+];
+const HEADER_SETS: Record<string, string>[] = [
+  ...[{}, { "if-match": "*" }, { "if-match": '"x"' }, { "if-match": "" }, { "if-none-match": "*" }],
+  ...[{ "if-none-match": "x" }, { accept: "text/plain" }, { "content-type": "application/json" }],
+  ...[{ "content-type": "multipart/form-data; boundary=x" }, { "content-type": "text/plain" }],
+];
+
+describe("randomized requests", () => {
+  test("thousands of random paths, methods, headers and bodies: never a 5xx, always the envelope", async () => {
+    const node = start();
+    const next = rng(1337);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
+    const bases = [...BASES, ...MORE_BASES];
+    const segments = [...SEGMENTS, ...MORE_SEGMENTS];
+    const queries = [...QUERIES, ...MORE_QUERIES];
+    const seen = new Map<number, number>();
+    for (let i = 0; i < 3000; i++) {
+      // Half the requests hit a few real keys, so writes, reads and deletes meet each other.
+      const path =
+        next() < 0.5
+          ? pick(["/items/", "/buckets/b1/items/"]) + pick(["k", "a/b", "%C3%A9", "%25"])
+          : pick(bases) +
+            Array.from({ length: Math.floor(next() * 3) }, () => pick(segments)).join(pick(["/", ""])) +
+            pick(queries);
+      const method = pick(METHODS);
+      const body = method === "GET" || method === "HEAD" ? undefined : pick(BODIES);
+      const headers = pick(HEADER_SETS);
+      const what = `request ${i}: ${method} ${path} ${JSON.stringify(headers)} ${JSON.stringify(body)?.slice(0, 60)}`;
+      let a: Answer;
+      try {
+        a = await call(node, method, path, { body, headers });
+      } catch (e) {
+        throw new Error(`${what} threw ${e}`);
+      }
+      seen.set(a.status, (seen.get(a.status) ?? 0) + 1);
+      if (a.status >= 500) throw new Error(`${what} → ${a.status} ${a.text}`);
+      if (a.status >= 400 && method !== "HEAD") expectClientError(a);
+    }
+    // The mix reached the interesting answers, not only 404s.
+    for (const status of [200, 204, 400, 404, 412, 413, 422]) expect(seen.get(status) ?? 0).toBeGreaterThan(0);
+    await expectHealthy(node);
+  });
+});

@@ -1,0 +1,145 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNode, type MakhzenNode } from "../../src/index.ts";
+import { ManualWallClock } from "../../src/core/clock.ts";
+import { run } from "../support/proc.ts";
+
+const nodes: MakhzenNode[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const n of nodes.splice(0)) await n.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function node(name: string, wall = new ManualWallClock()) {
+  const n = createNode({ name, port: 0, wallClock: wall.read });
+  nodes.push(n);
+  return n;
+}
+
+const req = (n: MakhzenNode, method: string, path: string, body?: string) =>
+  n.handle(new Request(`http://localhost${path}`, { method, body }));
+
+async function dumpOf(n: MakhzenNode, qs = ""): Promise<string> {
+  const res = await req(n, "GET", `/dump${qs}`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toBe("application/x-ndjson");
+  return res.text();
+}
+
+/** A store with live values, a TTL, a delete and two buckets. */
+function fill(n: MakhzenNode) {
+  n.bucket().set("a", "1");
+  n.bucket().set("b/é", "2", { ttl: 3600 });
+  n.bucket().set("gone", "x");
+  n.bucket().delete("gone");
+  n.bucket("other").set("k", "v");
+}
+
+describe("dump and load", () => {
+  test("a round trip reproduces every record, deletes and TTLs included, with their versions", async () => {
+    const wall = new ManualWallClock();
+    const a = node("a", wall);
+    fill(a);
+    const dump = await dumpOf(a);
+    const records = dump.trimEnd().split("\n").map((l) => JSON.parse(l));
+    expect(records.map((r) => [r.bucket, r.key, r.value])).toEqual([
+      ["default", "a", "1"],
+      ["default", "b/é", "2"],
+      ["default", "gone", null],
+      ["other", "k", "v"],
+    ]);
+    expect(records[1].expiresAt).toBe(wall.ms + 3_600_000);
+
+    const b = node("b", wall);
+    const res = await req(b, "POST", "/load", dump);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ loaded: 4, skipped: 0 });
+    expect(await dumpOf(b)).toBe(dump);
+    expect(b.bucket().get("b/é")?.expiresAt).toBe(wall.ms + 3_600_000);
+    expect(b.bucket().get("gone")).toBeUndefined();
+
+    // Loading again changes nothing: versions are equal, so every record is skipped.
+    expect(await (await req(b, "POST", "/load", dump)).json()).toEqual({ loaded: 0, skipped: 4 });
+  });
+
+  test("newer versions win over loaded ones, and a load moves the clock past what it loaded", async () => {
+    const wall = new ManualWallClock();
+    const a = node("a", wall);
+    a.bucket().set("k", "old");
+    const dump = await dumpOf(a);
+    const b = node("b", wall);
+    b.bucket().set("k", "newer");
+    expect(await (await req(b, "POST", "/load", dump)).json()).toEqual({ loaded: 0, skipped: 1 });
+    expect(b.bucket().get("k")?.value).toBe("newer");
+    // A node whose wall clock is behind still writes versions newer than what it loaded.
+    const c = node("c", new ManualWallClock(wall.ms - 400)); // behind, within --max-clock-offset
+    await req(c, "POST", "/load", dump);
+    const written = c.bucket().set("k", "after-load");
+    expect(written.version > a.bucket().get("k")!.version).toBe(true);
+  });
+
+  test("?bucket= dumps one bucket", async () => {
+    const a = node("a");
+    fill(a);
+    const lines = (await dumpOf(a, "?bucket=other")).trimEnd().split("\n");
+    expect(lines.map((l) => JSON.parse(l).key)).toEqual(["k"]);
+    expect(await dumpOf(a, "?bucket=empty")).toBe("");
+    const bad = await req(a, "GET", "/dump?bucket=no%2Fslash");
+    expect(bad.status).toBe(400);
+  });
+
+  test("a dump streams page by page past the page size", async () => {
+    const a = node("a");
+    for (let i = 0; i < 2500; i++) a.bucket().set(`k${String(i).padStart(5, "0")}`, "v");
+    const lines = (await dumpOf(a)).trimEnd().split("\n");
+    expect(lines).toHaveLength(2500);
+    expect(JSON.parse(lines[2499]!).key).toBe("k02499");
+  });
+
+  test("a bad line is refused with its number; lines before it stand", async () => {
+    const a = node("a");
+    const good = JSON.stringify({ bucket: "default", key: "ok", value: "v", version: "001700000000000-000000-x" });
+    const cases: [string, number, RegExp][] = [
+      [`${good}\n{not json\n`, 400, /^line 2: not valid JSON \(1 records before it were loaded\)$/],
+      [`${good}\n{"bucket":"default","key":"k"}\n`, 400, /^line 2: record: /],
+      [`{"bucket":"bad/name","key":"k","value":"v","version":"001700000000000-000000-x"}\n`, 400, /^line 1: record: bucket/],
+      [`{"bucket":"default","key":"k","value":"v","version":"999999999999999-000000-x"}\n`, 400, /ahead of the cluster's clock/],
+      [`{"bucket":"default","key":"k","value":"v","version":"001700000000000-000000-x","expiresAt":1e300}\n`, 400, /further away than the longest TTL/],
+    ];
+    for (const [body, status, message] of cases) {
+      const res = await req(a, "POST", "/load", body);
+      expect(res.status).toBe(status);
+      const err = (await res.json()) as { error: { code: string; message: string } };
+      expect(err.error.message).toMatch(message);
+    }
+    expect(a.bucket().get("ok")?.value).toBe("v");
+    // An empty file is an empty store's dump: loading it is not an error.
+    expect(await (await req(a, "POST", "/load", "")).json()).toEqual({ loaded: 0, skipped: 0 });
+  });
+});
+
+describe("makhzen dump and load (CLI)", () => {
+  test("dump > file, load < file into another node", async () => {
+    const a = node("a-cli");
+    fill(a);
+    const b = node("b-cli");
+    const [{ url: urlA }, { url: urlB }] = await Promise.all([a.listen(), b.listen()]);
+    const dir = mkdtempSync(join(tmpdir(), "makhzen-dump-"));
+    dirs.push(dir);
+    const file = join(dir, "backup.ndjson");
+    const cli = [process.execPath, join(import.meta.dir, "../..", "src/cli/main.ts")];
+    const dumped = await run([...cli, "dump", "--url", urlA]);
+    expect(dumped).toMatchObject({ code: 0, stderr: "" });
+    writeFileSync(file, dumped.stdout);
+    const loaded = await run([...cli, "load", "--url", urlB], { stdin: Bun.file(file) });
+    expect(loaded).toEqual({ code: 0, stdout: "loaded 4, skipped 0 (already as new or newer)\n", stderr: "" });
+    expect(await dumpOf(b)).toBe(dumped.stdout);
+
+    writeFileSync(file, "garbage\n");
+    const bad = await run([...cli, "load", "--url", urlB], { stdin: Bun.file(file) });
+    expect(bad).toEqual({ code: 1, stdout: "", stderr: "makhzen: line 1: not valid JSON (0 records before it were loaded)\n" });
+  });
+});

@@ -1,0 +1,225 @@
+/**
+ * /metrics on one node, in process: names, request counts by route pattern and
+ * status, latency histograms, per-bucket data, memory; the route classifier; and
+ * the replicator's oldest-age figure on a manual clock.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { createNode, type MakhzenNode } from "../../src/node.ts";
+import { Replicator } from "../../src/cluster/replicator.ts";
+import { LATENCY_BUCKETS_S, ROUTES, RequestStats, routeOf } from "../../src/ops/request-stats.ts";
+import type { PeerTransport } from "../../src/cluster/protocol/transport.ts";
+import { parseMetrics, samples, valueOf, type Sample } from "../support/observe.ts";
+
+let node: MakhzenNode | undefined;
+afterEach(async () => {
+  await node?.close();
+  node = undefined;
+});
+
+const call = (n: MakhzenNode, method: string, path: string, body?: unknown) =>
+  n.handle(new Request(`http://node${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) }));
+
+async function metricsOf(n: MakhzenNode): Promise<{ text: string; all: Sample[]; res: Response }> {
+  const res = await call(n, "GET", "/metrics");
+  const text = await res.clone().text();
+  return { text, all: parseMetrics(text), res };
+}
+
+describe("GET /metrics", () => {
+  test("Prometheus text; every name is prefixed makhzen_ and has HELP and TYPE", async () => {
+    node = createNode({ port: 0, name: "m1" });
+    await call(node, "PUT", "/items/a", { value: "1" });
+    const { text, all, res } = await metricsOf(node);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toStartWith("text/plain; version=0.0.4");
+    expect(all.length).toBeGreaterThan(20);
+    for (const s of all) expect(s.name).toStartWith("makhzen_");
+    const helped = new Set([...text.matchAll(/^# HELP (\S+) /gm)].map((m) => m[1]));
+    const typed = new Set([...text.matchAll(/^# TYPE (\S+) (counter|gauge|histogram)$/gm)].map((m) => m[1]));
+    for (const s of all) {
+      const family = s.name.replace(/_(bucket|sum|count)$/, "");
+      expect(helped.has(s.name) || helped.has(family)).toBe(true);
+      expect(typed.has(s.name) || typed.has(family)).toBe(true);
+    }
+    expect(valueOf(all, "makhzen_info", { name: "m1" })).toBe(1);
+  });
+
+  test("requests are counted by route pattern, method and status, never by raw path", async () => {
+    node = createNode({ port: 0 });
+    for (let i = 0; i < 3; i++) await call(node, "PUT", `/items/secret-key-${i}`, { value: "v" });
+    await call(node, "GET", "/items/secret-key-0");
+    await call(node, "GET", "/items/secret-key-0?r=1");
+    await call(node, "GET", "/items/absent-key");
+    await call(node, "PUT", "/buckets/sessions/items/u1", { value: "x" });
+    await call(node, "DELETE", "/buckets/sessions/items/u1");
+    await call(node, "PUT", "/items/bad", { nope: 1 });
+    await call(node, "GET", "/items?prefix=secret");
+    await call(node, "GET", "/no/such/route");
+    const { text, all } = await metricsOf(node);
+    const count = (route: string, method: string, status: string) =>
+      valueOf(all, "makhzen_http_requests_total", { route, method, status });
+    expect(count("/items/*", "PUT", "200")).toBe(3);
+    expect(count("/items/*", "GET", "200")).toBe(2);
+    expect(count("/items/*", "GET", "404")).toBe(1);
+    expect(count("/items/*", "PUT", "422")).toBe(1);
+    expect(count("/buckets/:bucket/items/*", "PUT", "200")).toBe(1);
+    expect(count("/buckets/:bucket/items/*", "DELETE", "204")).toBe(1);
+    expect(count("/items", "GET", "200")).toBe(1);
+    expect(count("other", "GET", "404")).toBe(1);
+    // Keys, bucket names and query strings never become label values.
+    expect(text).not.toContain("secret-key");
+    expect(text).not.toContain("sessions/");
+    expect(text).not.toContain("absent");
+    for (const s of samples(all, "makhzen_http_requests_total")) expect(ROUTES as readonly string[]).toContain(s.labels.route!);
+  });
+
+  test("latency histograms: cumulative buckets up to +Inf, with _sum and _count", async () => {
+    node = createNode({ port: 0 });
+    for (let i = 0; i < 5; i++) await call(node, "PUT", `/items/k${i}`, { value: "v" });
+    const { all } = await metricsOf(node);
+    const buckets = samples(all, "makhzen_http_request_duration_seconds_bucket", { route: "/items/*", method: "PUT" });
+    expect(buckets.map((b) => b.labels.le)).toEqual([...LATENCY_BUCKETS_S.map(String), "+Inf"]);
+    for (let i = 1; i < buckets.length; i++) expect(buckets[i]!.value).toBeGreaterThanOrEqual(buckets[i - 1]!.value);
+    expect(buckets.at(-1)!.value).toBe(5);
+    expect(valueOf(all, "makhzen_http_request_duration_seconds_count", { route: "/items/*", method: "PUT" })).toBe(5);
+    const sum = valueOf(all, "makhzen_http_request_duration_seconds_sum", { route: "/items/*", method: "PUT" })!;
+    expect(sum).toBeGreaterThan(0);
+    expect(sum).toBeLessThan(10);
+  });
+
+  test("keys and bytes per bucket, the store's totals and the process's memory", async () => {
+    node = createNode({ port: 0, maxMemoryBytes: 10 * 1024 * 1024 });
+    node.bucket("a").set("k1", "x".repeat(1000));
+    node.bucket("a").set("k2", "y");
+    node.bucket("b").set("k1", "z");
+    node.bucket("b").delete("k1");
+    const { all } = await metricsOf(node);
+    const stats = new Map(node.buckets().map((b) => [b.name, b]));
+    expect(valueOf(all, "makhzen_bucket_keys", { bucket: "a" })).toBe(2);
+    expect(valueOf(all, "makhzen_bucket_bytes", { bucket: "a" })).toBe(stats.get("a")!.bytes);
+    expect(valueOf(all, "makhzen_bucket_bytes", { bucket: "a" })).toBeGreaterThan(1000);
+    expect(valueOf(all, "makhzen_bucket_keys", { bucket: "b" })).toBe(0);
+    expect(valueOf(all, "makhzen_store_records")).toBe(3); // the delete is a tombstone
+    expect(valueOf(all, "makhzen_store_used_bytes")).toBeGreaterThan(1000);
+    // Live bytes leave out the tombstone of b/k1: what --max-memory is compared with.
+    expect(valueOf(all, "makhzen_store_live_bytes")).toBeLessThan(valueOf(all, "makhzen_store_used_bytes")!);
+    expect(valueOf(all, "makhzen_store_live_bytes")).toBe(stats.get("a")!.bytes);
+    expect(valueOf(all, "makhzen_store_max_bytes")).toBe(10 * 1024 * 1024);
+    expect(valueOf(all, "makhzen_process_resident_memory_bytes")).toBeGreaterThan(1024 * 1024);
+    expect(valueOf(all, "makhzen_process_heap_used_bytes")).toBeGreaterThan(0);
+    expect(valueOf(all, "makhzen_process_cpu_seconds_total")).toBeGreaterThanOrEqual(0);
+  });
+
+  test("a lone node: itself alive, no peers, anti-entropy idle, ready", async () => {
+    node = createNode({ port: 0 });
+    await node.listen();
+    const { all } = await metricsOf(node);
+    expect(valueOf(all, "makhzen_members", { state: "alive" })).toBe(1);
+    expect(valueOf(all, "makhzen_members", { state: "dead" })).toBe(0);
+    expect(samples(all, "makhzen_member_state")).toEqual([]);
+    expect(samples(all, "makhzen_peer_queue_records")).toEqual([]);
+    expect(valueOf(all, "makhzen_antientropy_rounds_total")).toBe(0);
+    expect(valueOf(all, "makhzen_antientropy_records_repaired_total", { direction: "pulled" })).toBe(0);
+    expect(valueOf(all, "makhzen_ready")).toBe(1);
+    expect(valueOf(all, "makhzen_sweep_failures_total")).toBe(0);
+  });
+});
+
+describe("route patterns", () => {
+  const route = (path: string) => ROUTES[routeOf(`http://127.0.0.1:3000${path}`)];
+
+  test("items, buckets, peer operations and the ops routes", () => {
+    expect(route("/items")).toBe("/items");
+    expect(route("/items?prefix=a&limit=3")).toBe("/items");
+    expect(route("/items/a")).toBe("/items/*");
+    expect(route("/items/a/b%2Fc?w=quorum")).toBe("/items/*");
+    expect(route("/buckets")).toBe("/buckets");
+    expect(route("/buckets/b1/items")).toBe("/buckets/:bucket/items");
+    expect(route("/buckets/b1/items?cursor=x")).toBe("/buckets/:bucket/items");
+    expect(route("/buckets/b1/items/k/with/slashes")).toBe("/buckets/:bucket/items/*");
+    expect(route("/internal/records")).toBe("/internal/records");
+    expect(route("/internal/gossip")).toBe("/internal/gossip");
+    for (const p of ["/cluster", "/healthz", "/readyz", "/metrics", "/dump", "/load", "/openapi"]) expect(route(p)).toBe(p);
+    expect(route("/dump?bucket=b")).toBe("/dump");
+  });
+
+  test("anything else is `other`, so a scanner cannot grow the series", () => {
+    for (const p of ["/", "/itemsx", "/items2/a", "/buckets/b1", "/buckets/b1/other", "/buckets/b1/itemsx", "/internal/nope", "/metrics/x", "/wp-login.php"]) {
+      expect({ p, r: route(p) }).toEqual({ p, r: "other" });
+    }
+  });
+
+  test("RequestStats buckets latencies by upper bound (le) and counts by status", () => {
+    const s = new RequestStats();
+    s.record("GET", "http://h/items/a", 200, 0.05); // 50 µs: the first bucket
+    s.record("GET", "http://h/items/b", 200, 0.1); // exactly 100 µs: still the first (le is inclusive)
+    s.record("GET", "http://h/items/c", 404, 30); // 30 ms: le=0.05
+    s.record("GET", "http://h/items/d", 200, 60_000); // a minute: only +Inf
+    const [l] = s.latencies();
+    expect(l!.route).toBe("/items/*");
+    expect(l!.count).toBe(4);
+    expect(l!.buckets[0]).toBe(2);
+    expect(l!.buckets[LATENCY_BUCKETS_S.indexOf(0.025)]).toBe(2);
+    expect(l!.buckets[LATENCY_BUCKETS_S.indexOf(0.05)]).toBe(3);
+    expect(l!.buckets[LATENCY_BUCKETS_S.length - 1]).toBe(3);
+    expect(l!.buckets[LATENCY_BUCKETS_S.length]).toBe(4);
+    expect(s.counted().sort((a, b) => a.status - b.status)).toEqual([
+      { route: "/items/*", method: "GET", status: 200, count: 3 },
+      { route: "/items/*", method: "GET", status: 404, count: 1 },
+    ]);
+  });
+});
+
+describe("replicator: oldest unacknowledged age", () => {
+  test("counts from when the oldest waiting record was queued, through a failed batch, to zero once acknowledged", async () => {
+    let now = 1_000;
+    const calls: { resolve: () => void; reject: (e: Error) => void }[] = [];
+    const transport: PeerTransport = {
+      call: () =>
+        new Promise((resolve, reject) => {
+          calls.push({ resolve: () => resolve({ applied: 0, refused: 0 } as never), reject });
+        }),
+    };
+    const r = new Replicator({
+      transport,
+      wallMs: () => now,
+      onOverflow: () => {},
+      config: {
+        requestTimeoutMs: 1000,
+        backoffBaseMs: 1,
+        backoffMaxMs: 1,
+        queueMaxRecords: 100,
+        queueMaxBytes: 1 << 30,
+        batchMaxRecords: 100,
+        batchMaxBytes: 1 << 20,
+        maxInflightBatches: 1,
+      },
+    });
+    r.addPeer("p", "mem://p");
+    const age = () => r.stats()[0]!.oldestAgeMs;
+    expect(age()).toBe(0);
+    r.enqueue({ bucket: "default", key: "a", value: "1", version: "v1" });
+    now = 2_000;
+    r.enqueue({ bucket: "default", key: "b", value: "1", version: "v2" });
+    now = 4_000;
+    expect(age()).toBe(3_000); // "a", queued at 1000, still waiting
+    await until(() => calls.length === 1); // the batch is in flight: still unacknowledged
+    expect(age()).toBe(3_000);
+    calls[0]!.reject(new Error("peer down"));
+    await until(() => r.stats()[0]!.failed === 1);
+    expect(age()).toBe(3_000); // put back, with its queue time
+    await until(() => calls.length === 2); // the retry after backoff
+    calls[1]!.resolve();
+    await until(() => r.queueSize("p") === 0);
+    expect(age()).toBe(0);
+    r.close();
+  });
+});
+
+async function until(fn: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!fn()) {
+    if (performance.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(1);
+  }
+}

@@ -1,0 +1,411 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { PeerSigner, SIGNATURE_HEADERS } from "../../src/cluster/protocol/signing.ts";
+import { resolveConfig, type NodeOptions } from "../../src/config.ts";
+import { MakhzenError } from "../../src/errors.ts";
+import { createNode, type MakhzenNode } from "../../src/node.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
+import { PeerGuard, isLoopbackHost, newRefusals, protectedModeProblem } from "../../src/ops/security.ts";
+import { HttpTransport, PeerError } from "../../src/cluster/protocol/transport.ts";
+import { createLogger } from "../../src/ops/log.ts";
+import { call, expectErrorEnvelope, rng } from "../support/http.ts";
+import { eventually } from "../support/proc.ts";
+
+const TOKEN = "write-token-1";
+const READ = "read-token-1";
+const SECRET = "cluster-secret-0123456789";
+
+const nodes: MakhzenNode[] = [];
+const start = (o: NodeOptions): MakhzenNode => {
+  const n = createNode({ port: 0, ...o });
+  nodes.push(n);
+  return n;
+};
+afterEach(async () => {
+  await Promise.all(nodes.map((n) => n.close()));
+  nodes.length = 0;
+});
+
+const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+
+describe("protected mode", () => {
+  test("loopback is 127.0.0.0/8, ::1 and localhost", () => {
+    for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST", "::ffff:127.0.0.1"]) expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ["0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "128.0.0.1", "example.com", "127.0.0.1.nip.io"]) expect(isLoopbackHost(h)).toBe(false);
+  });
+
+  test("beyond loopback without --token is refused, naming --token and --insecure", () => {
+    const why = protectedModeProblem(resolveConfig({ host: "0.0.0.0" }))!;
+    expect(why).toContain("--token");
+    expect(why).toContain("--insecure");
+    expect(protectedModeProblem(resolveConfig({ host: "0.0.0.0", insecure: true }))).toBeUndefined();
+  });
+
+  test("beyond loopback, or with peers beyond it, needs --cluster-secret too", () => {
+    expect(protectedModeProblem(resolveConfig({ host: "0.0.0.0", token: TOKEN }))).toContain("--cluster-secret");
+    expect(protectedModeProblem(resolveConfig({ peers: ["http://10.0.0.2:3000"] }))).toContain("--cluster-secret");
+    expect(protectedModeProblem(resolveConfig({ advertise: "http://10.0.0.2:3000" }))).toContain("--cluster-secret");
+    expect(protectedModeProblem(resolveConfig({ host: "0.0.0.0", token: TOKEN, clusterSecret: SECRET }))).toBeUndefined();
+    expect(protectedModeProblem(resolveConfig({ peers: ["http://10.0.0.2:3000"], clusterSecret: SECRET }))).toBeUndefined();
+    expect(protectedModeProblem(resolveConfig({ peers: ["http://127.0.0.1:3001", "http://localhost:3002"] }))).toBeUndefined();
+    expect(protectedModeProblem(resolveConfig({}))).toBeUndefined();
+  });
+
+  test("listen() refuses before binding and closes the node", async () => {
+    const node = start({ peers: ["http://10.0.0.2:3000"] });
+    const e = await node.listen().catch((err) => err);
+    expect(e).toBeInstanceOf(MakhzenError);
+    expect((e as MakhzenError).code).toBe("PROTECTED_MODE");
+    await expect(node.listen()).rejects.toThrow("closed");
+  });
+
+  test("token and secret options are validated", () => {
+    const bad = (o: NodeOptions) => expect(() => resolveConfig(o)).toThrow(MakhzenError);
+    bad({ token: "has space" });
+    bad({ token: "" });
+    bad({ readToken: READ }); // without a write token every client may write anyway
+    bad({ token: TOKEN, readToken: TOKEN });
+    bad({ clusterSecret: "short" });
+    bad({ tlsCertFile: "/x.pem" }); // without a key
+    expect(() => resolveConfig({ token: TOKEN, readToken: READ, clusterSecret: SECRET })).not.toThrow();
+  });
+
+  test("an unreadable certificate stops createNode with the option and the path", () => {
+    expect(() => createNode({ tlsCertFile: "/nonexistent/cert.pem", tlsKeyFile: "/nonexistent/key.pem" })).toThrow(
+      /tlsCertFile "\/nonexistent\/cert.pem" cannot be read: ENOENT/,
+    );
+  });
+});
+
+describe("client tokens", () => {
+  test("without a token configured, nothing asks for one", async () => {
+    const node = start({});
+    expect((await call(node, "PUT", "/items/a", { body: { value: "1" } })).status).toBe(200);
+    expect((await call(node, "GET", "/items/a")).status).toBe(200);
+    expect((await call(node, "GET", "/openapi")).json.security).toBeUndefined();
+  });
+
+  test("every client route needs the token; /healthz and /readyz do not", async () => {
+    const node = start({ token: TOKEN });
+    const routes: [string, string, unknown?][] = [
+      ["GET", "/items/a"],
+      ["PUT", "/items/a", { value: "x" }],
+      ["DELETE", "/items/a"],
+      ["GET", "/items"],
+      ["GET", "/buckets/b/items/a"],
+      ["PUT", "/buckets/b/items/a", { value: "x" }],
+      ["GET", "/buckets"],
+      ["GET", "/cluster"],
+      ["GET", "/dump"],
+      ["POST", "/load", "{}"],
+      ["GET", "/openapi"],
+      ["GET", "/no-such-route"],
+    ];
+    for (const [method, path, body] of routes) {
+      for (const headers of [{}, bearer("wrong"), { authorization: `Basic ${btoa("u:" + TOKEN)}` }]) {
+        const a = await call(node, method, path, { body, headers });
+        expectErrorEnvelope(a, 401, "UNAUTHORIZED");
+        expect(a.headers.get("www-authenticate")).toContain("Bearer");
+      }
+    }
+    expect(node.refusals.clientUnauthorized).toBe(routes.length * 3);
+    expect((await call(node, "GET", "/healthz")).status).toBe(200);
+    expect((await call(node, "GET", "/readyz")).status).toBe(503); // open, and honest: this node never started
+    // Nothing was written by the refused requests.
+    expect(node.bucket().get("a")).toBeUndefined();
+
+    expect((await call(node, "PUT", "/items/a", { body: { value: "x" }, headers: bearer(TOKEN) })).status).toBe(200);
+    expect((await call(node, "GET", "/items/a", { headers: bearer(TOKEN) })).json.value).toBe("x");
+    const doc = (await call(node, "GET", "/openapi", { headers: bearer(TOKEN) })).json;
+    expect(doc.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer" });
+    expect(doc.security).toEqual([{ bearer: [] }]);
+    expect(doc.paths["/healthz"].get.security).toEqual([]); // open: no token needed
+    expect((await call(node, "DELETE", "/items/a", { headers: bearer(TOKEN) })).status).toBe(204);
+  });
+
+  test("a read token reads everything, /dump and /cluster included, and writes nothing", async () => {
+    const node = start({ token: TOKEN, readToken: READ });
+    node.bucket().set("k", "v");
+    const r = bearer(READ);
+    expect((await call(node, "GET", "/items/k", { headers: r })).json.value).toBe("v");
+    expect((await call(node, "GET", "/items", { headers: r })).status).toBe(200);
+    expect((await call(node, "GET", "/buckets", { headers: r })).status).toBe(200);
+    expect((await call(node, "GET", "/cluster", { headers: r })).status).toBe(200);
+    expect((await call(node, "GET", "/dump", { headers: r })).text).toContain('"key":"k"');
+    for (const [method, path, body] of [
+      ["PUT", "/items/k", { value: "w" }],
+      ["DELETE", "/items/k", undefined],
+      ["PUT", "/buckets/b/items/k", { value: "w" }],
+      ["POST", "/load", JSON.stringify({ bucket: "default", key: "k", value: "w", version: "999999999999999-000000-x" })],
+    ] as const) {
+      expectErrorEnvelope(await call(node, method, path, { body, headers: r }), 403, "FORBIDDEN");
+    }
+    expect(node.refusals.clientForbidden).toBe(4);
+    expect(node.bucket().get("k")!.value).toBe("v");
+  });
+
+  test("without a cluster secret the peer API needs the write token, which peers send; with one, the secret guards it", async () => {
+    const records = JSON.stringify({ records: [{ bucket: "default", key: "via-peer-api", value: "x", version: `${String(Date.now()).padStart(15, "0")}-000000-p` }] });
+    const headers = (extra: Record<string, string>) => ({ "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...extra });
+    const node = start({ token: TOKEN, readToken: READ });
+    for (const h of [{}, bearer(READ), bearer("wrong")]) {
+      expectErrorEnvelope(await call(node, "POST", "/internal/records", { body: records, headers: headers(h) }), 401, "UNAUTHORIZED");
+    }
+    expect(node.bucket().get("via-peer-api")).toBeUndefined();
+    expect((await call(node, "POST", "/internal/records", { body: records, headers: headers(bearer(TOKEN)) })).status).toBe(200);
+    expect(node.bucket().get("via-peer-api")?.value).toBe("x");
+
+    // Two nodes sharing the token replicate: the transport sends it.
+    const a = start({ name: "a", token: TOKEN, ...fast });
+    const { url } = await a.listen();
+    const b = start({ name: "b", token: TOKEN, peers: [url], ...fast });
+    await b.listen();
+    a.bucket().set("k", "v");
+    await eventually(() => b.bucket().get("k")?.value === "v", { what: "k replicated with the token" });
+
+    // Under a cluster secret the token is not what guards /internal/: the signature is.
+    const guarded = start({ token: TOKEN, clusterSecret: SECRET });
+    expectErrorEnvelope(await call(guarded, "POST", "/internal/records", { body: records, headers: headers(bearer(TOKEN)) }), 401, "CLUSTER_AUTH");
+  });
+
+  test("over a real socket, a dot-segment path cannot slip past the check through /internal/", async () => {
+    const node = start({ token: TOKEN });
+    const { port } = await node.listen();
+    node.bucket().set("secret", "s");
+    const raw = await rawHttp(port, "GET /internal/../items/secret HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    // Bun resolves the dot segments before anyone sees the path: this is GET /items/secret, and needs the token.
+    expect(raw.startsWith("HTTP/1.1 401")).toBe(true);
+    expect(raw).not.toContain('"value":"s"');
+  });
+});
+
+describe("cluster secret on the peer API", () => {
+  const scanBody = JSON.stringify({ limit: 10 });
+  const recordsBody = JSON.stringify({
+    records: [{ bucket: "default", key: "injected", value: "evil", version: `${String(Date.now()).padStart(15, "0")}-000000-rogue` }],
+  });
+  const peerHeaders = (extra: Record<string, string> = {}) => ({
+    "content-type": "application/json",
+    [PROTOCOL_HEADER]: PROTOCOL_VERSION,
+    ...extra,
+  });
+
+  test("unsigned, wrongly signed, tampered and replayed requests are refused and counted; a signed one passes", async () => {
+    const node = start({ clusterSecret: SECRET });
+    const post = (path: string, body: string, headers: Record<string, string>) => call(node, "POST", path, { body, headers: peerHeaders(headers) });
+    const ours = new PeerSigner({ secret: SECRET });
+    const theirs = new PeerSigner({ secret: "another-secret-0123456789" });
+
+    expectErrorEnvelope(await post("/internal/records", recordsBody, {}), 401, "CLUSTER_AUTH");
+    expectErrorEnvelope(await post("/internal/records", recordsBody, theirs.sign("POST", "/internal/records", recordsBody, Date.now())), 401, "CLUSTER_AUTH");
+    const tampered = ours.sign("POST", "/internal/records", JSON.stringify({ records: [] }), Date.now());
+    expectErrorEnvelope(await post("/internal/records", recordsBody, tampered), 401, "CLUSTER_AUTH");
+    const otherRoute = ours.sign("POST", "/internal/scan", recordsBody, Date.now());
+    expectErrorEnvelope(await post("/internal/records", recordsBody, otherRoute), 401, "CLUSTER_AUTH");
+    const stale = ours.sign("POST", "/internal/records", recordsBody, Date.now() - 120_000);
+    expectErrorEnvelope(await post("/internal/records", recordsBody, stale), 401, "CLUSTER_AUTH");
+    expect(node.bucket().get("injected")).toBeUndefined();
+    expect(node.refusals.peerRequests).toBe(5);
+
+    const good = ours.sign("POST", "/internal/scan", scanBody, Date.now());
+    const a = await post("/internal/scan", scanBody, good);
+    expect(a.status).toBe(200);
+    // The answer is signed too, bound to this request's nonce.
+    expect(a.headers.get(SIGNATURE_HEADERS.signature)).toBeTruthy();
+    expectErrorEnvelope(await post("/internal/scan", scanBody, good), 401, "CLUSTER_AUTH"); // the replay
+    expect(node.refusals.peerRequests).toBe(6);
+    // The refusals are visible in /cluster.
+    expect((await call(node, "GET", "/cluster")).json.refusals.peerRequests).toBe(6);
+  });
+
+  test("nodes with the same secret replicate; a node with another secret or none can neither join nor be joined", async () => {
+    const a = start({ name: "a", clusterSecret: SECRET, ...fast });
+    const { url: aUrl } = await a.listen();
+    const b = start({ name: "b", clusterSecret: SECRET, peers: [aUrl], ...fast });
+    await b.listen();
+    a.bucket().set("k", "v");
+    await eventually(() => b.bucket().get("k")?.value === "v", { what: "k replicated to b" });
+
+    const rogue = start({ name: "rogue", clusterSecret: "another-secret-0123456789", peers: [aUrl], ...fast });
+    await rogue.listen(); // serves alone: its seed refused it
+    expect(a.refusals.peerRequests).toBeGreaterThan(0);
+    expect(a.members().map((m) => m.name)).toEqual(["a", "b"]);
+    expect(rogue.members().map((m) => m.name)).toEqual(["rogue"]);
+
+    // A node without a secret accepts anyone; a secured node joining through it refuses its answer.
+    const open = start({ name: "open", ...fast });
+    const { url: openUrl } = await open.listen();
+    const c = start({ name: "c", clusterSecret: SECRET, peers: [openUrl, aUrl], ...fast });
+    await c.listen();
+    expect(c.refusals.peerAnswers).toBeGreaterThan(0);
+    await eventually(() => c.members().filter((m) => m.state === "alive").length === 3, { what: "c joined a and b" });
+    expect(c.members().map((m) => m.name)).not.toContain("open");
+    // "open" took c's join, so it sends c its writes: c refuses them all.
+    open.bucket().set("from-open", "x");
+    await eventually(() => c.refusals.peerRequests > 0, { what: "c refuses open's requests" });
+    a.bucket().set("after", "y");
+    await eventually(() => c.bucket().get("after")?.value === "y", { what: "a's write reaches c" });
+    expect(c.bucket().get("from-open")).toBeUndefined();
+    expect(open.bucket().get("after")).toBeUndefined();
+  });
+
+  test("random forgeries on every peer route are refused and change nothing", async () => {
+    const node = start({ clusterSecret: SECRET });
+    const random = rng(7);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    const ops = ["join", "gossip", "leave", "records", "groups", "leaves", "keys", "fetch", "scan"] as const;
+    const forger = new PeerSigner({ secret: SECRET.slice(0, -1) + "x" });
+    const genuine = new PeerSigner({ secret: SECRET });
+    for (let i = 0; i < 300; i++) {
+      const op = pick(ops);
+      const body = pick([recordsBody, scanBody, "{}", "not json", ""]);
+      const now = Date.now();
+      const headers = pick([
+        () => ({}),
+        () => forger.sign("POST", `/internal/${op}`, body, now),
+        () => genuine.sign("POST", `/internal/${pick(ops)}x`, body, now), // signed for another route
+        () => genuine.sign("POST", `/internal/${op}`, body + " ", now), // signed for another body
+        () => genuine.sign("POST", `/internal/${op}`, body, now + pick([-1, 1]) * (31_000 + Math.floor(random() * 1e6))), // outside the window
+        () => ({ ...genuine.sign("POST", `/internal/${op}`, body, now), [SIGNATURE_HEADERS.signature]: "0".repeat(64) }),
+        () => ({ ...genuine.sign("POST", `/internal/${op}`, body, now), [SIGNATURE_HEADERS.timestamp]: String(now + 1) }),
+      ])();
+      const a = await call(node, "POST", `/internal/${op}`, { body, headers: peerHeaders(headers) });
+      expectErrorEnvelope(a, 401, "CLUSTER_AUTH");
+    }
+    expect(node.refusals.peerRequests).toBe(300);
+    expect(node.bucket().get("injected")).toBeUndefined();
+    expect(node.members().map((m) => m.name)).toEqual([node.name]);
+  });
+
+  test("refusals are counted every time and logged once per peer and reason every 10 s", () => {
+    let now = 1_800_000_000_000;
+    const lines: Record<string, unknown>[] = [];
+    const refusals = newRefusals();
+    const log = createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)), wallClock: () => now });
+    const guard = new PeerGuard({ secret: SECRET, wallClock: () => now, refusals, log });
+    const refuse = (from: string) => expect(() => guard.checkSigned("/internal/gossip", new Headers(), from)).toThrow(MakhzenError);
+    for (let i = 0; i < 5; i++) refuse("10.0.0.9");
+    refuse("10.0.0.8");
+    expect(refusals.peerRequests).toBe(6);
+    expect(lines.map((l) => [l.from, l.alsoRefusedSinceLastLine])).toEqual([["10.0.0.9", 0], ["10.0.0.8", 0]]);
+    now += 10_000;
+    refuse("10.0.0.9");
+    expect(lines.map((l) => [l.from, l.alsoRefusedSinceLastLine])).toEqual([["10.0.0.9", 0], ["10.0.0.8", 0], ["10.0.0.9", 4]]);
+    expect(lines[0]).toMatchObject({ level: "warn", msg: "refused peer request", route: "/internal/gossip", reason: "unsigned request (no cluster secret?)" });
+  });
+
+  test("the transport refuses an answer from a peer that cannot prove the secret", async () => {
+    const open = start({ name: "open" });
+    const { url } = await open.listen();
+    const refusals = newRefusals();
+    const lines: string[] = [];
+    const log = createLogger({ format: "json", write: (l) => lines.push(l) });
+    const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals, log });
+    const e = await new HttpTransport({ guard }).call(url, "groups", {}, 2000).catch((err) => err);
+    expect(e).toBeInstanceOf(PeerError);
+    expect((e as PeerError).code).toBe("CLUSTER_AUTH");
+    expect(refusals.peerAnswers).toBe(1);
+    expect(lines.map((l) => JSON.parse(l))).toMatchObject([
+      { level: "warn", msg: "refused peer answer", route: "/internal/groups", from: url, reason: "unsigned answer (no cluster secret?)", alsoRefusedSinceLastLine: 0 },
+    ]);
+  });
+});
+
+describe("abuse limits", () => {
+  test("a peer answer over the cap is refused before it is buffered, with or without a length", async () => {
+    const big = "x".repeat(64 * 1024);
+    using server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        if (new URL(req.url).pathname === "/internal/groups") return new Response(big); // with Content-Length
+        // Chunked, and endless: only a reader that stops can survive it.
+        return new Response(new ReadableStream({ pull: (c) => c.enqueue(new TextEncoder().encode(big)) }));
+      },
+    });
+    const transport = new HttpTransport({ maxAnswerBytes: 1024 });
+    for (const op of ["groups", "scan"] as const) {
+      const e = await transport.call(`http://127.0.0.1:${server.port}`, op, op === "scan" ? { limit: 1 } : {}, 5000).catch((err) => err);
+      expect(e).toBeInstanceOf(PeerError);
+      expect((e as PeerError).code).toBe("ANSWER_TOO_LARGE");
+    }
+  });
+
+  test("a silent keep-alive connection is closed after the idle timeout", async () => {
+    const node = start({ idleTimeoutMs: 1000 });
+    const { port } = await node.listen();
+    const t0 = performance.now();
+    const raw = await rawHttp(port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); // keep-alive: only the server can end it
+    expect(raw.startsWith("HTTP/1.1 200")).toBe(true);
+    // Bun counts in steps of about 4 s; well under the 30 s default, far under forever.
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  }, 15_000);
+
+  test("a body that never finishes arriving is answered 408 after the body timeout", async () => {
+    const node = start({ bodyTimeoutMs: 100 });
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode('{"value":'));
+      },
+    });
+    const a = await call(node, "PUT", "/items/slow", { body });
+    expectErrorEnvelope(a, 408, "REQUEST_TIMEOUT");
+    expect(node.bucket().get("slow")).toBeUndefined();
+  });
+});
+
+const fast = { heartbeatIntervalMs: 50, suspectAfterMs: 300, deadAfterMs: 800, antiEntropyIntervalMs: 200, requestTimeoutMs: 1000, backoffBaseMs: 10, backoffMaxMs: 100 };
+
+/** One raw HTTP exchange, so the request line reaches the server exactly as written (fetch would normalize it). */
+async function rawHttp(port: number, request: string): Promise<string> {
+  let out = "";
+  const { promise, resolve } = Promise.withResolvers<string>();
+  await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      open(s) {
+        s.write(request);
+      },
+      data(_s, chunk) {
+        out += new TextDecoder().decode(chunk);
+      },
+      close() {
+        resolve(out);
+      },
+      error() {
+        resolve(out);
+      },
+    },
+  });
+  return promise;
+}
+
+describe("log line limiter", () => {
+  test("one line per key per 10 s, counting what it held back", async () => {
+    const { lineLimiter } = await import("../../src/ops/security.ts");
+    let now = 0;
+    const lines: [string, number][] = [];
+    const limit = lineLimiter(() => now);
+    const hit = (key: string) => limit(key, (held) => lines.push([key, held]));
+    hit("a");
+    hit("a");
+    hit("a");
+    expect(lines).toEqual([["a", 0]]);
+    now = 10_000;
+    hit("a");
+    expect(lines).toEqual([["a", 0], ["a", 2]]);
+  });
+
+  test("a client cycling through addresses (a new key each time) gets at most 20 lines per 10 s", async () => {
+    const { lineLimiter } = await import("../../src/ops/security.ts");
+    let now = 0;
+    const lines: [string, number][] = [];
+    const limit = lineLimiter(() => now);
+    for (let i = 0; i < 5000; i++) limit(`addr-${i}`, (held) => lines.push([`addr-${i}`, held]));
+    expect(lines).toHaveLength(20);
+    now = 10_000;
+    limit("next", (held) => lines.push(["next", held]));
+    // The next line that goes out says how many were held back in all.
+    expect(lines.at(-1)).toEqual(["next", 4980]);
+  });
+});

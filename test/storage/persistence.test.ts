@@ -1,0 +1,186 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Database } from "bun:sqlite";
+import { DB_FILE, Persistence, type FsyncPolicy } from "../../src/storage/persistence.ts";
+import { memoryLogger } from "../support/core.ts";
+import type { StoredRecord } from "../../src/core/record.ts";
+import { formatVersion } from "../../src/core/version.ts";
+
+const NOW = 1_800_000_000_000;
+const DAY = 86_400_000;
+const dirs: string[] = [];
+const open: Persistence[] = [];
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "makhzen-persist-"));
+  dirs.push(d);
+  return d;
+}
+
+function openAt(dir: string, fsync: FsyncPolicy = "always", nodeName = "n1"): Persistence {
+  const p = Persistence.open({ dir, nodeName, fsync });
+  open.push(p);
+  return p;
+}
+
+function loadAll(p: Persistence, now = NOW, ttl = DAY) {
+  const records: StoredRecord[] = [];
+  const stats = p.load((r) => records.push(r), now, ttl);
+  records.sort((a, b) => (a.key < b.key ? -1 : 1));
+  return { records, stats };
+}
+
+const rec = (key: string, value: string | null, wall = NOW, extra: Partial<StoredRecord> = {}): StoredRecord => ({
+  bucket: "default",
+  key,
+  value,
+  version: formatVersion(wall, 0, "n1"),
+  ...extra,
+});
+
+afterEach(() => {
+  for (const p of open.splice(0)) p.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe("Persistence", () => {
+  test("records survive close and reopen, coalesced by key", async () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    p.write(rec("a", "1"));
+    p.write(rec("a", "2", NOW + 1));
+    p.write(rec("b", null));
+    p.write(rec("c", "x", NOW, { bucket: "other", expiresAt: NOW + DAY }));
+    await p.durable();
+    p.close();
+    const { records, stats } = loadAll(openAt(dir));
+    expect(stats).toEqual({ loaded: 3, dropped: 0 });
+    expect(records).toEqual([rec("a", "2", NOW + 1), rec("b", null), rec("c", "x", NOW, { bucket: "other", expiresAt: NOW + DAY })]);
+  });
+
+  test("under always, durable() resolves only after the group commit", async () => {
+    const dir = tempDir();
+    const p = openAt(dir, "always");
+    for (let i = 0; i < 100; i++) p.write(rec(`k${i}`, "v"));
+    let done = false;
+    const wait = p.durable().then(() => (done = true));
+    expect(done).toBe(false);
+    await wait;
+    // A second handle sees the rows: they are committed, not only queued.
+    const reader = openAt(dir, "no");
+    expect(loadAll(reader).records).toHaveLength(100);
+  });
+
+  test("close flushes under everysec and no", () => {
+    for (const fsync of ["everysec", "no"] as const) {
+      const dir = tempDir();
+      const p = openAt(dir, fsync);
+      p.write(rec("k", fsync));
+      p.close();
+      expect(loadAll(openAt(dir, fsync)).records).toEqual([rec("k", fsync)]);
+    }
+  });
+
+  test("expired records load as tombstones, and are dropped after the grace period", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    p.write(rec("recent", "v", NOW - 10_000, { expiresAt: NOW - 1000 }));
+    p.write(rec("ancient", "v", NOW - 3 * DAY, { expiresAt: NOW - 2 * DAY }));
+    p.write(rec("old-delete", null, NOW - 2 * DAY));
+    p.write(rec("live", "v", NOW, { expiresAt: NOW + 1000 }));
+    p.close();
+    const again = openAt(dir);
+    const { records, stats } = loadAll(again);
+    expect(stats).toEqual({ loaded: 2, dropped: 2 });
+    expect(records).toEqual([
+      rec("live", "v", NOW, { expiresAt: NOW + 1000 }),
+      rec("recent", null, NOW - 10_000, { expiresAt: NOW - 1000 }),
+    ]);
+    again.close();
+    // The dropped rows are gone from disk too.
+    expect(loadAll(openAt(dir), NOW - 3 * DAY).records.map((r) => r.key)).toEqual(["live", "recent"]);
+  });
+
+  test("remove deletes the row", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    p.write(rec("a", null));
+    p.flush();
+    p.remove("default", "a");
+    p.close();
+    expect(loadAll(openAt(dir)).records).toEqual([]);
+  });
+
+  test("a data dir written by another node is refused, naming both", () => {
+    const dir = tempDir();
+    openAt(dir, "always", "alpha").close();
+    expect(() => openAt(dir, "always", "beta")).toThrow(
+      `data dir ${dir}: was written by node "alpha", not "beta"; start with --name alpha or use another dir`,
+    );
+  });
+
+  test("a corrupt database file is refused, not replaced", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, DB_FILE), "this is not sqlite ".repeat(500));
+    expect(() => openAt(dir)).toThrow(new RegExp(`^data dir ${dir}: cannot open ${DB_FILE} \\(.+\\)$`));
+    expect(Bun.file(join(dir, DB_FILE)).size).toBe("this is not sqlite ".length * 500);
+  });
+
+  test("a write after close is dropped with a line, and nothing retries against the closed file", async () => {
+    const dir = tempDir();
+    const log = memoryLogger();
+    const p = Persistence.open({ dir, nodeName: "n1", fsync: "always", logger: log });
+    p.close();
+    p.write(rec("late", "v"));
+    p.remove("default", "late");
+    await p.durable(); // nothing pending: resolves at once
+    await new Promise((r) => setImmediate(r));
+    expect(log.lines.filter((l) => l.level === "error")).toEqual([]);
+    expect(log.lines.filter((l) => l.msg.startsWith("change after close"))).toHaveLength(2);
+    expect(p.commitFailures).toBe(0);
+  });
+
+  test("under always, failing commits keep one retry timer, however many writes arrive", async () => {
+    const dir = tempDir();
+    const p = openAt(dir, "always");
+    const other = new Database(join(dir, DB_FILE));
+    other.exec("CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk says no'); END");
+    const realSetTimeout = globalThis.setTimeout;
+    let retries = 0;
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      if (ms === 100) retries++;
+      return realSetTimeout(fn, ms);
+    }) as typeof setTimeout;
+    try {
+      for (let i = 0; i < 5; i++) {
+        p.write(rec(`k${i}`, "v"));
+        await new Promise((r) => setImmediate(r)); // each write's commit runs, and fails, in its own turn
+      }
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    expect(p.commitFailures).toBeGreaterThanOrEqual(5);
+    expect(retries).toBe(1);
+    other.exec("DROP TRIGGER refuse");
+    other.close();
+    await p.durable(); // the one retry commits everything
+  });
+
+  test("a path that is a file is refused", () => {
+    const dir = tempDir();
+    const file = join(dir, "plain-file");
+    writeFileSync(file, "x");
+    expect(() => openAt(file)).toThrow(/^data dir .*plain-file: /);
+  });
+});
+
+describe("config", () => {
+  test("a data dir needs an explicit name when the port is 0 (the default name would be random)", async () => {
+    const { resolveConfig } = await import("../../src/config.ts");
+    expect(() => resolveConfig({ port: 0, dataDir: "/tmp/x" })).toThrow("name must be given with dataDir when port is 0");
+    expect(resolveConfig({ port: 0, dataDir: "/tmp/x", name: "n1" }).name).toBe("n1");
+    expect(resolveConfig({ port: 3000, dataDir: "/tmp/x" }).name).toBe("127.0.0.1:3000");
+  });
+});
