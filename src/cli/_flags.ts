@@ -5,10 +5,15 @@ import { usageError } from "./_errors.ts";
  * Flag values: the command line first, then MAKHZEN_<FLAG> from the environment,
  * then the default. This is the only file that reads process.env.
  */
-export function flag(args: Record<string, unknown>, name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function flag(
+  args: Record<string, unknown>,
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  variable = envName(name),
+): string | undefined {
   const given = args[name];
   if (given !== undefined && given !== "") return String(given);
-  const fromEnv = env[envName(name)];
+  const fromEnv = env[variable];
   return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
 }
 
@@ -118,3 +123,69 @@ export function parsePositiveNumber(name: string, value: string): number {
   if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw usageError(`--${name} must be a number > 0, not "${value}"`);
   return n;
 }
+
+export function parseBoolean(name: string, value: string): boolean {
+  if (["true", "1", "yes"].includes(value.toLowerCase())) return true;
+  if (["false", "0", "no"].includes(value.toLowerCase())) return false;
+  throw usageError(`--${name} must be true or false, not "${value}"`);
+}
+
+export function parseUrl(name: string, value: string): string {
+  try {
+    const u = new URL(value);
+    if (u.protocol === "http:" || u.protocol === "https:") return value;
+  } catch {
+    // reported below
+  }
+  throw usageError(`--${name} must be a URL like http://10.0.0.2:3000, not "${value}"`);
+}
+
+/** Comma-separated URLs; blanks between commas are skipped, but at least one URL is required. */
+export function parseUrlList(name: string, value: string): string[] {
+  const urls = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (urls.length === 0) throw usageError(`--${name} must list at least one URL`);
+  return urls.map((u) => parseUrl(name, u));
+}
+
+/**
+ * One kind of flag value: citty's type for it, the parser (its errors name the flag
+ * it is given), and how a value is written back in the units a user types (what
+ * `--help` shows as a default). A flag table pairs each flag with one kind.
+ */
+export interface Kind<T> {
+  /** What the value is: a duration needs a unit, a size may have one, a list is comma-separated. */
+  readonly name: "text" | "file" | "boolean" | "integer" | "size" | "duration" | "enum" | "url" | "list";
+  readonly type: "string" | "boolean";
+  parse(flag: string, value: string): T;
+  show(value: T): string;
+}
+
+const kind = <T>(
+  name: Kind<T>["name"],
+  parse: (flag: string, value: string) => T,
+  show: (value: T) => string = String,
+  type: Kind<T>["type"] = "string",
+): Kind<T> => ({ name, type, parse, show });
+
+/** The kinds of value a flag table draws from. */
+export const kinds = {
+  text: kind<string>("text", (_, v) => v),
+  /** A path, opened (and its errors reported) by whoever uses it. */
+  file: kind<string>("file", (_, v) => v),
+  /** A switch: `--insecure`, `--no-insecure`, or true/false, 1/0, yes/no from the environment. */
+  boolean: kind("boolean", parseBoolean, String, "boolean"),
+  integer: (min: number, max: number): Kind<number> => kind("integer", (f, v) => parseInteger(f, v, min, max)),
+  /** Bytes, written as Redis does (see parseBytes); shown as a byte count. */
+  size: kind("size", parseBytes),
+  /** Milliseconds, written with a unit (see parseDurationMs); `min` and `max` as a user would type them. */
+  duration: (min?: string, max?: string): Kind<number> =>
+    kind(
+      "duration",
+      (f, v) => (min === undefined || max === undefined ? parseDurationMs(f, v) : parseDurationWithin(f, v, min, max)),
+      (ms) => `${ms}ms`,
+    ),
+  choice: <T extends string>(choices: readonly T[]): Kind<T> => kind("enum", (f, v) => parseChoice(f, v, choices)),
+  url: kind("url", parseUrl),
+  /** Comma-separated URLs. */
+  urls: kind("list", parseUrlList, (v) => v.join(",")),
+};

@@ -1,0 +1,237 @@
+import type { ArgsDef } from "citty";
+import { DEFAULTS, FAST_TIMINGS, type NodeConfig, type NodeOptions } from "../config.ts";
+import { LOG_LEVELS, type LogFormat, type LogLevel } from "../ops/log.ts";
+import { envName, flag, kinds, type Kind } from "./_flags.ts";
+
+/**
+ * The flags of `serve`, declared once. Each row gives a flag's name and aliases, its
+ * MAKHZEN_* variable, the kind of value it takes (the parser, with its units and
+ * bounds), its help, and the NodeConfig key it sets. citty's args, the environment
+ * lookup, `serve --help` and the node options are all generated from this table, and
+ * test/cli/serve-flags.test.ts walks it, so a flag added here is parsed, documented
+ * and tested without being spelled anywhere else.
+ *
+ * Validation is split on purpose: a row's kind checks what only a flag can get wrong
+ * (a unit, a URL, a choice) and names the flag; resolveConfig checks the values
+ * themselves (ranges, pairs that go together) for embedders and the CLI alike.
+ */
+export interface ServeFlag<T = unknown> {
+  /** As typed after `--`; also the key citty parses it into. */
+  readonly name: string;
+  /** Other spellings of the flag, as typed after `--` (`cluster` for `peers`, from the old Go makhzen). */
+  readonly aliases: readonly string[];
+  /** The environment variable read when the flag is not given: MAKHZEN_ and the name in capitals. */
+  readonly env: string;
+  readonly kind: Kind<T>;
+  /** The NodeConfig key the value sets; unset for flags `serve` reads itself (the preset, the logger). */
+  readonly key?: keyof NodeConfig;
+  /** The line of `serve --help`: the help text, then the default, the aliases and the variable in parentheses. */
+  readonly description: string;
+  /** The default as `--help` shows it, in the units a user types; checked against DEFAULTS by the tests. */
+  readonly shownDefault?: string;
+}
+
+interface Row<T> {
+  name: string;
+  aliases?: readonly string[];
+  kind: Kind<T>;
+  help: string;
+  /** Show the default in --help: `true` shows the node's default (DEFAULTS[key]) through the kind; a string is shown as is. */
+  default?: true | string;
+  /** A default that is not one value ("default: in memory only"), shown as is. */
+  defaultNote?: string;
+  /** Name the variable in --help (every flag reads its own); a string is a reason shown after it. */
+  envInHelp?: true | string;
+}
+
+/** A flag that sets a NodeConfig key; the kind must produce that key's type. */
+function sets<K extends keyof NodeConfig>(key: K, row: Row<NonNullable<NodeConfig[K]>>): ServeFlag<NodeConfig[K]> {
+  const node = (DEFAULTS as Partial<NodeConfig>)[key] as NonNullable<NodeConfig[K]> | undefined;
+  if (row.default === true && node === undefined) throw new Error(`--${row.name}: no default for ${key} to show`);
+  return build(row, key, row.default === true ? row.kind.show(node!) : row.default);
+}
+
+/** A flag `serve` reads itself rather than passing to the node. */
+function reads<T>(row: Row<T> & { default?: string }): ServeFlag<T> {
+  return build(row, undefined, row.default);
+}
+
+function build<T>(row: Row<T>, key: keyof NodeConfig | undefined, shownDefault: string | undefined): ServeFlag<T> {
+  const env = envName(row.name);
+  const aliases = row.aliases ?? [];
+  const notes = [
+    shownDefault === undefined ? row.defaultNote : `default ${shownDefault}`,
+    ...aliases.map((a) => `alias --${a}`),
+    row.envInHelp === undefined ? undefined : row.envInHelp === true ? `env ${env}` : `env ${env}: ${row.envInHelp}`,
+  ].filter((n) => n !== undefined);
+  const description = notes.length === 0 ? row.help : `${row.help} (${notes.join("; ")})`;
+  return { name: row.name, aliases, env, kind: row.kind, key, description, shownDefault };
+}
+
+const TIMINGS = reads({
+  name: "timings",
+  kind: kinds.choice(["default", "fast"] as const),
+  help: "Cluster timing preset: default or fast (tests, local experiments)",
+});
+const DEFAULT_LOG_LEVEL: LogLevel = "info";
+const LOG_LEVEL = reads({
+  name: "log-level",
+  kind: kinds.choice(LOG_LEVELS),
+  help: "Least severe log lines written: debug, info, warn or error",
+  default: DEFAULT_LOG_LEVEL,
+  envInHelp: true,
+});
+const LOG_FORMAT = reads({
+  name: "log-format",
+  kind: kinds.choice<LogFormat>(["json", "text"]),
+  help: "json (one object per line) or text",
+  defaultNote: "default: text on a terminal, else json",
+  envInHelp: true,
+});
+
+/** Every flag of `serve`, in the order of its --help. */
+export const SERVE_FLAGS: readonly ServeFlag[] = [
+  sets("port", { name: "port", kind: kinds.integer(0, 65535), help: "Port to listen on", default: true, envInHelp: true }),
+  sets("host", { name: "host", kind: kinds.text, help: "Interface to listen on", default: true, envInHelp: true }),
+  sets("name", { name: "name", kind: kinds.text, help: "Node name, unique in the cluster", defaultNote: "default host:port", envInHelp: true }),
+  sets("maxKeyBytes", { name: "max-key-bytes", kind: kinds.size, help: "Longest key in bytes", default: true }),
+  sets("maxValueBytes", { name: "max-value-bytes", kind: kinds.size, help: "Longest value in bytes, e.g. 1mb", default: "1mb" }),
+  sets("maxMemoryBytes", { name: "max-memory", kind: kinds.size, help: "Data budget in bytes, e.g. 512mb; 0 = unlimited", default: true }),
+  sets("eviction", {
+    name: "eviction",
+    kind: kinds.choice(["noeviction", "lru"] as const),
+    help: "When --max-memory is reached: noeviction (507) or lru",
+    default: true,
+  }),
+  sets("tombstoneTtlMs", { name: "tombstone-ttl", kind: kinds.duration(), help: "How long deletes are remembered, e.g. 24h", default: "24h" }),
+  sets("dataDir", { name: "data-dir", kind: kinds.file, help: "Keep a durable copy in this directory", defaultNote: "default: in memory only" }),
+  sets("fsync", {
+    name: "fsync",
+    kind: kinds.choice(["always", "everysec", "no"] as const),
+    help: "With --data-dir: always, everysec or no, as Redis's appendfsync",
+    default: true,
+  }),
+  sets("peers", {
+    name: "peers",
+    aliases: ["cluster"],
+    kind: kinds.urls,
+    help: "Seed URLs to join, comma-separated; any one live seed is enough",
+    envInHelp: true,
+  }),
+  sets("advertise", { name: "advertise", kind: kinds.url, help: "URL peers use to reach this node", defaultNote: "default http://host:port" }),
+  TIMINGS,
+  sets("heartbeatIntervalMs", { name: "heartbeat-interval", kind: kinds.duration(), help: "Heartbeat period, e.g. 1s", default: true }),
+  sets("antiEntropyIntervalMs", { name: "anti-entropy-interval", kind: kinds.duration(), help: "Anti-entropy period, e.g. 30s", default: true }),
+  sets("requestTimeoutMs", { name: "request-timeout", kind: kinds.duration(), help: "Timeout of a peer request, e.g. 5s", default: true }),
+  sets("queueMaxRecords", {
+    name: "queue-max",
+    kind: kinds.integer(1, 1e9),
+    help: "Records queued per peer before the queue is dropped for anti-entropy",
+    default: true,
+  }),
+  sets("queueMaxBytes", {
+    name: "queue-max-bytes",
+    kind: kinds.size,
+    help: "Bytes queued per peer before the queue is dropped for anti-entropy, e.g. 256mb",
+    default: true,
+  }),
+  sets("reapDeadAfterMs", {
+    name: "reap-dead-after",
+    kind: kinds.duration(),
+    help: "How long a dead member is kept before it is forgotten, e.g. 24h",
+    default: true,
+  }),
+  LOG_LEVEL,
+  LOG_FORMAT,
+  sets("maxClockOffsetMs", {
+    name: "max-clock-offset",
+    // The bounds of config.ts's maxClockOffsetMs, in the units a user types.
+    kind: kinds.duration("10ms", "24h"),
+    help: "Furthest a node's clock may be from the cluster's median before it refuses writes, e.g. 500ms",
+    default: true,
+  }),
+  sets("drainTimeoutMs", { name: "drain-timeout", kind: kinds.duration(), help: "How long a leaving node drains its queues, e.g. 10s", default: true }),
+  sets("token", {
+    name: "token",
+    kind: kinds.text,
+    help: "Bearer token every client route except /healthz and /readyz requires",
+    envInHelp: "keeps it out of ps",
+  }),
+  sets("readToken", { name: "read-token", kind: kinds.text, help: "A second token that may only read", envInHelp: true }),
+  sets("clusterSecret", {
+    name: "cluster-secret",
+    kind: kinds.text,
+    help: "Shared secret signing every /internal/ request and answer; the same on every node, 16+ characters",
+    envInHelp: true,
+  }),
+  sets("tlsCertFile", { name: "tls-cert", kind: kinds.file, help: "PEM certificate chain file: serve https (with --tls-key)" }),
+  sets("tlsKeyFile", { name: "tls-key", kind: kinds.file, help: "PEM private key file of --tls-cert" }),
+  sets("tlsCaFile", {
+    name: "tls-ca",
+    kind: kinds.file,
+    help: "PEM CA file trusted for peers' https certificates",
+    defaultNote: "default: the system's CAs",
+  }),
+  sets("insecure", {
+    name: "insecure",
+    kind: kinds.boolean,
+    help: "Accept the risk: listen beyond loopback without --token, or with peers beyond it without --cluster-secret",
+  }),
+  sets("bodyTimeoutMs", { name: "body-timeout", kind: kinds.duration(), help: "How long a request body may take to arrive, e.g. 30s", default: true }),
+  sets("idleTimeoutMs", {
+    name: "idle-timeout",
+    kind: kinds.duration(),
+    help: "How long a keep-alive connection may stay silent, 1s to 255s",
+    default: true,
+  }),
+];
+
+/** citty's args for `serve`, one per row. */
+export const serveArgs: ArgsDef = Object.fromEntries(
+  SERVE_FLAGS.map((f) => [
+    f.name,
+    { type: f.kind.type, description: f.description, ...(f.aliases.length > 0 ? { alias: [...f.aliases] } : {}) },
+  ]),
+);
+
+/**
+ * A flag's value: the command line (where citty has already folded aliases into the
+ * name), else its MAKHZEN_* variable, parsed by its kind; undefined when neither is set.
+ * Throws a usage error (exit 2) naming the flag.
+ */
+export function readFlag<T>(f: ServeFlag<T>, args: Record<string, unknown>, env?: NodeJS.ProcessEnv): T | undefined {
+  const raw = flag(args, f.name, env, f.env);
+  return raw === undefined ? undefined : f.kind.parse(f.name, raw);
+}
+
+/**
+ * Turns `serve` flags (and MAKHZEN_* variables) into node options: only what was
+ * given, so createNode fills in the rest. Pure: reads nothing but its arguments
+ * (`env` defaults to process.env). Throws a usage error naming the flag on bad input.
+ */
+export function serveOptions(args: Record<string, unknown>, env?: NodeJS.ProcessEnv): NodeOptions {
+  // A preset supplies defaults; a flag given beside it still wins.
+  const preset: NodeOptions = readFlag(TIMINGS, args, env) === "fast" ? FAST_TIMINGS : {};
+  const given: Record<string, unknown> = {};
+  for (const f of SERVE_FLAGS) {
+    if (f.key === undefined) continue;
+    const value = readFlag(f, args, env);
+    if (value !== undefined) given[f.key] = value;
+  }
+  return { ...preset, ...given };
+}
+
+/**
+ * The logger of `serve`, on stderr: --log-level (default info), --log-format
+ * (default text when stderr is a terminal, json otherwise: what log shippers read).
+ */
+export function serveLogOptions(
+  args: Record<string, unknown>,
+  env?: NodeJS.ProcessEnv,
+  stderrIsTTY = process.stderr.isTTY === true,
+): { level: LogLevel; format: LogFormat } {
+  return {
+    level: readFlag(LOG_LEVEL, args, env) ?? DEFAULT_LOG_LEVEL,
+    format: readFlag(LOG_FORMAT, args, env) ?? (stderrIsTTY ? "text" : "json"),
+  };
+}
