@@ -1,0 +1,191 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "citty";
+import { DEFAULTS, FAST_TIMINGS, type NodeConfig } from "../../src/config.ts";
+import { CliError } from "../../src/cli/_errors.ts";
+import { checkArgs } from "../../src/cli/_flags.ts";
+import { readFlag, SERVE_FLAGS, serveArgs, serveLogOptions, serveOptions } from "../../src/cli/serve-flags.ts";
+import { run } from "../support/proc.ts";
+
+/**
+ * Walks the table of `serve` flags. What each flag must do is written out here
+ * independently (the key it sets, a value as typed and what it becomes, a bad value
+ * and its error), so a mistake in a row fails a test rather than being copied into one.
+ */
+
+const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
+const README = readFileSync(resolve(import.meta.dir, "../../README.md"), "utf8");
+
+interface Expected {
+  /** The NodeConfig key the flag sets; null for the flags `serve` reads itself. */
+  key: keyof NodeConfig | null;
+  input: string;
+  value: unknown;
+  /** A value the flag's kind refuses, and the whole message. */
+  bad?: [string, string];
+}
+
+const DURATION = "must be a duration with a unit, like 500ms, 30s, 10m or 24h";
+const SIZE = "must be a size like 1048576, 512kb or 100mb";
+
+const EXPECTED: Record<string, Expected> = {
+  port: { key: "port", input: "3001", value: 3001, bad: ["70000", '--port must be an integer from 0 to 65535, not "70000"'] },
+  host: { key: "host", input: "0.0.0.0", value: "0.0.0.0" },
+  name: { key: "name", input: "n1", value: "n1" },
+  "max-key-bytes": { key: "maxKeyBytes", input: "2kb", value: 2048, bad: ["lots", `--max-key-bytes ${SIZE}, not "lots"`] },
+  "max-value-bytes": { key: "maxValueBytes", input: "1m", value: 1_000_000, bad: ["1x", `--max-value-bytes ${SIZE}, not "1x"`] },
+  "max-memory": { key: "maxMemoryBytes", input: "512mb", value: 512 * 1024 * 1024, bad: ["-1", `--max-memory ${SIZE}, not "-1"`] },
+  eviction: { key: "eviction", input: "lru", value: "lru", bad: ["random", '--eviction must be one of noeviction, lru, not "random"'] },
+  "tombstone-ttl": { key: "tombstoneTtlMs", input: "1h", value: 3_600_000, bad: ["3600", `--tombstone-ttl ${DURATION}, not "3600"`] },
+  "data-dir": { key: "dataDir", input: "/var/lib/makhzen", value: "/var/lib/makhzen" },
+  fsync: { key: "fsync", input: "always", value: "always", bad: ["never", '--fsync must be one of always, everysec, no, not "never"'] },
+  peers: {
+    key: "peers",
+    input: "http://10.0.0.1:3000, https://b:2",
+    value: ["http://10.0.0.1:3000", "https://b:2"],
+    bad: [" , ", "--peers must list at least one URL"],
+  },
+  advertise: { key: "advertise", input: "http://10.0.0.3:3000", value: "http://10.0.0.3:3000", bad: ["10.0.0.3", '--advertise must be a URL like http://10.0.0.2:3000, not "10.0.0.3"'] },
+  timings: { key: null, input: "fast", value: "fast", bad: ["turbo", '--timings must be one of default, fast, not "turbo"'] },
+  "heartbeat-interval": { key: "heartbeatIntervalMs", input: "1.5s", value: 1500, bad: ["1000", `--heartbeat-interval ${DURATION}, not "1000"`] },
+  "anti-entropy-interval": { key: "antiEntropyIntervalMs", input: "2m", value: 120_000, bad: ["2", `--anti-entropy-interval ${DURATION}, not "2"`] },
+  "request-timeout": { key: "requestTimeoutMs", input: "250ms", value: 250, bad: ["5 sec", `--request-timeout ${DURATION}, not "5 sec"`] },
+  "queue-max": { key: "queueMaxRecords", input: "5000", value: 5000, bad: ["1k", '--queue-max must be an integer from 1 to 1000000000, not "1k"'] },
+  "queue-max-bytes": { key: "queueMaxBytes", input: "64mb", value: 64 * 1024 * 1024, bad: ["64 megs", `--queue-max-bytes ${SIZE}, not "64 megs"`] },
+  "reap-dead-after": { key: "reapDeadAfterMs", input: "7d", value: 7 * 86_400_000, bad: ["1w", `--reap-dead-after ${DURATION}, not "1w"`] },
+  "log-level": { key: null, input: "warn", value: "warn", bad: ["loud", '--log-level must be one of debug, info, warn, error, not "loud"'] },
+  "log-format": { key: null, input: "text", value: "text", bad: ["xml", '--log-format must be one of json, text, not "xml"'] },
+  "max-clock-offset": { key: "maxClockOffsetMs", input: "2s", value: 2000, bad: ["25h", '--max-clock-offset must be from 10ms to 24h, not "25h"'] },
+  "drain-timeout": { key: "drainTimeoutMs", input: "0s", value: 0, bad: ["soon", `--drain-timeout ${DURATION}, not "soon"`] },
+  token: { key: "token", input: "t0ken", value: "t0ken" },
+  "read-token": { key: "readToken", input: "r3ad", value: "r3ad" },
+  "cluster-secret": { key: "clusterSecret", input: "s".repeat(16), value: "s".repeat(16) },
+  "tls-cert": { key: "tlsCertFile", input: "cert.pem", value: "cert.pem" },
+  "tls-key": { key: "tlsKeyFile", input: "key.pem", value: "key.pem" },
+  "tls-ca": { key: "tlsCaFile", input: "ca.pem", value: "ca.pem" },
+  insecure: { key: "insecure", input: "yes", value: true, bad: ["maybe", '--insecure must be true or false, not "maybe"'] },
+  "body-timeout": { key: "bodyTimeoutMs", input: "5s", value: 5000, bad: ["5", `--body-timeout ${DURATION}, not "5"`] },
+  "idle-timeout": { key: "idleTimeoutMs", input: "10s", value: 10_000, bad: ["10", `--idle-timeout ${DURATION}, not "10"`] },
+};
+
+const byName = (name: string) => SERVE_FLAGS.find((f) => f.name === name)!;
+const ansi = /\u001B\[[0-9;]*m/g;
+
+/** What a flag's value does: the node options it sets, or (for the flags serve reads itself) where it shows. */
+function effect(name: string, args: Record<string, unknown>, env: Record<string, string>): unknown {
+  const options = serveOptions(args, env);
+  if (name === "timings") return options.deadAfterMs === FAST_TIMINGS.deadAfterMs ? "fast" : undefined;
+  if (name === "log-level") return serveLogOptions(args, env, true).level;
+  if (name === "log-format") return serveLogOptions(args, env, true).format;
+  return options;
+}
+
+const expectedEffect = (name: string, e: Expected): unknown => (e.key === null ? e.value : { [e.key]: e.value });
+
+/** The usage error a call throws: exit code and message. */
+function usageErrorOf(fn: () => unknown): { exitCode: number; message: string } {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(CliError);
+    return { exitCode: (e as CliError).exitCode, message: (e as CliError).message };
+  }
+  throw new Error("expected a usage error");
+}
+
+describe("the serve flag table", () => {
+  test("names each flag once, and every flag has its expectations written here", () => {
+    const names = SERVE_FLAGS.flatMap((f) => [f.name, ...f.aliases]);
+    expect(new Set(names).size).toBe(names.length);
+    expect(SERVE_FLAGS.map((f) => f.name).sort()).toEqual(Object.keys(EXPECTED).sort());
+    expect(byName("peers").aliases).toEqual(["cluster"]);
+  });
+
+  test("every flag sets the NodeConfig key the table says, and only it", () => {
+    for (const f of SERVE_FLAGS) {
+      const e = EXPECTED[f.name]!;
+      expect({ flag: f.name, key: f.key ?? null }).toEqual({ flag: f.name, key: e.key });
+      expect({ flag: f.name, effect: effect(f.name, { [f.name]: e.input }, {}) }).toEqual({ flag: f.name, effect: expectedEffect(f.name, e) });
+      // The logger's flags are not node options.
+      if (f.name.startsWith("log-")) expect(serveOptions({ [f.name]: e.input }, {})).toEqual({});
+    }
+  });
+
+  test("every flag reads its MAKHZEN_* variable when not given, and the flag wins over it", () => {
+    for (const f of SERVE_FLAGS) {
+      const e = EXPECTED[f.name]!;
+      expect(f.env).toBe(`MAKHZEN_${f.name.toUpperCase().replaceAll("-", "_")}`);
+      expect({ env: f.env, effect: effect(f.name, {}, { [f.env]: e.input }) }).toEqual({ env: f.env, effect: expectedEffect(f.name, e) });
+      // Given on the command line, the variable is not even parsed: a bad one does not matter.
+      const other = e.bad?.[0] ?? "from-the-environment";
+      expect({ flag: f.name, effect: effect(f.name, { [f.name]: e.input }, { [f.env]: other }) }).toEqual({ flag: f.name, effect: expectedEffect(f.name, e) });
+    }
+    expect(serveOptions({}, {})).toEqual({});
+  });
+
+  test("a bad value is a usage error (exit 2) naming the flag, from the command line or the environment", () => {
+    for (const f of SERVE_FLAGS) {
+      const bad = EXPECTED[f.name]!.bad;
+      if (bad === undefined) continue;
+      const [input, message] = bad;
+      expect(usageErrorOf(() => readFlag(f, { [f.name]: input }, {}))).toEqual({ exitCode: 2, message });
+      expect(usageErrorOf(() => readFlag(f, {}, { [f.env]: input }))).toEqual({ exitCode: 2, message });
+    }
+    // The node options refuse it too, not only the flag alone.
+    expect(usageErrorOf(() => serveOptions({}, { MAKHZEN_IDLE_TIMEOUT: "30" })).message).toStartWith("--idle-timeout ");
+  });
+
+  test("every default --help shows is the node's default, in a spelling the flag accepts", () => {
+    const shown = SERVE_FLAGS.filter((f) => f.shownDefault !== undefined);
+    expect(shown.map((f) => f.name)).toContain("heartbeat-interval");
+    for (const f of shown) {
+      const parsed = f.kind.parse(f.name, f.shownDefault!);
+      if (f.key !== undefined) expect({ flag: f.name, parsed }).toEqual({ flag: f.name, parsed: (DEFAULTS as Partial<NodeConfig>)[f.key] });
+      else expect({ flag: f.name, parsed }).toEqual({ flag: f.name, parsed: serveLogOptions({}, {}, true).level });
+    }
+  });
+
+  test("citty parses every flag and alias into the table's name, and checkArgs accepts them", () => {
+    for (const f of SERVE_FLAGS) {
+      const e = EXPECTED[f.name]!;
+      for (const spelling of [f.name, ...f.aliases]) {
+        const raw = f.kind.type === "boolean" ? [`--${spelling}`] : [`--${spelling}`, e.input];
+        expect(() => checkArgs(raw, serveArgs)).not.toThrow();
+        const args = parseArgs(raw, serveArgs) as Record<string, unknown>;
+        const value = f.kind.type === "boolean" ? true : e.value;
+        expect({ spelling, effect: effect(f.name, args, {}) }).toEqual({ spelling, effect: expectedEffect(f.name, { ...e, value }) });
+      }
+    }
+    // A switch turned off on the command line beats the variable.
+    expect(serveOptions(parseArgs(["--no-insecure"], serveArgs), { MAKHZEN_INSECURE: "1" }).insecure).toBe(false);
+    expect(() => checkArgs(["--heartbeat", "1s"], serveArgs)).toThrow("unknown flag --heartbeat; see --help");
+  });
+
+  test("serve --help (and agent --help) lists every flag, its aliases and its description", async () => {
+    const [serve, agent] = await Promise.all([run([process.execPath, MAIN, "serve", "--help"]), run([process.execPath, MAIN, "agent", "--help"])]);
+    expect(serve.code).toBe(0);
+    expect(agent.stdout).toBe(serve.stdout);
+    const lines = serve.stdout.replace(ansi, "").split("\n");
+    for (const f of SERVE_FLAGS) {
+      const spellings = [...f.aliases.map((a) => `-${a}`), `--${f.name}`].join(", ");
+      const hint = f.kind.type === "boolean" ? "" : `=<${f.name.replaceAll("-", "_")}>`;
+      const line = lines.find((l) => l.trim().startsWith(`${spellings}${hint} `));
+      expect({ flag: f.name, line: line?.trim().slice(spellings.length + hint.length).trim() }).toEqual({ flag: f.name, line: f.description });
+    }
+    // The notes in parentheses, as users have always read them.
+    expect(byName("heartbeat-interval").description).toBe("Heartbeat period, e.g. 1s (default 1000ms)");
+    expect(byName("peers").description).toEndWith("(alias --cluster; env MAKHZEN_PEERS)");
+    expect(byName("token").description).toEndWith("(env MAKHZEN_TOKEN: keeps it out of ps)");
+    expect(byName("data-dir").description).toBe("Keep a durable copy in this directory (default: in memory only)");
+  });
+
+  test("README's flag tables list every flag beside its variable", () => {
+    const rows = README.split("\n").filter((l) => l.startsWith("| `--"));
+    for (const f of SERVE_FLAGS) {
+      const row = rows.find((r) => new RegExp("`--" + f.name + "[` ]").test(r));
+      expect({ flag: f.name, env: row?.includes("`" + f.env + "`") }).toEqual({ flag: f.name, env: true });
+      for (const a of f.aliases) expect(row).toContain("`--" + a + "`");
+    }
+  });
+});
