@@ -46,9 +46,11 @@ interface Row<T> {
 
 /** A flag that sets a NodeConfig key; the kind must produce that key's type. */
 function sets<K extends keyof NodeConfig>(key: K, row: Row<NonNullable<NodeConfig[K]>>): ServeFlag<NodeConfig[K]> {
-  const node = (DEFAULTS as Partial<NodeConfig>)[key] as NonNullable<NodeConfig[K]> | undefined;
-  if (row.default === true && node === undefined) throw new Error(`--${row.name}: no default for ${key} to show`);
-  return build(row, key, row.default === true ? row.kind.show(node!) : row.default);
+  if (row.default !== true) return build(row, key, row.default);
+  const defaults: Partial<NodeConfig> = DEFAULTS;
+  const value = defaults[key];
+  if (value === undefined || value === null) throw new Error(`--${row.name}: config.ts has no default ${key} to show`);
+  return build(row, key, row.kind.show(value));
 }
 
 /** A flag `serve` reads itself rather than passing to the node. */
