@@ -124,13 +124,13 @@ export function parsePositiveNumber(name: string, value: string): number {
   return n;
 }
 
-export function parseBoolean(name: string, value: string): boolean {
+function parseBoolean(name: string, value: string): boolean {
   if (["true", "1", "yes"].includes(value.toLowerCase())) return true;
   if (["false", "0", "no"].includes(value.toLowerCase())) return false;
   throw usageError(`--${name} must be true or false, not "${value}"`);
 }
 
-export function parseUrl(name: string, value: string): string {
+function parseUrl(name: string, value: string): string {
   try {
     const u = new URL(value);
     if (u.protocol === "http:" || u.protocol === "https:") return value;
@@ -141,7 +141,7 @@ export function parseUrl(name: string, value: string): string {
 }
 
 /** Comma-separated URLs; blanks between commas are skipped, but at least one URL is required. */
-export function parseUrlList(name: string, value: string): string[] {
+function parseUrlList(name: string, value: string): string[] {
   const urls = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (urls.length === 0) throw usageError(`--${name} must list at least one URL`);
   return urls.map((u) => parseUrl(name, u));

@@ -11,9 +11,10 @@ import { envName, flag, kinds, type Kind } from "./_flags.ts";
  * test/cli/serve-flags.test.ts walks it, so a flag added here is parsed, documented
  * and tested without being spelled anywhere else.
  *
- * Validation is split on purpose: a row's kind checks what only a flag can get wrong
- * (a unit, a URL, a choice) and names the flag; resolveConfig checks the values
- * themselves (ranges, pairs that go together) for embedders and the CLI alike.
+ * Validation is split on purpose: a row's kind checks how a flag is written (a unit,
+ * a URL, a choice, bounds in the units a user types) and names the flag;
+ * resolveConfig checks the whole config (ranges, fields that go together) for
+ * embedders and the CLI alike, and names the field.
  */
 export interface ServeFlag<T = unknown> {
   /** As typed after `--`; also the key citty parses it into. */
