@@ -5,7 +5,7 @@ import { HybridClock, ManualWallClock } from "../../src/core/clock.ts";
 import { Digest, hex } from "../../src/cluster/digest.ts";
 import { compareRecords, contentHash, type StoredRecord } from "../../src/core/record.ts";
 import { Store } from "../../src/core/store.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { formatVersion } from "../../src/core/version.ts";
 import { core, dump } from "../support/core.ts";
 

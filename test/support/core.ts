@@ -5,7 +5,7 @@ import { Digest } from "../../src/cluster/digest.ts";
 import type { Logger } from "../../src/ops/log.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { Store } from "../../src/core/store.ts";
-import type { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import type { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 
 /**
  * A node's core (store, digest, cluster) without HTTP, wired to an in-memory
