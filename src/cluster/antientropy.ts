@@ -1,14 +1,14 @@
 import { batchBy, sendSplitting } from "./batch.ts";
-import type { NodeConfig } from "../config.ts";
-import { differing, GROUP_SIZE, hex, recordId, splitId, type Digest } from "./digest.ts";
+import type { ClusterConfig } from "./options.ts";
+import { differing, GROUP_SIZE, hex, type Digest } from "./digest.ts";
 import { LEAVES_PER_KEYS_REQUEST, type KeysEntry, type RecordRef } from "./protocol/messages.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { approxWireBytes, type StoredRecord } from "../core/record.ts";
+import { approxWireBytes, recordId, splitId, type StoredRecord } from "../core/record.ts";
 import type { ScanCursor, Store } from "../core/store.ts";
-import type { PeerAnswer, PeerOp, PeerRequest, PeerTransport } from "./protocol/transport.ts";
+import type { PeerAnswer, PeerOp, PeerRequest, PeerTransport } from "./protocol/peer-ops.ts";
 
 type AntiEntropyConfig = Pick<
-  NodeConfig,
+  ClusterConfig,
   "antiEntropyIntervalMs" | "antiEntropyMaxKeys" | "requestTimeoutMs" | "batchMaxRecords" | "batchMaxBytes"
 >;
 

@@ -4,7 +4,7 @@ import type { Membership } from "./membership.ts";
 import { compareRecords, type StoredRecord } from "../core/record.ts";
 import type { Replicator } from "./replicator.ts";
 import type { Store } from "../core/store.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 /** How many replicas must hold a write (or answer a read): `1`, `quorum`, `all` or a count. */
 export type Level = "quorum" | "all" | number;

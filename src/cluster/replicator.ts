@@ -1,10 +1,9 @@
 import { AckWaiters } from "./acks.ts";
 import { backoffDelayMs } from "./backoff.ts";
 import { batchBy, classifySendFailure, sendSplitting } from "./batch.ts";
-import type { NodeConfig } from "../config.ts";
-import { recordId } from "./digest.ts";
+import type { ClusterConfig } from "./options.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { approxWireBytes, compareRecords, type StoredRecord } from "../core/record.ts";
+import { approxWireBytes, compareRecords, recordId, type StoredRecord } from "../core/record.ts";
 import {
   freshRecords,
   heldByNone,
@@ -18,10 +17,10 @@ import {
 } from "./peer-queue.ts";
 
 export type { PeerQueueStats } from "./peer-queue.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 type ReplicatorConfig = Pick<
-  NodeConfig,
+  ClusterConfig,
   | "requestTimeoutMs"
   | "backoffBaseMs"
   | "backoffMaxMs"

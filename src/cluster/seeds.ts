@@ -1,14 +1,14 @@
-import type { NodeConfig } from "../config.ts";
+import type { ClusterConfig } from "./options.ts";
 import { MakhzenError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Member } from "./membership-types.ts";
 import type { MembersAnswer, WireMember } from "./protocol/messages.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 export interface SeedsDeps {
   self: { url: string };
   transport: PeerTransport;
-  config: Pick<NodeConfig, "requestTimeoutMs">;
+  config: Pick<ClusterConfig, "requestTimeoutMs">;
   /** This node's claim, as a join sends it. */
   selfWire: () => WireMember;
   /** The members known now (which seeds to join through again depends on them). */

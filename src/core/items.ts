@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.ts";
-import type { NodeConfig } from "../config.ts";
+import type { ItemsOptions } from "./options.ts";
 import { MakhzenError } from "../errors.ts";
 import { BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
@@ -44,7 +44,7 @@ export class Items {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-    private readonly config: NodeConfig,
+    private readonly config: ItemsOptions,
     private readonly onWrite: (record: StoredRecord) => void = () => {},
     private readonly mayWrite: () => void = () => {},
   ) {}

@@ -3,8 +3,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { recordId } from "../cluster/digest.ts";
-import type { StoredRecord } from "../core/record.ts";
+import { recordId, type StoredRecord } from "../core/record.ts";
 import { versionWallMs } from "../core/version.ts";
 
 export type FsyncPolicy = "always" | "everysec" | "no";

@@ -4,7 +4,7 @@ import { ClockGuard } from "../../src/cluster/clock-guard.ts";
 import { median, offsetSample, selfOffsetMs } from "../../src/cluster/clock-offset.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { formatVersion, versionWallMs } from "../../src/core/version.ts";
 import { core, joined, until, type Core } from "../support/core.ts";
 

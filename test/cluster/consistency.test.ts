@@ -2,7 +2,7 @@ import { parseConcern } from "../../src/cluster/consistency.ts";
 import { describe, expect, test } from "bun:test";
 import { mergeDecision, stateAfterSilence } from "../../src/cluster/membership.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { core, dump, until, type Core } from "../support/core.ts";
 
 describe("membership maths", () => {

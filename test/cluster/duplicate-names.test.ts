@@ -4,7 +4,8 @@ import { MakhzenError } from "../../src/errors.ts";
 import { Membership, mergeDecision, mustYield, type MembershipEvents } from "../../src/cluster/membership.ts";
 import type { Logger } from "../../src/ops/log.ts";
 import type { WireMember } from "../../src/cluster/protocol/messages.ts";
-import { MemoryTransport, type PeerService } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import type { PeerService } from "../../src/cluster/protocol/peer-ops.ts";
 import { core, dump, joined, memoryLogger, until, type Core } from "../support/core.ts";
 
 /** The membership timings of these tests, in ms. */

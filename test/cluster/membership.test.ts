@@ -4,7 +4,8 @@ import { Membership, type Member } from "../../src/cluster/membership.ts";
 import type { WireMember } from "../../src/cluster/protocol/messages.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import type { Logger } from "../../src/ops/log.ts";
-import { MemoryTransport, type PeerService } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import type { PeerService } from "../../src/cluster/protocol/peer-ops.ts";
 import { memoryLogger, until } from "../support/core.ts";
 
 /** A Membership on a manual clock; nothing answers its probes unless a test registers peers on `net`. */

@@ -5,7 +5,8 @@ import { resolveConfig } from "../../src/config.ts";
 import { INCOMPLETE_ROUND_PAUSE_MS } from "../../src/cluster/antientropy.ts";
 import { leafOf } from "../../src/cluster/digest.ts";
 import { LEAVES_PER_KEYS_REQUEST } from "../../src/cluster/protocol/messages.ts";
-import { MemoryTransport, PeerError, type PeerService } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { PeerError, type PeerService } from "../../src/cluster/protocol/peer-ops.ts";
 import { core, dump, joined, until, type Core } from "../support/core.ts";
 
 /** Registers `svc` for `node` in place of its own service (a peer that misbehaves in one way). */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { core, joined, until, type Core } from "../support/core.ts";
 
 describe("a delete every member holds may be forgotten early", () => {

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createNode, MakhzenError, type MakhzenNode } from "../../src/index.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { core, joined, until } from "../support/core.ts";
 import { call, expectClientError } from "../support/http.ts";
 import { rawExchange } from "../support/raw-http.ts";

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { Replicator } from "../../src/cluster/replicator.ts";
 import { LATENCY_BUCKETS_S, ROUTES, RequestStats, routeOf } from "../../src/ops/request-stats.ts";
-import type { PeerTransport } from "../../src/cluster/protocol/transport.ts";
+import type { PeerTransport } from "../../src/cluster/protocol/peer-ops.ts";
 import { parseMetrics, samples, valueOf, type Sample } from "../support/observe.ts";
 
 let node: MakhzenNode | undefined;

@@ -1,11 +1,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { PeerSigner, SIGNATURE_HEADERS } from "../../src/cluster/protocol/signing.ts";
+import { PeerGuard, PeerSigner, SIGNATURE_HEADERS } from "../../src/cluster/protocol/signing.ts";
 import { resolveConfig, type NodeOptions } from "../../src/config.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
-import { PeerGuard, isLoopbackHost, newRefusals, protectedModeProblem } from "../../src/ops/security.ts";
-import { HttpTransport, PeerError } from "../../src/cluster/protocol/transport.ts";
+import { isLoopbackHost, newRefusals, protectedModeProblem } from "../../src/ops/security.ts";
+import { HttpTransport } from "../../src/cluster/protocol/http-transport.ts";
+import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { call, expectErrorEnvelope, rng } from "../support/http.ts";
 import { eventually } from "../support/proc.ts";

@@ -1,15 +1,14 @@
-import { HybridClock, type WallClock } from "../../src/core/clock.ts";
+import type { WallClock } from "../../src/core/clock.ts";
 import { Cluster } from "../../src/cluster/cluster.ts";
 import { resolveConfig, FAST_TIMINGS, type NodeOptions } from "../../src/config.ts";
-import { Digest } from "../../src/cluster/digest.ts";
+import { createCore } from "../../src/create-core.ts";
 import type { Logger } from "../../src/ops/log.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { Store } from "../../src/core/store.ts";
-import type { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import type { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 
 /**
- * A node's core (store, digest, cluster) without HTTP, wired to an in-memory
- * network. `wall` replaces its wall clock (a skewed or manual one); `peers` may be mem:// URLs.
+ * A node's core (createCore: clock, store, digest) and its cluster without HTTP,
+ * wired to an in-memory network. `wall` replaces its wall clock (a skewed or manual one); `peers` may be mem:// URLs.
  */
 export function core(
   name: string,
@@ -20,14 +19,8 @@ export function core(
   // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
   const { peers = [], ...rest } = options;
   const config = { ...resolveConfig({ name, port: 1, ...FAST_TIMINGS, ...rest, ...(extra.wall ? { wallClock: extra.wall } : {}) }), peers };
-  const clock = new HybridClock(name, config.wallClock);
-  const digest = new Digest();
-  const store = new Store({
-    clock,
-    maxMemoryBytes: 0,
-    eviction: "noeviction",
-    tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (b, k, p, n) => digest.update(b, k, p, n),
+  const { clock, store, digest } = createCore({
+    config,
     // With earlyPurge, as node.ts wires it: deletes every member holds may go early (nothing sweeps here unless a test does).
     isStable: (r): boolean => extra.earlyPurge === true && cluster.isStable(r),
   });
