@@ -12,9 +12,10 @@ import { HttpTransport } from "./cluster/protocol/transport.ts";
 import { Persistence } from "./storage/persistence.ts";
 import { silentLogger, type Logger } from "./ops/log.ts";
 import { createMetrics } from "./ops/metrics.ts";
+import { LogLimiter } from "./ops/log-limiter.ts";
 import { ROUTES, RequestStats, routeOf } from "./ops/request-stats.ts";
 import { MakhzenError } from "./errors.ts";
-import { PeerGuard, lineLimiter, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
+import { PeerGuard, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {
@@ -97,7 +98,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence"), wallMs: () => clock.wallMs() });
   let loading = false;
   const storeLog = log.child("store");
-  const earlyPurgeLine = lineLimiter(() => clock.wallMs());
+  const storeLines = new LogLimiter(() => clock.wallMs());
   const store = new Store({
     clock,
     maxMemoryBytes: config.maxMemoryBytes,
@@ -119,7 +120,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     // dump carries recent deletes, and a member that joins it later cannot miss them.
     isStable: (r): boolean => (config.maxMemoryBytes > 0 || cluster.membership.counts().peers > 0) && cluster.isStable(r),
     onEarlyPurge: (t, total) =>
-      earlyPurgeLine("early-purge", (alsoPurged) =>
+      storeLines.line("store.early-purge", "", (alsoPurged) =>
         storeLog.warn("tombstones past their share of --max-memory: the oldest purged before every member had them; a member that missed such a delete may bring its key back", {
           bucket: t.bucket,
           key: t.key.slice(0, 200),
@@ -309,12 +310,12 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   };
 }
 
-/** Client refusal lines, rate-limited per remote address (see lineLimiter): a client retrying a bad token must not flood the log. */
+/** Client refusal lines, rate-limited per remote address (LOG_BUDGETS["http.auth-refused"]): a client retrying a bad token must not flood the log. */
 function rateLimitedRefusals(log: Logger, wallMs: () => number) {
-  const limit = lineLimiter(wallMs);
+  const limiter = new LogLimiter(wallMs);
   return (request: Request, status: number, remote: string | undefined): void => {
     const key = remote ?? "in-process";
-    limit(key, (alsoRefusedSinceLastLine) =>
+    limiter.line("http.auth-refused", key, (alsoRefusedSinceLastLine) =>
       log.warn("auth refusal", { status, method: request.method, route: ROUTES[routeOf(request.url)], remote: key, alsoRefusedSinceLastLine }),
     );
   };

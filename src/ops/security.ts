@@ -4,6 +4,7 @@ import type { WallClock } from "../core/clock.ts";
 import type { NodeConfig } from "../config.ts";
 import { MakhzenError } from "../errors.ts";
 import type { Logger } from "./log.ts";
+import { LogLimiter } from "./log-limiter.ts";
 
 /**
  * What a node refuses and why, in one place: protected mode (what it will not
@@ -103,13 +104,6 @@ export interface PeerGuardOptions {
   replayWindowMs?: number;
 }
 
-/** One log line per (peer, reason) at most this often, in ms: a rogue retrying every heartbeat must not flood the log. */
-const LOG_EVERY_MS = 10_000;
-/** Distinct (peer, reason) pairs whose last log time is remembered; past it the memory starts over. */
-const LOG_KEYS_MAX = 1000;
-/** Refusal lines in all per LOG_EVERY_MS, whatever the number of keys. */
-const LOG_LINES_PER_WINDOW = 20;
-
 /**
  * Authenticates the peer protocol with a shared secret. Requests are signed by
  * the caller and checked by the receiver before their body is parsed; answers are
@@ -122,11 +116,11 @@ const LOG_LINES_PER_WINDOW = 20;
  */
 export class PeerGuard {
   private readonly signer: PeerSigner;
-  private readonly logLine: LineLimiter;
+  private readonly limiter: LogLimiter;
 
   constructor(private readonly opts: PeerGuardOptions) {
     this.signer = new PeerSigner({ secret: opts.secret, replayWindowMs: opts.replayWindowMs });
-    this.logLine = lineLimiter(opts.wallClock);
+    this.limiter = new LogLimiter(opts.wallClock);
   }
 
   /** Headers that sign a POST of `body` to `path` (e.g. /internal/records). */
@@ -160,50 +154,12 @@ export class PeerGuard {
   private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
     if (kind === "request") this.opts.refusals.peerRequests++;
     else this.opts.refusals.peerAnswers++;
-    this.logLine(`${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
+    this.limiter.line("peer.auth-refused", `${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
       this.opts.log.warn(`refused peer ${kind}`, { route: path, from: from ?? "unknown", reason, alsoRefusedSinceLastLine }),
     );
     throw new MakhzenError("CLUSTER_AUTH", `peer ${kind} refused: ${reason}`);
   }
 
-}
-
-export type LineLimiter = (key: string, emit: (suppressed: number) => void) => void;
-
-/**
- * Lets one log line per key through every LOG_EVERY_MS, and at most
- * LOG_LINES_PER_WINDOW lines in all, counting what it held back, so a client
- * retrying a bad token, a rogue peer, or a client cycling through source
- * addresses (a new key each time) cannot flood the log. Memory is bounded: past
- * LOG_KEYS_MAX keys the oldest is forgotten.
- */
-export function lineLimiter(wallMs: () => number): LineLimiter {
-  const last = new Map<string, { at: number; suppressed: number }>(); // in order of last line
-  let windowStart = -Infinity;
-  let linesInWindow = 0;
-  let heldBackInAll = 0; // held back by the overall cap: told on the next line that goes out
-  return (key, emit) => {
-    const now = wallMs();
-    const seen = last.get(key);
-    if (seen && now - seen.at < LOG_EVERY_MS) {
-      seen.suppressed++;
-      return;
-    }
-    if (now - windowStart >= LOG_EVERY_MS) {
-      windowStart = now;
-      linesInWindow = 0;
-    }
-    if (linesInWindow >= LOG_LINES_PER_WINDOW) {
-      heldBackInAll++;
-      return;
-    }
-    linesInWindow++;
-    if (seen) last.delete(key);
-    else if (last.size >= LOG_KEYS_MAX) last.delete(last.keys().next().value!);
-    last.set(key, { at: now, suppressed: 0 });
-    emit((seen?.suppressed ?? 0) + heldBackInAll);
-    heldBackInAll = 0;
-  };
 }
 
 /** An answer is signed over its route and the nonce of the request it answers, so it cannot be replayed to another request. */
