@@ -20,6 +20,7 @@ import { recordId } from "./digest.ts";
 import { applyRemote } from "./remote-records.ts";
 import type { ClockState } from "./clock-offset.ts";
 import { Consistency } from "./consistency.ts";
+import { clusterStats, type ClusterStats } from "./cluster-stats.ts";
 
 export interface ClusterDeps {
   config: NodeConfig;
@@ -347,6 +348,11 @@ export class Cluster {
     }
     const { offsetMs, fenced, maxOffsetMs } = this.clockGuard.state();
     return { self: this.self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+  }
+
+  /** The numbers /metrics reads, as one plain snapshot (cluster-stats.ts). O(peers + queued records). */
+  stats(): ClusterStats {
+    return clusterStats(this);
   }
 
   /**
