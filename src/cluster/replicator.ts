@@ -331,14 +331,7 @@ export class Replicator {
           q.completeSinceMs = this.deps.wallMs();
           q.stats.refused++;
           this.lines.line("replicator.record-refused", q.name, (suppressed) =>
-            this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", {
-              peer: q.name,
-              bucket: out.record.bucket,
-              key: out.record.key.slice(0, 200),
-              refused: q.stats.refused,
-              suppressed,
-              error: e,
-            }),
+            this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", { peer: q.name, bucket: out.record.bucket, key: out.record.key.slice(0, 200), refused: q.stats.refused, suppressed, error: e }),
           );
         },
       );
