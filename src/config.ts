@@ -3,7 +3,8 @@ import { CORE_DEFAULTS, MiB, type CoreConfig } from "./core/options.ts";
 import { MakhzenError } from "./errors.ts";
 import type { FsyncPolicy } from "./storage/persistence.ts";
 import { MAX_BATCH_RECORDS } from "./cluster/protocol/messages.ts";
-import { NODE_NAME_PATTERN } from "./core/version.ts";
+import { NODE_NAME_MAX, NODE_NAME_PATTERN } from "./core/version.ts";
+import { KEY_BYTES_CEILING } from "./core/record.ts";
 
 /**
  * Everything a node can be told, with units in the names. The CLI maps flags onto
@@ -94,11 +95,11 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   const merged = { ...DEFAULTS, wallClock: Date.now, peers: [], ...defined } as Omit<NodeConfig, "name"> & Partial<NodeConfig>;
   const c: NodeConfig = { ...merged, name: merged.name ?? defaultName(merged.host, merged.port) };
   if (!NODE_NAME_PATTERN.test(c.name)) {
-    bad("name", `"${c.name}" must be 1-128 characters of A-Z a-z 0-9 _ . : @ [ ] -`);
+    bad("name", `"${c.name}" must be 1-${NODE_NAME_MAX} characters of A-Z a-z 0-9 _ . : @ [ ] -`);
   }
   if (typeof c.host !== "string" || c.host.length === 0) bad("host", "must not be empty");
   integer("port", c.port, 0, 65535);
-  integer("maxKeyBytes", c.maxKeyBytes, 1, 64 * 1024);
+  integer("maxKeyBytes", c.maxKeyBytes, 1, KEY_BYTES_CEILING);
   integer("maxValueBytes", c.maxValueBytes, 0, 512 * MiB);
   integer("maxMemoryBytes", c.maxMemoryBytes, 0, Number.MAX_SAFE_INTEGER);
   if (c.eviction !== "noeviction" && c.eviction !== "lru") bad("eviction", `must be noeviction or lru, not "${c.eviction}"`);

@@ -6,7 +6,7 @@ import { Store } from "./core/store.ts";
 import { Digest } from "./cluster/digest.ts";
 import { Persistence, type FsyncPolicy } from "./storage/persistence.ts";
 import { silentLogger, type Logger } from "./ops/log.ts";
-import { lineLimiter } from "./ops/security.ts";
+import { LogLimiter } from "./ops/log-limiter.ts";
 
 /** What createCore reads of the node's config (a NodeConfig will do). */
 export type CoreWiringConfig = CoreConfig & {
@@ -74,7 +74,7 @@ export function createCore(options: CreateCoreOptions): NodeCore {
       : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence"), wallMs: () => clock.wallMs() });
   let loading = false;
   const storeLog = log.child("store");
-  const earlyPurgeLine = lineLimiter(() => clock.wallMs());
+  const storeLines = new LogLimiter(() => clock.wallMs());
   const store: Store = new Store({
     clock,
     maxMemoryBytes: config.maxMemoryBytes,
@@ -92,7 +92,7 @@ export function createCore(options: CreateCoreOptions): NodeCore {
     // While the data dir loads nothing is stable: the cluster the hook asks may not exist yet.
     isStable: options.isStable && ((tombstone) => !loading && options.isStable!(tombstone)),
     onEarlyPurge: (t, total) =>
-      earlyPurgeLine("early-purge", (alsoPurged) =>
+      storeLines.line("store.early-purge", "", (alsoPurged) =>
         storeLog.warn("tombstones past their share of --max-memory: the oldest purged before every member had them; a member that missed such a delete may bring its key back", {
           bucket: t.bucket,
           key: t.key.slice(0, 200),

@@ -19,6 +19,7 @@ import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
 import { applyRemote } from "./remote-records.ts";
 import type { ClockState } from "./clock-offset.ts";
 import { Consistency } from "./consistency.ts";
+import { clusterStats, type ClusterStats } from "./cluster-stats.ts";
 
 export interface ClusterDeps {
   config: ClusterOptions;
@@ -346,6 +347,11 @@ export class Cluster {
     }
     const { offsetMs, fenced, maxOffsetMs } = this.clockGuard.state();
     return { self: this.self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+  }
+
+  /** The numbers /metrics reads, as one plain snapshot (cluster-stats.ts). O(peers + queued records). */
+  stats(): ClusterStats {
+    return clusterStats(this);
   }
 
   /**

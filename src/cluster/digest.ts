@@ -87,7 +87,9 @@ export class Digest {
   }
 }
 
+/** A 64-bit hash as 16 hex digits (JSON has no 64-bit integers); HASH_HEX_PATTERN is its shape. */
 export const hex = (h: bigint): string => h.toString(16).padStart(16, "0");
+export const HASH_HEX_PATTERN = /^[0-9a-f]{16}$/;
 
 /** Indices where two equal-length lists differ. */
 export function differing(a: readonly string[], b: readonly string[]): number[] {

@@ -1,7 +1,7 @@
 import type { NodeConfig } from "../config.ts";
 import type { Logger } from "../ops/log.ts";
 import { ROUTES, routeOf, type RequestStats } from "../ops/request-stats.ts";
-import { lineLimiter } from "../ops/security.ts";
+import { LogLimiter } from "../ops/log-limiter.ts";
 import type { TlsMaterial } from "../ops/tls.ts";
 import { requestLimits } from "./limits.ts";
 
@@ -63,12 +63,12 @@ export function servingFetch(deps: ServingDeps): Fetch {
   };
 }
 
-/** Client refusal lines, rate-limited per remote address (see lineLimiter): a client retrying a bad token must not flood the log. */
+/** Client refusal lines, rate-limited per remote address (LOG_BUDGETS["http.auth-refused"]): a client retrying a bad token must not flood the log. */
 function rateLimitedRefusals(log: Logger, wallMs: () => number) {
-  const limit = lineLimiter(wallMs);
+  const limiter = new LogLimiter(wallMs);
   return (request: Request, status: number, remote: string | undefined): void => {
     const key = remote ?? "in-process";
-    limit(key, (alsoRefusedSinceLastLine) =>
+    limiter.line("http.auth-refused", key, (alsoRefusedSinceLastLine) =>
       log.warn("auth refusal", { status, method: request.method, route: ROUTES[routeOf(request.url)], remote: key, alsoRefusedSinceLastLine }),
     );
   };

@@ -3,7 +3,7 @@ import { MakhzenError } from "../errors.ts";
 import { decodeUtf8, tooLarge, withDeadline } from "./body.ts";
 import type { Items } from "../core/items.ts";
 import { WireRecord, checker } from "../cluster/protocol/messages.ts";
-import { BUCKET_PATTERN, type StoredRecord } from "../core/record.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, type StoredRecord } from "../core/record.ts";
 import type { ScanCursor, Store } from "../core/store.ts";
 
 export interface TransferDeps {
@@ -36,7 +36,7 @@ export function transferRoutes(deps: TransferDeps) {
       ({ query }) => {
         const bucket = query.bucket;
         if (bucket !== undefined && !BUCKET_PATTERN.test(bucket)) {
-          throw new MakhzenError("INVALID_BUCKET", "bucket name must match [A-Za-z0-9_.-]{1,64}");
+          throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
         }
         return new Response(dumpStream(deps.store, bucket), { headers: { "content-type": NDJSON } });
       },

@@ -138,7 +138,7 @@ describe("serveLogOptions", () => {
 });
 
 describe("persistence logs", () => {
-  test("a failing disk is one error line (then one in 60), and its recovery one info line; every failure is counted", async () => {
+  test("a failing disk is one error line (then one per 10 s), and its recovery one info line; every failure is counted", async () => {
     const dir = mkdtempSync(join(tmpdir(), "makhzen-log-"));
     const lines: LogLine[] = [];
     const logger = createLogger({ level: "debug", format: "json", write: (l) => lines.push(JSON.parse(l) as LogLine) });

@@ -380,33 +380,3 @@ async function rawHttp(port: number, request: string): Promise<string> {
   });
   return promise;
 }
-
-describe("log line limiter", () => {
-  test("one line per key per 10 s, counting what it held back", async () => {
-    const { lineLimiter } = await import("../../src/ops/security.ts");
-    let now = 0;
-    const lines: [string, number][] = [];
-    const limit = lineLimiter(() => now);
-    const hit = (key: string) => limit(key, (held) => lines.push([key, held]));
-    hit("a");
-    hit("a");
-    hit("a");
-    expect(lines).toEqual([["a", 0]]);
-    now = 10_000;
-    hit("a");
-    expect(lines).toEqual([["a", 0], ["a", 2]]);
-  });
-
-  test("a client cycling through addresses (a new key each time) gets at most 20 lines per 10 s", async () => {
-    const { lineLimiter } = await import("../../src/ops/security.ts");
-    let now = 0;
-    const lines: [string, number][] = [];
-    const limit = lineLimiter(() => now);
-    for (let i = 0; i < 5000; i++) limit(`addr-${i}`, (held) => lines.push([`addr-${i}`, held]));
-    expect(lines).toHaveLength(20);
-    now = 10_000;
-    limit("next", (held) => lines.push(["next", held]));
-    // The next line that goes out says how many were held back in all.
-    expect(lines.at(-1)).toEqual(["next", 4980]);
-  });
-});

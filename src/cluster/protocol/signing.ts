@@ -2,7 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { WallClock } from "../../core/clock.ts";
 import { MakhzenError } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
-import { lineLimiter, type LineLimiter } from "../../ops/security.ts";
+import { LogLimiter } from "../../ops/log-limiter.ts";
 
 /**
  * Peer signing under the cluster secret, in one place: PeerSigner makes and checks
@@ -140,11 +140,11 @@ export interface PeerGuardOptions {
  */
 export class PeerGuard {
   private readonly signer: PeerSigner;
-  private readonly logLine: LineLimiter;
+  private readonly limiter: LogLimiter;
 
   constructor(private readonly opts: PeerGuardOptions) {
     this.signer = new PeerSigner({ secret: opts.secret, replayWindowMs: opts.replayWindowMs });
-    this.logLine = lineLimiter(opts.wallClock);
+    this.limiter = new LogLimiter(opts.wallClock);
   }
 
   /** Headers that sign a POST of `body` to `path` (e.g. /internal/records). */
@@ -178,7 +178,7 @@ export class PeerGuard {
   private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
     if (kind === "request") this.opts.refusals.peerRequests++;
     else this.opts.refusals.peerAnswers++;
-    this.logLine(`${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
+    this.limiter.line("peer.auth-refused", `${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
       this.opts.log.warn(`refused peer ${kind}`, { route: path, from: from ?? "unknown", reason, alsoRefusedSinceLastLine }),
     );
     throw new MakhzenError("CLUSTER_AUTH", `peer ${kind} refused: ${reason}`);
