@@ -84,6 +84,7 @@ describe("cluster", () => {
     await c.kill9();
     for (let i = 0; i < 300; i++) await ok(put(i % 2 ? a : b, `during-${i}`, "v"));
     await ok(del(a, "before-0"));
+    // a and b know c by its URL: it comes back on the port it was given at its first start.
     const c2 = await h.start("c", { port: c.port, peers: [a.url] });
     // Ready means the first sync is done: no waiting for convergence here. (A delete every
     // member holds may already be purged on one side and not yet on the other: compare what is live.)

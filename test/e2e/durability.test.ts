@@ -54,7 +54,7 @@ describe("durability", () => {
     const node = await h.start("solo", { extraArgs: args });
     const acked = await writeMany(node, 300, "k");
     await node.kill9();
-    const again = await h.start("solo", { port: node.port, extraArgs: args });
+    const again = await h.start("solo", { extraArgs: args }); // alone: any port will do
     const held = live(await dump(again));
     for (const [key, version] of acked) expect(held.get(key)).toBe(version);
     expect(held.size).toBe(300);
@@ -72,7 +72,7 @@ describe("durability", () => {
       const before = await dump(node);
       node.signal("SIGTERM");
       expect(await node.exited).toBe(0);
-      const again = await h.start("solo", { port: node.port, extraArgs: args });
+      const again = await h.start("solo", { extraArgs: args }); // alone: any port will do
       expect(await dump(again)).toEqual(before);
       expect(before.find((r) => r.key === "ttl")?.expiresAt).toBeGreaterThan(Date.now());
     });
@@ -90,10 +90,10 @@ describe("durability", () => {
     expect(live(before).length).toBe(299);
     for (const n of nodes) n.signal("SIGTERM");
     for (const n of nodes) expect(await n.exited).toBe(0);
-    const [a, b, c] = nodes as [NodeProcess, NodeProcess, NodeProcess];
-    const a2 = await h.start("a", { port: a.port, extraArgs: ["--data-dir", dataDirs.a] });
-    const b2 = await h.start("b", { port: b.port, peers: [a2.url], extraArgs: ["--data-dir", dataDirs.b] });
-    const c2 = await h.start("c", { port: c.port, peers: [a2.url], extraArgs: ["--data-dir", dataDirs.c] });
+    // Every node is down and no member list is kept on disk: they meet again on new ports.
+    const a2 = await h.start("a", { extraArgs: ["--data-dir", dataDirs.a] });
+    const b2 = await h.start("b", { peers: [a2.url], extraArgs: ["--data-dir", dataDirs.b] });
+    const c2 = await h.start("c", { peers: [a2.url], extraArgs: ["--data-dir", dataDirs.c] });
     const after = await converged([a2, b2, c2]);
     expect(live(after)).toEqual(live(before));
     expect(after.find((r) => r.key === "n1-5")?.value ?? null).toBeNull();
@@ -109,6 +109,7 @@ describe("durability", () => {
     c.signal("SIGTERM");
     expect(await c.exited).toBe(0);
     await writeMany(a, 10, "missed-");
+    // a and b know c by its URL: it comes back on the port it was given at its first start.
     const c2 = await h.start("c", { port: c.port, peers: [a.url], extraArgs: ["--data-dir", dataDirs.c] });
     const all = await converged([nodes[0]!, nodes[1]!, c2]);
     expect(all.length).toBe(2010);

@@ -129,7 +129,8 @@ describe("fault suite", () => {
 
     await progress(150, "before any fault");
 
-    // kill -9 and restart from the data dir, on the same port behind the same proxy.
+    // kill -9 and restart from the data dir behind the same proxy, on the port c was given at
+    // its first start: the proxy, and the clients, know it by that port.
     await c.kill9();
     await progress(150, "while c is down");
     const c2 = await harness.start("c", { port: c.port, advertise: advertiseOf(c, harness), peers: [advertiseOf(a, harness)], extraArgs: durable("c") });
