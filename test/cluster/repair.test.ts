@@ -263,14 +263,25 @@ describe("anti-entropy scheduling", () => {
     const b = core("b", net, SLOW_AE);
     await joined([a, b]);
     for (let i = 0; i < 500; i++) a.store.apply({ bucket: "default", key: `k${i}`, value: "v", version: a.clock.now() });
-    const before = a.cluster.antiEntropy.stats.rounds;
-    a.cluster.antiEntropy.request("b");
-    await until(() => a.cluster.antiEntropy.stats.rounds === before + 1 && a.cluster.antiEntropy.stats.pushed > 0);
-    const pushedAfterOne = a.cluster.antiEntropy.stats.pushed;
+    // When each round starts and ends (the background calls round(), this wrapper included).
+    const ae = a.cluster.antiEntropy;
+    const starts: number[] = [];
+    const ends: number[] = [];
+    const round = ae.round.bind(ae);
+    ae.round = (peer) => {
+      starts.push(performance.now());
+      return round(peer).finally(() => ends.push(performance.now()));
+    };
+    const before = ae.stats.rounds;
+    ae.request("b");
+    await until(() => ae.stats.rounds === before + 1 && ae.stats.pushed > 0);
+    const pushedAfterOne = ae.stats.pushed;
     await new Promise((r) => setImmediate(r));
-    expect(a.cluster.antiEntropy.stats.rounds).toBe(before + 1); // the next waits INCOMPLETE_ROUND_PAUSE_MS
-    expect(INCOMPLETE_ROUND_PAUSE_MS).toBeGreaterThan(0);
-    await until(() => a.cluster.antiEntropy.stats.pushed > pushedAfterOne);
+    expect(ae.stats.rounds).toBe(before + 1); // the next waits INCOMPLETE_ROUND_PAUSE_MS
+    await until(() => ae.stats.pushed > pushedAfterOne);
+    // The second round started a pause after the first ended (1 ms of slack: timers round to the ms).
+    expect(starts.length).toBeGreaterThanOrEqual(2);
+    expect(starts[1]! - ends[0]!).toBeGreaterThanOrEqual(INCOMPLETE_ROUND_PAUSE_MS - 1);
     await until(() => b.store.recordCount === 500, 10_000);
     a.cluster.close();
     b.cluster.close();
