@@ -7,7 +7,11 @@ import { compareRecords, contentHash, type StoredRecord } from "../../src/core/r
 import { Store } from "../../src/core/store.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
 import { formatVersion } from "../../src/core/version.ts";
-import { core, dump } from "../support/core.ts";
+import { core as newCore, dump } from "../support/core.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 /**
  * Two processes under one node name stamp the same version for different writes.

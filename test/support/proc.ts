@@ -9,7 +9,9 @@ import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 
 /**
  * Polls `fn` until it returns a truthy value (returned) or `timeoutMs` passes (throws
- * the last error). The only poller of the tests: never a fixed sleep.
+ * the last error). The only poller of the tests: never a fixed sleep. It looks again
+ * after 5 ms, then backs off to every `intervalMs`: what an in-process test waits for
+ * usually holds within a few ms, what a process test waits for can take seconds.
  */
 export async function eventually<T>(
   fn: () => T | Promise<T>,
@@ -17,6 +19,7 @@ export async function eventually<T>(
 ): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   let last: unknown;
+  let pause = Math.min(5, intervalMs);
   for (;;) {
     try {
       const v = await fn();
@@ -28,7 +31,8 @@ export async function eventually<T>(
     if (performance.now() > deadline) {
       throw new Error(`${what} not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
     }
-    await Bun.sleep(intervalMs);
+    await Bun.sleep(pause);
+    pause = Math.min(pause * 2, intervalMs);
   }
 }
 
