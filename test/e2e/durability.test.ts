@@ -4,29 +4,22 @@
  * node refuses a data dir it cannot use.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DB_FILE } from "../../src/storage/persistence.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { Harness, converged, del, dump, put, type NodeProcess } from "../support/harness.ts";
 import { logLines, scrape, valueOf } from "../support/observe.ts";
 import { run } from "../support/proc.ts";
+import { tempDirs } from "../support/cleanup.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 let h: Harness;
-const dirs: string[] = [];
-
 afterEach(async () => {
   await h?.cleanup();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "makhzen-data-"));
-  dirs.push(d);
-  return d;
-}
+// Removed after each test, after the afterEach above has killed the nodes that use them.
+const tempDir = tempDirs("makhzen-data-");
 
 /** Sends `n` PUTs, `concurrency` at a time, and returns the acknowledged records. */
 async function writeMany(node: NodeProcess, n: number, prefix: string, concurrency = 32): Promise<Map<string, string>> {

@@ -10,27 +10,21 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import fc from "fast-check";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { run } from "../support/proc.ts";
 import { Harness, converged, dump, put, type NodeProcess } from "../support/harness.ts";
+import { tempDirs } from "../support/cleanup.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 const SEED = Number(process.env.MAKHZEN_SEED ?? Math.floor(Math.random() * 2 ** 31));
 let h: Harness | undefined;
-const dirs: string[] = [];
 afterEach(async () => {
   await h?.cleanup();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "makhzen-unicode-"));
-  dirs.push(d);
-  return d;
-}
+// Removed after each test, after the afterEach above has killed the nodes that use them.
+const tempDir = tempDirs("makhzen-unicode-");
 
 // ---- arbitraries ----
 const codePoint = (min: number, max: number) => fc.integer({ min, max }).map((c) => String.fromCodePoint(c));

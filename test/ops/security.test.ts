@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { PeerSigner, SIGNATURE_HEADERS } from "../../src/cluster/protocol/signing.ts";
 import { FAST_TIMINGS, resolveConfig, type NodeOptions } from "../../src/config.ts";
 import { rawExchange } from "../support/raw-http.ts";
@@ -10,21 +10,14 @@ import { HttpTransport, PeerError } from "../../src/cluster/protocol/transport.t
 import { createLogger } from "../../src/ops/log.ts";
 import { call, expectErrorEnvelope, rng } from "../support/http.ts";
 import { eventually } from "../support/proc.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
 
 const TOKEN = "write-token-1";
 const READ = "read-token-1";
 const SECRET = "cluster-secret-0123456789";
 
-const nodes: MakhzenNode[] = [];
-const start = (o: NodeOptions): MakhzenNode => {
-  const n = createNode({ port: 0, ...o });
-  nodes.push(n);
-  return n;
-};
-afterEach(async () => {
-  await Promise.all(nodes.map((n) => n.close()));
-  nodes.length = 0;
-});
+const track = closeAfterEach();
+const start = (o: NodeOptions): MakhzenNode => track(createNode({ port: 0, ...o }));
 
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 

@@ -3,6 +3,9 @@
  * leak no timer, socket or process into the tests after it.
  */
 import { afterEach } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 type Closable = { close(): unknown } | AsyncDisposable | Disposable;
 
@@ -48,4 +51,13 @@ function closeOf(thing: Closable): unknown {
   if (Symbol.asyncDispose in thing) return thing[Symbol.asyncDispose]();
   if (Symbol.dispose in thing) return thing[Symbol.dispose]();
   return thing.close();
+}
+
+/**
+ * A maker of temporary directories (under the OS's tmpdir, named `prefix` and a
+ * random suffix), each removed with its contents after the test that made it.
+ */
+export function tempDirs(prefix: string): () => string {
+  const track = closeAfterEach();
+  return () => track(mkdtempSync(join(tmpdir(), prefix)), (dir) => rmSync(dir, { recursive: true, force: true }));
 }
