@@ -137,18 +137,20 @@ describe("acknowledgements", () => {
 });
 
 describe("records a peer refuses for good", () => {
-  const poisoned = (records: { key: string }[]) => records.some((r) => r.key === "poison");
+  /** `node` refuses, as too large for it, any batch that holds the key "poison". */
+  const refusePoison = (net: MemoryTransport, node: Core) =>
+    replaceService(net, node, {
+      records: (req) => {
+        if (req.records.some((r) => r.key === "poison")) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
+        return node.cluster.service.records(req);
+      },
+    });
 
   test("the replicator drops only the refused record; the rest of its batch is delivered", async () => {
     const net = new MemoryTransport();
     const a = core("a", net);
     const b = core("b", net);
-    replaceService(net, b, {
-      records: (req) => {
-        if (poisoned(req.records)) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
-        return b.cluster.service.records(req);
-      },
-    });
+    refusePoison(net, b);
     a.cluster.replicator.addPeer("b", b.url);
     for (let i = 0; i < 20; i++) a.write(`ok${i}`, "v");
     a.write("poison", "x");
@@ -161,12 +163,7 @@ describe("records a peer refuses for good", () => {
     const net = new MemoryTransport();
     const a = core("a", net);
     const b = core("b", net);
-    replaceService(net, b, {
-      records: (req) => {
-        if (poisoned(req.records)) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
-        return b.cluster.service.records(req);
-      },
-    });
+    refusePoison(net, b);
     a.store.apply({ bucket: "default", key: "poison", value: "x", version: a.clock.now() });
     a.store.apply({ bucket: "default", key: "ok", value: "x", version: a.clock.now() });
     b.store.apply({ bucket: "default", key: "only-b", value: "y", version: b.clock.now() });
