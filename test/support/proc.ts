@@ -87,7 +87,7 @@ export interface ReadyOptions {
 /**
  * A node process (`serve`, from source or the compiled binary). It is started on
  * port 0 (or a port it held before, for a restart) and reads where it listens from
- * its start-up line, `started` with `url` (JSON or text format); `wait` races that
+ * its start-up line, `started` with `url` (JSON or text format); `started()` races that
  * against the process exiting first, and then shows its log.
  */
 export class NodeProcess implements AsyncDisposable {
@@ -95,6 +95,7 @@ export class NodeProcess implements AsyncDisposable {
   readonly exited: Promise<number>;
   stopped = false;
   private startedUrl?: string;
+  private starting?: Promise<string>;
   private partial = "";
 
   constructor(
@@ -133,9 +134,13 @@ export class NodeProcess implements AsyncDisposable {
    * Resolves with the node's URL once it has logged `started`, or rejects (with its
    * log) when it exits first or `timeoutMs` passes. `fromSocket` is for a node whose
    * --log-level hides that info line: the port is then read from the socket the
-   * process listens on (Linux /proc).
+   * process listens on (Linux /proc). The first call's options hold for later calls.
    */
-  async started({ timeoutMs = 15_000, fromSocket = false }: { timeoutMs?: number; fromSocket?: boolean } = {}): Promise<string> {
+  started(opts: { timeoutMs?: number; fromSocket?: boolean } = {}): Promise<string> {
+    return (this.starting ??= this.waitStarted(opts));
+  }
+
+  private async waitStarted({ timeoutMs = 15_000, fromSocket = false }: { timeoutMs?: number; fromSocket?: boolean }): Promise<string> {
     await this.until(
       () => {
         if (this.startedUrl === undefined && fromSocket) {
@@ -151,7 +156,7 @@ export class NodeProcess implements AsyncDisposable {
 
   /** Waits until `probe` answers 200 (the start-up line first), racing the process's exit. */
   async ready({ probe = "/readyz", timeoutMs = 15_000, ca }: ReadyOptions = {}): Promise<void> {
-    if (this.startedUrl === undefined) await this.started({ timeoutMs });
+    await this.started({ timeoutMs });
     await this.until(
       async () => {
         const res = await fetch(`${this.url}${probe}`, { signal: AbortSignal.timeout(1000), tls: ca ? { ca } : undefined }).catch(() => undefined);
@@ -230,7 +235,7 @@ export class NodeProcess implements AsyncDisposable {
 }
 
 /** The `url` field of serve's start-up line, in JSON or text format; undefined for any other line. */
-export function startLineUrl(line: string): string | undefined {
+function startLineUrl(line: string): string | undefined {
   if (line.startsWith("{")) {
     try {
       const l = JSON.parse(line) as { msg?: unknown; url?: unknown };
