@@ -9,7 +9,8 @@
 import { MemoryTransport } from "../src/cluster/protocol/memory-transport.ts";
 import { createMetrics } from "../src/ops/metrics.ts";
 import { METHODS, ROUTES, RequestStats } from "../src/ops/request-stats.ts";
-import { core, joined, until } from "../test/support/core.ts";
+import { core, joined } from "../test/support/core.ts";
+import { eventually } from "../test/support/proc.ts";
 import { option } from "./_lib.ts";
 
 const BUCKETS = Number(option("buckets", "20"));
@@ -21,7 +22,7 @@ const nodes = [core("a", net), core("b", net), core("c", net), core("d", net)];
 const [a, , , d] = nodes;
 await joined(nodes);
 for (let i = 0; i < 1000; i++) a!.write(`k${i}`, "v", `bucket-${i % BUCKETS}`);
-await until(() => nodes.every((n) => n.store.recordCount === 1000), 10_000);
+await eventually(() => nodes.every((n) => n.store.recordCount === 1000), { timeoutMs: 10_000 });
 net.unregister(d!.url); // d stops answering: a's queue to it grows
 for (let i = 0; i < QUEUED; i++) a!.write(`q${i}`, "v");
 

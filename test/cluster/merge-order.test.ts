@@ -8,7 +8,11 @@ import { createCore } from "../../src/create-core.ts";
 import { compareRecords, contentHash, type StoredRecord } from "../../src/core/record.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { formatVersion } from "../../src/core/version.ts";
-import { core, dump } from "../support/core.ts";
+import { core as newCore, dump } from "../support/core.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 /**
  * Two processes under one node name stamp the same version for different writes.

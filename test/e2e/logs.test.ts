@@ -12,7 +12,7 @@ import { serveLogOptions } from "../../src/cli/serve.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { Persistence } from "../../src/storage/persistence.ts";
 import { VERSION } from "../../src/meta.ts";
-import { Harness, eventually, freePort, type NodeProcess } from "../support/harness.ts";
+import { Harness, eventually, type NodeProcess } from "../support/harness.ts";
 import { logLines, parseMetrics, scrape, valueOf, type LogLine } from "../support/observe.ts";
 import { run } from "../support/proc.ts";
 
@@ -21,6 +21,15 @@ let h: Harness;
 afterEach(async () => {
   await h?.cleanup();
 });
+
+/**
+ * A seed that never answers: a socket that closes every connection at once, held
+ * until the test ends so that no other process can take its port meanwhile.
+ */
+function deadSeed(): { url: string } & Disposable {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.end(), data() {} } });
+  return { url: `http://127.0.0.1:${listener.port}`, [Symbol.dispose]: () => listener.stop(true) };
+}
 
 /** Stops the node with SIGTERM and returns every line it wrote, once its last line ("stopped") is in. */
 async function stopAndRead(node: NodeProcess): Promise<{ lines: LogLine[]; other: string[] }> {
@@ -68,15 +77,16 @@ describe("serve logs", () => {
 
   test("--log-level warn drops info lines and keeps warnings", async () => {
     h = new Harness();
-    const deadSeed = `http://127.0.0.1:${freePort()}`;
-    const node = await h.start("lonely", { peers: [deadSeed], extraArgs: ["--log-level", "warn", "--token", "a-token-for-this-test"] });
+    using seed = deadSeed();
+    // At warn there is no start-up line to read the port from: it comes from the node's socket.
+    const node = await h.start("lonely", { peers: [seed.url], quietStart: true, extraArgs: ["--log-level", "warn", "--token", "a-token-for-this-test"] });
     // A refused request is answered after start-up, so its line comes after where "started" would be.
     expect((await fetch(`${node.url}/items/k`)).status).toBe(401);
     await eventually(() => logLines(node.log()).lines.some((l) => l.msg === "auth refusal"), { what: "the refusal line" });
     const { lines, other } = logLines(node.log());
     expect(other).toEqual([]);
     for (const l of lines) expect(["warn", "error"]).toContain(l.level);
-    expect(lines.find((l) => l.msg === "seed did not answer")).toMatchObject({ level: "warn", component: "membership", seed: deadSeed });
+    expect(lines.find((l) => l.msg === "seed did not answer")).toMatchObject({ level: "warn", component: "membership", seed: seed.url });
     expect(lines.some((l) => l.msg === "started")).toBe(false);
   });
 

@@ -4,6 +4,7 @@ import { resolveConfig, FAST_TIMINGS, type NodeOptions } from "../../src/config.
 import { createCore } from "../../src/create-core.ts";
 import type { Logger } from "../../src/ops/log.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
+import { eventually } from "./proc.ts";
 import type { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 
 /**
@@ -40,21 +41,12 @@ export type Core = ReturnType<typeof core>;
 
 export const dump = (c: Core) => c.store.scan(undefined, 1_000_000);
 
-/** Polls `fn` until it holds, or throws after `timeoutMs`. */
-export async function until(fn: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(5);
-  }
-}
-
 /** Three-or-more cores that know each other (joined through the first, one heartbeat each). */
 export async function joined(nodes: Core[]): Promise<void> {
   for (const n of nodes) await n.cluster.start(n.url);
   for (const n of nodes.slice(1)) await n.cluster.membership.join([nodes[0]!.url]);
   for (const n of nodes) n.cluster.membership.tick();
-  await until(() => nodes.every((n) => n.cluster.membership.reachable().length === nodes.length - 1));
+  await eventually(() => nodes.every((n) => n.cluster.membership.reachable().length === nodes.length - 1), { timeoutMs: 3000, what: "every core reaches every other" });
 }
 
 /** A logger that keeps every line, for tests that check what was said. */

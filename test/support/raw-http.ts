@@ -20,6 +20,8 @@ export interface RawOptions {
   body?: Iterable<string | Uint8Array>;
   /** Gives up (status 0) after this long; default 10 s. */
   timeoutMs?: number;
+  /** Resolves only when the server closes the connection (a keep-alive one, say), not as soon as the answer is in. */
+  untilClose?: boolean;
 }
 
 export async function rawExchange(port: number, request: string | Uint8Array, options: RawOptions = {}): Promise<RawAnswer> {
@@ -33,7 +35,7 @@ export async function rawExchange(port: number, request: string | Uint8Array, op
     const end = text.indexOf("\r\n\r\n");
     if (end === -1) return;
     const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
-    if (length && Buffer.byteLength(text.slice(end + 4), "latin1") >= Number(length[1])) {
+    if (length && !options.untilClose && Buffer.byteLength(text.slice(end + 4), "latin1") >= Number(length[1])) {
       answered = true;
       resolve();
     }
