@@ -14,6 +14,7 @@ import { silentLogger, type Logger } from "./ops/log.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { ROUTES, RequestStats, routeOf } from "./ops/request-stats.ts";
 import { MakhzenError } from "./errors.ts";
+import { ItemsService } from "./service.ts";
 import { PeerGuard, lineLimiter, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
@@ -182,12 +183,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   });
   const app: App = createApp({
     config,
-    store,
-    items,
+    service: new ItemsService({ items, store, cluster, durable, config }),
     cluster,
     isReady: () => cluster.ready,
     notReadyReason: () => cluster.notReadyReason(),
-    durable,
     version: VERSION,
     metrics: metrics.render,
     logger: log,
