@@ -6,7 +6,7 @@
  * records req/s and the node's CPU µs per request (utime + stime from /proc, which
  * depends less on the rest of the machine than req/s does). Linux only (/proc).
  *
- *   git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
+ *   mkdir -p /tmp/base && git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
  *   bun bench/ab.ts --base /tmp/base [--rounds 6] [--seconds 4]
  */
 import { readFileSync } from "node:fs";

@@ -6,7 +6,7 @@
  * both alike. It leaves out what bench/ab.ts includes (Bun.serve, the socket, wrk
  * sharing the cores) and so sees a change of a few hundred ns that wrk's noise hides.
  *
- *   git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
+ *   mkdir -p /tmp/base && git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
  *   bun bench/hot-path.ts --base /tmp/base [--rounds 10] [--requests 20000]
  */
 import { join, resolve } from "node:path";
