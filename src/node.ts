@@ -16,6 +16,7 @@ import { RequestStats } from "./ops/request-stats.ts";
 import { MakhzenError } from "./errors.ts";
 import { newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
+import { ItemsService } from "./service.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {
@@ -136,12 +137,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   });
   const app: App = createApp({
     config,
-    store,
-    items,
+    service: new ItemsService({ items, store, cluster, durable, config }),
     cluster,
     isReady: () => cluster.ready,
     notReadyReason: () => cluster.notReadyReason(),
-    durable,
     version: VERSION,
     metrics: metrics.render,
     logger: log,

@@ -20,8 +20,11 @@ export function core(
   // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
   const { peers = [], ...rest } = options;
   const config = { ...resolveConfig({ name, port: 1, ...FAST_TIMINGS, ...rest, ...(extra.wall ? { wallClock: extra.wall } : {}) }), peers };
-  const { clock, store, digest } = createCore({
+  const { clock, store, digest, items } = createCore({
     config,
+    // As node.ts wires them: writes through `items` replicate, and a fenced node refuses them.
+    onWrite: (record) => cluster.replicator.enqueue(record),
+    mayWrite: () => cluster.checkWritable(),
     // With earlyPurge, as node.ts wires it: deletes every member holds may go early (nothing sweeps here unless a test does).
     isStable: (r): boolean => extra.earlyPurge === true && cluster.isStable(r),
   });
@@ -34,7 +37,7 @@ export function core(
     cluster.replicator.enqueue(r);
     return r;
   };
-  return { name, url, config, clock, store, digest, cluster, write };
+  return { name, url, config, clock, store, digest, items, cluster, write };
 }
 
 export type Core = ReturnType<typeof core>;
