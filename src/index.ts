@@ -10,7 +10,7 @@ export type { Item, StoredRecord } from "./core/record.ts";
 export type { SetOptions, DeleteOptions, ListItemsOptions } from "./core/items.ts";
 export type { ListPage, BucketStats } from "./core/store.ts";
 export type { Version } from "./core/version.ts";
-export type { ClusterStatus, MemberStatus } from "./cluster/cluster.ts";
+export type { ClusterStatus, MemberStatus } from "./cluster/reports.ts";
 export type { MemberState } from "./cluster/protocol/messages.ts";
 export type { Refusals } from "./ops/security.ts";
 export { VERSION } from "./meta.ts";

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { clockOffsetError } from "../cluster/clock-guard.ts";
-import type { ClusterStatus } from "../cluster/cluster.ts";
+import type { ClusterStatus } from "../cluster/reports.ts";
 import { clientFor, connectionArgs } from "./_connection.ts";
 
 /** The members of a cluster as a table: one row per member, this node marked with `*`. */

@@ -1,6 +1,6 @@
 import { DEFAULT_BUCKET, type Item } from "../core/record.ts";
 import type { BucketStats } from "../core/store.ts";
-import type { ClusterStatus } from "../cluster/cluster.ts";
+import type { ClusterStatus } from "../cluster/reports.ts";
 import type { Refusals } from "../ops/security.ts";
 
 export interface ClientOptions {

@@ -6,7 +6,6 @@ import type { WireMember } from "./protocol/messages.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { Membership, type Member } from "./membership.ts";
-import type { MemberState } from "./protocol/messages.ts";
 import { createPeerService } from "./protocol/peer-service.ts";
 import { recordId, type StoredRecord } from "../core/record.ts";
 import { handOff } from "./handoff.ts";
@@ -17,9 +16,8 @@ import type { Store } from "../core/store.ts";
 import type { PeerService, PeerTransport } from "./protocol/peer-ops.ts";
 import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
 import { applyRemote } from "./remote-records.ts";
-import type { ClockState } from "./clock-offset.ts";
 import { Consistency } from "./consistency.ts";
-import { clusterStats, type ClusterStats } from "./cluster-stats.ts";
+import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 
 export interface ClusterDeps {
   config: ClusterOptions;
@@ -36,26 +34,6 @@ export interface ClusterDeps {
   monoMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
   logger?: Logger;
-}
-
-/** One row of `GET /cluster`. */
-export interface MemberStatus {
-  name: string;
-  url: string;
-  state: MemberState;
-  /** Records the member has not acknowledged yet: queued here or in a batch in flight. */
-  queue: number;
-  /** Milliseconds since this node last heard from the member, or first learned of it second hand (0 for this node itself). */
-  lastSeenMs: number;
-  /** The member's clock minus this node's, in ms, measured by heartbeats; null before the first (0 for this node itself). */
-  clockOffsetMs: number | null;
-}
-
-export interface ClusterStatus {
-  self: string;
-  /** This node's clock against the cluster's median (see clock-guard.ts). */
-  clock: ClockState;
-  members: MemberStatus[];
 }
 
 
@@ -332,24 +310,12 @@ export class Cluster {
     this.replicator.close();
   }
 
+  /** The body of GET /cluster (reports.ts). */
   status(): ClusterStatus {
-    const now = this.membership.silenceClock();
-    const rows: MemberStatus[] = [{ name: this.self.name, url: this.self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 }];
-    for (const m of this.membership.list()) {
-      rows.push({
-        name: m.name,
-        url: m.url,
-        state: m.state,
-        queue: this.replicator.queueSize(m.name),
-        lastSeenMs: Math.max(0, now - m.lastSeenMs),
-        clockOffsetMs: this.clockGuard.offsetOf(m.name),
-      });
-    }
-    const { offsetMs, fenced, maxOffsetMs } = this.clockGuard.state();
-    return { self: this.self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+    return clusterStatus(this, this.self);
   }
 
-  /** The numbers /metrics reads, as one plain snapshot (cluster-stats.ts). O(peers + queued records). */
+  /** The numbers /metrics reads, as one plain snapshot (reports.ts). O(peers + queued records). */
   stats(): ClusterStats {
     return clusterStats(this);
   }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from "prom-client";
-import type { ClusterStats } from "../cluster/cluster-stats.ts";
+import type { ClusterStats } from "../cluster/reports.ts";
 import type { MemberState } from "../cluster/protocol/messages.ts";
 import { LATENCY_BUCKETS_S, type RequestStats } from "./request-stats.ts";
 import type { Store } from "../core/store.ts";

@@ -11,7 +11,7 @@ import { LATENCY_BUCKETS_S, ROUTES, RequestStats, routeOf } from "../../src/ops/
 import type { PeerTransport } from "../../src/cluster/protocol/peer-ops.ts";
 import { parseMetrics, samples, valueOf, type Sample } from "../support/observe.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
-import type { ClusterStats } from "../../src/cluster/cluster-stats.ts";
+import type { ClusterStats } from "../../src/cluster/reports.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { core, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";

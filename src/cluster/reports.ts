@@ -1,4 +1,11 @@
+/**
+ * What the cluster tells the outside, read from its parts in one place: the body of
+ * GET /cluster (`clusterStatus`, for people and `makhzen status`) and the snapshot
+ * /metrics reads once per scrape (`clusterStats`). Both are plain data built on
+ * demand; nothing here keeps state.
+ */
 import type { AntiEntropy } from "./antientropy.ts";
+import type { ClockState } from "./clock-offset.ts";
 import type { ClockGuard } from "./clock-guard.ts";
 import type { Membership } from "./membership.ts";
 import type { PeerQueueStats } from "./peer-queue.ts";
@@ -62,4 +69,42 @@ export function clusterStats(c: ClusterParts): ClusterStats {
     retracted: c.retraction.retracted,
     clock: { offsetMs, fenced },
   };
+}
+
+/** One row of `GET /cluster`. */
+export interface MemberStatus {
+  name: string;
+  url: string;
+  state: MemberState;
+  /** Records the member has not acknowledged yet: queued here or in a batch in flight. */
+  queue: number;
+  /** Milliseconds since this node last heard from the member, or first learned of it second hand (0 for this node itself). */
+  lastSeenMs: number;
+  /** The member's clock minus this node's, in ms, measured by heartbeats; null before the first (0 for this node itself). */
+  clockOffsetMs: number | null;
+}
+
+export interface ClusterStatus {
+  self: string;
+  /** This node's clock against the cluster's median (see clock-guard.ts). */
+  clock: ClockState;
+  members: MemberStatus[];
+}
+
+/** GET /cluster: this node first, then every member as membership sees it. */
+export function clusterStatus(c: ClusterParts, self: { name: string; url: string }): ClusterStatus {
+  const now = c.membership.silenceClock();
+  const rows: MemberStatus[] = [{ name: self.name, url: self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 }];
+  for (const m of c.membership.list()) {
+    rows.push({
+      name: m.name,
+      url: m.url,
+      state: m.state,
+      queue: c.replicator.queueSize(m.name),
+      lastSeenMs: Math.max(0, now - m.lastSeenMs),
+      clockOffsetMs: c.clockGuard.offsetOf(m.name),
+    });
+  }
+  const { offsetMs, fenced, maxOffsetMs } = c.clockGuard.state();
+  return { self: self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
 }
