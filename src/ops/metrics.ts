@@ -132,24 +132,20 @@ export function createMetrics(src: MetricsSources): Metrics {
   gauge("peer_queue_oldest_age_seconds", "Age of the oldest record a peer has not acknowledged (0 when none).", ["peer"], (g) => {
     for (const p of peers()) g.set({ peer: p.name }, p.oldestAgeMs / 1000);
   });
-  total("peer_batches_sent_total", "Replication batches a peer acknowledged.", ["peer"], (set) => {
-    for (const p of peers()) set(p.batches, { peer: p.name });
-  });
-  total("peer_batches_failed_total", "Replication batches that failed: timeouts and errors are put back for retry; a batch the peer refuses is split until the refused records are alone, and those are dropped (see peer_records_refused_total).", ["peer"], (set) => {
-    for (const p of peers()) set(p.failed, { peer: p.name });
-  });
-  total("peer_records_sent_total", "Records a peer acknowledged.", ["peer"], (set) => {
-    for (const p of peers()) set(p.sent, { peer: p.name });
-  });
-  total("peer_records_refused_total", "Records a peer refused for good (e.g. over its body limit): dropped from the queue, left to anti-entropy.", ["peer"], (set) => {
-    for (const p of peers()) set(p.refused, { peer: p.name });
-  });
-  total("peer_records_too_new_total", "Records a peer does not hold within its clock bounds (refused as stamped too far ahead, or superseded there by such a record): dropped, not acknowledged for w=.", ["peer"], (set) => {
-    for (const p of peers()) set(p.tooNew, { peer: p.name });
-  });
-  total("peer_queue_overflows_total", "Times a peer's queue passed --queue-max and was dropped for anti-entropy.", ["peer"], (set) => {
-    for (const p of peers()) set(p.overflows, { peer: p.name });
-  });
+  /** The per-peer counters of ClusterStats.peers, each a `_total` with a `peer` label. */
+  const peerCounters: [name: string, help: string, field: "batches" | "failed" | "sent" | "refused" | "tooNew" | "overflows"][] = [
+    ["peer_batches_sent_total", "Replication batches a peer acknowledged.", "batches"],
+    ["peer_batches_failed_total", "Replication batches that failed: timeouts and errors are put back for retry; a batch the peer refuses is split until the refused records are alone, and those are dropped (see peer_records_refused_total).", "failed"],
+    ["peer_records_sent_total", "Records a peer acknowledged.", "sent"],
+    ["peer_records_refused_total", "Records a peer refused for good (e.g. over its body limit): dropped from the queue, left to anti-entropy.", "refused"],
+    ["peer_records_too_new_total", "Records a peer does not hold within its clock bounds (refused as stamped too far ahead, or superseded there by such a record): dropped, not acknowledged for w=.", "tooNew"],
+    ["peer_queue_overflows_total", "Times a peer's queue passed --queue-max and was dropped for anti-entropy.", "overflows"],
+  ];
+  for (const [name, help, field] of peerCounters) {
+    total(name, help, ["peer"], (set) => {
+      for (const p of peers()) set(p[field], { peer: p.name });
+    });
+  }
 
   // ---- anti-entropy ----
   const ae = () => cluster().antiEntropy;
