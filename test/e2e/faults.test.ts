@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { checkHistory, replicasIdentical, type Op, type Replica } from "../support/history.ts";
 import { Harness, advertiseOf, clusterView, eventually, ok, publicDump, put, del, type NodeProcess } from "../support/harness.ts";
 import { tempDirs } from "../support/cleanup.ts";
+import { operate } from "../support/fault-client.ts";
 
 /**
  * The fault suite: three real nodes with a data dir and fsync=always (so every
@@ -39,36 +40,6 @@ function random(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-const unquote = (etag: string | null): string | undefined => etag?.replace(/^"|"$/g, "") || undefined;
-
-/** One client operation, recorded whatever happens: refused, timed out and failed ones are indeterminate. */
-async function operate(node: NodeProcess, kind: "put" | "delete", key: string, value: string, query: string): Promise<Op | undefined> {
-  const op: Op = { kind, key, node: node.name, acknowledged: false, ...(kind === "put" ? { value } : {}) };
-  try {
-    const url = `${node.url}/items/${key}${query}`;
-    const signal = AbortSignal.timeout(CLIENT_TIMEOUT_MS);
-    const res =
-      kind === "put"
-        ? await fetch(url, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value }), signal })
-        : await fetch(url, { method: "DELETE", signal });
-    const answer = await res.text();
-    // A delete of a key this node holds no live value for writes nothing: not part of the history.
-    if (kind === "delete" && res.status === 404) return undefined;
-    if (res.ok) {
-      op.acknowledged = true;
-      op.version = unquote(res.headers.get("etag"));
-    } else if (res.status < 500 || /"code":"CLOCK_OFFSET"/.test(answer)) {
-      // Refused before anything was written. Not so a w= answer (503 UNAVAILABLE, 504):
-      // the local write stands and replicates.
-      op.failed = true;
-    }
-  } catch (e) {
-    // Refused connection: nothing landed. Timed out or reset: the write may or may not have landed.
-    if (/ECONNREFUSED|Unable to connect/.test(String(e))) op.failed = true;
-  }
-  return op;
 }
 
 describe("fault suite", () => {
@@ -110,7 +81,7 @@ describe("fault suite", () => {
         else if (r < 0.8 || mine.length === 0) mine.push((key = `u${id}-${i}`)), (kind = "put");
         else [key, kind] = [mine.splice(Math.floor(rnd() * mine.length), 1)[0]!, "delete"];
         const query = rnd() < 0.3 ? "?w=all&timeout=300" : "?w=1";
-        const op = await operate(node, kind, key, `${node.name}${id}-${i}`, query);
+        const op = await operate(node, kind, key, `${node.name}${id}-${i}`, query, CLIENT_TIMEOUT_MS);
         if (!op) continue;
         history.push(op);
         if (op.acknowledged) acked++;

@@ -43,6 +43,8 @@ export interface Op {
   failed?: true;
   /** The version the answer carried (ETag); required when acknowledged. */
   version?: string;
+  /** What came back (status and the start of the body, or the error): for a failure's report only. */
+  answer?: string;
 }
 
 export interface Replica {
