@@ -10,7 +10,7 @@ import { dump, load } from "./transfer-commands.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
 
-const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, dump, load, status };
+export const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, dump, load, status };
 
 export const root = defineCommand({
   meta: { name: "makhzen", version: VERSION, description: "A distributed in-memory key-value store for Bun" },
