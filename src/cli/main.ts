@@ -69,7 +69,7 @@ function writeHelp(text: string): void {
 }
 
 /** Removes SGR escape sequences (colours, bold, underline): all citty writes. */
-export const stripAnsi = (text: string): string => text.replace(/\u001B\[[0-9;]*m/g, "");
+const stripAnsi = (text: string): string => text.replace(/\u001B\[[0-9;]*m/g, "");
 
 function fail(message: string, code: number): number {
   process.stderr.write(`makhzen: ${message}\n`);

@@ -12,10 +12,13 @@ import { envName, flag, kinds, showDuration, type Kind } from "./_flags.ts";
  * test/cli/serve-flags.test.ts walks it, so a flag added here is parsed, documented
  * and tested without being spelled anywhere else.
  *
- * Validation is split on purpose: a row's kind checks how a flag is written (a unit,
- * a URL, a choice, bounds in the units a user types) and names the flag;
- * resolveConfig checks the whole config (ranges, fields that go together) for
- * embedders and the CLI alike, and names the field.
+ * Every error a user can get from a flag names the flag as typed, in the units they
+ * type. A row's kind checks how a value is written (a unit, a URL, a choice) and the
+ * config's range for it, restated in those units (`--idle-timeout must be from 1s to
+ * 255s, not 300s`; serve-flags.test.ts checks the restated bounds against
+ * resolveConfig). checkFlagsTogether checks the rules between flags. resolveConfig
+ * checks it all again for embedders, naming fields; whatever only it can find is
+ * reworded by namingFlags before the user sees it.
  */
 export interface ServeFlag<T = unknown> {
   /** As typed after `--`; also the key citty parses it into. */
