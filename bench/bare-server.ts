@@ -6,4 +6,5 @@ const server = Bun.serve({
   port,
   fetch: () => new Response(body, { headers: { "content-type": "application/json" } }),
 });
-console.log(`bare server on ${server.port}`);
+// Where it listens, in the form of serve's start-up line (test/support/proc.ts reads it).
+console.log(JSON.stringify({ msg: "started", url: `http://127.0.0.1:${server.port}` }));

@@ -27,18 +27,21 @@ const view = (key: string) => {
   return item ? new Response(JSON.stringify(item), { headers: { "content-type": "application/json", etag: `"${item.version}"` } }) : new Response(null, { status: 404 });
 };
 
+// Every mode listens on the port given (0: one the OS picks) and says where in a
+// `started` line, as `serve` does, for test/support/proc.ts's NodeProcess.
+let server: { port?: number } | undefined;
 switch (mode) {
   case "bare":
-    Bun.serve({ hostname: "127.0.0.1", port, fetch: constantResponse });
+    server = Bun.serve({ hostname: "127.0.0.1", port, fetch: constantResponse });
     break;
   case "bare-body":
-    Bun.serve({ hostname: "127.0.0.1", port, fetch: async (req) => (JSON.parse(await req.text()), constantResponse()) });
+    server = Bun.serve({ hostname: "127.0.0.1", port, fetch: async (req) => (JSON.parse(await req.text()), constantResponse()) });
     break;
   case "elysia":
-    Bun.serve({ hostname: "127.0.0.1", port, fetch: new Elysia().get("/items/*", constantResponse).put("/items/*", constantResponse).fetch });
+    server = Bun.serve({ hostname: "127.0.0.1", port, fetch: new Elysia().get("/items/*", constantResponse).put("/items/*", constantResponse).fetch });
     break;
   case "elysia-store":
-    Bun.serve({
+    server = Bun.serve({
       hostname: "127.0.0.1",
       port,
       fetch: new Elysia()
@@ -50,13 +53,13 @@ switch (mode) {
     });
     break;
   case "app":
-    Bun.serve({ hostname: "127.0.0.1", port, fetch: (req) => node.handle(req) });
+    server = Bun.serve({ hostname: "127.0.0.1", port, fetch: (req) => node.handle(req) });
     break;
   case "node":
-    await node.listen();
+    server = await node.listen();
     break;
   default:
     console.error(`unknown mode ${mode}`);
     process.exit(2);
 }
-console.log(`${mode} on ${port}`);
+console.log(JSON.stringify({ msg: "started", mode, url: `http://127.0.0.1:${server!.port}` }));

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { freePort, type NodeProcess } from "../test/support/proc.ts";
+import { NodeProcess } from "../test/support/proc.ts";
 import { ROOT, luaScript, machine, median, option, requireWrk, writeSection } from "./_lib.ts";
 
 const ROUNDS = Number(option("rounds", "3"));
@@ -37,13 +37,9 @@ async function wrkCount(url: string, script: string, seconds: number): Promise<n
 }
 
 async function measure(kind: Kind, mode: string): Promise<number> {
-  const port = freePort();
-  const proc = Bun.spawn([process.execPath, resolve(ROOT, "bench/breakdown-server.ts"), mode, String(port)], {
-    stdout: "pipe",
-    stderr: "inherit",
-  });
+  const proc = NodeProcess.spawn(mode, [process.execPath, resolve(ROOT, "bench/breakdown-server.ts"), mode, "0"]);
   try {
-    const url = `http://127.0.0.1:${port}`;
+    const url = await proc.started({ timeoutMs: 60_000 });
     for (let i = 0; i < 500 && !(await fetch(`${url}/items/key-1`).then((r) => r.ok, () => false)); i++) await Bun.sleep(10);
     const script = luaScript(kind);
     await wrkCount(url, script, 1); // warm-up
@@ -52,8 +48,7 @@ async function measure(kind: Kind, mode: string): Promise<number> {
     const ticks = cpuTicks(proc.pid) - before;
     return (ticks / TICKS_PER_SECOND / requests) * 1e6;
   } finally {
-    proc.kill("SIGKILL");
-    await proc.exited;
+    await proc.kill9();
   }
 }
 

@@ -19,7 +19,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GROUPS } from "../src/cluster/digest.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/cluster/protocol/messages.ts";
-import { Harness, dump, eventually, freePort, type NodeProcess } from "../test/support/harness.ts";
+import { Harness, dump, eventually, type NodeProcess } from "../test/support/harness.ts";
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -123,12 +123,11 @@ async function throughput(): Promise<Throughput> {
  */
 async function replicationLag(): Promise<{ p50: number; p99: number; max: number; n: number }> {
   const [a] = (await h.cluster(3, { timings: "default" })) as [NodeProcess];
-  const port = freePort();
-  const me = { name: "observer", url: `http://127.0.0.1:${port}`, state: "alive", incarnation: Date.now() };
+  const me = { name: "observer", url: "", state: "alive", incarnation: Date.now() };
   const lags: number[] = [];
   const server = Bun.serve({
     hostname: "127.0.0.1",
-    port,
+    port: 0,
     async fetch(req) {
       const op = new URL(req.url).pathname.replace("/internal/", "");
       const body = (await req.json()) as { records?: { value: string | null }[] };
@@ -143,6 +142,7 @@ async function replicationLag(): Promise<{ p50: number; p99: number; max: number
       return Response.json({ error: { code: "UNAVAILABLE", message: "observer" } }, { status: 503 });
     },
   });
+  me.url = `http://127.0.0.1:${server.port}`; // port 0: the OS picked it
   await fetch(`${a.url}/internal/join`, {
     method: "POST",
     headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION },

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Persistence } from "../src/storage/persistence.ts";
 import { formatVersion } from "../src/core/version.ts";
-import { freePort, startNode, type NodeProcess } from "../test/support/proc.ts";
+import { startNode, type NodeProcess } from "../test/support/proc.ts";
 import { MAIN, ROOT, VALUE, fmt, luaScript, machine, median, option, preload, requireWrk, wrk, writeSection } from "./_lib.ts";
 
 const ROUNDS = Number(option("rounds", "5"));
@@ -36,8 +36,7 @@ async function throughput() {
   const rates: Record<string, number[]> = { memory: [], everysec: [], always: [] };
   try {
     for (const [name, args] of Object.entries(configs)) {
-      const port = freePort();
-      nodes[name] = await startNode([process.execPath, MAIN, "serve", "--port", String(port), "--name", name, ...args], port);
+      nodes[name] = await startNode([process.execPath, MAIN, "serve", "--port", "0", "--name", name, ...args]);
       await preload(nodes[name]!.url);
     }
     const put = luaScript("put");
@@ -63,11 +62,8 @@ async function startup(): Promise<number[]> {
   disk.close();
   const times: number[] = [];
   for (let run = 0; run < 3; run++) {
-    const port = freePort();
     const t0 = performance.now();
-    const node = await startNode([process.execPath, MAIN, "serve", "--port", String(port), "--name", "big", "--data-dir", dir], port, {
-      readyTimeoutMs: 120_000,
-    });
+    const node = await startNode([process.execPath, MAIN, "serve", "--port", "0", "--name", "big", "--data-dir", dir], { timeoutMs: 120_000 });
     // startNode waits for /healthz; readiness may follow a moment later.
     for (let i = 0; i < 10_000; i++) {
       if ((await fetch(`${node.url}/readyz`)).ok) break;

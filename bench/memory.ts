@@ -12,7 +12,7 @@ import { heapStats } from "bun:jsc";
 import { HybridClock } from "../src/core/clock.ts";
 import { Digest } from "../src/cluster/digest.ts";
 import { ENTRY_OVERHEAD_BYTES, Store } from "../src/core/store.ts";
-import { freePort, startNode } from "../test/support/proc.ts";
+import { startNode } from "../test/support/proc.ts";
 import { MAIN, VALUE, fmt, option } from "./_lib.ts";
 
 const KEYS = Number(option("keys", "600000"));
@@ -38,8 +38,7 @@ function heapPerRecord(): { live: number; tombstone: number } {
 const per = heapPerRecord();
 console.log(`heap per record beyond key and value: live ${fmt(per.live)} B, tombstone ${fmt(per.tombstone)} B (ENTRY_OVERHEAD_BYTES = ${ENTRY_OVERHEAD_BYTES})`);
 
-const port = freePort();
-await using node = await startNode(["bun", MAIN, "serve", "--port", String(port), "--max-memory", MAX, "--eviction", "lru"], port);
+await using node = await startNode(["bun", MAIN, "serve", "--port", "0", "--max-memory", MAX, "--eviction", "lru"]);
 const metric = async (name: string) => {
   const text = await (await fetch(`${node.url}/metrics`)).text();
   return Number(new RegExp(`^makhzen_${name} (\\S+)$`, "m").exec(text)?.[1]);
@@ -73,7 +72,11 @@ const redisServer = Bun.which("redis-server");
 if (!redisServer) {
   console.log("redis-server not found: no side-by-side figure (apt-get install redis-server)");
 } else {
-  const rport = freePort();
+  // redis-server cannot pick a port and say which (--port 0 turns TCP off): take one
+  // the OS just handed out, and hope. A benchmark run by hand can afford that.
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const rport = probe.port;
+  probe.stop(true);
   const redis = Bun.spawn([redisServer, "--port", String(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory", MAX, "--maxmemory-policy", "allkeys-lru"], {
     stdout: "ignore",
     stderr: "ignore",

@@ -7,7 +7,7 @@
  *   bun bench/run.ts [--rounds 5] [--seconds 5] [--write docs/benchmarks.md]
  */
 import { resolve } from "node:path";
-import { freePort, startNode, type NodeProcess } from "../test/support/proc.ts";
+import { startNode, type NodeProcess } from "../test/support/proc.ts";
 import { KEYS, MAIN, ROOT, VALUE, fmt, luaScript, machine, median, option, preload, requireWrk, wrk, writeSection } from "./_lib.ts";
 
 const ROUNDS = Number(option("rounds", "5"));
@@ -17,11 +17,9 @@ requireWrk();
 
 const nodes: NodeProcess[] = [];
 try {
-  const barePort = freePort();
-  const nodePort = freePort();
   // The bare server has no /healthz, but answers every path with 200.
-  nodes.push(await startNode([process.execPath, resolve(ROOT, "bench/bare-server.ts"), String(barePort)], barePort));
-  nodes.push(await startNode([process.execPath, MAIN, "serve", "--port", String(nodePort)], nodePort));
+  nodes.push(await startNode([process.execPath, resolve(ROOT, "bench/bare-server.ts"), "0"]));
+  nodes.push(await startNode([process.execPath, MAIN, "serve", "--port", "0"]));
   const [bare, node] = nodes as [NodeProcess, NodeProcess];
   await preload(node.url);
   const get = luaScript("get");

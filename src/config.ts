@@ -1,114 +1,30 @@
-import type { WallClock } from "./core/clock.ts";
+import { CLUSTER_DEFAULTS, type ClusterConfig } from "./cluster/options.ts";
+import { CORE_DEFAULTS, MiB, type CoreConfig } from "./core/options.ts";
 import { MakhzenError } from "./errors.ts";
 import type { FsyncPolicy } from "./storage/persistence.ts";
-import type { EvictionPolicy } from "./core/store.ts";
 import { MAX_BATCH_RECORDS } from "./cluster/protocol/messages.ts";
-import { NODE_NAME_PATTERN } from "./core/version.ts";
+import { NODE_NAME_MAX, NODE_NAME_PATTERN } from "./core/version.ts";
+import { KEY_BYTES_CEILING } from "./core/record.ts";
 
 /**
- * Everything a node can be told, in one place, with units in the names. The CLI
- * maps flags onto this; `createNode` takes a partial and fills in the defaults.
+ * Everything a node can be told, with units in the names. The CLI maps flags onto
+ * this; `createNode` takes a partial, fills in the defaults and checks every field
+ * (resolveConfig). The core's fields (sizes, memory, tombstones, the sweep) are documented in
+ * src/core/options.ts, the cluster's (name, seeds, timings, queues, clocks) in
+ * src/cluster/options.ts: each part is given its own type, so the core and the
+ * cluster never import this file.
  */
-export interface NodeConfig {
-  /** Unique name in the cluster; stamped into every version this node writes. Default: host:port. */
-  name: string;
+export interface NodeConfig extends CoreConfig, ClusterConfig {
   /** Interface to listen on. Loopback by default: nothing is exposed unless asked. */
   host: string;
   /** TCP port; 0 picks a free one (see `listen()`'s answer). */
   port: number;
-  /** Longest key, in UTF-8 bytes. 1024 as DESIGN.md says: long enough for paths, short enough to index. */
-  maxKeyBytes: number;
-  /**
-   * Longest value, in UTF-8 bytes. 1 MiB keeps one record well under a replication
-   * batch. Request body limits are derived from it (and from the key and batch
-   * limits) in one place, src/http/limits.ts, so a value within it is accepted
-   * however its JSON is escaped.
-   */
-  maxValueBytes: number;
-  /** Budget for live records, in bytes (an estimate; tombstones excluded, see Store.reserve); 0 = unlimited. */
-  maxMemoryBytes: number;
-  /** What a write does when the budget is full: `noeviction` answers 507, `lru` evicts. */
-  eviction: EvictionPolicy;
-  /**
-   * How long deletes are remembered, in ms. A replica cut off for longer than this
-   * may bring a deleted key back when it returns (Cassandra's gc_grace contract).
-   */
-  tombstoneTtlMs: number;
-  /** Period of the expiry and tombstone sweep, in ms (Redis runs its active expiry 10 times a second). */
-  sweepIntervalMs: number;
-  /** Entries the sweep examines per tick: bounds the pause a tick can cause. */
-  sweepBudget: number;
-  /** Physical time source; tests inject a manual one. */
-  wallClock: WallClock;
 
   // ---- durability (see docs/durability.md) ----
   /** Directory of the durable copy (bun:sqlite); unset: purely in memory, refilled from peers after a restart. */
   dataDir?: string;
   /** What a crash may lose, as Redis's appendfsync: `always` nothing acknowledged, `everysec` about a second, `no` what the OS had not written. */
   fsync: FsyncPolicy;
-
-  // ---- cluster (see docs/replication.md) ----
-  /** Seed URLs to join through; any one live seed is enough. Empty: a cluster of one until someone joins. */
-  peers: string[];
-  /** The URL peers use to reach this node. Default: http://host:port (known after listen for port 0). */
-  advertise?: string;
-  /** Period of heartbeats (a gossip exchange with every member), in ms. */
-  heartbeatIntervalMs: number;
-  /** Silence after which a member is suspect, in ms: several heartbeats, so one lost packet is not a suspicion. */
-  suspectAfterMs: number;
-  /** Silence after which a member is dead, in ms. Dead members keep their queue (up to the bounds) and are still probed. */
-  deadAfterMs: number;
-  /**
-   * Silence after which a dead member is forgotten, in ms: it is then treated as if
-   * it had left (its queue is dropped, it no longer counts for w=/r=, and `left`
-   * spreads by gossip so every node forgets it). Serf's reconnect timeout. A node
-   * that comes back later rejoins as new (a restart has a new incarnation; a node
-   * merely cut off refutes its `left`). Default 24 h: as long as tombstones are kept,
-   * so a node away longer must be treated as new anyway.
-   */
-  reapDeadAfterMs: number;
-  /** Period of anti-entropy rounds against a random live peer, in ms. Extra rounds run on rejoin, overflow and start. */
-  antiEntropyIntervalMs: number;
-  /**
-   * (key, version) pairs one anti-entropy round lists, both sides together, checked
-   * between `keys` requests (so a round may pass it by one answer): bounds the work
-   * and the bytes of a round (100k pairs is ~6 MB). A larger difference takes more
-   * rounds, which continue where the last stopped, INCOMPLETE_ROUND_PAUSE_MS apart.
-   */
-  antiEntropyMaxKeys: number;
-  /** Timeout of every peer request, in ms. A hung peer costs a sender this much, never a client. */
-  requestTimeoutMs: number;
-  /** First retry delay of a failing peer sender, in ms; doubles per failure, with full jitter. */
-  backoffBaseMs: number;
-  /** Longest retry delay, in ms: also how soon a recovered peer is noticed by its sender at worst. */
-  backoffMaxMs: number;
-  /** Records a peer's queue may hold (after coalescing by key); past it the queue is dropped and anti-entropy repairs the peer. */
-  queueMaxRecords: number;
-  /**
-   * Bytes of records (serialized, estimated) a peer's queue may hold; past it the queue
-   * is dropped and anti-entropy repairs the peer. Queues share their records, so all
-   * of them together hold at most peers x this.
-   */
-  queueMaxBytes: number;
-  /** Records per replication batch, anti-entropy page and fetch (at most 10,000, what a peer accepts in a scan). */
-  batchMaxRecords: number;
-  /** Serialized bytes per replication batch (a single larger record goes alone). */
-  batchMaxBytes: number;
-  /** Batches in flight per peer. Two keeps the pipe full without reordering much (order does not matter: LWW). */
-  maxInflightBatches: number;
-  /** How long a starting node waits for its first sync before /readyz says ready anyway, in ms. */
-  startSyncTimeoutMs: number;
-  /** How long a leaving node tries to drain its queues before it says goodbye, in ms. */
-  drainTimeoutMs: number;
-  /**
-   * How far, in ms, a node's clock may be from the cluster's median clock
-   * (--max-clock-offset). A node further off is fenced: it refuses client writes
-   * (503 CLOCK_OFFSET) and is not ready. A record stamped further than this ahead
-   * of the median is refused for good. 500 ms, as CockroachDB's default max-offset:
-   * NTP keeps servers within a few ms, so only a broken clock comes near it, and
-   * last-writer-wins can misorder writes less than this apart (see docs/replication.md).
-   */
-  maxClockOffsetMs: number;
 
   // ---- security (see docs/security.md) ----
   /** Bearer token every client route except /healthz and /readyz requires. Unset: no client auth (loopback only, see `insecure`). */
@@ -141,44 +57,16 @@ export interface NodeConfig {
 
 export type NodeOptions = Partial<NodeConfig>;
 
-export const MiB = 1024 * 1024;
+export { MiB } from "./core/options.ts";
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_HOST = "127.0.0.1";
 
 export const DEFAULTS = {
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,
-  maxKeyBytes: 1024,
-  maxValueBytes: MiB,
-  maxMemoryBytes: 0,
-  eviction: "noeviction",
-  tombstoneTtlMs: 24 * 60 * 60 * 1000,
-  sweepIntervalMs: 100,
-  sweepBudget: 1000,
+  ...CORE_DEFAULTS,
   fsync: "everysec",
-  heartbeatIntervalMs: 1000,
-  // Five missed heartbeats: a GC pause or a busy event loop is not a failure.
-  suspectAfterMs: 5000,
-  deadAfterMs: 30_000,
-  reapDeadAfterMs: 24 * 60 * 60 * 1000,
-  antiEntropyIntervalMs: 30_000,
-  // 512 of 4096 leaves: with 1M keys about 125k (key, version) pairs, a few MB, per round.
-  antiEntropyMaxKeys: 100_000,
-  requestTimeoutMs: 5000,
-  backoffBaseMs: 100,
-  backoffMaxMs: 5000,
-  // 1M queued records is far more than a minute of writes at typical rates; beyond it
-  // anti-entropy is cheaper. The count alone does not bound memory (1M records at the
-  // 1 MiB value limit is 1 TiB): queueMaxBytes does.
-  queueMaxRecords: 1_000_000,
-  // 256 MiB: a minute of writes at 4 MB/s per peer; a longer outage is cheaper to repair by anti-entropy.
-  queueMaxBytes: 256 * MiB,
-  batchMaxRecords: 1000,
-  batchMaxBytes: MiB,
-  maxInflightBatches: 2,
-  startSyncTimeoutMs: 30_000,
-  drainTimeoutMs: 10_000,
-  maxClockOffsetMs: 500,
+  ...CLUSTER_DEFAULTS,
   insecure: false,
   bodyTimeoutMs: 30_000,
   idleTimeoutMs: 30_000,
@@ -207,11 +95,11 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   const merged = { ...DEFAULTS, wallClock: Date.now, peers: [], ...defined } as Omit<NodeConfig, "name"> & Partial<NodeConfig>;
   const c: NodeConfig = { ...merged, name: merged.name ?? defaultName(merged.host, merged.port) };
   if (!NODE_NAME_PATTERN.test(c.name)) {
-    bad("name", `"${c.name}" must be 1-128 characters of A-Z a-z 0-9 _ . : @ [ ] -`);
+    bad("name", `"${c.name}" must be 1-${NODE_NAME_MAX} characters of A-Z a-z 0-9 _ . : @ [ ] -`);
   }
   if (typeof c.host !== "string" || c.host.length === 0) bad("host", "must not be empty");
   integer("port", c.port, 0, 65535);
-  integer("maxKeyBytes", c.maxKeyBytes, 1, 64 * 1024);
+  integer("maxKeyBytes", c.maxKeyBytes, 1, KEY_BYTES_CEILING);
   integer("maxValueBytes", c.maxValueBytes, 0, 512 * MiB);
   integer("maxMemoryBytes", c.maxMemoryBytes, 0, Number.MAX_SAFE_INTEGER);
   if (c.eviction !== "noeviction" && c.eviction !== "lru") bad("eviction", `must be noeviction or lru, not "${c.eviction}"`);

@@ -1,7 +1,8 @@
 /**
  * Domain errors. Every failure a caller can cause has a stable string `code`;
- * the HTTP layer maps codes to statuses in one place (src/http/errors.ts) and the
- * CLI prints `message` on one line. Anything that is not a MakhzenError is a bug.
+ * HTTP_STATUS below maps codes to statuses in one place, src/http/errors.ts renders
+ * them as the JSON envelope, and the CLI prints `message` on one line. Anything
+ * that is not a MakhzenError is a bug.
  */
 export type ErrorCode =
   | "BAD_REQUEST" // malformed JSON, undecodable key, bad query
@@ -36,5 +37,38 @@ export class MakhzenError extends Error {
     this.code = code;
   }
 }
+
+/**
+ * The HTTP status each code is answered with: the one place codes become statuses.
+ * It sits beside the codes rather than in src/http/ because the peer protocol needs
+ * it too (the in-memory transport fails a call with the status the HTTP one would
+ * see, PeerError.status), and the cluster never imports a front end.
+ */
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  BAD_REQUEST: 400,
+  VALIDATION: 422,
+  INVALID_UNICODE: 422,
+  INVALID_KEY: 400,
+  INVALID_BUCKET: 400,
+  KEY_TOO_LARGE: 413,
+  VALUE_TOO_LARGE: 413,
+  BODY_TOO_LARGE: 413,
+  NOT_FOUND: 404,
+  PRECONDITION_FAILED: 412,
+  OUT_OF_MEMORY: 507,
+  INVALID_CONFIG: 400,
+  DATA_DIR: 500,
+  UNAVAILABLE: 503,
+  REPLICATION_TIMEOUT: 504,
+  NAME_TAKEN: 409,
+  CLOCK_OFFSET: 503,
+  PROTOCOL_VERSION: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  CLUSTER_AUTH: 401,
+  REQUEST_TIMEOUT: 408,
+  // Never an HTTP answer: listen() refuses before there is a server.
+  PROTECTED_MODE: 500,
+};
 
 export const isMakhzenError = (e: unknown): e is MakhzenError => e instanceof MakhzenError;

@@ -1,20 +1,22 @@
-import { HybridClock } from "./core/clock.ts";
 import { resolveConfig, type NodeConfig, type NodeOptions } from "./config.ts";
+import { createCore } from "./create-core.ts";
 import { createApp, type App } from "./http/app.ts";
-import { requestLimits } from "./http/limits.ts";
-import { Items, type DeleteOptions, type ListItemsOptions, type SetOptions } from "./core/items.ts";
+import { servingFetch, startServer, type Server } from "./http/serve.ts";
+import type { DeleteOptions, ListItemsOptions, SetOptions } from "./core/items.ts";
 import { DEFAULT_BUCKET, type Item } from "./core/record.ts";
-import { Store, type BucketStats, type ListPage } from "./core/store.ts";
+import type { BucketStats, ListPage } from "./core/store.ts";
+import { Sweeper } from "./core/sweeper.ts";
 import { VERSION } from "./meta.ts";
 import { Cluster, type ClusterStatus, type MemberStatus } from "./cluster/cluster.ts";
-import { Digest } from "./cluster/digest.ts";
-import { HttpTransport } from "./cluster/protocol/transport.ts";
-import { Persistence } from "./storage/persistence.ts";
+import { HttpTransport } from "./cluster/protocol/http-transport.ts";
+import { PeerGuard } from "./cluster/protocol/signing.ts";
 import { silentLogger, type Logger } from "./ops/log.ts";
 import { createMetrics } from "./ops/metrics.ts";
-import { ROUTES, RequestStats, routeOf } from "./ops/request-stats.ts";
+import { RequestStats } from "./ops/request-stats.ts";
 import { MakhzenError } from "./errors.ts";
-import { PeerGuard, lineLimiter, loadTls, newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
+import { newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
+import { loadTls } from "./ops/tls.ts";
+import { ItemsService } from "./service.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {
@@ -88,60 +90,20 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     config.clusterSecret === undefined
       ? undefined
       : new PeerGuard({ secret: config.clusterSecret, wallClock: config.wallClock, refusals, log: log.child("security") });
-  const clock = new HybridClock(config.name, config.wallClock);
-  const digest = new Digest();
-  // Opened first: a data dir the node cannot use stops it before anything starts.
-  const disk =
-    config.dataDir === undefined
-      ? undefined
-      : Persistence.open({ dir: config.dataDir, nodeName: config.name, fsync: config.fsync, logger: log.child("persistence"), wallMs: () => clock.wallMs() });
-  let loading = false;
-  const storeLog = log.child("store");
-  const earlyPurgeLine = lineLimiter(() => clock.wallMs());
-  const store = new Store({
-    clock,
-    maxMemoryBytes: config.maxMemoryBytes,
-    eviction: config.eviction,
-    tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (bucket, key, prev, next) => {
-      digest.update(bucket, key, prev, next);
-      // Every change reaches the disk, local or replicated; what was just loaded is there already.
-      if (disk && !loading) {
-        if (next === undefined) disk.remove(bucket, key);
-        else disk.write(store.getRecord(bucket, key)!);
-      }
-    },
-    // `cluster` is assigned below; the store calls this only on a write, which comes later.
+  // The core is built first (the cluster needs its store); its hooks reach the
+  // cluster, which exists by the time anything writes.
+  const { clock, store, digest, items, disk, ...core } = createCore({
+    config,
+    logger: log,
+    onWrite: (record) => cluster.replicator.enqueue(record),
+    mayWrite: () => cluster.checkWritable(),
     onEvict: (tombstone) => cluster.replicator.enqueue(tombstone),
     // A tombstone every member holds may go before --tombstone-ttl (Cluster.isStable).
     // A lone node holds the only copy, so none can miss a delete; it still keeps its
     // tombstones for the grace period unless a memory budget needs the room, so a
     // dump carries recent deletes, and a member that joins it later cannot miss them.
     isStable: (r): boolean => (config.maxMemoryBytes > 0 || cluster.membership.counts().peers > 0) && cluster.isStable(r),
-    onEarlyPurge: (t, total) =>
-      earlyPurgeLine("early-purge", (alsoPurged) =>
-        storeLog.warn("tombstones past their share of --max-memory: the oldest purged before every member had them; a member that missed such a delete may bring its key back", {
-          bucket: t.bucket,
-          key: t.key.slice(0, 200),
-          purgedEarly: total,
-          alsoPurgedSinceLastLine: alsoPurged,
-        }),
-      ),
   });
-  if (disk) {
-    loading = true;
-    try {
-      disk.load((r) => {
-        clock.observe(r.version); // so this node's next write is newer than anything it held
-        store.apply(r);
-      }, clock.wallMs(), config.tombstoneTtlMs);
-    } catch (e) {
-      disk.close();
-      throw e;
-    } finally {
-      loading = false;
-    }
-  }
   const cluster = new Cluster({
     config,
     store,
@@ -151,17 +113,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }),
     durableThroughMs: disk && (() => disk.durableThroughMs),
   });
-  const items = new Items(
-    store,
-    clock,
-    config,
-    (record) => cluster.replicator.enqueue(record),
-    () => cluster.checkWritable(),
-  );
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;
   const requests = new RequestStats();
-  const sweep = { failures: 0 };
+  const sweeper = new Sweeper(store, config, log.child("sweep")).start();
   const metrics = createMetrics({
     name: config.name,
     version: VERSION,
@@ -171,7 +126,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     cluster,
     ready: () => cluster.ready,
     persistenceFailures: disk && (() => disk.commitFailures),
-    sweepFailures: () => sweep.failures,
+    sweepFailures: () => sweeper.failures,
     authRefusals: () => ({
       client_unauthorized: refusals.clientUnauthorized,
       client_forbidden: refusals.clientForbidden,
@@ -182,12 +137,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   });
   const app: App = createApp({
     config,
-    store,
-    items,
+    service: new ItemsService({ items, store, cluster, durable, config }),
     cluster,
     isReady: () => cluster.ready,
     notReadyReason: () => cluster.notReadyReason(),
-    durable,
     version: VERSION,
     metrics: metrics.render,
     logger: log,
@@ -196,43 +149,17 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     // `server` is assigned by listen(); only requests it serves ask for their address.
     remoteAddress: (request) => server?.requestIP(request)?.address,
   });
-  /**
-   * Every request, over a socket or in process, is counted by route pattern and
-   * status here, around the app rather than in Elysia hooks: a hook runs inside
-   * every route's compiled handler and costs more (see docs/operations.md for the
-   * measurements); this costs two clock reads and two array increments.
-   */
-  const serveHttp = (incoming: Request): Response | Promise<Response> => {
-    const t0 = performance.now();
-    const request = withRoutableUrl(incoming);
-    const answer = app.fetch(request) as Response | Promise<Response>;
-    if (!(answer instanceof Promise)) {
-      answered(request, answer.status, t0);
-      return answer;
-    }
-    return answer.then(
-      (res) => {
-        answered(request, res.status, t0);
-        return res;
-      },
-      (e: unknown) => {
-        // Bun answers a rejected fetch with a 500; count it as one, then let it through.
-        answered(request, 500, t0);
-        throw e;
-      },
-    );
-  };
-  const refusalLog = rateLimitedRefusals(log.child("http"), () => clock.wallMs());
-  const answered = (request: Request, status: number, t0: number): void => {
-    requests.record(request.method, request.url, status, performance.now() - t0);
-    if (status !== 401 && status !== 403) return;
-    // Under a cluster secret the PeerGuard logs peer refusals itself, with their reason.
-    if (peerGuard && ROUTES[routeOf(request.url)]!.startsWith("/internal/")) return;
-    refusalLog(request, status, server?.requestIP(request)?.address);
-  };
+  const serveHttp = servingFetch({
+    fetch: (request) => app.fetch(request) as Response | Promise<Response>,
+    requests,
+    log: log.child("http"),
+    wallMs: () => clock.wallMs(),
+    peerGuarded: peerGuard !== undefined,
+    remoteAddress: (request) => server?.requestIP(request)?.address,
+  });
   let started: Promise<void> | undefined;
-  const sweeper = startSweeper(store, config, log.child("sweep"), sweep);
-  let server: ReturnType<typeof Bun.serve> | undefined;
+  let server: Server | undefined;
+  let url = "";
   let closed = false;
 
   const bucket = (name: string = DEFAULT_BUCKET): BucketHandle => ({
@@ -261,21 +188,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       // As Redis does: a node started with --insecure says what it is exposed to, once.
       const accepted = config.insecure && !server ? protectedModeProblem({ ...config, insecure: false }) : undefined;
       if (accepted) log.child("security").warn("protected mode is off (--insecure)", { risk: accepted });
-      if (!server) {
-        server = Bun.serve({
-          hostname: config.host,
-          port: config.port,
-          fetch: serveHttp,
-          // No cap here: /load streams a backup of any size, and Bun's cap counts
-          // streamed bodies too. Every route that reads a body caps it (http/limits.ts).
-          maxRequestBodySize: requestLimits(config).serverBodyBytes,
-          // Seconds a keep-alive connection may stay silent between requests.
-          idleTimeout: Math.ceil(config.idleTimeoutMs / 1000),
-          tls: tls.cert === undefined ? undefined : { cert: tls.cert, key: tls.key },
-        });
-      }
+      if (!server) ({ server, url } = startServer(config, tls, serveHttp));
       const port = server.port!;
-      const url = `${tls.cert === undefined ? "http" : "https"}://${urlHost(config.host)}:${port}`;
       started ??= cluster.start(url);
       try {
         await started;
@@ -285,7 +199,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       }
       return { url, port };
     },
-    durable: () => disk?.durable() ?? Promise.resolve(),
+    durable: core.durable,
     members: () => cluster.status().members,
     status: () => cluster.status(),
     ready: () => cluster.ready,
@@ -303,65 +217,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       await server?.stop(true);
       server = undefined;
       cluster.close();
-      clearInterval(sweeper);
-      disk?.close(); // flushes: a clean stop loses nothing under any fsync policy
+      sweeper.stop();
+      core.close(); // flushes: a clean stop loses nothing under any fsync policy
     },
   };
 }
-
-/** Client refusal lines, rate-limited per remote address (see lineLimiter): a client retrying a bad token must not flood the log. */
-function rateLimitedRefusals(log: Logger, wallMs: () => number) {
-  const limit = lineLimiter(wallMs);
-  return (request: Request, status: number, remote: string | undefined): void => {
-    const key = remote ?? "in-process";
-    limit(key, (alsoRefusedSinceLastLine) =>
-      log.warn("auth refusal", { status, method: request.method, route: ROUTES[routeOf(request.url)], remote: key, alsoRefusedSinceLastLine }),
-    );
-  };
-}
-
-/**
- * Runs the store's bounded sweep on a timer. Like Redis's active expiry, a tick
- * that finds a quarter of its budget expired runs again, up to four times, so a
- * mass expiry is cleared quickly without one long pause.
- */
-function startSweeper(store: Store, config: NodeConfig, log: Logger, counts: { failures: number }): ReturnType<typeof setInterval> {
-  const timer = setInterval(() => {
-    try {
-      for (let round = 0; round < 4; round++) {
-        if (store.sweep(config.sweepBudget) < config.sweepBudget / 4) break;
-      }
-    } catch (e) {
-      // The next tick tries again; a store that throws here is a bug worth a line each time.
-      counts.failures++;
-      log.error("sweep failed", { failures: counts.failures, error: e });
-    }
-  }, config.sweepIntervalMs);
-  timer.unref?.();
-  return timer;
-}
-
-/**
- * Elysia finds a request's path at the first "/" from index 11 of its URL (it
- * assumes an origin at least as long as "http://a.b"), and Bun builds the URL from
- * the client's Host header. A short one ("Host: a") would make Elysia route
- * another path than the one the URL names, while the token check, the metrics and
- * everything else read the real path: a request could pass the check as
- * "/internal/items/k" and be routed as "/items/k". Such a request is given a
- * canonical origin before anything looks at it. Normal hosts pay one indexOf.
- *
- * The URL is shadowed on the request itself rather than copied into a new Request:
- * a copy's streamed body never settled once a capped read cancelled it (a 4 MiB
- * chunked PUT waited out the body timeout, holding its buffers, instead of a 413),
- * and `server.requestIP` knows only the original object (refusal logs said
- * "in-process" for every short-Host client).
- */
-function withRoutableUrl(request: Request): Request {
-  const url = request.url;
-  const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-  if (pathStart >= 11) return request;
-  Object.defineProperty(request, "url", { value: `http://localhost${pathStart === -1 ? "/" : url.slice(pathStart)}` });
-  return request;
-}
-
-const urlHost = (host: string): string => (host.includes(":") && !host.startsWith("[") ? `[${host}]` : host);

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../src/core/clock.ts";
 import {
   MakhzenClient,
@@ -8,17 +8,11 @@ import {
   type MakhzenNode,
   type NodeOptions,
 } from "../src/index.ts";
+import { closeAfterEach } from "./support/cleanup.ts";
 
 const T0 = 1_700_000_000_000;
-const nodes: MakhzenNode[] = [];
-function start(options: NodeOptions = {}): MakhzenNode {
-  const node = createNode({ port: 0, ...options });
-  nodes.push(node);
-  return node;
-}
-afterEach(async () => {
-  await Promise.all(nodes.splice(0).map((n) => n.close()));
-});
+const track = closeAfterEach();
+const start = (options: NodeOptions = {}): MakhzenNode => track(createNode({ port: 0, ...options }));
 
 describe("embedding", () => {
   test("bucket get/set/delete/list", () => {

@@ -1,5 +1,4 @@
-import { recordId } from "./digest.ts";
-import type { StoredRecord } from "../core/record.ts";
+import { recordId, type StoredRecord } from "../core/record.ts";
 
 interface Waiter {
   version: string;

@@ -1,14 +1,15 @@
 import { batchBy, sendSplitting } from "./batch.ts";
-import type { NodeConfig } from "../config.ts";
-import { differing, GROUP_SIZE, hex, recordId, splitId, type Digest } from "./digest.ts";
+import type { ClusterConfig } from "./options.ts";
+import { differing, GROUP_SIZE, hex, type Digest } from "./digest.ts";
 import { LEAVES_PER_KEYS_REQUEST, type KeysEntry, type RecordRef } from "./protocol/messages.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { approxWireBytes, type StoredRecord } from "../core/record.ts";
+import { LogLimiter } from "../ops/log-limiter.ts";
+import { approxWireBytes, recordId, splitId, type StoredRecord } from "../core/record.ts";
 import type { ScanCursor, Store } from "../core/store.ts";
-import type { PeerAnswer, PeerOp, PeerRequest, PeerTransport } from "./protocol/transport.ts";
+import type { PeerAnswer, PeerOp, PeerRequest, PeerTransport } from "./protocol/peer-ops.ts";
 
 type AntiEntropyConfig = Pick<
-  NodeConfig,
+  ClusterConfig,
   "antiEntropyIntervalMs" | "antiEntropyMaxKeys" | "requestTimeoutMs" | "batchMaxRecords" | "batchMaxBytes"
 >;
 
@@ -119,6 +120,9 @@ export class AntiEntropy {
   readonly stats = { rounds: 0, failures: 0, pushed: 0, pulled: 0, refused: 0 };
   /** Per peer: when its last complete round started. */
   private readonly completed = new Map<string, number>();
+
+  /** Lines about records a peer keeps refusing, per peer (LOG_BUDGETS). */
+  private readonly lines = new LogLimiter(() => this.wallMs());
 
   constructor(private readonly deps: AntiEntropyDeps) {}
 
@@ -346,10 +350,11 @@ export class AntiEntropy {
           if (answer.tooNew?.length) this.deps.onNotHeld?.(answer.tooNew.flatMap((i) => (part[i] ? [part[i]] : [])));
         },
         (r, e) => {
-          // The first refusal, then one line per 100: each round offers the same records again.
-          if (this.stats.refused++ % 100 === 0) {
-            this.logger.warn("peer refused a record for good", { peer: peer.name, bucket: r.bucket, key: r.key.slice(0, 200), refused: this.stats.refused, error: e });
-          }
+          // Each round offers the same records again: one line per peer within the budget.
+          this.stats.refused++;
+          this.lines.line("antientropy.record-refused", peer.name, (suppressed) =>
+            this.logger.warn("peer refused a record for good", { peer: peer.name, bucket: r.bucket, key: r.key.slice(0, 200), refused: this.stats.refused, suppressed, error: e }),
+          );
         },
       );
     }

@@ -1,5 +1,5 @@
 import { MakhzenError } from "../errors.ts";
-import { PeerError } from "./protocol/transport.ts";
+import { PeerError } from "./protocol/peer-ops.ts";
 
 /**
  * Groups items under the replication batch limits, in order: at most `maxItems`

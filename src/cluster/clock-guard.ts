@@ -2,7 +2,7 @@ import type { Clock } from "../core/clock.ts";
 import { ClockOffsets, type ClockState, type OffsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { lineLimiter, type LineLimiter } from "../ops/security.ts";
+import { LogLimiter } from "../ops/log-limiter.ts";
 import { versionWallMs, type Version } from "../core/version.ts";
 
 export interface ClockGuardDeps {
@@ -73,13 +73,13 @@ export class ClockGuard {
   private base?: { wallMs: number; monoMs: number };
   private startedAtMs?: number;
   private servingAloneLogged = false;
-  private readonly logLine: LineLimiter;
+  private readonly lines: LogLimiter;
   private readonly logger: Logger;
   private refusedCount = 0;
 
   constructor(private readonly deps: ClockGuardDeps) {
     this.logger = deps.logger ?? silentLogger;
-    this.logLine = lineLimiter(() => deps.clock.wallMs());
+    this.lines = new LogLimiter(() => deps.clock.wallMs());
   }
 
   /** Records refused as stamped too far ahead, since start (for /metrics). */
@@ -138,7 +138,7 @@ export class ClockGuard {
     else if (stampAheadMs > FENCE_SHARE * maxOffsetMs) reason = "stamps";
     const fenced = reason !== undefined;
     if (fenced) {
-      this.logLine("fenced", (suppressed) =>
+      this.lines.line("clock.fenced", "", (suppressed) =>
         this.logger.error("CLOCK_OFFSET: this node's clock is not known to be within --max-clock-offset of the cluster's; refusing client writes", {
           reason,
           offsetMs,
@@ -222,7 +222,7 @@ export class ClockGuard {
     this.refusedCount++;
     if (this.refused.size >= REFUSED_MEMORY_MAX) this.refused.delete(this.refused.values().next().value!);
     this.refused.add(memo);
-    this.logLine("refused", (suppressed) =>
+    this.lines.line("clock.record-refused", "", (suppressed) =>
       this.logger.warn("refused a record stamped too far ahead of the cluster's clock, for good", {
         version,
         aheadMs: versionWallMs(version) - this.clusterNowMs(),

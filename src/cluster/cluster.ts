@@ -1,6 +1,6 @@
 import { AntiEntropy } from "./antientropy.ts";
 import type { Clock } from "../core/clock.ts";
-import type { NodeConfig } from "../config.ts";
+import type { ClusterOptions } from "./options.ts";
 import type { Digest } from "./digest.ts";
 import type { WireMember } from "./protocol/messages.ts";
 import { MakhzenError } from "../errors.ts";
@@ -8,21 +8,21 @@ import { silentLogger, type Logger } from "../ops/log.ts";
 import { Membership, type Member } from "./membership.ts";
 import type { MemberState } from "./protocol/messages.ts";
 import { createPeerService } from "./protocol/peer-service.ts";
-import type { StoredRecord } from "../core/record.ts";
+import { recordId, type StoredRecord } from "../core/record.ts";
 import { handOff } from "./handoff.ts";
 import { Replicator } from "./replicator.ts";
 import { Retraction } from "./retraction.ts";
 import { Stability } from "./stability.ts";
 import type { Store } from "../core/store.ts";
-import type { PeerService, PeerTransport } from "./protocol/transport.ts";
+import type { PeerService, PeerTransport } from "./protocol/peer-ops.ts";
 import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
-import { recordId } from "./digest.ts";
 import { applyRemote } from "./remote-records.ts";
 import type { ClockState } from "./clock-offset.ts";
 import { Consistency } from "./consistency.ts";
+import { clusterStats, type ClusterStats } from "./cluster-stats.ts";
 
 export interface ClusterDeps {
-  config: NodeConfig;
+  config: ClusterOptions;
   store: Store;
   digest: Digest;
   clock: Clock;
@@ -302,7 +302,7 @@ export class Cluster {
       antiEntropy: this.antiEntropy,
       wallMs: () => clock.wallMs(),
       drainTimeoutMs: config.drainTimeoutMs,
-      hasDataDir: config.dataDir !== undefined,
+      hasDataDir: this.deps.durableThroughMs !== undefined,
       logger: this.logger,
     });
   }
@@ -347,6 +347,11 @@ export class Cluster {
     }
     const { offsetMs, fenced, maxOffsetMs } = this.clockGuard.state();
     return { self: this.self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+  }
+
+  /** The numbers /metrics reads, as one plain snapshot (cluster-stats.ts). O(peers + queued records). */
+  stats(): ClusterStats {
+    return clusterStats(this);
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Membership } from "./membership.ts";
 import { compareRecords, type StoredRecord } from "../core/record.ts";
 import type { Replicator } from "./replicator.ts";
 import type { Store } from "../core/store.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 /** How many replicas must hold a write (or answer a read): `1`, `quorum`, `all` or a count. */
 export type Level = "quorum" | "all" | number;
@@ -18,7 +18,13 @@ export interface Concern {
 export const DEFAULT_CONSISTENCY_TIMEOUT_MS = 5000;
 const MAX_CONSISTENCY_TIMEOUT_MS = 60_000;
 
-/** Parses `w=`/`r=` and `timeout=`; undefined for the default (1: answer from this node alone). Pure. */
+/**
+ * Parses the text of a level (`1`, `quorum`, `all`, a count) and of its timeout in
+ * ms; undefined for the default (1: answer from this node alone). Pure, and the one
+ * syntax of levels whatever the front end: HTTP reads it from `?w=`/`?r=` and
+ * `&timeout=`, a Redis-protocol front end will from its command arguments. The
+ * service takes the parsed Concern, never the text.
+ */
 export function parseConcern(name: "w" | "r", raw: string | null | undefined, timeout: string | null | undefined): Concern | undefined {
   const timeoutMs = parseTimeout(timeout);
   if (raw === null || raw === undefined || raw === "" || raw === "1") return undefined;

@@ -1,4 +1,4 @@
-import type { RecordStamp } from "../core/record.ts";
+import { recordId, type RecordStamp } from "../core/record.ts";
 
 /**
  * The anti-entropy digest: a fingerprint of everything a node holds, cheap to
@@ -26,14 +26,6 @@ import type { RecordStamp } from "../core/record.ts";
 export const LEAVES = 4096;
 export const GROUP_SIZE = 64;
 export const GROUPS = LEAVES / GROUP_SIZE;
-
-/** `bucket \0 key`: bucket names never contain NUL, so the split is unambiguous. */
-export const recordId = (bucket: string, key: string): string => `${bucket}\u0000${key}`;
-
-export function splitId(id: string): { bucket: string; key: string } {
-  const at = id.indexOf("\u0000");
-  return { bucket: id.slice(0, at), key: id.slice(at + 1) };
-}
 
 const leafOfId = (id: string): number => Bun.hash.xxHash32(id) & (LEAVES - 1);
 
@@ -95,7 +87,9 @@ export class Digest {
   }
 }
 
+/** A 64-bit hash as 16 hex digits (JSON has no 64-bit integers); HASH_HEX_PATTERN is its shape. */
 export const hex = (h: bigint): string => h.toString(16).padStart(16, "0");
+export const HASH_HEX_PATTERN = /^[0-9a-f]{16}$/;
 
 /** Indices where two equal-length lists differ. */
 export function differing(a: readonly string[], b: readonly string[]): number[] {

@@ -1,9 +1,9 @@
-import type { NodeConfig } from "../config.ts";
+import type { ClusterConfig } from "./options.ts";
 import type { MemberState, WireMember } from "./protocol/messages.ts";
 
 /** The pure rules of membership, tested without timers (see membership.ts for the machine). */
 
-type SilenceConfig = Pick<NodeConfig, "suspectAfterMs" | "deadAfterMs"> & Partial<Pick<NodeConfig, "reapDeadAfterMs">>;
+type SilenceConfig = Pick<ClusterConfig, "suspectAfterMs" | "deadAfterMs"> & Partial<Pick<ClusterConfig, "reapDeadAfterMs">>;
 
 /**
  * The state a member is in after `silenceMs` without a word from it (pure, for
@@ -66,5 +66,5 @@ export function mustYield(mine: WireMember, other: WireMember, wasPaused: boolea
  * request timeout, but no longer than the silence that makes a member suspect, so a
  * hung member is found suspect on time. Pure.
  */
-export const probeTimeoutMs = (cfg: Pick<NodeConfig, "requestTimeoutMs" | "suspectAfterMs">): number =>
+export const probeTimeoutMs = (cfg: Pick<ClusterConfig, "requestTimeoutMs" | "suspectAfterMs">): number =>
   Math.min(cfg.requestTimeoutMs, Math.max(cfg.suspectAfterMs, 50));

@@ -1,13 +1,13 @@
 import type { OffsetSample } from "./clock-offset.ts";
-import type { NodeConfig } from "../config.ts";
+import type { ClusterConfig } from "./options.ts";
 import type { MakhzenError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { WireMember } from "./protocol/messages.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 /** The shapes around Membership (membership.ts): what it is given, what it tells. */
 
-export type MembershipConfig = Pick<NodeConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "reapDeadAfterMs" | "requestTimeoutMs">;
+export type MembershipConfig = Pick<ClusterConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "reapDeadAfterMs" | "requestTimeoutMs">;
 
 export interface Member extends WireMember {
   /**

@@ -1,13 +1,13 @@
-import type { NodeConfig } from "../config.ts";
+import type { ClusterConfig } from "./options.ts";
 import { MakhzenError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { isLive, mustYield, probeTimeoutMs } from "./membership-rules.ts";
 import type { WireMember } from "./protocol/messages.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 export interface NameClaimDeps {
   self: { name: string; url: string; incarnation: number };
-  config: Pick<NodeConfig, "suspectAfterMs" | "deadAfterMs" | "requestTimeoutMs">;
+  config: Pick<ClusterConfig, "suspectAfterMs" | "deadAfterMs" | "requestTimeoutMs">;
   /** To read other nodes' member lists (the read-only `members` op). */
   transport: PeerTransport;
   /**

@@ -1,5 +1,4 @@
-import { recordId } from "./digest.ts";
-import { compareRecords, type StoredRecord } from "../core/record.ts";
+import { compareRecords, recordId, type StoredRecord } from "../core/record.ts";
 import { versionWallMs } from "../core/version.ts";
 
 /** The state of one peer's outbound queue (see Replicator), and what can be read off it without I/O. */

@@ -1,10 +1,10 @@
 import { AckWaiters } from "./acks.ts";
 import { backoffDelayMs } from "./backoff.ts";
 import { batchBy, classifySendFailure, sendSplitting } from "./batch.ts";
-import type { NodeConfig } from "../config.ts";
-import { recordId } from "./digest.ts";
+import type { ClusterConfig } from "./options.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { approxWireBytes, compareRecords, type StoredRecord } from "../core/record.ts";
+import { LogLimiter, type LogBudgetName } from "../ops/log-limiter.ts";
+import { approxWireBytes, compareRecords, recordId, type StoredRecord } from "../core/record.ts";
 import {
   freshRecords,
   heldByNone,
@@ -18,10 +18,10 @@ import {
 } from "./peer-queue.ts";
 
 export type { PeerQueueStats } from "./peer-queue.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 type ReplicatorConfig = Pick<
-  NodeConfig,
+  ClusterConfig,
   | "requestTimeoutMs"
   | "backoffBaseMs"
   | "backoffMaxMs"
@@ -93,7 +93,12 @@ export class Replicator {
   /** Aborted by close(): batches in flight end at once. */
   private readonly abort = new AbortController();
 
-  constructor(private readonly deps: ReplicatorDeps) {}
+  /** Lines about a peer that keeps failing or refusing, per peer (LOG_BUDGETS). */
+  private readonly lines: LogLimiter;
+
+  constructor(private readonly deps: ReplicatorDeps) {
+    this.lines = new LogLimiter(() => deps.wallMs());
+  }
 
   addPeer(name: string, url: string): void {
     const q = this.peers.get(name);
@@ -258,14 +263,16 @@ export class Replicator {
     }
   }
 
-  /** Drops the whole queue and leaves the peer to anti-entropy. */
-  private drop(q: PeerQueue, why: string, fields: Record<string, unknown>, log = true): void {
+  /** Drops the whole queue and leaves the peer to anti-entropy. Logged every time, or within `budget` per peer. */
+  private drop(q: PeerQueue, why: string, fields: Record<string, unknown>, budget?: LogBudgetName): void {
     const records = q.pending.size;
     q.pending.clear();
     q.pendingBytes = 0;
     q.completeSinceMs = this.deps.wallMs();
     q.stats.overflows++;
-    if (log) this.logger.warn(why, { peer: q.name, records, overflows: q.stats.overflows, ...fields });
+    const line = (more: Record<string, unknown>) => this.logger.warn(why, { peer: q.name, records, overflows: q.stats.overflows, ...fields, ...more });
+    if (budget) this.lines.line(budget, q.name, (suppressed) => line({ suppressed }));
+    else line({});
     this.deps.onOverflow(q.name);
   }
 
@@ -321,15 +328,10 @@ export class Replicator {
         (out, e) => {
           done.add(out);
           q.completeSinceMs = this.deps.wallMs();
-          // The first refusal, then one line per 100: a peer with a lower limit may refuse many.
-          if (q.stats.refused++ % 100 !== 0) return;
-          this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", {
-            peer: q.name,
-            bucket: out.record.bucket,
-            key: out.record.key.slice(0, 200),
-            refused: q.stats.refused,
-            error: e,
-          });
+          q.stats.refused++;
+          this.lines.line("replicator.record-refused", q.name, (suppressed) =>
+            this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", { peer: q.name, bucket: out.record.bucket, key: out.record.key.slice(0, 200), refused: q.stats.refused, suppressed, error: e }),
+          );
         },
       );
       q.failures = 0;
@@ -340,19 +342,18 @@ export class Replicator {
       if (q.removed) return;
       if (classifySendFailure(e) === "misconfigured") {
         // Every batch would fail the same way until an operator fixes the cluster:
-        // holding a queue for it helps nobody. Backoff still applies; the first
-        // failure of a run is logged, then one in 50.
+        // holding a queue for it helps nobody. Backoff still applies.
         this.drop(
           q,
           "peer refuses our requests: queue dropped, anti-entropy will repair it once the configuration is fixed",
           { failures: q.failures, error: e },
-          q.failures === 1 || q.failures % 50 === 0,
+          "replicator.peer-refuses",
         );
       } else {
-        // First failure of a run, then one line per 50: a dead peer must not flood the log.
-        if (q.failures === 1 || q.failures % 50 === 0) {
-          this.logger.warn("send failed; retrying with backoff", { peer: q.name, failures: q.failures, error: e });
-        }
+        // A dead peer must not flood the log: one line per peer within the budget.
+        this.lines.line("replicator.send-failed", q.name, (suppressed) =>
+          this.logger.warn("send failed; retrying with backoff", { peer: q.name, failures: q.failures, suppressed, error: e }),
+        );
         for (const out of batch) {
           if (done.has(out)) continue;
           const id = recordId(out.record.bucket, out.record.key);
@@ -375,15 +376,16 @@ export class Replicator {
   }
 
   private tooNew(q: PeerQueue, refused: Set<Outgoing | undefined>): void {
-    // First refusal, then one line per 100: a node with a fast clock writes many.
-    if (q.stats.tooNew === 0 || Math.floor((q.stats.tooNew + refused.size) / 100) > Math.floor(q.stats.tooNew / 100)) {
+    q.stats.tooNew += refused.size;
+    // A node with a fast clock writes many: one line per peer within the budget.
+    this.lines.line("replicator.too-new", q.name, (suppressed) =>
       this.logger.warn("peer does not hold records within its clock bounds (stamped too far ahead, or superseded there by such a record); not acknowledged, dropped", {
         peer: q.name,
         refused: refused.size,
-        total: q.stats.tooNew + refused.size,
-      });
-    }
-    q.stats.tooNew += refused.size;
+        total: q.stats.tooNew,
+        suppressed,
+      }),
+    );
     q.completeSinceMs = this.deps.wallMs();
   }
 

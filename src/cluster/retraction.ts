@@ -1,7 +1,6 @@
 import type { ClockGuard } from "./clock-guard.ts";
-import { recordId } from "./digest.ts";
 import type { Logger } from "../ops/log.ts";
-import type { StoredRecord } from "../core/record.ts";
+import { recordId, type StoredRecord } from "../core/record.ts";
 import type { Store } from "../core/store.ts";
 import { versionNode } from "../core/version.ts";
 

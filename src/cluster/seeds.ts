@@ -1,14 +1,15 @@
-import type { NodeConfig } from "../config.ts";
+import type { ClusterConfig } from "./options.ts";
 import { MakhzenError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
+import { LogLimiter } from "../ops/log-limiter.ts";
 import type { Member } from "./membership-types.ts";
 import type { MembersAnswer, WireMember } from "./protocol/messages.ts";
-import type { PeerTransport } from "./protocol/transport.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
 
 export interface SeedsDeps {
   self: { url: string };
   transport: PeerTransport;
-  config: Pick<NodeConfig, "requestTimeoutMs">;
+  config: Pick<ClusterConfig, "requestTimeoutMs">;
   /** This node's claim, as a join sends it. */
   selfWire: () => WireMember;
   /** The members known now (which seeds to join through again depends on them). */
@@ -33,7 +34,12 @@ export class Seeds {
   /** A seed refused our name: joining again cannot succeed until an operator renames the node. */
   private refused = false;
 
-  constructor(private readonly deps: SeedsDeps) {}
+  /** "seed did not answer", per seed (LOG_BUDGETS). */
+  private readonly lines: LogLimiter;
+
+  constructor(private readonly deps: SeedsDeps) {
+    this.lines = new LogLimiter(() => deps.wallMs());
+  }
 
   /** The seeds, this node's own URL left out. */
   get all(): readonly string[] {
@@ -108,8 +114,9 @@ export class Seeds {
           if (e.code === "NAME_TAKEN") this.refused = true;
           throw e;
         }
-        // Retried every heartbeat until one answers: the first miss and then one in 60 are worth a line.
-        if (this.misses++ % 60 === 0) this.deps.logger.warn("seed did not answer", { seed, misses: this.misses, error: e });
+        // Retried every heartbeat until one answers: one line per seed within the budget.
+        this.misses++;
+        this.lines.line("seeds.no-answer", seed, (suppressed) => this.deps.logger.warn("seed did not answer", { seed, misses: this.misses, suppressed, error: e }));
       }
     }
     return false;

@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.ts";
-import type { NodeConfig } from "../config.ts";
+import type { ItemsOptions } from "./options.ts";
 import { MakhzenError } from "../errors.ts";
-import { BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
 import { parseVersion, type Version } from "./version.ts";
@@ -44,7 +44,7 @@ export class Items {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-    private readonly config: NodeConfig,
+    private readonly config: ItemsOptions,
     private readonly onWrite: (record: StoredRecord) => void = () => {},
     private readonly mayWrite: () => void = () => {},
   ) {}
@@ -160,7 +160,7 @@ export class Items {
   private checkBucket(bucket: string): void {
     if (bucket === DEFAULT_BUCKET) return; // the hot path: /items/...
     if (typeof bucket !== "string" || !BUCKET_PATTERN.test(bucket)) {
-      throw new MakhzenError("INVALID_BUCKET", `bucket name must match [A-Za-z0-9_.-]{1,64}`);
+      throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
     }
   }
 

@@ -28,7 +28,19 @@ export interface Item {
 }
 
 export const DEFAULT_BUCKET = "default";
-export const BUCKET_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+/** What a bucket name may be, as a rule for error messages; BUCKET_PATTERN is it whole. */
+export const BUCKET_NAME_RULE = "[A-Za-z0-9_.-]{1,64}";
+export const BUCKET_PATTERN = new RegExp(`^${BUCKET_NAME_RULE}$`);
+/** The largest key a node may be configured to take (--max-key-bytes), in bytes; peers take keys up to it. */
+export const KEY_BYTES_CEILING = 64 * 1024;
+
+/** `bucket \0 key`: bucket names never contain NUL (BUCKET_PATTERN), so the split is unambiguous. */
+export const recordId = (bucket: string, key: string): string => `${bucket}\u0000${key}`;
+
+export function splitId(id: string): { bucket: string; key: string } {
+  const at = id.indexOf("\u0000");
+  return { bucket: id.slice(0, at), key: id.slice(at + 1) };
+}
 
 /** Characters of a record's key and value: what every size estimate of a record is built on. */
 export const payloadLength = (r: StoredRecord): number => r.key.length + (r.value === null ? 0 : r.value.length);

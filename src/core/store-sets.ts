@@ -1,7 +1,9 @@
+import { LruList, type LruLinks } from "./lru.ts";
+
 /**
- * Two small structures the Store keeps entries in, apart from the keyspace: each
- * answers "which entries need this kind of attention" (records with a TTL, cached
- * views) without a walk over the whole store. Tombstones are in an LruList (lru.ts).
+ * The small structures the Store keeps entries in, apart from the keyspace: each
+ * answers "which entries need this kind of attention" (records with a TTL,
+ * tombstones, cached views) without a walk over the whole store.
  */
 
 /**
@@ -114,5 +116,69 @@ export class ViewCache<E extends ViewSlot> {
     live.forEach((entry, i) => (entry.viewAt = this.base + i));
     this.queue = live;
     this.head = 0;
+  }
+}
+
+/**
+ * Tombstones in the order the store took them in (about their age), and where the
+ * sweep goes on among them. An LruList on the entries' own links (lru.ts says why
+ * not a Set): the sweep walks a bounded step at a time from where it stopped,
+ * `reserve` and the cap look at the oldest. Every operation is O(1), a walk
+ * O(budget).
+ */
+export class TombstoneQueue<E extends LruLinks> {
+  private readonly list = new LruList<E>();
+  private count = 0;
+  /** Where the next walk goes on; undefined: start over at the oldest. */
+  private cursor?: E;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Adds a tombstone as the youngest. It must not be in the queue (remove it first). */
+  add(entry: E): void {
+    this.list.touch(entry);
+    this.count++;
+  }
+
+  /** Takes a tombstone out, moving the walk's cursor past it first. */
+  remove(entry: E): void {
+    if (this.cursor === entry) this.cursor = this.list.newer(entry);
+    this.list.unlink(entry);
+    this.count--;
+  }
+
+  oldest(): E | undefined {
+    return this.list.oldest();
+  }
+
+  /** The tombstone taken in after `entry`; undefined at the young end. */
+  newer(entry: E): E | undefined {
+    return this.list.newer(entry);
+  }
+
+  /**
+   * Visits up to `budget` tombstones from where the last walk stopped, starting
+   * over at the oldest at most once per call (so a few tombstones are not rescanned
+   * in a loop). `visit` may remove the tombstone it is given. Returns how many were
+   * visited.
+   */
+  walk(budget: number, visit: (entry: E) => void): number {
+    let looked = 0;
+    let wrapped = false;
+    while (looked < budget && this.count > 0) {
+      const entry = this.cursor;
+      if (entry === undefined) {
+        if (wrapped) break;
+        wrapped = true;
+        this.cursor = this.list.oldest();
+        continue;
+      }
+      this.cursor = this.list.newer(entry);
+      looked++;
+      visit(entry);
+    }
+    return looked;
   }
 }

@@ -2,7 +2,7 @@ import { MakhzenError } from "../errors.ts";
 import { LruList, type LruLinks } from "./lru.ts";
 import { Keyspace, type BucketStats, type KeyspaceEntry, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 import { compareRecords, contentHash, isExpired, payloadLength, type RecordStamp, type StoredRecord } from "./record.ts";
-import { ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
+import { TombstoneQueue, ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
 import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { versionWallMs } from "./version.ts";
 
@@ -36,10 +36,7 @@ export class Store {
   /** Live records with a TTL: what the sweep looks at for expiry. */
   private readonly ttl = new WalkedSet<Entry>();
   /** Tombstones, in the order this store took them in (about their age): what the sweep, `reserve` and the cap purge. */
-  private readonly tombstones = new LruList<Entry>();
-  private tombCount = 0;
-  /** Where the sweep goes on in `tombstones`; undefined: start over at the oldest. */
-  private tombCursor?: Entry;
+  private readonly tombstones = new TombstoneQueue<Entry>();
   /** What a reader built from a record (see getView), per entry; dropped when the record changes, and first under pressure. */
   private readonly views = new ViewCache<Entry>();
   private used = 0;
@@ -161,7 +158,7 @@ export class Store {
   }
 
   get tombstoneCount(): number {
-    return this.tombCount;
+    return this.tombstones.size;
   }
 
   /** Estimated bytes of the cached views (see getView). */
@@ -244,27 +241,16 @@ export class Store {
   sweep(budget: number): number {
     const now = this.opts.clock.wallMs();
     let changed = 0;
-    const seen = this.ttl.walk(this.tombCount === 0 ? budget : Math.ceil(budget / 2), (entry) => {
+    const seen = this.ttl.walk(this.tombstones.size === 0 ? budget : Math.ceil(budget / 2), (entry) => {
       if (!isExpired(entry.record, now)) return;
       this.expireToTombstone(entry);
       changed++;
     });
-    // The tombstones, from where the last sweep stopped, starting over at most once per call.
-    let wrapped = false;
-    for (let looked = 0; looked < budget - seen && this.tombCount > 0; ) {
-      const entry = this.tombCursor;
-      if (entry === undefined) {
-        if (wrapped) break;
-        wrapped = true;
-        this.tombCursor = this.tombstones.oldest();
-        continue;
-      }
-      this.tombCursor = this.tombstones.newer(entry);
-      looked++;
-      if (!this.isSafeToDrop(entry.record, now)) continue;
+    this.tombstones.walk(budget - seen, (entry) => {
+      if (!this.isSafeToDrop(entry.record, now)) return;
       this.purge(entry);
       changed++;
-    }
+    });
     return changed;
   }
 
@@ -334,19 +320,10 @@ export class Store {
     }
     // One set of links, two lists: a live entry is in the LRU (under lru), a
     // tombstone in `tombstones`. A newer delete moves to the young end.
-    if (wasTomb) this.untomb(entry);
+    if (wasTomb) this.tombstones.remove(entry);
     else if (wasLive) this.lru.unlink(entry);
-    if (isTomb) {
-      this.tombstones.touch(entry);
-      this.tombCount++;
-    } else if (this.opts.eviction === "lru") this.lru.touch(entry);
-  }
-
-  /** Takes a tombstone out of `tombstones`, moving the sweep's cursor past it first. */
-  private untomb(entry: Entry): void {
-    if (this.tombCursor === entry) this.tombCursor = this.tombstones.newer(entry);
-    this.tombstones.unlink(entry);
-    this.tombCount--;
+    if (isTomb) this.tombstones.add(entry);
+    else if (this.opts.eviction === "lru") this.lru.touch(entry);
   }
 
   /** One tombstone safe to drop among the oldest few, purged; false when none is. */
@@ -412,7 +389,7 @@ export class Store {
     this.tombBytes -= entry.bytes;
     this.keyspace.count(bucket, -entry.bytes, 0);
     this.keyspace.remove(entry);
-    this.untomb(entry);
+    this.tombstones.remove(entry);
     this.opts.onChange?.(bucket, key, prev, undefined);
   }
 }

@@ -15,12 +15,16 @@ export const WALL_DIGITS = 15;
 export const COUNTER_DIGITS = 6;
 export const MAX_COUNTER = 10 ** COUNTER_DIGITS - 1;
 
+/** The longest node name, in characters. */
+export const NODE_NAME_MAX = 128;
 /** Node names appear inside versions and ETags, so they exclude quotes, spaces and commas. */
-export const NODE_NAME_PATTERN = /^[A-Za-z0-9_.:@\[\]-]{1,128}$/;
-
-const VERSION_PATTERN = new RegExp(
-  `^(\\d{${WALL_DIGITS}})-(\\d{${COUNTER_DIGITS}})-([A-Za-z0-9_.:@\\[\\]-]{1,128})$`,
-);
+const NODE_NAME = `[A-Za-z0-9_.:@\\[\\]-]{1,${NODE_NAME_MAX}}`;
+/** A whole node name (config validates --name with it; the peer protocol its members' names). */
+export const NODE_NAME_PATTERN = new RegExp(`^${NODE_NAME}$`);
+/** A whole version string; its groups are wallMs, counter and node name (parseVersion). */
+export const VERSION_PATTERN = new RegExp(`^(\\d{${WALL_DIGITS}})-(\\d{${COUNTER_DIGITS}})-(${NODE_NAME})$`);
+/** The longest version string, in characters. */
+export const VERSION_MAX_LENGTH = WALL_DIGITS + 1 + COUNTER_DIGITS + 1 + NODE_NAME_MAX;
 
 export interface VersionParts {
   wallMs: number;

@@ -1,5 +1,5 @@
-import { bearerToken, secretMatcher } from "../cluster/protocol/signing.ts";
 import type { Refusals } from "../ops/security.ts";
+import { bearerToken, tokenAccess } from "../ops/tokens.ts";
 import { errorResponse } from "./errors.ts";
 
 export interface ClientAuthOptions {
@@ -29,15 +29,15 @@ export interface ClientAuthOptions {
  */
 export function clientAuth(opts: ClientAuthOptions) {
   const { refusals } = opts;
-  const isToken = secretMatcher(opts.token);
-  const isReadToken = opts.readToken === undefined ? undefined : secretMatcher(opts.readToken);
+  const accessOf = tokenAccess(opts.token, opts.readToken);
   return ({ request }: { request: Request }): Response | undefined => {
     const path = pathOf(request.url);
     if (path === "/healthz" || path === "/readyz") return undefined;
     if (opts.peerApiGuarded && path.startsWith("/internal/")) return undefined;
     const given = bearerToken(request.headers.get("authorization"));
-    if (isToken(given)) return undefined;
-    if (isReadToken?.(given) && !path.startsWith("/internal/")) {
+    const access = accessOf(given);
+    if (access === "write") return undefined;
+    if (access === "read" && !path.startsWith("/internal/")) {
       if (request.method === "GET" || request.method === "HEAD") return undefined;
       refusals.clientForbidden++;
       return errorResponse(403, "FORBIDDEN", `the read token cannot ${request.method} ${path}; use the token that may write`);

@@ -1,32 +1,4 @@
-import { MakhzenError, type ErrorCode } from "../errors.ts";
-
-/** The one place domain error codes become HTTP statuses. */
-export const STATUS: Record<ErrorCode, number> = {
-  BAD_REQUEST: 400,
-  VALIDATION: 422,
-  INVALID_UNICODE: 422,
-  INVALID_KEY: 400,
-  INVALID_BUCKET: 400,
-  KEY_TOO_LARGE: 413,
-  VALUE_TOO_LARGE: 413,
-  BODY_TOO_LARGE: 413,
-  NOT_FOUND: 404,
-  PRECONDITION_FAILED: 412,
-  OUT_OF_MEMORY: 507,
-  INVALID_CONFIG: 400,
-  DATA_DIR: 500,
-  UNAVAILABLE: 503,
-  REPLICATION_TIMEOUT: 504,
-  NAME_TAKEN: 409,
-  CLOCK_OFFSET: 503,
-  PROTOCOL_VERSION: 400,
-  UNAUTHORIZED: 401,
-  FORBIDDEN: 403,
-  CLUSTER_AUTH: 401,
-  REQUEST_TIMEOUT: 408,
-  // Never an HTTP answer: listen() refuses before there is a server.
-  PROTECTED_MODE: 500,
-};
+import { HTTP_STATUS, type MakhzenError } from "../errors.ts";
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
@@ -35,7 +7,7 @@ export function errorResponse(status: number, code: string, message: string): Re
 }
 
 export function domainErrorResponse(e: MakhzenError): Response {
-  return errorResponse(STATUS[e.code] ?? 400, e.code, e.message);
+  return errorResponse(HTTP_STATUS[e.code] ?? 400, e.code, e.message);
 }
 
 /** A validation failure as one readable line: where, and what was expected. */

@@ -1,26 +1,18 @@
 import { Elysia, t } from "elysia";
 import { MakhzenError } from "../errors.ts";
 import { decodeUtf8, tooLarge, withDeadline } from "./body.ts";
-import type { Items } from "../core/items.ts";
 import { WireRecord, checker } from "../cluster/protocol/messages.ts";
-import { BUCKET_PATTERN, type StoredRecord } from "../core/record.ts";
-import type { ScanCursor, Store } from "../core/store.ts";
+import type { StoredRecord } from "../core/record.ts";
+import type { ItemsService, LoadCounts } from "../service.ts";
 
 export interface TransferDeps {
-  store: Store;
-  items: Items;
+  service: ItemsService;
   /** Longest NDJSON line accepted by /load, in bytes (see limits.ts). */
   maxLineBytes: number;
   /** Longest silence of a /load body between two reads, in ms: a restore has no total cap, in bytes or in time. */
   idleTimeoutMs: number;
-  /** Whether a loaded version is one the cluster refuses (too far ahead of its clock: Cluster.refusesVersion). */
-  refusesVersion: (version: string, bucket: string, key: string) => boolean;
-  /** When set, a load answers only after this resolves (fsync=always). */
-  durable?: () => Promise<void>;
 }
 
-/** Records per scan step of a dump: bounds the memory a dump holds at once. */
-const DUMP_PAGE = 1000;
 const NDJSON = "application/x-ndjson";
 const checkRecord = checker(WireRecord, "record");
 
@@ -33,13 +25,7 @@ export function transferRoutes(deps: TransferDeps) {
   return new Elysia({ name: "transfer" })
     .get(
       "/dump",
-      ({ query }) => {
-        const bucket = query.bucket;
-        if (bucket !== undefined && !BUCKET_PATTERN.test(bucket)) {
-          throw new MakhzenError("INVALID_BUCKET", "bucket name must match [A-Za-z0-9_.-]{1,64}");
-        }
-        return new Response(dumpStream(deps.store, bucket), { headers: { "content-type": NDJSON } });
-      },
+      ({ query }) => new Response(ndjsonStream(deps.service.dump(query.bucket)), { headers: { "content-type": NDJSON } }),
       {
         query: t.Object({ bucket: t.Optional(t.String()) }),
         detail: { summary: "Every record (tombstones included) as NDJSON, streamed", tags: ["backup"] },
@@ -48,18 +34,10 @@ export function transferRoutes(deps: TransferDeps) {
     .post(
       "/load",
       async ({ request }) => {
-        const counts = { loaded: 0, skipped: 0 };
+        const counts: LoadCounts = { loaded: 0, skipped: 0 };
         // No body (or Content-Length: 0) is an empty load. (`new ReadableStream()` stood in
         // for a missing body here, and it never ends: such a load was never answered.)
-        if (request.body) {
-          try {
-            await loadLines(request.body, deps, counts);
-          } finally {
-            // Loaded records (and, after a bad line, those before it, which stand) are
-            // on disk before the answer says so under fsync=always.
-            await deps.durable?.();
-          }
-        }
+        if (request.body) await loadLines(request.body, deps, counts);
         return counts;
       },
       {
@@ -73,13 +51,15 @@ export function transferRoutes(deps: TransferDeps) {
 }
 
 /**
- * Imports every line of an NDJSON body in order, counting into `counts`. The first
- * bad line (or a body that stalls, or a line over the limit) stops the load with
- * an error naming its line and how many records before it were loaded.
+ * Loads every line of an NDJSON body in order through the service, counting into
+ * `counts`. The first bad line (or a body that stalls, or a line over the limit)
+ * stops the load with an error naming its line and how many records before it were
+ * loaded; those stand, and are durable before the error is answered (the service
+ * waits for that either way).
  */
-async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, counts: { loaded: number; skipped: number }): Promise<void> {
+async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, counts: LoadCounts): Promise<void> {
   let line = 0;
-  try {
+  async function* records(): AsyncGenerator<StoredRecord> {
     for await (const bytes of lines(body, deps.maxLineBytes, deps.idleTimeoutMs)) {
       line++;
       const text = decodeUtf8(bytes, "record");
@@ -90,9 +70,11 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
       } catch {
         throw new MakhzenError("BAD_REQUEST", "not valid JSON");
       }
-      if (deps.items.importRecord(checkRecord(parsed) as StoredRecord, deps.refusesVersion)) counts.loaded++;
-      else counts.skipped++;
+      yield checkRecord(parsed) as StoredRecord;
     }
+  }
+  try {
+    await deps.service.load(records(), counts);
   } catch (e) {
     if (!(e instanceof MakhzenError)) throw e;
     const code = e.code === "VALIDATION" ? "BAD_REQUEST" : e.code;
@@ -102,18 +84,14 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
   }
 }
 
-function dumpStream(store: Store, bucket: string | undefined): ReadableStream<Uint8Array> {
-  let after: ScanCursor | undefined = bucket === undefined ? undefined : { bucket, key: "" };
+/** A dump's pages as NDJSON bytes, one record a line; pull-based: the next page is scanned only when the client has read the last. */
+function ndjsonStream(pages: Iterator<StoredRecord[]>): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   return new ReadableStream({
-    // Pull-based: the next page is scanned only when the client has read the last.
     pull(controller) {
-      const page = store.scan(after, DUMP_PAGE);
-      const inBucket = bucket === undefined ? page : page.filter((r) => r.bucket === bucket);
-      if (inBucket.length > 0) controller.enqueue(encoder.encode(inBucket.map((r) => JSON.stringify(r)).join("\n") + "\n"));
-      if (page.length < DUMP_PAGE || inBucket.length < page.length) return controller.close();
-      const last = page[page.length - 1]!;
-      after = { bucket: last.bucket, key: last.key };
+      const next = pages.next();
+      if (next.done) return controller.close();
+      controller.enqueue(encoder.encode(next.value.map((r) => JSON.stringify(r)).join("\n") + "\n"));
     },
   });
 }

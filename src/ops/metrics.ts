@@ -1,5 +1,5 @@
-import { Counter, Gauge, Registry, type Metric } from "prom-client";
-import type { Cluster } from "../cluster/cluster.ts";
+import { Counter, Gauge, Registry } from "prom-client";
+import type { ClusterStats } from "../cluster/cluster-stats.ts";
 import type { MemberState } from "../cluster/protocol/messages.ts";
 import { LATENCY_BUCKETS_S, type RequestStats } from "./request-stats.ts";
 import type { Store } from "../core/store.ts";
@@ -15,7 +15,8 @@ export interface MetricsSources {
   /** The data budget (0 = unlimited). */
   maxMemoryBytes: number;
   requests: RequestStats;
-  cluster: Cluster;
+  /** The cluster's numbers, read once per scrape (Cluster.stats). */
+  cluster: { stats(): ClusterStats };
   ready: () => boolean;
   /** Group commits to the data dir that failed (absent without one). */
   persistenceFailures?: () => number;
@@ -31,7 +32,6 @@ export interface Metrics {
   /** The Prometheus text exposition of every metric, read now. */
   render(): Promise<string>;
   readonly contentType: string;
-  readonly registry: Registry;
 }
 
 const STATES: readonly MemberState[] = ["alive", "suspect", "dead", "left"];
@@ -39,12 +39,13 @@ const STATES: readonly MemberState[] = ["alive", "suspect", "dead", "left"];
 /**
  * The node's metrics in Prometheus text format, every name prefixed `makhzen_`.
  *
- * prom-client is only the registry and the text format here: each metric has a
- * `collect()` that reads the owning module's numbers at scrape time (the store's
- * bucket stats, the replicator's per-peer counters, anti-entropy's totals,
- * membership's states, the request arrays). So the core modules never import
+ * prom-client is only the registry and the text format here, used through its
+ * public API: each metric has a `collect()` callback that reads the owning
+ * module's numbers at scrape time (the store's bucket stats, the cluster's
+ * snapshot, the request arrays) and sets them. So the core modules never import
  * prom-client and their hot paths pay nothing for metrics. A scrape costs a pass
- * over the buckets, the peers and the peer queues (see Replicator.stats).
+ * over the buckets, the peers and the peer queues (see Cluster.stats). The one
+ * exception is the latency histogram (see latencyText).
  */
 export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry();
@@ -86,7 +87,6 @@ export function createMetrics(src: MetricsSources): Metrics {
   total("http_requests_total", "HTTP requests answered, by route pattern, method and status.", ["route", "method", "status"], (set) => {
     for (const c of src.requests.counted()) set(c.count, { route: c.route, method: c.method, status: String(c.status) });
   });
-  registry.registerMetric(requestLatency(src.requests));
 
   // ---- data ----
   const buckets = oncePerScrape(() => src.store.bucketStats());
@@ -124,9 +124,10 @@ export function createMetrics(src: MetricsSources): Metrics {
   gauge("process_start_time_seconds", "When the node was created, in seconds since the epoch.", [], (g) => g.set(startSeconds));
 
   // ---- replication, per peer ----
-  const peers = oncePerScrape(() => src.cluster.replicator.stats());
+  const cluster = oncePerScrape(() => src.cluster.stats());
+  const peers = () => cluster().peers;
   gauge("peer_queue_records", "Records a peer has not acknowledged: queued, or in a batch in flight.", ["peer"], (g) => {
-    for (const p of peers()) g.set({ peer: p.name }, src.cluster.replicator.queueSize(p.name));
+    for (const p of peers()) g.set({ peer: p.name }, p.queueRecords);
   });
   gauge("peer_queue_oldest_age_seconds", "Age of the oldest record a peer has not acknowledged (0 when none).", ["peer"], (g) => {
     for (const p of peers()) g.set({ peer: p.name }, p.oldestAgeMs / 1000);
@@ -151,7 +152,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   });
 
   // ---- anti-entropy ----
-  const ae = () => src.cluster.antiEntropy.stats;
+  const ae = () => cluster().antiEntropy;
   total("antientropy_rounds_total", "Anti-entropy rounds started (digest comparisons with one peer).", [], (set) => set(ae().rounds));
   total("antientropy_records_refused_total", "Records a peer refused for good when anti-entropy pushed them.", [], (set) => set(ae().refused));
   total("antientropy_failures_total", "Anti-entropy rounds that failed (peer unreachable or refused).", [], (set) => set(ae().failures));
@@ -163,32 +164,30 @@ export function createMetrics(src: MetricsSources): Metrics {
   // ---- membership ----
   gauge("members", "Members by state as this node sees them, itself included (alive).", ["state"], (g) => {
     const counts = Object.fromEntries(STATES.map((s) => [s, 0])) as Record<MemberState, number>;
-    for (const m of src.cluster.status().members) counts[m.state]++;
+    counts.alive++; // this node
+    for (const m of cluster().members) counts[m.state]++;
     for (const s of STATES) g.set({ state: s }, counts[s]);
   });
   gauge("member_state", "1 for the state each other member is in, 0 for the others.", ["member", "state"], (g) => {
-    for (const m of src.cluster.membership.list()) for (const s of STATES) g.set({ member: m.name, state: s }, m.state === s ? 1 : 0);
+    for (const m of cluster().members) for (const s of STATES) g.set({ member: m.name, state: s }, m.state === s ? 1 : 0);
   });
-  total("heartbeat_failures_total", "Heartbeats (gossip probes) to members that failed.", [], (set) => set(src.cluster.membership.heartbeatFailures));
+  total("heartbeat_failures_total", "Heartbeats (gossip probes) to members that failed.", [], (set) => set(cluster().heartbeatFailures));
   total("replication_refused_records_total", "Records from peers refused for good as stamped more than --max-clock-offset ahead of the cluster's median clock.", [], (set) =>
-    set(src.cluster.refusedForDrift),
+    set(cluster().refusedTooNew),
   );
 
   // ---- clocks ----
   total("records_retracted_total", "Writes this node stamped too far ahead of the cluster's clock and gave up (lost; see docs/replication.md).", [], (set) =>
-    set(src.cluster.retraction.retracted),
+    set(cluster().retracted),
   );
   gauge("clock_offset_ms", "This node's clock minus the median of the cluster's clocks (its own included), in ms.", [], (g) =>
-    g.set(src.cluster.clockGuard.state().offsetMs),
+    g.set(cluster().clock.offsetMs),
   );
   gauge("clock_fenced", "1 while this node refuses writes because its clock is past --max-clock-offset from the median.", [], (g) =>
-    g.set(src.cluster.clockGuard.state().fenced ? 1 : 0),
+    g.set(cluster().clock.fenced ? 1 : 0),
   );
   gauge("member_clock_offset_ms", "Each member's clock minus this node's, measured by heartbeats, in ms.", ["member"], (g) => {
-    for (const m of src.cluster.membership.list()) {
-      const o = src.cluster.clockGuard.offsetOf(m.name);
-      if (o !== null) g.set({ member: m.name }, o);
-    }
+    for (const m of cluster().members) if (m.clockOffsetMs !== null) g.set({ member: m.name }, m.clockOffsetMs);
   });
 
   // ---- background work ----
@@ -204,13 +203,13 @@ export function createMetrics(src: MetricsSources): Metrics {
     });
   }
 
-  return { registry, contentType: registry.contentType, render: () => registry.metrics() };
+  return { contentType: registry.contentType, render: async () => (await registry.metrics()) + "\n" + latencyText(src.requests) };
 }
 
 /**
  * `read`, called at most once per scrape however many metrics use it: the registry
  * runs every metric's collect() in the same synchronous turn, so the value is
- * dropped at the next microtask. (Replicator.stats() walks every peer queue.)
+ * dropped at the next microtask. (Cluster.stats() walks every peer queue.)
  */
 function oncePerScrape<T>(read: () => T): () => T {
   let cached: { value: T } | undefined;
@@ -224,33 +223,25 @@ function oncePerScrape<T>(read: () => T): () => T {
 }
 
 /**
- * makhzen_http_request_duration_seconds, read from RequestStats's arrays. prom-client's
- * Histogram can only be fed one observation at a time (the hot-path cost we avoid),
- * so this is a metric object of the shape the registry reads (`name`, `type`, `get()`
- * answering what Histogram.get() answers): the registry still writes the text.
+ * makhzen_http_request_duration_seconds, in the Prometheus text format, from
+ * RequestStats's arrays. prom-client's Histogram takes one observation at a time
+ * (the hot-path cost RequestStats avoids: bench/metrics-overhead.ts) and has no
+ * public way to be given counts already bucketed, so this one family is written
+ * here, after the registry's, as the exposition format defines it: HELP, TYPE,
+ * then per series the cumulative `_bucket`s up to +Inf, `_sum` and `_count`.
  */
-function requestLatency(requests: RequestStats): Metric {
+function latencyText(requests: RequestStats): string {
   const name = "makhzen_http_request_duration_seconds";
-  const help = "Time from receiving a request to having its response, by route pattern and method.";
   const les = [...LATENCY_BUCKETS_S.map(String), "+Inf"];
-  const metric = {
-    name,
-    help,
-    type: "histogram",
-    aggregator: "sum",
-    labelNames: ["route", "method"],
-    collect: undefined,
-    reset() {},
-    async get() {
-      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-      for (const l of requests.latencies()) {
-        const labels = { route: l.route, method: l.method };
-        l.buckets.forEach((n, i) => values.push({ labels: { le: les[i]!, ...labels }, value: n, metricName: `${name}_bucket` }));
-        values.push({ labels, value: l.sum, metricName: `${name}_sum` });
-        values.push({ labels, value: l.count, metricName: `${name}_count` });
-      }
-      return { name, help, type: "histogram", aggregator: "sum", values };
-    },
-  };
-  return metric as unknown as Metric;
+  const lines = [
+    `# HELP ${name} Time from receiving a request to having its response, by route pattern and method.`,
+    `# TYPE ${name} histogram`,
+  ];
+  // Route patterns and methods come from closed sets (ROUTES, METHODS) with nothing to escape.
+  for (const l of requests.latencies()) {
+    const labels = `route="${l.route}",method="${l.method}"`;
+    l.buckets.forEach((n, i) => lines.push(`${name}_bucket{le="${les[i]}",${labels}} ${n}`));
+    lines.push(`${name}_sum{${labels}} ${l.sum}`, `${name}_count{${labels}} ${l.count}`);
+  }
+  return lines.join("\n") + "\n";
 }

@@ -1,4 +1,4 @@
-import { PEER_OPS } from "../cluster/protocol/transport.ts";
+import { PEER_OPS } from "../cluster/protocol/peer-ops.ts";
 
 /**
  * Request counts and latencies by route pattern, kept in plain arrays.

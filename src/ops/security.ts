@@ -1,15 +1,10 @@
-import { readFileSync } from "node:fs";
-import { PeerSigner, SIGNATURE_HEADERS } from "../cluster/protocol/signing.ts";
-import type { WallClock } from "../core/clock.ts";
 import type { NodeConfig } from "../config.ts";
-import { MakhzenError } from "../errors.ts";
-import type { Logger } from "./log.ts";
 
 /**
- * What a node refuses and why, in one place: protected mode (what it will not
- * listen on without credentials), the TLS material it loads, and the PeerGuard
- * that signs and checks every peer request and answer under a cluster secret.
- * Nothing here knows HTTP frameworks; src/http/ and src/transport.ts call in.
+ * What a node refuses and why: protected mode (what it will not listen on without
+ * credentials) and the counters of refused requests. Client tokens are matched in
+ * tokens.ts, peer requests signed and checked in src/cluster/protocol/signing.ts
+ * (PeerGuard), TLS files read in tls.ts. Nothing here knows HTTP frameworks.
  */
 
 /** Live refusal counters, read by /cluster and by metrics. Only ever incremented. */
@@ -27,6 +22,9 @@ export interface Refusals {
 export const newRefusals = (): Refusals => ({ clientUnauthorized: 0, clientForbidden: 0, peerRequests: 0, peerAnswers: 0 });
 
 // ---- protected mode ----
+
+/** What protected mode looks at. */
+export type ProtectedModeConfig = Pick<NodeConfig, "insecure" | "host" | "token" | "clusterSecret" | "peers" | "advertise">;
 
 /** Loopback as protected mode means it: 127.0.0.0/8, ::1 and localhost. */
 export function isLoopbackHost(host: string): boolean {
@@ -46,7 +44,7 @@ const urlIsLoopback = (u: string): boolean => isLoopbackHost(new URL(u).hostname
  * feed it writes through /internal/records, or read it all through /internal/scan.
  * `insecure` accepts both risks. Pure: tested without sockets.
  */
-export function protectedModeProblem(config: NodeConfig): string | undefined {
+export function protectedModeProblem(config: ProtectedModeConfig): string | undefined {
   if (config.insecure) return undefined;
   const exposed = !isLoopbackHost(config.host);
   if (exposed && config.token === undefined) {
@@ -68,143 +66,3 @@ export function protectedModeProblem(config: NodeConfig): string | undefined {
   return undefined;
 }
 
-// ---- TLS ----
-
-export interface TlsMaterial {
-  /** PEM certificate chain and key served by this node; absent: plain http. */
-  cert?: string;
-  key?: string;
-  /** PEM CA bundle trusted for peers' certificates; absent: the system's CAs. */
-  ca?: string;
-}
-
-/** Reads the TLS files named in the config; throws INVALID_CONFIG naming the option and the path. */
-export function loadTls(config: NodeConfig): TlsMaterial {
-  const read = (field: string, path: string | undefined): string | undefined => {
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path, "utf8");
-    } catch (e) {
-      throw new MakhzenError("INVALID_CONFIG", `${field} "${path}" cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
-  };
-  return { cert: read("tlsCertFile", config.tlsCertFile), key: read("tlsKeyFile", config.tlsKeyFile), ca: read("tlsCaFile", config.tlsCaFile) };
-}
-
-// ---- the cluster secret ----
-
-export interface PeerGuardOptions {
-  secret: string;
-  wallClock: WallClock;
-  refusals: Refusals;
-  /** One warning per refusal: route, from, reason (rate limited per peer and reason). */
-  log: Logger;
-  /** A signature this far from our clock is refused, in ms (clock skew plus transit). */
-  replayWindowMs?: number;
-}
-
-/** One log line per (peer, reason) at most this often, in ms: a rogue retrying every heartbeat must not flood the log. */
-const LOG_EVERY_MS = 10_000;
-/** Distinct (peer, reason) pairs whose last log time is remembered; past it the memory starts over. */
-const LOG_KEYS_MAX = 1000;
-/** Refusal lines in all per LOG_EVERY_MS, whatever the number of keys. */
-const LOG_LINES_PER_WINDOW = 20;
-
-/**
- * Authenticates the peer protocol with a shared secret. Requests are signed by
- * the caller and checked by the receiver before their body is parsed; answers are
- * signed by the receiver, bound to the request's nonce, and checked by the caller.
- * So a node that cannot prove the secret can neither join, nor inject records, nor
- * get anything out of a secured node: it is never told about members, and since it
- * never becomes one, no record is ever sent to it.
- * Contract: `check*` returns normally or throws CLUSTER_AUTH after counting and
- * logging the refusal; nothing else throws.
- */
-export class PeerGuard {
-  private readonly signer: PeerSigner;
-  private readonly logLine: LineLimiter;
-
-  constructor(private readonly opts: PeerGuardOptions) {
-    this.signer = new PeerSigner({ secret: opts.secret, replayWindowMs: opts.replayWindowMs });
-    this.logLine = lineLimiter(opts.wallClock);
-  }
-
-  /** Headers that sign a POST of `body` to `path` (e.g. /internal/records). */
-  signRequest(path: string, body: string): Record<string, string> {
-    return this.signer.sign("POST", path, body, this.opts.wallClock());
-  }
-
-  /** Cheap first check, before a body is read: a request without a signature is refused unread. */
-  checkSigned(path: string, headers: Headers, from: string | undefined): void {
-    if (headers.get(SIGNATURE_HEADERS.signature) === null) this.refuse("request", path, from, "unsigned request (no cluster secret?)");
-    const pre = this.signer.precheck(headers, this.opts.wallClock());
-    if (!pre.ok) this.refuse("request", path, from, pre.reason);
-  }
-
-  checkRequest(path: string, body: string, headers: Headers, from: string | undefined): void {
-    const v = this.signer.verify("POST", path, body, headers, this.opts.wallClock());
-    if (!v.ok) this.refuse("request", path, from, v.reason);
-  }
-
-  /** Headers that sign an answer to the request that carried `requestHeaders`. */
-  signAnswer(path: string, requestHeaders: Headers, body: string): Record<string, string> {
-    return this.signer.sign("ANSWER", answerPath(path, requestHeaders.get(SIGNATURE_HEADERS.nonce)), body, this.opts.wallClock());
-  }
-
-  /** Checks an answer against the nonce of the request we signed (`sent`). */
-  checkAnswer(path: string, sent: Record<string, string>, body: string, headers: Headers, from: string): void {
-    const v = this.signer.verify("ANSWER", answerPath(path, sent[SIGNATURE_HEADERS.nonce] ?? null), body, headers, this.opts.wallClock());
-    if (!v.ok) this.refuse("answer", path, from, v.reason === "missing signature headers" ? "unsigned answer (no cluster secret?)" : v.reason);
-  }
-
-  private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
-    if (kind === "request") this.opts.refusals.peerRequests++;
-    else this.opts.refusals.peerAnswers++;
-    this.logLine(`${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
-      this.opts.log.warn(`refused peer ${kind}`, { route: path, from: from ?? "unknown", reason, alsoRefusedSinceLastLine }),
-    );
-    throw new MakhzenError("CLUSTER_AUTH", `peer ${kind} refused: ${reason}`);
-  }
-
-}
-
-export type LineLimiter = (key: string, emit: (suppressed: number) => void) => void;
-
-/**
- * Lets one log line per key through every LOG_EVERY_MS, and at most
- * LOG_LINES_PER_WINDOW lines in all, counting what it held back, so a client
- * retrying a bad token, a rogue peer, or a client cycling through source
- * addresses (a new key each time) cannot flood the log. Memory is bounded: past
- * LOG_KEYS_MAX keys the oldest is forgotten.
- */
-export function lineLimiter(wallMs: () => number): LineLimiter {
-  const last = new Map<string, { at: number; suppressed: number }>(); // in order of last line
-  let windowStart = -Infinity;
-  let linesInWindow = 0;
-  let heldBackInAll = 0; // held back by the overall cap: told on the next line that goes out
-  return (key, emit) => {
-    const now = wallMs();
-    const seen = last.get(key);
-    if (seen && now - seen.at < LOG_EVERY_MS) {
-      seen.suppressed++;
-      return;
-    }
-    if (now - windowStart >= LOG_EVERY_MS) {
-      windowStart = now;
-      linesInWindow = 0;
-    }
-    if (linesInWindow >= LOG_LINES_PER_WINDOW) {
-      heldBackInAll++;
-      return;
-    }
-    linesInWindow++;
-    if (seen) last.delete(key);
-    else if (last.size >= LOG_KEYS_MAX) last.delete(last.keys().next().value!);
-    last.set(key, { at: now, suppressed: 0 });
-    emit((seen?.suppressed ?? 0) + heldBackInAll);
-    heldBackInAll = 0;
-  };
-}
-
-/** An answer is signed over its route and the nonce of the request it answers, so it cannot be replayed to another request. */
-const answerPath = (path: string, nonce: string | null): string => `${path}#${nonce ?? ""}`;

@@ -3,8 +3,8 @@ import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { recordId } from "../cluster/digest.ts";
-import type { StoredRecord } from "../core/record.ts";
+import { LogLimiter } from "../ops/log-limiter.ts";
+import { recordId, type StoredRecord } from "../core/record.ts";
 import { versionWallMs } from "../core/version.ts";
 
 export type FsyncPolicy = "always" | "everysec" | "no";
@@ -52,8 +52,9 @@ export class Persistence {
   private scheduled = false;
   private waiters: (() => void)[] = [];
   private failures = 0;
-  /** Failed commits since the last one that succeeded: a failing disk is logged once, then one line in 60, then its recovery. */
+  /** Failed commits since the last one that succeeded: a failing disk is logged within its budget (LOG_BUDGETS), then its recovery. */
   private failingRun = 0;
+  private readonly lines = new LogLimiter(() => this.now());
   /** The one pending retry of a failed commit under `always` (never more than one). */
   private retryTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
@@ -256,7 +257,10 @@ export class Persistence {
       this.failingRun = 0;
     } catch (e) {
       this.failures++;
-      if (this.failingRun++ % 60 === 0) log.error("commit failed; will retry", { dir: this.opts.dir, failedInARow: this.failingRun, error: errText(e) });
+      this.failingRun++;
+      this.lines.line("persistence.commit-failed", "", (suppressed) =>
+        log.error("commit failed; will retry", { dir: this.opts.dir, failedInARow: this.failingRun, suppressed, error: errText(e) }),
+      );
       // Writers under `always` keep waiting: their write is not durable. Retry soon,
       // with one timer whatever the number of failed commits (writes that arrive
       // meanwhile join the pending batch; close() cancels it).

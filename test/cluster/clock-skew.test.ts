@@ -4,9 +4,14 @@ import { ClockGuard } from "../../src/cluster/clock-guard.ts";
 import { median, offsetSample, selfOffsetMs } from "../../src/cluster/clock-offset.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { formatVersion, versionWallMs } from "../../src/core/version.ts";
-import { core, joined, until, type Core } from "../support/core.ts";
+import { core as newCore, joined, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 /** A core whose wall clock runs `skewMs` off real time. */
 const skewed = (name: string, net: MemoryTransport, skewMs: number) => core(name, net, {}, { wall: () => Date.now() + skewMs });
@@ -157,7 +162,7 @@ describe("clock skew in a cluster (in process)", () => {
     await joined(nodes);
     // One more heartbeat each, so every node has measured every other.
     for (const n of nodes) n.cluster.membership.tick();
-    await until(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+    await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
   };
   const closeAll = () => {
     for (const n of started.splice(0)) n.cluster.close();
@@ -181,7 +186,7 @@ describe("clock skew in a cluster (in process)", () => {
       expect(Math.abs(c.cluster.status().clock.offsetMs - 90_000)).toBeLessThan(100);
       // It keeps applying replicated records (a's write reaches it).
       const r = a.write("k", "from-a");
-      await until(() => c.store.getRecord("default", "k")?.version === r.version);
+      await eventually(() => c.store.getRecord("default", "k")?.version === r.version);
     } finally {
       closeAll();
     }
@@ -196,7 +201,7 @@ describe("clock skew in a cluster (in process)", () => {
       expect(codeOf(() => slow.cluster.checkWritable())).toBe("CLOCK_OFFSET");
       expect(codeOf(() => a.cluster.checkWritable())).toBeUndefined();
       const r = a.write("k", "honest");
-      await until(() => slow.store.getRecord("default", "k")?.version === r.version);
+      await eventually(() => slow.store.getRecord("default", "k")?.version === r.version);
       // a never observed a version from the fast node's future.
       expect(a.clock.highWaterMs() - Date.now()).toBeLessThan(1000);
       expect(versionWallMs(a.clock.now()) - Date.now()).toBeLessThan(1000);
@@ -226,7 +231,7 @@ describe("clock skew in a cluster (in process)", () => {
       expect(b.store.getRecord("default", "k")?.version).toBe(r.version);
 
       // Once real time has passed its stamp, the same record is still refused.
-      await until(() => Date.now() > versionWallMs(ahead.version) + 100, 5000);
+      await eventually(() => Date.now() > versionWallMs(ahead.version) + 100, { timeoutMs: 5000 });
       expect(a.cluster.applyRemote([ahead]).tooNew).toEqual([0]);
       expect(a.store.getRecord("default", "k")?.value).toBe("from-a");
       expect(a.cluster.refusedForDrift).toBe(1); // one record, counted once however often it is offered
@@ -257,17 +262,17 @@ describe("a write stamped in a clock jump does not outlive it", () => {
     try {
       await joined(nodes);
       for (const n of nodes) n.cluster.membership.tick();
-      await until(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+      await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
       jump = 1500; // c's wall clock steps ahead; it stamps one write before anything notices
       const ahead = c.write("k", "from-c");
       // The first peer to refuse it makes c give it up; the other may never even be sent it.
-      await until(() => a.cluster.refusedForDrift + b.cluster.refusedForDrift > 0);
-      await until(() => c.store.getRecord("default", "k") === undefined);
+      await eventually(() => a.cluster.refusedForDrift + b.cluster.refusedForDrift > 0);
+      await eventually(() => c.store.getRecord("default", "k") === undefined);
       expect(c.cluster.retraction.retracted).toBe(1);
       const honest = a.write("k", "from-a"); // acknowledged by a and b, as w=quorum would
-      await until(() => b.store.get("default", "k")?.version === honest.version);
+      await eventually(() => b.store.get("default", "k")?.version === honest.version);
       // Real time passes c's stamp: nobody holds it to offer any more, and a node that never saw it cannot get it.
-      await until(() => Date.now() > versionWallMs(ahead.version) + 100, 5000);
+      await eventually(() => Date.now() > versionWallMs(ahead.version) + 100, { timeoutMs: 5000 });
       jump = 0;
       for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url }).catch(() => {});
       expect(nodes.map((n) => n.store.get("default", "k")?.value)).toEqual(["from-a", "from-a", "from-a"]);

@@ -2,8 +2,13 @@ import { parseConcern } from "../../src/cluster/consistency.ts";
 import { describe, expect, test } from "bun:test";
 import { mergeDecision, stateAfterSilence } from "../../src/cluster/membership.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
-import { core, dump, until, type Core } from "../support/core.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { core as newCore, dump, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 describe("membership maths", () => {
   const cfg = { suspectAfterMs: 500, deadAfterMs: 1500 };
@@ -36,12 +41,11 @@ describe("cluster core over an in-memory network", () => {
     expect(await c.cluster.membership.join([a.url])).toBe(true);
     // c learned b from a's answer; b learns c from c's first heartbeat.
     c.cluster.membership.tick();
-    await until(() => nodes.every((n) => n.cluster.status().members.length === 3));
+    await eventually(() => nodes.every((n) => n.cluster.status().members.length === 3));
     const dup = core("b", net, {}, { url: "mem://b2" });
     await dup.cluster.start(dup.url);
     await expect(dup.cluster.membership.join([a.url])).rejects.toThrow(/"b" is already taken by mem:\/\/b/);
     expect(a.cluster.membership.get("b")!.url).toBe("mem://b");
-    for (const n of [...nodes, dup]) n.cluster.close();
   });
 
   test("anti-entropy moves only the differing records: 100k keys, 10 differ", async () => {
@@ -101,7 +105,7 @@ describe("cluster core over an in-memory network", () => {
     await b.cluster.membership.join([a.url]);
     await c.cluster.membership.join([a.url]);
     c.cluster.membership.tick();
-    await until(() => nodes.every((n) => n.cluster.membership.reachable().length === 2));
+    await eventually(() => nodes.every((n) => n.cluster.membership.reachable().length === 2));
     const old: StoredRecord = { bucket: "default", key: "k", value: "old", version: a.clock.now() };
     for (const n of nodes) n.store.apply(old);
     const newest: StoredRecord = { bucket: "default", key: "k", value: "new", version: b.clock.now() };
@@ -109,8 +113,7 @@ describe("cluster core over an in-memory network", () => {
     const concern = parseConcern("r", "all", "1000")!;
     await a.cluster.consistency.repairRead("default", "k", concern);
     expect(a.store.getRecord("default", "k")!.value).toBe("new");
-    await until(() => c.store.getRecord("default", "k")!.value === "new");
-    for (const n of nodes) n.cluster.close();
+    await eventually(() => c.store.getRecord("default", "k")!.value === "new");
   });
 
   test("a tombstone past its grace period is not resurrected on a node that purged it", async () => {
@@ -129,14 +132,13 @@ describe("cluster core over an in-memory network", () => {
     net.cut(b.url);
     for (let i = 0; i < 100; i++) a.write("hot", `v${i}`);
     a.write("other", "x");
-    await until(() => a.cluster.replicator.stats()[0]!.failed > 0);
+    await eventually(() => a.cluster.replicator.stats()[0]!.failed > 0);
     expect(a.cluster.replicator.queueSize("b")).toBeLessThanOrEqual(2);
     net.heal(b.url);
     a.cluster.replicator.wake("b");
-    await until(() => a.cluster.replicator.drained(["b"]) && b.store.recordCount === 2);
+    await eventually(() => a.cluster.replicator.drained(["b"]) && b.store.recordCount === 2);
     expect(b.store.getRecord("default", "hot")!.value).toBe("v99");
     expect(dump(a)).toEqual(dump(b));
-    a.cluster.close();
   });
 
   test("past its bound a queue is dropped and anti-entropy is asked to repair the peer", async () => {
@@ -152,9 +154,8 @@ describe("cluster core over an in-memory network", () => {
     expect(a.cluster.replicator.queueSize("b")).toBeLessThanOrEqual(10);
     net.heal(b.url);
     await a.cluster.antiEntropy.syncWith({ name: "b", url: b.url });
-    await until(() => a.cluster.replicator.drained(["b"]));
+    await eventually(() => a.cluster.replicator.drained(["b"]));
     expect(dump(a)).toEqual(dump(b));
-    a.cluster.close();
   });
 
   test("acks for w=: resolved by the peer's answer, or short at the timeout", async () => {
@@ -171,7 +172,6 @@ describe("cluster core over an in-memory network", () => {
     const t0 = Date.now();
     expect(await a.cluster.replicator.waitForAcks(r2, 2, 200)).toBe(1);
     expect(Date.now() - t0).toBeLessThan(1000);
-    a.cluster.close();
   });
 
   test("chaos: lost requests, lost answers and delays; queues alone still converge every replica", async () => {
@@ -189,12 +189,11 @@ describe("cluster core over an in-memory network", () => {
     }
     net.chaos = { failRate: 0, maxDelayMs: 0, random };
     for (const n of nodes) for (const p of nodes) if (p !== n) n.cluster.replicator.wake(p.name);
-    await until(() => nodes.every((n) => n.cluster.replicator.drained(["a", "b", "c"])), 10_000);
+    await eventually(() => nodes.every((n) => n.cluster.replicator.drained(["a", "b", "c"])), { timeoutMs: 10_000 });
     const [da, db, dc] = nodes.map(dump);
     expect(db).toEqual(da!);
     expect(dc).toEqual(da!);
     expect(nodes[0]!.cluster.replicator.stats().some((s) => s.failed > 0)).toBe(true);
-    for (const n of nodes) n.cluster.close();
   });
 
   test("records stamped too far ahead of this clock are refused", () => {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { Digest, differing, GROUPS, LEAVES, leafOf, recordId, splitId } from "../../src/cluster/digest.ts";
+import { Digest, differing, GROUPS, LEAVES, leafOf } from "../../src/cluster/digest.ts";
+import { recordId, splitId } from "../../src/core/record.ts";
 import { contentHash, type RecordStamp } from "../../src/core/record.ts";
 
 /** A stamp of version n holding `value`. */

@@ -4,18 +4,22 @@ import { MakhzenError } from "../../src/errors.ts";
 import { Membership, mergeDecision, mustYield, type MembershipEvents } from "../../src/cluster/membership.ts";
 import type { Logger } from "../../src/ops/log.ts";
 import type { WireMember } from "../../src/cluster/protocol/messages.ts";
-import { MemoryTransport, type PeerService } from "../../src/cluster/protocol/transport.ts";
-import { core, dump, joined, memoryLogger, until, type Core } from "../support/core.ts";
+import { FAST_TIMINGS } from "../../src/config.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { type PeerService } from "../../src/cluster/protocol/peer-ops.ts";
+import { core as newCore, dump, joined, memoryLogger, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
 
-/** The membership timings of these tests, in ms. */
-const TIMINGS = { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 };
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 /** The process "b" at mem://b1, an old one (incarnation 10), on a manual clock that is also its monotonic one. */
 function processB(net: MemoryTransport, wall: ManualWallClock, extra: { logger?: Logger; nameTaken?: MembershipEvents["nameTaken"] } = {}) {
   return new Membership({
     self: { name: "b", url: "mem://b1", incarnation: 10 },
     transport: net,
-    config: TIMINGS,
+    config: FAST_TIMINGS,
     wallMs: wall.read,
     monoMs: wall.read,
     logger: extra.logger,
@@ -84,13 +88,13 @@ describe("duplicate names, in process", () => {
       // The survivors hold b1 as b, and converge to identical full dumps (b2's writes were handed off).
       net.unregister(b2.url);
       const live = [a, c, b1];
-      await until(() => live.every((n) => n.cluster.membership.get("b")?.url !== "mem://b2" || n.name === "b"), 5000);
+      await eventually(() => live.every((n) => n.cluster.membership.get("b")?.url !== "mem://b2" || n.name === "b"), { timeoutMs: 5000 });
       // Anti-entropy (every 500 ms in the fast preset) repairs what replication did not carry.
-      await until(() => {
+      await eventually(() => {
         for (const n of live) n.cluster.membership.tick();
         const d = JSON.stringify(dump(a));
         return live.every((n) => JSON.stringify(dump(n)) === d) && dump(a).length === 41;
-      }, 10_000);
+      }, { timeoutMs: 10_000 });
       expect(a.cluster.membership.get("b")!.url).toBe("mem://b1");
       expect(c.cluster.membership.get("b")!.url).toBe("mem://b1");
     } finally {
@@ -125,7 +129,7 @@ describe("duplicate names, in process", () => {
       wall.advance(5000);
       expect(() => m.handleGossip(x, [])).toThrow(/checking that its name/);
       m.tick(); // reads x's member list instead of heartbeats: b is mem://b2 there
-      await until(() => taken.length > 0);
+      await eventually(() => taken.length > 0);
       expect(taken[0]).toContain("now held by mem://b2");
       expect(m.nameLost).toBe(true);
       expect(logger.lines.some((l) => l.level === "error" && l.msg.startsWith("NAME_TAKEN"))).toBe(true);
@@ -140,7 +144,7 @@ describe("duplicate names, in process", () => {
     const other = new Membership({
       self: { name: "x", url: "mem://x", incarnation: 1 },
       transport: net,
-      config: TIMINGS,
+      config: FAST_TIMINGS,
       wallMs: wall.read,
       events: { added() {}, recovered() {}, left() {}, moved() {} },
     });
@@ -155,7 +159,7 @@ describe("duplicate names, in process", () => {
       m.tick();
       wall.advance(5000);
       m.tick();
-      await until(() => !m.nameLost && (() => {
+      await eventually(() => !m.nameLost && (() => {
         try {
           m.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, []);
           return true;

@@ -1,6 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
-import { core, joined, memoryLogger, until, type Core } from "../support/core.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { core as newCore, joined, memoryLogger, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 describe("a graceful stop hands off what only this node holds", () => {
   test("records a live peer lost to a queue overflow are handed to it before the node leaves", async () => {
@@ -15,7 +20,7 @@ describe("a graceful stop hands off what only this node holds", () => {
       for (let i = 0; i < 20; i++) a.write(`k${i}`, "v");
       expect(a.cluster.replicator.stats().find((q) => q.name === "b")?.overflows).toBeGreaterThan(0);
       // The round the overflow asked for has failed; the next periodic one is 500 ms away.
-      await until(() => a.cluster.antiEntropy.stats.failures > 0);
+      await eventually(() => a.cluster.antiEntropy.stats.failures > 0);
       net.heal(b.url);
       await a.cluster.leave();
       // Right away, not eventually: leave() resolved only after b held them.
@@ -68,7 +73,7 @@ describe("a graceful stop hands off what only this node holds", () => {
       net.heal(c.url);
       c.cluster.membership.tick(); // c answers a's next heartbeat
       a.cluster.membership.tick();
-      await until(() => a.cluster.membership.get("c")?.state === "alive" && a.cluster.membership.get("b")?.state === "dead");
+      await eventually(() => a.cluster.membership.get("c")?.state === "alive" && a.cluster.membership.get("b")?.state === "dead");
       await a.cluster.leave();
       expect(c.store.getRecord("default", "only-for-b")?.value).toBe("v");
     } finally {

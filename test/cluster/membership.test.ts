@@ -1,11 +1,14 @@
+import { FAST_TIMINGS } from "../../src/config.ts";
 import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../../src/core/clock.ts";
 import { Membership, type Member } from "../../src/cluster/membership.ts";
 import type { WireMember } from "../../src/cluster/protocol/messages.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import type { Logger } from "../../src/ops/log.ts";
-import { MemoryTransport, type PeerService } from "../../src/cluster/protocol/transport.ts";
-import { memoryLogger, until } from "../support/core.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { type PeerService } from "../../src/cluster/protocol/peer-ops.ts";
+import { memoryLogger } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
 
 /** A Membership on a manual clock; nothing answers its probes unless a test registers peers on `net`. */
 function membership(wall = new ManualWallClock(), net = new MemoryTransport(), logger?: Logger) {
@@ -14,7 +17,7 @@ function membership(wall = new ManualWallClock(), net = new MemoryTransport(), l
     self: { name: "a", url: "mem://a", incarnation: 1 },
     transport: net,
     logger,
-    config: { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 },
+    config: FAST_TIMINGS,
     wallMs: wall.read,
     events: {
       added: (x: Member) => void events.push(`added ${x.name}`),
@@ -40,7 +43,7 @@ describe("membership", () => {
     const { m, wall, events } = membership(undefined, net);
     m.handleGossip(member("b"), []);
     expect(events).toEqual(["added b"]);
-    wall.advance(600);
+    wall.advance(FAST_TIMINGS.suspectAfterMs + 100);
     m.tick();
     expect(m.get("b")!.state).toBe("suspect");
     m.handleGossip(member("b"), []); // a suspect member's own heartbeat is enough
@@ -53,7 +56,7 @@ describe("membership", () => {
     expect(m.get("b")!.state).toBe("dead");
     net.register("mem://b", { gossip: () => ({ members: [member("b")] }) } as unknown as PeerService);
     m.tick();
-    await until(() => m.get("b")!.state === "alive");
+    await eventually(() => m.get("b")!.state === "alive");
     expect(events).toEqual(["added b", "recovered b", "recovered b"]);
   });
 
@@ -141,12 +144,11 @@ describe("membership", () => {
   test("after a partition longer than reapDeadAfterMs, the sides find each other again through the seeds", async () => {
     const net = new MemoryTransport();
     const wall = new ManualWallClock();
-    const config = { heartbeatIntervalMs: 100, suspectAfterMs: 500, deadAfterMs: 1500, reapDeadAfterMs: 5000, requestTimeoutMs: 1000 };
     const node = (name: string) => {
       const m = new Membership({
         self: { name, url: `mem://${name}`, incarnation: 1 },
         transport: net,
-        config,
+        config: FAST_TIMINGS,
         wallMs: wall.read,
         events: { added: () => {}, recovered: () => {}, left: () => {}, moved: () => {} },
       });
@@ -172,7 +174,7 @@ describe("membership", () => {
     expect([a.get("b")!.state, a.get("c")!.state, b.get("a")!.state, c.get("a")!.state]).toEqual(["left", "left", "left", "left"]);
     expect(b.get("c")!.state).toBe("alive");
     for (const u of ["mem://a", "mem://b", "mem://c"]) net.heal(u);
-    await until(() => {
+    await eventually(() => {
       for (const m of [a, b, c]) m.tick();
       return [a.get("b"), a.get("c"), b.get("a"), c.get("a")].every((x) => x!.state === "alive");
     });
@@ -188,7 +190,7 @@ describe("membership", () => {
     m.handleGossip(member("x", { url: "mem://s" }), []);
     m.handleLeave("x", 1);
     m.tick();
-    await until(() => joins === 1); // x left: its seed is joined through again
+    await eventually(() => joins === 1); // x left: its seed is joined through again
     m.handleGossip(member("y", { url: "mem://s" }), []);
     for (let i = 0; i < 3; i++) {
       m.tick();
@@ -225,7 +227,7 @@ describe("membership", () => {
     expect(await slow.m.join(["mem://seed"])).toBe(false);
     net.heal("mem://seed");
     for (let i = 0; i < 5; i++) slow.m.tick();
-    await until(() => joins === 1);
+    await eventually(() => joins === 1);
     for (let i = 0; i < 5; i++) slow.m.tick();
     expect(joins).toBe(1);
     hang();

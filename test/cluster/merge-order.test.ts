@@ -1,13 +1,18 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { compareListed } from "../../src/cluster/antientropy.ts";
-import { HybridClock, ManualWallClock } from "../../src/core/clock.ts";
-import { Digest, hex } from "../../src/cluster/digest.ts";
+import { ManualWallClock } from "../../src/core/clock.ts";
+import { hex } from "../../src/cluster/digest.ts";
+import { resolveConfig } from "../../src/config.ts";
+import { createCore } from "../../src/create-core.ts";
 import { compareRecords, contentHash, type StoredRecord } from "../../src/core/record.ts";
-import { Store } from "../../src/core/store.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { formatVersion } from "../../src/core/version.ts";
-import { core, dump } from "../support/core.ts";
+import { core as newCore, dump } from "../support/core.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 /**
  * Two processes under one node name stamp the same version for different writes.
@@ -18,15 +23,9 @@ import { core, dump } from "../support/core.ts";
 
 const T0 = 1_700_000_000_000;
 
+/** A store and the digest it keeps current, as every node wires them (createCore). */
 function store(wall = new ManualWallClock(T0)) {
-  const digest = new Digest();
-  const s = new Store({
-    clock: new HybridClock("local", wall.read),
-    maxMemoryBytes: 0,
-    eviction: "noeviction",
-    tombstoneTtlMs: 24 * 60 * 60 * 1000,
-    onChange: (b, k, p, n) => digest.update(b, k, p, n),
-  });
+  const { store: s, digest } = createCore({ config: resolveConfig({ name: "local", port: 1, wallClock: wall.read }) });
   return { store: s, digest };
 }
 

@@ -5,8 +5,14 @@ import { resolveConfig } from "../../src/config.ts";
 import { INCOMPLETE_ROUND_PAUSE_MS } from "../../src/cluster/antientropy.ts";
 import { leafOf } from "../../src/cluster/digest.ts";
 import { LEAVES_PER_KEYS_REQUEST } from "../../src/cluster/protocol/messages.ts";
-import { MemoryTransport, PeerError, type PeerService } from "../../src/cluster/protocol/transport.ts";
-import { core, dump, joined, until, type Core } from "../support/core.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { PeerError, type PeerService } from "../../src/cluster/protocol/peer-ops.ts";
+import { core as newCore, dump, joined, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 /** Registers `svc` for `node` in place of its own service (a peer that misbehaves in one way). */
 function replaceService(net: MemoryTransport, node: Core, over: Partial<PeerService>): void {
@@ -30,7 +36,7 @@ describe("stopping", () => {
     for (let i = 0; i < 2000; i++) a.store.apply({ bucket: "default", key: `k${i}`, value: "v", version: a.clock.now() });
     net.chaos.maxDelayMs = 2;
     const copy = b.cluster.antiEntropy.fullCopy({ name: "a", url: a.url });
-    await until(() => b.store.recordCount > 0);
+    await eventually(() => b.store.recordCount > 0);
     b.cluster.close();
     const atClose = b.store.recordCount;
     await copy.catch(() => {});
@@ -47,10 +53,10 @@ describe("stopping", () => {
     const copy = b.cluster.antiEntropy.fullCopy({ name: "a", url: a.url });
     b.cluster.replicator.addPeer("a", a.url);
     b.write("k", "v");
-    await until(() => b.cluster.replicator.stats()[0]!.inflight === 1);
+    await eventually(() => b.cluster.replicator.stats()[0]!.inflight === 1);
     b.cluster.close();
     await expect(copy).rejects.toThrow("anti-entropy stopped");
-    await until(() => b.cluster.replicator.stats()[0]!.inflight === 0);
+    await eventually(() => b.cluster.replicator.stats()[0]!.inflight === 0);
     expect(b.cluster.replicator.stats()[0]!.failed).toBe(0);
   });
 
@@ -106,7 +112,7 @@ describe("hot paths", () => {
       expect(records).toBe(0);
       net.heal(b.url);
       a.cluster.replicator.wake("b");
-      await until(() => b.store.getRecord("default", "hot")?.value === "v99");
+      await eventually(() => b.store.getRecord("default", "hot")?.value === "v99");
       expect(records).toBe(1);
     } finally {
       JSON.stringify = stringify;
@@ -128,43 +134,37 @@ describe("acknowledgements", () => {
     expect(a.cluster.replicator.queueSize("b")).toBe(0);
     expect(a.cluster.replicator.stats()[0]!.tooNew).toBe(1);
     expect(a.cluster.replicator.stats()[0]!.sent).toBe(0);
-    a.cluster.close();
-    b.cluster.close();
   });
 });
 
 describe("records a peer refuses for good", () => {
-  const poisoned = (records: { key: string }[]) => records.some((r) => r.key === "poison");
+  /** `node` refuses, as too large for it, any batch that holds the key "poison". */
+  const refusePoison = (net: MemoryTransport, node: Core) =>
+    replaceService(net, node, {
+      records: (req) => {
+        if (req.records.some((r) => r.key === "poison")) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
+        return node.cluster.service.records(req);
+      },
+    });
 
   test("the replicator drops only the refused record; the rest of its batch is delivered", async () => {
     const net = new MemoryTransport();
     const a = core("a", net);
     const b = core("b", net);
-    replaceService(net, b, {
-      records: (req) => {
-        if (poisoned(req.records)) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
-        return b.cluster.service.records(req);
-      },
-    });
+    refusePoison(net, b);
     a.cluster.replicator.addPeer("b", b.url);
     for (let i = 0; i < 20; i++) a.write(`ok${i}`, "v");
     a.write("poison", "x");
-    await until(() => a.cluster.replicator.drained(["b"]));
+    await eventually(() => a.cluster.replicator.drained(["b"]));
     expect(b.store.recordCount).toBe(20);
     expect(a.cluster.replicator.stats()[0]).toMatchObject({ refused: 1, sent: 20 });
-    a.cluster.close();
   });
 
   test("anti-entropy skips a record the peer refuses and still pulls", async () => {
     const net = new MemoryTransport();
     const a = core("a", net);
     const b = core("b", net);
-    replaceService(net, b, {
-      records: (req) => {
-        if (poisoned(req.records)) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
-        return b.cluster.service.records(req);
-      },
-    });
+    refusePoison(net, b);
     a.store.apply({ bucket: "default", key: "poison", value: "x", version: a.clock.now() });
     a.store.apply({ bucket: "default", key: "ok", value: "x", version: a.clock.now() });
     b.store.apply({ bucket: "default", key: "only-b", value: "y", version: b.clock.now() });
@@ -187,10 +187,9 @@ describe("records a peer refuses for good", () => {
     });
     a.cluster.replicator.addPeer("b", b.url);
     for (let i = 0; i < 5; i++) a.write(`k${i}`, "v");
-    await until(() => asked.includes("b"));
+    await eventually(() => asked.includes("b"));
     expect(a.cluster.replicator.queueSize("b")).toBe(0);
     expect(a.cluster.replicator.stats()[0]!.overflows).toBe(1);
-    a.cluster.close();
   });
 });
 
@@ -206,7 +205,6 @@ describe("bounds", () => {
     for (let i = 0; i < 10; i++) a.write(`k${i}`, "x".repeat(1000));
     expect(asked).toContain("b");
     expect(a.cluster.replicator.queueSize("b")).toBeLessThan(10);
-    a.cluster.close();
   });
 
   test("a keys request takes at most LEAVES_PER_KEYS_REQUEST leaves, and its answer stops at the byte budget", async () => {
@@ -263,17 +261,26 @@ describe("anti-entropy scheduling", () => {
     const b = core("b", net, SLOW_AE);
     await joined([a, b]);
     for (let i = 0; i < 500; i++) a.store.apply({ bucket: "default", key: `k${i}`, value: "v", version: a.clock.now() });
-    const before = a.cluster.antiEntropy.stats.rounds;
-    a.cluster.antiEntropy.request("b");
-    await until(() => a.cluster.antiEntropy.stats.rounds === before + 1 && a.cluster.antiEntropy.stats.pushed > 0);
-    const pushedAfterOne = a.cluster.antiEntropy.stats.pushed;
+    // When each round starts and ends (the background calls round(), this wrapper included).
+    const ae = a.cluster.antiEntropy;
+    const starts: number[] = [];
+    const ends: number[] = [];
+    const round = ae.round.bind(ae);
+    ae.round = (peer) => {
+      starts.push(performance.now());
+      return round(peer).finally(() => ends.push(performance.now()));
+    };
+    const before = ae.stats.rounds;
+    ae.request("b");
+    await eventually(() => ae.stats.rounds === before + 1 && ae.stats.pushed > 0);
+    const pushedAfterOne = ae.stats.pushed;
     await new Promise((r) => setImmediate(r));
-    expect(a.cluster.antiEntropy.stats.rounds).toBe(before + 1); // the next waits INCOMPLETE_ROUND_PAUSE_MS
-    expect(INCOMPLETE_ROUND_PAUSE_MS).toBeGreaterThan(0);
-    await until(() => a.cluster.antiEntropy.stats.pushed > pushedAfterOne);
-    await until(() => b.store.recordCount === 500, 10_000);
-    a.cluster.close();
-    b.cluster.close();
+    expect(ae.stats.rounds).toBe(before + 1); // the next waits INCOMPLETE_ROUND_PAUSE_MS
+    await eventually(() => ae.stats.pushed > pushedAfterOne);
+    // The second round started a pause after the first ended (1 ms of slack: timers round to the ms).
+    expect(starts.length).toBeGreaterThanOrEqual(2);
+    expect(starts[1]! - ends[0]!).toBeGreaterThanOrEqual(INCOMPLETE_ROUND_PAUSE_MS - 1);
+    await eventually(() => b.store.recordCount === 500, { timeoutMs: 10_000 });
   });
 
   test("a round against a peer in its first sync stops at once, and looks again after a pause", async () => {
@@ -294,12 +301,10 @@ describe("anti-entropy scheduling", () => {
     b.store.apply({ bucket: "default", key: "only-b", value: "v", version: b.clock.now() });
     expect(await a.cluster.antiEntropy.round({ name: "b", url: b.url })).toEqual({ pushed: 0, pulled: 0, complete: false, peerSyncing: true });
     a.cluster.antiEntropy.request("b");
-    await until(() => groupsCalls >= 3);
+    await eventually(() => groupsCalls >= 3);
     expect(a.store.getRecord("default", "only-b")).toBeUndefined();
     syncing = false;
-    await until(() => a.store.getRecord("default", "only-b") !== undefined);
-    a.cluster.close();
-    b.cluster.close();
+    await eventually(() => a.store.getRecord("default", "only-b") !== undefined);
   });
 
   test("a round asked for while one runs against that peer follows it", async () => {
@@ -317,13 +322,11 @@ describe("anti-entropy scheduling", () => {
       },
     });
     a.cluster.antiEntropy.request("b");
-    await until(() => groupsCalls === 1);
+    await eventually(() => groupsCalls === 1);
     b.store.apply({ bucket: "default", key: "late", value: "v", version: b.clock.now() });
     a.cluster.antiEntropy.request("b");
     held.open();
-    await until(() => a.store.getRecord("default", "late") !== undefined);
-    a.cluster.close();
-    b.cluster.close();
+    await eventually(() => a.store.getRecord("default", "late") !== undefined);
   });
 
   test("an empty node that joins takes each record about once: no rounds race its first sync", async () => {
@@ -339,12 +342,11 @@ describe("anti-entropy scheduling", () => {
     net.chaos.maxDelayMs = 2;
     const d = core("d", net, { peers: [nodes[0]!.url] });
     await d.cluster.start(d.url);
-    await until(() => d.cluster.ready, 10_000);
+    await eventually(() => d.cluster.ready, { timeoutMs: 10_000 });
     expect(d.store.recordCount).toBe(N);
     // Rounds every node asked for when d appeared have run (against a node no longer syncing).
     for (const n of nodes) await n.cluster.antiEntropy.round({ name: "d", url: d.url });
     expect(net.recordsCarried).toBe(N);
-    for (const n of [...nodes, d]) n.cluster.close();
   });
 
   test("a tombstone past its grace period is neither pushed nor offered", async () => {

@@ -1,6 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
-import { core, joined, until, type Core } from "../support/core.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { core as newCore, joined, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { closedAfterEach } from "../support/cleanup.ts";
+
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
 describe("a delete every member holds may be forgotten early", () => {
   const roundsWithAll = async (nodes: Core[]) => {
@@ -8,7 +13,7 @@ describe("a delete every member holds may be forgotten early", () => {
   };
   const heartbeat = async (nodes: Core[]) => {
     for (const n of nodes) n.cluster.membership.tick();
-    await until(() => nodes.every((n) => nodes.every((p) => p === n || n.cluster.membership.get(p.name)?.state === "alive")));
+    await eventually(() => nodes.every((n) => nodes.every((p) => p === n || n.cluster.membership.get(p.name)?.state === "alive")));
     await Bun.sleep(1); // the answers of this round of heartbeats are merged in the next turns
   };
 
@@ -23,7 +28,7 @@ describe("a delete every member holds may be forgotten early", () => {
       // No complete round yet with anyone: nothing is vouched for.
       expect(a.cluster.isStable(tombstone)).toBe(false);
       await roundsWithAll(nodes);
-      await until(() => a.cluster.replicator.drained(["b", "c"]));
+      await eventually(() => a.cluster.replicator.drained(["b", "c"]));
       await Bun.sleep(a.config.heartbeatIntervalMs); // past the cache of stableMs
       expect(a.cluster.isStable(tombstone)).toBe(true);
       // b and c learn it from a's heartbeats.
@@ -44,7 +49,7 @@ describe("a delete every member holds may be forgotten early", () => {
       await joined(nodes);
       await roundsWithAll(nodes);
       const tombstone = a.write("k", null);
-      await until(() => a.cluster.replicator.drained(["b"]));
+      await eventually(() => a.cluster.replicator.drained(["b"]));
       for (let i = 0; i < 5; i++) await heartbeat(nodes);
       await Bun.sleep(a.config.heartbeatIntervalMs);
       expect(a.cluster.isStable(tombstone)).toBe(false);
@@ -71,7 +76,7 @@ describe("a delete every member holds may be forgotten early", () => {
       await roundsWithAll(nodes);
       net.cut(nodes[2]!.url);
       const tombstone = a.write("gone", null);
-      await until(() => a.cluster.replicator.drained(["b"]));
+      await eventually(() => a.cluster.replicator.drained(["b"]));
       await Bun.sleep(a.config.heartbeatIntervalMs);
       expect(a.cluster.isStable(tombstone)).toBe(false);
       a.cluster.membership.tick();
@@ -128,16 +133,16 @@ describe("an early purge brings nothing back", () => {
       await roundsWithAll(nodes);
       cut = true;
       a.write("k", "old"); // reaches b; waits in a's queue for c
-      await until(() => b.store.get("default", "k")?.value === "old");
+      await eventually(() => b.store.get("default", "k")?.value === "old");
       const t = b.write("k", null) as { version: string; bucket: string; key: string; value: null };
-      await until(() => b.cluster.replicator.drained(["a", "c"]));
+      await eventually(() => b.cluster.replicator.drained(["a", "c"]));
       await untilStable(nodes, nodes, t);
       for (const n of nodes) n.store.sweep(1000);
       expect(nodes.map((n) => n.store.getRecord("default", "k"))).toEqual([undefined, undefined, undefined]);
       expect(nodes.map((n) => n.store.tombstonesPurgedStable)).toEqual([1, 1, 1]);
       cut = false;
       a.cluster.replicator.wake("c");
-      await until(() => a.cluster.replicator.drained(["c"]));
+      await eventually(() => a.cluster.replicator.drained(["c"]));
       await roundsWithAll(nodes);
       expect(nodes.map((n) => n.store.get("default", "k"))).toEqual([undefined, undefined, undefined]);
     } finally {
@@ -153,11 +158,11 @@ describe("an early purge brings nothing back", () => {
       await joined(nodes);
       await roundsWithAll(nodes);
       a.write("k", "v");
-      await until(() => c.store.get("default", "k")?.value === "v");
+      await eventually(() => c.store.get("default", "k")?.value === "v");
       const kept = c.store.scan(undefined, 1000); // what c's data dir keeps
       await c.cluster.leave();
       net.unregister(c.url);
-      await until(() => a.cluster.membership.get("c")?.state === "left" && b.cluster.membership.get("c")?.state === "left");
+      await eventually(() => a.cluster.membership.get("c")?.state === "left" && b.cluster.membership.get("c")?.state === "left");
       await roundsWithAll([a, b]);
       const t = b.write("k", null);
       for (let i = 0; i < 10; i++) {
@@ -171,10 +176,10 @@ describe("an early purge brings nothing back", () => {
       for (const r of kept) c2.store.apply(r);
       try {
         await c2.cluster.start(c2.url);
-        await until(() => a.cluster.membership.get("c")?.state === "alive", 3000);
-        await until(() => c2.cluster.ready, 3000);
+        await eventually(() => a.cluster.membership.get("c")?.state === "alive", { timeoutMs: 3000 });
+        await eventually(() => c2.cluster.ready, { timeoutMs: 3000 });
         for (const n of [a, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
-        await until(() => c2.store.getRecord("default", "k")?.value === null, 3000);
+        await eventually(() => c2.store.getRecord("default", "k")?.value === null, { timeoutMs: 3000 });
         expect([a, b, c2].map((n) => n.store.get("default", "k"))).toEqual([undefined, undefined, undefined]);
       } finally {
         c2.cluster.close();

@@ -1,4 +1,5 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
+import { closeAfterEach } from "../support/cleanup.ts";
 import { HybridClock, ManualWallClock } from "../../src/core/clock.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import { createNode } from "../../src/node.ts";
@@ -39,6 +40,8 @@ function setup(opts: { max: number; eviction?: EvictionPolicy; isStable?: (r: St
 const view = (r: StoredRecord) => ({ body: JSON.stringify(toItem(r)) });
 const key = (i: number) => `key-${String(i).padStart(7, "0")}`;
 const VALUE = "v".repeat(100);
+/** The nodes a test makes are closed after it, passed or failed. */
+const track = closeAfterEach();
 
 describe("lru under a stream of fresh keys", () => {
   test("with no tombstone stable: within budget, tombstones capped at their share, the oldest purged early and counted", () => {
@@ -198,10 +201,8 @@ describe("noeviction", () => {
 });
 
 describe("a node alone under --max-memory and lru", () => {
-  const node = createNode({ name: "alone", port: 0, maxMemoryBytes: 100_000, eviction: "lru" });
-  afterAll(() => node.close());
-
   test("a stream of fresh keys leaves no tombstones behind, and /metrics reports the budget's parts", async () => {
+    const node = track(createNode({ name: "alone", port: 0, maxMemoryBytes: 100_000, eviction: "lru" }));
     for (let i = 0; i < 5_000; i++) node.bucket().set(key(i), VALUE);
     for (let i = 4_000; i < 5_000; i++) await node.handle(new Request(`http://localhost/items/${key(i)}`));
     const text = await (await node.handle(new Request("http://localhost/metrics"))).text();
@@ -218,17 +219,13 @@ describe("a node with peers under --max-memory", () => {
   test("tombstones purged early are logged at warn, rate-limited, and counted", async () => {
     const logger = memoryLogger();
     // Peers named but never joined: nothing is stable, so the cap must purge.
-    const node = createNode({ name: "clustered", port: 0, maxMemoryBytes: 50_000, eviction: "lru", peers: ["http://127.0.0.1:1"], logger });
-    try {
-      for (let i = 0; i < 2_000; i++) node.bucket().set(key(i), VALUE);
-      const text = await (await node.handle(new Request("http://localhost/metrics"))).text();
-      const purged = Number(/^makhzen_store_tombstones_purged_early_total (\S+)$/m.exec(text)?.[1]);
-      expect(purged).toBeGreaterThan(100);
-      const lines = logger.lines.filter((l) => l.level === "warn" && l.msg.startsWith("tombstones past their share"));
-      expect(lines).toHaveLength(1); // one line per 10 s, not one per purge
-      expect(lines[0]!.fields).toMatchObject({ purgedEarly: 1 });
-    } finally {
-      await node.close();
-    }
+    const node = track(createNode({ name: "clustered", port: 0, maxMemoryBytes: 50_000, eviction: "lru", peers: ["http://127.0.0.1:1"], logger }));
+    for (let i = 0; i < 2_000; i++) node.bucket().set(key(i), VALUE);
+    const text = await (await node.handle(new Request("http://localhost/metrics"))).text();
+    const purged = Number(/^makhzen_store_tombstones_purged_early_total (\S+)$/m.exec(text)?.[1]);
+    expect(purged).toBeGreaterThan(100);
+    const lines = logger.lines.filter((l) => l.level === "warn" && l.msg.startsWith("tombstones past their share"));
+    expect(lines).toHaveLength(1); // one line per 10 s, not one per purge
+    expect(lines[0]!.fields).toMatchObject({ purgedEarly: 1 });
   });
 });

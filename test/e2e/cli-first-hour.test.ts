@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TARGETS, build, type TargetName } from "../../scripts/build.ts";
-import { eventually, freePort, run, startNode, type NodeProcess } from "../support/proc.ts";
+import { eventually, run, startNode, type NodeProcess } from "../support/proc.ts";
+import { deadListener } from "../support/raw-http.ts";
 
 const hostTarget = `${process.platform === "win32" ? "windows" : process.platform}-${process.arch}` as TargetName;
 if (!(hostTarget in TARGETS)) throw new Error(`no release target for this host (${hostTarget})`);
@@ -34,8 +35,7 @@ beforeAll(async () => {
     await ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`), "-days", "1", "-subj", "/CN=127.0.0.1");
   }
   writeFileSync(f("junk.pem"), "not a certificate\n");
-  const port = freePort();
-  node = await startNode([bin, "serve", "-port", String(port)], port);
+  node = await startNode([bin, "serve", "-port", "0"], { name: "solo" });
 }, 120_000);
 
 afterAll(async () => {
@@ -60,39 +60,36 @@ async function allAlive(urls: string[], names: string[]): Promise<boolean> {
 }
 
 describe("the seeds' commands, as their READMEs print them", () => {
-  test("the old makhzen: serve -port=P -cluster=URL,URL on each node forms a cluster; its curl PUT and GET work", async () => {
-    const ports = [freePort(), freePort(), freePort()];
-    const urls = ports.map((p) => `http://127.0.0.1:${p}`);
-    const nodes: NodeProcess[] = [];
-    try {
-      for (const p of ports) {
-        const others = urls.filter((u) => !u.endsWith(`:${p}`)).join(",");
-        nodes.push(await startNode([bin, "serve", `-port=${p}`, `-cluster=${others}`], p));
-      }
-      await eventually(() => allAlive(urls, ports.map((p) => `127.0.0.1:${p}`)), { timeoutMs: 30_000, what: "three members alive on every node" });
-      // The old README, with this test's ports.
-      const put = await run(["curl", "-sS", "-d", '{"value":"eu-west-1"}', "-H", "Content-Type: application/json", "-X", "PUT", `http://localhost:${ports[0]}/items/region`]);
-      expect(put.code).toBe(0);
-      expect(JSON.parse(put.stdout)).toMatchObject({ key: "region", value: "eu-west-1" });
-      for (const p of ports.slice(1)) {
-        await eventually(async () => {
-          const get = await run(["curl", "-sS", `http://localhost:${p}/items/region`]);
-          return get.code === 0 && JSON.parse(get.stdout).value === "eu-west-1";
-        }, { timeoutMs: 20_000, what: `the write replicated to :${p}` });
-      }
-    } finally {
-      await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
+  test("the old makhzen: serve -port=P -cluster=URL,URL forms a cluster; its curl PUT on one node and GET on the others work", async () => {
+    // On port 0 a node's URL is known once it has started, so each node lists the
+    // ones before it: the second one URL, the third a comma list of two, as the old README.
+    await using n1 = await startNode([bin, "serve", "-port=0"], { name: "n1" });
+    await using n2 = await startNode([bin, "serve", "-port=0", `-cluster=${n1.url}`], { name: "n2" });
+    await using n3 = await startNode([bin, "serve", "-port=0", `-cluster=${n1.url},${n2.url}`], { name: "n3" });
+    const nodes = [n1, n2, n3];
+    const urls = nodes.map((n) => n.url);
+    // With port 0 a node names itself node-<random>: ask each for its name.
+    const names = await Promise.all(urls.map(async (url) => ((await (await fetch(`${url}/cluster`)).json()) as { self: string }).self));
+    await eventually(() => allAlive(urls, names), { timeoutMs: 30_000, what: "three members alive on every node" });
+    // The old README, with this test's ports.
+    const put = await run(["curl", "-sS", "-d", '{"value":"eu-west-1"}', "-H", "Content-Type: application/json", "-X", "PUT", `http://localhost:${n1.port}/items/region`]);
+    expect(put.code).toBe(0);
+    expect(JSON.parse(put.stdout)).toMatchObject({ key: "region", value: "eu-west-1" });
+    for (const n of [n2, n3]) {
+      await eventually(async () => {
+        const get = await run(["curl", "-sS", `http://localhost:${n.port}/items/region`]);
+        return get.code === 0 && JSON.parse(get.stdout).value === "eu-west-1";
+      }, { timeoutMs: 20_000, what: `the write replicated to ${n.name}` });
     }
   }, 90_000);
 
   test("huton: agent -name agent1 -bindPort P1, then agent -name agent2 -bindPort P2 -peers 127.0.0.1:P1", async () => {
-    const [p1, p2] = [freePort(), freePort()];
-    await using agent1 = await startNode([bin, "agent", "-name", "agent1", "-bindPort", String(p1)], p1);
-    await using agent2 = await startNode([bin, "agent", "-name", "agent2", "-bindPort", String(p2), "-peers", `127.0.0.1:${p1}`], p2);
+    await using agent1 = await startNode([bin, "agent", "-name", "agent1", "-bindPort", "0"], { name: "agent1" });
+    await using agent2 = await startNode([bin, "agent", "-name", "agent2", "-bindPort", "0", "-peers", `127.0.0.1:${agent1.port}`], { name: "agent2" });
     await eventually(() => allAlive([agent1.url, agent2.url], ["agent1", "agent2"]), { timeoutMs: 30_000, what: "agent1 and agent2 alive on both" });
     const { members } = (await (await fetch(`${agent1.url}/cluster`)).json()) as { members: Member[] };
     expect(members.find((m) => m.name === "agent2")?.url).toBe(agent2.url);
-    expect(await run([bin, "put", "k", "v", "-url", `127.0.0.1:${p2}`])).toMatchObject({ code: 0, stdout: "OK\n" });
+    expect(await run([bin, "put", "k", "v", "-url", `127.0.0.1:${agent2.port}`])).toMatchObject({ code: 0, stdout: "OK\n" });
     await eventually(async () => (await run([bin, "get", "k", `-url=${agent1.url}`])).stdout === "v\n", { what: "the write replicated to agent1" });
   }, 90_000);
 });
@@ -108,7 +105,8 @@ describe("client flags take effect in every spelling", () => {
     expect(item.expiresAt).toBeLessThanOrEqual(after + 100_000);
     expect((await fetch(`${node.url}/items/k1`)).status).toBe(404);
     // A node that is not there is an error, never an OK from the default node.
-    const dead = await run([bin, "put", "k1", "v1", `-url=http://127.0.0.1:${freePort()}`]);
+    using nobody = deadListener();
+    const dead = await run([bin, "put", "k1", "v1", `-url=${nobody.url}`]);
     expect(dead.code).toBe(1);
     expect(dead.stderr).toMatch(/^makhzen: cannot reach http:\/\/127\.0\.0\.1:\d+/);
   });

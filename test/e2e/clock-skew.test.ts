@@ -100,7 +100,7 @@ describe("clock skew", () => {
     h = new Harness();
     const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
     const c = await h.start("c", { peers: [a.url], clockOffset: "+90s", env: MAX_OFFSET, waitReady: false });
-    await h.waitReady(c, 15_000, "/healthz");
+    await c.ready({ probe: "/healthz" });
     await measured(c, ["a", "b"]);
     await measured(a, ["c"]);
 
@@ -132,7 +132,7 @@ describe("clock skew", () => {
     // Four clocks: 0, 0, +45 s, -20 s. Their median is real time.
     const fast = await h.start("c", { peers: [a.url], clockOffset: "+45s", env: MAX_OFFSET, waitReady: false });
     const slow = await h.start("d", { peers: [b.url], clockOffset: "-20s", env: MAX_OFFSET, waitReady: false });
-    for (const n of [fast, slow]) await h.waitReady(n, 15_000, "/healthz");
+    for (const n of [fast, slow]) await n.ready({ probe: "/healthz" });
     await measured(fast, ["a", "b", "d"]);
     await measured(slow, ["a", "b", "c"]);
     await measured(a, ["b", "c", "d"]);

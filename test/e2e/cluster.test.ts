@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { compareVersions } from "../../src/core/version.ts";
 import { Harness, clusterView, converged, del, dump, eventually, get, put, type NodeProcess, ok } from "../support/harness.ts";
 
 /**
@@ -57,12 +58,24 @@ describe("cluster", () => {
     h = new Harness();
     const nodes = await h.cluster(3);
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    // Every version a node answered with (a PUT's ETag, a DELETE's), per key: the newest must win everywhere.
+    const written = new Map<string, { version: string; value: string | null }[]>();
+    const record = (key: string, res: Response, value: string | null) => {
+      const version = res.headers.get("etag")?.replaceAll('"', "");
+      if (!version) throw new Error(`no ETag on the answer for ${key}`);
+      written.set(key, [...(written.get(key) ?? []), { version, value }]);
+    };
     await Promise.all(
       nodes.flatMap((n, ni) =>
         keys.map(async (k, ki) => {
-          await ok(put(n, k, `${n.name}-${ki}`));
-          if ((ki + ni) % 3 === 0) await del(n, k);
-          await ok(put(n, `${k}-again`, `${n.name}`));
+          record(k, await ok(put(n, k, `${n.name}-${ki}`)), `${n.name}-${ki}`);
+          if ((ki + ni) % 3 === 0) {
+            const res = await del(n, k);
+            // 404: another node's delete reached this one first, and nothing was written.
+            if (res.status === 204) record(k, res, null);
+            else expect(res.status).toBe(404);
+          }
+          record(`${k}-again`, await ok(put(n, `${k}-again`, `${n.name}`)), n.name);
         }),
       ),
     );
@@ -73,6 +86,17 @@ describe("cluster", () => {
     // The keys never deleted all end live, each with the highest version any node wrote for it.
     const again = state.filter((r) => r.key.endsWith("-again"));
     expect(live(again).length).toBe(40);
+    expect(written.size).toBe(80);
+    for (const n of nodes) {
+      const held = new Map((await dump(n)).map((r) => [r.key, r]));
+      for (const [key, writes] of written) {
+        const newest = writes.reduce((x, y) => (compareVersions(x.version, y.version) >= 0 ? x : y));
+        const final = held.get(key);
+        // A key whose newest write is a delete may be gone (its tombstone purged once every member held it).
+        if (final === undefined && newest.value === null) continue;
+        expect({ node: n.name, key, version: final?.version, value: final?.value }).toEqual({ node: n.name, key, ...newest });
+      }
+    }
   });
 
   test("kill -9, writes meanwhile, restart empty: the node catches up before it says ready", async () => {
@@ -84,6 +108,7 @@ describe("cluster", () => {
     await c.kill9();
     for (let i = 0; i < 300; i++) await ok(put(i % 2 ? a : b, `during-${i}`, "v"));
     await ok(del(a, "before-0"));
+    // a and b know c by its URL: it comes back on the port it was given at its first start.
     const c2 = await h.start("c", { port: c.port, peers: [a.url] });
     // Ready means the first sync is done: no waiting for convergence here. (A delete every
     // member holds may already be purged on one side and not yet on the other: compare what is live.)

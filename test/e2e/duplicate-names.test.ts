@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { formatVersion } from "../../src/core/version.ts";
-import { Harness, TcpProxy, clusterView, converged, eventually, freePort, ok, peer, put, type NodeProcess } from "../support/harness.ts";
+import { Harness, clusterView, converged, eventually, ok, peer, put, type NodeProcess } from "../support/harness.ts";
 
 /**
  * Two live processes under one node name (issue 8, part 2). The join check at one
@@ -38,11 +38,9 @@ describe("duplicate node names", () => {
     const harness = h;
     // a and c talk through proxies, so the test can keep them apart while the twins join:
     // that is "within one heartbeat" made certain, not left to timing.
-    const [portA, portC] = [freePort(), freePort()];
-    const [proxyA, proxyC] = [new TcpProxy(portA), new TcpProxy(portC)];
-    harness.proxies.push(proxyA, proxyC);
-    const a = await harness.start("a", { port: portA, advertise: proxyA.url });
-    const c = await harness.start("c", { port: portC, advertise: proxyC.url, peers: [proxyA.url] });
+    const [proxyA, proxyC] = [harness.proxy(), harness.proxy()];
+    const a = await harness.start("a", { proxy: proxyA });
+    const c = await harness.start("c", { proxy: proxyC, peers: [proxyA.url] });
     await eventually(async () => (await clusterView(a)).members.some((m) => m.name === "c" && m.state === "alive"), {
       what: "a sees c",
     });
@@ -54,7 +52,7 @@ describe("duplicate node names", () => {
       harness.start("b", { peers: [a.url], waitReady: false }),
       harness.start("b", { peers: [c.url], waitReady: false }),
     ]);
-    await Promise.all([b1, b2].map((b) => harness.waitReady(b, 15_000, "/healthz")));
+    await Promise.all([b1, b2].map((b) => b.ready({ probe: "/healthz" })));
     await eventually(async () => (await urlOfB(a)) === b1.url && (await urlOfB(c)) === b2.url, {
       what: "a lists the first b, c the second",
     });

@@ -4,29 +4,22 @@
  * node refuses a data dir it cannot use.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DB_FILE } from "../../src/storage/persistence.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { Harness, converged, del, dump, put, type NodeProcess } from "../support/harness.ts";
 import { logLines, scrape, valueOf } from "../support/observe.ts";
 import { run } from "../support/proc.ts";
+import { tempDirs } from "../support/cleanup.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 let h: Harness;
-const dirs: string[] = [];
-
 afterEach(async () => {
   await h?.cleanup();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "makhzen-data-"));
-  dirs.push(d);
-  return d;
-}
+// Removed after each test, after the afterEach above has killed the nodes that use them.
+const tempDir = tempDirs("makhzen-data-");
 
 /** Sends `n` PUTs, `concurrency` at a time, and returns the acknowledged records. */
 async function writeMany(node: NodeProcess, n: number, prefix: string, concurrency = 32): Promise<Map<string, string>> {
@@ -54,7 +47,7 @@ describe("durability", () => {
     const node = await h.start("solo", { extraArgs: args });
     const acked = await writeMany(node, 300, "k");
     await node.kill9();
-    const again = await h.start("solo", { port: node.port, extraArgs: args });
+    const again = await h.start("solo", { extraArgs: args }); // alone: any port will do
     const held = live(await dump(again));
     for (const [key, version] of acked) expect(held.get(key)).toBe(version);
     expect(held.size).toBe(300);
@@ -72,7 +65,7 @@ describe("durability", () => {
       const before = await dump(node);
       node.signal("SIGTERM");
       expect(await node.exited).toBe(0);
-      const again = await h.start("solo", { port: node.port, extraArgs: args });
+      const again = await h.start("solo", { extraArgs: args }); // alone: any port will do
       expect(await dump(again)).toEqual(before);
       expect(before.find((r) => r.key === "ttl")?.expiresAt).toBeGreaterThan(Date.now());
     });
@@ -90,10 +83,10 @@ describe("durability", () => {
     expect(live(before).length).toBe(299);
     for (const n of nodes) n.signal("SIGTERM");
     for (const n of nodes) expect(await n.exited).toBe(0);
-    const [a, b, c] = nodes as [NodeProcess, NodeProcess, NodeProcess];
-    const a2 = await h.start("a", { port: a.port, extraArgs: ["--data-dir", dataDirs.a] });
-    const b2 = await h.start("b", { port: b.port, peers: [a2.url], extraArgs: ["--data-dir", dataDirs.b] });
-    const c2 = await h.start("c", { port: c.port, peers: [a2.url], extraArgs: ["--data-dir", dataDirs.c] });
+    // Every node is down and no member list is kept on disk: they meet again on new ports.
+    const a2 = await h.start("a", { extraArgs: ["--data-dir", dataDirs.a] });
+    const b2 = await h.start("b", { peers: [a2.url], extraArgs: ["--data-dir", dataDirs.b] });
+    const c2 = await h.start("c", { peers: [a2.url], extraArgs: ["--data-dir", dataDirs.c] });
     const after = await converged([a2, b2, c2]);
     expect(live(after)).toEqual(live(before));
     expect(after.find((r) => r.key === "n1-5")?.value ?? null).toBeNull();
@@ -109,6 +102,7 @@ describe("durability", () => {
     c.signal("SIGTERM");
     expect(await c.exited).toBe(0);
     await writeMany(a, 10, "missed-");
+    // a and b know c by its URL: it comes back on the port it was given at its first start.
     const c2 = await h.start("c", { port: c.port, peers: [a.url], extraArgs: ["--data-dir", dataDirs.c] });
     const all = await converged([nodes[0]!, nodes[1]!, c2]);
     expect(all.length).toBe(2010);

@@ -1,9 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { checkHistory, replicasIdentical, type Op, type Replica } from "../support/history.ts";
 import { Harness, advertiseOf, clusterView, eventually, ok, publicDump, put, del, type NodeProcess } from "../support/harness.ts";
+import { tempDirs } from "../support/cleanup.ts";
 
 /**
  * The fault suite: three real nodes with a data dir and fsync=always (so every
@@ -17,12 +15,12 @@ import { Harness, advertiseOf, clusterView, eventually, ok, publicDump, put, del
  */
 
 let h: Harness | undefined;
-const dirs: string[] = [];
 afterEach(async () => {
   await h?.cleanup();
   h = undefined;
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
+// Removed after each test, after the afterEach above has killed the nodes that use them.
+const tempDir = tempDirs("makhzen-faults-");
 
 const KEYS = 16;
 const CLIENTS_PER_NODE = 2;
@@ -89,7 +87,7 @@ describe("fault suite", () => {
     h = new Harness();
     const harness = h;
     const dirOf: Record<string, string> = {};
-    for (const name of ["a", "b", "c"]) dirs.push((dirOf[name] = mkdtempSync(join(tmpdir(), `makhzen-faults-${name}-`))));
+    for (const name of ["a", "b", "c"]) dirOf[name] = tempDir();
     const durable = (name: string) => ["--data-dir", dirOf[name]!, "--fsync", "always"];
     const nodes = await harness.cluster(3, { proxied: true, extraArgsFor: durable });
     const [a, b, c] = nodes as [NodeProcess, NodeProcess, NodeProcess];
@@ -129,7 +127,8 @@ describe("fault suite", () => {
 
     await progress(150, "before any fault");
 
-    // kill -9 and restart from the data dir, on the same port behind the same proxy.
+    // kill -9 and restart from the data dir behind the same proxy, on the port c was given at
+    // its first start: the proxy, and the clients, know it by that port.
     await c.kill9();
     await progress(150, "while c is down");
     const c2 = await harness.start("c", { port: c.port, advertise: advertiseOf(c, harness), peers: [advertiseOf(a, harness)], extraArgs: durable("c") });

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { serveOptions } from "../../src/cli/serve.ts";
-import { freePort, run, startNode } from "../support/proc.ts";
+import { run, startNode } from "../support/proc.ts";
 
 /** The security flags of `serve` and of the client commands, through the real CLI. */
 
@@ -32,14 +32,13 @@ describe("serve: security flags", () => {
   });
 
   test("protected mode: a peer or advertised URL beyond loopback needs --cluster-secret; --insecure accepts the risk", async () => {
-    const port = freePort();
-    const args = ["serve", "--port", String(port), "--advertise", `http://10.0.0.1:${port}`];
+    const args = ["serve", "--port", "0", "--advertise", "http://10.0.0.1:7000"];
     const r = await cli(args);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("without --cluster-secret");
-    await using node = await startNode([process.execPath, MAIN, ...args, "--insecure"], port);
+    await using node = await startNode([process.execPath, MAIN, ...args, "--insecure"]);
     expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
-    const lines = node.output().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    const lines = node.log().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
     expect(lines).toContainEqual(expect.objectContaining({ component: "security", msg: "protected mode is off (--insecure)" }));
     expect(lines).toContainEqual(expect.objectContaining({ msg: "started", tls: false, clientAuth: "none", clusterSecret: false, insecure: true }));
   });
@@ -60,8 +59,7 @@ describe("serve: security flags", () => {
 
 describe("client commands: --token and MAKHZEN_TOKEN", () => {
   test("every client command sends the token; without it the node's 401 is one line, exit 1", async () => {
-    const port = freePort();
-    await using node = await startNode([process.execPath, MAIN, "serve", "--port", String(port), "--token", TOKEN], port);
+    await using node = await startNode([process.execPath, MAIN, "serve", "--port", "0", "--token", TOKEN]);
     const url = ["--url", node.url];
 
     const refused = await cli(["put", "k", "v", ...url]);

@@ -43,36 +43,24 @@ afterEach(async () => {
   await h?.cleanup();
 });
 
-const httpsUrl = (n: NodeProcess) => `https://127.0.0.1:${n.port}`;
 const tlsArgs = () => ["--tls-cert", join(dir, "node.pem"), "--tls-key", join(dir, "node.key"), "--tls-ca", join(dir, "ca.pem"), "--token", TOKEN, "--cluster-secret", SECRET];
 
-/** Starts a https node and waits for /readyz over https, racing its early exit. */
-async function startTls(name: string, peers: NodeProcess[] = []): Promise<NodeProcess> {
-  const n = await h.start(name, { peers: peers.map(httpsUrl), extraArgs: tlsArgs(), waitReady: false });
-  let exited: number | undefined;
-  void n.exited.then((c) => (exited = c));
-  await eventually(
-    async () => {
-      if (exited !== undefined) throw new Error(`${name} exited with ${exited}:\n${n.log()}`);
-      const res = await fetch(`${httpsUrl(n)}/readyz`, { tls: { ca }, signal: AbortSignal.timeout(1000) }).catch(() => undefined);
-      return res?.status === 200;
-    },
-    { timeoutMs: 15_000, what: `${name} ready over https` },
-  );
-  return n;
-}
+/** Starts a https node (its start-up line says https://) and waits for /readyz over https. */
+const startTls = (name: string, peers: NodeProcess[] = []): Promise<NodeProcess> =>
+  h.start(name, { peers: peers.map((p) => p.url), extraArgs: tlsArgs(), ca });
 
 describe("TLS", () => {
   test("two https nodes replicate over https; a client trusting the CA reads and writes; one that does not is refused", async () => {
     h = new Harness();
     const a = await startTls("a");
     const b = await startTls("b", [a]);
-    const clientA = new MakhzenClient({ url: httpsUrl(a), token: TOKEN, ca });
-    const clientB = new MakhzenClient({ url: httpsUrl(b), token: TOKEN, ca });
+    expect(a.url).toStartWith("https://");
+    const clientA = new MakhzenClient({ url: a.url, token: TOKEN, ca });
+    const clientB = new MakhzenClient({ url: b.url, token: TOKEN, ca });
     await eventually(async () => (await clientA.cluster()).members.filter((m) => m.state === "alive").length === 2, {
       what: "a sees b alive",
     });
-    expect((await clientA.cluster()).members.map((m) => m.url)).toEqual([httpsUrl(a), httpsUrl(b)]);
+    expect((await clientA.cluster()).members.map((m) => m.url)).toEqual([a.url, b.url]);
 
     await clientA.put("over-tls", "secret value");
     await eventually(async () => (await clientB.get("over-tls"))?.value === "secret value", { what: "the write replicated to b over https" });
@@ -87,12 +75,12 @@ describe("TLS", () => {
     expect(plain instanceof Response && plain.ok).toBe(false);
 
     // A client that does not trust the CA is told what to do.
-    const e = await new MakhzenClient({ url: httpsUrl(a), token: TOKEN }).get("over-tls").catch((err) => err);
+    const e = await new MakhzenClient({ url: a.url, token: TOKEN }).get("over-tls").catch((err) => err);
     expect(e).toBeInstanceOf(MakhzenClientError);
     expect((e as MakhzenClientError).message).toContain("--tls-ca");
 
     // The CLI: --tls-ca (or MAKHZEN_TLS_CA) and the token.
-    const got = await run([process.execPath, MAIN, "get", "over-tls", "--url", httpsUrl(b), "--tls-ca", join(dir, "ca.pem")], {
+    const got = await run([process.execPath, MAIN, "get", "over-tls", "--url", b.url, "--tls-ca", join(dir, "ca.pem")], {
       env: { MAKHZEN_TOKEN: TOKEN },
     });
     expect(got.stderr).toBe("");

@@ -10,27 +10,21 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import fc from "fast-check";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { run } from "../support/proc.ts";
 import { Harness, converged, dump, put, type NodeProcess } from "../support/harness.ts";
+import { tempDirs } from "../support/cleanup.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 const SEED = Number(process.env.MAKHZEN_SEED ?? Math.floor(Math.random() * 2 ** 31));
 let h: Harness | undefined;
-const dirs: string[] = [];
 afterEach(async () => {
   await h?.cleanup();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "makhzen-unicode-"));
-  dirs.push(d);
-  return d;
-}
+// Removed after each test, after the afterEach above has killed the nodes that use them.
+const tempDir = tempDirs("makhzen-unicode-");
 
 // ---- arbitraries ----
 const codePoint = (min: number, max: number) => fc.integer({ min, max }).map((c) => String.fromCodePoint(c));
@@ -99,9 +93,10 @@ test(`any well-formed string survives PUT → replication → data dir → resta
   // Both nodes down; each comes back from its data dir alone (a first, with no peer to refill it).
   await stop(a!);
   await stop(b!);
-  const a2 = await h.start("a", { port: a!.port, extraArgs: args("a") });
+  // No member list is kept on disk, and both are down: new ports will do.
+  const a2 = await h.start("a", { extraArgs: args("a") });
   expect(JSON.stringify(await dump(a2))).toBe(JSON.stringify(held));
-  const b2 = await h.start("b", { port: b!.port, peers: [a2.url], extraArgs: args("b") });
+  const b2 = await h.start("b", { peers: [a2.url], extraArgs: args("b") });
   expect(JSON.stringify(await dump(b2))).toBe(JSON.stringify(held));
 
   // Through the CLI: dump a node, load the file into a fresh one.

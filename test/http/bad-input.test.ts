@@ -1,22 +1,18 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../../src/core/clock.ts";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import type { NodeOptions } from "../../src/config.ts";
 import { ENTRY_OVERHEAD_BYTES } from "../../src/core/store.ts";
 import { requestLimits } from "../../src/http/limits.ts";
 import { call, expectClientError, expectErrorEnvelope, rng, type Answer } from "../support/http.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
 
 const LIMITS = { maxKeyBytes: 32, maxValueBytes: 256 } as const;
-const nodes: MakhzenNode[] = [];
+const track = closeAfterEach();
 function start(options: NodeOptions = {}): MakhzenNode {
   // A clock that stands still keeps the randomized test reproducible from its seed.
-  const node = createNode({ name: "bad-input", wallClock: new ManualWallClock().read, ...LIMITS, ...options });
-  nodes.push(node);
-  return node;
+  return track(createNode({ name: "bad-input", wallClock: new ManualWallClock().read, ...LIMITS, ...options }));
 }
-afterEach(async () => {
-  await Promise.all(nodes.splice(0).map((n) => n.close()));
-});
 
 /** After any bad request the node must still serve a normal read and write. */
 async function expectHealthy(node: MakhzenNode): Promise<void> {

@@ -7,7 +7,7 @@
  * Member URLs in generated peer messages all point at 127.0.0.1 port 1 (nothing
  * listens there), so a node that accepts one sends nothing off this machine.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
 
@@ -15,13 +15,14 @@ const DEAD_URL = "http://127.0.0.1:1";
 const PEER_OPS = ["join", "gossip", "members", "leave", "records", "groups", "leaves", "keys", "fetch", "scan"];
 
 let node: MakhzenNode;
-beforeAll(async () => {
+// A node per test, closed after it whether it passed or not.
+beforeEach(async () => {
   node = createNode({ name: "fuzz", host: "127.0.0.1", port: 0, maxValueBytes: 4096, maxKeyBytes: 64 });
   await node.listen(); // a started node (so /readyz is 200); requests still go through handle()
   node.bucket().set("seed", "v");
   node.bucket("b1").set("seed", "v", { ttl: 3600 });
 });
-afterAll(() => node.close());
+afterEach(() => node.close());
 
 async function snapshot(): Promise<string> {
   const dump = await (await node.handle(new Request("http://localhost/dump"))).text();

@@ -5,18 +5,19 @@
  * /internal/items/k (guarded by the cluster secret, so skipped by the token check)
  * and was served as /items/k without a token.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterEach, beforeEach, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
 import { rawExchange } from "../support/raw-http.ts";
 
 let node: MakhzenNode;
 let port: number;
-beforeAll(async () => {
+// A node per test, closed after it whether it passed or not.
+beforeEach(async () => {
   node = createNode({ name: "host", port: 0, token: "client-token-123", clusterSecret: "a-cluster-secret-of-some-length" });
   ({ port } = await node.listen());
   node.bucket().set("k", "secret value");
 });
-afterAll(() => node.close());
+afterEach(() => node.close());
 
 /** One raw HTTP/1.1 request, so the Host header is exactly what we say. */
 async function raw(request: string): Promise<string> {

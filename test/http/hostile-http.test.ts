@@ -5,7 +5,7 @@
  * prompt 4xx on every route that parses JSON (it was a 500 after seconds of
  * blocked event loop), while /healthz keeps answering.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
 import { requestLimits } from "../../src/http/limits.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
@@ -13,16 +13,18 @@ import { memoryLogger } from "../support/core.ts";
 import { chunked, rawExchange } from "../support/raw-http.ts";
 
 const TOKEN = "client-token-123";
-const log = memoryLogger();
+let log: ReturnType<typeof memoryLogger>;
 let node: MakhzenNode;
 let url: string;
 let port: number;
-beforeAll(async () => {
+// A node (and its log) per test, closed after it whether it passed or not.
+beforeEach(async () => {
+  log = memoryLogger();
   // The default body timeout (30 s): a refusal that waits for it cannot pass for prompt.
   node = createNode({ name: "hostile", port: 0, token: TOKEN, maxValueBytes: 64 * 1024, logger: log });
   ({ url, port } = await node.listen());
 });
-afterAll(() => node.close());
+afterEach(() => node.close());
 
 describe("a short Host header", () => {
   test("a chunked PUT over the body limit is 413 at once, again and again", async () => {

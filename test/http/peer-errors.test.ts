@@ -3,21 +3,15 @@
  * a stranger sitting on a seed URL cannot stop a join with a forged NAME_TAKEN,
  * while a real member's NAME_TAKEN (signed) still refuses a duplicate name.
  */
-import { afterEach, expect, test } from "bun:test";
-import { createNode, type MakhzenNode } from "../../src/index.ts";
+import { expect, test } from "bun:test";
+import { createNode } from "../../src/index.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
 
 const SECRET = "secret-secret-secret-1234";
-const nodes: MakhzenNode[] = [];
-const servers: { stop(force?: boolean): unknown }[] = [];
-afterEach(async () => {
-  for (const n of nodes.splice(0)) await n.close();
-  for (const s of servers.splice(0)) s.stop(true);
-});
+const track = closeAfterEach();
 
 const node = (name: string, peers: string[] = []) => {
-  const n = createNode({ name, host: "127.0.0.1", port: 0, clusterSecret: SECRET, peers });
-  nodes.push(n);
-  return n;
+  return track(createNode({ name, host: "127.0.0.1", port: 0, clusterSecret: SECRET, peers }));
 };
 
 test("a forged, unsigned NAME_TAKEN from a stranger on a seed URL does not stop the join", async () => {
@@ -30,7 +24,7 @@ test("a forged, unsigned NAME_TAKEN from a stranger on a seed URL does not stop 
         headers: { "content-type": "application/json" },
       }),
   });
-  servers.push(rogue);
+  track(rogue, () => rogue.stop(true));
   const good = node("good");
   const { url } = await good.listen();
   const joiner = node("joiner", [`http://127.0.0.1:${rogue.port}`, url]);
@@ -43,8 +37,7 @@ test("a member's signed NAME_TAKEN still refuses a duplicate name", async () => 
   const { url } = await a.listen();
   const b = node("b", [url]);
   await b.listen();
-  const impostor = createNode({ name: "b", host: "127.0.0.1", port: 0, clusterSecret: SECRET, peers: [url] });
-  nodes.push(impostor);
+  const impostor = node("b", [url]);
   let error: unknown;
   try {
     await impostor.listen();

@@ -1,9 +1,13 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { createNode } from "../../src/node.ts";
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 
-const node = createNode({ name: "solo", port: 0 });
-afterAll(() => node.close());
+// A node per test, closed after it whether it passed or not.
+let node: MakhzenNode;
+beforeEach(() => {
+  node = createNode({ name: "solo", port: 0 });
+});
+afterEach(() => node.close());
 
 const peer = (op: string, body: unknown, version: string | null = PROTOCOL_VERSION) =>
   node.handle(

@@ -1,16 +1,13 @@
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
 
 /**
  * /readyz of a starting node: 503 until its first sync is done, or until
  * startSyncTimeoutMs. The seed here is a fake peer that joins it and then never
  * answers a sync request, so the sync can only end by timing out.
  */
-let cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanup) await c();
-  cleanup = [];
-});
+const track = closeAfterEach();
 
 function hangingSeed() {
   const stalled: (() => void)[] = [];
@@ -27,7 +24,7 @@ function hangingSeed() {
     },
   });
   url = `http://127.0.0.1:${server.port}`;
-  cleanup.push(async () => {
+  track(server, () => {
     for (const s of stalled) s();
     server.stop(true);
   });
@@ -35,8 +32,7 @@ function hangingSeed() {
 }
 
 async function start(options: Parameters<typeof createNode>[0]): Promise<{ node: MakhzenNode; url: string }> {
-  const node = createNode({ port: 0, ...options });
-  cleanup.push(() => node.close());
+  const node = track(createNode({ port: 0, ...options }));
   const { url } = await node.listen();
   return { node, url };
 }

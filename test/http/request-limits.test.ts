@@ -5,9 +5,8 @@
  * everywhere; a backup of any size loads in one `makhzen load`; /load is bounded
  * per line and by silence, not in total.
  */
-import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createNode, MakhzenError, type MakhzenNode, type NodeOptions } from "../../src/index.ts";
 import { FAST_TIMINGS, MiB } from "../../src/config.ts";
@@ -15,18 +14,14 @@ import { requestLimits } from "../../src/http/limits.ts";
 import { call } from "../support/http.ts";
 import { eventually, run } from "../support/proc.ts";
 import { rawExchange } from "../support/raw-http.ts";
+import { closeAfterEach, tempDirs } from "../support/cleanup.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
-const nodes: MakhzenNode[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(nodes.splice(0).map((n) => n.close()));
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const track = closeAfterEach();
+const tempDir = tempDirs("makhzen-load-");
 
 async function listening(name: string, options: NodeOptions = {}): Promise<{ node: MakhzenNode; url: string; port: number }> {
-  const node = createNode({ name, port: 0, ...options });
-  nodes.push(node);
+  const node = track(createNode({ name, port: 0, ...options }));
   return { node, ...(await node.listen()) };
 }
 
@@ -97,8 +92,7 @@ describe("a value within --max-value-bytes is taken whatever its JSON spelling",
 describe("/load", () => {
   test("a backup of 200k records (>20 MB) loads in one `makhzen load`", async () => {
     const { node, url } = await listening("big");
-    const dir = mkdtempSync(join(tmpdir(), "makhzen-load-"));
-    dirs.push(dir);
+    const dir = tempDir();
     const file = join(dir, "backup.ndjson");
     const N = 200_000;
     const lines: string[] = [];
@@ -115,7 +109,7 @@ describe("/load", () => {
   });
 
   test("an empty load answers at once: no body, Content-Length: 0, chunked with no chunk", async () => {
-    const { port } = await listening("empty");
+    const { node, port } = await listening("empty");
     const heads = [
       "POST /load HTTP/1.1\r\nHost: localhost\r\n\r\n",
       "POST /load HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
@@ -126,7 +120,6 @@ describe("/load", () => {
       expect({ head, status: a.status, body: a.body }).toEqual({ head, status: 200, body: '{"loaded":0,"skipped":0}' });
     }
     // In process, a Request with no body at all.
-    const node = nodes[0]!;
     const a = await call(node, "POST", "/load");
     expect([a.status, a.json]).toEqual([200, { loaded: 0, skipped: 0 }]);
   });

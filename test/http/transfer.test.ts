@@ -1,22 +1,16 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
 import { ManualWallClock } from "../../src/core/clock.ts";
 import { run } from "../support/proc.ts";
+import { closeAfterEach, tempDirs } from "../support/cleanup.ts";
 
-const nodes: MakhzenNode[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const n of nodes.splice(0)) await n.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const track = closeAfterEach();
+const tempDir = tempDirs("makhzen-dump-");
 
 function node(name: string, wall = new ManualWallClock()) {
-  const n = createNode({ name, port: 0, wallClock: wall.read });
-  nodes.push(n);
-  return n;
+  return track(createNode({ name, port: 0, wallClock: wall.read }));
 }
 
 const req = (n: MakhzenNode, method: string, path: string, body?: string) =>
@@ -127,8 +121,7 @@ describe("makhzen dump and load (CLI)", () => {
     fill(a);
     const b = node("b-cli");
     const [{ url: urlA }, { url: urlB }] = await Promise.all([a.listen(), b.listen()]);
-    const dir = mkdtempSync(join(tmpdir(), "makhzen-dump-"));
-    dirs.push(dir);
+    const dir = tempDir();
     const file = join(dir, "backup.ndjson");
     const cli = [process.execPath, join(import.meta.dir, "../..", "src/cli/main.ts")];
     const dumped = await run([...cli, "dump", "--url", urlA]);

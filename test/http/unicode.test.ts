@@ -5,23 +5,21 @@
  * not UTF-8 (in a body, a load line, or raw in a path, where Bun turns them into
  * U+FFFD) are a 400 rather than a value or key the client never sent.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createNode, MakhzenError, type MakhzenNode } from "../../src/index.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
-import { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
-import { core, joined, until } from "../support/core.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { core as newCore, joined } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { closeAfterEach, closedAfterEach } from "../support/cleanup.ts";
 import { call, expectClientError } from "../support/http.ts";
 import { rawExchange } from "../support/raw-http.ts";
 
-const nodes: MakhzenNode[] = [];
-function start(name = "u"): MakhzenNode {
-  const node = createNode({ name, port: 0 });
-  nodes.push(node);
-  return node;
-}
-afterEach(async () => {
-  await Promise.all(nodes.splice(0).map((n) => n.close()));
-});
+/** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
+const core = closedAfterEach(newCore, (c) => c.cluster.close());
+
+const track = closeAfterEach();
+const start = (name = "u"): MakhzenNode => track(createNode({ name, port: 0 }));
 
 /** Ill-formed strings as JSON text spells them (JSON allows any \u escape), and as JS strings. */
 const ILL_FORMED_JSON = ["x\\ud800y", "\\udc00", "\\ud83d", "a\\ud800\\ud800b", "\\ude00\\ud83d"];
@@ -99,8 +97,8 @@ describe("lone surrogates are refused with 422 INVALID_UNICODE", () => {
     try {
       // Straight into a's store and queue, as a node of an older release could hold it.
       for (let i = 0; i < 50; i++) a.write(`k${i}`, i === 17 ? "x\ud800" : `v${i}`);
-      await until(() => b.store.get("default", "k49") !== undefined && b.store.get("default", "k0") !== undefined);
-      await until(() => a.cluster.replicator.stats().find((s) => s.name === "b")?.refused === 1);
+      await eventually(() => b.store.get("default", "k49") !== undefined && b.store.get("default", "k0") !== undefined);
+      await eventually(() => a.cluster.replicator.stats().find((s) => s.name === "b")?.refused === 1);
       for (let i = 0; i < 50; i++) expect(b.store.get("default", `k${i}`)?.value).toBe(i === 17 ? undefined : `v${i}`);
     } finally {
       a.cluster.close();

@@ -1,14 +1,20 @@
 /**
  * /metrics on one node, in process: names, request counts by route pattern and
  * status, latency histograms, per-bucket data, memory; the route classifier; and
- * the replicator's oldest-age figure on a manual clock.
+ * the replicator's oldest-age figure on a manual clock; and the cluster's numbers
+ * read from one snapshot (Cluster.stats).
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { Replicator } from "../../src/cluster/replicator.ts";
 import { LATENCY_BUCKETS_S, ROUTES, RequestStats, routeOf } from "../../src/ops/request-stats.ts";
-import type { PeerTransport } from "../../src/cluster/protocol/transport.ts";
+import type { PeerTransport } from "../../src/cluster/protocol/peer-ops.ts";
 import { parseMetrics, samples, valueOf, type Sample } from "../support/observe.ts";
+import { createMetrics } from "../../src/ops/metrics.ts";
+import type { ClusterStats } from "../../src/cluster/cluster-stats.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { core, joined, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
 
 let node: MakhzenNode | undefined;
 afterEach(async () => {
@@ -107,7 +113,7 @@ describe("GET /metrics", () => {
     expect(valueOf(all, "makhzen_store_max_bytes")).toBe(10 * 1024 * 1024);
     expect(valueOf(all, "makhzen_process_resident_memory_bytes")).toBeGreaterThan(1024 * 1024);
     expect(valueOf(all, "makhzen_process_heap_used_bytes")).toBeGreaterThan(0);
-    expect(valueOf(all, "makhzen_process_cpu_seconds_total")).toBeGreaterThanOrEqual(0);
+    expect(valueOf(all, "makhzen_process_cpu_seconds_total")).toBeGreaterThan(0); // this process has run code by now
   });
 
   test("a lone node: itself alive, no peers, anti-entropy idle, ready", async () => {
@@ -203,23 +209,95 @@ describe("replicator: oldest unacknowledged age", () => {
     r.enqueue({ bucket: "default", key: "b", value: "1", version: "v2" });
     now = 4_000;
     expect(age()).toBe(3_000); // "a", queued at 1000, still waiting
-    await until(() => calls.length === 1); // the batch is in flight: still unacknowledged
+    await eventually(() => calls.length === 1); // the batch is in flight: still unacknowledged
     expect(age()).toBe(3_000);
     calls[0]!.reject(new Error("peer down"));
-    await until(() => r.stats()[0]!.failed === 1);
+    await eventually(() => r.stats()[0]!.failed === 1);
     expect(age()).toBe(3_000); // put back, with its queue time
-    await until(() => calls.length === 2); // the retry after backoff
+    await eventually(() => calls.length === 2); // the retry after backoff
     calls[1]!.resolve();
-    await until(() => r.queueSize("p") === 0);
+    await eventually(() => r.queueSize("p") === 0);
     expect(age()).toBe(0);
     r.close();
   });
 });
 
-async function until(fn: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!fn()) {
-    if (performance.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(1);
-  }
-}
+describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () => {
+  const snapshot: ClusterStats = {
+    peers: [
+      { name: "b", pending: 5, inflight: 1, failures: 2, sent: 40, batches: 4, failed: 3, overflows: 1, refused: 6, tooNew: 7, oldestAgeMs: 2500, queueRecords: 9 },
+      { name: "c", pending: 0, inflight: 0, failures: 0, sent: 1, batches: 1, failed: 0, overflows: 0, refused: 0, tooNew: 0, oldestAgeMs: 0, queueRecords: 0 },
+    ],
+    members: [
+      { name: "b", state: "suspect", clockOffsetMs: -12 },
+      { name: "c", state: "alive", clockOffsetMs: null },
+    ],
+    antiEntropy: { rounds: 11, failures: 2, pushed: 30, pulled: 4, refused: 1 },
+    heartbeatFailures: 8,
+    refusedTooNew: 13,
+    retracted: 14,
+    clock: { offsetMs: 3, fenced: true },
+  };
+  const sources = (stats: () => ClusterStats) => ({
+    name: "a",
+    version: "0.0.0",
+    store: { bucketStats: () => [], usedBytes: 0, liveBytes: 0, recordCount: 0, tombstoneCount: 0, tombstoneBytes: 0, viewBytes: 0, accountedBytes: 0, tombstonesPurgedEarly: 0, tombstonesPurgedStable: 0 },
+    maxMemoryBytes: 0,
+    requests: new RequestStats(),
+    cluster: { stats },
+    ready: () => true,
+    sweepFailures: () => 0,
+    wallMs: () => 1_800_000_000_000,
+  });
+
+  test("every cluster metric is read from the snapshot, and the snapshot is taken once per scrape", async () => {
+    let taken = 0;
+    const metrics = createMetrics(sources(() => (taken++, snapshot)));
+    const all = parseMetrics(await metrics.render());
+    expect(taken).toBe(1);
+    const v = (name: string, labels: Record<string, string> = {}) => valueOf(all, `makhzen_${name}`, labels);
+    expect([v("peer_queue_records", { peer: "b" }), v("peer_queue_oldest_age_seconds", { peer: "b" }), v("peer_batches_sent_total", { peer: "b" })]).toEqual([9, 2.5, 4]);
+    expect([v("peer_batches_failed_total", { peer: "b" }), v("peer_records_sent_total", { peer: "b" }), v("peer_records_refused_total", { peer: "b" })]).toEqual([3, 40, 6]);
+    expect([v("peer_records_too_new_total", { peer: "b" }), v("peer_queue_overflows_total", { peer: "b" }), v("peer_queue_records", { peer: "c" })]).toEqual([7, 1, 0]);
+    expect([v("antientropy_rounds_total"), v("antientropy_failures_total"), v("antientropy_records_refused_total")]).toEqual([11, 2, 1]);
+    expect([v("antientropy_records_repaired_total", { direction: "pushed" }), v("antientropy_records_repaired_total", { direction: "pulled" })]).toEqual([30, 4]);
+    // This node counts as alive, beside the members it sees.
+    expect(["alive", "suspect", "dead", "left"].map((state) => v("members", { state }))).toEqual([2, 1, 0, 0]);
+    expect(samples(all, "makhzen_member_state", { member: "b" }).map((s) => [s.labels.state, s.value])).toEqual([["alive", 0], ["suspect", 1], ["dead", 0], ["left", 0]]);
+    expect([v("member_clock_offset_ms", { member: "b" }), v("member_clock_offset_ms", { member: "c" })]).toEqual([-12, undefined]);
+    expect([v("heartbeat_failures_total"), v("replication_refused_records_total"), v("records_retracted_total")]).toEqual([8, 13, 14]);
+    expect([v("clock_offset_ms"), v("clock_fenced")]).toEqual([3, 1]);
+    await metrics.render();
+    expect(taken).toBe(2);
+  });
+
+  describe("of a real cluster", () => {
+    let nodes: Core[] = [];
+    afterEach(() => {
+      for (const n of nodes) n.cluster.close();
+      nodes = [];
+    });
+
+    test("the queue of an unreachable peer, the members and their clocks, anti-entropy's counters, as plain data", async () => {
+      const net = new MemoryTransport();
+      nodes = [core("a", net), core("b", net)];
+      const [a, b] = nodes as [Core, Core];
+      await joined(nodes);
+      net.unregister(b.url);
+      for (let i = 0; i < 3; i++) a.write(`k${i}`, "v");
+      await eventually(() => a.cluster.stats().peers[0]!.failed >= 1);
+      const s = a.cluster.stats();
+      expect(s.peers.map((p) => [p.name, p.queueRecords])).toEqual([["b", a.cluster.replicator.queueSize("b")]]);
+      expect(s.peers[0]!.queueRecords).toBe(3);
+      expect(s.members.map((m) => [m.name, m.state])).toEqual([["b", a.cluster.membership.list()[0]!.state]]);
+      expect(s.members[0]!.clockOffsetMs).toBe(a.cluster.clockGuard.offsetOf("b"));
+      expect(s.antiEntropy).toEqual(a.cluster.antiEntropy.stats);
+      expect(s.clock).toEqual({ offsetMs: a.cluster.clockGuard.state().offsetMs, fenced: false });
+      // A snapshot: it does not move with the counters it was read from.
+      const rounds = s.antiEntropy.rounds;
+      a.cluster.antiEntropy.stats.rounds += 100;
+      expect(s.antiEntropy.rounds).toBe(rounds);
+      expect(structuredClone(s)).toEqual(s); // plain data: a function would not clone
+    });
+  });
+});

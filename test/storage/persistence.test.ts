@@ -1,28 +1,21 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { DB_FILE, Persistence, type FsyncPolicy } from "../../src/storage/persistence.ts";
 import { memoryLogger } from "../support/core.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { formatVersion } from "../../src/core/version.ts";
+import { closeAfterEach, tempDirs } from "../support/cleanup.ts";
 
 const NOW = 1_800_000_000_000;
 const DAY = 86_400_000;
-const dirs: string[] = [];
-const open: Persistence[] = [];
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "makhzen-persist-"));
-  dirs.push(d);
-  return d;
-}
+// Declared first, so its afterEach closes the databases before the directories go.
+const track = closeAfterEach();
+const tempDir = tempDirs("makhzen-persist-");
 
 function openAt(dir: string, fsync: FsyncPolicy = "always", nodeName = "n1"): Persistence {
-  const p = Persistence.open({ dir, nodeName, fsync });
-  open.push(p);
-  return p;
+  return track(Persistence.open({ dir, nodeName, fsync }));
 }
 
 function loadAll(p: Persistence, now = NOW, ttl = DAY) {
@@ -38,11 +31,6 @@ const rec = (key: string, value: string | null, wall = NOW, extra: Partial<Store
   value,
   version: formatVersion(wall, 0, "n1"),
   ...extra,
-});
-
-afterEach(() => {
-  for (const p of open.splice(0)) p.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 describe("Persistence", () => {
@@ -145,7 +133,7 @@ describe("Persistence", () => {
   test("under always, failing commits keep one retry timer, however many writes arrive", async () => {
     const dir = tempDir();
     const p = openAt(dir, "always");
-    const other = new Database(join(dir, DB_FILE));
+    const other = track(new Database(join(dir, DB_FILE)));
     other.exec("CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk says no'); END");
     const realSetTimeout = globalThis.setTimeout;
     let retries = 0;

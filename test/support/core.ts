@@ -1,15 +1,15 @@
-import { HybridClock, type WallClock } from "../../src/core/clock.ts";
+import type { WallClock } from "../../src/core/clock.ts";
 import { Cluster } from "../../src/cluster/cluster.ts";
 import { resolveConfig, FAST_TIMINGS, type NodeOptions } from "../../src/config.ts";
-import { Digest } from "../../src/cluster/digest.ts";
+import { createCore } from "../../src/create-core.ts";
 import type { Logger } from "../../src/ops/log.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { Store } from "../../src/core/store.ts";
-import type { MemoryTransport } from "../../src/cluster/protocol/transport.ts";
+import { eventually } from "./proc.ts";
+import type { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 
 /**
- * A node's core (store, digest, cluster) without HTTP, wired to an in-memory
- * network. `wall` replaces its wall clock (a skewed or manual one); `peers` may be mem:// URLs.
+ * A node's core (createCore: clock, store, digest) and its cluster without HTTP,
+ * wired to an in-memory network. `wall` replaces its wall clock (a skewed or manual one); `peers` may be mem:// URLs.
  */
 export function core(
   name: string,
@@ -20,14 +20,11 @@ export function core(
   // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
   const { peers = [], ...rest } = options;
   const config = { ...resolveConfig({ name, port: 1, ...FAST_TIMINGS, ...rest, ...(extra.wall ? { wallClock: extra.wall } : {}) }), peers };
-  const clock = new HybridClock(name, config.wallClock);
-  const digest = new Digest();
-  const store = new Store({
-    clock,
-    maxMemoryBytes: 0,
-    eviction: "noeviction",
-    tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (b, k, p, n) => digest.update(b, k, p, n),
+  const { clock, store, digest, items } = createCore({
+    config,
+    // As node.ts wires them: writes through `items` replicate, and a fenced node refuses them.
+    onWrite: (record) => cluster.replicator.enqueue(record),
+    mayWrite: () => cluster.checkWritable(),
     // With earlyPurge, as node.ts wires it: deletes every member holds may go early (nothing sweeps here unless a test does).
     isStable: (r): boolean => extra.earlyPurge === true && cluster.isStable(r),
   });
@@ -40,28 +37,19 @@ export function core(
     cluster.replicator.enqueue(r);
     return r;
   };
-  return { name, url, config, clock, store, digest, cluster, write };
+  return { name, url, config, clock, store, digest, items, cluster, write };
 }
 
 export type Core = ReturnType<typeof core>;
 
 export const dump = (c: Core) => c.store.scan(undefined, 1_000_000);
 
-/** Polls `fn` until it holds, or throws after `timeoutMs`. */
-export async function until(fn: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(5);
-  }
-}
-
 /** Three-or-more cores that know each other (joined through the first, one heartbeat each). */
 export async function joined(nodes: Core[]): Promise<void> {
   for (const n of nodes) await n.cluster.start(n.url);
   for (const n of nodes.slice(1)) await n.cluster.membership.join([nodes[0]!.url]);
   for (const n of nodes) n.cluster.membership.tick();
-  await until(() => nodes.every((n) => n.cluster.membership.reachable().length === nodes.length - 1));
+  await eventually(() => nodes.every((n) => n.cluster.membership.reachable().length === nodes.length - 1), { timeoutMs: 3000, what: "every core reaches every other" });
 }
 
 /** A logger that keeps every line, for tests that check what was said. */

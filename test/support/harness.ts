@@ -1,25 +1,25 @@
 /**
- * Real makhzen nodes as processes on free loopback ports, for the cluster tests.
+ * Real makhzen nodes as processes on loopback, for the cluster tests.
  *
- * Every node runs `bun src/cli/main.ts serve --timings fast`, so failures are seen
- * within a second or two. `start` waits for /readyz with a deadline while racing
- * the process's early exit (and then shows its log). `cleanup` kills only the PIDs
- * this harness started, SIGCONT first so a stopped process can die, and always runs
- * from afterEach. Nothing here sleeps for a fixed time: everything polls with a
- * deadline (`eventually`).
+ * Every node runs `bun src/cli/main.ts serve --port 0 --timings fast`, so failures
+ * are seen within a second or two, and no port is guessed: the node picks one and
+ * says where in its start-up line (NodeProcess, in proc.ts). `start` waits for
+ * /readyz with a deadline while racing the process's early exit (and then shows its
+ * log). `cleanup` kills only the PIDs this harness started, SIGCONT first so a
+ * stopped process can die; run it from afterEach, or `await using h = new Harness()`.
+ * Nothing here sleeps for a fixed time: everything polls with a deadline (`eventually`).
  */
-import type { Subprocess } from "bun";
 import { resolve } from "node:path";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { cleanEnv, eventually, freePort } from "./proc.ts";
+import { NodeProcess, cleanEnv, eventually } from "./proc.ts";
 import { TcpProxy } from "./proxy.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const MAIN = resolve(ROOT, "src/cli/main.ts");
 
 // Shared with the other process tests; re-exported so cluster tests import one module.
-export { eventually, freePort } from "./proc.ts";
+export { NodeProcess, eventually } from "./proc.ts";
 export { TcpProxy } from "./proxy.ts";
 
 export interface StartOptions {
@@ -27,13 +27,22 @@ export interface StartOptions {
   peers?: string[];
   /** URL to advertise (a proxy in front of the node). */
   advertise?: string;
-  /** Reuse a port (a restart). */
+  /** A proxy (from `h.proxy()`) to put in front of the node: advertised, and pointed at the node's port once it has one. */
+  proxy?: TcpProxy;
+  /**
+   * The port this node had before: a restart (kill -9, then the same data dir) on
+   * the URL its peers know it by. Default 0: the node picks a free one.
+   */
   port?: number;
   extraArgs?: string[];
   /** Timing preset (default fast: the tests). */
   timings?: "fast" | "default";
-  /** Wait for /readyz (default true). */
+  /** Wait for /readyz (default true). Without it, `start` returns at once: wait with `node.ready()`. */
   waitReady?: boolean;
+  /** The node's --log-level hides its start-up line: read its port from its listening socket. */
+  quietStart?: boolean;
+  /** The CA to trust when probing a node that serves https. */
+  ca?: string;
   /**
    * Run the node's wall clock this far off real time, under libfaketime (FAKETIME
    * syntax: "+90s", "-20s", "+1.5"). Bun's Date.now() follows it; the test process's
@@ -75,91 +84,34 @@ function nodeEnv(opts: StartOptions): Record<string, string> {
   return env;
 }
 
-export class NodeProcess {
-  readonly logs: string[] = [];
-  readonly exited: Promise<number>;
-  stopped = false;
-
-  constructor(
-    readonly name: string,
-    readonly port: number,
-    readonly proc: Subprocess<"ignore", "pipe", "pipe">,
-  ) {
-    this.exited = proc.exited;
-    void this.collect(proc.stdout);
-    void this.collect(proc.stderr);
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  get pid(): number {
-    return this.proc.pid;
-  }
-
-  get running(): boolean {
-    return this.proc.exitCode === null && this.proc.signalCode === null;
-  }
-
-  signal(sig: "SIGSTOP" | "SIGCONT" | "SIGTERM" | "SIGKILL"): void {
-    if (!this.running) return;
-    this.proc.kill(sig);
-    if (sig === "SIGSTOP") this.stopped = true;
-    if (sig === "SIGCONT") this.stopped = false;
-  }
-
-  async kill9(): Promise<void> {
-    if (this.stopped) this.signal("SIGCONT");
-    this.signal("SIGKILL");
-    await this.exited;
-  }
-
-  log(): string {
-    return this.logs.join("");
-  }
-
-  private async collect(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) {
-      this.logs.push(decoder.decode(chunk, { stream: true }));
-      if (this.logs.length > 2000) this.logs.splice(0, 1000);
-    }
-  }
-}
-
-export class Harness {
+export class Harness implements AsyncDisposable {
   readonly nodes: NodeProcess[] = [];
   readonly proxies: TcpProxy[] = [];
 
   /** Starts `serve` as a process and (by default) waits until /readyz answers 200. */
   async start(name: string, opts: StartOptions = {}): Promise<NodeProcess> {
-    const port = opts.port ?? freePort();
-    const args = [process.execPath, MAIN, "serve", "--port", String(port), "--name", name, "--timings", opts.timings ?? "fast"];
+    const args = [process.execPath, MAIN, "serve", "--port", String(opts.port ?? 0), "--name", name, "--timings", opts.timings ?? "fast"];
     if (opts.peers?.length) args.push("--peers", opts.peers.join(","));
-    if (opts.advertise) args.push("--advertise", opts.advertise);
+    const advertise = opts.proxy?.url ?? opts.advertise;
+    if (advertise) args.push("--advertise", advertise);
     args.push(...(opts.extraArgs ?? []));
-    const proc = Bun.spawn(args, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: nodeEnv(opts) });
-    const node = new NodeProcess(name, port, proc);
+    const node = NodeProcess.spawn(name, args, { cwd: ROOT, env: nodeEnv(opts) });
     this.nodes.push(node);
-    if (opts.waitReady !== false) await this.waitReady(node);
+    const started = node.started({ fromSocket: opts.quietStart }).then(() => opts.proxy?.connect(node.port));
+    if (opts.waitReady === false) {
+      started.catch(() => {}); // the caller waits (node.ready()) or expects an exit
+      return node;
+    }
+    await started;
+    await node.ready({ ca: opts.ca });
     return node;
   }
 
-  /** Waits for `probe` (default /readyz; /healthz for a node that may never be ready) to answer 200. */
-  async waitReady(node: NodeProcess, timeoutMs = 15_000, probe: "/readyz" | "/healthz" = "/readyz"): Promise<void> {
-    let exited: number | undefined;
-    void node.exited.then((c) => (exited = c));
-    await eventually(
-      async () => {
-        if (exited !== undefined) throw new Error(`node ${node.name} exited with ${exited} before it was ready:\n${node.log()}`);
-        const res = await fetch(`${node.url}${probe}`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
-        return res?.status === 200;
-      },
-      { timeoutMs, what: `node ${node.name} answers ${probe}` },
-    ).catch((e) => {
-      throw new Error(`${(e as Error).message}\n--- log of ${node.name} ---\n${node.log()}`);
-    });
+  /** A proxy on port 0, closed by cleanup; give it to `start` as `proxy`. */
+  proxy(): TcpProxy {
+    const proxy = new TcpProxy();
+    this.proxies.push(proxy);
+    return proxy;
   }
 
   /** Three (or n) nodes: the first alone, the others joining through it. */
@@ -176,16 +128,10 @@ export class Harness {
     const names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
     const out: NodeProcess[] = [];
     for (const name of names) {
-      const port = freePort();
-      let advertise: string | undefined;
-      if (opts.proxied) {
-        const proxy = new TcpProxy(port);
-        this.proxies.push(proxy);
-        advertise = proxy.url;
-      }
+      const proxy = opts.proxied ? this.proxy() : undefined;
       const peers = out.length ? [advertiseOf(out[0]!, this)] : [];
       const extraArgs = [...(opts.extraArgs ?? []), ...(opts.extraArgsFor?.(name) ?? [])];
-      out.push(await this.start(name, { port, advertise, peers, extraArgs, timings: opts.timings, env: opts.env }));
+      out.push(await this.start(name, { proxy, peers, extraArgs, timings: opts.timings, env: opts.env }));
     }
     await eventually(async () => (await Promise.all(out.map(aliveCount))).every((c) => c === n), {
       what: `all ${n} nodes see ${n} alive members`,

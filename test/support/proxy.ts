@@ -5,14 +5,21 @@
  * a black hole, as a real partition is: connections are accepted (or kept) but no
  * byte crosses, so peers run into their request timeouts rather than a quick
  * "connection refused". Healing closes the connections that lived through the cut.
+ *
+ * It listens on port 0 at once, so its URL can be the node's --advertise before the
+ * node has a port; `connect(port)` names the target once the node says where it
+ * listens. Connections that arrive before that wait for it.
  */
-export class TcpProxy {
+export class TcpProxy implements Disposable {
   readonly port: number;
+  targetPort: number | undefined;
+  private readonly target = Promise.withResolvers<number>();
   private cutOff = false;
   private readonly pairs = new Set<Conn["pair"]>();
   private readonly server: Bun.TCPSocketListener<Conn>;
 
-  constructor(readonly targetPort: number) {
+  constructor(targetPort?: number) {
+    if (targetPort !== undefined) this.connect(targetPort);
     const self = this;
     this.server = Bun.listen<Conn>({
       hostname: "127.0.0.1",
@@ -26,29 +33,10 @@ export class TcpProxy {
           };
           client.data = { pair };
           self.pairs.add(pair);
-          void Bun.connect<Conn>({
-            hostname: "127.0.0.1",
-            port: targetPort,
-            socket: {
-              open(up) {
-                up.data = { pair };
-                pair.upstream = up;
-                for (const chunk of pair.pending) up.write(chunk);
-                pair.pending = [];
-              },
-              data(_up, chunk) {
-                if (self.cutOff) pair.poisoned = true;
-                if (!pair.poisoned) client.write(chunk);
-              },
-              close() {
-                client.end();
-                self.pairs.delete(pair);
-              },
-              error() {
-                client.end();
-              },
-            },
-          }).catch(() => client.end());
+          // Connected upstream once the target is named; a client gone by then needs none.
+          void self.target.promise.then((port) => {
+            if (self.pairs.has(pair)) self.dial(pair, port);
+          });
         },
         data(client, chunk) {
           const pair = client.data.pair;
@@ -67,6 +55,41 @@ export class TcpProxy {
       },
     });
     this.port = this.server.port;
+  }
+
+  private dial(pair: Conn["pair"], port: number): void {
+    const self = this;
+    const client = pair.client;
+    Bun.connect<Conn>({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        open(up) {
+          up.data = { pair };
+          pair.upstream = up;
+          for (const chunk of pair.pending) up.write(chunk);
+          pair.pending = [];
+        },
+        data(_up, chunk) {
+          if (self.cutOff) pair.poisoned = true;
+          if (!pair.poisoned) client.write(chunk);
+        },
+        close() {
+          client.end();
+          self.pairs.delete(pair);
+        },
+        error() {
+          client.end();
+        },
+      },
+    }).catch(() => client.end());
+  }
+
+  /** Sends what arrives to `port` from now on (and what waited for a target). A proxy has one target. */
+  connect(port: number): void {
+    if (this.targetPort !== undefined && this.targetPort !== port) throw new Error(`proxy ${this.port} already targets ${this.targetPort}`);
+    this.targetPort = port;
+    this.target.resolve(port);
   }
 
   get url(): string {
@@ -94,6 +117,10 @@ export class TcpProxy {
       pair.upstream?.end();
     }
     this.server.stop(true);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 

@@ -20,6 +20,8 @@ export interface RawOptions {
   body?: Iterable<string | Uint8Array>;
   /** Gives up (status 0) after this long; default 10 s. */
   timeoutMs?: number;
+  /** Resolves only when the server closes the connection (a keep-alive one, say), not as soon as the answer is in. */
+  untilClose?: boolean;
 }
 
 export async function rawExchange(port: number, request: string | Uint8Array, options: RawOptions = {}): Promise<RawAnswer> {
@@ -33,7 +35,7 @@ export async function rawExchange(port: number, request: string | Uint8Array, op
     const end = text.indexOf("\r\n\r\n");
     if (end === -1) return;
     const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
-    if (length && Buffer.byteLength(text.slice(end + 4), "latin1") >= Number(length[1])) {
+    if (length && !options.untilClose && Buffer.byteLength(text.slice(end + 4), "latin1") >= Number(length[1])) {
       answered = true;
       resolve();
     }
@@ -103,4 +105,14 @@ export function* chunked(total: number, chunkBytes = 64 * 1024, fill = "x"): Gen
     yield `${piece.length.toString(16)}\r\n${piece}\r\n`;
   }
   yield "0\r\n\r\n";
+}
+
+/**
+ * A port where nothing answers: a socket that closes every connection at once, held
+ * until disposed so that no other process can take the port meanwhile (a dead seed,
+ * a dead --url).
+ */
+export function deadListener(): { url: string; port: number } & Disposable {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.end(), data() {} } });
+  return { url: `http://127.0.0.1:${listener.port}`, port: listener.port, [Symbol.dispose]: () => listener.stop(true) };
 }

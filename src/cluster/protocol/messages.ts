@@ -1,6 +1,9 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { MakhzenError } from "../../errors.ts";
+import { BUCKET_PATTERN, KEY_BYTES_CEILING } from "../../core/record.ts";
+import { NODE_NAME_PATTERN, VERSION_MAX_LENGTH, VERSION_PATTERN } from "../../core/version.ts";
+import { GROUP_SIZE, GROUPS, HASH_HEX_PATTERN, LEAVES } from "../digest.ts";
 
 /**
  * Every message of the peer protocol (JSON over HTTP under /internal/), as TypeBox
@@ -12,12 +15,17 @@ import { MakhzenError } from "../../errors.ts";
 export const PROTOCOL_VERSION = "1";
 export const PROTOCOL_HEADER = "x-makhzen-protocol";
 
-const Name = Type.String({ pattern: "^[A-Za-z0-9_.:@\\[\\]-]{1,128}$" });
-const Version = Type.String({ pattern: "^\\d{15}-\\d{6}-[A-Za-z0-9_.:@\\[\\]-]{1,128}$", maxLength: 160 });
-const Bucket = Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" });
+// The patterns and sizes are those of the modules that own them (version.ts,
+// record.ts, digest.ts), so the wire takes exactly what a node produces.
+const Name = Type.String({ pattern: NODE_NAME_PATTERN.source });
+const Version = Type.String({ pattern: VERSION_PATTERN.source, maxLength: VERSION_MAX_LENGTH });
+const Bucket = Type.String({ pattern: BUCKET_PATTERN.source });
 // Limits of the receiving node are not applied to replicated records (a replica
-// must take what its peers took); this bound only stops absurd input.
-const Key = Type.String({ minLength: 1, maxLength: 64 * 1024 });
+// must take what its peers took); this bound (in characters, which a key of that
+// many bytes never exceeds) only stops absurd input.
+const Key = Type.String({ minLength: 1, maxLength: KEY_BYTES_CEILING });
+/** A digest hash (digest.ts's hex). */
+const Hash = Type.String({ pattern: HASH_HEX_PATTERN.source });
 
 export const MemberState = Type.Union([
   Type.Literal("alive"),
@@ -57,8 +65,8 @@ export const LEAVES_PER_KEYS_REQUEST = 64;
 export const MAX_BATCH_RECORDS = 10_000;
 
 const RecordRef = Type.Object({ bucket: Bucket, key: Key });
-const Leaf = Type.Integer({ minimum: 0, maximum: 4095 });
-const Group = Type.Integer({ minimum: 0, maximum: 63 });
+const Leaf = Type.Integer({ minimum: 0, maximum: LEAVES - 1 });
+const Group = Type.Integer({ minimum: 0, maximum: GROUPS - 1 });
 
 export const JoinRequest = Type.Object({ member: WireMember });
 /**
@@ -109,11 +117,11 @@ export const RecordsAnswer = Type.Object({
  * pull, so the caller stops there.
  */
 export const GroupsAnswer = Type.Object({
-  groups: Type.Array(Type.String(), { minItems: 64, maxItems: 64 }),
+  groups: Type.Array(Type.String(), { minItems: GROUPS, maxItems: GROUPS }),
   syncing: Type.Optional(Type.Boolean()),
 });
-export const LeavesRequest = Type.Object({ groups: Type.Array(Group, { maxItems: 64 }) });
-export const LeavesAnswer = Type.Object({ leaves: Type.Array(Type.Array(Type.String(), { minItems: 64, maxItems: 64 })) });
+export const LeavesRequest = Type.Object({ groups: Type.Array(Group, { maxItems: GROUPS }) });
+export const LeavesAnswer = Type.Object({ leaves: Type.Array(Type.Array(Type.String(), { minItems: GROUP_SIZE, maxItems: GROUP_SIZE })) });
 export const KeysRequest = Type.Object({ leaves: Type.Array(Leaf, { maxItems: LEAVES_PER_KEYS_REQUEST }) });
 /**
  * (bucket, key, version, hash) of every record in the listed leaves. `hash` is the
@@ -126,7 +134,7 @@ export const KeysRequest = Type.Object({ leaves: Type.Array(Leaf, { maxItems: LE
  */
 export const KeysAnswer = Type.Object({
   entries: Type.Array(
-    Type.Object({ bucket: Bucket, key: Key, version: Version, hash: Type.Optional(Type.String({ pattern: "^[0-9a-f]{16}$" })) }),
+    Type.Object({ bucket: Bucket, key: Key, version: Version, hash: Type.Optional(Hash) }),
   ),
   rest: Type.Optional(Type.Integer({ minimum: 1 })),
 });

@@ -1,10 +1,10 @@
-import { hex, splitId, type Digest } from "../digest.ts";
+import { hex, type Digest } from "../digest.ts";
 import type { Membership } from "../membership.ts";
 import type { KeysEntry, WireMember } from "./messages.ts";
-import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
+import { approxWireBytes, splitId, type StoredRecord } from "../../core/record.ts";
 import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
-import type { PeerService } from "./transport.ts";
+import type { PeerService } from "./peer-ops.ts";
 
 export interface PeerServiceDeps {
   store: Store;

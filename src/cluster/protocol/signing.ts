@@ -1,34 +1,16 @@
 import { timingSafeEqual } from "node:crypto";
+import type { WallClock } from "../../core/clock.ts";
+import { MakhzenError } from "../../errors.ts";
+import type { Logger } from "../../ops/log.ts";
+import { LogLimiter } from "../../ops/log-limiter.ts";
 
 /**
- * Client tokens and the cluster secret. Nothing here knows HTTP frameworks: the
- * HTTP layer passes header values in and gets a verdict out.
+ * Peer signing under the cluster secret, in one place: PeerSigner makes and checks
+ * HMAC signatures, and PeerGuard applies them to every peer request and answer,
+ * counting and logging what it refuses. Nothing here knows HTTP frameworks: the
+ * peer routes (src/http/peer.ts) and the HTTP transport pass headers and bodies in
+ * and get a verdict out. Client tokens are another matter (src/ops/tokens.ts).
  */
-
-/** The token of an `Authorization: Bearer <token>` header, or undefined. */
-export function bearerToken(header: string | null | undefined): string | undefined {
-  if (!header) return undefined;
-  const m = /^Bearer\s+(.+)$/i.exec(header.trim());
-  return m ? m[1]!.trim() : undefined;
-}
-
-/**
- * Compares a presented secret with the expected one in time that does not depend
- * on where they differ. Both are hashed first so their lengths match and the
- * length of the real secret does not leak either.
- */
-export function secretMatches(given: string | undefined, expected: string): boolean {
-  return secretMatcher(expected)(given);
-}
-
-/**
- * secretMatches with the expected secret hashed once: what a check on every
- * request uses (~0.08 µs a call instead of ~0.5 µs).
- */
-export function secretMatcher(expected: string): (given: string | undefined) => boolean {
-  const want = Bun.SHA256.hash(expected) as Uint8Array;
-  return (given) => given !== undefined && timingSafeEqual(Bun.SHA256.hash(given) as Uint8Array, want);
-}
 
 export const SIGNATURE_HEADERS = {
   timestamp: "x-makhzen-timestamp",
@@ -104,7 +86,8 @@ export class PeerSigner {
     const nonce = headers.get(SIGNATURE_HEADERS.nonce)!;
     const sig = headers.get(SIGNATURE_HEADERS.signature)!;
     const t = Number(ts);
-    if (!secretMatches(sig, this.mac(method, pathAndQuery, ts, nonce, body))) {
+    // Both are 64 hex digits (precheck checked `sig`), so an equal-length compare leaks nothing.
+    if (!timingSafeEqual(Buffer.from(sig, "hex"), Buffer.from(this.mac(method, pathAndQuery, ts, nonce, body), "hex"))) {
       return { ok: false, reason: "bad signature (different cluster secret?)" };
     }
     this.remember(nonce, t, nowMs);
@@ -127,3 +110,80 @@ export class PeerSigner {
     }
   }
 }
+
+/** What PeerGuard counts: a part of the node's Refusals. */
+export interface PeerRefusals {
+  peerRequests: number;
+  peerAnswers: number;
+}
+
+export interface PeerGuardOptions {
+  secret: string;
+  wallClock: WallClock;
+  /** Counters of refused peer requests and answers (ops/security.ts Refusals); only ever incremented. */
+  refusals: PeerRefusals;
+  /** One warning per refusal: route, from, reason (rate limited per peer and reason). */
+  log: Logger;
+  /** A signature this far from our clock is refused, in ms (clock skew plus transit). */
+  replayWindowMs?: number;
+}
+
+/**
+ * Authenticates the peer protocol with a shared secret. Requests are signed by
+ * the caller and checked by the receiver before their body is parsed; answers are
+ * signed by the receiver, bound to the request's nonce, and checked by the caller.
+ * So a node that cannot prove the secret can neither join, nor inject records, nor
+ * get anything out of a secured node: it is never told about members, and since it
+ * never becomes one, no record is ever sent to it.
+ * Contract: `check*` returns normally or throws CLUSTER_AUTH after counting and
+ * logging the refusal; nothing else throws.
+ */
+export class PeerGuard {
+  private readonly signer: PeerSigner;
+  private readonly limiter: LogLimiter;
+
+  constructor(private readonly opts: PeerGuardOptions) {
+    this.signer = new PeerSigner({ secret: opts.secret, replayWindowMs: opts.replayWindowMs });
+    this.limiter = new LogLimiter(opts.wallClock);
+  }
+
+  /** Headers that sign a POST of `body` to `path` (e.g. /internal/records). */
+  signRequest(path: string, body: string): Record<string, string> {
+    return this.signer.sign("POST", path, body, this.opts.wallClock());
+  }
+
+  /** Cheap first check, before a body is read: a request without a signature is refused unread. */
+  checkSigned(path: string, headers: Headers, from: string | undefined): void {
+    if (headers.get(SIGNATURE_HEADERS.signature) === null) this.refuse("request", path, from, "unsigned request (no cluster secret?)");
+    const pre = this.signer.precheck(headers, this.opts.wallClock());
+    if (!pre.ok) this.refuse("request", path, from, pre.reason);
+  }
+
+  checkRequest(path: string, body: string, headers: Headers, from: string | undefined): void {
+    const v = this.signer.verify("POST", path, body, headers, this.opts.wallClock());
+    if (!v.ok) this.refuse("request", path, from, v.reason);
+  }
+
+  /** Headers that sign an answer to the request that carried `requestHeaders`. */
+  signAnswer(path: string, requestHeaders: Headers, body: string): Record<string, string> {
+    return this.signer.sign("ANSWER", answerPath(path, requestHeaders.get(SIGNATURE_HEADERS.nonce)), body, this.opts.wallClock());
+  }
+
+  /** Checks an answer against the nonce of the request we signed (`sent`). */
+  checkAnswer(path: string, sent: Record<string, string>, body: string, headers: Headers, from: string): void {
+    const v = this.signer.verify("ANSWER", answerPath(path, sent[SIGNATURE_HEADERS.nonce] ?? null), body, headers, this.opts.wallClock());
+    if (!v.ok) this.refuse("answer", path, from, v.reason === "missing signature headers" ? "unsigned answer (no cluster secret?)" : v.reason);
+  }
+
+  private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
+    if (kind === "request") this.opts.refusals.peerRequests++;
+    else this.opts.refusals.peerAnswers++;
+    this.limiter.line("peer.auth-refused", `${kind} ${from ?? "unknown"} ${reason}`, (alsoRefusedSinceLastLine) =>
+      this.opts.log.warn(`refused peer ${kind}`, { route: path, from: from ?? "unknown", reason, alsoRefusedSinceLastLine }),
+    );
+    throw new MakhzenError("CLUSTER_AUTH", `peer ${kind} refused: ${reason}`);
+  }
+}
+
+/** An answer is signed over its route and the nonce of the request it answers, so it cannot be replayed to another request. */
+const answerPath = (path: string, nonce: string | null): string => `${path}#${nonce ?? ""}`;

@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createNode } from "../../../src/node.ts";
-import { HttpTransport, MemoryTransport, PeerError, type PeerTransport } from "../../../src/cluster/protocol/transport.ts";
+import { HttpTransport } from "../../../src/cluster/protocol/http-transport.ts";
+import { MemoryTransport } from "../../../src/cluster/protocol/memory-transport.ts";
+import { PeerError, type PeerService, type PeerTransport } from "../../../src/cluster/protocol/peer-ops.ts";
 import { core } from "../../support/core.ts";
 
 /**
@@ -9,16 +11,33 @@ import { core } from "../../support/core.ts";
  * unit tests use.
  */
 const httpNode = createNode({ name: "http-peer", port: 0 });
-afterAll(() => httpNode.close());
+/** A peer that takes every request and never answers (a process stuck in a loop, or SIGSTOPped). */
+const hungServer = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Promise<Response>(() => {}) });
+afterAll(async () => {
+  await httpNode.close();
+  await hungServer.stop(true);
+});
+
+const never = () => new Promise<never>(() => {});
+const hungService = new Proxy({}, { get: () => never }) as PeerService;
 
 /** A node's core on the in-memory network (test/support/core.ts), as the memory side of the contract. */
-function memoryPeer(): { transport: MemoryTransport; url: string } {
+function memoryPeer(): { transport: MemoryTransport; url: string; hung: string } {
   const transport = new MemoryTransport();
-  return { transport, url: core("mem-peer", transport).url };
+  transport.register("mem://hung", hungService);
+  return { transport, url: core("mem-peer", transport).url, hung: "mem://hung" };
 }
 
-const setups: [string, () => Promise<{ transport: PeerTransport; url: string; dead: string }>][] = [
-  ["http", async () => ({ transport: new HttpTransport(), url: (await httpNode.listen()).url, dead: "http://127.0.0.1:1" })],
+const setups: [string, () => Promise<{ transport: PeerTransport; url: string; dead: string; hung: string }>][] = [
+  [
+    "http",
+    async () => ({
+      transport: new HttpTransport(),
+      url: (await httpNode.listen()).url,
+      dead: "http://127.0.0.1:1",
+      hung: `http://127.0.0.1:${hungServer.port}`,
+    }),
+  ],
   ["memory", async () => ({ ...memoryPeer(), dead: "mem://nobody" })],
 ];
 
@@ -59,6 +78,27 @@ for (const [name, setup] of setups) {
       const err = await transport.call(dead, "groups", {}, 500).catch((e) => e);
       expect(err).toBeInstanceOf(PeerError);
       expect((err as PeerError).status).toBe(0);
+    });
+
+    test("a peer that never answers fails the call at its timeout with UNREACHABLE, not later", async () => {
+      const { transport, hung } = await setup();
+      const t0 = performance.now();
+      const err = await transport.call(hung, "groups", {}, 200).catch((e) => e);
+      const tookMs = performance.now() - t0;
+      expect(err).toBeInstanceOf(PeerError);
+      expect(err).toMatchObject({ status: 0, code: "UNREACHABLE" });
+      expect((err as PeerError).message).toBe(`${hung} groups: no answer within 200 ms`);
+      expect(tookMs).toBeGreaterThanOrEqual(190);
+      expect(tookMs).toBeLessThan(2000);
+    });
+
+    test("an abort ends the wait for a peer that never answers", async () => {
+      const { transport, hung } = await setup();
+      const abort = new AbortController();
+      setTimeout(() => abort.abort(), 50);
+      const err = await transport.call(hung, "groups", {}, 10_000, abort.signal).catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect(err).toMatchObject({ status: 0, code: "ABORTED" });
     });
   });
 }

@@ -1,0 +1,110 @@
+import { MakhzenError } from "../../errors.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "./messages.ts";
+import { aborted, checkAnswer, noAnswer, PASS_THROUGH, PeerError, type PeerOp, type PeerRequest, type PeerTransport } from "./peer-ops.ts";
+import type { PeerGuard } from "./signing.ts";
+
+export interface HttpTransportOptions {
+  /** Signs every request and checks every answer under the cluster secret. */
+  guard?: PeerGuard;
+  /** Without a guard: the client token sent as a bearer token, for peers that require one on /internal/. */
+  token?: string;
+  /** PEM CA bundle trusted for https peers (--tls-ca); absent: the system's CAs. */
+  ca?: string;
+  /** Largest answer read, in bytes. Default: ANSWER_MAX_BYTES. */
+  maxAnswerBytes?: number;
+}
+
+/**
+ * The largest peer answer read. Answers are bounded by their senders (fetch, scan
+ * and keys by the batch byte budget, members by the protocol), but a `keys` answer
+ * always lists one whole leaf (~24k entries, ~2.4 MB, per leaf with 100M keys), a
+ * peer may run with a larger budget than ours, and a stranger's answer (a seed
+ * without the secret is read before it is refused) must not exhaust memory either.
+ */
+export const ANSWER_MAX_BYTES = 256 * 1024 * 1024;
+
+/** The real transport: JSON over HTTP/1.1 (or https) with keep-alive (Bun's fetch pools connections). */
+export class HttpTransport implements PeerTransport {
+  private readonly tls: { ca: string } | undefined;
+  private readonly maxAnswerBytes: number;
+
+  constructor(private readonly opts: HttpTransportOptions = {}) {
+    this.tls = opts.ca === undefined ? undefined : { ca: opts.ca };
+    this.maxAnswerBytes = opts.maxAnswerBytes ?? ANSWER_MAX_BYTES;
+  }
+
+  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
+    const path = `/internal/${op}`;
+    const text = typeof body === "string" ? body : JSON.stringify(body);
+    const signature = this.opts.guard?.signRequest(path, text);
+    const bearer = !signature && this.opts.token !== undefined ? { authorization: `Bearer ${this.opts.token}` } : undefined;
+    let res: Response;
+    try {
+      res = await fetch(url + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer },
+        body: text,
+        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
+        tls: this.tls,
+      });
+    } catch (e) {
+      if (signal?.aborted) throw aborted(`${url} ${op}`);
+      if (e instanceof Error && e.name === "TimeoutError") throw noAnswer(`${url} ${op}`, timeoutMs);
+      throw new PeerError(0, "UNREACHABLE", `${url} ${op}: ${String(e)}`);
+    }
+    let answer: string;
+    try {
+      answer = await readCapped(res, this.maxAnswerBytes);
+    } catch (e) {
+      if (e instanceof PeerError) throw new PeerError(res.status, e.code, `${url} ${op}: ${e.message}`);
+      throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
+    }
+    if (signature) {
+      // A peer that cannot prove the secret is not trusted with anything it says:
+      // not its members (so it never becomes one), not its records, not its errors
+      // (an unsigned NAME_TAKEN from a stranger on a seed URL must not stop a join).
+      try {
+        this.opts.guard!.checkAnswer(path, signature, answer, res.headers, url);
+      } catch (e) {
+        throw new PeerError(res.status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
+      }
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(answer);
+    } catch (e) {
+      throw new PeerError(res.status, "BAD_ANSWER", `${url} ${op}: answer is not JSON (HTTP ${res.status})`);
+    }
+    if (!res.ok) {
+      const err = (parsed as { error?: { code?: unknown; message?: unknown } })?.error;
+      const code = typeof err?.code === "string" ? err.code : `HTTP_${res.status}`;
+      const message = typeof err?.message === "string" ? err.message : `HTTP ${res.status}`;
+      if (PASS_THROUGH.has(code)) throw new MakhzenError(code as "NAME_TAKEN", message);
+      throw new PeerError(res.status, code, `${url} ${op}: ${message}`);
+    }
+    return checkAnswer(op, parsed);
+  }
+}
+
+/** An answer's text, refused past `maxBytes` before it is all buffered. */
+async function readCapped(res: Response, maxBytes: number): Promise<string> {
+  const declared = res.headers.get("content-length");
+  const tooLarge = () => new PeerError(res.status, "ANSWER_TOO_LARGE", `answer exceeds ${maxBytes} bytes`);
+  if (declared !== null && /^\d+$/.test(declared)) {
+    // The usual case: our peers answer with a length, and the body cannot outgrow it.
+    if (Number(declared) > maxBytes) {
+      await res.body?.cancel();
+      throw tooLarge();
+    }
+    return res.text();
+  }
+  if (!res.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) throw tooLarge(); // leaving the loop cancels the stream
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

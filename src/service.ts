@@ -1,0 +1,209 @@
+import { MakhzenError } from "./errors.ts";
+import type { Items, ListItemsOptions, SetOptions } from "./core/items.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, type Item, type StoredRecord } from "./core/record.ts";
+import type { BucketStats, ListPage, ScanCursor, Store } from "./core/store.ts";
+import { versionWallMs, type Version } from "./core/version.ts";
+import type { Concern, Consistency } from "./cluster/consistency.ts";
+
+/**
+ * The items service: what every front end calls (HTTP today, the Redis protocol
+ * next), so a write or a read means the same thing whichever door it came in by.
+ *
+ * It owns the two paths a front end must not reimplement:
+ * - a write is applied here (Items: validation, conditions, versioning), then
+ *   answered once it is durable (fsync=always) and held by the replicas `w` asks
+ *   for, both awaited together. Either failing leaves the local write in place.
+ * - a read with `r` first asks the peers and repairs what is stale, then reads here.
+ *
+ * Options arrive parsed (a `Concern`, never a query string); results are domain
+ * values, failures MakhzenErrors (src/errors.ts). Absence is a result, not an
+ * error: `get` answers undefined and `delete` answers undefined, and each front end
+ * says so its own way (HTTP 404, RESP nil / 0).
+ *
+ * Hot path: a call without `w`/`r` on a node without fsync=always answers
+ * synchronously and allocates no Promise (hence `Awaitable`); awaiting it is
+ * always correct.
+ */
+export type Awaitable<T> = T | Promise<T>;
+
+/** The cluster side the service needs: `w=`/`r=`, and its rule for versions from elsewhere. `Cluster` is one. */
+export interface ServiceCluster {
+  readonly consistency: Pick<Consistency, "awaitWrite" | "repairRead">;
+  /** Whether a record stamped `version` for (bucket, key) from elsewhere is refused (Cluster.refusesVersion). */
+  refusesVersion(version: Version, bucket: string, key: string): boolean;
+}
+
+export interface ServiceDeps {
+  items: Items;
+  store: Store;
+  /** Absent: a lone replica with no peer machinery (`w`/`r` above 1 are UNAVAILABLE). */
+  cluster?: ServiceCluster;
+  /** When set, a write is answered only after this resolves (fsync=always). */
+  durable?: () => Promise<void>;
+  /** Read only without a cluster: a loaded version further than `maxClockOffsetMs` ahead of `wallClock()` is refused. NodeConfig is one. */
+  config: { wallClock: () => number; maxClockOffsetMs: number };
+}
+
+export interface WriteOptions {
+  /** Replicas that must hold the write before it is answered; absent: this node alone. */
+  w?: Concern;
+}
+
+export interface ServiceSetOptions extends SetOptions, WriteOptions {}
+
+export interface ServiceDeleteOptions extends WriteOptions {
+  /** Delete only if the current version is exactly this one, or `*`: if the key exists. */
+  ifMatch?: string;
+}
+
+export interface ReadOptions {
+  /** Replicas to ask (and repair) before reading here; absent: this node alone. */
+  r?: Concern;
+}
+
+/** What a load did: records merged, and records skipped because this node held them or newer. */
+export interface LoadCounts {
+  loaded: number;
+  skipped: number;
+}
+
+/** Records per page of a dump: bounds what a dump holds in memory at once. */
+export const DUMP_PAGE = 1000;
+
+export class ItemsService {
+  private readonly refuses: (version: Version, bucket: string, key: string) => boolean;
+
+  constructor(private readonly deps: ServiceDeps) {
+    const { cluster } = deps;
+    // A lone node has no peer clocks to compare with: its own wall clock is the reference.
+    this.refuses = cluster
+      ? (v, bucket, key) => cluster.refusesVersion(v, bucket, key)
+      : (v) => versionWallMs(v) - deps.config.wallClock() > deps.config.maxClockOffsetMs;
+  }
+
+  /** The live item, or undefined. With `r`, repairs the replicas first (read repair). */
+  get(bucket: string, key: string, opts?: ReadOptions): Awaitable<Item | undefined> {
+    const r = opts?.r;
+    if (r === undefined) return this.deps.items.get(bucket, key);
+    return this.repairRead(bucket, key, r).then(() => this.deps.items.get(bucket, key));
+  }
+
+  /**
+   * The live item as `build` renders it, cached with the record version (see
+   * Store.getView): the GET hot path. `build` must be the same function on every
+   * call (one cache entry per record), and pure.
+   */
+  getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T, opts?: ReadOptions): Awaitable<T | undefined> {
+    const r = opts?.r;
+    if (r === undefined) return this.deps.items.getView(bucket, key, build);
+    return this.repairRead(bucket, key, r).then(() => this.deps.items.getView(bucket, key, build));
+  }
+
+  /**
+   * Writes a value (conditions and TTL as in Items.set) and answers the item once
+   * the write is durable and held by `w` replicas. A condition that fails throws
+   * PRECONDITION_FAILED and writes nothing.
+   */
+  set(bucket: string, key: string, value: string, opts: ServiceSetOptions = {}): Awaitable<Item> {
+    // `opts` goes to Items as is: it reads only its own fields, and the hot path copies nothing.
+    const item = this.deps.items.set(bucket, key, value, opts);
+    return this.settle(bucket, key, item.version, opts.w, item);
+  }
+
+  /**
+   * Deletes a live value and answers its tombstone's version once durable and held
+   * by `w` replicas; undefined, at once and writing nothing, when there was none.
+   */
+  delete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Version | undefined | Promise<Version> {
+    const version = this.deps.items.delete(bucket, key, opts);
+    if (version === undefined) return undefined;
+    return this.settle(bucket, key, version, opts.w, version);
+  }
+
+  /** One page of live items in key order (local replica). */
+  list(bucket: string, opts?: ListItemsOptions): ListPage {
+    return this.deps.items.list(bucket, opts);
+  }
+
+  /** Live keys and bytes per bucket. */
+  buckets(): BucketStats[] {
+    return this.deps.store.bucketStats();
+  }
+
+  /**
+   * Every record (tombstones and expiries included), in pages of at most DUMP_PAGE,
+   * in (bucket, key) order; only `bucket`'s when given. Pages are scanned lazily, as
+   * the caller pulls them, so a slow reader costs one page of memory. The bucket
+   * name is checked now, not at the first pull.
+   */
+  dump(bucket?: string): IterableIterator<StoredRecord[]> {
+    if (bucket !== undefined && !BUCKET_PATTERN.test(bucket)) {
+      throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
+    }
+    return dumpPages(this.deps.store, bucket);
+  }
+
+  /**
+   * Merges records that already carry versions (a dump), in order: each is checked
+   * like a write, refused when its version is too far ahead of the cluster's clock
+   * (the rule replication applies), merged last-writer-wins, and replicated when it
+   * wins. `counts` is filled as it goes, so a caller whose load fails (a bad record,
+   * or an error thrown by `records` itself) knows how many came before; what came
+   * before stands. Resolves, or rejects, only once what was loaded is durable.
+   */
+  async load(records: AsyncIterable<StoredRecord> | Iterable<StoredRecord>, counts: LoadCounts = { loaded: 0, skipped: 0 }): Promise<LoadCounts> {
+    try {
+      for await (const record of records) {
+        if (this.deps.items.importRecord(record, this.refuses)) counts.loaded++;
+        else counts.skipped++;
+      }
+    } finally {
+      // Under fsync=always, loaded records (those before a bad one too) are on disk before anyone is told.
+      await this.deps.durable?.();
+    }
+    return counts;
+  }
+
+  /**
+   * `result` at once, or once the write is durable and held by `w` replicas, both
+   * awaited together. Called right after the write, synchronously, so no ack is missed.
+   */
+  private settle<T>(bucket: string, key: string, version: Version, w: Concern | undefined, result: T): Awaitable<T> {
+    const durable = this.deps.durable?.();
+    const replicated = w === undefined ? undefined : this.awaitWrite(bucket, key, version, w);
+    if (durable === undefined && replicated === undefined) return result;
+    return Promise.all([durable, replicated]).then(() => result);
+  }
+
+  private awaitWrite(bucket: string, key: string, version: Version, w: Concern): Promise<void> {
+    const cluster = this.deps.cluster;
+    if (cluster) return cluster.consistency.awaitWrite(bucket, key, version, w);
+    return alone("w", w, "the local write stands");
+  }
+
+  private repairRead(bucket: string, key: string, r: Concern): Promise<void> {
+    const cluster = this.deps.cluster;
+    if (cluster) return cluster.consistency.repairRead(bucket, key, r);
+    return alone("r", r, "nothing was read");
+  }
+}
+
+/** A level on a node with no peer machinery: 1, quorum and all are this node; more is UNAVAILABLE (as Consistency says it). */
+async function alone(name: "w" | "r", concern: Concern, consequence: string): Promise<void> {
+  if (typeof concern.level === "number" && concern.level > 1) {
+    throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${concern.level} replicas but the cluster has 1; ${consequence}`);
+  }
+}
+
+function* dumpPages(store: Store, bucket: string | undefined): Generator<StoredRecord[], void, undefined> {
+  let after: ScanCursor | undefined = bucket === undefined ? undefined : { bucket, key: "" };
+  for (;;) {
+    const page = store.scan(after, DUMP_PAGE);
+    const inBucket = bucket === undefined ? page : page.filter((r) => r.bucket === bucket);
+    if (inBucket.length > 0) yield inBucket;
+    // A short page is the last; so is one that ran past the bucket.
+    if (page.length < DUMP_PAGE || inBucket.length < page.length) return;
+    const last = page[page.length - 1]!;
+    after = { bucket: last.bucket, key: last.key };
+  }
+}
