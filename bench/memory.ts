@@ -12,7 +12,10 @@ import { heapStats } from "bun:jsc";
 import { HybridClock } from "../src/core/clock.ts";
 import { Digest } from "../src/cluster/digest.ts";
 import { ENTRY_OVERHEAD_BYTES, Store } from "../src/core/store.ts";
-import { startNode } from "../test/support/proc.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { eventually, startNode } from "../test/support/proc.ts";
 import { MAIN, VALUE, fmt, option } from "./_lib.ts";
 
 const KEYS = Number(option("keys", "600000"));
@@ -72,25 +75,18 @@ const redisServer = Bun.which("redis-server");
 if (!redisServer) {
   console.log("redis-server not found: no side-by-side figure (apt-get install redis-server)");
 } else {
-  // redis-server cannot pick a port and say which (--port 0 turns TCP off): take one
-  // the OS just handed out, and hope. A benchmark run by hand can afford that.
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const rport = probe.port;
-  probe.stop(true);
-  const redis = Bun.spawn([redisServer, "--port", String(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory", MAX, "--maxmemory-policy", "allkeys-lru"], {
+  // redis-server cannot pick a TCP port and say which (--port 0 turns TCP off), so it
+  // listens on a Unix socket in a directory of our own: no port to guess. What is
+  // measured is the server's RSS, which the kind of socket does not change.
+  const sockDir = mkdtempSync(join(tmpdir(), "makhzen-bench-redis-"));
+  const sock = join(sockDir, "redis.sock");
+  const redis = Bun.spawn([redisServer, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--maxmemory", MAX, "--maxmemory-policy", "allkeys-lru"], {
     stdout: "ignore",
     stderr: "ignore",
   });
   try {
-    const client = new Bun.RedisClient(`redis://127.0.0.1:${rport}`);
-    for (let i = 0; i < 100; i++) {
-      try {
-        await client.ping();
-        break;
-      } catch {
-        await Bun.sleep(50);
-      }
-    }
+    const client = new Bun.RedisClient(`redis+unix://${sock}`);
+    await eventually(async () => (await client.ping()) === "PONG", { what: "redis-server answering on its socket" });
     const rssMb = async () => Number(/VmRSS:\s+(\d+)/.exec(await Bun.file(`/proc/${redis.pid}/status`).text())?.[1]) / 1024;
     console.log(`redis-server --maxmemory ${MAX} --maxmemory-policy allkeys-lru, the same ${fmt(KEYS)} fresh keys`);
     console.log("inserts | RSS MB");
@@ -105,5 +101,7 @@ if (!redisServer) {
     client.close();
   } finally {
     redis.kill();
+    await redis.exited;
+    rmSync(sockDir, { recursive: true, force: true });
   }
 }

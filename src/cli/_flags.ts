@@ -1,4 +1,3 @@
-import type { ArgsDef } from "citty";
 import { usageError } from "./_errors.ts";
 
 /**
@@ -17,62 +16,22 @@ export function flag(
   return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
 }
 
+/** NO_COLOR (https://no-color.org): any non-empty value turns colours off. */
+export const noColor = (env: NodeJS.ProcessEnv = process.env): boolean => (env.NO_COLOR ?? "") !== "";
+
 export const envName = (flagName: string): string => `MAKHZEN_${flagName.toUpperCase().replaceAll("-", "_")}`;
 
-/**
- * citty ignores flags it does not know; a typo like `--prot 4000` would then start a
- * node on the default port. Refuse anything not declared, and extra positionals.
- */
-export function checkArgs(rawArgs: string[], def: ArgsDef): void {
-  const known = new Map<string, string>(); // spelling -> arg type
-  let positionals = 0;
-  for (const [name, d] of Object.entries(def)) {
-    if (d.type === "positional") {
-      positionals++;
-      continue;
-    }
-    for (const n of [name, ...toArray((d as { alias?: string | string[] }).alias)]) known.set(n, d.type ?? "string");
-  }
-  let seen = 0;
-  for (let i = 0; i < rawArgs.length; i++) {
-    const arg = rawArgs[i]!;
-    if (arg === "--") {
-      seen += rawArgs.length - i - 1;
-      break;
-    }
-    if (!arg.startsWith("-") || arg === "-") {
-      seen++;
-      continue;
-    }
-    const body = arg.replace(/^--?/, "");
-    const [name, inline] = splitOnce(body, "=");
-    let type = known.get(name);
-    if (type === undefined && name.startsWith("no-") && known.get(name.slice(3)) === "boolean") type = "boolean";
-    if (type === undefined) throw usageError(`unknown flag ${arg.split("=")[0]}; see --help`);
-    if (type !== "boolean" && inline === undefined) {
-      if (i + 1 >= rawArgs.length) throw usageError(`flag --${name} needs a value`);
-      i++;
-    }
-  }
-  if (seen > positionals) throw usageError(`too many arguments; see --help`);
-}
 
-function splitOnce(s: string, sep: string): [string, string | undefined] {
-  const at = s.indexOf(sep);
-  return at === -1 ? [s, undefined] : [s.slice(0, at), s.slice(at + 1)];
-}
-
-const toArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-
+const KiB = 1024;
 const BYTE_UNITS: Record<string, number> = {
   "": 1,
   b: 1,
   k: 1000,
-  kb: 1024,
+  kb: KiB,
   m: 1000 ** 2,
-  mb: 1024 ** 2,
+  mb: KiB ** 2,
   g: 1000 ** 3,
-  gb: 1024 ** 3,
+  gb: KiB ** 3,
 };
 
 /** Sizes as Redis writes them: 1024, 1k (1000), 1kb (1024), 100mb, 2gb. */
@@ -81,6 +40,14 @@ export function parseBytes(name: string, value: string): number {
   const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
   if (!m || unit === undefined) throw usageError(`--${name} must be a size like 1048576, 512kb or 100mb, not "${value}"`);
   return Number(m[1]) * unit;
+}
+
+/** A size as a user would write it: 1mb, 256mb, 2gb; anything not a whole number of megabytes stays a byte count (1024). */
+export function showBytes(bytes: number): string {
+  for (const [unit, n] of [["gb", KiB ** 3], ["mb", KiB ** 2]] as const) {
+    if (bytes > 0 && bytes % n === 0) return `${bytes / n}${unit}`;
+  }
+  return String(bytes);
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -95,13 +62,32 @@ export function parseDurationMs(name: string, value: string): number {
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
 }
 
-/** A duration (see parseDurationMs) from `min` to `max`, both written as the user would type them. */
-export function parseDurationWithin(name: string, value: string, min: string, max: string): number {
-  const ms = parseDurationMs(name, value);
-  if (ms < parseDurationMs(name, min) || ms > parseDurationMs(name, max)) {
-    throw usageError(`--${name} must be from ${min} to ${max}, not "${value}"`);
+/** A duration as a user would write it: the largest of h, m, s that divides it, else ms (24h, 30s, 1s, 500ms). */
+export function showDuration(ms: number): string {
+  for (const unit of ["h", "m", "s"] as const) {
+    const n = DURATION_UNITS[unit]!;
+    if (ms > 0 && ms % n === 0) return `${ms / n}${unit}`;
   }
-  return ms;
+  return ms === 0 ? "0s" : `${ms}ms`;
+}
+
+/**
+ * A value from `min` to `max`, the bounds written as the user would type them. A value
+ * that parsed is shown as typed, unquoted: `--idle-timeout must be from 1s to 255s, not 300s`.
+ */
+function within(
+  name: string,
+  value: string,
+  parse: (name: string, v: string) => number,
+  min: string | undefined,
+  max: string | undefined,
+): number {
+  const parsed = parse(name, value);
+  const low = min === undefined || parsed >= parse(name, min);
+  const high = max === undefined || parsed <= parse(name, max);
+  if (low && high) return parsed;
+  const range = min === undefined ? `at most ${max}` : max === undefined ? `at least ${min}` : `from ${min} to ${max}`;
+  throw usageError(`--${name} must be ${range}, not ${value.trim()}`);
 }
 
 export function parseInteger(name: string, value: string, min: number, max: number): number {
@@ -118,22 +104,42 @@ export function parseChoice<T extends string>(name: string, value: string, choic
   return value as T;
 }
 
-export function parsePositiveNumber(name: string, value: string): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw usageError(`--${name} must be a number > 0, not "${value}"`);
-  return n;
+/**
+ * A TTL in seconds, as the HTTP API takes it: a bare number is seconds, as Redis's
+ * `EX` is; a duration (500ms, 10s, 5m, 1h, 7d) is turned into seconds.
+ */
+export function parseTtlSeconds(name: string, value: string): number {
+  const v = value.trim();
+  const seconds = /^\d+(\.\d+)?$/.test(v) ? Number(v) : /^\d+(\.\d+)?\s*[a-z]+$/i.test(v) ? durationOrNaN(name, v) / 1000 : NaN;
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw usageError(`--${name} must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "${value}"`);
+  }
+  return seconds;
 }
 
-function parseBoolean(name: string, value: string): boolean {
+function durationOrNaN(name: string, value: string): number {
+  try {
+    return parseDurationMs(name, value);
+  } catch {
+    return NaN;
+  }
+}
+
+export function parseBoolean(name: string, value: string): boolean {
   if (["true", "1", "yes"].includes(value.toLowerCase())) return true;
   if (["false", "0", "no"].includes(value.toLowerCase())) return false;
   throw usageError(`--${name} must be true or false, not "${value}"`);
 }
 
-function parseUrl(name: string, value: string): string {
+/**
+ * An http(s) URL. A bare `host:port` (huton's `-peers 127.0.0.1:8100`) means
+ * `http://host:port`; anything else must name its scheme.
+ */
+export function parseUrl(name: string, value: string): string {
+  const v = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/i.test(value.trim()) ? `http://${value.trim()}` : value;
   try {
-    const u = new URL(value);
-    if (u.protocol === "http:" || u.protocol === "https:") return value;
+    const u = new URL(v);
+    if (u.protocol === "http:" || u.protocol === "https:") return v;
   } catch {
     // reported below
   }
@@ -148,13 +154,23 @@ function parseUrlList(name: string, value: string): string[] {
 }
 
 /**
+ * A token or secret: sent in a header, so visible ASCII without spaces (nothing is
+ * trimmed or re-encoded on the way). Errors never echo the value: it is a secret.
+ */
+function parseSecret(name: string, value: string, minLength: number, hint: string): string {
+  if (!/^[\x21-\x7e]+$/.test(value)) throw usageError(`--${name} must be visible ASCII characters without spaces`);
+  if (value.length < minLength) throw usageError(`--${name} must be at least ${minLength} characters${hint}; it has ${value.length}`);
+  return value;
+}
+
+/**
  * One kind of flag value: citty's type for it, the parser (its errors name the flag
  * it is given), and how a value is written back in the units a user types (what
  * `--help` shows as a default). A flag table pairs each flag with one kind.
  */
 export interface Kind<T> {
   /** What the value is: a duration needs a unit, a size may have one, a list is comma-separated. */
-  readonly name: "text" | "file" | "boolean" | "integer" | "size" | "duration" | "enum" | "url" | "list";
+  readonly name: "text" | "secret" | "file" | "boolean" | "integer" | "size" | "duration" | "enum" | "url" | "list";
   readonly type: "string" | "boolean";
   parse(flag: string, value: string): T;
   show(value: T): string;
@@ -167,25 +183,26 @@ const kind = <T>(
   type: Kind<T>["type"] = "string",
 ): Kind<T> => ({ name, type, parse, show });
 
-/** The kinds of value a flag table draws from. */
+/**
+ * The kinds of value a flag table draws from. Bounds are written as a user would
+ * type them ("1s", "64kb"), so the error names them that way too.
+ */
 export const kinds = {
   text: kind<string>("text", (_, v) => v),
+  /** A token or secret (see parseSecret), at least `minLength` characters; `hint` follows that rule in the error. */
+  secret: (minLength = 1, hint = ""): Kind<string> => kind("secret", (f, v) => parseSecret(f, v, minLength, hint)),
   /** A path, opened (and its errors reported) by whoever uses it. */
   file: kind<string>("file", (_, v) => v),
-  /** A switch: `--insecure`, `--no-insecure`, or true/false, 1/0, yes/no from the environment. */
+  /** A switch: `--insecure`, `--no-insecure`, `--insecure=false`, or true/false, 1/0, yes/no from the environment. */
   boolean: kind("boolean", parseBoolean, String, "boolean"),
   integer: (min: number, max: number): Kind<number> => kind("integer", (f, v) => parseInteger(f, v, min, max)),
-  /** Bytes, written as Redis does (see parseBytes); shown as a byte count. */
-  size: kind("size", parseBytes),
-  /** Milliseconds, written with a unit (see parseDurationMs); `min` and `max` as a user would type them. */
-  duration: (min?: string, max?: string): Kind<number> =>
-    kind(
-      "duration",
-      (f, v) => (min === undefined || max === undefined ? parseDurationMs(f, v) : parseDurationWithin(f, v, min, max)),
-      (ms) => `${ms}ms`,
-    ),
+  /** Bytes, written as Redis does (see parseBytes), optionally bounded; shown as 1mb or as a byte count. */
+  size: (min?: string, max?: string): Kind<number> => kind("size", (f, v) => within(f, v, parseBytes, min, max), showBytes),
+  /** Milliseconds, written with a unit (see parseDurationMs), optionally bounded; shown as 30s, 24h, 500ms. */
+  duration: (min?: string, max?: string): Kind<number> => kind("duration", (f, v) => within(f, v, parseDurationMs, min, max), showDuration),
   choice: <T extends string>(choices: readonly T[]): Kind<T> => kind("enum", (f, v) => parseChoice(f, v, choices)),
+  /** An http(s) URL, or `host:port` for http. */
   url: kind("url", parseUrl),
-  /** Comma-separated URLs. */
+  /** Comma-separated URLs (each as `url`). */
   urls: kind("list", parseUrlList, (v) => v.join(",")),
 };

@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
 import type { MakhzenClient } from "../client/client.ts";
 import { connectionArgs, clientFor as connect } from "./_connection.ts";
-import { CliError } from "./_errors.ts";
-import { flag, parseInteger, parsePositiveNumber } from "./_flags.ts";
+import { CliError, usageError } from "./_errors.ts";
+import { flag, parseInteger, parseTtlSeconds } from "./_flags.ts";
 
 const connection = {
   ...connectionArgs,
@@ -28,17 +28,19 @@ export const get = defineCommand({
 });
 
 export const put = defineCommand({
-  meta: { name: "put", description: "Set KEY to VALUE" },
+  meta: { name: "put", description: "Set KEY to VALUE (- reads the value from stdin)" },
   args: {
     key: { type: "positional", required: true, description: "The key" },
-    value: { type: "positional", required: true, description: "The value" },
-    ttl: { type: "string", description: "Expire after this many seconds" },
+    value: { type: "positional", required: true, description: "The value; - reads it from stdin, as it is (a final newline included)" },
+    ttl: { type: "string", description: "Expire after this long: 10s, 5m, 1h, 7d; a bare number is seconds" },
     json: { type: "boolean", description: "Print the stored record as JSON" },
     ...connection,
   },
   async run({ args }) {
-    const ttl = args.ttl === undefined ? undefined : parsePositiveNumber("ttl", args.ttl);
-    const item = await clientFor(args).put(args.key, args.value, { ttl });
+    const ttl = args.ttl === undefined ? undefined : parseTtlSeconds("ttl", args.ttl);
+    const client = clientFor(args);
+    const value = args.value === "-" ? await readStdin() : args.value;
+    const item = await client.put(args.key, value, { ttl });
     out(args.json ? JSON.stringify(item) : "OK");
   },
 });
@@ -72,3 +74,17 @@ export const ls = defineCommand({
     }
   },
 });
+
+/**
+ * All of stdin as the value, byte for byte, as `redis-cli -x` takes it (a final
+ * newline stays: `printf` or `echo -n` leave it out). Values are UTF-8 text, so
+ * bytes that are not are refused here rather than stored as U+FFFD.
+ */
+async function readStdin(): Promise<string> {
+  const bytes = await Bun.stdin.bytes();
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw usageError("the value on stdin is not UTF-8 text; makhzen values are text");
+  }
+}

@@ -3,13 +3,14 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef }
 import { MakhzenClientError } from "../client/client.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
-import { checkArgs } from "./_flags.ts";
+import { normalizeArgs } from "./_argv.ts";
+import { noColor } from "./_flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
 import { dump, load } from "./transfer-commands.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
 
-const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, dump, load, status };
+export const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, dump, load, status };
 
 export const root = defineCommand({
   meta: { name: "makhzen", version: VERSION, description: "A distributed in-memory key-value store for Bun" },
@@ -32,22 +33,22 @@ function findCommand(name: string | undefined): CommandDef<any> | undefined {
 export async function main(rawArgs: string[]): Promise<number> {
   try {
     const [first, ...rest] = rawArgs;
-    if (first === undefined || first === "--help" || first === "-h") {
-      process.stdout.write((await renderUsage(root)) + "\n");
+    if (first === undefined || ["--help", "-h", "-help"].includes(first)) {
+      writeHelp(await renderUsage(root));
       return first === undefined ? 2 : 0;
     }
-    if (first === "--version" || first === "-v") {
+    if (["--version", "-v", "-version"].includes(first)) {
       process.stdout.write(VERSION + "\n");
       return 0;
     }
     const cmd = findCommand(first);
     if (!cmd) throw usageError(`unknown command "${first}"; commands: ${Object.keys(commands).join(", ")}`);
-    if (rest.includes("--help") || rest.includes("-h")) {
-      process.stdout.write((await renderUsage(cmd, root)) + "\n");
+    const line = normalizeArgs(rest, (cmd.args ?? {}) as ArgsDef);
+    if (line.help) {
+      writeHelp(await renderUsage(cmd, root));
       return 0;
     }
-    checkArgs(rest, (cmd.args ?? {}) as ArgsDef);
-    await runCommand(cmd, { rawArgs: rest });
+    await runCommand(cmd, { rawArgs: line.argv });
     return 0;
   } catch (e) {
     if (e instanceof CliError) return fail(e.message, e.exitCode);
@@ -57,6 +58,18 @@ export async function main(rawArgs: string[]): Promise<number> {
     return 1;
   }
 }
+
+/**
+ * Help on stdout, coloured only for a terminal: piped into a file or a pager that
+ * does not read escapes, citty's ANSI codes would be noise. NO_COLOR turns them off too.
+ */
+function writeHelp(text: string): void {
+  const plain = process.stdout.isTTY !== true || noColor();
+  process.stdout.write((plain ? stripAnsi(text) : text) + "\n");
+}
+
+/** Removes SGR escape sequences (colours, bold, underline): all citty writes. */
+const stripAnsi = (text: string): string => text.replace(/\u001B\[[0-9;]*m/g, "");
 
 function fail(message: string, code: number): number {
   process.stderr.write(`makhzen: ${message}\n`);

@@ -1,7 +1,8 @@
 import type { ArgsDef } from "citty";
 import { DEFAULTS, FAST_TIMINGS, type NodeConfig, type NodeOptions } from "../config.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../ops/log.ts";
-import { envName, flag, kinds, type Kind } from "./_flags.ts";
+import { usageError } from "./_errors.ts";
+import { envName, flag, kinds, showDuration, type Kind } from "./_flags.ts";
 
 /**
  * The flags of `serve`, declared once. Each row gives a flag's name and aliases, its
@@ -11,10 +12,13 @@ import { envName, flag, kinds, type Kind } from "./_flags.ts";
  * test/cli/serve-flags.test.ts walks it, so a flag added here is parsed, documented
  * and tested without being spelled anywhere else.
  *
- * Validation is split on purpose: a row's kind checks how a flag is written (a unit,
- * a URL, a choice, bounds in the units a user types) and names the flag;
- * resolveConfig checks the whole config (ranges, fields that go together) for
- * embedders and the CLI alike, and names the field.
+ * Every error a user can get from a flag names the flag as typed, in the units they
+ * type. A row's kind checks how a value is written (a unit, a URL, a choice) and the
+ * config's range for it, restated in those units (`--idle-timeout must be from 1s to
+ * 255s, not 300s`; serve-flags.test.ts checks the restated bounds against
+ * resolveConfig). checkFlagsTogether checks the rules between flags. resolveConfig
+ * checks it all again for embedders, naming fields; whatever only it can find is
+ * reworded by namingFlags before the user sees it.
  */
 export interface ServeFlag<T = unknown> {
   /** As typed after `--`; also the key citty parses it into. */
@@ -94,19 +98,21 @@ const LOG_FORMAT = reads({
 
 /** Every flag of `serve`, in the order of its --help. */
 export const SERVE_FLAGS: readonly ServeFlag[] = [
-  sets("port", { name: "port", kind: kinds.integer(0, 65535), help: "Port to listen on", default: true, envInHelp: true }),
+  // bindPort is huton's spelling (`makhzen agent -name agent1 -bindPort 8100`).
+  sets("port", { name: "port", aliases: ["bindPort"], kind: kinds.integer(0, 65535), help: "Port to listen on", default: true, envInHelp: true }),
   sets("host", { name: "host", kind: kinds.text, help: "Interface to listen on", default: true, envInHelp: true }),
   sets("name", { name: "name", kind: kinds.text, help: "Node name, unique in the cluster", defaultNote: "default host:port", envInHelp: true }),
-  sets("maxKeyBytes", { name: "max-key-bytes", kind: kinds.size, help: "Longest key in bytes", default: true }),
-  sets("maxValueBytes", { name: "max-value-bytes", kind: kinds.size, help: "Longest value in bytes, e.g. 1mb", default: "1mb" }),
-  sets("maxMemoryBytes", { name: "max-memory", kind: kinds.size, help: "Data budget in bytes, e.g. 512mb; 0 = unlimited", default: true }),
+  // Bounds below are config.ts's, in the units a user types; test/cli/serve-flags.test.ts checks they agree.
+  sets("maxKeyBytes", { name: "max-key-bytes", kind: kinds.size("1", "64kb"), help: "Longest key in bytes", default: true }),
+  sets("maxValueBytes", { name: "max-value-bytes", kind: kinds.size("0", "512mb"), help: "Longest value in bytes, e.g. 1mb", default: true }),
+  sets("maxMemoryBytes", { name: "max-memory", kind: kinds.size(), help: "Data budget in bytes, e.g. 512mb; 0 = unlimited", default: true }),
   sets("eviction", {
     name: "eviction",
     kind: kinds.choice(["noeviction", "lru"] as const),
     help: "When --max-memory is reached: noeviction (507) or lru",
     default: true,
   }),
-  sets("tombstoneTtlMs", { name: "tombstone-ttl", kind: kinds.duration(), help: "How long deletes are remembered, e.g. 24h", default: "24h" }),
+  sets("tombstoneTtlMs", { name: "tombstone-ttl", kind: kinds.duration(), help: "How long deletes are remembered, e.g. 24h", default: true }),
   sets("dataDir", { name: "data-dir", kind: kinds.file, help: "Keep a durable copy in this directory", defaultNote: "default: in memory only" }),
   sets("fsync", {
     name: "fsync",
@@ -123,9 +129,9 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   }),
   sets("advertise", { name: "advertise", kind: kinds.url, help: "URL peers use to reach this node", defaultNote: "default http://host:port" }),
   TIMINGS,
-  sets("heartbeatIntervalMs", { name: "heartbeat-interval", kind: kinds.duration(), help: "Heartbeat period, e.g. 1s", default: true }),
-  sets("antiEntropyIntervalMs", { name: "anti-entropy-interval", kind: kinds.duration(), help: "Anti-entropy period, e.g. 30s", default: true }),
-  sets("requestTimeoutMs", { name: "request-timeout", kind: kinds.duration(), help: "Timeout of a peer request, e.g. 5s", default: true }),
+  sets("heartbeatIntervalMs", { name: "heartbeat-interval", kind: kinds.duration("10ms", "1h"), help: "Heartbeat period, e.g. 1s", default: true }),
+  sets("antiEntropyIntervalMs", { name: "anti-entropy-interval", kind: kinds.duration("10ms", "24h"), help: "Anti-entropy period, e.g. 30s", default: true }),
+  sets("requestTimeoutMs", { name: "request-timeout", kind: kinds.duration("10ms", "1h"), help: "Timeout of a peer request, e.g. 5s", default: true }),
   sets("queueMaxRecords", {
     name: "queue-max",
     kind: kinds.integer(1, 1e9),
@@ -134,13 +140,13 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   }),
   sets("queueMaxBytes", {
     name: "queue-max-bytes",
-    kind: kinds.size,
+    kind: kinds.size("1kb"),
     help: "Bytes queued per peer before the queue is dropped for anti-entropy, e.g. 256mb",
     default: true,
   }),
   sets("reapDeadAfterMs", {
     name: "reap-dead-after",
-    kind: kinds.duration(),
+    kind: kinds.duration(undefined, "365d"),
     help: "How long a dead member is kept before it is forgotten, e.g. 24h",
     default: true,
   }),
@@ -148,22 +154,22 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   LOG_FORMAT,
   sets("maxClockOffsetMs", {
     name: "max-clock-offset",
-    // The bounds of config.ts's maxClockOffsetMs, in the units a user types.
     kind: kinds.duration("10ms", "24h"),
     help: "Furthest a node's clock may be from the cluster's median before it refuses writes, e.g. 500ms",
     default: true,
   }),
-  sets("drainTimeoutMs", { name: "drain-timeout", kind: kinds.duration(), help: "How long a leaving node drains its queues, e.g. 10s", default: true }),
+  sets("drainTimeoutMs", { name: "drain-timeout", kind: kinds.duration("0s", "1h"), help: "How long a leaving node drains its queues, e.g. 10s", default: true }),
   sets("token", {
     name: "token",
-    kind: kinds.text,
+    kind: kinds.secret(),
     help: "Bearer token every client route except /healthz and /readyz requires",
     envInHelp: "keeps it out of ps",
   }),
-  sets("readToken", { name: "read-token", kind: kinds.text, help: "A second token that may only read", envInHelp: true }),
+  sets("readToken", { name: "read-token", kind: kinds.secret(), help: "A second token that may only read", envInHelp: true }),
   sets("clusterSecret", {
     name: "cluster-secret",
-    kind: kinds.text,
+    // HMACs captured on the wire allow an offline guess of the secret; 16 random characters put that out of reach.
+    kind: kinds.secret(16, " (try: openssl rand -hex 32)"),
     help: "Shared secret signing every /internal/ request and answer; the same on every node, 16+ characters",
     envInHelp: true,
   }),
@@ -180,10 +186,10 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     kind: kinds.boolean,
     help: "Accept the risk: listen beyond loopback without --token, or with peers beyond it without --cluster-secret",
   }),
-  sets("bodyTimeoutMs", { name: "body-timeout", kind: kinds.duration(), help: "How long a request body may take to arrive, e.g. 30s", default: true }),
+  sets("bodyTimeoutMs", { name: "body-timeout", kind: kinds.duration("100ms", "1h"), help: "How long a request body may take to arrive, e.g. 30s", default: true }),
   sets("idleTimeoutMs", {
     name: "idle-timeout",
-    kind: kinds.duration(),
+    kind: kinds.duration("1s", "255s"),
     help: "How long a keep-alive connection may stay silent, 1s to 255s",
     default: true,
   }),
@@ -222,6 +228,43 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
     if (value !== undefined) given[f.key] = value;
   }
   return { ...preset, ...given };
+}
+
+/**
+ * Rules between flags, over serveOptions' result, checked before the node is created
+ * so the error names the flags as typed; resolveConfig checks the same for embedders,
+ * naming the fields. Throws a usage error (exit 2).
+ */
+export function checkFlagsTogether(o: NodeOptions): void {
+  if (o.readToken !== undefined && o.token === undefined) throw usageError("--read-token needs --token: without it every client may write anyway");
+  if (o.readToken !== undefined && o.readToken === o.token) throw usageError("--read-token must differ from --token");
+  if ((o.tlsCertFile === undefined) !== (o.tlsKeyFile === undefined)) throw usageError("--tls-cert and --tls-key go together: give both or neither");
+  // The timings without flags of their own come from the preset (--timings) or the defaults.
+  const preset = o.suspectAfterMs === undefined ? "" : " under --timings fast";
+  const suspect = o.suspectAfterMs ?? DEFAULTS.suspectAfterMs;
+  if (o.heartbeatIntervalMs !== undefined && o.heartbeatIntervalMs > suspect) {
+    throw usageError(
+      `--heartbeat-interval must be at most ${showDuration(suspect)} (the silence after which a member is suspect${preset}), not ${showDuration(o.heartbeatIntervalMs)}`,
+    );
+  }
+  const dead = o.deadAfterMs ?? DEFAULTS.deadAfterMs;
+  if (o.reapDeadAfterMs !== undefined && o.reapDeadAfterMs < dead) {
+    throw usageError(
+      `--reap-dead-after must be at least ${showDuration(dead)} (the silence after which a member is dead${preset}), not ${showDuration(o.reapDeadAfterMs)}`,
+    );
+  }
+}
+
+/**
+ * A config error (resolveConfig's INVALID_CONFIG, which names fields) reworded with
+ * the flags that set those fields: `tlsCertFile "x" cannot be read` becomes
+ * `--tls-cert "x" cannot be read`. The flag kinds and checkTogether catch what they
+ * can first; this is for what only the node can find.
+ */
+export function namingFlags(message: string): string {
+  let out = message;
+  for (const f of SERVE_FLAGS) if (f.key !== undefined) out = out.replace(new RegExp(`\\b${f.key}\\b`, "g"), `--${f.name}`);
+  return out;
 }
 
 /**

@@ -5,7 +5,8 @@ import { createLogger, type Logger, type LogLevel } from "../ops/log.ts";
 import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError } from "./_errors.ts";
-import { serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
+import { checkServeTls } from "./_pem.ts";
+import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
 
 export { serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
 
@@ -14,14 +15,16 @@ export const serve = defineCommand({
   args: serveArgs,
   async run({ args }) {
     const options = serveOptions(args);
+    checkFlagsTogether(options);
     const logOptions = serveLogOptions(args);
+    checkServeTls({ cert: options.tlsCertFile, key: options.tlsKeyFile, ca: options.tlsCaFile });
     const log = createLogger(logOptions);
     let node;
     try {
       node = createNode({ ...options, logger: log });
     } catch (e) {
-      // A bad option is a usage error (2); a data dir that cannot be used is a failure (1).
-      if (e instanceof MakhzenError) throw new CliError(e.message, e.code === "DATA_DIR" ? 1 : 2);
+      // A bad option is a usage error (2), worded with the flags; a data dir that cannot be used is a failure (1).
+      if (e instanceof MakhzenError) throw new CliError(e.code === "INVALID_CONFIG" ? namingFlags(e.message) : e.message, e.code === "DATA_DIR" ? 1 : 2);
       throw e;
     }
     let url: string;
@@ -35,8 +38,14 @@ export const serve = defineCommand({
     }
     logStarted(log, node.config, url, logOptions.level);
     // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.
+    // A second signal while stopping is ignored, not fatal: `npm start` and the npm
+    // launcher forward the terminal's Ctrl-C to a node that got it already, and the
+    // drain is bounded by --drain-timeout anyway (SIGKILL is the way to not wait).
+    let stopping = false;
     const stopped = new Promise<void>((resolve) => {
       const stop = (signal: string) => {
+        if (stopping) return log.info("already stopping", { signal });
+        stopping = true;
         log.info("stopping: draining the queues and leaving the cluster", { signal });
         node.leave().then(
           () => {
@@ -49,8 +58,8 @@ export const serve = defineCommand({
           },
         );
       };
-      process.once("SIGINT", () => stop("SIGINT"));
-      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.on("SIGINT", () => stop("SIGINT"));
+      process.on("SIGTERM", () => stop("SIGTERM"));
     });
     // Another process took this node's name: it has stopped writing and handed off; exit 1.
     const lost = node.fatal.then(async (e) => {

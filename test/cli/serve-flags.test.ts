@@ -2,10 +2,11 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "citty";
-import { DEFAULTS, FAST_TIMINGS, type NodeConfig } from "../../src/config.ts";
+import { DEFAULTS, FAST_TIMINGS, resolveConfig, type NodeConfig } from "../../src/config.ts";
 import { CliError } from "../../src/cli/_errors.ts";
-import { checkArgs } from "../../src/cli/_flags.ts";
-import { readFlag, SERVE_FLAGS, serveArgs, serveLogOptions, serveOptions } from "../../src/cli/serve-flags.ts";
+import { normalizeArgs } from "../../src/cli/_argv.ts";
+import { parseBytes, parseDurationMs } from "../../src/cli/_flags.ts";
+import { checkFlagsTogether, namingFlags, readFlag, SERVE_FLAGS, serveArgs, serveLogOptions, serveOptions } from "../../src/cli/serve-flags.ts";
 import { run } from "../support/proc.ts";
 
 /**
@@ -56,7 +57,7 @@ const EXPECTED: Record<string, Expected> = {
   "reap-dead-after": { key: "reapDeadAfterMs", input: "7d", value: 7 * 86_400_000, bad: ["1w", `--reap-dead-after ${DURATION}, not "1w"`] },
   "log-level": { key: null, input: "warn", value: "warn", bad: ["loud", '--log-level must be one of debug, info, warn, error, not "loud"'] },
   "log-format": { key: null, input: "text", value: "text", bad: ["xml", '--log-format must be one of json, text, not "xml"'] },
-  "max-clock-offset": { key: "maxClockOffsetMs", input: "2s", value: 2000, bad: ["25h", '--max-clock-offset must be from 10ms to 24h, not "25h"'] },
+  "max-clock-offset": { key: "maxClockOffsetMs", input: "2s", value: 2000, bad: ["25h", "--max-clock-offset must be from 10ms to 24h, not 25h"] },
   "drain-timeout": { key: "drainTimeoutMs", input: "0s", value: 0, bad: ["soon", `--drain-timeout ${DURATION}, not "soon"`] },
   token: { key: "token", input: "t0ken", value: "t0ken" },
   "read-token": { key: "readToken", input: "r3ad", value: "r3ad" },
@@ -136,6 +137,71 @@ describe("the serve flag table", () => {
     expect(usageErrorOf(() => serveOptions({}, { MAKHZEN_IDLE_TIMEOUT: "30" })).message).toStartWith("--idle-timeout ");
   });
 
+  test("a flag's bounds, written in the units a user types, are the node's: the ends pass resolveConfig, one past them fails both", () => {
+    // [flag, lowest, highest, one below, one above] as a user would type them; undefined: no bound of the flag's own.
+    const BOUNDS: [string, string | undefined, string | undefined, string | undefined, string | undefined][] = [
+      ["max-key-bytes", "1", "64kb", "0", "65537"],
+      ["max-value-bytes", "0", "512mb", undefined, "536870913"],
+      ["queue-max-bytes", "1kb", undefined, "1023", undefined],
+      ["heartbeat-interval", "10ms", undefined, "9ms", "3601s"],
+      ["anti-entropy-interval", "10ms", "24h", "9ms", "86400001ms"],
+      ["request-timeout", "10ms", "1h", "9ms", "3600001ms"],
+      ["drain-timeout", "0s", "1h", undefined, "3600001ms"],
+      ["body-timeout", "100ms", "1h", "99ms", "3600001ms"],
+      ["idle-timeout", "1s", "255s", "999ms", "255001ms"],
+      ["max-clock-offset", "10ms", "24h", "9ms", "86400001ms"],
+    ];
+    for (const [name, low, high, below, above] of BOUNDS) {
+      const f = byName(name);
+      const configError = (value: number) => {
+        try {
+          resolveConfig({ [f.key!]: value });
+          return undefined;
+        } catch (e) {
+          return (e as Error).message;
+        }
+      };
+      for (const ok of [low, high]) {
+        if (ok === undefined) continue;
+        expect({ name, ok, error: configError(f.kind.parse(f.name, ok) as number) }).toEqual({ name, ok, error: undefined });
+      }
+      for (const [bad, bound] of [[below, low], [above, high]] as const) {
+        if (bad === undefined) continue;
+        const unbounded = f.kind.name === "size" ? parseBytes(name, bad) : parseDurationMs(name, bad);
+        expect({ name, bad, error: configError(unbounded) }).toEqual({ name, bad, error: expect.stringMatching(new RegExp(`^${f.key} `)) });
+        const { message } = usageErrorOf(() => f.kind.parse(f.name, bad));
+        expect(message).toStartWith(`--${name} must be `);
+        expect(message).toEndWith(`, not ${bad}`);
+        if (bound !== undefined) expect(message).toContain(bound);
+      }
+    }
+    expect(usageErrorOf(() => byName("idle-timeout").kind.parse("idle-timeout", "300s")).message).toBe("--idle-timeout must be from 1s to 255s, not 300s");
+  });
+
+  test("rules between flags name the flags: tokens, the TLS pair, timings without flags of their own", () => {
+    const refused = (args: Record<string, unknown>) => usageErrorOf(() => checkFlagsTogether(serveOptions(args, {}))).message;
+    expect(refused({ "read-token": "r" })).toBe("--read-token needs --token: without it every client may write anyway");
+    expect(refused({ token: "same", "read-token": "same" })).toBe("--read-token must differ from --token");
+    expect(refused({ "tls-key": "k.pem" })).toBe("--tls-cert and --tls-key go together: give both or neither");
+    expect(refused({ "heartbeat-interval": "10s" })).toBe("--heartbeat-interval must be at most 5s (the silence after which a member is suspect), not 10s");
+    expect(refused({ timings: "fast", "reap-dead-after": "1s" })).toBe(
+      "--reap-dead-after must be at least 1500ms (the silence after which a member is dead under --timings fast), not 1s",
+    );
+    expect(() => checkFlagsTogether(serveOptions({ token: "t", "read-token": "r", "heartbeat-interval": "5s" }, {}))).not.toThrow();
+    // What only the node finds is reworded with the flags that set the fields.
+    expect(namingFlags('tlsCertFile "/x.pem" cannot be read: ENOENT')).toBe('--tls-cert "/x.pem" cannot be read: ENOENT');
+    expect(namingFlags("name must be given with dataDir when port is 0")).toBe("--name must be given with --data-dir when --port is 0");
+    expect(namingFlags("suspectAfterMs must be an integer")).toBe("suspectAfterMs must be an integer");
+  });
+
+  test("secrets are checked as typed, and never echoed", () => {
+    expect(usageErrorOf(() => byName("cluster-secret").kind.parse("cluster-secret", "short")).message).toBe(
+      "--cluster-secret must be at least 16 characters (try: openssl rand -hex 32); it has 5",
+    );
+    expect(usageErrorOf(() => byName("token").kind.parse("token", "has space")).message).toBe("--token must be visible ASCII characters without spaces");
+    expect(usageErrorOf(() => byName("read-token").kind.parse("read-token", "t\u00e9")).message).toBe("--read-token must be visible ASCII characters without spaces");
+  });
+
   test("every default --help shows is the node's default, in a spelling the flag accepts", () => {
     const shown = SERVE_FLAGS.filter((f) => f.shownDefault !== undefined);
     expect(shown.map((f) => f.name)).toContain("heartbeat-interval");
@@ -146,20 +212,23 @@ describe("the serve flag table", () => {
     }
   });
 
-  test("citty parses every flag and alias into the table's name, and checkArgs accepts them", () => {
+  test("every flag and alias takes effect in every spelling: --x v, --x=v, -x v, -x=v", () => {
     for (const f of SERVE_FLAGS) {
       const e = EXPECTED[f.name]!;
       for (const spelling of [f.name, ...f.aliases]) {
-        const raw = f.kind.type === "boolean" ? [`--${spelling}`] : [`--${spelling}`, e.input];
-        expect(() => checkArgs(raw, serveArgs)).not.toThrow();
-        const args = parseArgs(raw, serveArgs) as Record<string, unknown>;
-        const value = f.kind.type === "boolean" ? true : e.value;
-        expect({ spelling, effect: effect(f.name, args, {}) }).toEqual({ spelling, effect: expectedEffect(f.name, { ...e, value }) });
+        const forms: [string[], unknown][] =
+          f.kind.type === "boolean"
+            ? [[[`--${spelling}`], true], [[`-${spelling}`], true], [[`--${spelling}=false`], false], [[`-${spelling}=yes`], true], [[`--no-${spelling}`], false]]
+            : [[`--${spelling}`, e.input], [`--${spelling}=${e.input}`], [`-${spelling}`, e.input], [`-${spelling}=${e.input}`]].map((raw) => [raw, e.value]);
+        for (const [raw, value] of forms) {
+          const args = parseArgs(normalizeArgs(raw, serveArgs).argv, serveArgs) as Record<string, unknown>;
+          expect({ raw, effect: effect(f.name, args, {}) }).toEqual({ raw, effect: expectedEffect(f.name, { ...e, value }) });
+        }
       }
     }
     // A switch turned off on the command line beats the variable.
     expect(serveOptions(parseArgs(["--no-insecure"], serveArgs), { MAKHZEN_INSECURE: "1" }).insecure).toBe(false);
-    expect(() => checkArgs(["--heartbeat", "1s"], serveArgs)).toThrow("unknown flag --heartbeat; see --help");
+    expect(() => normalizeArgs(["--heartbeat", "1s"], serveArgs)).toThrow("unknown flag --heartbeat; see --help");
   });
 
   test("serve --help (and agent --help) lists every flag, its aliases and its description", async () => {
@@ -174,7 +243,7 @@ describe("the serve flag table", () => {
       expect({ flag: f.name, line: line?.trim().slice(spellings.length + hint.length).trim() }).toEqual({ flag: f.name, line: f.description });
     }
     // The notes in parentheses, as users have always read them.
-    expect(byName("heartbeat-interval").description).toBe("Heartbeat period, e.g. 1s (default 1000ms)");
+    expect(byName("heartbeat-interval").description).toBe("Heartbeat period, e.g. 1s (default 1s)");
     expect(byName("peers").description).toEndWith("(alias --cluster; env MAKHZEN_PEERS)");
     expect(byName("token").description).toEndWith("(env MAKHZEN_TOKEN: keeps it out of ps)");
     expect(byName("data-dir").description).toBe("Keep a durable copy in this directory (default: in memory only)");

@@ -15,21 +15,13 @@ import { VERSION } from "../../src/meta.ts";
 import { Harness, eventually, type NodeProcess } from "../support/harness.ts";
 import { logLines, parseMetrics, scrape, valueOf, type LogLine } from "../support/observe.ts";
 import { run } from "../support/proc.ts";
+import { deadListener } from "../support/raw-http.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 let h: Harness;
 afterEach(async () => {
   await h?.cleanup();
 });
-
-/**
- * A seed that never answers: a socket that closes every connection at once, held
- * until the test ends so that no other process can take its port meanwhile.
- */
-function deadSeed(): { url: string } & Disposable {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.end(), data() {} } });
-  return { url: `http://127.0.0.1:${listener.port}`, [Symbol.dispose]: () => listener.stop(true) };
-}
 
 /** Stops the node with SIGTERM and returns every line it wrote, once its last line ("stopped") is in. */
 async function stopAndRead(node: NodeProcess): Promise<{ lines: LogLine[]; other: string[] }> {
@@ -77,7 +69,7 @@ describe("serve logs", () => {
 
   test("--log-level warn drops info lines and keeps warnings", async () => {
     h = new Harness();
-    using seed = deadSeed();
+    using seed = deadListener();
     // At warn there is no start-up line to read the port from: it comes from the node's socket.
     const node = await h.start("lonely", { peers: [seed.url], quietStart: true, extraArgs: ["--log-level", "warn", "--token", "a-token-for-this-test"] });
     // A refused request is answered after start-up, so its line comes after where "started" would be.

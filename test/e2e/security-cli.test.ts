@@ -45,10 +45,10 @@ describe("serve: security flags", () => {
 
   test("bad security options print one line and exit 2", async () => {
     for (const [args, message] of [
-      [["--cluster-secret", "short"], "clusterSecret must be at least 16 characters"],
-      [["--read-token", "r"], "readToken needs token"],
-      [["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], 'tlsCertFile "/nonexistent.pem" cannot be read: ENOENT'],
-      [["--tls-cert", "/nonexistent.pem"], "tlsCertFile and tlsKeyFile go together"],
+      [["--cluster-secret", "short"], "--cluster-secret must be at least 16 characters"],
+      [["--read-token", "r"], "--read-token needs --token"],
+      [["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], '--tls-cert "/nonexistent.pem" cannot be read: ENOENT'],
+      [["--tls-cert", "/nonexistent.pem"], "--tls-cert and --tls-key go together"],
     ] as const) {
       const r = await cli(["serve", "--port", "0", ...args]);
       expect(r.code).toBe(2);

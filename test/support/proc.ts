@@ -42,12 +42,13 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a command to completion (bounded by `timeoutMs`) and collects its output. */
+/** Runs a command to completion (bounded by `timeoutMs`) and collects its output. `env` is added to cleanEnv(). */
 export async function run(
   cmd: string[],
-  opts: { env?: Record<string, string>; timeoutMs?: number; stdin?: ReturnType<typeof Bun.file> } = {},
+  opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; stdin?: ReturnType<typeof Bun.file> } = {},
 ): Promise<RunResult> {
   const proc = Bun.spawn(cmd, {
+    cwd: opts.cwd,
     stdout: "pipe",
     stderr: "pipe",
     stdin: opts.stdin ?? "ignore",
@@ -74,6 +75,12 @@ export interface SpawnOptions {
   /** The whole environment (default: cleanEnv()). */
   env?: Record<string, string>;
   cwd?: string;
+  /**
+   * Runs the command in a process group of its own, for a node started through a
+   * wrapper (npm, a launcher): signals then go to every process of the group at once,
+   * as a terminal's Ctrl-C does, and kill9 kills what a wrapper left behind too.
+   */
+  group?: boolean;
 }
 
 export interface ReadyOptions {
@@ -101,6 +108,8 @@ export class NodeProcess implements AsyncDisposable {
   constructor(
     readonly name: string,
     readonly proc: Subprocess<"ignore", "pipe", "pipe">,
+    /** Signals go to the process group `proc` leads (see SpawnOptions.group). */
+    readonly group = false,
   ) {
     this.exited = proc.exited;
     void this.collect(proc.stdout);
@@ -108,8 +117,8 @@ export class NodeProcess implements AsyncDisposable {
   }
 
   static spawn(name: string, cmd: string[], opts: SpawnOptions = {}): NodeProcess {
-    const proc = Bun.spawn(cmd, { cwd: opts.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: opts.env ?? cleanEnv() });
-    return new NodeProcess(name, proc);
+    const proc = Bun.spawn(cmd, { cwd: opts.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: opts.env ?? cleanEnv(), detached: opts.group });
+    return new NodeProcess(name, proc, opts.group);
   }
 
   /** The URL of its start-up line (https with TLS). Throws before the node has said it. */
@@ -167,8 +176,17 @@ export class NodeProcess implements AsyncDisposable {
   }
 
   signal(sig: "SIGSTOP" | "SIGCONT" | "SIGTERM" | "SIGKILL" | "SIGINT"): void {
-    if (!this.running) return;
-    this.proc.kill(sig);
+    if (this.group) {
+      // The group may outlive its leader (a node its wrapper left behind): signal it anyway.
+      try {
+        process.kill(-this.pid, sig);
+      } catch {
+        // ESRCH: no process of the group is left
+      }
+    } else {
+      if (!this.running) return;
+      this.proc.kill(sig);
+    }
     if (sig === "SIGSTOP") this.stopped = true;
     if (sig === "SIGCONT") this.stopped = false;
   }
@@ -187,6 +205,7 @@ export class NodeProcess implements AsyncDisposable {
 
   async kill9(): Promise<void> {
     await this.stop("SIGKILL");
+    if (this.group) this.signal("SIGKILL");
   }
 
   log(): string {
@@ -268,13 +287,15 @@ function listeningPort(pid: number): number | undefined {
   return undefined;
 }
 
+export type StartOptions = { name?: string } & ReadyOptions & SpawnOptions;
+
 /**
  * Starts `cmd` (a `serve` with `--port 0`), learns its URL from its start-up line and
  * waits until /healthz answers. Kills the process and throws with its log when it
  * exits first or never answers.
  * `await using node = await startNode(...)` kills it when the scope ends.
  */
-export async function startNode(cmd: string[], opts: { name?: string } & ReadyOptions & SpawnOptions = {}): Promise<NodeProcess> {
+export async function startNode(cmd: string[], opts: StartOptions = {}): Promise<NodeProcess> {
   const node = NodeProcess.spawn(opts.name ?? "node", cmd, opts);
   try {
     await node.ready({ probe: opts.probe ?? "/healthz", timeoutMs: opts.timeoutMs, ca: opts.ca });

@@ -106,3 +106,13 @@ export function* chunked(total: number, chunkBytes = 64 * 1024, fill = "x"): Gen
   }
   yield "0\r\n\r\n";
 }
+
+/**
+ * A port where nothing answers: a socket that closes every connection at once, held
+ * until disposed so that no other process can take the port meanwhile (a dead seed,
+ * a dead --url).
+ */
+export function deadListener(): { url: string; port: number } & Disposable {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.end(), data() {} } });
+  return { url: `http://127.0.0.1:${listener.port}`, port: listener.port, [Symbol.dispose]: () => listener.stop(true) };
+}

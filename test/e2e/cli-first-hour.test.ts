@@ -1,0 +1,200 @@
+/**
+ * The first hour with the compiled binary (issue 10): the seeds' README commands
+ * as printed (single-dash flags, huton's -bindPort and host:port peers), every
+ * refusal one line with exit 2 naming the flag as typed, units in --ttl and in
+ * --help, help without colours on a pipe, and `put k -` from stdin. The binary is
+ * built once for the file with the real build script.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TARGETS, build, type TargetName } from "../../scripts/build.ts";
+import { eventually, run, startNode, type NodeProcess } from "../support/proc.ts";
+import { deadListener } from "../support/raw-http.ts";
+
+const hostTarget = `${process.platform === "win32" ? "windows" : process.platform}-${process.arch}` as TargetName;
+if (!(hostTarget in TARGETS)) throw new Error(`no release target for this host (${hostTarget})`);
+
+let dir: string;
+let bin: string;
+let node: NodeProcess;
+const f = (name: string) => join(dir, name);
+
+beforeAll(async () => {
+  for (const tool of ["curl", "openssl"]) {
+    if (!Bun.which(tool)) throw new Error(`these tests need the ${tool} command (the seeds' README uses curl; openssl makes throwaway PEM files)`);
+  }
+  dir = mkdtempSync(join(tmpdir(), "makhzen-first-hour-"));
+  bin = await build(hostTarget, dir);
+  const ssl = async (...args: string[]) => {
+    const r = await run(["openssl", ...args]);
+    if (r.code !== 0) throw new Error(`openssl ${args.join(" ")} failed:\n${r.stderr}`);
+  };
+  for (const name of ["a", "b"]) {
+    await ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`), "-days", "1", "-subj", "/CN=127.0.0.1");
+  }
+  writeFileSync(f("junk.pem"), "not a certificate\n");
+  node = await startNode([bin, "serve", "-port", "0"], { name: "solo" });
+}, 120_000);
+
+afterAll(async () => {
+  await node?.stop("SIGKILL");
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Member {
+  name: string;
+  url: string;
+  state: string;
+}
+
+/** Every node lists exactly these member names, all alive. */
+async function allAlive(urls: string[], names: string[]): Promise<boolean> {
+  for (const url of urls) {
+    const { members } = (await (await fetch(`${url}/cluster`)).json()) as { members: Member[] };
+    const alive = members.filter((m) => m.state === "alive").map((m) => m.name).sort();
+    if (JSON.stringify(alive) !== JSON.stringify([...names].sort())) return false;
+  }
+  return true;
+}
+
+describe("the seeds' commands, as their READMEs print them", () => {
+  test("the old makhzen: serve -port=P -cluster=URL,URL forms a cluster; its curl PUT on one node and GET on the others work", async () => {
+    // On port 0 a node's URL is known once it has started, so each node lists the
+    // ones before it: the second one URL, the third a comma list of two, as the old README.
+    await using n1 = await startNode([bin, "serve", "-port=0"], { name: "n1" });
+    await using n2 = await startNode([bin, "serve", "-port=0", `-cluster=${n1.url}`], { name: "n2" });
+    await using n3 = await startNode([bin, "serve", "-port=0", `-cluster=${n1.url},${n2.url}`], { name: "n3" });
+    const nodes = [n1, n2, n3];
+    const urls = nodes.map((n) => n.url);
+    // With port 0 a node names itself node-<random>: ask each for its name.
+    const names = await Promise.all(urls.map(async (url) => ((await (await fetch(`${url}/cluster`)).json()) as { self: string }).self));
+    await eventually(() => allAlive(urls, names), { timeoutMs: 30_000, what: "three members alive on every node" });
+    // The old README, with this test's ports.
+    const put = await run(["curl", "-sS", "-d", '{"value":"eu-west-1"}', "-H", "Content-Type: application/json", "-X", "PUT", `http://localhost:${n1.port}/items/region`]);
+    expect(put.code).toBe(0);
+    expect(JSON.parse(put.stdout)).toMatchObject({ key: "region", value: "eu-west-1" });
+    for (const n of [n2, n3]) {
+      await eventually(async () => {
+        const get = await run(["curl", "-sS", `http://localhost:${n.port}/items/region`]);
+        return get.code === 0 && JSON.parse(get.stdout).value === "eu-west-1";
+      }, { timeoutMs: 20_000, what: `the write replicated to ${n.name}` });
+    }
+  }, 90_000);
+
+  test("huton: agent -name agent1 -bindPort P1, then agent -name agent2 -bindPort P2 -peers 127.0.0.1:P1", async () => {
+    await using agent1 = await startNode([bin, "agent", "-name", "agent1", "-bindPort", "0"], { name: "agent1" });
+    await using agent2 = await startNode([bin, "agent", "-name", "agent2", "-bindPort", "0", "-peers", `127.0.0.1:${agent1.port}`], { name: "agent2" });
+    await eventually(() => allAlive([agent1.url, agent2.url], ["agent1", "agent2"]), { timeoutMs: 30_000, what: "agent1 and agent2 alive on both" });
+    const { members } = (await (await fetch(`${agent1.url}/cluster`)).json()) as { members: Member[] };
+    expect(members.find((m) => m.name === "agent2")?.url).toBe(agent2.url);
+    expect(await run([bin, "put", "k", "v", "-url", `127.0.0.1:${agent2.port}`])).toMatchObject({ code: 0, stdout: "OK\n" });
+    await eventually(async () => (await run([bin, "get", "k", `-url=${agent1.url}`])).stdout === "v\n", { what: "the write replicated to agent1" });
+  }, 90_000);
+});
+
+describe("client flags take effect in every spelling", () => {
+  test("-url=, -bucket= and -ttl= reach the node, the bucket and the TTL they name", async () => {
+    const before = Date.now();
+    expect(await run([bin, "put", "k1", "v1", `-url=${node.url}`, "-bucket=b1", "-ttl=100"])).toMatchObject({ code: 0, stdout: "OK\n" });
+    const after = Date.now();
+    const item = (await (await fetch(`${node.url}/buckets/b1/items/k1`)).json()) as { value: string; expiresAt: number };
+    expect(item.value).toBe("v1");
+    expect(item.expiresAt).toBeGreaterThanOrEqual(before + 100_000);
+    expect(item.expiresAt).toBeLessThanOrEqual(after + 100_000);
+    expect((await fetch(`${node.url}/items/k1`)).status).toBe(404);
+    // A node that is not there is an error, never an OK from the default node.
+    using nobody = deadListener();
+    const dead = await run([bin, "put", "k1", "v1", `-url=${nobody.url}`]);
+    expect(dead.code).toBe(1);
+    expect(dead.stderr).toMatch(/^makhzen: cannot reach http:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  test("put --ttl takes a duration (10s) or a bare number of seconds, as Redis's EX", async () => {
+    for (const [ttl, ms] of [["10s", 10_000], ["2m", 120_000], ["1.5", 1500], ["90", 90_000]] as const) {
+      const before = Date.now();
+      const r = await run([bin, "put", `ttl-${ttl}`, "v", "--ttl", ttl, "--json", "--url", node.url]);
+      const after = Date.now();
+      expect({ ttl, code: r.code }).toEqual({ ttl, code: 0 });
+      const { expiresAt } = JSON.parse(r.stdout) as { expiresAt: number };
+      expect({ ttl, inRange: expiresAt >= before + ms && expiresAt <= after + ms }).toEqual({ ttl, inRange: true });
+    }
+  });
+
+  test("put KEY - reads the value from stdin as it is, like redis-cli -x", async () => {
+    const text = "line one\nline two, ünïcode ✓\n";
+    writeFileSync(f("value.txt"), text);
+    expect(await run([bin, "put", "from-stdin", "-", "--url", node.url], { stdin: Bun.file(f("value.txt")) })).toMatchObject({ code: 0, stdout: "OK\n" });
+    expect(JSON.parse((await run([bin, "get", "from-stdin", "--json", "--url", node.url])).stdout).value).toBe(text);
+    writeFileSync(f("binary.bin"), new Uint8Array([0x66, 0xff, 0xfe, 0x00]));
+    const bad = await run([bin, "put", "bin", "-", "--url", node.url], { stdin: Bun.file(f("binary.bin")) });
+    expect(bad).toMatchObject({ code: 2, stderr: "makhzen: the value on stdin is not UTF-8 text; makhzen values are text\n" });
+    expect((await fetch(`${node.url}/items/bin`)).status).toBe(404);
+  });
+});
+
+describe("refusals name what the user typed: one line, exit 2", () => {
+  test("serve and client flags", async () => {
+    const cases: [string[], string][] = [
+      [["serve", "--idle-timeout", "300s"], "--idle-timeout must be from 1s to 255s, not 300s"],
+      [["serve", "-idle-timeout=300s"], "--idle-timeout must be from 1s to 255s, not 300s"],
+      [["serve", "--max-key-bytes", "100kb"], "--max-key-bytes must be from 1 to 64kb, not 100kb"],
+      [["serve", "--insecure=maybe"], '--insecure must be true or false, not "maybe"'],
+      [["serve", "--cluster", "--name", "x"], "--cluster needs a value, but the next argument is the flag --name; write --cluster=VALUE if the value starts with a dash"],
+      [["serve", "-p", "3000"], "unknown flag -p; see --help"],
+      [["serve", "-prot=3000"], "unknown flag -prot (did you mean --port?); see --help"],
+      [["serve", "-port=1", "--port", "2"], "--port is given twice; give it once"],
+      [["serve", "--read-token", "r"], "--read-token needs --token: without it every client may write anyway"],
+      [["serve", "--token", "t", "--read-token", "t"], "--read-token must differ from --token"],
+      [["serve", "--cluster-secret", "short"], "--cluster-secret must be at least 16 characters (try: openssl rand -hex 32); it has 5"],
+      [["serve", "--tls-cert", f("a.pem")], "--tls-cert and --tls-key go together: give both or neither"],
+      [["serve", "--tls-cert", f("missing.pem"), "--tls-key", f("a.key")], `--tls-cert "${f("missing.pem")}" cannot be read: ENOENT`],
+      [["serve", "--tls-cert", f("junk.pem"), "--tls-key", f("a.key")], `--tls-cert "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
+      [["serve", "--tls-cert", f("a.pem"), "--tls-key", f("a.pem")], `--tls-key "${f("a.pem")}" is not a PEM private key: none of its PEM blocks parses as one`],
+      [["serve", "--tls-cert", f("a.pem"), "--tls-key", f("b.key")], `--tls-key "${f("b.key")}" is not the key of the certificate in --tls-cert "${f("a.pem")}"`],
+      [["serve", "--tls-cert", f("a.pem"), "--tls-key", f("a.key"), "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
+      [["serve", "--heartbeat-interval", "10s"], "--heartbeat-interval must be at most 5s (the silence after which a member is suspect), not 10s"],
+      [["serve", "extra"], 'unexpected argument "extra" (this command takes none); see --help'],
+      [["get", "k", "-url=not-a-url"], '--url must be a URL like http://10.0.0.2:3000, not "not-a-url"'],
+      [["get", "k", "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
+      [["put", "k", "v", "-ttl=soon"], '--ttl must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "soon"'],
+      [["put", "k", "v", "--bucket="], "--bucket needs a value; it was given an empty one"],
+      [["put", "k", "v", "-bucket"], "--bucket needs a value"],
+      [["ls", "-json=perhaps"], '--json must be true or false, not "perhaps"'],
+      [["del", "k", "--url"], "--url needs a value"],
+      [["status", "-urll", "x"], "unknown flag -urll (did you mean --url?); see --help"],
+      [["dump", "--bucket", "--url", node.url], `--bucket needs a value, but the next argument is the flag --url; write --bucket=VALUE if the value starts with a dash`],
+      [["load", "-token"], "--token needs a value"],
+    ];
+    for (const [args, message] of cases) {
+      const r = await run([bin, ...args]);
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr: `makhzen: ${message}\n` });
+    }
+  });
+});
+
+describe("help", () => {
+  test("has no ANSI colours on a pipe, and shows defaults in the units users type", async () => {
+    for (const args of [["--help"], ["serve", "--help"], ["agent", "-h"], ["put", "-help"], ["ls", "--help"]]) {
+      const r = await run([bin, ...args]);
+      expect({ args, code: r.code, ansi: r.stdout.includes("\u001B[") }).toEqual({ args, code: 0, ansi: false });
+      expect(r.stdout).toContain("USAGE");
+    }
+    const serve = (await run([bin, "serve", "--help"])).stdout;
+    for (const shown of [
+      "Heartbeat period, e.g. 1s (default 1s)",
+      "1s to 255s (default 30s)",
+      "(default 256mb)",
+      "How long deletes are remembered, e.g. 24h (default 24h)",
+      "(default 500ms)",
+      "-bindPort, --port=<port>",
+    ]) {
+      expect(serve).toContain(shown);
+    }
+    expect(serve).not.toMatch(/default \d{4,}ms/);
+    const put = (await run([bin, "put", "--help"])).stdout;
+    expect(put).toContain("a bare number is seconds");
+    expect(put).toContain("- reads it from stdin");
+  });
+});
