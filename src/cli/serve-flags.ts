@@ -95,6 +95,13 @@ const LOG_FORMAT = reads({
 /** Every flag of `serve`, in the order of its --help. */
 export const SERVE_FLAGS: readonly ServeFlag[] = [
   sets("port", { name: "port", kind: kinds.integer(0, 65535), help: "Port to listen on", default: true, envInHelp: true }),
+  sets("respPort", {
+    name: "resp-port",
+    kind: kinds.integer(0, 65535),
+    help: "Also speak the Redis protocol (RESP2/RESP3) on this port, e.g. 6379",
+    defaultNote: "default: off",
+    envInHelp: true,
+  }),
   sets("host", { name: "host", kind: kinds.text, help: "Interface to listen on", default: true, envInHelp: true }),
   sets("name", { name: "name", kind: kinds.text, help: "Node name, unique in the cluster", defaultNote: "default host:port", envInHelp: true }),
   sets("maxKeyBytes", { name: "max-key-bytes", kind: kinds.size, help: "Longest key in bytes", default: true }),
