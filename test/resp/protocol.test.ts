@@ -161,3 +161,35 @@ describe("RESP wire", () => {
     await c.expect("-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n");
   });
 });
+
+describe("values are UTF-8 text", () => {
+  test("a value or key that is not UTF-8 is refused with a clear -ERR and nothing is written; UTF-8 round-trips byte for byte", async () => {
+    const { conn, r } = await setup();
+    const c = await conn();
+    const notUtf8 = Buffer.from([0x66, 0xff, 0xfe, 0x00]);
+    c.send(frame("SET", "k", notUtf8));
+    c.send(frame("SET", notUtf8, "v"));
+    c.send(frame("SET", "u", "héllo ✓ 𝄞"));
+    c.send(frame("GET", "u"));
+    c.send(frame("STRLEN", "u"));
+    // Bytes 1..2 are half of é: GETRANGE answers the raw bytes, as Redis would.
+    c.send(frame("GETRANGE", "u", "1", "1"));
+    // A SETRANGE that would cut a character in two is refused: the result would not be UTF-8.
+    c.send(frame("SETRANGE", "u", "1", "x"));
+    c.send(frame("GET", "u"));
+    const utf8 = Buffer.from("héllo ✓ 𝄞");
+    const err = "-ERR makhzen stores keys and values as UTF-8 text: this argument is not valid UTF-8\r\n";
+    await c.expect(
+      Buffer.concat([
+        Buffer.from(`${err}${err}+OK\r\n$${utf8.length}\r\n`),
+        utf8,
+        Buffer.from(`\r\n:${utf8.length}\r\n$1\r\n`),
+        Buffer.from([0xc3]),
+        Buffer.from(`\r\n${err}$${utf8.length}\r\n`),
+        utf8,
+        Buffer.from("\r\n"),
+      ]),
+    );
+    expect(r.node.bucket().list().items.map((i) => i.key)).toEqual(["u"]);
+  });
+});
