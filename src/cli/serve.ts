@@ -67,10 +67,10 @@ function logStarted(log: Logger, c: NodeConfig, url: string, respUrl: string | u
   log.info("started", {
     name: c.name,
     url,
-    // The Redis-protocol listener (--resp-port), or null when off.
-    respUrl: respUrl ?? null,
     version: VERSION,
     advertise: c.advertise ?? url,
+    // The Redis-protocol listener (--resp-port), or null when off.
+    respUrl: respUrl ?? null,
     dataDir: c.dataDir ?? null,
     fsync: c.dataDir === undefined ? null : c.fsync,
     peers: c.peers,

@@ -99,7 +99,7 @@ describe("ioredis", () => {
     const seen: string[] = [];
     for await (const batch of redis.scanStream({ match: "user:*", count: 20 })) seen.push(...(batch as string[]));
     expect(seen.sort()).toEqual([...keys].sort());
-    const [, typed] = await redis.scan("0", "TYPE", "hash", "COUNT", 1000);
+    const [, typed] = await redis.scan("0", "COUNT", 1000, "TYPE", "hash");
     expect(typed).toEqual([]);
     expect(await redis.randomkey()).toMatch(/^(user:\d+|other)$/);
   });

@@ -62,7 +62,8 @@ export class RawConnection {
 
   /** Waits until what was received, as text, satisfies `done`; answers it. */
   async until(done: (received: string) => boolean, timeoutMs = 5000): Promise<string> {
-    return eventually(() => (done(this.received.toString()) ? this.received.toString() : undefined), { timeoutMs, what: "the expected reply" });
+    const text = await eventually(() => (done(this.received.toString()) ? this.received.toString() : undefined), { timeoutMs, what: "the expected reply" });
+    return text!;
   }
 
   /** Waits for the server to close the connection. */
