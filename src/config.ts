@@ -19,6 +19,12 @@ export interface NodeConfig extends CoreConfig, ClusterConfig {
   host: string;
   /** TCP port; 0 picks a free one (see `listen()`'s answer). */
   port: number;
+  /**
+   * TCP port of the Redis-protocol front end (RESP2/RESP3, see docs/resp.md), on
+   * `host` beside HTTP; 0 picks a free one. Unset: off, since a second listener is
+   * a second thing exposed.
+   */
+  respPort?: number;
 
   // ---- durability (see docs/durability.md) ----
   /** Directory of the durable copy (bun:sqlite); unset: purely in memory, refilled from peers after a restart. */
@@ -99,6 +105,10 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   }
   if (typeof c.host !== "string" || c.host.length === 0) bad("host", "must not be empty");
   integer("port", c.port, 0, 65535);
+  if (c.respPort !== undefined) {
+    integer("respPort", c.respPort, 0, 65535);
+    if (c.respPort !== 0 && c.respPort === c.port) bad("respPort", "must differ from port");
+  }
   integer("maxKeyBytes", c.maxKeyBytes, 1, KEY_BYTES_CEILING);
   integer("maxValueBytes", c.maxValueBytes, 0, 512 * MiB);
   integer("maxMemoryBytes", c.maxMemoryBytes, 0, Number.MAX_SAFE_INTEGER);

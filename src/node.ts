@@ -18,6 +18,7 @@ import { MakhzenError } from "./errors.ts";
 import { newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
 import { ItemsService } from "./service.ts";
+import { startRespServer, type RespServer } from "./resp/server.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {
@@ -40,8 +41,12 @@ export interface MakhzenNode {
   readonly config: NodeConfig;
   bucket(name?: string): BucketHandle;
   buckets(): BucketStats[];
-  /** Serves the HTTP API; resolves once the port is bound. */
-  listen(): Promise<{ url: string; port: number }>;
+  /**
+   * Serves the HTTP API, and the Redis protocol when `respPort` is set; resolves
+   * once the ports are bound. `respPort` and `respUrl` (redis://host:port) are
+   * present only with the Redis front end on.
+   */
+  listen(): Promise<{ url: string; port: number; respPort?: number; respUrl?: string }>;
   /** Answers one HTTP request in process, without a socket (tests, custom servers). */
   handle(request: Request): Promise<Response>;
   /** Every member of the cluster as this node sees it, itself first. */
@@ -136,9 +141,11 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     }),
     wallMs: () => clock.wallMs(),
   });
+  const service = new ItemsService({ items, store, cluster, durable, config });
+  const startedMs = clock.wallMs();
   const app: App = createApp({
     config,
-    service: new ItemsService({ items, store, cluster, durable, config }),
+    service,
     cluster,
     isReady: () => cluster.ready,
     notReadyReason: () => cluster.notReadyReason(),
@@ -160,6 +167,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   });
   let started: Promise<void> | undefined;
   let server: Server | undefined;
+  let resp: RespServer | undefined;
   let url = "";
   let closed = false;
 
@@ -191,6 +199,14 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       if (accepted) log.child("security").warn("protected mode is off (--insecure)", { risk: accepted });
       if (!server) ({ server, url } = startServer(config, tls, serveHttp));
       const port = server.port!;
+      if (config.respPort !== undefined && !resp) {
+        try {
+          resp = startRespServer({ service, config, version: VERSION, log: log.child("resp"), refusals, startedMs }, config.respPort);
+        } catch (e) {
+          await this.close();
+          throw e;
+        }
+      }
       started ??= cluster.start(url);
       try {
         await started;
@@ -198,7 +214,9 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         await this.close();
         throw e;
       }
-      return { url, port };
+      if (!resp) return { url, port };
+      const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+      return { url, port, respPort: resp.port, respUrl: `redis://${host}:${resp.port}` };
     },
     durable: core.durable,
     members: () => cluster.status().members,
@@ -217,6 +235,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       // but never queued for the peers (anti-entropy would repair it, later).
       await server?.stop(true);
       server = undefined;
+      resp?.stop();
+      resp = undefined;
       cluster.close();
       sweeper.stop();
       core.close(); // flushes: a clean stop loses nothing under any fsync policy

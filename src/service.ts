@@ -120,6 +120,11 @@ export class ItemsService {
     return this.settle(bucket, key, version, opts.w, version);
   }
 
+  /** This node's wall clock, epoch ms, against which `expiresAt` is measured (a TTL is the difference). */
+  wallMs(): number {
+    return this.deps.items.wallMs();
+  }
+
   /** One page of live items in key order (local replica). */
   list(bucket: string, opts?: ListItemsOptions): ListPage {
     return this.deps.items.list(bucket, opts);

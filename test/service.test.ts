@@ -124,6 +124,21 @@ describe("items without a cluster", () => {
     expect(service.get("default", "k")).toBeUndefined();
   });
 
+  test("an absolute expiresAt is kept as given, must lie in the future, and excludes ttl; wallMs is the clock it is measured by", async () => {
+    const { service, wall } = lone();
+    expect(service.wallMs()).toBe(T0);
+    expect(service.set("default", "k", "v", { expiresAt: T0 + 2000 })).toMatchObject({ expiresAt: T0 + 2000 });
+    wall.advance(1999);
+    expect(service.get("default", "k")).toMatchObject({ value: "v", expiresAt: T0 + 2000 });
+    wall.advance(1);
+    expect(service.get("default", "k")).toBeUndefined();
+    expect(await codeOf(() => service.set("default", "k", "v", { expiresAt: service.wallMs() }))).toBe("VALIDATION");
+    expect(await codeOf(() => service.set("default", "k", "v", { expiresAt: service.wallMs() + 0.5 }))).toBe("VALIDATION");
+    expect(await codeOf(() => service.set("default", "k", "v", { expiresAt: service.wallMs() + 1e14 }))).toBe("VALIDATION");
+    expect(await codeOf(() => service.set("default", "k", "v", { expiresAt: service.wallMs() + 10, ttl: 1 }))).toBe("VALIDATION");
+    expect(service.get("default", "k")).toBeUndefined(); // nothing was written by a refused set
+  });
+
   test("bad names, sizes and options are MakhzenErrors with their codes", async () => {
     const { service } = lone({}, { maxValueBytes: 10, maxKeyBytes: 8 });
     expect(await codeOf(() => service.set("no/slash", "k", "v"))).toBe("INVALID_BUCKET");

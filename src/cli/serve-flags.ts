@@ -100,6 +100,13 @@ const LOG_FORMAT = reads({
 export const SERVE_FLAGS: readonly ServeFlag[] = [
   // bindPort is huton's spelling (`makhzen agent -name agent1 -bindPort 8100`).
   sets("port", { name: "port", aliases: ["bindPort"], kind: kinds.integer(0, 65535), help: "Port to listen on", default: true, envInHelp: true }),
+  sets("respPort", {
+    name: "resp-port",
+    kind: kinds.integer(0, 65535),
+    help: "Also speak the Redis protocol (RESP2/RESP3) on this port, e.g. 6379",
+    defaultNote: "default: off",
+    envInHelp: true,
+  }),
   sets("host", { name: "host", kind: kinds.text, help: "Interface to listen on", default: true, envInHelp: true }),
   sets("name", { name: "name", kind: kinds.text, help: "Node name, unique in the cluster", defaultNote: "default host:port", envInHelp: true }),
   // Bounds below are config.ts's, in the units a user types; test/cli/serve-flags.test.ts checks they agree.

@@ -28,15 +28,16 @@ export const serve = defineCommand({
       throw e;
     }
     let url: string;
+    let respUrl: string | undefined;
     try {
-      ({ url } = await node.listen());
+      ({ url, respUrl } = await node.listen());
     } catch (e) {
       if (e instanceof MakhzenError && e.code === "NAME_TAKEN") throw new CliError(`cannot join the cluster: ${e.message}`);
       if (e instanceof MakhzenError && e.code === "PROTECTED_MODE") throw new CliError(e.message);
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       throw new CliError(`cannot listen on ${node.config.host}:${node.config.port}: ${why}`);
     }
-    logStarted(log, node.config, url, logOptions.level);
+    logStarted(log, node.config, url, respUrl, logOptions.level);
     // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.
     // A second signal while stopping is ignored, not fatal: `npm start` and the npm
     // launcher forward the terminal's Ctrl-C to a node that got it already, and the
@@ -71,12 +72,14 @@ export const serve = defineCommand({
 });
 
 /** The start-up summary: one line with what an operator checks first. */
-function logStarted(log: Logger, c: NodeConfig, url: string, level: LogLevel): void {
+function logStarted(log: Logger, c: NodeConfig, url: string, respUrl: string | undefined, level: LogLevel): void {
   log.info("started", {
     name: c.name,
     url,
     version: VERSION,
     advertise: c.advertise ?? url,
+    // The Redis-protocol listener (--resp-port), or null when off.
+    respUrl: respUrl ?? null,
     dataDir: c.dataDir ?? null,
     fsync: c.dataDir === undefined ? null : c.fsync,
     peers: c.peers,

@@ -9,6 +9,12 @@ import { parseVersion, type Version } from "./version.ts";
 export interface SetOptions {
   /** Seconds until the item expires; > 0. Turned into an absolute `expiresAt` here. */
   ttl?: number;
+  /**
+   * The absolute expiry, epoch ms, instead of `ttl`: what Redis's EXAT/PXAT and
+   * KEEPTTL need. Must be in the future (a past one is the caller's delete) and
+   * within the longest TTL.
+   */
+  expiresAt?: number;
   /** Write only if the current version is exactly this one, or `*`: if the key exists (HTTP If-Match). */
   ifMatch?: string;
   /** Write only if the key holds no live value (HTTP If-None-Match: *). */
@@ -72,12 +78,15 @@ export class Items {
     if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
       throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
     }
+    const expiresAt = opts.expiresAt;
+    if (expiresAt !== undefined) this.checkExpiresAt(expiresAt, ttl);
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
     this.mayWrite();
     // Naming the key lets the store count only the growth over the record it replaces.
     this.store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length, bucket, key);
     const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
+    else if (expiresAt !== undefined) record.expiresAt = expiresAt;
     this.store.apply(record);
     this.onWrite(record);
     return toItem(record);
@@ -132,6 +141,11 @@ export class Items {
     return true;
   }
 
+  /** This node's wall clock, epoch ms: what `expiresAt` is measured against (a TTL is expiresAt minus this). */
+  wallMs(): number {
+    return this.clock.wallMs();
+  }
+
   list(bucket: string, opts: ListItemsOptions = {}): ListPage {
     this.checkBucket(bucket);
     const limit = opts.limit ?? DEFAULT_LIST_LIMIT;
@@ -154,6 +168,14 @@ export class Items {
         "PRECONDITION_FAILED",
         current ? `current version is ${current.version}, not ${ifMatch}` : "key does not exist",
       );
+    }
+  }
+
+  private checkExpiresAt(expiresAt: number, ttl: number | undefined): void {
+    if (ttl !== undefined) throw new MakhzenError("VALIDATION", "give ttl or expiresAt, not both");
+    const now = this.clock.wallMs();
+    if (!Number.isSafeInteger(expiresAt) || expiresAt <= now || expiresAt > now + MAX_TTL_SECONDS * 1000) {
+      throw new MakhzenError("VALIDATION", `expiresAt must be an integer epoch ms in the future and at most ${MAX_TTL_SECONDS} s away`);
     }
   }
 

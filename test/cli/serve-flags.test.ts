@@ -32,6 +32,7 @@ const SIZE = "must be a size like 1048576, 512kb or 100mb";
 
 const EXPECTED: Record<string, Expected> = {
   port: { key: "port", input: "3001", value: 3001, bad: ["70000", '--port must be an integer from 0 to 65535, not "70000"'] },
+  "resp-port": { key: "respPort", input: "6379", value: 6379, bad: ["x", '--resp-port must be an integer from 0 to 65535, not "x"'] },
   host: { key: "host", input: "0.0.0.0", value: "0.0.0.0" },
   name: { key: "name", input: "n1", value: "n1" },
   "max-key-bytes": { key: "maxKeyBytes", input: "2kb", value: 2048, bad: ["lots", `--max-key-bytes ${SIZE}, not "lots"`] },

@@ -1,0 +1,161 @@
+import { isUtf8 } from "node:buffer";
+import type { Awaitable, ItemsService } from "../service.ts";
+import type { Item } from "../core/record.ts";
+import type { NodeConfig } from "../config.ts";
+import { NOT_INTEGER, NOT_UTF8, RespError } from "./errors.ts";
+import type { Proto, Reply } from "./reply.ts";
+
+/**
+ * What a command is, for the table (commands.ts) that every part of this front
+ * end reads: dispatch checks the arity, the auth gate and read-only connections
+ * from it; COMMAND, COMMAND INFO and COMMAND DOCS answer from it. A command is
+ * written once, as one row, and is described by the same row it runs from.
+ */
+export type Flag = "write" | "readonly" | "fast" | "no_auth" | "loading" | "stale" | "admin" | "denyoom";
+
+export interface CommandSpec {
+  /** Lower case, as COMMAND answers it; a subcommand is `container|sub`. */
+  name: string;
+  /** Redis's arity: N means exactly N arguments (the name counts), -N at least N. */
+  arity: number;
+  flags: readonly Flag[];
+  /** First key, last key (-1: the last argument), step; 0, 0, 0 when the command takes none. */
+  keys: readonly [number, number, number];
+  /** COMMAND DOCS: the group (string, generic, connection, server), summary and the Redis version it appeared in. */
+  group: string;
+  summary: string;
+  since: string;
+  run?: Handler;
+  subcommands?: readonly CommandSpec[];
+}
+
+/** A command's work: its arguments (the name first) as raw bytes; it answers a reply or a promise of one. */
+export type Handler = (ctx: Ctx, args: Buffer[]) => Awaitable<Reply>;
+
+/** One connection's state (CLIENT, HELLO, AUTH, SELECT read and change it). */
+export interface Session {
+  readonly id: number;
+  readonly addr: string;
+  readonly createdMs: number;
+  proto: Proto;
+  db: number;
+  /** What AUTH granted; undefined before it, when the node requires a token. */
+  access: "write" | "read" | undefined;
+  name: string;
+  libName: string;
+  libVer: string;
+  /** Set by QUIT: answer what is due, then close. */
+  closing: boolean;
+}
+
+/** What the node shares with every connection. */
+export interface Shared {
+  readonly service: ItemsService;
+  readonly config: NodeConfig;
+  readonly version: string;
+  readonly startedMs: number;
+  /** The port the RESP listener is bound to (INFO's tcp_port). */
+  port: number;
+  readonly sessions: Map<number, Session>;
+  readonly cursors: Cursors;
+  readonly stats: { connections: number; commands: number; rejected: number };
+  /** Refusals counted as HTTP counts them (wrong token, a read-only token writing). */
+  readonly refused: (kind: "unauthorized" | "forbidden") => void;
+  /** Checks AUTH's password: what it grants, or undefined when it matches no token. */
+  readonly authenticate: (password: string) => "write" | "read" | undefined;
+}
+
+export interface Ctx {
+  readonly shared: Shared;
+  readonly session: Session;
+  readonly service: ItemsService;
+  /** The bucket of the selected database. */
+  readonly bucket: string;
+}
+
+/**
+ * SCAN's cursors: Redis clients carry a cursor as an unsigned 64-bit integer, and
+ * makhzen walks keys in order from the last key seen, so a cursor is a number that
+ * stands for (bucket, last key) in this table. Node-wide, so a client pool may
+ * continue a scan on another connection; bounded, the oldest forgotten first: a
+ * forgotten cursor is `ERR invalid cursor`, and the client starts again.
+ */
+export class Cursors {
+  private readonly held = new Map<number, { bucket: string; after: string }>();
+  private next = 1;
+  constructor(private readonly max = 10_000) {}
+
+  save(bucket: string, after: string): number {
+    const id = this.next++;
+    this.held.set(id, { bucket, after });
+    if (this.held.size > this.max) this.held.delete(this.held.keys().next().value!);
+    return id;
+  }
+
+  take(id: number, bucket: string): string | undefined {
+    const c = this.held.get(id);
+    return c && c.bucket === bucket ? c.after : undefined;
+  }
+}
+
+// ---- databases ----
+
+/** Databases SELECT takes, as Redis's default `databases 16`. */
+export const DATABASES = 16;
+
+/**
+ * Database N's bucket: 0 is `default` (the bucket of /items), N is `dbN`. Any
+ * other bucket is reached over HTTP only.
+ */
+export const bucketOf = (db: number): string => (db === 0 ? "default" : `db${db}`);
+
+// ---- arguments ----
+
+/** An argument as text; keys and values must be UTF-8 (see NOT_UTF8). */
+export function text(arg: Buffer): string {
+  if (!isUtf8(arg)) throw new RespError(NOT_UTF8);
+  return arg.toString();
+}
+
+/** An argument compared as a keyword (`EX`, `nx`): ASCII, upper-cased. */
+export const word = (arg: Buffer): string => arg.toString("latin1").toUpperCase();
+
+const INT64 = /^(?:0|-?[1-9][0-9]{0,18})$/;
+const MIN64 = -(2n ** 63n);
+const MAX64 = 2n ** 63n - 1n;
+
+/** A signed 64-bit integer written as Redis's string2ll takes it (no sign +, no leading zeros, no blanks), or undefined. */
+export function parseInt64(s: string): bigint | undefined {
+  if (!INT64.test(s)) return undefined;
+  const n = BigInt(s);
+  return n < MIN64 || n > MAX64 ? undefined : n;
+}
+
+export const inInt64 = (n: bigint): boolean => n >= MIN64 && n <= MAX64;
+
+/** An integer argument, as a JS number (exact within ±2^53, which every count and time here fits); NOT_INTEGER otherwise. */
+export function integer(arg: Buffer): number {
+  const n = parseInt64(arg.toString("latin1"));
+  if (n === undefined || n > BigInt(Number.MAX_SAFE_INTEGER) || n < -BigInt(Number.MAX_SAFE_INTEGER)) throw new RespError(NOT_INTEGER);
+  return Number(n);
+}
+
+/** The value of a read without `r`: the service answers it synchronously, which is what lets a read-modify-write stay atomic. */
+export function now<T>(v: Awaitable<T>): T {
+  if (v instanceof Promise) throw new Error("a local read answered a promise");
+  return v;
+}
+
+/** Reads the live item of `key` in the connection's database, synchronously. */
+export const read = (ctx: Ctx, key: string): Item | undefined => now(ctx.service.get(ctx.bucket, key));
+
+/** `f` of a result that may still be coming: at once when it is here, after it otherwise. */
+export function then<T>(v: Awaitable<T>, f: (t: T) => Reply): Awaitable<Reply> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
+/** Waits for every write of a multi-key command; at once when none is pending. */
+export function all(pending: Awaitable<unknown>[], reply: Reply): Awaitable<Reply> {
+  const waiting = pending.filter((p) => p instanceof Promise);
+  return waiting.length === 0 ? reply : Promise.all(waiting).then(() => reply);
+}

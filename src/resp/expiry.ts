@@ -1,0 +1,48 @@
+import { MAX_TTL_SECONDS } from "../core/items.ts";
+import type { Item } from "../core/record.ts";
+import type { Awaitable } from "../service.ts";
+import { integer, type Ctx } from "./command.ts";
+import { invalidExpire, RespError } from "./errors.ts";
+
+/**
+ * Expiry as Redis's commands spell it (EX seconds, PX ms, EXAT unix seconds, PXAT
+ * unix ms), turned into makhzen's absolute `expiresAt` (epoch ms) on this node's
+ * clock: the same rule as a TTL over HTTP, so every replica expires the key at
+ * one moment (Redis replicates PXAT for the same reason).
+ */
+export type ExpiryUnit = "EX" | "PX" | "EXAT" | "PXAT";
+
+/**
+ * The expiresAt of `amount` in `unit`, for `command`'s error message. A relative
+ * time must be > 0 (Redis: `invalid expire time`); an absolute one may lie in the
+ * past, which the caller turns into a delete. Beyond the longest TTL is refused.
+ */
+export function expiresAtOf(ctx: Ctx, unit: ExpiryUnit, amount: Buffer, command: string): number {
+  const n = integer(amount);
+  const nowMs = ctx.service.wallMs();
+  let at: number;
+  if (unit === "EX" || unit === "PX") {
+    if (n <= 0) throw new RespError(invalidExpire(command));
+    at = nowMs + (unit === "EX" ? n * 1000 : n);
+  } else {
+    if (n <= 0) throw new RespError(invalidExpire(command));
+    at = unit === "EXAT" ? n * 1000 : n;
+  }
+  if (!Number.isSafeInteger(at) || at > nowMs + MAX_TTL_SECONDS * 1000) throw new RespError(invalidExpire(command));
+  return at;
+}
+
+/** Whether `at` has passed on this node's clock: a write with that expiry is a delete. */
+export const isPast = (ctx: Ctx, at: number): boolean => at <= ctx.service.wallMs();
+
+/**
+ * Writes `value` to `key` with `expiresAt` (none: no expiry), or deletes the key
+ * when `expiresAt` has already passed, as Redis does for a SET ... PXAT in the past.
+ */
+export function write(ctx: Ctx, key: string, value: string, expiresAt: number | undefined): Awaitable<unknown> {
+  if (expiresAt !== undefined && isPast(ctx, expiresAt)) return ctx.service.delete(ctx.bucket, key);
+  return ctx.service.set(ctx.bucket, key, value, expiresAt === undefined ? {} : { expiresAt });
+}
+
+/** The expiry an item keeps through a read-modify-write (INCR, APPEND keep the TTL, as in Redis). */
+export const keptExpiry = (item: Item | undefined): number | undefined => item?.expiresAt;

@@ -1,0 +1,257 @@
+import type { Item } from "../core/record.ts";
+import type { Awaitable } from "../service.ts";
+import { all, bucketOf, DATABASES, integer, now, read, text, then, word, type CommandSpec, type Ctx } from "./command.ts";
+import { invalidExpire, NO_SUCH_KEY, RespError, SYNTAX } from "./errors.ts";
+import { isPast, keptExpiry, write } from "./expiry.ts";
+import { globMatch, literalPrefix } from "./glob.ts";
+import { array, bulk, bulkOrNil, bulks, int, NIL, OK, ONE, simple, ZERO, type Reply } from "./reply.ts";
+import { MAX_TTL_SECONDS } from "../core/items.ts";
+
+/**
+ * The generic key commands: existence, expiry, iteration, renames, flushes. An
+ * expiry change rewrites the value with the new `expiresAt` (a new version,
+ * replicated); a rename is a write of the destination and a delete of the source,
+ * both in one synchronous step, so atomic on this node.
+ */
+const g = (spec: Omit<CommandSpec, "group" | "since"> & { since?: string; group?: string }): CommandSpec => ({ group: "generic", since: "1.0.0", ...spec });
+const WF = ["write", "fast"] as const;
+const RF = ["readonly", "fast"] as const;
+
+export const KEY_COMMANDS: CommandSpec[] = [
+  g({ name: "del", arity: -2, flags: ["write"], keys: [1, -1, 1], summary: "Deletes one or more keys.", run: del }),
+  g({ name: "unlink", arity: -2, flags: WF, keys: [1, -1, 1], since: "4.0.0", summary: "Asynchronously deletes one or more keys.", run: del }),
+  g({
+    name: "exists",
+    arity: -2,
+    flags: RF,
+    keys: [1, -1, 1],
+    summary: "Determines whether one or more keys exist.",
+    run: (ctx, a) => int(a.slice(1).filter((k) => read(ctx, text(k))).length),
+  }),
+  g({ name: "type", arity: 2, flags: RF, keys: [1, 1, 1], summary: "Determines the type of value stored at a key.", run: (ctx, a) => simple(read(ctx, text(a[1]!)) ? "string" : "none") }),
+  g({ name: "expire", arity: -3, flags: WF, keys: [1, 1, 1], summary: "Sets the expiration time of a key in seconds.", run: (ctx, a) => expire(ctx, a, 1000, false, "expire") }),
+  g({ name: "pexpire", arity: -3, flags: WF, keys: [1, 1, 1], since: "2.6.0", summary: "Sets the expiration time of a key in milliseconds.", run: (ctx, a) => expire(ctx, a, 1, false, "pexpire") }),
+  g({ name: "expireat", arity: -3, flags: WF, keys: [1, 1, 1], since: "1.2.0", summary: "Sets the expiration time of a key to a Unix timestamp.", run: (ctx, a) => expire(ctx, a, 1000, true, "expireat") }),
+  g({ name: "pexpireat", arity: -3, flags: WF, keys: [1, 1, 1], since: "2.6.0", summary: "Sets the expiration time of a key to a Unix milliseconds timestamp.", run: (ctx, a) => expire(ctx, a, 1, true, "pexpireat") }),
+  g({ name: "ttl", arity: 2, flags: RF, keys: [1, 1, 1], summary: "Returns the expiration time in seconds of a key.", run: (ctx, a) => ttl(ctx, a, (ms) => Math.round(ms / 1000)) }),
+  g({ name: "pttl", arity: 2, flags: RF, keys: [1, 1, 1], since: "2.6.0", summary: "Returns the expiration time in milliseconds of a key.", run: (ctx, a) => ttl(ctx, a, (ms) => ms) }),
+  g({
+    name: "expiretime",
+    arity: 2,
+    flags: RF,
+    keys: [1, 1, 1],
+    since: "7.0.0",
+    summary: "Returns the expiration time of a key as a Unix timestamp.",
+    run: (ctx, a) => expireTime(read(ctx, text(a[1]!)), (at) => Math.floor(at / 1000)),
+  }),
+  g({ name: "pexpiretime", arity: 2, flags: RF, keys: [1, 1, 1], since: "7.0.0", summary: "Returns the expiration time of a key as a Unix milliseconds timestamp.", run: (ctx, a) => expireTime(read(ctx, text(a[1]!)), (at) => at) }),
+  g({
+    name: "persist",
+    arity: 2,
+    flags: WF,
+    keys: [1, 1, 1],
+    since: "2.2.0",
+    summary: "Removes the expiration time of a key.",
+    run: (ctx, a) => {
+      const key = text(a[1]!);
+      const item = read(ctx, key);
+      if (!item || item.expiresAt === undefined) return ZERO;
+      return then(ctx.service.set(ctx.bucket, key, item.value), () => ONE);
+    },
+  }),
+  g({ name: "scan", arity: -2, flags: ["readonly"], keys: [0, 0, 0], since: "2.8.0", summary: "Iterates over the key names in the database.", run: scan }),
+  g({
+    name: "keys",
+    arity: 2,
+    flags: ["readonly"],
+    keys: [0, 0, 0],
+    summary: "Returns all key names that match a pattern.",
+    run: (ctx, a) => {
+      const pattern = text(a[1]!);
+      const out: string[] = [];
+      walk(ctx, undefined, literalPrefix(pattern), Infinity, (item) => void (globMatch(pattern, item.key) && out.push(item.key)));
+      return bulks(out);
+    },
+  }),
+  g({ name: "randomkey", arity: 1, flags: ["readonly"], keys: [0, 0, 0], summary: "Returns a random key name from the database.", run: randomKey }),
+  g({ name: "rename", arity: 3, flags: ["write"], keys: [1, 2, 1], summary: "Renames a key and overwrites the destination.", run: (ctx, a) => rename(ctx, a, false) }),
+  g({ name: "renamenx", arity: 3, flags: WF, keys: [1, 2, 1], summary: "Renames a key only when the target key name doesn't exist.", run: (ctx, a) => rename(ctx, a, true) }),
+  g({ name: "copy", arity: -3, flags: ["write", "denyoom"], keys: [1, 2, 1], since: "6.2.0", summary: "Copies the value of a key to a new key.", run: copy }),
+  g({ name: "dbsize", arity: 1, flags: RF, keys: [0, 0, 0], group: "server", summary: "Returns the number of keys in the database.", run: (ctx) => int(liveKeys(ctx, ctx.bucket)) }),
+  g({ name: "flushdb", arity: -1, flags: ["write"], keys: [0, 0, 0], group: "server", summary: "Removes all keys from the current database.", run: (ctx, a) => flush(ctx, a, [ctx.bucket]) }),
+  g({
+    name: "flushall",
+    arity: -1,
+    flags: ["write"],
+    keys: [0, 0, 0],
+    group: "server",
+    summary: "Removes all keys from all databases.",
+    run: (ctx, a) => flush(ctx, a, Array.from({ length: DATABASES }, (_, db) => bucketOf(db))),
+  }),
+];
+
+function del(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
+  const pending: Awaitable<unknown>[] = [];
+  for (const k of a.slice(1)) {
+    const v = ctx.service.delete(ctx.bucket, text(k));
+    if (v !== undefined) pending.push(v);
+  }
+  return all(pending, int(pending.length));
+}
+
+/**
+ * EXPIRE and its kin: `scale` turns the argument into ms, `absolute` reads it as a
+ * Unix time. NX/XX/GT/LT as Redis 7 (a key without expiry counts as expiring
+ * never: GT never applies to it, LT always does). A time already past deletes the key.
+ */
+function expire(ctx: Ctx, a: Buffer[], scale: number, absolute: boolean, command: string): Awaitable<Reply> {
+  const key = text(a[1]!);
+  const n = integer(a[2]!);
+  const flags = new Set<string>();
+  for (const f of a.slice(3)) {
+    const w = word(f);
+    if (!["NX", "XX", "GT", "LT"].includes(w)) throw new RespError(`ERR Unsupported option ${f.toString()}`);
+    flags.add(w);
+  }
+  if (flags.has("NX") && flags.size > 1) throw new RespError("ERR NX and XX, GT or LT options at the same time are not compatible");
+  if (flags.has("GT") && flags.has("LT")) throw new RespError("ERR GT and LT options at the same time are not compatible");
+  const nowMs = ctx.service.wallMs();
+  const at = (absolute ? 0 : nowMs) + n * scale;
+  if (!Number.isSafeInteger(at) || at > nowMs + MAX_TTL_SECONDS * 1000) throw new RespError(invalidExpire(command));
+  const item = read(ctx, key);
+  if (!item) return ZERO;
+  const current = item.expiresAt ?? Infinity;
+  if (flags.has("NX") && item.expiresAt !== undefined) return ZERO;
+  if (flags.has("XX") && item.expiresAt === undefined) return ZERO;
+  if (flags.has("GT") && !(at > current)) return ZERO;
+  if (flags.has("LT") && !(at < current)) return ZERO;
+  return then(write(ctx, key, item.value, at), () => ONE);
+}
+
+function ttl(ctx: Ctx, a: Buffer[], unit: (ms: number) => number): Reply {
+  const item = read(ctx, text(a[1]!));
+  if (!item) return int(-2);
+  if (item.expiresAt === undefined) return int(-1);
+  return int(unit(Math.max(0, item.expiresAt - ctx.service.wallMs())));
+}
+
+const expireTime = (item: Item | undefined, unit: (at: number) => number): Reply =>
+  !item ? int(-2) : item.expiresAt === undefined ? int(-1) : int(unit(item.expiresAt));
+
+/** Walks live items of the bucket in key order from after `from`, `max` of them at most; answers the last key seen, if it stopped early. */
+function walk(ctx: Ctx, from: string | undefined, prefix: string, max: number, visit: (item: Item) => void, bucket = ctx.bucket): string | undefined {
+  let after = from;
+  let seen = 0;
+  for (;;) {
+    const page = ctx.service.list(bucket, { prefix: prefix || undefined, after, limit: Math.min(1000, Math.max(1, max - seen)) });
+    for (const item of page.items) visit(item);
+    seen += page.items.length;
+    if (page.next === null) return undefined;
+    after = page.next;
+    if (seen >= max) return after;
+  }
+}
+
+/** SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]: COUNT keys walked per call (default 10), in key order. */
+function scan(ctx: Ctx, a: Buffer[]): Reply {
+  const raw = a[1]!.toString("latin1");
+  if (!/^\d{1,20}$/.test(raw)) throw new RespError("ERR invalid cursor");
+  let pattern: string | undefined;
+  let count = 10;
+  let type: string | undefined;
+  for (let i = 2; i < a.length; i++) {
+    const opt = word(a[i]!);
+    if (i + 1 >= a.length) throw new RespError(SYNTAX);
+    if (opt === "MATCH") pattern = text(a[++i]!);
+    else if (opt === "COUNT") {
+      count = integer(a[++i]!);
+      if (count < 1) throw new RespError(SYNTAX);
+    } else if (opt === "TYPE") type = a[++i]!.toString().toLowerCase();
+    else throw new RespError(SYNTAX);
+  }
+  let after: string | undefined;
+  if (raw !== "0") {
+    after = ctx.shared.cursors.take(Number(raw), ctx.bucket);
+    if (after === undefined) throw new RespError("ERR invalid cursor");
+  }
+  const keys: string[] = [];
+  const last = walk(ctx, after, pattern === undefined ? "" : literalPrefix(pattern), Math.min(count, 100_000), (item) => {
+    if (type !== undefined && type !== "string") return;
+    if (pattern === undefined || globMatch(pattern, item.key)) keys.push(item.key);
+  });
+  const cursor = last === undefined ? "0" : String(ctx.shared.cursors.save(ctx.bucket, last));
+  return array([bulk(cursor), bulks(keys)]);
+}
+
+/** Live keys of a bucket: what DBSIZE and INFO keyspace say. */
+export function liveKeys(ctx: Ctx, bucket: string): number {
+  return ctx.service.buckets().find((b) => b.name === bucket)?.keys ?? 0;
+}
+
+/**
+ * A key picked uniformly among the live ones. makhzen keeps keys in order, with no
+ * random access, so this walks to a random position: O(keys) at worst, unlike
+ * Redis's O(1). It exists for tools that probe with it, not for hot paths.
+ */
+function randomKey(ctx: Ctx): Reply {
+  const total = liveKeys(ctx, ctx.bucket);
+  if (total === 0) return NIL;
+  let left = Math.floor(Math.random() * total);
+  let found: string | undefined;
+  let first: string | undefined;
+  walk(ctx, undefined, "", left + 1, (item) => {
+    first ??= item.key;
+    if (left-- === 0) found = item.key;
+  });
+  // The count can run ahead of the walk (expired keys not yet swept): any live key then.
+  return bulkOrNil(found ?? first);
+}
+
+function rename(ctx: Ctx, a: Buffer[], nx: boolean): Awaitable<Reply> {
+  const from = text(a[1]!);
+  const to = text(a[2]!);
+  const item = read(ctx, from);
+  if (!item) throw new RespError(NO_SUCH_KEY);
+  if (from === to) return nx ? ZERO : OK;
+  if (nx && read(ctx, to)) return ZERO;
+  const wrote = write(ctx, to, item.value, keptExpiry(item));
+  const deleted = ctx.service.delete(ctx.bucket, from);
+  return all([wrote, deleted], nx ? ONE : OK);
+}
+
+/** COPY source destination [DB n] [REPLACE]. */
+function copy(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
+  const from = text(a[1]!);
+  const to = text(a[2]!);
+  let db = ctx.session.db;
+  let replace = false;
+  for (let i = 3; i < a.length; i++) {
+    const opt = word(a[i]!);
+    if (opt === "REPLACE") replace = true;
+    else if (opt === "DB" && i + 1 < a.length) {
+      db = integer(a[++i]!);
+      if (db < 0 || db >= DATABASES) throw new RespError("ERR DB index is out of range");
+    } else throw new RespError(SYNTAX);
+  }
+  if (from === to && db === ctx.session.db) throw new RespError("ERR source and destination objects are the same");
+  const item = read(ctx, from);
+  if (!item) return ZERO;
+  const bucket = bucketOf(db);
+  if (!replace && now(ctx.service.get(bucket, to))) return ZERO;
+  if (item.expiresAt !== undefined && isPast(ctx, item.expiresAt)) return ZERO;
+  const options = item.expiresAt === undefined ? {} : { expiresAt: item.expiresAt };
+  return then(ctx.service.set(bucket, to, item.value, options), () => ONE);
+}
+
+/** FLUSHDB / FLUSHALL [ASYNC | SYNC]: a delete of every live key, replicated like any delete (tombstones, not a wipe). */
+function flush(ctx: Ctx, a: Buffer[], buckets: string[]): Awaitable<Reply> {
+  if (a.length > 2) throw new RespError(SYNTAX);
+  if (a.length === 2 && !["ASYNC", "SYNC"].includes(word(a[1]!))) throw new RespError(SYNTAX);
+  const pending: Awaitable<unknown>[] = [];
+  for (const bucket of buckets) {
+    const keys: string[] = [];
+    walk(ctx, undefined, "", Infinity, (item) => void keys.push(item.key), bucket);
+    for (const key of keys) pending.push(ctx.service.delete(bucket, key));
+  }
+  return all(pending, OK);
+}

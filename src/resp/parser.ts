@@ -1,0 +1,198 @@
+/**
+ * The Redis request parser: bytes in, commands (arrays of argument bytes) out.
+ *
+ * A client may send a command in any number of reads, or many commands in one
+ * (pipelining), so the parser is incremental: it keeps the unparsed tail and the
+ * state of a half-read multibulk (how many arguments are still due, the length of
+ * the bulk it waits for), and never re-reads what it has already taken. A large
+ * value that trickles in 64 KiB at a time is held as a list of chunks and joined
+ * once, when all its bytes are there, not copied again on every read.
+ *
+ * Two request forms, as Redis takes them: a multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`,
+ * what every client library sends) and an inline command (`GET k\r\n`, what telnet
+ * and redis-benchmark's inline mode send), split like a shell line (see inline.ts).
+ *
+ * Everything is bounded (Limits): a bulk's length, the argument count, a whole
+ * command's bytes and an inline line. Past a bound, or on a malformed frame, the
+ * parser returns the commands it completed before it and then a protocol error,
+ * worded as Redis words it; the connection answers those, then the error, and
+ * closes. The parser is then dead: it never resynchronises on a stream it no
+ * longer understands.
+ */
+import { splitInline } from "./inline.ts";
+
+export interface Limits {
+  /** Longest bulk argument, in bytes (a key or a value). */
+  maxBulkBytes: number;
+  /** Most arguments in one command. */
+  maxArgs: number;
+  /** Most bytes of one command, its arguments together: bounds what one connection buffers. */
+  maxCommandBytes: number;
+  /** Longest inline command line (Redis: 64 KiB). */
+  maxInlineBytes: number;
+}
+
+/** Before AUTH, as Redis: a client that has not proved a token may send only small commands. */
+export const UNAUTHENTICATED_LIMITS: Limits = { maxBulkBytes: 16 * 1024, maxArgs: 10, maxCommandBytes: 64 * 1024, maxInlineBytes: 64 * 1024 };
+
+export interface Parsed {
+  commands: Buffer[][];
+  /** Set when the stream is malformed or over a limit: answer it (`-ERR <error>`) after `commands`, then close. */
+  error?: string;
+}
+
+const CR = 13;
+const LF = 10;
+
+export class RespParser {
+  /** Unparsed bytes; `pos` is where parsing resumes. */
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  /** Chunks of a bulk too large for the current buffer, gathered until complete. */
+  private parked: Buffer[] = [];
+  private parkedBytes = 0;
+  /** Arguments still due in the current multibulk; 0 when between commands. */
+  private due = 0;
+  private args: Buffer[] = [];
+  private commandBytes = 0;
+  /** Length of the bulk being waited for; -1 while its `$` header is due. */
+  private bulkLen = -1;
+  private dead = false;
+
+  constructor(public limits: Limits) {}
+
+  /** Parses what `chunk` completes. Never throws on any input. */
+  feed(chunk: Uint8Array): Parsed {
+    const commands: Buffer[][] = [];
+    if (this.dead) return { commands };
+    this.append(chunk);
+    const error = this.parse(commands);
+    if (error !== undefined) {
+      this.dead = true;
+      this.buf = Buffer.alloc(0);
+      this.parked = [];
+      return { commands, error: `Protocol error: ${error}` };
+    }
+    return { commands };
+  }
+
+  /** Bytes held for an incomplete command: what a bound on buffering per connection looks at. */
+  get buffered(): number {
+    return this.buf.length - this.pos + this.parkedBytes;
+  }
+
+  private append(chunk: Uint8Array): void {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    // Waiting for a bulk larger than what is held: park the chunk, join once complete.
+    if (this.bulkLen >= 0 && this.buf.length - this.pos + this.parkedBytes + bytes.length < this.bulkLen + 2) {
+      this.parked.push(bytes);
+      this.parkedBytes += bytes.length;
+      return;
+    }
+    const rest = this.buf.subarray(this.pos);
+    if (rest.length === 0 && this.parked.length === 0) this.buf = bytes;
+    else this.buf = Buffer.concat([rest, ...this.parked, bytes]);
+    this.parked = [];
+    this.parkedBytes = 0;
+    this.pos = 0;
+  }
+
+  /** Parses complete commands into `out`; a string is a protocol error. */
+  private parse(out: Buffer[][]): string | undefined {
+    const buf = this.buf;
+    if (this.parkedBytes > 0) return undefined;
+    for (;;) {
+      if (this.due === 0) {
+        if (this.pos >= buf.length) return this.reset(buf);
+        if (buf[this.pos] !== 0x2a /* '*' */) {
+          const inline = this.inline(buf, out);
+          if (inline !== true) return inline === false ? this.reset(buf) : inline;
+          continue;
+        }
+        const eol = buf.indexOf(LF, this.pos);
+        if (eol < 0) return buf.length - this.pos > this.limits.maxInlineBytes ? "too big mbulk count string" : this.reset(buf);
+        const n = parseLength(buf, this.pos + 1, eol);
+        if (n === undefined || n > this.limits.maxArgs) return "invalid multibulk length";
+        this.pos = eol + 1;
+        if (n <= 0) continue; // `*0` and `*-1` are nothing, as Redis reads them
+        this.due = n;
+        this.args = [];
+        this.commandBytes = 0;
+      }
+      if (this.bulkLen < 0) {
+        if (this.pos >= buf.length) return this.reset(buf);
+        if (buf[this.pos] !== 0x24 /* '$' */) return `expected '$', got '${String.fromCharCode(buf[this.pos]!)}'`;
+        const eol = buf.indexOf(LF, this.pos);
+        if (eol < 0) return buf.length - this.pos > this.limits.maxInlineBytes ? "too big bulk count string" : this.reset(buf);
+        const n = parseLength(buf, this.pos + 1, eol);
+        if (n === undefined || n < 0 || n > this.limits.maxBulkBytes) return "invalid bulk length";
+        this.commandBytes += n;
+        if (this.commandBytes > this.limits.maxCommandBytes) return `command larger than ${this.limits.maxCommandBytes} bytes`;
+        this.pos = eol + 1;
+        this.bulkLen = n;
+      }
+      if (buf.length - this.pos < this.bulkLen + 2) return this.reset(buf);
+      const end = this.pos + this.bulkLen;
+      if (buf[end] !== CR || buf[end + 1] !== LF) return "expected CRLF after a bulk string";
+      this.args.push(buf.subarray(this.pos, end));
+      this.pos = end + 2;
+      this.bulkLen = -1;
+      if (--this.due === 0) {
+        out.push(this.args);
+        this.args = [];
+      }
+    }
+  }
+
+  /**
+   * One inline command at `pos`: true when taken (or a blank line skipped), false
+   * when its line is not complete yet, a string on a protocol error.
+   */
+  private inline(buf: Buffer, out: Buffer[][]): boolean | string {
+    const eol = buf.indexOf(LF, this.pos);
+    if (eol < 0) return buf.length - this.pos > this.limits.maxInlineBytes ? "too big inline request" : false;
+    if (eol - this.pos > this.limits.maxInlineBytes) return "too big inline request";
+    const lineEnd = eol > this.pos && buf[eol - 1] === CR ? eol - 1 : eol;
+    const args = splitInline(buf.subarray(this.pos, lineEnd));
+    this.pos = eol + 1;
+    if (args === undefined) return "unbalanced quotes in request";
+    if (args.length > this.limits.maxArgs) return "invalid multibulk length";
+    if (args.length > 0) out.push(args);
+    return true;
+  }
+
+  /** Drops what was parsed, keeping only the tail, so a long pipelined stream does not pin old buffers. */
+  private reset(buf: Buffer): undefined {
+    if (this.pos >= buf.length) {
+      this.buf = EMPTY;
+      this.pos = 0;
+    }
+    return undefined;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The decimal between `from` and `to` (a line end, with or without its CR): a
+ * signed integer of at most 12 digits, or undefined when it is not one. 12 digits
+ * are far past any limit, so the arithmetic stays exact.
+ */
+function parseLength(buf: Buffer, from: number, to: number): number | undefined {
+  let end = to;
+  if (end > from && buf[end - 1] === CR) end--;
+  let i = from;
+  let negative = false;
+  if (buf[i] === 0x2d /* '-' */) {
+    negative = true;
+    i++;
+  }
+  if (i >= end || end - i > 12) return undefined;
+  let n = 0;
+  for (; i < end; i++) {
+    const d = buf[i]! - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return negative ? -n : n;
+}

@@ -1,0 +1,137 @@
+/**
+ * Replies: what a command answers, as a small tree, and how it is written in
+ * RESP2 or RESP3. A handler builds the tree once; the connection writes it in
+ * the protocol its client chose with HELLO. RESP3's types fold onto RESP2's as
+ * Redis folds them: a map is a flat array of key, value, ...; a set an array; a
+ * double a bulk string; null `$-1` (or `*-1` for a null array).
+ */
+export type Reply =
+  | { t: "simple"; s: string }
+  | { t: "error"; s: string }
+  | { t: "int"; n: number | bigint }
+  | { t: "bulk"; v: string | Uint8Array }
+  | { t: "nil" }
+  | { t: "nilArray" }
+  | { t: "array"; items: Reply[] }
+  | { t: "set"; items: Reply[] }
+  | { t: "map"; entries: [Reply, Reply][] }
+  | { t: "double"; n: number };
+
+export type Proto = 2 | 3;
+
+export const OK: Reply = { t: "simple", s: "OK" };
+export const NIL: Reply = { t: "nil" };
+export const NIL_ARRAY: Reply = { t: "nilArray" };
+export const ZERO: Reply = { t: "int", n: 0 };
+export const ONE: Reply = { t: "int", n: 1 };
+export const simple = (s: string): Reply => ({ t: "simple", s });
+export const int = (n: number | bigint): Reply => ({ t: "int", n });
+export const bulk = (v: string | Uint8Array): Reply => ({ t: "bulk", v });
+export const bulkOrNil = (v: string | Uint8Array | undefined | null): Reply => (v === undefined || v === null ? NIL : { t: "bulk", v });
+export const array = (items: Reply[]): Reply => ({ t: "array", items });
+export const bulks = (items: readonly string[]): Reply => ({ t: "array", items: items.map(bulk) });
+export const set = (items: Reply[]): Reply => ({ t: "set", items });
+export const double = (n: number): Reply => ({ t: "double", n });
+/** A map from names to replies (HELLO, COMMAND DOCS); strings become bulk strings. */
+export const map = (entries: [string, Reply | string | number][]): Reply => ({
+  t: "map",
+  entries: entries.map(([k, v]) => [bulk(k), typeof v === "string" ? bulk(v) : typeof v === "number" ? int(v) : v]),
+});
+/** An error reply: `line` starts with its code, `ERR syntax error`. */
+export const errorReply = (line: string): Reply => ({ t: "error", s: line });
+
+/**
+ * Output being gathered for one write: text while every part is text (one string,
+ * encoded once by the socket), bytes once a binary bulk joins.
+ */
+export class Out {
+  private parts: (string | Uint8Array)[] = [];
+  private text = "";
+  bytes = 0;
+
+  write(r: Reply, proto: Proto): void {
+    switch (r.t) {
+      case "simple":
+        this.str(`+${r.s}\r\n`);
+        return;
+      case "error":
+        this.str(`-${r.s}\r\n`);
+        return;
+      case "int":
+        this.str(`:${r.n}\r\n`);
+        return;
+      case "bulk":
+        if (typeof r.v === "string") {
+          this.str(`$${Buffer.byteLength(r.v)}\r\n${r.v}\r\n`);
+        } else {
+          this.str(`$${r.v.length}\r\n`);
+          this.raw(r.v);
+          this.str("\r\n");
+        }
+        return;
+      case "nil":
+        this.str(proto === 3 ? "_\r\n" : "$-1\r\n");
+        return;
+      case "nilArray":
+        this.str(proto === 3 ? "_\r\n" : "*-1\r\n");
+        return;
+      case "array":
+      case "set":
+        this.str(`${r.t === "set" && proto === 3 ? "~" : "*"}${r.items.length}\r\n`);
+        for (const item of r.items) this.write(item, proto);
+        return;
+      case "map":
+        this.str(proto === 3 ? `%${r.entries.length}\r\n` : `*${r.entries.length * 2}\r\n`);
+        for (const [k, v] of r.entries) {
+          this.write(k, proto);
+          this.write(v, proto);
+        }
+        return;
+      case "double": {
+        const s = formatDouble(r.n);
+        this.str(proto === 3 ? `,${s}\r\n` : `$${s.length}\r\n${s}\r\n`);
+        return;
+      }
+    }
+  }
+
+  /** What was gathered, as one string or one buffer, and empties the output. */
+  take(): string | Uint8Array {
+    if (this.parts.length === 0) {
+      const t = this.text;
+      this.text = "";
+      this.bytes = 0;
+      return t;
+    }
+    if (this.text !== "") this.parts.push(Buffer.from(this.text));
+    const joined = Buffer.concat(this.parts.map((p) => (typeof p === "string" ? Buffer.from(p) : p)));
+    this.parts = [];
+    this.text = "";
+    this.bytes = 0;
+    return joined;
+  }
+
+  get empty(): boolean {
+    return this.text === "" && this.parts.length === 0;
+  }
+
+  private str(s: string): void {
+    this.text += s;
+    this.bytes += s.length;
+  }
+
+  private raw(b: Uint8Array): void {
+    if (this.text !== "") this.parts.push(this.text);
+    this.text = "";
+    this.parts.push(b);
+    this.bytes += b.length;
+  }
+}
+
+/** A double as Redis writes one: `inf`, `-inf`, `nan`, else the shortest form that reads back the same. */
+export function formatDouble(n: number): string {
+  if (Number.isNaN(n)) return "nan";
+  if (n === Infinity) return "inf";
+  if (n === -Infinity) return "-inf";
+  return String(n);
+}

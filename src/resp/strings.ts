@@ -1,0 +1,242 @@
+import { isUtf8 } from "node:buffer";
+import { all, inInt64, integer, parseInt64, read, text, then, word, type CommandSpec, type Ctx } from "./command.ts";
+import { NOT_FLOAT, NOT_INTEGER, NOT_UTF8, OVERFLOW, RespError, SYNTAX } from "./errors.ts";
+import { expiresAtOf, keptExpiry, write, type ExpiryUnit } from "./expiry.ts";
+import { array, bulk, bulkOrNil, int, NIL, OK, ONE, ZERO, type Reply } from "./reply.ts";
+
+/**
+ * The string commands. Each read-modify-write (INCR, APPEND, SETRANGE, GETSET,
+ * MSETNX, SET NX/XX/GET) reads and writes in one synchronous step: the store is
+ * single-threaded, so no other command runs between, and the command is atomic on
+ * this node. What it writes is a whole new value with a new version, replicated
+ * like any write; two nodes incrementing one key at once both write, and the
+ * later version wins (an increment can be lost: see docs/resp.md).
+ */
+
+const s = (spec: Omit<CommandSpec, "group" | "since"> & { since?: string }): CommandSpec => ({ group: "string", since: "1.0.0", ...spec });
+const W = ["write", "denyoom"] as const;
+const WF = ["write", "denyoom", "fast"] as const;
+const RF = ["readonly", "fast"] as const;
+
+export const STRING_COMMANDS: CommandSpec[] = [
+  s({ name: "get", arity: 2, flags: RF, keys: [1, 1, 1], summary: "Returns the string value of a key.", run: (ctx, a) => bulkOrNil(read(ctx, text(a[1]!))?.value) }),
+  s({ name: "set", arity: -3, flags: W, keys: [1, 1, 1], summary: "Sets the string value of a key, ignoring its type.", run: setCommand }),
+  s({
+    name: "setnx",
+    arity: 3,
+    flags: WF,
+    keys: [1, 1, 1],
+    summary: "Set the string value of a key only when the key doesn't exist.",
+    run: (ctx, a) => {
+      const key = text(a[1]!);
+      if (read(ctx, key)) return ZERO;
+      return then(ctx.service.set(ctx.bucket, key, text(a[2]!)), () => ONE);
+    },
+  }),
+  s({ name: "setex", arity: 4, flags: W, keys: [1, 1, 1], since: "2.0.0", summary: "Sets the string value and expiration time of a key.", run: (ctx, a) => setWithExpiry(ctx, a, "EX", "setex") }),
+  s({ name: "psetex", arity: 4, flags: W, keys: [1, 1, 1], since: "2.6.0", summary: "Sets the string value and expiration time in milliseconds of a key.", run: (ctx, a) => setWithExpiry(ctx, a, "PX", "psetex") }),
+  s({
+    name: "getset",
+    arity: 3,
+    flags: WF,
+    keys: [1, 1, 1],
+    summary: "Returns the previous string value of a key after setting it to a new value.",
+    run: (ctx, a) => {
+      const key = text(a[1]!);
+      const old = read(ctx, key);
+      return then(ctx.service.set(ctx.bucket, key, text(a[2]!)), () => bulkOrNil(old?.value));
+    },
+  }),
+  s({
+    name: "getdel",
+    arity: 2,
+    flags: ["write", "fast"],
+    keys: [1, 1, 1],
+    since: "6.2.0",
+    summary: "Returns the string value of a key after deleting the key.",
+    run: (ctx, a) => {
+      const key = text(a[1]!);
+      const old = read(ctx, key);
+      if (!old) return NIL;
+      return then(ctx.service.delete(ctx.bucket, key), () => bulk(old.value));
+    },
+  }),
+  s({ name: "getex", arity: -2, flags: ["write", "fast"], keys: [1, 1, 1], since: "6.2.0", summary: "Returns the string value of a key after setting its expiration time.", run: getex }),
+  s({
+    name: "mget",
+    arity: -2,
+    flags: RF,
+    keys: [1, -1, 1],
+    summary: "Atomically returns the string values of one or more keys.",
+    run: (ctx, a) => array(a.slice(1).map((k) => bulkOrNil(read(ctx, text(k))?.value))),
+  }),
+  s({ name: "mset", arity: -3, flags: W, keys: [1, -1, 2], since: "1.0.1", summary: "Atomically creates or modifies the string values of one or more keys.", run: (ctx, a) => mset(ctx, a, "mset") }),
+  s({ name: "msetnx", arity: -3, flags: W, keys: [1, -1, 2], since: "1.0.1", summary: "Atomically modifies the string values of one or more keys only when all keys don't exist.", run: (ctx, a) => mset(ctx, a, "msetnx") }),
+  s({ name: "incr", arity: 2, flags: WF, keys: [1, 1, 1], summary: "Increments the integer value of a key by one.", run: (ctx, a) => incrBy(ctx, a[1]!, 1n) }),
+  s({ name: "decr", arity: 2, flags: WF, keys: [1, 1, 1], summary: "Decrements the integer value of a key by one.", run: (ctx, a) => incrBy(ctx, a[1]!, -1n) }),
+  s({ name: "incrby", arity: 3, flags: WF, keys: [1, 1, 1], summary: "Increments the integer value of a key by a number.", run: (ctx, a) => incrBy(ctx, a[1]!, int64Arg(a[2]!)) }),
+  s({
+    name: "decrby",
+    arity: 3,
+    flags: WF,
+    keys: [1, 1, 1],
+    summary: "Decrements a number from the integer value of a key.",
+    run: (ctx, a) => {
+      const by = int64Arg(a[2]!);
+      if (by === -(2n ** 63n)) throw new RespError("ERR decrement would overflow");
+      return incrBy(ctx, a[1]!, -by);
+    },
+  }),
+  s({ name: "incrbyfloat", arity: 3, flags: WF, keys: [1, 1, 1], since: "2.6.0", summary: "Increment the floating point value of a key by a number.", run: incrByFloat }),
+  s({
+    name: "append",
+    arity: 3,
+    flags: WF,
+    keys: [1, 1, 1],
+    since: "2.0.0",
+    summary: "Appends a string to the value of a key. Creates the key if it doesn't exist.",
+    run: (ctx, a) => {
+      const key = text(a[1]!);
+      const old = read(ctx, key);
+      const value = (old?.value ?? "") + text(a[2]!);
+      return then(write(ctx, key, value, keptExpiry(old)), () => int(Buffer.byteLength(value)));
+    },
+  }),
+  s({ name: "strlen", arity: 2, flags: RF, keys: [1, 1, 1], since: "2.2.0", summary: "Returns the length of a string value.", run: (ctx, a) => int(Buffer.byteLength(read(ctx, text(a[1]!))?.value ?? "")) }),
+  s({ name: "getrange", arity: 4, flags: ["readonly"], keys: [1, 1, 1], since: "2.4.0", summary: "Returns a substring of the string stored at a key.", run: getrange }),
+  s({ name: "setrange", arity: 4, flags: W, keys: [1, 1, 1], since: "2.2.0", summary: "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", run: setrange }),
+];
+
+/** SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL], parsed as Redis's parseExtendedStringArgumentsOrReply. */
+function setCommand(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
+  const key = text(a[1]!);
+  const value = text(a[2]!);
+  let cond: "NX" | "XX" | undefined;
+  let get = false;
+  let unit: ExpiryUnit | "KEEPTTL" | undefined;
+  let amount: Buffer | undefined;
+  for (let i = 3; i < a.length; i++) {
+    const opt = word(a[i]!);
+    if ((opt === "NX" || opt === "XX") && cond === undefined) cond = opt;
+    else if (opt === "GET" && !get) get = true;
+    else if (opt === "KEEPTTL" && unit === undefined) unit = "KEEPTTL";
+    else if ((opt === "EX" || opt === "PX" || opt === "EXAT" || opt === "PXAT") && unit === undefined && i + 1 < a.length) {
+      unit = opt;
+      amount = a[++i];
+    } else throw new RespError(SYNTAX);
+  }
+  const expiresAt = unit !== undefined && unit !== "KEEPTTL" ? expiresAtOf(ctx, unit, amount!, "set") : undefined;
+  const old = read(ctx, key);
+  const previous = get ? bulkOrNil(old?.value) : OK;
+  if ((cond === "NX" && old) || (cond === "XX" && !old)) return get ? previous : NIL;
+  return then(write(ctx, key, value, unit === "KEEPTTL" ? keptExpiry(old) : expiresAt), () => previous);
+}
+
+function setWithExpiry(ctx: Ctx, a: Buffer[], unit: ExpiryUnit, command: string): Reply | Promise<Reply> {
+  const expiresAt = expiresAtOf(ctx, unit, a[2]!, command);
+  return then(write(ctx, text(a[1]!), text(a[3]!), expiresAt), () => OK);
+}
+
+/** GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]: a new version only when the expiry changes. */
+function getex(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
+  const key = text(a[1]!);
+  let unit: ExpiryUnit | "PERSIST" | undefined;
+  let amount: Buffer | undefined;
+  for (let i = 2; i < a.length; i++) {
+    const opt = word(a[i]!);
+    if (opt === "PERSIST" && unit === undefined) unit = "PERSIST";
+    else if ((opt === "EX" || opt === "PX" || opt === "EXAT" || opt === "PXAT") && unit === undefined && i + 1 < a.length) {
+      unit = opt;
+      amount = a[++i];
+    } else throw new RespError(SYNTAX);
+  }
+  const expiresAt = unit !== undefined && unit !== "PERSIST" ? expiresAtOf(ctx, unit, amount!, "getex") : undefined;
+  const item = read(ctx, key);
+  if (!item || unit === undefined) return bulkOrNil(item?.value);
+  if (unit === "PERSIST" && item.expiresAt === undefined) return bulk(item.value);
+  return then(write(ctx, key, item.value, expiresAt), () => bulk(item.value));
+}
+
+function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promise<Reply> {
+  if (a.length % 2 === 0) throw new RespError(`ERR wrong number of arguments for '${command}' command`);
+  const pairs: [string, string][] = [];
+  for (let i = 1; i < a.length; i += 2) pairs.push([text(a[i]!), text(a[i + 1]!)]);
+  if (command === "msetnx" && pairs.some(([k]) => read(ctx, k))) return ZERO;
+  const pending = pairs.map(([k, v]) => ctx.service.set(ctx.bucket, k, v));
+  return all(pending, command === "msetnx" ? ONE : OK);
+}
+
+function int64Arg(arg: Buffer): bigint {
+  const n = parseInt64(arg.toString("latin1"));
+  if (n === undefined) throw new RespError(NOT_INTEGER);
+  return n;
+}
+
+function incrBy(ctx: Ctx, keyArg: Buffer, by: bigint): Reply | Promise<Reply> {
+  const key = text(keyArg);
+  const old = read(ctx, key);
+  const current = old === undefined ? 0n : parseInt64(old.value);
+  if (current === undefined) throw new RespError(NOT_INTEGER);
+  const next = current + by;
+  if (!inInt64(next)) throw new RespError(OVERFLOW);
+  return then(write(ctx, key, String(next), keptExpiry(old)), () => int(next));
+}
+
+function incrByFloat(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
+  const key = text(a[1]!);
+  const by = parseFloatArg(a[2]!.toString("latin1"));
+  if (by === undefined) throw new RespError(NOT_FLOAT);
+  const old = read(ctx, key);
+  const current = old === undefined ? 0 : parseFloatArg(old.value);
+  if (current === undefined) throw new RespError(NOT_FLOAT);
+  const next = current + by;
+  if (!Number.isFinite(next)) throw new RespError("ERR increment would produce NaN or Infinity");
+  const shown = formatFloat(next);
+  return then(write(ctx, key, shown, keptExpiry(old)), () => bulk(shown));
+}
+
+/** A float as Redis's strtold reads one from a value: decimal or exponent form, no blanks, not nan or inf. */
+function parseFloatArg(s: string): number | undefined {
+  if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** As Redis writes INCRBYFLOAT's result: plain decimal, no exponent, no trailing zeros. */
+export function formatFloat(n: number): string {
+  const plain = String(n);
+  if (!/e/i.test(plain)) return plain;
+  const fixed = Math.abs(n) >= 1 ? BigInt(Math.round(n)).toString() : n.toFixed(20);
+  return fixed.includes(".") ? fixed.replace(/0+$/, "").replace(/\.$/, "") : fixed;
+}
+
+/** GETRANGE key start end: inclusive byte offsets, negative from the end, clamped as Redis clamps them. */
+function getrange(ctx: Ctx, a: Buffer[]): Reply {
+  let start = integer(a[2]!);
+  let end = integer(a[3]!);
+  const value = Buffer.from(read(ctx, text(a[1]!))?.value ?? "");
+  const len = value.length;
+  if (start < 0 && end < 0 && start > end) return bulk("");
+  if (start < 0) start = Math.max(0, len + start);
+  if (end < 0) end = Math.max(0, len + end);
+  if (end >= len) end = len - 1;
+  if (len === 0 || start > end) return bulk("");
+  return bulk(value.subarray(start, end + 1));
+}
+
+/** SETRANGE key offset value: overwrites bytes from `offset`, padding with zero bytes; the result must stay UTF-8. */
+function setrange(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
+  const key = text(a[1]!);
+  const offset = integer(a[2]!);
+  if (offset < 0) throw new RespError("ERR offset is out of range");
+  const patch = a[3]!;
+  const old = read(ctx, key);
+  const current = Buffer.from(old?.value ?? "");
+  if (patch.length === 0) return int(current.length);
+  if (offset + patch.length > ctx.shared.config.maxValueBytes) throw new RespError("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  const next = Buffer.alloc(Math.max(current.length, offset + patch.length));
+  current.copy(next);
+  patch.copy(next, offset);
+  if (!isUtf8(next)) throw new RespError(NOT_UTF8);
+  return then(write(ctx, key, next.toString(), keptExpiry(old)), () => int(next.length));
+}

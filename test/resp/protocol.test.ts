@@ -1,0 +1,195 @@
+/**
+ * The wire, byte for byte, as redis-server 7 answers it: replies and error
+ * strings clients match on, RESP3 after HELLO 3, inline commands, pipelining,
+ * and a malformed frame closing only its own connection.
+ */
+import { describe, expect, test } from "bun:test";
+import { closeAfterEach } from "../support/cleanup.ts";
+import { frame, RawConnection, respNode, type RespNode } from "./support.ts";
+
+const track = closeAfterEach();
+
+async function setup(options = {}): Promise<{ r: RespNode; conn: () => Promise<RawConnection> }> {
+  const r = await respNode(options);
+  track(r.node);
+  return { r, conn: async () => track(await RawConnection.open(r.respPort)) };
+}
+
+describe("RESP wire", () => {
+  test("errors are worded as Redis 7 words them", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    c.send(frame("FOO", "a", "b"));
+    c.send(frame("get"));
+    c.send(frame("set", "k", "v", "NX", "XX"));
+    c.send(frame("set", "k", "v", "EX", "soon"));
+    c.send(frame("set", "k", "v"));
+    c.send(frame("incr", "k"));
+    c.send(frame("set", "k", "v", "EX", "0"));
+    c.send(frame("select", "16"));
+    c.send(frame("client", "nope"));
+    c.send(frame("rename", "missing", "x"));
+    c.send(frame("expire", "k", "10", "NX", "XX"));
+    await c.expect(
+      "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n" +
+        "-ERR wrong number of arguments for 'get' command\r\n" +
+        "-ERR syntax error\r\n" +
+        "-ERR value is not an integer or out of range\r\n" +
+        "+OK\r\n" +
+        "-ERR value is not an integer or out of range\r\n" +
+        "-ERR invalid expire time in 'set' command\r\n" +
+        "-ERR DB index is out of range\r\n" +
+        "-ERR unknown subcommand 'nope'. Try CLIENT HELP.\r\n" +
+        "-ERR no such key\r\n" +
+        "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n",
+    );
+  });
+
+  test("inline commands, with quotes as redis-server splits them, and blank lines skipped", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    c.send('\r\nSET k "a b\\x41\\n"\r\nGET k\r\nset q \'it\\\'s\'\nget q\r\nget "unbalanced\r\n');
+    await c.expect("+OK\r\n$5\r\na bA\n\r\n+OK\r\n$4\r\nit's\r\n-ERR Protocol error: unbalanced quotes in request\r\n");
+    await c.waitClosed();
+  });
+
+  test("a pipeline in one write is answered in order; a command split across writes waits for its end", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    const cmds = Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? frame("SET", `k${i}`, `v${i}`) : frame("GET", `k${i - 1}`)));
+    c.send(Buffer.concat(cmds));
+    let want = "";
+    for (let i = 0; i < 200; i++) want += i % 2 === 0 ? "+OK\r\n" : `$${`v${i - 1}`.length}\r\nv${i - 1}\r\n`;
+    await c.expect(want);
+    c.clear();
+    const split = frame("ECHO", "hello");
+    for (const b of split) c.send(Buffer.from([b]));
+    await c.expect("$5\r\nhello\r\n");
+  });
+
+  test("HELLO 3 answers a map and switches to RESP3 nulls; HELLO 2 switches back; an unknown version is NOPROTO", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    c.send(frame("HELLO", "3"));
+    const map = await c.until((s) => s.endsWith("$7\r\nmodules\r\n*0\r\n"));
+    expect(map.startsWith("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n")).toBe(true);
+    expect(map).toContain("$5\r\nproto\r\n:3\r\n");
+    c.clear();
+    c.send(frame("GET", "missing"));
+    c.send(frame("HELLO", "2"));
+    const back = await c.until((s) => s.endsWith("$7\r\nmodules\r\n*0\r\n"));
+    expect(back.startsWith("_\r\n*14\r\n")).toBe(true);
+    expect(back).toContain("$5\r\nproto\r\n:2\r\n");
+    c.clear();
+    c.send(frame("GET", "missing"));
+    c.send(frame("HELLO", "4"));
+    await c.expect("$-1\r\n-NOPROTO unsupported protocol version\r\n");
+  });
+
+  test("a malformed frame gets -ERR Protocol error and closes only that connection", async () => {
+    const { conn } = await setup({ maxValueBytes: 1024 });
+    const cases: [string | Buffer, string][] = [
+      ["*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+      ["*1\r\n:4\r\n", "-ERR Protocol error: expected '$', got ':'\r\n"],
+      ["*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+      ["*1\r\n$-1\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+      // Over the value limit (1 KiB here): refused at the header, before any byte of it is buffered.
+      ["*2\r\n$3\r\nSET\r\n$2000\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+      ["*2000000\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+      [frame("PING").toString().replace("PING\r\n", "PINGxx"), "-ERR Protocol error: expected CRLF after a bulk string\r\n"],
+      ["x".repeat(70 * 1024), "-ERR Protocol error: too big inline request\r\n"],
+    ];
+    const healthy = await conn();
+    for (const [bad, reply] of cases) {
+      const c = await conn();
+      c.send(Buffer.concat([frame("PING"), Buffer.from(bad)]));
+      await c.expect(`+PONG\r\n${reply}`);
+      await c.waitClosed();
+    }
+    healthy.send(frame("PING"));
+    await healthy.expect("+PONG\r\n");
+  });
+
+  test("QUIT answers OK, then closes, ignoring what was pipelined after it", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    c.send(Buffer.concat([frame("SET", "k", "1"), frame("QUIT"), frame("SET", "k", "2")]));
+    await c.expect("+OK\r\n+OK\r\n");
+    await c.waitClosed();
+    const d = await conn();
+    d.send(frame("GET", "k"));
+    await d.expect("$1\r\n1\r\n");
+  });
+
+  test("with --token: -NOAUTH until AUTH; a read token's writes are -NOPERM; WRONGPASS for a wrong one", async () => {
+    const { conn, r } = await setup({ token: "write-secret", readToken: "read-secret" });
+    const c = await conn();
+    c.send(frame("GET", "k"));
+    c.send(frame("HELLO", "3"));
+    c.send(frame("AUTH", "nope"));
+    c.send(frame("AUTH", "read-secret"));
+    c.send(frame("SET", "k", "v"));
+    c.send(frame("GET", "k"));
+    c.send(frame("AUTH", "default", "write-secret"));
+    c.send(frame("SET", "k", "v"));
+    await c.expect(
+      "-NOAUTH Authentication required.\r\n" +
+        "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n" +
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n" +
+        "+OK\r\n" +
+        "-NOPERM this user has no permissions to run the 'set' command\r\n" +
+        "$-1\r\n" +
+        "+OK\r\n" +
+        "+OK\r\n",
+    );
+    expect(r.node.refusals.clientUnauthorized).toBe(1);
+    expect(r.node.refusals.clientForbidden).toBe(1);
+  });
+
+  test("before AUTH, a client may send only small commands (as Redis bounds unauthenticated ones)", async () => {
+    const { conn } = await setup({ token: "write-secret" });
+    const c = await conn();
+    c.send(frame("SET", "k", "x".repeat(20_000)));
+    await c.expect("-ERR Protocol error: invalid bulk length\r\n");
+    await c.waitClosed();
+  });
+
+  test("without --token, AUTH says no password is configured", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    c.send(frame("AUTH", "x"));
+    await c.expect("-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n");
+  });
+});
+
+describe("values are UTF-8 text", () => {
+  test("a value or key that is not UTF-8 is refused with a clear -ERR and nothing is written; UTF-8 round-trips byte for byte", async () => {
+    const { conn, r } = await setup();
+    const c = await conn();
+    const notUtf8 = Buffer.from([0x66, 0xff, 0xfe, 0x00]);
+    c.send(frame("SET", "k", notUtf8));
+    c.send(frame("SET", notUtf8, "v"));
+    c.send(frame("SET", "u", "héllo ✓ 𝄞"));
+    c.send(frame("GET", "u"));
+    c.send(frame("STRLEN", "u"));
+    // Bytes 1..2 are half of é: GETRANGE answers the raw bytes, as Redis would.
+    c.send(frame("GETRANGE", "u", "1", "1"));
+    // A SETRANGE that would cut a character in two is refused: the result would not be UTF-8.
+    c.send(frame("SETRANGE", "u", "1", "x"));
+    c.send(frame("GET", "u"));
+    const utf8 = Buffer.from("héllo ✓ 𝄞");
+    const err = "-ERR makhzen stores keys and values as UTF-8 text: this argument is not valid UTF-8\r\n";
+    await c.expect(
+      Buffer.concat([
+        Buffer.from(`${err}${err}+OK\r\n$${utf8.length}\r\n`),
+        utf8,
+        Buffer.from(`\r\n:${utf8.length}\r\n$1\r\n`),
+        Buffer.from([0xc3]),
+        Buffer.from(`\r\n${err}$${utf8.length}\r\n`),
+        utf8,
+        Buffer.from("\r\n"),
+      ]),
+    );
+    expect(r.node.bucket().list().items.map((i) => i.key)).toEqual(["u"]);
+  });
+});
