@@ -287,7 +287,8 @@ function operations(opts: DocumentOptions): Operation[] {
           content: { "application/x-ndjson": { schema: { type: "string", description: "Lines, each a Record (components/schemas/Record)" } } },
         },
       },
-      errors: ["INVALID_BUCKET"],
+      // VALIDATION: a query parameter other than `bucket`.
+      errors: ["INVALID_BUCKET", "VALIDATION"],
     },
     {
       method: "post",
