@@ -40,7 +40,7 @@ export async function readBodyText(request: Request, maxBytes: number, timeoutMs
   return decodeUtf8(await reading, "request body");
 }
 
-const PLAIN_TEXT = /^\s*text\/plain\s*(;|$)/i;
+const PLAIN_TEXT = /^text\/plain\s*(;|$)/i;
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
 
 /**
@@ -50,7 +50,9 @@ const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
  * as something the client did not send.
  */
 export function isPlainText(contentType: string | null): boolean {
-  if (contentType === null || !PLAIN_TEXT.test(contentType)) return false;
+  // Header values arrive trimmed; a first letter other than t/T (application/json,
+  // curl's form type) is answered without running the expression: every PUT asks.
+  if (contentType === null || (contentType.charCodeAt(0) | 0x20) !== 0x74 || !PLAIN_TEXT.test(contentType)) return false;
   const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase();
   if (charset !== undefined && charset !== "utf-8" && charset !== "utf8" && charset !== "us-ascii") {
     throw new MakhzenError("UNSUPPORTED_MEDIA_TYPE", `a text/plain body must be UTF-8, not charset=${charset}`);
