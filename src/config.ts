@@ -5,6 +5,7 @@ import type { FsyncPolicy } from "./storage/persistence.ts";
 import { MAX_BATCH_RECORDS } from "./cluster/protocol/messages.ts";
 import { NODE_NAME_MAX, NODE_NAME_PATTERN } from "./core/version.ts";
 import { KEY_BYTES_CEILING } from "./core/record.ts";
+import { didYouMean } from "./ops/suggest.ts";
 
 /**
  * Everything a node can be told, with units in the names. The CLI maps flags onto
@@ -79,6 +80,42 @@ export const DEFAULTS = {
 } as const satisfies Partial<NodeConfig>;
 
 /**
+ * Every option name of NodeConfig: those with a default (DEFAULTS) and those
+ * without. createNode is called from plain JavaScript too, where no type stops a
+ * misspelt option, so resolveConfig refuses a name not listed here. The check under
+ * the list fails to compile when NodeConfig and the list disagree.
+ */
+const UNDEFAULTED = ["name", "respPort", "peers", "advertise", "wallClock", "dataDir", "token", "readToken", "clusterSecret", "tlsCertFile", "tlsKeyFile", "tlsCaFile"] as const;
+export const OPTION_NAMES: readonly (keyof NodeConfig)[] = [...(Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]), ...UNDEFAULTED];
+type Listed = keyof typeof DEFAULTS | (typeof UNDEFAULTED)[number];
+true satisfies [Exclude<keyof NodeConfig, Listed>, Exclude<Listed, keyof NodeConfig>] extends [never, never] ? true : false;
+
+/**
+ * Names users bring from the projects makhzen grew from (the old makhzen's
+ * `-cluster`, huton's `-bindPort`), answered with the option they mean; compared
+ * without case or separators.
+ */
+const OPTION_ALIASES: Record<string, keyof NodeConfig> = { cluster: "peers", seeds: "peers", bindport: "port", hostname: "host" };
+
+/**
+ * Refuses options that are not an object, and any name that is not an option
+ * (INVALID_CONFIG), suggesting the name it most likely stands for. `extra` are
+ * names the caller takes itself (createNode's `logger`).
+ */
+export function checkOptionNames(options: unknown, extra: readonly string[] = []): void {
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new MakhzenError("INVALID_CONFIG", `options must be an object of named options, not ${Array.isArray(options) ? "an array" : String(options)}`);
+  }
+  const names: readonly string[] = [...OPTION_NAMES, ...extra];
+  for (const key of Object.keys(options)) {
+    if (names.includes(key)) continue;
+    const alias = OPTION_ALIASES[key.toLowerCase().replace(/[-_\s]/g, "")];
+    const hint = alias ? `; did you mean "${alias}"?` : didYouMean(key, names);
+    throw new MakhzenError("INVALID_CONFIG", `unknown option "${key}"${hint || `; the options are ${names.join(", ")}`}`);
+  }
+}
+
+/**
  * Cluster timings for tests and local experiments: failures are noticed within a
  * second and repaired within another. Too eager for a real network.
  */
@@ -95,16 +132,25 @@ export const FAST_TIMINGS = {
   drainTimeoutMs: 2000,
 } as const satisfies Partial<NodeConfig>;
 
-/** Fills defaults and checks every field; throws INVALID_CONFIG naming the bad one. */
-export function resolveConfig(options: NodeOptions = {}): NodeConfig {
+/**
+ * Fills defaults and checks every field, names and types included (a plain
+ * JavaScript caller gets the checks TypeScript would make); throws INVALID_CONFIG
+ * naming the bad one. `extra`: option names the caller takes itself (see checkOptionNames).
+ * An option given as undefined is absent; null is a value, and refused.
+ */
+export function resolveConfig(options: NodeOptions = {}, extra: readonly string[] = []): NodeConfig {
+  checkOptionNames(options, extra);
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const merged = { ...DEFAULTS, wallClock: Date.now, peers: [], ...defined } as Omit<NodeConfig, "name"> & Partial<NodeConfig>;
-  const c: NodeConfig = { ...merged, name: merged.name ?? defaultName(merged.host, merged.port) };
+  // Host and port first: the default name is made of them.
+  if (typeof merged.host !== "string" || merged.host.length === 0) bad("host", "must be a non-empty string");
+  integer("port", merged.port, 0, 65535);
+  const c: NodeConfig = { ...merged, name: merged.name === undefined ? defaultName(merged.host, merged.port) : merged.name };
+  if (typeof c.name !== "string") bad("name", `must be a string, not ${String(c.name)}`);
   if (!NODE_NAME_PATTERN.test(c.name)) {
     bad("name", `"${c.name}" must be 1-${NODE_NAME_MAX} characters of A-Z a-z 0-9 _ . : @ [ ] -`);
   }
-  if (typeof c.host !== "string" || c.host.length === 0) bad("host", "must not be empty");
-  integer("port", c.port, 0, 65535);
+  if (typeof c.wallClock !== "function") bad("wallClock", "must be a function answering epoch ms (Date.now is the default)");
   if (c.respPort !== undefined) {
     integer("respPort", c.respPort, 0, 65535);
     if (c.respPort !== 0 && c.respPort === c.port) bad("respPort", "must differ from port");
@@ -112,7 +158,7 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   integer("maxKeyBytes", c.maxKeyBytes, 1, KEY_BYTES_CEILING);
   integer("maxValueBytes", c.maxValueBytes, 0, 512 * MiB);
   integer("maxMemoryBytes", c.maxMemoryBytes, 0, Number.MAX_SAFE_INTEGER);
-  if (c.eviction !== "noeviction" && c.eviction !== "lru") bad("eviction", `must be noeviction or lru, not "${c.eviction}"`);
+  if (c.eviction !== "noeviction" && c.eviction !== "lru") bad("eviction", `must be noeviction or lru, not ${shown(c.eviction)}`);
   integer("tombstoneTtlMs", c.tombstoneTtlMs, 0, Number.MAX_SAFE_INTEGER);
   integer("sweepIntervalMs", c.sweepIntervalMs, 1, 60 * 60 * 1000);
   integer("sweepBudget", c.sweepBudget, 1, 10_000_000);
@@ -120,7 +166,7 @@ export function resolveConfig(options: NodeOptions = {}): NodeConfig {
   // A data dir belongs to one name; with port 0 the default name is random, so the
   // next start could never open the dir again.
   if (c.dataDir !== undefined && merged.name === undefined && c.port === 0) bad("name", "must be given with dataDir when port is 0");
-  if (!["always", "everysec", "no"].includes(c.fsync)) bad("fsync", `must be always, everysec or no, not "${c.fsync}"`);
+  if (!["always", "everysec", "no"].includes(c.fsync)) bad("fsync", `must be always, everysec or no, not ${shown(c.fsync)}`);
   if (!Array.isArray(c.peers)) bad("peers", "must be a list of URLs");
   c.peers = c.peers.map((u) => normalizeUrl("peers", u));
   if (c.advertise !== undefined) c.advertise = normalizeUrl("advertise", c.advertise);
@@ -158,6 +204,10 @@ function checkSecurity(c: NodeConfig): void {
   // HMACs captured on the wire allow an offline guess of the secret; 16 random characters put that out of reach.
   if (c.clusterSecret !== undefined && c.clusterSecret.length < 16) bad("clusterSecret", "must be at least 16 characters (try: openssl rand -hex 32)");
   if (typeof c.insecure !== "boolean") bad("insecure", "must be true or false");
+  for (const field of ["tlsCertFile", "tlsKeyFile", "tlsCaFile"] as const) {
+    const v = c[field];
+    if (v !== undefined && (typeof v !== "string" || v === "")) bad(field, "must be the path of a PEM file");
+  }
   if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)) bad("tlsCertFile", "and tlsKeyFile go together");
   integer("bodyTimeoutMs", c.bodyTimeoutMs, 100, 3_600_000);
   integer("idleTimeoutMs", c.idleTimeoutMs, 1000, 255_000);
@@ -186,6 +236,9 @@ function integer(field: string, v: unknown, min: number, max: number): void {
     bad(field, `must be an integer from ${min} to ${max}, not ${String(v)}`);
   }
 }
+
+/** A value as an error message shows it: strings quoted, anything else as String() has it (never throws). */
+const shown = (v: unknown): string => (typeof v === "string" ? JSON.stringify(v) : String(v));
 
 function bad(field: string, why: string): never {
   throw new MakhzenError("INVALID_CONFIG", `${field} ${why}`);

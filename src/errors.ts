@@ -27,6 +27,8 @@ export type ErrorCode =
   | "FORBIDDEN" // a read token on a write route
   | "CLUSTER_AUTH" // a peer request or answer without a valid signature under the cluster secret
   | "REQUEST_TIMEOUT" // a request body did not arrive within the body timeout
+  | "METHOD_NOT_ALLOWED" // a known path with a method it does not take (HTTP answers with Allow)
+  | "UNSUPPORTED_MEDIA_TYPE" // a body in a form the route does not read (text/plain in a charset other than UTF-8)
   | "PROTECTED_MODE"; // the node refuses to listen beyond loopback without credentials (see security.ts)
 
 export class MakhzenError extends Error {
@@ -67,6 +69,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   FORBIDDEN: 403,
   CLUSTER_AUTH: 401,
   REQUEST_TIMEOUT: 408,
+  METHOD_NOT_ALLOWED: 405,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   // Never an HTTP answer: listen() refuses before there is a server.
   PROTECTED_MODE: 500,
 };

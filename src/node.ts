@@ -1,4 +1,4 @@
-import { resolveConfig, type NodeConfig, type NodeOptions } from "./config.ts";
+import { checkOptionNames, resolveConfig, type NodeConfig, type NodeOptions } from "./config.ts";
 import { createCore } from "./create-core.ts";
 import { createApp, type App } from "./http/app.ts";
 import { servingFetch, startServer, type Server } from "./http/serve.ts";
@@ -15,6 +15,7 @@ import { silentLogger, type Logger } from "./ops/log.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { RequestStats } from "./ops/request-stats.ts";
 import { MakhzenError } from "./errors.ts";
+import { didYouMean } from "./ops/suggest.ts";
 import { newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
 import { ItemsService } from "./service.ts";
@@ -87,8 +88,13 @@ export interface MakhzenNode {
  * const { url } = await node.listen();
  */
 export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
+  // Checked before it is taken apart: plain JavaScript may pass anything.
+  checkOptionNames(options, ["logger"]);
   const { logger: log = silentLogger, ...nodeOptions } = options;
-  const config = resolveConfig(nodeOptions);
+  if (!isLogger(log)) {
+    throw new MakhzenError("INVALID_CONFIG", "logger must have debug, info, warn, error and child methods (createLogger makes one)");
+  }
+  const config = resolveConfig(nodeOptions, ["logger"]);
   // Read before anything starts: a missing certificate stops the node at once.
   const tls = loadTls(config);
   const refusals = newRefusals();
@@ -173,10 +179,11 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
 
   const bucket = (name: string = DEFAULT_BUCKET): BucketHandle => ({
     name,
-    get: (key) => items.get(name, key),
-    set: (key, value, opts) => items.set(name, key, value, opts),
-    delete: (key, opts) => items.delete(name, key, opts) !== undefined,
-    list: (opts) => items.list(name, opts),
+    // The checks TypeScript makes, for plain JavaScript callers (see callChecks).
+    get: (key) => items.get(name, keyOf(key)),
+    set: (key, value, opts) => items.set(name, keyOf(key), value, checkSet(opts)),
+    delete: (key, opts) => items.delete(name, keyOf(key), checkDelete(opts)) !== undefined,
+    list: (opts) => items.list(name, checkList(opts)),
   });
 
   return {
@@ -242,4 +249,42 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       core.close(); // flushes: a clean stop loses nothing under any fsync policy
     },
   };
+}
+
+function isLogger(v: unknown): v is Logger {
+  if (v === null || typeof v !== "object") return false;
+  const l = v as Record<string, unknown>;
+  return ["debug", "info", "warn", "error", "child"].every((m) => typeof l[m] === "function");
+}
+
+/**
+ * Argument checks of the embedded API: what TypeScript refuses at compile time, a
+ * plain JavaScript caller is refused at run time (VALIDATION), rather than have an
+ * option silently ignored (`{ TTL: 60 }` stored no TTL) or a wrong type answered
+ * with a misleading error (a number as If-Match was a failed precondition). The
+ * values themselves (ranges, sizes) are checked where they always are, in Items.
+ */
+type OptionTypes = Record<string, "string" | "number" | "boolean">;
+function callChecks<T>(what: string, types: OptionTypes): (opts: T | undefined) => T | undefined {
+  const names = Object.keys(types);
+  return (opts) => {
+    if (opts === undefined) return opts;
+    if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
+      throw new MakhzenError("VALIDATION", `${what} options must be an object like { ${names.join(", ")} }`);
+    }
+    for (const [k, v] of Object.entries(opts)) {
+      const type = types[k];
+      if (type === undefined) throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${didYouMean(k, names) || `; it takes ${names.join(", ")}`}`);
+      if (v !== undefined && typeof v !== type) throw new MakhzenError("VALIDATION", `${what} option ${k} must be a ${type}, not ${typeof v}`);
+    }
+    return opts;
+  };
+}
+const checkSet = callChecks<SetOptions>("set", { ttl: "number", ifMatch: "string", ifAbsent: "boolean" });
+const checkDelete = callChecks<DeleteOptions>("delete", { ifMatch: "string" });
+const checkList = callChecks<ListItemsOptions>("list", { prefix: "string", limit: "number", after: "string" });
+
+function keyOf(key: unknown): string {
+  if (typeof key !== "string") throw new MakhzenError("INVALID_KEY", `key must be a string, not ${typeof key}`);
+  return key;
 }

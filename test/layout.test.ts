@@ -10,7 +10,7 @@ import { dirname, join, relative, resolve } from "node:path";
 const SRC = resolve(import.meta.dir, "../src");
 
 /** Modules anyone may import: they import nothing of ours above them. */
-const LEAVES = new Set(["errors.ts", "meta.ts", "ops/log.ts", "ops/log-limiter.ts"]);
+const LEAVES = new Set(["errors.ts", "meta.ts", "ops/log.ts", "ops/log-limiter.ts", "ops/suggest.ts"]);
 
 /**
  * Each family's rank: a module imports only from lower ranks, from its own family,
@@ -101,7 +101,7 @@ describe("layout", () => {
 
   test(`no source file is over ${MAX_LINES} lines`, () => {
     const long = files
-      .map((f) => ({ f, lines: readFileSync(join(SRC, f), "utf8").split("\n").length }))
+      .map((f) => ({ f, lines: readFileSync(join(SRC, f), "utf8").replace(/\n$/, "").split("\n").length }))
       .filter(({ lines }) => lines > MAX_LINES)
       .map(({ f, lines }) => `src/${f}: ${lines}`);
     expect(long).toEqual([]);

@@ -16,7 +16,7 @@ export interface Concern {
 }
 
 export const DEFAULT_CONSISTENCY_TIMEOUT_MS = 5000;
-const MAX_CONSISTENCY_TIMEOUT_MS = 60_000;
+export const MAX_CONSISTENCY_TIMEOUT_MS = 60_000;
 
 /**
  * Parses the text of a level (`1`, `quorum`, `all`, a count) and of its timeout in

@@ -1,12 +1,11 @@
 import { Elysia } from "elysia";
-import { openapi } from "@elysiajs/openapi";
 import type { NodeConfig } from "../config.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
 import { DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "../core/record.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { parseConcern, type Concern } from "../cluster/consistency.ts";
 import type { ItemsService } from "../service.ts";
-import { readJsonBody, shapeChecker } from "./body.ts";
+import { isPlainText, readBodyText, readJsonBody, shapeChecker } from "./body.ts";
 import { requestLimits } from "./limits.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
@@ -15,6 +14,8 @@ import type { PeerGuard } from "../cluster/protocol/signing.ts";
 import { newRefusals, type Refusals } from "../ops/security.ts";
 import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
 import * as M from "./models.ts";
+import { methodTable } from "./methods.ts";
+import { openApiDocument } from "./openapi.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 
 export interface AppDeps {
@@ -41,6 +42,7 @@ export interface AppDeps {
 }
 
 const JSON_TYPE = "application/json";
+const JSON_HEADERS = { "content-type": JSON_TYPE };
 const TEXT_TYPE = "text/plain; charset=utf-8";
 const checkItemBody = shapeChecker(M.ItemBody);
 
@@ -54,9 +56,22 @@ export function createApp(deps: AppDeps) {
   const refusals = deps.refusals ?? newRefusals();
   const log = (deps.logger ?? silentLogger).child("http");
   const limits = requestLimits(config);
-  // Shape-checked here, before Elysia's validation renders a bad body (see shapeChecker).
-  const parseBody = async ({ request }: { request: Request }) =>
-    checkItemBody(await readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs));
+  /**
+   * A PUT body: JSON `{value, ttl?}`, or with `Content-Type: text/plain` the raw
+   * value, its TTL in `?ttl=` (as `Accept: text/plain` reads a value back raw). Both
+   * are read under the same cap and deadline, and checked against the same model,
+   * here, before Elysia's validation renders a bad body (see shapeChecker). A
+   * `?ttl=` beside a JSON body is refused rather than ignored: it would not apply.
+   */
+  const parseBody = async ({ request }: { request: Request }) => {
+    const ttl = queryTtl(request.url);
+    if (isPlainText(request.headers.get("content-type"))) {
+      const value = await readBodyText(request, limits.itemBodyBytes, limits.bodyTimeoutMs);
+      return checkItemBody(ttl === undefined ? { value } : { value, ttl });
+    }
+    if (ttl !== undefined) throw new MakhzenError("BAD_REQUEST", "?ttl= goes with a text/plain body; a JSON body carries its ttl itself");
+    return checkItemBody(await readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs));
+  };
 
   /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
   const concernOf = (name: "w" | "r", request: Request): Concern | undefined => {
@@ -109,38 +124,36 @@ export function createApp(deps: AppDeps) {
     return errorResponse(503, why?.code ?? "UNAVAILABLE", why?.message ?? "not ready");
   };
 
-  const itemDocs = (summary: string) => ({ detail: { summary, tags: ["items"] } });
-  const itemResponses = { 200: M.Item, 404: M.ErrorEnvelope };
+  // Built once: the document depends only on the config.
+  const document = JSON.stringify(
+    openApiDocument({
+      version: deps.version,
+      token: config.token !== undefined,
+      readToken: config.readToken !== undefined,
+      cluster: deps.cluster !== undefined,
+      metrics: deps.metrics !== undefined,
+    }),
+  );
+  const index = JSON.stringify({ name: "makhzen", version: deps.version, node: config.name, links: indexLinks(deps) });
 
   const app = new Elysia({ normalize: false });
+  // The methods each path takes, from the routes registered below; read only when routing found nothing.
+  let allowedMethods: ((path: string) => string[] | undefined) | undefined;
+  /** The 405 of a known path asked with a method it does not take, or undefined: a 404. */
+  const wrongMethod = (request: Request, path: string): Response | undefined => {
+    const allowed = (allowedMethods ??= methodTable(app.routes))(path);
+    if (allowed === undefined) return undefined;
+    const e = new MakhzenError("METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}; it takes ${allowed.join(", ")}`);
+    const res = domainErrorResponse(e);
+    res.headers.set("allow", allowed.join(", "));
+    return res;
+  };
   // Registered only with a token: without one, a request pays nothing for auth.
   if (config.token !== undefined) {
     const peerApiGuarded = config.clusterSecret !== undefined;
     app.onRequest(clientAuth({ token: config.token, readToken: config.readToken, peerApiGuarded, refusals }));
   }
   return app
-    .use(
-      openapi({
-        path: "/openapi",
-        specPath: "/openapi",
-        provider: null,
-        exclude: { paths: ["/openapi"] },
-        documentation: {
-          info: {
-            title: "makhzen",
-            version: deps.version,
-            description: "Items API. Keys are percent-encoded in paths; `/items` is the bucket `default`.",
-          },
-          // Only a node that asks for a token says so; /healthz and /readyz stay open either way.
-          ...(config.token === undefined
-            ? {}
-            : {
-                components: { securitySchemes: { bearer: { type: "http" as const, scheme: "bearer" } } },
-                security: [{ bearer: [] }],
-              }),
-        },
-      }),
-    )
     .onError(({ code, error, request }) => {
       if (isMakhzenError(error)) return domainErrorResponse(error);
       switch (code) {
@@ -150,8 +163,10 @@ export function createApp(deps: AppDeps) {
           // Our body reader's own errors (too large, empty, not JSON) arrive wrapped.
           if (isMakhzenError(error.cause)) return domainErrorResponse(error.cause);
           return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
-        case "NOT_FOUND":
-          return errorResponse(404, "NOT_FOUND", `no route for ${request.method} ${new URL(request.url).pathname}`);
+        case "NOT_FOUND": {
+          const path = new URL(request.url).pathname;
+          return wrongMethod(request, path) ?? errorResponse(404, "NOT_FOUND", `no route for ${request.method} ${path}`);
+        }
         default:
           log.error("unexpected error", { method: request.method, url: request.url, error, stack: (error as Error)?.stack });
           return errorResponse(500, "INTERNAL", "internal error; see the node's log");
@@ -173,59 +188,34 @@ export function createApp(deps: AppDeps) {
           })
         : new Elysia(),
     )
-    .get(
-      "/metrics",
-      async () =>
-        deps.metrics
-          ? new Response(await deps.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } })
-          : errorResponse(404, "NOT_FOUND", "this app has no metrics"),
-      { detail: { summary: "Prometheus metrics, every name prefixed makhzen_ (see docs/operations.md)", tags: ["ops"] } },
+    // The routes are documented in openapi.ts (the document at /openapi), not here.
+    .get("/", () => new Response(index, { headers: JSON_HEADERS }))
+    .get("/openapi", () => new Response(document, { headers: JSON_HEADERS }))
+    .get("/metrics", async () =>
+      deps.metrics
+        ? new Response(await deps.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } })
+        : errorResponse(404, "NOT_FOUND", "this app has no metrics"),
     )
-    .get("/healthz", () => json({ status: "ok" }), { detail: { summary: "Liveness", tags: ["ops"], security: [] }, response: M.Health })
-    .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : notReady()), {
-      detail: { summary: "Readiness", tags: ["ops"], security: [] },
-      response: { 200: M.Health, 503: M.ErrorEnvelope },
-    })
-    .get("/buckets", () => json({ buckets: service.buckets() }), {
-      detail: { summary: "List buckets", tags: ["buckets"] },
-      response: M.BucketList,
-    })
-    .get("/items", ({ query }) => listItems(DEFAULT_BUCKET, query), {
-      query: M.ListQuery,
-      response: M.ItemList,
-      ...itemDocs("List items of the default bucket"),
-    })
-    .get("/items/*", ({ params, request }) => readItem(DEFAULT_BUCKET, params["*"], request), {
-      response: itemResponses,
-      ...itemDocs("Get an item"),
-    })
+    .get("/healthz", () => json({ status: "ok" }))
+    .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : notReady()))
+    .get("/buckets", () => json({ buckets: service.buckets() }))
+    .get("/items", ({ query }) => listItems(DEFAULT_BUCKET, query), { query: M.ListQuery })
+    .get("/items/*", ({ params, request }) => readItem(DEFAULT_BUCKET, params["*"], request))
     .put("/items/*", ({ params, body, request }) => putItem(DEFAULT_BUCKET, params["*"], body, request), {
       parse: parseBody,
       body: M.ItemBody,
-      response: itemResponses,
-      ...itemDocs("Create or replace an item"),
     })
-    .delete("/items/*", ({ params, request }) => deleteItem(DEFAULT_BUCKET, params["*"], request), {
-      ...itemDocs("Delete an item"),
-    })
+    .delete("/items/*", ({ params, request }) => deleteItem(DEFAULT_BUCKET, params["*"], request))
     .get("/buckets/:bucket/items", ({ params, query }) => listItems(params.bucket, query), {
       params: M.BucketParams,
       query: M.ListQuery,
-      response: M.ItemList,
-      ...itemDocs("List items of a bucket"),
     })
-    .get("/buckets/:bucket/items/*", ({ params, request }) => readItem(params.bucket, params["*"], request), {
-      response: itemResponses,
-      ...itemDocs("Get an item of a bucket"),
+    .get("/buckets/:bucket/items/*", ({ params, request }) => readItem(params.bucket, params["*"], request))
+    .put("/buckets/:bucket/items/*", ({ params, body, request }) => putItem(params.bucket, params["*"], body, request), {
+      parse: parseBody,
+      body: M.ItemBody,
     })
-    .put(
-      "/buckets/:bucket/items/*",
-      ({ params, body, request }) => putItem(params.bucket, params["*"], body, request),
-      { parse: parseBody, body: M.ItemBody, response: itemResponses, ...itemDocs("Put an item into a bucket") },
-    )
-    .delete("/buckets/:bucket/items/*", ({ params, request }) => deleteItem(params.bucket, params["*"], request), {
-      ...itemDocs("Delete an item of a bucket"),
-    });
+    .delete("/buckets/:bucket/items/*", ({ params, request }) => deleteItem(params.bucket, params["*"], request));
 }
 
 export type App = ReturnType<typeof createApp>;
@@ -327,4 +317,32 @@ function conditions(headers: Headers): { ifMatch?: string; ifAbsent?: boolean } 
 function unquote(etag: string): string {
   const v = etag.trim().replace(/^W\//, "");
   return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+}
+
+/** Where GET / points: this document, the probes, the cluster and the items routes. */
+function indexLinks(deps: Pick<AppDeps, "cluster" | "metrics">): Record<string, string> {
+  return {
+    openapi: "/openapi",
+    healthz: "/healthz",
+    readyz: "/readyz",
+    ...(deps.cluster ? { cluster: "/cluster" } : {}),
+    ...(deps.metrics ? { metrics: "/metrics" } : {}),
+    buckets: "/buckets",
+    items: "/items",
+    item: "/items/{key}",
+    bucketItems: "/buckets/{bucket}/items",
+    bucketItem: "/buckets/{bucket}/items/{key}",
+  };
+}
+
+/**
+ * `?ttl=` of a PUT: undefined when absent (and, at the cost of one indexOf, for
+ * every URL without a query), a number when it is a plain decimal, and the raw
+ * text otherwise, which the body model then refuses with its own message.
+ */
+function queryTtl(url: string): number | string | undefined {
+  if (url.indexOf("?") === -1) return undefined;
+  const raw = new URL(url).searchParams.get("ttl");
+  if (raw === null) return undefined;
+  return /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
 }

@@ -40,6 +40,26 @@ export async function readBodyText(request: Request, maxBytes: number, timeoutMs
   return decodeUtf8(await reading, "request body");
 }
 
+const PLAIN_TEXT = /^text\/plain\s*(;|$)/i;
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
+
+/**
+ * Whether a body's Content-Type is `text/plain` (any parameters): the body is
+ * then a raw value. Its bytes are read as UTF-8, so a charset that is not UTF-8
+ * (or its subset US-ASCII) is refused, UNSUPPORTED_MEDIA_TYPE, rather than stored
+ * as something the client did not send.
+ */
+export function isPlainText(contentType: string | null): boolean {
+  // Header values arrive trimmed; a first letter other than t/T (application/json,
+  // curl's form type) is answered without running the expression: every PUT asks.
+  if (contentType === null || (contentType.charCodeAt(0) | 0x20) !== 0x74 || !PLAIN_TEXT.test(contentType)) return false;
+  const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase();
+  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8" && charset !== "us-ascii") {
+    throw new MakhzenError("UNSUPPORTED_MEDIA_TYPE", `a text/plain body must be UTF-8, not charset=${charset}`);
+  }
+  return true;
+}
+
 /** Parses a body read by readBodyText; BAD_REQUEST when empty or not JSON. */
 export function parseJsonText(text: string): unknown {
   if (text.length === 0) throw new MakhzenError("BAD_REQUEST", 'body is empty; expected {"value": "..."}');

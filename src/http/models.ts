@@ -53,3 +53,56 @@ export const ErrorEnvelope = t.Object({
 export const Health = t.Object({ status: t.String() });
 
 export const BucketParams = t.Object({ bucket: t.String() });
+
+/** The body of GET /cluster (the route answers a prebuilt Response). */
+export const ClusterStatus = t.Object({
+  self: t.String({ description: "The name of the node that answered" }),
+  clock: t.Object(
+    {
+      offsetMs: t.Number({ description: "This node's clock minus the cluster's median clock, in ms (0 alone)" }),
+      fenced: t.Boolean({ description: "Whether it refuses client writes and is not ready (503 CLOCK_OFFSET)" }),
+      maxOffsetMs: t.Number({ description: "--max-clock-offset, in ms" }),
+      reason: t.Optional(t.Union([t.Literal("offset"), t.Literal("stamps"), t.Literal("unmeasured")], { description: "Why it is fenced" })),
+    },
+    { description: "This node's clock against the cluster's median" },
+  ),
+  members: t.Array(
+    t.Object({
+      name: t.String(),
+      url: t.String(),
+      state: t.Union([t.Literal("alive"), t.Literal("suspect"), t.Literal("dead"), t.Literal("left")]),
+      queue: t.Number({ description: "Records the member has not acknowledged yet (queued or in flight)" }),
+      lastSeenMs: t.Number({ description: "Milliseconds since this node last heard from the member" }),
+      clockOffsetMs: t.Union([t.Number(), t.Null()], {
+        description: "The member's clock minus this node's, in ms, measured by heartbeats; null before the first",
+      }),
+    }),
+  ),
+  refusals: t.Optional(
+    t.Object(
+      {
+        clientUnauthorized: t.Number({ description: "Client requests answered 401 (no or wrong token)" }),
+        clientForbidden: t.Number({ description: "Client requests answered 403 (a read token on a write route)" }),
+        peerRequests: t.Number({ description: "Peer requests refused (unsigned, other secret, stale or replayed)" }),
+        peerAnswers: t.Number({ description: "Peer answers refused (a peer that could not prove the cluster secret)" }),
+      },
+      { description: "Requests this node refused since it started" },
+    ),
+  ),
+});
+
+/** The body of POST /load. */
+export const LoadCounts = t.Object({
+  loaded: t.Number({ description: "Records merged: they were newer than what this node held" }),
+  skipped: t.Number({ description: "Records this node already held, or held newer" }),
+});
+
+/** The body of GET /: where to go from here. */
+export const Index = t.Object({
+  name: t.Literal("makhzen"),
+  version: t.String({ description: "The version of makhzen this node runs" }),
+  node: t.String({ description: "The name of the node that answered" }),
+  links: t.Record(t.String(), t.String(), {
+    description: "Routes by name (openapi, healthz, readyz, cluster, buckets, items, item, bucketItems, bucketItem); {key} and {bucket} are percent-encoded path segments",
+  }),
+});

@@ -1,4 +1,4 @@
-import { Elysia, t } from "elysia";
+import { Elysia } from "elysia";
 import type { Cluster } from "../cluster/cluster.ts";
 import { MakhzenError, isMakhzenError } from "../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../cluster/protocol/messages.ts";
@@ -23,31 +23,6 @@ export interface PeerRoutesDeps {
   /** Where unexpected errors are reported. Default: silent. */
   logger?: Logger;
 }
-
-/** The body of GET /cluster, for /openapi (the route answers a prebuilt Response). */
-const ClusterStatus = t.Object({
-  self: t.String({ description: "The name of the node that answered" }),
-  members: t.Array(
-    t.Object({
-      name: t.String(),
-      url: t.String(),
-      state: t.Union([t.Literal("alive"), t.Literal("suspect"), t.Literal("dead"), t.Literal("left")]),
-      queue: t.Number({ description: "Records the member has not acknowledged yet (queued or in flight)" }),
-      lastSeenMs: t.Number({ description: "Milliseconds since this node last heard from the member" }),
-    }),
-  ),
-  refusals: t.Optional(
-    t.Object(
-      {
-        clientUnauthorized: t.Number({ description: "Client requests answered 401 (no or wrong token)" }),
-        clientForbidden: t.Number({ description: "Client requests answered 403 (a read token on a write route)" }),
-        peerRequests: t.Number({ description: "Peer requests refused (unsigned, other secret, stale or replayed)" }),
-        peerAnswers: t.Number({ description: "Peer answers refused (a peer that could not prove the cluster secret)" }),
-      },
-      { description: "Requests this node refused since it started" },
-    ),
-  ),
-});
 
 const JSON_HEADERS = { "content-type": "application/json" };
 const json = (body: unknown): Response => new Response(JSON.stringify(body), { headers: JSON_HEADERS });
@@ -91,10 +66,8 @@ export function peerRoutes(deps: PeerRoutesDeps) {
       (deps.logger ?? silentLogger).error("unexpected error in the peer API", { error, stack: (error as Error)?.stack });
       return errorResponse(500, "INTERNAL", "internal error; see the node's log");
     })
-    .get("/cluster", () => json(deps.refusals ? { ...cluster.status(), refusals: deps.refusals } : cluster.status()), {
-      response: ClusterStatus,
-      detail: { summary: "Cluster members as this node sees them", tags: ["cluster"] },
-    });
+    // Its body is the ClusterStatus model (documented in openapi.ts).
+    .get("/cluster", () => json(deps.refusals ? { ...cluster.status(), refusals: deps.refusals } : cluster.status()));
 
   // Elysia registers routes on the instance itself; the loop needs no reassignment.
   for (const op of Object.keys(PEER_OPS) as PeerOp[]) {
@@ -125,7 +98,7 @@ export function peerRoutes(deps: PeerRoutesDeps) {
         }
       },
       // Elysia validates again (and normalizes as before); it only ever sees a body that passed parseFor.
-      { parse: parseFor(op, path), body: PEER_OPS[op].request, detail: { hide: true } },
+      { parse: parseFor(op, path), body: PEER_OPS[op].request },
     );
   }
   return app;

@@ -20,16 +20,14 @@ const checkRecord = checker(WireRecord, "record");
  * Backup and restore over HTTP, as NDJSON: one record per line, versions,
  * tombstones and expiries included, so a dump/load round trip is exact.
  * Both directions stream; neither holds more than a page or a line in memory.
+ * (Documented in openapi.ts.)
  */
 export function transferRoutes(deps: TransferDeps) {
   return new Elysia({ name: "transfer" })
     .get(
       "/dump",
       ({ query }) => new Response(ndjsonStream(deps.service.dump(query.bucket)), { headers: { "content-type": NDJSON } }),
-      {
-        query: t.Object({ bucket: t.Optional(t.String()) }),
-        detail: { summary: "Every record (tombstones included) as NDJSON, streamed", tags: ["backup"] },
-      },
+      { query: t.Object({ bucket: t.Optional(t.String()) }) },
     )
     .post(
       "/load",
@@ -40,13 +38,7 @@ export function transferRoutes(deps: TransferDeps) {
         if (request.body) await loadLines(request.body, deps, counts);
         return counts;
       },
-      {
-        parse: "none",
-        detail: {
-          summary: "Merge NDJSON records (as /dump writes them); newer versions win, and loaded records replicate",
-          tags: ["backup"],
-        },
-      },
+      { parse: "none" },
     );
 }
 

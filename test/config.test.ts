@@ -1,0 +1,153 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { createNode, createLogger, type CreateNodeOptions, type MakhzenNode } from "../src/index.ts";
+import { OPTION_NAMES, resolveConfig } from "../src/config.ts";
+import { SERVE_FLAGS } from "../src/cli/serve-flags.ts";
+import { closeAfterEach } from "./support/cleanup.ts";
+
+/**
+ * createNode as plain JavaScript calls it: options TypeScript would refuse at
+ * compile time are refused at run time, with an error that names the option.
+ */
+const track = closeAfterEach();
+/** createNode with no types, as a JavaScript caller has it. */
+const createNodeJs = createNode as (options?: unknown) => MakhzenNode;
+
+function refusal(options: unknown): string {
+  try {
+    track(createNodeJs(options));
+  } catch (e) {
+    expect((e as { code?: string }).code).toBe("INVALID_CONFIG");
+    return (e as Error).message;
+  }
+  throw new Error(`createNode accepted ${String(options)}`);
+}
+
+describe("unknown options", () => {
+  test("are refused, with the option they most likely stand for", () => {
+    const cases: [string, string][] = [
+      ["maxMemory", 'unknown option "maxMemory"; did you mean "maxMemoryBytes"?'], // the unit left off
+      ["tombstoneTtl", 'unknown option "tombstoneTtl"; did you mean "tombstoneTtlMs"?'],
+      ["heartbeatInterval", 'unknown option "heartbeatInterval"; did you mean "heartbeatIntervalMs"?'],
+      ["max-value-bytes", 'unknown option "max-value-bytes"; did you mean "maxValueBytes"?'], // the flag's spelling
+      ["MaxKeyBytes", 'unknown option "MaxKeyBytes"; did you mean "maxKeyBytes"?'],
+      ["prot", 'unknown option "prot"; did you mean "port"?'], // a typo
+      ["clustreSecret", 'unknown option "clustreSecret"; did you mean "clusterSecret"?'],
+      ["cluster", 'unknown option "cluster"; did you mean "peers"?'], // the old makhzen's -cluster
+      ["bindPort", 'unknown option "bindPort"; did you mean "port"?'], // huton's -bindPort
+      ["log", 'unknown option "log"; did you mean "logger"?'],
+      ["tlsCert", 'unknown option "tlsCert"; did you mean "tlsCertFile"?'],
+    ];
+    for (const [name, message] of cases) expect(refusal({ [name]: 1 })).toBe(message);
+  });
+
+  test("several close names are all offered; none close lists every option", () => {
+    expect(refusal({ timeout: 1 })).toMatch(/^unknown option "timeout"; did you mean "\w+TimeoutMs", "\w+TimeoutMs" or "\w+TimeoutMs"\?$/);
+    const none = refusal({ zzz: 1 });
+    expect(none).toStartWith('unknown option "zzz"; the options are host, port,');
+    for (const name of [...OPTION_NAMES, "logger"]) expect(none).toContain(name);
+  });
+
+  test("a misspelt option given as undefined is still a misspelt option", () => {
+    expect(refusal({ maxMemory: undefined })).toContain('"maxMemoryBytes"');
+  });
+
+  test("resolveConfig refuses them too (it is what createNode calls)", () => {
+    expect(() => resolveConfig({ maxMemory: 1 } as never)).toThrow('unknown option "maxMemory"; did you mean "maxMemoryBytes"?');
+  });
+
+  test("options that are not an object are refused", () => {
+    for (const options of [null, "port=3000", 3000, [], true]) {
+      expect(refusal(options)).toStartWith("options must be an object");
+    }
+  });
+});
+
+describe("wrong types and values, as plain JavaScript may pass them", () => {
+  test("every option, given an object, NaN or null, is refused with INVALID_CONFIG naming it", () => {
+    for (const name of OPTION_NAMES) {
+      for (const value of [{}, Number.NaN, null]) {
+        const message = refusal({ [name]: value });
+        expect({ name, value, message: message.startsWith(`${name} `) }).toEqual({ name, value, message: true });
+      }
+    }
+  });
+
+  test("the gaps that let wrong types through before: name, wallClock, the TLS files, host and port under a default name", () => {
+    expect(refusal({ name: 5 })).toBe("name must be a string, not 5");
+    expect(refusal({ wallClock: 1_700_000_000_000 })).toStartWith("wallClock must be a function");
+    expect(refusal({ tlsCaFile: 3 })).toBe("tlsCaFile must be the path of a PEM file");
+    expect(refusal({ tlsCertFile: "", tlsKeyFile: "k.pem" })).toBe("tlsCertFile must be the path of a PEM file");
+    expect(refusal({ port: "3000" })).toStartWith("port must be an integer from 0 to 65535");
+    expect(refusal({ host: ["0.0.0.0"] })).toBe("host must be a non-empty string");
+    expect(refusal({ eviction: 1n })).toBe("eviction must be noeviction or lru, not 1");
+    expect(refusal({ fsync: "sometimes" })).toBe('fsync must be always, everysec or no, not "sometimes"');
+    expect(refusal({ peers: "http://127.0.0.1:3001" })).toBe("peers must be a list of URLs");
+  });
+
+  test("out-of-range values are refused as they always were", () => {
+    expect(refusal({ maxMemoryBytes: -1 })).toStartWith("maxMemoryBytes must be an integer from 0");
+    expect(refusal({ idleTimeoutMs: 300_000 })).toStartWith("idleTimeoutMs must be an integer from 1000 to 255000");
+    expect(refusal({ maxKeyBytes: 1.5 })).toStartWith("maxKeyBytes must be an integer");
+  });
+
+  test("a logger must be a logger", () => {
+    expect(refusal({ logger: console })).toStartWith("logger must have debug, info, warn, error and child");
+    expect(refusal({ logger: null })).toStartWith("logger must have");
+    // A real one, and none at all, are fine; so is an option given as undefined.
+    track(createNode({ logger: createLogger({ write: () => undefined }) }));
+    track(createNodeJs({ logger: undefined, port: undefined, name: "n1" }));
+  });
+});
+
+describe("the bucket API checks its arguments as TypeScript would", () => {
+  test("unknown or mistyped call options are refused (VALIDATION), keys must be strings (INVALID_KEY)", () => {
+    const node = track(createNode({ name: "js" }));
+    const b = node.bucket() as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const codeOf = (f: () => unknown): [string, string] => {
+      try {
+        f();
+      } catch (e) {
+        return [(e as { code: string }).code, (e as Error).message];
+      }
+      return ["none", ""];
+    };
+    expect(codeOf(() => b.set!("k", "v", { TTL: 60 }))).toEqual(["VALIDATION", 'set has no option "TTL"; did you mean "ttl"?']);
+    expect(codeOf(() => b.set!("k", "v", { expire: 60 }))).toEqual(["VALIDATION", 'set has no option "expire"; it takes ttl, ifMatch, ifAbsent']);
+    expect(codeOf(() => b.set!("k", "v", { ttl: "60" }))).toEqual(["VALIDATION", "set option ttl must be a number, not string"]);
+    expect(codeOf(() => b.set!("k", "v", 60))).toEqual(["VALIDATION", "set options must be an object like { ttl, ifMatch, ifAbsent }"]);
+    expect(codeOf(() => b.set!("k", "v", { ifAbsent: "yes" }))[0]).toBe("VALIDATION");
+    expect(codeOf(() => b.delete!("k", { ifMatch: 5 }))).toEqual(["VALIDATION", "delete option ifMatch must be a string, not number"]);
+    expect(codeOf(() => b.list!({ prefix: 5 }))).toEqual(["VALIDATION", "list option prefix must be a string, not number"]);
+    expect(codeOf(() => b.list!({ cursor: "x" }))).toEqual(["VALIDATION", 'list has no option "cursor"; it takes prefix, limit, after']);
+    expect(codeOf(() => b.get!(5))).toEqual(["INVALID_KEY", "key must be a string, not number"]);
+    expect(node.bucket().get("k")).toBeUndefined(); // nothing refused was written
+    // Well-formed calls are untouched.
+    expect(node.bucket().set("k", "v", { ttl: 60, ifAbsent: true, ifMatch: undefined }).value).toBe("v");
+    expect(node.bucket().list({ prefix: "k", limit: 5 }).items.length).toBe(1);
+    expect(node.bucket().delete("k", {})).toBe(true);
+  });
+});
+
+describe("the README lists the options as they are", () => {
+  const readme = readFileSync(resolve(import.meta.dir, "../README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## Embedding"), readme.indexOf("\n## ", readme.indexOf("## Embedding") + 1));
+  const rows = [...section.matchAll(/^\| `(\w+)` \| (.*?) \| (.*?) \| (.*?) \|$/gm)];
+
+  test("every option of createNode is in the Embedding table, and nothing else", () => {
+    const listed = rows.map((r) => r[1]!);
+    expect(new Set(listed).size).toBe(listed.length);
+    const options: (keyof CreateNodeOptions)[] = [...OPTION_NAMES, "logger"];
+    expect([...listed].sort()).toEqual([...options].sort());
+  });
+
+  test("the flag beside each option is the serve flag that sets it", () => {
+    const flagOf = new Map(SERVE_FLAGS.filter((f) => f.key !== undefined).map((f) => [f.key as string, f.name]));
+    for (const [, option, flag] of rows) {
+      if (option === "logger") continue; // --log-level and --log-format make the logger
+      const expected = flagOf.get(option!);
+      expect({ option, flag }).toEqual({ option, flag: expected === undefined ? "—" : `\`--${expected}\`` });
+    }
+  });
+});
