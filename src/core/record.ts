@@ -19,6 +19,16 @@ export interface RecordStamp {
   hash: bigint;
 }
 
+/**
+ * A record's share of the anti-entropy digest (cluster/digest.ts): a 64-bit hash of
+ * its id (recordId), version and contents. The contentHash seeds the hash rather
+ * than being XORed onto it: with XOR, two keys of one leaf that swapped their
+ * contents under unchanged versions would leave the leaf unchanged. The store
+ * computes it once per record it holds and keeps it, so a change hashes only the
+ * new record: the old one's share is XORed out as it was kept.
+ */
+export const recordSum = (id: string, version: Version, hash: bigint): bigint => Bun.hash.xxHash64(`${id}\u0000${version}`, hash);
+
 /** What clients see of a live record: the public JSON shape of the items API. */
 export interface Item {
   key: string;

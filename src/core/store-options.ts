@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.ts";
-import type { RecordStamp, StoredRecord } from "./record.ts";
+import type { StoredRecord } from "./record.ts";
 
 /**
  * What a Store is made with, and the constants of its memory budget (see
@@ -47,12 +47,14 @@ export interface StoreOptions {
   /**
    * Called whenever the record held for a key changes: a new key, one that wins the
    * merge order (a newer version, or the same version with contents that win, see
-   * compareRecords), an expiry (same version, now a tombstone), or a purge (`next`
-   * undefined). Each side is the record's version and contentHash, computed once
-   * per record held. The anti-entropy digest is kept current through this. Must not
-   * throw.
+   * compareRecords), an expiry (same version, now a tombstone), or a purge
+   * (`nextSum` undefined). `id` is the key's recordId, built once per change;
+   * `record` is the record now held (for a purge, the one removed); each sum is a
+   * record's recordSum (its share of the digest), undefined for none, computed once
+   * per record held. The anti-entropy digest and the data dir are kept current
+   * through this. Must not throw.
    */
-  onChange?: (bucket: string, key: string, prev: RecordStamp | undefined, next: RecordStamp | undefined) => void;
+  onChange?: (id: string, record: StoredRecord, prevSum: bigint | undefined, nextSum: bigint | undefined) => void;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { MakhzenError } from "../errors.ts";
 import { LruList, type LruLinks } from "./lru.ts";
 import { Keyspace, type BucketStats, type KeyspaceEntry, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-import { compareRecords, contentHash, isExpired, payloadLength, type RecordStamp, type StoredRecord } from "./record.ts";
+import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
 import { TombstoneQueue, ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
 import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { versionWallMs } from "./version.ts";
@@ -13,8 +13,12 @@ export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIE
 interface Entry extends LruLinks, KeyspaceEntry, ViewSlot {
   record: StoredRecord;
   bytes: number;
-  /** contentHash(record), computed once, when first needed (the digest needs it on every change). */
-  hash?: bigint;
+  /**
+   * recordSum of the record held (its share of the digest), kept while onChange is
+   * set: a change then hashes only the new record. contentHash is not kept; it is
+   * computed when asked for (getHash, a version tie), which is rare.
+   */
+  sum?: bigint;
   /** Whether the entry is in `ttl` (a live record with a TTL). */
   timed: boolean;
 }
@@ -57,24 +61,22 @@ export class Store {
       // A delete already past its grace period is not taken in: anti-entropy from a
       // peer that has not swept it yet must not bring it back after we purged it.
       if (this.isPastGrace(record)) return false;
-      const fresh: Entry = { record, bytes: recordBytes(record), viewBytes: 0, viewAt: -1, timed: false };
+      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, viewBytes: 0, viewAt: -1, timed: false };
       this.keyspace.insert(fresh);
       this.account(fresh, 0, undefined);
-      this.opts.onChange?.(record.bucket, record.key, undefined, this.stamp(fresh));
+      this.changed(fresh, undefined);
       if (record.value === null) this.capTombstones();
       return true;
     }
-    // Hashes only on a version tie between different contents; the held one is cached.
-    if (compareRecords(entry.record, record, entry.hash) >= 0) return false;
-    const prev = this.opts.onChange && this.stamp(entry);
+    // Hashes only on a version tie between different contents.
+    if (compareRecords(entry.record, record) >= 0) return false;
     const oldBytes = entry.bytes;
     const old = entry.record;
     entry.record = record;
     entry.bytes = recordBytes(record);
-    entry.hash = undefined;
     this.views.drop(entry);
     this.account(entry, oldBytes, old);
-    this.opts.onChange?.(record.bucket, record.key, prev, this.stamp(entry));
+    this.changed(entry, entry.sum);
     if (record.value === null) this.capTombstones();
     return true;
   }
@@ -116,10 +118,10 @@ export class Store {
     return this.keyspace.get(bucket, key)?.record;
   }
 
-  /** contentHash of what the store holds for a key (see getRecord), computed once per record. */
+  /** contentHash of what the store holds for a key (see getRecord): one pass over its value. */
   getHash(bucket: string, key: string): bigint | undefined {
     const entry = this.keyspace.get(bucket, key);
-    return entry && (entry.hash ??= contentHash(entry.record));
+    return entry && contentHash(entry.record);
   }
 
   /** How many records (live, expired and tombstones) the store holds. */
@@ -297,8 +299,18 @@ export class Store {
     return true;
   }
 
-  private stamp(entry: Entry): RecordStamp {
-    return { version: entry.record.version, hash: (entry.hash ??= contentHash(entry.record)) };
+  /**
+   * Tells onChange that `entry` now holds another record (whose share of the digest
+   * was `prevSum`), and keeps the new record's share. One recordId and one recordSum
+   * per change, whatever listens.
+   */
+  private changed(entry: Entry, prevSum: bigint | undefined): void {
+    const onChange = this.opts.onChange;
+    if (!onChange) return;
+    const r = entry.record;
+    const id = recordId(r.bucket, r.key);
+    entry.sum = recordSum(id, r.version, contentHash(r));
+    onChange(id, r, prevSum, entry.sum);
   }
 
   /** Bookkeeping after `entry.record` changed from `old` (undefined for a new key). */
@@ -368,29 +380,26 @@ export class Store {
   }
 
   private expireToTombstone(entry: Entry): void {
-    const prev = this.opts.onChange && this.stamp(entry);
     const old = entry.record;
     const oldBytes = entry.bytes;
     entry.record = { ...old, value: null };
     entry.bytes = recordBytes(entry.record);
-    entry.hash = undefined;
     this.views.drop(entry);
     this.account(entry, oldBytes, old);
     // Same version, new contents: the digest follows, so a replica that has not swept yet differs until it does.
-    this.opts.onChange?.(old.bucket, old.key, prev, this.stamp(entry));
+    this.changed(entry, entry.sum);
     this.capTombstones();
   }
 
   /** Removes a tombstone for good. */
   private purge(entry: Entry): void {
-    const { bucket, key } = entry.record;
-    const prev = this.opts.onChange && this.stamp(entry);
+    const r = entry.record;
     this.used -= entry.bytes;
     this.tombBytes -= entry.bytes;
-    this.keyspace.count(bucket, -entry.bytes, 0);
+    this.keyspace.count(r.bucket, -entry.bytes, 0);
     this.keyspace.remove(entry);
     this.tombstones.remove(entry);
-    this.opts.onChange?.(bucket, key, prev, undefined);
+    this.opts.onChange?.(recordId(r.bucket, r.key), r, entry.sum, undefined);
   }
 }
 
