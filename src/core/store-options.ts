@@ -15,6 +15,8 @@ export interface StoreOptions {
    * records, tombstones and cached views (see Store.reserve); 0 means unlimited.
    */
   maxMemoryBytes: number;
+  /** Bound on cached views when maxMemoryBytes is 0, in estimated bytes; default VIEW_CACHE_MAX_BYTES. */
+  viewCacheMaxBytes?: number;
   /** What a local write does when the budget is full: refuse (507) or evict the least recently used. */
   eviction: EvictionPolicy;
   /**
@@ -75,6 +77,15 @@ export const ENTRY_OVERHEAD_BYTES = 512;
  * Headers object, about 580 bytes for a small record.
  */
 export const VIEW_OVERHEAD_BYTES = 512;
+
+/**
+ * Bound on the cached views of a store without a budget (--max-memory 0), in
+ * estimated bytes: reading every key of a million-key store once added ~450 bytes
+ * per key of RSS that nothing ever gave back (bench/memory-fill.ts). 64 MiB holds
+ * the views of ~100k small hot keys, far more than a hot set needs, and the oldest
+ * go first. With a budget, views live within it instead (Store.getView).
+ */
+export const VIEW_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * Share of the budget that tombstones not yet stable may take before the oldest

@@ -3,12 +3,12 @@ import { LruList, type LruLinks } from "./lru.ts";
 import { Keyspace, type BucketStats, type KeyspaceEntry, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
 import { TombstoneQueue, ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
-import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
+import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { versionWallMs } from "./version.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 
-export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
+export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
 
 interface Entry extends LruLinks, KeyspaceEntry, ViewSlot {
   record: StoredRecord;
@@ -49,7 +49,12 @@ export class Store {
   private purgedEarly = 0;
   private purgedStable = 0;
 
-  constructor(private readonly opts: StoreOptions) {}
+  /** The bound on views without a budget (VIEW_CACHE_MAX_BYTES unless the options say otherwise). */
+  private readonly viewCap: number;
+
+  constructor(private readonly opts: StoreOptions) {
+    this.viewCap = opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES;
+  }
 
   /**
    * Merges one record. Returns true when it became the current record of its key,
@@ -95,7 +100,8 @@ export class Store {
    * record: every caller must pass an equivalent `build`. Counts as a use for LRU.
    * Views count in the budget (VIEW_OVERHEAD_BYTES + key + value each): a view
    * takes room only from older views, never from data, so a read never evicts; on
-   * a store full of data it is built and served but not kept.
+   * a store full of data it is built and served but not kept. Without a budget,
+   * views are bounded by VIEW_CACHE_MAX_BYTES, the oldest dropped first.
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
     const entry = this.keyspace.get(bucket, key);
@@ -108,6 +114,8 @@ export class Store {
     if (max > 0) {
       if (this.used + bytes > max) return view;
       while (this.used + this.views.bytes + bytes > max) this.views.dropOldest();
+    } else {
+      while (this.views.bytes + bytes > this.viewCap && this.views.dropOldest());
     }
     this.views.keep(entry, view, bytes);
     return view;
