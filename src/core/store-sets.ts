@@ -44,13 +44,20 @@ export class WalkedSet<T> {
   }
 }
 
-/** What an entry holds of a cached view. */
+/** A view kept for an entry: the view, its estimated bytes, and its place in the cache's queue. */
+export interface CachedView {
+  view: unknown;
+  bytes: number;
+  /** Where it sits in the cache's queue (see ViewCache). */
+  at: number;
+}
+
+/**
+ * What an entry holds of a cached view: one field, set only while a view is kept,
+ * so an entry without one (most, in a large store) pays 8 bytes for it, not three fields.
+ */
 export interface ViewSlot {
-  view?: unknown;
-  /** The view's estimated bytes; 0 when none is kept. */
-  viewBytes: number;
-  /** Where the view sits in the cache's queue (see ViewCache); -1 when none is kept. */
-  viewAt: number;
+  cached?: CachedView;
 }
 
 /**
@@ -61,7 +68,7 @@ export interface ViewSlot {
  */
 export class ViewCache<E extends ViewSlot> {
   private queue: E[] = [];
-  /** Position, since the cache was made, of queue[0]; a slot is live when its entry's viewAt is its position. */
+  /** Position, since the cache was made, of queue[0]; a slot is live when its entry's view sits at its position. */
   private base = 0;
   private head = 0;
   private count = 0;
@@ -73,9 +80,7 @@ export class ViewCache<E extends ViewSlot> {
 
   keep(entry: E, view: unknown, bytes: number): void {
     this.drop(entry);
-    entry.view = view;
-    entry.viewBytes = bytes;
-    entry.viewAt = this.base + this.queue.length;
+    entry.cached = { view, bytes, at: this.base + this.queue.length };
     this.queue.push(entry);
     this.count++;
     this.total += bytes;
@@ -84,12 +89,11 @@ export class ViewCache<E extends ViewSlot> {
 
   /** Forgets the entry's view, if it holds one. */
   drop(entry: E): void {
-    entry.view = undefined;
-    if (entry.viewBytes === 0) return;
-    this.total -= entry.viewBytes;
+    const cached = entry.cached;
+    if (cached === undefined) return;
+    this.total -= cached.bytes;
     this.count--;
-    entry.viewBytes = 0;
-    entry.viewAt = -1;
+    entry.cached = undefined;
   }
 
   /** Drops the oldest view; false when none is kept. */
@@ -97,7 +101,7 @@ export class ViewCache<E extends ViewSlot> {
     while (this.head < this.queue.length) {
       const entry = this.queue[this.head]!;
       const at = this.base + this.head++;
-      if (entry.viewAt !== at) continue;
+      if (entry.cached?.at !== at) continue;
       this.drop(entry);
       if (this.head > 1024 && 2 * this.head > this.queue.length) this.compact();
       return true;
@@ -110,10 +114,10 @@ export class ViewCache<E extends ViewSlot> {
     const live: E[] = [];
     for (let i = this.head; i < this.queue.length; i++) {
       const entry = this.queue[i]!;
-      if (entry.viewAt === this.base + i) live.push(entry);
+      if (entry.cached?.at === this.base + i) live.push(entry);
     }
     this.base += this.queue.length;
-    live.forEach((entry, i) => (entry.viewAt = this.base + i));
+    live.forEach((entry, i) => (entry.cached!.at = this.base + i));
     this.queue = live;
     this.head = 0;
   }

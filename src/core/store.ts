@@ -66,7 +66,9 @@ export class Store {
       // A delete already past its grace period is not taken in: anti-entropy from a
       // peer that has not swept it yet must not bring it back after we purged it.
       if (this.isPastGrace(record)) return false;
-      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, viewBytes: 0, viewAt: -1, timed: false };
+      // The LRU links are added by the lists that use them (under `lru`, or as a
+      // tombstone): an entry of a store without eviction does without them.
+      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, timed: false, cached: undefined };
       this.keyspace.insert(fresh);
       this.account(fresh, 0, undefined);
       this.changed(fresh, undefined);
@@ -107,7 +109,7 @@ export class Store {
     const entry = this.keyspace.get(bucket, key);
     if (!entry || !this.isLive(entry.record)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
-    if (entry.view !== undefined) return entry.view as T;
+    if (entry.cached !== undefined) return entry.cached.view as T;
     const view = build(entry.record);
     const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry.record);
     const max = this.opts.maxMemoryBytes;
