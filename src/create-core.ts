@@ -80,12 +80,12 @@ export function createCore(options: CreateCoreOptions): NodeCore {
     maxMemoryBytes: config.maxMemoryBytes,
     eviction: config.eviction,
     tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (id, record, prevSum, nextSum) => {
-      digest.change(id, prevSum, nextSum);
+    onChange: (id, held, prevSum, nextSum) => {
+      digest.change(id, held, prevSum, nextSum);
       // Every change reaches the disk, local or replicated; what was just loaded is there already.
       if (disk && !loading) {
-        if (nextSum === undefined) disk.remove(record.bucket, record.key);
-        else disk.write(record);
+        if (nextSum === undefined) disk.remove(held.record.bucket, held.record.key);
+        else disk.write(held.record);
       }
     },
     onEvict: options.onEvict && ((tombstone) => options.onEvict!(tombstone)),

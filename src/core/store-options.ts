@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.ts";
-import type { StoredRecord } from "./record.ts";
+import type { DigestMember, StoredRecord } from "./record.ts";
 
 /**
  * What a Store is made with, and the constants of its memory budget (see
@@ -51,12 +51,13 @@ export interface StoreOptions {
    * merge order (a newer version, or the same version with contents that win, see
    * compareRecords), an expiry (same version, now a tombstone), or a purge
    * (`nextSum` undefined). `id` is the key's recordId, built once per change;
-   * `record` is the record now held (for a purge, the one removed); each sum is a
+   * `held` is the key's entry, its `record` the one now held (for a purge, the one
+   * removed), the same object for as long as the key is held; each sum is a
    * record's recordSum (its share of the digest), undefined for none, computed once
    * per record held. The anti-entropy digest and the data dir are kept current
    * through this. Must not throw.
    */
-  onChange?: (id: string, record: StoredRecord, prevSum: bigint | undefined, nextSum: bigint | undefined) => void;
+  onChange?: (id: string, held: DigestMember, prevSum: bigint | undefined, nextSum: bigint | undefined) => void;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { MakhzenError } from "../errors.ts";
 import { LruList, type LruLinks } from "./lru.ts";
 import { Keyspace, type BucketStats, type KeyspaceEntry, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
+import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type DigestMember, type StoredRecord } from "./record.ts";
 import { TombstoneQueue, ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
 import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { versionWallMs } from "./version.ts";
@@ -10,7 +10,7 @@ export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, ty
 
 export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
 
-interface Entry extends LruLinks, KeyspaceEntry, ViewSlot {
+interface Entry extends LruLinks, KeyspaceEntry, ViewSlot, DigestMember {
   record: StoredRecord;
   bytes: number;
   /**
@@ -68,7 +68,7 @@ export class Store {
       if (this.isPastGrace(record)) return false;
       // The LRU links are added by the lists that use them (under `lru`, or as a
       // tombstone): an entry of a store without eviction does without them.
-      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, timed: false, cached: undefined };
+      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, timed: false, cached: undefined, digestAt: -1 };
       this.keyspace.insert(fresh);
       this.account(fresh, 0, undefined);
       this.changed(fresh, undefined);
@@ -320,7 +320,7 @@ export class Store {
     const r = entry.record;
     const id = recordId(r.bucket, r.key);
     entry.sum = recordSum(id, r.version, contentHash(r));
-    onChange(id, r, prevSum, entry.sum);
+    onChange(id, entry, prevSum, entry.sum);
   }
 
   /** Bookkeeping after `entry.record` changed from `old` (undefined for a new key). */
@@ -409,7 +409,7 @@ export class Store {
     this.keyspace.count(r.bucket, -entry.bytes, 0);
     this.keyspace.remove(entry);
     this.tombstones.remove(entry);
-    this.opts.onChange?.(recordId(r.bucket, r.key), r, entry.sum, undefined);
+    this.opts.onChange?.(recordId(r.bucket, r.key), entry, entry.sum, undefined);
   }
 }
 
