@@ -1,4 +1,7 @@
 import { LruList, type LruLinks } from "./lru.ts";
+import type { KeyspaceEntry } from "./keyspace.ts";
+import { payloadLength, type DigestMember, type StoredRecord } from "./record.ts";
+import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
 
 /**
  * The small structures the Store keeps entries in, apart from the keyspace: each
@@ -186,3 +189,20 @@ export class TombstoneQueue<E extends LruLinks> {
     return looked;
   }
 }
+
+/** What the Store keeps per key: the record held, and the bookkeeping of every structure it sits in. */
+export interface StoreEntry extends LruLinks, KeyspaceEntry, ViewSlot, DigestMember {
+  record: StoredRecord;
+  bytes: number;
+  /**
+   * recordSum of the record held (its share of the digest), kept while onChange is
+   * set: a change then hashes only the new record. contentHash is not kept; it is
+   * computed when asked for (getHash, a version tie), which is rare.
+   */
+  sum?: bigint;
+  /** Whether the entry is in `ttl` (a live record with a TTL). */
+  timed: boolean;
+}
+
+/** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES). */
+export const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);

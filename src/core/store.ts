@@ -1,29 +1,14 @@
 import { MakhzenError } from "../errors.ts";
-import { LruList, type LruLinks } from "./lru.ts";
-import { Keyspace, type BucketStats, type KeyspaceEntry, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type DigestMember, type StoredRecord } from "./record.ts";
-import { TombstoneQueue, ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
-import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
+import { LruList } from "./lru.ts";
+import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
+import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
+import { TombstoneQueue, ViewCache, WalkedSet, recordBytes, type StoreEntry as Entry } from "./store-sets.ts";
+import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { versionWallMs } from "./version.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 
 export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
-
-interface Entry extends LruLinks, KeyspaceEntry, ViewSlot, DigestMember {
-  record: StoredRecord;
-  bytes: number;
-  /**
-   * recordSum of the record held (its share of the digest), kept while onChange is
-   * set: a change then hashes only the new record. contentHash is not kept; it is
-   * computed when asked for (getHash, a version tie), which is rare.
-   */
-  sum?: bigint;
-  /** Whether the entry is in `ttl` (a live record with a TTL). */
-  timed: boolean;
-}
-
-const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
 
 /**
  * Buckets of records, merged by the merge order (compareRecords: version, then
@@ -49,12 +34,7 @@ export class Store {
   private purgedEarly = 0;
   private purgedStable = 0;
 
-  /** The bound on views without a budget (VIEW_CACHE_MAX_BYTES unless the options say otherwise). */
-  private readonly viewCap: number;
-
-  constructor(private readonly opts: StoreOptions) {
-    this.viewCap = opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES;
-  }
+  constructor(private readonly opts: StoreOptions) {}
 
   /**
    * Merges one record. Returns true when it became the current record of its key,
@@ -117,7 +97,8 @@ export class Store {
       if (this.used + bytes > max) return view;
       while (this.used + this.views.bytes + bytes > max) this.views.dropOldest();
     } else {
-      while (this.views.bytes + bytes > this.viewCap && this.views.dropOldest());
+      const cap = this.opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES;
+      while (this.views.bytes + bytes > cap && this.views.dropOldest());
     }
     this.views.keep(entry, view, bytes);
     return view;
