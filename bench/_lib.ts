@@ -28,14 +28,21 @@ export function option(name: string, dflt: string): string {
 
 const scripts = mkdtempSync(join(tmpdir(), "makhzen-bench-"));
 
-/** A wrk Lua script that GETs, or PUTs (with an optional `?query`), keys key-0..key-999 in turn. */
-export function luaScript(kind: "get" | "put", query = ""): string {
+/**
+ * A wrk Lua script that GETs, or PUTs (with an optional `?query`), keys key-0..key-999
+ * in turn; `fresh` PUTs keys never written before (fresh-<run>-1, -2, ...: each run
+ * of the script its own prefix).
+ */
+export function luaScript(kind: "get" | "put" | "fresh", query = ""): string {
   const file = join(scripts, `${kind}${query ? "-q" : ""}.lua`);
   const request =
     kind === "get"
       ? `wrk.format("GET", "/items/key-" .. i)`
-      : `wrk.format("PUT", "/items/key-" .. i .. "${query}", {["Content-Type"] = "application/json"}, '{"value":"${VALUE}"}')`;
-  writeFileSync(file, `local i = 0\nrequest = function()\n  i = (i + 1) % ${KEYS}\n  return ${request}\nend\n`);
+      : kind === "fresh"
+        ? `wrk.format("PUT", "/items/fresh-" .. run .. "-" .. i .. "${query}", {["Content-Type"] = "application/json"}, '{"value":"${VALUE}"}')`
+        : `wrk.format("PUT", "/items/key-" .. i .. "${query}", {["Content-Type"] = "application/json"}, '{"value":"${VALUE}"}')`;
+  const step = kind === "fresh" ? "i = i + 1" : `i = (i + 1) % ${KEYS}`;
+  writeFileSync(file, `local i = 0\nlocal run = tostring(os.time()) .. tostring(math.random(1e6))\nrequest = function()\n  ${step}\n  return ${request}\nend\n`);
   return file;
 }
 

@@ -80,12 +80,12 @@ export function createCore(options: CreateCoreOptions): NodeCore {
     maxMemoryBytes: config.maxMemoryBytes,
     eviction: config.eviction,
     tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (bucket, key, prev, next) => {
-      digest.update(bucket, key, prev, next);
+    onChange: (id, held, prevSum, nextSum) => {
+      digest.change(id, held, prevSum, nextSum);
       // Every change reaches the disk, local or replicated; what was just loaded is there already.
       if (disk && !loading) {
-        if (next === undefined) disk.remove(bucket, key);
-        else disk.write(store.getRecord(bucket, key)!);
+        if (nextSum === undefined) disk.remove(held.record.bucket, held.record.key);
+        else disk.write(held.record);
       }
     },
     onEvict: options.onEvict && ((tombstone) => options.onEvict!(tombstone)),

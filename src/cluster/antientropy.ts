@@ -325,10 +325,9 @@ export class AntiEntropy {
 
     const push: StoredRecord[] = [];
     for (const leaf of leaves) {
-      for (const id of digest.idsIn(leaf)) {
-        const { bucket, key } = splitId(id);
-        const mine = store.getRecord(bucket, key);
-        if (!mine) continue;
+      for (const mine of digest.recordsIn(leaf)) {
+        const { bucket, key } = mine;
+        const id = recordId(bucket, key);
         const t = theirs.get(id);
         theirs.delete(id);
         const order = t === undefined ? 1 : compareListed(mine.version, () => store.getHash(bucket, key)!, t);

@@ -1,4 +1,4 @@
-import { recordId, type RecordStamp } from "../core/record.ts";
+import { recordId, recordSum, type DigestMember, type RecordStamp, type StoredRecord } from "../core/record.ts";
 
 /**
  * The anti-entropy digest: a fingerprint of everything a node holds, cheap to
@@ -16,9 +16,10 @@ import { recordId, type RecordStamp } from "../core/record.ts";
  * that differ: with 10 differing keys about 10 groups and 640 leaves cross the wire,
  * not 4096.
  *
- * The digest also keeps which keys sit in each leaf, so listing a differing leaf
- * costs the size of that leaf, not a scan of the store. That index costs one Set
- * slot and one composite string per record.
+ * The digest also keeps which records sit in each leaf, so listing a differing leaf
+ * costs the size of that leaf, not a scan of the store. That index is one array
+ * slot per record: the store's own entry (DigestMember), which also keeps its
+ * place in the array, so removal is a swap with the last, O(1).
  *
  * A 64-bit hash collision (two different record sets with equal leaf XOR) would hide
  * a difference; at 2^-64 per leaf comparison it is not worth a second hash.
@@ -31,29 +32,51 @@ const leafOfId = (id: string): number => Bun.hash.xxHash32(id) & (LEAVES - 1);
 
 export const leafOf = (bucket: string, key: string): number => leafOfId(recordId(bucket, key));
 
-const NO_IDS: ReadonlySet<string> = new Set();
-
-/**
- * The contentHash seeds the hash rather than being XORed onto it: with XOR, two
- * keys of one leaf that swapped their contents under unchanged versions would
- * leave the leaf unchanged.
- */
-const recordHash = (id: string, s: RecordStamp): bigint => Bun.hash.xxHash64(`${id}\u0000${s.version}`, s.hash);
 
 export class Digest {
   private readonly leaves = new BigUint64Array(LEAVES);
-  private readonly members: Array<Set<string> | undefined> = new Array(LEAVES);
+  private readonly members: Array<DigestMember[] | undefined> = new Array(LEAVES);
+  /** The members `update` files for callers that keep none of their own. */
+  private readonly loose = new Map<string, DigestMember>();
 
-  /** Follows one change of the record held for (bucket, key): the Store's onChange. */
-  update(bucket: string, key: string, prev: RecordStamp | undefined, next: RecordStamp | undefined): void {
-    const id = recordId(bucket, key);
+  /**
+   * Follows one change of the record held for `id` (recordId), whose entry is
+   * `held`: the Store's onChange. Each side is that record's recordSum, undefined
+   * for none (a new key, a purge). O(1): one xxHash32 for the leaf and a few XORs.
+   */
+  change(id: string, held: DigestMember, prevSum: bigint | undefined, nextSum: bigint | undefined): void {
     const leaf = leafOfId(id);
     let h = this.leaves[leaf]!;
-    if (prev !== undefined) h ^= recordHash(id, prev);
-    if (next !== undefined) h ^= recordHash(id, next);
+    if (prevSum !== undefined) h ^= prevSum;
+    if (nextSum !== undefined) h ^= nextSum;
     this.leaves[leaf] = h;
-    if (prev === undefined && next !== undefined) (this.members[leaf] ??= new Set()).add(id);
-    else if (prev !== undefined && next === undefined) this.members[leaf]?.delete(id);
+    if (prevSum === undefined && nextSum !== undefined) {
+      const list = (this.members[leaf] ??= []);
+      held.digestAt = list.length;
+      list.push(held);
+    } else if (prevSum !== undefined && nextSum === undefined) {
+      const list = this.members[leaf];
+      const at = held.digestAt;
+      if (list === undefined || list[at] !== held) return;
+      const last = list.pop()!;
+      if (last !== held) {
+        list[at] = last;
+        last.digestAt = at;
+      }
+      held.digestAt = -1;
+    }
+  }
+
+  /**
+   * `change` from versions and contentHashes, for callers without a store (tests,
+   * tools): the digest files a member of its own per id.
+   */
+  update(bucket: string, key: string, prev: RecordStamp | undefined, next: RecordStamp | undefined): void {
+    const id = recordId(bucket, key);
+    let held = this.loose.get(id);
+    if (held === undefined) this.loose.set(id, (held = { record: { bucket, key, value: null, version: "" }, digestAt: -1 }));
+    if (next === undefined) this.loose.delete(id);
+    this.change(id, held, prev && recordSum(id, prev.version, prev.hash), next && recordSum(id, next.version, next.hash));
   }
 
   /** The XOR of the leaves of each group, as hex strings (JSON has no 64-bit integers). */
@@ -76,14 +99,19 @@ export class Digest {
     });
   }
 
+  /** The records held in a leaf, as they are now (a copy: the caller may change the store while it walks them). */
+  recordsIn(leaf: number): StoredRecord[] {
+    return this.members[leaf]?.map((m) => m.record) ?? [];
+  }
+
   /** The record ids (see recordId) in a leaf. */
-  idsIn(leaf: number): ReadonlySet<string> {
-    return this.members[leaf] ?? NO_IDS;
+  idsIn(leaf: number): string[] {
+    return this.recordsIn(leaf).map((r) => recordId(r.bucket, r.key));
   }
 
   /** How many records a leaf holds. */
   leafSize(leaf: number): number {
-    return this.members[leaf]?.size ?? 0;
+    return this.members[leaf]?.length ?? 0;
   }
 }
 

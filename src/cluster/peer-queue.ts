@@ -1,4 +1,4 @@
-import { compareRecords, recordId, type StoredRecord } from "../core/record.ts";
+import { compareRecords, type StoredRecord } from "../core/record.ts";
 import { versionWallMs } from "../core/version.ts";
 
 /** The state of one peer's outbound queue (see Replicator), and what can be read off it without I/O. */
@@ -11,6 +11,8 @@ import { versionWallMs } from "../core/version.ts";
  */
 export interface Outgoing {
   record: StoredRecord;
+  /** recordId(record.bucket, record.key), built once and shared by every queue that files it. */
+  id: string;
   json?: string;
   /** approxWireBytes(record): what the queue byte bound counts. */
   bytes: number;
@@ -72,9 +74,8 @@ export function unacknowledged(queues: readonly PeerQueue[]): StoredRecord[] {
   const out = new Map<string, StoredRecord>();
   for (const q of queues) {
     for (const o of outstanding(q)) {
-      const id = recordId(o.record.bucket, o.record.key);
-      const cur = out.get(id);
-      if (!cur || compareRecords(cur, o.record) < 0) out.set(id, o.record);
+      const cur = out.get(o.id);
+      if (!cur || compareRecords(cur, o.record) < 0) out.set(o.id, o.record);
     }
   }
   return [...out.values()];
@@ -86,11 +87,11 @@ export function heldByNone(queues: readonly PeerQueue[]): number {
   const [first, ...rest] = queues;
   const others = rest.map((q) => {
     const ids = new Set<string>();
-    for (const o of outstanding(q)) ids.add(recordId(o.record.bucket, o.record.key));
+    for (const o of outstanding(q)) ids.add(o.id);
     return ids;
   });
   let n = 0;
-  for (const o of outstanding(first!)) if (others.every((ids) => ids.has(recordId(o.record.bucket, o.record.key)))) n++;
+  for (const o of outstanding(first!)) if (others.every((ids) => ids.has(o.id))) n++;
   return n;
 }
 
@@ -150,7 +151,7 @@ export function queueStats(q: PeerQueue, nowMs: number): PeerQueueStats {
 export function* freshRecords(
   q: PeerQueue,
   current: ((bucket: string, key: string) => StoredRecord | undefined) | undefined,
-  outgoing: (r: StoredRecord) => Outgoing,
+  outgoing: (r: StoredRecord, id: string) => Outgoing,
 ): Iterable<Outgoing> {
   for (const [id, out] of q.pending) {
     const held = current?.(out.record.bucket, out.record.key) ?? (current ? undefined : out.record);
@@ -160,7 +161,7 @@ export function* freshRecords(
       q.pending.delete(id);
       q.pendingBytes -= out.bytes;
     } else if (compareRecords(held, out.record) > 0) {
-      const next = outgoing(held);
+      const next = outgoing(held, id);
       q.pending.set(id, next);
       q.pendingBytes += next.bytes - out.bytes;
       yield next;

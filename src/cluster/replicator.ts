@@ -141,15 +141,14 @@ export class Replicator {
   /** Files a record for every peer. O(peers); never blocks, never throws for a peer's sake. */
   enqueue(record: StoredRecord): void {
     if (this.peers.size === 0) return;
-    const out = this.outgoing(record);
-    const id = recordId(record.bucket, record.key);
-    for (const q of this.peers.values()) this.file(q, out, id);
+    const out = this.outgoing(record, recordId(record.bucket, record.key));
+    for (const q of this.peers.values()) this.file(q, out);
   }
 
   /** Files a record for one peer (read repair). */
   enqueueTo(name: string, record: StoredRecord): void {
     const q = this.peers.get(name);
-    if (q) this.file(q, this.outgoing(record), recordId(record.bucket, record.key));
+    if (q) this.file(q, this.outgoing(record, recordId(record.bucket, record.key)));
   }
 
   /** A peer answered again: forget its backoff and send now. */
@@ -233,14 +232,14 @@ export class Replicator {
     this.waiters.resolveAll();
   }
 
-  private outgoing(record: StoredRecord): Outgoing {
-    return { record, bytes: approxWireBytes(record), at: this.deps.wallMs() };
+  private outgoing(record: StoredRecord, id: string): Outgoing {
+    return { record, id, json: undefined, bytes: approxWireBytes(record), at: this.deps.wallMs() };
   }
 
-  private file(q: PeerQueue, out: Outgoing, id: string): void {
-    const cur = q.pending.get(id);
+  private file(q: PeerQueue, out: Outgoing): void {
+    const cur = q.pending.get(out.id);
     if (cur && compareRecords(cur.record, out.record) >= 0) return;
-    q.pending.set(id, out);
+    q.pending.set(out.id, out);
     q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
     this.checkBounds(q);
     // Not sent from inside the write: the writes of one event-loop turn (many
@@ -297,10 +296,10 @@ export class Replicator {
 
   private takeBatch(q: PeerQueue): Outgoing[] {
     const { batchMaxRecords, batchMaxBytes } = this.deps.config;
-    const first = batchBy(freshRecords(q, this.deps.current, (r) => this.outgoing(r)), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= JSON.stringify(out.record)).length);
+    const first = batchBy(freshRecords(q, this.deps.current, (r, id) => this.outgoing(r, id)), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= JSON.stringify(out.record)).length);
     const batch = first.next().value ?? [];
     for (const out of batch) {
-      q.pending.delete(recordId(out.record.bucket, out.record.key));
+      q.pending.delete(out.id);
       q.pendingBytes -= out.bytes;
     }
     return batch;
@@ -356,10 +355,9 @@ export class Replicator {
         );
         for (const out of batch) {
           if (done.has(out)) continue;
-          const id = recordId(out.record.bucket, out.record.key);
-          const cur = q.pending.get(id);
+          const cur = q.pending.get(out.id);
           if (!cur || compareRecords(cur.record, out.record) < 0) {
-            q.pending.set(id, out);
+            q.pending.set(out.id, out);
             q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
           }
         }

@@ -26,6 +26,10 @@ export class SortedKeys {
     if (this.removed.delete(key)) return; // still in `sorted`
     this.pending.add(key);
     this.pendingSorted = undefined;
+    // A stream of fresh keys with no listing would leave every key in `pending`: a
+    // Set slot costs ~50 bytes, an array slot 8. Folding once pending passes
+    // FOLD_ON_ADD_FRACTION of the keys costs O(n) per n/8 inserts (8 copies a key).
+    if (this.pending.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_ON_ADD_FRACTION)) this.fold();
   }
 
   /** Call when a key leaves the bucket's map. */
@@ -77,6 +81,8 @@ export class SortedKeys {
 /** Changes (pending inserts and removals) a listing tolerates before folding them in: the larger of these. */
 const FOLD_MIN = 1024;
 const FOLD_FRACTION = 1 / 64;
+/** Pending inserts `add` lets build up, as a share of the sorted keys, before it folds them in (memory, see add). */
+const FOLD_ON_ADD_FRACTION = 1 / 8;
 
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 

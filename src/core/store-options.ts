@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.ts";
-import type { RecordStamp, StoredRecord } from "./record.ts";
+import type { DigestMember, StoredRecord } from "./record.ts";
 
 /**
  * What a Store is made with, and the constants of its memory budget (see
@@ -15,6 +15,8 @@ export interface StoreOptions {
    * records, tombstones and cached views (see Store.reserve); 0 means unlimited.
    */
   maxMemoryBytes: number;
+  /** Bound on cached views when maxMemoryBytes is 0, in estimated bytes; default VIEW_CACHE_MAX_BYTES. */
+  viewCacheMaxBytes?: number;
   /** What a local write does when the budget is full: refuse (507) or evict the least recently used. */
   eviction: EvictionPolicy;
   /**
@@ -47,12 +49,15 @@ export interface StoreOptions {
   /**
    * Called whenever the record held for a key changes: a new key, one that wins the
    * merge order (a newer version, or the same version with contents that win, see
-   * compareRecords), an expiry (same version, now a tombstone), or a purge (`next`
-   * undefined). Each side is the record's version and contentHash, computed once
-   * per record held. The anti-entropy digest is kept current through this. Must not
-   * throw.
+   * compareRecords), an expiry (same version, now a tombstone), or a purge
+   * (`nextSum` undefined). `id` is the key's recordId, built once per change;
+   * `held` is the key's entry, its `record` the one now held (for a purge, the one
+   * removed), the same object for as long as the key is held; each sum is a
+   * record's recordSum (its share of the digest), undefined for none, computed once
+   * per record held. The anti-entropy digest and the data dir are kept current
+   * through this. Must not throw.
    */
-  onChange?: (bucket: string, key: string, prev: RecordStamp | undefined, next: RecordStamp | undefined) => void;
+  onChange?: (id: string, held: DigestMember, prevSum: bigint | undefined, nextSum: bigint | undefined) => void;
 }
 
 /**
@@ -73,6 +78,15 @@ export const ENTRY_OVERHEAD_BYTES = 512;
  * Headers object, about 580 bytes for a small record.
  */
 export const VIEW_OVERHEAD_BYTES = 512;
+
+/**
+ * Bound on the cached views of a store without a budget (--max-memory 0), in
+ * estimated bytes: reading every key of a million-key store once added ~450 bytes
+ * per key of RSS that nothing ever gave back (bench/memory-fill.ts). 64 MiB holds
+ * the views of ~100k small hot keys, far more than a hot set needs, and the oldest
+ * go first. With a budget, views live within it instead (Store.getView).
+ */
+export const VIEW_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * Share of the budget that tombstones not yet stable may take before the oldest

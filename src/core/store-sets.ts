@@ -1,4 +1,7 @@
 import { LruList, type LruLinks } from "./lru.ts";
+import type { KeyspaceEntry } from "./keyspace.ts";
+import { payloadLength, type DigestMember, type StoredRecord } from "./record.ts";
+import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
 
 /**
  * The small structures the Store keeps entries in, apart from the keyspace: each
@@ -44,13 +47,20 @@ export class WalkedSet<T> {
   }
 }
 
-/** What an entry holds of a cached view. */
+/** A view kept for an entry: the view, its estimated bytes, and its place in the cache's queue. */
+export interface CachedView {
+  view: unknown;
+  bytes: number;
+  /** Where it sits in the cache's queue (see ViewCache). */
+  at: number;
+}
+
+/**
+ * What an entry holds of a cached view: one field, set only while a view is kept,
+ * so an entry without one (most, in a large store) pays 8 bytes for it, not three fields.
+ */
 export interface ViewSlot {
-  view?: unknown;
-  /** The view's estimated bytes; 0 when none is kept. */
-  viewBytes: number;
-  /** Where the view sits in the cache's queue (see ViewCache); -1 when none is kept. */
-  viewAt: number;
+  cached?: CachedView;
 }
 
 /**
@@ -61,7 +71,7 @@ export interface ViewSlot {
  */
 export class ViewCache<E extends ViewSlot> {
   private queue: E[] = [];
-  /** Position, since the cache was made, of queue[0]; a slot is live when its entry's viewAt is its position. */
+  /** Position, since the cache was made, of queue[0]; a slot is live when its entry's view sits at its position. */
   private base = 0;
   private head = 0;
   private count = 0;
@@ -73,9 +83,7 @@ export class ViewCache<E extends ViewSlot> {
 
   keep(entry: E, view: unknown, bytes: number): void {
     this.drop(entry);
-    entry.view = view;
-    entry.viewBytes = bytes;
-    entry.viewAt = this.base + this.queue.length;
+    entry.cached = { view, bytes, at: this.base + this.queue.length };
     this.queue.push(entry);
     this.count++;
     this.total += bytes;
@@ -84,12 +92,11 @@ export class ViewCache<E extends ViewSlot> {
 
   /** Forgets the entry's view, if it holds one. */
   drop(entry: E): void {
-    entry.view = undefined;
-    if (entry.viewBytes === 0) return;
-    this.total -= entry.viewBytes;
+    const cached = entry.cached;
+    if (cached === undefined) return;
+    this.total -= cached.bytes;
     this.count--;
-    entry.viewBytes = 0;
-    entry.viewAt = -1;
+    entry.cached = undefined;
   }
 
   /** Drops the oldest view; false when none is kept. */
@@ -97,7 +104,7 @@ export class ViewCache<E extends ViewSlot> {
     while (this.head < this.queue.length) {
       const entry = this.queue[this.head]!;
       const at = this.base + this.head++;
-      if (entry.viewAt !== at) continue;
+      if (entry.cached?.at !== at) continue;
       this.drop(entry);
       if (this.head > 1024 && 2 * this.head > this.queue.length) this.compact();
       return true;
@@ -110,10 +117,10 @@ export class ViewCache<E extends ViewSlot> {
     const live: E[] = [];
     for (let i = this.head; i < this.queue.length; i++) {
       const entry = this.queue[i]!;
-      if (entry.viewAt === this.base + i) live.push(entry);
+      if (entry.cached?.at === this.base + i) live.push(entry);
     }
     this.base += this.queue.length;
-    live.forEach((entry, i) => (entry.viewAt = this.base + i));
+    live.forEach((entry, i) => (entry.cached!.at = this.base + i));
     this.queue = live;
     this.head = 0;
   }
@@ -182,3 +189,20 @@ export class TombstoneQueue<E extends LruLinks> {
     return looked;
   }
 }
+
+/** What the Store keeps per key: the record held, and the bookkeeping of every structure it sits in. */
+export interface StoreEntry extends LruLinks, KeyspaceEntry, ViewSlot, DigestMember {
+  record: StoredRecord;
+  bytes: number;
+  /**
+   * recordSum of the record held (its share of the digest), kept while onChange is
+   * set: a change then hashes only the new record. contentHash is not kept; it is
+   * computed when asked for (getHash, a version tie), which is rare.
+   */
+  sum?: bigint;
+  /** Whether the entry is in `ttl` (a live record with a TTL). */
+  timed: boolean;
+}
+
+/** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES). */
+export const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);

@@ -1,25 +1,14 @@
 import { MakhzenError } from "../errors.ts";
-import { LruList, type LruLinks } from "./lru.ts";
-import { Keyspace, type BucketStats, type KeyspaceEntry, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-import { compareRecords, contentHash, isExpired, payloadLength, type RecordStamp, type StoredRecord } from "./record.ts";
-import { TombstoneQueue, ViewCache, WalkedSet, type ViewSlot } from "./store-sets.ts";
-import { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
+import { LruList } from "./lru.ts";
+import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
+import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
+import { TombstoneQueue, ViewCache, WalkedSet, recordBytes, type StoreEntry as Entry } from "./store-sets.ts";
+import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { versionWallMs } from "./version.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 
-export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
-
-interface Entry extends LruLinks, KeyspaceEntry, ViewSlot {
-  record: StoredRecord;
-  bytes: number;
-  /** contentHash(record), computed once, when first needed (the digest needs it on every change). */
-  hash?: bigint;
-  /** Whether the entry is in `ttl` (a live record with a TTL). */
-  timed: boolean;
-}
-
-const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
+export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
 
 /**
  * Buckets of records, merged by the merge order (compareRecords: version, then
@@ -57,24 +46,24 @@ export class Store {
       // A delete already past its grace period is not taken in: anti-entropy from a
       // peer that has not swept it yet must not bring it back after we purged it.
       if (this.isPastGrace(record)) return false;
-      const fresh: Entry = { record, bytes: recordBytes(record), viewBytes: 0, viewAt: -1, timed: false };
+      // The LRU links are added by the lists that use them (under `lru`, or as a
+      // tombstone): an entry of a store without eviction does without them.
+      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, timed: false, cached: undefined, digestAt: -1 };
       this.keyspace.insert(fresh);
       this.account(fresh, 0, undefined);
-      this.opts.onChange?.(record.bucket, record.key, undefined, this.stamp(fresh));
+      this.changed(fresh, undefined);
       if (record.value === null) this.capTombstones();
       return true;
     }
-    // Hashes only on a version tie between different contents; the held one is cached.
-    if (compareRecords(entry.record, record, entry.hash) >= 0) return false;
-    const prev = this.opts.onChange && this.stamp(entry);
+    // Hashes only on a version tie between different contents.
+    if (compareRecords(entry.record, record) >= 0) return false;
     const oldBytes = entry.bytes;
     const old = entry.record;
     entry.record = record;
     entry.bytes = recordBytes(record);
-    entry.hash = undefined;
     this.views.drop(entry);
     this.account(entry, oldBytes, old);
-    this.opts.onChange?.(record.bucket, record.key, prev, this.stamp(entry));
+    this.changed(entry, entry.sum);
     if (record.value === null) this.capTombstones();
     return true;
   }
@@ -93,19 +82,23 @@ export class Store {
    * record: every caller must pass an equivalent `build`. Counts as a use for LRU.
    * Views count in the budget (VIEW_OVERHEAD_BYTES + key + value each): a view
    * takes room only from older views, never from data, so a read never evicts; on
-   * a store full of data it is built and served but not kept.
+   * a store full of data it is built and served but not kept. Without a budget,
+   * views are bounded by VIEW_CACHE_MAX_BYTES, the oldest dropped first.
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
     const entry = this.keyspace.get(bucket, key);
     if (!entry || !this.isLive(entry.record)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
-    if (entry.view !== undefined) return entry.view as T;
+    if (entry.cached !== undefined) return entry.cached.view as T;
     const view = build(entry.record);
     const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry.record);
     const max = this.opts.maxMemoryBytes;
     if (max > 0) {
       if (this.used + bytes > max) return view;
       while (this.used + this.views.bytes + bytes > max) this.views.dropOldest();
+    } else {
+      const cap = this.opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES;
+      while (this.views.bytes + bytes > cap && this.views.dropOldest());
     }
     this.views.keep(entry, view, bytes);
     return view;
@@ -116,10 +109,10 @@ export class Store {
     return this.keyspace.get(bucket, key)?.record;
   }
 
-  /** contentHash of what the store holds for a key (see getRecord), computed once per record. */
+  /** contentHash of what the store holds for a key (see getRecord): one pass over its value. */
   getHash(bucket: string, key: string): bigint | undefined {
     const entry = this.keyspace.get(bucket, key);
-    return entry && (entry.hash ??= contentHash(entry.record));
+    return entry && contentHash(entry.record);
   }
 
   /** How many records (live, expired and tombstones) the store holds. */
@@ -297,8 +290,18 @@ export class Store {
     return true;
   }
 
-  private stamp(entry: Entry): RecordStamp {
-    return { version: entry.record.version, hash: (entry.hash ??= contentHash(entry.record)) };
+  /**
+   * Tells onChange that `entry` now holds another record (whose share of the digest
+   * was `prevSum`), and keeps the new record's share. One recordId and one recordSum
+   * per change, whatever listens.
+   */
+  private changed(entry: Entry, prevSum: bigint | undefined): void {
+    const onChange = this.opts.onChange;
+    if (!onChange) return;
+    const r = entry.record;
+    const id = recordId(r.bucket, r.key);
+    entry.sum = recordSum(id, r.version, contentHash(r));
+    onChange(id, entry, prevSum, entry.sum);
   }
 
   /** Bookkeeping after `entry.record` changed from `old` (undefined for a new key). */
@@ -368,29 +371,26 @@ export class Store {
   }
 
   private expireToTombstone(entry: Entry): void {
-    const prev = this.opts.onChange && this.stamp(entry);
     const old = entry.record;
     const oldBytes = entry.bytes;
     entry.record = { ...old, value: null };
     entry.bytes = recordBytes(entry.record);
-    entry.hash = undefined;
     this.views.drop(entry);
     this.account(entry, oldBytes, old);
     // Same version, new contents: the digest follows, so a replica that has not swept yet differs until it does.
-    this.opts.onChange?.(old.bucket, old.key, prev, this.stamp(entry));
+    this.changed(entry, entry.sum);
     this.capTombstones();
   }
 
   /** Removes a tombstone for good. */
   private purge(entry: Entry): void {
-    const { bucket, key } = entry.record;
-    const prev = this.opts.onChange && this.stamp(entry);
+    const r = entry.record;
     this.used -= entry.bytes;
     this.tombBytes -= entry.bytes;
-    this.keyspace.count(bucket, -entry.bytes, 0);
+    this.keyspace.count(r.bucket, -entry.bytes, 0);
     this.keyspace.remove(entry);
     this.tombstones.remove(entry);
-    this.opts.onChange?.(bucket, key, prev, undefined);
+    this.opts.onChange?.(recordId(r.bucket, r.key), entry, entry.sum, undefined);
   }
 }
 

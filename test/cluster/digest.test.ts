@@ -37,6 +37,25 @@ describe("digest", () => {
     expect([...b.idsIn(leaf)]).toContain(recordId("b", "k7"));
   });
 
+  test("a leaf lists exactly the records it holds while records of that leaf come and go in any order", () => {
+    const d = new Digest();
+    // Keys that share one leaf, so removals swap members around inside one list.
+    const leaf = leafOf("b", "k0");
+    const same: string[] = [];
+    for (let i = 0; same.length < 12; i++) if (leafOf("b", `k${i}`) === leaf) same.push(`k${i}`);
+    for (const k of same) d.update("b", k, undefined, v(1));
+    const held = new Set(same);
+    for (const k of [same[3]!, same[0]!, same[11]!, same[5]!]) {
+      d.update("b", k, v(1), undefined);
+      held.delete(k);
+      expect(new Set(d.idsIn(leaf))).toEqual(new Set([...held].map((x) => recordId("b", x))));
+      expect(d.leafSize(leaf)).toBe(held.size);
+    }
+    d.update("b", same[0]!, undefined, v(2)); // back again
+    expect(d.idsIn(leaf)).toContain(recordId("b", same[0]!));
+    expect(d.leafSize(leaf)).toBe(held.size + 1);
+  });
+
   test("a purge removes the record's hash and its id", () => {
     const d = new Digest();
     d.update("b", "k", undefined, v(1));

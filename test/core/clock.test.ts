@@ -168,3 +168,24 @@ describe("ManualWallClock", () => {
     expect(wall.read()).toBe(3);
   });
 });
+
+describe("HybridClock's version strings", () => {
+  test("are formatVersion's, across counters of every width, new milliseconds and a counter rollover", () => {
+    const wall = new ManualWallClock(1_700_000_000_000);
+    const clock = new HybridClock("node-x", wall.read);
+    const seen: string[] = [];
+    for (let i = 0; i < 12_000; i++) {
+      if (i % 5000 === 4999) wall.advance(1);
+      seen.push(clock.now());
+    }
+    // Rolls past MAX_COUNTER into the next logical millisecond without the wall clock moving.
+    clock.observe(formatVersion(wall.ms, MAX_COUNTER - 1, "other"));
+    seen.push(clock.now(), clock.now(), clock.now());
+    for (const v of seen) {
+      const p = parseVersion(v)!;
+      expect(v).toBe(formatVersion(p.wallMs, p.counter, p.node));
+    }
+    expect(seen.slice(-3)).toEqual([0, 1, 2].map((c) => formatVersion(wall.ms + 1, c, "node-x")));
+    expect([...seen].sort()).toEqual(seen);
+  });
+});

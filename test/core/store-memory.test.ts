@@ -160,6 +160,23 @@ describe("cached views count in the budget", () => {
     }
   });
 
+  test("without a budget, views are bounded: the oldest go first, and a hot one is built again on its next read", () => {
+    const viewOf = VIEW_OVERHEAD_BYTES + key(0).length + VALUE.length;
+    const clock = new HybridClock("a", new ManualWallClock().read);
+    const store = new Store({ clock, maxMemoryBytes: 0, eviction: "noeviction", tombstoneTtlMs: 1000, viewCacheMaxBytes: 3 * viewOf });
+    for (let i = 0; i < 10; i++) store.apply({ bucket: "b", key: key(i), value: VALUE, version: clock.now() });
+    let built = 0;
+    const counted = (r: StoredRecord) => (built++, r.value);
+    for (let i = 0; i < 10; i++) store.getView("b", key(i), counted);
+    expect(store.viewBytes).toBe(3 * viewOf);
+    expect(built).toBe(10);
+    store.getView("b", key(9), counted); // among the three kept
+    expect(built).toBe(10);
+    store.getView("b", key(0), counted); // dropped: built again
+    expect(built).toBe(11);
+    expect(store.viewBytes).toBe(3 * viewOf);
+  });
+
   test("a write that needs room drops views before it evicts anything", () => {
     const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
     const viewOf = VIEW_OVERHEAD_BYTES + key(0).length + VALUE.length;

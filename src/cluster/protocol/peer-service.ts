@@ -1,7 +1,7 @@
 import { hex, type Digest } from "../digest.ts";
 import type { Membership } from "../membership.ts";
 import type { KeysEntry, WireMember } from "./messages.ts";
-import { approxWireBytes, splitId, type StoredRecord } from "../../core/record.ts";
+import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
 import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
 import type { PeerService } from "./peer-ops.ts";
@@ -60,10 +60,9 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       for (let i = 0; i < req.leaves.length; i++) {
         // Whole leaves only: the caller compares a leaf only when it has all of it.
         if (i > 0 && bytes >= budget) return { entries, rest: i };
-        for (const id of digest.idsIn(req.leaves[i]!)) {
-          const { bucket, key } = splitId(id);
-          const r = store.getRecord(bucket, key);
-          if (!r || store.isDroppable(r)) continue;
+        for (const r of digest.recordsIn(req.leaves[i]!)) {
+          const { bucket, key } = r;
+          if (store.isDroppable(r)) continue;
           entries.push({ bucket, key, version: r.version, hash: hex(store.getHash(bucket, key)!) });
           bytes += 90 + key.length + r.version.length;
         }

@@ -1,0 +1,92 @@
+/**
+ * Bytes per record held: RSS of a lone node (no --max-memory) after PUTs of `--keys`
+ * fresh keys with 100-byte values, then after a GET of every key once (what the
+ * cached GET answers add), next to redis-server holding the same keys (SET, then GET
+ * of each), measured in the same run. Writes go `--concurrency` at a time over
+ * keep-alive; RSS is read from /proc once the process has been idle for a second.
+ *
+ *   bun bench/memory-fill.ts [--keys 1000000] [--concurrency 64]
+ */
+import { startNode } from "../test/support/proc.ts";
+import { MAIN, VALUE, fmt, machine, option } from "./_lib.ts";
+
+const KEYS = Number(option("keys", "1000000"));
+const CONCURRENCY = Number(option("concurrency", "64"));
+
+const rssMb = async (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(await Bun.file(`/proc/${pid}/status`).text())?.[1]) / 1024;
+/** RSS once the process has had a second to settle (a collection, freed buffers). */
+const settledRss = async (pid: number) => {
+  await Bun.sleep(1500);
+  return rssMb(pid);
+};
+
+/** Runs `op(i)` for i in 0..KEYS-1, CONCURRENCY at a time. */
+async function each(op: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < KEYS) await op(next++);
+    }),
+  );
+}
+
+const rows: string[] = [];
+{
+  await using node = await startNode([process.execPath, MAIN, "serve", "--port", "0"]);
+  const pid = node.proc.pid;
+  const start = await settledRss(pid);
+  const body = JSON.stringify({ value: VALUE });
+  await each(async (i) => {
+    const res = await fetch(`${node.url}/items/key-${i}`, { method: "PUT", body });
+    if (!res.ok) throw new Error(`PUT key-${i}: ${res.status}`);
+    await res.arrayBuffer();
+  });
+  const filled = await settledRss(pid);
+  await each(async (i) => {
+    const res = await fetch(`${node.url}/items/key-${i}`);
+    if (!res.ok) throw new Error(`GET key-${i}: ${res.status}`);
+    await res.arrayBuffer();
+  });
+  const read = await settledRss(pid);
+  const metrics = await (await fetch(`${node.url}/metrics`)).text();
+  const accounted = Number(/^makhzen_store_accounted_bytes (\S+)$/m.exec(metrics)?.[1]);
+  rows.push(`| makhzen | ${fmt(start)} | ${fmt(filled)} | ${fmt(((filled - start) * 2 ** 20) / KEYS)} | ${fmt(read)} | ${fmt(((read - filled) * 2 ** 20) / KEYS)} | ${fmt(accounted / 1e6)} |`);
+}
+
+const redisServer = Bun.which("redis-server");
+if (!redisServer) {
+  console.log("redis-server not found: no side-by-side figure (apt-get install redis-server)");
+} else {
+  // redis-server cannot pick a port and say which (--port 0 turns TCP off): take one
+  // the OS just handed out. A benchmark run by hand can afford that.
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const rport = probe.port;
+  probe.stop(true);
+  const redis = Bun.spawn([redisServer, "--port", String(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdout: "ignore", stderr: "ignore" });
+  try {
+    const client = new Bun.RedisClient(`redis://127.0.0.1:${rport}`);
+    for (let i = 0; i < 100; i++) {
+      try {
+        await client.ping();
+        break;
+      } catch {
+        await Bun.sleep(50);
+      }
+    }
+    const start = await settledRss(redis.pid);
+    await each((i) => client.set(`key-${i}`, VALUE));
+    const filled = await settledRss(redis.pid);
+    await each((i) => client.get(`key-${i}`));
+    const read = await settledRss(redis.pid);
+    rows.push(`| redis-server | ${fmt(start)} | ${fmt(filled)} | ${fmt(((filled - start) * 2 ** 20) / KEYS)} | ${fmt(read)} | ${fmt(((read - filled) * 2 ** 20) / KEYS)} | |`);
+    client.close();
+  } finally {
+    redis.kill();
+  }
+}
+console.log(`Command: \`bun bench/memory-fill.ts --keys ${KEYS} --concurrency ${CONCURRENCY}\` (no --max-memory; RSS in MiB, read after 1.5 s idle)
+Machine: ${machine()}
+
+| server | RSS at start | RSS after ${fmt(KEYS)} PUTs | bytes per key | RSS after reading each key once | bytes per key read | store accounted MB |
+|---|---:|---:|---:|---:|---:|---:|
+${rows.join("\n")}`);
