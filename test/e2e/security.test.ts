@@ -115,7 +115,7 @@ describe("cluster secret, real processes", () => {
     }
     // One line per refusal, from the guard: the generic HTTP refusal line leaves peer routes to it.
     expect(a.log()).not.toMatch(/"msg":"auth refusal"[^\n]*"route":"\/internal\//);
-  });
+  }, 30_000);
 
   test("with --token, clients need it (401 envelope); the read token reads and cannot write (403); probes stay open", async () => {
     h = new Harness();
