@@ -52,11 +52,17 @@ function rank(file: string): number {
 }
 
 const files = sourceFiles(SRC).map((f) => relative(SRC, f));
-const imports = files.flatMap((from) => {
-  const text = readFileSync(join(SRC, from), "utf8");
-  const pattern = /(?:^|\n)\s*(?:import|export)\b[^;]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
-  return [...text.matchAll(pattern)].map((m) => ({ from, spec: (m[1] ?? m[2])! }));
-});
+/**
+ * Every module a source text names: `import … from`, `export … from`, a bare
+ * `import "x"`, `import("x")` (quotes or backticks) and `require("x")`. Reads text,
+ * so a `from "x"` inside a comment counts too: stricter, never looser.
+ */
+function specifiersIn(text: string): string[] {
+  const pattern = /\b(?:import|export)\b[^;]*?\bfrom\s*["'`]([^"'`]+)["'`]|\bimport\s*["']([^"']+)["']|\b(?:import|require)\s*\(\s*["'`]([^"'`]+)["'`]\s*\)/g;
+  return [...text.matchAll(pattern)].map((m) => (m[1] ?? m[2] ?? m[3])!);
+}
+
+const imports = files.flatMap((from) => specifiersIn(readFileSync(join(SRC, from), "utf8")).map((spec) => ({ from, spec })));
 
 /** The imports that run the wrong way, as "src/a imports src/b". */
 function backwards(list: { from: string; spec: string }[]): string[] {
@@ -105,6 +111,20 @@ describe("layout", () => {
       .filter(({ lines }) => lines > MAX_LINES)
       .map(({ f, lines }) => `src/${f}: ${lines}`);
     expect(long).toEqual([]);
+  });
+
+  test("the scanner finds every form of import", () => {
+    const text = [
+      'import { a } from "./a.ts";',
+      'import type { B } from "./b.ts";',
+      'export * from "./c.ts";',
+      'import "./d.ts";',
+      "const e = await import(`./e.ts`);",
+      'const f = require("./f.ts");',
+      'const x = 1; import { g } from "./g.ts";',
+      "import {\n  h, // the h\n  i,\n} from './h.ts';",
+    ].join("\n");
+    expect(specifiersIn(text)).toEqual(["./a.ts", "./b.ts", "./c.ts", "./d.ts", "./e.ts", "./f.ts", "./g.ts", "./h.ts"]);
   });
 
   test("the checker sees the imports it checks (a rule over nothing would pass)", () => {

@@ -73,10 +73,13 @@ describe("duplicate names, in process", () => {
       for (let i = 0; i < 20; i++) b2.write(`b2-${i}`, "y");
 
       const fatal = Promise.race([b2.cluster.fatal.then((e) => ["b2", e] as const), b1.cluster.fatal.then((e) => ["b1", e] as const)]);
-      for (let i = 0; i < 30 && !b2.cluster.membership.nameLost; i++) {
-        for (const n of all) n.cluster.membership.tick();
-        await Bun.sleep(10);
-      }
+      await eventually(
+        () => {
+          for (const n of all) n.cluster.membership.tick();
+          return b2.cluster.membership.nameLost;
+        },
+        { timeoutMs: 3000, intervalMs: 10, what: "b2 gives its name up" },
+      );
       const [who, error] = await fatal;
       expect(who).toBe("b2");
       expect(error).toBeInstanceOf(MakhzenError);

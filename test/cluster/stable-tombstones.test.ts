@@ -54,12 +54,14 @@ describe("a delete every member holds may be forgotten early", () => {
       await Bun.sleep(a.config.heartbeatIntervalMs);
       expect(a.cluster.isStable(tombstone)).toBe(false);
       // b's group commits go on from here: what it acknowledged before them is on its disk.
-      for (let i = 0; i < 20 && !a.cluster.isStable(tombstone); i++) {
-        bDurableMs = Date.now();
-        await heartbeat(nodes);
-        await Bun.sleep(a.config.heartbeatIntervalMs / 2);
-      }
-      expect(a.cluster.isStable(tombstone)).toBe(true);
+      await eventually(
+        async () => {
+          bDurableMs = Date.now();
+          await heartbeat(nodes);
+          return a.cluster.isStable(tombstone);
+        },
+        { timeoutMs: 20 * a.config.heartbeatIntervalMs, intervalMs: a.config.heartbeatIntervalMs / 2, what: "the tombstone stable once b's disk has it" },
+      );
       // b's own stableMs never passes its durable point either: what it stamps waits for its disk.
       expect(b.cluster.isStable(b.write("mine", null))).toBe(false);
     } finally {
@@ -112,11 +114,13 @@ describe("an early purge brings nothing back", () => {
     for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url });
   };
   const untilStable = async (nodes: Core[], on: Core[], r: { version: string; bucket: string; key: string; value: null }) => {
-    for (let i = 0; i < 40 && !on.every((n) => n.cluster.isStable(r)); i++) {
-      for (const n of nodes) n.cluster.membership.tick();
-      await Bun.sleep(60);
-    }
-    expect(on.every((n) => n.cluster.isStable(r))).toBe(true);
+    await eventually(
+      () => {
+        for (const n of nodes) n.cluster.membership.tick();
+        return on.every((n) => n.cluster.isStable(r));
+      },
+      { timeoutMs: 2400, intervalMs: 60, what: "the tombstone stable on every node asked" },
+    );
   };
 
   test("an older value still queued for a peer is not sent once its key's delete was purged", async () => {

@@ -1,4 +1,5 @@
 import { expect, test } from "bun:test";
+import { eventually } from "../support/proc.ts";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 
@@ -50,8 +51,7 @@ test("a joining node answers 503 on /readyz until its first sync ends, here by t
   expect(res.status).toBe(503);
   expect(((await res.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
   expect(node.members().map((m) => m.name)).toEqual(["joiner", "seed"]);
-  for (const deadline = performance.now() + 5000; !node.ready() && performance.now() < deadline; ) await Bun.sleep(20);
-  expect(node.ready()).toBe(true);
+  await eventually(() => node.ready(), { timeoutMs: 5000, what: "the joiner is ready once its first sync times out" });
   expect(performance.now() - t0).toBeGreaterThanOrEqual(550);
   expect((await fetch(`${url}/readyz`)).status).toBe(200);
 });

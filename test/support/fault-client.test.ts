@@ -100,7 +100,9 @@ describe("the fault suite's client operation", () => {
     // A delete the node answers 404 wrote nothing and is left out of the history.
     expect(await operate(target, "delete", "k", "", "", 1000)).toBeUndefined();
 
-    // A port nobody listens on (taken, then given back).
+    // A port nobody listens on (taken, then given back): the one place a test wants a
+    // closed port, since only a refused connection is "nothing written". Were another
+    // process to take it meanwhile, the op would not be `failed` and the test would say so.
     const probe = createServer();
     await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
     const { port } = probe.address() as { port: number };
