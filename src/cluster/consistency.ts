@@ -25,13 +25,14 @@ export const MAX_CONSISTENCY_TIMEOUT_MS = 60_000;
  * `&timeout=`, a Redis-protocol front end will from its command arguments. The
  * service takes the parsed Concern, never the text.
  */
+/** The syntax of a level: `quorum`, `all`, or a replica count from 1 to 9999 without leading zeros (the OpenAPI document reuses it). */
+export const LEVEL_PATTERN = /^(quorum|all|[1-9][0-9]{0,3})$/;
+
 export function parseConcern(name: "w" | "r", raw: string | null | undefined, timeout: string | null | undefined): Concern | undefined {
   const timeoutMs = parseTimeout(timeout);
   if (raw === null || raw === undefined || raw === "" || raw === "1") return undefined;
-  let level: Level;
-  if (raw === "quorum" || raw === "all") level = raw;
-  else if (/^\d{1,4}$/.test(raw) && Number(raw) >= 1) level = Number(raw);
-  else throw new MakhzenError("VALIDATION", `${name} must be 1, quorum, all or a replica count, not "${raw}"`);
+  if (!LEVEL_PATTERN.test(raw)) throw new MakhzenError("VALIDATION", `${name} must be 1, quorum, all or a replica count, not "${raw}"`);
+  const level: Level = raw === "quorum" || raw === "all" ? raw : Number(raw);
   return { level, raw, timeoutMs };
 }
 

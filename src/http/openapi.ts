@@ -1,7 +1,7 @@
 import type { TSchema } from "@sinclair/typebox";
 import { HTTP_STATUS, type ErrorCode } from "../errors.ts";
 import { BUCKET_NAME_RULE } from "../core/record.ts";
-import { DEFAULT_CONSISTENCY_TIMEOUT_MS, MAX_CONSISTENCY_TIMEOUT_MS } from "../cluster/consistency.ts";
+import { DEFAULT_CONSISTENCY_TIMEOUT_MS, LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS } from "../cluster/consistency.ts";
 import { WireRecord } from "../cluster/protocol/messages.ts";
 import * as M from "./models.ts";
 
@@ -86,7 +86,7 @@ const propertiesOf = (model: TSchema): Record<string, Json> => (jsonSchema(model
 function parameters(): Record<string, Json> {
   const list = propertiesOf(M.ListQuery);
   const level = (what: string) => ({
-    schema: { type: "string", pattern: "^(quorum|all|[1-9][0-9]{0,3})$" },
+    schema: { type: "string", pattern: LEVEL_PATTERN.source },
     description: `${what}: \`1\` (the default: this node alone), \`quorum\`, \`all\`, or a count. This node counts as one.`,
   });
   return {

@@ -204,3 +204,16 @@ describe("cluster core over an in-memory network", () => {
     expect(a.cluster.refusedForDrift).toBe(1);
   });
 });
+
+describe("levels (parseConcern)", () => {
+  test("1 means none; quorum, all and counts from 2 to 9999 parse; everything else is a VALIDATION error naming the parameter", () => {
+    expect(parseConcern("w", "1", undefined)).toBeUndefined();
+    expect(parseConcern("w", undefined, undefined)).toBeUndefined();
+    expect(parseConcern("w", "quorum", "250")).toEqual({ level: "quorum", raw: "quorum", timeoutMs: 250 });
+    expect(parseConcern("r", "all", undefined)!.level).toBe("all");
+    expect(parseConcern("w", "9999", undefined)!.level).toBe(9999);
+    for (const bad of ["0", "01", "10000", "-1", "1.5", "ALL", "two", " 2"]) {
+      expect(() => parseConcern("w", bad, undefined)).toThrow(`w must be 1, quorum, all or a replica count, not "${bad}"`);
+    }
+  });
+});
