@@ -139,7 +139,7 @@ describe("replication of bytes (two cores, memory transport)", () => {
     a.items.set("default", "bin", v.value, { bytes: v.bytes });
     a.items.set("default", "txt", "QUJD");
     await eventually(() => b.store.getRecord("default", "bin")?.bytes === true && b.store.get("default", "txt") !== undefined, { what: "b holds both" });
-    expect(toBytes(b.store.get("default", "bin")!.value, true).equals(NOT_UTF8)).toBe(true);
+    expect(toBytes(b.store.get("default", "bin")!.value!, true).equals(NOT_UTF8)).toBe(true);
     expect(b.store.get("default", "txt")!.bytes).toBeUndefined();
     expect(dump(a)).toEqual(dump(b));
 
