@@ -17,6 +17,9 @@ import { readBodyBytes } from "./body.ts";
 const OCTET_STREAM = "application/octet-stream";
 const OCTET = /^application\/octet-stream\s*(;|$)/i;
 
+/** Raw bytes as an OpenAPI content entry (an item's value, either way). */
+export const OCTET_CONTENT = { [OCTET_STREAM]: { schema: { type: "string", contentMediaType: OCTET_STREAM, description: "The raw bytes of the value" } } };
+
 /** Whether a PUT body is raw bytes. Header values arrive trimmed; a first letter other than a/A is answered without the expression. */
 export function isOctetStream(contentType: string | null): boolean {
   return contentType !== null && (contentType.charCodeAt(0) | 0x20) === 0x61 && OCTET.test(contentType);
