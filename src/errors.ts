@@ -29,6 +29,7 @@ export type ErrorCode =
   | "REQUEST_TIMEOUT" // a request body did not arrive within the body timeout
   | "METHOD_NOT_ALLOWED" // a known path with a method it does not take (HTTP answers with Allow)
   | "UNSUPPORTED_MEDIA_TYPE" // a body in a form the route does not read (text/plain in a charset other than UTF-8)
+  | "NOT_ACCEPTABLE" // an answer in a form the value has not (a binary value asked for as text/plain)
   | "PROTECTED_MODE"; // the node refuses to listen beyond loopback without credentials (see security.ts)
 
 export class MakhzenError extends Error {
@@ -71,6 +72,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   REQUEST_TIMEOUT: 408,
   METHOD_NOT_ALLOWED: 405,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  NOT_ACCEPTABLE: 406,
   // Never an HTTP answer: listen() refuses before there is a server.
   PROTECTED_MODE: 500,
 };

@@ -4,6 +4,7 @@ import { createApp, type App } from "./http/app.ts";
 import { servingFetch, startServer, type Server } from "./http/serve.ts";
 import type { DeleteOptions, ListItemsOptions, SetOptions } from "./core/items.ts";
 import { DEFAULT_BUCKET, type Item } from "./core/record.ts";
+import { fromBytes } from "./core/binary.ts";
 import type { BucketStats, ListPage } from "./core/store.ts";
 import { Sweeper } from "./core/sweeper.ts";
 import { VERSION } from "./meta.ts";
@@ -31,7 +32,11 @@ export interface CreateNodeOptions extends NodeOptions {
 export interface BucketHandle {
   readonly name: string;
   get(key: string): Item | undefined;
-  set(key: string, value: string, options?: SetOptions): Item;
+  /**
+   * A string is stored as text; bytes (a Uint8Array) as text when they are UTF-8,
+   * else as a binary value, read back with `encoding: "base64"` (docs/resp.md).
+   */
+  set(key: string, value: string | Uint8Array, options?: Omit<SetOptions, "bytes">): Item;
   /** True when a live value was deleted; false when there was nothing to delete. */
   delete(key: string, options?: DeleteOptions): boolean;
   list(options?: ListItemsOptions): ListPage;
@@ -181,7 +186,11 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     name,
     // The checks TypeScript makes, for plain JavaScript callers (see callChecks).
     get: (key) => items.get(name, keyOf(key)),
-    set: (key, value, opts) => items.set(name, keyOf(key), value, checkSet(opts)),
+    set: (key, value, opts) => {
+      if (!(value instanceof Uint8Array)) return items.set(name, keyOf(key), value, checkSet(opts));
+      const v = fromBytes(value);
+      return items.set(name, keyOf(key), v.value, { ...checkSet(opts), bytes: v.bytes });
+    },
     delete: (key, opts) => items.delete(name, keyOf(key), checkDelete(opts)) !== undefined,
     list: (opts) => items.list(name, checkList(opts)),
   });

@@ -3,6 +3,7 @@ import type { ClockGuard } from "./clock-guard.ts";
 import { recordId, type StoredRecord } from "../core/record.ts";
 import type { Store } from "../core/store.ts";
 import { versionWallMs } from "../core/version.ts";
+import { isBytesRecord } from "../core/binary.ts";
 
 export interface RemoteRecordsDeps {
   store: Store;
@@ -34,6 +35,7 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
     // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
     // of another version is left out too, rather than stored and served changed.
     if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) return;
+    if (r.bytes !== undefined && !isBytesRecord(r)) return;
     const id = recordId(r.bucket, r.key);
     if (versionWallMs(r.version) > latestMs || guard.wasRefused(id, r.version)) {
       guard.refuse(id, r.version);

@@ -4,6 +4,7 @@ import { MakhzenError } from "../errors.ts";
 import { BUCKET_NAME_RULE, BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES, type ListPage, type Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
+import { base64Bytes, checkBase64 } from "./binary.ts";
 import { parseVersion, type Version } from "./version.ts";
 
 export interface SetOptions {
@@ -19,6 +20,11 @@ export interface SetOptions {
   ifMatch?: string;
   /** Write only if the key holds no live value (HTTP If-None-Match: *). */
   ifAbsent?: boolean;
+  /**
+   * `value` is the canonical base64 of raw bytes, stored as a binary value (see
+   * binary.ts: front ends pass it for bytes that are not UTF-8, from fromBytes).
+   */
+  bytes?: boolean;
 }
 
 export interface DeleteOptions {
@@ -73,7 +79,8 @@ export class Items {
     this.checkBucket(bucket);
     this.checkKey(key);
     if (typeof value !== "string") throw new MakhzenError("VALIDATION", "value must be a string");
-    this.checkValue("value", value);
+    const bytes = opts.bytes === true;
+    this.checkValue("value", value, bytes);
     const ttl = opts.ttl;
     if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
       throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
@@ -85,6 +92,7 @@ export class Items {
     // Naming the key lets the store count only the growth over the record it replaces.
     this.store.reserve(ENTRY_OVERHEAD_BYTES + key.length + value.length, bucket, key);
     const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
+    if (bytes) record.bytes = true;
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
     else if (expiresAt !== undefined) record.expiresAt = expiresAt;
     this.store.apply(record);
@@ -117,7 +125,8 @@ export class Items {
     this.checkBucket(record.bucket);
     this.checkKey(record.key);
     // Before the version comparison: a bad value is refused whether or not it would win.
-    if (record.value !== null) this.checkValue(`value of ${JSON.stringify(record.key)}`, record.value);
+    if (record.value !== null) this.checkValue(`value of ${JSON.stringify(record.key)}`, record.value, record.bytes === true);
+    else if (record.bytes !== undefined) throw new MakhzenError("VALIDATION", `tombstone of ${JSON.stringify(record.key)} is marked as bytes`);
     if (!parseVersion(record.version)) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
     this.mayWrite();
     // The cluster's rule for records from elsewhere (remote-records.ts), so a load takes
@@ -186,8 +195,14 @@ export class Items {
     }
   }
 
-  /** At most maxValueBytes of UTF-8, and well-formed (see text.ts). */
-  private checkValue(what: string, value: string): void {
+  /** At most maxValueBytes of UTF-8, and well-formed (see text.ts); or, as `bytes`, canonical base64 of at most maxValueBytes. */
+  private checkValue(what: string, value: string, bytes: boolean): void {
+    if (bytes) {
+      checkBase64(what, value);
+      const n = base64Bytes(value);
+      if (n > this.config.maxValueBytes) throw new MakhzenError("VALUE_TOO_LARGE", `${what} is ${n} bytes; the limit is ${this.config.maxValueBytes}`);
+      return;
+    }
     // value.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
     if (value.length * 3 > this.config.maxValueBytes) {
       const bytes = Buffer.byteLength(value, "utf8");

@@ -11,6 +11,11 @@ export interface StoredRecord {
   value: string | null;
   version: Version;
   expiresAt?: number;
+  /**
+   * The value is the base64 of raw bytes that are not UTF-8 (see binary.ts);
+   * absent for text, the usual case, and never set on a tombstone.
+   */
+  bytes?: true;
 }
 
 /** What the digest knows of a record: its version and contentHash. */
@@ -44,9 +49,12 @@ export const recordSum = (id: string, version: Version, hash: bigint): bigint =>
 /** What clients see of a live record: the public JSON shape of the items API. */
 export interface Item {
   key: string;
+  /** The value: text, or with `encoding: "base64"` the base64 of bytes that are not UTF-8. */
   value: string;
   version: Version;
   expiresAt?: number;
+  /** Present only for a binary value (a record with `bytes`): how `value` encodes its bytes. */
+  encoding?: "base64";
 }
 
 export const DEFAULT_BUCKET = "default";
@@ -84,22 +92,25 @@ export const isExpired = (r: { expiresAt?: number }, nowMs: number): boolean =>
  *
  * Strings are hashed by Bun as UTF-8, which turns a lone surrogate into U+FFFD;
  * such a string is hashed from its UTF-16 code units instead (in another domain,
- * by a constant XOR), so "x\ud800y" and "x\ufffdy" do not hash alike.
+ * by a constant XOR), so "x\ud800y" and "x\ufffdy" do not hash alike. A binary
+ * value (`bytes`) is hashed in a third domain, so the text "QUJD" and the bytes
+ * whose base64 is "QUJD" do not hash alike either.
  * Costs one pass over the value: the store computes it once per record it holds.
  */
-export function contentHash(r: Pick<StoredRecord, "value" | "expiresAt">): bigint {
+export function contentHash(r: Pick<StoredRecord, "value" | "expiresAt" | "bytes">): bigint {
   // expiresAt + 1 as the seed: 0 stands for "no TTL", and no two TTLs share a seed.
   const seed = r.expiresAt === undefined ? 0n : BigInt(r.expiresAt) + 1n;
   if (r.value === null) return TOMBSTONE_BIT | (Bun.hash.xxHash64("", seed) & LOW_BITS);
   const h = r.value.isWellFormed()
     ? Bun.hash.xxHash64(r.value, seed)
     : Bun.hash.xxHash64(Buffer.from(r.value, "utf16le"), seed) ^ UTF16_DOMAIN;
-  return h & LOW_BITS;
+  return (r.bytes === true ? h ^ BYTES_DOMAIN : h) & LOW_BITS;
 }
 
 const TOMBSTONE_BIT = 1n << 63n;
 const LOW_BITS = TOMBSTONE_BIT - 1n;
 const UTF16_DOMAIN = 0x5a5a_a5a5_5a5a_a5a5n;
+const BYTES_DOMAIN = 0x3c3c_c3c3_3c3c_c3c3n;
 
 /**
  * The merge order, a total order over whole records: by version, then (a tie) by
@@ -114,7 +125,7 @@ const UTF16_DOMAIN = 0x5a5a_a5a5_5a5a_a5a5n;
  */
 export function compareRecords(a: StoredRecord, b: StoredRecord, hashA?: bigint, hashB?: bigint): number {
   if (a.version !== b.version) return a.version < b.version ? -1 : 1;
-  if (a.value === b.value && a.expiresAt === b.expiresAt) return 0;
+  if (a.value === b.value && a.expiresAt === b.expiresAt && (a.bytes === b.bytes || a.value === null)) return 0;
   const ha = hashA ?? contentHash(a);
   const hb = hashB ?? contentHash(b);
   if (ha !== hb) return ha < hb ? -1 : 1;
@@ -122,11 +133,16 @@ export function compareRecords(a: StoredRecord, b: StoredRecord, hashA?: bigint,
   const ea = a.expiresAt ?? -1;
   const eb = b.expiresAt ?? -1;
   if (ea !== eb) return ea < eb ? -1 : 1;
-  return (a.value ?? "") < (b.value ?? "") ? -1 : 1;
+  const va = a.value ?? "";
+  const vb = b.value ?? "";
+  if (va !== vb) return va < vb ? -1 : 1;
+  // Same string in both forms: bytes after text (the flag is all that differs).
+  return a.bytes === true ? 1 : -1;
 }
 
 export function toItem(r: StoredRecord): Item {
   const item: Item = { key: r.key, value: r.value as string, version: r.version };
   if (r.expiresAt !== undefined) item.expiresAt = r.expiresAt;
+  if (r.bytes === true) item.encoding = "base64";
   return item;
 }

@@ -373,7 +373,9 @@ export class Store {
   private expireToTombstone(entry: Entry): void {
     const old = entry.record;
     const oldBytes = entry.bytes;
-    entry.record = { ...old, value: null };
+    // A tombstone carries no `bytes` flag: only a value has a form.
+    const { bytes: _form, ...rest } = old;
+    entry.record = { ...rest, value: null };
     entry.bytes = recordBytes(entry.record);
     this.views.drop(entry);
     this.account(entry, oldBytes, old);

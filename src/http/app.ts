@@ -6,6 +6,7 @@ import type { Cluster } from "../cluster/cluster.ts";
 import { parseConcern, type Concern } from "../cluster/consistency.ts";
 import type { ItemsService } from "../service.ts";
 import { isPlainText, readBodyText, readJsonBody, shapeChecker } from "./body.ts";
+import { bytesResponse, isOctetStream, notText, readOctetBody, storedValue, wantsBytes } from "./binary.ts";
 import { requestLimits } from "./limits.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
@@ -65,9 +66,15 @@ export function createApp(deps: AppDeps) {
    */
   const parseBody = async ({ request }: { request: Request }) => {
     const ttl = queryTtl(request.url);
-    if (isPlainText(request.headers.get("content-type"))) {
+    const type = request.headers.get("content-type");
+    if (isPlainText(type)) {
       const value = await readBodyText(request, limits.itemBodyBytes, limits.bodyTimeoutMs);
       return checkItemBody(ttl === undefined ? { value } : { value, ttl });
+    }
+    // Raw bytes (binary.ts): the same cap and deadline, the TTL in ?ttl= as for text/plain.
+    if (isOctetStream(type)) {
+      const body = await readOctetBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs);
+      return checkItemBody(ttl === undefined ? body : { ...body, ttl });
     }
     if (ttl !== undefined) throw new MakhzenError("BAD_REQUEST", "?ttl= goes with a text/plain body; a JSON body carries its ttl itself");
     return checkItemBody(await readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs));
@@ -86,18 +93,28 @@ export function createApp(deps: AppDeps) {
     const concern = concernOf("r", request);
     const key = decodeKey(rawKey);
     const opts = concern && { r: concern };
-    if (wantsText(request.headers.get("accept"))) {
+    const accept = request.headers.get("accept");
+    if (wantsText(accept)) {
       const item = service.get(bucket, key, opts);
       return item instanceof Promise ? item.then((i) => textResponse(key, i)) : textResponse(key, item);
+    }
+    if (wantsBytes(accept)) {
+      const item = service.get(bucket, key, opts);
+      const answer = (i: Item | undefined) => bytesResponse(i ?? throwNotFound(key));
+      return item instanceof Promise ? item.then(answer) : answer(item);
     }
     const view = service.getView(bucket, key, itemView, opts);
     return view instanceof Promise ? view.then((v) => viewResponse(key, v)) : viewResponse(key, view);
   };
 
-  const putItem = (bucket: string, rawKey: string, body: { value: string; ttl?: number }, request: Request) => {
+  const putItem = (bucket: string, rawKey: string, body: { value: string; ttl?: number; encoding?: "base64" }, request: Request) => {
     const key = decodeKey(rawKey);
     const w = concernOf("w", request);
-    const item = service.set(bucket, key, body.value, { ttl: body.ttl, ...conditions(request.headers), w });
+    // A text value (no `encoding`) goes as it is: the hot path.
+    const v = body.encoding === undefined ? undefined : storedValue(body);
+    const item = v === undefined
+      ? service.set(bucket, key, body.value, { ttl: body.ttl, ...conditions(request.headers), w })
+      : service.set(bucket, key, v.value, { ttl: body.ttl, ...conditions(request.headers), w, bytes: v.bytes });
     return item instanceof Promise ? item.then(itemResponse) : itemResponse(item);
   };
 
@@ -237,6 +254,7 @@ function viewResponse(key: string, view: ItemView | undefined): Response {
 
 function textResponse(key: string, item: Item | undefined): Response {
   if (item === undefined) throw notFound(key);
+  if (item.encoding !== undefined) throw notText(key);
   return new Response(item.value, { headers: { "content-type": TEXT_TYPE, etag: `"${item.version}"` } });
 }
 
@@ -260,6 +278,10 @@ function itemView(r: StoredRecord): ItemView {
     headers: new Headers({ "content-type": JSON_TYPE, etag: `"${r.version}"` }),
   };
 }
+
+const throwNotFound = (key: string): never => {
+  throw notFound(key);
+};
 
 function notFound(key: string): MakhzenError {
   return new MakhzenError("NOT_FOUND", `key ${JSON.stringify(key)} not found`);

@@ -22,6 +22,15 @@ export async function readJsonBody(request: Request, maxBytes: number, timeoutMs
  * a replaced byte would store, and acknowledge, a value the client never sent.
  */
 export async function readBodyText(request: Request, maxBytes: number, timeoutMs?: number): Promise<string> {
+  return decodeUtf8(await readBodyBytes(request, maxBytes, timeoutMs), "request body");
+}
+
+/**
+ * The raw body bytes, under readBodyText's cap and deadline (an application/octet-stream
+ * PUT). Not async: readBodyText awaits the read itself, one await as before. Its
+ * refusals are thrown, so call it from an async function or a parse hook.
+ */
+export function readBodyBytes(request: Request, maxBytes: number, timeoutMs?: number): Promise<Uint8Array | ArrayBuffer> {
   const declared = request.headers.get("content-length");
   let reading: Promise<Uint8Array | ArrayBuffer>;
   if (declared !== null) {
@@ -37,7 +46,7 @@ export async function readBodyText(request: Request, maxBytes: number, timeoutMs
   }
   // A body already in memory (the usual small PUT) settles at once: no timer for it.
   if (timeoutMs !== undefined && Bun.peek.status(reading) === "pending") reading = withDeadline(reading, timeoutMs);
-  return decodeUtf8(await reading, "request body");
+  return reading;
 }
 
 const PLAIN_TEXT = /^text\/plain\s*(;|$)/i;

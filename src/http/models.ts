@@ -9,7 +9,10 @@ import { MAX_LIST_LIMIT, MAX_TTL_SECONDS } from "../core/items.ts";
 
 export const ItemBody = t.Object(
   {
-    value: t.String({ description: "The value, up to --max-value-bytes of UTF-8" }),
+    value: t.String({ description: "The value, up to --max-value-bytes of UTF-8; with `encoding`, the base64 of up to --max-value-bytes bytes" }),
+    encoding: t.Optional(
+      t.Literal("base64", { description: "`value` is base64 (RFC 4648, padded) of raw bytes: a binary value", error: 'encoding must be "base64"' }),
+    ),
     ttl: t.Optional(
       t.Number({
         exclusiveMinimum: 0,
@@ -27,6 +30,7 @@ export const Item = t.Object({
   value: t.String(),
   version: t.String({ description: "HLC version; also the ETag" }),
   expiresAt: t.Optional(t.Number({ description: "Expiry, epoch ms" })),
+  encoding: t.Optional(t.Literal("base64", { description: "Present only for a value whose bytes are not UTF-8: `value` is their base64" })),
 });
 
 export const ListQuery = t.Object({

@@ -4,6 +4,7 @@ import { BUCKET_NAME_RULE } from "../core/record.ts";
 import { DEFAULT_CONSISTENCY_TIMEOUT_MS, LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS } from "../cluster/consistency.ts";
 import { WireRecord } from "../cluster/protocol/messages.ts";
 import * as M from "./models.ts";
+import { OCTET_CONTENT } from "./binary.ts";
 
 /**
  * The OpenAPI 3.1 document of the public API, served at GET /openapi.
@@ -167,17 +168,17 @@ function itemOperations(inBucket: boolean): Operation[] {
       path: `${base}/{key}`,
       operationId: named("get", "Item"),
       summary: `Get an item ${where}`,
-      description: "JSON by default; the raw value with `Accept: text/plain`. An expired item is absent.",
+      description: "JSON by default (a value that is not UTF-8: base64, with `encoding`); the raw value with `Accept: text/plain` (406 for a binary value); the raw bytes of any value with `Accept: application/octet-stream`. An expired item is absent.",
       tag: "items",
       parameters: [...pathParams, "r", "timeout"],
       responses: {
         200: {
           description: "The item, and its version as the ETag",
           headers: etag,
-          content: { ...jsonContent("Item"), "text/plain": { schema: { type: "string", description: "The raw value" } } },
+          content: { ...jsonContent("Item"), "text/plain": { schema: { type: "string", description: "The raw value" } }, ...OCTET_CONTENT },
         },
       },
-      errors: ["BAD_REQUEST", "KEY_TOO_LARGE", "NOT_FOUND", "VALIDATION", "UNAVAILABLE", "REPLICATION_TIMEOUT", ...bucketErrors],
+      errors: ["BAD_REQUEST", "KEY_TOO_LARGE", "NOT_FOUND", "NOT_ACCEPTABLE", "VALIDATION", "UNAVAILABLE", "REPLICATION_TIMEOUT", ...bucketErrors],
     },
     {
       method: "put",
@@ -185,7 +186,7 @@ function itemOperations(inBucket: boolean): Operation[] {
       operationId: named("put", "Item"),
       summary: `Create or replace an item ${where}`,
       description:
-        "A JSON body `{value, ttl?}`, or with `Content-Type: text/plain` the raw value (its TTL as `?ttl=`), both under the same size limits.",
+        "A JSON body `{value, ttl?, encoding?}`, or with `Content-Type: text/plain` the raw value, or with `Content-Type: application/octet-stream` the raw bytes (TTL as `?ttl=` for both), all under the same size limits. Bytes that are UTF-8 are stored as text.",
       tag: "items",
       parameters: [...pathParams, "w", "timeout", "ttl", "ifMatch", "ifNoneMatch"],
       requestBody: {
@@ -193,6 +194,7 @@ function itemOperations(inBucket: boolean): Operation[] {
         content: {
           ...jsonContent("ItemBody"),
           "text/plain": { schema: { type: "string", description: "The raw value, UTF-8" } },
+          ...OCTET_CONTENT,
         },
       },
       responses: { 200: { description: "Written; the item and its version as the ETag", headers: etag, content: jsonContent("Item") } },
@@ -318,9 +320,7 @@ function operations(opts: DocumentOptions): Operation[] {
   ];
 }
 
-function errorResponse(description: string, headers?: Json): Json {
-  return { description, ...(headers ? { headers } : {}), content: jsonContent("Error") };
-}
+const errorResponse = (description: string, headers?: Json): Json => ({ description, ...(headers ? { headers } : {}), content: jsonContent("Error") });
 
 /** The error responses of one operation, one per status, naming the codes it may carry. */
 function errorResponses(op: Operation, opts: DocumentOptions): Record<string, Json> {
@@ -344,7 +344,7 @@ const DESCRIPTION = [
   "The items API of a makhzen node.",
   "",
   "- **Keys** go in the path as one percent-encoded segment: a `/` inside a key is written `%2F` (`/items/a%2Fb` is the key `a/b`). `/items` is the bucket `default`.",
-  "- **Values** are sent as `{\"value\": \"...\", \"ttl\"?: seconds}`, or raw with `Content-Type: text/plain` (TTL as `?ttl=`); read back raw with `Accept: text/plain`.",
+  "- **Values** are sent as `{\"value\": \"...\", \"ttl\"?: seconds}`, or raw with `Content-Type: text/plain` (TTL as `?ttl=`); read back raw with `Accept: text/plain`. Bytes that are not UTF-8 travel as `application/octet-stream`, or in JSON as base64 with `\"encoding\": \"base64\"`.",
   "- **Errors** all carry the envelope `{\"error\": {\"code\", \"message\"}}` (components/schemas/Error); `code` is stable, `message` is for people.",
   "- **Methods:** a known path asked with a method it does not take answers 405 `METHOD_NOT_ALLOWED` with an `Allow` header; `HEAD` works wherever `GET` does.",
   "- **Consistency:** `w` and `r` count replicas, this node included; conditional writes (`If-Match`, `If-None-Match`) are checked against this replica only.",
@@ -389,7 +389,7 @@ export function openApiDocument(opts: DocumentOptions): Json {
         ClusterStatus: jsonSchema(M.ClusterStatus),
         LoadCounts: jsonSchema(M.LoadCounts),
         Index: jsonSchema(M.Index),
-        Record: { ...jsonSchema(WireRecord), description: "One line of /dump and /load: a value, or a delete (value null)" },
+        Record: { ...jsonSchema(WireRecord), description: "One line of /dump and /load: a value, or a delete (value null); `bytes`: the value is base64 of bytes that are not UTF-8" },
       },
       parameters: parameters(),
       headers: { ETag: { description: "The item's version, quoted; send it back in If-Match", schema: { type: "string" } } },

@@ -3,7 +3,8 @@ import type { Awaitable, ItemsService } from "../service.ts";
 import type { Item } from "../core/record.ts";
 import type { NodeConfig } from "../config.ts";
 import { NOT_INTEGER, NOT_UTF8, RespError } from "./errors.ts";
-import type { Proto, Reply } from "./reply.ts";
+import { bulk, NIL, type Proto, type Reply } from "./reply.ts";
+import { fromBytes, toBytes, type StoredValue } from "../core/binary.ts";
 
 /**
  * What a command is, for the table (commands.ts) that every part of this front
@@ -111,11 +112,26 @@ export const bucketOf = (db: number): string => (db === 0 ? "default" : `db${db}
 
 // ---- arguments ----
 
-/** An argument as text; keys and values must be UTF-8 (see NOT_UTF8). */
+/** An argument as text: keys (and patterns, names) must be UTF-8 (see NOT_UTF8); values may be any bytes (`value`). */
 export function text(arg: Buffer): string {
   if (!isUtf8(arg)) throw new RespError(NOT_UTF8);
   return arg.toString();
 }
+
+/** A value argument in its stored form: text when its bytes are UTF-8, base64 bytes otherwise (core/binary.ts). */
+export const value = (arg: Buffer): StoredValue => fromBytes(arg);
+
+/** An item's value in its stored form. */
+export const stored = (item: Item): StoredValue => ({ value: item.value, bytes: item.encoding === "base64" });
+
+/** An item's value as a bulk reply: byte for byte what was written, binary or text. */
+export const valueReply = (item: Item): Reply => bulk(item.encoding === "base64" ? Buffer.from(item.value, "base64") : item.value);
+
+/** valueReply, or nil for no item. */
+export const valueOrNil = (item: Item | undefined): Reply => (item === undefined ? NIL : valueReply(item));
+
+/** The raw bytes of an item's value (empty for none). */
+export const itemBytes = (item: Item | undefined): Buffer => (item === undefined ? Buffer.alloc(0) : toBytes(item.value, item.encoding === "base64"));
 
 /** An argument compared as a keyword (`EX`, `nx`): ASCII, upper-cased. */
 export const word = (arg: Buffer): string => arg.toString("latin1").toUpperCase();

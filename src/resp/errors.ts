@@ -23,8 +23,8 @@ export const OVERFLOW = "ERR increment or decrement would overflow";
 export const NO_SUCH_KEY = "ERR no such key";
 export const NOAUTH = "NOAUTH Authentication required.";
 export const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
-/** A key or value whose bytes are not UTF-8: makhzen stores text, and refuses rather than corrupt (docs/resp.md, "Binary values"). */
-export const NOT_UTF8 = "ERR makhzen stores keys and values as UTF-8 text: this argument is not valid UTF-8";
+/** A key (or pattern) whose bytes are not UTF-8: keys are text, values may be any bytes (docs/resp.md, "Binary values"). */
+export const NOT_UTF8 = "ERR makhzen keys are UTF-8 text: this argument is not valid UTF-8";
 
 export const invalidExpire = (command: string): string => `ERR invalid expire time in '${command}' command`;
 export const wrongArity = (command: string): string => `ERR wrong number of arguments for '${command}' command`;

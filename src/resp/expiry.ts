@@ -1,4 +1,5 @@
-import { MAX_TTL_SECONDS } from "../core/items.ts";
+import { MAX_TTL_SECONDS, type SetOptions } from "../core/items.ts";
+import type { StoredValue } from "../core/binary.ts";
 import type { Item } from "../core/record.ts";
 import type { Awaitable } from "../service.ts";
 import { integer, type Ctx } from "./command.ts";
@@ -39,10 +40,18 @@ export const isPast = (ctx: Ctx, at: number): boolean => at <= ctx.service.wallM
  * Writes `value` to `key` with `expiresAt` (none: no expiry), or deletes the key
  * when `expiresAt` has already passed, as Redis does for a SET ... PXAT in the past.
  */
-export function write(ctx: Ctx, key: string, value: string, expiresAt: number | undefined): Awaitable<unknown> {
-  if (expiresAt !== undefined && isPast(ctx, expiresAt)) return ctx.service.delete(ctx.bucket, key);
-  return ctx.service.set(ctx.bucket, key, value, expiresAt === undefined ? {} : { expiresAt });
+export function write(ctx: Ctx, key: string, v: StoredValue, expiresAt: number | undefined, bucket = ctx.bucket): Awaitable<unknown> {
+  if (expiresAt !== undefined && isPast(ctx, expiresAt)) return ctx.service.delete(bucket, key);
+  return ctx.service.set(bucket, key, v.value, setOptions(v, expiresAt));
 }
+
+/** The service's options for a value in stored form with an expiry: none at all for text without one (the hot path). */
+export function setOptions(v: StoredValue, expiresAt: number | undefined): SetOptions {
+  if (!v.bytes) return expiresAt === undefined ? NO_OPTIONS : { expiresAt };
+  return expiresAt === undefined ? BYTES : { bytes: true, expiresAt };
+}
+const NO_OPTIONS: SetOptions = Object.freeze({});
+const BYTES: SetOptions = Object.freeze({ bytes: true });
 
 /** The expiry an item keeps through a read-modify-write (INCR, APPEND keep the TTL, as in Redis). */
 export const keptExpiry = (item: Item | undefined): number | undefined => item?.expiresAt;

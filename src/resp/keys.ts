@@ -1,6 +1,6 @@
 import type { Item } from "../core/record.ts";
 import type { Awaitable } from "../service.ts";
-import { all, bucketOf, DATABASES, integer, now, read, text, then, word, type CommandSpec, type Ctx } from "./command.ts";
+import { all, bucketOf, DATABASES, integer, now, read, stored, text, then, word, type CommandSpec, type Ctx } from "./command.ts";
 import { invalidExpire, NO_SUCH_KEY, RespError, SYNTAX } from "./errors.ts";
 import { isPast, keptExpiry, write } from "./expiry.ts";
 import { globMatch, literalPrefix } from "./glob.ts";
@@ -56,7 +56,7 @@ export const KEY_COMMANDS: CommandSpec[] = [
       const key = text(a[1]!);
       const item = read(ctx, key);
       if (!item || item.expiresAt === undefined) return ZERO;
-      return then(ctx.service.set(ctx.bucket, key, item.value), () => ONE);
+      return then(write(ctx, key, stored(item), undefined), () => ONE);
     },
   }),
   g({ name: "scan", arity: -2, flags: ["readonly"], keys: [0, 0, 0], since: "2.8.0", summary: "Iterates over the key names in the database.", run: scan }),
@@ -125,7 +125,7 @@ function expire(ctx: Ctx, a: Buffer[], scale: number, absolute: boolean, command
   if (flags.has("XX") && item.expiresAt === undefined) return ZERO;
   if (flags.has("GT") && !(at > current)) return ZERO;
   if (flags.has("LT") && !(at < current)) return ZERO;
-  return then(write(ctx, key, item.value, at), () => ONE);
+  return then(write(ctx, key, stored(item), at), () => ONE);
 }
 
 function ttl(ctx: Ctx, a: Buffer[], unit: (ms: number) => number): Reply {
@@ -214,7 +214,7 @@ function rename(ctx: Ctx, a: Buffer[], nx: boolean): Awaitable<Reply> {
   if (!item) throw new RespError(NO_SUCH_KEY);
   if (from === to) return nx ? ZERO : OK;
   if (nx && read(ctx, to)) return ZERO;
-  const wrote = write(ctx, to, item.value, keptExpiry(item));
+  const wrote = write(ctx, to, stored(item), keptExpiry(item));
   const deleted = ctx.service.delete(ctx.bucket, from);
   return all([wrote, deleted], nx ? ONE : OK);
 }
@@ -239,8 +239,7 @@ function copy(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   const bucket = bucketOf(db);
   if (!replace && now(ctx.service.get(bucket, to))) return ZERO;
   if (item.expiresAt !== undefined && isPast(ctx, item.expiresAt)) return ZERO;
-  const options = item.expiresAt === undefined ? {} : { expiresAt: item.expiresAt };
-  return then(ctx.service.set(bucket, to, item.value, options), () => ONE);
+  return then(write(ctx, to, stored(item), item.expiresAt, bucket), () => ONE);
 }
 
 /** FLUSHDB / FLUSHALL [ASYNC | SYNC]: a delete of every live key, replicated like any delete (tombstones, not a wipe). */

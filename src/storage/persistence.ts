@@ -41,6 +41,13 @@ const SCHEMA_VERSION = "1";
  *  - `no`: one transaction a second, never fsynced: the OS decides when it is on disk.
  *
  * A clean `close()` flushes everything under every policy.
+ *
+ * A binary value (`bytes`, core/binary.ts) is stored as a BLOB of its raw bytes in
+ * the same `value` column: SQLite keeps a BLOB as a BLOB in a TEXT column, so the
+ * row says its own form, text rows (all rows of data dirs written before binary
+ * values) read as they always did, and no migration is needed. (A makhzen older
+ * than binary values must not open a data dir holding one: it would read the BLOB
+ * as something else than text.)
  */
 export class Persistence {
   private readonly db: Database;
@@ -133,7 +140,7 @@ export class Persistence {
     let loaded = 0;
     let dropped = 0;
     const rows = this.db
-      .query<{ bucket: string; key: string; value: string | null; version: string; expires_at: number | null }, []>(
+      .query<{ bucket: string; key: string; value: string | Uint8Array | null; version: string; expires_at: number | null }, []>(
         "SELECT bucket, key, value, version, expires_at FROM records",
       )
       .iterate();
@@ -147,8 +154,11 @@ export class Persistence {
           dropped++;
           continue;
         }
-        const r: StoredRecord = { bucket: row.bucket, key: row.key, value: expired ? null : row.value, version: row.version };
+        const blob = row.value !== null && typeof row.value !== "string";
+        const value = expired || row.value === null ? null : blob ? Buffer.from(row.value as Uint8Array).toString("base64") : (row.value as string);
+        const r: StoredRecord = { bucket: row.bucket, key: row.key, value, version: row.version };
         if (expiresAt !== undefined) r.expiresAt = expiresAt;
+        if (blob && value !== null) r.bytes = true;
         apply(r);
         loaded++;
       }
@@ -202,7 +212,7 @@ export class Persistence {
       this.db.transaction(() => {
         for (const c of batch.values()) {
           if ("gone" in c) this.del.run(c.bucket, c.key);
-          else this.upsert.run(c.bucket, c.key, c.value, c.version, c.expiresAt ?? null);
+          else this.upsert.run(c.bucket, c.key, c.bytes === true && c.value !== null ? Buffer.from(c.value, "base64") : c.value, c.version, c.expiresAt ?? null);
         }
       })();
     } catch (e) {

@@ -3,7 +3,8 @@
  * --resp-port 0` names its Redis URL in the start-up line; a SET over RESP on
  * one node is read over RESP and HTTP on its peer, an HTTP write is read over
  * RESP on the other node, read-modify-writes replicate their result, and FLUSHALL
- * replicates as deletes. The dumps converge.
+ * replicates as deletes; values that are not UTF-8 cross nodes and front ends byte
+ * for byte. The dumps converge.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
@@ -58,6 +59,44 @@ describe("RESP across a cluster", () => {
     await eventually(async () => (await ra.dbsize()) === 0 && (await ra.select(0)) === "OK" && (await ra.dbsize()) === 0, { what: "FLUSHALL replicates as deletes" });
     const records = await converged([a!, b!]);
     expect(records.filter((r) => r.value !== null)).toEqual([]);
+  }, 60_000);
+
+  test("binary values cross nodes byte for byte (ioredis Buffers), are served over HTTP as base64 and raw, and SETRANGE/APPEND/GETRANGE work on bytes", async () => {
+    h = new Harness();
+    const [a, b] = await h.cluster(2, { extraArgs: ["--resp-port", "0"] });
+    const ra = redis(a!);
+    const rb = redis(b!);
+    // Every byte value, and a few random blobs: none of it is UTF-8.
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+    const blobs = Array.from({ length: 20 }, (_, i) => Buffer.concat([Buffer.from([0xff, i]), Buffer.from(crypto.getRandomValues(new Uint8Array(200 + i)))]));
+    expect(await ra.set("all", all)).toBe("OK");
+    for (const [i, blob] of blobs.entries()) await ra.set(`blob:${i}`, blob);
+    await eventually(async () => (await rb.getBuffer("all"))?.equals(all) === true, { what: "the peer reads the bytes over RESP" });
+    for (const [i, blob] of blobs.entries()) {
+      await eventually(async () => (await rb.getBuffer(`blob:${i}`))?.equals(blob) === true, { what: `blob ${i} on the peer` });
+    }
+    expect(await rb.strlen("all")).toBe(256);
+
+    const json = (await (await ok(get(b!, "all"))).json()) as { value: string; encoding: string };
+    expect(json).toMatchObject({ value: all.toString("base64"), encoding: "base64" });
+    const raw = await ok(fetch(`${b!.url}/items/all`, { headers: { accept: "application/octet-stream" } }));
+    expect(Buffer.from(await raw.arrayBuffer()).equals(all)).toBe(true);
+
+    // Bytes written over HTTP on b, read over RESP on a.
+    const fromHttp = Buffer.from([0xc3, 0x28, 0x00, 0xa0]);
+    await ok(fetch(`${b!.url}/items/from-http`, { method: "PUT", headers: { "content-type": "application/octet-stream" }, body: fromHttp }));
+    await eventually(async () => (await ra.getBuffer("from-http"))?.equals(fromHttp) === true, { what: "an HTTP binary write read over RESP on the peer" });
+
+    // Read-modify-writes on bytes, replicated as their results.
+    expect(await ra.setrange("r", 3, Buffer.from([0xff, 0xfe]))).toBe(5);
+    expect(await ra.append("r", Buffer.from([0x80]))).toBe(6);
+    expect(await ra.getrangeBuffer("r", 2, 4)).toEqual(Buffer.from([0x00, 0xff, 0xfe]));
+    const want = Buffer.from([0, 0, 0, 0xff, 0xfe, 0x80]);
+    await eventually(async () => (await rb.getBuffer("r"))?.equals(want) === true, { what: "SETRANGE and APPEND replicate their bytes" });
+    expect(await rb.getrangeBuffer("r", -3, -1)).toEqual(Buffer.from([0xff, 0xfe, 0x80]));
+
+    const records = await converged([a!, b!]);
+    expect(records.find((r) => r.key === "r")).toMatchObject({ value: want.toString("base64"), bytes: true });
   }, 60_000);
 
   test("MAKHZEN_RESP_PORT turns the listener on; without it the start-up line says respUrl null", async () => {

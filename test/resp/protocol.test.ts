@@ -162,34 +162,69 @@ describe("RESP wire", () => {
   });
 });
 
-describe("values are UTF-8 text", () => {
-  test("a value or key that is not UTF-8 is refused with a clear -ERR and nothing is written; UTF-8 round-trips byte for byte", async () => {
+describe("values are bytes, keys are UTF-8 text", () => {
+  test("a value that is not UTF-8 is stored and read back byte for byte; a key that is not UTF-8 is refused with a clear -ERR and nothing is written", async () => {
     const { conn, r } = await setup();
     const c = await conn();
     const notUtf8 = Buffer.from([0x66, 0xff, 0xfe, 0x00]);
     c.send(frame("SET", "k", notUtf8));
     c.send(frame("SET", notUtf8, "v"));
+    c.send(frame("GET", "k"));
+    c.send(frame("STRLEN", "k"));
     c.send(frame("SET", "u", "héllo ✓ 𝄞"));
     c.send(frame("GET", "u"));
     c.send(frame("STRLEN", "u"));
     // Bytes 1..2 are half of é: GETRANGE answers the raw bytes, as Redis would.
     c.send(frame("GETRANGE", "u", "1", "1"));
-    // A SETRANGE that would cut a character in two is refused: the result would not be UTF-8.
+    // A SETRANGE that cuts a character in two leaves bytes that are not UTF-8: stored as they are.
     c.send(frame("SETRANGE", "u", "1", "x"));
     c.send(frame("GET", "u"));
     const utf8 = Buffer.from("héllo ✓ 𝄞");
-    const err = "-ERR makhzen stores keys and values as UTF-8 text: this argument is not valid UTF-8\r\n";
+    const cut = Buffer.from(utf8);
+    cut[1] = 0x78;
+    const err = "-ERR makhzen keys are UTF-8 text: this argument is not valid UTF-8\r\n";
     await c.expect(
       Buffer.concat([
-        Buffer.from(`${err}${err}+OK\r\n$${utf8.length}\r\n`),
+        Buffer.from(`+OK\r\n${err}$4\r\n`),
+        notUtf8,
+        Buffer.from(`\r\n:4\r\n+OK\r\n$${utf8.length}\r\n`),
         utf8,
         Buffer.from(`\r\n:${utf8.length}\r\n$1\r\n`),
         Buffer.from([0xc3]),
-        Buffer.from(`\r\n${err}$${utf8.length}\r\n`),
-        utf8,
+        Buffer.from(`\r\n:${utf8.length}\r\n$${utf8.length}\r\n`),
+        cut,
         Buffer.from("\r\n"),
       ]),
     );
-    expect(r.node.bucket().list().items.map((i) => i.key)).toEqual(["u"]);
+    expect(r.node.bucket().list().items.map((i) => [i.key, i.encoding])).toEqual([["k", "base64"], ["u", "base64"]]);
+  });
+
+  test("APPEND, SETRANGE and GETRANGE work on bytes; a binary value is never a number; the form follows the bytes", async () => {
+    const { conn, r } = await setup();
+    const c = await conn();
+    c.send(frame("APPEND", "a", Buffer.from([0xe2, 0x9c]))); // the first two bytes of ✓
+    c.send(frame("GET", "a"));
+    c.send(frame("APPEND", "a", Buffer.from([0x93]))); // its last byte: UTF-8 again
+    c.send(frame("SETRANGE", "z", "3", Buffer.from([0xff])));
+    c.send(frame("GETRANGE", "z", "-2", "-1"));
+    c.send(frame("APPEND", "z", "ok"));
+    c.send(frame("INCR", "z"));
+    // Base64 that reads as digits ("1234") is still bytes, not the number 1234.
+    c.send(frame("SET", "n", Buffer.from("1234", "base64")));
+    c.send(frame("INCR", "n"));
+    c.send(frame("INCRBYFLOAT", "n", "1"));
+    await c.expect(
+      Buffer.concat([
+        Buffer.from(":2\r\n$2\r\n"),
+        Buffer.from([0xe2, 0x9c]),
+        Buffer.from("\r\n:3\r\n:4\r\n$2\r\n"),
+        Buffer.from([0x00, 0xff]),
+        Buffer.from("\r\n:6\r\n-ERR value is not an integer or out of range\r\n+OK\r\n-ERR value is not an integer or out of range\r\n-ERR value is not a valid float\r\n"),
+      ]),
+    );
+    const b = r.node.bucket();
+    expect(b.get("a")).toMatchObject({ value: "✓" });
+    expect(b.get("a")!.encoding).toBeUndefined();
+    expect(b.get("z")).toMatchObject({ value: Buffer.from([0, 0, 0, 0xff, 0x6f, 0x6b]).toString("base64"), encoding: "base64" });
   });
 });

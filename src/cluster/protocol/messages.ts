@@ -49,6 +49,11 @@ export const WireRecord = Type.Object(
     value: Type.Union([Type.String(), Type.Null()]),
     version: Version,
     expiresAt: Type.Optional(Type.Integer({ minimum: 0 })),
+    // A binary value: `value` is canonical base64 of its bytes (core/binary.ts). Absent
+    // for text, so every text record is the message it was before binary values; a
+    // node that predates the field refuses a record carrying it (422), and the
+    // sender's batch split drops only that record (batch.ts), not the rest.
+    bytes: Type.Optional(Type.Literal(true)),
   },
   { additionalProperties: false },
 );

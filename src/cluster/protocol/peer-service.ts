@@ -4,6 +4,7 @@ import type { KeysEntry, WireMember } from "./messages.ts";
 import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
 import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
+import { checkBytesRecord } from "../../core/binary.ts";
 import type { PeerService } from "./peer-ops.ts";
 
 export interface PeerServiceDeps {
@@ -48,6 +49,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       for (const r of req.records) {
         checkWellFormed("key", r.key);
         if (r.value !== null) checkWellFormed(`value of ${JSON.stringify(r.key)}`, r.value);
+        if (r.bytes !== undefined) checkBytesRecord(r);
       }
       const { applied, tooNew } = deps.applyRemote(req.records as StoredRecord[]);
       return tooNew.length > 0 ? { applied, refused: req.records.length - applied, tooNew } : { applied, refused: req.records.length - applied };
