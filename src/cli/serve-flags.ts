@@ -2,7 +2,7 @@ import type { ArgsDef } from "citty";
 import { DEFAULTS, FAST_TIMINGS, type NodeConfig, type NodeOptions } from "../config.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../ops/log.ts";
 import { usageError } from "./_errors.ts";
-import { envName, flag, kinds, showDuration, type Kind } from "./_flags.ts";
+import { envName, flagFrom, kinds, showDuration, type Kind } from "./_flags.ts";
 
 /**
  * The flags of `serve`, declared once. Each row gives a flag's name and aliases, its
@@ -213,11 +213,12 @@ export const serveArgs: ArgsDef = Object.fromEntries(
 /**
  * A flag's value: the command line (where citty has already folded aliases into the
  * name), else its MAKHZEN_* variable, parsed by its kind; undefined when neither is set.
- * Throws a usage error (exit 2) naming the flag.
+ * Throws a usage error (exit 2) naming the flag, or the variable when the value came from there.
  */
 export function readFlag<T>(f: ServeFlag<T>, args: Record<string, unknown>, env?: NodeJS.ProcessEnv): T | undefined {
-  const raw = flag(args, f.name, env, f.env);
-  return raw === undefined ? undefined : f.kind.parse(f.name, raw);
+  // Parsed under the name of where it came from, so an error names MAKHZEN_PORT for a bad variable.
+  const raw = flagFrom(args, f.name, env, f.env);
+  return raw === undefined ? undefined : f.kind.parse(raw.from, raw.value);
 }
 
 /**

@@ -174,6 +174,38 @@ describe("refusals name what the user typed: one line, exit 2", () => {
   });
 });
 
+describe("--url names a node: scheme, host and port", () => {
+  test("a query, fragment or path is refused, from the flag or MAKHZEN_URL, before any request", async () => {
+    // Before, `dump --url 'http://h:p?x=1' > backup` wrote the GET / index and exited 0.
+    const like = "must be a URL like http://10.0.0.2:3000, scheme, host and port only";
+    const q = `${node.url}?x=1`;
+    const cases: [string[], Record<string, string>, string][] = [
+      [["dump", "--url", q], {}, `--url ${like}; "${q}" has a query (?...)`],
+      [["get", "a", `-url=${node.url}#frag`], {}, `--url ${like}; "${node.url}#frag" has a fragment (#...)`],
+      [["get", "a", "--url", `${node.url}/some/prefix`], {}, `--url ${like}; "${node.url}/some/prefix" has a path (/some/prefix); a node serves at the root`],
+      [["ls"], { MAKHZEN_URL: q }, `MAKHZEN_URL ${like}; "${q}" has a query (?...)`],
+      [["status"], { MAKHZEN_URL: `${node.url}?` }, `MAKHZEN_URL ${like}; "${node.url}?" has a query (?...)`],
+      [["serve", "--peers", `${node.url}?x=1`], {}, `--peers ${like}; "${q}" has a query (?...)`],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await run([bin, ...args], { env });
+      expect({ args, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ args, code: 2, stdout: "", stderr: `makhzen: ${message}\n` });
+    }
+    // A final slash is still the node.
+    expect(await run([bin, "put", "slash", "v", "--url", `${node.url}/`])).toMatchObject({ code: 0, stdout: "OK\n" });
+  });
+
+  test("a URL that reaches something else than a node: one line, exit 1, nothing on stdout", async () => {
+    using other = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => Response.json({ hello: "not makhzen" }) });
+    const url = `http://127.0.0.1:${other.port}`;
+    for (const args of [["get", "a"], ["put", "a", "v"], ["ls"], ["status"], ["dump"], ["load"]]) {
+      const r = await run([bin, ...args, "--url", url]);
+      expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 1, stdout: "" });
+      expect(r.stderr).toMatch(new RegExp(`^makhzen: ${url} answered HTTP 200 \\(application/json[^)]*\\) that is not .+: is it a makhzen node\\?\n$`));
+    }
+  });
+});
+
 describe("help", () => {
   test("has no ANSI colours on a pipe, and shows defaults in the units users type", async () => {
     for (const args of [["--help"], ["serve", "--help"], ["agent", "-h"], ["put", "-help"], ["ls", "--help"]]) {
