@@ -6,7 +6,7 @@ import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError } from "./_errors.ts";
 import { checkServeTls } from "./_pem.ts";
-import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
+import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions, typedKeys } from "./serve-flags.ts";
 
 export { serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
 
@@ -15,7 +15,7 @@ export const serve = defineCommand({
   args: serveArgs,
   async run({ args }) {
     const options = serveOptions(args);
-    checkFlagsTogether(options);
+    checkFlagsTogether(options, typedKeys(args));
     const logOptions = serveLogOptions(args);
     checkServeTls({ cert: options.tlsCertFile, key: options.tlsKeyFile, ca: options.tlsCaFile });
     const log = createLogger(logOptions);

@@ -6,7 +6,7 @@ import { DEFAULTS, FAST_TIMINGS, resolveConfig, type NodeConfig } from "../../sr
 import { CliError } from "../../src/cli/_errors.ts";
 import { normalizeArgs } from "../../src/cli/_argv.ts";
 import { parseBytes, parseDurationMs } from "../../src/cli/_flags.ts";
-import { checkFlagsTogether, namingFlags, readFlag, SERVE_FLAGS, serveArgs, serveLogOptions, serveOptions } from "../../src/cli/serve-flags.ts";
+import { checkFlagsTogether, namingFlags, readFlag, SERVE_FLAGS, serveArgs, serveLogOptions, serveOptions, typedKeys } from "../../src/cli/serve-flags.ts";
 import { run } from "../support/proc.ts";
 
 /**
@@ -190,6 +190,15 @@ describe("the serve flag table", () => {
       "--reap-dead-after must be at least 1500ms (the silence after which a member is dead under --timings fast), not 1s",
     );
     expect(() => checkFlagsTogether(serveOptions({ token: "t", "read-token": "r", "heartbeat-interval": "5s" }, {}))).not.toThrow();
+    // A flag typed without what gives it effect is refused, not ignored.
+    expect(refused({ fsync: "always" })).toBe("--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync");
+    expect(refused({ eviction: "lru" })).toBe("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
+    expect(refused({ eviction: "noeviction", "max-memory": "0" })).toBe("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
+    expect(() => checkFlagsTogether(serveOptions({ fsync: "always", "data-dir": "/d", eviction: "lru", "max-memory": "1mb" }, {}))).not.toThrow();
+    // From the environment it is a standing default: used where it applies, else unused.
+    const env = { MAKHZEN_FSYNC: "always", MAKHZEN_EVICTION: "lru" };
+    expect(() => checkFlagsTogether(serveOptions({}, env), typedKeys({}))).not.toThrow();
+    expect(usageErrorOf(() => checkFlagsTogether(serveOptions({ fsync: "no" }, env), typedKeys({ fsync: "no" }))).message).toStartWith("--fsync needs --data-dir");
     // What only the node finds is reworded with the flags that set the fields.
     expect(namingFlags('tlsCertFile "/x.pem" cannot be read: ENOENT')).toBe('--tls-cert "/x.pem" cannot be read: ENOENT');
     expect(namingFlags("name must be given with dataDir when port is 0")).toBe("--name must be given with --data-dir when --port is 0");

@@ -156,6 +156,11 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["serve", "--tls-cert", f("a.pem"), "--tls-key", f("a.key"), "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
       [["serve", "--heartbeat-interval", "10s"], "--heartbeat-interval must be at most 5s (the silence after which a member is suspect), not 10s"],
       [["serve", "extra"], 'unexpected argument "extra" (this command takes none); see --help'],
+      // Flags that would have no effect.
+      [["serve", "--fsync", "always"], "--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync"],
+      [["serve", "-eviction=lru"], "--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted"],
+      [["get", "k", "--tls-ca", f("a.pem"), "--url", node.url], `--tls-ca has no effect with an http URL (${node.url}): give the node's https URL with --url, or leave --tls-ca out`],
+      [["ls", "--tls-ca", f("a.pem")], "--tls-ca has no effect with an http URL (http://127.0.0.1:3000): give the node's https URL with --url, or leave --tls-ca out"],
       [["get", "k", "-url=not-a-url"], '--url must be a URL like http://10.0.0.2:3000, not "not-a-url"'],
       [["get", "k", "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
       [["put", "k", "v", "-ttl=soon"], '--ttl must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "soon"'],
@@ -193,6 +198,8 @@ describe("--url names a node: scheme, host and port", () => {
     }
     // A final slash is still the node.
     expect(await run([bin, "put", "slash", "v", "--url", `${node.url}/`])).toMatchObject({ code: 0, stdout: "OK\n" });
+    // MAKHZEN_TLS_CA is a standing default: unused for an http node, where --tls-ca typed is refused.
+    expect(await run([bin, "get", "slash", "--url", node.url], { env: { MAKHZEN_TLS_CA: f("a.pem") } })).toMatchObject({ code: 0, stdout: "v\n" });
   });
 
   test("a URL that reaches something else than a node: one line, exit 1, nothing on stdout", async () => {
