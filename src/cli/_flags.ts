@@ -13,6 +13,17 @@ export function flag(
   return flagFrom(args, name, env, variable)?.value;
 }
 
+/**
+ * The fd of the pipe the npm launcher (launcher.mjs) holds open while it lives, or
+ * undefined when not started by it. Taken out of the environment once read, so
+ * nothing started from here would watch a pipe it does not have.
+ */
+export function launcherFd(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.MAKHZEN_LAUNCHER_FD;
+  delete env.MAKHZEN_LAUNCHER_FD;
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
 /** NO_COLOR (https://no-color.org): any non-empty value turns colours off. */
 export const noColor = (env: NodeJS.ProcessEnv = process.env): boolean => (env.NO_COLOR ?? "") !== "";
 

@@ -4,7 +4,8 @@ import { MakhzenClientError } from "../client/client.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
 import { normalizeArgs } from "./_argv.ts";
-import { noColor } from "./_flags.ts";
+import { createReadStream } from "node:fs";
+import { launcherFd, noColor } from "./_flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
 import { dump, load } from "./transfer-commands.ts";
 import { serve } from "./serve.ts";
@@ -76,7 +77,26 @@ function fail(message: string, code: number): number {
   return code;
 }
 
+/**
+ * Under the npm launcher, stop when it is gone. It passes SIGINT and SIGTERM on, but
+ * a SIGKILL kills only it, and the node went on serving, holding its port, with no
+ * parent left to stop it. The launcher's pipe reaches EOF when it dies however it
+ * died; this process then SIGTERMs itself: `serve` drains and leaves (bounded by
+ * --drain-timeout), any other command just ends. Costs one idle read, no polling.
+ */
+function stopWithLauncher(): void {
+  const fd = launcherFd();
+  if (fd === undefined) return;
+  const pipe = createReadStream("", { fd });
+  const orphaned = () => process.kill(process.pid, "SIGTERM");
+  pipe.on("data", () => {}); // the launcher never writes; read so that EOF is seen
+  pipe.on("end", orphaned);
+  // An fd that is not there (the variable came from elsewhere): no launcher to watch.
+  pipe.on("error", () => {});
+}
+
 if (import.meta.main) {
+  stopWithLauncher();
   const code = await main(process.argv.slice(2));
   process.exit(code);
 }
