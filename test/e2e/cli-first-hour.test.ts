@@ -213,6 +213,16 @@ describe("--url names a node: scheme, host and port", () => {
   });
 });
 
+describe("a port in use", () => {
+  test("is named with its flag: --port or --resp-port", async () => {
+    using busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const line = (flag: string) => `makhzen: cannot listen on 127.0.0.1:${busy.port}: address in use (${flag})\n`;
+    // Before, a busy --resp-port was reported as the HTTP port.
+    expect(await run([bin, "serve", "--port", "0", "--resp-port", String(busy.port)])).toMatchObject({ code: 1, stderr: line("--resp-port") });
+    expect(await run([bin, "serve", "--port", String(busy.port), "--resp-port", "0"])).toMatchObject({ code: 1, stderr: line("--port") });
+  });
+});
+
 describe("help", () => {
   test("has no ANSI colours on a pipe, and shows defaults in the units users type", async () => {
     for (const args of [["--help"], ["serve", "--help"], ["agent", "-h"], ["put", "-help"], ["ls", "--help"]]) {
