@@ -1,3 +1,5 @@
+import { MAX_TTL_SECONDS } from "../core/items.ts";
+import { BUCKET_PATTERN } from "../core/record.ts";
 import { usageError } from "./_errors.ts";
 
 /**
@@ -142,7 +144,15 @@ export function parseTtlSeconds(name: string, value: string): number {
   if (!Number.isFinite(seconds) || seconds <= 0) {
     throw usageError(`${shownFlag(name)} must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "${value}"`);
   }
+  // The node's bound, checked here so the error names the flag rather than the request's field.
+  if (seconds > MAX_TTL_SECONDS) throw usageError(`${shownFlag(name)} must be at most ${MAX_TTL_SECONDS} seconds (about 317 years), not ${v}`);
   return seconds;
+}
+
+/** A bucket name, checked before any request so the error names the flag. */
+export function parseBucket(name: string, value: string): string {
+  if (!BUCKET_PATTERN.test(value)) throw usageError(`${shownFlag(name)} must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "${value}"`);
+  return value;
 }
 
 function durationOrNaN(name: string, value: string): number {

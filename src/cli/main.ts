@@ -3,7 +3,7 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef }
 import { MakhzenClientError } from "../client/client.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
-import { normalizeArgs } from "./_argv.ts";
+import { namingTyped, normalizeArgs } from "./_argv.ts";
 import { createReadStream } from "node:fs";
 import { launcherFd, noColor } from "./_flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
@@ -49,7 +49,13 @@ export async function main(rawArgs: string[]): Promise<number> {
       writeHelp(await renderUsage(cmd, root));
       return 0;
     }
-    await runCommand(cmd, { rawArgs: line.argv });
+    try {
+      await runCommand(cmd, { rawArgs: line.argv });
+    } catch (e) {
+      // Flag values are parsed by the command, under the flag's own name: say the alias the user typed.
+      if (e instanceof CliError) throw new CliError(namingTyped(e.message, line.aliased), e.exitCode);
+      throw e;
+    }
     return 0;
   } catch (e) {
     if (e instanceof CliError) return fail(e.message, e.exitCode);

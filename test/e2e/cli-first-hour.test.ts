@@ -171,11 +171,41 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["status", "-urll", "x"], "unknown flag -urll (did you mean --url?); see --help"],
       [["dump", "--bucket", "--url", node.url], `--bucket needs a value, but the next argument is the flag --url; write --bucket=VALUE if the value starts with a dash`],
       [["load", "-token"], "--token needs a value"],
+      // An alias is named as typed, not as the flag it stands for.
+      [["agent", "-bindPort=abc"], '--bindPort must be an integer from 0 to 65535, not "abc"'],
+      [["serve", "-cluster", "ftp://x"], '--cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
+      // Checked before any request: the node would refuse it too, but as exit 1 and not naming the flag.
+      [["put", "k", "v", "--bucket", "bad name", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "bad name"'],
+      [["dump", "-bucket=a/b", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "a/b"'],
+      // Past the node's longest TTL: a range, not "must be a number".
+      [["put", "k", "v", "--ttl", "99999999999999999999"], "--ttl must be at most 10000000000 seconds (about 317 years), not 99999999999999999999"],
+      [["put", "k", "v", "-ttl=1000000d"], "--ttl must be at most 10000000000 seconds (about 317 years), not 1000000d"],
     ];
     for (const [args, message] of cases) {
       const r = await run([bin, ...args]);
       expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr: `makhzen: ${message}\n` });
     }
+  });
+});
+
+describe("a bad MAKHZEN_* variable is named as the variable", () => {
+  test("serve and client commands", async () => {
+    const cases: [string[], Record<string, string>, string][] = [
+      [["serve"], { MAKHZEN_PORT: "abc" }, 'MAKHZEN_PORT must be an integer from 0 to 65535, not "abc"'],
+      [["serve"], { MAKHZEN_IDLE_TIMEOUT: "300s" }, "MAKHZEN_IDLE_TIMEOUT must be from 1s to 255s, not 300s"],
+      [["put", "k", "v", "--url", node.url], { MAKHZEN_BUCKET: "bad name" }, 'MAKHZEN_BUCKET must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "bad name"'],
+      [["get", "k", "--url", "https://127.0.0.1:1"], { MAKHZEN_TLS_CA: f("junk.pem") }, `MAKHZEN_TLS_CA "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await run([bin, ...args], { env });
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr: `makhzen: ${message}\n` });
+    }
+  });
+
+  test("the node states its real TTL bound over HTTP", async () => {
+    const res = await fetch(`${node.url}/items/far`, { method: "PUT", body: JSON.stringify({ value: "v", ttl: 1e11 }) });
+    expect(res.status).toBe(422);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("ttl must be a number of seconds > 0 and <= 10000000000");
   });
 });
 
