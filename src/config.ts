@@ -95,7 +95,7 @@ true satisfies [Exclude<keyof NodeConfig, Listed>, Exclude<Listed, keyof NodeCon
  * `-cluster`, huton's `-bindPort`), answered with the option they mean; compared
  * without case or separators.
  */
-const OPTION_ALIASES: Record<string, keyof NodeConfig> = { cluster: "peers", seeds: "peers", bindport: "port", hostname: "host" };
+const OPTION_ALIASES: ReadonlyMap<string, keyof NodeConfig> = new Map([["cluster", "peers"], ["seeds", "peers"], ["bindport", "port"], ["hostname", "host"]]);
 
 /**
  * Refuses options that are not an object, and any name that is not an option
@@ -109,7 +109,8 @@ export function checkOptionNames(options: unknown, extra: readonly string[] = []
   const names: readonly string[] = [...OPTION_NAMES, ...extra];
   for (const key of Object.keys(options)) {
     if (names.includes(key)) continue;
-    const alias = OPTION_ALIASES[key.toLowerCase().replace(/[-_\s]/g, "")];
+    // A Map, not an object: `constructor` or `toString` must not find Object.prototype's.
+    const alias = OPTION_ALIASES.get(key.toLowerCase().replace(/[-_\s]/g, ""));
     const hint = alias ? `; did you mean "${alias}"?` : didYouMean(key, names);
     throw new MakhzenError("INVALID_CONFIG", `unknown option "${key}"${hint || `; the options are ${names.join(", ")}`}`);
   }
@@ -233,7 +234,7 @@ function normalizeUrl(field: string, u: unknown): string {
 
 function integer(field: string, v: unknown, min: number, max: number): void {
   if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    bad(field, `must be an integer from ${min} to ${max}, not ${String(v)}`);
+    bad(field, `must be an integer from ${min} to ${max}, not ${shown(v)}`);
   }
 }
 

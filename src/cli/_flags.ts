@@ -67,7 +67,8 @@ const BYTE_UNITS: Record<string, number> = {
 /** Sizes as Redis writes them: 1024, 1k (1000), 1kb (1024), 100mb, 2gb. */
 export function parseBytes(name: string, value: string): number {
   const m = /^(\d+)\s*([a-z]*)$/i.exec(value.trim());
-  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  // Own units only: `1constructor` must not find Object.prototype's.
+  const unit = m && Object.hasOwn(BYTE_UNITS, m[2]!.toLowerCase()) ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
   if (!m || unit === undefined) throw usageError(`${shownFlag(name)} must be a size like 1048576, 512kb or 100mb, not "${value}"`);
   return Number(m[1]) * unit;
 }

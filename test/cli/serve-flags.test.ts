@@ -178,6 +178,8 @@ describe("the serve flag table", () => {
       }
     }
     expect(usageErrorOf(() => byName("idle-timeout").kind.parse("idle-timeout", "300s")).message).toBe("--idle-timeout must be from 1s to 255s, not 300s");
+    // A unit is one of the size units, never a name Object.prototype has.
+    expect(usageErrorOf(() => byName("max-memory").kind.parse("max-memory", "1constructor")).message).toBe(`--max-memory ${SIZE}, not "1constructor"`);
   });
 
   test("rules between flags name the flags: tokens, the TLS pair, timings without flags of their own", () => {
