@@ -95,6 +95,19 @@ describe("wrong types and values, as plain JavaScript may pass them", () => {
     expect(refusal({ peers: "http://127.0.0.1:3001" })).toBe("peers must be a list of URLs");
   });
 
+  test("peers and advertise take host:port as the CLI does, and refuse what a node would never send", () => {
+    // huton's `-peers 127.0.0.1:8100` means http://127.0.0.1:8100, embedded as on the command line.
+    expect(resolveConfig({ peers: ["127.0.0.1:8100", "http://10.0.0.2:3000/", "[::1]:9"], advertise: "localhost:3000" })).toMatchObject({
+      peers: ["http://127.0.0.1:8100", "http://10.0.0.2:3000", "http://[::1]:9"],
+      advertise: "http://localhost:3000",
+    });
+    for (const url of ["http://10.0.0.2:3000?x=1", "http://10.0.0.2:3000#f", "http://10.0.0.2:3000/prefix", "http://u:p@10.0.0.2:3000"]) {
+      expect(refusal({ peers: [url] })).toBe(`peers "${url}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
+    }
+    expect(refusal({ advertise: "ftp://x:1" })).toBe('advertise "ftp://x:1" must be http:// or https://');
+    expect(refusal({ peers: [3000] })).toBe("peers must be a URL like http://10.0.0.2:3000 (a string), not 3000");
+  });
+
   test("out-of-range values are refused as they always were", () => {
     expect(refusal({ maxMemoryBytes: -1 })).toStartWith("maxMemoryBytes must be an integer from 0");
     expect(refusal({ idleTimeoutMs: 300_000 })).toStartWith("idleTimeoutMs must be an integer from 1000 to 255000");
