@@ -20,7 +20,7 @@ export const root = defineCommand({
 
 function findCommand(name: string | undefined): CommandDef<any> | undefined {
   if (name === undefined) return undefined;
-  if (name in commands) return commands[name];
+  if (Object.hasOwn(commands, name)) return commands[name]; // not `in`: "constructor" is in every object
   return Object.values(commands).find((c) => {
     const alias = (c.meta as { alias?: string | string[] } | undefined)?.alias;
     return alias === name || (Array.isArray(alias) && alias.includes(name));
@@ -35,10 +35,15 @@ export async function main(rawArgs: string[]): Promise<number> {
   try {
     const [first, ...rest] = rawArgs;
     if (first === undefined || ["--help", "-h", "-help"].includes(first)) {
-      writeHelp(await renderUsage(root));
+      // `makhzen --help serve` is `makhzen serve --help`; anything else after --help is refused, not ignored.
+      const cmd = rest.length === 0 ? undefined : findCommand(rest[0]);
+      if (rest.length > (cmd ? 1 : 0)) throw usageError(`${first} takes a command at most, not ${rest.map((a) => JSON.stringify(a)).join(" ")}`);
+      writeHelp(await (cmd ? renderUsage(cmd, root) : renderUsage(root)));
       return first === undefined ? 2 : 0;
     }
     if (["--version", "-v", "-version"].includes(first)) {
+      // `makhzen --version serve` would otherwise print the version and not serve, exit 0.
+      if (rest.length > 0) throw usageError(`${first} takes no arguments; unexpected ${JSON.stringify(rest[0])}`);
       process.stdout.write(VERSION + "\n");
       return 0;
     }

@@ -171,6 +171,12 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["status", "-urll", "x"], "unknown flag -urll (did you mean --url?); see --help"],
       [["dump", "--bucket", "--url", node.url], `--bucket needs a value, but the next argument is the flag --url; write --bucket=VALUE if the value starts with a dash`],
       [["load", "-token"], "--token needs a value"],
+      // Nothing after --version is ignored; after --help only a command, whose help it shows.
+      [["--version", "serve"], '--version takes no arguments; unexpected "serve"'],
+      [["-v", "--port", "1"], '-v takes no arguments; unexpected "--port"'],
+      [["--help", "serve", "--port"], '--help takes a command at most, not "serve" "--port"'],
+      [["-h", "sreve"], '-h takes a command at most, not "sreve"'],
+      [["constructor"], 'unknown command "constructor"; commands: serve, get, put, del, ls, dump, load, status'],
       // An alias is named as typed, not as the flag it stands for.
       [["agent", "-bindPort=abc"], '--bindPort must be an integer from 0 to 65535, not "abc"'],
       [["serve", "-cluster", "ftp://x"], '--cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
@@ -255,7 +261,7 @@ describe("a port in use", () => {
 
 describe("help", () => {
   test("has no ANSI colours on a pipe, and shows defaults in the units users type", async () => {
-    for (const args of [["--help"], ["serve", "--help"], ["agent", "-h"], ["put", "-help"], ["ls", "--help"]]) {
+    for (const args of [["--help"], ["serve", "--help"], ["agent", "-h"], ["put", "-help"], ["ls", "--help"], ["--help", "put"]]) {
       const r = await run([bin, ...args]);
       expect({ args, code: r.code, ansi: r.stdout.includes("\u001B[") }).toEqual({ args, code: 0, ansi: false });
       expect(r.stdout).toContain("USAGE");
@@ -273,6 +279,7 @@ describe("help", () => {
     }
     expect(serve).not.toMatch(/default \d{4,}ms/);
     const put = (await run([bin, "put", "--help"])).stdout;
+    expect((await run([bin, "--help", "put"])).stdout).toBe(put);
     expect(put).toContain("a bare number is seconds");
     expect(put).toContain("- reads it from stdin");
   });
