@@ -95,7 +95,7 @@ true satisfies [Exclude<keyof NodeConfig, Listed>, Exclude<Listed, keyof NodeCon
  * `-cluster`, huton's `-bindPort`), answered with the option they mean; compared
  * without case or separators.
  */
-const OPTION_ALIASES: Record<string, keyof NodeConfig> = { cluster: "peers", seeds: "peers", bindport: "port", hostname: "host" };
+const OPTION_ALIASES: ReadonlyMap<string, keyof NodeConfig> = new Map([["cluster", "peers"], ["seeds", "peers"], ["bindport", "port"], ["hostname", "host"]]);
 
 /**
  * Refuses options that are not an object, and any name that is not an option
@@ -109,7 +109,8 @@ export function checkOptionNames(options: unknown, extra: readonly string[] = []
   const names: readonly string[] = [...OPTION_NAMES, ...extra];
   for (const key of Object.keys(options)) {
     if (names.includes(key)) continue;
-    const alias = OPTION_ALIASES[key.toLowerCase().replace(/[-_\s]/g, "")];
+    // A Map, not an object: `constructor` or `toString` must not find Object.prototype's.
+    const alias = OPTION_ALIASES.get(key.toLowerCase().replace(/[-_\s]/g, ""));
     const hint = alias ? `; did you mean "${alias}"?` : didYouMean(key, names);
     throw new MakhzenError("INVALID_CONFIG", `unknown option "${key}"${hint || `; the options are ${names.join(", ")}`}`);
   }
@@ -219,21 +220,30 @@ function defaultName(host: string, port: number): string {
   return `${host}:${port}`;
 }
 
-/** An http(s) URL without a trailing slash, as peers compare them. */
+/**
+ * A node's URL as peers compare it: scheme, host and port, without a trailing slash.
+ * A bare `host:port` (huton's `-peers 127.0.0.1:8100`) means `http://host:port`, as
+ * on the command line. A path, query, fragment or user name is refused rather than
+ * dropped: a node serves at the root, and nothing would send them.
+ */
 function normalizeUrl(field: string, u: unknown): string {
+  if (typeof u !== "string") bad(field, `must be a URL like http://10.0.0.2:3000 (a string), not ${shown(u)}`);
+  const given = u.trim();
   let url: URL;
   try {
-    url = new URL(String(u));
+    url = new URL(/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/i.test(given) ? `http://${given}` : given);
   } catch {
-    bad(field, `"${String(u)}" is not a URL like http://10.0.0.2:3000`);
+    bad(field, `"${u}" is not a URL like http://10.0.0.2:3000`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") bad(field, `"${String(u)}" must be http:// or https://`);
-  return url.origin + url.pathname.replace(/\/+$/, "");
+  if (url.protocol !== "http:" && url.protocol !== "https:") bad(field, `"${u}" must be http:// or https://`);
+  const extra = url.search !== "" || given.includes("?") || url.hash !== "" || given.includes("#") || url.username !== "" || url.password !== "" || url.pathname !== "/";
+  if (extra) bad(field, `"${u}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
+  return url.origin;
 }
 
 function integer(field: string, v: unknown, min: number, max: number): void {
   if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    bad(field, `must be an integer from ${min} to ${max}, not ${String(v)}`);
+    bad(field, `must be an integer from ${min} to ${max}, not ${shown(v)}`);
   }
 }
 

@@ -49,6 +49,14 @@ describe("unknown options", () => {
     for (const name of [...OPTION_NAMES, "logger"]) expect(none).toContain(name);
   });
 
+  test("names of Object.prototype are unknown options like any other, never its functions", () => {
+    for (const name of ["constructor", "toString", "hasOwnProperty", "__proto__"]) {
+      const message = refusal(JSON.parse(`{"${name}": 1}`));
+      expect({ name, message }).toEqual({ name, message: expect.stringMatching(new RegExp(`^unknown option "${name}"; `)) });
+      expect(message).not.toContain("function");
+    }
+  });
+
   test("a misspelt option given as undefined is still a misspelt option", () => {
     expect(refusal({ maxMemory: undefined })).toContain('"maxMemoryBytes"');
   });
@@ -79,11 +87,25 @@ describe("wrong types and values, as plain JavaScript may pass them", () => {
     expect(refusal({ wallClock: 1_700_000_000_000 })).toStartWith("wallClock must be a function");
     expect(refusal({ tlsCaFile: 3 })).toBe("tlsCaFile must be the path of a PEM file");
     expect(refusal({ tlsCertFile: "", tlsKeyFile: "k.pem" })).toBe("tlsCertFile must be the path of a PEM file");
-    expect(refusal({ port: "3000" })).toStartWith("port must be an integer from 0 to 65535");
+    // A string is shown quoted: `not 3000` read as if 3000 were wrong.
+    expect(refusal({ port: "3000" })).toBe('port must be an integer from 0 to 65535, not "3000"');
     expect(refusal({ host: ["0.0.0.0"] })).toBe("host must be a non-empty string");
     expect(refusal({ eviction: 1n })).toBe("eviction must be noeviction or lru, not 1");
     expect(refusal({ fsync: "sometimes" })).toBe('fsync must be always, everysec or no, not "sometimes"');
     expect(refusal({ peers: "http://127.0.0.1:3001" })).toBe("peers must be a list of URLs");
+  });
+
+  test("peers and advertise take host:port as the CLI does, and refuse what a node would never send", () => {
+    // huton's `-peers 127.0.0.1:8100` means http://127.0.0.1:8100, embedded as on the command line.
+    expect(resolveConfig({ peers: ["127.0.0.1:8100", "http://10.0.0.2:3000/", "[::1]:9"], advertise: "localhost:3000" })).toMatchObject({
+      peers: ["http://127.0.0.1:8100", "http://10.0.0.2:3000", "http://[::1]:9"],
+      advertise: "http://localhost:3000",
+    });
+    for (const url of ["http://10.0.0.2:3000?x=1", "http://10.0.0.2:3000#f", "http://10.0.0.2:3000/prefix", "http://u:p@10.0.0.2:3000"]) {
+      expect(refusal({ peers: [url] })).toBe(`peers "${url}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
+    }
+    expect(refusal({ advertise: "ftp://x:1" })).toBe('advertise "ftp://x:1" must be http:// or https://');
+    expect(refusal({ peers: [3000] })).toBe("peers must be a URL like http://10.0.0.2:3000 (a string), not 3000");
   });
 
   test("out-of-range values are refused as they always were", () => {

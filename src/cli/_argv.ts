@@ -25,6 +25,12 @@ export interface CommandLine {
   argv: string[];
   /** `-h` or `--help` was given (before any `--`). */
   help: boolean;
+  /**
+   * Flags typed under another name than their own (an alias: `-bindPort` for
+   * `port`), name -> as typed (`--bindPort`): errors found later, which name the
+   * flag, are reworded with it (see namingTyped).
+   */
+  aliased: Map<string, string>;
 }
 
 interface Spelling {
@@ -47,6 +53,7 @@ export function normalizeArgs(rawArgs: readonly string[], def: ArgsDef): Command
   const flags: string[] = [];
   const positionals: string[] = [];
   const given = new Map<string, string>(); // flag name -> how it was first typed
+  const aliased = new Map<string, string>();
   let help = false;
 
   for (let i = 0; i < rawArgs.length; i++) {
@@ -73,6 +80,7 @@ export function normalizeArgs(rawArgs: readonly string[], def: ArgsDef): Command
       throw usageError(first === shown ? `${shown} is given twice; give it once` : `${first} and ${shown} are the same flag; give it once`);
     }
     given.set(spelling.name, shown);
+    if ((negated ? typed.slice(3) : typed) !== spelling.name) aliased.set(spelling.name, negated ? `--${typed.slice(3)}` : shown);
 
     if (spelling.type === "boolean") {
       let on = !negated;
@@ -100,7 +108,14 @@ export function normalizeArgs(rawArgs: readonly string[], def: ArgsDef): Command
     const extra = positionals[positionalSlots]!;
     throw usageError(`unexpected argument ${JSON.stringify(extra)}${positionalSlots === 0 ? " (this command takes none)" : ""}; see --help`);
   }
-  return { argv: [...flags, "--", ...positionals], help };
+  return { argv: [...flags, "--", ...positionals], help, aliased };
+}
+
+/** A message naming flags (`--port must be ...`) with each one as it was typed (`--bindPort must be ...`). */
+export function namingTyped(message: string, aliased: ReadonlyMap<string, string>): string {
+  let out = message;
+  for (const [name, shown] of aliased) out = out.replace(new RegExp(`--${name}(?![\\w-])`, "g"), shown);
+  return out;
 }
 
 /** `-x...` or `--x...`, but not `-` alone (stdin) nor a negative number. */

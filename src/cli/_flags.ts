@@ -1,3 +1,5 @@
+import { MAX_TTL_SECONDS } from "../core/items.ts";
+import { BUCKET_PATTERN } from "../core/record.ts";
 import { usageError } from "./_errors.ts";
 
 /**
@@ -10,16 +12,44 @@ export function flag(
   env: NodeJS.ProcessEnv = process.env,
   variable = envName(name),
 ): string | undefined {
-  const given = args[name];
-  if (given !== undefined && given !== "") return String(given);
-  const fromEnv = env[variable];
-  return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+  return flagFrom(args, name, env, variable)?.value;
+}
+
+/**
+ * The fd of the pipe the npm launcher (launcher.mjs) holds open while it lives, or
+ * undefined when not started by it. Taken out of the environment once read, so
+ * nothing started from here would watch a pipe it does not have.
+ */
+export function launcherFd(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.MAKHZEN_LAUNCHER_FD;
+  delete env.MAKHZEN_LAUNCHER_FD;
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
 /** NO_COLOR (https://no-color.org): any non-empty value turns colours off. */
 export const noColor = (env: NodeJS.ProcessEnv = process.env): boolean => (env.NO_COLOR ?? "") !== "";
 
 export const envName = (flagName: string): string => `MAKHZEN_${flagName.toUpperCase().replaceAll("-", "_")}`;
+
+/**
+ * `flag`, with where the value came from: `from` is the flag's name, or its variable
+ * when the value came from the environment. The parsers below take that as their
+ * `name`, so an error names what the user set: `--port` or `MAKHZEN_PORT`.
+ */
+export function flagFrom(
+  args: Record<string, unknown>,
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  variable = envName(name),
+): { value: string; from: string } | undefined {
+  const given = args[name];
+  if (given !== undefined && given !== "") return { value: String(given), from: name };
+  const fromEnv = env[variable];
+  return fromEnv === undefined || fromEnv === "" ? undefined : { value: fromEnv, from: variable };
+}
+
+/** A flag as an error names it: `--port`, or a variable (`MAKHZEN_PORT`) as it is. */
+export const shownFlag = (name: string): string => (/^MAKHZEN_[A-Z0-9_]*$/.test(name) ? name : `--${name}`);
 
 
 const KiB = 1024;
@@ -37,8 +67,9 @@ const BYTE_UNITS: Record<string, number> = {
 /** Sizes as Redis writes them: 1024, 1k (1000), 1kb (1024), 100mb, 2gb. */
 export function parseBytes(name: string, value: string): number {
   const m = /^(\d+)\s*([a-z]*)$/i.exec(value.trim());
-  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw usageError(`--${name} must be a size like 1048576, 512kb or 100mb, not "${value}"`);
+  // Own units only: `1constructor` must not find Object.prototype's.
+  const unit = m && Object.hasOwn(BYTE_UNITS, m[2]!.toLowerCase()) ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw usageError(`${shownFlag(name)} must be a size like 1048576, 512kb or 100mb, not "${value}"`);
   return Number(m[1]) * unit;
 }
 
@@ -58,7 +89,7 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
  */
 export function parseDurationMs(name: string, value: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/i.exec(value.trim());
-  if (!m) throw usageError(`--${name} must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "${value}"`);
+  if (!m) throw usageError(`${shownFlag(name)} must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "${value}"`);
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
 }
 
@@ -87,19 +118,19 @@ function within(
   const high = max === undefined || parsed <= parse(name, max);
   if (low && high) return parsed;
   const range = min === undefined ? `at most ${max}` : max === undefined ? `at least ${min}` : `from ${min} to ${max}`;
-  throw usageError(`--${name} must be ${range}, not ${value.trim()}`);
+  throw usageError(`${shownFlag(name)} must be ${range}, not ${value.trim()}`);
 }
 
 export function parseInteger(name: string, value: string, min: number, max: number): number {
   if (!/^\d+$/.test(value.trim()) || Number(value) < min || Number(value) > max) {
-    throw usageError(`--${name} must be an integer from ${min} to ${max}, not "${value}"`);
+    throw usageError(`${shownFlag(name)} must be an integer from ${min} to ${max}, not "${value}"`);
   }
   return Number(value);
 }
 
 export function parseChoice<T extends string>(name: string, value: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(value)) {
-    throw usageError(`--${name} must be one of ${choices.join(", ")}, not "${value}"`);
+    throw usageError(`${shownFlag(name)} must be one of ${choices.join(", ")}, not "${value}"`);
   }
   return value as T;
 }
@@ -112,9 +143,17 @@ export function parseTtlSeconds(name: string, value: string): number {
   const v = value.trim();
   const seconds = /^\d+(\.\d+)?$/.test(v) ? Number(v) : /^\d+(\.\d+)?\s*[a-z]+$/i.test(v) ? durationOrNaN(name, v) / 1000 : NaN;
   if (!Number.isFinite(seconds) || seconds <= 0) {
-    throw usageError(`--${name} must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "${value}"`);
+    throw usageError(`${shownFlag(name)} must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "${value}"`);
   }
+  // The node's bound, checked here so the error names the flag rather than the request's field.
+  if (seconds > MAX_TTL_SECONDS) throw usageError(`${shownFlag(name)} must be at most ${MAX_TTL_SECONDS} seconds (about 317 years), not ${v}`);
   return seconds;
+}
+
+/** A bucket name, checked before any request so the error names the flag. */
+export function parseBucket(name: string, value: string): string {
+  if (!BUCKET_PATTERN.test(value)) throw usageError(`${shownFlag(name)} must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "${value}"`);
+  return value;
 }
 
 function durationOrNaN(name: string, value: string): number {
@@ -128,28 +167,47 @@ function durationOrNaN(name: string, value: string): number {
 export function parseBoolean(name: string, value: string): boolean {
   if (["true", "1", "yes"].includes(value.toLowerCase())) return true;
   if (["false", "0", "no"].includes(value.toLowerCase())) return false;
-  throw usageError(`--${name} must be true or false, not "${value}"`);
+  throw usageError(`${shownFlag(name)} must be true or false, not "${value}"`);
 }
 
 /**
- * An http(s) URL. A bare `host:port` (huton's `-peers 127.0.0.1:8100`) means
- * `http://host:port`; anything else must name its scheme.
+ * An http(s) URL of a node: scheme, host and port, nothing more (a final `/` is
+ * allowed). A bare `host:port` (huton's `-peers 127.0.0.1:8100`) means
+ * `http://host:port`. A path, query, fragment or user name is refused rather than
+ * dropped or misused: the client appends its routes to the URL, so
+ * `http://h:3000?x=1` sent every request to `GET /` and `http://h:3000/prefix` to
+ * routes no node serves (a node serves at the root; there is no prefix setting).
  */
 export function parseUrl(name: string, value: string): string {
-  const v = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/i.test(value.trim()) ? `http://${value.trim()}` : value;
+  const v = value.trim();
+  const like = `${shownFlag(name)} must be a URL like http://10.0.0.2:3000`;
+  const url = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/i.test(v) ? `http://${v}` : v;
+  let u: URL | undefined;
   try {
-    const u = new URL(v);
-    if (u.protocol === "http:" || u.protocol === "https:") return v;
+    u = new URL(url);
   } catch {
     // reported below
   }
-  throw usageError(`--${name} must be a URL like http://10.0.0.2:3000, not "${value}"`);
+  if (u === undefined || (u.protocol !== "http:" && u.protocol !== "https:") || u.host === "") throw usageError(`${like}, not "${value}"`);
+  const extra = beyondOrigin(u, v);
+  if (extra !== undefined) throw usageError(`${like}, scheme, host and port only; "${value}" has ${extra}`);
+  return url;
+}
+
+/** What a URL holds besides its origin (and a final `/`), said for an error; undefined when nothing. */
+function beyondOrigin(u: URL, typed: string): string | undefined {
+  // Checked on the text too: `new URL` forgets an empty `?` or `#`.
+  if (u.search !== "" || typed.includes("?")) return "a query (?...)";
+  if (u.hash !== "" || typed.includes("#")) return "a fragment (#...)";
+  if (u.username !== "" || u.password !== "") return "a user name or password (a node takes a token: --token)";
+  if (u.pathname !== "/") return `a path (${u.pathname}); a node serves at the root`;
+  return undefined;
 }
 
 /** Comma-separated URLs; blanks between commas are skipped, but at least one URL is required. */
 function parseUrlList(name: string, value: string): string[] {
   const urls = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (urls.length === 0) throw usageError(`--${name} must list at least one URL`);
+  if (urls.length === 0) throw usageError(`${shownFlag(name)} must list at least one URL`);
   return urls.map((u) => parseUrl(name, u));
 }
 
@@ -158,8 +216,8 @@ function parseUrlList(name: string, value: string): string[] {
  * trimmed or re-encoded on the way). Errors never echo the value: it is a secret.
  */
 function parseSecret(name: string, value: string, minLength: number, hint: string): string {
-  if (!/^[\x21-\x7e]+$/.test(value)) throw usageError(`--${name} must be visible ASCII characters without spaces`);
-  if (value.length < minLength) throw usageError(`--${name} must be at least ${minLength} characters${hint}; it has ${value.length}`);
+  if (!/^[\x21-\x7e]+$/.test(value)) throw usageError(`${shownFlag(name)} must be visible ASCII characters without spaces`);
+  if (value.length < minLength) throw usageError(`${shownFlag(name)} must be at least ${minLength} characters${hint}; it has ${value.length}`);
   return value;
 }
 

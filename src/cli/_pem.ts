@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { usageError } from "./_errors.ts";
+import { shownFlag } from "./_flags.ts";
 
 /**
  * The PEM files named by --tls-cert, --tls-key and --tls-ca, read and parsed before
@@ -14,13 +15,13 @@ function read(flag: string, path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (e) {
-    throw usageError(`--${flag} "${path}" cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw usageError(`${shownFlag(flag)} "${path}" cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
 }
 
 function notPem(flag: string, path: string, what: string, text: string): never {
   const why = text.includes("-----BEGIN ") ? "none of its PEM blocks parses as one" : "it holds no PEM block (-----BEGIN ...)";
-  throw usageError(`--${flag} "${path}" is not a PEM ${what}: ${why}`);
+  throw usageError(`${shownFlag(flag)} "${path}" is not a PEM ${what}: ${why}`);
 }
 
 /** The first certificate of a PEM file (a chain's leaf, a bundle's first CA). */

@@ -2,14 +2,17 @@ import { defineCommand } from "citty";
 import type { MakhzenClient } from "../client/client.ts";
 import { connectionArgs, clientFor as connect } from "./_connection.ts";
 import { CliError, usageError } from "./_errors.ts";
-import { flag, parseInteger, parseTtlSeconds } from "./_flags.ts";
+import { flagFrom, parseBucket, parseInteger, parseTtlSeconds } from "./_flags.ts";
 
 const connection = {
   ...connectionArgs,
   bucket: { type: "string", description: "Bucket (default: default; env MAKHZEN_BUCKET)" },
 } as const;
 
-const clientFor = (args: Record<string, unknown>): MakhzenClient => connect(args, flag(args, "bucket"));
+function clientFor(args: Record<string, unknown>): MakhzenClient {
+  const bucket = flagFrom(args, "bucket");
+  return connect(args, bucket === undefined ? undefined : parseBucket(bucket.from, bucket.value));
+}
 
 const out = (line: string) => process.stdout.write(line + "\n");
 

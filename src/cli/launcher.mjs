@@ -39,7 +39,14 @@ function findBun() {
 }
 
 const bun = findBun();
-const child = spawn(bun, [main, ...process.argv.slice(2)], { stdio: "inherit" });
+// fd 3 is a pipe this process holds open and never writes: when it dies, even by
+// SIGKILL, which it cannot pass on, the kernel closes it and the child sees EOF and
+// stops (main.ts), rather than serving on with nobody to stop it. The variable tells
+// the child which fd; it is not a flag.
+const child = spawn(bun, [main, ...process.argv.slice(2)], {
+  stdio: ["inherit", "inherit", "inherit", "pipe"],
+  env: { ...process.env, MAKHZEN_LAUNCHER_FD: "3" },
+});
 
 // Pass signals on: a node stopped with SIGTERM drains and leaves. A Ctrl-C reaches
 // both processes (one process group); `serve` ignores the second one.

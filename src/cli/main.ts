@@ -3,8 +3,9 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef }
 import { MakhzenClientError } from "../client/client.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
-import { normalizeArgs } from "./_argv.ts";
-import { noColor } from "./_flags.ts";
+import { namingTyped, normalizeArgs } from "./_argv.ts";
+import { createReadStream } from "node:fs";
+import { launcherFd, noColor } from "./_flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
 import { dump, load } from "./transfer-commands.ts";
 import { serve } from "./serve.ts";
@@ -19,7 +20,7 @@ export const root = defineCommand({
 
 function findCommand(name: string | undefined): CommandDef<any> | undefined {
   if (name === undefined) return undefined;
-  if (name in commands) return commands[name];
+  if (Object.hasOwn(commands, name)) return commands[name]; // not `in`: "constructor" is in every object
   return Object.values(commands).find((c) => {
     const alias = (c.meta as { alias?: string | string[] } | undefined)?.alias;
     return alias === name || (Array.isArray(alias) && alias.includes(name));
@@ -34,10 +35,15 @@ export async function main(rawArgs: string[]): Promise<number> {
   try {
     const [first, ...rest] = rawArgs;
     if (first === undefined || ["--help", "-h", "-help"].includes(first)) {
-      writeHelp(await renderUsage(root));
+      // `makhzen --help serve` is `makhzen serve --help`; anything else after --help is refused, not ignored.
+      const cmd = rest.length === 0 ? undefined : findCommand(rest[0]);
+      if (rest.length > (cmd ? 1 : 0)) throw usageError(`${first} takes a command at most, not ${rest.map((a) => JSON.stringify(a)).join(" ")}`);
+      writeHelp(await (cmd ? renderUsage(cmd, root) : renderUsage(root)));
       return first === undefined ? 2 : 0;
     }
     if (["--version", "-v", "-version"].includes(first)) {
+      // `makhzen --version serve` would otherwise print the version and not serve, exit 0.
+      if (rest.length > 0) throw usageError(`${first} takes no arguments; unexpected ${JSON.stringify(rest[0])}`);
       process.stdout.write(VERSION + "\n");
       return 0;
     }
@@ -48,7 +54,13 @@ export async function main(rawArgs: string[]): Promise<number> {
       writeHelp(await renderUsage(cmd, root));
       return 0;
     }
-    await runCommand(cmd, { rawArgs: line.argv });
+    try {
+      await runCommand(cmd, { rawArgs: line.argv });
+    } catch (e) {
+      // Flag values are parsed by the command, under the flag's own name: say the alias the user typed.
+      if (e instanceof CliError) throw new CliError(namingTyped(e.message, line.aliased), e.exitCode);
+      throw e;
+    }
     return 0;
   } catch (e) {
     if (e instanceof CliError) return fail(e.message, e.exitCode);
@@ -76,7 +88,26 @@ function fail(message: string, code: number): number {
   return code;
 }
 
+/**
+ * Under the npm launcher, stop when it is gone. It passes SIGINT and SIGTERM on, but
+ * a SIGKILL kills only it, and the node went on serving, holding its port, with no
+ * parent left to stop it. The launcher's pipe reaches EOF when it dies however it
+ * died; this process then SIGTERMs itself: `serve` drains and leaves (bounded by
+ * --drain-timeout), any other command just ends. Costs one idle read, no polling.
+ */
+function stopWithLauncher(): void {
+  const fd = launcherFd();
+  if (fd === undefined) return;
+  const pipe = createReadStream("", { fd });
+  const orphaned = () => process.kill(process.pid, "SIGTERM");
+  pipe.on("data", () => {}); // the launcher never writes; read so that EOF is seen
+  pipe.on("end", orphaned);
+  // An fd that is not there (the variable came from elsewhere): no launcher to watch.
+  pipe.on("error", () => {});
+}
+
 if (import.meta.main) {
+  stopWithLauncher();
   const code = await main(process.argv.slice(2));
   process.exit(code);
 }

@@ -2,7 +2,7 @@ import type { ArgsDef } from "citty";
 import { DEFAULTS, FAST_TIMINGS, type NodeConfig, type NodeOptions } from "../config.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../ops/log.ts";
 import { usageError } from "./_errors.ts";
-import { envName, flag, kinds, showDuration, type Kind } from "./_flags.ts";
+import { envName, flagFrom, kinds, showDuration, type Kind } from "./_flags.ts";
 
 /**
  * The flags of `serve`, declared once. Each row gives a flag's name and aliases, its
@@ -213,11 +213,12 @@ export const serveArgs: ArgsDef = Object.fromEntries(
 /**
  * A flag's value: the command line (where citty has already folded aliases into the
  * name), else its MAKHZEN_* variable, parsed by its kind; undefined when neither is set.
- * Throws a usage error (exit 2) naming the flag.
+ * Throws a usage error (exit 2) naming the flag, or the variable when the value came from there.
  */
 export function readFlag<T>(f: ServeFlag<T>, args: Record<string, unknown>, env?: NodeJS.ProcessEnv): T | undefined {
-  const raw = flag(args, f.name, env, f.env);
-  return raw === undefined ? undefined : f.kind.parse(f.name, raw);
+  // Parsed under the name of where it came from, so an error names MAKHZEN_PORT for a bad variable.
+  const raw = flagFrom(args, f.name, env, f.env);
+  return raw === undefined ? undefined : f.kind.parse(raw.from, raw.value);
 }
 
 /**
@@ -237,12 +238,31 @@ export function serveOptions(args: Record<string, unknown>, env?: NodeJS.Process
   return { ...preset, ...given };
 }
 
+/** The NodeConfig keys set by a flag on the command line, not by a MAKHZEN_* variable. */
+export function typedKeys(args: Record<string, unknown>): Set<keyof NodeConfig> {
+  const keys = new Set<keyof NodeConfig>();
+  for (const f of SERVE_FLAGS) if (f.key !== undefined && args[f.name] !== undefined && args[f.name] !== "") keys.add(f.key);
+  return keys;
+}
+
 /**
  * Rules between flags, over serveOptions' result, checked before the node is created
  * so the error names the flags as typed; resolveConfig checks the same for embedders,
  * naming the fields. Throws a usage error (exit 2).
+ *
+ * A flag that would have no effect (`--fsync` without `--data-dir`) is refused when
+ * it was typed on the command line (`typed`, from typedKeys; every key of `o` when
+ * not given): the user asked for something they would not get. The same value from
+ * a MAKHZEN_* variable is a standing default, shared by every node started in that
+ * environment, so one that has nothing to apply it to simply does not use it.
  */
-export function checkFlagsTogether(o: NodeOptions): void {
+export function checkFlagsTogether(o: NodeOptions, typed: ReadonlySet<keyof NodeConfig> = new Set(Object.keys(o) as (keyof NodeConfig)[])): void {
+  if (typed.has("fsync") && o.dataDir === undefined) {
+    throw usageError("--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync");
+  }
+  if (typed.has("eviction") && !(o.maxMemoryBytes !== undefined && o.maxMemoryBytes > 0)) {
+    throw usageError("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
+  }
   if (o.readToken !== undefined && o.token === undefined) throw usageError("--read-token needs --token: without it every client may write anyway");
   if (o.readToken !== undefined && o.readToken === o.token) throw usageError("--read-token must differ from --token");
   if ((o.tlsCertFile === undefined) !== (o.tlsKeyFile === undefined)) throw usageError("--tls-cert and --tls-key go together: give both or neither");

@@ -6,7 +6,7 @@ import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError } from "./_errors.ts";
 import { checkServeTls } from "./_pem.ts";
-import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
+import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions, typedKeys } from "./serve-flags.ts";
 
 export { serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
 
@@ -15,7 +15,7 @@ export const serve = defineCommand({
   args: serveArgs,
   async run({ args }) {
     const options = serveOptions(args);
-    checkFlagsTogether(options);
+    checkFlagsTogether(options, typedKeys(args));
     const logOptions = serveLogOptions(args);
     checkServeTls({ cert: options.tlsCertFile, key: options.tlsKeyFile, ca: options.tlsCaFile });
     const log = createLogger(logOptions);
@@ -35,7 +35,10 @@ export const serve = defineCommand({
       if (e instanceof MakhzenError && e.code === "NAME_TAKEN") throw new CliError(`cannot join the cluster: ${e.message}`);
       if (e instanceof MakhzenError && e.code === "PROTECTED_MODE") throw new CliError(e.message);
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
-      throw new CliError(`cannot listen on ${node.config.host}:${node.config.port}: ${why}`);
+      // Bun.listen's error (the RESP listener) carries its port; Bun.serve's (HTTP) does not.
+      const { port, respPort } = node.config;
+      const resp = respPort !== undefined && respPort !== port && (e as { port?: unknown }).port === respPort;
+      throw new CliError(`cannot listen on ${node.config.host}:${resp ? respPort : port}: ${why} (${resp ? "--resp-port" : "--port"})`);
     }
     logStarted(log, node.config, url, respUrl, logOptions.level);
     // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.

@@ -25,11 +25,13 @@ export function renderStatus(status: ClusterStatus): string {
 function formatOffset(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return "?";
   const sign = ms < 0 ? "-" : "+";
-  const abs = Math.abs(ms);
+  const abs = Math.round(Math.abs(ms));
   return abs < 1000 ? `${sign}${abs}ms` : `${sign}${(abs / 1000).toFixed(1)}s`;
 }
 
-function formatAge(ms: number): string {
+/** How long ago: 30ms, 2.5s, 3m; whole ms, whatever fractions the node sends. */
+function formatAge(given: number): string {
+  const ms = Math.round(given);
   if (ms < 1000) return `${ms}ms ago`;
   if (ms < 120_000) return `${(ms / 1000).toFixed(1)}s ago`;
   return `${Math.round(ms / 60_000)}m ago`;

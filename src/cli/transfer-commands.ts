@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { clientFor, connectionArgs } from "./_connection.ts";
+import { parseBucket } from "./_flags.ts";
 
 export const dump = defineCommand({
   meta: { name: "dump", description: "Write every record (versions, deletes, expiries) as NDJSON to stdout" },
@@ -8,8 +9,9 @@ export const dump = defineCommand({
     ...connectionArgs,
   },
   async run({ args }) {
+    const bucket = args.bucket === undefined ? undefined : parseBucket("bucket", args.bucket);
     const client = clientFor(args);
-    const body = await client.dump({ bucket: args.bucket });
+    const body = await client.dump({ bucket });
     // Stream straight through: memory stays flat however large the store.
     for await (const chunk of body) await writeAll(chunk);
   },

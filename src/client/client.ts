@@ -4,7 +4,7 @@ import type { ClusterStatus } from "../cluster/reports.ts";
 import type { Refusals } from "../ops/security.ts";
 
 export interface ClientOptions {
-  /** Base URL of a node. Default: http://127.0.0.1:3000 */
+  /** Base URL of a node: scheme, host and port only (no path, query or fragment). Default: http://127.0.0.1:3000 */
   url?: string;
   /** Bucket used when a call does not name one. Default: "default". */
   bucket?: string;
@@ -40,7 +40,9 @@ export interface ClientListPage {
 /**
  * An error answered by a node (`status` and `code` from its error envelope), or
  * `UNREACHABLE` with status 0 when no answer came at all (status 0 also marks a
- * request the client refused to send, such as `INVALID_KEY`).
+ * request the client refused to send, such as `INVALID_KEY`, and a client it
+ * refused to make, `INVALID_URL`). `BAD_RESPONSE`: a success that was not what a
+ * node answers (the URL reaches something else).
  */
 export class MakhzenClientError extends Error {
   constructor(
@@ -70,7 +72,7 @@ export class MakhzenClient {
   private readonly tls: { ca: string } | undefined;
 
   constructor(options: ClientOptions = {}) {
-    this.url = (options.url ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
+    this.url = nodeUrl(options.url ?? "http://127.0.0.1:3000");
     this.bucket = options.bucket ?? DEFAULT_BUCKET;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
@@ -85,7 +87,7 @@ export class MakhzenClient {
       if (body.code === "NOT_FOUND") return undefined;
       throw new MakhzenClientError(404, body.code, body.message);
     }
-    return (await this.expectOk(res)).json() as Promise<Item>;
+    return this.answer(res, "an item", isItem);
   }
 
   async put(key: string, value: string, options: ClientWriteOptions = {}): Promise<Item> {
@@ -94,7 +96,7 @@ export class MakhzenClient {
     if (options.ifAbsent) headers["if-none-match"] = "*";
     const body = JSON.stringify(options.ttl === undefined ? { value } : { value, ttl: options.ttl });
     const res = await this.request("PUT", this.itemPath(key, options.bucket), { headers, body });
-    return (await this.expectOk(res)).json() as Promise<Item>;
+    return this.answer(res, "an item", isItem);
   }
 
   /** True when a value was deleted, false when the key was already absent. */
@@ -118,7 +120,7 @@ export class MakhzenClient {
     if (options.cursor) q.set("cursor", options.cursor);
     const qs = q.size ? `?${q}` : "";
     const res = await this.request("GET", `${this.bucketPath(options.bucket)}/items${qs}`);
-    return (await this.expectOk(res)).json() as Promise<ClientListPage>;
+    return this.answer(res, "a page of items", isPage);
   }
 
   /** Every live item matching the options, following cursors page by page. */
@@ -138,7 +140,11 @@ export class MakhzenClient {
   async dump(options: { bucket?: string } = {}): Promise<ReadableStream<Uint8Array>> {
     const qs = options.bucket ? `?bucket=${encodeURIComponent(options.bucket)}` : "";
     const res = await this.expectOk(await this.request("GET", `/dump${qs}`, {}, false));
-    if (!res.body) throw new MakhzenClientError(res.status, "BAD_RESPONSE", "dump answered no body");
+    // Anything else (an HTML page, a JSON index) would be written out as if it were a backup.
+    if (!res.body || !(res.headers.get("content-type") ?? "").startsWith("application/x-ndjson")) {
+      await res.body?.cancel();
+      throw this.badAnswer(res, "NDJSON records");
+    }
     return res.body;
   }
 
@@ -146,18 +152,20 @@ export class MakhzenClient {
   async load(ndjson: ReadableStream<Uint8Array> | string): Promise<{ loaded: number; skipped: number }> {
     const init = { body: ndjson, headers: { "content-type": "application/x-ndjson" } } as RequestInit;
     const res = await this.request("POST", "/load", init, false);
-    return (await this.expectOk(res)).json() as Promise<{ loaded: number; skipped: number }>;
+    return this.answer(res, "load counts", (b): b is { loaded: number; skipped: number } =>
+      isObject(b) && typeof b.loaded === "number" && typeof b.skipped === "number",
+    );
   }
 
   async buckets(): Promise<BucketStats[]> {
     const res = await this.request("GET", "/buckets");
-    return ((await (await this.expectOk(res)).json()) as { buckets: BucketStats[] }).buckets;
+    return (await this.answer(res, "a list of buckets", (b): b is { buckets: BucketStats[] } => isObject(b) && Array.isArray(b.buckets))).buckets;
   }
 
   /** The members of the cluster as this node sees them (GET /cluster). */
   async cluster(): Promise<ClusterStatus & { refusals?: Refusals }> {
     const res = await this.request("GET", "/cluster");
-    return (await this.expectOk(res)).json() as Promise<ClusterStatus & { refusals?: Refusals }>;
+    return this.answer(res, "a cluster status", isClusterStatus);
   }
 
   async ready(): Promise<boolean> {
@@ -193,12 +201,69 @@ export class MakhzenClient {
     }
   }
 
+  /**
+   * A success's JSON body, checked to be what was asked for: a URL that reaches
+   * something else (another server, a proxy's page) is an error, never an
+   * `undefined` printed as a value or a crash further on.
+   */
+  private async answer<T>(res: Response, what: string, check: (body: unknown) => body is T): Promise<T> {
+    await this.expectOk(res);
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw this.badAnswer(res, what);
+    }
+    if (!check(body)) throw this.badAnswer(res, what);
+    return body;
+  }
+
+  private badAnswer(res: Response, what: string): MakhzenClientError {
+    const type = res.headers.get("content-type") ?? "no content type";
+    return new MakhzenClientError(res.status, "BAD_RESPONSE", `${this.url} answered HTTP ${res.status} (${type}) that is not ${what}: is it a makhzen node?`);
+  }
+
   private async expectOk(res: Response): Promise<Response> {
     if (res.ok) return res;
     const err = await readError(res);
     throw new MakhzenClientError(res.status, err.code, err.message);
   }
 }
+
+/**
+ * The base URL of a node: scheme, host and port (a final `/` is dropped). A query,
+ * fragment, user name or path is refused: routes are appended to this URL, so
+ * `http://h:3000?x=1` would send every request to `GET /`, and a node serves at
+ * the root, not under a prefix.
+ */
+function nodeUrl(given: string): string {
+  let u: URL;
+  try {
+    u = new URL(given);
+  } catch {
+    throw new MakhzenClientError(0, "INVALID_URL", `url ${JSON.stringify(given)} is not a URL like http://10.0.0.2:3000`);
+  }
+  const clean =
+    (u.protocol === "http:" || u.protocol === "https:") &&
+    u.pathname === "/" &&
+    !given.includes("?") &&
+    !given.includes("#") &&
+    u.username === "" &&
+    u.password === "";
+  if (!clean) throw new MakhzenClientError(0, "INVALID_URL", `url ${JSON.stringify(given)} must be http(s)://host:port only, like http://10.0.0.2:3000`);
+  return u.origin;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+const isItem = (v: unknown): v is Item => isObject(v) && typeof v.key === "string" && typeof v.value === "string";
+
+const isPage = (v: unknown): v is ClientListPage =>
+  isObject(v) && Array.isArray(v.items) && v.items.every(isItem) && (v.cursor === null || typeof v.cursor === "string");
+
+const isClusterStatus = (v: unknown): v is ClusterStatus & { refusals?: Refusals } =>
+  isObject(v) && typeof v.self === "string" && Array.isArray(v.members) && v.members.every((m) => isObject(m) && typeof m.name === "string");
 
 async function readError(res: Response): Promise<{ code: string; message: string }> {
   const text = await res.text();

@@ -101,7 +101,8 @@ export function clusterStatus(c: ClusterParts, self: { name: string; url: string
       url: m.url,
       state: m.state,
       queue: c.replicator.queueSize(m.name),
-      lastSeenMs: Math.max(0, now - m.lastSeenMs),
+      // Whole ms: the monotonic clock has fractions no reader wants (944.463021).
+      lastSeenMs: Math.max(0, Math.round(now - m.lastSeenMs)),
       clockOffsetMs: c.clockGuard.offsetOf(m.name),
     });
   }

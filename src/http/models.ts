@@ -18,7 +18,7 @@ export const ItemBody = t.Object(
         exclusiveMinimum: 0,
         maximum: MAX_TTL_SECONDS,
         description: "Seconds until the item expires",
-        error: "ttl must be a number of seconds > 0",
+        error: `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`,
       }),
     ),
   },

@@ -38,7 +38,8 @@ describe("serve: cluster flags", () => {
   test("bad cluster flags print one line and exit 2", () => {
     for (const [args, message] of [
       [["--peers", "not a url"], '--peers must be a URL like http://10.0.0.2:3000, not "not a url"'],
-      [["--cluster", "ftp://x"], '--peers must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
+      // Named as typed: --cluster is an alias of --peers.
+      [["--cluster", "ftp://x"], '--cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
       [["--advertise", "x"], '--advertise must be a URL like http://10.0.0.2:3000, not "x"'],
       [["--timings", "turbo"], '--timings must be one of default, fast, not "turbo"'],
       [["--queue-max", "0"], '--queue-max must be an integer from 1 to 1000000000, not "0"'],

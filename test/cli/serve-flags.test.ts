@@ -6,7 +6,7 @@ import { DEFAULTS, FAST_TIMINGS, resolveConfig, type NodeConfig } from "../../sr
 import { CliError } from "../../src/cli/_errors.ts";
 import { normalizeArgs } from "../../src/cli/_argv.ts";
 import { parseBytes, parseDurationMs } from "../../src/cli/_flags.ts";
-import { checkFlagsTogether, namingFlags, readFlag, SERVE_FLAGS, serveArgs, serveLogOptions, serveOptions } from "../../src/cli/serve-flags.ts";
+import { checkFlagsTogether, namingFlags, readFlag, SERVE_FLAGS, serveArgs, serveLogOptions, serveOptions, typedKeys } from "../../src/cli/serve-flags.ts";
 import { run } from "../support/proc.ts";
 
 /**
@@ -126,16 +126,17 @@ describe("the serve flag table", () => {
     expect(serveOptions({}, {})).toEqual({});
   });
 
-  test("a bad value is a usage error (exit 2) naming the flag, from the command line or the environment", () => {
+  test("a bad value is a usage error (exit 2) naming the flag, or the variable when it came from the environment", () => {
     for (const f of SERVE_FLAGS) {
       const bad = EXPECTED[f.name]!.bad;
       if (bad === undefined) continue;
       const [input, message] = bad;
       expect(usageErrorOf(() => readFlag(f, { [f.name]: input }, {}))).toEqual({ exitCode: 2, message });
-      expect(usageErrorOf(() => readFlag(f, {}, { [f.env]: input }))).toEqual({ exitCode: 2, message });
+      // The user set MAKHZEN_PORT, not --port: the error says so.
+      expect(usageErrorOf(() => readFlag(f, {}, { [f.env]: input }))).toEqual({ exitCode: 2, message: message.replace(`--${f.name}`, f.env) });
     }
     // The node options refuse it too, not only the flag alone.
-    expect(usageErrorOf(() => serveOptions({}, { MAKHZEN_IDLE_TIMEOUT: "30" })).message).toStartWith("--idle-timeout ");
+    expect(usageErrorOf(() => serveOptions({}, { MAKHZEN_IDLE_TIMEOUT: "30" })).message).toStartWith("MAKHZEN_IDLE_TIMEOUT ");
   });
 
   test("a flag's bounds, written in the units a user types, are the node's: the ends pass resolveConfig, one past them fails both", () => {
@@ -177,6 +178,8 @@ describe("the serve flag table", () => {
       }
     }
     expect(usageErrorOf(() => byName("idle-timeout").kind.parse("idle-timeout", "300s")).message).toBe("--idle-timeout must be from 1s to 255s, not 300s");
+    // A unit is one of the size units, never a name Object.prototype has.
+    expect(usageErrorOf(() => byName("max-memory").kind.parse("max-memory", "1constructor")).message).toBe(`--max-memory ${SIZE}, not "1constructor"`);
   });
 
   test("rules between flags name the flags: tokens, the TLS pair, timings without flags of their own", () => {
@@ -189,6 +192,15 @@ describe("the serve flag table", () => {
       "--reap-dead-after must be at least 1500ms (the silence after which a member is dead under --timings fast), not 1s",
     );
     expect(() => checkFlagsTogether(serveOptions({ token: "t", "read-token": "r", "heartbeat-interval": "5s" }, {}))).not.toThrow();
+    // A flag typed without what gives it effect is refused, not ignored.
+    expect(refused({ fsync: "always" })).toBe("--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync");
+    expect(refused({ eviction: "lru" })).toBe("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
+    expect(refused({ eviction: "noeviction", "max-memory": "0" })).toBe("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
+    expect(() => checkFlagsTogether(serveOptions({ fsync: "always", "data-dir": "/d", eviction: "lru", "max-memory": "1mb" }, {}))).not.toThrow();
+    // From the environment it is a standing default: used where it applies, else unused.
+    const env = { MAKHZEN_FSYNC: "always", MAKHZEN_EVICTION: "lru" };
+    expect(() => checkFlagsTogether(serveOptions({}, env), typedKeys({}))).not.toThrow();
+    expect(usageErrorOf(() => checkFlagsTogether(serveOptions({ fsync: "no" }, env), typedKeys({ fsync: "no" }))).message).toStartWith("--fsync needs --data-dir");
     // What only the node finds is reworded with the flags that set the fields.
     expect(namingFlags('tlsCertFile "/x.pem" cannot be read: ENOENT')).toBe('--tls-cert "/x.pem" cannot be read: ENOENT');
     expect(namingFlags("name must be given with dataDir when port is 0")).toBe("--name must be given with --data-dir when --port is 0");

@@ -156,6 +156,11 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["serve", "--tls-cert", f("a.pem"), "--tls-key", f("a.key"), "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
       [["serve", "--heartbeat-interval", "10s"], "--heartbeat-interval must be at most 5s (the silence after which a member is suspect), not 10s"],
       [["serve", "extra"], 'unexpected argument "extra" (this command takes none); see --help'],
+      // Flags that would have no effect.
+      [["serve", "--fsync", "always"], "--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync"],
+      [["serve", "-eviction=lru"], "--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted"],
+      [["get", "k", "--tls-ca", f("a.pem"), "--url", node.url], `--tls-ca has no effect with an http URL (${node.url}): give the node's https URL with --url, or leave --tls-ca out`],
+      [["ls", "--tls-ca", f("a.pem")], "--tls-ca has no effect with an http URL (http://127.0.0.1:3000): give the node's https URL with --url, or leave --tls-ca out"],
       [["get", "k", "-url=not-a-url"], '--url must be a URL like http://10.0.0.2:3000, not "not-a-url"'],
       [["get", "k", "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
       [["put", "k", "v", "-ttl=soon"], '--ttl must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "soon"'],
@@ -166,6 +171,21 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["status", "-urll", "x"], "unknown flag -urll (did you mean --url?); see --help"],
       [["dump", "--bucket", "--url", node.url], `--bucket needs a value, but the next argument is the flag --url; write --bucket=VALUE if the value starts with a dash`],
       [["load", "-token"], "--token needs a value"],
+      // Nothing after --version is ignored; after --help only a command, whose help it shows.
+      [["--version", "serve"], '--version takes no arguments; unexpected "serve"'],
+      [["-v", "--port", "1"], '-v takes no arguments; unexpected "--port"'],
+      [["--help", "serve", "--port"], '--help takes a command at most, not "serve" "--port"'],
+      [["-h", "sreve"], '-h takes a command at most, not "sreve"'],
+      [["constructor"], 'unknown command "constructor"; commands: serve, get, put, del, ls, dump, load, status'],
+      // An alias is named as typed, not as the flag it stands for.
+      [["agent", "-bindPort=abc"], '--bindPort must be an integer from 0 to 65535, not "abc"'],
+      [["serve", "-cluster", "ftp://x"], '--cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
+      // Checked before any request: the node would refuse it too, but as exit 1 and not naming the flag.
+      [["put", "k", "v", "--bucket", "bad name", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "bad name"'],
+      [["dump", "-bucket=a/b", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "a/b"'],
+      // Past the node's longest TTL: a range, not "must be a number".
+      [["put", "k", "v", "--ttl", "99999999999999999999"], "--ttl must be at most 10000000000 seconds (about 317 years), not 99999999999999999999"],
+      [["put", "k", "v", "-ttl=1000000d"], "--ttl must be at most 10000000000 seconds (about 317 years), not 1000000d"],
     ];
     for (const [args, message] of cases) {
       const r = await run([bin, ...args]);
@@ -174,9 +194,74 @@ describe("refusals name what the user typed: one line, exit 2", () => {
   });
 });
 
+describe("a bad MAKHZEN_* variable is named as the variable", () => {
+  test("serve and client commands", async () => {
+    const cases: [string[], Record<string, string>, string][] = [
+      [["serve"], { MAKHZEN_PORT: "abc" }, 'MAKHZEN_PORT must be an integer from 0 to 65535, not "abc"'],
+      [["serve"], { MAKHZEN_IDLE_TIMEOUT: "300s" }, "MAKHZEN_IDLE_TIMEOUT must be from 1s to 255s, not 300s"],
+      [["put", "k", "v", "--url", node.url], { MAKHZEN_BUCKET: "bad name" }, 'MAKHZEN_BUCKET must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "bad name"'],
+      [["get", "k", "--url", "https://127.0.0.1:1"], { MAKHZEN_TLS_CA: f("junk.pem") }, `MAKHZEN_TLS_CA "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await run([bin, ...args], { env });
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr: `makhzen: ${message}\n` });
+    }
+  });
+
+  test("the node states its real TTL bound over HTTP", async () => {
+    const res = await fetch(`${node.url}/items/far`, { method: "PUT", body: JSON.stringify({ value: "v", ttl: 1e11 }) });
+    expect(res.status).toBe(422);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("ttl must be a number of seconds > 0 and <= 10000000000");
+  });
+});
+
+describe("--url names a node: scheme, host and port", () => {
+  test("a query, fragment or path is refused, from the flag or MAKHZEN_URL, before any request", async () => {
+    // Before, `dump --url 'http://h:p?x=1' > backup` wrote the GET / index and exited 0.
+    const like = "must be a URL like http://10.0.0.2:3000, scheme, host and port only";
+    const q = `${node.url}?x=1`;
+    const cases: [string[], Record<string, string>, string][] = [
+      [["dump", "--url", q], {}, `--url ${like}; "${q}" has a query (?...)`],
+      [["get", "a", `-url=${node.url}#frag`], {}, `--url ${like}; "${node.url}#frag" has a fragment (#...)`],
+      [["get", "a", "--url", `${node.url}/some/prefix`], {}, `--url ${like}; "${node.url}/some/prefix" has a path (/some/prefix); a node serves at the root`],
+      [["ls"], { MAKHZEN_URL: q }, `MAKHZEN_URL ${like}; "${q}" has a query (?...)`],
+      [["status"], { MAKHZEN_URL: `${node.url}?` }, `MAKHZEN_URL ${like}; "${node.url}?" has a query (?...)`],
+      [["serve", "--peers", `${node.url}?x=1`], {}, `--peers ${like}; "${q}" has a query (?...)`],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await run([bin, ...args], { env });
+      expect({ args, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ args, code: 2, stdout: "", stderr: `makhzen: ${message}\n` });
+    }
+    // A final slash is still the node.
+    expect(await run([bin, "put", "slash", "v", "--url", `${node.url}/`])).toMatchObject({ code: 0, stdout: "OK\n" });
+    // MAKHZEN_TLS_CA is a standing default: unused for an http node, where --tls-ca typed is refused.
+    expect(await run([bin, "get", "slash", "--url", node.url], { env: { MAKHZEN_TLS_CA: f("a.pem") } })).toMatchObject({ code: 0, stdout: "v\n" });
+  });
+
+  test("a URL that reaches something else than a node: one line, exit 1, nothing on stdout", async () => {
+    using other = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => Response.json({ hello: "not makhzen" }) });
+    const url = `http://127.0.0.1:${other.port}`;
+    for (const args of [["get", "a"], ["put", "a", "v"], ["ls"], ["status"], ["dump"], ["load"]]) {
+      const r = await run([bin, ...args, "--url", url]);
+      expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 1, stdout: "" });
+      expect(r.stderr).toMatch(new RegExp(`^makhzen: ${url} answered HTTP 200 \\(application/json[^)]*\\) that is not .+: is it a makhzen node\\?\n$`));
+    }
+  });
+});
+
+describe("a port in use", () => {
+  test("is named with its flag: --port or --resp-port", async () => {
+    using busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const line = (flag: string) => `makhzen: cannot listen on 127.0.0.1:${busy.port}: address in use (${flag})\n`;
+    // Before, a busy --resp-port was reported as the HTTP port.
+    expect(await run([bin, "serve", "--port", "0", "--resp-port", String(busy.port)])).toMatchObject({ code: 1, stderr: line("--resp-port") });
+    expect(await run([bin, "serve", "--port", String(busy.port), "--resp-port", "0"])).toMatchObject({ code: 1, stderr: line("--port") });
+  });
+});
+
 describe("help", () => {
   test("has no ANSI colours on a pipe, and shows defaults in the units users type", async () => {
-    for (const args of [["--help"], ["serve", "--help"], ["agent", "-h"], ["put", "-help"], ["ls", "--help"]]) {
+    for (const args of [["--help"], ["serve", "--help"], ["agent", "-h"], ["put", "-help"], ["ls", "--help"], ["--help", "put"]]) {
       const r = await run([bin, ...args]);
       expect({ args, code: r.code, ansi: r.stdout.includes("\u001B[") }).toEqual({ args, code: 0, ansi: false });
       expect(r.stdout).toContain("USAGE");
@@ -194,6 +279,7 @@ describe("help", () => {
     }
     expect(serve).not.toMatch(/default \d{4,}ms/);
     const put = (await run([bin, "put", "--help"])).stdout;
+    expect((await run([bin, "--help", "put"])).stdout).toBe(put);
     expect(put).toContain("a bare number is seconds");
     expect(put).toContain("- reads it from stdin");
   });

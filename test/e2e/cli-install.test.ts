@@ -78,6 +78,15 @@ describe("makhzen on the PATH through npm", () => {
     await eventually(() => node.log().includes('"msg":"stopped"'), { what: "the node's last line, stopped" });
   });
 
+  test("kill -9 of the launcher stops the node too: it drains and leaves rather than holding the port", async () => {
+    // A group of its own, so that cleanup reaches a node left behind; the SIGKILL goes to the launcher alone.
+    await using node = await startNode([makhzen, "serve", "--port", "0"], spawnIn(elsewhere, { name: "launched", group: true }));
+    process.kill(node.pid, "SIGKILL");
+    expect(await node.exited).not.toBe(0);
+    await eventually(async () => (await fetch(`${node.url}/healthz`).catch(() => "closed")) === "closed", { timeoutMs: 10_000, what: "the node stopped" });
+    await eventually(() => node.log().includes('"msg":"stopped"'), { what: "the node's last line, stopped" });
+  }, 20_000);
+
   test("a second SIGINT during the drain (a Ctrl-C the launcher or npm passed on too) does not cut it short", async () => {
     // b runs without the launcher, so b.proc is the node itself and SIGSTOP reaches it.
     await using b = await startNode([process.execPath, join(ROOT, "src/cli/main.ts"), "serve", "--port", "0"], { name: "b" });

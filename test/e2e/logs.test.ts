@@ -135,7 +135,7 @@ describe("serveLogOptions", () => {
     const env = { MAKHZEN_LOG_LEVEL: "debug", MAKHZEN_LOG_FORMAT: "text" };
     expect(serveLogOptions({}, env, false)).toEqual({ level: "debug", format: "text" });
     expect(serveLogOptions({ "log-level": "error", "log-format": "json" }, env, true)).toEqual({ level: "error", format: "json" });
-    expect(() => serveLogOptions({}, { MAKHZEN_LOG_LEVEL: "loud" }, false)).toThrow("--log-level must be one of debug, info, warn, error");
+    expect(() => serveLogOptions({}, { MAKHZEN_LOG_LEVEL: "loud" }, false)).toThrow("MAKHZEN_LOG_LEVEL must be one of debug, info, warn, error");
   });
 });
 
