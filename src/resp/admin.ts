@@ -121,7 +121,7 @@ function section(ctx: Ctx, name: (typeof SECTIONS)[number]): Record<string, stri
     case "memory": {
       const used = ctx.service.buckets().reduce((sum, b) => sum + b.bytes, 0);
       const c = shared.config;
-      return { used_memory: used, maxmemory: c.maxMemoryBytes, maxmemory_policy: c.eviction === "lru" ? "allkeys-lru" : "noeviction" };
+      return { used_memory: used, mem_clients_normal: shared.stats.outputBytes, maxmemory: c.maxMemoryBytes, maxmemory_policy: c.eviction === "lru" ? "allkeys-lru" : "noeviction" };
     }
     case "persistence":
       return { loading: 0, async_loading: 0, rdb_changes_since_last_save: 0, aof_enabled: shared.config.dataDir === undefined ? 0 : 1 };

@@ -59,7 +59,8 @@ export interface Shared {
   port: number;
   readonly sessions: Map<number, Session>;
   readonly cursors: Cursors;
-  readonly stats: { connections: number; commands: number; rejected: number };
+  /** `outputBytes`: replies written and not yet taken by the sockets, every connection together (INFO's mem_clients_normal). */
+  readonly stats: { connections: number; commands: number; rejected: number; outputBytes: number };
   /** Refusals counted as HTTP counts them (wrong token, a read-only token writing). */
   readonly refused: (kind: "unauthorized" | "forbidden") => void;
   /** Checks AUTH's password: what it grants, or undefined when it matches no token. */

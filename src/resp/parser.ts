@@ -58,22 +58,49 @@ export class RespParser {
   /** Length of the bulk being waited for; -1 while its `$` header is due. */
   private bulkLen = -1;
   private dead = false;
+  /** Set once the stream is malformed or over a limit: answer it (`-ERR <error>`) after the commands before it, then close. */
+  error: string | undefined;
 
   constructor(public limits: Limits) {}
 
   /** Parses what `chunk` completes. Never throws on any input. */
   feed(chunk: Uint8Array): Parsed {
     const commands: Buffer[][] = [];
+    // The error is reported once, by the feed that met it.
     if (this.dead) return { commands };
-    this.append(chunk);
-    const error = this.parse(commands);
+    this.push(chunk);
+    for (let args = this.next(); args !== undefined; args = this.next()) commands.push(args);
+    return this.error === undefined ? { commands } : { commands, error: this.error };
+  }
+
+  /**
+   * Adds bytes without parsing them: next() takes the commands out one at a
+   * time, so a connection can stop between two commands (its output is full)
+   * and leave the rest unparsed, or change the limits (AUTH) before the next
+   * command of the same read is parsed.
+   */
+  push(chunk: Uint8Array): void {
+    if (!this.dead) this.append(chunk);
+  }
+
+  /**
+   * The next complete command, or undefined when the bytes held complete none
+   * (or the stream failed: then `error` is set, and stays). Never throws.
+   */
+  next(): Buffer[] | undefined {
+    if (this.dead) return undefined;
+    const out: Buffer[][] = [];
+    const error = this.parse(out);
     if (error !== undefined) {
       this.dead = true;
+      this.error = `Protocol error: ${error}`;
       this.buf = Buffer.alloc(0);
+      this.pos = 0;
       this.parked = [];
-      return { commands, error: `Protocol error: ${error}` };
+      this.parkedBytes = 0;
     }
-    return { commands };
+    // A step completes one command or fails, never both: those before an error were handed out already.
+    return out[0];
   }
 
   /** Bytes held for an incomplete command: what a bound on buffering per connection looks at. */
@@ -107,6 +134,7 @@ export class RespParser {
         if (buf[this.pos] !== 0x2a /* '*' */) {
           const inline = this.inline(buf, out);
           if (inline !== true) return inline === false ? this.reset(buf) : inline;
+          if (out.length > 0) return undefined;
           continue;
         }
         const eol = buf.indexOf(LF, this.pos);
@@ -140,6 +168,7 @@ export class RespParser {
       if (--this.due === 0) {
         out.push(this.args);
         this.args = [];
+        return undefined; // one command a step: next() hands it out
       }
     }
   }

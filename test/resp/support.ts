@@ -25,6 +25,8 @@ export async function respNode(options: CreateNodeOptions = {}): Promise<RespNod
 /** A raw connection: everything received is kept as bytes, and whether the server closed it. */
 export class RawConnection {
   private chunks: Buffer[] = [];
+  /** Bytes the socket has not taken yet: a large send is written on as the socket drains. */
+  private unsent: Buffer[] = [];
   closed = false;
   private constructor(private socket: Socket<undefined>) {}
 
@@ -35,6 +37,7 @@ export class RawConnection {
       port,
       socket: {
         data: (_s, d) => void conn!.chunks.push(Buffer.from(d)),
+        drain: () => conn!.flush(),
         close: () => void (conn!.closed = true),
         error: () => void (conn!.closed = true),
       },
@@ -43,8 +46,22 @@ export class RawConnection {
     return conn;
   }
 
+  /** Sends all of `data`, in order after earlier sends, however large: what the socket does not take now goes on drain. */
   send(data: string | Uint8Array): void {
-    this.socket.write(data);
+    this.unsent.push(Buffer.from(data));
+    this.flush();
+  }
+
+  private flush(): void {
+    while (this.unsent.length > 0) {
+      const next = this.unsent[0]!;
+      const written = Math.max(0, this.socket.write(next));
+      if (written < next.length) {
+        this.unsent[0] = next.subarray(written);
+        break;
+      }
+      this.unsent.shift();
+    }
     this.socket.flush();
   }
 

@@ -1,0 +1,239 @@
+import type { Socket } from "bun";
+import type { Logger } from "../ops/log.ts";
+import type { Session, Shared } from "./command.ts";
+import { dispatch } from "./dispatch.ts";
+import { RespParser, UNAUTHENTICATED_LIMITS, type Limits } from "./parser.ts";
+import { errorReply, Out, type Proto, type Reply } from "./reply.ts";
+
+/**
+ * One client connection: bytes in, commands run one after another, replies out
+ * in the order the commands came.
+ *
+ * Ordering: a reply that is not ready yet (a write waiting for fsync=always or
+ * `w=`) holds back the replies behind it, never the commands: those already
+ * ran, as a pipelined client expects of Redis.
+ *
+ * Memory: a client that sends faster than it reads would make the node buffer
+ * replies without end (2,000 pipelined GETs of a 1 MB value are 2 GB). So a
+ * connection runs the commands of a read one at a time and stops as soon as
+ * OUTPUT_HIGH_WATER bytes of replies are unsent (or MAX_WAITING replies are not
+ * ready): the rest of the read stays unparsed in the parser, the socket is
+ * paused (TCP pushes back on the client), and when the socket drains the
+ * connection goes on where it stopped, so answers stay in order. What one
+ * connection holds is then about the high-water mark plus one reply; a single
+ * reply past `maxOutputBytes` (a huge MGET nobody reads) closes the client and
+ * frees everything, as Redis's client-output-buffer-limit does.
+ *
+ * Output goes to the socket in slices of at most WRITE_SLICE bytes: a partial
+ * write keeps the socket watched for writability, so a peer that resets a
+ * paused connection is noticed (Bun's `close` fires) and the connection is
+ * released. (A single multi-gigabyte write could leave a paused socket watched
+ * for nothing, and its `close` never came.)
+ */
+
+/** Unsent reply bytes past which a connection stops running commands and reading: 1 MiB, ~10k small replies. */
+export const OUTPUT_HIGH_WATER = 1024 * 1024;
+/** Replies waiting on a write (fsync, `w=`) past which a connection stops running commands and reading. */
+export const MAX_WAITING = 10_000;
+/** Largest single socket write: 1 MiB, so a write is partial rather than refused, and never copies gigabytes. */
+const WRITE_SLICE = 1024 * 1024;
+
+/** What bounds one connection: the parser's limits, and the output past which the client is closed. */
+export interface ClientLimits extends Limits {
+  /** Unsent reply bytes past which the client is closed (Redis's client-output-buffer-limit hard limit). */
+  maxOutputBytes: number;
+}
+
+interface Waiting {
+  reply: Reply | Promise<Reply>;
+  proto: Proto;
+}
+
+export class Client {
+  private parser: RespParser;
+  private readonly out = new Out();
+  /** Replies behind one that is not ready, in order; empty on the fast path. */
+  private readonly waiting: Waiting[] = [];
+  private head = 0;
+  private unsent: Uint8Array[] = [];
+  private unsentBytes = 0;
+  private closeAfterFlush = false;
+  private closed = false;
+  private paused = false;
+
+  constructor(
+    private readonly socket: Socket<Client>,
+    private readonly shared: Shared,
+    readonly session: Session,
+    private readonly limits: ClientLimits,
+    private readonly log: Logger,
+  ) {
+    this.parser = new RespParser(this.parserLimits());
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.closeAfterFlush || this.closed) return;
+    this.parser.push(chunk);
+    this.run();
+  }
+
+  onDrain(): void {
+    this.run();
+  }
+
+  /** The connection is gone (closed by either side, or failed): forget it and free what it held. Idempotent. */
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.shared.sessions.delete(this.session.id);
+    this.shared.stats.outputBytes -= this.unsentBytes;
+    this.unsent = [];
+    this.unsentBytes = 0;
+    this.waiting.length = 0;
+    this.head = 0;
+    this.out.take();
+    this.parser = new RespParser(UNAUTHENTICATED_LIMITS);
+  }
+
+  /** Bytes of replies written but not yet taken by the socket. */
+  get buffered(): number {
+    return this.unsentBytes;
+  }
+
+  /** Before AUTH the parser takes only small commands; after it (and until RESET), the node's limits. */
+  private parserLimits(): Limits {
+    return this.session.access === undefined ? UNAUTHENTICATED_LIMITS : this.limits;
+  }
+
+  private pending(): number {
+    return this.waiting.length - this.head;
+  }
+
+  /** Whether the output has no room for another command's reply. */
+  private full(): boolean {
+    return this.unsentBytes + this.out.bytes >= OUTPUT_HIGH_WATER || this.pending() >= MAX_WAITING;
+  }
+
+  /**
+   * Runs the commands held, one at a time, while the output has room, sending
+   * as it goes; stops when it is full (drain or a reply settling calls again)
+   * or when nothing complete is left.
+   */
+  private run(): void {
+    for (;;) {
+      let stoppedFull = false;
+      while (!this.closeAfterFlush && !this.closed) {
+        if (this.full()) {
+          stoppedFull = true;
+          break;
+        }
+        const args = this.parser.next();
+        if (args === undefined) {
+          if (this.parser.error !== undefined) this.protocolError(this.parser.error);
+          break;
+        }
+        // In the protocol as the command left it: HELLO 3's own answer is RESP3.
+        this.answer(dispatch(this.shared, this.session, args), this.session.proto);
+        // AUTH (or RESET) in this read sets the limits the next command of the same read is parsed under.
+        this.parser.limits = this.parserLimits();
+        if (this.session.closing) this.closeAfterFlush = true;
+        if (this.unsentBytes + this.out.bytes > this.limits.maxOutputBytes) return this.overflow();
+      }
+      if (this.closed) return;
+      this.pump();
+      // The socket took the output at once: go on with what the read still holds.
+      if (!stoppedFull || this.full() || this.closed) return;
+    }
+  }
+
+  private protocolError(error: string): void {
+    this.log.debug("protocol error: closing the connection", { client: this.session.addr, error });
+    this.answer(errorReply(`ERR ${error}`), this.session.proto);
+    this.closeAfterFlush = true;
+  }
+
+  /** Past the output hard limit: the client does not read what it asks for. Close it and free everything. */
+  private overflow(): void {
+    this.log.warn("closing a client whose unread replies passed the output limit", {
+      client: this.session.addr,
+      bytes: this.unsentBytes + this.out.bytes,
+      limit: this.limits.maxOutputBytes,
+    });
+    this.onClose();
+    this.socket.terminate();
+  }
+
+  private answer(reply: Reply | Promise<Reply>, proto: Proto): void {
+    if (this.pending() === 0 && !(reply instanceof Promise)) this.out.write(reply, proto);
+    else this.waiting.push({ reply, proto });
+  }
+
+  /** Writes every reply that is ready, in order, up to the first that is not; sends; then pauses, resumes or ends. */
+  private pump(): void {
+    while (this.head < this.waiting.length) {
+      const w = this.waiting[this.head]!;
+      if (w.reply instanceof Promise) {
+        const p = w.reply;
+        p.then(
+          (r) => this.settle(w, p, r),
+          (e) => this.settle(w, p, errorReply(`ERR internal error: ${String(e)}`)),
+        );
+        break;
+      }
+      this.out.write(w.reply, w.proto);
+      this.head++;
+    }
+    if (this.head === this.waiting.length) {
+      this.waiting.length = 0;
+      this.head = 0;
+    }
+    this.flush();
+    if (this.closeAfterFlush) {
+      if (this.pending() === 0 && this.unsentBytes === 0) this.socket.end();
+    } else if (this.full()) {
+      if (!this.paused) this.socket.pause();
+      this.paused = true;
+    } else if (this.paused && this.socket.readyState === 1) {
+      this.socket.resume();
+      this.paused = false;
+    }
+  }
+
+  private settle(w: Waiting, p: Promise<Reply>, r: Reply): void {
+    // Only the head's promise is watched, once: a reply settles once.
+    if (w.reply !== p || this.closed) return;
+    w.reply = r;
+    this.run();
+  }
+
+  private flush(): void {
+    if (!this.out.empty) {
+      const data = this.out.take();
+      if (this.unsentBytes === 0 && data.length <= WRITE_SLICE) {
+        const written = Math.max(0, this.socket.write(data));
+        const length = typeof data === "string" ? Buffer.byteLength(data) : data.length;
+        if (written < length) this.queue((typeof data === "string" ? Buffer.from(data) : data).subarray(written));
+      } else this.queue(typeof data === "string" ? Buffer.from(data) : data);
+    }
+    while (this.unsent.length > 0) {
+      const next = this.unsent[0]!;
+      const slice = next.length > WRITE_SLICE ? next.subarray(0, WRITE_SLICE) : next;
+      const written = Math.max(0, this.socket.write(slice));
+      if (written > 0) this.sent(written);
+      if (written >= next.length) this.unsent.shift();
+      else if (written > 0) this.unsent[0] = next.subarray(written);
+      if (written < slice.length) return;
+    }
+  }
+
+  private queue(bytes: Uint8Array): void {
+    this.unsent.push(bytes);
+    this.unsentBytes += bytes.length;
+    this.shared.stats.outputBytes += bytes.length;
+  }
+
+  private sent(bytes: number): void {
+    this.unsentBytes -= bytes;
+    this.shared.stats.outputBytes -= bytes;
+  }
+}
