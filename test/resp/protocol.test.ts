@@ -154,6 +154,19 @@ describe("RESP wire", () => {
     await c.waitClosed();
   });
 
+  test("AUTH raises the limits for the very next command of the same write; RESET lowers them again", async () => {
+    const { conn } = await setup({ token: "write-secret" });
+    const c = await conn();
+    const pairs = Array.from({ length: 6 }, (_, i) => [`m${i}`, "v"]).flat();
+    // One write, as a pipelining client sends it: redis-server answers +OK three times.
+    c.send(Buffer.concat([frame("AUTH", "write-secret"), frame("SET", "bk", "x".repeat(20_000)), frame("MSET", ...pairs)]));
+    await c.expect("+OK\r\n+OK\r\n+OK\r\n");
+    c.clear();
+    c.send(Buffer.concat([frame("RESET"), frame("SET", "bk", "x".repeat(20_000))]));
+    await c.expect("+RESET\r\n-ERR Protocol error: invalid bulk length\r\n");
+    await c.waitClosed();
+  });
+
   test("without --token, AUTH says no password is configured", async () => {
     const { conn } = await setup();
     const c = await conn();
