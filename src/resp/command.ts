@@ -47,6 +47,8 @@ export interface Session {
   libVer: string;
   /** Set by QUIT: answer what is due, then close. */
   closing: boolean;
+  /** Between MULTI and EXEC/DISCARD: the commands queued, and whether one was refused (EXEC then aborts). */
+  multi?: { queued: (() => Awaitable<Reply>)[]; failed: boolean };
 }
 
 /** What the node shares with every connection. */

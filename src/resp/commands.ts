@@ -4,6 +4,7 @@ import { CONNECTION_COMMANDS } from "./connection.ts";
 import { KEY_COMMANDS } from "./keys.ts";
 import { array, bulk, int, map, NIL, set, simple, type Reply } from "./reply.ts";
 import { STRING_COMMANDS } from "./strings.ts";
+import { TRANSACTION_COMMANDS } from "./transactions.ts";
 
 /**
  * The command table: every command this front end knows, one row each (see
@@ -55,7 +56,7 @@ const COMMAND_COMMAND: CommandSpec = {
   ],
 };
 
-const ALL: readonly CommandSpec[] = [...CONNECTION_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...ADMIN_COMMANDS, COMMAND_COMMAND];
+const ALL: readonly CommandSpec[] = [...CONNECTION_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...ADMIN_COMMANDS, ...TRANSACTION_COMMANDS, COMMAND_COMMAND];
 
 /** Commands by lower-case name. */
 export const TABLE: ReadonlyMap<string, CommandSpec> = new Map(ALL.map((c) => [c.name, c]));
@@ -65,7 +66,7 @@ export const SUBCOMMANDS: ReadonlyMap<string, CommandSpec> = new Map(ALL.flatMap
 
 /** Redis's ACL categories of a command, from its group and flags. */
 function categories(c: CommandSpec): string[] {
-  const out = [`@${c.group === "generic" ? "keyspace" : c.group}`];
+  const out = [`@${c.group === "generic" ? "keyspace" : c.group === "transactions" ? "transaction" : c.group}`];
   if (c.flags.includes("write")) out.push("@write");
   if (c.flags.includes("readonly")) out.push("@read");
   if (c.flags.includes("admin")) out.push("@admin", "@dangerous");

@@ -54,6 +54,7 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
       s.proto = 2;
       s.db = 0;
       s.name = "";
+      s.multi = undefined;
       s.access = ctx.shared.config.token === undefined ? "write" : undefined;
       return simple("RESET");
     },

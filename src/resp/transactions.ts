@@ -1,0 +1,77 @@
+import type { CommandSpec } from "./command.ts";
+import { RespError } from "./errors.ts";
+import { array, OK, type Reply } from "./reply.ts";
+
+/**
+ * MULTI / EXEC / DISCARD: a connection queues commands (each answered +QUEUED,
+ * dispatch.ts) and EXEC runs them one after another, in one synchronous step.
+ * Nothing else runs on the node in between (no other connection's command, no
+ * replicated write), so a transaction is atomic on the node that runs it, as in
+ * Redis; like every write here it then replicates key by key, last writer wins
+ * (docs/resp.md). A command refused while queuing (unknown, wrong arity, -NOPERM)
+ * makes EXEC answer -EXECABORT and run nothing, as Redis 7 does; one that fails
+ * while running (INCR of a non-number) is an error inside EXEC's array, and the
+ * others still apply.
+ *
+ * WATCH is refused with an error: makhzen keeps no per-key change marks to
+ * abort an EXEC on, and pretending to watch would let a check-and-set lose.
+ * UNWATCH watches nothing, so it is +OK.
+ */
+const t = (spec: Omit<CommandSpec, "group" | "keys">): CommandSpec => ({ group: "transactions", keys: [0, 0, 0], ...spec });
+
+export const EXECABORT = "EXECABORT Transaction discarded because of previous errors.";
+
+export const TRANSACTION_COMMANDS: CommandSpec[] = [
+  t({
+    name: "multi",
+    arity: 1,
+    flags: ["fast", "loading", "stale"],
+    since: "1.2.0",
+    summary: "Starts a transaction.",
+    run: (ctx) => {
+      if (ctx.session.multi !== undefined) throw new RespError("ERR MULTI calls can not be nested");
+      ctx.session.multi = { queued: [], failed: false };
+      return OK;
+    },
+  }),
+  t({
+    name: "exec",
+    arity: 1,
+    flags: ["loading", "stale"],
+    since: "1.2.0",
+    summary: "Executes all commands in a transaction.",
+    run: (ctx) => {
+      const multi = ctx.session.multi;
+      if (multi === undefined) throw new RespError("ERR EXEC without MULTI");
+      ctx.session.multi = undefined;
+      if (multi.failed) throw new RespError(EXECABORT);
+      // All of them now, in order, before any reply is awaited: that is what makes it atomic.
+      const replies = multi.queued.map((run) => run());
+      return replies.some((r) => r instanceof Promise) ? Promise.all(replies).then(array) : array(replies as Reply[]);
+    },
+  }),
+  t({
+    name: "discard",
+    arity: 1,
+    flags: ["fast", "loading", "stale"],
+    since: "2.0.0",
+    summary: "Discards a transaction.",
+    run: (ctx) => {
+      if (ctx.session.multi === undefined) throw new RespError("ERR DISCARD without MULTI");
+      ctx.session.multi = undefined;
+      return OK;
+    },
+  }),
+  t({
+    name: "watch",
+    arity: -2,
+    flags: ["fast", "loading", "stale"],
+    since: "2.2.0",
+    summary: "Monitors changes to keys to determine the execution of a transaction (not supported by makhzen).",
+    run: (ctx) => {
+      if (ctx.session.multi !== undefined) throw new RespError("ERR WATCH inside MULTI is not allowed");
+      throw new RespError("ERR WATCH is not supported by makhzen: MULTI/EXEC is atomic on one node, but there is no optimistic check-and-set");
+    },
+  }),
+  t({ name: "unwatch", arity: 1, flags: ["fast", "loading", "stale"], since: "2.2.0", summary: "Forgets about watched keys of a transaction.", run: () => OK }),
+];
