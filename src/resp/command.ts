@@ -159,6 +159,20 @@ export function integer(arg: Buffer): number {
   return Number(n);
 }
 
+/**
+ * An integer argument Redis takes as any int64 (a range index, an offset, an
+ * expiry), clamped to ±(2^53 - 1): every length and time here is far inside
+ * that, so a larger index means what the clamped one does (past the end), and
+ * an expiry that large fails its own range check. NOT_INTEGER only for what is
+ * not an int64, as Redis.
+ */
+export function clampedInteger(arg: Buffer): number {
+  const n = parseInt64(arg.toString("latin1"));
+  if (n === undefined) throw new RespError(NOT_INTEGER);
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  return Number(n > max ? max : n < -max ? -max : n);
+}
+
 /** The value of a read without `r`: the service answers it synchronously, which is what lets a read-modify-write stay atomic. */
 export function now<T>(v: Awaitable<T>): T {
   if (v instanceof Promise) throw new Error("a local read answered a promise");

@@ -82,7 +82,7 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
     summary: "Authenticates the connection.",
     run: (ctx, a) => {
       if (a.length > 3) throw new RespError(SYNTAX);
-      authenticate(ctx, a.length === 3 ? a[1]!.toString() : "default", a[a.length - 1]!.toString());
+      authenticate(ctx, a.length === 3 ? a[1]!.toString() : undefined, a[a.length - 1]!.toString());
       return OK;
     },
   }),
@@ -155,14 +155,23 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
   }),
 ];
 
-/** Checks a password against the node's tokens and sets what the connection may do; WRONGPASS when it matches none. */
-function authenticate(ctx: Ctx, user: string, password: string): void {
+/**
+ * Checks a password against the node's tokens and sets what the connection may
+ * do; WRONGPASS when it matches none. `user` is undefined for `AUTH <password>`.
+ * Without --token, as Redis's `default` user with `nopass`: `AUTH <password>`
+ * is an error, `AUTH default <anything>` succeeds, any other user is WRONGPASS.
+ */
+function authenticate(ctx: Ctx, user: string | undefined, password: string): void {
   if (ctx.shared.config.token === undefined) {
-    throw new RespError(
-      "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-    );
+    if (user === undefined) {
+      throw new RespError(
+        "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+      );
+    }
+    if (user !== "default") throw new RespError(WRONGPASS);
+    return;
   }
-  const access = user === "default" ? ctx.shared.authenticate(password) : undefined;
+  const access = (user ?? "default") === "default" ? ctx.shared.authenticate(password) : undefined;
   if (access === undefined) {
     ctx.shared.refused("unauthorized");
     throw new RespError(WRONGPASS);

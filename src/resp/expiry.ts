@@ -2,7 +2,7 @@ import { MAX_TTL_SECONDS, type SetOptions } from "../core/items.ts";
 import type { StoredValue } from "../core/binary.ts";
 import type { Item } from "../core/record.ts";
 import type { Awaitable } from "../service.ts";
-import { integer, type Ctx } from "./command.ts";
+import { clampedInteger, type Ctx } from "./command.ts";
 import { invalidExpire, RespError } from "./errors.ts";
 
 /**
@@ -16,10 +16,12 @@ export type ExpiryUnit = "EX" | "PX" | "EXAT" | "PXAT";
 /**
  * The expiresAt of `amount` in `unit`, for `command`'s error message. A relative
  * time must be > 0 (Redis: `invalid expire time`); an absolute one may lie in the
- * past, which the caller turns into a delete. Beyond the longest TTL is refused.
+ * past, which the caller turns into a delete. Beyond the longest TTL (MAX_TTL_SECONDS,
+ * 1e10 s, about 317 years) is refused with Redis's `invalid expire time`, which
+ * Redis itself answers only past int64 milliseconds (docs/resp.md).
  */
 export function expiresAtOf(ctx: Ctx, unit: ExpiryUnit, amount: Buffer, command: string): number {
-  const n = integer(amount);
+  const n = clampedInteger(amount);
   const nowMs = ctx.service.wallMs();
   let at: number;
   if (unit === "EX" || unit === "PX") {

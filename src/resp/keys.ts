@@ -1,6 +1,6 @@
 import type { Item } from "../core/record.ts";
 import type { Awaitable } from "../service.ts";
-import { all, bucketOf, DATABASES, integer, now, read, stored, text, then, word, type CommandSpec, type Ctx } from "./command.ts";
+import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, stored, text, then, word, type CommandSpec, type Ctx } from "./command.ts";
 import { invalidExpire, NO_SUCH_KEY, RespError, SYNTAX } from "./errors.ts";
 import { isPast, keptExpiry, write } from "./expiry.ts";
 import { globMatch, literalPrefix } from "./glob.ts";
@@ -106,7 +106,7 @@ function del(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
  */
 function expire(ctx: Ctx, a: Buffer[], scale: number, absolute: boolean, command: string): Awaitable<Reply> {
   const key = text(a[1]!);
-  const n = integer(a[2]!);
+  const n = clampedInteger(a[2]!);
   const flags = new Set<string>();
   for (const f of a.slice(3)) {
     const w = word(f);

@@ -1,5 +1,6 @@
-import { all, inInt64, integer, itemBytes, parseInt64, read, stored, text, then, value, valueOrNil, valueReply, word, type CommandSpec, type Ctx } from "./command.ts";
+import { all, clampedInteger, inInt64, integer, itemBytes, parseInt64, read, stored, text, then, value, valueOrNil, valueReply, word, type CommandSpec, type Ctx } from "./command.ts";
 import { NOT_FLOAT, NOT_INTEGER, OVERFLOW, RespError, SYNTAX } from "./errors.ts";
+import { addDecimal, formatDecimal, parseDecimal, type Decimal } from "./decimal.ts";
 import { expiresAtOf, keptExpiry, setOptions, write, type ExpiryUnit } from "./expiry.ts";
 import { array, bulk, int, NIL, OK, ONE, ZERO, type Reply } from "./reply.ts";
 import { byteLength, fromBytes, type StoredValue } from "../core/binary.ts";
@@ -188,36 +189,24 @@ function incrBy(ctx: Ctx, keyArg: Buffer, by: bigint): Reply | Promise<Reply> {
 
 function incrByFloat(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   const key = text(a[1]!);
-  const by = parseFloatArg(a[2]!.toString("latin1"));
+  const by = parseDecimal(a[2]!.toString("latin1"));
   if (by === undefined) throw new RespError(NOT_FLOAT);
   const old = read(ctx, key);
-  const current = old === undefined ? 0 : old.encoding === undefined ? parseFloatArg(old.value) : undefined;
+  const current = old === undefined ? ZERO_DECIMAL : old.encoding === undefined ? parseDecimal(old.value) : undefined;
   if (current === undefined) throw new RespError(NOT_FLOAT);
-  const next = current + by;
-  if (!Number.isFinite(next)) throw new RespError("ERR increment would produce NaN or Infinity");
-  const shown = formatFloat(next);
+  // Exact decimal sum, printed as Redis prints its long double (decimal.ts).
+  const next = addDecimal(current, by);
+  if ("inf" in next) throw new RespError("ERR increment would produce NaN or Infinity");
+  const shown = formatDecimal(next);
   return then(write(ctx, key, { value: shown, bytes: false }, keptExpiry(old)), () => bulk(shown));
 }
 
-/** A float as Redis's strtold reads one from a value: decimal or exponent form, no blanks, not nan or inf. */
-function parseFloatArg(s: string): number | undefined {
-  if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(s)) return undefined;
-  const n = Number(s);
-  return Number.isFinite(n) ? n : undefined;
-}
-
-/** As Redis writes INCRBYFLOAT's result: plain decimal, no exponent, no trailing zeros. */
-export function formatFloat(n: number): string {
-  const plain = String(n);
-  if (!/e/i.test(plain)) return plain;
-  const fixed = Math.abs(n) >= 1 ? BigInt(Math.round(n)).toString() : n.toFixed(20);
-  return fixed.includes(".") ? fixed.replace(/0+$/, "").replace(/\.$/, "") : fixed;
-}
+const ZERO_DECIMAL: Decimal = { m: 0n, e: 0 };
 
 /** GETRANGE key start end: inclusive byte offsets, negative from the end, clamped as Redis clamps them. */
 function getrange(ctx: Ctx, a: Buffer[]): Reply {
-  let start = integer(a[2]!);
-  let end = integer(a[3]!);
+  let start = clampedInteger(a[2]!);
+  let end = clampedInteger(a[3]!);
   const bytes = itemBytes(read(ctx, text(a[1]!)));
   const len = bytes.length;
   if (start < 0 && end < 0 && start > end) return bulk("");
@@ -231,7 +220,7 @@ function getrange(ctx: Ctx, a: Buffer[]): Reply {
 /** SETRANGE key offset value: overwrites bytes from `offset`, padding with zero bytes; a result that is not UTF-8 is stored as bytes. */
 function setrange(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   const key = text(a[1]!);
-  const offset = integer(a[2]!);
+  const offset = clampedInteger(a[2]!);
   if (offset < 0) throw new RespError("ERR offset is out of range");
   const patch = a[3]!;
   const old = read(ctx, key);
