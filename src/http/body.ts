@@ -120,15 +120,57 @@ async function readCapped(request: Request, maxBytes: number): Promise<Uint8Arra
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
-/** `reading`, or REQUEST_TIMEOUT once `timeoutMs` has passed without it settling. */
+/**
+ * `reading`, or REQUEST_TIMEOUT once `timeoutMs` has passed without it settling.
+ *
+ * One shared sweep serves every pending read instead of a timer each: a timer, a
+ * second promise and a `Promise.race` per body cost ~0.85 µs of a PUT (see
+ * docs/benchmarks.md, issue 13), and under load almost every PUT pays it. The
+ * trade: a deadline fires up to SWEEP_MS late (30 s by default, 100 ms at least,
+ * so at worst half as long again), and the sweep wakes every SWEEP_MS while any
+ * read is pending; it stops at the first sweep that finds none.
+ */
 export function withDeadline<T>(reading: Promise<T>, timeoutMs: number, what = "request body"): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new MakhzenError("REQUEST_TIMEOUT", `${what} did not arrive within ${timeoutMs} ms`)), timeoutMs);
+  return new Promise<T>((resolve, reject) => {
+    const entry: PendingRead = { at: performance.now() + timeoutMs, fail: () => reject(new MakhzenError("REQUEST_TIMEOUT", `${what} did not arrive within ${timeoutMs} ms`)) };
+    pendingReads.add(entry);
+    sweep ??= setInterval(sweepDeadlines, SWEEP_MS);
+    // Once late, the losing read is abandoned with its request; settling it then does nothing.
+    reading.then(
+      (v) => {
+        pendingReads.delete(entry);
+        resolve(v);
+      },
+      (e: unknown) => {
+        pendingReads.delete(entry);
+        reject(e);
+      },
+    );
   });
-  // The losing read is abandoned with its request; its rejection, if any, has nobody to tell.
-  reading.catch(() => undefined);
-  return Promise.race([reading, late]).finally(() => clearTimeout(timer));
+}
+
+/** How often the shared sweep looks for reads past their deadline, in ms: at most this late. */
+const SWEEP_MS = 50;
+interface PendingRead {
+  /** performance.now() past which the read has failed. */
+  at: number;
+  fail: () => void;
+}
+const pendingReads = new Set<PendingRead>();
+let sweep: ReturnType<typeof setInterval> | undefined;
+
+function sweepDeadlines(): void {
+  if (pendingReads.size === 0) {
+    clearInterval(sweep);
+    sweep = undefined;
+    return;
+  }
+  const now = performance.now();
+  for (const entry of pendingReads) {
+    if (entry.at > now) continue;
+    pendingReads.delete(entry);
+    entry.fail();
+  }
 }
 
 export const tooLarge = (maxBytes: number, what = "request body") =>
