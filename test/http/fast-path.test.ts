@@ -89,7 +89,7 @@ describe("the fast path answers as the Elysia routes do", () => {
 
   test("with a write token and a read token: refusals and passes alike", async () => {
     const twins = pair({ token: "write-token-1", readToken: "read-token-1" });
-    const auths = [{}, { authorization: "Bearer read-token-1" }, { authorization: "Bearer write-token-1" }, { authorization: "Bearer wrong" }];
+    const auths: Record<string, string>[] = [{}, { authorization: "Bearer read-token-1" }, { authorization: "Bearer write-token-1" }, { authorization: "Bearer wrong" }];
     const requests = itemRequests("/items/").flatMap((r) => auths.map((a) => ({ ...r, headers: { ...r.headers, ...a } })));
     const statuses = await expectSameAnswers(twins, requests);
     for (const s of [200, 401, 403]) expect(statuses).toContain(s);
