@@ -197,14 +197,17 @@ export function itemHandlers(deps: Pick<AppDeps, "service" | "config">) {
    * here, before Elysia's validation renders a bad body (see shapeChecker). A
    * `?ttl=` beside a JSON body is refused rather than ignored: it would not apply.
    */
-  const readBody = async (request: Request, url: string) => {
-    const ttl = queryTtl(url);
-    if (isPlainText(request.headers.get("content-type"))) {
-      const value = await readBodyText(request, limits.itemBodyBytes, limits.bodyTimeoutMs);
-      return checkItemBody(ttl === undefined ? { value } : { value, ttl });
+  const readBody = (request: Request, url: string): Promise<ItemBody> => {
+    try {
+      const ttl = queryTtl(url);
+      if (isPlainText(request.headers.get("content-type"))) {
+        return readBodyText(request, limits.itemBodyBytes, limits.bodyTimeoutMs).then((value) => checkItemBody(ttl === undefined ? { value } : { value, ttl }));
+      }
+      if (ttl !== undefined) throw new MakhzenError("BAD_REQUEST", "?ttl= goes with a text/plain body; a JSON body carries its ttl itself");
+      return readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs).then(checkItemBody);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    if (ttl !== undefined) throw new MakhzenError("BAD_REQUEST", "?ttl= goes with a text/plain body; a JSON body carries its ttl itself");
-    return checkItemBody(await readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs));
   };
 
   /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */

@@ -8,8 +8,8 @@ import { MakhzenError } from "../errors.ts";
  * piece and abandoned once it passes the limit. Any Content-Type is accepted, so
  * `curl -X PUT -d '{"value":"x"}'` (which sends form encoding) keeps working.
  */
-export async function readJsonBody(request: Request, maxBytes: number, timeoutMs?: number): Promise<unknown> {
-  return parseJsonText(await readBodyText(request, maxBytes, timeoutMs));
+export function readJsonBody(request: Request, maxBytes: number, timeoutMs?: number): Promise<unknown> {
+  return readBodyText(request, maxBytes, timeoutMs).then(parseJsonText);
 }
 
 /**
@@ -21,23 +21,31 @@ export async function readJsonBody(request: Request, maxBytes: number, timeoutMs
  * Bytes that are not UTF-8 are refused (BAD_REQUEST), not replaced with U+FFFD:
  * a replaced byte would store, and acknowledge, a value the client never sent.
  */
-export async function readBodyText(request: Request, maxBytes: number, timeoutMs?: number): Promise<string> {
-  const declared = request.headers.get("content-length");
+export function readBodyText(request: Request, maxBytes: number, timeoutMs?: number): Promise<string> {
+  // One promise chain, no async functions: every PUT reads its body here, and each
+  // async layer cost a promise and a resumption of its own.
   let reading: Promise<Uint8Array | ArrayBuffer>;
-  if (declared !== null) {
-    // Only a plain decimal length is trusted. Anything else ("abc", "-1") made Number()
-    // give NaN or a negative number, and the whole body was then buffered with no cap;
-    // Bun's own server refuses such requests, but `node.handle()` sees them as is.
-    if (!/^\s*\d+\s*$/.test(declared)) throw new MakhzenError("BAD_REQUEST", "Content-Length is not a valid length");
-    const n = Number(declared);
-    if (n > maxBytes) throw tooLarge(maxBytes);
-    reading = request.arrayBuffer();
-  } else {
-    reading = readCapped(request, maxBytes);
+  try {
+    reading = startReading(request, maxBytes);
+  } catch (e) {
+    return Promise.reject(e);
   }
-  // A body already in memory (the usual small PUT) settles at once: no timer for it.
+  // A body already in memory (the usual small PUT) settles at once: no deadline for it.
   if (timeoutMs !== undefined && Bun.peek.status(reading) === "pending") reading = withDeadline(reading, timeoutMs);
-  return decodeUtf8(await reading, "request body");
+  return reading.then(decodeBody);
+}
+
+const decodeBody = (bytes: Uint8Array | ArrayBuffer): string => decodeUtf8(bytes, "request body");
+
+function startReading(request: Request, maxBytes: number): Promise<Uint8Array | ArrayBuffer> {
+  const declared = request.headers.get("content-length");
+  if (declared === null) return readCapped(request, maxBytes);
+  // Only a plain decimal length is trusted. Anything else ("abc", "-1") made Number()
+  // give NaN or a negative number, and the whole body was then buffered with no cap;
+  // Bun's own server refuses such requests, but `node.handle()` sees them as is.
+  if (!/^\s*\d+\s*$/.test(declared)) throw new MakhzenError("BAD_REQUEST", "Content-Length is not a valid length");
+  if (Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  return request.arrayBuffer();
 }
 
 const PLAIN_TEXT = /^text\/plain\s*(;|$)/i;
