@@ -1,6 +1,7 @@
 import { checkOptionNames, resolveConfig, type NodeConfig, type NodeOptions } from "./config.ts";
 import { createCore } from "./create-core.ts";
-import { createApp, type App } from "./http/app.ts";
+import { createApp, type App, type AppDeps } from "./http/app.ts";
+import { fastItems } from "./http/fast.ts";
 import { servingFetch, startServer, type Server } from "./http/serve.ts";
 import type { DeleteOptions, ListItemsOptions, SetOptions } from "./core/items.ts";
 import { DEFAULT_BUCKET, type Item } from "./core/record.ts";
@@ -154,7 +155,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   });
   const service = new ItemsService({ items, store, cluster, durable, config });
   const startedMs = clock.wallMs();
-  const app: App = createApp({
+  const appDeps: AppDeps = {
     config,
     service,
     cluster,
@@ -167,9 +168,11 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     refusals,
     // `server` is assigned by listen(); only requests it serves ask for their address.
     remoteAddress: (request) => server?.requestIP(request)?.address,
-  });
+  };
+  const app: App = createApp(appDeps);
   const serveHttp = servingFetch({
-    fetch: (request) => app.fetch(request) as Response | Promise<Response>,
+    // Plain item GETs and PUTs are answered in front of Elysia, by the same handlers (http/fast.ts).
+    fetch: fastItems(appDeps, (request) => app.fetch(request) as Response | Promise<Response>),
     requests,
     log: log.child("http"),
     wallMs: () => clock.wallMs(),

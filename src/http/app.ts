@@ -46,6 +46,7 @@ const JSON_TYPE = "application/json";
 const JSON_HEADERS = { "content-type": JSON_TYPE };
 const TEXT_TYPE = "text/plain; charset=utf-8";
 const checkItemBody = shapeChecker(M.ItemBody);
+type ItemBody = ReturnType<typeof checkItemBody>;
 
 /**
  * The public HTTP API. Handlers only translate: HTTP in (the key decoded, headers
@@ -57,76 +58,9 @@ export function createApp(deps: AppDeps) {
   const refusals = deps.refusals ?? newRefusals();
   const log = (deps.logger ?? silentLogger).child("http");
   const limits = requestLimits(config);
-  /**
-   * A PUT body: JSON `{value, ttl?}`, or with `Content-Type: text/plain` the raw
-   * value, its TTL in `?ttl=` (as `Accept: text/plain` reads a value back raw). Both
-   * are read under the same cap and deadline, and checked against the same model,
-   * here, before Elysia's validation renders a bad body (see shapeChecker). A
-   * `?ttl=` beside a JSON body is refused rather than ignored: it would not apply.
-   */
-  const parseBody = async ({ request }: { request: Request }) => {
-    const ttl = queryTtl(request.url);
-    const type = request.headers.get("content-type");
-    if (isPlainText(type)) {
-      const value = await readBodyText(request, limits.itemBodyBytes, limits.bodyTimeoutMs);
-      return checkItemBody(ttl === undefined ? { value } : { value, ttl });
-    }
-    // Raw bytes (binary.ts): the same cap and deadline, the TTL in ?ttl= as for text/plain.
-    if (isOctetStream(type)) {
-      const body = await readOctetBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs);
-      return checkItemBody(ttl === undefined ? body : { ...body, ttl });
-    }
-    if (ttl !== undefined) throw new MakhzenError("BAD_REQUEST", "?ttl= goes with a text/plain body; a JSON body carries its ttl itself");
-    return checkItemBody(await readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs));
-  };
-
-  /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
-  const concernOf = (name: "w" | "r", request: Request): Concern | undefined => {
-    if (request.url.indexOf("?") === -1) return undefined;
-    const q = new URL(request.url).searchParams;
-    return parseConcern(name, q.get(name), q.get("timeout"));
-  };
-
-  // Each handler answers synchronously unless the service has something to wait for
-  // (r=, w=, fsync=always): a plain GET or PUT allocates no Promise.
-  const readItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
-    const concern = concernOf("r", request);
-    const key = decodeKey(rawKey);
-    const opts = concern && { r: concern };
-    const accept = request.headers.get("accept");
-    if (wantsText(accept)) {
-      const item = service.get(bucket, key, opts);
-      return item instanceof Promise ? item.then((i) => textResponse(key, i)) : textResponse(key, item);
-    }
-    if (wantsBytes(accept)) {
-      const item = service.get(bucket, key, opts);
-      const answer = (i: Item | undefined) => bytesResponse(i ?? throwNotFound(key));
-      return item instanceof Promise ? item.then(answer) : answer(item);
-    }
-    const view = service.getView(bucket, key, itemView, opts);
-    return view instanceof Promise ? view.then((v) => viewResponse(key, v)) : viewResponse(key, view);
-  };
-
-  const putItem = (bucket: string, rawKey: string, body: { value: string; ttl?: number; encoding?: "base64" }, request: Request) => {
-    const key = decodeKey(rawKey);
-    const w = concernOf("w", request);
-    // A text value (no `encoding`) goes as it is: the hot path.
-    const v = body.encoding === undefined ? undefined : storedValue(body);
-    const item = v === undefined
-      ? service.set(bucket, key, body.value, { ttl: body.ttl, ...conditions(request.headers), w })
-      : service.set(bucket, key, v.value, { ttl: body.ttl, ...conditions(request.headers), w, bytes: v.bytes });
-    return item instanceof Promise ? item.then(itemResponse) : itemResponse(item);
-  };
-
-  const deleteItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
-    const key = decodeKey(rawKey);
-    const { ifMatch, ifAbsent } = conditions(request.headers);
-    if (ifAbsent) throw new MakhzenError("BAD_REQUEST", "If-None-Match: * makes no sense on DELETE");
-    const w = concernOf("w", request);
-    const version = service.delete(bucket, key, { ifMatch, w });
-    if (version === undefined) throw notFound(key);
-    return version instanceof Promise ? version.then(deletedResponse) : deletedResponse(version);
-  };
+  const { readBody, readItem, putItem, deleteItem } = itemHandlers(deps);
+  // The route's body: read and checked once, here (no `body:` schema for Elysia to check again).
+  const parseBody = ({ request }: { request: Request }) => readBody(request, request.url);
 
   const listItems = (bucket: string, query: { prefix?: string; limit?: number; cursor?: string }) => {
     const after = query.cursor === undefined || query.cursor === "" ? undefined : decodeCursor(query.cursor);
@@ -166,10 +100,8 @@ export function createApp(deps: AppDeps) {
     return res;
   };
   // Registered only with a token: without one, a request pays nothing for auth.
-  if (config.token !== undefined) {
-    const peerApiGuarded = config.clusterSecret !== undefined;
-    app.onRequest(clientAuth({ token: config.token, readToken: config.readToken, peerApiGuarded, refusals }));
-  }
+  const auth = clientAuthOf(config, refusals);
+  if (auth) app.onRequest(auth);
   return app
     .onError(({ code, error, request }) => {
       if (isMakhzenError(error)) return domainErrorResponse(error);
@@ -178,15 +110,13 @@ export function createApp(deps: AppDeps) {
           return errorResponse(422, "VALIDATION", describeValidation(error));
         case "PARSE":
           // Our body reader's own errors (too large, empty, not JSON) arrive wrapped.
-          if (isMakhzenError(error.cause)) return domainErrorResponse(error.cause);
-          return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
+          return bodyError(error.cause);
         case "NOT_FOUND": {
           const path = new URL(request.url).pathname;
           return wrongMethod(request, path) ?? errorResponse(404, "NOT_FOUND", `no route for ${request.method} ${path}`);
         }
         default:
-          log.error("unexpected error", { method: request.method, url: request.url, error, stack: (error as Error)?.stack });
-          return errorResponse(500, "INTERNAL", "internal error; see the node's log");
+          return internalError(log, request, error);
       }
     })
     .use(
@@ -217,25 +147,125 @@ export function createApp(deps: AppDeps) {
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : notReady()))
     .get("/buckets", () => json({ buckets: service.buckets() }))
     .get("/items", ({ query }) => listItems(DEFAULT_BUCKET, query), { query: M.ListQuery })
-    .get("/items/*", ({ params, request }) => readItem(DEFAULT_BUCKET, params["*"], request))
-    .put("/items/*", ({ params, body, request }) => putItem(DEFAULT_BUCKET, params["*"], body, request), {
+    .get("/items/*", ({ params, request }) => readItem(DEFAULT_BUCKET, params["*"], request, request.url))
+    .put("/items/*", ({ params, body, request }) => putItem(DEFAULT_BUCKET, params["*"], body as ItemBody, request, request.url), {
       parse: parseBody,
-      body: M.ItemBody,
     })
     .delete("/items/*", ({ params, request }) => deleteItem(DEFAULT_BUCKET, params["*"], request))
     .get("/buckets/:bucket/items", ({ params, query }) => listItems(params.bucket, query), {
       params: M.BucketParams,
       query: M.ListQuery,
     })
-    .get("/buckets/:bucket/items/*", ({ params, request }) => readItem(params.bucket, params["*"], request))
-    .put("/buckets/:bucket/items/*", ({ params, body, request }) => putItem(params.bucket, params["*"], body, request), {
+    .get("/buckets/:bucket/items/*", ({ params, request }) => readItem(params.bucket, params["*"], request, request.url))
+    .put("/buckets/:bucket/items/*", ({ params, body, request }) => putItem(params.bucket, params["*"], body as ItemBody, request, request.url), {
       parse: parseBody,
-      body: M.ItemBody,
     })
     .delete("/buckets/:bucket/items/*", ({ params, request }) => deleteItem(params.bucket, params["*"], request));
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/** The client token check of this config (auth.ts), or undefined without a token. */
+export function clientAuthOf(config: NodeConfig, refusals: Refusals) {
+  if (config.token === undefined) return undefined;
+  return clientAuth({ token: config.token, readToken: config.readToken, peerApiGuarded: config.clusterSecret !== undefined, refusals });
+}
+
+/** The answer when reading a body failed: our reader's own error, or a 400 for anything else. */
+export function bodyError(error: unknown): Response {
+  if (isMakhzenError(error)) return domainErrorResponse(error);
+  return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
+}
+
+/** The answer to an error nothing turned into one (a bug): logged, and a 500 that says where to look. */
+export function internalError(log: Logger, request: Request, error: unknown): Response {
+  log.error("unexpected error", { method: request.method, url: request.url, error, stack: (error as Error)?.stack });
+  return errorResponse(500, "INTERNAL", "internal error; see the node's log");
+}
+
+/**
+ * The item routes' handlers, shared by the Elysia routes below and the fast path in
+ * front of them (fast.ts). Each takes the request's URL as read once: Bun builds a
+ * new string at every read of `request.url`.
+ */
+export function itemHandlers(deps: Pick<AppDeps, "service" | "config">) {
+  const { service, config } = deps;
+  const limits = requestLimits(config);
+  /**
+   * A PUT body: JSON `{value, ttl?}`, or with `Content-Type: text/plain` the raw
+   * value, its TTL in `?ttl=` (as `Accept: text/plain` reads a value back raw). Both
+   * are read under the same cap and deadline, and checked against the same model,
+   * here, before Elysia's validation renders a bad body (see shapeChecker). A
+   * `?ttl=` beside a JSON body is refused rather than ignored: it would not apply.
+   */
+  const readBody = (request: Request, url: string): Promise<ItemBody> => {
+    try {
+      const ttl = queryTtl(url);
+      const type = request.headers.get("content-type");
+      if (isPlainText(type)) {
+        return readBodyText(request, limits.itemBodyBytes, limits.bodyTimeoutMs).then((value) => checkItemBody(ttl === undefined ? { value } : { value, ttl }));
+      }
+      // Raw bytes (binary.ts): the same cap and deadline, the TTL in ?ttl= as for text/plain.
+      if (isOctetStream(type)) {
+        return readOctetBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs).then((body) => checkItemBody(ttl === undefined ? body : { ...body, ttl }));
+      }
+      if (ttl !== undefined) throw new MakhzenError("BAD_REQUEST", "?ttl= goes with a text/plain body; a JSON body carries its ttl itself");
+      return readJsonBody(request, limits.itemBodyBytes, limits.bodyTimeoutMs).then(checkItemBody);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+
+  /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
+  const concernOf = (name: "w" | "r", url: string): Concern | undefined => {
+    if (url.indexOf("?") === -1) return undefined;
+    const q = new URL(url).searchParams;
+    return parseConcern(name, q.get(name), q.get("timeout"));
+  };
+
+  // Each handler answers synchronously unless the service has something to wait for
+  // (r=, w=, fsync=always): a plain GET or PUT allocates no Promise.
+  const readItem = (bucket: string, rawKey: string, request: Request, url: string): Response | Promise<Response> => {
+    const concern = concernOf("r", url);
+    const key = decodeKey(rawKey);
+    const opts = concern && { r: concern };
+    const accept = request.headers.get("accept");
+    if (wantsText(accept)) {
+      const item = service.get(bucket, key, opts);
+      return item instanceof Promise ? item.then((i) => textResponse(key, i)) : textResponse(key, item);
+    }
+    if (wantsBytes(accept)) {
+      const item = service.get(bucket, key, opts);
+      const answer = (i: Item | undefined) => bytesResponse(i ?? throwNotFound(key));
+      return item instanceof Promise ? item.then(answer) : answer(item);
+    }
+    const view = service.getView(bucket, key, itemView, opts);
+    return view instanceof Promise ? view.then((v) => viewResponse(key, v)) : viewResponse(key, view);
+  };
+
+  const putItem = (bucket: string, rawKey: string, body: { value: string; ttl?: number; encoding?: "base64" }, request: Request, url: string) => {
+    const key = decodeKey(rawKey);
+    const w = concernOf("w", url);
+    // A text value (no `encoding`) goes as it is: the hot path.
+    const v = body.encoding === undefined ? undefined : storedValue(body);
+    const item = v === undefined
+      ? service.set(bucket, key, body.value, { ttl: body.ttl, ...conditions(request.headers), w })
+      : service.set(bucket, key, v.value, { ttl: body.ttl, ...conditions(request.headers), w, bytes: v.bytes });
+    return item instanceof Promise ? item.then(itemResponse) : itemResponse(item);
+  };
+
+  const deleteItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
+    const key = decodeKey(rawKey);
+    const { ifMatch, ifAbsent } = conditions(request.headers);
+    if (ifAbsent) throw new MakhzenError("BAD_REQUEST", "If-None-Match: * makes no sense on DELETE");
+    const w = concernOf("w", request.url);
+    const version = service.delete(bucket, key, { ifMatch, w });
+    if (version === undefined) throw notFound(key);
+    return version instanceof Promise ? version.then(deletedResponse) : deletedResponse(version);
+  };
+
+  return { readBody, readItem, putItem, deleteItem };
+}
 
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": JSON_TYPE } });

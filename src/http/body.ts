@@ -8,8 +8,8 @@ import { MakhzenError } from "../errors.ts";
  * piece and abandoned once it passes the limit. Any Content-Type is accepted, so
  * `curl -X PUT -d '{"value":"x"}'` (which sends form encoding) keeps working.
  */
-export async function readJsonBody(request: Request, maxBytes: number, timeoutMs?: number): Promise<unknown> {
-  return parseJsonText(await readBodyText(request, maxBytes, timeoutMs));
+export function readJsonBody(request: Request, maxBytes: number, timeoutMs?: number): Promise<unknown> {
+  return readBodyText(request, maxBytes, timeoutMs).then(parseJsonText);
 }
 
 /**
@@ -21,32 +21,39 @@ export async function readJsonBody(request: Request, maxBytes: number, timeoutMs
  * Bytes that are not UTF-8 are refused (BAD_REQUEST), not replaced with U+FFFD:
  * a replaced byte would store, and acknowledge, a value the client never sent.
  */
-export async function readBodyText(request: Request, maxBytes: number, timeoutMs?: number): Promise<string> {
-  return decodeUtf8(await readBodyBytes(request, maxBytes, timeoutMs), "request body");
+export function readBodyText(request: Request, maxBytes: number, timeoutMs?: number): Promise<string> {
+  // One promise chain, no async functions: every PUT reads its body here, and each
+  // async layer cost a promise and a resumption of its own.
+  return readBodyBytes(request, maxBytes, timeoutMs).then(decodeBody);
 }
 
 /**
  * The raw body bytes, under readBodyText's cap and deadline (an application/octet-stream
- * PUT). Not async: readBodyText awaits the read itself, one await as before. Its
- * refusals are thrown, so call it from an async function or a parse hook.
+ * PUT). A refusal (bad or too large Content-Length) is a rejected promise.
  */
 export function readBodyBytes(request: Request, maxBytes: number, timeoutMs?: number): Promise<Uint8Array | ArrayBuffer> {
-  const declared = request.headers.get("content-length");
   let reading: Promise<Uint8Array | ArrayBuffer>;
-  if (declared !== null) {
-    // Only a plain decimal length is trusted. Anything else ("abc", "-1") made Number()
-    // give NaN or a negative number, and the whole body was then buffered with no cap;
-    // Bun's own server refuses such requests, but `node.handle()` sees them as is.
-    if (!/^\s*\d+\s*$/.test(declared)) throw new MakhzenError("BAD_REQUEST", "Content-Length is not a valid length");
-    const n = Number(declared);
-    if (n > maxBytes) throw tooLarge(maxBytes);
-    reading = request.arrayBuffer();
-  } else {
-    reading = readCapped(request, maxBytes);
+  try {
+    reading = startReading(request, maxBytes);
+  } catch (e) {
+    return Promise.reject(e);
   }
-  // A body already in memory (the usual small PUT) settles at once: no timer for it.
+  // A body already in memory (the usual small PUT) settles at once: no deadline for it.
   if (timeoutMs !== undefined && Bun.peek.status(reading) === "pending") reading = withDeadline(reading, timeoutMs);
   return reading;
+}
+
+const decodeBody = (bytes: Uint8Array | ArrayBuffer): string => decodeUtf8(bytes, "request body");
+
+function startReading(request: Request, maxBytes: number): Promise<Uint8Array | ArrayBuffer> {
+  const declared = request.headers.get("content-length");
+  if (declared === null) return readCapped(request, maxBytes);
+  // Only a plain decimal length is trusted. Anything else ("abc", "-1") made Number()
+  // give NaN or a negative number, and the whole body was then buffered with no cap;
+  // Bun's own server refuses such requests, but `node.handle()` sees them as is.
+  if (!/^\s*\d+\s*$/.test(declared)) throw new MakhzenError("BAD_REQUEST", "Content-Length is not a valid length");
+  if (Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  return request.arrayBuffer();
 }
 
 const PLAIN_TEXT = /^text\/plain\s*(;|$)/i;
@@ -129,15 +136,57 @@ async function readCapped(request: Request, maxBytes: number): Promise<Uint8Arra
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
-/** `reading`, or REQUEST_TIMEOUT once `timeoutMs` has passed without it settling. */
+/**
+ * `reading`, or REQUEST_TIMEOUT once `timeoutMs` has passed without it settling.
+ *
+ * One shared sweep serves every pending read instead of a timer each: a timer, a
+ * second promise and a `Promise.race` per body cost ~0.85 µs of a PUT (see
+ * docs/benchmarks.md, issue 13), and under load almost every PUT pays it. The
+ * trade: a deadline fires up to SWEEP_MS late (30 s by default, 100 ms at least,
+ * so at worst half as long again), and the sweep wakes every SWEEP_MS while any
+ * read is pending; it stops at the first sweep that finds none.
+ */
 export function withDeadline<T>(reading: Promise<T>, timeoutMs: number, what = "request body"): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new MakhzenError("REQUEST_TIMEOUT", `${what} did not arrive within ${timeoutMs} ms`)), timeoutMs);
+  return new Promise<T>((resolve, reject) => {
+    const entry: PendingRead = { at: performance.now() + timeoutMs, fail: () => reject(new MakhzenError("REQUEST_TIMEOUT", `${what} did not arrive within ${timeoutMs} ms`)) };
+    pendingReads.add(entry);
+    sweep ??= setInterval(sweepDeadlines, SWEEP_MS);
+    // Once late, the losing read is abandoned with its request; settling it then does nothing.
+    reading.then(
+      (v) => {
+        pendingReads.delete(entry);
+        resolve(v);
+      },
+      (e: unknown) => {
+        pendingReads.delete(entry);
+        reject(e);
+      },
+    );
   });
-  // The losing read is abandoned with its request; its rejection, if any, has nobody to tell.
-  reading.catch(() => undefined);
-  return Promise.race([reading, late]).finally(() => clearTimeout(timer));
+}
+
+/** How often the shared sweep looks for reads past their deadline, in ms: at most this late. */
+const SWEEP_MS = 50;
+interface PendingRead {
+  /** performance.now() past which the read has failed. */
+  at: number;
+  fail: () => void;
+}
+const pendingReads = new Set<PendingRead>();
+let sweep: ReturnType<typeof setInterval> | undefined;
+
+function sweepDeadlines(): void {
+  if (pendingReads.size === 0) {
+    clearInterval(sweep);
+    sweep = undefined;
+    return;
+  }
+  const now = performance.now();
+  for (const entry of pendingReads) {
+    if (entry.at > now) continue;
+    pendingReads.delete(entry);
+    entry.fail();
+  }
 }
 
 export const tooLarge = (maxBytes: number, what = "request body") =>

@@ -11,10 +11,16 @@ import { requestLimits } from "./limits.ts";
  */
 
 type Fetch = (request: Request) => Response | Promise<Response>;
+/**
+ * What answers a request behind servingFetch, given the request's URL as read once
+ * (routable, see routableUrl): Bun builds a new string at every read of
+ * `request.url`, so it is read once here and passed along.
+ */
+export type AppFetch = (request: Request, url: string) => Response | Promise<Response>;
 
 export interface ServingDeps {
-  /** The app's fetch (createApp's `.fetch`). */
-  fetch: Fetch;
+  /** The app: the item fast path (http/fast.ts) in front of createApp's `.fetch`. */
+  fetch: AppFetch;
   requests: RequestStats;
   /** Where refusals (401, 403) are logged, rate-limited per remote address. */
   log: Logger;
@@ -26,7 +32,7 @@ export interface ServingDeps {
 }
 
 /**
- * The fetch handler of a node: the Host fix (withRoutableUrl), then the app, then
+ * The fetch handler of a node: the Host fix (routableUrl), then the app, then
  * the request accounting. Every request is counted by route pattern and status
  * here, around the app rather than in Elysia hooks: a hook runs inside every
  * route's compiled handler and costs more (see docs/operations.md for the
@@ -34,29 +40,31 @@ export interface ServingDeps {
  */
 export function servingFetch(deps: ServingDeps): Fetch {
   const refusalLog = rateLimitedRefusals(deps.log, deps.wallMs);
-  const answered = (request: Request, status: number, t0: number): void => {
-    deps.requests.record(request.method, request.url, status, performance.now() - t0);
+  const answered = (request: Request, url: string, status: number, t0: number): void => {
+    deps.requests.record(request.method, url, status, performance.now() - t0);
     if (status !== 401 && status !== 403) return;
     // Under a cluster secret the PeerGuard logs peer refusals itself, with their reason.
-    if (deps.peerGuarded && ROUTES[routeOf(request.url)]!.startsWith("/internal/")) return;
-    refusalLog(request, status, deps.remoteAddress(request));
+    if (deps.peerGuarded && ROUTES[routeOf(url)]!.startsWith("/internal/")) return;
+    refusalLog(request, url, status, deps.remoteAddress(request));
   };
   return (incoming) => {
     const t0 = performance.now();
-    const request = withRoutableUrl(incoming);
-    const answer = deps.fetch(request);
+    const raw = incoming.url;
+    const u = routableUrl(raw);
+    const request = u === raw ? incoming : withUrl(incoming, u);
+    const answer = deps.fetch(request, u);
     if (!(answer instanceof Promise)) {
-      answered(request, answer.status, t0);
+      answered(request, u, answer.status, t0);
       return answer;
     }
     return answer.then(
       (res) => {
-        answered(request, res.status, t0);
+        answered(request, u, res.status, t0);
         return res;
       },
       (e: unknown) => {
         // Bun answers a rejected fetch with a 500; count it as one, then let it through.
-        answered(request, 500, t0);
+        answered(request, u, 500, t0);
         throw e;
       },
     );
@@ -66,10 +74,10 @@ export function servingFetch(deps: ServingDeps): Fetch {
 /** Client refusal lines, rate-limited per remote address (LOG_BUDGETS["http.auth-refused"]): a client retrying a bad token must not flood the log. */
 function rateLimitedRefusals(log: Logger, wallMs: () => number) {
   const limiter = new LogLimiter(wallMs);
-  return (request: Request, status: number, remote: string | undefined): void => {
+  return (request: Request, url: string, status: number, remote: string | undefined): void => {
     const key = remote ?? "in-process";
     limiter.line("http.auth-refused", key, (alsoRefusedSinceLastLine) =>
-      log.warn("auth refusal", { status, method: request.method, route: ROUTES[routeOf(request.url)], remote: key, alsoRefusedSinceLastLine }),
+      log.warn("auth refusal", { status, method: request.method, route: ROUTES[routeOf(url)], remote: key, alsoRefusedSinceLastLine }),
     );
   };
 }
@@ -105,18 +113,24 @@ const urlHost = (host: string): string => (host.includes(":") && !host.startsWit
  * another path than the one the URL names, while the token check, the metrics and
  * everything else read the real path: a request could pass the check as
  * "/internal/items/k" and be routed as "/items/k". Such a request is given a
- * canonical origin before anything looks at it. Normal hosts pay one indexOf.
- *
- * The URL is shadowed on the request itself rather than copied into a new Request:
- * a copy's streamed body never settled once a capped read cancelled it (a 4 MiB
- * chunked PUT waited out the body timeout, holding its buffers, instead of a 413),
- * and `server.requestIP` knows only the original object (refusal logs said
- * "in-process" for every short-Host client).
+ * canonical origin before anything looks at it (withUrl). Normal hosts pay one
+ * indexOf, and get their URL back unchanged.
  */
-export function withRoutableUrl(request: Request): Request {
-  const url = request.url;
+export function routableUrl(url: string): string {
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-  if (pathStart >= 11) return request;
-  Object.defineProperty(request, "url", { value: `http://localhost${pathStart === -1 ? "/" : url.slice(pathStart)}` });
+  if (pathStart >= 11) return url;
+  return `http://localhost${pathStart === -1 ? "/" : url.slice(pathStart)}`;
+}
+
+/**
+ * The request with `url` in place of its own. The URL is shadowed on the request
+ * itself rather than copied into a new Request: a copy's streamed body never
+ * settled once a capped read cancelled it (a 4 MiB chunked PUT waited out the body
+ * timeout, holding its buffers, instead of a 413), and `server.requestIP` knows
+ * only the original object (refusal logs said "in-process" for every short-Host
+ * client).
+ */
+function withUrl(request: Request, url: string): Request {
+  Object.defineProperty(request, "url", { value: url });
   return request;
 }
