@@ -5,7 +5,7 @@ import { DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "../core/re
 import type { Cluster } from "../cluster/cluster.ts";
 import { parseConcern, type Concern } from "../cluster/consistency.ts";
 import type { ItemsService } from "../service.ts";
-import { isPlainText, readBodyText, readJsonBody, shapeChecker } from "./body.ts";
+import { isPlainText, readJsonBody, readValueText, shapeChecker } from "./body.ts";
 import { bytesResponse, isOctetStream, notText, readOctetBody, storedValue, wantsBytes } from "./binary.ts";
 import { requestLimits } from "./limits.ts";
 import { transferRoutes } from "./transfer.ts";
@@ -203,7 +203,7 @@ export function itemHandlers(deps: Pick<AppDeps, "service" | "config">) {
       const ttl = queryTtl(url);
       const type = request.headers.get("content-type");
       if (isPlainText(type)) {
-        return readBodyText(request, limits.itemBodyBytes, limits.bodyTimeoutMs).then((value) => checkItemBody(ttl === undefined ? { value } : { value, ttl }));
+        return readValueText(request, limits.itemBodyBytes, limits.bodyTimeoutMs).then((value) => checkItemBody(ttl === undefined ? { value } : { value, ttl }));
       }
       // Raw bytes (binary.ts): the same cap and deadline, the TTL in ?ttl= as for text/plain.
       if (isOctetStream(type)) {

@@ -45,6 +45,24 @@ export function readBodyBytes(request: Request, maxBytes: number, timeoutMs?: nu
 
 const decodeBody = (bytes: Uint8Array | ArrayBuffer): string => decodeUtf8(bytes, "request body");
 
+/**
+ * A text/plain PUT's value, exactly as sent: unlike readBodyText (JSON, whose
+ * parser would choke on one), a leading byte-order mark is kept, since it is part of
+ * the value the client stores ("as it is"), as the JSON and CLI paths keep it.
+ */
+export function readValueText(request: Request, maxBytes: number, timeoutMs?: number): Promise<string> {
+  return readBodyBytes(request, maxBytes, timeoutMs).then(decodeValue);
+}
+
+const utf8KeepingBom = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const decodeValue = (bytes: Uint8Array | ArrayBuffer): string => {
+  try {
+    return utf8KeepingBom.decode(bytes);
+  } catch {
+    throw new MakhzenError("BAD_REQUEST", "request body is not valid UTF-8");
+  }
+};
+
 function startReading(request: Request, maxBytes: number): Promise<Uint8Array | ArrayBuffer> {
   const declared = request.headers.get("content-length");
   if (declared === null) return readCapped(request, maxBytes);

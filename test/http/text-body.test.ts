@@ -28,6 +28,16 @@ describe("PUT with Content-Type: text/plain", () => {
     expect(node.bucket().get("greeting")?.value).toBe("hello, world\n");
   });
 
+  test("a leading byte-order mark is part of the value: kept, as the JSON path keeps it", async () => {
+    const { node } = start();
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf, 0x61, 0x62, 0x63]);
+    expect((await putText(node, "/items/bom", bom)).status).toBe(200);
+    expect(node.bucket().get("bom")?.value).toBe("\uFEFFabc");
+    const json = await call(node, "PUT", "/items/bom-json", { body: JSON.stringify({ value: "\uFEFFabc" }), headers: { "content-type": "application/json" } });
+    expect(json.status).toBe(200);
+    expect(node.bucket().get("bom-json")?.value).toBe(node.bucket().get("bom")?.value);
+  });
+
   test("text that looks like JSON is stored as it is, not parsed", async () => {
     const { node } = start();
     expect((await putText(node, "/items/j", '{"value":"x","ttl":5}')).status).toBe(200);
