@@ -25,7 +25,14 @@ export interface PersistenceOptions {
 }
 
 export const DB_FILE = "makhzen.db";
-const SCHEMA_VERSION = "1";
+/**
+ * Schema versions: "1" holds text values only; "2" has held a binary value (a BLOB
+ * row). A dir is marked "2" in the transaction that writes its first BLOB, so a
+ * makhzen from before binary values (which reads only "1") refuses it with one line
+ * instead of reading a BLOB as text.
+ */
+const SCHEMA_TEXT = "1";
+const SCHEMA_BYTES = "2";
 
 /**
  * The durable copy of a node's records in bun:sqlite, written behind the in-memory
@@ -46,8 +53,8 @@ const SCHEMA_VERSION = "1";
  * the same `value` column: SQLite keeps a BLOB as a BLOB in a TEXT column, so the
  * row says its own form, text rows (all rows of data dirs written before binary
  * values) read as they always did, and no migration is needed. (A makhzen older
- * than binary values must not open a data dir holding one: it would read the BLOB
- * as something else than text.)
+ * than binary values must not open a data dir holding one, and cannot: the first
+ * BLOB marks the dir schema "2", which it refuses.)
  */
 export class Persistence {
   private readonly db: Database;
@@ -67,12 +74,18 @@ export class Persistence {
   private closed = false;
   /** When the last successful commit took its batch: everything queued before then is on disk. */
   private committedThroughMs = 0;
+  /** Whether the dir is marked SCHEMA_BYTES (it has held a binary value). */
+  private markedBytes: boolean;
+  private readonly markBytes: Statement;
 
   private constructor(
     db: Database,
     private readonly opts: PersistenceOptions,
+    schema: string,
   ) {
     this.db = db;
+    this.markedBytes = schema === SCHEMA_BYTES;
+    this.markBytes = db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?1)");
     this.upsert = db.prepare(
       "INSERT OR REPLACE INTO records (bucket, key, value, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     );
@@ -100,6 +113,7 @@ export class Persistence {
     if (!statSync(opts.dir).isDirectory()) fail("is not a directory");
     const path = join(opts.dir, DB_FILE);
     let db: Database | undefined;
+    let schema = SCHEMA_TEXT;
     try {
       db = new Database(path, { create: true, strict: true });
       db.exec("PRAGMA journal_mode = WAL");
@@ -117,17 +131,18 @@ export class Persistence {
         db.close();
         fail(`was written by node "${meta.node}", not "${opts.nodeName}"; start with --name ${meta.node} or use another dir`);
       }
-      if (meta.schema !== undefined && meta.schema !== SCHEMA_VERSION) {
+      if (meta.schema !== undefined && meta.schema !== SCHEMA_TEXT && meta.schema !== SCHEMA_BYTES) {
         db.close();
-        fail(`has schema version ${meta.schema}; this makhzen reads version ${SCHEMA_VERSION}`);
+        fail(`has schema version ${meta.schema}; this makhzen reads versions ${SCHEMA_TEXT} and ${SCHEMA_BYTES}`);
       }
-      db.prepare("INSERT OR IGNORE INTO meta (k, v) VALUES ('node', ?1), ('schema', ?2)").run(opts.nodeName, SCHEMA_VERSION);
+      db.prepare("INSERT OR IGNORE INTO meta (k, v) VALUES ('node', ?1), ('schema', ?2)").run(opts.nodeName, SCHEMA_TEXT);
+      schema = meta.schema ?? SCHEMA_TEXT;
     } catch (e) {
       if (e instanceof MakhzenError) throw e;
       db?.close();
       fail(`cannot open ${DB_FILE} (${errText(e)})`);
     }
-    return new Persistence(db!, opts);
+    return new Persistence(db!, opts, schema);
   }
 
   /**
@@ -208,13 +223,19 @@ export class Persistence {
     const takenMs = this.now();
     const batch = this.pending;
     this.pending = new Map();
+    let marks = false;
     try {
       this.db.transaction(() => {
         for (const c of batch.values()) {
           if ("gone" in c) this.del.run(c.bucket, c.key);
-          else this.upsert.run(c.bucket, c.key, c.bytes === true && c.value !== null ? Buffer.from(c.value, "base64") : c.value, c.version, c.expiresAt ?? null);
+          else if (c.bytes === true && c.value !== null) {
+            // The first BLOB marks the dir in the same transaction: never a BLOB in a dir marked text-only.
+            if (!this.markedBytes && !marks) this.markBytes.run(SCHEMA_BYTES), (marks = true);
+            this.upsert.run(c.bucket, c.key, Buffer.from(c.value, "base64"), c.version, c.expiresAt ?? null);
+          } else this.upsert.run(c.bucket, c.key, c.value, c.version, c.expiresAt ?? null);
         }
       })();
+      if (marks) this.markedBytes = true;
     } catch (e) {
       // Put the batch back (newer pending changes win) so nothing acknowledged is dropped.
       for (const [k, v] of batch) if (!this.pending.has(k)) this.pending.set(k, v);
