@@ -155,7 +155,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   });
   const service = new ItemsService({ items, store, cluster, durable, config });
   const startedMs = clock.wallMs();
-  const appDeps: AppDeps = {
+  const appDeps: AppDeps & { refusals: Refusals } = {
     config,
     service,
     cluster,

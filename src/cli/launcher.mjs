@@ -16,6 +16,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { constants } from "node:os";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,6 +71,9 @@ child.on("exit", (code, signal) => {
     // Die the way the child did, so a shell sees the same status.
     for (const s of SIGNALS) process.off(s, forward);
     process.kill(process.pid, signal);
+    // A signal whose default in Node is not to die (SIGUSR1 starts the inspector)
+    // would leave the launcher running: exit with the shell's status for it instead.
+    setTimeout(() => process.exit(128 + (constants.signals[signal] ?? 0)), 100).unref();
     return;
   }
   process.exit(code ?? 1);

@@ -64,6 +64,8 @@ export const serve = defineCommand({
       };
       process.on("SIGINT", () => stop("SIGINT"));
       process.on("SIGTERM", () => stop("SIGTERM"));
+      // A closed terminal (or the launcher passing it on): leave as gracefully as on SIGTERM, not die mid-write.
+      process.on("SIGHUP", () => stop("SIGHUP"));
     });
     // Another process took this node's name: it has stopped writing and handed off; exit 1.
     const lost = node.fatal.then(async (e) => {

@@ -25,14 +25,6 @@ export interface RecordStamp {
 }
 
 /**
- * A record's share of the anti-entropy digest (cluster/digest.ts): a 64-bit hash of
- * its id (recordId), version and contents. The contentHash seeds the hash rather
- * than being XORed onto it: with XOR, two keys of one leaf that swapped their
- * contents under unchanged versions would leave the leaf unchanged. The store
- * computes it once per record it holds and keeps it, so a change hashes only the
- * new record: the old one's share is XORed out as it was kept.
- */
-/**
  * A record as the digest holds it (cluster/digest.ts): the Store's entry, whose
  * `record` is always the one held now, and one field the digest keeps in it, its
  * place in its leaf's list. Holding the entry itself, not a `bucket\0key` string
@@ -44,6 +36,14 @@ export interface DigestMember {
   digestAt: number;
 }
 
+/**
+ * A record's share of the anti-entropy digest (cluster/digest.ts): a 64-bit hash of
+ * its id (recordId), version and contents. The contentHash seeds the hash rather
+ * than being XORed onto it: with XOR, two keys of one leaf that swapped their
+ * contents under unchanged versions would leave the leaf unchanged. The store
+ * computes it once per record it holds and keeps it, so a change hashes only the
+ * new record: the old one's share is XORed out as it was kept.
+ */
 export const recordSum = (id: string, version: Version, hash: bigint): bigint => Bun.hash.xxHash64(`${id}\u0000${version}`, hash);
 
 /** What clients see of a live record: the public JSON shape of the items API. */

@@ -1,3 +1,4 @@
+import type { NodeConfig } from "../config.ts";
 import type { Refusals } from "../ops/security.ts";
 import { bearerToken, tokenAccess } from "../ops/tokens.ts";
 import { errorResponse } from "./errors.ts";
@@ -59,4 +60,10 @@ function pathOf(url: string): string {
   if (start === -1) return "/";
   const q = url.indexOf("?", start);
   return q === -1 ? url.slice(start) : url.slice(start, q);
+}
+
+/** The client token check of this config (auth.ts), or undefined without a token. */
+export function clientAuthOf(config: NodeConfig, refusals: Refusals) {
+  if (config.token === undefined) return undefined;
+  return clientAuth({ token: config.token, readToken: config.readToken, peerApiGuarded: config.clusterSecret !== undefined, refusals });
 }

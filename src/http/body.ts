@@ -160,8 +160,8 @@ async function readCapped(request: Request, maxBytes: number): Promise<Uint8Arra
  * One shared sweep serves every pending read instead of a timer each: a timer, a
  * second promise and a `Promise.race` per body cost ~0.85 µs of a PUT (see
  * docs/benchmarks.md, issue 13), and under load almost every PUT pays it. The
- * trade: a deadline fires up to SWEEP_MS late (30 s by default, 100 ms at least,
- * so at worst half as long again), and the sweep wakes every SWEEP_MS while any
+ * trade: a deadline fires up to SWEEP_MS late (the body timeout is 30 s by
+ * default and 100 ms at least, so at worst half as long again), and the sweep wakes every SWEEP_MS while any
  * read is pending; it stops at the first sweep that finds none.
  */
 export function withDeadline<T>(reading: Promise<T>, timeoutMs: number, what = "request body"): Promise<T> {

@@ -1,4 +1,5 @@
-import { HTTP_STATUS, type MakhzenError } from "../errors.ts";
+import { HTTP_STATUS, isMakhzenError, type MakhzenError } from "../errors.ts";
+import type { Logger } from "../ops/log.ts";
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
@@ -20,4 +21,16 @@ export function describeValidation(error: {
   if (!first) return "request did not match the schema";
   const where = first.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
   return `${where || "body"}: ${first.message ?? "is invalid"}`;
+}
+
+/** The answer when reading a body failed: our reader's own error, or a 400 for anything else. */
+export function bodyError(error: unknown): Response {
+  if (isMakhzenError(error)) return domainErrorResponse(error);
+  return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
+}
+
+/** The answer to an error nothing turned into one (a bug): logged, and a 500 that says where to look. */
+export function internalError(log: Logger, request: Request, error: unknown): Response {
+  log.error("unexpected error", { method: request.method, url: request.url, error, stack: (error as Error)?.stack });
+  return errorResponse(500, "INTERNAL", "internal error; see the node's log");
 }

@@ -1,9 +1,11 @@
 import { isMakhzenError } from "../errors.ts";
 import { DEFAULT_BUCKET } from "../core/record.ts";
-import { newRefusals } from "../ops/security.ts";
+import type { Refusals } from "../ops/security.ts";
 import { silentLogger } from "../ops/log.ts";
-import { bodyError, clientAuthOf, internalError, itemHandlers, type AppDeps } from "./app.ts";
-import { domainErrorResponse } from "./errors.ts";
+import type { AppDeps } from "./app.ts";
+import { clientAuthOf } from "./auth.ts";
+import { bodyError, domainErrorResponse, internalError } from "./errors.ts";
+import { itemHandlers } from "./items.ts";
 import type { AppFetch } from "./serve.ts";
 
 /**
@@ -23,9 +25,10 @@ import type { AppFetch } from "./serve.ts";
  * with a `%` in it. test/http/fast-path.test.ts holds the two paths to the same
  * answers, byte for byte.
  */
-export function fastItems(deps: AppDeps, general: (request: Request) => Response | Promise<Response>): AppFetch {
+/** `refusals` is required: the fast path counts 401/403s into the same counters /cluster shows (createApp's). */
+export function fastItems(deps: AppDeps & { refusals: Refusals }, general: (request: Request) => Response | Promise<Response>): AppFetch {
   const { readBody, readItem, putItem } = itemHandlers(deps);
-  const auth = clientAuthOf(deps.config, deps.refusals ?? newRefusals());
+  const auth = clientAuthOf(deps.config, deps.refusals);
   const log = (deps.logger ?? silentLogger).child("http");
 
   const answer = (request: Request, url: string, bucket: string, rawKey: string): Response | Promise<Response> => {

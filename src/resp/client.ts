@@ -47,6 +47,8 @@ export interface ClientLimits extends Limits {
 interface Waiting {
   reply: Reply | Promise<Reply>;
   proto: Proto;
+  /** A pending reply's settle handler is attached (once). */
+  watched?: boolean;
 }
 
 export class Client {
@@ -173,6 +175,9 @@ export class Client {
     while (this.head < this.waiting.length) {
       const w = this.waiting[this.head]!;
       if (w.reply instanceof Promise) {
+        // Watched once: pump runs at every read and drain while the head waits.
+        if (w.watched) break;
+        w.watched = true;
         const p = w.reply;
         p.then(
           (r) => this.settle(w, p, r),

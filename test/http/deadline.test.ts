@@ -16,8 +16,13 @@ test("a read that settles in time gives its value, or its own error", async () =
 });
 
 test("a read that never settles is refused with REQUEST_TIMEOUT, naming what and how long", async () => {
+  const t0 = performance.now();
   const err = await withDeadline(never(), 100, "the next part of the load body").catch((e: Error & { code: string }) => e);
+  const waited = performance.now() - t0;
   expect((err as { code: string }).code).toBe("REQUEST_TIMEOUT");
+  // Never early; late by at most a sweep (50 ms), with room for a loaded machine.
+  expect(waited).toBeGreaterThanOrEqual(99);
+  expect(waited).toBeLessThan(100 + 50 + 250);
   expect((err as Error).message).toBe("the next part of the load body did not arrive within 100 ms");
 });
 
