@@ -110,6 +110,12 @@ export class MakhzenClient {
       throw new MakhzenClientError(404, body.code, body.message);
     }
     await this.expectOk(res);
+    // A makhzen node answers a delete 204 with the tombstone's version as its ETag:
+    // any other success came from something else, and "OK" would be a lie.
+    if (res.status !== 204 || res.headers.get("etag") === null) {
+      await res.body?.cancel();
+      throw this.badAnswer(res, "a delete's answer");
+    }
     return true;
   }
 

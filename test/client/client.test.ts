@@ -47,6 +47,7 @@ describe("MakhzenClient", () => {
       ["buckets", () => c.buckets()],
       ["load", () => c.load("")],
       ["dump", () => c.dump()],
+      ["delete", () => c.delete("a")],
     ];
     for (const [name, call] of calls) {
       const e = await clientError(call());
@@ -55,5 +56,17 @@ describe("MakhzenClient", () => {
     }
     const html = await clientError(new MakhzenClient({ url: `http://127.0.0.1:${impostor.port}` }).get("html"));
     expect(html.code).toBe("BAD_RESPONSE");
+  });
+
+  test("a delete against a real node: true when it deleted, false when nothing was there", async () => {
+    const { createNode } = await import("../../src/node.ts");
+    await using stack = new AsyncDisposableStack();
+    const node = createNode({ port: 0 });
+    stack.defer(() => node.close());
+    const { url } = await node.listen();
+    const c = new MakhzenClient({ url });
+    await c.put("k", "v");
+    expect(await c.delete("k")).toBe(true);
+    expect(await c.delete("k")).toBe(false);
   });
 });
