@@ -74,13 +74,15 @@ export function normalizeArgs(rawArgs: readonly string[], def: ArgsDef): Command
     const negated = typed.startsWith("no-") && known.get(typed.slice(3))?.type === "boolean";
     const spelling = known.get(negated ? typed.slice(3) : typed);
     if (spelling === undefined) throw usageError(`unknown flag ${dashes(arg)}${suggest(typed, known)}; see --help`);
-    const shown = `--${typed}`;
+    const shown = dashes(arg); // as typed: one dash or two
     const first = given.get(spelling.name);
     if (first !== undefined) {
-      throw usageError(first === shown ? `${shown} is given twice; give it once` : `${first} and ${shown} are the same flag; give it once`);
+      // `--port 1 -port=2` is the same spelling twice, whatever the dashes.
+      const same = first.replace(/^--?/, "") === typed;
+      throw usageError(same ? `--${typed} is given twice; give it once` : `${first} and ${shown} are the same flag; give it once`);
     }
     given.set(spelling.name, shown);
-    if ((negated ? typed.slice(3) : typed) !== spelling.name) aliased.set(spelling.name, negated ? `--${typed.slice(3)}` : shown);
+    if ((negated ? typed.slice(3) : typed) !== spelling.name) aliased.set(spelling.name, negated ? `${shown.startsWith("--") ? "--" : "-"}${typed.slice(3)}` : shown);
 
     if (spelling.type === "boolean") {
       let on = !negated;

@@ -165,12 +165,12 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["get", "k", "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
       [["put", "k", "v", "-ttl=soon"], '--ttl must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "soon"'],
       [["put", "k", "v", "--bucket="], "--bucket needs a value; it was given an empty one"],
-      [["put", "k", "v", "-bucket"], "--bucket needs a value"],
+      [["put", "k", "v", "-bucket"], "-bucket needs a value"],
       [["ls", "-json=perhaps"], '--json must be true or false, not "perhaps"'],
       [["del", "k", "--url"], "--url needs a value"],
       [["status", "-urll", "x"], "unknown flag -urll (did you mean --url?); see --help"],
       [["dump", "--bucket", "--url", node.url], `--bucket needs a value, but the next argument is the flag --url; write --bucket=VALUE if the value starts with a dash`],
-      [["load", "-token"], "--token needs a value"],
+      [["load", "-token"], "-token needs a value"],
       // Nothing after --version is ignored; after --help only a command, whose help it shows.
       [["--version", "serve"], '--version takes no arguments; unexpected "serve"'],
       [["-v", "--port", "1"], '-v takes no arguments; unexpected "--port"'],
@@ -178,8 +178,8 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["-h", "sreve"], '-h takes a command at most, not "sreve"'],
       [["constructor"], 'unknown command "constructor"; commands: serve, get, put, del, ls, dump, load, status'],
       // An alias is named as typed, not as the flag it stands for.
-      [["agent", "-bindPort=abc"], '--bindPort must be an integer from 0 to 65535, not "abc"'],
-      [["serve", "-cluster", "ftp://x"], '--cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
+      [["agent", "-bindPort=abc"], '-bindPort must be an integer from 0 to 65535, not "abc"'],
+      [["serve", "-cluster", "ftp://x"], '-cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
       // Checked before any request: the node would refuse it too, but as exit 1 and not naming the flag.
       [["put", "k", "v", "--bucket", "bad name", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "bad name"'],
       [["dump", "-bucket=a/b", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "a/b"'],
