@@ -3,7 +3,7 @@ import type { Logger } from "../ops/log.ts";
 import type { Session, Shared } from "./command.ts";
 import { dispatch } from "./dispatch.ts";
 import { RespParser, UNAUTHENTICATED_LIMITS, type Limits } from "./parser.ts";
-import { errorReply, Out, type Proto, type Reply } from "./reply.ts";
+import { errorReply, Out, replyBytes, type Proto, type Reply } from "./reply.ts";
 
 /**
  * One client connection: bytes in, commands run one after another, replies out
@@ -20,9 +20,12 @@ import { errorReply, Out, type Proto, type Reply } from "./reply.ts";
  * ready): the rest of the read stays unparsed in the parser, the socket is
  * paused (TCP pushes back on the client), and when the socket drains the
  * connection goes on where it stopped, so answers stay in order. What one
- * connection holds is then about the high-water mark plus one reply; a single
- * reply past `maxOutputBytes` (a huge MGET nobody reads) closes the client and
- * frees everything, as Redis's client-output-buffer-limit does.
+ * connection holds is then about the high-water mark plus one reply. A reply
+ * that would leave more than `maxOutputBytes` unsent (an MGET of a large value
+ * named thousands of times) is measured before it is written (replyBytes: stored
+ * lengths, nothing decoded or copied) and answered with an error instead, and the
+ * connection goes on; Redis would close the client (client-output-buffer-limit).
+ * Should output still pass the limit, the client is closed and everything freed.
  *
  * Output goes to the socket in slices of at most WRITE_SLICE bytes: a partial
  * write keeps the socket watched for writability, so a peer that resets a
@@ -43,6 +46,10 @@ export interface ClientLimits extends Limits {
   /** Unsent reply bytes past which the client is closed (Redis's client-output-buffer-limit hard limit). */
   maxOutputBytes: number;
 }
+
+/** The error answered in place of a reply too large for the connection's output limit. */
+export const outputLimitError = (bytes: number, limit: number): string =>
+  `ERR reply of ${bytes} bytes exceeds this connection's output limit of ${limit} bytes`;
 
 interface Waiting {
   reply: Reply | Promise<Reply>;
@@ -166,8 +173,22 @@ export class Client {
   }
 
   private answer(reply: Reply | Promise<Reply>, proto: Proto): void {
-    if (this.pending() === 0 && !(reply instanceof Promise)) this.out.write(reply, proto);
+    if (this.pending() === 0 && !(reply instanceof Promise)) this.out.write(this.bounded(reply, proto), proto);
     else this.waiting.push({ reply, proto });
+  }
+
+  /**
+   * `reply`, or an error in its place when writing it would leave more than the
+   * output limit unsent. Only a container can be that large (a single bulk is at
+   * most the bulk limit, 1/64 of the output limit), so GET's path measures nothing.
+   */
+  private bounded(reply: Reply, proto: Proto): Reply {
+    if (reply.t !== "array" && reply.t !== "set" && reply.t !== "map") return reply;
+    const room = this.limits.maxOutputBytes - this.unsentBytes - this.out.bytes;
+    const bytes = replyBytes(reply, proto);
+    if (bytes <= room) return reply;
+    this.log.warn("refused a reply past the output limit", { client: this.session.addr, bytes, limit: this.limits.maxOutputBytes });
+    return errorReply(outputLimitError(bytes, this.limits.maxOutputBytes));
   }
 
   /** Writes every reply that is ready, in order, up to the first that is not; sends; then pauses, resumes or ends. */
@@ -185,7 +206,7 @@ export class Client {
         );
         break;
       }
-      this.out.write(w.reply, w.proto);
+      this.out.write(this.bounded(w.reply, w.proto), w.proto);
       this.head++;
     }
     if (this.head === this.waiting.length) {

@@ -3,7 +3,7 @@ import type { Awaitable, ItemsService } from "../service.ts";
 import type { Item } from "../core/record.ts";
 import type { NodeConfig } from "../config.ts";
 import { NOT_INTEGER, NOT_UTF8, RespError } from "./errors.ts";
-import { bulk, NIL, type Proto, type Reply } from "./reply.ts";
+import { bulk, bulk64, NIL, type Proto, type Reply } from "./reply.ts";
 import { fromBytes, toBytes, type StoredValue } from "../core/binary.ts";
 
 /**
@@ -127,8 +127,12 @@ export const value = (arg: Buffer): StoredValue => fromBytes(arg);
 /** An item's value in its stored form. */
 export const stored = (item: Item): StoredValue => ({ value: item.value, bytes: item.encoding === "base64" });
 
-/** An item's value as a bulk reply: byte for byte what was written, binary or text. */
-export const valueReply = (item: Item): Reply => bulk(item.encoding === "base64" ? Buffer.from(item.value, "base64") : item.value);
+/**
+ * An item's value as a bulk reply: byte for byte what was written, binary or
+ * text. Neither is copied here: a text value is the stored string, a binary one
+ * its stored base64, decoded when the reply is written (reply.ts, bulk64).
+ */
+export const valueReply = (item: Item): Reply => (item.encoding === "base64" ? bulk64(item.value) : bulk(item.value));
 
 /** valueReply, or nil for no item. */
 export const valueOrNil = (item: Item | undefined): Reply => (item === undefined ? NIL : valueReply(item));

@@ -1,3 +1,5 @@
+import { base64Bytes } from "../core/binary.ts";
+
 /**
  * Replies: what a command answers, as a small tree, and how it is written in
  * RESP2 or RESP3. A handler builds the tree once; the connection writes it in
@@ -10,6 +12,13 @@ export type Reply =
   | { t: "error"; s: string }
   | { t: "int"; n: number | bigint }
   | { t: "bulk"; v: string | Uint8Array }
+  /**
+   * A binary value as it is stored, base64 (core/binary.ts), decoded only when
+   * written: a reply holds a reference to the stored string, not a copy, and its
+   * size is known without decoding. `decoded` keeps the bytes once written, so a
+   * reply object repeated in one answer (MGET k k k) is decoded once.
+   */
+  | { t: "bulk64"; b64: string; decoded?: Buffer }
   | { t: "nil" }
   | { t: "nilArray" }
   | { t: "array"; items: Reply[] }
@@ -27,6 +36,7 @@ export const ONE: Reply = { t: "int", n: 1 };
 export const simple = (s: string): Reply => ({ t: "simple", s });
 export const int = (n: number | bigint): Reply => ({ t: "int", n });
 export const bulk = (v: string | Uint8Array): Reply => ({ t: "bulk", v });
+export const bulk64 = (b64: string): Reply => ({ t: "bulk64", b64 });
 export const bulkOrNil = (v: string | Uint8Array | undefined | null): Reply => (v === undefined || v === null ? NIL : { t: "bulk", v });
 export const array = (items: Reply[]): Reply => ({ t: "array", items });
 export const bulks = (items: readonly string[]): Reply => ({ t: "array", items: items.map(bulk) });
@@ -69,6 +79,13 @@ export class Out {
           this.str("\r\n");
         }
         return;
+      case "bulk64": {
+        const bytes = (r.decoded ??= Buffer.from(r.b64, "base64"));
+        this.str(`$${bytes.length}\r\n`);
+        this.raw(bytes);
+        this.str("\r\n");
+        return;
+      }
       case "nil":
         this.str(proto === 3 ? "_\r\n" : "$-1\r\n");
         return;
@@ -126,6 +143,51 @@ export class Out {
     this.parts.push(b);
     this.bytes += b.length;
   }
+}
+
+/**
+ * The bytes `r` takes once written, without writing it: a bulk string's length
+ * is its stored length (a binary value's from its base64, not decoded), and a
+ * text value repeated in the reply is measured once.
+ */
+export function replyBytes(r: Reply, proto: Proto): number {
+  const measured = new Map<string, number>();
+  const textBytes = (s: string): number => {
+    // A short string is cheaper to measure than to look up.
+    if (s.length < 1024) return Buffer.byteLength(s);
+    let n = measured.get(s);
+    if (n === undefined) measured.set(s, (n = Buffer.byteLength(s)));
+    return n;
+  };
+  const bulkBytes = (n: number): number => String(n).length + n + 5;
+  const size = (r: Reply, total: number): number => {
+    switch (r.t) {
+      case "simple":
+      case "error":
+        return total + textBytes(r.s) + 3;
+      case "int":
+        return total + String(r.n).length + 3;
+      case "bulk":
+        return total + bulkBytes(typeof r.v === "string" ? textBytes(r.v) : r.v.length);
+      case "bulk64":
+        return total + bulkBytes(r.decoded?.length ?? base64Bytes(r.b64));
+      case "nil":
+      case "nilArray":
+        return total + (proto === 3 ? 3 : 5);
+      case "double":
+        return total + formatDouble(r.n).length + 16;
+      case "array":
+      case "set":
+        total += String(r.items.length).length + 3;
+        for (const item of r.items) total = size(item, total);
+        return total;
+      case "map":
+        total += String(r.entries.length * 2).length + 3;
+        for (const [k, v] of r.entries) total = size(v, size(k, total));
+        return total;
+    }
+  };
+  return size(r, 0);
 }
 
 /** A double as Redis writes one: `inf`, `-inf`, `nan`, else the shortest form that reads back the same. */

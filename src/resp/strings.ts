@@ -70,7 +70,7 @@ export const STRING_COMMANDS: CommandSpec[] = [
     flags: RF,
     keys: [1, -1, 1],
     summary: "Atomically returns the string values of one or more keys.",
-    run: (ctx, a) => array(a.slice(1).map((k) => valueOrNil(read(ctx, text(k))))),
+    run: mget,
   }),
   s({ name: "mset", arity: -3, flags: W, keys: [1, -1, 2], since: "1.0.1", summary: "Atomically creates or modifies the string values of one or more keys.", run: (ctx, a) => mset(ctx, a, "mset") }),
   s({ name: "msetnx", arity: -3, flags: W, keys: [1, -1, 2], since: "1.0.1", summary: "Atomically modifies the string values of one or more keys only when all keys don't exist.", run: (ctx, a) => mset(ctx, a, "msetnx") }),
@@ -159,6 +159,24 @@ function getex(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   if (!item || unit === undefined) return valueOrNil(item);
   if (unit === "PERSIST" && item.expiresAt === undefined) return valueReply(item);
   return then(write(ctx, key, stored(item), expiresAt), () => valueReply(item));
+}
+
+/**
+ * MGET key [key ...]: a key named again answers the same reply object, read and
+ * built once, so `MGET k k k ...` holds one reference to k's value, not a copy
+ * per repetition (a binary value is decoded once, when written). The client
+ * checks the reply's size against its output limit before writing it (client.ts).
+ */
+function mget(ctx: Ctx, a: Buffer[]): Reply {
+  const seen = new Map<string, Reply>();
+  const items: Reply[] = [];
+  for (let i = 1; i < a.length; i++) {
+    const key = text(a[i]!);
+    let r = seen.get(key);
+    if (r === undefined) seen.set(key, (r = valueOrNil(read(ctx, key))));
+    items.push(r);
+  }
+  return array(items);
 }
 
 function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promise<Reply> {

@@ -3,7 +3,8 @@
  * about OUTPUT_HIGH_WATER of replies (the rest of the pipeline waits, unparsed,
  * and runs in order once the client reads), never the whole pipeline's answers;
  * a client that goes away while paused is released; a single reply past the
- * output limit closes the client, not the node.
+ * output limit is refused with an error before it is built, and the connection
+ * goes on.
  */
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
@@ -102,7 +103,7 @@ describe("a client that does not read its replies", () => {
     expect((await info(admin)).mem_clients_normal).toBe(0);
   });
 
-  test("a single reply past the output limit closes that client and frees it; the node serves on", async () => {
+  test("a single reply past the output limit is answered with an error, and the connection goes on", async () => {
     const { node, respPort } = await respNode();
     track(node);
     const admin = track(await RawConnection.open(respPort));
@@ -113,15 +114,55 @@ describe("a client that does not read its replies", () => {
 
     const client = await nonReader(respPort);
     client.socket.write(frame("MGET", ...Array.from({ length: 130 }, (_, i) => `big${i}`)));
+    client.socket.write(frame("PING"));
     client.socket.flush();
-    await eventually(() => client.closed(), { what: "the node to close the client" });
-    const after = await eventually(async () => {
-      const i = await info(admin);
-      return i.connected_clients === 1 ? i : undefined;
-    }, { what: "the client to be released" });
-    expect(after!.mem_clients_normal).toBe(0);
-    admin.clear();
-    admin.send(frame("PING"));
-    await admin.expect("+PONG\r\n");
+    client.socket.resume();
+    const bytes = 130 * (1024 * 1024 + "$1048576\r\n\r\n".length) + "*130\r\n".length;
+    const expected = `-ERR reply of ${bytes} bytes exceeds this connection's output limit of ${128 * 1024 * 1024} bytes\r\n+PONG\r\n`;
+    await eventually(() => client.received().length >= expected.length || client.closed(), { what: "the error reply" });
+    expect(client.received().toString()).toBe(expected);
+    expect(client.closed()).toBe(false);
+    expect((await info(admin)).mem_clients_normal).toBe(0);
   }, 30_000);
+
+  for (const kind of ["binary", "text"] as const) {
+    test(`MGET of one 1 MB ${kind} value named 2,500 times answers the error promptly, without building the reply`, async () => {
+      const { node, respPort } = await respNode();
+      track(node);
+      const conn = track(await RawConnection.open(respPort));
+      // 0xff bytes are not UTF-8: stored as base64, and every repetition used to be decoded into its own copy.
+      const value = kind === "binary" ? Buffer.alloc(1_000_000, 0xff) : Buffer.alloc(1_000_000, 0x78);
+      conn.send(frame("SET", "bb", value));
+      await conn.expect("+OK\r\n", 10_000);
+
+      Bun.gc(true);
+      const before = process.memoryUsage();
+      const started = performance.now();
+      conn.clear();
+      // ~2.5 GB of reply; the limit is 128 MiB.
+      conn.send(frame("MGET", ...Array.from({ length: 2500 }, () => "bb")));
+      const bytes = 2500 * (1_000_000 + "$1000000\r\n\r\n".length) + "*2500\r\n".length;
+      await conn.expect(`-ERR reply of ${bytes} bytes exceeds this connection's output limit of ${128 * 1024 * 1024} bytes\r\n`, 10_000);
+      const elapsed = performance.now() - started;
+      const after = process.memoryUsage();
+      expect(elapsed).toBeLessThan(2000);
+      expect(after.heapUsed - before.heapUsed).toBeLessThan(300 * 1024 * 1024);
+      expect(after.rss - before.rss).toBeLessThan(300 * 1024 * 1024);
+
+      // The connection still works, and an MGET within the limit answers every repetition byte for byte.
+      conn.clear();
+      conn.send(Buffer.concat([frame("PING"), frame("MGET", "bb", "nokey", "bb")]));
+      const one = Buffer.concat([Buffer.from("$1000000\r\n"), value, Buffer.from("\r\n")]);
+      await conn.expect(Buffer.concat([Buffer.from("+PONG\r\n*3\r\n"), one, Buffer.from("$-1\r\n"), one]), 10_000);
+
+      // EXEC's array is measured the same way: 200 GETs of it in one transaction are past the limit too.
+      conn.clear();
+      conn.send(Buffer.concat([frame("MULTI"), ...Array.from({ length: 200 }, () => frame("GET", "bb")), frame("EXEC"), frame("PING")]));
+      const execBytes = 200 * (1_000_000 + "$1000000\r\n\r\n".length) + "*200\r\n".length;
+      await conn.expect(
+        `+OK\r\n${"+QUEUED\r\n".repeat(200)}-ERR reply of ${execBytes} bytes exceeds this connection's output limit of ${128 * 1024 * 1024} bytes\r\n+PONG\r\n`,
+        10_000,
+      );
+    }, 30_000);
+  }
 });
