@@ -32,6 +32,8 @@ export interface PeerQueue {
   /** Consecutive failed sends; drives the backoff. */
   failures: number;
   retryTimer?: ReturnType<typeof setTimeout>;
+  /** Set while the next batch waits to fill up under load (Replicator.afterBatch). */
+  lingerTimer?: ReturnType<typeof setTimeout>;
   /** A pump is scheduled for the end of this event-loop turn. */
   scheduled: boolean;
   removed: boolean;
