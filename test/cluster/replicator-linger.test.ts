@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { CLUSTER_DEFAULTS } from "../../src/cluster/options.ts";
-import { LINGER_AFTER_RECORDS, Replicator } from "../../src/cluster/replicator.ts";
+import { LINGER_AFTER_RECORDS } from "../../src/cluster/batch.ts";
+import { Replicator } from "../../src/cluster/replicator.ts";
 import type { PeerTransport } from "../../src/cluster/protocol/peer-ops.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { eventually } from "../support/proc.ts";
