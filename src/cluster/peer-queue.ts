@@ -32,6 +32,8 @@ export interface PeerQueue {
   /** Consecutive failed sends; drives the backoff. */
   failures: number;
   retryTimer?: ReturnType<typeof setTimeout>;
+  /** Set while the next batch waits to fill up under load (Replicator.afterBatch). */
+  lingerTimer?: ReturnType<typeof setTimeout>;
   /** A pump is scheduled for the end of this event-loop turn. */
   scheduled: boolean;
   removed: boolean;
@@ -61,6 +63,58 @@ export interface PeerQueueStats {
   tooNew: number;
   /** Age of the oldest record the peer has not acknowledged (queued or in flight), in ms; 0 when there is none. */
   oldestAgeMs: number;
+}
+
+export function newPeerQueue(name: string, url: string, nowMs: number): PeerQueue {
+  return {
+    name,
+    url,
+    pending: new Map(),
+    pendingBytes: 0,
+    sending: new Set(),
+    failures: 0,
+    scheduled: false,
+    removed: false,
+    completeSinceMs: nowMs,
+    stats: { sent: 0, batches: 0, failed: 0, overflows: 0, refused: 0, tooNew: 0 },
+  };
+}
+
+/** Files `out` unless the queue holds its key at the same or a newer version; says whether it did. O(1). */
+export function fileNewer(q: PeerQueue, out: Outgoing): boolean {
+  const cur = q.pending.get(out.id);
+  if (cur && compareRecords(cur.record, out.record) >= 0) return false;
+  q.pending.set(out.id, out);
+  q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
+  return true;
+}
+
+/** Removes a batch's records from the queue (they are in flight now); returns the batch. */
+export function takeOut(q: PeerQueue, batch: Outgoing[]): Outgoing[] {
+  for (const out of batch) {
+    q.pending.delete(out.id);
+    q.pendingBytes -= out.bytes;
+  }
+  return batch;
+}
+
+/** Half a batch or more waiting, in records or bytes: worth a request of its own now. */
+export function backingUp(q: PeerQueue, batchMaxRecords: number, batchMaxBytes: number): boolean {
+  return q.pending.size >= batchMaxRecords / 2 || q.pendingBytes >= batchMaxBytes / 2;
+}
+
+/** Cancels a pending retry (backoff) and a pending linger. */
+export function stopTimers(q: PeerQueue): void {
+  clearTimeout(q.retryTimer);
+  clearTimeout(q.lingerTimer);
+  q.retryTimer = q.lingerTimer = undefined;
+}
+
+/** Records queued or in flight. */
+export function outstandingCount(q: PeerQueue): number {
+  let n = q.pending.size;
+  for (const batch of q.sending) n += batch.length;
+  return n;
 }
 
 /** All a peer has not acknowledged: queued, or in a batch in flight. */
@@ -111,9 +165,7 @@ export const WATERMARK_WALK_MAX = 10_000;
 
 /** What a queue vouches for. O(queue), at most WATERMARK_WALK_MAX: once per heartbeat, not per record. */
 export function queueWatermark(q: PeerQueue, nowMs: number): QueueWatermark {
-  let outstandingCount = q.pending.size;
-  for (const batch of q.sending) outstandingCount += batch.length;
-  if (outstandingCount > WATERMARK_WALK_MAX) return { completeSinceMs: q.completeSinceMs, ackedThroughMs: 0 };
+  if (outstandingCount(q) > WATERMARK_WALK_MAX) return { completeSinceMs: q.completeSinceMs, ackedThroughMs: 0 };
   // Stamps are never behind the wall clock, so with nothing outstanding all up to now-1 are acknowledged.
   let ackedThroughMs = nowMs - 1;
   for (const o of outstanding(q)) ackedThroughMs = Math.min(ackedThroughMs, versionWallMs(o.record.version) - 1);

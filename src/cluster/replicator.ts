@@ -1,12 +1,18 @@
 import { AckWaiters } from "./acks.ts";
 import { backoffDelayMs } from "./backoff.ts";
-import { batchBy, classifySendFailure, sendSplitting } from "./batch.ts";
+import { BATCH_LINGER_MS, batchBy, classifySendFailure, LINGER_AFTER_RECORDS, sendSplitting } from "./batch.ts";
 import type { ClusterConfig } from "./options.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter, type LogBudgetName } from "../ops/log-limiter.ts";
-import { approxWireBytes, compareRecords, recordId, type StoredRecord } from "../core/record.ts";
+import { approxWireBytes, recordId, type StoredRecord } from "../core/record.ts";
 import {
+  backingUp,
+  stopTimers,
+  fileNewer,
+  takeOut,
   freshRecords,
+  newPeerQueue,
+  outstandingCount,
   heldByNone,
   queueStats,
   queueWatermark,
@@ -51,6 +57,8 @@ export interface ReplicatorDeps {
   current?: (bucket: string, key: string) => StoredRecord | undefined;
   /** Wall clock, in ms: stamps when each record was queued (for the oldest-age metric). */
   wallMs: () => number;
+  /** How long a sender under load lets its queue fill, in ms (see afterBatch). Default BATCH_LINGER_MS; tests stretch it. */
+  lingerMs?: number;
   logger?: Logger;
 }
 
@@ -106,18 +114,7 @@ export class Replicator {
       q.url = url;
       return;
     }
-    this.peers.set(name, {
-      name,
-      url,
-      pending: new Map(),
-      pendingBytes: 0,
-      sending: new Set(),
-      failures: 0,
-      scheduled: false,
-      removed: false,
-      completeSinceMs: this.deps.wallMs(),
-      stats: { sent: 0, batches: 0, failed: 0, overflows: 0, refused: 0, tooNew: 0 },
-    });
+    this.peers.set(name, newPeerQueue(name, url, this.deps.wallMs()));
   }
 
   /**
@@ -134,7 +131,7 @@ export class Replicator {
     const q = this.peers.get(name);
     if (!q) return;
     q.removed = true;
-    clearTimeout(q.retryTimer);
+    stopTimers(q);
     this.peers.delete(name);
   }
 
@@ -156,20 +153,14 @@ export class Replicator {
     const q = this.peers.get(name);
     if (!q) return;
     q.failures = 0;
-    if (q.retryTimer) {
-      clearTimeout(q.retryTimer);
-      q.retryTimer = undefined;
-    }
+    stopTimers(q);
     this.pump(q);
   }
 
   /** Records not yet acknowledged by the peer: queued or in a batch in flight. */
   queueSize(name: string): number {
     const q = this.peers.get(name);
-    if (!q) return 0;
-    let n = q.pending.size;
-    for (const batch of q.sending) n += batch.length;
-    return n;
+    return q ? outstandingCount(q) : 0;
   }
 
   /** Whether these peers' queues are empty with nothing in flight. */
@@ -228,7 +219,7 @@ export class Replicator {
   close(): void {
     this.closed = true;
     this.abort.abort();
-    for (const q of this.peers.values()) clearTimeout(q.retryTimer);
+    for (const q of this.peers.values()) stopTimers(q);
     this.waiters.resolveAll();
   }
 
@@ -237,10 +228,7 @@ export class Replicator {
   }
 
   private file(q: PeerQueue, out: Outgoing): void {
-    const cur = q.pending.get(out.id);
-    if (cur && compareRecords(cur.record, out.record) >= 0) return;
-    q.pending.set(out.id, out);
-    q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
+    if (!fileNewer(q, out)) return;
     this.checkBounds(q);
     // Not sent from inside the write: the writes of one event-loop turn (many
     // concurrent requests) go out together, which makes batches larger and peer
@@ -278,36 +266,59 @@ export class Replicator {
   /** Starts sends while there is work, room in flight, and no backoff pending. */
   private pump(q: PeerQueue): void {
     if (this.closed || q.removed || q.retryTimer) return;
-    const { maxInflightBatches, batchMaxRecords, batchMaxBytes } = this.deps.config;
+    // Lingering (see afterBatch): only a backlog, or a write waiting for acks, cuts it short.
+    if (q.lingerTimer) {
+      if (!this.backingUp(q) && !this.waiters.active) return;
+      clearTimeout(q.lingerTimer);
+      q.lingerTimer = undefined;
+    }
+    const { maxInflightBatches } = this.deps.config;
     while (q.sending.size < maxInflightBatches && q.pending.size > 0) {
       // A second batch goes out beside one in flight only when the queue is backing
-      // up (half a batch waiting, in records or in bytes); otherwise the records wait
-      // for the first to return and leave together: fewer, larger requests for the
-      // same records (each request costs both sides).
-      if (q.sending.size > 0 && q.pending.size < batchMaxRecords / 2 && q.pendingBytes < batchMaxBytes / 2) break;
+      // up; otherwise the records wait for the first to return and leave together:
+      // fewer, larger requests for the same records (each request costs both sides).
+      if (q.sending.size > 0 && !this.backingUp(q)) break;
       const batch = this.takeBatch(q);
       q.sending.add(batch);
       void this.send(q, batch).finally(() => {
         q.sending.delete(batch);
-        this.pump(q);
+        this.afterBatch(q, batch.length);
       });
     }
+  }
+
+  /**
+   * A batch came back. If it was large (writes pour in), the next waits
+   * BATCH_LINGER_MS to fill up rather than leave with one round trip's worth (see
+   * batch.ts). A trickle never waits, nor a write waiting for acks, nor a backlog.
+   */
+  private afterBatch(q: PeerQueue, size: number): void {
+    if (this.closed || q.removed) return;
+    if (size >= LINGER_AFTER_RECORDS && q.sending.size === 0 && !q.lingerTimer && !q.retryTimer && !this.waiters.active && !this.backingUp(q)) {
+      q.lingerTimer = setTimeout(() => {
+        q.lingerTimer = undefined;
+        this.pump(q);
+      }, this.deps.lingerMs ?? BATCH_LINGER_MS);
+      return;
+    }
+    this.pump(q);
+  }
+
+  private backingUp(q: PeerQueue): boolean {
+    return backingUp(q, this.deps.config.batchMaxRecords, this.deps.config.batchMaxBytes);
   }
 
   private takeBatch(q: PeerQueue): Outgoing[] {
     const { batchMaxRecords, batchMaxBytes } = this.deps.config;
     const first = batchBy(freshRecords(q, this.deps.current, (r, id) => this.outgoing(r, id)), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= JSON.stringify(out.record)).length);
-    const batch = first.next().value ?? [];
-    for (const out of batch) {
-      q.pending.delete(out.id);
-      q.pendingBytes -= out.bytes;
-    }
-    return batch;
+    return takeOut(q, first.next().value ?? []);
   }
 
   /** One batch (split only if the peer refuses it as such). Never throws: a failure is logged, counted, and retried after backoff. */
   private async send(q: PeerQueue, batch: Outgoing[]): Promise<void> {
-    const done = new Set<Outgoing>();
+    // The parts the peer answered (or refused for good): a Set of their records is
+    // built only if the batch fails, not a Set entry per record on every send.
+    const done: Outgoing[][] = [];
     try {
       await sendSplitting(
         batch,
@@ -316,7 +327,7 @@ export class Replicator {
           const answer = await this.deps.transport.call(q.url, "records", body, this.deps.config.requestTimeoutMs, this.abort.signal);
           const tooNew = new Set(answer.tooNew?.map((i) => part[i]));
           q.stats.batches++;
-          for (const out of part) done.add(out);
+          done.push(part);
           if (tooNew.size > 0) {
             this.tooNew(q, tooNew);
             this.deps.onNotHeld?.([...tooNew].flatMap((o) => (o ? [o.record] : [])));
@@ -325,7 +336,7 @@ export class Replicator {
           if (this.waiters.active) this.waiters.acked(q.name, part.filter((o) => !tooNew.has(o)).map((o) => o.record));
         },
         (out, e) => {
-          done.add(out);
+          done.push([out]);
           q.completeSinceMs = this.deps.wallMs();
           q.stats.refused++;
           this.lines.line("replicator.record-refused", q.name, (suppressed) =>
@@ -353,14 +364,8 @@ export class Replicator {
         this.lines.line("replicator.send-failed", q.name, (suppressed) =>
           this.logger.warn("send failed; retrying with backoff", { peer: q.name, failures: q.failures, suppressed, error: e }),
         );
-        for (const out of batch) {
-          if (done.has(out)) continue;
-          const cur = q.pending.get(out.id);
-          if (!cur || compareRecords(cur.record, out.record) < 0) {
-            q.pending.set(out.id, out);
-            q.pendingBytes += out.bytes - (cur?.bytes ?? 0);
-          }
-        }
+        const answered = new Set(done.flat());
+        for (const out of batch) if (!answered.has(out)) fileNewer(q, out);
         this.checkBounds(q);
       }
       if (!q.retryTimer && !this.closed) {
