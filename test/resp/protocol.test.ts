@@ -5,15 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { closeAfterEach } from "../support/cleanup.ts";
-import { frame, RawConnection, respNode, type RespNode } from "./support.ts";
+import { frame, respSetup } from "./support.ts";
 
 const track = closeAfterEach();
 
-async function setup(options = {}): Promise<{ r: RespNode; conn: () => Promise<RawConnection> }> {
-  const r = await respNode(options);
-  track(r.node);
-  return { r, conn: async () => track(await RawConnection.open(r.respPort)) };
-}
+const setup = respSetup(track);
 
 describe("RESP wire", () => {
   test("errors are worded as Redis 7 words them", async () => {

@@ -7,6 +7,7 @@
 import type { Socket } from "bun";
 import { createNode, type CreateNodeOptions, type MakhzenNode } from "../../src/node.ts";
 import { eventually } from "../support/proc.ts";
+import type { Track } from "../support/cleanup.ts";
 
 export interface RespNode {
   node: MakhzenNode;
@@ -20,6 +21,18 @@ export async function respNode(options: CreateNodeOptions = {}): Promise<RespNod
   const { url, respPort } = await node.listen();
   if (respPort === undefined) throw new Error("listen() did not report respPort");
   return { node, url, respPort };
+}
+
+/**
+ * `setup()` of a test file: a node (respNode) and a way to open raw connections to
+ * it, all closed after each test by the file's `track` (closeAfterEach()).
+ */
+export function respSetup(track: Track) {
+  return async (options: CreateNodeOptions = {}): Promise<{ r: RespNode; conn: () => Promise<RawConnection> }> => {
+    const r = await respNode(options);
+    track(r.node);
+    return { r, conn: async () => track(await RawConnection.open(r.respPort)) };
+  };
 }
 
 /** A raw connection: everything received is kept as bytes, and whether the server closed it. */

@@ -8,15 +8,11 @@ import { describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { createClient } from "redis";
 import { closeAfterEach } from "../support/cleanup.ts";
-import { frame, RawConnection, respNode, type RespNode } from "./support.ts";
+import { frame, respSetup } from "./support.ts";
 
 const track = closeAfterEach();
 
-async function setup(options = {}): Promise<{ r: RespNode; conn: () => Promise<RawConnection> }> {
-  const r = await respNode(options);
-  track(r.node);
-  return { r, conn: async () => track(await RawConnection.open(r.respPort)) };
-}
+const setup = respSetup(track);
 
 describe("MULTI / EXEC on the wire", () => {
   test("queues, applies nothing before EXEC, then runs in order; an error while running is one entry of the array", async () => {
