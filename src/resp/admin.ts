@@ -1,5 +1,5 @@
 import { arch, platform, release } from "node:os";
-import { bucketOf, DATABASES, text, type CommandSpec, type Ctx } from "./command.ts";
+import { bucketOf, DATABASES, text, rows, type CommandSpec, type Ctx } from "./command.ts";
 import { REDIS_COMPAT_VERSION } from "./connection.ts";
 import { RespError } from "./errors.ts";
 import { globMatch } from "./glob.ts";
@@ -12,7 +12,7 @@ import { array, bulk, bulks, map, type Reply } from "./reply.ts";
  * TIME. The values describe makhzen in Redis's terms where there is one; CONFIG
  * SET is refused, since a node is configured by its flags.
  */
-const v = (spec: Omit<CommandSpec, "group">): CommandSpec => ({ group: "server", ...spec });
+const v = rows({ group: "server" });
 
 export const ADMIN_COMMANDS: CommandSpec[] = [
   v({ name: "info", arity: -1, flags: ["loading", "stale"], keys: [0, 0, 0], since: "1.0.0", summary: "Returns information and statistics about the server.", run: info }),

@@ -30,6 +30,14 @@ export interface CommandSpec {
   subcommands?: readonly CommandSpec[];
 }
 
+/**
+ * The row maker of one file's commands: `defaults` (its group, and what most of its
+ * rows share) fill what a row leaves out; a row may still give its own.
+ */
+export function rows<K extends keyof CommandSpec>(defaults: Pick<CommandSpec, K>) {
+  return (spec: Omit<CommandSpec, K> & Partial<Pick<CommandSpec, K>>): CommandSpec => ({ ...defaults, ...spec }) as CommandSpec;
+}
+
 /** A command's work: its arguments (the name first) as raw bytes; it answers a reply or a promise of one. */
 export type Handler = (ctx: Ctx, args: Buffer[]) => Awaitable<Reply>;
 

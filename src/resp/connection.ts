@@ -1,4 +1,4 @@
-import { DATABASES, integer, text, word, type CommandSpec, type Ctx, type Session } from "./command.ts";
+import { DATABASES, integer, text, word, rows, type CommandSpec, type Ctx, type Session } from "./command.ts";
 import { RespError, SYNTAX, WRONGPASS } from "./errors.ts";
 import { array, bulk, bulkOrNil, int, map, OK, simple, type Reply } from "./reply.ts";
 
@@ -10,7 +10,7 @@ import { array, bulk, bulkOrNil, int, map, OK, simple, type Reply } from "./repl
  * (one whose writes are refused with -NOPERM), as `AUTH <token>` or
  * `AUTH default <token>`: makhzen has one user, Redis's `default`.
  */
-const c = (spec: Omit<CommandSpec, "group">): CommandSpec => ({ group: "connection", ...spec });
+const c = rows({ group: "connection" });
 const NOAUTH_OK = ["no_auth", "fast", "loading", "stale"] as const;
 
 /** The version of Redis whose commands and replies this front end follows (HELLO, INFO). */

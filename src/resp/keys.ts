@@ -1,6 +1,6 @@
 import type { Item } from "../core/record.ts";
 import type { Awaitable } from "../service.ts";
-import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, stored, text, then, word, type CommandSpec, type Ctx } from "./command.ts";
+import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, stored, text, then, word, rows, type CommandSpec, type Ctx } from "./command.ts";
 import { invalidExpire, NO_SUCH_KEY, RespError, SYNTAX } from "./errors.ts";
 import { isPast, keptExpiry, write } from "./expiry.ts";
 import { globMatch, literalPrefix } from "./glob.ts";
@@ -13,7 +13,7 @@ import { MAX_TTL_SECONDS } from "../core/items.ts";
  * replicated); a rename is a write of the destination and a delete of the source,
  * both in one synchronous step, so atomic on this node.
  */
-const g = (spec: Omit<CommandSpec, "group" | "since"> & { since?: string; group?: string }): CommandSpec => ({ group: "generic", since: "1.0.0", ...spec });
+const g = rows({ group: "generic", since: "1.0.0" });
 const WF = ["write", "fast"] as const;
 const RF = ["readonly", "fast"] as const;
 

@@ -1,4 +1,4 @@
-import { all, clampedInteger, inInt64, integer, itemBytes, parseInt64, read, stored, text, then, value, valueOrNil, valueReply, word, type CommandSpec, type Ctx } from "./command.ts";
+import { all, clampedInteger, inInt64, integer, itemBytes, parseInt64, read, stored, text, then, value, valueOrNil, valueReply, word, rows, type CommandSpec, type Ctx } from "./command.ts";
 import { NOT_FLOAT, NOT_INTEGER, OVERFLOW, RespError, SYNTAX } from "./errors.ts";
 import { addDecimal, formatDecimal, parseDecimal, type Decimal } from "./decimal.ts";
 import { expiresAtOf, keptExpiry, setOptions, write, type ExpiryUnit } from "./expiry.ts";
@@ -15,7 +15,7 @@ import type { Item } from "../core/record.ts";
  * later version wins (an increment can be lost: see docs/resp.md).
  */
 
-const s = (spec: Omit<CommandSpec, "group" | "since"> & { since?: string }): CommandSpec => ({ group: "string", since: "1.0.0", ...spec });
+const s = rows({ group: "string", since: "1.0.0" });
 const W = ["write", "denyoom"] as const;
 const WF = ["write", "denyoom", "fast"] as const;
 const RF = ["readonly", "fast"] as const;

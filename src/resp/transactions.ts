@@ -1,4 +1,4 @@
-import type { CommandSpec } from "./command.ts";
+import { rows, type CommandSpec } from "./command.ts";
 import { RespError } from "./errors.ts";
 import { array, OK, type Reply } from "./reply.ts";
 
@@ -17,7 +17,7 @@ import { array, OK, type Reply } from "./reply.ts";
  * abort an EXEC on, and pretending to watch would let a check-and-set lose.
  * UNWATCH watches nothing, so it is +OK.
  */
-const t = (spec: Omit<CommandSpec, "group" | "keys">): CommandSpec => ({ group: "transactions", keys: [0, 0, 0], ...spec });
+const t = rows({ group: "transactions", keys: [0, 0, 0] as const });
 
 export const EXECABORT = "EXECABORT Transaction discarded because of previous errors.";
 
