@@ -17,6 +17,7 @@ import type { PeerService, PeerTransport } from "./protocol/peer-ops.ts";
 import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
 import { applyRemote } from "./remote-records.ts";
 import { Consistency } from "./consistency.ts";
+import { Placement } from "./placement.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 
 export interface ClusterDeps {
@@ -55,6 +56,8 @@ export class Cluster {
   readonly membership: Membership;
   readonly antiEntropy: AntiEntropy;
   readonly service: PeerService;
+  /** Who owns which partition (placement.ts), from the members that have not left. */
+  readonly placement: Placement;
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
   /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
@@ -81,6 +84,7 @@ export class Cluster {
     this.logger = logger.child("cluster");
     // Incarnation: the start time, so every life of a node outranks the previous ones.
     this.self = { name: config.name, url: config.advertise ?? "", incarnation: clock.wallMs() };
+    this.placement = new Placement(config.name, config.replicas);
     this.fatalError = new Promise((resolve) => (this.reportFatal = resolve));
     this.clockGuard = new ClockGuard({
       clock,
@@ -111,6 +115,7 @@ export class Cluster {
       logger: logger.child("membership"),
       events: {
         added: (m) => {
+          this.placementChanged();
           this.stability.joined(m.name); // a new member (or a new life of one) holds nothing we know of yet
           this.replicator.addPeer(m.name, m.url);
           // A known peer back in a new life (a restart) may have a sender in backoff.
@@ -122,6 +127,7 @@ export class Cluster {
           this.antiEntropy.request(m.name);
         },
         left: (m) => {
+          this.placementChanged();
           this.stability.left(m.name);
           this.replicator.removePeer(m.name);
         },
@@ -175,6 +181,11 @@ export class Cluster {
       answerBudgetBytes: config.batchMaxBytes,
       syncing: () => this.syncing,
     });
+  }
+
+  /** The member list changed (a join, a leave, a reap, a forget): placement follows it. */
+  private placementChanged(): void {
+    this.placement.setMembers(this.membership.peers().map((m) => m.name));
   }
 
   /** Records from peers refused as stamped too far ahead of the cluster's clock, for /metrics. */

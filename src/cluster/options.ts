@@ -9,6 +9,12 @@ import { MiB, type CoreConfig } from "../core/options.ts";
 export interface ClusterConfig {
   /** Unique name in the cluster; stamped into every version this node writes. Default: host:port. */
   name: string;
+  /**
+   * Owners of each key (--replicas): a key lives on this many members, chosen by
+   * placement.ts. At least the number of members means every member holds every key.
+   * Every member must be given the same value: a join with another is refused.
+   */
+  replicas: number;
   /** Seed URLs to join through; any one live seed is enough. Empty: a cluster of one until someone joins. */
   peers: string[];
   /** The URL peers use to reach this node. Default: http://host:port (known after listen for port 0). */
@@ -76,6 +82,8 @@ export interface ClusterConfig {
 export type ClusterOptions = ClusterConfig & Pick<CoreConfig, "tombstoneTtlMs">;
 
 export const CLUSTER_DEFAULTS = {
+  // Three copies: a key survives any two failures, and quorum (2 of 3) tolerates one.
+  replicas: 3,
   heartbeatIntervalMs: 1000,
   // Five missed heartbeats: a GC pause or a busy event loop is not a failure.
   suspectAfterMs: 5000,
