@@ -18,6 +18,7 @@ import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
 import { applyRemote } from "./remote-records.ts";
 import { Consistency } from "./consistency.ts";
 import { Placement } from "./placement.ts";
+import { PartitionViews } from "./partition-views.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 
 export interface ClusterDeps {
@@ -58,6 +59,8 @@ export class Cluster {
   readonly service: PeerService;
   /** Who owns which partition (placement.ts), from the members that have not left. */
   readonly placement: Placement;
+  /** What each member last said about the partitions it holds and is filling (partition-views.ts). */
+  readonly views = new PartitionViews();
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
   /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
@@ -127,6 +130,7 @@ export class Cluster {
           this.antiEntropy.request(m.name);
         },
         left: (m) => {
+          this.views.forget(m.name);
           this.placementChanged();
           this.stability.left(m.name);
           this.replicator.removePeer(m.name);
