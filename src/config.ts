@@ -6,6 +6,7 @@ import { MAX_BATCH_RECORDS } from "./cluster/protocol/messages.ts";
 import { NODE_NAME_MAX, NODE_NAME_PATTERN } from "./core/version.ts";
 import { KEY_BYTES_CEILING } from "./core/record.ts";
 import { didYouMean } from "./ops/suggest.ts";
+import { MAX_REPLICAS } from "./cluster/placement.ts";
 
 /**
  * Everything a node can be told, with units in the names. The CLI maps flags onto
@@ -92,10 +93,11 @@ true satisfies [Exclude<keyof NodeConfig, Listed>, Exclude<Listed, keyof NodeCon
 
 /**
  * Names users bring from the projects makhzen grew from (the old makhzen's
- * `-cluster`, huton's `-bindPort`), answered with the option they mean; compared
+ * `-cluster`, huton's `-bindPort`) and from the stores it is compared with
+ * (Cassandra's `replication_factor`), answered with the option they mean; compared
  * without case or separators.
  */
-const OPTION_ALIASES: ReadonlyMap<string, keyof NodeConfig> = new Map([["cluster", "peers"], ["seeds", "peers"], ["bindport", "port"], ["hostname", "host"]]);
+const OPTION_ALIASES: ReadonlyMap<string, keyof NodeConfig> = new Map([["cluster", "peers"], ["seeds", "peers"], ["bindport", "port"], ["hostname", "host"], ["replicationfactor", "replicas"]]);
 
 /**
  * Refuses options that are not an object, and any name that is not an option
@@ -168,6 +170,8 @@ export function resolveConfig(options: NodeOptions = {}, extra: readonly string[
   // next start could never open the dir again.
   if (c.dataDir !== undefined && merged.name === undefined && c.port === 0) bad("name", "must be given with dataDir when port is 0");
   if (!["always", "everysec", "no"].includes(c.fsync)) bad("fsync", `must be always, everysec or no, not ${shown(c.fsync)}`);
+  // Every write goes to up to this many owners, and placement ranks this many per partition: 100 bounds both.
+  integer("replicas", c.replicas, 1, MAX_REPLICAS);
   if (!Array.isArray(c.peers)) bad("peers", "must be a list of URLs");
   c.peers = c.peers.map((u) => normalizeUrl("peers", u));
   if (c.advertise !== undefined) c.advertise = normalizeUrl("advertise", c.advertise);

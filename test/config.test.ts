@@ -36,6 +36,9 @@ describe("unknown options", () => {
       ["clustreSecret", 'unknown option "clustreSecret"; did you mean "clusterSecret"?'],
       ["cluster", 'unknown option "cluster"; did you mean "peers"?'], // the old makhzen's -cluster
       ["bindPort", 'unknown option "bindPort"; did you mean "port"?'], // huton's -bindPort
+      ["replication_factor", 'unknown option "replication_factor"; did you mean "replicas"?'], // Cassandra's
+      ["replicationFactor", 'unknown option "replicationFactor"; did you mean "replicas"?'],
+      ["replica", 'unknown option "replica"; did you mean "replicas"?'],
       ["log", 'unknown option "log"; did you mean "logger"?'],
       ["tlsCert", 'unknown option "tlsCert"; did you mean "tlsCertFile"?'],
     ];
@@ -112,6 +115,10 @@ describe("wrong types and values, as plain JavaScript may pass them", () => {
     expect(refusal({ maxMemoryBytes: -1 })).toStartWith("maxMemoryBytes must be an integer from 0");
     expect(refusal({ idleTimeoutMs: 300_000 })).toStartWith("idleTimeoutMs must be an integer from 1000 to 255000");
     expect(refusal({ maxKeyBytes: 1.5 })).toStartWith("maxKeyBytes must be an integer");
+    for (const replicas of [0, 101, 2.5, "3"]) expect(refusal({ replicas })).toStartWith("replicas must be an integer from 1 to 100, not ");
+    expect(resolveConfig({ replicas: 1 }).replicas).toBe(1);
+    expect(resolveConfig({ replicas: 100 }).replicas).toBe(100);
+    expect(resolveConfig({}).replicas).toBe(3);
   });
 
   test("a logger must be a logger", () => {

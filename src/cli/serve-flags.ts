@@ -1,6 +1,7 @@
 import type { ArgsDef } from "citty";
 import { DEFAULTS, FAST_TIMINGS, type NodeConfig, type NodeOptions } from "../config.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../ops/log.ts";
+import { MAX_REPLICAS } from "../cluster/placement.ts";
 import { usageError } from "./_errors.ts";
 import { envName, flagFrom, kinds, showDuration, type Kind } from "./_flags.ts";
 
@@ -132,6 +133,13 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     aliases: ["cluster"],
     kind: kinds.urls,
     help: "Seed URLs to join, comma-separated; any one live seed is enough",
+    envInHelp: true,
+  }),
+  sets("replicas", {
+    name: "replicas",
+    kind: kinds.integer(1, MAX_REPLICAS),
+    help: "Owners of each key; the same on every node (at least the member count: every node holds every key)",
+    default: true,
     envInHelp: true,
   }),
   sets("advertise", { name: "advertise", kind: kinds.url, help: "URL peers use to reach this node", defaultNote: "default http://host:port" }),

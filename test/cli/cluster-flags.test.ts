@@ -29,6 +29,13 @@ describe("serve: cluster flags", () => {
     expect(() => resolveConfig({ reapDeadAfterMs: 1000 })).toThrow(/reapDeadAfterMs/); // shorter than deadAfterMs
   });
 
+  test("--replicas becomes replicas, from the flag or MAKHZEN_REPLICAS; 3 when neither is given", () => {
+    expect(serveOptions({ replicas: "2" }, {}).replicas).toBe(2);
+    expect(serveOptions({}, { MAKHZEN_REPLICAS: "5" }).replicas).toBe(5);
+    expect(serveOptions({ replicas: "1" }, { MAKHZEN_REPLICAS: "5" }).replicas).toBe(1);
+    expect(resolveConfig(serveOptions({}, {})).replicas).toBe(3);
+  });
+
   test("--max-clock-offset becomes maxClockOffsetMs, from the flag or MAKHZEN_MAX_CLOCK_OFFSET", () => {
     expect(serveOptions({ "max-clock-offset": "250ms" }, {}).maxClockOffsetMs).toBe(250);
     expect(serveOptions({}, { MAKHZEN_MAX_CLOCK_OFFSET: "1s" }).maxClockOffsetMs).toBe(1000);
@@ -43,6 +50,10 @@ describe("serve: cluster flags", () => {
       [["--advertise", "x"], '--advertise must be a URL like http://10.0.0.2:3000, not "x"'],
       [["--timings", "turbo"], '--timings must be one of default, fast, not "turbo"'],
       [["--queue-max", "0"], '--queue-max must be an integer from 1 to 1000000000, not "0"'],
+      [["--replicas", "0"], '--replicas must be an integer from 1 to 100, not "0"'],
+      [["--replicas", "101"], '--replicas must be an integer from 1 to 100, not "101"'],
+      [["--replicas", "two"], '--replicas must be an integer from 1 to 100, not "two"'],
+      [["--replicas=2.5"], '--replicas must be an integer from 1 to 100, not "2.5"'],
       // A bare number is refused, not guessed: 1000 could mean ms or s.
       [["--heartbeat-interval", "1000"], '--heartbeat-interval must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "1000"'],
       [["--max-clock-offset", "0ms"], "--max-clock-offset must be from 10ms to 24h, not 0ms"],

@@ -48,6 +48,7 @@ const EXPECTED: Record<string, Expected> = {
     value: ["http://10.0.0.1:3000", "https://b:2"],
     bad: [" , ", "--peers must list at least one URL"],
   },
+  replicas: { key: "replicas", input: "2", value: 2, bad: ["0", '--replicas must be an integer from 1 to 100, not "0"'] },
   advertise: { key: "advertise", input: "http://10.0.0.3:3000", value: "http://10.0.0.3:3000", bad: ["10.0.0.3", '--advertise must be a URL like http://10.0.0.2:3000, not "10.0.0.3"'] },
   timings: { key: null, input: "fast", value: "fast", bad: ["turbo", '--timings must be one of default, fast, not "turbo"'] },
   "heartbeat-interval": { key: "heartbeatIntervalMs", input: "1.5s", value: 1500, bad: ["1000", `--heartbeat-interval ${DURATION}, not "1000"`] },
