@@ -21,6 +21,8 @@ export type ErrorCode =
   | "UNAVAILABLE" // not enough replicas answered or are known (w=/r=), or not ready
   | "REPLICATION_TIMEOUT" // w=/r= waited its timeout; the local write stands
   | "NAME_TAKEN" // a joining node's name is held by another live URL
+  | "REPLICAS_MISMATCH" // a joining node's --replicas differs from the cluster's
+  | "MEMBER_ALIVE" // a forget of a member that still answers (or of the node itself)
   | "CLOCK_OFFSET" // this node's clock is too far from the cluster's: it refuses writes (see clock-guard.ts)
   | "PROTOCOL_VERSION" // a peer speaks a protocol version this node does not
   | "UNAUTHORIZED" // no client token, or one that matches neither --token nor --read-token
@@ -64,6 +66,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   UNAVAILABLE: 503,
   REPLICATION_TIMEOUT: 504,
   NAME_TAKEN: 409,
+  REPLICAS_MISMATCH: 409,
+  MEMBER_ALIVE: 409,
   CLOCK_OFFSET: 503,
   PROTOCOL_VERSION: 400,
   UNAUTHORIZED: 401,

@@ -32,7 +32,8 @@ export const serve = defineCommand({
     try {
       ({ url, respUrl } = await node.listen());
     } catch (e) {
-      if (e instanceof MakhzenError && e.code === "NAME_TAKEN") throw new CliError(`cannot join the cluster: ${e.message}`);
+      // Configuration errors a seed found: no retry would mend them, so exit 1 with its reason.
+      if (e instanceof MakhzenError && (e.code === "NAME_TAKEN" || e.code === "REPLICAS_MISMATCH")) throw new CliError(`cannot join the cluster: ${e.message}`);
       if (e instanceof MakhzenError && e.code === "PROTECTED_MODE") throw new CliError(e.message);
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       // Bun.listen's error (the RESP listener) carries its port; Bun.serve's (HTTP) does not.
@@ -88,6 +89,7 @@ function logStarted(log: Logger, c: NodeConfig, url: string, respUrl: string | u
     dataDir: c.dataDir ?? null,
     fsync: c.dataDir === undefined ? null : c.fsync,
     peers: c.peers,
+    replicas: c.replicas,
     maxKeyBytes: c.maxKeyBytes,
     maxValueBytes: c.maxValueBytes,
     maxMemoryBytes: c.maxMemoryBytes,

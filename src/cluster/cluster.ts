@@ -19,6 +19,7 @@ import { applyRemote } from "./remote-records.ts";
 import { Consistency } from "./consistency.ts";
 import { Placement } from "./placement.ts";
 import { PartitionViews } from "./partition-views.ts";
+import { forgetMember, type ForgetResult } from "./forget.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 
 export interface ClusterDeps {
@@ -238,7 +239,7 @@ export class Cluster {
   /**
    * Joins through the seeds, starts heartbeats and anti-entropy, and runs the
    * first sync in the background (`ready` turns true when it ends or times out).
-   * Rejects with NAME_TAKEN when a seed refuses our name.
+   * Rejects with NAME_TAKEN when a seed refuses our name, REPLICAS_MISMATCH our --replicas.
    */
   async start(listenUrl: string): Promise<void> {
     this.self.url ||= listenUrl;
@@ -323,6 +324,11 @@ export class Cluster {
     this.membership.stop();
     this.antiEntropy.stop();
     this.replicator.close();
+  }
+
+  /** An operator's forget of a dead member (forget.ts): its partitions get new owners at once. Throws NOT_FOUND or MEMBER_ALIVE. */
+  forget(name: string): ForgetResult {
+    return forgetMember(this, name, this.logger);
   }
 
   /** The body of GET /cluster (reports.ts). */

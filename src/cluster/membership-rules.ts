@@ -1,4 +1,5 @@
 import type { ClusterConfig } from "./options.ts";
+import { MakhzenError } from "../errors.ts";
 import type { MemberState, WireMember } from "./protocol/messages.ts";
 
 /** The pure rules of membership, tested without timers (see membership.ts for the machine). */
@@ -68,3 +69,33 @@ export function mustYield(mine: WireMember, other: WireMember, wasPaused: boolea
  */
 export const probeTimeoutMs = (cfg: Pick<ClusterConfig, "requestTimeoutMs" | "suspectAfterMs">): number =>
   Math.min(cfg.requestTimeoutMs, Math.max(cfg.suspectAfterMs, 50));
+
+/**
+ * Why a join must be refused for its replication factor, or undefined (pure). Every
+ * member computes the owners of every partition from the member list and its own
+ * --replicas; two values in one cluster would put a key on owners the others never
+ * look at, so the seed refuses a joiner whose value differs. A join that does not
+ * say (an older node), or a membership not told its own (tests), is not checked.
+ */
+export function replicasRefusal(joiner: string, theirs: number | undefined, ours: number | undefined): MakhzenError | undefined {
+  if (theirs === undefined || ours === undefined || theirs === ours) return undefined;
+  return new MakhzenError(
+    "REPLICAS_MISMATCH",
+    `node "${joiner}" was started with --replicas ${theirs} but this cluster runs --replicas ${ours}; give every member the same value`,
+  );
+}
+
+/**
+ * Why an operator may not forget `name` (pure): NOT_FOUND for a name no member has,
+ * MEMBER_ALIVE for this node itself and for a member that still answers (alive or
+ * only suspect: a forget is for the dead, and one that answers would only join
+ * again). A member that already left may be forgotten again: nothing changes.
+ */
+export function forgetRefusal(name: string, m: WireMember | undefined, self: string): MakhzenError | undefined {
+  if (name === self) return new MakhzenError("MEMBER_ALIVE", `"${name}" is this node; stop it instead (SIGTERM leaves the cluster gracefully)`);
+  if (!m) return new MakhzenError("NOT_FOUND", `no member is named "${name}"`);
+  if (isLive(m.state)) {
+    return new MakhzenError("MEMBER_ALIVE", `member "${name}" is ${m.state}, not dead: only a member that stopped answering may be forgotten`);
+  }
+  return undefined;
+}

@@ -2,7 +2,7 @@ import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
-import { isLive, mergeDecision, probeTimeoutMs, stateAfterSilence } from "./membership-rules.ts";
+import { forgetRefusal, isLive, mergeDecision, probeTimeoutMs, replicasRefusal, stateAfterSilence } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 import { Seeds } from "./seeds.ts";
@@ -90,7 +90,7 @@ export class Membership {
 
   /** Members answering heartbeats (alive or only suspect). */
   reachable(): Member[] {
-    return this.list().filter((m) => m.state === "alive" || m.state === "suspect");
+    return this.list().filter((m) => isLive(m.state));
   }
 
   /** How many members are peers (not left) and how many of them are reachable: one pass, no sort (w=/r= ask on every request). */
@@ -105,11 +105,7 @@ export class Membership {
     return { peers, reachable };
   }
 
-  /**
-   * Joins through the seeds: the first that answers wins. Resolves true once joined,
-   * false when no seed answered (the heartbeat keeps trying them). Rejects with
-   * NAME_TAKEN when a seed refuses our name: that is a configuration error.
-   */
+  /** Joins through the seeds (Seeds.join): true once joined; rejects with NAME_TAKEN or REPLICAS_MISMATCH. */
   join(seeds: string[]): Promise<boolean> {
     return this.seeds.join(seeds);
   }
@@ -143,9 +139,12 @@ export class Membership {
    * or suspect here is asked first whether it still answers as that name: a node
    * killed and started again on another address within seconds is still listed
    * alive by its peers, and a corpse must not keep the name from the living. The
-   * holder's silence makes it dead here, and the joiner takes the name over.
+   * holder's silence makes it dead here, and the joiner takes the name over. A
+   * joiner with another --replicas is refused first (replicasRefusal).
    */
-  async handleJoinChecked(joiner: WireMember): Promise<MembersAnswer> {
+  async handleJoinChecked(joiner: WireMember, replicas?: number): Promise<MembersAnswer> {
+    const mismatch = replicasRefusal(joiner.name, replicas, this.deps.config.replicas);
+    if (mismatch) throw mismatch;
     const held = this.members.get(joiner.name);
     if (held && held.url !== joiner.url && isLive(held.state)) {
       const holder = await this.deps.transport.call(held.url, "members", {}, probeTimeoutMs(this.deps.config)).then(
@@ -171,6 +170,15 @@ export class Membership {
     }
     this.heard({ ...joiner, state: "alive" });
     return this.answer();
+  }
+
+  /** An operator's forget (forget.ts): a dead member becomes `left` now, as a reap makes it. Throws NOT_FOUND or MEMBER_ALIVE. */
+  forget(name: string): Member {
+    const m = this.members.get(name);
+    const refused = forgetRefusal(name, m, this.deps.self.name);
+    if (refused || !m) throw refused;
+    this.handleLeave(m.name, m.incarnation);
+    return m;
   }
 
   handleGossip(from: WireMember, members: WireMember[], report: HeartbeatReport = {}): MembersAnswer {

@@ -9,7 +9,8 @@ import type { PeerTransport } from "./protocol/peer-ops.ts";
 export interface SeedsDeps {
   self: { url: string };
   transport: PeerTransport;
-  config: Pick<ClusterConfig, "requestTimeoutMs">;
+  /** `replicas` is sent with every join, for the seed to check against its own (absent: not sent). */
+  config: Pick<ClusterConfig, "requestTimeoutMs"> & Partial<Pick<ClusterConfig, "replicas">>;
   /** This node's claim, as a join sends it. */
   selfWire: () => WireMember;
   /** The members known now (which seeds to join through again depends on them). */
@@ -23,7 +24,8 @@ export interface SeedsDeps {
 /**
  * Joining through the seeds (--peers): at start, and again by the heartbeat while
  * needed. The first seed that answers wins. One join runs at a time; a seed that
- * refuses our name (NAME_TAKEN) stops the retries for good.
+ * refuses our name (NAME_TAKEN) or our --replicas (REPLICAS_MISMATCH) stops the
+ * retries for good: both are configuration errors that no retry can mend.
  */
 export class Seeds {
   private urls: string[] = [];
@@ -31,8 +33,8 @@ export class Seeds {
   private misses = 0;
   /** The join in flight, if any: a slow seed must not pile up joins, one per heartbeat. */
   private joining?: Promise<boolean>;
-  /** A seed refused our name: joining again cannot succeed until an operator renames the node. */
-  private refused = false;
+  /** A seed refused our name or our --replicas: joining again cannot succeed until an operator restarts the node with another. */
+  private refused?: "NAME_TAKEN" | "REPLICAS_MISMATCH";
 
   /** "seed did not answer", per seed (LOG_BUDGETS). */
   private readonly lines: LogLimiter;
@@ -54,7 +56,7 @@ export class Seeds {
   /**
    * Joins through the seeds. Resolves true once joined, false when no seed answered
    * (the heartbeat keeps trying them). Rejects with NAME_TAKEN when a seed refuses our
-   * name: that is a configuration error.
+   * name, REPLICAS_MISMATCH when it runs another --replicas: configuration errors.
    */
   join(seeds: string[]): Promise<boolean> {
     this.urls = seeds.filter((u) => u !== this.deps.self.url);
@@ -76,8 +78,9 @@ export class Seeds {
     const seeds = this.toTry();
     if (seeds.length === 0 || this.refused || this.joining) return;
     void this.joinOnce(seeds).catch((e) => {
-      // NAME_TAKEN stops the retries: one line says why, not one per heartbeat.
-      this.deps.logger.error(this.refused ? "join refused; not retrying: restart this node with another --name" : "join failed", { error: e });
+      // A refusal stops the retries: one line says why, not one per heartbeat.
+      const fix = this.refused === "NAME_TAKEN" ? "another --name" : "the cluster's --replicas";
+      this.deps.logger.error(this.refused ? `join refused; not retrying: restart this node with ${fix}` : "join failed", { error: e });
     });
   }
 
@@ -100,18 +103,19 @@ export class Seeds {
   }
 
   private async tryJoin(seeds: string[]): Promise<boolean> {
-    const me = this.deps.selfWire();
+    const { replicas, requestTimeoutMs } = this.deps.config;
+    const request = { member: this.deps.selfWire(), ...(replicas === undefined ? {} : { replicas }) };
     for (const seed of seeds) {
       try {
         const sentMs = this.deps.wallMs();
-        const answer = await this.deps.transport.call(seed, "join", { member: me }, this.deps.config.requestTimeoutMs);
+        const answer = await this.deps.transport.call(seed, "join", request, requestTimeoutMs);
         this.deps.answered(answer, sentMs);
         this.joinedFlag = true;
         this.deps.logger.info("joined", { seed, members: answer.members.length - 1 });
         return true;
       } catch (e) {
         if (e instanceof MakhzenError) {
-          if (e.code === "NAME_TAKEN") this.refused = true;
+          if (e.code === "NAME_TAKEN" || e.code === "REPLICAS_MISMATCH") this.refused = e.code;
           throw e;
         }
         // Retried every heartbeat until one answers: one line per seed within the budget.

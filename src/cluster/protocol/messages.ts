@@ -73,7 +73,12 @@ const RecordRef = Type.Object({ bucket: Bucket, key: Key });
 const Leaf = Type.Integer({ minimum: 0, maximum: LEAVES - 1 });
 const Group = Type.Integer({ minimum: 0, maximum: GROUPS - 1 });
 
-export const JoinRequest = Type.Object({ member: WireMember });
+/**
+ * A join: the joiner's claim and, since --replicas, its replication factor, which the
+ * seed checks against its own (REPLICAS_MISMATCH). Optional so that a join without it
+ * (an older node) is still read; such a join is not checked.
+ */
+export const JoinRequest = Type.Object({ member: WireMember, replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) });
 /**
  * The member list (the answering node first) and, since protocol 1 grew it, the
  * answering node's wall clock in epoch ms when it answered: heartbeats and joins

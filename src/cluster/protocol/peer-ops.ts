@@ -60,9 +60,10 @@ export const aborted = (what: string): PeerError => new PeerError(0, "ABORTED", 
 
 /**
  * Domain codes a peer may answer that the caller must see as such (a MakhzenError,
- * not a PeerError): a join refused for a taken name, a protocol version mismatch.
+ * not a PeerError): a join refused for a taken name or another --replicas, a
+ * protocol version mismatch.
  */
-export const PASS_THROUGH: ReadonlySet<string> = new Set(["NAME_TAKEN", "PROTOCOL_VERSION"]);
+export const PASS_THROUGH: ReadonlySet<string> = new Set(["NAME_TAKEN", "REPLICAS_MISMATCH", "PROTOCOL_VERSION"]);
 
 const requestCheckers = Object.fromEntries(
   Object.entries(PEER_OPS).map(([op, d]) => [op, P.checker(d.request, `peer ${op} request`)]),

@@ -35,7 +35,7 @@ export interface PeerServiceDeps {
 export function createPeerService(deps: PeerServiceDeps): PeerService {
   const { store, digest, membership, answerBudgetBytes: budget } = deps;
   return {
-    join: (req) => membership.handleJoinChecked(req.member as WireMember),
+    join: (req) => membership.handleJoinChecked(req.member as WireMember, req.replicas),
     gossip: (req) => membership.handleGossip(req.from, req.members, { stableMs: req.stableMs, durableMs: req.durableMs }),
     members: () => membership.handleMembers(),
     leave: (req) => {
