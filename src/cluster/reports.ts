@@ -8,6 +8,7 @@ import type { AntiEntropy } from "./antientropy.ts";
 import type { ClockState } from "./clock-offset.ts";
 import type { ClockGuard } from "./clock-guard.ts";
 import type { Membership } from "./membership.ts";
+import { PARTITIONS, type Placement } from "./placement.ts";
 import type { PeerQueueStats } from "./peer-queue.ts";
 import type { MemberState } from "./protocol/messages.ts";
 import type { Replicator } from "./replicator.ts";
@@ -47,6 +48,9 @@ export interface ClusterStats {
   retracted: number;
   /** This node's clock against the median of the cluster's (clock-guard.ts). */
   clock: { offsetMs: number; fenced: boolean };
+  /** --replicas, and how many partitions this node owns under placement now. */
+  replicas: number;
+  partitionsOwned: number;
 }
 
 export interface ClusterParts {
@@ -55,6 +59,7 @@ export interface ClusterParts {
   antiEntropy: AntiEntropy;
   clockGuard: ClockGuard;
   retraction: Retraction;
+  placement: Placement;
 }
 
 /** Builds the snapshot. O(peers + records queued for them): Replicator.stats walks every queue for its oldest age. */
@@ -68,6 +73,8 @@ export function clusterStats(c: ClusterParts): ClusterStats {
     refusedTooNew: c.clockGuard.refusedTooNew,
     retracted: c.retraction.retracted,
     clock: { offsetMs, fenced },
+    replicas: c.placement.replicas,
+    partitionsOwned: c.placement.ownedPartitions().length,
   };
 }
 
@@ -82,19 +89,26 @@ export interface MemberStatus {
   lastSeenMs: number;
   /** The member's clock minus this node's, in ms, measured by heartbeats; null before the first (0 for this node itself). */
   clockOffsetMs: number | null;
+  /** Partitions it owns under this node's placement (0 for a member that left). */
+  partitions: number;
 }
 
 export interface ClusterStatus {
   self: string;
   /** This node's clock against the cluster's median (see clock-guard.ts). */
   clock: ClockState;
+  /** Owners of each key (--replicas). */
+  replicas: number;
+  /** Partitions the keyspace is split into (placement.ts). */
+  partitions: number;
   members: MemberStatus[];
 }
 
 /** GET /cluster: this node first, then every member as membership sees it. */
 export function clusterStatus(c: ClusterParts, self: { name: string; url: string }): ClusterStatus {
   const now = c.membership.silenceClock();
-  const rows: MemberStatus[] = [{ name: self.name, url: self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 }];
+  const owned = c.placement.ownedCounts();
+  const rows: MemberStatus[] = [{ name: self.name, url: self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0, partitions: owned.get(self.name) ?? 0 }];
   for (const m of c.membership.list()) {
     rows.push({
       name: m.name,
@@ -104,8 +118,9 @@ export function clusterStatus(c: ClusterParts, self: { name: string; url: string
       // Whole ms: the monotonic clock has fractions no reader wants (944.463021).
       lastSeenMs: Math.max(0, Math.round(now - m.lastSeenMs)),
       clockOffsetMs: c.clockGuard.offsetOf(m.name),
+      partitions: owned.get(m.name) ?? 0,
     });
   }
   const { offsetMs, fenced, maxOffsetMs } = c.clockGuard.state();
-  return { self: self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+  return { self: self.name, clock: { offsetMs, fenced, maxOffsetMs }, replicas: c.placement.replicas, partitions: PARTITIONS, members: rows };
 }

@@ -168,6 +168,12 @@ export function createMetrics(src: MetricsSources): Metrics {
     for (const m of cluster().members) for (const s of STATES) g.set({ member: m.name, state: s }, m.state === s ? 1 : 0);
   });
   total("heartbeat_failures_total", "Heartbeats (gossip probes) to members that failed.", [], (set) => set(cluster().heartbeatFailures));
+
+  // ---- placement ----
+  gauge("replicas", "Owners of each key (--replicas); every member must have the same.", [], (g) => g.set(cluster().replicas));
+  gauge("partitions_owned", "Partitions this node owns under placement now (of 256; all of them while replicas >= members).", [], (g) =>
+    g.set(cluster().partitionsOwned),
+  );
   total("replication_refused_records_total", "Records from peers refused for good as stamped more than --max-clock-offset ahead of the cluster's median clock.", [], (set) =>
     set(cluster().refusedTooNew),
   );

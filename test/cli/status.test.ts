@@ -56,6 +56,45 @@ test("times are whole ms: in the table, and in GET /cluster's lastSeenMs", () =>
     membership: { silenceClock: () => 1944.463021, list: () => [{ name: "b", url: "http://127.0.0.1:4002", state: "alive", lastSeenMs: 1000 }] },
     replicator: { queueSize: () => 0 },
     clockGuard: { offsetOf: () => null, state: () => ({ offsetMs: 0, fenced: false, maxOffsetMs: 500 }) },
+    placement: { replicas: 3, ownedCounts: () => new Map() },
   } as unknown as ClusterParts;
   expect(clusterStatus(parts, { name: "a", url: "http://127.0.0.1:4001" }).members[1]!.lastSeenMs).toBe(944);
+});
+
+test("with partitions: what each member owns, the replication factor, and whether the node is settled", () => {
+  const body = {
+    self: "a",
+    clock: { offsetMs: 0, fenced: false, maxOffsetMs: 500 },
+    replicas: 2,
+    partitions: 256,
+    members: [
+      { name: "a", url: "http://127.0.0.1:4001", state: "alive" as const, queue: 0, lastSeenMs: 0, clockOffsetMs: 0, partitions: 171 },
+      { name: "b", url: "http://127.0.0.1:4002", state: "dead" as const, queue: 12, lastSeenMs: 5000, clockOffsetMs: 1, partitions: 170 },
+      { name: "c", url: "http://127.0.0.1:4003", state: "left" as const, queue: 0, lastSeenMs: 30, clockOffsetMs: null, partitions: 0 },
+    ],
+  };
+  const table = [
+    "NAME  URL                    STATE  PARTITIONS  QUEUE  CLOCK  LAST SEEN",
+    "a *   http://127.0.0.1:4001  alive  171         0      -      -",
+    "b     http://127.0.0.1:4002  dead   170         12     +1ms   5.0s ago",
+    "c     http://127.0.0.1:4003  left   0           0      ?      30ms ago",
+  ];
+  // `settled` comes from the rebalancer; a body without it says nothing of it.
+  expect(renderStatus(body).split("\n")).toEqual([...table, "2 replicas of each key, 256 partitions"]);
+  expect(renderStatus({ ...body, settled: true }).split("\n")).toEqual([...table, "2 replicas of each key, 256 partitions; settled"]);
+  expect(renderStatus({ ...body, replicas: 1, settled: false }).split("\n").at(-1)).toBe(
+    "1 replica of each key, 256 partitions; not settled: partitions are still being copied or dropped",
+  );
+});
+
+test("GET /cluster's replicas, partitions and per-member owned counts come from placement", () => {
+  const parts = {
+    membership: { silenceClock: () => 0, list: () => [{ name: "b", url: "u", state: "alive", lastSeenMs: 0 }, { name: "c", url: "v", state: "left", lastSeenMs: 0 }] },
+    replicator: { queueSize: () => 0 },
+    clockGuard: { offsetOf: () => null, state: () => ({ offsetMs: 0, fenced: false, maxOffsetMs: 500 }) },
+    placement: { replicas: 1, ownedCounts: () => new Map([["a", 100], ["b", 156]]) },
+  } as unknown as ClusterParts;
+  const s = clusterStatus(parts, { name: "a", url: "w" });
+  expect([s.replicas, s.partitions]).toEqual([1, 256]);
+  expect(s.members.map((m) => [m.name, m.partitions])).toEqual([["a", 100], ["b", 156], ["c", 0]]);
 });

@@ -237,6 +237,8 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
     refusedTooNew: 13,
     retracted: 14,
     clock: { offsetMs: 3, fenced: true },
+    replicas: 2,
+    partitionsOwned: 131,
   };
   const sources = (stats: () => ClusterStats) => ({
     name: "a",
@@ -267,6 +269,7 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
     expect([v("member_clock_offset_ms", { member: "b" }), v("member_clock_offset_ms", { member: "c" })]).toEqual([-12, undefined]);
     expect([v("heartbeat_failures_total"), v("replication_refused_records_total"), v("records_retracted_total")]).toEqual([8, 13, 14]);
     expect([v("clock_offset_ms"), v("clock_fenced")]).toEqual([3, 1]);
+    expect([v("replicas"), v("partitions_owned")]).toEqual([2, 131]);
     await metrics.render();
     expect(taken).toBe(2);
   });
