@@ -7,6 +7,7 @@ import type { ItemsService } from "../service.ts";
 import { requestLimits } from "./limits.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
+import { clusterRoutes } from "./cluster-routes.ts";
 import { clientAuthOf } from "./auth.ts";
 import type { PeerGuard } from "../cluster/protocol/signing.ts";
 import { newRefusals, type Refusals } from "../ops/security.ts";
@@ -26,7 +27,7 @@ export interface AppDeps {
   /** Why it is not ready, for the /readyz answer (CLOCK_OFFSET, NAME_TAKEN, UNAVAILABLE). */
   notReadyReason?: () => MakhzenError | undefined;
   version: string;
-  /** The peer API and GET /cluster. Absent: no peer routes (w=/r= go through the service). */
+  /** The peer API, GET /cluster and the cluster routes (cluster-routes.ts). Absent: none of them (w=/r= go through the service). */
   cluster?: Cluster;
   /** Signs and checks the peer API under a cluster secret; absent: the peer API is open (loopback only, see protected mode). */
   peerGuard?: PeerGuard;
@@ -130,6 +131,7 @@ export function createApp(deps: AppDeps) {
           })
         : new Elysia(),
     )
+    .use(deps.cluster ? clusterRoutes({ cluster: deps.cluster, maxKeyBytes: config.maxKeyBytes }) : new Elysia())
     // The routes are documented in openapi.ts (the document at /openapi), not here.
     .get("/", () => new Response(index, { headers: JSON_HEADERS }))
     .get("/openapi", () => new Response(document, { headers: JSON_HEADERS }))

@@ -58,6 +58,29 @@ export const Health = t.Object({ status: t.String() });
 
 export const BucketParams = t.Object({ bucket: t.String() });
 
+const MemberStateModel = t.Union([t.Literal("alive"), t.Literal("suspect"), t.Literal("dead"), t.Literal("left")]);
+const Names = t.Array(t.String(), { description: "Member names, heaviest first (the first live one takes the key's requests)" });
+
+/** The body of GET /cluster/placement. */
+export const Placement = t.Object({
+  partition: t.Integer({ minimum: 0, maximum: 255, description: "The key's partition: its CRC16 slot (honouring {hash tags}) / 64" }),
+  owners: Names,
+});
+
+/** The body of DELETE /cluster/members/{name}: who was forgotten, and the partitions that changed owners. */
+export const Forgotten = t.Object({
+  member: t.Object({
+    name: t.String(),
+    url: t.String(),
+    state: t.Literal("left"),
+    // dead, or left when it had been forgotten already.
+    was: MemberStateModel,
+  }),
+  partitions: t.Array(t.Object({ partition: t.Integer({ minimum: 0, maximum: 255 }), owners: Names, before: Names }), {
+    description: "Every partition whose owners changed, ascending; none when nothing changed",
+  }),
+});
+
 /** The body of GET /cluster (the route answers a prebuilt Response). */
 export const ClusterStatus = t.Object({
   self: t.String({ description: "The name of the node that answered" }),
@@ -70,11 +93,14 @@ export const ClusterStatus = t.Object({
     },
     { description: "This node's clock against the cluster's median" },
   ),
+  replicas: t.Integer({ description: "Owners of each key (--replicas)" }),
+  partitions: t.Integer({ description: "Partitions the keyspace is split into (256)" }),
   members: t.Array(
     t.Object({
       name: t.String(),
       url: t.String(),
-      state: t.Union([t.Literal("alive"), t.Literal("suspect"), t.Literal("dead"), t.Literal("left")]),
+      state: MemberStateModel,
+      partitions: t.Integer({ description: "Partitions it owns under this node's placement (0 once it left)" }),
       queue: t.Number({ description: "Records the member has not acknowledged yet (queued or in flight)" }),
       lastSeenMs: t.Number({ description: "Milliseconds since this node last heard from the member" }),
       clockOffsetMs: t.Union([t.Number(), t.Null()], {

@@ -5,6 +5,8 @@ import { DEFAULT_CONSISTENCY_TIMEOUT_MS, LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_
 import { WireRecord } from "../cluster/protocol/messages.ts";
 import * as M from "./models.ts";
 import { OCTET_CONTENT } from "./binary.ts";
+import { clusterOperations, clusterParameters } from "./openapi-cluster.ts";
+import { jsonContent, ref, type Json, type Operation } from "./openapi-parts.ts";
 
 /**
  * The OpenAPI 3.1 document of the public API, served at GET /openapi.
@@ -37,30 +39,6 @@ export interface DocumentOptions {
   metrics: boolean;
 }
 
-type Json = Record<string, unknown>;
-
-interface Operation {
-  method: "get" | "put" | "delete" | "post";
-  path: string;
-  operationId: string;
-  summary: string;
-  description?: string;
-  tag: string;
-  /** Names of components.parameters. */
-  parameters?: string[];
-  requestBody?: Json;
-  /** What it answers other than errors, by status. */
-  responses: Record<string, Json>;
-  /** The domain errors it answers, each with the envelope at HTTP_STATUS[code]. */
-  errors?: ErrorCode[];
-  /** Whole error responses that do not follow HTTP_STATUS (readiness is always 503). */
-  otherErrors?: Record<string, Json>;
-  /** Answered without a token (the probes of load balancers and orchestrators). */
-  open?: boolean;
-}
-
-const ref = (kind: "schemas" | "parameters" | "headers", name: string) => ({ $ref: `#/components/${kind}/${name}` });
-const jsonContent = (name: string) => ({ "application/json": { schema: ref("schemas", name) } });
 const etag = { ETag: ref("headers", "ETag") };
 
 /**
@@ -264,18 +242,7 @@ function operations(opts: DocumentOptions): Operation[] {
       responses: { 200: { description: "The Prometheus text format", content: { "text/plain": { schema: { type: "string" } } } } },
       errors: opts.metrics ? [] : ["NOT_FOUND"],
     },
-    ...(opts.cluster
-      ? [
-          {
-            method: "get",
-            path: "/cluster",
-            operationId: "getCluster",
-            summary: "Cluster members as this node sees them",
-            tag: "cluster",
-            responses: { 200: { description: "This node, its clock and every member", content: jsonContent("ClusterStatus") } },
-          } satisfies Operation,
-        ]
-      : []),
+    ...(opts.cluster ? clusterOperations() : []),
     {
       method: "get",
       path: "/dump",
@@ -373,7 +340,7 @@ export function openApiDocument(opts: DocumentOptions): Json {
       { name: "items", description: "Items of the default bucket and of named buckets" },
       { name: "buckets", description: "Buckets" },
       { name: "ops", description: "Probes and metrics" },
-      ...(opts.cluster ? [{ name: "cluster", description: "Membership as this node sees it" }] : []),
+      ...(opts.cluster ? [{ name: "cluster", description: "Membership and placement as this node sees them" }] : []),
       { name: "backup", description: "Dump and load, as NDJSON" },
       { name: "meta", description: "The index and this document" },
     ],
@@ -387,11 +354,12 @@ export function openApiDocument(opts: DocumentOptions): Json {
         Error: { ...jsonSchema(M.ErrorEnvelope), description: "Every error answer: a stable `code` (e.g. NOT_FOUND) and a `message` for people" },
         Health: jsonSchema(M.Health),
         ClusterStatus: jsonSchema(M.ClusterStatus),
+        ...(opts.cluster ? { Placement: jsonSchema(M.Placement), Forgotten: jsonSchema(M.Forgotten) } : {}),
         LoadCounts: jsonSchema(M.LoadCounts),
         Index: jsonSchema(M.Index),
         Record: { ...jsonSchema(WireRecord), description: "One line of /dump and /load: a value, or a delete (value null); `bytes`: the value is base64 of bytes that are not UTF-8" },
       },
-      parameters: parameters(),
+      parameters: { ...parameters(), ...(opts.cluster ? clusterParameters() : {}) },
       headers: { ETag: { description: "The item's version, quoted; send it back in If-Match", schema: { type: "string" } } },
       ...(opts.token ? { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } } : {}),
     },

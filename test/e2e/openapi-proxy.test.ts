@@ -105,6 +105,11 @@ test("put, get, a missing key, If-None-Match, TTL, list, buckets and delete thro
 
   // The rest of the API: index, probes, cluster, metrics, the document, a dump and a load.
   for (const path of ["/", "/healthz", "/readyz", "/cluster", "/metrics", "/openapi"]) await send({ method: "GET", path, status: 200 });
+  // The cluster routes: where a key lives, and a forget refused (no such member; this node itself).
+  expect(JSON.parse((await send({ method: "GET", path: "/cluster/placement?key=region", status: 200 })).body).owners).toEqual(["prism-e2e"]);
+  await send({ method: "GET", path: "/cluster/placement?key=region&bucket=users", status: 200 });
+  await send({ method: "DELETE", path: "/cluster/members/nobody", status: 404 });
+  await send({ method: "DELETE", path: "/cluster/members/prism-e2e", status: 409 });
   const dump = await send({ method: "GET", path: "/dump", status: 200 });
   expect(dump.body.split("\n").filter(Boolean).length).toBeGreaterThan(3);
   await send({ method: "POST", path: "/load", body: dump.body, headers: { "content-type": "application/x-ndjson" }, status: 200 });

@@ -179,7 +179,7 @@ describe("the document matches the app", () => {
       method,
       path,
       op,
-      re: new RegExp(`^${path.replace(/\{key\}/, ".+").replace(/\{bucket\}/, "[^/]+")}$`),
+      re: new RegExp(`^${path.replace(/\{key\}/, ".+").replace(/\{(bucket|name)\}/, "[^/]+")}$`),
     }));
     const next = rng(10);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
@@ -197,6 +197,21 @@ describe("the document matches the app", () => {
     const headerSets: Record<string, string>[] = [{}, { "content-type": "text/plain" }, { "content-type": "application/json" }, { "if-none-match": "*" }, { "if-match": '"nope"' }, { "if-match": "*" }, { accept: "text/plain" }, { "content-type": "text/plain; charset=latin1" }];
     const auths = [undefined, token, token, token, "read-token-1", "wrong"];
     const seen = new Set<string>();
+    const exchange = async (path: string, method: string, auth: string | undefined, headers: Record<string, string>, body: string | undefined) => {
+      const pathOnly = path.split("?")[0]!;
+      const candidates = matchers.filter((m) => m.re.test(pathOnly));
+      const a = await call(node, method, path, { body, headers: { ...headers, ...(auth ? { authorization: `Bearer ${auth}` } : {}) } });
+      const op = candidates.find((m) => m.method === method.toLowerCase());
+      const what = `${method} ${path} ${JSON.stringify(headers)} ${body?.slice(0, 40)} -> ${a.status} ${a.text.slice(0, 120)}`;
+      if (op === undefined) {
+        // Undocumented on purpose: a path no operation matches (404), or a method it does not
+        // take (405); the token is checked before routing, so those may be 401 or 403 first.
+        if (![401, 403, 404, 405].includes(a.status)) throw new Error(`no operation for ${what}`);
+        return;
+      }
+      if (!(String(a.status) in op.op.responses)) throw new Error(`${op.op.operationId} does not document ${a.status}: ${what}`);
+      seen.add(`${op.op.operationId} ${a.status}`);
+    };
     for (let i = 0; i < 3000; i++) {
       const base = pick(paths)();
       const path = base + (next() < 0.5 && !base.includes("?") ? pick(queries) : "");
@@ -204,22 +219,17 @@ describe("the document matches the app", () => {
       const candidates = matchers.filter((m) => m.re.test(pathOnly));
       const method = next() < 0.9 && candidates.length > 0 ? pick(candidates).method.toUpperCase() : pick(["GET", "PUT", "DELETE", "POST"]);
       const auth = pick(auths);
-      const headers = { ...pick(headerSets), ...(auth ? { authorization: `Bearer ${auth}` } : {}) };
+      const headers = pick(headerSets);
       const body = method === "GET" ? undefined : pathOnly === "/load" ? pick(loads) : pick(bodies);
-      const a = await call(node, method, path, { body, headers });
-      const op = candidates.find((m) => m.method === method.toLowerCase());
-      const what = `${method} ${path} ${JSON.stringify(headers)} ${body?.slice(0, 40)} -> ${a.status} ${a.text.slice(0, 120)}`;
-      if (op === undefined) {
-        // Undocumented on purpose: a path no operation matches (404), or a method it does not
-        // take (405); the token is checked before routing, so those may be 401 or 403 first.
-        if (![401, 403, 404, 405].includes(a.status)) throw new Error(`no operation for ${what}`);
-        continue;
-      }
-      if (!(String(a.status) in op.op.responses)) throw new Error(`${op.op.operationId} does not document ${a.status}: ${what}`);
-      seen.add(`${op.op.operationId} ${a.status}`);
+      await exchange(path, method, auth, headers, body);
+    }
+    // The cluster routes, every method on each (kept apart: the draws above stay as they were).
+    const clusterPaths = ["/cluster/placement", "/cluster/placement?key=k", "/cluster/placement?key=k&bucket=bad!", `/cluster/placement?key=${"x".repeat(70)}`];
+    for (const path of [...clusterPaths, "/cluster/members/nobody", "/cluster/members/openapi"]) {
+      for (const method of ["GET", "DELETE", "PUT"]) for (const auth of [undefined, token, "read-token-1"]) await exchange(path, method, auth, {}, undefined);
     }
     // The mix reached far: successes and refusals of several kinds on the item routes.
-    for (const s of ["putItem 200", "putItem 412", "putItem 413", "putItem 415", "putItem 422", "putItem 503", "getItem 404", "getItem 400", "putItem 401", "putItem 403", "putBucketItem 400", "loadRecords 400"]) {
+    for (const s of ["getPlacement 200", "getPlacement 400", "forgetMember 404", "forgetMember 409", "forgetMember 403", "putItem 200", "putItem 412", "putItem 413", "putItem 415", "putItem 422", "putItem 503", "getItem 404", "getItem 400", "putItem 401", "putItem 403", "putBucketItem 400", "loadRecords 400"]) {
       expect(seen).toContain(s);
     }
   }, 60_000);
