@@ -10,8 +10,9 @@ import { del, get, ls, put } from "./client-commands.ts";
 import { dump, load } from "./transfer-commands.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
+import { forget } from "./forget.ts";
 
-export const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, dump, load, status };
+export const commands: Record<string, CommandDef<any>> = { serve, get, put, del, ls, dump, load, status, forget };
 
 export const root = defineCommand({
   meta: { name: "makhzen", version: VERSION, description: "A distributed in-memory key-value store for Bun" },

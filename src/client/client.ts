@@ -1,6 +1,7 @@
 import { DEFAULT_BUCKET, type Item } from "../core/record.ts";
 import type { BucketStats } from "../core/store.ts";
 import type { ClusterStatus } from "../cluster/reports.ts";
+import type { ForgetResult } from "../cluster/forget.ts";
 import type { Refusals } from "../ops/security.ts";
 
 export interface ClientOptions {
@@ -172,6 +173,23 @@ export class MakhzenClient {
   async cluster(): Promise<ClusterStatus & { refusals?: Refusals }> {
     const res = await this.request("GET", "/cluster");
     return this.answer(res, "a cluster status", isClusterStatus);
+  }
+
+  /** Where a key lives (GET /cluster/placement): its partition and that partition's owners, heaviest first. */
+  async placement(key: string, options: { bucket?: string } = {}): Promise<{ partition: number; owners: string[] }> {
+    const qs = new URLSearchParams({ key, ...(options.bucket === undefined ? {} : { bucket: options.bucket }) });
+    const res = await this.request("GET", `/cluster/placement?${qs}`);
+    return this.answer(res, "a placement", (b): b is { partition: number; owners: string[] } => isObject(b) && typeof b.partition === "number" && Array.isArray(b.owners));
+  }
+
+  /**
+   * Forgets a dead member for good (DELETE /cluster/members/:name, Cassandra's
+   * removenode): its partitions get new owners at once. Refused (MakhzenClientError)
+   * with NOT_FOUND for no such member, MEMBER_ALIVE for one that still answers.
+   */
+  async forget(name: string): Promise<ForgetResult> {
+    const res = await this.request("DELETE", `/cluster/members/${encodeURIComponent(name)}`);
+    return this.answer(res, "a forget's answer", (b): b is ForgetResult => isObject(b) && isObject(b.member) && Array.isArray(b.partitions));
   }
 
   async ready(): Promise<boolean> {

@@ -21,6 +21,8 @@ export const ROUTES = [
   "/buckets/:bucket/items/*",
   ...Object.keys(PEER_OPS).map((op) => `/internal/${op}`),
   "/cluster",
+  "/cluster/placement",
+  "/cluster/members/:name",
   "/healthz",
   "/readyz",
   "/metrics",
@@ -40,6 +42,7 @@ const OTHER_ROUTE = ROUTES.length - 1;
 const ITEMS = ROUTE_INDEX.get("/items")!;
 const BUCKETS = ROUTE_INDEX.get("/buckets")!;
 const BUCKET_ITEMS = ROUTE_INDEX.get("/buckets/:bucket/items")!;
+const CLUSTER_MEMBER = ROUTE_INDEX.get("/cluster/members/:name")!;
 const OTHER_METHOD = METHODS.length - 1;
 
 export interface RouteLatency {
@@ -135,6 +138,11 @@ export function routeOf(url: string): number {
     const slash = url.indexOf("/", n + 1);
     if (slash === -1 || slash >= end || !url.startsWith("/items", slash)) return OTHER_ROUTE;
     return itemsRoute(url, slash + 6, end, BUCKET_ITEMS);
+  }
+  if (url.startsWith("/cluster/members/", p)) {
+    const n = p + 17;
+    const slash = url.indexOf("/", n);
+    return n < end && (slash === -1 || slash >= end) ? CLUSTER_MEMBER : OTHER_ROUTE;
   }
   return ROUTE_INDEX.get(url.slice(p, end)) ?? OTHER_ROUTE;
 }

@@ -26,13 +26,13 @@ function refusal(raw: string[], def: ArgsDef): string {
 }
 
 /** Positionals a command needs, so citty does not stop at a missing one. */
-const POSITIONALS: Record<string, string[]> = { get: ["k"], put: ["k", "v"], del: ["k"] };
+const POSITIONALS: Record<string, string[]> = { get: ["k"], put: ["k", "v"], del: ["k"], forget: ["n"] };
 
 describe("every flag of every command", () => {
   const names = Object.keys(commands);
 
   test("covers the client commands and serve", () => {
-    expect(names.sort()).toEqual(["del", "dump", "get", "load", "ls", "put", "serve", "status"]);
+    expect(names.sort()).toEqual(["del", "dump", "forget", "get", "load", "ls", "put", "serve", "status"]);
   });
 
   for (const name of names) {

@@ -176,7 +176,7 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["-v", "--port", "1"], '-v takes no arguments; unexpected "--port"'],
       [["--help", "serve", "--port"], '--help takes a command at most, not "serve" "--port"'],
       [["-h", "sreve"], '-h takes a command at most, not "sreve"'],
-      [["constructor"], 'unknown command "constructor"; commands: serve, get, put, del, ls, dump, load, status'],
+      [["constructor"], 'unknown command "constructor"; commands: serve, get, put, del, ls, dump, load, status, forget'],
       // An alias is named as typed, not as the flag it stands for.
       [["agent", "-bindPort=abc"], '-bindPort must be an integer from 0 to 65535, not "abc"'],
       [["serve", "-cluster", "ftp://x"], '-cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],

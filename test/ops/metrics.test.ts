@@ -147,6 +147,10 @@ describe("route patterns", () => {
     expect(route("/internal/gossip")).toBe("/internal/gossip");
     for (const p of ["/cluster", "/healthz", "/readyz", "/metrics", "/dump", "/load", "/openapi"]) expect(route(p)).toBe(p);
     expect(route("/dump?bucket=b")).toBe("/dump");
+    expect(route("/cluster/placement?key=k")).toBe("/cluster/placement");
+    expect(route("/cluster/members/b")).toBe("/cluster/members/:name");
+    expect(route("/cluster/members/127.0.0.1%3A4001")).toBe("/cluster/members/:name");
+    for (const p of ["/cluster/members/", "/cluster/members/b/x", "/cluster/members"]) expect(route(p)).toBe("other");
   });
 
   test("anything else is `other`, so a scanner cannot grow the series", () => {
