@@ -48,6 +48,8 @@ describe("MakhzenClient", () => {
       ["load", () => c.load("")],
       ["dump", () => c.dump()],
       ["delete", () => c.delete("a")],
+      ["placement", () => c.placement("a")],
+      ["forget", () => c.forget("a")],
     ];
     for (const [name, call] of calls) {
       const e = await clientError(call());
@@ -68,5 +70,21 @@ describe("MakhzenClient", () => {
     await c.put("k", "v");
     expect(await c.delete("k")).toBe(true);
     expect(await c.delete("k")).toBe(false);
+  });
+
+  test("placement and forget against a real node: the owners of a key; a forget refused with the node's code", async () => {
+    const { createNode } = await import("../../src/node.ts");
+    const { partitionOf } = await import("../../src/cluster/placement.ts");
+    await using stack = new AsyncDisposableStack();
+    const node = createNode({ port: 0, name: "n1" });
+    stack.defer(() => node.close());
+    const { url } = await node.listen();
+    const c = new MakhzenClient({ url });
+    expect(await c.placement("user:1", { bucket: "b" })).toEqual({ partition: partitionOf("user:1"), owners: ["n1"] });
+    expect((await clientError(c.placement("k", { bucket: "bad!" }))).code).toBe("INVALID_BUCKET");
+    const self = await clientError(c.forget("n1"));
+    expect([self.status, self.code]).toEqual([409, "MEMBER_ALIVE"]);
+    // A name with characters a path must escape still reaches the route.
+    expect((await clientError(c.forget("127.0.0.1:9"))).message).toBe('no member is named "127.0.0.1:9"');
   });
 });
