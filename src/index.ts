@@ -11,6 +11,7 @@ export type { SetOptions, DeleteOptions, ListItemsOptions } from "./core/items.t
 export type { ListPage, BucketStats } from "./core/store.ts";
 export type { Version } from "./core/version.ts";
 export type { ClusterStatus, MemberStatus } from "./cluster/reports.ts";
+export type { ForgetResult } from "./cluster/forget.ts";
 export type { MemberState } from "./cluster/protocol/messages.ts";
 export type { Refusals } from "./ops/security.ts";
 export { VERSION } from "./meta.ts";

@@ -43,8 +43,10 @@ describe("cluster", () => {
     const cli = Bun.spawnSync([process.execPath, "src/cli/main.ts", "status", "--url", a.url], { cwd: `${import.meta.dir}/../..` });
     expect(cli.exitCode).toBe(0);
     const lines = cli.stdout.toString().trim().split("\n");
-    expect(lines[0]).toMatch(/^NAME +URL +STATE +QUEUE +CLOCK +LAST SEEN$/);
-    expect(lines.slice(1).map((l) => l.split(/ {2,}/)[2])).toEqual(["alive", "alive", "alive"]);
+    expect(lines[0]).toMatch(/^NAME +URL +STATE +PARTITIONS +QUEUE +CLOCK +LAST SEEN$/);
+    // Three nodes and the default --replicas 3: each owns all 256 partitions.
+    expect(lines.slice(1, 4).map((l) => l.split(/ {2,}/).slice(2, 4))).toEqual([["alive", "256"], ["alive", "256"], ["alive", "256"]]);
+    expect(lines[4]).toStartWith("3 replicas of each key, 256 partitions");
     const view = await clusterView(a);
     expect(view.self).toBe("a");
     expect(view.members.map((m) => [m.name, m.state])).toEqual([
