@@ -48,6 +48,9 @@ export class Membership {
         // Members first: the clock guard counts the seed's sample only once the seed is a member.
         this.merge(answer.members);
         this.measure(answer, sentMs);
+        // The seed's partitions, so a joining node knows at once what it holds (the rest of its report waits for a heartbeat).
+        const seed = answer.members[0];
+        if (seed && this.members.get(seed.name)?.url === seed.url) this.deps.events.reported?.(seed.name, { holds: answer.holds, filling: answer.filling });
       },
       wallMs: deps.wallMs,
       logger: this.logger,
@@ -256,7 +259,7 @@ export class Membership {
             if (cur && cur.url === url) {
               this.markSeen(cur);
               this.measure(answer, sentMs, name);
-              this.deps.events.reported?.(name, { stableMs: answer.stableMs, durableMs: answer.durableMs });
+              this.deps.events.reported?.(name, reportOf(answer));
             }
             this.merge(answer.members);
           },
@@ -389,4 +392,9 @@ export class Membership {
   private get logger(): Logger {
     return this.deps.logger ?? silentLogger;
   }
+}
+
+/** The heartbeat report fields of an answer (MembersAnswer), nothing else. */
+function reportOf(a: HeartbeatReport): HeartbeatReport {
+  return { stableMs: a.stableMs, durableMs: a.durableMs, holds: a.holds, filling: a.filling };
 }
