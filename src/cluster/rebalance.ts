@@ -147,6 +147,11 @@ export class Rebalancer {
     return out;
   }
 
+  /** How many partitions this node holds records of. */
+  heldCount(): number {
+    return this.deps.digest.heldPartitions().length;
+  }
+
   /** Partitions this node holds but does not own: hand-offs not yet done. */
   pendingHandOffs(): number[] {
     return this.deps.digest.heldPartitions().filter((p) => !this.deps.placement.owns(p));

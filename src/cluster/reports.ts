@@ -12,6 +12,9 @@ import type { PeerQueueStats } from "./peer-queue.ts";
 import type { MemberState } from "./protocol/messages.ts";
 import type { Replicator } from "./replicator.ts";
 import type { Retraction } from "./retraction.ts";
+import type { PartitionViews } from "./partition-views.ts";
+import { PARTITIONS } from "./placement.ts";
+import type { Rebalancer } from "./rebalance.ts";
 
 /** A peer's replication queue: its counters (peer-queue.ts) and how many records it has not acknowledged. */
 export interface PeerStats extends PeerQueueStats {
@@ -47,6 +50,11 @@ export interface ClusterStats {
   retracted: number;
   /** This node's clock against the median of the cluster's (clock-guard.ts). */
   clock: { offsetMs: number; fenced: boolean };
+  /**
+   * Partitions this node holds, is filling and has yet to hand off (rebalance.ts);
+   * records copied in and out while partitions moved, and dropped after hand-offs.
+   */
+  moves: { held: number; filling: number; handOffs: number; movedIn: number; movedOut: number; dropped: number; failures: number };
 }
 
 export interface ClusterParts {
@@ -55,6 +63,8 @@ export interface ClusterParts {
   antiEntropy: AntiEntropy;
   clockGuard: ClockGuard;
   retraction: Retraction;
+  rebalancer: Rebalancer;
+  views: PartitionViews;
 }
 
 /** Builds the snapshot. O(peers + records queued for them): Replicator.stats walks every queue for its oldest age. */
@@ -68,6 +78,12 @@ export function clusterStats(c: ClusterParts): ClusterStats {
     refusedTooNew: c.clockGuard.refusedTooNew,
     retracted: c.retraction.retracted,
     clock: { offsetMs, fenced },
+    moves: {
+      held: c.rebalancer.heldCount(),
+      filling: c.rebalancer.fillingPartitions().length,
+      handOffs: c.rebalancer.pendingHandOffs().length,
+      ...c.rebalancer.stats,
+    },
   };
 }
 
@@ -82,10 +98,19 @@ export interface MemberStatus {
   lastSeenMs: number;
   /** The member's clock minus this node's, in ms, measured by heartbeats; null before the first (0 for this node itself). */
   clockOffsetMs: number | null;
+  /** Partitions the member holds records of, and owns but is still filling, as it last said; null before it said. */
+  held?: number | null;
+  filling?: number | null;
 }
 
 export interface ClusterStatus {
   self: string;
+  /**
+   * Every partition this node holds it owns, every one it owns it holds in full,
+   * and no hand-off is pending (rebalance.ts). Under full replication, true once the
+   * first sync is done.
+   */
+  settled?: boolean;
   /** This node's clock against the cluster's median (see clock-guard.ts). */
   clock: ClockState;
   members: MemberStatus[];
@@ -94,7 +119,8 @@ export interface ClusterStatus {
 /** GET /cluster: this node first, then every member as membership sees it. */
 export function clusterStatus(c: ClusterParts, self: { name: string; url: string }): ClusterStatus {
   const now = c.membership.silenceClock();
-  const rows: MemberStatus[] = [{ name: self.name, url: self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0 }];
+  const own = { held: c.rebalancer.heldCount(), filling: c.rebalancer.fillingPartitions().length };
+  const rows: MemberStatus[] = [{ name: self.name, url: self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0, ...own }];
   for (const m of c.membership.list()) {
     rows.push({
       name: m.name,
@@ -104,8 +130,21 @@ export function clusterStatus(c: ClusterParts, self: { name: string; url: string
       // Whole ms: the monotonic clock has fractions no reader wants (944.463021).
       lastSeenMs: Math.max(0, Math.round(now - m.lastSeenMs)),
       clockOffsetMs: c.clockGuard.offsetOf(m.name),
+      ...viewCounts(c.views, m.name),
     });
   }
   const { offsetMs, fenced, maxOffsetMs } = c.clockGuard.state();
-  return { self: self.name, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+  return { self: self.name, settled: c.rebalancer.settled, clock: { offsetMs, fenced, maxOffsetMs }, members: rows };
+}
+
+/** What a member last said of its partitions, as counts; null before it said anything. */
+function viewCounts(views: PartitionViews, name: string): { held: number | null; filling: number | null } {
+  if (!views.has(name)) return { held: null, filling: null };
+  let held = 0;
+  let filling = 0;
+  for (let p = 0; p < PARTITIONS; p++) {
+    if (views.holdsPartition(name, p)) held++;
+    if (views.isFilling(name, p)) filling++;
+  }
+  return { held, filling };
 }

@@ -56,6 +56,8 @@ test("times are whole ms: in the table, and in GET /cluster's lastSeenMs", () =>
     membership: { silenceClock: () => 1944.463021, list: () => [{ name: "b", url: "http://127.0.0.1:4002", state: "alive", lastSeenMs: 1000 }] },
     replicator: { queueSize: () => 0 },
     clockGuard: { offsetOf: () => null, state: () => ({ offsetMs: 0, fenced: false, maxOffsetMs: 500 }) },
+    rebalancer: { heldCount: () => 0, fillingPartitions: () => [], settled: true },
+    views: { has: () => false },
   } as unknown as ClusterParts;
   expect(clusterStatus(parts, { name: "a", url: "http://127.0.0.1:4001" }).members[1]!.lastSeenMs).toBe(944);
 });
