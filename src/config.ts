@@ -133,6 +133,7 @@ export const FAST_TIMINGS = {
   backoffMaxMs: 300,
   startSyncTimeoutMs: 5000,
   drainTimeoutMs: 2000,
+  handoffGraceMs: 300,
 } as const satisfies Partial<NodeConfig>;
 
 /**
@@ -192,6 +193,7 @@ export function resolveConfig(options: NodeOptions = {}, extra: readonly string[
   integer("maxInflightBatches", c.maxInflightBatches, 1, 16);
   integer("startSyncTimeoutMs", c.startSyncTimeoutMs, 0, 24 * HOUR);
   integer("drainTimeoutMs", c.drainTimeoutMs, 0, HOUR);
+  integer("handoffGraceMs", c.handoffGraceMs, 0, 24 * HOUR);
   // Below ~10 ms the jitter of measuring over a loaded network would fence healthy nodes.
   integer("maxClockOffsetMs", c.maxClockOffsetMs, 10, 24 * HOUR);
   checkSecurity(c);

@@ -76,6 +76,40 @@ describe("createCore", () => {
     expect(second.items.set("default", "c", "3").version > last.version).toBe(true);
   });
 
+  test("drop forgets a record, live or tombstone, in the store, the digest and the data dir, and leaves no tombstone", async () => {
+    const dir = dataDir();
+    const wrote: StoredRecord[] = [];
+    const wall = new ManualWallClock(T0);
+    const first = open({ dataDir: dir, fsync: "always", wallClock: wall.read, maxMemoryBytes: 1_000_000, eviction: "lru" }, { onWrite: (r) => wrote.push(r) });
+    const empty = first.digest.groupHashes();
+    first.items.set("default", "live", "v", { ttl: 60 });
+    first.items.set("default", "gone", "v");
+    first.items.delete("default", "gone");
+    first.items.set("default", "kept", "v");
+    const keptOnly = open({ name: "n2" });
+    keptOnly.store.apply(first.store.getRecord("default", "kept")!);
+    const sent = wrote.length;
+    expect(first.store.drop("default", "live")).toBe(true);
+    expect(first.store.drop("default", "gone")).toBe(true);
+    expect(first.store.drop("default", "nothing")).toBe(false);
+    expect(wrote).toHaveLength(sent); // nothing replicates
+    expect(first.store.getRecord("default", "live")).toBeUndefined();
+    expect(first.store.getRecord("default", "gone")).toBeUndefined();
+    expect(first.store.tombstoneCount).toBe(0);
+    expect(first.store.recordCount).toBe(1);
+    expect(first.digest.groupHashes()).toEqual(keptOnly.digest.groupHashes());
+    // The books are as if only "kept" had ever been written.
+    expect(first.store.usedBytes).toBe(keptOnly.store.usedBytes);
+    expect(first.store.liveBytes).toBe(keptOnly.store.liveBytes);
+    expect(first.store.bucketStats()).toEqual(keptOnly.store.bucketStats());
+    await first.durable();
+    first.close();
+    const second = open({ dataDir: dir, fsync: "always", wallClock: wall.read });
+    expect(second.store.scan(undefined, 10).map((r) => r.key)).toEqual(["kept"]);
+    expect(second.store.drop("default", "kept")).toBe(true);
+    expect(second.digest.groupHashes()).toEqual(empty);
+  });
+
   test("the cluster hooks are not called while the data dir loads (the cluster is built after the core)", () => {
     const dir = dataDir();
     const first = open({ dataDir: dir, fsync: "always" });

@@ -1,87 +1,25 @@
 import { batchBy, sendSplitting } from "./batch.ts";
-import type { ClusterConfig } from "./options.ts";
-import { differing, GROUP_SIZE, hex, type Digest } from "./digest.ts";
+import { differing, GROUP_SIZE, isEmptyHash } from "./digest.ts";
+import { compareListed, INCOMPLETE_ROUND_PAUSE_MS, Stopped, type AntiEntropyDeps, type RoundResult, type SyncPeer } from "./antientropy-types.ts";
 import { LEAVES_PER_KEYS_REQUEST, type KeysEntry, type RecordRef } from "./protocol/messages.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { approxWireBytes, recordId, splitId, type StoredRecord } from "../core/record.ts";
-import type { ScanCursor, Store } from "../core/store.ts";
-import type { PeerAnswer, PeerOp, PeerRequest, PeerTransport } from "./protocol/peer-ops.ts";
+import type { ScanCursor } from "../core/store.ts";
+import type { PeerAnswer, PeerOp, PeerRequest } from "./protocol/peer-ops.ts";
 
-type AntiEntropyConfig = Pick<
-  ClusterConfig,
-  "antiEntropyIntervalMs" | "antiEntropyMaxKeys" | "requestTimeoutMs" | "batchMaxRecords" | "batchMaxBytes"
->;
-
-export interface SyncPeer {
-  name: string;
-  url: string;
-}
-
-export interface AntiEntropyDeps {
-  store: Store;
-  digest: Digest;
-  transport: PeerTransport;
-  config: AntiEntropyConfig;
-  /** Merges records received from a peer (clock.observe + store.apply); returns how many were taken. */
-  applyRemote: (records: StoredRecord[]) => number;
-  /** Peers worth a periodic round: the reachable ones. */
-  candidates: () => SyncPeer[];
-  /** The peer does not hold these pushed records within its clock bounds (the `tooNew` of its answer). */
-  onNotHeld?: (records: StoredRecord[]) => void;
-  /** Wall clock, for when rounds complete (see lastCompleteMs). Default: Date.now. */
-  wallMs?: () => number;
-  logger?: Logger;
-}
-
-export interface RoundResult {
-  /** Records the peer took from us (it held them older, or not at all). */
-  pushed: number;
-  /** Records taken from the peer. */
-  pulled: number;
-  /** False when the round hit its key budget, or the peer is in its first sync: another round is needed. */
-  complete: boolean;
-  /** The peer is in its first sync (GroupsAnswer.syncing): the round stopped at once; try again later. */
-  peerSyncing?: true;
-}
-
-/**
- * Pause before the round that continues an incomplete one, in ms. A round lists up
- * to antiEntropyMaxKeys pairs, tens of ms of work on both sides; the pause lets
- * client requests through between rounds of a large repair, and keeps a difference
- * that cannot heal (records a peer refuses) from running rounds back to back.
- */
-export const INCOMPLETE_ROUND_PAUSE_MS = 100;
-
-/**
- * Our record against a peer's `keys` entry for the same key, in the merge order
- * (compareRecords) as far as the entry tells: by version, then by content hash
- * (computed only on a tie). An entry without a hash (a node that predates it)
- * counts as the same record on a tie. Negative when the peer's wins.
- */
-export function compareListed(version: string, hash: () => bigint, theirs: KeysEntry): number {
-  if (version !== theirs.version) return version < theirs.version ? -1 : 1;
-  if (theirs.hash === undefined) return 0;
-  // Both are 16 lowercase hex digits: string order is number order.
-  const mine = hex(hash());
-  return mine === theirs.hash ? 0 : mine < theirs.hash ? -1 : 1;
-}
-
-/** A round or copy that ended because stop() was called. Never logged or counted as a failure. */
-export class Stopped extends Error {
-  constructor() {
-    super("anti-entropy stopped");
-    this.name = "Stopped";
-  }
-}
+export { compareListed, INCOMPLETE_ROUND_PAUSE_MS, Stopped, type AntiEntropyDeps, type RoundResult, type SyncPeer } from "./antientropy-types.ts";
 
 /**
  * Repairs whatever replication missed: a peer that was down past its queue bound,
  * a partition, a node restarted empty, a new member.
  *
  * One round against a peer (Dynamo's Merkle comparison, flattened to two levels):
- *   1. fetch the peer's 64 group hashes and compare with ours;
- *   2. for differing groups, fetch their 64 leaf hashes each and compare;
+ *   1. fetch the peer's 256 group hashes (one per partition) and compare with ours,
+ *      for the partitions the two should compare (`compares`: both own it, or one
+ *      owns it and the other holds it; every partition under full replication, or
+ *      those a caller names);
+ *   2. for differing groups, fetch their 16 leaf hashes each and compare;
  *   3. for differing leaves, LEAVES_PER_KEYS_REQUEST at a time, fetch the peer's
  *      (bucket, key, version, content hash) list (a peer may answer fewer leaves, to stay in its
  *      byte budget), until the pairs listed on both sides together reach
@@ -92,8 +30,10 @@ export class Stopped extends Error {
  *      writers under one name stamp one version with different values; see
  *      compareRecords), so such pairs are repaired too.
  * The wire cost follows the size of the difference, not of the store: with 100k
- * keys and 10 differing ones, 64 + ~640 hashes, ~10 leaves of (key, version)
- * pairs, and 10 records cross. A round that hits its key budget returns
+ * keys and 10 differing ones, 256 + ~160 hashes, ~10 leaves of (key, version)
+ * pairs, and 10 records cross. Non-owners of a partition never compare it: a node
+ * holding a partition it does not own (an old owner, a hint) compares it with its
+ * owners only, so repair traffic follows placement, not the member count. A round that hits its key budget returns
  * `complete: false`; the next round against that peer starts listing where it
  * stopped (so no leaf is starved by the ones before it), after
  * INCOMPLETE_ROUND_PAUSE_MS when run in the background. No round runs unbounded.
@@ -193,14 +133,22 @@ export class AntiEntropy {
     return taken;
   }
 
-  /** One bounded round; at most one at a time per peer (a second caller shares the first's). */
-  round(peer: SyncPeer): Promise<RoundResult> {
-    const busy = this.running.get(peer.name);
-    if (busy) return busy;
+  /**
+   * One bounded round; at most one at a time per peer (a second caller shares the
+   * first's). With `only`, a round of those partitions alone, whatever `compares`
+   * says (the rebalancer's: a copy to or from an owner); such rounds against one
+   * peer run one after the other, apart from the periodic ones, and do not count as
+   * complete rounds (lastCompleteMs).
+   */
+  round(peer: SyncPeer, only?: readonly number[]): Promise<RoundResult> {
+    const key = only ? `${peer.name}\u0000only` : peer.name;
+    const busy = this.running.get(key);
+    if (busy && !only) return busy;
+    if (busy) return busy.catch(() => undefined).then(() => this.round(peer, only));
     const startedMs = this.wallMs();
-    const p = this.runRound(peer)
+    const p = this.runRound(peer, key, only)
       .then((r) => {
-        if (r.complete) this.completed.set(peer.name, startedMs);
+        if (r.complete && !only) this.completed.set(peer.name, startedMs);
         return r;
       })
       .catch((e: unknown) => {
@@ -208,11 +156,11 @@ export class AntiEntropy {
         throw e;
       })
       .finally(() => {
-        this.running.delete(peer.name);
+        this.running.delete(key);
         // A round asked for while this one ran: it may have come too late for this one.
         if (this.wanted.has(peer.name)) queueMicrotask(() => this.runWanted());
       });
-    this.running.set(peer.name, p);
+    this.running.set(key, p);
     return p;
   }
 
@@ -275,14 +223,34 @@ export class AntiEntropy {
     );
   }
 
-  private async runRound(peer: SyncPeer): Promise<RoundResult> {
+  /**
+   * The partitions a round compares, and of those the ones equal on both sides.
+   * Whether each side holds a partition is read from the hashes themselves, not
+   * from what the peer last said in a heartbeat: a peer that took a write of a
+   * partition a moment ago is compared with its owners in this very round.
+   */
+  private scope(peer: string, ours: string[], theirs: string[], only: readonly number[] | undefined): { differ: number[]; same: number[] } {
+    const differ: number[] = [];
+    const same: number[] = [];
+    const compares = this.deps.compares;
+    const consider = (g: number) => {
+      if (ours[g] === theirs[g]) same.push(g);
+      else differ.push(g);
+    };
+    if (only) for (const g of only) consider(g);
+    else for (let g = 0; g < ours.length; g++) if (!compares || compares(peer, g, !isEmptyHash(theirs[g]), !isEmptyHash(ours[g]))) consider(g);
+    return { differ, same };
+  }
+
+  private async runRound(peer: SyncPeer, cursorKey: string, only?: readonly number[]): Promise<RoundResult> {
     const { digest, config, store } = this.deps;
     this.stats.rounds++;
     const { groups: theirGroups, syncing } = await this.ask(peer, "groups", {});
     // The peer is in its first sync: a round now would push what it is about to copy.
     // Its sync ends with a round against us; in the background we look again after a pause.
     if (syncing) return { pushed: 0, pulled: 0, complete: false, peerSyncing: true };
-    const groups = differing(digest.groupHashes(), theirGroups);
+    const { differ: groups, same } = this.scope(peer.name, digest.groupHashes(), theirGroups, only);
+    const sameOf = only ? { same } : {};
     const differingLeaves: number[] = [];
     if (groups.length > 0) {
       const theirLeaves = (await this.ask(peer, "leaves", { groups })).leaves;
@@ -292,14 +260,14 @@ export class AntiEntropy {
       });
     }
     if (differingLeaves.length === 0) {
-      this.cursor.delete(peer.name);
-      return { pushed: 0, pulled: 0, complete: true };
+      this.cursor.delete(cursorKey);
+      return { pushed: 0, pulled: 0, complete: true, ...sameOf };
     }
 
     // Listing starts where the last incomplete round against this peer stopped, and
     // wraps around: leaves that never converge (records the peer refuses) cannot
     // starve the ones after them.
-    const from = this.cursor.get(peer.name) ?? 0;
+    const from = this.cursor.get(cursorKey) ?? 0;
     const at = differingLeaves.findIndex((leaf) => leaf >= from);
     const order = at <= 0 ? differingLeaves : [...differingLeaves.slice(at), ...differingLeaves.slice(0, at)];
     // List both sides, leaf chunk by leaf chunk, until the key budget is spent.
@@ -320,8 +288,8 @@ export class AntiEntropy {
       i += n;
     }
     const complete = leaves.length === order.length;
-    if (complete) this.cursor.delete(peer.name);
-    else this.cursor.set(peer.name, leaves[leaves.length - 1]! + 1);
+    if (complete) this.cursor.delete(cursorKey);
+    else this.cursor.set(cursorKey, leaves[leaves.length - 1]! + 1);
 
     const push: StoredRecord[] = [];
     for (const leaf of leaves) {
@@ -369,7 +337,7 @@ export class AntiEntropy {
     this.stats.pulled += pulled;
     // One line per round that repaired something; rounds that found nothing to do are silent.
     if (pushed + pulled > 0) this.logger.info("repair", { peer: peer.name, pushed, pulled, complete });
-    return { pushed, pulled, complete };
+    return { pushed, pulled, complete, ...sameOf };
   }
 
   /** One request of a round or a copy; throws Stopped if stop() was called before it or while it ran. */

@@ -5,9 +5,10 @@ import type { Digest } from "./digest.ts";
 import type { WireMember } from "./protocol/messages.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import { Membership, type Member } from "./membership.ts";
+import { Membership } from "./membership.ts";
 import { createPeerService } from "./protocol/peer-service.ts";
 import { recordId, type StoredRecord } from "../core/record.ts";
+import { versionWallMs } from "../core/version.ts";
 import { handOff } from "./handoff.ts";
 import { Replicator } from "./replicator.ts";
 import { Retraction } from "./retraction.ts";
@@ -17,10 +18,13 @@ import type { PeerService, PeerTransport } from "./protocol/peer-ops.ts";
 import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
 import { applyRemote } from "./remote-records.ts";
 import { Consistency } from "./consistency.ts";
-import { Placement } from "./placement.ts";
+import { Placement, partitionOf } from "./placement.ts";
 import { PartitionViews } from "./partition-views.ts";
 import { forgetMember, type ForgetResult } from "./forget.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
+import { Rebalancer } from "./rebalance.ts";
+import { comparesPartition } from "./rebalance-rules.ts";
+import { firstSync } from "./first-sync.ts";
 
 export interface ClusterDeps {
   config: ClusterOptions;
@@ -38,7 +42,6 @@ export interface ClusterDeps {
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
   logger?: Logger;
 }
-
 
 /**
  * The cluster side of a node: membership, replication, anti-entropy, and the
@@ -62,6 +65,8 @@ export class Cluster {
   readonly placement: Placement;
   /** What each member last said about the partitions it holds and is filling (partition-views.ts). */
   readonly views = new PartitionViews();
+  /** Moves partitions when the owners change: filling what this node gains, handing off what it lost (rebalance.ts). */
+  readonly rebalancer: Rebalancer;
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
   /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
@@ -115,10 +120,12 @@ export class Cluster {
       config,
       wallMs: () => clock.wallMs(),
       monoMs: deps.monoMs ?? (() => performance.now()),
-      report: () => ({ stableMs: Math.max(0, this.stability.stableMs()), durableMs: Math.max(0, this.durableThroughMs()) }),
+      report: () => ({ stableMs: Math.max(0, this.stability.stableMs()), durableMs: Math.max(0, this.durableThroughMs()), ...this.rebalancer.report() }),
       logger: logger.child("membership"),
       events: {
         added: (m) => {
+          // A new life of a member holds what it says from now on: until it reports, it counts as filling.
+          this.forgetViews(m.name);
           this.placementChanged();
           this.stability.joined(m.name); // a new member (or a new life of one) holds nothing we know of yet
           this.replicator.addPeer(m.name, m.url);
@@ -131,18 +138,23 @@ export class Cluster {
           this.antiEntropy.request(m.name);
         },
         left: (m) => {
-          this.views.forget(m.name);
+          this.forgetViews(m.name);
           this.placementChanged();
           this.stability.left(m.name);
           this.replicator.removePeer(m.name);
         },
         moved: (m) => {
+          this.forgetViews(m.name);
           this.stability.reset(m.name);
           this.replicator.addPeer(m.name, m.url);
           this.clockGuard.forget(m.name);
         },
         measured: (name, sample) => this.clockGuard.record(name, sample),
-        reported: (name, report) => this.stability.reported(name, report),
+        reported: (name, report) => {
+          this.stability.reported(name, report);
+          this.views.report(name, report.holds, report.filling);
+          this.rebalancer.reported(name, report);
+        },
         nameTaken: (_holder: WireMember, error) => this.yieldName(error),
       },
     });
@@ -154,9 +166,15 @@ export class Cluster {
       logger: logger.child("antientropy"),
       applyRemote: (records) => this.applyRemote(records).applied,
       candidates: () => this.membership.reachable(),
+      // Only owners compare a partition, and a holder with its owners (rebalance-rules.ts); everything under full replication.
+      compares: (peer, p, peerHolds, selfHolds) =>
+        this.placement.full || comparesPartition(this.placement.owns(p), this.placement.isOwner(peer, p), selfHolds, peerHolds),
       onNotHeld: (records) => this.retraction.notHeld(records),
       wallMs: () => clock.wallMs(),
     });
+    const { placement, views, antiEntropy } = this;
+    const reachable = () => this.membership.reachable();
+    this.rebalancer = new Rebalancer({ self: config.name, placement, views, digest, store, antiEntropy, reachable, config, wallMs: () => clock.wallMs(), logger: logger.child("rebalance") });
     this.retraction = new Retraction({ self: config.name, store, guard: this.clockGuard, logger: this.logger.child("clock") });
     this.consistency = new Consistency({
       store,
@@ -177,6 +195,7 @@ export class Cluster {
       durableThroughMs: () => this.durableThroughMs(),
       cacheMs: config.heartbeatIntervalMs / 2,
       tombstoneTtlMs: config.tombstoneTtlMs,
+      quiet: (r) => this.rebalancer.quiet(partitionOf(r.key), versionWallMs(r.version)),
     });
     this.service = createPeerService({
       store,
@@ -188,10 +207,22 @@ export class Cluster {
     });
   }
 
-  /** The member list changed (a join, a leave, a reap, a forget): placement follows it. */
+  /** The member list changed (a join, a leave, a reap, a forget): placement follows it, and partitions move. */
   private placementChanged(): void {
-    this.placement.setMembers(this.membership.peers().map((m) => m.name));
+    if (this.placement.setMembers(this.membership.peers().map((m) => m.name))) this.rebalancer.placementChanged();
   }
+
+  /** A member left, or is in a new life: what it said of its partitions no longer counts. */
+  private forgetViews(name: string): void {
+    this.views.forget(name);
+    this.rebalancer.forget(name);
+  }
+
+  /** Whether this node owns `partition` but does not hold it in full yet (reads go to a full owner meanwhile). */
+  isFilling(partition: number): boolean { return this.rebalancer.isFilling(partition); }
+
+  /** Every partition this node holds it owns, every one it owns it holds in full, and no hand-off is pending. */
+  get settled(): boolean { return this.rebalancer.settled; }
 
   /** Records from peers refused as stamped too far ahead of the cluster's clock, for /metrics. */
   get refusedForDrift(): number {
@@ -256,9 +287,11 @@ export class Cluster {
     if (!joined) this.logger.warn("no seed answered; serving alone and retrying the seeds with every heartbeat", { seeds: this.deps.config.peers });
     this.membership.start();
     this.antiEntropy.start();
+    this.rebalancer.start();
     if (!joined || this.membership.reachable().length === 0) {
       this.isReady = true; // nobody to sync from
       this.syncing = false;
+      this.rebalancer.markFull();
       this.antiEntropy.release();
       return;
     }
@@ -269,7 +302,13 @@ export class Cluster {
       this.isReady = true;
     }, this.deps.config.startSyncTimeoutMs);
     this.startSyncTimer.unref?.();
-    void this.firstSync().finally(() => {
+    // The first sync (first-sync.ts): a full copy and rounds under full replication, the filling of what it owns under partitioning.
+    const { full } = this.placement;
+    if (full) this.rebalancer.deferFills();
+    const peers = this.membership.reachable();
+    const sync = { full, peers, store: this.deps.store, antiEntropy: this.antiEntropy, rebalancer: this.rebalancer, logger: this.logger };
+    void firstSync({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }).finally(() => {
+      if (full) this.rebalancer.markFull();
       clearTimeout(this.startSyncTimer);
       this.isReady = true;
       this.syncing = false;
@@ -289,16 +328,12 @@ export class Cluster {
   }
 
   private handOff(): Promise<void> {
-    const { config, clock } = this.deps;
-    return handOff({
-      membership: this.membership,
-      replicator: this.replicator,
-      antiEntropy: this.antiEntropy,
-      wallMs: () => clock.wallMs(),
-      drainTimeoutMs: config.drainTimeoutMs,
-      hasDataDir: this.deps.durableThroughMs !== undefined,
-      logger: this.logger,
-    });
+    const { config, clock, digest } = this.deps;
+    const { membership, replicator, antiEntropy, logger, placement } = this;
+    const hasDataDir = this.deps.durableThroughMs !== undefined;
+    // Under partitioning each held partition goes to its owners once this node is gone.
+    const partitions = placement.full ? undefined : { held: digest.heldPartitions(), others: placement.members.filter((n) => n !== placement.self), replicas: placement.replicas };
+    return handOff({ membership, replicator, antiEntropy, logger, wallMs: () => clock.wallMs(), drainTimeoutMs: config.drainTimeoutMs, hasDataDir, partitions });
   }
 
   /**
@@ -323,6 +358,7 @@ export class Cluster {
     clearTimeout(this.startSyncTimer);
     this.membership.stop();
     this.antiEntropy.stop();
+    this.rebalancer.stop();
     this.replicator.close();
   }
 
@@ -349,9 +385,7 @@ export class Cluster {
     return this.stability.isStable(r);
   }
 
-  private durableThroughMs(): number {
-    return this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
-  }
+  private durableThroughMs = (): number => this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
 
   /** Whether a record stamped `version` for (bucket, key) from elsewhere is refused: too far ahead, now or before. */
   refusesVersion(version: string, bucket: string, key: string): boolean {
@@ -362,31 +396,4 @@ export class Cluster {
   applyRemote(records: StoredRecord[]): { applied: number; tooNew: number[] } {
     return applyRemote(records, { store: this.deps.store, clock: this.deps.clock, guard: this.clockGuard });
   }
-
-  /** First sync of a starting node: a full copy if it holds nothing, then a round with every reachable peer. */
-  private async firstSync(): Promise<void> {
-    const peers: Member[] = this.membership.reachable();
-    if (this.deps.store.recordCount === 0) {
-      for (const p of peers) {
-        try {
-          const n = await this.antiEntropy.fullCopy(p);
-          this.logger.info("full copy", { peer: p.name, records: n });
-          break;
-        } catch (e) {
-          if (this.closed) return;
-          this.logger.warn("full copy failed; trying the next peer", { peer: p.name, error: e });
-        }
-      }
-    }
-    for (const p of peers) {
-      try {
-        await this.antiEntropy.syncWith(p);
-      } catch (e) {
-        if (this.closed) return;
-        this.logger.warn("first sync failed; periodic anti-entropy will retry", { peer: p.name, error: e });
-      }
-    }
-  }
-
 }
-

@@ -1,10 +1,11 @@
 import { recordId, recordSum, type DigestMember, type RecordStamp, type StoredRecord } from "../core/record.ts";
+import { PARTITIONS, partitionOf } from "./placement.ts";
 
 /**
  * The anti-entropy digest: a fingerprint of everything a node holds, cheap to
  * compare and cheap to keep current.
  *
- * Records are hashed by (bucket, key) into LEAVES leaves; a leaf's hash is the XOR
+ * Records are filed by (bucket, key) into LEAVES leaves; a leaf's hash is the XOR
  * of a 64-bit hash of (bucket, key, version, contents) of every record in it: the
  * contents through their contentHash (record.ts), so two replicas holding one
  * version with different values (two processes under one name) differ here, and
@@ -12,9 +13,17 @@ import { recordId, recordSum, type DigestMember, type RecordStamp, type StoredRe
  * update O(1) and order-free: a change XORs the old record's hash out and the new
  * one's in. Two nodes holding the same records have the same leaves, whatever order
  * the records arrived in. Leaves are grouped GROUP_SIZE to a group, so a comparison
- * first sends GROUPS group hashes (64 numbers) and only then the leaves of groups
- * that differ: with 10 differing keys about 10 groups and 640 leaves cross the wire,
- * not 4096.
+ * first sends GROUPS group hashes (256 numbers, ~5 KB of JSON) and only then the
+ * leaves of groups that differ: with 10 differing keys about 10 groups and 160
+ * leaves cross the wire, not 4096.
+ *
+ * A group is exactly one partition (placement.ts): a record's leaf is
+ * partition * GROUP_SIZE + 4 bits of a hash of its id. So a group hash is the
+ * fingerprint of what a node holds of one partition, and anti-entropy can compare
+ * one partition between two nodes, or confirm that a new owner holds all of it
+ * before an old one drops it, by comparing one number. The digest also counts the
+ * records of each partition, so "which partitions does this node hold" is 256
+ * reads, not a scan.
  *
  * The digest also keeps which records sit in each leaf, so listing a differing leaf
  * costs the size of that leaf, not a scan of the store. That index is one array
@@ -24,13 +33,20 @@ import { recordId, recordSum, type DigestMember, type RecordStamp, type StoredRe
  * A 64-bit hash collision (two different record sets with equal leaf XOR) would hide
  * a difference; at 2^-64 per leaf comparison it is not worth a second hash.
  */
-export const LEAVES = 4096;
-export const GROUP_SIZE = 64;
-export const GROUPS = LEAVES / GROUP_SIZE;
+export const GROUP_SIZE = 16;
+/** One group per partition. */
+export const GROUPS = PARTITIONS;
+export const LEAVES = GROUPS * GROUP_SIZE;
 
-const leafOfId = (id: string): number => Bun.hash.xxHash32(id) & (LEAVES - 1);
+/** The leaf of a record: its key's partition, then 4 bits of its id's hash. */
+const leafOfKey = (id: string, key: string): number => partitionOf(key) * GROUP_SIZE + (Bun.hash.xxHash32(id) & (GROUP_SIZE - 1));
 
-export const leafOf = (bucket: string, key: string): number => leafOfId(recordId(bucket, key));
+export const leafOf = (bucket: string, key: string): number => leafOfKey(recordId(bucket, key), key);
+
+/** The partition (group) a leaf belongs to. */
+export const partitionOfLeaf = (leaf: number): number => Math.floor(leaf / GROUP_SIZE);
+
+const ZERO_HASH = "0000000000000000";
 
 
 export class Digest {
@@ -38,6 +54,8 @@ export class Digest {
   private readonly members: Array<DigestMember[] | undefined> = new Array(LEAVES);
   /** The members `update` files for callers that keep none of their own. */
   private readonly loose = new Map<string, DigestMember>();
+  /** Records held per partition (the members filed in its leaves). */
+  private readonly counts = new Uint32Array(GROUPS);
 
   /**
    * Follows one change of the record held for `id` (recordId), whose entry is
@@ -45,7 +63,7 @@ export class Digest {
    * for none (a new key, a purge). O(1): one xxHash32 for the leaf and a few XORs.
    */
   change(id: string, held: DigestMember, prevSum: bigint | undefined, nextSum: bigint | undefined): void {
-    const leaf = leafOfId(id);
+    const leaf = leafOfKey(id, held.record.key);
     let h = this.leaves[leaf]!;
     if (prevSum !== undefined) h ^= prevSum;
     if (nextSum !== undefined) h ^= nextSum;
@@ -54,11 +72,13 @@ export class Digest {
       const list = (this.members[leaf] ??= []);
       held.digestAt = list.length;
       list.push(held);
+      this.counts[partitionOfLeaf(leaf)]!++;
     } else if (prevSum !== undefined && nextSum === undefined) {
       const list = this.members[leaf];
       const at = held.digestAt;
       if (list === undefined || list[at] !== held) return;
       const last = list.pop()!;
+      this.counts[partitionOfLeaf(leaf)]!--;
       if (last !== held) {
         list[at] = last;
         last.digestAt = at;
@@ -79,14 +99,36 @@ export class Digest {
     this.change(id, held, prev && recordSum(id, prev.version, prev.hash), next && recordSum(id, next.version, next.hash));
   }
 
-  /** The XOR of the leaves of each group, as hex strings (JSON has no 64-bit integers). */
+  /** The XOR of the leaves of each group (partition), as hex strings (JSON has no 64-bit integers). */
   groupHashes(): string[] {
     const out: string[] = [];
-    for (let g = 0; g < GROUPS; g++) {
-      let h = 0n;
-      for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) h ^= this.leaves[i]!;
-      out.push(hex(h));
-    }
+    for (let g = 0; g < GROUPS; g++) out.push(this.groupHash(g));
+    return out;
+  }
+
+  /** The hash of one group: what this node holds of partition `g`. */
+  groupHash(g: number): string {
+    let h = 0n;
+    for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) h ^= this.leaves[i]!;
+    return hex(h);
+  }
+
+  /** How many records (live, expired, tombstones) of a partition this node holds. */
+  partitionSize(partition: number): number {
+    return this.counts[partition]!;
+  }
+
+  /** The partitions this node holds at least one record of, ascending. O(partitions). */
+  heldPartitions(): number[] {
+    const out: number[] = [];
+    for (let p = 0; p < GROUPS; p++) if (this.counts[p]! > 0) out.push(p);
+    return out;
+  }
+
+  /** The records held of a partition, as they are now (a copy). */
+  recordsInPartition(partition: number): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    for (let i = partition * GROUP_SIZE; i < (partition + 1) * GROUP_SIZE; i++) for (const m of this.members[i] ?? []) out.push(m.record);
     return out;
   }
 
@@ -118,6 +160,9 @@ export class Digest {
 /** A 64-bit hash as 16 hex digits (JSON has no 64-bit integers); HASH_HEX_PATTERN is its shape. */
 export const hex = (h: bigint): string => h.toString(16).padStart(16, "0");
 export const HASH_HEX_PATTERN = /^[0-9a-f]{16}$/;
+
+/** Whether a group hash is that of a partition a node holds nothing of (or records whose hashes cancel: 2^-64). */
+export const isEmptyHash = (h: string | undefined): boolean => h === undefined || h === ZERO_HASH;
 
 /** Indices where two equal-length lists differ. */
 export function differing(a: readonly string[], b: readonly string[]): number[] {

@@ -1,5 +1,6 @@
 import type { Logger } from "../ops/log.ts";
 import type { Membership } from "./membership.ts";
+import { forgetRefusal } from "./membership-rules.ts";
 import { PARTITIONS, type Placement } from "./placement.ts";
 import type { MemberState } from "./protocol/messages.ts";
 
@@ -28,8 +29,9 @@ export interface ForgetResult {
 }
 
 /**
- * Forgets `name` (Membership.forget) and reports what moved. Throws NOT_FOUND for no
- * such member, MEMBER_ALIVE for a reachable one or this node. Forgetting a member
+ * Forgets `name`: a dead member becomes `left` now (Membership.handleLeave, as a
+ * reap makes it), and what moved is reported. Throws NOT_FOUND for no such member,
+ * MEMBER_ALIVE for a reachable one or this node. Forgetting a member
  * that already left changes nothing and says so (`was: "left"`, no partitions).
  */
 export function forgetMember(parts: { membership: Membership; placement: Placement }, name: string, logger: Logger): ForgetResult {
@@ -37,7 +39,10 @@ export function forgetMember(parts: { membership: Membership; placement: Placeme
   // setMembers builds a new table, so the old rows stay as they were.
   const before = Array.from({ length: PARTITIONS }, (_, p) => placement.owners(p));
   const was = membership.get(name)?.state;
-  const m = membership.forget(name);
+  const m = membership.get(name);
+  const refused = forgetRefusal(name, m, membership.self.name);
+  if (refused || !m) throw refused;
+  membership.handleLeave(m.name, m.incarnation);
   const partitions: ForgetResult["partitions"] = [];
   for (let p = 0; p < PARTITIONS; p++) {
     const owners = placement.owners(p);

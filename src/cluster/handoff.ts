@@ -2,6 +2,7 @@ import type { AntiEntropy } from "./antientropy.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Membership } from "./membership.ts";
 import type { Replicator } from "./replicator.ts";
+import { leaveTargets } from "./rebalance-rules.ts";
 
 export interface HandOffDeps {
   membership: Membership;
@@ -13,6 +14,12 @@ export interface HandOffDeps {
   /** Whether a data dir keeps what no live peer holds (then it is only worth an info line). */
   hasDataDir: boolean;
   logger: Logger;
+  /**
+   * Under partitioning: the partitions this node holds, the other members, and the
+   * replication factor, so each held partition goes to its owners under the
+   * placement without this node. Absent under full replication.
+   */
+  partitions?: { held: number[]; others: string[]; replicas: number };
 }
 
 /**
@@ -25,6 +32,10 @@ export interface HandOffDeps {
  *  - records queued for live peers: the queues drain;
  *  - records an overflow dropped from a live peer's queue (anti-entropy's): one
  *    complete anti-entropy round with a live peer leaves it holding all we hold.
+ * Under partitioning no single peer holds everything, so instead of one complete
+ * round, each partition this node holds goes to its owners once this node is gone
+ * (leaveTargets): rounds of those partitions with each of them, in parallel, until
+ * each is complete.
  * What is still held by no live peer when time is up is counted at warn, or at info
  * when the data dir keeps it. Never throws.
  */
@@ -37,10 +48,14 @@ export async function handOff(deps: HandOffDeps): Promise<void> {
   const deadline = deps.wallMs() + deps.drainTimeoutMs;
   const left = () => deadline - deps.wallMs();
   while (live.length > 0 && !replicator.drained(liveNames) && left() > 0) await Bun.sleep(10);
-  for (const p of live) {
-    if (left() <= 0) break;
-    const round = await Promise.race([antiEntropy.syncWith(p).catch(() => undefined), Bun.sleep(left()).then(() => undefined)]);
-    if (round?.complete) return;
+  if (deps.partitions) {
+    if (await handPartitions(deps, deps.partitions, left)) return;
+  } else {
+    for (const p of live) {
+      if (left() <= 0) break;
+      const round = await Promise.race([antiEntropy.syncWith(p).catch(() => undefined), Bun.sleep(left()).then(() => undefined)]);
+      if (round?.complete) return;
+    }
   }
   // Held by no live peer: queued still for every live one, or for a down one with nobody to hand it to.
   const atRisk = live.length > 0 ? replicator.heldByNone(liveNames) : replicator.unacknowledged(down).length;
@@ -48,4 +63,25 @@ export async function handOff(deps: HandOffDeps): Promise<void> {
   const fields = { records: atRisk, livePeers: live.length, drainTimeoutMs: deps.drainTimeoutMs };
   if (deps.hasDataDir) deps.logger.info("leaving before a live peer acknowledged everything; the data dir keeps it", fields);
   else deps.logger.warn("leaving with acknowledged writes that no live peer is known to hold: they may be lost", fields);
+}
+
+/** Rounds of each held partition with its next owners; true when every one of them had a complete round. */
+async function handPartitions(deps: HandOffDeps, parts: NonNullable<HandOffDeps["partitions"]>, left: () => number): Promise<boolean> {
+  const targets = leaveTargets(parts.held, parts.others, parts.replicas);
+  if (targets.size === 0) return parts.held.length === 0;
+  const byName = new Map(deps.membership.reachable().map((m) => [m.name, m]));
+  const hand = async (name: string, list: number[]): Promise<boolean> => {
+    const peer = byName.get(name);
+    if (!peer) return false;
+    while (left() > 0) {
+      const r = await Promise.race([deps.antiEntropy.round(peer, list).catch(() => undefined), Bun.sleep(left()).then(() => undefined)]);
+      if (r?.complete) return true;
+      if (!r) await Bun.sleep(Math.min(50, Math.max(0, left())));
+    }
+    return false;
+  };
+  const done = await Promise.all([...targets].map(([name, list]) => hand(name, list)));
+  const all = done.every(Boolean);
+  deps.logger.info("partitions handed to their next owners", { partitions: parts.held.length, owners: targets.size, complete: all });
+  return all;
 }

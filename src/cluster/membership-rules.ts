@@ -1,4 +1,5 @@
 import type { ClusterConfig } from "./options.ts";
+import type { HeartbeatReport } from "./membership-types.ts";
 import { MakhzenError } from "../errors.ts";
 import type { MemberState, WireMember } from "./protocol/messages.ts";
 
@@ -98,4 +99,9 @@ export function forgetRefusal(name: string, m: WireMember | undefined, self: str
     return new MakhzenError("MEMBER_ALIVE", `member "${name}" is ${m.state}, not dead: only a member that stopped answering may be forgotten`);
   }
   return undefined;
+}
+
+/** The heartbeat report fields of an answer (MembersAnswer), nothing else. */
+export function reportOf(a: HeartbeatReport): HeartbeatReport {
+  return { stableMs: a.stableMs, durableMs: a.durableMs, holds: a.holds, filling: a.filling };
 }

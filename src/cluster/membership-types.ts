@@ -39,10 +39,14 @@ export interface MembershipEvents {
   nameTaken?(holder: WireMember, error: MakhzenError): void;
 }
 
-/** See stability.ts. */
+/** What a heartbeat carries besides the member list: see stability.ts (stableMs, durableMs) and partition-views.ts (holds, filling). */
 export interface HeartbeatReport {
   stableMs?: number;
   durableMs?: number;
+  /** The partitions the sender holds records of, as 64 hex digits (placement.ts). */
+  holds?: string;
+  /** The partitions the sender owns but is still filling, as 64 hex digits. */
+  filling?: string;
 }
 
 export interface MembershipDeps {
@@ -55,7 +59,7 @@ export interface MembershipDeps {
    * process are noticed on it. Absent: silence on wallMs, pauses on performance.now.
    */
   monoMs?: () => number;
-  /** What this node tells its peers in heartbeats for the early purge of deletes (see stability.ts); absent: nothing. */
+  /** What this node tells its peers in heartbeats: for the early purge of deletes (stability.ts) and of its partitions (partition-views.ts); absent: nothing. */
   report?: () => HeartbeatReport;
   events: MembershipEvents;
   logger?: Logger;

@@ -2,7 +2,7 @@ import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
-import { forgetRefusal, isLive, mergeDecision, probeTimeoutMs, replicasRefusal, stateAfterSilence } from "./membership-rules.ts";
+import { isLive, mergeDecision, probeTimeoutMs, replicasRefusal, reportOf, stateAfterSilence } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 import { Seeds } from "./seeds.ts";
@@ -48,6 +48,9 @@ export class Membership {
         // Members first: the clock guard counts the seed's sample only once the seed is a member.
         this.merge(answer.members);
         this.measure(answer, sentMs);
+        // The seed's partitions, so a joining node knows at once what it holds (the rest of its report waits for a heartbeat).
+        const seed = answer.members[0];
+        if (seed && this.members.get(seed.name)?.url === seed.url) this.deps.events.reported?.(seed.name, { holds: answer.holds, filling: answer.filling });
       },
       wallMs: deps.wallMs,
       logger: this.logger,
@@ -172,15 +175,6 @@ export class Membership {
     return this.answer();
   }
 
-  /** An operator's forget (forget.ts): a dead member becomes `left` now, as a reap makes it. Throws NOT_FOUND or MEMBER_ALIVE. */
-  forget(name: string): Member {
-    const m = this.members.get(name);
-    const refused = forgetRefusal(name, m, this.deps.self.name);
-    if (refused || !m) throw refused;
-    this.handleLeave(m.name, m.incarnation);
-    return m;
-  }
-
   handleGossip(from: WireMember, members: WireMember[], report: HeartbeatReport = {}): MembersAnswer {
     if (this.claim.inDoubt) {
       // Not "alive" under a name that may be another process's now (see NameClaim.inDoubt).
@@ -264,7 +258,7 @@ export class Membership {
             if (cur && cur.url === url) {
               this.markSeen(cur);
               this.measure(answer, sentMs, name);
-              this.deps.events.reported?.(name, { stableMs: answer.stableMs, durableMs: answer.durableMs });
+              this.deps.events.reported?.(name, reportOf(answer));
             }
             this.merge(answer.members);
           },

@@ -68,6 +68,13 @@ export interface ClusterConfig {
   /** How long a leaving node tries to drain its queues before it says goodbye, in ms. */
   drainTimeoutMs: number;
   /**
+   * How long an old holder of a partition keeps it after every owner first held all
+   * of it (digests equal), in ms, before it checks once more and drops it
+   * (rebalance.ts). Requests routed on a view a heartbeat old, and writes in flight
+   * to the old holder, land meanwhile on a node that still has the partition.
+   */
+  handoffGraceMs: number;
+  /**
    * How far, in ms, a node's clock may be from the cluster's median clock
    * (--max-clock-offset). A node further off is fenced: it refuses client writes
    * (503 CLOCK_OFFSET) and is not ready. A record stamped further than this ahead
@@ -106,5 +113,7 @@ export const CLUSTER_DEFAULTS = {
   maxInflightBatches: 2,
   startSyncTimeoutMs: 30_000,
   drainTimeoutMs: 10_000,
+  // Ten heartbeats: every member's view of who holds the partition has caught up long before.
+  handoffGraceMs: 10_000,
   maxClockOffsetMs: 500,
 } as const satisfies Partial<ClusterConfig>;

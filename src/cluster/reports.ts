@@ -13,6 +13,8 @@ import type { PeerQueueStats } from "./peer-queue.ts";
 import type { MemberState } from "./protocol/messages.ts";
 import type { Replicator } from "./replicator.ts";
 import type { Retraction } from "./retraction.ts";
+import type { PartitionViews } from "./partition-views.ts";
+import type { Rebalancer } from "./rebalance.ts";
 
 /** A peer's replication queue: its counters (peer-queue.ts) and how many records it has not acknowledged. */
 export interface PeerStats extends PeerQueueStats {
@@ -51,6 +53,11 @@ export interface ClusterStats {
   /** --replicas, and how many partitions this node owns under placement now. */
   replicas: number;
   partitionsOwned: number;
+  /**
+   * Partitions this node holds, is filling and has yet to hand off (rebalance.ts);
+   * records copied in and out while partitions moved, and dropped after hand-offs.
+   */
+  moves: { held: number; filling: number; handOffs: number; movedIn: number; movedOut: number; dropped: number; failures: number };
 }
 
 export interface ClusterParts {
@@ -60,6 +67,8 @@ export interface ClusterParts {
   clockGuard: ClockGuard;
   retraction: Retraction;
   placement: Placement;
+  rebalancer: Rebalancer;
+  views: PartitionViews;
 }
 
 /** Builds the snapshot. O(peers + records queued for them): Replicator.stats walks every queue for its oldest age. */
@@ -75,6 +84,12 @@ export function clusterStats(c: ClusterParts): ClusterStats {
     clock: { offsetMs, fenced },
     replicas: c.placement.replicas,
     partitionsOwned: c.placement.ownedPartitions().length,
+    moves: {
+      held: c.rebalancer.heldCount(),
+      filling: c.rebalancer.fillingPartitions().length,
+      handOffs: c.rebalancer.pendingHandOffs().length,
+      ...c.rebalancer.stats,
+    },
   };
 }
 
@@ -91,10 +106,19 @@ export interface MemberStatus {
   clockOffsetMs: number | null;
   /** Partitions it owns under this node's placement (0 for a member that left). */
   partitions: number;
+  /** Partitions the member holds records of, and owns but is still filling, as it last said; null before it said. */
+  held?: number | null;
+  filling?: number | null;
 }
 
 export interface ClusterStatus {
   self: string;
+  /**
+   * Every partition this node holds it owns, every one it owns it holds in full,
+   * and no hand-off is pending (rebalance.ts). Under full replication, true once the
+   * first sync is done.
+   */
+  settled?: boolean;
   /** This node's clock against the cluster's median (see clock-guard.ts). */
   clock: ClockState;
   /** Owners of each key (--replicas). */
@@ -108,7 +132,8 @@ export interface ClusterStatus {
 export function clusterStatus(c: ClusterParts, self: { name: string; url: string }): ClusterStatus {
   const now = c.membership.silenceClock();
   const owned = c.placement.ownedCounts();
-  const rows: MemberStatus[] = [{ name: self.name, url: self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0, partitions: owned.get(self.name) ?? 0 }];
+  const own = { held: c.rebalancer.heldCount(), filling: c.rebalancer.fillingPartitions().length };
+  const rows: MemberStatus[] = [{ name: self.name, url: self.url, state: "alive", queue: 0, lastSeenMs: 0, clockOffsetMs: 0, partitions: owned.get(self.name) ?? 0, ...own }];
   for (const m of c.membership.list()) {
     rows.push({
       name: m.name,
@@ -119,8 +144,28 @@ export function clusterStatus(c: ClusterParts, self: { name: string; url: string
       lastSeenMs: Math.max(0, Math.round(now - m.lastSeenMs)),
       clockOffsetMs: c.clockGuard.offsetOf(m.name),
       partitions: owned.get(m.name) ?? 0,
+      ...viewCounts(c.views, m.name),
     });
   }
   const { offsetMs, fenced, maxOffsetMs } = c.clockGuard.state();
-  return { self: self.name, clock: { offsetMs, fenced, maxOffsetMs }, replicas: c.placement.replicas, partitions: PARTITIONS, members: rows };
+  return {
+    self: self.name,
+    settled: c.rebalancer.settled,
+    clock: { offsetMs, fenced, maxOffsetMs },
+    replicas: c.placement.replicas,
+    partitions: PARTITIONS,
+    members: rows,
+  };
+}
+
+/** What a member last said of its partitions, as counts; null before it said anything. */
+function viewCounts(views: PartitionViews, name: string): { held: number | null; filling: number | null } {
+  if (!views.has(name)) return { held: null, filling: null };
+  let held = 0;
+  let filling = 0;
+  for (let p = 0; p < PARTITIONS; p++) {
+    if (views.holdsPartition(name, p)) held++;
+    if (views.isFilling(name, p)) filling++;
+  }
+  return { held, filling };
 }

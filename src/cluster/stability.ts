@@ -25,6 +25,12 @@ export interface StabilityDeps {
   cacheMs: number;
   /** The grace period of deletes (--tombstone-ttl), in ms: how long a member that left may come back with what it held. */
   tombstoneTtlMs: number;
+  /**
+   * Under partitioning: whether every holder of the tombstone's partition is one of
+   * its owners and no owner is still filling it, as far as the latest reports
+   * (sent after the delete) tell (Rebalancer.quiet). Absent: always.
+   */
+  quiet?: (tombstone: StoredRecord) => boolean;
 }
 
 /** Snapshots kept per peer: with one per cacheMs, several seconds of history, more than a group commit lags. */
@@ -109,11 +115,25 @@ export class Stability {
     this.cached = undefined;
   }
 
-  /** Whether every current member holds `r` or something newer. One map lookup: the sweep asks per tombstone. */
+  /**
+   * Whether every current member holds `r` or something newer. One map lookup (and,
+   * under partitioning, a look at the partition's holders): the sweep asks per tombstone.
+   *
+   * Under partitioning a member holds only the partitions it owns or holds, and its
+   * queue and rounds vouch for those alone: the origin's `stableMs` then says that
+   * every member holds what the origin stamped *of the partitions it owns or holds*
+   * (a round compares a partition with a peer that holds it, whatever its
+   * heartbeats said: antientropy.ts reads holding from the digests). That covers
+   * every copy of the key only when the copies are where placement says: so a
+   * tombstone goes early only while its partition is quiet (no holder that is not
+   * an owner, no owner still filling it, every member's report sent after the
+   * delete). Otherwise it waits for --tombstone-ttl, as an old copy elsewhere could
+   * bring its key back.
+   */
   isStable(r: StoredRecord): boolean {
     const origin = versionNode(r.version);
     const stable = origin === this.deps.self.name ? this.stableMs() : this.stableOf.get(origin);
-    return stable !== undefined && versionWallMs(r.version) <= stable;
+    return stable !== undefined && versionWallMs(r.version) <= stable && (this.deps.quiet?.(r) ?? true);
   }
 
   /** This node's stableMs, recomputed at most every cacheMs. */

@@ -7,7 +7,6 @@ import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIE
 import { versionWallMs } from "./version.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-
 export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
 
 /**
@@ -116,9 +115,7 @@ export class Store {
   }
 
   /** How many records (live, expired and tombstones) the store holds. */
-  get recordCount(): number {
-    return this.keyspace.recordCount;
-  }
+  get recordCount(): number { return this.keyspace.recordCount; }
 
   /** See Keyspace.scan: the full-copy page of anti-entropy. */
   scan(after: ScanCursor | undefined, limit: number): StoredRecord[] {
@@ -136,43 +133,27 @@ export class Store {
   }
 
   /** Bytes of every record held, live and tombstones (views excluded). */
-  get usedBytes(): number {
-    return this.used;
-  }
+  get usedBytes(): number { return this.used; }
 
   /** Bytes of live records (tombstones excluded). */
-  get liveBytes(): number {
-    return this.live;
-  }
+  get liveBytes(): number { return this.live; }
 
   /** Bytes of tombstones. */
-  get tombstoneBytes(): number {
-    return this.tombBytes;
-  }
+  get tombstoneBytes(): number { return this.tombBytes; }
 
-  get tombstoneCount(): number {
-    return this.tombstones.size;
-  }
+  get tombstoneCount(): number { return this.tombstones.size; }
 
   /** Estimated bytes of the cached views (see getView). */
-  get viewBytes(): number {
-    return this.views.bytes;
-  }
+  get viewBytes(): number { return this.views.bytes; }
 
   /** What `--max-memory` bounds: records, tombstones and cached views. */
-  get accountedBytes(): number {
-    return this.used + this.views.bytes;
-  }
+  get accountedBytes(): number { return this.used + this.views.bytes; }
 
   /** Tombstones purged before their grace period because every member held them (Cluster.isStable). */
-  get tombstonesPurgedStable(): number {
-    return this.purgedStable;
-  }
+  get tombstonesPurgedStable(): number { return this.purgedStable; }
 
   /** Tombstones purged before they were stable or past their grace period, to stay within budget. */
-  get tombstonesPurgedEarly(): number {
-    return this.purgedEarly;
-  }
+  get tombstonesPurgedEarly(): number { return this.purgedEarly; }
 
   /**
    * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when
@@ -267,6 +248,23 @@ export class Store {
     const entry = this.keyspace.get(bucket, key);
     if (!entry || entry.record.version !== version) return false;
     if (entry.record.value !== null) this.expireToTombstone(entry);
+    this.purge(entry);
+    return true;
+  }
+
+  /** Forgets what is held for (bucket, key), leaving no tombstone and replicating nothing: a partition handed off (rebalance.ts). */
+  drop(bucket: string, key: string): boolean {
+    const entry = this.keyspace.get(bucket, key);
+    if (!entry) return false;
+    const old = entry.record;
+    // A live record is a tombstone in the books first; the digest keeps its share until purge takes it out.
+    if (old.value !== null) {
+      const oldBytes = entry.bytes;
+      entry.record = { bucket: old.bucket, key: old.key, value: null, version: old.version };
+      entry.bytes = recordBytes(entry.record);
+      this.views.drop(entry);
+      this.account(entry, oldBytes, old);
+    }
     this.purge(entry);
     return true;
   }

@@ -84,6 +84,9 @@ export const Forgotten = t.Object({
 /** The body of GET /cluster (the route answers a prebuilt Response). */
 export const ClusterStatus = t.Object({
   self: t.String({ description: "The name of the node that answered" }),
+  settled: t.Boolean({
+    description: "Every partition this node holds it owns, every one it owns it holds in full, and no hand-off is pending (see docs/replication.md)",
+  }),
   clock: t.Object(
     {
       offsetMs: t.Number({ description: "This node's clock minus the cluster's median clock, in ms (0 alone)" }),
@@ -106,6 +109,8 @@ export const ClusterStatus = t.Object({
       clockOffsetMs: t.Union([t.Number(), t.Null()], {
         description: "The member's clock minus this node's, in ms, measured by heartbeats; null before the first",
       }),
+      held: t.Optional(t.Union([t.Number(), t.Null()], { description: "Partitions the member holds records of, as it last said; null before it said" })),
+      filling: t.Optional(t.Union([t.Number(), t.Null()], { description: "Partitions the member owns but is still filling, as it last said; null before it said" })),
     }),
   ),
   refusals: t.Optional(

@@ -157,6 +157,17 @@ export function createMetrics(src: MetricsSources): Metrics {
     set(ae().pulled, { direction: "pulled" });
   });
 
+  // ---- partitions on the move (rebalance.ts) ----
+  const moves = () => cluster().moves;
+  gauge("partitions_held", "Partitions this node holds records of (owned or not).", [], (g) => g.set(moves().held));
+  gauge("partitions_filling", "Partitions this node owns but does not hold in full yet.", [], (g) => g.set(moves().filling));
+  gauge("partition_handoffs", "Partitions this node holds but no longer owns: hand-offs in flight, until dropped.", [], (g) => g.set(moves().handOffs));
+  total("records_moved_total", "Records copied while partitions moved: in (taken from peers) or out (taken by peers).", ["direction"], (set) => {
+    set(moves().movedIn, { direction: "in" });
+    set(moves().movedOut, { direction: "out" });
+  });
+  total("records_dropped_total", "Records dropped with partitions handed off to their owners.", [], (set) => set(moves().dropped));
+
   // ---- membership ----
   gauge("members", "Members by state as this node sees them, itself included (alive).", ["state"], (g) => {
     const counts = Object.fromEntries(STATES.map((s) => [s, 0])) as Record<MemberState, number>;

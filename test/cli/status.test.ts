@@ -57,6 +57,8 @@ test("times are whole ms: in the table, and in GET /cluster's lastSeenMs", () =>
     replicator: { queueSize: () => 0 },
     clockGuard: { offsetOf: () => null, state: () => ({ offsetMs: 0, fenced: false, maxOffsetMs: 500 }) },
     placement: { replicas: 3, ownedCounts: () => new Map() },
+    rebalancer: { heldCount: () => 0, fillingPartitions: () => [], settled: true },
+    views: { has: () => false },
   } as unknown as ClusterParts;
   expect(clusterStatus(parts, { name: "a", url: "http://127.0.0.1:4001" }).members[1]!.lastSeenMs).toBe(944);
 });
@@ -93,6 +95,8 @@ test("GET /cluster's replicas, partitions and per-member owned counts come from 
     replicator: { queueSize: () => 0 },
     clockGuard: { offsetOf: () => null, state: () => ({ offsetMs: 0, fenced: false, maxOffsetMs: 500 }) },
     placement: { replicas: 1, ownedCounts: () => new Map([["a", 100], ["b", 156]]) },
+    rebalancer: { heldCount: () => 0, fillingPartitions: () => [], settled: true },
+    views: { has: () => false },
   } as unknown as ClusterParts;
   const s = clusterStatus(parts, { name: "a", url: "w" });
   expect([s.replicas, s.partitions]).toEqual([1, 256]);

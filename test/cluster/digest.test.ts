@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { Digest, differing, GROUPS, LEAVES, leafOf } from "../../src/cluster/digest.ts";
+import { Digest, differing, GROUP_SIZE, GROUPS, isEmptyHash, LEAVES, leafOf } from "../../src/cluster/digest.ts";
+import { PARTITIONS, partitionOf } from "../../src/cluster/placement.ts";
 import { recordId, splitId } from "../../src/core/record.ts";
 import { contentHash, type RecordStamp } from "../../src/core/record.ts";
 
@@ -102,5 +103,33 @@ describe("digest", () => {
 
   test("record ids split back into bucket and key, whatever the key holds", () => {
     expect(splitId(recordId("bkt", "a\u0000b/c"))).toEqual({ bucket: "bkt", key: "a\u0000b/c" });
+  });
+
+  test("a group is one partition: its hash, its records and its count are that partition's, in every bucket", () => {
+    expect(GROUPS).toBe(PARTITIONS);
+    expect(LEAVES).toBe(PARTITIONS * GROUP_SIZE);
+    const d = new Digest();
+    const keys = Array.from({ length: 300 }, (_, i) => `k${i}`);
+    for (const k of keys) {
+      expect(Math.floor(leafOf("b", k) / GROUP_SIZE)).toBe(partitionOf(k));
+      d.update("b", k, undefined, v(1));
+    }
+    // {tag} keys share a partition, whatever the bucket: one group moves them together.
+    d.update("other", "{t}x", undefined, v(1));
+    d.update("b", "{t}y", undefined, v(1));
+    expect(partitionOf("{t}x")).toBe(partitionOf("{t}y"));
+    const p = partitionOf("{t}x");
+    const want = new Set(keys.filter((k) => partitionOf(k) === p).map((k) => `b/${k}`).concat(["other/{t}x", "b/{t}y"]));
+    expect(new Set(d.recordsInPartition(p).map((r) => `${r.bucket}/${r.key}`))).toEqual(want);
+    expect(d.partitionSize(p)).toBe(want.size);
+    const held = new Set([...keys, "{t}x"].map(partitionOf));
+    expect(d.heldPartitions()).toEqual([...held].sort((a, b) => a - b));
+    const hashes = d.groupHashes();
+    for (let g = 0; g < GROUPS; g++) expect(isEmptyHash(hashes[g])).toBe(!held.has(g));
+    // Removing a partition's records empties its group and its count, and nothing else.
+    for (const r of d.recordsInPartition(p)) d.update(r.bucket, r.key, v(1), undefined);
+    expect(d.partitionSize(p)).toBe(0);
+    expect(isEmptyHash(d.groupHash(p))).toBe(true);
+    expect(differing(hashes, d.groupHashes())).toEqual([p]);
   });
 });

@@ -331,7 +331,8 @@ describe("anti-entropy scheduling", () => {
 
   test("an empty node that joins takes each record about once: no rounds race its first sync", async () => {
     const net = new MemoryTransport();
-    const nodes = ["a", "b", "c"].map((n) => core(n, net));
+    // Four nodes, every one holding every key (full replication): what a full copy is for.
+    const nodes = ["a", "b", "c"].map((n) => core(n, net, { replicas: 4 }));
     await joined(nodes);
     const N = 5000;
     for (let i = 0; i < N; i++) {
@@ -340,7 +341,7 @@ describe("anti-entropy scheduling", () => {
     }
     net.recordsCarried = 0;
     net.chaos.maxDelayMs = 2;
-    const d = core("d", net, { peers: [nodes[0]!.url] });
+    const d = core("d", net, { peers: [nodes[0]!.url], replicas: 4 });
     await d.cluster.start(d.url);
     await eventually(() => d.cluster.ready, { timeoutMs: 10_000 });
     expect(d.store.recordCount).toBe(N);

@@ -172,9 +172,11 @@ describe("cluster", () => {
 
   test("a late joiner through one seed learns every member and receives the data", async () => {
     h = new Harness();
-    const nodes = await h.cluster(3);
+    // Four nodes that each hold every key: --replicas 4 (with the default 3, d would own about 3/4 of them).
+    const replicas = ["--replicas", "4"];
+    const nodes = await h.cluster(3, { extraArgs: replicas });
     for (let i = 0; i < 200; i++) await ok(put(nodes[i % 3]!, `k${i}`, "v"));
-    const d = await h.start("d", { peers: [nodes[1]!.url] });
+    const d = await h.start("d", { peers: [nodes[1]!.url], extraArgs: replicas });
     const all = [...nodes, d];
     for (const n of all) {
       await eventually(async () => (await clusterView(n)).members.filter((m) => m.state === "alive").length === 4, {

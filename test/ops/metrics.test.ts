@@ -243,6 +243,7 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
     clock: { offsetMs: 3, fenced: true },
     replicas: 2,
     partitionsOwned: 131,
+    moves: { held: 40, filling: 3, handOffs: 2, movedIn: 500, movedOut: 70, dropped: 60, failures: 1 },
   };
   const sources = (stats: () => ClusterStats) => ({
     name: "a",
@@ -274,6 +275,8 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
     expect([v("heartbeat_failures_total"), v("replication_refused_records_total"), v("records_retracted_total")]).toEqual([8, 13, 14]);
     expect([v("clock_offset_ms"), v("clock_fenced")]).toEqual([3, 1]);
     expect([v("replicas"), v("partitions_owned")]).toEqual([2, 131]);
+    expect([v("partitions_held"), v("partitions_filling"), v("partition_handoffs"), v("records_dropped_total")]).toEqual([40, 3, 2, 60]);
+    expect([v("records_moved_total", { direction: "in" }), v("records_moved_total", { direction: "out" })]).toEqual([500, 70]);
     await metrics.render();
     expect(taken).toBe(2);
   });

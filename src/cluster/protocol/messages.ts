@@ -4,6 +4,7 @@ import { MakhzenError } from "../../errors.ts";
 import { BUCKET_PATTERN, KEY_BYTES_CEILING } from "../../core/record.ts";
 import { NODE_NAME_PATTERN, VERSION_MAX_LENGTH, VERSION_PATTERN } from "../../core/version.ts";
 import { GROUP_SIZE, GROUPS, HASH_HEX_PATTERN, LEAVES } from "../digest.ts";
+import { PARTITION_SET_PATTERN } from "../placement.ts";
 
 /**
  * Every message of the peer protocol (JSON over HTTP under /internal/), as TypeBox
@@ -92,18 +93,28 @@ export const JoinRequest = Type.Object({ member: WireMember, replicas: Type.Opti
  */
 const StableMs = Type.Integer({ minimum: 0 });
 const DurableMs = Type.Integer({ minimum: 0 });
+/**
+ * What a heartbeat reports of the sender's partitions (see partition-views.ts), each
+ * a set of partitions as 64 hex digits (placement.ts): `holds`, those it holds at
+ * least one record of; `filling`, those it owns but does not yet hold in full.
+ */
+const PartitionSet = Type.String({ pattern: PARTITION_SET_PATTERN.source });
 
 export const MembersAnswer = Type.Object({
   members: Type.Array(WireMember, { maxItems: 10_000 }),
   wallMs: Type.Optional(Type.Integer({ minimum: 0 })),
   stableMs: Type.Optional(StableMs),
   durableMs: Type.Optional(DurableMs),
+  holds: Type.Optional(PartitionSet),
+  filling: Type.Optional(PartitionSet),
 });
 export const GossipRequest = Type.Object({
   from: WireMember,
   members: Type.Array(WireMember, { maxItems: 10_000 }),
   stableMs: Type.Optional(StableMs),
   durableMs: Type.Optional(DurableMs),
+  holds: Type.Optional(PartitionSet),
+  filling: Type.Optional(PartitionSet),
 });
 export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
 export const OkAnswer = Type.Object({ ok: Type.Boolean() });

@@ -4,6 +4,7 @@ import { HttpTransport } from "../../../src/cluster/protocol/http-transport.ts";
 import { MemoryTransport } from "../../../src/cluster/protocol/memory-transport.ts";
 import { PeerError, type PeerService, type PeerTransport } from "../../../src/cluster/protocol/peer-ops.ts";
 import { core } from "../../support/core.ts";
+import { GROUPS } from "../../../src/cluster/digest.ts";
 
 /**
  * One contract, two transports: what the core relies on from a PeerTransport holds
@@ -54,12 +55,12 @@ for (const [name, setup] of setups) {
       expect((await transport.call(url, "fetch", { keys: [{ bucket: "default", key: "contract" }] }, 1000)).records).toEqual([rec]);
       const page = await transport.call(url, "scan", { limit: 10 }, 1000);
       expect(page.records).toContainEqual(rec);
-      expect((await transport.call(url, "groups", {}, 1000)).groups).toHaveLength(64);
+      expect((await transport.call(url, "groups", {}, 1000)).groups).toHaveLength(GROUPS);
     });
 
     test("an invalid request is refused with VALIDATION, as a PeerError with the HTTP status", async () => {
       const { transport, url } = await setup();
-      const err = await transport.call(url, "leaves", { groups: [64] }, 1000).catch((e) => e);
+      const err = await transport.call(url, "leaves", { groups: [GROUPS] }, 1000).catch((e) => e);
       expect(err).toBeInstanceOf(PeerError);
       expect(err).toMatchObject({ status: 422, code: "VALIDATION" });
     });

@@ -1,0 +1,62 @@
+import type { AntiEntropy, SyncPeer } from "./antientropy.ts";
+import type { Logger } from "../ops/log.ts";
+import type { Rebalancer } from "./rebalance.ts";
+import type { Store } from "../core/store.ts";
+
+export interface FirstSyncDeps {
+  /** Full replication (every member owns every partition). */
+  full: boolean;
+  store: Store;
+  antiEntropy: AntiEntropy;
+  rebalancer: Rebalancer;
+  /** The peers reachable when the sync starts. */
+  peers: SyncPeer[];
+  /** How long the filling may take before the node is ready anyway (startSyncTimeoutMs); it goes on in the background. */
+  timeoutMs: number;
+  closed: () => boolean;
+  logger: Logger;
+}
+
+/**
+ * The first sync of a starting node, before it says it is ready.
+ *
+ * Under full replication every peer holds everything this node should: a node that
+ * holds nothing takes a full copy of the first peer that answers, then runs a round
+ * with every reachable peer (to take what that copy missed, and to give what only
+ * its data dir held).
+ *
+ * Under partitioning no single peer holds what this node owns, and a full copy of
+ * one would fill it with partitions it must then hand back. So the first sync is
+ * the rebalancer's filling of every partition this node owns: per-partition rounds
+ * with every co-owner and holder, until each is complete, or until `timeoutMs`.
+ * Reads of partitions still filling go to full owners meanwhile.
+ */
+export async function firstSync(deps: FirstSyncDeps): Promise<void> {
+  const { antiEntropy, peers, logger } = deps;
+  if (!deps.full) {
+    await deps.rebalancer.filled(deps.timeoutMs);
+    const left = deps.rebalancer.fillingPartitions().length;
+    if (left > 0 && !deps.closed()) logger.warn("first sync: partitions still filling; they go on filling in the background", { partitions: left });
+    return;
+  }
+  if (deps.store.recordCount === 0) {
+    for (const p of peers) {
+      try {
+        const n = await antiEntropy.fullCopy(p);
+        logger.info("full copy", { peer: p.name, records: n });
+        break;
+      } catch (e) {
+        if (deps.closed()) return;
+        logger.warn("full copy failed; trying the next peer", { peer: p.name, error: e });
+      }
+    }
+  }
+  for (const p of peers) {
+    try {
+      await antiEntropy.syncWith(p);
+    } catch (e) {
+      if (deps.closed()) return;
+      logger.warn("first sync failed; periodic anti-entropy will retry", { peer: p.name, error: e });
+    }
+  }
+}

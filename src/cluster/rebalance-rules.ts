@@ -1,0 +1,87 @@
+import { PARTITIONS, rankOwners } from "./placement.ts";
+
+/**
+ * The pure rules of moving partitions (rebalance.ts), apart from its timers and
+ * rounds so they can be tested as plain functions.
+ */
+
+/**
+ * Whether two nodes compare a partition in anti-entropy: both own it, or one owns
+ * it and the other holds records of it (an old owner, a hint). Two non-owners never
+ * compare it: whatever they hold goes to the owners, not to each other.
+ */
+export function comparesPartition(selfOwns: boolean, peerOwns: boolean, selfHolds: boolean, peerHolds: boolean): boolean {
+  return (selfOwns && (peerOwns || peerHolds)) || (peerOwns && selfHolds);
+}
+
+/** What a node knows of one peer, for the rules below. */
+export interface PeerView {
+  /** The peer owns the partition. */
+  owns: boolean;
+  /** The peer said, in its last heartbeat, that it holds records of the partition. */
+  holds: boolean;
+  /** The peer has said anything about its partitions since this node last learned of its life. */
+  reported: boolean;
+}
+
+/**
+ * Where a filling partition still has to be copied from: the reachable peers that
+ * own it or hold it and have not had a complete round of it with this node since
+ * it started filling. `waiting` while some reachable peer has not reported yet: it
+ * may hold the partition, so the partition is not full until it has said (and no
+ * round pushes the partition to a peer that may be neither owner nor holder).
+ * The partition is full when `sources` is empty and nothing is `waiting`.
+ */
+export function fillSources(peers: ReadonlyMap<string, PeerView>, done: ReadonlySet<string> | undefined): { sources: string[]; waiting: boolean } {
+  const sources: string[] = [];
+  let waiting = false;
+  for (const [name, v] of peers) {
+    if (v.owns || v.holds) {
+      if (!done?.has(name)) sources.push(name);
+    } else if (!v.reported) waiting = true;
+  }
+  return { sources, waiting };
+}
+
+/** One owner's word on an old holder's copy of a partition: its hash equalled ours in a round started at `startedMs`. */
+export interface Confirmation {
+  hash: string;
+  startedMs: number;
+}
+
+/**
+ * Whether an old holder may drop a partition now. Every owner (reachable or not: a
+ * dead owner has not confirmed anything) must have had a hash equal to ours, this
+ * very hash (so nothing reached us since), in a round that started at least
+ * `graceMs` after the first time all of them had (`firstAllMs`).
+ */
+export function mayDrop(owners: readonly string[], confirmed: ReadonlyMap<string, Confirmation>, hashNow: string, firstAllMs: number | undefined, graceMs: number): boolean {
+  if (firstAllMs === undefined || owners.length === 0) return false;
+  return owners.every((o) => {
+    const c = confirmed.get(o);
+    return c !== undefined && c.hash === hashNow && c.startedMs >= firstAllMs + graceMs;
+  });
+}
+
+/** Whether every owner has confirmed our current hash, at any time: the first step of a hand-off. */
+export function allConfirmed(owners: readonly string[], confirmed: ReadonlyMap<string, Confirmation>, hashNow: string): boolean {
+  return owners.length > 0 && owners.every((o) => confirmed.get(o)?.hash === hashNow);
+}
+
+/**
+ * What a leaving node hands to whom: each partition it holds goes to its owners
+ * under the placement without this node. Per peer, the partitions to push.
+ */
+export function leaveTargets(held: readonly number[], others: readonly string[], replicas: number): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const n = Math.min(replicas, others.length);
+  for (const p of held) {
+    if (p < 0 || p >= PARTITIONS) continue;
+    for (const o of rankOwners(p, others, n)) {
+      let list = out.get(o);
+      if (!list) out.set(o, (list = []));
+      list.push(p);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,217 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { partitionOf, partitionsFromHex } from "../../src/cluster/placement.ts";
+import type { NodeOptions } from "../../src/config.ts";
+import type { StoredRecord } from "../../src/core/record.ts";
+import { versionWallMs } from "../../src/core/version.ts";
+import { core, dump, joined, type Core } from "../support/core.ts";
+import { rng } from "../support/http.ts";
+import { eventually } from "../support/proc.ts";
+
+/**
+ * Moves of partitions (rebalance.ts) between in-process nodes over the memory
+ * transport, five nodes and --replicas 2. Records are put straight on their owners
+ * (what replication to owners does), so what is checked is the rebalancer alone:
+ * after a change every key is on exactly its owners, on full dumps of every node,
+ * and nothing is lost.
+ */
+
+const REPLICAS = 2;
+let cores: Core[] = [];
+let net: MemoryTransport;
+afterEach(() => {
+  for (const c of cores) c.cluster.close();
+  cores = [];
+});
+
+function node(name: string, options: NodeOptions = {}): Core {
+  const c = core(name, net, { replicas: REPLICAS, ...options });
+  cores.push(c);
+  return c;
+}
+
+async function five(options: NodeOptions = {}): Promise<Core[]> {
+  net = new MemoryTransport();
+  const nodes = ["a", "b", "c", "d", "e"].map((n) => node(n, options));
+  await joined(nodes);
+  return nodes;
+}
+
+/** `count` keys, each applied on its owners only, as replication to owners leaves them. */
+function load(nodes: Core[], count: number, prefix = "k"): Map<string, StoredRecord> {
+  const want = new Map<string, StoredRecord>();
+  for (let i = 0; i < count; i++) {
+    const key = `${prefix}${i}`;
+    const r: StoredRecord = { bucket: "default", key, value: `v${i}`, version: nodes[0]!.clock.now() };
+    for (const n of nodes) if (n.cluster.placement.ownersOfKey(key).includes(n.name)) n.cluster.applyRemote([r]);
+    want.set(key, r);
+  }
+  return want;
+}
+
+/** Every way the nodes' full dumps differ from "every key of `want`, exactly on its owners". */
+function misplaced(nodes: Core[], want: Map<string, StoredRecord>): string[] {
+  const problems: string[] = [];
+  const names = nodes.map((n) => n.name).sort();
+  for (const n of nodes) {
+    if (n.cluster.placement.members.join() !== names.join()) problems.push(`${n.name} sees members ${n.cluster.placement.members.join()}`);
+    const held = new Map(dump(n).map((r) => [r.key, r]));
+    for (const [key, r] of want) {
+      const owner = n.cluster.placement.ownersOfKey(key).includes(n.name);
+      const mine = held.get(key);
+      if (owner && (mine?.version !== r.version || mine.value !== r.value)) problems.push(`${n.name} owns ${key} but holds ${JSON.stringify(mine ?? null)}`);
+      if (!owner && mine) problems.push(`${n.name} holds ${key} without owning it`);
+    }
+    for (const key of held.keys()) if (!want.has(key)) problems.push(`${n.name} holds ${key}, never written`);
+  }
+  return problems;
+}
+
+async function settles(nodes: Core[], want: Map<string, StoredRecord>, timeoutMs = 20_000): Promise<void> {
+  let last: string[] = [];
+  try {
+    await eventually(() => nodes.every((n) => n.cluster.settled) && (last = misplaced(nodes, want)).length === 0, { timeoutMs });
+  } catch (e) {
+    const unsettled = nodes.filter((n) => !n.cluster.settled).map((n) => `${n.name}: filling ${n.cluster.rebalancer.fillingPartitions().length}, handing off ${n.cluster.rebalancer.pendingHandOffs().length}`);
+    throw new Error(`${String(e)}; unsettled: ${unsettled.join("; ")}; first problems: ${last.slice(0, 5).join("; ")}`);
+  }
+}
+
+describe("rebalancing (5 nodes, --replicas 2)", () => {
+  test("a join: the new node fills its partitions in per-partition rounds (no full copy), old owners hand off and drop", async () => {
+    const nodes = await five();
+    const want = load(nodes, 2000);
+    expect(misplaced(nodes, want)).toEqual([]);
+    expect(nodes.every((n) => n.cluster.settled)).toBe(true);
+    const scans = net.calls.get("scan") ?? 0;
+    const f = node("f", { peers: [nodes[0]!.url] });
+    await f.cluster.start(f.url);
+    // It starts filling every partition it owns, and says so.
+    expect(f.cluster.placement.full).toBe(false);
+    expect(f.cluster.settled).toBe(false);
+    const all = [...nodes, f];
+    await settles(all, want);
+    expect(net.calls.get("scan") ?? 0).toBe(scans);
+    // About 1/n of the keys moved to it: 2000 keys x 2 copies / 6 nodes.
+    const mine = f.store.recordCount;
+    expect(mine).toBeGreaterThan(400);
+    expect(mine).toBeLessThan(1000);
+    const stats = f.cluster.stats().moves;
+    expect(stats.movedIn).toBeGreaterThanOrEqual(mine);
+    expect(stats).toMatchObject({ filling: 0, handOffs: 0 });
+    expect(nodes.reduce((sum, n) => sum + n.cluster.stats().moves.dropped, 0)).toBe(mine);
+    // Every node's views say what each other one holds, from its heartbeats.
+    await eventually(() =>
+      all.every((n) =>
+        all.every((m) => m === n || m.digest.heldPartitions().join() === partitionsFromHex(m.cluster.rebalancer.report().holds).join())
+          && all.every((m) => m === n || m.digest.heldPartitions().every((p) => n.cluster.views.holdsPartition(m.name, p))),
+      ),
+    );
+    const status = f.cluster.status();
+    expect(status.settled).toBe(true);
+    expect(status.members[0]).toMatchObject({ name: "f", held: f.digest.heldPartitions().length, filling: 0 });
+  });
+
+  test("a graceful leave hands what only the leaving node holds to the next owners before its goodbye", async () => {
+    const nodes = await five();
+    const want = load(nodes, 1500);
+    const c = nodes[2]!;
+    // Newer values that reached only c (its co-owners missed them): only its hand-off can save them.
+    let onlyOnC = 0;
+    for (const [key, r] of want) {
+      if (!c.cluster.placement.ownersOfKey(key).includes("c") || onlyOnC >= 50) continue;
+      const newer: StoredRecord = { ...r, value: `${r.value}-c`, version: c.clock.now() };
+      c.store.apply(newer);
+      want.set(key, newer);
+      onlyOnC++;
+    }
+    expect(onlyOnC).toBe(50);
+    await c.cluster.leave();
+    const rest = nodes.filter((n) => n !== c);
+    await settles(rest, want);
+  });
+
+  test("a kill, then the member marked left (what a forget does): the surviving copy fills the new owners", async () => {
+    const nodes = await five();
+    const want = load(nodes, 1500);
+    const c = nodes[2]!;
+    c.cluster.close();
+    net.cut(c.url);
+    const rest = nodes.filter((n) => n !== c);
+    for (const n of rest) {
+      const m = n.cluster.membership.list().find((x) => x.name === "c")!;
+      n.cluster.membership.handleLeave("c", m.incarnation);
+    }
+    await settles(rest, want);
+  });
+
+  test("a node restarted empty under its name fills what it owns from its co-owners", async () => {
+    const nodes = await five();
+    const want = load(nodes, 1500);
+    const c = nodes[2]!;
+    c.cluster.close();
+    net.unregister(c.url);
+    await Bun.sleep(2); // a new life: a later incarnation
+    const again = node("c", { peers: [nodes[0]!.url] });
+    expect(again.store.recordCount).toBe(0);
+    await again.cluster.start(again.url);
+    await settles([...nodes.filter((n) => n !== c), again], want);
+  });
+
+  test("an old holder drops a partition only a grace period after its owners hold it, and a delete made meanwhile stays deleted", async () => {
+    const GRACE = 1500;
+    const nodes = await five({ handoffGraceMs: GRACE });
+    const want = load(nodes, 1000);
+    const f = node("f", { peers: [nodes[0]!.url], handoffGraceMs: GRACE });
+    await f.cluster.start(f.url);
+    const all = [...nodes, f];
+    // Every owner holds its keys (the new one is full)...
+    const ownersHold = () => all.every((n) => n.cluster.rebalancer.fillingPartitions().length === 0) && misplaced(all, want).every((p) => p.includes("without owning"));
+    await eventually(ownersHold, { timeoutMs: 10_000 });
+    const holders = nodes.filter((n) => n.cluster.rebalancer.pendingHandOffs().length > 0);
+    expect(holders.length).toBeGreaterThan(0);
+    // ...while the old copies stay for the grace period.
+    const h = holders[0]!;
+    const p = h.cluster.rebalancer.pendingHandOffs()[0]!;
+    const key = [...want.keys()].find((k) => partitionOf(k) === p && h.store.getRecord("default", k))!;
+    // A delete that reaches the owners only (the old holder missed it).
+    const owners = all.filter((n) => n.cluster.placement.ownersOfKey(key).includes(n.name));
+    const owner = owners[0]!;
+    const tombstone: StoredRecord = { bucket: "default", key, value: null, version: owner.clock.now() };
+    for (const o of owners) o.cluster.applyRemote([tombstone]);
+    want.set(key, tombstone);
+    // While an old holder still has the partition, the delete may not be purged early (stability.ts).
+    expect(owner.cluster.rebalancer.quiet(p, versionWallMs(tombstone.version))).toBe(false);
+    await Bun.sleep(GRACE / 2);
+    expect(h.cluster.rebalancer.pendingHandOffs()).toContain(p);
+    await settles(all, want);
+    for (const n of all) expect(n.store.get("default", key)).toBeUndefined();
+    for (const o of owners) expect(o.store.getRecord("default", key)?.value).toBeNull();
+    // Once the partition is where placement says, and every member has reported since the delete, it is quiet.
+    await eventually(() => owner.cluster.rebalancer.quiet(p, versionWallMs(tombstone.version)), { timeoutMs: 5000 });
+  });
+
+  test("non-owners of a partition never compare it with each other", async () => {
+    const nodes = await five();
+    // A partition that a and b both do not own, each holding a record of it (hints, say).
+    const key = Array.from({ length: 5000 }, (_, i) => `h${i}`).find((k) => !["a", "b"].some((n) => nodes[0]!.cluster.placement.ownersOfKey(k).includes(n)))!;
+    const [a, b] = nodes as [Core, Core];
+    a.store.apply({ bucket: "default", key, value: "from-a", version: a.clock.now() });
+    const r = await a.cluster.antiEntropy.round({ name: "b", url: b.url });
+    expect(r).toMatchObject({ pushed: 0, pulled: 0, complete: true });
+    expect(b.store.getRecord("default", key)).toBeUndefined();
+  });
+
+  test("messages lost and delayed while partitions move lose no record", async () => {
+    const nodes = await five();
+    const want = load(nodes, 1500);
+    net.chaos = { failRate: 0.2, maxDelayMs: 3, random: rng(11) };
+    const f = node("f", { peers: [nodes[0]!.url] });
+    await f.cluster.start(f.url);
+    const c = nodes[2]!;
+    const rest = [...nodes.filter((n) => n !== c), f];
+    await eventually(() => f.cluster.ready, { timeoutMs: 10_000 });
+    await c.cluster.leave();
+    await settles(rest, want, 30_000);
+  });
+});
