@@ -19,6 +19,7 @@ import { applyRemote } from "./remote-records.ts";
 import { Consistency } from "./consistency.ts";
 import { Placement } from "./placement.ts";
 import { PartitionViews } from "./partition-views.ts";
+import { ClusterListing } from "./listing.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 
 export interface ClusterDeps {
@@ -61,6 +62,8 @@ export class Cluster {
   readonly placement: Placement;
   /** What each member last said about the partitions it holds and is filling (partition-views.ts). */
   readonly views = new PartitionViews();
+  /** Listing and dumping the whole cluster from this node (listing.ts). */
+  readonly listing: ClusterListing;
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
   /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
@@ -185,6 +188,9 @@ export class Cluster {
       answerBudgetBytes: config.batchMaxBytes,
       syncing: () => this.syncing,
     });
+    const { placement, views, membership } = this;
+    this.listing = new ClusterListing({ self: config.name, placement, views, reachable: () => membership.reachable(), transport, local: (req) => this.service.list(req),
+      wallMs: () => clock.wallMs(), timeoutMs: config.requestTimeoutMs, logger: this.logger });
   }
 
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it. */
