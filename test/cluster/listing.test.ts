@@ -8,6 +8,10 @@ import { createApp } from "../../src/http/app.ts";
 import { ItemsService } from "../../src/service.ts";
 import type { ClusterListPage } from "../../src/cluster/listing.ts";
 import { core, joined, type Core } from "../support/core.ts";
+import Redis from "ioredis";
+import { startRespServer } from "../../src/resp/server.ts";
+import { silentLogger } from "../../src/ops/log.ts";
+import { newRefusals } from "../../src/ops/security.ts";
 
 /**
  * Listing and dumping a partitioned cluster from any node, in process over the
@@ -235,6 +239,38 @@ describe("listing a partitioned cluster (5 nodes, replicas 2, memory transport)"
     for (let i = 0; i < 96; i += 2) expect(seen).toContain(`k${String(i).padStart(3, "0")}`);
     // A cursor this API did not return is refused as before.
     expect((await app.handle(new Request("http://localhost/items?cursor=%%%"))).status).toBe(400);
+  });
+});
+
+describe("RESP KEYS and SCAN over a partitioned cluster", () => {
+  test("walk the keys of every member, not only this node's", async () => {
+    const { nodes: all } = await cluster(["a", "b", "c", "d", "e"], 2);
+    const a = all[0]!;
+    const keys = Array.from({ length: 200 }, (_, i) => `k${String(i).padStart(3, "0")}`);
+    for (const key of keys) {
+      const r: StoredRecord = { bucket: "default", key, value: "v", version: a.clock.now() };
+      for (const o of a.cluster.placement.ownersOfKey(key)) byName(all, o).store.apply(r);
+    }
+    const e = byName(all, "e");
+    expect(e.store.recordCount).toBeLessThan(keys.length);
+    const server = startRespServer({ service: service(e), config: e.config, version: "test", log: silentLogger, refusals: newRefusals(), startedMs: 0 }, 0);
+    const client = new Redis({ host: "127.0.0.1", port: server.port, maxRetriesPerRequest: 1, lazyConnect: true });
+    try {
+      await client.connect();
+      expect((await client.keys("*")).sort()).toEqual(keys);
+      expect(await client.keys("k1*")).toEqual(keys.filter((k) => k.startsWith("k1")));
+      const scanned: string[] = [];
+      let at = "0";
+      do {
+        const [next, found] = await client.scan(at, "COUNT", 30);
+        scanned.push(...found);
+        at = next;
+      } while (at !== "0");
+      expect(scanned).toEqual(keys);
+    } finally {
+      client.disconnect();
+      server.stop();
+    }
   });
 });
 

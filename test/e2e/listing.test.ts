@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import Redis from "ioredis";
 import { resolve } from "node:path";
 import { compareRecords, recordId, type StoredRecord } from "../../src/core/record.ts";
 import { Harness, del, eventually, ok, publicDump, put, type NodeProcess } from "../support/harness.ts";
@@ -8,8 +9,9 @@ import { tempDirs } from "../support/cleanup.ts";
 /**
  * Listing and backup of a partitioned cluster, end to end: 5 real nodes with
  * --replicas 2, so no node holds every key. From every node, GET /items pages
- * through every live key once, and GET /dump?scope=cluster (what `makhzen dump`
- * reads) is the union of every node's own /dump, newest record per key.
+ * through every live key once (and so do RESP's KEYS and SCAN), and GET
+ * /dump?scope=cluster (what `makhzen dump` reads) is the union of every node's own
+ * /dump, newest record per key.
  * (Needs the --replicas flag and the routed write path of issue 11: with writes
  * copied to every node, each node would hold every key.)
  */
@@ -19,9 +21,20 @@ const MAIN = resolve(ROOT, "src/cli/main.ts");
 const tmp = tempDirs("makhzen-listing-");
 
 let h: Harness;
+const clients: Redis[] = [];
 afterEach(async () => {
+  for (const c of clients.splice(0)) c.disconnect();
   await h?.cleanup();
 });
+
+/** A Redis client of the node (its URL from its start-up line), disconnected after the test. */
+function redis(node: NodeProcess): Redis {
+  const m = /"respUrl":"(redis:\/\/[^"]+)"/.exec(node.log());
+  if (!m) throw new Error(`no respUrl in the start-up line of ${node.name}`);
+  const c = new Redis(m[1]!, { maxRetriesPerRequest: 1 });
+  clients.push(c);
+  return c;
+}
 
 const live = (records: StoredRecord[]) => records.filter((r) => r.value !== null);
 
@@ -71,7 +84,7 @@ async function listKeys(node: NodeProcess, query: string): Promise<string[]> {
 describe("listing and dump of a partitioned cluster (5 nodes, --replicas 2)", () => {
   test("every node lists every key once and dumps the whole cluster; makhzen ls, dump and load use it", async () => {
     h = new Harness();
-    const nodes = await h.cluster(5, { extraArgs: ["--replicas", "2"] });
+    const nodes = await h.cluster(5, { extraArgs: ["--replicas", "2", "--resp-port", "0"] });
     const keys = Array.from({ length: 300 }, (_, i) => `${i % 3 === 0 ? "user:" : "item:"}${String(i).padStart(3, "0")}`);
     // Writes spread over every node; some overwritten, some deleted.
     await Promise.all(keys.map((k, i) => ok(put(nodes[i % 5]!, k, `v${i}`))));
@@ -101,6 +114,19 @@ describe("listing and dump of a partitioned cluster (5 nodes, --replicas 2)", ()
       expect(await listKeys(n, "limit=1000")).toEqual(liveKeys);
       expect(await listKeys(n, "prefix=user:&limit=13")).toEqual(liveKeys.filter((k) => k.startsWith("user:")));
     }
+
+    // Over RESP too: KEYS and a whole SCAN walk the cluster's keys.
+    const r = redis(nodes[1]!);
+    expect((await r.keys("*")).sort()).toEqual(liveKeys);
+    expect(await r.keys("user:*")).toEqual(liveKeys.filter((k) => k.startsWith("user:")));
+    const scanned: string[] = [];
+    let at = "0";
+    do {
+      const [next, found] = await r.scan(at, "COUNT", 40);
+      scanned.push(...found);
+      at = next;
+    } while (at !== "0");
+    expect(scanned).toEqual(liveKeys);
 
     // makhzen ls: the whole cluster.
     const ls = await run([process.execPath, MAIN, "ls", "--url", nodes[2]!.url], { cwd: ROOT });
