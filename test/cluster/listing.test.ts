@@ -5,7 +5,7 @@ import { compareRecords, isExpired, recordId, type StoredRecord } from "../../sr
 import type { ListPage } from "../../src/core/store.ts";
 import { isMakhzenError } from "../../src/errors.ts";
 import { createApp } from "../../src/http/app.ts";
-import { ItemsService } from "../../src/service.ts";
+import { DUMP_PAGE, ItemsService } from "../../src/service.ts";
 import type { ClusterListPage } from "../../src/cluster/listing.ts";
 import { core, joined, type Core } from "../support/core.ts";
 import Redis from "ioredis";
@@ -206,6 +206,43 @@ describe("listing a partitioned cluster (5 nodes, replicas 2, memory transport)"
     const { keys: healed, pages } = await listAll(service(a), "default", { limit: 1000 });
     expect(healed).toEqual(keys);
     expect(pages.every((p) => p.incomplete === undefined)).toBe(true);
+  });
+
+  test("a cluster dump that loses the last owners of some partitions on the way stops with an error, over HTTP a broken transfer", async () => {
+    const { net, nodes: all } = await cluster(["a", "b", "c", "d", "e"], 2);
+    const a = all[0]!;
+    // More than two dump pages.
+    for (let i = 0; i < 2 * DUMP_PAGE + 100; i++) {
+      const r: StoredRecord = { bucket: "default", key: `k${String(i).padStart(5, "0")}`, value: "v", version: a.clock.now() };
+      for (const o of a.cluster.placement.ownersOfKey(r.key)) byName(all, o).store.apply(r);
+    }
+    const pages = service(a).dumpCluster();
+    const first = await pages.next();
+    expect(first.done).toBe(false);
+    expect((first.value as StoredRecord[]).length).toBe(DUMP_PAGE);
+    net.cut(byName(all, "c").url);
+    net.cut(byName(all, "d").url);
+    const error = await Promise.resolve(pages.next()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isMakhzenError(error) && error.code).toBe("UNAVAILABLE");
+    net.heal(byName(all, "c").url);
+    net.heal(byName(all, "d").url);
+    // Over HTTP: the answer starts (200), and reading it fails once the members are cut.
+    const app = createApp({ config: a.config, service: service(a), isReady: () => true, version: "test" });
+    const res = await app.handle(new Request("http://localhost/dump?scope=cluster"));
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read();
+    net.cut(byName(all, "c").url);
+    net.cut(byName(all, "d").url);
+    const broken = await (async () => {
+      for (;;) if ((await reader.read()).done) return false;
+    })().catch(() => true);
+    expect(broken).toBe(true);
+    // A scope that does not exist is refused.
+    expect((await app.handle(new Request("http://localhost/dump?scope=everything"))).status).toBe(422);
   });
 
   test("over HTTP: cursors page through the cluster, and writes between pages neither repeat nor skip keys after the cursor", async () => {
