@@ -4,6 +4,7 @@ import { BUCKET_NAME_RULE, BUCKET_PATTERN, type Item, type StoredRecord } from "
 import type { BucketStats, ListPage, ScanCursor, Store } from "./core/store.ts";
 import { versionWallMs, type Version } from "./core/version.ts";
 import type { Concern, Consistency } from "./cluster/consistency.ts";
+import type { ClusterListing, ClusterListPage } from "./cluster/listing.ts";
 
 /**
  * The items service: what every front end calls (HTTP today, the Redis protocol
@@ -31,6 +32,8 @@ export interface ServiceCluster {
   readonly consistency: Pick<Consistency, "awaitWrite" | "repairRead">;
   /** Whether a record stamped `version` for (bucket, key) from elsewhere is refused (Cluster.refusesVersion). */
   refusesVersion(version: Version, bucket: string, key: string): boolean;
+  /** Listing and dumping the whole cluster (cluster/listing.ts); absent: this node's records are the cluster's. */
+  readonly listing?: Pick<ClusterListing, "partitioned" | "list" | "dump">;
 }
 
 export interface ServiceDeps {
@@ -125,9 +128,14 @@ export class ItemsService {
     return this.deps.items.wallMs();
   }
 
-  /** One page of live items in key order (local replica). */
-  list(bucket: string, opts?: ListItemsOptions): ListPage {
-    return this.deps.items.list(bucket, opts);
+  /**
+   * One page of live items in key order: of the whole cluster in a partitioned one
+   * (each key once, newest version; see ClusterListing.list), else of this replica,
+   * synchronously, as before partitions.
+   */
+  list(bucket: string, opts?: ListItemsOptions): Awaitable<ClusterListPage> {
+    const listing = this.deps.cluster?.listing;
+    return listing?.partitioned ? listing.list(bucket, opts) : this.deps.items.list(bucket, opts);
   }
 
   /** Live keys and bytes per bucket. */
@@ -146,6 +154,19 @@ export class ItemsService {
       throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
     }
     return dumpPages(this.deps.store, bucket);
+  }
+
+  /**
+   * Every record of the whole cluster, as `dump` gives a node's own: each key once,
+   * its newest record, in pages of at most DUMP_PAGE built as the caller pulls them
+   * (ClusterListing.dump). In full mode every node holds every key, and this is
+   * `dump`. A pull rejects with UNAVAILABLE when some partition has no reachable
+   * owner or holder.
+   */
+  dumpCluster(bucket?: string): AsyncIterator<StoredRecord[]> | Iterator<StoredRecord[]> {
+    const pages = this.dump(bucket);
+    const listing = this.deps.cluster?.listing;
+    return listing?.partitioned ? listing.dump(bucket, DUMP_PAGE) : pages;
   }
 
   /**

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../src/core/clock.ts";
 import { resolveConfig, type NodeOptions } from "../src/config.ts";
 import type { StoredRecord } from "../src/core/record.ts";
+import type { ListPage } from "../src/core/store.ts";
 import { parseConcern, type Concern } from "../src/cluster/consistency.ts";
 import { MemoryTransport } from "../src/cluster/protocol/memory-transport.ts";
 import { isMakhzenError, type ErrorCode } from "../src/errors.ts";
@@ -75,7 +76,10 @@ describe("items without a cluster", () => {
     expect(got).toEqual(item);
     service.set("default", "k2", "v2");
     service.set("other", "k3", "v3");
-    expect(service.list("default").items.map((i) => i.key)).toEqual(["k", "k2"]);
+    // Without a cluster a list is this replica's, answered at once too.
+    const listed = service.list("default");
+    expect(listed).not.toBeInstanceOf(Promise);
+    expect((listed as ListPage).items.map((i) => i.key)).toEqual(["k", "k2"]);
     expect(service.list("default", { limit: 1 })).toMatchObject({ next: "k" });
     expect(service.buckets().map((b) => [b.name, b.keys])).toEqual([
       ["default", 2],

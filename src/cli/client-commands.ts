@@ -71,9 +71,20 @@ export const ls = defineCommand({
   async run({ args }) {
     const max = args.limit === undefined ? Infinity : parseInteger("limit", args.limit, 1, Number.MAX_SAFE_INTEGER);
     let printed = 0;
-    for await (const item of clientFor(args).listAll({ prefix: args.prefix, limit: Math.min(1000, max) })) {
+    // A partitioned cluster with partitions out of reach lists what it can read: print
+    // that, then fail, so a script does not take it for every key.
+    let missed = 0;
+    const owners = new Set<string>();
+    const onIncomplete = (i: { partitions: number; members: string[] }) => {
+      missed = Math.max(missed, i.partitions);
+      for (const m of i.members) owners.add(m);
+    };
+    for await (const item of clientFor(args).listAll({ prefix: args.prefix, limit: Math.min(1000, max) }, onIncomplete)) {
       if (printed++ >= max) break;
       out(args.json ? JSON.stringify(item) : item.key);
+    }
+    if (missed > 0) {
+      throw new CliError(`the listing is incomplete: up to ${missed} partitions had no reachable owner or holder (owners: ${[...owners].sort().join(", ")})`);
     }
   },
 });

@@ -36,6 +36,11 @@ export interface ClientListOptions {
 export interface ClientListPage {
   items: Item[];
   cursor: string | null;
+  /**
+   * Set by a node of a partitioned cluster when some partitions had no reachable
+   * owner or holder: the page lists what could be read, and misses their keys.
+   */
+  incomplete?: { partitions: number; members: string[] };
 }
 
 /**
@@ -130,22 +135,31 @@ export class MakhzenClient {
     return this.answer(res, "a page of items", isPage);
   }
 
-  /** Every live item matching the options, following cursors page by page. */
-  async *listAll(options: Omit<ClientListOptions, "cursor"> = {}): AsyncGenerator<Item> {
+  /**
+   * Every live item matching the options, following cursors page by page.
+   * `onIncomplete` hears of each page that missed partitions (see ClientListPage).
+   */
+  async *listAll(options: Omit<ClientListOptions, "cursor"> = {}, onIncomplete?: (incomplete: NonNullable<ClientListPage["incomplete"]>) => void): AsyncGenerator<Item> {
     let cursor: string | undefined;
     do {
       const page = await this.list({ ...options, cursor });
+      if (page.incomplete) onIncomplete?.(page.incomplete);
       yield* page.items;
       cursor = page.cursor ?? undefined;
     } while (cursor);
   }
 
   /**
-   * Every record of the node (or of one bucket) as an NDJSON byte stream, tombstones
-   * and versions included. No timeout: a large dump takes as long as it takes.
+   * Records as an NDJSON byte stream, tombstones and versions included: with `scope`
+   * "cluster", every key of the cluster once with its newest record; otherwise (the
+   * default, "node") this node's own records. Only one bucket's with `bucket`. No
+   * timeout: a large dump takes as long as it takes.
    */
-  async dump(options: { bucket?: string } = {}): Promise<ReadableStream<Uint8Array>> {
-    const qs = options.bucket ? `?bucket=${encodeURIComponent(options.bucket)}` : "";
+  async dump(options: { bucket?: string; scope?: "node" | "cluster" } = {}): Promise<ReadableStream<Uint8Array>> {
+    const q = new URLSearchParams();
+    if (options.bucket) q.set("bucket", options.bucket);
+    if (options.scope === "cluster") q.set("scope", "cluster");
+    const qs = q.size ? `?${q}` : "";
     const res = await this.expectOk(await this.request("GET", `/dump${qs}`, {}, false));
     // Anything else (an HTML page, a JSON index) would be written out as if it were a backup.
     if (!res.body || !(res.headers.get("content-type") ?? "").startsWith("application/x-ndjson")) {

@@ -21,6 +21,7 @@ import { Consistency } from "./consistency.ts";
 import { Placement, partitionOf } from "./placement.ts";
 import { PartitionViews } from "./partition-views.ts";
 import { forgetMember, type ForgetResult } from "./forget.ts";
+import { ClusterListing } from "./listing.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 import { Rebalancer } from "./rebalance.ts";
 import { comparesPartition } from "./rebalance-rules.ts";
@@ -67,6 +68,8 @@ export class Cluster {
   readonly views = new PartitionViews();
   /** Moves partitions when the owners change: filling what this node gains, handing off what it lost (rebalance.ts). */
   readonly rebalancer: Rebalancer;
+  /** Listing and dumping the whole cluster from this node (listing.ts). */
+  readonly listing: ClusterListing;
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
   /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
@@ -205,6 +208,8 @@ export class Cluster {
       answerBudgetBytes: config.batchMaxBytes,
       syncing: () => this.syncing,
     });
+    this.listing = new ClusterListing({ self: config.name, placement, views, reachable, transport, local: (req) => this.service.list(req),
+      wallMs: () => clock.wallMs(), timeoutMs: config.requestTimeoutMs, logger: this.logger });
   }
 
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it, and partitions move. */

@@ -99,19 +99,21 @@ export class Keyspace<E extends KeyspaceEntry> {
 
   /**
    * Up to `limit` records strictly after `after`, tombstones and expired records
-   * included, in (bucket, key) order: the full-copy page of anti-entropy. Each call
+   * included, in (bucket, key) order: the full-copy page of anti-entropy, and (with
+   * `only`) the page a cluster-wide listing asks each node for: only the keys of
+   * `only.bucket`, and of those only the ones starting with `only.prefix`. Each call
    * costs O(buckets log buckets + limit), plus the keys added or removed since the
    * bucket's key order was last folded (see SortedKeys): not O(keys), even while
    * writes arrive between pages.
    */
-  scan(after: ScanCursor | undefined, limit: number): StoredRecord[] {
+  scan(after: ScanCursor | undefined, limit: number, only?: { bucket: string; prefix?: string }): StoredRecord[] {
     const out: StoredRecord[] = [];
-    const names = [...this.buckets.keys()].sort();
+    const names = only ? (this.buckets.has(only.bucket) ? [only.bucket] : []) : [...this.buckets.keys()].sort();
     for (const name of names) {
       if (after && name < after.bucket) continue;
       const b = this.buckets.get(name)!;
       const from = after && name === after.bucket ? after.key : undefined;
-      for (const key of b.keys.from("", from)) {
+      for (const key of b.keys.from(only?.prefix ?? "", from)) {
         if (out.length === limit) return out;
         out.push(b.entries.get(key)!.record);
       }

@@ -117,9 +117,9 @@ export class Store {
   /** How many records (live, expired and tombstones) the store holds. */
   get recordCount(): number { return this.keyspace.recordCount; }
 
-  /** See Keyspace.scan: the full-copy page of anti-entropy. */
-  scan(after: ScanCursor | undefined, limit: number): StoredRecord[] {
-    return this.keyspace.scan(after, limit);
+  /** See Keyspace.scan: the full-copy page of anti-entropy, or (`only`) of one bucket's keys with a prefix. */
+  scan(after: ScanCursor | undefined, limit: number, only?: { bucket: string; prefix?: string }): StoredRecord[] {
+    return this.keyspace.scan(after, limit, only);
   }
 
   /** A page of live items in key order (see Keyspace.list). */

@@ -4,6 +4,7 @@ import { MakhzenError, isMakhzenError } from "../errors.ts";
 import { DEFAULT_BUCKET } from "../core/record.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { ItemsService } from "../service.ts";
+import type { ClusterListPage } from "../cluster/listing.ts";
 import { requestLimits } from "./limits.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
@@ -58,11 +59,16 @@ export function createApp(deps: AppDeps) {
   // The route's body: read and checked once, here (no `body:` schema for Elysia to check again).
   const parseBody = ({ request }: { request: Request }) => readBody(request, request.url);
 
+  // In a partitioned cluster the page comes from every member (the service decides), and
+  // says `incomplete` when some partitions could not be read: still a 200, see listing.ts.
   const listItems = (bucket: string, query: { prefix?: string; limit?: number; cursor?: string }) => {
     const after = query.cursor === undefined || query.cursor === "" ? undefined : decodeCursor(query.cursor);
     const page = service.list(bucket, { prefix: query.prefix, limit: query.limit, after });
-    const cursor = page.next === null ? null : Buffer.from(page.next, "utf8").toString("base64url");
-    return json({ items: page.items, cursor });
+    const answer = (p: ClusterListPage) => {
+      const cursor = p.next === null ? null : Buffer.from(p.next, "utf8").toString("base64url");
+      return json(p.incomplete ? { items: p.items, cursor, incomplete: p.incomplete } : { items: p.items, cursor });
+    };
+    return page instanceof Promise ? page.then(answer) : answer(page);
   };
 
   // Always 503, whatever the reason's own status: a load balancer reads only that.

@@ -44,6 +44,12 @@ export const ListQuery = t.Object({
 export const ItemList = t.Object({
   items: t.Array(Item),
   cursor: t.Union([t.String(), t.Null()], { description: "Pass back to get the next page; null at the end" }),
+  incomplete: t.Optional(
+    t.Object(
+      { partitions: t.Integer({ minimum: 1 }), members: t.Array(t.String()) },
+      { description: "Only in a partitioned cluster: this many partitions had no reachable owner or holder (`members`: their owners), so their keys are missing from the page" },
+    ),
+  ),
 });
 
 export const BucketList = t.Object({

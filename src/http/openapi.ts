@@ -118,6 +118,7 @@ function parameters(): Record<string, Json> {
     limit: { name: "limit", in: "query", required: false, schema: list.limit, description: "Items per page (default 100)" },
     cursor: { name: "cursor", in: "query", required: false, schema: list.cursor, description: "The `cursor` of the previous page" },
     dumpBucket: { name: "bucket", in: "query", required: false, schema: { type: "string", pattern: `^${BUCKET_NAME_RULE}$` }, description: "Only this bucket" },
+    dumpScope: { name: "scope", in: "query", required: false, schema: { enum: ["node", "cluster"], default: "node" }, description: "`node`: this node's own records; `cluster`: every key of the cluster once, its newest record (503 when some partition has no reachable owner or holder)" },
   };
 }
 
@@ -249,15 +250,11 @@ function operations(opts: DocumentOptions): Operation[] {
       operationId: "dumpRecords",
       summary: "Every record, versions, deletes and expiries included, as NDJSON (streamed)",
       tag: "backup",
-      parameters: ["dumpBucket"],
+      parameters: ["dumpBucket", "dumpScope"],
       responses: {
-        200: {
-          description: "One record per line",
-          content: { "application/x-ndjson": { schema: { type: "string", description: "Lines, each a Record (components/schemas/Record)" } } },
-        },
+        200: { description: "One record per line", content: { "application/x-ndjson": { schema: { type: "string", description: "Lines, each a Record (components/schemas/Record)" } } } },
       },
-      // VALIDATION: a query parameter other than `bucket`.
-      errors: ["INVALID_BUCKET", "VALIDATION"],
+      errors: ["INVALID_BUCKET", "VALIDATION", "UNAVAILABLE"], // VALIDATION: another query parameter, or another scope
     },
     {
       method: "post",

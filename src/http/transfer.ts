@@ -24,10 +24,18 @@ const checkRecord = checker(WireRecord, "record");
  */
 export function transferRoutes(deps: TransferDeps) {
   return new Elysia({ name: "transfer" })
+    // scope=node (the default): this node's own records. scope=cluster: every key of the
+    // cluster once, its newest record (ItemsService.dumpCluster); its first page is built
+    // before the answer starts, so a dump that cannot be whole is a 503, not a short 200.
     .get(
       "/dump",
-      ({ query }) => new Response(ndjsonStream(deps.service.dump(query.bucket)), { headers: { "content-type": NDJSON } }),
-      { query: t.Object({ bucket: t.Optional(t.String()) }) },
+      async ({ query }) => {
+        if (query.scope !== "cluster") return ndjson(ndjsonStream(deps.service.dump(query.bucket)));
+        const pages = deps.service.dumpCluster(query.bucket);
+        const first = await pages.next();
+        return ndjson(ndjsonStream(pages, first));
+      },
+      { query: t.Object({ bucket: t.Optional(t.String()), scope: t.Optional(t.Union([t.Literal("node"), t.Literal("cluster")])) }) },
     )
     .post(
       "/load",
@@ -76,12 +84,22 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
   }
 }
 
-/** A dump's pages as NDJSON bytes, one record a line; pull-based: the next page is scanned only when the client has read the last. */
-function ndjsonStream(pages: Iterator<StoredRecord[]>): ReadableStream<Uint8Array> {
+const ndjson = (body: ReadableStream<Uint8Array>) => new Response(body, { headers: { "content-type": NDJSON } });
+
+/**
+ * A dump's pages as NDJSON bytes, one record a line; pull-based: the next page is
+ * scanned (or, for the cluster, asked of its members) only when the client has read
+ * the last. `first`: a page already pulled. A page that fails (a cluster dump that
+ * lost its last copy of some partitions) errors the stream: the transfer breaks
+ * rather than end as if it were whole.
+ */
+function ndjsonStream(pages: Iterator<StoredRecord[]> | AsyncIterator<StoredRecord[]>, first?: IteratorResult<StoredRecord[]>): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
+  let pending = first;
   return new ReadableStream({
-    pull(controller) {
-      const next = pages.next();
+    async pull(controller) {
+      const next = pending ?? (await pages.next());
+      pending = undefined;
       if (next.done) return controller.close();
       controller.enqueue(encoder.encode(next.value.map((r) => JSON.stringify(r)).join("\n") + "\n"));
     },

@@ -1,4 +1,5 @@
 import type { Item } from "../core/record.ts";
+import type { ListPage } from "../core/store.ts";
 import type { Awaitable } from "../service.ts";
 import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, stored, text, then, word, rows, type CommandSpec, type Ctx } from "./command.ts";
 import { invalidExpire, NO_SUCH_KEY, RespError, SYNTAX } from "./errors.ts";
@@ -69,8 +70,7 @@ export const KEY_COMMANDS: CommandSpec[] = [
     run: (ctx, a) => {
       const pattern = text(a[1]!);
       const out: string[] = [];
-      walk(ctx, undefined, literalPrefix(pattern), Infinity, (item) => void (globMatch(pattern, item.key) && out.push(item.key)));
-      return bulks(out);
+      return then(walk(ctx, undefined, literalPrefix(pattern), Infinity, (item) => void (globMatch(pattern, item.key) && out.push(item.key))), () => bulks(out));
     },
   }),
   g({ name: "randomkey", arity: 1, flags: ["readonly"], keys: [0, 0, 0], summary: "Returns a random key name from the database.", run: randomKey }),
@@ -138,22 +138,37 @@ function ttl(ctx: Ctx, a: Buffer[], unit: (ms: number) => number): Reply {
 const expireTime = (item: Item | undefined, unit: (at: number) => number): Reply =>
   !item ? int(-2) : item.expiresAt === undefined ? int(-1) : int(unit(item.expiresAt));
 
-/** Walks live items of the bucket in key order from after `from`, `max` of them at most; answers the last key seen, if it stopped early. */
-function walk(ctx: Ctx, from: string | undefined, prefix: string, max: number, visit: (item: Item) => void, bucket = ctx.bucket): string | undefined {
+/**
+ * Walks live items of the bucket in key order from after `from`, `max` of them at
+ * most; answers the last key seen, if it stopped early. Synchronous over a replica
+ * that holds every key; in a partitioned cluster the pages come from every member
+ * (the service's list), and the walk goes on as they arrive.
+ */
+function walk(ctx: Ctx, from: string | undefined, prefix: string, max: number, visit: (item: Item) => void, bucket = ctx.bucket): Awaitable<string | undefined> {
   let after = from;
   let seen = 0;
-  for (;;) {
-    const page = ctx.service.list(bucket, { prefix: prefix || undefined, after, limit: Math.min(1000, Math.max(1, max - seen)) });
+  const next = () => ctx.service.list(bucket, { prefix: prefix || undefined, after, limit: Math.min(1000, Math.max(1, max - seen)) });
+  // Whether the walk is over once `page` is visited.
+  const take = (page: ListPage): boolean => {
     for (const item of page.items) visit(item);
     seen += page.items.length;
-    if (page.next === null) return undefined;
-    after = page.next;
-    if (seen >= max) return after;
+    after = page.next ?? undefined;
+    return page.next === null || seen >= max;
+  };
+  for (;;) {
+    const page = next();
+    if (page instanceof Promise) {
+      return (async () => {
+        for (let p = await page; !take(p); p = await next());
+        return after;
+      })();
+    }
+    if (take(page)) return after;
   }
 }
 
 /** SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]: COUNT keys walked per call (default 10), in key order. */
-function scan(ctx: Ctx, a: Buffer[]): Reply {
+function scan(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   const raw = a[1]!.toString("latin1");
   if (!/^\d{1,20}$/.test(raw)) throw new RespError("ERR invalid cursor");
   let pattern: string | undefined;
@@ -175,12 +190,11 @@ function scan(ctx: Ctx, a: Buffer[]): Reply {
     if (after === undefined) throw new RespError("ERR invalid cursor");
   }
   const keys: string[] = [];
-  const last = walk(ctx, after, pattern === undefined ? "" : literalPrefix(pattern), Math.min(count, 100_000), (item) => {
+  const walked = walk(ctx, after, pattern === undefined ? "" : literalPrefix(pattern), Math.min(count, 100_000), (item) => {
     if (type !== undefined && type !== "string") return;
     if (pattern === undefined || globMatch(pattern, item.key)) keys.push(item.key);
   });
-  const cursor = last === undefined ? "0" : String(ctx.shared.cursors.save(ctx.bucket, last));
-  return array([bulk(cursor), bulks(keys)]);
+  return then(walked, (last) => array([bulk(last === undefined ? "0" : String(ctx.shared.cursors.save(ctx.bucket, last))), bulks(keys)]));
 }
 
 /** Live keys of a bucket: what DBSIZE and INFO keyspace say. */
@@ -193,18 +207,18 @@ export function liveKeys(ctx: Ctx, bucket: string): number {
  * random access, so this walks to a random position: O(keys) at worst, unlike
  * Redis's O(1). It exists for tools that probe with it, not for hot paths.
  */
-function randomKey(ctx: Ctx): Reply {
+function randomKey(ctx: Ctx): Awaitable<Reply> {
   const total = liveKeys(ctx, ctx.bucket);
   if (total === 0) return NIL;
   let left = Math.floor(Math.random() * total);
   let found: string | undefined;
   let first: string | undefined;
-  walk(ctx, undefined, "", left + 1, (item) => {
+  const walked = walk(ctx, undefined, "", left + 1, (item) => {
     first ??= item.key;
     if (left-- === 0) found = item.key;
   });
   // The count can run ahead of the walk (expired keys not yet swept): any live key then.
-  return bulkOrNil(found ?? first);
+  return then(walked, () => bulkOrNil(found ?? first));
 }
 
 function rename(ctx: Ctx, a: Buffer[], nx: boolean): Awaitable<Reply> {
@@ -249,8 +263,9 @@ function flush(ctx: Ctx, a: Buffer[], buckets: string[]): Awaitable<Reply> {
   const pending: Awaitable<unknown>[] = [];
   for (const bucket of buckets) {
     const keys: string[] = [];
-    walk(ctx, undefined, "", Infinity, (item) => void keys.push(item.key), bucket);
-    for (const key of keys) pending.push(ctx.service.delete(bucket, key));
+    const deletes = () => all(keys.map((key) => ctx.service.delete(bucket, key)), OK);
+    const walked = walk(ctx, undefined, "", Infinity, (item) => void keys.push(item.key), bucket);
+    pending.push(walked instanceof Promise ? walked.then(deletes) : deletes());
   }
   return all(pending, OK);
 }

@@ -170,6 +170,25 @@ export const ScanRequest = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: MAX_BATCH_RECORDS }),
 });
 export const ScanAnswer = Type.Object({ records: Type.Array(WireRecord), next: Type.Union([RecordRef, Type.Null()]) });
+/**
+ * A page of this node's records for a cluster-wide listing or dump (listing.ts):
+ * strictly after `after` in (bucket, key) order, only `bucket`'s when given (from
+ * its first key when `after` is absent), and of those only the keys starting with
+ * `prefix` (which needs `bucket`). Tombstones and expired records are included,
+ * with their versions, so the asking node can keep the newest of each key.
+ */
+export const ListRequest = Type.Object({
+  bucket: Type.Optional(Bucket),
+  prefix: Type.Optional(Type.String({ maxLength: KEY_BYTES_CEILING })),
+  after: Type.Optional(RecordRef),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_BATCH_RECORDS }),
+});
+/**
+ * `records` in (bucket, key) order. `more`: the page stopped at `limit` or at the
+ * answer's byte budget (it then holds at least one record), so this node vouches
+ * only for the keys up to its last one; false: it holds nothing further.
+ */
+export const ListAnswer = Type.Object({ records: Type.Array(WireRecord), more: Type.Boolean() });
 
 export type WireMember = Static<typeof WireMember>;
 export type MemberState = Static<typeof MemberState>;
@@ -187,6 +206,8 @@ export type KeysEntry = KeysAnswer["entries"][number];
 export type FetchRequest = Static<typeof FetchRequest>;
 export type ScanRequest = Static<typeof ScanRequest>;
 export type ScanAnswer = Static<typeof ScanAnswer>;
+export type ListRequest = Static<typeof ListRequest>;
+export type ListAnswer = Static<typeof ListAnswer>;
 export type RecordRef = Static<typeof RecordRef>;
 
 /** A compiled checker: returns the value typed, or throws VALIDATION naming the first problem. */

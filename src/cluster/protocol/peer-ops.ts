@@ -19,6 +19,8 @@ export const PEER_OPS = {
   keys: { request: P.KeysRequest, answer: P.KeysAnswer },
   fetch: { request: P.FetchRequest, answer: P.FetchAnswer },
   scan: { request: P.ScanRequest, answer: P.ScanAnswer },
+  /** A page of this node's records, tombstones included, for a listing or dump of the whole cluster (listing.ts). */
+  list: { request: P.ListRequest, answer: P.ListAnswer },
 } as const;
 
 export type PeerOp = keyof typeof PEER_OPS;

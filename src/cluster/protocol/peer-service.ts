@@ -1,4 +1,5 @@
 import { hex, type Digest } from "../digest.ts";
+import { MakhzenError } from "../../errors.ts";
 import type { Membership } from "../membership.ts";
 import type { KeysEntry, WireMember } from "./messages.ts";
 import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
@@ -100,6 +101,22 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       }
       const more = taken < page.length || page.length === req.limit;
       return { records, next: more && last ? { bucket: last.bucket, key: last.key } : null };
+    },
+    // Everything held, tombstones, expired and droppable records included: the asking
+    // node merges the pages of every member by the merge order, and a tombstone here
+    // must hide an older value another member still holds.
+    list: (req) => {
+      if (req.prefix !== undefined && req.bucket === undefined) throw new MakhzenError("VALIDATION", "peer list request: prefix needs bucket");
+      const only = req.bucket === undefined ? undefined : { bucket: req.bucket, prefix: req.prefix };
+      const page = store.scan(req.after, req.limit, only);
+      const records: StoredRecord[] = [];
+      let bytes = 0;
+      for (const r of page) {
+        if (records.length > 0 && bytes >= budget) return { records, more: true };
+        records.push(r);
+        bytes += approxWireBytes(r);
+      }
+      return { records, more: page.length === req.limit };
     },
   };
 }

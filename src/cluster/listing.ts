@@ -1,0 +1,215 @@
+import { MakhzenError } from "../errors.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, KEY_BYTES_CEILING, isExpired, toItem, type StoredRecord } from "../core/record.ts";
+import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type ListItemsOptions } from "../core/items.ts";
+import type { ListPage } from "../core/store.ts";
+import { silentLogger, type Logger } from "../ops/log.ts";
+import { PARTITIONS } from "./placement.ts";
+import type { ListAnswer, ListRequest } from "./protocol/messages.ts";
+import type { PeerTransport } from "./protocol/peer-ops.ts";
+import { collectPage, compareIds, type ListCursor, type SourcePage } from "./listing-merge.ts";
+
+/**
+ * Listing and dumping the whole cluster from any node (the merge is listing-merge.ts).
+ *
+ * In full mode (every node owns every partition) a node's own records are the
+ * cluster's, and a listing is the local one: no peer is asked, exactly as before
+ * partitions. In a partitioned cluster each page asks this node and every reachable
+ * member (alive or suspect) for its records after the cursor, in parallel, and
+ * merges them. Every reachable member, not only a covering set of owners: an old
+ * owner that has not dropped a partition yet, or a node holding a write as a hint,
+ * may hold the newest record of a key. The cost is O(members x page) records read
+ * per page, against O(page) for a local listing; a member that fails or times out
+ * is not asked again within the page, so one hung member costs one timeout.
+ *
+ * When some partition has no owner or holder among the members that answered
+ * (they are all down, cut off or slow), a listing still answers what it found, and
+ * says so: `incomplete` counts those partitions and names their owners (HTTP adds
+ * it to the page's body). It is a page like any other, not an error: the keys it
+ * lists are right, some are missing. A dump is a backup, which must not be silently
+ * short: it is refused (UNAVAILABLE, 503) before its first record when partitions
+ * have no reachable owner or holder, and a dump that loses the last of them on the
+ * way stops with an error (the transfer breaks) rather than end as if whole.
+ */
+
+/** Partitions no member that answered owns or holds: how many, and the owners that did not answer. */
+export interface Incomplete {
+  partitions: number;
+  members: string[];
+}
+
+/** A page of the cluster's live items: a ListPage, and `incomplete` when some partitions could not be read. */
+export interface ClusterListPage extends ListPage {
+  incomplete?: Incomplete;
+}
+
+/** Rounds of member pages one listing page may take before it answers short with a cursor (see collectPage). */
+export const LIST_MAX_ROUNDS = 8;
+/**
+ * Records asked of each member per round, at least: a page of a few items over a
+ * run of deleted keys moves on this many keys per round, not one or two.
+ */
+export const LIST_MIN_SOURCE_PAGE = 100;
+
+export interface ListingDeps {
+  /** This node's name. */
+  self: string;
+  /** `full`: every node owns everything; `owners(p)`: the owners of a partition. Cluster.placement is one. */
+  placement: { readonly full: boolean; owners(partition: number): readonly string[] };
+  /** Members known to hold records of a partition (Cluster.views). */
+  views: { holders(partition: number): string[] };
+  /** The members to ask, this node excluded: alive or suspect (Membership.reachable). */
+  reachable: () => readonly { name: string; url: string }[];
+  transport: PeerTransport;
+  /** This node's answer to a `list` request: its own peer service. */
+  local: (req: ListRequest) => ListAnswer | Promise<ListAnswer>;
+  /** Epoch ms, against which expiry is judged (the node's wall clock). */
+  wallMs: () => number;
+  /** How long a member's page may take, in ms. */
+  timeoutMs: number;
+  logger?: Logger;
+}
+
+/** The members asked during one page, and those that failed and are not asked again. */
+interface PageState {
+  sources: { name: string; url: string }[];
+  failed: Set<string>;
+}
+
+export class ClusterListing {
+  private readonly logger: Logger;
+
+  constructor(private readonly deps: ListingDeps) {
+    this.logger = deps.logger ?? silentLogger;
+  }
+
+  /** Whether listings span members (a partitioned cluster); false in full mode, where the local listing is the cluster's. */
+  get partitioned(): boolean {
+    return !this.deps.placement.full;
+  }
+
+  /**
+   * One page of the cluster's live items of `bucket`, in key order, each key once
+   * with its newest version. Validates like Items.list (INVALID_BUCKET, VALIDATION).
+   */
+  async list(bucket: string, opts: ListItemsOptions = {}): Promise<ClusterListPage> {
+    if (!BUCKET_PATTERN.test(bucket)) throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
+    const limit = opts.limit ?? DEFAULT_LIST_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new MakhzenError("VALIDATION", `limit must be an integer from 1 to ${MAX_LIST_LIMIT}`);
+    }
+    const prefix = opts.prefix || undefined;
+    // No key is longer than the ceiling: such a prefix matches nothing, and such a cursor is past every key.
+    if ((prefix?.length ?? 0) > KEY_BYTES_CEILING || (opts.after?.length ?? 0) > KEY_BYTES_CEILING) return { items: [], next: null };
+    const state = this.newPage();
+    const now = this.deps.wallMs();
+    const start = opts.after === undefined || opts.after === "" ? undefined : { bucket, key: opts.after };
+    const page = await collectPage(
+      (after) => this.round(state, { bucket, prefix, after }, Math.max(limit, LIST_MIN_SOURCE_PAGE)),
+      start,
+      limit,
+      (r) => r.value !== null && !isExpired(r, now),
+      LIST_MAX_ROUNDS,
+    );
+    const out: ClusterListPage = { items: page.records.map(toItem), next: page.next?.key ?? null };
+    const incomplete = this.incomplete(state);
+    if (incomplete) out.incomplete = incomplete;
+    return out;
+  }
+
+  /**
+   * Every record of the cluster (only `bucket`'s when given), each key once with its
+   * newest record, tombstones and expired records included as a node's own dump has
+   * them, in pages of up to `pageSize` in (bucket, key) order. Pages are built as the
+   * caller pulls them. Throws UNAVAILABLE (on the first pull, or on a later one)
+   * when some partition has no owner or holder that answered.
+   */
+  async *dump(bucket: string | undefined, pageSize: number): AsyncGenerator<StoredRecord[], void, undefined> {
+    const state = this.newPage();
+    refuseIncomplete(this.unanswered(new Set(state.sources.map((s) => s.name))));
+    let after: ListCursor | undefined;
+    for (;;) {
+      const page = await collectPage((at) => this.round(state, { bucket, after: at }, pageSize), after, pageSize, () => true, LIST_MAX_ROUNDS);
+      refuseIncomplete(this.incomplete(state));
+      if (page.records.length > 0) yield page.records;
+      if (page.next === null) return;
+      after = page.next;
+      // Each page asks every member again: one that came back since is welcome.
+      state.sources = this.sources();
+      state.failed.clear();
+    }
+  }
+
+  private newPage(): PageState {
+    return { sources: this.sources(), failed: new Set() };
+  }
+
+  /** This node first, then every reachable member. */
+  private sources(): { name: string; url: string }[] {
+    return [{ name: this.deps.self, url: "" }, ...this.deps.reachable().filter((m) => m.name !== this.deps.self)];
+  }
+
+  /**
+   * One round: every member not failed yet, asked in parallel for `pageSize` records
+   * after `after`. A member that fails is left out of the rest of the page; what it
+   * answered in earlier rounds stands. Records outside what was asked (a buggy or
+   * hostile member) are dropped.
+   */
+  private async round(state: PageState, what: { bucket?: string; prefix?: string; after?: ListCursor }, pageSize: number): Promise<SourcePage[]> {
+    const req: ListRequest = { limit: pageSize };
+    if (what.bucket !== undefined) req.bucket = what.bucket;
+    if (what.prefix !== undefined) req.prefix = what.prefix;
+    if (what.after !== undefined) req.after = { bucket: what.after.bucket, key: what.after.key };
+    const asked = state.sources.filter((s) => !state.failed.has(s.name));
+    const answers = await Promise.all(
+      asked.map(async (s): Promise<SourcePage | undefined> => {
+        try {
+          const answer = s.name === this.deps.self ? await this.deps.local(req) : await this.deps.transport.call(s.url, "list", req, this.deps.timeoutMs);
+          return { records: (answer.records as StoredRecord[]).filter((r) => inRange(r, what)), more: answer.more };
+        } catch (e) {
+          state.failed.add(s.name);
+          // Debug, not warn: a client paging through a cluster with a member down would log a line a page.
+          // What matters to the client reaches it as `incomplete`; membership reports the member itself.
+          this.logger.debug("listing: a member did not answer its page; it is left out of this page", { peer: s.name, error: e });
+          return undefined;
+        }
+      }),
+    );
+    return answers.filter((a): a is SourcePage => a !== undefined);
+  }
+
+  /** The page's Incomplete when some partition has no owner or holder among the members that answered; else undefined. */
+  private incomplete(state: PageState): Incomplete | undefined {
+    const answered = new Set(state.sources.map((s) => s.name).filter((n) => !state.failed.has(n)));
+    return this.unanswered(answered);
+  }
+
+  /** Partitions none of `answered` owns or holds, and their owners. O(PARTITIONS x (N + holders)). */
+  private unanswered(answered: ReadonlySet<string>): Incomplete | undefined {
+    let partitions = 0;
+    const members = new Set<string>();
+    for (let p = 0; p < PARTITIONS; p++) {
+      const owners = this.deps.placement.owners(p);
+      if (owners.some((o) => answered.has(o)) || this.deps.views.holders(p).some((h) => answered.has(h))) continue;
+      partitions++;
+      for (const o of owners) members.add(o);
+    }
+    return partitions === 0 ? undefined : { partitions, members: [...members].sort() };
+  }
+}
+
+/** Throws UNAVAILABLE for a dump that would miss partitions. */
+function refuseIncomplete(incomplete: Incomplete | undefined): void {
+  if (!incomplete) return;
+  throw new MakhzenError(
+    "UNAVAILABLE",
+    `${incomplete.partitions} of ${PARTITIONS} partitions have no reachable owner or holder (owners: ${incomplete.members.join(", ")}); ` +
+      "a dump of the cluster would miss their keys: retry once they are back, or dump each node's own records (--local)",
+  );
+}
+
+/** Whether a member's record is one it was asked for: in the bucket, with the prefix, after the cursor. */
+function inRange(r: StoredRecord, what: { bucket?: string; prefix?: string; after?: ListCursor }): boolean {
+  if (what.bucket !== undefined && r.bucket !== what.bucket) return false;
+  if (what.prefix !== undefined && !r.key.startsWith(what.prefix)) return false;
+  return what.after === undefined || compareIds(r, what.after) > 0;
+}
