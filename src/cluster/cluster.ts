@@ -19,6 +19,7 @@ import { applyRemote } from "./remote-records.ts";
 import { Consistency } from "./consistency.ts";
 import { Placement } from "./placement.ts";
 import { PartitionViews } from "./partition-views.ts";
+import { replicationTargets, Router } from "./routing.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 
 export interface ClusterDeps {
@@ -61,6 +62,8 @@ export class Cluster {
   readonly placement: Placement;
   /** What each member last said about the partitions it holds and is filling (partition-views.ts). */
   readonly views = new PartitionViews();
+  /** Where a client's request for a key runs (routing.ts); the service asks it. */
+  readonly router: Router;
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
   /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
@@ -163,8 +166,11 @@ export class Cluster {
       replicator: this.replicator,
       transport,
       applyRemote: (records) => this.applyRemote(records),
+      placement: this.placement,
       logger: this.logger,
     });
+    const { placement, views, membership } = this;
+    this.router = new Router({ placement, views, membership, transport, store, config, applyRemote: (records) => this.applyRemote(records), logger: this.logger.child("routing") });
     this.stability = new Stability({
       self: this.self,
       hasSeeds: config.peers.length > 0,
@@ -184,12 +190,15 @@ export class Cluster {
       applyRemote: (records) => this.applyRemote(records),
       answerBudgetBytes: config.batchMaxBytes,
       syncing: () => this.syncing,
+      forward: (req) => this.router.serve(req),
     });
   }
 
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it. */
   private placementChanged(): void {
     this.placement.setMembers(this.membership.peers().map((m) => m.name));
+    // Full mode sends every record to every peer, with no per-record work.
+    this.replicator.setTargets(this.placement.full ? undefined : (r) => replicationTargets(this.placement, this.views, r.key));
   }
 
   /** Records from peers refused as stamped too far ahead of the cluster's clock, for /metrics. */

@@ -19,6 +19,8 @@ export const PEER_OPS = {
   keys: { request: P.KeysRequest, answer: P.KeysAnswer },
   fetch: { request: P.FetchRequest, answer: P.FetchAnswer },
   scan: { request: P.ScanRequest, answer: P.ScanAnswer },
+  /** A client's get/set/delete of a key this node does not serve, run by an owner (routing.ts). */
+  forward: { request: P.ForwardRequest, answer: P.ForwardAnswer },
 } as const;
 
 export type PeerOp = keyof typeof PEER_OPS;

@@ -1,6 +1,6 @@
 import { hex, type Digest } from "../digest.ts";
 import type { Membership } from "../membership.ts";
-import type { KeysEntry, WireMember } from "./messages.ts";
+import type { ForwardAnswer, ForwardRequest, KeysEntry, WireMember } from "./messages.ts";
 import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
 import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
@@ -17,6 +17,8 @@ export interface PeerServiceDeps {
   answerBudgetBytes: number;
   /** Whether this node is in its first sync (see GroupsAnswer). */
   syncing: () => boolean;
+  /** Runs a forwarded client request here (Router.serve). */
+  forward: (req: ForwardRequest) => Promise<ForwardAnswer>;
 }
 
 /**
@@ -84,6 +86,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       }
       return { records };
     },
+    forward: (req) => deps.forward(req),
     scan: (req) => {
       const page = store.scan(req.after, req.limit);
       const records: StoredRecord[] = [];
