@@ -1,18 +1,20 @@
 import { MakhzenError } from "../errors.ts";
-import type { Items } from "../core/items.ts";
+import type { DeleteOptions, Items, SetOptions } from "../core/items.ts";
 import { isExpired, toItem, type Item, type StoredRecord } from "../core/record.ts";
 import type { Store } from "../core/store.ts";
 import type { Version } from "../core/version.ts";
-import type { Awaitable, ServiceDeleteOptions, ServiceSetOptions } from "../service.ts";
 import { requiredOf, type Concern } from "./consistency.ts";
 import { partitionOf } from "./placement.ts";
 import type { ForwardRequest } from "./protocol/messages.ts";
 import type { Router } from "./routing.ts";
 
-/** The service's own paths, which a routed request falls back on: a write here as a hint. */
+/** A write's options as the service takes them (ServiceSetOptions, ServiceDeleteOptions): the item's, and `w`. */
+type Routed<O> = O & { w?: Concern };
+
+/** The service's own paths, which a routed request falls back on: a write here as a hint. ItemsService is one. */
 export interface LocalItems {
-  localSet(bucket: string, key: string, value: string, opts?: ServiceSetOptions): Awaitable<Item>;
-  localDelete(bucket: string, key: string, opts?: ServiceDeleteOptions): Awaitable<Version | undefined>;
+  localSet(bucket: string, key: string, value: string, opts?: Routed<SetOptions>): Item | Promise<Item>;
+  localDelete(bucket: string, key: string, opts?: Routed<DeleteOptions>): Version | undefined | Promise<Version | undefined>;
 }
 
 /**
@@ -69,7 +71,7 @@ export class RoutedItems {
     return record && record.value !== null && !isExpired(record, this.items.wallMs()) ? record : undefined;
   }
 
-  async set(bucket: string, key: string, value: string, opts: ServiceSetOptions): Promise<Item> {
+  async set(bucket: string, key: string, value: string, opts: Routed<SetOptions>): Promise<Item> {
     this.items.get(bucket, key);
     const { ttl, expiresAt, ifMatch, ifAbsent, bytes, w } = opts;
     const req: ForwardRequest = { forwarded: true, op: "set", bucket, key, value };
@@ -89,7 +91,7 @@ export class RoutedItems {
     return this.hint(key, w, () => this.local.localSet(bucket, key, value, { ttl, expiresAt, bytes }));
   }
 
-  async delete(bucket: string, key: string, opts: ServiceDeleteOptions): Promise<Version | undefined> {
+  async delete(bucket: string, key: string, opts: Routed<DeleteOptions>): Promise<Version | undefined> {
     this.items.get(bucket, key);
     const req: ForwardRequest = { forwarded: true, op: "delete", bucket, key };
     if (opts.ifMatch !== undefined) req.ifMatch = opts.ifMatch;
@@ -103,7 +105,7 @@ export class RoutedItems {
   }
 
   /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */
-  private async hint<T>(key: string, w: Concern | undefined, apply: () => Awaitable<T>): Promise<T> {
+  private async hint<T>(key: string, w: Concern | undefined, apply: () => T | Promise<T>): Promise<T> {
     const result = await apply();
     if (w !== undefined) {
       throw new MakhzenError(
