@@ -14,6 +14,8 @@ import { isMakhzenError, MakhzenError } from "../../src/errors.ts";
 import { ItemsService } from "../../src/service.ts";
 import { core, dump, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
+import { createNode } from "../../src/node.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 
 const NAMES = ["a", "b", "c", "d", "e"];
 const nodes: Core[] = [];
@@ -257,6 +259,28 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect(await net.call(url, "forward", { forwarded: true, op: "set", bucket: "default", key: "k" }, 1000)).toEqual({
       error: { code: "VALIDATION", message: "a forwarded set carries a value" },
     });
+  });
+});
+
+describe("the forward op over HTTP", () => {
+  test("a body that is not JSON is 400, one of the wrong shape 422, both in the error envelope; a good one is answered", async () => {
+    const node = createNode({ name: "solo" });
+    try {
+      const post = (body: string) =>
+        node.handle(new Request("http://localhost/internal/forward", { method: "POST", headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION }, body }));
+      const notJson = await post("{not json");
+      expect(notJson.status).toBe(400);
+      expect(((await notJson.json()) as { error: { code: string } }).error.code).toBe("BAD_REQUEST");
+      const shape = await post(JSON.stringify({ forwarded: true, op: "set", bucket: "default", key: "k", value: "v", ttl: "soon" }));
+      expect(shape.status).toBe(422);
+      expect(((await shape.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "VALIDATION", message: expect.stringContaining("ttl") });
+      const good = await post(JSON.stringify({ forwarded: true, op: "set", bucket: "default", key: "k", value: "v" }));
+      expect(good.status).toBe(200);
+      expect(await good.json()).toMatchObject({ record: { key: "k", value: "v" } });
+      expect(node.bucket().get("k")).toMatchObject({ value: "v" });
+    } finally {
+      await node.close();
+    }
   });
 });
 
