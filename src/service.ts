@@ -1,10 +1,14 @@
-import { MakhzenError } from "./errors.ts";
+import { isMakhzenError, MakhzenError } from "./errors.ts";
 import type { Items, ListItemsOptions, SetOptions } from "./core/items.ts";
-import { BUCKET_NAME_RULE, BUCKET_PATTERN, type Item, type StoredRecord } from "./core/record.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, toItem, type Item, type StoredRecord } from "./core/record.ts";
 import type { BucketStats, ListPage, ScanCursor, Store } from "./core/store.ts";
 import { versionWallMs, type Version } from "./core/version.ts";
 import type { Concern, Consistency } from "./cluster/consistency.ts";
 import type { ClusterListing, ClusterListPage } from "./cluster/listing.ts";
+import type { ForwardAnswer, ForwardRequest } from "./cluster/protocol/messages.ts";
+import type { Router } from "./cluster/routing.ts";
+import { partitionOf as partitionOfKey } from "./cluster/placement.ts";
+import { RoutedItems } from "./cluster/routing-items.ts";
 
 /**
  * The items service: what every front end calls (HTTP today, the Redis protocol
@@ -15,6 +19,9 @@ import type { ClusterListing, ClusterListPage } from "./cluster/listing.ts";
  *   answered once it is durable (fsync=always) and held by the replicas `w` asks
  *   for, both awaited together. Either failing leaves the local write in place.
  * - a read with `r` first asks the peers and repairs what is stale, then reads here.
+ * - in a partitioned cluster, a request for a key this node does not serve goes to
+ *   an owner (cluster/routing.ts says where; cluster/routing-items.ts runs it), and an
+ *   owner runs what other nodes forward to it (`serveForwarded`).
  *
  * Options arrive parsed (a `Concern`, never a query string); results are domain
  * values, failures MakhzenErrors (src/errors.ts). Absence is a result, not an
@@ -34,6 +41,8 @@ export interface ServiceCluster {
   refusesVersion(version: Version, bucket: string, key: string): boolean;
   /** Listing and dumping the whole cluster (cluster/listing.ts); absent: this node's records are the cluster's. */
   readonly listing?: Pick<ClusterListing, "partitioned" | "list" | "dump">;
+  /** Where a request for a key runs (routing.ts); absent: always here. */
+  readonly router?: Router;
 }
 
 export interface ServiceDeps {
@@ -75,9 +84,16 @@ export const DUMP_PAGE = 1000;
 
 export class ItemsService {
   private readonly refuses: (version: Version, bucket: string, key: string) => boolean;
+  /** The routed paths; undefined without a router (a lone node): every key is served here. */
+  private readonly routed: RoutedItems | undefined;
+  private readonly router: Router | undefined;
 
   constructor(private readonly deps: ServiceDeps) {
     const { cluster } = deps;
+    this.router = cluster?.router;
+    this.routed = this.router && new RoutedItems(this, this.router, deps.items, deps.store);
+    // This service runs what other nodes forward here.
+    if (this.router) this.router.attach((req) => this.serveForwarded(req));
     // A lone node has no peer clocks to compare with: its own wall clock is the reference.
     this.refuses = cluster
       ? (v, bucket, key) => cluster.refusesVersion(v, bucket, key)
@@ -86,6 +102,21 @@ export class ItemsService {
 
   /** The live item, or undefined. With `r`, repairs the replicas first (read repair). */
   get(bucket: string, key: string, opts?: ReadOptions): Awaitable<Item | undefined> {
+    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.read(bucket, key, opts?.r).then((r) => r && toItem(r));
+    return this.localGet(bucket, key, opts);
+  }
+
+  /** Whether a request for `key` runs on this node without a hop (a RESP read-modify-write stays synchronous then). */
+  servesLocally(key: string): boolean {
+    return this.router === undefined || this.router.servesLocally(key);
+  }
+
+  /** Whether this cluster splits its keys among owners (some keys are served elsewhere). */
+  get partitioned(): boolean {
+    return this.router !== undefined && !this.router.full;
+  }
+
+  private localGet(bucket: string, key: string, opts?: ReadOptions): Awaitable<Item | undefined> {
     const r = opts?.r;
     if (r === undefined) return this.deps.items.get(bucket, key);
     return this.repairRead(bucket, key, r).then(() => this.deps.items.get(bucket, key));
@@ -97,6 +128,7 @@ export class ItemsService {
    * call (one cache entry per record), and pure.
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T, opts?: ReadOptions): Awaitable<T | undefined> {
+    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.read(bucket, key, opts?.r).then((r) => r && build(r));
     const r = opts?.r;
     if (r === undefined) return this.deps.items.getView(bucket, key, build);
     return this.repairRead(bucket, key, r).then(() => this.deps.items.getView(bucket, key, build));
@@ -108,6 +140,12 @@ export class ItemsService {
    * PRECONDITION_FAILED and writes nothing.
    */
   set(bucket: string, key: string, value: string, opts: ServiceSetOptions = {}): Awaitable<Item> {
+    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.set(bucket, key, value, opts);
+    return this.localSet(bucket, key, value, opts);
+  }
+
+  /** A write here, whoever owns the key: the owner's path, and a hint's (cluster/routing-items.ts). */
+  localSet(bucket: string, key: string, value: string, opts: ServiceSetOptions = {}): Awaitable<Item> {
     // `opts` goes to Items as is: it reads only its own fields, and the hot path copies nothing.
     const item = this.deps.items.set(bucket, key, value, opts);
     return this.settle(bucket, key, item.version, opts.w, item);
@@ -117,10 +155,46 @@ export class ItemsService {
    * Deletes a live value and answers its tombstone's version once durable and held
    * by `w` replicas; undefined, at once and writing nothing, when there was none.
    */
-  delete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Version | undefined | Promise<Version> {
+  delete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Awaitable<Version | undefined> {
+    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.delete(bucket, key, opts);
+    return this.localDelete(bucket, key, opts);
+  }
+
+  /** A delete here, whoever owns the key. */
+  localDelete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Version | undefined | Promise<Version> {
     const version = this.deps.items.delete(bucket, key, opts);
     if (version === undefined) return undefined;
     return this.settle(bucket, key, version, opts.w, version);
+  }
+
+  /**
+   * Runs a request another node forwarded here (the peer op `forward`): here,
+   * whatever this node's own view of the placement (one hop, never two), except a
+   * read of a partition this node is still filling, which is a merge read.
+   * Failures come back as the answer's `error`, the owner's words for the client.
+   */
+  async serveForwarded(req: ForwardRequest): Promise<ForwardAnswer> {
+    const { bucket, key } = req;
+    try {
+      if (req.op === "get") {
+        if (this.routed !== undefined && !this.router!.full && this.router!.isFilling(partitionOfKey(key))) {
+          return { record: (await this.routed.mergeRead(bucket, key, req.r)) ?? null };
+        }
+        if (req.r !== undefined) await this.repairRead(bucket, key, req.r);
+        this.deps.items.get(bucket, key); // the checks of a read (bucket, key)
+        return { record: this.deps.store.get(bucket, key) ?? null };
+      }
+      if (req.op === "set") {
+        if (req.value === undefined) throw new MakhzenError("VALIDATION", "a forwarded set carries a value");
+        const { ttl, expiresAt, ifMatch, ifAbsent, bytes, w } = req;
+        const item = await this.localSet(bucket, key, req.value, { ttl, expiresAt, ifMatch, ifAbsent, bytes, w });
+        return { record: recordOf(bucket, item) };
+      }
+      return { version: (await this.localDelete(bucket, key, { ifMatch: req.ifMatch, w: req.w })) ?? null };
+    } catch (e) {
+      if (isMakhzenError(e)) return { error: { code: e.code, message: e.message } };
+      throw e;
+    }
   }
 
   /** This node's wall clock, epoch ms, against which `expiresAt` is measured (a TTL is the difference). */
@@ -207,7 +281,8 @@ export class ItemsService {
     return alone("w", w, "the local write stands");
   }
 
-  private repairRead(bucket: string, key: string, r: Concern): Promise<void> {
+  /** Read repair for `r` (Consistency.repairRead), among the key's owners. */
+  repairRead(bucket: string, key: string, r: Concern): Promise<void> {
     const cluster = this.deps.cluster;
     if (cluster) return cluster.consistency.repairRead(bucket, key, r);
     return alone("r", r, "nothing was read");
@@ -219,6 +294,14 @@ async function alone(name: "w" | "r", concern: Concern, consequence: string): Pr
   if (typeof concern.level === "number" && concern.level > 1) {
     throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${concern.level} replicas but the cluster has 1; ${consequence}`);
   }
+}
+
+/** A written item as the record it is (a forwarded set's answer). */
+function recordOf(bucket: string, item: Item): StoredRecord {
+  const r: StoredRecord = { bucket, key: item.key, value: item.value, version: item.version };
+  if (item.expiresAt !== undefined) r.expiresAt = item.expiresAt;
+  if (item.encoding === "base64") r.bytes = true;
+  return r;
 }
 
 function* dumpPages(store: Store, bucket: string | undefined): Generator<StoredRecord[], void, undefined> {

@@ -4,6 +4,8 @@ interface Waiter {
   version: string;
   needed: number;
   acked: Set<string>;
+  /** Whose acks count (a partitioned cluster: the key's owners only); absent: every peer's. */
+  counts?: (peer: string) => boolean;
   done: (acked: number) => void;
 }
 
@@ -19,8 +21,9 @@ export class AckWaiters {
    * Resolves with the number of peers that acknowledged `record` (or a newer version
    * of its key) once `needed` have, or when `timeoutMs` passes, whichever is first.
    * Call it right after the record is queued, before any await, so no ack can be missed.
+   * With `counts`, only the peers it accepts are counted (the owners of the key's partition).
    */
-  wait(record: StoredRecord, needed: number, timeoutMs: number): Promise<number> {
+  wait(record: StoredRecord, needed: number, timeoutMs: number, counts?: (peer: string) => boolean): Promise<number> {
     if (needed <= 0) return Promise.resolve(0);
     const id = recordId(record.bucket, record.key);
     return new Promise((resolve) => {
@@ -30,6 +33,7 @@ export class AckWaiters {
         version: record.version,
         needed,
         acked: new Set(),
+        counts,
         done: (n) => {
           clearTimeout(timer);
           set!.delete(waiter);
@@ -54,7 +58,7 @@ export class AckWaiters {
       const set = this.waiters.get(recordId(record.bucket, record.key));
       if (!set) continue;
       for (const w of [...set]) {
-        if (w.version > record.version) continue;
+        if (w.version > record.version || (w.counts !== undefined && !w.counts(peer))) continue;
         w.acked.add(peer);
         if (w.acked.size >= w.needed) w.done(w.acked.size);
       }

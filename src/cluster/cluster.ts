@@ -22,6 +22,7 @@ import { Placement, partitionOf } from "./placement.ts";
 import { PartitionViews } from "./partition-views.ts";
 import { forgetMember, type ForgetResult } from "./forget.ts";
 import { ClusterListing } from "./listing.ts";
+import { replicationTargets, Router } from "./routing.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 import { Rebalancer } from "./rebalance.ts";
 import { comparesPartition } from "./rebalance-rules.ts";
@@ -70,6 +71,8 @@ export class Cluster {
   readonly rebalancer: Rebalancer;
   /** Listing and dumping the whole cluster from this node (listing.ts). */
   readonly listing: ClusterListing;
+  /** Where a client's request for a key runs (routing.ts); the service asks it. */
+  readonly router: Router;
   private readonly self: { name: string; url: string; incarnation: number };
   private isReady = false;
   /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
@@ -179,14 +182,10 @@ export class Cluster {
     const reachable = () => this.membership.reachable();
     this.rebalancer = new Rebalancer({ self: config.name, placement, views, digest, store, antiEntropy, reachable, config, wallMs: () => clock.wallMs(), logger: logger.child("rebalance") });
     this.retraction = new Retraction({ self: config.name, store, guard: this.clockGuard, logger: this.logger.child("clock") });
-    this.consistency = new Consistency({
-      store,
-      membership: this.membership,
-      replicator: this.replicator,
-      transport,
-      applyRemote: (records) => this.applyRemote(records),
-      logger: this.logger,
-    });
+    const { membership, replicator } = this;
+    this.consistency = new Consistency({ store, membership, replicator, transport, placement, applyRemote: (records) => this.applyRemote(records), logger: this.logger });
+    this.router = new Router({ placement, views, membership, transport, store, config, applyRemote: (records) => this.applyRemote(records),
+      isFilling: (p) => this.rebalancer.isFilling(p), logger: this.logger.child("routing") });
     this.stability = new Stability({
       self: this.self,
       hasSeeds: config.peers.length > 0,
@@ -207,6 +206,7 @@ export class Cluster {
       applyRemote: (records) => this.applyRemote(records),
       answerBudgetBytes: config.batchMaxBytes,
       syncing: () => this.syncing,
+      forward: (req) => this.router.serve(req),
     });
     this.listing = new ClusterListing({ self: config.name, placement, views, reachable, transport, local: (req) => this.service.list(req),
       wallMs: () => clock.wallMs(), timeoutMs: config.requestTimeoutMs, logger: this.logger });
@@ -215,6 +215,8 @@ export class Cluster {
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it, and partitions move. */
   private placementChanged(): void {
     if (this.placement.setMembers(this.membership.peers().map((m) => m.name))) this.rebalancer.placementChanged();
+    // Full mode sends every record to every peer, with no per-record work.
+    this.replicator.setTargets(this.placement.full ? undefined : (r) => replicationTargets(this.placement, this.views, r.key));
   }
 
   /** A member left, or is in a new life: what it said of its partitions no longer counts. */
@@ -230,9 +232,7 @@ export class Cluster {
   get settled(): boolean { return this.rebalancer.settled; }
 
   /** Records from peers refused as stamped too far ahead of the cluster's clock, for /metrics. */
-  get refusedForDrift(): number {
-    return this.clockGuard.refusedTooNew;
-  }
+  get refusedForDrift(): number { return this.clockGuard.refusedTooNew; }
 
   /**
    * What /readyz says: the first sync is done (or timed out), the node is not
@@ -264,13 +264,9 @@ export class Cluster {
   }
 
   /** Settles (never rejects) when the node must stop: another process took its name. */
-  get fatal(): Promise<MakhzenError> {
-    return this.fatalError;
-  }
+  get fatal(): Promise<MakhzenError> { return this.fatalError; }
 
-  get url(): string {
-    return this.self.url;
-  }
+  get url(): string { return this.self.url; }
 
   /**
    * Joins through the seeds, starts heartbeats and anti-entropy, and runs the
@@ -308,12 +304,9 @@ export class Cluster {
     }, this.deps.config.startSyncTimeoutMs);
     this.startSyncTimer.unref?.();
     // The first sync (first-sync.ts): a full copy and rounds under full replication, the filling of what it owns under partitioning.
-    const { full } = this.placement;
-    if (full) this.rebalancer.deferFills();
     const peers = this.membership.reachable();
-    const sync = { full, peers, store: this.deps.store, antiEntropy: this.antiEntropy, rebalancer: this.rebalancer, logger: this.logger };
+    const sync = { full: this.placement.full, peers, store: this.deps.store, antiEntropy: this.antiEntropy, rebalancer: this.rebalancer, logger: this.logger };
     void firstSync({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }).finally(() => {
-      if (full) this.rebalancer.markFull();
       clearTimeout(this.startSyncTimer);
       this.isReady = true;
       this.syncing = false;

@@ -1,10 +1,11 @@
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import type { Membership } from "./membership.ts";
+import type { Member, Membership } from "./membership.ts";
 import { compareRecords, type StoredRecord } from "../core/record.ts";
 import type { Replicator } from "./replicator.ts";
 import type { Store } from "../core/store.ts";
 import type { PeerTransport } from "./protocol/peer-ops.ts";
+import { partitionOf, type Placement } from "./placement.ts";
 
 /** How many replicas must hold a write (or answer a read): `1`, `quorum`, `all` or a count. */
 export type Level = "quorum" | "all" | number;
@@ -44,6 +45,13 @@ function parseTimeout(raw: string | null | undefined): number {
   return Number(raw);
 }
 
+/** Replicas needed for a level among `n`. `all` is every one of them, dead ones included (as Cassandra's ALL). Pure. */
+export function requiredOf(level: Level, n: number): number {
+  if (level === "all") return n;
+  if (level === "quorum") return Math.floor(n / 2) + 1;
+  return level;
+}
+
 export interface ConsistencyDeps {
   store: Store;
   membership: Membership;
@@ -51,13 +59,36 @@ export interface ConsistencyDeps {
   transport: PeerTransport;
   /** Merges records from peers (the cluster's applyRemote: clock rules included). */
   applyRemote: (records: StoredRecord[]) => unknown;
+  /** Who owns which key: levels count a key's owners. Absent: every member owns every key. */
+  placement?: Placement;
   logger?: Logger;
 }
 
 /**
+ * The replicas a level counts for one key: `n` of them, this node among them or
+ * not (`self`: 1 or 0), the reachable others, and whose acks count (undefined:
+ * every peer's).
+ */
+interface Scope {
+  n: number;
+  self: 0 | 1;
+  peers: Member[];
+  counts?: (peer: string) => boolean;
+}
+
+/**
  * The consistency knobs: `w=` waits for acks of a write, `r=` asks peers and repairs
- * what is stale (read repair). Both count this node as one replica and every
- * member that has not left as the rest.
+ * what is stale (read repair).
+ *
+ * Who counts. In full mode (every member owns every key) this node is one replica
+ * and every member that has not left is the rest, as always. In a partitioned
+ * cluster a level counts the OWNERS of the key's partition: N = owners(p).length,
+ * `quorum` is floor(N/2)+1, `all` is N, and only acks and answers from owners
+ * count. This node counts as one only when it is an owner: the service runs a
+ * client's write on an owner (routing.ts), so the only non-owner that waits here
+ * is one holding a hint, which counts for nothing. A member that holds a copy
+ * without owning it (an old owner, a hint) is sent the write but never makes it
+ * durable in the sense `w=` promises: it will drop the copy.
  */
 export class Consistency {
   constructor(private readonly deps: ConsistencyDeps) {}
@@ -73,14 +104,15 @@ export class Consistency {
    * the timeout; the local write stands either way.
    */
   async awaitWrite(bucket: string, key: string, version: string, concern: Concern): Promise<void> {
-    const need = this.required(concern.level);
-    if (need <= 1) return;
-    this.checkReachable("w", concern, need, "the local write stands and will replicate");
-    const acked = await this.deps.replicator.waitForAcks({ bucket, key, value: null, version }, need - 1, concern.timeoutMs);
-    if (acked + 1 < need) {
+    const scope = this.scope(key);
+    const need = this.required(concern.level, scope.n);
+    if (need <= scope.self) return;
+    this.checkReachable("w", concern, need, scope, "the local write stands and will replicate");
+    const acked = await this.deps.replicator.waitForAcks({ bucket, key, value: null, version }, need - scope.self, concern.timeoutMs, scope.counts);
+    if (acked + scope.self < need) {
       throw new MakhzenError(
         "REPLICATION_TIMEOUT",
-        `w=${concern.raw}: ${acked + 1} of ${need} replicas hold the write after ${concern.timeoutMs} ms; the local write stands and will replicate`,
+        `w=${concern.raw}: ${acked + scope.self} of ${need} replicas hold the write after ${concern.timeoutMs} ms; the local write stands and will replicate`,
       );
     }
   }
@@ -91,10 +123,11 @@ export class Consistency {
    * caller then reads locally. Resolves once `need - 1` peers answered.
    */
   async repairRead(bucket: string, key: string, concern: Concern): Promise<void> {
-    const need = this.required(concern.level);
-    if (need <= 1) return;
-    this.checkReachable("r", concern, need, "nothing was read");
-    const peers = this.deps.membership.reachable();
+    const scope = this.scope(key);
+    const need = this.required(concern.level, scope.n);
+    if (need <= scope.self) return;
+    this.checkReachable("r", concern, need, scope, "nothing was read");
+    const peers = scope.peers;
     const answers = await new Promise<{ name: string; record?: StoredRecord }[]>((resolve) => {
       const got: { name: string; record?: StoredRecord }[] = [];
       let settled = 0;
@@ -108,7 +141,7 @@ export class Consistency {
           )
           .finally(() => {
             settled++;
-            if (got.length >= need - 1 || settled === peers.length) resolve(got);
+            if (got.length >= need - scope.self || settled === peers.length) resolve(got);
           });
       }
     });
@@ -124,33 +157,46 @@ export class Consistency {
         }
       }
     }
-    if (answers.length + 1 < need) {
+    if (answers.length + scope.self < need) {
       throw new MakhzenError(
         "REPLICATION_TIMEOUT",
-        `r=${concern.raw}: ${answers.length + 1} of ${need} replicas answered within ${concern.timeoutMs} ms`,
+        `r=${concern.raw}: ${answers.length + scope.self} of ${need} replicas answered within ${concern.timeoutMs} ms`,
       );
     }
   }
 
-  /** Replicas needed for a level. `all` is every member that has not left, dead ones included (as Cassandra's ALL). */
-  required(level: Level): number {
-    const n = 1 + this.deps.membership.counts().peers;
-    if (level === "all") return n;
-    if (level === "quorum") return Math.floor(n / 2) + 1;
-    return level;
+  required(level: Level, n: number): number {
+    return requiredOf(level, n);
   }
 
-  private checkReachable(name: string, concern: Concern, need: number, consequence: string): void {
-    const counts = this.deps.membership.counts();
-    const n = 1 + counts.peers;
-    if (need > n) {
-      throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${need} replicas but the cluster has ${n}; ${consequence}`);
+  /**
+   * Who a level counts for `key` (see the class comment). Full mode: this node and
+   * every member that has not left. Partitioned: the owners of the key's partition.
+   */
+  scope(key: string): Scope {
+    const placement = this.deps.placement;
+    if (placement === undefined || placement.full) {
+      return { n: 1 + this.deps.membership.counts().peers, self: 1, peers: this.deps.membership.reachable() };
     }
-    const reachable = 1 + counts.reachable;
+    const owners = placement.owners(partitionOf(key));
+    const peers: Member[] = [];
+    for (const name of owners) {
+      const m = name === placement.self ? undefined : this.deps.membership.get(name);
+      if (m && (m.state === "alive" || m.state === "suspect")) peers.push(m);
+    }
+    return { n: owners.length, self: owners.includes(placement.self) ? 1 : 0, peers, counts: (peer) => owners.includes(peer) };
+  }
+
+  private checkReachable(name: string, concern: Concern, need: number, scope: Scope, consequence: string): void {
+    const { n } = scope;
+    if (need > n) {
+      throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${need} replicas but the ${scope.counts ? "key has" : "cluster has"} ${n}; ${consequence}`);
+    }
+    const reachable = scope.self + scope.peers.length;
     if (need > reachable) {
       throw new MakhzenError(
         "UNAVAILABLE",
-        `${name}=${concern.raw} needs ${need} replicas but only ${reachable} of ${n} are reachable; ${consequence}`,
+        `${name}=${concern.raw} needs ${need} replicas but only ${reachable} of ${n} ${scope.counts ? "owners of the key " : ""}are reachable; ${consequence}`,
       );
     }
   }

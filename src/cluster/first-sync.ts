@@ -32,13 +32,24 @@ export interface FirstSyncDeps {
  * Reads of partitions still filling go to full owners meanwhile.
  */
 export async function firstSync(deps: FirstSyncDeps): Promise<void> {
-  const { antiEntropy, peers, logger } = deps;
-  if (!deps.full) {
-    await deps.rebalancer.filled(deps.timeoutMs);
-    const left = deps.rebalancer.fillingPartitions().length;
-    if (left > 0 && !deps.closed()) logger.warn("first sync: partitions still filling; they go on filling in the background", { partitions: left });
-    return;
+  if (!deps.full) return fill(deps);
+  // Under full replication the rebalancer has nothing to fill: the rounds below are the sync.
+  deps.rebalancer.deferFills();
+  try {
+    await copyAndSync(deps);
+  } finally {
+    deps.rebalancer.markFull();
   }
+}
+
+async function fill(deps: FirstSyncDeps): Promise<void> {
+  await deps.rebalancer.filled(deps.timeoutMs);
+  const left = deps.rebalancer.fillingPartitions().length;
+  if (left > 0 && !deps.closed()) deps.logger.warn("first sync: partitions still filling; they go on filling in the background", { partitions: left });
+}
+
+async function copyAndSync(deps: FirstSyncDeps): Promise<void> {
+  const { antiEntropy, peers, logger } = deps;
   if (deps.store.recordCount === 0) {
     for (const p of peers) {
       try {

@@ -5,38 +5,13 @@ import type { ClusterConfig } from "./options.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter, type LogBudgetName } from "../ops/log-limiter.ts";
 import { approxWireBytes, recordId, type StoredRecord } from "../core/record.ts";
-import {
-  backingUp,
-  stopTimers,
-  fileNewer,
-  takeOut,
-  freshRecords,
-  newPeerQueue,
-  outstandingCount,
-  heldByNone,
-  queueStats,
-  queueWatermark,
-  unacknowledged,
-  type Outgoing,
-  type PeerQueue,
-  type PeerQueueStats,
-  type QueueWatermark,
-} from "./peer-queue.ts";
+import { backingUp, stopTimers, fileNewer, takeOut, freshRecords, newPeerQueue, outstandingCount, heldByNone, queueStats, queueWatermark, unacknowledged } from "./peer-queue.ts";
+import type { Outgoing, PeerQueue, PeerQueueStats, QueueWatermark } from "./peer-queue.ts";
 
 export type { PeerQueueStats } from "./peer-queue.ts";
 import type { PeerTransport } from "./protocol/peer-ops.ts";
 
-type ReplicatorConfig = Pick<
-  ClusterConfig,
-  | "requestTimeoutMs"
-  | "backoffBaseMs"
-  | "backoffMaxMs"
-  | "queueMaxRecords"
-  | "queueMaxBytes"
-  | "batchMaxRecords"
-  | "batchMaxBytes"
-  | "maxInflightBatches"
->;
+type ReplicatorConfig = Pick<ClusterConfig, "requestTimeoutMs" | "backoffBaseMs" | "backoffMaxMs" | "queueMaxRecords" | "queueMaxBytes" | "batchMaxRecords" | "batchMaxBytes" | "maxInflightBatches">;
 
 export interface ReplicatorDeps {
   transport: PeerTransport;
@@ -135,17 +110,35 @@ export class Replicator {
     this.peers.delete(name);
   }
 
-  /** Files a record for every peer. O(peers); never blocks, never throws for a peer's sake. */
+  /** Who a record goes to (setTargets); undefined: every peer (full mode). */
+  private targets: ((record: StoredRecord) => Iterable<string>) | undefined;
+
+  /**
+   * Who each record is queued for from now on: the peers `targets(record)` names
+   * (Cluster.targetsOf: its partition's owners and holders), or every peer when
+   * undefined. Set on every placement change, so a full-mode write pays one check.
+   */
+  setTargets(targets: ((record: StoredRecord) => Iterable<string>) | undefined): void {
+    this.targets = targets;
+  }
+
+  /** Files a record for each peer it goes to (see setTargets). O(peers); never blocks, never throws for a peer's sake. */
   enqueue(record: StoredRecord): void {
     if (this.peers.size === 0) return;
     const out = this.outgoing(record, recordId(record.bucket, record.key));
-    for (const q of this.peers.values()) this.file(q, out);
+    const targets = this.targets;
+    if (targets === undefined) for (const q of this.peers.values()) this.file(q, out);
+    else for (const name of targets(record)) this.enqueueOut(name, out);
   }
 
   /** Files a record for one peer (read repair). */
   enqueueTo(name: string, record: StoredRecord): void {
+    this.enqueueOut(name, this.outgoing(record, recordId(record.bucket, record.key)));
+  }
+
+  private enqueueOut(name: string, out: Outgoing): void {
     const q = this.peers.get(name);
-    if (q) this.file(q, this.outgoing(record, recordId(record.bucket, record.key)));
+    if (q) this.file(q, out);
   }
 
   /** A peer answered again: forget its backoff and send now. */
@@ -211,8 +204,8 @@ export class Replicator {
    * acknowledged by that peer, even if anti-entropy later delivers it: the waiter
    * then resolves at its timeout with what it has.
    */
-  waitForAcks(record: StoredRecord, needed: number, timeoutMs: number): Promise<number> {
-    return this.waiters.wait(record, needed, timeoutMs);
+  waitForAcks(record: StoredRecord, needed: number, timeoutMs: number, counts?: (peer: string) => boolean): Promise<number> {
+    return this.waiters.wait(record, needed, timeoutMs, counts);
   }
 
   /** Stops every sender (aborting the batches in flight) and resolves every waiter. */

@@ -102,8 +102,8 @@ export function itemHandlers(deps: ItemHandlerDeps) {
     if (ifAbsent) throw new MakhzenError("BAD_REQUEST", "If-None-Match: * makes no sense on DELETE");
     const w = concernOf("w", request.url);
     const version = service.delete(bucket, key, { ifMatch, w });
-    if (version === undefined) throw notFound(key);
-    return version instanceof Promise ? version.then(deletedResponse) : deletedResponse(version);
+    const answer = (v: string | undefined) => (v === undefined ? throwNotFound(key) : deletedResponse(v));
+    return version instanceof Promise ? version.then(answer) : answer(version);
   };
 
   return { readBody, readItem, putItem, deleteItem };

@@ -3,8 +3,10 @@ import type { Awaitable, ItemsService } from "../service.ts";
 import type { Item } from "../core/record.ts";
 import type { NodeConfig } from "../config.ts";
 import { NOT_INTEGER, NOT_UTF8, RespError } from "./errors.ts";
+import { isMakhzenError } from "../errors.ts";
 import { bulk, bulk64, NIL, type Proto, type Reply } from "./reply.ts";
 import { fromBytes, toBytes, type StoredValue } from "../core/binary.ts";
+import type { SetOptions } from "../core/items.ts";
 
 /**
  * What a command is, for the table (commands.ts) that every part of this front
@@ -57,6 +59,8 @@ export interface Session {
   closing: boolean;
   /** Between MULTI and EXEC/DISCARD: the commands queued, and whether one was refused (EXEC then aborts). */
   multi?: { queued: (() => Awaitable<Reply>)[]; failed: boolean };
+  /** The reply of the last command still waiting on another node: the next command runs after it (dispatch.ts). */
+  tail?: Promise<Reply>;
 }
 
 /** What the node shares with every connection. */
@@ -185,14 +189,95 @@ export function clampedInteger(arg: Buffer): number {
   return Number(n > max ? max : n < -max ? -max : n);
 }
 
-/** The value of a read without `r`: the service answers it synchronously, which is what lets a read-modify-write stay atomic. */
+/** The value of a read without `r` of a key this node serves: the service answers it synchronously, which is what lets a read-modify-write stay atomic. */
 export function now<T>(v: Awaitable<T>): T {
   if (v instanceof Promise) throw new Error("a local read answered a promise");
   return v;
 }
 
-/** Reads the live item of `key` in the connection's database, synchronously. */
-export const read = (ctx: Ctx, key: string): Item | undefined => now(ctx.service.get(ctx.bucket, key));
+/**
+ * Reads the live item of `key` in the connection's database: synchronously when
+ * this node serves the key, from an owner otherwise (the service routes it).
+ */
+export const read = (ctx: Ctx, key: string): Awaitable<Item | undefined> => ctx.service.get(ctx.bucket, key);
+
+/** What a read-modify-write does with what it read: a new value (with its expiry; one already past deletes), a delete, or nothing; and its reply. */
+export interface Step {
+  write?: { value: StoredValue; expiresAt: number | undefined } | "delete";
+  reply: Reply;
+}
+
+/**
+ * Attempts of a read-modify-write on a key another node serves before it gives up
+ * (see rmw), and the most it waits before the next, in ms per attempt so far, at
+ * random below that: writers that collided do not collide again in step.
+ */
+export const RMW_ATTEMPTS = 10;
+export const RMW_BACKOFF_MS = 5;
+
+/**
+ * One read-modify-write of one key (INCR, APPEND, SETRANGE, GETSET, SET NX/XX/GET,
+ * GETDEL, GETEX, EXPIRE, PERSIST...): `step` sees the live item (or undefined) and
+ * says what to write and what to answer; it may throw (a value that is not a number).
+ *
+ * On a key this node serves it reads and writes in one synchronous step: nothing
+ * runs in between, so it is atomic on this node, as it always was. On a key served
+ * elsewhere (a partitioned cluster) it is optimistic, as WATCH/MULTI is in Redis:
+ * it reads the item from an owner, then writes on an owner with the version it read
+ * as the condition (If-Match; If-None-Match: * when there was none), and starts
+ * again after a short random wait when that condition fails because another write
+ * came between, up to RMW_ATTEMPTS times. So the step applies to exactly the value
+ * it read, and no increment is lost however many nodes take increments of one key
+ * at once. Past the attempts it answers -TRYAGAIN, writing nothing. A condition is
+ * checked on an owner, so with no owner reachable it is -TRYAGAIN too (the
+ * service's UNAVAILABLE).
+ */
+export function rmw(ctx: Ctx, key: string, step: (old: Item | undefined) => Step, bucket = ctx.bucket): Awaitable<Reply> {
+  const service = ctx.service;
+  if (service.servesLocally(key)) {
+    const s = step(now(service.get(bucket, key)));
+    return s.write === undefined ? s.reply : then(apply(ctx, bucket, key, s.write, undefined), () => s.reply);
+  }
+  return remoteRmw(ctx, bucket, key, step);
+}
+
+async function remoteRmw(ctx: Ctx, bucket: string, key: string, step: (old: Item | undefined) => Step): Promise<Reply> {
+  for (let attempt = 1; ; attempt++) {
+    const old = await ctx.service.get(bucket, key);
+    const s = step(old);
+    if (s.write === undefined) return s.reply;
+    try {
+      await apply(ctx, bucket, key, s.write, old ?? null);
+      return s.reply;
+    } catch (e) {
+      if (!isMakhzenError(e) || e.code !== "PRECONDITION_FAILED") throw e;
+      if (attempt >= RMW_ATTEMPTS) {
+        throw new RespError(`TRYAGAIN key ${JSON.stringify(key).slice(0, 200)} changed on its owner during each of ${RMW_ATTEMPTS} attempts of this command; nothing was written`);
+      }
+      await Bun.sleep(Math.random() * RMW_BACKOFF_MS * attempt);
+    }
+  }
+}
+
+/**
+ * Applies a step's write. `expected` undefined: unconditionally (the local path).
+ * Otherwise only over exactly what was read: `null` for nothing, an item for its version.
+ */
+function apply(ctx: Ctx, bucket: string, key: string, write: NonNullable<Step["write"]>, expected: Item | undefined | null): Awaitable<unknown> {
+  const service = ctx.service;
+  const ifMatch = expected ? expected.version : undefined;
+  if (write === "delete" || (write.expiresAt !== undefined && write.expiresAt <= service.wallMs())) {
+    // A delete of nothing changes nothing, conditionally or not.
+    if (expected === null) return undefined;
+    return service.delete(bucket, key, ifMatch === undefined ? undefined : { ifMatch });
+  }
+  const opts: SetOptions = {};
+  if (write.value.bytes) opts.bytes = true;
+  if (write.expiresAt !== undefined) opts.expiresAt = write.expiresAt;
+  if (ifMatch !== undefined) opts.ifMatch = ifMatch;
+  else if (expected === null) opts.ifAbsent = true;
+  return service.set(bucket, key, write.value.value, opts);
+}
 
 /** `f` of a result that may still be coming: at once when it is here, after it otherwise. */
 export function then<T>(v: Awaitable<T>, f: (t: T) => Reply): Awaitable<Reply> {

@@ -1,7 +1,7 @@
 import type { Awaitable } from "../service.ts";
 import { bucketOf, type CommandSpec, type Ctx, type Session, type Shared } from "./command.ts";
 import { TABLE, SUBCOMMANDS } from "./commands.ts";
-import { noPerm, NOAUTH, sanitize, toErrorReply, unknownCommand, unknownSubcommand, wrongArity } from "./errors.ts";
+import { noPerm, NOAUTH, notServedHere, sanitize, toErrorReply, unknownCommand, unknownSubcommand, wrongArity } from "./errors.ts";
 import { errorReply, simple, type Reply } from "./reply.ts";
 
 /**
@@ -13,7 +13,9 @@ import { errorReply, simple, type Reply } from "./reply.ts";
  * Inside MULTI (transactions.ts) a command that passes the checks is queued
  * (+QUEUED) instead of run, and one that fails them marks the transaction so
  * EXEC refuses it, as Redis does; EXEC, DISCARD, MULTI, WATCH, QUIT and RESET
- * still run at once.
+ * still run at once. In a partitioned cluster a transaction is atomic only if it
+ * runs on one node, so a command naming a key another node serves is refused
+ * while queuing (and EXEC then aborts), rather than run on another node later.
  */
 export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awaitable<Reply> {
   shared.stats.commands++;
@@ -25,7 +27,12 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
     }
     if (!RUN_IN_MULTI.has(checked.spec.name)) {
       const { spec } = checked;
-      session.multi.queued.push(() => execute(shared, session, spec, args));
+      const elsewhere = shared.service.partitioned ? keysOf(spec, args).find((k) => !shared.service.servesLocally(k)) : undefined;
+      if (elsewhere !== undefined) {
+        session.multi.failed = true;
+        return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));
+      }
+      session.multi.queued.push(() => run(shared, session, spec, args));
       return QUEUED;
     }
   }
@@ -61,8 +68,38 @@ function check(shared: Shared, session: Session, args: Buffer[]): { spec: Comman
   return { spec };
 }
 
-/** Runs a checked command in the connection's current database (read now: a queued SELECT changes it for the rest). */
+/** The keys a command names, by its row's key positions (first, last, step; a negative last counts from the end). */
+function keysOf(spec: CommandSpec, args: Buffer[]): string[] {
+  const [first, last, step] = spec.keys;
+  if (first === 0) return [];
+  const end = last < 0 ? args.length + last : Math.min(last, args.length - 1);
+  const out: string[] = [];
+  for (let i = first; i <= end; i += step) out.push(args[i]!.toString());
+  return out;
+}
+
+/**
+ * Runs a checked command, in order with the connection's earlier ones. A command
+ * on a key another node serves (a partitioned cluster) answers a promise, and the
+ * connection's next commands wait for it before they run: a pipelined `SET k 1`
+ * then `INCR k` must reach the owner in that order, as Redis runs a connection's
+ * commands one after another. Nothing waits in full mode, where every key is here.
+ */
 function execute(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[]): Awaitable<Reply> {
+  const tail = session.tail;
+  const reply = tail === undefined ? run(shared, session, spec, args) : tail.then(() => run(shared, session, spec, args));
+  if (reply instanceof Promise && (tail !== undefined || shared.service.partitioned)) {
+    session.tail = reply;
+    const clear = () => {
+      if (session.tail === reply) session.tail = undefined;
+    };
+    reply.then(clear, clear);
+  }
+  return reply;
+}
+
+/** Runs a checked command now, in the connection's current database (read now: a queued SELECT changes it for the rest). */
+function run(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[]): Awaitable<Reply> {
   const ctx: Ctx = { shared, session, service: shared.service, bucket: bucketOf(session.db) };
   try {
     const reply = spec.run!(ctx, args);

@@ -26,6 +26,18 @@ export const WRONGPASS = "WRONGPASS invalid username-password pair or user is di
 /** A key (or pattern) whose bytes are not UTF-8: keys are text, values may be any bytes (docs/resp.md, "Binary values"). */
 export const NOT_UTF8 = "ERR makhzen keys are UTF-8 text: this argument is not valid UTF-8";
 
+/**
+ * A command that is atomic only on one node (MSETNX, RENAME, COPY, MULTI/EXEC), given
+ * a key another node serves in a partitioned cluster: refused rather than run on
+ * this node's partial copy or split across nodes (docs/resp.md).
+ */
+export const notServedHere = (command: string, key: string): string =>
+  `ERR ${command} runs on one node, and key ${JSON.stringify(key.slice(0, 200))} is served by another in this partitioned cluster (--replicas below the member count): send it to an owner of every key it names (GET /cluster/placement?key= names them; {hash tags} put keys in one partition)`;
+
+/** A command that walks this node's keys (KEYS, SCAN, DBSIZE, FLUSHDB...), which in a partitioned cluster are only its own partitions. */
+export const partialKeyspace = (command: string): string =>
+  `ERR ${command} is not supported in a partitioned cluster (--replicas below the member count): this node holds only its own partitions, and ${command} would act on that part alone`;
+
 export const invalidExpire = (command: string): string => `ERR invalid expire time in '${command}' command`;
 export const wrongArity = (command: string): string => `ERR wrong number of arguments for '${command}' command`;
 export const noPerm = (command: string): string => `NOPERM this user has no permissions to run the '${command}' command`;

@@ -1,8 +1,8 @@
 import type { Item } from "../core/record.ts";
 import type { ListPage } from "../core/store.ts";
 import type { Awaitable } from "../service.ts";
-import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, stored, text, then, word, rows, type CommandSpec, type Ctx } from "./command.ts";
-import { invalidExpire, NO_SUCH_KEY, RespError, SYNTAX } from "./errors.ts";
+import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, rmw, stored, text, then, word, rows, type CommandSpec, type Ctx, type Step } from "./command.ts";
+import { invalidExpire, NO_SUCH_KEY, notServedHere, partialKeyspace, RespError, SYNTAX } from "./errors.ts";
 import { isPast, keptExpiry, write } from "./expiry.ts";
 import { globMatch, literalPrefix } from "./glob.ts";
 import { array, bulk, bulkOrNil, bulks, int, NIL, OK, ONE, simple, ZERO, type Reply } from "./reply.ts";
@@ -11,8 +11,11 @@ import { MAX_TTL_SECONDS } from "../core/items.ts";
 /**
  * The generic key commands: existence, expiry, iteration, renames, flushes. An
  * expiry change rewrites the value with the new `expiresAt` (a new version,
- * replicated); a rename is a write of the destination and a delete of the source,
- * both in one synchronous step, so atomic on this node.
+ * replicated), as a read-modify-write (`rmw`, command.ts); a rename is a write of
+ * the destination and a delete of the source, both in one synchronous step, so
+ * atomic on this node. In a partitioned cluster a rename or copy needs both keys
+ * served here, and what walks the keyspace (KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHDB,
+ * FLUSHALL) is refused: this node holds only its own partitions (docs/resp.md).
  */
 const g = rows({ group: "generic", since: "1.0.0" });
 const WF = ["write", "fast"] as const;
@@ -27,9 +30,13 @@ export const KEY_COMMANDS: CommandSpec[] = [
     flags: RF,
     keys: [1, -1, 1],
     summary: "Determines whether one or more keys exist.",
-    run: (ctx, a) => int(a.slice(1).filter((k) => read(ctx, text(k))).length),
+    run: (ctx, a) => {
+      const found = a.slice(1).map((k) => read(ctx, text(k)));
+      const count = (items: unknown[]) => int(items.filter(Boolean).length);
+      return found.some((f) => f instanceof Promise) ? Promise.all(found).then(count) : count(found);
+    },
   }),
-  g({ name: "type", arity: 2, flags: RF, keys: [1, 1, 1], summary: "Determines the type of value stored at a key.", run: (ctx, a) => simple(read(ctx, text(a[1]!)) ? "string" : "none") }),
+  g({ name: "type", arity: 2, flags: RF, keys: [1, 1, 1], summary: "Determines the type of value stored at a key.", run: (ctx, a) => then(read(ctx, text(a[1]!)), (i) => simple(i ? "string" : "none")) }),
   g({ name: "expire", arity: -3, flags: WF, keys: [1, 1, 1], summary: "Sets the expiration time of a key in seconds.", run: (ctx, a) => expire(ctx, a, 1000, false, "expire") }),
   g({ name: "pexpire", arity: -3, flags: WF, keys: [1, 1, 1], since: "2.6.0", summary: "Sets the expiration time of a key in milliseconds.", run: (ctx, a) => expire(ctx, a, 1, false, "pexpire") }),
   g({ name: "expireat", arity: -3, flags: WF, keys: [1, 1, 1], since: "1.2.0", summary: "Sets the expiration time of a key to a Unix timestamp.", run: (ctx, a) => expire(ctx, a, 1000, true, "expireat") }),
@@ -43,9 +50,9 @@ export const KEY_COMMANDS: CommandSpec[] = [
     keys: [1, 1, 1],
     since: "7.0.0",
     summary: "Returns the expiration time of a key as a Unix timestamp.",
-    run: (ctx, a) => expireTime(read(ctx, text(a[1]!)), (at) => Math.floor(at / 1000)),
+    run: (ctx, a) => then(read(ctx, text(a[1]!)), (i) => expireTime(i, (at) => Math.floor(at / 1000))),
   }),
-  g({ name: "pexpiretime", arity: 2, flags: RF, keys: [1, 1, 1], since: "7.0.0", summary: "Returns the expiration time of a key as a Unix milliseconds timestamp.", run: (ctx, a) => expireTime(read(ctx, text(a[1]!)), (at) => at) }),
+  g({ name: "pexpiretime", arity: 2, flags: RF, keys: [1, 1, 1], since: "7.0.0", summary: "Returns the expiration time of a key as a Unix milliseconds timestamp.", run: (ctx, a) => then(read(ctx, text(a[1]!)), (i) => expireTime(i, (at) => at)) }),
   g({
     name: "persist",
     arity: 2,
@@ -53,12 +60,8 @@ export const KEY_COMMANDS: CommandSpec[] = [
     keys: [1, 1, 1],
     since: "2.2.0",
     summary: "Removes the expiration time of a key.",
-    run: (ctx, a) => {
-      const key = text(a[1]!);
-      const item = read(ctx, key);
-      if (!item || item.expiresAt === undefined) return ZERO;
-      return then(write(ctx, key, stored(item), undefined), () => ONE);
-    },
+    run: (ctx, a) =>
+      rmw(ctx, text(a[1]!), (item) => (!item || item.expiresAt === undefined ? { reply: ZERO } : { write: { value: stored(item), expiresAt: undefined }, reply: ONE })),
   }),
   g({ name: "scan", arity: -2, flags: ["readonly"], keys: [0, 0, 0], since: "2.8.0", summary: "Iterates over the key names in the database.", run: scan }),
   g({
@@ -77,7 +80,7 @@ export const KEY_COMMANDS: CommandSpec[] = [
   g({ name: "rename", arity: 3, flags: ["write"], keys: [1, 2, 1], summary: "Renames a key and overwrites the destination.", run: (ctx, a) => rename(ctx, a, false) }),
   g({ name: "renamenx", arity: 3, flags: WF, keys: [1, 2, 1], summary: "Renames a key only when the target key name doesn't exist.", run: (ctx, a) => rename(ctx, a, true) }),
   g({ name: "copy", arity: -3, flags: ["write", "denyoom"], keys: [1, 2, 1], since: "6.2.0", summary: "Copies the value of a key to a new key.", run: copy }),
-  g({ name: "dbsize", arity: 1, flags: RF, keys: [0, 0, 0], group: "server", summary: "Returns the number of keys in the database.", run: (ctx) => int(liveKeys(ctx, ctx.bucket)) }),
+  g({ name: "dbsize", arity: 1, flags: RF, keys: [0, 0, 0], group: "server", summary: "Returns the number of keys in the database.", run: (ctx) => (whole(ctx, "DBSIZE"), int(liveKeys(ctx, ctx.bucket))) }),
   g({ name: "flushdb", arity: -1, flags: ["write"], keys: [0, 0, 0], group: "server", summary: "Removes all keys from the current database.", run: (ctx, a) => flush(ctx, a, [ctx.bucket]) }),
   g({
     name: "flushall",
@@ -90,13 +93,21 @@ export const KEY_COMMANDS: CommandSpec[] = [
   }),
 ];
 
+/** Refuses a command that walks the keyspace in a partitioned cluster (see the file's comment). */
+function whole(ctx: Ctx, command: string): void {
+  if (ctx.service.partitioned) throw new RespError(partialKeyspace(command));
+}
+
+/** Refuses a two-key command unless this node serves both keys (atomic on one node only). */
+function bothHere(ctx: Ctx, command: string, ...keys: string[]): void {
+  for (const k of keys) if (!ctx.service.servesLocally(k)) throw new RespError(notServedHere(command, k));
+}
+
+/** DEL: the keys that held a live value, counted once each delete has answered (from an owner, for a key served elsewhere). */
 function del(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
-  const pending: Awaitable<unknown>[] = [];
-  for (const k of a.slice(1)) {
-    const v = ctx.service.delete(ctx.bucket, text(k));
-    if (v !== undefined) pending.push(v);
-  }
-  return all(pending, int(pending.length));
+  const results = a.slice(1).map((k) => ctx.service.delete(ctx.bucket, text(k)));
+  const count = (versions: unknown[]) => int(versions.filter((v) => v !== undefined).length);
+  return results.some((r) => r instanceof Promise) ? Promise.all(results).then(count) : count(results);
 }
 
 /**
@@ -118,21 +129,23 @@ function expire(ctx: Ctx, a: Buffer[], scale: number, absolute: boolean, command
   const nowMs = ctx.service.wallMs();
   const at = (absolute ? 0 : nowMs) + n * scale;
   if (!Number.isSafeInteger(at) || at > nowMs + MAX_TTL_SECONDS * 1000) throw new RespError(invalidExpire(command));
-  const item = read(ctx, key);
-  if (!item) return ZERO;
-  const current = item.expiresAt ?? Infinity;
-  if (flags.has("NX") && item.expiresAt !== undefined) return ZERO;
-  if (flags.has("XX") && item.expiresAt === undefined) return ZERO;
-  if (flags.has("GT") && !(at > current)) return ZERO;
-  if (flags.has("LT") && !(at < current)) return ZERO;
-  return then(write(ctx, key, stored(item), at), () => ONE);
+  return rmw(ctx, key, (item): Step => {
+    if (!item) return { reply: ZERO };
+    const current = item.expiresAt ?? Infinity;
+    if (flags.has("NX") && item.expiresAt !== undefined) return { reply: ZERO };
+    if (flags.has("XX") && item.expiresAt === undefined) return { reply: ZERO };
+    if (flags.has("GT") && !(at > current)) return { reply: ZERO };
+    if (flags.has("LT") && !(at < current)) return { reply: ZERO };
+    return { write: { value: stored(item), expiresAt: at }, reply: ONE };
+  });
 }
 
-function ttl(ctx: Ctx, a: Buffer[], unit: (ms: number) => number): Reply {
-  const item = read(ctx, text(a[1]!));
-  if (!item) return int(-2);
-  if (item.expiresAt === undefined) return int(-1);
-  return int(unit(Math.max(0, item.expiresAt - ctx.service.wallMs())));
+function ttl(ctx: Ctx, a: Buffer[], unit: (ms: number) => number): Awaitable<Reply> {
+  return then(read(ctx, text(a[1]!)), (item) => {
+    if (!item) return int(-2);
+    if (item.expiresAt === undefined) return int(-1);
+    return int(unit(Math.max(0, item.expiresAt - ctx.service.wallMs())));
+  });
 }
 
 const expireTime = (item: Item | undefined, unit: (at: number) => number): Reply =>
@@ -208,6 +221,7 @@ export function liveKeys(ctx: Ctx, bucket: string): number {
  * Redis's O(1). It exists for tools that probe with it, not for hot paths.
  */
 function randomKey(ctx: Ctx): Awaitable<Reply> {
+  whole(ctx, "RANDOMKEY");
   const total = liveKeys(ctx, ctx.bucket);
   if (total === 0) return NIL;
   let left = Math.floor(Math.random() * total);
@@ -224,10 +238,11 @@ function randomKey(ctx: Ctx): Awaitable<Reply> {
 function rename(ctx: Ctx, a: Buffer[], nx: boolean): Awaitable<Reply> {
   const from = text(a[1]!);
   const to = text(a[2]!);
-  const item = read(ctx, from);
+  bothHere(ctx, nx ? "RENAMENX" : "RENAME", from, to);
+  const item = now(read(ctx, from));
   if (!item) throw new RespError(NO_SUCH_KEY);
   if (from === to) return nx ? ZERO : OK;
-  if (nx && read(ctx, to)) return ZERO;
+  if (nx && now(read(ctx, to))) return ZERO;
   const wrote = write(ctx, to, stored(item), keptExpiry(item));
   const deleted = ctx.service.delete(ctx.bucket, from);
   return all([wrote, deleted], nx ? ONE : OK);
@@ -248,7 +263,8 @@ function copy(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
     } else throw new RespError(SYNTAX);
   }
   if (from === to && db === ctx.session.db) throw new RespError("ERR source and destination objects are the same");
-  const item = read(ctx, from);
+  bothHere(ctx, "COPY", from, to);
+  const item = now(read(ctx, from));
   if (!item) return ZERO;
   const bucket = bucketOf(db);
   if (!replace && now(ctx.service.get(bucket, to))) return ZERO;

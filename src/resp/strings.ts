@@ -1,18 +1,22 @@
-import { all, clampedInteger, inInt64, integer, itemBytes, parseInt64, read, stored, text, then, value, valueOrNil, valueReply, word, rows, type CommandSpec, type Ctx } from "./command.ts";
-import { NOT_FLOAT, NOT_INTEGER, OVERFLOW, RespError, SYNTAX } from "./errors.ts";
+import { all, now, clampedInteger, inInt64, integer, itemBytes, parseInt64, read, rmw, stored, text, then, value, valueOrNil, valueReply, word, rows, type CommandSpec, type Ctx, type Step } from "./command.ts";
+import { NOT_FLOAT, NOT_INTEGER, notServedHere, OVERFLOW, RespError, SYNTAX } from "./errors.ts";
 import { addDecimal, formatDecimal, parseDecimal, type Decimal } from "./decimal.ts";
 import { expiresAtOf, keptExpiry, setOptions, write, type ExpiryUnit } from "./expiry.ts";
 import { array, bulk, int, NIL, OK, ONE, ZERO, type Reply } from "./reply.ts";
 import { byteLength, fromBytes, type StoredValue } from "../core/binary.ts";
 import type { Item } from "../core/record.ts";
+import type { Awaitable } from "../service.ts";
 
 /**
  * The string commands. Each read-modify-write (INCR, APPEND, SETRANGE, GETSET,
- * MSETNX, SET NX/XX/GET) reads and writes in one synchronous step: the store is
- * single-threaded, so no other command runs between, and the command is atomic on
- * this node. What it writes is a whole new value with a new version, replicated
- * like any write; two nodes incrementing one key at once both write, and the
- * later version wins (an increment can be lost: see docs/resp.md).
+ * SET NX/XX/GET, GETDEL, GETEX) is one `rmw` (command.ts): on a key this node
+ * serves it reads and writes in one synchronous step, atomic on this node; on a key
+ * another node serves it reads from an owner and writes there under the condition
+ * that nothing changed since, trying again if something did. What it writes is a
+ * whole new value with a new version, replicated like any write; in full mode two
+ * nodes incrementing one key at once both write, and the later version wins (an
+ * increment can be lost: see docs/resp.md). MSETNX is atomic on one node only, so
+ * in a partitioned cluster it needs every key served here.
  */
 
 const s = rows({ group: "string", since: "1.0.0" });
@@ -21,7 +25,7 @@ const WF = ["write", "denyoom", "fast"] as const;
 const RF = ["readonly", "fast"] as const;
 
 export const STRING_COMMANDS: CommandSpec[] = [
-  s({ name: "get", arity: 2, flags: RF, keys: [1, 1, 1], summary: "Returns the string value of a key.", run: (ctx, a) => valueOrNil(read(ctx, text(a[1]!))) }),
+  s({ name: "get", arity: 2, flags: RF, keys: [1, 1, 1], summary: "Returns the string value of a key.", run: (ctx, a) => then(read(ctx, text(a[1]!)), valueOrNil) }),
   s({ name: "set", arity: -3, flags: W, keys: [1, 1, 1], summary: "Sets the string value of a key, ignoring its type.", run: setCommand }),
   s({
     name: "setnx",
@@ -30,9 +34,8 @@ export const STRING_COMMANDS: CommandSpec[] = [
     keys: [1, 1, 1],
     summary: "Set the string value of a key only when the key doesn't exist.",
     run: (ctx, a) => {
-      const key = text(a[1]!);
-      if (read(ctx, key)) return ZERO;
-      return then(write(ctx, key, value(a[2]!), undefined), () => ONE);
+      const v = value(a[2]!);
+      return rmw(ctx, text(a[1]!), (old) => (old ? { reply: ZERO } : { write: { value: v, expiresAt: undefined }, reply: ONE }));
     },
   }),
   s({ name: "setex", arity: 4, flags: W, keys: [1, 1, 1], since: "2.0.0", summary: "Sets the string value and expiration time of a key.", run: (ctx, a) => setWithExpiry(ctx, a, "EX", "setex") }),
@@ -44,9 +47,8 @@ export const STRING_COMMANDS: CommandSpec[] = [
     keys: [1, 1, 1],
     summary: "Returns the previous string value of a key after setting it to a new value.",
     run: (ctx, a) => {
-      const key = text(a[1]!);
-      const old = read(ctx, key);
-      return then(write(ctx, key, value(a[2]!), undefined), () => valueOrNil(old));
+      const v = value(a[2]!);
+      return rmw(ctx, text(a[1]!), (old) => ({ write: { value: v, expiresAt: undefined }, reply: valueOrNil(old) }));
     },
   }),
   s({
@@ -56,12 +58,7 @@ export const STRING_COMMANDS: CommandSpec[] = [
     keys: [1, 1, 1],
     since: "6.2.0",
     summary: "Returns the string value of a key after deleting the key.",
-    run: (ctx, a) => {
-      const key = text(a[1]!);
-      const old = read(ctx, key);
-      if (!old) return NIL;
-      return then(ctx.service.delete(ctx.bucket, key), () => valueReply(old));
-    },
+    run: (ctx, a) => rmw(ctx, text(a[1]!), (old) => (old ? { write: "delete", reply: valueReply(old) } : { reply: NIL })),
   }),
   s({ name: "getex", arity: -2, flags: ["write", "fast"], keys: [1, 1, 1], since: "6.2.0", summary: "Returns the string value of a key after setting its expiration time.", run: getex }),
   s({
@@ -98,13 +95,14 @@ export const STRING_COMMANDS: CommandSpec[] = [
     since: "2.0.0",
     summary: "Appends a string to the value of a key. Creates the key if it doesn't exist.",
     run: (ctx, a) => {
-      const key = text(a[1]!);
-      const old = read(ctx, key);
-      const next = append(old, value(a[2]!));
-      return then(write(ctx, key, next, keptExpiry(old)), () => int(byteLength(next.value, next.bytes)));
+      const tail = value(a[2]!);
+      return rmw(ctx, text(a[1]!), (old) => {
+        const next = append(old, tail);
+        return { write: { value: next, expiresAt: keptExpiry(old) }, reply: int(byteLength(next.value, next.bytes)) };
+      });
     },
   }),
-  s({ name: "strlen", arity: 2, flags: RF, keys: [1, 1, 1], since: "2.2.0", summary: "Returns the length of a string value.", run: (ctx, a) => int(strlen(read(ctx, text(a[1]!)))) }),
+  s({ name: "strlen", arity: 2, flags: RF, keys: [1, 1, 1], since: "2.2.0", summary: "Returns the length of a string value.", run: (ctx, a) => then(read(ctx, text(a[1]!)), (i) => int(strlen(i))) }),
   s({ name: "getrange", arity: 4, flags: ["readonly"], keys: [1, 1, 1], since: "2.4.0", summary: "Returns a substring of the string stored at a key.", run: getrange }),
   s({ name: "setrange", arity: 4, flags: W, keys: [1, 1, 1], since: "2.2.0", summary: "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", run: setrange }),
 ];
@@ -130,10 +128,12 @@ function setCommand(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   const expiresAt = unit !== undefined && unit !== "KEEPTTL" ? expiresAtOf(ctx, unit, amount!, "set") : undefined;
   // A plain SET needs nothing of what the key holds: no lookup (one Map lookup of a
   // fresh key string was ~15% of a pipelined SET's CPU, see docs/benchmarks.md).
-  const old = cond !== undefined || get || unit === "KEEPTTL" ? read(ctx, key) : undefined;
-  const previous = get ? valueOrNil(old) : OK;
-  if ((cond === "NX" && old) || (cond === "XX" && !old)) return get ? previous : NIL;
-  return then(write(ctx, key, v, unit === "KEEPTTL" ? keptExpiry(old) : expiresAt), () => previous);
+  if (cond === undefined && !get && unit !== "KEEPTTL") return then(write(ctx, key, v, expiresAt), () => OK);
+  return rmw(ctx, key, (old): Step => {
+    const previous = get ? valueOrNil(old) : OK;
+    if ((cond === "NX" && old) || (cond === "XX" && !old)) return { reply: get ? previous : NIL };
+    return { write: { value: v, expiresAt: unit === "KEEPTTL" ? keptExpiry(old) : expiresAt }, reply: previous };
+  });
 }
 
 function setWithExpiry(ctx: Ctx, a: Buffer[], unit: ExpiryUnit, command: string): Reply | Promise<Reply> {
@@ -155,10 +155,11 @@ function getex(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
     } else throw new RespError(SYNTAX);
   }
   const expiresAt = unit !== undefined && unit !== "PERSIST" ? expiresAtOf(ctx, unit, amount!, "getex") : undefined;
-  const item = read(ctx, key);
-  if (!item || unit === undefined) return valueOrNil(item);
-  if (unit === "PERSIST" && item.expiresAt === undefined) return valueReply(item);
-  return then(write(ctx, key, stored(item), expiresAt), () => valueReply(item));
+  return rmw(ctx, key, (item): Step => {
+    if (!item || unit === undefined) return { reply: valueOrNil(item) };
+    if (unit === "PERSIST" && item.expiresAt === undefined) return { reply: valueReply(item) };
+    return { write: { value: stored(item), expiresAt }, reply: valueReply(item) };
+  });
 }
 
 /**
@@ -167,23 +168,31 @@ function getex(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
  * per repetition (a binary value is decoded once, when written). The client
  * checks the reply's size against its output limit before writing it (client.ts).
  */
-function mget(ctx: Ctx, a: Buffer[]): Reply {
-  const seen = new Map<string, Reply>();
-  const items: Reply[] = [];
+function mget(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
+  const seen = new Map<string, Awaitable<Reply>>();
+  const items: Awaitable<Reply>[] = [];
+  let waiting = false;
   for (let i = 1; i < a.length; i++) {
     const key = text(a[i]!);
     let r = seen.get(key);
-    if (r === undefined) seen.set(key, (r = valueOrNil(read(ctx, key))));
+    if (r === undefined) seen.set(key, (r = then(read(ctx, key), valueOrNil)));
+    if (r instanceof Promise) waiting = true;
     items.push(r);
   }
-  return array(items);
+  // Keys served elsewhere are read from their owners, all at once.
+  return waiting ? Promise.all(items).then(array) : array(items as Reply[]);
 }
 
 function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promise<Reply> {
   if (a.length % 2 === 0) throw new RespError(`ERR wrong number of arguments for '${command}' command`);
   const pairs: [string, StoredValue][] = [];
   for (let i = 1; i < a.length; i += 2) pairs.push([text(a[i]!), value(a[i + 1]!)]);
-  if (command === "msetnx" && pairs.some(([k]) => read(ctx, k))) return ZERO;
+  if (command === "msetnx") {
+    // Atomic only on one node: every key must be served here (see docs/resp.md).
+    const elsewhere = pairs.find(([k]) => !ctx.service.servesLocally(k));
+    if (elsewhere) throw new RespError(notServedHere("MSETNX", elsewhere[0]));
+    if (pairs.some(([k]) => now(read(ctx, k)))) return ZERO;
+  }
   const pending = pairs.map(([k, v]) => ctx.service.set(ctx.bucket, k, v.value, setOptions(v, undefined)));
   return all(pending, command === "msetnx" ? ONE : OK);
 }
@@ -195,37 +204,41 @@ function int64Arg(arg: Buffer): bigint {
 }
 
 function incrBy(ctx: Ctx, keyArg: Buffer, by: bigint): Reply | Promise<Reply> {
-  const key = text(keyArg);
-  const old = read(ctx, key);
-  // A binary value is never a number (its base64 may look like one).
-  const current = old === undefined ? 0n : old.encoding === undefined ? parseInt64(old.value) : undefined;
-  if (current === undefined) throw new RespError(NOT_INTEGER);
-  const next = current + by;
-  if (!inInt64(next)) throw new RespError(OVERFLOW);
-  return then(write(ctx, key, { value: String(next), bytes: false }, keptExpiry(old)), () => int(next));
+  return rmw(ctx, text(keyArg), (old) => {
+    // A binary value is never a number (its base64 may look like one).
+    const current = old === undefined ? 0n : old.encoding === undefined ? parseInt64(old.value) : undefined;
+    if (current === undefined) throw new RespError(NOT_INTEGER);
+    const next = current + by;
+    if (!inInt64(next)) throw new RespError(OVERFLOW);
+    return { write: { value: { value: String(next), bytes: false }, expiresAt: keptExpiry(old) }, reply: int(next) };
+  });
 }
 
 function incrByFloat(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   const key = text(a[1]!);
   const by = parseDecimal(a[2]!.toString("latin1"));
   if (by === undefined) throw new RespError(NOT_FLOAT);
-  const old = read(ctx, key);
-  const current = old === undefined ? ZERO_DECIMAL : old.encoding === undefined ? parseDecimal(old.value) : undefined;
-  if (current === undefined) throw new RespError(NOT_FLOAT);
-  // Exact decimal sum, printed as Redis prints its long double (decimal.ts).
-  const next = addDecimal(current, by);
-  if ("inf" in next) throw new RespError("ERR increment would produce NaN or Infinity");
-  const shown = formatDecimal(next);
-  return then(write(ctx, key, { value: shown, bytes: false }, keptExpiry(old)), () => bulk(shown));
+  return rmw(ctx, key, (old) => {
+    const current = old === undefined ? ZERO_DECIMAL : old.encoding === undefined ? parseDecimal(old.value) : undefined;
+    if (current === undefined) throw new RespError(NOT_FLOAT);
+    // Exact decimal sum, printed as Redis prints its long double (decimal.ts).
+    const next = addDecimal(current, by);
+    if ("inf" in next) throw new RespError("ERR increment would produce NaN or Infinity");
+    const shown = formatDecimal(next);
+    return { write: { value: { value: shown, bytes: false }, expiresAt: keptExpiry(old) }, reply: bulk(shown) };
+  });
 }
 
 const ZERO_DECIMAL: Decimal = { m: 0n, e: 0 };
 
 /** GETRANGE key start end: inclusive byte offsets, negative from the end, clamped as Redis clamps them. */
-function getrange(ctx: Ctx, a: Buffer[]): Reply {
-  let start = clampedInteger(a[2]!);
-  let end = clampedInteger(a[3]!);
-  const bytes = itemBytes(read(ctx, text(a[1]!)));
+function getrange(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
+  const start = clampedInteger(a[2]!);
+  const end = clampedInteger(a[3]!);
+  return then(read(ctx, text(a[1]!)), (item) => range(itemBytes(item), start, end));
+}
+
+function range(bytes: Buffer, start: number, end: number): Reply {
   const len = bytes.length;
   if (start < 0 && end < 0 && start > end) return bulk("");
   if (start < 0) start = Math.max(0, len + start);
@@ -241,14 +254,15 @@ function setrange(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   const offset = clampedInteger(a[2]!);
   if (offset < 0) throw new RespError("ERR offset is out of range");
   const patch = a[3]!;
-  const old = read(ctx, key);
-  const current = itemBytes(old);
-  if (patch.length === 0) return int(current.length);
-  if (offset + patch.length > ctx.shared.config.maxValueBytes) throw new RespError("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
-  const next = Buffer.alloc(Math.max(current.length, offset + patch.length));
-  current.copy(next);
-  patch.copy(next, offset);
-  return then(write(ctx, key, fromBytes(next), keptExpiry(old)), () => int(next.length));
+  if (patch.length > 0 && offset + patch.length > ctx.shared.config.maxValueBytes) throw new RespError("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  return rmw(ctx, key, (old) => {
+    const current = itemBytes(old);
+    if (patch.length === 0) return { reply: int(current.length) };
+    const next = Buffer.alloc(Math.max(current.length, offset + patch.length));
+    current.copy(next);
+    patch.copy(next, offset);
+    return { write: { value: fromBytes(next), expiresAt: keptExpiry(old) }, reply: int(next.length) };
+  });
 }
 
 /**

@@ -128,10 +128,12 @@ describe("clock skew", () => {
 
   test("a node +45 s and one -20 s: both fenced, neither drags the others' clocks, the slow one applies the correct nodes' writes", async () => {
     h = new Harness();
-    const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
+    // Four nodes that each hold every key (--replicas 4): the slow one must take every write.
+    const env = { ...MAX_OFFSET, MAKHZEN_REPLICAS: "4" };
+    const [a, b] = (await h.cluster(2, { env })) as [NodeProcess, NodeProcess];
     // Four clocks: 0, 0, +45 s, -20 s. Their median is real time.
-    const fast = await h.start("c", { peers: [a.url], clockOffset: "+45s", env: MAX_OFFSET, waitReady: false });
-    const slow = await h.start("d", { peers: [b.url], clockOffset: "-20s", env: MAX_OFFSET, waitReady: false });
+    const fast = await h.start("c", { peers: [a.url], clockOffset: "+45s", env, waitReady: false });
+    const slow = await h.start("d", { peers: [b.url], clockOffset: "-20s", env, waitReady: false });
     for (const n of [fast, slow]) await n.ready({ probe: "/healthz" });
     await measured(fast, ["a", "b", "d"]);
     await measured(slow, ["a", "b", "c"]);

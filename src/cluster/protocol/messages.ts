@@ -5,6 +5,7 @@ import { BUCKET_PATTERN, KEY_BYTES_CEILING } from "../../core/record.ts";
 import { NODE_NAME_PATTERN, VERSION_MAX_LENGTH, VERSION_PATTERN } from "../../core/version.ts";
 import { GROUP_SIZE, GROUPS, HASH_HEX_PATTERN, LEAVES } from "../digest.ts";
 import { PARTITION_SET_PATTERN } from "../placement.ts";
+import { LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS } from "../consistency.ts";
 
 /**
  * Every message of the peer protocol (JSON over HTTP under /internal/), as TypeBox
@@ -190,6 +191,52 @@ export const ListRequest = Type.Object({
  */
 export const ListAnswer = Type.Object({ records: Type.Array(WireRecord), more: Type.Boolean() });
 
+/**
+ * A client's request for a key, sent by a node that does not serve the key to one
+ * of its owners (routing.ts): a get, set or delete with every option the client
+ * gave. `forwarded` marks it as having made its one hop: the owner runs it itself,
+ * whatever its own view of the placement says, and never forwards it again. A TTL
+ * goes as `ttl` (the owner stamps its expiry, as for a request it took itself);
+ * `w`/`r` go parsed, as the service takes them.
+ */
+const WireConcern = Type.Object(
+  {
+    level: Type.Union([Type.Literal("quorum"), Type.Literal("all"), Type.Integer({ minimum: 1, maximum: 9999 })]),
+    raw: Type.String({ pattern: LEVEL_PATTERN.source }),
+    timeoutMs: Type.Integer({ minimum: 1, maximum: MAX_CONSISTENCY_TIMEOUT_MS }),
+  },
+  { additionalProperties: false },
+);
+export const ForwardRequest = Type.Object(
+  {
+    forwarded: Type.Literal(true),
+    op: Type.Union([Type.Literal("get"), Type.Literal("set"), Type.Literal("delete")]),
+    bucket: Bucket,
+    key: Key,
+    value: Type.Optional(Type.String()),
+    bytes: Type.Optional(Type.Literal(true)),
+    ttl: Type.Optional(Type.Number()),
+    expiresAt: Type.Optional(Type.Integer({ minimum: 0 })),
+    ifMatch: Type.Optional(Type.String({ maxLength: VERSION_MAX_LENGTH + 2 })),
+    ifAbsent: Type.Optional(Type.Literal(true)),
+    w: Type.Optional(WireConcern),
+    r: Type.Optional(WireConcern),
+  },
+  { additionalProperties: false },
+);
+/**
+ * The owner's answer, relayed to the client unchanged: `record` for a get (null:
+ * no live value) and a set, `version` for a delete (null: nothing to delete), or
+ * `error`, the owner's own code and message (a failed condition, a w= not met).
+ * Errors travel inside a 200 so the relaying node sees them exactly as the owner
+ * wrote them; a non-200 answer is a failure of the hop itself.
+ */
+export const ForwardAnswer = Type.Object({
+  record: Type.Optional(Type.Union([WireRecord, Type.Null()])),
+  version: Type.Optional(Type.Union([Version, Type.Null()])),
+  error: Type.Optional(Type.Object({ code: Type.String({ pattern: "^[A-Z][A-Z0-9_]{0,63}$" }), message: Type.String({ maxLength: 65_536 }) })),
+});
+
 export type WireMember = Static<typeof WireMember>;
 export type MemberState = Static<typeof MemberState>;
 export type JoinRequest = Static<typeof JoinRequest>;
@@ -209,6 +256,8 @@ export type ScanAnswer = Static<typeof ScanAnswer>;
 export type ListRequest = Static<typeof ListRequest>;
 export type ListAnswer = Static<typeof ListAnswer>;
 export type RecordRef = Static<typeof RecordRef>;
+export type ForwardRequest = Static<typeof ForwardRequest>;
+export type ForwardAnswer = Static<typeof ForwardAnswer>;
 
 /** A compiled checker: returns the value typed, or throws VALIDATION naming the first problem. */
 export function checker<T extends TSchema>(schema: T, what: string): (value: unknown) => Static<T> {

@@ -21,6 +21,8 @@ export const PEER_OPS = {
   scan: { request: P.ScanRequest, answer: P.ScanAnswer },
   /** A page of this node's records, tombstones included, for a listing or dump of the whole cluster (listing.ts). */
   list: { request: P.ListRequest, answer: P.ListAnswer },
+  /** A client's get/set/delete of a key this node does not serve, run by an owner (routing.ts). */
+  forward: { request: P.ForwardRequest, answer: P.ForwardAnswer },
 } as const;
 
 export type PeerOp = keyof typeof PEER_OPS;

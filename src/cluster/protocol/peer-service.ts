@@ -1,7 +1,7 @@
 import { hex, type Digest } from "../digest.ts";
 import { MakhzenError } from "../../errors.ts";
 import type { Membership } from "../membership.ts";
-import type { KeysEntry, WireMember } from "./messages.ts";
+import type { ForwardAnswer, ForwardRequest, KeysEntry, WireMember } from "./messages.ts";
 import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
 import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
@@ -18,6 +18,8 @@ export interface PeerServiceDeps {
   answerBudgetBytes: number;
   /** Whether this node is in its first sync (see GroupsAnswer). */
   syncing: () => boolean;
+  /** Runs a forwarded client request here (Router.serve). */
+  forward: (req: ForwardRequest) => Promise<ForwardAnswer>;
 }
 
 /**
@@ -85,6 +87,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       }
       return { records };
     },
+    forward: (req) => deps.forward(req),
     scan: (req) => {
       const page = store.scan(req.after, req.limit);
       const records: StoredRecord[] = [];

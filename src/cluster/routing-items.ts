@@ -1,0 +1,121 @@
+import { MakhzenError } from "../errors.ts";
+import type { DeleteOptions, Items, SetOptions } from "../core/items.ts";
+import { isExpired, toItem, type Item, type StoredRecord } from "../core/record.ts";
+import type { Store } from "../core/store.ts";
+import type { Version } from "../core/version.ts";
+import { requiredOf, type Concern } from "./consistency.ts";
+import { partitionOf } from "./placement.ts";
+import type { ForwardRequest } from "./protocol/messages.ts";
+import type { Router } from "./routing.ts";
+
+/** A write's options as the service takes them (ServiceSetOptions, ServiceDeleteOptions): the item's, and `w`. */
+type Routed<O> = O & { w?: Concern };
+
+/** The service's own paths, which a routed request falls back on: a write here as a hint. ItemsService is one. */
+export interface LocalItems {
+  localSet(bucket: string, key: string, value: string, opts?: Routed<SetOptions>): Item | Promise<Item>;
+  localDelete(bucket: string, key: string, opts?: Routed<DeleteOptions>): Version | undefined | Promise<Version | undefined>;
+}
+
+/**
+ * The service's path for a key this node does not serve (Router.servesLocally is
+ * false): the request goes to an owner in one hop (routing.ts), and the answer
+ * comes back as the owner gave it.
+ *
+ * When no owner takes a write (none reachable, or none answered: see
+ * Router.forward), the write follows Dynamo's sloppy quorum and is never refused
+ * for want of owners: an unconditional write is applied HERE, as a hint. This node
+ * then holds a copy of a partition it does not own; the write's record is queued
+ * for the owners like any other (replication targets are the owners and holders,
+ * and a dead owner keeps its queue, bounded as every queue is), and reaches them
+ * when they come back; the rebalancer then drops the copy here. `w=1` is answered
+ * 200; a higher `w=` counts owners, and none holds the write yet, so 503
+ * UNAVAILABLE, saying the write stands as a hint. A conditional write is refused
+ * (503): its condition can only be checked against an owner's copy. A delete
+ * needs to know whether there is anything to delete (204 or 404), so without an
+ * owner it is applied here only when this node holds a live copy, and refused
+ * (503) otherwise.
+ */
+export class RoutedItems {
+  constructor(
+    private readonly local: LocalItems,
+    private readonly router: Router,
+    private readonly items: Items,
+    private readonly store: Store,
+  ) {}
+
+  /** The live record of the key, from an owner, or from the merge read when no owner can answer alone. */
+  async read(bucket: string, key: string, r?: Concern): Promise<StoredRecord | undefined> {
+    this.items.get(bucket, key); // a bad bucket or key is refused here, before anything travels
+    const targets = this.router.readTargets(partitionOf(key));
+    if (targets.length > 0) {
+      const req: ForwardRequest = { forwarded: true, op: "get", bucket, key };
+      if (r !== undefined) req.r = r;
+      const answer = await this.router.forward(req, targets, true);
+      if (answer) return answer.record ?? undefined;
+    }
+    return this.mergeRead(bucket, key, r);
+  }
+
+  /**
+   * Router.mergeRead, as a read answers it: the live record or undefined. With `r`,
+   * at least that many of the key's owners must have answered (this node counts
+   * when it owns the key), else REPLICATION_TIMEOUT.
+   */
+  async mergeRead(bucket: string, key: string, r?: Concern): Promise<StoredRecord | undefined> {
+    const { record, owners } = await this.router.mergeRead(bucket, key, r?.timeoutMs);
+    if (r !== undefined) {
+      const need = requiredOf(r.level, this.router.owners(key).length);
+      if (owners < need) throw new MakhzenError("REPLICATION_TIMEOUT", `r=${r.raw}: ${owners} of ${need} owners of the key answered`);
+    }
+    return record && record.value !== null && !isExpired(record, this.items.wallMs()) ? record : undefined;
+  }
+
+  async set(bucket: string, key: string, value: string, opts: Routed<SetOptions>): Promise<Item> {
+    this.items.get(bucket, key);
+    const { ttl, expiresAt, ifMatch, ifAbsent, bytes, w } = opts;
+    const req: ForwardRequest = { forwarded: true, op: "set", bucket, key, value };
+    if (bytes === true) req.bytes = true;
+    if (ttl !== undefined) req.ttl = ttl;
+    if (expiresAt !== undefined) req.expiresAt = expiresAt;
+    if (ifMatch !== undefined) req.ifMatch = ifMatch;
+    if (ifAbsent === true) req.ifAbsent = true;
+    if (w !== undefined) req.w = w;
+    const conditional = ifMatch !== undefined || ifAbsent === true;
+    const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional);
+    if (answer) {
+      if (!answer.record) throw new MakhzenError("UNAVAILABLE", `the owner of key ${JSON.stringify(key)} answered the write without its record`);
+      return toItem(answer.record);
+    }
+    if (conditional) throw noOwner(key, "a conditional write is checked on an owner's copy, so it is refused");
+    return this.hint(key, w, () => this.local.localSet(bucket, key, value, { ttl, expiresAt, bytes }));
+  }
+
+  async delete(bucket: string, key: string, opts: Routed<DeleteOptions>): Promise<Version | undefined> {
+    this.items.get(bucket, key);
+    const req: ForwardRequest = { forwarded: true, op: "delete", bucket, key };
+    if (opts.ifMatch !== undefined) req.ifMatch = opts.ifMatch;
+    if (opts.w !== undefined) req.w = opts.w;
+    const conditional = opts.ifMatch !== undefined;
+    const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional);
+    if (answer) return answer.version ?? undefined;
+    if (conditional) throw noOwner(key, "a conditional delete is checked on an owner's copy, so it is refused");
+    if (!this.store.get(bucket, key)) throw noOwner(key, "and this node holds no copy of it, so whether there is anything to delete cannot be known");
+    return this.hint(key, opts.w, () => this.local.localDelete(bucket, key));
+  }
+
+  /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */
+  private async hint<T>(key: string, w: Concern | undefined, apply: () => T | Promise<T>): Promise<T> {
+    const result = await apply();
+    if (w !== undefined) {
+      throw new MakhzenError(
+        "UNAVAILABLE",
+        `w=${w.raw} counts the owners of key ${JSON.stringify(key)} and none is reachable: the write stands as a hint on this node and will reach the owners when they come back`,
+      );
+    }
+    return result;
+  }
+}
+
+const noOwner = (key: string, consequence: string): MakhzenError =>
+  new MakhzenError("UNAVAILABLE", `no owner of key ${JSON.stringify(key)} is reachable: ${consequence}`);

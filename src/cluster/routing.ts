@@ -1,0 +1,251 @@
+import { MakhzenError, HTTP_STATUS, type ErrorCode } from "../errors.ts";
+import { silentLogger, type Logger } from "../ops/log.ts";
+import { compareRecords, type StoredRecord } from "../core/record.ts";
+import type { Store } from "../core/store.ts";
+import type { Member } from "./membership.ts";
+import type { PartitionViews } from "./partition-views.ts";
+import { partitionOf, type Placement } from "./placement.ts";
+import type { ForwardAnswer, ForwardRequest } from "./protocol/messages.ts";
+import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
+
+/**
+ * Where a client's request for a key runs, in a cluster whose keys live on N
+ * owners (placement.ts). The service asks here; every front end gets it for free.
+ *
+ * The rules, for key k in partition p:
+ * - full mode (every member owns everything), or this node owns p and is not
+ *   filling it: here, as before partitions existed. This is the hot path, and it
+ *   costs one check (`servesLocally`).
+ * - otherwise one hop to an owner, over the peer op `forward`, marked forwarded so
+ *   the owner runs it itself whatever its own view says (no second hop, no loop
+ *   while two nodes disagree on the member list). A read goes to the first
+ *   reachable owner (alive or suspect, heaviest first) that is not filling p; a
+ *   write to the first reachable owner, those not filling first (a condition is
+ *   checked against a whole copy when one exists). The owner's answer, its errors
+ *   included, is relayed unchanged.
+ * - a read with no such owner (all filling, or none reachable), and a forwarded
+ *   read landing on an owner still filling p: the MERGE READ, which asks every
+ *   reachable owner and holder of p and answers the newest record of them all.
+ * - a write no owner took: see forward() for what "took" means, and the service
+ *   for the hint.
+ *
+ * What a forward that gets no answer means. The request may have been lost on the
+ * way (nothing happened) or its answer lost (it happened). The two cannot be told
+ * apart, so the next step must be safe in both cases:
+ * - a read, or an unconditional write, goes to the next owner: a read changes
+ *   nothing, and an unconditional write applied twice is the same value under two
+ *   versions, the later one winning, which is what one write would have left;
+ * - a conditional write (If-Match, If-None-Match, and so every RESP
+ *   read-modify-write) stops there with 503 UNAVAILABLE saying its outcome is
+ *   unknown: sent to a second owner that has not yet received the first one's
+ *   copy, its condition could pass twice (an INCR applied twice).
+ */
+
+/** What an owner runs a forwarded request with: the service's local path (ItemsService.serveForwarded). */
+export type ForwardHandler = (req: ForwardRequest) => Promise<ForwardAnswer>;
+
+/** A place a request can run: this node, or a member over the peer protocol. */
+export type Target = "self" | Member;
+
+export interface RouterDeps {
+  placement: Placement;
+  views: PartitionViews;
+  membership: { get(name: string): Member | undefined };
+  transport: PeerTransport;
+  store: Store;
+  /** Merges records from peers (the cluster's rules): how a merge read repairs this node. */
+  applyRemote: (records: StoredRecord[]) => unknown;
+  /** How long a hop may take, in ms, besides the time a `w=`/`r=` asks to wait. */
+  config: { requestTimeoutMs: number };
+  /** Whether THIS node is still filling partition p (Rebalancer.isFilling). Default: never (its copy counts as whole). */
+  isFilling?: (partition: number) => boolean;
+  logger?: Logger;
+}
+
+export class Router {
+  private handler?: ForwardHandler;
+
+  constructor(private readonly deps: RouterDeps) {}
+
+  /** Whether this node is still filling `partition` (RouterDeps.isFilling). */
+  isFilling(partition: number): boolean {
+    return this.deps.isFilling?.(partition) ?? false;
+  }
+
+  private get logger(): Logger {
+    return this.deps.logger ?? silentLogger;
+  }
+
+  /** The service that runs forwarded requests here. */
+  attach(handler: ForwardHandler): void {
+    this.handler = handler;
+  }
+
+  /** Every member owns every key: nothing is routed. */
+  get full(): boolean {
+    return this.deps.placement.full;
+  }
+
+  /** Whether a request for `key` runs here without asking anyone: the one check of the hot path. */
+  servesLocally(key: string): boolean {
+    const placement = this.deps.placement;
+    if (placement.full) return true;
+    const p = partitionOf(key);
+    return placement.owns(p) && !this.isFilling(p);
+  }
+
+  /** Whether this node owns the key's partition. */
+  owns(key: string): boolean {
+    return this.deps.placement.ownsKey(key);
+  }
+
+  /** The owners of the key's partition, heaviest first. */
+  owners(key: string): readonly string[] {
+    return this.deps.placement.ownersOfKey(key);
+  }
+
+  /** Where a read of partition `p` may go: reachable owners not filling it, heaviest first (this node when it serves p). */
+  readTargets(p: number): Target[] {
+    const out: Target[] = [];
+    for (const name of this.deps.placement.owners(p)) {
+      if (name === this.deps.placement.self) {
+        if (!this.isFilling(p)) out.push("self");
+        continue;
+      }
+      const m = this.reachable(name);
+      if (m && !this.deps.views.isFilling(name, p)) out.push(m);
+    }
+    return out;
+  }
+
+  /** Where a write to partition `p` may go: reachable owners, heaviest first, those not filling p before those filling it. */
+  writeTargets(p: number): Target[] {
+    const whole: Target[] = [];
+    const filling: Target[] = [];
+    for (const name of this.deps.placement.owners(p)) {
+      if (name === this.deps.placement.self) {
+        (this.isFilling(p) ? filling : whole).push("self");
+        continue;
+      }
+      const m = this.reachable(name);
+      if (m) (this.deps.views.isFilling(name, p) ? filling : whole).push(m);
+    }
+    return whole.concat(filling);
+  }
+
+  /**
+   * Sends `req` to the first target that answers, and answers what it answered,
+   * turning an `error` answer back into the owner's MakhzenError (same code, same
+   * message). "self" runs it here. Undefined when no target answered and `retry`
+   * (see the opening comment); without `retry` the first silence is UNAVAILABLE.
+   */
+  async forward(req: ForwardRequest, targets: Target[], retry: boolean): Promise<ForwardAnswer | undefined> {
+    const wait = req.w?.timeoutMs ?? req.r?.timeoutMs ?? 0;
+    const timeoutMs = this.deps.config.requestTimeoutMs + wait;
+    for (const t of targets) {
+      let answer: ForwardAnswer;
+      if (t === "self") {
+        answer = await this.serve(req);
+      } else {
+        try {
+          answer = await this.deps.transport.call(t.url, "forward", req, timeoutMs);
+        } catch (e) {
+          if (!(e instanceof PeerError)) throw e; // a pass-through code (PROTOCOL_VERSION): the peer's own words
+          if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
+            // The owner refused the hop itself (a version that lacks the op, a secret
+            // mismatch): it ran nothing, so the next owner may take it. A 5xx, like
+            // silence, leaves the outcome unknown.
+            this.logger.warn("an owner refused a forwarded request", { peer: t.name, status: e.status, code: e.code, error: e.message });
+            continue;
+          }
+          if (!retry) {
+            throw new MakhzenError(
+              "UNAVAILABLE",
+              `owner ${t.name} of key ${JSON.stringify(req.key)} did not answer within ${timeoutMs} ms: the conditional write may or may not have been applied there; read the key to find out`,
+            );
+          }
+          this.logger.debug("an owner did not answer a forwarded request (or failed it); trying the next", { peer: t.name, error: e.message });
+          continue;
+        }
+      }
+      if (answer.error) throw relayed(answer.error);
+      return answer;
+    }
+    return undefined;
+  }
+
+  /** Runs a forwarded request here: the peer op `forward`. Errors come back as the answer's `error`. */
+  serve(req: ForwardRequest): Promise<ForwardAnswer> {
+    if (!this.handler) return Promise.resolve({ error: { code: "UNAVAILABLE", message: "this node serves no items" } });
+    return this.handler(req);
+  }
+
+  /**
+   * The merge read: asks every reachable owner and holder of the key's partition
+   * for its record (the `fetch` op, in parallel, each bounded by the request
+   * timeout), and answers the newest of theirs and this node's, tombstones
+   * included (so a delete wins over an older value). This node keeps the newest
+   * only when it owns the partition: a non-owner must not become a holder by
+   * reading. `owners`: how many owners' copies the answer covers (this node's
+   * included when it owns the key), for `r=`.
+   */
+  async mergeRead(bucket: string, key: string, timeoutMs = this.deps.config.requestTimeoutMs): Promise<{ record?: StoredRecord; owners: number }> {
+    const { placement, views, store } = this.deps;
+    const p = partitionOf(key);
+    const ownerNames = placement.owners(p);
+    const names = new Set([...ownerNames, ...views.holders(p)]);
+    names.delete(placement.self);
+    const asked = [...names].flatMap((name) => {
+      const m = this.reachable(name);
+      return m ? [m] : [];
+    });
+    const answers = await Promise.all(
+      asked.map((m) =>
+        this.deps.transport.call(m.url, "fetch", { keys: [{ bucket, key }] }, timeoutMs).then(
+          (a) => ({ name: m.name, record: a.records[0] as StoredRecord | undefined }),
+          (e) => {
+            this.logger.debug("merge read: a member did not answer", { peer: m.name, error: e });
+            return undefined;
+          },
+        ),
+      ),
+    );
+    const self = placement.owns(p);
+    let newest = store.getRecord(bucket, key);
+    let owners = self ? 1 : 0;
+    for (const a of answers) {
+      if (!a) continue;
+      if (ownerNames.includes(a.name)) owners++;
+      if (a.record && (!newest || compareRecords(a.record, newest) > 0)) newest = a.record;
+    }
+    if (newest && self) this.deps.applyRemote([newest]);
+    return { record: newest, owners };
+  }
+
+  private reachable(name: string): Member | undefined {
+    const m = this.deps.membership.get(name);
+    return m && (m.state === "alive" || m.state === "suspect") ? m : undefined;
+  }
+}
+
+/**
+ * Who a record of `key` goes to in a partitioned cluster: the owners of its
+ * partition and every member that says it holds the partition (an old owner before
+ * it drops it, a node holding a hint), this node excepted. Writes to a partition in
+ * motion so reach its old and new owners, and no copy falls behind: none can bring
+ * a deleted key back later. O(members); full mode never calls it (Cluster sets the
+ * replicator's targets only for a partitioned cluster).
+ */
+export function replicationTargets(placement: Placement, views: PartitionViews, key: string): Set<string> {
+  const p = partitionOf(key);
+  const out = new Set(placement.owners(p));
+  for (const h of views.holders(p)) out.add(h);
+  out.delete(placement.self);
+  return out;
+}
+
+/** The owner's error as this node's: a code this node does not know (a newer owner) keeps its words, as UNAVAILABLE. */
+function relayed(error: { code: string; message: string }): MakhzenError {
+  if (error.code in HTTP_STATUS) return new MakhzenError(error.code as ErrorCode, error.message);
+  return new MakhzenError("UNAVAILABLE", `${error.code}: ${error.message}`);
+}

@@ -1,0 +1,303 @@
+/**
+ * The data path of a partitioned cluster, in process over the memory transport: 5
+ * nodes, --replicas 2. A request for a key goes to its owners (routing.ts), writes
+ * are queued for owners and holders only, w=/r= count owners, and a write no owner
+ * can take stands as a hint until they come back. Every placement check is made on
+ * full dumps of every node.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { parseConcern, type Concern } from "../../src/cluster/consistency.ts";
+import { partitionOf, partitionsToHex } from "../../src/cluster/placement.ts";
+import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { PeerError, type PeerOp, type PeerRequest } from "../../src/cluster/protocol/peer-ops.ts";
+import { isMakhzenError, MakhzenError } from "../../src/errors.ts";
+import { ItemsService } from "../../src/service.ts";
+import { core, dump, joined, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
+import { createNode } from "../../src/node.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
+
+const NAMES = ["a", "b", "c", "d", "e"];
+const nodes: Core[] = [];
+afterEach(() => {
+  for (const n of nodes.splice(0)) n.cluster.close();
+});
+
+/** A memory network whose `forward` answers can be lost after the owner ran the request (`loseForwardAnswers`). */
+class LossyNet extends MemoryTransport {
+  loseForwardAnswers = false;
+  override async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
+    const answer = await super.call(url, op, body, timeoutMs, signal);
+    if (op === "forward" && this.loseForwardAnswers) throw new PeerError(0, "UNREACHABLE", `${url} forward: answer lost`);
+    return answer;
+  }
+}
+
+async function cluster(opts: { reported?: boolean } = {}) {
+  const net = new LossyNet();
+  const made = NAMES.map((n) => core(n, net, { replicas: 2, antiEntropyIntervalMs: 600_000, reapDeadAfterMs: 600_000 }));
+  nodes.push(...made);
+  await joined(made);
+  // What heartbeats will say (partition views): every member holds its partitions in full.
+  if (opts.reported !== false) for (const n of made) for (const m of made) if (m !== n) n.cluster.views.report(m.name, undefined, partitionsToHex([]));
+  // As before any heartbeat said anything (a member that never reported counts as filling): heartbeats would fill the views in.
+  if (opts.reported === false) for (const n of made) n.cluster.views.isFilling = () => true;
+  const services = new Map(made.map((n) => [n.name, new ItemsService({ items: n.items, store: n.store, cluster: n.cluster, config: n.config })]));
+  const byName = new Map(made.map((n) => [n.name, n]));
+  const owners = (key: string) => [...made[0]!.cluster.placement.ownersOfKey(key)];
+  /** A key `name` does not own (and, with `owner`, one `owner` owns). */
+  const keyNotOwnedBy = (name: string, prefix = "k", owner?: string): string => {
+    for (let i = 0; ; i++) {
+      const key = `${prefix}${i}`;
+      const o = owners(key);
+      if (!o.includes(name) && (owner === undefined || o[0] === owner)) return key;
+    }
+  };
+  return { net, nodes: made, service: (n: string) => services.get(n)!, node: (n: string) => byName.get(n)!, owners, keyNotOwnedBy };
+}
+
+const concern = (name: "w" | "r", raw: string, timeout?: number): Concern => parseConcern(name, raw, timeout === undefined ? undefined : String(timeout))!;
+
+async function failure(fn: () => unknown): Promise<MakhzenError> {
+  try {
+    await fn();
+  } catch (e) {
+    if (isMakhzenError(e)) return e;
+    throw e;
+  }
+  throw new Error("expected a MakhzenError, nothing was thrown");
+}
+
+const keysOf = (c: Core) => dump(c).map((r) => r.key).sort();
+
+describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
+  test("writes on any node land on exactly the key's owners (full dumps); reads anywhere answer the owner's value", async () => {
+    const { nodes, service, owners } = await cluster();
+    expect(nodes[0]!.cluster.placement.full).toBe(false);
+    const keys = Array.from({ length: 60 }, (_, i) => `key-${i}`);
+    for (const [i, key] of keys.entries()) {
+      const item = await service(NAMES[i % NAMES.length]!).set("default", key, `v${i}`);
+      expect(item).toMatchObject({ key, value: `v${i}` });
+    }
+    await eventually(() => keys.every((k) => owners(k).every((o) => nodes.find((n) => n.name === o)!.store.get("default", k) !== undefined)), {
+      what: "every owner holds its keys",
+    });
+    for (const n of nodes) {
+      const expected = keys.filter((k) => owners(k).includes(n.name)).sort();
+      expect(keysOf(n)).toEqual(expected);
+    }
+    for (const [i, key] of keys.entries()) {
+      for (const n of NAMES) expect(await service(n).get("default", key)).toMatchObject({ value: `v${i}` });
+      const view = await service(NAMES[(i + 2) % 5]!).getView("default", key, (r) => `${r.key}=${r.value}`);
+      expect(view).toBe(`${key}=v${i}`);
+    }
+    // Reading held no copy on a non-owner.
+    for (const n of nodes) expect(keysOf(n)).toEqual(keys.filter((k) => owners(k).includes(n.name)).sort());
+  });
+
+  test("deletes from a non-owner reach the owners; a missing key is undefined, from the owner", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    await service("a").set("default", key, "v");
+    const version = await service("a").delete("default", key);
+    expect(typeof version).toBe("string");
+    for (const o of owners(key)) await eventually(() => node(o).store.getRecord("default", key)?.value === null);
+    expect(await service("a").delete("default", key)).toBeUndefined();
+    expect(await service("a").get("default", key)).toBeUndefined();
+    expect(node("a").store.getRecord("default", key)).toBeUndefined();
+  });
+
+  test("conditional writes are checked on the owner: its 412 comes back with its code and message", async () => {
+    const { service, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const owner = owners(key)[0]!;
+    const first = await service("a").set("default", key, "one");
+    const wrong = "000000000000001-000000-x";
+    const direct = await failure(() => service(owner).set("default", key, "two", { ifMatch: wrong }));
+    const relayed = await failure(() => service("a").set("default", key, "two", { ifMatch: wrong }));
+    expect(relayed.code).toBe("PRECONDITION_FAILED");
+    expect(relayed.message).toBe(direct.message);
+    expect((await failure(() => service("a").set("default", key, "two", { ifAbsent: true }))).code).toBe("PRECONDITION_FAILED");
+    expect((await failure(() => service("a").delete("default", key, { ifMatch: wrong }))).code).toBe("PRECONDITION_FAILED");
+    // The right version passes, on the owner.
+    const second = await service("a").set("default", key, "two", { ifMatch: first.version });
+    expect(second.value).toBe("two");
+    expect(await service(owner).get("default", key)).toMatchObject({ value: "two", version: second.version });
+    // A bad value is refused by the owner's checks, relayed as such.
+    expect((await failure(() => service("a").set("default", key, "x", { ttl: -1 }))).code).toBe("VALIDATION");
+  });
+
+  test("without partition reports (every peer may be filling), reads merge what the owners hold", async () => {
+    const { service, node, owners, keyNotOwnedBy, net } = await cluster({ reported: false });
+    const key = keyNotOwnedBy("a");
+    await service("a").set("default", key, "v1");
+    for (const o of owners(key)) await eventually(() => node(o).store.get("default", key)?.value === "v1");
+    const before = net.calls.get("fetch") ?? 0;
+    expect(await service("a").get("default", key)).toMatchObject({ value: "v1" });
+    expect((net.calls.get("fetch") ?? 0) - before).toBe(2); // both owners asked
+    // One owner alone holds a newer write: the merge answers the newest.
+    const [o1] = owners(key);
+    node(o1!).store.apply({ bucket: "default", key, value: "v2", version: node(o1!).clock.now() });
+    expect(await service("a").get("default", key)).toMatchObject({ value: "v2" });
+    expect(node("a").store.getRecord("default", key)).toBeUndefined(); // a non-owner keeps nothing it read
+  });
+
+  test("a forwarded read landing on an owner that is filling the partition is a merge read there", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [first, second] = owners(key) as [string, string];
+    await service("a").set("default", key, "old");
+    await eventually(() => node(second).store.get("default", key)?.value === "old");
+    // The second owner alone has a newer value; the first says it is filling (its copy may be partial).
+    node(second).store.apply({ bucket: "default", key, value: "new", version: node(second).clock.now() });
+    node(first).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
+    const answer = await node("a").cluster.router.forward({ forwarded: true, op: "get", bucket: "default", key }, [node("a").cluster.membership.get(first)!], true);
+    expect(answer?.record).toMatchObject({ value: "new" });
+    // It repaired itself: it owns the key.
+    expect(node(first).store.get("default", key)?.value).toBe("new");
+  });
+
+  test("w= and r= count the key's owners: quorum and all of 2, more is UNAVAILABLE", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const item = await service("a").set("default", key, "v", { w: concern("w", "all") });
+    // Acked means held, on both owners, at once.
+    for (const o of owners(key)) expect(node(o).store.getRecord("default", key)?.version).toBe(item.version);
+    await service("a").set("default", key, "v2", { w: concern("w", "quorum") });
+    const three = await failure(() => service("a").set("default", key, "v3", { w: concern("w", "3") }));
+    expect(three.code).toBe("UNAVAILABLE");
+    expect(three.message).toContain("needs 3 replicas but the key has 2");
+    expect(await service("c").get("default", key, { r: concern("r", "all") })).toMatchObject({ value: "v3" });
+    // On an owner itself, the other owner's ack is the one that counts.
+    const [o1, o2] = owners(key) as [string, string];
+    const own = await service(o1).set("default", key, "v4", { w: concern("w", "all") });
+    expect(node(o2).store.getRecord("default", key)?.version).toBe(own.version);
+  });
+
+  test("acks of non-owners do not count toward w=", async () => {
+    const { node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [o1, o2] = owners(key) as [string, string];
+    const c = node(o1).cluster;
+    const record = { bucket: "default", key, value: "v", version: node(o1).clock.now() };
+    const waiting = c.replicator.waitForAcks(record, 1, 300, c.consistency.scope(key).counts);
+    const nonOwner = NAMES.find((n) => n !== o1 && n !== o2)!;
+    // Only a non-owner holds it: the waiter times out with nothing.
+    c.replicator.enqueueTo(nonOwner, record);
+    expect(await waiting).toBe(0);
+  });
+
+  test("with both owners cut off: an unconditional write stands as a hint (w=1), higher w= and conditions are UNAVAILABLE; the owners get it back", async () => {
+    const { net, service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const ownerNodes = owners(key).map(node);
+    // Down both ways: nobody reaches them, and they send no heartbeats.
+    for (const o of ownerNodes) {
+      net.cut(o.url);
+      o.cluster.membership.stop();
+    }
+    await eventually(() => ownerNodes.every((o) => node("a").cluster.membership.get(o.name)!.state !== "alive" && node("a").cluster.membership.get(o.name)!.state !== "suspect"), {
+      what: "a sees both owners down",
+    });
+    const hinted = await service("a").set("default", key, "hinted");
+    expect(hinted.value).toBe("hinted");
+    expect(node("a").store.get("default", key)?.value).toBe("hinted");
+    const quorum = await failure(() => service("a").set("default", key, "hinted", { w: concern("w", "quorum") }));
+    expect(quorum.code).toBe("UNAVAILABLE");
+    expect(quorum.message).toContain("stands as a hint");
+    const conditional = await failure(() => service("a").set("default", key, "x", { ifAbsent: true }));
+    expect(conditional.code).toBe("UNAVAILABLE");
+    expect(conditional.message).toContain("conditional");
+    expect((await failure(() => service("a").set("default", key, "x", { ifMatch: hinted.version }))).code).toBe("UNAVAILABLE");
+    // Nothing went to a non-owner: the hint is queued for the owners only.
+    for (const n of NAMES.filter((n) => n !== "a" && !owners(key).includes(n))) expect(node(n).store.getRecord("default", key)).toBeUndefined();
+    expect(node("a").cluster.replicator.queueSize(ownerNodes[0]!.name)).toBeGreaterThan(0);
+    for (const o of ownerNodes) {
+      net.heal(o.url);
+      o.cluster.membership.start();
+    }
+    await eventually(() => ownerNodes.every((o) => o.store.get("default", key)?.value === "hinted"), { what: "the hint reaches both owners" });
+  }, 20_000);
+
+  test("a conditional write whose answer is lost is UNAVAILABLE and not retried elsewhere; an unconditional one falls back to a hint", async () => {
+    const { net, service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const first = await service("a").set("default", key, "1");
+    net.loseForwardAnswers = true;
+    const lost = await failure(() => service("a").set("default", key, "2", { ifMatch: first.version }));
+    expect(lost.code).toBe("UNAVAILABLE");
+    expect(lost.message).toContain("may or may not have been applied");
+    const [o1, o2] = owners(key) as [string, string];
+    // It ran on the first owner only (the second got it by replication, not a second forward).
+    expect(node(o1).store.get("default", key)?.value).toBe("2");
+    await eventually(() => node(o2).store.get("default", key)?.value === "2");
+    const fallback = await service("a").set("default", key, "3");
+    expect(fallback.value).toBe("3");
+    expect(node("a").store.get("default", key)?.value).toBe("3"); // the hint
+    net.loseForwardAnswers = false;
+    for (const o of [o1, o2]) await eventually(() => node(o).store.get("default", key)?.value === "3");
+  });
+
+  test("the forward op refuses a malformed request", async () => {
+    const { net, node } = await cluster();
+    const url = node("b").url;
+    for (const body of [
+      { op: "get", bucket: "default", key: "k" }, // no forwarded mark
+      { forwarded: true, op: "incr", bucket: "default", key: "k" },
+      { forwarded: true, op: "set", bucket: "no spaces", key: "k", value: "v" },
+      { forwarded: true, op: "set", bucket: "default", key: "", value: "v" },
+      { forwarded: true, op: "set", bucket: "default", key: "k", value: 1 },
+      { forwarded: true, op: "get", bucket: "default", key: "k", r: { level: "most", raw: "most", timeoutMs: 10 } },
+      { forwarded: true, op: "get", bucket: "default", key: "k", extra: 1 },
+    ]) {
+      const e = await net.call(url, "forward", body as never, 1000).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(e).toBeInstanceOf(PeerError);
+      expect((e as PeerError).status).toBe(422);
+    }
+    // A set without a value passes the schema and is refused by the owner, in the answer.
+    expect(await net.call(url, "forward", { forwarded: true, op: "set", bucket: "default", key: "k" }, 1000)).toEqual({
+      error: { code: "VALIDATION", message: "a forwarded set carries a value" },
+    });
+  });
+});
+
+describe("the forward op over HTTP", () => {
+  test("a body that is not JSON is 400, one of the wrong shape 422, both in the error envelope; a good one is answered", async () => {
+    const node = createNode({ name: "solo" });
+    try {
+      const post = (body: string) =>
+        node.handle(new Request("http://localhost/internal/forward", { method: "POST", headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION }, body }));
+      const notJson = await post("{not json");
+      expect(notJson.status).toBe(400);
+      expect(((await notJson.json()) as { error: { code: string } }).error.code).toBe("BAD_REQUEST");
+      const shape = await post(JSON.stringify({ forwarded: true, op: "set", bucket: "default", key: "k", value: "v", ttl: "soon" }));
+      expect(shape.status).toBe(422);
+      expect(((await shape.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "VALIDATION", message: expect.stringContaining("ttl") });
+      const good = await post(JSON.stringify({ forwarded: true, op: "set", bucket: "default", key: "k", value: "v" }));
+      expect(good.status).toBe(200);
+      expect(await good.json()).toMatchObject({ record: { key: "k", value: "v" } });
+      expect(node.bucket().get("k")).toMatchObject({ value: "v" });
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe("full mode is unchanged", () => {
+  test("3 nodes with the default replicas: every record goes to every peer, every request runs locally", async () => {
+    const net = new MemoryTransport();
+    const made = ["a", "b", "c"].map((n) => core(n, net, { antiEntropyIntervalMs: 600_000 }));
+    nodes.push(...made);
+    await joined(made);
+    const [a] = made as [Core];
+    expect(a.cluster.placement.full).toBe(true);
+    const service = new ItemsService({ items: a.items, store: a.store, cluster: a.cluster, config: a.config });
+    const item = service.set("default", "k", "v"); // synchronous: no hop
+    expect(item).toMatchObject({ value: "v" });
+    expect(net.calls.get("forward")).toBeUndefined();
+    await eventually(() => made.every((n) => n.store.get("default", "k")?.value === "v"));
+  });
+});

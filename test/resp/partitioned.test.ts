@@ -1,0 +1,118 @@
+/**
+ * The Redis front end of a partitioned cluster (4 in-process nodes over loopback
+ * HTTP, --replicas 2): every command works on keys this node does not own, by way
+ * of the owners. Read-modify-writes are optimistic (read from an owner, write
+ * there If-Match, again on a conflict), so concurrent INCRs from different nodes
+ * lose nothing; what is atomic on one node only (MSETNX, RENAME, COPY, MULTI) and
+ * what counts this node's keys (DBSIZE, RANDOMKEY) is refused with a clear error
+ * rather than run on this node's partial copy. KEYS, SCAN and FLUSHDB walk the
+ * whole cluster (listing.ts) and route their deletes.
+ */
+import { describe, expect, test } from "bun:test";
+import Redis from "ioredis";
+import { FAST_TIMINGS } from "../../src/config.ts";
+import { partitionOf, rankOwners } from "../../src/cluster/placement.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
+import { eventually } from "../support/proc.ts";
+import { respNode, type RespNode } from "./support.ts";
+
+const track = closeAfterEach();
+const NAMES = ["a", "b", "c", "d"];
+
+async function cluster() {
+  const nodes: RespNode[] = [];
+  for (const name of NAMES) {
+    const peers = nodes.length > 0 ? [nodes[0]!.url] : [];
+    nodes.push(track(await respNode({ name, replicas: 2, peers, ...FAST_TIMINGS }), (r) => r.node.close()));
+  }
+  await eventually(() => nodes.every((n) => n.node.members().filter((m) => m.state === "alive").length === NAMES.length), { what: "every node sees 4 alive members" });
+  const byName = new Map(NAMES.map((n, i) => [n, nodes[i]!]));
+  const owners = (key: string) => rankOwners(partitionOf(key), NAMES, 2);
+  const redis = (name: string) => track(new Redis(byName.get(name)!.respPort, "127.0.0.1", { maxRetriesPerRequest: 1 }), (c) => c.disconnect());
+  /** A key neither `x` nor `y` owns. */
+  const foreignKey = (prefix: string, ...not: string[]): string => {
+    for (let i = 0; ; i++) if (!owners(`${prefix}${i}`).some((o) => not.includes(o))) return `${prefix}${i}`;
+  };
+  /** Keys held (tombstones included) by `name`, from its own dump. */
+  const held = async (name: string) => {
+    const res = await fetch(`${byName.get(name)!.url}/dump`);
+    const text = await res.text();
+    return text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { key: string; value: string | null });
+  };
+  return { nodes, byName, owners, redis, foreignKey, held };
+}
+
+describe("RESP in a partitioned cluster", () => {
+  test("read-modify-writes on keys this node does not own: exact under concurrency, in order on one connection, and held by the owners", async () => {
+    const { owners, redis, foreignKey, held } = await cluster();
+    const key = foreignKey("counter", "a", "b");
+    const [ra, rb] = [redis("a"), redis("b")];
+    // Two non-owners increment the same key at once: none of the 40 increments is lost.
+    await Promise.all([...Array.from({ length: 20 }, () => ra.incr(key)), ...Array.from({ length: 20 }, () => rb.incr(key))]);
+    expect(await ra.get(key)).toBe("40");
+    expect(await rb.incrby(key, 2)).toBe(42);
+    expect(await ra.incrbyfloat(key, "0.5")).toBe("42.5");
+
+    // A connection's commands keep their order, pipelined or not, though each goes to an owner.
+    const piped = foreignKey("piped", "a");
+    expect(await ra.pipeline().set(piped, "5").incr(piped).append(piped, "0").get(piped).exec()).toEqual([
+      [null, "OK"],
+      [null, 6],
+      [null, 2],
+      [null, "60"],
+    ]);
+
+    const log = foreignKey("log", "a");
+    expect(await ra.append(log, "x")).toBe(1);
+    expect(await ra.append(log, "yz")).toBe(3);
+    expect(await ra.setrange(log, 1, "Y")).toBe(3);
+    expect(await ra.getrange(log, 0, -1)).toBe("xYz");
+    expect(await ra.strlen(log)).toBe(3);
+    expect(await ra.getset(log, "new")).toBe("xYz");
+    expect(await ra.set(log, "newer", "GET")).toBe("new");
+    expect(await ra.set(log, "nx", "NX")).toBeNull();
+    expect(await ra.setnx(log, "nx")).toBe(0);
+    expect(await ra.expire(log, 600)).toBe(1);
+    expect(await ra.ttl(log)).toBeGreaterThan(590);
+    expect(await ra.persist(log)).toBe(1);
+    expect(await ra.ttl(log)).toBe(-1);
+    expect(await ra.getex(log, "PX", 600_000)).toBe("newer");
+    expect(await ra.pttl(log)).toBeGreaterThan(590_000);
+    expect(await ra.exists(log, key, "nothing-here")).toBe(2);
+    expect(await ra.type(log)).toBe("string");
+    expect(await ra.mget(log, key, "nothing-here")).toEqual(["newer", "42.5", null]);
+    expect(await ra.getdel(log)).toBe("newer");
+    expect(await ra.get(log)).toBeNull();
+    expect(await ra.del(key, log, "nothing-here")).toBe(1);
+    expect(await ra.set(log, "fresh", "XX")).toBeNull();
+    expect(await ra.set(log, "fresh", "NX")).toBe("OK");
+
+    // The owners hold the results. (That nothing else does is checked on full dumps by
+    // test/cluster/routing.test.ts and test/e2e/routing.test.ts: here the rounds
+    // anti-entropy runs when members join may still copy records anywhere.)
+    for (const name of owners(key)) expect((await held(name)).find((r) => r.key === key)?.value).toBeNull();
+    for (const name of owners(log)) expect((await held(name)).find((r) => r.key === log)?.value).toBe("fresh");
+  });
+
+  test("what runs on one node only is refused with a reason when a key is served elsewhere", async () => {
+    const { redis, foreignKey } = await cluster();
+    const ra = redis("a");
+    const far = foreignKey("far", "a");
+    await expect(ra.msetnx(far, "1", "other", "2")).rejects.toThrow(/MSETNX runs on one node/);
+    await ra.set(far, "v");
+    await expect(ra.rename(far, `${far}-renamed`)).rejects.toThrow(/RENAME runs on one node/);
+    await expect(ra.copy(far, `${far}-copy`)).rejects.toThrow(/COPY runs on one node/);
+    for (const run of [() => ra.dbsize(), () => ra.randomkey()]) {
+      await expect(run()).rejects.toThrow(/not supported in a partitioned cluster/);
+    }
+    const tx = await ra.multi().set(far, "in-tx").exec().catch((e: Error) => e);
+    expect(String(tx)).toMatch(/EXECABORT|MULTI\/EXEC runs on one node/);
+    expect(await ra.get(far)).toBe("v");
+    // The keyspace walks cover the whole cluster: a key a does not hold is listed, and FLUSHDB deletes it on its owners.
+    expect(await ra.keys("*")).toContain(far);
+    expect((await ra.scan(0, "COUNT", 1000))[1]).toContain(far);
+    expect(await ra.flushdb()).toBe("OK");
+    expect(await ra.get(far)).toBeNull();
+    expect(await redis("b").keys("*")).toEqual([]);
+  });
+});
