@@ -34,7 +34,7 @@ export const NOT_UTF8 = "ERR makhzen keys are UTF-8 text: this argument is not v
 export const notServedHere = (command: string, key: string): string =>
   `ERR ${command} runs on one node, and key ${JSON.stringify(key.slice(0, 200))} is served by another in this partitioned cluster (--replicas below the member count): send it to an owner of every key it names (GET /cluster/placement?key= names them; {hash tags} put keys in one partition)`;
 
-/** A command that walks this node's keys (KEYS, SCAN, DBSIZE, FLUSHDB...), which in a partitioned cluster are only its own partitions. */
+/** A command that counts this node's keys (DBSIZE, RANDOMKEY), which in a partitioned cluster are only its own partitions. */
 export const partialKeyspace = (command: string): string =>
   `ERR ${command} is not supported in a partitioned cluster (--replicas below the member count): this node holds only its own partitions, and ${command} would act on that part alone`;
 

@@ -14,8 +14,9 @@ import { MAX_TTL_SECONDS } from "../core/items.ts";
  * replicated), as a read-modify-write (`rmw`, command.ts); a rename is a write of
  * the destination and a delete of the source, both in one synchronous step, so
  * atomic on this node. In a partitioned cluster a rename or copy needs both keys
- * served here, and what walks the keyspace (KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHDB,
- * FLUSHALL) is refused: this node holds only its own partitions (docs/resp.md).
+ * served here; KEYS, SCAN, FLUSHDB and FLUSHALL walk the whole cluster through the
+ * service's listing (`walk`), and what counts this node's own keys (DBSIZE,
+ * RANDOMKEY) is refused: this node holds only its own partitions (docs/resp.md).
  */
 const g = rows({ group: "generic", since: "1.0.0" });
 const WF = ["write", "fast"] as const;
