@@ -23,6 +23,7 @@ export type ErrorCode =
   | "NAME_TAKEN" // a joining node's name is held by another live URL
   | "REPLICAS_MISMATCH" // a joining node's --replicas differs from the cluster's
   | "MEMBER_ALIVE" // a forget of a member that still answers (or of the node itself)
+  | "NOT_LOCAL" // embedded bucket(): a key this node does not serve in a partitioned cluster (use items())
   | "CLOCK_OFFSET" // this node's clock is too far from the cluster's: it refuses writes (see clock-guard.ts)
   | "PROTOCOL_VERSION" // a peer speaks a protocol version this node does not
   | "UNAUTHORIZED" // no client token, or one that matches neither --token nor --read-token
@@ -68,6 +69,9 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   NAME_TAKEN: 409,
   REPLICAS_MISMATCH: 409,
   MEMBER_ALIVE: 409,
+  // Never an HTTP answer today (only the embedded bucket() throws it); 421 Misdirected
+  // Request is what it would be: the right request, sent to a node that cannot answer it.
+  NOT_LOCAL: 421,
   CLOCK_OFFSET: 503,
   PROTOCOL_VERSION: 400,
   UNAUTHORIZED: 401,

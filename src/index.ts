@@ -1,7 +1,16 @@
 /**
  * makhzen's public API for embedding. Everything not exported here is internal.
  */
-export { createNode, type MakhzenNode, type BucketHandle, type CreateNodeOptions } from "./node.ts";
+export { createNode, type MakhzenNode, type CreateNodeOptions } from "./node.ts";
+export type {
+  BucketHandle,
+  ItemsHandle,
+  ItemsGetOptions,
+  ItemsSetOptions,
+  ItemsDeleteOptions,
+  ConcernOptions,
+  ConsistencyLevel,
+} from "./embedded.ts";
 export { createLogger, silentLogger, type Logger, type LoggerOptions, type LogLevel, type LogFormat } from "./ops/log.ts";
 export { MakhzenClient, MakhzenClientError, type ClientOptions } from "./client/client.ts";
 export { MakhzenError, type ErrorCode } from "./errors.ts";
@@ -11,6 +20,7 @@ export type { SetOptions, DeleteOptions, ListItemsOptions } from "./core/items.t
 export type { ListPage, BucketStats } from "./core/store.ts";
 export type { Version } from "./core/version.ts";
 export type { ClusterStatus, MemberStatus } from "./cluster/reports.ts";
+export type { ClusterListPage, Incomplete } from "./cluster/listing.ts";
 export type { ForgetResult } from "./cluster/forget.ts";
 export type { MemberState } from "./cluster/protocol/messages.ts";
 export type { Refusals } from "./ops/security.ts";

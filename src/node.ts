@@ -3,10 +3,8 @@ import { createCore } from "./create-core.ts";
 import { createApp, type App, type AppDeps } from "./http/app.ts";
 import { fastItems } from "./http/fast.ts";
 import { servingFetch, startServer, type Server } from "./http/serve.ts";
-import type { DeleteOptions, ListItemsOptions, SetOptions } from "./core/items.ts";
-import { DEFAULT_BUCKET, type Item } from "./core/record.ts";
-import { fromBytes } from "./core/binary.ts";
-import type { BucketStats, ListPage } from "./core/store.ts";
+import { DEFAULT_BUCKET } from "./core/record.ts";
+import type { BucketStats } from "./core/store.ts";
 import { Sweeper } from "./core/sweeper.ts";
 import { VERSION } from "./meta.ts";
 import { Cluster } from "./cluster/cluster.ts";
@@ -17,11 +15,11 @@ import { silentLogger, type Logger } from "./ops/log.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { RequestStats } from "./ops/request-stats.ts";
 import { MakhzenError } from "./errors.ts";
-import { didYouMean } from "./ops/suggest.ts";
 import { newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
 import { ItemsService } from "./service.ts";
 import { startRespServer, type RespServer } from "./resp/server.ts";
+import { bucketHandle, itemsHandle, type BucketHandle, type ItemsHandle } from "./embedded.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {
@@ -29,24 +27,20 @@ export interface CreateNodeOptions extends NodeOptions {
   logger?: Logger;
 }
 
-/** One bucket of an embedded node: a small Map-like view over the items API. */
-export interface BucketHandle {
-  readonly name: string;
-  get(key: string): Item | undefined;
-  /**
-   * A string is stored as text; bytes (a Uint8Array) as text when they are UTF-8,
-   * else as a binary value, read back with `encoding: "base64"` (docs/resp.md).
-   */
-  set(key: string, value: string | Uint8Array, options?: Omit<SetOptions, "bytes">): Item;
-  /** True when a live value was deleted; false when there was nothing to delete. */
-  delete(key: string, options?: DeleteOptions): boolean;
-  list(options?: ListItemsOptions): ListPage;
-}
-
 export interface MakhzenNode {
   readonly name: string;
   readonly config: NodeConfig;
+  /**
+   * A bucket of THIS node's copy, synchronous. In a partitioned cluster (more
+   * members than `replicas`) a key this node does not serve, and any listing, is
+   * refused with NOT_LOCAL: use `items()` there (see src/embedded.ts).
+   */
   bucket(name?: string): BucketHandle;
+  /**
+   * A bucket as the whole cluster sees it, asynchronous: each call goes where an
+   * HTTP request would (to the key's owners), with `w`/`r` as HTTP's levels.
+   */
+  items(name?: string): ItemsHandle;
   buckets(): BucketStats[];
   /**
    * Serves the HTTP API, and the Redis protocol when `respPort` is set; resolves
@@ -185,23 +179,15 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let url = "";
   let closed = false;
 
-  const bucket = (name: string = DEFAULT_BUCKET): BucketHandle => ({
-    name,
-    // The checks TypeScript makes, for plain JavaScript callers (see callChecks).
-    get: (key) => items.get(name, keyOf(key)),
-    set: (key, value, opts) => {
-      if (!(value instanceof Uint8Array)) return items.set(name, keyOf(key), value, checkSet(opts));
-      const v = fromBytes(value);
-      return items.set(name, keyOf(key), v.value, { ...checkSet(opts), bytes: v.bytes });
-    },
-    delete: (key, opts) => items.delete(name, keyOf(key), checkDelete(opts)) !== undefined,
-    list: (opts) => items.list(name, checkList(opts)),
-  });
+  const bucket = (name: string = DEFAULT_BUCKET): BucketHandle =>
+    bucketHandle(name, { items, service, self: config.name, owners: (key) => cluster.router.owners(key) });
+  const itemsOf = (name: string = DEFAULT_BUCKET): ItemsHandle => itemsHandle(name, service);
 
   return {
     name: config.name,
     config,
     bucket,
+    items: itemsOf,
     refusals,
     buckets: () => store.bucketStats(),
     handle: async (request) => serveHttp(request),
@@ -267,36 +253,4 @@ function isLogger(v: unknown): v is Logger {
   if (v === null || typeof v !== "object") return false;
   const l = v as Record<string, unknown>;
   return ["debug", "info", "warn", "error", "child"].every((m) => typeof l[m] === "function");
-}
-
-/**
- * Argument checks of the embedded API: what TypeScript refuses at compile time, a
- * plain JavaScript caller is refused at run time (VALIDATION), rather than have an
- * option silently ignored (`{ TTL: 60 }` stored no TTL) or a wrong type answered
- * with a misleading error (a number as If-Match was a failed precondition). The
- * values themselves (ranges, sizes) are checked where they always are, in Items.
- */
-type OptionTypes = Record<string, "string" | "number" | "boolean">;
-function callChecks<T>(what: string, types: OptionTypes): (opts: T | undefined) => T | undefined {
-  const names = Object.keys(types);
-  return (opts) => {
-    if (opts === undefined) return opts;
-    if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
-      throw new MakhzenError("VALIDATION", `${what} options must be an object like { ${names.join(", ")} }`);
-    }
-    for (const [k, v] of Object.entries(opts)) {
-      const type = types[k];
-      if (type === undefined) throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${didYouMean(k, names) || `; it takes ${names.join(", ")}`}`);
-      if (v !== undefined && typeof v !== type) throw new MakhzenError("VALIDATION", `${what} option ${k} must be a ${type}, not ${typeof v}`);
-    }
-    return opts;
-  };
-}
-const checkSet = callChecks<SetOptions>("set", { ttl: "number", ifMatch: "string", ifAbsent: "boolean" });
-const checkDelete = callChecks<DeleteOptions>("delete", { ifMatch: "string" });
-const checkList = callChecks<ListItemsOptions>("list", { prefix: "string", limit: "number", after: "string" });
-
-function keyOf(key: unknown): string {
-  if (typeof key !== "string") throw new MakhzenError("INVALID_KEY", `key must be a string, not ${typeof key}`);
-  return key;
 }

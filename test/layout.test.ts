@@ -27,6 +27,7 @@ const RANKS: [prefix: string, rank: number][] = [
   ["http/", 4],
   ["resp/", 4],
   ["client/", 4],
+  ["embedded.ts", 4.5],
   ["node.ts", 5],
   ["cli/", 6],
   ["index.ts", 7],

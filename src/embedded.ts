@@ -1,0 +1,221 @@
+import { MakhzenError } from "./errors.ts";
+import { didYouMean } from "./ops/suggest.ts";
+import type { DeleteOptions, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
+import type { Item } from "./core/record.ts";
+import { fromBytes } from "./core/binary.ts";
+import type { ListPage } from "./core/store.ts";
+import { parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
+import type { ClusterListPage } from "./cluster/listing.ts";
+import type { ItemsService } from "./service.ts";
+
+/**
+ * The items API of an embedded node, in two forms (node.ts hands them out).
+ *
+ * `bucket(name)` is synchronous and acts on THIS node's copy: a Map-like view with
+ * no network in the way, which is what a lone node, or a cluster where every node
+ * holds every key (no more members than --replicas), wants. In a partitioned
+ * cluster this node holds only some keys, and a synchronous call cannot ask the
+ * others: a read would see a stale or missing copy, a write would land here as a
+ * hint, a listing would be this node's part. So there, for a key this node does not
+ * serve (it is not an owner, or it is one still copying the key's partition), and
+ * for every listing, `bucket()` refuses with NOT_LOCAL, naming the owners, rather
+ * than answer from a partial copy. Full mode pays one check per call (whether the
+ * placement is full) and behaves exactly as before partitions.
+ *
+ * `items(name)` is asynchronous and goes through the items service, the path every
+ * HTTP and RESP request takes: a key this node does not serve goes to an owner in
+ * one hop, conditions are checked on the owner, `w`/`r` count the key's owners,
+ * and a listing covers the whole cluster. Its promises are the price of the hop;
+ * on a key served here without `w`/`r` it does what `bucket()` does.
+ */
+
+/** One bucket of an embedded node: a small Map-like view over this node's own copy (see above). */
+export interface BucketHandle {
+  readonly name: string;
+  get(key: string): Item | undefined;
+  /**
+   * A string is stored as text; bytes (a Uint8Array) as text when they are UTF-8,
+   * else as a binary value, read back with `encoding: "base64"` (docs/resp.md).
+   */
+  set(key: string, value: string | Uint8Array, options?: Omit<SetOptions, "bytes">): Item;
+  /** True when a live value was deleted; false when there was nothing to delete. */
+  delete(key: string, options?: DeleteOptions): boolean;
+  list(options?: ListItemsOptions): ListPage;
+}
+
+/** A consistency level, as HTTP's `?w=`/`?r=` takes it: `1`, `"quorum"`, `"all"` or a count of owners. */
+export type ConsistencyLevel = Level;
+
+export interface ConcernOptions {
+  /** How long `w`/`r` may wait, in ms (1 to 60000, default 5000): HTTP's `&timeout=`. */
+  timeoutMs?: number;
+}
+
+export interface ItemsSetOptions extends ConcernOptions {
+  /** Seconds until the item expires; > 0. */
+  ttl?: number;
+  /** Write only if the current version is exactly this one, or `*`: if the key exists. Checked on an owner. */
+  ifMatch?: string;
+  /** Write only if the key holds no live value. Checked on an owner. */
+  ifAbsent?: boolean;
+  /** Owners of the key that must hold the write before the promise resolves (default 1). */
+  w?: ConsistencyLevel;
+}
+
+export interface ItemsDeleteOptions extends ConcernOptions {
+  /** Delete only if the current version is exactly this one, or `*`: if the key exists. Checked on an owner. */
+  ifMatch?: string;
+  w?: ConsistencyLevel;
+}
+
+export interface ItemsGetOptions extends ConcernOptions {
+  /** Owners of the key to ask (and repair) before answering (default 1). */
+  r?: ConsistencyLevel;
+}
+
+/**
+ * One bucket as the whole cluster sees it: every call goes where HTTP's would, and
+ * every failure is a rejected promise with a MakhzenError (codes as HTTP's).
+ */
+export interface ItemsHandle {
+  readonly name: string;
+  get(key: string, options?: ItemsGetOptions): Promise<Item | undefined>;
+  /** Values as in BucketHandle.set. */
+  set(key: string, value: string | Uint8Array, options?: ItemsSetOptions): Promise<Item>;
+  /** True when a live value was deleted; false when there was nothing to delete. */
+  delete(key: string, options?: ItemsDeleteOptions): Promise<boolean>;
+  /**
+   * A page of the cluster's live items, in key order, each key once with its newest
+   * version; `next` is the `after` of the next page. `incomplete` says when some
+   * partitions had no reachable owner or holder (the page lists what was found).
+   */
+  list(options?: ListItemsOptions): Promise<ClusterListPage>;
+}
+
+/** What bucket() asks of the node: its own copy, and where keys are served. */
+export interface BucketDeps {
+  items: Items;
+  service: Pick<ItemsService, "servesLocally" | "partitioned">;
+  /** This node's name. */
+  self: string;
+  /** The owners of a key, heaviest first. */
+  owners(key: string): readonly string[];
+}
+
+export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
+  const { items, service } = deps;
+  // Checked after the key and bucket (the checks of a read), so a bad name is still INVALID_*.
+  const local = (key: unknown): string => {
+    const k = keyOf(key);
+    if (!service.servesLocally(k)) {
+      items.get(name, k);
+      throw notLocal(name, k, deps);
+    }
+    return k;
+  };
+  return {
+    name,
+    // The checks TypeScript makes, for plain JavaScript callers (see callChecks).
+    get: (key) => items.get(name, local(key)),
+    set: (key, value, opts) => {
+      const k = local(key);
+      if (!(value instanceof Uint8Array)) return items.set(name, k, value, checkSet(opts));
+      const v = fromBytes(value);
+      return items.set(name, k, v.value, { ...checkSet(opts), bytes: v.bytes });
+    },
+    delete: (key, opts) => items.delete(name, local(key), checkDelete(opts)) !== undefined,
+    list: (opts) => {
+      if (service.partitioned) {
+        throw new MakhzenError(
+          "NOT_LOCAL",
+          `this cluster splits its keys among owners, so node ${deps.self} holds only part of bucket "${name}": bucket("${name}").list() would list that part; use node.items("${name}").list(), which lists the whole cluster`,
+        );
+      }
+      return items.list(name, checkList(opts));
+    },
+  };
+}
+
+function notLocal(bucket: string, key: string, deps: BucketDeps): MakhzenError {
+  const owners = deps.owners(key);
+  const why = owners.includes(deps.self)
+    ? `node ${deps.self} is one of its owners (${owners.join(", ")}) but is still copying its partition`
+    : `it lives on its owners ${owners.join(", ")}, not on node ${deps.self}`;
+  return new MakhzenError(
+    "NOT_LOCAL",
+    `key ${JSON.stringify(key)} of bucket "${bucket}" is not served here: ${why}; bucket() acts on this node's copy only, use node.items("${bucket}"), which routes to the owners`,
+  );
+}
+
+export function itemsHandle(name: string, service: ItemsService): ItemsHandle {
+  // Async functions: a refused argument is a rejected promise, like every other failure.
+  return {
+    name,
+    get: async (key, opts) => {
+      const o = checkGet(opts);
+      const r = concern("r", o?.r, o?.timeoutMs);
+      return service.get(name, keyOf(key), r && { r });
+    },
+    set: async (key, value, opts) => {
+      const { w, timeoutMs, ...rest } = checkItemsSet(opts) ?? {};
+      const c = concern("w", w, timeoutMs);
+      const base = c ? { ...rest, w: c } : rest;
+      if (!(value instanceof Uint8Array)) return service.set(name, keyOf(key), value, base);
+      const v = fromBytes(value);
+      return service.set(name, keyOf(key), v.value, { ...base, bytes: v.bytes });
+    },
+    delete: async (key, opts) => {
+      const o = checkItemsDelete(opts);
+      const w = concern("w", o?.w, o?.timeoutMs);
+      const version = await service.delete(name, keyOf(key), { ifMatch: o?.ifMatch, w });
+      return version !== undefined;
+    },
+    list: async (opts) => service.list(name, checkList(opts)),
+  };
+}
+
+/** A level as HTTP's query would carry it, parsed by the one parser of levels (parseConcern). */
+function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutMs: number | undefined): Concern | undefined {
+  return parseConcern(which, level === undefined ? undefined : String(level), timeoutMs === undefined ? undefined : String(timeoutMs));
+}
+
+/**
+ * Argument checks of the embedded API: what TypeScript refuses at compile time, a
+ * plain JavaScript caller is refused at run time (VALIDATION), rather than have an
+ * option silently ignored (`{ TTL: 60 }` stored no TTL) or a wrong type answered
+ * with a misleading error (a number as If-Match was a failed precondition). The
+ * values themselves (ranges, sizes, levels) are checked where they always are, in
+ * Items and parseConcern. A type may be a union: "string|number".
+ */
+type OptionTypes = Record<string, string>;
+function callChecks<T>(what: string, types: OptionTypes): (opts: T | undefined) => T | undefined {
+  const names = Object.keys(types);
+  return (opts) => {
+    if (opts === undefined) return opts;
+    if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
+      throw new MakhzenError("VALIDATION", `${what} options must be an object like { ${names.join(", ")} }`);
+    }
+    for (const [k, v] of Object.entries(opts)) {
+      const type = types[k];
+      if (type === undefined) throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${didYouMean(k, names) || `; it takes ${names.join(", ")}`}`);
+      if (v !== undefined && !type.split("|").includes(typeof v)) {
+        throw new MakhzenError("VALIDATION", `${what} option ${k} must be a ${type.replace("|", " or ")}, not ${typeof v}`);
+      }
+    }
+    return opts;
+  };
+}
+const SET_TYPES = { ttl: "number", ifMatch: "string", ifAbsent: "boolean" };
+const DELETE_TYPES = { ifMatch: "string" };
+const CONCERN_TYPES = { timeoutMs: "number" };
+export const checkSet = callChecks<SetOptions>("set", SET_TYPES);
+export const checkDelete = callChecks<DeleteOptions>("delete", DELETE_TYPES);
+export const checkList = callChecks<ListItemsOptions>("list", { prefix: "string", limit: "number", after: "string" });
+const checkItemsSet = callChecks<ItemsSetOptions>("set", { ...SET_TYPES, w: "string|number", ...CONCERN_TYPES });
+const checkItemsDelete = callChecks<ItemsDeleteOptions>("delete", { ...DELETE_TYPES, w: "string|number", ...CONCERN_TYPES });
+const checkGet = callChecks<ItemsGetOptions>("get", { r: "string|number", ...CONCERN_TYPES });
+
+export function keyOf(key: unknown): string {
+  if (typeof key !== "string") throw new MakhzenError("INVALID_KEY", `key must be a string, not ${typeof key}`);
+  return key;
+}
