@@ -177,7 +177,7 @@ export class ItemsService {
     const { bucket, key } = req;
     try {
       if (req.op === "get") {
-        if (this.routed !== undefined && !this.router!.full && this.router!.isFilling(partitionOfKey(key))) {
+        if (this.routed !== undefined && this.router!.isFilling(partitionOfKey(key))) {
           return { record: (await this.routed.mergeRead(bucket, key, req.r)) ?? null };
         }
         if (req.r !== undefined) await this.repairRead(bucket, key, req.r);

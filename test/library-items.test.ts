@@ -33,7 +33,9 @@ async function cluster(names: string[], options: NodeOptions = {}, keep: (n: Mak
   }
   const all = [...nodes.values()];
   await eventually(() => all.every((n) => n.members().filter((m) => m.state === "alive").length === names.length), { what: `every node sees ${names.length} alive members` });
-  await eventually(() => all.every((n) => n.status().settled === true), { what: "every node settled", timeoutMs: 20_000 });
+  // Settled, and each node has heard the others say so: requests are routed by what a node last heard.
+  const sure = (n: MakhzenNode) => n.status().settled === true && n.status().members.every((m) => m.state === "left" || m.filling === 0);
+  await eventually(() => all.every(sure), { what: "every node settled, and sure of the others", timeoutMs: 20_000 });
   return nodes;
 }
 

@@ -2,7 +2,6 @@ import { AntiEntropy } from "./antientropy.ts";
 import type { Clock } from "../core/clock.ts";
 import type { ClusterOptions } from "./options.ts";
 import type { Digest } from "./digest.ts";
-import type { WireMember } from "./protocol/messages.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { Membership } from "./membership.ts";
@@ -27,6 +26,7 @@ import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } fr
 import { Rebalancer } from "./rebalance.ts";
 import { comparesPartition } from "./rebalance-rules.ts";
 import { firstSync } from "./first-sync.ts";
+import { memberEvents } from "./member-events.ts";
 
 export interface ClusterDeps {
   config: ClusterOptions;
@@ -128,41 +128,10 @@ export class Cluster {
       monoMs: deps.monoMs ?? (() => performance.now()),
       report: () => ({ stableMs: Math.max(0, this.stability.stableMs()), durableMs: Math.max(0, this.durableThroughMs()), ...this.rebalancer.report() }),
       logger: logger.child("membership"),
-      events: {
-        added: (m) => {
-          // A new life of a member holds what it says from now on: until it reports, it counts as filling.
-          this.forgetViews(m.name);
-          this.placementChanged();
-          this.stability.joined(m.name); // a new member (or a new life of one) holds nothing we know of yet
-          this.replicator.addPeer(m.name, m.url);
-          // A known peer back in a new life (a restart) may have a sender in backoff.
-          this.replicator.wake(m.name);
-          this.antiEntropy.request(m.name);
-        },
-        recovered: (m) => {
-          this.replicator.wake(m.name);
-          this.antiEntropy.request(m.name);
-        },
-        left: (m) => {
-          this.forgetViews(m.name);
-          this.placementChanged();
-          this.stability.left(m.name);
-          this.replicator.removePeer(m.name);
-        },
-        moved: (m) => {
-          this.forgetViews(m.name);
-          this.stability.reset(m.name);
-          this.replicator.addPeer(m.name, m.url);
-          this.clockGuard.forget(m.name);
-        },
-        measured: (name, sample) => this.clockGuard.record(name, sample),
-        reported: (name, report) => {
-          this.stability.reported(name, report);
-          this.views.report(name, report.holds, report.filling);
-          this.rebalancer.reported(name, report);
-        },
-        nameTaken: (_holder: WireMember, error) => this.yieldName(error),
-      },
+      events: memberEvents(() => {
+        const { replicator, antiEntropy, clockGuard, stability, views, rebalancer } = this;
+        return { replicator, antiEntropy, clockGuard, stability, views, rebalancer, placementChanged: () => this.placementChanged(), yieldName: (e) => this.yieldName(e) };
+      }),
     });
     this.antiEntropy = new AntiEntropy({
       store,
@@ -185,7 +154,7 @@ export class Cluster {
     const { membership, replicator } = this;
     this.consistency = new Consistency({ store, membership, replicator, transport, placement, applyRemote: (records) => this.applyRemote(records), logger: this.logger });
     this.router = new Router({ placement, views, membership, transport, store, config, applyRemote: (records) => this.applyRemote(records),
-      isFilling: (p) => this.rebalancer.isFilling(p), logger: this.logger.child("routing") });
+      isFilling: (p) => this.rebalancer.isFilling(p), anyFilling: () => this.rebalancer.anyFilling(), logger: this.logger.child("routing") });
     this.stability = new Stability({
       self: this.self,
       hasSeeds: config.peers.length > 0,
@@ -217,12 +186,6 @@ export class Cluster {
     if (this.placement.setMembers(this.membership.peers().map((m) => m.name))) this.rebalancer.placementChanged();
     // Full mode sends every record to every peer, with no per-record work.
     this.replicator.setTargets(this.placement.full ? undefined : (r) => replicationTargets(this.placement, this.views, r.key));
-  }
-
-  /** A member left, or is in a new life: what it said of its partitions no longer counts. */
-  private forgetViews(name: string): void {
-    this.views.forget(name);
-    this.rebalancer.forget(name);
   }
 
   /** Whether this node owns `partition` but does not hold it in full yet (reads go to a full owner meanwhile). */
@@ -304,6 +267,10 @@ export class Cluster {
     }, this.deps.config.startSyncTimeoutMs);
     this.startSyncTimer.unref?.();
     // The first sync (first-sync.ts): a full copy and rounds under full replication, the filling of what it owns under partitioning.
+    // Peers' rounds wait for a full copy only: under partitioning the first sync is
+    // the filling, itself made of rounds, and two joiners that share partitions would
+    // otherwise each wait for the other's until the start-sync timeout.
+    if (!this.placement.full) this.syncing = false;
     const peers = this.membership.reachable();
     const sync = { full: this.placement.full, peers, store: this.deps.store, antiEntropy: this.antiEntropy, rebalancer: this.rebalancer, logger: this.logger };
     void firstSync({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }).finally(() => {

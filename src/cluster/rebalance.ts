@@ -73,6 +73,8 @@ export interface RebalanceStats {
 export class Rebalancer {
   /** 1 for each partition this node owns and is still filling. */
   private readonly filling = new Uint8Array(PARTITIONS);
+  /** How many entries of `filling` are 1 (anyFilling, on the hot path). */
+  private fillingCount = PARTITIONS;
   /** Per filling partition: the peers a complete round of it was had with. */
   private readonly filledFrom = new Map<number, Set<string>>();
   /** Ownership as last seen, to find partitions newly owned. */
@@ -114,6 +116,7 @@ export class Rebalancer {
   markFull(): void {
     this.fillsDeferred = false;
     this.filling.fill(0);
+    this.fillingCount = 0;
     this.filledFrom.clear();
     this.wakeFillWaiters();
   }
@@ -134,6 +137,23 @@ export class Rebalancer {
     this.reportedAt.delete(peer);
     for (const done of this.filledFrom.values()) done.delete(peer);
     for (const h of this.handOffs.values()) h.confirmed.delete(peer);
+  }
+
+  /**
+   * Whether any partition may be filling: O(1), for the hot path of a node under
+   * full replication (Router.servesLocally), which owns everything and fills only
+   * after it starts or when a shrinking cluster hands it partitions.
+   */
+  anyFilling(): boolean {
+    return this.fillingCount > 0;
+  }
+
+  /** Sets one partition's filling mark, keeping fillingCount. */
+  private setFilling(p: number, on: boolean): void {
+    const v = on ? 1 : 0;
+    if (this.filling[p] === v) return;
+    this.filling[p] = v;
+    this.fillingCount += on ? 1 : -1;
   }
 
   /** Whether this node owns `partition` and is still filling it. */
@@ -221,11 +241,11 @@ export class Rebalancer {
     for (let p = 0; p < PARTITIONS; p++) {
       const owns = placement.owns(p) ? 1 : 0;
       if (owns && !this.owned[p]) {
-        this.filling[p] = 1;
+        this.setFilling(p, true);
         this.filledFrom.delete(p);
       }
       if (!owns) {
-        this.filling[p] = 0;
+        this.setFilling(p, false);
         this.filledFrom.delete(p);
       } else this.handOffs.delete(p);
       this.owned[p] = owns;
@@ -260,10 +280,15 @@ export class Rebalancer {
       if (!this.isFilling(p)) continue;
       const seen = new Map<string, PeerView>();
       for (const name of peers.keys()) seen.set(name, { owns: placement.isOwner(name, p), holds: views.holdsPartition(name, p), reported: views.has(name) });
-      const { sources, waiting } = fillSources(seen, this.filledFrom.get(p));
+      const done = this.filledFrom.get(p);
+      // A co-owner that is down (not left) may hold writes no one else has: the
+      // partition stays filling until a round with it, or until it is reaped or
+      // forgotten (the placement then changes). Reads meanwhile merge what is reachable.
+      const unreachableOwner = placement.owners(p).some((o) => o !== this.deps.self && !peers.has(o) && !done?.has(o));
+      const { sources, waiting } = fillSources(seen, done);
       for (const s of sources) add(s, p);
-      if (sources.length === 0 && !waiting) {
-        this.filling[p] = 0;
+      if (sources.length === 0 && !waiting && !unreachableOwner) {
+        this.setFilling(p, false);
         this.filledFrom.delete(p);
         changed = true;
       }

@@ -60,13 +60,22 @@ export class RoutedItems {
   /**
    * Router.mergeRead, as a read answers it: the live record or undefined. With `r`,
    * at least that many of the key's owners must have answered (this node counts
-   * when it owns the key), else REPLICATION_TIMEOUT.
+   * when it owns the key and holds it in full), else REPLICATION_TIMEOUT, or
+   * UNAVAILABLE when no owner answered at all. Without `r`, a key found nowhere
+   * while nobody answered (every owner and holder out of reach, and this node's
+   * copy absent or partial) is UNAVAILABLE, not a 404: the key may well exist.
    */
   async mergeRead(bucket: string, key: string, r?: Concern): Promise<StoredRecord | undefined> {
-    const { record, owners } = await this.router.mergeRead(bucket, key, r?.timeoutMs);
+    const { record, owners, answered } = await this.router.mergeRead(bucket, key, r?.timeoutMs);
     if (r !== undefined) {
       const need = requiredOf(r.level, this.router.owners(key).length);
-      if (owners < need) throw new MakhzenError("REPLICATION_TIMEOUT", `r=${r.raw}: ${owners} of ${need} owners of the key answered`);
+      if (owners < need) {
+        const code = owners === 0 ? "UNAVAILABLE" : "REPLICATION_TIMEOUT";
+        throw new MakhzenError(code, `r=${r.raw}: ${owners} of ${need} owners of the key answered`);
+      }
+    }
+    if (record === undefined && answered === 0 && owners === 0) {
+      throw noOwner(key, "nothing was read (this node holds no whole copy of its partition)");
     }
     return record && record.value !== null && !isExpired(record, this.items.wallMs()) ? record : undefined;
   }

@@ -59,6 +59,8 @@ export interface RouterDeps {
   config: { requestTimeoutMs: number };
   /** Whether THIS node is still filling partition p (Rebalancer.isFilling). Default: never (its copy counts as whole). */
   isFilling?: (partition: number) => boolean;
+  /** Whether THIS node may be filling any partition (Rebalancer.anyFilling), O(1). Default: never. */
+  anyFilling?: () => boolean;
   logger?: Logger;
 }
 
@@ -89,7 +91,10 @@ export class Router {
   /** Whether a request for `key` runs here without asking anyone: the one check of the hot path. */
   servesLocally(key: string): boolean {
     const placement = this.deps.placement;
-    if (placement.full) return true;
+    // Under full replication a node owns everything, and fills only after it joins
+    // others or when a shrinking cluster hands it partitions: one O(1) check then. A
+    // node alone has nobody to fill from: its copy is the whole.
+    if (placement.full && (placement.members.length === 1 || !this.deps.anyFilling?.())) return true;
     const p = partitionOf(key);
     return placement.owns(p) && !this.isFilling(p);
   }
@@ -187,9 +192,10 @@ export class Router {
    * included (so a delete wins over an older value). This node keeps the newest
    * only when it owns the partition: a non-owner must not become a holder by
    * reading. `owners`: how many owners' copies the answer covers (this node's
-   * included when it owns the key), for `r=`.
+   * when it owns the key and is not filling it: a partial copy vouches for
+   * nothing), for `r=`; `answered`: how many members answered at all.
    */
-  async mergeRead(bucket: string, key: string, timeoutMs = this.deps.config.requestTimeoutMs): Promise<{ record?: StoredRecord; owners: number }> {
+  async mergeRead(bucket: string, key: string, timeoutMs = this.deps.config.requestTimeoutMs): Promise<{ record?: StoredRecord; owners: number; answered: number }> {
     const { placement, views, store } = this.deps;
     const p = partitionOf(key);
     const ownerNames = placement.owners(p);
@@ -212,14 +218,16 @@ export class Router {
     );
     const self = placement.owns(p);
     let newest = store.getRecord(bucket, key);
-    let owners = self ? 1 : 0;
+    let owners = self && !this.isFilling(p) ? 1 : 0;
+    let answered = 0;
     for (const a of answers) {
       if (!a) continue;
+      answered++;
       if (ownerNames.includes(a.name)) owners++;
       if (a.record && (!newest || compareRecords(a.record, newest) > 0)) newest = a.record;
     }
     if (newest && self) this.deps.applyRemote([newest]);
-    return { record: newest, owners };
+    return { record: newest, owners, answered };
   }
 
   private reachable(name: string): Member | undefined {

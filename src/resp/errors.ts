@@ -38,6 +38,10 @@ export const notServedHere = (command: string, key: string): string =>
 export const partialKeyspace = (command: string): string =>
   `ERR ${command} is not supported in a partitioned cluster (--replicas below the member count): this node holds only its own partitions, and ${command} would act on that part alone`;
 
+/** A keyspace walk (KEYS, SCAN, FLUSHDB) that cannot reach every partition: refused rather than answered short. */
+export const incompleteKeyspace = (partitions: number, members: string[]): string =>
+  `ERR ${partitions} partition(s) of the keyspace have no reachable owner (${members.join(", ")}): the walk would be incomplete, so it was not done`;
+
 export const invalidExpire = (command: string): string => `ERR invalid expire time in '${command}' command`;
 export const wrongArity = (command: string): string => `ERR wrong number of arguments for '${command}' command`;
 export const noPerm = (command: string): string => `NOPERM this user has no permissions to run the '${command}' command`;

@@ -2,7 +2,7 @@ import type { Item } from "../core/record.ts";
 import type { ListPage } from "../core/store.ts";
 import type { Awaitable } from "../service.ts";
 import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, rmw, stored, text, then, word, rows, type CommandSpec, type Ctx, type Step } from "./command.ts";
-import { invalidExpire, NO_SUCH_KEY, notServedHere, partialKeyspace, RespError, SYNTAX } from "./errors.ts";
+import { incompleteKeyspace, invalidExpire, NO_SUCH_KEY, notServedHere, partialKeyspace, RespError, SYNTAX } from "./errors.ts";
 import { isPast, keptExpiry, write } from "./expiry.ts";
 import { globMatch, literalPrefix } from "./glob.ts";
 import { array, bulk, bulkOrNil, bulks, int, NIL, OK, ONE, simple, ZERO, type Reply } from "./reply.ts";
@@ -163,7 +163,9 @@ function walk(ctx: Ctx, from: string | undefined, prefix: string, max: number, v
   let seen = 0;
   const next = () => ctx.service.list(bucket, { prefix: prefix || undefined, after, limit: Math.min(1000, Math.max(1, max - seen)) });
   // Whether the walk is over once `page` is visited.
-  const take = (page: ListPage): boolean => {
+  const take = (page: ListPage & { incomplete?: { partitions: number; members: string[] } }): boolean => {
+    // A walk over part of the keyspace would answer KEYS/SCAN short and leave keys behind a FLUSHDB, silently.
+    if (page.incomplete) throw new RespError(incompleteKeyspace(page.incomplete.partitions, page.incomplete.members));
     for (const item of page.items) visit(item);
     seen += page.items.length;
     after = page.next ?? undefined;

@@ -200,6 +200,20 @@ describe("listing a partitioned cluster (5 nodes, replicas 2, memory transport)"
     const dumpRes = await app.handle(new Request("http://localhost/dump?scope=cluster"));
     expect(dumpRes.status).toBe(503);
     expect(((await dumpRes.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
+    // Over RESP: KEYS, SCAN and FLUSHDB refuse a walk over part of the keyspace, and FLUSHDB deletes nothing.
+    const server = startRespServer({ service: service(a), config: a.config, version: "test", log: silentLogger, refusals: newRefusals(), startedMs: 0 }, 0);
+    const client = new Redis({ host: "127.0.0.1", port: server.port, maxRetriesPerRequest: 1, lazyConnect: true });
+    try {
+      await client.connect();
+      for (const run of [() => client.keys("*"), () => client.scan("0", "COUNT", 1000), () => client.flushdb()]) {
+        await expect(run()).rejects.toThrow(`${lostPartitions} partition(s) of the keyspace have no reachable owner (c, d)`);
+      }
+      const held = reachableKeys[0]!;
+      expect(await client.get(held)).toBe("v");
+    } finally {
+      client.disconnect();
+      server.stop();
+    }
     // Back: complete again.
     net.heal(c.url);
     net.heal(d.url);

@@ -7,6 +7,8 @@ import { versionWallMs } from "../../src/core/version.ts";
 import { core, dump, joined, type Core } from "../support/core.ts";
 import { rng } from "../support/http.ts";
 import { eventually } from "../support/proc.ts";
+import { ItemsService } from "../../src/service.ts";
+import { isMakhzenError } from "../../src/errors.ts";
 
 /**
  * Moves of partitions (rebalance.ts) between in-process nodes over the memory
@@ -156,6 +158,59 @@ describe("rebalancing (5 nodes, --replicas 2)", () => {
     expect(again.store.recordCount).toBe(0);
     await again.cluster.start(again.url);
     await settles([...nodes.filter((n) => n !== c), again], want);
+  });
+
+  test("a node restarted empty while a co-owner is dead keeps their shared partitions filling, and answers 503 for their keys rather than 404", async () => {
+    const nodes = await five();
+    const want = load(nodes, 1500);
+    const [c, d] = [nodes[2]!, nodes[3]!];
+    const shared = (p: number) => nodes[0]!.cluster.placement.owners(p).every((o) => o === "c" || o === "d");
+    const key = [...want.keys()].find((k) => shared(partitionOf(k)))!;
+    expect(key).toBeDefined();
+    // d falls silent: nothing reaches it, and it sends no heartbeat.
+    net.cut(d.url);
+    d.cluster.membership.stop();
+    c.cluster.close();
+    net.unregister(c.url);
+    await Bun.sleep(2); // a new life: a later incarnation
+    const again = node("c", { peers: [nodes[0]!.url] });
+    await again.cluster.start(again.url);
+    await eventually(() => again.cluster.membership.get("d")?.state === "dead", { timeoutMs: 10_000, what: "the restarted node finds d dead" });
+    const sharedParts = Array.from({ length: 256 }, (_, p) => p).filter(shared);
+    await eventually(() => again.cluster.rebalancer.fillingPartitions().join() === sharedParts.join(), { what: "only the partitions shared with d still filling" });
+    again.cluster.rebalancer.tick(); // d is dead, not gone: a tick does not mark its partitions full
+    expect(again.cluster.rebalancer.fillingPartitions()).toEqual(sharedParts);
+    expect(again.cluster.settled).toBe(false);
+    const service = new ItemsService({ items: again.items, store: again.store, cluster: again.cluster, config: again.config });
+    const error = await Promise.resolve(service.get("default", key)).then(() => undefined, (e: unknown) => e);
+    expect(isMakhzenError(error) && error.code).toBe("UNAVAILABLE");
+    // d back: the partitions fill from it, and the key reads again.
+    net.heal(d.url);
+    d.cluster.membership.start();
+    await settles([...nodes.filter((n) => n !== c), again], want);
+    expect((await service.get("default", key))?.value).toBe(want.get(key)!.value as string);
+  }, 30_000);
+
+  test("a cluster that shrinks back to full replication routes reads of the partitions a node gains until it holds them", async () => {
+    net = new MemoryTransport();
+    const four = ["a", "b", "c", "d"].map((n) => node(n, { replicas: 3 }));
+    await joined(four);
+    const want = load(four, 800);
+    const [a, d] = [four[0]!, four[3]!];
+    // A key `a` does not own now: once d is gone, `a` owns it (3 of 3) but holds nothing of it yet.
+    const key = [...want.keys()].find((k) => !a.cluster.placement.ownersOfKey(k).includes("a"))!;
+    d.cluster.close();
+    net.cut(d.url);
+    const rest = four.filter((n) => n !== d);
+    for (const n of rest) n.cluster.membership.handleLeave("d", n.cluster.membership.get("d")!.incarnation);
+    expect(a.cluster.placement.full).toBe(true);
+    expect(a.store.get("default", key)).toBeUndefined();
+    expect(a.cluster.isFilling(partitionOf(key))).toBe(true);
+    // Every node serves forwarded requests (an ItemsService attaches itself to its router).
+    const [service] = rest.map((n) => new ItemsService({ items: n.items, store: n.store, cluster: n.cluster, config: n.config }));
+    expect((await service!.get("default", key))?.value).toBe(want.get(key)!.value as string);
+    await settles(rest, want);
+    expect(service!.servesLocally(key)).toBe(true);
   });
 
   test("an old holder drops a partition only a grace period after its owners hold it, and a delete made meanwhile stays deleted", async () => {

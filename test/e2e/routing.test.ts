@@ -15,7 +15,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { partitionOf, rankOwners } from "../../src/cluster/placement.ts";
-import { eventually, get, Harness, ok, publicDump, put, type NodeProcess } from "../support/harness.ts";
+import { eventually, get, Harness, ok, publicDump, put, settledEverywhere, type NodeProcess } from "../support/harness.ts";
 
 let h: Harness;
 const clients: Redis[] = [];
@@ -43,6 +43,8 @@ describe("routing across 4 processes, --replicas 2", () => {
       extraArgs: ["--replicas", "2", "--resp-port", "0", "--anti-entropy-interval", "24h"],
       extraArgsFor: (name) => (name === "a" ? [] : ["--max-value-bytes", "64"]),
     });
+    // Requests go to owners by what each node last heard of their partitions: wait until that is current.
+    await settledEverywhere(nodes);
     const byName = new Map(nodes.map((n) => [n.name, n]));
     const a = byName.get("a")!;
     const foreign = Array.from({ length: 400 }, (_, i) => `key-${i}`).filter((k) => !owners(k).includes("a"));

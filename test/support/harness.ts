@@ -177,6 +177,24 @@ async function aliveCount(node: NodeProcess): Promise<number> {
   return view.members.filter((m) => m.state === "alive").length;
 }
 
+/**
+ * Waits until every node says it is settled (GET /cluster `settled`: each partition
+ * it owns filled, nothing left to hand off) and has heard every other member say it
+ * fills nothing: a node routes reads and writes by what its peers last said, which
+ * lags their own state by a heartbeat.
+ */
+export async function settledEverywhere(nodes: NodeProcess[], timeoutMs = 20_000): Promise<void> {
+  await eventually(
+    async () => {
+      const views = await Promise.all(
+        nodes.map(async (n) => (await (await fetch(`${n.url}/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { settled?: boolean; members: { state: string; filling?: number | null }[] }),
+      );
+      return views.every((v) => v.settled === true && v.members.every((m) => m.state === "left" || m.filling === 0));
+    },
+    { timeoutMs, what: `all ${nodes.length} nodes settled, and each sure of the others` },
+  );
+}
+
 /** Every record a node holds, tombstones included, in (bucket, key) order: paged through /internal/scan. */
 export async function dump(node: NodeProcess): Promise<StoredRecord[]> {
   const out: StoredRecord[] = [];
