@@ -128,9 +128,10 @@ export class Sim {
     const service = new ItemsService({ items, store, cluster, config });
     const node: SimNode = { name, url, endpoint, cluster, store, service };
     this.net.register(name, cluster.service);
-    this.nodes.set(name, node);
     this.everyLife.push(node);
     await cluster.start(url);
+    // Clients use it once it has started, as they would once it listens.
+    this.nodes.set(name, node);
     return node;
   }
 
@@ -224,6 +225,9 @@ export class Sim {
    */
   async settle(check: (dumps: Map<string, StoredRecord[]>) => string | undefined, { timeoutMs = 30_000, requireSettled = false } = {}): Promise<Map<string, StoredRecord[]>> {
     let why: string | undefined;
+    // A node that does not say whether it has settled cannot be waited for: say so at once.
+    const silent = requireSettled ? this.live().find((n) => settledOf(n.cluster) === undefined) : undefined;
+    if (silent) throw new Error(`${silent.name} does not report settled (Cluster.settled or status().settled)`);
     try {
       return await eventually<Map<string, StoredRecord[]> | undefined>(
         () => {
@@ -271,7 +275,7 @@ export class Sim {
   }
 }
 
-/** One acknowledged write: a value, or a delete (null). `protectedFromKills`: held by a quorum when acknowledged. */
+/** One acknowledged write: a value, or a delete (null). `quorum`: held by a quorum of owners when acknowledged (or since, see protectAll). */
 interface Ack {
   version: string;
   value: string | null;
@@ -304,6 +308,14 @@ export class Recorder {
     let n = 0;
     for (const list of this.acks.values()) n += list.length;
     return n;
+  }
+
+  /**
+   * After a settle whose checks passed (with no write in flight): every write so far
+   * is on all its owners, so from now on it is protected from a kill as a quorum write is.
+   */
+  protectAll(): void {
+    for (const list of this.acks.values()) for (const a of list) a.quorum = true;
   }
 
   /** The newest acknowledged write of each key that must have survived `kills` kills. */
