@@ -47,6 +47,8 @@ export function fullCheck(sim: Sim, writers: Writers): (dumps: Map<string, Store
 /** Runs the scenario; returns what happened, one line per step (for failure messages). */
 export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): Promise<string[]> {
   const log: string[] = [];
+  const t0 = performance.now();
+  const at = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
   const check = fullCheck(sim, writers);
   const settle = async (why: string) => {
     sim.net.healAll();
@@ -69,6 +71,7 @@ export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): 
     // Before a kill, with no writes in flight: settle, so the last kill has been repaired.
     if (event === "kill" && sim.killed.size === 0 && live.length > opts.minNodes) {
       await settle(`before the kill of step ${step}`);
+      log.push(`${at()} settled before the kill`);
     }
     const writes = writers.run(opts.opsPerStep, opts.stepMs);
     switch (event) {
@@ -112,15 +115,16 @@ export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): 
         break;
     }
     await writes;
-    log.push(`step ${step}: ${did} (live ${sim.nodes.size}, acked ${writers.recorder.acknowledged}, failed ${writers.recorder.failed})`);
+    log.push(`${at()} step ${step}: ${did} (live ${sim.nodes.size}, acked ${writers.recorder.acknowledged}, failed ${writers.recorder.failed})`);
   }
   // Lift every fault, bring back the dead, and the cluster must settle with every check passing.
   sim.net.lossRate = 0;
   sim.net.maxDelayMs = 0;
   for (const name of [...sim.killed]) {
     await sim.restart(name);
-    log.push(`end: restart ${name}`);
+    log.push(`${at()} end: restart ${name}`);
   }
   await settle("at the end");
+  log.push(`${at()} settled`);
   return log;
 }

@@ -386,7 +386,7 @@ export interface WriterOptions {
   quorumRate?: number;
   /** Concurrent writers; each has its own keys, so the writes of one key are sequential. */
   workers?: number;
-  /** Timeout of a w=quorum write, ms. */
+  /** Timeout of a w=quorum write, ms (default 1000: a write stuck behind a cut must not hold a step up). */
   quorumTimeoutMs?: number;
 }
 
@@ -403,7 +403,7 @@ export class Writers {
     private readonly sim: Sim,
     private readonly opts: WriterOptions,
   ) {
-    this.quorum = parseConcern("w", "quorum", String(opts.quorumTimeoutMs ?? 3000))!;
+    this.quorum = parseConcern("w", "quorum", String(opts.quorumTimeoutMs ?? 1000))!;
   }
 
   static keyOf(i: number): { bucket: string; key: string } {
