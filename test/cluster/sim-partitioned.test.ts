@@ -19,7 +19,7 @@ import { isMakhzenError } from "../../src/errors.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { eventually } from "../support/proc.ts";
 import { fullCheck, runChaos, type ChaosOptions } from "../support/sim-chaos.ts";
-import { measureJoin, Sim, timingsFor, Writers, type JoinMeasure, type SimNode } from "../support/sim.ts";
+import { measureJoin, settledOf, Sim, timingsFor, Writers, type JoinMeasure, type SimNode } from "../support/sim.ts";
 
 const track = closeAfterEach();
 const sim = (opts: ConstructorParameters<typeof Sim>[0]) => track(new Sim(opts));
@@ -258,14 +258,21 @@ describe("the stories users report", () => {
   }, 90_000);
 
   test("reads during a move answer the newest value: every quorum write is read back through another node while a node joins", async () => {
-    const { s } = await cluster(10, 2, 46, 1000);
-    const joining = s.join();
+    const { s, check } = await cluster(10, 2, 46, 1000);
+    let joined = false;
+    const joining = s.join().then(() => (joined = true));
     const stale: string[] = [];
     let compared = 0;
+    let moving = 0;
     // Every live node counts the same members (the joiner's start may not have resolved yet).
     const agreed = () => new Set(s.live().map((n) => n.cluster.placement.members.join())).size === 1;
-    // Until the joiner's start resolves (it is not yet in s.live()), and well after: the move is under way.
-    for (let i = 0; i < 400; i++) {
+    // From the join until every node has settled again (the move is over), within bounds.
+    const deadline = performance.now() + 20_000;
+    for (let i = 0; i < 5000 && performance.now() < deadline; i++) {
+      if (joined && i % 10 === 0 && s.settleProblem(true) === undefined) break;
+      // One write and read at a time, each after a turn of the event loop: the move goes on meanwhile.
+      await Bun.sleep(1);
+      const inMove = joined && s.live().some((n) => settledOf(n.cluster) === false);
       const { bucket, key } = Writers.keyOf(s.rng.int(1000));
       const writer = s.rng.pick(s.live());
       const reader = s.rng.pick(s.live().filter((n) => n !== writer));
@@ -283,6 +290,7 @@ describe("the stories users report", () => {
       const got = await reader.service.get(bucket, key);
       if (!before || !agreed()) continue;
       compared++;
+      if (inMove) moving++;
       // Values, not versions: an unconditional write whose forward got no answer may run on a
       // second owner too (routing.ts), the same value under two versions.
       if (got?.value !== value) stale.push(`${key} via ${reader.name}: ${String(got?.value)} not ${value}`);
@@ -290,5 +298,7 @@ describe("the stories users report", () => {
     await joining;
     expect(stale.slice(0, 10)).toEqual([]);
     expect(compared).toBeGreaterThan(200);
+    expect(moving).toBeGreaterThan(100); // reads while some node had not settled yet
+    await s.settle(check, { timeoutMs: 30_000, requireSettled: true });
   }, 90_000);
 });
