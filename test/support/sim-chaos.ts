@@ -63,9 +63,13 @@ export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): 
   const total = events.reduce((s, [, w]) => s + w, 0);
   sim.net.lossRate = opts.lossRate;
   sim.net.maxDelayMs = opts.maxDelayMs;
+  // Each fault given a weight happens at least once: the last steps go to those the dice missed.
+  // (A restart and a heal happen at the end anyway.)
+  const missing = new Set(events.filter(([e, w]) => w > 0 && e !== "restart" && e !== "heal").map(([e]) => e));
   for (let step = 0; step < opts.steps; step++) {
     let roll = sim.rng.next() * total;
-    const event = events.find(([, w]) => (roll -= w) < 0)?.[0] ?? events[0]![0];
+    const rolled = events.find(([, w]) => (roll -= w) < 0)?.[0] ?? events[0]![0];
+    const event = opts.steps - step <= missing.size ? [...missing][0]! : rolled;
     const live = sim.live().map((n) => n.name);
     let did = "nothing";
     // Before a kill, with no writes in flight: settle, so the last kill has been repaired.
@@ -115,6 +119,7 @@ export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): 
         break;
     }
     await writes;
+    if (did !== "nothing") missing.delete(event);
     log.push(`${at()} step ${step}: ${did} (live ${sim.nodes.size}, acked ${writers.recorder.acknowledged}, failed ${writers.recorder.failed})`);
   }
   // Lift every fault, bring back the dead, and the cluster must settle with every check passing.

@@ -104,13 +104,31 @@ export class Sim {
     return `n${String(this.serial++).padStart(2, "0")}`;
   }
 
-  /** Starts `count` nodes, each joining through a random earlier one, and waits until each sees every other alive. */
-  async start(count: number): Promise<void> {
+  /**
+   * Starts `count` nodes, each joining through a random earlier one, and waits until
+   * each sees every other alive. How they start:
+   * - `ready` (default up to 16 nodes): each once the one before it is ready, as an
+   *   operator adding nodes one by one (and the process harness) does;
+   * - `overlapping` (default above 16): each as soon as the one before it has joined,
+   *   so first syncs overlap (waiting for readiness costs a heartbeat per node, and
+   *   heartbeats are slow in large simulations);
+   * - `together`: all but the first at once, as an orchestrator starting a whole cluster.
+   */
+  async start(count: number, { mode = count <= 16 ? "ready" : "overlapping" }: { mode?: "ready" | "overlapping" | "together" } = {}): Promise<void> {
     this.timings = this.opts.timings ?? timingsFor(count);
-    for (let i = 0; i < count; i++) {
-      const seeds = this.live().map((n) => n.name);
-      await this.boot(this.newName(), seeds.length ? [this.rng.pick(seeds)] : []);
+    await this.boot(this.newName(), []);
+    const boots: Promise<SimNode>[] = [];
+    for (let i = 1; i < count; i++) {
+      const seeds = this.everyLife.filter((n) => n.endpoint.alive).map((n) => n.name);
+      const booting = this.boot(this.newName(), [this.rng.pick(seeds)]);
+      if (mode === "together") boots.push(booting);
+      else if (mode === "overlapping") await booting;
+      else {
+        const node = await booting;
+        await eventually(() => node.cluster.ready, { timeoutMs: 60_000, intervalMs: 10, what: `${node.name} ready` });
+      }
     }
+    await Promise.all(boots);
     await this.membershipAgrees(30_000 + count * 300);
   }
 
