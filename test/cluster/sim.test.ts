@@ -8,7 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
-import { FaultyNet, mulberry32, Rng } from "../support/faulty-net.ts";
+import { FaultyNet, Rng } from "../support/faulty-net.ts";
 import { fullCheck, runChaos } from "../support/sim-chaos.ts";
 import { measureJoin, Sim, timingsFor, Writers } from "../support/sim.ts";
 
@@ -16,20 +16,24 @@ const track = closeAfterEach();
 const sim = (opts: ConstructorParameters<typeof Sim>[0]) => track(new Sim(opts));
 
 describe("the pieces", () => {
-  test("mulberry32 is seeded: the same seed, the same sequence; another seed, another", () => {
-    const a = mulberry32(42);
-    const b = mulberry32(42);
-    const c = mulberry32(43);
-    const xs = Array.from({ length: 5 }, () => a());
-    expect(Array.from({ length: 5 }, () => b())).toEqual(xs);
-    expect(Array.from({ length: 5 }, () => c())).not.toEqual(xs);
-    expect(xs.every((x) => x >= 0 && x < 1)).toBe(true);
+  test("choices are seeded: the same seed, the same choices; another seed, others", () => {
+    const draw = (seed: number) => {
+      const r = new Rng(seed);
+      return Array.from({ length: 8 }, () => r.int(1000));
+    };
+    expect(draw(42)).toEqual(draw(42));
+    expect(draw(43)).not.toEqual(draw(42));
+    const r = new Rng(1);
+    expect(Array.from({ length: 200 }, () => r.pick(["a", "b"])).sort().join("")).toMatch(/^a+b+$/);
   });
 
   test("the faulty network cuts a link both ways, loses calls at its rate, and counts arrivals", async () => {
     const net = new FaultyNet(new Rng(7));
     const served: string[] = [];
-    const service = { members: () => (served.push("members"), { members: [] }) } as never;
+    const service = {
+      members: () => (served.push("members"), { members: [] }),
+      records: (req: { records: unknown[] }) => ({ applied: req.records.length, refused: 0 }),
+    } as never;
     net.register("b", service);
     const a = net.transportFor({ name: "a", alive: true });
     await a.call("mem://b", "members", {}, 1000);
@@ -42,6 +46,14 @@ describe("the pieces", () => {
     const gone = net.transportFor({ name: "dead", alive: false });
     expect(await gone.call("mem://b", "members", {}, 1000).catch((e: PeerError) => e.message)).toMatch(/sender is gone/);
     expect(served.length).toBeGreaterThanOrEqual(1);
+    // Records that arrive, per node, while counting: once per key however often they come.
+    net.arrivals = new Map();
+    const records = [{ bucket: "default", key: "x", value: "1", version: "001700000000000-000000-a" }];
+    await a.call("mem://b", "records", { records }, 1000);
+    await a.call("mem://b", "records", JSON.stringify({ records }), 1000);
+    expect([...net.arrivals.get("b")!]).toEqual(["default/x"]);
+    expect(net.carried).toBe(2);
+    expect(net.arrivals.has("a")).toBe(false);
   });
 });
 

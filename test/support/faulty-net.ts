@@ -15,25 +15,14 @@
  * that. The scenario (which node is killed when) is fully reproducible from the seed.
  */
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { rng } from "./http.ts";
 import { PeerError, type PeerAnswer, type PeerOp, type PeerRequest, type PeerService, type PeerTransport } from "../../src/cluster/protocol/peer-ops.ts";
 
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). Good enough for test schedules, not for anything else. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Seeded choices for a scenario. */
+/** Seeded choices for a scenario, over the tests' one PRNG (http.ts's mulberry32). */
 export class Rng {
   readonly next: () => number;
   constructor(readonly seed: number) {
-    this.next = mulberry32(seed);
+    this.next = rng(seed);
   }
   /** An integer in [0, n). */
   int(n: number): number {
