@@ -1,0 +1,135 @@
+/**
+ * A seeded chaos scenario for the simulations (test/support/sim.ts): a number of
+ * steps, each one event (a join, a graceful leave, a kill, a restart of a killed
+ * node, a cut between two nodes, or healing every cut) while a batch of writes
+ * runs through random live nodes; lost and delayed messages all along.
+ *
+ * One rule keeps "no acknowledged write lost" a fair check: a node is killed only
+ * when the cluster has settled since the last kill (cuts healed, every check
+ * passing), so a write acknowledged by a quorum of owners always keeps a copy.
+ * Killing two owners of a key before either is refilled loses it in any store
+ * without disks; that is what --data-dir is for, and not what this tests.
+ *
+ * At the end every fault is lifted, every killed node restarts empty under its
+ * name, and the cluster must settle with every check passing.
+ */
+import type { StoredRecord } from "../../src/core/record.ts";
+import type { Sim, Writers } from "./sim.ts";
+
+export type ChaosEvent = "join" | "leave" | "kill" | "restart" | "cut" | "heal";
+
+export interface ChaosOptions {
+  steps: number;
+  /** Writes per step, run while the step's event happens, paced over `stepMs`. */
+  opsPerStep: number;
+  /** How long a step's writes go on, ms: the cluster reacts to the event meanwhile. */
+  stepMs: number;
+  /** Relative weights of the events; an event that cannot happen now (no one to restart) is skipped. */
+  weights: Partial<Record<ChaosEvent, number>>;
+  /** Never fewer live nodes than this (leaves and kills wait). */
+  minNodes: number;
+  /** Never more nodes than this, killed ones included (joins wait). */
+  maxNodes: number;
+  /** Share of peer calls lost, and the longest delay of a call, during the steps. */
+  lossRate: number;
+  maxDelayMs: number;
+  /** Deadline of each settle (before a kill, and at the end), ms. */
+  settleTimeoutMs: number;
+  /** The nodes must say `settled` (after the merge of the partition work); otherwise absence is accepted. */
+  requireSettled: boolean;
+}
+
+/** Loss and placement checks together, for Sim.settle. */
+export function fullCheck(sim: Sim, writers: Writers): (dumps: Map<string, StoredRecord[]>) => string | undefined {
+  return (dumps) => writers.recorder.lossProblem(dumps, sim.kills) ?? sim.placementProblem(dumps);
+}
+
+/** Runs the scenario; returns what happened, one line per step (for failure messages). */
+export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): Promise<string[]> {
+  const log: string[] = [];
+  const t0 = performance.now();
+  const at = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
+  const check = fullCheck(sim, writers);
+  const settle = async (why: string) => {
+    sim.net.healAll();
+    try {
+      await sim.settle(check, { timeoutMs: opts.settleTimeoutMs, requireSettled: opts.requireSettled });
+      writers.recorder.protectAll();
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\nwhile settling ${why}; events so far:\n${log.join("\n")}`);
+    }
+  };
+  const events = Object.entries(opts.weights) as [ChaosEvent, number][];
+  const total = events.reduce((s, [, w]) => s + w, 0);
+  sim.net.lossRate = opts.lossRate;
+  sim.net.maxDelayMs = opts.maxDelayMs;
+  // Each fault given a weight happens at least once: the last steps go to those the dice missed.
+  // (A restart and a heal happen at the end anyway.)
+  const missing = new Set(events.filter(([e, w]) => w > 0 && e !== "restart" && e !== "heal").map(([e]) => e));
+  for (let step = 0; step < opts.steps; step++) {
+    let roll = sim.rng.next() * total;
+    const rolled = events.find(([, w]) => (roll -= w) < 0)?.[0] ?? events[0]![0];
+    const event = opts.steps - step <= missing.size ? [...missing][0]! : rolled;
+    const live = sim.live().map((n) => n.name);
+    let did = "nothing";
+    // Before a kill, with no writes in flight: settle, so the last kill has been repaired.
+    if (event === "kill" && sim.killed.size === 0 && live.length > opts.minNodes) {
+      await settle(`before the kill of step ${step}`);
+      log.push(`${at()} settled before the kill`);
+    }
+    const writes = writers.run(opts.opsPerStep, opts.stepMs);
+    switch (event) {
+      case "join":
+        if (sim.nodes.size + sim.killed.size < opts.maxNodes) did = `join ${(await sim.join()).name}`;
+        break;
+      case "leave":
+        if (live.length > opts.minNodes) {
+          const name = sim.rng.pick(live);
+          await sim.leave(name);
+          did = `leave ${name}`;
+        }
+        break;
+      case "kill":
+        if (sim.killed.size === 0 && live.length > opts.minNodes) {
+          const name = sim.rng.pick(sim.live().map((n) => n.name));
+          sim.kill(name);
+          did = `kill ${name}`;
+        }
+        break;
+      case "restart":
+        if (sim.killed.size > 0) {
+          const name = [...sim.killed][0]!;
+          await sim.restart(name);
+          did = `restart ${name}`;
+        }
+        break;
+      case "cut":
+        if (live.length >= 2 && sim.net.cutCount < 2) {
+          const a = sim.rng.pick(live);
+          const b = sim.rng.pick(live.filter((n) => n !== a));
+          sim.net.cut(a, b);
+          did = `cut ${a}|${b}`;
+        }
+        break;
+      case "heal":
+        if (sim.net.cutCount > 0) {
+          sim.net.healAll();
+          did = "heal";
+        }
+        break;
+    }
+    await writes;
+    if (did !== "nothing") missing.delete(event);
+    log.push(`${at()} step ${step}: ${did} (live ${sim.nodes.size}, acked ${writers.recorder.acknowledged}, failed ${writers.recorder.failed})`);
+  }
+  // Lift every fault, bring back the dead, and the cluster must settle with every check passing.
+  sim.net.lossRate = 0;
+  sim.net.maxDelayMs = 0;
+  for (const name of [...sim.killed]) {
+    await sim.restart(name);
+    log.push(`${at()} end: restart ${name}`);
+  }
+  await settle("at the end");
+  log.push(`${at()} settled`);
+  return log;
+}
