@@ -174,7 +174,10 @@ export class Cluster {
       membership: this.membership,
       applyRemote: (records) => this.applyRemote(records),
       answerBudgetBytes: config.batchMaxBytes,
-      syncing: () => this.syncing,
+      // Peers' rounds wait for a full copy only: under partitioning the first sync is
+      // the filling, itself made of rounds, and nodes that start together and share
+      // partitions would otherwise each wait for the other's until the start-sync timeout.
+      syncing: () => this.syncing && this.placement.full,
       forward: (req) => this.router.serve(req),
     });
     this.listing = new ClusterListing({ self: config.name, placement, views, reachable, transport, local: (req) => this.service.list(req),
@@ -267,10 +270,6 @@ export class Cluster {
     }, this.deps.config.startSyncTimeoutMs);
     this.startSyncTimer.unref?.();
     // The first sync (first-sync.ts): a full copy and rounds under full replication, the filling of what it owns under partitioning.
-    // Peers' rounds wait for a full copy only: under partitioning the first sync is
-    // the filling, itself made of rounds, and two joiners that share partitions would
-    // otherwise each wait for the other's until the start-sync timeout.
-    if (!this.placement.full) this.syncing = false;
     const peers = this.membership.reachable();
     const sync = { full: this.placement.full, peers, store: this.deps.store, antiEntropy: this.antiEntropy, rebalancer: this.rebalancer, logger: this.logger };
     void firstSync({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }).finally(() => {

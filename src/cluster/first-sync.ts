@@ -38,7 +38,7 @@ export async function firstSync(deps: FirstSyncDeps): Promise<void> {
   try {
     await copyAndSync(deps);
   } finally {
-    deps.rebalancer.markFull();
+    deps.rebalancer.fullCopyDone();
   }
 }
 

@@ -104,10 +104,30 @@ const weight = (partition: number, name: string): bigint => Bun.hash.xxHash64(na
 export function rankOwners(partition: number, names: readonly string[], n: number): string[] {
   return names
     .map((name) => ({ name, w: weight(partition, name) }))
-    .sort((a, b) => (a.w === b.w ? (a.name < b.name ? -1 : 1) : a.w > b.w ? -1 : 1))
+    .sort((a, b) => (heavier(a, b) ? -1 : 1))
     .slice(0, n)
     .map((e) => e.name);
 }
+
+/**
+ * rankOwners over precomputed weights (`weights[i]` is `names[i]`'s), by insertion
+ * into the n heaviest so far: O(members x n), with the same order and tie-break.
+ */
+function heaviest(names: readonly string[], weights: readonly BigUint64Array[], partition: number, n: number): string[] {
+  const top: { name: string; w: bigint }[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const e = { name: names[i]!, w: weights[i]![partition]! };
+    let at = top.length;
+    while (at > 0 && heavier(e, top[at - 1]!)) at--;
+    if (at < n) {
+      top.splice(at, 0, e);
+      if (top.length > n) top.pop();
+    }
+  }
+  return top.map((e) => e.name);
+}
+
+const heavier = (a: { name: string; w: bigint }, b: { name: string; w: bigint }): boolean => (a.w === b.w ? a.name < b.name : a.w > b.w);
 
 /**
  * The placement table of one node: the owners of every partition, computed from
@@ -117,6 +137,12 @@ export function rankOwners(partition: number, names: readonly string[], n: numbe
  */
 export class Placement {
   private names: string[] = [];
+  /**
+   * Every member's weight for every partition, computed once per name: a member list
+   * changes once per join on every node, and a cluster of n nodes starting up
+   * changes it n times, so recomputing n x PARTITIONS hashes each time adds up.
+   */
+  private readonly weights = new Map<string, BigUint64Array>();
   private table: string[][] = [];
   private mine = new Uint8Array(PARTITIONS);
   /** Bumped on every change of the owners, so callers can cache what they derive from them. */
@@ -138,10 +164,21 @@ export class Placement {
     if (names.length === this.names.length && names.every((n, i) => n === this.names[i])) return false;
     this.names = names;
     const n = Math.min(this.replicas, names.length);
-    this.table = Array.from({ length: PARTITIONS }, (_, p) => rankOwners(p, names, n));
+    const w = names.map((name) => this.weightsOf(name));
+    this.table = Array.from({ length: PARTITIONS }, (_, p) => heaviest(names, w, p, n));
     this.mine = Uint8Array.from(this.table, (owners) => (owners.includes(this.self) ? 1 : 0));
     this.epoch++;
     return true;
+  }
+
+  private weightsOf(name: string): BigUint64Array {
+    let w = this.weights.get(name);
+    if (w === undefined) {
+      w = new BigUint64Array(PARTITIONS);
+      for (let p = 0; p < PARTITIONS; p++) w[p] = weight(p, name);
+      this.weights.set(name, w);
+    }
+    return w;
   }
 
   /** The members placement counts, this node included, in name order. */

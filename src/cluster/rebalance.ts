@@ -112,6 +112,17 @@ export class Rebalancer {
     this.fillsDeferred = true;
   }
 
+  /**
+   * The first sync of full replication is done (a full copy, then a round with each
+   * peer): everything owned is full, unless the cluster grew past --replicas while it
+   * ran, and then the partitions owned now fill by rounds, as a joiner's do.
+   */
+  fullCopyDone(): void {
+    if (this.deps.placement.full) return this.markFull();
+    this.fillsDeferred = false;
+    this.kick();
+  }
+
   /** Everything owned is full: a node alone at start, or the first sync of full replication done. */
   markFull(): void {
     this.fillsDeferred = false;

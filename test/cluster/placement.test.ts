@@ -94,3 +94,14 @@ test("partition sets round-trip through hex", () => {
   expect(partitionsFromHex(hex)).toEqual(parts);
   expect(partitionsFromHex(partitionsToHex([]))).toEqual([]);
 });
+
+test("the placement table equals rankOwners for every partition, across member changes", () => {
+  const pl = new Placement("m0", 3);
+  const all = Array.from({ length: 40 }, (_, i) => `m${i}`);
+  for (const size of [1, 2, 3, 5, 17, 40, 12]) {
+    const others = all.slice(1, size);
+    pl.setMembers(others);
+    const names = ["m0", ...others];
+    for (let p = 0; p < PARTITIONS; p++) expect(pl.owners(p)).toEqual(rankOwners(p, names, Math.min(3, names.length)));
+  }
+});
