@@ -10,6 +10,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
+import { PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 
 const DEAD_URL = "http://127.0.0.1:1";
 const PEER_OPS = ["join", "gossip", "members", "leave", "records", "groups", "leaves", "keys", "fetch", "scan"];
@@ -93,7 +94,7 @@ const someHeaders = fc.record(
     accept: fc.constantFrom("text/plain", "application/json", "*/*", "text/html"),
     "if-match": fc.oneof(fc.constantFrom("*", '"001700000000000-000000-x"', "W/\"x\""), fc.string({ maxLength: 10 })),
     "if-none-match": fc.oneof(fc.constant("*"), fc.string({ maxLength: 5 })),
-    "x-makhzen-protocol": fc.constantFrom("1", "2", ""),
+    "x-makhzen-protocol": fc.constantFrom("1", "2", "3", ""),
     authorization: fc.constantFrom("Bearer x", "Basic y", ""),
   },
   { requiredKeys: [] },
@@ -168,7 +169,7 @@ describe("fuzz", () => {
         const res = await node.handle(
           new Request(`http://localhost/internal/${op}`, {
             method: "POST",
-            headers: { "content-type": "application/json", "x-makhzen-protocol": "1" },
+            headers: { "content-type": "application/json", "x-makhzen-protocol": PROTOCOL_VERSION },
             body: JSON.stringify(b),
           }),
         );

@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { createNode, MakhzenError, type MakhzenNode, type NodeOptions } from "../../src/index.ts";
 import { FAST_TIMINGS, MiB } from "../../src/config.ts";
 import { requestLimits } from "../../src/http/limits.ts";
+import { PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 import { call } from "../support/http.ts";
 import { eventually, run } from "../support/proc.ts";
 import { rawExchange } from "../support/raw-http.ts";
@@ -170,7 +171,7 @@ describe("/load", () => {
       ["/internal/records", limits.peerBodyBytes],
     ] as const) {
       const method = path === "/items/k" ? "PUT" : "POST";
-      const head = `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nx-makhzen-protocol: 1\r\nContent-Length: ${limit + 1}\r\n\r\n`;
+      const head = `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nx-makhzen-protocol: ${PROTOCOL_VERSION}\r\nContent-Length: ${limit + 1}\r\n\r\n`;
       const a = await rawExchange(port, head, { timeoutMs: 3000 });
       expect({ path, status: a.status, code: JSON.parse(a.body).error.code }).toEqual({ path, status: 413, code: "BODY_TOO_LARGE" });
     }

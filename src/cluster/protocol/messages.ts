@@ -14,7 +14,8 @@ import { LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS } from "../consistency.ts";
  * Bump PROTOCOL_VERSION on any incompatible change; a node refuses requests that
  * carry another version.
  */
-export const PROTOCOL_VERSION = "1";
+// 2: partitions (issue 11): a digest group per partition (256), the forward and list ops, partition sets in heartbeats.
+export const PROTOCOL_VERSION = "2";
 export const PROTOCOL_HEADER = "x-makhzen-protocol";
 
 // The patterns and sizes are those of the modules that own them (version.ts,
