@@ -20,7 +20,8 @@ import type { ItemsService } from "./service.ts";
  * serve (it is not an owner, or it is one still copying the key's partition), and
  * for every listing, `bucket()` refuses with NOT_LOCAL, naming the owners, rather
  * than answer from a partial copy. Full mode pays one check per call (whether the
- * placement is full) and behaves exactly as before partitions.
+ * placement is full) and behaves exactly as before partitions: it acts on this
+ * node's copy, which right after a start is whole only once `node.ready()` is true.
  *
  * `items(name)` is asynchronous and goes through the items service, the path every
  * HTTP and RESP request takes: a key this node does not serve goes to an owner in
@@ -107,7 +108,9 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
   // Checked after the key and bucket (the checks of a read), so a bad name is still INVALID_*.
   const local = (key: unknown): string => {
     const k = keyOf(key);
-    if (!service.servesLocally(k)) {
+    // Full mode: this node's copy, as before partitions, even while it is still
+    // catching up after a start (wait for node.ready() for a whole copy).
+    if (service.partitioned && !service.servesLocally(k)) {
       items.get(name, k);
       throw notLocal(name, k, deps);
     }

@@ -181,6 +181,8 @@ export class Cluster {
       forward: (req) => this.router.serve(req),
     });
     this.listing = new ClusterListing({ self: config.name, placement, views, reachable, transport, local: (req) => this.service.list(req),
+      isFilling: (p) => this.rebalancer.isFilling(p),
+      heard: { lastMs: (n) => this.membership.get(n)?.lastSeenMs ?? 0, nowMs: () => this.membership.silenceClock() },
       wallMs: () => clock.wallMs(), timeoutMs: config.requestTimeoutMs, logger: this.logger });
   }
 

@@ -1,6 +1,7 @@
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { Member, Membership } from "./membership.ts";
+import { isLive } from "./membership-rules.ts";
 import { compareRecords, type StoredRecord } from "../core/record.ts";
 import type { Replicator } from "./replicator.ts";
 import type { Store } from "../core/store.ts";
@@ -182,7 +183,7 @@ export class Consistency {
     const peers: Member[] = [];
     for (const name of owners) {
       const m = name === placement.self ? undefined : this.deps.membership.get(name);
-      if (m && (m.state === "alive" || m.state === "suspect")) peers.push(m);
+      if (m && isLive(m.state)) peers.push(m);
     }
     return { n: owners.length, self: owners.includes(placement.self) ? 1 : 0, peers, counts: (peer) => owners.includes(peer) };
   }

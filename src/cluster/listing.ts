@@ -55,8 +55,10 @@ export interface ListingDeps {
   self: string;
   /** `full`: every node owns everything; `owners(p)`: the owners of a partition. Cluster.placement is one. */
   placement: { readonly full: boolean; owners(partition: number): readonly string[] };
-  /** Members known to hold records of a partition (Cluster.views). */
-  views: { holders(partition: number): string[] };
+  /** Whether another member said it is still filling a partition it owns (Cluster.views). */
+  views: { isFilling(name: string, partition: number): boolean };
+  /** Whether this node is still filling a partition it owns (Rebalancer.isFilling). Default: never. */
+  isFilling?: (partition: number) => boolean;
   /** The members to ask, this node excluded: alive or suspect (Membership.reachable). */
   reachable: () => readonly { name: string; url: string }[];
   transport: PeerTransport;
@@ -66,6 +68,11 @@ export interface ListingDeps {
   wallMs: () => number;
   /** How long a member's page may take, in ms. */
   timeoutMs: number;
+  /**
+   * When this node last heard from a member, and now, on one clock (Member.lastSeenMs
+   * and Membership.silenceClock). Absent: a failed member is asked again on the next page.
+   */
+  heard?: { lastMs: (name: string) => number; nowMs: () => number };
   logger?: Logger;
 }
 
@@ -77,6 +84,13 @@ interface PageState {
 
 export class ClusterListing {
   private readonly logger: Logger;
+  /**
+   * When a member's page last failed (the `heard` clock). It is left out of later
+   * pages until it answers a heartbeat again: a hung member (SIGSTOP, a host gone
+   * but not yet dead) would otherwise cost every page a whole timeout. Its
+   * partitions are read from their other owners meanwhile, or reported `incomplete`.
+   */
+  private readonly failedAt = new Map<string, number>();
 
   constructor(private readonly deps: ListingDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -135,12 +149,24 @@ export class ClusterListing {
       after = page.next;
       // Each page asks every member again: one that came back since is welcome.
       state.sources = this.sources();
-      state.failed.clear();
+      state.failed = this.recentlyFailed();
     }
   }
 
   private newPage(): PageState {
-    return { sources: this.sources(), failed: new Set() };
+    return { sources: this.sources(), failed: this.recentlyFailed() };
+  }
+
+  /** Members whose page failed and that have not answered a heartbeat since: not asked again yet. */
+  private recentlyFailed(): Set<string> {
+    const out = new Set<string>();
+    const heard = this.deps.heard;
+    if (!heard) return out;
+    for (const [name, at] of this.failedAt) {
+      if (heard.lastMs(name) <= at) out.add(name);
+      else this.failedAt.delete(name);
+    }
+    return out;
   }
 
   /** This node first, then every reachable member. */
@@ -167,6 +193,7 @@ export class ClusterListing {
           return { records: (answer.records as StoredRecord[]).filter((r) => inRange(r, what)), more: answer.more };
         } catch (e) {
           state.failed.add(s.name);
+          if (this.deps.heard) this.failedAt.set(s.name, this.deps.heard.nowMs());
           // Debug, not warn: a client paging through a cluster with a member down would log a line a page.
           // What matters to the client reaches it as `incomplete`; membership reports the member itself.
           this.logger.debug("listing: a member did not answer its page; it is left out of this page", { peer: s.name, error: e });
@@ -183,13 +210,23 @@ export class ClusterListing {
     return this.unanswered(answered);
   }
 
-  /** Partitions none of `answered` owns or holds, and their owners. O(PARTITIONS x (N + holders)). */
+  /**
+   * Partitions that no member among `answered` holds in full, and their owners.
+   * Only an owner that is not filling a partition holds all of it: a non-owner may
+   * hold a single hint, and a filling owner part of it, so neither vouches for the
+   * partition. (While every owner of a partition is filling, after two of them
+   * changed at once, the partition counts as unanswered even if an old owner still
+   * holds it all: a dump waits for the move rather than guess.) O(PARTITIONS x N).
+   */
   private unanswered(answered: ReadonlySet<string>): Incomplete | undefined {
     let partitions = 0;
     const members = new Set<string>();
+    const { self, views } = this.deps;
+    const whole = (name: string, p: number) =>
+      answered.has(name) && !(name === self ? (this.deps.isFilling?.(p) ?? false) : views.isFilling(name, p));
     for (let p = 0; p < PARTITIONS; p++) {
       const owners = this.deps.placement.owners(p);
-      if (owners.some((o) => answered.has(o)) || this.deps.views.holders(p).some((h) => answered.has(h))) continue;
+      if (owners.some((o) => whole(o, p))) continue;
       partitions++;
       for (const o of owners) members.add(o);
     }

@@ -94,7 +94,7 @@ export function replicasRefusal(joiner: string, theirs: number | undefined, ours
  */
 export function forgetRefusal(name: string, m: WireMember | undefined, self: string): MakhzenError | undefined {
   if (name === self) return new MakhzenError("MEMBER_ALIVE", `"${name}" is this node; stop it instead (SIGTERM leaves the cluster gracefully)`);
-  if (!m) return new MakhzenError("NOT_FOUND", `no member is named "${name}"`);
+  if (!m) return new MakhzenError("NOT_FOUND", `no member is named "${name.length > 200 ? `${name.slice(0, 200)}...` : name}"`);
   if (isLive(m.state)) {
     return new MakhzenError("MEMBER_ALIVE", `member "${name}" is ${m.state}, not dead: only a member that stopped answering may be forgotten`);
   }

@@ -1,4 +1,5 @@
-import { PARTITIONS, rankOwners } from "./placement.ts";
+import { PARTITIONS, rankOwners, type Placement } from "./placement.ts";
+import type { PartitionViews } from "./partition-views.ts";
 
 /**
  * The pure rules of moving partitions (rebalance.ts), apart from its timers and
@@ -84,4 +85,42 @@ export function leaveTargets(held: readonly number[], others: readonly string[],
     }
   }
   return out;
+}
+
+/**
+ * Whether a tombstone of `partition` stamped at `stampMs` may be purged before its
+ * grace period as far as partitions go (stability.ts says whether every member
+ * holds it): this node is not filling the partition nor holding it as a
+ * non-owner, no peer holds it without owning it, no owner is filling it, and every
+ * peer has reported its partitions since well after the stamp (so a copy a peer
+ * took before the delete, as a hint, is known). Always true under full replication.
+ */
+export function quietPartition(
+  partition: number,
+  stampMs: number,
+  at: {
+    self: string;
+    placement: Pick<Placement, "full" | "owns" | "members" | "isOwner">;
+    views: Pick<PartitionViews, "isFilling" | "holdsPartition">;
+    config: { maxClockOffsetMs: number; requestTimeoutMs: number };
+    /** This node owns the partition and is still filling it. */
+    filling: boolean;
+    /** This node holds records of the partition. */
+    heldHere: boolean;
+    /** Per peer: when its last partition report arrived (this node's wall clock). */
+    reportedAt: ReadonlyMap<string, number>;
+  },
+): boolean {
+  const { placement, views, config } = at;
+  if (placement.full) return true;
+  if (at.filling) return false;
+  if (!placement.owns(partition) && at.heldHere) return false;
+  const after = stampMs + config.maxClockOffsetMs + config.requestTimeoutMs;
+  for (const name of placement.members) {
+    if (name === at.self) continue;
+    if ((at.reportedAt.get(name) ?? 0) < after) return false;
+    const owns = placement.isOwner(name, partition);
+    if (owns ? views.isFilling(name, partition) : views.holdsPartition(name, partition)) return false;
+  }
+  return true;
 }

@@ -5,7 +5,7 @@ import type { Digest } from "./digest.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { PartitionViews } from "./partition-views.ts";
 import { PARTITIONS, partitionsToHex, type Placement } from "./placement.ts";
-import { allConfirmed, fillSources, mayDrop, type Confirmation, type PeerView } from "./rebalance-rules.ts";
+import { allConfirmed, fillSources, mayDrop, quietPartition, type Confirmation, type PeerView } from "./rebalance-rules.ts";
 import type { Store } from "../core/store.ts";
 
 export interface RebalancerDeps {
@@ -202,37 +202,23 @@ export class Rebalancer {
   filled(timeoutMs: number): Promise<void> {
     if (this.fillingPartitions().length === 0 || this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(done, timeoutMs);
-      function done() {
+      const done = () => {
         clearTimeout(t);
+        // Out of the list when the timeout fires first, so waiters do not pile up.
+        const at = this.fillWaiters.indexOf(done);
+        if (at >= 0) this.fillWaiters.splice(at, 1);
         resolve();
-      }
+      };
+      const t = setTimeout(done, timeoutMs);
       this.fillWaiters.push(done);
       this.kick();
     });
   }
 
-  /**
-   * Whether a tombstone of `partition` stamped at `stampMs` may be purged before its
-   * grace period as far as partitions go (stability.ts says whether every member
-   * holds it): this node is not filling the partition nor holding it as a
-   * non-owner, no peer holds it without owning it, no owner is filling it, and every
-   * peer has reported its partitions since well after the stamp (so a copy a peer
-   * took before the delete, as a hint, is known). Always true under full replication.
-   */
+  /** Whether a tombstone of `partition` stamped at `stampMs` may be purged early, as far as partitions go (rebalance-rules.ts quietPartition). */
   quiet(partition: number, stampMs: number): boolean {
-    const { placement, views, digest, config } = this.deps;
-    if (placement.full) return true;
-    if (this.filling[partition] === 1 && placement.owns(partition)) return false;
-    if (!placement.owns(partition) && digest.partitionSize(partition) > 0) return false;
-    const after = stampMs + config.maxClockOffsetMs + config.requestTimeoutMs;
-    for (const name of placement.members) {
-      if (name === this.deps.self) continue;
-      if ((this.reportedAt.get(name) ?? 0) < after) return false;
-      const owns = placement.isOwner(name, partition);
-      if (owns ? views.isFilling(name, partition) : views.holdsPartition(name, partition)) return false;
-    }
-    return true;
+    const { placement, views, digest, config, self } = this.deps;
+    return quietPartition(partition, stampMs, { self, placement, views, config, filling: this.isFilling(partition), heldHere: digest.partitionSize(partition) > 0, reportedAt: this.reportedAt });
   }
 
   private kick(): void {

@@ -3,6 +3,7 @@ import { silentLogger, type Logger } from "../ops/log.ts";
 import { compareRecords, type StoredRecord } from "../core/record.ts";
 import type { Store } from "../core/store.ts";
 import type { Member } from "./membership.ts";
+import { isLive } from "./membership-rules.ts";
 import type { PartitionViews } from "./partition-views.ts";
 import { partitionOf, type Placement } from "./placement.ts";
 import type { ForwardAnswer, ForwardRequest } from "./protocol/messages.ts";
@@ -147,6 +148,9 @@ export class Router {
   async forward(req: ForwardRequest, targets: Target[], retry: boolean): Promise<ForwardAnswer | undefined> {
     const wait = req.w?.timeoutMs ?? req.r?.timeoutMs ?? 0;
     const timeoutMs = this.deps.config.requestTimeoutMs + wait;
+    // An owner that refused the hop (a 4xx) ran nothing; if none took it, the client
+    // hears the refusal: a hint would meet the same refusal when it replicates.
+    let refused: PeerError | undefined;
     for (const t of targets) {
       let answer: ForwardAnswer;
       if (t === "self") {
@@ -161,6 +165,7 @@ export class Router {
             // mismatch): it ran nothing, so the next owner may take it. A 5xx, like
             // silence, leaves the outcome unknown.
             this.logger.warn("an owner refused a forwarded request", { peer: t.name, status: e.status, code: e.code, error: e.message });
+            refused = e;
             continue;
           }
           if (!retry) {
@@ -176,6 +181,7 @@ export class Router {
       if (answer.error) throw relayed(answer.error);
       return answer;
     }
+    if (refused) throw hopRefused(refused, req.key);
     return undefined;
   }
 
@@ -232,7 +238,7 @@ export class Router {
 
   private reachable(name: string): Member | undefined {
     const m = this.deps.membership.get(name);
-    return m && (m.state === "alive" || m.state === "suspect") ? m : undefined;
+    return m && isLive(m.state) ? m : undefined;
   }
 }
 
@@ -250,6 +256,17 @@ export function replicationTargets(placement: Placement, views: PartitionViews, 
   for (const h of views.holders(p)) out.add(h);
   out.delete(placement.self);
   return out;
+}
+
+/**
+ * Every owner refused the hop itself. A refusal of the request (too large for the
+ * owner's limits, a shape it does not take) is the client's to hear as the owner
+ * said it; a refusal of this node (a cluster secret or protocol version that does
+ * not match) is the cluster's fault, not the client's: 503.
+ */
+function hopRefused(e: PeerError, key: string): MakhzenError {
+  if (e.status === 400 || e.status === 413 || e.status === 422) return relayed({ code: e.code, message: e.message });
+  return new MakhzenError("UNAVAILABLE", `every owner of key ${JSON.stringify(key)} refused the request from this node (${e.status} ${e.code}): ${e.message}`);
 }
 
 /** The owner's error as this node's: a code this node does not know (a newer owner) keeps its words, as UNAVAILABLE. */

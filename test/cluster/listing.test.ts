@@ -8,6 +8,7 @@ import { createApp } from "../../src/http/app.ts";
 import { DUMP_PAGE, ItemsService } from "../../src/service.ts";
 import type { ClusterListPage } from "../../src/cluster/listing.ts";
 import { core, joined, type Core } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
 import Redis from "ioredis";
 import { startRespServer } from "../../src/resp/server.ts";
 import { silentLogger } from "../../src/ops/log.ts";
@@ -29,6 +30,9 @@ async function cluster(names: string[], replicas: number, net = new MemoryTransp
   const made = names.map((n) => core(n, net, { replicas, antiEntropyIntervalMs: 600_000 }));
   nodes.push(...made);
   await joined(made);
+  // Only an owner that fills nothing vouches for a partition: wait until every node has heard so from every other.
+  const sure = (n: Core) => n.cluster.settled && made.every((m) => m === n || !Array.from({ length: PARTITIONS }, (_, p) => p).some((p) => n.cluster.views.isFilling(m.name, p)));
+  await eventually(() => made.every(sure), { what: "every node settled and sure of the others" });
   return { net, nodes: made };
 }
 
@@ -200,6 +204,15 @@ describe("listing a partitioned cluster (5 nodes, replicas 2, memory transport)"
     const dumpRes = await app.handle(new Request("http://localhost/dump?scope=cluster"));
     expect(dumpRes.status).toBe(503);
     expect(((await dumpRes.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
+    // A hint on a non-owner does not vouch for its partition: it may be the one record there of many.
+    const lostKey = keys.find((k) => lost(partitionOf(k)))!;
+    const e = byName(all, "e");
+    a.store.apply({ bucket: "default", key: `{${lostKey}}-hint`, value: "hint", version: a.clock.now() });
+    await eventually(() => e.cluster.views.holdsPartition("a", partitionOf(lostKey)), { what: "e hears that a holds the hint's partition" });
+    const withHint = await listAll(service(e), "default", { limit: 1000 });
+    expect(withHint.keys).toContain(`{${lostKey}}-hint`);
+    for (const p of withHint.pages) expect(p.incomplete).toEqual({ partitions: lostPartitions, members: ["c", "d"] });
+    a.store.drop("default", `{${lostKey}}-hint`);
     // Over RESP: KEYS, SCAN and FLUSHDB refuse a walk over part of the keyspace, and FLUSHDB deletes nothing.
     const server = startRespServer({ service: service(a), config: a.config, version: "test", log: silentLogger, refusals: newRefusals(), startedMs: 0 }, 0);
     const client = new Redis({ host: "127.0.0.1", port: server.port, maxRetriesPerRequest: 1, lazyConnect: true });
@@ -217,10 +230,12 @@ describe("listing a partitioned cluster (5 nodes, replicas 2, memory transport)"
     // Back: complete again.
     net.heal(c.url);
     net.heal(d.url);
+    // c and d failed a page: they are asked again once they answer a heartbeat.
+    await eventually(async () => (await listAll(service(a), "default", { limit: 1000 })).keys.length === keys.length, { what: "a complete listing again" });
     const { keys: healed, pages } = await listAll(service(a), "default", { limit: 1000 });
     expect(healed).toEqual(keys);
     expect(pages.every((p) => p.incomplete === undefined)).toBe(true);
-  });
+  }, 30_000);
 
   test("a cluster dump that loses the last owners of some partitions on the way stops with an error, over HTTP a broken transfer", async () => {
     const { net, nodes: all } = await cluster(["a", "b", "c", "d", "e"], 2);
@@ -243,9 +258,10 @@ describe("listing a partitioned cluster (5 nodes, replicas 2, memory transport)"
     expect(isMakhzenError(error) && error.code).toBe("UNAVAILABLE");
     net.heal(byName(all, "c").url);
     net.heal(byName(all, "d").url);
-    // Over HTTP: the answer starts (200), and reading it fails once the members are cut.
+    // Over HTTP: the answer starts (200) once c and d answer again (a heartbeat), and reading it fails once they are cut.
     const app = createApp({ config: a.config, service: service(a), isReady: () => true, version: "test" });
-    const res = await app.handle(new Request("http://localhost/dump?scope=cluster"));
+    let res!: Response;
+    await eventually(async () => (res = await app.handle(new Request("http://localhost/dump?scope=cluster"))).status === 200, { what: "the cluster dump starts again" });
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     await reader.read();

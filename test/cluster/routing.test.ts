@@ -238,6 +238,25 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     for (const o of [o1, o2]) await eventually(() => node(o).store.get("default", key)?.value === "3");
   });
 
+  test("a write every owner refuses as such is refused to the client, not taken as a hint that could never be delivered", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const refuse = (code: "BODY_TOO_LARGE" | "UNAUTHORIZED") => {
+      for (const o of owners(key)) node(o).cluster.router.serve = () => Promise.reject(new MakhzenError(code, `refused by ${o}`));
+    };
+    // The request's own fault (an owner's body limit): the client hears the owner's code and words.
+    refuse("BODY_TOO_LARGE");
+    const tooLarge = await failure(() => service("a").set("default", key, "v"));
+    expect(tooLarge.code).toBe("BODY_TOO_LARGE");
+    expect(tooLarge.message).toContain("refused by");
+    // This node's fault in the owners' eyes (a secret that does not match): 503, not the client's 401.
+    refuse("UNAUTHORIZED");
+    const unauthorized = await failure(() => service("a").set("default", key, "v"));
+    expect(unauthorized.code).toBe("UNAVAILABLE");
+    expect(unauthorized.message).toContain("refused the request from this node (401 UNAUTHORIZED)");
+    expect(node("a").store.getRecord("default", key)).toBeUndefined(); // no hint
+  });
+
   test("the forward op refuses a malformed request", async () => {
     const { net, node } = await cluster();
     const url = node("b").url;
