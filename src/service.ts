@@ -111,6 +111,20 @@ export class ItemsService {
     return this.router === undefined || this.router.servesLocally(key);
   }
 
+  /**
+   * Whether a conditional write or a read-modify-write of `key` is decided here:
+   * this node is the key's first owner (Router.decidesHere), so its copy is the one
+   * every node checks conditions against. Always true without a cluster, and in full mode.
+   */
+  decidesHere(key: string): boolean {
+    return this.router === undefined || this.router.decidesHere(key);
+  }
+
+  /** Whether a write runs here: a key served here, and for a conditional one, decided here too. */
+  private runsHere(key: string, conditional: boolean): boolean {
+    return this.router!.servesLocally(key) && (!conditional || this.router!.decidesHere(key));
+  }
+
   /** Whether this cluster splits its keys among owners (some keys are served elsewhere). */
   get partitioned(): boolean {
     return this.router !== undefined && !this.router.full;
@@ -140,7 +154,7 @@ export class ItemsService {
    * PRECONDITION_FAILED and writes nothing.
    */
   set(bucket: string, key: string, value: string, opts: ServiceSetOptions = {}): Awaitable<Item> {
-    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.set(bucket, key, value, opts);
+    if (this.routed !== undefined && !this.runsHere(key, opts.ifMatch !== undefined || opts.ifAbsent === true)) return this.routed.set(bucket, key, value, opts);
     return this.localSet(bucket, key, value, opts);
   }
 
@@ -156,7 +170,7 @@ export class ItemsService {
    * by `w` replicas; undefined, at once and writing nothing, when there was none.
    */
   delete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Awaitable<Version | undefined> {
-    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.delete(bucket, key, opts);
+    if (this.routed !== undefined && !this.runsHere(key, opts.ifMatch !== undefined)) return this.routed.delete(bucket, key, opts);
     return this.localDelete(bucket, key, opts);
   }
 

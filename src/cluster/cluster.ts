@@ -188,9 +188,14 @@ export class Cluster {
 
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it, and partitions move. */
   private placementChanged(): void {
-    if (this.placement.setMembers(this.membership.peers().map((m) => m.name))) this.rebalancer.placementChanged();
+    if (!this.placement.setMembers(this.membership.peers().map((m) => m.name))) return;
     // Full mode sends every record to every peer, with no per-record work.
     this.replicator.setTargets(this.placement.full ? undefined : (r) => replicationTargets(this.placement, this.views, r.key));
+    // What is still queued was meant for the old owners (a departing member's queue
+    // included: it is dropped after this). The new owners get it too: one that fills
+    // before those records land on its co-owners would otherwise miss them.
+    if (!this.placement.full) this.replicator.refile();
+    this.rebalancer.placementChanged();
   }
 
   /** Whether this node owns `partition` but does not hold it in full yet (reads go to a full owner meanwhile). */

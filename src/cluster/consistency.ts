@@ -129,6 +129,7 @@ export class Consistency {
     if (need <= scope.self) return;
     this.checkReachable("r", concern, need, scope, "nothing was read");
     const peers = scope.peers;
+    const startedMs = performance.now();
     const answers = await new Promise<{ name: string; record?: StoredRecord }[]>((resolve) => {
       const got: { name: string; record?: StoredRecord }[] = [];
       let settled = 0;
@@ -159,9 +160,14 @@ export class Consistency {
       }
     }
     if (answers.length + scope.self < need) {
+      // Every peer asked has settled: those that did not answer failed (refused, or
+      // went away) before the timeout, so this is not a timeout: 503, as for too few reachable.
+      const failedEarly = performance.now() - startedMs < concern.timeoutMs;
       throw new MakhzenError(
-        "REPLICATION_TIMEOUT",
-        `r=${concern.raw}: ${answers.length + scope.self} of ${need} replicas answered within ${concern.timeoutMs} ms`,
+        failedEarly ? "UNAVAILABLE" : "REPLICATION_TIMEOUT",
+        failedEarly
+          ? `r=${concern.raw}: ${answers.length + scope.self} of ${need} replicas answered; the others failed without an answer; nothing was read`
+          : `r=${concern.raw}: ${answers.length + scope.self} of ${need} replicas answered within ${concern.timeoutMs} ms`,
       );
     }
   }

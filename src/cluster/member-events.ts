@@ -39,9 +39,10 @@ export function memberEvents(parts: () => MemberEventParts): MembershipEvents {
     added: (m) => {
       const p = parts();
       forgetViews(p, m.name);
-      p.placementChanged();
       p.stability.joined(m.name); // a new member (or a new life of one) holds nothing we know of yet
+      // Its queue first: the records queued when the placement changes are filed again for the new owners, it among them.
       p.replicator.addPeer(m.name, m.url);
+      p.placementChanged();
       // A known peer back in a new life (a restart) may have a sender in backoff.
       p.replicator.wake(m.name);
       p.antiEntropy.request(m.name);

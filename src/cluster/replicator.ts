@@ -165,6 +165,11 @@ export class Replicator {
     return true;
   }
 
+  /** Files every record queued or in flight, for any peer, again for its targets now (after a placement change). */
+  refile(): void {
+    for (const r of this.unacknowledged(this.peers.keys())) this.enqueue(r);
+  }
+
   /** Records queued or in flight for any of these peers, each key once (its newest): what a leaving node hands off. */
   unacknowledged(names: Iterable<string>): StoredRecord[] {
     return unacknowledged(this.queues(names));

@@ -100,6 +100,19 @@ export class Router {
     return placement.owns(p) && !this.isFilling(p);
   }
 
+  /**
+   * Whether a conditional write (If-Match, If-None-Match, a RESP read-modify-write)
+   * of `key` is decided here: this node is the first of the key's write targets
+   * (writeTargets), the owner every node sends such writes to. Two owners each
+   * checking a condition against their own copy could both let it pass (two
+   * If-None-Match winners, two INCRs from one value); one owner deciding for all
+   * cannot, while the nodes agree on who is first. Always here in full mode, as before.
+   */
+  decidesHere(key: string): boolean {
+    if (this.deps.placement.full && (this.deps.placement.members.length === 1 || !this.deps.anyFilling?.())) return true;
+    return this.writeTargets(partitionOf(key))[0] === "self";
+  }
+
   /** Whether this node owns the key's partition. */
   owns(key: string): boolean {
     return this.deps.placement.ownsKey(key);
@@ -178,7 +191,16 @@ export class Router {
           continue;
         }
       }
-      if (answer.error) throw relayed(answer.error);
+      if (answer.error) {
+        // An owner that cannot serve now (its clock fenced, its name in doubt, or a
+        // read it could not answer: restarted a moment ago and still empty) applied
+        // nothing: the next owner may serve it.
+        if (cannotServe(req, answer.error.code) && t !== targets[targets.length - 1]) {
+          this.logger.debug("an owner could not serve a forwarded request; trying the next", { peer: t === "self" ? "self" : t.name, code: answer.error.code });
+          continue;
+        }
+        throw relayed(answer.error);
+      }
       return answer;
     }
     if (refused) throw hopRefused(refused, req.key);
@@ -257,6 +279,10 @@ export function replicationTargets(placement: Placement, views: PartitionViews, 
   out.delete(placement.self);
   return out;
 }
+
+/** An owner's error that says it applied nothing and another owner may do better (see forward). */
+const cannotServe = (req: ForwardRequest, code: string): boolean =>
+  code === "CLOCK_OFFSET" || code === "NAME_TAKEN" || (req.op === "get" && code === "UNAVAILABLE");
 
 /**
  * Every owner refused the hop itself. A refusal of the request (too large for the

@@ -51,6 +51,10 @@ export function placementQuery(q: URLSearchParams, maxKeyBytes: number): string 
   }
   const key = q.get("key");
   if (key === null || key === "") throw new MakhzenError("BAD_REQUEST", "GET /cluster/placement needs a key: ?key=K");
+  // As for a key in an items path: bytes that are not UTF-8 arrive as U+FFFD, so a key holding it is ambiguous.
+  if (key.includes("\uFFFD")) {
+    throw new MakhzenError("BAD_REQUEST", "key holds U+FFFD, which is also what bytes that are not UTF-8 arrive as: refused, as GET /items/:key refuses it");
+  }
   const bytes = Buffer.byteLength(key, "utf8");
   if (bytes > maxKeyBytes) throw new MakhzenError("BAD_REQUEST", `key is ${bytes} bytes, longer than --max-key-bytes (${maxKeyBytes})`);
   const bucket = q.get("bucket");

@@ -234,7 +234,8 @@ export const RMW_BACKOFF_MS = 5;
  */
 export function rmw(ctx: Ctx, key: string, step: (old: Item | undefined) => Step, bucket = ctx.bucket): Awaitable<Reply> {
   const service = ctx.service;
-  if (service.servesLocally(key)) {
+  // One node decides a key's read-modify-writes (its first owner): synchronous there, optimistic through it elsewhere.
+  if (service.decidesHere(key)) {
     const s = step(now(service.get(bucket, key)));
     return s.write === undefined ? s.reply : then(apply(ctx, bucket, key, s.write, undefined), () => s.reply);
   }

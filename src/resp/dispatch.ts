@@ -27,7 +27,7 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
     }
     if (!RUN_IN_MULTI.has(checked.spec.name)) {
       const { spec } = checked;
-      const elsewhere = shared.service.partitioned ? keysOf(spec, args).find((k) => !shared.service.servesLocally(k)) : undefined;
+      const elsewhere = shared.service.partitioned ? keysOf(spec, args).find((k) => !shared.service.decidesHere(k)) : undefined;
       if (elsewhere !== undefined) {
         session.multi.failed = true;
         return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));

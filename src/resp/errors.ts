@@ -32,7 +32,7 @@ export const NOT_UTF8 = "ERR makhzen keys are UTF-8 text: this argument is not v
  * this node's partial copy or split across nodes (docs/resp.md).
  */
 export const notServedHere = (command: string, key: string): string =>
-  `ERR ${command} runs on one node, and key ${JSON.stringify(key.slice(0, 200))} is served by another in this partitioned cluster (--replicas below the member count): send it to an owner of every key it names (GET /cluster/placement?key= names them; {hash tags} put keys in one partition)`;
+  `ERR ${command} runs on one node, and key ${JSON.stringify(key.slice(0, 200))} is decided by another node in this partitioned cluster (--replicas below the member count): send it to the first owner of every key it names (the first name GET /cluster/placement?key= answers; {hash tags} put keys in one partition)`;
 
 /** A command that counts this node's keys (DBSIZE, RANDOMKEY), which in a partitioned cluster are only its own partitions. */
 export const partialKeyspace = (command: string): string =>

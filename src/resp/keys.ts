@@ -101,7 +101,7 @@ function whole(ctx: Ctx, command: string): void {
 
 /** Refuses a two-key command unless this node serves both keys (atomic on one node only). */
 function bothHere(ctx: Ctx, command: string, ...keys: string[]): void {
-  for (const k of keys) if (!ctx.service.servesLocally(k)) throw new RespError(notServedHere(command, k));
+  for (const k of keys) if (!ctx.service.decidesHere(k)) throw new RespError(notServedHere(command, k));
 }
 
 /** DEL: the keys that held a live value, counted once each delete has answered (from an owner, for a key served elsewhere). */

@@ -189,7 +189,7 @@ function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promis
   for (let i = 1; i < a.length; i += 2) pairs.push([text(a[i]!), value(a[i + 1]!)]);
   if (command === "msetnx") {
     // Atomic only on one node: every key must be served here (see docs/resp.md).
-    const elsewhere = pairs.find(([k]) => !ctx.service.servesLocally(k));
+    const elsewhere = pairs.find(([k]) => !ctx.service.decidesHere(k));
     if (elsewhere) throw new RespError(notServedHere("MSETNX", elsewhere[0]));
     if (pairs.some(([k]) => now(read(ctx, k)))) return ZERO;
   }

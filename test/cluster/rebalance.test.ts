@@ -215,6 +215,23 @@ describe("rebalancing (5 nodes, --replicas 2)", () => {
     expect(service!.servesLocally(key)).toBe(true);
   });
 
+  test("records still queued when the owners change are queued again for the new owners (a forgotten member's queue included)", async () => {
+    const nodes = await five();
+    const [a, b] = [nodes[0]!, nodes[1]!];
+    // A key a and b own; b stops answering, so a's record for it waits in b's queue.
+    const ownedByAB = (k: string) => ["a", "b"].every((n) => a.cluster.placement.ownersOfKey(k).includes(n));
+    let key = "";
+    for (let i = 0; !key; i++) if (ownedByAB(`q${i}`)) key = `q${i}`;
+    net.cut(b.url);
+    const r = a.write(key, "late");
+    await eventually(() => a.cluster.replicator.unacknowledged(["b"]).some((x) => x.key === key), { what: "the record waits for b" });
+    // b is forgotten (as a reap or a forget makes it): the key's new co-owner gets the record from the queue.
+    a.cluster.membership.handleLeave("b", a.cluster.membership.get("b")!.incarnation);
+    const [next] = a.cluster.placement.ownersOfKey(key).filter((o) => o !== "a");
+    expect(a.cluster.replicator.unacknowledged([next!]).map((x) => x.version)).toContain(r.version);
+    await eventually(() => nodes.find((n) => n.name === next)!.store.get("default", key)?.value === "late", { what: `${next} holds the record` });
+  });
+
   test("an old holder drops a partition only a grace period after its owners hold it, and a delete made meanwhile stays deleted", async () => {
     const GRACE = 1500;
     const nodes = await five({ handoffGraceMs: GRACE });

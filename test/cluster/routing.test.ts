@@ -14,6 +14,7 @@ import { isMakhzenError, MakhzenError } from "../../src/errors.ts";
 import { ItemsService } from "../../src/service.ts";
 import { core, dump, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
+import { parseVersion } from "../../src/core/version.ts";
 import { createNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 
@@ -255,6 +256,50 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect(unauthorized.code).toBe("UNAVAILABLE");
     expect(unauthorized.message).toContain("refused the request from this node (401 UNAUTHORIZED)");
     expect(node("a").store.getRecord("default", key)).toBeUndefined(); // no hint
+  });
+
+  test("conditional writes are decided by the key's first owner, whichever owner takes them: one If-None-Match winner", async () => {
+    const { service, owners, keyNotOwnedBy } = await cluster();
+    for (let i = 0; i < 10; i++) {
+      const key = keyNotOwnedBy("a", `cas${i}-`);
+      const [o1, o2] = owners(key) as [string, string];
+      // The same If-None-Match: * through both owners and a non-owner at once.
+      const results = await Promise.allSettled([o1, o2, "a"].map((n, j) => Promise.resolve(service(n).set("default", key, `from ${j}`, { ifAbsent: true }))));
+      expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+      for (const r of results) if (r.status === "rejected") expect((r.reason as MakhzenError).code).toBe("PRECONDITION_FAILED");
+    }
+  });
+
+  test("an owner that cannot serve (its clock fenced, or a read it cannot answer) is passed over for the next", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [o1, o2] = owners(key) as [string, string];
+    await service("a").set("default", key, "v1");
+    await eventually(() => node(o2).store.get("default", key)?.value === "v1");
+    const real = node(o1).cluster.router.serve.bind(node(o1).cluster.router);
+    node(o1).cluster.router.serve = (req) =>
+      Promise.resolve({ error: req.op === "get" ? { code: "UNAVAILABLE", message: `${o1} is empty` } : { code: "CLOCK_OFFSET", message: `${o1} is fenced` } });
+    expect((await service("a").get("default", key))?.value).toBe("v1");
+    const written = await service("a").set("default", key, "v2");
+    expect(parseVersion(written.version)?.node).toBe(o2); // taken by the second owner
+    // A request refused as such (a failed condition) is not passed on.
+    node(o1).cluster.router.serve = real;
+    expect((await failure(() => service("a").set("default", key, "v3", { ifMatch: written.version.replace(/.$/, "x") }))).code).toBe("PRECONDITION_FAILED");
+  });
+
+  test("r= whose other owner fails at once (cut, not yet suspect) is UNAVAILABLE at once, not a timeout it did not wait for", async () => {
+    const { net, service, node, owners } = await cluster();
+    let key = "";
+    for (let i = 0; !key; i++) if (owners(`r${i}`).includes("a")) key = `r${i}`;
+    await service("a").set("default", key, "v");
+    const other = owners(key).find((o) => o !== "a")!;
+    net.cut(node(other).url);
+    const started = performance.now();
+    const error = await failure(() => service("a").get("default", key, { r: concern("r", "all", 5000) }));
+    expect(error.code).toBe("UNAVAILABLE");
+    expect(error.message).toContain("failed without an answer");
+    expect(performance.now() - started).toBeLessThan(2000);
+    net.heal(node(other).url);
   });
 
   test("the forward op refuses a malformed request", async () => {

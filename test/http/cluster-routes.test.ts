@@ -38,6 +38,7 @@ describe("GET /cluster/placement", () => {
       ["/cluster/placement?key=a&key=b", "BAD_REQUEST"],
       [`/cluster/placement?key=${"x".repeat(9)}`, "BAD_REQUEST"],
       [`/cluster/placement?key=${encodeURIComponent("éééé1")}`, "BAD_REQUEST"], // 9 bytes
+      ["/cluster/placement?key=%FF", "BAD_REQUEST"], // not UTF-8: arrives as U+FFFD
       ["/cluster/placement?key=k&bucket=bad!", "INVALID_BUCKET"],
       ["/cluster/placement?key=k&bucket=", "INVALID_BUCKET"],
       ["/cluster/placement?key=k&w=2", "BAD_REQUEST"],

@@ -56,6 +56,12 @@ describe("RESP in a partitioned cluster", () => {
     expect(await rb.incrby(key, 2)).toBe(42);
     expect(await ra.incrbyfloat(key, "0.5")).toBe("42.5");
 
+    // Every node at once, both owners included: one node (the first owner) decides, and nothing is lost.
+    const shared = foreignKey("shared", "a");
+    const all = NAMES.map((n) => redis(n));
+    await Promise.all(all.flatMap((r) => Array.from({ length: 15 }, () => r.incr(shared))));
+    expect(await ra.get(shared)).toBe(String(15 * NAMES.length));
+
     // A connection's commands keep their order, pipelined or not, though each goes to an owner.
     const piped = foreignKey("piped", "a");
     expect(await ra.pipeline().set(piped, "5").incr(piped).append(piped, "0").get(piped).exec()).toEqual([
