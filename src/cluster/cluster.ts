@@ -179,6 +179,7 @@ export class Cluster {
       // partitions would otherwise each wait for the other's until the start-sync timeout.
       syncing: () => this.syncing && this.placement.full,
       forward: (req) => this.router.serve(req),
+      forwardBatch: (req) => this.router.serveBatch(req),
     });
     this.listing = new ClusterListing({ self: config.name, placement, views, reachable, transport, local: (req) => this.service.list(req),
       isFilling: (p) => this.rebalancer.isFilling(p),

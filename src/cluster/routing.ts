@@ -6,7 +6,8 @@ import type { Member } from "./membership.ts";
 import { isLive } from "./membership-rules.ts";
 import type { PartitionViews } from "./partition-views.ts";
 import { partitionOf, type Placement } from "./placement.ts";
-import type { ForwardAnswer, ForwardRequest } from "./protocol/messages.ts";
+import { ForwardBatcher, serveBatch } from "./forward-batch.ts";
+import type { ForwardAnswer, ForwardBatchAnswer, ForwardBatchRequest, ForwardRequest } from "./protocol/messages.ts";
 import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
 
 /**
@@ -23,7 +24,9 @@ import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
  *   reachable owner (alive or suspect, heaviest first) that is not filling p; a
  *   write to the first reachable owner, those not filling first (a condition is
  *   checked against a whole copy when one exists). The owner's answer, its errors
- *   included, is relayed unchanged.
+ *   included, is relayed unchanged. Forwards that answer at once on the owner (no
+ *   `w=`/`r=`) travel in batches, one request per owner per event-loop turn
+ *   (forward-batch.ts); what follows holds for each member of a batch.
  * - a read with no such owner (all filling, or none reachable), and a forwarded
  *   read landing on an owner still filling p: the MERGE READ, which asks every
  *   reachable owner and holder of p and answers the newest record of them all.
@@ -56,8 +59,11 @@ export interface RouterDeps {
   store: Store;
   /** Merges records from peers (the cluster's rules): how a merge read repairs this node. */
   applyRemote: (records: StoredRecord[]) => unknown;
-  /** How long a hop may take, in ms, besides the time a `w=`/`r=` asks to wait. */
-  config: { requestTimeoutMs: number };
+  /**
+   * How long a hop may take, in ms, besides the time a `w=`/`r=` asks to wait; the
+   * most bytes of keys and values a batch of forwards carries (default 1 MiB).
+   */
+  config: { requestTimeoutMs: number; batchMaxBytes?: number };
   /** Whether THIS node is still filling partition p (Rebalancer.isFilling). Default: never (its copy counts as whole). */
   isFilling?: (partition: number) => boolean;
   /** Whether THIS node may be filling any partition (Rebalancer.anyFilling), O(1). Default: never. */
@@ -67,8 +73,12 @@ export interface RouterDeps {
 
 export class Router {
   private handler?: ForwardHandler;
+  private readonly batcher: ForwardBatcher;
 
-  constructor(private readonly deps: RouterDeps) {}
+  constructor(private readonly deps: RouterDeps) {
+    const { requestTimeoutMs: timeoutMs, batchMaxBytes: maxBytes = 1024 * 1024 } = deps.config;
+    this.batcher = new ForwardBatcher({ transport: deps.transport, timeoutMs, maxBytes });
+  }
 
   /** Whether this node is still filling `partition` (RouterDeps.isFilling). */
   isFilling(partition: number): boolean {
@@ -170,7 +180,8 @@ export class Router {
         answer = await this.serve(req);
       } else {
         try {
-          answer = await this.deps.transport.call(t.url, "forward", req, timeoutMs);
+          // Batched unless it waits for replicas (a batch answers when its slowest member does).
+          answer = await (req.w === undefined && req.r === undefined ? this.batcher.send(t.url, req) : this.deps.transport.call(t.url, "forward", req, timeoutMs));
         } catch (e) {
           if (!(e instanceof PeerError)) throw e; // a pass-through code (PROTOCOL_VERSION): the peer's own words
           if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
@@ -211,6 +222,11 @@ export class Router {
   serve(req: ForwardRequest): Promise<ForwardAnswer> {
     if (!this.handler) return Promise.resolve({ error: { code: "UNAVAILABLE", message: "this node serves no items" } });
     return this.handler(req);
+  }
+
+  /** Runs a batch of forwarded requests here: the peer op `forwardBatch` (forward-batch.ts). */
+  serveBatch(req: ForwardBatchRequest): Promise<ForwardBatchAnswer> {
+    return serveBatch(req.requests, (r) => this.serve(r), this.deps.config.batchMaxBytes ?? 1024 * 1024, this.logger);
   }
 
   /**

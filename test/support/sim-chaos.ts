@@ -54,7 +54,7 @@ export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): 
     sim.net.healAll();
     try {
       await sim.settle(check, { timeoutMs: opts.settleTimeoutMs, requireSettled: opts.requireSettled });
-      writers.recorder.protectAll();
+      writers.recorder.protectAll(sim.kills);
     } catch (e) {
       throw new Error(`${(e as Error).message}\nwhile settling ${why}; events so far:\n${log.join("\n")}`);
     }

@@ -344,11 +344,15 @@ export class Recorder {
   }
 
   /**
-   * After a settle whose checks passed (with no write in flight): every write so far
-   * is on all its owners, so from now on it is protected from a kill as a quorum write is.
+   * After a settle whose checks passed (with no write in flight): every write the
+   * check required is on all its owners, so from now on it is protected from a kill
+   * as a quorum write is.
    */
-  protectAll(): void {
-    for (const list of this.acks.values()) for (const a of list) a.quorum = true;
+  protectAll(kills?: number): void {
+    // Only what the check required: a w=1 write a kill after it may have taken (its
+    // only copy on the killed node) was not required, may well be gone, and must not
+    // become required now. `kills` omitted: every write (no kill so far).
+    for (const list of this.acks.values()) for (const a of list) if (kills === undefined || a.quorum || a.killsAtAck >= kills) a.quorum = true;
   }
 
   /** The newest acknowledged write of each key that must have survived `kills` kills. */

@@ -238,6 +238,31 @@ export const ForwardAnswer = Type.Object({
   error: Type.Optional(Type.Object({ code: Type.String({ pattern: "^[A-Z][A-Z0-9_]{0,63}$" }), message: Type.String({ maxLength: 65_536 }) })),
 });
 
+/**
+ * Most requests one `forwardBatch` carries. The sender also bounds a batch's keys
+ * and values by its batch byte budget (forward-batch.ts).
+ */
+export const MAX_FORWARD_BATCH = 1000;
+/**
+ * The forwards one node sends one owner in one event-loop turn, in one request
+ * (forward-batch.ts). The owner runs them concurrently, each as `forward` runs one,
+ * and answers each in its slot, in the same order.
+ */
+export const ForwardBatchRequest = Type.Object({ requests: Type.Array(ForwardRequest, { minItems: 1, maxItems: MAX_FORWARD_BATCH }) }, { additionalProperties: false });
+/**
+ * One slot of a `forwardBatch` answer: the ForwardAnswer `forward` would have given,
+ * or `failed`, what a 5xx of `forward` would have said (the request's outcome is
+ * unknown: it may have run), or `resend`, for a read only: not run, because the
+ * answer had reached its byte budget (a read's answer carries a value of any size);
+ * the sender sends it again alone.
+ */
+export const ForwardSlot = Type.Object({
+  ...ForwardAnswer.properties,
+  failed: Type.Optional(Type.String({ maxLength: 65_536 })),
+  resend: Type.Optional(Type.Literal(true)),
+});
+export const ForwardBatchAnswer = Type.Object({ answers: Type.Array(ForwardSlot, { maxItems: MAX_FORWARD_BATCH }) });
+
 export type WireMember = Static<typeof WireMember>;
 export type MemberState = Static<typeof MemberState>;
 export type JoinRequest = Static<typeof JoinRequest>;
@@ -259,6 +284,9 @@ export type ListAnswer = Static<typeof ListAnswer>;
 export type RecordRef = Static<typeof RecordRef>;
 export type ForwardRequest = Static<typeof ForwardRequest>;
 export type ForwardAnswer = Static<typeof ForwardAnswer>;
+export type ForwardBatchRequest = Static<typeof ForwardBatchRequest>;
+export type ForwardSlot = Static<typeof ForwardSlot>;
+export type ForwardBatchAnswer = Static<typeof ForwardBatchAnswer>;
 
 /** A compiled checker: returns the value typed, or throws VALIDATION naming the first problem. */
 export function checker<T extends TSchema>(schema: T, what: string): (value: unknown) => Static<T> {

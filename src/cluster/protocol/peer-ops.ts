@@ -23,6 +23,8 @@ export const PEER_OPS = {
   list: { request: P.ListRequest, answer: P.ListAnswer },
   /** A client's get/set/delete of a key this node does not serve, run by an owner (routing.ts). */
   forward: { request: P.ForwardRequest, answer: P.ForwardAnswer },
+  /** The forwards of one event-loop turn to one owner, each answered in its slot (forward-batch.ts). */
+  forwardBatch: { request: P.ForwardBatchRequest, answer: P.ForwardBatchAnswer },
 } as const;
 
 export type PeerOp = keyof typeof PEER_OPS;

@@ -1,7 +1,7 @@
 import { hex, type Digest } from "../digest.ts";
 import { MakhzenError } from "../../errors.ts";
 import type { Membership } from "../membership.ts";
-import type { ForwardAnswer, ForwardRequest, KeysEntry, WireMember } from "./messages.ts";
+import type { ForwardAnswer, ForwardBatchAnswer, ForwardBatchRequest, ForwardRequest, KeysEntry, WireMember } from "./messages.ts";
 import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
 import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
@@ -20,6 +20,8 @@ export interface PeerServiceDeps {
   syncing: () => boolean;
   /** Runs a forwarded client request here (Router.serve). */
   forward: (req: ForwardRequest) => Promise<ForwardAnswer>;
+  /** Runs a batch of forwarded requests here, each answered in its slot (Router.serveBatch). */
+  forwardBatch: (req: ForwardBatchRequest) => Promise<ForwardBatchAnswer>;
 }
 
 /**
@@ -88,6 +90,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       return { records };
     },
     forward: (req) => deps.forward(req),
+    forwardBatch: (req) => deps.forwardBatch(req),
     scan: (req) => {
       const page = store.scan(req.after, req.limit);
       const records: StoredRecord[] = [];
