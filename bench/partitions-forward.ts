@@ -12,19 +12,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { partitionOf, rankOwners } from "../src/cluster/placement.ts";
 import { Harness, eventually, type NodeProcess } from "../test/support/harness.ts";
+import { median, option, requireWrk, wrk } from "./_lib.ts";
 
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : dflt;
-};
-const ROUNDS = Number(opt("rounds", "3"));
-const SECONDS = Number(opt("seconds", "5"));
+const ROUNDS = Number(option("rounds", "3"));
+const SECONDS = Number(option("seconds", "5"));
 const NAMES = ["a", "b", "c", "d", "e"];
 
+requireWrk();
 const h = new Harness();
 process.on("SIGINT", () => void h.cleanup().then(() => process.exit(130)));
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 /** A wrk script that PUTs the given keys in turn. */
 function script(name: string, keys: string[]): string {
@@ -42,16 +38,6 @@ end
 `,
   );
   return path;
-}
-
-async function wrk(url: string, path: string): Promise<number> {
-  const proc = Bun.spawn(["wrk", "-t1", "-c32", `-d${SECONDS}s`, "-s", path, url], { stdout: "pipe", stderr: "pipe" });
-  const out = await new Response(proc.stdout).text();
-  await proc.exited;
-  const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (!m) throw new Error(`wrk output not understood:\n${out}`);
-  if (/Non-2xx/.test(out)) throw new Error(`wrk saw errors:\n${out}`);
-  return Number(m[1]);
 }
 
 const queuesEmpty = async (nodes: NodeProcess[]) =>
@@ -77,10 +63,10 @@ try {
   }
   const all = { lone: [] as number[], owned: [] as number[], foreign: [] as number[] };
   for (let r = 0; r < ROUNDS; r++) {
-    all.lone.push(await wrk(lone.url, script(`lone${r}`, owned.slice(0, 20_000))));
-    all.owned.push(await wrk(nodes[0]!.url, script(`owned${r}`, owned.slice(0, 20_000))));
+    all.lone.push(await wrk(lone.url, script(`lone${r}`, owned.slice(0, 20_000)), SECONDS));
+    all.owned.push(await wrk(nodes[0]!.url, script(`owned${r}`, owned.slice(0, 20_000)), SECONDS));
     await queuesEmpty(nodes);
-    all.foreign.push(await wrk(nodes[0]!.url, script(`foreign${r}`, foreign.slice(0, 20_000))));
+    all.foreign.push(await wrk(nodes[0]!.url, script(`foreign${r}`, foreign.slice(0, 20_000)), SECONDS));
     await queuesEmpty(nodes);
     console.log(`round ${r + 1}: lone ${all.lone[r]!.toFixed(0)}, owned by a ${all.owned[r]!.toFixed(0)}, forwarded ${all.foreign[r]!.toFixed(0)} req/s`);
   }

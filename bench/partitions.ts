@@ -17,31 +17,21 @@
  * Everything runs on one machine: the nodes, wrk and this process share its cores,
  * so every figure is pessimistic next to one node per machine.
  */
-import { cpus, totalmem } from "node:os";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Harness, dump, eventually, type NodeProcess } from "../test/support/harness.ts";
+import { machine, median, option, requireWrk, wrk } from "./_lib.ts";
 
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : dflt;
-};
-const KEYS = Number(opt("keys", "100000"));
-const SIZE_KEYS = Number(opt("size-keys", "20000"));
-const ROUNDS = Number(opt("rounds", "3"));
-const SECONDS = Number(opt("seconds", "5"));
+const KEYS = Number(option("keys", "100000"));
+const SIZE_KEYS = Number(option("size-keys", "20000"));
+const ROUNDS = Number(option("rounds", "3"));
+const SECONDS = Number(option("seconds", "5"));
 const REPLICAS = ["--replicas", "2"];
 
-if (!Bun.which("wrk")) {
-  console.error("wrk is not installed: apt-get update && apt-get install -y wrk");
-  process.exit(2);
-}
-
+requireWrk();
 const h = new Harness();
 process.on("SIGINT", () => void h.cleanup().then(() => process.exit(130)));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Writes keys `prefix0..n-1` through `node`, 64 requests at a time. */
 async function writeKeys(node: NodeProcess, prefix: string, n: number): Promise<void> {
@@ -77,7 +67,8 @@ async function cluster(n: number): Promise<NodeProcess[]> {
   return h.cluster(n, { timings: "fast", extraArgs: REPLICAS });
 }
 
-async function wrk(url: string, prefix: string): Promise<number> {
+/** PUTs of 100k distinct keys `prefix-N` (coalescing in the queues cannot flatter the figure). */
+function putScript(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), "makhzen-partitions-bench-"));
   const script = join(dir, "put.lua");
   writeFileSync(
@@ -90,13 +81,7 @@ request = function()
 end
 `,
   );
-  const proc = Bun.spawn(["wrk", "-t1", "-c32", `-d${SECONDS}s`, "-s", script, url], { stdout: "pipe", stderr: "pipe" });
-  const out = await new Response(proc.stdout).text();
-  await proc.exited;
-  const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (!m) throw new Error(`wrk output not understood:\n${out}`);
-  if (/Non-2xx/.test(out)) throw new Error(`wrk saw errors:\n${out}`);
-  return Number(m[1]);
+  return script;
 }
 
 async function sizes(): Promise<void> {
@@ -121,8 +106,8 @@ async function throughput(): Promise<void> {
   const lones: number[] = [];
   const parts: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    lones.push(await wrk(lone.url, `lone${r}`));
-    parts.push(await wrk(nodes[0]!.url, `part${r}`));
+    lones.push(await wrk(lone.url, putScript(`lone${r}`), SECONDS));
+    parts.push(await wrk(nodes[0]!.url, putScript(`part${r}`), SECONDS));
     await settled(nodes);
     console.log(`round ${r + 1}: lone ${lones[r]!.toFixed(0)} req/s, 5 nodes --replicas 2 ${parts[r]!.toFixed(0)} req/s`);
   }
@@ -157,7 +142,7 @@ async function moves(): Promise<void> {
   await h.cleanup();
 }
 
-console.log(`machine: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, bun ${Bun.version}`);
+console.log(machine());
 try {
   await sizes();
   await throughput();

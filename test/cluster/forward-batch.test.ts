@@ -19,6 +19,7 @@ import { createNode } from "../../src/node.ts";
 import { ItemsService } from "../../src/service.ts";
 import { core, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
+import { failure } from "../support/expect.ts";
 
 const NAMES = ["a", "b", "c", "d", "e"];
 const nodes: Core[] = [];
@@ -69,15 +70,6 @@ async function cluster() {
 
 const calls = (net: MemoryTransport, op: PeerOp) => net.calls.get(op) ?? 0;
 
-async function failure(fn: () => unknown): Promise<MakhzenError> {
-  try {
-    await fn();
-  } catch (e) {
-    if (isMakhzenError(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a MakhzenError, nothing was thrown");
-}
 
 describe("forwards travel in batches", () => {
   test("many concurrent forwards from one node to one owner go in few requests, each caller getting its own answer", async () => {

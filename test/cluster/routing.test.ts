@@ -14,6 +14,7 @@ import { isMakhzenError, MakhzenError } from "../../src/errors.ts";
 import { ItemsService } from "../../src/service.ts";
 import { core, dump, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
+import { failure } from "../support/expect.ts";
 import { parseVersion } from "../../src/core/version.ts";
 import { createNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
@@ -59,15 +60,6 @@ async function cluster(opts: { reported?: boolean } = {}) {
 
 const concern = (name: "w" | "r", raw: string, timeout?: number): Concern => parseConcern(name, raw, timeout === undefined ? undefined : String(timeout))!;
 
-async function failure(fn: () => unknown): Promise<MakhzenError> {
-  try {
-    await fn();
-  } catch (e) {
-    if (isMakhzenError(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a MakhzenError, nothing was thrown");
-}
 
 const keysOf = (c: Core) => dump(c).map((r) => r.key).sort();
 

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { resolve } from "node:path";
 import { compareRecords, recordId, type StoredRecord } from "../../src/core/record.ts";
-import { Harness, del, eventually, ok, publicDump, put, type NodeProcess } from "../support/harness.ts";
+import { Harness, del, eventually, ok, publicDump, put, respUrl, type NodeProcess } from "../support/harness.ts";
 import { run } from "../support/proc.ts";
 import { tempDirs } from "../support/cleanup.ts";
 
@@ -29,9 +29,7 @@ afterEach(async () => {
 
 /** A Redis client of the node (its URL from its start-up line), disconnected after the test. */
 function redis(node: NodeProcess): Redis {
-  const m = /"respUrl":"(redis:\/\/[^"]+)"/.exec(node.log());
-  if (!m) throw new Error(`no respUrl in the start-up line of ${node.name}`);
-  const c = new Redis(m[1]!, { maxRetriesPerRequest: 1 });
+  const c = new Redis(respUrl(node), { maxRetriesPerRequest: 1 });
   clients.push(c);
   return c;
 }

@@ -8,7 +8,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
-import { converged, eventually, get, Harness, ok, put, type NodeProcess } from "../support/harness.ts";
+import { converged, eventually, get, Harness, ok, put, respUrl, type NodeProcess } from "../support/harness.ts";
 
 let h: Harness;
 const clients: Redis[] = [];
@@ -16,13 +16,6 @@ afterEach(async () => {
   for (const c of clients.splice(0)) c.disconnect();
   await h.cleanup();
 });
-
-/** The node's Redis URL, from its start-up line (`respUrl`). */
-function respUrl(node: NodeProcess): string {
-  const m = /"respUrl":"(redis:\/\/[^"]+)"/.exec(node.log());
-  if (!m) throw new Error(`no respUrl in the start-up line of ${node.name}:\n${node.log().slice(0, 2000)}`);
-  return m[1]!;
-}
 
 function redis(node: NodeProcess): Redis {
   const c = new Redis(respUrl(node), { maxRetriesPerRequest: 1 });

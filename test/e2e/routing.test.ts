@@ -15,7 +15,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { partitionOf, rankOwners } from "../../src/cluster/placement.ts";
-import { eventually, get, Harness, ok, publicDump, put, settledEverywhere, type NodeProcess } from "../support/harness.ts";
+import { eventually, get, Harness, ok, publicDump, put, respUrl, settledEverywhere, type NodeProcess } from "../support/harness.ts";
 
 let h: Harness;
 const clients: Redis[] = [];
@@ -28,9 +28,7 @@ const NAMES = ["a", "b", "c", "d"];
 const owners = (key: string) => rankOwners(partitionOf(key), NAMES, 2);
 
 function redis(node: NodeProcess): Redis {
-  const m = /"respUrl":"(redis:\/\/[^"]+)"/.exec(node.log());
-  if (!m) throw new Error(`no respUrl in the start-up line of ${node.name}`);
-  const c = new Redis(m[1]!, { maxRetriesPerRequest: 1 });
+  const c = new Redis(respUrl(node), { maxRetriesPerRequest: 1 });
   clients.push(c);
   return c;
 }

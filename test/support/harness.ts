@@ -195,6 +195,13 @@ export async function settledEverywhere(nodes: NodeProcess[], timeoutMs = 20_000
   );
 }
 
+/** The node's Redis URL (`--resp-port`), from its start-up line (`respUrl`). */
+export function respUrl(node: NodeProcess): string {
+  const m = /"respUrl":"(redis:\/\/[^"]+)"/.exec(node.log());
+  if (!m) throw new Error(`no respUrl in the start-up line of ${node.name}:\n${node.log().slice(0, 2000)}`);
+  return m[1]!;
+}
+
 /** Every record a node holds, tombstones included, in (bucket, key) order: paged through /internal/scan. */
 export async function dump(node: NodeProcess): Promise<StoredRecord[]> {
   const out: StoredRecord[] = [];
