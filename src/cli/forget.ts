@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import type { ForgetResult } from "../cluster/forget.ts";
 import { clientFor, connectionArgs } from "./_connection.ts";
+import { usageError } from "./_errors.ts";
 
 /** What `forget` prints: who, the state it had, and how many partitions changed owners. */
 export function renderForget(r: ForgetResult): string {
@@ -22,6 +23,7 @@ export const forget = defineCommand({
     ...connectionArgs,
   },
   async run({ args }) {
+    if (args.name.trim() === "") throw usageError("forget: NAME must be a member's name, not empty");
     const result = await clientFor(args).forget(args.name);
     process.stdout.write((args.json ? JSON.stringify(result) : renderForget(result)) + "\n");
   },

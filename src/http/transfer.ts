@@ -35,7 +35,7 @@ export function transferRoutes(deps: TransferDeps) {
         const first = await pages.next();
         return ndjson(ndjsonStream(pages, first));
       },
-      { query: t.Object({ bucket: t.Optional(t.String()), scope: t.Optional(t.Union([t.Literal("node"), t.Literal("cluster")])) }) },
+      { query: t.Object({ bucket: t.Optional(t.String()), scope: t.Optional(t.Union([t.Literal("node"), t.Literal("cluster")], { error: 'scope must be "node" (this node\'s own records) or "cluster"' })) }) },
     )
     .post(
       "/load",

@@ -272,7 +272,9 @@ describe("listing a partitioned cluster (5 nodes, replicas 2, memory transport)"
     })().catch(() => true);
     expect(broken).toBe(true);
     // A scope that does not exist is refused.
-    expect((await app.handle(new Request("http://localhost/dump?scope=everything"))).status).toBe(422);
+    const bad = await app.handle(new Request("http://localhost/dump?scope=everything"));
+    expect(bad.status).toBe(422);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toBe('scope must be "node" (this node\'s own records) or "cluster"');
   });
 
   test("over HTTP: cursors page through the cluster, and writes between pages neither repeat nor skip keys after the cursor", async () => {

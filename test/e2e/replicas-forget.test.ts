@@ -56,6 +56,9 @@ describe("makhzen forget", () => {
     expect(alive.stderr).toBe('makhzen: member "c" is alive, not dead: only a member that stopped answering may be forgotten\n');
     const unknown = await cli("forget", "zz", "--url", a.url);
     expect([unknown.code, unknown.stderr]).toEqual([1, 'makhzen: no member is named "zz"\n']);
+    // An empty name is a usage error (2), found before anything is asked.
+    const empty = await cli("forget", "", "--url", a.url);
+    expect([empty.code, empty.stderr]).toEqual([2, "makhzen: forget: NAME must be a member's name, not empty\n"]);
 
     await c.kill9();
     for (const n of [a, b]) await eventually(async () => (await row(n, "c"))?.state === "dead", { timeoutMs: 10_000, what: `${n.name} sees c dead` });

@@ -13,7 +13,7 @@ import { createNode, type MakhzenNode } from "../../src/index.ts";
 import { PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 
 const DEAD_URL = "http://127.0.0.1:1";
-const PEER_OPS = ["join", "gossip", "members", "leave", "records", "groups", "leaves", "keys", "fetch", "scan"];
+const PEER_OPS = ["join", "gossip", "members", "leave", "records", "groups", "leaves", "keys", "fetch", "scan", "list", "forward", "forwardBatch"];
 
 let node: MakhzenNode;
 // A node per test, closed after it whether it passed or not.
@@ -152,6 +152,20 @@ describe("fuzz", () => {
 
   test("the peer API: well-formed and malformed peer messages never 5xx, and refusals change nothing", async () => {
     const statuses = new Set<number>();
+    // A client's request as a non-owner forwards it (routing.ts), well-formed or not.
+    const forwarded = fc.record(
+      {
+        forwarded: fc.oneof(fc.constant(true), fc.constant(false)),
+        op: fc.constantFrom("get", "set", "delete", "incr"),
+        bucket,
+        key: segment,
+        value: fc.oneof(fc.string({ maxLength: 20 }), fc.integer()),
+        ttl: fc.oneof(fc.integer({ min: -5, max: 100 }), fc.constant(1e12)),
+        ifMatch: fc.oneof(fc.constant("*"), fc.string({ maxLength: 30 })),
+        ifAbsent: fc.constant(true),
+      },
+      { requiredKeys: ["forwarded", "op", "bucket", "key"] },
+    );
     const peerBody = fc.oneof(
       fc.record({ records: fc.array(wireRecord, { maxLength: 4 }) }),
       fc.record({ member: wireMember }),
@@ -161,6 +175,9 @@ describe("fuzz", () => {
       fc.record({ leaves: fc.array(fc.integer({ min: -2, max: 5000 }), { maxLength: 5 }) }),
       fc.record({ keys: fc.array(fc.record({ bucket, key: segment }), { maxLength: 3 }) }),
       fc.record({ limit: fc.integer({ min: -1, max: 20_000 }), after: fc.record({ bucket, key: segment }) }, { requiredKeys: ["limit"] }),
+      fc.record({ bucket, prefix: segment, limit: fc.integer({ min: -1, max: 20_000 }) }, { requiredKeys: ["limit"] }),
+      forwarded,
+      fc.record({ requests: fc.array(forwarded, { maxLength: 3 }) }),
       fc.json({ maxDepth: 3 }).map((j) => JSON.parse(j) as unknown),
     );
     await fc.assert(
