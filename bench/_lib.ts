@@ -46,6 +46,25 @@ export function luaScript(kind: "get" | "put" | "fresh", query = ""): string {
   return file;
 }
 
+/**
+ * A wrk Lua script of PUTs over 100k distinct keys `prefix-N` (with VALUE): queues
+ * coalesce rewrites of a key, so a small key set would flatter a cluster's figure.
+ */
+export function distinctPutScript(prefix: string): string {
+  const file = join(scripts, `put-${prefix}.lua`);
+  writeFileSync(
+    file,
+    `local i = 0
+local body = '{"value":"${VALUE}"}'
+request = function()
+  i = i + 1
+  return wrk.format("PUT", "/items/${prefix}-" .. (i % 100000), {["Content-Type"] = "application/json"}, body)
+end
+`,
+  );
+  return file;
+}
+
 /** Requests per second of one wrk run (-t1 -c32); throws on any non-2xx answer. */
 export async function wrk(url: string, script: string, seconds: number, connections = 32): Promise<number> {
   const proc = Bun.spawn(["wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "-s", script, url], { stdout: "pipe", stderr: "pipe" });

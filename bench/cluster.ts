@@ -14,12 +14,12 @@
  * Everything runs on one machine: the three nodes, wrk and this process share its
  * cores, so the cluster figures are pessimistic next to one node per machine.
  */
-import { cpus, tmpdir, totalmem } from "node:os";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { cpus, totalmem } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { GROUPS } from "../src/cluster/digest.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/cluster/protocol/messages.ts";
 import { Harness, dump, eventually, type NodeProcess } from "../test/support/harness.ts";
+import { distinctPutScript } from "./_lib.ts";
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -42,23 +42,6 @@ process.on("SIGINT", () => void h.cleanup().then(() => process.exit(130)));
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-
-/** PUTs over 100k distinct keys: coalescing in the queues cannot flatter the figure. */
-function putScript(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "makhzen-cluster-bench-"));
-  const path = join(dir, `put-${prefix}.lua`);
-  writeFileSync(
-    path,
-    `local i = 0
-local body = '{"value":"${"x".repeat(100)}"}'
-request = function()
-  i = i + 1
-  return wrk.format("PUT", "/items/${prefix}-" .. (i % 100000), {["Content-Type"] = "application/json"}, body)
-end
-`,
-  );
-  return path;
-}
 
 async function wrk(url: string, script: string): Promise<number> {
   const proc = Bun.spawn(["wrk", "-t1", "-c32", `-d${SECONDS}s`, "-s", script, url], { stdout: "pipe", stderr: "pipe" });
@@ -93,10 +76,10 @@ async function throughput(): Promise<Throughput> {
   const cpu = { lone: 0, a: 0, b: 0, c: 0 };
   for (let r = 0; r < ROUNDS; r++) {
     const t0 = cpuSeconds(lone.pid);
-    lones.push(await wrk(lone.url, putScript(`lone${r}`)));
+    lones.push(await wrk(lone.url, distinctPutScript(`lone${r}`)));
     cpu.lone += cpuSeconds(lone.pid) - t0;
     const before = [a, b, c].map((n) => cpuSeconds(n.pid));
-    clustered.push(await wrk(a.url, putScript(`cl${r}`)));
+    clustered.push(await wrk(a.url, distinctPutScript(`cl${r}`)));
     // Let the queues drain before the next round, so rounds do not overlap.
     await eventually(async () => {
       const view = (await (await fetch(`${a.url}/cluster`)).json()) as { members: { queue: number }[] };
@@ -122,7 +105,9 @@ async function throughput(): Promise<Throughput> {
  * It refuses anti-entropy, which only costs the nodes a logged failed round.
  */
 async function replicationLag(): Promise<{ p50: number; p99: number; max: number; n: number }> {
-  const [a] = (await h.cluster(3, { timings: "default" })) as [NodeProcess];
+  // --replicas 4: with the observer the cluster has 4 members, and every one must
+  // still hold every key (no partitions), so that every record reaches the observer.
+  const [a] = (await h.cluster(3, { timings: "default", extraArgs: ["--replicas", "4"] })) as [NodeProcess];
   const me = { name: "observer", url: "", state: "alive", incarnation: Date.now() };
   const lags: number[] = [];
   const server = Bun.serve({
@@ -146,7 +131,7 @@ async function replicationLag(): Promise<{ p50: number; p99: number; max: number
   await fetch(`${a.url}/internal/join`, {
     method: "POST",
     headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION },
-    body: JSON.stringify({ member: me }),
+    body: JSON.stringify({ member: me, replicas: 4 }),
   });
   const total = RATE * LAG_SECONDS;
   const start = performance.now();

@@ -17,11 +17,8 @@
  * Everything runs on one machine: the nodes, wrk and this process share its cores,
  * so every figure is pessimistic next to one node per machine.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Harness, dump, eventually, type NodeProcess } from "../test/support/harness.ts";
-import { machine, median, option, requireWrk, wrk } from "./_lib.ts";
+import { distinctPutScript, machine, median, option, requireWrk, wrk } from "./_lib.ts";
 
 const KEYS = Number(option("keys", "100000"));
 const SIZE_KEYS = Number(option("size-keys", "20000"));
@@ -67,23 +64,6 @@ async function cluster(n: number): Promise<NodeProcess[]> {
   return h.cluster(n, { timings: "fast", extraArgs: REPLICAS });
 }
 
-/** PUTs of 100k distinct keys `prefix-N` (coalescing in the queues cannot flatter the figure). */
-function putScript(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "makhzen-partitions-bench-"));
-  const script = join(dir, "put.lua");
-  writeFileSync(
-    script,
-    `local i = 0
-local body = '{"value":"${"x".repeat(100)}"}'
-request = function()
-  i = i + 1
-  return wrk.format("PUT", "/items/${prefix}-" .. (i % 100000), {["Content-Type"] = "application/json"}, body)
-end
-`,
-  );
-  return script;
-}
-
 async function sizes(): Promise<void> {
   console.log(`\n1. records held per node, --replicas 2, ${SIZE_KEYS} keys`);
   console.log("| nodes | min | mean | max | expected mean (keys x min(2, n) / n) |");
@@ -106,8 +86,8 @@ async function throughput(): Promise<void> {
   const lones: number[] = [];
   const parts: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    lones.push(await wrk(lone.url, putScript(`lone${r}`), SECONDS));
-    parts.push(await wrk(nodes[0]!.url, putScript(`part${r}`), SECONDS));
+    lones.push(await wrk(lone.url, distinctPutScript(`lone${r}`), SECONDS));
+    parts.push(await wrk(nodes[0]!.url, distinctPutScript(`part${r}`), SECONDS));
     await settled(nodes);
     console.log(`round ${r + 1}: lone ${lones[r]!.toFixed(0)} req/s, 5 nodes --replicas 2 ${parts[r]!.toFixed(0)} req/s`);
   }

@@ -14,6 +14,7 @@ import { partitionOf, rankOwners } from "../src/cluster/placement.ts";
 import { createNode, MakhzenError, type ItemsHandle, type MakhzenNode, type NodeOptions } from "../src/index.ts";
 import { closeAfterEach } from "./support/cleanup.ts";
 import { eventually } from "./support/proc.ts";
+import { settledAndSure } from "./support/settled.ts";
 
 const track = closeAfterEach();
 const T0 = 1_700_000_000_000;
@@ -34,8 +35,7 @@ async function cluster(names: string[], options: NodeOptions = {}, keep: (n: Mak
   const all = [...nodes.values()];
   await eventually(() => all.every((n) => n.members().filter((m) => m.state === "alive").length === names.length), { what: `every node sees ${names.length} alive members` });
   // Settled, and each node has heard the others say so: requests are routed by what a node last heard.
-  const sure = (n: MakhzenNode) => n.status().settled === true && n.status().members.every((m) => m.state === "left" || m.filling === 0);
-  await eventually(() => all.every(sure), { what: "every node settled, and sure of the others", timeoutMs: 20_000 });
+  await eventually(() => all.every((n) => settledAndSure(n.status())), { what: "every node settled, and sure of the others", timeoutMs: 20_000 });
   return nodes;
 }
 

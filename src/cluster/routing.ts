@@ -101,13 +101,9 @@ export class Router {
 
   /** Whether a request for `key` runs here without asking anyone: the one check of the hot path. */
   servesLocally(key: string): boolean {
-    const placement = this.deps.placement;
-    // Under full replication a node owns everything, and fills only after it joins
-    // others or when a shrinking cluster hands it partitions: one O(1) check then. A
-    // node alone has nobody to fill from: its copy is the whole.
-    if (placement.full && (placement.members.length === 1 || !this.deps.anyFilling?.())) return true;
+    if (this.wholeHere()) return true;
     const p = partitionOf(key);
-    return placement.owns(p) && !this.isFilling(p);
+    return this.deps.placement.owns(p) && !this.isFilling(p);
   }
 
   /**
@@ -119,8 +115,19 @@ export class Router {
    * cannot, while the nodes agree on who is first. Always here in full mode, as before.
    */
   decidesHere(key: string): boolean {
-    if (this.deps.placement.full && (this.deps.placement.members.length === 1 || !this.deps.anyFilling?.())) return true;
+    if (this.wholeHere()) return true;
     return this.writeTargets(partitionOf(key))[0] === "self";
+  }
+
+  /**
+   * Whether this node holds every key in full: under full replication it owns
+   * everything, and fills only after it joins others or when a shrinking cluster
+   * hands it partitions (one O(1) check, the hot path's); a node alone has nobody to
+   * fill from, so its copy is the whole.
+   */
+  private wholeHere(): boolean {
+    const placement = this.deps.placement;
+    return placement.full && (placement.members.length === 1 || !this.deps.anyFilling?.());
   }
 
   /** Whether this node owns the key's partition. */

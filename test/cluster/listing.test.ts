@@ -9,6 +9,7 @@ import { DUMP_PAGE, ItemsService } from "../../src/service.ts";
 import type { ClusterListPage } from "../../src/cluster/listing.ts";
 import { core, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
+import { settledAndSure } from "../support/settled.ts";
 import Redis from "ioredis";
 import { startRespServer } from "../../src/resp/server.ts";
 import { silentLogger } from "../../src/ops/log.ts";
@@ -31,8 +32,7 @@ async function cluster(names: string[], replicas: number, net = new MemoryTransp
   nodes.push(...made);
   await joined(made);
   // Only an owner that fills nothing vouches for a partition: wait until every node has heard so from every other.
-  const sure = (n: Core) => n.cluster.settled && made.every((m) => m === n || !Array.from({ length: PARTITIONS }, (_, p) => p).some((p) => n.cluster.views.isFilling(m.name, p)));
-  await eventually(() => made.every(sure), { what: "every node settled and sure of the others" });
+  await eventually(() => made.every((n) => settledAndSure(n.cluster.status())), { what: "every node settled and sure of the others" });
   return { net, nodes: made };
 }
 

@@ -14,6 +14,7 @@ import { FAST_TIMINGS } from "../../src/config.ts";
 import { partitionOf, rankOwners } from "../../src/cluster/placement.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { eventually } from "../support/proc.ts";
+import { settledAndSure } from "../support/settled.ts";
 import { respNode, type RespNode } from "./support.ts";
 
 const track = closeAfterEach();
@@ -27,8 +28,7 @@ async function cluster() {
   }
   await eventually(() => nodes.every((n) => n.node.members().filter((m) => m.state === "alive").length === NAMES.length), { what: "every node sees 4 alive members" });
   // Routing and listings go by what each node last heard of the others' partitions: wait until that is current.
-  const sure = (n: RespNode) => n.node.status().settled === true && n.node.status().members.every((m) => m.state === "left" || m.filling === 0);
-  await eventually(() => nodes.every(sure), { what: "every node settled, and sure of the others", timeoutMs: 20_000 });
+  await eventually(() => nodes.every((n) => settledAndSure(n.node.status())), { what: "every node settled, and sure of the others", timeoutMs: 20_000 });
   const byName = new Map(NAMES.map((n, i) => [n, nodes[i]!]));
   const owners = (key: string) => rankOwners(partitionOf(key), NAMES, 2);
   const redis = (name: string) => track(new Redis(byName.get(name)!.respPort, "127.0.0.1", { maxRetriesPerRequest: 1 }), (c) => c.disconnect());

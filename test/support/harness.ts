@@ -14,6 +14,7 @@ import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/me
 import type { StoredRecord } from "../../src/core/record.ts";
 import { NodeProcess, cleanEnv, eventually } from "./proc.ts";
 import { TcpProxy } from "./proxy.ts";
+import { settledAndSure } from "./settled.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const MAIN = resolve(ROOT, "src/cli/main.ts");
@@ -189,7 +190,7 @@ export async function settledEverywhere(nodes: NodeProcess[], timeoutMs = 20_000
       const views = await Promise.all(
         nodes.map(async (n) => (await (await fetch(`${n.url}/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { settled?: boolean; members: { state: string; filling?: number | null }[] }),
       );
-      return views.every((v) => v.settled === true && v.members.every((m) => m.state === "left" || m.filling === 0));
+      return views.every(settledAndSure);
     },
     { timeoutMs, what: `all ${nodes.length} nodes settled, and each sure of the others` },
   );
