@@ -110,5 +110,8 @@ function stopWithLauncher(): void {
 if (import.meta.main) {
   stopWithLauncher();
   const code = await main(process.argv.slice(2));
+  // Into a pipe, writes complete later: exiting at once can cut what a command
+  // printed (the last keys of a long `makhzen ls`). Exit once both streams are out.
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => s.write("", () => resolve()))));
   process.exit(code);
 }
