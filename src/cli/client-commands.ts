@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import type { MakhzenClient } from "../client/client.ts";
 import { connectionArgs, clientFor as connect } from "./_connection.ts";
 import { CliError, usageError } from "./_errors.ts";
+import { print } from "./_output.ts";
 import { flagFrom, parseBucket, parseInteger, parseTtlSeconds } from "./_flags.ts";
 
 const connection = {
@@ -14,7 +15,7 @@ function clientFor(args: Record<string, unknown>): MakhzenClient {
   return connect(args, bucket === undefined ? undefined : parseBucket(bucket.from, bucket.value));
 }
 
-const out = (line: string) => process.stdout.write(line + "\n");
+const out = (line: string): Promise<void> => print(line + "\n");
 
 export const get = defineCommand({
   meta: { name: "get", description: "Print the value of KEY (exit 1 if absent)" },
@@ -26,7 +27,7 @@ export const get = defineCommand({
   async run({ args }) {
     const item = await clientFor(args).get(args.key);
     if (!item) throw new CliError(`key ${JSON.stringify(args.key)} not found`);
-    out(args.json ? JSON.stringify(item) : item.value);
+    await out(args.json ? JSON.stringify(item) : item.value);
   },
 });
 
@@ -44,7 +45,7 @@ export const put = defineCommand({
     const client = clientFor(args);
     const value = args.value === "-" ? await readStdin() : args.value;
     const item = await client.put(args.key, value, { ttl });
-    out(args.json ? JSON.stringify(item) : "OK");
+    await out(args.json ? JSON.stringify(item) : "OK");
   },
 });
 
@@ -56,7 +57,7 @@ export const del = defineCommand({
   },
   async run({ args }) {
     if (!(await clientFor(args).delete(args.key))) throw new CliError(`key ${JSON.stringify(args.key)} not found`);
-    out("OK");
+    await out("OK");
   },
 });
 
@@ -79,10 +80,19 @@ export const ls = defineCommand({
       missed = Math.max(missed, i.partitions);
       for (const m of i.members) owners.add(m);
     };
+    // Lines go out a thousand at a time, each batch awaited (see _output.ts).
+    let lines = "";
+    let buffered = 0;
     for await (const item of clientFor(args).listAll({ prefix: args.prefix, limit: Math.min(1000, max) }, onIncomplete)) {
       if (printed++ >= max) break;
-      out(args.json ? JSON.stringify(item) : item.key);
+      lines += (args.json ? JSON.stringify(item) : item.key) + "\n";
+      if (++buffered === 1000) {
+        await print(lines);
+        lines = "";
+        buffered = 0;
+      }
     }
+    if (lines) await print(lines);
     if (missed > 0) {
       throw new CliError(`the listing is incomplete: up to ${missed} partitions had no reachable owner or holder (owners: ${[...owners].sort().join(", ")})`);
     }

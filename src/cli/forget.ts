@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import type { ForgetResult } from "../cluster/forget.ts";
 import { clientFor, connectionArgs } from "./_connection.ts";
 import { usageError } from "./_errors.ts";
+import { print } from "./_output.ts";
 
 /** What `forget` prints: who, the state it had, and how many partitions changed owners. */
 export function renderForget(r: ForgetResult): string {
@@ -25,6 +26,6 @@ export const forget = defineCommand({
   async run({ args }) {
     if (args.name.trim() === "") throw usageError("forget: NAME must be a member's name, not empty");
     const result = await clientFor(args).forget(args.name);
-    process.stdout.write((args.json ? JSON.stringify(result) : renderForget(result)) + "\n");
+    await print((args.json ? JSON.stringify(result) : renderForget(result)) + "\n");
   },
 });

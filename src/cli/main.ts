@@ -3,6 +3,7 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef }
 import { MakhzenClientError } from "../client/client.ts";
 import { VERSION } from "../meta.ts";
 import { CliError, usageError } from "./_errors.ts";
+import { print, printError } from "./_output.ts";
 import { namingTyped, normalizeArgs } from "./_argv.ts";
 import { createReadStream } from "node:fs";
 import { launcherFd, noColor } from "./_flags.ts";
@@ -39,20 +40,20 @@ export async function main(rawArgs: string[]): Promise<number> {
       // `makhzen --help serve` is `makhzen serve --help`; anything else after --help is refused, not ignored.
       const cmd = rest.length === 0 ? undefined : findCommand(rest[0]);
       if (rest.length > (cmd ? 1 : 0)) throw usageError(`${first} takes a command at most, not ${rest.map((a) => JSON.stringify(a)).join(" ")}`);
-      writeHelp(await (cmd ? renderUsage(cmd, root) : renderUsage(root)));
+      await writeHelp(await (cmd ? renderUsage(cmd, root) : renderUsage(root)));
       return first === undefined ? 2 : 0;
     }
     if (["--version", "-v", "-version"].includes(first)) {
       // `makhzen --version serve` would otherwise print the version and not serve, exit 0.
       if (rest.length > 0) throw usageError(`${first} takes no arguments; unexpected ${JSON.stringify(rest[0])}`);
-      process.stdout.write(VERSION + "\n");
+      await print(VERSION + "\n");
       return 0;
     }
     const cmd = findCommand(first);
     if (!cmd) throw usageError(`unknown command "${first}"; commands: ${Object.keys(commands).join(", ")}`);
     const line = normalizeArgs(rest, (cmd.args ?? {}) as ArgsDef);
     if (line.help) {
-      writeHelp(await renderUsage(cmd, root));
+      await writeHelp(await renderUsage(cmd, root));
       return 0;
     }
     try {
@@ -64,9 +65,9 @@ export async function main(rawArgs: string[]): Promise<number> {
     }
     return 0;
   } catch (e) {
-    if (e instanceof CliError) return fail(e.message, e.exitCode);
-    if (e instanceof MakhzenClientError) return fail(e.message, 1);
-    if (e instanceof Error && e.name === "CLIError") return fail(`${e.message}; see --help`, 2);
+    if (e instanceof CliError) return await fail(e.message, e.exitCode);
+    if (e instanceof MakhzenClientError) return await fail(e.message, 1);
+    if (e instanceof Error && e.name === "CLIError") return await fail(`${e.message}; see --help`, 2);
     console.error(e);
     return 1;
   }
@@ -76,16 +77,16 @@ export async function main(rawArgs: string[]): Promise<number> {
  * Help on stdout, coloured only for a terminal: piped into a file or a pager that
  * does not read escapes, citty's ANSI codes would be noise. NO_COLOR turns them off too.
  */
-function writeHelp(text: string): void {
+function writeHelp(text: string): Promise<void> {
   const plain = process.stdout.isTTY !== true || noColor();
-  process.stdout.write((plain ? stripAnsi(text) : text) + "\n");
+  return print((plain ? stripAnsi(text) : text) + "\n");
 }
 
 /** Removes SGR escape sequences (colours, bold, underline): all citty writes. */
 const stripAnsi = (text: string): string => text.replace(/\u001B\[[0-9;]*m/g, "");
 
-function fail(message: string, code: number): number {
-  process.stderr.write(`makhzen: ${message}\n`);
+async function fail(message: string, code: number): Promise<number> {
+  await printError(`makhzen: ${message}\n`);
   return code;
 }
 
@@ -110,8 +111,5 @@ function stopWithLauncher(): void {
 if (import.meta.main) {
   stopWithLauncher();
   const code = await main(process.argv.slice(2));
-  // Into a pipe, writes complete later: exiting at once can cut what a command
-  // printed (the last keys of a long `makhzen ls`). Exit once both streams are out.
-  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => s.write("", () => resolve()))));
   process.exit(code);
 }

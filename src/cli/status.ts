@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { clockOffsetError } from "../cluster/clock-guard.ts";
 import type { ClusterStatus, MemberStatus } from "../cluster/reports.ts";
 import { clientFor, connectionArgs } from "./_connection.ts";
+import { print } from "./_output.ts";
 
 /**
  * GET /cluster as `status` reads it: a node from before partitions sends no
@@ -71,6 +72,6 @@ export const status = defineCommand({
   },
   async run({ args }) {
     const s = await clientFor(args).cluster();
-    process.stdout.write((args.json ? JSON.stringify(s) : renderStatus(s)) + "\n");
+    await print((args.json ? JSON.stringify(s) : renderStatus(s)) + "\n");
   },
 });

@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { clientFor, connectionArgs } from "./_connection.ts";
 import { parseBucket } from "./_flags.ts";
+import { print } from "./_output.ts";
 
 export const dump = defineCommand({
   meta: { name: "dump", description: "Write every record of the cluster (versions, deletes, expiries), each key once, as NDJSON to stdout" },
@@ -24,10 +25,8 @@ export const load = defineCommand({
   async run({ args }) {
     const client = clientFor(args);
     const result = await client.load(Bun.stdin.stream());
-    process.stdout.write(`loaded ${result.loaded}, skipped ${result.skipped} (already as new or newer)\n`);
+    await print(`loaded ${result.loaded}, skipped ${result.skipped} (already as new or newer)\n`);
   },
 });
 
-function writeAll(chunk: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => process.stdout.write(chunk, (e) => (e ? reject(e) : resolve())));
-}
+const writeAll = (chunk: Uint8Array): Promise<void> => print(chunk);

@@ -1,0 +1,33 @@
+/**
+ * What a command prints reaches a pipe whole before the process exits. Writes into
+ * a pipe complete later, and the CLI exits once the command returns: without
+ * awaiting them (src/cli/_output.ts) the tail of a long `makhzen ls` was dropped
+ * whenever the reader fell behind (seen under load in CI).
+ */
+import { expect, test } from "bun:test";
+import { resolve } from "node:path";
+import { createNode } from "../../src/index.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
+
+const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
+const track = closeAfterEach();
+
+test("makhzen ls prints every key into a pipe whose reader is slow, before it exits", async () => {
+  const node = track(createNode({ name: "out", port: 0 }), (n) => n.close());
+  const { url } = await node.listen();
+  // Pages of 1000 keys of ~200 bytes: each page is ~200 KB, several pipe buffers.
+  const keys = Array.from({ length: 3000 }, (_, i) => `key-${String(i).padStart(6, "0")}-${"x".repeat(190)}`);
+  for (const k of keys) node.bucket().set(k, "v");
+  const proc = Bun.spawn([process.execPath, MAIN, "ls", "--url", url], { stdout: "pipe", stderr: "pipe" });
+  const killer = setTimeout(() => proc.kill(), 60_000);
+  try {
+    // The reader starts late: the fault a loaded machine injects (the delay is the fault, not a wait for a state).
+    await Bun.sleep(1000);
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout).toBe(keys.map((k) => `${k}\n`).join(""));
+  } finally {
+    clearTimeout(killer);
+  }
+}, 60_000);
