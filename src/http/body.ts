@@ -3,16 +3,6 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { MakhzenError } from "../errors.ts";
 
 /**
- * Reads a JSON request body, refusing one over `maxBytes` before buffering it: a
- * declared Content-Length is checked up front, and a chunked body is read piece by
- * piece and abandoned once it passes the limit. Any Content-Type is accepted, so
- * `curl -X PUT -d '{"value":"x"}'` (which sends form encoding) keeps working.
- */
-export function readJsonBody(request: Request, maxBytes: number, timeoutMs?: number): Promise<unknown> {
-  return readBodyText(request, maxBytes, timeoutMs).then(parseJsonText);
-}
-
-/**
  * The raw body text, refused over `maxBytes` before it is buffered and, with
  * `timeoutMs`, refused with REQUEST_TIMEOUT when it has not all arrived in time
  * (a client trickling bytes keeps Bun's idle timer from ever firing). Peer routes
@@ -45,17 +35,13 @@ export function readBodyBytes(request: Request, maxBytes: number, timeoutMs?: nu
 
 const decodeBody = (bytes: Uint8Array | ArrayBuffer): string => decodeUtf8(bytes, "request body");
 
-/**
- * A text/plain PUT's value, exactly as sent: unlike readBodyText (JSON, whose
- * parser would choke on one), a leading byte-order mark is kept, since it is part of
- * the value the client stores ("as it is"), as the JSON and CLI paths keep it.
- */
-export function readValueText(request: Request, maxBytes: number, timeoutMs?: number): Promise<string> {
-  return readBodyBytes(request, maxBytes, timeoutMs).then(decodeValue);
-}
-
 const utf8KeepingBom = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const decodeValue = (bytes: Uint8Array | ArrayBuffer): string => {
+/**
+ * A text/plain PUT's value, exactly as sent: unlike a JSON body (whose parser
+ * would choke on one), a leading byte-order mark is kept, since it is part of the
+ * value the client stores ("as it is"), as the JSON and CLI paths keep it.
+ */
+export const decodeValue = (bytes: Uint8Array | ArrayBuffer): string => {
   try {
     return utf8KeepingBom.decode(bytes);
   } catch {
