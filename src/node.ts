@@ -2,7 +2,9 @@ import { checkOptionNames, resolveConfig, type NodeConfig, type NodeOptions } fr
 import { createCore } from "./create-core.ts";
 import { createApp, type App, type AppDeps } from "./http/app.ts";
 import { fastItems } from "./http/fast.ts";
-import { servingFetch, startServer, type Server } from "./http/serve.ts";
+import { servingFetch } from "./http/serve.ts";
+import { frontAnswers } from "./http/front/answer.ts";
+import { startFront, type Front } from "./http/front/front.ts";
 import { DEFAULT_BUCKET } from "./core/record.ts";
 import type { BucketStats } from "./core/store.ts";
 import { Sweeper } from "./core/sweeper.ts";
@@ -161,7 +163,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     peerGuard,
     refusals,
     // `server` is assigned by listen(); only requests it serves ask for their address.
-    remoteAddress: (request) => server?.requestIP(request)?.address,
+    remoteAddress: (request) => server?.remoteAddress(request),
   };
   const app: App = createApp(appDeps);
   const serveHttp = servingFetch({
@@ -171,10 +173,12 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     log: log.child("http"),
     wallMs: () => clock.wallMs(),
     peerGuarded: peerGuard !== undefined,
-    remoteAddress: (request) => server?.requestIP(request)?.address,
+    remoteAddress: (request) => server?.remoteAddress(request),
   });
+  // Over a socket, plain item requests are answered from the bytes read (http/front/), and the rest by serveHttp.
+  const wireAnswers = frontAnswers({ service, config, requests, logger: log.child("http") });
   let started: Promise<void> | undefined;
-  let server: Server | undefined;
+  let server: Front | undefined;
   let resp: RespServer | undefined;
   let url = "";
   let closed = false;
@@ -183,7 +187,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     bucketHandle(name, { items, service, self: config.name, owners: (key) => cluster.router.owners(key) });
   const itemsOf = (name: string = DEFAULT_BUCKET): ItemsHandle => itemsHandle(name, service);
 
-  return {
+  const node: MakhzenNode = {
     name: config.name,
     config,
     bucket,
@@ -202,7 +206,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       // As Redis does: a node started with --insecure says what it is exposed to, once.
       const accepted = config.insecure && !server ? protectedModeProblem({ ...config, insecure: false }) : undefined;
       if (accepted) log.child("security").warn("protected mode is off (--insecure)", { risk: accepted });
-      if (!server) ({ server, url } = startServer(config, tls, serveHttp));
+      if (!server) ({ url } = server = startFront(config, tls, serveHttp, wireAnswers));
       const port = server.port!;
       if (config.respPort !== undefined && !resp) {
         try {
@@ -238,7 +242,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       closed = true;
       // The server first: a write taken after the cluster stopped would be answered
       // but never queued for the peers (anti-entropy would repair it, later).
-      await server?.stop(true);
+      await server?.stop();
       server = undefined;
       resp?.stop();
       resp = undefined;
@@ -247,7 +251,13 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       core.close(); // flushes: a clean stop loses nothing under any fsync policy
     },
   };
+  // The wire front end's answers, without a socket: bench/front-path.ts measures them in process.
+  Object.defineProperty(node, WIRE_ANSWERS, { value: wireAnswers });
+  return node;
 }
+
+/** Where bench/front-path.ts finds a node's wire answers (http/front/answer.ts); not part of the API. */
+export const WIRE_ANSWERS = Symbol("makhzen.wireAnswers");
 
 function isLogger(v: unknown): v is Logger {
   if (v === null || typeof v !== "object") return false;

@@ -102,8 +102,10 @@ export function itemOps(deps: ItemHandlerDeps) {
       return checkItemBody(ttl === undefined ? { value } : { value, ttl });
     }
     if (ttl !== undefined) throw ttlBesideJson();
-    return checkItemBody(parseJsonText(decodeUtf8(bytes, "request body")));
+    return jsonBodyOf(decodeUtf8(bytes, "request body"));
   };
+  /** A JSON body already decoded. */
+  const jsonBodyOf = (text: string): ItemBody => checkItemBody(parseJsonText(text));
 
   const readView = (bucket: string, rawKey: string, r: Concern | undefined): Awaitable<ItemView> => {
     const key = decodeKey(rawKey);
@@ -145,7 +147,7 @@ export function itemOps(deps: ItemHandlerDeps) {
     return version instanceof Promise ? version.then(answer) : answer(version);
   };
 
-  return { bodyOf, readView, readPlain, write, remove };
+  return { bodyOf, jsonBodyOf, readView, readPlain, write, remove };
 }
 
 type Awaitable<T> = T | Promise<T>;

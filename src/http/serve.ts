@@ -104,7 +104,7 @@ export function startServer(config: ServeConfig, tls: TlsMaterial, fetch: Fetch)
   return { server, url };
 }
 
-const urlHost = (host: string): string => (host.includes(":") && !host.startsWith("[") ? `[${host}]` : host);
+export const urlHost = (host: string): string => (host.includes(":") && !host.startsWith("[") ? `[${host}]` : host);
 
 /**
  * Elysia finds a request's path at the first "/" from index 11 of its URL (it

@@ -44,6 +44,9 @@ const BUCKETS = ROUTE_INDEX.get("/buckets")!;
 const BUCKET_ITEMS = ROUTE_INDEX.get("/buckets/:bucket/items")!;
 const CLUSTER_MEMBER = ROUTE_INDEX.get("/cluster/members/:name")!;
 const OTHER_METHOD = METHODS.length - 1;
+/** The item routes' indexes, for a caller that has already routed (the wire front end). */
+export const ITEM_ROUTE = ITEMS + 1;
+export const BUCKET_ITEM_ROUTE = BUCKET_ITEMS + 1;
 
 export interface RouteLatency {
   route: string;
@@ -80,7 +83,12 @@ export class RequestStats {
    * having its Response (a streamed body, as /dump's, may still be flowing).
    */
   record(method: string, url: string, status: number, ms: number): void {
-    const rm = routeOf(url) * 8 + methodOf(method);
+    this.recordAt(routeOf(url), method, status, ms);
+  }
+
+  /** record() of a request already routed: `route` indexes ROUTES. */
+  recordAt(route: number, method: string, status: number, ms: number): void {
+    const rm = route * 8 + methodOf(method);
     let slot = this.slots[rm];
     if (slot === undefined) {
       slot = { buckets: new Float64Array(LATENCY_BUCKETS_S.length + 1), sum: 0, count: 0, statuses: [] };

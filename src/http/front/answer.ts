@@ -1,0 +1,102 @@
+import { isMakhzenError } from "../../errors.ts";
+import type { NodeConfig } from "../../config.ts";
+import type { Logger } from "../../ops/log.ts";
+import { bearerToken, tokenAccess } from "../../ops/tokens.ts";
+import { BUCKET_ITEM_ROUTE, ITEM_ROUTE, type RequestStats } from "../../ops/request-stats.ts";
+import { DEFAULT_BUCKET } from "../../core/record.ts";
+import { isOctetStream, wantsBytes } from "../binary.ts";
+import { itemOps, wantsText, type ItemBody, type ItemHandlerDeps } from "../items.ts";
+import { DELETE, GET, METHOD_NAMES, type Head } from "./head.ts";
+import { deletedWire, domainErrorWire, errorWire, itemWire, textWire, viewWire } from "./wire.ts";
+
+/**
+ * What the wire front end answers for a request parseHead took: the bytes of the
+ * answer, at once or when the service settles, or undefined to hand the connection
+ * to Bun.serve. The meaning of a request is items.ts's (itemOps), so this only
+ * reads the head's fields where itemHandlers reads a Request's.
+ *
+ * Handed over rather than answered here: a request the client token does not
+ * allow (Bun's path refuses it, counts it and logs it, rate-limited, as always),
+ * and the two rare media types, raw bytes in (a PUT of application/octet-stream)
+ * and out (Accept: application/octet-stream).
+ */
+export type FrontAnswer = (head: Head, bytes: Buffer) => string | Promise<string> | undefined;
+
+export function frontAnswers(deps: ItemHandlerDeps & { requests: RequestStats; logger: Logger }): FrontAnswer {
+  const ops = itemOps(deps);
+  const allowed = accessCheck(deps.config);
+  const bodyOf = jsonFirst(ops);
+  const { requests, logger } = deps;
+
+  const failed = (head: Head, e: unknown): string => {
+    if (isMakhzenError(e)) return domainErrorWire(e);
+    logger.error("unexpected error", { method: METHOD_NAMES[head.method], url: head.path, error: e, stack: (e as Error)?.stack });
+    return errorWire(500, "INTERNAL", "internal error; see the node's log");
+  };
+  // Counted as servingFetch counts Bun's requests: by route, method and status, with the time to the answer.
+  const counted = (head: Head, t0: number, wire: string): string => {
+    const route = head.bucket === DEFAULT_BUCKET && head.path.charCodeAt(1) === 105 /* i: /items/ */ ? ITEM_ROUTE : BUCKET_ITEM_ROUTE;
+    requests.recordAt(route, METHOD_NAMES[head.method], Number(wire.slice(9, 12)), performance.now() - t0);
+    return wire;
+  };
+
+  return (head, bytes) => {
+    if (allowed !== undefined && !allowed(head)) return undefined;
+    if (head.method === GET ? head.accept !== null && wantsBytes(head.accept) : head.contentType !== JSON_TYPE && isOctetStream(head.contentType)) return undefined;
+    const t0 = performance.now();
+    let answer: string | Promise<string>;
+    try {
+      if (head.method === GET) {
+        answer = wantsText(head.accept)
+          ? settle(ops.readPlain(head.bucket, head.rawKey, undefined, "text"), textWire)
+          : settle(ops.readView(head.bucket, head.rawKey, undefined), viewWire);
+      } else if (head.method === DELETE) {
+        answer = settle(ops.remove(head.bucket, head.rawKey, head.ifMatch, head.ifNoneMatch, noConcern), deletedWire);
+      } else {
+        // The body before the key, as Elysia parses a body before its handler runs.
+        const body = bodyOf(head, bytes);
+        answer = settle(ops.write(head.bucket, head.rawKey, body, head.ifMatch, head.ifNoneMatch, noConcern), itemWire);
+      }
+    } catch (e) {
+      answer = failed(head, e);
+    }
+    if (typeof answer === "string") return counted(head, t0, answer);
+    return answer.then(
+      (wire) => counted(head, t0, wire),
+      (e: unknown) => counted(head, t0, failed(head, e)),
+    );
+  };
+}
+
+const noConcern = () => undefined;
+const JSON_TYPE = "application/json";
+
+/**
+ * A PUT's body, as itemOps.bodyOf reads it. A JSON body is decoded by Buffer's
+ * UTF-8 slice (no view, no TextDecoder) unless it holds what that decoder treats
+ * unlike bodyOf's: a U+FFFD (a replaced byte, or a real one) or a leading BOM. Those,
+ * and text/plain, go through bodyOf itself, so the answers are bodyOf's.
+ */
+function jsonFirst(ops: ReturnType<typeof itemOps>) {
+  return (head: Head, bytes: Buffer): ItemBody => {
+    if (head.contentType === JSON_TYPE || head.contentType === null) {
+      const text = bytes.toString("utf8", head.bodyStart, head.next);
+      if (text.indexOf("\uFFFD") === -1 && text.charCodeAt(0) !== 0xfeff) return ops.jsonBodyOf(text);
+    }
+    return ops.bodyOf(head.contentType, undefined, bytes.subarray(head.bodyStart, head.next));
+  };
+}
+const settle = <T>(v: T | Promise<T>, wire: (v: T) => string): string | Promise<string> => (v instanceof Promise ? v.then(wire) : wire(v));
+
+/**
+ * Whether the client token lets this request through, or undefined without a token:
+ * the write token anything, the read token a GET. Anything else is Bun's to refuse.
+ */
+function accessCheck(config: NodeConfig): ((head: Head) => boolean) | undefined {
+  if (config.token === undefined) return undefined;
+  const accessOf = tokenAccess(config.token, config.readToken);
+  return (head) => {
+    const access = accessOf(bearerToken(head.authorization));
+    return access === "write" || (access === "read" && head.method === GET);
+  };
+}

@@ -1,0 +1,219 @@
+import { DEFAULT_BUCKET } from "../../core/record.ts";
+
+/**
+ * The request heads the wire front end answers itself, and nothing more.
+ *
+ * The front end (front.ts) answers the item routes' plain requests on the socket,
+ * and hands every other connection to Bun.serve. So this parser does not need to
+ * understand HTTP: it needs to recognise, with certainty, the small set of
+ * requests whose meaning is beyond doubt, and say "not mine" for anything else.
+ * Each rule below leans that way. A request is ours only when all of these hold:
+ *
+ * - its whole head and body are in the bytes at hand (a head split across reads,
+ *   a body still on its way: not ours, and Bun's deadlines apply to them);
+ * - the head is printable ASCII under HEAD_MAX_BYTES, with no folded lines;
+ * - the request line is `GET`, `PUT` or `DELETE`, an origin-form target, and
+ *   `HTTP/1.1` exactly;
+ * - the target is `/items/<key>` or `/buckets/<bucket>/items/<key>`, with no query,
+ *   no fragment, no dot segment (Bun resolves `/./`, `/../` and their `%2e`
+ *   spellings, so the key it sees is not the one written), and only characters
+ *   Bun leaves as they are (measured: it percent-encodes `"`, `{`, `}` and bytes
+ *   over 0x7F, and turns `\` into `/`);
+ * - a Host header, once; no Transfer-Encoding, Expect, Upgrade or Content-Encoding;
+ *   Connection, if present, is keep-alive; the headers read here appear once;
+ * - a PUT has a plain decimal Content-Length within `maxBodyBytes`; a GET or
+ *   DELETE has none, or zero.
+ *
+ * Bun then sees everything unusual, hostile input included, with its own parser
+ * and limits, exactly as before this front end existed.
+ */
+
+/** Longer heads go to Bun (whose own limit answers 431). A client's item request is a few hundred bytes. */
+export const HEAD_MAX_BYTES = 8 * 1024;
+
+export const GET = 0;
+export const PUT = 1;
+export const DELETE = 2;
+export type Method = typeof GET | typeof PUT | typeof DELETE;
+export const METHOD_NAMES = ["GET", "PUT", "DELETE"] as const;
+
+export interface Head {
+  method: Method;
+  /** The target as sent, e.g. `/items/a%2Fb`: the request accounting reads its route. */
+  path: string;
+  bucket: string;
+  /** Still percent-encoded, as Bun hands a route's wildcard. */
+  rawKey: string;
+  contentType: string | null;
+  accept: string | null;
+  authorization: string | null;
+  ifMatch: string | null;
+  ifNoneMatch: string | null;
+  /** The body is `bytes[bodyStart, next)`; the next request starts at `next`. */
+  bodyStart: number;
+  next: number;
+}
+
+/** A byte outside printable ASCII, tab, CR and LF; or a bare CR or LF, a line break only some parsers see. */
+const UNUSUAL = /[^\x20-\x7e\t\r\n]|\r(?!\n)|[^\r]\n|^\n/;
+/** Characters of a header name (an RFC 9110 token), and of a target Bun passes through unchanged (RFC 3986 pchar, `/` and `%`). */
+const TOKEN_CHARS = charTable("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+const PATH_CHARS = charTable("-._~!$&'()*+,;=:@/%0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+
+/**
+ * The request at `start` if it is one the front end answers, or undefined: hand
+ * the connection to Bun, from `start` on. `text` is the bytes read as latin1 (one
+ * character per byte, so offsets in one are offsets in the other): the head is
+ * parsed as text, and the body is sliced from the bytes. Written with indexes and
+ * character tables rather than slices and expressions: every request pays for it.
+ */
+export function parseHead(text: string, start: number, maxBodyBytes: number): Head | undefined {
+  const end = text.indexOf("\r\n\r\n", start);
+  if (end === -1 || end - start > HEAD_MAX_BYTES) return undefined;
+  const head = text.slice(start, end);
+  if (UNUSUAL.test(head)) return undefined;
+
+  let lineEnd = head.indexOf("\r\n");
+  if (lineEnd === -1) lineEnd = head.length;
+  const sp1 = head.indexOf(" ");
+  const sp2 = head.indexOf(" ", sp1 + 1);
+  if (sp1 === -1 || sp2 === -1 || sp2 > lineEnd || lineEnd - sp2 !== 9 || !head.startsWith("HTTP/1.1", sp2 + 1)) return undefined;
+  const method = sp1 === 3 ? (head.startsWith("GET") ? GET : head.startsWith("PUT") ? PUT : -1) : sp1 === 6 && head.startsWith("DELETE") ? DELETE : -1;
+  if (method === -1 || !plainTarget(head, sp1 + 1, sp2)) return undefined;
+  const path = head.slice(sp1 + 1, sp2);
+  const route = itemPath(path);
+  if (route === undefined) return undefined;
+
+  let host = 0;
+  let contentLength = -1;
+  let contentType: string | null = null;
+  let accept: string | null = null;
+  let authorization: string | null = null;
+  let ifMatch: string | null = null;
+  let ifNoneMatch: string | null = null;
+  let at = lineEnd + 2;
+  while (at < head.length) {
+    let eol = head.indexOf("\r\n", at);
+    if (eol === -1) eol = head.length;
+    const colon = head.indexOf(":", at);
+    // No colon, an empty name, anything but a token before the colon
+    // (a space there, say, which RFC 9112 says to reject; or a line starting with a
+    // space or tab, which continues the last one): Bun's to judge.
+    if (colon === -1 || colon >= eol || colon === at || !isToken(head, at, colon)) return undefined;
+    const nameAt = at;
+    at = eol + 2;
+    switch (colon - nameAt) {
+      case 4:
+        if (named(head, nameAt, "host")) host++;
+        break;
+      case 14:
+        if (!named(head, nameAt, "content-length")) break;
+        if (contentLength !== -1) return undefined;
+        contentLength = decimal(head.slice(colon + 1, eol).trim());
+        if (contentLength === -1) return undefined;
+        break;
+      case 12:
+        if (!named(head, nameAt, "content-type")) break;
+        if (contentType !== null) return undefined;
+        contentType = head.slice(colon + 1, eol).trim();
+        break;
+      case 6:
+        if (named(head, nameAt, "expect")) return undefined;
+        if (!named(head, nameAt, "accept")) break;
+        if (accept !== null) return undefined;
+        accept = head.slice(colon + 1, eol).trim();
+        break;
+      case 13:
+        if (named(head, nameAt, "authorization")) {
+          if (authorization !== null) return undefined;
+          authorization = head.slice(colon + 1, eol).trim();
+        } else if (named(head, nameAt, "if-none-match")) {
+          if (ifNoneMatch !== null) return undefined;
+          ifNoneMatch = head.slice(colon + 1, eol).trim();
+        }
+        break;
+      case 8:
+        if (!named(head, nameAt, "if-match")) break;
+        if (ifMatch !== null) return undefined;
+        ifMatch = head.slice(colon + 1, eol).trim();
+        break;
+      case 10:
+        if (named(head, nameAt, "connection") && head.slice(colon + 1, eol).trim().toLowerCase() !== "keep-alive") return undefined;
+        break;
+      case 7:
+        if (named(head, nameAt, "upgrade")) return undefined;
+        break;
+      case 16:
+        if (named(head, nameAt, "content-encoding")) return undefined;
+        break;
+      case 17:
+        if (named(head, nameAt, "transfer-encoding")) return undefined;
+        break;
+    }
+  }
+  if (host !== 1) return undefined;
+  if (method === PUT ? contentLength === -1 || contentLength > maxBodyBytes : contentLength > 0) return undefined;
+  const bodyStart = end + 4;
+  const next = bodyStart + Math.max(contentLength, 0);
+  if (next > text.length) return undefined;
+  return { method, path, bucket: route.bucket, rawKey: route.rawKey, contentType, accept, authorization, ifMatch, ifNoneMatch, bodyStart, next };
+}
+
+/** Whether the header name at `at` is `lower` (same length), in any case: letters and `-` only, so OR-ing 0x20 folds case. */
+function named(head: string, at: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((head.charCodeAt(at + i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+function charTable(chars: string): Uint8Array {
+  const t = new Uint8Array(128);
+  for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)] = 1;
+  return t;
+}
+
+function isToken(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || TOKEN_CHARS[c] === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * An origin-form target of characters Bun leaves alone, with no dot segment (Bun
+ * resolves `/./`, `/../` and their `%2e` spellings, so the key it sees is not the
+ * one written): any `/.` or `%2e` is refused, which costs a key starting with a dot
+ * a trip through Bun, nothing more.
+ */
+function plainTarget(s: string, from: number, to: number): boolean {
+  if (s.charCodeAt(from) !== 47 /* / */) return false;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || PATH_CHARS[c] === 0) return false;
+    if (c === 46 /* . */ && s.charCodeAt(i - 1) === 47) return false;
+    if (c === 37 /* % */ && s.charCodeAt(i + 1) === 50 /* 2 */ && (s.charCodeAt(i + 2) | 0x20) === 101 /* e */) return false;
+  }
+  return true;
+}
+
+/** A plain decimal of at most 15 digits, or -1. */
+function decimal(s: string): number {
+  if (s.length === 0 || s.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** The bucket and raw key of an item target, or undefined (an empty key or bucket, a `%` in the bucket, any other path). */
+function itemPath(path: string): { bucket: string; rawKey: string } | undefined {
+  if (path.startsWith("/items/")) return path.length === 7 ? undefined : { bucket: DEFAULT_BUCKET, rawKey: path.slice(7) };
+  if (!path.startsWith("/buckets/")) return undefined;
+  const slash = path.indexOf("/", 9);
+  if (slash === -1 || slash === 9 || !path.startsWith("/items/", slash) || slash + 7 === path.length) return undefined;
+  const bucket = path.slice(9, slash);
+  return bucket.indexOf("%") === -1 ? { bucket, rawKey: path.slice(slash + 7) } : undefined;
+}

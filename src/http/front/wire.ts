@@ -1,0 +1,82 @@
+import { HTTP_STATUS, type MakhzenError } from "../../errors.ts";
+import type { Item } from "../../core/record.ts";
+import type { ItemView } from "../items.ts";
+
+/**
+ * HTTP/1.1 answers as the bytes Bun.serve writes for the same Response: the same
+ * status line, the same header names, order and spelling (Bun writes
+ * `Content-Type`, then `ETag`, then its `Date`, then `Content-Length`), so a
+ * client cannot tell which door answered. test/http/front.test.ts compares the two
+ * byte for byte, Date aside.
+ */
+
+const JSON_TYPE = "Content-Type: application/json\r\n";
+const TEXT_TYPE = "Content-Type: text/plain; charset=utf-8\r\n";
+
+/** Bun's reason phrases for every status the item routes answer (test/http/front.test.ts checks them against Bun). */
+const REASONS: Record<number, string> = {
+  200: "OK",
+  204: "No Content",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  406: "Not Acceptable",
+  408: "Request Timeout",
+  409: "Conflict",
+  412: "Precondition Failed",
+  413: "Payload Too Large",
+  415: "Unsupported Media Type",
+  421: "Misdirected Request",
+  422: "Unprocessable Entity",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+  507: "Insufficient Storage",
+};
+
+export const statusLine = (status: number): string => `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`;
+
+// The Date header, formatted once a second (as Bun does) rather than per answer.
+let date = "";
+let dateUntil = 0;
+function dateLine(): string {
+  const now = Date.now();
+  if (now >= dateUntil) {
+    date = `Date: ${new Date(now).toUTCString()}\r\n`;
+    dateUntil = now - (now % 1000) + 1000;
+  }
+  return date;
+}
+
+/** A cached GET view (items.ts itemView): 200, JSON, its ETag. */
+export function viewWire(view: ItemView): string {
+  return "HTTP/1.1 200 OK\r\n" + JSON_TYPE + "ETag: " + view.etag + "\r\n" + dateLine() + "Content-Length: " + view.bytes + "\r\n\r\n" + view.body;
+}
+
+/** A PUT's answer: the item as JSON, its version as the ETag. */
+export function itemWire(item: Item): string {
+  const body = JSON.stringify(item);
+  return "HTTP/1.1 200 OK\r\n" + JSON_TYPE + 'ETag: "' + item.version + '"\r\n' + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
+}
+
+/** A GET with Accept: text/plain: the raw value. */
+export function textWire(item: Item): string {
+  return "HTTP/1.1 200 OK\r\n" + TEXT_TYPE + 'ETag: "' + item.version + '"\r\n' + dateLine() + "Content-Length: " + Buffer.byteLength(item.value) + "\r\n\r\n" + item.value;
+}
+
+/** A DELETE's 204: no body, and (as Bun writes it) no Content-Length. */
+export function deletedWire(version: string): string {
+  return "HTTP/1.1 204 No Content\r\n" + 'ETag: "' + version + '"\r\n' + dateLine() + "\r\n";
+}
+
+/** The error envelope of errors.ts's errorResponse. */
+export function errorWire(status: number, code: string, message: string): string {
+  const body = JSON.stringify({ error: { code, message } });
+  return statusLine(status) + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
+}
+
+export function domainErrorWire(e: MakhzenError): string {
+  return errorWire(HTTP_STATUS[e.code] ?? 400, e.code, e.message);
+}
