@@ -148,6 +148,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       peer_answer: refusals.peerAnswers,
     }),
     wallMs: () => clock.wallMs(),
+    front: () => server?.counts() ?? { wire: 0, piped: 0 },
   });
   const service = new ItemsService({ items, store, cluster, durable, config });
   const startedMs = clock.wallMs();

@@ -26,6 +26,8 @@ export interface MetricsSources {
   authRefusals?: () => Record<string, number>;
   /** Wall clock in ms (process start time). */
   wallMs: () => number;
+  /** The wire front end's counts (http/front/front.ts); absent in process, where there is no socket. */
+  front?: () => { wire: number; piped: number };
 }
 
 export interface Metrics {
@@ -214,6 +216,12 @@ export function createMetrics(src: MetricsSources): Metrics {
     total("auth_refusals_total", "Refusals by kind: client 401 (unauthorized), client 403 (forbidden), peer requests and peer answers without a valid signature.", ["kind"], (set) => {
       for (const [kind, n] of Object.entries(read())) set(n, { kind });
     });
+  }
+
+  if (src.front) {
+    const read = src.front;
+    total("http_wire_requests_total", "Item requests the wire front end answered itself, from the bytes read (docs/operations.md).", [], (set) => set(read().wire));
+    total("http_piped_connections_total", "Connections the wire front end handed to Bun.serve, at the first request it does not answer itself.", [], (set) => set(read().piped));
   }
 
   return { contentType: registry.contentType, render: async () => (await registry.metrics()) + "\n" + latencyText(src.requests) };

@@ -35,6 +35,8 @@ export interface Front {
   url: string;
   /** The client's address of a request Bun.serve took through a pipe (or directly), for refusal logs. */
   remoteAddress: (request: Request) => string | undefined;
+  /** Requests answered here, and connections handed to Bun.serve, since the start (for /metrics). */
+  counts: () => { wire: number; piped: number };
   /** Closes the port and every connection, Bun.serve's included. */
   stop: () => Promise<void>;
 }
@@ -49,6 +51,8 @@ interface Conn {
   closed: boolean;
 }
 
+/** Answers to pipelined requests are written in batches of about this many characters. */
+const OUT_BATCH_CHARS = 64 * 1024;
 /** Held bytes past which the client is paused (TCP backpressure) until they are answered. */
 const HOLD_MAX_BYTES = 1024 * 1024;
 
@@ -59,6 +63,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   /** Upstream local port → the client's address, while a pipe is open. */
   const piped = new Map<number, string>();
   const idleSeconds = Math.ceil(config.idleTimeoutMs / 1000);
+  const counts = { wire: 0, piped: 0 };
 
   const write = (socket: Socket<Conn>, conn: Conn, wire: string): void => {
     if (conn.closed || wire.length === 0) return;
@@ -74,6 +79,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   };
 
   const handOff = (socket: Socket<Conn>, conn: Conn, rest: Uint8Array): void => {
+    counts.piped++;
     socket.timeout(0); // Bun.serve's idle timeout applies from here: its closing the pipe closes the client.
     const remote = socket.remoteAddress;
     conn.pipe = new Pipe(innerPort, Uint8Array.prototype.slice.call(rest), {
@@ -93,6 +99,16 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     let out = "";
     const text = bytes.toString("latin1");
     while (at < bytes.length) {
+      // A pipelining client is answered a batch at a time: once the socket takes no
+      // more, the rest waits (held, the socket paused) until it drains.
+      if (out.length >= OUT_BATCH_CHARS) {
+        write(socket, conn, out);
+        out = "";
+        if (conn.unsent !== undefined) {
+          conn.held = Buffer.from(bytes.subarray(at));
+          return;
+        }
+      }
       const head = parseHead(text, at, maxBody);
       const wire = head && answer(head, bytes);
       if (wire === undefined) {
@@ -101,6 +117,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         return;
       }
       at = head!.next;
+      counts.wire++;
       if (typeof wire === "string") {
         out += wire;
         continue;
@@ -163,7 +180,11 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         conn.pipe?.clientDrained();
       },
       timeout(socket) {
-        if (socket.data.pipe === undefined) socket.end();
+        const conn = socket.data;
+        if (conn.pipe !== undefined) return;
+        // Silent, but only because its answer is still being made: not idle.
+        if (conn.busy) socket.timeout(idleSeconds);
+        else socket.end();
       },
       close(socket) {
         const conn = socket.data;
@@ -186,6 +207,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       if (ip === null) return undefined;
       return piped.get(ip.port) ?? ip.address;
     },
+    counts: () => counts,
     async stop() {
       listener.stop(true);
       await inner.stop(true);

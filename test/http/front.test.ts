@@ -1,0 +1,295 @@
+/**
+ * The wire front end (src/http/front/) answers plain item requests from the bytes
+ * read, and hands every other connection to Bun.serve. Its answers must be Bun's,
+ * byte for byte (Date aside): these tests send the same raw requests to two
+ * identical nodes (one name, one frozen wall clock, so the same versions), to one
+ * on a fresh connection (the front end answers) and to the other on a connection
+ * already handed to Bun.serve (a first request the front end never takes), and
+ * compare the bytes. /metrics says which door answered, so the tests also check
+ * that the front end took what it should.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { createNode, type MakhzenNode } from "../../src/index.ts";
+import { parseHead } from "../../src/http/front/head.ts";
+import { RawConnection, rawRequest, withoutDate } from "../support/raw-connection.ts";
+
+const WALL_MS = 1_800_000_000_000;
+const nodes: MakhzenNode[] = [];
+const conns: RawConnection[] = [];
+afterEach(async () => {
+  for (const c of conns.splice(0)) c.close();
+  for (const n of nodes.splice(0)) await n.close();
+});
+
+async function twin(opts: Record<string, unknown> = {}): Promise<{ node: MakhzenNode; url: string }> {
+  const node = createNode({ name: "twin", port: 0, wallClock: () => WALL_MS, maxKeyBytes: 64, maxValueBytes: 256, ...opts });
+  nodes.push(node);
+  const { url } = await node.listen();
+  return { node, url };
+}
+
+async function open(url: string, handedOff: boolean, token?: string): Promise<RawConnection> {
+  const c = await RawConnection.open(url);
+  conns.push(c);
+  if (handedOff) {
+    // /healthz is never the front end's: from here on the connection is Bun.serve's.
+    const first = await c.exchange(rawRequest("GET", "/healthz", token ? { authorization: `Bearer ${token}` } : {}));
+    expect(first).toStartWith("HTTP/1.1 200");
+  }
+  return c;
+}
+
+async function metric(url: string, name: string, token?: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} })).text();
+  const m = new RegExp(`^makhzen_${name} (\\d+)`, "m").exec(text);
+  if (!m) throw new Error(`no ${name} in /metrics`);
+  return Number(m[1]);
+}
+
+interface Pair {
+  front: { node: MakhzenNode; url: string };
+  bun: { node: MakhzenNode; url: string };
+  token?: string;
+}
+
+/** Each request on a fresh connection of each twin; expects the same bytes. Returns the answers' status codes. */
+async function expectSameBytes(pair: Pair, requests: Buffer[]): Promise<number[]> {
+  const statuses: number[] = [];
+  for (const r of requests) {
+    // Bun closes some connections without a word (an absolute-form target, say): so must the front end's twin.
+    const noAnswer = (e: Error) => `no answer: ${e.message.startsWith("connection closed") ? "closed" : e.message}`;
+    const a = await (await open(pair.front.url, false)).exchange(r).catch(noAnswer);
+    const b = await (await open(pair.bun.url, true, pair.token)).exchange(r).catch(noAnswer);
+    expect({ request: r.toString("latin1"), answer: withoutDate(a) }).toEqual({ request: r.toString("latin1"), answer: withoutDate(b) });
+    const date = /\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n/;
+    expect(date.test(a)).toBe(date.test(b));
+    statuses.push(Number(a.slice(9, 12)));
+  }
+  return statuses;
+}
+
+const JSON_TYPE = { "Content-Type": "application/json" };
+const KEYS = ["k", "a%2Fb", "a/b", "a/", "a//b", "%ZZ", "%EF%BF%BD", "%25", "a%20b", "%C3%A9t%C3%A9", "x".repeat(65), "missing", "a:b@c!$&'()*+,;=", ".dot", "a%2e", "a|b"];
+const BODIES: [Record<string, string>, string | Uint8Array][] = [
+  [JSON_TYPE, '{"value":"v1"}'],
+  [JSON_TYPE, '{"value":"v2","ttl":60}'],
+  [{}, '{"value":"no content-type"}'],
+  [{ "Content-Type": "application/x-www-form-urlencoded" }, '{"value":"curl -d"}'],
+  [JSON_TYPE, ""],
+  [JSON_TYPE, "{not json"],
+  [JSON_TYPE, '{"value":1}'],
+  [JSON_TYPE, '{"value":"x","ttl":-1}'],
+  [JSON_TYPE, '{"value":"x","extra":1}'],
+  [JSON_TYPE, `{"value":"${"v".repeat(300)}"}`],
+  [JSON_TYPE, new Uint8Array([0x7b, 0xff, 0x7d])],
+  [JSON_TYPE, Buffer.from('\ufeff{"value":"after a BOM"}')],
+  [JSON_TYPE, '{"value":"a real \ufffd"}'],
+  [JSON_TYPE, '{"value":"caf\u00e9 \u{1f600}"}'],
+  [JSON_TYPE, '{"value":"aGk=","encoding":"base64"}'],
+  [{ "Content-Type": "application/json; charset=utf-8" }, '{"value":"with a charset"}'],
+  [{ "Content-Type": "text/plain" }, "raw value"],
+  [{ "Content-Type": "text/plain" }, Buffer.from("\ufeffraw with a BOM")],
+  [{ "Content-Type": "text/plain; charset=latin1" }, "raw"],
+  [{ "Content-Type": "application/octet-stream" }, new Uint8Array([0, 1, 2, 255])],
+  [{ ...JSON_TYPE, "If-None-Match": "*" }, '{"value":"only if absent"}'],
+  [{ ...JSON_TYPE, "If-None-Match": "abc" }, '{"value":"x"}'],
+  [{ ...JSON_TYPE, "If-Match": '"not-the-version"' }, '{"value":"x"}'],
+  [{ ...JSON_TYPE, "If-Match": '"001800000000000-000000-twin"' }, '{"value":"x"}'],
+];
+const GET_HEADERS: Record<string, string>[] = [{}, { Accept: "text/plain" }, { Accept: "text/plain, application/json" }, { Accept: "application/octet-stream" }, { accept: "*/*" }];
+
+function itemRequests(prefix: string): Buffer[] {
+  return KEYS.flatMap((k) => [
+    ...GET_HEADERS.map((h) => rawRequest("GET", prefix + k, h)),
+    ...BODIES.map(([h, body]) => rawRequest("PUT", prefix + k, h, body)),
+    ...GET_HEADERS.map((h) => rawRequest("GET", prefix + k, h)),
+    rawRequest("DELETE", prefix + k, { "If-Match": '"nope"' }),
+    rawRequest("DELETE", prefix + k, { "If-None-Match": "*" }),
+    rawRequest("DELETE", prefix + k),
+    rawRequest("DELETE", prefix + k),
+    rawRequest("GET", prefix + k),
+  ]);
+}
+
+describe("the wire front end answers as Bun.serve does", () => {
+  test("every item request, on every kind of key and body, gets the same bytes; the plain ones are answered by the front end", async () => {
+    const pair: Pair = { front: await twin(), bun: await twin() };
+    const requests = [...itemRequests("/items/"), ...itemRequests("/buckets/b1/items/")];
+    const statuses = await expectSameBytes(pair, requests);
+    for (const s of [200, 204, 400, 404, 406, 412, 413, 415, 422]) expect(statuses).toContain(s);
+    // Most of them never reached Bun.serve on the front end's twin.
+    expect(await metric(pair.front.url, "http_wire_requests_total")).toBeGreaterThan(requests.length / 2);
+    expect(await metric(pair.bun.url, "http_wire_requests_total")).toBe(0);
+  }, 60_000);
+
+  test("with client tokens: the write token writes, the read token reads, refusals are Bun's (401, 403, the same bytes)", async () => {
+    const opts = { token: "w-secret", readToken: "r-secret" };
+    const pair: Pair = { front: await twin(opts), bun: await twin(opts), token: "w-secret" };
+    const auths: Record<string, string>[] = [{}, { Authorization: "Bearer w-secret" }, { Authorization: "Bearer r-secret" }, { Authorization: "Bearer nope" }, { Authorization: "bearer  w-secret " }];
+    const requests = auths.flatMap((a) => [
+      rawRequest("PUT", "/items/t", { ...JSON_TYPE, ...a }, '{"value":"v"}'),
+      rawRequest("GET", "/items/t", a),
+      rawRequest("DELETE", "/items/t", a),
+    ]);
+    const statuses = await expectSameBytes(pair, requests);
+    expect(statuses).toContain(401);
+    expect(statuses).toContain(403);
+    expect(statuses).toContain(200);
+    expect(statuses).toContain(204);
+    expect(await metric(pair.front.url, "http_wire_requests_total", "w-secret")).toBeGreaterThan(0);
+  }, 30_000);
+
+  test("the heads the front end leaves to Bun get Bun's answers", async () => {
+    const pair: Pair = { front: await twin(), bun: await twin() };
+    const put = (head: string, body = '{"value":"v"}') => Buffer.from(`${head}\r\nContent-Length: ${body.length}\r\n\r\n${body}`, "latin1");
+    const requests = [
+      Buffer.from("GET /items/k?r=1 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+      Buffer.from("GET /items/../healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("GET /items/%2e%2e/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("GET /items/a\\b HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from('GET /items/a"b HTTP/1.1\r\nHost: localhost\r\n\r\n'),
+      Buffer.from("GET /items/caf\u00c3\u00a9 HTTP/1.1\r\nHost: localhost\r\n\r\n", "latin1"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: localhost\r\nX-Bin: \u00ff\r\n\r\n", "latin1"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc"),
+      Buffer.from("GET /items/ HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("GET /buckets/a%20b/items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("GET http://localhost/items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("get /items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("HEAD /items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      Buffer.from("POST /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 13"),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: +13"),
+      Buffer.from('PUT /items/k HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nd\r\n{"value":"v"}\r\n0\r\n\r\n'),
+      Buffer.from('PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 13\r\nContent-Encoding: gzip\r\n\r\n{"value":"v"}'),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b"),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nBad Name: x"),
+      put("PUT /items/k?ttl=5 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain", "five"),
+    ];
+    await expectSameBytes(pair, requests);
+  }, 30_000);
+
+  test("the reason phrase of every status the front end writes is Bun's", async () => {
+    const { HTTP_STATUS } = await import("../../src/errors.ts");
+    const { statusLine } = await import("../../src/http/front/wire.ts");
+    const statuses = [...new Set([200, 204, 500, ...Object.values(HTTP_STATUS)])];
+    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (r) => new Response("x", { status: Number(new URL(r.url).pathname.slice(1)) }) });
+    try {
+      for (const s of statuses) {
+        const answer = await (await RawConnection.open(server.url.href)).exchange(rawRequest("GET", `/${s}`));
+        expect(answer.slice(0, answer.indexOf("\r\n") + 2)).toBe(statusLine(s));
+      }
+    } finally {
+      await server.stop(true);
+    }
+  });
+});
+
+describe("connections", () => {
+  test("pipelined requests are answered in order; a request Bun must take hands the rest of the connection over", async () => {
+    const { url } = await twin();
+    const c = await open(url, false);
+    const wire = await metric(url, "http_wire_requests_total");
+    const burst = Buffer.concat([
+      rawRequest("PUT", "/items/p1", JSON_TYPE, '{"value":"one"}'),
+      rawRequest("GET", "/items/p1", { Accept: "text/plain" }),
+      rawRequest("GET", "/healthz"),
+      rawRequest("GET", "/items/p1", { Accept: "text/plain" }),
+      rawRequest("DELETE", "/items/p1"),
+      rawRequest("GET", "/items/p1"),
+    ]);
+    c.write(burst);
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push(await c.answer());
+    expect(answers.map((a) => a.slice(9, 12))).toEqual(["200", "200", "200", "200", "204", "404"]);
+    expect(answers[1]).toEndWith("\r\n\r\none");
+    expect(answers[2]).toEndWith('{"status":"ok"}');
+    expect(answers[3]).toEndWith("\r\n\r\none");
+    // The first two were the front end's; /healthz and all after it, Bun's.
+    expect(await metric(url, "http_wire_requests_total")).toBe(wire + 2);
+    expect(await metric(url, "http_piped_connections_total")).toBeGreaterThanOrEqual(1);
+  });
+
+  test("a request split across writes, byte by byte, is answered (by Bun) and the connection goes on", async () => {
+    const { url } = await twin();
+    const c = await open(url, false);
+    const req = rawRequest("PUT", "/items/split", JSON_TYPE, '{"value":"in pieces"}');
+    for (const byte of req) {
+      c.write(Uint8Array.of(byte));
+      await Bun.sleep(1);
+    }
+    expect(await c.answer()).toStartWith("HTTP/1.1 200");
+    expect(await c.exchange(rawRequest("GET", "/items/split", { Accept: "text/plain" }))).toEndWith("\r\n\r\nin pieces");
+  });
+
+  test("a client that sends but never reads is paused, not buffered without bound, and the node goes on serving others", async () => {
+    const { url } = await twin({ maxValueBytes: 64 * 1024 });
+    const big = "v".repeat(60_000);
+    const setup = await open(url, false);
+    expect(await setup.exchange(rawRequest("PUT", "/items/big", JSON_TYPE, JSON.stringify({ value: big })))).toStartWith("HTTP/1.1 200");
+    const greedy = await open(url, false);
+    greedy.pause();
+    const one = rawRequest("GET", "/items/big");
+    const rss = process.memoryUsage().rss;
+    // 2,000 GETs of 60 kB answers (120 MB) written at once, none read.
+    greedy.write(Buffer.concat(Array.from({ length: 2000 }, () => one)));
+    await Bun.sleep(300);
+    const other = await open(url, false);
+    expect(await other.exchange(rawRequest("GET", "/items/big", { Accept: "text/plain" }))).toEndWith(big);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(48 * 1024 * 1024);
+    // Reading now, every answer comes, in order.
+    greedy.resume();
+    for (let i = 0; i < 2000; i++) expect((await greedy.answer()).slice(0, 12)).toBe("HTTP/1.1 200");
+  }, 30_000);
+
+  test("a large answer from Bun through the pipe (/dump) and a large body to it (/load) pass whole", async () => {
+    const from = await twin({ maxValueBytes: 64 * 1024 });
+    const to = await twin({ maxValueBytes: 64 * 1024 });
+    const c = await open(from.url, false);
+    for (let i = 0; i < 300; i++) expect(await c.exchange(rawRequest("PUT", `/items/k${i}`, JSON_TYPE, JSON.stringify({ value: `${i}`.repeat(5_000) })))).toStartWith("HTTP/1.1 200");
+    const dump = await (await fetch(`${from.url}/dump`)).text();
+    expect(dump.length).toBeGreaterThan(300 * 5_000);
+    expect((await fetch(`${to.url}/load`, { method: "POST", body: dump })).status).toBe(200);
+    expect(await (await fetch(`${to.url}/dump`)).text()).toBe(dump);
+  }, 30_000);
+
+  test("an idle keep-alive connection is closed after the idle timeout, as Bun.serve closes its own", async () => {
+    const { url } = await twin({ idleTimeoutMs: 1000 });
+    const c = await open(url, false);
+    expect(await c.exchange(rawRequest("GET", "/items/none"))).toStartWith("HTTP/1.1 404");
+    expect(await c.closedWithin(5000)).toBe(true);
+  }, 15_000);
+});
+
+describe("parseHead", () => {
+  const parse = (s: string) => parseHead(s, 0, 1024);
+  test("takes a plain item request and reads its fields", () => {
+    const s = "PUT /buckets/b/items/a%2Fb HTTP/1.1\r\nhost: x\r\ncontent-TYPE: application/json\r\nIf-Match:  \"v\" \r\nContent-Length: 2\r\n\r\n{}";
+    expect(parse(s)).toEqual({ method: 1, path: "/buckets/b/items/a%2Fb", bucket: "b", rawKey: "a%2Fb", contentType: "application/json", accept: null, authorization: null, ifMatch: '"v"', ifNoneMatch: null, bodyStart: s.length - 2, next: s.length });
+  });
+  test("leaves to Bun what it does not take", () => {
+    const leaves = [
+      "GET /items/k HTTP/1.1\r\nHost: x\r\n", // head not complete
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX: a\nY: b\r\n\r\n", // bare LF
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX: a\rY\r\n\r\n", // bare CR
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX: \x01\r\n\r\n", // control byte
+      "GET /items/k HTTP/1.1 \r\nHost: x\r\n\r\n",
+      "GET  /items/k HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /items/k#f HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /items/./k HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nAccept: a\r\nAccept: b\r\n\r\n",
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\n\r\n", // no length
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{", // body not all here
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", // over the cap
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n{",
+      "DELETE /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
+      `GET /items/${"k".repeat(9000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    ];
+    for (const s of leaves) expect({ s, head: parse(s) }).toEqual({ s, head: undefined });
+  });
+});
