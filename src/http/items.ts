@@ -161,7 +161,7 @@ function itemResponse(item: Item): Response {
 }
 
 function viewResponse(view: ItemView): Response {
-  return new Response(view.body, { headers: { "content-type": JSON_TYPE, etag: view.etag } });
+  return new Response(view.wireTail.slice(view.bodyAt), { headers: { "content-type": JSON_TYPE, etag: view.etag } });
 }
 
 function textResponse(item: Item): Response {
@@ -174,18 +174,25 @@ function deletedResponse(version: string): Response {
 
 /**
  * The GET answer of one record version, built once and cached in the store (which
- * counts it in --max-memory): the JSON body, its ETag, and its length in UTF-8
- * bytes (the wire front end writes Content-Length itself).
+ * counts it in --max-memory), in the form the wire front end writes it: the
+ * status line and headers before Bun's Date, and the Content-Length and JSON body
+ * after it (http/front/wire.ts viewWire puts the Date between). A Response for
+ * Bun.serve takes the body from the tail: one copy of the body, not two.
  */
 export interface ItemView {
-  body: string;
   etag: string;
-  bytes: number;
+  /** `HTTP/1.1 200 OK`, Content-Type and ETag lines. */
+  wireHead: string;
+  /** The Content-Length line, the blank line, and the JSON body, which starts at `bodyAt`. */
+  wireTail: string;
+  bodyAt: number;
 }
 
 function itemView(r: StoredRecord): ItemView {
   const body = JSON.stringify(toItem(r));
-  return { body, etag: `"${r.version}"`, bytes: Buffer.byteLength(body) };
+  const etag = `"${r.version}"`;
+  const lengthLines = `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  return { etag, wireHead: `HTTP/1.1 200 OK\r\nContent-Type: ${JSON_TYPE}\r\nETag: ${etag}\r\n`, wireTail: lengthLines + body, bodyAt: lengthLines.length };
 }
 
 const throwNotFound = (key: string): never => {

@@ -38,21 +38,31 @@ const REASONS: Record<number, string> = {
 
 export const statusLine = (status: number): string => `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`;
 
-// The Date header, formatted once a second (as Bun does) rather than per answer.
+// The Date header, formatted once a second by a timer (as Bun does) rather than per
+// answer: reading the clock for every answer was ~4% of a cached GET's JavaScript.
 let date = "";
-let dateUntil = 0;
+let dateTimer: ReturnType<typeof setInterval> | undefined;
 function dateLine(): string {
-  const now = Date.now();
-  if (now >= dateUntil) {
-    date = `Date: ${new Date(now).toUTCString()}\r\n`;
-    dateUntil = now - (now % 1000) + 1000;
+  if (dateTimer === undefined) {
+    const format = () => {
+      date = `Date: ${new Date().toUTCString()}\r\n`;
+    };
+    format();
+    // Aligned to the next second, then every second; unref'd, so it never keeps a process alive.
+    const first = setTimeout(() => {
+      format();
+      dateTimer = setInterval(format, 1000);
+      dateTimer.unref();
+    }, 1000 - (Date.now() % 1000));
+    first.unref();
+    dateTimer = first as unknown as ReturnType<typeof setInterval>;
   }
   return date;
 }
 
 /** A cached GET view (items.ts itemView): 200, JSON, its ETag. */
 export function viewWire(view: ItemView): string {
-  return "HTTP/1.1 200 OK\r\n" + JSON_TYPE + "ETag: " + view.etag + "\r\n" + dateLine() + "Content-Length: " + view.bytes + "\r\n\r\n" + view.body;
+  return view.wireHead + dateLine() + view.wireTail;
 }
 
 /** A PUT's answer: the item as JSON, its version as the ETag. */
