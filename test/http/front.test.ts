@@ -168,6 +168,17 @@ describe("the wire front end answers as Bun.serve does", () => {
       put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b"),
       put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nBad Name: x"),
       put("PUT /items/k?ttl=5 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain", "five"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost:\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: a b\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: localhost\r\nAccept:\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: localhost\r\nAccept:\ttext/plain\t\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: localhost\r\nX-Empty:\r\nConnection: Keep-Alive\r\n\r\n"),
+      Buffer.from("GET /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"),
+      Buffer.from("DELETE /items/k HTTP/1.1\r\nHost: localhost\r\nIf-Match: *\r\n\r\n"),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIf-Match:"),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type:\r\nIf-None-Match: *"),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: TEXT/PLAIN; Charset=UTF-8", "v"),
+      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 00013", '{"value":"v"}').subarray(0),
     ];
     await expectSameBytes(pair, requests);
   }, 30_000);
@@ -283,6 +294,8 @@ describe("parseHead", () => {
       "GET /items/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
       "GET /items/k HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n",
       "GET /items/k HTTP/1.1\r\nHost: x\r\nAccept: a\r\nAccept: b\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost:\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: a/b\r\n\r\n",
       "PUT /items/k HTTP/1.1\r\nHost: x\r\n\r\n", // no length
       "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{", // body not all here
       "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", // over the cap

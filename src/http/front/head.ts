@@ -19,7 +19,7 @@ import { DEFAULT_BUCKET } from "../../core/record.ts";
  *   spellings, so the key it sees is not the one written), and only characters
  *   Bun leaves as they are (measured: it percent-encodes `"`, `{`, `}` and bytes
  *   over 0x7F, and turns `\` into `/`);
- * - a Host header, once; no Transfer-Encoding, Expect, Upgrade or Content-Encoding;
+ * - a Host header, once, a plain host name or address; no Transfer-Encoding, Expect, Upgrade or Content-Encoding;
  *   Connection, if present, is keep-alive; the headers read here appear once;
  * - a PUT has a plain decimal Content-Length within `maxBodyBytes`; a GET or
  *   DELETE has none, or zero.
@@ -58,6 +58,8 @@ export interface Head {
 const UNUSUAL = /[^\x20-\x7e\t\r\n]|\r(?!\n)|[^\r]\n|^\n/;
 /** Characters of a header name (an RFC 9110 token), and of a target Bun passes through unchanged (RFC 3986 pchar, `/` and `%`). */
 const TOKEN_CHARS = charTable("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+/** A host name, IPv4 or bracketed IPv6 address, with an optional port. */
+const PLAIN_HOST = /^[A-Za-z0-9.\-_]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 const PATH_CHARS = charTable("-._~!$&'()*+,;=:@/%0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
 
 /**
@@ -104,7 +106,10 @@ export function parseHead(text: string, start: number, maxBodyBytes: number): He
     at = eol + 2;
     switch (colon - nameAt) {
       case 4:
-        if (named(head, nameAt, "host")) host++;
+        if (!named(head, nameAt, "host")) break;
+        // An empty or odd Host makes Bun build an odd URL (an empty one routes elsewhere): its to judge.
+        if (!PLAIN_HOST.test(head.slice(colon + 1, eol).trim())) return undefined;
+        host++;
         break;
       case 14:
         if (!named(head, nameAt, "content-length")) break;
