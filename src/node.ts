@@ -207,7 +207,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       // As Redis does: a node started with --insecure says what it is exposed to, once.
       const accepted = config.insecure && !server ? protectedModeProblem({ ...config, insecure: false }) : undefined;
       if (accepted) log.child("security").warn("protected mode is off (--insecure)", { risk: accepted });
-      if (!server) ({ url } = server = startFront(config, tls, serveHttp, wireAnswers));
+      if (!server) ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, log.child("http")));
       const port = server.port!;
       if (config.respPort !== undefined && !resp) {
         try {

@@ -1,4 +1,5 @@
 import type { Socket } from "bun";
+import type { Logger } from "../../ops/log.ts";
 import type { TlsMaterial } from "../../ops/tls.ts";
 import { requestLimits } from "../limits.ts";
 import { startServer, urlHost, type Server, type ServeConfig } from "../serve.ts";
@@ -56,7 +57,7 @@ const OUT_BATCH_CHARS = 64 * 1024;
 /** Held bytes past which the client is paused (TCP backpressure) until they are answered. */
 const HOLD_MAX_BYTES = 1024 * 1024;
 
-export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answer: FrontAnswer): Front {
+export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answer: FrontAnswer, log: Logger): Front {
   const maxBody = requestLimits(config).itemBodyBytes;
   const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, fetch).server;
   const innerPort = inner.port!;
@@ -126,14 +127,24 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       out = "";
       conn.busy = true;
       conn.held = at < bytes.length ? Buffer.from(bytes.subarray(at)) : undefined;
-      wire.then((w) => {
-        write(socket, conn, w);
-        conn.busy = false;
-        resume(socket, conn);
-      });
+      wire
+        .then((w) => {
+          write(socket, conn, w);
+          conn.busy = false;
+          resume(socket, conn);
+        })
+        .catch((e: unknown) => failed(socket, e));
       return;
     }
     write(socket, conn, out);
+  };
+
+  // A bug here must cost one connection, never the node: every request answer's own
+  // errors are answers already (answer.ts), so this is the last line.
+  const failed = (socket: Socket<Conn>, e: unknown): void => {
+    log.error("unexpected error in the wire front end; closing the connection", { error: e, stack: (e as Error)?.stack });
+    socket.data.closed = true;
+    socket.terminate();
   };
 
   /** Goes on with held bytes once nothing is pending and the client takes answers again. */
@@ -143,7 +154,11 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     const held = conn.held;
     if (held === undefined) return;
     conn.held = undefined;
-    serve(socket, conn, held);
+    try {
+      serve(socket, conn, held);
+    } catch (e) {
+      failed(socket, e);
+    }
   };
 
   const listener = Bun.listen<Conn>({
@@ -163,7 +178,11 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
           if (conn.held.length > HOLD_MAX_BYTES) socket.pause();
           return;
         }
-        serve(socket, conn, bytes);
+        try {
+          serve(socket, conn, bytes);
+        } catch (e) {
+          failed(socket, e);
+        }
       },
       drain(socket) {
         const conn = socket.data;
