@@ -22,6 +22,7 @@ import { median, option } from "./_lib.ts";
 const ROUNDS = Number(option("rounds", "5"));
 const BATCHES = Number(option("batches", "400"));
 const BATCH = Number(option("batch", "150"));
+const ONLY = option("only", ""); // "send" or "receive": one side alone (to profile it)
 const VALUE = "x".repeat(100);
 
 const cpuNs = (): number => {
@@ -52,7 +53,7 @@ const bare = core("bare", new MemoryTransport());
 // And whole requests through a node's peer route (node.handle: the HTTP app, no socket).
 const node = createNode({ name: "routed", port: 0 });
 const receiving: Record<string, number[]> = { parse: [], check: [], apply: [], store: [], whole: [], route: [] };
-for (let r = 0; r < ROUNDS + 1; r++) {
+for (let r = 0; r < (ONLY === "send" ? 0 : ROUNDS + 1); r++) {
   const texts = bodies(r);
   const n = BATCHES * BATCH;
   let parsed: unknown[] = [];
@@ -110,7 +111,7 @@ const replicator = new Replicator({
 replicator.addPeer("b", "mem://b");
 replicator.addPeer("c", "mem://c");
 const sending: number[] = [];
-for (let r = 0; r < ROUNDS + 1; r++) {
+for (let r = 0; r < (ONLY === "receive" ? 0 : ROUNDS + 1); r++) {
   const n = BATCHES * BATCH;
   const records: StoredRecord[] = [];
   for (let i = 0; i < n; i++) {
@@ -133,5 +134,5 @@ replicator.close();
 await node.close();
 
 console.log(`records per batch ${BATCH}, ${BATCHES} batches a round, medians of ${ROUNDS} rounds, CPU ns per record:`);
-console.log(`receiving: JSON.parse ${median(receiving.parse!).toFixed(0)}, check ${median(receiving.check!).toFixed(0)}, merge ${median(receiving.apply!).toFixed(0)} (Store.apply alone ${median(receiving.store!).toFixed(0)}), together ${median(receiving.whole!).toFixed(0)}; through the peer route ${median(receiving.route!).toFixed(0)}`);
-console.log(`sending (two peers, ${transport.batches} batches in all): ${median(sending).toFixed(0)}`);
+if (ONLY !== "send") console.log(`receiving: JSON.parse ${median(receiving.parse!).toFixed(0)}, check ${median(receiving.check!).toFixed(0)}, merge ${median(receiving.apply!).toFixed(0)} (Store.apply alone ${median(receiving.store!).toFixed(0)}), together ${median(receiving.whole!).toFixed(0)}; through the peer route ${median(receiving.route!).toFixed(0)}`);
+if (ONLY !== "receive") console.log(`sending (two peers, ${transport.batches} batches in all): ${median(sending).toFixed(0)}`);
