@@ -4,7 +4,8 @@
  * turns (A B B A ...) with wrk -t1 -c32 over 100k distinct keys. Each turn records
  * req/s and the CPU µs per PUT of `a`, `b` and `c` (utime + stime from /proc over the
  * turn and the drain of `a`'s queues after it), which depends less on the rest of the
- * machine than req/s does. Linux only (/proc).
+ * machine than req/s does, and node `a`'s CPU by thread (the JS thread, fetch's "HTTP Client",
+ * the GC's "HeapHelper"...). Linux only (/proc).
  *
  *   mkdir -p /tmp/base && git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
  *   bun bench/cluster-ab.ts --base /tmp/base [--rounds 4] [--seconds 5]
@@ -12,7 +13,7 @@
  * Without --base it measures this checkout alone; `--prof <dir>` then runs every node
  * under `bun --cpu-prof` and leaves a profile per node in <dir> (a, b, c) once they stop.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { eventually, startNode, type NodeProcess } from "../test/support/proc.ts";
 import { MAIN, distinctPutScript, fmt, machine, median, option, requireWrk, wrk } from "./_lib.ts";
@@ -27,6 +28,26 @@ const cpuTicks = (pid: number): number => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return Number(fields[11]) + Number(fields[12]); // utime + stime, in USER_HZ (100 a second)
 };
+
+/**
+ * CPU ticks by thread kind (the JS thread is named after the binary; "HTTP Client" is
+ * fetch's I/O thread, "HeapHelper" the GC's helpers), summed over threads of one name.
+ */
+function threadTicks(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+    } catch {
+      continue; // the thread ended while we looked
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/\d+$/, "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    out.set(name, (out.get(name) ?? 0) + Number(fields[11]) + Number(fields[12]));
+  }
+  return out;
+}
 
 type Side = "base" | "this";
 interface Cluster {
@@ -79,15 +100,21 @@ try {
   const turn = async (c: Cluster, seconds: number, record: boolean) => {
     const s0 = await sentSoFar(c.nodes[0]!.url);
     const t0 = c.nodes.map((n) => cpuTicks(n.pid));
+    const threads0 = threadTicks(c.nodes[0]!.pid);
     const perSecond = await wrk(c.nodes[0]!.url, distinctPutScript(`${c.side}${turnNo++}`), seconds);
     await drained(c.nodes[0]!.url);
     const puts = perSecond * seconds;
     const us = c.nodes.map((n, i) => ((cpuTicks(n.pid) - t0[i]!) / 100 / puts) * 1e6);
     const s1 = await sentSoFar(c.nodes[0]!.url);
+    const byThread = [...threadTicks(c.nodes[0]!.pid)]
+      .map(([name, ticks]) => [name, ((ticks - (threads0.get(name) ?? 0)) / 100 / puts) * 1e6] as const)
+      .filter(([, us]) => us >= 0.1)
+      .sort((x, y) => y[1] - x[1]);
     if (!record) return;
     rate[c.side].push(perSecond);
     us.forEach((u, i) => cpu[c.side][i]!.push(u));
     console.log(`${c.side}: ${fmt(perSecond)} req/s; CPU µs per PUT a ${us[0]!.toFixed(1)}, b ${us[1]!.toFixed(1)}, c ${us[2]!.toFixed(1)}; ${((s1.records - s0.records) / Math.max(1, s1.batches - s0.batches)).toFixed(0)} records a batch; load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}`);
+    console.log(`  a by thread (µs per PUT): ${byThread.map(([name, us]) => `${name} ${us.toFixed(1)}`).join(", ")}`);
   };
   for (const c of clusters) await turn(c, 2, false); // warm-up, JIT included
   for (let r = 0; r < ROUNDS; r++) {
