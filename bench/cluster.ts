@@ -64,6 +64,11 @@ function cpuSeconds(pid: number): number {
 interface Throughput {
   lone: number;
   cluster: number;
+  /**
+   * The median of each round's cluster / lone: a round's two runs are seconds apart,
+   * so on a shared machine this moves less with the load than the ratio of medians.
+   */
+  pairedRatio: number;
   /** CPU seconds per 1,000 requests: the lone node, and nodes a, b, c during the cluster rounds. */
   cpuPerK: { lone: number; a: number; b: number; c: number };
 }
@@ -95,6 +100,7 @@ async function throughput(): Promise<Throughput> {
   return {
     lone: median(lones),
     cluster: median(clustered),
+    pairedRatio: median(clustered.map((c, i) => c / lones[i]!)),
     cpuPerK: { lone: perK(cpu.lone, lones), a: perK(cpu.a, clustered), b: perK(cpu.b, clustered), c: perK(cpu.c, clustered) },
   };
 }
@@ -182,7 +188,7 @@ async function resync(): Promise<{ ms: number; keys: number }> {
 try {
   console.log(`${cpus().length} cores (${cpus()[0]?.model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB, bun ${Bun.version}`);
   const t = await throughput();
-  console.log(`PUT throughput, median of ${ROUNDS} rounds of ${SECONDS}s: lone ${t.lone.toFixed(0)} req/s, node of a 3-node cluster ${t.cluster.toFixed(0)} req/s (${(t.cluster / t.lone).toFixed(2)}x)`);
+  console.log(`PUT throughput, median of ${ROUNDS} rounds of ${SECONDS}s: lone ${t.lone.toFixed(0)} req/s, node of a 3-node cluster ${t.cluster.toFixed(0)} req/s (${(t.cluster / t.lone).toFixed(2)}x; median of the rounds' own ratios ${t.pairedRatio.toFixed(2)}x)`);
   const k = t.cpuPerK;
   console.log(`CPU ms per 1000 PUTs: lone ${(k.lone * 1000).toFixed(0)}; cluster: a ${(k.a * 1000).toFixed(0)}, b ${(k.b * 1000).toFixed(0)}, c ${(k.c * 1000).toFixed(0)}`);
   const lag = await replicationLag();

@@ -31,25 +31,28 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
   let applied = 0;
   const tooNew: number[] = [];
   let newest = "";
-  records.forEach((r, i) => {
+  // The refusal memory is asked only once it holds something: the key's id is a
+  // string built per record, and a node whose clocks agree never refuses one.
+  const anyRefused = guard.refusedTooNew > 0;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
     // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
     // of another version is left out too, rather than stored and served changed.
-    if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) return;
-    if (r.bytes !== undefined && !isBytesRecord(r)) return;
-    const id = recordId(r.bucket, r.key);
-    if (versionWallMs(r.version) > latestMs || guard.wasRefused(id, r.version)) {
-      guard.refuse(id, r.version);
+    if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) continue;
+    if (r.bytes !== undefined && !isBytesRecord(r)) continue;
+    if (versionWallMs(r.version) > latestMs || (anyRefused && guard.wasRefused(recordId(r.bucket, r.key), r.version))) {
+      guard.refuse(recordId(r.bucket, r.key), r.version);
       tooNew.push(i);
-      return;
+      continue;
     }
     if (r.version > newest) newest = r.version;
     if (store.apply(r)) {
       applied++;
-      return;
+      continue;
     }
     const held = store.getRecord(r.bucket, r.key);
     if (held && held.version > r.version && versionWallMs(held.version) > latestMs) tooNew.push(i);
-  });
+  }
   // The clock only needs the newest version of the batch to move past all of them.
   if (newest !== "") clock.observe(newest);
   return { applied, tooNew };

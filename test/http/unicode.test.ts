@@ -84,6 +84,8 @@ describe("lone surrogates are refused with 422 INVALID_UNICODE", () => {
           headers: { [PROTOCOL_HEADER]: PROTOCOL_VERSION },
         });
         expectClientError(a, 422, "INVALID_UNICODE");
+        // The message names what failed: the key, or the value with its key.
+        expect(a.json.error.message).toStartWith(bad.includes('"key":"k"') ? 'value of "k" is not well-formed' : "key is not well-formed");
       }
     }
     expect(node.bucket().get("good")).toBeUndefined();
