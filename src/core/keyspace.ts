@@ -35,10 +35,9 @@ export const LIST_SCAN_FACTOR = 10;
 /** ... and at least this many, so small pages step over runs of deleted keys quickly. */
 export const LIST_MIN_SCAN = 1000;
 
-/** What the keyspace needs of an entry: the record it holds and its estimated bytes. */
+/** What the keyspace needs of an entry: the record it holds. */
 export interface KeyspaceEntry {
   record: StoredRecord;
-  bytes: number;
 }
 
 interface Bucket<E> {

@@ -2,9 +2,8 @@ import { MakhzenError } from "../errors.ts";
 import { LruList } from "./lru.ts";
 import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
-import { TombstoneQueue, ViewCache, WalkedSet, recordBytes, type StoreEntry as Entry } from "./store-sets.ts";
+import { TombstoneQueue, ViewCache, WalkedSet, hasTtl, keepSum, keptSum, recordBytes, tombstoneDeadAt, type StoreEntry as Entry } from "./store-sets.ts";
 import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
-import { versionWallMs } from "./version.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
@@ -47,22 +46,21 @@ export class Store {
       if (this.isPastGrace(record)) return false;
       // The LRU links are added by the lists that use them (under `lru`, or as a
       // tombstone): an entry of a store without eviction does without them.
-      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, timed: false, cached: undefined, digestAt: -1 };
+      const fresh: Entry = { record, sumHi: 0, sumLo: 0, digestAt: -1 };
       this.keyspace.insert(fresh);
-      this.account(fresh, 0, undefined);
+      this.account(fresh, undefined);
       this.changed(fresh, undefined);
       if (record.value === null) this.capTombstones();
       return true;
     }
     // Hashes only on a version tie between different contents.
     if (compareRecords(entry.record, record) >= 0) return false;
-    const oldBytes = entry.bytes;
     const old = entry.record;
+    const prevSum = this.sumOf(entry);
     entry.record = record;
-    entry.bytes = recordBytes(record);
     this.views.drop(entry);
-    this.account(entry, oldBytes, old);
-    this.changed(entry, entry.sum);
+    this.account(entry, old);
+    this.changed(entry, prevSum);
     if (record.value === null) this.capTombstones();
     return true;
   }
@@ -88,7 +86,8 @@ export class Store {
     const entry = this.keyspace.get(bucket, key);
     if (!entry || !this.isLive(entry.record)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
-    if (entry.cached !== undefined) return entry.cached.view as T;
+    const kept = this.views.get(entry);
+    if (kept !== undefined) return kept as T;
     const view = build(entry.record);
     const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry.record);
     const max = this.opts.maxMemoryBytes;
@@ -176,7 +175,7 @@ export class Store {
     // after every eviction, which may have turned this very key into a tombstone.
     const growth = () => {
       const entry = bucket === undefined || key === undefined ? undefined : this.keyspace.get(bucket, key);
-      return bytes - (entry && entry.record.value !== null ? entry.bytes : 0);
+      return bytes - (entry && entry.record.value !== null ? recordBytes(entry.record) : 0);
     };
     const fits = () => this.used + this.views.bytes + growth() <= max;
     if (fits()) return;
@@ -259,11 +258,9 @@ export class Store {
     const old = entry.record;
     // A live record is a tombstone in the books first; the digest keeps its share until purge takes it out.
     if (old.value !== null) {
-      const oldBytes = entry.bytes;
       entry.record = { bucket: old.bucket, key: old.key, value: null, version: old.version };
-      entry.bytes = recordBytes(entry.record);
       this.views.drop(entry);
-      this.account(entry, oldBytes, old);
+      this.account(entry, old);
     }
     this.purge(entry);
     return true;
@@ -298,26 +295,34 @@ export class Store {
     if (!onChange) return;
     const r = entry.record;
     const id = recordId(r.bucket, r.key);
-    entry.sum = recordSum(id, r.version, contentHash(r));
-    onChange(id, entry, prevSum, entry.sum);
+    const sum = recordSum(id, r.version, contentHash(r));
+    keepSum(entry, sum);
+    onChange(id, entry, prevSum, sum);
+  }
+
+  /** The share of the digest kept for `entry` (see changed); undefined without onChange, which is what it is kept for. */
+  private sumOf(entry: Entry): bigint | undefined {
+    return this.opts.onChange && keptSum(entry);
   }
 
   /** Bookkeeping after `entry.record` changed from `old` (undefined for a new key). */
-  private account(entry: Entry, oldBytes: number, old: StoredRecord | undefined): void {
+  private account(entry: Entry, old: StoredRecord | undefined): void {
     const r = entry.record;
+    const bytes = recordBytes(r);
+    const oldBytes = old === undefined ? 0 : recordBytes(old);
     const isTomb = r.value === null;
     const wasLive = old !== undefined && old.value !== null;
     const wasTomb = old !== undefined && old.value === null;
-    const delta = entry.bytes - oldBytes;
+    const delta = bytes - oldBytes;
     this.used += delta;
-    this.live += (isTomb ? 0 : entry.bytes) - (wasLive ? oldBytes : 0);
-    this.tombBytes += (isTomb ? entry.bytes : 0) - (wasTomb ? oldBytes : 0);
+    this.live += (isTomb ? 0 : bytes) - (wasLive ? oldBytes : 0);
+    this.tombBytes += (isTomb ? bytes : 0) - (wasTomb ? oldBytes : 0);
     this.keyspace.count(r.bucket, delta, (isTomb ? 0 : 1) - (wasLive ? 1 : 0));
-    const timed = !isTomb && r.expiresAt !== undefined;
-    if (timed !== entry.timed) {
+    // Whether the entry is in `ttl` follows from the record it held: hasTtl(old).
+    const timed = hasTtl(r);
+    if (timed !== (old !== undefined && hasTtl(old))) {
       if (timed) this.ttl.items.add(entry);
       else this.ttl.items.delete(entry);
-      entry.timed = timed;
     }
     // One set of links, two lists: a live entry is in the LRU (under lru), a
     // tombstone in `tombstones`. A newer delete moves to the young end.
@@ -370,29 +375,26 @@ export class Store {
 
   private expireToTombstone(entry: Entry): void {
     const old = entry.record;
-    const oldBytes = entry.bytes;
+    const prevSum = this.sumOf(entry);
     // A tombstone carries no `bytes` flag: only a value has a form.
     const { bytes: _form, ...rest } = old;
     entry.record = { ...rest, value: null };
-    entry.bytes = recordBytes(entry.record);
     this.views.drop(entry);
-    this.account(entry, oldBytes, old);
+    this.account(entry, old);
     // Same version, new contents: the digest follows, so a replica that has not swept yet differs until it does.
-    this.changed(entry, entry.sum);
+    this.changed(entry, prevSum);
     this.capTombstones();
   }
 
   /** Removes a tombstone for good. */
   private purge(entry: Entry): void {
     const r = entry.record;
-    this.used -= entry.bytes;
-    this.tombBytes -= entry.bytes;
-    this.keyspace.count(r.bucket, -entry.bytes, 0);
+    const bytes = recordBytes(r);
+    this.used -= bytes;
+    this.tombBytes -= bytes;
+    this.keyspace.count(r.bucket, -bytes, 0);
     this.keyspace.remove(entry);
     this.tombstones.remove(entry);
-    this.opts.onChange?.(recordId(r.bucket, r.key), entry, entry.sum, undefined);
+    this.opts.onChange?.(recordId(r.bucket, r.key), entry, this.sumOf(entry), undefined);
   }
 }
-
-/** When a tombstone started its grace period: its delete, or the expiry it stands for. */
-const tombstoneDeadAt = (r: StoredRecord): number => Math.max(versionWallMs(r.version), r.expiresAt ?? 0);
