@@ -50,14 +50,15 @@ export interface StoreOptions {
    * Called whenever the record held for a key changes: a new key, one that wins the
    * merge order (a newer version, or the same version with contents that win, see
    * compareRecords), an expiry (same version, now a tombstone), or a purge
-   * (`nextSum` undefined). `id` is the key's recordId, built once per change;
-   * `held` is the key's entry, its `record` the one now held (for a purge, the one
-   * removed), the same object for as long as the key is held; each sum is a
-   * record's recordSum (its share of the digest), undefined for none, computed once
-   * per record held. The anti-entropy digest and the data dir are kept current
-   * through this. Must not throw.
+   * (`sum` undefined). `id` is the key's recordId, built once per change; `held` is
+   * the key's entry, its `record` the one now held (for a purge, the one removed),
+   * the same entry for as long as the key is held; `sum` is the new record's
+   * recordSum (its share of the digest), computed once per change. The digest keeps
+   * the share it was told last for each entry, and XORs it out on the next change.
+   * The anti-entropy digest and the data dir are kept current through this. Must
+   * not throw.
    */
-  onChange?: (id: string, held: DigestMember, prevSum: bigint | undefined, nextSum: bigint | undefined) => void;
+  onChange?: (id: string, held: DigestMember, sum: bigint | undefined) => void;
 }
 
 /**

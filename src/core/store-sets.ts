@@ -194,49 +194,16 @@ export class TombstoneQueue<E extends LruLinks> {
   }
 }
 
-/**
- * What the Store keeps per key: the record held, its share of the digest, and its
- * place in the digest's index; four fields, so JavaScriptCore makes it a 48-byte
- * object (a fifth field takes it to 64). What can be derived is not kept: the
- * budget bytes from the record (recordBytes), whether it has a TTL from the record
- * (hasTtl), the cached view from the ViewCache's own map. The LRU links are added
- * only by the lists that use them (under `lru`, or as a tombstone).
- */
-export interface StoreEntry extends LruLinks, KeyspaceEntry, DigestMember {
-  record: StoredRecord;
-  /**
-   * recordSum of the record held (its share of the digest), high and low 32 bits,
-   * kept while onChange is set: a change then hashes only the new record. Two
-   * numbers, not a BigInt: a BigInt is a 32-byte cell of its own per record.
-   * contentHash is not kept; it is computed when asked for (getHash, a version
-   * tie), which is rare.
-   */
-  sumHi: number;
-  sumLo: number;
-}
+export type { StoreEntry } from "./entry.ts";
 
 /** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES). */
-export const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
+export const recordBytes = (r: Pick<StoredRecord, "key" | "value">): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
 
-/** Whether a record belongs in the store's TTL set: a live record with a TTL. */
-export const hasTtl = (r: StoredRecord): boolean => r.value !== null && r.expiresAt !== undefined;
+/** What an entry held, as the books count it: nothing, a live record (with a TTL: timed), or a tombstone. */
+export type EntryKind = "none" | "live" | "timed" | "tombstone";
 
-const sum64 = new BigUint64Array(1);
-const sum32 = new Uint32Array(sum64.buffer);
-
-/** Keeps a recordSum in an entry's two halves. */
-export function keepSum(entry: StoreEntry, sum: bigint): void {
-  sum64[0] = sum;
-  entry.sumLo = sum32[0]!;
-  entry.sumHi = sum32[1]!;
-}
-
-/** The recordSum kept in an entry (see keepSum). */
-export function keptSum(entry: StoreEntry): bigint {
-  sum32[0] = entry.sumLo;
-  sum32[1] = entry.sumHi;
-  return sum64[0]!;
-}
+export const entryKind = (e: Pick<StoredRecord, "value" | "expiresAt">): EntryKind =>
+  e.value === null ? "tombstone" : e.expiresAt === undefined ? "live" : "timed";
 
 /** When a tombstone started its grace period: its delete, or the expiry it stands for. */
 export const tombstoneDeadAt = (r: StoredRecord): number => Math.max(versionWallMs(r.version), r.expiresAt ?? 0);
