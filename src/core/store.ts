@@ -32,6 +32,7 @@ export class Store {
   private tombBytes = 0;
   private purgedEarly = 0;
   private purgedStable = 0;
+  private ops = 0;
 
   constructor(private readonly opts: StoreOptions) {}
 
@@ -40,6 +41,7 @@ export class Store {
    * false when the store already held it, or a record that wins over it.
    */
   apply(record: StoredRecord): boolean {
+    this.ops++;
     const entry = this.keyspace.get(record.bucket, record.key);
     if (entry === undefined) {
       // A delete already past its grace period is not taken in: anti-entropy from a
@@ -70,6 +72,7 @@ export class Store {
 
   /** The live record of a key: not a tombstone, not expired. Counts as a use for LRU. */
   get(bucket: string, key: string): StoredRecord | undefined {
+    this.ops++;
     const entry = this.keyspace.get(bucket, key);
     if (!entry || !this.isLive(entry)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
@@ -86,6 +89,7 @@ export class Store {
    * views are bounded by VIEW_CACHE_MAX_BYTES, the oldest dropped first.
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
+    this.ops++;
     const entry = this.keyspace.get(bucket, key);
     if (!entry || !this.isLive(entry)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
@@ -115,6 +119,9 @@ export class Store {
     const entry = this.keyspace.get(bucket, key);
     return entry && contentHash(entry);
   }
+
+  /** Reads and merges since the store was made: how the sweeper tells a quiet store (see Sweeper). */
+  get operations(): number { return this.ops; }
 
   /** How many records (live, expired and tombstones) the store holds. */
   get recordCount(): number { return this.keyspace.recordCount; }
