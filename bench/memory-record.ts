@@ -24,11 +24,16 @@ const rss = () => Number(/VmRSS:\s+(\d+)/.exec(require("node:fs").readFileSync("
 const value = (i: number) => JSON.parse(DISTINCT ? `"${"x".repeat(92)}${String(i).padStart(8, "0")}"` : `"${"x".repeat(100)}"`) as string;
 const key = (i: number) => JSON.parse(`"key-${i}"`) as string;
 
+const map = new Map<string, number>();
+const sorted: string[] = [];
+
 /** What one part costs per item: [label, make the i-th item (kept in a preallocated array)]. */
 const clock = new HybridClock("node-a", Date.now);
 const parts: Record<string, [string, (i: number) => unknown]> = {
   slot: ["an array slot holding a number (the baseline the others are measured from)", (i) => i * 1.5],
   key: ["a key, `key-N` (10 characters, from JSON.parse)", key],
+  keyInMap: ["a key in a Map, as the bucket's map holds it (key + map slot)", (i) => map.set(key(i), i) && 0],
+  sortedSlot: ["a slot of a sorted array of keys, as SortedKeys folds them (the key is counted above)", () => sorted.push("k") && 0],
   value: ["a 100-character value, from JSON.parse", value],
   version: ["a version string as clock.now() makes it (a rope)", () => clock.now()],
   versionFlat: ["a version string as one flat string (joined from its pieces)", () => clock.now().split("-").join("-")],

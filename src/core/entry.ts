@@ -145,7 +145,9 @@ function nameNumber(name: string): number {
 let prefixOf = -1;
 let prefix = "";
 
-/** What readVersion read last: no object per version read. */
+/** What readVersion read last (`read`, and whether it was well-formed): no object per version read. */
+let read: string | undefined;
+let readOk = false;
 let readWall = 0;
 let readStamp = 0;
 
@@ -153,9 +155,13 @@ let readStamp = 0;
  * Reads a well-formed version (`wallMs-counter-node`, VERSION_PATTERN's digits and
  * dashes) into readWall and readStamp; false for anything else, which is then kept
  * whole. A digit loop, not Number() of a slice: Number() would take " 12", "0x1"
- * or "1e5", which the pattern does not.
+ * or "1e5", which the pattern does not. The version a merge compares is the one
+ * it then takes: read once.
  */
 function readVersion(v: string): boolean {
+  if (v === read) return readOk;
+  read = v;
+  readOk = false;
   const at = WALL_DIGITS + 1 + COUNTER_DIGITS + 1;
   if (v.length <= at || v.charCodeAt(WALL_DIGITS) !== DASH || v.charCodeAt(at - 1) !== DASH) return false;
   let wall = 0;
@@ -174,7 +180,7 @@ function readVersion(v: string): boolean {
   if (node >= NODE_SPAN) return false;
   readWall = wall;
   readStamp = counter * NODE_SPAN + node;
-  return true;
+  return (readOk = true);
 }
 
 const DASH = 45;
