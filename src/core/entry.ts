@@ -12,7 +12,7 @@ import { COUNTER_DIGITS, WALL_DIGITS, type Version } from "./version.ts";
  * them: the entry holds the record's fields itself, and its version as two
  * numbers, the wall-clock milliseconds and a `stamp` (the counter and the number
  * of the node name, interned once per process). A number in a field costs the
- * field's 8 bytes and nothing else. Eight fields make a 80-byte object; each
+ * field's 8 bytes and nothing else. Eight fields make an 80-byte object; each
  * further field costs 8 more, and 16 past a multiple of 16 (the cell sizes).
  *
  * A StoredRecord is built when one is asked for (`record`: a fresh object each

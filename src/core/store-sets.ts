@@ -1,6 +1,5 @@
 import { LruList, type LruLinks } from "./lru.ts";
-import type { KeyspaceEntry } from "./keyspace.ts";
-import { payloadLength, type DigestMember, type StoredRecord } from "./record.ts";
+import { payloadLength, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
 import { versionWallMs } from "./version.ts";
 

@@ -56,8 +56,7 @@ export class Store {
       if (record.value === null) this.capTombstones();
       return true;
     }
-    // Versions compare as numbers; on a tie the merge order looks at the contents
-    // (hashing only between different contents).
+    // Versions compare as numbers; on a tie the contents decide (hashed only if they differ).
     const order = entry.compareVersion(record.version);
     if (order > 0 || (order === 0 && compareRecords(entry.record, record) >= 0)) return false;
     const oldBytes = recordBytes(entry);
