@@ -170,7 +170,7 @@ export class Digest {
 
   /** The record ids (see recordId) in a leaf. */
   idsIn(leaf: number): string[] {
-    return this.recordsIn(leaf).map((r) => recordId(r.bucket, r.key));
+    return this.members[leaf]?.map((m) => recordId(m.bucket, m.key)) ?? [];
   }
 
   /** How many records a leaf holds. */
