@@ -3,20 +3,28 @@
  * fresh keys with 100-byte values, then after a GET of every key once (what the
  * cached GET answers add), next to redis-server holding the same keys (SET, then GET
  * of each), measured in the same run. Writes go `--concurrency` at a time over
- * keep-alive; RSS is read from /proc once the process has been idle for a second.
+ * keep-alive; RSS is read from /proc once the process has been idle for 3 s (the
+ * node collects after a second of quiet: core/sweeper.ts).
  *
- *   bun bench/memory-fill.ts [--keys 1000000] [--concurrency 64]
+ * Every key gets the same value by default, as before; JSON.parse hands the node
+ * one string for them all, so the node stores each value once and redis-server a
+ * million times. `--distinct` gives each key its own value (still 100 bytes).
+ *
+ *   bun bench/memory-fill.ts [--keys 1000000] [--concurrency 64] [--distinct]
  */
 import { startNode } from "../test/support/proc.ts";
 import { MAIN, VALUE, fmt, machine, option } from "./_lib.ts";
 
 const KEYS = Number(option("keys", "1000000"));
 const CONCURRENCY = Number(option("concurrency", "64"));
+const DISTINCT = process.argv.includes("--distinct");
+/** The value of key i: VALUE, or (--distinct) 100 bytes of its own. */
+const valueOf = (i: number) => (DISTINCT ? `${VALUE.slice(0, 90)}${String(i).padStart(10, "0")}` : VALUE);
 
 const rssMb = async (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(await Bun.file(`/proc/${pid}/status`).text())?.[1]) / 1024;
-/** RSS once the process has had a second to settle (a collection, freed buffers). */
+/** RSS once the process has had 3 s to settle (a collection, freed buffers). */
 const settledRss = async (pid: number) => {
-  await Bun.sleep(1500);
+  await Bun.sleep(3000);
   return rssMb(pid);
 };
 
@@ -35,9 +43,8 @@ const rows: string[] = [];
   await using node = await startNode([process.execPath, MAIN, "serve", "--port", "0"]);
   const pid = node.proc.pid;
   const start = await settledRss(pid);
-  const body = JSON.stringify({ value: VALUE });
   await each(async (i) => {
-    const res = await fetch(`${node.url}/items/key-${i}`, { method: "PUT", body });
+    const res = await fetch(`${node.url}/items/key-${i}`, { method: "PUT", body: JSON.stringify({ value: valueOf(i) }) });
     if (!res.ok) throw new Error(`PUT key-${i}: ${res.status}`);
     await res.arrayBuffer();
   });
@@ -74,7 +81,7 @@ if (!redisServer) {
       }
     }
     const start = await settledRss(redis.pid);
-    await each((i) => client.set(`key-${i}`, VALUE));
+    await each((i) => client.set(`key-${i}`, valueOf(i)));
     const filled = await settledRss(redis.pid);
     await each((i) => client.get(`key-${i}`));
     const read = await settledRss(redis.pid);
@@ -84,7 +91,7 @@ if (!redisServer) {
     redis.kill();
   }
 }
-console.log(`Command: \`bun bench/memory-fill.ts --keys ${KEYS} --concurrency ${CONCURRENCY}\` (no --max-memory; RSS in MiB, read after 1.5 s idle)
+console.log(`Command: \`bun bench/memory-fill.ts --keys ${KEYS} --concurrency ${CONCURRENCY}${DISTINCT ? " --distinct" : ""}\` (no --max-memory; RSS in MiB, read after 3 s idle)
 Machine: ${machine()}
 
 | server | RSS at start | RSS after ${fmt(KEYS)} PUTs | bytes per key | RSS after reading each key once | bytes per key read | store accounted MB |

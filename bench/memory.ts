@@ -25,7 +25,7 @@ const CONCURRENCY = Number(option("concurrency", "64"));
 function heapPerRecord(): { live: number; tombstone: number } {
   const clock = new HybridClock("node-a", Date.now);
   const digest = new Digest();
-  const store = new Store({ clock, maxMemoryBytes: 0, eviction: "noeviction", tombstoneTtlMs: 86_400_000, onChange: (id, held, p, n) => digest.change(id, held, p, n) });
+  const store = new Store({ clock, maxMemoryBytes: 0, eviction: "noeviction", tombstoneTtlMs: 86_400_000, onChange: (id, held, sum) => digest.change(id, held, sum) });
   const n = 200_000;
   Bun.gc(true);
   const h0 = heapStats().heapSize;

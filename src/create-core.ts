@@ -80,11 +80,11 @@ export function createCore(options: CreateCoreOptions): NodeCore {
     maxMemoryBytes: config.maxMemoryBytes,
     eviction: config.eviction,
     tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (id, held, prevSum, nextSum) => {
-      digest.change(id, held, prevSum, nextSum);
+    onChange: (id, held, sum) => {
+      digest.change(id, held, sum);
       // Every change reaches the disk, local or replicated; what was just loaded is there already.
       if (disk && !loading) {
-        if (nextSum === undefined) disk.remove(held.record.bucket, held.record.key);
+        if (sum === undefined) disk.remove(held.bucket, held.key);
         else disk.write(held.record);
       }
     },

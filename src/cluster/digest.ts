@@ -28,7 +28,10 @@ import { PARTITIONS, partitionOf } from "./placement.ts";
  * The digest also keeps which records sit in each leaf, so listing a differing leaf
  * costs the size of that leaf, not a scan of the store. That index is one array
  * slot per record: the store's own entry (DigestMember), which also keeps its
- * place in the array, so removal is a swap with the last, O(1).
+ * place in the array, so removal is a swap with the last, O(1). Beside it, in a
+ * typed array at the same place, the record's share of the leaf as last told: a
+ * change XORs it out without hashing the old record again, and it costs 8 bytes
+ * (a BigInt kept on the entry was a 32-byte cell of its own per record).
  *
  * A 64-bit hash collision (two different record sets with equal leaf XOR) would hide
  * a difference; at 2^-64 per leaf comparison it is not worth a second hash.
@@ -52,6 +55,8 @@ const ZERO_HASH = "0000000000000000";
 export class Digest {
   private readonly leaves = new BigUint64Array(LEAVES);
   private readonly members: Array<DigestMember[] | undefined> = new Array(LEAVES);
+  /** Per leaf, the share of each member (at its digestAt), as last told; grown by doubling. */
+  private readonly sums: Array<BigUint64Array | undefined> = new Array(LEAVES);
   /** The members `update` files for callers that keep none of their own. */
   private readonly loose = new Map<string, DigestMember>();
   /** Records held per partition (the members filed in its leaves). */
@@ -59,44 +64,61 @@ export class Digest {
 
   /**
    * Follows one change of the record held for `id` (recordId), whose entry is
-   * `held`: the Store's onChange. Each side is that record's recordSum, undefined
-   * for none (a new key, a purge). O(1): one xxHash32 for the leaf and a few XORs.
+   * `held`: the Store's onChange. `sum` is the new record's recordSum, undefined
+   * when the key is no longer held (a purge). O(1): one xxHash32 for the leaf and
+   * a few XORs; the old record's share is the one kept from its last change.
    */
-  change(id: string, held: DigestMember, prevSum: bigint | undefined, nextSum: bigint | undefined): void {
-    const leaf = leafOfKey(id, held.record.key);
+  change(id: string, held: DigestMember, sum: bigint | undefined): void {
+    const leaf = leafOfKey(id, held.key);
+    const list = this.members[leaf];
+    const at = held.digestAt;
     let h = this.leaves[leaf]!;
-    if (prevSum !== undefined) h ^= prevSum;
-    if (nextSum !== undefined) h ^= nextSum;
-    this.leaves[leaf] = h;
-    if (prevSum === undefined && nextSum !== undefined) {
-      const list = (this.members[leaf] ??= []);
-      held.digestAt = list.length;
-      list.push(held);
-      this.counts[partitionOfLeaf(leaf)]!++;
-    } else if (prevSum !== undefined && nextSum === undefined) {
-      const list = this.members[leaf];
-      const at = held.digestAt;
-      if (list === undefined || list[at] !== held) return;
-      const last = list.pop()!;
-      this.counts[partitionOfLeaf(leaf)]!--;
-      if (last !== held) {
-        list[at] = last;
-        last.digestAt = at;
+    if (list !== undefined && at >= 0 && list[at] === held) {
+      const sums = this.sums[leaf]!;
+      h ^= sums[at]!;
+      if (sum !== undefined) {
+        sums[at] = sum;
+        h ^= sum;
+      } else {
+        // Out: the last member takes its place, in both arrays.
+        const last = list.pop()!;
+        const lastSum = sums[list.length]!;
+        this.counts[partitionOfLeaf(leaf)]!--;
+        if (last !== held) {
+          list[at] = last;
+          sums[at] = lastSum;
+          last.digestAt = at;
+        }
+        held.digestAt = -1;
       }
-      held.digestAt = -1;
+    } else if (sum !== undefined) {
+      const members = (this.members[leaf] ??= []);
+      let sums = this.sums[leaf];
+      if (sums === undefined || sums.length === members.length) {
+        const grown = new BigUint64Array(Math.max(8, members.length * 2));
+        if (sums !== undefined) grown.set(sums);
+        this.sums[leaf] = sums = grown;
+      }
+      held.digestAt = members.length;
+      sums[members.length] = sum;
+      members.push(held);
+      this.counts[partitionOfLeaf(leaf)]!++;
+      h ^= sum;
     }
+    this.leaves[leaf] = h;
   }
 
   /**
    * `change` from versions and contentHashes, for callers without a store (tests,
-   * tools): the digest files a member of its own per id.
+   * tools): the digest files a member of its own per id. `prev` must be what was
+   * last given as `next` for that key (the digest XORs out what it kept).
    */
-  update(bucket: string, key: string, prev: RecordStamp | undefined, next: RecordStamp | undefined): void {
+  update(bucket: string, key: string, _prev: RecordStamp | undefined, next: RecordStamp | undefined): void {
     const id = recordId(bucket, key);
     let held = this.loose.get(id);
-    if (held === undefined) this.loose.set(id, (held = { record: { bucket, key, value: null, version: "" }, digestAt: -1 }));
+    if (held === undefined) this.loose.set(id, (held = { bucket, key, record: { bucket, key, value: null, version: "" }, digestAt: -1 }));
     if (next === undefined) this.loose.delete(id);
-    this.change(id, held, prev && recordSum(id, prev.version, prev.hash), next && recordSum(id, next.version, next.hash));
+    this.change(id, held, next && recordSum(id, next.version, next.hash));
   }
 
   /** The XOR of the leaves of each group (partition), as hex strings (JSON has no 64-bit integers). */
@@ -148,7 +170,7 @@ export class Digest {
 
   /** The record ids (see recordId) in a leaf. */
   idsIn(leaf: number): string[] {
-    return this.recordsIn(leaf).map((r) => recordId(r.bucket, r.key));
+    return this.members[leaf]?.map((m) => recordId(m.bucket, m.key)) ?? [];
   }
 
   /** How many records a leaf holds. */

@@ -35,10 +35,13 @@ export const LIST_SCAN_FACTOR = 10;
 /** ... and at least this many, so small pages step over runs of deleted keys quickly. */
 export const LIST_MIN_SCAN = 1000;
 
-/** What the keyspace needs of an entry: the record it holds and its estimated bytes. */
+/** What the keyspace needs of an entry: its key, what it holds, and the record it holds (built when asked for). */
 export interface KeyspaceEntry {
-  record: StoredRecord;
-  bytes: number;
+  readonly bucket: string;
+  readonly key: string;
+  readonly value: string | null;
+  readonly expiresAt?: number;
+  readonly record: StoredRecord;
 }
 
 interface Bucket<E> {
@@ -62,7 +65,7 @@ export class Keyspace<E extends KeyspaceEntry> {
 
   /** Adds the entry of a key not held yet. */
   insert(entry: E): void {
-    const { bucket: name, key } = entry.record;
+    const { bucket: name, key } = entry;
     let bucket = this.buckets.get(name);
     if (!bucket) {
       bucket = { entries: new Map(), keys: new SortedKeys(), live: 0, bytes: 0 };
@@ -74,7 +77,7 @@ export class Keyspace<E extends KeyspaceEntry> {
 
   /** Removes a key's entry; its bytes and live count must have been taken off with `count` first. */
   remove(entry: E): void {
-    const { bucket: name, key } = entry.record;
+    const { bucket: name, key } = entry;
     const bucket = this.buckets.get(name);
     if (!bucket) return;
     bucket.entries.delete(key);
@@ -137,10 +140,10 @@ export class Keyspace<E extends KeyspaceEntry> {
       // Out of budget: go on after the last key looked at (there is one: budget >= 1).
       if (++scanned > budget) return { items, next: last! };
       last = key;
-      const r = b.entries.get(key)!.record;
-      if (r.value === null || isExpired(r, nowMs)) continue;
+      const e = b.entries.get(key)!;
+      if (e.value === null || isExpired(e, nowMs)) continue;
       if (items.length === opts.limit) return { items, next: items[items.length - 1]!.key };
-      items.push(toItem(r));
+      items.push(toItem(e.record));
     }
     return { items, next: null };
   }

@@ -26,11 +26,14 @@ export interface RecordStamp {
 
 /**
  * A record as the digest holds it (cluster/digest.ts): the Store's entry, whose
- * `record` is always the one held now, and one field the digest keeps in it, its
- * place in its leaf's list. Holding the entry itself, not a `bucket\0key` string
- * per record in a Set, saves ~130 bytes per record.
+ * `record` is always the one held now (built when asked for: see core/entry.ts),
+ * and one field the digest keeps in it, its place in its leaf's list. Holding the
+ * entry itself, not a `bucket\0key` string per record in a Set, saves ~130 bytes
+ * per record.
  */
 export interface DigestMember {
+  readonly bucket: string;
+  readonly key: string;
   readonly record: StoredRecord;
   /** Where the digest filed it; -1 while it is not in the digest. */
   digestAt: number;
@@ -73,7 +76,7 @@ export function splitId(id: string): { bucket: string; key: string } {
 }
 
 /** Characters of a record's key and value: what every size estimate of a record is built on. */
-export const payloadLength = (r: StoredRecord): number => r.key.length + (r.value === null ? 0 : r.value.length);
+export const payloadLength = (r: Pick<StoredRecord, "key" | "value">): number => r.key.length + (r.value === null ? 0 : r.value.length);
 
 /** A record's serialized size, near enough for a byte budget (JSON escaping aside). */
 export const approxWireBytes = (r: StoredRecord): number => 96 + payloadLength(r);

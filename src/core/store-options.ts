@@ -50,27 +50,30 @@ export interface StoreOptions {
    * Called whenever the record held for a key changes: a new key, one that wins the
    * merge order (a newer version, or the same version with contents that win, see
    * compareRecords), an expiry (same version, now a tombstone), or a purge
-   * (`nextSum` undefined). `id` is the key's recordId, built once per change;
-   * `held` is the key's entry, its `record` the one now held (for a purge, the one
-   * removed), the same object for as long as the key is held; each sum is a
-   * record's recordSum (its share of the digest), undefined for none, computed once
-   * per record held. The anti-entropy digest and the data dir are kept current
-   * through this. Must not throw.
+   * (`sum` undefined). `id` is the key's recordId, built once per change; `held` is
+   * the key's entry, its `record` the one now held (for a purge, the one removed),
+   * the same entry for as long as the key is held; `sum` is the new record's
+   * recordSum (its share of the digest), computed once per change. The digest keeps
+   * the share it was told last for each entry, and XORs it out on the next change.
+   * The anti-entropy digest and the data dir are kept current through this. Must
+   * not throw.
    */
-  onChange?: (id: string, held: DigestMember, prevSum: bigint | undefined, nextSum: bigint | undefined) => void;
+  onChange?: (id: string, held: DigestMember, sum: bigint | undefined) => void;
 }
 
 /**
  * Estimated bytes of bookkeeping per record, on top of the key and value
- * characters: the entry and record objects, the version string, the bucket's map
- * slot and key order, the digest's index (one composite id per record), and the
- * content hash. Measured at ~500 bytes per record on Bun 1.4 (heap growth per
- * record after a full GC, bench/memory.ts), where 128 was assumed before: with
- * that, a budget of 50 MB held records that took ~150 MB of heap. An estimate,
- * not a measurement: docs/operations.md says what `--max-memory` covers and what
- * stays outside it.
+ * characters: the key and value strings' own headers, the bucket's map slot and
+ * key order, the entry (core/entry.ts: the record's fields and its version as
+ * numbers), and the digest's index and share. Measured on Bun 1.4 at a million
+ * keys (bench/memory-record.ts --distinct, RSS in process after a full GC): 431
+ * bytes per record of a 10-character key and a 100-character value, 321 beyond
+ * the characters; 358 under `lru` (the LRU links). Was 512, for the ~550 bytes of
+ * the record object and version string an entry held before issue 13. An
+ * estimate, not a measurement: docs/operations.md says what `--max-memory` covers
+ * and what stays outside it.
  */
-export const ENTRY_OVERHEAD_BYTES = 512;
+export const ENTRY_OVERHEAD_BYTES = 384;
 
 /**
  * Estimated bytes of one cached view (see getView) beyond its record's key and

@@ -1,7 +1,7 @@
 import { LruList, type LruLinks } from "./lru.ts";
-import type { KeyspaceEntry } from "./keyspace.ts";
-import { payloadLength, type DigestMember, type StoredRecord } from "./record.ts";
+import { payloadLength, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
+import { versionWallMs } from "./version.ts";
 
 /**
  * The small structures the Store keeps entries in, apart from the keyspace: each
@@ -48,7 +48,7 @@ export class WalkedSet<T> {
 }
 
 /** A view kept for an entry: the view, its estimated bytes, and its place in the cache's queue. */
-export interface CachedView {
+interface CachedView {
   view: unknown;
   bytes: number;
   /** Where it sits in the cache's queue (see ViewCache). */
@@ -56,47 +56,50 @@ export interface CachedView {
 }
 
 /**
- * What an entry holds of a cached view: one field, set only while a view is kept,
- * so an entry without one (most, in a large store) pays 8 bytes for it, not three fields.
- */
-export interface ViewSlot {
-  cached?: CachedView;
-}
-
-/**
  * The entries that hold a cached view, oldest view first, and their total bytes.
- * A queue with lazy deletion: a view dropped out of turn (its record changed)
- * leaves a stale slot, skipped when it reaches the head; the queue is compacted
- * when stale slots outnumber the views, so every operation is O(1) amortized.
+ * The views sit in a map of their own, not in a field of the entry: an entry
+ * without one (most, in a large store) then pays nothing for it, and the entry
+ * stays at 4 fields (48 bytes, see StoreEntry). The order is a queue with lazy
+ * deletion: a view dropped out of turn (its record changed) leaves a stale slot,
+ * skipped when it reaches the head; the queue is compacted when stale slots
+ * outnumber the views, so every operation is O(1) amortized.
  */
-export class ViewCache<E extends ViewSlot> {
+export class ViewCache<E extends object> {
+  private readonly kept = new Map<E, CachedView>();
   private queue: E[] = [];
   /** Position, since the cache was made, of queue[0]; a slot is live when its entry's view sits at its position. */
   private base = 0;
   private head = 0;
-  private count = 0;
   private total = 0;
 
   get bytes(): number {
     return this.total;
   }
 
+  /** The view kept for `entry`, if any. */
+  get(entry: E): unknown {
+    return this.kept.get(entry)?.view;
+  }
+
+  has(entry: E): boolean {
+    return this.kept.size > 0 && this.kept.has(entry);
+  }
+
   keep(entry: E, view: unknown, bytes: number): void {
     this.drop(entry);
-    entry.cached = { view, bytes, at: this.base + this.queue.length };
+    this.kept.set(entry, { view, bytes, at: this.base + this.queue.length });
     this.queue.push(entry);
-    this.count++;
     this.total += bytes;
-    if (this.queue.length - this.head > 2 * this.count + 1024) this.compact();
+    if (this.queue.length - this.head > 2 * this.kept.size + 1024) this.compact();
   }
 
   /** Forgets the entry's view, if it holds one. */
   drop(entry: E): void {
-    const cached = entry.cached;
+    if (this.kept.size === 0) return;
+    const cached = this.kept.get(entry);
     if (cached === undefined) return;
     this.total -= cached.bytes;
-    this.count--;
-    entry.cached = undefined;
+    this.kept.delete(entry);
   }
 
   /** Drops the oldest view; false when none is kept. */
@@ -104,7 +107,7 @@ export class ViewCache<E extends ViewSlot> {
     while (this.head < this.queue.length) {
       const entry = this.queue[this.head]!;
       const at = this.base + this.head++;
-      if (entry.cached?.at !== at) continue;
+      if (this.kept.get(entry)?.at !== at) continue;
       this.drop(entry);
       if (this.head > 1024 && 2 * this.head > this.queue.length) this.compact();
       return true;
@@ -117,10 +120,10 @@ export class ViewCache<E extends ViewSlot> {
     const live: E[] = [];
     for (let i = this.head; i < this.queue.length; i++) {
       const entry = this.queue[i]!;
-      if (entry.cached?.at === this.base + i) live.push(entry);
+      if (this.kept.get(entry)?.at === this.base + i) live.push(entry);
     }
     this.base += this.queue.length;
-    live.forEach((entry, i) => (entry.cached!.at = this.base + i));
+    live.forEach((entry, i) => (this.kept.get(entry)!.at = this.base + i));
     this.queue = live;
     this.head = 0;
   }
@@ -190,19 +193,16 @@ export class TombstoneQueue<E extends LruLinks> {
   }
 }
 
-/** What the Store keeps per key: the record held, and the bookkeeping of every structure it sits in. */
-export interface StoreEntry extends LruLinks, KeyspaceEntry, ViewSlot, DigestMember {
-  record: StoredRecord;
-  bytes: number;
-  /**
-   * recordSum of the record held (its share of the digest), kept while onChange is
-   * set: a change then hashes only the new record. contentHash is not kept; it is
-   * computed when asked for (getHash, a version tie), which is rare.
-   */
-  sum?: bigint;
-  /** Whether the entry is in `ttl` (a live record with a TTL). */
-  timed: boolean;
-}
+export type { StoreEntry } from "./entry.ts";
 
 /** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES). */
-export const recordBytes = (r: StoredRecord): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
+export const recordBytes = (r: Pick<StoredRecord, "key" | "value">): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
+
+/** What an entry held, as the books count it: nothing, a live record (with a TTL: timed), or a tombstone. */
+export type EntryKind = "none" | "live" | "timed" | "tombstone";
+
+export const entryKind = (e: Pick<StoredRecord, "value" | "expiresAt">): EntryKind =>
+  e.value === null ? "tombstone" : e.expiresAt === undefined ? "live" : "timed";
+
+/** When a tombstone started its grace period: its delete, or the expiry it stands for. */
+export const tombstoneDeadAt = (r: StoredRecord): number => Math.max(versionWallMs(r.version), r.expiresAt ?? 0);

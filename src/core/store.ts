@@ -1,10 +1,10 @@
 import { MakhzenError } from "../errors.ts";
 import { LruList } from "./lru.ts";
 import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
+import { StoreEntry as Entry } from "./entry.ts";
 import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
-import { TombstoneQueue, ViewCache, WalkedSet, recordBytes, type StoreEntry as Entry } from "./store-sets.ts";
+import { TombstoneQueue, ViewCache, WalkedSet, entryKind, recordBytes, tombstoneDeadAt, type EntryKind } from "./store-sets.ts";
 import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
-import { versionWallMs } from "./version.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
@@ -32,6 +32,7 @@ export class Store {
   private tombBytes = 0;
   private purgedEarly = 0;
   private purgedStable = 0;
+  private ops = 0;
 
   constructor(private readonly opts: StoreOptions) {}
 
@@ -40,6 +41,7 @@ export class Store {
    * false when the store already held it, or a record that wins over it.
    */
   apply(record: StoredRecord): boolean {
+    this.ops++;
     const entry = this.keyspace.get(record.bucket, record.key);
     if (entry === undefined) {
       // A delete already past its grace period is not taken in: anti-entropy from a
@@ -47,30 +49,31 @@ export class Store {
       if (this.isPastGrace(record)) return false;
       // The LRU links are added by the lists that use them (under `lru`, or as a
       // tombstone): an entry of a store without eviction does without them.
-      const fresh: Entry = { record, bytes: recordBytes(record), sum: undefined, timed: false, cached: undefined, digestAt: -1 };
+      const fresh = new Entry(record);
       this.keyspace.insert(fresh);
-      this.account(fresh, 0, undefined);
-      this.changed(fresh, undefined);
+      this.account(fresh, 0, "none");
+      this.changed(fresh, record.version);
       if (record.value === null) this.capTombstones();
       return true;
     }
-    // Hashes only on a version tie between different contents.
-    if (compareRecords(entry.record, record) >= 0) return false;
-    const oldBytes = entry.bytes;
-    const old = entry.record;
-    entry.record = record;
-    entry.bytes = recordBytes(record);
+    // Versions compare as numbers; on a tie the contents decide (hashed only if they differ).
+    const order = entry.compareVersion(record.version);
+    if (order > 0 || (order === 0 && compareRecords(entry.record, record) >= 0)) return false;
+    const oldBytes = recordBytes(entry);
+    const oldKind = entryKind(entry);
+    entry.take(record);
     this.views.drop(entry);
-    this.account(entry, oldBytes, old);
-    this.changed(entry, entry.sum);
+    this.account(entry, oldBytes, oldKind);
+    this.changed(entry, record.version);
     if (record.value === null) this.capTombstones();
     return true;
   }
 
   /** The live record of a key: not a tombstone, not expired. Counts as a use for LRU. */
   get(bucket: string, key: string): StoredRecord | undefined {
+    this.ops++;
     const entry = this.keyspace.get(bucket, key);
-    if (!entry || !this.isLive(entry.record)) return undefined;
+    if (!entry || !this.isLive(entry)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
     return entry.record;
   }
@@ -85,12 +88,14 @@ export class Store {
    * views are bounded by VIEW_CACHE_MAX_BYTES, the oldest dropped first.
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
+    this.ops++;
     const entry = this.keyspace.get(bucket, key);
-    if (!entry || !this.isLive(entry.record)) return undefined;
+    if (!entry || !this.isLive(entry)) return undefined;
     if (this.opts.eviction === "lru") this.lru.touch(entry);
-    if (entry.cached !== undefined) return entry.cached.view as T;
+    const kept = this.views.get(entry);
+    if (kept !== undefined) return kept as T;
     const view = build(entry.record);
-    const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry.record);
+    const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry);
     const max = this.opts.maxMemoryBytes;
     if (max > 0) {
       if (this.used + bytes > max) return view;
@@ -111,8 +116,11 @@ export class Store {
   /** contentHash of what the store holds for a key (see getRecord): one pass over its value. */
   getHash(bucket: string, key: string): bigint | undefined {
     const entry = this.keyspace.get(bucket, key);
-    return entry && contentHash(entry.record);
+    return entry && contentHash(entry);
   }
+
+  /** Reads and merges since the store was made: how the sweeper tells a quiet store (see Sweeper). */
+  get operations(): number { return this.ops; }
 
   /** How many records (live, expired and tombstones) the store holds. */
   get recordCount(): number { return this.keyspace.recordCount; }
@@ -176,7 +184,7 @@ export class Store {
     // after every eviction, which may have turned this very key into a tombstone.
     const growth = () => {
       const entry = bucket === undefined || key === undefined ? undefined : this.keyspace.get(bucket, key);
-      return bytes - (entry && entry.record.value !== null ? entry.bytes : 0);
+      return bytes - (entry && entry.value !== null ? recordBytes(entry) : 0);
     };
     const fits = () => this.used + this.views.bytes + growth() <= max;
     if (fits()) return;
@@ -191,8 +199,7 @@ export class Store {
         if (!victim) break;
         this.evict(victim);
         // Its tombstone may be safe at once (a node alone): it goes too, or only its value was freed.
-        const { bucket: b, key: k } = victim.record;
-        if (this.keyspace.get(b, k) === victim && victim.record.value === null && this.isSafeToDrop(victim.record)) this.purge(victim);
+        if (this.keyspace.get(victim.bucket, victim.key) === victim && victim.value === null && this.isSafeToDrop(victim)) this.purge(victim);
       }
       if (fits()) return;
     }
@@ -216,12 +223,12 @@ export class Store {
     const now = this.opts.clock.wallMs();
     let changed = 0;
     const seen = this.ttl.walk(this.tombstones.size === 0 ? budget : Math.ceil(budget / 2), (entry) => {
-      if (!isExpired(entry.record, now)) return;
+      if (!isExpired(entry, now)) return;
       this.expireToTombstone(entry);
       changed++;
     });
     this.tombstones.walk(budget - seen, (entry) => {
-      if (!this.isSafeToDrop(entry.record, now)) return;
+      if (!this.isSafeToDrop(entry, now)) return;
       this.purge(entry);
       changed++;
     });
@@ -246,8 +253,8 @@ export class Store {
    */
   retract(bucket: string, key: string, version: string): boolean {
     const entry = this.keyspace.get(bucket, key);
-    if (!entry || entry.record.version !== version) return false;
-    if (entry.record.value !== null) this.expireToTombstone(entry);
+    if (!entry || entry.version !== version) return false;
+    if (entry.value !== null) this.expireToTombstone(entry);
     this.purge(entry);
     return true;
   }
@@ -256,14 +263,15 @@ export class Store {
   drop(bucket: string, key: string): boolean {
     const entry = this.keyspace.get(bucket, key);
     if (!entry) return false;
-    const old = entry.record;
     // A live record is a tombstone in the books first; the digest keeps its share until purge takes it out.
-    if (old.value !== null) {
-      const oldBytes = entry.bytes;
-      entry.record = { bucket: old.bucket, key: old.key, value: null, version: old.version };
-      entry.bytes = recordBytes(entry.record);
+    if (entry.value !== null) {
+      const oldBytes = recordBytes(entry);
+      const oldKind = entryKind(entry);
+      entry.value = null;
+      entry.expiresAt = undefined;
+      entry.bytes = undefined;
       this.views.drop(entry);
-      this.account(entry, oldBytes, old);
+      this.account(entry, oldBytes, oldKind);
     }
     this.purge(entry);
     return true;
@@ -277,47 +285,46 @@ export class Store {
     return this.isPastGrace(r) || (r.value === null && this.opts.isStable?.(r) === true);
   }
 
-  private isLive(r: StoredRecord): boolean {
-    return r.value !== null && !isExpired(r, this.opts.clock.wallMs());
+  private isLive(entry: Entry): boolean {
+    return entry.value !== null && !isExpired(entry, this.opts.clock.wallMs());
   }
 
-  private isSafeToDrop(tombstone: StoredRecord, now = this.opts.clock.wallMs()): boolean {
-    if (now - tombstoneDeadAt(tombstone) >= this.opts.tombstoneTtlMs) return true;
-    if (this.opts.isStable?.(tombstone) !== true) return false;
+  private isSafeToDrop(tombstone: Entry, now = this.opts.clock.wallMs()): boolean {
+    if (now - Math.max(tombstone.versionWallMs, tombstone.expiresAt ?? 0) >= this.opts.tombstoneTtlMs) return true;
+    if (this.opts.isStable?.(tombstone.record) !== true) return false;
     this.purgedStable++; // every caller purges what is safe at once
     return true;
   }
 
   /**
-   * Tells onChange that `entry` now holds another record (whose share of the digest
-   * was `prevSum`), and keeps the new record's share. One recordId and one recordSum
-   * per change, whatever listens.
+   * Tells onChange that `entry` now holds another record, with its share of the
+   * digest (the digest keeps the share it was told last, and XORs it out). One
+   * recordId and one recordSum per change, whatever listens. `version` is the
+   * record's version string when the caller has it (no formatting then).
    */
-  private changed(entry: Entry, prevSum: bigint | undefined): void {
+  private changed(entry: Entry, version: string = entry.version): void {
     const onChange = this.opts.onChange;
     if (!onChange) return;
-    const r = entry.record;
-    const id = recordId(r.bucket, r.key);
-    entry.sum = recordSum(id, r.version, contentHash(r));
-    onChange(id, entry, prevSum, entry.sum);
+    const id = recordId(entry.bucket, entry.key);
+    onChange(id, entry, recordSum(id, version, contentHash(entry)));
   }
 
-  /** Bookkeeping after `entry.record` changed from `old` (undefined for a new key). */
-  private account(entry: Entry, oldBytes: number, old: StoredRecord | undefined): void {
-    const r = entry.record;
-    const isTomb = r.value === null;
-    const wasLive = old !== undefined && old.value !== null;
-    const wasTomb = old !== undefined && old.value === null;
-    const delta = entry.bytes - oldBytes;
+  /** Bookkeeping after the entry's record changed from one of `oldBytes` and `oldKind` ("none" for a new key). */
+  private account(entry: Entry, oldBytes: number, oldKind: EntryKind): void {
+    const bytes = recordBytes(entry);
+    const isTomb = entry.value === null;
+    const wasLive = oldKind === "live" || oldKind === "timed";
+    const wasTomb = oldKind === "tombstone";
+    const delta = bytes - oldBytes;
     this.used += delta;
-    this.live += (isTomb ? 0 : entry.bytes) - (wasLive ? oldBytes : 0);
-    this.tombBytes += (isTomb ? entry.bytes : 0) - (wasTomb ? oldBytes : 0);
-    this.keyspace.count(r.bucket, delta, (isTomb ? 0 : 1) - (wasLive ? 1 : 0));
-    const timed = !isTomb && r.expiresAt !== undefined;
-    if (timed !== entry.timed) {
+    this.live += (isTomb ? 0 : bytes) - (wasLive ? oldBytes : 0);
+    this.tombBytes += (isTomb ? bytes : 0) - (wasTomb ? oldBytes : 0);
+    this.keyspace.count(entry.bucket, delta, (isTomb ? 0 : 1) - (wasLive ? 1 : 0));
+    // Whether the entry is in `ttl` follows from the record it held: a live one with a TTL.
+    const timed = entryKind(entry) === "timed";
+    if (timed !== (oldKind === "timed")) {
       if (timed) this.ttl.items.add(entry);
       else this.ttl.items.delete(entry);
-      entry.timed = timed;
     }
     // One set of links, two lists: a live entry is in the LRU (under lru), a
     // tombstone in `tombstones`. A newer delete moves to the young end.
@@ -332,7 +339,7 @@ export class Store {
     const now = this.opts.clock.wallMs();
     let entry = this.tombstones.oldest();
     for (let looks = 0; entry && looks < SAFE_TOMBSTONE_LOOKS; looks++, entry = this.tombstones.newer(entry)) {
-      if (this.isSafeToDrop(entry.record, now)) {
+      if (this.isSafeToDrop(entry, now)) {
         this.purge(entry);
         return true;
       }
@@ -352,47 +359,42 @@ export class Store {
     while (this.tombBytes > max * TOMBSTONE_BUDGET_SHARE) {
       const oldest = this.tombstones.oldest();
       if (!oldest) return;
-      const r = oldest.record;
-      const safe = this.isSafeToDrop(r, now);
+      const safe = this.isSafeToDrop(oldest, now);
+      const r = safe ? undefined : oldest.record;
       this.purge(oldest);
-      if (safe) continue;
+      if (r === undefined) continue;
       this.purgedEarly++;
       this.opts.onEarlyPurge?.(r, this.purgedEarly);
     }
   }
 
   private evict(entry: Entry): void {
-    const r = entry.record;
-    const tombstone: StoredRecord = { bucket: r.bucket, key: r.key, value: null, version: this.opts.clock.now() };
+    const tombstone: StoredRecord = { bucket: entry.bucket, key: entry.key, value: null, version: this.opts.clock.now() };
     this.apply(tombstone);
     this.opts.onEvict?.(tombstone);
   }
 
   private expireToTombstone(entry: Entry): void {
-    const old = entry.record;
-    const oldBytes = entry.bytes;
-    // A tombstone carries no `bytes` flag: only a value has a form.
-    const { bytes: _form, ...rest } = old;
-    entry.record = { ...rest, value: null };
-    entry.bytes = recordBytes(entry.record);
+    const oldBytes = recordBytes(entry);
+    const oldKind = entryKind(entry);
+    // Same version and expiresAt, no value; a tombstone carries no `bytes` flag: only a value has a form.
+    entry.value = null;
+    entry.bytes = undefined;
     this.views.drop(entry);
-    this.account(entry, oldBytes, old);
+    this.account(entry, oldBytes, oldKind);
     // Same version, new contents: the digest follows, so a replica that has not swept yet differs until it does.
-    this.changed(entry, entry.sum);
+    this.changed(entry);
     this.capTombstones();
   }
 
   /** Removes a tombstone for good. */
   private purge(entry: Entry): void {
-    const r = entry.record;
-    this.used -= entry.bytes;
-    this.tombBytes -= entry.bytes;
-    this.keyspace.count(r.bucket, -entry.bytes, 0);
+    const bytes = recordBytes(entry);
+    this.used -= bytes;
+    this.tombBytes -= bytes;
+    this.keyspace.count(entry.bucket, -bytes, 0);
     this.keyspace.remove(entry);
     this.tombstones.remove(entry);
-    this.opts.onChange?.(recordId(r.bucket, r.key), entry, entry.sum, undefined);
+    this.opts.onChange?.(recordId(entry.bucket, entry.key), entry, undefined);
   }
 }
-
-/** When a tombstone started its grace period: its delete, or the expiry it stands for. */
-const tombstoneDeadAt = (r: StoredRecord): number => Math.max(versionWallMs(r.version), r.expiresAt ?? 0);

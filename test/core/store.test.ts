@@ -45,6 +45,31 @@ function shuffle<T>(xs: T[], next: () => number): T[] {
   return a;
 }
 
+describe("what the store holds per key", () => {
+  test("a record is given back equal to the one applied, with its version string, whoever asks", () => {
+    const { store } = setup();
+    const records = [rec("a", "1", v(T0, 5, "peer")), rec("c", "3", "not-a-version"), rec("b", "2", v(T0 + 1, 0, "local"), { expiresAt: T0 + DAY, bytes: true })];
+    for (const r of records) store.apply(r);
+    for (const r of records) expect(store.getRecord("b", r.key)).toStrictEqual(r);
+    expect(store.scan(undefined, 10)).toStrictEqual(records.toSorted((x, y) => (x.key < y.key ? -1 : 1)));
+    expect(store.getView("b", "a", (r) => r)).toStrictEqual(records[0]);
+    // An older version is refused, a newer taken, by the version order of the strings.
+    expect(store.apply(rec("a", "0", v(T0, 4, "zzz")))).toBe(false);
+    expect(store.apply(rec("a", "9", v(T0, 5, "peer2")))).toBe(true);
+    expect(store.getRecord("b", "a")).toStrictEqual(rec("a", "9", v(T0, 5, "peer2")));
+  });
+
+  test("operations counts reads and merges (what tells the sweeper the store is quiet)", () => {
+    const { store } = setup();
+    expect(store.operations).toBe(0);
+    store.apply(rec("a", "1", v(T0)));
+    store.get("b", "a");
+    store.getView("b", "a", itemJson);
+    store.getView("b", "missing", itemJson);
+    expect(store.operations).toBe(4);
+  });
+});
+
 describe("last-writer-wins merge", () => {
   test("a newer version wins, an older one is ignored", () => {
     const { store } = setup();

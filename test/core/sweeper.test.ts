@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { MAX_ROUNDS_PER_TICK, Sweeper } from "../../src/core/sweeper.ts";
+import { IDLE_GC_MIN_OPS, IDLE_GC_QUIET_MS, MAX_ROUNDS_PER_TICK, Sweeper } from "../../src/core/sweeper.ts";
 import { memoryLogger } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
 
@@ -8,6 +8,8 @@ function fakeStore(changes: (round: number) => number) {
   const calls: number[] = [];
   return {
     calls,
+    /** Reads and merges so far (Store.operations): what tells the sweeper the store is quiet. */
+    operations: 0,
     sweep(budget: number): number {
       calls.push(budget);
       return changes(calls.length);
@@ -48,6 +50,37 @@ describe("Sweeper", () => {
     sweeper.tick();
     expect(sweeper.failures).toBe(1);
     expect(store.calls).toHaveLength(2);
+  });
+
+  test("a store quiet for IDLE_GC_QUIET_MS after IDLE_GC_MIN_OPS operations is collected, once per as many operations", () => {
+    const store = fakeStore(() => 0);
+    let collected = 0;
+    const sweeper = new Sweeper(store, options, memoryLogger(), () => collected++);
+    const quietTicks = IDLE_GC_QUIET_MS / options.sweepIntervalMs;
+    const ticks = (n: number) => {
+      for (let i = 0; i < n; i++) sweeper.tick();
+    };
+    // Busy: operations at every tick, never collected.
+    for (let i = 0; i < 3 * quietTicks; i++) {
+      store.operations += IDLE_GC_MIN_OPS;
+      sweeper.tick();
+    }
+    expect(collected).toBe(0);
+    // Quiet, but for one tick short of IDLE_GC_QUIET_MS: not yet; then once.
+    ticks(quietTicks - 1);
+    expect(collected).toBe(0);
+    ticks(1);
+    expect(collected).toBe(1);
+    ticks(3 * quietTicks);
+    expect(collected).toBe(1);
+    expect(sweeper.idleCollections).toBe(1);
+    // A few operations and quiet again: not enough since the last collection.
+    store.operations += IDLE_GC_MIN_OPS - 1;
+    ticks(3 * quietTicks);
+    expect(collected).toBe(1);
+    store.operations += 1;
+    ticks(quietTicks + 1);
+    expect(collected).toBe(2);
   });
 
   test("start() ticks every sweepIntervalMs until stop()", async () => {
