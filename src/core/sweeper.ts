@@ -17,16 +17,16 @@ export const IDLE_GC_QUIET_MS = 1000;
  * pause. A tick that throws is logged and counted (for /metrics), and the next
  * tick tries again.
  *
- * A tick also runs a full collection when the store has been quiet (no read or
+ * A tick also asks for a collection when the store has been quiet (no read or
  * merge) for IDLE_GC_QUIET_MS after at least IDLE_GC_MIN_OPS operations.
  * JavaScriptCore collects when allocation asks it to, so a node that stops after
  * a burst of requests keeps the burst's garbage, and the RSS it took, until the
  * next burst: bench/memory-fill.ts read 355 to 438 MB after the same million PUTs,
- * depending on when the last collection had run, and 325 with this. It is a pause
- * (~300 ms at a million keys, in process), taken only when nothing asked the
- * store anything for a second, and at most once per IDLE_GC_MIN_OPS operations;
- * under steady load it never runs. (Bun.gc(false), asked for and not waited on,
- * left 355 MB.)
+ * depending on when the last collection had run. The collection is asked for and
+ * not waited on (`Bun.gc(false)`: ~355 MB). A synchronous full one (`Bun.gc(true)`)
+ * got to 325 MB, but it is a pause of ~300 ms at a million keys, and the first
+ * request after a quiet second would wait it out: a cache is judged on its tail
+ * latency more than on a tenth of its RSS after a burst.
  */
 export class Sweeper {
   private timer?: ReturnType<typeof setInterval>;
@@ -40,7 +40,7 @@ export class Sweeper {
     private readonly store: Pick<Store, "sweep" | "operations">,
     private readonly options: SweepOptions,
     private readonly log: Logger,
-    private readonly collect: () => void = () => Bun.gc(true),
+    private readonly collect: () => void = () => Bun.gc(false),
   ) {}
 
   /** Ticks that threw, since start. */
