@@ -285,8 +285,8 @@ export class Store {
     return this.isPastGrace(r) || (r.value === null && this.opts.isStable?.(r) === true);
   }
 
-  private isLive(entry: Entry): boolean {
-    return entry.value !== null && !isExpired(entry, this.opts.clock.wallMs());
+  private isLive(entry: Entry): boolean { // the clock only for a record with a TTL: every cached GET asks
+    return entry.value !== null && (entry.expiresAt === undefined || !isExpired(entry, this.opts.clock.wallMs()));
   }
 
   private isSafeToDrop(tombstone: Entry, now = this.opts.clock.wallMs()): boolean {
