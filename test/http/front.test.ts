@@ -10,7 +10,10 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
-import { parseHead } from "../../src/http/front/head.ts";
+import { connect as netConnect } from "node:net";
+import { PARTIAL_BODY, PARTIAL_HEAD, parseHead } from "../../src/http/front/head.ts";
+import { eventually } from "../support/proc.ts";
+import { createLogger } from "../../src/index.ts";
 import { RawConnection, rawRequest, withoutDate } from "../support/raw-connection.ts";
 
 const WALL_MS = 1_800_000_000_000;
@@ -267,11 +270,121 @@ describe("connections", () => {
     expect(await (await fetch(`${to.url}/dump`)).text()).toBe(dump);
   }, 30_000);
 
+  test("the Date of the front end's answers is the current second's", async () => {
+    const { url } = await twin();
+    const c = await open(url, false);
+    for (let i = 0; i < 5; i++) {
+      const before = Math.floor(Date.now() / 1000) * 1000;
+      const answer = await c.exchange(rawRequest("GET", "/items/none"));
+      const after = Date.now();
+      const date = Date.parse(/\r\nDate: ([^\r]*)/.exec(answer)![1]!);
+      expect(date).toBeGreaterThanOrEqual(before - 1000);
+      expect(date).toBeLessThanOrEqual(after);
+      await Bun.sleep(300);
+    }
+  });
+
   test("an idle keep-alive connection is closed after the idle timeout, as Bun.serve closes its own", async () => {
     const { url } = await twin({ idleTimeoutMs: 1000 });
     const c = await open(url, false);
     expect(await c.exchange(rawRequest("GET", "/items/none"))).toStartWith("HTTP/1.1 404");
     expect(await c.closedWithin(5000)).toBe(true);
+  }, 15_000);
+});
+
+describe("split, late, half-closed and bulk", () => {
+  test("a request split across reads stays with the front end: answered when whole, nothing handed to Bun", async () => {
+    const { url } = await twin();
+    const piped = await metric(url, "http_piped_connections_total");
+    const c = await open(url, false);
+    const req = rawRequest("PUT", "/items/split", JSON_TYPE, '{"value":"in pieces"}');
+    for (const cut of [5, 30, req.length - 3]) {
+      const wire = await metric(url, "http_wire_requests_total");
+      c.write(req.subarray(0, cut));
+      await Bun.sleep(20);
+      c.write(req.subarray(cut));
+      expect(await c.answer()).toStartWith("HTTP/1.1 200");
+      expect(await metric(url, "http_wire_requests_total")).toBe(wire + 1);
+    }
+    // The metric fetches are piped connections of their own; this one was not.
+    expect(await metric(url, "http_piped_connections_total")).toBeLessThanOrEqual(piped + 4);
+    expect(await c.exchange(rawRequest("GET", "/items/split", { Accept: "text/plain" }))).toEndWith("\r\n\r\nin pieces");
+  });
+
+  test("a body that stops arriving gets the item routes' 408 after --body-timeout, and the connection closes", async () => {
+    const { url } = await twin({ bodyTimeoutMs: 300 });
+    const c = await open(url, false);
+    const t0 = Date.now();
+    c.write('PUT /items/late HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"value":');
+    const answer = await c.answer(5000);
+    expect(answer).toStartWith("HTTP/1.1 408");
+    expect(answer).toEndWith('{"error":{"code":"REQUEST_TIMEOUT","message":"request body did not arrive within 300 ms"}}');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(await c.closedWithin(2000)).toBe(true);
+  });
+
+  test("a head that never completes costs its connection, without an answer", async () => {
+    const { url } = await twin({ bodyTimeoutMs: 300 });
+    const c = await open(url, false);
+    c.write("GET /items/k HTTP/1.1\r\nHost: loc");
+    expect(await c.closedWithin(3000)).toBe(true);
+    await expect(c.answer(10)).rejects.toThrow("connection closed");
+  });
+
+  test("a client that half-closes after its requests gets every answer, the front end's and Bun's", async () => {
+    const { url } = await twin();
+    for (const requests of [
+      [rawRequest("PUT", "/items/h", JSON_TYPE, '{"value":"half"}'), rawRequest("GET", "/items/h", { Accept: "text/plain" })],
+      [rawRequest("GET", "/healthz"), rawRequest("GET", "/items/h", { Accept: "text/plain" })],
+    ]) {
+      for (let i = 0; i < 10; i++) {
+        const answers = await new Promise<string>((resolve) => {
+          let got = "";
+          const s = netConnect({ host: "127.0.0.1", port: Number(new URL(url).port) }, () => s.end(Buffer.concat(requests)));
+          s.on("data", (d) => (got += d.toString("latin1")));
+          s.on("close", () => resolve(got));
+        });
+        expect(answers.match(/HTTP\/1\.1 200/g)?.length).toBe(2);
+        expect(answers).toEndWith("half");
+      }
+    }
+  });
+
+  test("5,000 pipelined 1 kB PUTs on one connection, written as fast as the socket takes them, are all answered in order", async () => {
+    const { url } = await twin({ maxValueBytes: 4096 });
+    const n = 5000;
+    const value = "x".repeat(1000);
+    const burst = Buffer.concat(Array.from({ length: n }, (_, i) => rawRequest("PUT", `/items/bulk${i}`, JSON_TYPE, JSON.stringify({ value: value + i }))));
+    const c = await open(url, false);
+    c.write(burst);
+    for (let i = 0; i < n; i++) {
+      const a = await c.answer();
+      expect(a.slice(0, 12)).toBe("HTTP/1.1 200");
+      if (i % 1000 === 0) expect(a).toContain(`"key":"bulk${i}"`);
+    }
+    // And the same through the pipe (a first request Bun's), where Bun.serve frames them.
+    const p = await open(url, true);
+    p.write(burst);
+    for (let i = 0; i < n; i++) expect((await p.answer()).slice(0, 12)).toBe("HTTP/1.1 200");
+  }, 30_000);
+
+  test("a refusal through the pipe is logged with the client's address, even when the client leaves at once", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ level: "warn", format: "json", write: (line) => lines.push(JSON.parse(line)) });
+    const node = createNode({ name: "logged", port: 0, token: "w-secret", logger });
+    nodes.push(node);
+    const { url } = await node.listen();
+    const port = Number(new URL(url).port);
+    for (let i = 0; i < 5; i++) {
+      const s = netConnect({ host: "127.0.0.1", port, localAddress: `127.0.0.${2 + i}` }, () => {
+        // Sent, and gone at once (FIN): the pipe may close before Bun.serve reads the request.
+        s.end("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bad\r\n\r\n");
+      });
+      s.on("error", () => {});
+    }
+    await eventually(() => lines.filter((l) => l.msg === "auth refusal").length === 5, { timeoutMs: 8000, what: "five refusal lines" });
+    const remotes = lines.filter((l) => l.msg === "auth refusal").map((l) => l.remote);
+    expect(remotes.sort()).toEqual(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]);
   }, 15_000);
 });
 
@@ -283,7 +396,9 @@ describe("parseHead", () => {
   });
   test("leaves to Bun what it does not take", () => {
     const leaves = [
-      "GET /items/k HTTP/1.1\r\nHost: x\r\n", // head not complete
+      "POST /items/k HTTP/1.1\r\nHost: x\r\n", // head not complete, and not one of ours
+      "GET http://x/items/k HTTP/1.1\r\n",
+      `GET /items/k HTTP/1.1\r\nHost: x\r\n${"X-A: b\r\n".repeat(100)}\r\n`, // too many header lines
       "GET /items/k HTTP/1.1\r\nHost: x\r\nX: a\nY: b\r\n\r\n", // bare LF
       "GET /items/k HTTP/1.1\r\nHost: x\r\nX: a\rY\r\n\r\n", // bare CR
       "GET /items/k HTTP/1.1\r\nHost: x\r\nX: \x01\r\n\r\n", // control byte
@@ -297,12 +412,15 @@ describe("parseHead", () => {
       "GET /items/k HTTP/1.1\r\nHost:\r\n\r\n",
       "GET /items/k HTTP/1.1\r\nHost: a/b\r\n\r\n",
       "PUT /items/k HTTP/1.1\r\nHost: x\r\n\r\n", // no length
-      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{", // body not all here
       "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", // over the cap
       "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n{",
       "DELETE /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
       `GET /items/${"k".repeat(9000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
     ];
     for (const s of leaves) expect({ s, head: parse(s) }).toEqual({ s, head: undefined });
+  });
+  test("says when a request of its kind is not all here yet", () => {
+    for (const s of ["G", "GET", "PUT /it", "DELETE", "GET /items/k HTTP/1.1\r\nHost: x\r\n"]) expect({ s, head: parse(s) }).toEqual({ s, head: PARTIAL_HEAD });
+    expect(parse("PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{")).toBe(PARTIAL_BODY);
   });
 });

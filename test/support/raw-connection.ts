@@ -8,6 +8,7 @@ import type { Socket } from "bun";
  */
 export class RawConnection {
   private buffered = Buffer.alloc(0);
+  private queued: Uint8Array[] = [];
   private waiter: (() => void) | undefined;
   closed = false;
 
@@ -25,6 +26,9 @@ export class RawConnection {
           if (conn) conn.received(bytes);
           else early.push(Buffer.from(bytes));
         },
+        drain() {
+          conn?.flush();
+        },
         close() {
           if (conn) conn.ended();
         },
@@ -38,15 +42,34 @@ export class RawConnection {
     return conn;
   }
 
+  /** Writes all of `bytes`, in order after anything still queued; the rest waits for the socket to drain. */
   write(bytes: string | Uint8Array): void {
-    this.socket.write(bytes);
+    const b = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes;
+    if (this.queued.length > 0) {
+      this.queued.push(b);
+      return;
+    }
+    const n = this.socket.write(b);
+    if (n < b.length) this.queued.push(b.subarray(Math.max(n, 0)));
   }
 
-  /** Reads one whole answer (Content-Length, chunked, or none for 204/304), within `ms`. */
-  async answer(ms = 5_000): Promise<string> {
+  private flush(): void {
+    while (this.queued.length > 0) {
+      const b = this.queued[0]!;
+      const n = this.socket.write(b);
+      if (n < b.length) {
+        this.queued[0] = b.subarray(Math.max(n, 0));
+        return;
+      }
+      this.queued.shift();
+    }
+  }
+
+  /** Reads one whole answer (Content-Length, chunked, or none for 204/304 and, with `head`, a HEAD's), within `ms`. */
+  async answer(ms = 5_000, head = false): Promise<string> {
     const deadline = Date.now() + ms;
     for (;;) {
-      const n = answerLength(this.buffered);
+      const n = answerLength(this.buffered, head);
       if (n !== undefined) {
         const out = this.buffered.subarray(0, n).toString("latin1");
         this.buffered = this.buffered.subarray(n);
@@ -68,7 +91,8 @@ export class RawConnection {
   /** Sends one request and reads its answer. */
   async exchange(request: string | Uint8Array, ms?: number): Promise<string> {
     this.write(request);
-    return this.answer(ms);
+    const head = typeof request === "string" ? request.startsWith("HEAD ") : Buffer.from(request.subarray(0, 5)).toString("latin1") === "HEAD ";
+    return this.answer(ms, head);
   }
 
   /** Waits until the server closes the connection, within `ms`; true if it did. */
@@ -111,16 +135,16 @@ export class RawConnection {
 }
 
 /** The length of the first whole answer in `b`, or undefined while it is incomplete. */
-function answerLength(b: Buffer): number | undefined {
+function answerLength(b: Buffer, head: boolean): number | undefined {
   const end = b.indexOf("\r\n\r\n");
   if (end === -1) return undefined;
-  const head = b.subarray(0, end).toString("latin1");
-  const status = Number(head.slice(9, 12));
+  const text = b.subarray(0, end).toString("latin1");
+  const status = Number(text.slice(9, 12));
   const bodyAt = end + 4;
-  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return bodyAt;
-  const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  if (head || status === 204 || status === 304 || (status >= 100 && status < 200)) return bodyAt;
+  const length = /\r\ncontent-length:\s*(\d+)/i.exec(text);
   if (length) return b.length >= bodyAt + Number(length[1]) ? bodyAt + Number(length[1]) : undefined;
-  if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+  if (/\r\ntransfer-encoding:\s*chunked/i.test(text)) {
     let at = bodyAt;
     for (;;) {
       const eol = b.indexOf("\r\n", at);

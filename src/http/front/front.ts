@@ -4,8 +4,10 @@ import type { TlsMaterial } from "../../ops/tls.ts";
 import { requestLimits } from "../limits.ts";
 import { startServer, urlHost, type Server, type ServeConfig } from "../serve.ts";
 import type { FrontAnswer } from "./answer.ts";
-import { parseHead } from "./head.ts";
+import { MakhzenError } from "../../errors.ts";
+import { PARTIAL_BODY, PARTIAL_HEAD, parseHead } from "./head.ts";
 import { Pipe } from "./pipe.ts";
+import { domainErrorWire } from "./wire.ts";
 
 /**
  * The wire front end: the node's HTTP port, answering the item routes' plain
@@ -27,8 +29,15 @@ import { Pipe } from "./pipe.ts";
  * every connection before: Elysia, the token check, limits, deadlines, 4xx
  * envelopes, hostile input. A piped connection stays piped.
  *
+ * A request split across reads is kept until the rest arrives, under deadlines of
+ * its own: HEAD_TIMEOUT_MS for the head (or --body-timeout if shorter; then the connection is closed, as Bun
+ * closes one that never completes its head) and --body-timeout for the body (then
+ * 408, as the item routes answer a late body, and the connection is closed).
+ *
  * Answers keep the order of their requests: while one waits on the service (a
- * forward to an owner, `fsync=always`), later bytes of the connection wait too.
+ * forward to an owner, `fsync=always`), or the client is not reading, later bytes
+ * of the connection wait too, bounded by HOLD_MAX_BYTES (then the socket is paused:
+ * TCP backpressure). A client that half-closes is answered what it sent, then closed.
  */
 
 export interface Front {
@@ -44,25 +53,32 @@ export interface Front {
 
 interface Conn {
   pipe: Pipe | undefined;
-  /** Bytes read while an answer was pending or the client was not reading; processed in order once it settles. */
+  /** Bytes read and not yet answered: a partial request, or requests waiting behind an answer or a client that does not read. */
   held: Buffer | undefined;
+  /** An answer is being made (the service returned a promise). */
   busy: boolean;
   /** Answer bytes the client has not taken yet. */
   unsent: Uint8Array | undefined;
+  /** The client half-closed: what it sent is answered, then the connection closes. */
+  ended: boolean;
   closed: boolean;
+  /** The deadline of the partial request at the start of `held`. */
+  partial: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** Answers to pipelined requests are written in batches of about this many characters. */
 const OUT_BATCH_CHARS = 64 * 1024;
 /** Held bytes past which the client is paused (TCP backpressure) until they are answered. */
-const HOLD_MAX_BYTES = 1024 * 1024;
+const HOLD_MAX_BYTES = 64 * 1024;
+/** How long a request head may take to arrive whole (Bun closes such a connection after about 10 s), or --body-timeout if shorter. */
+export const HEAD_TIMEOUT_MS = 10_000;
 
 export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answer: FrontAnswer, log: Logger): Front {
   const maxBody = requestLimits(config).itemBodyBytes;
   const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, fetch).server;
   const innerPort = inner.port!;
-  /** Upstream local port → the client's address, while a pipe is open. */
-  const piped = new Map<number, string>();
+  /** "address:port" of an upstream connection → the client's address and its pipe. */
+  const piped = new Map<string, { remote: string; pipe: Pipe }>();
   const idleSeconds = Math.ceil(config.idleTimeoutMs / 1000);
   const counts = { wire: 0, piped: 0 };
 
@@ -81,20 +97,43 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
 
   const handOff = (socket: Socket<Conn>, conn: Conn, rest: Uint8Array): void => {
     counts.piped++;
-    socket.timeout(0); // Bun.serve's idle timeout applies from here: its closing the pipe closes the client.
+    clearPartial(conn);
     const remote = socket.remoteAddress;
-    conn.pipe = new Pipe(innerPort, Uint8Array.prototype.slice.call(rest), {
+    const pipe: Pipe = new Pipe(innerPort, Uint8Array.prototype.slice.call(rest), {
       // Bun's bytes wait for any answer of ours still unsent: the client reads them in order.
       toClient: (bytes) => (conn.closed ? bytes.length : conn.unsent !== undefined ? 0 : socket.write(bytes)),
       pauseClient: () => socket.pause(),
       resumeClient: () => socket.resume(),
       closeClient: () => socket.end(),
-      opened: (port) => piped.set(port, remote),
-      closed: (port) => port !== undefined && piped.delete(port),
+      opened: (at) => piped.set(at, { remote, pipe }),
+      // Bun.serve may still be reading the last request when the pipe closes (a client
+      // that sent and left): the address stays known a while, unless a new pipe took its port.
+      closed: (at) =>
+        setTimeout(() => {
+          if (piped.get(at)?.pipe === pipe) piped.delete(at);
+        }, 30_000).unref(),
     });
+    conn.pipe = pipe;
   };
 
-  /** Answers the requests in `bytes` from `start`, in order, until one is not ours or one must wait. */
+  const clearPartial = (conn: Conn): void => {
+    if (conn.partial === undefined) return;
+    clearTimeout(conn.partial);
+    conn.partial = undefined;
+  };
+
+  /** A partial request did not complete in time: a late head costs the connection, a late body a 408 (as the item routes answer one). */
+  const partialExpired = (socket: Socket<Conn>, conn: Conn, kind: typeof PARTIAL_HEAD | typeof PARTIAL_BODY): void => {
+    conn.partial = undefined;
+    if (conn.closed || conn.pipe !== undefined) return;
+    conn.held = undefined;
+    if (kind === PARTIAL_HEAD) return void socket.terminate();
+    write(socket, conn, domainErrorWire(new MakhzenError("REQUEST_TIMEOUT", `request body did not arrive within ${config.bodyTimeoutMs} ms`)));
+    conn.ended = true;
+    if (conn.unsent === undefined) socket.end();
+  };
+
+  /** Answers the requests in `bytes`, in order, until one is not ours, one must wait, one is not all here, or the client stops reading. */
   const serve = (socket: Socket<Conn>, conn: Conn, bytes: Buffer): void => {
     let at = 0;
     let out = "";
@@ -111,10 +150,23 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         }
       }
       const head = parseHead(text, at, maxBody);
+      if (head === PARTIAL_HEAD || head === PARTIAL_BODY) {
+        write(socket, conn, out);
+        conn.held = Buffer.from(bytes.subarray(at));
+        // The deadline runs from the request's first bytes, not from the last read.
+        if (at > 0) clearPartial(conn);
+        const ms = head === PARTIAL_HEAD ? Math.min(HEAD_TIMEOUT_MS, config.bodyTimeoutMs) : config.bodyTimeoutMs;
+        conn.partial ??= setTimeout(() => partialExpired(socket, conn, head), ms);
+        // A client that half-closed will send no more: the rest can never come.
+        if (conn.ended) socket.end();
+        return;
+      }
+      clearPartial(conn);
       const wire = head && answer(head, bytes);
       if (wire === undefined) {
         write(socket, conn, out);
         handOff(socket, conn, bytes.subarray(at));
+        if (conn.ended) conn.pipe!.clientEnded();
         return;
       }
       at = head!.next;
@@ -137,6 +189,15 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       return;
     }
     write(socket, conn, out);
+    if (conn.ended && conn.unsent === undefined) socket.end();
+  };
+
+  const run = (socket: Socket<Conn>, conn: Conn, bytes: Buffer): void => {
+    try {
+      serve(socket, conn, bytes);
+    } catch (e) {
+      failed(socket, e);
+    }
   };
 
   // A bug here must cost one connection, never the node: every request answer's own
@@ -152,37 +213,33 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     if (conn.closed || conn.busy || conn.unsent !== undefined || conn.pipe !== undefined) return;
     socket.resume();
     const held = conn.held;
-    if (held === undefined) return;
     conn.held = undefined;
-    try {
-      serve(socket, conn, held);
-    } catch (e) {
-      failed(socket, e);
-    }
+    if (held !== undefined) run(socket, conn, held);
+    else if (conn.ended) socket.end();
   };
 
   const listener = Bun.listen<Conn>({
     hostname: config.host,
     port: config.port,
     tls: tls.cert === undefined ? undefined : { cert: tls.cert, key: tls.key },
+    // A client's FIN is `end`: what it sent is still answered (front end or Bun's).
+    allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, closed: false };
+        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, ended: false, closed: false, partial: undefined };
         socket.timeout(idleSeconds);
       },
       data(socket, bytes) {
         const conn = socket.data;
         if (conn.pipe !== undefined) return conn.pipe.fromClient(bytes);
-        if (conn.busy || conn.unsent !== undefined || conn.held !== undefined) {
-          conn.held = conn.held === undefined ? Buffer.from(bytes) : Buffer.concat([conn.held, bytes]);
+        const all = conn.held === undefined ? bytes : Buffer.concat([conn.held, bytes]);
+        conn.held = undefined;
+        if (conn.busy || conn.unsent !== undefined) {
+          conn.held = all === bytes ? Buffer.from(bytes) : all;
           if (conn.held.length > HOLD_MAX_BYTES) socket.pause();
           return;
         }
-        try {
-          serve(socket, conn, bytes);
-        } catch (e) {
-          failed(socket, e);
-        }
+        run(socket, conn, all);
       },
       drain(socket) {
         const conn = socket.data;
@@ -194,26 +251,36 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
             return;
           }
           conn.unsent = undefined;
-          if (conn.pipe === undefined) resume(socket, conn);
         }
-        conn.pipe?.clientDrained();
+        if (conn.pipe !== undefined) conn.pipe.clientDrained();
+        else resume(socket, conn);
+      },
+      end(socket) {
+        const conn = socket.data;
+        conn.ended = true;
+        if (conn.pipe !== undefined) conn.pipe.clientEnded();
+        else if (!conn.busy && conn.unsent === undefined) socket.end();
       },
       timeout(socket) {
         const conn = socket.data;
-        if (conn.pipe !== undefined) return;
-        // Silent, but only because its answer is still being made: not idle.
-        if (conn.busy) socket.timeout(idleSeconds);
+        // Silent, but only because its answer is being made, or Bun.serve's (whose own
+        // idle timeout closes the pipe): not idle. A client that does not read is.
+        const stalled = conn.unsent !== undefined || conn.pipe?.clientStalled() === true;
+        if (stalled) socket.terminate();
+        else if (conn.busy || conn.pipe !== undefined) socket.timeout(idleSeconds);
         else socket.end();
       },
       close(socket) {
         const conn = socket.data;
         conn.closed = true;
         conn.held = undefined;
-        conn.pipe?.clientEnded();
+        clearPartial(conn);
+        conn.pipe?.clientClosed();
       },
       error(socket) {
         socket.data.closed = true;
-        socket.data.pipe?.clientEnded();
+        clearPartial(socket.data);
+        socket.data.pipe?.clientClosed();
       },
     },
   });
@@ -224,7 +291,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     remoteAddress: (request) => {
       const ip = inner.requestIP(request);
       if (ip === null) return undefined;
-      return piped.get(ip.port) ?? ip.address;
+      return piped.get(`${ip.address}:${ip.port}`)?.remote ?? ip.address;
     },
     counts: () => counts,
     async stop() {

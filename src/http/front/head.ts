@@ -9,8 +9,8 @@ import { DEFAULT_BUCKET } from "../../core/record.ts";
  * requests whose meaning is beyond doubt, and say "not mine" for anything else.
  * Each rule below leans that way. A request is ours only when all of these hold:
  *
- * - its whole head and body are in the bytes at hand (a head split across reads,
- *   a body still on its way: not ours, and Bun's deadlines apply to them);
+ * - its whole head and body have arrived (until then it is PARTIAL_HEAD or
+ *   PARTIAL_BODY, and front.ts waits for the rest under a deadline);
  * - the head is printable ASCII under HEAD_MAX_BYTES, with no folded lines;
  * - the request line is `GET`, `PUT` or `DELETE`, an origin-form target, and
  *   `HTTP/1.1` exactly;
@@ -27,6 +27,19 @@ import { DEFAULT_BUCKET } from "../../core/record.ts";
  * Bun then sees everything unusual, hostile input included, with its own parser
  * and limits, exactly as before this front end existed.
  */
+
+/**
+ * A request that may be the front end's once the rest of it arrives: a head not
+ * yet complete that starts like one of its methods, or its head with the body still
+ * on its way. front.ts keeps the bytes, under a deadline, rather than hand a
+ * connection to Bun for a split read.
+ */
+export const PARTIAL_HEAD = 1;
+export const PARTIAL_BODY = 2;
+export type Partial = typeof PARTIAL_HEAD | typeof PARTIAL_BODY;
+
+/** Header lines past which a head is Bun's (which refuses ~200 with a 431). */
+const MAX_HEADER_LINES = 100;
 
 /** Longer heads go to Bun (whose own limit answers 431). A client's item request is a few hundred bytes. */
 export const HEAD_MAX_BYTES = 8 * 1024;
@@ -69,9 +82,10 @@ const PATH_CHARS = charTable("-._~!$&'()*+,;=:@/%0123456789ABCDEFGHIJKLMNOPQRSTU
  * parsed as text, and the body is sliced from the bytes. Written with indexes and
  * character tables rather than slices and expressions: every request pays for it.
  */
-export function parseHead(text: string, start: number, maxBodyBytes: number): Head | undefined {
+export function parseHead(text: string, start: number, maxBodyBytes: number): Head | Partial | undefined {
   const end = text.indexOf("\r\n\r\n", start);
-  if (end === -1 || end - start > HEAD_MAX_BYTES) return undefined;
+  if (end === -1) return text.length - start <= HEAD_MAX_BYTES && mayStartOurs(text, start) ? PARTIAL_HEAD : undefined;
+  if (end - start > HEAD_MAX_BYTES) return undefined;
   const head = text.slice(start, end);
   if (UNUSUAL.test(head)) return undefined;
 
@@ -94,7 +108,10 @@ export function parseHead(text: string, start: number, maxBodyBytes: number): He
   let ifMatch: string | null = null;
   let ifNoneMatch: string | null = null;
   let at = lineEnd + 2;
+  let lines = 0;
   while (at < head.length) {
+    // Bun refuses a head of ~200 lines (431); far fewer are the front end's.
+    if (++lines > MAX_HEADER_LINES) return undefined;
     let eol = head.indexOf("\r\n", at);
     if (eol === -1) eol = head.length;
     const colon = head.indexOf(":", at);
@@ -160,7 +177,7 @@ export function parseHead(text: string, start: number, maxBodyBytes: number): He
   if (method === PUT ? contentLength === -1 || contentLength > maxBodyBytes : contentLength > 0) return undefined;
   const bodyStart = end + 4;
   const next = bodyStart + Math.max(contentLength, 0);
-  if (next > text.length) return undefined;
+  if (next > text.length) return PARTIAL_BODY;
   return { method, path, bucket: route.bucket, rawKey: route.rawKey, contentType, accept, authorization, ifMatch, ifNoneMatch, bodyStart, next };
 }
 
@@ -168,6 +185,13 @@ export function parseHead(text: string, start: number, maxBodyBytes: number): He
 function named(head: string, at: number, lower: string): boolean {
   for (let i = 0; i < lower.length; i++) if ((head.charCodeAt(at + i) | 0x20) !== lower.charCodeAt(i)) return false;
   return true;
+}
+
+/** Whether the bytes from `start` can begin a request line of GET, PUT or DELETE. */
+function mayStartOurs(text: string, start: number): boolean {
+  const n = Math.min(text.length - start, 7);
+  const prefix = text.slice(start, start + n);
+  return "GET /".startsWith(prefix.slice(0, 5)) || "PUT /".startsWith(prefix.slice(0, 5)) || "DELETE /".startsWith(prefix);
 }
 
 function charTable(chars: string): Uint8Array {

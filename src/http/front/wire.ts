@@ -40,24 +40,21 @@ export const statusLine = (status: number): string => `HTTP/1.1 ${status} ${REAS
 
 // The Date header, formatted once a second by a timer (as Bun does) rather than per
 // answer: reading the clock for every answer was ~4% of a cached GET's JavaScript.
+// Each tick is aimed at the next second boundary (an interval drifts ~25 ms a minute).
 let date = "";
-let dateTimer: ReturnType<typeof setInterval> | undefined;
+let ticking = false;
 export function dateLine(): string {
-  if (dateTimer === undefined) {
-    const format = () => {
-      date = `Date: ${new Date().toUTCString()}\r\n`;
-    };
-    format();
-    // Aligned to the next second, then every second; unref'd, so it never keeps a process alive.
-    const first = setTimeout(() => {
-      format();
-      dateTimer = setInterval(format, 1000);
-      dateTimer.unref();
-    }, 1000 - (Date.now() % 1000));
-    first.unref();
-    dateTimer = first as unknown as ReturnType<typeof setInterval>;
+  if (!ticking) {
+    ticking = true;
+    tick();
   }
   return date;
+}
+function tick(): void {
+  const now = Date.now();
+  date = `Date: ${new Date(now).toUTCString()}\r\n`;
+  // Unref'd: it never keeps a process alive.
+  setTimeout(tick, 1000 - (now % 1000) + 1).unref();
 }
 
 /** A cached GET view (items.ts itemView): 200, JSON, its ETag, written as built but for the Date. */
