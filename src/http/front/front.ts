@@ -6,7 +6,7 @@ import { startServer, urlHost, type Server, type ServeConfig } from "../serve.ts
 import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
 import { PARTIAL_BODY, PARTIAL_HEAD, parseHead } from "./head.ts";
-import { Pipe } from "./pipe.ts";
+import { concat, Pipe } from "./pipe.ts";
 import { domainErrorWire } from "./wire.ts";
 
 /**
@@ -301,9 +301,3 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   };
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}

@@ -191,7 +191,8 @@ export class Pipe {
   }
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+/** Two byte runs as one (a new array). */
+export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.length + b.length);
   out.set(a);
   out.set(b, a.length);
