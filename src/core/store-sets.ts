@@ -64,8 +64,13 @@ interface CachedView {
  * skipped when it reaches the head; the queue is compacted when stale slots
  * outnumber the views, so every operation is O(1) amortized.
  */
+/** How many once-read entries ViewCache.admit remembers. */
+const PROBATION_ENTRIES = 16_384;
+
 export class ViewCache<E extends object> {
   private readonly kept = new Map<E, CachedView>();
+  /** Entries missed once lately, oldest first (see admit). */
+  private readonly probation = new Set<E>();
   private queue: E[] = [];
   /** Position, since the cache was made, of queue[0]; a slot is live when its entry's view sits at its position. */
   private base = 0;
@@ -74,6 +79,19 @@ export class ViewCache<E extends object> {
 
   get bytes(): number {
     return this.total;
+  }
+
+  /**
+   * Whether a view of `entry` is worth keeping: yes at its second miss among the
+   * last PROBATION_ENTRIES misses, no at its first (which is remembered). A key read
+   * once (a scan, a backup through GETs) then leaves no view behind to be counted
+   * and later dropped; a key read again is cached from its second read on.
+   */
+  admit(entry: E): boolean {
+    if (this.probation.delete(entry)) return true;
+    this.probation.add(entry);
+    if (this.probation.size > PROBATION_ENTRIES) this.probation.delete(this.probation.values().next().value!);
+    return false;
   }
 
   /** The view kept for `entry`, if any. */

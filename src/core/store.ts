@@ -85,7 +85,7 @@ export class Store {
    * Views count in the budget (VIEW_OVERHEAD_BYTES + key + value each): a view
    * takes room only from older views, never from data, so a read never evicts; on
    * a store full of data it is built and served but not kept. Without a budget,
-   * views are bounded by VIEW_CACHE_MAX_BYTES, the oldest dropped first.
+   * views are bounded by VIEW_CACHE_MAX_BYTES, the oldest dropped first; and kept only from a key's second read on (ViewCache.admit).
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
     this.ops++;
@@ -95,6 +95,7 @@ export class Store {
     const kept = this.views.get(entry);
     if (kept !== undefined) return kept as T;
     const view = build(entry.record);
+    if (!this.views.admit(entry)) return view;
     const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry);
     const max = this.opts.maxMemoryBytes;
     if (max > 0) {
@@ -146,9 +147,8 @@ export class Store {
   /** Bytes of live records (tombstones excluded). */
   get liveBytes(): number { return this.live; }
 
-  /** Bytes of tombstones. */
+  /** Bytes and count of tombstones. */
   get tombstoneBytes(): number { return this.tombBytes; }
-
   get tombstoneCount(): number { return this.tombstones.size; }
 
   /** Estimated bytes of the cached views (see getView). */

@@ -133,9 +133,24 @@ describe("the sweep and stable tombstones", () => {
 });
 
 describe("cached views count in the budget", () => {
+  test("a key read once keeps no view; read again, it does; the once-read are remembered only so many", () => {
+    const { store, write } = setup({ max: 0 });
+    for (let i = 0; i < 20_000; i++) write(key(i), VALUE);
+    for (let i = 0; i < 20_000; i++) store.getView("b", key(i), view);
+    expect(store.viewBytes).toBe(0);
+    // The last 16,384 first reads are remembered: their second read keeps a view; the oldest were forgotten.
+    store.getView("b", key(19_999), view);
+    expect(store.viewBytes).toBeGreaterThan(0);
+    const one = store.viewBytes;
+    store.getView("b", key(0), view);
+    expect(store.viewBytes).toBe(one);
+  });
+
   test("views are counted, and dropped when their record changes", () => {
     const { store, write } = setup({ max: 0 });
     write("k", "value");
+    store.getView("b", "k", view);
+    expect(store.viewBytes).toBe(0); // a first read keeps no view (ViewCache.admit)
     store.getView("b", "k", view);
     expect(store.viewBytes).toBe(VIEW_OVERHEAD_BYTES + 1 + 5);
     expect(store.accountedBytes).toBe(store.usedBytes + store.viewBytes);
@@ -154,7 +169,7 @@ describe("cached views count in the budget", () => {
         expect((e as MakhzenError).code).toBe("OUT_OF_MEMORY"); // noeviction: full
       }
       const live = store.liveBytes;
-      for (let i = 0; i < n; i++) store.getView("b", key(i), view);
+      for (let pass = 0; pass < 2; pass++) for (let i = 0; i < n; i++) store.getView("b", key(i), view);
       expect(store.accountedBytes).toBeLessThanOrEqual(max);
       expect(store.liveBytes).toBe(live);
     }
@@ -168,12 +183,14 @@ describe("cached views count in the budget", () => {
     let built = 0;
     const counted = (r: StoredRecord) => (built++, r.value);
     for (let i = 0; i < 10; i++) store.getView("b", key(i), counted);
+    expect(store.viewBytes).toBe(0); // read once: nothing kept
+    for (let i = 0; i < 10; i++) store.getView("b", key(i), counted);
     expect(store.viewBytes).toBe(3 * viewOf);
-    expect(built).toBe(10);
+    expect(built).toBe(20);
     store.getView("b", key(9), counted); // among the three kept
-    expect(built).toBe(10);
+    expect(built).toBe(20);
     store.getView("b", key(0), counted); // dropped: built again
-    expect(built).toBe(11);
+    expect(built).toBe(21);
     expect(store.viewBytes).toBe(3 * viewOf);
   });
 
@@ -182,8 +199,7 @@ describe("cached views count in the budget", () => {
     const viewOf = VIEW_OVERHEAD_BYTES + key(0).length + VALUE.length;
     const { store, write } = setup({ max: 6 * one + 2 * viewOf });
     for (let i = 0; i < 6; i++) write(key(i), VALUE);
-    store.getView("b", key(0), view);
-    store.getView("b", key(1), view);
+    for (let pass = 0; pass < 2; pass++) for (const i of [0, 1]) store.getView("b", key(i), view);
     expect(store.viewBytes).toBe(2 * viewOf);
     write(key(6), VALUE);
     expect(store.viewBytes).toBe(viewOf);
