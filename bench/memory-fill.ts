@@ -10,7 +10,7 @@
  * one string for them all, so the node stores each value once and redis-server a
  * million times. `--distinct` gives each key its own value (still 100 bytes).
  *
- *   bun bench/memory-fill.ts [--keys 1000000] [--concurrency 64] [--distinct]
+ *   bun bench/memory-fill.ts [--keys 1000000] [--concurrency 64] [--distinct] [--settle-ms 3000]
  */
 import { startNode } from "../test/support/proc.ts";
 import { MAIN, VALUE, fmt, machine, option } from "./_lib.ts";
@@ -18,13 +18,15 @@ import { MAIN, VALUE, fmt, machine, option } from "./_lib.ts";
 const KEYS = Number(option("keys", "1000000"));
 const CONCURRENCY = Number(option("concurrency", "64"));
 const DISTINCT = process.argv.includes("--distinct");
+/** How long a process is left idle before its RSS is read (--settle-ms). */
+const SETTLE_MS = Number(option("settle-ms", "3000"));
 /** The value of key i: VALUE, or (--distinct) 100 bytes of its own. */
 const valueOf = (i: number) => (DISTINCT ? `${VALUE.slice(0, 90)}${String(i).padStart(10, "0")}` : VALUE);
 
 const rssMb = async (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(await Bun.file(`/proc/${pid}/status`).text())?.[1]) / 1024;
 /** RSS once the process has had 3 s to settle (a collection, freed buffers). */
 const settledRss = async (pid: number) => {
-  await Bun.sleep(3000);
+  await Bun.sleep(SETTLE_MS);
   return rssMb(pid);
 };
 

@@ -130,8 +130,11 @@ export function itemOps(deps: ItemHandlerDeps) {
   const write = (bucket: string, rawKey: string, body: ItemBody, ifMatch: string | null, ifNoneMatch: string | null, w: () => Concern | undefined): Awaitable<Item> => {
     const key = decodeKey(rawKey);
     const concern = w();
+    // A plain write (no condition, TTL, w= or encoding) allocates no options: the hot path.
+    if (ifMatch === null && ifNoneMatch === null && concern === undefined && body.ttl === undefined && body.encoding === undefined) {
+      return service.set(bucket, key, body.value, NO_OPTIONS);
+    }
     const cond = conditions(ifMatch, ifNoneMatch);
-    // A text value (no `encoding`) goes as it is: the hot path.
     const v = body.encoding === undefined ? undefined : storedValue(body);
     return v === undefined
       ? service.set(bucket, key, body.value, { ttl: body.ttl, ...cond, w: concern })
@@ -152,6 +155,8 @@ export function itemOps(deps: ItemHandlerDeps) {
 }
 
 type Awaitable<T> = T | Promise<T>;
+/** The options of a plain write; frozen, since every plain write shares it. */
+const NO_OPTIONS = Object.freeze({});
 const then = <T, U>(v: Awaitable<T>, f: (v: T) => U): Awaitable<U> => (v instanceof Promise ? v.then(f) : f(v));
 const ttlBesideJson = () => new MakhzenError("BAD_REQUEST", "?ttl= goes with a text/plain body; a JSON body carries its ttl itself");
 
