@@ -10,9 +10,10 @@ import { DELETE, GET, METHOD_NAMES, type Head } from "./head.ts";
 import { deletedWire, domainErrorWire, errorWire, itemWire, textWire, viewWire } from "./wire.ts";
 
 /**
- * What the wire front end answers for a request parseHead took: the bytes of the
- * answer, at once or when the service settles, or undefined to hand the connection
- * to Bun.serve. The meaning of a request is items.ts's (itemOps), so this only
+ * What the wire front end answers for a request parseHead took: whether it takes it
+ * at all (`takes`, on the head alone, so a request it leaves to Bun is handed over
+ * before its body is waited for), and the bytes of the answer, at once or when the
+ * service settles. The meaning of a request is items.ts's (itemOps), so this only
  * reads the head's fields where itemHandlers reads a Request's.
  *
  * Handed over rather than answered here: a request the client token does not
@@ -20,7 +21,12 @@ import { deletedWire, domainErrorWire, errorWire, itemWire, textWire, viewWire }
  * and the two rare media types, raw bytes in (a PUT of application/octet-stream)
  * and out (Accept: application/octet-stream).
  */
-export type FrontAnswer = (head: Head, bytes: Buffer) => string | Promise<string> | undefined;
+export interface FrontAnswer {
+  /** Whether the front end answers this head: decided on the head alone, before its body is waited for. */
+  takes: (head: Head) => boolean;
+  /** The answer to a request `takes` took, its body in `bytes`. */
+  answer: (head: Head, bytes: Buffer) => string | Promise<string>;
+}
 
 export function frontAnswers(deps: ItemHandlerDeps & { requests: RequestStats; logger: Logger }): FrontAnswer {
   const ops = itemOps(deps);
@@ -40,9 +46,12 @@ export function frontAnswers(deps: ItemHandlerDeps & { requests: RequestStats; l
     return wire;
   };
 
-  return (head, bytes) => {
-    if (allowed !== undefined && !allowed(head)) return undefined;
-    if (head.method === GET ? head.accept !== null && wantsBytes(head.accept) : head.contentType !== JSON_TYPE && isOctetStream(head.contentType)) return undefined;
+  const takes = (head: Head): boolean => {
+    if (allowed !== undefined && !allowed(head)) return false;
+    return head.method === GET ? head.accept === null || !wantsBytes(head.accept) : head.contentType === JSON_TYPE || !isOctetStream(head.contentType);
+  };
+
+  const answer = (head: Head, bytes: Buffer): string | Promise<string> => {
     const t0 = performance.now();
     let answer: string | Promise<string>;
     try {
@@ -66,6 +75,7 @@ export function frontAnswers(deps: ItemHandlerDeps & { requests: RequestStats; l
       (e: unknown) => counted(head, t0, failed(head, e)),
     );
   };
+  return { takes, answer };
 }
 
 const noConcern = () => undefined;

@@ -5,7 +5,7 @@ import { requestLimits } from "../limits.ts";
 import { startServer, urlHost, type Server, type ServeConfig } from "../serve.ts";
 import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
-import { PARTIAL_BODY, PARTIAL_HEAD, parseHead } from "./head.ts";
+import { PARTIAL_HEAD, parseHead } from "./head.ts";
 import { concat, Pipe } from "./pipe.ts";
 import { domainErrorWire } from "./wire.ts";
 
@@ -30,7 +30,7 @@ import { domainErrorWire } from "./wire.ts";
  * envelopes, hostile input. A piped connection stays piped.
  *
  * A request split across reads is kept until the rest arrives, under deadlines of
- * its own: HEAD_TIMEOUT_MS for the head (or --body-timeout if shorter; then the connection is closed, as Bun
+ * its own: HEAD_TIMEOUT_MS for the head (or --idle-timeout if shorter; then the connection is closed, as Bun
  * closes one that never completes its head) and --body-timeout for the body (then
  * 408, as the item routes answer a late body, and the connection is closed).
  *
@@ -62,18 +62,21 @@ interface Conn {
   /** The client half-closed: what it sent is answered, then the connection closes. */
   ended: boolean;
   closed: boolean;
-  /** The deadline of the partial request at the start of `held`. */
+  /** The deadline of the partial request at the start of `held`, and what it waits for. */
   partial: ReturnType<typeof setTimeout> | undefined;
+  partialKind: Waiting | undefined;
 }
+
+type Waiting = "head" | "body";
 
 /** Answers to pipelined requests are written in batches of about this many characters. */
 const OUT_BATCH_CHARS = 64 * 1024;
 /** Held bytes past which the client is paused (TCP backpressure) until they are answered. */
 const HOLD_MAX_BYTES = 64 * 1024;
-/** How long a request head may take to arrive whole (Bun closes such a connection after about 10 s), or --body-timeout if shorter. */
+/** How long a request head may take to arrive whole (Bun closes such a connection after about 10 s), or --idle-timeout if shorter. */
 export const HEAD_TIMEOUT_MS = 10_000;
 
-export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answer: FrontAnswer, log: Logger): Front {
+export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answers: FrontAnswer, log: Logger): Front {
   const maxBody = requestLimits(config).itemBodyBytes;
   const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, fetch).server;
   const innerPort = inner.port!;
@@ -111,7 +114,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       closed: (at) =>
         setTimeout(() => {
           if (piped.get(at)?.pipe === pipe) piped.delete(at);
-        }, 30_000).unref(),
+        }, 5_000).unref(),
     });
     conn.pipe = pipe;
   };
@@ -120,14 +123,40 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     if (conn.partial === undefined) return;
     clearTimeout(conn.partial);
     conn.partial = undefined;
+    conn.partialKind = undefined;
+  };
+
+  /**
+   * Keeps the partial request at `bytes[at]` until the rest arrives. Its deadline
+   * runs from the first bytes of what it waits for: the head's from the request's
+   * first byte, the body's from the head's completion.
+   */
+  const waitFor = (socket: Socket<Conn>, conn: Conn, bytes: Buffer, at: number, kind: Waiting): void => {
+    conn.held = Buffer.from(bytes.subarray(at));
+    if (at > 0 || conn.partialKind !== kind) {
+      clearPartial(conn);
+      const ms = kind === "head" ? Math.min(HEAD_TIMEOUT_MS, config.idleTimeoutMs) : config.bodyTimeoutMs;
+      conn.partial = setTimeout(() => partialExpired(socket, conn, kind), ms);
+      conn.partialKind = kind;
+    }
+    // A client that half-closed will send no more: the rest can never come.
+    if (conn.ended) socket.end();
   };
 
   /** A partial request did not complete in time: a late head costs the connection, a late body a 408 (as the item routes answer one). */
-  const partialExpired = (socket: Socket<Conn>, conn: Conn, kind: typeof PARTIAL_HEAD | typeof PARTIAL_BODY): void => {
+  const partialExpired = (socket: Socket<Conn>, conn: Conn, kind: Waiting): void => {
     conn.partial = undefined;
+    conn.partialKind = undefined;
     if (conn.closed || conn.pipe !== undefined) return;
+    // Bytes held behind an answer being made, or one the client has not read, are not
+    // parsed yet: the request may be whole. The idle timeout deals with a client that does not read.
+    if (conn.busy || conn.unsent !== undefined) {
+      conn.partial = setTimeout(() => partialExpired(socket, conn, kind), 100);
+      conn.partialKind = kind;
+      return;
+    }
     conn.held = undefined;
-    if (kind === PARTIAL_HEAD) return void socket.terminate();
+    if (kind === "head") return void socket.terminate();
     write(socket, conn, domainErrorWire(new MakhzenError("REQUEST_TIMEOUT", `request body did not arrive within ${config.bodyTimeoutMs} ms`)));
     conn.ended = true;
     if (conn.unsent === undefined) socket.end();
@@ -150,26 +179,24 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         }
       }
       const head = parseHead(text, at, maxBody);
-      if (head === PARTIAL_HEAD || head === PARTIAL_BODY) {
+      if (head === PARTIAL_HEAD) {
         write(socket, conn, out);
-        conn.held = Buffer.from(bytes.subarray(at));
-        // The deadline runs from the request's first bytes, not from the last read.
-        if (at > 0) clearPartial(conn);
-        const ms = head === PARTIAL_HEAD ? Math.min(HEAD_TIMEOUT_MS, config.bodyTimeoutMs) : config.bodyTimeoutMs;
-        conn.partial ??= setTimeout(() => partialExpired(socket, conn, head), ms);
-        // A client that half-closed will send no more: the rest can never come.
-        if (conn.ended) socket.end();
-        return;
+        return waitFor(socket, conn, bytes, at, "head");
       }
-      clearPartial(conn);
-      const wire = head && answer(head, bytes);
-      if (wire === undefined) {
+      // Decided on the head: a request Bun must take goes to it before its body arrives.
+      if (head === undefined || !answers.takes(head)) {
         write(socket, conn, out);
         handOff(socket, conn, bytes.subarray(at));
         if (conn.ended) conn.pipe!.clientEnded();
         return;
       }
-      at = head!.next;
+      if (head.next > bytes.length) {
+        write(socket, conn, out);
+        return waitFor(socket, conn, bytes, at, "body");
+      }
+      clearPartial(conn);
+      const wire = answers.answer(head, bytes);
+      at = head.next;
       counts.wire++;
       if (typeof wire === "string") {
         out += wire;
@@ -226,7 +253,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, ended: false, closed: false, partial: undefined };
+        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, ended: false, closed: false, partial: undefined, partialKind: undefined };
         socket.timeout(idleSeconds);
       },
       data(socket, bytes) {

@@ -9,8 +9,9 @@ import { DEFAULT_BUCKET } from "../../core/record.ts";
  * requests whose meaning is beyond doubt, and say "not mine" for anything else.
  * Each rule below leans that way. A request is ours only when all of these hold:
  *
- * - its whole head and body have arrived (until then it is PARTIAL_HEAD or
- *   PARTIAL_BODY, and front.ts waits for the rest under a deadline);
+ * - its whole head has arrived (until then it is PARTIAL_HEAD, and front.ts
+ *   waits for the rest under a deadline; a head whose body is still on its way
+ *   is returned, with `next` past the bytes at hand, for front.ts to judge);
  * - the head is printable ASCII under HEAD_MAX_BYTES, with no folded lines;
  * - the request line is `GET`, `PUT` or `DELETE`, an origin-form target, and
  *   `HTTP/1.1` exactly;
@@ -29,14 +30,11 @@ import { DEFAULT_BUCKET } from "../../core/record.ts";
  */
 
 /**
- * A request that may be the front end's once the rest of it arrives: a head not
- * yet complete that starts like one of its methods, or its head with the body still
- * on its way. front.ts keeps the bytes, under a deadline, rather than hand a
- * connection to Bun for a split read.
+ * A head not yet complete that starts like one of the front end's methods: it may
+ * be the front end's once the rest arrives. front.ts keeps the bytes, under a
+ * deadline, rather than hand a connection to Bun for a split read.
  */
 export const PARTIAL_HEAD = 1;
-export const PARTIAL_BODY = 2;
-export type Partial = typeof PARTIAL_HEAD | typeof PARTIAL_BODY;
 
 /** Header lines past which a head is Bun's (which refuses ~200 with a 431). */
 const MAX_HEADER_LINES = 100;
@@ -62,7 +60,7 @@ export interface Head {
   authorization: string | null;
   ifMatch: string | null;
   ifNoneMatch: string | null;
-  /** The body is `bytes[bodyStart, next)`; the next request starts at `next`. */
+  /** The body is `bytes[bodyStart, next)`; the next request starts at `next`. `next` past the bytes read: the body is on its way. */
   bodyStart: number;
   next: number;
 }
@@ -82,7 +80,7 @@ const PATH_CHARS = charTable("-._~!$&'()*+,;=:@/%0123456789ABCDEFGHIJKLMNOPQRSTU
  * parsed as text, and the body is sliced from the bytes. Written with indexes and
  * character tables rather than slices and expressions: every request pays for it.
  */
-export function parseHead(text: string, start: number, maxBodyBytes: number): Head | Partial | undefined {
+export function parseHead(text: string, start: number, maxBodyBytes: number): Head | typeof PARTIAL_HEAD | undefined {
   const end = text.indexOf("\r\n\r\n", start);
   if (end === -1) return text.length - start <= HEAD_MAX_BYTES && mayStartOurs(text, start) ? PARTIAL_HEAD : undefined;
   if (end - start > HEAD_MAX_BYTES) return undefined;
@@ -177,7 +175,6 @@ export function parseHead(text: string, start: number, maxBodyBytes: number): He
   if (method === PUT ? contentLength === -1 || contentLength > maxBodyBytes : contentLength > 0) return undefined;
   const bodyStart = end + 4;
   const next = bodyStart + Math.max(contentLength, 0);
-  if (next > text.length) return PARTIAL_BODY;
   return { method, path, bucket: route.bucket, rawKey: route.rawKey, contentType, accept, authorization, ifMatch, ifNoneMatch, bodyStart, next };
 }
 
