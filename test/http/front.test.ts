@@ -311,6 +311,21 @@ describe("split, late, half-closed and bulk", () => {
     expect(await c.exchange(rawRequest("GET", "/items/split", { Accept: "text/plain" }))).toEndWith("\r\n\r\nin pieces");
   });
 
+  test("a large body in many small reads is gathered and answered whole, by the front end", async () => {
+    const { url } = await twin({ maxValueBytes: 256 * 1024 });
+    const value = Array.from({ length: 20_000 }, (_, i) => String(i % 10)).join("").repeat(10);
+    const req = rawRequest("PUT", "/items/large", JSON_TYPE, JSON.stringify({ value }));
+    const wire = await metric(url, "http_wire_requests_total");
+    const c = await open(url, false);
+    for (let i = 0; i < req.length; i += 2048) {
+      c.write(req.subarray(i, i + 2048));
+      if (i % (64 * 2048) === 0) await Bun.sleep(1);
+    }
+    expect(await c.answer()).toStartWith("HTTP/1.1 200");
+    expect(await c.exchange(rawRequest("GET", "/items/large", { Accept: "text/plain" }))).toEndWith(`\r\n\r\n${value}`);
+    expect(await metric(url, "http_wire_requests_total")).toBe(wire + 2);
+  });
+
   test("a body that stops arriving gets the item routes' 408 after --body-timeout, and the connection closes", async () => {
     const { url } = await twin({ bodyTimeoutMs: 300 });
     const c = await open(url, false);

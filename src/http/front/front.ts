@@ -65,6 +65,10 @@ interface Conn {
   /** The deadline of the partial request at the start of `held`, and what it waits for. */
   partial: ReturnType<typeof setTimeout> | undefined;
   partialKind: Waiting | undefined;
+  /** While a body is on its way: the bytes `held` must reach before it is worth parsing again, and the reads since, not yet joined. */
+  need: number;
+  more: Buffer[];
+  moreBytes: number;
 }
 
 type Waiting = "head" | "body";
@@ -119,6 +123,18 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     conn.pipe = pipe;
   };
 
+  /** The held bytes, with any gathered since, as one run; nothing is held after. */
+  const takeHeld = (conn: Conn): Buffer | undefined => {
+    const held = conn.held;
+    conn.held = undefined;
+    if (conn.need === 0) return held;
+    const all = Buffer.concat([held!, ...conn.more]);
+    conn.need = 0;
+    conn.more = [];
+    conn.moreBytes = 0;
+    return all;
+  };
+
   const clearPartial = (conn: Conn): void => {
     if (conn.partial === undefined) return;
     clearTimeout(conn.partial);
@@ -131,8 +147,10 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
    * runs from the first bytes of what it waits for: the head's from the request's
    * first byte, the body's from the head's completion.
    */
-  const waitFor = (socket: Socket<Conn>, conn: Conn, bytes: Buffer, at: number, kind: Waiting): void => {
+  const waitFor = (socket: Socket<Conn>, conn: Conn, bytes: Buffer, at: number, kind: Waiting, need = 0): void => {
     conn.held = Buffer.from(bytes.subarray(at));
+    // A body trickling in is gathered, not joined and parsed again at every read (that was quadratic).
+    conn.need = need;
     if (at > 0 || conn.partialKind !== kind) {
       clearPartial(conn);
       const ms = kind === "head" ? Math.min(HEAD_TIMEOUT_MS, config.idleTimeoutMs) : config.bodyTimeoutMs;
@@ -155,7 +173,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       conn.partialKind = kind;
       return;
     }
-    conn.held = undefined;
+    takeHeld(conn);
     if (kind === "head") return void socket.terminate();
     write(socket, conn, domainErrorWire(new MakhzenError("REQUEST_TIMEOUT", `request body did not arrive within ${config.bodyTimeoutMs} ms`)));
     conn.ended = true;
@@ -192,7 +210,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       }
       if (head.next > bytes.length) {
         write(socket, conn, out);
-        return waitFor(socket, conn, bytes, at, "body");
+        return waitFor(socket, conn, bytes, at, "body", head.next - at);
       }
       clearPartial(conn);
       const wire = answers.answer(head, bytes);
@@ -239,8 +257,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   const resume = (socket: Socket<Conn>, conn: Conn): void => {
     if (conn.closed || conn.busy || conn.unsent !== undefined || conn.pipe !== undefined) return;
     socket.resume();
-    const held = conn.held;
-    conn.held = undefined;
+    const held = takeHeld(conn);
     if (held !== undefined) run(socket, conn, held);
     else if (conn.ended) socket.end();
   };
@@ -253,14 +270,25 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, ended: false, closed: false, partial: undefined, partialKind: undefined };
+        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, ended: false, closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0 };
         socket.timeout(idleSeconds);
       },
       data(socket, bytes) {
         const conn = socket.data;
         if (conn.pipe !== undefined) return conn.pipe.fromClient(bytes);
-        const all = conn.held === undefined ? bytes : Buffer.concat([conn.held, bytes]);
-        conn.held = undefined;
+        if (conn.need > 0) {
+          conn.more.push(Buffer.from(bytes));
+          conn.moreBytes += bytes.length;
+          const have = conn.held!.length + conn.moreBytes;
+          if (conn.busy || conn.unsent !== undefined) {
+            if (have > conn.need + HOLD_MAX_BYTES) socket.pause();
+            return;
+          }
+          if (have < conn.need) return;
+          return run(socket, conn, takeHeld(conn)!);
+        }
+        const held = takeHeld(conn);
+        const all = held === undefined ? bytes : Buffer.concat([held, bytes]);
         if (conn.busy || conn.unsent !== undefined) {
           conn.held = all === bytes ? Buffer.from(bytes) : all;
           if (conn.held.length > HOLD_MAX_BYTES) socket.pause();
@@ -300,7 +328,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       close(socket) {
         const conn = socket.data;
         conn.closed = true;
-        conn.held = undefined;
+        takeHeld(conn);
         clearPartial(conn);
         conn.pipe?.clientClosed();
       },
