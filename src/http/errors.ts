@@ -3,8 +3,14 @@ import type { Logger } from "../ops/log.ts";
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
+/** The body of every error answer: `{"error":{"code","message"}}` (Responses here, the wire front end's in front/wire.ts). */
+export const errorBody = (code: string, message: string): string => JSON.stringify({ error: { code, message } });
+
+/** What a 500 says; the error itself goes to the node's log. */
+export const INTERNAL_MESSAGE = "internal error; see the node's log";
+
 export function errorResponse(status: number, code: string, message: string): Response {
-  return new Response(JSON.stringify({ error: { code, message } }), { status, headers: JSON_HEADERS });
+  return new Response(errorBody(code, message), { status, headers: JSON_HEADERS });
 }
 
 export function domainErrorResponse(e: MakhzenError): Response {
@@ -32,5 +38,5 @@ export function bodyError(error: unknown): Response {
 /** The answer to an error nothing turned into one (a bug): logged, and a 500 that says where to look. */
 export function internalError(log: Logger, request: Request, error: unknown): Response {
   log.error("unexpected error", { method: request.method, url: request.url, error, stack: (error as Error)?.stack });
-  return errorResponse(500, "INTERNAL", "internal error; see the node's log");
+  return errorResponse(500, "INTERNAL", INTERNAL_MESSAGE);
 }

@@ -3,8 +3,8 @@ import type { NodeConfig } from "../../config.ts";
 import type { Logger } from "../../ops/log.ts";
 import { bearerToken, tokenAccess } from "../../ops/tokens.ts";
 import { BUCKET_ITEM_ROUTE, ITEM_ROUTE, type RequestStats } from "../../ops/request-stats.ts";
-import { DEFAULT_BUCKET } from "../../core/record.ts";
 import { isOctetStream, wantsBytes } from "../binary.ts";
+import { INTERNAL_MESSAGE } from "../errors.ts";
 import { itemOps, wantsText, type ItemBody, type ItemHandlerDeps } from "../items.ts";
 import { DELETE, GET, METHOD_NAMES, type Head } from "./head.ts";
 import { deletedWire, domainErrorWire, errorWire, itemWire, textWire, viewWire } from "./wire.ts";
@@ -37,11 +37,11 @@ export function frontAnswers(deps: ItemHandlerDeps & { requests: RequestStats; l
   const failed = (head: Head, e: unknown): string => {
     if (isMakhzenError(e)) return domainErrorWire(e);
     logger.error("unexpected error", { method: METHOD_NAMES[head.method], url: head.path, error: e, stack: (e as Error)?.stack });
-    return errorWire(500, "INTERNAL", "internal error; see the node's log");
+    return errorWire(500, "INTERNAL", INTERNAL_MESSAGE);
   };
   // Counted as servingFetch counts Bun's requests: by route, method and status, with the time to the answer.
   const counted = (head: Head, t0: number, wire: string): string => {
-    const route = head.bucket === DEFAULT_BUCKET && head.path.charCodeAt(1) === 105 /* i: /items/ */ ? ITEM_ROUTE : BUCKET_ITEM_ROUTE;
+    const route = head.path.charCodeAt(1) === 105 /* i: /items/, else /buckets/ */ ? ITEM_ROUTE : BUCKET_ITEM_ROUTE;
     requests.recordAt(route, METHOD_NAMES[head.method], Number(wire.slice(9, 12)), performance.now() - t0);
     return wire;
   };

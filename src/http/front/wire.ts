@@ -1,6 +1,7 @@
 import { HTTP_STATUS, type MakhzenError } from "../../errors.ts";
 import type { Item } from "../../core/record.ts";
 import type { ItemView } from "../items.ts";
+import { errorBody } from "../errors.ts";
 
 /**
  * HTTP/1.1 answers as the bytes Bun.serve writes for the same Response: the same
@@ -84,9 +85,9 @@ export function deletedWire(version: string): string {
   return "HTTP/1.1 204 No Content\r\n" + 'ETag: "' + version + '"\r\n' + dateLine() + "\r\n";
 }
 
-/** The error envelope of errors.ts's errorResponse. */
+/** errors.ts's errorResponse, on the wire. */
 export function errorWire(status: number, code: string, message: string): string {
-  const body = JSON.stringify({ error: { code, message } });
+  const body = errorBody(code, message);
   return statusLine(status) + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
 }
 
