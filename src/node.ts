@@ -109,9 +109,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const { clock, store, digest, items, disk, ...core } = createCore({
     config,
     logger: log,
-    onWrite: (record) => cluster.replicator.enqueue(record),
+    onWrite: (record) => cluster.replicator.enqueueWritten(record),
     mayWrite: () => cluster.checkWritable(),
-    onEvict: (tombstone) => cluster.replicator.enqueue(tombstone),
+    onEvict: (tombstone) => cluster.replicator.enqueueWritten(tombstone),
+    onChange: (id, removed) => cluster.replicator.storeChanged(id, removed),
     // A tombstone every member holds may go before --tombstone-ttl (Cluster.isStable).
     // A lone node holds the only copy, so none can miss a delete; it still keeps its
     // tombstones for the grace period unless a memory budget needs the room, so a
@@ -125,6 +126,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     clock,
     logger: log,
     transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }),
+    changesReported: true,
     durableThroughMs: disk && (() => disk.durableThroughMs),
   });
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
