@@ -119,13 +119,14 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     // dump carries recent deletes, and a member that joins it later cannot miss them.
     isStable: (r): boolean => (config.maxMemoryBytes > 0 || cluster.membership.counts().peers > 0) && cluster.isStable(r),
   });
+  const transport = new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca });
   const cluster = new Cluster({
     config,
     store,
     digest,
     clock,
     logger: log,
-    transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }),
+    transport,
     changesReported: true,
     durableThroughMs: disk && (() => disk.durableThroughMs),
   });
@@ -250,6 +251,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       resp?.stop();
       resp = undefined;
       cluster.close();
+      transport.close();
       sweeper.stop();
       core.close(); // flushes: a clean stop loses nothing under any fsync policy
     },
