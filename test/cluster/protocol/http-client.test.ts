@@ -159,6 +159,35 @@ describe("replication batches on kept connections", () => {
     expect(peer.connections).toBe(2);
   });
 
+  test("a batch larger than the socket takes at once is written as the socket drains, whole", async () => {
+    // 8 MB: past what a loopback socket buffers, so the write is partial and finished on drain.
+    const records = Array.from({ length: 40_000 }, (_, i) => ({ bucket: "default", key: `k${i}`, value: "v".repeat(180), version: "000001700000000-000001-a" }));
+    const big = JSON.stringify({ records });
+    let got = 0;
+    let length = -1;
+    let head = "";
+    const server = Bun.listen<unknown>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, bytes) {
+          if (length < 0) {
+            head += bytes.toString("latin1");
+            const end = head.indexOf("\r\n\r\n");
+            if (end < 0) return;
+            length = Number(/content-length: (\d+)/i.exec(head)![1]);
+            got = head.length - end - 4;
+          } else got += bytes.length;
+          if (got === length) socket.write(answer('{"applied":40000,"refused":0}'));
+        },
+      },
+    });
+    servers.push(server);
+    expect(await transport().call(`http://127.0.0.1:${server.port}`, "records", big, 10_000)).toEqual({ applied: 40_000, refused: 0 });
+    expect(length).toBe(Buffer.byteLength(big));
+    expect(got).toBe(length);
+  });
+
   test("an answer that is not HTTP fails the call", async () => {
     const peer = rawPeer((_, s) => void s.write("SSH-2.0-OpenSSH\r\n\r\n"));
     const err = await transport()
