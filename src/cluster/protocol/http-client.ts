@@ -68,14 +68,17 @@ export class KeptConnections {
   /** POSTs `body` to `path` of `host:port`; rejects with a TimeoutError, an AbortError, or a PeerError. */
   async post(to: Origin, path: string, headers: Record<string, string>, body: string, timeoutMs: number, signal?: AbortSignal): Promise<RawAnswer> {
     const { hostname, port, host: origin } = to;
-    let head = `POST ${path} HTTP/1.1\r\nHost: ${origin}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
+    const bodyBytes = Buffer.byteLength(body);
+    let head = `POST ${path} HTTP/1.1\r\nHost: ${origin}\r\nContent-Length: ${bodyBytes}\r\n`;
     for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
-    const request = Buffer.from(`${head}\r\n${body}`);
+    // Written as a string (Bun encodes it on the way out); bytes are made only for a remainder the socket did not take.
+    const request = `${head}\r\n${body}`;
+    const requestBytes = Buffer.byteLength(head) + 2 + bodyBytes;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const kept = this.idle.get(origin)?.pop();
       try {
-        return await this.exchange(kept ?? (await this.open(hostname, port, deadline)), origin, request, deadline, signal);
+        return await this.exchange(kept ?? (await this.open(hostname, port, deadline)), origin, request, requestBytes, deadline, signal);
       } catch (e) {
         // A kept connection closed under us before any answer: once more, on a new one.
         if (kept === undefined || !(e instanceof Stale)) throw e;
@@ -132,7 +135,7 @@ export class KeptConnections {
     return conn;
   }
 
-  private exchange(conn: Conn, origin: string, request: Buffer, deadline: number, signal?: AbortSignal): Promise<RawAnswer> {
+  private exchange(conn: Conn, origin: string, request: string, requestBytes: number, deadline: number, signal?: AbortSignal): Promise<RawAnswer> {
     return new Promise<RawAnswer>((resolve, reject) => {
       const done = () => {
         clearTimeout(timer);
@@ -161,7 +164,7 @@ export class KeptConnections {
       };
       if (conn.closed) return fail(new Stale());
       const n = Math.max(conn.socket!.write(request), 0);
-      if (n < request.length) conn.unsent = request.subarray(n);
+      if (n < requestBytes) conn.unsent = Buffer.from(request).subarray(n);
     });
   }
 

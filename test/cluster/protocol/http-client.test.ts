@@ -159,13 +159,15 @@ describe("replication batches on kept connections", () => {
     expect(peer.connections).toBe(2);
   });
 
-  test("a batch larger than the socket takes at once is written as the socket drains, whole", async () => {
-    // 8 MB: past what a loopback socket buffers, so the write is partial and finished on drain.
-    const records = Array.from({ length: 40_000 }, (_, i) => ({ bucket: "default", key: `k${i}`, value: "v".repeat(180), version: "000001700000000-000001-a" }));
+  test("a batch larger than the socket takes at once is written as the socket drains, whole, byte for byte", async () => {
+    // 8 MB: past what a loopback socket buffers, so the write is partial and finished on drain;
+    // multi-byte characters, so the rest is counted in bytes, not characters.
+    const records = Array.from({ length: 40_000 }, (_, i) => ({ bucket: "default", key: `k${i}`, value: "vé€".repeat(60), version: "000001700000000-000001-a" }));
     const big = JSON.stringify({ records });
     let got = 0;
     let length = -1;
     let head = "";
+    const body: Buffer[] = [];
     const server = Bun.listen<unknown>({
       hostname: "127.0.0.1",
       port: 0,
@@ -177,7 +179,11 @@ describe("replication batches on kept connections", () => {
             if (end < 0) return;
             length = Number(/content-length: (\d+)/i.exec(head)![1]);
             got = head.length - end - 4;
-          } else got += bytes.length;
+            body.push(Buffer.from(head.slice(end + 4), "latin1"));
+          } else {
+            got += bytes.length;
+            body.push(Buffer.from(bytes));
+          }
           if (got === length) socket.write(answer('{"applied":40000,"refused":0}'));
         },
       },
@@ -186,6 +192,7 @@ describe("replication batches on kept connections", () => {
     expect(await transport().call(`http://127.0.0.1:${server.port}`, "records", big, 10_000)).toEqual({ applied: 40_000, refused: 0 });
     expect(length).toBe(Buffer.byteLength(big));
     expect(got).toBe(length);
+    expect(Buffer.concat(body).equals(Buffer.from(big))).toBe(true);
   });
 
   test("an answer that is not HTTP fails the call", async () => {
