@@ -4,16 +4,18 @@
  *  - receiving: what a peer does with a `records` batch of fresh keys (JSON.parse of
  *    the body, the protocol's compiled check, the merge through the peer service);
  *  - sending: what the node that took the writes spends in its replicator per record
- *    with two peers (filing into both queues, taking batches, serializing, building
- *    each request body), with a transport that answers at once.
+ *    with two peers (hearing of the store's change, filing into both queues, taking
+ *    batches, serializing, building each request body), with a transport that
+ *    answers at once; `--lookup` files them as records looked up when taken
+ *    (`enqueue`, the path before the store reported its changes).
  *
- *   bun bench/replication-steps.ts [--rounds 5] [--batches 400] [--batch 150]
+ *   bun bench/replication-steps.ts [--rounds 5] [--batches 400] [--batch 150] [--lookup]
  */
 import { MemoryTransport } from "../src/cluster/protocol/memory-transport.ts";
 import { checkRequest, type PeerAnswer, type PeerOp, type PeerTransport } from "../src/cluster/protocol/peer-ops.ts";
 import { Replicator } from "../src/cluster/replicator.ts";
 import { CLUSTER_DEFAULTS } from "../src/cluster/options.ts";
-import type { StoredRecord } from "../src/core/record.ts";
+import { recordId, type StoredRecord } from "../src/core/record.ts";
 import { core } from "../test/support/core.ts";
 import { createNode } from "../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/cluster/protocol/messages.ts";
@@ -23,6 +25,7 @@ const ROUNDS = Number(option("rounds", "5"));
 const BATCHES = Number(option("batches", "400"));
 const BATCH = Number(option("batch", "150"));
 const ONLY = option("only", ""); // "send" or "receive": one side alone (to profile it)
+const LOOKUP = process.argv.includes("--lookup");
 const VALUE = "x".repeat(100);
 
 const cpuNs = (): number => {
@@ -105,6 +108,7 @@ const replicator = new Replicator({
   config: { ...CLUSTER_DEFAULTS, batchMaxRecords: BATCH },
   onOverflow: () => {},
   current: (b, k) => sender.store.getRecord(b, k),
+  changesReported: !LOOKUP,
   wallMs: () => Date.now(),
   lingerMs: 0,
 });
@@ -114,16 +118,23 @@ const sending: number[] = [];
 for (let r = 0; r < (ONLY === "receive" ? 0 : ROUNDS + 1); r++) {
   const n = BATCHES * BATCH;
   const records: StoredRecord[] = [];
+  const ids: string[] = [];
   for (let i = 0; i < n; i++) {
     const rec: StoredRecord = { bucket: "default", key: `s${r}-${i}`, value: VALUE, version: sender.clock.now() };
     sender.store.apply(rec);
     records.push(rec);
+    ids.push(recordId(rec.bucket, rec.key)); // the store's change names it (its own string, built for the digest anyway)
   }
   Bun.gc(true);
   const t0 = cpuNs();
   // As under load: a turn's worth of writes, then the senders take them.
   for (let i = 0; i < n; i += BATCH) {
-    for (let j = i; j < i + BATCH; j++) replicator.enqueue(records[j]!);
+    if (LOOKUP) for (let j = i; j < i + BATCH; j++) replicator.enqueue(records[j]!);
+    else
+      for (let j = i; j < i + BATCH; j++) {
+        replicator.storeChanged(ids[j]!, false); // as the store's onChange does, right before
+        replicator.enqueueWritten(records[j]!);
+      }
     await new Promise((resolve) => setImmediate(resolve));
     while (!replicator.drained(["b", "c"])) await new Promise((resolve) => setImmediate(resolve));
   }

@@ -31,6 +31,12 @@ export interface CoreHooks {
   onEvict?: (tombstone: StoredRecord) => void;
   /** Whether every member holds this tombstone, so it may go early (StoreOptions.isStable). Default: never. */
   isStable?: (tombstone: StoredRecord) => boolean;
+  /**
+   * Every change of the store after it loaded, local or replicated, a purge included,
+   * by record id (recordId), `removed` when the key went (a purge): what lets the
+   * replicator skip its store lookup per record sent (Replicator.storeChanged).
+   */
+  onChange?: (id: string, removed: boolean) => void;
 }
 
 export interface CreateCoreOptions extends CoreHooks {
@@ -87,6 +93,7 @@ export function createCore(options: CreateCoreOptions): NodeCore {
         if (sum === undefined) disk.remove(held.bucket, held.key);
         else disk.write(held.record);
       }
+      if (!loading) options.onChange?.(id, sum === undefined);
     },
     onEvict: options.onEvict && ((tombstone) => options.onEvict!(tombstone)),
     // While the data dir loads nothing is stable: the cluster the hook asks may not exist yet.

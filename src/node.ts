@@ -109,22 +109,25 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const { clock, store, digest, items, disk, ...core } = createCore({
     config,
     logger: log,
-    onWrite: (record) => cluster.replicator.enqueue(record),
+    onWrite: (record) => cluster.replicator.enqueueWritten(record),
     mayWrite: () => cluster.checkWritable(),
-    onEvict: (tombstone) => cluster.replicator.enqueue(tombstone),
+    onEvict: (tombstone) => cluster.replicator.enqueueWritten(tombstone),
+    onChange: (id, removed) => cluster.replicator.storeChanged(id, removed),
     // A tombstone every member holds may go before --tombstone-ttl (Cluster.isStable).
     // A lone node holds the only copy, so none can miss a delete; it still keeps its
     // tombstones for the grace period unless a memory budget needs the room, so a
     // dump carries recent deletes, and a member that joins it later cannot miss them.
     isStable: (r): boolean => (config.maxMemoryBytes > 0 || cluster.membership.counts().peers > 0) && cluster.isStable(r),
   });
+  const transport = new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca });
   const cluster = new Cluster({
     config,
     store,
     digest,
     clock,
     logger: log,
-    transport: new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca }),
+    transport,
+    changesReported: true,
     durableThroughMs: disk && (() => disk.durableThroughMs),
   });
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
@@ -248,6 +251,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       resp?.stop();
       resp = undefined;
       cluster.close();
+      transport.close();
       sweeper.stop();
       core.close(); // flushes: a clean stop loses nothing under any fsync policy
     },

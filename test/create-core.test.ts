@@ -120,8 +120,20 @@ describe("createCore", () => {
     const notBuilt = () => {
       throw new Error("the cluster is not built yet");
     };
-    const second = open({ dataDir: dir, fsync: "always", maxMemoryBytes: 20_000 }, { isStable: notBuilt, onEvict: notBuilt });
+    const second = open({ dataDir: dir, fsync: "always", maxMemoryBytes: 20_000 }, { isStable: notBuilt, onEvict: notBuilt, onChange: notBuilt });
     expect(second.store.tombstonesPurgedEarly).toBeGreaterThan(0);
+  });
+
+  test("onChange hears every change of the store by record id, before onWrite, and a removal as one", () => {
+    const heard: string[] = [];
+    const a = open({}, { onChange: (id, removed) => heard.push(`${removed ? "-" : "+"}${id}`), onWrite: (r) => heard.push(`write ${r.key}`) });
+    a.items.set("default", "k", "v");
+    a.items.delete("default", "k");
+    // A record from elsewhere (a peer), and one that loses to what is held: only the first is a change.
+    a.store.apply({ bucket: "b", key: "x", value: "y", version: "999999999999999-000001-peer" });
+    a.store.apply({ bucket: "b", key: "x", value: "z", version: "000000000000001-000001-peer" });
+    a.store.drop("default", "k");
+    expect(heard).toEqual(["+default\u0000k", "write k", "+default\u0000k", "write k", "+b\u0000x", "-default\u0000k"]);
   });
 });
 

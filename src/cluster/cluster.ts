@@ -43,6 +43,8 @@ export interface ClusterDeps {
   monoMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
   logger?: Logger;
+  /** Every change of the store reaches `replicator.storeChanged` (ReplicatorDeps.changesReported). */
+  changesReported?: boolean;
 }
 
 /**
@@ -116,6 +118,7 @@ export class Cluster {
       config,
       wallMs: () => clock.wallMs(),
       current: (bucket, key) => store.getRecord(bucket, key),
+      changesReported: deps.changesReported,
       logger: logger.child("replicator"),
       onOverflow: (peer) => this.antiEntropy.request(peer),
       onNotHeld: (records) => this.retraction.notHeld(records),

@@ -18,6 +18,13 @@ export interface Outgoing {
   bytes: number;
   /** When it was queued (wall ms); a newer write of the key replaces it, and its time, in place. */
   at: number;
+  /**
+   * Known to be what the store holds: a write this node just applied, whose key has
+   * not changed since (the replicator hears of every change, Replicator.storeChanged,
+   * and clears the flag on the record queued for that key). freshRecords takes it
+   * without a lookup. False: looked up when taken, as any other record.
+   */
+  current: boolean;
 }
 
 export interface PeerQueue {
@@ -79,6 +86,10 @@ export function newPeerQueue(name: string, url: string, nowMs: number): PeerQueu
     stats: { sent: 0, batches: 0, failed: 0, overflows: 0, refused: 0, tooNew: 0 },
   };
 }
+
+/** Whether `id` is recordId(bucket, key), without building that string. */
+export const isIdOf = (id: string, bucket: string, key: string): boolean =>
+  id.length === bucket.length + 1 + key.length && id.charCodeAt(bucket.length) === 0 && id.endsWith(key) && id.startsWith(bucket);
 
 /** Files `out` unless the queue holds its key at the same or a newer version; says whether it did. O(1). */
 export function fileNewer(q: PeerQueue, out: Outgoing): boolean {
@@ -198,7 +209,8 @@ export function queueStats(q: PeerQueue, nowMs: number): PeerQueueStats {
  * delete that replaced it was held by every member (stability.ts), and then
  * nothing goes. Sending the old value would bring the key back on a peer that has
  * forgotten the delete, and anti-entropy would spread it from there. One map
- * lookup per record sent; the same object when nothing changed.
+ * lookup per record sent, except for a record still known `current` (see
+ * Outgoing.current); the same object when nothing changed.
  */
 export function* freshRecords(
   q: PeerQueue,
@@ -206,6 +218,10 @@ export function* freshRecords(
   outgoing: (r: StoredRecord, id: string) => Outgoing,
 ): Iterable<Outgoing> {
   for (const [id, out] of q.pending) {
+    if (out.current) {
+      yield out;
+      continue;
+    }
     const held = current?.(out.record.bucket, out.record.key) ?? (current ? undefined : out.record);
     if (held === out.record) {
       yield out;

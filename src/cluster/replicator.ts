@@ -1,41 +1,16 @@
 import { AckWaiters } from "./acks.ts";
-import { backoffDelayMs } from "./backoff.ts";
-import { BATCH_LINGER_MS, batchBy, classifySendFailure, LINGER_AFTER_RECORDS, sendSplitting } from "./batch.ts";
-import type { ClusterConfig } from "./options.ts";
+import { BATCH_LINGER_MS, batchBy, LINGER_AFTER_RECORDS } from "./batch.ts";
+import { sendBatch, type SendContext } from "./replicator-send.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter, type LogBudgetName } from "../ops/log-limiter.ts";
 import { approxWireBytes, recordId, type StoredRecord } from "../core/record.ts";
-import { backingUp, stopTimers, fileNewer, takeOut, freshRecords, newPeerQueue, outstandingCount, heldByNone, queueStats, queueWatermark, unacknowledged } from "./peer-queue.ts";
+import { backingUp, isIdOf, stopTimers, fileNewer, takeOut, freshRecords, newPeerQueue, outstandingCount, heldByNone, queueStats, queueWatermark, unacknowledged } from "./peer-queue.ts";
 import type { Outgoing, PeerQueue, PeerQueueStats, QueueWatermark } from "./peer-queue.ts";
 
 export type { PeerQueueStats } from "./peer-queue.ts";
-import type { PeerTransport } from "./protocol/peer-ops.ts";
+import type { ReplicatorDeps } from "./replicator-types.ts";
 
-type ReplicatorConfig = Pick<ClusterConfig, "requestTimeoutMs" | "backoffBaseMs" | "backoffMaxMs" | "queueMaxRecords" | "queueMaxBytes" | "batchMaxRecords" | "batchMaxBytes" | "maxInflightBatches">;
-
-export interface ReplicatorDeps {
-  transport: PeerTransport;
-  config: ReplicatorConfig;
-  /**
-   * The peer missed records that only anti-entropy can bring it now: its queue
-   * passed a bound and was dropped, or it refuses us (a secret or protocol mismatch).
-   */
-  onOverflow: (peer: string) => void;
-  /** The peer does not hold these records within its clock bounds (the `tooNew` of its answer). */
-  onNotHeld?: (records: StoredRecord[]) => void;
-  /**
-   * What the store holds for a key now, tombstones included (Store.getRecord). A
-   * queued record is checked against it when it is taken into a batch: a newer
-   * record goes instead, and nothing goes for a key the store has purged (see
-   * takeBatch). Absent: records go as they were queued.
-   */
-  current?: (bucket: string, key: string) => StoredRecord | undefined;
-  /** Wall clock, in ms: stamps when each record was queued (for the oldest-age metric). */
-  wallMs: () => number;
-  /** How long a sender under load lets its queue fill, in ms (see afterBatch). Default BATCH_LINGER_MS; tests stretch it. */
-  lingerMs?: number;
-  logger?: Logger;
-}
+export type { ReplicatorDeps } from "./replicator-types.ts";
 
 /**
  * One outbound queue per peer, and a sender draining each.
@@ -54,6 +29,13 @@ export interface ReplicatorDeps {
  * memory stays bounded whatever the length of an outage (queues share the records,
  * so all queues together hold at most peers x queueMaxBytes of them). Order of
  * delivery does not matter (last-writer-wins), so a failed batch is simply put back.
+ *
+ * What goes is what the store holds when a batch is taken (freshRecords): a newer
+ * record of the key, or nothing after a purge. Finding that out was a store lookup
+ * per record per peer, the largest part of the sender's own work once the store
+ * built a record per lookup (docs/benchmarks.md, issue 13, section 11); so the node
+ * reports every change of its store (`storeChanged`), and a write filed right after
+ * its own change (`enqueueWritten`) is taken as it is until its key changes again.
  *
  * What a failure means (classifySendFailure): a peer that does not answer, or
  * answers 5xx/408/429, gets the batch again after backoff. A batch the peer refuses
@@ -79,8 +61,22 @@ export class Replicator {
   /** Lines about a peer that keeps failing or refusing, per peer (LOG_BUDGETS). */
   private readonly lines: LogLimiter;
 
+  /** What sendBatch reads and calls back. */
+  private readonly sender: SendContext;
+
   constructor(private readonly deps: ReplicatorDeps) {
     this.lines = new LogLimiter(() => deps.wallMs());
+    this.sender = {
+      deps,
+      signal: this.abort.signal,
+      waiters: this.waiters,
+      lines: this.lines,
+      closed: () => this.closed,
+      logger: () => this.logger,
+      drop: (q, why, fields, budget) => this.drop(q, why, fields, budget),
+      checkBounds: (q) => this.checkBounds(q),
+      pump: (q) => this.pump(q),
+    };
   }
 
   addPeer(name: string, url: string): void {
@@ -125,18 +121,57 @@ export class Replicator {
   /** Files a record for each peer it goes to (see setTargets). O(peers); never blocks, never throws for a peer's sake. */
   enqueue(record: StoredRecord): void {
     if (this.peers.size === 0) return;
-    const out = this.outgoing(record, recordId(record.bucket, record.key));
+    this.enqueueOut(this.outgoing(record, recordId(record.bucket, record.key)));
+  }
+
+  /**
+   * Files a record this node's store has just applied (a write, an eviction's
+   * tombstone). With `changesReported`, when the store's last change was this
+   * record's own (storeChanged), the store holds it now, and it is marked
+   * `current`: taken without a store lookup unless its key changes first. Anything
+   * else (a change of the key after it, a purge) leaves it to the lookup.
+   */
+  enqueueWritten(record: StoredRecord): void {
+    if (this.peers.size === 0) return;
+    // The store's id of its last change is this record's: reused (built and hashed once), not built again.
+    const last = this.lastChanged;
+    const current = last !== undefined && isIdOf(last, record.bucket, record.key);
+    const out = this.outgoing(record, current ? last : recordId(record.bucket, record.key));
+    out.current = current;
+    this.enqueueOut(out);
+  }
+
+  /** The id of the store's last change, unless it was a removal (changesReported; see enqueueWritten). */
+  private lastChanged: string | undefined;
+
+  /**
+   * A key's record changed in the store, or went (`removed`): the record queued for
+   * it may no longer be what the store holds, and is looked up when taken (a write
+   * of the key replaces it next anyway). Called for every change when
+   * `changesReported`. O(peers), a map lookup each; nothing for an empty queue.
+   */
+  storeChanged(id: string, removed: boolean): void {
+    if (this.deps.changesReported !== true) return;
+    this.lastChanged = removed ? undefined : id;
+    for (const q of this.peers.values()) {
+      if (q.pending.size === 0) continue;
+      const out = q.pending.get(id);
+      if (out !== undefined) out.current = false;
+    }
+  }
+
+  private enqueueOut(out: Outgoing): void {
     const targets = this.targets;
     if (targets === undefined) for (const q of this.peers.values()) this.file(q, out);
-    else for (const name of targets(record)) this.enqueueOut(name, out);
+    else for (const name of targets(out.record)) this.fileFor(name, out);
   }
 
   /** Files a record for one peer (read repair). */
   enqueueTo(name: string, record: StoredRecord): void {
-    this.enqueueOut(name, this.outgoing(record, recordId(record.bucket, record.key)));
+    this.fileFor(name, this.outgoing(record, recordId(record.bucket, record.key)));
   }
 
-  private enqueueOut(name: string, out: Outgoing): void {
+  private fileFor(name: string, out: Outgoing): void {
     const q = this.peers.get(name);
     if (q) this.file(q, out);
   }
@@ -222,7 +257,7 @@ export class Replicator {
   }
 
   private outgoing(record: StoredRecord, id: string): Outgoing {
-    return { record, id, json: undefined, bytes: approxWireBytes(record), at: this.deps.wallMs() };
+    return { record, id, json: undefined, bytes: approxWireBytes(record), at: this.deps.wallMs(), current: false };
   }
 
   private file(q: PeerQueue, out: Outgoing): void {
@@ -312,82 +347,9 @@ export class Replicator {
     return takeOut(q, first.next().value ?? []);
   }
 
-  /** One batch (split only if the peer refuses it as such). Never throws: a failure is logged, counted, and retried after backoff. */
-  private async send(q: PeerQueue, batch: Outgoing[]): Promise<void> {
-    // The parts the peer answered (or refused for good): a Set of their records is
-    // built only if the batch fails, not a Set entry per record on every send.
-    const done: Outgoing[][] = [];
-    try {
-      await sendSplitting(
-        batch,
-        async (part) => {
-          const body = `{"records":[${part.map((o) => o.json ?? JSON.stringify(o.record)).join(",")}]}`;
-          const answer = await this.deps.transport.call(q.url, "records", body, this.deps.config.requestTimeoutMs, this.abort.signal);
-          const tooNew = new Set(answer.tooNew?.map((i) => part[i]));
-          q.stats.batches++;
-          done.push(part);
-          if (tooNew.size > 0) {
-            this.tooNew(q, tooNew);
-            this.deps.onNotHeld?.([...tooNew].flatMap((o) => (o ? [o.record] : [])));
-          }
-          q.stats.sent += part.length - tooNew.size;
-          if (this.waiters.active) this.waiters.acked(q.name, part.filter((o) => !tooNew.has(o)).map((o) => o.record));
-        },
-        (out, e) => {
-          done.push([out]);
-          q.completeSinceMs = this.deps.wallMs();
-          q.stats.refused++;
-          this.lines.line("replicator.record-refused", q.name, (suppressed) =>
-            this.logger.warn("peer refused a record for good; dropped, anti-entropy stays responsible", { peer: q.name, bucket: out.record.bucket, key: out.record.key.slice(0, 200), refused: q.stats.refused, suppressed, error: e }),
-          );
-        },
-      );
-      q.failures = 0;
-    } catch (e) {
-      if (this.closed) return; // aborted by close(): not a failure of the peer
-      q.failures++;
-      q.stats.failed++;
-      if (q.removed) return;
-      if (classifySendFailure(e) === "misconfigured") {
-        // Every batch would fail the same way until an operator fixes the cluster:
-        // holding a queue for it helps nobody. Backoff still applies.
-        this.drop(
-          q,
-          "peer refuses our requests: queue dropped, anti-entropy will repair it once the configuration is fixed",
-          { failures: q.failures, error: e },
-          "replicator.peer-refuses",
-        );
-      } else {
-        // A dead peer must not flood the log: one line per peer within the budget.
-        this.lines.line("replicator.send-failed", q.name, (suppressed) =>
-          this.logger.warn("send failed; retrying with backoff", { peer: q.name, failures: q.failures, suppressed, error: e }),
-        );
-        const answered = new Set(done.flat());
-        for (const out of batch) if (!answered.has(out)) fileNewer(q, out);
-        this.checkBounds(q);
-      }
-      if (!q.retryTimer && !this.closed) {
-        const { backoffBaseMs: baseMs, backoffMaxMs: maxMs } = this.deps.config;
-        q.retryTimer = setTimeout(() => {
-          q.retryTimer = undefined;
-          this.pump(q);
-        }, backoffDelayMs(q.failures, { baseMs, maxMs }));
-      }
-    }
-  }
-
-  private tooNew(q: PeerQueue, refused: Set<Outgoing | undefined>): void {
-    q.stats.tooNew += refused.size;
-    // A node with a fast clock writes many: one line per peer within the budget.
-    this.lines.line("replicator.too-new", q.name, (suppressed) =>
-      this.logger.warn("peer does not hold records within its clock bounds (stamped too far ahead, or superseded there by such a record); not acknowledged, dropped", {
-        peer: q.name,
-        refused: refused.size,
-        total: q.stats.tooNew,
-        suppressed,
-      }),
-    );
-    q.completeSinceMs = this.deps.wallMs();
+  /** One batch (replicator-send.ts). Never throws. */
+  private send(q: PeerQueue, batch: Outgoing[]): Promise<void> {
+    return sendBatch(this.sender, q, batch);
   }
 
   private get logger(): Logger {

@@ -23,12 +23,13 @@ export function core(
   const { clock, store, digest, items } = createCore({
     config,
     // As node.ts wires them: writes through `items` replicate, and a fenced node refuses them.
-    onWrite: (record) => cluster.replicator.enqueue(record),
+    onWrite: (record) => cluster.replicator.enqueueWritten(record),
     mayWrite: () => cluster.checkWritable(),
+    onChange: (id, removed) => cluster.replicator.storeChanged(id, removed),
     // With earlyPurge, as node.ts wires it: deletes every member holds may go early (nothing sweeps here unless a test does).
     isStable: (r): boolean => extra.earlyPurge === true && cluster.isStable(r),
   });
-  const cluster: Cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger, durableThroughMs: extra.durableThroughMs, monoMs: extra.mono });
+  const cluster: Cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger, durableThroughMs: extra.durableThroughMs, monoMs: extra.mono, changesReported: true });
   const url = extra.url ?? `mem://${name}`;
   net.register(url, cluster.service);
   const write = (key: string, value: string | null, bucket = "default"): StoredRecord => {

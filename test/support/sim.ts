@@ -139,10 +139,11 @@ export class Sim {
     const endpoint: Endpoint = { name, alive: true };
     const { clock, store, digest, items } = createCore({
       config,
-      onWrite: (record) => cluster.replicator.enqueue(record),
+      onWrite: (record) => cluster.replicator.enqueueWritten(record),
       mayWrite: () => cluster.checkWritable(),
+      onChange: (id, removed) => cluster.replicator.storeChanged(id, removed),
     });
-    const cluster: Cluster = new Cluster({ config, store, digest, clock, transport: this.net.transportFor(endpoint) });
+    const cluster: Cluster = new Cluster({ config, store, digest, clock, transport: this.net.transportFor(endpoint), changesReported: true });
     const service = new ItemsService({ items, store, cluster, config });
     const node: SimNode = { name, url, endpoint, cluster, store, service };
     this.net.register(name, cluster.service);

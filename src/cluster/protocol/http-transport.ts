@@ -2,6 +2,7 @@ import { MakhzenError } from "../../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "./messages.ts";
 import { aborted, checkAnswer, noAnswer, PASS_THROUGH, PeerError, type PeerOp, type PeerRequest, type PeerTransport } from "./peer-ops.ts";
 import type { PeerGuard } from "./signing.ts";
+import { KeptConnections, type Origin } from "./http-client.ts";
 
 export interface HttpTransportOptions {
   /** Signs every request and checks every answer under the cluster secret. */
@@ -23,14 +24,28 @@ export interface HttpTransportOptions {
  */
 export const ANSWER_MAX_BYTES = 256 * 1024 * 1024;
 
-/** The real transport: JSON over HTTP/1.1 (or https) with keep-alive (Bun's fetch pools connections). */
+/**
+ * The real transport: JSON over HTTP/1.1 (or https) with keep-alive. Replication
+ * batches (`records`) to an http peer go on connections of our own
+ * (http-client.ts: the hot path, every few ms to each peer under load); the rest,
+ * and everything over https, through Bun's fetch, which pools its connections.
+ */
 export class HttpTransport implements PeerTransport {
   private readonly tls: { ca: string } | undefined;
   private readonly maxAnswerBytes: number;
+  private readonly kept: KeptConnections;
+  /** Host and port of each http peer URL seen, parsed once. */
+  private readonly origins = new Map<string, Origin | null>();
 
   constructor(private readonly opts: HttpTransportOptions = {}) {
     this.tls = opts.ca === undefined ? undefined : { ca: opts.ca };
     this.maxAnswerBytes = opts.maxAnswerBytes ?? ANSWER_MAX_BYTES;
+    this.kept = new KeptConnections(this.maxAnswerBytes);
+  }
+
+  /** Closes the connections kept open for replication batches. */
+  close(): void {
+    this.kept.close();
   }
 
   async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
@@ -38,6 +53,19 @@ export class HttpTransport implements PeerTransport {
     const text = typeof body === "string" ? body : JSON.stringify(body);
     const signature = this.opts.guard?.signRequest(path, text);
     const bearer = !signature && this.opts.token !== undefined ? { authorization: `Bearer ${this.opts.token}` } : undefined;
+    const origin = op === "records" ? this.origin(url) : null;
+    if (origin !== null) {
+      let raw;
+      try {
+        raw = await this.kept.post(origin, path, { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer }, text, timeoutMs, signal);
+      } catch (e) {
+        if (signal?.aborted) throw aborted(`${url} ${op}`);
+        if (e instanceof Error && e.name === "TimeoutError") throw noAnswer(`${url} ${op}`, timeoutMs);
+        if (e instanceof PeerError) throw new PeerError(e.status, e.code, `${url} ${op}: ${e.message}`);
+        throw new PeerError(0, "UNREACHABLE", `${url} ${op}: ${String(e)}`);
+      }
+      return this.answered(url, op, path, signature, raw.status, raw.headers, raw.text);
+    }
     let res: Response;
     try {
       res = await fetch(url + path, {
@@ -59,30 +87,53 @@ export class HttpTransport implements PeerTransport {
       if (e instanceof PeerError) throw new PeerError(res.status, e.code, `${url} ${op}: ${e.message}`);
       throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
     }
+    return this.answered(url, op, path, signature, res.status, res.headers, answer);
+  }
+
+  /** An answer read whole, by either way: its signature checked, parsed, an error thrown as the peer meant it. */
+  private answered<O extends PeerOp>(url: string, op: O, path: string, signature: Record<string, string> | undefined, status: number, headers: Headers, answer: string) {
     if (signature) {
       // A peer that cannot prove the secret is not trusted with anything it says:
       // not its members (so it never becomes one), not its records, not its errors
       // (an unsigned NAME_TAKEN from a stranger on a seed URL must not stop a join).
       try {
-        this.opts.guard!.checkAnswer(path, signature, answer, res.headers, url);
+        this.opts.guard!.checkAnswer(path, signature, answer, headers, url);
       } catch (e) {
-        throw new PeerError(res.status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
+        throw new PeerError(status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
       }
     }
     let parsed: unknown;
     try {
       parsed = JSON.parse(answer);
     } catch (e) {
-      throw new PeerError(res.status, "BAD_ANSWER", `${url} ${op}: answer is not JSON (HTTP ${res.status})`);
+      throw new PeerError(status, "BAD_ANSWER", `${url} ${op}: answer is not JSON (HTTP ${status})`);
     }
-    if (!res.ok) {
+    if (status < 200 || status > 299) {
       const err = (parsed as { error?: { code?: unknown; message?: unknown } })?.error;
-      const code = typeof err?.code === "string" ? err.code : `HTTP_${res.status}`;
-      const message = typeof err?.message === "string" ? err.message : `HTTP ${res.status}`;
+      const code = typeof err?.code === "string" ? err.code : `HTTP_${status}`;
+      const message = typeof err?.message === "string" ? err.message : `HTTP ${status}`;
       if (PASS_THROUGH.has(code)) throw new MakhzenError(code as "NAME_TAKEN", message);
-      throw new PeerError(res.status, code, `${url} ${op}: ${message}`);
+      throw new PeerError(status, code, `${url} ${op}: ${message}`);
     }
     return checkAnswer(op, parsed);
+  }
+
+  /** Where an http peer URL points; null for https (fetch, with its TLS) or one that does not parse. */
+  private origin(url: string): Origin | null {
+    let o = this.origins.get(url);
+    if (o === undefined) {
+      let u: URL | undefined;
+      try {
+        u = new URL(url);
+      } catch {
+        u = undefined;
+      }
+      o = u?.protocol === "http:" ? { hostname: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port || 80), host: u.host } : null;
+      // Peer URLs are members' addresses: few, but a bound keeps a churning cluster's map small.
+      if (this.origins.size >= 1024) this.origins.clear();
+      this.origins.set(url, o);
+    }
+    return o;
   }
 }
 

@@ -17,6 +17,10 @@ import type { Socket } from "bun";
  * all before the pipe can read one answer back, and resets a connection whose
  * answers pile up unread (measured: a 5 MB pipelined burst through the pipe was cut
  * after a few hundred answers). A turn between chunks lets the answers flow back.
+ * The chunk is 64 kB so a peer's replication batch (~40 kB under load) goes up in
+ * one write, as it arrived, and is copied only if the upstream cannot take it at
+ * once: at 16 kB, three writes and two turns a batch cost a receiving peer ~0.15 µs
+ * a record more (docs/benchmarks.md, issue 13, section 11).
  */
 export interface PipeEnds {
   /** Writes to the client; the bytes it took. */
@@ -32,7 +36,7 @@ export interface PipeEnds {
 /** How long the answers to a half-closed client must have stopped before both ends close. */
 const HALF_CLOSE_QUIET_MS = 250;
 /** Client bytes written up per turn of the event loop. */
-const UP_CHUNK_BYTES = 16 * 1024;
+const UP_CHUNK_BYTES = 64 * 1024;
 
 export class Pipe {
   private up: Socket | undefined;
@@ -87,9 +91,15 @@ export class Pipe {
     }).catch(() => this.upEnded());
   }
 
-  /** Bytes from the client (copied: they wait in the queue). */
+  /** Bytes from the client: written up at once when nothing waits before them, else copied into the queue. */
   fromClient(bytes: Uint8Array): void {
     if (this.upClosed || this.clientGone) return;
+    const up = this.up;
+    if (up !== undefined && this.toUp.length === 0 && !this.flushLater && bytes.length <= UP_CHUNK_BYTES) {
+      const n = Math.max(up.write(bytes), 0);
+      if (n === bytes.length) return;
+      bytes = bytes.subarray(n);
+    }
     this.toUp.push(Uint8Array.prototype.slice.call(bytes));
     this.queued += bytes.length;
     if (this.queued > UP_CHUNK_BYTES) this.ends.pauseClient();
