@@ -24,8 +24,9 @@ const CONCURRENCY = Number(option("concurrency", "64"));
 
 function heapPerRecord(): { live: number; tombstone: number } {
   const clock = new HybridClock("node-a", Date.now);
-  const digest = new Digest();
-  const store = new Store({ clock, maxMemoryBytes: 0, eviction: "noeviction", tombstoneTtlMs: 86_400_000, onChange: (id, held, sum) => digest.change(id, held, sum) });
+  let store: Store | undefined;
+  const digest = new Digest((member) => store!.recordAt(member));
+  store = new Store({ clock, maxMemoryBytes: 0, eviction: "noeviction", tombstoneTtlMs: 86_400_000, onChange: (id, member, sum) => digest.change(id, member, sum) });
   const n = 200_000;
   Bun.gc(true);
   const h0 = heapStats().heapSize;

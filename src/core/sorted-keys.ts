@@ -1,9 +1,10 @@
 /**
- * The keys of one bucket in sorted order, for paged listing.
+ * The keys of one bucket in sorted order, for paged listing, as record ids of the
+ * table (table.ts) that holds their bytes: `KeyOrder` compares them.
  *
  * Keeping an array sorted on every insert costs O(n) per new key; sorting on every
- * list costs O(n log n) per page. Instead inserts go to a small `pending` set and
- * removals to a `removed` set. A listing merges the sorted keys with the pending
+ * list costs O(n log n) per page. Instead inserts go to an unsorted `pending` array
+ * and removals to a `removed` set. A listing merges the sorted ids with the pending
  * ones (sorted once per change, O(p log p)) and skips the removed ones, so a page
  * costs O(p + page), not O(n): a full copy of a bucket that takes writes while it
  * is paged through is not quadratic. Once the changes pass FOLD_FRACTION of the
@@ -11,99 +12,132 @@
  * Writes that replace the value of an existing key (the common case) touch nothing
  * here.
  *
+ * A removed id stays in the arrays (its key still readable in the table, so the
+ * order holds) until a fold takes it out and gives it back (`release`): the table
+ * hands an id out again only then. A key removed and written again has a new id.
+ *
  * Order is JavaScript string order (UTF-16 code units), which equals byte order for
  * every key without characters above U+FFFF.
  */
-export class SortedKeys {
-  private sorted: string[] = [];
-  private pending = new Set<string>();
-  private removed = new Set<string>();
-  /** `pending` in order; undefined when it changed since the last listing. */
-  private pendingSorted?: string[] = [];
+export interface KeyOrder {
+  /** Negative when the key of `a` sorts before the key of `b`. */
+  compareIds(a: number, b: number): number;
+  /** Negative when the key of `id` sorts before `key`. */
+  compareKey(id: number, key: string): number;
+  keyStartsWith(id: number, prefix: string): boolean;
+}
 
-  /** Call when a key enters the bucket's map. */
-  add(key: string): void {
-    if (this.removed.delete(key)) return; // still in `sorted`
-    this.pending.add(key);
+export class SortedKeys {
+  private sorted: Int32Array = new Int32Array(0);
+  private pending: Int32Array = new Int32Array(16);
+  private pendingCount = 0;
+  private removed = new Set<number>();
+  /** `pending` less `removed`, in order; undefined when it changed since the last listing. */
+  private pendingSorted?: Int32Array = new Int32Array(0);
+
+  constructor(
+    private readonly order: KeyOrder,
+    /** Gives an id taken out for good back to the table. */
+    private readonly release: (id: number) => void,
+  ) {}
+
+  /** Call when a key enters the bucket (with its new id). */
+  add(id: number): void {
+    if (this.pendingCount === this.pending.length) {
+      const grown = new Int32Array(this.pending.length * 2);
+      grown.set(this.pending);
+      this.pending = grown;
+    }
+    this.pending[this.pendingCount++] = id;
     this.pendingSorted = undefined;
-    // A stream of fresh keys with no listing would leave every key in `pending`: a
-    // Set slot costs ~50 bytes, an array slot 8. Folding once pending passes
-    // FOLD_ON_ADD_FRACTION of the keys costs O(n) per n/8 inserts (8 copies a key).
-    if (this.pending.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_ON_ADD_FRACTION)) this.fold();
+    // A stream of fresh keys with no listing would keep every key pending, and the
+    // fold that follows would sort them all at once: folding once pending passes
+    // FOLD_ON_CHANGE_FRACTION of the keys costs O(n) per n/8 inserts.
+    if (this.pendingCount > Math.max(FOLD_MIN, this.sorted.length * FOLD_ON_CHANGE_FRACTION)) this.fold();
   }
 
-  /** Call when a key leaves the bucket's map. */
-  remove(key: string): void {
-    if (this.pending.delete(key)) {
-      this.pendingSorted = undefined;
-      return;
-    }
-    this.removed.add(key);
+  /** Call when a key leaves the bucket. */
+  remove(id: number): void {
+    this.removed.add(id);
+    this.pendingSorted = undefined;
+    // Removed ids hold their keys' bytes until a fold: bounded like pending ones.
+    if (this.removed.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_ON_CHANGE_FRACTION)) this.fold();
   }
 
   get size(): number {
-    return this.sorted.length + this.pending.size - this.removed.size;
+    return this.sorted.length + this.pendingCount - this.removed.size;
   }
 
-  /** Keys strictly after `after` (or from the start), beginning with `prefix`, in order. */
-  *from(prefix: string, after?: string): Generator<string> {
-    if (this.pending.size + this.removed.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_FRACTION)) this.fold();
-    const keys = this.sorted;
-    const extra = (this.pendingSorted ??= [...this.pending].sort(compare));
+  /** Ids of the keys strictly after `after` (or from the start), beginning with `prefix`, in order. */
+  *from(prefix: string, after?: string): Generator<number> {
+    if (this.pendingCount + this.removed.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_FRACTION)) this.fold();
+    const order = this.order;
+    const ids = this.sorted;
+    const extra = (this.pendingSorted ??= this.sortedPending());
     const removed = this.removed;
-    const start = after !== undefined && after >= prefix ? after : prefix;
     const skipStart = after !== undefined && after >= prefix;
-    let i = lowerBound(keys, start);
-    let j = lowerBound(extra, start);
+    const start = skipStart ? after : prefix;
+    let i = this.lowerBound(ids, start);
+    let j = this.lowerBound(extra, start);
     if (skipStart) {
-      if (keys[i] === start) i++;
-      if (extra[j] === start) j++;
+      if (i < ids.length && order.compareKey(ids[i]!, start) === 0) i++;
+      if (j < extra.length && order.compareKey(extra[j]!, start) === 0) j++;
     }
-    while (i < keys.length || j < extra.length) {
-      const k = j >= extra.length || (i < keys.length && keys[i]! < extra[j]!) ? keys[i++]! : extra[j++]!;
-      if (!k.startsWith(prefix)) return;
-      if (removed.size > 0 && removed.has(k)) continue;
-      yield k;
+    while (i < ids.length || j < extra.length) {
+      const id = j >= extra.length || (i < ids.length && order.compareIds(ids[i]!, extra[j]!) < 0) ? ids[i++]! : extra[j++]!;
+      if (removed.size > 0 && removed.has(id)) continue;
+      if (!order.keyStartsWith(id, prefix)) return;
+      yield id;
     }
   }
 
-  private fold(): void {
+  /** Merges the pending ids in and gives the removed ones back. */
+  fold(): void {
     const removed = this.removed;
-    const base = removed.size ? this.sorted.filter((k) => !removed.has(k)) : this.sorted;
-    const add = this.pendingSorted ?? [...this.pending].sort(compare);
-    this.sorted = add.length ? merge(base, add) : base;
-    this.pending = new Set();
+    let base = this.sorted;
+    if (removed.size > 0) base = base.filter((id) => !removed.has(id));
+    const add = this.pendingSorted ?? this.sortedPending();
+    this.sorted = add.length > 0 ? this.merge(base, add) : base;
+    for (const id of removed) this.release(id);
+    this.pending = new Int32Array(16);
+    this.pendingCount = 0;
     this.removed = new Set();
-    this.pendingSorted = [];
+    this.pendingSorted = new Int32Array(0);
+  }
+
+  private sortedPending(): Int32Array {
+    const removed = this.removed;
+    let ids = this.pending.slice(0, this.pendingCount);
+    if (removed.size > 0) ids = ids.filter((id) => !removed.has(id));
+    return ids.sort((a, b) => this.order.compareIds(a, b));
+  }
+
+  private lowerBound(a: Int32Array, key: string): number {
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.order.compareKey(a[mid]!, key) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private merge(a: Int32Array, b: Int32Array): Int32Array {
+    const order = this.order;
+    const out = new Int32Array(a.length + b.length);
+    let i = 0;
+    let j = 0;
+    let o = 0;
+    while (i < a.length && j < b.length) out[o++] = order.compareIds(a[i]!, b[j]!) <= 0 ? a[i++]! : b[j++]!;
+    while (i < a.length) out[o++] = a[i++]!;
+    while (j < b.length) out[o++] = b[j++]!;
+    return out;
   }
 }
 
 /** Changes (pending inserts and removals) a listing tolerates before folding them in: the larger of these. */
 const FOLD_MIN = 1024;
 const FOLD_FRACTION = 1 / 64;
-/** Pending inserts `add` lets build up, as a share of the sorted keys, before it folds them in (memory, see add). */
-const FOLD_ON_ADD_FRACTION = 1 / 8;
-
-const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
-function lowerBound(a: string[], x: string): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid]! < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function merge(a: string[], b: string[]): string[] {
-  const out = new Array<string>(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let o = 0;
-  while (i < a.length && j < b.length) out[o++] = a[i]! <= b[j]! ? a[i++]! : b[j++]!;
-  while (i < a.length) out[o++] = a[i++]!;
-  while (j < b.length) out[o++] = b[j++]!;
-  return out;
-}
+/** Pending inserts or removals `add` and `remove` let build up, as a share of the sorted keys, before folding them in. */
+const FOLD_ON_CHANGE_FRACTION = 1 / 8;

@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.ts";
-import type { DigestMember, StoredRecord } from "./record.ts";
+import type { StoredRecord } from "./record.ts";
 
 /**
  * What a Store is made with, and the constants of its memory budget (see
@@ -50,15 +50,16 @@ export interface StoreOptions {
    * Called whenever the record held for a key changes: a new key, one that wins the
    * merge order (a newer version, or the same version with contents that win, see
    * compareRecords), an expiry (same version, now a tombstone), or a purge
-   * (`sum` undefined). `id` is the key's recordId, built once per change; `held` is
-   * the key's entry, its `record` the one now held (for a purge, the one removed),
-   * the same entry for as long as the key is held; `sum` is the new record's
-   * recordSum (its share of the digest), computed once per change. The digest keeps
-   * the share it was told last for each entry, and XORs it out on the next change.
+   * (`sum` undefined). `id` is the key's recordId, built once per change; `member`
+   * is the key's number in the store (Store.recordAt reads what it holds now; for
+   * a purge, what is removed), the same number for as long as the key is held, and
+   * given to another key only after its purge; `sum` is the new record's recordSum
+   * (its share of the digest), computed once per change. The digest keeps the
+   * share it was told last for each member, and XORs it out on the next change.
    * The anti-entropy digest and the data dir are kept current through this. Must
    * not throw.
    */
-  onChange?: (id: string, held: DigestMember, sum: bigint | undefined) => void;
+  onChange?: (id: string, member: number, sum: bigint | undefined) => void;
 }
 
 /**
