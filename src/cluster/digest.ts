@@ -1,5 +1,5 @@
-import { recordId, recordSum, splitId, type RecordStamp, type StoredRecord } from "../core/record.ts";
-import { PARTITIONS, partitionOf } from "./placement.ts";
+import { recordId, recordSum, type RecordStamp, type StoredRecord } from "../core/record.ts";
+import { PARTITIONS, partitionOfId } from "./placement.ts";
 
 /**
  * The anti-entropy digest: a fingerprint of everything a node holds, cheap to
@@ -44,9 +44,9 @@ export const GROUPS = PARTITIONS;
 export const LEAVES = GROUPS * GROUP_SIZE;
 
 /** The leaf of a record: its key's partition, then 4 bits of its id's hash. */
-const leafOfKey = (id: string, key: string): number => partitionOf(key) * GROUP_SIZE + (Bun.hash.xxHash32(id) & (GROUP_SIZE - 1));
+const leafOfId = (id: string): number => partitionOfId(id) * GROUP_SIZE + (Bun.hash.xxHash32(id) & (GROUP_SIZE - 1));
 
-export const leafOf = (bucket: string, key: string): number => leafOfKey(recordId(bucket, key), key);
+export const leafOf = (bucket: string, key: string): number => leafOfId(recordId(bucket, key));
 
 /** The partition (group) a leaf belongs to. */
 export const partitionOfLeaf = (leaf: number): number => Math.floor(leaf / GROUP_SIZE);
@@ -107,7 +107,7 @@ export class Digest {
       this.leaves[leaf] = h;
     } else if (sum !== undefined) {
       if (member >= this.at.length) this.grow(member + 1);
-      const leaf = leafOfKey(id, splitId(id).key);
+      const leaf = leafOfId(id);
       let list = this.lists[leaf];
       let sums = this.sums[leaf];
       const n = this.sizes[leaf]!;

@@ -92,9 +92,21 @@ export class RecordTable {
     return this.flags.length;
   }
 
+  /** The key `find` hashed last, and its hash: a miss is mostly followed by the insert of that key. */
+  private hashedKey = "";
+  private hashedBucket = -1;
+  private hashed = 0;
+
+  private hashOf(bucket: number, key: string): number {
+    if (key === this.hashedKey && bucket === this.hashedBucket) return this.hashed;
+    this.hashedKey = key;
+    this.hashedBucket = bucket;
+    return (this.hashed = keyHash(bucket, key));
+  }
+
   /** The id of `key` in bucket number `bucket`, or NONE. */
   find(bucket: number, key: string): number {
-    const h = keyHash(bucket, key);
+    const h = this.hashOf(bucket, key);
     const slots = this.slots;
     for (let s = h & this.mask; ; s = (s + 1) & this.mask) {
       const v = slots[s]!;
@@ -110,7 +122,7 @@ export class RecordTable {
    */
   insert(bucket: number, key: string, value: string | null, bytes: boolean): number {
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.newId();
-    const h = keyHash(bucket, key);
+    const h = this.hashOf(bucket, key);
     this.flags[id] = USED | (isWide(key) ? KEY_WIDE : 0);
     this.bucketOf[id] = bucket;
     this.hash[id] = h;
@@ -239,12 +251,17 @@ export class RecordTable {
       }
       return n - m;
     }
-    // Both latin1: bytes compare as code units. Buffer.compare is one native call.
+    // Both latin1: bytes compare as code units. (A loop: Buffer#compare is a native
+    // call whose checks cost more than the few bytes keys usually share.)
     const pa = this.arena.pages[Math.floor(this.addr[a]! / PAGE_BYTES)]!;
     const pb = this.arena.pages[Math.floor(this.addr[b]! / PAGE_BYTES)]!;
     const oa = this.addr[a]! % PAGE_BYTES;
     const ob = this.addr[b]! % PAGE_BYTES;
-    return pa.compare(pb, ob, ob + m, oa, oa + n);
+    for (let i = 0; i < l; i++) {
+      const d = pa[oa + i]! - pb[ob + i]!;
+      if (d !== 0) return d;
+    }
+    return n - m;
   }
 
   /** Whether the key of `id` starts with `prefix`. */
