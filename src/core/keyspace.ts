@@ -74,13 +74,12 @@ export class Keyspace {
     let b = this.buckets.get(bucket);
     if (b === undefined) {
       const no = this.freeNumbers.length > 0 ? this.freeNumbers.pop()! : this.byNumber.length;
-      const table = this.table;
-      b = { name: bucket, no, keys: new SortedKeys(table, (id) => table.release(id)), count: 0, live: 0, bytes: 0 };
+      b = { name: bucket, no, keys: new SortedKeys(this.table), count: 0, live: 0, bytes: 0 };
       this.buckets.set(bucket, b);
       this.byNumber[no] = b;
     }
     const id = this.table.insert(b.no, key, value, bytes);
-    b.keys.add(id);
+    b.keys.add(id, key);
     b.count++;
     return id;
   }
@@ -88,11 +87,10 @@ export class Keyspace {
   /** Removes a key's record; its bytes and live count must have been taken off with `count` first. */
   remove(id: number): void {
     const b = this.byNumber[this.table.bucketOf[id]!]!;
+    b.keys.remove(id, this.table.key(id));
     this.table.remove(id);
-    b.keys.remove(id);
     if (--b.count === 0) {
-      // Nothing left: the fold gives its ids back, and the bucket's number is free.
-      b.keys.fold();
+      // Nothing left: the bucket's number is free.
       this.buckets.delete(b.name);
       this.byNumber[b.no] = undefined;
       this.freeNumbers.push(b.no);

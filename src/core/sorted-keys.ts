@@ -2,142 +2,141 @@
  * The keys of one bucket in sorted order, for paged listing, as record ids of the
  * table (table.ts) that holds their bytes: `KeyOrder` compares them.
  *
- * Keeping an array sorted on every insert costs O(n) per new key; sorting on every
- * list costs O(n log n) per page. Instead inserts go to an unsorted `pending` array
- * and removals to a `removed` set. A listing merges the sorted ids with the pending
- * ones (sorted once per change, O(p log p)) and skips the removed ones, so a page
- * costs O(p + page), not O(n): a full copy of a bucket that takes writes while it
- * is paged through is not quadratic. Once the changes pass FOLD_FRACTION of the
- * keys (or FOLD_MIN), a listing folds them in: O(n), paid once per n/64 changes.
- * Writes that replace the value of an existing key (the common case) touch nothing
- * here.
+ * The ids sit in blocks of at most BLOCK ids, each sorted, the blocks in order,
+ * with each block's first key kept as a string beside it. An insert finds its block
+ * by a binary search over those strings (native string compares), its place in the
+ * block by a binary search over the table's bytes, and shifts the rest of the block
+ * by one (a memmove of at most BLOCK ids); a full block splits in two. So an insert
+ * or a removal costs O(log n + BLOCK) and nothing ever waits on a sort or a merge of
+ * the whole bucket. (The structure this replaced kept one sorted array and folded
+ * new keys in by a merge: amortized alike, but a fold at a million keys stalled
+ * the event loop for up to ~600 ms once records left the JavaScript heap and their
+ * keys had to be compared from bytes.)
  *
- * A removed id stays in the arrays (its key still readable in the table, so the
- * order holds) until a fold takes it out and gives it back (`release`): the table
- * hands an id out again only then. A key removed and written again has a new id.
+ * Removal finds the id by its key, so the keyspace removes it here before the
+ * table lets the id go.
  *
  * Order is JavaScript string order (UTF-16 code units), which equals byte order for
  * every key without characters above U+FFFF.
  */
 export interface KeyOrder {
-  /** Negative when the key of `a` sorts before the key of `b`. */
-  compareIds(a: number, b: number): number;
   /** Negative when the key of `id` sorts before `key`. */
   compareKey(id: number, key: string): number;
   keyStartsWith(id: number, prefix: string): boolean;
+  key(id: number): string;
 }
 
+/** Ids per block at most: a block is an Int32Array of this size (2 KiB), three quarters full on average. */
+const BLOCK = 512;
+
 export class SortedKeys {
-  private sorted: Int32Array = new Int32Array(0);
-  private pending: Int32Array = new Int32Array(16);
-  private pendingCount = 0;
-  private removed = new Set<number>();
-  /** `pending` less `removed`, in order; undefined when it changed since the last listing. */
-  private pendingSorted?: Int32Array = new Int32Array(0);
+  private readonly blocks: Int32Array[] = [];
+  private readonly sizes: number[] = [];
+  /** The key of each block's first id. */
+  private readonly firsts: string[] = [];
+  private count = 0;
 
-  constructor(
-    private readonly order: KeyOrder,
-    /** Gives an id taken out for good back to the table. */
-    private readonly release: (id: number) => void,
-  ) {}
-
-  /** Call when a key enters the bucket (with its new id). */
-  add(id: number): void {
-    if (this.pendingCount === this.pending.length) {
-      const grown = new Int32Array(this.pending.length * 2);
-      grown.set(this.pending);
-      this.pending = grown;
-    }
-    this.pending[this.pendingCount++] = id;
-    this.pendingSorted = undefined;
-    // A stream of fresh keys with no listing would keep every key pending, and the
-    // fold that follows would sort them all at once: folding once pending passes
-    // FOLD_ON_CHANGE_FRACTION of the keys costs O(n) per n/8 inserts.
-    if (this.pendingCount > Math.max(FOLD_MIN, this.sorted.length * FOLD_ON_CHANGE_FRACTION)) this.fold();
-  }
-
-  /** Call when a key leaves the bucket. */
-  remove(id: number): void {
-    this.removed.add(id);
-    this.pendingSorted = undefined;
-    // Removed ids hold their keys' bytes until a fold: bounded like pending ones.
-    if (this.removed.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_ON_CHANGE_FRACTION)) this.fold();
-  }
+  constructor(private readonly order: KeyOrder) {}
 
   get size(): number {
-    return this.sorted.length + this.pendingCount - this.removed.size;
+    return this.count;
+  }
+
+  /** Call when `key` enters the bucket, with its new id. */
+  add(id: number, key: string): void {
+    this.count++;
+    if (this.blocks.length === 0) {
+      const block = new Int32Array(BLOCK);
+      block[0] = id;
+      this.blocks.push(block);
+      this.sizes.push(1);
+      this.firsts.push(key);
+      return;
+    }
+    const b = Math.max(0, this.blockOf(key));
+    const block = this.blocks[b]!;
+    const size = this.sizes[b]!;
+    const at = this.placeIn(block, size, key);
+    block.copyWithin(at + 1, at, size);
+    block[at] = id;
+    this.sizes[b] = size + 1;
+    if (at === 0) this.firsts[b] = key;
+    if (size + 1 === BLOCK) this.split(b);
+  }
+
+  /** Call when `key` leaves the bucket, before its id goes back to the table. */
+  remove(id: number, key: string): void {
+    const b = this.blockOf(key);
+    if (b < 0) return;
+    const block = this.blocks[b]!;
+    const size = this.sizes[b]!;
+    const at = this.placeIn(block, size, key);
+    if (at >= size || block[at] !== id) return;
+    block.copyWithin(at, at + 1, size);
+    this.count--;
+    if (size === 1) {
+      this.blocks.splice(b, 1);
+      this.sizes.splice(b, 1);
+      this.firsts.splice(b, 1);
+      return;
+    }
+    this.sizes[b] = size - 1;
+    if (at === 0) this.firsts[b] = this.order.key(block[0]!);
   }
 
   /** Ids of the keys strictly after `after` (or from the start), beginning with `prefix`, in order. */
   *from(prefix: string, after?: string): Generator<number> {
-    if (this.pendingCount + this.removed.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_FRACTION)) this.fold();
-    const order = this.order;
-    const ids = this.sorted;
-    const extra = (this.pendingSorted ??= this.sortedPending());
-    const removed = this.removed;
     const skipStart = after !== undefined && after >= prefix;
     const start = skipStart ? after : prefix;
-    let i = this.lowerBound(ids, start);
-    let j = this.lowerBound(extra, start);
-    if (skipStart) {
-      if (i < ids.length && order.compareKey(ids[i]!, start) === 0) i++;
-      if (j < extra.length && order.compareKey(extra[j]!, start) === 0) j++;
+    let b = Math.max(0, this.blockOf(start));
+    if (b >= this.blocks.length) return;
+    let i = this.placeIn(this.blocks[b]!, this.sizes[b]!, start);
+    // Only the first place can hold `start` itself: the next block's first key is past it.
+    if (skipStart && i < this.sizes[b]! && this.order.compareKey(this.blocks[b]![i]!, start) === 0) i++;
+    for (; b < this.blocks.length; b++, i = 0) {
+      const block = this.blocks[b]!;
+      const size = this.sizes[b]!;
+      for (; i < size; i++) {
+        const id = block[i]!;
+        if (!this.order.keyStartsWith(id, prefix)) return;
+        yield id;
+      }
     }
-    while (i < ids.length || j < extra.length) {
-      const id = j >= extra.length || (i < ids.length && order.compareIds(ids[i]!, extra[j]!) < 0) ? ids[i++]! : extra[j++]!;
-      if (removed.size > 0 && removed.has(id)) continue;
-      if (!order.keyStartsWith(id, prefix)) return;
-      yield id;
-    }
   }
 
-  /** Merges the pending ids in and gives the removed ones back. */
-  fold(): void {
-    const removed = this.removed;
-    let base = this.sorted;
-    if (removed.size > 0) base = base.filter((id) => !removed.has(id));
-    const add = this.pendingSorted ?? this.sortedPending();
-    this.sorted = add.length > 0 ? this.merge(base, add) : base;
-    for (const id of removed) this.release(id);
-    this.pending = new Int32Array(16);
-    this.pendingCount = 0;
-    this.removed = new Set();
-    this.pendingSorted = new Int32Array(0);
-  }
-
-  private sortedPending(): Int32Array {
-    const removed = this.removed;
-    let ids = this.pending.slice(0, this.pendingCount);
-    if (removed.size > 0) ids = ids.filter((id) => !removed.has(id));
-    return ids.sort((a, b) => this.order.compareIds(a, b));
-  }
-
-  private lowerBound(a: Int32Array, key: string): number {
+  /** The last block whose first key is <= `key`; -1 when `key` sorts before every block. */
+  private blockOf(key: string): number {
+    const firsts = this.firsts;
     let lo = 0;
-    let hi = a.length;
+    let hi = firsts.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.order.compareKey(a[mid]!, key) < 0) lo = mid + 1;
+      if (firsts[mid]! <= key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
+  }
+
+  /** The first place in `block` whose key is >= `key`. */
+  private placeIn(block: Int32Array, size: number, key: string): number {
+    let lo = 0;
+    let hi = size;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.order.compareKey(block[mid]!, key) < 0) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
-  private merge(a: Int32Array, b: Int32Array): Int32Array {
-    const order = this.order;
-    const out = new Int32Array(a.length + b.length);
-    let i = 0;
-    let j = 0;
-    let o = 0;
-    while (i < a.length && j < b.length) out[o++] = order.compareIds(a[i]!, b[j]!) <= 0 ? a[i++]! : b[j++]!;
-    while (i < a.length) out[o++] = a[i++]!;
-    while (j < b.length) out[o++] = b[j++]!;
-    return out;
+  private split(b: number): void {
+    const block = this.blocks[b]!;
+    const half = BLOCK >>> 1;
+    const upper = new Int32Array(BLOCK);
+    upper.set(block.subarray(half, BLOCK));
+    this.sizes[b] = half;
+    this.blocks.splice(b + 1, 0, upper);
+    this.sizes.splice(b + 1, 0, BLOCK - half);
+    this.firsts.splice(b + 1, 0, this.order.key(upper[0]!));
   }
 }
-
-/** Changes (pending inserts and removals) a listing tolerates before folding them in: the larger of these. */
-const FOLD_MIN = 1024;
-const FOLD_FRACTION = 1 / 64;
-/** Pending inserts or removals `add` and `remove` let build up, as a share of the sorted keys, before folding them in. */
-const FOLD_ON_CHANGE_FRACTION = 1 / 8;

@@ -21,9 +21,8 @@ import { Arena, GRAIN, MAX_CHUNK_BYTES, PAGE_BYTES, isWide } from "./arena.ts";
  *   0 is empty), hashed by (bucket number, key code units) with a per-process seed,
  *   and removal by backward shift (no deleted markers to pile up). It is kept at
  *   most half full.
- * - **Ids** are reused: `remove` takes a key out of the index and frees its value,
- *   but its key stays readable until `release`, since a bucket's key order
- *   (sorted-keys.ts) may still compare against it until its next fold.
+ * - **Ids** are reused: `remove` takes a key out of the index, frees its bytes and
+ *   gives its id back for the next insert.
  *
  * The columns are public and replaced when they grow: read them through the table
  * (`table.wallMs[id]`), never keep one.
@@ -92,7 +91,7 @@ export class RecordTable {
     return this.flags.length;
   }
 
-  /** The key `find` hashed last, and its hash: a miss is mostly followed by the insert of that key. */
+  /** The key hashed last, and its hash (a pure function of the two): a miss is mostly followed by the insert of that key. */
   private hashedKey = "";
   private hashedBucket = -1;
   private hashed = 0;
@@ -147,10 +146,7 @@ export class RecordTable {
     this.place(id, undefined, value, bytes);
   }
 
-  /**
-   * Takes the key out of the index and frees its value; the key stays readable (for
-   * key order) until `release` gives the id back.
-   */
+  /** Takes the key out of the index and frees its bytes; the id may be handed out again. */
   remove(id: number): void {
     let s = this.hash[id]! & this.mask;
     while (this.slots[s] !== id + 1) s = (s + 1) & this.mask;
@@ -165,16 +161,12 @@ export class RecordTable {
     }
     this.slots[s] = 0;
     this.count--;
-    this.setValue(id, null, false);
-    this.flags[id] = this.flags[id]! & ~(USED | LINKED);
-  }
-
-  /** Gives back an id `remove`d: its key goes, and the id may be handed out again. */
-  release(id: number): void {
+    if (this.flags[id]! & VALUE_BIG) this.big.delete(id);
     const chunk = this.chunkOf(id);
     if (chunk > 0) this.arena.release(this.addr[id]!, chunk);
     this.addr[id] = -1;
     this.keyBytes[id] = 0;
+    this.valueBytes[id] = 0;
     this.flags[id] = 0;
     this.freeIds.push(id);
   }
@@ -237,31 +229,6 @@ export class RecordTable {
       if (d !== 0) return d;
     }
     return n - key.length;
-  }
-
-  /** Compares the keys of two ids as strings compare. */
-  compareIds(a: number, b: number): number {
-    const n = this.keyLength(a);
-    const m = this.keyLength(b);
-    const l = Math.min(n, m);
-    if ((this.flags[a]! | this.flags[b]!) & KEY_WIDE) {
-      for (let i = 0; i < l; i++) {
-        const d = this.keyCodeAt(a, i) - this.keyCodeAt(b, i);
-        if (d !== 0) return d;
-      }
-      return n - m;
-    }
-    // Both latin1: bytes compare as code units. (A loop: Buffer#compare is a native
-    // call whose checks cost more than the few bytes keys usually share.)
-    const pa = this.arena.pages[Math.floor(this.addr[a]! / PAGE_BYTES)]!;
-    const pb = this.arena.pages[Math.floor(this.addr[b]! / PAGE_BYTES)]!;
-    const oa = this.addr[a]! % PAGE_BYTES;
-    const ob = this.addr[b]! % PAGE_BYTES;
-    for (let i = 0; i < l; i++) {
-      const d = pa[oa + i]! - pb[ob + i]!;
-      if (d !== 0) return d;
-    }
-    return n - m;
   }
 
   /** Whether the key of `id` starts with `prefix`. */

@@ -5,24 +5,23 @@ import { rng } from "../support/http.ts";
 
 /**
  * SortedKeys as the keyspace drives it: a key enters the table and then the order
- * (by its id), leaves the table and then the order, and a fold gives its id back
- * to the table, which hands it to the next key. So ids are reused under the
- * order's feet, as in a store, and every listing is read back as keys.
+ * (by its id), and leaves the order and then the table, which hands its id to the
+ * next key. So ids are reused, as in a store, and every listing is read back as keys.
  */
 class Keys {
   readonly table = new RecordTable();
-  private readonly order = new SortedKeys(this.table, (id) => this.table.release(id));
+  private readonly order = new SortedKeys(this.table);
 
   add(key: string): void {
     expect(this.table.find(0, key)).toBe(NONE);
-    this.order.add(this.table.insert(0, key, null, false));
+    this.order.add(this.table.insert(0, key, null, false), key);
   }
 
   remove(key: string): void {
     const id = this.table.find(0, key);
     expect(id).not.toBe(NONE);
+    this.order.remove(id, key);
     this.table.remove(id);
-    this.order.remove(id);
   }
 
   get size(): number {
@@ -121,7 +120,7 @@ describe("SortedKeys", () => {
     }
   });
 
-  test("paging while keys arrive and leave: pending changes are merged into pages, and folded past the threshold", () => {
+  test("paging while keys arrive and leave, over many blocks", () => {
     const next = rng(7);
     const keys = new Keys();
     const model = new Set<string>();
@@ -146,5 +145,26 @@ describe("SortedKeys", () => {
       after = got.length === 50 ? got[49] : undefined;
     }
     expect([...keys.from("")]).toEqual([...model].sort());
+  });
+
+  test("blocks split as they fill and go as they empty: a large bucket against the model, in bulk", () => {
+    const next = rng(31);
+    const keys = new Keys();
+    const model = new Set<string>();
+    // Rising keys (each lands at the end of the last block), then random ones, then most removed.
+    for (let i = 0; i < 3000; i++) (keys.add(`r${String(i).padStart(5, "0")}`), model.add(`r${String(i).padStart(5, "0")}`));
+    for (let i = 0; i < 5000; i++) {
+      const k = `k${Math.floor(next() * 1e6)}`;
+      if (!model.has(k)) (keys.add(k), model.add(k));
+    }
+    expect([...keys.from("")]).toEqual([...model].sort());
+    const all = [...model];
+    for (let i = 0; i < all.length; i++) if (i % 10 !== 0) (keys.remove(all[i]!), model.delete(all[i]!));
+    expect([...keys.from("")]).toEqual([...model].sort());
+    expect([...keys.from("r0", "r00100")]).toEqual(modelFrom(model, "r0", "r00100"));
+    expect(keys.size).toBe(model.size);
+    for (const k of [...model]) (keys.remove(k), model.delete(k));
+    expect([...keys.from("")]).toEqual([]);
+    expect(keys.size).toBe(0);
   });
 });

@@ -45,11 +45,10 @@ describe("RecordTable", () => {
     }
   });
 
-  test("against a Map: inserts, value changes and removals with ids given back and reused, across index growth", () => {
+  test("against a Map: inserts, value changes and removals with ids reused, across index growth", () => {
     const next = rng(99);
     const t = new RecordTable();
     const model = new Map<string, { id: number; value: string | null }>();
-    const limbo: number[] = [];
     for (let step = 0; step < 30_000; step++) {
       const k = `k${Math.floor(next() * 5000)}`;
       const roll = next();
@@ -62,11 +61,8 @@ describe("RecordTable", () => {
         t.setValue(held.id, held.value, false);
       } else {
         t.remove(held.id);
-        limbo.push(held.id);
         model.delete(k);
       }
-      // Ids come back as a fold would give them: some time after their removal.
-      if (limbo.length > 50) for (const id of limbo.splice(0, 25)) t.release(id);
       if (step % 1000 === 0) {
         for (const [key, { id, value }] of model) {
           expect(t.find(1, key)).toBe(id);
@@ -84,10 +80,7 @@ describe("RecordTable", () => {
       fc.property(text, text, text, (a, b, prefix) => {
         const t = new RecordTable();
         const ia = t.insert(0, a, null, false);
-        const ib = a === b ? ia : t.insert(0, b, null, false);
-        const sign = (n: number) => Math.sign(n);
-        expect(sign(t.compareIds(ia, ib))).toBe(a < b ? -1 : a > b ? 1 : 0);
-        expect(sign(t.compareKey(ia, b))).toBe(a < b ? -1 : a > b ? 1 : 0);
+        expect(Math.sign(t.compareKey(ia, b))).toBe(a < b ? -1 : a > b ? 1 : 0);
         expect(t.keyStartsWith(ia, prefix)).toBe(a.startsWith(prefix));
       }),
       { numRuns: 2000 },
