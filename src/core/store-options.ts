@@ -64,17 +64,19 @@ export interface StoreOptions {
 
 /**
  * Estimated bytes of bookkeeping per record, on top of the key and value
- * characters: the key and value strings' own headers, the bucket's map slot and
- * key order, the entry (core/entry.ts: the record's fields and its version as
- * numbers), and the digest's index and share. Measured on Bun 1.4 at a million
- * keys (bench/memory-record.ts --distinct, RSS in process after a full GC): 431
- * bytes per record of a 10-character key and a 100-character value, 321 beyond
- * the characters; 358 under `lru` (the LRU links). Was 512, for the ~550 bytes of
- * the record object and version string an entry held before issue 13. An
- * estimate, not a measurement: docs/operations.md says what `--max-memory` covers
- * and what stays outside it.
+ * characters: the record table's columns and index slot (core/table.ts), the
+ * arena chunk's rounding, the key order's slot and the digest's index and share.
+ * Measured on Bun 1.4 at a million keys (bench/memory-record.ts --distinct, RSS in
+ * process after a full GC): 247 bytes per record of a 10-character key and a
+ * 100-character value, 137 beyond the characters, under either eviction policy
+ * (the LRU links are columns every record has). 160 leaves room for the arena's
+ * free chunks under churn and the columns' growth. Was 384 while records were
+ * JavaScript objects and strings (431 bytes a record), 512 before issue 13. An
+ * estimate, not a measurement: wide characters (above U+00FF) take two bytes each
+ * in the arena, and docs/operations.md says what `--max-memory` covers and what
+ * stays outside it.
  */
-export const ENTRY_OVERHEAD_BYTES = 384;
+export const ENTRY_OVERHEAD_BYTES = 160;
 
 /**
  * Estimated bytes of one cached view (see getView) beyond its record's key and
