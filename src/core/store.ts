@@ -104,11 +104,7 @@ export class Store {
     return view;
   }
 
-  /**
-   * The record a member (the `member` onChange was given) holds: for the digest's
-   * listings and the data dir. Valid while the member holds its key, and during
-   * the onChange of its purge.
-   */
+  /** What a member (as onChange gave it) holds: while it holds its key, and during its purge's onChange. */
   recordAt(member: number): StoredRecord {
     return this.keyspace.record(member);
   }
@@ -155,6 +151,8 @@ export class Store {
   get accountedBytes(): number { return this.used + this.views.bytes; }
   get tombstonesPurgedStable(): number { return this.purgedStable; }
   get tombstonesPurgedEarly(): number { return this.purgedEarly; }
+  /** What the record table takes in fact (not an estimate: see RecordTable.bytes), and its arena's free chunks. */
+  get tableBytes(): { bytes: number; free: number } { return { bytes: this.table.bytes, free: this.table.freeBytes }; }
 
   /**
    * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when

@@ -238,7 +238,12 @@ export class RecordTable {
     return true;
   }
 
-  /** Bytes the table holds: the arena's pages, the strings kept aside, the index and the columns. */
+  /** Bytes of the arena's free chunks (see Arena.freeBytes). */
+  get freeBytes(): number {
+    return this.arena.freeBytes;
+  }
+
+  /** Bytes the table holds: the arena's pages, the strings kept aside (two bytes a character, at most), the index and the columns. */
   get bytes(): number {
     let big = 0;
     for (const v of this.big.values()) big += 2 * v.length;
