@@ -212,20 +212,28 @@ export class RecordTable {
     return f & VALUE_WIDE ? this.valueBytes[id]! / 2 : this.valueBytes[id]!;
   }
 
-  /** The key's code unit at `i` (below keyLength). */
-  keyCodeAt(id: number, i: number): number {
+  /**
+   * Compares the key of `id` with `key` as strings compare (UTF-16 code units):
+   * negative when it sorts first. The key order's binary searches call this ~10
+   * times per insert, so the page and offset are read once, not per character.
+   */
+  compareKey(id: number, key: string): number {
     const a = this.addr[id]!;
     const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
     const at = a % PAGE_BYTES;
-    return this.flags[id]! & KEY_WIDE ? page[at + 2 * i]! | (page[at + 2 * i + 1]! << 8) : page[at + i]!;
-  }
-
-  /** Compares the key of `id` with `key` as strings compare (UTF-16 code units): negative when it sorts first. */
-  compareKey(id: number, key: string): number {
-    const n = this.keyLength(id);
+    if (this.flags[id]! & KEY_WIDE) {
+      const n = this.keyBytes[id]! / 2;
+      const m = Math.min(n, key.length);
+      for (let i = 0; i < m; i++) {
+        const d = (page[at + 2 * i]! | (page[at + 2 * i + 1]! << 8)) - key.charCodeAt(i);
+        if (d !== 0) return d;
+      }
+      return n - key.length;
+    }
+    const n = this.keyBytes[id]!;
     const m = Math.min(n, key.length);
     for (let i = 0; i < m; i++) {
-      const d = this.keyCodeAt(id, i) - key.charCodeAt(i);
+      const d = page[at + i]! - key.charCodeAt(i);
       if (d !== 0) return d;
     }
     return n - key.length;
@@ -234,7 +242,14 @@ export class RecordTable {
   /** Whether the key of `id` starts with `prefix`. */
   keyStartsWith(id: number, prefix: string): boolean {
     if (this.keyLength(id) < prefix.length) return false;
-    for (let i = 0; i < prefix.length; i++) if (this.keyCodeAt(id, i) !== prefix.charCodeAt(i)) return false;
+    const a = this.addr[id]!;
+    const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
+    const at = a % PAGE_BYTES;
+    if (this.flags[id]! & KEY_WIDE) {
+      for (let i = 0; i < prefix.length; i++) if ((page[at + 2 * i]! | (page[at + 2 * i + 1]! << 8)) !== prefix.charCodeAt(i)) return false;
+    } else {
+      for (let i = 0; i < prefix.length; i++) if (page[at + i] !== prefix.charCodeAt(i)) return false;
+    }
     return true;
   }
 
