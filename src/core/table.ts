@@ -253,6 +253,11 @@ export class RecordTable {
     return true;
   }
 
+  /** Bytes of the arena's pages (keys and values, and room freed for reuse). */
+  get pageBytes(): number {
+    return this.arena.bytes;
+  }
+
   /** Bytes of the arena's free chunks (see Arena.freeBytes). */
   get freeBytes(): number {
     return this.arena.freeBytes;
@@ -262,7 +267,7 @@ export class RecordTable {
   get bytes(): number {
     let big = 0;
     for (const v of this.big.values()) big += 2 * v.length;
-    return this.arena.bytes + big + this.slots.byteLength + this.capacity * COLUMN_BYTES;
+    return this.pageBytes + big + this.slots.byteLength + this.capacity * COLUMN_BYTES;
   }
 
   private keyIs(id: number, key: string): boolean {
