@@ -11,12 +11,19 @@
  * number. Freed chunks go to a free list of their exact size (a multiple of GRAIN)
  * and the next chunk of that size takes one: values of a key are usually of one
  * size, so an overwrite in place or a delete followed by an insert reuses the room.
- * Nothing is compacted; the free bytes are counted (`freeBytes`) for the metrics.
+ * Sizes that drift (a growing document, a reload with other data) leave chunks no
+ * one asks for again: the record table then moves every record into a new arena
+ * (RecordTable.compact) once the free bytes pass half the pages, so the pages stay
+ * within twice what is held (and COMPACT_MIN_FREE_BYTES).
  */
 export const PAGE_BYTES = 1 << 20;
 /** Chunk sizes are multiples of this. */
 export const GRAIN = 16;
-/** The largest chunk: a key of the largest size allowed, wide (KEY_BYTES_CEILING × 2). */
+/**
+ * The largest chunk: a quarter page, so a page's unused end is at most that. A key
+ * of the largest size allowed (KEY_BYTES_CEILING, 64 KiB, UTF-8; at most 128 KiB as
+ * UTF-16 code units) and a value of up to CHUNK_VALUE_BYTES (table.ts) fit.
+ */
 export const MAX_CHUNK_BYTES = PAGE_BYTES / 4;
 
 /**

@@ -156,9 +156,8 @@ export class Keyspace {
    * included, in (bucket, key) order: the full-copy page of anti-entropy, and (with
    * `only`) the page a cluster-wide listing asks each node for: only the keys of
    * `only.bucket`, and of those only the ones starting with `only.prefix`. Each call
-   * costs O(buckets log buckets + limit), plus the keys added or removed since the
-   * bucket's key order was last folded (see SortedKeys): not O(keys), even while
-   * writes arrive between pages.
+   * costs O(buckets log buckets + limit + log keys) (see SortedKeys): not O(keys),
+   * even while writes arrive between pages.
    */
   scan(after: ScanCursor | undefined, limit: number, only?: { bucket: string; prefix?: string }): StoredRecord[] {
     const out: StoredRecord[] = [];

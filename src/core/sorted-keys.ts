@@ -82,6 +82,28 @@ export class SortedKeys {
     }
     this.sizes[b] = size - 1;
     if (at === 0) this.firsts[b] = this.order.key(block[0]!);
+    // A block gone sparse joins a neighbour, so a bucket thinned out (one key kept in
+    // hundreds) does not keep a 2 KiB block per key.
+    if (size - 1 < BLOCK / 8) {
+      if (b + 1 < this.blocks.length && size - 1 + this.sizes[b + 1]! <= BLOCK / 2) this.join(b);
+      else if (b > 0 && size - 1 + this.sizes[b - 1]! <= BLOCK / 2) this.join(b - 1);
+    }
+  }
+
+  /** Moves block b + 1's ids to the end of block b, and drops block b + 1. */
+  private join(b: number): void {
+    const size = this.sizes[b]!;
+    const next = this.sizes[b + 1]!;
+    this.blocks[b]!.set(this.blocks[b + 1]!.subarray(0, next), size);
+    this.sizes[b] = size + next;
+    this.blocks.splice(b + 1, 1);
+    this.sizes.splice(b + 1, 1);
+    this.firsts.splice(b + 1, 1);
+  }
+
+  /** Blocks in use (for the tests: a thinned bucket keeps few). */
+  get blockCount(): number {
+    return this.blocks.length;
   }
 
   /** Ids of the keys strictly after `after` (or from the start), beginning with `prefix`, in order. */

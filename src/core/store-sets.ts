@@ -57,10 +57,10 @@ interface CachedView {
 }
 
 /**
- * The entries that hold a cached view, oldest view first, and their total bytes.
- * The views sit in a map of their own, not in a field of the entry: an entry
- * without one (most, in a large store) then pays nothing for it, and the entry
- * stays at 4 fields (48 bytes, see StoreEntry). The order is a queue with lazy
+ * The records (ids) that hold a cached view, oldest view first, and their total
+ * bytes. The views sit in a map of their own: a record without one (most, in a
+ * large store) pays nothing for it (the record table has no column for views).
+ * The order is a queue with lazy
  * deletion: a view dropped out of turn (its record changed) leaves a stale slot,
  * skipped when it reaches the head; the queue is compacted when stale slots
  * outnumber the views, so every operation is O(1) amortized.

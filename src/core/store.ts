@@ -247,7 +247,7 @@ export class Store {
     const id = this.keyspace.get(bucket, key);
     if (id === NONE || compareVersionOf(this.table.wallMs[id]!, this.table.stamp[id]!, version) !== 0) return false;
     if (this.table.hasValue(id)) this.expireToTombstone(id);
-    this.purge(id);
+    if (this.table.isHeld(id)) this.purge(id); // the tombstone cap may have purged it already
     return true;
   }
 

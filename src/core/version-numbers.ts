@@ -88,8 +88,8 @@ function nameNumber(name: string): number {
 }
 
 /** The node name `readVersion` read last, and its number. */
-let lastName = "\u0000";
-let lastNumber = 0;
+let lastName = "";
+let lastNumber = -1;
 
 /** The wall-clock prefix last formatted (`version`): writes of one millisecond share it. */
 let prefixOf = -1;
@@ -128,7 +128,7 @@ function readVersion(v: string): boolean {
   }
   // Most versions a node reads are its own or a few peers': the last name read is
   // matched in place, without slicing it out and looking it up.
-  const node = v.length - at === lastName.length && v.endsWith(lastName) ? lastNumber : nameNumber((lastName = v.slice(at)));
+  const node = lastNumber >= 0 && v.length - at === lastName.length && v.endsWith(lastName) ? lastNumber : nameNumber((lastName = v.slice(at)));
   lastNumber = node;
   if (node >= NODE_SPAN) return false;
   readWall = wall;

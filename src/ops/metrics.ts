@@ -114,7 +114,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     set(src.store.tombstonesPurgedStable),
   );
   gauge("store_max_bytes", "The data budget, --max-memory (0 = unlimited).", [], (g) => g.set(src.maxMemoryBytes));
-  gauge("store_table_bytes", "Bytes the record table takes (its arena pages of keys and values, its index and columns): measured, not estimated.", [], (g) =>
+  gauge("store_table_bytes", "Bytes the record table takes: its arena pages of keys and values, its index and columns (values over 16 KiB counted at 2 bytes a character; the key order and the digest not counted).", [], (g) =>
     g.set(src.store.tableBytes.bytes),
   );
   gauge("store_arena_free_bytes", "Bytes of the arena's pages freed by deletes and value size changes, kept for the next chunk of their size.", [], (g) =>

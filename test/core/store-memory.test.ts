@@ -236,6 +236,23 @@ describe("noeviction", () => {
   });
 });
 
+describe("retract under a tiny budget", () => {
+  test("a retracted record whose tombstone the cap purges at once is purged once: the books stay right and nothing throws", () => {
+    const { store, write, clock } = setup({ max: 1000, eviction: "noeviction" });
+    for (let i = 0; i < 3; i++) write(key(i), "v");
+    // A key whose tombstone alone is past half the budget: expiring it to a tombstone makes the cap purge it.
+    const big = "k".repeat(600);
+    const version = clock.now();
+    store.apply({ bucket: "b", key: big, value: "x", version });
+    expect(store.retract("b", big, version)).toBe(true);
+    expect(store.getRecord("b", big)).toBeUndefined();
+    expect(store.tombstoneCount).toBe(0);
+    expect(store.tombstoneBytes).toBe(0);
+    expect(store.usedBytes).toBe(3 * (ENTRY_OVERHEAD_BYTES + key(0).length + 1));
+    expect(store.recordCount).toBe(3);
+  });
+});
+
 describe("a node alone under --max-memory and lru", () => {
   test("a stream of fresh keys leaves no tombstones behind, and /metrics reports the budget's parts", async () => {
     const node = track(createNode({ name: "alone", port: 0, maxMemoryBytes: 100_000, eviction: "lru" }));

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { CHUNK_VALUE_BYTES, NONE, RecordTable } from "../../src/core/table.ts";
+import { PAGE_BYTES } from "../../src/core/arena.ts";
 import { rng } from "../support/http.ts";
 
 /** Strings of every kind the table must give back exactly: latin1, wide, lone surrogates, astral, empty. */
@@ -102,5 +103,36 @@ describe("RecordTable", () => {
     expect(held).toBeGreaterThan(500_000);
     expect(pages).toBeLessThan(4 * held + 1024 * 1024);
     expect(t.freeBytes).toBeLessThan(pages);
+  });
+
+  test("sizes that drift leave no unbounded waste: the arena is compacted, and every record reads back the same", () => {
+    const t = new RecordTable(PAGE_BYTES); // compacts past 1 MiB free (16 MiB in a node)
+    const ids = Array.from({ length: 2000 }, (_, i) => t.insert(0, `key-${i}`, "", false));
+    let compacted = 0;
+    let lastPages = 0;
+    // Each round every value grows by 16 bytes: every chunk freed is of a size no one asks for again.
+    for (let round = 1; round <= 40; round++) {
+      for (const id of ids) t.setValue(id, `${round}:`.padEnd(200 + 16 * round, "v"), false);
+      if (t.pageBytes < lastPages) compacted++;
+      lastPages = t.pageBytes;
+      let held = 0;
+      for (const id of ids) held += t.keyLength(id) + t.valueLength(id);
+      expect(t.pageBytes).toBeLessThanOrEqual(2 * held + 3 * PAGE_BYTES);
+    }
+    expect(compacted).toBeGreaterThan(0);
+    ids.forEach((id, i) => {
+      expect(t.key(id)).toBe(`key-${i}`);
+      expect(t.value(id)).toBe("40:".padEnd(200 + 16 * 40, "v"));
+      expect(t.find(0, `key-${i}`)).toBe(id);
+    });
+  });
+
+  test("a key past a chunk is refused before anything changes", () => {
+    const t = new RecordTable();
+    const id = t.insert(0, "a", "x", false);
+    expect(() => t.insert(0, "k".repeat(130_000), "v", false)).toThrow(RangeError);
+    expect(t.size).toBe(1);
+    expect(t.find(0, "a")).toBe(id);
+    expect(t.insert(0, "b", "y", false)).toBe(id + 1); // no id was taken by the refused insert
   });
 });
