@@ -1,4 +1,5 @@
 import { Arena, MAX_CHUNK_BYTES, PAGE_BYTES, isWide } from "./arena.ts";
+import { compareUnits, keyHash } from "./key-bytes.ts";
 
 /**
  * Every record the Store holds, as numbers in typed arrays and bytes in an arena:
@@ -46,19 +47,6 @@ export const LINKED = 64;
 export const CHUNK_VALUE_BYTES = 16 * 1024;
 /** Free chunks below this never make the table compact its arena (see compactIfWasteful). */
 export const COMPACT_MIN_FREE_BYTES = 16 * 1024 * 1024;
-
-const SEED = (Math.random() * 0x1_0000_0000) >>> 0;
-
-/** The hash of a key in a bucket: FNV-1a over its code units, seeded, then mixed (murmur3's finalizer). */
-export function keyHash(bucket: number, key: string): number {
-  let h = (SEED ^ Math.imul(bucket + 1, 0x9e3779b1)) >>> 0;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 export class RecordTable {
   private arena = new Arena();
@@ -253,42 +241,19 @@ export class RecordTable {
   /**
    * Compares the key of `id` with `key` as strings compare (UTF-16 code units):
    * negative when it sorts first. The key order's binary searches call this ~10
-   * times per insert, so the page and offset are read once, not per character.
+   * times per insert.
    */
   compareKey(id: number, key: string): number {
     const a = this.addr[id]!;
-    const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
-    const at = a % PAGE_BYTES;
-    if (this.flags[id]! & KEY_WIDE) {
-      const n = this.keyBytes[id]! / 2;
-      const m = Math.min(n, key.length);
-      for (let i = 0; i < m; i++) {
-        const d = (page[at + 2 * i]! | (page[at + 2 * i + 1]! << 8)) - key.charCodeAt(i);
-        if (d !== 0) return d;
-      }
-      return n - key.length;
-    }
-    const n = this.keyBytes[id]!;
-    const m = Math.min(n, key.length);
-    for (let i = 0; i < m; i++) {
-      const d = page[at + i]! - key.charCodeAt(i);
-      if (d !== 0) return d;
-    }
-    return n - key.length;
+    return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, this.keyLength(id), key);
   }
 
   /** Whether the key of `id` starts with `prefix`. */
   keyStartsWith(id: number, prefix: string): boolean {
-    if (this.keyLength(id) < prefix.length) return false;
+    const n = this.keyLength(id);
+    if (n < prefix.length) return false;
     const a = this.addr[id]!;
-    const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
-    const at = a % PAGE_BYTES;
-    if (this.flags[id]! & KEY_WIDE) {
-      for (let i = 0; i < prefix.length; i++) if ((page[at + 2 * i]! | (page[at + 2 * i + 1]! << 8)) !== prefix.charCodeAt(i)) return false;
-    } else {
-      for (let i = 0; i < prefix.length; i++) if (page[at + i] !== prefix.charCodeAt(i)) return false;
-    }
-    return true;
+    return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, prefix.length, prefix) === 0;
   }
 
   /** Bytes of the arena's pages (keys and values, and room freed for reuse). */
@@ -309,16 +274,10 @@ export class RecordTable {
   }
 
   private keyIs(id: number, key: string): boolean {
-    if (this.keyLength(id) !== key.length) return false;
+    const n = this.keyLength(id);
+    if (n !== key.length) return false;
     const a = this.addr[id]!;
-    const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
-    const at = a % PAGE_BYTES;
-    if (this.flags[id]! & KEY_WIDE) {
-      for (let i = 0; i < key.length; i++) if ((page[at + 2 * i]! | (page[at + 2 * i + 1]! << 8)) !== key.charCodeAt(i)) return false;
-    } else {
-      for (let i = 0; i < key.length; i++) if (page[at + i] !== key.charCodeAt(i)) return false;
-    }
-    return true;
+    return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, n, key) === 0;
   }
 
   /** The chunk size an id holds (0: none). */
