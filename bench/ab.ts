@@ -7,7 +7,7 @@
  * depends less on the rest of the machine than req/s does). Linux only (/proc).
  *
  *   mkdir -p /tmp/base && git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
- *   bun bench/ab.ts --base /tmp/base [--rounds 6] [--seconds 4]
+ *   bun bench/ab.ts --base /tmp/base [--rounds 6] [--seconds 4] [--fresh]
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -30,16 +30,18 @@ const cpuTicks = (pid: number): number => {
 };
 
 type Side = "before" | "after";
-type Kind = "get" | "put";
+type Kind = "get" | "put" | "fresh";
+/** `--fresh`: also PUTs of fresh keys (each node's store grows alike, turn by turn). */
+const KINDS: Kind[] = process.argv.includes("--fresh") ? ["get", "put", "fresh"] : ["get", "put"];
 const nodes: Partial<Record<Side, NodeProcess>> = {};
 try {
   for (const [side, main] of [["before", join(resolve(BASE), "src/cli/main.ts")], ["after", MAIN]] as const) {
     nodes[side] = await startNode([process.execPath, main, "serve", "--port", "0"], { name: side });
     await preload(nodes[side].url);
   }
-  const scripts = { get: luaScript("get"), put: luaScript("put") };
-  const rate: Record<`${Kind}-${Side}`, number[]> = { "get-before": [], "get-after": [], "put-before": [], "put-after": [] };
-  const cpu: typeof rate = { "get-before": [], "get-after": [], "put-before": [], "put-after": [] };
+  const scripts = { get: luaScript("get"), put: luaScript("put"), fresh: luaScript("fresh") };
+  const rate = Object.fromEntries(KINDS.flatMap((k) => [`${k}-before`, `${k}-after`]).map((k) => [k, [] as number[]])) as Record<`${Kind}-${Side}`, number[]>;
+  const cpu = Object.fromEntries(Object.keys(rate).map((k) => [k, [] as number[]])) as typeof rate;
   const turn = async (kind: Kind, side: Side, seconds: number, record: boolean) => {
     const n = nodes[side]!;
     const t0 = cpuTicks(n.proc.pid);
@@ -52,7 +54,7 @@ try {
   for (const kind of ["get", "put"] as const) for (const side of ["before", "after"] as const) await turn(kind, side, 2, false); // warm-up, JIT included
   for (let r = 0; r < ROUNDS; r++) {
     const order: Side[] = r % 2 === 0 ? ["before", "after"] : ["after", "before"];
-    for (const kind of ["get", "put"] as const) for (const side of order) await turn(kind, side, SECONDS, true);
+    for (const kind of KINDS) for (const side of order) await turn(kind, side, SECONDS, true);
     console.log(`round ${r + 1}/${ROUNDS}:`, Object.fromEntries(Object.entries(rate).map(([k, v]) => [k, Math.round(v.at(-1)!)])));
   }
   const row = (kind: Kind) => {
@@ -64,8 +66,7 @@ Machine: ${machine()}
 
 | | before req/s | after req/s | after ÷ before | before CPU µs/req | after CPU µs/req | after ÷ before |
 |---|---:|---:|---:|---:|---:|---:|
-${row("get")}
-${row("put")}
+${KINDS.map(row).join("\n")}
 
 Per-turn req/s: ${Object.entries(rate)
     .map(([k, v]) => `${k} ${v.map(fmt).join(", ")}`)

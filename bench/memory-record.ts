@@ -11,7 +11,6 @@
  *   bun bench/memory-record.ts [--keys 1000000] [--distinct]
  */
 import { HybridClock } from "../src/core/clock.ts";
-import { StoreEntry } from "../src/core/entry.ts";
 import { Digest } from "../src/cluster/digest.ts";
 import { ENTRY_OVERHEAD_BYTES, Store } from "../src/core/store.ts";
 import { fmt, machine, option } from "./_lib.ts";
@@ -39,7 +38,7 @@ const parts: Record<string, [string, (i: number) => unknown]> = {
   versionFlat: ["a version string as one flat string (joined from its pieces)", () => clock.now().split("-").join("-")],
   record: ["a record object {bucket, key, value, version}", () => ({ bucket: "default", key: "k", value: "v", version: "x" })],
   entry6: ["an object of 6 fields (the entry before issue 13 part 3)", () => ({ record: null, bytes: 1, sum: undefined, timed: false, cached: undefined, digestAt: -1 })],
-  storeEntry: ["a StoreEntry (8 fields, version as numbers)", () => new StoreEntry({ bucket: "default", key: "k", value: "v", version: clock.now() })],
+  storeEntry: ["an object of 8 fields (the StoreEntry of issue 13 part 3, before the record table)", () => ({ bucket: "default", key: "k", value: "v", wallMs: 1, stamp: 2, expiresAt: undefined, bytes: undefined, digestAt: -1 })],
   bigint: ["a BigInt from xxHash64 (the digest share as it was kept)", (i) => Bun.hash.xxHash64(String(i))],
 };
 
@@ -58,8 +57,9 @@ function measure(make: (i: number) => unknown): number {
 }
 
 function storePerRecord(eviction: "lru" | "noeviction"): number {
-  const digest = new Digest();
-  const store = new Store({ clock, maxMemoryBytes: 0, eviction, tombstoneTtlMs: 86_400_000, onChange: (id, held, sum) => digest.change(id, held, sum) });
+  let store: Store | undefined;
+  const digest = new Digest((member) => store!.recordAt(member));
+  store = new Store({ clock, maxMemoryBytes: 0, eviction, tombstoneTtlMs: 86_400_000, onChange: (id, member, sum) => digest.change(id, member, sum) });
   Bun.gc(true);
   const before = rss();
   for (let i = 0; i < KEYS; i++) {

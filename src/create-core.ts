@@ -1,7 +1,7 @@
 import type { CoreConfig } from "./core/options.ts";
 import { HybridClock } from "./core/clock.ts";
 import { Items } from "./core/items.ts";
-import type { StoredRecord } from "./core/record.ts";
+import { splitId, type StoredRecord } from "./core/record.ts";
 import { Store } from "./core/store.ts";
 import { Digest } from "./cluster/digest.ts";
 import { Persistence, type FsyncPolicy } from "./storage/persistence.ts";
@@ -72,7 +72,8 @@ export function createCore(options: CreateCoreOptions): NodeCore {
   const { config } = options;
   const log = options.logger ?? silentLogger;
   const clock = new HybridClock(config.name, config.wallClock);
-  const digest = new Digest();
+  // The digest lists a leaf's records by reading them from the store (Store.recordAt).
+  const digest = new Digest((member) => store.recordAt(member));
   // Opened first: a data dir the node cannot use stops it before anything starts.
   const disk =
     config.dataDir === undefined
@@ -86,12 +87,14 @@ export function createCore(options: CreateCoreOptions): NodeCore {
     maxMemoryBytes: config.maxMemoryBytes,
     eviction: config.eviction,
     tombstoneTtlMs: config.tombstoneTtlMs,
-    onChange: (id, held, sum) => {
-      digest.change(id, held, sum);
+    onChange: (id, member, sum) => {
+      digest.change(id, member, sum);
       // Every change reaches the disk, local or replicated; what was just loaded is there already.
       if (disk && !loading) {
-        if (sum === undefined) disk.remove(held.bucket, held.key);
-        else disk.write(held.record);
+        if (sum === undefined) {
+          const { bucket, key } = splitId(id);
+          disk.remove(bucket, key);
+        } else disk.write(store.recordAt(member));
       }
       if (!loading) options.onChange?.(id, sum === undefined);
     },

@@ -69,8 +69,12 @@ export class ClockGuard {
   private median?: { offsetMs: number; measured: number; widestMs: number; atMs: number };
   /** Whether the last state computed was fenced: a change of it is logged. */
   private wasFenced = false;
-  /** Wall and monotonic clocks at the last look, once a peer was measured: they must advance alike (see state). */
-  private base?: { wallMs: number; monoMs: number };
+  /** Wall and monotonic clocks at the last look, once a peer was measured (NaN before): they must advance alike (see state). Numbers, not an object: every client write looks. */
+  private baseWallMs = NaN;
+  private baseMonoMs = NaN;
+  /** The last state that was not fenced: handed out again while it holds (every client write asks). */
+  private open?: ClockState;
+  private readonly mono: () => number;
   private startedAtMs?: number;
   private servingAloneLogged = false;
   private readonly lines: LogLimiter;
@@ -80,6 +84,7 @@ export class ClockGuard {
   constructor(private readonly deps: ClockGuardDeps) {
     this.logger = deps.logger ?? silentLogger;
     this.lines = new LogLimiter(() => deps.clock.wallMs());
+    this.mono = deps.monoMs ?? performance.now.bind(performance);
   }
 
   /** Records refused as stamped too far ahead, since start (for /metrics). */
@@ -97,7 +102,8 @@ export class ClockGuard {
     this.noteStep(this.deps.clock.wallMs());
     this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
     this.median = undefined;
-    this.base = { wallMs: this.deps.clock.wallMs(), monoMs: this.mono() };
+    this.baseWallMs = this.deps.clock.wallMs();
+    this.baseMonoMs = this.mono();
     this.state(); // logs a fence going up or down at once, not at the next write
     this.deps.onSample?.();
   }
@@ -151,7 +157,10 @@ export class ClockGuard {
       this.logger.info("clock back within --max-clock-offset; taking client writes again", { offsetMs, maxOffsetMs });
     }
     this.wasFenced = fenced;
-    return fenced ? { offsetMs, fenced, maxOffsetMs, reason } : { offsetMs, fenced, maxOffsetMs };
+    if (fenced) return { offsetMs, fenced, maxOffsetMs, reason };
+    const open = this.open;
+    if (open !== undefined && open.offsetMs === offsetMs && open.maxOffsetMs === maxOffsetMs) return open;
+    return (this.open = { offsetMs, fenced, maxOffsetMs });
   }
 
   /**
@@ -163,13 +172,16 @@ export class ClockGuard {
    */
   private noteStep(now: number): void {
     const mono = this.mono();
-    const steppedMs = this.base ? now - this.base.wallMs - (mono - this.base.monoMs) : 0;
+    const steppedMs = this.baseWallMs === this.baseWallMs ? now - this.baseWallMs - (mono - this.baseMonoMs) : 0;
     if (Math.abs(steppedMs) > this.deps.maxOffsetMs / 2) {
       this.logger.warn("the wall clock stepped; every peer's offset moves with it", { steppedMs });
       this.offsets.shift(steppedMs);
       this.median = undefined;
     }
-    if (this.base) this.base = { wallMs: now, monoMs: mono };
+    if (this.baseWallMs === this.baseWallMs) {
+      this.baseWallMs = now;
+      this.baseMonoMs = mono;
+    }
   }
 
   /** The node started (listens, joins): the wait for a peer's clock begins. */
@@ -195,9 +207,7 @@ export class ClockGuard {
     return false;
   }
 
-  private mono(): number {
-    return (this.deps.monoMs ?? performance.now.bind(performance))();
-  }
+
 
   /** The cluster's median clock as this node estimates it, in epoch ms. */
   clusterNowMs(): number {

@@ -1,5 +1,5 @@
-import { recordId, recordSum, type DigestMember, type RecordStamp, type StoredRecord } from "../core/record.ts";
-import { PARTITIONS, partitionOf } from "./placement.ts";
+import { recordId, recordSum, type RecordStamp, type StoredRecord } from "../core/record.ts";
+import { PARTITIONS, partitionOfId } from "./placement.ts";
 
 /**
  * The anti-entropy digest: a fingerprint of everything a node holds, cheap to
@@ -26,12 +26,14 @@ import { PARTITIONS, partitionOf } from "./placement.ts";
  * reads, not a scan.
  *
  * The digest also keeps which records sit in each leaf, so listing a differing leaf
- * costs the size of that leaf, not a scan of the store. That index is one array
- * slot per record: the store's own entry (DigestMember), which also keeps its
- * place in the array, so removal is a swap with the last, O(1). Beside it, in a
- * typed array at the same place, the record's share of the leaf as last told: a
- * change XORs it out without hashing the old record again, and it costs 8 bytes
- * (a BigInt kept on the entry was a 32-byte cell of its own per record).
+ * costs the size of that leaf, not a scan of the store. A record is filed as its
+ * member number (the store's id for it, Store.recordAt reads it), in a typed array
+ * per leaf, and the digest keeps each member's place and leaf in typed arrays of
+ * its own, so removal is a swap with the last, O(1), and a change of a record
+ * already filed hashes nothing but the new record. Beside each leaf's members, at
+ * the same places, their shares of the leaf as last told: a change XORs the old
+ * share out without hashing the old record again. About 18 bytes per record, and
+ * no object.
  *
  * A 64-bit hash collision (two different record sets with equal leaf XOR) would hide
  * a difference; at 2^-64 per leaf comparison it is not worth a second hash.
@@ -42,9 +44,9 @@ export const GROUPS = PARTITIONS;
 export const LEAVES = GROUPS * GROUP_SIZE;
 
 /** The leaf of a record: its key's partition, then 4 bits of its id's hash. */
-const leafOfKey = (id: string, key: string): number => partitionOf(key) * GROUP_SIZE + (Bun.hash.xxHash32(id) & (GROUP_SIZE - 1));
+const leafOfId = (id: string): number => partitionOfId(id) * GROUP_SIZE + (Bun.hash.xxHash32(id) & (GROUP_SIZE - 1));
 
-export const leafOf = (bucket: string, key: string): number => leafOfKey(recordId(bucket, key), key);
+export const leafOf = (bucket: string, key: string): number => leafOfId(recordId(bucket, key));
 
 /** The partition (group) a leaf belongs to. */
 export const partitionOfLeaf = (leaf: number): number => Math.floor(leaf / GROUP_SIZE);
@@ -54,71 +56,118 @@ const ZERO_HASH = "0000000000000000";
 
 export class Digest {
   private readonly leaves = new BigUint64Array(LEAVES);
-  private readonly members: Array<DigestMember[] | undefined> = new Array(LEAVES);
-  /** Per leaf, the share of each member (at its digestAt), as last told; grown by doubling. */
+  /** Per leaf, its members (grown by doubling) and how many there are. */
+  private readonly lists: Array<Int32Array | undefined> = new Array(LEAVES);
+  private readonly sizes = new Uint32Array(LEAVES);
+  /** Per leaf, the share of each member (at its place), as last told. */
   private readonly sums: Array<BigUint64Array | undefined> = new Array(LEAVES);
-  /** The members `update` files for callers that keep none of their own. */
-  private readonly loose = new Map<string, DigestMember>();
+  /** Per member: its place in its leaf + 1 (0: not filed), and its leaf. */
+  private at = new Int32Array(0);
+  private leafOf = new Uint16Array(0);
   /** Records held per partition (the members filed in its leaves). */
   private readonly counts = new Uint32Array(GROUPS);
+  /** The records of the members `update` files, for callers without a store. */
+  private readonly loose = new Map<string, number>();
+  private readonly looseRecords: StoredRecord[] = [];
 
   /**
-   * Follows one change of the record held for `id` (recordId), whose entry is
-   * `held`: the Store's onChange. `sum` is the new record's recordSum, undefined
-   * when the key is no longer held (a purge). O(1): one xxHash32 for the leaf and
+   * `records` reads what a member holds now (Store.recordAt); without it the digest
+   * is fed by `update` and keeps the records itself (tests, tools).
+   */
+  constructor(private readonly records?: (member: number) => StoredRecord) {}
+
+  /**
+   * Follows one change of the record held for `id` (recordId) by `member`: the
+   * Store's onChange. `sum` is the new record's recordSum, undefined when the key
+   * is no longer held (a purge). O(1): one xxHash32 for a member's first filing and
    * a few XORs; the old record's share is the one kept from its last change.
    */
-  change(id: string, held: DigestMember, sum: bigint | undefined): void {
-    const leaf = leafOfKey(id, held.key);
-    const list = this.members[leaf];
-    const at = held.digestAt;
-    let h = this.leaves[leaf]!;
-    if (list !== undefined && at >= 0 && list[at] === held) {
+  change(id: string, member: number, sum: bigint | undefined): void {
+    const place = member < this.at.length ? this.at[member]! - 1 : -1;
+    if (place >= 0) {
+      const leaf = this.leafOf[member]!;
       const sums = this.sums[leaf]!;
-      h ^= sums[at]!;
+      let h = this.leaves[leaf]! ^ sums[place]!;
       if (sum !== undefined) {
-        sums[at] = sum;
+        sums[place] = sum;
         h ^= sum;
       } else {
         // Out: the last member takes its place, in both arrays.
-        const last = list.pop()!;
-        const lastSum = sums[list.length]!;
-        this.counts[partitionOfLeaf(leaf)]!--;
-        if (last !== held) {
-          list[at] = last;
-          sums[at] = lastSum;
-          last.digestAt = at;
+        const list = this.lists[leaf]!;
+        const last = --this.sizes[leaf]!;
+        const moved = list[last]!;
+        if (moved !== member) {
+          list[place] = moved;
+          sums[place] = sums[last]!;
+          this.at[moved] = place + 1;
         }
-        held.digestAt = -1;
+        this.at[member] = 0;
+        this.counts[partitionOfLeaf(leaf)]!--;
       }
+      this.leaves[leaf] = h;
     } else if (sum !== undefined) {
-      const members = (this.members[leaf] ??= []);
+      if (member >= this.at.length) this.grow(member + 1);
+      const leaf = leafOfId(id);
+      let list = this.lists[leaf];
       let sums = this.sums[leaf];
-      if (sums === undefined || sums.length === members.length) {
-        const grown = new BigUint64Array(Math.max(8, members.length * 2));
-        if (sums !== undefined) grown.set(sums);
-        this.sums[leaf] = sums = grown;
+      const n = this.sizes[leaf]!;
+      if (list === undefined || n === list.length) {
+        const size = Math.max(8, n * 2);
+        const l = new Int32Array(size);
+        const s = new BigUint64Array(size);
+        if (list !== undefined) l.set(list);
+        if (sums !== undefined) s.set(sums);
+        this.lists[leaf] = list = l;
+        this.sums[leaf] = sums = s;
       }
-      held.digestAt = members.length;
-      sums[members.length] = sum;
-      members.push(held);
+      list[n] = member;
+      sums![n] = sum;
+      this.sizes[leaf] = n + 1;
+      this.at[member] = n + 1;
+      this.leafOf[member] = leaf;
       this.counts[partitionOfLeaf(leaf)]!++;
-      h ^= sum;
+      this.leaves[leaf] = this.leaves[leaf]! ^ sum;
     }
-    this.leaves[leaf] = h;
   }
 
   /**
    * `change` from versions and contentHashes, for callers without a store (tests,
-   * tools): the digest files a member of its own per id. `prev` must be what was
-   * last given as `next` for that key (the digest XORs out what it kept).
+   * tools): the digest numbers the members itself. `prev` must be what was last
+   * given as `next` for that key (the digest XORs out what it kept).
    */
   update(bucket: string, key: string, _prev: RecordStamp | undefined, next: RecordStamp | undefined): void {
+    if (this.records !== undefined) throw new Error("Digest.update is for a digest without a store");
     const id = recordId(bucket, key);
-    let held = this.loose.get(id);
-    if (held === undefined) this.loose.set(id, (held = { bucket, key, record: { bucket, key, value: null, version: "" }, digestAt: -1 }));
+    let member = this.loose.get(id);
+    if (member === undefined) {
+      member = this.looseRecords.length;
+      this.loose.set(id, member);
+      this.looseRecords.push({ bucket, key, value: null, version: "" });
+    }
     if (next === undefined) this.loose.delete(id);
-    this.change(id, held, next && recordSum(id, next.version, next.hash));
+    this.change(id, member, next && recordSum(id, next.version, next.hash));
+  }
+
+  private recordOf(member: number): StoredRecord {
+    return this.records === undefined ? this.looseRecords[member]! : this.records(member);
+  }
+
+  /** The members of a leaf, as they are now (a copy). */
+  private membersOf(leaf: number): number[] {
+    const list = this.lists[leaf];
+    const out: number[] = [];
+    for (let i = 0; i < this.sizes[leaf]!; i++) out.push(list![i]!);
+    return out;
+  }
+
+  private grow(n: number): void {
+    const size = Math.max(n, 1024, Math.ceil(this.at.length * 1.5));
+    const at = new Int32Array(size);
+    at.set(this.at);
+    this.at = at;
+    const leafOf = new Uint16Array(size);
+    leafOf.set(this.leafOf);
+    this.leafOf = leafOf;
   }
 
   /** The XOR of the leaves of each group (partition), as hex strings (JSON has no 64-bit integers). */
@@ -150,7 +199,7 @@ export class Digest {
   /** The records held of a partition, as they are now (a copy). */
   recordsInPartition(partition: number): StoredRecord[] {
     const out: StoredRecord[] = [];
-    for (let i = partition * GROUP_SIZE; i < (partition + 1) * GROUP_SIZE; i++) for (const m of this.members[i] ?? []) out.push(m.record);
+    for (let i = partition * GROUP_SIZE; i < (partition + 1) * GROUP_SIZE; i++) for (const m of this.membersOf(i)) out.push(this.recordOf(m));
     return out;
   }
 
@@ -165,17 +214,20 @@ export class Digest {
 
   /** The records held in a leaf, as they are now (a copy: the caller may change the store while it walks them). */
   recordsIn(leaf: number): StoredRecord[] {
-    return this.members[leaf]?.map((m) => m.record) ?? [];
+    return this.membersOf(leaf).map((m) => this.recordOf(m));
   }
 
   /** The record ids (see recordId) in a leaf. */
   idsIn(leaf: number): string[] {
-    return this.members[leaf]?.map((m) => recordId(m.bucket, m.key)) ?? [];
+    return this.membersOf(leaf).map((m) => {
+      const r = this.recordOf(m);
+      return recordId(r.bucket, r.key);
+    });
   }
 
   /** How many records a leaf holds. */
   leafSize(leaf: number): number {
-    return this.members[leaf]?.length ?? 0;
+    return this.sizes[leaf]!;
   }
 }
 

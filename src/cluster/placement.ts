@@ -66,26 +66,27 @@ function crc16Ascii(s: string, from: number, to: number): number {
   return crc;
 }
 
-const isAscii = (s: string): boolean => {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+const isAscii = (s: string, from: number): boolean => {
+  for (let i = from; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
   return true;
 };
 
 /**
  * Redis Cluster's slot of a key: CRC16 of its UTF-8 bytes mod 16384, or of the part
  * between the first `{` and the first `}` after it when that part is not empty.
+ * `from`: the key is `s` from there on (a record id's key, see partitionOfId).
  */
-export function hashSlot(key: string): number {
-  if (isAscii(key)) {
-    const open = key.indexOf("{");
+export function hashSlot(s: string, from = 0): number {
+  if (isAscii(s, from)) {
+    const open = s.indexOf("{", from);
     if (open >= 0) {
-      const close = key.indexOf("}", open + 1);
-      if (close > open + 1) return crc16Ascii(key, open + 1, close) & (SLOTS - 1);
+      const close = s.indexOf("}", open + 1);
+      if (close > open + 1) return crc16Ascii(s, open + 1, close) & (SLOTS - 1);
     }
-    return crc16Ascii(key, 0, key.length) & (SLOTS - 1);
+    return crc16Ascii(s, from, s.length) & (SLOTS - 1);
   }
   // Braces are ASCII, so they are found the same in the bytes as in the string.
-  const bytes = Buffer.from(key, "utf8");
+  const bytes = Buffer.from(from === 0 ? s : s.slice(from), "utf8");
   const open = bytes.indexOf(0x7b);
   if (open >= 0) {
     const close = bytes.indexOf(0x7d, open + 1);
@@ -96,6 +97,9 @@ export function hashSlot(key: string): number {
 
 /** The partition of a key: its slot's range of 64. */
 export const partitionOf = (key: string): number => Math.floor(hashSlot(key) / SLOTS_PER_PARTITION);
+
+/** The partition of the key of a record id (`bucket\0key`, see recordId), without slicing the key out. */
+export const partitionOfId = (id: string): number => Math.floor(hashSlot(id, id.indexOf("\u0000") + 1) / SLOTS_PER_PARTITION);
 
 /** A member's rendezvous weight for a partition. */
 const weight = (partition: number, name: string): bigint => Bun.hash.xxHash64(name, BigInt(partition));

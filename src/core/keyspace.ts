@@ -1,5 +1,9 @@
-import { isExpired, toItem, type Item, type StoredRecord } from "./record.ts";
+import { contentHash, toItem, type Item, type StoredRecord } from "./record.ts";
 import { SortedKeys } from "./sorted-keys.ts";
+import type { EntryKind } from "./store-sets.ts";
+import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
+import { BYTES, NONE, RecordTable } from "./table.ts";
+import { formatVersionOf, readVersionOf, versionRead } from "./version-numbers.ts";
 
 /** A position in `scan` order: buckets by name, then keys in order. */
 export interface ScanCursor {
@@ -35,69 +39,116 @@ export const LIST_SCAN_FACTOR = 10;
 /** ... and at least this many, so small pages step over runs of deleted keys quickly. */
 export const LIST_MIN_SCAN = 1000;
 
-/** What the keyspace needs of an entry: its key, what it holds, and the record it holds (built when asked for). */
-export interface KeyspaceEntry {
-  readonly bucket: string;
-  readonly key: string;
-  readonly value: string | null;
-  readonly expiresAt?: number;
-  readonly record: StoredRecord;
-}
-
-interface Bucket<E> {
-  entries: Map<string, E>;
+interface Bucket {
+  name: string;
+  /** Its number in the table's bucketOf column. */
+  no: number;
   keys: SortedKeys;
+  /** Records held (live, expired, tombstones). */
+  count: number;
   live: number;
   bytes: number;
 }
 
 /**
- * The Store's entries by bucket and key, with each bucket's keys in order (for
- * pages) and its counts (for stats). It holds and finds; what an entry holds, and
- * when it goes, is the Store's business (merge order, budget, sweep).
+ * The Store's records by bucket and key: the record table (table.ts) that holds
+ * them, and each bucket's keys in order (for pages) and counts (for stats). It
+ * holds and finds; what a record holds, and when it goes, is the Store's business
+ * (merge order, budget, sweep). A record is its table id.
  */
-export class Keyspace<E extends KeyspaceEntry> {
-  private readonly buckets = new Map<string, Bucket<E>>();
+export class Keyspace {
+  readonly table = new RecordTable();
+  private readonly buckets = new Map<string, Bucket>();
+  /** Buckets by number; a number is given back (`freeNumbers`) once its bucket holds nothing. */
+  private readonly byNumber: (Bucket | undefined)[] = [];
+  private readonly freeNumbers: number[] = [];
 
-  get(bucket: string, key: string): E | undefined {
-    return this.buckets.get(bucket)?.entries.get(key);
+  /** The id of (bucket, key), or NONE. */
+  get(bucket: string, key: string): number {
+    const b = this.buckets.get(bucket);
+    return b === undefined ? NONE : this.table.find(b.no, key);
   }
 
-  /** Adds the entry of a key not held yet. */
-  insert(entry: E): void {
-    const { bucket: name, key } = entry;
-    let bucket = this.buckets.get(name);
-    if (!bucket) {
-      bucket = { entries: new Map(), keys: new SortedKeys(), live: 0, bytes: 0 };
-      this.buckets.set(name, bucket);
+  /** Adds a key not held yet, with its value; the caller sets the rest (version, TTL). Returns its id. */
+  insert(bucket: string, key: string, value: string | null, bytes: boolean): number {
+    let b = this.buckets.get(bucket);
+    if (b === undefined) {
+      const no = this.freeNumbers.length > 0 ? this.freeNumbers.pop()! : this.byNumber.length;
+      b = { name: bucket, no, keys: new SortedKeys(this.table), count: 0, live: 0, bytes: 0 };
+      this.buckets.set(bucket, b);
+      this.byNumber[no] = b;
     }
-    bucket.entries.set(key, entry);
-    bucket.keys.add(key);
+    const id = this.table.insert(b.no, key, value, bytes);
+    b.keys.add(id, key);
+    b.count++;
+    return id;
   }
 
-  /** Removes a key's entry; its bytes and live count must have been taken off with `count` first. */
-  remove(entry: E): void {
-    const { bucket: name, key } = entry;
-    const bucket = this.buckets.get(name);
-    if (!bucket) return;
-    bucket.entries.delete(key);
-    bucket.keys.remove(key);
-    if (bucket.entries.size === 0) this.buckets.delete(name);
+  /** Removes a key's record; its bytes and live count must have been taken off with `count` first. */
+  remove(id: number): void {
+    const b = this.byNumber[this.table.bucketOf[id]!]!;
+    b.keys.remove(id, this.table.key(id));
+    this.table.remove(id);
+    if (--b.count === 0) {
+      // Nothing left: the bucket's number is free.
+      this.buckets.delete(b.name);
+      this.byNumber[b.no] = undefined;
+      this.freeNumbers.push(b.no);
+    }
   }
 
-  /** Follows a change of a bucket's bytes and live keys. */
-  count(name: string, bytesDelta: number, liveDelta: number): void {
-    const bucket = this.buckets.get(name);
-    if (!bucket) return;
-    bucket.bytes += bytesDelta;
-    bucket.live += liveDelta;
+  /** Follows a change of the bytes and live keys of the bucket of `id`. */
+  count(id: number, bytesDelta: number, liveDelta: number): void {
+    const b = this.byNumber[this.table.bucketOf[id]!]!;
+    b.bytes += bytesDelta;
+    b.live += liveDelta;
+  }
+
+  /** The bucket name of a record. */
+  bucketName(id: number): string {
+    return this.byNumber[this.table.bucketOf[id]!]!.name;
+  }
+
+  /** The record held, as a fresh StoredRecord (what every reader outside the store gets). */
+  record(id: number): StoredRecord {
+    const t = this.table;
+    const r: StoredRecord = { bucket: this.bucketName(id), key: t.key(id), value: t.value(id), version: formatVersionOf(t.wallMs[id]!, t.stamp[id]!) };
+    const expiresAt = t.expiresAt[id]!;
+    if (expiresAt === expiresAt) r.expiresAt = expiresAt; // NaN: no TTL
+    if (t.flags[id]! & BYTES) r.bytes = true;
+    return r;
+  }
+
+  /** Takes the version and TTL of `r` into the record's columns (its value goes in with `insert` or the table's `setValue`). */
+  setFields(id: number, r: StoredRecord): void {
+    const t = this.table;
+    readVersionOf(r.version);
+    t.wallMs[id] = versionRead.wall;
+    t.stamp[id] = versionRead.stamp;
+    t.expiresAt[id] = r.expiresAt ?? NaN;
+  }
+
+  /** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES): characters, as `reserve` is asked for them. */
+  bytesOf(id: number): number {
+    return ENTRY_OVERHEAD_BYTES + this.table.keyLength(id) + this.table.valueLength(id);
+  }
+
+  kindOf(id: number): EntryKind {
+    if (!this.table.hasValue(id)) return "tombstone";
+    const expiresAt = this.table.expiresAt[id]!;
+    return expiresAt !== expiresAt ? "live" : "timed";
+  }
+
+  /** contentHash of what the record holds (record.ts): one pass over its value. */
+  contentHashOf(id: number): bigint {
+    const t = this.table;
+    const expiresAt = t.expiresAt[id]!;
+    return contentHash({ value: t.value(id), expiresAt: expiresAt === expiresAt ? expiresAt : undefined, bytes: t.flags[id]! & BYTES ? true : undefined });
   }
 
   /** How many records (live, expired and tombstones) are held. */
   get recordCount(): number {
-    let n = 0;
-    for (const b of this.buckets.values()) n += b.entries.size;
-    return n;
+    return this.table.size;
   }
 
   /**
@@ -105,9 +156,8 @@ export class Keyspace<E extends KeyspaceEntry> {
    * included, in (bucket, key) order: the full-copy page of anti-entropy, and (with
    * `only`) the page a cluster-wide listing asks each node for: only the keys of
    * `only.bucket`, and of those only the ones starting with `only.prefix`. Each call
-   * costs O(buckets log buckets + limit), plus the keys added or removed since the
-   * bucket's key order was last folded (see SortedKeys): not O(keys), even while
-   * writes arrive between pages.
+   * costs O(buckets log buckets + limit + log keys) (see SortedKeys): not O(keys),
+   * even while writes arrive between pages.
    */
   scan(after: ScanCursor | undefined, limit: number, only?: { bucket: string; prefix?: string }): StoredRecord[] {
     const out: StoredRecord[] = [];
@@ -116,9 +166,9 @@ export class Keyspace<E extends KeyspaceEntry> {
       if (after && name < after.bucket) continue;
       const b = this.buckets.get(name)!;
       const from = after && name === after.bucket ? after.key : undefined;
-      for (const key of b.keys.from(only?.prefix ?? "", from)) {
+      for (const id of b.keys.from(only?.prefix ?? "", from)) {
         if (out.length === limit) return out;
-        out.push(b.entries.get(key)!.record);
+        out.push(this.record(id));
       }
     }
     return out;
@@ -134,24 +184,24 @@ export class Keyspace<E extends KeyspaceEntry> {
     // request a bounded step, not a walk over all of them. Such a page may hold
     // fewer items than asked (even none) with a cursor to go on from.
     const budget = Math.max(opts.limit * LIST_SCAN_FACTOR, LIST_MIN_SCAN);
+    const t = this.table;
     let scanned = 0;
-    let last: string | undefined;
-    for (const key of b.keys.from(opts.prefix ?? "", opts.after)) {
+    let last = NONE;
+    for (const id of b.keys.from(opts.prefix ?? "", opts.after)) {
       // Out of budget: go on after the last key looked at (there is one: budget >= 1).
-      if (++scanned > budget) return { items, next: last! };
-      last = key;
-      const e = b.entries.get(key)!;
-      if (e.value === null || isExpired(e, nowMs)) continue;
+      if (++scanned > budget) return { items, next: t.key(last) };
+      last = id;
+      if (!t.hasValue(id) || t.expiresAt[id]! <= nowMs) continue; // NaN (no TTL) is never <=
       if (items.length === opts.limit) return { items, next: items[items.length - 1]!.key };
-      items.push(toItem(e.record));
+      items.push(toItem(this.record(id)));
     }
     return { items, next: null };
   }
 
   /** Buckets that hold at least one record (live or tombstone), by name. */
   bucketStats(): BucketStats[] {
-    return [...this.buckets]
-      .map(([name, b]) => ({ name, keys: b.live, bytes: b.bytes }))
+    return [...this.buckets.values()]
+      .map((b) => ({ name: b.name, keys: b.live, bytes: b.bytes }))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 }

@@ -1,54 +1,56 @@
+import { LINKED, NONE, type RecordTable } from "./table.ts";
+
 /**
- * An intrusive doubly-linked list in least-recently-used order. Nodes carry their
- * own links, so touching an entry on every read is a few pointer writes and no
- * allocation or hashing. The Store keeps two lists on the same links, since an
- * entry is in at most one: live records in LRU order (under `lru`), and tombstones
- * in the order they were taken in, oldest first. (A JS Set would not do for the
- * second: taking its first member after deleting earlier ones walks over their
- * holes, O(n) each time in a first-in-first-out use.)
+ * An intrusive doubly-linked list of record ids in least-recently-used order, on
+ * the table's own `prev` and `next` columns (table.ts), so touching a record on
+ * every read is a few array writes and no allocation or hashing. The Store keeps
+ * two lists on the same links, since a record is in at most one: live records in
+ * LRU order (under `lru`), and tombstones in the order they were taken in, oldest
+ * first. (A JS Set would not do for the second: taking its first member after
+ * deleting earlier ones walks over their holes, O(n) each time in a first-in-
+ * first-out use.)
  */
-export interface LruLinks {
-  lruPrev?: LruLinks;
-  lruNext?: LruLinks;
-  lruLinked?: boolean;
-}
+export class LruList {
+  private head = NONE; // least recently used
+  private tail = NONE; // most recently used
 
-export class LruList<T extends LruLinks> {
-  private head?: T; // least recently used
-  private tail?: T; // most recently used
+  constructor(private readonly table: RecordTable) {}
 
-  /** Links `node` as most recently used, unlinking it first if needed. */
-  touch(node: T): void {
-    if (node.lruLinked) {
-      if (this.tail === node) return;
-      this.unlink(node);
+  /** Links `id` as most recently used, unlinking it first if needed. */
+  touch(id: number): void {
+    const t = this.table;
+    if (t.flags[id]! & LINKED) {
+      if (this.tail === id) return;
+      this.unlink(id);
     }
-    node.lruPrev = this.tail;
-    node.lruNext = undefined;
-    if (this.tail) this.tail.lruNext = node;
-    else this.head = node;
-    this.tail = node;
-    node.lruLinked = true;
+    t.prev[id] = this.tail;
+    t.next[id] = NONE;
+    if (this.tail !== NONE) t.next[this.tail] = id;
+    else this.head = id;
+    this.tail = id;
+    t.flags[id] = t.flags[id]! | LINKED;
   }
 
-  unlink(node: T): void {
-    if (!node.lruLinked) return;
-    const { lruPrev: prev, lruNext: next } = node;
-    if (prev) prev.lruNext = next;
-    else this.head = next as T | undefined;
-    if (next) next.lruPrev = prev;
-    else this.tail = prev as T | undefined;
-    node.lruPrev = node.lruNext = undefined;
-    node.lruLinked = false;
+  unlink(id: number): void {
+    const t = this.table;
+    if ((t.flags[id]! & LINKED) === 0) return;
+    const prev = t.prev[id]!;
+    const next = t.next[id]!;
+    if (prev !== NONE) t.next[prev] = next;
+    else this.head = next;
+    if (next !== NONE) t.prev[next] = prev;
+    else this.tail = prev;
+    t.prev[id] = t.next[id] = NONE;
+    t.flags[id] = t.flags[id]! & ~LINKED;
   }
 
-  /** The least recently used node, without unlinking it. */
-  oldest(): T | undefined {
+  /** The least recently used id (NONE when empty), without unlinking it. */
+  oldest(): number {
     return this.head;
   }
 
-  /** The node after `node` towards the most recent end; undefined at that end. */
-  newer(node: T): T | undefined {
-    return node.lruNext as T | undefined;
+  /** The id after `id` towards the most recent end; NONE at that end. */
+  newer(id: number): number {
+    return this.table.next[id]!;
   }
 }

@@ -25,21 +25,6 @@ export interface RecordStamp {
 }
 
 /**
- * A record as the digest holds it (cluster/digest.ts): the Store's entry, whose
- * `record` is always the one held now (built when asked for: see core/entry.ts),
- * and one field the digest keeps in it, its place in its leaf's list. Holding the
- * entry itself, not a `bucket\0key` string per record in a Set, saves ~130 bytes
- * per record.
- */
-export interface DigestMember {
-  readonly bucket: string;
-  readonly key: string;
-  readonly record: StoredRecord;
-  /** Where the digest filed it; -1 while it is not in the digest. */
-  digestAt: number;
-}
-
-/**
  * A record's share of the anti-entropy digest (cluster/digest.ts): a 64-bit hash of
  * its id (recordId), version and contents. The contentHash seeds the hash rather
  * than being XORed onto it: with XOR, two keys of one leaf that swapped their

@@ -1,109 +1,164 @@
 /**
- * The keys of one bucket in sorted order, for paged listing.
+ * The keys of one bucket in sorted order, for paged listing, as record ids of the
+ * table (table.ts) that holds their bytes: `KeyOrder` compares them.
  *
- * Keeping an array sorted on every insert costs O(n) per new key; sorting on every
- * list costs O(n log n) per page. Instead inserts go to a small `pending` set and
- * removals to a `removed` set. A listing merges the sorted keys with the pending
- * ones (sorted once per change, O(p log p)) and skips the removed ones, so a page
- * costs O(p + page), not O(n): a full copy of a bucket that takes writes while it
- * is paged through is not quadratic. Once the changes pass FOLD_FRACTION of the
- * keys (or FOLD_MIN), a listing folds them in: O(n), paid once per n/64 changes.
- * Writes that replace the value of an existing key (the common case) touch nothing
- * here.
+ * The ids sit in blocks of at most BLOCK ids, each sorted, the blocks in order,
+ * with each block's first key kept as a string beside it. An insert finds its block
+ * by a binary search over those strings (native string compares), its place in the
+ * block by a binary search over the table's bytes, and shifts the rest of the block
+ * by one (a memmove of at most BLOCK ids); a full block splits in two. So an insert
+ * or a removal costs O(log n + BLOCK) and nothing ever waits on a sort or a merge of
+ * the whole bucket. (The structure this replaced kept one sorted array and folded
+ * new keys in by a merge: amortized alike, but a fold at a million keys stalled
+ * the event loop for up to ~600 ms once records left the JavaScript heap and their
+ * keys had to be compared from bytes.)
+ *
+ * Removal finds the id by its key, so the keyspace removes it here before the
+ * table lets the id go.
  *
  * Order is JavaScript string order (UTF-16 code units), which equals byte order for
  * every key without characters above U+FFFF.
  */
+export interface KeyOrder {
+  /** Negative when the key of `id` sorts before `key`. */
+  compareKey(id: number, key: string): number;
+  keyStartsWith(id: number, prefix: string): boolean;
+  key(id: number): string;
+}
+
+/** Ids per block at most: a block is an Int32Array of this size (2 KiB), three quarters full on average. */
+const BLOCK = 512;
+
 export class SortedKeys {
-  private sorted: string[] = [];
-  private pending = new Set<string>();
-  private removed = new Set<string>();
-  /** `pending` in order; undefined when it changed since the last listing. */
-  private pendingSorted?: string[] = [];
+  private readonly blocks: Int32Array[] = [];
+  private readonly sizes: number[] = [];
+  /** The key of each block's first id. */
+  private readonly firsts: string[] = [];
+  private count = 0;
 
-  /** Call when a key enters the bucket's map. */
-  add(key: string): void {
-    if (this.removed.delete(key)) return; // still in `sorted`
-    this.pending.add(key);
-    this.pendingSorted = undefined;
-    // A stream of fresh keys with no listing would leave every key in `pending`: a
-    // Set slot costs ~50 bytes, an array slot 8. Folding once pending passes
-    // FOLD_ON_ADD_FRACTION of the keys costs O(n) per n/8 inserts (8 copies a key).
-    if (this.pending.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_ON_ADD_FRACTION)) this.fold();
-  }
-
-  /** Call when a key leaves the bucket's map. */
-  remove(key: string): void {
-    if (this.pending.delete(key)) {
-      this.pendingSorted = undefined;
-      return;
-    }
-    this.removed.add(key);
-  }
+  constructor(private readonly order: KeyOrder) {}
 
   get size(): number {
-    return this.sorted.length + this.pending.size - this.removed.size;
+    return this.count;
   }
 
-  /** Keys strictly after `after` (or from the start), beginning with `prefix`, in order. */
-  *from(prefix: string, after?: string): Generator<string> {
-    if (this.pending.size + this.removed.size > Math.max(FOLD_MIN, this.sorted.length * FOLD_FRACTION)) this.fold();
-    const keys = this.sorted;
-    const extra = (this.pendingSorted ??= [...this.pending].sort(compare));
-    const removed = this.removed;
-    const start = after !== undefined && after >= prefix ? after : prefix;
+  /** Call when `key` enters the bucket, with its new id. */
+  add(id: number, key: string): void {
+    this.count++;
+    if (this.blocks.length === 0) {
+      const block = new Int32Array(BLOCK);
+      block[0] = id;
+      this.blocks.push(block);
+      this.sizes.push(1);
+      this.firsts.push(key);
+      return;
+    }
+    const b = Math.max(0, this.blockOf(key));
+    const block = this.blocks[b]!;
+    const size = this.sizes[b]!;
+    const at = this.placeIn(block, size, key);
+    block.copyWithin(at + 1, at, size);
+    block[at] = id;
+    this.sizes[b] = size + 1;
+    if (at === 0) this.firsts[b] = key;
+    if (size + 1 === BLOCK) this.split(b);
+  }
+
+  /** Call when `key` leaves the bucket, before its id goes back to the table. */
+  remove(id: number, key: string): void {
+    const b = this.blockOf(key);
+    if (b < 0) return;
+    const block = this.blocks[b]!;
+    const size = this.sizes[b]!;
+    const at = this.placeIn(block, size, key);
+    if (at >= size || block[at] !== id) return;
+    block.copyWithin(at, at + 1, size);
+    this.count--;
+    if (size === 1) {
+      this.blocks.splice(b, 1);
+      this.sizes.splice(b, 1);
+      this.firsts.splice(b, 1);
+      return;
+    }
+    this.sizes[b] = size - 1;
+    if (at === 0) this.firsts[b] = this.order.key(block[0]!);
+    // A block gone sparse joins a neighbour, so a bucket thinned out (one key kept in
+    // hundreds) does not keep a 2 KiB block per key.
+    if (size - 1 < BLOCK / 8) {
+      if (b + 1 < this.blocks.length && size - 1 + this.sizes[b + 1]! <= BLOCK / 2) this.join(b);
+      else if (b > 0 && size - 1 + this.sizes[b - 1]! <= BLOCK / 2) this.join(b - 1);
+    }
+  }
+
+  /** Moves block b + 1's ids to the end of block b, and drops block b + 1. */
+  private join(b: number): void {
+    const size = this.sizes[b]!;
+    const next = this.sizes[b + 1]!;
+    this.blocks[b]!.set(this.blocks[b + 1]!.subarray(0, next), size);
+    this.sizes[b] = size + next;
+    this.blocks.splice(b + 1, 1);
+    this.sizes.splice(b + 1, 1);
+    this.firsts.splice(b + 1, 1);
+  }
+
+  /** Blocks in use (for the tests: a thinned bucket keeps few). */
+  get blockCount(): number {
+    return this.blocks.length;
+  }
+
+  /** Ids of the keys strictly after `after` (or from the start), beginning with `prefix`, in order. */
+  *from(prefix: string, after?: string): Generator<number> {
     const skipStart = after !== undefined && after >= prefix;
-    let i = lowerBound(keys, start);
-    let j = lowerBound(extra, start);
-    if (skipStart) {
-      if (keys[i] === start) i++;
-      if (extra[j] === start) j++;
+    const start = skipStart ? after : prefix;
+    let b = Math.max(0, this.blockOf(start));
+    if (b >= this.blocks.length) return;
+    let i = this.placeIn(this.blocks[b]!, this.sizes[b]!, start);
+    // Only the first place can hold `start` itself: the next block's first key is past it.
+    if (skipStart && i < this.sizes[b]! && this.order.compareKey(this.blocks[b]![i]!, start) === 0) i++;
+    for (; b < this.blocks.length; b++, i = 0) {
+      const block = this.blocks[b]!;
+      const size = this.sizes[b]!;
+      for (; i < size; i++) {
+        const id = block[i]!;
+        if (!this.order.keyStartsWith(id, prefix)) return;
+        yield id;
+      }
     }
-    while (i < keys.length || j < extra.length) {
-      const k = j >= extra.length || (i < keys.length && keys[i]! < extra[j]!) ? keys[i++]! : extra[j++]!;
-      if (!k.startsWith(prefix)) return;
-      if (removed.size > 0 && removed.has(k)) continue;
-      yield k;
+  }
+
+  /** The last block whose first key is <= `key`; -1 when `key` sorts before every block. */
+  private blockOf(key: string): number {
+    const firsts = this.firsts;
+    let lo = 0;
+    let hi = firsts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (firsts[mid]! <= key) lo = mid + 1;
+      else hi = mid;
     }
+    return lo - 1;
   }
 
-  private fold(): void {
-    const removed = this.removed;
-    const base = removed.size ? this.sorted.filter((k) => !removed.has(k)) : this.sorted;
-    const add = this.pendingSorted ?? [...this.pending].sort(compare);
-    this.sorted = add.length ? merge(base, add) : base;
-    this.pending = new Set();
-    this.removed = new Set();
-    this.pendingSorted = [];
+  /** The first place in `block` whose key is >= `key`. */
+  private placeIn(block: Int32Array, size: number, key: string): number {
+    let lo = 0;
+    let hi = size;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.order.compareKey(block[mid]!, key) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
-}
 
-/** Changes (pending inserts and removals) a listing tolerates before folding them in: the larger of these. */
-const FOLD_MIN = 1024;
-const FOLD_FRACTION = 1 / 64;
-/** Pending inserts `add` lets build up, as a share of the sorted keys, before it folds them in (memory, see add). */
-const FOLD_ON_ADD_FRACTION = 1 / 8;
-
-const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
-function lowerBound(a: string[], x: string): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid]! < x) lo = mid + 1;
-    else hi = mid;
+  private split(b: number): void {
+    const block = this.blocks[b]!;
+    const half = BLOCK >>> 1;
+    const upper = new Int32Array(BLOCK);
+    upper.set(block.subarray(half, BLOCK));
+    this.sizes[b] = half;
+    this.blocks.splice(b + 1, 0, upper);
+    this.sizes.splice(b + 1, 0, BLOCK - half);
+    this.firsts.splice(b + 1, 0, this.order.key(upper[0]!));
   }
-  return lo;
-}
-
-function merge(a: string[], b: string[]): string[] {
-  const out = new Array<string>(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let o = 0;
-  while (i < a.length && j < b.length) out[o++] = a[i]! <= b[j]! ? a[i++]! : b[j++]!;
-  while (i < a.length) out[o++] = a[i++]!;
-  while (j < b.length) out[o++] = b[j++]!;
-  return out;
 }

@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.ts";
-import type { DigestMember, StoredRecord } from "./record.ts";
+import type { StoredRecord } from "./record.ts";
 
 /**
  * What a Store is made with, and the constants of its memory budget (see
@@ -50,30 +50,33 @@ export interface StoreOptions {
    * Called whenever the record held for a key changes: a new key, one that wins the
    * merge order (a newer version, or the same version with contents that win, see
    * compareRecords), an expiry (same version, now a tombstone), or a purge
-   * (`sum` undefined). `id` is the key's recordId, built once per change; `held` is
-   * the key's entry, its `record` the one now held (for a purge, the one removed),
-   * the same entry for as long as the key is held; `sum` is the new record's
-   * recordSum (its share of the digest), computed once per change. The digest keeps
-   * the share it was told last for each entry, and XORs it out on the next change.
+   * (`sum` undefined). `id` is the key's recordId, built once per change; `member`
+   * is the key's number in the store (Store.recordAt reads what it holds now; for
+   * a purge, what is removed), the same number for as long as the key is held, and
+   * given to another key only after its purge; `sum` is the new record's recordSum
+   * (its share of the digest), computed once per change. The digest keeps the
+   * share it was told last for each member, and XORs it out on the next change.
    * The anti-entropy digest and the data dir are kept current through this. Must
    * not throw.
    */
-  onChange?: (id: string, held: DigestMember, sum: bigint | undefined) => void;
+  onChange?: (id: string, member: number, sum: bigint | undefined) => void;
 }
 
 /**
  * Estimated bytes of bookkeeping per record, on top of the key and value
- * characters: the key and value strings' own headers, the bucket's map slot and
- * key order, the entry (core/entry.ts: the record's fields and its version as
- * numbers), and the digest's index and share. Measured on Bun 1.4 at a million
- * keys (bench/memory-record.ts --distinct, RSS in process after a full GC): 431
- * bytes per record of a 10-character key and a 100-character value, 321 beyond
- * the characters; 358 under `lru` (the LRU links). Was 512, for the ~550 bytes of
- * the record object and version string an entry held before issue 13. An
- * estimate, not a measurement: docs/operations.md says what `--max-memory` covers
- * and what stays outside it.
+ * characters: the record table's columns and index slot (core/table.ts), the
+ * arena chunk's rounding, the key order's slot and the digest's index and share.
+ * Measured on Bun 1.4 at a million keys (bench/memory-record.ts --distinct, RSS in
+ * process after a full GC): 247 bytes per record of a 10-character key and a
+ * 100-character value, 137 beyond the characters, under either eviction policy
+ * (the LRU links are columns every record has). 160 leaves room for the arena's
+ * free chunks under churn and the columns' growth. Was 384 while records were
+ * JavaScript objects and strings (431 bytes a record), 512 before issue 13. An
+ * estimate, not a measurement: wide characters (above U+00FF) take two bytes each
+ * in the arena, and docs/operations.md says what `--max-memory` covers and what
+ * stays outside it.
  */
-export const ENTRY_OVERHEAD_BYTES = 384;
+export const ENTRY_OVERHEAD_BYTES = 160;
 
 /**
  * Estimated bytes of one cached view (see getView) beyond its record's key and

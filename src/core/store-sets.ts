@@ -1,6 +1,7 @@
-import { LruList, type LruLinks } from "./lru.ts";
+import { LruList } from "./lru.ts";
 import { payloadLength, type StoredRecord } from "./record.ts";
 import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
+import { NONE, type RecordTable } from "./table.ts";
 import { versionWallMs } from "./version.ts";
 
 /**
@@ -56,10 +57,10 @@ interface CachedView {
 }
 
 /**
- * The entries that hold a cached view, oldest view first, and their total bytes.
- * The views sit in a map of their own, not in a field of the entry: an entry
- * without one (most, in a large store) then pays nothing for it, and the entry
- * stays at 4 fields (48 bytes, see StoreEntry). The order is a queue with lazy
+ * The records (ids) that hold a cached view, oldest view first, and their total
+ * bytes. The views sit in a map of their own: a record without one (most, in a
+ * large store) pays nothing for it (the record table has no column for views).
+ * The order is a queue with lazy
  * deletion: a view dropped out of turn (its record changed) leaves a stale slot,
  * skipped when it reaches the head; the queue is compacted when stale slots
  * outnumber the views, so every operation is O(1) amortized.
@@ -67,7 +68,7 @@ interface CachedView {
 /** How many once-read entries ViewCache.admit remembers. */
 const PROBATION_ENTRIES = 16_384;
 
-export class ViewCache<E extends object> {
+export class ViewCache<E> {
   private readonly kept = new Map<E, CachedView>();
   /** Entries missed once lately, oldest first (see admit). */
   private readonly probation = new Set<E>();
@@ -92,6 +93,19 @@ export class ViewCache<E extends object> {
     this.probation.add(entry);
     if (this.probation.size > PROBATION_ENTRIES) this.probation.delete(this.probation.values().next().value!);
     return false;
+  }
+
+  /**
+   * Keeps `view` if it is worth it (admit) and fits: views take room only from older
+   * views, within `room.max` less what else is `room.used` (the budget and the
+   * records; or the views' own bound, with nothing else). A view that cannot fit
+   * even alone is not kept.
+   */
+  offer(entry: E, view: unknown, bytes: number, room: { max: number; used: number }): void {
+    if (!this.admit(entry)) return;
+    if (room.used + bytes > room.max) return;
+    while (room.used + this.total + bytes > room.max && this.dropOldest());
+    this.keep(entry, view, bytes);
   }
 
   /** The view kept for `entry`, if any. */
@@ -149,41 +163,46 @@ export class ViewCache<E extends object> {
 
 /**
  * Tombstones in the order the store took them in (about their age), and where the
- * sweep goes on among them. An LruList on the entries' own links (lru.ts says why
+ * sweep goes on among them. An LruList on the table's own links (lru.ts says why
  * not a Set): the sweep walks a bounded step at a time from where it stopped,
  * `reserve` and the cap look at the oldest. Every operation is O(1), a walk
  * O(budget).
  */
-export class TombstoneQueue<E extends LruLinks> {
-  private readonly list = new LruList<E>();
+export class TombstoneQueue {
+  private readonly list: LruList;
   private count = 0;
-  /** Where the next walk goes on; undefined: start over at the oldest. */
-  private cursor?: E;
+  /** Where the next walk goes on; NONE: start over at the oldest. */
+  private cursor = NONE;
+
+  constructor(table: RecordTable) {
+    this.list = new LruList(table);
+  }
 
   get size(): number {
     return this.count;
   }
 
   /** Adds a tombstone as the youngest. It must not be in the queue (remove it first). */
-  add(entry: E): void {
-    this.list.touch(entry);
+  add(id: number): void {
+    this.list.touch(id);
     this.count++;
   }
 
   /** Takes a tombstone out, moving the walk's cursor past it first. */
-  remove(entry: E): void {
-    if (this.cursor === entry) this.cursor = this.list.newer(entry);
-    this.list.unlink(entry);
+  remove(id: number): void {
+    if (this.cursor === id) this.cursor = this.list.newer(id);
+    this.list.unlink(id);
     this.count--;
   }
 
-  oldest(): E | undefined {
+  /** The oldest tombstone; NONE when there is none. */
+  oldest(): number {
     return this.list.oldest();
   }
 
-  /** The tombstone taken in after `entry`; undefined at the young end. */
-  newer(entry: E): E | undefined {
-    return this.list.newer(entry);
+  /** The tombstone taken in after `id`; NONE at the young end. */
+  newer(id: number): number {
+    return this.list.newer(id);
   }
 
   /**
@@ -192,26 +211,25 @@ export class TombstoneQueue<E extends LruLinks> {
    * in a loop). `visit` may remove the tombstone it is given. Returns how many were
    * visited.
    */
-  walk(budget: number, visit: (entry: E) => void): number {
+  walk(budget: number, visit: (id: number) => void): number {
     let looked = 0;
     let wrapped = false;
     while (looked < budget && this.count > 0) {
-      const entry = this.cursor;
-      if (entry === undefined) {
+      const id = this.cursor;
+      if (id === NONE) {
         if (wrapped) break;
         wrapped = true;
         this.cursor = this.list.oldest();
         continue;
       }
-      this.cursor = this.list.newer(entry);
+      this.cursor = this.list.newer(id);
       looked++;
-      visit(entry);
+      visit(id);
     }
     return looked;
   }
 }
 
-export type { StoreEntry } from "./entry.ts";
 
 /** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES). */
 export const recordBytes = (r: Pick<StoredRecord, "key" | "value">): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);

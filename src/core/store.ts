@@ -1,10 +1,11 @@
 import { MakhzenError } from "../errors.ts";
 import { LruList } from "./lru.ts";
 import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-import { StoreEntry as Entry } from "./entry.ts";
-import { compareRecords, contentHash, isExpired, payloadLength, recordId, recordSum, type StoredRecord } from "./record.ts";
-import { TombstoneQueue, ViewCache, WalkedSet, entryKind, recordBytes, tombstoneDeadAt, type EntryKind } from "./store-sets.ts";
+import { compareRecords, contentHash, isExpired, recordId, recordSum, type StoredRecord } from "./record.ts";
+import { TombstoneQueue, ViewCache, WalkedSet, tombstoneDeadAt, type EntryKind } from "./store-sets.ts";
 import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
+import { NONE, type RecordTable } from "./table.ts";
+import { compareVersionOf, versionWallOf } from "./version-numbers.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
 export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
@@ -19,14 +20,16 @@ export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIE
  * state, even when two writers stamped one version. Nothing here blocks or does I/O.
  */
 export class Store {
-  private readonly keyspace = new Keyspace<Entry>();
-  private readonly lru = new LruList<Entry>();
+  private readonly keyspace = new Keyspace();
+  /** Where the records are (table.ts): a record is its id here. */
+  private readonly table: RecordTable = this.keyspace.table;
+  private readonly lru = new LruList(this.table);
   /** Live records with a TTL: what the sweep looks at for expiry. */
-  private readonly ttl = new WalkedSet<Entry>();
+  private readonly ttl = new WalkedSet<number>();
   /** Tombstones, in the order this store took them in (about their age): what the sweep, `reserve` and the cap purge. */
-  private readonly tombstones = new TombstoneQueue<Entry>();
-  /** What a reader built from a record (see getView), per entry; dropped when the record changes, and first under pressure. */
-  private readonly views = new ViewCache<Entry>();
+  private readonly tombstones = new TombstoneQueue(this.table);
+  /** What a reader built from a record (see getView), per id; dropped when the record changes or goes, and first under pressure. */
+  private readonly views = new ViewCache<number>();
   private used = 0;
   private live = 0;
   private tombBytes = 0;
@@ -42,29 +45,29 @@ export class Store {
    */
   apply(record: StoredRecord): boolean {
     this.ops++;
-    const entry = this.keyspace.get(record.bucket, record.key);
-    if (entry === undefined) {
+    const id = this.keyspace.get(record.bucket, record.key);
+    if (id === NONE) {
       // A delete already past its grace period is not taken in: anti-entropy from a
       // peer that has not swept it yet must not bring it back after we purged it.
       if (this.isPastGrace(record)) return false;
-      // The LRU links are added by the lists that use them (under `lru`, or as a
-      // tombstone): an entry of a store without eviction does without them.
-      const fresh = new Entry(record);
-      this.keyspace.insert(fresh);
+      const fresh = this.keyspace.insert(record.bucket, record.key, record.value, record.bytes === true);
+      this.keyspace.setFields(fresh, record);
       this.account(fresh, 0, "none");
-      this.changed(fresh, record.version);
+      this.changed(fresh, record);
       if (record.value === null) this.capTombstones();
       return true;
     }
     // Versions compare as numbers; on a tie the contents decide (hashed only if they differ).
-    const order = entry.compareVersion(record.version);
-    if (order > 0 || (order === 0 && compareRecords(entry.record, record) >= 0)) return false;
-    const oldBytes = recordBytes(entry);
-    const oldKind = entryKind(entry);
-    entry.take(record);
-    this.views.drop(entry);
-    this.account(entry, oldBytes, oldKind);
-    this.changed(entry, record.version);
+    const t = this.table;
+    const order = compareVersionOf(t.wallMs[id]!, t.stamp[id]!, record.version);
+    if (order > 0 || (order === 0 && compareRecords(this.keyspace.record(id), record) >= 0)) return false;
+    const oldBytes = this.keyspace.bytesOf(id);
+    const oldKind = this.keyspace.kindOf(id);
+    t.setValue(id, record.value, record.bytes === true);
+    this.keyspace.setFields(id, record);
+    this.views.drop(id);
+    this.account(id, oldBytes, oldKind);
+    this.changed(id, record);
     if (record.value === null) this.capTombstones();
     return true;
   }
@@ -72,10 +75,10 @@ export class Store {
   /** The live record of a key: not a tombstone, not expired. Counts as a use for LRU. */
   get(bucket: string, key: string): StoredRecord | undefined {
     this.ops++;
-    const entry = this.keyspace.get(bucket, key);
-    if (!entry || !this.isLive(entry)) return undefined;
-    if (this.opts.eviction === "lru") this.lru.touch(entry);
-    return entry.record;
+    const id = this.keyspace.get(bucket, key);
+    if (id === NONE || !this.isLive(id)) return undefined;
+    if (this.opts.eviction === "lru") this.lru.touch(id);
+    return this.keyspace.record(id);
   }
 
   /**
@@ -89,41 +92,37 @@ export class Store {
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T): T | undefined {
     this.ops++;
-    const entry = this.keyspace.get(bucket, key);
-    if (!entry || !this.isLive(entry)) return undefined;
-    if (this.opts.eviction === "lru") this.lru.touch(entry);
-    const kept = this.views.get(entry);
+    const id = this.keyspace.get(bucket, key);
+    if (id === NONE || !this.isLive(id)) return undefined;
+    if (this.opts.eviction === "lru") this.lru.touch(id);
+    const kept = this.views.get(id);
     if (kept !== undefined) return kept as T;
-    const view = build(entry.record);
-    if (!this.views.admit(entry)) return view;
-    const bytes = VIEW_OVERHEAD_BYTES + payloadLength(entry);
+    const view = build(this.keyspace.record(id));
+    const bytes = VIEW_OVERHEAD_BYTES + this.table.keyLength(id) + this.table.valueLength(id);
     const max = this.opts.maxMemoryBytes;
-    if (max > 0) {
-      if (this.used + bytes > max) return view;
-      while (this.used + this.views.bytes + bytes > max) this.views.dropOldest();
-    } else {
-      const cap = this.opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES;
-      while (this.views.bytes + bytes > cap && this.views.dropOldest());
-    }
-    this.views.keep(entry, view, bytes);
+    this.views.offer(id, view, bytes, max > 0 ? { max, used: this.used } : { max: this.opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES, used: 0 });
     return view;
+  }
+
+  /** What a member (as onChange gave it) holds: while it holds its key, and during its purge's onChange. */
+  recordAt(member: number): StoredRecord {
+    return this.keyspace.record(member);
   }
 
   /** Whatever the store holds for a key, tombstones and expired records included. */
   getRecord(bucket: string, key: string): StoredRecord | undefined {
-    return this.keyspace.get(bucket, key)?.record;
+    const id = this.keyspace.get(bucket, key);
+    return id === NONE ? undefined : this.keyspace.record(id);
   }
 
   /** contentHash of what the store holds for a key (see getRecord): one pass over its value. */
   getHash(bucket: string, key: string): bigint | undefined {
-    const entry = this.keyspace.get(bucket, key);
-    return entry && contentHash(entry);
+    const id = this.keyspace.get(bucket, key);
+    return id === NONE ? undefined : this.keyspace.contentHashOf(id);
   }
 
-  /** Reads and merges since the store was made: how the sweeper tells a quiet store (see Sweeper). */
+  /** Reads and merges since the store was made (how the sweeper tells a quiet store); records held (live, expired, tombstones). */
   get operations(): number { return this.ops; }
-
-  /** How many records (live, expired and tombstones) the store holds. */
   get recordCount(): number { return this.keyspace.recordCount; }
 
   /** See Keyspace.scan: the full-copy page of anti-entropy, or (`only`) of one bucket's keys with a prefix. */
@@ -137,31 +136,23 @@ export class Store {
   }
 
   /** Buckets that hold at least one record (live or tombstone), by name. */
-  bucketStats(): BucketStats[] {
-    return this.keyspace.bucketStats();
-  }
+  bucketStats(): BucketStats[] { return this.keyspace.bucketStats(); }
 
-  /** Bytes of every record held, live and tombstones (views excluded). */
+  // The books, in estimated bytes (see ENTRY_OVERHEAD_BYTES): every record held (live and
+  // tombstones, views excluded); live records; tombstones (and their count); cached views
+  // (see getView); what --max-memory bounds (records, tombstones and views). Then tombstones
+  // purged before their grace period because every member held them (Cluster.isStable), and
+  // purged before they were stable or past their grace period, to stay within budget.
   get usedBytes(): number { return this.used; }
-
-  /** Bytes of live records (tombstones excluded). */
   get liveBytes(): number { return this.live; }
-
-  /** Bytes and count of tombstones. */
   get tombstoneBytes(): number { return this.tombBytes; }
   get tombstoneCount(): number { return this.tombstones.size; }
-
-  /** Estimated bytes of the cached views (see getView). */
   get viewBytes(): number { return this.views.bytes; }
-
-  /** What `--max-memory` bounds: records, tombstones and cached views. */
   get accountedBytes(): number { return this.used + this.views.bytes; }
-
-  /** Tombstones purged before their grace period because every member held them (Cluster.isStable). */
   get tombstonesPurgedStable(): number { return this.purgedStable; }
-
-  /** Tombstones purged before they were stable or past their grace period, to stay within budget. */
   get tombstonesPurgedEarly(): number { return this.purgedEarly; }
+  /** What the record table takes in fact (not an estimate: see RecordTable.bytes), and its arena's free chunks. */
+  get tableBytes(): { bytes: number; free: number } { return { bytes: this.table.bytes, free: this.table.freeBytes }; }
 
   /**
    * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when
@@ -183,8 +174,8 @@ export class Store {
     // the growth must fit: a full store can still update a key in place. Re-read
     // after every eviction, which may have turned this very key into a tombstone.
     const growth = () => {
-      const entry = bucket === undefined || key === undefined ? undefined : this.keyspace.get(bucket, key);
-      return bytes - (entry && entry.value !== null ? recordBytes(entry) : 0);
+      const id = bucket === undefined || key === undefined ? NONE : this.keyspace.get(bucket, key);
+      return bytes - (id !== NONE && this.table.hasValue(id) ? this.keyspace.bytesOf(id) : 0);
     };
     const fits = () => this.used + this.views.bytes + growth() <= max;
     if (fits()) return;
@@ -195,11 +186,12 @@ export class Store {
       while (!fits()) {
         if (safeLeft && (safeLeft = this.dropSafeTombstone())) continue;
         if (this.views.dropOldest()) continue;
-        const victim = this.opts.eviction === "lru" ? this.lru.oldest() : undefined;
-        if (!victim) break;
+        const victim = this.opts.eviction === "lru" ? this.lru.oldest() : NONE;
+        if (victim === NONE) break;
         this.evict(victim);
         // Its tombstone may be safe at once (a node alone): it goes too, or only its value was freed.
-        if (this.keyspace.get(victim.bucket, victim.key) === victim && victim.value === null && this.isSafeToDrop(victim)) this.purge(victim);
+        // (The eviction's tombstone took the victim's id in place; the tombstone cap may have purged it already.)
+        if (this.table.isHeld(victim) && !this.table.hasValue(victim) && this.isSafeToDrop(victim)) this.purge(victim);
       }
       if (fits()) return;
     }
@@ -222,14 +214,14 @@ export class Store {
   sweep(budget: number): number {
     const now = this.opts.clock.wallMs();
     let changed = 0;
-    const seen = this.ttl.walk(this.tombstones.size === 0 ? budget : Math.ceil(budget / 2), (entry) => {
-      if (!isExpired(entry, now)) return;
-      this.expireToTombstone(entry);
+    const seen = this.ttl.walk(this.tombstones.size === 0 ? budget : Math.ceil(budget / 2), (id) => {
+      if (!(this.table.expiresAt[id]! <= now)) return;
+      this.expireToTombstone(id);
       changed++;
     });
-    this.tombstones.walk(budget - seen, (entry) => {
-      if (!this.isSafeToDrop(entry, now)) return;
-      this.purge(entry);
+    this.tombstones.walk(budget - seen, (id) => {
+      if (!this.isSafeToDrop(id, now)) return;
+      this.purge(id);
       changed++;
     });
     return changed;
@@ -252,28 +244,27 @@ export class Store {
    * brings what the peers hold. Returns whether it was removed.
    */
   retract(bucket: string, key: string, version: string): boolean {
-    const entry = this.keyspace.get(bucket, key);
-    if (!entry || entry.version !== version) return false;
-    if (entry.value !== null) this.expireToTombstone(entry);
-    this.purge(entry);
+    const id = this.keyspace.get(bucket, key);
+    if (id === NONE || compareVersionOf(this.table.wallMs[id]!, this.table.stamp[id]!, version) !== 0) return false;
+    if (this.table.hasValue(id)) this.expireToTombstone(id);
+    if (this.table.isHeld(id)) this.purge(id); // the tombstone cap may have purged it already
     return true;
   }
 
   /** Forgets what is held for (bucket, key), leaving no tombstone and replicating nothing: a partition handed off (rebalance.ts). */
   drop(bucket: string, key: string): boolean {
-    const entry = this.keyspace.get(bucket, key);
-    if (!entry) return false;
+    const id = this.keyspace.get(bucket, key);
+    if (id === NONE) return false;
     // A live record is a tombstone in the books first; the digest keeps its share until purge takes it out.
-    if (entry.value !== null) {
-      const oldBytes = recordBytes(entry);
-      const oldKind = entryKind(entry);
-      entry.value = null;
-      entry.expiresAt = undefined;
-      entry.bytes = undefined;
-      this.views.drop(entry);
-      this.account(entry, oldBytes, oldKind);
+    if (this.table.hasValue(id)) {
+      const oldBytes = this.keyspace.bytesOf(id);
+      const oldKind = this.keyspace.kindOf(id);
+      this.table.setValue(id, null, false);
+      this.table.expiresAt[id] = NaN;
+      this.views.drop(id);
+      this.account(id, oldBytes, oldKind);
     }
-    this.purge(entry);
+    this.purge(id);
     return true;
   }
 
@@ -285,62 +276,68 @@ export class Store {
     return this.isPastGrace(r) || (r.value === null && this.opts.isStable?.(r) === true);
   }
 
-  private isLive(entry: Entry): boolean { // the clock only for a record with a TTL: every cached GET asks
-    return entry.value !== null && (entry.expiresAt === undefined || !isExpired(entry, this.opts.clock.wallMs()));
+  /** Live: a value, not expired (the clock is read only for a record with a TTL: every cached GET asks). */
+  private isLive(id: number): boolean {
+    const expiresAt = this.table.expiresAt[id]!;
+    return this.table.hasValue(id) && (expiresAt !== expiresAt || expiresAt > this.opts.clock.wallMs());
   }
 
-  private isSafeToDrop(tombstone: Entry, now = this.opts.clock.wallMs()): boolean {
-    if (now - Math.max(tombstone.versionWallMs, tombstone.expiresAt ?? 0) >= this.opts.tombstoneTtlMs) return true;
-    if (this.opts.isStable?.(tombstone.record) !== true) return false;
+  private isSafeToDrop(tombstone: number, now = this.opts.clock.wallMs()): boolean {
+    const t = this.table;
+    const expiresAt = t.expiresAt[tombstone]!;
+    const deadAt = Math.max(versionWallOf(t.wallMs[tombstone]!, t.stamp[tombstone]!), expiresAt === expiresAt ? expiresAt : 0);
+    if (now - deadAt >= this.opts.tombstoneTtlMs) return true;
+    if (this.opts.isStable?.(this.keyspace.record(tombstone)) !== true) return false;
     this.purgedStable++; // every caller purges what is safe at once
     return true;
   }
 
   /**
-   * Tells onChange that `entry` now holds another record, with its share of the
-   * digest (the digest keeps the share it was told last, and XORs it out). One
-   * recordId and one recordSum per change, whatever listens. `version` is the
-   * record's version string when the caller has it (no formatting then).
+   * Tells onChange that the record `id` now holds another record, with its share of
+   * the digest (the digest keeps the share it was told last, and XORs it out). One
+   * recordId and one recordSum per change, whatever listens. `r` is what it now
+   * holds, when the caller has it as a record (no formatting or decoding then).
    */
-  private changed(entry: Entry, version: string = entry.version): void {
+  private changed(id: number, r: StoredRecord = this.keyspace.record(id)): void {
     const onChange = this.opts.onChange;
     if (!onChange) return;
-    const id = recordId(entry.bucket, entry.key);
-    onChange(id, entry, recordSum(id, version, contentHash(entry)));
+    const rid = recordId(r.bucket, r.key);
+    onChange(rid, id, recordSum(rid, r.version, contentHash(r)));
   }
 
-  /** Bookkeeping after the entry's record changed from one of `oldBytes` and `oldKind` ("none" for a new key). */
-  private account(entry: Entry, oldBytes: number, oldKind: EntryKind): void {
-    const bytes = recordBytes(entry);
-    const isTomb = entry.value === null;
+  /** Bookkeeping after the record's contents changed from ones of `oldBytes` and `oldKind` ("none" for a new key). */
+  private account(id: number, oldBytes: number, oldKind: EntryKind): void {
+    const bytes = this.keyspace.bytesOf(id);
+    const kind = this.keyspace.kindOf(id);
+    const isTomb = kind === "tombstone";
     const wasLive = oldKind === "live" || oldKind === "timed";
     const wasTomb = oldKind === "tombstone";
     const delta = bytes - oldBytes;
     this.used += delta;
     this.live += (isTomb ? 0 : bytes) - (wasLive ? oldBytes : 0);
     this.tombBytes += (isTomb ? bytes : 0) - (wasTomb ? oldBytes : 0);
-    this.keyspace.count(entry.bucket, delta, (isTomb ? 0 : 1) - (wasLive ? 1 : 0));
-    // Whether the entry is in `ttl` follows from the record it held: a live one with a TTL.
-    const timed = entryKind(entry) === "timed";
+    this.keyspace.count(id, delta, (isTomb ? 0 : 1) - (wasLive ? 1 : 0));
+    // Whether the record is in `ttl` follows from what it holds: a live one with a TTL.
+    const timed = kind === "timed";
     if (timed !== (oldKind === "timed")) {
-      if (timed) this.ttl.items.add(entry);
-      else this.ttl.items.delete(entry);
+      if (timed) this.ttl.items.add(id);
+      else this.ttl.items.delete(id);
     }
-    // One set of links, two lists: a live entry is in the LRU (under lru), a
+    // One set of links, two lists: a live record is in the LRU (under lru), a
     // tombstone in `tombstones`. A newer delete moves to the young end.
-    if (wasTomb) this.tombstones.remove(entry);
-    else if (wasLive) this.lru.unlink(entry);
-    if (isTomb) this.tombstones.add(entry);
-    else if (this.opts.eviction === "lru") this.lru.touch(entry);
+    if (wasTomb) this.tombstones.remove(id);
+    else if (wasLive) this.lru.unlink(id);
+    if (isTomb) this.tombstones.add(id);
+    else if (this.opts.eviction === "lru") this.lru.touch(id);
   }
 
   /** One tombstone safe to drop among the oldest few, purged; false when none is. */
   private dropSafeTombstone(): boolean {
     const now = this.opts.clock.wallMs();
-    let entry = this.tombstones.oldest();
-    for (let looks = 0; entry && looks < SAFE_TOMBSTONE_LOOKS; looks++, entry = this.tombstones.newer(entry)) {
-      if (this.isSafeToDrop(entry, now)) {
-        this.purge(entry);
+    let id = this.tombstones.oldest();
+    for (let looks = 0; id !== NONE && looks < SAFE_TOMBSTONE_LOOKS; looks++, id = this.tombstones.newer(id)) {
+      if (this.isSafeToDrop(id, now)) {
+        this.purge(id);
         return true;
       }
     }
@@ -358,9 +355,9 @@ export class Store {
     const now = this.opts.clock.wallMs();
     while (this.tombBytes > max * TOMBSTONE_BUDGET_SHARE) {
       const oldest = this.tombstones.oldest();
-      if (!oldest) return;
+      if (oldest === NONE) return;
       const safe = this.isSafeToDrop(oldest, now);
-      const r = safe ? undefined : oldest.record;
+      const r = safe ? undefined : this.keyspace.record(oldest);
       this.purge(oldest);
       if (r === undefined) continue;
       this.purgedEarly++;
@@ -368,33 +365,34 @@ export class Store {
     }
   }
 
-  private evict(entry: Entry): void {
-    const tombstone: StoredRecord = { bucket: entry.bucket, key: entry.key, value: null, version: this.opts.clock.now() };
+  private evict(id: number): void {
+    const tombstone: StoredRecord = { bucket: this.keyspace.bucketName(id), key: this.table.key(id), value: null, version: this.opts.clock.now() };
     this.apply(tombstone);
     this.opts.onEvict?.(tombstone);
   }
 
-  private expireToTombstone(entry: Entry): void {
-    const oldBytes = recordBytes(entry);
-    const oldKind = entryKind(entry);
+  private expireToTombstone(id: number): void {
+    const oldBytes = this.keyspace.bytesOf(id);
+    const oldKind = this.keyspace.kindOf(id);
     // Same version and expiresAt, no value; a tombstone carries no `bytes` flag: only a value has a form.
-    entry.value = null;
-    entry.bytes = undefined;
-    this.views.drop(entry);
-    this.account(entry, oldBytes, oldKind);
+    this.table.setValue(id, null, false);
+    this.views.drop(id);
+    this.account(id, oldBytes, oldKind);
     // Same version, new contents: the digest follows, so a replica that has not swept yet differs until it does.
-    this.changed(entry);
+    this.changed(id);
     this.capTombstones();
   }
 
-  /** Removes a tombstone for good. */
-  private purge(entry: Entry): void {
-    const bytes = recordBytes(entry);
+  /** Removes a tombstone for good: out of every list first, then out of the table (whose id may then be reused). */
+  private purge(id: number): void {
+    const bytes = this.keyspace.bytesOf(id);
     this.used -= bytes;
     this.tombBytes -= bytes;
-    this.keyspace.count(entry.bucket, -bytes, 0);
-    this.keyspace.remove(entry);
-    this.tombstones.remove(entry);
-    this.opts.onChange?.(recordId(entry.bucket, entry.key), entry, undefined);
+    this.keyspace.count(id, -bytes, 0);
+    this.tombstones.remove(id);
+    this.views.drop(id);
+    const onChange = this.opts.onChange;
+    if (onChange) onChange(recordId(this.keyspace.bucketName(id), this.table.key(id)), id, undefined);
+    this.keyspace.remove(id);
   }
 }

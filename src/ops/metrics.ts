@@ -10,7 +10,7 @@ export interface MetricsSources {
   version: string;
   store: Pick<
     Store,
-    "bucketStats" | "usedBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable"
+    "bucketStats" | "usedBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable" | "tableBytes"
   >;
   /** The data budget (0 = unlimited). */
   maxMemoryBytes: number;
@@ -95,7 +95,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   gauge("bucket_keys", "Live keys per bucket (not deletes, not expired).", ["bucket"], (g) => {
     for (const b of buckets()) g.set({ bucket: b.name }, b.keys);
   });
-  gauge("bucket_bytes", "Estimated bytes of live data per bucket (keys, values, ~128 bytes per record).", ["bucket"], (g) => {
+  gauge("bucket_bytes", "Estimated bytes of live data per bucket (keys, values, ~160 bytes per record).", ["bucket"], (g) => {
     for (const b of buckets()) g.set({ bucket: b.name }, b.bytes);
   });
   gauge("store_records", "Records held, deletes (tombstones) and expired ones not yet swept included.", [], (g) => g.set(src.store.recordCount));
@@ -114,6 +114,12 @@ export function createMetrics(src: MetricsSources): Metrics {
     set(src.store.tombstonesPurgedStable),
   );
   gauge("store_max_bytes", "The data budget, --max-memory (0 = unlimited).", [], (g) => g.set(src.maxMemoryBytes));
+  gauge("store_table_bytes", "Bytes the record table takes: its arena pages of keys and values, its index and columns (values over 16 KiB counted at 2 bytes a character; the key order and the digest not counted).", [], (g) =>
+    g.set(src.store.tableBytes.bytes),
+  );
+  gauge("store_arena_free_bytes", "Bytes of the arena's pages freed by deletes and value size changes, kept for the next chunk of their size.", [], (g) =>
+    g.set(src.store.tableBytes.free),
+  );
 
   // ---- the process ----
   gauge("process_resident_memory_bytes", "Resident set size of the process.", [], (g) => g.set(process.memoryUsage().rss));

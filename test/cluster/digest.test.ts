@@ -19,8 +19,9 @@ describe("digest", () => {
     // change: any drift (a share kept wrong, a member moved without its share) shows here.
     const wall = new ManualWallClock(1_700_000_000_000);
     const clock = new HybridClock("n", wall.read);
-    const kept = new Digest();
-    const store = new Store({ clock, maxMemoryBytes: 0, eviction: "noeviction", tombstoneTtlMs: 50, isStable: () => false, onChange: (id, held, sum) => kept.change(id, held, sum) });
+    let store: Store | undefined;
+    const kept = new Digest((member) => store!.recordAt(member));
+    store = new Store({ clock, maxMemoryBytes: 0, eviction: "noeviction", tombstoneTtlMs: 50, isStable: () => false, onChange: (id, member, sum) => kept.change(id, member, sum) });
     const next = rng(13);
     for (let step = 0; step < 5000; step++) {
       const key = `k${Math.floor(next() * 300)}`;

@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { hashSlot, partitionOf, partitionsFromHex, partitionsToHex, Placement, PARTITIONS, rankOwners } from "../../src/cluster/placement.ts";
+import fc from "fast-check";
+import { recordId } from "../../src/core/record.ts";
+import { hashSlot, partitionOf, partitionOfId, partitionsFromHex, partitionsToHex, Placement, PARTITIONS, rankOwners } from "../../src/cluster/placement.ts";
 
 describe("hashSlot", () => {
   test("matches Redis Cluster's CLUSTER KEYSLOT", () => {
@@ -28,6 +30,18 @@ describe("hashSlot", () => {
   test("partitions are ranges of 64 slots", () => {
     expect(partitionOf("foo")).toBe(Math.floor(12182 / 64));
     for (const k of ["a", "b", "{x}y", "🙂"]) expect(partitionOf(k)).toBeLessThan(PARTITIONS);
+  });
+});
+
+describe("partitionOfId", () => {
+  test("is the partition of the record id's key, whatever the bucket and the key (tags, braces, non-ASCII)", () => {
+    const key = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.string({ unit: fc.constantFrom("{", "}", "a", "é", "\u0000", "中") }));
+    fc.assert(
+      fc.property(fc.constantFrom("default", "b", "x{y}"), key, (bucket, k) => {
+        expect(partitionOfId(recordId(bucket, k))).toBe(partitionOf(k));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
 

@@ -1,6 +1,37 @@
 import { describe, expect, test } from "bun:test";
 import { SortedKeys } from "../../src/core/sorted-keys.ts";
+import { NONE, RecordTable } from "../../src/core/table.ts";
 import { rng } from "../support/http.ts";
+
+/**
+ * SortedKeys as the keyspace drives it: a key enters the table and then the order
+ * (by its id), and leaves the order and then the table, which hands its id to the
+ * next key. So ids are reused, as in a store, and every listing is read back as keys.
+ */
+class Keys {
+  readonly table = new RecordTable();
+  readonly order = new SortedKeys(this.table);
+
+  add(key: string): void {
+    expect(this.table.find(0, key)).toBe(NONE);
+    this.order.add(this.table.insert(0, key, null, false), key);
+  }
+
+  remove(key: string): void {
+    const id = this.table.find(0, key);
+    expect(id).not.toBe(NONE);
+    this.order.remove(id, key);
+    this.table.remove(id);
+  }
+
+  get size(): number {
+    return this.order.size;
+  }
+
+  *from(prefix: string, after?: string): Generator<string> {
+    for (const id of this.order.from(prefix, after)) yield this.table.key(id);
+  }
+}
 
 /** The model: a plain array, sorted in JavaScript string order after every change. */
 function modelFrom(model: Set<string>, prefix: string, after?: string): string[] {
@@ -18,13 +49,13 @@ const take = (it: Iterable<string>, n: number): string[] => {
 
 describe("SortedKeys", () => {
   test("empty", () => {
-    const keys = new SortedKeys();
+    const keys = new Keys();
     expect([...keys.from("")]).toEqual([]);
     expect(keys.size).toBe(0);
   });
 
   test("re-adding a removed key before the next listing keeps it once", () => {
-    const keys = new SortedKeys();
+    const keys = new Keys();
     keys.add("b");
     keys.add("a");
     expect([...keys.from("")]).toEqual(["a", "b"]);
@@ -38,7 +69,7 @@ describe("SortedKeys", () => {
   });
 
   test("prefix and after", () => {
-    const keys = new SortedKeys();
+    const keys = new Keys();
     for (const k of ["a", "a/1", "a/2", "ab", "b", "", "é", "a/"]) keys.add(k);
     expect([...keys.from("a/")]).toEqual(["a/", "a/1", "a/2"]);
     expect([...keys.from("a/", "a/1")]).toEqual(["a/2"]);
@@ -59,7 +90,7 @@ describe("SortedKeys", () => {
       return k;
     };
     for (let run = 0; run < 20; run++) {
-      const keys = new SortedKeys();
+      const keys = new Keys();
       const model = new Set<string>();
       for (let step = 0; step < 400; step++) {
         const roll = next();
@@ -89,9 +120,9 @@ describe("SortedKeys", () => {
     }
   });
 
-  test("paging while keys arrive and leave: pending changes are merged into pages, and folded past the threshold", () => {
+  test("paging while keys arrive and leave, over many blocks", () => {
     const next = rng(7);
-    const keys = new SortedKeys();
+    const keys = new Keys();
     const model = new Set<string>();
     for (let i = 0; i < 3000; i++) {
       const k = `k${Math.floor(next() * 1e6)}`;
@@ -114,5 +145,37 @@ describe("SortedKeys", () => {
       after = got.length === 50 ? got[49] : undefined;
     }
     expect([...keys.from("")]).toEqual([...model].sort());
+  });
+
+  test("blocks split as they fill and go as they empty: a large bucket against the model, in bulk", () => {
+    const next = rng(31);
+    const keys = new Keys();
+    const model = new Set<string>();
+    // Rising keys (each lands at the end of the last block), then random ones, then most removed.
+    for (let i = 0; i < 3000; i++) (keys.add(`r${String(i).padStart(5, "0")}`), model.add(`r${String(i).padStart(5, "0")}`));
+    for (let i = 0; i < 5000; i++) {
+      const k = `k${Math.floor(next() * 1e6)}`;
+      if (!model.has(k)) (keys.add(k), model.add(k));
+    }
+    expect([...keys.from("")]).toEqual([...model].sort());
+    const all = [...model];
+    for (let i = 0; i < all.length; i++) if (i % 10 !== 0) (keys.remove(all[i]!), model.delete(all[i]!));
+    expect([...keys.from("")]).toEqual([...model].sort());
+    expect([...keys.from("r0", "r00100")]).toEqual(modelFrom(model, "r0", "r00100"));
+    expect(keys.size).toBe(model.size);
+    for (const k of [...model]) (keys.remove(k), model.delete(k));
+    expect([...keys.from("")]).toEqual([]);
+    expect(keys.size).toBe(0);
+  });
+
+  test("a bucket thinned out to one key in 256 keeps few blocks: sparse blocks join their neighbours", () => {
+    const keys = new Keys();
+    const all = Array.from({ length: 100_000 }, (_, i) => `e${String(i).padStart(8, "0")}`);
+    for (const k of all) keys.add(k);
+    const kept = all.filter((_, i) => i % 256 === 0);
+    for (let i = 0; i < all.length; i++) if (i % 256 !== 0) keys.remove(all[i]!);
+    expect([...keys.from("")]).toEqual(kept);
+    // 391 keys: a handful of blocks, not one per key.
+    expect(keys.order.blockCount).toBeLessThan(kept.length / 16);
   });
 });

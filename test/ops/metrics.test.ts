@@ -99,6 +99,7 @@ describe("GET /metrics", () => {
     node.bucket("a").set("k2", "y");
     node.bucket("b").set("k1", "z");
     node.bucket("b").delete("k1");
+    node.bucket("a").set("k2", "y".repeat(300)); // a larger value: its old chunk in the arena is freed
     const { all } = await metricsOf(node);
     const stats = new Map(node.buckets().map((b) => [b.name, b]));
     expect(valueOf(all, "makhzen_bucket_keys", { bucket: "a" })).toBe(2);
@@ -111,6 +112,9 @@ describe("GET /metrics", () => {
     expect(valueOf(all, "makhzen_store_live_bytes")).toBeLessThan(valueOf(all, "makhzen_store_used_bytes")!);
     expect(valueOf(all, "makhzen_store_live_bytes")).toBe(stats.get("a")!.bytes);
     expect(valueOf(all, "makhzen_store_max_bytes")).toBe(10 * 1024 * 1024);
+    // Measured, not estimated: one arena page of 1 MiB at least, and the chunk the larger value left.
+    expect(valueOf(all, "makhzen_store_table_bytes")).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(valueOf(all, "makhzen_store_arena_free_bytes")).toBe(16);
     expect(valueOf(all, "makhzen_process_resident_memory_bytes")).toBeGreaterThan(1024 * 1024);
     expect(valueOf(all, "makhzen_process_heap_used_bytes")).toBeGreaterThan(0);
     expect(valueOf(all, "makhzen_process_cpu_seconds_total")).toBeGreaterThan(0); // this process has run code by now
@@ -248,7 +252,7 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
   const sources = (stats: () => ClusterStats) => ({
     name: "a",
     version: "0.0.0",
-    store: { bucketStats: () => [], usedBytes: 0, liveBytes: 0, recordCount: 0, tombstoneCount: 0, tombstoneBytes: 0, viewBytes: 0, accountedBytes: 0, tombstonesPurgedEarly: 0, tombstonesPurgedStable: 0 },
+    store: { bucketStats: () => [], usedBytes: 0, liveBytes: 0, recordCount: 0, tombstoneCount: 0, tombstoneBytes: 0, viewBytes: 0, accountedBytes: 0, tombstonesPurgedEarly: 0, tombstonesPurgedStable: 0, tableBytes: { bytes: 0, free: 0 } },
     maxMemoryBytes: 0,
     requests: new RequestStats(),
     cluster: { stats },

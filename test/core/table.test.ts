@@ -1,0 +1,138 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import { CHUNK_VALUE_BYTES, NONE, RecordTable } from "../../src/core/table.ts";
+import { PAGE_BYTES } from "../../src/core/arena.ts";
+import { rng } from "../support/http.ts";
+
+/** Strings of every kind the table must give back exactly: latin1, wide, lone surrogates, astral, empty. */
+const text = fc.oneof(
+  fc.string({ maxLength: 30 }),
+  fc.string({ unit: "binary", maxLength: 30 }),
+  fc.string({ unit: fc.constantFrom("a", "é", "\u00ff", "\u0100", "中", "\ud800", "\udfff", "\u{1F600}"), maxLength: 12 }),
+);
+
+describe("RecordTable", () => {
+  test("gives back every key and value exactly, and finds each key in its bucket only", () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.tuple(fc.integer({ min: 0, max: 3 }), text), { selector: ([b, k]) => `${b}\u0000${k}`, maxLength: 60 }), fc.array(fc.option(text, { nil: null }), { minLength: 60, maxLength: 60 }), (keys, values) => {
+        const t = new RecordTable();
+        const ids = keys.map(([b, k], i) => t.insert(b, k, values[i]!, i % 2 === 0));
+        keys.forEach(([b, k], i) => {
+          const id = ids[i]!;
+          expect(t.find(b, k)).toBe(id);
+          expect(t.key(id)).toBe(k);
+          expect(t.value(id)).toBe(values[i]!);
+          expect(t.keyLength(id)).toBe(k.length);
+          expect(t.valueLength(id)).toBe(values[i]?.length ?? 0);
+          if (!keys.some(([b2, k2]) => b2 === b + 1 && k2 === k)) expect(t.find(b + 1, k)).toBe(NONE);
+        });
+        expect(t.size).toBe(keys.length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("a value changes in place or moves, and the key stays: small, large (kept aside), tombstone, wide", () => {
+    const t = new RecordTable();
+    const id = t.insert(7, "clé", "v", false);
+    const other = t.insert(7, "other", "x".repeat(40), false);
+    for (const v of ["w", "x".repeat(100), "中".repeat(3000), null, "y".repeat(CHUNK_VALUE_BYTES + 1), "\ud800", "z".repeat(5 * CHUNK_VALUE_BYTES), "", "back"]) {
+      t.setValue(id, v, false);
+      expect(t.value(id)).toBe(v);
+      expect(t.hasValue(id)).toBe(v !== null);
+      expect(t.key(id)).toBe("clé");
+      expect(t.find(7, "clé")).toBe(id);
+      expect(t.value(other)).toBe("x".repeat(40));
+    }
+  });
+
+  test("against a Map: inserts, value changes and removals with ids reused, across index growth", () => {
+    const next = rng(99);
+    const t = new RecordTable();
+    const model = new Map<string, { id: number; value: string | null }>();
+    for (let step = 0; step < 30_000; step++) {
+      const k = `k${Math.floor(next() * 5000)}`;
+      const roll = next();
+      const held = model.get(k);
+      if (held === undefined) {
+        const value = roll < 0.1 ? null : `v${step}`.repeat(1 + Math.floor(next() * 5));
+        model.set(k, { id: t.insert(1, k, value, false), value });
+      } else if (roll < 0.6) {
+        held.value = roll < 0.1 ? null : `w${step}`.repeat(1 + Math.floor(next() * 20));
+        t.setValue(held.id, held.value, false);
+      } else {
+        t.remove(held.id);
+        model.delete(k);
+      }
+      if (step % 1000 === 0) {
+        for (const [key, { id, value }] of model) {
+          expect(t.find(1, key)).toBe(id);
+          expect(t.key(id)).toBe(key);
+          expect(t.value(id)).toBe(value);
+        }
+      }
+    }
+    expect(t.size).toBe(model.size);
+    for (let i = 0; i < 5000; i++) if (!model.has(`k${i}`)) expect(t.find(1, `k${i}`)).toBe(NONE);
+  });
+
+  test("orders keys as JavaScript orders strings (UTF-16 code units), and reads prefixes", () => {
+    fc.assert(
+      fc.property(text, text, text, (a, b, prefix) => {
+        const t = new RecordTable();
+        const ia = t.insert(0, a, null, false);
+        expect(Math.sign(t.compareKey(ia, b))).toBe(a < b ? -1 : a > b ? 1 : 0);
+        expect(t.keyStartsWith(ia, prefix)).toBe(a.startsWith(prefix));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("the arena reuses freed chunks: 100,000 overwrites of random sizes over 1,000 keys stay within a few times what is held", () => {
+    const next = rng(5);
+    const t = new RecordTable();
+    const ids = Array.from({ length: 1000 }, (_, i) => t.insert(0, `key-${i}`, "v", false));
+    let held = 0;
+    for (let step = 0; step < 100_000; step++) {
+      const id = ids[Math.floor(next() * ids.length)]!;
+      t.setValue(id, "x".repeat(1 + Math.floor(next() * 2000)), false);
+    }
+    for (const id of ids) held += t.keyLength(id) + t.valueLength(id);
+    // Without reuse the overwrites alone would take ~100 MB of pages; held is ~1 MB.
+    const pages = t.pageBytes;
+    expect(held).toBeGreaterThan(500_000);
+    expect(pages).toBeLessThan(4 * held + 1024 * 1024);
+    expect(t.freeBytes).toBeLessThan(pages);
+  });
+
+  test("sizes that drift leave no unbounded waste: the arena is compacted, and every record reads back the same", () => {
+    const t = new RecordTable(PAGE_BYTES); // compacts past 1 MiB free (16 MiB in a node)
+    const ids = Array.from({ length: 2000 }, (_, i) => t.insert(0, `key-${i}`, "", false));
+    let compacted = 0;
+    let lastPages = 0;
+    // Each round every value grows by 16 bytes: every chunk freed is of a size no one asks for again.
+    for (let round = 1; round <= 40; round++) {
+      for (const id of ids) t.setValue(id, `${round}:`.padEnd(200 + 16 * round, "v"), false);
+      if (t.pageBytes < lastPages) compacted++;
+      lastPages = t.pageBytes;
+      let held = 0;
+      for (const id of ids) held += t.keyLength(id) + t.valueLength(id);
+      expect(t.pageBytes).toBeLessThanOrEqual(2 * held + 3 * PAGE_BYTES);
+    }
+    expect(compacted).toBeGreaterThan(0);
+    ids.forEach((id, i) => {
+      expect(t.key(id)).toBe(`key-${i}`);
+      expect(t.value(id)).toBe("40:".padEnd(200 + 16 * 40, "v"));
+      expect(t.find(0, `key-${i}`)).toBe(id);
+    });
+  });
+
+  test("a key past a chunk is refused before anything changes", () => {
+    const t = new RecordTable();
+    const id = t.insert(0, "a", "x", false);
+    expect(() => t.insert(0, "k".repeat(130_000), "v", false)).toThrow(RangeError);
+    expect(t.size).toBe(1);
+    expect(t.find(0, "a")).toBe(id);
+    expect(t.insert(0, "b", "y", false)).toBe(id + 1); // no id was taken by the refused insert
+  });
+});
