@@ -51,6 +51,10 @@ const rows: string[] = [];
     await res.arrayBuffer();
   });
   const filled = await settledRss(pid);
+  // Where the RSS after the PUTs sits: the JavaScript heap, and the record table (arena pages, index, columns).
+  const parts = await (await fetch(`${node.url}/metrics`)).text();
+  const metric = (name: string) => Number(new RegExp(`^makhzen_${name} (\\S+)$`, "m").exec(parts)?.[1]) / 2 ** 20;
+  console.error(`after the PUTs: heap used ${fmt(metric("process_heap_used_bytes"))} MiB of ${fmt(metric("process_heap_total_bytes"))}, record table ${fmt(metric("store_table_bytes"))} MiB`);
   await each(async (i) => {
     const res = await fetch(`${node.url}/items/key-${i}`);
     if (!res.ok) throw new Error(`GET key-${i}: ${res.status}`);
