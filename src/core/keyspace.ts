@@ -113,7 +113,7 @@ export class Keyspace {
   record(id: number): StoredRecord {
     const t = this.table;
     const r: StoredRecord = { bucket: this.bucketName(id), key: t.key(id), value: t.value(id), version: formatVersionOf(t.wallMs[id]!, t.stamp[id]!) };
-    const expiresAt = t.expiresAt[id]!;
+    const expiresAt = t.expiresAt(id);
     if (expiresAt === expiresAt) r.expiresAt = expiresAt; // NaN: no TTL
     if (t.flags[id]! & BYTES) r.bytes = true;
     return r;
@@ -125,7 +125,7 @@ export class Keyspace {
     readVersionOf(r.version);
     t.wallMs[id] = versionRead.wall;
     t.stamp[id] = versionRead.stamp;
-    t.expiresAt[id] = r.expiresAt ?? NaN;
+    t.setExpiresAt(id, r.expiresAt);
   }
 
   /** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES): characters, as `reserve` is asked for them. */
@@ -135,14 +135,14 @@ export class Keyspace {
 
   kindOf(id: number): EntryKind {
     if (!this.table.hasValue(id)) return "tombstone";
-    const expiresAt = this.table.expiresAt[id]!;
+    const expiresAt = this.table.expiresAt(id);
     return expiresAt !== expiresAt ? "live" : "timed";
   }
 
   /** contentHash of what the record holds (record.ts): one pass over its value. */
   contentHashOf(id: number): bigint {
     const t = this.table;
-    const expiresAt = t.expiresAt[id]!;
+    const expiresAt = t.expiresAt(id);
     return contentHash({ value: t.value(id), expiresAt: expiresAt === expiresAt ? expiresAt : undefined, bytes: t.flags[id]! & BYTES ? true : undefined });
   }
 
@@ -191,7 +191,7 @@ export class Keyspace {
       // Out of budget: go on after the last key looked at (there is one: budget >= 1).
       if (++scanned > budget) return { items, next: t.key(last) };
       last = id;
-      if (!t.hasValue(id) || t.expiresAt[id]! <= nowMs) continue; // NaN (no TTL) is never <=
+      if (!t.hasValue(id) || t.expiresAt(id) <= nowMs) continue; // NaN (no TTL) is never <=
       if (items.length === opts.limit) return { items, next: items[items.length - 1]!.key };
       items.push(toItem(this.record(id)));
     }

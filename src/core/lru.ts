@@ -2,7 +2,8 @@ import { LINKED, NONE, type RecordTable } from "./table.ts";
 
 /**
  * An intrusive doubly-linked list of record ids in least-recently-used order, on
- * the table's own `prev` and `next` columns (table.ts), so touching a record on
+ * the table's own `prev` and `next` columns (table.ts, allocated by the first
+ * link), so touching a record on
  * every read is a few array writes and no allocation or hashing. The Store keeps
  * two lists on the same links, since a record is in at most one: live records in
  * LRU order (under `lru`), and tombstones in the order they were taken in, oldest
@@ -23,9 +24,10 @@ export class LruList {
       if (this.tail === id) return;
       this.unlink(id);
     }
-    t.prev[id] = this.tail;
-    t.next[id] = NONE;
-    if (this.tail !== NONE) t.next[this.tail] = id;
+    const l = t.links();
+    l.prev[id] = this.tail;
+    l.next[id] = NONE;
+    if (this.tail !== NONE) l.next[this.tail] = id;
     else this.head = id;
     this.tail = id;
     t.flags[id] = t.flags[id]! | LINKED;

@@ -215,7 +215,7 @@ export class Store {
     const now = this.opts.clock.wallMs();
     let changed = 0;
     const seen = this.ttl.walk(this.tombstones.size === 0 ? budget : Math.ceil(budget / 2), (id) => {
-      if (!(this.table.expiresAt[id]! <= now)) return;
+      if (!(this.table.expiresAt(id) <= now)) return;
       this.expireToTombstone(id);
       changed++;
     });
@@ -260,7 +260,7 @@ export class Store {
       const oldBytes = this.keyspace.bytesOf(id);
       const oldKind = this.keyspace.kindOf(id);
       this.table.setValue(id, null, false);
-      this.table.expiresAt[id] = NaN;
+      this.table.setExpiresAt(id, undefined);
       this.views.drop(id);
       this.account(id, oldBytes, oldKind);
     }
@@ -278,13 +278,13 @@ export class Store {
 
   /** Live: a value, not expired (the clock is read only for a record with a TTL: every cached GET asks). */
   private isLive(id: number): boolean {
-    const expiresAt = this.table.expiresAt[id]!;
+    const expiresAt = this.table.expiresAt(id);
     return this.table.hasValue(id) && (expiresAt !== expiresAt || expiresAt > this.opts.clock.wallMs());
   }
 
   private isSafeToDrop(tombstone: number, now = this.opts.clock.wallMs()): boolean {
     const t = this.table;
-    const expiresAt = t.expiresAt[tombstone]!;
+    const expiresAt = t.expiresAt(tombstone);
     const deadAt = Math.max(versionWallOf(t.wallMs[tombstone]!, t.stamp[tombstone]!), expiresAt === expiresAt ? expiresAt : 0);
     if (now - deadAt >= this.opts.tombstoneTtlMs) return true;
     if (this.opts.isStable?.(this.keyspace.record(tombstone)) !== true) return false;

@@ -1,5 +1,7 @@
-import { Arena, MAX_CHUNK_BYTES, PAGE_BYTES, isWide } from "./arena.ts";
+import { MakhzenError } from "../errors.ts";
+import { Arena, GRAIN, MAX_CHUNK_BYTES, PAGE_BYTES, isWide } from "./arena.ts";
 import { compareUnits, keyHash } from "./key-bytes.ts";
+import { HAS_TTL, TableColumns } from "./table-columns.ts";
 
 /**
  * Every record the Store holds, as numbers in typed arrays and bytes in an arena:
@@ -9,9 +11,10 @@ import { compareUnits, keyHash } from "./key-bytes.ts";
  * Why: at a million keys a record kept as objects and strings cost ~430 bytes, and
  * every one of its cells was work for each full collection, so the collector's
  * share of a write grew with the store (docs/benchmarks.md, Issue 13, sections 8
- * and 11). Here a record is ~60 bytes of columns, ~8 of index and its key and
- * value bytes: ~190 bytes for a 10-character key and a 100-character value, and
- * the collector sees a few dozen large arrays whatever the count.
+ * and 12). Here a record is ~37 bytes of columns (table-columns.ts), ~8 of index
+ * and its key and value bytes: ~170 bytes for a 10-character key and a
+ * 100-character value, and the collector sees a few dozen large arrays whatever
+ * the count.
  *
  * - **Keys and values** sit together in one arena chunk (arena.ts): the key's
  *   bytes, then the value's. A string of code units below 256 takes a byte each
@@ -29,6 +32,7 @@ import { compareUnits, keyHash } from "./key-bytes.ts";
  * (`table.wallMs[id]`), never keep one.
  */
 export const NONE = -1;
+const NO_ADDR = 0xffff_ffff;
 
 /** flags bits */
 export const USED = 1;
@@ -42,46 +46,33 @@ export const VALUE_BIG = 16;
 export const BYTES = 32;
 /** The record is in one of the Store's linked lists (LRU or tombstones, see lru.ts). */
 export const LINKED = 64;
+export { HAS_TTL };
 
 /** Values of more bytes than this are kept as strings (`big`) rather than in a chunk beside the key. */
 export const CHUNK_VALUE_BYTES = 16 * 1024;
 /** Free chunks below this never make the table compact its arena (see compactIfWasteful). */
 export const COMPACT_MIN_FREE_BYTES = 16 * 1024 * 1024;
+/** The most the arena may hold: what 32-bit addresses in GRAINs reach (NO_ADDR aside). */
+const ARENA_MAX_BYTES = (2 ** 32 - 1) * GRAIN;
 
-export class RecordTable {
+export class RecordTable extends TableColumns {
   private arena = new Arena();
   private slots = new Int32Array(1024);
   private mask = 1023;
   private count = 0;
-  /** Ids in use or not yet released: ids below it may be used. */
+  /** Ids handed out so far: ids below it are in use or free. */
   private top = 0;
   private readonly freeIds: number[] = [];
   private readonly big = new Map<number, string>();
 
-  // The columns (see above). expiresAt is NaN for no TTL; prev/next are NONE when unlinked.
-  flags = new Uint8Array(0);
-  bucketOf = new Uint32Array(0);
-  hash = new Uint32Array(0);
-  addr = new Float64Array(0);
-  keyBytes = new Uint32Array(0);
-  valueBytes = new Uint32Array(0);
-  wallMs = new Float64Array(0);
-  stamp = new Float64Array(0);
-  expiresAt = new Float64Array(0);
-  prev = new Int32Array(0);
-  next = new Int32Array(0);
-
   /** `compactMinFreeBytes`: COMPACT_MIN_FREE_BYTES but in tests. */
-  constructor(private readonly compactMinFreeBytes = COMPACT_MIN_FREE_BYTES) {}
+  constructor(private readonly compactMinFreeBytes = COMPACT_MIN_FREE_BYTES) {
+    super();
+  }
 
   /** Records in the index. */
   get size(): number {
     return this.count;
-  }
-
-  /** How many ids the columns have room for: what bounds `id` for anyone keeping a column of its own. */
-  get capacity(): number {
-    return this.flags.length;
   }
 
   /** The key hashed last, and its hash (a pure function of the two): a miss is mostly followed by the insert of that key. */
@@ -116,19 +107,16 @@ export class RecordTable {
     // A key past a chunk is refused before anything changes (the items API and the peer protocol cap keys well below it).
     if (2 * key.length + CHUNK_VALUE_BYTES > MAX_CHUNK_BYTES) throw new RangeError(`a key of ${key.length} characters is past the record table's chunk`);
     this.compactIfWasteful();
-    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.newId();
+    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.newId(this.top++);
     const h = this.hashOf(bucket, key);
     this.flags[id] = USED | (isWide(key) ? KEY_WIDE : 0);
     this.bucketOf[id] = bucket;
     this.hash[id] = h;
     this.keyBytes[id] = (this.flags[id]! & KEY_WIDE ? 2 : 1) * key.length;
     this.valueBytes[id] = 0;
-    this.addr[id] = -1;
+    this.addr[id] = NO_ADDR;
     this.wallMs[id] = 0;
     this.stamp[id] = 0;
-    this.expiresAt[id] = NaN;
-    this.prev[id] = NONE;
-    this.next[id] = NONE;
     this.place(id, key, value, bytes);
     if (++this.count * 2 > this.slots.length) this.rehash(this.slots.length * 2);
     let s = h & this.mask;
@@ -152,6 +140,8 @@ export class RecordTable {
    * insert or a value change), since addresses move.
    */
   private compactIfWasteful(): void {
+    // Addresses are 32-bit counts of GRAINs: refused before a chunk could be placed past them.
+    if (this.arena.bytes > ARENA_MAX_BYTES - PAGE_BYTES) throw new MakhzenError("OUT_OF_MEMORY", "write refused: the record table's arena is full (64 GiB of keys and values)");
     const free = this.arena.freeBytes;
     if (free < this.compactMinFreeBytes || 2 * free < this.arena.bytes) return;
     this.compact();
@@ -164,10 +154,10 @@ export class RecordTable {
     for (let id = 0; id < this.top; id++) {
       const chunk = this.chunkOf(id);
       if (chunk === 0) continue;
-      const a = this.addr[id]!;
+      const a = this.addrOf(id);
       const b = to.alloc(chunk);
       from.pages[Math.floor(a / PAGE_BYTES)]!.copy(to.pages[Math.floor(b / PAGE_BYTES)]!, b % PAGE_BYTES, a % PAGE_BYTES, (a % PAGE_BYTES) + chunk);
-      this.addr[id] = b;
+      this.addr[id] = b / GRAIN;
     }
     this.arena = to;
   }
@@ -188,9 +178,10 @@ export class RecordTable {
     this.slots[s] = 0;
     this.count--;
     if (this.flags[id]! & VALUE_BIG) this.big.delete(id);
+    if (this.flags[id]! & HAS_TTL) this.ttls.delete(id);
     const chunk = this.chunkOf(id);
-    if (chunk > 0) this.arena.release(this.addr[id]!, chunk);
-    this.addr[id] = -1;
+    if (chunk > 0) this.arena.release(this.addrOf(id), chunk);
+    this.addr[id] = NO_ADDR;
     this.keyBytes[id] = 0;
     this.valueBytes[id] = 0;
     this.flags[id] = 0;
@@ -199,7 +190,7 @@ export class RecordTable {
 
   /** The key, as given. */
   key(id: number): string {
-    const a = this.addr[id]!;
+    const a = this.addrOf(id);
     const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
     const at = a % PAGE_BYTES;
     return this.flags[id]! & KEY_WIDE ? page.ucs2Slice(at, at + this.keyBytes[id]!) : page.latin1Slice(at, at + this.keyBytes[id]!);
@@ -210,7 +201,7 @@ export class RecordTable {
     const f = this.flags[id]!;
     if ((f & HAS_VALUE) === 0) return null;
     if (f & VALUE_BIG) return this.big.get(id)!;
-    const a = this.addr[id]!;
+    const a = this.addrOf(id);
     const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
     const at = (a % PAGE_BYTES) + this.keyBytes[id]!;
     return f & VALUE_WIDE ? page.ucs2Slice(at, at + this.valueBytes[id]!) : page.latin1Slice(at, at + this.valueBytes[id]!);
@@ -244,7 +235,7 @@ export class RecordTable {
    * times per insert.
    */
   compareKey(id: number, key: string): number {
-    const a = this.addr[id]!;
+    const a = this.addrOf(id);
     return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, this.keyLength(id), key);
   }
 
@@ -252,7 +243,7 @@ export class RecordTable {
   keyStartsWith(id: number, prefix: string): boolean {
     const n = this.keyLength(id);
     if (n < prefix.length) return false;
-    const a = this.addr[id]!;
+    const a = this.addrOf(id);
     return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, prefix.length, prefix) === 0;
   }
 
@@ -270,19 +261,25 @@ export class RecordTable {
   get bytes(): number {
     let big = 0;
     for (const v of this.big.values()) big += 2 * v.length;
-    return this.pageBytes + big + this.slots.byteLength + this.capacity * COLUMN_BYTES;
+    return this.pageBytes + big + this.slots.byteLength + this.columnBytes;
   }
 
   private keyIs(id: number, key: string): boolean {
     const n = this.keyLength(id);
     if (n !== key.length) return false;
-    const a = this.addr[id]!;
+    const a = this.addrOf(id);
     return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, n, key) === 0;
+  }
+
+  /** The byte address of the id's chunk (-1: none). */
+  private addrOf(id: number): number {
+    const a = this.addr[id]!;
+    return a === NO_ADDR ? -1 : a * GRAIN;
   }
 
   /** The chunk size an id holds (0: none). */
   private chunkOf(id: number): number {
-    if (this.addr[id]! < 0) return 0;
+    if (this.addr[id] === NO_ADDR) return 0;
     const inChunk = this.flags[id]! & VALUE_BIG ? 0 : this.valueBytes[id]!;
     return Arena.chunkBytes(this.keyBytes[id]! + inChunk);
   }
@@ -299,12 +296,13 @@ export class RecordTable {
     const inChunk = vBytes <= CHUNK_VALUE_BYTES;
     const kBytes = this.keyBytes[id]!;
     const chunk = Arena.chunkBytes(kBytes + (inChunk ? vBytes : 0));
-    let a = this.addr[id]!;
+    let a = this.addrOf(id);
     if (chunk !== old) {
       const fresh = this.arena.alloc(chunk);
       if (key === undefined) this.copyKey(a, fresh, kBytes);
       if (old > 0) this.arena.release(a, old);
-      this.addr[id] = a = fresh;
+      this.addr[id] = fresh / GRAIN;
+      a = fresh;
     }
     const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
     const at = a % PAGE_BYTES;
@@ -312,7 +310,7 @@ export class RecordTable {
       if (this.flags[id]! & KEY_WIDE) page.ucs2Write(key, at);
       else page.latin1Write(key, at);
     }
-    let f = this.flags[id]! & (USED | KEY_WIDE | LINKED);
+    let f = this.flags[id]! & (USED | KEY_WIDE | LINKED | HAS_TTL);
     if (wasBig) this.big.delete(id);
     if (value !== null) {
       f |= HAS_VALUE | (wide ? VALUE_WIDE : 0) | (bytes ? BYTES : 0);
@@ -334,31 +332,6 @@ export class RecordTable {
     src.copy(dst, to % PAGE_BYTES, from % PAGE_BYTES, (from % PAGE_BYTES) + n);
   }
 
-  private newId(): number {
-    if (this.top === this.capacity) this.grow(Math.max(1024, Math.ceil(this.capacity * 1.5)));
-    return this.top++;
-  }
-
-  /** Columns of room for `n` ids; 1.5× at a time, so the slack is a third at most. */
-  private grow(n: number): void {
-    const to = <T extends Uint8Array | Uint32Array | Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.flags = to(this.flags, (n) => new Uint8Array(n));
-    this.bucketOf = to(this.bucketOf, (n) => new Uint32Array(n));
-    this.hash = to(this.hash, (n) => new Uint32Array(n));
-    this.addr = to(this.addr, (n) => new Float64Array(n));
-    this.keyBytes = to(this.keyBytes, (n) => new Uint32Array(n));
-    this.valueBytes = to(this.valueBytes, (n) => new Uint32Array(n));
-    this.wallMs = to(this.wallMs, (n) => new Float64Array(n));
-    this.stamp = to(this.stamp, (n) => new Float64Array(n));
-    this.expiresAt = to(this.expiresAt, (n) => new Float64Array(n));
-    this.prev = to(this.prev, (n) => new Int32Array(n));
-    this.next = to(this.next, (n) => new Int32Array(n));
-  }
-
   private rehash(size: number): void {
     const slots = new Int32Array(size);
     const mask = size - 1;
@@ -373,6 +346,4 @@ export class RecordTable {
   }
 }
 
-/** Bytes of columns per id (see the fields above). */
-const COLUMN_BYTES = 1 + 4 + 4 + 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
 

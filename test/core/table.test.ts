@@ -135,4 +135,34 @@ describe("RecordTable", () => {
     expect(t.find(0, "a")).toBe(id);
     expect(t.insert(0, "b", "y", false)).toBe(id + 1); // no id was taken by the refused insert
   });
+
+  test("a TTL is kept aside for the records that have one: through value changes, and gone with its record when the id is reused", () => {
+    const t = new RecordTable();
+    const a = t.insert(0, "a", "x", false);
+    const b = t.insert(0, "b", "y", false);
+    expect(t.expiresAt(a)).toBeNaN();
+    t.setExpiresAt(a, 1_700_000_000_123);
+    t.setValue(a, "a longer value that moves the chunk", false);
+    expect(t.expiresAt(a)).toBe(1_700_000_000_123);
+    expect(t.expiresAt(b)).toBeNaN();
+    t.remove(a);
+    const c = t.insert(0, "c", "z", false);
+    expect(c).toBe(a); // the id is reused...
+    expect(t.expiresAt(c)).toBeNaN(); // ...without the TTL of the key that had it
+    t.setExpiresAt(b, 5);
+    t.setExpiresAt(b, undefined);
+    expect(t.expiresAt(b)).toBeNaN();
+  });
+
+  test("the links are allocated by the first record linked, and survive the columns' growth", () => {
+    const t = new RecordTable();
+    const ids = [t.insert(0, "first", null, false)];
+    expect(t.prev.length).toBe(0);
+    const l = t.links();
+    l.prev[ids[0]!] = 7;
+    for (let i = 0; i < 5000; i++) ids.push(t.insert(0, `k${i}`, null, false));
+    expect(t.capacity).toBeGreaterThan(5000);
+    expect(t.links().prev.length).toBe(t.capacity);
+    expect(t.prev[ids[0]!]).toBe(7);
+  });
 });
