@@ -67,10 +67,9 @@ export interface StoreOptions {
  * characters: the record table's columns and index slot (core/table.ts), the
  * arena chunk's rounding, the key order's slot and the digest's index and share.
  * Measured on Bun 1.4 at a million keys (bench/memory-record.ts --distinct, RSS in
- * process after a full GC): 247 bytes per record of a 10-character key and a
- * 100-character value, 137 beyond the characters, under either eviction policy
- * (the LRU links are columns every record has). 160 leaves room for the arena's
- * free chunks under churn and the columns' growth. Was 384 while records were
+ * process after a full GC): 224 bytes per record of a 10-character key and a
+ * 100-character value, 114 beyond the characters; 124 under `lru` (its links).
+ * 160 leaves room for the arena's free chunks under churn and the columns' growth. Was 384 while records were
  * JavaScript objects and strings (431 bytes a record), 512 before issue 13. An
  * estimate, not a measurement: wide characters (above U+00FF) take two bytes each
  * in the arena, and docs/operations.md says what `--max-memory` covers and what
