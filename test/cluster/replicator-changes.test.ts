@@ -6,6 +6,7 @@ import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts"
 import { recordId, type StoredRecord } from "../../src/core/record.ts";
 import { core, joined } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
+import { heldTransport } from "../support/held-transport.ts";
 
 /**
  * A write the store reported as its last change is queued as `current` and taken
@@ -14,20 +15,6 @@ import { eventually } from "../support/proc.ts";
  * up when taken, as every record was before, and the store's newer record goes, or
  * nothing. Each test counts the lookups and reads what went on the wire.
  */
-
-/** A transport whose `records` calls each wait for the test to release them (or fail them). */
-function heldTransport() {
-  const calls: { records: StoredRecord[]; release: () => void; fail: () => void }[] = [];
-  const transport: PeerTransport = {
-    async call(_url, op, body) {
-      if (op !== "records") throw new Error(`unexpected op ${op}`);
-      const { records } = JSON.parse(body as string) as { records: StoredRecord[] };
-      await new Promise<void>((release, reject) => calls.push({ records, release, fail: () => reject(new Error("no answer")) }));
-      return { applied: records.length, refused: 0 } as never;
-    },
-  };
-  return { calls, transport };
-}
 
 let open: Replicator[] = [];
 afterEach(() => {

@@ -5,6 +5,7 @@ import { Replicator } from "../../src/cluster/replicator.ts";
 import type { PeerTransport } from "../../src/cluster/protocol/peer-ops.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { eventually } from "../support/proc.ts";
+import { heldTransport } from "../support/held-transport.ts";
 
 /**
  * The sender under load (Replicator.afterBatch): after a large batch returns, the
@@ -14,20 +15,6 @@ import { eventually } from "../support/proc.ts";
  */
 
 const LONG_LINGER_MS = 5_000;
-
-/** A transport whose `records` calls each wait for the test to release them. */
-function heldTransport() {
-  const calls: { records: StoredRecord[]; release: () => void }[] = [];
-  const transport: PeerTransport = {
-    async call(_url, op, body) {
-      if (op !== "records") throw new Error(`unexpected op ${op}`);
-      const { records } = JSON.parse(body as string) as { records: StoredRecord[] };
-      await new Promise<void>((release) => calls.push({ records, release }));
-      return { applied: records.length, refused: 0 } as never;
-    },
-  };
-  return { calls, transport };
-}
 
 let open: Replicator[] = [];
 afterEach(() => {
