@@ -44,6 +44,18 @@ describe("createCore", () => {
     expect(b.digest.groupHashes()).toEqual(a.digest.groupHashes());
   });
 
+  test("a local write the store would not take (a record held past the clock it never saw) is stamped past it, not lost", () => {
+    const wrote: StoredRecord[] = [];
+    const core = open({}, { onWrite: (r) => wrote.push(r) });
+    // Held without the clock observing it: ahead of anything this clock stamps now.
+    const ahead = core.clock.now().replace(/^\d{15}/, (w) => String(Number(w) + 60_000).padStart(15, "0"));
+    core.store.apply({ bucket: "default", key: "k", value: "ahead", version: ahead });
+    const item = core.items.set("default", "k", "mine");
+    expect(item.version > ahead).toBe(true);
+    expect(core.store.get("default", "k")).toMatchObject({ value: "mine", version: item.version });
+    expect(wrote.map((r) => r.version)).toEqual([item.version]);
+  });
+
   test("mayWrite refuses a write before anything is stamped", () => {
     const wrote: StoredRecord[] = [];
     const core = open({}, {

@@ -95,9 +95,22 @@ export class Items {
     if (bytes) record.bytes = true;
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
     else if (expiresAt !== undefined) record.expiresAt = expiresAt;
-    this.store.apply(record);
+    if (!this.store.apply(record)) this.restamp(record);
     this.onWrite(record);
     return toItem(record);
+  }
+
+  /**
+   * A local write the store did not take: it holds a record of the key stamped at or
+   * past this node's clock, which the clock should have seen (a record applied
+   * without it, a process under the same name). Rather than answer a version the
+   * store does not hold, the write is stamped past that record and applied again.
+   */
+  private restamp(record: StoredRecord): void {
+    const held = this.store.getRecord(record.bucket, record.key);
+    if (held !== undefined) this.clock.observe(held.version);
+    record.version = this.clock.now();
+    if (!this.store.apply(record)) throw new Error(`the write of "${record.key.slice(0, 200)}" was not taken by the store`);
   }
 
   /**

@@ -72,13 +72,15 @@ export class Keyspace {
   /** Adds a key not held yet, with its value; the caller sets the rest (version, TTL). Returns its id. */
   insert(bucket: string, key: string, value: string | null, bytes: boolean): number {
     let b = this.buckets.get(bucket);
+    const no = b !== undefined ? b.no : this.freeNumbers.length > 0 ? this.freeNumbers[this.freeNumbers.length - 1]! : this.byNumber.length;
+    // The table first: a key it refuses leaves no empty bucket behind.
+    const id = this.table.insert(no, key, value, bytes);
     if (b === undefined) {
-      const no = this.freeNumbers.length > 0 ? this.freeNumbers.pop()! : this.byNumber.length;
+      if (no !== this.byNumber.length) this.freeNumbers.pop();
       b = { name: bucket, no, keys: new SortedKeys(this.table), count: 0, live: 0, bytes: 0 };
       this.buckets.set(bucket, b);
       this.byNumber[no] = b;
     }
-    const id = this.table.insert(b.no, key, value, bytes);
     b.keys.add(id, key);
     b.count++;
     return id;

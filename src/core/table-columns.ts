@@ -2,8 +2,8 @@
  * The record table's columns (table.ts): one typed array per field, indexed by
  * record id, grown together. `prev`/`next` are read only while a record is LINKED,
  * and allocated by the first link (lru.ts): a store without eviction or deletes has
- * none. A record's TTL sits in a map for the few records that have one (HAS_TTL),
- * not in a column every record pays for.
+ * none. The TTL column likewise, by the first TTL; HAS_TTL says whether a record's
+ * entry in it holds one.
  */
 export const HAS_TTL = 128;
 
@@ -11,8 +11,8 @@ export class TableColumns {
   flags = new Uint8Array(0);
   bucketOf = new Uint32Array(0);
   hash = new Uint32Array(0);
-  /** Where the chunk is, in GRAINs (a chunk starts on one): 4 bytes, 64 GiB of arena; NO_ADDR for none. */
-  addr = new Uint32Array(0);
+  /** Where the chunk is (a byte address in the arena), -1 for none. */
+  addr = new Float64Array(0);
   keyBytes = new Uint32Array(0);
   valueBytes = new Uint32Array(0);
   wallMs = new Float64Array(0);
@@ -20,7 +20,8 @@ export class TableColumns {
   prev = new Int32Array(0);
   next = new Int32Array(0);
 
-  protected readonly ttls = new Map<number, number>();
+  /** When each record expires, read only under HAS_TTL: allocated by the first TTL, so a store without TTLs has none. */
+  private expires = new Float64Array(0);
 
   /** How many ids the columns have room for: what bounds `id` for anyone keeping a column of its own. */
   get capacity(): number {
@@ -29,20 +30,20 @@ export class TableColumns {
 
   /** Bytes of the columns, the links and the TTLs. */
   get columnBytes(): number {
-    return this.capacity * COLUMN_BYTES + this.prev.byteLength + this.next.byteLength + 16 * this.ttls.size;
+    return this.capacity * COLUMN_BYTES + this.prev.byteLength + this.next.byteLength + this.expires.byteLength;
   }
 
   /** When the record expires (epoch ms), NaN without a TTL. */
   expiresAt(id: number): number {
-    return this.flags[id]! & HAS_TTL ? this.ttls.get(id)! : NaN;
+    return this.flags[id]! & HAS_TTL ? this.expires[id]! : NaN;
   }
 
   setExpiresAt(id: number, at: number | undefined): void {
     if (at === undefined) {
-      if (this.flags[id]! & HAS_TTL) this.ttls.delete(id);
       this.flags[id] = this.flags[id]! & ~HAS_TTL;
     } else {
-      this.ttls.set(id, at);
+      if (this.expires.length === 0) this.expires = new Float64Array(this.capacity);
+      this.expires[id] = at;
       this.flags[id] = this.flags[id]! | HAS_TTL;
     }
   }
@@ -72,11 +73,12 @@ export class TableColumns {
     this.flags = to(this.flags, (n) => new Uint8Array(n));
     this.bucketOf = to(this.bucketOf, (n) => new Uint32Array(n));
     this.hash = to(this.hash, (n) => new Uint32Array(n));
-    this.addr = to(this.addr, (n) => new Uint32Array(n));
+    this.addr = to(this.addr, (n) => new Float64Array(n));
     this.keyBytes = to(this.keyBytes, (n) => new Uint32Array(n));
     this.valueBytes = to(this.valueBytes, (n) => new Uint32Array(n));
     this.wallMs = to(this.wallMs, (n) => new Float64Array(n));
     this.stamp = to(this.stamp, (n) => new Float64Array(n));
+    if (this.expires.length > 0) this.expires = to(this.expires, (n) => new Float64Array(n));
     if (this.prev.length > 0) {
       this.prev = to(this.prev, (n) => new Int32Array(n));
       this.next = to(this.next, (n) => new Int32Array(n));
@@ -86,4 +88,4 @@ export class TableColumns {
 }
 
 /** Bytes of the columns per id, the links aside. */
-const COLUMN_BYTES = 1 + 4 + 4 + 4 + 4 + 4 + 8 + 8;
+const COLUMN_BYTES = 1 + 4 + 4 + 8 + 4 + 4 + 8 + 8;

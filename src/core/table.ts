@@ -1,5 +1,4 @@
-import { MakhzenError } from "../errors.ts";
-import { Arena, GRAIN, MAX_CHUNK_BYTES, PAGE_BYTES, isWide } from "./arena.ts";
+import { Arena, MAX_CHUNK_BYTES, PAGE_BYTES, isWide } from "./arena.ts";
 import { compareUnits, keyHash } from "./key-bytes.ts";
 import { HAS_TTL, TableColumns } from "./table-columns.ts";
 
@@ -11,7 +10,7 @@ import { HAS_TTL, TableColumns } from "./table-columns.ts";
  * Why: at a million keys a record kept as objects and strings cost ~430 bytes, and
  * every one of its cells was work for each full collection, so the collector's
  * share of a write grew with the store (docs/benchmarks.md, Issue 13, sections 8
- * and 12). Here a record is ~37 bytes of columns (table-columns.ts), ~8 of index
+ * and 12). Here a record is ~41 bytes of columns (table-columns.ts), ~8 of index
  * and its key and value bytes: ~170 bytes for a 10-character key and a
  * 100-character value, and the collector sees a few dozen large arrays whatever
  * the count.
@@ -32,7 +31,6 @@ import { HAS_TTL, TableColumns } from "./table-columns.ts";
  * (`table.wallMs[id]`), never keep one.
  */
 export const NONE = -1;
-const NO_ADDR = 0xffff_ffff;
 
 /** flags bits */
 export const USED = 1;
@@ -52,8 +50,6 @@ export { HAS_TTL };
 export const CHUNK_VALUE_BYTES = 16 * 1024;
 /** Free chunks below this never make the table compact its arena (see compactIfWasteful). */
 export const COMPACT_MIN_FREE_BYTES = 16 * 1024 * 1024;
-/** The most the arena may hold: what 32-bit addresses in GRAINs reach (NO_ADDR aside). */
-const ARENA_MAX_BYTES = (2 ** 32 - 1) * GRAIN;
 
 export class RecordTable extends TableColumns {
   private arena = new Arena();
@@ -114,7 +110,7 @@ export class RecordTable extends TableColumns {
     this.hash[id] = h;
     this.keyBytes[id] = (this.flags[id]! & KEY_WIDE ? 2 : 1) * key.length;
     this.valueBytes[id] = 0;
-    this.addr[id] = NO_ADDR;
+    this.addr[id] = -1;
     this.wallMs[id] = 0;
     this.stamp[id] = 0;
     this.place(id, key, value, bytes);
@@ -140,8 +136,6 @@ export class RecordTable extends TableColumns {
    * insert or a value change), since addresses move.
    */
   private compactIfWasteful(): void {
-    // Addresses are 32-bit counts of GRAINs: refused before a chunk could be placed past them.
-    if (this.arena.bytes > ARENA_MAX_BYTES - PAGE_BYTES) throw new MakhzenError("OUT_OF_MEMORY", "write refused: the record table's arena is full (64 GiB of keys and values)");
     const free = this.arena.freeBytes;
     if (free < this.compactMinFreeBytes || 2 * free < this.arena.bytes) return;
     this.compact();
@@ -157,7 +151,7 @@ export class RecordTable extends TableColumns {
       const a = this.addrOf(id);
       const b = to.alloc(chunk);
       from.pages[Math.floor(a / PAGE_BYTES)]!.copy(to.pages[Math.floor(b / PAGE_BYTES)]!, b % PAGE_BYTES, a % PAGE_BYTES, (a % PAGE_BYTES) + chunk);
-      this.addr[id] = b / GRAIN;
+      this.addr[id] = b;
     }
     this.arena = to;
   }
@@ -178,10 +172,9 @@ export class RecordTable extends TableColumns {
     this.slots[s] = 0;
     this.count--;
     if (this.flags[id]! & VALUE_BIG) this.big.delete(id);
-    if (this.flags[id]! & HAS_TTL) this.ttls.delete(id);
     const chunk = this.chunkOf(id);
     if (chunk > 0) this.arena.release(this.addrOf(id), chunk);
-    this.addr[id] = NO_ADDR;
+    this.addr[id] = -1;
     this.keyBytes[id] = 0;
     this.valueBytes[id] = 0;
     this.flags[id] = 0;
@@ -273,13 +266,12 @@ export class RecordTable extends TableColumns {
 
   /** The byte address of the id's chunk (-1: none). */
   private addrOf(id: number): number {
-    const a = this.addr[id]!;
-    return a === NO_ADDR ? -1 : a * GRAIN;
+    return this.addr[id]!;
   }
 
   /** The chunk size an id holds (0: none). */
   private chunkOf(id: number): number {
-    if (this.addr[id] === NO_ADDR) return 0;
+    if (this.addr[id]! < 0) return 0;
     const inChunk = this.flags[id]! & VALUE_BIG ? 0 : this.valueBytes[id]!;
     return Arena.chunkBytes(this.keyBytes[id]! + inChunk);
   }
@@ -301,7 +293,7 @@ export class RecordTable extends TableColumns {
       const fresh = this.arena.alloc(chunk);
       if (key === undefined) this.copyKey(a, fresh, kBytes);
       if (old > 0) this.arena.release(a, old);
-      this.addr[id] = fresh / GRAIN;
+      this.addr[id] = fresh;
       a = fresh;
     }
     const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;

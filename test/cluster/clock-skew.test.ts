@@ -240,6 +240,31 @@ describe("clock skew in a cluster (in process)", () => {
     }
   });
 
+  test("a batch that throws part way moves the clock past what it applied: no later local write is stamped below it", async () => {
+    const net = new MemoryTransport();
+    const [a, b] = [core("a", net), core("b", net)];
+    try {
+      await cluster([a, b]);
+      // A record 300 ms ahead (within --max-clock-offset), then one the store throws on.
+      const ahead: StoredRecord = { bucket: "default", key: "k1", value: "from-b", version: formatVersion(Date.now() + 300, 0, "b") };
+      const bad: StoredRecord = { bucket: "default", key: "k2", value: "x", version: formatVersion(Date.now(), 0, "b") };
+      const apply = a.store.apply.bind(a.store);
+      a.store.apply = (r) => {
+        if (r.key === "k2") throw new Error("injected");
+        return apply(r);
+      };
+      expect(() => a.cluster.applyRemote([ahead, bad])).toThrow("injected");
+      a.store.apply = apply;
+      expect(a.store.getRecord("default", "k1")?.version).toBe(ahead.version);
+      // The local write that follows wins over the record it replaces.
+      const r = a.write("k1", "from-a");
+      expect(r.version > ahead.version).toBe(true);
+      expect(a.store.getRecord("default", "k1")?.value).toBe("from-a");
+    } finally {
+      closeAll();
+    }
+  });
+
   test("two nodes whose clocks disagree are both fenced: neither can tell which is right", async () => {
     const net = new MemoryTransport();
     const [a, b] = [core("a", net), skewed("b", net, 5000)];

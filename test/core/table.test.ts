@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { CHUNK_VALUE_BYTES, NONE, RecordTable } from "../../src/core/table.ts";
 import { PAGE_BYTES } from "../../src/core/arena.ts";
+import { Keyspace } from "../../src/core/keyspace.ts";
 import { rng } from "../support/http.ts";
 
 /** Strings of every kind the table must give back exactly: latin1, wide, lone surrogates, astral, empty. */
@@ -136,13 +137,16 @@ describe("RecordTable", () => {
     expect(t.insert(0, "b", "y", false)).toBe(id + 1); // no id was taken by the refused insert
   });
 
-  test("a TTL is kept aside for the records that have one: through value changes, and gone with its record when the id is reused", () => {
+  test("a TTL is kept through value changes and the columns' growth, and goes with its record when the id is reused", () => {
     const t = new RecordTable();
     const a = t.insert(0, "a", "x", false);
     const b = t.insert(0, "b", "y", false);
     expect(t.expiresAt(a)).toBeNaN();
+    const without = t.columnBytes;
     t.setExpiresAt(a, 1_700_000_000_123);
+    expect(t.columnBytes).toBe(without + 8 * t.capacity); // the TTL column, allocated by the first TTL
     t.setValue(a, "a longer value that moves the chunk", false);
+    for (let i = 0; i < 3000; i++) t.insert(0, `k${i}`, null, false);
     expect(t.expiresAt(a)).toBe(1_700_000_000_123);
     expect(t.expiresAt(b)).toBeNaN();
     t.remove(a);
@@ -164,5 +168,13 @@ describe("RecordTable", () => {
     expect(t.capacity).toBeGreaterThan(5000);
     expect(t.links().prev.length).toBe(t.capacity);
     expect(t.prev[ids[0]!]).toBe(7);
+  });
+
+  test("a key the table refuses leaves no empty bucket behind in the keyspace", () => {
+    const ks = new Keyspace();
+    expect(() => ks.insert("fresh", "k".repeat(130_000), "v", false)).toThrow(RangeError);
+    expect(ks.bucketStats()).toEqual([]);
+    ks.insert("other", "a", "x", false);
+    expect(ks.bucketStats().map((b) => b.name)).toEqual(["other"]);
   });
 });
