@@ -67,8 +67,8 @@ export interface StoreOptions {
  * characters: the record table's columns and index slot (core/table.ts), the
  * arena chunk's rounding, the key order's slot and the digest's index and share.
  * Measured on Bun 1.4 at a million keys (bench/memory-record.ts --distinct, RSS in
- * process after a full GC): 224 bytes per record of a 10-character key and a
- * 100-character value, 114 beyond the characters; 124 under `lru` (its links).
+ * process after a full GC): 226 bytes per record of a 10-character key and a
+ * 100-character value, 116 beyond the characters; 126 under `lru` (its links).
  * 160 leaves room for the arena's free chunks under churn and the columns' growth. Was 384 while records were
  * JavaScript objects and strings (431 bytes a record), 512 before issue 13. An
  * estimate, not a measurement: wide characters (above U+00FF) take two bytes each
