@@ -1,4 +1,4 @@
-import { Arena, MAX_CHUNK_BYTES, PAGE_BYTES, isWide } from "./arena.ts";
+import { Arena, MAX_CHUNK_BYTES, PAGE_BYTES, isWide, type Page } from "./arena.ts";
 import { compareUnits, keyHash } from "./key-bytes.ts";
 import { HAS_TTL, TableColumns } from "./table-columns.ts";
 
@@ -148,7 +148,7 @@ export class RecordTable extends TableColumns {
     for (let id = 0; id < this.top; id++) {
       const chunk = this.chunkOf(id);
       if (chunk === 0) continue;
-      const a = this.addrOf(id);
+      const a = this.addr[id]!;
       const b = to.alloc(chunk);
       from.pages[Math.floor(a / PAGE_BYTES)]!.copy(to.pages[Math.floor(b / PAGE_BYTES)]!, b % PAGE_BYTES, a % PAGE_BYTES, (a % PAGE_BYTES) + chunk);
       this.addr[id] = b;
@@ -173,7 +173,7 @@ export class RecordTable extends TableColumns {
     this.count--;
     if (this.flags[id]! & VALUE_BIG) this.big.delete(id);
     const chunk = this.chunkOf(id);
-    if (chunk > 0) this.arena.release(this.addrOf(id), chunk);
+    if (chunk > 0) this.arena.release(this.addr[id]!, chunk);
     this.addr[id] = -1;
     this.keyBytes[id] = 0;
     this.valueBytes[id] = 0;
@@ -183,8 +183,8 @@ export class RecordTable extends TableColumns {
 
   /** The key, as given. */
   key(id: number): string {
-    const a = this.addrOf(id);
-    const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
+    const a = this.addr[id]!;
+    const page = this.pageOf(a);
     const at = a % PAGE_BYTES;
     return this.flags[id]! & KEY_WIDE ? page.ucs2Slice(at, at + this.keyBytes[id]!) : page.latin1Slice(at, at + this.keyBytes[id]!);
   }
@@ -194,8 +194,8 @@ export class RecordTable extends TableColumns {
     const f = this.flags[id]!;
     if ((f & HAS_VALUE) === 0) return null;
     if (f & VALUE_BIG) return this.big.get(id)!;
-    const a = this.addrOf(id);
-    const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
+    const a = this.addr[id]!;
+    const page = this.pageOf(a);
     const at = (a % PAGE_BYTES) + this.keyBytes[id]!;
     return f & VALUE_WIDE ? page.ucs2Slice(at, at + this.valueBytes[id]!) : page.latin1Slice(at, at + this.valueBytes[id]!);
   }
@@ -228,16 +228,16 @@ export class RecordTable extends TableColumns {
    * times per insert.
    */
   compareKey(id: number, key: string): number {
-    const a = this.addrOf(id);
-    return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, this.keyLength(id), key);
+    const a = this.addr[id]!;
+    return compareUnits(this.pageOf(a), a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, this.keyLength(id), key);
   }
 
   /** Whether the key of `id` starts with `prefix`. */
   keyStartsWith(id: number, prefix: string): boolean {
     const n = this.keyLength(id);
     if (n < prefix.length) return false;
-    const a = this.addrOf(id);
-    return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, prefix.length, prefix) === 0;
+    const a = this.addr[id]!;
+    return compareUnits(this.pageOf(a), a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, prefix.length, prefix) === 0;
   }
 
   /** Bytes of the arena's pages (keys and values, and room freed for reuse). */
@@ -260,13 +260,8 @@ export class RecordTable extends TableColumns {
   private keyIs(id: number, key: string): boolean {
     const n = this.keyLength(id);
     if (n !== key.length) return false;
-    const a = this.addrOf(id);
-    return compareUnits(this.arena.pages[Math.floor(a / PAGE_BYTES)]!, a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, n, key) === 0;
-  }
-
-  /** The byte address of the id's chunk (-1: none). */
-  private addrOf(id: number): number {
-    return this.addr[id]!;
+    const a = this.addr[id]!;
+    return compareUnits(this.pageOf(a), a % PAGE_BYTES, (this.flags[id]! & KEY_WIDE) !== 0, n, key) === 0;
   }
 
   /** The chunk size an id holds (0: none). */
@@ -288,7 +283,7 @@ export class RecordTable extends TableColumns {
     const inChunk = vBytes <= CHUNK_VALUE_BYTES;
     const kBytes = this.keyBytes[id]!;
     const chunk = Arena.chunkBytes(kBytes + (inChunk ? vBytes : 0));
-    let a = this.addrOf(id);
+    let a = this.addr[id]!;
     if (chunk !== old) {
       const fresh = this.arena.alloc(chunk);
       if (key === undefined) this.copyKey(a, fresh, kBytes);
@@ -296,7 +291,7 @@ export class RecordTable extends TableColumns {
       this.addr[id] = fresh;
       a = fresh;
     }
-    const page = this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
+    const page = this.pageOf(a);
     const at = a % PAGE_BYTES;
     if (key !== undefined) {
       if (this.flags[id]! & KEY_WIDE) page.ucs2Write(key, at);
@@ -318,9 +313,14 @@ export class RecordTable extends TableColumns {
     this.valueBytes[id] = inChunk ? vBytes : 0;
   }
 
+  /** The arena page that holds byte address `a` (at offset a % PAGE_BYTES). */
+  private pageOf(a: number): Page {
+    return this.arena.pages[Math.floor(a / PAGE_BYTES)]!;
+  }
+
   private copyKey(from: number, to: number, n: number): void {
-    const src = this.arena.pages[Math.floor(from / PAGE_BYTES)]!;
-    const dst = this.arena.pages[Math.floor(to / PAGE_BYTES)]!;
+    const src = this.pageOf(from);
+    const dst = this.pageOf(to);
     src.copy(dst, to % PAGE_BYTES, from % PAGE_BYTES, (from % PAGE_BYTES) + n);
   }
 
