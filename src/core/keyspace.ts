@@ -1,7 +1,7 @@
 import { contentHash, toItem, type Item, type StoredRecord } from "./record.ts";
 import { SortedKeys } from "./sorted-keys.ts";
 import type { EntryKind } from "./store-sets.ts";
-import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
+import { budgetBytes } from "./store-options.ts";
 import { BYTES, NONE, RecordTable } from "./table.ts";
 import { formatVersionOf, readVersionOf, versionRead } from "./version-numbers.ts";
 
@@ -43,9 +43,8 @@ interface Bucket {
   name: string;
   /** Its number in the table's bucketOf column. */
   no: number;
+  /** Its keys in order; their count is the records it holds (live, expired, tombstones). */
   keys: SortedKeys;
-  /** Records held (live, expired, tombstones). */
-  count: number;
   live: number;
   bytes: number;
 }
@@ -77,12 +76,11 @@ export class Keyspace {
     const id = this.table.insert(no, key, value, bytes);
     if (b === undefined) {
       if (no !== this.byNumber.length) this.freeNumbers.pop();
-      b = { name: bucket, no, keys: new SortedKeys(this.table), count: 0, live: 0, bytes: 0 };
+      b = { name: bucket, no, keys: new SortedKeys(this.table), live: 0, bytes: 0 };
       this.buckets.set(bucket, b);
       this.byNumber[no] = b;
     }
     b.keys.add(id, key);
-    b.count++;
     return id;
   }
 
@@ -91,7 +89,7 @@ export class Keyspace {
     const b = this.byNumber[this.table.bucketOf[id]!]!;
     b.keys.remove(id, this.table.key(id));
     this.table.remove(id);
-    if (--b.count === 0) {
+    if (b.keys.size === 0) {
       // Nothing left: the bucket's number is free.
       this.buckets.delete(b.name);
       this.byNumber[b.no] = undefined;
@@ -130,9 +128,9 @@ export class Keyspace {
     t.setExpiresAt(id, r.expiresAt);
   }
 
-  /** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES): characters, as `reserve` is asked for them. */
+  /** What a record counts for in the budget (budgetBytes). */
   bytesOf(id: number): number {
-    return ENTRY_OVERHEAD_BYTES + this.table.keyLength(id) + this.table.valueLength(id);
+    return budgetBytes(this.table.keyLength(id), this.table.valueLength(id));
   }
 
   kindOf(id: number): EntryKind {

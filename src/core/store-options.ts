@@ -78,6 +78,13 @@ export interface StoreOptions {
 export const ENTRY_OVERHEAD_BYTES = 160;
 
 /**
+ * What a record of `keyChars` and `valueChars` characters counts for in the budget:
+ * what a local write reserves before it is applied (Items) and what the books then
+ * hold for it (Keyspace.bytesOf), so the two agree.
+ */
+export const budgetBytes = (keyChars: number, valueChars: number): number => ENTRY_OVERHEAD_BYTES + keyChars + valueChars;
+
+/**
  * Estimated bytes of one cached view (see getView) beyond its record's key and
  * value: the HTTP layer's view is a JSON body (key, value and version again) and a
  * Headers object, about 580 bytes for a small record.

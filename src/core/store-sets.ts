@@ -1,6 +1,5 @@
 import { LruList } from "./lru.ts";
-import { payloadLength, type StoredRecord } from "./record.ts";
-import { ENTRY_OVERHEAD_BYTES } from "./store-options.ts";
+import type { StoredRecord } from "./record.ts";
 import { NONE, type RecordTable } from "./table.ts";
 import { versionWallMs } from "./version.ts";
 
@@ -230,15 +229,9 @@ export class TombstoneQueue {
   }
 }
 
-
-/** What a record counts for in the budget (see ENTRY_OVERHEAD_BYTES). */
-export const recordBytes = (r: Pick<StoredRecord, "key" | "value">): number => ENTRY_OVERHEAD_BYTES + payloadLength(r);
-
 /** What an entry held, as the books count it: nothing, a live record (with a TTL: timed), or a tombstone. */
 export type EntryKind = "none" | "live" | "timed" | "tombstone";
 
-export const entryKind = (e: Pick<StoredRecord, "value" | "expiresAt">): EntryKind =>
-  e.value === null ? "tombstone" : e.expiresAt === undefined ? "live" : "timed";
 
 /** When a tombstone started its grace period: its delete, or the expiry it stands for. */
 export const tombstoneDeadAt = (r: StoredRecord): number => Math.max(versionWallMs(r.version), r.expiresAt ?? 0);

@@ -8,7 +8,7 @@ import { NONE, type RecordTable } from "./table.ts";
 import { compareVersionOf, versionWallOf } from "./version-numbers.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
+export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, budgetBytes, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
 
 /**
  * Buckets of records, merged by the merge order (compareRecords: version, then

@@ -57,10 +57,9 @@ export class TableColumns {
     return this;
   }
 
-  /** Makes room for `id` (the next new one). */
-  protected newId(id: number): number {
+  /** Makes room in every column for `id`, the next id never handed out. */
+  protected makeRoomFor(id: number): void {
     if (id === this.capacity) this.grow(Math.max(1024, Math.ceil(this.capacity * 1.5)));
-    return id;
   }
 
   /** Columns of room for `n` ids; 1.5× at a time, so the slack is a third at most. */

@@ -103,7 +103,8 @@ export class RecordTable extends TableColumns {
     // A key past a chunk is refused before anything changes (the items API and the peer protocol cap keys well below it).
     if (2 * key.length + CHUNK_VALUE_BYTES > MAX_CHUNK_BYTES) throw new RangeError(`a key of ${key.length} characters is past the record table's chunk`);
     this.compactIfWasteful();
-    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.newId(this.top++);
+    let id = this.freeIds.pop();
+    if (id === undefined) this.makeRoomFor((id = this.top++));
     const h = this.hashOf(bucket, key);
     this.flags[id] = USED | (isWide(key) ? KEY_WIDE : 0);
     this.bucketOf[id] = bucket;
