@@ -56,6 +56,15 @@ describe("createCore", () => {
     expect(wrote.map((r) => r.version)).toEqual([item.version]);
   });
 
+  test("a delete the store would not take (a value held past the clock it never saw) is stamped past it, not lost", () => {
+    const core = open({});
+    const ahead = core.clock.now().replace(/^\d{15}/, (w) => String(Number(w) + 60_000).padStart(15, "0"));
+    core.store.apply({ bucket: "default", key: "k", value: "ahead", version: ahead });
+    const version = core.items.delete("default", "k")!;
+    expect(version > ahead).toBe(true);
+    expect(core.store.getRecord("default", "k")).toMatchObject({ value: null, version });
+  });
+
   test("mayWrite refuses a write before anything is stamped", () => {
     const wrote: StoredRecord[] = [];
     const core = open({}, {

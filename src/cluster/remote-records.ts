@@ -35,16 +35,6 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
   // string built per record, and a node whose clocks agree never refuses one.
   const anyRefused = guard.refusedTooNew > 0;
   try {
-    applyEach();
-  } finally {
-    // The clock only needs the newest version of the batch to move past all of them;
-    // past whatever was applied even when a record throws, so no later local write
-    // is stamped below a record this node already holds.
-    if (newest !== "") clock.observe(newest);
-  }
-  return { applied, tooNew };
-
-  function applyEach(): void {
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
@@ -64,5 +54,11 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
       const held = store.getRecord(r.bucket, r.key);
       if (held && held.version > r.version && versionWallMs(held.version) > latestMs) tooNew.push(i);
     }
+  } finally {
+    // The clock only needs the newest version of the batch to move past all of them;
+    // past whatever was applied even when a record throws, so no later local write
+    // is stamped below a record this node already holds.
+    if (newest !== "") clock.observe(newest);
   }
+  return { applied, tooNew };
 }

@@ -95,18 +95,20 @@ export class Items {
     if (bytes) record.bytes = true;
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
     else if (expiresAt !== undefined) record.expiresAt = expiresAt;
-    if (!this.store.apply(record)) this.restamp(record);
+    this.applyLocal(record);
     this.onWrite(record);
     return toItem(record);
   }
 
   /**
-   * A local write the store did not take: it holds a record of the key stamped at or
-   * past this node's clock, which the clock should have seen (a record applied
-   * without it, a process under the same name). Rather than answer a version the
-   * store does not hold, the write is stamped past that record and applied again.
+   * Applies a local write or delete. One the store does not take means it holds a
+   * record of the key stamped at or past this node's clock, which the clock should
+   * have seen (a process under the same name, say). Rather than answer a version the
+   * store does not hold, the record is stamped past that one and applied again; a
+   * second refusal is a bug, answered as an internal error.
    */
-  private restamp(record: StoredRecord): void {
+  private applyLocal(record: StoredRecord): void {
+    if (this.store.apply(record)) return;
     const held = this.store.getRecord(record.bucket, record.key);
     if (held !== undefined) this.clock.observe(held.version);
     record.version = this.clock.now();
@@ -124,7 +126,7 @@ export class Items {
     this.mayWrite(); // before the existence check: a fenced node says so, not 404
     if (!this.store.get(bucket, key)) return undefined;
     const record: StoredRecord = { bucket, key, value: null, version: this.clock.now() };
-    this.store.apply(record);
+    this.applyLocal(record);
     this.onWrite(record);
     return record.version;
   }

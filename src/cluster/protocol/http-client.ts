@@ -78,9 +78,9 @@ export class KeptConnections {
     for (;;) {
       const kept = this.idle.get(origin)?.pop();
       try {
-        return await this.exchange(kept ?? (await this.open(hostname, port, deadline)), origin, request, requestBytes, deadline, signal);
+        return await this.exchange(kept ?? (await this.open(hostname, port, deadline, signal)), origin, request, requestBytes, deadline, signal);
       } catch (e) {
-        // A kept connection closed under us before any answer: once more, on a new one.
+        // A kept connection closed under us before any answer: the next kept one, else a new one.
         if (kept === undefined || !(e instanceof Stale)) throw e;
       }
     }
@@ -92,7 +92,7 @@ export class KeptConnections {
     this.idle.clear();
   }
 
-  private async open(hostname: string, port: number, deadline: number): Promise<Conn> {
+  private async open(hostname: string, port: number, deadline: number, signal?: AbortSignal): Promise<Conn> {
     const conn: Conn = { socket: undefined, pending: undefined, chunks: [], size: 0, need: 0, unsent: undefined, closed: false };
     const self = this;
     const connecting = Bun.connect<Conn>({
@@ -117,20 +117,27 @@ export class KeptConnections {
       },
     });
     let timeout: ReturnType<typeof setTimeout> | undefined;
+    let onAbort: (() => void) | undefined;
     try {
+      // A connect that hangs (a dropped SYN) gives way to the deadline and to the caller's abort alike.
       const socket = await Promise.race([
         connecting,
-        new Promise<never>((_, reject) => (timeout = setTimeout(() => reject(timeoutError()), Math.max(0, deadline - Date.now())))),
+        new Promise<never>((_, reject) => {
+          timeout = setTimeout(() => reject(timeoutError()), Math.max(0, deadline - Date.now()));
+          if (signal?.aborted) return reject(abortError());
+          signal?.addEventListener("abort", (onAbort = () => reject(abortError())));
+        }),
       ]);
       // An idle connection does not keep the process alive (a request in flight has its timer).
       socket.unref();
       conn.socket = socket;
     } catch (e) {
       void connecting.then((s) => s.end(), () => {});
-      if (e instanceof Error && e.name === "TimeoutError") throw e;
+      if (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError")) throw e;
       throw new PeerError(0, "UNREACHABLE", String(e));
     } finally {
       clearTimeout(timeout);
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
     }
     return conn;
   }
@@ -157,7 +164,12 @@ export class KeptConnections {
         reject: fail,
         resolve: (answer) => {
           done();
-          if (conn.closed || answer.headers.get("connection")?.toLowerCase() === "close") conn.socket?.end();
+          // A peer may answer (a 413, a 401) before it has read the whole body: the
+          // stream is then mid-request, and the next request must not follow it.
+          if (conn.unsent !== undefined) {
+            conn.closed = true;
+            conn.socket?.terminate();
+          } else if (conn.closed || answer.headers.get("connection")?.toLowerCase() === "close") conn.socket?.end();
           else this.keep(origin, conn);
           resolve(answer);
         },
@@ -243,7 +255,11 @@ export function parseAnswer(bytes: Buffer, maxBytes: number): RawAnswer | PeerEr
   for (let i = 1; i < lines.length; i++) {
     const at = lines[i]!.indexOf(":");
     if (at <= 0) return new PeerError(0, "BAD_ANSWER", "malformed answer header");
-    headers.append(lines[i]!.slice(0, at).trim(), lines[i]!.slice(at + 1).trim());
+    try {
+      headers.append(lines[i]!.slice(0, at).trim(), lines[i]!.slice(at + 1).trim());
+    } catch {
+      return new PeerError(0, "BAD_ANSWER", "malformed answer header"); // a name or value Headers refuses (a space, a NUL)
+    }
   }
   const code = Number(status[1]);
   const tooLarge = () => new PeerError(code, "ANSWER_TOO_LARGE", `answer exceeds ${maxBytes} bytes`);

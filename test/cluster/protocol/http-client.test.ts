@@ -203,4 +203,51 @@ describe("replication batches on kept connections", () => {
     expect(err).toBeInstanceOf(PeerError);
     expect(err).toMatchObject({ code: "BAD_ANSWER" });
   });
+
+  test("an answer that comes before the whole body was written ends the connection: the next batch goes on a new one", async () => {
+    // As a peer's 413 after the declared length alone: it answers the head, and reads no further.
+    const big = JSON.stringify({ records: Array.from({ length: 40_000 }, (_, i) => ({ bucket: "default", key: `k${i}`, value: "v".repeat(200), version: "000001700000000-000001-a" })) });
+    const heads: string[] = [];
+    let connections = 0;
+    const server = Bun.listen<{ buf: string }>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open(socket) {
+          connections++;
+          socket.data = { buf: "" };
+        },
+        data(socket, bytes) {
+          socket.data.buf += bytes.toString("latin1");
+          const end = socket.data.buf.indexOf("\r\n\r\n");
+          if (end < 0 || socket.data.buf.startsWith("done")) return;
+          heads.push(socket.data.buf.slice(0, end));
+          socket.data.buf = "done";
+          const body = '{"error":{"code":"BODY_TOO_LARGE","message":"too large"}}';
+          socket.write(`HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+        },
+      },
+    });
+    servers.push(server);
+    const t = transport();
+    const url = `http://127.0.0.1:${server.port}`;
+    const first = await t.call(url, "records", big, 5000).catch((e) => e);
+    expect(first).toMatchObject({ status: 413, code: "BODY_TOO_LARGE" });
+    const second = await t.call(url, "records", batch, 5000).catch((e) => e);
+    expect(second).toMatchObject({ status: 413, code: "BODY_TOO_LARGE" });
+    // Each request began a connection of its own: the second was not written into the first's body.
+    expect(connections).toBe(2);
+    expect(heads.map((h) => h.split("\r\n")[0])).toEqual(["POST /internal/records HTTP/1.1", "POST /internal/records HTTP/1.1"]);
+  });
+
+  test("an answer header a Headers object refuses (a space in its name, a NUL) is a BAD_ANSWER, not a dropped connection", async () => {
+    for (const bad of ["Bad Name: x", "x-ok: a\u0000b"]) {
+      const peer = rawPeer((_, s) => void s.write(`HTTP/1.1 200 OK\r\n${bad}\r\ncontent-length: ${OK.length}\r\n\r\n${OK}`));
+      const err = await transport()
+        .call(peer.url, "records", batch, 1000)
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(PeerError);
+      expect(err).toMatchObject({ code: "BAD_ANSWER" });
+    }
+  });
 });
