@@ -240,6 +240,9 @@ class Stale extends PeerError {
 const timeoutError = (): Error => Object.assign(new Error("the peer did not answer in time"), { name: "TimeoutError" });
 const abortError = (): Error => Object.assign(new Error("aborted"), { name: "AbortError" });
 
+/** An answer past the cap (ANSWER_MAX_BYTES or the transport's own), by either way of reading it. */
+export const answerTooLarge = (status: number, maxBytes: number): PeerError => new PeerError(status, "ANSWER_TOO_LARGE", `answer exceeds ${maxBytes} bytes`);
+
 /**
  * The answer in `bytes` once it is whole; while more is to come, the length it
  * will have when known (a Content-Length), else undefined; a PeerError for an
@@ -262,7 +265,7 @@ export function parseAnswer(bytes: Buffer, maxBytes: number): RawAnswer | PeerEr
     }
   }
   const code = Number(status[1]);
-  const tooLarge = () => new PeerError(code, "ANSWER_TOO_LARGE", `answer exceeds ${maxBytes} bytes`);
+  const tooLarge = () => answerTooLarge(code, maxBytes);
   const start = end + 4;
   if (headers.get("transfer-encoding")?.toLowerCase() === "chunked") return chunked(bytes, start, code, headers, maxBytes, tooLarge);
   const declared = headers.get("content-length");

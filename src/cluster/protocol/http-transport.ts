@@ -2,7 +2,7 @@ import { MakhzenError } from "../../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "./messages.ts";
 import { aborted, checkAnswer, noAnswer, PASS_THROUGH, PeerError, type PeerOp, type PeerRequest, type PeerTransport } from "./peer-ops.ts";
 import type { PeerGuard } from "./signing.ts";
-import { KeptConnections, type Origin } from "./http-client.ts";
+import { answerTooLarge, KeptConnections, type Origin } from "./http-client.ts";
 
 export interface HttpTransportOptions {
   /** Signs every request and checks every answer under the cluster secret. */
@@ -53,16 +53,14 @@ export class HttpTransport implements PeerTransport {
     const text = typeof body === "string" ? body : JSON.stringify(body);
     const signature = this.opts.guard?.signRequest(path, text);
     const bearer = !signature && this.opts.token !== undefined ? { authorization: `Bearer ${this.opts.token}` } : undefined;
+    const headers = { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer };
     const origin = op === "records" ? this.origin(url) : null;
     if (origin !== null) {
       let raw;
       try {
-        raw = await this.kept.post(origin, path, { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer }, text, timeoutMs, signal);
+        raw = await this.kept.post(origin, path, headers, text, timeoutMs, signal);
       } catch (e) {
-        if (signal?.aborted) throw aborted(`${url} ${op}`);
-        if (e instanceof Error && e.name === "TimeoutError") throw noAnswer(`${url} ${op}`, timeoutMs);
-        if (e instanceof PeerError) throw new PeerError(e.status, e.code, `${url} ${op}: ${e.message}`);
-        throw new PeerError(0, "UNREACHABLE", `${url} ${op}: ${String(e)}`);
+        throw noAnswerError(e, `${url} ${op}`, timeoutMs, signal);
       }
       return this.answered(url, op, path, signature, raw.status, raw.headers, raw.text);
     }
@@ -70,15 +68,13 @@ export class HttpTransport implements PeerTransport {
     try {
       res = await fetch(url + path, {
         method: "POST",
-        headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer },
+        headers,
         body: text,
         signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
         tls: this.tls,
       });
     } catch (e) {
-      if (signal?.aborted) throw aborted(`${url} ${op}`);
-      if (e instanceof Error && e.name === "TimeoutError") throw noAnswer(`${url} ${op}`, timeoutMs);
-      throw new PeerError(0, "UNREACHABLE", `${url} ${op}: ${String(e)}`);
+      throw noAnswerError(e, `${url} ${op}`, timeoutMs, signal);
     }
     let answer: string;
     try {
@@ -137,10 +133,22 @@ export class HttpTransport implements PeerTransport {
   }
 }
 
+/**
+ * What a call that got no answer throws, by either way (fetch or a kept
+ * connection): the caller's abort, the timeout, a PeerError named with the call,
+ * or UNREACHABLE.
+ */
+function noAnswerError(e: unknown, what: string, timeoutMs: number, signal?: AbortSignal): Error {
+  if (signal?.aborted) return aborted(what);
+  if (e instanceof Error && e.name === "TimeoutError") return noAnswer(what, timeoutMs);
+  if (e instanceof PeerError) return new PeerError(e.status, e.code, `${what}: ${e.message}`);
+  return new PeerError(0, "UNREACHABLE", `${what}: ${String(e)}`);
+}
+
 /** An answer's text, refused past `maxBytes` before it is all buffered. */
 async function readCapped(res: Response, maxBytes: number): Promise<string> {
   const declared = res.headers.get("content-length");
-  const tooLarge = () => new PeerError(res.status, "ANSWER_TOO_LARGE", `answer exceeds ${maxBytes} bytes`);
+  const tooLarge = () => answerTooLarge(res.status, maxBytes);
   if (declared !== null && /^\d+$/.test(declared)) {
     // The usual case: our peers answer with a length, and the body cannot outgrow it.
     if (Number(declared) > maxBytes) {
