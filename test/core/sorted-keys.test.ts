@@ -168,6 +168,53 @@ describe("SortedKeys", () => {
     expect(keys.size).toBe(0);
   });
 
+  test("keys in sequence find their place from the last one: a few key compares each, not a search", () => {
+    const table = new RecordTable();
+    let compares = 0;
+    const counting = {
+      compareKey: (id: number, key: string) => (compares++, table.compareKey(id, key)),
+      keyStartsWith: (id: number, prefix: string) => table.keyStartsWith(id, prefix),
+      key: (id: number) => table.key(id),
+    };
+    const order = new SortedKeys(counting);
+    const add = (key: string) => order.add(table.insert(0, key, null, false), key);
+    for (let i = 0; i < 20_000; i++) add(`k${String(i * 2).padStart(6, "0")}`);
+    // A run past every key: each lands right after the one before.
+    compares = 0;
+    for (let i = 0; i < 10_000; i++) add(`m${String(i).padStart(6, "0")}`);
+    expect(compares / 10_000).toBeLessThanOrEqual(1.1);
+    compares = 0;
+    // A run between held keys: each lands one key after the one before.
+    for (let i = 0; i < 10_000; i++) add(`k${String(i * 2 + 1).padStart(6, "0")}`);
+    expect(compares / 10_000).toBeLessThanOrEqual(3.1);
+  });
+
+  test("the last place is a hint, never trusted: interleaved runs, descending runs, removals of the last key, splits and joins against the model", () => {
+    const next = rng(77);
+    const keys = new Keys();
+    const model = new Set<string>();
+    const add = (k: string) => {
+      if (!model.has(k)) (keys.add(k), model.add(k));
+    };
+    const remove = (k: string) => {
+      if (model.has(k)) (keys.remove(k), model.delete(k));
+    };
+    const streams = ["a", "m", "z", "m1"];
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 300; i++) {
+        const s = streams[i % streams.length]!;
+        add(`${s}-${String(round * 300 + i).padStart(6, "0")}`);
+        // Now and then the key just added (the hint's own) or its neighbour goes again.
+        if (next() < 0.1) remove(`${s}-${String(round * 300 + i - (next() < 0.5 ? 0 : 4)).padStart(6, "0")}`);
+      }
+      for (let i = 300; i > 0; i--) add(`d${String(round).padStart(3, "0")}-${String(i).padStart(4, "0")}`);
+      // Thin some out, so blocks join and the hint points past them.
+      if (round % 7 === 6) for (const k of [...model]) if (next() < 0.6) remove(k);
+      expect([...keys.from("")]).toEqual([...model].sort());
+    }
+    expect(keys.size).toBe(model.size);
+  });
+
   test("a bucket thinned out to one key in 256 keeps few blocks: sparse blocks join their neighbours", () => {
     const keys = new Keys();
     const all = Array.from({ length: 100_000 }, (_, i) => `e${String(i).padStart(8, "0")}`);
