@@ -132,7 +132,7 @@ export class ClockGuard {
     }
     const { offsetMs, measured, widestMs } = this.median;
     // How far the versions this node stamps run ahead of the median clock.
-    const stampAheadMs = this.deps.clock.highWaterMs() - (now - offsetMs);
+    const stampAheadMs = this.deps.clock.highWaterMs(now) - (now - offsetMs);
     let reason: ClockState["reason"];
     if (measured === 0) {
       // Alone there is no other clock to be wrong against, unless seeds were given.

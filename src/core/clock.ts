@@ -18,9 +18,9 @@ export interface Clock {
   /**
    * The wall-clock part of the newest version this clock has stamped or observed, or
    * the wall clock if that is later: how far ahead of real time its next stamp may
-   * run (see ClockGuard).
+   * run (see ClockGuard). `nowMs`: the wall clock, when the caller has just read it.
    */
-  highWaterMs(): number;
+  highWaterMs(nowMs?: number): number;
 }
 
 /**
@@ -53,8 +53,8 @@ export class HybridClock implements Clock {
     return this.wall();
   }
 
-  highWaterMs(): number {
-    return Math.max(this.l, this.wall());
+  highWaterMs(nowMs = this.wall()): number {
+    return Math.max(this.l, nowMs);
   }
 
   now(): Version {
