@@ -95,4 +95,20 @@ const WIDE = /[^\x00-\xff]/;
  * one byte each (latin1); any other as its UTF-16 code units, lone surrogates
  * included, so every string comes back exactly as it was given.
  */
-export const isWide = (s: string): boolean => WIDE.test(s);
+export const isWide = (s: string): boolean => {
+  // A write asks twice of its key and its value (what it reserves, then where they
+  // go): the second asking is answered from the first, not by another scan.
+  if (s === tested[0]) return wide[0]!;
+  if (s === tested[1]) return wide[1]!;
+  const w = WIDE.test(s);
+  tested[1] = tested[0];
+  wide[1] = wide[0]!;
+  tested[0] = s;
+  wide[0] = w;
+  return w;
+};
+const tested: (string | undefined)[] = [undefined, undefined];
+const wide: boolean[] = [false, false];
+
+/** The bytes `s` takes in the table: one a character, or two when it is wide. */
+export const storedBytes = (s: string): number => (isWide(s) ? 2 : 1) * s.length;

@@ -2,7 +2,7 @@ import type { Clock } from "./clock.ts";
 import type { ItemsOptions } from "./options.ts";
 import { MakhzenError } from "../errors.ts";
 import { BUCKET_NAME_RULE, BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
-import { budgetBytes, type ListPage, type Store } from "./store.ts";
+import { budgetBytes, heldBytesOf, type ListPage, type Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
 import { base64Bytes, checkBase64 } from "./binary.ts";
 import { parseVersion, type Version } from "./version.ts";
@@ -90,7 +90,7 @@ export class Items {
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
     this.mayWrite();
     // Naming the key lets the store count only the growth over the record it replaces.
-    this.store.reserve(budgetBytes(key.length, value.length), bucket, key);
+    this.store.reserve(budgetBytes(heldBytesOf(key, value)), bucket, key);
     const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
     if (bytes) record.bytes = true;
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
@@ -157,7 +157,7 @@ export class Items {
     const held = this.store.getRecord(record.bucket, record.key);
     if (held && compareRecords(held, record) >= 0) return false;
     if (record.value !== null) {
-      this.store.reserve(budgetBytes(record.key.length, record.value.length), record.bucket, record.key);
+      this.store.reserve(budgetBytes(heldBytesOf(record.key, record.value)), record.bucket, record.key);
     }
     this.clock.observe(record.version);
     if (!this.store.apply(record)) return false;

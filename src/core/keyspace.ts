@@ -130,7 +130,7 @@ export class Keyspace {
 
   /** What a record counts for in the budget (budgetBytes). */
   bytesOf(id: number): number {
-    return budgetBytes(this.table.keyLength(id), this.table.valueLength(id));
+    return budgetBytes(this.table.heldBytes(id));
   }
 
   kindOf(id: number): EntryKind {

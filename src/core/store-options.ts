@@ -1,5 +1,6 @@
 import type { Clock } from "./clock.ts";
 import type { StoredRecord } from "./record.ts";
+import { storedBytes } from "./arena.ts";
 
 /**
  * What a Store is made with, and the constants of its memory budget (see
@@ -71,18 +72,23 @@ export interface StoreOptions {
  * 100-character value, 116 beyond the characters; 126 under `lru` (its links).
  * 160 leaves room for the arena's free chunks under churn and the columns' growth. Was 384 while records were
  * JavaScript objects and strings (431 bytes a record), 512 before issue 13. An
- * estimate, not a measurement: wide characters (above U+00FF) take two bytes each
- * in the arena, and docs/operations.md says what `--max-memory` covers and what
- * stays outside it.
+ * estimate, not a measurement; docs/operations.md says what `--max-memory` covers
+ * and what stays outside it.
  */
 export const ENTRY_OVERHEAD_BYTES = 160;
 
 /**
- * What a record of `keyChars` and `valueChars` characters counts for in the budget:
- * what a local write reserves before it is applied (Items) and what the books then
- * hold for it (Keyspace.bytesOf), so the two agree.
+ * What a record whose key and value take `heldBytes` in the record table counts
+ * for in the budget: what a local write reserves before it is applied (Items, from
+ * the strings: `heldBytesOf`) and what the books then hold for it (Keyspace.bytesOf,
+ * from the table: RecordTable.heldBytes), so the two agree. Bytes as kept, not
+ * characters: a character above U+00FF takes two (the table keeps such a string
+ * as UTF-16), so a value of CJK text or emoji counts what it costs.
  */
-export const budgetBytes = (keyChars: number, valueChars: number): number => ENTRY_OVERHEAD_BYTES + keyChars + valueChars;
+export const budgetBytes = (heldBytes: number): number => ENTRY_OVERHEAD_BYTES + heldBytes;
+
+/** What the table will hold of `key` and `value` (RecordTable.heldBytes once they are in). */
+export const heldBytesOf = (key: string, value: string): number => storedBytes(key) + storedBytes(value);
 
 /**
  * Estimated bytes of one cached view (see getView) beyond its record's key and

@@ -8,7 +8,7 @@ import { NONE, type RecordTable } from "./table.ts";
 import { compareVersionOf, versionWallOf } from "./version-numbers.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, budgetBytes, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
+export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, budgetBytes, heldBytesOf, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
 
 /**
  * Buckets of records, merged by the merge order (compareRecords: version, then
@@ -98,7 +98,7 @@ export class Store {
     const kept = this.views.get(id);
     if (kept !== undefined) return kept as T;
     const view = build(this.keyspace.record(id));
-    const bytes = VIEW_OVERHEAD_BYTES + this.table.keyLength(id) + this.table.valueLength(id);
+    const bytes = VIEW_OVERHEAD_BYTES + this.table.heldBytes(id);
     const max = this.opts.maxMemoryBytes;
     this.views.offer(id, view, bytes, max > 0 ? { max, used: this.used } : { max: this.opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES, used: 0 });
     return view;

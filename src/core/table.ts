@@ -215,6 +215,18 @@ export class RecordTable extends TableColumns {
     return this.flags[id]! & KEY_WIDE ? this.keyBytes[id]! / 2 : this.keyBytes[id]!;
   }
 
+  /**
+   * Bytes the key and value take as kept: their chunk's bytes, or the key's and a
+   * value kept aside as its string (one byte a character, two when wide). What the
+   * budget counts (budgetBytes); heldBytesOf says the same of two strings.
+   */
+  heldBytes(id: number): number {
+    const f = this.flags[id]!;
+    if ((f & HAS_VALUE) === 0) return this.keyBytes[id]!;
+    if (f & VALUE_BIG) return this.keyBytes[id]! + (f & VALUE_WIDE ? 2 : 1) * this.big.get(id)!.length;
+    return this.keyBytes[id]! + this.valueBytes[id]!;
+  }
+
   /** Characters of the value; 0 for a tombstone. */
   valueLength(id: number): number {
     const f = this.flags[id]!;

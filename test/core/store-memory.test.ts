@@ -5,7 +5,7 @@ import { MakhzenError } from "../../src/errors.ts";
 import { createNode } from "../../src/node.ts";
 import { memoryLogger } from "../support/core.ts";
 import { toItem, type StoredRecord } from "../../src/core/record.ts";
-import { ENTRY_OVERHEAD_BYTES, Store, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/core/store.ts";
+import { ENTRY_OVERHEAD_BYTES, heldBytesOf, Store, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/core/store.ts";
 
 /**
  * `--max-memory` bounds what the store holds: live records, tombstones and cached
@@ -70,6 +70,22 @@ describe("lru under a stream of fresh keys", () => {
     expect(store.tombstoneCount).toBeLessThanOrEqual(1);
     expect(store.liveBytes).toBeGreaterThan(max - 2 * one);
     expect(early).toEqual([]);
+  });
+
+  test("wide characters count two bytes each, as the table keeps them: a node holds half as many CJK values as latin1 ones", async () => {
+    const one = (value: string) => ENTRY_OVERHEAD_BYTES + "k00".length + heldBytesOf("k00", value) - "k00".length;
+    const latin1 = "v".repeat(1000);
+    const cjk = "中".repeat(1000);
+    expect(one(cjk) - one(latin1)).toBe(1000);
+    const node = track(createNode({ name: "wide", maxMemoryBytes: 10 * one(latin1), eviction: "noeviction" }));
+    const put = (key: string, value: string) => node.handle(new Request(`http://x/items/${key}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value }) }));
+    let held = 0;
+    for (let i = 0; i < 20; i++) if ((await put(`k${String(i).padStart(2, "0")}`, cjk)).status === 200) held++;
+    // 10 latin1 values fit; of 1,000-character CJK values (2,000 bytes each), 5 (counted as characters, 10 did).
+    expect(held).toBe(Math.floor((10 * one(latin1)) / one(cjk)));
+    expect(held).toBe(5);
+    const refused = await put("k99", cjk);
+    expect(refused.status).toBe(507);
   });
 
   test("tombstones past their grace period are dropped before live records are evicted", () => {

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { CHUNK_VALUE_BYTES, NONE, RecordTable } from "../../src/core/table.ts";
-import { PAGE_BYTES } from "../../src/core/arena.ts";
+import { PAGE_BYTES, isWide, storedBytes } from "../../src/core/arena.ts";
+import { heldBytesOf } from "../../src/core/store.ts";
 import { Keyspace } from "../../src/core/keyspace.ts";
 import { rng } from "../support/http.ts";
 
@@ -25,12 +26,43 @@ describe("RecordTable", () => {
           expect(t.value(id)).toBe(values[i]!);
           expect(t.keyLength(id)).toBe(k.length);
           expect(t.valueLength(id)).toBe(values[i]?.length ?? 0);
+          // What the budget counts of it, from the table and from the strings alike.
+          expect(t.heldBytes(id)).toBe(values[i] === null ? storedBytes(k) : heldBytesOf(k, values[i]!));
           if (!keys.some(([b2, k2]) => b2 === b + 1 && k2 === k)) expect(t.find(b + 1, k)).toBe(NONE);
         });
         expect(t.size).toBe(keys.length);
       }),
       { numRuns: 300 },
     );
+  });
+
+  test("isWide answers repeated askings from what it last scanned, and always as a scan would", () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: 5 }), { maxLength: 40 }), fc.array(text, { minLength: 6, maxLength: 6 }), (order, strings) => {
+        for (const i of order) expect(isWide(strings[i]!)).toBe(/[^\x00-\xff]/.test(strings[i]!));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("held bytes are bytes as kept: one a latin1 character, two a wide one, in a chunk or aside", () => {
+    const t = new RecordTable();
+    const cases: [string, string | null, number][] = [
+      ["k", "abc", 4],
+      ["k", "é\u00ff", 3],
+      ["k", "中文", 5],
+      ["k", "\ud800", 3],
+      ["k", "\u{1F600}", 5],
+      ["中", "abc", 5],
+      ["k", null, 1],
+      ["k", "y".repeat(CHUNK_VALUE_BYTES + 1), 1 + CHUNK_VALUE_BYTES + 1],
+      ["k", "中".repeat(CHUNK_VALUE_BYTES), 1 + 2 * CHUNK_VALUE_BYTES],
+    ];
+    cases.forEach(([k, v, held], i) => {
+      const id = t.insert(i, k, v, false);
+      expect(t.heldBytes(id)).toBe(held);
+      if (v !== null) expect(heldBytesOf(k, v)).toBe(held);
+    });
   });
 
   test("a value changes in place or moves, and the key stays: small, large (kept aside), tombstone, wide", () => {
