@@ -1,4 +1,6 @@
-import { recordId, recordSum, type RecordStamp, type StoredRecord } from "../core/record.ts";
+import { recordId, type RecordStamp, type StoredRecord } from "../core/record.ts";
+import { hexHalves, recordSum, type Halves } from "../core/fingerprint.ts";
+import { readVersionOf, versionRead } from "../core/version-numbers.ts";
 import { PARTITIONS, partitionOfId } from "./placement.ts";
 
 /**
@@ -33,7 +35,9 @@ import { PARTITIONS, partitionOfId } from "./placement.ts";
  * already filed hashes nothing but the new record. Beside each leaf's members, at
  * the same places, their shares of the leaf as last told: a change XORs the old
  * share out without hashing the old record again. About 18 bytes per record, and
- * no object.
+ * no object. Each 64-bit hash is kept as two 32-bit halves (lo at 2i, hi at
+ * 2i + 1 of a Uint32Array), XORed half by half: no BigInt, which allocates on
+ * every operation, on the path of every write.
  *
  * A 64-bit hash collision (two different record sets with equal leaf XOR) would hide
  * a difference; at 2^-64 per leaf comparison it is not worth a second hash.
@@ -55,12 +59,13 @@ const ZERO_HASH = "0000000000000000";
 
 
 export class Digest {
-  private readonly leaves = new BigUint64Array(LEAVES);
+  /** Per leaf, its hash: lo at 2 × leaf, hi at 2 × leaf + 1. */
+  private readonly leaves = new Uint32Array(2 * LEAVES);
   /** Per leaf, its members (grown by doubling) and how many there are. */
   private readonly lists: Array<Int32Array | undefined> = new Array(LEAVES);
   private readonly sizes = new Uint32Array(LEAVES);
-  /** Per leaf, the share of each member (at its place), as last told. */
-  private readonly sums: Array<BigUint64Array | undefined> = new Array(LEAVES);
+  /** Per leaf, the share of each member (halves at 2 × its place and the next), as last told. */
+  private readonly sums: Array<Uint32Array | undefined> = new Array(LEAVES);
   /** Per member: its place in its leaf + 1 (0: not filed), and its leaf. */
   private at = new Int32Array(0);
   private leafOf = new Uint16Array(0);
@@ -78,19 +83,24 @@ export class Digest {
 
   /**
    * Follows one change of the record held for `id` (recordId) by `member`: the
-   * Store's onChange. `sum` is the new record's recordSum, undefined when the key
-   * is no longer held (a purge). O(1): one xxHash32 for a member's first filing and
-   * a few XORs; the old record's share is the one kept from its last change.
+   * Store's onChange. `sum` is the new record's recordSum (read, not kept),
+   * undefined when the key is no longer held (a purge). O(1): one xxHash32 for a
+   * member's first filing and a few XORs; the old record's share is the one kept
+   * from its last change.
    */
-  change(id: string, member: number, sum: bigint | undefined): void {
+  change(id: string, member: number, sum: Halves | undefined): void {
     const place = member < this.at.length ? this.at[member]! - 1 : -1;
     if (place >= 0) {
       const leaf = this.leafOf[member]!;
       const sums = this.sums[leaf]!;
-      let h = this.leaves[leaf]! ^ sums[place]!;
+      const leaves = this.leaves;
+      leaves[2 * leaf] = leaves[2 * leaf]! ^ sums[2 * place]!;
+      leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ sums[2 * place + 1]!;
       if (sum !== undefined) {
-        sums[place] = sum;
-        h ^= sum;
+        sums[2 * place] = sum.lo;
+        sums[2 * place + 1] = sum.hi;
+        leaves[2 * leaf] = leaves[2 * leaf]! ^ sum.lo;
+        leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ sum.hi;
       } else {
         // Out: the last member takes its place, in both arrays.
         const list = this.lists[leaf]!;
@@ -98,13 +108,13 @@ export class Digest {
         const moved = list[last]!;
         if (moved !== member) {
           list[place] = moved;
-          sums[place] = sums[last]!;
+          sums[2 * place] = sums[2 * last]!;
+          sums[2 * place + 1] = sums[2 * last + 1]!;
           this.at[moved] = place + 1;
         }
         this.at[member] = 0;
         this.counts[partitionOfLeaf(leaf)]!--;
       }
-      this.leaves[leaf] = h;
     } else if (sum !== undefined) {
       if (member >= this.at.length) this.grow(member + 1);
       const leaf = leafOfId(id);
@@ -114,19 +124,21 @@ export class Digest {
       if (list === undefined || n === list.length) {
         const size = Math.max(8, n * 2);
         const l = new Int32Array(size);
-        const s = new BigUint64Array(size);
+        const s = new Uint32Array(2 * size);
         if (list !== undefined) l.set(list);
         if (sums !== undefined) s.set(sums);
         this.lists[leaf] = list = l;
         this.sums[leaf] = sums = s;
       }
       list[n] = member;
-      sums![n] = sum;
+      sums![2 * n] = sum.lo;
+      sums![2 * n + 1] = sum.hi;
       this.sizes[leaf] = n + 1;
       this.at[member] = n + 1;
       this.leafOf[member] = leaf;
       this.counts[partitionOfLeaf(leaf)]!++;
-      this.leaves[leaf] = this.leaves[leaf]! ^ sum;
+      this.leaves[2 * leaf] = this.leaves[2 * leaf]! ^ sum.lo;
+      this.leaves[2 * leaf + 1] = this.leaves[2 * leaf + 1]! ^ sum.hi;
     }
   }
 
@@ -145,7 +157,10 @@ export class Digest {
       this.looseRecords.push({ bucket, key, value: null, version: "" });
     }
     if (next === undefined) this.loose.delete(id);
-    this.change(id, member, next && recordSum(id, next.version, next.hash));
+    if (next === undefined) return this.change(id, member, undefined);
+    readVersionOf(next.version);
+    const lo = Number(BigInt.asUintN(32, next.hash));
+    this.change(id, member, recordSum(id, versionRead.wall, versionRead.stamp, lo, Number(next.hash >> 32n)));
   }
 
   private recordOf(member: number): StoredRecord {
@@ -179,9 +194,13 @@ export class Digest {
 
   /** The hash of one group: what this node holds of partition `g`. */
   groupHash(g: number): string {
-    let h = 0n;
-    for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) h ^= this.leaves[i]!;
-    return hex(h);
+    let lo = 0;
+    let hi = 0;
+    for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) {
+      lo ^= this.leaves[2 * i]!;
+      hi ^= this.leaves[2 * i + 1]!;
+    }
+    return hexHalves(lo >>> 0, hi >>> 0);
   }
 
   /** How many records (live, expired, tombstones) of a partition this node holds. */
@@ -207,7 +226,7 @@ export class Digest {
   leafHashes(groups: number[]): string[][] {
     return groups.map((g) => {
       const out: string[] = [];
-      for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) out.push(hex(this.leaves[i]!));
+      for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) out.push(hexHalves(this.leaves[2 * i]!, this.leaves[2 * i + 1]!));
       return out;
     });
   }
