@@ -31,13 +31,12 @@ import { PARTITIONS, partitionOfId } from "./placement.ts";
  * costs the size of that leaf, not a scan of the store. A record is filed as its
  * member number (the store's id for it, Store.recordAt reads it), in a typed array
  * per leaf, and the digest keeps each member's place and leaf in typed arrays of
- * its own, so removal is a swap with the last, O(1), and a change of a record
- * already filed hashes nothing but the new record. Beside each leaf's members, at
- * the same places, their shares of the leaf as last told: a change XORs the old
- * share out without hashing the old record again. About 18 bytes per record, and
- * no object. Each 64-bit hash is kept as two 32-bit halves (lo at 2i, hi at
- * 2i + 1 of a Uint32Array), XORed half by half: no BigInt, which allocates on
- * every operation, on the path of every write.
+ * its own, so removal moves the last member into the place, O(1), and a change of
+ * a record already filed hashes nothing but the new record. Beside each member, in
+ * the same array, its share of the leaf as last told: a change XORs the old share
+ * out without hashing the old record again. About 18 bytes per record, and no
+ * object. Each 64-bit hash is kept as two 32-bit halves, XORed half by half: no
+ * BigInt, which allocates on every operation, on the path of every write.
  *
  * A 64-bit hash collision (two different record sets with equal leaf XOR) would hide
  * a difference; at 2^-64 per leaf comparison it is not worth a second hash.
@@ -56,16 +55,20 @@ export const leafOf = (bucket: string, key: string): number => leafOfId(recordId
 export const partitionOfLeaf = (leaf: number): number => Math.floor(leaf / GROUP_SIZE);
 
 const ZERO_HASH = "0000000000000000";
+/** Numbers per place in a leaf's slots: the member, its share's lo and hi. */
+const STRIDE = 3;
 
 
 export class Digest {
   /** Per leaf, its hash: lo at 2 × leaf, hi at 2 × leaf + 1. */
   private readonly leaves = new Uint32Array(2 * LEAVES);
-  /** Per leaf, its members (grown by doubling) and how many there are. */
-  private readonly lists: Array<Int32Array | undefined> = new Array(LEAVES);
+  /**
+   * Per leaf, its members and their shares as last told, three numbers a place
+   * (member, share lo, share hi: one array, so a change touches one array of its
+   * leaf, not two), grown by doubling; and how many members there are.
+   */
+  private readonly slots: Array<Uint32Array | undefined> = new Array(LEAVES);
   private readonly sizes = new Uint32Array(LEAVES);
-  /** Per leaf, the share of each member (halves at 2 × its place and the next), as last told. */
-  private readonly sums: Array<Uint32Array | undefined> = new Array(LEAVES);
   /** Per member: its place in its leaf + 1 (0: not filed), and its leaf. */
   private at = new Int32Array(0);
   private leafOf = new Uint16Array(0);
@@ -90,26 +93,24 @@ export class Digest {
    */
   change(id: string, member: number, sum: Halves | undefined): void {
     const place = member < this.at.length ? this.at[member]! - 1 : -1;
+    const leaves = this.leaves;
     if (place >= 0) {
       const leaf = this.leafOf[member]!;
-      const sums = this.sums[leaf]!;
-      const leaves = this.leaves;
-      leaves[2 * leaf] = leaves[2 * leaf]! ^ sums[2 * place]!;
-      leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ sums[2 * place + 1]!;
+      const slots = this.slots[leaf]!;
+      const at = STRIDE * place;
+      leaves[2 * leaf] = leaves[2 * leaf]! ^ slots[at + 1]!;
+      leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ slots[at + 2]!;
       if (sum !== undefined) {
-        sums[2 * place] = sum.lo;
-        sums[2 * place + 1] = sum.hi;
+        slots[at + 1] = sum.lo;
+        slots[at + 2] = sum.hi;
         leaves[2 * leaf] = leaves[2 * leaf]! ^ sum.lo;
         leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ sum.hi;
       } else {
-        // Out: the last member takes its place, in both arrays.
-        const list = this.lists[leaf]!;
+        // Out: the last member takes its place.
         const last = --this.sizes[leaf]!;
-        const moved = list[last]!;
+        const moved = slots[STRIDE * last]!;
         if (moved !== member) {
-          list[place] = moved;
-          sums[2 * place] = sums[2 * last]!;
-          sums[2 * place + 1] = sums[2 * last + 1]!;
+          slots.copyWithin(at, STRIDE * last, STRIDE * last + STRIDE);
           this.at[moved] = place + 1;
         }
         this.at[member] = 0;
@@ -118,27 +119,22 @@ export class Digest {
     } else if (sum !== undefined) {
       if (member >= this.at.length) this.grow(member + 1);
       const leaf = leafOfId(id);
-      let list = this.lists[leaf];
-      let sums = this.sums[leaf];
+      let slots = this.slots[leaf];
       const n = this.sizes[leaf]!;
-      if (list === undefined || n === list.length) {
-        const size = Math.max(8, n * 2);
-        const l = new Int32Array(size);
-        const s = new Uint32Array(2 * size);
-        if (list !== undefined) l.set(list);
-        if (sums !== undefined) s.set(sums);
-        this.lists[leaf] = list = l;
-        this.sums[leaf] = sums = s;
+      if (slots === undefined || STRIDE * n === slots.length) {
+        const grown = new Uint32Array(STRIDE * Math.max(8, n * 2));
+        if (slots !== undefined) grown.set(slots);
+        this.slots[leaf] = slots = grown;
       }
-      list[n] = member;
-      sums![2 * n] = sum.lo;
-      sums![2 * n + 1] = sum.hi;
+      slots[STRIDE * n] = member;
+      slots[STRIDE * n + 1] = sum.lo;
+      slots[STRIDE * n + 2] = sum.hi;
       this.sizes[leaf] = n + 1;
       this.at[member] = n + 1;
       this.leafOf[member] = leaf;
       this.counts[partitionOfLeaf(leaf)]!++;
-      this.leaves[2 * leaf] = this.leaves[2 * leaf]! ^ sum.lo;
-      this.leaves[2 * leaf + 1] = this.leaves[2 * leaf + 1]! ^ sum.hi;
+      leaves[2 * leaf] = leaves[2 * leaf]! ^ sum.lo;
+      leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ sum.hi;
     }
   }
 
@@ -169,9 +165,9 @@ export class Digest {
 
   /** The members of a leaf, as they are now (a copy). */
   private membersOf(leaf: number): number[] {
-    const list = this.lists[leaf];
+    const slots = this.slots[leaf];
     const out: number[] = [];
-    for (let i = 0; i < this.sizes[leaf]!; i++) out.push(list![i]!);
+    for (let i = 0; i < this.sizes[leaf]!; i++) out.push(slots![STRIDE * i]!);
     return out;
   }
 
