@@ -1,4 +1,6 @@
-import { recordId, recordSum, type RecordStamp, type StoredRecord } from "../core/record.ts";
+import { recordId, type RecordStamp, type StoredRecord } from "../core/record.ts";
+import { hexHalves, recordSum, type Halves } from "../core/fingerprint.ts";
+import { readVersionOf, versionRead } from "../core/version-numbers.ts";
 import { PARTITIONS, partitionOfId } from "./placement.ts";
 
 /**
@@ -29,11 +31,12 @@ import { PARTITIONS, partitionOfId } from "./placement.ts";
  * costs the size of that leaf, not a scan of the store. A record is filed as its
  * member number (the store's id for it, Store.recordAt reads it), in a typed array
  * per leaf, and the digest keeps each member's place and leaf in typed arrays of
- * its own, so removal is a swap with the last, O(1), and a change of a record
- * already filed hashes nothing but the new record. Beside each leaf's members, at
- * the same places, their shares of the leaf as last told: a change XORs the old
- * share out without hashing the old record again. About 18 bytes per record, and
- * no object.
+ * its own, so removal moves the last member into the place, O(1), and a change of
+ * a record already filed hashes nothing but the new record. Beside each member, in
+ * the same array, its share of the leaf as last told: a change XORs the old share
+ * out without hashing the old record again. About 18 bytes per record, and no
+ * object. Each 64-bit hash is kept as two 32-bit halves, XORed half by half: no
+ * BigInt, which allocates on every operation, on the path of every write.
  *
  * A 64-bit hash collision (two different record sets with equal leaf XOR) would hide
  * a difference; at 2^-64 per leaf comparison it is not worth a second hash.
@@ -52,15 +55,20 @@ export const leafOf = (bucket: string, key: string): number => leafOfId(recordId
 export const partitionOfLeaf = (leaf: number): number => Math.floor(leaf / GROUP_SIZE);
 
 const ZERO_HASH = "0000000000000000";
+/** Numbers per place in a leaf's slots: the member, its share's lo and hi. */
+const STRIDE = 3;
 
 
 export class Digest {
-  private readonly leaves = new BigUint64Array(LEAVES);
-  /** Per leaf, its members (grown by doubling) and how many there are. */
-  private readonly lists: Array<Int32Array | undefined> = new Array(LEAVES);
+  /** Per leaf, its hash: lo at 2 × leaf, hi at 2 × leaf + 1. */
+  private readonly leaves = new Uint32Array(2 * LEAVES);
+  /**
+   * Per leaf, its members and their shares as last told, three numbers a place
+   * (member, share lo, share hi: one array, so a change touches one array of its
+   * leaf, not two), grown by doubling; and how many members there are.
+   */
+  private readonly slots: Array<Uint32Array | undefined> = new Array(LEAVES);
   private readonly sizes = new Uint32Array(LEAVES);
-  /** Per leaf, the share of each member (at its place), as last told. */
-  private readonly sums: Array<BigUint64Array | undefined> = new Array(LEAVES);
   /** Per member: its place in its leaf + 1 (0: not filed), and its leaf. */
   private at = new Int32Array(0);
   private leafOf = new Uint16Array(0);
@@ -78,55 +86,55 @@ export class Digest {
 
   /**
    * Follows one change of the record held for `id` (recordId) by `member`: the
-   * Store's onChange. `sum` is the new record's recordSum, undefined when the key
-   * is no longer held (a purge). O(1): one xxHash32 for a member's first filing and
-   * a few XORs; the old record's share is the one kept from its last change.
+   * Store's onChange. `sum` is the new record's recordSum (read, not kept),
+   * undefined when the key is no longer held (a purge). O(1): one xxHash32 for a
+   * member's first filing and a few XORs; the old record's share is the one kept
+   * from its last change.
    */
-  change(id: string, member: number, sum: bigint | undefined): void {
+  change(id: string, member: number, sum: Halves | undefined): void {
     const place = member < this.at.length ? this.at[member]! - 1 : -1;
+    const leaves = this.leaves;
     if (place >= 0) {
       const leaf = this.leafOf[member]!;
-      const sums = this.sums[leaf]!;
-      let h = this.leaves[leaf]! ^ sums[place]!;
+      const slots = this.slots[leaf]!;
+      const at = STRIDE * place;
+      leaves[2 * leaf] = leaves[2 * leaf]! ^ slots[at + 1]!;
+      leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ slots[at + 2]!;
       if (sum !== undefined) {
-        sums[place] = sum;
-        h ^= sum;
+        slots[at + 1] = sum.lo;
+        slots[at + 2] = sum.hi;
+        leaves[2 * leaf] = leaves[2 * leaf]! ^ sum.lo;
+        leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ sum.hi;
       } else {
-        // Out: the last member takes its place, in both arrays.
-        const list = this.lists[leaf]!;
+        // Out: the last member takes its place.
         const last = --this.sizes[leaf]!;
-        const moved = list[last]!;
+        const moved = slots[STRIDE * last]!;
         if (moved !== member) {
-          list[place] = moved;
-          sums[place] = sums[last]!;
+          slots.copyWithin(at, STRIDE * last, STRIDE * last + STRIDE);
           this.at[moved] = place + 1;
         }
         this.at[member] = 0;
         this.counts[partitionOfLeaf(leaf)]!--;
       }
-      this.leaves[leaf] = h;
     } else if (sum !== undefined) {
       if (member >= this.at.length) this.grow(member + 1);
       const leaf = leafOfId(id);
-      let list = this.lists[leaf];
-      let sums = this.sums[leaf];
+      let slots = this.slots[leaf];
       const n = this.sizes[leaf]!;
-      if (list === undefined || n === list.length) {
-        const size = Math.max(8, n * 2);
-        const l = new Int32Array(size);
-        const s = new BigUint64Array(size);
-        if (list !== undefined) l.set(list);
-        if (sums !== undefined) s.set(sums);
-        this.lists[leaf] = list = l;
-        this.sums[leaf] = sums = s;
+      if (slots === undefined || STRIDE * n === slots.length) {
+        const grown = new Uint32Array(STRIDE * Math.max(8, n * 2));
+        if (slots !== undefined) grown.set(slots);
+        this.slots[leaf] = slots = grown;
       }
-      list[n] = member;
-      sums![n] = sum;
+      slots[STRIDE * n] = member;
+      slots[STRIDE * n + 1] = sum.lo;
+      slots[STRIDE * n + 2] = sum.hi;
       this.sizes[leaf] = n + 1;
       this.at[member] = n + 1;
       this.leafOf[member] = leaf;
       this.counts[partitionOfLeaf(leaf)]!++;
-      this.leaves[leaf] = this.leaves[leaf]! ^ sum;
+      leaves[2 * leaf] = leaves[2 * leaf]! ^ sum.lo;
+      leaves[2 * leaf + 1] = leaves[2 * leaf + 1]! ^ sum.hi;
     }
   }
 
@@ -145,7 +153,10 @@ export class Digest {
       this.looseRecords.push({ bucket, key, value: null, version: "" });
     }
     if (next === undefined) this.loose.delete(id);
-    this.change(id, member, next && recordSum(id, next.version, next.hash));
+    if (next === undefined) return this.change(id, member, undefined);
+    readVersionOf(next.version);
+    const lo = Number(BigInt.asUintN(32, next.hash));
+    this.change(id, member, recordSum(id, versionRead.wall, versionRead.stamp, lo, Number(next.hash >> 32n)));
   }
 
   private recordOf(member: number): StoredRecord {
@@ -154,9 +165,9 @@ export class Digest {
 
   /** The members of a leaf, as they are now (a copy). */
   private membersOf(leaf: number): number[] {
-    const list = this.lists[leaf];
+    const slots = this.slots[leaf];
     const out: number[] = [];
-    for (let i = 0; i < this.sizes[leaf]!; i++) out.push(list![i]!);
+    for (let i = 0; i < this.sizes[leaf]!; i++) out.push(slots![STRIDE * i]!);
     return out;
   }
 
@@ -179,9 +190,13 @@ export class Digest {
 
   /** The hash of one group: what this node holds of partition `g`. */
   groupHash(g: number): string {
-    let h = 0n;
-    for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) h ^= this.leaves[i]!;
-    return hex(h);
+    let lo = 0;
+    let hi = 0;
+    for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) {
+      lo ^= this.leaves[2 * i]!;
+      hi ^= this.leaves[2 * i + 1]!;
+    }
+    return hexHalves(lo >>> 0, hi >>> 0);
   }
 
   /** How many records (live, expired, tombstones) of a partition this node holds. */
@@ -207,7 +222,7 @@ export class Digest {
   leafHashes(groups: number[]): string[][] {
     return groups.map((g) => {
       const out: string[] = [];
-      for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) out.push(hex(this.leaves[i]!));
+      for (let i = g * GROUP_SIZE; i < (g + 1) * GROUP_SIZE; i++) out.push(hexHalves(this.leaves[2 * i]!, this.leaves[2 * i + 1]!));
       return out;
     });
   }

@@ -1,3 +1,4 @@
+import { contentOf } from "./fingerprint.ts";
 import type { Version } from "./version.ts";
 
 /**
@@ -23,16 +24,6 @@ export interface RecordStamp {
   version: Version;
   hash: bigint;
 }
-
-/**
- * A record's share of the anti-entropy digest (cluster/digest.ts): a 64-bit hash of
- * its id (recordId), version and contents. The contentHash seeds the hash rather
- * than being XORed onto it: with XOR, two keys of one leaf that swapped their
- * contents under unchanged versions would leave the leaf unchanged. The store
- * computes it once per record it holds and keeps it, so a change hashes only the
- * new record: the old one's share is XORed out as it was kept.
- */
-export const recordSum = (id: string, version: Version, hash: bigint): bigint => Bun.hash.xxHash64(`${id}\u0000${version}`, hash);
 
 /** What clients see of a live record: the public JSON shape of the items API. */
 export interface Item {
@@ -72,33 +63,18 @@ export const isExpired = (r: { expiresAt?: number }, nowMs: number): boolean =>
 /**
  * The merge order's tie-break, for two records stamped with one version (two
  * processes running under one node name stamp alike): a 64-bit hash of the
- * contents (value or tombstone, and expiresAt). The top bit is 1 for a tombstone
- * and 0 for a value, so on a tie a delete always beats a value: an expired record
- * that one replica has swept to a tombstone (same version, see Store.sweep) and
- * another still holds as a value then settle on the tombstone, not on bringing
- * the expired value back. The low 63 bits are xxHash64 of the contents.
- *
- * Strings are hashed by Bun as UTF-8, which turns a lone surrogate into U+FFFD;
- * such a string is hashed from its UTF-16 code units instead (in another domain,
- * by a constant XOR), so "x\ud800y" and "x\ufffdy" do not hash alike. A binary
- * value (`bytes`) is hashed in a third domain, so the text "QUJD" and the bytes
- * whose base64 is "QUJD" do not hash alike either.
- * Costs one pass over the value: the store computes it once per record it holds.
+ * contents (value or tombstone, and expiresAt; fingerprint.ts's contentOf says
+ * how). The top bit is 1 for a tombstone and 0 for a value, so on a tie a delete
+ * always beats a value: an expired record that one replica has swept to a
+ * tombstone (same version, see Store.sweep) and another still holds as a value
+ * then settle on the tombstone, not on bringing the expired value back.
+ * As a BigInt for the few that compare or send it (a version tie, a key listing);
+ * the digest takes the halves as they are, with no BigInt per change.
  */
 export function contentHash(r: Pick<StoredRecord, "value" | "expiresAt" | "bytes">): bigint {
-  // expiresAt + 1 as the seed: 0 stands for "no TTL", and no two TTLs share a seed.
-  const seed = r.expiresAt === undefined ? 0n : BigInt(r.expiresAt) + 1n;
-  if (r.value === null) return TOMBSTONE_BIT | (Bun.hash.xxHash64("", seed) & LOW_BITS);
-  const h = r.value.isWellFormed()
-    ? Bun.hash.xxHash64(r.value, seed)
-    : Bun.hash.xxHash64(Buffer.from(r.value, "utf16le"), seed) ^ UTF16_DOMAIN;
-  return (r.bytes === true ? h ^ BYTES_DOMAIN : h) & LOW_BITS;
+  const c = contentOf(r);
+  return (BigInt(c.hi) << 32n) | BigInt(c.lo);
 }
-
-const TOMBSTONE_BIT = 1n << 63n;
-const LOW_BITS = TOMBSTONE_BIT - 1n;
-const UTF16_DOMAIN = 0x5a5a_a5a5_5a5a_a5a5n;
-const BYTES_DOMAIN = 0x3c3c_c3c3_3c3c_c3c3n;
 
 /**
  * The merge order, a total order over whole records: by version, then (a tie) by

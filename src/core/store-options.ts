@@ -1,4 +1,5 @@
 import type { Clock } from "./clock.ts";
+import type { Halves } from "./fingerprint.ts";
 import type { StoredRecord } from "./record.ts";
 import { storedBytes } from "./arena.ts";
 
@@ -55,12 +56,13 @@ export interface StoreOptions {
    * is the key's number in the store (Store.recordAt reads what it holds now; for
    * a purge, what is removed), the same number for as long as the key is held, and
    * given to another key only after its purge; `sum` is the new record's recordSum
-   * (its share of the digest), computed once per change. The digest keeps the
-   * share it was told last for each member, and XORs it out on the next change.
+   * (its share of the digest, fingerprint.ts), computed once per change: one object
+   * reused for every change, to read during the call, not to keep. The digest keeps
+   * the share it was told last for each member, and XORs it out on the next change.
    * The anti-entropy digest and the data dir are kept current through this. Must
    * not throw.
    */
-  onChange?: (id: string, member: number, sum: bigint | undefined) => void;
+  onChange?: (id: string, member: number, sum: Halves | undefined) => void;
 }
 
 /**

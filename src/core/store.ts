@@ -1,7 +1,8 @@
 import { MakhzenError } from "../errors.ts";
 import { LruList } from "./lru.ts";
 import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-import { compareRecords, contentHash, isExpired, recordId, recordSum, type StoredRecord } from "./record.ts";
+import { compareRecords, isExpired, recordId, type StoredRecord } from "./record.ts";
+import { contentOf, recordSum } from "./fingerprint.ts";
 import { TombstoneQueue, ViewCache, WalkedSet, tombstoneDeadAt, type EntryKind } from "./store-sets.ts";
 import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { NONE, type RecordTable } from "./table.ts";
@@ -295,14 +296,14 @@ export class Store {
   /**
    * Tells onChange that the record `id` now holds another record, with its share of
    * the digest (the digest keeps the share it was told last, and XORs it out). One
-   * recordId and one recordSum per change, whatever listens. `r` is what it now
-   * holds, when the caller has it as a record (no formatting or decoding then).
+   * recordId and one recordSum (of the table's version numbers) per change.
    */
   private changed(id: number, r: StoredRecord = this.keyspace.record(id)): void {
     const onChange = this.opts.onChange;
     if (!onChange) return;
     const rid = recordId(r.bucket, r.key);
-    onChange(rid, id, recordSum(rid, r.version, contentHash(r)));
+    const c = contentOf(r);
+    onChange(rid, id, recordSum(rid, this.table.wallMs[id]!, this.table.stamp[id]!, c.lo, c.hi));
   }
 
   /** Bookkeeping after the record's contents changed from ones of `oldBytes` and `oldKind` ("none" for a new key). */

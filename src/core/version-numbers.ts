@@ -1,3 +1,4 @@
+import { hashChars, type Halves } from "./lanes.ts";
 import { COUNTER_DIGITS, WALL_DIGITS, type Version } from "./version.ts";
 
 /**
@@ -76,6 +77,9 @@ const COUNTER_PAD = "0".repeat(COUNTER_DIGITS);
  */
 const nodeNames: string[] = [];
 const nodeNumbers = new Map<string, number>();
+/** Each name's 64-bit hash (lanes.ts), lo at 2n and hi at 2n + 1: what names it on every node, where its number is this process's. */
+const nameHashes: number[] = [];
+const hashed: Halves = { lo: 0, hi: 0 };
 
 function nameNumber(name: string): number {
   let n = nodeNumbers.get(name);
@@ -83,8 +87,22 @@ function nameNumber(name: string): number {
     n = nodeNames.length;
     nodeNames.push(name);
     nodeNumbers.set(name, n);
+    hashChars(name, hashed);
+    nameHashes.push(hashed.lo, hashed.hi);
   }
   return n;
+}
+
+/**
+ * The counter of the version (wall, stamp), with the hash of its node's name in
+ * `out` (of the whole version, with counter 0, when it is not well-formed): the
+ * version as numbers that are the same on every node (fingerprint.ts's recordSum).
+ */
+export function counterAndNameHash(wall: number, stamp: number, out: Halves): number {
+  const name = wall === RAW ? stamp : stamp % NODE_SPAN;
+  out.lo = nameHashes[2 * name]!;
+  out.hi = nameHashes[2 * name + 1]!;
+  return wall === RAW ? 0 : Math.floor(stamp / NODE_SPAN);
 }
 
 /** The node name `readVersion` read last, and its number. */

@@ -15,7 +15,8 @@ import { LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS } from "../consistency.ts";
  * carry another version.
  */
 // 2: partitions (issue 11): a digest group per partition (256), the forward and list ops, partition sets in heartbeats.
-export const PROTOCOL_VERSION = "2";
+// 3: the digest's hashes and contentHash computed without BigInt (core/fingerprint.ts): other values in the same 16 hex digits.
+export const PROTOCOL_VERSION = "3";
 export const PROTOCOL_HEADER = "x-makhzen-protocol";
 
 // The patterns and sizes are those of the modules that own them (version.ts,
