@@ -4,7 +4,7 @@
  * turns (A B B A ...) with wrk -t1 -c32 over 100k distinct keys. Each turn records
  * req/s and the CPU µs per PUT of `a`, `b` and `c` (utime + stime from /proc over the
  * turn and the drain of `a`'s queues after it), which depends less on the rest of the
- * machine than req/s does, and node `a`'s CPU by thread (the JS thread, fetch's "HTTP Client",
+ * machine than req/s does, and nodes `a`'s and `b`'s CPU by thread (the JS thread, fetch's "HTTP Client",
  * the GC's "HeapHelper"...). Linux only (/proc).
  *
  *   mkdir -p /tmp/base && git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
@@ -100,21 +100,23 @@ try {
   const turn = async (c: Cluster, seconds: number, record: boolean) => {
     const s0 = await sentSoFar(c.nodes[0]!.url);
     const t0 = c.nodes.map((n) => cpuTicks(n.pid));
-    const threads0 = threadTicks(c.nodes[0]!.pid);
+    const threads0 = c.nodes.slice(0, 2).map((n) => threadTicks(n.pid));
     const perSecond = await wrk(c.nodes[0]!.url, distinctPutScript(`${c.side}${turnNo++}`), seconds);
     await drained(c.nodes[0]!.url);
     const puts = perSecond * seconds;
     const us = c.nodes.map((n, i) => ((cpuTicks(n.pid) - t0[i]!) / 100 / puts) * 1e6);
     const s1 = await sentSoFar(c.nodes[0]!.url);
-    const byThread = [...threadTicks(c.nodes[0]!.pid)]
-      .map(([name, ticks]) => [name, ((ticks - (threads0.get(name) ?? 0)) / 100 / puts) * 1e6] as const)
-      .filter(([, us]) => us >= 0.1)
-      .sort((x, y) => y[1] - x[1]);
+    const byThread = threads0.map((before, i) =>
+      [...threadTicks(c.nodes[i]!.pid)]
+        .map(([name, ticks]) => [name, ((ticks - (before.get(name) ?? 0)) / 100 / puts) * 1e6] as const)
+        .filter(([, us]) => us >= 0.1)
+        .sort((x, y) => y[1] - x[1]),
+    );
     if (!record) return;
     rate[c.side].push(perSecond);
     us.forEach((u, i) => cpu[c.side][i]!.push(u));
     console.log(`${c.side}: ${fmt(perSecond)} req/s; CPU µs per PUT a ${us[0]!.toFixed(1)}, b ${us[1]!.toFixed(1)}, c ${us[2]!.toFixed(1)}; ${((s1.records - s0.records) / Math.max(1, s1.batches - s0.batches)).toFixed(0)} records a batch; load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}`);
-    console.log(`  a by thread (µs per PUT): ${byThread.map(([name, us]) => `${name} ${us.toFixed(1)}`).join(", ")}`);
+    byThread.forEach((threads, i) => console.log(`  ${"ab"[i]} by thread (µs per PUT): ${threads.map(([name, us]) => `${name} ${us.toFixed(1)}`).join(", ")}`));
   };
   for (const c of clusters) await turn(c, 2, false); // warm-up, JIT included
   for (let r = 0; r < ROUNDS; r++) {

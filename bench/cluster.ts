@@ -17,7 +17,8 @@
 import { cpus, totalmem } from "node:os";
 import { existsSync, readFileSync } from "node:fs";
 import { GROUPS } from "../src/cluster/digest.ts";
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/cluster/protocol/messages.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, type RecordsRequest } from "../src/cluster/protocol/messages.ts";
+import { fromTuple } from "../src/cluster/protocol/record-wire.ts";
 import { Harness, dump, eventually, type NodeProcess } from "../test/support/harness.ts";
 import { distinctPutScript } from "./_lib.ts";
 
@@ -121,10 +122,10 @@ async function replicationLag(): Promise<{ p50: number; p99: number; max: number
     port: 0,
     async fetch(req) {
       const op = new URL(req.url).pathname.replace("/internal/", "");
-      const body = (await req.json()) as { records?: { value: string | null }[] };
+      const body = (await req.json()) as { records?: RecordsRequest["records"] };
       if (op === "records") {
         const now = performance.timeOrigin + performance.now();
-        for (const r of body.records ?? []) if (r.value?.startsWith("t=")) lags.push(now - Number(r.value.slice(2)));
+        for (const r of (body.records ?? []).map(fromTuple)) if (r.value?.startsWith("t=")) lags.push(now - Number(r.value.slice(2)));
         return Response.json({ applied: body.records?.length ?? 0, refused: 0 });
       }
       if (op === "gossip" || op === "join") return Response.json({ members: [me] });

@@ -18,7 +18,8 @@ import { CLUSTER_DEFAULTS } from "../src/cluster/options.ts";
 import { recordId, type StoredRecord } from "../src/core/record.ts";
 import { core } from "../test/support/core.ts";
 import { createNode } from "../src/node.ts";
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../src/cluster/protocol/messages.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, type RecordsRequest } from "../src/cluster/protocol/messages.ts";
+import { fromTuple, recordsRequest } from "../src/cluster/protocol/record-wire.ts";
 import { median, option } from "./_lib.ts";
 
 const ROUNDS = Number(option("rounds", "5"));
@@ -48,7 +49,7 @@ const bodies = (round: number): string[] =>
   Array.from({ length: BATCHES }, (_, i) => {
     const recs: StoredRecord[] = [];
     for (let j = 0; j < BATCH; j++) recs.push({ bucket: "default", key: `r${round}-${i}-${j}`, value: VALUE, version: `${String(Date.now()).padStart(15, "0")}-${String(++version % 1e6).padStart(6, "0")}-a` });
-    return JSON.stringify({ records: recs });
+    return JSON.stringify(recordsRequest(recs));
   });
 
 // The same merge straight into a store (no peer service, no clock guard): the store's own share.
@@ -66,7 +67,7 @@ for (let r = 0; r < (ONLY === "send" ? 0 : ROUNDS + 1); r++) {
   const apply = perRecord(n, () => {
     for (const req of checked) receiver.cluster.service.records(req);
   });
-  const again = texts.map((t) => (JSON.parse(t) as { records: StoredRecord[] }).records);
+  const again = texts.map((t) => (JSON.parse(t) as RecordsRequest).records.map(fromTuple));
   const store = perRecord(n, () => {
     for (const recs of again) for (const rec of recs) bare.store.apply(rec);
   });

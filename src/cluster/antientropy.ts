@@ -2,6 +2,7 @@ import { batchBy, sendSplitting } from "./batch.ts";
 import { differing, GROUP_SIZE, isEmptyHash } from "./digest.ts";
 import { compareListed, INCOMPLETE_ROUND_PAUSE_MS, Stopped, type AntiEntropyDeps, type RoundResult, type SyncPeer } from "./antientropy-types.ts";
 import { LEAVES_PER_KEYS_REQUEST, type KeysEntry, type RecordRef } from "./protocol/messages.ts";
+import { recordsRequest } from "./protocol/record-wire.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { approxWireBytes, recordId, splitId, type StoredRecord } from "../core/record.ts";
@@ -312,7 +313,7 @@ export class AntiEntropy {
       await sendSplitting(
         batch,
         async (part) => {
-          const answer = await this.ask(peer, "records", { records: part });
+          const answer = await this.ask(peer, "records", recordsRequest(part));
           pushed += answer.applied;
           if (answer.tooNew?.length) this.deps.onNotHeld?.(answer.tooNew.flatMap((i) => (part[i] ? [part[i]] : [])));
         },

@@ -13,6 +13,7 @@ export interface Outgoing {
   record: StoredRecord;
   /** recordId(record.bucket, record.key), built once and shared by every queue that files it. */
   id: string;
+  /** The record as it goes in a `records` request (recordTupleJson): built once, spliced into each peer's batch. */
   json?: string;
   /** approxWireBytes(record): what the queue byte bound counts. */
   bytes: number;

@@ -2,7 +2,7 @@ import type { Clock } from "../core/clock.ts";
 import type { ClockGuard } from "./clock-guard.ts";
 import { recordId, type StoredRecord } from "../core/record.ts";
 import type { Store } from "../core/store.ts";
-import { versionWallMs } from "../core/version.ts";
+import { versionWallMs, WALL_DIGITS } from "../core/version.ts";
 import { isBytesRecord } from "../core/binary.ts";
 
 export interface RemoteRecordsDeps {
@@ -23,11 +23,13 @@ export interface RemoteRecordsDeps {
  * Records from peers skip the memory reservation of local writes (a replica must
  * take what its peers took) and are not replicated again (every node sends its own
  * writes to every peer; anti-entropy covers the rest). They arrive validated
- * (WireRecord admits no other property), so they are stored as they are.
+ * (WireRecordTuple or WireRecord: no other property, a version of VERSION_PATTERN),
+ * so they are stored as they are.
  */
 export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): { applied: number; tooNew: number[] } {
   const { store, clock, guard } = deps;
   const latestMs = guard.latestAcceptableMs();
+  const tooNewFrom = firstVersionAfter(latestMs);
   let applied = 0;
   const tooNew: number[] = [];
   let newest = "";
@@ -41,7 +43,7 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
       // of another version is left out too, rather than stored and served changed.
       if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) continue;
       if (r.bytes !== undefined && !isBytesRecord(r)) continue;
-      if (versionWallMs(r.version) > latestMs || (anyRefused && guard.wasRefused(recordId(r.bucket, r.key), r.version))) {
+      if (r.version >= tooNewFrom || (anyRefused && guard.wasRefused(recordId(r.bucket, r.key), r.version))) {
         guard.refuse(recordId(r.bucket, r.key), r.version);
         tooNew.push(i);
         continue;
@@ -61,4 +63,19 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
     if (newest !== "") clock.observe(newest);
   }
   return { applied, tooNew };
+}
+
+/**
+ * The least version string stamped after `ms`: a version's wall clock comes first,
+ * in WALL_DIGITS digits (VERSION_PATTERN), so `version >= firstVersionAfter(ms)`
+ * exactly when versionWallMs(version) > ms. A string comparison per record instead
+ * of a substring and a number parsed (~25 ns of every replicated record, on every
+ * replica). "~" sorts after every digit: nothing is after a bound past the last
+ * stamp (or NaN, as `>` says); "" before everything: all is after a negative one.
+ */
+export function firstVersionAfter(ms: number): string {
+  const next = Math.floor(ms) + 1;
+  if (!(next < 10 ** WALL_DIGITS)) return "~";
+  if (next <= 0) return "";
+  return String(next).padStart(WALL_DIGITS, "0");
 }

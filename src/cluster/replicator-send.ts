@@ -5,6 +5,7 @@ import type { Logger } from "../ops/log.ts";
 import type { LogBudgetName, LogLimiter } from "../ops/log-limiter.ts";
 import { fileNewer, type Outgoing, type PeerQueue } from "./peer-queue.ts";
 import type { ReplicatorDeps } from "./replicator-types.ts";
+import { recordTupleJson } from "./protocol/record-wire.ts";
 
 /**
  * One batch on its way to a peer (Replicator.send), and what its answer or its
@@ -35,7 +36,7 @@ export async function sendBatch(s: SendContext, q: PeerQueue, batch: Outgoing[])
     await sendSplitting(
       batch,
       async (part) => {
-        const body = `{"records":[${part.map((o) => o.json ?? JSON.stringify(o.record)).join(",")}]}`;
+        const body = `{"records":[${part.map((o) => o.json ?? recordTupleJson(o.record)).join(",")}]}`;
         const answer = await deps.transport.call(q.url, "records", body, deps.config.requestTimeoutMs, s.signal);
         const tooNew = new Set(answer.tooNew?.map((i) => part[i]));
         q.stats.batches++;

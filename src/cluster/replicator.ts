@@ -9,6 +9,7 @@ import type { Outgoing, PeerQueue, PeerQueueStats, QueueWatermark } from "./peer
 
 export type { PeerQueueStats } from "./peer-queue.ts";
 import type { ReplicatorDeps } from "./replicator-types.ts";
+import { recordTupleJson } from "./protocol/record-wire.ts";
 
 export type { ReplicatorDeps } from "./replicator-types.ts";
 
@@ -343,7 +344,7 @@ export class Replicator {
 
   private takeBatch(q: PeerQueue): Outgoing[] {
     const { batchMaxRecords, batchMaxBytes } = this.deps.config;
-    const first = batchBy(freshRecords(q, this.deps.current, (r, id) => this.outgoing(r, id)), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= JSON.stringify(out.record)).length);
+    const first = batchBy(freshRecords(q, this.deps.current, (r, id) => this.outgoing(r, id)), batchMaxRecords, batchMaxBytes, (out) => (out.json ??= recordTupleJson(out.record)).length);
     return takeOut(q, first.next().value ?? []);
   }
 

@@ -104,7 +104,8 @@ describe("hot paths", () => {
     const stringify = JSON.stringify;
     let records = 0;
     JSON.stringify = ((v: unknown, ...rest: never[]) => {
-      if (v && typeof v === "object" && "version" in v && "key" in v) records++;
+      // A record goes as a tuple (record-wire.ts): [bucket, key, value, version, ...].
+      if (Array.isArray(v) && v[1] === "hot") records++;
       return stringify(v, ...rest);
     }) as typeof JSON.stringify;
     try {
@@ -142,7 +143,7 @@ describe("records a peer refuses for good", () => {
   const refusePoison = (net: MemoryTransport, node: Core) =>
     replaceService(net, node, {
       records: (req) => {
-        if (req.records.some((r) => r.key === "poison")) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
+        if (req.records.some((r) => r[1] === "poison")) throw new PeerError(413, "BODY_TOO_LARGE", "too large");
         return node.cluster.service.records(req);
       },
     });

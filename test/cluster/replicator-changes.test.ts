@@ -7,6 +7,8 @@ import { recordId, type StoredRecord } from "../../src/core/record.ts";
 import { core, joined } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
 import { heldTransport } from "../support/held-transport.ts";
+import type { RecordsRequest } from "../../src/cluster/protocol/messages.ts";
+import { fromTuple } from "../../src/cluster/protocol/record-wire.ts";
 
 /**
  * A write the store reported as its last change is queued as `current` and taken
@@ -152,7 +154,7 @@ describe("a node's writes through its store (createCore's onChange hook)", () =>
     const aNet = Object.create(net) as MemoryTransport;
     aNet.call = (async (url: string, op: string, body: unknown, t: number, s?: AbortSignal) => {
       if (url === "mem://c" && op === "records") {
-        toC.push((JSON.parse(body as string) as { records: StoredRecord[] }).records);
+        toC.push((JSON.parse(body as string) as RecordsRequest).records.map(fromTuple));
         if (hold) await new Promise<void>((r) => (release = r));
       }
       return net.call(url, op as never, body as never, t, s);

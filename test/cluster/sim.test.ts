@@ -7,6 +7,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
+import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { FaultyNet, Rng } from "../support/faulty-net.ts";
 import { fullCheck, runChaos } from "../support/sim-chaos.ts";
@@ -49,8 +50,8 @@ describe("the pieces", () => {
     // Records that arrive, per node, while counting: once per key however often they come.
     net.arrivals = new Map();
     const records = [{ bucket: "default", key: "x", value: "1", version: "001700000000000-000000-a" }];
-    await a.call("mem://b", "records", { records }, 1000);
-    await a.call("mem://b", "records", JSON.stringify({ records }), 1000);
+    await a.call("mem://b", "records", recordsRequest(records), 1000);
+    await a.call("mem://b", "records", JSON.stringify(recordsRequest(records)), 1000);
     expect([...net.arrivals.get("b")!]).toEqual(["default/x"]);
     expect(net.carried).toBe(2);
     expect(net.arrivals.has("a")).toBe(false);

@@ -163,7 +163,7 @@ describe("replication of bytes (two cores, memory transport)", () => {
     const a = core("a", net);
     const version = formatVersion(Date.now(), 0, "z");
     for (const bad of [{ value: "not base64!" }, { value: "QR==" }, { value: null }]) {
-      const call = net.call(a.url, "records", { records: [{ bucket: "default", key: "k", version, bytes: true, ...bad }] }, 1000);
+      const call = net.call(a.url, "records", { records: [["default", "k", bad.value, version, null, true]] }, 1000);
       const e = await call.catch((err: unknown) => err);
       expect(e).toBeInstanceOf(PeerError);
       expect((e as PeerError).status).toBe(422);

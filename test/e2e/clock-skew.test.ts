@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { formatVersion, versionWallMs } from "../../src/core/version.ts";
+import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
 import { scrape, valueOf } from "../support/observe.ts";
 import { Harness, converged, del, errorCode, eventually, faketimeLibrary, ok, peer, publicDump, put, type NodeProcess } from "../support/harness.ts";
 
@@ -175,7 +176,7 @@ describe("clock skew", () => {
 
     const futureMs = Date.now() + 3000;
     const record = { bucket: "default", key: "direct", value: "from-the-future", version: formatVersion(futureMs, 0, "x") };
-    const first = (await (await ok(peer(a, "records", { records: [record] }))).json()) as { applied: number };
+    const first = (await (await ok(peer(a, "records", recordsRequest([record])))).json()) as { applied: number };
     expect(first.applied).toBe(0);
     await measured(c, ["a", "b"]); // c knows it is within its own (lax) bound: it takes writes
     const fromC = await versionOf(put(c, "k", "from-c"));
@@ -189,7 +190,7 @@ describe("clock skew", () => {
     const before = await rounds();
     await eventually(async () => (await rounds()) >= before + 3, { timeoutMs: 8000, what: "c runs three more anti-entropy rounds" });
     // Sent again now that its time has come (a refused it once): still refused.
-    const again = (await (await ok(peer(a, "records", { records: [record] }))).json()) as { applied: number };
+    const again = (await (await ok(peer(a, "records", recordsRequest([record])))).json()) as { applied: number };
     expect(again.applied).toBe(0);
 
     for (const n of [a, b]) {

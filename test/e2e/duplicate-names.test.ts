@@ -63,7 +63,7 @@ describe("duplicate node names", () => {
     }
     // And the worst case, made certain: one version, two values (both twins stamp "-b").
     const version = formatVersion(Date.now(), 0, "b");
-    const collide = (value: string) => ({ records: [{ bucket: "default", key: "collide", value, version }] });
+    const collide = (value: string) => ({ records: [["default", "collide", value, version]] });
     expect(((await (await ok(peer(a, "records", collide("via-a")))).json()) as { applied: number }).applied).toBe(1);
     expect(((await (await ok(peer(c, "records", collide("via-c")))).json()) as { applied: number }).applied).toBe(1);
 

@@ -61,6 +61,7 @@ describe("deeply nested JSON", () => {
     ["PUT", "/items/k", `{"value":"v","other":${deep}}`],
     ["PUT", "/buckets/b/items/k", `{"value":${deep}}`],
     ["POST", "/internal/records", deep],
+    ["POST", "/internal/records", `{"records":[["default","loaded",${deep},"001700000000000-000000-a"]]}`],
     ["POST", "/internal/records", `{"records":[${record(deep)}]}`],
     ["POST", "/internal/records", `{"records":${deep}}`],
     ["POST", "/internal/gossip", `{"from":${deep},"members":[${member}]}`],

@@ -34,24 +34,25 @@ describe("peer API", () => {
   });
 
   test("bodies are validated with the protocol's models", async () => {
-    const bad = await peer("records", { records: [{ bucket: "b", key: "k", value: 1, version: "v" }] });
+    const bad = await peer("records", { records: [["b", "k", 1, "v"]] });
     expect(bad.status).toBe(422);
     expect((await errorOf(bad)).code).toBe("VALIDATION");
     const notJson = await peer("records", "{nope");
     expect(notJson.status).toBe(400);
-    const extra = await peer("records", {
-      records: [{ bucket: "b", key: "k", value: "v", version: "001700000000000-000000-x", evil: true }],
-    });
+    // A record is a tuple of 4 to 6 fields (record-wire.ts): one more is refused, and so is the object form.
+    const extra = await peer("records", { records: [["b", "k", "v", "001700000000000-000000-x", 5, true, "evil"]] });
     expect(extra.status).toBe(422);
+    const object = await peer("records", { records: [{ bucket: "b", key: "k", value: "v", version: "001700000000000-000000-x" }] });
+    expect(object.status).toBe(422);
   });
 
   test("records from a peer are merged and visible through the items API", async () => {
     const version = `${String(Date.now()).padStart(15, "0")}-000000-other`;
-    const res = await peer("records", { records: [{ bucket: "default", key: "k", value: "v", version }] });
+    const res = await peer("records", { records: [["default", "k", "v", version]] });
     expect(await res.json()).toEqual({ applied: 1, refused: 0 });
     const item = await node.handle(new Request("http://localhost/items/k"));
     expect(((await item.json()) as { version: string }).version).toBe(version);
-    const again = await peer("records", { records: [{ bucket: "default", key: "k", value: "old", version }] });
+    const again = await peer("records", { records: [["default", "k", "old", version]] });
     expect(await again.json()).toEqual({ applied: 0, refused: 1 });
   });
 

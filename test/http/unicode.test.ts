@@ -8,6 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { createNode, MakhzenError, type MakhzenNode } from "../../src/index.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
+import { recordTupleJson } from "../../src/cluster/protocol/record-wire.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { core as newCore, joined } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
@@ -78,14 +79,14 @@ describe("lone surrogates are refused with 422 INVALID_UNICODE", () => {
     await node.listen();
     const good = { bucket: "default", key: "good", value: "v", version: version(1) };
     for (const s of ILL_FORMED_JSON) {
-      for (const bad of [`{"bucket":"default","key":"k","value":"${s}","version":"${version(2)}"}`, `{"bucket":"default","key":"${s}","value":null,"version":"${version(2)}"}`]) {
+      for (const bad of [`["default","k","${s}","${version(2)}"]`, `["default","${s}",null,"${version(2)}"]`]) {
         const a = await call(node, "POST", "/internal/records", {
-          body: `{"records":[${JSON.stringify(good)},${bad}]}`,
+          body: `{"records":[${recordTupleJson(good)},${bad}]}`,
           headers: { [PROTOCOL_HEADER]: PROTOCOL_VERSION },
         });
         expectClientError(a, 422, "INVALID_UNICODE");
         // The message names what failed: the key, or the value with its key.
-        expect(a.json.error.message).toStartWith(bad.includes('"key":"k"') ? 'value of "k" is not well-formed' : "key is not well-formed");
+        expect(a.json.error.message).toStartWith(bad.startsWith('["default","k",') ? 'value of "k" is not well-formed' : "key is not well-formed");
       }
     }
     expect(node.bucket().get("good")).toBeUndefined();

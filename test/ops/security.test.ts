@@ -5,6 +5,7 @@ import { rawExchange } from "../support/raw-http.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
+import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
 import { isLoopbackHost, newRefusals, protectedModeProblem } from "../../src/ops/security.ts";
 import { HttpTransport } from "../../src/cluster/protocol/http-transport.ts";
 import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
@@ -139,7 +140,7 @@ describe("client tokens", () => {
   });
 
   test("without a cluster secret the peer API needs the write token, which peers send; with one, the secret guards it", async () => {
-    const records = JSON.stringify({ records: [{ bucket: "default", key: "via-peer-api", value: "x", version: `${String(Date.now()).padStart(15, "0")}-000000-p` }] });
+    const records = JSON.stringify(recordsRequest([{ bucket: "default", key: "via-peer-api", value: "x", version: `${String(Date.now()).padStart(15, "0")}-000000-p` }]));
     const headers = (extra: Record<string, string>) => ({ "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...extra });
     const node = start({ token: TOKEN, readToken: READ });
     for (const h of [{}, bearer(READ), bearer("wrong")]) {
@@ -176,9 +177,7 @@ describe("client tokens", () => {
 
 describe("cluster secret on the peer API", () => {
   const scanBody = JSON.stringify({ limit: 10 });
-  const recordsBody = JSON.stringify({
-    records: [{ bucket: "default", key: "injected", value: "evil", version: `${String(Date.now()).padStart(15, "0")}-000000-rogue` }],
-  });
+  const recordsBody = JSON.stringify(recordsRequest([{ bucket: "default", key: "injected", value: "evil", version: `${String(Date.now()).padStart(15, "0")}-000000-rogue` }]));
   const peerHeaders = (extra: Record<string, string> = {}) => ({
     "content-type": "application/json",
     [PROTOCOL_HEADER]: PROTOCOL_VERSION,

@@ -123,9 +123,11 @@ export class FaultyNet {
     if (!Array.isArray(records) || !this.arrivals) return;
     let ids = this.arrivals.get(at);
     if (!ids) this.arrivals.set(at, (ids = new Set()));
-    for (const r of records as { bucket?: string; key?: string }[]) {
-      if (typeof r?.key !== "string") continue;
-      ids.add(`${r.bucket ?? "default"}/${r.key}`);
+    // A `records` request carries tuples (record-wire.ts); answers carry objects.
+    for (const r of records as ({ bucket?: string; key?: string } | unknown[])[]) {
+      const [bucket, key] = Array.isArray(r) ? r : [r?.bucket, r?.key];
+      if (typeof key !== "string") continue;
+      ids.add(`${typeof bucket === "string" ? bucket : "default"}/${key}`);
       this.carried++;
     }
   }

@@ -15,7 +15,8 @@ import { LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS } from "../consistency.ts";
  * carry another version.
  */
 // 2: partitions (issue 11): a digest group per partition (256), the forward and list ops, partition sets in heartbeats.
-// 3: the digest's hashes and contentHash computed without BigInt (core/fingerprint.ts): other values in the same 16 hex digits.
+// 3: the digest's hashes and contentHash computed without BigInt (core/fingerprint.ts): other values in the same 16 hex digits;
+//    and a `records` request carries each record as a tuple (WireRecordTuple), not an object.
 export const PROTOCOL_VERSION = "3";
 export const PROTOCOL_HEADER = "x-makhzen-protocol";
 
@@ -61,6 +62,25 @@ export const WireRecord = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/**
+ * A record in a replication batch (`records`): `[bucket, key, value, version]`, then
+ * `expiresAt` when it has one, then `true` for a binary value (with `expiresAt` or
+ * null before it). The same fields as WireRecord, by position: every record a node
+ * writes goes over this twice in a 3-node cluster, and against the object form it is
+ * ~18% fewer bytes to write, read and parse, cheaper to serialize, and a quarter of
+ * the check (a tuple's length closes it; an object is closed by listing its
+ * properties). `fetch`, `scan` and `list` answers keep WireRecord. Tuples of four
+ * come first in the union: a record without a TTL, the usual one, passes on the
+ * first try. protocol/record-wire.ts converts.
+ */
+const Value = Type.Union([Type.String(), Type.Null()]);
+const ExpiresAt = Type.Integer({ minimum: 0 });
+export const WireRecordTuple = Type.Union([
+  Type.Tuple([Bucket, Key, Value, Version]),
+  Type.Tuple([Bucket, Key, Value, Version, ExpiresAt]),
+  Type.Tuple([Bucket, Key, Value, Version, Type.Union([ExpiresAt, Type.Null()]), Type.Literal(true)]),
+]);
 
 /**
  * Leaves per `keys` request. With the answer's byte budget (`rest`) it bounds what
@@ -121,7 +141,7 @@ export const GossipRequest = Type.Object({
 });
 export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
 export const OkAnswer = Type.Object({ ok: Type.Boolean() });
-export const RecordsRequest = Type.Object({ records: Type.Array(WireRecord, { maxItems: 100_000 }) });
+export const RecordsRequest = Type.Object({ records: Type.Array(WireRecordTuple, { maxItems: 100_000 }) });
 /**
  * `applied`: records that changed the store; `refused`: the others (older than, or
  * equal to, what the peer holds, or too new). `tooNew`: indices of the records
@@ -270,6 +290,8 @@ export type JoinRequest = Static<typeof JoinRequest>;
 export type MembersAnswer = Static<typeof MembersAnswer>;
 export type GossipRequest = Static<typeof GossipRequest>;
 export type LeaveRequest = Static<typeof LeaveRequest>;
+export type WireRecordTuple = Static<typeof WireRecordTuple>;
+export type RecordsRequest = Static<typeof RecordsRequest>;
 export type RecordsAnswer = Static<typeof RecordsAnswer>;
 export type GroupsAnswer = Static<typeof GroupsAnswer>;
 export type LeavesRequest = Static<typeof LeavesRequest>;

@@ -7,6 +7,7 @@ import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
 import { checkBytesRecord } from "../../core/binary.ts";
 import type { PeerService } from "./peer-ops.ts";
+import { fromTuple } from "./record-wire.ts";
 
 export interface PeerServiceDeps {
   store: Store;
@@ -53,13 +54,17 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       // anything is applied: the sender splits the batch and drops only that record.
       // The message naming the key is built only for a record that fails: every
       // replicated record passes here, and most batches carry a hundred or more.
-      for (const r of req.records) {
+      const wire = req.records;
+      const records: StoredRecord[] = new Array(wire.length);
+      for (let i = 0; i < wire.length; i++) {
+        const r = fromTuple(wire[i]!);
         checkWellFormed("key", r.key);
         if (r.value !== null && !r.value.isWellFormed()) checkWellFormed(`value of ${JSON.stringify(r.key)}`, r.value);
         if (r.bytes !== undefined) checkBytesRecord(r);
+        records[i] = r;
       }
-      const { applied, tooNew } = deps.applyRemote(req.records as StoredRecord[]);
-      return tooNew.length > 0 ? { applied, refused: req.records.length - applied, tooNew } : { applied, refused: req.records.length - applied };
+      const { applied, tooNew } = deps.applyRemote(records);
+      return tooNew.length > 0 ? { applied, refused: records.length - applied, tooNew } : { applied, refused: records.length - applied };
     },
     groups: () => (deps.syncing() ? { groups: digest.groupHashes(), syncing: true } : { groups: digest.groupHashes() }),
     leaves: (req) => ({ leaves: digest.leafHashes(req.groups) }),

@@ -4,6 +4,7 @@ import { HttpTransport } from "../../../src/cluster/protocol/http-transport.ts";
 import { MemoryTransport } from "../../../src/cluster/protocol/memory-transport.ts";
 import { PeerError, type PeerService, type PeerTransport } from "../../../src/cluster/protocol/peer-ops.ts";
 import { core } from "../../support/core.ts";
+import { recordTupleJson } from "../../../src/cluster/protocol/record-wire.ts";
 import { GROUPS } from "../../../src/cluster/digest.ts";
 
 /**
@@ -48,7 +49,7 @@ for (const [name, setup] of setups) {
       const { transport, url } = await setup();
       const version = `${String(Date.now()).padStart(15, "0")}-000000-z`;
       const rec = { bucket: "default", key: "contract", value: "v", version, expiresAt: Date.now() + 60_000 };
-      expect(await transport.call(url, "records", `{"records":[${JSON.stringify(rec)}]}`, 1000)).toEqual({
+      expect(await transport.call(url, "records", `{"records":[${recordTupleJson(rec)}]}`, 1000)).toEqual({
         applied: 1,
         refused: 0,
       });
