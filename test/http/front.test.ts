@@ -74,6 +74,24 @@ async function expectSameBytes(pair: Pair, requests: Buffer[]): Promise<number[]
 const JSON_TYPE = { "Content-Type": "application/json" };
 const KEYS = ["k", "a%2Fb", "a/b", "a/", "a//b", "%ZZ", "%EF%BF%BD", "%25", "a%20b", "%C3%A9t%C3%A9", "x".repeat(65), "missing", "a:b@c!$&'()*+,;=", ".dot", "a%2e", "a|b"];
 const BODIES: [Record<string, string>, string | Uint8Array][] = [
+  // The edges of the front end's reading of {"value":"..."} without JSON.parse (answer.ts plainValue).
+  [JSON_TYPE, '{"value":""}'],
+  [JSON_TYPE, '{"value":" !#$%&()*+,-./09:;<=>?@AZ[]^_`az{|}~"}'],
+  [JSON_TYPE, '{"value":"a\\"b"}'],
+  [JSON_TYPE, '{"value":"a\\\\b"}'],
+  [JSON_TYPE, '{"value":"a\\u0041\\n"}'],
+  [JSON_TYPE, '{"value":"a"b"}'],
+  [JSON_TYPE, '{"value":"ends with a backslash\\"}'],
+  [JSON_TYPE, '{"value":"tab\there"}'],
+  [JSON_TYPE, '{"value":"del \u007f"}'],
+  [JSON_TYPE, '{"value":"x"} '],
+  [JSON_TYPE, ' {"value":"x"}'],
+  [JSON_TYPE, '{"value":"x"}}'],
+  [JSON_TYPE, '{"value":"x","value":"y"}'],
+  [JSON_TYPE, '{"value":"'],
+  [JSON_TYPE, '{"value":""}'.slice(0, 11)],
+  [JSON_TYPE, `{"value":"${"v".repeat(256)}"}`],
+  [JSON_TYPE, `{"value":"${"v".repeat(257)}"}`],
   [JSON_TYPE, '{"value":"v1"}'],
   [JSON_TYPE, '{"value":"v2","ttl":60}'],
   [{}, '{"value":"no content-type"}'],

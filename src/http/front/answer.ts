@@ -90,12 +90,31 @@ const JSON_TYPE = "application/json";
 function jsonFirst(ops: ReturnType<typeof itemOps>) {
   return (head: Head, bytes: Buffer): ItemBody => {
     if (head.contentType === JSON_TYPE || head.contentType === null) {
+      const plain = plainValue(bytes, head.bodyStart, head.next);
+      if (plain !== undefined) return { value: plain };
       const text = bytes.toString("utf8", head.bodyStart, head.next);
       if (text.indexOf("\uFFFD") === -1 && text.charCodeAt(0) !== 0xfeff) return ops.jsonBodyOf(text);
     }
     return ops.bodyOf(head.contentType, undefined, bytes.subarray(head.bodyStart, head.next));
   };
 }
+/**
+ * The value of the body most writes send, `{"value":"..."}` exactly, when the value
+ * is printable ASCII with no `"` or `\`: what JSON.parse and the body check would
+ * make of it, without either (no object parsed, no UTF-8 decode: ASCII reads the
+ * same as latin1). Anything else (another field, a space, an escape, a byte past
+ * 0x7e) is undefined, and goes the general way.
+ */
+function plainValue(bytes: Buffer, start: number, end: number): string | undefined {
+  if (end - start < PLAIN_OPEN.length + 2 || bytes[end - 1] !== 0x7d /* } */ || bytes[end - 2] !== 0x22 /* " */) return undefined;
+  for (let i = 0; i < PLAIN_OPEN.length; i++) if (bytes[start + i] !== PLAIN_OPEN[i]) return undefined;
+  const value = bytes.toString("latin1", start + PLAIN_OPEN.length, end - 2);
+  return PLAIN_CHARS.test(value) ? value : undefined;
+}
+const PLAIN_OPEN = Buffer.from('{"value":"', "latin1");
+/** Printable ASCII but `"` and `\`: a JSON string's characters that stand for themselves. */
+const PLAIN_CHARS = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 const settle = <T>(v: T | Promise<T>, wire: (v: T) => string): string | Promise<string> => (v instanceof Promise ? v.then(wire) : wire(v));
 
 /**
