@@ -473,9 +473,35 @@ describe("parseHead", () => {
       "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n{",
       "DELETE /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
       `GET /items/${"k".repeat(9000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      // Header names: no colon, an empty name, a space or a non-token before the colon, a folded line.
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX-No-Colon\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\n: empty name\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX(A): b\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n",
+      "GET /items/k HTTP/1.1\r\nHost: x\r\nX-A\r\nY: b:c\r\n\r\n",
+      // Content-Length that is not a plain decimal of at most 15 digits.
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n",
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1 2\r\n\r\n",
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}",
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 0x2\r\n\r\n{}",
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1e1\r\n\r\n{}",
+      "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 0000000000000002\r\n\r\n{}",
     ];
     for (const s of leaves) expect({ s, head: parse(s) }).toEqual({ s, head: undefined });
   });
+  test("Content-Length and Host with spaces and tabs around them; a Host refused after one taken, and taken again", () => {
+    const put = (length: string, host = "x") => parse(`PUT /items/k HTTP/1.1\r\nHost:${host}\r\nContent-Length:${length}\r\n\r\n{}`);
+    for (const length of ["2", " 2", "2 ", "\t2\t", "  000000000000002 "]) expect({ length, head: put(length) }).toMatchObject({ length, head: { method: 1, next: expect.any(Number) } });
+    expect(put(" 2 ")).toMatchObject({ bodyStart: expect.any(Number) });
+    const at = put("2") as { bodyStart: number; next: number };
+    expect(at.next - at.bodyStart).toBe(2);
+    // The last plain Host is remembered; a different one is judged, a bad one refused, then the good one again.
+    for (const [host, ok] of [[" 127.0.0.1:3000", true], [" 127.0.0.1:3000", true], [" a b", false], ["\t[::1]:80 ", true], [" a/b", false], [" 127.0.0.1:3000", true], ["", false]] as const) {
+      expect({ host, taken: put("2", host) !== undefined }).toEqual({ host, taken: ok });
+    }
+  });
+
   test("says when a request of its kind is not all here yet", () => {
     for (const s of ["G", "GET", "PUT /it", "DELETE", "GET /items/k HTTP/1.1\r\nHost: x\r\n"]) expect({ s, head: parse(s) }).toEqual({ s, head: PARTIAL_HEAD });
     const waiting = "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{";

@@ -112,24 +112,26 @@ export function parseHead(text: string, start: number, maxBodyBytes: number): He
     if (++lines > MAX_HEADER_LINES) return undefined;
     let eol = head.indexOf("\r\n", at);
     if (eol === -1) eol = head.length;
-    const colon = head.indexOf(":", at);
-    // No colon, an empty name, anything but a token before the colon
-    // (a space there, say, which RFC 9112 says to reject; or a line starting with a
-    // space or tab, which continues the last one): Bun's to judge.
-    if (colon === -1 || colon >= eol || colon === at || !isToken(head, at, colon)) return undefined;
+    // The name: token characters up to a colon. No colon, an empty name, anything
+    // but a token before the colon (a space there, say, which RFC 9112 says to
+    // reject; or a line starting with a space or tab, which continues the last
+    // one): Bun's to judge. (One pass: the first character that is not a token's
+    // must be the colon.)
+    const colon = tokenEnd(head, at, eol);
+    if (colon === at || colon === eol || head.charCodeAt(colon) !== 58 /* : */) return undefined;
     const nameAt = at;
     at = eol + 2;
     switch (colon - nameAt) {
       case 4:
         if (!named(head, nameAt, "host")) break;
         // An empty or odd Host makes Bun build an odd URL (an empty one routes elsewhere): its to judge.
-        if (!PLAIN_HOST.test(head.slice(colon + 1, eol).trim())) return undefined;
+        if (!plainHost(head.slice(colon + 1, eol))) return undefined;
         host++;
         break;
       case 14:
         if (!named(head, nameAt, "content-length")) break;
         if (contentLength !== -1) return undefined;
-        contentLength = decimal(head.slice(colon + 1, eol).trim());
+        contentLength = decimalIn(head, colon + 1, eol);
         if (contentLength === -1) return undefined;
         break;
       case 12:
@@ -197,13 +199,47 @@ function charTable(chars: string): Uint8Array {
   return t;
 }
 
-function isToken(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
+/** Where the run of token characters from `from` ends (at `to` at the latest). */
+function tokenEnd(s: string, from: number, to: number): number {
+  let i = from;
+  for (; i < to; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 128 || TOKEN_CHARS[c] === 0) return false;
+    if (c >= 128 || TOKEN_CHARS[c] === 0) break;
   }
+  return i;
+}
+
+/**
+ * Whether a Host value (spaces around it allowed) is a plain host: the last one
+ * that was is remembered, so a client's every request does not run the pattern
+ * (one client, one Host).
+ */
+function plainHost(value: string): boolean {
+  if (value === lastPlainHost) return true;
+  if (!PLAIN_HOST.test(value.trim())) return false;
+  // A copy: `value` is a slice of the whole read (up to 64 kB of pipelined requests), which it would keep alive.
+  lastPlainHost = ` ${value}`.slice(1);
   return true;
 }
+let lastPlainHost = "";
+
+/**
+ * `decimal` of head[from, to) with spaces and tabs around it (the only whitespace
+ * a head that passed UNUSUAL can hold), read in place.
+ */
+function decimalIn(s: string, from: number, to: number): number {
+  while (from < to && isBlank(s.charCodeAt(from))) from++;
+  while (to > from && isBlank(s.charCodeAt(to - 1))) to--;
+  if (to === from || to - from > 15) return -1;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+const isBlank = (c: number): boolean => c === 32 || c === 9;
 
 /**
  * An origin-form target of characters Bun leaves alone, with no dot segment (Bun
@@ -220,18 +256,6 @@ function plainTarget(s: string, from: number, to: number): boolean {
     if (c === 37 /* % */ && s.charCodeAt(i + 1) === 50 /* 2 */ && (s.charCodeAt(i + 2) | 0x20) === 101 /* e */) return false;
   }
   return true;
-}
-
-/** A plain decimal of at most 15 digits, or -1. */
-function decimal(s: string): number {
-  if (s.length === 0 || s.length > 15) return -1;
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const d = s.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return -1;
-    n = n * 10 + d;
-  }
-  return n;
 }
 
 /** The bucket and raw key of an item target, or undefined (an empty key or bucket, a `%` in the bucket, any other path). */
