@@ -90,8 +90,7 @@ export class Items {
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
     this.mayWrite();
     // Naming the key lets the store count only the growth over the record it replaces.
-    // (Without a budget there is nothing to reserve, and no reason to size the strings.)
-    if (this.config.maxMemoryBytes > 0) this.store.reserve(budgetBytes(heldBytesOf(key, value)), bucket, key);
+    if (this.store.budgeted) this.store.reserve(budgetBytes(heldBytesOf(key, value)), bucket, key);
     const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
     if (bytes) record.bytes = true;
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
@@ -157,7 +156,7 @@ export class Items {
     // before making room, so a reload under lru does not evict keys for nothing.
     const held = this.store.getRecord(record.bucket, record.key);
     if (held && compareRecords(held, record) >= 0) return false;
-    if (record.value !== null && this.config.maxMemoryBytes > 0) {
+    if (record.value !== null && this.store.budgeted) {
       this.store.reserve(budgetBytes(heldBytesOf(record.key, record.value)), record.bucket, record.key);
     }
     this.clock.observe(record.version);

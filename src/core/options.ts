@@ -34,7 +34,7 @@ export interface CoreConfig {
 }
 
 /** What Items checks writes against. */
-export type ItemsOptions = Pick<CoreConfig, "maxKeyBytes" | "maxValueBytes" | "maxMemoryBytes">;
+export type ItemsOptions = Pick<CoreConfig, "maxKeyBytes" | "maxValueBytes">;
 
 /** What the background sweep runs by (see sweeper.ts). */
 export type SweepOptions = Pick<CoreConfig, "sweepIntervalMs" | "sweepBudget">;

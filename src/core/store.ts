@@ -154,6 +154,7 @@ export class Store {
   get tombstonesPurgedEarly(): number { return this.purgedEarly; }
   /** What the record table takes in fact (not an estimate: see RecordTable.bytes), and its arena's free chunks. */
   get tableBytes(): { bytes: number; free: number } { return { bytes: this.table.bytes, free: this.table.freeBytes }; }
+  get budgeted(): boolean { return this.opts.maxMemoryBytes > 0; } // without a budget (--max-memory), reserve has nothing to do
 
   /**
    * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when
