@@ -123,8 +123,10 @@ export function createMetrics(src: MetricsSources): Metrics {
 
   // ---- the process ----
   gauge("process_resident_memory_bytes", "Resident set size of the process.", [], (g) => g.set(process.memoryUsage().rss));
-  gauge("process_heap_used_bytes", "JavaScript heap in use.", [], (g) => g.set(process.memoryUsage().heapUsed));
-  gauge("process_heap_total_bytes", "JavaScript heap reserved.", [], (g) => g.set(process.memoryUsage().heapTotal));
+  // Bun's figures: heapUsed counts ArrayBuffer memory too (the record table's pages,
+  // makhzen_store_table_bytes), heapTotal does not, so used may read above total.
+  gauge("process_heap_used_bytes", "JavaScript heap in use, as Bun reports it: includes ArrayBuffer memory (the record table's pages).", [], (g) => g.set(process.memoryUsage().heapUsed));
+  gauge("process_heap_total_bytes", "JavaScript heap reserved for objects, as Bun reports it (ArrayBuffer memory not included).", [], (g) => g.set(process.memoryUsage().heapTotal));
   total("process_cpu_seconds_total", "CPU time (user + system) spent by the process since the node was created.", [], (set) => {
     const u = process.cpuUsage(cpuStart);
     set((u.user + u.system) / 1e6);
