@@ -2,7 +2,10 @@
  * Cluster benchmarks, run by hand (never by `bun test`):
  *
  *   1. replicated PUT throughput into one node of a 3-node cluster, against a lone
- *      node, in the same run, with wrk (-t1 -c32), rounds alternating;
+ *      node, in the same run, with wrk (-t1 -c32), rounds alternating; and into a
+ *      node whose two peers cost nothing (bench/null-peers.ts): what replication
+ *      costs the node that takes the writes, apart from the cores it shares with
+ *      its peers;
  *   2. replication lag p50/p99 at a steady write rate: a 4th "member" in this
  *      process speaks the peer protocol and notes when each record arrives;
  *   3. the time an empty node takes to resync 100k keys after kill -9 and a
@@ -65,21 +68,51 @@ function cpuSeconds(pid: number): number {
 interface Throughput {
   lone: number;
   cluster: number;
+  /** A node with two null peers (bench/null-peers.ts). */
+  nulled: number;
   /**
    * The median of each round's cluster / lone: a round's two runs are seconds apart,
    * so on a shared machine this moves less with the load than the ratio of medians.
    */
   pairedRatio: number;
-  /** CPU seconds per 1,000 requests: the lone node, and nodes a, b, c during the cluster rounds. */
-  cpuPerK: { lone: number; a: number; b: number; c: number };
+  /** The same for the node with null peers. */
+  nulledPairedRatio: number;
+  /** CPU seconds per 1,000 requests: the lone node, nodes a, b, c during the cluster rounds, and the node with null peers. */
+  cpuPerK: { lone: number; a: number; b: number; c: number; nulled: number };
+}
+
+/** A node joined by two null peers (bench/null-peers.ts, in a child process of its own). */
+async function nodeWithNullPeers(): Promise<{ node: NodeProcess; stop: () => void }> {
+  const node = await h.start("n", { timings: "default" });
+  const peers = Bun.spawn([process.execPath, `${import.meta.dir}/null-peers.ts`, "2"], { stdout: "pipe", stderr: "inherit" });
+  const stop = () => peers.kill();
+  process.on("exit", stop);
+  const reader = peers.stdout.getReader();
+  let out = "";
+  while (out.split("\n").length < 3) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("bench/null-peers.ts ended before printing its members");
+    out += new TextDecoder().decode(value);
+  }
+  for (const line of out.trim().split("\n")) {
+    const res = await fetch(`${node.url}/internal/join`, {
+      method: "POST",
+      headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION },
+      body: JSON.stringify({ member: JSON.parse(line), replicas: 3 }),
+    });
+    if (!res.ok) throw new Error(`a null peer's join: HTTP ${res.status}`);
+  }
+  return { node, stop };
 }
 
 async function throughput(): Promise<Throughput> {
   const lone = await h.start("lone", { timings: "default" });
   const [a, b, c] = (await h.cluster(3, { timings: "default" })) as [NodeProcess, NodeProcess, NodeProcess];
+  const { node: nulledNode, stop: stopNullPeers } = await nodeWithNullPeers();
   const lones: number[] = [];
   const clustered: number[] = [];
-  const cpu = { lone: 0, a: 0, b: 0, c: 0 };
+  const nulled: number[] = [];
+  const cpu = { lone: 0, a: 0, b: 0, c: 0, nulled: 0 };
   for (let r = 0; r < ROUNDS; r++) {
     const t0 = cpuSeconds(lone.pid);
     lones.push(await wrk(lone.url, distinctPutScript(`lone${r}`)));
@@ -92,8 +125,16 @@ async function throughput(): Promise<Throughput> {
       return view.members.every((m) => m.queue === 0);
     }, { timeoutMs: 120_000, what: "queues drained" });
     [a, b, c].forEach((n, i) => (cpu[n.name as "a" | "b" | "c"] += cpuSeconds(n.pid) - before[i]!));
-    console.log(`round ${r + 1}: lone ${lones[r]!.toFixed(0)} req/s, cluster ${clustered[r]!.toFixed(0)} req/s`);
+    const n0 = cpuSeconds(nulledNode.pid);
+    nulled.push(await wrk(nulledNode.url, distinctPutScript(`nl${r}`)));
+    await eventually(async () => {
+      const view = (await (await fetch(`${nulledNode.url}/cluster`)).json()) as { members: { queue: number }[] };
+      return view.members.every((m) => m.queue === 0);
+    }, { timeoutMs: 120_000, what: "queues to the null peers drained" });
+    cpu.nulled += cpuSeconds(nulledNode.pid) - n0;
+    console.log(`round ${r + 1}: lone ${lones[r]!.toFixed(0)} req/s, cluster ${clustered[r]!.toFixed(0)} req/s, null peers ${nulled[r]!.toFixed(0)} req/s`);
   }
+  stopNullPeers();
   const [da, dc] = await Promise.all([dump(a), dump(c)]);
   if (da.length !== dc.length) console.warn(`warning: a holds ${da.length} records, c ${dc.length}`);
   await h.cleanup();
@@ -102,7 +143,9 @@ async function throughput(): Promise<Throughput> {
     lone: median(lones),
     cluster: median(clustered),
     pairedRatio: median(clustered.map((c, i) => c / lones[i]!)),
-    cpuPerK: { lone: perK(cpu.lone, lones), a: perK(cpu.a, clustered), b: perK(cpu.b, clustered), c: perK(cpu.c, clustered) },
+    nulled: median(nulled),
+    nulledPairedRatio: median(nulled.map((x, i) => x / lones[i]!)),
+    cpuPerK: { lone: perK(cpu.lone, lones), a: perK(cpu.a, clustered), b: perK(cpu.b, clustered), c: perK(cpu.c, clustered), nulled: perK(cpu.nulled, nulled) },
   };
 }
 
@@ -191,7 +234,8 @@ try {
   const t = await throughput();
   console.log(`PUT throughput, median of ${ROUNDS} rounds of ${SECONDS}s: lone ${t.lone.toFixed(0)} req/s, node of a 3-node cluster ${t.cluster.toFixed(0)} req/s (${(t.cluster / t.lone).toFixed(2)}x; median of the rounds' own ratios ${t.pairedRatio.toFixed(2)}x)`);
   const k = t.cpuPerK;
-  console.log(`CPU ms per 1000 PUTs: lone ${(k.lone * 1000).toFixed(0)}; cluster: a ${(k.a * 1000).toFixed(0)}, b ${(k.b * 1000).toFixed(0)}, c ${(k.c * 1000).toFixed(0)}`);
+  console.log(`node with two null peers ${t.nulled.toFixed(0)} req/s (${(t.nulled / t.lone).toFixed(2)}x; median of the rounds' own ratios ${t.nulledPairedRatio.toFixed(2)}x)`);
+  console.log(`CPU ms per 1000 PUTs: lone ${(k.lone * 1000).toFixed(1)}; cluster: a ${(k.a * 1000).toFixed(1)}, b ${(k.b * 1000).toFixed(1)}, c ${(k.c * 1000).toFixed(1)}; with null peers ${(k.nulled * 1000).toFixed(1)}`);
   const lag = await replicationLag();
   console.log(`replication lag at ${RATE} writes/s for ${LAG_SECONDS}s (${lag.n} records): p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`);
   const r = await resync();
