@@ -47,10 +47,29 @@ process.on("SIGINT", () => void h.cleanup().then(() => process.exit(130)));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
-async function wrk(url: string, script: string): Promise<number> {
+/** The machine's idle and total jiffies so far (/proc/stat's first line); Linux only, else NaN. */
+function machineTicks(): { idle: number; total: number } {
+  if (!existsSync("/proc/stat")) return { idle: NaN, total: NaN };
+  const t = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { idle: t[3]! + (t[4] ?? 0), total: t.reduce((x, y) => x + y, 0) };
+}
+
+/** Share of the machine left idle during each kind of round (the middle of each run, where wrk is at full load). */
+const idleShare: Record<string, number[]> = {};
+
+async function wrk(url: string, script: string, kind = ""): Promise<number> {
   const proc = Bun.spawn(["wrk", "-t1", "-c32", `-d${SECONDS}s`, "-s", script, url], { stdout: "pipe", stderr: "pipe" });
+  // The idle share from a fifth of the run to four fifths: wrk's start and end are not load.
+  const idle = (async () => {
+    await Bun.sleep(SECONDS * 200);
+    const t0 = machineTicks();
+    await Bun.sleep(SECONDS * 600);
+    const t1 = machineTicks();
+    (idleShare[kind] ??= []).push((t1.idle - t0.idle) / (t1.total - t0.total));
+  })();
   const out = await new Response(proc.stdout).text();
   await proc.exited;
+  await idle;
   const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
   if (!m) throw new Error(`wrk output not understood:\n${out}`);
   if (/Non-2xx/.test(out)) throw new Error(`wrk saw errors:\n${out}`);
@@ -115,10 +134,10 @@ async function throughput(): Promise<Throughput> {
   const cpu = { lone: 0, a: 0, b: 0, c: 0, nulled: 0 };
   for (let r = 0; r < ROUNDS; r++) {
     const t0 = cpuSeconds(lone.pid);
-    lones.push(await wrk(lone.url, distinctPutScript(`lone${r}`)));
+    lones.push(await wrk(lone.url, distinctPutScript(`lone${r}`), "lone"));
     cpu.lone += cpuSeconds(lone.pid) - t0;
     const before = [a, b, c].map((n) => cpuSeconds(n.pid));
-    clustered.push(await wrk(a.url, distinctPutScript(`cl${r}`)));
+    clustered.push(await wrk(a.url, distinctPutScript(`cl${r}`), "cluster"));
     // Let the queues drain before the next round, so rounds do not overlap.
     await eventually(async () => {
       const view = (await (await fetch(`${a.url}/cluster`)).json()) as { members: { queue: number }[] };
@@ -126,7 +145,7 @@ async function throughput(): Promise<Throughput> {
     }, { timeoutMs: 120_000, what: "queues drained" });
     [a, b, c].forEach((n, i) => (cpu[n.name as "a" | "b" | "c"] += cpuSeconds(n.pid) - before[i]!));
     const n0 = cpuSeconds(nulledNode.pid);
-    nulled.push(await wrk(nulledNode.url, distinctPutScript(`nl${r}`)));
+    nulled.push(await wrk(nulledNode.url, distinctPutScript(`nl${r}`), "null peers"));
     await eventually(async () => {
       const view = (await (await fetch(`${nulledNode.url}/cluster`)).json()) as { members: { queue: number }[] };
       return view.members.every((m) => m.queue === 0);
@@ -236,6 +255,9 @@ try {
   const k = t.cpuPerK;
   console.log(`node with two null peers ${t.nulled.toFixed(0)} req/s (${(t.nulled / t.lone).toFixed(2)}x; median of the rounds' own ratios ${t.nulledPairedRatio.toFixed(2)}x)`);
   console.log(`CPU ms per 1000 PUTs: lone ${(k.lone * 1000).toFixed(1)}; cluster: a ${(k.a * 1000).toFixed(1)}, b ${(k.b * 1000).toFixed(1)}, c ${(k.c * 1000).toFixed(1)}; with null peers ${(k.nulled * 1000).toFixed(1)}`);
+  // Cores left idle while wrk runs: with a lone node little; with the cluster the scheduler stacks
+  // node a and wrk on one core while the other idles (docs/benchmarks.md, Issue 13, section 16).
+  console.log(`machine idle during the runs (median): ${Object.entries(idleShare).map(([kind, xs]) => `${kind} ${(100 * median(xs)).toFixed(0)}%`).join(", ")}`);
   const lag = await replicationLag();
   console.log(`replication lag at ${RATE} writes/s for ${LAG_SECONDS}s (${lag.n} records): p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`);
   const r = await resync();
