@@ -22,7 +22,8 @@ for (let i = 0; i < n; i++) {
       const path = new URL(req.url).pathname;
       const body = await req.text();
       if (path === "/internal/records") {
-        // A batch is {"records":[[...],[...]]}: a record tuple per "[[" or "],[" (a value holding those only adds count).
+        // A batch is {"records":[[...],[...]]}: its first "[" and each "],[" between tuples, one per record
+        // (a value holding "],[" adds to the count, which the sender does not read).
         let applied = 0;
         for (let at = body.indexOf("["); at >= 0; at = body.indexOf("],[", at + 1)) applied++;
         return Response.json({ applied, refused: 0 });
