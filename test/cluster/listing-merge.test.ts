@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { collectPage, compareIds, mergeRound, type ListCursor, type SourcePage } from "../../src/cluster/listing-merge.ts";
 import { compareRecords, isExpired, type StoredRecord } from "../../src/core/record.ts";
+import { rng } from "../support/http.ts";
 
 /**
  * The merge behind a cluster-wide listing, without I/O: members are sorted arrays
@@ -65,16 +66,6 @@ async function listAll(members: Member[], limit: number, n: number, keep = live,
   }
 }
 
-/** A seeded PRNG (mulberry32): the same members on every run. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("mergeRound", () => {
   test("a full page vouches only up to its last key: the round stops at the smallest such horizon", () => {

@@ -6,6 +6,7 @@ import { fromTuple } from "../../src/cluster/protocol/record-wire.ts";
 import { Replicator } from "../../src/cluster/replicator.ts";
 import { recordId, type StoredRecord } from "../../src/core/record.ts";
 import { formatVersion } from "../../src/core/version.ts";
+import { rng } from "../support/http.ts";
 
 /**
  * A randomized model check of the replicator's queues: seeded and deterministic
@@ -35,17 +36,6 @@ import { formatVersion } from "../../src/core/version.ts";
  * docs/benchmarks.md, Issue 13, section 16.)
  */
 
-/** mulberry32: a small seeded generator, so a failing seed can be run again. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Lets every setImmediate pump and every answer's continuation run. */
 async function settle(): Promise<void> {

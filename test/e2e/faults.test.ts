@@ -3,6 +3,7 @@ import { checkHistory, replicasIdentical, type Op, type Replica } from "../suppo
 import { Harness, advertiseOf, clusterView, eventually, ok, publicDump, put, del, type NodeProcess } from "../support/harness.ts";
 import { tempDirs } from "../support/cleanup.ts";
 import { operate } from "../support/fault-client.ts";
+import { rng as random } from "../support/http.ts";
 
 /**
  * The fault suite: three real nodes with a data dir and fsync=always (so every
@@ -30,17 +31,6 @@ const MAX_OPS_PER_CLIENT = 3000;
 /** A client gives up on a request after this: a stopped node must not hold a client for long. */
 const CLIENT_TIMEOUT_MS = 1000;
 
-/** mulberry32: a seeded generator, so a failing run can be replayed with its seed. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("fault suite", () => {
   test("a DELETE answers with the tombstone's version as its ETag (the checker needs it)", async () => {
