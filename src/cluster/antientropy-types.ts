@@ -1,5 +1,5 @@
 import type { ClusterConfig } from "./options.ts";
-import { hex, type Digest } from "./digest.ts";
+import type { Digest } from "./digest.ts";
 import type { KeysEntry } from "./protocol/messages.ts";
 import type { Logger } from "../ops/log.ts";
 import type { StoredRecord } from "../core/record.ts";
@@ -67,11 +67,11 @@ export const INCOMPLETE_ROUND_PAUSE_MS = 100;
  * (computed only on a tie). An entry without a hash (a node that predates it)
  * counts as the same record on a tie. Negative when the peer's wins.
  */
-export function compareListed(version: string, hash: () => bigint, theirs: KeysEntry): number {
+export function compareListed(version: string, hash: () => string, theirs: KeysEntry): number {
   if (version !== theirs.version) return version < theirs.version ? -1 : 1;
   if (theirs.hash === undefined) return 0;
   // Both are 16 lowercase hex digits: string order is number order.
-  const mine = hex(hash());
+  const mine = hash();
   return mine === theirs.hash ? 0 : mine < theirs.hash ? -1 : 1;
 }
 

@@ -246,8 +246,7 @@ export class Digest {
   }
 }
 
-/** A 64-bit hash as 16 hex digits (JSON has no 64-bit integers); HASH_HEX_PATTERN is its shape. */
-export const hex = (h: bigint): string => h.toString(16).padStart(16, "0");
+/** The shape of a 64-bit hash on the wire: 16 hex digits (fingerprint.ts hexHalves; JSON has no 64-bit integers). */
 export const HASH_HEX_PATTERN = /^[0-9a-f]{16}$/;
 
 /** Whether a group hash is that of a partition a node holds nothing of (or records whose hashes cancel: 2^-64). */

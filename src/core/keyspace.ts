@@ -1,4 +1,4 @@
-import { contentHash, toItem, type Item, type StoredRecord } from "./record.ts";
+import { contentHex, toItem, type Item, type StoredRecord } from "./record.ts";
 import { SortedKeys } from "./sorted-keys.ts";
 import type { EntryKind } from "./store-sets.ts";
 import { budgetBytes } from "./store-options.ts";
@@ -139,11 +139,11 @@ export class Keyspace {
     return expiresAt !== expiresAt ? "live" : "timed";
   }
 
-  /** contentHash of what the record holds (record.ts): one pass over its value. */
-  contentHashOf(id: number): bigint {
+  /** contentHash of what the record holds, in 16 hex digits (record.ts contentHex): one pass over its value. */
+  contentHexOf(id: number): string {
     const t = this.table;
     const expiresAt = t.expiresAt(id);
-    return contentHash({ value: t.value(id), expiresAt: expiresAt === expiresAt ? expiresAt : undefined, bytes: t.flags[id]! & BYTES ? true : undefined });
+    return contentHex({ value: t.value(id), expiresAt: expiresAt === expiresAt ? expiresAt : undefined, bytes: t.flags[id]! & BYTES ? true : undefined });
   }
 
   /** How many records (live, expired and tombstones) are held. */

@@ -1,4 +1,4 @@
-import { contentOf } from "./fingerprint.ts";
+import { contentOf, hexHalves } from "./fingerprint.ts";
 import type { Version } from "./version.ts";
 
 /**
@@ -74,6 +74,12 @@ export const isExpired = (r: { expiresAt?: number }, nowMs: number): boolean =>
 export function contentHash(r: Pick<StoredRecord, "value" | "expiresAt" | "bytes">): bigint {
   const c = contentOf(r);
   return (BigInt(c.hi) << 32n) | BigInt(c.lo);
+}
+
+/** contentHash as it crosses the wire (a `keys` entry's hash): 16 hex digits, without a BigInt. */
+export function contentHex(r: Pick<StoredRecord, "value" | "expiresAt" | "bytes">): string {
+  const c = contentOf(r);
+  return hexHalves(c.lo, c.hi);
 }
 
 /**

@@ -116,10 +116,10 @@ export class Store {
     return id === NONE ? undefined : this.keyspace.record(id);
   }
 
-  /** contentHash of what the store holds for a key (see getRecord): one pass over its value. */
-  getHash(bucket: string, key: string): bigint | undefined {
+  /** contentHash of what the store holds for a key, in 16 hex digits (see getRecord): one pass over its value. */
+  getHash(bucket: string, key: string): string | undefined {
     const id = this.keyspace.get(bucket, key);
-    return id === NONE ? undefined : this.keyspace.contentHashOf(id);
+    return id === NONE ? undefined : this.keyspace.contentHexOf(id);
   }
 
   /** Reads and merges since the store was made (how the sweeper tells a quiet store); records held (live, expired, tombstones). */

@@ -2,10 +2,9 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { compareListed } from "../../src/cluster/antientropy.ts";
 import { ManualWallClock } from "../../src/core/clock.ts";
-import { hex } from "../../src/cluster/digest.ts";
 import { resolveConfig } from "../../src/config.ts";
 import { createCore } from "../../src/create-core.ts";
-import { compareRecords, contentHash, type StoredRecord } from "../../src/core/record.ts";
+import { compareRecords, contentHash, contentHex, type StoredRecord } from "../../src/core/record.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { formatVersion } from "../../src/core/version.ts";
 import { core as newCore, dump } from "../support/core.ts";
@@ -61,10 +60,10 @@ describe("compareRecords: a total order over whole records", () => {
     expect(compareRecords(swept, value)).toBeGreaterThan(0);
     // Known hashes give the same answer, and the wire comparison of `keys` agrees.
     expect(compareRecords(swept, value, contentHash(swept), contentHash(value))).toBeGreaterThan(0);
-    expect(compareListed(v, () => contentHash(swept), { bucket: "b", key: "k", version: v, hash: hex(contentHash(value)) })).toBeGreaterThan(0);
-    expect(compareListed(v, () => contentHash(value), { bucket: "b", key: "k", version: v, hash: hex(contentHash(swept)) })).toBeLessThan(0);
+    expect(compareListed(v, () => contentHex(swept), { bucket: "b", key: "k", version: v, hash: contentHex(value) })).toBeGreaterThan(0);
+    expect(compareListed(v, () => contentHex(value), { bucket: "b", key: "k", version: v, hash: contentHex(swept) })).toBeLessThan(0);
     // A peer that predates the hash: a tie counts as the same record.
-    expect(compareListed(v, () => contentHash(value), { bucket: "b", key: "k", version: v })).toBe(0);
+    expect(compareListed(v, () => contentHex(value), { bucket: "b", key: "k", version: v })).toBe(0);
   });
 });
 

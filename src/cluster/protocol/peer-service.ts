@@ -1,4 +1,4 @@
-import { hex, type Digest } from "../digest.ts";
+import type { Digest } from "../digest.ts";
 import { MakhzenError } from "../../errors.ts";
 import type { Membership } from "../membership.ts";
 import type { ForwardAnswer, ForwardBatchAnswer, ForwardBatchRequest, ForwardRequest, KeysEntry, WireMember } from "./messages.ts";
@@ -77,7 +77,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
         for (const r of digest.recordsIn(req.leaves[i]!)) {
           const { bucket, key } = r;
           if (store.isDroppable(r)) continue;
-          entries.push({ bucket, key, version: r.version, hash: hex(store.getHash(bucket, key)!) });
+          entries.push({ bucket, key, version: r.version, hash: store.getHash(bucket, key)! });
           bytes += 90 + key.length + r.version.length;
         }
       }
