@@ -47,10 +47,10 @@ export function luaScript(kind: "get" | "put" | "fresh", query = ""): string {
 }
 
 /**
- * A wrk Lua script of PUTs over 100k distinct keys `prefix-N` (with VALUE): queues
+ * A wrk Lua script of PUTs over `keys` distinct keys `prefix-N` (with VALUE): queues
  * coalesce rewrites of a key, so a small key set would flatter a cluster's figure.
  */
-export function distinctPutScript(prefix: string): string {
+export function distinctPutScript(prefix: string, keys = 100_000): string {
   const file = join(scripts, `put-${prefix}.lua`);
   writeFileSync(
     file,
@@ -58,7 +58,7 @@ export function distinctPutScript(prefix: string): string {
 local body = '{"value":"${VALUE}"}'
 request = function()
   i = i + 1
-  return wrk.format("PUT", "/items/${prefix}-" .. (i % 100000), {["Content-Type"] = "application/json"}, body)
+  return wrk.format("PUT", "/items/${prefix}-" .. (i % ${keys}), {["Content-Type"] = "application/json"}, body)
 end
 `,
   );

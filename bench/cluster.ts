@@ -13,6 +13,7 @@
  *
  *   apt-get install wrk      # once
  *   bun bench/cluster.ts [--rounds 3] [--seconds 5] [--rate 1000] [--keys 100000]
+ *                        [--distinct 100000] [--only throughput]
  *
  * Everything runs on one machine: the three nodes, wrk and this process share its
  * cores, so the cluster figures are pessimistic next to one node per machine.
@@ -35,6 +36,18 @@ const SECONDS = Number(opt("seconds", "5"));
 const RATE = Number(opt("rate", "1000"));
 const LAG_SECONDS = Number(opt("lag-seconds", "10"));
 const RESYNC_KEYS = Number(opt("keys", "100000"));
+/** Keys the throughput rounds write in turn (each round its own): 100k, so that queues do not coalesce; a small set shows what coalescing saves. */
+const DISTINCT = Number(opt("distinct", "100000"));
+/** `--only throughput`: the throughput rounds alone (no lag, no resync). */
+const ONLY = opt("only", "");
+if (!Number.isInteger(DISTINCT) || DISTINCT < 1) {
+  console.error(`--distinct must be a whole number of keys, at least 1 (got ${opt("distinct", "")})`);
+  process.exit(2);
+}
+if (ONLY !== "" && ONLY !== "throughput") {
+  console.error(`--only takes "throughput" (got ${ONLY})`);
+  process.exit(2);
+}
 
 if (!Bun.which("wrk")) {
   console.error("wrk is not installed: apt-get update && apt-get install -y wrk");
@@ -134,10 +147,10 @@ async function throughput(): Promise<Throughput> {
   const cpu = { lone: 0, a: 0, b: 0, c: 0, nulled: 0 };
   for (let r = 0; r < ROUNDS; r++) {
     const t0 = cpuSeconds(lone.pid);
-    lones.push(await wrk(lone.url, distinctPutScript(`lone${r}`), "lone"));
+    lones.push(await wrk(lone.url, distinctPutScript(`lone${r}`, DISTINCT), "lone"));
     cpu.lone += cpuSeconds(lone.pid) - t0;
     const before = [a, b, c].map((n) => cpuSeconds(n.pid));
-    clustered.push(await wrk(a.url, distinctPutScript(`cl${r}`), "cluster"));
+    clustered.push(await wrk(a.url, distinctPutScript(`cl${r}`, DISTINCT), "cluster"));
     // Let the queues drain before the next round, so rounds do not overlap.
     await eventually(async () => {
       const view = (await (await fetch(`${a.url}/cluster`)).json()) as { members: { queue: number }[] };
@@ -145,7 +158,7 @@ async function throughput(): Promise<Throughput> {
     }, { timeoutMs: 120_000, what: "queues drained" });
     [a, b, c].forEach((n, i) => (cpu[n.name as "a" | "b" | "c"] += cpuSeconds(n.pid) - before[i]!));
     const n0 = cpuSeconds(nulledNode.pid);
-    nulled.push(await wrk(nulledNode.url, distinctPutScript(`nl${r}`), "null peers"));
+    nulled.push(await wrk(nulledNode.url, distinctPutScript(`nl${r}`, DISTINCT), "null peers"));
     await eventually(async () => {
       const view = (await (await fetch(`${nulledNode.url}/cluster`)).json()) as { members: { queue: number }[] };
       return view.members.every((m) => m.queue === 0);
@@ -258,10 +271,12 @@ try {
   // Cores left idle while wrk runs: with a lone node little; with the cluster the scheduler stacks
   // node a and wrk on one core while the other idles (docs/benchmarks.md, Issue 13, section 16).
   console.log(`machine idle during the runs (median): ${Object.entries(idleShare).map(([kind, xs]) => `${kind} ${(100 * median(xs)).toFixed(0)}%`).join(", ")}`);
-  const lag = await replicationLag();
-  console.log(`replication lag at ${RATE} writes/s for ${LAG_SECONDS}s (${lag.n} records): p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`);
-  const r = await resync();
-  console.log(`resync of an empty node: ${r.keys} keys, ${(r.ms / 1000).toFixed(2)} s from spawn to ready`);
+  if (ONLY !== "throughput") {
+    const lag = await replicationLag();
+    console.log(`replication lag at ${RATE} writes/s for ${LAG_SECONDS}s (${lag.n} records): p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, max ${lag.max.toFixed(1)} ms`);
+    const r = await resync();
+    console.log(`resync of an empty node: ${r.keys} keys, ${(r.ms / 1000).toFixed(2)} s from spawn to ready`);
+  }
 } finally {
   await h.cleanup();
 }
