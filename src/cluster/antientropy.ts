@@ -115,6 +115,8 @@ export class AntiEntropy {
         break;
       }
       if (r.peerSyncing) break; // again at once would find it syncing still
+      // Only records the peer would not take were left: the next round would offer them again, alike.
+      if (r.notHeld?.listedAll && r.pushed + r.pulled === 0) break;
     }
     return total;
   }
@@ -209,7 +211,8 @@ export class AntiEntropy {
     this.round(peer).then(
       (r) => {
         if (r.pushed + r.pulled === 0) this.logger.debug("round: in sync", { peer: peer.name });
-        if (!r.complete && !this.stopped) {
+        // Not after a round whose only lack is records the peer would not take: the next would offer them again, alike (the periodic one will).
+        if (!r.complete && !r.notHeld?.listedAll && !this.stopped) {
           const t = setTimeout(() => {
             this.pauses.delete(t);
             this.request(peer.name);
@@ -309,15 +312,23 @@ export class AntiEntropy {
     const pull: RecordRef[] = [...theirs.keys()].map(splitId);
 
     let pushed = 0;
+    // Records the peer did not take: while there are any, the round does not vouch
+    // that the peer holds what we hold (a delete it refused would otherwise count as
+    // held everywhere, and go early while the peer still holds the value it deleted).
+    let notHeld = 0;
     for (const batch of batchBy(push, config.batchMaxRecords, config.batchMaxBytes, approxWireBytes)) {
       await sendSplitting(
         batch,
         async (part) => {
           const answer = await this.ask(peer, "records", recordsRequest(part));
           pushed += answer.applied;
-          if (answer.tooNew?.length) this.deps.onNotHeld?.(answer.tooNew.flatMap((i) => (part[i] ? [part[i]] : [])));
+          if (answer.tooNew?.length) {
+            notHeld += answer.tooNew.length;
+            this.deps.onNotHeld?.(answer.tooNew.flatMap((i) => (part[i] ? [part[i]] : [])));
+          }
         },
         (r, e) => {
+          notHeld++;
           // Each round offers the same records again: one line per peer within the budget.
           this.stats.refused++;
           this.lines.line("antientropy.record-refused", peer.name, (suppressed) =>
@@ -337,8 +348,8 @@ export class AntiEntropy {
     this.stats.pushed += pushed;
     this.stats.pulled += pulled;
     // One line per round that repaired something; rounds that found nothing to do are silent.
-    if (pushed + pulled > 0) this.logger.info("repair", { peer: peer.name, pushed, pulled, complete });
-    return { pushed, pulled, complete, ...sameOf };
+    if (pushed + pulled > 0) this.logger.info("repair", { peer: peer.name, pushed, pulled, complete, notHeld });
+    return notHeld > 0 ? { pushed, pulled, complete: false, notHeld: { records: notHeld, listedAll: complete }, ...sameOf } : { pushed, pulled, complete, ...sameOf };
   }
 
   /** One request of a round or a copy; throws Stopped if stop() was called before it or while it ran. */

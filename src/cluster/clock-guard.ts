@@ -17,6 +17,8 @@ export interface ClockGuardDeps {
   unmeasuredGraceMs: number;
   /** Called after each new sample (the cluster then looks again at writes it may have stamped too far ahead). */
   onSample?: () => void;
+  /** Called when a record was refused for now, not for good (`refuse` while this node is fenced): the cluster asks for it again once the fence is down. */
+  onDeferred?: () => void;
   /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
   monoMs?: () => number;
   logger?: Logger;
@@ -57,7 +59,9 @@ const RECOMPUTE_MS = 50;
  *  - `tooFarAhead(version)`: whether a record from elsewhere is stamped more than
  *    maxOffsetMs ahead of the cluster's median clock as this node estimates it
  *    (its own clock corrected by its offset, so a node whose own clock is slow does
- *    not refuse honest records), and then refused for good (`refuse`/`wasRefused`).
+ *    not refuse honest records), and then refused for good (`refuse`/`wasRefused`);
+ *    but only by a node whose own clock is checked: a fenced node (not measured yet,
+ *    or off itself) refuses such a record for now, and forgets it (see `refuse`).
  * A node is also fenced while its hybrid clock is ahead of the median by more than
  * maxOffsetMs: after its wall clock is set right it keeps the high-water mark it
  * stamped with (an HLC never goes back) until real time catches up.
@@ -80,6 +84,7 @@ export class ClockGuard {
   private readonly lines: LogLimiter;
   private readonly logger: Logger;
   private refusedCount = 0;
+  private deferredCount = 0;
 
   constructor(private readonly deps: ClockGuardDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -224,8 +229,38 @@ export class ClockGuard {
     return versionWallMs(version) - this.clusterNowMs() > this.deps.maxOffsetMs;
   }
 
-  /** Refuses (bucket\0key, version) for good: it is counted, logged, and `wasRefused` from now on. */
+  /** Records refused for now (by a fenced node) since start (for /metrics). */
+  get deferredTooNew(): number {
+    return this.deferredCount;
+  }
+
+  /**
+   * Refuses (bucket\0key, version) as stamped too far ahead: for good (counted,
+   * logged, and `wasRefused` from now on) when this node's own clock is checked.
+   * A fenced node refuses it for now and keeps no memory of it: its judgement rests
+   * on a clock that is unmeasured (a restart, before the first heartbeat) or off
+   * itself, and honest records refused for good then would never be taken, so
+   * anti-entropy could never repair this node (and the sender's deletes must not
+   * count as held here: a peer that does not hold a record keeps its round from
+   * being complete, antientropy.ts). `onDeferred` tells the cluster to ask for them
+   * again once the fence is down.
+   */
   refuse(id: string, version: Version): void {
+    const state = this.state();
+    if (state.fenced) {
+      this.deferredCount++;
+      this.lines.line("clock.record-deferred", "", (suppressed) =>
+        this.logger.warn("refused a record stamped ahead of this node's clock, for now: this node's clock is not checked against the cluster's; it is asked for again once it is", {
+          version,
+          aheadMs: versionWallMs(version) - this.clusterNowMs(),
+          reason: state.reason,
+          deferred: this.deferredCount,
+          suppressed,
+        }),
+      );
+      this.deps.onDeferred?.();
+      return;
+    }
     const memo = `${id}\u0000${version}`;
     // Counted once: anti-entropy offers the same record again every round.
     if (this.refused.has(memo)) return;

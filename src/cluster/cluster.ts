@@ -110,7 +110,11 @@ export class Cluster {
       peers: () => this.membership.list().map((m) => m.name),
       hasSeeds: () => this.membership.hasSeeds,
       unmeasuredGraceMs: config.deadAfterMs,
-      onSample: () => this.retraction.review(),
+      onSample: () => {
+        this.retraction.review();
+        this.catchUp();
+      },
+      onDeferred: () => void (this.catchUpState = "due"),
       logger: this.logger.child("clock"),
     });
     this.replicator = new Replicator({
@@ -216,7 +220,25 @@ export class Cluster {
    * leaving, its clock is within --max-clock-offset and its name is its own.
    */
   get ready(): boolean {
-    return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced;
+    return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced && this.catchUpState === "none";
+  }
+
+  /**
+   * Records this node refused for now while its own clock was unchecked (a restart
+   * with a slow clock, before its first heartbeat: ClockGuard.refuse): "due" until
+   * a round with every reachable peer asks for them again, run at the first clock
+   * sample with the fence down. Not ready meanwhile: it would serve what they replaced.
+   */
+  private catchUpState: "none" | "due" | "running" = "none";
+
+  private catchUp(): void {
+    if (this.catchUpState !== "due" || this.closed || this.clockGuard.state().fenced) return;
+    this.catchUpState = "running";
+    const rounds = this.membership.reachable().map((p) => this.antiEntropy.syncWith(p).catch(() => undefined));
+    // A record refused for now during these rounds makes it "due" again, for the next sample.
+    void Promise.all(rounds).then(() => {
+      if (this.catchUpState === "running") this.catchUpState = "none";
+    });
   }
 
   /** Why the node is not ready, for /readyz; undefined when it is. */
@@ -226,6 +248,7 @@ export class Cluster {
     if (clock.fenced) return clockOffsetError(clock);
     if (this.leaving) return new MakhzenError("UNAVAILABLE", "the node is leaving the cluster");
     if (!this.isReady) return new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers");
+    if (this.catchUpState !== "none") return new MakhzenError("UNAVAILABLE", "the node is asking its peers again for records it refused while its clock was unchecked");
     return undefined;
   }
 

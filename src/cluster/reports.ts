@@ -46,6 +46,8 @@ export interface ClusterStats {
   heartbeatFailures: number;
   /** Records from peers refused for good as stamped too far ahead of the cluster's clock. */
   refusedTooNew: number;
+  /** The same refused for now, while this node's own clock was not checked (asked for again once it is). */
+  deferredTooNew: number;
   /** Writes this node stamped too far ahead and gave up (retraction.ts). */
   retracted: number;
   /** This node's clock against the median of the cluster's (clock-guard.ts). */
@@ -80,6 +82,7 @@ export function clusterStats(c: ClusterParts): ClusterStats {
     antiEntropy: { ...c.antiEntropy.stats },
     heartbeatFailures: c.membership.heartbeatFailures,
     refusedTooNew: c.clockGuard.refusedTooNew,
+    deferredTooNew: c.clockGuard.deferredTooNew,
     retracted: c.retraction.retracted,
     clock: { offsetMs, fenced },
     replicas: c.placement.replicas,

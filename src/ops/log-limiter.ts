@@ -52,6 +52,8 @@ const BUDGETS = {
   "clock.fenced": { everyMs: 10_000 },
   /** Records refused as stamped too far ahead (one subject): a peer with a fast clock sends many. */
   "clock.record-refused": { everyMs: 10_000 },
+  /** The same refused for now by a node whose own clock is not checked (one subject): a restarted node is sent many. */
+  "clock.record-deferred": { everyMs: 10_000 },
   /** Tombstones purged before every member held them (one subject): one per purge, in bursts when memory is short. */
   "store.early-purge": { everyMs: 10_000 },
 } as const satisfies Record<string, LogBudget>;

@@ -198,6 +198,9 @@ export function createMetrics(src: MetricsSources): Metrics {
   total("replication_refused_records_total", "Records from peers refused for good as stamped more than --max-clock-offset ahead of the cluster's median clock.", [], (set) =>
     set(cluster().refusedTooNew),
   );
+  total("replication_deferred_records_total", "Records from peers refused for now, while this node's own clock was not checked against the cluster's (unmeasured or off): asked for again once it is.", [], (set) =>
+    set(cluster().deferredTooNew),
+  );
 
   // ---- clocks ----
   total("records_retracted_total", "Writes this node stamped too far ahead of the cluster's clock and gave up (lost; see docs/replication.md).", [], (set) =>

@@ -145,6 +145,34 @@ describe("ClockGuard", () => {
     expect(g.refusedTooNew).toBe(1);
   });
 
+  test("a node whose own clock is not checked (no peer measured yet) refuses a far-ahead record for now, and remembers nothing", () => {
+    const wall = new ManualWallClock();
+    const clock = new HybridClock("c", wall.read);
+    let deferred = 0;
+    const peers: string[] = [];
+    const g = new ClockGuard({ clock, maxOffsetMs: 500, peers: () => peers, hasSeeds: () => true, unmeasuredGraceMs: 60_000, monoMs: wall.read, onDeferred: () => deferred++ });
+    g.started();
+    // This node restarted 2 s slow: an honest record looks 2 s ahead of its own clock.
+    const honest = formatVersion(wall.ms + 2000, 0, "a");
+    expect(g.state()).toMatchObject({ fenced: true, reason: "unmeasured" });
+    expect(g.tooFarAhead(honest)).toBe(true);
+    g.refuse("default\u0000k", honest);
+    expect([g.wasRefused("default\u0000k", honest), g.refusedTooNew, g.deferredTooNew, deferred]).toEqual([false, 0, 1, 1]);
+    // Measured: both peers are 2 s ahead, so this node's clock is the one that is off, and the record is honest.
+    peers.push("a", "b");
+    g.record("a", offsetSample(wall.ms, wall.ms + 2000, wall.ms));
+    g.record("b", offsetSample(wall.ms, wall.ms + 2000, wall.ms));
+    expect(g.tooFarAhead(honest)).toBe(false);
+    // With its clock checked and within bounds, a record really that far ahead is refused for good.
+    const clockRight = new ManualWallClock();
+    const checked = new ClockGuard({ clock: new HybridClock("c", clockRight.read), maxOffsetMs: 500, peers: () => ["a"], hasSeeds: () => true, unmeasuredGraceMs: 60_000, monoMs: clockRight.read });
+    checked.started();
+    checked.record("a", offsetSample(clockRight.ms, clockRight.ms, clockRight.ms));
+    const ahead = formatVersion(clockRight.ms + 2000, 0, "a");
+    checked.refuse("default\u0000k", ahead);
+    expect([checked.wasRefused("default\u0000k", ahead), checked.refusedTooNew, checked.deferredTooNew]).toEqual([true, 1, 0]);
+  });
+
   test("a node with a slow clock judges records by the median clock, not its own", () => {
     const wall = new ManualWallClock();
     // This node is 20 s behind both others: their honest records are 20 s ahead of its own clock.

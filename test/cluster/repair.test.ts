@@ -170,9 +170,37 @@ describe("records a peer refuses for good", () => {
     a.store.apply({ bucket: "default", key: "ok", value: "x", version: a.clock.now() });
     b.store.apply({ bucket: "default", key: "only-b", value: "y", version: b.clock.now() });
     const r = await a.cluster.antiEntropy.round({ name: "b", url: b.url });
-    expect(r).toEqual({ pushed: 1, pulled: 1, complete: true });
+    // b does not hold everything a holds: the round does not count as complete (a's deletes must not go early on its word).
+    expect(r).toEqual({ pushed: 1, pulled: 1, complete: false, notHeld: { records: 1, listedAll: true } });
+    expect(a.cluster.antiEntropy.lastCompleteMs("b")).toBeUndefined();
     expect(a.cluster.antiEntropy.stats.refused).toBe(1);
     expect(a.store.getRecord("default", "only-b")).toBeDefined();
+  });
+
+  test("a round in which the peer did not hold a pushed record within its clock bounds (tooNew) is not complete, and is not followed at once by another", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net, SLOW_AE);
+    const b = core("b", net, SLOW_AE);
+    let offered = 0;
+    // b takes every record but one delete, which it answers as not held (a node whose clock is not checked yet).
+    replaceService(net, b, {
+      records: async (req) => {
+        offered++;
+        const i = req.records.findIndex((r) => r[1] === "gone");
+        if (i < 0) return b.cluster.service.records(req);
+        const answer = await b.cluster.service.records({ records: req.records.filter((_, j) => j !== i) });
+        return { applied: answer.applied, refused: answer.refused + 1, tooNew: [i] };
+      },
+    });
+    a.write("gone", null);
+    a.write("kept", "v");
+    const r = await a.cluster.antiEntropy.round({ name: "b", url: b.url });
+    expect(r).toMatchObject({ complete: false, notHeld: { records: 1, listedAll: true } });
+    expect(a.cluster.antiEntropy.lastCompleteMs("b")).toBeUndefined();
+    // The first sync's loop stops rather than offer the same record 64 times.
+    offered = 0;
+    const total = await a.cluster.antiEntropy.syncWith({ name: "b", url: b.url });
+    expect([total.complete, offered]).toEqual([false, 1]);
   });
 
   test("a peer that refuses us (401) has its queue dropped and left to anti-entropy", async () => {

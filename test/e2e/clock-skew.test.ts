@@ -1,8 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { formatVersion, versionWallMs } from "../../src/core/version.ts";
 import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
 import { scrape, valueOf } from "../support/observe.ts";
-import { Harness, converged, del, errorCode, eventually, faketimeLibrary, ok, peer, publicDump, put, type NodeProcess } from "../support/harness.ts";
+import { Harness, converged, del, errorCode, eventually, faketimeLibrary, get, ok, peer, publicDump, put, type NodeProcess } from "../support/harness.ts";
 
 /**
  * Clock skew (issue 8, part 1), with real processes whose wall clocks run off real
@@ -201,4 +204,57 @@ describe("clock skew", () => {
       expectNearRealTime(await versionOf(put(n, `after-${n.name}`, "v")));
     }
   }, 30_000);
+});
+
+describe("a node restarted with a slow clock", () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  test("restarted from its data dir 2 s slow, it takes what it missed once it is measured; no acknowledged delete comes back", async () => {
+    h = new Harness();
+    dir = mkdtempSync(join(tmpdir(), "makhzen-slow-restart-"));
+    // c's wall clock is read from a file, so it can be set slow for the restart and right again later (its monotonic clock is real).
+    const clockFile = join(dir, "faketime");
+    writeFileSync(clockFile, "+0\n");
+    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1", FAKETIME_DONT_FAKE_MONOTONIC: "1" };
+    const dataDir = ["--data-dir", join(dir, "c"), "--fsync", "always"];
+    const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
+    let c = await h.start("c", { peers: [a.url], env, extraArgs: dataDir });
+    const keys = Array.from({ length: 20 }, (_, i) => `z${i}`);
+    for (const k of keys) await ok(put(a, k, "old", "?w=all"));
+    await c.kill9();
+    // While c is down: every fourth key deleted, the others rewritten, each acknowledged by a and b.
+    const deleted = keys.filter((_, i) => i % 4 === 0);
+    for (const [i, k] of keys.entries()) await ok(i % 4 === 0 ? del(a, k, "?w=quorum") : put(a, k, `new${i}`, "?w=quorum"));
+
+    // c comes back from its data dir (holding "old" everywhere) with its clock 2 s slow:
+    // until it has measured a peer, the honest records it is sent look 2 s ahead of it.
+    writeFileSync(clockFile, "-2\n");
+    c = await h.start("c", { port: c.port, peers: [a.url], env, extraArgs: dataDir, waitReady: false });
+    await c.started();
+    await eventually(async () => (await view(c)).clock.offsetMs < -1500, { timeoutMs: 8000, what: "c has measured its clock 2 s behind the cluster's" });
+    // Two more anti-entropy rounds on a after that (with b and c): a round with c that c
+    // did not take everything from must not let a's deletes go as held by every member.
+    const rounds = async () => valueOf(await scrape(a.url), "makhzen_antientropy_rounds_total") ?? 0;
+    const before = await rounds();
+    await eventually(async () => (await rounds()) >= before + 2, { timeoutMs: 8000, what: "a runs two more anti-entropy rounds" });
+    for (const n of [a, b]) {
+      const held = new Map((await publicDump(n)).map((r) => [r.key, r.value]));
+      for (const k of deleted) expect(held.get(k) ?? null, `${k} on ${n.name}`).toBeNull();
+    }
+
+    // Its clock set right, c is ready, and every node holds the same: the deletes and the rewrites.
+    writeFileSync(clockFile, "+0\n");
+    await c.ready({ timeoutMs: 10_000 });
+    await converged([a, b, c]);
+    for (const n of [a, b, c]) {
+      for (const [i, k] of keys.entries()) {
+        const res = await get(n, k);
+        expect(`${n.name} ${k} ${res.status} ${res.ok ? ((await res.json()) as { value: string }).value : ""}`).toBe(`${n.name} ${k} ${i % 4 === 0 ? "404 " : `200 new${i}`}`);
+      }
+    }
+  }, 60_000);
 });

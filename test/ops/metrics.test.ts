@@ -243,6 +243,7 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
     antiEntropy: { rounds: 11, failures: 2, pushed: 30, pulled: 4, refused: 1 },
     heartbeatFailures: 8,
     refusedTooNew: 13,
+    deferredTooNew: 17,
     retracted: 14,
     clock: { offsetMs: 3, fenced: true },
     replicas: 2,
@@ -277,6 +278,7 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
     expect(samples(all, "makhzen_member_state", { member: "b" }).map((s) => [s.labels.state, s.value])).toEqual([["alive", 0], ["suspect", 1], ["dead", 0], ["left", 0]]);
     expect([v("member_clock_offset_ms", { member: "b" }), v("member_clock_offset_ms", { member: "c" })]).toEqual([-12, undefined]);
     expect([v("heartbeat_failures_total"), v("replication_refused_records_total"), v("records_retracted_total")]).toEqual([8, 13, 14]);
+    expect(v("replication_deferred_records_total")).toBe(17);
     expect([v("clock_offset_ms"), v("clock_fenced")]).toEqual([3, 1]);
     expect([v("replicas"), v("partitions_owned")]).toEqual([2, 131]);
     expect([v("partitions_held"), v("partitions_filling"), v("partition_handoffs"), v("records_dropped_total")]).toEqual([40, 3, 2, 60]);
