@@ -45,15 +45,14 @@ export interface RoundResult {
   pushed: number;
   /** Records taken from the peer. */
   pulled: number;
-  /**
-   * False when the round hit its key budget, the peer is in its first sync, or the
-   * peer did not take a record it was sent (refused it, or as stamped too far ahead):
-   * another round is needed, and until one is complete the peer is not known to
-   * hold what this node holds (Stability counts only complete rounds).
-   */
+  /** False when the round hit its key budget, or the peer is in its first sync: another round is needed. */
   complete: boolean;
-  /** Records sent that the peer did not take (refused, or stamped too far ahead for it), and whether every differing leaf was listed all the same. */
-  notHeld?: { records: number; listedAll: boolean };
+  /**
+   * Records sent that the peer did not take (it refused them, or does not hold them
+   * within its clock bounds: `tooNew`). A round with any is not a complete round for
+   * lastCompleteMs: the peer is not known to hold what this node holds.
+   */
+  notHeld?: number;
   /** The peer is in its first sync (GroupsAnswer.syncing): the round stopped at once; try again later. */
   peerSyncing?: true;
   /** Of the partitions a round was asked to compare (`only`): those whose hashes were equal on both sides when it started. */

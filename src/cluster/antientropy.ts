@@ -115,8 +115,6 @@ export class AntiEntropy {
         break;
       }
       if (r.peerSyncing) break; // again at once would find it syncing still
-      // Only records the peer would not take were left: the next round would offer them again, alike.
-      if (r.notHeld?.listedAll && r.pushed + r.pulled === 0) break;
     }
     return total;
   }
@@ -151,7 +149,8 @@ export class AntiEntropy {
     const startedMs = this.wallMs();
     const p = this.runRound(peer, key, only)
       .then((r) => {
-        if (r.complete && !only) this.completed.set(peer.name, startedMs);
+        // Only a round the peer took whole vouches that it holds what we held (Stability: deletes go early on it).
+        if (r.complete && !r.notHeld && !only) this.completed.set(peer.name, startedMs);
         return r;
       })
       .catch((e: unknown) => {
@@ -211,8 +210,7 @@ export class AntiEntropy {
     this.round(peer).then(
       (r) => {
         if (r.pushed + r.pulled === 0) this.logger.debug("round: in sync", { peer: peer.name });
-        // Not after a round whose only lack is records the peer would not take: the next would offer them again, alike (the periodic one will).
-        if (!r.complete && !r.notHeld?.listedAll && !this.stopped) {
+        if (!r.complete && !this.stopped) {
           const t = setTimeout(() => {
             this.pauses.delete(t);
             this.request(peer.name);
@@ -312,9 +310,9 @@ export class AntiEntropy {
     const pull: RecordRef[] = [...theirs.keys()].map(splitId);
 
     let pushed = 0;
-    // Records the peer did not take: while there are any, the round does not vouch
-    // that the peer holds what we hold (a delete it refused would otherwise count as
-    // held everywhere, and go early while the peer still holds the value it deleted).
+    // Records the peer did not take: a round with any does not vouch that the peer
+    // holds what we hold (lastCompleteMs), or a delete it refused would count as held
+    // everywhere and go early while the peer still holds the value it deleted.
     let notHeld = 0;
     for (const batch of batchBy(push, config.batchMaxRecords, config.batchMaxBytes, approxWireBytes)) {
       await sendSplitting(
@@ -349,7 +347,7 @@ export class AntiEntropy {
     this.stats.pulled += pulled;
     // One line per round that repaired something; rounds that found nothing to do are silent.
     if (pushed + pulled > 0) this.logger.info("repair", { peer: peer.name, pushed, pulled, complete, notHeld });
-    return notHeld > 0 ? { pushed, pulled, complete: false, notHeld: { records: notHeld, listedAll: complete }, ...sameOf } : { pushed, pulled, complete, ...sameOf };
+    return notHeld > 0 ? { pushed, pulled, complete, notHeld, ...sameOf } : { pushed, pulled, complete, ...sameOf };
   }
 
   /** One request of a round or a copy; throws Stopped if stop() was called before it or while it ran. */

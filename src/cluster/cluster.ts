@@ -16,6 +16,7 @@ import type { Store } from "../core/store.ts";
 import type { PeerService, PeerTransport } from "./protocol/peer-ops.ts";
 import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
 import { applyRemote } from "./remote-records.ts";
+import { CatchUp } from "./catch-up.ts";
 import { Consistency } from "./consistency.ts";
 import { Placement, partitionOf } from "./placement.ts";
 import { PartitionViews } from "./partition-views.ts";
@@ -93,6 +94,8 @@ export class Cluster {
   private readonly stability: Stability;
   /** Writes of ours stamped too far ahead, given up (retraction.ts). */
   readonly retraction: Retraction;
+  /** Records refused for now while this node's clock was unchecked, asked for again once it is (catch-up.ts). */
+  private readonly catchUp: CatchUp;
   private reportFatal!: (e: MakhzenError) => void;
 
   constructor(private readonly deps: ClusterDeps) {
@@ -112,9 +115,9 @@ export class Cluster {
       unmeasuredGraceMs: config.deadAfterMs,
       onSample: () => {
         this.retraction.review();
-        this.catchUp();
+        this.catchUp.look();
       },
-      onDeferred: () => void (this.catchUpState = "due"),
+      onDeferred: () => this.catchUp.due(),
       logger: this.logger.child("clock"),
     });
     this.replicator = new Replicator({
@@ -158,6 +161,7 @@ export class Cluster {
     const reachable = () => this.membership.reachable();
     this.rebalancer = new Rebalancer({ self: config.name, placement, views, digest, store, antiEntropy, reachable, config, wallMs: () => clock.wallMs(), logger: logger.child("rebalance") });
     this.retraction = new Retraction({ self: config.name, store, guard: this.clockGuard, logger: this.logger.child("clock") });
+    this.catchUp = new CatchUp({ fenced: () => this.clockGuard.state().fenced, peers: () => this.membership.reachable(), sync: (p) => this.antiEntropy.syncWith(p), closed: () => this.closed });
     const { membership, replicator } = this;
     this.consistency = new Consistency({ store, membership, replicator, transport, placement, applyRemote: (records) => this.applyRemote(records), logger: this.logger });
     this.router = new Router({ placement, views, membership, transport, store, config, applyRemote: (records) => this.applyRemote(records),
@@ -220,26 +224,9 @@ export class Cluster {
    * leaving, its clock is within --max-clock-offset and its name is its own.
    */
   get ready(): boolean {
-    return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced && this.catchUpState === "none";
+    return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced && !this.catchUp.pending;
   }
 
-  /**
-   * Records this node refused for now while its own clock was unchecked (a restart
-   * with a slow clock, before its first heartbeat: ClockGuard.refuse): "due" until
-   * a round with every reachable peer asks for them again, run at the first clock
-   * sample with the fence down. Not ready meanwhile: it would serve what they replaced.
-   */
-  private catchUpState: "none" | "due" | "running" = "none";
-
-  private catchUp(): void {
-    if (this.catchUpState !== "due" || this.closed || this.clockGuard.state().fenced) return;
-    this.catchUpState = "running";
-    const rounds = this.membership.reachable().map((p) => this.antiEntropy.syncWith(p).catch(() => undefined));
-    // A record refused for now during these rounds makes it "due" again, for the next sample.
-    void Promise.all(rounds).then(() => {
-      if (this.catchUpState === "running") this.catchUpState = "none";
-    });
-  }
 
   /** Why the node is not ready, for /readyz; undefined when it is. */
   notReadyReason(): MakhzenError | undefined {
@@ -248,7 +235,7 @@ export class Cluster {
     if (clock.fenced) return clockOffsetError(clock);
     if (this.leaving) return new MakhzenError("UNAVAILABLE", "the node is leaving the cluster");
     if (!this.isReady) return new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers");
-    if (this.catchUpState !== "none") return new MakhzenError("UNAVAILABLE", "the node is asking its peers again for records it refused while its clock was unchecked");
+    if (this.catchUp.pending) return new MakhzenError("UNAVAILABLE", "the node is asking its peers again for records it refused while its clock was unchecked");
     return undefined;
   }
 
