@@ -115,8 +115,15 @@ export const urlHost = (host: string): string => (host.includes(":") && !host.st
  * "/internal/items/k" and be routed as "/items/k". Such a request is given a
  * canonical origin before anything looks at it (withUrl). Normal hosts pay one
  * indexOf, and get their URL back unchanged.
+ *
+ * With no usable Host (HTTP/1.0 without one, an empty one, or one holding `/`,
+ * `@`, `?`, `#`, `\` or a space) Bun hands a relative URL, the target alone:
+ * `/items/k`. That is a path from its first character (looking for an origin's
+ * "//" in it would take `/items/k` for an origin and route `/k`, a write landing
+ * on another key), so it is given the canonical origin whole.
  */
 export function routableUrl(url: string): string {
+  if (url.charCodeAt(0) === 47 /* / */) return `http://localhost${url}`;
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
   if (pathStart >= 11) return url;
   return `http://localhost${pathStart === -1 ? "/" : url.slice(pathStart)}`;

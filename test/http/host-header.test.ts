@@ -47,3 +47,51 @@ test("a short Host header cannot route around the token check (over a socket)", 
   expect(ok).toMatch(/^HTTP\/1\.1 200 /);
   expect(ok).toContain("secret value");
 });
+
+/**
+ * With no usable Host (HTTP/1.0 without one, an empty one, one holding `/`, `@`,
+ * `?`, `#`, `\` or a space) Bun hands a relative URL, and the node once took its
+ * first segment for an origin: `PUT /items/items/victim` wrote the key `victim`,
+ * `DELETE /anything/items/victim` deleted it, and `GET /readyz` answered the index
+ * document with a 200. Each such request must be routed by the path it names.
+ */
+const AUTH = "Authorization: Bearer client-token-123\r\n";
+const HOSTLESS: [string, string][] = [
+  ["HTTP/1.0 without Host", "HTTP/1.0\r\n"],
+  ["HTTP/1.0 with an empty Host", "HTTP/1.0\r\nHost:\r\n"],
+  ["an empty Host", "HTTP/1.1\r\nHost:\r\nConnection: close\r\n"],
+  ["a Host with /", "HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n"],
+  ["a Host with /items", "HTTP/1.1\r\nHost: x/items\r\nConnection: close\r\n"],
+  ["a Host with @", "HTTP/1.1\r\nHost: a@b\r\nConnection: close\r\n"],
+  ["a Host with ?", "HTTP/1.1\r\nHost: a?b\r\nConnection: close\r\n"],
+  ["a Host with #", "HTTP/1.1\r\nHost: a#b\r\nConnection: close\r\n"],
+  ["a Host with \\", "HTTP/1.1\r\nHost: a\\b\r\nConnection: close\r\n"],
+  ["a Host with a space", "HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n"],
+];
+
+test.each(HOSTLESS)("%s: a request is routed by the path it names", async (_name, rest) => {
+  const line = (method: string, path: string) => `${method} ${path} ${rest}${AUTH}`;
+  node.bucket().set("victim", "original");
+  const body = '{"value":"nested"}';
+  const put = await raw(`${line("PUT", "/items/items/victim")}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  expect(put).toMatch(/^HTTP\/1\.1 200 /);
+  expect(node.bucket().get("items/victim")?.value).toBe("nested");
+  expect(node.bucket().get("victim")?.value).toBe("original");
+
+  const got = await raw(`${line("GET", "/items/items/victim")}Accept: text/plain\r\n\r\n`);
+  expect(got).toMatch(/^HTTP\/1\.1 200 /);
+  expect(got).toEndWith("\r\n\r\nnested");
+
+  const del = await raw(`${line("DELETE", "/anything/items/victim")}\r\n`);
+  expect(del).toMatch(/^HTTP\/1\.1 404 /);
+  expect(node.bucket().get("victim")?.value).toBe("original");
+
+  // A load balancer's health check must see /readyz's own answer, not the index's.
+  const ready = await raw(`${line("GET", "/readyz")}\r\n`);
+  expect(ready).toMatch(/^HTTP\/1\.1 (200|503) /);
+  expect(ready).toMatch(/"status":"ready"|"error"/);
+  expect(ready).not.toContain('"links"');
+  expect(await raw(`${line("GET", "/no-such-path")}\r\n`)).toMatch(/^HTTP\/1\.1 404 /);
+  // A path starting with "//" is a path too, not an origin.
+  expect(await raw(`${line("GET", "//items/victim")}\r\n`)).not.toContain("original");
+});
