@@ -160,13 +160,13 @@ describe("the wire front end answers as Bun.serve does", () => {
     expect(await metric(pair.front.url, "http_wire_requests_total", "w-secret")).toBeGreaterThan(0);
   }, 30_000);
 
+  // (The malformed heads Bun refuses, the front end refuses itself: test/http/front-refusals.test.ts.)
   test("the heads the front end leaves to Bun get Bun's answers", async () => {
     const pair: Pair = { front: await twin(), bun: await twin() };
     const put = (head: string, body = '{"value":"v"}') => Buffer.from(`${head}\r\nContent-Length: ${body.length}\r\n\r\n${body}`, "latin1");
     const requests = [
       Buffer.from("GET /items/k?r=1 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
       Buffer.from("GET /items/k HTTP/1.0\r\nHost: localhost\r\n\r\n"),
-      Buffer.from("GET /items/k HTTP/1.1\r\n\r\n"),
       Buffer.from("GET /items/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
       Buffer.from("GET /items/../healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"),
       Buffer.from("GET /items/%2e%2e/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
@@ -179,15 +179,12 @@ describe("the wire front end answers as Bun.serve does", () => {
       Buffer.from("GET /items/ HTTP/1.1\r\nHost: localhost\r\n\r\n"),
       Buffer.from("GET /buckets/a%20b/items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
       Buffer.from("GET http://localhost/items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
-      Buffer.from("get /items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
       Buffer.from("HEAD /items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
       Buffer.from("POST /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"),
       put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 13"),
       put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: +13"),
       Buffer.from('PUT /items/k HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nd\r\n{"value":"v"}\r\n0\r\n\r\n'),
       Buffer.from('PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 13\r\nContent-Encoding: gzip\r\n\r\n{"value":"v"}'),
-      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b"),
-      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nBad Name: x"),
       put("PUT /items/k?ttl=5 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain", "five"),
       Buffer.from("GET /items/k HTTP/1.1\r\nHost:\r\n\r\n"),
       Buffer.from("GET /items/k HTTP/1.1\r\nHost: a b\r\n\r\n"),

@@ -7,7 +7,8 @@ import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
 import { PARTIAL_HEAD, parseHead } from "./head.ts";
 import { concat, Pipe } from "./pipe.ts";
-import { domainErrorWire } from "./wire.ts";
+import { refusal, type Refusal } from "./refuse.ts";
+import { closingErrorWire, domainErrorWire } from "./wire.ts";
 
 /**
  * The wire front end: the node's HTTP port, answering the item routes' plain
@@ -197,6 +198,9 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         }
       }
       const head = parseHead(text, at, maxBody);
+      // A head Bun would refuse (refuse.ts), whole or not, is refused here, with the envelope.
+      const refused = head === PARTIAL_HEAD || head === undefined ? refusal(text, at) : undefined;
+      if (refused !== undefined) return refuse(socket, conn, out, refused);
       if (head === PARTIAL_HEAD) {
         write(socket, conn, out);
         return waitFor(socket, conn, bytes, at, "head");
@@ -235,6 +239,15 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     }
     write(socket, conn, out);
     if (conn.ended && conn.unsent === undefined) socket.end();
+  };
+
+  /** Answers the answers so far, then the refusal, and closes the connection: nothing after a malformed head is read. */
+  const refuse = (socket: Socket<Conn>, conn: Conn, out: string, r: Refusal): void => {
+    clearPartial(conn);
+    takeHeld(conn);
+    write(socket, conn, out + closingErrorWire(r.status, r.code, r.message));
+    conn.ended = true;
+    if (conn.unsent === undefined) socket.end();
   };
 
   const run = (socket: Socket<Conn>, conn: Conn, bytes: Buffer): void => {
@@ -276,6 +289,8 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       data(socket, bytes) {
         const conn = socket.data;
         if (conn.pipe !== undefined) return conn.pipe.fromClient(bytes);
+        // Only after a refusal (a client that half-closed sends nothing more): the rest is not read.
+        if (conn.ended) return;
         if (conn.need > 0) {
           conn.more.push(Buffer.from(bytes));
           conn.moreBytes += bytes.length;

@@ -31,9 +31,12 @@ const REASONS: Record<number, string> = {
   415: "Unsupported Media Type",
   421: "Misdirected Request",
   422: "Unprocessable Entity",
+  431: "Request Header Fields Too Large",
   500: "Internal Server Error",
+  501: "Not Implemented",
   503: "Service Unavailable",
   504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
   507: "Insufficient Storage",
 };
 
@@ -89,6 +92,12 @@ export function deletedWire(version: string): string {
 export function errorWire(status: number, code: string, message: string): string {
   const body = errorBody(code, message);
   return statusLine(status) + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
+}
+
+/** A refusal of a malformed head (refuse.ts): the connection closes after it, as Bun closes one it refuses. */
+export function closingErrorWire(status: number, code: string, message: string): string {
+  const body = errorBody(code, message);
+  return statusLine(status) + "Connection: close\r\n" + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
 }
 
 export function domainErrorWire(e: MakhzenError): string {

@@ -1,0 +1,101 @@
+/**
+ * The request heads the wire front end refuses itself, with the JSON envelope,
+ * rather than hand them to Bun.serve.
+ *
+ * Bun's own parser refuses a malformed head in its own way: a method it does not
+ * know (`FOO`, `BREW`, a lowercase `get`) closes the connection without a word;
+ * a line ending in a bare LF or CR, a bad header line, an HTTP/1.1 request without
+ * Host are a 400, an unknown version a 505, a head too large a 431, all with an
+ * empty body. A client of makhzen is promised an answer with
+ * {"error":{"code","message"}} for bad input, never silence. And a head ending in
+ * a bare LF never shows the `\r\n\r\n` the front end looks for: it waited for the
+ * rest of a head that had ended, then closed the connection unanswered.
+ *
+ * So the front end, before handing a connection to Bun over a head it does not
+ * take (or keeping a head that seems incomplete), asks `refusal` whether Bun would
+ * refuse it, and if so answers that refusal itself and closes the connection (the
+ * framing of what follows is not to be trusted, and Bun closes it too). The rules
+ * are Bun's, as measured on Bun 1.4 (test/http/front-refusals.test.ts checks the
+ * list of methods and the limits against Bun.serve): anything Bun would serve is
+ * handed on as before. A connection already handed to Bun stays Bun's: its later
+ * requests meet Bun's parser.
+ */
+
+export interface Refusal {
+  status: number;
+  code: "BAD_REQUEST" | "NOT_IMPLEMENTED" | "HTTP_VERSION" | "HEADERS_TOO_LARGE";
+  message: string;
+}
+
+/** The methods Bun.serve takes (node's http.METHODS, and QUERY); any other token it closes the connection on. */
+export const KNOWN_METHODS = new Set([
+  "ACL", "BIND", "CHECKOUT", "CONNECT", "COPY", "DELETE", "GET", "HEAD", "LINK", "LOCK", "M-SEARCH", "MERGE",
+  "MKACTIVITY", "MKCALENDAR", "MKCOL", "MOVE", "NOTIFY", "OPTIONS", "PATCH", "POST", "PROPFIND", "PROPPATCH",
+  "PURGE", "PUT", "QUERY", "REBIND", "REPORT", "SEARCH", "SOURCE", "SUBSCRIBE", "TRACE", "UNBIND", "UNLINK",
+  "UNLOCK", "UNSUBSCRIBE",
+]); // prettier-ignore
+
+/** Bun refuses a head (request line to the blank line, inclusive) longer than this with a 431. */
+export const BUN_HEAD_MAX_BYTES = 16 * 1024;
+/** ... and one of more header lines than this. */
+export const BUN_MAX_HEADER_LINES = 198;
+
+/** A method or header name: an RFC 9110 token. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A line break that is not CRLF. */
+const BARE_BREAK = /\r(?!\n)|(?<!\r)\n/;
+const HEADER_NAME_END = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:/;
+
+const bad = (message: string): Refusal => ({ status: 400, code: "BAD_REQUEST", message });
+
+/**
+ * The refusal Bun would answer the request starting at `text[start]` with, or
+ * undefined (Bun would take it, or too little of it is here to tell). `text` is
+ * the bytes read as latin1; the head may be incomplete.
+ */
+export function refusal(text: string, start: number): Refusal | undefined {
+  const end = text.indexOf("\r\n\r\n", start);
+  const complete = end !== -1;
+  // A head that is not yet whole may end in a CR whose LF is on its way.
+  let headEnd = complete ? end + 4 : text.length;
+  if (headEnd - start > BUN_HEAD_MAX_BYTES) return { status: 431, code: "HEADERS_TOO_LARGE", message: `the request head is over ${BUN_HEAD_MAX_BYTES} bytes` };
+  if (!complete && text.charCodeAt(headEnd - 1) === 13) headEnd--;
+  const head = text.slice(start, headEnd);
+  if (head.length === 0) return undefined;
+  if (head.charCodeAt(0) === 13 || head.charCodeAt(0) === 10) return bad("the request starts with an empty line");
+  if (BARE_BREAK.test(head)) return bad("a line of the request head ends in a bare LF or CR, not CRLF");
+
+  const lineEnd = head.indexOf("\r\n");
+  const line = lineEnd === -1 ? head : head.slice(0, lineEnd);
+  const sp1 = line.indexOf(" ");
+  if (sp1 === -1) return lineEnd === -1 ? undefined : bad("the request line has no target");
+  const method = line.slice(0, sp1);
+  if (!TOKEN.test(method)) return bad("the request method is not a token");
+  if (!KNOWN_METHODS.has(method)) return { status: 501, code: "NOT_IMPLEMENTED", message: `method ${JSON.stringify(method)} is not implemented (methods are case-sensitive)` };
+  if (lineEnd === -1) return undefined;
+
+  const sp2 = line.indexOf(" ", sp1 + 1);
+  if (sp2 === sp1 + 1) return bad("the request target is empty");
+  if (sp2 === -1) return { status: 505, code: "HTTP_VERSION", message: "the request line has no HTTP version (HTTP/1.1 or HTTP/1.0 are served)" };
+  const target = line.slice(sp1 + 1, sp2);
+  if (target.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(target)) return bad("the request target is neither a path nor an absolute URL");
+  const version = line.slice(sp2 + 1);
+  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return { status: 505, code: "HTTP_VERSION", message: `HTTP version ${JSON.stringify(version)} is not supported (HTTP/1.1 or HTTP/1.0 are)` };
+  if (!complete) return undefined;
+
+  let host = false;
+  let lines = 0;
+  for (let at = lineEnd + 2; at < head.length - 2; ) {
+    let eol = head.indexOf("\r\n", at);
+    if (eol === -1) eol = head.length;
+    const header = head.slice(at, eol);
+    if (header.length === 0) break;
+    if (++lines > BUN_MAX_HEADER_LINES) return { status: 431, code: "HEADERS_TOO_LARGE", message: `the request has over ${BUN_MAX_HEADER_LINES} header lines` };
+    // No colon, a space before it, a line starting with a space (a folded line): Bun refuses all three.
+    if (!HEADER_NAME_END.test(header)) return bad("a header line is not `name: value`");
+    if (header.length >= 5 && header.charCodeAt(4) === 58 /* : */ && header.slice(0, 4).toLowerCase() === "host") host = true;
+    at = eol + 2;
+  }
+  if (!host && version === "HTTP/1.1") return bad("an HTTP/1.1 request must have a Host header");
+  return undefined;
+}

@@ -1,0 +1,206 @@
+/**
+ * Malformed request heads are refused by the wire front end itself, at once, with
+ * the JSON envelope and the status Bun would answer (src/http/front/refuse.ts),
+ * where Bun's own parser closed without a word (an unknown or lowercase method),
+ * answered an empty body (400, 431, 505), or where the front end waited for the end
+ * of a head that had ended in a bare LF and then closed unanswered. The rules must
+ * be Bun's: the last tests hold them to Bun.serve, so nothing Bun serves is refused.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect as netConnect } from "node:net";
+import { createNode, type MakhzenNode } from "../../src/index.ts";
+import { BUN_HEAD_MAX_BYTES, BUN_MAX_HEADER_LINES, KNOWN_METHODS, refusal } from "../../src/http/front/refuse.ts";
+import { rawExchange } from "../support/raw-http.ts";
+
+let node: MakhzenNode;
+let port: number;
+beforeAll(async () => {
+  node = createNode({ name: "refusals", port: 0 });
+  ({ port } = await node.listen());
+});
+afterAll(() => node.close());
+
+const H = "Host: localhost\r\n";
+
+/** Sends `request` (in the given pieces), and reads until the server closes or `waitMs` pass. */
+async function sendAll(pieces: string[], gapMs = 20, waitMs = 5_000): Promise<{ text: string; closed: boolean; ms: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const s = netConnect(port, "127.0.0.1");
+    let text = "";
+    const done = (closed: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ text, closed, ms: performance.now() - t0 });
+    };
+    const timer = setTimeout(() => done(false), waitMs);
+    s.on("data", (d) => (text += d.toString("latin1")));
+    s.on("close", () => done(true));
+    s.on("error", () => {});
+    s.on("connect", async () => {
+      for (const p of pieces) {
+        if (s.destroyed) return;
+        s.write(Buffer.from(p, "latin1"));
+        await Bun.sleep(gapMs);
+      }
+    });
+  });
+}
+
+function expectRefusal(answer: { text: string; closed: boolean; ms: number }, status: number, code: string): void {
+  const [head, body] = [answer.text.slice(0, answer.text.indexOf("\r\n\r\n")), answer.text.slice(answer.text.indexOf("\r\n\r\n") + 4)];
+  expect(head).toStartWith(`HTTP/1.1 ${status} `);
+  expect(head).toContain("\r\nConnection: close");
+  expect(head).toContain("\r\nContent-Type: application/json");
+  const json = JSON.parse(body) as { error: { code: string; message: string } };
+  expect(json.error.code).toBe(code);
+  expect(json.error.message.length).toBeGreaterThan(0);
+  // Answered and closed at once: no wait for a head timeout.
+  expect(answer.closed).toBe(true);
+  expect(answer.ms).toBeLessThan(2_000);
+}
+
+describe("a head ending in a bare LF", () => {
+  test.each([
+    ["every line", ["GET /items/foo HTTP/1.1\nHost: localhost\n\n"]],
+    ["the last line", ["GET /items/foo HTTP/1.1\r\nHost: localhost\r\n\n"]],
+    ["a PUT, split across writes", ["PUT /items/foo HTTP/1.1\r\nHost: local", "host\r\nContent-Length: 2\r\n\n{}"]],
+    ["a header line", ["GET /items/foo HTTP/1.1\r\nHost: localhost\nX: y\r\n\r\n"]],
+    ["a bare CR", ["GET /items/foo HTTP/1.1\r\nHost: localhost\rX: y\r\n\r\n"]],
+  ])("%s: a prompt 400 with the envelope", async (_name, pieces) => {
+    expectRefusal(await sendAll(pieces), 400, "BAD_REQUEST");
+  });
+
+  test("a head split after its CR still waits for its LF, and is answered", async () => {
+    const a = await sendAll(["GET /items/nothing HTTP/1.1\r\nHost: localhost\r\n\r", "\n"], 20, 500);
+    expect(a.text).toStartWith("HTTP/1.1 404 ");
+    expect(a.closed).toBe(false);
+  });
+});
+
+describe("heads Bun's parser refuses are refused here, with the envelope", () => {
+  const headers = (n: number) => Array.from({ length: n }, (_, i) => `X-${i}: v\r\n`).join("");
+  test.each([
+    ["an unknown method", `FOO /items/k HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
+    ["BREW", `BREW /pot HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
+    ["a lowercase method", `get /items/k HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
+    ["an unknown method, its head not all here", `BREW /pot HTTP/1.1\r\nHo`, 501, "NOT_IMPLEMENTED"],
+    ["a method that is not a token", `G@T /items/k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
+    ["HTTP/2.0", `GET /items/k HTTP/2.0\r\n${H}\r\n`, 505, "HTTP_VERSION"],
+    ["lowercase http/1.1", `GET /items/k http/1.1\r\n${H}\r\n`, 505, "HTTP_VERSION"],
+    ["no version", `GET /items/k\r\n\r\n`, 505, "HTTP_VERSION"],
+    ["HTTP/1.1 without Host", "GET /items/k HTTP/1.1\r\n\r\n", 400, "BAD_REQUEST"],
+    ["a target that is not a path", `GET items/k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
+    ["a header line without a colon", `GET /items/k HTTP/1.1\r\n${H}NoColon\r\n\r\n`, 400, "BAD_REQUEST"],
+    ["a space before the colon", `GET /items/k HTTP/1.1\r\nHost : localhost\r\n\r\n`, 400, "BAD_REQUEST"],
+    ["a folded header line", `PUT /items/k HTTP/1.1\r\n${H}X-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\n{}`, 400, "BAD_REQUEST"],
+    ["an empty line before the request", `\r\nGET /items/k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
+    ["a head over Bun's size limit", `GET /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
+    ["a head over Bun's size limit, not all here", `POST /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}`, 431, "HEADERS_TOO_LARGE"],
+    ["more header lines than Bun takes", `GET /items/k HTTP/1.1\r\n${H}${headers(BUN_MAX_HEADER_LINES)}\r\n`, 431, "HEADERS_TOO_LARGE"],
+  ])("%s", async (_name, request, status, code) => {
+    expectRefusal(await sendAll([request]), status, code);
+  });
+
+  test("pipelined requests before a refused one are answered first, in order; nothing after it is read", async () => {
+    const body = '{"value":"before"}';
+    const a = await sendAll([
+      `PUT /items/pipelined HTTP/1.1\r\n${H}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+        `GET /items/pipelined HTTP/1.1\r\n${H}Accept: text/plain\r\n\r\n` +
+        `FOO /items/pipelined HTTP/1.1\r\n${H}\r\n` +
+        `DELETE /items/pipelined HTTP/1.1\r\n${H}\r\n`,
+    ]);
+    expect([...a.text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(["200", "200", "501"]);
+    expect(a.text).toContain("\r\n\r\nbeforeHTTP/1.1 501 ");
+    expect(a.closed).toBe(true);
+    expect(node.bucket().get("pipelined")?.value).toBe("before");
+  });
+
+  test("requests Bun serves are not refused: other methods, HTTP/1.0 without Host, a head at Bun's limits", async () => {
+    const served = [
+      `PATCH /items/k HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`,
+      `OPTIONS /items/k HTTP/1.1\r\n${H}\r\n`,
+      "GET /healthz HTTP/1.0\r\n\r\n",
+      `GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n`,
+      `GET /healthz HTTP/1.1\r\n${H}${headers(BUN_MAX_HEADER_LINES - 1)}\r\n`,
+    ];
+    const big = `GET /healthz HTTP/1.1\r\n${H}X-Big: \r\n\r\n`;
+    served.push(big.replace("X-Big: ", `X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES - big.length)}`));
+    expect(served.at(-1)!.length).toBe(BUN_HEAD_MAX_BYTES);
+    for (const r of served) {
+      const a = await rawExchange(port, r, { timeoutMs: 5_000 });
+      expect({ r: r.slice(0, 30), status: a.status }).toEqual({ r: r.slice(0, 30), status: a.status === 200 || a.status === 404 || a.status === 405 || a.status === 204 ? a.status : -1 });
+    }
+  });
+});
+
+describe("the rules are Bun's", () => {
+  let bun: ReturnType<typeof Bun.serve>;
+  beforeAll(() => {
+    bun = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("served") });
+  });
+  afterAll(() => bun.stop(true));
+  /** Bun's status for `request`, from the head of its answer (a HEAD's has no body to wait for); 0 if it closed without one. */
+  const statusOf = (request: string): Promise<number> =>
+    new Promise((resolve) => {
+      const s = netConnect(bun.port!, "127.0.0.1");
+      let text = "";
+      const done = () => {
+        s.destroy();
+        resolve(Number(text.slice(9, 12)));
+      };
+      s.on("data", (d) => {
+        text += d.toString("latin1");
+        if (text.includes("\r\n\r\n")) done();
+      });
+      s.on("close", done);
+      s.on("error", () => {});
+      s.on("connect", () => s.write(request));
+    });
+
+  test("every method Bun.serve takes is known, and one it does not is refused by both", async () => {
+    const { METHODS } = await import("node:http");
+    const candidates = [...new Set([...METHODS, ...KNOWN_METHODS, "QUERY", "FOO", "BREW", "get", "PRI", "DESCRIBE", "LABEL", "UPDATE"])];
+    for (const m of candidates) {
+      const request = `${m} /x HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`;
+      const takes = (await statusOf(request)) === 200;
+      expect({ m, known: KNOWN_METHODS.has(m) }).toEqual({ m, known: takes });
+      expect({ m, refused: refusal(request, 0) !== undefined }).toEqual({ m, refused: !takes });
+    }
+  });
+
+  test("Bun's head limits are where refuse.ts puts them", async () => {
+    const lines = (n: number) => `GET /x HTTP/1.1\r\n${H}${Array.from({ length: n - 1 }, (_, i) => `X-${i}: v\r\n`).join("")}\r\n`;
+    expect(await statusOf(lines(BUN_MAX_HEADER_LINES))).toBe(200);
+    expect(await statusOf(lines(BUN_MAX_HEADER_LINES + 1))).toBe(431);
+    expect(refusal(lines(BUN_MAX_HEADER_LINES), 0)).toBeUndefined();
+    expect(refusal(lines(BUN_MAX_HEADER_LINES + 1), 0)?.status).toBe(431);
+    const sized = (n: number) => {
+      const base = `GET /x HTTP/1.1\r\n${H}X-Big: \r\n\r\n`;
+      return base.replace("X-Big: ", `X-Big: ${"a".repeat(n - base.length)}`);
+    };
+    expect(await statusOf(sized(BUN_HEAD_MAX_BYTES))).toBe(200);
+    expect(await statusOf(sized(BUN_HEAD_MAX_BYTES + 1))).toBe(431);
+    expect(refusal(sized(BUN_HEAD_MAX_BYTES), 0)).toBeUndefined();
+    expect(refusal(sized(BUN_HEAD_MAX_BYTES + 1), 0)?.status).toBe(431);
+  });
+
+  test("Bun refuses each kind of head refuse.ts refuses", async () => {
+    for (const r of [
+      "GET /x HTTP/1.1\nHost: localhost\n\n",
+      `GET /x HTTP/1.1\r\n${H}\n`,
+      `GET /x HTTP/2.0\r\n${H}\r\n`,
+      "GET /x HTTP/1.1\r\n\r\n",
+      `GET x HTTP/1.1\r\n${H}\r\n`,
+      `GET /x HTTP/1.1\r\n${H}NoColon\r\n\r\n`,
+      `GET /x HTTP/1.1\r\nHost : x\r\n\r\n`,
+      `GET /x HTTP/1.1\r\n${H}X: a\r\n b\r\n\r\n`,
+      `\r\nGET /x HTTP/1.1\r\n${H}\r\n`,
+    ]) {
+      // The same status, but for a request line ending in a bare LF: Bun reads a version "HTTP/1.1\nHost..." and answers 505.
+      const status = await statusOf(r);
+      const ours = refusal(r, 0)!.status;
+      expect({ r, bun: status }).toEqual({ r, bun: r.startsWith("GET /x HTTP/1.1\n") ? 505 : ours });
+    }
+  });
+});
