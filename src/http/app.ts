@@ -6,6 +6,7 @@ import type { Cluster } from "../cluster/cluster.ts";
 import type { ItemsService } from "../service.ts";
 import type { ClusterListPage } from "../cluster/listing.ts";
 import { requestLimits } from "./limits.ts";
+import { checkListQuery } from "./query.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
 import { clusterRoutes } from "./cluster-routes.ts";
@@ -58,6 +59,7 @@ export function createApp(deps: AppDeps) {
   const { readBody, readItem, putItem, deleteItem } = itemHandlers(deps);
   // The route's body: read and checked once, here (no `body:` schema for Elysia to check again).
   const parseBody = ({ request }: { request: Request }) => readBody(request, request.url);
+  const strictListQuery = ({ request }: { request: Request }) => checkListQuery(request.url);
 
   // In a partitioned cluster the page comes from every member (the service decides), and
   // says `incomplete` when some partitions could not be read: still a 200, see listing.ts.
@@ -149,7 +151,8 @@ export function createApp(deps: AppDeps) {
     .get("/healthz", () => json({ status: "ok" }))
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : notReady()))
     .get("/buckets", () => json({ buckets: service.buckets() }))
-    .get("/items", ({ query }) => listItems(DEFAULT_BUCKET, query), { query: M.ListQuery })
+    // transform runs before Elysia reads the query: a repeated parameter or a limit like 1e3 is refused first (query.ts).
+    .get("/items", ({ query }) => listItems(DEFAULT_BUCKET, query), { query: M.ListQuery, transform: strictListQuery })
     .get("/items/*", ({ params, request }) => readItem(DEFAULT_BUCKET, params["*"], request, request.url))
     .put("/items/*", ({ params, body, request }) => putItem(DEFAULT_BUCKET, params["*"], body as ItemBody, request, request.url), {
       parse: parseBody,
@@ -158,6 +161,7 @@ export function createApp(deps: AppDeps) {
     .get("/buckets/:bucket/items", ({ params, query }) => listItems(params.bucket, query), {
       params: M.BucketParams,
       query: M.ListQuery,
+      transform: strictListQuery,
     })
     .get("/buckets/:bucket/items/*", ({ params, request }) => readItem(params.bucket, params["*"], request, request.url))
     .put("/buckets/:bucket/items/*", ({ params, body, request }) => putItem(params.bucket, params["*"], body as ItemBody, request, request.url), {

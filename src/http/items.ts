@@ -6,6 +6,7 @@ import type { ItemsService } from "../service.ts";
 import { decodeUtf8, decodeValue, isPlainText, parseJsonText, readBodyBytes, shapeChecker } from "./body.ts";
 import { bytesResponse, isOctetStream, notText, readOctetBody, storedValue, wantsBytes } from "./binary.ts";
 import { requestLimits } from "./limits.ts";
+import { strictQuery } from "./query.ts";
 import { dateLine } from "./front/wire.ts";
 import * as M from "./models.ts";
 
@@ -58,9 +59,8 @@ export function itemHandlers(deps: ItemHandlerDeps) {
 
   /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
   const concernOf = (name: "w" | "r", url: string): Concern | undefined => {
-    if (url.indexOf("?") === -1) return undefined;
-    const q = new URL(url).searchParams;
-    return parseConcern(name, q.get(name), q.get("timeout"));
+    const q = strictQuery(url, [name, "timeout"]);
+    return q === undefined ? undefined : parseConcern(name, q.get(name), q.get("timeout"));
   };
 
   // Each handler answers synchronously unless the service has something to wait for
@@ -260,12 +260,13 @@ function unquote(etag: string): string {
 
 /**
  * `?ttl=` of a PUT: undefined when absent (and, at the cost of one indexOf, for
- * every URL without a query), a number when it is a plain decimal, and the raw
- * text otherwise, which the body model then refuses with its own message.
+ * every URL without a query), a number when it is a plain decimal (digits, a
+ * fraction allowed; no exponent, unlike a JSON body's ttl), and the raw text
+ * otherwise, which the body model then refuses with its own message. Given twice:
+ * 400 (query.ts).
  */
 export function queryTtl(url: string): number | string | undefined {
-  if (url.indexOf("?") === -1) return undefined;
-  const raw = new URL(url).searchParams.get("ttl");
-  if (raw === null) return undefined;
+  const raw = strictQuery(url, ["ttl"])?.get("ttl");
+  if (raw === null || raw === undefined) return undefined;
   return /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
 }

@@ -1,6 +1,7 @@
 import { Elysia, t } from "elysia";
 import { MakhzenError } from "../errors.ts";
 import { decodeUtf8, tooLarge, withDeadline } from "./body.ts";
+import { strictQuery } from "./query.ts";
 import { WireRecord, checker } from "../cluster/protocol/messages.ts";
 import type { StoredRecord } from "../core/record.ts";
 import type { ItemsService, LoadCounts } from "../service.ts";
@@ -35,7 +36,11 @@ export function transferRoutes(deps: TransferDeps) {
         const first = await pages.next();
         return ndjson(ndjsonStream(pages, first));
       },
-      { query: t.Object({ bucket: t.Optional(t.String()), scope: t.Optional(t.Union([t.Literal("node"), t.Literal("cluster")], { error: 'scope must be "node" (this node\'s own records) or "cluster"' })) }) },
+      {
+        // Before Elysia reads the query: a repeated bucket or scope is a 400 (query.ts), not one of the two silently.
+        transform: ({ request }) => void strictQuery(request.url, ["bucket", "scope"]),
+        query: t.Object({ bucket: t.Optional(t.String()), scope: t.Optional(t.Union([t.Literal("node"), t.Literal("cluster")], { error: 'scope must be "node" (this node\'s own records) or "cluster"' })) }),
+      },
     )
     .post(
       "/load",

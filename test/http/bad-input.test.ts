@@ -224,6 +224,54 @@ describe("paths and queries", () => {
     await expectHealthy(node);
   });
 
+  test("a query parameter a route reads, given twice, is 400 and changes nothing", async () => {
+    const node = start();
+    const text = { "content-type": "text/plain" };
+    const twice = [
+      ["PUT", "/items/k?ttl=1&ttl=2", "ttl"],
+      ["PUT", "/items/k?ttl=5&w=1&ttl=5", "ttl"],
+      ["PUT", "/items/k?w=1&w=1", "w"],
+      ["PUT", "/items/k?w=1&timeout=100&timeout=200", "timeout"],
+      ["DELETE", "/items/k?w=1&w=all", "w"],
+      ["GET", "/items/k?r=1&r=1", "r"],
+      ["GET", "/buckets/b/items/k?r=1&timeout=5&timeout=5", "timeout"],
+      ["GET", "/items?limit=1&limit=2", "limit"],
+      ["GET", "/items?cursor=YQ&cursor=Yg", "cursor"],
+      ["GET", "/buckets/b/items?prefix=a&prefix=b", "prefix"],
+      ["GET", "/dump?bucket=a&bucket=b", "bucket"],
+      ["GET", "/dump?scope=node&scope=cluster", "scope"],
+    ] as const;
+    for (const [method, path, name] of twice) {
+      const a = await call(node, method, path, method === "PUT" ? { body: "v", headers: text } : {});
+      expectClientError(a, 400, "BAD_REQUEST");
+      expect({ path, message: a.json.error.message }).toEqual({ path, message: `query parameter "${name}" is given more than once` });
+    }
+    expect(node.bucket().get("k")).toBeUndefined();
+    // Once each, they are taken; on an item route, a parameter it does not read may repeat (it is not read).
+    expect((await call(node, "PUT", "/items/k?ttl=5&w=1&timeout=100&x=1&x=2", { body: "v", headers: text })).status).toBe(200);
+    expect((await call(node, "GET", "/items?limit=1&prefix=k")).json.items.length).toBe(1);
+    await expectHealthy(node);
+  });
+
+  test("numeric query parameters are plain decimal: limit=1e3, limit=0x10, ttl=1e3 are refused as any bad value is", async () => {
+    const node = start();
+    for (const limit of ["1e3", "0x10", "1E2", "+5", " 5", "5 ", "0b1", "0o7", "1_0", "٣"]) {
+      for (const path of [`/items?limit=${encodeURIComponent(limit)}`, `/buckets/b/items?limit=${encodeURIComponent(limit)}`]) {
+        const a = await call(node, "GET", path);
+        expectClientError(a, 422, "VALIDATION");
+        expect(a.json.error.message).toBe("limit must be an integer from 1 to 1000");
+      }
+    }
+    for (const ttl of ["1e3", "0x10", "1E2", "+5", "5."]) {
+      const a = await call(node, "PUT", `/items/k?ttl=${encodeURIComponent(ttl)}`, { body: "v", headers: { "content-type": "text/plain" } });
+      expectClientError(a, 422, "VALIDATION");
+    }
+    expect(node.bucket().get("k")).toBeUndefined();
+    expect((await call(node, "GET", "/items?limit=1000")).status).toBe(200);
+    expect((await call(node, "GET", "/items?limit=007")).status).toBe(200);
+    expect((await call(node, "PUT", "/items/k?ttl=1.5", { body: "v", headers: { "content-type": "text/plain" } })).status).toBe(200);
+  });
+
   test("If-None-Match other than *, and If-None-Match on DELETE: 400", async () => {
     const node = start();
     const headers = { "if-none-match": '"x"' };
