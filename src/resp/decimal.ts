@@ -13,6 +13,11 @@
  * optional exponent, hexadecimal (`0x10`, `0x1p3`), `inf`/`infinity`; no blanks,
  * no `nan`, at most 5119 characters, nothing that overflows or underflows a long
  * double. Infinity parses, and the sum is then refused, as Redis refuses it.
+ *
+ * A sum past long double's range is an infinity in Redis, refused ("increment
+ * would produce NaN or Infinity"), so here too: the exact sum is held to the
+ * bound where a long double rounds to infinity (pastLongDouble), and refused
+ * beyond it rather than stored as thousands of digits (`1e4932 + 1e4932`).
  */
 
 /** A finite number as m × 10^e, or an infinity. */
@@ -49,7 +54,23 @@ export function parseDecimal(s: string): Decimal | undefined {
   const lead = digits.length - 1 + e;
   if (!Number.isFinite(lead) || lead > MAX_E10 || lead < MIN_E10) return undefined;
   const m = BigInt(digits);
-  return { m: sign === "-" ? -m : m, e };
+  const d = { m: sign === "-" ? -m : m, e };
+  // strtold overflows (ERANGE, HUGE_VALL) from half an ulp past LDBL_MAX, within the last power of ten.
+  return lead === MAX_E10 && pastLongDouble(d) ? undefined : d;
+}
+
+/** 2^16384 - 2^16319: LDBL_MAX ((2^64 - 1) × 2^16320) plus half its ulp, the least magnitude a long double rounds to infinity (to nearest, ties to even: LDBL_MAX's mantissa is odd). */
+let overflowAt: bigint | undefined;
+
+/** Whether `d` is past long double's range: a long double would hold it as an infinity. */
+export function pastLongDouble(d: { m: bigint; e: number }): boolean {
+  if (d.m === 0n) return false;
+  const a = d.m < 0n ? -d.m : d.m;
+  // Cheap for the usual sum: its leading power of ten decides unless it is 4932.
+  const lead = a.toString().length - 1 + d.e;
+  if (lead !== MAX_E10) return lead > MAX_E10;
+  const bound = (overflowAt ??= (1n << BigInt(MAX_E2)) - (1n << BigInt(MAX_E2 - 65)));
+  return d.e >= 0 ? a * 10n ** BigInt(d.e) >= bound : a >= bound * 10n ** BigInt(-d.e);
 }
 
 /** A hexadecimal float, mantissa × 2^p, as an exact decimal (2^-k is 5^k × 10^-k). */
@@ -62,20 +83,24 @@ function fromHex(negative: boolean, int: string, frac: string, exp: string | und
   if (!Number.isFinite(bits) || bits > MAX_E2 + 4 || bits < MIN_E2) return undefined;
   let m = BigInt(`0x${digits}`);
   if (negative) m = -m;
-  return p >= 0 ? { m: m << BigInt(p), e: 0 } : { m: m * 5n ** BigInt(-p), e: p };
+  const d = p >= 0 ? { m: m << BigInt(p), e: 0 } : { m: m * 5n ** BigInt(-p), e: p };
+  return bits >= MAX_E2 && pastLongDouble(d) ? undefined : d;
 }
 
-/** a + b, exactly; an infinity when either is one (Redis then refuses the result). */
+/** a + b, exactly; an infinity when either is one, or when the sum is past long double's range (Redis then refuses the result). */
 export function addDecimal(a: Decimal, b: Decimal): Decimal {
   if ("inf" in a) return a;
   if ("inf" in b) return b;
   const e = Math.min(a.e, b.e);
-  return { m: a.m * 10n ** BigInt(a.e - e) + b.m * 10n ** BigInt(b.e - e), e };
+  const sum = { m: a.m * 10n ** BigInt(a.e - e) + b.m * 10n ** BigInt(b.e - e), e };
+  return pastLongDouble(sum) ? { inf: sum.m < 0n ? -1 : 1 } : sum;
 }
 
 /** As Redis's `%.17Lf` with trailing zeros cut: 17 decimals at most, half to even, `-0` as `0`. */
 export function formatDecimal(d: { m: bigint; e: number }): string {
   let { m, e } = d;
+  // A zero sum keeps its operands' exponent (1e5 - 1e5 is 0 × 10^5): it is "0", not "000000".
+  if (m === 0n) return "0";
   if (e < -17) {
     const div = 10n ** BigInt(-17 - e);
     let q = m / div;

@@ -4,7 +4,8 @@
  * formatting, strtold's input forms, int64 range indexes and offsets, expiry
  * past int64 milliseconds; and AUTH's answers on a node without a token.
  */
-import { describe, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
+import { addDecimal, parseDecimal, pastLongDouble } from "../../src/resp/decimal.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { frame, RawConnection, respNode } from "./support.ts";
 
@@ -43,6 +44,10 @@ describe("INCRBYFLOAT", () => {
       [["SET", "g", "5.0e3"], "+OK\r\n"],
       [["INCRBYFLOAT", "g", "2.0e2"], bulk("5200")],
       [["INCRBYFLOAT", "g", "-5200.25"], bulk("-0.25")],
+      // A zero sum of numbers with exponents is "0" (it was "000000": the operands' exponent kept).
+      [["SET", "z", "1e5"], "+OK\r\n"],
+      [["INCRBYFLOAT", "z", "-1e5"], bulk("0")],
+      [["INCRBYFLOAT", "z", "0e7"], bulk("0")],
     ]);
   });
 
@@ -79,6 +84,46 @@ describe("INCRBYFLOAT", () => {
       [["SET", "h", "inf"], "+OK\r\n"],
       [["INCRBYFLOAT", "h", "1"], INFINITE],
     ]);
+  });
+});
+
+describe("INCRBYFLOAT past long double's range", () => {
+  test("a sum a long double would hold as infinity is refused, as Redis refuses it, and the value stays", async () => {
+    const c = await connect();
+    await check(c, [
+      [["SET", "f", "1e4932"], "+OK\r\n"],
+      [["INCRBYFLOAT", "f", "1e4932"], INFINITE],
+      [["GET", "f"], bulk("1e4932")],
+      [["SET", "n", "-1e4932"], "+OK\r\n"],
+      [["INCRBYFLOAT", "n", "-1e4932"], INFINITE],
+      [["SET", "a", "1.1e4932"], "+OK\r\n"],
+      [["INCRBYFLOAT", "a", "0.1e4932"], INFINITE],
+      [["INCRBYFLOAT", "a", "0x1p16383"], INFINITE],
+      [["INCRBYFLOAT", "a", "-1.1e4932"], bulk("0")],
+      // Within range, the exact sum as before (Redis prints long double's binary expansion here).
+      [["SET", "b", "5e4931"], "+OK\r\n"],
+      [["INCRBYFLOAT", "b", "5e4931"], bulk(`1${"0".repeat(4932)}`)],
+      // An argument past the range is not a float (strtold overflows), as 1e5000 is.
+      [["INCRBYFLOAT", "c", "1.2e4932"], NOT_FLOAT],
+      [["INCRBYFLOAT", "c", "0x1p16384"], NOT_FLOAT],
+      [["SET", "d", "1.2e4932"], "+OK\r\n"],
+      [["INCRBYFLOAT", "d", "0"], NOT_FLOAT],
+    ]);
+  });
+
+  test("the bound is half an ulp past LDBL_MAX (2^16384 - 2^16319), as a long double rounds", () => {
+    const bound = (1n << 16384n) - (1n << 16319n);
+    expect(pastLongDouble({ m: bound - 1n, e: 0 })).toBe(false);
+    expect(pastLongDouble({ m: bound, e: 0 })).toBe(true);
+    expect(pastLongDouble({ m: -bound, e: 0 })).toBe(true);
+    expect(pastLongDouble({ m: bound * 10n - 1n, e: -1 })).toBe(false);
+    // LDBL_MAX is 1.18973149535723176502126...e4932; the bound 1.18973149535723176505351...e4932.
+    expect(parseDecimal("1.18973149535723176505e4932")).toBeDefined();
+    expect(parseDecimal("1.18973149535723176506e4932")).toBeUndefined();
+    expect(parseDecimal("-1.18973149535723176506e4932")).toBeUndefined();
+    expect(addDecimal(parseDecimal("1.18973149535723176505e4932")!, parseDecimal("1e4912")!)).toEqual({ inf: 1 });
+    expect(pastLongDouble({ m: 1n, e: 4932 })).toBe(false);
+    expect(pastLongDouble({ m: 12n, e: 4931 })).toBe(true);
   });
 });
 
