@@ -92,6 +92,12 @@ test.each(HOSTLESS)("%s: a request is routed by the path it names", async (_name
   expect(ready).toMatch(/"status":"ready"|"error"/);
   expect(ready).not.toContain('"links"');
   expect(await raw(`${line("GET", "/no-such-path")}\r\n`)).toMatch(/^HTTP\/1\.1 404 /);
+  // Without the token, refused as any request is, whatever path it names.
+  for (const path of ["/items/victim", "/internal/items/victim", "/x/items/victim"]) {
+    const refused = await raw(`GET ${path} ${rest}\r\n`);
+    expect(refused).toMatch(/^HTTP\/1\.1 (401|404) /);
+    expect(refused).not.toContain("original");
+  }
   // A path starting with "//" is a path too, not an origin.
   expect(await raw(`${line("GET", "//items/victim")}\r\n`)).not.toContain("original");
 });
