@@ -1,9 +1,10 @@
 import type { Clock } from "../core/clock.ts";
-import { ClockOffsets, type ClockState, type OffsetSample } from "./clock-offset.ts";
+import { ClockOffsets, selfOffsetMs, type ClockState, type OffsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { versionWallMs, type Version } from "../core/version.ts";
+import { RefusalMemory } from "./refusals.ts";
 
 export interface ClockGuardDeps {
   clock: Clock;
@@ -17,22 +18,19 @@ export interface ClockGuardDeps {
   unmeasuredGraceMs: number;
   /** Called after each new sample (the cluster then looks again at writes it may have stamped too far ahead). */
   onSample?: () => void;
-  /** Called when a record was refused for now, not for good (`refuse` while this node is fenced): the cluster asks for it again once the fence is down. */
+  /**
+   * Called when a record was refused for now, not for good (`refuse` while this node
+   * is fenced), or a refusal was taken back (refusals.ts): the cluster asks for it
+   * again once the fence is down.
+   */
   onDeferred?: () => void;
+  /** How long a refusal stays pending before the offset measured since confirms it (refusals.ts): two heartbeats. Default 2000. */
+  confirmAfterMs?: number;
   /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
   monoMs?: () => number;
   logger?: Logger;
 }
 
-/**
- * Far-future records refused for good and remembered, at most. A record is refused
- * once it is stamped too far ahead; this memory keeps it refused when it is offered
- * again after our clock has caught up with its stamp (by anti-entropy, or by a
- * sender's retry). Past the bound the oldest are forgotten: only a node whose clock
- * was off for a heartbeat (before its fence went up) can hold such records, and a
- * later honest write of the key supersedes them anyway. ~100 bytes each.
- */
-export const REFUSED_MEMORY_MAX = 100_000;
 
 /**
  * The share of maxOffsetMs past which a node is fenced. Below 1 (CockroachDB uses 0.8),
@@ -68,7 +66,10 @@ const RECOMPUTE_MS = 50;
  */
 export class ClockGuard {
   private readonly offsets = new ClockOffsets();
-  private readonly refused = new Set<string>();
+  private readonly refused: RefusalMemory;
+  /** Samples taken since start, and the number of each peer's last (what a pending refusal is confirmed by). */
+  private samples = 0;
+  private readonly sampledAt = new Map<string, number>();
   /** The last median computed, and when (our wall clock). */
   private median?: { offsetMs: number; measured: number; widestMs: number; atMs: number };
   /** Whether the last state computed was fenced: a change of it is logged. */
@@ -90,6 +91,7 @@ export class ClockGuard {
     this.logger = deps.logger ?? silentLogger;
     this.lines = new LogLimiter(() => deps.clock.wallMs());
     this.mono = deps.monoMs ?? performance.now.bind(performance);
+    this.refused = new RefusalMemory(deps.confirmAfterMs ?? 2000);
   }
 
   /** Records refused as stamped too far ahead, since start (for /metrics). */
@@ -106,15 +108,18 @@ export class ClockGuard {
     // one joins them (the sample may be the first thing to run after the step).
     this.noteStep(this.deps.clock.wallMs());
     this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
+    this.sampledAt.set(peer, ++this.samples);
     this.median = undefined;
     this.baseWallMs = this.deps.clock.wallMs();
     this.baseMonoMs = this.mono();
-    this.state(); // logs a fence going up or down at once, not at the next write
+    const state = this.state(); // logs a fence going up or down at once, not at the next write
+    if (state.reason !== "unmeasured") this.confirmRefusals();
     this.deps.onSample?.();
   }
 
   forget(peer: string): void {
     this.offsets.forget(peer);
+    this.sampledAt.delete(peer);
     this.median = undefined;
   }
 
@@ -236,7 +241,9 @@ export class ClockGuard {
 
   /**
    * Refuses (bucket\0key, version) as stamped too far ahead: for good (counted,
-   * logged, and `wasRefused` from now on) when this node's own clock is checked.
+   * logged, and `wasRefused` from now on, unless the clock samples of the next
+   * heartbeats show this node's clock was off when it judged: refusals.ts) when this
+   * node's own clock is checked.
    * A fenced node refuses it for now and keeps no memory of it: its judgement rests
    * on a clock that is unmeasured (a restart, before the first heartbeat) or off
    * itself, and honest records refused for good then would never be taken, so
@@ -261,16 +268,14 @@ export class ClockGuard {
       this.deps.onDeferred?.();
       return;
     }
-    const memo = `${id}\u0000${version}`;
+    const aheadMs = versionWallMs(version) - this.clusterNowMs();
     // Counted once: anti-entropy offers the same record again every round.
-    if (this.refused.has(memo)) return;
+    if (!this.refused.add(`${id}\u0000${version}`, { aheadMs, offsetMs: state.offsetMs, atMono: this.mono(), atSample: this.samples })) return;
     this.refusedCount++;
-    if (this.refused.size >= REFUSED_MEMORY_MAX) this.refused.delete(this.refused.values().next().value!);
-    this.refused.add(memo);
     this.lines.line("clock.record-refused", "", (suppressed) =>
       this.logger.warn("refused a record stamped too far ahead of the cluster's clock, for good", {
         version,
-        aheadMs: versionWallMs(version) - this.clusterNowMs(),
+        aheadMs,
         maxOffsetMs: this.deps.maxOffsetMs,
         refused: this.refusedCount,
         suppressed,
@@ -280,7 +285,26 @@ export class ClockGuard {
 
   /** Whether this exact record was refused before (and so stays refused). */
   wasRefused(id: string, version: Version): boolean {
-    return this.refused.size > 0 && this.refused.has(`${id}\u0000${version}`);
+    return this.refused.has(`${id}\u0000${version}`);
+  }
+
+  /** Decides the refusals old enough (refusals.ts); those taken back are asked for again, as a fenced node's are. */
+  private confirmRefusals(): void {
+    const peers = this.deps.peers();
+    const offsetSince = (sample: number) => {
+      const offsets: number[] = [];
+      for (const p of peers) if ((this.sampledAt.get(p) ?? 0) > sample) offsets.push(this.offsets.offsetOf(p)!);
+      return { offsetMs: selfOffsetMs(offsets), measured: offsets.length };
+    };
+    const takenBack = this.refused.confirm(this.mono(), offsetSince, this.deps.maxOffsetMs);
+    if (takenBack === 0) return;
+    this.deferredCount += takenBack;
+    this.logger.warn("took back refusals of records as too far ahead: the clock samples since show this node's clock was off when it judged them; they are asked for again", {
+      records: takenBack,
+      offsetMs: this.state().offsetMs,
+      deferred: this.deferredCount,
+    });
+    this.deps.onDeferred?.();
   }
 }
 

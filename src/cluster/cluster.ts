@@ -40,7 +40,7 @@ export interface ClusterDeps {
    * data dir's commit point. Absent: no data dir (a crash empties the node).
    */
   durableThroughMs?: () => number;
-  /** Monotonic clock, in ms, for failure detection and pauses (Membership.silenceClock). Default: performance.now. */
+  /** Monotonic clock, in ms, for failure detection and pauses (Membership.silenceClock), and against which the clock guard sees steps of the wall clock. Default: performance.now. */
   monoMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
   logger?: Logger;
@@ -113,6 +113,9 @@ export class Cluster {
       peers: () => this.membership.list().map((m) => m.name),
       hasSeeds: () => this.membership.hasSeeds,
       unmeasuredGraceMs: config.deadAfterMs,
+      // Every member is probed each heartbeat: two of them measure every clock again after a refusal.
+      confirmAfterMs: 2 * config.heartbeatIntervalMs,
+      monoMs: deps.monoMs,
       onSample: () => {
         this.retraction.review();
         this.catchUp.look();

@@ -173,6 +173,52 @@ describe("ClockGuard", () => {
     expect([checked.wasRefused("default\u0000k", ahead), checked.refusedTooNew, checked.deferredTooNew]).toEqual([true, 1, 0]);
   });
 
+  test("a refusal made while the clock had jumped unseen (with its monotonic clock) is taken back once the next samples measure the jump", () => {
+    // Wall and monotonic clocks move together (a VM restored from a snapshot): no step is seen.
+    const wall = new ManualWallClock();
+    let deferred = 0;
+    const peers = ["b", "c"];
+    const g = new ClockGuard({ clock: new HybridClock("a", wall.read), maxOffsetMs: 500, peers: () => peers, hasSeeds: () => true, unmeasuredGraceMs: 60_000, monoMs: wall.read, onDeferred: () => deferred++, confirmAfterMs: 2000 });
+    g.started();
+    for (const p of peers) g.record(p, offsetSample(wall.ms, wall.ms, wall.ms));
+    const realMs = () => wall.ms + 1000; // from here on this node's clocks run 1 s behind
+    wall.advance(-1000);
+    expect(g.state().fenced).toBe(false); // nothing has measured it yet
+    // An honest delete stamped 200 ms ago by real time looks 800 ms ahead: refused, pending.
+    const honest = formatVersion(realMs() - 200, 0, "b");
+    // A record really 3 s ahead, refused in the same moment.
+    const ahead = formatVersion(realMs() + 3000, 0, "x");
+    g.refuse("default\u0000k", honest);
+    g.refuse("default\u0000f", ahead);
+    expect([g.wasRefused("default\u0000k", honest), g.wasRefused("default\u0000f", ahead), g.refusedTooNew]).toEqual([true, true, 2]);
+    // The next heartbeats measure both peers 1 s ahead of this node.
+    wall.advance(2500);
+    for (const p of peers) g.record(p, offsetSample(wall.ms, wall.ms + 1000, wall.ms));
+    expect(g.state().offsetMs).toBe(-1000);
+    // By that offset the delete was 200 ms behind the cluster's clock when it came: taken back, asked for again.
+    expect(g.wasRefused("default\u0000k", honest)).toBe(false);
+    expect([g.deferredTooNew, deferred]).toEqual([1, 1]);
+    // The record 3 s ahead was too far ahead by either clock: remembered, once its time has come too.
+    wall.advance(10_000);
+    expect(g.wasRefused("default\u0000f", ahead)).toBe(true);
+  });
+
+  test("a refusal is decided only once two heartbeats have measured the clocks again", () => {
+    const wall = new ManualWallClock();
+    const g = new ClockGuard({ clock: new HybridClock("a", wall.read), maxOffsetMs: 500, peers: () => ["b"], hasSeeds: () => false, unmeasuredGraceMs: 60_000, monoMs: wall.read, confirmAfterMs: 2000 });
+    g.record("b", offsetSample(wall.ms, wall.ms, wall.ms));
+    wall.advance(-1000); // unseen, as above
+    const honest = formatVersion(wall.ms + 1000, 0, "b");
+    g.refuse("default\u0000k", honest);
+    // A sample 1 s later: too soon to decide, though it already shows the jump.
+    wall.advance(1000);
+    g.record("b", offsetSample(wall.ms, wall.ms + 1000, wall.ms));
+    expect(g.wasRefused("default\u0000k", honest)).toBe(true);
+    wall.advance(1500);
+    g.record("b", offsetSample(wall.ms, wall.ms + 1000, wall.ms));
+    expect([g.wasRefused("default\u0000k", honest), g.deferredTooNew]).toEqual([false, 1]);
+  });
+
   test("a node with a slow clock judges records by the median clock, not its own", () => {
     const wall = new ManualWallClock();
     // This node is 20 s behind both others: their honest records are 20 s ahead of its own clock.
@@ -333,4 +379,37 @@ describe("a write stamped in a clock jump does not outlive it", () => {
       for (const n of nodes) n.cluster.close();
     }
   });
+});
+
+describe("a receiver whose clocks jumped back together", () => {
+  test("a delete it refused while its wall and monotonic clocks ran 1 s behind (no step seen) is taken back, and repaired once its clock is right", async () => {
+    const net = new MemoryTransport();
+    let behind = 0;
+    // c's wall and monotonic clocks move together, as in a VM restored from a snapshot.
+    const [a, b, c] = [core("a", net), core("b", net), core("c", net, {}, { wall: () => Date.now() - behind, mono: () => performance.now() - behind })];
+    const nodes = [a, b, c];
+    try {
+      await joined(nodes);
+      for (const n of nodes) n.cluster.membership.tick();
+      await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+      const old = b.write("k", "old");
+      await eventually(() => c.store.getRecord("default", "k")?.version === old.version);
+      // Past c's last stamp by more than the jump, so its hybrid clock does not run ahead of its wall clock after it.
+      await eventually(() => Date.now() > versionWallMs(old.version) + 1200, { timeoutMs: 5000 });
+      behind = 1000;
+      expect(c.cluster.clockGuard.state().fenced).toBe(false); // nothing has seen it yet
+      // b deletes k at once: c, judging by clocks not measured since, finds the tombstone ~1 s ahead and refuses it.
+      const gone = b.write("k", null);
+      await eventually(() => c.cluster.refusedForDrift > 0, { what: "c refuses the delete" });
+      // The next heartbeats measure c 1 s behind: the refusal is taken back (c is fenced meanwhile, and not ready).
+      await eventually(() => c.cluster.clockGuard.deferredTooNew > 0, { timeoutMs: 5000, what: "c takes its refusal back" });
+      expect(c.cluster.ready).toBe(false);
+      behind = 0;
+      // Its clock right, c asks its peers again: it holds the delete, and says it is ready.
+      await eventually(() => c.cluster.ready && c.store.getRecord("default", "k")?.version === gone.version, { timeoutMs: 5000, what: "c holds the delete and is ready" });
+      expect(nodes.map((n) => n.store.getRecord("default", "k")?.version)).toEqual([gone.version, gone.version, gone.version]);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  }, 20_000);
 });
