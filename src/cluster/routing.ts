@@ -68,6 +68,11 @@ export interface RouterDeps {
   isFilling?: (partition: number) => boolean;
   /** Whether THIS node may be filling any partition (Rebalancer.anyFilling), O(1). Default: never. */
   anyFilling?: () => boolean;
+  /**
+   * Why THIS node must not answer a forwarded read now (its clock is fenced: it
+   * would judge a TTL by a wall clock it knows to be off), or undefined. Default: never.
+   */
+  refusesReads?: () => MakhzenError | undefined;
   logger?: Logger;
 }
 
@@ -173,7 +178,8 @@ export class Router {
    * Sends `req` to the first target that answers, and answers what it answered,
    * turning an `error` answer back into the owner's MakhzenError (same code, same
    * message). "self" runs it here. Undefined when no target answered and `retry`
-   * (see the opening comment); without `retry` the first silence is UNAVAILABLE.
+   * (see the opening comment), or when no owner could serve a read (the caller's
+   * merge read then asks every copy); without `retry` the first silence is UNAVAILABLE.
    */
   async forward(req: ForwardRequest, targets: Target[], retry: boolean): Promise<ForwardAnswer | undefined> {
     const wait = req.w?.timeoutMs ?? req.r?.timeoutMs ?? 0;
@@ -212,8 +218,9 @@ export class Router {
       if (answer.error) {
         // An owner that cannot serve now (its clock fenced, its name in doubt, or a
         // read it could not answer: restarted a moment ago and still empty) applied
-        // nothing: the next owner may serve it.
-        if (cannotServe(req, answer.error.code) && t !== targets[targets.length - 1]) {
+        // nothing: the next owner may serve it. A read none could serve is left to
+        // the merge read (undefined), which judges the copies by this node's clock.
+        if (cannotServe(req, answer.error.code) && (req.op === "get" || t !== targets[targets.length - 1])) {
           this.logger.debug("an owner could not serve a forwarded request; trying the next", { peer: t === "self" ? "self" : t.name, code: answer.error.code });
           continue;
         }
@@ -225,9 +232,16 @@ export class Router {
     return undefined;
   }
 
-  /** Runs a forwarded request here: the peer op `forward`. Errors come back as the answer's `error`. */
+  /**
+   * Runs a forwarded request here: the peer op `forward`. Errors come back as the
+   * answer's `error`. A read refused (refusesReads: a fenced clock, which would
+   * expire TTLs early or late) goes to the next owner (cannotServe); writes are
+   * refused the same way by the item guard, on the owner's own path.
+   */
   serve(req: ForwardRequest): Promise<ForwardAnswer> {
     if (!this.handler) return Promise.resolve({ error: { code: "UNAVAILABLE", message: "this node serves no items" } });
+    const refused = req.op === "get" ? this.deps.refusesReads?.() : undefined;
+    if (refused) return Promise.resolve({ error: { code: refused.code, message: refused.message } });
     return this.handler(req);
   }
 

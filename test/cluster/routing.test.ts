@@ -279,6 +279,30 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect((await failure(() => service("a").set("default", key, "v3", { ifMatch: written.version.replace(/.$/, "x") }))).code).toBe("PRECONDITION_FAILED");
   });
 
+  test("a read is not served by an owner whose clock is fenced (it would expire a TTL early or late): the next owner, or the merge read, serves it", async () => {
+    const net = new MemoryTransport();
+    // c's clock runs 30 s fast: fenced, and by its own clock a 20 s TTL has run out.
+    const made = NAMES.map((n) => core(n, net, { replicas: 2, antiEntropyIntervalMs: 600_000, reapDeadAfterMs: 600_000 }, n === "c" ? { wall: () => Date.now() + 30_000 } : {}));
+    nodes.push(...made);
+    await joined(made);
+    for (const n of made) for (const m of made) if (m !== n) n.cluster.views.report(m.name, undefined, partitionsToHex([]));
+    for (const n of made) n.cluster.membership.tick();
+    const c = made[2]!;
+    await eventually(() => c.cluster.clockGuard.state().fenced, { what: "c fenced" });
+    const [service] = made.map((n) => new ItemsService({ items: n.items, store: n.store, cluster: n.cluster, config: n.config })) as [ItemsService];
+    const owners = (key: string) => [...made[0]!.cluster.placement.ownersOfKey(key)];
+    let key = "";
+    for (let i = 0; !key; i++) if (owners(`t${i}`)[0] === "c" && !owners(`t${i}`).includes("a")) key = `t${i}`;
+    const other = made.find((n) => n.name === owners(key)[1])!;
+    await service.set("default", key, "v", { ttl: 20 });
+    await eventually(() => c.store.getRecord("default", key)?.value === "v" && other.store.getRecord("default", key)?.value === "v", { what: "both owners hold it" });
+    expect((await service.get("default", key))?.value).toBe("v");
+    // With the other owner gone too, the merge read judges c's copy by a's clock.
+    net.cut(other.url);
+    expect((await service.get("default", key))?.value).toBe("v");
+    net.heal(other.url);
+  });
+
   test("r= whose other owner fails at once (cut, not yet suspect) is UNAVAILABLE at once, not a timeout it did not wait for", async () => {
     const { net, service, node, owners } = await cluster();
     let key = "";
