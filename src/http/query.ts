@@ -15,8 +15,8 @@ import { MakhzenError } from "../errors.ts";
 export function strictQuery(url: string, names: readonly string[]): URLSearchParams | undefined {
   const at = url.indexOf("?");
   if (at === -1) return undefined;
-  const hash = url.indexOf("#", at);
-  const q = new URLSearchParams(url.slice(at + 1, hash === -1 ? undefined : hash));
+  // To the end, `#` included, as Elysia's query parser reads it (the front end refuses a target with a fragment).
+  const q = new URLSearchParams(url.slice(at + 1));
   for (const name of names) {
     if (q.getAll(name).length > 1) throw new MakhzenError("BAD_REQUEST", `query parameter "${name}" is given more than once`);
   }

@@ -123,7 +123,7 @@ export const urlHost = (host: string): string => (host.includes(":") && !host.st
  * on another key), so it is given the canonical origin whole.
  */
 export function routableUrl(url: string): string {
-  if (url.charCodeAt(0) === 47 /* / */) return `http://localhost${url}`;
+  if (url.charCodeAt(0) === 47 /* / */) return relativeUrl(url);
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
   if (pathStart >= 11) return url;
   return `http://localhost${pathStart === -1 ? "/" : url.slice(pathStart)}`;
@@ -140,4 +140,18 @@ export function routableUrl(url: string): string {
 function withUrl(request: Request, url: string): Request {
   Object.defineProperty(request, "url", { value: url });
   return request;
+}
+
+/**
+ * A relative URL (no usable Host: see routableUrl) as Bun would have made it with
+ * one: its dot segments resolved and `\` read as `/` (WHATWG URL parsing), so one
+ * target names one key whatever the Host. Parsed after the origin, never as a
+ * reference against it: `//x/items/k` stays a path, not host `x`.
+ */
+function relativeUrl(path: string): string {
+  try {
+    return new URL(`http://localhost${path}`).href;
+  } catch {
+    return `http://localhost${path}`;
+  }
 }

@@ -85,6 +85,10 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     ["BREW", `BREW /pot HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
     ["a lowercase method", `get /items/k HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
     ["an unknown method, its head not all here", `BREW /pot HTTP/1.1\r\nHo`, 501, "NOT_IMPLEMENTED"],
+    ["an unknown method, not even its name all here", "F", 501, "NOT_IMPLEMENTED"],
+    ["a lowercase method, not even its name all here", "g", 501, "NOT_IMPLEMENTED"],
+    ["a target with a fragment", `GET /items?limit=2#&limit=0x10 HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
+    ["an item target with a fragment", `PUT /items/k#x HTTP/1.1\r\n${H}Content-Length: 2\r\n\r\n{}`, 400, "BAD_REQUEST"],
     ["a method that is not a token", `G@T /items/k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["HTTP/2.0", `GET /items/k HTTP/2.0\r\n${H}\r\n`, 505, "HTTP_VERSION"],
     ["lowercase http/1.1", `GET /items/k http/1.1\r\n${H}\r\n`, 505, "HTTP_VERSION"],
@@ -100,6 +104,21 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     ["more header lines than Bun takes", `GET /items/k HTTP/1.1\r\n${H}${headers(BUN_MAX_HEADER_LINES)}\r\n`, 431, "HEADERS_TOO_LARGE"],
   ])("%s", async (_name, request, status, code) => {
     expectRefusal(await sendAll([request]), status, code);
+  });
+
+  test("an unknown method split before its space is refused at its first byte; a method still arriving that Bun knows is waited for", async () => {
+    expectRefusal(await sendAll(["F", `OO /items/k HTTP/1.1\r\n${H}\r\n`]), 501, "NOT_IMPLEMENTED");
+    expect(refusal("M", 0)).toBeUndefined(); // MERGE, M-SEARCH, ...
+    expect(refusal("MERG", 0)).toBeUndefined();
+    expect(refusal("MERGX", 0)?.status).toBe(501);
+    expect(refusal("G@", 0)?.status).toBe(400);
+    const a = await sendAll(["PAT", `CH /items/k HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`], 20, 1_000);
+    expect(a.text).toMatch(/^HTTP\/1\.1 (405|404|200) /);
+  });
+
+  test("CONNECT names an authority, which Bun serves: not refused", () => {
+    expect(refusal(`CONNECT 127.0.0.1:443 HTTP/1.1\r\n${H}\r\n`, 0)).toBeUndefined();
+    expect(refusal(`GET 127.0.0.1:443 HTTP/1.1\r\n${H}\r\n`, 0)?.status).toBe(400);
   });
 
   test("pipelined requests before a refused one are answered first, in order; nothing after it is read", async () => {

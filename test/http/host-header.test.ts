@@ -101,3 +101,16 @@ test.each(HOSTLESS)("%s: a request is routed by the path it names", async (_name
   // A path starting with "//" is a path too, not an origin.
   expect(await raw(`${line("GET", "//items/victim")}\r\n`)).not.toContain("original");
 });
+
+test.each(HOSTLESS)("%s: dot segments and `\\` are read as with a Host, so one target names one key", async (_name, rest) => {
+  const line = (method: string, path: string) => `${method} ${path} ${rest}${AUTH}`;
+  const body = '{"value":"dotted"}';
+  const put = await raw(`${line("PUT", "/items/../buckets/bk/items/z")}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  expect(put).toMatch(/^HTTP\/1\.1 200 /);
+  expect(node.bucket("bk").get("z")?.value).toBe("dotted");
+  expect(node.bucket().get("../buckets/bk/items/z")).toBeUndefined();
+  const slash = await raw(`${line("PUT", "/items/a\\b")}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  expect(slash).toMatch(/^HTTP\/1\.1 200 /);
+  expect(node.bucket().get("a/b")?.value).toBe("dotted");
+  expect(await raw(`${line("GET", "/items/../healthz")}\r\n`)).toMatch(/^HTTP\/1\.1 200 /);
+});

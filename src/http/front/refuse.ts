@@ -47,6 +47,7 @@ const BARE_BREAK = /\r(?!\n)|(?<!\r)\n/;
 const HEADER_NAME_END = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:/;
 
 const bad = (message: string): Refusal => ({ status: 400, code: "BAD_REQUEST", message });
+const notImplemented = (method: string): Refusal => ({ status: 501, code: "NOT_IMPLEMENTED", message: `method ${JSON.stringify(method)} is not implemented (methods are case-sensitive)` });
 
 /**
  * The refusal Bun would answer the request starting at `text[start]` with, or
@@ -68,17 +69,27 @@ export function refusal(text: string, start: number): Refusal | undefined {
   const lineEnd = head.indexOf("\r\n");
   const line = lineEnd === -1 ? head : head.slice(0, lineEnd);
   const sp1 = line.indexOf(" ");
-  if (sp1 === -1) return lineEnd === -1 ? undefined : bad("the request line has no target");
+  if (sp1 === -1) {
+    if (lineEnd !== -1) return bad("the request line has no target");
+    // The method is still arriving: refused at once when no method Bun knows starts so
+    // (else the connection would go to Bun, which closes on an unknown method unanswered).
+    if (!TOKEN.test(line)) return bad("the request method is not a token");
+    for (const m of KNOWN_METHODS) if (m.startsWith(line)) return undefined;
+    return notImplemented(line);
+  }
   const method = line.slice(0, sp1);
   if (!TOKEN.test(method)) return bad("the request method is not a token");
-  if (!KNOWN_METHODS.has(method)) return { status: 501, code: "NOT_IMPLEMENTED", message: `method ${JSON.stringify(method)} is not implemented (methods are case-sensitive)` };
+  if (!KNOWN_METHODS.has(method)) return notImplemented(method);
   if (lineEnd === -1) return undefined;
 
   const sp2 = line.indexOf(" ", sp1 + 1);
   if (sp2 === sp1 + 1) return bad("the request target is empty");
   if (sp2 === -1) return { status: 505, code: "HTTP_VERSION", message: "the request line has no HTTP version (HTTP/1.1 or HTTP/1.0 are served)" };
   const target = line.slice(sp1 + 1, sp2);
-  if (target.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(target)) return bad("the request target is neither a path nor an absolute URL");
+  // CONNECT names an authority (host:port), which Bun serves; every other method a path or an absolute URL.
+  if (method !== "CONNECT" && target.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(target)) return bad("the request target is neither a path nor an absolute URL");
+  // A fragment is not part of a request target (RFC 9112); readers of the query disagree on where it ends.
+  if (target.includes("#")) return bad("the request target has a fragment (#)");
   const version = line.slice(sp2 + 1);
   if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return { status: 505, code: "HTTP_VERSION", message: `HTTP version ${JSON.stringify(version)} is not supported (HTTP/1.1 or HTTP/1.0 are)` };
   if (!complete) return undefined;
