@@ -31,7 +31,6 @@ export interface ClockGuardDeps {
   logger?: Logger;
 }
 
-
 /**
  * The share of maxOffsetMs past which a node is fenced. Below 1 (CockroachDB uses 0.8),
  * so that records from a node still open, stamped at most this far ahead, plus the
@@ -273,7 +272,7 @@ export class ClockGuard {
     if (!this.refused.add(`${id}\u0000${version}`, { aheadMs, offsetMs: state.offsetMs, atMono: this.mono(), atSample: this.samples })) return;
     this.refusedCount++;
     this.lines.line("clock.record-refused", "", (suppressed) =>
-      this.logger.warn("refused a record stamped too far ahead of the cluster's clock, for good", {
+      this.logger.warn("refused a record stamped too far ahead of the cluster's clock (for good once the next heartbeats confirm this node's clock)", {
         version,
         aheadMs,
         maxOffsetMs: this.deps.maxOffsetMs,

@@ -72,9 +72,17 @@ export class RefusalMemory {
    */
   confirm(nowMono: number, offsetSince: OffsetSince, maxOffsetMs: number): number {
     let takenBack = 0;
+    // Refusals made in one batch share their sample number: the offset since is worked out once for them.
+    let sinceSample = -1;
+    let since = { offsetMs: 0, measured: 0 };
     for (const [memo, p] of this.pending) {
-      if (nowMono - p.atMono < this.confirmAfterMs) continue;
-      const since = offsetSince(p.atSample);
+      // In the order they were made: the first too young ends the pass (a monotonic clock
+      // that jumped back only delays the rest).
+      if (nowMono - p.atMono < this.confirmAfterMs) break;
+      if (p.atSample !== sinceSample) {
+        sinceSample = p.atSample;
+        since = offsetSince(p.atSample);
+      }
       if (since.measured === 0) continue;
       this.pending.delete(memo);
       // The lead it had, by the offset measured since: an offset that moved (the
