@@ -24,7 +24,7 @@ export interface ClockGuardDeps {
    * again once the fence is down.
    */
   onDeferred?: () => void;
-  /** How long a refusal stays pending before the offset measured since confirms it (refusals.ts): two heartbeats. Default 2000. */
+  /** How long a refusal waits for every peer's first sample after it before it is decided with those that came (refusals.ts): two heartbeats. Default 2000. */
   confirmAfterMs?: number;
   /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
   monoMs?: () => number;
@@ -66,9 +66,8 @@ const RECOMPUTE_MS = 50;
 export class ClockGuard {
   private readonly offsets = new ClockOffsets();
   private readonly refused: RefusalMemory;
-  /** Samples taken since start, and the number of each peer's last (what a pending refusal is confirmed by). */
+  /** Clock samples taken since start: a pending refusal waits for the ones after it. */
   private samples = 0;
-  private readonly sampledAt = new Map<string, number>();
   /** The last median computed, and when (our wall clock). */
   private median?: { offsetMs: number; measured: number; widestMs: number; atMs: number };
   /** Whether the last state computed was fenced: a change of it is logged. */
@@ -107,18 +106,17 @@ export class ClockGuard {
     // one joins them (the sample may be the first thing to run after the step).
     this.noteStep(this.deps.clock.wallMs());
     this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
-    this.sampledAt.set(peer, ++this.samples);
+    this.samples++;
     this.median = undefined;
     this.baseWallMs = this.deps.clock.wallMs();
     this.baseMonoMs = this.mono();
-    const state = this.state(); // logs a fence going up or down at once, not at the next write
-    if (state.reason !== "unmeasured") this.confirmRefusals();
+    this.state(); // logs a fence going up or down at once, not at the next write
+    this.confirmRefusals(peer, sample.offsetMs);
     this.deps.onSample?.();
   }
 
   forget(peer: string): void {
     this.offsets.forget(peer);
-    this.sampledAt.delete(peer);
     this.median = undefined;
   }
 
@@ -269,7 +267,8 @@ export class ClockGuard {
     }
     const aheadMs = versionWallMs(version) - this.clusterNowMs();
     // Counted once: anti-entropy offers the same record again every round.
-    if (!this.refused.add(`${id}\u0000${version}`, { aheadMs, offsetMs: state.offsetMs, atMono: this.mono(), atSample: this.samples })) return;
+    const at = { sample: this.samples, mono: this.mono(), expected: this.median?.measured ?? 0 };
+    if (!this.refused.add(`${id}\u0000${version}`, { aheadMs, offsetMs: state.offsetMs }, at)) return;
     this.refusedCount++;
     this.lines.line("clock.record-refused", "", (suppressed) =>
       this.logger.warn("refused a record stamped too far ahead of the cluster's clock (for good once the next heartbeats confirm this node's clock)", {
@@ -287,15 +286,9 @@ export class ClockGuard {
     return this.refused.has(`${id}\u0000${version}`);
   }
 
-  /** Decides the refusals old enough (refusals.ts); those taken back are asked for again, as a fenced node's are. */
-  private confirmRefusals(): void {
-    const peers = this.deps.peers();
-    const offsetSince = (sample: number) => {
-      const offsets: number[] = [];
-      for (const p of peers) if ((this.sampledAt.get(p) ?? 0) > sample) offsets.push(this.offsets.offsetOf(p)!);
-      return { offsetMs: selfOffsetMs(offsets), measured: offsets.length };
-    };
-    const takenBack = this.refused.confirm(this.mono(), offsetSince, this.deps.maxOffsetMs);
+  /** Decides the refusals this sample completes (refusals.ts); those taken back are asked for again, as a fenced node's are. */
+  private confirmRefusals(peer: string, offsetMs: number): void {
+    const takenBack = this.refused.sampled(peer, offsetMs, this.mono(), this.deps.maxOffsetMs, selfOffsetMs);
     if (takenBack === 0) return;
     this.deferredCount += takenBack;
     this.logger.warn("took back refusals of records as too far ahead: the clock samples since show this node's clock was off when it judged them; they are asked for again", {

@@ -113,7 +113,7 @@ export class Cluster {
       peers: () => this.membership.list().map((m) => m.name),
       hasSeeds: () => this.membership.hasSeeds,
       unmeasuredGraceMs: config.deadAfterMs,
-      // Every member is probed each heartbeat: two of them measure every clock again after a refusal.
+      // Every member is probed each heartbeat: within two, every live peer has answered after a refusal.
       confirmAfterMs: 2 * config.heartbeatIntervalMs,
       monoMs: deps.monoMs,
       onSample: () => {

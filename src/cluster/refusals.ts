@@ -8,24 +8,22 @@
  */
 export const REFUSED_MEMORY_MAX = 100_000;
 
-/** A refusal not yet confirmed: what it was judged by. */
-interface Pending {
-  /** How far ahead of the cluster's clock the record was, as this node estimated it then. */
+/** How a refusal was judged: the record's lead over the cluster's clock and this node's offset, as estimated then. */
+export interface Judged {
   aheadMs: number;
-  /** This node's offset from the cluster's median then, as measured then. */
   offsetMs: number;
-  /** The monotonic clock then. */
-  atMono: number;
-  /**
-   * How many clock samples this node had taken then: the samples since are told by
-   * their number, not by a clock, as a clock that jumped back would place samples
-   * taken before the jump after it.
-   */
-  atSample: number;
 }
 
-/** This node's offset from the median of the peers measured after sample number `sample`, and how many were. */
-export type OffsetSince = (sample: number) => { offsetMs: number; measured: number };
+/** The refusals made between two clock samples, waiting for the samples after them. */
+interface Group {
+  /** The monotonic clock when the first of them was made. */
+  atMono: number;
+  /** How many peers' clocks counted when they were made: the samples to wait for. */
+  expected: number;
+  /** Each peer's first sample after them (its clock minus ours). */
+  firsts: Map<string, number>;
+  refusals: Map<string, Judged>;
+}
 
 /**
  * What a node remembers of the records it refused as stamped too far ahead
@@ -37,17 +35,22 @@ export type OffsetSince = (sample: number) => { offsetMs: number; measured: numb
  * until the next samples measure it the node judges by a clock that is off. A
  * record refused for good then, though honest, would never be taken: anti-entropy
  * could never repair the node, and once the sender's delete passed its grace
- * period the node's older value would spread back. So a refusal is first
- * `pending` (refused all the same, and counted), and `confirm` decides it once
- * `confirmAfterMs` has passed (every peer measured again since): with the offset
- * from the samples taken since, was the record still too far ahead when it came? If so it is
- * remembered for good; if not it is taken back, and the caller asks for it again.
+ * period the node's older value would spread back. So a refusal is first pending
+ * (refused all the same, and counted), and is decided by the first sample of each
+ * peer after it: the measurements nearest it, so a clock set right again later
+ * does not hide the jump. With this node's offset by those samples, was the record
+ * still too far ahead when it came? If so it is remembered for good; if not it is
+ * taken back, and the caller asks for it again. It is decided once every peer that
+ * counted then has answered, or `confirmAfterMs` later with those that have.
  * The trade-off: a record that really was too far ahead, refused just before this
  * node's own clock moved, may be taken back, and is judged again when it comes.
  */
 export class RefusalMemory {
   private readonly refused = new Set<string>();
-  private readonly pending = new Map<string, Pending>();
+  /** Pending refusals by the number of clock samples taken before them. */
+  private readonly groups = new Map<number, Group>();
+  /** Which group each pending refusal is in. */
+  private readonly pending = new Map<string, number>();
 
   constructor(private readonly confirmAfterMs: number) {}
 
@@ -56,39 +59,39 @@ export class RefusalMemory {
     return (this.refused.size > 0 && this.refused.has(memo)) || (this.pending.size > 0 && this.pending.has(memo));
   }
 
-  /** Notes a new refusal, pending; false when `memo` was refused already. */
-  add(memo: string, judged: Pending): boolean {
+  /**
+   * Notes a new refusal, pending, made after `atSample` clock samples when `expected`
+   * peers' clocks counted; false when `memo` was refused already.
+   */
+  add(memo: string, judged: Judged, at: { sample: number; mono: number; expected: number }): boolean {
     if (this.has(memo)) return false;
-    if (this.pending.size >= REFUSED_MEMORY_MAX) this.pending.delete(this.pending.keys().next().value!);
-    this.pending.set(memo, judged);
+    if (this.pending.size >= REFUSED_MEMORY_MAX) this.forgetOldestPending();
+    let group = this.groups.get(at.sample);
+    if (!group) this.groups.set(at.sample, (group = { atMono: at.mono, expected: at.expected, firsts: new Map(), refusals: new Map() }));
+    group.refusals.set(memo, judged);
+    this.pending.set(memo, at.sample);
     return true;
   }
 
   /**
-   * Decides the pending refusals at least confirmAfterMs old, by this node's offset
-   * from the peers measured since each was made (older samples may predate a jump):
-   * those still too far ahead are remembered for good, the others forgotten; one
-   * with no peer measured since stays pending. Returns how many were forgotten.
+   * A clock sample of `peer` (its clock minus ours) arrived: the groups it completes,
+   * or that waited confirmAfterMs, are decided by `selfOffset` of their first samples.
+   * Returns how many refusals were taken back.
    */
-  confirm(nowMono: number, offsetSince: OffsetSince, maxOffsetMs: number): number {
+  sampled(peer: string, offsetMs: number, nowMono: number, maxOffsetMs: number, selfOffset: (peerOffsets: number[]) => number): number {
     let takenBack = 0;
-    // Refusals made in one batch share their sample number: the offset since is worked out once for them.
-    let sinceSample = -1;
-    let since = { offsetMs: 0, measured: 0 };
-    for (const [memo, p] of this.pending) {
-      // In the order they were made: the first too young ends the pass (a monotonic clock
-      // that jumped back only delays the rest).
-      if (nowMono - p.atMono < this.confirmAfterMs) break;
-      if (p.atSample !== sinceSample) {
-        sinceSample = p.atSample;
-        since = offsetSince(p.atSample);
+    for (const [sample, group] of this.groups) {
+      if (!group.firsts.has(peer)) group.firsts.set(peer, offsetMs);
+      if (group.firsts.size < group.expected && nowMono - group.atMono < this.confirmAfterMs) continue;
+      this.groups.delete(sample);
+      const offsetNow = selfOffset([...group.firsts.values()]);
+      for (const [memo, j] of group.refusals) {
+        this.pending.delete(memo);
+        // The lead it had, by the offset measured after it: an offset that moved (the
+        // clock had jumped before the refusal) moves the lead with it.
+        if (j.aheadMs - j.offsetMs + offsetNow > maxOffsetMs) this.remember(memo);
+        else takenBack++;
       }
-      if (since.measured === 0) continue;
-      this.pending.delete(memo);
-      // The lead it had, by the offset measured since: an offset that moved (the
-      // clock had jumped before the refusal) moves the lead with it.
-      if (p.aheadMs - p.offsetMs + since.offsetMs > maxOffsetMs) this.remember(memo);
-      else takenBack++;
     }
     return takenBack;
   }
@@ -96,5 +99,13 @@ export class RefusalMemory {
   private remember(memo: string): void {
     if (this.refused.size >= REFUSED_MEMORY_MAX) this.refused.delete(this.refused.values().next().value!);
     this.refused.add(memo);
+  }
+
+  private forgetOldestPending(): void {
+    const [memo, sample] = this.pending.entries().next().value!;
+    this.pending.delete(memo);
+    const group = this.groups.get(sample)!;
+    group.refusals.delete(memo);
+    if (group.refusals.size === 0) this.groups.delete(sample);
   }
 }
