@@ -2,6 +2,7 @@ import type { CoreConfig } from "./core/options.ts";
 import { HybridClock } from "./core/clock.ts";
 import { Items } from "./core/items.ts";
 import { splitId, type StoredRecord } from "./core/record.ts";
+import { versionNode } from "./core/version.ts";
 import { Store } from "./core/store.ts";
 import { Digest } from "./cluster/digest.ts";
 import { Persistence, type FsyncPolicy } from "./storage/persistence.ts";
@@ -54,6 +55,12 @@ export interface NodeCore {
   readonly items: Items;
   /** The durable copy, loaded into the store already; absent without a data dir. */
   readonly disk: Persistence | undefined;
+  /**
+   * Whether the data dir held records other nodes wrote: this node was in a cluster
+   * before it restarted, and must not trust its clock before it has measured a peer's,
+   * seeds or not (ClockGuard's unmeasured fence).
+   */
+  readonly heldOthersWrites: boolean;
   /** Resolves once every change so far is committed to the data dir (at once without one). */
   durable(): Promise<void>;
   /** Flushes and closes the data dir. Idempotent. */
@@ -111,11 +118,13 @@ export function createCore(options: CreateCoreOptions): NodeCore {
         }),
       ),
   });
+  let heldOthersWrites = false;
   if (disk) {
     loading = true;
     try {
       disk.load((r) => {
         clock.observe(r.version); // so this node's next write is newer than anything it held
+        if (!heldOthersWrites && versionNode(r.version) !== config.name) heldOthersWrites = true;
         store.apply(r);
       }, clock.wallMs(), config.tombstoneTtlMs);
     } catch (e) {
@@ -132,6 +141,7 @@ export function createCore(options: CreateCoreOptions): NodeCore {
     digest,
     items,
     disk,
+    heldOthersWrites,
     durable: () => disk?.durable() ?? Promise.resolve(),
     close: () => disk?.close(),
   };

@@ -106,7 +106,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       : new PeerGuard({ secret: config.clusterSecret, wallClock: config.wallClock, refusals, log: log.child("security") });
   // The core is built first (the cluster needs its store); its hooks reach the
   // cluster, which exists by the time anything writes.
-  const { clock, store, digest, items, disk, ...core } = createCore({
+  const { clock, store, digest, items, disk, heldOthersWrites, ...core } = createCore({
     config,
     logger: log,
     onWrite: (record) => cluster.replicator.enqueueWritten(record),
@@ -129,6 +129,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     transport,
     changesReported: true,
     durableThroughMs: disk && (() => disk.durableThroughMs),
+    wasClustered: heldOthersWrites,
   });
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;

@@ -1,9 +1,9 @@
 import type { Clock } from "../core/clock.ts";
-import { ClockOffsets, selfOffsetMs, type ClockState, type OffsetSample } from "./clock-offset.ts";
+import { ClockOffsets, type ClockState, type OffsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
-import { versionWallMs, type Version } from "../core/version.ts";
+import { versionNode, versionWallMs, type Version } from "../core/version.ts";
 import { RefusalMemory } from "./refusals.ts";
 
 export interface ClockGuardDeps {
@@ -24,8 +24,6 @@ export interface ClockGuardDeps {
    * again once the fence is down.
    */
   onDeferred?: () => void;
-  /** How long a refusal waits for every peer's first sample after it before it is decided with those that came (refusals.ts): two heartbeats. Default 2000. */
-  confirmAfterMs?: number;
   /** A monotonic clock, in ms, against which steps of the wall clock are seen. Default: performance.now. */
   monoMs?: () => number;
   logger?: Logger;
@@ -66,8 +64,6 @@ const RECOMPUTE_MS = 50;
 export class ClockGuard {
   private readonly offsets = new ClockOffsets();
   private readonly refused: RefusalMemory;
-  /** Clock samples taken since start: a pending refusal waits for the ones after it. */
-  private samples = 0;
   /** The last median computed, and when (our wall clock). */
   private median?: { offsetMs: number; measured: number; widestMs: number; atMs: number };
   /** Whether the last state computed was fenced: a change of it is logged. */
@@ -89,7 +85,7 @@ export class ClockGuard {
     this.logger = deps.logger ?? silentLogger;
     this.lines = new LogLimiter(() => deps.clock.wallMs());
     this.mono = deps.monoMs ?? performance.now.bind(performance);
-    this.refused = new RefusalMemory(deps.confirmAfterMs ?? 2000);
+    this.refused = new RefusalMemory();
   }
 
   /** Records refused as stamped too far ahead, since start (for /metrics). */
@@ -106,12 +102,11 @@ export class ClockGuard {
     // one joins them (the sample may be the first thing to run after the step).
     this.noteStep(this.deps.clock.wallMs());
     this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
-    this.samples++;
     this.median = undefined;
     this.baseWallMs = this.deps.clock.wallMs();
     this.baseMonoMs = this.mono();
-    this.state(); // logs a fence going up or down at once, not at the next write
-    this.confirmRefusals(peer, sample.offsetMs);
+    const state = this.state(); // logs a fence going up or down at once, not at the next write
+    if (state.reason !== "unmeasured") this.takeBackRefusals(state.offsetMs);
     this.deps.onSample?.();
   }
 
@@ -267,8 +262,7 @@ export class ClockGuard {
     }
     const aheadMs = versionWallMs(version) - this.clusterNowMs();
     // Counted once: anti-entropy offers the same record again every round.
-    const at = { sample: this.samples, mono: this.mono(), expected: this.median?.measured ?? 0 };
-    if (!this.refused.add(`${id}\u0000${version}`, { aheadMs, offsetMs: state.offsetMs }, at)) return;
+    if (!this.refused.add(`${id}\u0000${version}`, versionNode(version), versionWallMs(version))) return;
     this.refusedCount++;
     this.lines.line("clock.record-refused", "", (suppressed) =>
       this.logger.warn("refused a record stamped too far ahead of the cluster's clock (for good once the next heartbeats confirm this node's clock)", {
@@ -286,9 +280,19 @@ export class ClockGuard {
     return this.refused.has(`${id}\u0000${version}`);
   }
 
-  /** Decides the refusals this sample completes (refusals.ts); those taken back are asked for again, as a fenced node's are. */
-  private confirmRefusals(peer: string, offsetMs: number): void {
-    const takenBack = this.refused.sampled(peer, offsetMs, this.mono(), this.deps.maxOffsetMs, selfOffsetMs);
+  /**
+   * Takes back refusals of records whose stamp has passed on their writer's clock,
+   * a clock within bounds (refusals.ts); they are asked for again, as a fenced node's are.
+   */
+  private takeBackRefusals(selfOffsetMs: number): void {
+    const wall = this.deps.clock.wallMs();
+    const clusterNow = wall - selfOffsetMs;
+    const takenBack = this.refused.takeBack((origin) => {
+      const o = this.offsets.offsetOf(origin);
+      if (o === undefined) return undefined;
+      const nowMs = wall + o;
+      return { nowMs, withinBounds: Math.abs(nowMs - clusterNow) <= this.deps.maxOffsetMs };
+    });
     if (takenBack === 0) return;
     this.deferredCount += takenBack;
     this.logger.warn("took back refusals of records as too far ahead: the clock samples since show this node's clock was off when it judged them; they are asked for again", {

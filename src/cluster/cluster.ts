@@ -40,6 +40,12 @@ export interface ClusterDeps {
    * data dir's commit point. Absent: no data dir (a crash empties the node).
    */
   durableThroughMs?: () => number;
+  /**
+   * Whether this node was in a cluster before (its data dir held other nodes'
+   * writes, NodeCore.heldOthersWrites): then, seeds or not, it measures a peer's
+   * clock before it writes, as a node with seeds does (ClockGuard).
+   */
+  wasClustered?: boolean;
   /** Monotonic clock, in ms, for failure detection and pauses (Membership.silenceClock), and against which the clock guard sees steps of the wall clock. Default: performance.now. */
   monoMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
@@ -111,10 +117,8 @@ export class Cluster {
       maxOffsetMs: config.maxClockOffsetMs,
       // Members that left too: their last offsets count for OFFSET_MAX_AGE_MS (clock-guard.ts).
       peers: () => this.membership.list().map((m) => m.name),
-      hasSeeds: () => this.membership.hasSeeds,
+      hasSeeds: () => this.membership.hasSeeds || deps.wasClustered === true,
       unmeasuredGraceMs: config.deadAfterMs,
-      // Every member is probed each heartbeat: within two, every live peer has answered after a refusal.
-      confirmAfterMs: 2 * config.heartbeatIntervalMs,
       monoMs: deps.monoMs,
       onSample: () => {
         this.retraction.review();

@@ -257,4 +257,32 @@ describe("a node restarted with a slow clock", () => {
       }
     }
   }, 60_000);
+
+  test("the first node, started without --peers, restarted from its data dir 2 s slow, takes no write before it has measured a peer's clock", async () => {
+    h = new Harness();
+    dir = mkdtempSync(join(tmpdir(), "makhzen-seedless-restart-"));
+    const clockFile = join(dir, "faketime");
+    writeFileSync(clockFile, "+0\n");
+    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1", FAKETIME_DONT_FAKE_MONOTONIC: "1" };
+    const dataDir = ["--data-dir", join(dir, "a"), "--fsync", "always"];
+    // Default timings: a heartbeat a second, so the restarted node is asked to write before any peer has pinged it.
+    let a = await h.start("a", { env, extraArgs: dataDir, timings: "default" });
+    const b = await h.start("b", { peers: [a.url], env: MAX_OFFSET, timings: "default" });
+    await ok(put(b, "s0", "from-b", "?w=all"));
+    await a.kill9();
+    writeFileSync(clockFile, "-2\n");
+    a = await h.start("a", { port: a.port, env, extraArgs: dataDir, timings: "default", waitReady: false });
+    await a.started();
+    // Its data dir holds b's writes: it was in a cluster, and waits for a peer's clock as a node with seeds does.
+    const write = await put(a, "s0", "from-a", "?w=quorum");
+    expect(`${write.status} ${await errorCode(write)}`).toBe("503 CLOCK_OFFSET");
+    expect((await fetch(`${a.url}/readyz`)).status).toBe(503);
+    // Once b's heartbeat reaches it, it measures b 2 s ahead and stays fenced (two clocks: neither can tell which is right); b's value stands.
+    await eventually(async () => {
+      const v = await view(a);
+      return v.clock.fenced && (offsetTo(v, "b") ?? 0) > 1500;
+    }, { timeoutMs: 8000, what: "a has measured b's clock 2 s ahead of its own, and is fenced" });
+    expect(`${(await put(a, "s0", "from-a")).status}`).toBe("503");
+    expect(((await (await ok(get(b, "s0"))).json()) as { value: string }).value).toBe("from-b");
+  }, 60_000);
 });
