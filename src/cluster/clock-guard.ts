@@ -54,7 +54,8 @@ const RECOMPUTE_MS = 50;
  *  - `tooFarAhead(version)`: whether a record from elsewhere is stamped more than
  *    maxOffsetMs ahead of the cluster's median clock as this node estimates it
  *    (its own clock corrected by its offset, so a node whose own clock is slow does
- *    not refuse honest records), and then refused for good (`refuse`/`wasRefused`);
+ *    not refuse honest records), and then refused (`refuse`/`wasRefused`, until
+ *    its stamp has passed on its writer's clock, a clock within bounds);
  *    but only by a node whose own clock is checked: a fenced node (not measured yet,
  *    or off itself) refuses such a record for now, and forgets it (see `refuse`).
  * A node is also fenced while its hybrid clock is ahead of the median by more than
@@ -232,10 +233,9 @@ export class ClockGuard {
   }
 
   /**
-   * Refuses (bucket\0key, version) as stamped too far ahead: for good (counted,
-   * logged, and `wasRefused` from now on, unless the clock samples of the next
-   * heartbeats show this node's clock was off when it judged: refusals.ts) when this
-   * node's own clock is checked.
+   * Refuses (bucket\0key, version) as stamped too far ahead, when this node's own
+   * clock is checked: counted, logged, and `wasRefused` from now on, until its stamp
+   * has passed on its writer's clock and that clock is within bounds (refusals.ts).
    * A fenced node refuses it for now and keeps no memory of it: its judgement rests
    * on a clock that is unmeasured (a restart, before the first heartbeat) or off
    * itself, and honest records refused for good then would never be taken, so
@@ -265,7 +265,7 @@ export class ClockGuard {
     if (!this.refused.add(`${id}\u0000${version}`, versionNode(version), versionWallMs(version))) return;
     this.refusedCount++;
     this.lines.line("clock.record-refused", "", (suppressed) =>
-      this.logger.warn("refused a record stamped too far ahead of the cluster's clock (for good once the next heartbeats confirm this node's clock)", {
+      this.logger.warn("refused a record stamped too far ahead of the cluster's clock", {
         version,
         aheadMs,
         maxOffsetMs: this.deps.maxOffsetMs,
@@ -295,7 +295,7 @@ export class ClockGuard {
     });
     if (takenBack === 0) return;
     this.deferredCount += takenBack;
-    this.logger.warn("took back refusals of records as too far ahead: the clock samples since show this node's clock was off when it judged them; they are asked for again", {
+    this.logger.warn("took back refusals of records as too far ahead: their stamps have passed on their writers' clocks, which are within bounds; they are asked for again", {
       records: takenBack,
       offsetMs: this.state().offsetMs,
       deferred: this.deferredCount,

@@ -16,7 +16,8 @@ export interface RemoteRecordsDeps {
  * many changed the store, and the indices of those this node does not hold within
  * bounds (`tooNew`), which a sender must not count as acknowledged:
  *  - a record stamped more than --max-clock-offset ahead of the cluster's clock (or
- *    one refused so before) is refused for good, and the clock never sees it;
+ *    one refused so before) is refused (clock-guard.ts says for how long), and the
+ *    clock never sees it;
  *  - a record older than what this node holds, when what it holds is itself stamped
  *    that far ahead (this node wrote it in the moment before its fence went up):
  *    acknowledging it would count a replica whose copy will not survive.

@@ -44,7 +44,7 @@ export interface ClusterStats {
   antiEntropy: { rounds: number; failures: number; pushed: number; pulled: number; refused: number };
   /** Heartbeats (gossip probes) to members that failed. */
   heartbeatFailures: number;
-  /** Records from peers refused for good as stamped too far ahead of the cluster's clock. */
+  /** Records from peers refused as stamped too far ahead of the cluster's clock. */
   refusedTooNew: number;
   /** The same refused for now, while this node's own clock was not checked (asked for again once it is). */
   deferredTooNew: number;

@@ -195,7 +195,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   gauge("partitions_owned", "Partitions this node owns under placement now (of 256; all of them while replicas >= members).", [], (g) =>
     g.set(cluster().partitionsOwned),
   );
-  total("replication_refused_records_total", "Records from peers refused for good as stamped more than --max-clock-offset ahead of the cluster's median clock.", [], (set) =>
+  total("replication_refused_records_total", "Records from peers refused as stamped more than --max-clock-offset ahead of the cluster's median clock.", [], (set) =>
     set(cluster().refusedTooNew),
   );
   total("replication_deferred_records_total", "Records from peers refused for now, while this node's own clock was not checked against the cluster's (unmeasured or off): asked for again once it is.", [], (set) =>
