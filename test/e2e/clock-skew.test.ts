@@ -213,14 +213,24 @@ describe("a node restarted with a slow clock", () => {
     dir = undefined;
   });
 
+  /**
+   * A temporary dir, and a node's environment whose wall clock libfaketime reads from a
+   * file in it (`setClock("-2")` slows it by 2 s, "+0" sets it right; its monotonic
+   * clock stays real), and a data dir there for `name`.
+   */
+  const slowable = (name: string) => {
+    dir = mkdtempSync(join(tmpdir(), "makhzen-slow-clock-"));
+    const clockFile = join(dir, "faketime");
+    const setClock = (offset: string) => writeFileSync(clockFile, `${offset}\n`);
+    setClock("+0");
+    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1", FAKETIME_DONT_FAKE_MONOTONIC: "1" };
+    return { env, setClock, dataDir: ["--data-dir", join(dir, name), "--fsync", "always"] };
+  };
+
   test("restarted from its data dir 2 s slow, it takes what it missed once it is measured; no acknowledged delete comes back", async () => {
     h = new Harness();
-    dir = mkdtempSync(join(tmpdir(), "makhzen-slow-restart-"));
-    // c's wall clock is read from a file, so it can be set slow for the restart and right again later (its monotonic clock is real).
-    const clockFile = join(dir, "faketime");
-    writeFileSync(clockFile, "+0\n");
-    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1", FAKETIME_DONT_FAKE_MONOTONIC: "1" };
-    const dataDir = ["--data-dir", join(dir, "c"), "--fsync", "always"];
+    // c's wall clock can be set slow for the restart and right again later.
+    const { env, setClock, dataDir } = slowable("c");
     const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
     let c = await h.start("c", { peers: [a.url], env, extraArgs: dataDir });
     const keys = Array.from({ length: 20 }, (_, i) => `z${i}`);
@@ -232,7 +242,7 @@ describe("a node restarted with a slow clock", () => {
 
     // c comes back from its data dir (holding "old" everywhere) with its clock 2 s slow:
     // until it has measured a peer, the honest records it is sent look 2 s ahead of it.
-    writeFileSync(clockFile, "-2\n");
+    setClock("-2");
     c = await h.start("c", { port: c.port, peers: [a.url], env, extraArgs: dataDir, waitReady: false });
     await c.started();
     await eventually(async () => (await view(c)).clock.offsetMs < -1500, { timeoutMs: 8000, what: "c has measured its clock 2 s behind the cluster's" });
@@ -247,7 +257,7 @@ describe("a node restarted with a slow clock", () => {
     }
 
     // Its clock set right, c is ready, and every node holds the same: the deletes and the rewrites.
-    writeFileSync(clockFile, "+0\n");
+    setClock("+0");
     await c.ready({ timeoutMs: 10_000 });
     await converged([a, b, c]);
     for (const n of [a, b, c]) {
@@ -260,17 +270,13 @@ describe("a node restarted with a slow clock", () => {
 
   test("the first node, started without --peers, restarted from its data dir 2 s slow, takes no write before it has measured a peer's clock", async () => {
     h = new Harness();
-    dir = mkdtempSync(join(tmpdir(), "makhzen-seedless-restart-"));
-    const clockFile = join(dir, "faketime");
-    writeFileSync(clockFile, "+0\n");
-    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1", FAKETIME_DONT_FAKE_MONOTONIC: "1" };
-    const dataDir = ["--data-dir", join(dir, "a"), "--fsync", "always"];
+    const { env, setClock, dataDir } = slowable("a");
     // Default timings: a heartbeat a second, so the restarted node is asked to write before any peer has pinged it.
     let a = await h.start("a", { env, extraArgs: dataDir, timings: "default" });
     const b = await h.start("b", { peers: [a.url], env: MAX_OFFSET, timings: "default" });
     await ok(put(b, "s0", "from-b", "?w=all"));
     await a.kill9();
-    writeFileSync(clockFile, "-2\n");
+    setClock("-2");
     a = await h.start("a", { port: a.port, env, extraArgs: dataDir, timings: "default", waitReady: false });
     await a.started();
     // Its data dir holds b's writes: it was in a cluster, and waits for a peer's clock as a node with seeds does.

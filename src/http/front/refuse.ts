@@ -47,7 +47,7 @@ const BARE_BREAK = /\r(?!\n)|(?<!\r)\n/;
 const HEADER_NAME_END = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:/;
 
 const bad = (message: string): Refusal => ({ status: 400, code: "BAD_REQUEST", message });
-const notImplemented = (method: string): Refusal => ({ status: 501, code: "NOT_IMPLEMENTED", message: `method ${JSON.stringify(method)} is not implemented (methods are case-sensitive)` });
+const notImplemented = (method: string): Refusal => ({ status: 501, code: "NOT_IMPLEMENTED", message: `method ${JSON.stringify(method)} is not a method this server knows (methods are case-sensitive)` });
 
 /**
  * The refusal Bun would answer the request starting at `text[start]` with, or
