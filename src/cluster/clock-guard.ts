@@ -275,6 +275,11 @@ export class ClockGuard {
     );
   }
 
+  /** Whether any refusal is remembered: until one is, `wasRefused` need not be asked (its key's id is a string built per record). */
+  get remembersRefusals(): boolean {
+    return this.refused.size > 0;
+  }
+
   /** Whether this exact record was refused before (and so stays refused). */
   wasRefused(id: string, version: Version): boolean {
     return this.refused.has(`${id}\u0000${version}`);

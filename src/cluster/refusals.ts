@@ -41,6 +41,11 @@ export class RefusalMemory {
   /** The same by writer, each list in the order refused (about stamp order), with the stamp. */
   private readonly byOrigin = new Map<string, { memo: string; stampMs: number }[]>();
 
+  /** How many refusals are remembered. */
+  get size(): number {
+    return this.refused.size;
+  }
+
   /** Whether `memo` is refused. */
   has(memo: string): boolean {
     return this.refused.size > 0 && this.refused.has(memo);

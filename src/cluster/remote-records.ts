@@ -34,9 +34,9 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
   let applied = 0;
   const tooNew: number[] = [];
   let newest = "";
-  // The refusal memory is asked only once it holds something: the key's id is a
+  // The refusal memory is asked only while it holds something: the key's id is a
   // string built per record, and a node whose clocks agree never refuses one.
-  const anyRefused = guard.refusedTooNew > 0;
+  const anyRefused = guard.remembersRefusals;
   try {
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
