@@ -262,7 +262,8 @@ export class ClockGuard {
     }
     const aheadMs = versionWallMs(version) - this.clusterNowMs();
     // Counted once: anti-entropy offers the same record again every round.
-    if (!this.refused.add(`${id}\u0000${version}`, versionNode(version), versionWallMs(version))) return;
+    const origin = versionNode(version);
+    if (!this.refused.add(`${id}\u0000${version}`, origin, versionWallMs(version), this.writerWithinBounds(origin, state.offsetMs))) return;
     this.refusedCount++;
     this.lines.line("clock.record-refused", "", (suppressed) =>
       this.logger.warn("refused a record stamped too far ahead of the cluster's clock", {
@@ -273,6 +274,13 @@ export class ClockGuard {
         suppressed,
       }),
     );
+  }
+
+  /** Whether `origin`'s clock, as measured, is within maxOffsetMs of the cluster's median clock; false when it is not measured. */
+  private writerWithinBounds(origin: string, selfOffsetMs: number): boolean {
+    const o = this.offsets.offsetOf(origin);
+    // Its clock minus the median: its clock minus ours, plus ours minus the median.
+    return o !== undefined && Math.abs(o + selfOffsetMs) <= this.deps.maxOffsetMs;
   }
 
   /** Whether any refusal is remembered: until one is, `wasRefused` need not be asked (its key's id is a string built per record). */
@@ -291,12 +299,10 @@ export class ClockGuard {
    */
   private takeBackRefusals(selfOffsetMs: number): void {
     const wall = this.deps.clock.wallMs();
-    const clusterNow = wall - selfOffsetMs;
     const takenBack = this.refused.takeBack((origin) => {
       const o = this.offsets.offsetOf(origin);
       if (o === undefined) return undefined;
-      const nowMs = wall + o;
-      return { nowMs, withinBounds: Math.abs(nowMs - clusterNow) <= this.deps.maxOffsetMs };
+      return { nowMs: wall + o, withinBounds: this.writerWithinBounds(origin, selfOffsetMs) };
     });
     if (takenBack === 0) return;
     this.deferredCount += takenBack;

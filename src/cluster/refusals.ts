@@ -11,6 +11,12 @@ export const REFUSED_MEMORY_MAX = 100_000;
 /** What this node knows of a writer's clock now, by its measured offset; undefined when it has not measured that writer. */
 export type OriginClock = (origin: string) => { nowMs: number; withinBounds: boolean } | undefined;
 
+/** One refusal in a writer's list. */
+interface Refused {
+  memo: string;
+  stampMs: number;
+}
+
 /**
  * What a node remembers of the records it refused as stamped too far ahead
  * (ClockGuard.refuse), keyed by `bucket\0key\0version`, and when it takes a refusal back.
@@ -27,8 +33,10 @@ export type OriginClock = (origin: string) => { nowMs: number; withinBounds: boo
  * once the record's stamp has passed on the origin's own clock, as measured now,
  * and that clock is within --max-clock-offset of the cluster's, the record is no
  * longer from the future: the refusal is taken back, and the caller asks for it
- * again. A record from a writer whose clock is off stays refused, and so does one
- * whose writer this node does not measure.
+ * again. Only refusals of records whose writer was measured within bounds when they
+ * came: a writer measured off then (a node whose own, larger --max-clock-offset kept
+ * it open) stamped them too far ahead, and they stay refused for good, as does a
+ * record whose writer this node does not measure.
  *
  * The trade-off: a writer whose clock jumped ahead for less than a heartbeat, unseen
  * by itself, keeps what it stamped then (retraction.ts), and its peers take those
@@ -38,8 +46,8 @@ export type OriginClock = (origin: string) => { nowMs: number; withinBounds: boo
 export class RefusalMemory {
   /** Every refusal, oldest first. */
   private readonly refused = new Set<string>();
-  /** The same by writer, each list in the order refused (about stamp order), with the stamp. */
-  private readonly byOrigin = new Map<string, { memo: string; stampMs: number }[]>();
+  /** The refusals that may be taken back, by writer, each list in stamp order. */
+  private readonly byOrigin = new Map<string, Refused[]>();
 
   /** How many refusals are remembered. */
   get size(): number {
@@ -51,22 +59,30 @@ export class RefusalMemory {
     return this.refused.size > 0 && this.refused.has(memo);
   }
 
-  /** Notes a refusal of a record `origin` stamped at `stampMs`; false when `memo` was refused already. */
-  add(memo: string, origin: string, stampMs: number): boolean {
+  /**
+   * Notes a refusal of a record `origin` stamped at `stampMs`; `writerWithinBounds`:
+   * whether this node measured that writer's clock within bounds when the record
+   * came (else the refusal is for good). False when `memo` was refused already.
+   */
+  add(memo: string, origin: string, stampMs: number, writerWithinBounds: boolean): boolean {
     if (this.has(memo)) return false;
     // The oldest forgotten past the bound; its entry in byOrigin goes when that list is next walked.
     if (this.refused.size >= REFUSED_MEMORY_MAX) this.refused.delete(this.refused.values().next().value!);
     this.refused.add(memo);
+    if (!writerWithinBounds) return true;
     let list = this.byOrigin.get(origin);
     if (!list) this.byOrigin.set(origin, (list = []));
-    list.push({ memo, stampMs });
+    // In stamp order, so a stamp far ahead does not hold back the ones after it; most come in order (a push at the end).
+    let at = list.length;
+    while (at > 0 && list[at - 1]!.stampMs > stampMs) at--;
+    list.splice(at, 0, { memo, stampMs });
     return true;
   }
 
   /**
    * Takes back the refusals whose stamp has passed on their writer's clock, for
    * writers measured within bounds (see the class comment). Returns how many.
-   * Walks each such writer's list from its oldest while stamps have passed: O(taken back) a sample.
+   * Walks each such writer's list from its earliest stamp while stamps have passed: O(taken back) a sample.
    */
   takeBack(origin: OriginClock): number {
     let taken = 0;

@@ -205,17 +205,40 @@ describe("ClockGuard", () => {
     expect(g.wasRefused("default\u0000s", stranger)).toBe(true);
   });
 
-  test("a record from a writer whose clock is off stays refused after its stamp has passed", () => {
+  test("a record from a writer measured off when it came stays refused for good, though that clock is set right and its stamp has passed", () => {
     const wall = new ManualWallClock();
     const g = new ClockGuard({ clock: new HybridClock("a", wall.read), maxOffsetMs: 500, peers: () => ["b", "c"], hasSeeds: () => false, unmeasuredGraceMs: 60_000, monoMs: wall.read });
     g.record("b", offsetSample(wall.ms, wall.ms, wall.ms));
-    g.record("c", offsetSample(wall.ms, wall.ms + 3000, wall.ms)); // c runs 3 s fast
+    // c runs 3 s fast (open all the same: its own --max-clock-offset is larger).
+    g.record("c", offsetSample(wall.ms, wall.ms + 3000, wall.ms));
     const fromC = formatVersion(wall.ms + 3000, 0, "c");
     g.refuse("default\u0000k", fromC);
     wall.advance(5000);
     g.record("b", offsetSample(wall.ms, wall.ms, wall.ms));
     g.record("c", offsetSample(wall.ms, wall.ms + 3000, wall.ms));
     expect([g.wasRefused("default\u0000k", fromC), g.deferredTooNew]).toEqual([true, 0]);
+    // c's clock is set right: what it stamped 3 s ahead still must not win over what others wrote since.
+    g.record("c", offsetSample(wall.ms, wall.ms, wall.ms));
+    wall.advance(1000);
+    g.record("b", offsetSample(wall.ms, wall.ms, wall.ms));
+    expect([g.wasRefused("default\u0000k", fromC), g.deferredTooNew]).toEqual([true, 0]);
+  });
+
+  test("a refusal far ahead does not hold back a writer's later ones: each is taken back once its own stamp has passed", () => {
+    const wall = new ManualWallClock();
+    const peers = ["b", "c"];
+    const g = new ClockGuard({ clock: new HybridClock("a", wall.read), maxOffsetMs: 500, peers: () => peers, hasSeeds: () => false, unmeasuredGraceMs: 60_000, monoMs: wall.read });
+    for (const p of peers) g.record(p, offsetSample(wall.ms, wall.ms, wall.ms));
+    // b jumped 120 s ahead for a moment (unseen, within bounds as measured) and wrote once.
+    const far = formatVersion(wall.ms + 120_000, 0, "b");
+    g.refuse("default\u0000far", far);
+    // Later this node's clocks jump back 1 s unseen, and an honest delete from b looks ahead.
+    wall.advance(-1000);
+    const honest = formatVersion(wall.ms + 1000 - 100, 0, "b");
+    g.refuse("default\u0000k", honest);
+    wall.advance(1000); // set right before any sample
+    g.record("b", offsetSample(wall.ms, wall.ms, wall.ms));
+    expect([g.wasRefused("default\u0000k", honest), g.wasRefused("default\u0000far", far)]).toEqual([false, true]);
   });
 
   test("a node with a slow clock judges records by the median clock, not its own", () => {
