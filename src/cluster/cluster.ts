@@ -173,10 +173,7 @@ export class Cluster {
     this.consistency = new Consistency({ store, membership, replicator, transport, placement, applyRemote: (records) => this.applyRemote(records), logger: this.logger });
     this.router = new Router({ placement, views, membership, transport, store, config, applyRemote: (records) => this.applyRemote(records),
       isFilling: (p) => this.rebalancer.isFilling(p), anyFilling: () => this.rebalancer.anyFilling(), logger: this.logger.child("routing"),
-      refusesReads: () => {
-        const clock = this.clockGuard.state();
-        return clock.fenced ? clockOffsetError(clock) : undefined;
-      } });
+      refusesReads: () => this.clockRefusal() });
     this.stability = new Stability({
       self: this.self,
       hasSeeds: config.peers.length > 0,
@@ -239,11 +236,17 @@ export class Cluster {
   }
 
 
+  /** CLOCK_OFFSET while this node's clock is fenced (what a write, /readyz and a forwarded read are refused with), else undefined. */
+  private clockRefusal(): MakhzenError | undefined {
+    const clock = this.clockGuard.state();
+    return clock.fenced ? clockOffsetError(clock) : undefined;
+  }
+
   /** Why the node is not ready, for /readyz; undefined when it is. */
   notReadyReason(): MakhzenError | undefined {
     if (this.nameLost) return this.nameLost;
-    const clock = this.clockGuard.state();
-    if (clock.fenced) return clockOffsetError(clock);
+    const clock = this.clockRefusal();
+    if (clock) return clock;
     if (this.leaving) return new MakhzenError("UNAVAILABLE", "the node is leaving the cluster");
     if (!this.isReady) return new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers");
     if (this.catchUp.pending) return new MakhzenError("UNAVAILABLE", "the node is asking its peers again for records it refused while its clock was unchecked");
@@ -257,8 +260,8 @@ export class Cluster {
    */
   checkWritable(): void {
     if (this.nameLost) throw this.nameLost;
-    const clock = this.clockGuard.state();
-    if (clock.fenced) throw clockOffsetError(clock);
+    const clock = this.clockRefusal();
+    if (clock) throw clock;
   }
 
   /** Settles (never rejects) when the node must stop: another process took its name. */

@@ -6,7 +6,7 @@
  * clock was off for a heartbeat (before its fence went up) can hold such records,
  * and a later honest write of the key supersedes them anyway. ~100 bytes each.
  */
-export const REFUSED_MEMORY_MAX = 100_000;
+const REFUSED_MEMORY_MAX = 100_000;
 
 /** What this node knows of a writer's clock now, by its measured offset; undefined when it has not measured that writer. */
 export type OriginClock = (origin: string) => { nowMs: number; withinBounds: boolean } | undefined;
@@ -46,8 +46,19 @@ interface Refused {
 export class RefusalMemory {
   /** Every refusal, oldest first. */
   private readonly refused = new Set<string>();
-  /** The refusals that may be taken back, by writer, each list in stamp order. */
+  /**
+   * The refusals that may be taken back, by writer, each list in stamp order. An
+   * entry whose refusal the bound forgot stays until its list is walked, or
+   * compacted (`listed` past twice the bound): the lists stay bounded even for a
+   * writer whose stamps never pass.
+   */
   private readonly byOrigin = new Map<string, Refused[]>();
+  private listed = 0;
+
+  /** Entries in the writers' lists (forgotten ones included until dropped): at most twice REFUSED_MEMORY_MAX. */
+  get listedEntries(): number {
+    return this.listed;
+  }
 
   /** How many refusals are remembered. */
   get size(): number {
@@ -76,7 +87,19 @@ export class RefusalMemory {
     let at = list.length;
     while (at > 0 && list[at - 1]!.stampMs > stampMs) at--;
     list.splice(at, 0, { memo, stampMs });
+    if (++this.listed > 2 * REFUSED_MEMORY_MAX) this.compact();
     return true;
+  }
+
+  /** Drops the entries of refusals the bound forgot: O(entries), once per REFUSED_MEMORY_MAX refusals at most. */
+  private compact(): void {
+    this.listed = 0;
+    for (const [name, list] of this.byOrigin) {
+      const kept = list.filter((r) => this.refused.has(r.memo));
+      if (kept.length === 0) this.byOrigin.delete(name);
+      else this.byOrigin.set(name, kept);
+      this.listed += kept.length;
+    }
   }
 
   /**
@@ -93,6 +116,7 @@ export class RefusalMemory {
       for (; i < list.length && list[i]!.stampMs <= clock.nowMs; i++) {
         if (this.refused.delete(list[i]!.memo)) taken++;
       }
+      this.listed -= i;
       if (i === list.length) this.byOrigin.delete(name);
       else if (i > 0) list.splice(0, i);
     }
