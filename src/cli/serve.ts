@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import type { NodeConfig } from "../config.ts";
-import { MakhzenError } from "../errors.ts";
+import { isJoinRefusal, MakhzenError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../ops/log.ts";
 import { createNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
@@ -33,7 +33,7 @@ export const serve = defineCommand({
       ({ url, respUrl } = await node.listen());
     } catch (e) {
       // Configuration errors a seed found: no retry would mend them, so exit 1 with its reason.
-      if (e instanceof MakhzenError && (e.code === "NAME_TAKEN" || e.code === "REPLICAS_MISMATCH")) throw new CliError(`cannot join the cluster: ${e.message}`);
+      if (isJoinRefusal(e)) throw new CliError(`cannot join the cluster: ${e.message}`);
       if (e instanceof MakhzenError && e.code === "PROTECTED_MODE") throw new CliError(e.message);
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       // Bun.listen's error (the RESP listener) carries its port; Bun.serve's (HTTP) does not.

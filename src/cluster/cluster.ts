@@ -272,7 +272,7 @@ export class Cluster {
   /**
    * Joins through the seeds, starts heartbeats and anti-entropy, and runs the
    * first sync in the background (`ready` turns true when it ends or times out).
-   * Rejects with NAME_TAKEN when a seed refuses our name, REPLICAS_MISMATCH our --replicas.
+   * Rejects with a JOIN_REFUSALS code when a seed refuses our name, --replicas or --max-clock-offset.
    */
   async start(listenUrl: string): Promise<void> {
     this.self.url ||= listenUrl;

@@ -71,19 +71,42 @@ export function mustYield(mine: WireMember, other: WireMember, wasPaused: boolea
 export const probeTimeoutMs = (cfg: Pick<ClusterConfig, "requestTimeoutMs" | "suspectAfterMs">): number =>
   Math.min(cfg.requestTimeoutMs, Math.max(cfg.suspectAfterMs, 50));
 
+/** A duration in ms as the flag takes it: whole seconds as "10s", else "1500ms". */
+const asFlag = (ms: number): string => (ms > 0 && ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
+
+/** The settings every member must share, as a join carries them (JoinRequest). */
+export interface SharedSettings {
+  replicas?: number;
+  maxClockOffsetMs?: number;
+}
+
 /**
- * Why a join must be refused for its replication factor, or undefined (pure). Every
- * member computes the owners of every partition from the member list and its own
- * --replicas; two values in one cluster would put a key on owners the others never
- * look at, so the seed refuses a joiner whose value differs. A join that does not
- * say (an older node), or a membership not told its own (tests), is not checked.
+ * Why a join must be refused for a setting the cluster must share, or undefined
+ * (pure). A setting a join does not carry (an older node), or one this membership
+ * was not told (tests), is not checked.
+ *  - --replicas: every member computes the owners of every partition from the member
+ *    list and its own value; two values would put a key on owners the others never
+ *    look at.
+ *  - --max-clock-offset: a node judges its peers' records and clocks by its own
+ *    value. One given a larger value stays open while the others measure it off and
+ *    keep its far-ahead writes out for good; it keeps them itself, and the cluster
+ *    stays apart on those keys.
  */
-export function replicasRefusal(joiner: string, theirs: number | undefined, ours: number | undefined): MakhzenError | undefined {
-  if (theirs === undefined || ours === undefined || theirs === ours) return undefined;
-  return new MakhzenError(
-    "REPLICAS_MISMATCH",
-    `node "${joiner}" was started with --replicas ${theirs} but this cluster runs --replicas ${ours}; give every member the same value`,
-  );
+export function joinSettingsRefusal(joiner: string, theirs: SharedSettings, ours: SharedSettings): MakhzenError | undefined {
+  const differs = (a: number | undefined, b: number | undefined): boolean => a !== undefined && b !== undefined && a !== b;
+  if (differs(theirs.replicas, ours.replicas)) {
+    return new MakhzenError(
+      "REPLICAS_MISMATCH",
+      `node "${joiner}" was started with --replicas ${theirs.replicas} but this cluster runs --replicas ${ours.replicas}; give every member the same value`,
+    );
+  }
+  if (differs(theirs.maxClockOffsetMs, ours.maxClockOffsetMs)) {
+    return new MakhzenError(
+      "CLOCK_OFFSET_MISMATCH",
+      `node "${joiner}" was started with --max-clock-offset ${asFlag(theirs.maxClockOffsetMs!)} but this cluster runs --max-clock-offset ${asFlag(ours.maxClockOffsetMs!)}; give every member the same value`,
+    );
+  }
+  return undefined;
 }
 
 /**

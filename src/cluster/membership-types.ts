@@ -8,8 +8,8 @@ import type { PeerTransport } from "./protocol/peer-ops.ts";
 /** The shapes around Membership (membership.ts): what it is given, what it tells. */
 
 export type MembershipConfig = Pick<ClusterConfig, "heartbeatIntervalMs" | "suspectAfterMs" | "deadAfterMs" | "reapDeadAfterMs" | "requestTimeoutMs"> &
-  /** Absent (tests of membership alone): joins are sent without it and not checked for it. */
-  Partial<Pick<ClusterConfig, "replicas">>;
+  /** Absent (tests of membership alone): joins are sent without them and not checked for them. */
+  Partial<Pick<ClusterConfig, "replicas" | "maxClockOffsetMs">>;
 
 export interface Member extends WireMember {
   /**

@@ -2,7 +2,7 @@ import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
-import { isLive, mergeDecision, probeTimeoutMs, replicasRefusal, reportOf, stateAfterSilence } from "./membership-rules.ts";
+import { isLive, joinSettingsRefusal, mergeDecision, probeTimeoutMs, reportOf, stateAfterSilence, type SharedSettings } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 import { Seeds } from "./seeds.ts";
@@ -108,7 +108,7 @@ export class Membership {
     return { peers, reachable };
   }
 
-  /** Joins through the seeds (Seeds.join): true once joined; rejects with NAME_TAKEN or REPLICAS_MISMATCH. */
+  /** Joins through the seeds (Seeds.join): true once joined; rejects with a JOIN_REFUSALS code. */
   join(seeds: string[]): Promise<boolean> {
     return this.seeds.join(seeds);
   }
@@ -143,10 +143,10 @@ export class Membership {
    * killed and started again on another address within seconds is still listed
    * alive by its peers, and a corpse must not keep the name from the living. The
    * holder's silence makes it dead here, and the joiner takes the name over. A
-   * joiner with another --replicas is refused first (replicasRefusal).
+   * joiner with another --replicas or --max-clock-offset is refused first (joinSettingsRefusal).
    */
-  async handleJoinChecked(joiner: WireMember, replicas?: number): Promise<MembersAnswer> {
-    const mismatch = replicasRefusal(joiner.name, replicas, this.deps.config.replicas);
+  async handleJoinChecked(joiner: WireMember, settings: SharedSettings): Promise<MembersAnswer> {
+    const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config);
     if (mismatch) throw mismatch;
     const held = this.members.get(joiner.name);
     if (held && held.url !== joiner.url && isLive(held.state)) {

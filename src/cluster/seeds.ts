@@ -1,5 +1,5 @@
 import type { ClusterConfig } from "./options.ts";
-import { MakhzenError } from "../errors.ts";
+import { isJoinRefusal, type JoinRefusal } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import type { Member } from "./membership-types.ts";
@@ -9,8 +9,8 @@ import type { PeerTransport } from "./protocol/peer-ops.ts";
 export interface SeedsDeps {
   self: { url: string };
   transport: PeerTransport;
-  /** `replicas` is sent with every join, for the seed to check against its own (absent: not sent). */
-  config: Pick<ClusterConfig, "requestTimeoutMs"> & Partial<Pick<ClusterConfig, "replicas">>;
+  /** `replicas` and `maxClockOffsetMs` are sent with every join, for the seed to check against its own (absent: not sent). */
+  config: Pick<ClusterConfig, "requestTimeoutMs"> & Partial<Pick<ClusterConfig, "replicas" | "maxClockOffsetMs">>;
   /** This node's claim, as a join sends it. */
   selfWire: () => WireMember;
   /** The members known now (which seeds to join through again depends on them). */
@@ -21,11 +21,19 @@ export interface SeedsDeps {
   logger: Logger;
 }
 
+/** What an operator must change after each refusal (the log line's advice). */
+const FIXES: Record<JoinRefusal, string> = {
+  NAME_TAKEN: "another --name",
+  REPLICAS_MISMATCH: "the cluster's --replicas",
+  CLOCK_OFFSET_MISMATCH: "the cluster's --max-clock-offset",
+};
+
 /**
  * Joining through the seeds (--peers): at start, and again by the heartbeat while
  * needed. The first seed that answers wins. One join runs at a time; a seed that
- * refuses our name (NAME_TAKEN) or our --replicas (REPLICAS_MISMATCH) stops the
- * retries for good: both are configuration errors that no retry can mend.
+ * refuses our name (NAME_TAKEN), our --replicas (REPLICAS_MISMATCH) or our
+ * --max-clock-offset (CLOCK_OFFSET_MISMATCH) stops the retries for good: each is a
+ * configuration error that no retry can mend.
  */
 export class Seeds {
   private urls: string[] = [];
@@ -33,8 +41,8 @@ export class Seeds {
   private misses = 0;
   /** The join in flight, if any: a slow seed must not pile up joins, one per heartbeat. */
   private joining?: Promise<boolean>;
-  /** A seed refused our name or our --replicas: joining again cannot succeed until an operator restarts the node with another. */
-  private refused?: "NAME_TAKEN" | "REPLICAS_MISMATCH";
+  /** A seed refused our name or a shared setting: joining again cannot succeed until an operator restarts the node with another. */
+  private refused?: JoinRefusal;
 
   /** "seed did not answer", per seed (LOG_BUDGETS). */
   private readonly lines: LogLimiter;
@@ -56,7 +64,8 @@ export class Seeds {
   /**
    * Joins through the seeds. Resolves true once joined, false when no seed answered
    * (the heartbeat keeps trying them). Rejects with NAME_TAKEN when a seed refuses our
-   * name, REPLICAS_MISMATCH when it runs another --replicas: configuration errors.
+   * name, REPLICAS_MISMATCH or CLOCK_OFFSET_MISMATCH when it runs another --replicas
+   * or --max-clock-offset: configuration errors.
    */
   join(seeds: string[]): Promise<boolean> {
     this.urls = seeds.filter((u) => u !== this.deps.self.url);
@@ -79,7 +88,7 @@ export class Seeds {
     if (seeds.length === 0 || this.refused || this.joining) return;
     void this.joinOnce(seeds).catch((e) => {
       // A refusal stops the retries: one line says why, not one per heartbeat.
-      const fix = this.refused === "NAME_TAKEN" ? "another --name" : "the cluster's --replicas";
+      const fix = this.refused === undefined ? "" : FIXES[this.refused];
       this.deps.logger.error(this.refused ? `join refused; not retrying: restart this node with ${fix}` : "join failed", { error: e });
     });
   }
@@ -103,8 +112,12 @@ export class Seeds {
   }
 
   private async tryJoin(seeds: string[]): Promise<boolean> {
-    const { replicas, requestTimeoutMs } = this.deps.config;
-    const request = { member: this.deps.selfWire(), ...(replicas === undefined ? {} : { replicas }) };
+    const { replicas, maxClockOffsetMs, requestTimeoutMs } = this.deps.config;
+    const request = {
+      member: this.deps.selfWire(),
+      ...(replicas === undefined ? {} : { replicas }),
+      ...(maxClockOffsetMs === undefined ? {} : { maxClockOffsetMs }),
+    };
     for (const seed of seeds) {
       try {
         const sentMs = this.deps.wallMs();
@@ -114,8 +127,8 @@ export class Seeds {
         this.deps.logger.info("joined", { seed, members: answer.members.length - 1 });
         return true;
       } catch (e) {
-        if (e instanceof MakhzenError) {
-          if (e.code === "NAME_TAKEN" || e.code === "REPLICAS_MISMATCH") this.refused = e.code;
+        if (isJoinRefusal(e)) {
+          this.refused = e.code;
           throw e;
         }
         // Retried every heartbeat until one answers: one line per seed within the budget.

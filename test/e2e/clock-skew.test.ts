@@ -170,37 +170,30 @@ describe("clock skew", () => {
     await converged([a, b, fast, slow]);
   }, 30_000);
 
-  test("a record stamped 3 s ahead is refused for good: not after its time has come, not when sent again, not by anti-entropy", async () => {
+  test("a record stamped 3 s ahead is refused for good: not after its time has come, nor when sent again", async () => {
     h = new Harness();
     const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
-    // c runs 3 s fast but allows itself 10 s, so it is not fenced: it takes a write
-    // stamped 3 s ahead and offers it to a and b by replication and anti-entropy, again and again.
-    const c = await h.start("c", { peers: [a.url], clockOffset: "+3s", env: { MAKHZEN_MAX_CLOCK_OFFSET: "10s" } });
-
+    // A writer no member has measured ("x") offers a record 3 s ahead: nothing tells
+    // whether its clock is sane, so it stays out even once its time has come. (A
+    // member given a larger --max-clock-offset, which could write such records while
+    // open, is refused at join: test/e2e/replicas-forget.test.ts.)
     const futureMs = Date.now() + 3000;
     const record = { bucket: "default", key: "direct", value: "from-the-future", version: formatVersion(futureMs, 0, "x") };
-    const first = (await (await ok(peer(a, "records", recordsRequest([record])))).json()) as { applied: number };
-    expect(first.applied).toBe(0);
-    await measured(c, ["a", "b"]); // c knows it is within its own (lax) bound: it takes writes
-    const fromC = await versionOf(put(c, "k", "from-c"));
-    expect(versionWallMs(fromC) - Date.now()).toBeGreaterThan(2000);
-
-    // Past the records' time, by the test's own (real) clock.
-    const past = Math.max(futureMs, versionWallMs(fromC)) + 1000;
-    await eventually(() => Date.now() > past, { timeoutMs: 8000, what: "the records' time has come" });
-    // Then c offers k again: three more anti-entropy rounds after that moment.
-    const rounds = async () => valueOf(await scrape(c.url), "makhzen_antientropy_rounds_total") ?? 0;
-    const before = await rounds();
-    await eventually(async () => (await rounds()) >= before + 3, { timeoutMs: 8000, what: "c runs three more anti-entropy rounds" });
-    // Sent again now that its time has come (a refused it once): still refused.
-    const again = (await (await ok(peer(a, "records", recordsRequest([record])))).json()) as { applied: number };
-    expect(again.applied).toBe(0);
-
     for (const n of [a, b]) {
-      const keys = (await publicDump(n)).map((r) => r.key);
-      expect(keys, `keys on ${n.name}`).not.toContain("direct");
-      expect(keys, `keys on ${n.name}`).not.toContain("k");
-      // The HLC never observed the refused versions: a and b still stamp real time.
+      const first = (await (await ok(peer(n, "records", recordsRequest([record])))).json()) as { applied: number };
+      expect(first.applied).toBe(0);
+    }
+    // Past the record's time, by the test's own (real) clock, and a few anti-entropy rounds on.
+    await eventually(() => Date.now() > futureMs + 1000, { timeoutMs: 8000, what: "the record's time has come" });
+    const rounds = async () => valueOf(await scrape(a.url), "makhzen_antientropy_rounds_total") ?? 0;
+    const before = await rounds();
+    await eventually(async () => (await rounds()) >= before + 2, { timeoutMs: 8000, what: "a runs two more anti-entropy rounds" });
+    // Sent again now that its time has come (each refused it once): still refused.
+    for (const n of [a, b]) {
+      const again = (await (await ok(peer(n, "records", recordsRequest([record])))).json()) as { applied: number };
+      expect(again.applied).toBe(0);
+      expect((await publicDump(n)).map((r) => r.key), `keys on ${n.name}`).not.toContain("direct");
+      // The HLC never observed the refused version: each still stamps real time.
       expectNearRealTime(await versionOf(put(n, `after-${n.name}`, "v")));
     }
   }, 30_000);

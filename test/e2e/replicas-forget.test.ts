@@ -6,7 +6,8 @@ import { run } from "../support/proc.ts";
 
 /**
  * --replicas and forget on real processes: a node started with another --replicas
- * than the cluster's exits 1 at join with one line naming both values; a member
+ * or --max-clock-offset than the cluster's exits 1 at join with one line naming both
+ * values; a member
  * killed with SIGKILL is forgotten with `makhzen forget`, and every other node then
  * holds it as left, with its partitions owned by the rest. Only membership and
  * placement are checked here: moving the data is the rebalancer's (partitions.test.ts).
@@ -25,7 +26,7 @@ const rows = async (n: NodeProcess): Promise<Row[]> => (await clusterView(n)).me
 const row = async (n: NodeProcess, name: string): Promise<Row | undefined> => (await rows(n)).find((m) => m.name === name);
 const placementOf = async (n: NodeProcess, key: string) => (await (await fetch(`${n.url}/cluster/placement?key=${encodeURIComponent(key)}`)).json()) as { partition: number; owners: string[] };
 
-describe("--replicas at join", () => {
+describe("shared settings at join", () => {
   test("a node with another --replicas exits 1 with one line naming both values; the cluster never lists it", async () => {
     h = new Harness();
     const [a] = (await h.cluster(2)) as [NodeProcess, NodeProcess];
@@ -38,6 +39,19 @@ describe("--replicas at join", () => {
     const e = await h.start("e", { peers: [a.url], env: { MAKHZEN_REPLICAS: "3" } });
     await eventually(async () => (await row(a, "e"))?.state === "alive", { what: "a sees e alive" });
     expect((await clusterView(e)).members.length).toBe(3);
+  }, 30_000);
+
+  test("a node with another --max-clock-offset exits 1 with one line naming both values; the cluster never lists it", async () => {
+    h = new Harness();
+    const [a] = (await h.cluster(2, { env: { MAKHZEN_MAX_CLOCK_OFFSET: "500ms" } })) as [NodeProcess, NodeProcess];
+    const d = await h.start("d", { peers: [a.url], extraArgs: ["--max-clock-offset", "10s"], waitReady: false });
+    expect(await d.exited).toBe(1);
+    const refusal = 'cannot join the cluster: node "d" was started with --max-clock-offset 10s but this cluster runs --max-clock-offset 500ms; give every member the same value';
+    expect(d.log().split("\n").filter((l) => l.startsWith("makhzen: "))).toEqual([`makhzen: ${refusal}`]);
+    expect(await row(a, "d")).toBeUndefined();
+    // The same value, written another way, joins.
+    const e = await h.start("e", { peers: [a.url], extraArgs: ["--max-clock-offset", "0.5s"] });
+    await eventually(async () => (await row(a, "e"))?.state === "alive", { what: "a sees e alive" });
   }, 30_000);
 });
 

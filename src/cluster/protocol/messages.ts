@@ -98,11 +98,17 @@ const Leaf = Type.Integer({ minimum: 0, maximum: LEAVES - 1 });
 const Group = Type.Integer({ minimum: 0, maximum: GROUPS - 1 });
 
 /**
- * A join: the joiner's claim and, since --replicas, its replication factor, which the
- * seed checks against its own (REPLICAS_MISMATCH). Optional so that a join without it
- * (an older node) is still read; such a join is not checked.
+ * A join: the joiner's claim and the settings every member must share, which the
+ * seed checks against its own: its replication factor (REPLICAS_MISMATCH) and its
+ * --max-clock-offset in ms (CLOCK_OFFSET_MISMATCH). Optional so that a join without
+ * them (an older node, a membership test) is still read; such a join is not checked
+ * for what it leaves out.
  */
-export const JoinRequest = Type.Object({ member: WireMember, replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) });
+export const JoinRequest = Type.Object({
+  member: WireMember,
+  replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  maxClockOffsetMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3_600_000 })),
+});
 /**
  * The member list (the answering node first) and, since protocol 1 grew it, the
  * answering node's wall clock in epoch ms when it answered: heartbeats and joins

@@ -1,5 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import * as P from "./messages.ts";
+import { JOIN_REFUSALS } from "../../errors.ts";
 
 /**
  * The peer protocol as a table: one entry per operation, with the TypeBox models of
@@ -66,10 +67,10 @@ export const aborted = (what: string): PeerError => new PeerError(0, "ABORTED", 
 
 /**
  * Domain codes a peer may answer that the caller must see as such (a MakhzenError,
- * not a PeerError): a join refused for a taken name or another --replicas, a
- * protocol version mismatch.
+ * not a PeerError): a join refused for a taken name, another --replicas or another
+ * --max-clock-offset (JOIN_REFUSALS), a protocol version mismatch.
  */
-export const PASS_THROUGH: ReadonlySet<string> = new Set(["NAME_TAKEN", "REPLICAS_MISMATCH", "PROTOCOL_VERSION"]);
+export const PASS_THROUGH: ReadonlySet<string> = new Set([...JOIN_REFUSALS, "PROTOCOL_VERSION"]);
 
 const requestCheckers = Object.fromEntries(
   Object.entries(PEER_OPS).map(([op, d]) => [op, P.checker(d.request, `peer ${op} request`)]),

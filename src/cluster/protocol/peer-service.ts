@@ -41,7 +41,7 @@ export interface PeerServiceDeps {
 export function createPeerService(deps: PeerServiceDeps): PeerService {
   const { store, digest, membership, answerBudgetBytes: budget } = deps;
   return {
-    join: (req) => membership.handleJoinChecked(req.member as WireMember, req.replicas),
+    join: (req) => membership.handleJoinChecked(req.member as WireMember, req),
     gossip: (req) => membership.handleGossip(req.from, req.members, { stableMs: req.stableMs, durableMs: req.durableMs, holds: req.holds, filling: req.filling }),
     members: () => membership.handleMembers(),
     leave: (req) => {
