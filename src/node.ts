@@ -129,7 +129,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     transport,
     changesReported: true,
     durableThroughMs: disk && (() => disk.durableThroughMs),
-    wasClustered: heldOthersWrites,
+    wasClustered: heldOthersWrites || disk?.wasClustered === true,
+    onClustered: disk && (() => disk.markClustered()),
   });
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;

@@ -41,11 +41,13 @@ export interface ClusterDeps {
    */
   durableThroughMs?: () => number;
   /**
-   * Whether this node was in a cluster before (its data dir held other nodes'
-   * writes, NodeCore.heldOthersWrites): then, seeds or not, it measures a peer's
-   * clock before it writes, as a node with seeds does (ClockGuard).
+   * Whether this node was in a cluster before (its data dir says so, or held other
+   * nodes' writes): then, seeds or not, it measures a peer's clock before it writes,
+   * as a node with seeds does (ClockGuard).
    */
   wasClustered?: boolean;
+  /** A member was added (or came back in a new life): the data dir remembers this node is in a cluster (wasClustered). */
+  onClustered?: () => void;
   /** Monotonic clock, in ms, for failure detection and pauses (Membership.silenceClock), and against which the clock guard sees steps of the wall clock. Default: performance.now. */
   monoMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
@@ -147,7 +149,7 @@ export class Cluster {
       logger: logger.child("membership"),
       events: memberEvents(() => {
         const { replicator, antiEntropy, clockGuard, stability, views, rebalancer } = this;
-        return { replicator, antiEntropy, clockGuard, stability, views, rebalancer, placementChanged: () => this.placementChanged(), yieldName: (e) => this.yieldName(e) };
+        return { replicator, antiEntropy, clockGuard, stability, views, rebalancer, placementChanged: () => this.placementChanged(), yieldName: (e) => this.yieldName(e), peerAdded: () => deps.onClustered?.() };
       }),
     });
     this.antiEntropy = new AntiEntropy({

@@ -19,6 +19,8 @@ export interface MemberEventParts {
   placementChanged(): void;
   /** Another process took this node's name: stop (Cluster.yieldName). */
   yieldName(error: MakhzenError): void;
+  /** A member was added (Cluster.peerAdded: the data dir remembers the node was in a cluster). */
+  peerAdded(): void;
 }
 
 /**
@@ -46,6 +48,7 @@ export function memberEvents(parts: () => MemberEventParts): MembershipEvents {
       // A known peer back in a new life (a restart) may have a sender in backoff.
       p.replicator.wake(m.name);
       p.antiEntropy.request(m.name);
+      p.peerAdded();
     },
     recovered: (m) => {
       const p = parts();

@@ -76,14 +76,18 @@ export class Persistence {
   private committedThroughMs = 0;
   /** Whether the dir is marked SCHEMA_BYTES (it has held a binary value). */
   private markedBytes: boolean;
+  /** Whether the dir is marked as a cluster member's (markClustered). */
+  private clustered: boolean;
   private readonly markBytes: Statement;
 
   private constructor(
     db: Database,
     private readonly opts: PersistenceOptions,
     schema: string,
+    clustered: boolean,
   ) {
     this.db = db;
+    this.clustered = clustered;
     this.markedBytes = schema === SCHEMA_BYTES;
     this.markBytes = db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?1)");
     this.upsert = db.prepare(
@@ -114,6 +118,7 @@ export class Persistence {
     const path = join(opts.dir, DB_FILE);
     let db: Database | undefined;
     let schema = SCHEMA_TEXT;
+    let clustered = false;
     try {
       db = new Database(path, { create: true, strict: true });
       db.exec("PRAGMA journal_mode = WAL");
@@ -137,12 +142,30 @@ export class Persistence {
       }
       db.prepare("INSERT OR IGNORE INTO meta (k, v) VALUES ('node', ?1), ('schema', ?2)").run(opts.nodeName, SCHEMA_TEXT);
       schema = meta.schema ?? SCHEMA_TEXT;
+      clustered = meta.clustered === "1";
     } catch (e) {
       if (e instanceof MakhzenError) throw e;
       db?.close();
       fail(`cannot open ${DB_FILE} (${errText(e)})`);
     }
-    return new Persistence(db!, opts, schema);
+    return new Persistence(db!, opts, schema, clustered);
+  }
+
+  /**
+   * Whether this dir's node has had a peer: a node restarted from it without
+   * --peers (the cluster's first node, typically) still knows it was in a cluster,
+   * and measures a peer's clock before it takes writes (ClusterDeps.wasClustered),
+   * even when all it holds is its own writes.
+   */
+  get wasClustered(): boolean {
+    return this.clustered;
+  }
+
+  /** Marks the dir as a cluster member's, once and for good (wasClustered). */
+  markClustered(): void {
+    if (this.clustered || this.closed) return;
+    this.clustered = true;
+    this.db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('clustered', '1')").run();
   }
 
   /**

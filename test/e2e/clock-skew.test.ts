@@ -261,27 +261,32 @@ describe("a node restarted with a slow clock", () => {
     }
   }, 60_000);
 
-  test("the first node, started without --peers, restarted from its data dir 2 s slow, takes no write before it has measured a peer's clock", async () => {
+  // Its data dir holds b's writes, or only its own: either way it was in a cluster
+  // (the dir remembers a peer joined it), and waits for a peer's clock as a node
+  // with seeds does.
+  test.each([
+    ["b's writes", "b"],
+    ["only its own writes", "a"],
+  ])("the first node, started without --peers, restarted from its data dir (holding %s) 2 s slow, takes no write before it has measured a peer's clock", async (_, writer) => {
     h = new Harness();
     const { env, setClock, dataDir } = slowable("a");
     // Default timings: a heartbeat a second, so the restarted node is asked to write before any peer has pinged it.
     let a = await h.start("a", { env, extraArgs: dataDir, timings: "default" });
     const b = await h.start("b", { peers: [a.url], env: MAX_OFFSET, timings: "default" });
-    await ok(put(b, "s0", "from-b", "?w=all"));
+    await ok(put(writer === "a" ? a : b, "s0", `from-${writer}`, "?w=all"));
     await a.kill9();
     setClock("-2");
     a = await h.start("a", { port: a.port, env, extraArgs: dataDir, timings: "default", waitReady: false });
     await a.started();
-    // Its data dir holds b's writes: it was in a cluster, and waits for a peer's clock as a node with seeds does.
-    const write = await put(a, "s0", "from-a", "?w=quorum");
+    const write = await put(a, "s0", "from-a-later", "?w=quorum");
     expect(`${write.status} ${await errorCode(write)}`).toBe("503 CLOCK_OFFSET");
     expect((await fetch(`${a.url}/readyz`)).status).toBe(503);
-    // Once b's heartbeat reaches it, it measures b 2 s ahead and stays fenced (two clocks: neither can tell which is right); b's value stands.
+    // Once b's heartbeat reaches it, it measures b 2 s ahead and stays fenced (two clocks: neither can tell which is right); the value stands.
     await eventually(async () => {
       const v = await view(a);
       return v.clock.fenced && (offsetTo(v, "b") ?? 0) > 1500;
     }, { timeoutMs: 8000, what: "a has measured b's clock 2 s ahead of its own, and is fenced" });
-    expect(`${(await put(a, "s0", "from-a")).status}`).toBe("503");
-    expect(((await (await ok(get(b, "s0"))).json()) as { value: string }).value).toBe("from-b");
+    expect(`${(await put(a, "s0", "from-a-later")).status}`).toBe("503");
+    expect(((await (await ok(get(b, "s0"))).json()) as { value: string }).value).toBe(`from-${writer}`);
   }, 60_000);
 });

@@ -101,6 +101,20 @@ describe("Persistence", () => {
     expect(loadAll(openAt(dir)).records).toEqual([]);
   });
 
+  test("a dir remembers it was a cluster member's, across reopens and whatever it holds", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    expect(p.wasClustered).toBe(false);
+    p.markClustered();
+    expect(p.wasClustered).toBe(true);
+    p.markClustered(); // once is enough; again changes nothing
+    p.close();
+    const again = openAt(dir, "no");
+    expect([again.wasClustered, loadAll(again).records]).toEqual([true, []]);
+    again.close();
+    expect(openAt(tempDir()).wasClustered).toBe(false);
+  });
+
   test("a data dir written by another node is refused, naming both", () => {
     const dir = tempDir();
     openAt(dir, "always", "alpha").close();
