@@ -5,9 +5,10 @@ import { AnswerReader, RequestReader, UNSURE } from "./frame.ts";
  * A client connection handed to Bun.serve: from the first request the front end
  * does not answer itself, every byte the client sends goes to the node's own
  * Bun.serve listener on loopback, and every byte it answers goes back, for the
- * rest of the connection. Nothing is parsed here: Bun frames the requests, and
- * keeps its own limits, deadlines and idle timeout (its closing the upstream
- * connection closes the client's).
+ * rest of the connection, unchanged. Nothing is judged here: Bun parses the
+ * requests, and keeps its own limits, deadlines and idle timeout (its closing the
+ * upstream connection closes the client's); the pipe only finds where each
+ * request and answer ends (below).
  *
  * Both directions respect backpressure: a side that cannot take more pauses the
  * other (socket.pause), so a client uploading a large /load, or not reading a
