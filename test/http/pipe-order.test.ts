@@ -10,7 +10,10 @@ import { describe, expect, test } from "bun:test";
 import { connect as netConnect } from "node:net";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
 import { AnswerReader, RequestReader, UNSURE } from "../../src/http/front/frame.ts";
+import { FAST_TIMINGS } from "../../src/config.ts";
 import { closeAfterEach, tempDirs } from "../support/cleanup.ts";
+import { eventually } from "../support/proc.ts";
+import { settledAndSure } from "../support/settled.ts";
 import { RawConnection, rawRequest } from "../support/raw-connection.ts";
 
 const track = closeAfterEach();
@@ -109,6 +112,18 @@ describe("pipelined requests on a piped connection", () => {
 });
 
 describe("pipelined requests on a piped connection, continued", () => {
+  test("in a cluster, a PUT that waits for every replica (?w=all) and a GET behind it are both answered", async () => {
+    const a = track(createNode({ name: "a", port: 0, ...FAST_TIMINGS }));
+    const { url } = await a.listen();
+    const b = track(createNode({ name: "b", port: 0, peers: [url], ...FAST_TIMINGS }));
+    await b.listen();
+    await eventually(() => [a, b].every((n) => n.members().filter((m) => m.state === "alive").length === 2 && settledAndSure(n.status())), { what: "two settled nodes" });
+    const conn = track(await RawConnection.open(url));
+    conn.write(Buffer.concat([rawRequest("PUT", "/items/q?w=all", JSON_TYPE, JSON.stringify({ value: "qv" })), rawRequest("GET", "/items/q?r=all")]));
+    expect([200, 201]).toContain(status(await conn.answer()));
+    expect(JSON.parse(body(await conn.answer())).value).toBe("qv");
+  });
+
   test("a client that half-closes after its pipelined requests is answered all of them, then closed", async () => {
     const { url } = await slowNode();
     const answers = await new Promise<string>((resolve) => {
