@@ -1,26 +1,41 @@
 import type { Socket } from "bun";
+import { AnswerReader, RequestReader, UNSURE } from "./frame.ts";
 
 /**
  * A client connection handed to Bun.serve: from the first request the front end
  * does not answer itself, every byte the client sends goes to the node's own
  * Bun.serve listener on loopback, and every byte it answers goes back, for the
- * rest of the connection. Nothing is parsed here: Bun frames the requests, and
- * keeps its own limits, deadlines and idle timeout (its closing the upstream
- * connection closes the client's).
+ * rest of the connection, unchanged. Nothing is judged here: Bun parses the
+ * requests, and keeps its own limits, deadlines and idle timeout (its closing the
+ * upstream connection closes the client's); the pipe only finds where each
+ * request and answer ends (below).
  *
  * Both directions respect backpressure: a side that cannot take more pauses the
  * other (socket.pause), so a client uploading a large /load, or not reading a
  * large /dump, holds at most a chunk or two here.
  *
- * Bytes go up at most UP_CHUNK_BYTES per turn of the event loop. Bun.serve runs on
- * this same thread: given megabytes of pipelined requests at once, it answers them
- * all before the pipe can read one answer back, and resets a connection whose
- * answers pile up unread (measured: a 5 MB pipelined burst through the pipe was cut
- * after a few hundred answers). A turn between chunks lets the answers flow back.
- * The chunk is 64 kB so a peer's replication batch (~40 kB under load) goes up in
- * one write, as it arrived, and is copied only if the upstream cannot take it at
- * once: at 16 kB, three writes and two turns a batch cost a receiving peer ~0.15 µs
- * a record more (docs/benchmarks.md, issue 13, section 11).
+ * One request at a time: Bun.serve (uWS) does not take asynchronous pipelining. A
+ * request that arrives while its answer to the one before is still being made (a
+ * handler that awaits: `--fsync always`, `w=quorum`, a forward to an owner) closes
+ * the connection with no answer to either, though the first may have been applied.
+ * So the pipe frames the requests and the answers (frame.ts) and sends a request
+ * up only once the answer to the one before has fully come back; until then its
+ * bytes wait here, counted with the rest of what waits to go up (past
+ * UP_CHUNK_BYTES the client is paused). A request's own bytes go up as they come:
+ * a large upload streams, and one that `Expect`s `100-continue` gets it. Whenever
+ * the framing is unsure of a byte it stops for the rest of the connection, and
+ * bytes pass through raw as they did before (Bun's parser answers a malformed
+ * request 400 and closes); the answers before it have come back by then.
+ *
+ * Bytes go up at most UP_CHUNK_BYTES per turn of the event loop, so a pipe carrying
+ * raw bytes never hands Bun.serve megabytes of pipelined requests at once: it
+ * answers them all before the pipe can read one answer back, and resets a
+ * connection whose answers pile up unread (measured: a 5 MB pipelined burst through
+ * the pipe was cut after a few hundred answers). The chunk is 64 kB so a peer's
+ * replication batch (~40 kB under load) goes up in one write, as it arrived, and is
+ * copied only if the upstream cannot take it at once: at 16 kB, three writes and
+ * two turns a batch cost a receiving peer ~0.15 µs a record more
+ * (docs/benchmarks.md, issue 13, section 11).
  */
 export interface PipeEnds {
   /** Writes to the client; the bytes it took. */
@@ -53,6 +68,14 @@ export class Pipe {
   private pendingClient: Uint8Array | undefined;
   private at: string | undefined;
   private quiet: ReturnType<typeof setTimeout> | undefined;
+  /** Requests go up one at a time; false once the framing was unsure: bytes pass through raw. */
+  private framing = true;
+  private readonly request = new RequestReader();
+  private readonly answer = new AnswerReader();
+  /** Bytes at the front of `toUp` (or of the read being written) that the framing gave to the request being sent: they may go up. */
+  private sendable = 0;
+  /** The final answer to the request being sent has come back (before its end, if Bun answered early). */
+  private answered = false;
 
   constructor(
     port: number,
@@ -96,7 +119,8 @@ export class Pipe {
     if (this.upClosed || this.clientGone) return;
     const up = this.up;
     if (up !== undefined && this.toUp.length === 0 && !this.flushLater && bytes.length <= UP_CHUNK_BYTES) {
-      const n = Math.max(up.write(bytes), 0);
+      const allowed = this.allowed(bytes);
+      const n = allowed === 0 ? 0 : this.sent(Math.max(up.write(allowed === bytes.length ? bytes : bytes.subarray(0, allowed)), 0));
       if (n === bytes.length) return;
       bytes = bytes.subarray(n);
     }
@@ -111,7 +135,7 @@ export class Pipe {
     const pending = this.pendingClient;
     if (pending === undefined) return;
     this.pendingClient = undefined;
-    this.fromUp(pending);
+    this.toClient(pending);
   }
 
   /**
@@ -142,13 +166,23 @@ export class Pipe {
     if (!this.clientDone || this.upClosed || this.clientGone) return;
     clearTimeout(this.quiet);
     this.quiet = setTimeout(() => {
-      if (this.toUp.length > 0 || this.pendingClient !== undefined) return this.closeWhenQuiet();
+      // An answer still being made (a slow handler is quiet) is waited for too.
+      if (this.toUp.length > 0 || this.pendingClient !== undefined || this.awaitingAnswer()) return this.closeWhenQuiet();
       this.up?.end();
       this.upEnded();
     }, HALF_CLOSE_QUIET_MS);
   }
 
   private fromUp(bytes: Uint8Array): void {
+    if (this.clientGone) return;
+    const framed = this.framing;
+    const next = framed && this.frameAnswer(bytes);
+    this.toClient(bytes);
+    // The next request may go up; or, the framing just ended, every byte held back.
+    if (next || framed !== this.framing) this.flushUp();
+  }
+
+  private toClient(bytes: Uint8Array): void {
     if (this.clientGone) return;
     if (this.clientDone) this.closeWhenQuiet();
     if (this.pendingClient !== undefined) {
@@ -180,15 +214,76 @@ export class Pipe {
         return;
       }
       const chunk = this.toUp[0]!;
-      const part = chunk.length > budget ? chunk.subarray(0, budget) : chunk;
-      const n = Math.max(up.write(part), 0);
+      const allowed = Math.min(this.allowed(chunk), budget);
+      if (allowed === 0) break; // the next request waits for the answer before it
+      const n = this.sent(Math.max(up.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed)), 0));
       this.queued -= n;
       budget -= n;
       if (n === chunk.length) this.toUp.shift();
       else this.toUp[0] = chunk.subarray(n);
-      if (n < part.length) return; // the upstream is full: `drain` goes on
+      if (n < allowed) return; // the upstream is full: `drain` goes on
     }
-    if (!this.clientDone) this.ends.resumeClient();
+    if (!this.clientDone && this.queued <= UP_CHUNK_BYTES) this.ends.resumeClient();
+  }
+
+  /**
+   * How many bytes at the start of `chunk` (the next client bytes to go up) may go
+   * up now: all of them when raw; else those of the request being sent, and none
+   * once it has all gone up and its answer is still to come.
+   */
+  private allowed(chunk: Uint8Array): number {
+    if (!this.framing) return chunk.length;
+    if (this.sendable === 0) {
+      if (this.request.ended) return 0;
+      const n = this.request.feed(chunk);
+      if (n === UNSURE) {
+        this.framing = false;
+        return chunk.length;
+      }
+      this.sendable = n;
+      if (this.request.ended && this.answered) this.nextRequest();
+    }
+    return Math.min(this.sendable, chunk.length);
+  }
+
+  /** `n` client bytes went up; returns n. */
+  private sent(n: number): number {
+    if (this.framing) this.sendable -= n;
+    return n;
+  }
+
+  /**
+   * Reads Bun's bytes as the answer to the request being sent; true if its final
+   * answer is complete and the request has gone up whole (the next may go). Bytes
+   * that fit no request (Bun refusing a head the framing has not seen whole, a
+   * second answer) or an answer it cannot frame end the framing.
+   */
+  private frameAnswer(bytes: Uint8Array): boolean {
+    if (!this.request.headRead || this.answered) return this.unframe();
+    this.answer.toHead = this.request.isHead;
+    const n = this.answer.feed(bytes);
+    if (n === UNSURE || (this.answer.ended && n < bytes.length)) return this.unframe();
+    if (!this.answer.ended) return false;
+    this.answered = true;
+    if (!this.request.ended) return false;
+    this.nextRequest();
+    return true;
+  }
+
+  private unframe(): false {
+    this.framing = false;
+    return false;
+  }
+
+  private nextRequest(): void {
+    this.request.reset();
+    this.answer.reset();
+    this.answered = false;
+  }
+
+  /** A request has gone up whole and its answer is still to come. */
+  private awaitingAnswer(): boolean {
+    return this.framing && this.request.ended && !this.answered;
   }
 
   private upEnded(): void {
