@@ -274,7 +274,11 @@ function apply(ctx: Ctx, bucket: string, key: string, write: NonNullable<Step["w
   }
   const opts: SetOptions = {};
   if (write.value.bytes) opts.bytes = true;
-  if (write.expiresAt !== undefined) opts.expiresAt = write.expiresAt;
+  // Past by the time it is applied (on the owner's clock, say): the key is just expired (expiry.ts, setOptions).
+  if (write.expiresAt !== undefined) {
+    opts.expiresAt = write.expiresAt;
+    opts.pastExpiryDeletes = true;
+  }
   if (ifMatch !== undefined) opts.ifMatch = ifMatch;
   else if (expected === null) opts.ifAbsent = true;
   return service.set(bucket, key, write.value.value, opts);

@@ -183,6 +183,15 @@ function mget(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   return waiting ? Promise.all(items).then(array) : array(items as Reply[]);
 }
 
+/**
+ * MSET / MSETNX: all or nothing on this node. Every key and value is checked, and
+ * room made under --max-memory for all the values together (the service's
+ * checkBatch), before the first is written; the writes then run in one synchronous
+ * step, so a refused MSET (a key too long, -OOM) writes none of its keys. In a
+ * partitioned cluster the keys served elsewhere are written by their owners, key by
+ * key; each owner checks its own memory, so an owner that refuses leaves the
+ * others' keys written (docs/resp.md). MSETNX needs every key here.
+ */
 function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promise<Reply> {
   if (a.length % 2 === 0) throw new RespError(`ERR wrong number of arguments for '${command}' command`);
   const pairs: [string, StoredValue][] = [];
@@ -191,8 +200,9 @@ function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promis
     // Atomic only on one node: every key must be served here (see docs/resp.md).
     const elsewhere = pairs.find(([k]) => !ctx.service.decidesHere(k));
     if (elsewhere) throw new RespError(notServedHere("MSETNX", elsewhere[0]));
-    if (pairs.some(([k]) => now(read(ctx, k)))) return ZERO;
   }
+  ctx.service.checkBatch(ctx.bucket, pairs.map(([key, v]) => ({ key, value: v.value, bytes: v.bytes })));
+  if (command === "msetnx" && pairs.some(([k]) => now(read(ctx, k)))) return ZERO;
   const pending = pairs.map(([k, v]) => ctx.service.set(ctx.bucket, k, v.value, setOptions(v, undefined)));
   return all(pending, command === "msetnx" ? ONE : OK);
 }
