@@ -21,7 +21,11 @@ export type Reply =
   | { t: "bulk64"; b64: string; decoded?: Buffer }
   | { t: "nil" }
   | { t: "nilArray" }
-  | { t: "array"; items: Reply[] }
+  /**
+   * `applied`: the reply of commands that already ran (EXEC's), so a refusal of the
+   * reply itself must say they were applied (client.ts, outputLimitError).
+   */
+  | { t: "array"; items: Reply[]; applied?: true }
   | { t: "set"; items: Reply[] }
   | { t: "map"; entries: [Reply, Reply][] }
   | { t: "double"; n: number };
