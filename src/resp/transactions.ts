@@ -30,7 +30,7 @@ export const TRANSACTION_COMMANDS: CommandSpec[] = [
     summary: "Starts a transaction.",
     run: (ctx) => {
       if (ctx.session.multi !== undefined) throw new RespError("ERR MULTI calls can not be nested");
-      ctx.session.multi = { queued: [], failed: false };
+      ctx.session.multi = { queued: [], bytes: 0, failed: false };
       return OK;
     },
   }),
