@@ -72,13 +72,12 @@ function redisMatch(p: string, s: string): boolean {
           sl--;
           break;
         }
-        case "\\":
-          if (pl >= 2) {
+        default:
+          // A `\` takes the next character as itself, compared as any other.
+          if (p[pi] === "\\" && pl >= 2) {
             pi++;
             pl--;
           }
-        // falls through
-        default:
           if (at(pi) !== s[si]) return false;
           si++;
           sl--;
