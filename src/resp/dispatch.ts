@@ -20,6 +20,11 @@ import { errorReply, simple, type Reply } from "./reply.ts";
 export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awaitable<Reply> {
   shared.stats.commands++;
   const checked = check(shared, session, args);
+  // An EXEC refused before it runs (wrong arity) discards the transaction, inside MULTI or not, as Redis's execCommandAbort.
+  if (!("spec" in checked) && checked.t === "error" && args[0]!.toString("latin1").toLowerCase() === "exec") {
+    session.multi = undefined;
+    return errorReply(`EXECABORT Transaction discarded because of: ${checked.s.replace(/^ERR /, "")}`);
+  }
   if (session.multi !== undefined) {
     if (!("spec" in checked)) {
       session.multi.failed = true;
