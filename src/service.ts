@@ -1,5 +1,5 @@
 import { isMakhzenError, MakhzenError } from "./errors.ts";
-import type { Items, ListItemsOptions, SetOptions } from "./core/items.ts";
+import type { BatchWrite, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
 import { BUCKET_NAME_RULE, BUCKET_PATTERN, toItem, type Item, type StoredRecord } from "./core/record.ts";
 import type { BucketStats, ListPage, ScanCursor, Store } from "./core/store.ts";
 import { versionWallMs, type Version } from "./core/version.ts";
@@ -166,6 +166,16 @@ export class ItemsService {
   }
 
   /**
+   * Checks a multi-key write before any of it is applied (Items.checkBatch): every
+   * key and value, and room under --max-memory for the values written on this node.
+   * Throws what the first refused write would; a batch it passes is then written
+   * key by key, and on this node nothing is refused for its keys or its memory.
+   */
+  checkBatch(bucket: string, writes: readonly BatchWrite[]): void {
+    this.deps.items.checkBatch(bucket, writes, (key) => this.servesLocally(key));
+  }
+
+  /**
    * Deletes a live value and answers its tombstone's version once durable and held
    * by `w` replicas; undefined, at once and writing nothing, when there was none.
    */
@@ -200,8 +210,8 @@ export class ItemsService {
       }
       if (req.op === "set") {
         if (req.value === undefined) throw new MakhzenError("VALIDATION", "a forwarded set carries a value");
-        const { ttl, expiresAt, ifMatch, ifAbsent, bytes, w } = req;
-        const item = await this.localSet(bucket, key, req.value, { ttl, expiresAt, ifMatch, ifAbsent, bytes, w });
+        const { ttl, expiresAt, pastExpiryDeletes, ifMatch, ifAbsent, bytes, w } = req;
+        const item = await this.localSet(bucket, key, req.value, { ttl, expiresAt, pastExpiryDeletes, ifMatch, ifAbsent, bytes, w });
         return { record: recordOf(bucket, item) };
       }
       return { version: (await this.localDelete(bucket, key, { ifMatch: req.ifMatch, w: req.w })) ?? null };

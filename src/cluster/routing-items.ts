@@ -82,11 +82,12 @@ export class RoutedItems {
 
   async set(bucket: string, key: string, value: string, opts: Routed<SetOptions>): Promise<Item> {
     this.items.get(bucket, key);
-    const { ttl, expiresAt, ifMatch, ifAbsent, bytes, w } = opts;
+    const { ttl, expiresAt, pastExpiryDeletes, ifMatch, ifAbsent, bytes, w } = opts;
     const req: ForwardRequest = { forwarded: true, op: "set", bucket, key, value };
     if (bytes === true) req.bytes = true;
     if (ttl !== undefined) req.ttl = ttl;
     if (expiresAt !== undefined) req.expiresAt = expiresAt;
+    if (pastExpiryDeletes === true) req.pastExpiryDeletes = true;
     if (ifMatch !== undefined) req.ifMatch = ifMatch;
     if (ifAbsent === true) req.ifAbsent = true;
     if (w !== undefined) req.w = w;
@@ -97,7 +98,7 @@ export class RoutedItems {
       return toItem(answer.record);
     }
     if (conditional) throw noOwner(key, "a conditional write is checked on an owner's copy, so it is refused");
-    return this.hint(key, w, () => this.local.localSet(bucket, key, value, { ttl, expiresAt, bytes }));
+    return this.hint(key, w, () => this.local.localSet(bucket, key, value, { ttl, expiresAt, pastExpiryDeletes, bytes }));
   }
 
   async delete(bucket: string, key: string, opts: Routed<DeleteOptions>): Promise<Version | undefined> {

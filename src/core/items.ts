@@ -12,10 +12,21 @@ export interface SetOptions {
   ttl?: number;
   /**
    * The absolute expiry, epoch ms, instead of `ttl`: what Redis's EXAT/PXAT and
-   * KEEPTTL need. Must be in the future (a past one is the caller's delete) and
-   * within the longest TTL.
+   * KEEPTTL need. Must be in the future (a past one is the caller's delete, unless
+   * `pastExpiryDeletes`) and within the longest TTL.
    */
   expiresAt?: number;
+  /**
+   * An `expiresAt` that has passed by the time the write is applied is taken, and
+   * the key reads as gone at once (what Redis does with `SET k v PX 1`), instead
+   * of the VALIDATION error HTTP answers. The RESP front end sets it: it computes
+   * `expiresAt` from its own clock reading, and a later reading here (on the owner,
+   * in a partitioned cluster) may already be past it. The record is written with
+   * its past expiry, a new version like any write, so it replaces what the key
+   * held everywhere; the sweep then turns it into a tombstone with that version,
+   * as for any key that expires (Redis's replicas hold an expired key the same way).
+   */
+  pastExpiryDeletes?: boolean;
   /** Write only if the current version is exactly this one, or `*`: if the key exists (HTTP If-Match). */
   ifMatch?: string;
   /** Write only if the key holds no live value (HTTP If-None-Match: *). */
@@ -24,6 +35,13 @@ export interface SetOptions {
    * `value` is the canonical base64 of raw bytes, stored as a binary value (see
    * binary.ts: front ends pass it for bytes that are not UTF-8, from fromBytes).
    */
+  bytes?: boolean;
+}
+
+/** One key of a multi-key write (checkBatch): a value to set, as `set` takes it, or none for a delete. */
+export interface BatchWrite {
+  key: string;
+  value?: string;
   bytes?: boolean;
 }
 
@@ -86,7 +104,7 @@ export class Items {
       throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
     }
     const expiresAt = opts.expiresAt;
-    if (expiresAt !== undefined) this.checkExpiresAt(expiresAt, ttl);
+    if (expiresAt !== undefined) this.checkExpiresAt(expiresAt, ttl, opts.pastExpiryDeletes === true);
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
     this.mayWrite();
     // Naming the key lets the store count only the growth over the record it replaces.
@@ -98,6 +116,39 @@ export class Items {
     this.applyLocal(record);
     this.onWrite(record);
     return toItem(record);
+  }
+
+  /**
+   * Checks a multi-key write (MSET, MSETNX, DEL...) before any of it is applied, so
+   * a refused one changes nothing: every key and value as `set` and `delete` check
+   * them, then, for the keys written on this node (`here`; in a partitioned cluster
+   * the others are written by their owners, which check their own memory), whether
+   * the node may write, and room under --max-memory for all the values at once:
+   * each key's growth over the live value it replaces, a key named twice counted
+   * once, at its last value. The writes that follow in the same synchronous step
+   * then each fit (under noeviction nothing else runs in between to take the room;
+   * under lru each still makes its own room, as a single write does).
+   */
+  checkBatch(bucket: string, writes: readonly BatchWrite[], here: (key: string) => boolean = () => true): void {
+    this.checkBucket(bucket);
+    for (const w of writes) {
+      this.checkKey(w.key);
+      if (w.value !== undefined) {
+        if (typeof w.value !== "string") throw new MakhzenError("VALIDATION", "value must be a string");
+        this.checkValue("value", w.value, w.bytes === true);
+      }
+    }
+    if (!writes.some((w) => here(w.key))) return;
+    this.mayWrite();
+    if (!this.store.budgeted) return;
+    const last = new Map<string, string>();
+    for (const w of writes) if (w.value !== undefined && here(w.key)) last.set(w.key, w.value);
+    let growth = 0;
+    for (const [key, value] of last) {
+      const held = this.store.getRecord(bucket, key);
+      growth += budgetBytes(heldBytesOf(key, value)) - (held !== undefined && held.value !== null ? budgetBytes(heldBytesOf(key, held.value)) : 0);
+    }
+    if (growth > 0) this.store.reserve(growth);
   }
 
   /**
@@ -195,10 +246,11 @@ export class Items {
     }
   }
 
-  private checkExpiresAt(expiresAt: number, ttl: number | undefined): void {
+  /** A past expiresAt is refused unless `pastOk` (SetOptions.pastExpiryDeletes): the record is then written already expired. */
+  private checkExpiresAt(expiresAt: number, ttl: number | undefined, pastOk: boolean): void {
     if (ttl !== undefined) throw new MakhzenError("VALIDATION", "give ttl or expiresAt, not both");
     const now = this.clock.wallMs();
-    if (!Number.isSafeInteger(expiresAt) || expiresAt <= now || expiresAt > now + MAX_TTL_SECONDS * 1000) {
+    if (!Number.isSafeInteger(expiresAt) || (expiresAt <= now && !(pastOk && expiresAt > 0)) || expiresAt > now + MAX_TTL_SECONDS * 1000) {
       throw new MakhzenError("VALIDATION", `expiresAt must be an integer epoch ms in the future and at most ${MAX_TTL_SECONDS} s away`);
     }
   }
@@ -230,6 +282,8 @@ export class Items {
 
   private checkKey(key: string): void {
     if (typeof key !== "string" || key.length === 0) throw new MakhzenError("INVALID_KEY", "key must not be empty");
+    // A URL path cannot name them: /items/%2E%2E is the root after dot-segment removal (RFC 3986 5.2.4).
+    if (key.length <= 2 && (key === "." || key === "..")) throw new MakhzenError("INVALID_KEY", `key must not be "." or "..": a URL path cannot name it`);
     // key.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
     if (key.length * 3 > this.config.maxKeyBytes) {
       const bytes = Buffer.byteLength(key, "utf8");

@@ -4,7 +4,7 @@ import { REDIS_COMPAT_VERSION } from "./connection.ts";
 import { RespError } from "./errors.ts";
 import { globMatch } from "./glob.ts";
 import { liveKeys } from "./keys.ts";
-import { array, bulk, bulks, map, type Reply } from "./reply.ts";
+import { bulks, map, OK, verbatim, type Reply } from "./reply.ts";
 
 /**
  * Server commands tools probe: INFO (ioredis waits for `loading:0` before it calls
@@ -61,7 +61,7 @@ export const ADMIN_COMMANDS: CommandSpec[] = [
           throw new RespError(`ERR CONFIG SET is not supported: makhzen is configured by its serve flags (parameter '${a[2]!.toString()}')`);
         },
       }),
-      v({ name: "config|resetstat", arity: 2, flags: ["admin", "loading", "stale"], keys: [0, 0, 0], since: "2.0.0", summary: "Resets the server's statistics.", run: () => array([]) }),
+      v({ name: "config|resetstat", arity: 2, flags: ["admin", "loading", "stale"], keys: [0, 0, 0], since: "2.0.0", summary: "Resets the server's statistics.", run: () => OK }),
     ],
   }),
 ];
@@ -91,7 +91,7 @@ function info(ctx: Ctx, a: Buffer[]): Reply {
   const asked = a.slice(1).map((s) => s.toString().toLowerCase());
   const every = asked.length === 0 || asked.some((s) => s === "all" || s === "everything" || s === "default");
   const chosen = SECTIONS.filter((s) => every || asked.includes(s));
-  return bulk(chosen.map((s) => `# ${s[0]!.toUpperCase()}${s.slice(1)}\r\n${lines(section(ctx, s))}`).join("\r\n"));
+  return verbatim(chosen.map((s) => `# ${s[0]!.toUpperCase()}${s.slice(1)}\r\n${lines(section(ctx, s))}`).join("\r\n"));
 }
 
 const lines = (fields: Record<string, string | number>): string =>

@@ -47,9 +47,15 @@ export interface ClientLimits extends Limits {
   maxOutputBytes: number;
 }
 
-/** The error answered in place of a reply too large for the connection's output limit. */
-export const outputLimitError = (bytes: number, limit: number): string =>
-  `ERR reply of ${bytes} bytes exceeds this connection's output limit of ${limit} bytes`;
+/**
+ * The error answered in place of a reply too large for the connection's output
+ * limit. `applied`: the reply of commands that already ran (EXEC's), which the
+ * error must not let a client take for a failure: their writes stand.
+ */
+export const outputLimitError = (bytes: number, limit: number, applied = false): string =>
+  applied
+    ? `ERR EXEC ran and its commands were applied, but its reply of ${bytes} bytes exceeds this connection's output limit of ${limit} bytes, so it is not sent`
+    : `ERR reply of ${bytes} bytes exceeds this connection's output limit of ${limit} bytes`;
 
 interface Waiting {
   reply: Reply | Promise<Reply>;
@@ -188,7 +194,7 @@ export class Client {
     const bytes = replyBytes(reply, proto);
     if (bytes <= room) return reply;
     this.log.warn("refused a reply past the output limit", { client: this.session.addr, bytes, limit: this.limits.maxOutputBytes });
-    return errorReply(outputLimitError(bytes, this.limits.maxOutputBytes));
+    return errorReply(outputLimitError(bytes, this.limits.maxOutputBytes, reply.t === "array" && reply.applied === true));
   }
 
   /** Writes every reply that is ready, in order, up to the first that is not; sends; then pauses, resumes or ends. */

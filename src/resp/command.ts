@@ -57,8 +57,11 @@ export interface Session {
   libVer: string;
   /** Set by QUIT: answer what is due, then close. */
   closing: boolean;
-  /** Between MULTI and EXEC/DISCARD: the commands queued, and whether one was refused (EXEC then aborts). */
-  multi?: { queued: (() => Awaitable<Reply>)[]; failed: boolean };
+  /**
+   * Between MULTI and EXEC/DISCARD: the commands queued, their bytes (bounded by
+   * Shared.maxQueuedBytes), and whether one was refused (EXEC then aborts).
+   */
+  multi?: { queued: (() => Awaitable<Reply>)[]; bytes: number; failed: boolean };
   /** The reply of the last command still waiting on another node: the next command runs after it (dispatch.ts). */
   tail?: Promise<Reply>;
 }
@@ -71,6 +74,8 @@ export interface Shared {
   readonly startedMs: number;
   /** The port the RESP listener is bound to (INFO's tcp_port). */
   port: number;
+  /** Most bytes one connection's MULTI may queue: as much as one command may carry (server.ts, limitsFor). */
+  readonly maxQueuedBytes: number;
   readonly sessions: Map<number, Session>;
   readonly cursors: Cursors;
   /** `outputBytes`: replies written and not yet taken by the sockets, every connection together (INFO's mem_clients_normal). */
@@ -274,7 +279,11 @@ function apply(ctx: Ctx, bucket: string, key: string, write: NonNullable<Step["w
   }
   const opts: SetOptions = {};
   if (write.value.bytes) opts.bytes = true;
-  if (write.expiresAt !== undefined) opts.expiresAt = write.expiresAt;
+  // Past by the time it is applied (on the owner's clock, say): the key is just expired (expiry.ts, setOptions).
+  if (write.expiresAt !== undefined) {
+    opts.expiresAt = write.expiresAt;
+    opts.pastExpiryDeletes = true;
+  }
   if (ifMatch !== undefined) opts.ifMatch = ifMatch;
   else if (expected === null) opts.ifAbsent = true;
   return service.set(bucket, key, write.value.value, opts);

@@ -1,5 +1,7 @@
 import { ADMIN_COMMANDS } from "./admin.ts";
-import type { CommandSpec } from "./command.ts";
+import { word, type CommandSpec } from "./command.ts";
+import { RespError, SYNTAX } from "./errors.ts";
+import { globMatch } from "./glob.ts";
 import { CONNECTION_COMMANDS } from "./connection.ts";
 import { KEY_COMMANDS } from "./keys.ts";
 import { array, bulk, int, map, NIL, set, simple, type Reply } from "./reply.ts";
@@ -51,7 +53,7 @@ const COMMAND_COMMAND: CommandSpec = {
       group: "server",
       since: "7.0.0",
       summary: "Returns a list of command names.",
-      run: () => array(ALL.map((c) => bulk(c.name))),
+      run: (_ctx, a) => commandList(a),
     },
   ],
 };
@@ -63,6 +65,26 @@ export const TABLE: ReadonlyMap<string, CommandSpec> = new Map(ALL.map((c) => [c
 
 /** Subcommands by `container|sub`. */
 export const SUBCOMMANDS: ReadonlyMap<string, CommandSpec> = new Map(ALL.flatMap((c) => (c.subcommands ?? []).map((s) => [s.name, s])));
+
+/**
+ * COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: every
+ * command and subcommand (`config|get`), as Redis 7.0 lists them; one filter at
+ * most (Redis reads `FILTERBY` only as the last three arguments). No module
+ * exists here, so MODULE lists none; PATTERN matches without case, as Redis.
+ */
+function commandList(a: Buffer[]): Reply {
+  let keep = (_c: CommandSpec): boolean => true;
+  if (a.length > 2) {
+    if (a.length !== 5 || word(a[2]!) !== "FILTERBY") throw new RespError(SYNTAX);
+    const type = word(a[3]!);
+    const arg = a[4]!.toString();
+    if (type === "MODULE") keep = () => false;
+    else if (type === "ACLCAT") keep = (c) => categories(c).includes(`@${arg.toLowerCase()}`);
+    else if (type === "PATTERN") keep = (c) => globMatch(arg, c.name, true);
+    else throw new RespError(SYNTAX);
+  }
+  return array(ALL.flatMap((c) => [c, ...(c.subcommands ?? [])]).filter(keep).map((c) => bulk(c.name)));
+}
 
 /** Redis's ACL categories of a command, from its group and flags. */
 function categories(c: CommandSpec): string[] {

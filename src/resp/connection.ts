@@ -1,6 +1,6 @@
-import { DATABASES, integer, text, word, rows, type CommandSpec, type Ctx, type Session } from "./command.ts";
+import { DATABASES, integer, parseInt64, text, word, rows, type CommandSpec, type Ctx, type Session } from "./command.ts";
 import { RespError, SYNTAX, WRONGPASS } from "./errors.ts";
-import { array, bulk, bulkOrNil, int, map, OK, simple, type Reply } from "./reply.ts";
+import { array, bulk, bulkOrNil, int, map, OK, simple, verbatim, type Reply } from "./reply.ts";
 
 /**
  * Connection commands: the handshake every client starts with (HELLO, AUTH,
@@ -140,7 +140,7 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
         keys: [0, 0, 0],
         since: "6.2.0",
         summary: "Returns information about the connection.",
-        run: (ctx) => bulk(`${clientLine(ctx, ctx.session)}\n`),
+        run: (ctx) => verbatim(`${clientLine(ctx, ctx.session)}\n`),
       }),
       c({
         name: "client|list",
@@ -149,7 +149,7 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
         keys: [0, 0, 0],
         since: "2.4.0",
         summary: "Lists open connections.",
-        run: (ctx) => bulk([...ctx.shared.sessions.values()].map((s) => `${clientLine(ctx, s)}\n`).join("")),
+        run: clientList,
       }),
     ],
   }),
@@ -184,11 +184,11 @@ function hello(ctx: Ctx, a: Buffer[]): Reply {
   let proto = ctx.session.proto;
   let i = 1;
   if (a.length > 1) {
-    const v = a[1]!.toString("latin1");
-    const n = /^\d{1,3}$/.test(v) ? Number(v) : NaN;
-    if (Number.isNaN(n)) throw new RespError("ERR Protocol version is not an integer or out of range");
-    if (n !== 2 && n !== 3) throw new RespError("NOPROTO unsupported protocol version");
-    proto = n;
+    // Any int64 is a version (Redis: `HELLO -1` is NOPROTO); only what is not one is an error.
+    const n = parseInt64(a[1]!.toString("latin1"));
+    if (n === undefined) throw new RespError("ERR Protocol version is not an integer or out of range");
+    if (n !== 2n && n !== 3n) throw new RespError("NOPROTO unsupported protocol version");
+    proto = n === 2n ? 2 : 3;
     i = 2;
   }
   let name: string | undefined;
@@ -225,6 +225,29 @@ function clientName(arg: Buffer): string {
   const s = text(arg);
   if (!/^[\x21-\x7e]*$/.test(s)) throw new RespError("ERR Client names cannot contain spaces, newlines or special characters.");
   return s;
+}
+
+/**
+ * CLIENT LIST [TYPE type | ID id [id ...]], as Redis 7.0 parses it: every
+ * connection here is of type `normal` (no replicas, no pub/sub), so another known
+ * type lists none; an ID that is no connection is left out.
+ */
+function clientList(ctx: Ctx, a: Buffer[]): Reply {
+  let sessions = [...ctx.shared.sessions.values()];
+  if (a.length === 4 && word(a[2]!) === "TYPE") {
+    const type = a[3]!.toString().toLowerCase();
+    if (!["normal", "master", "replica", "slave", "pubsub"].includes(type)) throw new RespError(`ERR Unknown client type '${a[3]!.toString()}'`);
+    if (type !== "normal") sessions = [];
+  } else if (a.length > 3 && word(a[2]!) === "ID") {
+    sessions = [];
+    for (const arg of a.slice(3)) {
+      const id = parseInt64(arg.toString("latin1"));
+      if (id === undefined) throw new RespError("ERR Invalid client ID");
+      const s = id <= BigInt(Number.MAX_SAFE_INTEGER) && id > 0n ? ctx.shared.sessions.get(Number(id)) : undefined;
+      if (s) sessions.push(s);
+    }
+  } else if (a.length !== 2) throw new RespError(SYNTAX);
+  return verbatim(sessions.map((s) => `${clientLine(ctx, s)}\n`).join(""));
 }
 
 /** One line of CLIENT LIST / CLIENT INFO, with the fields clients read. */

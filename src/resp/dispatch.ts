@@ -20,6 +20,11 @@ import { errorReply, simple, type Reply } from "./reply.ts";
 export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awaitable<Reply> {
   shared.stats.commands++;
   const checked = check(shared, session, args);
+  // An EXEC refused before it runs (wrong arity) discards the transaction, inside MULTI or not, as Redis's execCommandAbort.
+  if (!("spec" in checked) && checked.t === "error" && args[0]!.toString("latin1").toLowerCase() === "exec") {
+    session.multi = undefined;
+    return errorReply(`EXECABORT Transaction discarded because of: ${checked.s.replace(/^ERR /, "")}`);
+  }
   if (session.multi !== undefined) {
     if (!("spec" in checked)) {
       session.multi.failed = true;
@@ -32,14 +37,45 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
         session.multi.failed = true;
         return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));
       }
-      session.multi.queued.push(() => run(shared, session, spec, args));
-      return QUEUED;
+      return queue(shared, session.multi, () => run(shared, session, spec, args), args);
     }
   }
   return "spec" in checked ? execute(shared, session, checked.spec, args) : checked;
 }
 
 const QUEUED = simple("QUEUED");
+
+/**
+ * Bytes a queued command is counted for: its arguments, and QUEUED_ARG_BYTES for
+ * each (the Buffer that holds it), so a queue of many small commands is bounded
+ * as well as one of a few large ones.
+ */
+const QUEUED_ARG_BYTES = 64;
+
+/**
+ * Queues a command of a transaction, within Shared.maxQueuedBytes: a MULTI queue
+ * is held until EXEC, and without a bound one connection could hold gigabytes
+ * (400 SETs of 1 MiB held 640 MB). A command past the bound is answered with an
+ * error and the transaction is marked failed, as for any command refused while
+ * queuing (EXEC answers -EXECABORT, Redis's answer then); what was queued is freed
+ * at once, and nothing more is held until EXEC or DISCARD.
+ */
+function queue(shared: Shared, multi: NonNullable<Session["multi"]>, command: () => Awaitable<Reply>, args: Buffer[]): Reply {
+  if (multi.failed) return QUEUED; // EXEC aborts whatever comes: nothing to hold
+  let bytes = 0;
+  for (const a of args) bytes += a.length + QUEUED_ARG_BYTES;
+  if (multi.bytes + bytes > shared.maxQueuedBytes) {
+    multi.failed = true;
+    multi.queued = [];
+    multi.bytes = 0;
+    return errorReply(
+      `ERR this transaction would queue more than ${shared.maxQueuedBytes} bytes of commands, the most one connection may queue: it is discarded, and EXEC will answer -EXECABORT`,
+    );
+  }
+  multi.bytes += bytes;
+  multi.queued.push(command);
+  return QUEUED;
+}
 /** What runs at once inside MULTI rather than being queued (Redis's list). */
 const RUN_IN_MULTI = new Set(["exec", "discard", "multi", "watch", "quit", "reset"]);
 

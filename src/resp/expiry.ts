@@ -47,10 +47,17 @@ export function write(ctx: Ctx, key: string, v: StoredValue, expiresAt: number |
   return ctx.service.set(bucket, key, v.value, setOptions(v, expiresAt));
 }
 
-/** The service's options for a value in stored form with an expiry: none at all for text without one (the hot path). */
+/**
+ * The service's options for a value in stored form with an expiry: none at all for
+ * text without one (the hot path). An expiry goes with `pastExpiryDeletes`: it was
+ * in the future on this node's clock a moment ago (else `write` deleted the key),
+ * and if it has passed by the time the write is applied (a later reading here, or
+ * the owner's clock after a hop), the key is simply expired, as on Redis, and the
+ * command still answers what it would have (SET's OK, PEXPIRE's 1).
+ */
 export function setOptions(v: StoredValue, expiresAt: number | undefined): SetOptions {
-  if (!v.bytes) return expiresAt === undefined ? NO_OPTIONS : { expiresAt };
-  return expiresAt === undefined ? BYTES : { bytes: true, expiresAt };
+  if (!v.bytes) return expiresAt === undefined ? NO_OPTIONS : { expiresAt, pastExpiryDeletes: true };
+  return expiresAt === undefined ? BYTES : { bytes: true, expiresAt, pastExpiryDeletes: true };
 }
 const NO_OPTIONS: SetOptions = Object.freeze({});
 const BYTES: SetOptions = Object.freeze({ bytes: true });

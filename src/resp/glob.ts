@@ -55,7 +55,8 @@ function matchOne(pattern: string, p: number, ch: string): number {
     if (pattern[q] === "\\" && q + 1 < pattern.length) {
       if (pattern[q + 1] === ch) hit = true;
       q += 2;
-    } else if (pattern[q + 1] === "-" && q + 2 < pattern.length && pattern[q + 2] !== "]") {
+    } else if (pattern[q + 1] === "-" && q + 2 < pattern.length) {
+      // As Redis's stringmatchlen, even when the range's end is `]`: `[cb-]` is `c` and `]`..`b`, and the class runs on.
       let lo = pattern[q]!;
       let hi = pattern[q + 2]!;
       if (lo > hi) [lo, hi] = [hi, lo];

@@ -104,9 +104,15 @@ function bothHere(ctx: Ctx, command: string, ...keys: string[]): void {
   for (const k of keys) if (!ctx.service.decidesHere(k)) throw new RespError(notServedHere(command, k));
 }
 
-/** DEL: the keys that held a live value, counted once each delete has answered (from an owner, for a key served elsewhere). */
+/**
+ * DEL: the keys that held a live value, counted once each delete has answered (from
+ * an owner, for a key served elsewhere). Every key is checked first (checkBatch): a
+ * DEL naming one makhzen refuses deletes none of the others.
+ */
 function del(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
-  const results = a.slice(1).map((k) => ctx.service.delete(ctx.bucket, text(k)));
+  const keys = a.slice(1).map(text);
+  ctx.service.checkBatch(ctx.bucket, keys.map((key) => ({ key })));
+  const results = keys.map((k) => ctx.service.delete(ctx.bucket, k));
   const count = (versions: unknown[]) => int(versions.filter((v) => v !== undefined).length);
   return results.some((r) => r instanceof Promise) ? Promise.all(results).then(count) : count(results);
 }

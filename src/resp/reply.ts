@@ -19,9 +19,15 @@ export type Reply =
    * reply object repeated in one answer (MGET k k k) is decoded once.
    */
   | { t: "bulk64"; b64: string; decoded?: Buffer }
+  /** Text for people (INFO, CLIENT LIST): RESP3's verbatim string `=N\r\ntxt:...`, a bulk string in RESP2, as Redis's addReplyVerbatim. */
+  | { t: "verbatim"; v: string }
   | { t: "nil" }
   | { t: "nilArray" }
-  | { t: "array"; items: Reply[] }
+  /**
+   * `applied`: the reply of commands that already ran (EXEC's), so a refusal of the
+   * reply itself must say they were applied (client.ts, outputLimitError).
+   */
+  | { t: "array"; items: Reply[]; applied?: true }
   | { t: "set"; items: Reply[] }
   | { t: "map"; entries: [Reply, Reply][] }
   | { t: "double"; n: number };
@@ -37,6 +43,7 @@ export const simple = (s: string): Reply => ({ t: "simple", s });
 export const int = (n: number | bigint): Reply => ({ t: "int", n });
 export const bulk = (v: string | Uint8Array): Reply => ({ t: "bulk", v });
 export const bulk64 = (b64: string): Reply => ({ t: "bulk64", b64 });
+export const verbatim = (v: string): Reply => ({ t: "verbatim", v });
 export const bulkOrNil = (v: string | Uint8Array | undefined | null): Reply => (v === undefined || v === null ? NIL : { t: "bulk", v });
 export const array = (items: Reply[]): Reply => ({ t: "array", items });
 export const bulks = (items: readonly string[]): Reply => ({ t: "array", items: items.map(bulk) });
@@ -86,6 +93,9 @@ export class Out {
         this.str("\r\n");
         return;
       }
+      case "verbatim":
+        this.str(proto === 3 ? `=${Buffer.byteLength(r.v) + 4}\r\ntxt:${r.v}\r\n` : `$${Buffer.byteLength(r.v)}\r\n${r.v}\r\n`);
+        return;
       case "nil":
         this.str(proto === 3 ? "_\r\n" : "$-1\r\n");
         return;
@@ -171,6 +181,8 @@ export function replyBytes(r: Reply, proto: Proto): number {
         return total + bulkBytes(typeof r.v === "string" ? textBytes(r.v) : r.v.length);
       case "bulk64":
         return total + bulkBytes(r.decoded?.length ?? base64Bytes(r.b64));
+      case "verbatim":
+        return total + bulkBytes(textBytes(r.v) + (proto === 3 ? 4 : 0));
       case "nil":
       case "nilArray":
         return total + (proto === 3 ? 3 : 5);

@@ -53,12 +53,15 @@ export interface RespServer {
 export function startRespServer(opts: RespServerOptions, port: number): RespServer {
   const { config, log } = opts;
   const access = config.token === undefined ? undefined : tokenAccess(config.token, config.readToken);
+  const limits = limitsFor(config);
   const shared: Shared = {
     service: opts.service,
     config,
     version: opts.version,
     startedMs: opts.startedMs,
     port,
+    // A transaction may queue as much as one command may carry (dispatch.ts).
+    maxQueuedBytes: limits.maxCommandBytes,
     sessions: new Map(),
     cursors: new Cursors(),
     stats: { connections: 0, commands: 0, rejected: 0, outputBytes: 0 },
@@ -68,7 +71,6 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     },
     authenticate: (password) => access?.(password),
   };
-  const limits = limitsFor(config);
   let nextId = 1;
   const listener: TCPSocketListener<Client> = Bun.listen<Client>({
     hostname: config.host,

@@ -104,10 +104,17 @@ export const STRING_COMMANDS: CommandSpec[] = [
   }),
   s({ name: "strlen", arity: 2, flags: RF, keys: [1, 1, 1], since: "2.2.0", summary: "Returns the length of a string value.", run: (ctx, a) => then(read(ctx, text(a[1]!)), (i) => int(strlen(i))) }),
   s({ name: "getrange", arity: 4, flags: ["readonly"], keys: [1, 1, 1], since: "2.4.0", summary: "Returns a substring of the string stored at a key.", run: getrange }),
+  // Redis's old name of GETRANGE, which it still answers.
+  s({ name: "substr", arity: 4, flags: ["readonly"], keys: [1, 1, 1], summary: "Returns a substring from a string value.", run: getrange }),
   s({ name: "setrange", arity: 4, flags: W, keys: [1, 1, 1], since: "2.2.0", summary: "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", run: setrange }),
 ];
 
-/** SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL], parsed as Redis's parseExtendedStringArgumentsOrReply. */
+/**
+ * SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL], parsed
+ * as Redis's parseExtendedStringArgumentsOrReply: an option may come again (the
+ * last amount wins: `EX 10 EX 20` is 20 s), two that conflict (`NX XX`, `EX 5 PX 9`,
+ * `KEEPTTL EX 5`) are a syntax error.
+ */
 function setCommand(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   const key = text(a[1]!);
   const v = value(a[2]!);
@@ -117,10 +124,10 @@ function setCommand(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   let amount: Buffer | undefined;
   for (let i = 3; i < a.length; i++) {
     const opt = word(a[i]!);
-    if ((opt === "NX" || opt === "XX") && cond === undefined) cond = opt;
-    else if (opt === "GET" && !get) get = true;
-    else if (opt === "KEEPTTL" && unit === undefined) unit = "KEEPTTL";
-    else if ((opt === "EX" || opt === "PX" || opt === "EXAT" || opt === "PXAT") && unit === undefined && i + 1 < a.length) {
+    if ((opt === "NX" || opt === "XX") && (cond === undefined || cond === opt)) cond = opt;
+    else if (opt === "GET") get = true;
+    else if (opt === "KEEPTTL" && (unit === undefined || unit === opt)) unit = "KEEPTTL";
+    else if ((opt === "EX" || opt === "PX" || opt === "EXAT" || opt === "PXAT") && (unit === undefined || unit === opt) && i + 1 < a.length) {
       unit = opt;
       amount = a[++i];
     } else throw new RespError(SYNTAX);
@@ -141,15 +148,15 @@ function setWithExpiry(ctx: Ctx, a: Buffer[], unit: ExpiryUnit, command: string)
   return then(write(ctx, text(a[1]!), value(a[3]!), expiresAt), () => OK);
 }
 
-/** GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]: a new version only when the expiry changes. */
+/** GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]: a new version only when the expiry changes. Options parse as SET's. */
 function getex(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
   const key = text(a[1]!);
   let unit: ExpiryUnit | "PERSIST" | undefined;
   let amount: Buffer | undefined;
   for (let i = 2; i < a.length; i++) {
     const opt = word(a[i]!);
-    if (opt === "PERSIST" && unit === undefined) unit = "PERSIST";
-    else if ((opt === "EX" || opt === "PX" || opt === "EXAT" || opt === "PXAT") && unit === undefined && i + 1 < a.length) {
+    if (opt === "PERSIST" && (unit === undefined || unit === opt)) unit = "PERSIST";
+    else if ((opt === "EX" || opt === "PX" || opt === "EXAT" || opt === "PXAT") && (unit === undefined || unit === opt) && i + 1 < a.length) {
       unit = opt;
       amount = a[++i];
     } else throw new RespError(SYNTAX);
@@ -183,6 +190,15 @@ function mget(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   return waiting ? Promise.all(items).then(array) : array(items as Reply[]);
 }
 
+/**
+ * MSET / MSETNX: all or nothing on this node. Every key and value is checked, and
+ * room made under --max-memory for all the values together (the service's
+ * checkBatch), before the first is written; the writes then run in one synchronous
+ * step, so a refused MSET (a key too long, -OOM) writes none of its keys. In a
+ * partitioned cluster the keys served elsewhere are written by their owners, key by
+ * key; each owner checks its own memory, so an owner that refuses leaves the
+ * others' keys written (docs/resp.md). MSETNX needs every key here.
+ */
 function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promise<Reply> {
   if (a.length % 2 === 0) throw new RespError(`ERR wrong number of arguments for '${command}' command`);
   const pairs: [string, StoredValue][] = [];
@@ -191,8 +207,9 @@ function mset(ctx: Ctx, a: Buffer[], command: "mset" | "msetnx"): Reply | Promis
     // Atomic only on one node: every key must be served here (see docs/resp.md).
     const elsewhere = pairs.find(([k]) => !ctx.service.decidesHere(k));
     if (elsewhere) throw new RespError(notServedHere("MSETNX", elsewhere[0]));
-    if (pairs.some(([k]) => now(read(ctx, k)))) return ZERO;
   }
+  ctx.service.checkBatch(ctx.bucket, pairs.map(([key, v]) => ({ key, value: v.value, bytes: v.bytes })));
+  if (command === "msetnx" && pairs.some(([k]) => now(read(ctx, k)))) return ZERO;
   const pending = pairs.map(([k, v]) => ctx.service.set(ctx.bucket, k, v.value, setOptions(v, undefined)));
   return all(pending, command === "msetnx" ? ONE : OK);
 }

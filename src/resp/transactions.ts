@@ -1,6 +1,6 @@
 import { rows, type CommandSpec } from "./command.ts";
 import { RespError } from "./errors.ts";
-import { array, OK, type Reply } from "./reply.ts";
+import { OK, type Reply } from "./reply.ts";
 
 /**
  * MULTI / EXEC / DISCARD: a connection queues commands (each answered +QUEUED,
@@ -30,7 +30,7 @@ export const TRANSACTION_COMMANDS: CommandSpec[] = [
     summary: "Starts a transaction.",
     run: (ctx) => {
       if (ctx.session.multi !== undefined) throw new RespError("ERR MULTI calls can not be nested");
-      ctx.session.multi = { queued: [], failed: false };
+      ctx.session.multi = { queued: [], bytes: 0, failed: false };
       return OK;
     },
   }),
@@ -47,7 +47,9 @@ export const TRANSACTION_COMMANDS: CommandSpec[] = [
       if (multi.failed) throw new RespError(EXECABORT);
       // All of them now, in order, before any reply is awaited: that is what makes it atomic.
       const replies = multi.queued.map((run) => run());
-      return replies.some((r) => r instanceof Promise) ? Promise.all(replies).then(array) : array(replies as Reply[]);
+      // Marked as applied: a reply too large to send is refused saying the commands ran (client.ts).
+      const applied = (items: Reply[]): Reply => ({ t: "array", items, applied: true });
+      return replies.some((r) => r instanceof Promise) ? Promise.all(replies).then(applied) : applied(replies as Reply[]);
     },
   }),
   t({

@@ -20,11 +20,13 @@ import { respNode, type RespNode } from "./support.ts";
 const track = closeAfterEach();
 const NAMES = ["a", "b", "c", "d"];
 
-async function cluster() {
+/** `clockOf` gives a node its own wall clock (a node whose clock is ahead of the others, say). */
+async function cluster(clockOf: (name: string) => (() => number) | undefined = () => undefined) {
   const nodes: RespNode[] = [];
   for (const name of NAMES) {
     const peers = nodes.length > 0 ? [nodes[0]!.url] : [];
-    nodes.push(track(await respNode({ name, replicas: 2, peers, ...FAST_TIMINGS }), (r) => r.node.close()));
+    const wallClock = clockOf(name);
+    nodes.push(track(await respNode({ name, replicas: 2, peers, ...FAST_TIMINGS, ...(wallClock ? { wallClock } : {}) }), (r) => r.node.close()));
   }
   await eventually(() => nodes.every((n) => n.node.members().filter((m) => m.state === "alive").length === NAMES.length), { what: "every node sees 4 alive members" });
   // Routing and listings go by what each node last heard of the others' partitions: wait until that is current.
@@ -123,5 +125,29 @@ describe("RESP in a partitioned cluster", () => {
     expect(await ra.flushdb()).toBe("OK");
     expect(await ra.get(far)).toBeNull();
     expect(await redis("b").keys("*")).toEqual([]);
+  });
+
+  test("a TTL past on the owner's clock expires the key, answered as Redis; a refused MSET writes none of its keys on any owner", async () => {
+    // Every node but a is 100 ms ahead (well within --max-clock-offset): what a forwards with PX 50 is past on arrival.
+    const { redis, foreignKey } = await cluster((name) => (name === "a" ? undefined : () => Date.now() + 100));
+    const ra = redis("a");
+    const far = foreignKey("short", "a");
+    expect(await ra.set(far, "v", "PX", 50)).toBe("OK");
+    expect(await ra.psetex(far, 50, "v")).toBe("OK");
+    expect(await ra.exists(far)).toBe(0);
+    await ra.set(far, "5");
+    expect(await ra.pexpire(far, 50)).toBe(1);
+    expect(await ra.exists(far)).toBe(0);
+    await ra.set(far, "5", "PX", 5000);
+    expect(await ra.incr(far)).toBe(6);
+    expect(await ra.pttl(far)).toBeGreaterThan(4000);
+
+    // MSET's keys and values are checked before any is sent to its owner.
+    const others = [foreignKey("m1-", "a"), foreignKey("m2-", "a")];
+    await expect(ra.mset(others[0]!, "1", "k".repeat(1025), "v", others[1]!, "2")).rejects.toThrow(/key is 1025 bytes/);
+    await expect(ra.mset(others[0]!, "1", "..", "v")).rejects.toThrow(/must not be "\." or "\.\."/);
+    expect(await ra.exists(...others)).toBe(0);
+    await expect(ra.del(far, ".")).rejects.toThrow(/must not be "\." or "\.\."/);
+    expect(await ra.exists(far)).toBe(1);
   });
 });

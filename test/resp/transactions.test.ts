@@ -54,6 +54,24 @@ describe("MULTI / EXEC on the wire", () => {
     await c.expect("-ERR WATCH is not supported by makhzen: MULTI/EXEC is atomic on one node, but there is no optimistic check-and-set\r\n+OK\r\n");
   });
 
+  test("a transaction queues at most one command's worth of bytes (64 MiB): past it the command is refused and EXEC aborts", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    const value = "v".repeat(1024 * 1024);
+    // Each SET is counted for its arguments and 64 bytes per argument: the 64th SET of 1 MiB passes 64 MiB.
+    c.send(Buffer.concat([frame("MULTI"), ...Array.from({ length: 65 }, (_, i) => frame("SET", `q${i}`, value)), frame("EXEC"), frame("EXISTS", "q0", "q64")]));
+    const limit = 64 * 1024 * 1024;
+    await c.expect(
+      `+OK\r\n${"+QUEUED\r\n".repeat(63)}-ERR this transaction would queue more than ${limit} bytes of commands, the most one connection may queue: it is discarded, and EXEC will answer -EXECABORT\r\n` +
+        "+QUEUED\r\n-EXECABORT Transaction discarded because of previous errors.\r\n:0\r\n",
+      20_000,
+    );
+    // The connection goes on, and a transaction within the bound runs.
+    c.clear();
+    c.send(Buffer.concat([frame("MULTI"), frame("SET", "q0", value), frame("EXEC")]));
+    await c.expect("+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n", 10_000);
+  }, 30_000);
+
   test("a read-only connection's queued write is -NOPERM and aborts EXEC", async () => {
     const { conn } = await setup({ token: "w", readToken: "r" });
     const c = await conn();

@@ -245,6 +245,8 @@ export const ForwardRequest = Type.Object(
     bytes: Type.Optional(Type.Literal(true)),
     ttl: Type.Optional(Type.Number()),
     expiresAt: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** SetOptions.pastExpiryDeletes: an expiresAt already past on the owner's clock writes the key already expired (RESP's SET PX 1). */
+    pastExpiryDeletes: Type.Optional(Type.Literal(true)),
     ifMatch: Type.Optional(Type.String({ maxLength: VERSION_MAX_LENGTH + 2 })),
     ifAbsent: Type.Optional(Type.Literal(true)),
     w: Type.Optional(WireConcern),
