@@ -164,6 +164,9 @@ export class Membership {
 
   handleJoin(joiner: WireMember): MembersAnswer {
     const { self } = this.deps;
+    // This very process, through a seed URL spelt otherwise than its own (localhost
+    // for 127.0.0.1): the answer, ourselves first, tells its Seeds to skip that URL.
+    if (joiner.name === self.name && joiner.url === self.url && joiner.incarnation === self.incarnation) return this.answer();
     if (joiner.name === self.name) {
       throw new MakhzenError("NAME_TAKEN", `node name "${joiner.name}" is already taken by ${self.url}`);
     }

@@ -118,10 +118,16 @@ export class Seeds {
       ...(replicas === undefined ? {} : { replicas }),
       ...(maxClockOffsetMs === undefined ? {} : { maxClockOffsetMs }),
     };
+    let onlySelf = true;
     for (const seed of seeds) {
       try {
         const sentMs = this.deps.wallMs();
         const answer = await this.deps.transport.call(seed, "join", request, requestTimeoutMs);
+        if (this.isSelf(answer)) {
+          this.forget(seed);
+          continue;
+        }
+        onlySelf = false;
         this.deps.answered(answer, sentMs);
         this.joinedFlag = true;
         this.deps.logger.info("joined", { seed, members: answer.members.length - 1 });
@@ -131,11 +137,27 @@ export class Seeds {
           this.refused = e.code;
           throw e;
         }
+        onlySelf = false;
         // Retried every heartbeat until one answers: one line per seed within the budget.
         this.misses++;
         this.lines.line("seeds.no-answer", seed, (suppressed) => this.deps.logger.warn("seed did not answer", { seed, misses: this.misses, suppressed, error: e }));
       }
     }
+    // Every seed tried was this node under another spelling: it has none, as a first node.
+    if (onlySelf && this.urls.length === 0) return (this.joinedFlag = true);
     return false;
+  }
+
+  /** The answer came from this very process (Membership.handleJoin answers itself first). */
+  private isSelf(answer: MembersAnswer): boolean {
+    const me = this.deps.selfWire();
+    const from = answer.members[0];
+    return from !== undefined && from.name === me.name && from.url === me.url && from.incarnation === me.incarnation;
+  }
+
+  /** A seed URL that reaches this node itself is dropped for good, as its own URL is (join). */
+  private forget(seed: string): void {
+    this.urls = this.urls.filter((u) => u !== seed);
+    this.deps.logger.info("a seed is this node itself, under another address: skipped", { seed });
   }
 }

@@ -26,10 +26,15 @@ export const newRefusals = (): Refusals => ({ clientUnauthorized: 0, clientForbi
 /** What protected mode looks at. */
 export type ProtectedModeConfig = Pick<NodeConfig, "insecure" | "host" | "token" | "clusterSecret" | "peers" | "advertise">;
 
-/** Loopback as protected mode means it: 127.0.0.0/8, ::1 and localhost. */
+/**
+ * Loopback as protected mode means it: 127.0.0.0/8, ::1 and localhost, also as
+ * IPv4-mapped IPv6 (`::ffff:127.0.0.1`, which a URL writes `::ffff:7f00:1`).
+ */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
   if (h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1") return true;
+  const mappedHex = /^::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}$/.exec(h);
+  if (mappedHex) return parseInt(mappedHex[1]!, 16) >> 8 === 127;
   if (h.startsWith("::ffff:")) return isLoopbackHost(h.slice(7));
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }

@@ -226,3 +226,35 @@ describe("duplicate names, in process", () => {
     }
   });
 });
+
+describe("a seed that is this node itself, spelt another way", () => {
+  test("is skipped, not taken for a process that holds our name; the other seeds are still joined", async () => {
+    const net = new MemoryTransport();
+    // `a`'s seed reaches `a` itself through another URL (localhost for 127.0.0.1, say).
+    const a = core("a", net, { peers: ["mem://a-alias"] });
+    net.register("mem://a-alias", a.cluster.service);
+    await a.cluster.start(a.url);
+    expect([a.cluster.membership.hasJoined, a.cluster.membership.hasSeeds, a.cluster.membership.list().map((m) => m.name)]).toEqual([true, false, []]);
+    // With a real seed after it, the alias is skipped and the seed joined.
+    const b = core("b", net);
+    await b.cluster.start(b.url);
+    const c = core("c", net, { peers: ["mem://c-alias", b.url] });
+    net.register("mem://c-alias", c.cluster.service);
+    await c.cluster.start(c.url);
+    expect(c.cluster.membership.get("b")?.state).toBe("alive");
+    expect(b.cluster.membership.get("c")?.state).toBe("alive");
+    expect(c.cluster.membership.get("c")).toBeUndefined();
+    expect(c.cluster.membership.hasSeeds).toBe(true);
+  });
+
+  test("a join under our name from another process (another URL or another life) is still refused", async () => {
+    const net = new MemoryTransport();
+    const a = core("a", net);
+    await a.cluster.start(a.url);
+    const me = a.cluster.membership.handleMembers().members[0]!;
+    expect(a.cluster.membership.handleJoin({ ...me }).members[0]).toEqual(me);
+    expect(() => a.cluster.membership.handleJoin({ ...me, url: "mem://elsewhere" })).toThrow('node name "a" is already taken');
+    expect(() => a.cluster.membership.handleJoin({ ...me, incarnation: me.incarnation + 1 })).toThrow('node name "a" is already taken');
+    expect(a.cluster.membership.list()).toEqual([]);
+  });
+});

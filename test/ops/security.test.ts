@@ -25,8 +25,8 @@ const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
 describe("protected mode", () => {
   test("loopback is 127.0.0.0/8, ::1 and localhost", () => {
-    for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST", "::ffff:127.0.0.1"]) expect(isLoopbackHost(h)).toBe(true);
-    for (const h of ["0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "128.0.0.1", "example.com", "127.0.0.1.nip.io"]) expect(isLoopbackHost(h)).toBe(false);
+    for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST", "::ffff:127.0.0.1", "[::ffff:7f00:1]", "::ffff:7f01:203"]) expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ["0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "128.0.0.1", "example.com", "127.0.0.1.nip.io", "::ffff:a00:1", "::ffff:8000:1"]) expect(isLoopbackHost(h)).toBe(false);
   });
 
   test("beyond loopback without --token is refused, naming --token and --insecure", () => {
