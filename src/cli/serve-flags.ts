@@ -294,10 +294,21 @@ export function checkFlagsTogether(o: NodeOptions, typed: ReadonlySet<keyof Node
  * A config error (resolveConfig's INVALID_CONFIG, which names fields) reworded with
  * the flags that set those fields: `tlsCertFile "x" cannot be read` becomes
  * `--tls-cert "x" cannot be read`. The flag kinds and checkTogether catch what they
- * can first; this is for what only the node can find.
+ * can first; this is for what only the node can find. A quoted value is the user's
+ * own, and kept as typed: `name "bad name"` must not become `--name "bad --name"`.
  */
 export function namingFlags(message: string): string {
-  let out = message;
+  return message
+    .split(QUOTED)
+    .map((part, i) => (i % 2 === 1 ? part : fieldsAsFlags(part)))
+    .join("");
+}
+
+/** A double-quoted value (JSON.stringify's form), captured so split keeps it. */
+const QUOTED = /("(?:[^"\\]|\\.)*")/;
+
+function fieldsAsFlags(text: string): string {
+  let out = text;
   for (const f of SERVE_FLAGS) if (f.key !== undefined) out = out.replace(new RegExp(`\\b${f.key}\\b`, "g"), `--${f.name}`);
   return out;
 }

@@ -205,6 +205,9 @@ describe("the serve flag table", () => {
     // What only the node finds is reworded with the flags that set the fields.
     expect(namingFlags('tlsCertFile "/x.pem" cannot be read: ENOENT')).toBe('--tls-cert "/x.pem" cannot be read: ENOENT');
     expect(namingFlags("name must be given with dataDir when port is 0")).toBe("--name must be given with --data-dir when --port is 0");
+    // A quoted value is the user's own: kept as typed, whatever words it holds.
+    expect(namingFlags('name "bad name" must be 1-128 characters')).toBe('--name "bad name" must be 1-128 characters');
+    expect(namingFlags('tlsCertFile "/etc/name \\"port\\".pem" cannot be read')).toBe('--tls-cert "/etc/name \\"port\\".pem" cannot be read');
     expect(namingFlags("suspectAfterMs must be an integer")).toBe("suspectAfterMs must be an integer");
   });
 
