@@ -104,11 +104,7 @@ describe("MakhzenClient: dump and load against a hung node", () => {
     expect(e.code).toBe(code);
     return { e, ms: performance.now() - start };
   };
-  const drain = async (body: ReadableStream<Uint8Array>) => {
-    let text = "";
-    for await (const c of body.pipeThrough(new TextDecoderStream())) text += c;
-    return text;
-  };
+  const drain = (body: ReadableStream<Uint8Array>) => new Response(body).text();
   // Bytes made as they are read: far more than socket buffers hold, never all in memory.
   const endless = (chunks: number) => {
     let n = 0;
