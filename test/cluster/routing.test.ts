@@ -172,7 +172,7 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
       const { service, owners } = await cluster({ replicas });
       await service("a").set("default", "k", "v");
       for (const level of [String(replicas + 1), "9"]) {
-        const want = { code: "UNAVAILABLE", message: `r=${level} needs ${level} replicas but the key has ${replicas}; nothing was read` };
+        const want = { code: "UNAVAILABLE" as const, message: `r=${level} needs ${level} replicas but the key has ${replicas}; nothing was read` };
         for (const n of NAMES) {
           const e = await failure(() => service(n).get("default", "k", { r: concern("r", level, 3000) }));
           expect({ n, owner: owners("k").includes(n), code: e.code, message: e.message }).toEqual({ n, owner: owners("k").includes(n), ...want });
