@@ -1,5 +1,6 @@
 import { CLUSTER_DEFAULTS, type ClusterConfig } from "./cluster/options.ts";
 import { CORE_DEFAULTS, MiB, type CoreConfig } from "./core/options.ts";
+import { isIPv6 } from "node:net";
 import { MakhzenError } from "./errors.ts";
 import type { FsyncPolicy } from "./storage/persistence.ts";
 import { MAX_BATCH_RECORDS } from "./cluster/protocol/messages.ts";
@@ -148,6 +149,10 @@ export function resolveConfig(options: NodeOptions = {}, extra: readonly string[
   const merged = { ...DEFAULTS, wallClock: Date.now, peers: [], ...defined } as Omit<NodeConfig, "name"> & Partial<NodeConfig>;
   // Host and port first: the default name is made of them.
   if (typeof merged.host !== "string" || merged.host.length === 0) bad("host", "must be a non-empty string");
+  if (!isListenAddress(merged.host)) {
+    // Worded without other fields' names: the CLI turns each into its flag (namingFlags).
+    bad("host", `${shown(merged.host)} is not an address to listen on: an IPv4 address (four numbers from 0 to 255), an IPv6 address without brackets (::1) or a hostname`);
+  }
   integer("port", merged.port, 0, 65535);
   const c: NodeConfig = { ...merged, name: merged.name === undefined ? defaultName(merged.host, merged.port) : merged.name };
   if (typeof c.name !== "string") bad("name", `must be a string, not ${String(c.name)}`);
@@ -218,6 +223,21 @@ function checkSecurity(c: NodeConfig): void {
   if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)) bad("tlsCertFile", "and tlsKeyFile go together");
   integer("bodyTimeoutMs", c.bodyTimeoutMs, 100, 3_600_000);
   integer("idleTimeoutMs", c.idleTimeoutMs, 1000, 255_000);
+}
+
+/**
+ * Whether `host` can be listened on: an IPv4 address in dotted-quad form, an IPv6
+ * address, or a DNS hostname (labels of letters, digits, `-` and `_`, up to 63
+ * characters each, 253 in all). Checked here because a bad one was refused later
+ * for the wrong reason: `999.1.1.1` is not loopback, so protected mode asked for
+ * --token, and with one the listener failed on getaddrinfo. Text of digits and dots
+ * is an IPv4 address or nothing (`127.1` is refused, not left to inet_aton's
+ * reading); `[::1]` is refused too (a URL's brackets: getaddrinfo does not take them).
+ */
+function isListenAddress(host: string): boolean {
+  if (/^[0-9.]+$/.test(host)) return /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/.test(host);
+  if (host.includes(":")) return isIPv6(host);
+  return host.length <= 253 && /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/.test(host);
 }
 
 function defaultName(host: string, port: number): string {

@@ -111,6 +111,16 @@ describe("wrong types and values, as plain JavaScript may pass them", () => {
     expect(refusal({ peers: [3000] })).toBe("peers must be a URL like http://10.0.0.2:3000 (a string), not 3000");
   });
 
+  test("host must be an address to listen on: IPv4, IPv6 without brackets, or a hostname", () => {
+    // 999.1.1.1 was refused by protected mode (not loopback: "without --token"), and with a token by getaddrinfo.
+    for (const host of ["999.1.1.1", "1.2.3", "127.1", "01.2.3.4", "1.2.3.4.5", "[::1]", "::g", "a b", "-x.example", "a..b", "x".repeat(64), "ex\nample"]) {
+      expect(refusal({ host })).toBe(`host ${JSON.stringify(host)} is not an address to listen on: an IPv4 address (four numbers from 0 to 255), an IPv6 address without brackets (::1) or a hostname`);
+    }
+    for (const host of ["127.0.0.1", "0.0.0.0", "255.255.255.255", "::1", "::", "fe80::1", "::ffff:127.0.0.1", "localhost", "node-1.example.com", "db_1", "example.com."]) {
+      expect(resolveConfig({ host }).host).toBe(host);
+    }
+  });
+
   test("out-of-range values are refused as they always were", () => {
     expect(refusal({ maxMemoryBytes: -1 })).toStartWith("maxMemoryBytes must be an integer from 0");
     expect(refusal({ idleTimeoutMs: 300_000 })).toStartWith("idleTimeoutMs must be an integer from 1000 to 255000");

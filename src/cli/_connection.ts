@@ -1,5 +1,5 @@
 import { MakhzenClient } from "../client/client.ts";
-import { flag, flagFrom, parseUrl } from "./_flags.ts";
+import { flagFrom, kinds, parseUrl } from "./_flags.ts";
 import { usageError } from "./_errors.ts";
 import { readCaFile } from "./_pem.ts";
 
@@ -8,17 +8,34 @@ export const connectionArgs = {
   url: { type: "string", description: "Node URL, or host:port for http (default http://127.0.0.1:3000; env MAKHZEN_URL)" },
   token: { type: "string", description: "Token the node requires (its --token or --read-token; env MAKHZEN_TOKEN, which keeps it out of ps)" },
   "tls-ca": { type: "string", description: "PEM file of the CA to trust for an https node (env MAKHZEN_TLS_CA)" },
+  timeout: {
+    type: "string",
+    description: "Give up when the node has not answered for this long: 500ms, 10s, 1m (default 10s; env MAKHZEN_TIMEOUT). dump and load: the longest stall, not a bound on the whole transfer",
+  },
 } as const;
+
+/**
+ * A token goes in a header as it is: a newline, a space or a non-ASCII character
+ * failed inside fetch as "cannot reach ...: Header 'Authorization' has invalid
+ * value", exit 1, as if the node were down. A node's tokens are visible ASCII
+ * (serve checks its --token the same way), so anything else is a usage error.
+ */
+const token = kinds.secret();
+/** setTimeout's bound is 2^31-1 ms (about 24.8 days); past it a timer fires at once. */
+const timeout = kinds.duration("1ms", "24h");
 
 /** A client for the node the flags (or MAKHZEN_* variables) name. */
 export function clientFor(args: Record<string, unknown>, bucket?: string): MakhzenClient {
   // Errors name the flag, or the variable the value came from (MAKHZEN_URL).
   const caFile = flagFrom(args, "tls-ca");
   const url = flagFrom(args, "url");
+  const tokenFlag = flagFrom(args, "token");
+  const timeoutFlag = flagFrom(args, "timeout");
   const client = new MakhzenClient({
     url: url === undefined ? undefined : parseUrl(url.from, url.value),
     bucket,
-    token: flag(args, "token"),
+    token: tokenFlag === undefined ? undefined : token.parse(tokenFlag.from, tokenFlag.value),
+    timeoutMs: timeoutFlag === undefined ? undefined : timeout.parse(timeoutFlag.from, timeoutFlag.value),
     ca: caFile === undefined ? undefined : readCaFile(caFile.from, caFile.value),
   });
   // A CA typed for a node spoken to over http would be silently unused. From

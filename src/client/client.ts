@@ -3,13 +3,17 @@ import type { BucketStats } from "../core/store.ts";
 import type { ClusterStatus } from "../cluster/reports.ts";
 import type { ForgetResult } from "../cluster/forget.ts";
 import type { Refusals } from "../ops/security.ts";
+import { Watchdog, watchedDownload, watchedUpload } from "./watchdog.ts";
 
 export interface ClientOptions {
   /** Base URL of a node: scheme, host and port only (no path, query or fragment). Default: http://127.0.0.1:3000 */
   url?: string;
   /** Bucket used when a call does not name one. Default: "default". */
   bucket?: string;
-  /** Per-request timeout in ms. Default: 10000. */
+  /**
+   * Per-request timeout in ms. Default: 10000. For `dump` and `load`, which may run
+   * long, it bounds the wait for the answer and every stall, not the whole transfer.
+   */
   timeoutMs?: number;
   /** Sent as `Authorization: Bearer <token>` on every request (the node's --token or --read-token). */
   token?: string;
@@ -47,7 +51,7 @@ export interface ClientListPage {
  * An error answered by a node (`status` and `code` from its error envelope), or
  * `UNREACHABLE` with status 0 when no answer came at all (status 0 also marks a
  * request the client refused to send, such as `INVALID_KEY`, and a client it
- * refused to make, `INVALID_URL`). `BAD_RESPONSE`: a success that was not what a
+ * refused to make, `INVALID_URL` or `INVALID_TOKEN`). `BAD_RESPONSE`: a success that was not what a
  * node answers (the URL reaches something else).
  */
 export class MakhzenClientError extends Error {
@@ -81,6 +85,10 @@ export class MakhzenClient {
     this.url = nodeUrl(options.url ?? "http://127.0.0.1:3000");
     this.bucket = options.bucket ?? DEFAULT_BUCKET;
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    // Checked here rather than failing inside fetch as if the node were unreachable.
+    if (options.token !== undefined && !/^[\x21-\x7e]+$/.test(options.token)) {
+      throw new MakhzenClientError(0, "INVALID_TOKEN", "token must be visible ASCII characters without spaces (as a node's --token is)");
+    }
     this.authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
     this.tls = options.ca === undefined ? undefined : { ca: options.ca };
   }
@@ -153,29 +161,57 @@ export class MakhzenClient {
    * Records as an NDJSON byte stream, tombstones and versions included: with `scope`
    * "cluster", every key of the cluster once with its newest record; otherwise (the
    * default, "node") this node's own records. Only one bucket's with `bucket`. No
-   * timeout: a large dump takes as long as it takes.
+   * total timeout, since a large dump takes as long as it takes; but the answer must
+   * start within `timeoutMs`, and the stream fails (UNREACHABLE) when the node then
+   * sends nothing for `timeoutMs` (see watchdog.ts).
    */
   async dump(options: { bucket?: string; scope?: "node" | "cluster" } = {}): Promise<ReadableStream<Uint8Array>> {
     const q = new URLSearchParams();
     if (options.bucket) q.set("bucket", options.bucket);
     if (options.scope === "cluster") q.set("scope", "cluster");
     const qs = q.size ? `?${q}` : "";
-    const res = await this.expectOk(await this.request("GET", `/dump${qs}`, {}, false));
+    const abort = new AbortController();
+    let started = false;
+    const dog = new Watchdog(this.timeoutMs, () => abort.abort(started ? this.stalled("dump", "sent no data") : this.noAnswer()));
+    dog.arm();
+    let res: Response;
+    try {
+      res = await this.expectOk(await this.request("GET", `/dump${qs}`, {}, abort.signal));
+    } finally {
+      dog.disarm();
+    }
     // Anything else (an HTML page, a JSON index) would be written out as if it were a backup.
     if (!res.body || !(res.headers.get("content-type") ?? "").startsWith("application/x-ndjson")) {
       await res.body?.cancel();
       throw this.badAnswer(res, "NDJSON records");
     }
-    return res.body;
+    started = true;
+    return watchedDownload(res.body, dog, (e) =>
+      e instanceof MakhzenClientError ? e : new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off the dump: ${describeFetchError(e, this.timeoutMs)}`),
+    );
   }
 
-  /** Streams NDJSON records (as `dump` writes them) into the node; newer versions win. */
+  /**
+   * Streams NDJSON records (as `dump` writes them) into the node; newer versions win.
+   * No total timeout: fails (UNREACHABLE) when the node takes no data for `timeoutMs`,
+   * or has not answered `timeoutMs` after the last byte.
+   */
   async load(ndjson: ReadableStream<Uint8Array> | string): Promise<{ loaded: number; skipped: number }> {
-    const init = { body: ndjson, headers: { "content-type": "application/x-ndjson" } } as RequestInit;
-    const res = await this.request("POST", "/load", init, false);
-    return this.answer(res, "load counts", (b): b is { loaded: number; skipped: number } =>
-      isObject(b) && typeof b.loaded === "number" && typeof b.skipped === "number",
-    );
+    const abort = new AbortController();
+    let sent = false;
+    const dog = new Watchdog(this.timeoutMs, () => abort.abort(sent ? this.noAnswer() : this.stalled("load", "took no data")));
+    const source = typeof ndjson === "string" ? new Blob([ndjson]).stream() : ndjson;
+    const body = watchedUpload(source, dog, () => (sent = true));
+    const init = { body, headers: { "content-type": "application/x-ndjson" } } as RequestInit;
+    dog.arm();
+    try {
+      const res = await this.request("POST", "/load", init, abort.signal);
+      return await this.answer(res, "load counts", (b): b is { loaded: number; skipped: number } =>
+        isObject(b) && typeof b.loaded === "number" && typeof b.skipped === "number",
+      );
+    } finally {
+      dog.disarm();
+    }
   }
 
   async buckets(): Promise<BucketStats[]> {
@@ -228,15 +264,28 @@ export class MakhzenClient {
     return bucket === DEFAULT_BUCKET ? "" : `/buckets/${encodeURIComponent(bucket)}`;
   }
 
-  private async request(method: string, path: string, init: RequestInit = {}, timeout = true): Promise<Response> {
+  /**
+   * One request, bounded by `timeoutMs` unless the caller brings its own signal (the
+   * streaming calls, which bound stalls rather than the whole exchange). A signal
+   * aborted with a MakhzenClientError fails with that error as it is.
+   */
+  private async request(method: string, path: string, init: RequestInit = {}, signal: AbortSignal = AbortSignal.timeout(this.timeoutMs)): Promise<Response> {
     try {
-      const signal = timeout ? AbortSignal.timeout(this.timeoutMs) : undefined;
       const headers = this.authorization === undefined ? init.headers : { ...(init.headers as Record<string, string>), authorization: this.authorization };
       return await fetch(this.url + path, { ...init, headers, method, signal, tls: this.tls });
     } catch (e) {
+      if (e instanceof MakhzenClientError) throw e;
       const why = describeFetchError(e, this.timeoutMs);
       throw new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: ${why}`);
     }
+  }
+
+  private noAnswer(): MakhzenClientError {
+    return new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: no answer within ${this.timeoutMs} ms`);
+  }
+
+  private stalled(what: "dump" | "load", did: string): MakhzenClientError {
+    return new MakhzenClientError(0, "UNREACHABLE", `${this.url} stalled mid-${what}: it ${did} for ${this.timeoutMs} ms`);
   }
 
   /**

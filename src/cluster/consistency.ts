@@ -53,6 +53,16 @@ export function requiredOf(level: Level, n: number): number {
   return level;
 }
 
+/**
+ * A level above the replicas there are (`r=5` of a key with 3 owners): UNAVAILABLE
+ * at once, nothing waited for. One wording wherever it is found: on the owner that
+ * runs the request, and on a node that would forward a read (routing-items.ts), so
+ * every node answers alike. `perKey`: n counts the key's owners, not the cluster.
+ */
+export function moreThanThereAre(name: string, concern: Concern, need: number, n: number, perKey: boolean, consequence: string): MakhzenError {
+  return new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${need} replicas but the ${perKey ? "key has" : "cluster has"} ${n}; ${consequence}`);
+}
+
 export interface ConsistencyDeps {
   store: Store;
   membership: Membership;
@@ -196,9 +206,7 @@ export class Consistency {
 
   private checkReachable(name: string, concern: Concern, need: number, scope: Scope, consequence: string): void {
     const { n } = scope;
-    if (need > n) {
-      throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${need} replicas but the ${scope.counts ? "key has" : "cluster has"} ${n}; ${consequence}`);
-    }
+    if (need > n) throw moreThanThereAre(name, concern, need, n, scope.counts !== undefined, consequence);
     const reachable = scope.self + scope.peers.length;
     if (need > reachable) {
       throw new MakhzenError(

@@ -3,7 +3,7 @@ import type { DeleteOptions, Items, SetOptions } from "../core/items.ts";
 import { isExpired, toItem, type Item, type StoredRecord } from "../core/record.ts";
 import type { Store } from "../core/store.ts";
 import type { Version } from "../core/version.ts";
-import { requiredOf, type Concern } from "./consistency.ts";
+import { moreThanThereAre, requiredOf, type Concern } from "./consistency.ts";
 import { partitionOf } from "./placement.ts";
 import type { ForwardRequest } from "./protocol/messages.ts";
 import type { Router } from "./routing.ts";
@@ -47,6 +47,7 @@ export class RoutedItems {
   /** The live record of the key, from an owner, or from the merge read when no owner can answer alone. */
   async read(bucket: string, key: string, r?: Concern): Promise<StoredRecord | undefined> {
     this.items.get(bucket, key); // a bad bucket or key is refused here, before anything travels
+    if (r !== undefined) this.checkLevel(key, r);
     const targets = this.router.readTargets(partitionOf(key));
     if (targets.length > 0) {
       const req: ForwardRequest = { forwarded: true, op: "get", bucket, key };
@@ -55,6 +56,19 @@ export class RoutedItems {
       if (answer) return answer.record ?? undefined;
     }
     return this.mergeRead(bucket, key, r);
+  }
+
+  /**
+   * `r=` above the key's owner count, refused before anything travels, as the owner
+   * would refuse it (Consistency). Forwarded, the owner's UNAVAILABLE was taken for
+   * an owner that could not serve (Router's cannotServe), the merge read followed,
+   * and the client heard REPLICATION_TIMEOUT "1 of 2 owners answered" of a key with
+   * one owner. A write needs no such check: its UNAVAILABLE is relayed as it is.
+   */
+  private checkLevel(key: string, r: Concern): void {
+    const n = this.router.owners(key).length;
+    const need = requiredOf(r.level, n);
+    if (need > n) throw moreThanThereAre("r", r, need, n, !this.router.full, "nothing was read");
   }
 
   /**

@@ -211,7 +211,9 @@ function operations(opts: DocumentOptions): Operation[] {
       method: "get",
       path: "/buckets",
       operationId: "listBuckets",
-      summary: "List buckets, with their live keys and bytes",
+      summary: "List buckets, with their live keys and bytes, in this node's own copy",
+      description:
+        "Counts this node's own copy, unlike the item listings. With no more members than the replication factor every node holds every key, so the counts are the cluster's once replication has caught up; in a partitioned cluster a node holds only its partitions' keys, so nodes answer different counts and a bucket with no key on this node is missing. For the cluster's counts, page through `GET /buckets/{bucket}/items`, or count the records of `GET /dump?scope=cluster`.",
       tag: "buckets",
       responses: { 200: { description: "Every bucket that holds a live key", content: jsonContent("BucketList") } },
     },

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { MakhzenClient, MakhzenClientError } from "../../src/client/client.ts";
+import { stallingServer } from "../support/stalling-server.ts";
 
 /**
  * A URL the client cannot use is refused when the client is made, and a success
@@ -87,4 +88,86 @@ describe("MakhzenClient", () => {
     // A name with characters a path must escape still reaches the route.
     expect((await clientError(c.forget("127.0.0.1:9"))).message).toBe('no member is named "127.0.0.1:9"');
   });
+});
+
+/**
+ * dump and load have no total timeout (a large store takes long), but before they
+ * had none at all: against a hung node `makhzen dump` and `load` waited for ever,
+ * where every other call gave up after timeoutMs. Now the answer must start, and
+ * each stall end, within timeoutMs.
+ */
+describe("MakhzenClient: dump and load against a hung node", () => {
+  const T = 300;
+  const within = async (p: Promise<unknown>, code = "UNREACHABLE"): Promise<{ e: MakhzenClientError; ms: number }> => {
+    const start = performance.now();
+    const e = await clientError(p);
+    expect(e.code).toBe(code);
+    return { e, ms: performance.now() - start };
+  };
+  const drain = (body: ReadableStream<Uint8Array>) => new Response(body).text();
+  // Bytes made as they are read: far more than socket buffers hold, never all in memory.
+  const endless = (chunks: number) => {
+    let n = 0;
+    const part = new Uint8Array(64 * 1024).fill(0x20);
+    return new ReadableStream<Uint8Array>({ pull: (c) => (n++ < chunks ? c.enqueue(part) : c.close()) }, { highWaterMark: 0 });
+  };
+
+  test("dump: a node that accepts and never answers fails as other calls do", async () => {
+    await using s = await stallingServer("silent");
+    const { e, ms } = await within(new MakhzenClient({ url: s.url, timeoutMs: T }).dump());
+    expect(e.message).toBe(`cannot reach ${s.url}: no answer within ${T} ms`);
+    expect(ms).toBeLessThan(T + 2000);
+  });
+
+  test("dump: a node that stalls mid-body fails the stream, naming the node and the stall", async () => {
+    await using s = await stallingServer("stall-mid-body");
+    const body = await new MakhzenClient({ url: s.url, timeoutMs: T }).dump();
+    const { e, ms } = await within(drain(body));
+    expect(e.message).toBe(`${s.url} stalled mid-dump: it sent no data for ${T} ms`);
+    expect(ms).toBeLessThan(T + 2000);
+  });
+
+  test("dump: a slow dump that keeps sending is never cut short (no total timeout)", async () => {
+    await using s = await stallingServer("drip", { dripMs: T / 3, drips: 12 }); // ~4 timeouts in all
+    const text = await drain(await new MakhzenClient({ url: s.url, timeoutMs: T }).dump());
+    expect(text.trim().split("\n")).toHaveLength(12);
+  });
+
+  test("load: a node that takes no data fails mid-upload; one that takes it all and never answers, as other calls", async () => {
+    await using deaf = await stallingServer("deaf");
+    const stalled = await within(new MakhzenClient({ url: deaf.url, timeoutMs: T }).load(endless(4096))); // 256 MiB offered
+    expect(stalled.e.message).toBe(`${deaf.url} stalled mid-load: it took no data for ${T} ms`);
+    expect(stalled.ms).toBeLessThan(T + 3000);
+    await using silent = await stallingServer("silent");
+    for (const body of [endless(16), "{}\n"]) {
+      const mute = await within(new MakhzenClient({ url: silent.url, timeoutMs: T }).load(body));
+      expect(mute.e.message).toBe(`cannot reach ${silent.url}: no answer within ${T} ms`);
+    }
+  });
+
+  test("load: a slow source is not a stall (only waits on the node count)", async () => {
+    const { createNode } = await import("../../src/node.ts");
+    await using stack = new AsyncDisposableStack();
+    const node = createNode({ port: 0 });
+    stack.defer(() => node.close());
+    const { url } = await node.listen();
+    const lines = ['{"bucket":"default","key":"a","value":"1","version":"001700000000000-000000-n"}\n', '{"bucket":"default","key":"b","value":"2","version":"001700000000000-000000-n"}\n'];
+    let i = 0;
+    const slow = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        await Bun.sleep(T * 2);
+        if (i < lines.length) c.enqueue(new TextEncoder().encode(lines[i++]!));
+        else c.close();
+      },
+    }, { highWaterMark: 0 });
+    const c = new MakhzenClient({ url, timeoutMs: T });
+    expect(await c.load(slow)).toEqual({ loaded: 2, skipped: 0 });
+  });
+});
+
+test("a token a header cannot carry is refused when the client is made, not reported as an unreachable node", async () => {
+  for (const token of ["a\nb", "a b", "", "é"]) {
+    const e = await clientError(() => new MakhzenClient({ token }));
+    expect({ token, code: e.code }).toEqual({ token, code: "INVALID_TOKEN" });
+  }
 });

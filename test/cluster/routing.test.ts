@@ -35,9 +35,9 @@ class LossyNet extends MemoryTransport {
   }
 }
 
-async function cluster(opts: { reported?: boolean } = {}) {
+async function cluster(opts: { reported?: boolean; replicas?: number } = {}) {
   const net = new LossyNet();
-  const made = NAMES.map((n) => core(n, net, { replicas: 2, antiEntropyIntervalMs: 600_000, reapDeadAfterMs: 600_000 }));
+  const made = NAMES.map((n) => core(n, net, { replicas: opts.replicas ?? 2, antiEntropyIntervalMs: 600_000, reapDeadAfterMs: 600_000 }));
   nodes.push(...made);
   await joined(made);
   // What heartbeats will say (partition views): every member holds its partitions in full.
@@ -165,6 +165,21 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     const [o1, o2] = owners(key) as [string, string];
     const own = await service(o1).set("default", key, "v4", { w: concern("w", "all") });
     expect(node(o2).store.getRecord("default", key)?.version).toBe(own.version);
+  });
+
+  test("r= above the key's owner count is the owner's 503 on every node, owner or not (replicas 1 and 2)", async () => {
+    for (const replicas of [1, 2]) {
+      const { service, owners } = await cluster({ replicas });
+      await service("a").set("default", "k", "v");
+      for (const level of [String(replicas + 1), "9"]) {
+        const want = { code: "UNAVAILABLE" as const, message: `r=${level} needs ${level} replicas but the key has ${replicas}; nothing was read` };
+        for (const n of NAMES) {
+          const e = await failure(() => service(n).get("default", "k", { r: concern("r", level, 3000) }));
+          expect({ n, owner: owners("k").includes(n), code: e.code, message: e.message }).toEqual({ n, owner: owners("k").includes(n), ...want });
+        }
+      }
+      for (const n of nodes.splice(0)) n.cluster.close();
+    }
   });
 
   test("acks of non-owners do not count toward w=", async () => {

@@ -31,6 +31,11 @@ describe("serve: security flags", () => {
     expect(r.stderr).toContain("--insecure");
   });
 
+  test("a --host that is no address is refused as such (exit 2, one line naming --host and the value), not by protected mode", async () => {
+    const r = await cli(["serve", "--host", "999.1.1.1", "--port", "0"]);
+    expect([r.code, r.stderr]).toEqual([2, 'makhzen: --host "999.1.1.1" is not an address to listen on: an IPv4 address (four numbers from 0 to 255), an IPv6 address without brackets (::1) or a hostname\n']);
+  });
+
   test("protected mode: a peer or advertised URL beyond loopback needs --cluster-secret; --insecure accepts the risk", async () => {
     const args = ["serve", "--port", "0", "--advertise", "http://10.0.0.1:7000"];
     const r = await cli(args);

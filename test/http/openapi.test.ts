@@ -93,6 +93,14 @@ describe("what the document says", () => {
     expect(Object.keys(doc.paths).some((p) => p.includes("*"))).toBe(false);
   });
 
+  test("GET /buckets says it counts this node's own copy, and where the cluster's counts are", () => {
+    // A partitioned cluster's nodes answer different counts (each holds its partitions' keys): the document must not let a tool take them for the cluster's.
+    const op = doc.paths["/buckets"]!.get! as unknown as { summary: string; description?: string };
+    expect(op.summary).toContain("this node's own copy");
+    expect(op.description).toContain("partitioned cluster");
+    expect(op.description).toContain("GET /dump?scope=cluster");
+  });
+
   test("item operations document w/r and timeout, If-Match and If-None-Match, and their bodies", () => {
     for (const base of ["/items/{key}", "/buckets/{bucket}/items/{key}"]) {
       const ops = doc.paths[base]!;
