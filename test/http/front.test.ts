@@ -305,6 +305,40 @@ describe("connections", () => {
     expect(await c.exchange(rawRequest("GET", "/items/none"))).toStartWith("HTTP/1.1 404");
     expect(await c.closedWithin(5000)).toBe(true);
   }, 15_000);
+
+  test("a client that reads a long answer slowly is not cut at the idle timeout: only one that stops reading is", async () => {
+    // 12 MB of values: more than the sockets' buffers hold, so /dump (piped to Bun.serve) waits on the reader.
+    const { url } = await twin({ idleTimeoutMs: 2000, maxValueBytes: 1024 * 1024 });
+    const value = "v".repeat(1000 * 1000);
+    for (let i = 0; i < 12; i++) expect((await fetch(`${url}/items/big${i}`, { method: "PUT", body: JSON.stringify({ value }) })).status).toBe(200);
+    const { port } = new URL(url);
+    const socket = netConnect(Number(port), "127.0.0.1");
+    const t0 = performance.now();
+    const outcome = await new Promise<{ bytes: number; ended: boolean; ms: number }>((resolve) => {
+      let bytes = 0;
+      let tail = "";
+      socket.on("data", (chunk: Buffer) => {
+        bytes += chunk.length;
+        tail = (tail + chunk.toString("latin1")).slice(-16);
+        if (tail.endsWith("0\r\n\r\n")) return resolve({ bytes, ended: true, ms: performance.now() - t0 });
+        // ~1.5 MB/s, however large the reads: the dump takes several idle timeouts.
+        socket.pause();
+        setTimeout(() => socket.resume(), chunk.length / 1500);
+      });
+      socket.on("close", () => resolve({ bytes, ended: false, ms: performance.now() - t0 }));
+      socket.write("GET /dump HTTP/1.1\r\nHost: x\r\n\r\n");
+    });
+    socket.destroy();
+    expect(outcome.ended).toBe(true);
+    expect(outcome.bytes).toBeGreaterThan(12_000_000);
+    // Slow enough to have outlived the idle timeout twice over, reading all along.
+    expect(outcome.ms).toBeGreaterThan(4000);
+    // One that stops reading is cut: within a tick or two of the idle timer (4 s each in Bun's sockets).
+    const greedy = await open(url, false);
+    greedy.pause();
+    greedy.write(rawRequest("GET", "/dump"));
+    expect(await greedy.closedWithin(12_000)).toBe(true);
+  }, 40_000);
 });
 
 describe("split, late, half-closed and bulk", () => {

@@ -60,6 +60,8 @@ interface Conn {
   busy: boolean;
   /** Answer bytes the client has not taken yet. */
   unsent: Uint8Array | undefined;
+  /** The client took answer bytes since the idle timer last fired (`drain`): it reads. */
+  drained: boolean;
   /** The client half-closed: what it sent is answered, then the connection closes. */
   ended: boolean;
   closed: boolean;
@@ -120,7 +122,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         setTimeout(() => {
           if (piped.get(at)?.pipe === pipe) piped.delete(at);
         }, 5_000).unref(),
-    });
+    }, config.idleTimeoutMs);
     conn.pipe = pipe;
   };
 
@@ -283,7 +285,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, ended: false, closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0 };
+        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, drained: false, ended: false, closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0 };
         socket.timeout(idleSeconds);
       },
       data(socket, bytes) {
@@ -313,6 +315,9 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       },
       drain(socket) {
         const conn = socket.data;
+        // The client took bytes: it reads, if slowly (a long /dump), so it is not
+        // idle (the socket's timer counts only what arrives from the client).
+        conn.drained = true;
         const unsent = conn.unsent;
         if (unsent !== undefined) {
           const n = socket.write(unsent);
@@ -334,10 +339,13 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       timeout(socket) {
         const conn = socket.data;
         // Silent, but only because its answer is being made, or Bun.serve's (whose own
-        // idle timeout closes the pipe): not idle. A client that does not read is.
+        // idle timeout closes the pipe): not idle. A client that does not read is,
+        // and one that reads is not, however slowly: it took bytes since the last tick.
         const stalled = conn.unsent !== undefined || conn.pipe?.clientStalled() === true;
-        if (stalled) socket.terminate();
-        else if (conn.busy || conn.pipe !== undefined) socket.timeout(idleSeconds);
+        const reading = conn.drained;
+        conn.drained = false;
+        if (stalled && !reading) socket.terminate();
+        else if (stalled || conn.busy || conn.pipe !== undefined) socket.timeout(idleSeconds);
         else socket.end();
       },
       close(socket) {
