@@ -67,11 +67,23 @@ export interface MakhzenNode {
   /** Whether the first sync after start is done (or timed out): what /readyz says. */
   ready(): boolean;
   /**
-   * Leaves the cluster gracefully: drains the replication queues for at most
-   * `drainTimeoutMs`, tells the peers, then closes. Idempotent.
+   * Stops gracefully and leaves the cluster (what SIGTERM does), in three steps:
+   * 1. stops taking new work: the HTTP and RESP ports refuse new connections,
+   *    idle connections close, and a request that arrives on one still open is
+   *    answered 503 UNAVAILABLE (RESP: not run; the connection closes);
+   * 2. waits, at most `drainTimeoutMs`, until every request and command in flight
+   *    has been answered: the cluster still runs meanwhile, so `w=`/`r=` and
+   *    forwards to owners finish as usual, by their own deadlines;
+   * 3. drains the replication queues (and hands off what only this node holds),
+   *    at most `drainTimeoutMs` again, tells the peers it leaves, then closes.
+   * So it takes at most about twice `drainTimeoutMs`. Idempotent.
    */
   leave(): Promise<void>;
-  /** Stops serving and all background work, without telling the peers. Idempotent. */
+  /**
+   * Stops at once: closes the ports and every connection (a request in flight gets
+   * no answer), then all background work, without telling the peers; waits only
+   * for the data dir's flush. Idempotent.
+   */
   close(): Promise<void>;
   /**
    * Settles when the node must stop for good: another process took its name
@@ -188,6 +200,17 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let resp: RespServer | undefined;
   let url = "";
   let closed = false;
+  let leaving: Promise<void> | undefined;
+
+  /** leave()'s steps 1 and 2: no new work, and the answers owed, within --drain-timeout. */
+  const stopServing = async (): Promise<void> => {
+    const serving = log.child("http");
+    const t0 = performance.now();
+    const [http, redis] = await Promise.all([server?.drain(config.drainTimeoutMs) ?? 0, resp?.drain(config.drainTimeoutMs) ?? 0]);
+    const fields = { tookMs: Math.round(performance.now() - t0), drainTimeoutMs: config.drainTimeoutMs };
+    if (http + redis === 0) serving.info("stopped serving: every request in flight was answered", fields);
+    else serving.warn("stopped serving with requests still in flight after --drain-timeout: closing their connections", { ...fields, httpConnections: http, respConnections: redis });
+  };
 
   const bucket = (name: string = DEFAULT_BUCKET): BucketHandle =>
     bucketHandle(name, { items, service, self: config.name, owners: (key) => cluster.router.owners(key) });
@@ -238,10 +261,14 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     status: () => cluster.status(),
     ready: () => cluster.ready,
     fatal: cluster.fatal,
-    async leave() {
-      if (closed) return;
-      if (started) await cluster.leave();
-      await this.close();
+    leave() {
+      if (closed) return Promise.resolve();
+      return (leaving ??= (async () => {
+        await stopServing();
+        if (closed) return; // close() was called meanwhile: no goodbye
+        if (started) await cluster.leave();
+        await this.close();
+      })());
     },
     async close() {
       if (closed) return;
