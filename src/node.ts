@@ -155,7 +155,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     maxMemoryBytes: config.maxMemoryBytes,
     requests,
     cluster,
-    ready: () => cluster.ready,
+    ready: () => isReady(),
     persistenceFailures: disk && (() => disk.commitFailures),
     sweepFailures: () => sweeper.failures,
     authRefusals: () => ({
@@ -173,8 +173,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     config,
     service,
     cluster,
-    isReady: () => cluster.ready,
-    notReadyReason: () => cluster.notReadyReason(),
+    isReady: () => isReady(),
+    notReadyReason: () => (leaving ? new MakhzenError("UNAVAILABLE", "the node is leaving the cluster") : cluster.notReadyReason()),
     version: VERSION,
     metrics: metrics.render,
     logger: log,
@@ -201,6 +201,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let url = "";
   let closed = false;
   let leaving: Promise<void> | undefined;
+  // Not ready from the first step of a leave: the cluster says so only from the third.
+  const isReady = (): boolean => leaving === undefined && cluster.ready;
 
   /** leave()'s steps 1 and 2: no new work, and the answers owed, within --drain-timeout. */
   const stopServing = async (): Promise<void> => {
@@ -208,7 +210,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     const t0 = performance.now();
     const [http, redis] = await Promise.all([server?.drain(config.drainTimeoutMs) ?? 0, resp?.drain(config.drainTimeoutMs) ?? 0]);
     const fields = { tookMs: Math.round(performance.now() - t0), drainTimeoutMs: config.drainTimeoutMs };
-    if (http + redis === 0) serving.info("stopped serving: every request in flight was answered", fields);
+    if (http + redis === 0) serving.debug("stopped serving: every request in flight was answered", fields);
     else serving.warn("stopped serving with requests still in flight after --drain-timeout: closing their connections", { ...fields, httpConnections: http, respConnections: redis });
   };
 
@@ -259,7 +261,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     durable: core.durable,
     members: () => cluster.status().members,
     status: () => cluster.status(),
-    ready: () => cluster.ready,
+    ready: () => isReady(),
     fatal: cluster.fatal,
     leave() {
       if (closed) return Promise.resolve();
