@@ -67,11 +67,23 @@ export interface MakhzenNode {
   /** Whether the first sync after start is done (or timed out): what /readyz says. */
   ready(): boolean;
   /**
-   * Leaves the cluster gracefully: drains the replication queues for at most
-   * `drainTimeoutMs`, tells the peers, then closes. Idempotent.
+   * Stops gracefully and leaves the cluster (what SIGTERM does), in three steps:
+   * 1. stops taking new work: the HTTP and RESP ports refuse new connections,
+   *    idle connections close, and a request that arrives on one still open is
+   *    answered 503 UNAVAILABLE (RESP: not run; the connection closes);
+   * 2. waits, at most `drainTimeoutMs`, until every request and command in flight
+   *    has been answered: the cluster still runs meanwhile, so `w=`/`r=` and
+   *    forwards to owners finish as usual, by their own deadlines;
+   * 3. drains the replication queues (and hands off what only this node holds),
+   *    at most `drainTimeoutMs` again, tells the peers it leaves, then closes.
+   * So it takes at most about twice `drainTimeoutMs`. Idempotent.
    */
   leave(): Promise<void>;
-  /** Stops serving and all background work, without telling the peers. Idempotent. */
+  /**
+   * Stops at once: closes the ports and every connection (a request in flight gets
+   * no answer), then all background work, without telling the peers; waits only
+   * for the data dir's flush. Idempotent.
+   */
   close(): Promise<void>;
   /**
    * Settles when the node must stop for good: another process took its name
@@ -143,7 +155,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     maxMemoryBytes: config.maxMemoryBytes,
     requests,
     cluster,
-    ready: () => cluster.ready,
+    ready: () => isReady(),
     persistenceFailures: disk && (() => disk.commitFailures),
     sweepFailures: () => sweeper.failures,
     authRefusals: () => ({
@@ -161,8 +173,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     config,
     service,
     cluster,
-    isReady: () => cluster.ready,
-    notReadyReason: () => cluster.notReadyReason(),
+    isReady: () => isReady(),
+    notReadyReason: () => (leaving ? new MakhzenError("UNAVAILABLE", "the node is leaving the cluster") : cluster.notReadyReason()),
     version: VERSION,
     metrics: metrics.render,
     logger: log,
@@ -188,6 +200,19 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let resp: RespServer | undefined;
   let url = "";
   let closed = false;
+  let leaving: Promise<void> | undefined;
+  // Not ready from the first step of a leave: the cluster says so only from the third.
+  const isReady = (): boolean => leaving === undefined && cluster.ready;
+
+  /** leave()'s steps 1 and 2: no new work, and the answers owed, within --drain-timeout. */
+  const stopServing = async (): Promise<void> => {
+    const serving = log.child("http");
+    const t0 = performance.now();
+    const [http, redis] = await Promise.all([server?.drain(config.drainTimeoutMs) ?? 0, resp?.drain(config.drainTimeoutMs) ?? 0]);
+    const fields = { tookMs: Math.round(performance.now() - t0), drainTimeoutMs: config.drainTimeoutMs };
+    if (http + redis === 0) serving.debug("stopped serving: every request in flight was answered", fields);
+    else serving.warn("stopped serving with requests still in flight after --drain-timeout: closing their connections", { ...fields, httpConnections: http, respConnections: redis });
+  };
 
   const bucket = (name: string = DEFAULT_BUCKET): BucketHandle =>
     bucketHandle(name, { items, service, self: config.name, owners: (key) => cluster.router.owners(key) });
@@ -236,12 +261,16 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     durable: core.durable,
     members: () => cluster.status().members,
     status: () => cluster.status(),
-    ready: () => cluster.ready,
+    ready: () => isReady(),
     fatal: cluster.fatal,
-    async leave() {
-      if (closed) return;
-      if (started) await cluster.leave();
-      await this.close();
+    leave() {
+      if (closed) return Promise.resolve();
+      return (leaving ??= (async () => {
+        await stopServing();
+        if (closed) return; // close() was called meanwhile: no goodbye
+        if (started) await cluster.leave();
+        await this.close();
+      })());
     },
     async close() {
       if (closed) return;

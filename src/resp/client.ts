@@ -96,6 +96,17 @@ export class Client {
     this.run();
   }
 
+  /**
+   * The node is stopping (server.ts drain): run no more commands, and close once the
+   * replies of those already run are sent. A command read and not yet run is dropped
+   * unanswered, as are later reads. Idempotent.
+   */
+  finish(): void {
+    if (this.closed) return;
+    this.closeAfterFlush = true;
+    this.pump();
+  }
+
   /** The connection is gone (closed by either side, or failed): forget it and free what it held. Idempotent. */
   onClose(): void {
     if (this.closed) return;

@@ -1,5 +1,6 @@
-import type { TCPSocketListener } from "bun";
+import type { Socket, TCPSocketListener } from "bun";
 import type { NodeConfig } from "../config.ts";
+import { OpenConnections, settledWithin } from "../ops/connections.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Refusals } from "../ops/security.ts";
 import { tokenAccess } from "../ops/tokens.ts";
@@ -46,6 +47,22 @@ export function limitsFor(config: Pick<NodeConfig, "maxValueBytes" | "maxKeyByte
 
 export interface RespServer {
   readonly port: number;
+  /**
+   * A graceful stop: new connections are refused, an idle connection is closed, and
+   * one with commands in flight is closed once their replies are sent; a command
+   * that arrives meanwhile is not run. Resolves when every connection has closed,
+   * or `graceMs` passed, with the number still open (stop closes them). Idempotent.
+   *
+   * Why close rather than answer `-ERR ... stopping`: a reset or closed connection
+   * is what every Redis client expects of a server going away (redis-server closes
+   * its clients on SHUTDOWN), and each has its answer ready: reconnect with backoff,
+   * and ioredis (autoResendUnfulfilledCommands) and go-redis (MaxRetries) send the
+   * unanswered commands again, which is right here since a command left unanswered
+   * was never run. An error reply would instead reach the application as the
+   * command's failure, which most clients do not retry.
+   */
+  drain(graceMs: number): Promise<number>;
+  /** Closes the listener and every connection at once. */
   stop(): void;
 }
 
@@ -72,6 +89,8 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     authenticate: (password) => access?.(password),
   };
   let nextId = 1;
+  const open = new OpenConnections<Socket<Client>>();
+  let draining: Promise<number> | undefined;
   const listener: TCPSocketListener<Client> = Bun.listen<Client>({
     hostname: config.host,
     port,
@@ -93,6 +112,9 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
         shared.sessions.set(session.id, session);
         socket.setNoDelay(true);
         socket.data = new Client(socket, shared, session, limits, log);
+        open.add(socket);
+        // A connection made as the stop begins is owed nothing yet.
+        if (draining) socket.data.finish();
       },
       data(socket, chunk) {
         socket.data.onData(chunk);
@@ -102,11 +124,13 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
       },
       close(socket) {
         socket.data?.onClose();
+        open.delete(socket);
       },
       error(socket, e) {
         // A handler threw (a bug) or the socket failed: close this connection, keep the node.
         log.warn("connection error: closing it", { error: String(e) });
         socket.data?.onClose();
+        open.delete(socket);
         socket.terminate();
       },
     },
@@ -114,6 +138,15 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
   shared.port = listener.port;
   return {
     port: listener.port,
+    drain(graceMs) {
+      draining ??= (async () => {
+        listener.stop(false);
+        for (const socket of open) socket.data.finish();
+        await settledWithin(open.allClosed(), graceMs);
+        return open.size;
+      })();
+      return draining;
+    },
     stop: () => listener.stop(true),
   };
 }

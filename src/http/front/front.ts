@@ -7,7 +7,9 @@ import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
 import { PARTIAL_HEAD, parseHead } from "./head.ts";
 import { concat, Pipe } from "./pipe.ts";
-import { refusal, type Refusal } from "./refuse.ts";
+import { refusal } from "./refuse.ts";
+import { OpenConnections } from "../../ops/connections.ts";
+import { drainFront, STOPPING, stoppingResponse, withConnectionClose } from "./stopping.ts";
 import { closingErrorWire, domainErrorWire } from "./wire.ts";
 
 /**
@@ -48,7 +50,9 @@ export interface Front {
   remoteAddress: (request: Request) => string | undefined;
   /** Requests answered here, and connections handed to Bun.serve, since the start (for /metrics). */
   counts: () => { wire: number; piped: number };
-  /** Closes the port and every connection, Bun.serve's included. */
+  /** A graceful stop (stopping.ts), within `graceMs`: resolves with the connections still open then (stop closes them). Idempotent. */
+  drain: (graceMs: number) => Promise<number>;
+  /** Closes the port and every connection, Bun.serve's included, at once (what drain left open). */
   stop: () => Promise<void>;
 }
 
@@ -85,12 +89,15 @@ export const HEAD_TIMEOUT_MS = 10_000;
 
 export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answers: FrontAnswer, log: Logger): Front {
   const maxBody = requestLimits(config).itemBodyBytes;
-  const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, fetch).server;
+  // Set by drain: a request that completes from then on is answered STOPPING (a piped one by this one branch).
+  let stopping = false;
+  const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => (stopping ? stoppingResponse() : fetch(request))).server;
   const innerPort = inner.port!;
   /** "address:port" of an upstream connection → the client's address and its pipe. */
   const piped = new Map<string, { remote: string; pipe: Pipe }>();
   const idleSeconds = Math.ceil(config.idleTimeoutMs / 1000);
   const counts = { wire: 0, piped: 0 };
+  const sockets = new OpenConnections<Socket<Conn>>();
 
   const write = (socket: Socket<Conn>, conn: Conn, wire: string): void => {
     if (conn.closed || wire.length === 0) return;
@@ -207,6 +214,8 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         write(socket, conn, out);
         return waitFor(socket, conn, bytes, at, "head");
       }
+      // Stopping: a request that completes now was never run (a body on its way is waited for first).
+      if (stopping && !(head !== undefined && head.next > bytes.length && answers.takes(head))) return refuse(socket, conn, out, STOPPING);
       // Decided on the head: a request Bun must take goes to it before its body arrives.
       if (head === undefined || !answers.takes(head)) {
         write(socket, conn, out);
@@ -232,7 +241,8 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       conn.held = at < bytes.length ? Buffer.from(bytes.subarray(at)) : undefined;
       wire
         .then((w) => {
-          write(socket, conn, w);
+          // Stopping, with nothing behind it: the last answer of this connection says so.
+          write(socket, conn, stopping && conn.held === undefined ? withConnectionClose(w) : w);
           conn.busy = false;
           resume(socket, conn);
         })
@@ -244,7 +254,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   };
 
   /** Answers the answers so far, then the refusal, and closes the connection: nothing after a malformed head is read. */
-  const refuse = (socket: Socket<Conn>, conn: Conn, out: string, r: Refusal): void => {
+  const refuse = (socket: Socket<Conn>, conn: Conn, out: string, r: { status: number; code: string; message: string }): void => {
     clearPartial(conn);
     takeHeld(conn);
     write(socket, conn, out + closingErrorWire(r.status, r.code, r.message));
@@ -274,7 +284,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     socket.resume();
     const held = takeHeld(conn);
     if (held !== undefined) run(socket, conn, held);
-    else if (conn.ended) socket.end();
+    else if (conn.ended || stopping) socket.end();
   };
 
   const listener = Bun.listen<Conn>({
@@ -287,6 +297,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       open(socket) {
         socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, drained: false, ended: false, closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0 };
         socket.timeout(idleSeconds);
+        sockets.add(socket);
       },
       data(socket, bytes) {
         const conn = socket.data;
@@ -354,14 +365,24 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         takeHeld(conn);
         clearPartial(conn);
         conn.pipe?.clientClosed();
+        sockets.delete(socket);
       },
       error(socket) {
         socket.data.closed = true;
         clearPartial(socket.data);
         socket.data.pipe?.clientClosed();
+        sockets.delete(socket);
       },
     },
   });
+  let draining: Promise<number> | undefined;
+  // Idle between requests: closed. A request half here is waited for, then answered STOPPING.
+  const closeIfIdle = (socket: Socket<Conn>): void => {
+    const conn = socket.data;
+    if (conn.pipe !== undefined || conn.busy || conn.unsent !== undefined || conn.held !== undefined) return;
+    conn.ended = true;
+    socket.end();
+  };
   const url = `${tls.cert === undefined ? "http" : "https"}://${urlHost(config.host)}:${listener.port}`;
   return {
     port: listener.port,
@@ -372,7 +393,12 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       return piped.get(`${ip.address}:${ip.port}`)?.remote ?? ip.address;
     },
     counts: () => counts,
+    drain(graceMs) {
+      stopping = true;
+      return (draining ??= drainFront(listener, inner, sockets, closeIfIdle, graceMs));
+    },
     async stop() {
+      stopping = true;
       listener.stop(true);
       await inner.stop(true);
     },
