@@ -135,6 +135,29 @@ describe("pipelined requests on a piped connection, continued", () => {
     expect(answers.match(/HTTP\/1\.1 \d{3} /g)?.length).toBe(2);
     expect(JSON.parse(answers.slice(answers.lastIndexOf('{"key"'))).value).toBe("fv");
   });
+  test("once the framing stopped (an Upgrade header), a client that half-closes after a slow request still gets its answer", async () => {
+    const a = track(createNode({ name: "a", port: 0, idleTimeoutMs: 1000, ...FAST_TIMINGS }));
+    const { url } = await a.listen();
+    const b = track(createNode({ name: "b", port: 0, peers: [url], ...FAST_TIMINGS }));
+    await b.listen();
+    await eventually(() => a.members().filter((m) => m.state === "alive").length === 2, { what: "a sees b" });
+    // b stops answering: a's w=all write waits for its timeout, silent for far longer than 250 ms.
+    await b.close();
+    const answers = await new Promise<string>((resolve) => {
+      let got = "";
+      const s = netConnect({ host: "127.0.0.1", port: Number(new URL(url).port) }, () => s.write(rawRequest("GET", "/healthz", { Upgrade: "foo" })));
+      s.on("data", (d) => {
+        got += d.toString("latin1");
+        // After the first answer (the framing has stopped by then): the slow write, and the half-close.
+        if (got.includes("\r\n\r\n") && !s.writableEnded) s.end(rawRequest("PUT", "/items/hc?w=all&timeout=1000", JSON_TYPE, JSON.stringify({ value: "v" })));
+      });
+      s.on("close", () => resolve(got));
+    });
+    const statuses = (answers.match(/HTTP\/1\.1 \d{3}/g) ?? []).map((l) => Number(l.slice(9)));
+    expect(statuses[0]).toBe(200);
+    expect(statuses.length).toBe(2);
+    expect([503, 504]).toContain(statuses[1]!);
+  }, 20_000);
 });
 
 /** Feeds `bytes` to `reader` `step` bytes at a time: the bytes it took before its message ended, or UNSURE. */

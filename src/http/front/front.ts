@@ -91,7 +91,21 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   const maxBody = requestLimits(config).itemBodyBytes;
   // Set by drain: a request that completes from then on is answered STOPPING (a piped one by this one branch).
   let stopping = false;
-  const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => (stopping ? stoppingResponse() : fetch(request))).server;
+  const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => (stopping ? stoppingResponse() : answerPiped(request))).server;
+  /**
+   * Bun.serve's answer, counted on its pipe while it is being made (Pipe.answerOwed):
+   * a pipe that stopped framing learns so that an answer is still owed to a client
+   * that half-closed (a handler waiting on replicas is silent for seconds).
+   */
+  const answerPiped = (request: Request): Response | Promise<Response> => {
+    const answer = fetch(request);
+    if (!(answer instanceof Promise)) return answer;
+    const ip = inner.requestIP(request);
+    const pipe = ip === null ? undefined : piped.get(`${ip.address}:${ip.port}`)?.pipe;
+    if (pipe === undefined) return answer;
+    pipe.answerOwed(1);
+    return answer.finally(() => pipe.answerOwed(-1));
+  };
   const innerPort = inner.port!;
   /** "address:port" of an upstream connection → the client's address and its pipe. */
   const piped = new Map<string, { remote: string; pipe: Pipe }>();
@@ -129,7 +143,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         setTimeout(() => {
           if (piped.get(at)?.pipe === pipe) piped.delete(at);
         }, 5_000).unref(),
-    }, config.idleTimeoutMs);
+    });
     conn.pipe = pipe;
   };
 

@@ -76,6 +76,8 @@ export class Pipe {
   private sendable = 0;
   /** The final answer to the request being sent has come back (before its end, if Bun answered early). */
   private answered = false;
+  /** Answers Bun.serve is still making for this connection (answerOwed): what a raw pipe knows of them. */
+  private owed = 0;
 
   constructor(
     port: number,
@@ -142,7 +144,7 @@ export class Pipe {
    * The client half-closed (FIN): it is still answered. The FIN is not passed on:
    * Bun.serve drops the answers of a connection whose FIN arrives with its last
    * request (measured: 2 of 3 lost). Instead both ends close once every byte went
-   * up and the answers have stopped for HALF_CLOSE_QUIET_MS.
+   * up, no answer is owed, and the answers have stopped for HALF_CLOSE_QUIET_MS.
    */
   clientEnded(): void {
     this.clientDone = true;
@@ -155,6 +157,16 @@ export class Pipe {
     this.clientGone = true;
     this.toUp = [];
     this.up?.end();
+  }
+
+  /**
+   * Bun.serve began (+1) or finished (-1) making an answer for this connection
+   * (front.ts counts them). With the framing on, the pipe knows this already; once
+   * it stopped, this is how a half-closed client is known to be owed an answer.
+   */
+  answerOwed(delta: 1 | -1): void {
+    this.owed += delta;
+    if (this.owed === 0 && this.clientDone) this.closeWhenQuiet();
   }
 
   /** Whether answers wait for a client that does not read them. */
@@ -281,9 +293,9 @@ export class Pipe {
     this.answered = false;
   }
 
-  /** A request has gone up whole and its answer is still to come. */
+  /** A request has gone up whole and its answer is still to come (raw: one is being made). */
   private awaitingAnswer(): boolean {
-    return this.framing && this.request.ended && !this.answered;
+    return this.framing ? this.request.ended && !this.answered : this.owed > 0;
   }
 
   private upEnded(): void {
