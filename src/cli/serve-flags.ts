@@ -173,7 +173,7 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     help: "Furthest a node's clock may be from the cluster's median before it refuses writes, e.g. 500ms",
     default: true,
   }),
-  sets("drainTimeoutMs", { name: "drain-timeout", kind: kinds.duration("0s", "1h"), help: "How long a leaving node drains its queues, e.g. 10s", default: true }),
+  sets("drainTimeoutMs", { name: "drain-timeout", kind: kinds.duration("0s", "1h"), help: "How long a stopping node waits for the requests in flight, then for its queues to drain, e.g. 10s", default: true }),
   sets("token", {
     name: "token",
     kind: kinds.secret(),

@@ -51,7 +51,7 @@ export const serve = defineCommand({
       const stop = (signal: string) => {
         if (stopping) return log.info("already stopping", { signal });
         stopping = true;
-        log.info("stopping: draining the queues and leaving the cluster", { signal });
+        log.info("stopping: answering the requests in flight, draining the queues and leaving the cluster", { signal });
         node.leave().then(
           () => {
             log.info("stopped", { signal });

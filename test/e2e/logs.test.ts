@@ -45,7 +45,7 @@ describe("serve logs", () => {
     await scrape(node.url);
     const { lines, other } = await stopAndRead(node);
     expect(other).toEqual([]);
-    expect(lines.map((l) => l.msg)).toEqual(["started", "stopping: draining the queues and leaving the cluster", "stopped"]);
+    expect(lines.map((l) => l.msg)).toEqual(["started", "stopping: answering the requests in flight, draining the queues and leaving the cluster", "stopped"]);
     for (const l of lines) {
       expect(l.level).toBe("info");
       expect(new Date(l.ts).toISOString()).toBe(l.ts);
