@@ -182,7 +182,7 @@ describe("the wire front end answers as Bun.serve does", () => {
       Buffer.from("HEAD /items/k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
       Buffer.from("POST /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"),
       put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 13"),
-      put("PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: +13"),
+      // (A Content-Length of "+13" is refused by the front end itself, with the envelope: front-refusals.test.ts.)
       Buffer.from('PUT /items/k HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nd\r\n{"value":"v"}\r\n0\r\n\r\n'),
       Buffer.from('PUT /items/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 13\r\nContent-Encoding: gzip\r\n\r\n{"value":"v"}'),
       put("PUT /items/k?ttl=5 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain", "five"),

@@ -2,14 +2,15 @@ import type { Socket } from "bun";
 import type { Logger } from "../../ops/log.ts";
 import type { TlsMaterial } from "../../ops/tls.ts";
 import { requestLimits } from "../limits.ts";
-import { startServer, urlHost, type Server, type ServeConfig } from "../serve.ts";
+import { urlHost, type ServeConfig } from "../serve.ts";
+import { InnerServer } from "./inner.ts";
 import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
 import { PARTIAL_HEAD, parseHead } from "./head.ts";
 import { concat, Pipe } from "./pipe.ts";
 import { refusal } from "./refuse.ts";
 import { OpenConnections } from "../../ops/connections.ts";
-import { drainFront, STOPPING, stoppingResponse, withConnectionClose } from "./stopping.ts";
+import { drainFront, STOPPING, withConnectionClose } from "./stopping.ts";
 import { closingErrorWire, domainErrorWire } from "./wire.ts";
 
 /**
@@ -89,26 +90,9 @@ export const HEAD_TIMEOUT_MS = 10_000;
 
 export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answers: FrontAnswer, log: Logger): Front {
   const maxBody = requestLimits(config).itemBodyBytes;
-  // Set by drain: a request that completes from then on is answered STOPPING (a piped one by this one branch).
+  // Set by drain: a request that completes from then on is answered STOPPING (a piped one by the inner server).
   let stopping = false;
-  const inner: Server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => (stopping ? stoppingResponse() : answerPiped(request))).server;
-  /**
-   * Bun.serve's answer, counted on its pipe while it is being made (Pipe.answerOwed):
-   * a pipe that stopped framing learns so that an answer is still owed to a client
-   * that half-closed (a handler waiting on replicas is silent for seconds).
-   */
-  const answerPiped = (request: Request): Response | Promise<Response> => {
-    const answer = fetch(request);
-    if (!(answer instanceof Promise)) return answer;
-    const ip = inner.requestIP(request);
-    const pipe = ip === null ? undefined : piped.get(`${ip.address}:${ip.port}`)?.pipe;
-    if (pipe === undefined) return answer;
-    pipe.answerOwed(1);
-    return answer.finally(() => pipe.answerOwed(-1));
-  };
-  const innerPort = inner.port!;
-  /** "address:port" of an upstream connection → the client's address and its pipe. */
-  const piped = new Map<string, { remote: string; pipe: Pipe }>();
+  const inner = new InnerServer(config, fetch);
   const idleSeconds = Math.ceil(config.idleTimeoutMs / 1000);
   const counts = { wire: 0, piped: 0 };
   const sockets = new OpenConnections<Socket<Conn>>();
@@ -130,19 +114,14 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     counts.piped++;
     clearPartial(conn);
     const remote = socket.remoteAddress;
-    const pipe: Pipe = new Pipe(innerPort, Uint8Array.prototype.slice.call(rest), {
+    const pipe: Pipe = new Pipe(inner.port, Uint8Array.prototype.slice.call(rest), {
       // Bun's bytes wait for any answer of ours still unsent: the client reads them in order.
       toClient: (bytes) => (conn.closed ? bytes.length : conn.unsent !== undefined ? 0 : socket.write(bytes)),
       pauseClient: () => socket.pause(),
       resumeClient: () => socket.resume(),
       closeClient: () => socket.end(),
-      opened: (at) => piped.set(at, { remote, pipe }),
-      // Bun.serve may still be reading the last request when the pipe closes (a client
-      // that sent and left): the address stays known a while, unless a new pipe took its port.
-      closed: (at) =>
-        setTimeout(() => {
-          if (piped.get(at)?.pipe === pipe) piped.delete(at);
-        }, 5_000).unref(),
+      opened: (at) => inner.opened(at, remote, pipe),
+      closed: (at) => inner.closed(at, pipe),
     });
     conn.pipe = pipe;
   };
@@ -401,20 +380,16 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   return {
     port: listener.port,
     url,
-    remoteAddress: (request) => {
-      const ip = inner.requestIP(request);
-      if (ip === null) return undefined;
-      return piped.get(`${ip.address}:${ip.port}`)?.remote ?? ip.address;
-    },
+    remoteAddress: (request) => inner.remoteAddress(request),
     counts: () => counts,
     drain(graceMs) {
-      stopping = true;
-      return (draining ??= drainFront(listener, inner, sockets, closeIfIdle, graceMs));
+      stopping = inner.stopping = true;
+      return (draining ??= drainFront(listener, inner.server, sockets, closeIfIdle, graceMs));
     },
     async stop() {
-      stopping = true;
+      stopping = inner.stopping = true;
       listener.stop(true);
-      await inner.stop(true);
+      await inner.server.stop(true);
     },
   };
 }

@@ -1,0 +1,66 @@
+import { startServer, type Server, type ServeConfig } from "../serve.ts";
+import type { Pipe } from "./pipe.ts";
+import { stoppingResponse } from "./stopping.ts";
+
+/**
+ * The node's own Bun.serve on 127.0.0.1, which every piped connection reaches
+ * (pipe.ts), and the map from each upstream connection back to its client's
+ * address and its pipe: refusal logs name the client, and a pipe learns from it
+ * which of its requests Bun.serve is still answering.
+ */
+export class InnerServer {
+  readonly server: Server;
+  /** Set by the front end's drain: a request that completes from then on is answered STOPPING. */
+  stopping = false;
+  /** "address:port" of an upstream connection → the client's address and its pipe. */
+  private readonly piped = new Map<string, { remote: string; pipe: Pipe }>();
+
+  constructor(
+    config: ServeConfig,
+    private readonly fetch: (request: Request) => Response | Promise<Response>,
+  ) {
+    this.server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => (this.stopping ? stoppingResponse() : this.answer(request))).server;
+  }
+
+  get port(): number {
+    return this.server.port!;
+  }
+
+  /** A pipe's upstream connection opened at `at` ("address:port"), for the client at `remote`. */
+  opened(at: string, remote: string, pipe: Pipe): void {
+    this.piped.set(at, { remote, pipe });
+  }
+
+  /**
+   * A pipe's upstream connection closed. Bun.serve may still be reading the last
+   * request (a client that sent and left): the address stays known a while, unless
+   * a new pipe took its port.
+   */
+  closed(at: string, pipe: Pipe): void {
+    setTimeout(() => {
+      if (this.piped.get(at)?.pipe === pipe) this.piped.delete(at);
+    }, 5_000).unref();
+  }
+
+  /** The client's address of a request Bun.serve took through a pipe (or its own peer's). */
+  remoteAddress(request: Request): string | undefined {
+    const ip = this.server.requestIP(request);
+    if (ip === null) return undefined;
+    return this.piped.get(`${ip.address}:${ip.port}`)?.remote ?? ip.address;
+  }
+
+  /**
+   * Bun.serve's answer, counted on its pipe while it is being made (Pipe.answerOwed):
+   * a pipe that stopped framing learns so that an answer is still owed to a client
+   * that half-closed (a handler waiting on replicas is silent for seconds).
+   */
+  private answer(request: Request): Response | Promise<Response> {
+    const answer = this.fetch(request);
+    if (!(answer instanceof Promise)) return answer;
+    const ip = this.server.requestIP(request);
+    const pipe = ip === null ? undefined : this.piped.get(`${ip.address}:${ip.port}`)?.pipe;
+    if (pipe === undefined) return answer;
+    pipe.answerOwed(1);
+    return answer.finally(() => pipe.answerOwed(-1));
+  }
+}
