@@ -76,7 +76,8 @@ export interface MakhzenNode {
    *    forwards to owners finish as usual, by their own deadlines;
    * 3. drains the replication queues (and hands off what only this node holds),
    *    at most `drainTimeoutMs` again, tells the peers it leaves, then closes.
-   * So it takes at most about twice `drainTimeoutMs`. Idempotent.
+   * So it takes at most about twice `drainTimeoutMs`, plus up to 2 s for the
+   * goodbye. Idempotent.
    */
   leave(): Promise<void>;
   /**

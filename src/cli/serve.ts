@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import type { NodeConfig } from "../config.ts";
 import { isJoinRefusal, MakhzenError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../ops/log.ts";
-import { createNode } from "../node.ts";
+import { createNode, type MakhzenNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError } from "./_errors.ts";
 import { checkServeTls } from "./_pem.ts";
@@ -19,7 +19,39 @@ export const serve = defineCommand({
     const logOptions = serveLogOptions(args);
     checkServeTls({ cert: options.tlsCertFile, key: options.tlsKeyFile, ca: options.tlsCaFile });
     const log = createLogger(logOptions);
-    let node;
+    // Signals are taken from before the start: a SIGTERM while the node joins its
+    // seeds (each may take --request-timeout) must stop it with exit 0, not kill it.
+    // During the start there is nothing to hand off and no one to say goodbye to:
+    // it closes. Once serving, it leaves gracefully (node.leave). A second signal
+    // while stopping is ignored, not fatal: `npm start` and the npm launcher forward
+    // the terminal's Ctrl-C to a node that got it already, and the drain is bounded
+    // by --drain-timeout anyway (SIGKILL is the way to not wait).
+    let node: MakhzenNode | undefined;
+    let serving = false;
+    let stopping = false;
+    const stopped = Promise.withResolvers<void>();
+    const stop = (signal: string) => {
+      if (stopping) return log.info("already stopping", { signal });
+      stopping = true;
+      const done = (e?: unknown) => {
+        if (e !== undefined) log.error("leave failed; stopping anyway", { error: e });
+        else log.info("stopped", { signal });
+        stopped.resolve();
+      };
+      if (!serving) {
+        log.info("stopping before the start finished: closing", { signal });
+        if (node === undefined) return done(); // the start sees `stopping` once the node is made
+        node.close().then(() => done(), done);
+        return;
+      }
+      log.info("stopping: answering the requests in flight, draining the queues and leaving the cluster", { signal });
+      node!.leave().then(() => done(), done);
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    // A closed terminal (or the launcher passing it on): leave as gracefully as on SIGTERM, not die mid-write.
+    process.on("SIGHUP", () => stop("SIGHUP"));
+
     try {
       node = createNode({ ...options, logger: log });
     } catch (e) {
@@ -27,11 +59,17 @@ export const serve = defineCommand({
       if (e instanceof MakhzenError) throw new CliError(e.code === "INVALID_CONFIG" ? namingFlags(e.message) : e.message, e.code === "DATA_DIR" ? 1 : 2);
       throw e;
     }
+    if (stopping) {
+      await node.close(); // a signal while the data dir loaded
+      return stopped.promise;
+    }
     let url: string;
     let respUrl: string | undefined;
     try {
       ({ url, respUrl } = await node.listen());
     } catch (e) {
+      // Stopped by a signal during the start: whatever the start then failed with is the stop's.
+      if (stopping) return stopped.promise;
       // Configuration errors a seed found: no retry would mend them, so exit 1 with its reason.
       if (isJoinRefusal(e)) throw new CliError(`cannot join the cluster: ${e.message}`);
       if (e instanceof MakhzenError && e.code === "PROTECTED_MODE") throw new CliError(e.message);
@@ -41,39 +79,15 @@ export const serve = defineCommand({
       const resp = respPort !== undefined && respPort !== port && (e as { port?: unknown }).port === respPort;
       throw new CliError(`cannot listen on ${node.config.host}:${resp ? respPort : port}: ${why} (${resp ? "--resp-port" : "--port"})`);
     }
+    if (stopping) return stopped.promise;
+    serving = true;
     logStarted(log, node.config, url, respUrl, logOptions.level);
-    // Resolve only when a signal arrives, so the CLI runner does not exit under a live server.
-    // A second signal while stopping is ignored, not fatal: `npm start` and the npm
-    // launcher forward the terminal's Ctrl-C to a node that got it already, and the
-    // drain is bounded by --drain-timeout anyway (SIGKILL is the way to not wait).
-    let stopping = false;
-    const stopped = new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        if (stopping) return log.info("already stopping", { signal });
-        stopping = true;
-        log.info("stopping: answering the requests in flight, draining the queues and leaving the cluster", { signal });
-        node.leave().then(
-          () => {
-            log.info("stopped", { signal });
-            resolve();
-          },
-          (e) => {
-            log.error("leave failed; stopping anyway", { error: e });
-            resolve();
-          },
-        );
-      };
-      process.on("SIGINT", () => stop("SIGINT"));
-      process.on("SIGTERM", () => stop("SIGTERM"));
-      // A closed terminal (or the launcher passing it on): leave as gracefully as on SIGTERM, not die mid-write.
-      process.on("SIGHUP", () => stop("SIGHUP"));
-    });
     // Another process took this node's name: it has stopped writing and handed off; exit 1.
     const lost = node.fatal.then(async (e) => {
       await node.close();
       throw new CliError(`${e.code}: ${e.message}; this node stopped. Give it another --name.`, 1);
     });
-    await Promise.race([stopped, lost]);
+    await Promise.race([stopped.promise, lost]);
   },
 });
 

@@ -8,7 +8,7 @@ import type { PartitionViews } from "./partition-views.ts";
 import { partitionOf, type Placement } from "./placement.ts";
 import { ForwardBatcher, serveBatch } from "./forward-batch.ts";
 import type { ForwardAnswer, ForwardBatchAnswer, ForwardBatchRequest, ForwardRequest } from "./protocol/messages.ts";
-import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
+import { NOT_SENT, PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
 
 /**
  * Where a client's request for a key runs, in a cluster whose keys live on N
@@ -43,6 +43,8 @@ import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
  *   read-modify-write) stops there with 503 UNAVAILABLE saying its outcome is
  *   unknown: sent to a second owner that has not yet received the first one's
  *   copy, its condition could pass twice (an INCR applied twice).
+ * A forward whose connection the owner refused (NOT_SENT: a node stopped or
+ * stopping, its port closed) was never sent: any request goes to the next owner.
  */
 
 /** What an owner runs a forwarded request with: the service's local path (ItemsService.serveForwarded). */
@@ -197,6 +199,10 @@ export class Router {
           answer = await (req.w === undefined && req.r === undefined ? this.batcher.send(t.url, req) : this.deps.transport.call(t.url, "forward", req, timeoutMs));
         } catch (e) {
           if (!(e instanceof PeerError)) throw e; // a pass-through code (PROTOCOL_VERSION): the peer's own words
+          if (e.code === NOT_SENT) {
+            this.logger.debug("an owner refused the connection of a forwarded request; trying the next", { peer: t.name, error: e.message });
+            continue;
+          }
           if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
             // The owner refused the hop itself (a version that lacks the op, a secret
             // mismatch): it ran nothing, so the next owner may take it. A 5xx, like

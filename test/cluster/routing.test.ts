@@ -9,7 +9,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { parseConcern, type Concern } from "../../src/cluster/consistency.ts";
 import { partitionOf, partitionsToHex } from "../../src/cluster/placement.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
-import { PeerError, type PeerOp, type PeerRequest } from "../../src/cluster/protocol/peer-ops.ts";
+import { NOT_SENT, PeerError, type PeerOp, type PeerRequest } from "../../src/cluster/protocol/peer-ops.ts";
 import { isMakhzenError, MakhzenError } from "../../src/errors.ts";
 import { ItemsService } from "../../src/service.ts";
 import { core, dump, joined, type Core } from "../support/core.ts";
@@ -25,10 +25,16 @@ afterEach(() => {
   for (const n of nodes.splice(0)) n.cluster.close();
 });
 
-/** A memory network whose `forward` answers can be lost after the owner ran the request (`loseForwardAnswers`). */
+/**
+ * A memory network whose `forward` answers can be lost after the owner ran the
+ * request (`loseForwardAnswers`), and whose forwards to `refusing` are refused at
+ * connect, never sent (a stopped or stopping node's closed port).
+ */
 class LossyNet extends MemoryTransport {
   loseForwardAnswers = false;
+  refusing: string | undefined;
   override async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
+    if (url === this.refusing && op.startsWith("forward")) throw new PeerError(0, NOT_SENT, `${url} ${op}: connection refused`);
     const answer = await super.call(url, op, body, timeoutMs, signal);
     if (op === "forward" && this.loseForwardAnswers) throw new PeerError(0, "UNREACHABLE", `${url} forward: answer lost`);
     return answer;
@@ -225,6 +231,23 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
       o.cluster.membership.start();
     }
     await eventually(() => ownerNodes.every((o) => o.store.get("default", key)?.value === "hinted"), { what: "the hint reaches both owners" });
+  }, 20_000);
+
+  test("a conditional write whose first owner refuses the connection (never sent) goes to the next owner", async () => {
+    const { net, service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [first, second] = owners(key) as [string, string];
+    net.refusing = node(first).url;
+    const created = await service("a").set("default", key, "one", { ifAbsent: true });
+    expect(node(second).store.get("default", key)?.value).toBe("one");
+    expect(node(first).store.getRecord("default", key)).toBeUndefined();
+    const changed = await service("a").set("default", key, "two", { ifMatch: created.version });
+    expect(changed.value).toBe("two");
+    expect((await failure(() => service("a").set("default", key, "three", { ifMatch: created.version }))).code).toBe("PRECONDITION_FAILED");
+    // Silence is not a refusal: with both owners cut off the outcome could not be known, so it is UNAVAILABLE.
+    net.refusing = undefined;
+    for (const o of [first, second]) net.cut(node(o).url);
+    expect((await failure(() => service("a").set("default", key, "x", { ifMatch: changed.version }))).code).toBe("UNAVAILABLE");
   }, 20_000);
 
   test("a conditional write whose answer is lost is UNAVAILABLE and not retried elsewhere; an unconditional one falls back to a hint", async () => {

@@ -14,6 +14,10 @@
  *   is not run, and the connection closes after the replies owed (see resp/server.ts).
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DB_FILE } from "../../src/storage/persistence.ts";
 import { clusterView, eventually, Harness, ok, put, respUrl, type NodeProcess } from "../support/harness.ts";
 import { RawConnection as HttpConnection, rawRequest } from "../support/raw-connection.ts";
 import { frame, RawConnection as RespConnection } from "../resp/support.ts";
@@ -164,4 +168,22 @@ describe("graceful stop", () => {
     expect(await valueOn(respKey)).toBe("over resp");
     expect((await fetch(`${b!.url}/items/after-stop`)).status).toBe(404);
   }, 90_000);
+
+  test("a SIGTERM while the node still joins its seeds stops it with exit 0 (it was killed by the signal)", async () => {
+    h = new Harness();
+    const a = await h.start("a", { timings: "default" });
+    a.signal("SIGSTOP"); // the join waits --request-timeout (5 s) on it
+    const dir = mkdtempSync(join(tmpdir(), "makhzen-stop-start-"));
+    try {
+      const d = await h.start("d", { peers: [a.url], timings: "default", waitReady: false, extraArgs: ["--data-dir", join(dir, "d")] });
+      // The data dir opens just before the join starts.
+      await eventually(() => existsSync(join(dir, "d", DB_FILE)), { what: "d opened its data dir" });
+      d.signal("SIGTERM");
+      expect(await d.exited).toBe(0);
+      expect(d.log()).toContain("stopping before the start finished");
+    } finally {
+      a.signal("SIGCONT");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

@@ -150,6 +150,22 @@ describe("Front.drain", () => {
     expect(await drained).toBe(0);
   });
 
+  test("piped: a peer's request (/internal/) completed after the stop began is still run: the node is a member until it leaves", async () => {
+    const f = slowFront();
+    const half = await f.open();
+    expect(body(await half.exchange(rawRequest("GET", "/fast?q")))).toBe("fast");
+    half.write("POST /internal/forward HTTP/1.1\r\n");
+    await f.open().then((c) => c.exchange(rawRequest("GET", "/fast?q")));
+
+    const drained = f.front.drain(5000);
+    half.write("Host: localhost\r\nContent-Length: 0\r\n\r\n");
+    const answer = await half.answer();
+    expect([status(answer), body(answer)]).toEqual([200, "fast"]);
+    // Its connection still closes once answered: the stop goes on.
+    expect(await half.closedWithin(2000)).toBe(true);
+    expect(await drained).toBe(0);
+  });
+
   test("the grace is a bound: a request still in flight then is counted, and stop() closes its connection", async () => {
     const f = slowFront();
     const wire = await f.open();

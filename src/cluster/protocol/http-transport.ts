@@ -1,6 +1,6 @@
 import { MakhzenError } from "../../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "./messages.ts";
-import { aborted, checkAnswer, noAnswer, PASS_THROUGH, PeerError, type PeerOp, type PeerRequest, type PeerTransport } from "./peer-ops.ts";
+import { aborted, checkAnswer, noAnswer, NOT_SENT, PASS_THROUGH, PeerError, type PeerOp, type PeerRequest, type PeerTransport } from "./peer-ops.ts";
 import type { PeerGuard } from "./signing.ts";
 import { answerTooLarge, KeptConnections, type Origin } from "./http-client.ts";
 
@@ -142,6 +142,8 @@ function noAnswerError(e: unknown, what: string, timeoutMs: number, signal?: Abo
   if (signal?.aborted) return aborted(what);
   if (e instanceof Error && e.name === "TimeoutError") return noAnswer(what, timeoutMs);
   if (e instanceof PeerError) return new PeerError(e.status, e.code, `${what}: ${e.message}`);
+  // Refused at connect (a node stopped, or stopping: its port closed): nothing was sent.
+  if ((e as { code?: unknown } | null)?.code === "ECONNREFUSED") return new PeerError(0, NOT_SENT, `${what}: ${String(e)}`);
   return new PeerError(0, "UNREACHABLE", `${what}: ${String(e)}`);
 }
 

@@ -59,6 +59,12 @@ export class PeerError extends Error {
   }
 }
 
+/**
+ * The code of a PeerError for a call that never left this node (the peer's port
+ * refused the connection): unlike silence, the peer surely ran nothing.
+ */
+export const NOT_SENT = "NOT_SENT";
+
 /** The PeerError of a call that got no answer within `timeoutMs`: the same from every transport. */
 export const noAnswer = (what: string, timeoutMs: number): PeerError => new PeerError(0, "UNREACHABLE", `${what}: no answer within ${timeoutMs} ms`);
 

@@ -10,7 +10,13 @@ import { stoppingResponse } from "./stopping.ts";
  */
 export class InnerServer {
   readonly server: Server;
-  /** Set by the front end's drain: a request that completes from then on is answered STOPPING. */
+  /**
+   * Set by the front end's drain: a client's request that completes from then on is
+   * answered STOPPING. A peer's (`/internal/`: a replication batch, a forward) is
+   * still run: the node is a member until its leave, which comes after the drain,
+   * and a forward refused here would leave a conditional write's outcome unknown
+   * to the node that sent it, and `w=all` writes elsewhere waiting on this one.
+   */
   stopping = false;
   /** "address:port" of an upstream connection → the client's address and its pipe. */
   private readonly piped = new Map<string, { remote: string; pipe: Pipe }>();
@@ -19,7 +25,9 @@ export class InnerServer {
     config: ServeConfig,
     private readonly fetch: (request: Request) => Response | Promise<Response>,
   ) {
-    this.server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => (this.stopping ? stoppingResponse() : this.answer(request))).server;
+    this.server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) =>
+      this.stopping && !isPeerRequest(request) ? stoppingResponse() : this.answer(request),
+    ).server;
   }
 
   get port(): number {
@@ -63,4 +71,11 @@ export class InnerServer {
     pipe.answerOwed(1);
     return answer.finally(() => pipe.answerOwed(-1));
   }
+}
+
+/** A request of the peer protocol (`/internal/...`), whatever origin its URL has. */
+function isPeerRequest(request: Request): boolean {
+  const url = request.url;
+  const path = url.charCodeAt(0) === 47 /* / */ ? 0 : url.indexOf("/", url.indexOf("//") + 2);
+  return path !== -1 && url.startsWith("/internal/", path);
 }

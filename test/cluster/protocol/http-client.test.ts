@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { HttpTransport } from "../../../src/cluster/protocol/http-transport.ts";
-import { PeerError } from "../../../src/cluster/protocol/peer-ops.ts";
+import { NOT_SENT, PeerError } from "../../../src/cluster/protocol/peer-ops.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../../src/cluster/protocol/messages.ts";
 
 /**
@@ -249,5 +249,22 @@ describe("replication batches on kept connections", () => {
       expect(err).toBeInstanceOf(PeerError);
       expect(err).toMatchObject({ code: "BAD_ANSWER" });
     }
+  });
+});
+
+describe("a peer whose port refuses the connection", () => {
+  test("is NOT_SENT (nothing left this node), where silence or a cut answer is UNREACHABLE", async () => {
+    // A port nobody listens on: bound, then closed.
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    const error = await transport()
+      .call(`http://127.0.0.1:${port}`, "forward", { forwarded: true, op: "get", bucket: "default", key: "k" }, 2_000)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(error).toBeInstanceOf(PeerError);
+    expect((error as PeerError).code).toBe(NOT_SENT);
   });
 });
