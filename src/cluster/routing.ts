@@ -44,7 +44,11 @@ import { NOT_SENT, PeerError, type PeerTransport } from "./protocol/peer-ops.ts"
  *   unknown: sent to a second owner that has not yet received the first one's
  *   copy, its condition could pass twice (an INCR applied twice).
  * A forward whose connection the owner refused (NOT_SENT: a node stopped or
- * stopping, its port closed) was never sent: any request goes to the next owner.
+ * stopping, its port closed) was never sent: a read or an unconditional write goes
+ * to the next owner, and a conditional write is UNAVAILABLE saying that nothing
+ * was applied. Not to the next owner: a stopping owner still decides the writes in
+ * flight on it until it has left, and the next owner's copy may lack its last
+ * ones, so a condition could pass on both.
  */
 
 /** What an owner runs a forwarded request with: the service's local path (ItemsService.serveForwarded). */
@@ -200,6 +204,12 @@ export class Router {
         } catch (e) {
           if (!(e instanceof PeerError)) throw e; // a pass-through code (PROTOCOL_VERSION): the peer's own words
           if (e.code === NOT_SENT) {
+            if (!retry) {
+              throw new MakhzenError(
+                "UNAVAILABLE",
+                `owner ${t.name} of key ${JSON.stringify(req.key)} refused the connection (it is stopping or stopped): the conditional write was not applied; send it again`,
+              );
+            }
             this.logger.debug("an owner refused the connection of a forwarded request; trying the next", { peer: t.name, error: e.message });
             continue;
           }

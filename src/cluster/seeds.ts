@@ -44,6 +44,9 @@ export class Seeds {
   /** A seed refused our name or a shared setting: joining again cannot succeed until an operator restarts the node with another. */
   private refused?: JoinRefusal;
 
+  /** Seeds that reached this node itself (reachedSelf), said once each. */
+  private readonly selfSeeds = new Set<string>();
+
   /** "seed did not answer", per seed (LOG_BUDGETS). */
   private readonly lines: LogLimiter;
 
@@ -124,7 +127,7 @@ export class Seeds {
         const sentMs = this.deps.wallMs();
         const answer = await this.deps.transport.call(seed, "join", request, requestTimeoutMs);
         if (this.isSelf(answer)) {
-          this.forget(seed);
+          this.reachedSelf(seed);
           continue;
         }
         onlySelf = false;
@@ -143,8 +146,10 @@ export class Seeds {
         this.lines.line("seeds.no-answer", seed, (suppressed) => this.deps.logger.warn("seed did not answer", { seed, misses: this.misses, suppressed, error: e }));
       }
     }
-    // Every seed tried was this node under another spelling: it has none, as a first node.
-    if (onlySelf && this.urls.length === 0) return (this.joinedFlag = true);
+    // Every seed tried reached this node itself: for now it has none, as a first node;
+    // the heartbeat tries them again while no member answers (a name behind a load
+    // balancer may reach another node next time).
+    if (onlySelf) return (this.joinedFlag = true);
     return false;
   }
 
@@ -155,9 +160,14 @@ export class Seeds {
     return from !== undefined && from.name === me.name && from.url === me.url && from.incarnation === me.incarnation;
   }
 
-  /** A seed URL that reaches this node itself is dropped for good, as its own URL is (join). */
-  private forget(seed: string): void {
-    this.urls = this.urls.filter((u) => u !== seed);
-    this.deps.logger.info("a seed is this node itself, under another address: skipped", { seed });
+  /**
+   * A seed reached this node itself (`localhost` for its 127.0.0.1, or a name
+   * behind a load balancer): skipped this time, said once. Not dropped: a name may
+   * reach another node next time.
+   */
+  private reachedSelf(seed: string): void {
+    if (this.selfSeeds.has(seed)) return;
+    this.selfSeeds.add(seed);
+    this.deps.logger.info("a seed reached this node itself: skipped", { seed });
   }
 }

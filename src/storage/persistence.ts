@@ -161,11 +161,19 @@ export class Persistence {
     return this.clustered;
   }
 
-  /** Marks the dir as a cluster member's, once and for good (wasClustered). */
+  /**
+   * Marks the dir as a cluster member's, once and for good (wasClustered). A write
+   * that fails (a full disk) is said and tried again at the next member added:
+   * it never throws into membership, which calls it.
+   */
   markClustered(): void {
     if (this.clustered || this.closed) return;
-    this.clustered = true;
-    this.db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('clustered', '1')").run();
+    try {
+      this.db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('clustered', '1')").run();
+      this.clustered = true;
+    } catch (e) {
+      (this.opts.logger ?? silentLogger).warn("cannot mark the data dir as a cluster member's; will try again", { dir: this.opts.dir, error: errText(e) });
+    }
   }
 
   /**

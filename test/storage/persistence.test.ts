@@ -115,6 +115,21 @@ describe("Persistence", () => {
     expect(openAt(tempDir()).wasClustered).toBe(false);
   });
 
+  test("a mark that cannot be written (a read-only dir) is said, not thrown, and tried again", () => {
+    const dir = tempDir();
+    openAt(dir).close();
+    const logger = memoryLogger();
+    const p = track(Persistence.open({ dir, nodeName: "n1", fsync: "always", logger }));
+    // What a full or failing disk does to the write: sqlite refuses it.
+    (p as unknown as { db: Database }).db.exec("PRAGMA query_only = ON");
+    expect(() => p.markClustered()).not.toThrow();
+    expect(p.wasClustered).toBe(false);
+    expect(logger.lines.some((l) => l.msg.startsWith("cannot mark the data dir"))).toBe(true);
+    (p as unknown as { db: Database }).db.exec("PRAGMA query_only = OFF");
+    p.markClustered();
+    expect(p.wasClustered).toBe(true);
+  });
+
   test("a data dir written by another node is refused, naming both", () => {
     const dir = tempDir();
     openAt(dir, "always", "alpha").close();
