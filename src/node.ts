@@ -212,7 +212,15 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     const [http, redis] = await Promise.all([server?.drain(config.drainTimeoutMs) ?? 0, resp?.drain(config.drainTimeoutMs) ?? 0]);
     const fields = { tookMs: Math.round(performance.now() - t0), drainTimeoutMs: config.drainTimeoutMs };
     if (http + redis === 0) serving.debug("stopped serving: every request in flight was answered", fields);
-    else serving.warn("stopped serving with requests still in flight after --drain-timeout: closing their connections", { ...fields, httpConnections: http, respConnections: redis });
+    else {
+      serving.warn("stopped serving with requests still in flight after --drain-timeout: closing their connections", { ...fields, httpConnections: http, respConnections: redis });
+      // Now, before the leave: a write still in flight must not be answered after the
+      // hand-off (nor after the cluster closed: it would never be queued for the peers).
+      await server?.stop();
+      server = undefined;
+      resp?.stop();
+      resp = undefined;
+    }
   };
 
   const bucket = (name: string = DEFAULT_BUCKET): BucketHandle =>

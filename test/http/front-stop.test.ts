@@ -166,6 +166,27 @@ describe("Front.drain", () => {
     expect(await drained).toBe(0);
   });
 
+  test("a connection accepted just before the stop gets STOPPING for its first request, not a close without an answer", async () => {
+    const f = slowFront();
+    const fresh = await f.open();
+    const drained = f.front.drain(5000);
+    fresh.write(rawRequest("GET", "/items/a"));
+    const answer = await fresh.answer();
+    expect(status(answer)).toBe(503);
+    expect(JSON.parse(body(answer)).error.code).toBe("UNAVAILABLE");
+    expect(await fresh.closedWithin(2000)).toBe(true);
+    expect(await drained).toBe(0);
+  });
+
+  test("a connection that sends nothing is closed a moment into the drain", async () => {
+    const f = slowFront();
+    const silent = await f.open();
+    const t0 = performance.now();
+    expect(await f.front.drain(5000)).toBe(0);
+    expect(silent.closed || (await silent.closedWithin(1000))).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(3000);
+  });
+
   test("the grace is a bound: a request still in flight then is counted, and stop() closes its connection", async () => {
     const f = slowFront();
     const wire = await f.open();

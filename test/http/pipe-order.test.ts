@@ -10,10 +10,12 @@ import { describe, expect, test } from "bun:test";
 import { connect as netConnect } from "node:net";
 import { createNode, type MakhzenNode } from "../../src/index.ts";
 import { AnswerReader, RequestReader, UNSURE } from "../../src/http/front/frame.ts";
+import { Pipe } from "../../src/http/front/pipe.ts";
 import { FAST_TIMINGS } from "../../src/config.ts";
 import { closeAfterEach, tempDirs } from "../support/cleanup.ts";
 import { eventually } from "../support/proc.ts";
 import { settledAndSure } from "../support/settled.ts";
+import { memoryLogger } from "../support/core.ts";
 import { RawConnection, rawRequest } from "../support/raw-connection.ts";
 
 const track = closeAfterEach();
@@ -245,4 +247,53 @@ describe("frame.ts: where a request and its answer end", () => {
     const answers = ["HTTP/1.1 200 OK\r\n\r\nbody until close", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n", "ICY 200 OK\r\n\r\n"];
     for (const a of answers) expect(feedSplit(new AnswerReader(), a, 1000)).toBe(UNSURE);
   });
+});
+
+describe("a pipe whose client leaves while it connects", () => {
+  test("closes its upstream connection at once (it stayed open until Bun.serve timed it out)", async () => {
+    let open = 0;
+    let closed = 0;
+    const upstream = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void open++, close: () => void closed++, data() {} } });
+    try {
+      const pipe = new Pipe(upstream.port, new Uint8Array(0), {
+        toClient: (b) => b.length,
+        pauseClient() {},
+        resumeClient() {},
+        closeClient() {},
+        opened() {},
+        closed() {},
+      });
+      pipe.clientClosed(); // before the upstream connection opened
+      await eventually(() => open === 1 && closed === 1, { timeoutMs: 3000, what: "the upstream connection opened and closed" });
+    } finally {
+      upstream.stop(true);
+    }
+  });
+});
+
+describe("a graceful stop whose --drain-timeout runs out", () => {
+  test("closes the connections still open before the leave: a body that arrives later is not applied after the hand-off", async () => {
+    const logger = memoryLogger();
+    const a = track(createNode({ name: "a", port: 0, ...FAST_TIMINGS, drainTimeoutMs: 500, logger }));
+    const { url } = await a.listen();
+    const b = track(createNode({ name: "b", port: 0, peers: [url], ...FAST_TIMINGS }));
+    await b.listen();
+    await eventually(() => a.members().some((m) => m.name === "b" && m.state === "alive"), { what: "a sees b" });
+    // b stops answering: a's leave then waits on its queue to b, for up to --drain-timeout again.
+    await b.close();
+    await a.bucket().set("queued", "for b");
+    const conn = track(await RawConnection.open(url));
+    const value = JSON.stringify({ value: "late" });
+    const head = `PUT /items/late?w=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${value.length}\r\n\r\n`;
+    conn.write(head + value.slice(0, 5)); // piped (a query string), its body half sent
+    // A round trip on another connection: a has read the half request before it.
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    const leaving = a.leave();
+    await eventually(() => logger.lines.some((l) => l.msg.startsWith("stopped serving with requests still in flight")), { timeoutMs: 5000, what: "the drain's bound" });
+    // The leave has not finished (its queue to b waits): the rest of the body now must find the connection closed.
+    conn.write(value.slice(5));
+    expect(await conn.closedWithin(2000)).toBe(true);
+    await leaving;
+    expect(a.bucket().get("late")).toBeUndefined();
+  }, 20_000);
 });

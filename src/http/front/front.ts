@@ -3,7 +3,7 @@ import type { Logger } from "../../ops/log.ts";
 import type { TlsMaterial } from "../../ops/tls.ts";
 import { requestLimits } from "../limits.ts";
 import { urlHost, type ServeConfig } from "../serve.ts";
-import { InnerServer } from "./inner.ts";
+import { InnerServer, startsPeerRequest } from "./inner.ts";
 import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
 import { PARTIAL_HEAD, parseHead } from "./head.ts";
@@ -67,6 +67,8 @@ interface Conn {
   unsent: Uint8Array | undefined;
   /** The client took answer bytes since the idle timer last fired (`drain`): it reads. */
   drained: boolean;
+  /** The client has sent bytes: a connection not yet used may be about to send its first request. */
+  used: boolean;
   /** The client half-closed: what it sent is answered, then the connection closes. */
   ended: boolean;
   closed: boolean;
@@ -207,8 +209,8 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         write(socket, conn, out);
         return waitFor(socket, conn, bytes, at, "head");
       }
-      // Stopping: a request that completes now was never run (a body on its way is waited for first).
-      if (stopping && !(head !== undefined && head.next > bytes.length && answers.takes(head))) return refuse(socket, conn, out, STOPPING);
+      // Stopping: a request that completes now was never run (a body on its way is waited for first); a peer's still runs (inner.ts).
+      if (stopping && !(head !== undefined && head.next > bytes.length && answers.takes(head)) && !startsPeerRequest(bytes, at)) return refuse(socket, conn, out, STOPPING);
       // Decided on the head: a request Bun must take goes to it before its body arrives.
       if (head === undefined || !answers.takes(head)) {
         write(socket, conn, out);
@@ -288,12 +290,13 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, drained: false, ended: false, closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0 };
+        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, drained: false, used: false, ended: false, closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0 };
         socket.timeout(idleSeconds);
         sockets.add(socket);
       },
       data(socket, bytes) {
         const conn = socket.data;
+        conn.used = true;
         if (conn.pipe !== undefined) return conn.pipe.fromClient(bytes);
         // Only after a refusal (a client that half-closed sends nothing more): the rest is not read.
         if (conn.ended) return;
@@ -370,9 +373,11 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   });
   let draining: Promise<number> | undefined;
   // Idle between requests: closed. A request half here is waited for, then answered STOPPING.
-  const closeIfIdle = (socket: Socket<Conn>): void => {
+  // A connection that has sent nothing yet is left its first request (answered STOPPING,
+  // which says it was not run) unless `fresh` (the drain's second pass, a moment later).
+  const closeIfIdle = (socket: Socket<Conn>, fresh: boolean): void => {
     const conn = socket.data;
-    if (conn.pipe !== undefined || conn.busy || conn.unsent !== undefined || conn.held !== undefined) return;
+    if (conn.pipe !== undefined || conn.busy || conn.unsent !== undefined || conn.held !== undefined || (!conn.used && !fresh)) return;
     conn.ended = true;
     socket.end();
   };
@@ -393,4 +398,3 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     },
   };
 }
-

@@ -79,3 +79,6 @@ function isPeerRequest(request: Request): boolean {
   const path = url.charCodeAt(0) === 47 /* / */ ? 0 : url.indexOf("/", url.indexOf("//") + 2);
   return path !== -1 && url.startsWith("/internal/", path);
 }
+
+/** The request at `at` of bytes a client sent is one of the peer protocol's (always a POST to /internal/). */
+export const startsPeerRequest = (bytes: Buffer, at: number): boolean => bytes.toString("latin1", at, at + 15) === "POST /internal/";

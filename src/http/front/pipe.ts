@@ -93,6 +93,11 @@ export class Pipe {
       socket: {
         open(up) {
           pipe.up = up;
+          // The client left while this connected: nothing is to go up.
+          if (pipe.clientGone) {
+            up.end();
+            return pipe.upEnded();
+          }
           pipe.at = `${up.localAddress}:${up.localPort}`;
           ends.opened(pipe.at);
           pipe.flushUp();

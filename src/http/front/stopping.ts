@@ -53,11 +53,27 @@ export function withConnectionClose(answer: string): string {
  * nothing. Resolves once every connection closed, or `graceMs` passed, with the
  * number still open.
  */
-export async function drainFront<T>(listener: { stop(closeActive?: boolean): void }, inner: Server, open: OpenConnections<Socket<T>>, closeIfIdle: (s: Socket<T>) => void, graceMs: number): Promise<number> {
+export async function drainFront<T>(
+  listener: { stop(closeActive?: boolean): void },
+  inner: Server,
+  open: OpenConnections<Socket<T>>,
+  closeIfIdle: (s: Socket<T>, fresh: boolean) => void,
+  graceMs: number,
+): Promise<number> {
   listener.stop(false);
   // Bun.serve closes its idle connections now (and so their pipes' clients), the others once answered.
   const innerClosed = inner.stop(false);
-  for (const socket of open) closeIfIdle(socket);
+  for (const socket of open) closeIfIdle(socket, false);
+  // A connection accepted a moment ago may be about to send its first request, which is
+  // answered STOPPING (not run): closed unanswered, its client could not know. One
+  // still silent a moment later is closed (as Go's Shutdown closes new ones after 5 s).
+  const late = setTimeout(() => {
+    for (const socket of open) closeIfIdle(socket, true);
+  }, Math.min(FRESH_GRACE_MS, graceMs / 2));
   await settledWithin(Promise.all([open.allClosed(), innerClosed]), graceMs);
+  clearTimeout(late);
   return open.size;
 }
+
+/** How long a connection that has sent nothing is left its first request during a drain. */
+const FRESH_GRACE_MS = 1_000;
