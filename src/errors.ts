@@ -26,6 +26,7 @@ export type ErrorCode =
   | "MEMBER_ALIVE" // a forget of a member that still answers (or of the node itself)
   | "NOT_LOCAL" // embedded bucket(): a key this node does not serve in a partitioned cluster (use items())
   | "CLOCK_OFFSET" // this node's clock is too far from the cluster's: it refuses writes (see clock-guard.ts)
+  | "LEAVING" // this node is leaving the cluster: it takes no write (it could not hand it off); another owner may
   | "PROTOCOL_VERSION" // a peer speaks a protocol version this node does not
   | "UNAUTHORIZED" // no client token, or one that matches neither --token nor --read-token
   | "FORBIDDEN" // a read token on a write route
@@ -78,6 +79,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   // Request is what it would be: the right request, sent to a node that cannot answer it.
   NOT_LOCAL: 421,
   CLOCK_OFFSET: 503,
+  LEAVING: 503,
   PROTOCOL_VERSION: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,

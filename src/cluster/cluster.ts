@@ -256,12 +256,12 @@ export class Cluster {
   }
 
   /**
-   * Throws when this node may not stamp a client write now: CLOCK_OFFSET while its
-   * clock is too far from the cluster's, NAME_TAKEN once another process holds its
-   * name. Called before every local write (the Items guard); cheap.
+   * Throws when this node may not stamp a client write now (CLOCK_OFFSET, NAME_TAKEN,
+   * LEAVING: the hand-off could miss it). Called before every local write; cheap.
    */
   checkWritable(): void {
     if (this.nameLost) throw this.nameLost;
+    if (this.leaving) throw new MakhzenError("LEAVING", "this node is leaving the cluster: it takes no more writes; send it to another node");
     const clock = this.clockRefusal();
     if (clock) throw clock;
   }

@@ -335,7 +335,7 @@ export function replicationTargets(placement: Placement, views: PartitionViews, 
 
 /** An owner's error that says it applied nothing and another owner may do better (see forward). */
 const cannotServe = (req: ForwardRequest, code: string): boolean =>
-  code === "CLOCK_OFFSET" || code === "NAME_TAKEN" || (req.op === "get" && code === "UNAVAILABLE");
+  code === "CLOCK_OFFSET" || code === "NAME_TAKEN" || code === "LEAVING" || (req.op === "get" && code === "UNAVAILABLE");
 
 /**
  * Every owner refused the hop itself. A refusal of the request (too large for the

@@ -252,6 +252,18 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect((await service("a").set("default", key, "two", { ifMatch: written.version })).value).toBe("two");
   }, 20_000);
 
+  test("an owner that leaves takes no more writes (its hand-off could miss them): a forwarded write goes to the next owner", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [first, second] = owners(key) as [string, string];
+    const leaving = node(first).cluster.leave();
+    expect((await failure(() => service(first).set("default", key, "direct"))).code).toBe("LEAVING");
+    const written = await service("a").set("default", key, "forwarded");
+    expect(written.version).toContain(`-${second}`);
+    expect(node(first).store.getRecord("default", key)).toBeUndefined();
+    await leaving;
+  }, 20_000);
+
   test("a conditional write whose answer is lost is UNAVAILABLE and not retried elsewhere; an unconditional one falls back to a hint", async () => {
     const { net, service, node, owners, keyNotOwnedBy } = await cluster();
     const key = keyNotOwnedBy("a");
