@@ -108,7 +108,7 @@ export class Items {
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
     this.mayWrite();
     // Naming the key lets the store count only the growth over the record it replaces.
-    if (this.store.budgeted) this.store.reserve(budgetBytes(heldBytesOf(key, value)), bucket, key);
+    if (this.store.budgeted) this.store.reserve(budgetOf(key, value), bucket, key);
     const record: StoredRecord = { bucket, key, value, version: this.clock.now() };
     if (bytes) record.bytes = true;
     if (ttl !== undefined) record.expiresAt = this.clock.wallMs() + Math.max(1, Math.round(ttl * 1000));
@@ -146,7 +146,7 @@ export class Items {
     let growth = 0;
     for (const [key, value] of last) {
       const held = this.store.getRecord(bucket, key);
-      growth += budgetBytes(heldBytesOf(key, value)) - (held !== undefined && held.value !== null ? budgetBytes(heldBytesOf(key, held.value)) : 0);
+      growth += budgetOf(key, value) - (held !== undefined && held.value !== null ? budgetOf(key, held.value) : 0);
     }
     if (growth > 0) this.store.reserve(growth);
   }
@@ -208,7 +208,7 @@ export class Items {
     const held = this.store.getRecord(record.bucket, record.key);
     if (held && compareRecords(held, record) >= 0) return false;
     if (record.value !== null && this.store.budgeted) {
-      this.store.reserve(budgetBytes(heldBytesOf(record.key, record.value)), record.bucket, record.key);
+      this.store.reserve(budgetOf(record.key, record.value), record.bucket, record.key);
     }
     this.clock.observe(record.version);
     if (!this.store.apply(record)) return false;
@@ -294,3 +294,6 @@ export class Items {
     checkWellFormed("key", key);
   }
 }
+
+/** What a key and its value count against --max-memory. */
+const budgetOf = (key: string, value: string): number => budgetBytes(heldBytesOf(key, value));

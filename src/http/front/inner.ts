@@ -57,6 +57,12 @@ export class InnerServer {
     return this.piped.get(`${ip.address}:${ip.port}`)?.remote ?? ip.address;
   }
 
+  /** The pipe a request came through, if it came through one. */
+  private pipeOf(request: Request): Pipe | undefined {
+    const ip = this.server.requestIP(request);
+    return ip === null ? undefined : this.piped.get(`${ip.address}:${ip.port}`)?.pipe;
+  }
+
   /**
    * Bun.serve's answer, counted on its pipe while it is being made (Pipe.answerOwed):
    * a pipe that stopped framing learns so that an answer is still owed to a client
@@ -65,8 +71,7 @@ export class InnerServer {
   private answer(request: Request): Response | Promise<Response> {
     const answer = this.fetch(request);
     if (!(answer instanceof Promise)) return answer;
-    const ip = this.server.requestIP(request);
-    const pipe = ip === null ? undefined : this.piped.get(`${ip.address}:${ip.port}`)?.pipe;
+    const pipe = this.pipeOf(request);
     if (pipe === undefined) return answer;
     pipe.answerOwed(1);
     return answer.finally(() => pipe.answerOwed(-1));
