@@ -14,6 +14,9 @@ export const connectionArgs = {
   },
 } as const;
 
+/** The flags of a client command that a MAKHZEN_* variable can set (read with flagFrom in this file and client-commands.ts). */
+export const CLIENT_VARIABLE_FLAGS = ["url", "token", "tls-ca", "timeout", "bucket"] as const;
+
 /**
  * A token goes in a header as it is: a newline, a space or a non-ASCII character
  * failed inside fetch as "cannot reach ...: Header 'Authorization' has invalid

@@ -1,5 +1,6 @@
 import { MAX_TTL_SECONDS } from "../core/items.ts";
 import { BUCKET_PATTERN } from "../core/record.ts";
+import { closestNames } from "../ops/suggest.ts";
 import { usageError } from "./_errors.ts";
 
 /**
@@ -46,6 +47,24 @@ export function flagFrom(
   if (given !== undefined && given !== "") return { value: String(given), from: name };
   const fromEnv = env[variable];
   return fromEnv === undefined || fromEnv === "" ? undefined : { value: fromEnv, from: variable };
+}
+
+/**
+ * Refuses a MAKHZEN_* variable that nothing reads (exit 2, one line naming it).
+ * A flag typed wrong is refused (issue 10: nothing silently ignored), and a
+ * variable is the same setting written elsewhere: `MAKHZEN_PROT=3001` in a unit
+ * file would otherwise start a node on :3000 with no word said. `known` is every
+ * variable any command reads, so a shell that sets MAKHZEN_PORT for `serve` can
+ * still run `makhzen get`. (etcd warns and goes on; a warning scrolls past in a
+ * service's log, and the node would run with a setting its operator thinks it has.)
+ */
+export function checkVariables(known: ReadonlySet<string>, env: NodeJS.ProcessEnv = process.env): void {
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith("MAKHZEN_") || known.has(name)) continue;
+    const close = closestNames(name.slice("MAKHZEN_".length), [...known].map((k) => k.slice("MAKHZEN_".length)));
+    const hint = close.length === 0 ? "" : ` (did you mean ${close.map((c) => `MAKHZEN_${c}`).join(" or ")}?)`;
+    throw usageError(`${name} is not a makhzen setting${hint}; unset it, or see --help for the MAKHZEN_* variables`);
+  }
 }
 
 /** A flag as an error names it: `--port`, or a variable (`MAKHZEN_PORT`) as it is. */

@@ -6,7 +6,9 @@ import { CliError, usageError } from "./_errors.ts";
 import { print, printError } from "./_output.ts";
 import { namingTyped, normalizeArgs } from "./_argv.ts";
 import { createReadStream } from "node:fs";
-import { launcherFd, noColor } from "./_flags.ts";
+import { checkVariables, envName, launcherFd, noColor } from "./_flags.ts";
+import { CLIENT_VARIABLE_FLAGS } from "./_connection.ts";
+import { SERVE_FLAGS } from "./serve-flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
 import { dump, load } from "./transfer-commands.ts";
 import { serve } from "./serve.ts";
@@ -29,11 +31,20 @@ function findCommand(name: string | undefined): CommandDef<any> | undefined {
   });
 }
 
+/** Every MAKHZEN_* variable some command reads: any other is refused (checkVariables). */
+const VARIABLES: ReadonlySet<string> = new Set([
+  ...SERVE_FLAGS.map((f) => f.env),
+  ...CLIENT_VARIABLE_FLAGS.map(envName),
+  "MAKHZEN_LAUNCHER_FD",
+]);
+
 /**
  * Runs the CLI and returns the exit code. Expected failures (bad flags, a missing
  * key, an unreachable node) print one line on stderr; only bugs print a stack.
+ * `env`, when given, is checked for MAKHZEN_* variables nothing reads: the
+ * executable passes its own; tests calling in process pass one when they check that.
  */
-export async function main(rawArgs: string[]): Promise<number> {
+export async function main(rawArgs: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   try {
     const [first, ...rest] = rawArgs;
     if (first === undefined || ["--help", "-h", "-help"].includes(first)) {
@@ -56,6 +67,8 @@ export async function main(rawArgs: string[]): Promise<number> {
       await writeHelp(await renderUsage(cmd, root));
       return 0;
     }
+    // After help, which the refusal points to.
+    if (env !== undefined) checkVariables(VARIABLES, env);
     try {
       await runCommand(cmd, { rawArgs: line.argv });
     } catch (e) {
@@ -110,6 +123,6 @@ function stopWithLauncher(): void {
 
 if (import.meta.main) {
   stopWithLauncher();
-  const code = await main(process.argv.slice(2));
+  const code = await main(process.argv.slice(2), process.env);
   process.exit(code);
 }

@@ -208,6 +208,25 @@ describe("a bad MAKHZEN_* variable is named as the variable", () => {
     }
   });
 
+  test("a MAKHZEN_* variable nothing reads is refused, naming it, not ignored", async () => {
+    // Before, MAKHZEN_PROT=3001 started a node on :3000 with no word said.
+    const cases: [string[], Record<string, string>, string][] = [
+      [["serve"], { MAKHZEN_PROT: "3001" }, "MAKHZEN_PROT is not a makhzen setting (did you mean MAKHZEN_PORT?); unset it, or see --help for the MAKHZEN_* variables"],
+      [["serve"], { MAKHZEN_MAXMEMORY: "1mb" }, "MAKHZEN_MAXMEMORY is not a makhzen setting (did you mean MAKHZEN_MAX_MEMORY?); unset it, or see --help for the MAKHZEN_* variables"],
+      [["get", "k", "--url", node.url], { MAKHZEN_ULR: node.url }, "MAKHZEN_ULR is not a makhzen setting (did you mean MAKHZEN_URL?); unset it, or see --help for the MAKHZEN_* variables"],
+      [["ls", "--url", node.url], { MAKHZEN_WHATEVER: "1" }, "MAKHZEN_WHATEVER is not a makhzen setting; unset it, or see --help for the MAKHZEN_* variables"],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await run([bin, ...args], { env });
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr: `makhzen: ${message}\n` });
+    }
+    // A variable another command reads is not refused: a shell set up for `serve` still runs `get`.
+    const r = await run([bin, "get", "absent-key", "--url", node.url], { env: { MAKHZEN_DATA_DIR: "/nonexistent", MAKHZEN_PORT: "1" } });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: 'makhzen: key "absent-key" not found\n' });
+    // Help still works, which the refusal points to.
+    expect((await run([bin, "serve", "--help"], { env: { MAKHZEN_PROT: "3001" } })).code).toBe(0);
+  });
+
   test("the node states its real TTL bound over HTTP", async () => {
     const res = await fetch(`${node.url}/items/far`, { method: "PUT", body: JSON.stringify({ value: "v", ttl: 1e11 }) });
     expect(res.status).toBe(422);
