@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { FAST_TIMINGS, resolveConfig } from "../../src/config.ts";
 import { serveOptions } from "../../src/cli/serve.ts";
+import { cleanEnv } from "../support/proc.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 
@@ -59,7 +60,7 @@ describe("serve: cluster flags", () => {
       [["--max-clock-offset", "0ms"], "--max-clock-offset must be from 10ms to 24h, not 0ms"],
       [["--max-clock-offset", "500"], '--max-clock-offset must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "500"'],
     ] as const) {
-      const r = Bun.spawnSync([process.execPath, MAIN, "serve", "--port", "0", ...args]);
+      const r = Bun.spawnSync([process.execPath, MAIN, "serve", "--port", "0", ...args], { env: cleanEnv() });
       expect(r.exitCode).toBe(2);
       expect(r.stderr.toString()).toBe(`makhzen: ${message}\n`);
     }

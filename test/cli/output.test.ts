@@ -8,6 +8,7 @@ import { expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { createNode } from "../../src/index.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
+import { cleanEnv } from "../support/proc.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/cli/main.ts");
 const track = closeAfterEach();
@@ -18,7 +19,7 @@ test("makhzen ls prints every key into a pipe whose reader is slow, before it ex
   // Pages of 1000 keys of ~200 bytes: each page is ~200 KB, several pipe buffers.
   const keys = Array.from({ length: 3000 }, (_, i) => `key-${String(i).padStart(6, "0")}-${"x".repeat(190)}`);
   for (const k of keys) node.bucket().set(k, "v");
-  const proc = Bun.spawn([process.execPath, MAIN, "ls", "--url", url], { stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([process.execPath, MAIN, "ls", "--url", url], { stdout: "pipe", stderr: "pipe", env: cleanEnv() });
   const killer = setTimeout(() => proc.kill(), 60_000);
   try {
     // The reader starts late: the fault a loaded machine injects (the delay is the fault, not a wait for a state).

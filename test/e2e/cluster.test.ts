@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { compareVersions } from "../../src/core/version.ts";
+import { cleanEnv } from "../support/proc.ts";
 import { Harness, clusterView, converged, del, dump, eventually, get, put, type NodeProcess, ok } from "../support/harness.ts";
 
 /**
@@ -40,7 +41,7 @@ describe("cluster", () => {
       expect(item.expiresAt).toBe(ttlItem.expiresAt);
       expect((await get(n, "doomed")).status).toBe(404);
     }
-    const cli = Bun.spawnSync([process.execPath, "src/cli/main.ts", "status", "--url", a.url], { cwd: `${import.meta.dir}/../..` });
+    const cli = Bun.spawnSync([process.execPath, "src/cli/main.ts", "status", "--url", a.url], { cwd: `${import.meta.dir}/../..`, env: cleanEnv() });
     expect(cli.exitCode).toBe(0);
     const lines = cli.stdout.toString().trim().split("\n");
     expect(lines[0]).toMatch(/^NAME +URL +STATE +PARTITIONS +QUEUE +CLOCK +LAST SEEN$/);
