@@ -1,4 +1,5 @@
 import type { ArgsDef } from "citty";
+import { editDistance } from "../ops/suggest.ts";
 import { usageError } from "./_errors.ts";
 import { parseBoolean } from "./_flags.ts";
 
@@ -147,23 +148,10 @@ function suggest(typed: string, known: Map<string, Spelling>): string {
   let best: string | undefined;
   let bestDistance = 3;
   for (const spelling of known.keys()) {
-    const d = distance(typed.toLowerCase(), spelling.toLowerCase());
+    const d = editDistance(typed.toLowerCase(), spelling.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [spelling, d];
   }
   return best === undefined ? "" : ` (did you mean --${best}?)`;
-}
-
-/** Levenshtein distance, for the few dozen flag names of one command. */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[b.length]!;
 }
 
 const toArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
