@@ -261,6 +261,14 @@ const kind = <T>(
 ): Kind<T> => ({ name, type, parse, show });
 
 /**
+ * The largest size and duration any flag takes, in the units a user types: the
+ * whole gigabytes and days below 2^53 (config.ts's bound, Number.MAX_SAFE_INTEGER
+ * bytes or ms), so a value past it is refused as typed.
+ */
+const MOST_BYTES = "8388607gb";
+const MOST_DURATION = "104249991d";
+
+/**
  * The kinds of value a flag table draws from. Bounds are written as a user would
  * type them ("1s", "64kb"), so the error names them that way too.
  */
@@ -273,10 +281,13 @@ export const kinds = {
   /** A switch: `--insecure`, `--no-insecure`, `--insecure=false`, or true/false, 1/0, yes/no from the environment. */
   boolean: kind("boolean", parseBoolean, String, "boolean"),
   integer: (min: number, max: number): Kind<number> => kind("integer", (f, v) => parseInteger(f, v, min, max)),
-  /** Bytes, written as Redis does (see parseBytes), optionally bounded; shown as 1mb or as a byte count. */
-  size: (min?: string, max?: string): Kind<number> => kind("size", (f, v) => within(f, v, parseBytes, min, max), showBytes),
-  /** Milliseconds, written with a unit (see parseDurationMs), optionally bounded; shown as 30s, 24h, 500ms. */
-  duration: (min?: string, max?: string): Kind<number> => kind("duration", (f, v) => within(f, v, parseDurationMs, min, max), showDuration),
+  /**
+   * Bytes, written as Redis does (see parseBytes), optionally bounded; shown as 1mb or as a byte count.
+   * Never above MOST_BYTES: past it the node's own check said "not 1.0737418239999893e+23".
+   */
+  size: (min?: string, max = MOST_BYTES): Kind<number> => kind("size", (f, v) => within(f, v, parseBytes, min, max), showBytes),
+  /** Milliseconds, written with a unit (see parseDurationMs), optionally bounded (never above MOST_DURATION); shown as 30s, 24h, 500ms. */
+  duration: (min?: string, max = MOST_DURATION): Kind<number> => kind("duration", (f, v) => within(f, v, parseDurationMs, min, max), showDuration),
   choice: <T extends string>(choices: readonly T[]): Kind<T> => kind("enum", (f, v) => parseChoice(f, v, choices)),
   /** An http(s) URL, or `host:port` for http. */
   url: kind("url", parseUrl),

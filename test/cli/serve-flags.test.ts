@@ -179,6 +179,10 @@ describe("the serve flag table", () => {
       }
     }
     expect(usageErrorOf(() => byName("idle-timeout").kind.parse("idle-timeout", "300s")).message).toBe("--idle-timeout must be from 1s to 255s, not 300s");
+    // Past the largest a node takes, said in the units typed (it was "not 1.0737418239999893e+23", from the node's own check).
+    expect(usageErrorOf(() => byName("max-memory").kind.parse("max-memory", "99999999999999gb")).message).toBe("--max-memory must be at most 8388607gb, not 99999999999999gb");
+    expect(usageErrorOf(() => byName("tombstone-ttl").kind.parse("tombstone-ttl", "999999999999999d")).message).toBe("--tombstone-ttl must be at most 104249991d, not 999999999999999d");
+    expect(byName("max-memory").kind.parse("max-memory", "8388607gb")).toBe(8388607 * 1024 ** 3);
     // A unit is one of the size units, never a name Object.prototype has.
     expect(usageErrorOf(() => byName("max-memory").kind.parse("max-memory", "1constructor")).message).toBe(`--max-memory ${SIZE}, not "1constructor"`);
   });
