@@ -34,17 +34,21 @@ export function clientFor(args: Record<string, unknown>, bucket?: string): Makhz
   const url = flagFrom(args, "url");
   const tokenFlag = flagFrom(args, "token");
   const timeoutFlag = flagFrom(args, "timeout");
+  const nodeUrl = url === undefined ? undefined : parseUrl(url.from, url.value);
+  const https = nodeUrl?.startsWith("https:") ?? false; // the default node is http
+  // A typed --tls-ca is read (a bad file is named first); MAKHZEN_TLS_CA is a standing
+  // default, used (and so read) only when the node is https.
+  const ca = caFile !== undefined && (caFile.from === "tls-ca" || https) ? readCaFile(caFile.from, caFile.value) : undefined;
+  // A CA typed for a node spoken to over http would be silently unused.
+  if (caFile?.from === "tls-ca" && !https) {
+    throw usageError(`--tls-ca has no effect with an http URL (${nodeUrl ?? "http://127.0.0.1:3000"}): give the node's https URL with --url, or leave --tls-ca out`);
+  }
   const client = new MakhzenClient({
-    url: url === undefined ? undefined : parseUrl(url.from, url.value),
+    url: nodeUrl,
     bucket,
     token: tokenFlag === undefined ? undefined : token.parse(tokenFlag.from, tokenFlag.value),
     timeoutMs: timeoutFlag === undefined ? undefined : timeout.parse(timeoutFlag.from, timeoutFlag.value),
-    ca: caFile === undefined ? undefined : readCaFile(caFile.from, caFile.value),
+    ca,
   });
-  // A CA typed for a node spoken to over http would be silently unused. From
-  // MAKHZEN_TLS_CA it is a standing default, used whenever the node is https.
-  if (caFile?.from === "tls-ca" && !client.url.startsWith("https:")) {
-    throw usageError(`--tls-ca has no effect with an http URL (${client.url}): give the node's https URL with --url, or leave --tls-ca out`);
-  }
   return client;
 }

@@ -271,9 +271,16 @@ export function checkFlagsTogether(o: NodeOptions, typed: ReadonlySet<keyof Node
   if (typed.has("eviction") && !(o.maxMemoryBytes !== undefined && o.maxMemoryBytes > 0)) {
     throw usageError("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
   }
-  if (o.readToken !== undefined && o.token === undefined) throw usageError("--read-token needs --token: without it every client may write anyway");
-  if (o.readToken !== undefined && o.readToken === o.token) throw usageError("--read-token must differ from --token");
-  if ((o.tlsCertFile === undefined) !== (o.tlsKeyFile === undefined)) throw usageError("--tls-cert and --tls-key go together: give both or neither");
+  // Named as set: `--read-token` typed, or MAKHZEN_READ_TOKEN from the environment. One not set at all is named as the flag to add.
+  const said = (key: keyof NodeConfig): string => {
+    const f = SERVE_FLAGS.find((row) => row.key === key)!;
+    return typed.has(key) || o[key] === undefined ? `--${f.name}` : f.env;
+  };
+  if (o.readToken !== undefined && o.token === undefined) throw usageError(`${said("readToken")} needs --token: without it every client may write anyway`);
+  if (o.readToken !== undefined && o.readToken === o.token) throw usageError(`${said("readToken")} must differ from ${said("token")}`);
+  if ((o.tlsCertFile === undefined) !== (o.tlsKeyFile === undefined)) {
+    throw usageError(`${said("tlsCertFile")} and ${said("tlsKeyFile")} go together: give both or neither`);
+  }
   // The timings without flags of their own come from the preset (--timings) or the defaults.
   const preset = o.suspectAfterMs === undefined ? "" : " under --timings fast";
   const suspect = o.suspectAfterMs ?? DEFAULTS.suspectAfterMs;

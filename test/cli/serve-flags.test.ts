@@ -192,6 +192,11 @@ describe("the serve flag table", () => {
     expect(refused({ "read-token": "r" })).toBe("--read-token needs --token: without it every client may write anyway");
     expect(refused({ token: "same", "read-token": "same" })).toBe("--read-token must differ from --token");
     expect(refused({ "tls-key": "k.pem" })).toBe("--tls-cert and --tls-key go together: give both or neither");
+    // Set in the environment, named as set there: the user typed no --tls-cert.
+    const fromEnv = (env: Record<string, string>) => usageErrorOf(() => checkFlagsTogether(serveOptions({}, env), typedKeys({}))).message;
+    expect(fromEnv({ MAKHZEN_TLS_CERT: "c.pem" })).toBe("MAKHZEN_TLS_CERT and --tls-key go together: give both or neither");
+    expect(fromEnv({ MAKHZEN_READ_TOKEN: "r" })).toBe("MAKHZEN_READ_TOKEN needs --token: without it every client may write anyway");
+    expect(fromEnv({ MAKHZEN_READ_TOKEN: "r", MAKHZEN_TOKEN: "r" })).toBe("MAKHZEN_READ_TOKEN must differ from MAKHZEN_TOKEN");
     expect(refused({ "heartbeat-interval": "10s" })).toBe("--heartbeat-interval must be at most 5s (the silence after which a member is suspect), not 10s");
     expect(refused({ timings: "fast", "reap-dead-after": "1s" })).toBe(
       "--reap-dead-after must be at least 1500ms (the silence after which a member is dead under --timings fast), not 1s",

@@ -223,6 +223,9 @@ describe("a bad MAKHZEN_* variable is named as the variable", () => {
     // A variable another command reads is not refused: a shell set up for `serve` still runs `get`.
     const r = await run([bin, "get", "absent-key", "--url", node.url], { env: { MAKHZEN_DATA_DIR: "/nonexistent", MAKHZEN_PORT: "1" } });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: 'makhzen: key "absent-key" not found\n' });
+    // MAKHZEN_TLS_CA is a standing default for https nodes: with an http one it is not even read (a junk file failed get with exit 2).
+    const http = await run([bin, "get", "absent-key", "--url", node.url], { env: { MAKHZEN_TLS_CA: f("junk.pem") } });
+    expect({ code: http.code, stderr: http.stderr }).toEqual({ code: 1, stderr: 'makhzen: key "absent-key" not found\n' });
     // Help still works, which the refusal points to.
     expect((await run([bin, "serve", "--help"], { env: { MAKHZEN_PROT: "3001" } })).code).toBe(0);
   });
