@@ -27,6 +27,9 @@ export function launcherFd(env: NodeJS.ProcessEnv = process.env): number | undef
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
+/** Whether this process was started by an npm script (`npm start`): npm sets npm_lifecycle_event for its scripts. */
+export const underNpmScript = (env: NodeJS.ProcessEnv = process.env): boolean => (env.npm_lifecycle_event ?? "") !== "";
+
 /** NO_COLOR (https://no-color.org): any non-empty value turns colours off. */
 export const noColor = (env: NodeJS.ProcessEnv = process.env): boolean => (env.NO_COLOR ?? "") !== "";
 

@@ -115,4 +115,15 @@ describe("makhzen on the PATH through npm", () => {
     await eventually(async () => (await fetch(`${node.url}/healthz`).catch(() => "closed")) === "closed", { what: "the node stopped" });
     await eventually(() => node.log().includes('"msg":"stopped"'), { what: "the node's last line, stopped" });
   });
+
+  test("npm start: a SIGTERM to npm alone (a supervisor, docker stop) stops the node too", async () => {
+    // npm passes it to its shell, which dies of it without passing it on: the node was left serving, its parent gone.
+    await using node = await startNode(
+      [Bun.which("npm")!, "start", "--", "--port", "0"],
+      spawnIn(join(ROOT, "test"), { name: "npm start", group: true, timeoutMs: 20_000 }),
+    );
+    process.kill(node.pid, "SIGTERM"); // npm's PID only, not the group
+    await eventually(async () => (await fetch(`${node.url}/healthz`).catch(() => "closed")) === "closed", { what: "the node stopped" });
+    await eventually(() => node.log().includes('"msg":"stopped"'), { what: "the node's last line, stopped" });
+  });
 });
