@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { recordId, type StoredRecord } from "../core/record.ts";
 import { versionWallMs } from "../core/version.ts";
+import { DirLock } from "./dir-lock.ts";
 
 export type FsyncPolicy = "always" | "everysec" | "no";
 
@@ -82,6 +83,7 @@ export class Persistence {
 
   private constructor(
     db: Database,
+    private readonly lock: DirLock,
     private readonly opts: PersistenceOptions,
     schema: string,
     clustered: boolean,
@@ -102,7 +104,8 @@ export class Persistence {
 
   /**
    * Opens (or creates) the data dir. Refuses, with one line naming the path and the
-   * problem, a dir it cannot use: unreadable, read-only, corrupt, or another node's.
+   * problem, a dir it cannot use: unreadable, read-only, corrupt, another node's, or
+   * in use by a node running now (DirLock).
    * It never starts empty over data it could not read.
    */
   static open(opts: PersistenceOptions): Persistence {
@@ -115,6 +118,17 @@ export class Persistence {
       fail(`cannot create it (${errText(e)})`);
     }
     if (!statSync(opts.dir).isDirectory()) fail("is not a directory");
+    const lock = DirLock.take(opts.dir);
+    if (typeof lock === "string") return fail(lock);
+    try {
+      return Persistence.openLocked(opts, lock, fail);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  private static openLocked(opts: PersistenceOptions, lock: DirLock, fail: (problem: string) => never): Persistence {
     const path = join(opts.dir, DB_FILE);
     let db: Database | undefined;
     let schema = SCHEMA_TEXT;
@@ -148,7 +162,7 @@ export class Persistence {
       db?.close();
       fail(`cannot open ${DB_FILE} (${errText(e)})`);
     }
-    return new Persistence(db!, opts, schema, clustered);
+    return new Persistence(db!, lock, opts, schema, clustered);
   }
 
   /**
@@ -289,6 +303,7 @@ export class Persistence {
     this.flushLogged();
     this.closed = true;
     this.db.close();
+    this.lock.release();
   }
 
   /**

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DB_FILE } from "../../src/storage/persistence.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { Harness, converged, del, dump, put, type NodeProcess } from "../support/harness.ts";
+import { Harness, converged, del, dump, get, put, type NodeProcess } from "../support/harness.ts";
 import { logLines, scrape, valueOf } from "../support/observe.ts";
 import { run } from "../support/proc.ts";
 import { tempDirs } from "../support/cleanup.ts";
@@ -146,6 +146,18 @@ describe("data dirs a node cannot use", () => {
     expectRefusal(await serve(dir, "beta"), dir, /was written by node "alpha", not "beta"/);
   });
 
+  test("a dir a running node holds: a second node on it is refused, and takes it once the first is gone, kill -9 included", async () => {
+    const dir = tempDir();
+    h = new Harness();
+    const first = await h.start("alpha", { extraArgs: ["--data-dir", dir, "--fsync", "always"] });
+    expect((await put(first, "k", "v")).status).toBe(200);
+    // Before, a second node loaded the file and wrote its own changes into it beside the first's.
+    expectRefusal(await serve(dir, "alpha"), dir, /is in use by another makhzen node \(its lock, makhzen\.lock, is held\)/);
+    await first.kill9(); // the OS drops a dead process's locks: nothing stale is left to clear
+    const second = await h.start("alpha", { extraArgs: ["--data-dir", dir] });
+    expect(await (await get(second, "k")).json()).toMatchObject({ value: "v" });
+  });
+
   test("a read-only dir and an unreadable file", async () => {
     // root ignores file modes, so as root the node runs as nobody (setpriv, util-linux).
     const asRoot = process.getuid?.() === 0;
@@ -156,7 +168,8 @@ describe("data dirs a node cannot use", () => {
     const readOnly = join(parent, "ro");
     mkdirSync(readOnly);
     chmodSync(readOnly, 0o555);
-    expectRefusal(await serve(readOnly, "n1", asUser), readOnly, /cannot open makhzen\.db/);
+    // The lock beside makhzen.db is the first file the node creates there.
+    expectRefusal(await serve(readOnly, "n1", asUser), readOnly, /cannot open makhzen\.lock \(unable to open database file\)/);
 
     const unreadable = join(parent, "locked");
     mkdirSync(unreadable);

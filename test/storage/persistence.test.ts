@@ -56,9 +56,21 @@ describe("Persistence", () => {
     const wait = p.durable().then(() => (done = true));
     expect(done).toBe(false);
     await wait;
-    // A second handle sees the rows: they are committed, not only queued.
-    const reader = openAt(dir, "no");
-    expect(loadAll(reader).records).toHaveLength(100);
+    // Another connection sees the rows: they are committed, not only queued.
+    const reader = new Database(join(dir, DB_FILE), { readonly: true });
+    expect(reader.query<{ n: number }, []>("SELECT count(*) AS n FROM records").get()?.n).toBe(100);
+    reader.close();
+  });
+
+  test("one node at a time per data dir: a second open is refused until the first closes", () => {
+    const dir = tempDir();
+    const p = openAt(dir, "always");
+    // Two nodes writing one makhzen.db each behind its own store left a mix neither served.
+    expect(() => openAt(dir, "always")).toThrow(`data dir ${dir}: is in use by another makhzen node (its lock, makhzen.lock, is held)`);
+    p.write(rec("k", "v"));
+    p.close();
+    const again = openAt(dir, "always");
+    expect(loadAll(again).records).toEqual([rec("k", "v")]);
   });
 
   test("close flushes under everysec and no", () => {
