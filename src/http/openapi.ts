@@ -316,6 +316,22 @@ const DESCRIPTION = [
   "- **Consistency:** `w` and `r` count replicas, this node included; conditional writes (`If-Match`, `If-None-Match`) are checked against this replica only.",
 ].join("\n");
 
+/**
+ * The HEAD of a GET operation: a node answers HEAD wherever it answers GET (Bun
+ * drops the body), and a tool routes only the methods a document lists (Prism's
+ * proxy answered HEAD /items/k 405 NO_METHOD_MATCHED). The same statuses and
+ * headers, no content; the operationId says head for get. (Prism's proxy itself
+ * then fails a HEAD with 500: it parses the empty body of an answer whose
+ * Content-Type is JSON. The in-process test holds HEAD's statuses to the document.)
+ */
+function headOf(get: Json): Json {
+  const responses = Object.fromEntries(
+    Object.entries(get.responses as Record<string, Json>).map(([status, { content: _content, ...rest }]) => [status, rest]),
+  );
+  const id = String(get.operationId);
+  return { ...get, operationId: id.startsWith("get") ? `head${id.slice(3)}` : `head${id[0]!.toUpperCase()}${id.slice(1)}`, summary: `${get.summary} (headers only)`, responses };
+}
+
 /** The document, as a plain object (JSON.stringify it once). */
 export function openApiDocument(opts: DocumentOptions): Json {
   const paths: Record<string, Record<string, Json>> = {};
@@ -331,6 +347,7 @@ export function openApiDocument(opts: DocumentOptions): Json {
       ...(opts.token && op.open ? { security: [] } : {}),
     };
     (paths[op.path] ??= {})[op.method] = operation;
+    if (op.method === "get") paths[op.path]!.head = headOf(operation);
   }
   return {
     openapi: "3.1.0",

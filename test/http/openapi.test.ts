@@ -81,7 +81,7 @@ describe("what the document says", () => {
 
   test("the item paths have path parameters, and the key's says a `/` is written %2F", () => {
     for (const path of ["/items/{key}", "/buckets/{bucket}/items/{key}"]) {
-      expect(Object.keys(doc.paths[path]!).sort()).toEqual(["delete", "get", "put"]);
+      expect(Object.keys(doc.paths[path]!).sort()).toEqual(["delete", "get", "head", "put"]);
       for (const op of Object.values(doc.paths[path]!)) {
         const names = paramNames(doc, op);
         expect(names).toContain("key");
@@ -123,7 +123,9 @@ describe("what the document says", () => {
     for (const { path, method, op } of operationsOf(doc)) {
       expect({ path, method, has500: "500" in op.responses }).toEqual({ path, method, has500: true });
       for (const [status, res] of Object.entries(op.responses)) {
-        if (Number(status) < 400) continue;
+        // HEAD is answered as GET without a body: the same statuses, no content.
+        if (method === "head") expect({ path, status, content: res.content }).toEqual({ path, status, content: undefined });
+        if (Number(status) < 400 || method === "head") continue;
         expect({ path, method, status, schema: res.content?.["application/json"]?.schema }).toEqual({
           path,
           method,
@@ -147,7 +149,7 @@ describe("what the document says", () => {
     for (const { path, method, op } of operationsOf(secured)) {
       const probe = path === "/healthz" || path === "/readyz";
       expect({ path, method, open: op.security?.length === 0, has401: "401" in op.responses }).toEqual({ path, method, open: probe, has401: !probe });
-      expect({ path, method, has403: "403" in op.responses }).toEqual({ path, method, has403: method !== "get" });
+      expect({ path, method, has403: "403" in op.responses }).toEqual({ path, method, has403: method !== "get" && method !== "head" });
     }
     expect("401" in doc.paths["/items/{key}"]!.get!.responses).toBe(false);
   });
@@ -174,8 +176,12 @@ describe("the document matches the app", () => {
 
   test("every route the app registers is documented, and nothing else", () => {
     for (const opts of VARIANTS) {
-      const documented = operationsOf(documentOf(opts)).map(({ path, method }) => `${method} ${path}`).sort();
+      const ops = operationsOf(documentOf(opts));
+      // HEAD is no route of its own: the server answers it wherever GET is, and the document lists it beside every GET.
+      const documented = ops.filter(({ method }) => method !== "head").map(({ path, method }) => `${method} ${path}`).sort();
       expect(documented).toEqual(appOperations(opts));
+      const heads = ops.filter(({ method }) => method === "head").map(({ path }) => path);
+      expect(heads.sort()).toEqual(ops.filter(({ method }) => method === "get").map(({ path }) => path).sort());
     }
   });
 
@@ -224,11 +230,12 @@ describe("the document matches the app", () => {
       const base = pick(paths)();
       const path = base + (next() < 0.5 && !base.includes("?") ? pick(queries) : "");
       const pathOnly = path.split("?")[0]!;
-      const candidates = matchers.filter((m) => m.re.test(pathOnly));
+      // HEAD apart (below), so the draws stay as they were.
+      const candidates = matchers.filter((m) => m.re.test(pathOnly) && m.method !== "head");
       const method = next() < 0.9 && candidates.length > 0 ? pick(candidates).method.toUpperCase() : pick(["GET", "PUT", "DELETE", "POST"]);
       const auth = pick(auths);
       const headers = pick(headerSets);
-      const body = method === "GET" ? undefined : pathOnly === "/load" ? pick(loads) : pick(bodies);
+      const body = method === "GET" || method === "HEAD" ? undefined : pathOnly === "/load" ? pick(loads) : pick(bodies);
       await exchange(path, method, auth, headers, body);
     }
     // The cluster routes, every method on each (kept apart: the draws above stay as they were).
@@ -236,6 +243,12 @@ describe("the document matches the app", () => {
     for (const path of [...clusterPaths, "/cluster/members/nobody", "/cluster/members/openapi"]) {
       for (const method of ["GET", "DELETE", "PUT"]) for (const auth of [undefined, token, "read-token-1"]) await exchange(path, method, auth, {}, undefined);
     }
+    // HEAD wherever GET is: the statuses the document lists for it.
+    for (const path of ["/items/k", "/buckets/b1/items/k"]) await exchange(path, "PUT", token, {}, '{"value":"v"}');
+    for (const path of ["/", "/items/k", "/items/absent", "/items/%ZZ", "/buckets/b1/items/k", "/buckets/bad!/items", "/items?limit=0", "/buckets", "/healthz", "/readyz", "/metrics", "/cluster", "/openapi", "/dump", "/cluster/placement?key=k"]) {
+      for (const auth of [undefined, token, "read-token-1"]) await exchange(path, "HEAD", auth, {}, undefined);
+    }
+    for (const s of ["headItem 200", "headItem 404", "headItem 400", "headItem 401", "headBucketItem 200", "headListItems 422", "headOpenApi 200"]) expect(seen).toContain(s);
     // The mix reached far: successes and refusals of several kinds on the item routes.
     for (const s of ["getPlacement 200", "getPlacement 400", "forgetMember 404", "forgetMember 409", "forgetMember 403", "putItem 200", "putItem 412", "putItem 413", "putItem 415", "putItem 422", "putItem 503", "getItem 404", "getItem 400", "putItem 401", "putItem 403", "putBucketItem 400", "loadRecords 400"]) {
       expect(seen).toContain(s);
