@@ -64,9 +64,11 @@ const propertiesOf = (model: TSchema): Record<string, Json> => (jsonSchema(model
 /** The parameters operations name, each once. */
 function parameters(): Record<string, Json> {
   const list = propertiesOf(M.ListQuery);
+  // Empty (`?w=`) is the default, as absent is (consistency.ts): allowEmptyValue says so, where the pattern alone refused it.
   const level = (what: string) => ({
     schema: { type: "string", pattern: LEVEL_PATTERN.source },
-    description: `${what}: \`1\` (the default: this node alone), \`quorum\`, \`all\`, or a count. This node counts as one.`,
+    allowEmptyValue: true,
+    description: `${what}: \`1\` (the default, also when empty: this node alone), \`quorum\`, \`all\`, or a count. This node counts as one.`,
   });
   return {
     key: {
@@ -91,7 +93,8 @@ function parameters(): Record<string, Json> {
       in: "query",
       required: false,
       schema: { type: "integer", minimum: 1, maximum: MAX_CONSISTENCY_TIMEOUT_MS },
-      description: `How long \`w\` or \`r\` waits, in ms (default ${DEFAULT_CONSISTENCY_TIMEOUT_MS}). On timeout: 504 REPLICATION_TIMEOUT, and a write stands.`,
+      allowEmptyValue: true,
+      description: `How long \`w\` or \`r\` waits, in ms (default ${DEFAULT_CONSISTENCY_TIMEOUT_MS}, also when empty). On timeout: 504 REPLICATION_TIMEOUT, and a write stands.`,
     },
     ttl: {
       name: "ttl",

@@ -115,6 +115,14 @@ describe("what the document says", () => {
     expect(doc.components.schemas.ItemBody).toMatchObject({ required: ["value"], additionalProperties: false });
   });
 
+  test("an empty w, r or timeout is the default, and the document allows it (its pattern alone refused ?w=)", async () => {
+    for (const name of ["w", "r", "timeout"]) expect(doc.components.parameters[name]).toMatchObject({ allowEmptyValue: true });
+    const node = start();
+    expect((await call(node, "PUT", "/items/e?w=&timeout=", { body: '{"value":"v"}' })).status).toBe(200);
+    expect((await call(node, "GET", "/items/e?r=&timeout=")).status).toBe(200);
+    expect((await call(node, "DELETE", "/items/e?w=")).status).toBe(204);
+  });
+
   test("every error response carries the named Error envelope; every operation documents 500", () => {
     expect(doc.components.schemas.Error).toMatchObject({
       required: ["error"],
