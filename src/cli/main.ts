@@ -79,7 +79,8 @@ export async function main(rawArgs: string[], env?: NodeJS.ProcessEnv): Promise<
     return 0;
   } catch (e) {
     if (e instanceof CliError) return await fail(e.message, e.exitCode);
-    if (e instanceof MakhzenClientError) return await fail(e.message, 1);
+    // A key no URL can carry ("", ".", "..") is refused before any request: the user's argument, so a usage error.
+    if (e instanceof MakhzenClientError) return await fail(e.message, e.status === 0 && e.code === "INVALID_KEY" ? 2 : 1);
     if (e instanceof Error && e.name === "CLIError") return await fail(`${e.message}; see --help`, 2);
     console.error(e);
     return 1;
