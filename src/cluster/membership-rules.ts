@@ -128,3 +128,15 @@ export function forgetRefusal(name: string, m: WireMember | undefined, self: str
 export function reportOf(a: HeartbeatReport): HeartbeatReport {
   return { stableMs: a.stableMs, durableMs: a.durableMs, holds: a.holds, filling: a.filling };
 }
+
+/** How many members are peers (not left) and how many of them are reachable (alive or suspect): one pass, no sort (w=/r= ask on every request). */
+export function countMembers(members: Iterable<{ state: MemberState }>): { peers: number; reachable: number } {
+  let peers = 0;
+  let reachable = 0;
+  for (const m of members) {
+    if (m.state === "left") continue;
+    peers++;
+    if (m.state === "alive" || m.state === "suspect") reachable++;
+  }
+  return { peers, reachable };
+}

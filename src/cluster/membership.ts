@@ -2,7 +2,7 @@ import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
-import { isLive, joinSettingsRefusal, mergeDecision, probeTimeoutMs, reportOf, stateAfterSilence, type SharedSettings } from "./membership-rules.ts";
+import { countMembers, isLive, joinSettingsRefusal, mergeDecision, probeTimeoutMs, reportOf, stateAfterSilence, type SharedSettings } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 import { Seeds } from "./seeds.ts";
@@ -65,13 +65,13 @@ export class Membership {
         this.stop();
         this.deps.events.nameTaken?.(holder, error);
       },
+      onPause: (pausedMs) => this.discountPause(pausedMs),
     });
   }
 
   get self() {
     return this.deps.self;
   }
-
   /** Heartbeats (gossip probes) that failed, for /metrics. */
   get heartbeatFailures(): number {
     return this.failedHeartbeats;
@@ -96,16 +96,9 @@ export class Membership {
     return this.list().filter((m) => isLive(m.state));
   }
 
-  /** How many members are peers (not left) and how many of them are reachable: one pass, no sort (w=/r= ask on every request). */
+  /** Peers (not left) and reachable ones (countMembers). */
   counts(): { peers: number; reachable: number } {
-    let peers = 0;
-    let reachable = 0;
-    for (const m of this.members.values()) {
-      if (m.state === "left") continue;
-      peers++;
-      if (m.state === "alive" || m.state === "suspect") reachable++;
-    }
-    return { peers, reachable };
+    return countMembers(this.members.values());
   }
 
   /** Joins through the seeds (Seeds.join): true once joined; rejects with a JOIN_REFUSALS code. */
@@ -246,10 +239,9 @@ export class Membership {
     this.seeds.tick();
     const me = this.selfWire();
     const list = this.wire();
-    // A member still being probed is skipped.
     const timeout = probeTimeoutMs(this.deps.config);
     for (const m of this.members.values()) {
-      if (m.state === "left" || this.probing.has(m.name)) continue;
+      if (m.state === "left" || this.probing.has(m.name)) continue; // one probe at a time per member
       this.probing.add(m.name);
       const { name, url } = m;
       const sentMs = this.deps.wallMs();
@@ -292,6 +284,17 @@ export class Membership {
       this.logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
       m.state = next;
     }
+  }
+
+  /**
+   * This process was paused (SIGSTOP, a stalled VM) for `pausedMs`, and heard nobody
+   * because it listened to nobody: each member's silence is counted without that
+   * time. Before, a node resumed after --reap-dead-after reaped every peer at once, as
+   * they had reaped it, and with no seed in common the two sides never met again.
+   */
+  private discountPause(pausedMs: number): void {
+    const now = this.silenceClock();
+    for (const m of this.members.values()) if (m.state !== "left") m.lastSeenMs = Math.min(now, m.lastSeenMs + pausedMs);
   }
 
   private markSeen(m: Member): void {

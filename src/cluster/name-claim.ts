@@ -18,6 +18,8 @@ export interface NameClaimDeps {
   logger: Logger;
   /** Called once, when this process gives its name up. */
   onYield: (holder: WireMember, error: MakhzenError) => void;
+  /** Called once per pause seen, with its length: the members' silence must not count it (Membership.discountPause). */
+  onPause?: (pausedMs: number) => void;
 }
 
 /**
@@ -37,6 +39,8 @@ export class NameClaim {
   private yielded = false;
   private lastBeatMs?: number;
   private pausedUntilMs = 0;
+  /** The heartbeat a pause was last measured from: each pause is reported (onPause) once. */
+  private pauseFromMs?: number;
   /** Paused, and not yet confirmed by the peers' lists that the name is still ours. */
   private doubted = false;
   /** URLs of other claims of our name being asked whether they are alive (see consider). */
@@ -77,6 +81,11 @@ export class NameClaim {
   private notePause(): void {
     const now = this.deps.monoMs();
     const { suspectAfterMs, deadAfterMs } = this.deps.config;
+    if (this.lastBeatMs !== undefined && now - this.lastBeatMs > suspectAfterMs && this.pauseFromMs !== this.lastBeatMs) {
+      // Once per pause (this runs from several places before the next beat).
+      this.pauseFromMs = this.lastBeatMs;
+      this.deps.onPause?.(now - this.lastBeatMs);
+    }
     // Peers count silence from their last word with us, which may precede our last
     // heartbeat: any gap past suspectAfterMs may have looked like death to one of them.
     // Doubt costs one join, so it is cheap to doubt early.

@@ -176,6 +176,58 @@ describe("duplicate names, in process", () => {
     }
   });
 
+  test("a process paused past --reap-dead-after does not take its own pause for its peers' silence: it keeps them, and its heartbeats reach them", async () => {
+    // Before, it reaped every peer at its first heartbeat after the check of its name,
+    // as they had reaped it; with no seed in common the two sides never met again.
+    const wall = new ManualWallClock();
+    const net = new MemoryTransport();
+    const peer = (name: string) => {
+      const m = new Membership({
+        self: { name, url: `mem://${name}`, incarnation: 1 },
+        transport: net,
+        config: FAST_TIMINGS,
+        wallMs: wall.read,
+        events: { added() {}, recovered() {}, left() {}, moved() {} },
+      });
+      net.register(`mem://${name}`, {
+        join: (req: { member: WireMember }) => m.handleJoin(req.member),
+        members: () => m.handleMembers(),
+        gossip: (req: { from: WireMember; members: WireMember[] }) => m.handleGossip(req.from, req.members),
+      } as unknown as PeerService);
+      return m;
+    };
+    const x = peer("x");
+    const y = peer("y");
+    await y.join(["mem://x"]);
+    const b = processB(net, wall);
+    await b.join(["mem://x"]);
+    b.start();
+    try {
+      b.tick();
+      await eventually(() => b.get("y") !== undefined, { what: "b learns y by gossip" });
+      await new Promise((r) => setImmediate(r)); // answers to probes already sent land before the pause, not after
+      const probes = net.calls.get("gossip") ?? 0;
+      wall.advance(FAST_TIMINGS.reapDeadAfterMs + 1000); // SIGSTOP, past the reap
+      b.tick(); // sees the pause: reads its peers' lists instead of heartbeats
+      // Its name confirmed, it probes again; the same round ages its members.
+      await eventually(() => (net.calls.get("gossip") ?? 0) > probes, { what: "b's heartbeats again" });
+      expect({ x: b.get("x")?.state, y: b.get("y")?.state }).toEqual({ x: "alive", y: "alive" });
+      await eventually(() => y.get("b")?.state === "alive" && x.get("b")?.state === "alive", { what: "x and y hear b" });
+      // Real silence after the pause still counts: a member quiet since is suspected in its time.
+      net.unregister("mem://y");
+      for (let ms = 0; ms <= FAST_TIMINGS.suspectAfterMs; ms += 100) {
+        wall.advance(100); // heartbeats on time: no pause
+        b.tick();
+        await new Promise((r) => setImmediate(r)); // x's answer lands
+      }
+      expect({ x: b.get("x")?.state, y: b.get("y")?.state }).toEqual({ x: "alive", y: "suspect" });
+    } finally {
+      b.stop();
+      x.stop();
+      y.stop();
+    }
+  });
+
   test("a restart on a new address is not told NAME_TAKEN by a dead process that a lagging peer still lists", async () => {
     const net = new MemoryTransport();
     const a = core("a", net);

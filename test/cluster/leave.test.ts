@@ -69,7 +69,11 @@ describe("a graceful stop hands off what only this node holds", () => {
       const r = { bucket: "default", key: "only-for-b", value: "v", version: a.clock.now() };
       a.store.apply(r);
       a.cluster.replicator.enqueueTo("b", r);
-      shift += 2000;
+      // 2 s pass for a, one heartbeat at a time (a single jump would look like a pause of a's own process).
+      for (let i = 0; i < 5; i++) {
+        shift += 400;
+        a.cluster.membership.tick();
+      }
       net.heal(c.url);
       c.cluster.membership.tick(); // c answers a's next heartbeat
       a.cluster.membership.tick();
