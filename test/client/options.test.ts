@@ -129,6 +129,8 @@ describe("MakhzenClient call options", () => {
       ["listAll", async () => { for await (const _ of c.listAll({ cursor: "x" })) void _; }, 'listAll has no option "cursor"; it takes bucket, prefix, limit'],
       ["dump", () => c.dump({ local: true }), 'dump has no option "local"; it takes bucket, scope'],
       ["placement", () => c.placement("k", { bucker: "b" }), 'placement has no option "bucker"; did you mean "bucket"?'],
+      // Object.prototype's names are not options (the embedded handles' check threw a TypeError on these).
+      ["get", () => c.get("k", JSON.parse('{"constructor": 1}')), 'get has no option "constructor"; it takes bucket'],
     ];
     for (const [name, call, message] of cases) {
       expect({ name, ...(await refusal(call)) }).toEqual({ name, status: 0, code: "VALIDATION", message });
