@@ -25,7 +25,6 @@ const server = Bun.serve({
 const url = `http://127.0.0.1:${server.port}`;
 afterAll(() => server.stop(true));
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
 const Client = MakhzenClient as Any;
 
