@@ -4,22 +4,11 @@ import type { ClusterStatus } from "../cluster/reports.ts";
 import type { ForgetResult } from "../cluster/forget.ts";
 import type { Refusals } from "../ops/security.ts";
 import { Watchdog, watchedDownload, watchedUpload } from "./watchdog.ts";
+import { MakhzenClientError } from "./error.ts";
+import { clientSettings, type ClientOptions } from "./options.ts";
+import { bucketSegment, checkCallback, checkLoadBody, checkOptions, checkValue, pathSegment, text } from "./arguments.ts";
 
-export interface ClientOptions {
-  /** Base URL of a node: scheme, host and port only (no path, query or fragment). Default: http://127.0.0.1:3000 */
-  url?: string;
-  /** Bucket used when a call does not name one. Default: "default". */
-  bucket?: string;
-  /**
-   * Per-request timeout in ms. Default: 10000. For `dump` and `load`, which may run
-   * long, it bounds the wait for the answer and every stall, not the whole transfer.
-   */
-  timeoutMs?: number;
-  /** Sent as `Authorization: Bearer <token>` on every request (the node's --token or --read-token). */
-  token?: string;
-  /** PEM CA bundle to trust for an https node (its --tls-ca); default: the system's CAs. */
-  ca?: string;
-}
+export { MakhzenClientError, type ClientOptions };
 
 export interface ClientWriteOptions {
   bucket?: string;
@@ -48,24 +37,6 @@ export interface ClientListPage {
 }
 
 /**
- * An error answered by a node (`status` and `code` from its error envelope), or
- * `UNREACHABLE` with status 0 when no answer came at all (status 0 also marks a
- * request the client refused to send, such as `INVALID_KEY`, and a client it
- * refused to make, `INVALID_URL` or `INVALID_TOKEN`). `BAD_RESPONSE`: a success that was not what a
- * node answers (the URL reaches something else).
- */
-export class MakhzenClientError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = "MakhzenClientError";
-  }
-}
-
-/**
  * A typed client for the items API. Used by the CLI and the tests, and exported
  * for applications.
  *
@@ -81,20 +52,19 @@ export class MakhzenClient {
   private readonly authorization: string | undefined;
   private readonly tls: { ca: string } | undefined;
 
+  /** Throws MakhzenClientError (status 0) for options it cannot use; see ClientOptions. */
   constructor(options: ClientOptions = {}) {
-    this.url = nodeUrl(options.url ?? "http://127.0.0.1:3000");
-    this.bucket = options.bucket ?? DEFAULT_BUCKET;
-    this.timeoutMs = options.timeoutMs ?? 10_000;
-    // Checked here rather than failing inside fetch as if the node were unreachable.
-    if (options.token !== undefined && !/^[\x21-\x7e]+$/.test(options.token)) {
-      throw new MakhzenClientError(0, "INVALID_TOKEN", "token must be visible ASCII characters without spaces (as a node's --token is)");
-    }
-    this.authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
-    this.tls = options.ca === undefined ? undefined : { ca: options.ca };
+    const settings = clientSettings(options);
+    this.url = settings.url;
+    this.bucket = settings.bucket;
+    this.timeoutMs = settings.timeoutMs;
+    this.authorization = settings.authorization;
+    this.tls = settings.tls;
   }
 
   /** The live item, or undefined when the key is absent. */
   async get(key: string, options: { bucket?: string } = {}): Promise<Item | undefined> {
+    checkOptions("get", options);
     const res = await this.request("GET", this.itemPath(key, options.bucket));
     if (res.status === 404) {
       const body = await readError(res);
@@ -105,6 +75,8 @@ export class MakhzenClient {
   }
 
   async put(key: string, value: string, options: ClientWriteOptions = {}): Promise<Item> {
+    checkOptions("put", options);
+    checkValue(value);
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
     if (options.ifAbsent) headers["if-none-match"] = "*";
@@ -115,6 +87,7 @@ export class MakhzenClient {
 
   /** True when a value was deleted, false when the key was already absent. */
   async delete(key: string, options: { bucket?: string; ifMatch?: string } = {}): Promise<boolean> {
+    checkOptions("delete", options);
     const headers: Record<string, string> = {};
     if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
     const res = await this.request("DELETE", this.itemPath(key, options.bucket), { headers });
@@ -134,6 +107,7 @@ export class MakhzenClient {
   }
 
   async list(options: ClientListOptions = {}): Promise<ClientListPage> {
+    checkOptions("list", options);
     const q = new URLSearchParams();
     if (options.prefix) q.set("prefix", options.prefix);
     if (options.limit !== undefined) q.set("limit", String(options.limit));
@@ -148,6 +122,8 @@ export class MakhzenClient {
    * `onIncomplete` hears of each page that missed partitions (see ClientListPage).
    */
   async *listAll(options: Omit<ClientListOptions, "cursor"> = {}, onIncomplete?: (incomplete: NonNullable<ClientListPage["incomplete"]>) => void): AsyncGenerator<Item> {
+    checkOptions("listAll", options);
+    checkCallback("listAll's onIncomplete", onIncomplete);
     let cursor: string | undefined;
     do {
       const page = await this.list({ ...options, cursor });
@@ -166,6 +142,7 @@ export class MakhzenClient {
    * sends nothing for `timeoutMs` (see watchdog.ts).
    */
   async dump(options: { bucket?: string; scope?: "node" | "cluster" } = {}): Promise<ReadableStream<Uint8Array>> {
+    checkOptions("dump", options);
     const q = new URLSearchParams();
     if (options.bucket) q.set("bucket", options.bucket);
     if (options.scope === "cluster") q.set("scope", "cluster");
@@ -197,6 +174,7 @@ export class MakhzenClient {
    * or has not answered `timeoutMs` after the last byte.
    */
   async load(ndjson: ReadableStream<Uint8Array> | string): Promise<{ loaded: number; skipped: number }> {
+    checkLoadBody(ndjson);
     const abort = new AbortController();
     let sent = false;
     const dog = new Watchdog(this.timeoutMs, () => abort.abort(sent ? this.noAnswer() : this.stalled("load", "took no data")));
@@ -227,6 +205,8 @@ export class MakhzenClient {
 
   /** Where a key lives (GET /cluster/placement): its partition and that partition's owners, heaviest first. */
   async placement(key: string, options: { bucket?: string } = {}): Promise<{ partition: number; owners: string[] }> {
+    checkOptions("placement", options);
+    text("key", key, "INVALID_KEY");
     const qs = new URLSearchParams({ key, ...(options.bucket === undefined ? {} : { bucket: options.bucket }) });
     const res = await this.request("GET", `/cluster/placement?${qs}`);
     return this.answer(res, "a placement", (b): b is { partition: number; owners: string[] } => isObject(b) && typeof b.partition === "number" && Array.isArray(b.owners));
@@ -238,7 +218,7 @@ export class MakhzenClient {
    * with NOT_FOUND for no such member, MEMBER_ALIVE for one that still answers.
    */
   async forget(name: string): Promise<ForgetResult> {
-    const res = await this.request("DELETE", `/cluster/members/${encodeURIComponent(name)}`);
+    const res = await this.request("DELETE", `/cluster/members/${encodeURIComponent(pathSegment("member name", name, "VALIDATION"))}`);
     return this.answer(res, "a forget's answer", (b): b is ForgetResult => isObject(b) && isObject(b.member) && Array.isArray(b.partitions));
   }
 
@@ -251,17 +231,11 @@ export class MakhzenClient {
   }
 
   private itemPath(key: string, bucket?: string): string {
-    // A URL path cannot carry these keys: "" leaves `/items/`, which is the list route,
-    // and fetch resolves "." and ".." as dot segments (even written %2E), so the request
-    // reached another route and get("") answered a list page as if it were an item.
-    if (key === "" || key === "." || key === "..") {
-      throw new MakhzenClientError(0, "INVALID_KEY", `key ${JSON.stringify(key)} cannot be used in a URL path`);
-    }
-    return `${this.bucketPath(bucket)}/items/${encodeURIComponent(key)}`;
+    return `${this.bucketPath(bucket)}/items/${encodeURIComponent(pathSegment("key", key))}`;
   }
 
   private bucketPath(bucket = this.bucket): string {
-    return bucket === DEFAULT_BUCKET ? "" : `/buckets/${encodeURIComponent(bucket)}`;
+    return bucket === DEFAULT_BUCKET ? "" : `/buckets/${encodeURIComponent(bucketSegment(bucket))}`;
   }
 
   /**
@@ -316,30 +290,6 @@ export class MakhzenClient {
     const err = await readError(res);
     throw new MakhzenClientError(res.status, err.code, err.message);
   }
-}
-
-/**
- * The base URL of a node: scheme, host and port (a final `/` is dropped). A query,
- * fragment, user name or path is refused: routes are appended to this URL, so
- * `http://h:3000?x=1` would send every request to `GET /`, and a node serves at
- * the root, not under a prefix.
- */
-function nodeUrl(given: string): string {
-  let u: URL;
-  try {
-    u = new URL(given);
-  } catch {
-    throw new MakhzenClientError(0, "INVALID_URL", `url ${JSON.stringify(given)} is not a URL like http://10.0.0.2:3000`);
-  }
-  const clean =
-    (u.protocol === "http:" || u.protocol === "https:") &&
-    u.pathname === "/" &&
-    !given.includes("?") &&
-    !given.includes("#") &&
-    u.username === "" &&
-    u.password === "";
-  if (!clean) throw new MakhzenClientError(0, "INVALID_URL", `url ${JSON.stringify(given)} must be http(s)://host:port only, like http://10.0.0.2:3000`);
-  return u.origin;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
