@@ -4,7 +4,7 @@ import type { DeleteOptions, Items, ListItemsOptions, SetOptions } from "./core/
 import type { Item } from "./core/record.ts";
 import { fromBytes } from "./core/binary.ts";
 import type { ListPage } from "./core/store.ts";
-import { parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
+import { MAX_CONSISTENCY_TIMEOUT_MS, parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
 import type { ClusterListPage } from "./cluster/listing.ts";
 import type { ItemsService } from "./service.ts";
 
@@ -28,11 +28,27 @@ import type { ItemsService } from "./service.ts";
  * one hop, conditions are checked on the owner, `w`/`r` count the key's owners,
  * and a listing covers the whole cluster. Its promises are the price of the hop;
  * on a key served here without `w`/`r` it does what `bucket()` does.
+ *
+ * Once the node is closed, every call of either handle throws (rejects) CLOSED: a
+ * write would land in a store whose data dir is shut and whose peers no longer
+ * hear from it, acknowledged and then lost, and a read would answer from a copy
+ * nothing keeps current any more. An items() call in flight when the node closes
+ * rejects CLOSED too, whatever it would have answered: as an HTTP request cut off
+ * by close(), it may or may not have been applied, and nothing is acknowledged
+ * after the close. The check is one boolean per call, made by whileOpen below, in
+ * one place for every method.
  */
+
+/**
+ * Throws CLOSED once the node is closed; `inFlight`: the call was under way when it
+ * closed (node.ts words the two). Every handle call makes this check.
+ */
+export type OpenCheck = (inFlight?: boolean) => void;
 
 /** One bucket of an embedded node: a small Map-like view over this node's own copy (see above). */
 export interface BucketHandle {
   readonly name: string;
+  /** Takes no options: `r` and `timeoutMs` are items().get's (this node's copy has no one to ask). */
   get(key: string): Item | undefined;
   /**
    * A string is stored as text; bytes (a Uint8Array) as text when they are UTF-8,
@@ -101,6 +117,7 @@ export interface BucketDeps {
   self: string;
   /** The owners of a key, heaviest first. */
   owners(key: string): readonly string[];
+  open: OpenCheck;
 }
 
 export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
@@ -116,10 +133,13 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
     }
     return k;
   };
-  return {
+  return whileOpen(deps.open, false, {
     name,
     // The checks TypeScript makes, for plain JavaScript callers (see callChecks).
-    get: (key) => items.get(name, local(key)),
+    get: (key, opts?: unknown) => {
+      checkBucketGet(opts as undefined);
+      return items.get(name, local(key));
+    },
     set: (key, value, opts) => {
       const k = local(key);
       if (!(value instanceof Uint8Array)) return items.set(name, k, value, checkSet(opts));
@@ -136,7 +156,7 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
       }
       return items.list(name, checkList(opts));
     },
-  };
+  } as BucketHandle);
 }
 
 function notLocal(bucket: string, key: string, deps: BucketDeps): MakhzenError {
@@ -150,9 +170,9 @@ function notLocal(bucket: string, key: string, deps: BucketDeps): MakhzenError {
   );
 }
 
-export function itemsHandle(name: string, service: ItemsService): ItemsHandle {
+export function itemsHandle(name: string, service: ItemsService, open: OpenCheck): ItemsHandle {
   // Async functions: a refused argument is a rejected promise, like every other failure.
-  return {
+  return whileOpen(open, true, {
     name,
     get: async (key, opts) => {
       const o = checkGet(opts);
@@ -174,11 +194,43 @@ export function itemsHandle(name: string, service: ItemsService): ItemsHandle {
       return version !== undefined;
     },
     list: async (opts) => service.list(name, checkList(opts)),
-  };
+  } as ItemsHandle);
 }
 
-/** A level as HTTP's query would carry it, parsed by the one parser of levels (parseConcern). */
+/**
+ * `handle` with every method checking `open` first, and, when `async`, again when
+ * the call settles (a call the close cut short rejects CLOSED, even if it failed
+ * otherwise: the close is why). Costs one closure call and one boolean per call.
+ */
+function whileOpen<H extends object>(open: OpenCheck, async: boolean, handle: H): H {
+  const methods = handle as Record<string, unknown>;
+  // A throw in finally's callback rejects with it, whatever the call settled with.
+  const settled = (): void => open(true);
+  for (const [k, f] of Object.entries(methods)) {
+    if (typeof f !== "function") continue;
+    const fn = f as (...a: unknown[]) => unknown;
+    methods[k] = async
+      ? (...a: unknown[]) => {
+          open();
+          return (fn(...a) as Promise<unknown>).finally(settled);
+        }
+      : (...a: unknown[]) => {
+          open();
+          return fn(...a);
+        };
+  }
+  return handle;
+}
+
+/**
+ * A level as HTTP's query would carry it, parsed by the one parser of levels
+ * (parseConcern). The timeout is checked here first, against the same bound, so
+ * its error names the option (`timeoutMs ... not -1`), not HTTP's `timeout=`.
+ */
 function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutMs: number | undefined): Concern | undefined {
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= MAX_CONSISTENCY_TIMEOUT_MS)) {
+    throw new MakhzenError("VALIDATION", `timeoutMs must be an integer of ms from 1 to ${MAX_CONSISTENCY_TIMEOUT_MS}, not ${timeoutMs}`);
+  }
   return parseConcern(which, level === undefined ? undefined : String(level), timeoutMs === undefined ? undefined : String(timeoutMs));
 }
 
@@ -191,16 +243,20 @@ function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutM
  * Items and parseConcern. A type may be a union: "string|number".
  */
 type OptionTypes = Record<string, string>;
-function callChecks<T>(what: string, types: OptionTypes): (opts: T | undefined) => T | undefined {
+function callChecks<T>(what: string, types: OptionTypes, takesNone = "none"): (opts: T | undefined) => T | undefined {
   const names = Object.keys(types);
   return (opts) => {
     if (opts === undefined) return opts;
+    const none = names.length === 0;
     if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
-      throw new MakhzenError("VALIDATION", `${what} options must be an object like { ${names.join(", ")} }`);
+      throw new MakhzenError("VALIDATION", none ? `${what} takes no options, not ${typeof opts === "object" ? JSON.stringify(opts) : String(opts)}` : `${what} options must be an object like { ${names.join(", ")} }`);
     }
     for (const [k, v] of Object.entries(opts)) {
       const type = types[k];
-      if (type === undefined) throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${didYouMean(k, names) || `; it takes ${names.join(", ")}`}`);
+      if (type === undefined) {
+        const takes = none ? `; it takes ${takesNone}` : didYouMean(k, names) || `; it takes ${names.join(", ")}`;
+        throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${takes}`);
+      }
       if (v !== undefined && !type.split("|").includes(typeof v)) {
         throw new MakhzenError("VALIDATION", `${what} option ${k} must be a ${type.replace("|", " or ")}, not ${typeof v}`);
       }
@@ -217,6 +273,11 @@ export const checkList = callChecks<ListItemsOptions>("list", { prefix: "string"
 const checkItemsSet = callChecks<ItemsSetOptions>("set", { ...SET_TYPES, w: "string|number", ...CONCERN_TYPES });
 const checkItemsDelete = callChecks<ItemsDeleteOptions>("delete", { ...DELETE_TYPES, w: "string|number", ...CONCERN_TYPES });
 const checkGet = callChecks<ItemsGetOptions>("get", { r: "string|number", ...CONCERN_TYPES });
+/**
+ * bucket().get takes no options: `get("k", { r: "all" })` was silently a read of
+ * this node's copy. Refused as set's unknown options are, pointing at items().get.
+ */
+const checkBucketGet = callChecks<undefined>("get", {}, "none (r and timeoutMs are node.items().get's, which asks the owners)");
 
 export function keyOf(key: unknown): string {
   if (typeof key !== "string") throw new MakhzenError("INVALID_KEY", `key must be a string, not ${typeof key}`);
