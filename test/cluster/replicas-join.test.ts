@@ -25,6 +25,9 @@ describe("shared settings at join, pure", () => {
     // Option names (an embedded joiner reads it); the CLI turns them into --replicas (serve-flags.ts, namingFlags).
     expect(e.message).toBe('node "d" was started with replicas 2 but this cluster runs replicas 3; give every member the same value');
     expect(namingFlags(e.message)).toBe('node "d" was started with --replicas 2 but this cluster runs --replicas 3; give every member the same value');
+    // A seed of an older version words it with the flag already: the CLI leaves that as it is.
+    const older = 'node "d" was started with --replicas 2 but this cluster runs --replicas 3; give every member the same value';
+    expect(namingFlags(older)).toBe(older);
     expect(joinSettingsRefusal("d", { replicas: 3 }, { replicas: 3 })).toBeUndefined();
     expect(joinSettingsRefusal("d", {}, { replicas: 3 })).toBeUndefined();
     expect(joinSettingsRefusal("d", { replicas: 2 }, {})).toBeUndefined();
