@@ -6,7 +6,7 @@ import { fromBytes } from "./core/binary.ts";
 import type { ListPage } from "./core/store.ts";
 import { MAX_CONSISTENCY_TIMEOUT_MS, parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
 import type { ClusterListPage } from "./cluster/listing.ts";
-import type { ItemsService } from "./service.ts";
+import type { Awaitable, ItemsService } from "./service.ts";
 
 /**
  * The items API of an embedded node, in two forms (node.ts hands them out).
@@ -35,8 +35,9 @@ import type { ItemsService } from "./service.ts";
  * nothing keeps current any more. An items() call in flight when the node closes
  * rejects CLOSED too, whatever it would have answered: as an HTTP request cut off
  * by close(), it may or may not have been applied, and nothing is acknowledged
- * after the close. The check is one boolean per call, made by whileOpen below, in
- * one place for every method.
+ * after the close. The check is one boolean per call: bucket() makes it where
+ * every call starts (`local`, and list), items() as each method starts and as the
+ * service's answer settles (`settled`).
  */
 
 /**
@@ -124,6 +125,7 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
   const { items, service } = deps;
   // Checked after the key and bucket (the checks of a read), so a bad name is still INVALID_*.
   const local = (key: unknown): string => {
+    deps.open();
     const k = keyOf(key);
     // Full mode: this node's copy, as before partitions, even while it is still
     // catching up after a start (wait for node.ready() for a whole copy).
@@ -133,12 +135,13 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
     }
     return k;
   };
-  return whileOpen(deps.open, false, {
+  return {
     name,
     // The checks TypeScript makes, for plain JavaScript callers (see callChecks).
     get: (key, opts?: unknown) => {
+      const k = local(key);
       checkBucketGet(opts as undefined);
-      return items.get(name, local(key));
+      return items.get(name, k);
     },
     set: (key, value, opts) => {
       const k = local(key);
@@ -148,6 +151,7 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
     },
     delete: (key, opts) => items.delete(name, local(key), checkDelete(opts)) !== undefined,
     list: (opts) => {
+      deps.open();
       if (service.partitioned) {
         throw new MakhzenError(
           "NOT_LOCAL",
@@ -156,7 +160,7 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
       }
       return items.list(name, checkList(opts));
     },
-  } as BucketHandle);
+  };
 }
 
 function notLocal(bucket: string, key: string, deps: BucketDeps): MakhzenError {
@@ -172,54 +176,46 @@ function notLocal(bucket: string, key: string, deps: BucketDeps): MakhzenError {
 
 export function itemsHandle(name: string, service: ItemsService, open: OpenCheck): ItemsHandle {
   // Async functions: a refused argument is a rejected promise, like every other failure.
-  return whileOpen(open, true, {
+  // Each checks the node is open as it starts, and again as it settles (`settled`).
+  return {
     name,
     get: async (key, opts) => {
+      open();
       const o = checkGet(opts);
       const r = concern("r", o?.r, o?.timeoutMs);
-      return service.get(name, keyOf(key), r && { r });
+      return settled(open, service.get(name, keyOf(key), r && { r }));
     },
     set: async (key, value, opts) => {
+      open();
       const { w, timeoutMs, ...rest } = checkItemsSet(opts) ?? {};
       const c = concern("w", w, timeoutMs);
       const base = c ? { ...rest, w: c } : rest;
-      if (!(value instanceof Uint8Array)) return service.set(name, keyOf(key), value, base);
+      if (!(value instanceof Uint8Array)) return settled(open, service.set(name, keyOf(key), value, base));
       const v = fromBytes(value);
-      return service.set(name, keyOf(key), v.value, { ...base, bytes: v.bytes });
+      return settled(open, service.set(name, keyOf(key), v.value, { ...base, bytes: v.bytes }));
     },
     delete: async (key, opts) => {
+      open();
       const o = checkItemsDelete(opts);
       const w = concern("w", o?.w, o?.timeoutMs);
-      const version = await service.delete(name, keyOf(key), { ifMatch: o?.ifMatch, w });
+      const version = await settled(open, service.delete(name, keyOf(key), { ifMatch: o?.ifMatch, w }));
       return version !== undefined;
     },
-    list: async (opts) => service.list(name, checkList(opts)),
-  } as ItemsHandle);
+    list: async (opts) => {
+      open();
+      return settled(open, service.list(name, checkList(opts)));
+    },
+  };
 }
 
 /**
- * `handle` with every method checking `open` first, and, when `async`, again when
- * the call settles (a call the close cut short rejects CLOSED, even if it failed
- * otherwise: the close is why). Costs one closure call and one boolean per call.
+ * What a service call answered, unless the node closed before it did: then CLOSED,
+ * even if the call failed otherwise (the close is why). An answer that came at once
+ * (no `w`/`r`, nothing awaited) cannot have been overtaken, and passes as it is.
  */
-function whileOpen<H extends object>(open: OpenCheck, async: boolean, handle: H): H {
-  const methods = handle as Record<string, unknown>;
-  // A throw in finally's callback rejects with it, whatever the call settled with.
-  const settled = (): void => open(true);
-  for (const [k, f] of Object.entries(methods)) {
-    if (typeof f !== "function") continue;
-    const fn = f as (...a: unknown[]) => unknown;
-    methods[k] = async
-      ? (...a: unknown[]) => {
-          open();
-          return (fn(...a) as Promise<unknown>).finally(settled);
-        }
-      : (...a: unknown[]) => {
-          open();
-          return fn(...a);
-        };
-  }
-  return handle;
+function settled<T>(open: OpenCheck, answer: Awaitable<T>): Awaitable<T> {
+  if (!(answer instanceof Promise)) return answer;
+  return answer.finally(() => open(true));
 }
 
 /**
