@@ -273,8 +273,11 @@ function integer(field: string, v: unknown, min: number, max: number): void {
   }
 }
 
-/** A value as an error message shows it: strings quoted, anything else as String() has it (never throws). */
-const shown = (v: unknown): string => (typeof v === "string" ? JSON.stringify(v) : String(v));
+/**
+ * A value as an error message shows it: strings quoted, a BigInt marked as one (`1n`
+ * shown as `1` read as a valid number), anything else as String() has it (never throws).
+ */
+const shown = (v: unknown): string => (typeof v === "string" ? JSON.stringify(v) : typeof v === "bigint" ? `${v}n (a BigInt)` : String(v));
 
 function bad(field: string, why: string): never {
   throw new MakhzenError("INVALID_CONFIG", `${field} ${why}`);

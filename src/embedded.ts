@@ -4,9 +4,9 @@ import type { DeleteOptions, Items, ListItemsOptions, SetOptions } from "./core/
 import type { Item } from "./core/record.ts";
 import { fromBytes } from "./core/binary.ts";
 import type { ListPage } from "./core/store.ts";
-import { parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
+import { MAX_CONSISTENCY_TIMEOUT_MS, parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
 import type { ClusterListPage } from "./cluster/listing.ts";
-import type { ItemsService } from "./service.ts";
+import type { Awaitable, ItemsService } from "./service.ts";
 
 /**
  * The items API of an embedded node, in two forms (node.ts hands them out).
@@ -28,11 +28,28 @@ import type { ItemsService } from "./service.ts";
  * one hop, conditions are checked on the owner, `w`/`r` count the key's owners,
  * and a listing covers the whole cluster. Its promises are the price of the hop;
  * on a key served here without `w`/`r` it does what `bucket()` does.
+ *
+ * Once the node is closed, every call of either handle throws (rejects) CLOSED: a
+ * write would land in a store whose data dir is shut and whose peers no longer
+ * hear from it, acknowledged and then lost, and a read would answer from a copy
+ * nothing keeps current any more. An items() call in flight when the node closes
+ * rejects CLOSED too, whatever it would have answered: as an HTTP request cut off
+ * by close(), it may or may not have been applied, and nothing is acknowledged
+ * after the close. The check is one boolean per call: bucket() makes it where
+ * every call starts (`local`, and list), items() as each method starts and as the
+ * service's answer settles (`settled`).
  */
+
+/**
+ * Throws CLOSED once the node is closed; `inFlight`: the call was under way when it
+ * closed (node.ts words the two). Every handle call makes this check.
+ */
+export type OpenCheck = (inFlight?: boolean) => void;
 
 /** One bucket of an embedded node: a small Map-like view over this node's own copy (see above). */
 export interface BucketHandle {
   readonly name: string;
+  /** Takes no options: `r` and `timeoutMs` are items().get's (this node's copy has no one to ask). */
   get(key: string): Item | undefined;
   /**
    * A string is stored as text; bytes (a Uint8Array) as text when they are UTF-8,
@@ -101,12 +118,14 @@ export interface BucketDeps {
   self: string;
   /** The owners of a key, heaviest first. */
   owners(key: string): readonly string[];
+  open: OpenCheck;
 }
 
 export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
   const { items, service } = deps;
   // Checked after the key and bucket (the checks of a read), so a bad name is still INVALID_*.
   const local = (key: unknown): string => {
+    deps.open();
     const k = keyOf(key);
     // Full mode: this node's copy, as before partitions, even while it is still
     // catching up after a start (wait for node.ready() for a whole copy).
@@ -119,7 +138,11 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
   return {
     name,
     // The checks TypeScript makes, for plain JavaScript callers (see callChecks).
-    get: (key) => items.get(name, local(key)),
+    get: (key, opts?: unknown) => {
+      const k = local(key);
+      checkBucketGet(opts as undefined);
+      return items.get(name, k);
+    },
     set: (key, value, opts) => {
       const k = local(key);
       if (!(value instanceof Uint8Array)) return items.set(name, k, value, checkSet(opts));
@@ -128,6 +151,7 @@ export function bucketHandle(name: string, deps: BucketDeps): BucketHandle {
     },
     delete: (key, opts) => items.delete(name, local(key), checkDelete(opts)) !== undefined,
     list: (opts) => {
+      deps.open();
       if (service.partitioned) {
         throw new MakhzenError(
           "NOT_LOCAL",
@@ -150,35 +174,59 @@ function notLocal(bucket: string, key: string, deps: BucketDeps): MakhzenError {
   );
 }
 
-export function itemsHandle(name: string, service: ItemsService): ItemsHandle {
+export function itemsHandle(name: string, service: ItemsService, open: OpenCheck): ItemsHandle {
   // Async functions: a refused argument is a rejected promise, like every other failure.
+  // Each checks the node is open as it starts, and again as it settles (`settled`).
   return {
     name,
     get: async (key, opts) => {
+      open();
       const o = checkGet(opts);
       const r = concern("r", o?.r, o?.timeoutMs);
-      return service.get(name, keyOf(key), r && { r });
+      return settled(open, service.get(name, keyOf(key), r && { r }));
     },
     set: async (key, value, opts) => {
+      open();
       const { w, timeoutMs, ...rest } = checkItemsSet(opts) ?? {};
       const c = concern("w", w, timeoutMs);
       const base = c ? { ...rest, w: c } : rest;
-      if (!(value instanceof Uint8Array)) return service.set(name, keyOf(key), value, base);
+      if (!(value instanceof Uint8Array)) return settled(open, service.set(name, keyOf(key), value, base));
       const v = fromBytes(value);
-      return service.set(name, keyOf(key), v.value, { ...base, bytes: v.bytes });
+      return settled(open, service.set(name, keyOf(key), v.value, { ...base, bytes: v.bytes }));
     },
     delete: async (key, opts) => {
+      open();
       const o = checkItemsDelete(opts);
       const w = concern("w", o?.w, o?.timeoutMs);
-      const version = await service.delete(name, keyOf(key), { ifMatch: o?.ifMatch, w });
+      const version = await settled(open, service.delete(name, keyOf(key), { ifMatch: o?.ifMatch, w }));
       return version !== undefined;
     },
-    list: async (opts) => service.list(name, checkList(opts)),
+    list: async (opts) => {
+      open();
+      return settled(open, service.list(name, checkList(opts)));
+    },
   };
 }
 
-/** A level as HTTP's query would carry it, parsed by the one parser of levels (parseConcern). */
+/**
+ * What a service call answered, unless the node closed before it did: then CLOSED,
+ * even if the call failed otherwise (the close is why). An answer that came at once
+ * (no `w`/`r`, nothing awaited) cannot have been overtaken, and passes as it is.
+ */
+function settled<T>(open: OpenCheck, answer: Awaitable<T>): Awaitable<T> {
+  if (!(answer instanceof Promise)) return answer;
+  return answer.finally(() => open(true));
+}
+
+/**
+ * A level as HTTP's query would carry it, parsed by the one parser of levels
+ * (parseConcern). The timeout is checked here first, against the same bound, so
+ * its error names the option (`timeoutMs ... not -1`), not HTTP's `timeout=`.
+ */
 function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutMs: number | undefined): Concern | undefined {
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= MAX_CONSISTENCY_TIMEOUT_MS)) {
+    throw new MakhzenError("VALIDATION", `timeoutMs must be an integer of ms from 1 to ${MAX_CONSISTENCY_TIMEOUT_MS}, not ${timeoutMs}`);
+  }
   return parseConcern(which, level === undefined ? undefined : String(level), timeoutMs === undefined ? undefined : String(timeoutMs));
 }
 
@@ -191,16 +239,20 @@ function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutM
  * Items and parseConcern. A type may be a union: "string|number".
  */
 type OptionTypes = Record<string, string>;
-function callChecks<T>(what: string, types: OptionTypes): (opts: T | undefined) => T | undefined {
+function callChecks<T>(what: string, types: OptionTypes, takesNone = "none"): (opts: T | undefined) => T | undefined {
   const names = Object.keys(types);
   return (opts) => {
     if (opts === undefined) return opts;
+    const none = names.length === 0;
     if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
-      throw new MakhzenError("VALIDATION", `${what} options must be an object like { ${names.join(", ")} }`);
+      throw new MakhzenError("VALIDATION", none ? `${what} takes no options, not ${typeof opts === "object" ? JSON.stringify(opts) : String(opts)}` : `${what} options must be an object like { ${names.join(", ")} }`);
     }
     for (const [k, v] of Object.entries(opts)) {
       const type = types[k];
-      if (type === undefined) throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${didYouMean(k, names) || `; it takes ${names.join(", ")}`}`);
+      if (type === undefined) {
+        const takes = none ? `; it takes ${takesNone}` : didYouMean(k, names) || `; it takes ${names.join(", ")}`;
+        throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${takes}`);
+      }
       if (v !== undefined && !type.split("|").includes(typeof v)) {
         throw new MakhzenError("VALIDATION", `${what} option ${k} must be a ${type.replace("|", " or ")}, not ${typeof v}`);
       }
@@ -217,6 +269,11 @@ export const checkList = callChecks<ListItemsOptions>("list", { prefix: "string"
 const checkItemsSet = callChecks<ItemsSetOptions>("set", { ...SET_TYPES, w: "string|number", ...CONCERN_TYPES });
 const checkItemsDelete = callChecks<ItemsDeleteOptions>("delete", { ...DELETE_TYPES, w: "string|number", ...CONCERN_TYPES });
 const checkGet = callChecks<ItemsGetOptions>("get", { r: "string|number", ...CONCERN_TYPES });
+/**
+ * bucket().get takes no options: `get("k", { r: "all" })` was silently a read of
+ * this node's copy. Refused as set's unknown options are, pointing at items().get.
+ */
+const checkBucketGet = callChecks<undefined>("get", {}, "none (r and timeoutMs are node.items().get's, which asks the owners)");
 
 export function keyOf(key: unknown): string {
   if (typeof key !== "string") throw new MakhzenError("INVALID_KEY", `key must be a string, not ${typeof key}`);

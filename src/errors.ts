@@ -38,7 +38,9 @@ export type ErrorCode =
   | "NOT_IMPLEMENTED" // an HTTP method the server does not know (501)
   | "HTTP_VERSION" // an HTTP version other than 1.1 and 1.0 (505)
   | "HEADERS_TOO_LARGE" // a request head over the server's limits (431)
-  | "PROTECTED_MODE"; // the node refuses to listen beyond loopback without credentials (see security.ts)
+  | "PROTECTED_MODE" // the node refuses to listen beyond loopback without credentials (see security.ts)
+  | "LISTEN" // the node cannot listen on its host and port (in use, not this machine's address): listen() names the option
+  | "CLOSED"; // the node is closed: an embedded call after close(), or one the close cut short
 
 export class MakhzenError extends Error {
   readonly code: ErrorCode;
@@ -93,6 +95,9 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   HEADERS_TOO_LARGE: 431,
   // Never an HTTP answer: listen() refuses before there is a server.
   PROTECTED_MODE: 500,
+  LISTEN: 500,
+  // handle() on a closed node: the service is gone, as a stopped server's would be.
+  CLOSED: 503,
 };
 
 export const isMakhzenError = (e: unknown): e is MakhzenError => e instanceof MakhzenError;

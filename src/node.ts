@@ -16,12 +16,14 @@ import { PeerGuard } from "./cluster/protocol/signing.ts";
 import { silentLogger, type Logger } from "./ops/log.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { RequestStats } from "./ops/request-stats.ts";
-import { MakhzenError } from "./errors.ts";
+import { HTTP_STATUS, MakhzenError } from "./errors.ts";
+import { errorResponse } from "./http/errors.ts";
 import { newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
+import { listenRefusal } from "./ops/listen.ts";
 import { ItemsService } from "./service.ts";
 import { startRespServer, type RespServer } from "./resp/server.ts";
-import { bucketHandle, itemsHandle, type BucketHandle, type ItemsHandle } from "./embedded.ts";
+import { bucketHandle, itemsHandle, type BucketHandle, type ItemsHandle, type OpenCheck } from "./embedded.ts";
 
 /** What `createNode` takes: the config (see NodeConfig), and where the node logs. */
 export interface CreateNodeOptions extends NodeOptions {
@@ -33,7 +35,8 @@ export interface MakhzenNode {
   readonly name: string;
   readonly config: NodeConfig;
   /**
-   * A bucket of THIS node's copy, synchronous. In a partitioned cluster (more
+   * A bucket of THIS node's copy, synchronous. Once the node is closed, this and every
+   * call of a handle it gave throw CLOSED (as items(), buckets(), durable(), listen()). In a partitioned cluster (more
    * members than `replicas`) a key this node does not serve, and any listing, is
    * refused with NOT_LOCAL: use `items()` there (see src/embedded.ts).
    */
@@ -50,7 +53,7 @@ export interface MakhzenNode {
    * present only with the Redis front end on.
    */
   listen(): Promise<{ url: string; port: number; respPort?: number; respUrl?: string }>;
-  /** Answers one HTTP request in process, without a socket (tests, custom servers). */
+  /** Answers one HTTP request in process, without a socket (tests, custom servers); 503 CLOSED once closed. */
   handle(request: Request): Promise<Response>;
   /** Every member of the cluster as this node sees it, itself first. */
   members(): MemberStatus[];
@@ -61,10 +64,11 @@ export interface MakhzenNode {
   /**
    * Resolves once every write so far is committed to the data dir (at once without
    * one). HTTP writes under `fsync: "always"` wait for this before they answer;
-   * embedded writers that need the same guarantee await it themselves.
+   * embedded writers that need the same guarantee await it themselves. Rejects
+   * CLOSED once the node is closed (close() itself flushes every write it took).
    */
   durable(): Promise<void>;
-  /** Whether the first sync after start is done (or timed out): what /readyz says. */
+  /** Whether the first sync after start is done (or timed out): what /readyz says. False once leaving or closed. */
   ready(): boolean;
   /**
    * Stops gracefully and leaves the cluster (what SIGTERM does), in three steps:
@@ -77,7 +81,13 @@ export interface MakhzenNode {
    * 3. drains the replication queues (and hands off what only this node holds),
    *    at most `drainTimeoutMs` again, tells the peers it leaves, then closes.
    * So it takes at most about twice `drainTimeoutMs`, plus up to 2 s for the
-   * goodbye. Idempotent.
+   * goodbye. Idempotent: every call answers the first one's promise.
+   *
+   * It resolves only when the node did leave. close() is the way to stop at once,
+   * so a close() while a leave runs cuts it short, and the leave rejects CLOSED: the
+   * hand-off may be unfinished (a key only this node held may be lost with it) and
+   * the peers were not told, so they see it as failed and reap it. A leave() after
+   * close() rejects CLOSED at once. To leave, let leave() finish; it closes the node.
    */
   leave(): Promise<void>;
   /**
@@ -203,7 +213,14 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let closed = false;
   let leaving: Promise<void> | undefined;
   // Not ready from the first step of a leave: the cluster says so only from the third.
-  const isReady = (): boolean => leaving === undefined && cluster.ready;
+  const isReady = (): boolean => !closed && leaving === undefined && cluster.ready;
+  // What every data call checks first (embedded.ts's handles, handle(), durable()): one boolean.
+  const closedError = (inFlight = false): MakhzenError =>
+    new MakhzenError("CLOSED", inFlight ? "the node is closed: it closed while this call was in flight, so it may or may not have been applied" : "the node is closed");
+  const open: OpenCheck = (inFlight) => {
+    if (closed) throw closedError(inFlight);
+  };
+  const closedResponse = (): Response => errorResponse(HTTP_STATUS.CLOSED, "CLOSED", closedError().message);
 
   /** leave()'s steps 1 and 2: no new work, and the answers owed, within --drain-timeout. */
   const stopServing = async (): Promise<void> => {
@@ -223,9 +240,14 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     }
   };
 
-  const bucket = (name: string = DEFAULT_BUCKET): BucketHandle =>
-    bucketHandle(name, { items, service, self: config.name, owners: (key) => cluster.router.owners(key) });
-  const itemsOf = (name: string = DEFAULT_BUCKET): ItemsHandle => itemsHandle(name, service);
+  const bucket = (name: string = DEFAULT_BUCKET): BucketHandle => {
+    open();
+    return bucketHandle(name, { items, service, self: config.name, owners: (key) => cluster.router.owners(key), open });
+  };
+  const itemsOf = (name: string = DEFAULT_BUCKET): ItemsHandle => {
+    open();
+    return itemsHandle(name, service, open);
+  };
 
   const node: MakhzenNode = {
     name: config.name,
@@ -233,10 +255,18 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     bucket,
     items: itemsOf,
     refusals,
-    buckets: () => store.bucketStats(),
-    handle: async (request) => serveHttp(request),
+    buckets: () => {
+      open();
+      return store.bucketStats();
+    },
+    // An answer that comes after the close is not given: as close() cuts off a socket's request.
+    async handle(request) {
+      if (closed) return closedResponse();
+      const response = await serveHttp(request);
+      return closed ? closedResponse() : response;
+    },
     async listen() {
-      if (closed) throw new Error("node is closed");
+      open();
       const refused = protectedModeProblem(config);
       if (refused) {
         // The config cannot change, so this node can never listen: release what it holds.
@@ -246,14 +276,22 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       // As Redis does: a node started with --insecure says what it is exposed to, once.
       const accepted = config.insecure && !server ? protectedModeProblem({ ...config, insecure: false }) : undefined;
       if (accepted) log.child("security").warn("protected mode is off (--insecure)", { risk: accepted });
-      if (!server) ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, log.child("http")));
+      // A port that cannot be bound is refused naming its option and address (ops/listen.ts), and releases the node.
+      if (!server) {
+        try {
+          ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, log.child("http")));
+        } catch (e) {
+          await this.close();
+          throw listenRefusal(e, "port", config);
+        }
+      }
       const port = server.port!;
       if (config.respPort !== undefined && !resp) {
         try {
           resp = startRespServer({ service, config, version: VERSION, log: log.child("resp"), refusals, startedMs }, config.respPort);
         } catch (e) {
           await this.close();
-          throw e;
+          throw listenRefusal(e, "respPort", config);
         }
       }
       started ??= cluster.start(url);
@@ -267,17 +305,21 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       const host = config.host.includes(":") ? `[${config.host}]` : config.host;
       return { url, port, respPort: resp.port, respUrl: `redis://${host}:${resp.port}` };
     },
-    durable: core.durable,
+    durable: () => (closed ? Promise.reject(closedError()) : core.durable()),
     members: () => cluster.status().members,
     status: () => cluster.status(),
     ready: () => isReady(),
     fatal: cluster.fatal,
     leave() {
-      if (closed) return Promise.resolve();
-      return (leaving ??= (async () => {
+      if (leaving) return leaving;
+      if (closed) return Promise.reject(new MakhzenError("CLOSED", "the node is closed: close() stopped it without leaving the cluster"));
+      return (leaving = (async () => {
         await stopServing();
-        if (closed) return; // close() was called meanwhile: no goodbye
-        if (started) await cluster.leave();
+        if (started && !closed) await cluster.leave();
+        // close() was called meanwhile (it stops the hand-off and the goodbye): not a leave.
+        if (closed) {
+          throw new MakhzenError("CLOSED", "close() cut the leave short: what only this node held may not have been handed off, and the peers were not told it left");
+        }
         await this.close();
       })());
     },

@@ -93,7 +93,9 @@ describe("wrong types and values, as plain JavaScript may pass them", () => {
     // A string is shown quoted: `not 3000` read as if 3000 were wrong.
     expect(refusal({ port: "3000" })).toBe('port must be an integer from 0 to 65535, not "3000"');
     expect(refusal({ host: ["0.0.0.0"] })).toBe("host must be a non-empty string");
-    expect(refusal({ eviction: 1n })).toBe("eviction must be noeviction or lru, not 1");
+    // A BigInt says so: `not 1` read as if 1 were a valid value.
+    expect(refusal({ eviction: 1n })).toBe("eviction must be noeviction or lru, not 1n (a BigInt)");
+    expect(refusal({ maxMemoryBytes: 1n })).toBe("maxMemoryBytes must be an integer from 0 to 9007199254740991, not 1n (a BigInt)");
     expect(refusal({ fsync: "sometimes" })).toBe('fsync must be always, everysec or no, not "sometimes"');
     expect(refusal({ peers: "http://127.0.0.1:3001" })).toBe("peers must be a list of URLs");
   });
@@ -161,6 +163,13 @@ describe("the bucket API checks its arguments as TypeScript would", () => {
     expect(codeOf(() => b.list!({ prefix: 5 }))).toEqual(["VALIDATION", "list option prefix must be a string, not number"]);
     expect(codeOf(() => b.list!({ cursor: "x" }))).toEqual(["VALIDATION", 'list has no option "cursor"; it takes prefix, limit, after']);
     expect(codeOf(() => b.get!(5))).toEqual(["INVALID_KEY", "key must be a string, not number"]);
+    // get takes no options: r and timeoutMs are items().get's (get("k", { r: "all" }) was a silent local read).
+    const none = "none (r and timeoutMs are node.items().get's, which asks the owners)";
+    expect(codeOf(() => b.get!("k", { r: "all" }))).toEqual(["VALIDATION", `get has no option "r"; it takes ${none}`]);
+    expect(codeOf(() => b.get!("k", { foo: 1 }))).toEqual(["VALIDATION", `get has no option "foo"; it takes ${none}`]);
+    expect(codeOf(() => b.get!("k", 5))).toEqual(["VALIDATION", "get takes no options, not 5"]);
+    expect(codeOf(() => b.get!("k", null))).toEqual(["VALIDATION", "get takes no options, not null"]);
+    expect(codeOf(() => b.get!("k", {}))).toEqual(["none", ""]);
     expect(node.bucket().get("k")).toBeUndefined(); // nothing refused was written
     // Well-formed calls are untouched.
     expect(node.bucket().set("k", "v", { ttl: 60, ifAbsent: true, ifMatch: undefined }).value).toBe("v");

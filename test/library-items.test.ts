@@ -165,6 +165,9 @@ describe("node.items() where every node holds every key", () => {
     expect((await refused(() => it.set!("k", "v", { w: 1.5 })))[0]).toBe("VALIDATION");
     expect((await refused(() => it.set!("k", "v", { w: "all", timeoutMs: 0 })))[0]).toBe("VALIDATION");
     expect((await refused(() => it.get!("k", { r: "all", timeoutMs: 60_001 })))[0]).toBe("VALIDATION");
+    // Named as the option is, with the value as given (HTTP's query says `timeout`, and quotes its text).
+    expect(await refused(() => it.set!("k", "v", { timeoutMs: -1 }))).toEqual(["VALIDATION", "timeoutMs must be an integer of ms from 1 to 60000, not -1"]);
+    expect(await refused(() => it.delete!("k", { w: "all", timeoutMs: 1.5 }))).toEqual(["VALIDATION", "timeoutMs must be an integer of ms from 1 to 60000, not 1.5"]);
     expect(await refused(() => it.get!("k", { w: "all" }))).toEqual(["VALIDATION", 'get has no option "w"; did you mean "r"?']);
     expect(await refused(() => it.get!("k", { consistency: "all" }))).toEqual(["VALIDATION", 'get has no option "consistency"; it takes r, timeoutMs']);
     expect(await refused(() => it.delete!("k", { ifMatch: 5 }))).toEqual(["VALIDATION", "delete option ifMatch must be a string, not number"]);

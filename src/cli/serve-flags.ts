@@ -316,7 +316,8 @@ const QUOTED = /("(?:[^"\\]|\\.)*")/;
 
 function fieldsAsFlags(text: string): string {
   let out = text;
-  for (const f of SERVE_FLAGS) if (f.key !== undefined) out = out.replace(new RegExp(`\\b${f.key}\\b`, "g"), `--${f.name}`);
+  // Not after a dash: a message that names the flag already (a peer of an older version) stays as it is.
+  for (const f of SERVE_FLAGS) if (f.key !== undefined) out = out.replace(new RegExp(`(?<!-)\\b${f.key}\\b`, "g"), `--${f.name}`);
   return out;
 }
 

@@ -71,8 +71,10 @@ export const serve = defineCommand({
       // Stopped by a signal during the start: whatever the start then failed with is the stop's.
       if (stopping) return stopped.promise;
       // Configuration errors a seed found: no retry would mend them, so exit 1 with its reason.
-      if (isJoinRefusal(e)) throw new CliError(`cannot join the cluster: ${e.message}`);
-      if (e instanceof MakhzenError && e.code === "PROTECTED_MODE") throw new CliError(e.message);
+      // The node words its refusals with option names; namingFlags makes them the flags
+      // (not NAME_TAKEN's: its "node name" is plain words, and a node's name is no option).
+      if (isJoinRefusal(e)) throw new CliError(`cannot join the cluster: ${e.code === "NAME_TAKEN" ? e.message : namingFlags(e.message)}`);
+      if (e instanceof MakhzenError && ["PROTECTED_MODE", "LISTEN", "INVALID_CONFIG"].includes(e.code)) throw new CliError(namingFlags(e.message));
       const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
       // Bun.listen's error (the RESP listener) carries its port; Bun.serve's (HTTP) does not.
       const { port, respPort } = node.config;

@@ -97,7 +97,8 @@ export function joinSettingsRefusal(joiner: string, theirs: SharedSettings, ours
   if (differs(theirs.replicas, ours.replicas)) {
     return new MakhzenError(
       "REPLICAS_MISMATCH",
-      `node "${joiner}" was started with --replicas ${theirs.replicas} but this cluster runs --replicas ${ours.replicas}; give every member the same value`,
+      // Option names: it goes over the wire to a joiner embedded or not; the CLI makes them --replicas (namingFlags).
+      `node "${joiner}" was started with replicas ${theirs.replicas} but this cluster runs replicas ${ours.replicas}; give every member the same value`,
     );
   }
   if (differs(theirs.maxClockOffsetMs, ours.maxClockOffsetMs)) {

@@ -50,24 +50,25 @@ const urlIsLoopback = (u: string): boolean => isLoopbackHost(new URL(u).hostname
  * `insecure` accepts both risks. Pure: tested without sockets.
  */
 export function protectedModeProblem(config: ProtectedModeConfig): string | undefined {
+  // Worded with option names (token, clusterSecret, insecure), which the CLI turns into
+  // its flags (namingFlags): so no option's name as a plain word (port, host, peers),
+  // and the host and URLs quoted (a quoted value is never reworded).
   if (config.insecure) return undefined;
   const exposed = !isLoopbackHost(config.host);
   if (exposed && config.token === undefined) {
     return (
-      `refusing to listen on ${config.host} without --token: anyone who can reach this port could read and write every key. ` +
-      `Set --token (env MAKHZEN_TOKEN), listen on 127.0.0.1, or pass --insecure to accept the risk`
+      `refusing to listen on ${JSON.stringify(config.host)} without token: anyone who can reach the node could read and write every key. ` +
+      `Set token, listen on 127.0.0.1, or accept the risk with insecure`
     );
   }
   if (config.clusterSecret !== undefined) return undefined;
   const remote = [...config.peers, ...(config.advertise ? [config.advertise] : [])].find((u) => !urlIsLoopback(u));
   if (exposed || remote !== undefined) {
-    const where = exposed ? `listening on ${config.host}` : `with the peer ${remote} beyond loopback`;
+    const where = exposed ? `listening on ${JSON.stringify(config.host)}` : `with the peer ${JSON.stringify(remote)} beyond loopback`;
     return (
-      `refusing to start ${where} without --cluster-secret: anyone who can reach the peer API could join the cluster, ` +
-      `inject writes and read every key. Set the same --cluster-secret (env MAKHZEN_CLUSTER_SECRET) on every node, ` +
-      `or pass --insecure to accept the risk`
+      `refusing to start ${where} without clusterSecret: anyone who can reach the peer API could join the cluster, ` +
+      `inject writes and read every key. Set the same clusterSecret on every node, or accept the risk with insecure`
     );
   }
   return undefined;
 }
-

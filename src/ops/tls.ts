@@ -1,6 +1,16 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { NodeConfig } from "../config.ts";
 import { MakhzenError } from "../errors.ts";
+
+/**
+ * The PEM files a node serves and trusts, read and parsed when the node is created,
+ * so a bad one is refused at once as the option and the file the user gave
+ * (`tlsKeyFile "node.key" is not the key of the certificate in tlsCertFile
+ * "node.crt"`), not by the TLS stack at listen() time with an OpenSSL code naming
+ * neither (ERR_OSSL_X509_KEY_VALUES_MISMATCH). The CLI runs the same checks with its
+ * flags as the labels (cli/_pem.ts). Errors never print a file's contents.
+ */
 
 export interface TlsMaterial {
   /** PEM certificate chain and key served by this node; absent: plain http. */
@@ -10,15 +20,67 @@ export interface TlsMaterial {
   ca?: string;
 }
 
-/** Reads the TLS files named in the config; throws INVALID_CONFIG naming the option and the path. */
-export function loadTls(config: Pick<NodeConfig, "tlsCertFile" | "tlsKeyFile" | "tlsCaFile">): TlsMaterial {
-  const read = (field: string, path: string | undefined): string | undefined => {
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path, "utf8");
-    } catch (e) {
-      throw new MakhzenError("INVALID_CONFIG", `${field} "${path}" cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+export type TlsFiles = Pick<NodeConfig, "tlsCertFile" | "tlsKeyFile" | "tlsCaFile">;
+
+/** How an error names a file's setting: the option by default, a flag for the CLI. */
+export type TlsLabel = (field: keyof TlsFiles) => string;
+
+/**
+ * Reads and checks the TLS files named in the config: each readable and a PEM file
+ * of its kind, and the key the certificate's. Throws INVALID_CONFIG naming the
+ * setting (`label`) and the path.
+ */
+export function loadTls(config: TlsFiles, label: TlsLabel = (f) => f): TlsMaterial {
+  const { tlsCertFile: certFile, tlsKeyFile: keyFile } = config;
+  const cert = certFile === undefined ? undefined : readPem(label("tlsCertFile"), certFile);
+  const c = cert === undefined ? undefined : parseCertificate(label("tlsCertFile"), certFile!, cert);
+  const key = keyFile === undefined ? undefined : readPem(label("tlsKeyFile"), keyFile);
+  const k = key === undefined ? undefined : parsePrivateKey(label("tlsKeyFile"), keyFile!, key);
+  if (c !== undefined && k !== undefined) {
+    if (!c.checkPrivateKey(k)) {
+      throw new MakhzenError(
+        "INVALID_CONFIG",
+        `${label("tlsKeyFile")} ${JSON.stringify(config.tlsKeyFile)} is not the key of the certificate in ${label("tlsCertFile")} ${JSON.stringify(config.tlsCertFile)}`,
+      );
     }
-  };
-  return { cert: read("tlsCertFile", config.tlsCertFile), key: read("tlsKeyFile", config.tlsKeyFile), ca: read("tlsCaFile", config.tlsCaFile) };
+  }
+  const ca = config.tlsCaFile === undefined ? undefined : readCa(label("tlsCaFile"), config.tlsCaFile);
+  return { cert, key, ca };
+}
+
+/** A PEM file of CA certificates, checked to hold one, as text (what fetch's `tls.ca` takes). */
+export function readCa(label: string, path: string): string {
+  const text = readPem(label, path);
+  parseCertificate(label, path, text);
+  return text;
+}
+
+function readPem(label: string, path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
+function notPem(label: string, path: string, what: string, text: string): never {
+  const why = text.includes("-----BEGIN ") ? "none of its PEM blocks parses as one" : "it holds no PEM block (-----BEGIN ...)";
+  throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is not a PEM ${what}: ${why}`);
+}
+
+/** The first certificate of a PEM text (a chain's leaf, a bundle's first CA). */
+function parseCertificate(label: string, path: string, text: string): X509Certificate {
+  try {
+    return new X509Certificate(text);
+  } catch {
+    notPem(label, path, "certificate", text);
+  }
+}
+
+function parsePrivateKey(label: string, path: string, text: string): KeyObject {
+  try {
+    return createPrivateKey(text);
+  } catch {
+    notPem(label, path, "private key", text);
+  }
 }

@@ -274,7 +274,9 @@ describe("a pipe whose client leaves while it connects", () => {
 describe("a graceful stop whose --drain-timeout runs out", () => {
   test("closes the connections still open before the leave: a body that arrives later is not applied after the hand-off", async () => {
     const logger = memoryLogger();
-    const a = track(createNode({ name: "a", port: 0, ...FAST_TIMINGS, drainTimeoutMs: 500, logger }));
+    // With a data dir: a closed node answers no reads, so what it held is read back from its disk.
+    const dataDir = tempDir();
+    const a = track(createNode({ name: "a", port: 0, dataDir, ...FAST_TIMINGS, drainTimeoutMs: 500, logger }));
     const { url } = await a.listen();
     const b = track(createNode({ name: "b", port: 0, peers: [url], ...FAST_TIMINGS }));
     await b.listen();
@@ -294,6 +296,8 @@ describe("a graceful stop whose --drain-timeout runs out", () => {
     conn.write(value.slice(5));
     expect(await conn.closedWithin(2000)).toBe(true);
     await leaving;
-    expect(a.bucket().get("late")).toBeUndefined();
+    const after = track(createNode({ name: "a", port: 0, dataDir }));
+    expect(after.bucket().get("queued")?.value).toBe("for b"); // what it took before the leave, kept
+    expect(after.bucket().get("late")).toBeUndefined();
   }, 20_000);
 });

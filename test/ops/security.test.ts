@@ -7,6 +7,7 @@ import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
 import { isLoopbackHost, newRefusals, protectedModeProblem } from "../../src/ops/security.ts";
+import { namingFlags } from "../../src/cli/serve-flags.ts";
 import { HttpTransport } from "../../src/cluster/protocol/http-transport.ts";
 import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
 import { createLogger } from "../../src/ops/log.ts";
@@ -29,17 +30,26 @@ describe("protected mode", () => {
     for (const h of ["0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "128.0.0.1", "example.com", "127.0.0.1.nip.io", "::ffff:a00:1", "::ffff:8000:1"]) expect(isLoopbackHost(h)).toBe(false);
   });
 
-  test("beyond loopback without --token is refused, naming --token and --insecure", () => {
+  test("beyond loopback without token is refused, naming the options token and insecure (the CLI: --token and --insecure)", () => {
     const why = protectedModeProblem(resolveConfig({ host: "0.0.0.0" }))!;
-    expect(why).toContain("--token");
-    expect(why).toContain("--insecure");
+    // An embedder set options, not flags: none is named as a flag.
+    expect(why).toBe(
+      'refusing to listen on "0.0.0.0" without token: anyone who can reach the node could read and write every key. Set token, listen on 127.0.0.1, or accept the risk with insecure',
+    );
+    expect(namingFlags(why)).toBe(
+      'refusing to listen on "0.0.0.0" without --token: anyone who can reach the node could read and write every key. Set --token, listen on 127.0.0.1, or accept the risk with --insecure',
+    );
     expect(protectedModeProblem(resolveConfig({ host: "0.0.0.0", insecure: true }))).toBeUndefined();
   });
 
-  test("beyond loopback, or with peers beyond it, needs --cluster-secret too", () => {
-    expect(protectedModeProblem(resolveConfig({ host: "0.0.0.0", token: TOKEN }))).toContain("--cluster-secret");
-    expect(protectedModeProblem(resolveConfig({ peers: ["http://10.0.0.2:3000"] }))).toContain("--cluster-secret");
-    expect(protectedModeProblem(resolveConfig({ advertise: "http://10.0.0.2:3000" }))).toContain("--cluster-secret");
+  test("beyond loopback, or with peers beyond it, needs clusterSecret too (the CLI: --cluster-secret)", () => {
+    expect(protectedModeProblem(resolveConfig({ host: "0.0.0.0", token: TOKEN }))).toContain("without clusterSecret");
+    const why = protectedModeProblem(resolveConfig({ peers: ["http://10.0.0.2:3000"] }))!;
+    expect(why).not.toContain("--");
+    // A URL is quoted, so the CLI's rewording leaves it alone.
+    expect(namingFlags(why)).toStartWith('refusing to start with the peer "http://10.0.0.2:3000" beyond loopback without --cluster-secret:');
+    expect(namingFlags(why)).toEndWith("Set the same --cluster-secret on every node, or accept the risk with --insecure");
+    expect(protectedModeProblem(resolveConfig({ advertise: "http://10.0.0.2:3000" }))).toContain("clusterSecret");
     expect(protectedModeProblem(resolveConfig({ host: "0.0.0.0", token: TOKEN, clusterSecret: SECRET }))).toBeUndefined();
     expect(protectedModeProblem(resolveConfig({ peers: ["http://10.0.0.2:3000"], clusterSecret: SECRET }))).toBeUndefined();
     expect(protectedModeProblem(resolveConfig({ peers: ["http://127.0.0.1:3001", "http://localhost:3002"] }))).toBeUndefined();

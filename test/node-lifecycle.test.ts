@@ -1,0 +1,188 @@
+/**
+ * An embedded node's life at its edges: what a closed node answers (nothing: every
+ * data call fails CLOSED, not a write acknowledged and lost), how listen() refuses
+ * a port it cannot bind and TLS files that do not fit, and what leave() says when
+ * a close() cuts it short.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNode, MakhzenError, type MakhzenNode, type NodeOptions } from "../src/index.ts";
+import { FAST_TIMINGS } from "../src/config.ts";
+import { namingFlags } from "../src/cli/serve-flags.ts";
+import { closeAfterEach, tempDirs } from "./support/cleanup.ts";
+import { eventually, run } from "./support/proc.ts";
+
+const track = closeAfterEach();
+const start = (options: NodeOptions = {}): MakhzenNode => track(createNode({ port: 0, ...options }));
+const tempDir = tempDirs("makhzen-lifecycle-");
+
+/** What `fn` threw or rejected with (undefined if nothing), awaited. */
+async function failure(fn: () => unknown): Promise<unknown> {
+  try {
+    await fn();
+    return undefined;
+  } catch (e) {
+    return e;
+  }
+}
+
+async function expectClosed(fn: () => unknown, what: string): Promise<void> {
+  const e = await failure(fn);
+  expect(e, what).toBeInstanceOf(MakhzenError);
+  expect((e as MakhzenError).code, what).toBe("CLOSED");
+  expect((e as MakhzenError).message, what).toStartWith("the node is closed");
+}
+
+describe("a closed node", () => {
+  test("refuses every data call with CLOSED, and what it would have written never reaches its data dir", async () => {
+    const dataDir = tempDir();
+    const node = start({ dataDir, name: "n1", fsync: "always" });
+    const bucket = node.bucket("x");
+    const items = node.items("x");
+    bucket.set("before", "1");
+    await node.durable();
+    await node.close();
+    expect(node.ready()).toBe(false);
+    await expectClosed(() => bucket.set("after", "2"), "bucket().set");
+    await expectClosed(() => bucket.delete("before"), "bucket().delete");
+    await expectClosed(() => bucket.get("before"), "bucket().get");
+    await expectClosed(() => bucket.list(), "bucket().list");
+    await expectClosed(() => items.set("after", "2"), "items().set");
+    await expectClosed(() => items.delete("before"), "items().delete");
+    await expectClosed(() => items.get("before"), "items().get");
+    await expectClosed(() => items.list(), "items().list");
+    await expectClosed(() => node.bucket("x"), "bucket()");
+    await expectClosed(() => node.items("x"), "items()");
+    await expectClosed(() => node.buckets(), "buckets()");
+    await expectClosed(() => node.durable(), "durable()");
+    await expectClosed(() => node.listen(), "listen()");
+    // In process, HTTP answers as a node that stopped: 503 with the envelope.
+    const res = await node.handle(new Request("http://x/items/before"));
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ error: { code: "CLOSED", message: "the node is closed" } });
+    const put = await node.handle(new Request("http://x/items/after", { method: "PUT", body: '{"value":"2"}' }));
+    expect(put.status).toBe(503);
+
+    const again = start({ dataDir, name: "n1" });
+    expect(again.bucket("x").get("before")?.value).toBe("1");
+    expect(again.bucket("x").get("after")).toBeUndefined();
+  });
+
+  test("a call in flight when the node closes is not acknowledged after the close", async () => {
+    const node = start({ dataDir: tempDir(), name: "n1", fsync: "always" });
+    // Under fsync=always the write waits for the disk; close() comes first.
+    const write = failure(() => node.items("x").set("k", "v"));
+    const http = node.handle(new Request("http://x/items/h", { method: "PUT", body: '{"value":"v"}' }));
+    await node.close();
+    const e = (await write) as MakhzenError;
+    expect(e).toBeInstanceOf(MakhzenError);
+    expect(e.code).toBe("CLOSED");
+    expect(e.message).toContain("in flight, so it may or may not have been applied");
+    expect((await http).status).toBe(503);
+  });
+});
+
+describe("leave() and close()", () => {
+  const FAST = { ...FAST_TIMINGS, startSyncTimeoutMs: 2000 };
+  async function pair(): Promise<[MakhzenNode, MakhzenNode]> {
+    const a = start({ name: "a", ...FAST });
+    const { url } = await a.listen();
+    const b = start({ name: "b", peers: [url], ...FAST });
+    await b.listen();
+    await eventually(() => a.members().some((m) => m.name === "b" && m.state === "alive") && b.ready(), { what: "b joined a" });
+    return [a, b];
+  }
+
+  test("a leave resolves once done: the peer sees it left and holds what only it held", async () => {
+    const [a, b] = await pair();
+    b.bucket().set("only-b", "v");
+    await b.leave();
+    expect(a.members().find((m) => m.name === "b")?.state).toBe("left");
+    expect(a.bucket().get("only-b")?.value).toBe("v");
+    // Idempotent: the same answer again.
+    await b.leave();
+  });
+
+  test("a close() during a leave cuts it short, and the leave rejects CLOSED saying so; a leave after close() rejects", async () => {
+    const [a, b] = await pair();
+    const [left, closed] = await Promise.allSettled([b.leave(), b.close()]);
+    expect(closed.status).toBe("fulfilled");
+    expect(left.status).toBe("rejected");
+    const e = (left as PromiseRejectedResult).reason as MakhzenError;
+    expect(e.code).toBe("CLOSED");
+    expect(e.message).toStartWith("close() cut the leave short");
+    expect(a.members().find((m) => m.name === "b")?.state).not.toBe("left");
+    expect(await failure(() => b.leave())).toBe(e); // the first leave's answer, again
+    const c = start();
+    await c.close();
+    await expectClosed(() => c.leave(), "leave() after close()");
+  });
+});
+
+describe("listen() failures name the option and the address, and release the node", () => {
+  test("a port in use: LISTEN naming port or respPort; the CLI's wording names the flag", async () => {
+    const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const dataDir = tempDir();
+      const http = start({ port: busy.port, dataDir, name: "n1" });
+      const e = (await failure(() => http.listen())) as MakhzenError;
+      expect(e).toBeInstanceOf(MakhzenError);
+      expect([e.code, e.message]).toEqual(["LISTEN", `cannot listen on 127.0.0.1:${busy.port}: address in use (port)`]);
+      expect(namingFlags(e.message)).toBe(`cannot listen on 127.0.0.1:${busy.port}: address in use (--port)`);
+      // Released: closed, and its data dir free for another node.
+      await expectClosed(() => http.listen(), "listen() again");
+      start({ dataDir, name: "n1" }).bucket().set("k", "v");
+
+      const resp = start({ respPort: busy.port });
+      const r = (await failure(() => resp.listen())) as MakhzenError;
+      expect([r.code, r.message]).toEqual(["LISTEN", `cannot listen on 127.0.0.1:${busy.port}: address in use (respPort)`]);
+      expect(namingFlags(r.message)).toEndWith("(--resp-port)");
+      await expectClosed(() => resp.listen(), "listen() again");
+    } finally {
+      busy.stop(true);
+    }
+  });
+
+  test("an address not this machine's: LISTEN saying so", async () => {
+    const node = start({ host: "203.0.113.1", insecure: true });
+    const e = (await failure(() => node.listen())) as MakhzenError;
+    expect([e.code, e.message]).toEqual(["LISTEN", "cannot listen on 203.0.113.1:0: address not available on this machine (port)"]);
+  });
+});
+
+describe("TLS files that do not fit are refused by createNode, naming the option and the file", () => {
+  let dir: string;
+  const f = (name: string) => join(dir, name);
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "makhzen-lifecycle-tls-"));
+    for (const name of ["a", "b"]) {
+      const r = await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`), "-days", "1", "-subj", "/CN=127.0.0.1"]);
+      if (r.code !== 0) throw new Error(`openssl failed (these tests need it):\n${r.stderr}`);
+    }
+    writeFileSync(f("junk.pem"), "not a pem file\n");
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const refusal = (o: NodeOptions): string => {
+    try {
+      createNode({ port: 0, ...o }).close();
+    } catch (e) {
+      expect((e as MakhzenError).code).toBe("INVALID_CONFIG");
+      return (e as MakhzenError).message;
+    }
+    throw new Error("createNode accepted it");
+  };
+
+  test("a key of another certificate, cert and key swapped, a file that is no PEM", async () => {
+    expect(refusal({ tlsCertFile: f("a.pem"), tlsKeyFile: f("b.key") })).toBe(`tlsKeyFile "${f("b.key")}" is not the key of the certificate in tlsCertFile "${f("a.pem")}"`);
+    expect(refusal({ tlsCertFile: f("a.key"), tlsKeyFile: f("a.pem") })).toBe(`tlsCertFile "${f("a.key")}" is not a PEM certificate: none of its PEM blocks parses as one`);
+    expect(refusal({ tlsCertFile: f("a.pem"), tlsKeyFile: f("junk.pem") })).toBe(`tlsKeyFile "${f("junk.pem")}" is not a PEM private key: it holds no PEM block (-----BEGIN ...)`);
+    expect(refusal({ tlsCaFile: f("junk.pem") })).toBe(`tlsCaFile "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`);
+    // The pair that fits serves https.
+    const node = start({ tlsCertFile: f("a.pem"), tlsKeyFile: f("a.key") });
+    const { url } = await node.listen();
+    expect(url).toStartWith("https://");
+  });
+});
