@@ -1,5 +1,5 @@
 import { MakhzenError } from "./errors.ts";
-import { didYouMean } from "./ops/suggest.ts";
+import { checkCallOptions, type OptionTypes } from "./ops/options.ts";
 import type { DeleteOptions, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
 import type { Item } from "./core/record.ts";
 import { fromBytes } from "./core/binary.ts";
@@ -238,25 +238,9 @@ function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutM
  * values themselves (ranges, sizes, levels) are checked where they always are, in
  * Items and parseConcern. A type may be a union: "string|number".
  */
-type OptionTypes = Record<string, string>;
 function callChecks<T>(what: string, types: OptionTypes, takesNone = "none"): (opts: T | undefined) => T | undefined {
-  const names = Object.keys(types);
   return (opts) => {
-    if (opts === undefined) return opts;
-    const none = names.length === 0;
-    if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
-      throw new MakhzenError("VALIDATION", none ? `${what} takes no options, not ${typeof opts === "object" ? JSON.stringify(opts) : String(opts)}` : `${what} options must be an object like { ${names.join(", ")} }`);
-    }
-    for (const [k, v] of Object.entries(opts)) {
-      const type = types[k];
-      if (type === undefined) {
-        const takes = none ? `; it takes ${takesNone}` : didYouMean(k, names) || `; it takes ${names.join(", ")}`;
-        throw new MakhzenError("VALIDATION", `${what} has no option "${k}"${takes}`);
-      }
-      if (v !== undefined && !type.split("|").includes(typeof v)) {
-        throw new MakhzenError("VALIDATION", `${what} option ${k} must be a ${type.replace("|", " or ")}, not ${typeof v}`);
-      }
-    }
+    checkCallOptions(what, opts, types, (message) => new MakhzenError("VALIDATION", message), takesNone);
     return opts;
   };
 }

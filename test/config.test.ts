@@ -156,6 +156,8 @@ describe("the bucket API checks its arguments as TypeScript would", () => {
     };
     expect(codeOf(() => b.set!("k", "v", { TTL: 60 }))).toEqual(["VALIDATION", 'set has no option "TTL"; did you mean "ttl"?']);
     expect(codeOf(() => b.set!("k", "v", { expire: 60 }))).toEqual(["VALIDATION", 'set has no option "expire"; it takes ttl, ifMatch, ifAbsent']);
+    // Object.prototype's names are no options (`constructor` threw a TypeError from inside the check).
+    expect(codeOf(() => b.set!("k", "v", { constructor: 1 }))).toEqual(["VALIDATION", 'set has no option "constructor"; it takes ttl, ifMatch, ifAbsent']);
     expect(codeOf(() => b.set!("k", "v", { ttl: "60" }))).toEqual(["VALIDATION", "set option ttl must be a number, not string"]);
     expect(codeOf(() => b.set!("k", "v", 60))).toEqual(["VALIDATION", "set options must be an object like { ttl, ifMatch, ifAbsent }"]);
     expect(codeOf(() => b.set!("k", "v", { ifAbsent: "yes" }))[0]).toBe("VALIDATION");

@@ -15,16 +15,18 @@ import { didYouMean } from "./suggest.ts";
  */
 export type OptionTypes = Readonly<Record<string, string>>;
 
-export function checkCallOptions(what: string, opts: unknown, types: OptionTypes, fail: (message: string) => Error): void {
+/** `takesNone`: for a call with no options (`types` empty), what to say it takes instead ("none" by default). */
+export function checkCallOptions(what: string, opts: unknown, types: OptionTypes, fail: (message: string) => Error, takesNone = "none"): void {
   if (opts === undefined) return;
   const names = Object.keys(types);
+  const none = names.length === 0;
   if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
-    throw fail(`${what} options must be an object like { ${names.join(", ")} }`);
+    throw fail(none ? `${what} takes no options, not ${typeof opts === "object" ? JSON.stringify(opts) : String(opts)}` : `${what} options must be an object like { ${names.join(", ")} }`);
   }
   for (const [k, v] of Object.entries(opts)) {
     // Object.hasOwn: `constructor` or `toString` must not find Object.prototype's.
     const type = Object.hasOwn(types, k) ? types[k] : undefined;
-    if (type === undefined) throw fail(`${what} has no option "${k}"${didYouMean(k, names) || `; it takes ${names.join(", ")}`}`);
+    if (type === undefined) throw fail(`${what} has no option "${k}"${none ? `; it takes ${takesNone}` : didYouMean(k, names) || `; it takes ${names.join(", ")}`}`);
     if (v !== undefined && !type.split("|").includes(typeof v)) {
       throw fail(`${what} option ${k} must be a ${type.replace("|", " or ")}, not ${typeof v}`);
     }
