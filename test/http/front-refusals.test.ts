@@ -125,6 +125,11 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     ["a head over Bun's size limit", `GET /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
     ["a head over Bun's size limit, not all here", `POST /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}`, 431, "HEADERS_TOO_LARGE"],
     ["more header lines than Bun takes", `GET /items/k HTTP/1.1\r\n${H}${headers(BUN_MAX_HEADER_LINES)}\r\n`, 431, "HEADERS_TOO_LARGE"],
+    // Bun answered these three bare (no envelope), the first a 505: a 5xx for a client's bytes.
+    ["a raw NUL in the target", `GET /items/a\x00b HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
+    ["a NUL in a header value", `GET /items/k HTTP/1.1\r\n${H}X-A: a\x00b\r\n\r\n`, 400, "BAD_REQUEST"],
+    ["a Content-Length of 20 digits", `PUT /items/k HTTP/1.1\r\n${H}Content-Length: 99999999999999999999\r\n\r\n`, 413, "BODY_TOO_LARGE"],
+    ["a Content-Length past 2^53", `PUT /items/k HTTP/1.1\r\n${H}Content-Length: 9007199254740993\r\n\r\n`, 413, "BODY_TOO_LARGE"],
   ])("%s", async (_name, request, status, code) => {
     expectRefusal(await sendAll([request]), status, code);
   });
@@ -258,6 +263,22 @@ describe("the rules are Bun's", () => {
       const status = await statusOf(r);
       const ours = refusal(r, 0)!.status;
       expect({ r, bun: status }).toEqual({ r, bun: r.startsWith("GET /x HTTP/1.1\n") ? 505 : ours });
+    }
+  });
+
+  test("Bun refuses the control characters and lengths refuse.ts refuses (with a status of its own), and serves a tab and 15 digits", async () => {
+    for (const r of [
+      `GET /x\x00 HTTP/1.1\r\n${H}\r\n`,
+      `GET /x HTTP/1.1\r\n${H}X-A: a\x01\r\n\r\n`,
+      `PUT /x HTTP/1.1\r\n${H}Content-Length: 99999999999999999999\r\n\r\n`,
+      // Bun counts leading zeros as digits too.
+      `PUT /x HTTP/1.1\r\n${H}Content-Length: 0000000000000000002\r\n\r\n{}`,
+    ]) {
+      expect({ r, bun: (await statusOf(r)) >= 400, ours: (refusal(r, 0)?.status ?? 0) >= 400 }).toEqual({ r, bun: true, ours: true });
+    }
+    // A tab in a value is a value's; 15 digits of leading zeros are a length.
+    for (const r of [`GET /x HTTP/1.1\r\n${H}X-A: a\tb\r\n\r\n`, `PUT /x HTTP/1.1\r\n${H}Content-Length: 000000000000002\r\n\r\n{}`]) {
+      expect({ r, bun: await statusOf(r), ours: refusal(r, 0)?.status }).toEqual({ r, bun: 200, ours: undefined });
     }
   });
 

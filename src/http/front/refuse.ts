@@ -23,7 +23,7 @@
 
 export interface Refusal {
   status: number;
-  code: "BAD_REQUEST" | "NOT_IMPLEMENTED" | "HTTP_VERSION" | "HEADERS_TOO_LARGE";
+  code: "BAD_REQUEST" | "NOT_IMPLEMENTED" | "HTTP_VERSION" | "HEADERS_TOO_LARGE" | "BODY_TOO_LARGE";
   message: string;
 }
 
@@ -45,6 +45,10 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** A line break that is not CRLF. */
 const BARE_BREAK = /\r(?!\n)|(?<!\r)\n/;
 const HEADER_NAME_END = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:/;
+/** A control character in a request target (Bun answered a raw NUL there with a bare 505). */
+const TARGET_CONTROL = /[\x00-\x20\x7f]/;
+/** A control character in a header line, other than a tab (Bun: a bare 400). */
+const HEADER_CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 const bad = (message: string): Refusal => ({ status: 400, code: "BAD_REQUEST", message });
 const notImplemented = (method: string): Refusal => ({ status: 501, code: "NOT_IMPLEMENTED", message: `method ${JSON.stringify(method)} is not a method this server knows (methods are case-sensitive)` });
@@ -89,6 +93,7 @@ export function refusal(text: string, start: number): Refusal | undefined {
   if (sp2 === sp1 + 1) return bad("the request target is empty");
   if (sp2 === -1) return { status: 505, code: "HTTP_VERSION", message: "the request line has no HTTP version (HTTP/1.1 or HTTP/1.0 are served)" };
   const target = line.slice(sp1 + 1, sp2);
+  if (TARGET_CONTROL.test(target)) return bad("the request target has a control character (percent-encode it: %00)");
   if (target.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(target)) return bad("the request target is neither a path nor an absolute URL");
   // A fragment is not part of a request target (RFC 9112); readers of the query disagree on where it ends.
   if (target.includes("#")) return bad("the request target has a fragment (#)");
@@ -108,6 +113,7 @@ export function refusal(text: string, start: number): Refusal | undefined {
     if (++lines > BUN_MAX_HEADER_LINES) return { status: 431, code: "HEADERS_TOO_LARGE", message: `the request has over ${BUN_MAX_HEADER_LINES} header lines` };
     // No colon, a space before it, a line starting with a space (a folded line): Bun refuses all three.
     if (!HEADER_NAME_END.test(header)) return bad("a header line is not `name: value`");
+    if (HEADER_CONTROL.test(header)) return bad("a header line has a control character");
     if (header.length >= 5 && header.charCodeAt(4) === 58 /* : */ && header.slice(0, 4).toLowerCase() === "host") host = true;
     // The body's framing: Bun closes on one it cannot read (FRAMING_HEADERS), with a bare 400.
     else if (header.length >= 15 && (header.charCodeAt(14) === 58 || header.charCodeAt(17) === 58)) {
@@ -128,15 +134,20 @@ export function refusal(text: string, start: number): Refusal | undefined {
  * a Content-Length is decimal digits (leading zeros and spaces around allowed),
  * twice only with the same value; a Transfer-Encoding is `chunked` alone (any
  * case), once. Returns the refusal, or what the line says (the length's digits,
- * "chunked"), or undefined for another header. Lengths past 15 digits are left to
- * Bun (a 413 or 400 of its own).
+ * "chunked"), or undefined for another header. Bun reads no length of more than 15
+ * digits (a bare 413 or 400): one whose value has 16 or more is a petabyte or more,
+ * past any body a node takes (413); one made long by leading zeros is a 400.
  */
 function framingRefusal(header: string, length: string | undefined, chunked: boolean): Refusal | string | undefined {
   const colon = header.indexOf(":");
   const name = header.slice(0, colon).toLowerCase();
   const value = header.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
   if (name === "content-length") {
-    if (!/^\d{1,15}$/.test(value)) return /^\d+$/.test(value) ? undefined : bad(`Content-Length ${JSON.stringify(value)} is not a number of bytes`);
+    if (!/^\d+$/.test(value)) return bad(`Content-Length ${JSON.stringify(value)} is not a number of bytes`);
+    if (value.length > 15) {
+      if (value.replace(/^0+(?=\d)/, "").length > 15) return { status: 413, code: "BODY_TOO_LARGE", message: `Content-Length ${value} is past any body this server takes` };
+      return bad(`Content-Length ${JSON.stringify(value)} has more than 15 digits, leading zeros included`);
+    }
     if (length !== undefined && Number(length) !== Number(value)) return bad("the request has two different Content-Length headers");
     return value;
   }
