@@ -230,6 +230,23 @@ describe("dump and load", () => {
     expect(await to.load(records)).toEqual({ loaded: 0, skipped: 3 });
   });
 
+  test("a loaded record marked as bytes that are UTF-8 is kept as text, as a write of those bytes is; other bytes stay bytes", async () => {
+    const { service } = lone();
+    const version = "001700000000000-000000-other";
+    const notUtf8 = Buffer.from([0xff, 0xfe]).toString("base64");
+    expect(await service.load([
+      { bucket: "default", key: "t", value: Buffer.from("héllo").toString("base64"), version, bytes: true },
+      { bucket: "default", key: "e", value: "", version, bytes: true },
+      { bucket: "default", key: "b", value: notUtf8, version, bytes: true },
+    ])).toEqual({ loaded: 3, skipped: 0 });
+    // Before, "t" and "e" kept the flag: served as base64, and refused as text/plain (406).
+    expect([...service.dump()].flat()).toEqual([
+      { bucket: "default", key: "b", value: notUtf8, version, bytes: true },
+      { bucket: "default", key: "e", value: "", version },
+      { bucket: "default", key: "t", value: "héllo", version },
+    ]);
+  });
+
   test("a record too far ahead of this node's clock stops the load; what came before stands and counts", async () => {
     const { service } = lone();
     const ahead = `${String(T0 + 501).padStart(15, "0")}-000000-future`;

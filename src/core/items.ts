@@ -4,7 +4,7 @@ import { MakhzenError } from "../errors.ts";
 import { BUCKET_NAME_RULE, BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
 import { budgetBytes, heldBytesOf, type ListPage, type Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
-import { base64Bytes, checkBase64 } from "./binary.ts";
+import { base64Bytes, checkBase64, fromBytes } from "./binary.ts";
 import { parseVersion, type Version } from "./version.ts";
 
 export interface SetOptions {
@@ -187,12 +187,15 @@ export class Items {
    * write, merged last-writer-wins, and replicated like a local write when it wins.
    * Returns false when the store already held that version or a newer one.
    */
-  importRecord(record: StoredRecord, refusesVersion: (version: Version, bucket: string, key: string) => boolean): boolean {
-    this.checkBucket(record.bucket);
-    this.checkKey(record.key);
+  importRecord(given: StoredRecord, refusesVersion: (version: Version, bucket: string, key: string) => boolean): boolean {
+    this.checkBucket(given.bucket);
+    this.checkKey(given.key);
     // Before the version comparison: a bad value is refused whether or not it would win.
-    if (record.value !== null) this.checkValue(`value of ${JSON.stringify(record.key)}`, record.value, record.bytes === true);
-    else if (record.bytes !== undefined) throw new MakhzenError("VALIDATION", `tombstone of ${JSON.stringify(record.key)} is marked as bytes`);
+    if (given.value !== null) this.checkValue(`value of ${JSON.stringify(given.key)}`, given.value, given.bytes === true);
+    else if (given.bytes !== undefined) throw new MakhzenError("VALIDATION", `tombstone of ${JSON.stringify(given.key)} is marked as bytes`);
+    // Bytes that are UTF-8 are text, whichever way they came (binary.ts): a record marked
+    // as bytes holding UTF-8 was kept as bytes, served as base64 and refused as text/plain.
+    const record = given.bytes === true && given.value !== null ? asStored(given, given.value) : given;
     if (!parseVersion(record.version)) throw new MakhzenError("VALIDATION", `version ${JSON.stringify(record.version)} is not a version`);
     this.mayWrite();
     // The cluster's rule for records from elsewhere (remote-records.ts), so a load takes
@@ -297,3 +300,10 @@ export class Items {
 
 /** What a key and its value count against --max-memory. */
 const budgetOf = (key: string, value: string): number => budgetBytes(heldBytesOf(key, value));
+
+/** A record marked as bytes, in its stored form: text when its bytes are UTF-8 (fromBytes). */
+function asStored(record: StoredRecord, b64: string): StoredRecord {
+  const { bytes: _, ...rest } = record;
+  const stored = fromBytes(Buffer.from(b64, "base64"));
+  return stored.bytes ? record : { ...rest, value: stored.value };
+}
