@@ -25,7 +25,13 @@ export function strictQuery(url: string, names: readonly string[]): URLSearchPar
 
 /** The query parameters of a listing (GET /items, /buckets/:bucket/items), checked before Elysia reads them. */
 export function checkListQuery(url: string): void {
-  const limit = strictQuery(url, ["prefix", "limit", "cursor"])?.get("limit");
+  const q = strictQuery(url, ["prefix", "limit", "cursor"]);
+  const limit = q?.get("limit");
+  // Bytes that are not UTF-8 (%FF, a lone surrogate's %ED%A0%80) are read as U+FFFD, which no key
+  // holds (items.ts): such a prefix matched nothing and answered an empty page, where a key is a 400.
+  if (q?.get("prefix")?.includes("\uFFFD")) {
+    throw new MakhzenError("BAD_REQUEST", "prefix holds U+FFFD, which is also what bytes that are not UTF-8 arrive as: no key holds it");
+  }
   // Elysia's Numeric reads "1e3" and "0x10" as numbers: only digits are a limit here.
   if (limit !== null && limit !== undefined && !/^\d+$/.test(limit)) {
     throw new MakhzenError("VALIDATION", `limit must be an integer from 1 to ${MAX_LIST_LIMIT}`);
