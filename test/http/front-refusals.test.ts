@@ -126,6 +126,8 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     ["a head over Bun's size limit, not all here", `POST /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}`, 431, "HEADERS_TOO_LARGE"],
     ["more header lines than Bun takes", `GET /items/k HTTP/1.1\r\n${H}${headers(BUN_MAX_HEADER_LINES)}\r\n`, 431, "HEADERS_TOO_LARGE"],
     // Bun answered these three bare (no envelope), the first a 505: a 5xx for a client's bytes.
+    ["two Host headers (RFC 9112: 400)", `GET /items/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`, 400, "BAD_REQUEST"],
+    ["two Host headers on a PUT", `PUT /items/k HTTP/1.1\r\nHost: a\r\nhost: a\r\nContent-Length: 2\r\n\r\n{}`, 400, "BAD_REQUEST"],
     ["a raw NUL in the target", `GET /items/a\x00b HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["a NUL in a header value", `GET /items/k HTTP/1.1\r\n${H}X-A: a\x00b\r\n\r\n`, 400, "BAD_REQUEST"],
     ["a Content-Length of 20 digits", `PUT /items/k HTTP/1.1\r\n${H}Content-Length: 99999999999999999999\r\n\r\n`, 413, "BODY_TOO_LARGE"],

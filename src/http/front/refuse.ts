@@ -114,7 +114,11 @@ export function refusal(text: string, start: number): Refusal | undefined {
     // No colon, a space before it, a line starting with a space (a folded line): Bun refuses all three.
     if (!HEADER_NAME_END.test(header)) return bad("a header line is not `name: value`");
     if (HEADER_CONTROL.test(header)) return bad("a header line has a control character");
-    if (header.length >= 5 && header.charCodeAt(4) === 58 /* : */ && header.slice(0, 4).toLowerCase() === "host") host = true;
+    if (header.length >= 5 && header.charCodeAt(4) === 58 /* : */ && header.slice(0, 4).toLowerCase() === "host") {
+      // RFC 9112 §3.2: a server MUST answer 400 to more than one (Bun served it, with one of them).
+      if (host) return bad("the request has more than one Host header");
+      host = true;
+    }
     // The body's framing: Bun closes on one it cannot read (FRAMING_HEADERS), with a bare 400.
     else if (header.length >= 15 && (header.charCodeAt(14) === 58 || header.charCodeAt(17) === 58)) {
       const framing = framingRefusal(header, length, chunked);
