@@ -37,7 +37,7 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
         session.multi.failed = true;
         return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));
       }
-      return queue(shared, session.multi, () => run(shared, session, spec, args), args);
+      return queue(shared, session.multi, () => run(shared, session, spec, args, true), args);
     }
   }
   return "spec" in checked ? execute(shared, session, checked.spec, args) : checked;
@@ -119,12 +119,13 @@ function keysOf(spec: CommandSpec, args: Buffer[]): string[] {
  * on a key another node serves (a partitioned cluster) answers a promise, and the
  * connection's next commands wait for it before they run: a pipelined `SET k 1`
  * then `INCR k` must reach the owner in that order, as Redis runs a connection's
- * commands one after another. Nothing waits in full mode, where every key is here.
+ * commands one after another. Nothing waits in full mode, where every key is here,
+ * but a walk that lets other work run between its slices (KEYS: walk.ts).
  */
 function execute(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[]): Awaitable<Reply> {
   const tail = session.tail;
   const reply = tail === undefined ? run(shared, session, spec, args) : tail.then(() => run(shared, session, spec, args));
-  if (reply instanceof Promise && (tail !== undefined || shared.service.partitioned)) {
+  if (reply instanceof Promise && (tail !== undefined || shared.service.partitioned || spec.walks === true)) {
     session.tail = reply;
     const clear = () => {
       if (session.tail === reply) session.tail = undefined;
@@ -135,8 +136,8 @@ function execute(shared: Shared, session: Session, spec: CommandSpec, args: Buff
 }
 
 /** Runs a checked command now, in the connection's current database (read now: a queued SELECT changes it for the rest). */
-function run(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[]): Awaitable<Reply> {
-  const ctx: Ctx = { shared, session, service: shared.service, bucket: bucketOf(session.db) };
+function run(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[], atomic = false): Awaitable<Reply> {
+  const ctx: Ctx = { shared, session, service: shared.service, bucket: bucketOf(session.db), atomic };
   try {
     const reply = spec.run!(ctx, args);
     return reply instanceof Promise ? reply.catch(toErrorReply) : reply;
