@@ -30,10 +30,23 @@ export interface Limits {
   maxCommandBytes: number;
   /** Longest inline command line (Redis: 64 KiB). */
   maxInlineBytes: number;
+  /** The limits of a client before AUTH: past them the error says `unauthenticated`, as Redis's does. */
+  unauthenticated?: boolean;
 }
 
-/** Before AUTH, as Redis: a client that has not proved a token may send only small commands. */
-export const UNAUTHENTICATED_LIMITS: Limits = { maxBulkBytes: 16 * 1024, maxArgs: 10, maxCommandBytes: 64 * 1024, maxInlineBytes: 64 * 1024 };
+/**
+ * Before AUTH, as Redis: a client that has not proved a token may send only small
+ * multibulk commands, at most 10 arguments of at most 16 KiB each (so at most
+ * 160 KiB), and Redis's error then says `unauthenticated` (a length past what an
+ * authenticated client may send is still `invalid`). An inline command is bounded
+ * by its line only, as on Redis: it reaches AUTH's check and is answered -NOAUTH.
+ */
+export const UNAUTHENTICATED_LIMITS: Limits = { maxBulkBytes: 16 * 1024, maxArgs: 10, maxCommandBytes: 10 * 16 * 1024, maxInlineBytes: 64 * 1024, unauthenticated: true };
+
+/** Longest argument count Redis reads as a count at all (INT_MAX): past it the multibulk length is `invalid` even before AUTH. */
+const MAX_MULTIBULK = 2 ** 31 - 1;
+/** Redis's proto-max-bulk-len default (512 MB): past it a bulk length is `invalid` even before AUTH. */
+const MAX_BULK = 512 * 1024 * 1024;
 
 export interface Parsed {
   commands: Buffer[][];
@@ -140,7 +153,8 @@ export class RespParser {
         const eol = buf.indexOf(LF, this.pos);
         if (eol < 0) return buf.length - this.pos > this.limits.maxInlineBytes ? "too big mbulk count string" : this.reset(buf);
         const n = parseLength(buf, this.pos + 1, eol);
-        if (n === undefined || n > this.limits.maxArgs) return "invalid multibulk length";
+        if (n === undefined || n > MAX_MULTIBULK) return "invalid multibulk length";
+        if (n > this.limits.maxArgs) return this.limits.unauthenticated ? "unauthenticated multibulk length" : "invalid multibulk length";
         this.pos = eol + 1;
         if (n <= 0) continue; // `*0` and `*-1` are nothing, as Redis reads them
         this.due = n;
@@ -153,7 +167,8 @@ export class RespParser {
         const eol = buf.indexOf(LF, this.pos);
         if (eol < 0) return buf.length - this.pos > this.limits.maxInlineBytes ? "too big bulk count string" : this.reset(buf);
         const n = parseLength(buf, this.pos + 1, eol);
-        if (n === undefined || n < 0 || n > this.limits.maxBulkBytes) return "invalid bulk length";
+        if (n === undefined || n < 0) return "invalid bulk length";
+        if (n > this.limits.maxBulkBytes) return this.limits.unauthenticated && n <= MAX_BULK ? "unauthenticated bulk length" : "invalid bulk length";
         this.commandBytes += n;
         if (this.commandBytes > this.limits.maxCommandBytes) return `command larger than ${this.limits.maxCommandBytes} bytes`;
         this.pos = eol + 1;
@@ -185,7 +200,7 @@ export class RespParser {
     const args = splitInline(buf.subarray(this.pos, lineEnd));
     this.pos = eol + 1;
     if (args === undefined) return "unbalanced quotes in request";
-    if (args.length > this.limits.maxArgs) return "invalid multibulk length";
+    // No count limit, as Redis's inline reading has none: the line's length bounds it.
     if (args.length > 0) out.push(args);
     return true;
   }

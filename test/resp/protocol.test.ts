@@ -142,12 +142,31 @@ describe("RESP wire", () => {
     expect(r.node.refusals.clientForbidden).toBe(1);
   });
 
-  test("before AUTH, a client may send only small commands (as Redis bounds unauthenticated ones)", async () => {
+  test("before AUTH, a client may send only small commands (as Redis bounds unauthenticated ones), and the error says so in Redis's words", async () => {
     const { conn } = await setup({ token: "write-secret" });
+    // Each answered as redis-server 7 with requirepass answers it (checked against it): past the
+    // unauthenticated bounds "unauthenticated", past what anyone may send (or malformed) "invalid".
+    const cases: [string | Buffer, string][] = [
+      [frame("SET", "k", "x".repeat(20_000)), "-ERR Protocol error: unauthenticated bulk length\r\n"],
+      [frame("MSET", ...Array.from({ length: 10 }, () => "a")), "-ERR Protocol error: unauthenticated multibulk length\r\n"],
+      ["*2000000\r\n", "-ERR Protocol error: unauthenticated multibulk length\r\n"],
+      ["*3000000000\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+      ["*1\r\n$600000000\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+      ["*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+      ["*1\r\n$-5\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+    ];
+    for (const [sent, expected] of cases) {
+      const c = await conn();
+      c.send(sent);
+      await c.expect(expected);
+      await c.waitClosed();
+    }
+    // Within the bounds (an inline command has no count bound, as on Redis; 10 bulks of 16,000 bytes): -NOAUTH, and open.
     const c = await conn();
-    c.send(frame("SET", "k", "x".repeat(20_000)));
-    await c.expect("-ERR Protocol error: invalid bulk length\r\n");
-    await c.waitClosed();
+    c.send("MSET a b c d e f g h i j k\r\n");
+    c.send(frame("SET", ...Array.from({ length: 9 }, () => "x".repeat(16_000))));
+    await c.expect("-NOAUTH Authentication required.\r\n-NOAUTH Authentication required.\r\n");
+    expect(c.closed).toBe(false);
   });
 
   test("AUTH raises the limits for the very next command of the same write; RESET lowers them again", async () => {
@@ -159,7 +178,7 @@ describe("RESP wire", () => {
     await c.expect("+OK\r\n+OK\r\n+OK\r\n");
     c.clear();
     c.send(Buffer.concat([frame("RESET"), frame("SET", "bk", "x".repeat(20_000))]));
-    await c.expect("+RESET\r\n-ERR Protocol error: invalid bulk length\r\n");
+    await c.expect("+RESET\r\n-ERR Protocol error: unauthenticated bulk length\r\n");
     await c.waitClosed();
   });
 
