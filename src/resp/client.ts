@@ -1,7 +1,7 @@
 import type { Socket } from "bun";
 import type { Logger } from "../ops/log.ts";
 import type { Session, Shared } from "./command.ts";
-import { dispatch } from "./dispatch.ts";
+import { dispatch, refuseTooLarge } from "./dispatch.ts";
 import { RespParser, UNAUTHENTICATED_LIMITS, type Limits } from "./parser.ts";
 import { errorReply, Out, replyBytes, type Proto, type Reply } from "./reply.ts";
 
@@ -166,7 +166,8 @@ export class Client {
           break;
         }
         // In the protocol as the command left it: HELLO 3's own answer is RESP3.
-        this.answer(dispatch(this.shared, this.session, args), this.session.proto);
+        const discarded = this.parser.discarded;
+        this.answer(discarded === 0 ? dispatch(this.shared, this.session, args) : refuseTooLarge(this.shared, this.session, discarded), this.session.proto);
         // AUTH (or RESET) in this read sets the limits the next command of the same read is parsed under.
         this.parser.limits = this.parserLimits();
         if (this.session.closing) this.closeAfterFlush = true;

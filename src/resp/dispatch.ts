@@ -43,6 +43,24 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
   return "spec" in checked ? execute(shared, session, checked.spec, args) : checked;
 }
 
+/**
+ * The reply to a command the connection does not run because one of its bulks was
+ * over the bulk limit, read and dropped (parser.ts, `discarded`): the error a write
+ * of that value gets (`value is N bytes; the limit is M`, as APPEND's), and the
+ * connection goes on. Counted as a command; inside MULTI it fails the transaction
+ * (EXEC answers -EXECABORT), as any command refused while queuing does.
+ */
+export function refuseTooLarge(shared: Shared, session: Session, bytes: number): Reply {
+  shared.stats.commands++;
+  if (session.multi !== undefined) session.multi.failed = true;
+  const { maxValueBytes, maxKeyBytes } = shared.config;
+  return errorReply(
+    maxValueBytes >= maxKeyBytes
+      ? `ERR value is ${bytes} bytes; the limit is ${maxValueBytes}`
+      : `ERR argument is ${bytes} bytes; the limit is ${maxKeyBytes} for a key and ${maxValueBytes} for a value`,
+  );
+}
+
 const QUEUED = simple("QUEUED");
 
 /**
