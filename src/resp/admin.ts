@@ -3,7 +3,7 @@ import { bucketOf, DATABASES, text, rows, type CommandSpec, type Ctx } from "./c
 import { REDIS_COMPAT_VERSION } from "./connection.ts";
 import { RespError } from "./errors.ts";
 import { globMatch } from "./glob.ts";
-import { liveKeys } from "./keys.ts";
+import { liveKeys } from "./walk.ts";
 import { bulks, map, OK, verbatim, type Reply } from "./reply.ts";
 
 /**

@@ -1,7 +1,7 @@
 import type { Socket } from "bun";
 import type { Logger } from "../ops/log.ts";
 import type { Session, Shared } from "./command.ts";
-import { dispatch } from "./dispatch.ts";
+import { dispatch, refuseTooLarge } from "./dispatch.ts";
 import { RespParser, UNAUTHENTICATED_LIMITS, type Limits } from "./parser.ts";
 import { errorReply, Out, replyBytes, type Proto, type Reply } from "./reply.ts";
 
@@ -32,6 +32,13 @@ import { errorReply, Out, replyBytes, type Proto, type Reply } from "./reply.ts"
  * paused connection is noticed (Bun's `close` fires) and the connection is
  * released. (A single multi-gigabyte write could leave a paused socket watched
  * for nothing, and its `close` never came.)
+ *
+ * A write the kernel refuses is the end of the connection, and we close it
+ * ourselves. When the peer resets while the node is still sending (a client
+ * that asked for a large reply and went away), Bun's `write` answers -1 and
+ * leaves the socket open: the failed send consumed the socket's pending error,
+ * and a paused socket does not read, so nothing would ever fire `close` and the
+ * connection, its output and its descriptor were held until the node stopped.
  */
 
 /** Unsent reply bytes past which a connection stops running commands and reading: 1 MiB, ~10k small replies. */
@@ -159,7 +166,8 @@ export class Client {
           break;
         }
         // In the protocol as the command left it: HELLO 3's own answer is RESP3.
-        this.answer(dispatch(this.shared, this.session, args), this.session.proto);
+        const discarded = this.parser.discarded;
+        this.answer(discarded === 0 ? dispatch(this.shared, this.session, args) : refuseTooLarge(this.shared, this.session, discarded), this.session.proto);
         // AUTH (or RESET) in this read sets the limits the next command of the same read is parsed under.
         this.parser.limits = this.parserLimits();
         if (this.session.closing) this.closeAfterFlush = true;
@@ -231,6 +239,7 @@ export class Client {
       this.head = 0;
     }
     this.flush();
+    if (this.closed) return;
     if (this.closeAfterFlush) {
       if (this.pending() === 0 && this.unsentBytes === 0) this.socket.end();
     } else if (this.full()) {
@@ -253,7 +262,9 @@ export class Client {
     if (!this.out.empty) {
       const data = this.out.take();
       if (this.unsentBytes === 0 && data.length <= WRITE_SLICE) {
-        const written = Math.max(0, this.socket.write(data));
+        const result = this.socket.write(data);
+        if (result < 0) return this.broken();
+        const written = result;
         const length = typeof data === "string" ? Buffer.byteLength(data) : data.length;
         if (written < length) this.queue((typeof data === "string" ? Buffer.from(data) : data).subarray(written));
       } else this.queue(typeof data === "string" ? Buffer.from(data) : data);
@@ -261,12 +272,20 @@ export class Client {
     while (this.unsent.length > 0) {
       const next = this.unsent[0]!;
       const slice = next.length > WRITE_SLICE ? next.subarray(0, WRITE_SLICE) : next;
-      const written = Math.max(0, this.socket.write(slice));
+      const written = this.socket.write(slice);
+      if (written < 0) return this.broken();
       if (written > 0) this.sent(written);
       if (written >= next.length) this.unsent.shift();
       else if (written > 0) this.unsent[0] = next.subarray(written);
       if (written < slice.length) return;
     }
+  }
+
+  /** A write was refused: the peer is gone (reset). Free what the client held and close the socket (fires `close` now). */
+  private broken(): void {
+    this.log.debug("a write failed: the client is gone, closing the connection", { client: this.session.addr });
+    this.onClose();
+    this.socket.terminate();
   }
 
   private queue(bytes: Uint8Array): void {

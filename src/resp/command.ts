@@ -30,6 +30,12 @@ export interface CommandSpec {
   since: string;
   run?: Handler;
   subcommands?: readonly CommandSpec[];
+  /**
+   * Its reply may wait on a walk that lets the node's other work run meanwhile
+   * (KEYS, RANDOMKEY: walk.ts): the connection's next commands wait for it, as
+   * they would for a command that ran in one step.
+   */
+  walks?: true;
 }
 
 /**
@@ -78,6 +84,8 @@ export interface Shared {
   readonly maxQueuedBytes: number;
   readonly sessions: Map<number, Session>;
   readonly cursors: Cursors;
+  /** RANDOMKEY's hint, by bucket: where its last long walk found the first live key after a run of tombstones (walk.ts). */
+  readonly randomFrom: Map<string, string>;
   /** `outputBytes`: replies written and not yet taken by the sockets, every connection together (INFO's mem_clients_normal). */
   readonly stats: { connections: number; commands: number; rejected: number; outputBytes: number };
   /** Refusals counted as HTTP counts them (wrong token, a read-only token writing). */
@@ -92,6 +100,8 @@ export interface Ctx {
   readonly service: ItemsService;
   /** The bucket of the selected database. */
   readonly bucket: string;
+  /** Run by EXEC: it must finish in the one step EXEC takes (a walk does not pause: walk.ts). */
+  readonly atomic?: boolean;
 }
 
 /**

@@ -37,10 +37,28 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
         session.multi.failed = true;
         return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));
       }
-      return queue(shared, session.multi, () => run(shared, session, spec, args), args);
+      return queue(shared, session.multi, () => run(shared, session, spec, args, true), args);
     }
   }
   return "spec" in checked ? execute(shared, session, checked.spec, args) : checked;
+}
+
+/**
+ * The reply to a command the connection does not run because one of its bulks was
+ * over the bulk limit, read and dropped (parser.ts, `discarded`): the error a write
+ * of that value gets (`value is N bytes; the limit is M`, as APPEND's), and the
+ * connection goes on. Counted as a command; inside MULTI it fails the transaction
+ * (EXEC answers -EXECABORT), as any command refused while queuing does.
+ */
+export function refuseTooLarge(shared: Shared, session: Session, bytes: number): Reply {
+  shared.stats.commands++;
+  if (session.multi !== undefined) session.multi.failed = true;
+  const { maxValueBytes, maxKeyBytes } = shared.config;
+  return errorReply(
+    maxValueBytes >= maxKeyBytes
+      ? `ERR value is ${bytes} bytes; the limit is ${maxValueBytes}`
+      : `ERR argument is ${bytes} bytes; the limit is ${maxKeyBytes} for a key and ${maxValueBytes} for a value`,
+  );
 }
 
 const QUEUED = simple("QUEUED");
@@ -119,12 +137,13 @@ function keysOf(spec: CommandSpec, args: Buffer[]): string[] {
  * on a key another node serves (a partitioned cluster) answers a promise, and the
  * connection's next commands wait for it before they run: a pipelined `SET k 1`
  * then `INCR k` must reach the owner in that order, as Redis runs a connection's
- * commands one after another. Nothing waits in full mode, where every key is here.
+ * commands one after another. Nothing waits in full mode, where every key is here,
+ * but a walk that lets other work run between its slices (KEYS: walk.ts).
  */
 function execute(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[]): Awaitable<Reply> {
   const tail = session.tail;
   const reply = tail === undefined ? run(shared, session, spec, args) : tail.then(() => run(shared, session, spec, args));
-  if (reply instanceof Promise && (tail !== undefined || shared.service.partitioned)) {
+  if (reply instanceof Promise && (tail !== undefined || shared.service.partitioned || spec.walks === true)) {
     session.tail = reply;
     const clear = () => {
       if (session.tail === reply) session.tail = undefined;
@@ -135,8 +154,8 @@ function execute(shared: Shared, session: Session, spec: CommandSpec, args: Buff
 }
 
 /** Runs a checked command now, in the connection's current database (read now: a queued SELECT changes it for the rest). */
-function run(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[]): Awaitable<Reply> {
-  const ctx: Ctx = { shared, session, service: shared.service, bucket: bucketOf(session.db) };
+function run(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[], atomic = false): Awaitable<Reply> {
+  const ctx: Ctx = { shared, session, service: shared.service, bucket: bucketOf(session.db), atomic };
   try {
     const reply = spec.run!(ctx, args);
     return reply instanceof Promise ? reply.catch(toErrorReply) : reply;

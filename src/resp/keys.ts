@@ -1,11 +1,10 @@
 import type { Item } from "../core/record.ts";
-import type { ListPage } from "../core/store.ts";
 import type { Awaitable } from "../service.ts";
 import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, rmw, stored, text, then, word, rows, type CommandSpec, type Ctx, type Step } from "./command.ts";
-import { incompleteKeyspace, invalidExpire, NO_SUCH_KEY, notServedHere, partialKeyspace, RespError, SYNTAX } from "./errors.ts";
+import { invalidExpire, NO_SUCH_KEY, notServedHere, RespError, SYNTAX } from "./errors.ts";
 import { isPast, keptExpiry, write } from "./expiry.ts";
-import { globMatch, literalPrefix } from "./glob.ts";
-import { array, bulk, bulkOrNil, bulks, int, NIL, OK, ONE, simple, ZERO, type Reply } from "./reply.ts";
+import { int, OK, ONE, simple, ZERO, type Reply } from "./reply.ts";
+import { keys, liveKeys, randomKey, scan, walk, whole } from "./walk.ts";
 import { MAX_TTL_SECONDS } from "../core/items.ts";
 
 /**
@@ -15,7 +14,7 @@ import { MAX_TTL_SECONDS } from "../core/items.ts";
  * the destination and a delete of the source, both in one synchronous step, so
  * atomic on this node. In a partitioned cluster a rename or copy needs both keys
  * served here; KEYS, SCAN, FLUSHDB and FLUSHALL walk the whole cluster through the
- * service's listing (`walk`), and what counts this node's own keys (DBSIZE,
+ * service's listing (`walk`, walk.ts), and what counts this node's own keys (DBSIZE,
  * RANDOMKEY) is refused: this node holds only its own partitions (docs/resp.md).
  */
 const g = rows({ group: "generic", since: "1.0.0" });
@@ -65,19 +64,8 @@ export const KEY_COMMANDS: CommandSpec[] = [
       rmw(ctx, text(a[1]!), (item) => (!item || item.expiresAt === undefined ? { reply: ZERO } : { write: { value: stored(item), expiresAt: undefined }, reply: ONE })),
   }),
   g({ name: "scan", arity: -2, flags: ["readonly"], keys: [0, 0, 0], since: "2.8.0", summary: "Iterates over the key names in the database.", run: scan }),
-  g({
-    name: "keys",
-    arity: 2,
-    flags: ["readonly"],
-    keys: [0, 0, 0],
-    summary: "Returns all key names that match a pattern.",
-    run: (ctx, a) => {
-      const pattern = text(a[1]!);
-      const out: string[] = [];
-      return then(walk(ctx, undefined, literalPrefix(pattern), Infinity, (item) => void (globMatch(pattern, item.key) && out.push(item.key))), () => bulks(out));
-    },
-  }),
-  g({ name: "randomkey", arity: 1, flags: ["readonly"], keys: [0, 0, 0], summary: "Returns a random key name from the database.", run: randomKey }),
+  g({ name: "keys", arity: 2, flags: ["readonly"], keys: [0, 0, 0], summary: "Returns all key names that match a pattern.", run: keys, walks: true }),
+  g({ name: "randomkey", arity: 1, flags: ["readonly"], keys: [0, 0, 0], summary: "Returns a random key name from the database.", run: randomKey, walks: true }),
   g({ name: "rename", arity: 3, flags: ["write"], keys: [1, 2, 1], summary: "Renames a key and overwrites the destination.", run: (ctx, a) => rename(ctx, a, false) }),
   g({ name: "renamenx", arity: 3, flags: WF, keys: [1, 2, 1], summary: "Renames a key only when the target key name doesn't exist.", run: (ctx, a) => rename(ctx, a, true) }),
   g({ name: "copy", arity: -3, flags: ["write", "denyoom"], keys: [1, 2, 1], since: "6.2.0", summary: "Copies the value of a key to a new key.", run: copy }),
@@ -93,11 +81,6 @@ export const KEY_COMMANDS: CommandSpec[] = [
     run: (ctx, a) => flush(ctx, a, Array.from({ length: DATABASES }, (_, db) => bucketOf(db))),
   }),
 ];
-
-/** Refuses a command that walks the keyspace in a partitioned cluster (see the file's comment). */
-function whole(ctx: Ctx, command: string): void {
-  if (ctx.service.partitioned) throw new RespError(partialKeyspace(command));
-}
 
 /** Refuses a two-key command unless this node serves both keys (atomic on one node only). */
 function bothHere(ctx: Ctx, command: string, ...keys: string[]): void {
@@ -158,92 +141,6 @@ function ttl(ctx: Ctx, a: Buffer[], unit: (ms: number) => number): Awaitable<Rep
 const expireTime = (item: Item | undefined, unit: (at: number) => number): Reply =>
   !item ? int(-2) : item.expiresAt === undefined ? int(-1) : int(unit(item.expiresAt));
 
-/**
- * Walks live items of the bucket in key order from after `from`, `max` of them at
- * most; answers the last key seen, if it stopped early. Synchronous over a replica
- * that holds every key; in a partitioned cluster the pages come from every member
- * (the service's list), and the walk goes on as they arrive.
- */
-function walk(ctx: Ctx, from: string | undefined, prefix: string, max: number, visit: (item: Item) => void, bucket = ctx.bucket): Awaitable<string | undefined> {
-  let after = from;
-  let seen = 0;
-  const next = () => ctx.service.list(bucket, { prefix: prefix || undefined, after, limit: Math.min(1000, Math.max(1, max - seen)) });
-  // Whether the walk is over once `page` is visited.
-  const take = (page: ListPage & { incomplete?: { partitions: number; members: string[] } }): boolean => {
-    // A walk over part of the keyspace would answer KEYS/SCAN short and leave keys behind a FLUSHDB, silently.
-    if (page.incomplete) throw new RespError(incompleteKeyspace(page.incomplete.partitions, page.incomplete.members));
-    for (const item of page.items) visit(item);
-    seen += page.items.length;
-    after = page.next ?? undefined;
-    return page.next === null || seen >= max;
-  };
-  for (;;) {
-    const page = next();
-    if (page instanceof Promise) {
-      return (async () => {
-        for (let p = await page; !take(p); p = await next());
-        return after;
-      })();
-    }
-    if (take(page)) return after;
-  }
-}
-
-/** SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]: COUNT keys walked per call (default 10), in key order. */
-function scan(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
-  const raw = a[1]!.toString("latin1");
-  if (!/^\d{1,20}$/.test(raw)) throw new RespError("ERR invalid cursor");
-  let pattern: string | undefined;
-  let count = 10;
-  let type: string | undefined;
-  for (let i = 2; i < a.length; i++) {
-    const opt = word(a[i]!);
-    if (i + 1 >= a.length) throw new RespError(SYNTAX);
-    if (opt === "MATCH") pattern = text(a[++i]!);
-    else if (opt === "COUNT") {
-      count = integer(a[++i]!);
-      if (count < 1) throw new RespError(SYNTAX);
-    } else if (opt === "TYPE") type = a[++i]!.toString().toLowerCase();
-    else throw new RespError(SYNTAX);
-  }
-  let after: string | undefined;
-  if (raw !== "0") {
-    after = ctx.shared.cursors.take(Number(raw), ctx.bucket);
-    if (after === undefined) throw new RespError("ERR invalid cursor");
-  }
-  const keys: string[] = [];
-  const walked = walk(ctx, after, pattern === undefined ? "" : literalPrefix(pattern), Math.min(count, 100_000), (item) => {
-    if (type !== undefined && type !== "string") return;
-    if (pattern === undefined || globMatch(pattern, item.key)) keys.push(item.key);
-  });
-  return then(walked, (last) => array([bulk(last === undefined ? "0" : String(ctx.shared.cursors.save(ctx.bucket, last))), bulks(keys)]));
-}
-
-/** Live keys of a bucket: what DBSIZE and INFO keyspace say. */
-export function liveKeys(ctx: Ctx, bucket: string): number {
-  return ctx.service.buckets().find((b) => b.name === bucket)?.keys ?? 0;
-}
-
-/**
- * A key picked uniformly among the live ones. makhzen keeps keys in order, with no
- * random access, so this walks to a random position: O(keys) at worst, unlike
- * Redis's O(1). It exists for tools that probe with it, not for hot paths.
- */
-function randomKey(ctx: Ctx): Awaitable<Reply> {
-  whole(ctx, "RANDOMKEY");
-  const total = liveKeys(ctx, ctx.bucket);
-  if (total === 0) return NIL;
-  let left = Math.floor(Math.random() * total);
-  let found: string | undefined;
-  let first: string | undefined;
-  const walked = walk(ctx, undefined, "", left + 1, (item) => {
-    first ??= item.key;
-    if (left-- === 0) found = item.key;
-  });
-  // The count can run ahead of the walk (expired keys not yet swept): any live key then.
-  return then(walked, () => bulkOrNil(found ?? first));
-}
-
 function rename(ctx: Ctx, a: Buffer[], nx: boolean): Awaitable<Reply> {
   const from = text(a[1]!);
   const to = text(a[2]!);
@@ -289,7 +186,7 @@ function flush(ctx: Ctx, a: Buffer[], buckets: string[]): Awaitable<Reply> {
   for (const bucket of buckets) {
     const keys: string[] = [];
     const deletes = () => all(keys.map((key) => ctx.service.delete(bucket, key)), OK);
-    const walked = walk(ctx, undefined, "", Infinity, (item) => void keys.push(item.key), bucket);
+    const walked = walk(ctx, { bucket }, (item) => void keys.push(item.key));
     pending.push(walked instanceof Promise ? walked.then(deletes) : deletes());
   }
   return all(pending, OK);

@@ -13,7 +13,9 @@
  * and redis-benchmark's inline mode send), split like a shell line (see inline.ts).
  *
  * Everything is bounded (Limits): a bulk's length, the argument count, a whole
- * command's bytes and an inline line. Past a bound, or on a malformed frame, the
+ * command's bytes and an inline line. A bulk past its bound but within the
+ * command's is read and dropped as it arrives (`discarded`: the connection refuses
+ * that command and goes on). Past a bound otherwise, or on a malformed frame, the
  * parser returns the commands it completed before it and then a protocol error,
  * worded as Redis words it; the connection answers those, then the error, and
  * closes. The parser is then dead: it never resynchronises on a stream it no
@@ -30,10 +32,23 @@ export interface Limits {
   maxCommandBytes: number;
   /** Longest inline command line (Redis: 64 KiB). */
   maxInlineBytes: number;
+  /** The limits of a client before AUTH: past them the error says `unauthenticated`, as Redis's does. */
+  unauthenticated?: boolean;
 }
 
-/** Before AUTH, as Redis: a client that has not proved a token may send only small commands. */
-export const UNAUTHENTICATED_LIMITS: Limits = { maxBulkBytes: 16 * 1024, maxArgs: 10, maxCommandBytes: 64 * 1024, maxInlineBytes: 64 * 1024 };
+/**
+ * Before AUTH, as Redis: a client that has not proved a token may send only small
+ * multibulk commands, at most 10 arguments of at most 16 KiB each (so at most
+ * 160 KiB), and Redis's error then says `unauthenticated` (a length past what an
+ * authenticated client may send is still `invalid`). An inline command is bounded
+ * by its line only, as on Redis: it reaches AUTH's check and is answered -NOAUTH.
+ */
+export const UNAUTHENTICATED_LIMITS: Limits = { maxBulkBytes: 16 * 1024, maxArgs: 10, maxCommandBytes: 10 * 16 * 1024, maxInlineBytes: 64 * 1024, unauthenticated: true };
+
+/** Longest argument count Redis reads as a count at all (INT_MAX): past it the multibulk length is `invalid` even before AUTH. */
+const MAX_MULTIBULK = 2 ** 31 - 1;
+/** Redis's proto-max-bulk-len default (512 MB): past it a bulk length is `invalid` even before AUTH. */
+const MAX_BULK = 512 * 1024 * 1024;
 
 export interface Parsed {
   commands: Buffer[][];
@@ -58,6 +73,15 @@ export class RespParser {
   /** Length of the bulk being waited for; -1 while its `$` header is due. */
   private bulkLen = -1;
   private dead = false;
+  /** Bytes still to be read and dropped of a bulk over maxBulkBytes (see `discarded`). */
+  private skip = 0;
+  /**
+   * The length of the longest bulk of the command next() just answered that was
+   * over `maxBulkBytes` but within `maxCommandBytes`: its bytes were read and
+   * dropped (never held), an empty argument stands in its place, and the command
+   * must be refused rather than run. 0 for a command whose every bulk was kept.
+   */
+  discarded = 0;
   /** Set once the stream is malformed or over a limit: answer it (`-ERR <error>`) after the commands before it, then close. */
   error: string | undefined;
 
@@ -98,6 +122,7 @@ export class RespParser {
       this.pos = 0;
       this.parked = [];
       this.parkedBytes = 0;
+      this.skip = 0;
     }
     // A step completes one command or fails, never both: those before an error were handed out already.
     return out[0];
@@ -109,7 +134,16 @@ export class RespParser {
   }
 
   private append(chunk: Uint8Array): void {
-    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    // Dropping a bulk too large to keep: what it still owes goes, the rest is parsed.
+    if (this.skip > 0) {
+      if (bytes.length <= this.skip) {
+        this.skip -= bytes.length;
+        return;
+      }
+      bytes = bytes.subarray(this.skip);
+      this.skip = 0;
+    }
     // Waiting for a bulk larger than what is held: park the chunk, join once complete.
     if (this.bulkLen >= 0 && this.buf.length - this.pos + this.parkedBytes + bytes.length < this.bulkLen + 2) {
       this.parked.push(bytes);
@@ -127,7 +161,7 @@ export class RespParser {
   /** Parses complete commands into `out`; a string is a protocol error. */
   private parse(out: Buffer[][]): string | undefined {
     const buf = this.buf;
-    if (this.parkedBytes > 0) return undefined;
+    if (this.parkedBytes > 0 || this.skip > 0) return undefined;
     for (;;) {
       if (this.due === 0) {
         if (this.pos >= buf.length) return this.reset(buf);
@@ -140,12 +174,14 @@ export class RespParser {
         const eol = buf.indexOf(LF, this.pos);
         if (eol < 0) return buf.length - this.pos > this.limits.maxInlineBytes ? "too big mbulk count string" : this.reset(buf);
         const n = parseLength(buf, this.pos + 1, eol);
-        if (n === undefined || n > this.limits.maxArgs) return "invalid multibulk length";
+        if (n === undefined || n > MAX_MULTIBULK) return "invalid multibulk length";
+        if (n > this.limits.maxArgs) return this.limits.unauthenticated ? "unauthenticated multibulk length" : "invalid multibulk length";
         this.pos = eol + 1;
         if (n <= 0) continue; // `*0` and `*-1` are nothing, as Redis reads them
         this.due = n;
         this.args = [];
         this.commandBytes = 0;
+        this.discarded = 0;
       }
       if (this.bulkLen < 0) {
         if (this.pos >= buf.length) return this.reset(buf);
@@ -153,11 +189,27 @@ export class RespParser {
         const eol = buf.indexOf(LF, this.pos);
         if (eol < 0) return buf.length - this.pos > this.limits.maxInlineBytes ? "too big bulk count string" : this.reset(buf);
         const n = parseLength(buf, this.pos + 1, eol);
-        if (n === undefined || n < 0 || n > this.limits.maxBulkBytes) return "invalid bulk length";
+        if (n === undefined || n < 0) return "invalid bulk length";
         this.commandBytes += n;
-        if (this.commandBytes > this.limits.maxCommandBytes) return `command larger than ${this.limits.maxCommandBytes} bytes`;
         this.pos = eol + 1;
-        this.bulkLen = n;
+        if (n > this.limits.maxBulkBytes) {
+          // Within the command's bound, an authenticated client's bulk is read and dropped, and the command
+          // refused (a value a little over --max-value-bytes need not cost the connection); past it, or
+          // before AUTH (as Redis), the stream ends here.
+          if (this.limits.unauthenticated || this.commandBytes > this.limits.maxCommandBytes) {
+            return this.limits.unauthenticated && n <= MAX_BULK ? "unauthenticated bulk length" : "invalid bulk length";
+          }
+          this.discarded = Math.max(this.discarded, n);
+          const held = Math.min(n, buf.length - this.pos);
+          this.pos += held;
+          this.skip = n - held;
+          // Then its CRLF, and an empty argument in its place.
+          this.bulkLen = 0;
+          if (this.skip > 0) return this.reset(buf);
+        } else {
+          if (this.commandBytes > this.limits.maxCommandBytes) return `command larger than ${this.limits.maxCommandBytes} bytes`;
+          this.bulkLen = n;
+        }
       }
       if (buf.length - this.pos < this.bulkLen + 2) return this.reset(buf);
       const end = this.pos + this.bulkLen;
@@ -184,8 +236,9 @@ export class RespParser {
     const lineEnd = eol > this.pos && buf[eol - 1] === CR ? eol - 1 : eol;
     const args = splitInline(buf.subarray(this.pos, lineEnd));
     this.pos = eol + 1;
+    this.discarded = 0;
     if (args === undefined) return "unbalanced quotes in request";
-    if (args.length > this.limits.maxArgs) return "invalid multibulk length";
+    // No count limit, as Redis's inline reading has none: the line's length bounds it.
     if (args.length > 0) out.push(args);
     return true;
   }

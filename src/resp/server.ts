@@ -81,6 +81,7 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     maxQueuedBytes: limits.maxCommandBytes,
     sessions: new Map(),
     cursors: new Cursors(),
+    randomFrom: new Map(),
     stats: { connections: 0, commands: 0, rejected: 0, outputBytes: 0 },
     refused: (kind) => {
       if (kind === "unauthorized") opts.refusals.clientUnauthorized++;

@@ -61,12 +61,43 @@ describe("RespParser", () => {
     expect(str(r.commands)).toEqual([["PING"]]);
     expect(r.error).toBe("Protocol error: invalid multibulk length");
     expect(p.feed(frame("PING"))).toEqual({ commands: [] });
+    // A bulk over the bulk limit and the command's: the stream ends at its header.
     const q = new RespParser(LIMITS);
-    expect(q.feed(Buffer.from("*1\r\n$1025\r\n")).error).toBe("Protocol error: invalid bulk length");
+    expect(q.feed(Buffer.from("*1\r\n$4097\r\n")).error).toBe("Protocol error: invalid bulk length");
     const big = new RespParser(LIMITS);
     expect(big.feed(Buffer.from("*5\r\n$1000\r\n" + "x".repeat(1000) + "\r\n$1000\r\n" + "x".repeat(1000) + "\r\n$1000\r\n" + "x".repeat(1000) + "\r\n$1000\r\n" + "x".repeat(1000) + "\r\n$1000\r\n")).error).toBe(
       "Protocol error: command larger than 4096 bytes",
     );
+  });
+
+  test("a bulk over the bulk limit but within the command's is read and dropped, in any split, never held; the next command parses", () => {
+    const over = Buffer.alloc(3000, 0x78);
+    const stream = Buffer.concat([frame("SET", "k", over), frame("GET", "k"), frame("SET", "a", over, "b", over.subarray(0, 1000))]);
+    for (const step of [1, 7, 1000, 3011, stream.length]) {
+      const p = new RespParser(LIMITS);
+      const got: { args: string[]; discarded: number }[] = [];
+      let most = 0;
+      for (let i = 0; i < stream.length; i += step) {
+        p.push(stream.subarray(i, i + step));
+        most = Math.max(most, p.buffered);
+        for (let c = p.next(); c !== undefined; c = p.next()) got.push({ args: c.map((a) => a.toString("latin1")), discarded: p.discarded });
+      }
+      expect(p.error).toBeUndefined();
+      // The dropped bulk is an empty argument; the kept one (1000 bytes) is whole.
+      expect(got).toEqual([
+        { args: ["SET", "k", ""], discarded: 3000 },
+        { args: ["GET", "k"], discarded: 0 },
+        { args: ["SET", "a", "", "b", "x".repeat(1000)], discarded: 3000 },
+      ]);
+      // What is held is at most one read and the 1000-byte bulk, never a 3000-byte one.
+      expect(most).toBeLessThanOrEqual(Math.max(step, 1100));
+    }
+    // A dropped bulk must still end with CRLF.
+    const bad = new RespParser(LIMITS);
+    expect(bad.feed(Buffer.from("*1\r\n$1500\r\n" + "x".repeat(1500) + "xx")).error).toBe("Protocol error: expected CRLF after a bulk string");
+    // Before AUTH, as Redis: the stream ends at the header.
+    const unauth = new RespParser({ ...LIMITS, unauthenticated: true });
+    expect(unauth.feed(Buffer.from("*1\r\n$1500\r\n")).error).toBe("Protocol error: unauthenticated bulk length");
   });
 
   test("inline splitting follows sdssplitargs: quotes, escapes, and unbalanced quotes refused", () => {

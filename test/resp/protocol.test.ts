@@ -4,6 +4,7 @@
  * and a malformed frame closing only its own connection.
  */
 import { describe, expect, test } from "bun:test";
+import Redis from "ioredis";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { frame, respSetup } from "./support.ts";
 
@@ -89,8 +90,8 @@ describe("RESP wire", () => {
       ["*1\r\n:4\r\n", "-ERR Protocol error: expected '$', got ':'\r\n"],
       ["*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
       ["*1\r\n$-1\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
-      // Over the value limit (1 KiB here): refused at the header, before any byte of it is buffered.
-      ["*2\r\n$3\r\nSET\r\n$2000\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+      // Over the value limit (1 KiB here) and a command's (64 MiB): refused at the header, before any byte of it is buffered.
+      ["*2\r\n$3\r\nSET\r\n$70000000\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
       ["*2000000\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
       [frame("PING").toString().replace("PING\r\n", "PINGxx"), "-ERR Protocol error: expected CRLF after a bulk string\r\n"],
       ["x".repeat(70 * 1024), "-ERR Protocol error: too big inline request\r\n"],
@@ -142,12 +143,31 @@ describe("RESP wire", () => {
     expect(r.node.refusals.clientForbidden).toBe(1);
   });
 
-  test("before AUTH, a client may send only small commands (as Redis bounds unauthenticated ones)", async () => {
+  test("before AUTH, a client may send only small commands (as Redis bounds unauthenticated ones), and the error says so in Redis's words", async () => {
     const { conn } = await setup({ token: "write-secret" });
+    // Each answered as redis-server 7 with requirepass answers it (checked against it): past the
+    // unauthenticated bounds "unauthenticated", past what anyone may send (or malformed) "invalid".
+    const cases: [string | Buffer, string][] = [
+      [frame("SET", "k", "x".repeat(20_000)), "-ERR Protocol error: unauthenticated bulk length\r\n"],
+      [frame("MSET", ...Array.from({ length: 10 }, () => "a")), "-ERR Protocol error: unauthenticated multibulk length\r\n"],
+      ["*2000000\r\n", "-ERR Protocol error: unauthenticated multibulk length\r\n"],
+      ["*3000000000\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+      ["*1\r\n$600000000\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+      ["*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+      ["*1\r\n$-5\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+    ];
+    for (const [sent, expected] of cases) {
+      const c = await conn();
+      c.send(sent);
+      await c.expect(expected);
+      await c.waitClosed();
+    }
+    // Within the bounds (an inline command has no count bound, as on Redis; 10 bulks of 16,000 bytes): -NOAUTH, and open.
     const c = await conn();
-    c.send(frame("SET", "k", "x".repeat(20_000)));
-    await c.expect("-ERR Protocol error: invalid bulk length\r\n");
-    await c.waitClosed();
+    c.send("MSET a b c d e f g h i j k\r\n");
+    c.send(frame("SET", ...Array.from({ length: 9 }, () => "x".repeat(16_000))));
+    await c.expect("-NOAUTH Authentication required.\r\n-NOAUTH Authentication required.\r\n");
+    expect(c.closed).toBe(false);
   });
 
   test("AUTH raises the limits for the very next command of the same write; RESET lowers them again", async () => {
@@ -159,7 +179,7 @@ describe("RESP wire", () => {
     await c.expect("+OK\r\n+OK\r\n+OK\r\n");
     c.clear();
     c.send(Buffer.concat([frame("RESET"), frame("SET", "bk", "x".repeat(20_000))]));
-    await c.expect("+RESET\r\n-ERR Protocol error: invalid bulk length\r\n");
+    await c.expect("+RESET\r\n-ERR Protocol error: unauthenticated bulk length\r\n");
     await c.waitClosed();
   });
 
@@ -169,6 +189,43 @@ describe("RESP wire", () => {
     c.send(frame("AUTH", "x"));
     await c.expect("-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n");
   });
+});
+
+describe("a value over --max-value-bytes", () => {
+  const limitError = "-ERR value is 1048577 bytes; the limit is 1048576\r\n";
+
+  test("is read and dropped, its command answered with an error, and the connection goes on", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    const over = "x".repeat(1024 * 1024 + 1);
+    c.send(Buffer.concat([frame("SET", "k", over), frame("GET", "k"), frame("MSET", "a", "1", "b", over), frame("GET", "a"), frame("PING")]));
+    // MSET writes none of its keys: it is not run at all.
+    await c.expect(`${limitError}$-1\r\n${limitError}$-1\r\n+PONG\r\n`, 10_000);
+    expect(c.closed).toBe(false);
+    c.clear();
+    // Inside MULTI it is a command refused while queuing: EXEC applies nothing.
+    c.send(Buffer.concat([frame("MULTI"), frame("SET", "t", "1"), frame("SET", "k", over), frame("EXEC"), frame("GET", "t")]));
+    await c.expect(`+OK\r\n+QUEUED\r\n${limitError}-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n`, 10_000);
+  });
+
+  test("past a command's bound (64 MiB) the connection still closes at the bulk's header", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    c.send(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${64 * 1024 * 1024 + 1}\r\n`);
+    await c.expect("-ERR Protocol error: invalid bulk length\r\n");
+    await c.waitClosed();
+  });
+
+  test("ioredis: a 16 MB value fails once with the error, without a reconnect or a resend", async () => {
+    const { r } = await setup();
+    const redis = track(new Redis({ port: r.respPort, host: "127.0.0.1" }), (c) => c.disconnect());
+    let reconnects = 0;
+    redis.on("reconnecting", () => reconnects++);
+    await expect(redis.set("big", Buffer.alloc(16 * 1024 * 1024, 0x61))).rejects.toThrow("ERR value is 16777216 bytes; the limit is 1048576");
+    expect(await redis.set("small", "v")).toBe("OK");
+    expect(await redis.get("big")).toBeNull();
+    expect(reconnects).toBe(0);
+  }, 30_000);
 });
 
 describe("values are bytes, keys are UTF-8 text", () => {
