@@ -5,7 +5,7 @@ import type { MemberState, WireMember } from "./protocol/messages.ts";
 
 /** The pure rules of membership, tested without timers (see membership.ts for the machine). */
 
-type SilenceConfig = Pick<ClusterConfig, "suspectAfterMs" | "deadAfterMs"> & Partial<Pick<ClusterConfig, "reapDeadAfterMs">>;
+export type SilenceConfig = Pick<ClusterConfig, "suspectAfterMs" | "deadAfterMs"> & Partial<Pick<ClusterConfig, "reapDeadAfterMs">>;
 
 /**
  * The state a member is in after `silenceMs` without a word from it (pure, for

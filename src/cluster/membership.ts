@@ -2,9 +2,10 @@ import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
-import { countMembers, isLive, joinSettingsRefusal, mergeDecision, probeTimeoutMs, reportOf, stateAfterSilence, type SharedSettings } from "./membership-rules.ts";
+import { countMembers, isLive, joinSettingsRefusal, mergeDecision, probeTimeoutMs, reportOf, type SharedSettings } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
+import { ageMembers, discountPause } from "./member-silence.ts";
 import { Seeds } from "./seeds.ts";
 
 export { mergeDecision, mustYield, stateAfterSilence } from "./membership-rules.ts";
@@ -107,7 +108,9 @@ export class Membership {
   }
 
   start(): void {
-    this.timer ??= setInterval(() => this.tick(), this.deps.config.heartbeatIntervalMs);
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => this.tick(), this.deps.config.heartbeatIntervalMs);
+    this.claim.beat(); // a pause before the first tick is measured too (it went unseen)
   }
 
   stop(): void {
@@ -190,7 +193,11 @@ export class Membership {
 
   /** The member list, changing nothing (the `members` op). */
   handleMembers(): MembersAnswer {
-    return this.answer();
+    // In doubt, this process says so (suspect): a claim that asks it must not yield to it (NameClaim.consider).
+    if (!this.claim.inDoubt) return this.answer();
+    const answer = this.answer();
+    answer.members[0] = { ...answer.members[0]!, state: "suspect" };
+    return answer;
   }
 
   /**
@@ -234,6 +241,8 @@ export class Membership {
     if (this.claim.lost) return;
     if (this.claim.inDoubt) {
       this.claim.confirm([...this.list().filter((m) => m.state !== "left").map((m) => m.url), ...this.seeds.all]);
+      // Silence still counts (without the pause): members that died meanwhile, or all of them, are seen dead.
+      this.age();
       return;
     }
     this.seeds.tick();
@@ -267,34 +276,11 @@ export class Membership {
   }
 
   private age(): void {
-    const now = this.silenceClock();
-    for (const m of this.members.values()) {
-      if (m.state === "left") continue;
-      const next = stateAfterSilence(now - m.lastSeenMs, this.deps.config);
-      if (next === m.state) continue;
-      if (next === "left") {
-        // Reaped: forgotten as if it had left. `left` spreads by gossip, so nodes that
-        // re-learned it from a stale list forget it too; if it is in fact alive, it
-        // refutes with a higher incarnation and joins again.
-        this.logger.warn("member dead too long: forgotten", { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
-        m.state = "left";
-        this.deps.events.left(m);
-        continue;
-      }
-      this.logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: now - m.lastSeenMs });
-      m.state = next;
-    }
+    ageMembers(this.members.values(), this.silenceClock(), this.deps.config, this.logger, this.deps.events);
   }
 
-  /**
-   * This process was paused (SIGSTOP, a stalled VM) for `pausedMs`, and heard nobody
-   * because it listened to nobody: each member's silence is counted without that
-   * time. Before, a node resumed after --reap-dead-after reaped every peer at once, as
-   * they had reaped it, and with no seed in common the two sides never met again.
-   */
   private discountPause(pausedMs: number): void {
-    const now = this.silenceClock();
-    for (const m of this.members.values()) if (m.state !== "left") m.lastSeenMs = Math.min(now, m.lastSeenMs + pausedMs);
+    discountPause(this.members.values(), this.silenceClock(), pausedMs);
   }
 
   private markSeen(m: Member): void {

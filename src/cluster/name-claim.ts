@@ -118,8 +118,10 @@ export class NameClaim {
       .call(other.url, "members", {}, probeTimeoutMs(this.deps.config))
       .then(
         (answer) => {
+          // It answers as itself, alive: yield. One in doubt of its name (resumed from a pause)
+          // says suspect, and yields by its own rule: yielding to it too left the name to nobody.
           const it = answer.members[0];
-          if (it?.name === other.name && it.url === other.url) this.yieldTo(other);
+          if (it?.name === other.name && it.url === other.url && it.state === "alive") this.yieldTo(other);
         },
         () => this.deps.logger.debug("another claim of our name did not answer: not yielding to it", { url: other.url }),
       )

@@ -228,6 +228,99 @@ describe("duplicate names, in process", () => {
     }
   });
 
+  /** x and y, full members on `wall`, registered on `net`; b (processB) joined through x. */
+  async function threeOnOneClock() {
+    const wall = new ManualWallClock();
+    const net = new MemoryTransport();
+    const peer = (name: string) => {
+      const m = new Membership({
+        self: { name, url: `mem://${name}`, incarnation: 1 },
+        transport: net,
+        config: FAST_TIMINGS,
+        wallMs: wall.read,
+        events: { added() {}, recovered() {}, left() {}, moved() {} },
+      });
+      net.register(`mem://${name}`, {
+        join: (req: { member: WireMember }) => m.handleJoin(req.member),
+        members: () => m.handleMembers(),
+        gossip: (req: { from: WireMember; members: WireMember[] }) => m.handleGossip(req.from, req.members),
+      } as unknown as PeerService);
+      return m;
+    };
+    const x = peer("x");
+    const y = peer("y");
+    await y.join(["mem://x"]);
+    const b = processB(net, wall);
+    await b.join(["mem://x"]);
+    return { wall, net, x, y, b };
+  }
+
+  test("a pause before the first heartbeat is measured too: the peers are kept", async () => {
+    const { wall, x, y, b } = await threeOnOneClock();
+    b.start(); // and stopped at once, before its first tick
+    try {
+      wall.advance(FAST_TIMINGS.reapDeadAfterMs + 1000);
+      b.tick(); // the first beat: before, no beat had been taken to measure the gap from, and it reaped both peers
+      expect(() => b.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [])).toThrow(/checking that its name/);
+      expect({ x: b.get("x")?.state, y: b.get("y")?.state }).toEqual({ x: "alive", y: "alive" });
+    } finally {
+      for (const m of [b, x, y]) m.stop();
+    }
+  });
+
+  test("in doubt of its name with every peer gone, a resumed process still sees them die (it kept them alive, and w=quorum waited)", async () => {
+    const { wall, net, x, y, b } = await threeOnOneClock();
+    b.start();
+    try {
+      b.tick();
+      await new Promise((r) => setImmediate(r));
+      wall.advance(FAST_TIMINGS.reapDeadAfterMs + 1000); // SIGSTOP; meanwhile x and y are killed
+      net.unregister("mem://x");
+      net.unregister("mem://y");
+      b.tick(); // in doubt: reads lists nobody answers
+      for (let ms = 0; ms <= FAST_TIMINGS.deadAfterMs; ms += 100) {
+        wall.advance(100); // heartbeats on time
+        b.tick();
+        await new Promise((r) => setImmediate(r));
+      }
+      expect({ x: b.get("x")?.state, y: b.get("y")?.state }).toEqual({ x: "dead", y: "dead" });
+    } finally {
+      for (const m of [b, x, y]) m.stop();
+    }
+  });
+
+  test("a process in doubt of its name says so when asked (suspect), and a newer claim that asks it does not yield to it", async () => {
+    const wall = new ManualWallClock();
+    const net = new MemoryTransport();
+    const b1 = processB(net, wall);
+    b1.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, []);
+    b1.start();
+    const taken: string[] = [];
+    // b2 holds the name now (incarnation 20), started while b1 was stopped.
+    const b2 = new Membership({
+      self: { name: "b", url: "mem://b2", incarnation: 20 },
+      transport: net,
+      config: FAST_TIMINGS,
+      wallMs: wall.read,
+      monoMs: wall.read,
+      events: { added() {}, recovered() {}, left() {}, moved() {}, nameTaken: (_h, e) => void taken.push(e.message) },
+    });
+    net.register("mem://b1", { members: () => b1.handleMembers() } as unknown as PeerService);
+    try {
+      b1.tick();
+      expect(b1.handleMembers().members[0]).toMatchObject({ name: "b", state: "alive" });
+      wall.advance(5000); // b1 stopped, then resumed: in doubt
+      expect(b1.handleMembers().members[0]).toMatchObject({ name: "b", url: "mem://b1", state: "suspect" });
+      // A member still lists b1 alive: b2 asks b1 itself, which answers in doubt. Before, b2 yielded too, and nobody held b.
+      b2.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [claim("mem://b1", 10)]);
+      await Bun.sleep(50);
+      expect({ taken, lost: b2.nameLost }).toEqual({ taken: [], lost: false });
+    } finally {
+      b1.stop();
+      b2.stop();
+    }
+  });
+
   test("a restart on a new address is not told NAME_TAKEN by a dead process that a lagging peer still lists", async () => {
     const net = new MemoryTransport();
     const a = core("a", net);
