@@ -160,6 +160,11 @@ export class Client {
           stoppedFull = true;
           break;
         }
+        // A command the connection's next ones must wait for (dispatch.ts: a walk in slices, a
+        // forward) is pending: take no more until it settles (settle runs this again). Its effect
+        // on the session (MULTI, HELLO 3, QUIT, AUTH's limits) must be in place before the next
+        // command is parsed and dispatched, not only before it runs.
+        if (this.session.tail !== undefined) break;
         const args = this.parser.next();
         if (args === undefined) {
           if (this.parser.error !== undefined) this.protocolError(this.parser.error);

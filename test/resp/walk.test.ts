@@ -147,6 +147,25 @@ describe("over a socket", () => {
     c.send(Buffer.concat([frame("KEYS", "*"), frame("SET", "zz9", "v"), frame("KEYS", "zz*")]));
     await c.expect("*1\r\n$3\r\nzz1\r\n+OK\r\n*2\r\n$3\r\nzz1\r\n$3\r\nzz9\r\n", 10_000);
 
+    // What a command behind a sliced KEYS does with the session is decided after KEYS, not beside it:
+    // MULTI queues the SET behind it (it ran at once, and EXEC ran an empty queue), HELLO 3 answers in
+    // RESP3 and the nil after it is RESP3's, QUIT stops what follows.
+    c.clear();
+    c.send(Buffer.concat([frame("KEYS", "*"), frame("MULTI"), frame("SET", "a", "1"), frame("GET", "a"), frame("EXEC")]));
+    await c.expect("*2\r\n$3\r\nzz1\r\n$3\r\nzz9\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$1\r\n1\r\n", 10_000);
+    c.clear();
+    c.send(Buffer.concat([frame("KEYS", "zz*"), frame("HELLO", "3"), frame("GET", "nokey")]));
+    const hello = await c.until((t) => t.endsWith("_\r\n"), 10_000);
+    expect(hello.startsWith("*2\r\n$3\r\nzz1\r\n$3\r\nzz9\r\n%")).toBe(true); // HELLO 3's map, and RESP3's nil after it
+    const q = await conn();
+    q.send(Buffer.concat([frame("KEYS", "*"), frame("QUIT"), frame("SET", "after-quit", "v")]));
+    await q.waitClosed(10_000);
+    expect(q.received.toString("latin1")).toBe("*3\r\n$1\r\na\r\n$3\r\nzz1\r\n$3\r\nzz9\r\n+OK\r\n");
+    c.clear();
+    c.send(frame("EXISTS", "after-quit"));
+    await c.expect(":0\r\n", 10_000);
+
+
     let cursor = "0";
     const found: string[] = [];
     let calls = 0;
@@ -163,7 +182,7 @@ describe("over a socket", () => {
       for (let i = 0; i < Number(lines[3]!.slice(1)); i++) found.push(lines[5 + 2 * i]!);
       calls++;
     } while (cursor !== "0");
-    expect(found).toEqual(["zz1", "zz9"]);
+    expect(found).toEqual(["a", "zz1", "zz9"]); // "a": the transaction's SET above
     expect(calls).toBeGreaterThan(10);
   }, 60_000);
 });
