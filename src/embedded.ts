@@ -238,9 +238,10 @@ function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutM
  * values themselves (ranges, sizes, levels) are checked where they always are, in
  * Items and parseConcern. A type may be a union: "string|number".
  */
+const validation = (message: string): MakhzenError => new MakhzenError("VALIDATION", message);
 function callChecks<T>(what: string, types: OptionTypes, takesNone = "none"): (opts: T | undefined) => T | undefined {
   return (opts) => {
-    checkCallOptions(what, opts, types, (message) => new MakhzenError("VALIDATION", message), takesNone);
+    if (opts !== undefined) checkCallOptions(what, opts, types, validation, takesNone); // nothing per call without options
     return opts;
   };
 }

@@ -27,8 +27,12 @@ export function launcherFd(env: NodeJS.ProcessEnv = process.env): number | undef
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
-/** Whether this process was started by an npm script (`npm start`): npm sets npm_lifecycle_event for its scripts. */
-export const underNpmScript = (env: NodeJS.ProcessEnv = process.env): boolean => (env.npm_lifecycle_event ?? "") !== "";
+/**
+ * Whether this process is `npm start`'s own command: npm sets npm_lifecycle_event
+ * for a script and every process under it, so the name of the script is checked
+ * (a node a custom script puts in the background is no child of npm to watch).
+ */
+export const underNpmStart = (env: NodeJS.ProcessEnv = process.env): boolean => env.npm_lifecycle_event === "start";
 
 /** NO_COLOR (https://no-color.org): any non-empty value turns colours off. */
 export const noColor = (env: NodeJS.ProcessEnv = process.env): boolean => (env.NO_COLOR ?? "") !== "";
@@ -175,6 +179,8 @@ export function parseTtlSeconds(name: string, value: string): number {
 /** A bucket name, checked before any request so the error names the flag. */
 export function parseBucket(name: string, value: string): string {
   if (!BUCKET_PATTERN.test(value)) throw usageError(`${shownFlag(name)} must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "${value}"`);
+  // A URL path cannot carry them: fetch resolves them as dot segments.
+  if (value === "." || value === "..") throw usageError(`${shownFlag(name)} cannot be "${value}": a URL path cannot carry it`);
   return value;
 }
 

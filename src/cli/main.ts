@@ -6,7 +6,7 @@ import { CliError, usageError } from "./_errors.ts";
 import { print, printError } from "./_output.ts";
 import { namingTyped, normalizeArgs } from "./_argv.ts";
 import { createReadStream } from "node:fs";
-import { checkVariables, envName, launcherFd, noColor, underNpmScript } from "./_flags.ts";
+import { checkVariables, envName, launcherFd, noColor, underNpmStart } from "./_flags.ts";
 import { CLIENT_VARIABLE_FLAGS } from "./_connection.ts";
 import { SERVE_FLAGS } from "./serve-flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
@@ -123,15 +123,17 @@ function stopWithLauncher(): void {
 }
 
 /**
- * Under an npm script (`npm start`), stop when the shell npm started is gone. npm
+ * Under `npm start`, stop when the shell npm started is gone. npm
  * passes a SIGTERM to that shell, which dies of it without passing it on, and the
  * node went on serving with no parent (what a supervisor or `docker stop` that
  * signals only npm's PID left behind). `exec` in the script would avoid the shell,
- * but not on Windows' cmd. Polls getppid once a second, only under npm.
+ * but not on Windows' cmd. Polls getppid once a second, only under npm start.
  */
 function stopWithNpmScript(): void {
-  if (!underNpmScript()) return;
+  if (!underNpmStart()) return;
   const parent = process.ppid;
+  // Already orphaned (the shell died before this read its parent): stop now.
+  if (parent === 1) return void process.kill(process.pid, "SIGTERM");
   const watch = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(watch);

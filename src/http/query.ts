@@ -27,10 +27,10 @@ export function strictQuery(url: string, names: readonly string[]): URLSearchPar
 export function checkListQuery(url: string): void {
   const q = strictQuery(url, ["prefix", "limit", "cursor"]);
   const limit = q?.get("limit");
-  // Bytes that are not UTF-8 (%FF, a lone surrogate's %ED%A0%80) are read as U+FFFD, which no key
-  // holds (items.ts): such a prefix matched nothing and answered an empty page, where a key is a 400.
+  // Bytes that are not UTF-8 (%FF, a lone surrogate's %ED%A0%80) are read as U+FFFD: such a prefix
+  // answered a page of keys the client never named, where the same bytes in a path key are a 400 (items.ts).
   if (q?.get("prefix")?.includes("\uFFFD")) {
-    throw new MakhzenError("BAD_REQUEST", "prefix holds U+FFFD, which is also what bytes that are not UTF-8 arrive as: no key holds it");
+    throw new MakhzenError("BAD_REQUEST", "prefix holds U+FFFD, which is also what bytes that are not UTF-8 arrive as: refused, as in a key in a path");
   }
   // Elysia's Numeric reads "1e3" and "0x10" as numbers: only digits are a limit here.
   if (limit !== null && limit !== undefined && !/^\d+$/.test(limit)) {

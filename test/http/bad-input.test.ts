@@ -272,7 +272,7 @@ describe("paths and queries", () => {
     expect((await call(node, "PUT", "/items/k?ttl=1.5", { body: "v", headers: { "content-type": "text/plain" } })).status).toBe(200);
   });
 
-  test("a list prefix of bytes that are not UTF-8 is 400, as such a key is (it matched nothing and answered 200)", async () => {
+  test("a list prefix of bytes that are not UTF-8 is 400, as such a key in a path is (it was read as U+FFFD and answered 200)", async () => {
     const node = start();
     for (const prefix of ["%FF", "%ED%A0%80", "a%C3", "%EF%BF%BD"]) {
       for (const path of [`/items?prefix=${prefix}`, `/buckets/b/items?prefix=${prefix}`]) expectClientError(await call(node, "GET", path), 400, "BAD_REQUEST");
