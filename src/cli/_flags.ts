@@ -1,5 +1,6 @@
 import { MAX_TTL_SECONDS } from "../core/items.ts";
 import { BUCKET_PATTERN } from "../core/record.ts";
+import { beyondOrigin } from "../client/options.ts";
 import { closestNames } from "../ops/suggest.ts";
 import { usageError } from "./_errors.ts";
 
@@ -217,19 +218,9 @@ export function parseUrl(name: string, value: string): string {
     // reported below
   }
   if (u === undefined || (u.protocol !== "http:" && u.protocol !== "https:") || u.host === "") throw usageError(`${like}, not "${value}"`);
-  const extra = beyondOrigin(u, v);
+  const extra = beyondOrigin(u, v, "--token");
   if (extra !== undefined) throw usageError(`${like}, scheme, host and port only; "${value}" has ${extra}`);
   return url;
-}
-
-/** What a URL holds besides its origin (and a final `/`), said for an error; undefined when nothing. */
-function beyondOrigin(u: URL, typed: string): string | undefined {
-  // Checked on the text too: `new URL` forgets an empty `?` or `#`.
-  if (u.search !== "" || typed.includes("?")) return "a query (?...)";
-  if (u.hash !== "" || typed.includes("#")) return "a fragment (#...)";
-  if (u.username !== "" || u.password !== "") return "a user name or password (a node takes a token: --token)";
-  if (u.pathname !== "/") return `a path (${u.pathname}); a node serves at the root`;
-  return undefined;
 }
 
 /** Comma-separated URLs; blanks between commas are skipped, but at least one URL is required. */

@@ -100,12 +100,15 @@ function nodeUrl(given: unknown): string {
   return u.origin;
 }
 
-/** What a URL holds besides its origin (and a final `/`), said for an error; undefined when nothing. */
-function beyondOrigin(u: URL, typed: string): string | undefined {
+/**
+ * What a URL holds besides its origin (and a final `/`), said for an error; undefined
+ * when nothing. `token` names how a token is given where the URL came from (the CLI: --token).
+ */
+export function beyondOrigin(u: URL, typed: string, token = "the token option"): string | undefined {
   // Checked on the text too: `new URL` forgets an empty `?` or `#`.
   if (u.search !== "" || typed.includes("?")) return "a query (?...)";
   if (u.hash !== "" || typed.includes("#")) return "a fragment (#...)";
-  if (u.username !== "" || u.password !== "") return "a user name or password (a node takes a token: the token option)";
+  if (u.username !== "" || u.password !== "") return `a user name or password (a node takes a token: ${token})`;
   if (u.pathname !== "/") return `a path (${u.pathname}); a node serves at the root`;
   return undefined;
 }

@@ -179,28 +179,7 @@ describe("duplicate names, in process", () => {
   test("a process paused past --reap-dead-after does not take its own pause for its peers' silence: it keeps them, and its heartbeats reach them", async () => {
     // Before, it reaped every peer at its first heartbeat after the check of its name,
     // as they had reaped it; with no seed in common the two sides never met again.
-    const wall = new ManualWallClock();
-    const net = new MemoryTransport();
-    const peer = (name: string) => {
-      const m = new Membership({
-        self: { name, url: `mem://${name}`, incarnation: 1 },
-        transport: net,
-        config: FAST_TIMINGS,
-        wallMs: wall.read,
-        events: { added() {}, recovered() {}, left() {}, moved() {} },
-      });
-      net.register(`mem://${name}`, {
-        join: (req: { member: WireMember }) => m.handleJoin(req.member),
-        members: () => m.handleMembers(),
-        gossip: (req: { from: WireMember; members: WireMember[] }) => m.handleGossip(req.from, req.members),
-      } as unknown as PeerService);
-      return m;
-    };
-    const x = peer("x");
-    const y = peer("y");
-    await y.join(["mem://x"]);
-    const b = processB(net, wall);
-    await b.join(["mem://x"]);
+    const { wall, net, x, y, b } = await threeOnOneClock();
     b.start();
     try {
       b.tick();
