@@ -74,12 +74,9 @@ export const serve = defineCommand({
       // The node words its refusals with option names; namingFlags makes them the flags
       // (not NAME_TAKEN's: its "node name" is plain words, and a node's name is no option).
       if (isJoinRefusal(e)) throw new CliError(`cannot join the cluster: ${e.code === "NAME_TAKEN" ? e.message : namingFlags(e.message)}`);
-      if (e instanceof MakhzenError && ["PROTECTED_MODE", "LISTEN", "INVALID_CONFIG"].includes(e.code)) throw new CliError(namingFlags(e.message));
-      const why = (e as { code?: string }).code === "EADDRINUSE" ? "address in use" : (e as Error).message;
-      // Bun.listen's error (the RESP listener) carries its port; Bun.serve's (HTTP) does not.
-      const { port, respPort } = node.config;
-      const resp = respPort !== undefined && respPort !== port && (e as { port?: unknown }).port === respPort;
-      throw new CliError(`cannot listen on ${node.config.host}:${resp ? respPort : port}: ${why} (${resp ? "--resp-port" : "--port"})`);
+      // PROTECTED_MODE, LISTEN (a port it cannot bind: ops/listen.ts), INVALID_CONFIG (TLS files), and any other the node words.
+      if (e instanceof MakhzenError) throw new CliError(namingFlags(e.message));
+      throw e; // a bug: its stack is printed
     }
     if (stopping) return stopped.promise;
     serving = true;
