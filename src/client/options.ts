@@ -1,3 +1,4 @@
+import { whyNotPem } from "../ops/tls.ts";
 import { X509Certificate } from "node:crypto";
 import { BUCKET_PATTERN, DEFAULT_BUCKET } from "../core/record.ts";
 import { didYouMean } from "../ops/suggest.ts";
@@ -149,10 +150,8 @@ function ca(v: unknown): string {
     new X509Certificate(v);
     return v;
   } catch {
-    const why = v.includes("-----BEGIN ")
-      ? "none of its PEM blocks parses as one"
-      : `it holds no PEM block (-----BEGIN ...); it is the PEM text, not a file name: pass readFileSync(file, "utf8")`;
-    throw invalid("INVALID_CONFIG", `ca is not a PEM certificate: ${why}`);
+    const hint = v.includes("-----BEGIN ") ? "" : `; it is the PEM text, not a file name: pass readFileSync(file, "utf8")`;
+    throw invalid("INVALID_CONFIG", `ca is not a PEM certificate: ${whyNotPem(v)}${hint}`);
   }
 }
 

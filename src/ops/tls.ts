@@ -63,9 +63,12 @@ function readPem(label: string, path: string): string {
   }
 }
 
+/** Why a text that should be PEM is not: blocks that do not parse, or none at all (the client's `ca` says it too). */
+export const whyNotPem = (text: string): string =>
+  text.includes("-----BEGIN ") ? "none of its PEM blocks parses as one" : "it holds no PEM block (-----BEGIN ...)";
+
 function notPem(label: string, path: string, what: string, text: string): never {
-  const why = text.includes("-----BEGIN ") ? "none of its PEM blocks parses as one" : "it holds no PEM block (-----BEGIN ...)";
-  throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is not a PEM ${what}: ${why}`);
+  throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is not a PEM ${what}: ${whyNotPem(text)}`);
 }
 
 /** The first certificate of a PEM text (a chain's leaf, a bundle's first CA). */
