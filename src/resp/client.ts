@@ -80,6 +80,8 @@ export class Client {
   private unsent: Uint8Array[] = [];
   private unsentBytes = 0;
   private closeAfterFlush = false;
+  /** The client half-closed (onEnd): what it sent is all there will be. */
+  private ended = false;
   private closed = false;
   private paused = false;
 
@@ -112,6 +114,17 @@ export class Client {
     if (this.closed) return;
     this.closeAfterFlush = true;
     this.pump();
+  }
+
+  /**
+   * The client half-closed: nothing more will be read. The commands it sent still
+   * run, in order (one may be waiting for a walk or a forward to settle), and the
+   * connection ends once their replies are sent (run, at the end of what was read).
+   */
+  onEnd(): void {
+    if (this.closed) return;
+    this.ended = true;
+    this.run();
   }
 
   /** The connection is gone (closed by either side, or failed): forget it and free what it held. Idempotent. */
@@ -168,6 +181,8 @@ export class Client {
         const args = this.parser.next();
         if (args === undefined) {
           if (this.parser.error !== undefined) this.protocolError(this.parser.error);
+          // Half-closed, and every command it sent has been taken: end once their replies are out.
+          else if (this.ended) this.closeAfterFlush = true;
           break;
         }
         // In the protocol as the command left it: HELLO 3's own answer is RESP3.

@@ -95,6 +95,10 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
   const listener: TCPSocketListener<Client> = Bun.listen<Client>({
     hostname: config.host,
     port,
+    // A client that half-closes (shuts its sending side: `nc -N`, a script's last
+    // write) is owed the replies of every command it sent, as redis-server answers
+    // them: Bun would otherwise close both ends at its FIN (Client.onEnd).
+    allowHalfOpen: true,
     socket: {
       open(socket) {
         shared.stats.connections++;
@@ -122,6 +126,9 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
       },
       drain(socket) {
         socket.data.onDrain();
+      },
+      end(socket) {
+        socket.data.onEnd();
       },
       close(socket) {
         socket.data?.onClose();
