@@ -53,6 +53,7 @@ export class Membership {
         const seed = answer.members[0];
         if (seed && this.members.get(seed.name)?.url === seed.url) this.deps.events.reported?.(seed.name, { holds: answer.holds, filling: answer.filling });
       },
+      nameRefused: () => this.claim.doubt(),
       wallMs: deps.wallMs,
       logger: this.logger,
     });

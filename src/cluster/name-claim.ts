@@ -73,6 +73,17 @@ export class NameClaim {
     return this.doubted && !this.yielded;
   }
 
+  /**
+   * Doubts the name without a pause: a seed refused our join again for it (Seeds'
+   * nameRefused). The next heartbeats read the members' and seeds' lists as after
+   * a pause (confirm), and this process yields to a live other holder.
+   */
+  doubt(): void {
+    if (this.doubted || this.yielded) return;
+    this.doubted = true;
+    this.deps.logger.warn("a seed says another process holds this node's name; checking who keeps it");
+  }
+
   /** The peers' member lists show no other holder: the name is ours. */
   private confirmed(): void {
     this.doubted = false;

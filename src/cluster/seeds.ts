@@ -19,6 +19,12 @@ export interface SeedsDeps {
   answered: (answer: MembersAnswer, sentMs: number) => void;
   wallMs: () => number;
   logger: Logger;
+  /**
+   * A seed refused our name (NAME_TAKEN) on a join again, after we had joined: another
+   * process holds it there now. The name claim then checks who should yield (it
+   * doubts the name, as after a pause), where a first join's refusal stops the start.
+   */
+  nameRefused?: () => void;
 }
 
 /** What an operator must change after each refusal (the log line's advice). */
@@ -137,7 +143,9 @@ export class Seeds {
         return true;
       } catch (e) {
         if (isJoinRefusal(e)) {
-          this.refused = e.code;
+          // A running node's rejoin refused for its name kept serving alone, its writes reaching nobody.
+          if (e.code === "NAME_TAKEN" && this.joinedFlag && this.deps.nameRefused) this.deps.nameRefused();
+          else this.refused = e.code;
           throw e;
         }
         onlySelf = false;

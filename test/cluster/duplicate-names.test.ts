@@ -300,6 +300,43 @@ describe("duplicate names, in process", () => {
     }
   });
 
+  test("a running node whose rejoin a seed refuses for its name checks who keeps it, and yields to a live holder (it served alone)", async () => {
+    const wall = new ManualWallClock();
+    const net = new MemoryTransport();
+    const x = new Membership({
+      self: { name: "x", url: "mem://x", incarnation: 1 },
+      transport: net,
+      config: FAST_TIMINGS,
+      wallMs: wall.read,
+      events: { added() {}, recovered() {}, left() {}, moved() {} },
+    });
+    net.register("mem://x", {
+      join: (req: { member: WireMember }) => x.handleJoin(req.member),
+      members: () => x.handleMembers(),
+    } as unknown as PeerService);
+    const taken: string[] = [];
+    const b1 = processB(net, wall, { nameTaken: (_h, e) => void taken.push(e.message) });
+    await b1.join(["mem://x"]);
+    b1.start();
+    try {
+      // Each side reaps the other (a long partition); meanwhile b2 takes the name at x.
+      x.handleLeave("b", 10);
+      b1.handleLeave("x", 1);
+      net.register("mem://b2", { members: () => ({ members: [claim("mem://b2", 20)] }) } as unknown as PeerService);
+      x.handleJoin(claim("mem://b2", 20));
+      b1.tick(); // no member answers: joins through its seed again, refused NAME_TAKEN
+      await eventually(() => {
+        b1.tick(); // doubts its name: reads x's list, finds b2, asks it, yields
+        return taken.length > 0;
+      }, { what: "b1 yields" });
+      expect(taken[0]).toContain("mem://b2");
+      expect(b1.nameLost).toBe(true);
+    } finally {
+      b1.stop();
+      x.stop();
+    }
+  });
+
   test("a restart on a new address is not told NAME_TAKEN by a dead process that a lagging peer still lists", async () => {
     const net = new MemoryTransport();
     const a = core("a", net);
