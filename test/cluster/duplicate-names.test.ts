@@ -29,6 +29,23 @@ function processB(net: MemoryTransport, wall: ManualWallClock, extra: { logger?:
 
 const claim = (url: string, incarnation: number, state: WireMember["state"] = "alive"): WireMember => ({ name: "b", url, state, incarnation });
 
+/** A full member `name` at mem://<name> on `wall`, registered on `net` for joins, member reads and heartbeats. */
+function member(name: string, net: MemoryTransport, wall: ManualWallClock): Membership {
+  const m = new Membership({
+    self: { name, url: `mem://${name}`, incarnation: 1 },
+    transport: net,
+    config: FAST_TIMINGS,
+    wallMs: wall.read,
+    events: { added() {}, recovered() {}, left() {}, moved() {} },
+  });
+  net.register(`mem://${name}`, {
+    join: (req: { member: WireMember }) => m.handleJoin(req.member),
+    members: () => m.handleMembers(),
+    gossip: (req: { from: WireMember; members: WireMember[] }) => m.handleGossip(req.from, req.members),
+  } as unknown as PeerService);
+  return m;
+}
+
 describe("duplicate names, pure", () => {
   test("of two live claims the newer yields (the greater URL on a tie); a paused process always yields", () => {
     expect(mustYield(claim("mem://b2", 20), claim("mem://b1", 10), false)).toBe(true);
@@ -144,17 +161,7 @@ describe("duplicate names, in process", () => {
   test("a paused process whose name nobody took reads its peers' lists and goes on", async () => {
     const wall = new ManualWallClock();
     const net = new MemoryTransport();
-    const other = new Membership({
-      self: { name: "x", url: "mem://x", incarnation: 1 },
-      transport: net,
-      config: FAST_TIMINGS,
-      wallMs: wall.read,
-      events: { added() {}, recovered() {}, left() {}, moved() {} },
-    });
-    net.register("mem://x", {
-      join: (req: { member: WireMember }) => other.handleJoin(req.member),
-      members: () => other.handleMembers(),
-    } as unknown as PeerService);
+    member("x", net, wall);
     const m = processB(net, wall);
     await m.join(["mem://x"]);
     m.start();
@@ -211,23 +218,8 @@ describe("duplicate names, in process", () => {
   async function threeOnOneClock() {
     const wall = new ManualWallClock();
     const net = new MemoryTransport();
-    const peer = (name: string) => {
-      const m = new Membership({
-        self: { name, url: `mem://${name}`, incarnation: 1 },
-        transport: net,
-        config: FAST_TIMINGS,
-        wallMs: wall.read,
-        events: { added() {}, recovered() {}, left() {}, moved() {} },
-      });
-      net.register(`mem://${name}`, {
-        join: (req: { member: WireMember }) => m.handleJoin(req.member),
-        members: () => m.handleMembers(),
-        gossip: (req: { from: WireMember; members: WireMember[] }) => m.handleGossip(req.from, req.members),
-      } as unknown as PeerService);
-      return m;
-    };
-    const x = peer("x");
-    const y = peer("y");
+    const x = member("x", net, wall);
+    const y = member("y", net, wall);
     await y.join(["mem://x"]);
     const b = processB(net, wall);
     await b.join(["mem://x"]);
@@ -303,17 +295,7 @@ describe("duplicate names, in process", () => {
   test("a running node whose rejoin a seed refuses for its name checks who keeps it, and yields to a live holder (it served alone)", async () => {
     const wall = new ManualWallClock();
     const net = new MemoryTransport();
-    const x = new Membership({
-      self: { name: "x", url: "mem://x", incarnation: 1 },
-      transport: net,
-      config: FAST_TIMINGS,
-      wallMs: wall.read,
-      events: { added() {}, recovered() {}, left() {}, moved() {} },
-    });
-    net.register("mem://x", {
-      join: (req: { member: WireMember }) => x.handleJoin(req.member),
-      members: () => x.handleMembers(),
-    } as unknown as PeerService);
+    const x = member("x", net, wall);
     const taken: string[] = [];
     const b1 = processB(net, wall, { nameTaken: (_h, e) => void taken.push(e.message) });
     await b1.join(["mem://x"]);
