@@ -315,6 +315,24 @@ describe("cluster secret on the peer API", () => {
   });
 });
 
+describe("an unsigned answer is refused before its body is read", () => {
+  test("a stranger on a seed's URL answering without a signature is refused at its headers", async () => {
+    let pulled = 0;
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    // Endless, unsigned: before, a secured node read it to its cap, then refused it, at every retry.
+    using server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => new Response(new ReadableStream({ pull: (c) => void ((pulled += chunk.length), c.enqueue(chunk)) })),
+    });
+    const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals: newRefusals(), log: createLogger({ format: "json", write: () => {} }) });
+    const e = await new HttpTransport({ guard, maxAnswerBytes: 8 * 1024 * 1024 }).call(`http://127.0.0.1:${server.port}`, "groups", {}, 5000).catch((err) => err);
+    // Refused for its missing signature, not read to the cap first (ANSWER_TOO_LARGE, before).
+    expect((e as PeerError).code).toBe("CLUSTER_AUTH");
+    expect(pulled).toBeGreaterThan(0);
+  });
+});
+
 describe("abuse limits", () => {
   test("a peer answer over the cap is refused before it is buffered, with or without a length", async () => {
     const big = "x".repeat(64 * 1024);

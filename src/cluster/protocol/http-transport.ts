@@ -76,6 +76,14 @@ export class HttpTransport implements PeerTransport {
     } catch (e) {
       throw noAnswerError(e, `${url} ${op}`, timeoutMs, signal);
     }
+    if (signature) {
+      try {
+        this.opts.guard!.checkAnswerSigned(path, res.headers, url);
+      } catch (e) {
+        void res.body?.cancel().catch(() => {});
+        throw new PeerError(res.status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
+      }
+    }
     let answer: string;
     try {
       answer = await readCapped(res, this.maxAnswerBytes);

@@ -170,6 +170,16 @@ export class PeerGuard {
   }
 
   /** Checks an answer against the nonce of the request we signed (`sent`). */
+  /**
+   * Refuses an answer with no signature at all before its body is read: a stranger on
+   * a seed's URL could answer hundreds of megabytes, read whole and then refused, at
+   * every heartbeat's retry. (The signature itself is checked over the body, after.)
+   */
+  checkAnswerSigned(path: string, headers: Headers, from: string): void {
+    if (headers.get(SIGNATURE_HEADERS.timestamp) && headers.get(SIGNATURE_HEADERS.nonce) && headers.get(SIGNATURE_HEADERS.signature)) return;
+    this.refuse("answer", path, from, "unsigned answer (no cluster secret?)");
+  }
+
   checkAnswer(path: string, sent: Record<string, string>, body: string, headers: Headers, from: string): void {
     const v = this.signer.verify("ANSWER", answerPath(path, sent[SIGNATURE_HEADERS.nonce] ?? null), body, headers, this.opts.wallClock());
     if (!v.ok) this.refuse("answer", path, from, v.reason === "missing signature headers" ? "unsigned answer (no cluster secret?)" : v.reason);
