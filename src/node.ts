@@ -18,7 +18,7 @@ import { createMetrics } from "./ops/metrics.ts";
 import { RequestStats } from "./ops/request-stats.ts";
 import { HTTP_STATUS, MakhzenError } from "./errors.ts";
 import { errorResponse } from "./http/errors.ts";
-import { newRefusals, protectedModeProblem, type Refusals } from "./ops/security.ts";
+import { newRefusals, protectedModeProblem, urlIsLoopback, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
 import { listenRefusal } from "./ops/listen.ts";
 import { ItemsService } from "./service.ts";
@@ -142,7 +142,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     // dump carries recent deletes, and a member that joins it later cannot miss them.
     isStable: (r): boolean => (config.maxMemoryBytes > 0 || cluster.membership.counts().peers > 0) && cluster.isStable(r),
   });
-  const transport = new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca });
+  // Without a secret, the token goes to loopback peers only (protected mode), unless --insecure.
+  const transport = new HttpTransport({ guard: peerGuard, token: config.token, ca: tls.ca, tokenTo: config.insecure ? undefined : urlIsLoopback });
   const cluster = new Cluster({
     config,
     store,

@@ -39,7 +39,14 @@ export function isLoopbackHost(host: string): boolean {
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
-const urlIsLoopback = (u: string): boolean => isLoopbackHost(new URL(u).hostname);
+/** Whether a URL's host is loopback (protected mode's sense); a URL that does not parse is not. */
+export const urlIsLoopback = (u: string): boolean => {
+  try {
+    return isLoopbackHost(new URL(u).hostname);
+  } catch {
+    return false;
+  }
+};
 
 /**
  * Redis's protected mode, made stricter for a cluster. Returns why the node must

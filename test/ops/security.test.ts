@@ -6,7 +6,7 @@ import { MakhzenError } from "../../src/errors.ts";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
 import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
-import { isLoopbackHost, newRefusals, protectedModeProblem } from "../../src/ops/security.ts";
+import { isLoopbackHost, newRefusals, protectedModeProblem, urlIsLoopback } from "../../src/ops/security.ts";
 import { namingFlags } from "../../src/cli/serve-flags.ts";
 import { HttpTransport } from "../../src/cluster/protocol/http-transport.ts";
 import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
@@ -312,6 +312,32 @@ describe("cluster secret on the peer API", () => {
     expect(lines.map((l) => JSON.parse(l))).toMatchObject([
       { level: "warn", msg: "refused peer answer", route: "/internal/groups", from: url, reason: "unsigned answer (no cluster secret?)", alsoRefusedSinceLastLine: 0 },
     ]);
+  });
+});
+
+describe("without a cluster secret, the token goes to loopback peers only", () => {
+  test("a member learned beyond loopback is not sent the write token (protected mode checked only the flags)", async () => {
+    const seen: (string | null)[] = [];
+    using server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) => (seen.push(req.headers.get("authorization")), Response.json({ groups: [] })),
+    });
+    // As node.ts builds it without --cluster-secret or --insecure.
+    const transport = new HttpTransport({ token: "write-token", tokenTo: urlIsLoopback });
+    await transport.call(`http://127.0.0.1:${server.port}`, "groups", {}, 2000).catch(() => undefined);
+    // 0.0.0.0 reaches this host, but it is no loopback name: as a member a seed's answer listed there.
+    await transport.call(`http://0.0.0.0:${server.port}`, "groups", {}, 2000).catch(() => undefined);
+    expect(seen).toEqual(["Bearer write-token", null]);
+    expect([urlIsLoopback("http://[::ffff:7f00:1]:1"), urlIsLoopback("http://10.0.0.2:1"), urlIsLoopback("not a url")]).toEqual([true, false, false]);
+  });
+
+  test("a node without a secret sends its token to loopback peers: a cluster on one machine still works", async () => {
+    const a = start({ name: "ta", token: "tok-tok" });
+    const { url } = await a.listen();
+    const b = start({ name: "tb", token: "tok-tok", peers: [url], ...FAST_TIMINGS });
+    await b.listen();
+    await eventually(() => a.members().some((m) => m.name === "tb" && m.state === "alive"), { what: "a sees b" });
   });
 });
 

@@ -9,6 +9,13 @@ export interface HttpTransportOptions {
   guard?: PeerGuard;
   /** Without a guard: the client token sent as a bearer token, for peers that require one on /internal/. */
   token?: string;
+  /**
+   * Which peer URLs the token may go to (absent: any). Protected mode checks the
+   * peers a node is started with, but a member learned later (from a seed's
+   * answer, unsigned without a secret) could be anywhere: the write token went to
+   * it in clear. node.ts passes loopback only, unless --insecure.
+   */
+  tokenTo?: (url: string) => boolean;
   /** PEM CA bundle trusted for https peers (--tls-ca); absent: the system's CAs. */
   ca?: string;
   /** Largest answer read, in bytes. Default: ANSWER_MAX_BYTES. */
@@ -52,7 +59,8 @@ export class HttpTransport implements PeerTransport {
     const path = `/internal/${op}`;
     const text = typeof body === "string" ? body : JSON.stringify(body);
     const signature = this.opts.guard?.signRequest(path, text);
-    const bearer = !signature && this.opts.token !== undefined ? { authorization: `Bearer ${this.opts.token}` } : undefined;
+    const sendToken = !signature && this.opts.token !== undefined && (this.opts.tokenTo?.(url) ?? true);
+    const bearer = sendToken ? { authorization: `Bearer ${this.opts.token}` } : undefined;
     const headers = { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer };
     const origin = op === "records" ? this.origin(url) : null;
     if (origin !== null) {
