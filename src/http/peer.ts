@@ -38,6 +38,33 @@ const JSON_HEADERS = { "content-type": "application/json" };
 const CHECKED_ONCE: ReadonlySet<PeerOp> = new Set(["records", "forward", "forwardBatch"]);
 const json = (body: unknown): Response => new Response(JSON.stringify(body), { headers: JSON_HEADERS });
 
+/** How many largest peer bodies may be read at once before their signatures are checked. */
+const UNVERIFIED_BODIES = 8;
+
+/**
+ * The bytes of peer request bodies being read before their signature can be checked
+ * (it covers the body). Headers that only look signed (a well-formed signature, the
+ * current time, a new nonce) cost a stranger nothing: each such request had a body
+ * of up to the peer limit (~6 MiB) read and held for --body-timeout, with no bound on
+ * how many. Past the budget a request is refused at once (503; a peer's sender
+ * retries), counted at its Content-Length, or the limit when it has none.
+ */
+function unverifiedBodies(budget: number, maxBody: number) {
+  let held = 0;
+  return {
+    take(contentLength: string | null): number {
+      const declared = contentLength !== null && /^\d+$/.test(contentLength) ? Number(contentLength) : maxBody;
+      const bytes = Math.min(declared, maxBody);
+      if (held + bytes > budget) throw new MakhzenError("UNAVAILABLE", "too many peer requests are being read at once; send it again");
+      held += bytes;
+      return bytes;
+    },
+    give(bytes: number): void {
+      held -= bytes;
+    },
+  };
+}
+
 /**
  * The peer API under /internal/ (one POST route per operation of PEER_OPS, bodies
  * validated with the protocol's TypeBox models) and the public GET /cluster. The
@@ -58,10 +85,16 @@ export function peerRoutes(deps: PeerRoutesDeps) {
     async ({ request }: { request: Request }): Promise<unknown> => {
       const from = guard ? deps.remoteAddress?.(request) : undefined;
       guard?.checkSigned(path, request.headers, from);
-      const text = await readBodyText(request, deps.maxBodyBytes, deps.bodyTimeoutMs);
-      guard?.checkRequest(path, text, request.headers, from);
-      return checkRequest(op, parseJsonText(text));
+      const held = guard ? unverified.take(request.headers.get("content-length")) : 0;
+      try {
+        const text = await readBodyText(request, deps.maxBodyBytes, deps.bodyTimeoutMs);
+        guard?.checkRequest(path, text, request.headers, from);
+        return checkRequest(op, parseJsonText(text));
+      } finally {
+        unverified.give(held);
+      }
     };
+  const unverified = unverifiedBodies(UNVERIFIED_BODIES * deps.maxBodyBytes, deps.maxBodyBytes);
   /** The answer, signed under a cluster secret and bound to the request it answers. */
   const answer = (path: string, request: Request, body: unknown): Response => {
     const text = JSON.stringify(body);

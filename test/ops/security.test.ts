@@ -359,6 +359,36 @@ describe("an unsigned answer is refused before its body is read", () => {
   });
 });
 
+describe("peer bodies read before their signature is checked are bounded", () => {
+  test("headers that only look signed get a body read for 8 such requests at once, then 503 at once", async () => {
+    const node = start({ name: "held", clusterSecret: SECRET, bodyTimeoutMs: 20_000 });
+    const { port } = await node.listen();
+    const { requestLimits } = await import("../../src/http/limits.ts");
+    const max = requestLimits(node.config).peerBodyBytes;
+    // Well-formed, current, never seen: what a stranger can make without the secret.
+    const head = (i: number) =>
+      `POST /internal/records HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n${PROTOCOL_HEADER}: ${PROTOCOL_VERSION}\r\n` +
+      `${SIGNATURE_HEADERS.timestamp}: ${Date.now()}\r\n${SIGNATURE_HEADERS.nonce}: n${i}-${Math.random()}\r\n${SIGNATURE_HEADERS.signature}: ${"ab".repeat(32)}\r\n` +
+      `Content-Length: ${max}\r\n\r\n{"rec`;
+    const held: Bun.Socket[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        held.push(await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }));
+        held.at(-1)!.write(head(i));
+      }
+      // The eight bodies are being read (their bytes trickle in no more): the ninth is refused at its head.
+      await eventually(async () => {
+        const ninth = await rawExchange(port, head(9), { timeoutMs: 2000 }).catch(() => undefined);
+        return ninth?.status === 503 && ninth.body.includes("too many peer requests");
+      }, { timeoutMs: 10_000, what: "the ninth refused" });
+    } finally {
+      for (const s of held) s.end();
+    }
+    // Once they are gone, a request is read again (and refused for its signature, as a stranger's is).
+    await eventually(async () => (await rawExchange(port, head(10).replace(`Content-Length: ${max}`, "Content-Length: 5"), { timeoutMs: 2000 }).catch(() => undefined))?.status === 401, { timeoutMs: 10_000, what: "read again" });
+  });
+});
+
 describe("abuse limits", () => {
   test("a peer answer over the cap is refused before it is buffered, with or without a length", async () => {
     const big = "x".repeat(64 * 1024);
