@@ -7,6 +7,7 @@ import { MAX_BATCH_RECORDS } from "./cluster/protocol/messages.ts";
 import { NODE_NAME_MAX, NODE_NAME_PATTERN } from "./core/version.ts";
 import { KEY_BYTES_CEILING } from "./core/record.ts";
 import { didYouMean } from "./ops/suggest.ts";
+import { maskPassword } from "./ops/urls.ts";
 import { MAX_REPLICAS } from "./cluster/placement.ts";
 
 /**
@@ -255,15 +256,16 @@ function defaultName(host: string, port: number): string {
 function normalizeUrl(field: string, u: unknown): string {
   if (typeof u !== "string") bad(field, `must be a URL like http://10.0.0.2:3000 (a string), not ${shown(u)}`);
   const given = u.trim();
+  const masked = maskPassword(u); // a password is not repeated in the error
   let url: URL;
   try {
     url = new URL(/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/i.test(given) ? `http://${given}` : given);
   } catch {
-    bad(field, `"${u}" is not a URL like http://10.0.0.2:3000`);
+    bad(field, `"${masked}" is not a URL like http://10.0.0.2:3000`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") bad(field, `"${u}" must be http:// or https://`);
+  if (url.protocol !== "http:" && url.protocol !== "https:") bad(field, `"${masked}" must be http:// or https://`);
   const extra = url.search !== "" || given.includes("?") || url.hash !== "" || given.includes("#") || url.username !== "" || url.password !== "" || url.pathname !== "/";
-  if (extra) bad(field, `"${u}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
+  if (extra) bad(field, `"${masked}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
   return url.origin;
 }
 

@@ -107,7 +107,8 @@ describe("wrong types and values, as plain JavaScript may pass them", () => {
       advertise: "http://localhost:3000",
     });
     for (const url of ["http://10.0.0.2:3000?x=1", "http://10.0.0.2:3000#f", "http://10.0.0.2:3000/prefix", "http://u:p@10.0.0.2:3000"]) {
-      expect(refusal({ peers: [url] })).toBe(`peers "${url}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
+      // A password is masked: errors reach terminals and logs.
+      expect(refusal({ peers: [url] })).toBe(`peers "${url.replace(":p@", ":***@")}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
     }
     expect(refusal({ advertise: "ftp://x:1" })).toBe('advertise "ftp://x:1" must be http:// or https://');
     expect(refusal({ peers: [3000] })).toBe("peers must be a URL like http://10.0.0.2:3000 (a string), not 3000");

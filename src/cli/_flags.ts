@@ -1,6 +1,7 @@
 import { MAX_TTL_SECONDS } from "../core/items.ts";
 import { BUCKET_PATTERN } from "../core/record.ts";
 import { beyondOrigin } from "../client/options.ts";
+import { maskPassword } from "../ops/urls.ts";
 import { closestNames } from "../ops/suggest.ts";
 import { usageError } from "./_errors.ts";
 
@@ -217,9 +218,10 @@ export function parseUrl(name: string, value: string): string {
   } catch {
     // reported below
   }
-  if (u === undefined || (u.protocol !== "http:" && u.protocol !== "https:") || u.host === "") throw usageError(`${like}, not "${value}"`);
+  const shown = maskPassword(value);
+  if (u === undefined || (u.protocol !== "http:" && u.protocol !== "https:") || u.host === "") throw usageError(`${like}, not "${shown}"`);
   const extra = beyondOrigin(u, v, "--token");
-  if (extra !== undefined) throw usageError(`${like}, scheme, host and port only; "${value}" has ${extra}`);
+  if (extra !== undefined) throw usageError(`${like}, scheme, host and port only; "${shown}" has ${extra}`);
   return url;
 }
 

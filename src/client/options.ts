@@ -1,3 +1,4 @@
+import { maskPassword } from "../ops/urls.ts";
 import { whyNotPem } from "../ops/tls.ts";
 import { X509Certificate } from "node:crypto";
 import { BUCKET_PATTERN, DEFAULT_BUCKET } from "../core/record.ts";
@@ -94,10 +95,11 @@ function nodeUrl(given: unknown): string {
   } catch {
     // reported below
   }
-  if (u === undefined || u.host === "") throw invalid("INVALID_URL", `url ${JSON.stringify(given)} is not a URL ${like}`);
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw invalid("INVALID_URL", `url ${JSON.stringify(given)} must be http:// or https://`);
+  const shownUrl = JSON.stringify(maskPassword(given));
+  if (u === undefined || u.host === "") throw invalid("INVALID_URL", `url ${shownUrl} is not a URL ${like}`);
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw invalid("INVALID_URL", `url ${shownUrl} must be http:// or https://`);
   const extra = beyondOrigin(u, v);
-  if (extra !== undefined) throw invalid("INVALID_URL", `url ${JSON.stringify(given)} must be http(s)://host:port only, like http://10.0.0.2:3000; it has ${extra}`);
+  if (extra !== undefined) throw invalid("INVALID_URL", `url ${shownUrl} must be http(s)://host:port only, like http://10.0.0.2:3000; it has ${extra}`);
   return u.origin;
 }
 

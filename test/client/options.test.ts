@@ -82,6 +82,8 @@ describe("MakhzenClient options", () => {
     expect(await why("http://h:3000?x=1")).toEndWith("it has a query (?...)");
     expect(await why("http://h:3000#top")).toEndWith("it has a fragment (#...)");
     expect(await why("http://u:p@h:3000")).toEndWith("it has a user name or password (a node takes a token: the token option)");
+    // The password is not repeated in the error (it reaches terminals and logs).
+    expect(await why("http://bob:s3cr3t@h:3000")).toStartWith('url "http://bob:***@h:3000" must be');
     expect(await why("http://h:3000/api")).toEndWith("it has a path (/api); a node serves at the root");
     expect(await why("ftp://h:21")).toBe('url "ftp://h:21" must be http:// or https://');
   });

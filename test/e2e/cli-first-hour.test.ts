@@ -141,6 +141,8 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       // A key no URL path can carry is the user's argument: a usage error (it was exit 1, as if the node refused it).
       [["put", "", "v", "--url", node.url], 'key "" cannot be used in a URL path'],
       [["get", "..", "--url", node.url], 'key ".." cannot be used in a URL path'],
+      // A password in a URL is not repeated in the error.
+      [["get", "k", "--url", "http://bob:s3cr3t@127.0.0.1:1"], '--url must be a URL like http://10.0.0.2:3000, scheme, host and port only; "http://bob:***@127.0.0.1:1" has a user name or password (a node takes a token: --token)'],
       [["get", "k", "--bucket", "..", "--url", node.url], '--bucket cannot be "..": a URL path cannot carry it'],
       [["serve", "-idle-timeout=300s"], "--idle-timeout must be from 1s to 255s, not 300s"],
       [["serve", "--max-key-bytes", "100kb"], "--max-key-bytes must be from 1 to 64kb, not 100kb"],
