@@ -341,6 +341,21 @@ describe("without a cluster secret, the token goes to loopback peers only", () =
   });
 });
 
+describe("a peer's redirect is not followed", () => {
+  test("a seed URL answering 307 elsewhere is an error, not a join somewhere else", async () => {
+    let reached = 0;
+    using elsewhere = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (reached++, Response.json({ groups: [] })) });
+    using redirecting = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) => Response.redirect(`http://127.0.0.1:${elsewhere.port}${new URL(req.url).pathname}`, 307),
+    });
+    const e = await new HttpTransport({ token: "t" }).call(`http://127.0.0.1:${redirecting.port}`, "groups", {}, 2000).catch((err) => err);
+    expect(e).toBeInstanceOf(PeerError);
+    expect(reached).toBe(0);
+  });
+});
+
 describe("an unsigned answer is refused before its body is read", () => {
   test("a stranger on a seed's URL answering without a signature is refused at its headers", async () => {
     let pulled = 0;

@@ -80,6 +80,8 @@ export class HttpTransport implements PeerTransport {
         body: text,
         signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
         tls: this.tls,
+        // A peer never redirects: one that does is answered as the 3xx it is, not followed elsewhere.
+        redirect: "manual",
       });
     } catch (e) {
       throw noAnswerError(e, `${url} ${op}`, timeoutMs, signal);
