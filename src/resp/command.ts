@@ -68,7 +68,7 @@ export interface Session {
    * Shared.maxQueuedBytes), and whether one was refused (EXEC then aborts).
    */
   multi?: { queued: (() => Awaitable<Reply>)[]; bytes: number; failed: boolean };
-  /** The reply of the last command still waiting on another node: the next command runs after it (dispatch.ts). */
+  /** The reply of a command still waiting (on another node, or a walk in slices): the connection takes no next command until it settles (dispatch.ts, client.ts). */
   tail?: Promise<Reply>;
 }
 

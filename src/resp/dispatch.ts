@@ -133,17 +133,17 @@ function keysOf(spec: CommandSpec, args: Buffer[]): string[] {
 }
 
 /**
- * Runs a checked command, in order with the connection's earlier ones. A command
- * on a key another node serves (a partitioned cluster) answers a promise, and the
- * connection's next commands wait for it before they run: a pipelined `SET k 1`
- * then `INCR k` must reach the owner in that order, as Redis runs a connection's
- * commands one after another. Nothing waits in full mode, where every key is here,
- * but a walk that lets other work run between its slices (KEYS: walk.ts).
+ * Runs a checked command. A command on a key another node serves (a partitioned
+ * cluster) answers a promise, and so may a walk that lets other work run between
+ * its slices (KEYS: walk.ts): it becomes the session's `tail`, and the connection
+ * takes no further command until it settles (client.ts), so a pipelined `SET k 1`
+ * then `INCR k` reach the owner in that order, as Redis runs a connection's
+ * commands one after another, and a MULTI or HELLO behind it takes effect before
+ * the next command is read. Nothing waits in full mode, where every key is here.
  */
 function execute(shared: Shared, session: Session, spec: CommandSpec, args: Buffer[]): Awaitable<Reply> {
-  const tail = session.tail;
-  const reply = tail === undefined ? run(shared, session, spec, args) : tail.then(() => run(shared, session, spec, args));
-  if (reply instanceof Promise && (tail !== undefined || shared.service.partitioned || spec.walks === true)) {
+  const reply = run(shared, session, spec, args);
+  if (reply instanceof Promise && (shared.service.partitioned || spec.walks === true)) {
     session.tail = reply;
     const clear = () => {
       if (session.tail === reply) session.tail = undefined;
