@@ -87,6 +87,12 @@ class HeadReader {
     this.text = undefined;
   }
 
+  /** What has arrived of the head, as latin1 (whole: with its blank line), or undefined before its first byte. */
+  soFar(): string | undefined {
+    if (this.text !== undefined) return this.text + "\r\n\r\n";
+    return this.partial?.toString("latin1");
+  }
+
   feed(bytes: Buffer, at: number): number {
     const prior = this.partial;
     if (prior === undefined) {
@@ -243,6 +249,11 @@ export class RequestReader extends MessageReader {
   /** The current request's head has been read whole (Bun answers nothing before that, but a refusal of a head it cannot read). */
   get headRead(): boolean {
     return this.head.text !== undefined;
+  }
+
+  /** What has arrived of the current request's head (pipe.ts: what a refusal of it names). */
+  headSoFar(): string | undefined {
+    return this.head.soFar();
   }
 
   override reset(): void {

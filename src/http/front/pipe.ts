@@ -1,5 +1,7 @@
 import type { Socket } from "bun";
 import { AnswerReader, RequestReader, UNSURE } from "./frame.ts";
+import { bareRefusal, refusal, type Refusal } from "./refuse.ts";
+import { closingErrorWire } from "./wire.ts";
 
 /**
  * A client connection handed to Bun.serve: from the first request the front end
@@ -78,6 +80,13 @@ export class Pipe {
   private answered = false;
   /** Answers Bun.serve is still making for this connection (answerOwed): what a raw pipe knows of them. */
   private owed = 0;
+  /**
+   * The next bytes from Bun.serve start the answer to the request being sent (set
+   * for each request while framing; raw, only until the first answer begins). Bun's
+   * bare refusals arrive there (refuse.ts, bareRefusal), and are answered with the
+   * envelope instead, as the front end answers the malformed heads it sees first.
+   */
+  private answerStarts = true;
 
   constructor(
     port: number,
@@ -192,6 +201,12 @@ export class Pipe {
 
   private fromUp(bytes: Uint8Array): void {
     if (this.clientGone) return;
+    if (this.answerStarts) {
+      this.answerStarts = false;
+      const refused = bareRefusal(bytes, () => this.request.headSoFar());
+      // Bun closes the connection after it: so does the client's (upEnded), once this is out.
+      if (refused !== undefined) return this.toClient(refusalWire(refused));
+    }
     const framed = this.framing;
     const next = framed && this.frameAnswer(bytes);
     this.toClient(bytes);
@@ -296,6 +311,7 @@ export class Pipe {
     this.request.reset();
     this.answer.reset();
     this.answered = false;
+    this.answerStarts = true;
   }
 
   /** A request has gone up whole and its answer is still to come (raw: one is being made). */
@@ -308,9 +324,21 @@ export class Pipe {
     this.upClosed = true;
     clearTimeout(this.quiet);
     if (this.at !== undefined) this.ends.closed(this.at);
+    // Bun closes without a word on a method it does not know (FOO, a lowercase get):
+    // a head the front end would have refused gets that refusal.
+    const head = this.answerStarts && this.framing && !this.clientGone ? this.request.headSoFar() : undefined;
+    const refused = head === undefined ? undefined : refusal(head, 0);
+    if (refused !== undefined) {
+      this.answerStarts = false;
+      this.toClient(refusalWire(refused));
+    }
     // What Bun answered last still goes out before the client's connection closes.
     if (this.pendingClient === undefined) this.ends.closeClient();
   }
+}
+
+function refusalWire(r: Refusal): Uint8Array {
+  return Buffer.from(closingErrorWire(r.status, r.code, r.message));
 }
 
 /** Two byte runs as one (a new array). */

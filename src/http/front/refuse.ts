@@ -162,3 +162,46 @@ function framingRefusal(header: string, length: string | undefined, chunked: boo
   }
   return undefined;
 }
+
+/**
+ * Bun's own answer to bytes its parser refuses, on a connection handed to it
+ * (pipe.ts): a status line, `Connection: close`, no body, and the connection
+ * closed. It answers so a chunk size it cannot read (`zz`, `-1`, `d ;x`, one too
+ * large), chunk data not ended by CRLF, and a later request's malformed head. No
+ * answer of the node's own has that shape: every one has a Content-Type and a
+ * length.
+ */
+const BUN_BARE_REFUSAL = /^HTTP\/1\.1 (\d{3}) [^\r\n]*\r\nConnection: close\r\n\r\n$/;
+const BARE_REFUSAL_MAX_BYTES = 96;
+
+/**
+ * The refusal to answer, with the envelope, in place of `bytes` when they are
+ * one of Bun's bare refusals whole (see above), or undefined. `head` is what has
+ * arrived of the refused request's head, if known (asked only for a refusal): when the front end refuses it
+ * (refusal), that refusal is answered, as it would be on a connection not yet
+ * handed on (Bun answers a NUL in the target 505, refusal 400); else one for the
+ * status Bun gave (a chunked body's fault shows in no head).
+ */
+export function bareRefusal(bytes: Uint8Array, head: () => string | undefined): Refusal | undefined {
+  // Every answer passes here (a replica's to each batch): most are told apart by length and last byte.
+  const n = bytes.length;
+  if (n > BARE_REFUSAL_MAX_BYTES || bytes[n - 1] !== 10 || bytes[n - 3] !== 10) return undefined;
+  const m = BUN_BARE_REFUSAL.exec(Buffer.from(bytes.buffer, bytes.byteOffset, n).toString("latin1"));
+  if (m === null) return undefined;
+  const status = Number(m[1]);
+  const text = head();
+  const own = text === undefined ? undefined : refusal(text, 0);
+  if (own !== undefined) return own;
+  switch (status) {
+    case 400:
+      return bad("the request could not be read: a malformed head, or a chunked body whose chunk sizes or line ends are not HTTP/1.1's");
+    case 413:
+      return { status, code: "BODY_TOO_LARGE", message: "the request body is past any this server takes" };
+    case 431:
+      return { status, code: "HEADERS_TOO_LARGE", message: `the request head is over ${BUN_HEAD_MAX_BYTES} bytes or ${BUN_MAX_HEADER_LINES} lines` };
+    case 505:
+      return { status, code: "HTTP_VERSION", message: "the request's HTTP version is not supported (HTTP/1.1 or HTTP/1.0 are)" };
+    default:
+      return undefined;
+  }
+}
