@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import type { MakhzenClient } from "../client/client.ts";
 import { connectionArgs, clientFor as connect } from "./_connection.ts";
-import { CliError, usageError } from "./_errors.ts";
+import { CliError } from "./_errors.ts";
 import { print } from "./_output.ts";
 import { flagFrom, parseBucket, parseInteger, parseTtlSeconds } from "./_flags.ts";
 
@@ -27,7 +27,11 @@ export const get = defineCommand({
   async run({ args }) {
     const item = await clientFor(args).get(args.key);
     if (!item) throw new CliError(`key ${JSON.stringify(args.key)} not found`);
-    await out(args.json ? JSON.stringify(item) : item.value);
+    if (args.json) return out(JSON.stringify(item));
+    // A value that is bytes goes out as its bytes, with nothing added (`get k > file`
+    // gives them back), as redis-cli prints them: its base64 would pass for text.
+    if (item.encoding === "base64") return print(Buffer.from(item.value, "base64"));
+    await out(item.value);
   },
 });
 
@@ -101,14 +105,14 @@ export const ls = defineCommand({
 
 /**
  * All of stdin as the value, byte for byte, as `redis-cli -x` takes it (a final
- * newline stays: `printf` or `echo -n` leave it out). Values are UTF-8 text, so
- * bytes that are not are refused here rather than stored as U+FFFD.
+ * newline stays: `printf` or `echo -n` leave it out). Bytes that are not UTF-8 are
+ * stored as a binary value (as a Redis client's would be), never as U+FFFD.
  */
-async function readStdin(): Promise<string> {
+async function readStdin(): Promise<string | Uint8Array> {
   const bytes = await Bun.stdin.bytes();
   try {
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
-    throw usageError("the value on stdin is not UTF-8 text; makhzen values are text");
+    return bytes;
   }
 }

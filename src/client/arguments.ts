@@ -70,7 +70,9 @@ export function bucketSegment(bucket: unknown): string {
 
 /** A value goes in a JSON body, where it cannot break the request: only its type is checked here, the rest is the node's. */
 export function checkValue(value: unknown): void {
-  if (typeof value !== "string") throw refused("VALIDATION", `value must be a string, not ${value === null ? "null" : typeof value}`);
+  if (typeof value !== "string" && !(value instanceof Uint8Array)) {
+    throw refused("VALIDATION", `value must be a string or a Uint8Array, not ${value === null ? "null" : typeof value}`);
+  }
 }
 
 export function checkLoadBody(ndjson: unknown): void {

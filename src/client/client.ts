@@ -74,13 +74,18 @@ export class MakhzenClient {
     return this.answer(res, "an item", isItem);
   }
 
-  async put(key: string, value: string, options: ClientWriteOptions = {}): Promise<Item> {
+  /**
+   * Stores `value`: a string as text; bytes (a Uint8Array) as they are, sent as
+   * base64 (the node keeps bytes that are UTF-8 as text, as the embedded `set` does).
+   */
+  async put(key: string, value: string | Uint8Array, options: ClientWriteOptions = {}): Promise<Item> {
     checkOptions("put", options);
     checkValue(value);
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
     if (options.ifAbsent) headers["if-none-match"] = "*";
-    const body = JSON.stringify(options.ttl === undefined ? { value } : { value, ttl: options.ttl });
+    const fields = typeof value === "string" ? { value } : { value: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64"), encoding: "base64" };
+    const body = JSON.stringify(options.ttl === undefined ? fields : { ...fields, ttl: options.ttl });
     const res = await this.request("PUT", this.itemPath(key, options.bucket), { headers, body });
     return this.answer(res, "an item", isItem);
   }

@@ -74,6 +74,24 @@ describe("MakhzenClient", () => {
     expect(await c.delete("k")).toBe(false);
   });
 
+  test("put takes bytes, as the embedded set does: stored as a binary value, or as text when they are UTF-8", async () => {
+    const { createNode } = await import("../../src/node.ts");
+    await using stack = new AsyncDisposableStack();
+    const node = createNode({ port: 0 });
+    stack.defer(() => node.close());
+    const { url } = await node.listen();
+    const c = new MakhzenClient({ url });
+    const bytes = new Uint8Array([0xff, 0x00, 0x01]);
+    expect(await c.put("b", bytes, { ttl: 60 })).toMatchObject({ key: "b", value: "/wAB", encoding: "base64" });
+    expect(node.bucket().get("b")).toMatchObject({ value: "/wAB", encoding: "base64" });
+    expect(node.bucket().get("b")?.expiresAt).toBeGreaterThan(Date.now());
+    // A view into a larger buffer sends only its own bytes.
+    const view = new Uint8Array([9, 0x68, 0x69, 9]).subarray(1, 3);
+    const text = await c.put("t", view);
+    expect(text.value).toBe("hi");
+    expect(text.encoding).toBeUndefined();
+  });
+
   test("placement and forget against a real node: the owners of a key; a forget refused with the node's code", async () => {
     const { createNode } = await import("../../src/node.ts");
     const { partitionOf } = await import("../../src/cluster/placement.ts");

@@ -150,7 +150,7 @@ describe("MakhzenClient call options", () => {
   test("values the client itself puts in a path, header or query are checked", async () => {
     const cases: [() => unknown, string, string][] = [
       [() => c.get(5), "INVALID_KEY", "key must be a string, not number"],
-      [() => c.put("k", 5), "VALIDATION", "value must be a string, not number"],
+      [() => c.put("k", 5), "VALIDATION", "value must be a string or a Uint8Array, not number"],
       [() => c.get("a\ud800b"), "INVALID_UNICODE", "key is not well-formed Unicode: it has a lone surrogate (no UTF-8 form)"],
       [() => c.placement("a\udc00"), "INVALID_UNICODE", "key is not well-formed Unicode: it has a lone surrogate (no UTF-8 form)"],
       [() => c.list({ prefix: "\ud800" }), "INVALID_UNICODE", "list option prefix is not well-formed Unicode: it has a lone surrogate (no UTF-8 form)"],
