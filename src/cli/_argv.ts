@@ -1,6 +1,6 @@
 import type { ArgsDef } from "citty";
 import { editDistance } from "../ops/suggest.ts";
-import { usageError } from "./_errors.ts";
+import { CliError, usageError } from "./_errors.ts";
 import { parseBoolean } from "./_flags.ts";
 
 /**
@@ -27,9 +27,9 @@ export interface CommandLine {
   /** `-h` or `--help` was given (before any `--`). */
   help: boolean;
   /**
-   * Flags typed under another name than their own (an alias: `-bindPort` for
-   * `port`), name -> as typed (`--bindPort`): errors found later, which name the
-   * flag, are reworded with it (see namingTyped).
+   * Flags typed otherwise than `--name` (an alias: `-bindPort` for `port`; one
+   * dash: `-port`), name -> as typed: errors found later, which name the flag
+   * `--name`, are reworded with it (see namingTyped).
    */
   aliased: Map<string, string>;
 }
@@ -80,16 +80,17 @@ export function normalizeArgs(rawArgs: readonly string[], def: ArgsDef): Command
     if (first !== undefined) {
       // `--port 1 -port=2` is the same spelling twice, whatever the dashes.
       const same = first.replace(/^--?/, "") === typed;
-      throw usageError(same ? `--${typed} is given twice; give it once` : `${first} and ${shown} are the same flag; give it once`);
+      throw usageError(same ? `${first === shown ? shown : `--${typed}`} is given twice; give it once` : `${first} and ${shown} are the same flag; give it once`);
     }
     given.set(spelling.name, shown);
-    if ((negated ? typed.slice(3) : typed) !== spelling.name) aliased.set(spelling.name, negated ? `${shown.startsWith("--") ? "--" : "-"}${typed.slice(3)}` : shown);
+    const asTyped = negated ? `${shown.startsWith("--") ? "--" : "-"}${typed.slice(3)}` : shown;
+    if (asTyped !== `--${spelling.name}`) aliased.set(spelling.name, asTyped);
 
     if (spelling.type === "boolean") {
       let on = !negated;
       if (inline !== undefined) {
         if (negated) throw usageError(`${shown} takes no value, not "${inline}"`);
-        on = parseBoolean(typed, inline);
+        on = parseBooleanAsTyped(typed, inline, shown);
       }
       flags.push(on ? `--${spelling.name}` : `--no-${spelling.name}`);
       continue;
@@ -119,6 +120,16 @@ export function namingTyped(message: string, aliased: ReadonlyMap<string, string
   let out = message;
   for (const [name, shown] of aliased) out = out.replace(new RegExp(`--${name}(?![\\w-])`, "g"), shown);
   return out;
+}
+
+/** parseBoolean, its refusal naming the flag as typed (`-insecure must be ...`). */
+function parseBooleanAsTyped(typed: string, value: string, shown: string): boolean {
+  try {
+    return parseBoolean(typed, value);
+  } catch (e) {
+    if (e instanceof CliError) throw new CliError(namingTyped(e.message, new Map([[typed, shown]])), e.exitCode);
+    throw e;
+  }
 }
 
 /** `-x...` or `--x...`, but not `-` alone (stdin) nor a negative number. */

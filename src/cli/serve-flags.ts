@@ -304,20 +304,34 @@ export function checkFlagsTogether(o: NodeOptions, typed: ReadonlySet<keyof Node
  * can first; this is for what only the node can find. A quoted value is the user's
  * own, and kept as typed: `name "bad name"` must not become `--name "bad --name"`.
  */
-export function namingFlags(message: string): string {
+export function namingFlags(message: string, fromVariables: ReadonlySet<keyof NodeConfig> = new Set()): string {
   return message
     .split(QUOTED)
-    .map((part, i) => (i % 2 === 1 ? part : fieldsAsFlags(part)))
+    .map((part, i) => (i % 2 === 1 ? part : fieldsAsFlags(part, fromVariables)))
     .join("");
+}
+
+/** The NodeConfig keys a MAKHZEN_* variable set and no flag did: what namingFlags names by the variable. */
+export function variableKeys(args: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Set<keyof NodeConfig> {
+  const keys = new Set<keyof NodeConfig>();
+  const typed = typedKeys(args);
+  for (const f of SERVE_FLAGS) if (f.key !== undefined && !typed.has(f.key) && env[f.env] !== undefined && env[f.env] !== "") keys.add(f.key);
+  return keys;
 }
 
 /** A double-quoted value (JSON.stringify's form), captured so split keeps it. */
 const QUOTED = /("(?:[^"\\]|\\.)*")/;
 
-function fieldsAsFlags(text: string): string {
+function fieldsAsFlags(text: string, fromVariables: ReadonlySet<keyof NodeConfig>): string {
   let out = text;
-  // Not after a dash: a message that names the flag already (a peer of an older version) stays as it is.
-  for (const f of SERVE_FLAGS) if (f.key !== undefined) out = out.replace(new RegExp(`(?<!-)\\b${f.key}\\b`, "g"), `--${f.name}`);
+  for (const f of SERVE_FLAGS) {
+    if (f.key === undefined) continue;
+    // A setting from the environment is named as the variable the user set (MAKHZEN_HOST), also where a check named the flag.
+    const said = fromVariables.has(f.key) ? f.env : `--${f.name}`;
+    // Not after a dash: a message that names the flag already (a peer of an older version) stays as it is.
+    out = out.replace(new RegExp(`(?<!-)\\b${f.key}\\b`, "g"), said);
+    if (fromVariables.has(f.key)) out = out.replace(new RegExp(`(?<![\\w-])--${f.name}(?![\\w-])`, "g"), said);
+  }
   return out;
 }
 

@@ -6,7 +6,7 @@ import { createNode, type MakhzenNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError } from "./_errors.ts";
 import { checkServeTls } from "./_pem.ts";
-import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions, typedKeys } from "./serve-flags.ts";
+import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions, typedKeys, variableKeys } from "./serve-flags.ts";
 
 export { serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
 
@@ -17,7 +17,13 @@ export const serve = defineCommand({
     const options = serveOptions(args);
     checkFlagsTogether(options, typedKeys(args));
     const logOptions = serveLogOptions(args);
-    checkServeTls({ cert: options.tlsCertFile, key: options.tlsKeyFile, ca: options.tlsCaFile });
+    // Settings from MAKHZEN_* variables are named by the variable in what the node refuses.
+    const naming = (message: string) => namingFlags(message, variableKeys(args));
+    try {
+      checkServeTls({ cert: options.tlsCertFile, key: options.tlsKeyFile, ca: options.tlsCaFile });
+    } catch (e) {
+      throw e instanceof CliError ? new CliError(naming(e.message), e.exitCode) : e;
+    }
     const log = createLogger(logOptions);
     // Signals are taken from before the start: a SIGTERM while the node joins its
     // seeds (each may take --request-timeout) must stop it with exit 0, not kill it.
@@ -56,7 +62,7 @@ export const serve = defineCommand({
       node = createNode({ ...options, logger: log });
     } catch (e) {
       // A bad option is a usage error (2), worded with the flags; a data dir that cannot be used is a failure (1).
-      if (e instanceof MakhzenError) throw new CliError(e.code === "INVALID_CONFIG" ? namingFlags(e.message) : e.message, e.code === "DATA_DIR" ? 1 : 2);
+      if (e instanceof MakhzenError) throw new CliError(e.code === "INVALID_CONFIG" ? naming(e.message) : e.message, e.code === "DATA_DIR" ? 1 : 2);
       throw e;
     }
     if (stopping) {
@@ -73,9 +79,9 @@ export const serve = defineCommand({
       // Configuration errors a seed found: no retry would mend them, so exit 1 with its reason.
       // The node words its refusals with option names; namingFlags makes them the flags
       // (not NAME_TAKEN's: its "node name" is plain words, and a node's name is no option).
-      if (isJoinRefusal(e)) throw new CliError(`cannot join the cluster: ${e.code === "NAME_TAKEN" ? e.message : namingFlags(e.message)}`);
+      if (isJoinRefusal(e)) throw new CliError(`cannot join the cluster: ${e.code === "NAME_TAKEN" ? e.message : naming(e.message)}`);
       // PROTECTED_MODE, LISTEN (a port it cannot bind: ops/listen.ts), INVALID_CONFIG (TLS files), and any other the node words.
-      if (e instanceof MakhzenError) throw new CliError(namingFlags(e.message));
+      if (e instanceof MakhzenError) throw new CliError(naming(e.message));
       throw e; // a bug: its stack is printed
     }
     if (stopping) return stopped.promise;

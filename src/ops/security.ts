@@ -69,9 +69,14 @@ export function protectedModeProblem(config: ProtectedModeConfig): string | unde
     );
   }
   if (config.clusterSecret !== undefined) return undefined;
-  const remote = [...config.peers, ...(config.advertise ? [config.advertise] : [])].find((u) => !urlIsLoopback(u));
-  if (exposed || remote !== undefined) {
-    const where = exposed ? `listening on ${JSON.stringify(config.host)}` : `with the peer ${JSON.stringify(remote)} beyond loopback`;
+  const peer = config.peers.find((u) => !urlIsLoopback(u));
+  const advertised = config.advertise !== undefined && !urlIsLoopback(config.advertise);
+  if (exposed || peer !== undefined || advertised) {
+    const where = exposed
+      ? `listening on ${JSON.stringify(config.host)}`
+      : peer !== undefined
+        ? `with the peer ${JSON.stringify(peer)} beyond loopback`
+        : `advertising ${JSON.stringify(config.advertise)}, beyond loopback,`;
     return (
       `refusing to start ${where} without clusterSecret: anyone who can reach the peer API could join the cluster, ` +
       `inject writes and read every key. Set the same clusterSecret on every node, or accept the risk with insecure`

@@ -157,13 +157,18 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       // A password in a URL is not repeated in the error.
       [["get", "k", "--url", "http://bob:s3cr3t@127.0.0.1:1"], '--url must be a URL like http://10.0.0.2:3000, scheme, host and port only; "http://bob:***@127.0.0.1:1" has a user name or password (a node takes a token: --token)'],
       [["get", "k", "--bucket", "..", "--url", node.url], '--bucket cannot be "..": a URL path cannot carry it'],
-      [["serve", "-idle-timeout=300s"], "--idle-timeout must be from 1s to 255s, not 300s"],
+      [["serve", "-idle-timeout=300s"], "-idle-timeout must be from 1s to 255s, not 300s"],
       [["serve", "--max-key-bytes", "100kb"], "--max-key-bytes must be from 1 to 64kb, not 100kb"],
       [["serve", "--insecure=maybe"], '--insecure must be true or false, not "maybe"'],
       [["serve", "--cluster", "--name", "x"], "--cluster needs a value, but the next argument is the flag --name; write --cluster=VALUE if the value starts with a dash"],
       [["serve", "-p", "3000"], "unknown flag -p; see --help"],
       [["serve", "-prot=3000"], "unknown flag -prot (did you mean --port?); see --help"],
       [["serve", "-port=1", "--port", "2"], "--port is given twice; give it once"],
+      // One dash is named with one dash, as typed (it was named --name).
+      [["serve", "-name", "a", "-name", "b"], "-name is given twice; give it once"],
+      [["serve", "-insecure=maybe"], '-insecure must be true or false, not "maybe"'],
+      [["serve", "-port=abc"], '-port must be an integer from 0 to 65535, not "abc"'],
+      [["get", "k", "-timeout", "5"], '-timeout must be a duration with a unit, like 500ms, 30s, 10m or 24h, not "5"'],
       [["serve", "--read-token", "r"], "--read-token needs --token: without it every client may write anyway"],
       [["serve", "--token", "t", "--read-token", "t"], "--read-token must differ from --token"],
       [["serve", "--cluster-secret", "short"], "--cluster-secret must be at least 16 characters (try: openssl rand -hex 32); it has 5"],
@@ -177,15 +182,15 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["serve", "extra"], 'unexpected argument "extra" (this command takes none); see --help'],
       // Flags that would have no effect.
       [["serve", "--fsync", "always"], "--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync"],
-      [["serve", "-eviction=lru"], "--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted"],
+      [["serve", "-eviction=lru"], "-eviction needs --max-memory above 0: without a memory budget nothing is ever evicted"],
       [["get", "k", "--tls-ca", f("a.pem"), "--url", node.url], `--tls-ca has no effect with an http URL (${node.url}): give the node's https URL with --url, or leave --tls-ca out`],
       [["ls", "--tls-ca", f("a.pem")], "--tls-ca has no effect with an http URL (http://127.0.0.1:3000): give the node's https URL with --url, or leave --tls-ca out"],
-      [["get", "k", "-url=not-a-url"], '--url must be a URL like http://10.0.0.2:3000, not "not-a-url"'],
+      [["get", "k", "-url=not-a-url"], '-url must be a URL like http://10.0.0.2:3000, not "not-a-url"'],
       [["get", "k", "--tls-ca", f("junk.pem")], `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
-      [["put", "k", "v", "-ttl=soon"], '--ttl must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "soon"'],
+      [["put", "k", "v", "-ttl=soon"], '-ttl must be a number > 0 (seconds) or a duration like 500ms, 10s, 5m or 1h, not "soon"'],
       [["put", "k", "v", "--bucket="], "--bucket needs a value; it was given an empty one"],
       [["put", "k", "v", "-bucket"], "-bucket needs a value"],
-      [["ls", "-json=perhaps"], '--json must be true or false, not "perhaps"'],
+      [["ls", "-json=perhaps"], '-json must be true or false, not "perhaps"'],
       [["del", "k", "--url"], "--url needs a value"],
       [["status", "-urll", "x"], "unknown flag -urll (did you mean --url?); see --help"],
       [["dump", "--bucket", "--url", node.url], `--bucket needs a value, but the next argument is the flag --url; write --bucket=VALUE if the value starts with a dash`],
@@ -201,10 +206,10 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["serve", "-cluster", "ftp://x"], '-cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
       // Checked before any request: the node would refuse it too, but as exit 1 and not naming the flag.
       [["put", "k", "v", "--bucket", "bad name", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "bad name"'],
-      [["dump", "-bucket=a/b", "--url", node.url], '--bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "a/b"'],
+      [["dump", "-bucket=a/b", "--url", node.url], '-bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "a/b"'],
       // Past the node's longest TTL: a range, not "must be a number".
       [["put", "k", "v", "--ttl", "99999999999999999999"], "--ttl must be at most 10000000000 seconds (about 317 years), not 99999999999999999999"],
-      [["put", "k", "v", "-ttl=1000000d"], "--ttl must be at most 10000000000 seconds (about 317 years), not 1000000d"],
+      [["put", "k", "v", "-ttl=1000000d"], "-ttl must be at most 10000000000 seconds (about 317 years), not 1000000d"],
     ];
     for (const [args, message] of cases) {
       const r = await run([bin, ...args]);
@@ -220,6 +225,10 @@ describe("a bad MAKHZEN_* variable is named as the variable", () => {
       [["serve"], { MAKHZEN_IDLE_TIMEOUT: "300s" }, "MAKHZEN_IDLE_TIMEOUT must be from 1s to 255s, not 300s"],
       [["put", "k", "v", "--url", node.url], { MAKHZEN_BUCKET: "bad name" }, 'MAKHZEN_BUCKET must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "bad name"'],
       [["get", "k", "--url", "https://127.0.0.1:1"], { MAKHZEN_TLS_CA: f("junk.pem") }, `MAKHZEN_TLS_CA "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
+      // Checked by the node's own rules (config.ts, ops/tls.ts), which named the flag: now the variable set.
+      [["serve"], { MAKHZEN_HOST: "bad host" }, 'MAKHZEN_HOST "bad host" is not an address to listen on: an IPv4 address (four numbers from 0 to 255), an IPv6 address without brackets (::1) or a hostname'],
+      [["serve", "--tls-cert", f("a.pem"), "--tls-key", f("a.key")], { MAKHZEN_TLS_CA: f("junk.pem") }, `MAKHZEN_TLS_CA "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)`],
+      [["serve", "--host", "bad host"], { MAKHZEN_PORT: "0" }, '--host "bad host" is not an address to listen on: an IPv4 address (four numbers from 0 to 255), an IPv6 address without brackets (::1) or a hostname'],
     ];
     for (const [args, env, message] of cases) {
       const r = await run([bin, ...args], { env });
@@ -263,7 +272,7 @@ describe("--url names a node: scheme, host and port", () => {
     const q = `${node.url}?x=1`;
     const cases: [string[], Record<string, string>, string][] = [
       [["dump", "--url", q], {}, `--url ${like}; "${q}" has a query (?...)`],
-      [["get", "a", `-url=${node.url}#frag`], {}, `--url ${like}; "${node.url}#frag" has a fragment (#...)`],
+      [["get", "a", `-url=${node.url}#frag`], {}, `-url ${like}; "${node.url}#frag" has a fragment (#...)`],
       [["get", "a", "--url", `${node.url}/some/prefix`], {}, `--url ${like}; "${node.url}/some/prefix" has a path (/some/prefix); a node serves at the root`],
       [["ls"], { MAKHZEN_URL: q }, `MAKHZEN_URL ${like}; "${q}" has a query (?...)`],
       [["status"], { MAKHZEN_URL: `${node.url}?` }, `MAKHZEN_URL ${like}; "${node.url}?" has a query (?...)`],
