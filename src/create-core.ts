@@ -128,13 +128,18 @@ export function createCore(options: CreateCoreOptions): NodeCore {
         store.apply(r);
       }, clock.wallMs(), config.tombstoneTtlMs);
     } catch (e) {
-      disk.close();
+      // The load's own error is the one to report, not a close that could not flush.
+      try {
+        disk.close();
+      } catch {}
       throw e;
     } finally {
       loading = false;
     }
   }
-  const items = new Items(store, clock, config, options.onWrite, options.mayWrite);
+  // A data dir whose commits fail takes no write (Persistence.checkWritable), before anything the cluster checks.
+  const mayWrite = disk ? () => (disk.checkWritable(), options.mayWrite?.()) : options.mayWrite;
+  const items = new Items(store, clock, config, options.onWrite, mayWrite);
   return {
     clock,
     store,

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "NOT_FOUND"
   | "PRECONDITION_FAILED"
   | "OUT_OF_MEMORY"
+  | "PERSISTENCE_FAILED" // the data dir's commits fail (a full disk): writes are refused until one succeeds (Redis's MISCONF)
   | "INVALID_CONFIG"
   | "DATA_DIR" // the data dir cannot be used: the node refuses to start
   | "UNAVAILABLE" // not enough replicas answered or are known (w=/r=), or not ready
@@ -69,6 +70,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   NOT_FOUND: 404,
   PRECONDITION_FAILED: 412,
   OUT_OF_MEMORY: 507,
+  PERSISTENCE_FAILED: 507,
   INVALID_CONFIG: 400,
   DATA_DIR: 500,
   UNAVAILABLE: 503,

@@ -40,6 +40,8 @@ export const serve = defineCommand({
       if (stopping) return log.info("already stopping", { signal });
       stopping = true;
       const done = (e?: unknown) => {
+        // Writes the data dir could not take at the close are lost: not a clean stop (exit 1, saying so).
+        if (e instanceof MakhzenError && e.code === "PERSISTENCE_FAILED") return stopped.reject(new CliError(`stopped, but ${e.message}`));
         if (e !== undefined) log.error("leave failed; stopping anyway", { error: e });
         else log.info("stopped", { signal });
         stopped.resolve();

@@ -63,6 +63,7 @@ const clip = (s: string): string => s.slice(0, 128);
 /** The prefix of each makhzen failure over RESP; `ERR` unless Redis has a closer code. */
 const PREFIX: Partial<Record<ErrorCode, string>> = {
   OUT_OF_MEMORY: "OOM",
+  PERSISTENCE_FAILED: "MISCONF",
   UNAUTHORIZED: "NOAUTH",
   FORBIDDEN: "NOPERM",
   UNAVAILABLE: "TRYAGAIN",

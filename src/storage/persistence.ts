@@ -50,6 +50,16 @@ const SCHEMA_BYTES = "2";
  *
  * A clean `close()` flushes everything under every policy.
  *
+ * A commit that fails (a full disk, an I/O error) keeps its changes pending and is
+ * retried (every second; under `always` every 100 ms). Until one succeeds, the node
+ * takes no new write (checkWritable: 507 PERSISTENCE_FAILED, Redis's MISCONF): under
+ * `everysec` and `no` a write acknowledged then would sit in memory only, past the
+ * loss the policy promises, and a clean stop could not keep it. Under `always` the
+ * writers waiting for the failed commit are answered PERSISTENCE_FAILED at once,
+ * rather than held until the disk recovers (their writes stay applied in memory and
+ * pending, and reach the disk if it does). A close that cannot write what is pending
+ * says how much was lost, and throws.
+ *
  * A binary value (`bytes`, core/binary.ts) is stored as a BLOB of its raw bytes in
  * the same `value` column: SQLite keeps a BLOB as a BLOB in a TEXT column, so the
  * row says its own form, text rows (all rows of data dirs written before binary
@@ -65,10 +75,12 @@ export class Persistence {
   private pending = new Map<string, StoredRecord | { bucket: string; key: string; gone: true }>();
   private timer?: ReturnType<typeof setInterval>;
   private scheduled = false;
-  private waiters: (() => void)[] = [];
+  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private failures = 0;
   /** Failed commits since the last one that succeeded: a failing disk is logged within its budget (LOG_BUDGETS), then its recovery. */
   private failingRun = 0;
+  /** Why the last commit failed, while commits fail (failingRun > 0). */
+  private lastFailure = "";
   private readonly lines = new LogLimiter(() => this.now());
   /** The one pending retry of a failed commit under `always` (never more than one). */
   private retryTimer?: ReturnType<typeof setTimeout>;
@@ -243,10 +255,22 @@ export class Persistence {
     this.schedule();
   }
 
-  /** Resolves once everything queued so far is committed (under `always`, fsynced). */
+  /**
+   * Resolves once everything queued so far is committed (under `always`, fsynced);
+   * rejects PERSISTENCE_FAILED if the next commit fails.
+   */
   durable(): Promise<void> {
     if (this.pending.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /** Throws PERSISTENCE_FAILED while commits fail (see the class comment): a write must not be taken. */
+  checkWritable(): void {
+    if (this.failingRun === 0) return;
+    throw new MakhzenError(
+      "PERSISTENCE_FAILED",
+      `writes are refused: the data dir ${this.opts.dir} cannot be written (${this.lastFailure}); they are taken again once it can (retried every ${this.opts.fsync === "always" ? "100 ms" : "second"})`,
+    );
   }
 
   /**
@@ -295,15 +319,24 @@ export class Persistence {
     return this.failures;
   }
 
-  /** Flushes and closes. Idempotent. */
+  /**
+   * Flushes and closes. Idempotent. Throws PERSISTENCE_FAILED, once closed, when what
+   * was pending could not be written: those changes are lost, and the caller must not
+   * report a clean stop.
+   */
   close(): void {
     if (this.closed) return;
     clearInterval(this.timer);
     clearTimeout(this.retryTimer);
     this.flushLogged();
+    const lost = this.pending.size;
     this.closed = true;
     this.db.close();
     this.lock.release();
+    if (lost === 0) return;
+    const message = `data dir ${this.opts.dir}: ${lost} change(s) could not be written before the close (${this.lastFailure}): they are lost`;
+    (this.opts.logger ?? silentLogger).error("closed with changes the data dir did not take", { dir: this.opts.dir, lost, error: this.lastFailure });
+    throw new MakhzenError("PERSISTENCE_FAILED", message);
   }
 
   /**
@@ -335,12 +368,13 @@ export class Persistence {
     } catch (e) {
       this.failures++;
       this.failingRun++;
+      this.lastFailure = errText(e);
+      this.failWaiters();
       this.lines.line("persistence.commit-failed", "", (suppressed) =>
         log.error("commit failed; will retry", { dir: this.opts.dir, failedInARow: this.failingRun, suppressed, error: errText(e) }),
       );
-      // Writers under `always` keep waiting: their write is not durable. Retry soon,
-      // with one timer whatever the number of failed commits (writes that arrive
-      // meanwhile join the pending batch; close() cancels it).
+      // Under `always`, retry soon, with one timer whatever the number of failed
+      // commits (close() cancels it); new writes are refused meanwhile (checkWritable).
       if (this.opts.fsync === "always" && !this.closed && this.retryTimer === undefined) {
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
@@ -355,7 +389,19 @@ export class Persistence {
     if (this.pending.size > 0 || this.waiters.length === 0) return;
     const waiters = this.waiters;
     this.waiters = [];
-    for (const w of waiters) w();
+    for (const w of waiters) w.resolve();
+  }
+
+  /** A commit failed: its writers are answered now, not when the disk recovers (see the class comment). */
+  private failWaiters(): void {
+    if (this.waiters.length === 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    const e = new MakhzenError(
+      "PERSISTENCE_FAILED",
+      `the write could not be written to the data dir ${this.opts.dir} (${this.lastFailure}): it is not acknowledged; it is applied in memory and is written once the disk takes it, unless the node stops first`,
+    );
+    for (const w of waiters) w.reject(e);
   }
 }
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
