@@ -1,11 +1,11 @@
 import { Database, type Statement } from "bun:sqlite";
-import { mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { recordId, type StoredRecord } from "../core/record.ts";
-import { versionWallMs } from "../core/version.ts";
+import { VERSION_PATTERN, versionWallMs } from "../core/version.ts";
 import { DirLock } from "./dir-lock.ts";
 
 export type FsyncPolicy = "always" | "everysec" | "no";
@@ -124,6 +124,8 @@ export class Persistence {
     const fail = (problem: string): never => {
       throw new MakhzenError("DATA_DIR", `data dir ${opts.dir}: ${problem}`);
     };
+    // A file in its place is named as such (mkdir would say EEXIST).
+    if (existsSync(opts.dir) && !statSync(opts.dir).isDirectory()) fail("is not a directory");
     try {
       mkdirSync(opts.dir, { recursive: true });
     } catch (e) {
@@ -218,6 +220,9 @@ export class Persistence {
       .iterate();
     try {
       for (const row of rows) {
+        // Damage SQLite does not notice (a page cut short) can read as a row with nulls: refused, not half-read.
+        const fault = rowFault(row);
+        if (fault !== undefined) throw new Error(`a row is damaged (${fault})`);
         const expiresAt = row.expires_at ?? undefined;
         const expired = expiresAt !== undefined && expiresAt <= nowMs;
         const deadAt = Math.max(versionWallMs(row.version), expiresAt ?? 0);
@@ -404,4 +409,13 @@ export class Persistence {
     for (const w of waiters) w.reject(e);
   }
 }
+/** What is wrong with a stored row's shape, or undefined. */
+function rowFault(row: { bucket: unknown; key: unknown; value: unknown; version: unknown; expires_at: unknown }): string | undefined {
+  if (typeof row.bucket !== "string" || typeof row.key !== "string") return "no bucket or key";
+  if (typeof row.version !== "string" || !VERSION_PATTERN.test(row.version)) return `version ${JSON.stringify(row.version)}`;
+  if (row.value !== null && typeof row.value !== "string" && !(row.value instanceof Uint8Array)) return "a value of no known form";
+  if (row.expires_at !== null && typeof row.expires_at !== "number") return "an expiry that is not a number";
+  return undefined;
+}
+
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -201,7 +201,20 @@ describe("Persistence", () => {
     const dir = tempDir();
     const file = join(dir, "plain-file");
     writeFileSync(file, "x");
-    expect(() => openAt(file)).toThrow(/^data dir .*plain-file: /);
+    // Named as what it is (it said "cannot create it (EEXIST ...)").
+    expect(() => openAt(file)).toThrow(/^data dir .*plain-file: is not a directory$/);
+  });
+
+  test("a row that is damaged is refused at load, naming the fault, not loaded half-read", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    p.write(rec("good", "v"));
+    p.flush();
+    const other = track(new Database(join(dir, DB_FILE)));
+    other.exec("INSERT INTO records (bucket, key, value, version, expires_at) VALUES ('default', 'bad', 'v', 'garbage', NULL)");
+    other.close();
+    // It loaded, with a version no node makes (versionWallMs NaN); a null one threw a TypeError.
+    expect(() => loadAll(p)).toThrow(`data dir ${dir}: cannot read ${DB_FILE} (a row is damaged (version "garbage"))`);
   });
 });
 
