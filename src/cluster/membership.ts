@@ -31,6 +31,12 @@ export type { HeartbeatReport, Member, MembershipDeps, MembershipEvents } from "
 export class Membership {
   private readonly members = new Map<string, Member>();
   private readonly probing = new Set<string>();
+  /**
+   * Members whose last probe from this node failed. Their own heartbeats still
+   * arrive under a one-way cut (they reach us, we cannot reach them): those do not
+   * keep them alive here, or every request routed to them would wait its timeout.
+   */
+  private readonly unanswered = new Set<string>();
   private timer?: ReturnType<typeof setInterval>;
   /** Joining through the seeds (seeds.ts). */
   private readonly seeds: Seeds;
@@ -261,6 +267,7 @@ export class Membership {
           (answer) => {
             const cur = this.members.get(name);
             if (cur && cur.url === url) {
+              this.unanswered.delete(name);
               this.markSeen(cur);
               this.measure(answer, sentMs, name);
               this.deps.events.reported?.(name, reportOf(answer));
@@ -269,6 +276,7 @@ export class Membership {
           },
           () => {
             this.failedHeartbeats++;
+            if (this.members.get(name)?.url === url) this.unanswered.add(name);
           },
         )
         .finally(() => this.probing.delete(name));
@@ -315,7 +323,7 @@ export class Membership {
     // A dead member comes back only by answering our own probes: a message it sent
     // may have waited out a pause in its process (SIGSTOP) and arrive long after,
     // while it now doubts its name (NameClaim) and would not say it is alive.
-    if (m.state === "dead") return;
+    if (m.state === "dead" || this.unanswered.has(m.name)) return;
     this.markSeen(m);
   }
 
@@ -346,6 +354,7 @@ export class Membership {
     const m: Member = { name: w.name, url: w.url, state: w.state, incarnation: w.incarnation, lastSeenMs: this.silenceClock() };
     const cur = prev ? Object.assign(prev, m) : m;
     if (!prev) this.members.set(w.name, cur);
+    this.unanswered.delete(w.name); // another life or address: our probes to it have yet to fail
     if (cur.state === "left") {
       if (before && before.state !== "left") this.deps.events.left(cur);
       return;

@@ -60,6 +60,31 @@ describe("membership", () => {
     expect(events).toEqual(["added b", "recovered b", "recovered b"]);
   });
 
+  test("a one-way cut: a member whose heartbeats reach us but our probes do not is not kept alive by its heartbeats", async () => {
+    // Before, its heartbeats kept it alive here, and every request routed to it waited its timeout, for as long as the cut lasted.
+    const net = new MemoryTransport();
+    const { m, wall } = membership(undefined, net);
+    m.handleGossip(member("b"), []);
+    m.tick(); // our probe to b fails: nothing answers at mem://b
+    await eventually(() => m.heartbeatFailures === 1);
+    for (let t = 0; t < FAST_TIMINGS.deadAfterMs + 1000; t += 250) {
+      wall.advance(250);
+      m.handleGossip(member("b"), []); // b's own heartbeat, every 250 ms
+      m.tick();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(m.get("b")!.state).toBe("dead");
+    // The cut heals: b answers our probe, and is alive again; its heartbeats count again.
+    net.register("mem://b", { gossip: () => ({ members: [member("b")] }) } as unknown as PeerService);
+    m.tick();
+    await eventually(() => m.get("b")!.state === "alive");
+    wall.advance(FAST_TIMINGS.suspectAfterMs - 100);
+    m.handleGossip(member("b"), []);
+    wall.advance(200);
+    m.tick();
+    expect(m.get("b")!.state).toBe("alive");
+  });
+
   test("gossip spreads members and `left`, but not another node's opinion of liveness", () => {
     const { m, events } = membership();
     m.handleGossip(member("b"), [member("c"), member("d", { state: "dead" })]);
