@@ -167,3 +167,38 @@ describe("listen", () => {
     await node.close();
   });
 });
+
+test("embedded, a data dir whose commits fail: durable() rejects PERSISTENCE_FAILED, and set() throws it until a commit succeeds", async () => {
+  const { Database } = await import("bun:sqlite");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { DB_FILE } = await import("../src/storage/persistence.ts");
+  const dir = mkdtempSync(join(tmpdir(), "makhzen-embedded-failing-"));
+  const node = createNode({ name: "e", dataDir: dir, fsync: "always" });
+  // Another connection holds the write lock: every commit of the node fails ("database is locked"), as on a full disk.
+  const blocker = new Database(join(dir, DB_FILE));
+  try {
+    blocker.exec("BEGIN EXCLUSIVE");
+    node.bucket().set("k", "v");
+    // It waited for the disk to come back, however long.
+    await expect(node.durable()).rejects.toMatchObject({ code: "PERSISTENCE_FAILED" });
+    expect(() => node.bucket().set("k2", "v")).toThrow(expect.objectContaining({ code: "PERSISTENCE_FAILED" }));
+    blocker.exec("ROLLBACK");
+    let taken = false;
+    for (let i = 0; i < 250 && !taken; i++) {
+      try {
+        node.bucket().set("k3", "v");
+        taken = true;
+      } catch {
+        await Bun.sleep(20);
+      }
+    }
+    expect(taken).toBe(true);
+    await node.durable();
+  } finally {
+    blocker.close();
+    await node.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
