@@ -85,7 +85,7 @@ function parameters(): Record<string, Json> {
       in: "path",
       required: true,
       schema: { type: "string", pattern: `^${BUCKET_NAME_RULE}$` },
-      description: "The bucket; `/items` is the bucket `default`.",
+      description: "The bucket; `/items` is the bucket `default`. Not `.` or `..`, however encoded: a URL cannot name them (they are dot segments), and such a request is refused (400 `INVALID_BUCKET`).",
     },
     w: { name: "w", in: "query", required: false, ...level("Replicas that must hold the write before it is answered") },
     r: { name: "r", in: "query", required: false, ...level("Replicas to ask, newest answer wins, stale ones repaired (read repair)") },

@@ -30,6 +30,13 @@ describe("README's HTTP API section", () => {
     expect(text).toContain("422 `VALIDATION`");
   });
 
+  test("the keys bullet says buckets `.` and `..` are refused beside keys `.` and `..` (test/http/dot-bucket.test.ts holds the routes to it)", () => {
+    const text = bullet("Keys");
+    expect(text).toContain("The keys `.` and `..` are refused everywhere");
+    expect(text).toContain("cannot name the buckets `.` and `..` either");
+    expect(text).toContain("400 `INVALID_BUCKET`");
+  });
+
   test("the errors bullet gives a /load line of the wrong shape the status the route answers", async () => {
     const node = track(createNode({ name: "readme" }));
     const line = JSON.stringify({ bucket: "default", key: "k" }); // no value, no version
