@@ -6,7 +6,7 @@ import type { Cluster } from "../cluster/cluster.ts";
 import type { ItemsService } from "../service.ts";
 import type { ClusterListPage } from "../cluster/listing.ts";
 import { requestLimits } from "./limits.ts";
-import { checkListQuery } from "./query.ts";
+import { checkListQuery, QUERY, queryRule } from "./query.ts";
 import { transferRoutes } from "./transfer.ts";
 import { peerRoutes } from "./peer.ts";
 import { clusterRoutes } from "./cluster-routes.ts";
@@ -150,7 +150,7 @@ export function createApp(deps: AppDeps) {
     )
     .get("/healthz", () => json({ status: "ok" }))
     .get("/readyz", () => (deps.isReady() ? json({ status: "ready" }) : notReady()))
-    .get("/buckets", () => json({ buckets: service.buckets() }))
+    .get("/buckets", () => json({ buckets: service.buckets() }), { transform: queryRule(QUERY.buckets) })
     // transform runs before Elysia reads the query: a repeated parameter or a limit like 1e3 is refused first (query.ts).
     .get("/items", ({ query }) => listItems(DEFAULT_BUCKET, query), { query: M.ListQuery, transform: strictListQuery })
     .get("/items/*", ({ params, request }) => readItem(DEFAULT_BUCKET, params["*"], request, request.url))

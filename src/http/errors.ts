@@ -29,8 +29,21 @@ export function describeValidation(error: {
   return `${where || "body"}: ${first.message ?? "is invalid"}`;
 }
 
+/**
+ * An error whose answer is already made, thrown where only a throw gets out (an
+ * Elysia parse hook): a peer's signed PROTOCOL_VERSION (peer.ts). Elysia hands
+ * whatever a parse hook throws to the app's onError as a PARSE error, whose
+ * `cause` bodyError answers; this one, with its own answer.
+ */
+export class MadeAnswer extends Error {
+  constructor(readonly response: Response) {
+    super(`answered ${response.status}`);
+  }
+}
+
 /** The answer when reading a body failed: our reader's own error, or a 400 for anything else. */
 export function bodyError(error: unknown): Response {
+  if (error instanceof MadeAnswer) return error.response;
   if (isMakhzenError(error)) return domainErrorResponse(error);
   return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
 }

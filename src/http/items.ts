@@ -6,7 +6,7 @@ import type { ItemsService } from "../service.ts";
 import { decodeUtf8, decodeValue, isPlainText, parseJsonText, readBodyBytes, shapeChecker } from "./body.ts";
 import { bytesResponse, isOctetStream, notText, readOctetBody, storedValue, wantsBytes } from "./binary.ts";
 import { requestLimits } from "./limits.ts";
-import { strictQuery } from "./query.ts";
+import { QUERY, strictQuery, type QueryRule } from "./query.ts";
 import { dateLine } from "./front/wire.ts";
 import * as M from "./models.ts";
 
@@ -57,16 +57,20 @@ export function itemHandlers(deps: ItemHandlerDeps) {
     }
   };
 
-  /** `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL without a query). */
-  const concernOf = (name: "w" | "r", url: string): Concern | undefined => {
-    const q = strictQuery(url, [name, "timeout"]);
-    return q === undefined ? undefined : parseConcern(name, q.get(name), q.get("timeout"));
+  /**
+   * `?w=`/`?r=` with `timeout=`, or undefined for the default (and for every URL
+   * without a query). The query is held to the method's rule (query.ts): a
+   * parameter it does not take is refused, never ignored.
+   */
+  const concernOf = (name: "w" | "r", url: string, rule: QueryRule): Concern | undefined => {
+    const q = strictQuery(url, rule);
+    return q === undefined ? undefined : parseConcern(name, unpadded(q.get(name)), unpadded(q.get("timeout")));
   };
 
   // Each handler answers synchronously unless the service has something to wait for
   // (r=, w=, fsync=always): a plain GET or PUT allocates no Promise.
   const readItem = (bucket: string, rawKey: string, request: Request, url: string): Response | Promise<Response> => {
-    const concern = concernOf("r", url);
+    const concern = concernOf("r", url, QUERY.getItem);
     const accept = request.headers.get("accept");
     if (wantsText(accept)) return then(ops.readPlain(bucket, rawKey, concern, "text"), textResponse);
     if (wantsBytes(accept)) return then(ops.readPlain(bucket, rawKey, concern, "bytes"), bytesResponse);
@@ -75,12 +79,12 @@ export function itemHandlers(deps: ItemHandlerDeps) {
 
   const putItem = (bucket: string, rawKey: string, body: ItemBody, request: Request, url: string) => {
     const h = request.headers;
-    return then(ops.write(bucket, rawKey, body, h.get("if-match"), h.get("if-none-match"), () => concernOf("w", url)), itemResponse);
+    return then(ops.write(bucket, rawKey, body, h.get("if-match"), h.get("if-none-match"), () => concernOf("w", url, QUERY.putItem)), itemResponse);
   };
 
   const deleteItem = (bucket: string, rawKey: string, request: Request): Response | Promise<Response> => {
     const h = request.headers;
-    return then(ops.remove(bucket, rawKey, h.get("if-match"), h.get("if-none-match"), () => concernOf("w", request.url)), deletedResponse);
+    return then(ops.remove(bucket, rawKey, h.get("if-match"), h.get("if-none-match"), () => concernOf("w", request.url, QUERY.deleteItem)), deletedResponse);
   };
 
   return { readBody, readItem, putItem, deleteItem };
@@ -266,7 +270,19 @@ function unquote(etag: string): string {
  * 400 (query.ts).
  */
 export function queryTtl(url: string): number | string | undefined {
-  const raw = strictQuery(url, ["ttl"])?.get("ttl");
+  // Every parameter of a PUT is checked here, before its body is read.
+  const raw = strictQuery(url, QUERY.putItem)?.get("ttl");
   if (raw === null || raw === undefined) return undefined;
   return /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
+}
+
+/**
+ * An integer without its leading zeros (`w=02` is `w=2`, `timeout=0100` is 100),
+ * as `limit=007` and `ttl=060` are read: an integer in a query may be zero-padded.
+ * A level then travels in its canonical form (a forward to an owner carries it,
+ * and the peer protocol takes only that). Anything else is left as it is, for
+ * parseConcern to judge (`w=0` and `w=00` are still no level).
+ */
+function unpadded(raw: string | null): string | null {
+  return raw !== null && raw.charCodeAt(0) === 48 /* 0 */ && /^0+[1-9]\d*$/.test(raw) ? raw.replace(/^0+/, "") : raw;
 }

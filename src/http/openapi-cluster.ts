@@ -16,6 +16,7 @@ export function clusterOperations(): Operation[] {
       summary: "Cluster members as this node sees them, with the partitions each owns",
       tag: "cluster",
       responses: { 200: { description: "This node, its clock, --replicas and every member", content: jsonContent("ClusterStatus") } },
+      errors: ["VALIDATION"], // a query parameter: it takes none
     },
     {
       method: "get",
@@ -38,7 +39,7 @@ export function clusterOperations(): Operation[] {
       tag: "cluster",
       parameters: ["memberName"],
       responses: { 200: { description: "Forgotten; the partitions whose owners changed", content: jsonContent("Forgotten") } },
-      errors: ["NOT_FOUND", "MEMBER_ALIVE"],
+      errors: ["NOT_FOUND", "MEMBER_ALIVE", "VALIDATION"], // VALIDATION: a query parameter
     },
   ];
 }

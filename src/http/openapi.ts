@@ -65,8 +65,9 @@ const propertiesOf = (model: TSchema): Record<string, Json> => (jsonSchema(model
 function parameters(): Record<string, Json> {
   const list = propertiesOf(M.ListQuery);
   // Empty (`?w=`) is the default, as absent is (consistency.ts): allowEmptyValue says so, where the pattern alone refused it.
+  // A count may be zero-padded in a query (`w=02`), as any integer there (items.ts unpadded).
   const level = (what: string) => ({
-    schema: { type: "string", pattern: LEVEL_PATTERN.source },
+    schema: { type: "string", pattern: LEVEL_PATTERN.source.replace("[1-9]", "0*[1-9]") },
     allowEmptyValue: true,
     description: `${what}: \`1\` (the default, also when empty: this node alone), \`quorum\`, \`all\`, or a count. This node counts as one.`,
   });
@@ -84,7 +85,7 @@ function parameters(): Record<string, Json> {
       in: "path",
       required: true,
       schema: { type: "string", pattern: `^${BUCKET_NAME_RULE}$` },
-      description: "The bucket; `/items` is the bucket `default`.",
+      description: "The bucket; `/items` is the bucket `default`. Not `.` or `..`, however encoded: a URL cannot name them (they are dot segments), and such a request is refused (400 `INVALID_BUCKET`).",
     },
     w: { name: "w", in: "query", required: false, ...level("Replicas that must hold the write before it is answered") },
     r: { name: "r", in: "query", required: false, ...level("Replicas to ask, newest answer wins, stale ones repaired (read repair)") },
@@ -193,7 +194,7 @@ function itemOperations(inBucket: boolean): Operation[] {
       tag: "items",
       parameters: [...pathParams, "w", "timeout", "ifMatch"],
       responses: { 204: { description: "Deleted; the version of the delete as the ETag", headers: etag } },
-      errors: ["BAD_REQUEST", "KEY_TOO_LARGE", "NOT_FOUND", ...writeErrors, ...bucketErrors],
+      errors: ["BAD_REQUEST", "KEY_TOO_LARGE", "NOT_FOUND", ...writeErrors, ...bucketErrors], // VALIDATION (writeErrors): a bad w or timeout, or a query parameter DELETE does not take
     },
   ];
 }
@@ -219,6 +220,7 @@ function operations(opts: DocumentOptions): Operation[] {
         "Counts this node's own copy, unlike the item listings. With no more members than the replication factor every node holds every key, so the counts are the cluster's once replication has caught up; in a partitioned cluster a node holds only its partitions' keys, so nodes answer different counts and a bucket with no key on this node is missing. For the cluster's counts, page through `GET /buckets/{bucket}/items`, or count the records of `GET /dump?scope=cluster`.",
       tag: "buckets",
       responses: { 200: { description: "Every bucket that holds a live key", content: jsonContent("BucketList") } },
+      errors: ["VALIDATION"], // a query parameter: it takes none
     },
     {
       method: "get",
@@ -275,7 +277,7 @@ function operations(opts: DocumentOptions): Operation[] {
       responses: { 200: { description: "What the load did", content: jsonContent("LoadCounts") } },
       errors: [
         ...["BAD_REQUEST", "INVALID_BUCKET", "INVALID_KEY", "INVALID_UNICODE", "KEY_TOO_LARGE", "VALUE_TOO_LARGE"] as ErrorCode[],
-        ...["BODY_TOO_LARGE", "REQUEST_TIMEOUT", "OUT_OF_MEMORY", "CLOCK_OFFSET", "NAME_TAKEN"] as ErrorCode[],
+        ...["BODY_TOO_LARGE", "REQUEST_TIMEOUT", "OUT_OF_MEMORY", "CLOCK_OFFSET", "NAME_TAKEN", "VALIDATION"] as ErrorCode[], // VALIDATION: a query parameter
       ],
     },
     {

@@ -1,12 +1,13 @@
 import { Elysia } from "elysia";
 import type { Cluster } from "../cluster/cluster.ts";
-import { MakhzenError, isMakhzenError } from "../errors.ts";
+import { HTTP_STATUS, MakhzenError, isMakhzenError } from "../errors.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../cluster/protocol/messages.ts";
 import { PEER_OPS, checkRequest, type PeerOp } from "../cluster/protocol/peer-ops.ts";
 import type { PeerGuard } from "../cluster/protocol/signing.ts";
 import type { Refusals } from "../ops/security.ts";
 import { parseJsonText, readBodyText } from "./body.ts";
-import { describeValidation, domainErrorResponse, errorResponse } from "./errors.ts";
+import { bodyError, describeValidation, domainErrorResponse, errorBody, errorResponse, MadeAnswer } from "./errors.ts";
+import { QUERY, queryRule } from "./query.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 
 export interface PeerRoutesDeps {
@@ -80,15 +81,33 @@ export function peerRoutes(deps: PeerRoutesDeps) {
    * Elysia's validation error renders the value it refused, which for a deeply
    * nested body blocked the event loop for seconds and ended in a 500.
    */
+  /*
+   * The protocol version is checked before anything that depends on it: a node of
+   * another release sees 400 PROTOCOL_VERSION, not a 422 for a body shaped as its
+   * release shapes it (which its sender takes as "refused for good" and drops).
+   * Without a secret that is the first check, before the body is read. Under one it
+   * comes right after the signature is proved: a request that proves nothing learns
+   * nothing more than before (not even the version this node speaks), and the peer
+   * that proved it gets the error signed (MadeAnswer), as a peer trusts no unsigned one.
+   */
   const parseFor =
     (op: PeerOp, path: string) =>
     async ({ request }: { request: Request }): Promise<unknown> => {
-      const from = guard ? deps.remoteAddress?.(request) : undefined;
-      guard?.checkSigned(path, request.headers, from);
-      const held = guard ? unverified.take(request.headers.get("content-length")) : 0;
+      if (!guard) {
+        checkVersion(request.headers);
+        return checkRequest(op, parseJsonText(await readBodyText(request, deps.maxBodyBytes, deps.bodyTimeoutMs)));
+      }
+      const from = deps.remoteAddress?.(request);
+      guard.checkSigned(path, request.headers, from);
+      const held = unverified.take(request.headers.get("content-length"));
       try {
         const text = await readBodyText(request, deps.maxBodyBytes, deps.bodyTimeoutMs);
-        guard?.checkRequest(path, text, request.headers, from);
+        guard.checkRequest(path, text, request.headers, from);
+        try {
+          checkVersion(request.headers);
+        } catch (e) {
+          throw new MadeAnswer(signedError(e as MakhzenError, request, path));
+        }
         return checkRequest(op, parseJsonText(text));
       } finally {
         unverified.give(held);
@@ -101,17 +120,23 @@ export function peerRoutes(deps: PeerRoutesDeps) {
     if (!guard) return new Response(text, { headers: JSON_HEADERS });
     return new Response(text, { headers: { ...JSON_HEADERS, ...guard.signAnswer(path, request.headers, text) } });
   };
+  /** An error answer signed for the request it answers (one that proved the secret). */
+  const signedError = (e: MakhzenError, request: Request, path: string): Response => {
+    const text = errorBody(e.code, e.message);
+    return new Response(text, { status: HTTP_STATUS[e.code] ?? 400, headers: { ...JSON_HEADERS, ...guard!.signAnswer(path, request.headers, text) } });
+  };
   const app = new Elysia({ name: "makhzen-peer" })
+    // Inside createApp the app's own onError answers first (Elysia runs the parent's); this one serves the routes alone.
     .onError(({ code, error }) => {
       if (isMakhzenError(error)) return domainErrorResponse(error);
       if (code === "VALIDATION") return errorResponse(422, "VALIDATION", describeValidation(error));
-      if (code === "PARSE" && isMakhzenError(error.cause)) return domainErrorResponse(error.cause);
+      if (code === "PARSE" && (isMakhzenError(error.cause) || error.cause instanceof MadeAnswer)) return bodyError(error.cause);
       if (code === "PARSE") return errorResponse(400, "BAD_REQUEST", "request body could not be parsed");
       (deps.logger ?? silentLogger).error("unexpected error in the peer API", { error, stack: (error as Error)?.stack });
       return errorResponse(500, "INTERNAL", "internal error; see the node's log");
     })
     // Its body is the ClusterStatus model (documented in openapi.ts).
-    .get("/cluster", () => json(deps.refusals ? { ...cluster.status(), refusals: deps.refusals } : cluster.status()));
+    .get("/cluster", () => json(deps.refusals ? { ...cluster.status(), refusals: deps.refusals } : cluster.status()), { transform: queryRule(QUERY.cluster) });
 
   // Elysia registers routes on the instance itself; the loop needs no reassignment.
   for (const op of Object.keys(PEER_OPS) as PeerOp[]) {
@@ -120,15 +145,6 @@ export function peerRoutes(deps: PeerRoutesDeps) {
       path,
       async ({ body, request }) => {
         try {
-          const version = request.headers.get(PROTOCOL_HEADER);
-          if (version !== PROTOCOL_VERSION) {
-            throw new MakhzenError(
-              "PROTOCOL_VERSION",
-              version === null
-                ? `peer requests need the ${PROTOCOL_HEADER} header (this node speaks version ${PROTOCOL_VERSION})`
-                : `peer protocol version "${version}" is not supported; this node speaks ${PROTOCOL_VERSION}`,
-            );
-          }
           return answer(path, request, await cluster.service[op](body as never));
         } catch (e) {
           // Under a cluster secret a peer trusts no unsigned answer, errors included (a
@@ -136,9 +152,7 @@ export function peerRoutes(deps: PeerRoutesDeps) {
           // proved the secret (the body parser checked it) are signed like answers.
           // Errors before that point (a refused signature, a bad body) stay unsigned.
           if (!guard || !isMakhzenError(e)) throw e;
-          const res = domainErrorResponse(e);
-          const text = await res.text();
-          return new Response(text, { status: res.status, headers: { ...JSON_HEADERS, ...guard.signAnswer(path, request.headers, text) } });
+          return signedError(e, request, path);
         }
       },
       // Elysia validates again (and normalizes as before); it only ever sees a body that passed parseFor.
@@ -147,4 +161,16 @@ export function peerRoutes(deps: PeerRoutesDeps) {
     );
   }
   return app;
+}
+
+/** Throws PROTOCOL_VERSION unless the request says it speaks this node's peer protocol. */
+function checkVersion(headers: Headers): void {
+  const version = headers.get(PROTOCOL_HEADER);
+  if (version === PROTOCOL_VERSION) return;
+  throw new MakhzenError(
+    "PROTOCOL_VERSION",
+    version === null
+      ? `peer requests need the ${PROTOCOL_HEADER} header (this node speaks version ${PROTOCOL_VERSION})`
+      : `peer protocol version "${version}" is not supported; this node speaks ${PROTOCOL_VERSION}`,
+  );
 }

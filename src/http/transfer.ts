@@ -1,7 +1,7 @@
 import { Elysia, t } from "elysia";
 import { MakhzenError } from "../errors.ts";
 import { decodeUtf8, tooLarge, withDeadline } from "./body.ts";
-import { strictQuery } from "./query.ts";
+import { QUERY, queryRule } from "./query.ts";
 import { WireRecord, checker } from "../cluster/protocol/messages.ts";
 import type { StoredRecord } from "../core/record.ts";
 import type { ItemsService, LoadCounts } from "../service.ts";
@@ -38,7 +38,7 @@ export function transferRoutes(deps: TransferDeps) {
       },
       {
         // Before Elysia reads the query: a repeated bucket or scope is a 400 (query.ts), not one of the two silently.
-        transform: ({ request }) => void strictQuery(request.url, ["bucket", "scope"]),
+        transform: queryRule(QUERY.dump),
         query: t.Object({ bucket: t.Optional(t.String()), scope: t.Optional(t.Union([t.Literal("node"), t.Literal("cluster")], { error: 'scope must be "node" (this node\'s own records) or "cluster"' })) }),
       },
     )
@@ -51,7 +51,8 @@ export function transferRoutes(deps: TransferDeps) {
         if (request.body) await loadLines(request.body, deps, counts);
         return counts;
       },
-      { parse: "none" },
+      // A parameter here is a mistake (`?bucket=` does not load into a bucket: each line names its own).
+      { parse: "none", transform: queryRule(QUERY.load) },
     );
 }
 

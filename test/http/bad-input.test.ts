@@ -247,10 +247,98 @@ describe("paths and queries", () => {
       expect({ path, message: a.json.error.message }).toEqual({ path, message: `query parameter "${name}" is given more than once` });
     }
     expect(node.bucket().get("k")).toBeUndefined();
-    // Once each, they are taken; on an item route, a parameter it does not read may repeat (it is not read).
-    expect((await call(node, "PUT", "/items/k?ttl=5&w=1&timeout=100&x=1&x=2", { body: "v", headers: text })).status).toBe(200);
+    // Once each, they are taken; a parameter the route does not take is refused, repeated or not (the next test).
+    expect((await call(node, "PUT", "/items/k?ttl=5&w=1&timeout=100", { body: "v", headers: text })).status).toBe(200);
+    expectClientError(await call(node, "PUT", "/items/k?ttl=5&w=1&timeout=100&x=1&x=2", { body: "v", headers: text }), 422, "VALIDATION");
     expect((await call(node, "GET", "/items?limit=1&prefix=k")).json.items.length).toBe(1);
     await expectHealthy(node);
+  });
+
+  test("an item route refuses a query parameter it does not take (422, naming it and the closest it takes), and changes nothing", async () => {
+    const node = start();
+    const text = { "content-type": "text/plain" };
+    node.bucket().set("k", "old");
+    node.bucket("b").set("k", "old");
+    const cases = [
+      // [method, path, the parameter, what the message suggests]
+      ["PUT", "/items/k?tll=60", "tll", "ttl"],
+      ["PUT", "/items/k?W=all", "W", "w"],
+      ["PUT", "/items/k?ttl=60&timout=100", "timout", "timeout"],
+      ["PUT", "/buckets/b/items/k?r=1", "r", "w"],
+      ["PUT", "/items/k?bogus=1", "bogus", undefined],
+      ["PUT", "/items/k?=1", "", undefined],
+      ["GET", "/items/k?rr=all", "rr", "r"],
+      ["GET", "/items/k?bogus=1", "bogus", undefined],
+      ["GET", "/items/k?ttl=5", "ttl", undefined],
+      ["GET", "/buckets/b/items/k?w=1", "w", "r"],
+      ["HEAD", "/items/k?R=all", "R", "r"],
+      ["DELETE", "/items/k?ttl=5", "ttl", undefined],
+      ["DELETE", "/buckets/b/items/k?WW=all", "WW", "w"],
+    ] as const;
+    for (const [method, path, name, hint] of cases) {
+      const a = await call(node, method, path, method === "PUT" ? { body: "new", headers: text } : {});
+      expect({ path, method, status: a.status }).toEqual({ path, method, status: 422 });
+      if (method === "HEAD") continue; // no body
+      expectClientError(a, 422, "VALIDATION");
+      expect(a.json.error.message).toStartWith(`unknown query parameter ${JSON.stringify(name)}: ${method} of an item takes `);
+      if (hint === undefined) expect(a.json.error.message).not.toContain("did you mean");
+      else expect(a.json.error.message).toEndWith(`did you mean "${hint}"?`);
+    }
+    // Nothing was written, expired or deleted.
+    expect([node.bucket().get("k")?.value, node.bucket().get("k")?.expiresAt]).toEqual(["old", undefined]);
+    expect(node.bucket("b").get("k")?.value).toBe("old");
+    // What each takes is still taken.
+    expect((await call(node, "PUT", "/items/k?ttl=60&w=1&timeout=100", { body: "new", headers: text })).status).toBe(200);
+    expect((await call(node, "GET", "/buckets/b/items/k?r=1&timeout=100")).status).toBe(200);
+    expect((await call(node, "DELETE", "/buckets/b/items/k?w=1&timeout=100")).status).toBe(204);
+    await expectHealthy(node);
+  });
+
+  test("every other route refuses a query parameter it does not take: 422, but GET /cluster/placement's 400 (as it always was)", async () => {
+    const node = start();
+    const cases = [
+      ["GET", "/items?limitt=5", 422, "a listing takes prefix, limit, cursor; did you mean \"limit\"?"],
+      ["GET", "/buckets/b/items?Prefix=a", 422, "a listing takes prefix, limit, cursor; did you mean \"prefix\"?"],
+      ["GET", "/dump?scopee=", 422, "GET /dump takes bucket, scope; did you mean \"scope\"?"],
+      ["GET", "/buckets?x=1", 422, "GET /buckets takes no query parameters"],
+      ["GET", "/cluster?x=1", 422, "GET /cluster takes no query parameters"],
+      ["POST", "/load?bucket=b", 422, "POST /load takes no query parameters"],
+      ["DELETE", "/cluster/members/gone?force=1", 422, "DELETE /cluster/members/{name} takes no query parameters"],
+      ["GET", "/cluster/placement?key=k&buckett=b", 400, "GET /cluster/placement takes key, bucket; did you mean \"bucket\"?"],
+    ] as const;
+    for (const [method, path, status, says] of cases) {
+      const a = await call(node, method, path, method === "POST" ? { body: JSON.stringify({ bucket: "b", key: "x", value: "v", version: "001700000000000-000000-x" }) } : {});
+      expectClientError(a, status, status === 422 ? "VALIDATION" : "BAD_REQUEST");
+      expect({ path, message: a.json.error.message }).toEqual({ path, message: expect.stringContaining(says) });
+    }
+    expect(node.bucket("b").get("x")).toBeUndefined();
+  });
+
+  test("an integer in a query may be zero-padded, w and r counts included; an empty w, r or timeout is the default, any other empty value is refused", async () => {
+    const node = start();
+    const text = { "content-type": "text/plain" };
+    expect((await call(node, "PUT", "/items/k?w=01&timeout=0000100&ttl=060", { body: "v", headers: text })).status).toBe(200);
+    expect((await call(node, "GET", "/items/k?r=0001&timeout=0100")).status).toBe(200);
+    expect((await call(node, "DELETE", "/items/k?w=001")).status).toBe(204);
+    expect((await call(node, "GET", "/items?limit=007")).status).toBe(200);
+    // Padded past the replicas there are: the level is read as 2, and answered as 2.
+    const two = await call(node, "PUT", "/items/k?w=0002", { body: "v", headers: text });
+    expectErrorEnvelope(two, 503, "UNAVAILABLE");
+    expect(two.json.error.message).toStartWith("w=2 needs 2 replicas");
+    for (const bad of ["0", "00", "0x1", "01.0", "-1"]) {
+      expectClientError(await call(node, "PUT", `/items/k?w=${bad}`, { body: "v", headers: text }), 422, "VALIDATION");
+      expectClientError(await call(node, "GET", `/items/k?r=${bad}`), 422, "VALIDATION");
+    }
+    expectClientError(await call(node, "GET", "/items/k?timeout=0000"), 422, "VALIDATION");
+    // Empty: the default for w, r and timeout (allowEmptyValue in /openapi); a value refused for limit, ttl, scope and bucket.
+    expect((await call(node, "PUT", "/items/k?w=&timeout=", { body: "v", headers: text })).status).toBe(200);
+    expect((await call(node, "GET", "/items/k?r=&timeout=")).status).toBe(200);
+    expectClientError(await call(node, "GET", "/items?limit="), 422, "VALIDATION");
+    expectClientError(await call(node, "PUT", "/items/k?ttl=", { body: "v", headers: text }), 422, "VALIDATION");
+    expectClientError(await call(node, "GET", "/dump?scope="), 422, "VALIDATION");
+    expectClientError(await call(node, "GET", "/dump?bucket="), 400, "INVALID_BUCKET");
+    // prefix and cursor are strings, and the empty one means something: every key, the first page.
+    expect((await call(node, "GET", "/items?prefix=&cursor=")).json.items.map((i: { key: string }) => i.key)).toEqual(["k"]);
   });
 
   test("numeric query parameters are plain decimal: limit=1e3, limit=0x10, ttl=1e3 are refused as any bad value is", async () => {

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
+import { PEER_OPS } from "../../src/cluster/protocol/peer-ops.ts";
+import { PeerSigner, SIGNATURE_HEADERS } from "../../src/cluster/protocol/signing.ts";
 
 // A node per test, closed after it whether it passed or not.
 let node: MakhzenNode;
@@ -31,6 +33,46 @@ describe("peer API", () => {
     const future = await peer("groups", {}, "99");
     expect(future.status).toBe(400);
     expect((await errorOf(future)).message).toContain('"99" is not supported');
+  });
+
+  test("the version is checked before the body: another release sees PROTOCOL_VERSION, never a 422 for its body", async () => {
+    // A record in another release's shape (an object, not this protocol's tuple), and bodies no model takes.
+    const foreign = { records: [{ bucket: "default", key: "x", value: "v", version: "001795733245818-000000-z" }] };
+    for (const op of Object.keys(PEER_OPS)) {
+      for (const body of [foreign, {}, "{nope", ""]) {
+        for (const version of [null, "2", "99"]) {
+          const res = await peer(op, body, version);
+          expect({ op, body, version, status: res.status, code: (await errorOf(res)).code }).toEqual({ op, body, version, status: 400, code: "PROTOCOL_VERSION" });
+        }
+      }
+    }
+    expect(node.bucket().get("x")).toBeUndefined();
+    // With this node's version the same body is judged on its shape.
+    expect((await peer("records", foreign)).status).toBe(422);
+  });
+
+  test("under a cluster secret the version is checked once the signature is proved: unsigned learns nothing, signed gets it signed", async () => {
+    const secret = "secret-secret-secret-1234";
+    const guarded = createNode({ name: "guarded", port: 0, clusterSecret: secret });
+    try {
+      const body = JSON.stringify({ records: [{ bucket: "default", key: "x", value: "v", version: "001795733245818-000000-z" }] });
+      const post = (headers: Record<string, string>) =>
+        guarded.handle(new Request("http://localhost/internal/records", { method: "POST", headers: { "content-type": "application/json", [PROTOCOL_HEADER]: "2", ...headers }, body }));
+      // Unsigned, or signed with another secret: refused as before, with no word of the version.
+      for (const signature of [{}, new PeerSigner({ secret: "another-secret-0123456789" }).sign("POST", "/internal/records", body, Date.now())]) {
+        const refused = await post(signature);
+        const error = await errorOf(refused);
+        expect({ status: refused.status, code: error.code }).toEqual({ status: 401, code: "CLUSTER_AUTH" });
+        expect(error.message).not.toContain(PROTOCOL_VERSION);
+      }
+      // Signed: the version error (not a 422 for the body), signed so the peer can trust it.
+      const signed = await post(new PeerSigner({ secret }).sign("POST", "/internal/records", body, Date.now()));
+      expect(signed.status).toBe(400);
+      expect(signed.headers.get(SIGNATURE_HEADERS.signature)).toBeTruthy();
+      expect((await errorOf(signed)).code).toBe("PROTOCOL_VERSION");
+    } finally {
+      await guarded.close();
+    }
   });
 
   test("bodies are validated with the protocol's models", async () => {

@@ -6,7 +6,7 @@ import { urlHost, type ServeConfig } from "../serve.ts";
 import { InnerServer, startsPeerRequest } from "./inner.ts";
 import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
-import { PARTIAL_HEAD, parseHead } from "./head.ts";
+import { dotBucketRefusal, PARTIAL_HEAD, parseHead } from "./head.ts";
 import { concat, Pipe } from "./pipe.ts";
 import { refusal } from "./refuse.ts";
 import { OpenConnections } from "../../ops/connections.ts";
@@ -202,8 +202,8 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         }
       }
       const head = parseHead(text, at, maxBody);
-      // A head Bun would refuse (refuse.ts), whole or not, is refused here, with the envelope.
-      const refused = head === PARTIAL_HEAD || head === undefined ? refusal(text, at) : undefined;
+      // A head Bun would refuse (refuse.ts), or a bucket that is a dot segment (head.ts), whole or not, is refused here, with the envelope.
+      const refused = head === PARTIAL_HEAD || head === undefined ? (refusal(text, at) ?? dotBucketRefusal(text, at)) : undefined;
       if (refused !== undefined) return refuse(socket, conn, out, refused);
       if (head === PARTIAL_HEAD) {
         write(socket, conn, out);

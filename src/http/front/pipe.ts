@@ -1,6 +1,7 @@
 import type { Socket } from "bun";
 import { AnswerReader, RequestReader, UNSURE } from "./frame.ts";
 import { bareRefusal, refusal, type Refusal } from "./refuse.ts";
+import { dotBucketRefusal } from "./head.ts";
 import { closingErrorWire } from "./wire.ts";
 
 /**
@@ -87,6 +88,9 @@ export class Pipe {
    * envelope instead, as the front end answers the malformed heads it sees first.
    */
   private answerStarts = true;
+  /** The current request's line has been looked at (checkLine); set by the pipe's own refusal of one. */
+  private lineChecked = false;
+  private refusedOwn = false;
 
   constructor(
     port: number,
@@ -200,7 +204,7 @@ export class Pipe {
   }
 
   private fromUp(bytes: Uint8Array): void {
-    if (this.clientGone) return;
+    if (this.clientGone || this.refusedOwn) return;
     if (this.answerStarts) {
       this.answerStarts = false;
       const refused = bareRefusal(bytes, () => this.request.headSoFar());
@@ -268,6 +272,7 @@ export class Pipe {
     if (this.sendable === 0) {
       if (this.request.ended) return 0;
       const n = this.request.feed(chunk);
+      if (!this.lineChecked && this.refusedLine()) return 0;
       if (n === UNSURE) {
         this.framing = false;
         return chunk.length;
@@ -307,7 +312,33 @@ export class Pipe {
     return false;
   }
 
+  /**
+   * A request whose bucket is a dot segment (head.ts dotBucketRefusal: Bun would
+   * serve it as another route) is refused here, as the front end refuses a
+   * connection's first: answered with the envelope, and both ends closed. Bun.serve
+   * never gets it whole (a request line split across reads has gone up in part,
+   * which the close drops), and the answers before it have all come back (one
+   * request at a time). Looked at once per request, when its line has arrived.
+   */
+  private refusedLine(): boolean {
+    const head = this.request.headSoFar();
+    if (head === undefined || head.indexOf("\r\n") === -1) return false;
+    this.lineChecked = true;
+    const refused = dotBucketRefusal(head, 0);
+    if (refused === undefined) return false;
+    this.toClient(Buffer.from(closingErrorWire(refused.status, refused.code, refused.message)));
+    this.refusedOwn = true;
+    this.framing = false;
+    this.toUp = [];
+    this.queued = 0;
+    this.up?.terminate();
+    this.up = undefined;
+    this.upEnded();
+    return true;
+  }
+
   private nextRequest(): void {
+    this.lineChecked = false;
     this.request.reset();
     this.answer.reset();
     this.answered = false;

@@ -1,0 +1,109 @@
+/**
+ * Buckets `.` and `..` cannot be named in a URL (head.ts dotBucketRefusal): Bun
+ * resolves dot segments before anyone sees the path, so `PUT /buckets/%2E%2E/items/x`
+ * wrote `x` into the bucket `default` (200). Over a real socket, as first request of
+ * a connection (the front end refuses it) and as a later one on a connection
+ * already handed to Bun.serve (its pipe refuses it), with raw bytes: fetch and
+ * `new Request` resolve dot segments themselves.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { createNode, type MakhzenNode } from "../../src/node.ts";
+import { dotBucketOf } from "../../src/http/front/head.ts";
+import { RawConnection, rawRequest } from "../support/raw-connection.ts";
+
+const nodes: MakhzenNode[] = [];
+const conns: RawConnection[] = [];
+afterEach(async () => {
+  for (const c of conns.splice(0)) c.close();
+  for (const n of nodes.splice(0)) await n.close();
+});
+
+async function serve(opts: Record<string, unknown> = {}): Promise<{ node: MakhzenNode; url: string }> {
+  const node = createNode({ name: "dots", port: 0, ...opts });
+  nodes.push(node);
+  const { url } = await node.listen();
+  return { node, url };
+}
+
+async function open(url: string): Promise<RawConnection> {
+  const c = await RawConnection.open(url);
+  conns.push(c);
+  return c;
+}
+
+const statusOf = (answer: string): number => Number(answer.slice(9, 12));
+const bodyOf = (answer: string): { error: { code: string; message: string } } => JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+
+// Every spelling Bun resolves: raw, percent-encoded in any case, half and half, `\` for `/`, absolute-form, after a resolved `..`.
+const DOT_TARGETS = [
+  "/buckets/../items/x",
+  "/buckets/%2E%2E/items/x",
+  "/buckets/%2e%2E/items/x",
+  "/buckets/.%2e/items/x",
+  "/buckets/%2E./items/x",
+  "/buckets/./items/x",
+  "/buckets/%2e/items/x",
+  "/buckets/..\\items\\x",
+  "/buckets\\%2E%2E\\items/x",
+  "/y/../buckets/../items/x",
+  "/buckets/../items/x?w=1",
+  "http://127.0.0.1/buckets/%2E%2E/items/x",
+];
+
+describe("a bucket that is a dot segment", () => {
+  test("is found however it is spelled, and only where a bucket goes", () => {
+    for (const t of DOT_TARGETS) expect({ t, found: dotBucketOf(t) !== undefined }).toEqual({ t, found: true });
+    for (const t of ["/buckets/b/items/x", "/buckets/..b/items/x", "/buckets/.b/items/x", "/buckets/b/../items/x", "/items/buckets/../x", "/items/%2E%2E", "/buckets/%252E%252E/items/x", "/buckets", "/internal/../items/x"]) {
+      expect({ t, found: dotBucketOf(t) }).toEqual({ t, found: undefined });
+    }
+  });
+
+  test("as a connection's first request: 400 INVALID_BUCKET on every bucket route and method, nothing written to another bucket", async () => {
+    const { node, url } = await serve();
+    for (const target of DOT_TARGETS) {
+      for (const method of ["PUT", "GET", "DELETE", "HEAD"]) {
+        const c = await open(url);
+        const answer = await c.exchange(rawRequest(method, target, { "content-type": "text/plain" }, method === "PUT" ? "v" : undefined));
+        expect({ method, target, status: statusOf(answer) }).toEqual({ method, target, status: 400 });
+        if (method !== "HEAD") expect(bodyOf(answer).error.code).toBe("INVALID_BUCKET");
+        expect(await c.closedWithin(2_000)).toBe(true);
+      }
+    }
+    // The listing, resolved to GET /items, and the bucket of any other spelling: refused too.
+    const c = await open(url);
+    expect(statusOf(await c.exchange(rawRequest("GET", "/buckets/%2E%2E/items")))).toBe(400);
+    expect(node.bucket().get("x")).toBeUndefined();
+    expect(node.buckets()).toEqual([]);
+  });
+
+  test("as a later request on a connection already handed to Bun.serve: refused by its pipe, pipelined or not", async () => {
+    const { node, url } = await serve();
+    for (const target of DOT_TARGETS) {
+      const c = await open(url);
+      // /healthz is never the front end's: from here on the connection is Bun.serve's.
+      expect(statusOf(await c.exchange(rawRequest("GET", "/healthz")))).toBe(200);
+      expect(statusOf(await c.exchange(rawRequest("PUT", "/buckets/b/items/ok", { "content-type": "text/plain" }, "v")))).toBe(200);
+      const answer = await c.exchange(rawRequest("PUT", target, { "content-type": "text/plain" }, "v"));
+      expect({ target, status: statusOf(answer), code: bodyOf(answer).error.code }).toEqual({ target, status: 400, code: "INVALID_BUCKET" });
+      expect(await c.closedWithin(2_000)).toBe(true);
+    }
+    // Pipelined behind a request Bun takes, in one write: the first is answered, then the refusal.
+    const c = await open(url);
+    c.write(Buffer.concat([rawRequest("GET", "/healthz"), rawRequest("PUT", "/buckets/%2E%2E/items/x", { "content-type": "text/plain" }, "v"), rawRequest("GET", "/healthz")]));
+    expect(statusOf(await c.answer())).toBe(200);
+    expect(bodyOf(await c.answer()).error.code).toBe("INVALID_BUCKET");
+    expect(await c.closedWithin(2_000)).toBe(true);
+    expect(node.bucket().get("x")).toBeUndefined();
+    expect(node.bucket("b").get("ok")?.value).toBe("v");
+  });
+
+  test("a bucket whose name only starts with dots is a bucket like any other; under a token the refusal comes first (it says nothing of the data)", async () => {
+    const { node, url } = await serve();
+    const c = await open(url);
+    expect(statusOf(await c.exchange(rawRequest("PUT", "/buckets/..b/items/x", { "content-type": "text/plain" }, "v")))).toBe(200);
+    expect(node.bucket("..b").get("x")?.value).toBe("v");
+    const guarded = await serve({ name: "guarded", token: "t0ken-t0ken-t0ken" });
+    const d = await open(guarded.url);
+    expect(statusOf(await d.exchange(rawRequest("GET", "/buckets/../items/x")))).toBe(400);
+  });
+});
