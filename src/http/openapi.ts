@@ -133,7 +133,7 @@ function itemOperations(inBucket: boolean): Operation[] {
   const where = inBucket ? "of a bucket" : "of the default bucket";
   const pathParams = inBucket ? ["bucket", "key"] : ["key"];
   const bucketErrors: ErrorCode[] = inBucket ? ["INVALID_BUCKET"] : [];
-  const writeErrors: ErrorCode[] = ["PRECONDITION_FAILED", "VALIDATION", "UNAVAILABLE", "REPLICATION_TIMEOUT", "CLOCK_OFFSET", "NAME_TAKEN", "LEAVING"];
+  const writeErrors: ErrorCode[] = ["PRECONDITION_FAILED", "VALIDATION", "UNAVAILABLE", "REPLICATION_TIMEOUT", "CLOCK_OFFSET", "NAME_TAKEN", "LEAVING", "PERSISTENCE_FAILED"];
   return [
     {
       method: "get",
@@ -277,7 +277,7 @@ function operations(opts: DocumentOptions): Operation[] {
       responses: { 200: { description: "What the load did", content: jsonContent("LoadCounts") } },
       errors: [
         ...["BAD_REQUEST", "INVALID_BUCKET", "INVALID_KEY", "INVALID_UNICODE", "KEY_TOO_LARGE", "VALUE_TOO_LARGE"] as ErrorCode[],
-        ...["BODY_TOO_LARGE", "REQUEST_TIMEOUT", "OUT_OF_MEMORY", "CLOCK_OFFSET", "NAME_TAKEN", "VALIDATION"] as ErrorCode[], // VALIDATION: a query parameter
+        ...["BODY_TOO_LARGE", "REQUEST_TIMEOUT", "OUT_OF_MEMORY", "PERSISTENCE_FAILED", "CLOCK_OFFSET", "NAME_TAKEN", "VALIDATION"] as ErrorCode[], // VALIDATION: a query parameter
       ],
     },
     {
