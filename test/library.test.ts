@@ -146,6 +146,24 @@ describe("listen", () => {
     expect(node.bucket().get("x")?.value).toBe("v");
   });
 
+  test("the buckets . and .. are refused everywhere, as the keys are: embedded, /load and peer records (no URL can name them)", async () => {
+    const node = start();
+    for (const name of [".", ".."]) {
+      // Stored before: then readable only as /dump?bucket=.. (a URL resolves the segment away).
+      expect(() => node.bucket(name).set("k", "v")).toThrow(expect.objectContaining({ code: "INVALID_BUCKET" }));
+      expect(() => node.bucket(name).set("k", "v")).toThrow(`bucket must not be "." or "..": a URL path cannot name it`);
+      const load = await node.handle(new Request("http://x/load", { method: "POST", body: JSON.stringify({ bucket: name, key: "k", value: "v", version: "001795733388374-000000-z" }) + "\n" }));
+      expect(load.status).toBe(400);
+    }
+    const { RecordsRequest, checker } = await import("../src/cluster/protocol/messages.ts");
+    const check = checker(RecordsRequest, "records");
+    expect(() => check({ records: [["...", "k", "v", "001795733388374-000000-z"]] })).not.toThrow();
+    expect(() => check({ records: [["..", "k", "v", "001795733388374-000000-z"]] })).toThrow();
+    const { BUCKET_PATTERN } = await import("../src/core/record.ts");
+    expect([".", "..", "...", ".a", "a..", "default"].map((b) => BUCKET_PATTERN.test(b))).toEqual([false, false, true, true, true, true]);
+    expect(node.bucket("...").set("k", "v").value).toBe("v");
+  });
+
   test("close() is idempotent, frees the port, and listen() after close fails", async () => {
     const node = start();
     const { url } = await node.listen();

@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.ts";
 import type { ItemsOptions } from "./options.ts";
 import { MakhzenError } from "../errors.ts";
-import { BUCKET_NAME_RULE, BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, toItem, type Item, type StoredRecord } from "./record.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, compareRecords, DEFAULT_BUCKET, isDotName, toItem, type Item, type StoredRecord } from "./record.ts";
 import { budgetBytes, heldBytesOf, type ListPage, type Store } from "./store.ts";
 import { checkWellFormed } from "./text.ts";
 import { base64Bytes, checkBase64, fromBytes } from "./binary.ts";
@@ -261,6 +261,7 @@ export class Items {
   private checkBucket(bucket: string): void {
     if (bucket === DEFAULT_BUCKET) return; // the hot path: /items/...
     if (typeof bucket !== "string" || !BUCKET_PATTERN.test(bucket)) {
+      if (typeof bucket === "string" && isDotName(bucket)) throw new MakhzenError("INVALID_BUCKET", `bucket must not be "." or "..": a URL path cannot name it`);
       throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
     }
   }

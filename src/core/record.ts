@@ -39,7 +39,13 @@ export interface Item {
 export const DEFAULT_BUCKET = "default";
 /** What a bucket name may be, as a rule for error messages; BUCKET_PATTERN is it whole. */
 export const BUCKET_NAME_RULE = "[A-Za-z0-9_.-]{1,64}";
-export const BUCKET_PATTERN = new RegExp(`^${BUCKET_NAME_RULE}$`);
+/**
+ * The rule, but for `.` and `..`, which no URL path can name (dot segments are
+ * resolved away: `/buckets/../items/x` is `/items/x`), refused as the keys `.` and
+ * `..` are, everywhere: embedded, RESP, /load and peer records too.
+ */
+export const BUCKET_PATTERN = new RegExp(`^(?!\\.\\.?$)${BUCKET_NAME_RULE}$`);
+export const isDotName = (name: string): boolean => name === "." || name === "..";
 /** The largest key a node may be configured to take (--max-key-bytes), in bytes; peers take keys up to it. */
 export const KEY_BYTES_CEILING = 64 * 1024;
 
