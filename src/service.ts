@@ -71,6 +71,12 @@ export interface ServiceDeleteOptions extends WriteOptions {
 export interface ReadOptions {
   /** Replicas to ask (and repair) before reading here; absent: this node alone. */
   r?: Concern;
+  /**
+   * The answer must come from a copy that speaks for the key: an owner's whole copy
+   * or a holder's, not only this node's hint or a filling copy (RoutedItems.read);
+   * else UNAVAILABLE. What a read-modify-write that may write nothing reads with.
+   */
+  vouched?: boolean;
 }
 
 /** What a load did: records merged, and records skipped because this node held them or newer. */
@@ -102,7 +108,7 @@ export class ItemsService {
 
   /** The live item, or undefined. With `r`, repairs the replicas first (read repair). */
   get(bucket: string, key: string, opts?: ReadOptions): Awaitable<Item | undefined> {
-    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.read(bucket, key, opts?.r).then((r) => r && toItem(r));
+    if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.read(bucket, key, opts?.r, opts?.vouched).then((r) => r && toItem(r));
     return this.localGet(bucket, key, opts);
   }
 
@@ -193,9 +199,12 @@ export class ItemsService {
 
   /**
    * Runs a request another node forwarded here (the peer op `forward`): here,
-   * whatever this node's own view of the placement (one hop, never two), except a
-   * read of a partition this node is still filling, which is a merge read.
-   * Failures come back as the answer's `error`, the owner's words for the client.
+   * whatever this node's own view of the placement (one hop, never two), except on
+   * a partition this node is still filling: a read is a merge read, and a write
+   * whose outcome depends on the current value (a delete, If-Match, If-None-Match)
+   * first learns that value as a merge read would (RoutedItems.learn), since this
+   * node's copy may lack the key. Failures come back as the answer's `error`, the
+   * owner's words for the client.
    */
   async serveForwarded(req: ForwardRequest): Promise<ForwardAnswer> {
     const { bucket, key } = req;
@@ -207,6 +216,10 @@ export class ItemsService {
         if (req.r !== undefined) await this.repairRead(bucket, key, req.r);
         this.deps.items.get(bucket, key); // the checks of a read (bucket, key)
         return { record: this.deps.store.get(bucket, key) ?? null };
+      }
+      if ((req.op === "delete" || req.ifMatch !== undefined || req.ifAbsent === true) && this.routed !== undefined && this.router!.isFilling(partitionOfKey(key))) {
+        this.deps.items.get(bucket, key); // a bad bucket or key is refused before anything travels
+        await this.routed.learn(bucket, key);
       }
       if (req.op === "set") {
         if (req.value === undefined) throw new MakhzenError("VALIDATION", "a forwarded set carries a value");

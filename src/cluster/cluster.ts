@@ -193,7 +193,7 @@ export class Cluster {
       store,
       digest,
       membership: this.membership,
-      applyRemote: (records) => this.applyRemote(records),
+      applyRemote: (records) => this.applyRemote(records), vouchesFor: (p) => this.rebalancer.vouchesFor(p),
       answerBudgetBytes: config.batchMaxBytes,
       // Peers' rounds wait for a full copy only: under partitioning the first sync is
       // the filling, itself made of rounds, and nodes that start together and share

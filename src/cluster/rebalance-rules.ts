@@ -44,6 +44,24 @@ export function fillSources(peers: ReadonlyMap<string, PeerView>, done: Readonly
   return { sources, waiting };
 }
 
+/**
+ * Whether `name`, a member that cannot be reached now (dead, not left), may hold
+ * writes of `partition` that nobody else has, so that the partition must not be
+ * called full before a round with it (or before it is reaped or forgotten, which
+ * changes the member list): it owns the partition (a co-owner), or said in its
+ * heartbeats that it holds records of it (the old owner of a partition that moved
+ * here, a node holding hints). A reachable member is judged by fillSources instead.
+ *
+ * Not a member that has said nothing since this node learned of its life: it may
+ * be the old owner of a partition this node joined into, hung before it could say
+ * so, but a node restarted empty cannot tell that member from one that never held
+ * the partition, and waiting for every silent member would keep its partitions
+ * filling until a reap whenever any member is down.
+ */
+export function mayHoldUnsent(name: string, partition: number, placement: Pick<Placement, "isOwner">, views: Pick<PartitionViews, "holdsPartition">): boolean {
+  return placement.isOwner(name, partition) || views.holdsPartition(name, partition);
+}
+
 /** One owner's word on an old holder's copy of a partition: its hash equalled ours in a round started at `startedMs`. */
 export interface Confirmation {
   hash: string;

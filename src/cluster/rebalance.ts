@@ -5,7 +5,7 @@ import type { Digest } from "./digest.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { PartitionViews } from "./partition-views.ts";
 import { PARTITIONS, partitionsToHex, type Placement } from "./placement.ts";
-import { allConfirmed, fillSources, mayDrop, quietPartition, type Confirmation, type PeerView } from "./rebalance-rules.ts";
+import { allConfirmed, fillSources, mayDrop, mayHoldUnsent, quietPartition, type Confirmation, type PeerView } from "./rebalance-rules.ts";
 import type { Store } from "../core/store.ts";
 
 export interface RebalancerDeps {
@@ -172,6 +172,17 @@ export class Rebalancer {
     return this.filling[partition] === 1 && this.deps.placement.owns(partition);
   }
 
+  /**
+   * Whether this node's copy of `partition` speaks for it, a key missing here being
+   * missing (a merge read's `vouches`, routing.ts): owned and not filling, or held
+   * without being owned (an old owner before its hand-off; hints, the best there is
+   * while the owners are away). Not a copy still filling, nor one holding nothing.
+   */
+  vouchesFor(partition: number): boolean {
+    if (this.deps.placement.owns(partition)) return !this.isFilling(partition);
+    return this.deps.digest.partitionSize(partition) > 0;
+  }
+
   fillingPartitions(): number[] {
     const out: number[] = [];
     for (let p = 0; p < PARTITIONS; p++) if (this.isFilling(p)) out.push(p);
@@ -270,21 +281,24 @@ export class Rebalancer {
   }
 
   private planFills(peers: Map<string, SyncPeer>, add: (name: string, p: number) => void): void {
-    const { placement, views } = this.deps;
+    const { placement, views, self } = this.deps;
     if (this.fillsDeferred && placement.full) return;
+    const others = placement.members.filter((m) => m !== self);
     let changed = false;
     for (let p = 0; p < PARTITIONS; p++) {
       if (!this.isFilling(p)) continue;
       const seen = new Map<string, PeerView>();
       for (const name of peers.keys()) seen.set(name, { owns: placement.isOwner(name, p), holds: views.holdsPartition(name, p), reported: views.has(name) });
       const done = this.filledFrom.get(p);
-      // A co-owner that is down (not left) may hold writes no one else has: the
-      // partition stays filling until a round with it, or until it is reaped or
-      // forgotten (the placement then changes). Reads meanwhile merge what is reachable.
-      const unreachableOwner = placement.owners(p).some((o) => o !== this.deps.self && !peers.has(o) && !done?.has(o));
+      // A member that is down (not left) and may hold writes no one else has (a
+      // co-owner, an old owner, a holder of hints: mayHoldUnsent) keeps the
+      // partition filling until a round with it, or until it is reaped or forgotten.
+      // Meanwhile reads merge what is reachable, and writes that depend on the
+      // current value learn it first (RoutedItems.learn).
+      const unreachable = others.some((name) => !peers.has(name) && !done?.has(name) && mayHoldUnsent(name, p, placement, views));
       const { sources, waiting } = fillSources(seen, done);
       for (const s of sources) add(s, p);
-      if (sources.length === 0 && !waiting && !unreachableOwner) {
+      if (sources.length === 0 && !waiting && !unreachable) {
         this.setFilling(p, false);
         this.filledFrom.delete(p);
         changed = true;

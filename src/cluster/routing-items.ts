@@ -44,8 +44,14 @@ export class RoutedItems {
     private readonly store: Store,
   ) {}
 
-  /** The live record of the key, from an owner, or from the merge read when no owner can answer alone. */
-  async read(bucket: string, key: string, r?: Concern): Promise<StoredRecord | undefined> {
+  /**
+   * The live record of the key, from an owner, or from the merge read when no owner
+   * can answer alone. `vouched`: the answer must come from a copy that speaks for
+   * the key (see Router.mergeRead), a value found only in this node's hint or a
+   * filling copy included: else UNAVAILABLE (a read-modify-write that then writes
+   * nothing, SET NX on a hint, must not answer from it).
+   */
+  async read(bucket: string, key: string, r?: Concern, vouched = false): Promise<StoredRecord | undefined> {
     this.items.get(bucket, key); // a bad bucket or key is refused here, before anything travels
     if (r !== undefined) this.checkLevel(key, r);
     const targets = this.router.readTargets(partitionOf(key));
@@ -55,7 +61,7 @@ export class RoutedItems {
       const answer = await this.router.forward(req, targets, true);
       if (answer) return answer.record ?? undefined;
     }
-    return this.mergeRead(bucket, key, r);
+    return this.mergeRead(bucket, key, r, vouched);
   }
 
   /**
@@ -73,14 +79,16 @@ export class RoutedItems {
 
   /**
    * Router.mergeRead, as a read answers it: the live record or undefined. With `r`,
-   * at least that many of the key's owners must have answered (this node counts
-   * when it owns the key and holds it in full), else REPLICATION_TIMEOUT, or
-   * UNAVAILABLE when no owner answered at all. Without `r`, a key found nowhere
-   * while nobody answered (every owner and holder out of reach, and this node's
-   * copy absent or partial) is UNAVAILABLE, not a 404: the key may well exist.
+   * at least that many of the key's owners' whole copies must have answered (this
+   * node's counts when it owns the key and is not filling it), else
+   * REPLICATION_TIMEOUT, or UNAVAILABLE when none did. Without `r`, a key found
+   * nowhere while no copy that speaks for its partition answered (every owner and
+   * holder out of reach or still filling, and this node's copy absent or partial)
+   * is UNAVAILABLE, not a 404: the key may well exist. With `vouched`, so is a key
+   * found only in such copies.
    */
-  async mergeRead(bucket: string, key: string, r?: Concern): Promise<StoredRecord | undefined> {
-    const { record, owners, answered } = await this.router.mergeRead(bucket, key, r?.timeoutMs);
+  async mergeRead(bucket: string, key: string, r?: Concern, mustVouch = false): Promise<StoredRecord | undefined> {
+    const { record, owners, vouched } = await this.router.mergeRead(bucket, key, r?.timeoutMs);
     if (r !== undefined) {
       const need = requiredOf(r.level, this.router.owners(key).length);
       if (owners < need) {
@@ -88,10 +96,30 @@ export class RoutedItems {
         throw new MakhzenError(code, `r=${r.raw}: ${owners} of ${need} owners of the key answered`);
       }
     }
-    if (record === undefined && answered === 0 && owners === 0) {
-      throw noOwner(key, "nothing was read (this node holds no whole copy of its partition)");
+    if (vouched === 0 && (record === undefined || mustVouch)) {
+      throw noOwner(key, "nothing was read (no whole copy of its partition answered)");
     }
     return record && record.value !== null && !isExpired(record, this.items.wallMs()) ? record : undefined;
+  }
+
+  /**
+   * Before a write whose outcome depends on the key's current value (a DELETE's 204
+   * or 404, If-Match, If-None-Match: *, and so every RESP read-modify-write) runs on
+   * this node while it is still filling the key's partition: its copy may lack the
+   * key, or hold an old version of it. So it first learns the current record as a
+   * merge read does (asks the other owners and holders, and keeps the newest here),
+   * then the write decides on that. When no copy that speaks for the partition
+   * answered, nothing is known: UNAVAILABLE, writing nothing. Bounded by half the
+   * request timeout, so a forwarding node's hop (one request timeout) hears this
+   * answer rather than silence. Never on the hot path: only a filling owner runs it.
+   */
+  async learn(bucket: string, key: string): Promise<void> {
+    const { vouched } = await this.router.mergeRead(bucket, key, this.router.requestTimeoutMs / 2);
+    if (vouched > 0) return;
+    throw new MakhzenError(
+      "UNAVAILABLE",
+      `this owner of key ${JSON.stringify(key)} is still filling its partition and no whole copy of it answered: whether the key exists cannot be known, so nothing was written`,
+    );
   }
 
   async set(bucket: string, key: string, value: string, opts: Routed<SetOptions>): Promise<Item> {

@@ -60,7 +60,8 @@ export type Target = "self" | Member;
 export interface RouterDeps {
   placement: Placement;
   views: PartitionViews;
-  membership: { get(name: string): Member | undefined };
+  /** `reachable`: the members alive or suspect (a merge read also asks those that have not reported yet). */
+  membership: { get(name: string): Member | undefined; reachable?(): Member[] };
   transport: PeerTransport;
   store: Store;
   /** Merges records from peers (the cluster's rules): how a merge read repairs this node. */
@@ -89,6 +90,11 @@ export class Router {
   constructor(private readonly deps: RouterDeps) {
     const { requestTimeoutMs: timeoutMs, batchMaxBytes: maxBytes = 1024 * 1024 } = deps.config;
     this.batcher = new ForwardBatcher({ transport: deps.transport, timeoutMs, maxBytes });
+  }
+
+  /** How long a hop may take besides what `w=`/`r=` asks to wait, in ms (RouterDeps.config). */
+  get requestTimeoutMs(): number {
+    return this.deps.config.requestTimeoutMs;
   }
 
   /** Whether this node is still filling `partition` (RouterDeps.isFilling). */
@@ -127,7 +133,11 @@ export class Router {
    */
   decidesHere(key: string): boolean {
     if (this.wholeHere()) return true;
-    return this.writeTargets(partitionOf(key))[0] === "self";
+    // Not while this node fills the partition: the first target then (no whole owner
+    // reachable) is this node, but it decides only after learning the current record
+    // (ItemsService.serveForwarded), which a synchronous step cannot wait for.
+    const p = partitionOf(key);
+    return !this.isFilling(p) && this.writeTargets(p)[0] === "self";
   }
 
   /**
@@ -268,19 +278,30 @@ export class Router {
 
   /**
    * The merge read: asks every reachable owner and holder of the key's partition
-   * for its record (the `fetch` op, in parallel, each bounded by the request
-   * timeout), and answers the newest of theirs and this node's, tombstones
-   * included (so a delete wins over an older value). This node keeps the newest
-   * only when it owns the partition: a non-owner must not become a holder by
-   * reading. `owners`: how many owners' copies the answer covers (this node's
-   * when it owns the key and is not filling it: a partial copy vouches for
-   * nothing), for `r=`; `answered`: how many members answered at all.
+   * for its record (the `fetch` op, in parallel, each bounded by `timeoutMs`), and
+   * answers the newest of theirs and this node's, tombstones included (so a delete
+   * wins over an older value). This node keeps the newest only when it owns the
+   * partition: a non-owner must not become a holder by reading.
+   *
+   * Members that have not yet said what they hold (this node started a moment ago,
+   * and their first heartbeat has not come) are asked too: one of them may be the
+   * old owner a joiner fills from, and left out, the key would look absent.
+   *
+   * What the answer vouches for. A copy still filling the partition (an owner that
+   * joined, or restarted empty) may lack the key, and a member that holds nothing
+   * of the partition knows nothing of it: their silence proves nothing. Each member
+   * says whether its copy speaks for the key's partition (`fetch`'s `vouches`,
+   * Rebalancer.vouchesFor); one that predates it is judged by its heartbeats (an
+   * owner not filling, or a holder). `vouched`: the copies whose silence means
+   * absence, this node's among them when it owns the partition and is not filling
+   * it; `owners`: how many of those are the key's owners, for `r=`.
    */
-  async mergeRead(bucket: string, key: string, timeoutMs = this.deps.config.requestTimeoutMs): Promise<{ record?: StoredRecord; owners: number; answered: number }> {
+  async mergeRead(bucket: string, key: string, timeoutMs = this.deps.config.requestTimeoutMs): Promise<{ record?: StoredRecord; owners: number; vouched: number }> {
     const { placement, views, store } = this.deps;
     const p = partitionOf(key);
     const ownerNames = placement.owners(p);
     const names = new Set([...ownerNames, ...views.holders(p)]);
+    for (const m of this.deps.membership.reachable?.() ?? []) if (!views.has(m.name)) names.add(m.name);
     names.delete(placement.self);
     const asked = [...names].flatMap((name) => {
       const m = this.reachable(name);
@@ -288,8 +309,12 @@ export class Router {
     });
     const answers = await Promise.all(
       asked.map((m) =>
-        this.deps.transport.call(m.url, "fetch", { keys: [{ bucket, key }] }, timeoutMs).then(
-          (a) => ({ name: m.name, record: a.records[0] as StoredRecord | undefined }),
+        this.deps.transport.call(m.url, "fetch", { keys: [{ bucket, key }], vouches: true }, timeoutMs).then(
+          (a) => {
+            const owner = ownerNames.includes(m.name);
+            const vouches = a.vouches ? a.vouches.includes(p) : owner ? !views.isFilling(m.name, p) : views.holdsPartition(m.name, p);
+            return { owner, vouches, record: a.records[0] as StoredRecord | undefined };
+          },
           (e) => {
             this.logger.debug("merge read: a member did not answer", { peer: m.name, error: e });
             return undefined;
@@ -300,15 +325,17 @@ export class Router {
     const self = placement.owns(p);
     let newest = store.getRecord(bucket, key);
     let owners = self && !this.isFilling(p) ? 1 : 0;
-    let answered = 0;
+    let vouched = owners;
     for (const a of answers) {
       if (!a) continue;
-      answered++;
-      if (ownerNames.includes(a.name)) owners++;
+      if (a.vouches) {
+        vouched++;
+        if (a.owner) owners++;
+      }
       if (a.record && (!newest || compareRecords(a.record, newest) > 0)) newest = a.record;
     }
     if (newest && self) this.deps.applyRemote([newest]);
-    return { record: newest, owners, answered };
+    return { record: newest, owners, vouched };
   }
 
   private reachable(name: string): Member | undefined {

@@ -245,7 +245,8 @@ export const RMW_BACKOFF_MS = 5;
  * it read, and no increment is lost however many nodes take increments of one key
  * at once. Past the attempts it answers -TRYAGAIN, writing nothing. A condition is
  * checked on an owner, so with no owner reachable it is -TRYAGAIN too (the
- * service's UNAVAILABLE).
+ * service's UNAVAILABLE), and so is the read when only this node's hint or copies
+ * still filling answered: a step that writes nothing has no condition to catch that.
  */
 export function rmw(ctx: Ctx, key: string, step: (old: Item | undefined) => Step, bucket = ctx.bucket): Awaitable<Reply> {
   const service = ctx.service;
@@ -259,7 +260,10 @@ export function rmw(ctx: Ctx, key: string, step: (old: Item | undefined) => Step
 
 async function remoteRmw(ctx: Ctx, bucket: string, key: string, step: (old: Item | undefined) => Step): Promise<Reply> {
   for (let attempt = 1; ; attempt++) {
-    const old = await ctx.service.get(bucket, key);
+    // From a copy that speaks for the key: a step that writes nothing (SET NX on a
+    // key that exists) answers from this read alone, with no owner's condition to
+    // catch a hint or a filling copy (the service's UNAVAILABLE, -TRYAGAIN).
+    const old = await ctx.service.get(bucket, key, { vouched: true });
     const s = step(old);
     if (s.write === undefined) return s.reply;
     try {

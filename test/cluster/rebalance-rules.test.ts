@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { PARTITIONS, rankOwners } from "../../src/cluster/placement.ts";
-import { allConfirmed, comparesPartition, fillSources, leaveTargets, mayDrop, type Confirmation, type PeerView } from "../../src/cluster/rebalance-rules.ts";
+import { allConfirmed, comparesPartition, fillSources, leaveTargets, mayDrop, mayHoldUnsent, type Confirmation, type PeerView } from "../../src/cluster/rebalance-rules.ts";
 
 describe("rebalance rules", () => {
   test("two nodes compare a partition when both own it, or one owns it and the other holds it; never two non-owners", () => {
@@ -29,6 +29,16 @@ describe("rebalance rules", () => {
     // An owner that has not reported is copied from at once.
     peers.set("new", view({ reported: false, owns: true }));
     expect(fillSources(peers, new Set(["co-owner", "old"]))).toEqual({ sources: ["new"], waiting: false });
+  });
+
+  test("a member out of reach keeps a filling partition filling when it owns it or said it holds it; not when it said nothing or holds nothing", () => {
+    const placement = { isOwner: (name: string, p: number) => name === "co-owner" && p === 7 };
+    const views = { holdsPartition: (name: string, p: number) => (name === "old-owner" || name === "hints") && p === 7 };
+    expect(mayHoldUnsent("co-owner", 7, placement, views)).toBe(true);
+    expect(mayHoldUnsent("old-owner", 7, placement, views)).toBe(true); // the copy a joiner fills from
+    expect(mayHoldUnsent("hints", 7, placement, views)).toBe(true);
+    expect(mayHoldUnsent("old-owner", 8, placement, views)).toBe(false); // holds nothing of partition 8
+    expect(mayHoldUnsent("silent", 7, placement, views)).toBe(false); // said nothing: a restarted node cannot wait for every silent member
   });
 
   test("a hand-off drops only when every owner confirmed this very hash in a round begun a grace period after they all first had", () => {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import { PeerError, type PeerOp, type PeerRequest } from "../../src/cluster/protocol/peer-ops.ts";
 import { partitionOf, partitionsFromHex } from "../../src/cluster/placement.ts";
 import type { NodeOptions } from "../../src/config.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
@@ -190,6 +191,64 @@ describe("rebalancing (5 nodes, --replicas 2)", () => {
     for (const r of dHeld) dAgain.store.apply(r);
     await dAgain.cluster.start(dAgain.url);
     await settles([...nodes.filter((n) => n !== c && n !== d), again, dAgain], want);
+    expect((await service.get("default", key))?.value).toBe(want.get(key)!.value as string);
+  }, 30_000);
+
+  test("a joiner whose old owner dies before its round keeps the partition filling (503, never a 404 from its empty copy) until it is back", async () => {
+    // --replicas 1: the old owner is the partition's only copy. Rounds between it and the joiner fail; heartbeats pass.
+    class NoRounds extends MemoryTransport {
+      blocked = new Set<string>();
+      override call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
+        if (this.blocked.has(url) && op !== "gossip" && op !== "join" && op !== "members") return Promise.reject(new PeerError(0, "UNREACHABLE", `${url} ${op}: blocked`));
+        return super.call(url, op, body, timeoutMs, signal);
+      }
+    }
+    const shared = new NoRounds();
+    net = shared;
+    const olds = ["a", "b", "c"].map((n) => node(n, { replicas: 1 }));
+    await joined(olds);
+    const want = load(olds, 300);
+    // The joiner's transport: its own view of the network, with rounds to the old owners blocked.
+    const mine = new NoRounds();
+    for (const o of olds) mine.register(o.url, o.cluster.service);
+    for (const o of olds) mine.blocked.add(o.url);
+    const f = core("f", mine, { replicas: 1, peers: [olds[0]!.url] });
+    cores.push(f);
+    shared.blocked.add(f.url); // and the old owners' hand-off rounds to f
+    shared.register(f.url, f.cluster.service);
+    mine.register(f.url, f.cluster.service);
+    await f.cluster.start(f.url);
+    await eventually(() => olds.every((o) => o.cluster.membership.get("f")?.state === "alive"), { what: "every node knows f" });
+    const key = [...want.keys()].find((k) => f.cluster.placement.ownsKey(k))!;
+    const p = partitionOf(key);
+    const old = olds.find((o) => o.store.get("default", key))!;
+    await eventually(() => f.cluster.views.holdsPartition(old.name, p), { what: "f hears that the old owner holds the partition" });
+    // The old owner dies before any round (its records kept, as its data dir would keep them): f's copy of the partition is empty.
+    const oldHeld = dump(old);
+    const fromOld = f.cluster.placement.ownedPartitions().filter((q) => old.digest.partitionSize(q) > 0);
+    expect(fromOld).toContain(p);
+    old.cluster.close();
+    for (const n of [shared, mine]) n.unregister(old.url);
+    await eventually(() => f.cluster.membership.get(old.name)?.state === "dead", { timeoutMs: 10_000, what: "f finds the old owner dead" });
+    mine.blocked.clear();
+    shared.blocked.clear();
+    // What the live old owners held fills; what only the dead one held stays filling.
+    await eventually(() => f.cluster.rebalancer.fillingPartitions().join() === fromOld.join(), { timeoutMs: 10_000, what: "f fills all but the dead old owner's partitions" });
+    f.cluster.rebalancer.tick();
+    expect(f.cluster.rebalancer.isFilling(p)).toBe(true);
+    const service = new ItemsService({ items: f.items, store: f.store, cluster: f.cluster, config: f.config });
+    const attempts = { get: () => service.get("default", key), delete: () => service.delete("default", key), ifAbsent: () => service.set("default", key, "x", { ifAbsent: true }) };
+    for (const [what, attempt] of Object.entries(attempts)) {
+      const outcome = await Promise.resolve(attempt()).then((v) => v, (e: unknown) => (isMakhzenError(e) ? e.code : e));
+      expect({ what, outcome }).toEqual({ what, outcome: "UNAVAILABLE" });
+    }
+    // The old owner back: the partition fills from it, and the key reads again, unchanged.
+    const back = core(old.name, shared, { replicas: 1, peers: [olds.find((o) => o !== old)!.url] });
+    cores.push(back);
+    for (const r of oldHeld) back.store.apply(r);
+    mine.register(back.url, back.cluster.service);
+    await back.cluster.start(back.url);
+    await eventually(() => !f.cluster.rebalancer.isFilling(p), { timeoutMs: 10_000, what: "f fills the partition from the old owner" });
     expect((await service.get("default", key))?.value).toBe(want.get(key)!.value as string);
   }, 30_000);
 

@@ -17,7 +17,7 @@ import { eventually } from "../support/proc.ts";
 import { failure } from "../support/expect.ts";
 import { parseVersion } from "../../src/core/version.ts";
 import { createNode } from "../../src/node.ts";
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/messages.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, type ForwardRequest } from "../../src/cluster/protocol/messages.ts";
 
 const NAMES = ["a", "b", "c", "d", "e"];
 const nodes: Core[] = [];
@@ -154,6 +154,108 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect(answer?.record).toMatchObject({ value: "new" });
     // It repaired itself: it owns the key.
     expect(node(first).store.get("default", key)?.value).toBe("new");
+  });
+
+  test("a write that depends on the current value, forwarded to an owner still filling without the key, learns it first: 204, 412, 200", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [first, second] = owners(key) as [string, string];
+    const v1 = await service("a").set("default", key, "v1");
+    await eventually(() => node(second).store.get("default", key)?.value === "v1");
+    // The first owner fills the partition and its copy lacks the key (a join, a restart empty).
+    node(first).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
+    const to = [node("a").cluster.membership.get(first)!];
+    const forward = (req: Omit<ForwardRequest, "forwarded" | "bucket" | "key">) =>
+      node("a").cluster.router.forward({ forwarded: true, bucket: "default", key, ...req } as ForwardRequest, to, req.op === "delete" && req.ifMatch === undefined);
+    node(first).store.drop("default", key);
+    // If-None-Match: * on a key that exists elsewhere: the owner's 412, not a 200 that overwrites it.
+    expect((await failure(() => forward({ op: "set", value: "overwrite", ifAbsent: true }))).code).toBe("PRECONDITION_FAILED");
+    expect(node(first).store.get("default", key)?.value).toBe("v1"); // it kept what it learned: it owns the key
+    node(first).store.drop("default", key);
+    // If-Match with the current version: 200, not 412 "does not exist".
+    const matched = await forward({ op: "set", value: "v2", ifMatch: v1.version });
+    expect(matched?.record).toMatchObject({ value: "v2" });
+    node(first).store.drop("default", key);
+    // A DELETE: 204 (a version), not a 404 that leaves the key alive on the other owner.
+    const deleted = await forward({ op: "delete" });
+    expect(typeof deleted?.version).toBe("string");
+    await eventually(() => node(second).store.getRecord("default", key)?.value === null, { what: "the delete reaches the other owner" });
+    // A key that is absent everywhere is still a 404 (the other owner's whole copy vouches for it).
+    node(first).store.drop("default", key);
+    expect((await forward({ op: "delete" }))?.version ?? undefined).toBeUndefined();
+  });
+
+  test("an owner still filling refuses (503) a write that depends on the current value when no whole copy answers, and writes nothing", async () => {
+    const { net, service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [first, second] = owners(key) as [string, string];
+    const v1 = await service("a").set("default", key, "v1");
+    await eventually(() => node(second).store.get("default", key)?.value === "v1");
+    node(first).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
+    node(first).store.drop("default", key);
+    net.cut(node(second).url);
+    const to = [node("a").cluster.membership.get(first)!];
+    const forward = (req: Omit<ForwardRequest, "forwarded" | "bucket" | "key">) =>
+      node("a").cluster.router.forward({ forwarded: true, bucket: "default", key, ...req } as ForwardRequest, to, true);
+    for (const req of [{ op: "delete" }, { op: "set", value: "x", ifAbsent: true }, { op: "set", value: "x", ifMatch: v1.version }] as const) {
+      const e = await failure(() => forward(req));
+      expect({ req, code: e.code }).toEqual({ req, code: "UNAVAILABLE" });
+      expect(e.message).toContain("still filling");
+    }
+    expect(node(first).store.getRecord("default", key)).toBeUndefined();
+    net.heal(node(second).url);
+    expect(node(second).store.get("default", key)).toMatchObject({ value: "v1", version: v1.version });
+    // An unconditional write does not depend on what is there: it is taken as before.
+    expect((await forward({ op: "set", value: "v2" }))?.record).toMatchObject({ value: "v2" });
+  });
+
+  test("a read whose only answers come from copies still filling is 503, not 404: their silence proves nothing", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    await service("a").set("default", key, "v1");
+    for (const o of owners(key)) await eventually(() => node(o).store.get("default", key)?.value === "v1");
+    for (const o of owners(key)) {
+      // Both owners restarted empty, say: they fill the partition and lack the key, and say so.
+      node(o).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
+      node(o).store.drop("default", key);
+      node("a").cluster.views.report(o, undefined, partitionsToHex([partitionOf(key)]));
+    }
+    const e = await failure(() => service("a").get("default", key));
+    expect(e.code).toBe("UNAVAILABLE");
+    // With r=quorum too: a filling owner's answer is not an owner's copy.
+    expect((await failure(() => service("a").get("default", key, { r: concern("r", "quorum") }))).code).toBe("UNAVAILABLE");
+    // Once one owner holds the partition in full, its silence is an answer: absent.
+    const [first] = owners(key) as [string];
+    node(first).cluster.rebalancer.isFilling = () => false;
+    expect(await service("a").get("default", key)).toBeUndefined();
+  });
+
+  test("a merge read asks the members that have not said what they hold yet: one may be the old owner a joiner fills from", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [first, second] = owners(key) as [string, string];
+    const other = NAMES.find((n) => n !== first && n !== second && n !== "a")!;
+    // The key's only copy is on a non-owner (the old owner), whose report the first owner has not heard yet.
+    node(other).store.apply({ bucket: "default", key, value: "old-owner", version: node(other).clock.now() });
+    for (const o of [first, second]) node(o).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
+    node(first).cluster.views.forget(other);
+    node(first).cluster.views.report(second, undefined, partitionsToHex([partitionOf(key)]));
+    const answer = await node("a").cluster.router.forward({ forwarded: true, op: "get", bucket: "default", key }, [node("a").cluster.membership.get(first)!], true);
+    expect(answer?.record).toMatchObject({ value: "old-owner" });
+    expect(await service(first).delete("default", key)).toEqual(expect.any(String));
+  });
+
+  test("a filling owner is not where a read-modify-write is decided synchronously, even as the first write target", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [first, second] = owners(key) as [string, string];
+    node(first).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
+    node(first).cluster.views.report(second, undefined, partitionsToHex([partitionOf(key)]));
+    // No whole owner is known: the first owner itself is the first write target...
+    expect(node(first).cluster.router.writeTargets(partitionOf(key))[0]).toBe("self");
+    // ...but a synchronous read-modify-write there would read its partial copy (or a promise): RESP goes the optimistic way.
+    expect(service(first).servesLocally(key)).toBe(false);
+    expect(service(first).decidesHere(key)).toBe(false);
   });
 
   test("w= and r= count the key's owners: quorum and all of 2, more is UNAVAILABLE", async () => {

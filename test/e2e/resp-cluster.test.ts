@@ -92,6 +92,27 @@ describe("RESP across a cluster", () => {
     expect(records.find((r) => r.key === "r")).toMatchObject({ value: want.toString("base64"), bytes: true });
   }, 60_000);
 
+  test("SET NX and SETNX with no owner reachable are -TRYAGAIN, not an answer from this node's hint (a condition is checked on an owner's copy)", async () => {
+    h = new Harness();
+    const nodes = await h.cluster(3, { extraArgs: ["--replicas", "1", "--reap-dead-after", "10m", "--resp-port", "0"] });
+    const [a, , c] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+    const ownerOf = async (key: string) => ((await (await fetch(`${a.url}/cluster/placement?key=${key}`)).json()) as { owners: string[] }).owners[0];
+    let key = "";
+    for (let i = 0; !key; i++) if ((await ownerOf(`h${i}`)) === "c") key = `h${i}`;
+    await c.kill9();
+    await eventually(async () => ((await (await fetch(`${a.url}/cluster`)).json()) as { members: { name: string; state: string }[] }).members.find((m) => m.name === "c")?.state === "dead", {
+      what: "a finds c dead",
+    });
+    const ra = redis(a);
+    expect(await ra.set(key, "5")).toBe("OK"); // a hint on a: unconditional writes stand without owners
+    expect(await ra.get(key)).toBe("5"); // and reads see it
+    for (const attempt of [() => ra.set(key, "6", "NX"), () => ra.setnx(key, "6"), () => ra.set(key, "6", "XX")]) {
+      const outcome = await attempt().then((r) => r, (e: Error) => e.message);
+      expect(String(outcome)).toStartWith("TRYAGAIN");
+    }
+    expect(await ra.get(key)).toBe("5");
+  }, 60_000);
+
   test("MAKHZEN_RESP_PORT turns the listener on; without it the start-up line says respUrl null", async () => {
     h = new Harness();
     const on = await h.start("on", { env: { MAKHZEN_RESP_PORT: "0" } });

@@ -188,12 +188,24 @@ export const KeysAnswer = Type.Object({
   ),
   rest: Type.Optional(Type.Integer({ minimum: 1 })),
 });
-export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems: 100_000 }) });
+/**
+ * `vouches`: also say which of the keys' partitions the answerer's copy speaks for
+ * (a merge read, routing.ts: the silence of a copy still filling, or of a node that
+ * holds nothing of the partition, proves nothing). Optional both ways, so nodes that
+ * predate it ignore it and answer without.
+ */
+export const FetchRequest = Type.Object({ keys: Type.Array(RecordRef, { maxItems: 100_000 }), vouches: Type.Optional(Type.Literal(true)) });
 /**
  * `records` in request order. An answer that would pass the batch byte budget stops
- * early: `rest` is the index of the first key not answered, to ask again.
+ * early: `rest` is the index of the first key not answered, to ask again. `vouches`
+ * (when asked): the partitions of the asked keys this node holds as a whole copy
+ * would (Rebalancer.vouchesFor): owned and not filling, or held without being owned.
  */
-export const FetchAnswer = Type.Object({ records: Type.Array(WireRecord), rest: Type.Optional(Type.Integer({ minimum: 0 })) });
+export const FetchAnswer = Type.Object({
+  records: Type.Array(WireRecord),
+  rest: Type.Optional(Type.Integer({ minimum: 0 })),
+  vouches: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 65_536 })),
+});
 export const ScanRequest = Type.Object({
   after: Type.Optional(RecordRef),
   limit: Type.Integer({ minimum: 1, maximum: MAX_BATCH_RECORDS }),

@@ -8,6 +8,7 @@ import { checkWellFormed } from "../../core/text.ts";
 import { checkBytesRecord } from "../../core/binary.ts";
 import type { PeerService } from "./peer-ops.ts";
 import { fromTuple } from "./record-wire.ts";
+import { partitionOf } from "../placement.ts";
 
 export interface PeerServiceDeps {
   store: Store;
@@ -23,6 +24,8 @@ export interface PeerServiceDeps {
   forward: (req: ForwardRequest) => Promise<ForwardAnswer>;
   /** Runs a batch of forwarded requests here, each answered in its slot (Router.serveBatch). */
   forwardBatch: (req: ForwardBatchRequest) => Promise<ForwardBatchAnswer>;
+  /** Whether this node's copy of `partition` speaks for it (Rebalancer.vouchesFor), for `fetch`'s `vouches`. Default: never. */
+  vouchesFor?: (partition: number) => boolean;
 }
 
 /**
@@ -94,7 +97,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
         records.push(r);
         bytes += approxWireBytes(r);
       }
-      return { records };
+      return req.vouches && deps.vouchesFor ? { records, vouches: vouchedOf(req.keys, deps.vouchesFor) } : { records };
     },
     forward: (req) => deps.forward(req),
     forwardBatch: (req) => deps.forwardBatch(req),
@@ -132,4 +135,14 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       return { records, more: page.length === req.limit };
     },
   };
+}
+
+/** The partitions of `keys` this node's copy speaks for, each once (a merge read asks of one key). */
+function vouchedOf(keys: readonly { key: string }[], vouchesFor: (p: number) => boolean): number[] {
+  const out = new Set<number>();
+  for (const { key } of keys) {
+    const p = partitionOf(key);
+    if (vouchesFor(p)) out.add(p);
+  }
+  return [...out];
 }
