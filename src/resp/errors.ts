@@ -40,7 +40,7 @@ export const partialKeyspace = (command: string): string =>
 
 /** A keyspace walk (KEYS, SCAN, FLUSHDB) that cannot reach every partition: refused rather than answered short. */
 export const incompleteKeyspace = (partitions: number, members: string[]): string =>
-  `ERR ${partitions} partition(s) of the keyspace have no reachable owner (${members.join(", ")}): the walk would be incomplete, so it was not done`;
+  `ERR ${partitions} partition(s) of the keyspace have no reachable owner with a whole copy (owners: ${members.join(", ")}; after a join the new owner may still be filling): the walk would be incomplete, so it was not done`;
 
 export const invalidExpire = (command: string): string => `ERR invalid expire time in '${command}' command`;
 export const wrongArity = (command: string): string => `ERR wrong number of arguments for '${command}' command`;
