@@ -180,9 +180,9 @@ export function parseTtlSeconds(name: string, value: string): number {
 
 /** A bucket name, checked before any request so the error names the flag. */
 export function parseBucket(name: string, value: string): string {
-  if (!BUCKET_PATTERN.test(value)) throw usageError(`${shownFlag(name)} must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "${value}"`);
-  // A URL path cannot carry them: fetch resolves them as dot segments.
+  // A URL path cannot carry them: fetch resolves them as dot segments (the node refuses them too).
   if (value === "." || value === "..") throw usageError(`${shownFlag(name)} cannot be "${value}": a URL path cannot carry it`);
+  if (!BUCKET_PATTERN.test(value)) throw usageError(`${shownFlag(name)} must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "${value}"`);
   return value;
 }
 

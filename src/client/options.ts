@@ -116,10 +116,10 @@ export function beyondOrigin(u: URL, typed: string, token = "the token option"):
   return undefined;
 }
 
-/** A bucket name; "." and ".." are names, but fetch resolves them in a URL path as dot segments. */
+/** A bucket name; not "." or "..", which fetch resolves in a URL path as dot segments (the node refuses them too). */
 function bucketName(v: unknown): string {
-  if (typeof v !== "string" || !BUCKET_PATTERN.test(v)) throw invalid("INVALID_BUCKET", `bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not ${shown(v)}`);
   if (v === "." || v === "..") throw invalid("INVALID_BUCKET", `bucket ${JSON.stringify(v)} cannot be used in a URL path`);
+  if (typeof v !== "string" || !BUCKET_PATTERN.test(v)) throw invalid("INVALID_BUCKET", `bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not ${shown(v)}`);
   return v;
 }
 

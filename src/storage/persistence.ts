@@ -1,11 +1,11 @@
-import { Database, type Statement } from "bun:sqlite";
+import type { Database, Statement } from "bun:sqlite";
 import { existsSync, mkdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { recordId, type StoredRecord } from "../core/record.ts";
-import { VERSION_PATTERN, versionWallMs } from "../core/version.ts";
+import { versionWallMs } from "../core/version.ts";
+import { DB_FILE, SCHEMA_BYTES, errText, openDatabase, rowFault } from "./database.ts";
 import { DirLock } from "./dir-lock.ts";
 
 export type FsyncPolicy = "always" | "everysec" | "no";
@@ -25,15 +25,7 @@ export interface PersistenceOptions {
   wallMs?: () => number;
 }
 
-export const DB_FILE = "makhzen.db";
-/**
- * Schema versions: "1" holds text values only; "2" has held a binary value (a BLOB
- * row). A dir is marked "2" in the transaction that writes its first BLOB, so a
- * makhzen from before binary values (which reads only "1") refuses it with one line
- * instead of reading a BLOB as text.
- */
-const SCHEMA_TEXT = "1";
-const SCHEMA_BYTES = "2";
+export { DB_FILE };
 
 /**
  * The durable copy of a node's records in bun:sqlite, written behind the in-memory
@@ -143,40 +135,8 @@ export class Persistence {
   }
 
   private static openLocked(opts: PersistenceOptions, lock: DirLock, fail: (problem: string) => never): Persistence {
-    const path = join(opts.dir, DB_FILE);
-    let db: Database | undefined;
-    let schema = SCHEMA_TEXT;
-    let clustered = false;
-    try {
-      db = new Database(path, { create: true, strict: true });
-      db.exec("PRAGMA journal_mode = WAL");
-      db.exec(`PRAGMA synchronous = ${opts.fsync === "no" ? "OFF" : "FULL"}`);
-      db.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
-      db.exec(
-        `CREATE TABLE IF NOT EXISTS records (
-           bucket TEXT NOT NULL, key TEXT NOT NULL, value TEXT, version TEXT NOT NULL, expires_at INTEGER,
-           PRIMARY KEY (bucket, key)) WITHOUT ROWID`,
-      );
-      const meta = Object.fromEntries(
-        db.query<{ k: string; v: string }, []>("SELECT k, v FROM meta").all().map((r) => [r.k, r.v]),
-      );
-      if (meta.node !== undefined && meta.node !== opts.nodeName) {
-        db.close();
-        fail(`was written by node "${meta.node}", not "${opts.nodeName}"; start with --name ${meta.node} or use another dir`);
-      }
-      if (meta.schema !== undefined && meta.schema !== SCHEMA_TEXT && meta.schema !== SCHEMA_BYTES) {
-        db.close();
-        fail(`has schema version ${meta.schema}; this makhzen reads versions ${SCHEMA_TEXT} and ${SCHEMA_BYTES}`);
-      }
-      db.prepare("INSERT OR IGNORE INTO meta (k, v) VALUES ('node', ?1), ('schema', ?2)").run(opts.nodeName, SCHEMA_TEXT);
-      schema = meta.schema ?? SCHEMA_TEXT;
-      clustered = meta.clustered === "1";
-    } catch (e) {
-      if (e instanceof MakhzenError) throw e;
-      db?.close();
-      fail(`cannot open ${DB_FILE} (${errText(e)})`);
-    }
-    return new Persistence(db!, lock, opts, schema, clustered);
+    const { db, schema, clustered } = openDatabase(opts.dir, opts.nodeName, opts.fsync, fail);
+    return new Persistence(db, lock, opts, schema, clustered);
   }
 
   /**
@@ -409,13 +369,3 @@ export class Persistence {
     for (const w of waiters) w.reject(e);
   }
 }
-/** What is wrong with a stored row's shape, or undefined. */
-function rowFault(row: { bucket: unknown; key: unknown; value: unknown; version: unknown; expires_at: unknown }): string | undefined {
-  if (typeof row.bucket !== "string" || typeof row.key !== "string") return "no bucket or key";
-  if (typeof row.version !== "string" || !VERSION_PATTERN.test(row.version)) return `version ${JSON.stringify(row.version)}`;
-  if (row.value !== null && typeof row.value !== "string" && !(row.value instanceof Uint8Array)) return "a value of no known form";
-  if (row.expires_at !== null && typeof row.expires_at !== "number") return "an expiry that is not a number";
-  return undefined;
-}
-
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -1,0 +1,69 @@
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
+import { MakhzenError } from "../errors.ts";
+import { VERSION_PATTERN } from "../core/version.ts";
+import type { FsyncPolicy } from "./persistence.ts";
+
+/**
+ * The file of a data dir (persistence.ts): opening it, its schema and the node it
+ * belongs to, and the shape a stored row must have to be read.
+ */
+
+export const DB_FILE = "makhzen.db";
+/**
+ * Schema versions: "1" holds text values only; "2" has held a binary value (a BLOB
+ * row). A dir is marked "2" in the transaction that writes its first BLOB, so a
+ * makhzen from before binary values (which reads only "1") refuses it with one line
+ * instead of reading a BLOB as text.
+ */
+export const SCHEMA_TEXT = "1";
+export const SCHEMA_BYTES = "2";
+
+/**
+ * Opens (or creates) DIR/makhzen.db in WAL mode with the fsync policy's
+ * synchronous setting, and checks it is this node's and of a schema this makhzen
+ * reads; `fail` refuses the dir with one line (it throws).
+ */
+export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, fail: (problem: string) => never): { db: Database; schema: string; clustered: boolean } {
+  const path = join(dir, DB_FILE);
+  let db: Database | undefined;
+  try {
+    db = new Database(path, { create: true, strict: true });
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec(`PRAGMA synchronous = ${fsync === "no" ? "OFF" : "FULL"}`);
+    db.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS records (
+         bucket TEXT NOT NULL, key TEXT NOT NULL, value TEXT, version TEXT NOT NULL, expires_at INTEGER,
+         PRIMARY KEY (bucket, key)) WITHOUT ROWID`,
+    );
+    const meta = Object.fromEntries(
+      db.query<{ k: string; v: string }, []>("SELECT k, v FROM meta").all().map((r) => [r.k, r.v]),
+    );
+    if (meta.node !== undefined && meta.node !== nodeName) {
+      db.close();
+      fail(`was written by node "${meta.node}", not "${nodeName}"; start with --name ${meta.node} or use another dir`);
+    }
+    if (meta.schema !== undefined && meta.schema !== SCHEMA_TEXT && meta.schema !== SCHEMA_BYTES) {
+      db.close();
+      fail(`has schema version ${meta.schema}; this makhzen reads versions ${SCHEMA_TEXT} and ${SCHEMA_BYTES}`);
+    }
+    db.prepare("INSERT OR IGNORE INTO meta (k, v) VALUES ('node', ?1), ('schema', ?2)").run(nodeName, SCHEMA_TEXT);
+    return { db, schema: meta.schema ?? SCHEMA_TEXT, clustered: meta.clustered === "1" };
+  } catch (e) {
+    if (e instanceof MakhzenError) throw e;
+    db?.close();
+    return fail(`cannot open ${DB_FILE} (${errText(e)})`);
+  }
+}
+
+/** What is wrong with a stored row's shape, or undefined. */
+export function rowFault(row: { bucket: unknown; key: unknown; value: unknown; version: unknown; expires_at: unknown }): string | undefined {
+  if (typeof row.bucket !== "string" || typeof row.key !== "string") return "no bucket or key";
+  if (typeof row.version !== "string" || !VERSION_PATTERN.test(row.version)) return `version ${JSON.stringify(row.version)}`;
+  if (row.value !== null && typeof row.value !== "string" && !(row.value instanceof Uint8Array)) return "a value of no known form";
+  if (row.expires_at !== null && typeof row.expires_at !== "number") return "an expiry that is not a number";
+  return undefined;
+}
+
+export const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
