@@ -28,6 +28,8 @@ interface HandOff {
   confirmed: Map<string, Confirmation>;
   /** When every owner first held our copy: the grace period runs from here. */
   firstAllMs?: number;
+  /** Owned and full when this node stopped owning it: its copy is whole (vouchesFor), where one of hints is not. */
+  whole?: boolean;
 }
 
 export interface RebalanceStats {
@@ -174,19 +176,17 @@ export class Rebalancer {
 
   /**
    * Whether this node's copy of `partition` speaks for it, a key missing here being
-   * missing (a merge read's `vouches`, routing.ts): owned and not filling, or held
-   * without being owned (an old owner before its hand-off; hints, the best there is
-   * while the owners are away). Not a copy still filling, nor one holding nothing.
+   * missing (a merge read's `vouches`, routing.ts): owned and not filling, or an old
+   * owner's whole copy before its hand-off. Not a copy still filling, nor hints (one
+   * hinted key says nothing of the partition's others), nor one holding nothing.
    */
   vouchesFor(partition: number): boolean {
     if (this.deps.placement.owns(partition)) return !this.isFilling(partition);
-    return this.deps.digest.partitionSize(partition) > 0;
+    return this.handOffs.get(partition)?.whole === true && this.deps.digest.partitionSize(partition) > 0;
   }
 
   fillingPartitions(): number[] {
-    const out: number[] = [];
-    for (let p = 0; p < PARTITIONS; p++) if (this.isFilling(p)) out.push(p);
-    return out;
+    return Array.from({ length: PARTITIONS }, (_, p) => p).filter((p) => this.isFilling(p));
   }
 
   /** How many partitions this node holds records of. */
@@ -253,6 +253,7 @@ export class Rebalancer {
         this.filledFrom.delete(p);
       }
       if (!owns) {
+        if (this.owned[p] && this.filling[p] === 0) this.handOffs.set(p, { confirmed: new Map(), whole: true });
         this.setFilling(p, false);
         this.filledFrom.delete(p);
       } else this.handOffs.delete(p);

@@ -312,7 +312,8 @@ export class Router {
         this.deps.transport.call(m.url, "fetch", { keys: [{ bucket, key }], vouches: true }, timeoutMs).then(
           (a) => {
             const owner = ownerNames.includes(m.name);
-            const vouches = a.vouches ? a.vouches.includes(p) : owner ? !views.isFilling(m.name, p) : views.holdsPartition(m.name, p);
+            // A peer too old to say (no `vouches`): an owner not filling speaks for the partition; a mere holder may hold hints only.
+            const vouches = a.vouches ? a.vouches.includes(p) : owner && !views.isFilling(m.name, p);
             return { owner, vouches, record: a.records[0] as StoredRecord | undefined };
           },
           (e) => {
