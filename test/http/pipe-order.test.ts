@@ -137,7 +137,7 @@ describe("pipelined requests on a piped connection, continued", () => {
     expect(answers.match(/HTTP\/1\.1 \d{3} /g)?.length).toBe(2);
     expect(JSON.parse(answers.slice(answers.lastIndexOf('{"key"'))).value).toBe("fv");
   });
-  test("once the framing stopped (an Upgrade header), a client that half-closes after a slow request still gets its answer", async () => {
+  test("once the framing stopped (a chunk extension past its line limit), a client that half-closes after a slow request still gets its answer", async () => {
     const a = track(createNode({ name: "a", port: 0, idleTimeoutMs: 1000, ...FAST_TIMINGS }));
     const { url } = await a.listen();
     const b = track(createNode({ name: "b", port: 0, peers: [url], ...FAST_TIMINGS }));
@@ -147,7 +147,9 @@ describe("pipelined requests on a piped connection, continued", () => {
     await b.close();
     const answers = await new Promise<string>((resolve) => {
       let got = "";
-      const s = netConnect({ host: "127.0.0.1", port: Number(new URL(url).port) }, () => s.write(rawRequest("GET", "/healthz", { Upgrade: "foo" })));
+      const longExtension = `d;x=${"a".repeat(5000)}`; // Bun takes it; the framing reads no line over 4 KiB
+      const first = `PUT /items/ext HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${longExtension}\r\n{"value":"e"}\r\n0\r\n\r\n`;
+      const s = netConnect({ host: "127.0.0.1", port: Number(new URL(url).port) }, () => s.write(first));
       s.on("data", (d) => {
         got += d.toString("latin1");
         // After the first answer (the framing has stopped by then): the slow write, and the half-close.
@@ -181,6 +183,10 @@ describe("frame.ts: where a request and its answer end", () => {
     "PUT /items/k HTTP/1.1\r\nHost: x\r\ncontent-length: 13\r\n\r\n{\"value\":\"v\"}",
     chunked,
     "HEAD /items/k HTTP/1.1\r\nHost: x\r\n\r\n",
+    // Framed as any request (they stopped the framing, and a later request was let through unchecked: review):
+    // no route upgrades, so Bun answers an Upgrade (curl --http2's h2c) as HTTP/1.1; Bun takes one length given twice.
+    "GET /items/k HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n",
+    "PUT /items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
   ];
 
   for (const step of [1, 2, 3, 7, 1000]) {
@@ -224,7 +230,7 @@ describe("frame.ts: where a request and its answer end", () => {
   test("whatever the framing is not sure of is UNSURE (the pipe then passes bytes through raw, for Bun to judge)", () => {
     const unsure = [
       "GET /k HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-      "GET /k HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+      "GET /k HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
       "GET /k HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
       "GET /k HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
       "GET /k HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
@@ -234,7 +240,6 @@ describe("frame.ts: where a request and its answer end", () => {
       "GET /k HTTP/1.1\r\nno colon\r\n\r\n",
       "GET /k HTTP/2.0\r\n\r\n",
       "\r\nGET /k HTTP/1.1\r\n\r\n",
-      "GET /k HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
       "POST /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
       "POST /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
       "POST /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n",

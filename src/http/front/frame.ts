@@ -61,7 +61,8 @@ function framingOf(lines: string[]): Framing | typeof UNSURE {
     const lower = name.toLowerCase();
     const value = line.slice(colon + 1).trim();
     if (lower === "content-length") {
-      if (length !== -1 || !DIGITS.test(value)) return UNSURE;
+      // Given twice with one value, as Bun takes it (refuse.ts); two values are Bun's to refuse.
+      if (!DIGITS.test(value) || (length !== -1 && Number(value) !== length)) return UNSURE;
       length = Number(value);
     } else if (lower === "transfer-encoding") {
       if (chunked || value.toLowerCase() !== "chunked") return UNSURE;
@@ -265,8 +266,10 @@ export class RequestReader extends MessageReader {
     const lines = text.split("\r\n");
     if (!REQUEST_LINE.test(lines[0]!)) return UNSURE;
     const framing = framingOf(lines);
-    // An Upgrade (h2c, a WebSocket) may turn the connection into something else.
-    if (framing === UNSURE || framing.upgrade) return UNSURE;
+    // An Upgrade (`curl --http2` sends h2c on plain HTTP) changes nothing: no route
+    // upgrades (server.upgrade is never called), so Bun answers it as HTTP/1.1; were
+    // an answer ever a 101, the AnswerReader is unsure of it.
+    if (framing === UNSURE) return UNSURE;
     this.isHead = lines[0]!.startsWith("HEAD ");
     return framing;
   }
