@@ -97,6 +97,19 @@ describe("a bucket that is a dot segment", () => {
     expect(node.bucket("b").get("ok")?.value).toBe("v");
   });
 
+  test("after requests the pipe's framing once let through raw (an h2c Upgrade, a length given twice): still refused", async () => {
+    // Before, either opener stopped the framing, and `PUT /buckets/%2E%2E/items/x0` then wrote x0 into the default bucket (found by review).
+    const { node, url } = await serve();
+    for (const opener of [rawRequest("GET", "/healthz", { upgrade: "h2c", connection: "Upgrade, HTTP2-Settings", "http2-settings": "AAMAAABkAARAAAAAAAIAAAAA" }), Buffer.from("PUT /buckets/b/items/twice HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nv")]) {
+      const c = await open(url);
+      // Answered, and the connection kept (the app reads a length given twice as "1, 1": its 400).
+      expect([200, 400]).toContain(statusOf(await c.exchange(opener)));
+      const answer = await c.exchange(rawRequest("PUT", "/buckets/%2E%2E/items/x0", { "content-type": "text/plain" }, "v"));
+      expect({ status: statusOf(answer), code: bodyOf(answer).error.code }).toEqual({ status: 400, code: "INVALID_BUCKET" });
+    }
+    expect(node.bucket().get("x0")).toBeUndefined();
+  });
+
   test("a bucket whose name only starts with dots is a bucket like any other; under a token the refusal comes first (it says nothing of the data)", async () => {
     const { node, url } = await serve();
     const c = await open(url);
