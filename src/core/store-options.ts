@@ -119,6 +119,8 @@ export const VIEW_CACHE_MAX_BYTES = 64 * 1024 * 1024;
  */
 export const TOMBSTONE_BUDGET_SHARE = 0.5;
 
+/** Entries one sweep step in Store.reserve looks at, for expired records and safe tombstones, before it evicts. */
+export const RESERVE_SWEEP_LOOKS = 256;
 /**
  * Tombstones `reserve` looks at, oldest first, for one that is safe to drop, each
  * time it needs room: bounds the work a write does when none is (in a cluster whose

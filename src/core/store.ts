@@ -4,7 +4,7 @@ import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanC
 import { compareRecords, isExpired, recordId, type StoredRecord } from "./record.ts";
 import { contentOf, recordSum } from "./fingerprint.ts";
 import { TombstoneQueue, ViewCache, WalkedSet, tombstoneDeadAt, type EntryKind } from "./store-sets.ts";
-import { SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
+import { RESERVE_SWEEP_LOOKS, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { NONE, type RecordTable } from "./table.ts";
 import { compareVersionOf, versionWallOf } from "./version-numbers.ts";
 
@@ -172,9 +172,8 @@ export class Store {
   reserve(bytes: number, bucket?: string, key?: string): void {
     const max = this.opts.maxMemoryBytes;
     if (max <= 0) return;
-    // A write that replaces a live (bucket, key) frees that record's bytes, so only
-    // the growth must fit: a full store can still update a key in place. Re-read
-    // after every eviction, which may have turned this very key into a tombstone.
+    // Only the growth over a live record it replaces must fit (a full store can still update a key
+    // in place); re-read after every eviction, which may have turned this very key into a tombstone.
     const growth = () => {
       const id = bucket === undefined || key === undefined ? NONE : this.keyspace.get(bucket, key);
       return bytes - (id !== NONE && this.table.hasValue(id) ? this.keyspace.bytesOf(id) : 0);
@@ -183,16 +182,17 @@ export class Store {
     if (fits()) return;
     // A record bigger than the whole budget can never fit: refuse before dropping anything.
     if (bytes <= max) {
-      // Once the oldest tombstones held none safe to drop, this call does not look again.
-      let safeLeft = true;
+      // What costs nothing to lose goes first: safe tombstones, expired records the sweep has not
+      // reached (live keys went while they filled it), views; a kind found empty is not looked for again.
+      let [safeLeft, sweepLeft] = [true, true];
       while (!fits()) {
         if (safeLeft && (safeLeft = this.dropSafeTombstone())) continue;
+        if (sweepLeft && (sweepLeft = this.sweep(RESERVE_SWEEP_LOOKS) > 0)) continue;
         if (this.views.dropOldest()) continue;
         const victim = this.opts.eviction === "lru" ? this.lru.oldest() : NONE;
         if (victim === NONE) break;
         this.evict(victim);
-        // Its tombstone may be safe at once (a node alone): it goes too, or only its value was freed.
-        // (The eviction's tombstone took the victim's id in place; the tombstone cap may have purged it already.)
+        // Its tombstone (in the victim's id, unless the cap purged it) may be safe at once (a node alone): it goes too.
         if (this.table.isHeld(victim) && !this.table.hasValue(victim) && this.isSafeToDrop(victim)) this.purge(victim);
       }
       if (fits()) return;

@@ -298,3 +298,27 @@ describe("a node with peers under --max-memory", () => {
     expect(lines[0]!.fields).toMatchObject({ purgedEarly: 1 });
   });
 });
+
+describe("expired records the sweep has not reached yet", () => {
+  // Found by an adversarial pass: live keys were evicted (lru) or writes refused (noeviction) while
+  // records that had expired, and cost nothing to lose, still filled the budget.
+  for (const eviction of ["lru", "noeviction"] as const) {
+    test(`${eviction}: a write makes room from them before it evicts a live key or is refused`, () => {
+      const max = 400_000;
+      const { wall, clock, store, write } = setup({ max, eviction });
+      // Stable at once (a node alone), as the node's Store is: an expired record's tombstone may go too.
+      for (let i = 0; i < 200; i++) write(`live-${i}`, VALUE);
+      let expiring = 0;
+      for (; store.accountedBytes < max - 2_000; expiring++) {
+        store.reserve(ENTRY_OVERHEAD_BYTES + 30 + VALUE.length, "b", `exp-${expiring}`);
+        store.apply({ bucket: "b", key: `exp-${expiring}`, value: VALUE, version: clock.now(), expiresAt: T0 + 1000 });
+      }
+      expect(expiring).toBeGreaterThan(1_000);
+      wall.advance(2_000); // all of them expired; no sweep has run
+      for (let i = 0; i < 50; i++) write(`new-${i}`, VALUE.repeat(10));
+      for (let i = 0; i < 200; i++) expect(store.get("b", `live-${i}`)?.value).toBe(VALUE);
+      for (let i = 0; i < 50; i++) expect(store.get("b", `new-${i}`)?.value).toBe(VALUE.repeat(10));
+      expect(store.accountedBytes).toBeLessThanOrEqual(max);
+    });
+  }
+});
