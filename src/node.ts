@@ -271,7 +271,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       const refused = protectedModeProblem(config);
       if (refused) {
         // The config cannot change, so this node can never listen: release what it holds.
-        await this.close();
+        // (A close that loses pending writes logs so itself; the start's error is the one to throw.)
+        await this.close().catch(() => undefined);
         throw new MakhzenError("PROTECTED_MODE", refused);
       }
       // As Redis does: a node started with --insecure says what it is exposed to, once.
@@ -282,7 +283,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         try {
           ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, log.child("http")));
         } catch (e) {
-          await this.close();
+          await this.close().catch(() => undefined);
           throw listenRefusal(e, "port", config);
         }
       }
@@ -291,7 +292,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         try {
           resp = startRespServer({ service, config, version: VERSION, log: log.child("resp"), refusals, startedMs }, config.respPort);
         } catch (e) {
-          await this.close();
+          await this.close().catch(() => undefined);
           throw listenRefusal(e, "respPort", config);
         }
       }
@@ -299,7 +300,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       try {
         await started;
       } catch (e) {
-        await this.close();
+        await this.close().catch(() => undefined);
         throw e;
       }
       if (!resp) return { url, port };

@@ -199,7 +199,7 @@ test("embedded, a data dir whose commits fail: durable() rejects PERSISTENCE_FAI
   try {
     blocker.exec("BEGIN EXCLUSIVE");
     node.bucket().set("k", "v");
-    // It waited for the disk to come back, however long.
+    // Before, it waited for the disk to come back, however long.
     await expect(node.durable()).rejects.toMatchObject({ code: "PERSISTENCE_FAILED" });
     expect(() => node.bucket().set("k2", "v")).toThrow(expect.objectContaining({ code: "PERSISTENCE_FAILED" }));
     blocker.exec("ROLLBACK");

@@ -1,5 +1,5 @@
 import { MAX_TTL_SECONDS } from "../core/items.ts";
-import { BUCKET_PATTERN } from "../core/record.ts";
+import { BUCKET_PATTERN, isDotName } from "../core/record.ts";
 import { beyondOrigin } from "../client/options.ts";
 import { maskPassword } from "../ops/urls.ts";
 import { closestNames } from "../ops/suggest.ts";
@@ -7,7 +7,8 @@ import { usageError } from "./_errors.ts";
 
 /**
  * Flag values: the command line first, then MAKHZEN_<FLAG> from the environment,
- * then the default. This is the only file that reads process.env.
+ * then the default. This file reads process.env for values (serve-flags.ts's
+ * variableKeys reads it only to tell which settings a variable gave).
  */
 export function flag(
   args: Record<string, unknown>,
@@ -181,7 +182,7 @@ export function parseTtlSeconds(name: string, value: string): number {
 /** A bucket name, checked before any request so the error names the flag. */
 export function parseBucket(name: string, value: string): string {
   // A URL path cannot carry them: fetch resolves them as dot segments (the node refuses them too).
-  if (value === "." || value === "..") throw usageError(`${shownFlag(name)} cannot be "${value}": a URL path cannot carry it`);
+  if (isDotName(value)) throw usageError(`${shownFlag(name)} cannot be "${value}": a URL path cannot carry it`);
   if (!BUCKET_PATTERN.test(value)) throw usageError(`${shownFlag(name)} must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not "${value}"`);
   return value;
 }

@@ -1,7 +1,7 @@
 import { maskPassword } from "../ops/urls.ts";
 import { whyNotPem } from "../ops/tls.ts";
 import { X509Certificate } from "node:crypto";
-import { BUCKET_PATTERN, DEFAULT_BUCKET } from "../core/record.ts";
+import { BUCKET_PATTERN, DEFAULT_BUCKET, isDotName } from "../core/record.ts";
 import { didYouMean } from "../ops/suggest.ts";
 import { MakhzenClientError } from "./error.ts";
 
@@ -118,7 +118,7 @@ export function beyondOrigin(u: URL, typed: string, token = "the token option"):
 
 /** A bucket name; not "." or "..", which fetch resolves in a URL path as dot segments (the node refuses them too). */
 function bucketName(v: unknown): string {
-  if (v === "." || v === "..") throw invalid("INVALID_BUCKET", `bucket ${JSON.stringify(v)} cannot be used in a URL path`);
+  if (typeof v === "string" && isDotName(v)) throw invalid("INVALID_BUCKET", `bucket ${JSON.stringify(v)} cannot be used in a URL path`);
   if (typeof v !== "string" || !BUCKET_PATTERN.test(v)) throw invalid("INVALID_BUCKET", `bucket must be 1 to 64 characters of A-Z a-z 0-9 _ . -, not ${shown(v)}`);
   return v;
 }

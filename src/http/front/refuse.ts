@@ -183,7 +183,8 @@ const BARE_REFUSAL_MAX_BYTES = 96;
  * status Bun gave (a chunked body's fault shows in no head).
  */
 export function bareRefusal(bytes: Uint8Array, head: () => string | undefined): Refusal | undefined {
-  // Every answer passes here (a replica's to each batch): most are told apart by length and last byte.
+  // Every answer passes here (a replica's to each batch): one with a body is told apart by its
+  // length or last bytes; a short bodiless one (a 204, a HEAD's) costs a copy and the regex.
   const n = bytes.length;
   if (n > BARE_REFUSAL_MAX_BYTES || bytes[n - 1] !== 10 || bytes[n - 3] !== 10) return undefined;
   const m = BUN_BARE_REFUSAL.exec(Buffer.from(bytes.buffer, bytes.byteOffset, n).toString("latin1"));
