@@ -91,7 +91,8 @@ export const serve = defineCommand({
     logStarted(log, node.config, url, respUrl, logOptions.level);
     // Another process took this node's name: it has stopped writing and handed off; exit 1.
     const lost = node.fatal.then(async (e) => {
-      await node.close();
+      // A close that loses pending writes logs so itself; the name is why this node stops.
+      await node.close().catch(() => undefined);
       throw new CliError(`${e.code}: ${e.message}; this node stopped. Give it another --name.`, 1);
     });
     await Promise.race([stopped.promise, lost]);
