@@ -21,6 +21,7 @@ export type ErrorCode =
   | "DATA_DIR" // the data dir cannot be used: the node refuses to start
   | "UNAVAILABLE" // not enough replicas answered or are known (w=/r=), or not ready
   | "REPLICATION_TIMEOUT" // w=/r= waited its timeout; the local write stands
+  | "OUTCOME_UNKNOWN" // a forwarded conditional write whose owner did not answer: it may or may not have been applied (not TRYAGAIN: clients retry that)
   | "NAME_TAKEN" // a joining node's name is held by another live URL
   | "REPLICAS_MISMATCH" // a joining node's --replicas differs from the cluster's
   | "CLOCK_OFFSET_MISMATCH" // a joining node's --max-clock-offset differs from the cluster's
@@ -75,6 +76,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   DATA_DIR: 500,
   UNAVAILABLE: 503,
   REPLICATION_TIMEOUT: 504,
+  OUTCOME_UNKNOWN: 504,
   NAME_TAKEN: 409,
   REPLICAS_MISMATCH: 409,
   CLOCK_OFFSET_MISMATCH: 409,

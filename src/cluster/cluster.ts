@@ -174,7 +174,7 @@ export class Cluster {
     const { membership, replicator } = this;
     this.consistency = new Consistency({ store, membership, replicator, transport, placement, applyRemote: (records) => this.applyRemote(records), logger: this.logger });
     this.router = new Router({ placement, views, membership, transport, store, config, applyRemote: (records) => this.applyRemote(records),
-      isFilling: (p) => this.rebalancer.isFilling(p), anyFilling: () => this.rebalancer.anyFilling(), logger: this.logger.child("routing"),
+      isFilling: (p) => this.rebalancer.isFilling(p), anyFilling: () => this.rebalancer.anyFilling(), vouchesFor: (p) => this.rebalancer.vouchesFor(p), logger: this.logger.child("routing"),
       refusesReads: () => this.clockRefusal() });
     this.stability = new Stability({
       self: this.self,

@@ -75,6 +75,8 @@ export interface RouterDeps {
   isFilling?: (partition: number) => boolean;
   /** Whether THIS node may be filling any partition (Rebalancer.anyFilling), O(1). Default: never. */
   anyFilling?: () => boolean;
+  /** Whether THIS node's copy of partition p speaks for it (Rebalancer.vouchesFor: an old owner's whole copy too). Default: never. */
+  vouchesFor?: (partition: number) => boolean;
   /**
    * Why THIS node must not answer a forwarded read now (its clock is fenced: it
    * would judge a TTL by a wall clock it knows to be off), or undefined. Default: never.
@@ -233,7 +235,7 @@ export class Router {
           }
           if (!retry) {
             throw new MakhzenError(
-              "UNAVAILABLE",
+              "OUTCOME_UNKNOWN",
               `owner ${t.name} of key ${JSON.stringify(req.key)} did not answer within ${timeoutMs} ms: the conditional write may or may not have been applied there; read the key to find out`,
             );
           }
@@ -326,7 +328,8 @@ export class Router {
     const self = placement.owns(p);
     let newest = store.getRecord(bucket, key);
     let owners = self && !this.isFilling(p) ? 1 : 0;
-    let vouched = owners;
+    // An old owner's own whole copy speaks for the partition here too, as it does when another node asks it.
+    let vouched = self ? owners : this.deps.vouchesFor?.(p) === true ? 1 : 0;
     for (const a of answers) {
       if (!a) continue;
       if (a.vouches) {

@@ -133,7 +133,7 @@ function itemOperations(inBucket: boolean): Operation[] {
   const where = inBucket ? "of a bucket" : "of the default bucket";
   const pathParams = inBucket ? ["bucket", "key"] : ["key"];
   const bucketErrors: ErrorCode[] = inBucket ? ["INVALID_BUCKET"] : [];
-  const writeErrors: ErrorCode[] = ["PRECONDITION_FAILED", "VALIDATION", "UNAVAILABLE", "REPLICATION_TIMEOUT", "CLOCK_OFFSET", "NAME_TAKEN", "LEAVING", "PERSISTENCE_FAILED"];
+  const writeErrors: ErrorCode[] = ["PRECONDITION_FAILED", "VALIDATION", "UNAVAILABLE", "REPLICATION_TIMEOUT", "OUTCOME_UNKNOWN", "CLOCK_OFFSET", "NAME_TAKEN", "LEAVING", "PERSISTENCE_FAILED"];
   return [
     {
       method: "get",

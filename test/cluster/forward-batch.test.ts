@@ -139,7 +139,7 @@ describe("forwards travel in batches", () => {
   });
 
   for (const fault of ["request lost", "answer lost"] as const) {
-    test(`a batch whose ${fault === "request lost" ? "request" : "answer"} is lost: conditional members are UNAVAILABLE, the others go to the next owner`, async () => {
+    test(`a batch whose ${fault === "request lost" ? "request" : "answer"} is lost: conditional members are OUTCOME_UNKNOWN, the others go to the next owner`, async () => {
       const { net, service, node, owners, keysFor } = await cluster();
       const keys = keysFor("b", 6);
       const first = await Promise.all(keys.map((k) => service("a").set("default", k, "one")));
@@ -150,7 +150,7 @@ describe("forwards travel in batches", () => {
         if (i % 2 === 0) {
           expect(r.status).toBe("rejected");
           const e = (r as PromiseRejectedResult).reason as MakhzenError;
-          expect(e.code).toBe("UNAVAILABLE");
+          expect(e.code).toBe("OUTCOME_UNKNOWN");
           expect(e.message).toContain("may or may not have been applied");
           // It ran on the first owner only when the answer, not the request, was lost.
           expect(node("b").store.get("default", keys[i]!)?.value).toBe(fault === "answer lost" ? "two" : "one");

@@ -237,12 +237,27 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     const other = NAMES.find((n) => n !== first && n !== second && n !== "a")!;
     // The key's only copy is on a non-owner (the old owner), whose report the first owner has not heard yet.
     node(other).store.apply({ bucket: "default", key, value: "old-owner", version: node(other).clock.now() });
+    // An old owner's copy, whole when it stopped owning it (hints would not speak for the partition).
+    node(other).cluster.rebalancer.vouchesFor = (p) => p === partitionOf(key);
     for (const o of [first, second]) node(o).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
     node(first).cluster.views.forget(other);
     node(first).cluster.views.report(second, undefined, partitionsToHex([partitionOf(key)]));
     const answer = await node("a").cluster.router.forward({ forwarded: true, op: "get", bucket: "default", key }, [node("a").cluster.membership.get(first)!], true);
     expect(answer?.record).toMatchObject({ value: "old-owner" });
     expect(await service(first).delete("default", key)).toEqual(expect.any(String));
+  });
+
+  test("an old owner's own whole copy speaks for the partition in its own merge read: a key it lacks is absent (404), not 503", async () => {
+    // Found by a partitions pass: during a join, GETs of missing keys through old nodes were 503 "no owner ... reachable".
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const p = partitionOf(key);
+    node("a").cluster.rebalancer.vouchesFor = (q) => q === p; // a owned p, whole, before the placement changed
+    for (const o of owners(key)) {
+      node(o).cluster.rebalancer.isFilling = (q) => q === p;
+      node("a").cluster.views.report(o, undefined, partitionsToHex([p]));
+    }
+    expect(await service("a").get("default", key)).toBeUndefined();
   });
 
   test("a filling owner is not where a read-modify-write is decided synchronously, even as the first write target", async () => {
@@ -366,13 +381,13 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     await leaving;
   }, 20_000);
 
-  test("a conditional write whose answer is lost is UNAVAILABLE and not retried elsewhere; an unconditional one falls back to a hint", async () => {
+  test("a conditional write whose answer is lost is OUTCOME_UNKNOWN (504; not UNAVAILABLE, which clients retry) and not retried elsewhere; an unconditional one falls back to a hint", async () => {
     const { net, service, node, owners, keyNotOwnedBy } = await cluster();
     const key = keyNotOwnedBy("a");
     const first = await service("a").set("default", key, "1");
     net.loseForwardAnswers = true;
     const lost = await failure(() => service("a").set("default", key, "2", { ifMatch: first.version }));
-    expect(lost.code).toBe("UNAVAILABLE");
+    expect(lost.code).toBe("OUTCOME_UNKNOWN");
     expect(lost.message).toContain("may or may not have been applied");
     const [o1, o2] = owners(key) as [string, string];
     // It ran on the first owner only (the second got it by replication, not a second forward).
