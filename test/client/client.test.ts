@@ -28,6 +28,15 @@ async function clientError(p: Promise<unknown> | (() => unknown)): Promise<Makhz
   throw new Error("expected a MakhzenClientError");
 }
 
+/** A node listening on port 0, closed with `stack`, and a client of it. */
+async function realNode(stack: AsyncDisposableStack) {
+  const { createNode } = await import("../../src/node.ts");
+  const node = createNode({ port: 0 });
+  stack.defer(() => node.close());
+  const { url } = await node.listen();
+  return { node, c: new MakhzenClient({ url }) };
+}
+
 describe("MakhzenClient", () => {
   test("refuses a URL with a query, fragment, path or user name, or not http(s)", async () => {
     for (const url of ["http://127.0.0.1:3000?x=1", "http://127.0.0.1:3000/?", "http://127.0.0.1:3000#frag", "http://127.0.0.1:3000/some/prefix", "http://u:p@127.0.0.1:3000", "ftp://h:1", "nope"]) {
@@ -63,24 +72,16 @@ describe("MakhzenClient", () => {
   });
 
   test("a delete against a real node: true when it deleted, false when nothing was there", async () => {
-    const { createNode } = await import("../../src/node.ts");
     await using stack = new AsyncDisposableStack();
-    const node = createNode({ port: 0 });
-    stack.defer(() => node.close());
-    const { url } = await node.listen();
-    const c = new MakhzenClient({ url });
+    const { c } = await realNode(stack);
     await c.put("k", "v");
     expect(await c.delete("k")).toBe(true);
     expect(await c.delete("k")).toBe(false);
   });
 
   test("put takes bytes, as the embedded set does: stored as a binary value, or as text when they are UTF-8", async () => {
-    const { createNode } = await import("../../src/node.ts");
     await using stack = new AsyncDisposableStack();
-    const node = createNode({ port: 0 });
-    stack.defer(() => node.close());
-    const { url } = await node.listen();
-    const c = new MakhzenClient({ url });
+    const { node, c } = await realNode(stack);
     const bytes = new Uint8Array([0xff, 0x00, 0x01]);
     expect(await c.put("b", bytes, { ttl: 60 })).toMatchObject({ key: "b", value: "/wAB", encoding: "base64" });
     expect(node.bucket().get("b")).toMatchObject({ value: "/wAB", encoding: "base64" });
