@@ -56,7 +56,7 @@ export interface ListingDeps {
   /** `full`: every node owns everything; `owners(p)`: the owners of a partition. Cluster.placement is one. */
   placement: { readonly full: boolean; owners(partition: number): readonly string[] };
   /** Whether another member said it is still filling a partition it owns (Cluster.views). */
-  views: { isFilling(name: string, partition: number): boolean };
+  views: { isFilling(name: string, partition: number): boolean; holdsPartition?(name: string, partition: number): boolean };
   /** Whether this node is still filling a partition it owns (Rebalancer.isFilling). Default: never. */
   isFilling?: (partition: number) => boolean;
   /** The members to ask, this node excluded: alive or suspect (Membership.reachable). */
@@ -80,6 +80,8 @@ export interface ListingDeps {
 interface PageState {
   sources: { name: string; url: string }[];
   failed: Set<string>;
+  /** Per member that answered: the partitions its copy speaks for, as it said (ListAnswer.vouches). */
+  vouched: Map<string, Set<number>>;
 }
 
 export class ClusterListing {
@@ -139,7 +141,9 @@ export class ClusterListing {
    */
   async *dump(bucket: string | undefined, pageSize: number): AsyncGenerator<StoredRecord[], void, undefined> {
     const state = this.newPage();
-    refuseIncomplete(this.unanswered(new Set(state.sources.map((s) => s.name))));
+    // Refused before anything is known only when what answers could never cover it (a
+    // node's own word on what it holds comes with its first page: see unanswered).
+    refuseIncomplete(this.unanswered(new Set(state.sources.map((s) => s.name)), undefined, true));
     let after: ListCursor | undefined;
     for (;;) {
       const page = await collectPage((at) => this.round(state, { bucket, after: at }, pageSize), after, pageSize, () => true, LIST_MAX_ROUNDS);
@@ -150,11 +154,12 @@ export class ClusterListing {
       // Each page asks every member again: one that came back since is welcome.
       state.sources = this.sources();
       state.failed = this.recentlyFailed();
+      state.vouched = new Map();
     }
   }
 
   private newPage(): PageState {
-    return { sources: this.sources(), failed: this.recentlyFailed() };
+    return { sources: this.sources(), failed: this.recentlyFailed(), vouched: new Map() };
   }
 
   /** Members whose page failed and that have not answered a heartbeat since: not asked again yet. */
@@ -181,7 +186,7 @@ export class ClusterListing {
    * hostile member) are dropped.
    */
   private async round(state: PageState, what: { bucket?: string; prefix?: string; after?: ListCursor }, pageSize: number): Promise<SourcePage[]> {
-    const req: ListRequest = { limit: pageSize };
+    const req: ListRequest = { limit: pageSize, vouches: true };
     if (what.bucket !== undefined) req.bucket = what.bucket;
     if (what.prefix !== undefined) req.prefix = what.prefix;
     if (what.after !== undefined) req.after = { bucket: what.after.bucket, key: what.after.key };
@@ -190,6 +195,7 @@ export class ClusterListing {
       asked.map(async (s): Promise<SourcePage | undefined> => {
         try {
           const answer = s.name === this.deps.self ? await this.deps.local(req) : await this.deps.transport.call(s.url, "list", req, this.deps.timeoutMs);
+          if (answer.vouches) state.vouched.set(s.name, new Set(answer.vouches));
           return { records: (answer.records as StoredRecord[]).filter((r) => inRange(r, what)), more: answer.more };
         } catch (e) {
           state.failed.add(s.name);
@@ -207,26 +213,32 @@ export class ClusterListing {
   /** The page's Incomplete when some partition has no owner or holder among the members that answered; else undefined. */
   private incomplete(state: PageState): Incomplete | undefined {
     const answered = new Set(state.sources.map((s) => s.name).filter((n) => !state.failed.has(n)));
-    return this.unanswered(answered);
+    return this.unanswered(answered, state.vouched);
   }
 
   /**
-   * Partitions that no member among `answered` holds in full, and their owners.
-   * Only an owner that is not filling a partition holds all of it: a non-owner may
-   * hold a single hint, and a filling owner part of it, so neither vouches for the
-   * partition. (While every owner of a partition is filling, after two of them
-   * changed at once, the partition counts as unanswered even if an old owner still
-   * holds it all: a dump waits for the move rather than guess.) O(PARTITIONS x N).
+   * Partitions that no member among `answered` holds in full, and their owners. A
+   * member that said (`vouched`) its copy speaks for a partition holds all of it:
+   * an owner not filling it, or an old owner during a move, before its hand-off
+   * (Rebalancer.vouchesFor). Without its word, only an owner this node does not
+   * know to be filling counts: a non-owner may hold a single hint, and a filling
+   * owner part of it. `before`: nobody has answered yet, so anyone who may still
+   * say so counts. O(PARTITIONS x N).
    */
-  private unanswered(answered: ReadonlySet<string>): Incomplete | undefined {
+  private unanswered(answered: ReadonlySet<string>, vouched?: ReadonlyMap<string, ReadonlySet<number>>, before = false): Incomplete | undefined {
     let partitions = 0;
     const members = new Set<string>();
     const { self, views } = this.deps;
     const whole = (name: string, p: number) =>
       answered.has(name) && !(name === self ? (this.deps.isFilling?.(p) ?? false) : views.isFilling(name, p));
+    const says = (p: number) => {
+      if (before) return [...answered].some((n) => views.holdsPartition?.(n, p) === true);
+      if (vouched) for (const [name, set] of vouched) if (answered.has(name) && set.has(p)) return true;
+      return false;
+    };
     for (let p = 0; p < PARTITIONS; p++) {
       const owners = this.deps.placement.owners(p);
-      if (owners.some((o) => whole(o, p))) continue;
+      if (owners.some((o) => whole(o, p)) || says(p)) continue;
       partitions++;
       for (const o of owners) members.add(o);
     }

@@ -217,19 +217,27 @@ export const ScanAnswer = Type.Object({ records: Type.Array(WireRecord), next: T
  * its first key when `after` is absent), and of those only the keys starting with
  * `prefix` (which needs `bucket`). Tombstones and expired records are included,
  * with their versions, so the asking node can keep the newest of each key.
+ * `vouches`: also say which partitions the answerer's copy speaks for (as `fetch`'s).
  */
 export const ListRequest = Type.Object({
   bucket: Type.Optional(Bucket),
   prefix: Type.Optional(Type.String({ maxLength: KEY_BYTES_CEILING })),
   after: Type.Optional(RecordRef),
   limit: Type.Integer({ minimum: 1, maximum: MAX_BATCH_RECORDS }),
+  vouches: Type.Optional(Type.Literal(true)),
 });
 /**
  * `records` in (bucket, key) order. `more`: the page stopped at `limit` or at the
  * answer's byte budget (it then holds at least one record), so this node vouches
  * only for the keys up to its last one; false: it holds nothing further.
+ * `vouches`, when asked: the partitions its copy speaks for (Rebalancer.vouchesFor:
+ * an old owner's whole copy during a move too), absent from an older node.
  */
-export const ListAnswer = Type.Object({ records: Type.Array(WireRecord), more: Type.Boolean() });
+export const ListAnswer = Type.Object({
+  records: Type.Array(WireRecord),
+  more: Type.Boolean(),
+  vouches: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 65_536 })),
+});
 
 /**
  * A client's request for a key, sent by a node that does not serve the key to one

@@ -8,7 +8,7 @@ import { checkWellFormed } from "../../core/text.ts";
 import { checkBytesRecord } from "../../core/binary.ts";
 import type { PeerService } from "./peer-ops.ts";
 import { fromTuple } from "./record-wire.ts";
-import { partitionOf } from "../placement.ts";
+import { PARTITIONS, partitionOf } from "../placement.ts";
 
 export interface PeerServiceDeps {
   store: Store;
@@ -127,17 +127,28 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
       const page = store.scan(req.after, req.limit, only);
       const records: StoredRecord[] = [];
       let bytes = 0;
+      let more = page.length === req.limit;
       for (const r of page) {
-        if (records.length > 0 && bytes >= budget) return { records, more: true };
+        if (records.length > 0 && bytes >= budget) {
+          more = true;
+          break;
+        }
         records.push(r);
         bytes += approxWireBytes(r);
       }
-      return { records, more: page.length === req.limit };
+      return req.vouches && deps.vouchesFor ? { records, more, vouches: allVouched(deps.vouchesFor) } : { records, more };
     },
   };
 }
 
 /** The partitions of `keys` this node's copy speaks for, each once (a merge read asks of one key). */
+/** Every partition this node's copy speaks for (a `list` answer's `vouches`). */
+function allVouched(vouchesFor: (p: number) => boolean): number[] {
+  const out: number[] = [];
+  for (let p = 0; p < PARTITIONS; p++) if (vouchesFor(p)) out.push(p);
+  return out;
+}
+
 function vouchedOf(keys: readonly { key: string }[], vouchesFor: (p: number) => boolean): number[] {
   const out = new Set<number>();
   for (const { key } of keys) {
