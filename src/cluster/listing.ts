@@ -56,7 +56,7 @@ export interface ListingDeps {
   /** `full`: every node owns everything; `owners(p)`: the owners of a partition. Cluster.placement is one. */
   placement: { readonly full: boolean; owners(partition: number): readonly string[] };
   /** Whether another member said it is still filling a partition it owns (Cluster.views). */
-  views: { isFilling(name: string, partition: number): boolean; holdsPartition?(name: string, partition: number): boolean };
+  views: { isFilling(name: string, partition: number): boolean };
   /** Whether this node is still filling a partition it owns (Rebalancer.isFilling). Default: never. */
   isFilling?: (partition: number) => boolean;
   /** The members to ask, this node excluded: alive or suspect (Membership.reachable). */
@@ -140,10 +140,9 @@ export class ClusterListing {
    * when some partition has no owner or holder that answered.
    */
   async *dump(bucket: string | undefined, pageSize: number): AsyncGenerator<StoredRecord[], void, undefined> {
+    // Judged after each page, the first included, by what the members that answered said
+    // they speak for (unanswered): the /dump route pulls the first page before it answers.
     const state = this.newPage();
-    // Refused before anything is known only when what answers could never cover it (a
-    // node's own word on what it holds comes with its first page: see unanswered).
-    refuseIncomplete(this.unanswered(new Set(state.sources.map((s) => s.name)), undefined, true));
     let after: ListCursor | undefined;
     for (;;) {
       const page = await collectPage((at) => this.round(state, { bucket, after: at }, pageSize), after, pageSize, () => true, LIST_MAX_ROUNDS);
@@ -222,18 +221,16 @@ export class ClusterListing {
    * an owner not filling it, or an old owner during a move, before its hand-off
    * (Rebalancer.vouchesFor). Without its word, only an owner this node does not
    * know to be filling counts: a non-owner may hold a single hint, and a filling
-   * owner part of it. `before`: nobody has answered yet, so anyone who may still
-   * say so counts. O(PARTITIONS x N).
+   * owner part of it. O(PARTITIONS x N).
    */
-  private unanswered(answered: ReadonlySet<string>, vouched?: ReadonlyMap<string, ReadonlySet<number>>, before = false): Incomplete | undefined {
+  private unanswered(answered: ReadonlySet<string>, vouched: ReadonlyMap<string, ReadonlySet<number>>): Incomplete | undefined {
     let partitions = 0;
     const members = new Set<string>();
     const { self, views } = this.deps;
     const whole = (name: string, p: number) =>
       answered.has(name) && !(name === self ? (this.deps.isFilling?.(p) ?? false) : views.isFilling(name, p));
     const says = (p: number) => {
-      if (before) return [...answered].some((n) => views.holdsPartition?.(n, p) === true);
-      if (vouched) for (const [name, set] of vouched) if (answered.has(name) && set.has(p)) return true;
+      for (const [name, set] of vouched) if (answered.has(name) && set.has(p)) return true;
       return false;
     };
     for (let p = 0; p < PARTITIONS; p++) {
