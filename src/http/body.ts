@@ -55,8 +55,13 @@ function startReading(request: Request, maxBytes: number): Promise<Uint8Array | 
   // Only a plain decimal length is trusted. Anything else ("abc", "-1") made Number()
   // give NaN or a negative number, and the whole body was then buffered with no cap;
   // Bun's own server refuses such requests, but `node.handle()` sees them as is.
-  if (!/^\s*\d+\s*$/.test(declared)) throw new MakhzenError("BAD_REQUEST", "Content-Length is not a valid length");
-  if (Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  // One length given twice reaches us as "5, 5" (Bun joins the headers, and serves
+  // them when they agree, as RFC 9110 allows): one value, read once.
+  const lengths = declared.split(",");
+  if (!lengths.every((l) => /^\s*\d+\s*$/.test(l) && Number(l) === Number(lengths[0]))) {
+    throw new MakhzenError("BAD_REQUEST", "Content-Length is not a valid length");
+  }
+  if (Number(lengths[0]) > maxBytes) throw tooLarge(maxBytes);
   return request.arrayBuffer();
 }
 
