@@ -1,4 +1,5 @@
 import { checkCallOptions, type OptionTypes } from "../ops/options.ts";
+import { isDotName } from "../core/record.ts";
 import { MakhzenClientError } from "./error.ts";
 
 /**
@@ -51,7 +52,7 @@ export function checkOptions(call: keyof typeof CALL_OPTIONS, options: unknown):
  */
 export function pathSegment(what: "key" | "member name", v: unknown, code = "INVALID_KEY"): string {
   const s = text(what, v, code);
-  if (s === "" || s === "." || s === "..") throw refused(code, `${what} ${JSON.stringify(s)} cannot be used in a URL path`);
+  if (s === "" || isDotName(s)) throw refused(code, `${what} ${JSON.stringify(s)} cannot be used in a URL path`);
   return s;
 }
 
@@ -64,7 +65,7 @@ export function text(what: string, v: unknown, code = "VALIDATION"): string {
 /** A bucket in a URL path: the name is the node's to judge, but "", "." and ".." would reach another route. */
 export function bucketSegment(bucket: unknown): string {
   const b = text("bucket", bucket, "INVALID_BUCKET");
-  if (b === "" || b === "." || b === "..") throw refused("INVALID_BUCKET", `bucket ${JSON.stringify(b)} cannot be used in a URL path`);
+  if (b === "" || isDotName(b)) throw refused("INVALID_BUCKET", `bucket ${JSON.stringify(b)} cannot be used in a URL path`);
   return b;
 }
 

@@ -287,7 +287,7 @@ export class Items {
   private checkKey(key: string): void {
     if (typeof key !== "string" || key.length === 0) throw new MakhzenError("INVALID_KEY", "key must not be empty");
     // A URL path cannot name them: /items/%2E%2E is the root after dot-segment removal (RFC 3986 5.2.4).
-    if (key.length <= 2 && (key === "." || key === "..")) throw new MakhzenError("INVALID_KEY", `key must not be "." or "..": a URL path cannot name it`);
+    if (key.length <= 2 && isDotName(key)) throw new MakhzenError("INVALID_KEY", `key must not be "." or "..": a URL path cannot name it`);
     // key.length is a lower bound of the UTF-8 size; skip the exact count when it cannot exceed.
     if (key.length * 3 > this.config.maxKeyBytes) {
       const bytes = Buffer.byteLength(key, "utf8");

@@ -1,5 +1,6 @@
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
+import { errText } from "./database.ts";
 
 export const LOCK_FILE = "makhzen.lock";
 
@@ -30,7 +31,7 @@ export class DirLock {
       return new DirLock(db);
     } catch (e) {
       db?.close();
-      const text = e instanceof Error ? e.message : String(e);
+      const text = errText(e);
       return /locked|busy/i.test(text) ? "is in use by another makhzen node (its lock, makhzen.lock, is held)" : `cannot open ${LOCK_FILE} (${text})`;
     }
   }

@@ -6,30 +6,21 @@
  * already handed to Bun.serve (its pipe refuses it), with raw bytes: fetch and
  * `new Request` resolve dot segments themselves.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
 import { dotBucketOf } from "../../src/http/front/head.ts";
 import { RawConnection, rawRequest } from "../support/raw-connection.ts";
 
-const nodes: MakhzenNode[] = [];
-const conns: RawConnection[] = [];
-afterEach(async () => {
-  for (const c of conns.splice(0)) c.close();
-  for (const n of nodes.splice(0)) await n.close();
-});
+const track = closeAfterEach();
 
 async function serve(opts: Record<string, unknown> = {}): Promise<{ node: MakhzenNode; url: string }> {
-  const node = createNode({ name: "dots", port: 0, ...opts });
-  nodes.push(node);
+  const node = track(createNode({ name: "dots", port: 0, ...opts }));
   const { url } = await node.listen();
   return { node, url };
 }
 
-async function open(url: string): Promise<RawConnection> {
-  const c = await RawConnection.open(url);
-  conns.push(c);
-  return c;
-}
+const open = async (url: string): Promise<RawConnection> => track(await RawConnection.open(url));
 
 const statusOf = (answer: string): number => Number(answer.slice(9, 12));
 const bodyOf = (answer: string): { error: { code: string; message: string } } => JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
