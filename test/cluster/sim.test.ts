@@ -10,7 +10,7 @@ import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
 import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { FaultyNet, Rng } from "../support/faulty-net.ts";
-import { fullCheck, runChaos } from "../support/sim-chaos.ts";
+import { canHappen, chooseEvent, fullCheck, mustHappen, runChaos, type ChaosOptions, type ChaosState } from "../support/sim-chaos.ts";
 import { measureJoin, Sim, timingsFor, Writers } from "../support/sim.ts";
 
 const track = closeAfterEach();
@@ -55,6 +55,38 @@ describe("the pieces", () => {
     expect([...net.arrivals.get("b")!]).toEqual(["default/x"]);
     expect(net.carried).toBe(2);
     expect(net.arrivals.has("a")).toBe(false);
+  });
+  test("every event given a weight happens in every run of the scenarios' shapes, whatever the dice (the scheduler, without a cluster)", () => {
+    type Shape = Pick<ChaosOptions, "steps" | "weights" | "minNodes" | "maxNodes"> & { start: number };
+    const shapes: Shape[] = [
+      { start: 10, steps: 12, minNodes: 7, maxNodes: 14, weights: { join: 2, leave: 2, kill: 2, restart: 2, cut: 1, heal: 1 } }, // this file
+      { start: 10, steps: 10, minNodes: 7, maxNodes: 13, weights: { join: 2, leave: 2, kill: 2, restart: 2, cut: 1, heal: 1 } }, // sim-partitioned
+      { start: 10, steps: 8, minNodes: 7, maxNodes: 13, weights: { join: 2, leave: 2, kill: 1, restart: 1, cut: 2, heal: 2 } },
+      { start: 50, steps: 4, minNodes: 45, maxNodes: 55, weights: { join: 1, leave: 1, kill: 1, restart: 1 } },
+      { start: 50, steps: 6, minNodes: 46, maxNodes: 54, weights: { join: 2, leave: 2, kill: 1, restart: 1, cut: 1, heal: 1 } },
+      { start: 100, steps: 4, minNodes: 97, maxNodes: 103, weights: { join: 1, leave: 1, kill: 1, restart: 1 } },
+    ];
+    const r = new Rng(99);
+    for (const shape of shapes) {
+      for (let run = 0; run < 5000; run++) {
+        const s: ChaosState = { live: shape.start, killed: 0, cuts: 0 };
+        const missing = mustHappen(shape.weights);
+        for (let step = 0; step < shape.steps; step++) {
+          const event = chooseEvent(r.next(), step, missing, s, shape);
+          if (!canHappen(event, s, missing, shape)) continue;
+          if (event === "join") s.live++;
+          else if (event === "leave") s.live--;
+          else if (event === "kill") (s.live--, s.killed++);
+          else if (event === "restart") (s.live++, s.killed--);
+          else if (event === "cut") s.cuts++;
+          else s.cuts = 0;
+          expect(s.live).toBeGreaterThanOrEqual(shape.minNodes);
+          expect(s.live + s.killed).toBeLessThanOrEqual(shape.maxNodes);
+          missing.delete(event);
+        }
+        expect([...missing], `${JSON.stringify(shape)}, run ${run}`).toEqual([]);
+      }
+    }
   });
 });
 

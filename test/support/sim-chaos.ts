@@ -44,6 +44,56 @@ export function fullCheck(sim: Sim, writers: Writers): (dumps: Map<string, Store
   return (dumps) => writers.recorder.lossProblem(dumps, sim.kills) ?? sim.placementProblem(dumps);
 }
 
+/** What decides whether an event can happen now: counts of the scenario's cluster. */
+export interface ChaosState {
+  /** Nodes up (Sim.nodes). */
+  live: number;
+  /** Killed and not started again. */
+  killed: number;
+  /** Links cut now. */
+  cuts: number;
+}
+
+/**
+ * Whether `event` can happen now. A leave and a kill each keep one node of room for
+ * the other while that one has not happened yet (`missing`): three leaves down to
+ * `minNodes` before any kill left no kill possible, not even in the last steps kept
+ * for the events the dice missed, and the scenario ended without one (a CI run).
+ */
+export function canHappen(event: ChaosEvent, s: ChaosState, missing: ReadonlySet<ChaosEvent>, opts: Pick<ChaosOptions, "minNodes" | "maxNodes">): boolean {
+  switch (event) {
+    case "join":
+      return s.live + s.killed < opts.maxNodes;
+    case "leave":
+      return s.live > opts.minNodes + (missing.has("kill") ? 1 : 0);
+    case "kill":
+      return s.killed === 0 && s.live > opts.minNodes + (missing.has("leave") ? 1 : 0);
+    case "restart":
+      return s.killed > 0;
+    case "cut":
+      return s.live >= 2 && s.cuts < 2;
+    case "heal":
+      return s.cuts > 0;
+  }
+}
+
+/** The events given a weight that must happen at least once (a restart and a heal happen at the end anyway). */
+export function mustHappen(weights: ChaosOptions["weights"]): Set<ChaosEvent> {
+  return new Set((Object.entries(weights) as [ChaosEvent, number][]).filter(([e, w]) => w > 0 && e !== "restart" && e !== "heal").map(([e]) => e));
+}
+
+/**
+ * The event of step `step`: the one `roll` (in [0, 1)) picks by weight, or, in the
+ * last steps, one the dice missed so far (`missing`), while one can happen.
+ */
+export function chooseEvent(roll: number, step: number, missing: ReadonlySet<ChaosEvent>, s: ChaosState, opts: Pick<ChaosOptions, "steps" | "weights" | "minNodes" | "maxNodes">): ChaosEvent {
+  const events = Object.entries(opts.weights) as [ChaosEvent, number][];
+  let left = roll * events.reduce((sum, [, w]) => sum + w, 0);
+  const rolled = events.find(([, w]) => (left -= w) < 0)?.[0] ?? events[0]![0];
+  if (opts.steps - step > missing.size) return rolled;
+  return [...missing].find((e) => canHappen(e, s, missing, opts)) ?? rolled;
+}
+
 /** Runs the scenario; returns what happened, one line per step (for failure messages). */
 export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): Promise<string[]> {
   const log: string[] = [];
@@ -59,64 +109,57 @@ export async function runChaos(sim: Sim, writers: Writers, opts: ChaosOptions): 
       throw new Error(`${(e as Error).message}\nwhile settling ${why}; events so far:\n${log.join("\n")}`);
     }
   };
-  const events = Object.entries(opts.weights) as [ChaosEvent, number][];
-  const total = events.reduce((s, [, w]) => s + w, 0);
+  const state = (): ChaosState => ({ live: sim.nodes.size, killed: sim.killed.size, cuts: sim.net.cutCount });
   sim.net.lossRate = opts.lossRate;
   sim.net.maxDelayMs = opts.maxDelayMs;
   // Each fault given a weight happens at least once: the last steps go to those the dice missed.
-  // (A restart and a heal happen at the end anyway.)
-  const missing = new Set(events.filter(([e, w]) => w > 0 && e !== "restart" && e !== "heal").map(([e]) => e));
+  const missing = mustHappen(opts.weights);
   for (let step = 0; step < opts.steps; step++) {
-    let roll = sim.rng.next() * total;
-    const rolled = events.find(([, w]) => (roll -= w) < 0)?.[0] ?? events[0]![0];
-    const event = opts.steps - step <= missing.size ? [...missing][0]! : rolled;
+    const event = chooseEvent(sim.rng.next(), step, missing, state(), opts);
+    const can = canHappen(event, state(), missing, opts);
     const live = sim.live().map((n) => n.name);
     let did = "nothing";
     // Before a kill, with no writes in flight: settle, so the last kill has been repaired.
-    if (event === "kill" && sim.killed.size === 0 && live.length > opts.minNodes) {
+    if (event === "kill" && can) {
       await settle(`before the kill of step ${step}`);
       log.push(`${at()} settled before the kill`);
     }
     const writes = writers.run(opts.opsPerStep, opts.stepMs);
-    switch (event) {
-      case "join":
-        if (sim.nodes.size + sim.killed.size < opts.maxNodes) did = `join ${(await sim.join()).name}`;
-        break;
-      case "leave":
-        if (live.length > opts.minNodes) {
+    if (can) {
+      switch (event) {
+        case "join":
+          did = `join ${(await sim.join()).name}`;
+          break;
+        case "leave": {
           const name = sim.rng.pick(live);
           await sim.leave(name);
           did = `leave ${name}`;
+          break;
         }
-        break;
-      case "kill":
-        if (sim.killed.size === 0 && live.length > opts.minNodes) {
+        case "kill": {
           const name = sim.rng.pick(sim.live().map((n) => n.name));
           sim.kill(name);
           did = `kill ${name}`;
+          break;
         }
-        break;
-      case "restart":
-        if (sim.killed.size > 0) {
+        case "restart": {
           const name = [...sim.killed][0]!;
           await sim.restart(name);
           did = `restart ${name}`;
+          break;
         }
-        break;
-      case "cut":
-        if (live.length >= 2 && sim.net.cutCount < 2) {
+        case "cut": {
           const a = sim.rng.pick(live);
           const b = sim.rng.pick(live.filter((n) => n !== a));
           sim.net.cut(a, b);
           did = `cut ${a}|${b}`;
+          break;
         }
-        break;
-      case "heal":
-        if (sim.net.cutCount > 0) {
+        case "heal":
           sim.net.healAll();
           did = "heal";
-        }
-        break;
+          break;
+      }
     }
     await writes;
     if (did !== "nothing") missing.delete(event);
