@@ -77,5 +77,6 @@ export function memberEvents(parts: () => MemberEventParts): MembershipEvents {
       p.rebalancer.reported(name, report);
     },
     nameTaken: (_holder, error) => parts().yieldName(error),
+    newcomer: () => parts().rebalancer.joinedAsNewcomer(),
   };
 }

@@ -37,6 +37,8 @@ export interface MembershipEvents {
    * NameClaim). Heartbeats have stopped; the node should stop taking writes and exit.
    */
   nameTaken?(holder: WireMember, error: MakhzenError): void;
+  /** A seed answered our join as a newcomer's: our name owned nothing in its list (Rebalancer.joinedAsNewcomer). */
+  newcomer?(): void;
 }
 
 /** What a heartbeat carries besides the member list: see stability.ts (stableMs, durableMs) and partition-views.ts (holds, filling). */

@@ -52,6 +52,7 @@ export class Membership {
       selfWire: () => this.selfWire(),
       members: () => this.members.values(),
       answered: (answer, sentMs) => {
+        if (answer.newcomer === true) this.deps.events.newcomer?.(); // before the members, whose placement change starts the filling
         // Members first: the clock guard counts the seed's sample only once the seed is a member.
         this.merge(answer.members);
         this.measure(answer, sentMs);
@@ -178,7 +179,7 @@ export class Membership {
       throw new MakhzenError("NAME_TAKEN", `node name "${joiner.name}" is already taken by ${held.url}`);
     }
     this.heard({ ...joiner, state: "alive" });
-    return this.answer();
+    return !held || held.state === "left" ? { ...this.answer(), newcomer: true } : this.answer();
   }
 
   handleGossip(from: WireMember, members: WireMember[], report: HeartbeatReport = {}): MembersAnswer {

@@ -148,6 +148,8 @@ export class Placement {
    */
   private readonly weights = new Map<string, BigUint64Array>();
   private table: string[][] = [];
+  /** ownersWithoutSelf's table, built on first use after each change of the members. */
+  private tableWithoutSelf?: string[][];
   private mine = new Uint8Array(PARTITIONS);
   /** Bumped on every change of the owners, so callers can cache what they derive from them. */
   epoch = 0;
@@ -171,6 +173,7 @@ export class Placement {
     const w = names.map((name) => this.weightsOf(name));
     this.table = Array.from({ length: PARTITIONS }, (_, p) => heaviest(names, w, p, n));
     this.mine = Uint8Array.from(this.table, (owners) => (owners.includes(this.self) ? 1 : 0));
+    this.tableWithoutSelf = undefined;
     this.epoch++;
     return true;
   }
@@ -212,6 +215,20 @@ export class Placement {
   /** Whether this node owns the key's partition. Cheap when every member owns everything. */
   ownsKey(key: string): boolean {
     return this.full || this.mine[partitionOf(key)] === 1;
+  }
+
+  /**
+   * The owners `partition` would have were this node not a member: for a node that
+   * joined as a newcomer, the old owners of what it took (rebalance.ts).
+   */
+  ownersWithoutSelf(partition: number): readonly string[] {
+    if (!this.tableWithoutSelf) {
+      const names = this.names.filter((n) => n !== this.self);
+      const w = names.map((name) => this.weightsOf(name));
+      const n = Math.min(this.replicas, names.length);
+      this.tableWithoutSelf = Array.from({ length: PARTITIONS }, (_, p) => heaviest(names, w, p, n));
+    }
+    return this.tableWithoutSelf[partition]!;
   }
 
   /** Whether `name` owns the partition. */

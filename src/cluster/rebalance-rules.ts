@@ -52,20 +52,33 @@ export function fillSources(peers: ReadonlyMap<string, PeerView>, done: Readonly
  * heartbeats that it holds records of it (the old owner of a partition that moved
  * here, a node holding hints). A reachable member is judged by fillSources instead.
  *
- * Not a member that has said nothing since this node learned of its life: it may
- * be the old owner of a partition this node joined into, hung before it could say
- * so, but a node restarted empty cannot tell that member from one that never held
- * the partition, and waiting for every silent member would keep its partitions
- * filling until a reap whenever any member is down.
+ * A `newcomer` (a node whose seed had no live or dead member of its name when it
+ * joined) took its partitions from their old owners: one of those that is down
+ * counts too, though it has said nothing to this node, which is exactly when it
+ * hung or died before its first heartbeat here (its keys would read 404, and a
+ * conditional write decide on nothing). Not so for a node restarted under a name
+ * its peers still list: the placement without it is not who held its partitions,
+ * and waiting for every silent member would keep them filling until a reap
+ * whenever any member is down.
  */
-export function mayHoldUnsent(name: string, partition: number, placement: Pick<Placement, "isOwner">, views: Pick<PartitionViews, "holdsPartition">): boolean {
-  return placement.isOwner(name, partition) || views.holdsPartition(name, partition);
+export function mayHoldUnsent(name: string, partition: number, placement: Pick<Placement, "isOwner" | "ownersWithoutSelf">, views: Pick<PartitionViews, "holdsPartition">, newcomer = false): boolean {
+  return placement.isOwner(name, partition) || views.holdsPartition(name, partition) || (newcomer && placement.ownersWithoutSelf(partition).includes(name));
 }
 
 /** One owner's word on an old holder's copy of a partition: its hash equalled ours in a round started at `startedMs`. */
 export interface Confirmation {
   hash: string;
   startedMs: number;
+}
+
+/** A partition this node holds and does not own, on its way to its owners. */
+export interface HandOff {
+  /** Per owner: the last round in which its hash equalled ours. */
+  confirmed: Map<string, Confirmation>;
+  /** When every owner first held our copy: the grace period runs from here. */
+  firstAllMs?: number;
+  /** Owned and full when this node stopped owning it: its copy is whole (vouchesFor), where one of hints is not. */
+  whole?: boolean;
 }
 
 /**

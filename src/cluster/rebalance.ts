@@ -5,7 +5,7 @@ import type { Digest } from "./digest.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { PartitionViews } from "./partition-views.ts";
 import { PARTITIONS, partitionsToHex, type Placement } from "./placement.ts";
-import { allConfirmed, fillSources, mayDrop, mayHoldUnsent, quietPartition, type Confirmation, type PeerView } from "./rebalance-rules.ts";
+import { allConfirmed, fillSources, mayDrop, mayHoldUnsent, quietPartition, type HandOff, type PeerView } from "./rebalance-rules.ts";
 import type { Store } from "../core/store.ts";
 
 export interface RebalancerDeps {
@@ -20,16 +20,6 @@ export interface RebalancerDeps {
   config: Pick<ClusterConfig, "handoffGraceMs" | "heartbeatIntervalMs" | "maxClockOffsetMs" | "requestTimeoutMs">;
   wallMs: () => number;
   logger?: Logger;
-}
-
-/** A partition this node holds and does not own, on its way to its owners. */
-interface HandOff {
-  /** Per owner: the last round in which its hash equalled ours. */
-  confirmed: Map<string, Confirmation>;
-  /** When every owner first held our copy: the grace period runs from here. */
-  firstAllMs?: number;
-  /** Owned and full when this node stopped owning it: its copy is whole (vouchesFor), where one of hints is not. */
-  whole?: boolean;
 }
 
 export interface RebalanceStats {
@@ -92,6 +82,8 @@ export class Rebalancer {
   private fillWaiters: (() => void)[] = [];
   /** Under full replication, until the first sync (a full copy, then a round with each peer) has done the filling itself. */
   private fillsDeferred = false;
+  /** Joined as a newcomer, until every partition it took is full (mayHoldUnsent). */
+  private newcomer = false;
   readonly stats: RebalanceStats = { movedIn: 0, movedOut: 0, dropped: 0, handedOff: 0, failures: 0 };
 
   constructor(private readonly deps: RebalancerDeps) {
@@ -132,6 +124,11 @@ export class Rebalancer {
     this.fillingCount = 0;
     this.filledFrom.clear();
     this.wakeFillWaiters();
+  }
+
+  /** A seed answered our join as a newcomer's: the old owners of what we take count while we fill (mayHoldUnsent). */
+  joinedAsNewcomer(): void {
+    this.newcomer = true;
   }
 
   /** The member list changed: newly owned partitions start filling, and a round runs at once. */
@@ -296,7 +293,7 @@ export class Rebalancer {
       // partition filling until a round with it, or until it is reaped or forgotten.
       // Meanwhile reads merge what is reachable, and writes that depend on the
       // current value learn it first (RoutedItems.learn).
-      const unreachable = others.some((name) => !peers.has(name) && !done?.has(name) && mayHoldUnsent(name, p, placement, views));
+      const unreachable = others.some((name) => !peers.has(name) && !done?.has(name) && mayHoldUnsent(name, p, placement, views, this.newcomer));
       const { sources, waiting } = fillSources(seen, done);
       for (const s of sources) add(s, p);
       if (sources.length === 0 && !waiting && !unreachable) {
@@ -307,7 +304,10 @@ export class Rebalancer {
     }
     if (changed) {
       this.wakeFillWaiters();
-      if (this.fillingPartitions().length === 0) this.logger.info("every partition this node owns is full");
+      if (this.fillingPartitions().length === 0) {
+        this.newcomer = false; // what it takes from now on comes from members that say they hold it
+        this.logger.info("every partition this node owns is full");
+      }
     }
   }
 

@@ -32,13 +32,17 @@ describe("rebalance rules", () => {
   });
 
   test("a member out of reach keeps a filling partition filling when it owns it or said it holds it; not when it said nothing or holds nothing", () => {
-    const placement = { isOwner: (name: string, p: number) => name === "co-owner" && p === 7 };
+    const placement = { isOwner: (name: string, p: number) => name === "co-owner" && p === 7, ownersWithoutSelf: (p: number) => (p === 7 ? ["co-owner", "silent"] : []) };
     const views = { holdsPartition: (name: string, p: number) => (name === "old-owner" || name === "hints") && p === 7 };
     expect(mayHoldUnsent("co-owner", 7, placement, views)).toBe(true);
     expect(mayHoldUnsent("old-owner", 7, placement, views)).toBe(true); // the copy a joiner fills from
     expect(mayHoldUnsent("hints", 7, placement, views)).toBe(true);
     expect(mayHoldUnsent("old-owner", 8, placement, views)).toBe(false); // holds nothing of partition 8
     expect(mayHoldUnsent("silent", 7, placement, views)).toBe(false); // said nothing: a restarted node cannot wait for every silent member
+    // A newcomer took partition 7 from "silent" (its owner were the newcomer not a member): it waits for it, silent or not.
+    expect(mayHoldUnsent("silent", 7, placement, views, true)).toBe(true);
+    expect(mayHoldUnsent("silent", 8, placement, views, true)).toBe(false);
+    expect(mayHoldUnsent("elsewhere", 7, placement, views, true)).toBe(false);
   });
 
   test("a hand-off drops only when every owner confirmed this very hash in a round begun a grace period after they all first had", () => {

@@ -252,6 +252,50 @@ describe("rebalancing (5 nodes, --replicas 2)", () => {
     expect((await service.get("default", key))?.value).toBe(want.get(key)!.value as string);
   }, 30_000);
 
+  test("a newcomer whose old owner was already down when it joined (it never heard from it) keeps what it took from it filling (503) until it is back; a node restarted under a listed name does not wait for it", async () => {
+    // --replicas 1: the old owner is the only copy. It dies before the joiner starts, so it never says what it holds.
+    net = new MemoryTransport();
+    const olds = ["a", "b", "c"].map((n) => node(n, { replicas: 1 }));
+    await joined(olds);
+    const want = load(olds, 600);
+    const old = olds[2]!;
+    const oldHeld = dump(old);
+    old.cluster.close();
+    net.unregister(old.url);
+    await eventually(() => olds[0]!.cluster.membership.get(old.name)?.state === "dead", { timeoutMs: 10_000, what: "a finds c dead" });
+    const f = node("f", { replicas: 1, peers: [olds[0]!.url] });
+    await f.cluster.start(f.url);
+    const fromOld = f.cluster.placement.ownedPartitions().filter((q) => f.cluster.placement.ownersWithoutSelf(q).includes(old.name));
+    const key = [...want.keys()].find((k) => fromOld.includes(partitionOf(k)) && old.store.get("default", k))!;
+    expect(key).toBeDefined();
+    // What the live old owners held fills; what the dead one held stays filling, though f never heard from it.
+    await eventually(() => f.cluster.rebalancer.fillingPartitions().join() === fromOld.join(), { timeoutMs: 10_000, what: "f fills all but the dead old owner's partitions" });
+    f.cluster.rebalancer.tick();
+    expect(f.cluster.rebalancer.isFilling(partitionOf(key))).toBe(true);
+    expect(f.cluster.settled).toBe(false);
+    const service = new ItemsService({ items: f.items, store: f.store, cluster: f.cluster, config: f.config });
+    const attempts = { get: () => service.get("default", key), delete: () => service.delete("default", key), ifAbsent: () => service.set("default", key, "x", { ifAbsent: true }) };
+    for (const [what, attempt] of Object.entries(attempts)) {
+      const outcome = await Promise.resolve(attempt()).then((v) => v, (e: unknown) => (isMakhzenError(e) ? e.code : e));
+      expect({ what, outcome }).toEqual({ what, outcome: "UNAVAILABLE" });
+    }
+    // A node restarted empty under a name its peers still list is no newcomer: it does not wait for the dead member.
+    const b = olds[1]!;
+    b.cluster.close();
+    net.unregister(b.url);
+    await Bun.sleep(2); // a new life: a later incarnation
+    const bAgain = node("b", { replicas: 1, peers: [olds[0]!.url] });
+    await bAgain.cluster.start(bAgain.url);
+    expect(bAgain.cluster.placement.ownedPartitions().some((q) => bAgain.cluster.placement.ownersWithoutSelf(q).includes(old.name))).toBe(true);
+    await eventually(() => bAgain.cluster.rebalancer.fillingPartitions().length === 0, { timeoutMs: 10_000, what: "b, restarted, fills without waiting for c" });
+    // The old owner back from its data dir: the partitions fill from it, and the key reads again, unchanged.
+    const back = node(old.name, { replicas: 1, peers: [olds[0]!.url] });
+    for (const r of oldHeld) back.store.apply(r);
+    await back.cluster.start(back.url);
+    await eventually(() => f.cluster.rebalancer.fillingPartitions().length === 0, { timeoutMs: 10_000, what: "f fills from the old owner" });
+    expect((await service.get("default", key))?.value).toBe(want.get(key)!.value as string);
+  }, 30_000);
+
   test("a cluster that shrinks back to full replication routes reads of the partitions a node gains until it holds them", async () => {
     net = new MemoryTransport();
     const four = ["a", "b", "c", "d"].map((n) => node(n, { replicas: 3 }));

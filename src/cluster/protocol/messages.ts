@@ -136,6 +136,8 @@ export const MembersAnswer = Type.Object({
   durableMs: Type.Optional(DurableMs),
   holds: Type.Optional(PartitionSet),
   filling: Type.Optional(PartitionSet),
+  /** In a join's answer: the joiner's name owned nothing in the seed's list (absent or left), so it takes partitions from their old owners (rebalance.ts). */
+  newcomer: Type.Optional(Type.Boolean()),
 });
 export const GossipRequest = Type.Object({
   from: WireMember,
