@@ -93,7 +93,8 @@ export interface MakhzenNode {
   /**
    * Stops at once: closes the ports and every connection (a request in flight gets
    * no answer), then all background work, without telling the peers; waits only
-   * for the data dir's flush. Idempotent.
+   * for the data dir's flush. Idempotent: every call resolves (or rejects) with the
+   * first, once the flush is done.
    */
   close(): Promise<void>;
   /**
@@ -212,6 +213,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let resp: RespServer | undefined;
   let url = "";
   let closed = false;
+  let closing: Promise<void> | undefined;
   let leaving: Promise<void> | undefined;
   // Not ready from the first step of a leave: the cluster says so only from the third.
   const isReady = (): boolean => !closed && leaving === undefined && cluster.ready;
@@ -325,19 +327,23 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         await this.close();
       })());
     },
-    async close() {
-      if (closed) return;
-      closed = true;
-      // The server first: a write taken after the cluster stopped would be answered
-      // but never queued for the peers (anti-entropy would repair it, later).
-      await server?.stop();
-      server = undefined;
-      resp?.stop();
-      resp = undefined;
-      cluster.close();
-      transport.close();
-      sweeper.stop();
-      core.close(); // flushes: a clean stop loses nothing under any fsync policy
+    close() {
+      // Every call gets the first one's promise: a second call (a shutdown hook and the
+      // app's own cleanup) resolved at once, before the flush, and a process that
+      // exited on it lost every write the data dir had not committed.
+      return (closing ??= (async () => {
+        closed = true;
+        // The server first: a write taken after the cluster stopped would be answered
+        // but never queued for the peers (anti-entropy would repair it, later).
+        await server?.stop();
+        server = undefined;
+        resp?.stop();
+        resp = undefined;
+        cluster.close();
+        transport.close();
+        sweeper.stop();
+        core.close(); // flushes: a clean stop loses nothing under any fsync policy
+      })());
     },
   };
   // The wire front end's answers, without a socket: bench/front-path.ts measures them in process.

@@ -70,6 +70,22 @@ describe("a closed node", () => {
     expect(again.bucket("x").get("after")).toBeUndefined();
   });
 
+  test("close() twice (a shutdown hook and the app's cleanup): the second resolves with the first, after the flush, and the data dir holds every write", async () => {
+    const dataDir = tempDir();
+    const node = start({ dataDir, name: "n1", fsync: "no" });
+    await node.listen(); // a server to stop: the first close() awaits it before the flush
+    const bucket = node.bucket("x");
+    for (let i = 0; i < 500; i++) bucket.set(`k${i}`, `v${i}`);
+    let firstDone = false;
+    const first = node.close().then(() => (firstDone = true));
+    await node.close();
+    expect(firstDone).toBe(true);
+    await first;
+    // At once, as a process exiting on the second close() would leave it: the lock is free and every write is there.
+    const again = start({ dataDir, name: "n1" });
+    expect(again.bucket("x").list({ limit: 1000 }).items.length).toBe(500);
+  });
+
   test("a call in flight when the node closes is not acknowledged after the close", async () => {
     const node = start({ dataDir: tempDir(), name: "n1", fsync: "always" });
     // Under fsync=always the write waits for the disk; close() comes first.
