@@ -67,7 +67,7 @@ export class MakhzenClient {
     checkOptions("get", options);
     const res = await this.request("GET", this.itemPath(key, options.bucket));
     if (res.status === 404) {
-      const body = await readError(res);
+      const body = await this.readError(res);
       if (body.code === "NOT_FOUND") return undefined;
       throw new MakhzenClientError(404, body.code, body.message);
     }
@@ -97,7 +97,7 @@ export class MakhzenClient {
     if (options.ifMatch !== undefined) headers["if-match"] = `"${options.ifMatch}"`;
     const res = await this.request("DELETE", this.itemPath(key, options.bucket), { headers });
     if (res.status === 404) {
-      const body = await readError(res);
+      const body = await this.readError(res);
       if (body.code === "NOT_FOUND") return false;
       throw new MakhzenClientError(404, body.code, body.message);
     }
@@ -274,7 +274,7 @@ export class MakhzenClient {
    */
   private async answer<T>(res: Response, what: string, check: (body: unknown) => body is T): Promise<T> {
     await this.expectOk(res);
-    const text = await res.text();
+    const text = await this.text(res);
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -285,6 +285,35 @@ export class MakhzenClient {
     return body;
   }
 
+  /**
+   * A body, read within the request's signal: a body that stalls past `timeoutMs`
+   * or breaks off is UNREACHABLE, as a node that never answered (it rejected with
+   * the runtime's own TimeoutError or ECONNRESET).
+   */
+  private async text(res: Response): Promise<string> {
+    try {
+      return await res.text();
+    } catch (e) {
+      if (e instanceof MakhzenClientError) throw e;
+      if (e instanceof Error && e.name === "TimeoutError") {
+        throw new MakhzenClientError(0, "UNREACHABLE", `${this.url} did not finish its answer (HTTP ${res.status}) within ${this.timeoutMs} ms`);
+      }
+      const reset = (e as { code?: string }).code === "ECONNRESET"; // Bun's message adds advice about fetch() options
+      throw new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off its answer (HTTP ${res.status}): ${reset ? "the connection closed" : describeFetchError(e, this.timeoutMs)}`);
+    }
+  }
+
+  private async readError(res: Response): Promise<{ code: string; message: string }> {
+    const text = await this.text(res);
+    try {
+      const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+      if (body.error?.code) return { code: body.error.code, message: body.error.message ?? body.error.code };
+    } catch {
+      // not our envelope: fall through
+    }
+    return { code: `HTTP_${res.status}`, message: `HTTP ${res.status}: ${text.slice(0, 200)}` };
+  }
+
   private badAnswer(res: Response, what: string): MakhzenClientError {
     const type = res.headers.get("content-type") ?? "no content type";
     return new MakhzenClientError(res.status, "BAD_RESPONSE", `${this.url} answered HTTP ${res.status} (${type}) that is not ${what}: is it a makhzen node?`);
@@ -292,7 +321,7 @@ export class MakhzenClient {
 
   private async expectOk(res: Response): Promise<Response> {
     if (res.ok) return res;
-    const err = await readError(res);
+    const err = await this.readError(res);
     throw new MakhzenClientError(res.status, err.code, err.message);
   }
 }
@@ -306,17 +335,6 @@ const isPage = (v: unknown): v is ClientListPage =>
 
 const isClusterStatus = (v: unknown): v is ClusterStatus & { refusals?: Refusals } =>
   isObject(v) && typeof v.self === "string" && Array.isArray(v.members) && v.members.every((m) => isObject(m) && typeof m.name === "string");
-
-async function readError(res: Response): Promise<{ code: string; message: string }> {
-  const text = await res.text();
-  try {
-    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
-    if (body.error?.code) return { code: body.error.code, message: body.error.message ?? body.error.code };
-  } catch {
-    // not our envelope: fall through
-  }
-  return { code: `HTTP_${res.status}`, message: `HTTP ${res.status}: ${text.slice(0, 200)}` };
-}
 
 function describeFetchError(e: unknown, timeoutMs: number): string {
   if (!(e instanceof Error)) return String(e);

@@ -132,6 +132,20 @@ describe("MakhzenClient: dump and load against a hung node", () => {
     return new ReadableStream<Uint8Array>({ pull: (c) => (n++ < chunks ? c.enqueue(part) : c.close()) }, { highWaterMark: 0 });
   };
 
+  test("every call whose answer's body stalls or breaks off after its head fails UNREACHABLE within timeoutMs, never with the runtime's own error", async () => {
+    for (const mode of ["stall-mid-body", "reset-mid-body"] as const) {
+      await using s = await stallingServer(mode);
+      const c = new MakhzenClient({ url: s.url, timeoutMs: T });
+      const calls = { get: () => c.get("k"), put: () => c.put("k", "v"), list: () => c.list(), buckets: () => c.buckets(), cluster: () => c.cluster() };
+      for (const [what, call] of Object.entries(calls)) {
+        const { e, ms } = await within(call());
+        const said = mode === "stall-mid-body" ? `did not finish its answer (HTTP 200) within ${T} ms` : "broke off its answer (HTTP 200): the connection closed";
+        expect(`${mode} ${what}: ${e.message}`).toBe(`${mode} ${what}: ${s.url} ${said}`);
+        expect(ms).toBeLessThan(T + 2000);
+      }
+    }
+  });
+
   test("dump: a node that accepts and never answers fails as other calls do", async () => {
     await using s = await stallingServer("silent");
     const { e, ms } = await within(new MakhzenClient({ url: s.url, timeoutMs: T }).dump());

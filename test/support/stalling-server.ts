@@ -13,6 +13,8 @@ export type Stall =
   | "silent"
   /** Answers 200 NDJSON headers and one record, then sends nothing more: a node that hangs mid-dump. */
   | "stall-mid-body"
+  /** Answers 200 NDJSON headers and one record, then closes the connection mid-body: a node killed mid-answer. */
+  | "reset-mid-body"
   /** Sends one record every `dripMs` for `drips` records, then ends: a slow but live dump. */
   | "drip";
 
@@ -37,6 +39,7 @@ export async function stallingServer(mode: Stall, { dripMs = 100, drips = 10 } =
     // Answer once the request head has come (the tests send GETs without a body).
     s.once("data", () => {
       s.write(HEAD + chunk(RECORD));
+      if (mode === "reset-mid-body") return void setTimeout(() => s.destroy(), 20);
       if (mode !== "drip") return;
       let sent = 1;
       const t = setInterval(() => {
