@@ -256,6 +256,30 @@ describe("node.items() in a partitioned cluster (4 nodes, replicas 2)", () => {
     expect(await it.get(key)).toBeUndefined();
   });
 
+  test("a write of a key another node owns is checked here as a local one is, before it travels: same codes, same words, nothing stored", async () => {
+    const a = nodes.get("a")!;
+    const foreign = foreignKey("checked:", "a");
+    const mine = ownedKey("checked:", "a");
+    const it = a.items("users") as unknown as { set(k: string, v: unknown, o?: unknown): Promise<unknown> };
+    const cases: [string, unknown, unknown][] = [
+      ["a Date", new Date(0), undefined],
+      ["a boxed string", new String("boxed"), undefined],
+      ["an object with toJSON", { toJSON: () => "sneaky" }, undefined],
+      ["a BigInt", 10n, undefined],
+      ["null", null, undefined],
+      ["a number", 5, undefined],
+      ["ttl NaN", "v", { ttl: Number.NaN }],
+      ["ttl Infinity", "v", { ttl: Number.POSITIVE_INFINITY }],
+      ["ttl too long", "v", { ttl: 1e12 }],
+    ];
+    for (const [what, value, opts] of cases) {
+      const here = await failure(() => it.set(mine, value, opts));
+      const there = await failure(() => it.set(foreign, value, opts));
+      expect({ what, code: there.code, message: there.message }).toEqual({ what, code: here.code, message: here.message });
+    }
+    for (const name of owners(foreign)) expect(nodes.get(name)!.bucket("users").get(foreign)).toBeUndefined();
+  });
+
   test("w=all and r=all count the key's two owners; a level above them is UNAVAILABLE", async () => {
     const a = nodes.get("a")!;
     const key = foreignKey("acked:", "a");

@@ -146,6 +146,28 @@ describe("listen", () => {
     expect(node.bucket().get("x")?.value).toBe("v");
   });
 
+  test("a Uint8Array whose buffer was transferred (detached) is VALIDATION for bucket().set, items().set and the client's put, not a TypeError", async () => {
+    const node = start();
+    const { url } = await node.listen();
+    const detached = () => {
+      const u = new Uint8Array([0xff, 0xfe, 1]);
+      structuredClone(u.buffer, { transfer: [u.buffer] });
+      return u;
+    };
+    expect(detached().buffer.byteLength).toBe(0);
+    const calls = {
+      "bucket().set": () => node.bucket().set("k", detached()),
+      "items().set": () => node.items().set("k", detached()),
+      "client put": () => new MakhzenClient({ url }).put("k", detached()),
+    };
+    for (const [what, call] of Object.entries(calls)) {
+      const e = await Promise.resolve().then(call).catch((err: unknown) => err);
+      expect({ what, type: (e as Error).constructor.name, code: (e as MakhzenError).code }).toEqual({ what, type: what === "client put" ? "MakhzenClientError" : "MakhzenError", code: "VALIDATION" });
+      expect((e as Error).message).toContain("transferred (detached)");
+    }
+    expect(node.bucket().get("k")).toBeUndefined();
+  });
+
   test("the buckets . and .. are refused everywhere, as the keys are: embedded, /load and peer records (no URL can name them)", async () => {
     const node = start();
     for (const name of [".", ".."]) {

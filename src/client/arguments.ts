@@ -74,6 +74,9 @@ export function checkValue(value: unknown): void {
   if (typeof value !== "string" && !(value instanceof Uint8Array)) {
     throw refused("VALIDATION", `value must be a string or a Uint8Array, not ${value === null ? "null" : typeof value}`);
   }
+  if (value instanceof Uint8Array && (value.buffer as ArrayBuffer & { detached?: boolean }).detached === true) {
+    throw refused("VALIDATION", "value is a Uint8Array whose buffer was transferred (detached): it has no bytes to send");
+  }
 }
 
 export function checkLoadBody(ndjson: unknown): void {

@@ -123,7 +123,7 @@ export class RoutedItems {
   }
 
   async set(bucket: string, key: string, value: string, opts: Routed<SetOptions>): Promise<Item> {
-    this.items.get(bucket, key);
+    this.items.checkSet(bucket, key, value, opts); // as a local write is checked, before anything travels
     const { ttl, expiresAt, pastExpiryDeletes, ifMatch, ifAbsent, bytes, w } = opts;
     const req: ForwardRequest = { forwarded: true, op: "set", bucket, key, value };
     if (bytes === true) req.bytes = true;

@@ -27,6 +27,10 @@ export interface StoredValue {
 
 /** Raw bytes in their stored form: text when they are UTF-8, base64 otherwise. */
 export function fromBytes(raw: Uint8Array): StoredValue {
+  // A buffer given away (postMessage's transfer, ArrayBuffer.transfer) has no bytes: Buffer.from threw a TypeError.
+  if ((raw.buffer as ArrayBuffer & { detached?: boolean }).detached === true) {
+    throw new MakhzenError("VALIDATION", "value is a Uint8Array whose buffer was transferred (detached): it has no bytes to store");
+  }
   const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   return isUtf8(buf) ? { value: buf.toString("utf8"), bytes: false } : { value: buf.toString("base64"), bytes: true };
 }

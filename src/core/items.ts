@@ -93,18 +93,27 @@ export class Items {
     return this.store.getView(bucket, key, build);
   }
 
-  set(bucket: string, key: string, value: string, opts: SetOptions = {}): Item {
+  /**
+   * Every check `set` makes of its arguments, writing nothing and reading no record:
+   * a write forwarded to the key's owner is checked here first (RoutedItems.set), so
+   * it is refused as a local one is, not stored as what JSON made of it.
+   */
+  checkSet(bucket: string, key: string, value: string, opts: SetOptions = {}): void {
     this.checkBucket(bucket);
     this.checkKey(key);
     if (typeof value !== "string") throw new MakhzenError("VALIDATION", "value must be a string");
-    const bytes = opts.bytes === true;
-    this.checkValue("value", value, bytes);
+    this.checkValue("value", value, opts.bytes === true);
     const ttl = opts.ttl;
     if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
       throw new MakhzenError("VALIDATION", `ttl must be a number of seconds > 0 and <= ${MAX_TTL_SECONDS}`);
     }
-    const expiresAt = opts.expiresAt;
-    if (expiresAt !== undefined) this.checkExpiresAt(expiresAt, ttl, opts.pastExpiryDeletes === true);
+    if (opts.expiresAt !== undefined) this.checkExpiresAt(opts.expiresAt, ttl, opts.pastExpiryDeletes === true);
+  }
+
+  set(bucket: string, key: string, value: string, opts: SetOptions = {}): Item {
+    this.checkSet(bucket, key, value, opts);
+    const { ttl, expiresAt } = opts;
+    const bytes = opts.bytes === true;
     this.checkConditions(bucket, key, opts.ifMatch, opts.ifAbsent);
     this.mayWrite();
     // Naming the key lets the store count only the growth over the record it replaces.
