@@ -177,6 +177,9 @@ export function resolveConfig(options: NodeOptions = {}, extra: readonly string[
   // next start could never open the dir again.
   if (c.dataDir !== undefined && merged.name === undefined && c.port === 0) bad("name", "must be given with dataDir when port is 0");
   if (!["always", "everysec", "no"].includes(c.fsync)) bad("fsync", `must be always, everysec or no, not ${shown(c.fsync)}`);
+  // Given, they would do nothing: refused, as the CLI refuses the flags (checkFlagsTogether).
+  if (defined.fsync !== undefined && c.dataDir === undefined) bad("fsync", "needs dataDir: without one nothing is written to disk, so there is nothing to fsync");
+  if (defined.eviction !== undefined && !(c.maxMemoryBytes > 0)) bad("eviction", "needs maxMemoryBytes above 0: without a memory budget nothing is ever evicted");
   // Every write goes to up to this many owners, and placement ranks this many per partition: 100 bounds both.
   integer("replicas", c.replicas, 1, MAX_REPLICAS);
   if (!Array.isArray(c.peers)) bad("peers", "must be a list of URLs");

@@ -124,6 +124,15 @@ describe("wrong types and values, as plain JavaScript may pass them", () => {
     }
   });
 
+  test("fsync without dataDir and eviction without maxMemoryBytes would do nothing: refused, as the CLI refuses the flags", () => {
+    expect(refusal({ fsync: "always" })).toBe("fsync needs dataDir: without one nothing is written to disk, so there is nothing to fsync");
+    expect(refusal({ eviction: "lru" })).toBe("eviction needs maxMemoryBytes above 0: without a memory budget nothing is ever evicted");
+    expect(refusal({ eviction: "noeviction", maxMemoryBytes: 0 })).toStartWith("eviction needs maxMemoryBytes above 0");
+    expect(resolveConfig({ fsync: "always", dataDir: "/d", name: "n" }).fsync).toBe("always");
+    expect(resolveConfig({ eviction: "lru", maxMemoryBytes: 1 << 20 }).eviction).toBe("lru");
+    expect(resolveConfig({}).fsync).toBe("everysec"); // the defaults alone are no refusal
+  });
+
   test("out-of-range values are refused as they always were", () => {
     expect(refusal({ maxMemoryBytes: -1 })).toStartWith("maxMemoryBytes must be an integer from 0");
     expect(refusal({ idleTimeoutMs: 300_000 })).toStartWith("idleTimeoutMs must be an integer from 1000 to 255000");

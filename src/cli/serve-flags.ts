@@ -262,14 +262,17 @@ export function typedKeys(args: Record<string, unknown>): Set<keyof NodeConfig> 
  * it was typed on the command line (`typed`, from typedKeys; every key of `o` when
  * not given): the user asked for something they would not get. The same value from
  * a MAKHZEN_* variable is a standing default, shared by every node started in that
- * environment, so one that has nothing to apply it to simply does not use it.
+ * environment, so one that has nothing to apply it to simply does not use it: it is
+ * dropped from `o` here.
  */
 export function checkFlagsTogether(o: NodeOptions, typed: ReadonlySet<keyof NodeConfig> = new Set(Object.keys(o) as (keyof NodeConfig)[])): void {
-  if (typed.has("fsync") && o.dataDir === undefined) {
-    throw usageError("--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync");
+  if (o.fsync !== undefined && o.dataDir === undefined) {
+    if (typed.has("fsync")) throw usageError("--fsync needs --data-dir: without one nothing is written to disk, so there is nothing to fsync");
+    delete o.fsync; // MAKHZEN_FSYNC, unused here (resolveConfig refuses a given fsync without a data dir)
   }
-  if (typed.has("eviction") && !(o.maxMemoryBytes !== undefined && o.maxMemoryBytes > 0)) {
-    throw usageError("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
+  if (o.eviction !== undefined && !(o.maxMemoryBytes !== undefined && o.maxMemoryBytes > 0)) {
+    if (typed.has("eviction")) throw usageError("--eviction needs --max-memory above 0: without a memory budget nothing is ever evicted");
+    delete o.eviction; // MAKHZEN_EVICTION, likewise
   }
   // Named as set: `--read-token` typed, or MAKHZEN_READ_TOKEN from the environment. One not set at all is named as the flag to add.
   const said = (key: keyof NodeConfig): string => {

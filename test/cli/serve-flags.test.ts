@@ -209,7 +209,14 @@ describe("the serve flag table", () => {
     expect(() => checkFlagsTogether(serveOptions({ fsync: "always", "data-dir": "/d", eviction: "lru", "max-memory": "1mb" }, {}))).not.toThrow();
     // From the environment it is a standing default: used where it applies, else unused.
     const env = { MAKHZEN_FSYNC: "always", MAKHZEN_EVICTION: "lru" };
-    expect(() => checkFlagsTogether(serveOptions({}, env), typedKeys({}))).not.toThrow();
+    const standing = serveOptions({}, env);
+    expect(() => checkFlagsTogether(standing, typedKeys({}))).not.toThrow();
+    // Dropped, so the node (whose resolveConfig refuses them given alone) starts without them.
+    expect([standing.fsync, standing.eviction]).toEqual([undefined, undefined]);
+    expect(() => resolveConfig(standing)).not.toThrow();
+    const applies = serveOptions({ "data-dir": "/d", name: "n", "max-memory": "1mb" }, env);
+    checkFlagsTogether(applies, typedKeys({ "data-dir": "/d", name: "n", "max-memory": "1mb" }));
+    expect([applies.fsync, applies.eviction]).toEqual(["always", "lru"]);
     expect(usageErrorOf(() => checkFlagsTogether(serveOptions({ fsync: "no" }, env), typedKeys({ fsync: "no" }))).message).toStartWith("--fsync needs --data-dir");
     // What only the node finds is reworded with the flags that set the fields.
     expect(namingFlags('tlsCertFile "/x.pem" cannot be read: ENOENT')).toBe('--tls-cert "/x.pem" cannot be read: ENOENT');
