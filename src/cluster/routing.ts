@@ -1,4 +1,4 @@
-import { MakhzenError, HTTP_STATUS, type ErrorCode } from "../errors.ts";
+import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { compareRecords, type StoredRecord } from "../core/record.ts";
 import type { Store } from "../core/store.ts";
@@ -7,6 +7,7 @@ import { isLive } from "./membership-rules.ts";
 import type { PartitionViews } from "./partition-views.ts";
 import { partitionOf, type Placement } from "./placement.ts";
 import { ForwardBatcher, serveBatch } from "./forward-batch.ts";
+import { cannotServe, hopRefused, isLate, lateAnswer, relayed } from "./forward-rules.ts";
 import type { ForwardAnswer, ForwardBatchAnswer, ForwardBatchRequest, ForwardRequest } from "./protocol/messages.ts";
 import { NOT_SENT, PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
 
@@ -70,7 +71,9 @@ export interface RouterDeps {
    * How long a hop may take, in ms, besides the time a `w=`/`r=` asks to wait; the
    * most bytes of keys and values a batch of forwards carries (default 1 MiB).
    */
-  config: { requestTimeoutMs: number; batchMaxBytes?: number };
+  config: { requestTimeoutMs: number; batchMaxBytes?: number; maxClockOffsetMs?: number };
+  /** This node's wall clock, epoch ms: a forwarded write's deadline is read on it (default Date.now). */
+  wallMs?: () => number;
   /** Whether THIS node is still filling partition p (Rebalancer.isFilling). Default: never (its copy counts as whole). */
   isFilling?: (partition: number) => boolean;
   /** Whether THIS node may be filling any partition (Rebalancer.anyFilling), O(1). Default: never. */
@@ -212,7 +215,11 @@ export class Router {
       } else {
         try {
           // Batched unless it waits for replicas (a batch answers when its slowest member does).
-          answer = await (req.w === undefined && req.r === undefined ? this.batcher.send(t.url, req) : this.deps.transport.call(t.url, "forward", req, timeoutMs));
+          // A write runs on an owner only before this node stops waiting for it (isLate): else
+          // an owner paused past the timeout ran it when it woke, after the next owner had
+          // taken it and later writes of the key had been acknowledged, and undid them.
+          const sent = req.op === "get" ? req : { ...req, deadlineMs: this.wallMs() + timeoutMs };
+          answer = await (req.w === undefined && req.r === undefined ? this.batcher.send(t.url, sent) : this.deps.transport.call(t.url, "forward", sent, timeoutMs));
         } catch (e) {
           if (!(e instanceof PeerError)) throw e; // a pass-through code (PROTOCOL_VERSION): the peer's own words
           if (e.code === NOT_SENT) {
@@ -243,6 +250,7 @@ export class Router {
           continue;
         }
       }
+      if (answer.late) continue; // it ran nothing: the next owner may take it
       if (answer.error) {
         // An owner that cannot serve now (its clock fenced, its name in doubt, or a
         // read it could not answer: restarted a moment ago and still empty) applied
@@ -270,7 +278,12 @@ export class Router {
     if (!this.handler) return Promise.resolve({ error: { code: "UNAVAILABLE", message: "this node serves no items" } });
     const refused = req.op === "get" ? this.deps.refusesReads?.() : undefined;
     if (refused) return Promise.resolve({ error: { code: refused.code, message: refused.message } });
+    if (isLate(req, this.wallMs(), this.deps.config)) return Promise.resolve(lateAnswer(req));
     return this.handler(req);
+  }
+
+  private wallMs(): number {
+    return this.deps.wallMs?.() ?? Date.now();
   }
 
   /** Runs a batch of forwarded requests here: the peer op `forwardBatch` (forward-batch.ts). */
@@ -362,25 +375,4 @@ export function replicationTargets(placement: Placement, views: PartitionViews, 
   for (const h of views.holders(p)) out.add(h);
   out.delete(placement.self);
   return out;
-}
-
-/** An owner's error that says it applied nothing and another owner may do better (see forward). */
-const cannotServe = (req: ForwardRequest, code: string): boolean =>
-  code === "CLOCK_OFFSET" || code === "NAME_TAKEN" || code === "LEAVING" || (req.op === "get" && code === "UNAVAILABLE");
-
-/**
- * Every owner refused the hop itself. A refusal of the request (too large for the
- * owner's limits, a shape it does not take) is the client's to hear as the owner
- * said it; a refusal of this node (a cluster secret or protocol version that does
- * not match) is the cluster's fault, not the client's: 503.
- */
-function hopRefused(e: PeerError, key: string): MakhzenError {
-  if (e.status === 400 || e.status === 413 || e.status === 422) return relayed({ code: e.code, message: e.message });
-  return new MakhzenError("UNAVAILABLE", `every owner of key ${JSON.stringify(key)} refused the request from this node (${e.status} ${e.code}): ${e.message}`);
-}
-
-/** The owner's error as this node's: a code this node does not know (a newer owner) keeps its words, as UNAVAILABLE. */
-function relayed(error: { code: string; message: string }): MakhzenError {
-  if (error.code in HTTP_STATUS) return new MakhzenError(error.code as ErrorCode, error.message);
-  return new MakhzenError("UNAVAILABLE", `${error.code}: ${error.message}`);
 }

@@ -33,8 +33,17 @@ afterEach(() => {
 class LossyNet extends MemoryTransport {
   loseForwardAnswers = false;
   refusing: string | undefined;
+  /** The next forward to `url` reaches it only after `ms` (an owner paused: SIGSTOP, a long GC); its sender times out meanwhile. */
+  stallNext: { url: string; ms: number } | undefined;
   override async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
     if (url === this.refusing && op.startsWith("forward")) throw new PeerError(0, NOT_SENT, `${url} ${op}: connection refused`);
+    if (url === this.stallNext?.url && op.startsWith("forward")) {
+      const { ms } = this.stallNext;
+      this.stallNext = undefined;
+      void Bun.sleep(ms).then(() => super.call(url, op, body, 60_000)).catch(() => undefined);
+      await Bun.sleep(timeoutMs);
+      throw new PeerError(0, "UNREACHABLE", `${url} ${op}: no answer within ${timeoutMs} ms`);
+    }
     const answer = await super.call(url, op, body, timeoutMs, signal);
     if (op === "forward" && this.loseForwardAnswers) throw new PeerError(0, "UNREACHABLE", `${url} forward: answer lost`);
     return answer;
@@ -380,6 +389,20 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect(node(first).store.getRecord("default", key)).toBeUndefined();
     await leaving;
   }, 20_000);
+
+  test("a forwarded write that reaches its owner after the sender gave up (the owner was paused) is not run: it would undo the writes acknowledged since", async () => {
+    const { net, service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [o1, o2] = owners(key) as [string, string];
+    net.stallNext = { url: node(o1).url, ms: 1500 }; // past the hop's 1 s timeout
+    const stale = await service("a").set("default", key, "stale");
+    expect(parseVersion(stale.version)?.node).toBe(o2); // the next owner took it when the first did not answer
+    const newer = await service(o2).set("default", key, "newer");
+    for (const o of [o1, o2]) await eventually(() => node(o).store.get("default", key)?.value === "newer", { what: `${o} holds the newer write` });
+    await Bun.sleep(1000); // the stalled forward has reached the first owner by now
+    for (const o of [o1, o2]) await eventually(() => node(o).store.get("default", key)?.version === newer.version, { what: `${o} still holds the newer write` });
+    expect((await service("a").get("default", key))?.value).toBe("newer");
+  });
 
   test("a conditional write whose answer is lost is OUTCOME_UNKNOWN (504; not UNAVAILABLE, which clients retry) and not retried elsewhere; an unconditional one falls back to a hint", async () => {
     const { net, service, node, owners, keyNotOwnedBy } = await cluster();

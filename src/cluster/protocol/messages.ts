@@ -273,6 +273,8 @@ export const ForwardRequest = Type.Object(
     ifAbsent: Type.Optional(Type.Literal(true)),
     w: Type.Optional(WireConcern),
     r: Type.Optional(WireConcern),
+    /** A write's: when its sender stops waiting for the answer (its wall clock, epoch ms). Later, the owner runs nothing (Router.serve). */
+    deadlineMs: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 );
@@ -287,6 +289,8 @@ export const ForwardAnswer = Type.Object({
   record: Type.Optional(Type.Union([WireRecord, Type.Null()])),
   version: Type.Optional(Type.Union([Version, Type.Null()])),
   error: Type.Optional(Type.Object({ code: Type.String({ pattern: "^[A-Z][A-Z0-9_]{0,63}$" }), message: Type.String({ maxLength: 65_536 }) })),
+  /** With `error`: the write came past its deadlineMs, and nothing ran (the sender, if it still waits, tries the next owner). */
+  late: Type.Optional(Type.Literal(true)),
 });
 
 /**
