@@ -255,8 +255,10 @@ export class Router {
         // An owner that cannot serve now (its clock fenced, its name in doubt, or a
         // read it could not answer: restarted a moment ago and still empty) applied
         // nothing: the next owner may serve it. A read none could serve is left to
-        // the merge read (undefined), which judges the copies by this node's clock.
-        if (cannotServe(req, answer.error.code) && (req.op === "get" || t !== targets[targets.length - 1])) {
+        // the merge read (undefined), which judges the copies by this node's clock,
+        // and an unconditional write to a hint here (its caller, on undefined): the
+        // last owner's clock error was this node's answer to a write it could take.
+        if (cannotServe(req, answer.error.code) && (req.op === "get" || retry || t !== targets[targets.length - 1])) {
           this.logger.debug("an owner could not serve a forwarded request; trying the next", { peer: t === "self" ? "self" : t.name, code: answer.error.code });
           continue;
         }

@@ -466,6 +466,13 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect((await service("a").get("default", key))?.value).toBe("v1");
     const written = await service("a").set("default", key, "v2");
     expect(parseVersion(written.version)?.node).toBe(o2); // taken by the second owner
+    // Neither owner can: an unconditional write stands as a hint here (not the last owner's clock error); a conditional one hears it.
+    const real2 = node(o2).cluster.router.serve.bind(node(o2).cluster.router);
+    node(o2).cluster.router.serve = node(o1).cluster.router.serve;
+    const hinted = await service("a").set("default", key, "v2-hint");
+    expect(parseVersion(hinted.version)?.node).toBe("a");
+    expect((await failure(() => service("a").set("default", key, "v2-if", { ifMatch: hinted.version }))).code).toBe("CLOCK_OFFSET");
+    node(o2).cluster.router.serve = real2;
     // A request refused as such (a failed condition) is not passed on.
     node(o1).cluster.router.serve = real;
     expect((await failure(() => service("a").set("default", key, "v3", { ifMatch: written.version.replace(/.$/, "x") }))).code).toBe("PRECONDITION_FAILED");
