@@ -134,8 +134,10 @@ export class ClockGuard {
       this.median = { ...this.offsets.selfOffset(this.deps.peers(), now - OFFSET_MAX_AGE_MS), atMs: now };
     }
     const { offsetMs, measured, widestMs } = this.median;
-    // How far the versions this node stamps run ahead of the median clock.
+    // How far the versions this node stamps run ahead of the median clock, and how far
+    // its own clock ran ahead before it was set back (its stamps keep that lead).
     const stampAheadMs = this.deps.clock.highWaterMs(now) - (now - offsetMs);
+    const ownAheadMs = this.deps.clock.ownHighWaterMs(now) - (now - offsetMs);
     let reason: ClockState["reason"];
     if (measured === 0) {
       // Alone there is no other clock to be wrong against, unless seeds were given.
@@ -144,7 +146,11 @@ export class ClockGuard {
     // Two clocks: their median is their middle, and neither can tell which is right.
     // Both are fenced past the threshold apart, not twice it.
     else if (measured === 1 && widestMs > FENCE_SHARE * maxOffsetMs) reason = "offset";
-    else if (stampAheadMs > FENCE_SHARE * maxOffsetMs) reason = "stamps";
+    // A lead taken from peers' records (each within maxOffsetMs, or refused) fences only
+    // past maxOffsetMs, where receivers would refuse this node's stamps: at the share,
+    // the healthy nodes that took a drifting peer's records were fenced before it was
+    // (its own fence waits for its offset to be measured), and refused every write.
+    else if (ownAheadMs > FENCE_SHARE * maxOffsetMs || stampAheadMs > maxOffsetMs) reason = "stamps";
     const fenced = reason !== undefined;
     if (fenced) {
       this.lines.line("clock.fenced", "", (suppressed) =>

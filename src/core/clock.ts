@@ -21,6 +21,12 @@ export interface Clock {
    * run (see ClockGuard). `nowMs`: the wall clock, when the caller has just read it.
    */
   highWaterMs(nowMs?: number): number;
+  /**
+   * The latest reading of its own wall clock this clock has made, or the wall clock
+   * if that is later: how far ahead its own clock ran before it was set back, where
+   * highWaterMs also counts the stamps it took from elsewhere (see ClockGuard).
+   */
+  ownHighWaterMs(nowMs?: number): number;
 }
 
 /**
@@ -36,6 +42,8 @@ export interface Clock {
 export class HybridClock implements Clock {
   private l = 0;
   private c = 0;
+  /** The latest wall reading taken in now() or observe() (ownHighWaterMs). */
+  private ownWall = 0;
   /**
    * `formatVersion(l, ·, node)` up to the counter, kept for the `l` it was built
    * for: a write within the same millisecond as the last one pads and joins only
@@ -57,8 +65,13 @@ export class HybridClock implements Clock {
     return Math.max(this.l, nowMs);
   }
 
+  ownHighWaterMs(nowMs = this.wall()): number {
+    return Math.max(this.ownWall, nowMs);
+  }
+
   now(): Version {
     const pt = this.wall();
+    if (pt > this.ownWall) this.ownWall = pt;
     if (pt > this.l) {
       this.l = pt;
       this.c = 0;
@@ -78,6 +91,7 @@ export class HybridClock implements Clock {
     const v = parseVersion(version);
     if (!v) return;
     const pt = this.wall();
+    if (pt > this.ownWall) this.ownWall = pt;
     if (pt > this.l && pt > v.wallMs) {
       this.l = pt;
       this.c = 0;

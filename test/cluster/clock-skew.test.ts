@@ -75,6 +75,24 @@ describe("ClockGuard", () => {
     expect(g.state().fenced).toBe(false);
   });
 
+  test("a lead taken from a peer's records (a drifting clock within the max) does not fence a healthy node; past the max it does; its own clock's lead does at the share", () => {
+    const wall = new ManualWallClock();
+    const { g, clock } = guard(wall, { b: 0, c: 0 });
+    clock.observe(formatVersion(wall.ms + 450, 0, "c")); // c runs 450 ms ahead: over the share (400), within the max
+    expect(g.state()).toMatchObject({ fenced: false });
+    clock.now(); // and this node stamps at that lead, as c does
+    expect(g.state()).toMatchObject({ fenced: false });
+    clock.observe(formatVersion(wall.ms + 600, 0, "c")); // past the max, where receivers refuse
+    expect(g.state()).toMatchObject({ fenced: true, reason: "stamps" });
+    // Its own clock 450 ms fast, then set right: its own lead fences at the share.
+    const own = new ManualWallClock();
+    const mine = guard(own, { b: 0, c: 0 });
+    own.advance(450);
+    mine.clock.now();
+    own.advance(-450);
+    expect(mine.g.state()).toMatchObject({ fenced: true, reason: "stamps" });
+  });
+
   test("a step of the wall clock fences at once, before the next heartbeat measures it: every offset moves with it", () => {
     const wall = new ManualWallClock();
     const mono = new ManualWallClock(0);
