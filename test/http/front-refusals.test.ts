@@ -187,6 +187,31 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     expect(node.bucket().get("pipelined")?.value).toBe("before");
   });
 
+  test("a client that sends more after a refused request still reads every answer before it, then the refusal and a FIN: the close is staged, never a reset", async () => {
+    node.bucket().set("linger-big", "x".repeat(900_000)); // more than socket buffers hold
+    // On the wire fast path, and on a connection handed to Bun.serve (?r=1 is piped).
+    for (const path of ["/items/linger-big", "/items/linger-big?r=1"]) {
+      const got = await new Promise<{ how: string; answers: string[]; bytes: number }>((resolve) => {
+        const s = netConnect(port, "127.0.0.1");
+        const chunks: Buffer[] = [];
+        let how = "FIN";
+        s.on("data", (d: Buffer) => chunks.push(d));
+        s.on("error", (e: Error & { code?: string }) => (how = e.code ?? e.message));
+        s.on("close", () => {
+          const all = Buffer.concat(chunks).toString("latin1");
+          resolve({ how, answers: all.match(/HTTP\/1\.1 \d{3}/g) ?? [], bytes: all.length });
+        });
+        s.write(`GET ${path} HTTP/1.1\r\n${H}\r\nGET /items/a http/1.1\r\n${H}\r\n`);
+        s.pause(); // not read yet: the answers wait in the socket buffers
+        setTimeout(() => s.write(`GET /healthz HTTP/1.1\r\n${H}\r\n`), 200); // more bytes after the refusal
+        setTimeout(() => s.resume(), 400);
+        setTimeout(() => s.destroy(), 8000);
+      });
+      expect({ path, how: got.how, answers: got.answers }).toEqual({ path, how: "FIN", answers: ["HTTP/1.1 200", "HTTP/1.1 505"] });
+      expect(got.bytes).toBeGreaterThan(900_000);
+    }
+  });
+
   test("requests Bun serves are not refused: other methods, HTTP/1.0 without Host, a head at Bun's limits", async () => {
     const served = [
       `PATCH /items/k HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`,

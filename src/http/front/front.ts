@@ -12,6 +12,7 @@ import { refusal } from "./refuse.ts";
 import { OpenConnections } from "../../ops/connections.ts";
 import { drainFront, STOPPING, withConnectionClose } from "./stopping.ts";
 import { closingErrorWire, domainErrorWire } from "./wire.ts";
+import { closeConn, newConn, type Conn, type Waiting } from "./conn.ts";
 
 /**
  * The wire front end: the node's HTTP port, answering the item routes' plain
@@ -57,32 +58,6 @@ export interface Front {
   stop: () => Promise<void>;
 }
 
-interface Conn {
-  pipe: Pipe | undefined;
-  /** Bytes read and not yet answered: a partial request, or requests waiting behind an answer or a client that does not read. */
-  held: Buffer | undefined;
-  /** An answer is being made (the service returned a promise). */
-  busy: boolean;
-  /** Answer bytes the client has not taken yet. */
-  unsent: Uint8Array | undefined;
-  /** The client took answer bytes since the idle timer last fired (`drain`): it reads. */
-  drained: boolean;
-  /** The client has sent bytes: a connection not yet used may be about to send its first request. */
-  used: boolean;
-  /** The client half-closed: what it sent is answered, then the connection closes. */
-  ended: boolean;
-  closed: boolean;
-  /** The deadline of the partial request at the start of `held`, and what it waits for. */
-  partial: ReturnType<typeof setTimeout> | undefined;
-  partialKind: Waiting | undefined;
-  /** While a body is on its way: the bytes `held` must reach before it is worth parsing again, and the reads since, not yet joined. */
-  need: number;
-  more: Buffer[];
-  moreBytes: number;
-}
-
-type Waiting = "head" | "body";
-
 /** Answers to pipelined requests are written in batches of about this many characters. */
 const OUT_BATCH_CHARS = 64 * 1024;
 /** Held bytes past which the client is paused (TCP backpressure) until they are answered. */
@@ -121,7 +96,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       toClient: (bytes) => (conn.closed ? bytes.length : conn.unsent !== undefined ? 0 : socket.write(bytes)),
       pauseClient: () => socket.pause(),
       resumeClient: () => socket.resume(),
-      closeClient: () => socket.end(),
+      closeClient: () => closeConn(socket),
       opened: (at) => inner.opened(at, remote, pipe),
       closed: (at) => inner.closed(at, pipe),
     });
@@ -182,7 +157,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     if (kind === "head") return void socket.terminate();
     write(socket, conn, domainErrorWire(new MakhzenError("REQUEST_TIMEOUT", `request body did not arrive within ${config.bodyTimeoutMs} ms`)));
     conn.ended = true;
-    if (conn.unsent === undefined) socket.end();
+    if (conn.unsent === undefined) closeConn(socket);
   };
 
   /** Answers the requests in `bytes`, in order, until one is not ours, one must wait, one is not all here, or the client stops reading. */
@@ -245,7 +220,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       return;
     }
     write(socket, conn, out);
-    if (conn.ended && conn.unsent === undefined) socket.end();
+    if (conn.ended && conn.unsent === undefined) closeConn(socket);
   };
 
   /** Answers the answers so far, then the refusal, and closes the connection: nothing after a malformed head is read. */
@@ -254,7 +229,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     takeHeld(conn);
     write(socket, conn, out + closingErrorWire(r.status, r.code, r.message));
     conn.ended = true;
-    if (conn.unsent === undefined) socket.end();
+    if (conn.unsent === undefined) closeConn(socket);
   };
 
   const run = (socket: Socket<Conn>, conn: Conn, bytes: Buffer): void => {
@@ -279,7 +254,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     socket.resume();
     const held = takeHeld(conn);
     if (held !== undefined) run(socket, conn, held);
-    else if (conn.ended || stopping) socket.end();
+    else if (conn.ended || stopping) closeConn(socket);
   };
 
   const listener = Bun.listen<Conn>({
@@ -290,13 +265,14 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.data = { pipe: undefined, held: undefined, busy: false, unsent: undefined, drained: false, used: false, ended: false, closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0 };
+        socket.data = newConn();
         socket.timeout(idleSeconds);
         sockets.add(socket);
       },
       data(socket, bytes) {
         const conn = socket.data;
         conn.used = true;
+        if (conn.lingering) return; // closing: read and dropped (closeConn)
         if (conn.pipe !== undefined) return conn.pipe.fromClient(bytes);
         // Only after a refusal (a client that half-closed sends nothing more): the rest is not read.
         if (conn.ended) return;
@@ -339,8 +315,9 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       },
       end(socket) {
         const conn = socket.data;
-        conn.ended = true;
-        if (conn.pipe !== undefined) conn.pipe.clientEnded();
+        conn.ended = conn.clientEnded = true;
+        if (conn.lingering) socket.end(); // it read every answer: the staged close is done
+        else if (conn.pipe !== undefined) conn.pipe.clientEnded();
         else if (!conn.busy && conn.unsent === undefined) socket.end();
       },
       timeout(socket) {
