@@ -37,8 +37,8 @@ export type ErrorCode =
   | "METHOD_NOT_ALLOWED" // a known path with a method it does not take (HTTP answers with Allow)
   | "UNSUPPORTED_MEDIA_TYPE" // a body in a form the route does not read (text/plain in a charset other than UTF-8)
   | "NOT_ACCEPTABLE" // an answer in a form the value has not (a binary value asked for as text/plain)
-  | "NOT_IMPLEMENTED" // an HTTP method the server does not know (501)
-  | "HTTP_VERSION" // an HTTP version other than 1.1 and 1.0 (505)
+  | "UNKNOWN_METHOD" // an HTTP method the server does not know, or CONNECT (400: a client's bytes, never a 5xx)
+  | "HTTP_VERSION" // an HTTP version other than 1.1 and 1.0, or none (400, where Bun answered 505)
   | "HEADERS_TOO_LARGE" // a request head over the server's limits (431)
   | "PROTECTED_MODE" // the node refuses to listen beyond loopback without credentials (see security.ts)
   | "LISTEN" // the node cannot listen on its host and port (in use, not this machine's address): listen() names the option
@@ -94,8 +94,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   METHOD_NOT_ALLOWED: 405,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_ACCEPTABLE: 406,
-  NOT_IMPLEMENTED: 501,
-  HTTP_VERSION: 505,
+  UNKNOWN_METHOD: 400,
+  HTTP_VERSION: 400,
   HEADERS_TOO_LARGE: 431,
   // Never an HTTP answer: listen() refuses before there is a server.
   PROTECTED_MODE: 500,

@@ -104,18 +104,18 @@ describe("a head ending in a bare LF", () => {
 describe("heads Bun's parser refuses are refused here, with the envelope", () => {
   const headers = (n: number) => Array.from({ length: n }, (_, i) => `X-${i}: v\r\n`).join("");
   test.each([
-    ["an unknown method", `FOO /items/k HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
-    ["BREW", `BREW /pot HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
-    ["a lowercase method", `get /items/k HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
-    ["an unknown method, its head not all here", `BREW /pot HTTP/1.1\r\nHo`, 501, "NOT_IMPLEMENTED"],
-    ["an unknown method, not even its name all here", "F", 501, "NOT_IMPLEMENTED"],
-    ["a lowercase method, not even its name all here", "g", 501, "NOT_IMPLEMENTED"],
+    ["an unknown method", `FOO /items/k HTTP/1.1\r\n${H}\r\n`, 400, "UNKNOWN_METHOD"],
+    ["BREW", `BREW /pot HTTP/1.1\r\n${H}\r\n`, 400, "UNKNOWN_METHOD"],
+    ["a lowercase method", `get /items/k HTTP/1.1\r\n${H}\r\n`, 400, "UNKNOWN_METHOD"],
+    ["an unknown method, its head not all here", `BREW /pot HTTP/1.1\r\nHo`, 400, "UNKNOWN_METHOD"],
+    ["an unknown method, not even its name all here", "F", 400, "UNKNOWN_METHOD"],
+    ["a lowercase method, not even its name all here", "g", 400, "UNKNOWN_METHOD"],
     ["a target with a fragment", `GET /items?limit=2#&limit=0x10 HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["an item target with a fragment", `PUT /items/k#x HTTP/1.1\r\n${H}Content-Length: 2\r\n\r\n{}`, 400, "BAD_REQUEST"],
     ["a method that is not a token", `G@T /items/k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
-    ["HTTP/2.0", `GET /items/k HTTP/2.0\r\n${H}\r\n`, 505, "HTTP_VERSION"],
-    ["lowercase http/1.1", `GET /items/k http/1.1\r\n${H}\r\n`, 505, "HTTP_VERSION"],
-    ["no version", `GET /items/k\r\n\r\n`, 505, "HTTP_VERSION"],
+    ["HTTP/2.0", `GET /items/k HTTP/2.0\r\n${H}\r\n`, 400, "HTTP_VERSION"],
+    ["lowercase http/1.1", `GET /items/k http/1.1\r\n${H}\r\n`, 400, "HTTP_VERSION"],
+    ["no version", `GET /items/k\r\n\r\n`, 400, "HTTP_VERSION"],
     ["HTTP/1.1 without Host", "GET /items/k HTTP/1.1\r\n\r\n", 400, "BAD_REQUEST"],
     ["a target that is not a path", `GET items/k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["a header line without a colon", `GET /items/k HTTP/1.1\r\n${H}NoColon\r\n\r\n`, 400, "BAD_REQUEST"],
@@ -125,7 +125,7 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     ["a head over Bun's size limit", `GET /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
     ["a head over Bun's size limit, not all here", `POST /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}`, 431, "HEADERS_TOO_LARGE"],
     ["more header lines than Bun takes", `GET /items/k HTTP/1.1\r\n${H}${headers(BUN_MAX_HEADER_LINES)}\r\n`, 431, "HEADERS_TOO_LARGE"],
-    // Bun answered these three bare (no envelope), the first a 505: a 5xx for a client's bytes.
+    // Bun answered these three bare (no envelope), the first a 505: a 5xx for a client's bytes (as it answers a version it does not take).
     ["two Host headers (RFC 9112: 400)", `GET /items/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`, 400, "BAD_REQUEST"],
     ["two Host headers on a PUT", `PUT /items/k HTTP/1.1\r\nHost: a\r\nhost: a\r\nContent-Length: 2\r\n\r\n{}`, 400, "BAD_REQUEST"],
     ["a raw NUL in the target", `GET /items/a\x00b HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
@@ -158,19 +158,19 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
   });
 
   test("an unknown method split before its space is refused at its first byte; a method still arriving that Bun knows is waited for", async () => {
-    expectRefusal(await sendAll(["F", `OO /items/k HTTP/1.1\r\n${H}\r\n`]), 501, "NOT_IMPLEMENTED");
+    expectRefusal(await sendAll(["F", `OO /items/k HTTP/1.1\r\n${H}\r\n`]), 400, "UNKNOWN_METHOD");
     expect(refusal("M", 0)).toBeUndefined(); // MERGE, M-SEARCH, ...
     expect(refusal("MERG", 0)).toBeUndefined();
-    expect(refusal("MERGX", 0)?.status).toBe(501);
+    expect(refusal("MERGX", 0)?.status).toBe(400);
     expect(refusal("G@", 0)?.status).toBe(400);
     const a = await sendAll(["PAT", `CH /items/k HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`], 20, 1_000);
     expect(a.text).toMatch(/^HTTP\/1\.1 (405|404|200) /);
   });
 
-  test("CONNECT is refused (501), and the connection closed: Bun answers one, then reads nothing more, so what follows hung", async () => {
-    expect(refusal(`CONNECT 127.0.0.1:443 HTTP/1.1\r\n${H}\r\n`, 0)?.status).toBe(501);
+  test("CONNECT is refused (400), and the connection closed: Bun answers one, then reads nothing more, so what follows hung", async () => {
+    expect(refusal(`CONNECT 127.0.0.1:443 HTTP/1.1\r\n${H}\r\n`, 0)?.status).toBe(400);
     expect(refusal(`GET 127.0.0.1:443 HTTP/1.1\r\n${H}\r\n`, 0)?.status).toBe(400);
-    expectRefusal(await sendAll([`CONNECT 127.0.0.1:443 HTTP/1.1\r\n${H}\r\nGET /healthz HTTP/1.1\r\n${H}\r\n`]), 501, "NOT_IMPLEMENTED");
+    expectRefusal(await sendAll([`CONNECT 127.0.0.1:443 HTTP/1.1\r\n${H}\r\nGET /healthz HTTP/1.1\r\n${H}\r\n`]), 400, "UNKNOWN_METHOD");
   });
 
   test("pipelined requests before a refused one are answered first, in order; nothing after it is read", async () => {
@@ -181,8 +181,8 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
         `FOO /items/pipelined HTTP/1.1\r\n${H}\r\n` +
         `DELETE /items/pipelined HTTP/1.1\r\n${H}\r\n`,
     ]);
-    expect([...a.text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(["200", "200", "501"]);
-    expect(a.text).toContain("\r\n\r\nbeforeHTTP/1.1 501 ");
+    expect([...a.text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(["200", "200", "400"]);
+    expect(a.text).toContain("\r\n\r\nbeforeHTTP/1.1 400 ");
     expect(a.closed).toBe(true);
     expect(node.bucket().get("pipelined")?.value).toBe("before");
   });
@@ -207,7 +207,7 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
         setTimeout(() => s.resume(), 400);
         setTimeout(() => s.destroy(), 8000);
       });
-      expect({ path, how: got.how, answers: got.answers }).toEqual({ path, how: "FIN", answers: ["HTTP/1.1 200", "HTTP/1.1 505"] });
+      expect({ path, how: got.how, answers: got.answers }).toEqual({ path, how: "FIN", answers: ["HTTP/1.1 200", "HTTP/1.1 400"] });
       expect(got.bytes).toBeGreaterThan(900_000);
     }
   });
@@ -263,9 +263,9 @@ describe("on a connection handed to Bun.serve, its bare refusals get the envelop
   // After a chunked PUT the connection is Bun's: a later malformed head met its parser (a bare answer, or for
   // an unknown method a close without a word), and gets what the front end answers on a fresh connection.
   test.each([
-    ["an unknown method (Bun closed without a word)", `FOO /items/k HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
-    ["a lowercase method", `get /items/k HTTP/1.1\r\n${H}\r\n`, 501, "NOT_IMPLEMENTED"],
-    ["HTTP/2.0", `GET /items/k HTTP/2.0\r\n${H}\r\n`, 505, "HTTP_VERSION"],
+    ["an unknown method (Bun closed without a word)", `FOO /items/k HTTP/1.1\r\n${H}\r\n`, 400, "UNKNOWN_METHOD"],
+    ["a lowercase method", `get /items/k HTTP/1.1\r\n${H}\r\n`, 400, "UNKNOWN_METHOD"],
+    ["HTTP/2.0", `GET /items/k HTTP/2.0\r\n${H}\r\n`, 400, "HTTP_VERSION"],
     ["no Host", "GET /items/k HTTP/1.1\r\n\r\n", 400, "BAD_REQUEST"],
     ["a raw NUL in the target (Bun: 505)", `GET /items/a\x00b HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["a head over Bun's size limit", `GET /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
@@ -344,10 +344,12 @@ describe("the rules are Bun's", () => {
       `GET /x HTTP/1.1\r\n${H}X: a\r\n b\r\n\r\n`,
       `\r\nGET /x HTTP/1.1\r\n${H}\r\n`,
     ]) {
-      // The same status, but for a request line ending in a bare LF: Bun reads a version "HTTP/1.1\nHost..." and answers 505.
+      // Both refuse; Bun answers a version it does not take 505 (for a request line ending in a bare LF it reads
+      // a version "HTTP/1.1\nHost..."), where ours is a 400: a client's bytes are never answered with a 5xx.
       const status = await statusOf(r);
       const ours = refusal(r, 0)!.status;
-      expect({ r, bun: status }).toEqual({ r, bun: r.startsWith("GET /x HTTP/1.1\n") ? 505 : ours });
+      expect(ours).toBe(400);
+      expect({ r, bun: status }).toEqual({ r, bun: r.startsWith("GET /x HTTP/1.1\n") || r.includes("HTTP/2.0") ? 505 : ours });
     }
   });
 

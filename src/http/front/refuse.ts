@@ -14,8 +14,9 @@
  * So the front end, before handing a connection to Bun over a head it does not
  * take (or keeping a head that seems incomplete), asks `refusal` whether Bun would
  * refuse it, and if so answers that refusal itself and closes the connection (the
- * framing of what follows is not to be trusted, and Bun closes it too). The rules
- * are Bun's, as measured on Bun 1.4 (test/http/front-refusals.test.ts checks the
+ * framing of what follows is not to be trusted, and Bun closes it too), always
+ * with a 4xx: an unknown method (Bun: a close) or version (Bun: 505) is 400,
+ * under its own code (UNKNOWN_METHOD, HTTP_VERSION). What is refused is Bun's, as measured on Bun 1.4 (test/http/front-refusals.test.ts checks the
  * list of methods and the limits against Bun.serve): anything Bun would serve is
  * handed on as before. A connection already handed to Bun stays Bun's: its later
  * requests meet Bun's parser.
@@ -23,7 +24,7 @@
 
 export interface Refusal {
   status: number;
-  code: "BAD_REQUEST" | "NOT_IMPLEMENTED" | "HTTP_VERSION" | "HEADERS_TOO_LARGE" | "BODY_TOO_LARGE";
+  code: "BAD_REQUEST" | "UNKNOWN_METHOD" | "HTTP_VERSION" | "HEADERS_TOO_LARGE" | "BODY_TOO_LARGE";
   message: string;
 }
 
@@ -51,7 +52,10 @@ const TARGET_CONTROL = /[\x00-\x20\x7f]/;
 const HEADER_CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 const bad = (message: string): Refusal => ({ status: 400, code: "BAD_REQUEST", message });
-const notImplemented = (method: string): Refusal => ({ status: 501, code: "NOT_IMPLEMENTED", message: `method ${JSON.stringify(method)} is not a method this server knows (methods are case-sensitive)` });
+// A request line the server cannot serve is the client's fault: 400 with the cause's own
+// code, where RFC 9110 allows 501 and 505 (bad input is never answered with a 5xx).
+const unknownMethod = (method: string): Refusal => ({ status: 400, code: "UNKNOWN_METHOD", message: `method ${JSON.stringify(method)} is not a method this server knows (methods are case-sensitive)` });
+const badVersion = (message: string): Refusal => ({ status: 400, code: "HTTP_VERSION", message });
 
 /**
  * The refusal Bun would answer the request starting at `text[start]` with, or
@@ -79,26 +83,26 @@ export function refusal(text: string, start: number): Refusal | undefined {
     // (else the connection would go to Bun, which closes on an unknown method unanswered).
     if (!TOKEN.test(line)) return bad("the request method is not a token");
     for (const m of KNOWN_METHODS) if (m.startsWith(line)) return undefined;
-    return notImplemented(line);
+    return unknownMethod(line);
   }
   const method = line.slice(0, sp1);
   if (!TOKEN.test(method)) return bad("the request method is not a token");
-  if (!KNOWN_METHODS.has(method)) return notImplemented(method);
+  if (!KNOWN_METHODS.has(method)) return unknownMethod(method);
   // Bun answers a CONNECT, then reads nothing more on its connection: what follows
   // would wait unanswered for the idle timeout. No route takes it (this is no proxy).
-  if (method === "CONNECT") return { status: 501, code: "NOT_IMPLEMENTED", message: "CONNECT is not served: this server is not a proxy" };
+  if (method === "CONNECT") return { status: 400, code: "UNKNOWN_METHOD", message: "CONNECT is not served: this server is not a proxy" };
   if (lineEnd === -1) return undefined;
 
   const sp2 = line.indexOf(" ", sp1 + 1);
   if (sp2 === sp1 + 1) return bad("the request target is empty");
-  if (sp2 === -1) return { status: 505, code: "HTTP_VERSION", message: "the request line has no HTTP version (HTTP/1.1 or HTTP/1.0 are served)" };
+  if (sp2 === -1) return badVersion("the request line has no HTTP version (HTTP/1.1 or HTTP/1.0 are served)");
   const target = line.slice(sp1 + 1, sp2);
   if (TARGET_CONTROL.test(target)) return bad("the request target has a control character (percent-encode it: %00)");
   if (target.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(target)) return bad("the request target is neither a path nor an absolute URL");
   // A fragment is not part of a request target (RFC 9112); readers of the query disagree on where it ends.
   if (target.includes("#")) return bad("the request target has a fragment (#)");
   const version = line.slice(sp2 + 1);
-  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return { status: 505, code: "HTTP_VERSION", message: `HTTP version ${JSON.stringify(version)} is not supported (HTTP/1.1 or HTTP/1.0 are)` };
+  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return badVersion(`HTTP version ${JSON.stringify(version)} is not supported (HTTP/1.1 or HTTP/1.0 are)`);
   if (!complete) return undefined;
 
   let host = false;
@@ -201,7 +205,7 @@ export function bareRefusal(bytes: Uint8Array, head: () => string | undefined): 
     case 431:
       return { status, code: "HEADERS_TOO_LARGE", message: `the request head is over ${BUN_HEAD_MAX_BYTES} bytes or ${BUN_MAX_HEADER_LINES} lines` };
     case 505:
-      return { status, code: "HTTP_VERSION", message: "the request's HTTP version is not supported (HTTP/1.1 or HTTP/1.0 are)" };
+      return badVersion("the request's HTTP version is not supported (HTTP/1.1 or HTTP/1.0 are)");
     default:
       return undefined;
   }
