@@ -212,6 +212,20 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     }
   });
 
+  test("a refused HEAD is answered with the refusal's headers and no body (RFC 9110), fresh or piped", async () => {
+    const cases: [string, string][] = [
+      ["", `HEAD /items/k http/1.1\r\n${H}\r\n`],
+      ["", `HEAD /items/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`],
+      [chunkedPut("head-piped", "d"), `HEAD /items/k http/1.1\r\n${H}\r\n`],
+    ];
+    for (const [first, request] of cases) {
+      const a = await sendAll([first, request].filter(Boolean), 100);
+      const answer = a.text.slice(first === "" ? 0 : a.text.indexOf("HTTP/1.1 ", 1));
+      expect({ request, piped: first !== "", answer }).toEqual({ request, piped: first !== "", answer: expect.stringMatching(/^HTTP\/1\.1 400 [^]*Content-Length: \d+\r\n\r\n$/) });
+      expect(a.closed).toBe(true);
+    }
+  });
+
   test("requests Bun serves are not refused: other methods, HTTP/1.0 without Host, a head at Bun's limits", async () => {
     const served = [
       `PATCH /items/k HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`,

@@ -11,7 +11,7 @@ import { concat, Pipe } from "./pipe.ts";
 import { refusal } from "./refuse.ts";
 import { OpenConnections } from "../../ops/connections.ts";
 import { drainFront, STOPPING, withConnectionClose } from "./stopping.ts";
-import { closingErrorWire, domainErrorWire } from "./wire.ts";
+import { closingErrorWire, domainErrorWire, isHeadRequest } from "./wire.ts";
 import { closeConn, newConn, type Conn, type Waiting } from "./conn.ts";
 
 /**
@@ -179,7 +179,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       const head = parseHead(text, at, maxBody);
       // A head Bun would refuse (refuse.ts), or a bucket that is a dot segment (head.ts), whole or not, is refused here, with the envelope.
       const refused = head === PARTIAL_HEAD || head === undefined ? (refusal(text, at) ?? dotBucketRefusal(text, at)) : undefined;
-      if (refused !== undefined) return refuse(socket, conn, out, refused);
+      if (refused !== undefined) return refuse(socket, conn, out, refused, isHeadRequest(text, at));
       if (head === PARTIAL_HEAD) {
         write(socket, conn, out);
         return waitFor(socket, conn, bytes, at, "head");
@@ -224,10 +224,10 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   };
 
   /** Answers the answers so far, then the refusal, and closes the connection: nothing after a malformed head is read. */
-  const refuse = (socket: Socket<Conn>, conn: Conn, out: string, r: { status: number; code: string; message: string }): void => {
+  const refuse = (socket: Socket<Conn>, conn: Conn, out: string, r: { status: number; code: string; message: string }, head = false): void => {
     clearPartial(conn);
     takeHeld(conn);
-    write(socket, conn, out + closingErrorWire(r.status, r.code, r.message));
+    write(socket, conn, out + closingErrorWire(r.status, r.code, r.message, head));
     conn.ended = true;
     if (conn.unsent === undefined) closeConn(socket);
   };

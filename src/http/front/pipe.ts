@@ -1,8 +1,8 @@
 import type { Socket } from "bun";
 import { AnswerReader, RequestReader, UNSURE } from "./frame.ts";
-import { bareRefusal, refusal, type Refusal } from "./refuse.ts";
+import { bareRefusal, refusal } from "./refuse.ts";
 import { dotBucketRefusal } from "./head.ts";
-import { closingErrorWire } from "./wire.ts";
+import { closingErrorWire, isHeadRequest } from "./wire.ts";
 
 /**
  * A client connection handed to Bun.serve: from the first request the front end
@@ -209,7 +209,7 @@ export class Pipe {
       this.answerStarts = false;
       const refused = bareRefusal(bytes, () => this.request.headSoFar());
       // Bun closes the connection after it: so does the client's (upEnded), once this is out.
-      if (refused !== undefined) return this.toClient(refusalWire(refused));
+      if (refused !== undefined) return this.toClient(refusalWire(refused, this.request.headSoFar()));
     }
     const framed = this.framing;
     const next = framed && this.frameAnswer(bytes);
@@ -326,7 +326,7 @@ export class Pipe {
     this.lineChecked = true;
     const refused = dotBucketRefusal(head, 0);
     if (refused === undefined) return false;
-    this.toClient(Buffer.from(closingErrorWire(refused.status, refused.code, refused.message)));
+    this.toClient(refusalWire(refused, head));
     this.refusedOwn = true;
     this.framing = false;
     this.toUp = [];
@@ -361,15 +361,15 @@ export class Pipe {
     const refused = head === undefined ? undefined : refusal(head, 0);
     if (refused !== undefined) {
       this.answerStarts = false;
-      this.toClient(refusalWire(refused));
+      this.toClient(refusalWire(refused, head));
     }
     // What Bun answered last still goes out before the client's connection closes.
     if (this.pendingClient === undefined) this.ends.closeClient();
   }
 }
 
-function refusalWire(r: Refusal): Uint8Array {
-  return Buffer.from(closingErrorWire(r.status, r.code, r.message));
+function refusalWire(r: { status: number; code: string; message: string }, head: string | undefined): Uint8Array {
+  return Buffer.from(closingErrorWire(r.status, r.code, r.message, head !== undefined && isHeadRequest(head)));
 }
 
 /** Two byte runs as one (a new array). */

@@ -94,11 +94,18 @@ export function errorWire(status: number, code: string, message: string): string
   return statusLine(status) + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
 }
 
-/** A refusal of a malformed head (refuse.ts): the connection closes after it, as Bun closes one it refuses. */
-export function closingErrorWire(status: number, code: string, message: string): string {
+/**
+ * A refusal of a malformed head (refuse.ts): the connection closes after it, as Bun
+ * closes one it refuses. `head`: the request's method is HEAD, whose answer has the
+ * headers of the GET answer and no body (RFC 9110 9.3.2).
+ */
+export function closingErrorWire(status: number, code: string, message: string, head = false): string {
   const body = errorBody(code, message);
-  return statusLine(status) + "Connection: close\r\n" + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
+  return statusLine(status) + "Connection: close\r\n" + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + (head ? "" : body);
 }
+
+/** Whether the request at `text[at]` is a HEAD (its refusal has no body). */
+export const isHeadRequest = (text: string, at = 0): boolean => text.startsWith("HEAD ", at);
 
 export function domainErrorWire(e: MakhzenError): string {
   return errorWire(HTTP_STATUS[e.code] ?? 400, e.code, e.message);
