@@ -94,7 +94,7 @@ const someHeaders = fc.record(
     accept: fc.constantFrom("text/plain", "application/json", "*/*", "text/html"),
     "if-match": fc.oneof(fc.constantFrom("*", '"001700000000000-000000-x"', "W/\"x\""), fc.string({ maxLength: 10 })),
     "if-none-match": fc.oneof(fc.constant("*"), fc.string({ maxLength: 5 })),
-    "x-makhzen-protocol": fc.constantFrom("1", "2", "3", ""),
+    "x-makhzen-protocol": fc.constantFrom("1", "2", "3", "4", ""),
     authorization: fc.constantFrom("Bearer x", "Basic y", ""),
   },
   { requiredKeys: [] },

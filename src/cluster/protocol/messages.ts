@@ -17,7 +17,8 @@ import { LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS } from "../consistency.ts";
 // 2: partitions (issue 11): a digest group per partition (256), the forward and list ops, partition sets in heartbeats.
 // 3: the digest's hashes and contentHash computed without BigInt (core/fingerprint.ts): other values in the same 16 hex digits;
 //    and a `records` request carries each record as a tuple (WireRecordTuple), not an object.
-export const PROTOCOL_VERSION = "3";
+// 4: a forwarded write carries its sender's deadline (ForwardRequest.deadlineMs), which a node of 3 refuses as an unknown field.
+export const PROTOCOL_VERSION = "4";
 export const PROTOCOL_HEADER = "x-makhzen-protocol";
 
 // The patterns and sizes are those of the modules that own them (version.ts,
