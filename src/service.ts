@@ -9,6 +9,7 @@ import type { ForwardAnswer, ForwardRequest } from "./cluster/protocol/messages.
 import type { Router } from "./cluster/routing.ts";
 import { partitionOf as partitionOfKey } from "./cluster/placement.ts";
 import { RoutedItems } from "./cluster/routing-items.ts";
+import { lateAnswer } from "./cluster/forward-rules.ts";
 
 /**
  * The items service: what every front end calls (HTTP today, the Redis protocol
@@ -220,6 +221,8 @@ export class ItemsService {
       if ((req.op === "delete" || req.ifMatch !== undefined || req.ifAbsent === true) && this.routed !== undefined && this.router!.isFilling(partitionOfKey(key))) {
         this.deps.items.get(bucket, key); // a bad bucket or key is refused before anything travels
         await this.routed.learn(bucket, key);
+        // The merge read took time: the sender may have stopped waiting meanwhile (Router.late).
+        if (this.router!.late(req)) return lateAnswer(req);
       }
       if (req.op === "set") {
         if (req.value === undefined) throw new MakhzenError("VALIDATION", "a forwarded set carries a value");

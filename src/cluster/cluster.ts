@@ -175,7 +175,7 @@ export class Cluster {
     this.consistency = new Consistency({ store, membership, replicator, transport, placement, applyRemote: (records) => this.applyRemote(records), logger: this.logger });
     this.router = new Router({ placement, views, membership, transport, store, config, applyRemote: (records) => this.applyRemote(records),
       isFilling: (p) => this.rebalancer.isFilling(p), anyFilling: () => this.rebalancer.anyFilling(), vouchesFor: (p) => this.rebalancer.vouchesFor(p), logger: this.logger.child("routing"),
-      refusesReads: () => this.clockRefusal(), wallMs: () => clock.wallMs() });
+      refusesReads: () => this.clockRefusal(), wallMs: () => clock.wallMs(), offsetOf: (peer) => this.clockGuard.offsetOf(peer) });
     this.stability = new Stability({
       self: this.self,
       hasSeeds: config.peers.length > 0,

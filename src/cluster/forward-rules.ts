@@ -9,17 +9,25 @@ import type { PeerError } from "./protocol/peer-ops.ts";
  */
 
 /**
- * Whether a forwarded write came too late to run: past its `deadlineMs` (the
- * sender's clock) less a margin, the clocks' allowed offset (the sender's may be
- * that far behind ours), at most half the hop's time so that a short
- * --request-timeout still leaves room to run. An owner paused past the deadline
- * (SIGSTOP, a long GC, a frozen VM) would otherwise run the write when it wakes,
- * after its sender had given it to the next owner and later writes of the key had
- * been acknowledged, and its newer stamp would undo them.
+ * Whether a forwarded write came too late to run: past its `deadlineMs`, read on
+ * the sender's clock. An owner paused past the deadline (SIGSTOP, a long GC, a
+ * frozen VM) would otherwise run the write when it wakes, after its sender had
+ * given it to the next owner and later writes of the key had been acknowledged,
+ * and its newer stamp would undo them.
+ *
+ * `senderOffsetMs`: the sender's clock minus ours, as measured (ClockGuard.offsetOf),
+ * turns the deadline into our clock, and the margin is the measurement's error, a
+ * quarter of the allowed offset at most (a sample's round trip is at most half of
+ * it, and the error half the round trip). Not measured: the whole allowed offset
+ * (the sender's clock may be that far behind ours). Either margin is at most half
+ * the hop's time, so a short --request-timeout still leaves room to run.
  */
-export function isLate(req: ForwardRequest, nowMs: number, config: { maxClockOffsetMs?: number; requestTimeoutMs: number }): boolean {
+export function isLate(req: ForwardRequest, nowMs: number, config: { maxClockOffsetMs?: number; requestTimeoutMs: number }, senderOffsetMs?: number | null): boolean {
   if (req.deadlineMs === undefined) return false;
-  return nowMs > req.deadlineMs - Math.min(config.maxClockOffsetMs ?? 0, config.requestTimeoutMs / 2);
+  const maxOffset = config.maxClockOffsetMs ?? 0;
+  const measured = senderOffsetMs !== undefined && senderOffsetMs !== null;
+  const margin = Math.min(measured ? maxOffset / 4 : maxOffset, config.requestTimeoutMs / 2);
+  return nowMs > req.deadlineMs - (measured ? senderOffsetMs : 0) - margin;
 }
 
 /** The answer to a write that came too late: nothing ran, and a sender still waiting tries the next owner. */

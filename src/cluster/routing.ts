@@ -74,6 +74,8 @@ export interface RouterDeps {
   config: { requestTimeoutMs: number; batchMaxBytes?: number; maxClockOffsetMs?: number };
   /** This node's wall clock, epoch ms: a forwarded write's deadline is read on it (default Date.now). */
   wallMs?: () => number;
+  /** A peer's clock minus ours, in ms, or null before it was measured (ClockGuard.offsetOf): a deadline's correction. */
+  offsetOf?: (peer: string) => number | null;
   /** Whether THIS node is still filling partition p (Rebalancer.isFilling). Default: never (its copy counts as whole). */
   isFilling?: (partition: number) => boolean;
   /** Whether THIS node may be filling any partition (Rebalancer.anyFilling), O(1). Default: never. */
@@ -218,7 +220,7 @@ export class Router {
           // A write runs on an owner only before this node stops waiting for it (isLate): else
           // an owner paused past the timeout ran it when it woke, after the next owner had
           // taken it and later writes of the key had been acknowledged, and undid them.
-          const sent = req.op === "get" ? req : { ...req, deadlineMs: this.wallMs() + timeoutMs };
+          const sent = req.op === "get" ? req : { ...req, deadlineMs: this.wallMs() + timeoutMs, from: this.deps.placement.self };
           answer = await (req.w === undefined && req.r === undefined ? this.batcher.send(t.url, sent) : this.deps.transport.call(t.url, "forward", sent, timeoutMs));
         } catch (e) {
           if (!(e instanceof PeerError)) throw e; // a pass-through code (PROTOCOL_VERSION): the peer's own words
@@ -250,7 +252,11 @@ export class Router {
           continue;
         }
       }
-      if (answer.late) continue; // it ran nothing: the next owner may take it
+      if (answer.late) {
+        // It ran nothing. A conditional write is decided by one owner only (as after NOT_SENT): refused, not sent on.
+        if (!retry) throw new MakhzenError("UNAVAILABLE", `owner ${t === "self" ? "self" : t.name} of key ${JSON.stringify(req.key)} took the conditional write too late to run it: it was not applied; send it again`);
+        continue;
+      }
       if (answer.error) {
         // An owner that cannot serve now (its clock fenced, its name in doubt, or a
         // read it could not answer: restarted a moment ago and still empty) applied
@@ -280,8 +286,13 @@ export class Router {
     if (!this.handler) return Promise.resolve({ error: { code: "UNAVAILABLE", message: "this node serves no items" } });
     const refused = req.op === "get" ? this.deps.refusesReads?.() : undefined;
     if (refused) return Promise.resolve({ error: { code: refused.code, message: refused.message } });
-    if (isLate(req, this.wallMs(), this.deps.config)) return Promise.resolve(lateAnswer(req));
+    if (this.late(req)) return Promise.resolve(lateAnswer(req));
     return this.handler(req);
+  }
+
+  /** Whether a forwarded write is past its deadline here (forward-rules.ts isLate): asked again after any wait before it is applied. */
+  late(req: ForwardRequest): boolean {
+    return isLate(req, this.wallMs(), this.deps.config, req.from === undefined ? undefined : this.deps.offsetOf?.(req.from));
   }
 
   private wallMs(): number {

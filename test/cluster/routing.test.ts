@@ -18,6 +18,7 @@ import { failure } from "../support/expect.ts";
 import { parseVersion } from "../../src/core/version.ts";
 import { createNode } from "../../src/node.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, type ForwardRequest } from "../../src/cluster/protocol/messages.ts";
+import { lateAnswer } from "../../src/cluster/forward-rules.ts";
 
 const NAMES = ["a", "b", "c", "d", "e"];
 const nodes: Core[] = [];
@@ -35,7 +36,10 @@ class LossyNet extends MemoryTransport {
   refusing: string | undefined;
   /** The next forward to `url` reaches it only after `ms` (an owner paused: SIGSTOP, a long GC); its sender times out meanwhile. */
   stallNext: { url: string; ms: number } | undefined;
+  /** Every `fetch` (a merge read's) answers this much later. */
+  slowFetchMs = 0;
   override async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
+    if (op === "fetch" && this.slowFetchMs > 0) await Bun.sleep(this.slowFetchMs);
     if (url === this.refusing && op.startsWith("forward")) throw new PeerError(0, NOT_SENT, `${url} ${op}: connection refused`);
     if (url === this.stallNext?.url && op.startsWith("forward")) {
       const { ms } = this.stallNext;
@@ -402,6 +406,39 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     await Bun.sleep(1000); // the stalled forward has reached the first owner by now
     for (const o of [o1, o2]) await eventually(() => node(o).store.get("default", key)?.version === newer.version, { what: `${o} still holds the newer write` });
     expect((await service("a").get("default", key))?.value).toBe("newer");
+  });
+
+  test("an owner that answers a write 'late' ran nothing: an unconditional write goes to the next owner, a conditional one is refused, not decided by another owner", async () => {
+    const { service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [o1, o2] = owners(key) as [string, string];
+    const v1 = await service("a").set("default", key, "v1");
+    await eventually(() => node(o2).store.get("default", key)?.value === "v1");
+    node(o1).cluster.router.serve = (req) => Promise.resolve(lateAnswer(req));
+    const refused = await failure(() => service("a").set("default", key, "v2", { ifMatch: v1.version }));
+    expect(refused.code).toBe("UNAVAILABLE");
+    expect(refused.message).toContain("was not applied");
+    expect(node(o2).store.get("default", key)?.value).toBe("v1");
+    expect((await failure(() => service("a").set("default", key, "nx", { ifAbsent: true }))).code).toBe("UNAVAILABLE");
+    const taken = await service("a").set("default", key, "v3");
+    expect(parseVersion(taken.version)?.node).toBe(o2);
+  });
+
+  test("a forwarded write the owner must first learn the key for (it is filling) is checked against its deadline again after the merge read", async () => {
+    const { net, service, node, owners, keyNotOwnedBy } = await cluster();
+    const key = keyNotOwnedBy("a");
+    const [o1, o2] = owners(key) as [string, string];
+    await service("a").set("default", key, "v1");
+    await eventually(() => node(o2).store.get("default", key)?.value === "v1");
+    node(o1).cluster.rebalancer.isFilling = (p) => p === partitionOf(key);
+    node(o1).store.drop("default", key);
+    // The merge read's fetches take 300 ms; the deadline (with its margin) passes meanwhile.
+    net.slowFetchMs = 300;
+    const late = await service(o1).serveForwarded({ forwarded: true, op: "delete", bucket: "default", key, deadlineMs: Date.now() + 250 + 125, from: "a" });
+    net.slowFetchMs = 0;
+    expect(late).toMatchObject({ late: true, error: { code: "UNAVAILABLE" } });
+    expect(node(o2).store.get("default", key)?.value).toBe("v1"); // the delete ran nowhere
+    expect(node(o1).store.getRecord("default", key)?.value ?? "v1").toBe("v1");
   });
 
   test("a conditional write whose answer is lost is OUTCOME_UNKNOWN (504; not UNAVAILABLE, which clients retry) and not retried elsewhere; an unconditional one falls back to a hint", async () => {

@@ -276,6 +276,8 @@ export const ForwardRequest = Type.Object(
     r: Type.Optional(WireConcern),
     /** A write's: when its sender stops waiting for the answer (its wall clock, epoch ms). Later, the owner runs nothing (Router.serve). */
     deadlineMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** The sender's node name, with deadlineMs: whose clock the deadline is read on (its measured offset corrects it). */
+    from: Type.Optional(Name),
   },
   { additionalProperties: false },
 );
