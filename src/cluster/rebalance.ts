@@ -1,39 +1,11 @@
-import type { AntiEntropy, RoundResult, SyncPeer } from "./antientropy.ts";
+import type { RoundResult, SyncPeer } from "./antientropy.ts";
 import { INCOMPLETE_ROUND_PAUSE_MS, Stopped } from "./antientropy-types.ts";
-import type { ClusterConfig } from "./options.ts";
-import type { Digest } from "./digest.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
-import type { PartitionViews } from "./partition-views.ts";
-import { PARTITIONS, partitionsToHex, type Placement } from "./placement.ts";
+import { PARTITIONS, partitionsToHex } from "./placement.ts";
 import { allConfirmed, fillSources, mayDrop, mayHoldUnsent, quietPartition, type HandOff, type PeerView } from "./rebalance-rules.ts";
-import type { Store } from "../core/store.ts";
+import type { RebalancerDeps, RebalanceStats } from "./rebalance-types.ts";
 
-export interface RebalancerDeps {
-  self: string;
-  placement: Placement;
-  views: PartitionViews;
-  digest: Digest;
-  store: Store;
-  antiEntropy: AntiEntropy;
-  /** Peers a round may be run against now (alive or suspect). */
-  reachable: () => SyncPeer[];
-  config: Pick<ClusterConfig, "handoffGraceMs" | "heartbeatIntervalMs" | "maxClockOffsetMs" | "requestTimeoutMs">;
-  wallMs: () => number;
-  logger?: Logger;
-}
-
-export interface RebalanceStats {
-  /** Records taken from peers in rounds of moving partitions (copied in). */
-  movedIn: number;
-  /** Records peers took from this node in those rounds (copied out). */
-  movedOut: number;
-  /** Records dropped with partitions handed off. */
-  dropped: number;
-  /** Partitions dropped after a hand-off. */
-  handedOff: number;
-  /** Rounds of moving partitions that failed (a peer unreachable, a timeout). */
-  failures: number;
-}
+export type { RebalancerDeps, RebalanceStats } from "./rebalance-types.ts";
 
 /**
  * Moves partitions when the owners change (a join, a leave, a reap, a forget), so
@@ -82,8 +54,9 @@ export class Rebalancer {
   private fillWaiters: (() => void)[] = [];
   /** Under full replication, until the first sync (a full copy, then a round with each peer) has done the filling itself. */
   private fillsDeferred = false;
-  /** Joined as a newcomer, until every partition it took is full (mayHoldUnsent). */
+  /** Joined as a newcomer, until every partition it took is full (mayHoldUnsent); and whether that ever was so. */
   private newcomer = false;
+  private everFull = false;
   readonly stats: RebalanceStats = { movedIn: 0, movedOut: 0, dropped: 0, handedOff: 0, failures: 0 };
 
   constructor(private readonly deps: RebalancerDeps) {
@@ -122,13 +95,15 @@ export class Rebalancer {
     this.fillsDeferred = false;
     this.filling.fill(0);
     this.fillingCount = 0;
+    this.fullOnce();
     this.filledFrom.clear();
     this.wakeFillWaiters();
   }
 
   /** A seed answered our join as a newcomer's: the old owners of what we take count while we fill (mayHoldUnsent). */
   joinedAsNewcomer(): void {
-    this.newcomer = true;
+    // Only the first join's: a node that was full once (a rejoin after a reap) took nothing from anyone then.
+    this.newcomer = !this.everFull;
   }
 
   /** The member list changed: newly owned partitions start filling, and a round runs at once. */
@@ -164,6 +139,13 @@ export class Rebalancer {
     if (this.filling[p] === v) return;
     this.filling[p] = v;
     this.fillingCount += on ? 1 : -1;
+    if (this.fillingCount === 0) this.fullOnce();
+  }
+
+  /** Every owned partition is full: a newcomer's wait for old owners is over (what it takes from now on, members say they hold). */
+  private fullOnce(): void {
+    this.everFull = true;
+    this.newcomer = false;
   }
 
   /** Whether this node owns `partition` and is still filling it. */
@@ -304,10 +286,7 @@ export class Rebalancer {
     }
     if (changed) {
       this.wakeFillWaiters();
-      if (this.fillingPartitions().length === 0) {
-        this.newcomer = false; // what it takes from now on comes from members that say they hold it
-        this.logger.info("every partition this node owns is full");
-      }
+      if (this.fillingPartitions().length === 0) this.logger.info("every partition this node owns is full");
     }
   }
 

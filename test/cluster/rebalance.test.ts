@@ -296,6 +296,29 @@ describe("rebalancing (5 nodes, --replicas 2)", () => {
     expect((await service.get("default", key))?.value).toBe(want.get(key)!.value as string);
   }, 30_000);
 
+  test("a node is a newcomer only until it is first full: one that joined under full replication later gains partitions without waiting for a dead member that never held them", async () => {
+    net = new MemoryTransport();
+    const opts = { replicas: 2, reapDeadAfterMs: 120_000 };
+    const a = node("a", opts);
+    await a.cluster.start(a.url);
+    const b = node("b", { ...opts, peers: [a.url] });
+    await b.cluster.start(b.url); // a newcomer, into full replication (2 members, --replicas 2)
+    await eventually(() => b.cluster.settled, { what: "b settled" });
+    const [c, d] = [node("c", { ...opts, peers: [a.url] }), node("d", { ...opts, peers: [a.url] })];
+    await c.cluster.start(c.url);
+    await d.cluster.start(d.url);
+    const all = [a, b, c, d];
+    await eventually(() => all.every((n) => n.cluster.membership.reachable().length === 3 && n.cluster.settled), { timeoutMs: 15_000, what: "four settled" });
+    // c dies (not reaped), then d leaves: b gains d's partitions, which c never held.
+    c.cluster.close();
+    net.unregister(c.url);
+    await eventually(() => [a, b, d].every((n) => n.cluster.membership.get("c")?.state === "dead"), { timeoutMs: 10_000, what: "c dead" });
+    await d.cluster.leave();
+    await eventually(() => [a, b].every((n) => !n.cluster.placement.members.includes("d")), { timeoutMs: 10_000, what: "d gone" });
+    const waitingForC = (n: Core) => n.cluster.rebalancer.fillingPartitions().filter((p) => !n.cluster.placement.isOwner("c", p));
+    await eventually(() => waitingForC(a).length === 0 && waitingForC(b).length === 0, { timeoutMs: 10_000, what: "a and b fill what c never owned" });
+  }, 60_000);
+
   test("a cluster that shrinks back to full replication routes reads of the partitions a node gains until it holds them", async () => {
     net = new MemoryTransport();
     const four = ["a", "b", "c", "d"].map((n) => node(n, { replicas: 3 }));
