@@ -333,16 +333,20 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       // exited on it lost every write the data dir had not committed.
       return (closing ??= (async () => {
         closed = true;
-        // The server first: a write taken after the cluster stopped would be answered
-        // but never queued for the peers (anti-entropy would repair it, later).
-        await server?.stop();
-        server = undefined;
-        resp?.stop();
-        resp = undefined;
-        cluster.close();
-        transport.close();
-        sweeper.stop();
-        core.close(); // flushes: a clean stop loses nothing under any fsync policy
+        try {
+          // The server first: a write taken after the cluster stopped would be answered
+          // but never queued for the peers (anti-entropy would repair it, later).
+          await server?.stop();
+        } finally {
+          // Whatever the server did: the flush and the data dir's lock must not depend on it.
+          server = undefined;
+          resp?.stop();
+          resp = undefined;
+          cluster.close();
+          transport.close();
+          sweeper.stop();
+          core.close(); // flushes: a clean stop loses nothing under any fsync policy
+        }
       })());
     },
   };

@@ -57,5 +57,6 @@ export function closeConn(socket: Socket<Conn>): void {
   if (conn.lingering) return;
   conn.lingering = true;
   socket.shutdown();
+  socket.resume(); // a client paused for backpressure (a large upload refused) must be read, or the close resets it
   setTimeout(() => socket.end(), LINGER_MS).unref?.();
 }

@@ -354,7 +354,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   // which says it was not run) unless `fresh` (the drain's second pass, a moment later).
   const closeIfIdle = (socket: Socket<Conn>, fresh: boolean): void => {
     const conn = socket.data;
-    if (conn.pipe !== undefined || conn.busy || conn.unsent !== undefined || conn.held !== undefined || (!conn.used && !fresh)) return;
+    if (conn.lingering || conn.pipe !== undefined || conn.busy || conn.unsent !== undefined || conn.held !== undefined || (!conn.used && !fresh)) return;
     conn.ended = true;
     socket.end();
   };
