@@ -123,7 +123,7 @@ export function createCore(options: CreateCoreOptions): NodeCore {
     loading = true;
     try {
       disk.load((r) => {
-        clock.observe(r.version); // so this node's next write is newer than anything it held
+        clock.restored(r.version); // so this node's next write is newer than anything it held
         if (!heldOthersWrites && versionNode(r.version) !== config.name) heldOthersWrites = true;
         store.apply(r);
       }, clock.wallMs(), config.tombstoneTtlMs);

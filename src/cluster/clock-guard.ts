@@ -38,6 +38,14 @@ export interface ClockGuardDeps {
 export const FENCE_SHARE = 0.8;
 
 /**
+ * The share past which a lead taken from peers' records fences (the "stamps" reason):
+ * above FENCE_SHARE, so a healthy node that took a drifting peer's records is not
+ * fenced before that peer is (its own fence waits for its offset to be measured),
+ * and below 1, so what it stamps still leaves receivers a margin for their error.
+ */
+export const TAKEN_SHARE = 0.9;
+
+/**
  * How long a member's last offset counts after its last sample, in ms: a member that
  * died or left keeps its say in the median for a while (otherwise a step while one is
  * down would be judged by the clocks left), but not for ever.
@@ -146,11 +154,10 @@ export class ClockGuard {
     // Two clocks: their median is their middle, and neither can tell which is right.
     // Both are fenced past the threshold apart, not twice it.
     else if (measured === 1 && widestMs > FENCE_SHARE * maxOffsetMs) reason = "offset";
-    // A lead taken from peers' records (each within maxOffsetMs, or refused) fences only
-    // past maxOffsetMs, where receivers would refuse this node's stamps: at the share,
-    // the healthy nodes that took a drifting peer's records were fenced before it was
-    // (its own fence waits for its offset to be measured), and refused every write.
-    else if (ownAheadMs > FENCE_SHARE * maxOffsetMs || stampAheadMs > maxOffsetMs) reason = "stamps";
+    // A lead taken from peers' records fences past TAKEN_SHARE: at FENCE_SHARE, the
+    // healthy nodes that took a drifting peer's records were fenced before it was, and
+    // refused every write for seconds while it took them.
+    else if (ownAheadMs > FENCE_SHARE * maxOffsetMs || stampAheadMs > TAKEN_SHARE * maxOffsetMs) reason = "stamps";
     const fenced = reason !== undefined;
     if (fenced) {
       this.lines.line("clock.fenced", "", (suppressed) =>

@@ -27,6 +27,8 @@ export interface Clock {
    * highWaterMs also counts the stamps it took from elsewhere (see ClockGuard).
    */
   ownHighWaterMs(nowMs?: number): number;
+  /** observe, for a version read back from this node's data dir: one it stamped itself counts in ownHighWaterMs. */
+  restored(version: Version): void;
 }
 
 /**
@@ -85,6 +87,13 @@ export class HybridClock implements Clock {
     // Same string as formatVersion(l, c, node); COUNTER_PAD is COUNTER_DIGITS zeros.
     const c = String(this.c);
     return `${this.prefix}${c.length < COUNTER_DIGITS ? COUNTER_PAD.slice(c.length) + c : c}-${this.node}`;
+  }
+
+  restored(version: Version): void {
+    this.observe(version);
+    // Its own stamps of an earlier life: if its clock was set back since, their lead is its own clock's.
+    const v = parseVersion(version);
+    if (v && v.node === this.node && v.wallMs > this.ownWall) this.ownWall = v.wallMs;
   }
 
   observe(version: Version): void {

@@ -75,15 +75,22 @@ describe("ClockGuard", () => {
     expect(g.state().fenced).toBe(false);
   });
 
-  test("a lead taken from a peer's records (a drifting clock within the max) does not fence a healthy node; past the max it does; its own clock's lead does at the share", () => {
+  test("a lead taken from a peer's records (a drifting clock) fences a healthy node only past 90% of the max; its own clock's lead does at 80%, an earlier life's stamps too", () => {
     const wall = new ManualWallClock();
     const { g, clock } = guard(wall, { b: 0, c: 0 });
-    clock.observe(formatVersion(wall.ms + 450, 0, "c")); // c runs 450 ms ahead: over the share (400), within the max
+    clock.observe(formatVersion(wall.ms + 440, 0, "c")); // c runs 440 ms ahead: over the share (400), under 90% (450)
     expect(g.state()).toMatchObject({ fenced: false });
     clock.now(); // and this node stamps at that lead, as c does
     expect(g.state()).toMatchObject({ fenced: false });
-    clock.observe(formatVersion(wall.ms + 600, 0, "c")); // past the max, where receivers refuse
+    clock.observe(formatVersion(wall.ms + 470, 0, "c")); // past 90%: receivers' margin for their error would be gone
     expect(g.state()).toMatchObject({ fenced: true, reason: "stamps" });
+    // Read back from its data dir, its own stamps of an earlier life count as its own clock's lead.
+    const restarted = guard(new ManualWallClock(wall.ms), { b: 0, c: 0 });
+    restarted.clock.restored(formatVersion(wall.ms + 420, 0, "a"));
+    expect(restarted.g.state()).toMatchObject({ fenced: true, reason: "stamps" });
+    const others = guard(new ManualWallClock(wall.ms), { b: 0, c: 0 });
+    others.clock.restored(formatVersion(wall.ms + 420, 0, "c")); // another node's: taken, not its own
+    expect(others.g.state()).toMatchObject({ fenced: false });
     // Its own clock 450 ms fast, then set right: its own lead fences at the share.
     const own = new ManualWallClock();
     const mine = guard(own, { b: 0, c: 0 });
