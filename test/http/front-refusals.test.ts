@@ -284,6 +284,9 @@ describe("on a connection handed to Bun.serve, its bare refusals get the envelop
     ["a raw NUL in the target (Bun: 505)", `GET /items/a\x00b HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["a head over Bun's size limit", `GET /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(BUN_HEAD_MAX_BYTES)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
     ["a bad chunk size in a second request", chunkedPut("chunky-second", "zz"), 400, "BAD_REQUEST"],
+    // Bun served these (RFC 9112 says 400), where a connection's first request is refused.
+    ["two Host headers", `GET /items/piped-first HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`, 400, "BAD_REQUEST"],
+    ["a target with a fragment", `GET /items/piped-first#x HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
   ])("a later request: %s", async (_name, second, status, code) => {
     const a = await sendAll([chunkedPut("piped-first", "d"), second], 100);
     const at = a.text.indexOf("HTTP/1.1 ", 1);

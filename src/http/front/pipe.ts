@@ -314,17 +314,20 @@ export class Pipe {
 
   /**
    * A request whose bucket is a dot segment (head.ts dotBucketRefusal: Bun would
-   * serve it as another route) is refused here, as the front end refuses a
-   * connection's first: answered with the envelope, and both ends closed. Bun.serve
-   * never gets it whole (a request line split across reads has gone up in part,
-   * which the close drops), and the answers before it have all come back (one
-   * request at a time). Looked at once per request, when its line has arrived.
+   * serve it as another route), or whose whole head the front end would refuse on
+   * a connection's first request (refuse.ts: two Host headers, a NUL, a fragment...,
+   * which Bun served or answered bare), is refused here as it would be there:
+   * answered with the envelope, and both ends closed. Bun.serve never gets it whole
+   * (a head split across reads has gone up in part, which the close drops), and the
+   * answers before it have all come back (one request at a time). Looked at as the
+   * head arrives, from its first line, until it is whole.
    */
   private refusedLine(): boolean {
     const head = this.request.headSoFar();
     if (head === undefined || head.indexOf("\r\n") === -1) return false;
-    this.lineChecked = true;
-    const refused = dotBucketRefusal(head, 0);
+    const whole = this.request.headRead;
+    if (whole) this.lineChecked = true;
+    const refused = dotBucketRefusal(head, 0) ?? (whole ? refusal(head, 0) : undefined);
     if (refused === undefined) return false;
     this.toClient(refusalWire(refused, head));
     this.refusedOwn = true;
