@@ -134,13 +134,14 @@ export class RoutedItems {
     if (ifAbsent === true) req.ifAbsent = true;
     if (w !== undefined) req.w = w;
     const conditional = ifMatch !== undefined || ifAbsent === true;
-    const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional);
+    const unserved: string[] = [];
+    const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
     if (answer) {
       if (!answer.record) throw new MakhzenError("UNAVAILABLE", `the owner of key ${JSON.stringify(key)} answered the write without its record`);
       return toItem(answer.record);
     }
-    if (conditional) throw noOwner(key, "a conditional write is checked on an owner's copy, so it is refused");
-    return this.hint(key, w, () => this.local.localSet(bucket, key, value, { ttl, expiresAt, pastExpiryDeletes, bytes }));
+    if (conditional) throw noOwner(key, "a conditional write is checked on an owner's copy, so it is refused", unserved);
+    return this.hint(key, w, () => this.local.localSet(bucket, key, value, { ttl, expiresAt, pastExpiryDeletes, bytes }), unserved);
   }
 
   async delete(bucket: string, key: string, opts: Routed<DeleteOptions>): Promise<Version | undefined> {
@@ -149,25 +150,29 @@ export class RoutedItems {
     if (opts.ifMatch !== undefined) req.ifMatch = opts.ifMatch;
     if (opts.w !== undefined) req.w = opts.w;
     const conditional = opts.ifMatch !== undefined;
-    const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional);
+    const unserved: string[] = [];
+    const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
     if (answer) return answer.version ?? undefined;
-    if (conditional) throw noOwner(key, "a conditional delete is checked on an owner's copy, so it is refused");
-    if (!this.store.get(bucket, key)) throw noOwner(key, "and this node holds no copy of it, so whether there is anything to delete cannot be known");
-    return this.hint(key, opts.w, () => this.local.localDelete(bucket, key));
+    if (conditional) throw noOwner(key, "a conditional delete is checked on an owner's copy, so it is refused", unserved);
+    if (!this.store.get(bucket, key)) throw noOwner(key, "and this node holds no copy of it, so whether there is anything to delete cannot be known", unserved);
+    return this.hint(key, opts.w, () => this.local.localDelete(bucket, key), unserved);
   }
 
   /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */
-  private async hint<T>(key: string, w: Concern | undefined, apply: () => T | Promise<T>): Promise<T> {
+  private async hint<T>(key: string, w: Concern | undefined, apply: () => T | Promise<T>, unserved: readonly string[]): Promise<T> {
     const result = await apply();
     if (w !== undefined) {
       throw new MakhzenError(
         "UNAVAILABLE",
-        `w=${w.raw} counts the owners of key ${JSON.stringify(key)} and none is reachable: the write stands as a hint on this node and will reach the owners when they come back`,
+        `w=${w.raw} counts the owners of key ${JSON.stringify(key)} and none ${noneTook(unserved)}: the write stands as a hint on this node and will reach the owners when they come back`,
       );
     }
     return result;
   }
 }
 
-const noOwner = (key: string, consequence: string): MakhzenError =>
-  new MakhzenError("UNAVAILABLE", `no owner of key ${JSON.stringify(key)} is reachable: ${consequence}`);
+/** Why no owner took a write: none answered, or those that did could not serve it now (a fenced clock, leaving...). */
+const noneTook = (unserved: readonly string[]): string => (unserved.length === 0 ? "is reachable" : `could take it now (${unserved.join(", ")})`);
+
+const noOwner = (key: string, consequence: string, unserved: readonly string[] = []): MakhzenError =>
+  new MakhzenError("UNAVAILABLE", `no owner of key ${JSON.stringify(key)} ${noneTook(unserved)}: ${consequence}`);

@@ -203,8 +203,9 @@ export class Router {
    * message). "self" runs it here. Undefined when no target answered and `retry`
    * (see the opening comment), or when no owner could serve a read (the caller's
    * merge read then asks every copy); without `retry` the first silence is UNAVAILABLE.
+   * `unserved` collects the owners that answered but could not serve ("b: CLOCK_OFFSET").
    */
-  async forward(req: ForwardRequest, targets: Target[], retry: boolean): Promise<ForwardAnswer | undefined> {
+  async forward(req: ForwardRequest, targets: Target[], retry: boolean, unserved?: string[]): Promise<ForwardAnswer | undefined> {
     const wait = req.w?.timeoutMs ?? req.r?.timeoutMs ?? 0;
     const timeoutMs = this.deps.config.requestTimeoutMs + wait;
     // An owner that refused the hop (a 4xx) ran nothing; if none took it, the client
@@ -266,6 +267,7 @@ export class Router {
         // last owner's clock error was this node's answer to a write it could take.
         if (cannotServe(req, answer.error.code) && (req.op === "get" || retry || t !== targets[targets.length - 1])) {
           this.logger.debug("an owner could not serve a forwarded request; trying the next", { peer: t === "self" ? "self" : t.name, code: answer.error.code });
+          unserved?.push(`${t === "self" ? this.deps.placement.self : t.name}: ${answer.error.code}`); // for the caller's words
           continue;
         }
         throw relayed(answer.error);

@@ -508,6 +508,10 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     node(o2).cluster.router.serve = node(o1).cluster.router.serve;
     const hinted = await service("a").set("default", key, "v2-hint");
     expect(parseVersion(hinted.version)?.node).toBe("a");
+    // A w= the hint cannot meet says why no owner took it: they answered, and could not serve it.
+    const counted = await failure(() => service("a").set("default", key, "v2-w", { w: concern("w", "quorum") }));
+    expect(counted.code).toBe("UNAVAILABLE");
+    expect(counted.message).toContain(`none could take it now (${o1}: CLOCK_OFFSET, ${o2}: CLOCK_OFFSET): the write stands as a hint`);
     expect((await failure(() => service("a").set("default", key, "v2-if", { ifMatch: hinted.version }))).code).toBe("CLOCK_OFFSET");
     node(o2).cluster.router.serve = real2;
     // A request refused as such (a failed condition) is not passed on.
