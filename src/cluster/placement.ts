@@ -169,9 +169,7 @@ export class Placement {
     const names = [...new Set([this.self, ...others])].sort();
     if (names.length === this.names.length && names.every((n, i) => n === this.names[i])) return false;
     this.names = names;
-    const n = Math.min(this.replicas, names.length);
-    const w = names.map((name) => this.weightsOf(name));
-    this.table = Array.from({ length: PARTITIONS }, (_, p) => heaviest(names, w, p, n));
+    this.table = this.tableOf(names);
     this.mine = Uint8Array.from(this.table, (owners) => (owners.includes(this.self) ? 1 : 0));
     this.tableWithoutSelf = undefined;
     this.epoch++;
@@ -222,13 +220,15 @@ export class Placement {
    * joined as a newcomer, the old owners of what it took (rebalance.ts).
    */
   ownersWithoutSelf(partition: number): readonly string[] {
-    if (!this.tableWithoutSelf) {
-      const names = this.names.filter((n) => n !== this.self);
-      const w = names.map((name) => this.weightsOf(name));
-      const n = Math.min(this.replicas, names.length);
-      this.tableWithoutSelf = Array.from({ length: PARTITIONS }, (_, p) => heaviest(names, w, p, n));
-    }
+    this.tableWithoutSelf ??= this.tableOf(this.names.filter((n) => n !== this.self));
     return this.tableWithoutSelf[partition]!;
+  }
+
+  /** The owners of every partition among `names`: the `replicas` heaviest of each. */
+  private tableOf(names: readonly string[]): string[][] {
+    const w = names.map((name) => this.weightsOf(name));
+    const n = Math.min(this.replicas, names.length);
+    return Array.from({ length: PARTITIONS }, (_, p) => heaviest(names, w, p, n));
   }
 
   /** Whether `name` owns the partition. */

@@ -54,8 +54,8 @@ export class Rebalancer {
   private fillWaiters: (() => void)[] = [];
   /** Under full replication, until the first sync (a full copy, then a round with each peer) has done the filling itself. */
   private fillsDeferred = false;
-  /** Joined as a newcomer, until every partition it took is full (mayHoldUnsent); and whether that ever was so. */
-  private newcomer = false;
+  /** A seed answered our first join as a newcomer's; and every owned partition has been full at least once. */
+  private joinedNew = false;
   private everFull = false;
   readonly stats: RebalanceStats = { movedIn: 0, movedOut: 0, dropped: 0, handedOff: 0, failures: 0 };
 
@@ -95,15 +95,23 @@ export class Rebalancer {
     this.fillsDeferred = false;
     this.filling.fill(0);
     this.fillingCount = 0;
-    this.fullOnce();
+    this.everFull = true;
     this.filledFrom.clear();
     this.wakeFillWaiters();
   }
 
   /** A seed answered our join as a newcomer's: the old owners of what we take count while we fill (mayHoldUnsent). */
   joinedAsNewcomer(): void {
-    // Only the first join's: a node that was full once (a rejoin after a reap) took nothing from anyone then.
-    this.newcomer = !this.everFull;
+    this.joinedNew = true;
+  }
+
+  /**
+   * Whether the old owners of what this node took still count (mayHoldUnsent): only
+   * until it is first full. Later gains come from members that say they hold them,
+   * and a rejoin after a reap took nothing from anyone.
+   */
+  private get newcomer(): boolean {
+    return this.joinedNew && !this.everFull;
   }
 
   /** The member list changed: newly owned partitions start filling, and a round runs at once. */
@@ -139,13 +147,7 @@ export class Rebalancer {
     if (this.filling[p] === v) return;
     this.filling[p] = v;
     this.fillingCount += on ? 1 : -1;
-    if (this.fillingCount === 0) this.fullOnce();
-  }
-
-  /** Every owned partition is full: a newcomer's wait for old owners is over (what it takes from now on, members say they hold). */
-  private fullOnce(): void {
-    this.everFull = true;
-    this.newcomer = false;
+    if (this.fillingCount === 0) this.everFull = true;
   }
 
   /** Whether this node owns `partition` and is still filling it. */
