@@ -1,3 +1,4 @@
+import type { Awaitable } from "../service.ts";
 import { rows, type CommandSpec } from "./command.ts";
 import { RespError } from "./errors.ts";
 import { OK, type Reply } from "./reply.ts";
@@ -7,7 +8,7 @@ import { OK, type Reply } from "./reply.ts";
  * dispatch.ts) and EXEC runs them one after another, in one synchronous step.
  * Nothing else runs on the node in between (no other connection's command, no
  * replicated write), so a transaction is atomic on the node that runs it, as in
- * Redis; like every write here it then replicates key by key, last writer wins
+ * Redis (but for a walk of a partitioned cluster: runInOrder); like every write here it then replicates key by key, last writer wins
  * (docs/resp.md). A command refused while queuing (unknown, wrong arity, -NOPERM)
  * makes EXEC answer -EXECABORT and run nothing, as Redis 7 does; one that fails
  * while running (INCR of a non-number) is an error inside EXEC's array, and the
@@ -17,6 +18,29 @@ import { OK, type Reply } from "./reply.ts";
  * abort an EXEC on, and pretending to watch would let a check-and-set lose.
  * UNWATCH watches nothing, so it is +OK.
  */
+/**
+ * Runs queued commands in order, each to its end before the next starts. On one
+ * node, and for keys this node decides, every command answers at once, so the
+ * whole transaction is one synchronous step: that is what makes it atomic. In a
+ * partitioned cluster a FLUSHDB, FLUSHALL, KEYS or SCAN walks the whole cluster and
+ * answers a promise; the commands after it wait for it, so their writes land after
+ * its deletes and its listing does not see them, as in Redis (running them at once
+ * let the FLUSHALL's deletes, made last, wipe the writes queued after it).
+ */
+function runInOrder(queued: readonly (() => Awaitable<Reply>)[], replies: Reply[] = [], from = 0): Awaitable<Reply[]> {
+  for (let i = from; i < queued.length; i++) {
+    const reply = queued[i]!();
+    if (reply instanceof Promise) {
+      return reply.then((r) => {
+        replies.push(r);
+        return runInOrder(queued, replies, i + 1);
+      });
+    }
+    replies.push(reply);
+  }
+  return replies;
+}
+
 const t = rows({ group: "transactions", keys: [0, 0, 0] as const });
 
 export const EXECABORT = "EXECABORT Transaction discarded because of previous errors.";
@@ -45,11 +69,10 @@ export const TRANSACTION_COMMANDS: CommandSpec[] = [
       if (multi === undefined) throw new RespError("ERR EXEC without MULTI");
       ctx.session.multi = undefined;
       if (multi.failed) throw new RespError(EXECABORT);
-      // All of them now, in order, before any reply is awaited: that is what makes it atomic.
-      const replies = multi.queued.map((run) => run());
+      const replies = runInOrder(multi.queued);
       // Marked as applied: a reply too large to send is refused saying the commands ran (client.ts).
       const applied = (items: Reply[]): Reply => ({ t: "array", items, applied: true });
-      return replies.some((r) => r instanceof Promise) ? Promise.all(replies).then(applied) : applied(replies as Reply[]);
+      return replies instanceof Promise ? replies.then(applied) : applied(replies);
     },
   }),
   t({

@@ -127,6 +127,28 @@ describe("RESP in a partitioned cluster", () => {
     expect(await redis("b").keys("*")).toEqual([]);
   });
 
+  test("a FLUSHALL inside MULTI walks the cluster before the commands queued after it run: their writes stand, as in Redis", async () => {
+    const { owners, redis, foreignKey } = await cluster();
+    const ra = redis("a");
+    /** A key `a` decides (its first owner), so MULTI may name it. */
+    const ours = (prefix: string): string => {
+      for (let i = 0; ; i++) if (owners(`${prefix}${i}`)[0] === "a") return `${prefix}${i}`;
+    };
+    const [value, counter, far] = [ours("v"), ours("cnt"), foreignKey("far", "a")];
+    await ra.mset(value, "old", counter, "7", far, "gone");
+    for (const flush of ["flushall", "flushdb"] as const) {
+      const tx = ra.multi()[flush]().set(value, "new").incr(counter).keys("*");
+      expect(await tx.exec()).toEqual([
+        [null, "OK"],
+        [null, "OK"],
+        [null, 1],
+        [null, expect.arrayContaining([value, counter])],
+      ]);
+      expect(await ra.mget(value, counter, far)).toEqual(["new", "1", null]);
+      expect((await redis("b").keys("*")).sort()).toEqual([value, counter].sort());
+    }
+  });
+
   test("a TTL past on the owner's clock expires the key, answered as Redis; a refused MSET writes none of its keys on any owner", async () => {
     // Every node but a is 100 ms ahead (well within --max-clock-offset): what a forwards with PX 50 is past on arrival.
     const { redis, foreignKey } = await cluster((name) => (name === "a" ? undefined : () => Date.now() + 100));
