@@ -63,6 +63,14 @@ export interface NodeConfig extends CoreConfig, ClusterConfig {
    * that never sends a complete request head is closed by Bun after about 10 s.
    */
   idleTimeoutMs: number;
+  /**
+   * Client connections open at once, HTTP (peers' included: they share the port)
+   * and RESP together, as Redis's maxclients. One past it is answered (HTTP 503
+   * TOO_MANY_CLIENTS, RESP `-ERR max number of clients reached`) and closed: without
+   * a bound, idle connections used up the process's file descriptors and the node
+   * stopped answering anyone. Lowered at start to what the open-files limit allows.
+   */
+  maxClients: number;
 }
 
 export type NodeOptions = Partial<NodeConfig>;
@@ -80,6 +88,7 @@ export const DEFAULTS = {
   insecure: false,
   bodyTimeoutMs: 30_000,
   idleTimeoutMs: 30_000,
+  maxClients: 10_000,
 } as const satisfies Partial<NodeConfig>;
 
 /**
@@ -227,6 +236,7 @@ function checkSecurity(c: NodeConfig): void {
   if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)) bad("tlsCertFile", "and tlsKeyFile go together");
   integer("bodyTimeoutMs", c.bodyTimeoutMs, 100, 3_600_000);
   integer("idleTimeoutMs", c.idleTimeoutMs, 1000, 255_000);
+  integer("maxClients", c.maxClients, 1, 1_000_000);
 }
 
 /**

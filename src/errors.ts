@@ -40,6 +40,7 @@ export type ErrorCode =
   | "UNKNOWN_METHOD" // an HTTP method the server does not know, or CONNECT (400: a client's bytes, never a 5xx)
   | "HTTP_VERSION" // an HTTP version other than 1.1 and 1.0, or none (400, where Bun answered 505)
   | "HEADERS_TOO_LARGE" // a request head over the server's limits (431)
+  | "TOO_MANY_CLIENTS" // a connection past --max-clients: answered and closed (503, as nginx's limit_conn; Redis's "max number of clients reached")
   | "PROTECTED_MODE" // the node refuses to listen beyond loopback without credentials (see security.ts)
   | "LISTEN" // the node cannot listen on its host and port (in use, not this machine's address): listen() names the option
   | "CLOSED"; // the node is closed: an embedded call after close(), or one the close cut short
@@ -97,6 +98,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   UNKNOWN_METHOD: 400,
   HTTP_VERSION: 400,
   HEADERS_TOO_LARGE: 431,
+  TOO_MANY_CLIENTS: 503,
   // Never an HTTP answer: listen() refuses before there is a server.
   PROTECTED_MODE: 500,
   LISTEN: 500,

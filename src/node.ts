@@ -21,6 +21,7 @@ import { errorResponse } from "./http/errors.ts";
 import { newRefusals, protectedModeProblem, urlIsLoopback, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
 import { listenRefusal } from "./ops/listen.ts";
+import { ClientSlots, clientsWithin, openFilesLimit } from "./ops/connections.ts";
 import { ItemsService } from "./service.ts";
 import { startRespServer, type RespServer } from "./resp/server.ts";
 import { bucketHandle, itemsHandle, type BucketHandle, type ItemsHandle, type OpenCheck } from "./embedded.ts";
@@ -211,6 +212,9 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let started: Promise<void> | undefined;
   let server: Front | undefined;
   let resp: RespServer | undefined;
+  // HTTP and RESP connections together, within what the open-files limit holds (as Redis lowers maxclients).
+  const openFiles = openFilesLimit();
+  const slots = new ClientSlots(clientsWithin(config.maxClients, openFiles));
   let url = "";
   let closed = false;
   let closing: Promise<void> | undefined;
@@ -283,7 +287,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       // A port that cannot be bound is refused naming its option and address (ops/listen.ts), and releases the node.
       if (!server) {
         try {
-          ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, log.child("http")));
+          ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, slots, log.child("http")));
+          if (slots.max < config.maxClients) log.info("max clients lowered to what the open-files limit holds", { maxClients: config.maxClients, lowered: slots.max, openFiles });
         } catch (e) {
           await this.close().catch(() => undefined);
           throw listenRefusal(e, "port", config);
@@ -292,7 +297,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       const port = server.port!;
       if (config.respPort !== undefined && !resp) {
         try {
-          resp = startRespServer({ service, config, version: VERSION, log: log.child("resp"), refusals, startedMs }, config.respPort);
+          resp = startRespServer({ service, config, version: VERSION, log: log.child("resp"), refusals, startedMs, slots }, config.respPort);
         } catch (e) {
           await this.close().catch(() => undefined);
           throw listenRefusal(e, "respPort", config);

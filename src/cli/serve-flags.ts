@@ -208,6 +208,12 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     help: "How long a keep-alive connection may stay silent, 1s to 255s",
     default: true,
   }),
+  sets("maxClients", {
+    name: "max-clients",
+    kind: kinds.integer(1, 1_000_000),
+    help: "Client connections open at once, HTTP (peers' included) and RESP together, as Redis's maxclients",
+    default: true,
+  }),
 ];
 
 /** citty's args for `serve`, one per row. */

@@ -117,7 +117,7 @@ function section(ctx: Ctx, name: (typeof SECTIONS)[number]): Record<string, stri
         uptime_in_days: Math.floor(uptime / 86400),
       };
     case "clients":
-      return { connected_clients: shared.sessions.size, maxclients: 10000, blocked_clients: 0 };
+      return { connected_clients: shared.sessions.size, maxclients: shared.slots.max, blocked_clients: 0 };
     case "memory": {
       const used = ctx.service.buckets().reduce((sum, b) => sum + b.bytes, 0);
       const c = shared.config;

@@ -2,6 +2,7 @@ import { isUtf8 } from "node:buffer";
 import type { Awaitable, ItemsService } from "../service.ts";
 import type { Item } from "../core/record.ts";
 import type { NodeConfig } from "../config.ts";
+import type { ClientSlots } from "../ops/connections.ts";
 import { NOT_INTEGER, NOT_UTF8, RespError } from "./errors.ts";
 import { isMakhzenError } from "../errors.ts";
 import { bulk, bulk64, NIL, type Proto, type Reply } from "./reply.ts";
@@ -76,6 +77,8 @@ export interface Session {
 export interface Shared {
   readonly service: ItemsService;
   readonly config: NodeConfig;
+  /** The node's client connections (--max-clients), HTTP's included. */
+  readonly slots: ClientSlots;
   readonly version: string;
   readonly startedMs: number;
   /** The port the RESP listener is bound to (INFO's tcp_port). */

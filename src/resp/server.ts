@@ -1,6 +1,6 @@
 import type { Socket, TCPSocketListener } from "bun";
 import type { NodeConfig } from "../config.ts";
-import { OpenConnections, settledWithin } from "../ops/connections.ts";
+import { ClientSlots, OpenConnections, settledWithin } from "../ops/connections.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Refusals } from "../ops/security.ts";
 import { tokenAccess } from "../ops/tokens.ts";
@@ -23,6 +23,8 @@ export interface RespServerOptions {
   refusals: Refusals;
   /** When the node started, epoch ms (INFO's uptime). */
   startedMs: number;
+  /** The node's client connections, shared with HTTP (--max-clients); by default this server's own. */
+  slots?: ClientSlots;
 }
 
 /**
@@ -66,6 +68,8 @@ export interface RespServer {
   stop(): void;
 }
 
+const MAX_CLIENTS_REACHED = "-ERR max number of clients reached\r\n";
+
 /** Starts listening on config.host and `port` (0: a free one); throws as Bun.listen does (EADDRINUSE). */
 export function startRespServer(opts: RespServerOptions, port: number): RespServer {
   const { config, log } = opts;
@@ -74,6 +78,7 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
   const shared: Shared = {
     service: opts.service,
     config,
+    slots: opts.slots ?? new ClientSlots(config.maxClients),
     version: opts.version,
     startedMs: opts.startedMs,
     port,
@@ -101,6 +106,12 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     allowHalfOpen: true,
     socket: {
       open(socket) {
+        if (!shared.slots.take()) {
+          // Redis's answer and close, before anything of this connection is read or kept.
+          shared.stats.rejected++;
+          socket.end(MAX_CLIENTS_REACHED);
+          return;
+        }
         shared.stats.connections++;
         const session: Session = {
           id: nextId++,
@@ -122,22 +133,26 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
         if (draining) socket.data.finish();
       },
       data(socket, chunk) {
-        socket.data.onData(chunk);
+        socket.data?.onData(chunk); // none on a connection refused at open: what it sends is dropped
       },
       drain(socket) {
-        socket.data.onDrain();
+        socket.data?.onDrain();
       },
       end(socket) {
-        socket.data.onEnd();
+        socket.data?.onEnd();
       },
       close(socket) {
-        socket.data?.onClose();
+        if (socket.data === undefined) return; // refused at open: it held no slot
+        socket.data.onClose();
+        if (open.has(socket)) shared.slots.give();
         open.delete(socket);
       },
       error(socket, e) {
         // A handler threw (a bug) or the socket failed: close this connection, keep the node.
         log.warn("connection error: closing it", { error: String(e) });
-        socket.data?.onClose();
+        if (socket.data === undefined) return void socket.terminate();
+        socket.data.onClose();
+        if (open.has(socket)) shared.slots.give();
         open.delete(socket);
         socket.terminate();
       },

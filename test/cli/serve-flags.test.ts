@@ -70,6 +70,7 @@ const EXPECTED: Record<string, Expected> = {
   insecure: { key: "insecure", input: "yes", value: true, bad: ["maybe", '--insecure must be true or false, not "maybe"'] },
   "body-timeout": { key: "bodyTimeoutMs", input: "5s", value: 5000, bad: ["5", `--body-timeout ${DURATION}, not "5"`] },
   "idle-timeout": { key: "idleTimeoutMs", input: "10s", value: 10_000, bad: ["10", `--idle-timeout ${DURATION}, not "10"`] },
+  "max-clients": { key: "maxClients", input: "500", value: 500, bad: ["0", '--max-clients must be an integer from 1 to 1000000, not "0"'] },
 };
 
 const byName = (name: string) => SERVE_FLAGS.find((f) => f.name === name)!;

@@ -5,6 +5,7 @@
  * pipe (a query string makes a request Bun's).
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { ClientSlots } from "../../src/ops/connections.ts";
 import { startFront, type Front } from "../../src/http/front/front.ts";
 import type { FrontAnswer } from "../../src/http/front/answer.ts";
 import type { ServeConfig } from "../../src/http/serve.ts";
@@ -38,7 +39,7 @@ function slowFront() {
   };
   const fetch = (request: Request): Response | Promise<Response> =>
     new URL(request.url).pathname === "/slow" ? innerGate.promise.then(() => new Response("slow")) : new Response("fast");
-  front = startFront(CONFIG, {}, fetch, answers, silentLogger);
+  front = startFront(CONFIG, {}, fetch, answers, new ClientSlots(10_000), silentLogger);
   const url = front.url;
   return {
     front,

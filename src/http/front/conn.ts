@@ -24,6 +24,8 @@ export interface Conn {
   /** Shut down for writing and dropping what still arrives, until the client closes or LINGER_MS (closeConn). */
   lingering: boolean;
   closed: boolean;
+  /** It holds one of the node's client slots (ClientSlots), given back when it closes. */
+  slotted: boolean;
   /** The deadline of the partial request at the start of `held`, and what it waits for. */
   partial: ReturnType<typeof setTimeout> | undefined;
   partialKind: Waiting | undefined;
@@ -35,7 +37,7 @@ export interface Conn {
 
 export const newConn = (): Conn => ({
   pipe: undefined, held: undefined, busy: false, unsent: undefined, drained: false, used: false, ended: false, clientEnded: false, lingering: false,
-  closed: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0,
+  closed: false, slotted: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0,
 });
 
 /** How long a connection is kept reading after its last answer when the client may still be sending, ms. */

@@ -9,9 +9,9 @@ import { MakhzenError } from "../../errors.ts";
 import { dotBucketRefusal, PARTIAL_HEAD, parseHead } from "./head.ts";
 import { concat, Pipe } from "./pipe.ts";
 import { refusal } from "./refuse.ts";
-import { OpenConnections } from "../../ops/connections.ts";
+import { type ClientSlots, OpenConnections } from "../../ops/connections.ts";
 import { drainFront, STOPPING, withConnectionClose } from "./stopping.ts";
-import { closingErrorWire, domainErrorWire, isHeadRequest } from "./wire.ts";
+import { closingErrorWire, domainErrorWire, isHeadRequest, tooManyClientsWire } from "./wire.ts";
 import { closeConn, newConn, type Conn, type Waiting } from "./conn.ts";
 
 /**
@@ -65,7 +65,14 @@ const HOLD_MAX_BYTES = 64 * 1024;
 /** How long a request head may take to arrive whole (Bun closes such a connection after about 10 s), or --idle-timeout if shorter. */
 export const HEAD_TIMEOUT_MS = 10_000;
 
-export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (request: Request) => Response | Promise<Response>, answers: FrontAnswer, log: Logger): Front {
+export function startFront(
+  config: ServeConfig,
+  tls: TlsMaterial,
+  fetch: (request: Request) => Response | Promise<Response>,
+  answers: FrontAnswer,
+  slots: ClientSlots,
+  log: Logger,
+): Front {
   const maxBody = requestLimits(config).itemBodyBytes;
   // Set by drain: a request that completes from then on is answered STOPPING (a piped one by the inner server).
   let stopping = false;
@@ -73,6 +80,10 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
   const idleSeconds = Math.ceil(config.idleTimeoutMs / 1000);
   const counts = { wire: 0, piped: 0 };
   const sockets = new OpenConnections<Socket<Conn>>();
+  const giveSlot = (conn: Conn): void => {
+    if (conn.slotted) slots.give();
+    conn.slotted = false;
+  };
 
   const write = (socket: Socket<Conn>, conn: Conn, wire: string): void => {
     if (conn.closed || wire.length === 0) return;
@@ -265,9 +276,15 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        socket.data = newConn();
+        const conn = (socket.data = newConn());
         socket.timeout(idleSeconds);
         sockets.add(socket);
+        if (!(conn.slotted = slots.take())) {
+          // Before its request is read, which is dropped: answered, so the client knows why.
+          conn.ended = true;
+          socket.write(tooManyClientsWire(slots.max));
+          closeConn(socket);
+        }
       },
       data(socket, bytes) {
         const conn = socket.data;
@@ -334,6 +351,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
       },
       close(socket) {
         const conn = socket.data;
+        giveSlot(conn);
         conn.closed = true;
         takeHeld(conn);
         clearPartial(conn);
@@ -341,6 +359,7 @@ export function startFront(config: ServeConfig, tls: TlsMaterial, fetch: (reques
         sockets.delete(socket);
       },
       error(socket) {
+        giveSlot(socket.data);
         socket.data.closed = true;
         clearPartial(socket.data);
         socket.data.pipe?.clientClosed();

@@ -104,6 +104,12 @@ export function closingErrorWire(status: number, code: string, message: string, 
   return statusLine(status) + "Connection: close\r\n" + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + (head ? "" : body);
 }
 
+/** The answer to a connection past --max-clients (front.ts), before its request is read: try again in a moment. */
+export function tooManyClientsWire(max: number): string {
+  const body = errorBody("TOO_MANY_CLIENTS", `this node has ${max} client connections open, the most it takes (--max-clients): try again once one closes`);
+  return statusLine(503) + "Connection: close\r\nRetry-After: 1\r\n" + JSON_TYPE + dateLine() + "Content-Length: " + Buffer.byteLength(body) + "\r\n\r\n" + body;
+}
+
 /** Whether the request at `text[at]` is a HEAD (its refusal has no body). */
 export const isHeadRequest = (text: string, at = 0): boolean => text.startsWith("HEAD ", at);
 

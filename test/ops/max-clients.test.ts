@@ -1,0 +1,83 @@
+/**
+ * --max-clients: HTTP and RESP connections together are bounded, as Redis bounds
+ * them (maxclients). A connection past the bound is answered at once (HTTP 503
+ * TOO_MANY_CLIENTS with the envelope, RESP Redis's `-ERR max number of clients
+ * reached`) and closed; the slot comes back when a connection closes. Without the
+ * bound, idle connections used up the node's file descriptors and it answered no one.
+ */
+import { describe, expect, test } from "bun:test";
+import { ClientSlots, clientsWithin, openFilesLimit } from "../../src/ops/connections.ts";
+import { closeAfterEach } from "../support/cleanup.ts";
+import { eventually } from "../support/proc.ts";
+import { frame, RawConnection, respSetup } from "../resp/support.ts";
+
+const track = closeAfterEach();
+const start = respSetup(track);
+
+const GET = "GET /items/k HTTP/1.1\r\nHost: x\r\n\r\n";
+
+describe("the bound on client connections", () => {
+  test("slots: taken up to the bound, refused past it, given back on close", () => {
+    const slots = new ClientSlots(2);
+    expect([slots.take(), slots.take(), slots.take()]).toEqual([true, true, false]);
+    slots.give();
+    expect(slots.open).toBe(1);
+    expect(slots.take()).toBe(true);
+  });
+
+  test("lowered to what the open-files limit holds: three descriptors a connection, 256 kept aside", () => {
+    expect(clientsWithin(10_000, undefined)).toBe(10_000);
+    expect(clientsWithin(10_000, 1_000_000)).toBe(10_000);
+    expect(clientsWithin(10_000, 20_000)).toBe(6_581);
+    expect(clientsWithin(10_000, 1024)).toBe(256);
+    expect(clientsWithin(10_000, 100)).toBe(1);
+    // This machine's limit is read (Linux: /proc/self/limits).
+    if (process.platform === "linux") expect(openFilesLimit()).toBeGreaterThan(0);
+  });
+
+  test("HTTP and RESP share the bound: one past it is answered and closed, and a slot freed is taken again", async () => {
+    const { r, conn } = await start({ maxClients: 3 });
+    const httpPort = Number(new URL(r.url).port);
+    const http = async () => track(await RawConnection.open(httpPort));
+    const a = await http();
+    const b = await conn();
+    const c = await http();
+    // Each of the three is served.
+    a.send(GET);
+    await a.until((s) => s.includes("404 Not Found"));
+    b.send(frame("PING"));
+    await b.expect("+PONG\r\n");
+
+    // The fourth, over either protocol, is refused at once with the reason, then closed.
+    const d = await http();
+    d.send(GET);
+    const answer = await d.until((s) => s.endsWith("}"));
+    expect(answer).toStartWith("HTTP/1.1 503 Service Unavailable\r\n");
+    expect(answer).toContain("Connection: close\r\n");
+    expect(answer).toContain("Retry-After: 1\r\n");
+    const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+    expect(body.error.code).toBe("TOO_MANY_CLIENTS");
+    expect(body.error.message).toContain("3 client connections");
+    await d.waitClosed();
+    const e = await conn();
+    await e.expect("-ERR max number of clients reached\r\n");
+    await e.waitClosed();
+
+    // Those already open go on, and INFO says the bound.
+    c.send(GET);
+    await c.until((s) => s.includes("404 Not Found"));
+    b.send(frame("INFO", "clients"));
+    await b.until((s) => s.includes("maxclients:3\r\n"));
+
+    // One closes: its slot is taken by the next connection.
+    a.close();
+    await eventually(async () => {
+      const f = await conn();
+      f.send(frame("PING"));
+      await f.until((s) => s.length > 0);
+      const ok = f.received.toString() === "+PONG\r\n";
+      if (!ok) f.close();
+      return ok;
+    }, { what: "a connection served once one of the three closed" });
+  });
+});
