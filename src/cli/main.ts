@@ -82,9 +82,32 @@ export async function main(rawArgs: string[], env?: NodeJS.ProcessEnv): Promise<
     // A key no URL can carry ("", ".", "..") is refused before any request: the user's argument, so a usage error.
     if (e instanceof MakhzenClientError) return await fail(e.message, e.status === 0 && e.code === "INVALID_KEY" ? 2 : 1);
     if (e instanceof Error && e.name === "CLIError") return await fail(`${e.message}; see --help`, 2);
+    const stream = streamFailure(e);
+    if (stream === "closed") return SIGPIPE_EXIT;
+    if (stream !== undefined) return await fail(stream, 1);
     console.error(e);
     return 1;
   }
+}
+
+/** The status of a process stopped by SIGPIPE (128 + 13), which `cat | head` gives too. */
+const SIGPIPE_EXIT = 141;
+
+/**
+ * A failure to read the CLI's input or write its output, which is the user's setup
+ * and not a bug, so it gets one line rather than a stack: "closed" when the reader
+ * of stdout went away (`makhzen dump | head`), said nothing of, as Unix tools do;
+ * else the line (a full disk under `> file`, stdin a directory). Undefined for
+ * anything else.
+ */
+function streamFailure(e: unknown): "closed" | string | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const { code, syscall } = e as { code?: unknown; syscall?: unknown };
+  if (typeof code !== "string" || !/^E[A-Z]+$/.test(code) || (syscall !== "write" && syscall !== "read")) return undefined;
+  if (code === "EPIPE") return "closed";
+  // Bun's message: "ENOSPC: no space left on device, write".
+  const why = e.message.replace(/^E[A-Z]+: /, "").replace(/, (write|read)$/, "");
+  return `cannot ${syscall === "write" ? "write its output" : "read its input"}: ${why} (${code})`;
 }
 
 /**

@@ -32,3 +32,27 @@ test("makhzen ls prints every key into a pipe whose reader is slow, before it ex
     clearTimeout(killer);
   }
 }, 60_000);
+
+/** Runs `script` under bash with MAIN as $1 and returns what it printed and its status. */
+async function bash(script: string) {
+  const proc = Bun.spawn(["bash", "-c", script, "bash", `${process.execPath} ${MAIN}`], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: cleanEnv() });
+  const killer = setTimeout(() => proc.kill(), 20_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(killer);
+  return { stdout, stderr, code };
+}
+
+test("a reader that goes away, a full disk, stdin a directory: one line or none, never a stack", async () => {
+  const node = track(createNode({ name: "out2", port: 0 }), (n) => n.close());
+  const { url } = await node.listen();
+  for (let i = 0; i < 3000; i++) node.bucket().set(`key-${i}-${"x".repeat(100)}`, "v");
+  // `head` closes the pipe after one line: the rest of the dump has no reader (EPIPE). Silent, status 141, as `cat | head`.
+  const closed = await bash(`$1 dump --url ${url} | head -1 >/dev/null; echo "status \${PIPESTATUS[0]}"`);
+  expect(closed).toEqual({ stdout: "status 141\n", stderr: "", code: 0 });
+  const full = await bash(`$1 get key-1-${"x".repeat(100)} --url ${url} > /dev/full`);
+  expect(full).toEqual({ stdout: "", stderr: "makhzen: cannot write its output: no space left on device (ENOSPC)\n", code: 1 });
+  const dir = await bash(`$1 put k - --url ${url} < /tmp`);
+  expect(dir.code).toBe(1);
+  expect(dir.stderr).toMatch(/^makhzen: cannot read its input: .+ \(EISDIR\)\n$/);
+  expect(node.bucket().get("k")).toBeUndefined();
+});
