@@ -341,7 +341,13 @@ function describeFetchError(e: unknown, timeoutMs: number): string {
   if (e.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
   const code = (e as { code?: string }).code;
   if (code === "ConnectionRefused" || code === "ECONNREFUSED") return "connection refused";
-  // An https node whose certificate we cannot verify: say what fixes it.
-  if (code !== undefined && /CERT|VERIFY|SELF_SIGNED/.test(code)) return `${e.message} (${code}); pass the CA of its certificate (--tls-ca, or the ca option)`;
-  return e.message;
+  // What fixes each, in our words: Bun's message names its own fetch() and its `verbose` option.
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return `its certificate does not name the host of this URL (${code}): use a name or address the certificate lists in its subjectAltName`;
+  }
+  if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") return `its certificate is outside its dates of validity (${code})`;
+  if (code !== undefined && /CERT|VERIFY|SELF_SIGNED/.test(code)) return `its certificate is not trusted (${code}): pass the CA of its certificate (--tls-ca, or the ca option)`;
+  if (code === "Malformed_HTTP_Response") return `its answer is not HTTP (${code}): is this a makhzen node's HTTP port, not its RESP port or another server?`;
+  const message = e.message.replace(/ For more information, pass `verbose: true` in the second argument to fetch\(\)/, "");
+  return code === undefined || message.includes(code) ? message : `${message} (${code})`;
 }

@@ -205,3 +205,20 @@ test("a token a header cannot carry is refused when the client is made, not repo
     expect({ token, code: e.code }).toEqual({ token, code: "INVALID_TOKEN" });
   }
 });
+
+test("a server that does not answer HTTP (a RESP port, say) is named as such, in the client's words", async () => {
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: { data: (socket) => void socket.end("-ERR unknown command 'GET'\r\n") },
+  });
+  try {
+    const e = await new MakhzenClient({ url: `http://127.0.0.1:${server.port}`, timeoutMs: 5000 }).get("k").catch((err) => err);
+    expect(e).toBeInstanceOf(MakhzenClientError);
+    expect((e as MakhzenClientError).code).toBe("UNREACHABLE");
+    expect((e as MakhzenClientError).message).toContain("is not HTTP");
+    expect((e as MakhzenClientError).message).not.toContain("verbose");
+  } finally {
+    server.stop(true);
+  }
+});

@@ -78,6 +78,12 @@ describe("TLS", () => {
     const e = await new MakhzenClient({ url: a.url, token: TOKEN }).get("over-tls").catch((err) => err);
     expect(e).toBeInstanceOf(MakhzenClientError);
     expect((e as MakhzenClientError).message).toContain("--tls-ca");
+    // One that trusts it but asks by a name the certificate does not list (it lists 127.0.0.1) is told that, not to pass the CA it passed.
+    const named = await new MakhzenClient({ url: `https://localhost:${a.port}`, token: TOKEN, ca }).get("over-tls").catch((err) => err);
+    expect(named).toBeInstanceOf(MakhzenClientError);
+    expect((named as MakhzenClientError).message).toContain("does not name the host");
+    expect((named as MakhzenClientError).message).not.toContain("--tls-ca");
+    expect((named as MakhzenClientError).message).not.toContain("verbose");
 
     // The CLI: --tls-ca (or MAKHZEN_TLS_CA) and the token.
     const got = await run([process.execPath, MAIN, "get", "over-tls", "--url", b.url, "--tls-ca", join(dir, "ca.pem")], {
