@@ -35,6 +35,23 @@ async function expectClosed(fn: () => unknown, what: string): Promise<void> {
   expect((e as MakhzenError).message, what).toStartWith("the node is closed");
 }
 
+describe("a node used in process only, never listening", () => {
+  test("with no peers it is the whole cluster: ready and settled from the start, holding every partition (it reported filling forever)", async () => {
+    const node = start({ name: "alone" });
+    expect(node.ready()).toBe(true);
+    expect(node.status().settled).toBe(true);
+    expect(node.members()).toEqual([expect.objectContaining({ name: "alone", filling: 0 })]);
+    // And so it stays once it listens.
+    await node.listen();
+    expect([node.ready(), node.status().settled]).toEqual([true, true]);
+  });
+
+  test("with peers it is not ready until it listens and syncs: it cannot reach them without listening", () => {
+    const node = start({ name: "seeded", peers: ["http://127.0.0.1:1"] });
+    expect(node.ready()).toBe(false);
+  });
+});
+
 describe("a closed node", () => {
   test("refuses every data call with CLOSED, and what it would have written never reaches its data dir", async () => {
     const dataDir = tempDir();

@@ -206,6 +206,14 @@ export class Cluster {
       isFilling: (p) => this.rebalancer.isFilling(p),
       heard: { lastMs: (n) => this.membership.get(n)?.lastSeenMs ?? 0, nowMs: () => this.membership.silenceClock() },
       wallMs: () => clock.wallMs(), timeoutMs: config.requestTimeoutMs, logger: this.logger });
+    // No seeds: the whole cluster, ready and full from the first step, as start() finds it
+    // (an embedded node used without listen() never starts, and reported filling forever).
+    if (config.peers.length === 0) this.alone();
+  }
+
+  private alone(): void {
+    this.isReady = true;
+    this.rebalancer.markFull();
   }
 
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it, and partitions move. */
@@ -236,7 +244,6 @@ export class Cluster {
   get ready(): boolean {
     return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced && !this.catchUp.pending;
   }
-
 
   /** CLOCK_OFFSET while this node's clock is fenced (what a write, /readyz and a forwarded read are refused with), else undefined. */
   private clockRefusal(): MakhzenError | undefined {
@@ -293,11 +300,9 @@ export class Cluster {
     this.antiEntropy.start();
     this.rebalancer.start();
     if (!joined || this.membership.reachable().length === 0) {
-      this.isReady = true; // nobody to sync from
-      this.syncing = false;
-      this.rebalancer.markFull();
+      this.syncing = false; // nobody to sync from
       this.antiEntropy.release();
-      return;
+      return this.alone();
     }
     // Ready when the first sync ends or its time is up, whichever is first.
     this.startSyncTimer = setTimeout(() => {
@@ -338,10 +343,8 @@ export class Cluster {
   }
 
   /**
-   * Another process holds our name (NameClaim): refuse writes at once,
-   * hand what only we hold to the live peers (our versions under the shared name still
-   * converge: the merge orders whole records), stop without a goodbye (the name is the
-   * other process's now), and report `fatal`.
+   * Another process holds our name (NameClaim): refuse writes at once, hand what only we hold to the live peers (versions under the
+   * shared name still converge: the merge orders whole records), stop without a goodbye (the name is theirs now), report `fatal`.
    */
   private yieldName(error: MakhzenError): void {
     if (this.nameLost) return;
@@ -378,10 +381,7 @@ export class Cluster {
     return clusterStats(this);
   }
 
-  /**
-   * Whether every current member holds `r` (or something newer), so that the store
-   * may forget its tombstone before --tombstone-ttl (see stability.ts). Cheap.
-   */
+  /** Whether every current member holds `r` (or newer), so the store may forget its tombstone before --tombstone-ttl (stability.ts). */
   isStable(r: StoredRecord): boolean {
     return this.stability.isStable(r);
   }
