@@ -1,4 +1,6 @@
 import type { WallClock } from "../core/clock.ts";
+import { MakhzenError } from "../errors.ts";
+import { checkCallOptions } from "./options.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "json" | "text";
@@ -34,6 +36,7 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
  * not interpolated text, so a JSON line can be filtered by `component` or `peer`.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
+  checkLoggerOptions(options);
   const min = RANK[options.level ?? "info"];
   const format = options.format ?? "json";
   const write = options.write ?? ((line: string) => process.stderr.write(line + "\n"));
@@ -59,6 +62,21 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     };
   };
   return make();
+}
+
+const LOGGER_OPTIONS = { level: "string", format: "string", write: "function", wallClock: "function" } as const;
+
+/**
+ * Refuses what a plain JavaScript caller could pass and have ignored: an unknown
+ * option, a level or format not listed (a `level: "warning"` logged everything,
+ * debug included, since it had no rank). INVALID_CONFIG, as createNode's options.
+ */
+function checkLoggerOptions(options: LoggerOptions): void {
+  const fail = (message: string) => new MakhzenError("INVALID_CONFIG", message);
+  checkCallOptions("createLogger", options, LOGGER_OPTIONS, fail);
+  const { level, format } = options;
+  if (level !== undefined && !Object.hasOwn(RANK, level)) throw fail(`createLogger option level must be one of ${Object.keys(RANK).join(", ")}, not ${JSON.stringify(level)}`);
+  if (format !== undefined && format !== "json" && format !== "text") throw fail(`createLogger option format must be json or text, not ${JSON.stringify(format)}`);
 }
 
 /** A logger that drops everything: the default for embedded nodes and unit tests. */

@@ -28,3 +28,22 @@ test("lines below the level are dropped", () => {
   log.error("e");
   expect(lines.map((l) => JSON.parse(l).msg)).toEqual(["w", "e"]);
 });
+
+test("createLogger refuses what it would ignore: an unknown option, a level or format it does not know, options that are not an object", () => {
+  const refusal = (options: unknown) => {
+    try {
+      createLogger(options as Parameters<typeof createLogger>[0]);
+      return undefined;
+    } catch (e) {
+      return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+    }
+  };
+  // "warning" had no rank, so every line passed, debug included.
+  expect(refusal({ level: "warning" })).toBe('INVALID_CONFIG: createLogger option level must be one of debug, info, warn, error, not "warning"');
+  expect(refusal({ format: "xml" })).toBe('INVALID_CONFIG: createLogger option format must be json or text, not "xml"');
+  expect(refusal({ lvl: "warn" })).toStartWith('INVALID_CONFIG: createLogger has no option "lvl"');
+  expect(refusal(null)).toStartWith("INVALID_CONFIG: createLogger options must be an object");
+  expect(refusal({ write: "stderr" })).toBe("INVALID_CONFIG: createLogger option write must be a function, not string");
+  expect(refusal(undefined)).toBeUndefined();
+  expect(refusal({ level: "debug", format: "text", write: () => {}, wallClock: Date.now })).toBeUndefined();
+});
