@@ -165,9 +165,20 @@ function stopWithNpmScript(): void {
   watch.unref();
 }
 
+/**
+ * `npm start -- --data-dir ./d` from a subdirectory of the checkout: npm runs the
+ * script at the package's root, so a relative path in a flag (--data-dir, --tls-cert)
+ * was read from there, not from where the user typed it. npm says where in INIT_CWD.
+ */
+function inNpmCallersDirectory(): void {
+  const cwd = process.env.INIT_CWD;
+  if (underNpmStart() && cwd !== undefined && cwd !== "") process.chdir(cwd);
+}
+
 if (import.meta.main) {
   stopWithLauncher();
   stopWithNpmScript();
+  inNpmCallersDirectory();
   const code = await main(process.argv.slice(2), process.env);
   process.exit(code);
 }

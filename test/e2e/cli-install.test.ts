@@ -9,7 +9,7 @@
  * never modifies the checkout.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { cleanEnv, eventually, run, startNode, type StartOptions } from "../support/proc.ts";
@@ -104,16 +104,24 @@ describe("makhzen on the PATH through npm", () => {
     expect(a.log()).toContain('"msg":"already stopping"');
   }, 30_000);
 
-  test("npm start -- --port P serves from any directory of the checkout; Ctrl-C stops it", async () => {
-    // npm runs the node through a shell: a process group, so the Ctrl-C reaches all three.
-    await using node = await startNode(
-      [Bun.which("npm")!, "start", "--", "--port", "0"],
-      spawnIn(join(ROOT, "test"), { name: "npm start", group: true, timeoutMs: 20_000 }),
-    );
-    await node.stop("SIGINT");
-    // The node itself stopped, not only npm.
-    await eventually(async () => (await fetch(`${node.url}/healthz`).catch(() => "closed")) === "closed", { what: "the node stopped" });
-    await eventually(() => node.log().includes('"msg":"stopped"'), { what: "the node's last line, stopped" });
+  test("npm start -- --port P serves from any directory of the checkout, relative paths from there; Ctrl-C stops it", async () => {
+    // A relative --data-dir is the user's directory's, not the package root's, where npm runs scripts.
+    const sub = mkdtempSync(join(ROOT, "test", "npm-start-"));
+    try {
+      // npm runs the node through a shell: a process group, so the Ctrl-C reaches all three.
+      await using node = await startNode(
+        [Bun.which("npm")!, "start", "--", "--port", "0", "--name", "npm-start", "--data-dir", "./dd"],
+        spawnIn(sub, { name: "npm start", group: true, timeoutMs: 20_000 }),
+      );
+      expect(existsSync(join(sub, "dd", "makhzen.db"))).toBe(true);
+      expect(existsSync(join(ROOT, "dd"))).toBe(false);
+      await node.stop("SIGINT");
+      // The node itself stopped, not only npm.
+      await eventually(async () => (await fetch(`${node.url}/healthz`).catch(() => "closed")) === "closed", { what: "the node stopped" });
+      await eventually(() => node.log().includes('"msg":"stopped"'), { what: "the node's last line, stopped" });
+    } finally {
+      rmSync(sub, { recursive: true, force: true });
+    }
   });
 
   test("npm start: a SIGTERM to npm alone (a supervisor, docker stop) stops the node too", async () => {
