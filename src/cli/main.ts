@@ -80,6 +80,8 @@ export async function main(rawArgs: string[], env?: NodeJS.ProcessEnv): Promise<
   } catch (e) {
     if (e instanceof CliError) return await fail(e.message, e.exitCode);
     // A key no URL can carry ("", ".", "..") is refused before any request: the user's argument, so a usage error.
+    // The node's words name the header; a CLI user gives the token by flag or variable.
+    if (e instanceof MakhzenClientError && e.code === "UNAUTHORIZED") return await fail(`${e.message} (give it with --token or MAKHZEN_TOKEN)`, 1);
     if (e instanceof MakhzenClientError) return await fail(e.message, e.status === 0 && e.code === "INVALID_KEY" ? 2 : 1);
     if (e instanceof Error && e.name === "CLIError") return await fail(`${e.message}; see --help`, 2);
     const stream = streamFailure(e);

@@ -120,7 +120,9 @@ export function forgetRefusal(name: string, m: WireMember | undefined, self: str
   if (name === self) return new MakhzenError("MEMBER_ALIVE", `"${name}" is this node; stop it instead (SIGTERM leaves the cluster gracefully)`);
   if (!m) return new MakhzenError("NOT_FOUND", `no member is named "${name.length > 200 ? `${name.slice(0, 200)}...` : name}"`);
   if (isLive(m.state)) {
-    return new MakhzenError("MEMBER_ALIVE", `member "${name}" is ${m.state}, not dead: only a member that stopped answering may be forgotten`);
+    // Suspect: silent, but not yet for deadAfterMs; forgetting it now would move its partitions for a pause.
+    const why = m.state === "suspect" ? "it has stopped answering, but is dead only once silent for long enough (30 s by default, ~1.5 s under --timings fast): forget it then" : "only a member that stopped answering may be forgotten";
+    return new MakhzenError("MEMBER_ALIVE", `member "${name}" is ${m.state}, not dead: ${why}`);
   }
   return undefined;
 }

@@ -29,7 +29,7 @@ describe("forget, pure", () => {
     expect(forgetRefusal("a", undefined, "a")?.code).toBe("MEMBER_ALIVE");
     expect(forgetRefusal("zz", undefined, "a")?.code).toBe("NOT_FOUND");
     expect(forgetRefusal("b", m("alive"), "a")?.code).toBe("MEMBER_ALIVE");
-    expect(forgetRefusal("b", m("suspect"), "a")?.message).toBe('member "b" is suspect, not dead: only a member that stopped answering may be forgotten');
+    expect(forgetRefusal("b", m("suspect"), "a")?.message).toBe('member "b" is suspect, not dead: it has stopped answering, but is dead only once silent for long enough (30 s by default, ~1.5 s under --timings fast): forget it then');
     expect(forgetRefusal("b", m("dead"), "a")).toBeUndefined();
     expect(forgetRefusal("b", m("left"), "a")).toBeUndefined();
   });

@@ -69,7 +69,7 @@ describe("client commands: --token and MAKHZEN_TOKEN", () => {
 
     const refused = await cli(["put", "k", "v", ...url]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toBe("makhzen: this node requires a token: send Authorization: Bearer <token>\n");
+    expect(refused.stderr).toBe("makhzen: this node requires a token: send Authorization: Bearer <token> (give it with --token or MAKHZEN_TOKEN)\n");
     expect((await cli(["get", "k", ...url, "--token", "wrong"])).stderr).toContain("the token is not valid");
 
     expect((await cli(["put", "k", "v", ...url, "--token", TOKEN])).stdout).toBe("OK\n");
