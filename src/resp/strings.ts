@@ -161,10 +161,11 @@ function getex(ctx: Ctx, a: Buffer[]): Reply | Promise<Reply> {
       amount = a[++i];
     } else throw new RespError(SYNTAX);
   }
-  const expiresAt = unit !== undefined && unit !== "PERSIST" ? expiresAtOf(ctx, unit, amount!, "getex") : undefined;
   return rmw(ctx, key, (item): Step => {
     if (!item || unit === undefined) return { reply: valueOrNil(item) };
     if (unit === "PERSIST" && item.expiresAt === undefined) return { reply: valueReply(item) };
+    // Read once the key is found, as Redis does: a missing key is nil whatever the expiry says.
+    const expiresAt = unit !== "PERSIST" ? expiresAtOf(ctx, unit, amount!, "getex") : undefined;
     return { write: { value: stored(item), expiresAt }, reply: valueReply(item) };
   });
 }

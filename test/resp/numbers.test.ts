@@ -154,6 +154,11 @@ describe("int64 arguments past 2^53", () => {
       [["SET", "k", "v", "EX", "10000000001"], err("invalid expire time in 'set' command")],
       [["EXPIRE", "k", "10000000001"], err("invalid expire time in 'expire' command")],
       [["TTL", "k"], ":-1\r\n"],
+      // GETEX reads the expiry only once the key is found, as Redis: a missing key is nil whatever it says.
+      [["GETEX", "nosuch", "PX", "0"], "$-1\r\n"],
+      [["GETEX", "nosuch", "EX", "abc"], "$-1\r\n"],
+      [["GETEX", "k", "PX", "0"], err("invalid expire time in 'getex' command")],
+      [["GETEX", "k", "EX", "abc"], err("value is not an integer or out of range")],
     ]);
   });
 });
