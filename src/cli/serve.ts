@@ -89,11 +89,13 @@ export const serve = defineCommand({
     if (stopping) return stopped.promise;
     serving = true;
     logStarted(log, node.config, url, respUrl, logOptions.level);
-    // Another process took this node's name: it has stopped writing and handed off; exit 1.
+    // Another process took this node's name, or a seed refused a later join (a node
+    // that started alone): it has stopped writing and handed off; exit 1.
     const lost = node.fatal.then(async (e) => {
-      // A close that loses pending writes logs so itself; the name is why this node stops.
+      // A close that loses pending writes logs so itself; the refusal is why this node stops.
       await node.close().catch(() => undefined);
-      throw new CliError(`${e.code}: ${e.message}; this node stopped. Give it another --name.`, 1);
+      const fix = e.code === "NAME_TAKEN" ? " Give it another --name." : "";
+      throw new CliError(`${e.code}: ${e.message}; this node stopped.${fix}`, 1);
     });
     await Promise.race([stopped.promise, lost]);
   },

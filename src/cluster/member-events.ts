@@ -77,6 +77,7 @@ export function memberEvents(parts: () => MemberEventParts): MembershipEvents {
       p.rebalancer.reported(name, report);
     },
     nameTaken: (_holder, error) => parts().yieldName(error),
+    joinRefused: (error) => parts().yieldName(error),
     newcomer: () => parts().rebalancer.joinedAsNewcomer(),
   };
 }

@@ -37,6 +37,11 @@ export interface MembershipEvents {
    * NameClaim). Heartbeats have stopped; the node should stop taking writes and exit.
    */
   nameTaken?(holder: WireMember, error: MakhzenError): void;
+  /**
+   * A seed refused a join the heartbeat made (seeds.ts; a start's own join rejects to
+   * its caller): no retry can mend it, so the node stops as when its name is taken.
+   */
+  joinRefused?(error: MakhzenError): void;
   /** A seed answered our join as a newcomer's: our name owned nothing in its list (Rebalancer.joinedAsNewcomer). */
   newcomer?(): void;
 }

@@ -61,6 +61,7 @@ export class Membership {
         if (seed && this.members.get(seed.name)?.url === seed.url) this.deps.events.reported?.(seed.name, { holds: answer.holds, filling: answer.filling });
       },
       nameRefused: () => this.claim.doubt(),
+      refusedLater: (e) => this.deps.events.joinRefused?.(e),
       wallMs: deps.wallMs,
       logger: this.logger,
     });

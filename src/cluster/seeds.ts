@@ -1,5 +1,5 @@
 import type { ClusterConfig } from "./options.ts";
-import { isJoinRefusal, type JoinRefusal } from "../errors.ts";
+import { isJoinRefusal, type JoinRefusal, type MakhzenError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import type { Member } from "./membership-types.ts";
@@ -25,6 +25,8 @@ export interface SeedsDeps {
    * doubts the name, as after a pause), where a first join's refusal stops the start.
    */
   nameRefused?: () => void;
+  /** A seed refused a join the heartbeat made, for good (MembershipEvents.joinRefused). */
+  refusedLater?: (e: MakhzenError) => void;
 }
 
 /** What an operator must change after each refusal (the log line's advice). */
@@ -96,9 +98,12 @@ export class Seeds {
     const seeds = this.toTry();
     if (seeds.length === 0 || this.refused || this.joining) return;
     void this.joinOnce(seeds).catch((e) => {
-      // A refusal stops the retries: one line says why, not one per heartbeat.
+      // A refusal stops the retries: one line says why, not one per heartbeat. A node
+      // serving alone meanwhile (no seed answered at its start) stops too: it kept
+      // answering w=all writes that reached nobody, for as long as it ran.
       const fix = this.refused === undefined ? "" : FIXES[this.refused];
       this.deps.logger.error(this.refused ? `join refused; not retrying: restart this node with ${fix}` : "join failed", { error: e });
+      if (this.refused !== undefined && isJoinRefusal(e)) this.deps.refusedLater?.(e);
     });
   }
 

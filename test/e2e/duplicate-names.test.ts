@@ -110,4 +110,21 @@ describe("duplicate node names", () => {
     expect(state.length).toBe(60);
     for (const n of live) await eventually(async () => (await urlOfB(n)) === b2.url, { what: `${n.name} lists the new b` });
   }, 45_000);
+
+  test("a b whose seed was unreachable at its start serves alone; once the seed answers and refuses its name, it stops with exit 1", async () => {
+    h = new Harness();
+    const a = await h.start("a");
+    await h.start("b", { peers: [a.url] });
+    // The twin's seed is a black hole at first: no seed answers, so it serves alone (and takes writes, w=all too).
+    const seed = h.proxy();
+    seed.cut();
+    const twin = await h.start("b", { peers: [seed.url], waitReady: false });
+    await twin.ready({ probe: "/readyz" });
+    expect((await put(twin, "alone", "v", "?w=all")).status).toBe(200);
+    // The seed answers: the heartbeat's join is refused NAME_TAKEN. It kept serving, ready, taking w=all writes that reached nobody.
+    seed.connect(a.port);
+    seed.heal();
+    await expectNameTakenExit(twin, "the twin stopped once its later join was refused");
+    expect(twin.log()).toContain("this node stopped");
+  }, 30_000);
 });
