@@ -150,11 +150,12 @@ export function clusterStatus(c: ClusterParts, self: { name: string; url: string
       ...viewCounts(c.views, m.name),
     });
   }
-  const { offsetMs, fenced, maxOffsetMs } = c.clockGuard.state();
+  const { offsetMs, fenced, maxOffsetMs, reason } = c.clockGuard.state();
   return {
     self: self.name,
     settled: c.rebalancer.settled,
-    clock: { offsetMs, fenced, maxOffsetMs },
+    // Why it is fenced, when it is (the model and docs/replication.md promise it; it was dropped here).
+    clock: { offsetMs, fenced, maxOffsetMs, ...(reason === undefined ? {} : { reason }) },
     replicas: c.placement.replicas,
     partitions: PARTITIONS,
     members: rows,
