@@ -5,10 +5,14 @@
  * reached`) and closed; the slot comes back when a connection closes. Without the
  * bound, idle connections used up the node's file descriptors and it answered no one.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNode } from "../../src/node.ts";
 import { ClientSlots, clientsWithin, openFilesLimit } from "../../src/ops/connections.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
-import { eventually } from "../support/proc.ts";
+import { eventually, run } from "../support/proc.ts";
 import { frame, RawConnection, respSetup } from "../resp/support.ts";
 
 const track = closeAfterEach();
@@ -79,5 +83,42 @@ describe("the bound on client connections", () => {
       if (!ok) f.close();
       return ok;
     }, { what: "a connection served once one of the three closed" });
+  });
+});
+
+describe("over TLS, where Bun times nothing out before the handshake", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "makhzen-max-clients-"));
+    const r = await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1"]);
+    if (r.code !== 0) throw new Error(`openssl failed (these tests need it):\n${r.stderr}`);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("a connection that never starts its handshake is closed at --idle-timeout; one reset before it logs nothing; a refusal waits for the handshake", async () => {
+    const lines: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (m: string) => void lines.push(m), error: (m: string) => void lines.push(m), child() { return logger; } };
+    const node = track(createNode({ port: 0, tlsCertFile: join(dir, "cert.pem"), tlsKeyFile: join(dir, "key.pem"), idleTimeoutMs: 1000, maxClients: 1, logger }), (n) => n.close());
+    const { url } = await node.listen();
+    const port = Number(new URL(url).port);
+    // Silent, it was held for good (and with enough of them the node ran out of descriptors).
+    const silent = track(await RawConnection.open(port));
+    const started = Date.now();
+    await silent.waitClosed(5000);
+    expect(Date.now() - started).toBeLessThan(4000);
+
+    // The one slot is held by a silent connection: an https client past it is told why, once its handshake is done.
+    const holder = track(await RawConnection.open(port));
+    const refused = await fetch(`${url}/healthz`, { tls: { rejectUnauthorized: false } });
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("TOO_MANY_CLIENTS");
+    holder.close();
+    const served = async () => (await fetch(`${url}/healthz`, { tls: { rejectUnauthorized: false } })).status === 200;
+    await eventually(served, { what: "served once the holder closed" });
+
+    // Connections reset before their handshake: one Bun had failed before `open` threw a TypeError, logged each time.
+    for (let i = 0; i < 5; i++) (await RawConnection.open(port)).close();
+    await eventually(served, { what: "served once the reset connections are gone" });
+    expect(lines).toEqual([]);
   });
 });

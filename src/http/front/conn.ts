@@ -1,5 +1,7 @@
 import type { Socket } from "bun";
+import type { ClientSlots } from "../../ops/connections.ts";
 import type { Pipe } from "./pipe.ts";
+import { tooManyClientsWire } from "./wire.ts";
 
 /** What a partial request at the start of `held` waits for. */
 export type Waiting = "head" | "body";
@@ -26,6 +28,8 @@ export interface Conn {
   closed: boolean;
   /** It holds one of the node's client slots (ClientSlots), given back when it closes. */
   slotted: boolean;
+  /** Over TLS, until the handshake completes: what ends a connection that never finishes one (admit). */
+  handshake: ReturnType<typeof setTimeout> | undefined;
   /** The deadline of the partial request at the start of `held`, and what it waits for. */
   partial: ReturnType<typeof setTimeout> | undefined;
   partialKind: Waiting | undefined;
@@ -37,8 +41,45 @@ export interface Conn {
 
 export const newConn = (): Conn => ({
   pipe: undefined, held: undefined, busy: false, unsent: undefined, drained: false, used: false, ended: false, clientEnded: false, lingering: false,
-  closed: false, slotted: false, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0,
+  closed: false, slotted: false, handshake: undefined, partial: undefined, partialKind: undefined, need: 0, more: [], moreBytes: 0,
 });
+
+/** How long a TLS handshake may take (or --idle-timeout if shorter), as a request head may; the head's own deadline follows it. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * The front end's side of a connection just accepted: a slot of --max-clients,
+ * or the refusal (answered before its request is read, which is dropped); its
+ * idle timer. Over TLS both wait for the handshake (`welcome`, at its end): Bun
+ * runs no socket timeout before a handshake completes, so a connection that never
+ * started one was held for good, and a refusal written before it went nowhere.
+ */
+export function admit(socket: Socket<Conn>, slots: ClientSlots, idleSeconds: number, handshakeMs: number | undefined): void {
+  const conn = (socket.data = newConn());
+  conn.slotted = slots.take();
+  if (handshakeMs === undefined) return welcome(socket, slots, idleSeconds);
+  conn.handshake = setTimeout(() => socket.terminate(), handshakeMs);
+}
+
+/** The connection can be written to: its idle timer starts, and one past --max-clients is refused and closed. */
+export function welcome(socket: Socket<Conn>, slots: ClientSlots, idleSeconds: number): void {
+  const conn = socket.data;
+  clearTimeout(conn.handshake);
+  socket.timeout(idleSeconds);
+  if (conn.slotted) return;
+  conn.ended = true;
+  socket.write(tooManyClientsWire(slots.max));
+  closeConn(socket);
+}
+
+/** It closed: its slot goes back, its handshake deadline with it. `conn` is undefined for a socket Bun failed before `open`. */
+export function released(conn: Conn | undefined, slots: ClientSlots): void {
+  if (conn === undefined) return;
+  clearTimeout(conn.handshake);
+  if (conn.slotted) slots.give();
+  conn.slotted = false;
+  conn.closed = true;
+}
 
 /** How long a connection is kept reading after its last answer when the client may still be sending, ms. */
 export const LINGER_MS = 2000;

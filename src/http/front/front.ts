@@ -11,8 +11,8 @@ import { concat, Pipe } from "./pipe.ts";
 import { refusal } from "./refuse.ts";
 import { type ClientSlots, OpenConnections } from "../../ops/connections.ts";
 import { drainFront, STOPPING, withConnectionClose } from "./stopping.ts";
-import { closingErrorWire, domainErrorWire, isHeadRequest, tooManyClientsWire } from "./wire.ts";
-import { closeConn, newConn, type Conn, type Waiting } from "./conn.ts";
+import { closingErrorWire, domainErrorWire, isHeadRequest } from "./wire.ts";
+import { admit, closeConn, HANDSHAKE_TIMEOUT_MS, released, welcome, type Conn, type Waiting } from "./conn.ts";
 
 /**
  * The wire front end: the node's HTTP port, answering the item routes' plain
@@ -78,12 +78,9 @@ export function startFront(
   let stopping = false;
   const inner = new InnerServer(config, fetch);
   const idleSeconds = Math.ceil(config.idleTimeoutMs / 1000);
+  const handshakeMs = tls.cert === undefined ? undefined : Math.min(HANDSHAKE_TIMEOUT_MS, config.idleTimeoutMs);
   const counts = { wire: 0, piped: 0 };
   const sockets = new OpenConnections<Socket<Conn>>();
-  const giveSlot = (conn: Conn): void => {
-    if (conn.slotted) slots.give();
-    conn.slotted = false;
-  };
 
   const write = (socket: Socket<Conn>, conn: Conn, wire: string): void => {
     if (conn.closed || wire.length === 0) return;
@@ -276,15 +273,12 @@ export function startFront(
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        const conn = (socket.data = newConn());
-        socket.timeout(idleSeconds);
+        admit(socket, slots, idleSeconds, handshakeMs);
         sockets.add(socket);
-        if (!(conn.slotted = slots.take())) {
-          // Before its request is read, which is dropped: answered, so the client knows why.
-          conn.ended = true;
-          socket.write(tooManyClientsWire(slots.max));
-          closeConn(socket);
-        }
+      },
+      handshake(socket, success) {
+        if (success) welcome(socket, slots, idleSeconds);
+        else socket.terminate();
       },
       data(socket, bytes) {
         const conn = socket.data;
@@ -351,18 +345,21 @@ export function startFront(
       },
       close(socket) {
         const conn = socket.data;
-        giveSlot(conn);
-        conn.closed = true;
-        takeHeld(conn);
-        clearPartial(conn);
-        conn.pipe?.clientClosed();
+        released(conn, slots); // undefined: a TLS client reset before `open` (Bun calls close or error all the same)
+        if (conn !== undefined) {
+          takeHeld(conn);
+          clearPartial(conn);
+          conn.pipe?.clientClosed();
+        }
         sockets.delete(socket);
       },
       error(socket) {
-        giveSlot(socket.data);
-        socket.data.closed = true;
-        clearPartial(socket.data);
-        socket.data.pipe?.clientClosed();
+        const conn = socket.data;
+        released(conn, slots);
+        if (conn !== undefined) {
+          clearPartial(conn);
+          conn.pipe?.clientClosed();
+        }
         sockets.delete(socket);
       },
     },
