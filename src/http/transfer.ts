@@ -102,15 +102,28 @@ const ndjson = (body: ReadableStream<Uint8Array>) => new Response(body, { header
 function ndjsonStream(pages: Iterator<StoredRecord[]> | AsyncIterator<StoredRecord[]>, first?: IteratorResult<StoredRecord[]>): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   let pending = first;
+  let page: StoredRecord[] = [];
+  let at = 0;
   return new ReadableStream({
+    // A piece of at most about DUMP_CHUNK_CHARS a pull, the rest of the page kept for the next: a page
+    // is a count of records, and 1,000 values of 1 MiB made one string of gigabytes (past what the
+    // engine holds, the dump broke off), and a reader that paused held all of it.
     async pull(controller) {
-      const next = pending ?? (await pages.next());
-      pending = undefined;
-      if (next.done) return controller.close();
-      controller.enqueue(encoder.encode(next.value.map((r) => JSON.stringify(r)).join("\n") + "\n"));
+      while (at === page.length) {
+        const next = pending ?? (await pages.next());
+        pending = undefined;
+        if (next.done) return controller.close();
+        [page, at] = [next.value, 0];
+      }
+      let text = "";
+      while (at < page.length && text.length < DUMP_CHUNK_CHARS) text += JSON.stringify(page[at++]) + "\n";
+      controller.enqueue(encoder.encode(text));
     },
   });
 }
+
+/** About the most characters of records one pull of a dump's stream encodes (one record may be more). */
+const DUMP_CHUNK_CHARS = 1024 * 1024;
 
 /**
  * Splits a byte stream into lines, as bytes (decoded one line at a time, so bytes
