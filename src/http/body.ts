@@ -33,6 +33,17 @@ export function readBodyBytes(request: Request, maxBytes: number, timeoutMs?: nu
   return reading;
 }
 
+/**
+ * A body sent with a Content-Encoding (gzip, br, ...) is refused, 415: the node
+ * decodes none, and read as it came the compressed bytes were stored as the value.
+ * `identity` is no coding.
+ */
+export function refuseEncoded(request: Request): void {
+  const coding = request.headers.get("content-encoding");
+  if (coding === null || /^\s*(identity\s*)?$/i.test(coding)) return;
+  throw new MakhzenError("UNSUPPORTED_MEDIA_TYPE", `this node does not decode Content-Encoding ${JSON.stringify(coding)}: send the body uncompressed`);
+}
+
 const decodeBody = (bytes: Uint8Array | ArrayBuffer): string => decodeUtf8(bytes, "request body");
 
 const utf8KeepingBom = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -50,6 +61,7 @@ export const decodeValue = (bytes: Uint8Array | ArrayBuffer): string => {
 };
 
 function startReading(request: Request, maxBytes: number): Promise<Uint8Array | ArrayBuffer> {
+  refuseEncoded(request);
   const declared = request.headers.get("content-length");
   if (declared === null) return readCapped(request, maxBytes);
   // Only a plain decimal length is trusted. Anything else ("abc", "-1") made Number()

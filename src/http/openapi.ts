@@ -278,6 +278,7 @@ function operations(opts: DocumentOptions): Operation[] {
       errors: [
         ...["BAD_REQUEST", "INVALID_BUCKET", "INVALID_KEY", "INVALID_UNICODE", "KEY_TOO_LARGE", "VALUE_TOO_LARGE"] as ErrorCode[],
         ...["BODY_TOO_LARGE", "REQUEST_TIMEOUT", "OUT_OF_MEMORY", "PERSISTENCE_FAILED", "CLOCK_OFFSET", "NAME_TAKEN", "VALIDATION"] as ErrorCode[], // VALIDATION: a query parameter
+        "UNSUPPORTED_MEDIA_TYPE", // a Content-Encoding
       ],
     },
     {

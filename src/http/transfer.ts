@@ -1,6 +1,6 @@
 import { Elysia, t } from "elysia";
 import { MakhzenError } from "../errors.ts";
-import { decodeUtf8, tooLarge, withDeadline } from "./body.ts";
+import { decodeUtf8, refuseEncoded, tooLarge, withDeadline } from "./body.ts";
 import { QUERY, queryRule } from "./query.ts";
 import { WireRecord, checker } from "../cluster/protocol/messages.ts";
 import type { StoredRecord } from "../core/record.ts";
@@ -48,6 +48,7 @@ export function transferRoutes(deps: TransferDeps) {
         const counts: LoadCounts = { loaded: 0, skipped: 0 };
         // No body (or Content-Length: 0) is an empty load. (`new ReadableStream()` stood in
         // for a missing body here, and it never ends: such a load was never answered.)
+        refuseEncoded(request);
         if (request.body) await loadLines(request.body, deps, counts);
         return counts;
       },

@@ -113,6 +113,23 @@ describe("PUT with Content-Type: text/plain", () => {
     expect(node.bucket().get("b")).toBeUndefined();
   });
 
+  test("a body with a Content-Encoding is refused 415, on the socket and in process: the node decodes none, and stored the compressed bytes", async () => {
+    const { node } = start();
+    const gz = Bun.gzipSync(Buffer.from('{"value":"hello"}'));
+    const cases: [string, string][] = [["/items/gz", "application/json"], ["/items/gz", "application/octet-stream"], ["/items/gz", "text/plain"], ["/load", "application/x-ndjson"]];
+    for (const [path, type] of cases) {
+      const refused = await call(node, path === "/load" ? "POST" : "PUT", path, { body: gz, headers: { "content-type": type, "content-encoding": "gzip" } });
+      expectClientError(refused, 415, "UNSUPPORTED_MEDIA_TYPE");
+      expect(refused.json.error.message).toContain('"gzip"');
+    }
+    const { url } = await node.listen();
+    const res = await fetch(`${url}/items/gz`, { method: "PUT", body: gz, headers: { "content-type": "application/octet-stream", "content-encoding": "br" } });
+    expect(res.status).toBe(415);
+    expect(node.bucket().get("gz")).toBeUndefined();
+    // identity is no coding.
+    expect((await call(node, "PUT", "/items/id", { body: { value: "v" }, headers: { "content-encoding": "identity" } })).status).toBe(200);
+  });
+
   test("conditions apply as to a JSON write", async () => {
     const { node } = start();
     const first = await putText(node, "/items/c", "1", { ...TEXT, "if-none-match": "*" });
