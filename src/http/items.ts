@@ -249,7 +249,12 @@ export function wantsText(accept: string | null): boolean {
 
 function conditions(match: string | null, noneMatch: string | null): { ifMatch?: string; ifAbsent?: boolean } {
   const out: { ifMatch?: string; ifAbsent?: boolean } = {};
-  if (match !== null) out.ifMatch = unquote(match);
+  if (match !== null) {
+    // A list ("a", "b"; or the header given twice, which Bun joins with a comma) would be a match on any
+    // of them (RFC 9110): refused rather than read as one version that never matches. Versions hold no comma.
+    if (match.includes(",")) throw new MakhzenError("BAD_REQUEST", "If-Match supports one version (or *), not a list");
+    out.ifMatch = unquote(match);
+  }
   if (noneMatch !== null) {
     if (noneMatch.trim() !== "*") throw new MakhzenError("BAD_REQUEST", "If-None-Match supports only *");
     out.ifAbsent = true;

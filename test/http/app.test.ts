@@ -118,6 +118,12 @@ describe("conditional writes", () => {
     // On a missing key If-Match fails.
     expectClientError(await put("/items/k", "4", {}, { "if-match": `"${ok.json.version}"` }), 412);
     expectClientError(await put("/items/k", "4", {}, { "if-match": "*" }), 412);
+    // A list of versions is refused, not read as one version that never matches (it was a 412 quoting the list).
+    const v3 = (await put("/items/k", "5")).json.version;
+    const list = await put("/items/k", "6", {}, { "if-match": `"other", "${v3}"` });
+    expectClientError(list, 400, "BAD_REQUEST");
+    expect(list.json.error.message).toBe("If-Match supports one version (or *), not a list");
+    expect((await call(node, "GET", "/items/k")).json.value).toBe("5");
   });
 
   test("If-None-Match: * creates only", async () => {
