@@ -56,7 +56,8 @@ describe("a bucket that is a dot segment", () => {
         const c = await open(url);
         const answer = await c.exchange(rawRequest(method, target, { "content-type": "text/plain" }, method === "PUT" ? "v" : undefined));
         expect({ method, target, status: statusOf(answer) }).toEqual({ method, target, status: 400 });
-        if (method !== "HEAD") expect(bodyOf(answer).error.code).toBe("INVALID_BUCKET");
+        // A raw backslash is refused as such, first (it would be read as /).
+        if (method !== "HEAD") expect(bodyOf(answer).error.code).toBe(target.includes("\\") ? "BAD_REQUEST" : "INVALID_BUCKET");
         expect(await c.closedWithin(2_000)).toBe(true);
       }
     }
@@ -75,7 +76,8 @@ describe("a bucket that is a dot segment", () => {
       expect(statusOf(await c.exchange(rawRequest("GET", "/healthz")))).toBe(200);
       expect(statusOf(await c.exchange(rawRequest("PUT", "/buckets/b/items/ok", { "content-type": "text/plain" }, "v")))).toBe(200);
       const answer = await c.exchange(rawRequest("PUT", target, { "content-type": "text/plain" }, "v"));
-      expect({ target, status: statusOf(answer), code: bodyOf(answer).error.code }).toEqual({ target, status: 400, code: "INVALID_BUCKET" });
+      const code = target.includes("\\") ? "BAD_REQUEST" : "INVALID_BUCKET"; // a raw backslash is refused as such, first
+      expect({ target, status: statusOf(answer), code: bodyOf(answer).error.code }).toEqual({ target, status: 400, code });
       expect(await c.closedWithin(2_000)).toBe(true);
     }
     // Pipelined behind a request Bun takes, in one write: the first is answered, then the refusal.

@@ -129,6 +129,9 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     ["two Host headers (RFC 9112: 400)", `GET /items/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`, 400, "BAD_REQUEST"],
     ["two Host headers on a PUT", `PUT /items/k HTTP/1.1\r\nHost: a\r\nhost: a\r\nContent-Length: 2\r\n\r\n{}`, 400, "BAD_REQUEST"],
     ["a raw NUL in the target", `GET /items/a\x00b HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
+    // URL parsers read it as /: the key dir\file became dir/file, and \..\ climbed out of a bucket.
+    ["a raw backslash in the path", `PUT /items/dir\\file HTTP/1.1\r\n${H}Content-Length: 13\r\n\r\n{"value":"v"}`, 400, "BAD_REQUEST"],
+    ["a raw backslash in a bucket path", `GET /buckets/b1\\items\\k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["a NUL in a header value", `GET /items/k HTTP/1.1\r\n${H}X-A: a\x00b\r\n\r\n`, 400, "BAD_REQUEST"],
     ["a Content-Length of 20 digits", `PUT /items/k HTTP/1.1\r\n${H}Content-Length: 99999999999999999999\r\n\r\n`, 413, "BODY_TOO_LARGE"],
     ["a Content-Length past 2^53", `PUT /items/k HTTP/1.1\r\n${H}Content-Length: 9007199254740993\r\n\r\n`, 413, "BODY_TOO_LARGE"],
@@ -287,6 +290,7 @@ describe("on a connection handed to Bun.serve, its bare refusals get the envelop
     // Bun served these (RFC 9112 says 400), where a connection's first request is refused.
     ["two Host headers", `GET /items/piped-first HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`, 400, "BAD_REQUEST"],
     ["a target with a fragment", `GET /items/piped-first#x HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
+    ["a raw backslash in the path", `PUT /items/chunky\\second HTTP/1.1\r\n${H}Content-Length: 13\r\n\r\n{"value":"v"}`, 400, "BAD_REQUEST"],
   ])("a later request: %s", async (_name, second, status, code) => {
     const a = await sendAll([chunkedPut("piped-first", "d"), second], 100);
     const at = a.text.indexOf("HTTP/1.1 ", 1);

@@ -292,7 +292,11 @@ export function dotBucketRefusal(text: string, start: number): { status: 400; co
   const sp1 = text.indexOf(" ", start);
   if (sp1 === -1 || sp1 > eol) return undefined;
   const sp2 = text.indexOf(" ", sp1 + 1);
-  const bucket = dotBucketOf(text.slice(sp1 + 1, sp2 === -1 || sp2 > eol ? eol : sp2));
+  const target = text.slice(sp1 + 1, sp2 === -1 || sp2 > eol ? eol : sp2);
+  // A raw backslash in the path is refused as such (refuse.ts), whatever it would resolve to.
+  const queryAt = target.indexOf("?");
+  if (target.lastIndexOf("\\", queryAt === -1 ? target.length : queryAt) !== -1) return undefined;
+  const bucket = dotBucketOf(target);
   if (bucket === undefined) return undefined;
   const message = `bucket ${JSON.stringify(bucket)} is a dot segment: a URL cannot name the bucket "${dotSegment(bucket) === 1 ? "." : ".."}" (it would resolve to another route)`;
   return { status: 400, code: "INVALID_BUCKET", message };

@@ -101,6 +101,12 @@ export function refusal(text: string, start: number): Refusal | undefined {
   if (target.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(target)) return bad("the request target is neither a path nor an absolute URL");
   // A fragment is not part of a request target (RFC 9112); readers of the query disagree on where it ends.
   if (target.includes("#")) return bad("the request target has a fragment (#)");
+  // URL parsers (Bun's, a browser's) read a raw backslash in a path as a slash: /items/dir\file would
+  // write the key dir/file, and \..\ climb out of a bucket. Refused, as a raw control character is.
+  const queryAt = target.indexOf("?");
+  if (target.lastIndexOf("\\", queryAt === -1 ? target.length : queryAt) !== -1) {
+    return bad("the request path has a raw backslash, which URL parsers read as / (percent-encode it: %5C)");
+  }
   const version = line.slice(sp2 + 1);
   if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return badVersion(`HTTP version ${JSON.stringify(version)} is not supported (HTTP/1.1 or HTTP/1.0 are)`);
   if (!complete) return undefined;
