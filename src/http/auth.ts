@@ -47,7 +47,11 @@ export function clientAuth(opts: ClientAuthOptions) {
     const res = errorResponse(
       401,
       "UNAUTHORIZED",
-      given === undefined ? "this node requires a token: send Authorization: Bearer <token>" : "the token is not valid for this node",
+      given === undefined
+        ? "this node requires a token: send Authorization: Bearer <token>"
+        : access === "read"
+          ? "the read token cannot use the peer API (/internal/): members send the write token"
+          : "the token is not valid for this node",
     );
     res.headers.set("www-authenticate", 'Bearer realm="makhzen"');
     return res;

@@ -58,6 +58,8 @@ export function placementQuery(q: URLSearchParams, maxKeyBytes: number): string 
   if (key.includes("\uFFFD")) {
     throw new MakhzenError("BAD_REQUEST", "key holds U+FFFD, which is also what bytes that are not UTF-8 arrive as: refused, as GET /items/:key refuses it");
   }
+  // Refused everywhere (a URL path cannot name them), so no placement either.
+  if (key === "." || key === "..") throw new MakhzenError("INVALID_KEY", `the key "${key}" cannot be stored: a URL path cannot name it`);
   const bytes = Buffer.byteLength(key, "utf8");
   if (bytes > maxKeyBytes) throw new MakhzenError("BAD_REQUEST", `key is ${bytes} bytes, longer than --max-key-bytes (${maxKeyBytes})`);
   const bucket = q.get("bucket");

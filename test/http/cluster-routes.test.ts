@@ -42,6 +42,9 @@ describe("GET /cluster/placement", () => {
       ["/cluster/placement?key=k&bucket=bad!", "INVALID_BUCKET"],
       ["/cluster/placement?key=k&bucket=", "INVALID_BUCKET"],
       ["/cluster/placement?key=k&w=2", "BAD_REQUEST"],
+      // Refused everywhere, so no placement either.
+      ["/cluster/placement?key=.", "INVALID_KEY"],
+      ["/cluster/placement?key=..", "INVALID_KEY"],
     ];
     for (const [path, code] of cases) {
       const a = await call(node, "GET", path);

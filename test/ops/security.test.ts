@@ -157,6 +157,9 @@ describe("client tokens", () => {
     for (const h of [{}, bearer(READ), bearer("wrong")]) {
       expectErrorEnvelope(await call(node, "POST", "/internal/records", { body: records, headers: headers(h) }), 401, "UNAUTHORIZED");
     }
+    // The read token is valid, it just may not use the peer API: said so, not "not valid".
+    const read = await call(node, "POST", "/internal/records", { body: records, headers: headers(bearer(READ)) });
+    expect(read.json.error.message).toBe("the read token cannot use the peer API (/internal/): members send the write token");
     expect(node.bucket().get("via-peer-api")).toBeUndefined();
     expect((await call(node, "POST", "/internal/records", { body: records, headers: headers(bearer(TOKEN)) })).status).toBe(200);
     expect(node.bucket().get("via-peer-api")?.value).toBe("x");
