@@ -162,6 +162,9 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;
   const requests = new RequestStats();
   const sweeper = new Sweeper(store, config, log.child("sweep")).start();
+  // HTTP and RESP connections together, within what the open-files limit holds (as Redis lowers maxclients).
+  const openFiles = openFilesLimit();
+  const slots = new ClientSlots(clientsWithin(config.maxClients, openFiles));
   const metrics = createMetrics({
     name: config.name,
     version: VERSION,
@@ -180,6 +183,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     }),
     wallMs: () => clock.wallMs(),
     front: () => server?.counts() ?? { wire: 0, piped: 0 },
+    clients: slots,
   });
   const service = new ItemsService({ items, store, cluster, durable, config });
   const startedMs = clock.wallMs();
@@ -212,9 +216,6 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   let started: Promise<void> | undefined;
   let server: Front | undefined;
   let resp: RespServer | undefined;
-  // HTTP and RESP connections together, within what the open-files limit holds (as Redis lowers maxclients).
-  const openFiles = openFilesLimit();
-  const slots = new ClientSlots(clientsWithin(config.maxClients, openFiles));
   let url = "";
   let closed = false;
   let closing: Promise<void> | undefined;

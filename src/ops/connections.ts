@@ -60,12 +60,17 @@ export function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean>
  */
 export class ClientSlots {
   private used = 0;
+  /** Connections refused for want of a slot, since start (/metrics). */
+  refused = 0;
 
   constructor(readonly max: number) {}
 
   /** A slot for a connection just accepted; false when all are taken (refuse it, and give nothing back). */
   take(): boolean {
-    if (this.used >= this.max) return false;
+    if (this.used >= this.max) {
+      this.refused++;
+      return false;
+    }
     this.used++;
     return true;
   }

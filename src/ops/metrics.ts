@@ -28,6 +28,8 @@ export interface MetricsSources {
   wallMs: () => number;
   /** The wire front end's counts (http/front/front.ts); absent in process, where there is no socket. */
   front?: () => { wire: number; piped: number };
+  /** Client connections against --max-clients, HTTP and RESP together (ops/connections.ts ClientSlots). */
+  clients?: { readonly open: number; readonly max: number; readonly refused: number };
 }
 
 export interface Metrics {
@@ -233,6 +235,13 @@ export function createMetrics(src: MetricsSources): Metrics {
     const read = src.front;
     total("http_wire_requests_total", "Item requests the wire front end answered itself, from the bytes read (docs/operations.md).", [], (set) => set(read().wire));
     total("http_piped_connections_total", "Connections the wire front end handed to Bun.serve, at the first request it does not answer itself.", [], (set) => set(read().piped));
+  }
+
+  if (src.clients) {
+    const slots = src.clients;
+    gauge("client_connections", "Client connections open now, HTTP (peers' included) and RESP together.", [], (g) => g.set(slots.open));
+    gauge("client_connections_max", "The bound on them in force: --max-clients, lowered to what the open-files limit holds.", [], (g) => g.set(slots.max));
+    total("client_connections_refused_total", "Connections refused at the bound (503 TOO_MANY_CLIENTS, RESP -ERR max number of clients reached).", [], (set) => set(slots.refused));
   }
 
   return { contentType: registry.contentType, render: async () => (await registry.metrics()) + "\n" + latencyText(src.requests) };

@@ -83,6 +83,16 @@ describe("the bound on client connections", () => {
       if (!ok) f.close();
       return ok;
     }, { what: "a connection served once one of the three closed" });
+
+    // /metrics says the bound and what it refused (asked over a connection of its own once one is free).
+    c.close();
+    const metrics: string = await eventually(async () => {
+      const res = await fetch(`${r.url}/metrics`, { headers: { connection: "close" } });
+      return res.status === 200 ? res.text() : "";
+    }, { what: "/metrics once a slot is free" });
+    expect(metrics).toContain("makhzen_client_connections_max 3\n");
+    expect(metrics).toMatch(/makhzen_client_connections [1-3]\n/);
+    expect(Number(/makhzen_client_connections_refused_total (\d+)/.exec(metrics)![1])).toBeGreaterThanOrEqual(2);
   });
 });
 
