@@ -51,9 +51,10 @@ export interface MakhzenNode {
   /**
    * Serves the HTTP API, and the Redis protocol when `respPort` is set; resolves
    * once the ports are bound. `respPort` and `respUrl` (redis://host:port) are
-   * present only with the Redis front end on.
+   * present only with the Redis front end on. `maxClients`: the bound on client
+   * connections in force, --max-clients lowered to what the open-files limit holds.
    */
-  listen(): Promise<{ url: string; port: number; respPort?: number; respUrl?: string }>;
+  listen(): Promise<{ url: string; port: number; maxClients: number; respPort?: number; respUrl?: string }>;
   /** Answers one HTTP request in process, without a socket (tests, custom servers); 503 CLOSED once closed. */
   handle(request: Request): Promise<Response>;
   /** Every member of the cluster as this node sees it, itself first. */
@@ -163,8 +164,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const requests = new RequestStats();
   const sweeper = new Sweeper(store, config, log.child("sweep")).start();
   // HTTP and RESP connections together, within what the open-files limit holds (as Redis lowers maxclients).
-  const openFiles = openFilesLimit();
-  const slots = new ClientSlots(clientsWithin(config.maxClients, openFiles));
+  const slots = new ClientSlots(clientsWithin(config.maxClients, openFilesLimit()));
   const metrics = createMetrics({
     name: config.name,
     version: VERSION,
@@ -289,7 +289,6 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       if (!server) {
         try {
           ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, slots, log.child("http")));
-          if (slots.max < config.maxClients) log.info("max clients lowered to what the open-files limit holds", { maxClients: config.maxClients, lowered: slots.max, openFiles });
         } catch (e) {
           await this.close().catch(() => undefined);
           throw listenRefusal(e, "port", config);
@@ -311,9 +310,10 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         await this.close().catch(() => undefined);
         throw e;
       }
-      if (!resp) return { url, port };
+      const maxClients = slots.max;
+      if (!resp) return { url, port, maxClients };
       const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-      return { url, port, respPort: resp.port, respUrl: `redis://${host}:${resp.port}` };
+      return { url, port, maxClients, respPort: resp.port, respUrl: `redis://${host}:${resp.port}` };
     },
     durable: () => (closed ? Promise.reject(closedError()) : core.durable()),
     members: () => cluster.status().members,

@@ -86,11 +86,14 @@ describe("embedding", () => {
 describe("listen", () => {
   test("port 0, a real fetch, and a MakhzenClient round trip", async () => {
     const node = start({ name: "net", host: "127.0.0.1" });
-    const { url, port } = await node.listen();
+    const { url, port, maxClients } = await node.listen();
     expect(port).toBeGreaterThan(0);
     expect(url).toBe(`http://127.0.0.1:${port}`);
+    // The bound in force: --max-clients's 10,000, or less where the open-files limit holds fewer.
+    expect(maxClients).toBeGreaterThan(0);
+    expect(maxClients).toBeLessThanOrEqual(10_000);
     // listen() again answers the same server.
-    expect(await node.listen()).toEqual({ url, port });
+    expect(await node.listen()).toEqual({ url, port, maxClients });
 
     const put = await fetch(`${url}/items/${encodeURIComponent("a/ü k")}`, {
       method: "PUT",

@@ -73,8 +73,9 @@ export const serve = defineCommand({
     }
     let url: string;
     let respUrl: string | undefined;
+    let maxClients: number;
     try {
-      ({ url, respUrl } = await node.listen());
+      ({ url, respUrl, maxClients } = await node.listen());
     } catch (e) {
       // Stopped by a signal during the start: whatever the start then failed with is the stop's.
       if (stopping) return stopped.promise;
@@ -88,7 +89,7 @@ export const serve = defineCommand({
     }
     if (stopping) return stopped.promise;
     serving = true;
-    logStarted(log, node.config, url, respUrl, logOptions.level);
+    logStarted(log, node.config, { url, respUrl, maxClients }, logOptions.level);
     // Another process took this node's name, or a seed refused a later join (a node
     // that started alone): it has stopped writing and handed off; exit 1.
     const lost = node.fatal.then(async (e) => {
@@ -102,7 +103,8 @@ export const serve = defineCommand({
 });
 
 /** The start-up summary: one line with what an operator checks first. */
-function logStarted(log: Logger, c: NodeConfig, url: string, respUrl: string | undefined, level: LogLevel): void {
+function logStarted(log: Logger, c: NodeConfig, listening: { url: string; respUrl?: string; maxClients: number }, level: LogLevel): void {
+  const { url, respUrl, maxClients } = listening;
   log.info("started", {
     name: c.name,
     url,
@@ -118,6 +120,8 @@ function logStarted(log: Logger, c: NodeConfig, url: string, respUrl: string | u
     maxValueBytes: c.maxValueBytes,
     maxMemoryBytes: c.maxMemoryBytes,
     eviction: c.eviction,
+    // In force: --max-clients, lowered to what the open-files limit holds (so it may be less than asked).
+    maxClients,
     queueMaxRecords: c.queueMaxRecords,
     queueMaxBytes: c.queueMaxBytes,
     heartbeatIntervalMs: c.heartbeatIntervalMs,
