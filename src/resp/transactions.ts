@@ -8,11 +8,11 @@ import { OK, type Reply } from "./reply.ts";
  * dispatch.ts) and EXEC runs them one after another, in one synchronous step.
  * Nothing else runs on the node in between (no other connection's command, no
  * replicated write), so a transaction is atomic on the node that runs it, as in
- * Redis (but for a walk of a partitioned cluster: runInOrder); like every write here it then replicates key by key, last writer wins
- * (docs/resp.md). A command refused while queuing (unknown, wrong arity, -NOPERM)
- * makes EXEC answer -EXECABORT and run nothing, as Redis 7 does; one that fails
- * while running (INCR of a non-number) is an error inside EXEC's array, and the
- * others still apply.
+ * Redis (but for a walk of a partitioned cluster: runInOrder); like every write
+ * here it then replicates key by key, last writer wins (docs/resp.md). A command
+ * refused while queuing (unknown, wrong arity, -NOPERM) makes EXEC answer
+ * -EXECABORT and run nothing, as Redis 7 does; one that fails while running (INCR
+ * of a non-number) is an error inside EXEC's array, and the others still apply.
  *
  * WATCH is refused with an error: makhzen keeps no per-key change marks to
  * abort an EXEC on, and pretending to watch would let a check-and-set lose.
