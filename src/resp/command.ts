@@ -68,12 +68,23 @@ export interface Session {
    * Between MULTI and EXEC/DISCARD: the commands queued, their bytes (bounded by
    * Shared.maxQueuedBytes), and whether one was refused (EXEC then aborts).
    */
-  multi?: { queued: (() => Awaitable<Reply>)[]; bytes: number; failed: boolean };
+  multi?: { queued: Queued[]; bytes: number; failed: boolean };
   /** The reply of a command still waiting (on another node, or a walk in slices): the connection takes no next command until it settles (dispatch.ts, client.ts). */
   tail?: Promise<Reply>;
 }
 
 /** What the node shares with every connection. */
+/** A command queued by MULTI. */
+export interface Queued {
+  run: () => Awaitable<Reply>;
+  /**
+   * A walk of a partitioned cluster (KEYS, SCAN, FLUSHDB, FLUSHALL): EXEC waits for it
+   * before running the next command (transactions.ts). Any other command's promise
+   * (an fsync=always write waiting for its commit) is not waited for.
+   */
+  walksCluster: boolean;
+}
+
 export interface Shared {
   readonly service: ItemsService;
   readonly config: NodeConfig;

@@ -1,5 +1,5 @@
 import type { Awaitable } from "../service.ts";
-import { bucketOf, type CommandSpec, type Ctx, type Session, type Shared } from "./command.ts";
+import { bucketOf, type CommandSpec, type Ctx, type Queued, type Session, type Shared } from "./command.ts";
 import { TABLE, SUBCOMMANDS } from "./commands.ts";
 import { noPerm, NOAUTH, notServedHere, sanitize, toErrorReply, unknownCommand, unknownSubcommand, wrongArity } from "./errors.ts";
 import { errorReply, simple, type Reply } from "./reply.ts";
@@ -37,7 +37,9 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
         session.multi.failed = true;
         return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));
       }
-      return queue(shared, session.multi, () => run(shared, session, spec, args, true), args);
+      // Keyless commands answer a promise in a partitioned cluster only when they walk it.
+      const walksCluster = shared.service.partitioned && spec.keys[0] === 0;
+      return queue(shared, session.multi, { run: () => run(shared, session, spec, args, true), walksCluster }, args);
     }
   }
   return "spec" in checked ? execute(shared, session, checked.spec, args) : checked;
@@ -78,7 +80,7 @@ const QUEUED_ARG_BYTES = 64;
  * queuing (EXEC answers -EXECABORT, Redis's answer then); what was queued is freed
  * at once, and nothing more is held until EXEC or DISCARD.
  */
-function queue(shared: Shared, multi: NonNullable<Session["multi"]>, command: () => Awaitable<Reply>, args: Buffer[]): Reply {
+function queue(shared: Shared, multi: NonNullable<Session["multi"]>, command: Queued, args: Buffer[]): Reply {
   if (multi.failed) return QUEUED; // EXEC aborts whatever comes: nothing to hold
   let bytes = 0;
   for (const a of args) bytes += a.length + QUEUED_ARG_BYTES;

@@ -1,5 +1,5 @@
 import type { Awaitable } from "../service.ts";
-import { rows, type CommandSpec } from "./command.ts";
+import { rows, type CommandSpec, type Queued } from "./command.ts";
 import { RespError } from "./errors.ts";
 import { OK, type Reply } from "./reply.ts";
 
@@ -19,18 +19,22 @@ import { OK, type Reply } from "./reply.ts";
  * UNWATCH watches nothing, so it is +OK.
  */
 /**
- * Runs queued commands in order, each to its end before the next starts. On one
- * node, and for keys this node decides, every command answers at once, so the
- * whole transaction is one synchronous step: that is what makes it atomic. In a
- * partitioned cluster a FLUSHDB, FLUSHALL, KEYS or SCAN walks the whole cluster and
- * answers a promise; the commands after it wait for it, so their writes land after
- * its deletes and its listing does not see them, as in Redis (running them at once
- * let the FLUSHALL's deletes, made last, wipe the writes queued after it).
+ * Runs queued commands in order, in one synchronous step: that is what makes a
+ * transaction atomic. A command may answer a promise (a write under fsync=always
+ * waits for its commit, a key another node decides for its owner): it is applied
+ * already, and its reply is waited for with the others, at the end. But in a
+ * partitioned cluster a FLUSHDB, FLUSHALL, KEYS or SCAN walks the whole cluster,
+ * and the commands after it wait for it (Queued.walksCluster), so their writes
+ * land after its deletes and its listing does not see them, as in Redis (run at
+ * once, the FLUSHALL's deletes, made last, wiped the writes queued after it).
+ * Waiting for every promise instead let other connections in between under
+ * fsync=always.
  */
-function runInOrder(queued: readonly (() => Awaitable<Reply>)[], replies: Reply[] = [], from = 0): Awaitable<Reply[]> {
+function runInOrder(queued: readonly Queued[], replies: Awaitable<Reply>[] = [], from = 0): Awaitable<Reply[]> {
   for (let i = from; i < queued.length; i++) {
-    const reply = queued[i]!();
-    if (reply instanceof Promise) {
+    const { run, walksCluster } = queued[i]!;
+    const reply = run();
+    if (walksCluster && reply instanceof Promise) {
       return reply.then((r) => {
         replies.push(r);
         return runInOrder(queued, replies, i + 1);
@@ -38,7 +42,7 @@ function runInOrder(queued: readonly (() => Awaitable<Reply>)[], replies: Reply[
     }
     replies.push(reply);
   }
-  return replies;
+  return replies.some((r) => r instanceof Promise) ? Promise.all(replies) : (replies as Reply[]);
 }
 
 const t = rows({ group: "transactions", keys: [0, 0, 0] as const });

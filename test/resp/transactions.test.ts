@@ -7,12 +7,13 @@
 import { describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { createClient } from "redis";
-import { closeAfterEach } from "../support/cleanup.ts";
+import { closeAfterEach, tempDirs } from "../support/cleanup.ts";
 import { frame, respSetup } from "./support.ts";
 
 const track = closeAfterEach();
 
 const setup = respSetup(track);
+const tempDir = tempDirs("makhzen-tx-");
 
 describe("MULTI / EXEC on the wire", () => {
   test("queues, applies nothing before EXEC, then runs in order; an error while running is one entry of the array", async () => {
@@ -36,6 +37,27 @@ describe("MULTI / EXEC on the wire", () => {
     c.clear();
     c.send(frame("GET", "m"));
     await c.expect("$3\r\ndb2\r\n");
+  });
+
+  test("under --fsync always the whole transaction is still one step: another connection never reads half of it", async () => {
+    // Each write there answers once its commit is on disk; EXEC waited for each before the next,
+    // so other connections ran in between (6-8% of reads saw x and y apart), and each its own commit.
+    const { conn } = await setup({ dataDir: tempDir(), fsync: "always", name: "tx-fsync" });
+    const [c, other] = [await conn(), await conn()];
+    for (let i = 1; i <= 20; i++) {
+      c.clear();
+      other.clear();
+      c.send(Buffer.concat([frame("MULTI"), frame("SET", "x", String(i)), frame("SET", "y", String(i)), frame("SET", "z", String(i))]));
+      await c.expect("+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n");
+      c.clear();
+      // The read goes out right behind the EXEC: it sees all three writes or none.
+      c.send(frame("EXEC"));
+      other.send(frame("MGET", "x", "y", "z"));
+      await c.expect("*3\r\n+OK\r\n+OK\r\n+OK\r\n");
+      const read = await other.until((r) => r.split("\r\n").length >= 7);
+      const [x, y, z] = read.split("\r\n").filter((_, n) => n === 2 || n === 4 || n === 6);
+      expect({ i, x, y, z }).toEqual({ i, x, y: x, z: x });
+    }
   });
 
   test("a command refused while queuing aborts the whole transaction; DISCARD and RESET drop the queue", async () => {
