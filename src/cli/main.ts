@@ -6,6 +6,7 @@ import { CliError, usageError } from "./_errors.ts";
 import { print, printError } from "./_output.ts";
 import { namingTyped, normalizeArgs } from "./_argv.ts";
 import { createReadStream } from "node:fs";
+import { resolve } from "node:path";
 import { checkVariables, envName, launcherFd, noColor, underNpmStart } from "./_flags.ts";
 import { CLIENT_VARIABLE_FLAGS } from "./_connection.ts";
 import { SERVE_FLAGS } from "./serve-flags.ts";
@@ -105,10 +106,11 @@ const SIGPIPE_EXIT = 141;
 function streamFailure(e: unknown): "closed" | string | undefined {
   if (!(e instanceof Error)) return undefined;
   const { code, syscall } = e as { code?: unknown; syscall?: unknown };
-  if (typeof code !== "string" || !/^E[A-Z]+$/.test(code) || (syscall !== "write" && syscall !== "read")) return undefined;
+  // fstat: Bun looks at stdin before reading it (`makhzen load < DIR`).
+  if (typeof code !== "string" || !/^E[A-Z]+$/.test(code) || (syscall !== "write" && syscall !== "read" && syscall !== "fstat")) return undefined;
   if (code === "EPIPE") return "closed";
   // Bun's message: "ENOSPC: no space left on device, write".
-  const why = e.message.replace(/^E[A-Z]+: /, "").replace(/, (write|read)$/, "");
+  const why = e.message.replace(/^E[A-Z]+: /, "").replace(/, (write|read|fstat)$/, "");
   return `cannot ${syscall === "write" ? "write its output" : "read its input"}: ${why} (${code})`;
 }
 
@@ -174,7 +176,10 @@ function stopWithNpmScript(): void {
  */
 function inNpmCallersDirectory(): void {
   const cwd = process.env.INIT_CWD;
-  if (underNpmStart() && cwd !== undefined && cwd !== "") process.chdir(cwd);
+  // Only for this checkout's own start script: another project's (`"start": "makhzen serve --data-dir ./data"`)
+  // wrote its paths for its root, where npm runs it, and the variables reach makhzen through it all the same.
+  const ours = process.env.npm_package_json === resolve(import.meta.dir, "../../package.json");
+  if (underNpmStart() && ours && cwd !== undefined && cwd !== "") process.chdir(cwd);
 }
 
 if (import.meta.main) {

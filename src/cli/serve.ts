@@ -95,8 +95,9 @@ export const serve = defineCommand({
     const lost = node.fatal.then(async (e) => {
       // A close that loses pending writes logs so itself; the refusal is why this node stops.
       await node.close().catch(() => undefined);
-      const fix = e.code === "NAME_TAKEN" ? " Give it another --name." : "";
-      throw new CliError(`${e.code}: ${e.message}; this node stopped.${fix}`, 1);
+      // Worded as the same refusal at start is: option names as the flags.
+      const [message, fix] = e.code === "NAME_TAKEN" ? [e.message, " Give it another --name."] : [naming(e.message), ""];
+      throw new CliError(`${e.code}: ${message}; this node stopped.${fix}`, 1);
     });
     await Promise.race([stopped.promise, lost]);
   },

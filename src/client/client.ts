@@ -169,7 +169,7 @@ export class MakhzenClient {
     }
     started = true;
     return watchedDownload(res.body, dog, (e) =>
-      e instanceof MakhzenClientError ? e : new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off the dump: ${describeFetchError(e, this.timeoutMs)}`),
+      e instanceof MakhzenClientError ? e : new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off the dump: ${describeFetchError(e, this.timeoutMs, this.url)}`),
     );
   }
 
@@ -254,7 +254,7 @@ export class MakhzenClient {
       return await fetch(this.url + path, { ...init, headers, method, signal, tls: this.tls });
     } catch (e) {
       if (e instanceof MakhzenClientError) throw e;
-      const why = describeFetchError(e, this.timeoutMs);
+      const why = describeFetchError(e, this.timeoutMs, this.url);
       throw new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: ${why}`);
     }
   }
@@ -299,7 +299,7 @@ export class MakhzenClient {
         throw new MakhzenClientError(0, "UNREACHABLE", `${this.url} did not finish its answer (HTTP ${res.status}) within ${this.timeoutMs} ms`);
       }
       const reset = (e as { code?: string }).code === "ECONNRESET"; // Bun's message adds advice about fetch() options
-      throw new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off its answer (HTTP ${res.status}): ${reset ? "the connection closed" : describeFetchError(e, this.timeoutMs)}`);
+      throw new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off its answer (HTTP ${res.status}): ${reset ? "the connection closed" : describeFetchError(e, this.timeoutMs, this.url)}`);
     }
   }
 
@@ -336,11 +336,13 @@ const isPage = (v: unknown): v is ClientListPage =>
 const isClusterStatus = (v: unknown): v is ClusterStatus & { refusals?: Refusals } =>
   isObject(v) && typeof v.self === "string" && Array.isArray(v.members) && v.members.every((m) => isObject(m) && typeof m.name === "string");
 
-function describeFetchError(e: unknown, timeoutMs: number): string {
+function describeFetchError(e: unknown, timeoutMs: number, url: string): string {
   if (!(e instanceof Error)) return String(e);
   if (e.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
   const code = (e as { code?: string }).code;
   if (code === "ConnectionRefused" || code === "ECONNREFUSED") return "connection refused";
+  // What an https node does with a plain request: it closes the connection at the first bytes.
+  if (code === "ECONNRESET" && url.startsWith("http:")) return "the connection was closed unexpectedly (ECONNRESET): if the node serves https (--tls-cert), use an https:// URL";
   // What fixes each, in our words: Bun's message names its own fetch() and its `verbose` option.
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
     return `its certificate does not name the host of this URL (${code}): use a name or address the certificate lists in its subjectAltName`;

@@ -55,4 +55,8 @@ test("a reader that goes away, a full disk, stdin a directory: one line or none,
   expect(dir.code).toBe(1);
   expect(dir.stderr).toMatch(/^makhzen: cannot read its input: .+ \(EISDIR\)\n$/);
   expect(node.bucket().get("k")).toBeUndefined();
+  // load looks at stdin before reading it (fstat): the same one line.
+  const load = await bash(`$1 load --url ${url} < /tmp`);
+  expect(load.code).toBe(1);
+  expect(load.stderr).toMatch(/^makhzen: cannot read its input: .+ \(EISDIR\)\n$/);
 });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { HybridClock, ManualWallClock } from "../../src/core/clock.ts";
-import { ClockGuard } from "../../src/cluster/clock-guard.ts";
+import { ClockGuard, clockOffsetError } from "../../src/cluster/clock-guard.ts";
 import { median, offsetSample, selfOffsetMs } from "../../src/cluster/clock-offset.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
@@ -469,4 +469,16 @@ describe("a receiver whose clocks jumped back together", () => {
       for (const n of nodes) n.cluster.close();
     }
   }, 60_000);
+});
+
+describe("the CLOCK_OFFSET refusal's words", () => {
+  test("an unmeasured clock is not said to be past the limit: nothing says where it is yet", () => {
+    const unmeasured = clockOffsetError({ offsetMs: 0, fenced: true, maxOffsetMs: 500, reason: "unmeasured" }).message;
+    expect(unmeasured).toStartWith("this node has not measured any peer's clock yet (no seed has answered), so it cannot tell whether its own is within --max-clock-offset 500 ms: ");
+    expect(unmeasured).not.toContain("past");
+    expect(clockOffsetError({ offsetMs: 900, fenced: true, maxOffsetMs: 500, reason: "offset" }).message).toStartWith(
+      "this node's clock is 900 ms from the cluster's median, past --max-clock-offset 500 ms: it refuses writes",
+    );
+    expect(clockOffsetError({ offsetMs: 0, fenced: true, maxOffsetMs: 500, reason: "stamps" }).message).toContain("still run ahead of the cluster's median clock, past");
+  });
 });

@@ -124,6 +124,21 @@ describe("makhzen on the PATH through npm", () => {
     }
   });
 
+  test("another project's npm start that runs makhzen keeps its paths relative to that project's root, where npm runs scripts", async () => {
+    const proj = mkdtempSync(join(tmpdir(), "makhzen-other-project-"));
+    try {
+      mkdirSync(join(proj, "sub"));
+      const script = `${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, "src/cli/main.ts"))} serve --port 0 --name other-project --data-dir ./data`;
+      writeFileSync(join(proj, "package.json"), JSON.stringify({ name: "other-project", private: true, scripts: { start: script } }));
+      await using node = await startNode([Bun.which("npm")!, "start"], spawnIn(join(proj, "sub"), { name: "other project", group: true, timeoutMs: 20_000 }));
+      expect(existsSync(join(proj, "data", "makhzen.db"))).toBe(true);
+      expect(existsSync(join(proj, "sub", "data"))).toBe(false);
+      await node.stop("SIGINT");
+    } finally {
+      rmSync(proj, { recursive: true, force: true });
+    }
+  });
+
   test("npm start: a SIGTERM to npm alone (a supervisor, docker stop) stops the node too", async () => {
     // npm passes it to its shell, which dies of it without passing it on: the node was left serving, its parent gone.
     await using node = await startNode(

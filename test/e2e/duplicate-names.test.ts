@@ -127,4 +127,18 @@ describe("duplicate node names", () => {
     await expectNameTakenExit(twin, "the twin stopped once its later join was refused");
     expect(twin.log()).toContain("this node stopped");
   }, 30_000);
+
+  test("so does a node with another --replicas, its last line naming the flag as at start", async () => {
+    h = new Harness();
+    const a = await h.start("a");
+    const seed = h.proxy();
+    seed.cut();
+    const odd = await h.start("odd", { peers: [seed.url], extraArgs: ["--replicas", "2"], waitReady: false });
+    await odd.ready({ probe: "/readyz" });
+    seed.connect(a.port);
+    seed.heal();
+    await eventually(() => exited(odd), { timeoutMs: 10_000, what: "the odd node stopped" });
+    expect(await odd.exited).toBe(1);
+    expect(odd.log()).toContain('makhzen: REPLICAS_MISMATCH: node "odd" was started with --replicas 2 but this cluster runs --replicas 3');
+  }, 30_000);
 });

@@ -73,6 +73,9 @@ describe("TLS", () => {
     // Plain http to a https port gets nothing.
     const plain = await fetch(`http://127.0.0.1:${a.port}/healthz`, { signal: AbortSignal.timeout(2000) }).catch((e) => e);
     expect(plain instanceof Response && plain.ok).toBe(false);
+    // The client says what to try.
+    const asHttp = await new MakhzenClient({ url: `http://127.0.0.1:${a.port}`, token: TOKEN, timeoutMs: 3000 }).get("over-tls").catch((err) => err);
+    expect((asHttp as MakhzenClientError).message).toContain("use an https:// URL");
 
     // A client that does not trust the CA is told what to do.
     const e = await new MakhzenClient({ url: a.url, token: TOKEN }).get("over-tls").catch((err) => err);
