@@ -132,3 +132,27 @@ describe("over TLS, where Bun times nothing out before the handshake", () => {
     expect(lines).toEqual([]);
   });
 });
+
+test("a client reset right after its request gives its slot back at once (the node's answer found it gone)", async () => {
+  const { r } = await start({ maxClients: 20 });
+  const port = Number(new URL(r.url).port);
+  // Sent, then reset without reading: the answer's write fails (-1). Taken as a short write, the socket was
+  // paused, never told of the reset, and held its slot for two idle timeouts: fresh clients got 503.
+  // From a process of its own, as a client is: in this one the node would answer before the reset arrives.
+  const client = `
+    for (let round = 0; round < 30; round++) {
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        const socket = await Bun.connect({ hostname: "127.0.0.1", port: ${port}, socket: { data() {} } });
+        socket.write("GET /items/k HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n");
+        socket.terminate();
+      }));
+    }`;
+  expect(await Bun.spawn([process.execPath, "-e", client], { stdout: "ignore", stderr: "inherit" }).exited).toBe(0);
+  await eventually(
+    async () => {
+      const res = await fetch(`${r.url}/metrics`, { headers: { connection: "close" } });
+      return res.status === 200 && /makhzen_client_connections 1\n/.test(await res.text());
+    },
+    { timeoutMs: 3000, what: "every reset connection's slot back (only the scrape's own open)" },
+  );
+});

@@ -89,6 +89,9 @@ export function startFront(
       return;
     }
     const n = socket.write(wire);
+    // -1: the client is gone (a reset). Held as a short write, the socket was paused and never
+    // told of the reset: it kept its descriptor, and its --max-clients slot, for two idle timeouts.
+    if (n < 0) return void socket.terminate();
     if (n < wire.length || n < Buffer.byteLength(wire)) {
       conn.unsent = Buffer.from(wire).subarray(Math.max(n, 0));
       socket.pause();
@@ -315,6 +318,7 @@ export function startFront(
         const unsent = conn.unsent;
         if (unsent !== undefined) {
           const n = socket.write(unsent);
+          if (n < 0) return void socket.terminate(); // gone: see write()
           if (n < unsent.length) {
             conn.unsent = unsent.subarray(Math.max(n, 0));
             return;
