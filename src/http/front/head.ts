@@ -1,4 +1,5 @@
 import { DEFAULT_BUCKET } from "../../core/record.ts";
+import { backslashInPath } from "./refuse.ts";
 
 /**
  * The request heads the wire front end answers itself, and nothing more.
@@ -294,8 +295,7 @@ export function dotBucketRefusal(text: string, start: number): { status: 400; co
   const sp2 = text.indexOf(" ", sp1 + 1);
   const target = text.slice(sp1 + 1, sp2 === -1 || sp2 > eol ? eol : sp2);
   // A raw backslash in the path is refused as such (refuse.ts), whatever it would resolve to.
-  const queryAt = target.indexOf("?");
-  if (target.lastIndexOf("\\", queryAt === -1 ? target.length : queryAt) !== -1) return undefined;
+  if (backslashInPath(target)) return undefined;
   const bucket = dotBucketOf(target);
   if (bucket === undefined) return undefined;
   const message = `bucket ${JSON.stringify(bucket)} is a dot segment: a URL cannot name the bucket "${dotSegment(bucket) === 1 ? "." : ".."}" (it would resolve to another route)`;

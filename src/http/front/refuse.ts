@@ -51,6 +51,16 @@ const TARGET_CONTROL = /[\x00-\x20\x7f]/;
 /** A control character in a header line, other than a tab (Bun: a bare 400). */
 const HEADER_CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
+/**
+ * Whether a request target's path (not its query) holds a raw backslash. URL parsers
+ * (Bun's, a browser's) read it as a slash: /items/dir\file would write the key
+ * dir/file, and \..\ climb out of a bucket. Refused, as a raw control character is.
+ */
+export function backslashInPath(target: string): boolean {
+  const queryAt = target.indexOf("?");
+  return target.lastIndexOf("\\", queryAt === -1 ? target.length : queryAt) !== -1;
+}
+
 const bad = (message: string): Refusal => ({ status: 400, code: "BAD_REQUEST", message });
 // A request line the server cannot serve is the client's fault: 400 with the cause's own
 // code, where RFC 9110 allows 501 and 505 (bad input is never answered with a 5xx).
@@ -101,12 +111,7 @@ export function refusal(text: string, start: number): Refusal | undefined {
   if (target.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(target)) return bad("the request target is neither a path nor an absolute URL");
   // A fragment is not part of a request target (RFC 9112); readers of the query disagree on where it ends.
   if (target.includes("#")) return bad("the request target has a fragment (#)");
-  // URL parsers (Bun's, a browser's) read a raw backslash in a path as a slash: /items/dir\file would
-  // write the key dir/file, and \..\ climb out of a bucket. Refused, as a raw control character is.
-  const queryAt = target.indexOf("?");
-  if (target.lastIndexOf("\\", queryAt === -1 ? target.length : queryAt) !== -1) {
-    return bad("the request path has a raw backslash, which URL parsers read as / (percent-encode it: %5C)");
-  }
+  if (backslashInPath(target)) return bad("the request path has a raw backslash, which URL parsers read as / (percent-encode it: %5C)");
   const version = line.slice(sp2 + 1);
   if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return badVersion(`HTTP version ${JSON.stringify(version)} is not supported (HTTP/1.1 or HTTP/1.0 are)`);
   if (!complete) return undefined;
