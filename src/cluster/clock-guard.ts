@@ -330,10 +330,13 @@ export class ClockGuard {
 
 /** The error of a client write refused by the fence (503), and of /readyz while fenced. */
 export function clockOffsetError(clock: ClockState): MakhzenError {
+  const limit = `--max-clock-offset ${clock.maxOffsetMs} ms`;
+  const ahead =
+    clock.reason === "stamps" ? "the versions this node would stamp still run ahead of the cluster's median clock" : `this node's clock is ${clock.offsetMs} ms from the cluster's median`;
   // Unmeasured is not past the limit: nothing says where its clock is yet.
   const why =
     clock.reason === "unmeasured"
-      ? `this node has not measured any peer's clock yet (no seed has answered), so it cannot tell whether its own is within --max-clock-offset ${clock.maxOffsetMs} ms`
-      : `${clock.reason === "stamps" ? "the versions this node would stamp still run ahead of the cluster's median clock" : `this node's clock is ${clock.offsetMs} ms from the cluster's median`}, past --max-clock-offset ${clock.maxOffsetMs} ms`;
+      ? `this node has not measured any peer's clock yet (no seed has answered), so it cannot tell whether its own is within ${limit}`
+      : `${ahead}, past ${limit}`;
   return new MakhzenError("CLOCK_OFFSET", `${why}: it refuses writes until that is settled (see docs/replication.md)`);
 }
