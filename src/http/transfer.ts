@@ -45,10 +45,10 @@ export function transferRoutes(deps: TransferDeps) {
     .post(
       "/load",
       async ({ request }) => {
+        refuseEncoded(request);
         const counts: LoadCounts = { loaded: 0, skipped: 0 };
         // No body (or Content-Length: 0) is an empty load. (`new ReadableStream()` stood in
         // for a missing body here, and it never ends: such a load was never answered.)
-        refuseEncoded(request);
         if (request.body) await loadLines(request.body, deps, counts);
         return counts;
       },
