@@ -197,11 +197,9 @@ export class Store {
       }
       if (fits()) return;
     }
-    throw new MakhzenError(
-      "OUT_OF_MEMORY",
-      `write refused: ${this.used + this.views.bytes + growth()} bytes would exceed --max-memory ${max} ` +
-        `(eviction: ${this.opts.eviction}; live ${this.live}, tombstones ${this.tombBytes})`,
-    );
+    const why = bytes > max ? `this record alone takes ${bytes} bytes, more than the whole --max-memory ${max}: no eviction can make room for it`
+      : `${this.used + this.views.bytes + growth()} bytes would exceed --max-memory ${max} (eviction: ${this.opts.eviction}; live ${this.live}, tombstones ${this.tombBytes})`;
+    throw new MakhzenError("OUT_OF_MEMORY", `write refused: ${why}`);
   }
 
   /**

@@ -243,6 +243,24 @@ describe("noeviction", () => {
     expect(store.get("b", key(4))?.value).toBe(VALUE);
   });
 
+  test("a record larger than the whole budget is refused saying so, with nothing evicted (under lru the total and 'eviction: lru' read as an eviction that failed)", () => {
+    const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
+    const { store, write } = setup({ max: 4 * one, eviction: "lru" });
+    for (let i = 0; i < 4; i++) write(key(i), VALUE);
+    const big = "x".repeat(4 * one);
+    let refusal: unknown;
+    try {
+      write(key(9), big);
+    } catch (e) {
+      refusal = e;
+    }
+    expect((refusal as MakhzenError).code).toBe("OUT_OF_MEMORY");
+    expect((refusal as MakhzenError).message).toBe(
+      `write refused: this record alone takes ${ENTRY_OVERHEAD_BYTES + key(9).length + big.length} bytes, more than the whole --max-memory ${4 * one}: no eviction can make room for it`,
+    );
+    for (let i = 0; i < 4; i++) expect(store.get("b", key(i))?.value).toBe(VALUE);
+  });
+
   test("deletes are never refused; tombstones past their share are purged early under noeviction too", () => {
     const max = 50_000;
     const { store, clock, early } = setup({ max, eviction: "noeviction" });
