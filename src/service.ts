@@ -191,6 +191,11 @@ export class ItemsService {
     return this.localDelete(bucket, key, opts);
   }
 
+  /** Why a delete of `key` would be refused now for want of an owner (RoutedItems.deleteRefusal), else undefined. */
+  deleteRefusal(bucket: string, key: string): MakhzenError | undefined {
+    return this.routed !== undefined && !this.runsHere(key, false) ? this.routed.deleteRefusal(bucket, key) : undefined;
+  }
+
   /** A delete here, whoever owns the key. */
   localDelete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Version | undefined | Promise<Version> {
     const version = this.deps.items.delete(bucket, key, opts);

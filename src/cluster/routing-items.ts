@@ -158,6 +158,16 @@ export class RoutedItems {
     return this.hint(key, opts.w, () => this.local.localDelete(bucket, key), unserved);
   }
 
+  /**
+   * Why a delete of `key` would be refused now, before anything is sent: no owner
+   * reachable and no copy here to decide on (delete's last refusal), else undefined.
+   * RESP's DEL asks it of every key first, so a refused DEL deletes none of them.
+   */
+  deleteRefusal(bucket: string, key: string): MakhzenError | undefined {
+    if (this.router.writeTargets(partitionOf(key)).length > 0 || this.store.get(bucket, key)) return undefined;
+    return noOwner(key, "and this node holds no copy of it, so whether there is anything to delete cannot be known");
+  }
+
   /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */
   private async hint<T>(key: string, w: Concern | undefined, apply: () => T | Promise<T>, unserved: readonly string[]): Promise<T> {
     const result = await apply();

@@ -83,6 +83,8 @@ export interface Queued {
    * (an fsync=always write waiting for its commit) is not waited for.
    */
   walksCluster: boolean;
+  /** The keys it names, checked again at EXEC: the node deciding one may have changed since MULTI. */
+  keys: readonly string[];
 }
 
 export interface Shared {

@@ -32,14 +32,15 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
     }
     if (!RUN_IN_MULTI.has(checked.spec.name)) {
       const { spec } = checked;
-      const elsewhere = shared.service.partitioned ? keysOf(spec, args).find((k) => !shared.service.decidesHere(k)) : undefined;
+      const keys = shared.service.partitioned ? keysOf(spec, args) : [];
+      const elsewhere = keys.find((k) => !shared.service.decidesHere(k));
       if (elsewhere !== undefined) {
         session.multi.failed = true;
         return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));
       }
       // Keyless commands answer a promise in a partitioned cluster only when they walk it.
       const walksCluster = shared.service.partitioned && spec.keys[0] === 0;
-      return queue(shared, session.multi, { run: () => run(shared, session, spec, args, true), walksCluster }, args);
+      return queue(shared, session.multi, { run: () => run(shared, session, spec, args, true), walksCluster, keys }, args);
     }
   }
   return "spec" in checked ? execute(shared, session, checked.spec, args) : checked;

@@ -89,12 +89,17 @@ function bothHere(ctx: Ctx, command: string, ...keys: string[]): void {
 
 /**
  * DEL: the keys that held a live value, counted once each delete has answered (from
- * an owner, for a key served elsewhere). Every key is checked first (checkBatch): a
- * DEL naming one makhzen refuses deletes none of the others.
+ * an owner, for a key served elsewhere). Every key is checked first (checkBatch, and
+ * that some owner of it is reachable): a DEL naming one makhzen refuses deletes none
+ * of the others (it deleted the rest, then answered -TRYAGAIN).
  */
 function del(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   const keys = a.slice(1).map(text);
   ctx.service.checkBatch(ctx.bucket, keys.map((key) => ({ key })));
+  for (const k of keys) {
+    const refusal = ctx.service.deleteRefusal(ctx.bucket, k);
+    if (refusal !== undefined) throw refusal;
+  }
   const results = keys.map((k) => ctx.service.delete(ctx.bucket, k));
   const count = (versions: unknown[]) => int(versions.filter((v) => v !== undefined).length);
   return results.some((r) => r instanceof Promise) ? Promise.all(results).then(count) : count(results);

@@ -1,6 +1,6 @@
 import type { Awaitable } from "../service.ts";
 import { rows, type CommandSpec, type Queued } from "./command.ts";
-import { RespError } from "./errors.ts";
+import { notServedHere, RespError, sanitize } from "./errors.ts";
 import { OK, type Reply } from "./reply.ts";
 
 /**
@@ -73,6 +73,13 @@ export const TRANSACTION_COMMANDS: CommandSpec[] = [
       if (multi === undefined) throw new RespError("ERR EXEC without MULTI");
       ctx.session.multi = undefined;
       if (multi.failed) throw new RespError(EXECABORT);
+      // Decided here when queued, but the owners may have changed since (a join, a member dead or back):
+      // run here, such a command would take the path through its new owner, apart from the others, out
+      // of order. Refused whole, nothing run, as at queuing.
+      for (const { keys } of multi.queued) {
+        const elsewhere = keys.find((k) => !ctx.service.decidesHere(k));
+        if (elsewhere !== undefined) throw new RespError(sanitize(`${notServedHere("MULTI/EXEC", elsewhere)}; it was decided here when queued, and nothing of the transaction was run`));
+      }
       const replies = runInOrder(multi.queued);
       // Marked as applied: a reply too large to send is refused saying the commands ran (client.ts).
       const applied = (items: Reply[]): Reply => ({ t: "array", items, applied: true });

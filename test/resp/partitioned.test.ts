@@ -15,7 +15,7 @@ import { partitionOf, rankOwners } from "../../src/cluster/placement.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { eventually } from "../support/proc.ts";
 import { settledAndSure } from "../support/settled.ts";
-import { respNode, type RespNode } from "./support.ts";
+import { frame, RawConnection, respNode, type RespNode } from "./support.ts";
 
 const track = closeAfterEach();
 const NAMES = ["a", "b", "c", "d"];
@@ -147,6 +147,54 @@ describe("RESP in a partitioned cluster", () => {
       expect(await ra.mget(value, counter, far)).toEqual(["new", "1", null]);
       expect((await redis("b").keys("*")).sort()).toEqual([value, counter].sort());
     }
+  });
+
+  test("EXEC of a key whose deciding node changed since MULTI (a join) is refused whole: nothing runs, nothing out of order", async () => {
+    const { nodes, redis } = await cluster();
+    // A key a decides among a..d, and the joiner e would decide among a..e.
+    let k = "";
+    for (let i = 0; ; i++) {
+      k = `moving${i}`;
+      if (rankOwners(partitionOf(k), NAMES, 2)[0] === "a" && rankOwners(partitionOf(k), [...NAMES, "e"], 2)[0] === "e") break;
+    }
+    await redis("a").set(k, "before");
+    const c = track(await RawConnection.open(nodes[0]!.respPort));
+    c.send(Buffer.concat([frame("MULTI"), frame("SET", k, "10"), frame("INCR", k), frame("APPEND", k, "x")]));
+    await c.expect("+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n");
+    // e joins: k's first owner is e now. The queued commands would each go to e on their own, out of order.
+    const e = track(await respNode({ name: "e", replicas: 2, peers: [nodes[0]!.url], ...FAST_TIMINGS }), (r) => r.node.close());
+    await eventually(async () => {
+      const placed = (await (await fetch(`${nodes[0]!.url}/cluster/placement?key=${k}`)).json()) as { owners: string[] };
+      return placed.owners[0] === "e" && e.node.ready();
+    }, { what: "e joined, first owner of the key", timeoutMs: 20_000 });
+    c.clear();
+    c.send(frame("EXEC"));
+    const answer = await c.until((r) => r.endsWith("\r\n"));
+    expect(answer).toStartWith(`-ERR MULTI/EXEC runs on one node, and key "${k}" is decided by another node`);
+    expect(answer).toContain("nothing of the transaction was run");
+    expect(await redis("b").get(k)).toBe("before");
+  });
+
+  test("a DEL of several keys, one with no owner reachable and no copy here, deletes none of them", async () => {
+    const { nodes, byName, owners, redis } = await cluster();
+    const ra = redis("a");
+    // `gone` is held by c and d only; `here` by a.
+    let gone = "";
+    let here = "";
+    for (let i = 0; gone === "" || here === ""; i++) {
+      const o = owners(`key${i}`);
+      if (gone === "" && o.includes("c") && o.includes("d")) gone = `key${i}`;
+      if (here === "" && o[0] === "a") here = `key${i}`;
+    }
+    await ra.mset(gone, "1", here, "2");
+    await byName.get("c")!.node.close();
+    await byName.get("d")!.node.close();
+    await eventually(() => nodes[0]!.node.members().filter((m) => m.name === "c" || m.name === "d").every((m) => m.state === "dead"), { what: "a sees c and d dead" });
+    // a holds no copy of `gone` (with one, it would delete it as a hint): whether there is anything to delete cannot be known.
+    expect((await (await fetch(`${nodes[0]!.url}/dump`)).text()).includes(`"key":"${gone}"`)).toBe(false);
+    await expect(ra.del(here, gone)).rejects.toThrow(/no owner of key/);
+    // It had deleted `here`, then answered the error.
+    expect(await ra.get(here)).toBe("2");
   });
 
   test("a TTL past on the owner's clock expires the key, answered as Redis; a refused MSET writes none of its keys on any owner", async () => {
