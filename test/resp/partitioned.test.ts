@@ -163,10 +163,17 @@ describe("RESP in a partitioned cluster", () => {
     await c.expect("+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n");
     // e joins: k's first owner is e now. The queued commands would each go to e on their own, out of order.
     const e = track(await respNode({ name: "e", replicas: 2, peers: [nodes[0]!.url], ...FAST_TIMINGS }), (r) => r.node.close());
-    await eventually(async () => {
-      const placed = (await (await fetch(`${nodes[0]!.url}/cluster/placement?key=${k}`)).json()) as { owners: string[] };
-      return placed.owners[0] === "e" && e.node.ready();
-    }, { what: "e joined, first owner of the key", timeoutMs: 20_000 });
+    // Until e has filled the partition, a still decides k: asked as a queuing command is, by another connection.
+    const probe = track(await RawConnection.open(nodes[0]!.respPort));
+    await eventually(
+      async () => {
+        probe.clear();
+        probe.send(Buffer.concat([frame("MULTI"), frame("SET", k, "probe"), frame("DISCARD")]));
+        const r = await probe.until((t) => t.split("\r\n").length >= 4);
+        return r.includes("is decided by another node") && e.node.ready();
+      },
+      { what: "e joined and decides the key", timeoutMs: 20_000 },
+    );
     c.clear();
     c.send(frame("EXEC"));
     const answer = await c.until((r) => r.endsWith("\r\n"));
