@@ -167,7 +167,22 @@ export class Pipe {
   clientEnded(): void {
     this.clientDone = true;
     this.flushUp();
-    this.closeWhenQuiet();
+    if (!this.closedIfDone()) this.closeWhenQuiet();
+  }
+
+  /**
+   * A half-closed client with nothing in flight, framed (each answer known whole,
+   * and taken), is closed at once: no more answers can come, and waiting out the
+   * quiet period held its --max-clients slot for a client long gone (a client
+   * opening a connection per request met 503 TOO_MANY_CLIENTS with none open).
+   * Raw bytes (the framing stopped) still wait for the answers to stop.
+   */
+  private closedIfDone(): boolean {
+    if (!this.clientDone || this.upClosed || this.clientGone || !this.framing) return false;
+    if (this.toUp.length > 0 || this.pendingClient !== undefined || this.request.headSoFar() !== undefined) return false;
+    this.up?.end();
+    this.upEnded();
+    return true;
   }
 
   /** The client went away: so does the upstream connection. */
@@ -234,6 +249,7 @@ export class Pipe {
     }
     this.up?.resume();
     if (this.upClosed) this.ends.closeClient();
+    else this.closedIfDone();
   }
 
   private flushUp(): void {
