@@ -291,17 +291,18 @@ export function checkFlagsTogether(o: NodeOptions, typed: ReadonlySet<keyof Node
     throw usageError(`${said("tlsCertFile")} and ${said("tlsKeyFile")} go together: give both or neither`);
   }
   // The timings without flags of their own come from the preset (--timings) or the defaults.
-  const preset = o.suspectAfterMs === undefined ? "" : " under --timings fast";
+  // Named neutrally: the preset may come from --timings or MAKHZEN_TIMINGS.
+  const preset = o.suspectAfterMs === undefined ? "" : " under the fast timings";
   const suspect = o.suspectAfterMs ?? DEFAULTS.suspectAfterMs;
   if (o.heartbeatIntervalMs !== undefined && o.heartbeatIntervalMs > suspect) {
     throw usageError(
-      `--heartbeat-interval must be at most ${showDuration(suspect)} (the silence after which a member is suspect${preset}), not ${showDuration(o.heartbeatIntervalMs)}`,
+      `${said("heartbeatIntervalMs")} must be at most ${showDuration(suspect)} (the silence after which a member is suspect${preset}), not ${showDuration(o.heartbeatIntervalMs)}`,
     );
   }
   const dead = o.deadAfterMs ?? DEFAULTS.deadAfterMs;
   if (o.reapDeadAfterMs !== undefined && o.reapDeadAfterMs < dead) {
     throw usageError(
-      `--reap-dead-after must be at least ${showDuration(dead)} (the silence after which a member is dead${preset}), not ${showDuration(o.reapDeadAfterMs)}`,
+      `${said("reapDeadAfterMs")} must be at least ${showDuration(dead)} (the silence after which a member is dead${preset}), not ${showDuration(o.reapDeadAfterMs)}`,
     );
   }
 }

@@ -200,7 +200,12 @@ describe("the serve flag table", () => {
     expect(fromEnv({ MAKHZEN_READ_TOKEN: "r", MAKHZEN_TOKEN: "r" })).toBe("MAKHZEN_READ_TOKEN must differ from MAKHZEN_TOKEN");
     expect(refused({ "heartbeat-interval": "10s" })).toBe("--heartbeat-interval must be at most 5s (the silence after which a member is suspect), not 10s");
     expect(refused({ timings: "fast", "reap-dead-after": "1s" })).toBe(
-      "--reap-dead-after must be at least 1500ms (the silence after which a member is dead under --timings fast), not 1s",
+      "--reap-dead-after must be at least 1500ms (the silence after which a member is dead under the fast timings), not 1s",
+    );
+    // Set in the environment, named as set there (they were named as flags nobody typed).
+    expect(fromEnv({ MAKHZEN_HEARTBEAT_INTERVAL: "10s" })).toBe("MAKHZEN_HEARTBEAT_INTERVAL must be at most 5s (the silence after which a member is suspect), not 10s");
+    expect(fromEnv({ MAKHZEN_TIMINGS: "fast", MAKHZEN_REAP_DEAD_AFTER: "1s" })).toBe(
+      "MAKHZEN_REAP_DEAD_AFTER must be at least 1500ms (the silence after which a member is dead under the fast timings), not 1s",
     );
     expect(() => checkFlagsTogether(serveOptions({ token: "t", "read-token": "r", "heartbeat-interval": "5s" }, {}))).not.toThrow();
     // A flag typed without what gives it effect is refused, not ignored.
