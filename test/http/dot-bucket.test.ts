@@ -9,7 +9,7 @@
 import { describe, expect, test } from "bun:test";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
-import { dotBucketOf } from "../../src/http/front/head.ts";
+import { dotSegmentOf } from "../../src/http/front/head.ts";
 import { RawConnection, rawRequest } from "../support/raw-connection.ts";
 
 const track = closeAfterEach();
@@ -43,9 +43,9 @@ const DOT_TARGETS = [
 
 describe("a bucket that is a dot segment", () => {
   test("is found however it is spelled, and only where a bucket goes", () => {
-    for (const t of DOT_TARGETS) expect({ t, found: dotBucketOf(t) !== undefined }).toEqual({ t, found: true });
-    for (const t of ["/buckets/b/items/x", "/buckets/..b/items/x", "/buckets/.b/items/x", "/buckets/b/../items/x", "/items/buckets/../x", "/items/%2E%2E", "/buckets/%252E%252E/items/x", "/buckets", "/internal/../items/x"]) {
-      expect({ t, found: dotBucketOf(t) }).toEqual({ t, found: undefined });
+    for (const t of DOT_TARGETS) expect({ t, found: dotSegmentOf(t)?.in }).toEqual({ t, found: "bucket" });
+    for (const t of ["/buckets/b/items/x", "/buckets/..b/items/x", "/buckets/.b/items/x", "/buckets/b/../items/x", "/buckets/%252E%252E/items/x", "/buckets", "/internal/../items/x"]) {
+      expect({ t, found: dotSegmentOf(t) }).toEqual({ t, found: undefined });
     }
   });
 
@@ -111,5 +111,41 @@ describe("a bucket that is a dot segment", () => {
     const guarded = await serve({ name: "guarded", token: "t0ken-t0ken-t0ken" });
     const d = await open(guarded.url);
     expect(statusOf(await d.exchange(rawRequest("GET", "/buckets/../items/x")))).toBe(400);
+  });
+});
+
+// A key that is, or holds, a dot segment: Bun resolved it away, serving `/items/%2E%2E` as the index
+// (GET 200, PUT 405 "not allowed on /"), `/items/%2E` as the listing, and `/items/a/../b` as the key `b`.
+const DOT_KEY_TARGETS = ["/items/%2E%2E", "/items/..", "/items/%2e", "/items/.", "/buckets/b/items/%2E%2E", "/items/a/../b", "/items/a/%2e/b", "/items/a/..", "/buckets/b/items/x/.", "/items/buckets/../x", "/items/%2E%2E?w=1"];
+
+describe("a key that is or holds a dot segment", () => {
+  test("is found however it is spelled, and only in a key", () => {
+    for (const t of DOT_KEY_TARGETS) expect({ t, found: dotSegmentOf(t) }).toEqual({ t, found: { in: "key", segment: expect.any(String) } });
+    for (const t of ["/items/.x", "/items/..x", "/items/a.b", "/items/a%2F..", "/items/%252E%252E", "/items/x?prefix=..", "/buckets/b/../items/x"]) {
+      expect({ t, found: dotSegmentOf(t) }).toEqual({ t, found: undefined });
+    }
+  });
+
+  test("400 INVALID_KEY on every item method, first on a connection or later on a piped one; nothing written under another key", async () => {
+    const { node, url } = await serve();
+    for (const target of DOT_KEY_TARGETS) {
+      for (const method of ["PUT", "GET", "DELETE"]) {
+        const c = await open(url);
+        const answer = await c.exchange(rawRequest(method, target, { "content-type": "text/plain" }, method === "PUT" ? "v" : undefined));
+        expect({ method, target, status: statusOf(answer), code: bodyOf(answer).error.code }).toEqual({ method, target, status: 400, code: "INVALID_KEY" });
+        expect(await c.closedWithin(2_000)).toBe(true);
+      }
+      const c = await open(url);
+      expect(statusOf(await c.exchange(rawRequest("GET", "/healthz")))).toBe(200);
+      const answer = await c.exchange(rawRequest("PUT", target, { "content-type": "text/plain" }, "v"));
+      expect({ target, status: statusOf(answer), code: bodyOf(answer).error.code }).toEqual({ target, status: 400, code: "INVALID_KEY" });
+    }
+    expect(node.bucket().get("b")).toBeUndefined();
+    expect(node.bucket().get("x")).toBeUndefined();
+    // A key with dots that are no segment of their own, or a "/" sent as %2F beside them, is an ordinary key.
+    const c = await open(url);
+    expect(statusOf(await c.exchange(rawRequest("PUT", "/items/a%2F..", { "content-type": "text/plain" }, "v")))).toBe(200);
+    expect(statusOf(await c.exchange(rawRequest("PUT", "/items/.x", { "content-type": "text/plain" }, "v")))).toBe(200);
+    expect([node.bucket().get("a/..")?.value, node.bucket().get(".x")?.value]).toEqual(["v", "v"]);
   });
 });

@@ -6,7 +6,7 @@ import { urlHost, type ServeConfig } from "../serve.ts";
 import { InnerServer, startsPeerRequest } from "./inner.ts";
 import type { FrontAnswer } from "./answer.ts";
 import { MakhzenError } from "../../errors.ts";
-import { dotBucketRefusal, PARTIAL_HEAD, parseHead } from "./head.ts";
+import { dotSegmentRefusal, PARTIAL_HEAD, parseHead } from "./head.ts";
 import { concat, Pipe } from "./pipe.ts";
 import { refusal } from "./refuse.ts";
 import { type ClientSlots, OpenConnections } from "../../ops/connections.ts";
@@ -189,7 +189,7 @@ export function startFront(
       }
       const head = parseHead(text, at, maxBody);
       // A head Bun would refuse (refuse.ts), or a bucket that is a dot segment (head.ts), whole or not, is refused here, with the envelope.
-      const refused = head === PARTIAL_HEAD || head === undefined ? (refusal(text, at) ?? dotBucketRefusal(text, at)) : undefined;
+      const refused = head === PARTIAL_HEAD || head === undefined ? (refusal(text, at) ?? dotSegmentRefusal(text, at)) : undefined;
       if (refused !== undefined) return refuse(socket, conn, out, refused, isHeadRequest(text, at));
       if (head === PARTIAL_HEAD) {
         write(socket, conn, out);

@@ -270,13 +270,15 @@ function itemPath(path: string): { bucket: string; rawKey: string } | undefined 
 }
 
 /**
- * Buckets `.` and `..` cannot be named in a URL, as keys cannot (core refuses those
- * keys everywhere): Bun resolves dot segments, `%2e` spellings included, before
- * anything sees the path, so `/buckets/%2E%2E/items/x` was served as `/items/x`, a
- * write landing in the bucket `default`, and `/buckets/./items` as another route.
- * The raw target exists only here, in the bytes, so a request whose bucket segment
- * is a dot segment (raw or percent-encoded, any case, `\` read as `/` as Bun reads
- * it) is refused 400 INVALID_BUCKET here, before it is handed to Bun.serve: by the
+ * Buckets and keys `.` and `..` cannot be named in a URL (core refuses those names
+ * everywhere): Bun resolves dot segments, `%2e` spellings included, before anything
+ * sees the path, so `/buckets/%2E%2E/items/x` was served as `/items/x`, a write
+ * landing in the bucket `default`, `/buckets/./items` as another route,
+ * `/items/%2E%2E` as the index (a GET's 200 that is no item, a PUT's 405), and
+ * `/items/a/../b` as the key `b`. The raw target exists only here, in the bytes,
+ * so a request with a dot segment (raw or percent-encoded, any case, `\` read as
+ * `/` as Bun reads it) where its bucket goes, or anywhere in its key, is refused
+ * 400 (INVALID_BUCKET, INVALID_KEY) here, before it is handed to Bun.serve: by the
  * front end for a connection's first such request, by its pipe (pipe.ts) for a
  * later one. "Where the bucket goes" is after dot segments before it are resolved
  * (`/x/../buckets/..` too); one after a real bucket (`/buckets/b/..`) names no
@@ -284,10 +286,10 @@ function itemPath(path: string): { bucket: string; rawKey: string } | undefined 
  *
  * Cost: called only for a head the front end does not take (it takes no target
  * with a dot segment), and for each request on a piped connection: a peer's is
- * one indexOf (measured ~15-70 ns a request with the head's copy, on a loaded
- * machine), a bucket's without `.` or `%` three; only a target with both is split.
+ * two indexOf (measured ~15-70 ns a request with the head's copy, on a loaded
+ * machine), an item's without `.` or `%` three; only a target with both is split.
  */
-export function dotBucketRefusal(text: string, start: number): { status: 400; code: "INVALID_BUCKET"; message: string } | undefined {
+export function dotSegmentRefusal(text: string, start: number): { status: 400; code: "INVALID_BUCKET" | "INVALID_KEY"; message: string } | undefined {
   const eol = text.indexOf("\r\n", start);
   if (eol === -1) return undefined;
   const sp1 = text.indexOf(" ", start);
@@ -296,15 +298,20 @@ export function dotBucketRefusal(text: string, start: number): { status: 400; co
   const target = text.slice(sp1 + 1, sp2 === -1 || sp2 > eol ? eol : sp2);
   // A raw backslash in the path is refused as such (refuse.ts), whatever it would resolve to.
   if (backslashInPath(target)) return undefined;
-  const bucket = dotBucketOf(target);
-  if (bucket === undefined) return undefined;
-  const message = `bucket ${JSON.stringify(bucket)} is a dot segment: a URL cannot name the bucket "${dotSegment(bucket) === 1 ? "." : ".."}" (it would resolve to another route)`;
-  return { status: 400, code: "INVALID_BUCKET", message };
+  const found = dotSegmentOf(target);
+  if (found === undefined) return undefined;
+  const dot = dotSegment(found.segment) === 1 ? "." : "..";
+  if (found.in === "bucket") {
+    const message = `bucket ${JSON.stringify(found.segment)} is a dot segment: a URL cannot name the bucket "${dot}" (it would resolve to another route)`;
+    return { status: 400, code: "INVALID_BUCKET", message };
+  }
+  const message = `the key holds the dot segment ${JSON.stringify(found.segment)}: a URL path resolves "${dot}" away, naming another key or route; a key cannot be "." or "..", and a "/" beside dots in a key is sent as %2F`;
+  return { status: 400, code: "INVALID_KEY", message };
 }
 
-/** The dot segment (as written) that stands where a bucket goes in `target`'s path, or undefined. */
-export function dotBucketOf(target: string): string | undefined {
-  if (target.indexOf("buckets") === -1 || (target.indexOf(".") === -1 && target.indexOf("%") === -1)) return undefined;
+/** The dot segment (as written) that stands where a bucket goes in `target`'s path, or within its key, or undefined. */
+export function dotSegmentOf(target: string): { in: "bucket" | "key"; segment: string } | undefined {
+  if ((target.indexOf("items") === -1 && target.indexOf("buckets") === -1) || (target.indexOf(".") === -1 && target.indexOf("%") === -1)) return undefined;
   let path = target;
   // An absolute-form target (`http://host/buckets/..`): its path.
   if (path.charCodeAt(0) !== 47 /* / */) {
@@ -317,7 +324,11 @@ export function dotBucketOf(target: string): string | undefined {
   const resolved: string[] = [];
   for (const segment of path.split(/[/\\]/).slice(1)) {
     const dot = dotSegment(segment);
-    if (dot !== 0 && resolved.length === 1 && resolved[0] === "buckets") return segment;
+    if (dot !== 0) {
+      if (resolved.length === 1 && resolved[0] === "buckets") return { in: "bucket", segment };
+      // Under an item route: the key's first segment or a later one (a key may hold "/").
+      if (resolved[0] === "items" || (resolved[0] === "buckets" && resolved[2] === "items")) return { in: "key", segment };
+    }
     if (dot === 2) resolved.pop();
     else if (dot === 0) resolved.push(segment);
   }

@@ -1,7 +1,7 @@
 import type { Socket } from "bun";
 import { AnswerReader, RequestReader, UNSURE } from "./frame.ts";
 import { bareRefusal, refusal } from "./refuse.ts";
-import { dotBucketRefusal } from "./head.ts";
+import { dotSegmentRefusal } from "./head.ts";
 import { closingErrorWire, isHeadRequest } from "./wire.ts";
 
 /**
@@ -329,7 +329,7 @@ export class Pipe {
   }
 
   /**
-   * A request whose bucket is a dot segment (head.ts dotBucketRefusal: Bun would
+   * A request whose bucket or key holds a dot segment (head.ts dotSegmentRefusal: Bun would
    * serve it as another route), or whose whole head the front end would refuse on
    * a connection's first request (refuse.ts: two Host headers, a NUL, a fragment...,
    * which Bun served or answered bare), is refused here as it would be there:
@@ -343,7 +343,7 @@ export class Pipe {
     if (head === undefined || head.indexOf("\r\n") === -1) return false;
     const whole = this.request.headRead;
     if (whole) this.lineChecked = true;
-    const refused = dotBucketRefusal(head, 0) ?? (whole ? refusal(head, 0) : undefined);
+    const refused = dotSegmentRefusal(head, 0) ?? (whole ? refusal(head, 0) : undefined);
     if (refused === undefined) return false;
     this.toClient(refusalWire(refused, head));
     this.refusedOwn = true;
