@@ -4,7 +4,7 @@ import type { Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import type { Member } from "./membership-types.ts";
 import type { MembersAnswer, WireMember } from "./protocol/messages.ts";
-import type { PeerTransport } from "./protocol/peer-ops.ts";
+import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
 
 export interface SeedsDeps {
   self: { url: string };
@@ -156,7 +156,9 @@ export class Seeds {
         onlySelf = false;
         // Retried every heartbeat until one answers: one line per seed within the budget.
         this.misses++;
-        this.lines.line("seeds.no-answer", seed, (suppressed) => this.deps.logger.warn("seed did not answer", { seed, misses: this.misses, suppressed, error: e }));
+        // One that answered (a 401, an unsigned refusal) is not called silent: the error says why.
+        const said = e instanceof PeerError && e.status > 0 ? "seed refused the join" : "seed did not answer";
+        this.lines.line("seeds.no-answer", seed, (suppressed) => this.deps.logger.warn(said, { seed, misses: this.misses, suppressed, error: e }));
       }
     }
     // Every seed tried reached this node itself: for now it has none, as a first node;

@@ -319,6 +319,17 @@ describe("cluster secret on the peer API", () => {
   });
 });
 
+test("a peer's unsigned refusal (made before it could check our signature) is said with its status, not as a missing secret", async () => {
+  // A secured peer answers 503 while its peer bodies are all being read, unsigned (it has proved nothing of
+  // the request yet): the caller logged "unsigned answer (no cluster secret?)", sending operators after a secret.
+  using busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ error: { code: "UNAVAILABLE", message: "too many peer requests" } }, { status: 503 }) });
+  const lines: Record<string, unknown>[] = [];
+  const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals: newRefusals(), log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }) });
+  const e = await new HttpTransport({ guard }).call(`http://127.0.0.1:${busy.port}`, "groups", {}, 2000).catch((err) => err);
+  expect((e as PeerError).code).toBe("CLUSTER_AUTH");
+  expect(lines[0]?.reason).toBe("unsigned HTTP 503 answer (refused before our signature was checked, or no cluster secret there)");
+});
+
 describe("without a cluster secret, the token goes to loopback peers only", () => {
   test("a member learned beyond loopback is not sent the write token (protected mode checked only the flags)", async () => {
     const seen: (string | null)[] = [];
@@ -378,33 +389,44 @@ describe("an unsigned answer is refused before its body is read", () => {
   });
 });
 
-describe("peer bodies read before their signature is checked are bounded", () => {
-  test("headers that only look signed get a body read for 8 such requests at once, then 503 at once", async () => {
+describe("peer bodies: none read for a stranger, and a bounded number at once for a peer", () => {
+  test("headers that only look signed are refused unread, however many wait; a peer's held bodies are bounded at 8, then 503 at once", async () => {
     const node = start({ name: "held", clusterSecret: SECRET, bodyTimeoutMs: 20_000 });
     const { port } = await node.listen();
     const { requestLimits } = await import("../../src/http/limits.ts");
     const max = requestLimits(node.config).peerBodyBytes;
-    // Well-formed, current, never seen: what a stranger can make without the secret.
-    const head = (i: number) =>
+    const headOf = (signature: Record<string, string>) =>
       `POST /internal/records HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n${PROTOCOL_HEADER}: ${PROTOCOL_VERSION}\r\n` +
-      `${SIGNATURE_HEADERS.timestamp}: ${Date.now()}\r\n${SIGNATURE_HEADERS.nonce}: n${i}-${Math.random()}\r\n${SIGNATURE_HEADERS.signature}: ${"ab".repeat(32)}\r\n` +
+      Object.entries(signature).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
       `Content-Length: ${max}\r\n\r\n{"rec`;
+    // Well-formed, current, never seen: what a stranger can make without the secret. Its body was read and
+    // held against the peers' budget for --body-timeout: eight such connections refused every real peer (503),
+    // which then declared the node dead.
+    const forged = (i: number) =>
+      headOf({ [SIGNATURE_HEADERS.timestamp]: String(Date.now()), [SIGNATURE_HEADERS.nonce]: `n${i}-${Math.random()}`, [SIGNATURE_HEADERS.bodyHash]: "cd".repeat(32), [SIGNATURE_HEADERS.signature]: "ab".repeat(32) });
+    for (let i = 0; i < 12; i++) {
+      const answer = await rawExchange(port, forged(i), { timeoutMs: 5000 });
+      expect({ status: answer.status, refused: answer.body.includes("bad signature") }).toEqual({ status: 401, refused: true });
+    }
+    // A peer's (signed with the secret) whose bodies are slow: eight are read at once, the ninth is refused at its head.
+    const peer = new PeerSigner({ secret: SECRET });
+    const signed = () => headOf(peer.sign("POST", "/internal/records", "x".repeat(max), Date.now()));
     const held: Bun.Socket[] = [];
     try {
       for (let i = 0; i < 8; i++) {
         held.push(await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }));
-        held.at(-1)!.write(head(i));
+        held.at(-1)!.write(signed());
       }
-      // The eight bodies are being read (their bytes trickle in no more): the ninth is refused at its head.
       await eventually(async () => {
-        const ninth = await rawExchange(port, head(9), { timeoutMs: 2000 }).catch(() => undefined);
+        const ninth = await rawExchange(port, signed(), { timeoutMs: 2000 }).catch(() => undefined);
         return ninth?.status === 503 && ninth.body.includes("too many peer requests");
       }, { timeoutMs: 10_000, what: "the ninth refused" });
     } finally {
       for (const s of held) s.end();
     }
-    // Once they are gone, a request is read again (and refused for its signature, as a stranger's is).
-    await eventually(async () => (await rawExchange(port, head(10).replace(`Content-Length: ${max}`, "Content-Length: 5"), { timeoutMs: 2000 }).catch(() => undefined))?.status === 401, { timeoutMs: 10_000, what: "read again" });
+    // Once they are gone, a request is read again (and refused: its body is not the one its hash was signed for).
+    const short = () => signed().replace(`Content-Length: ${max}`, "Content-Length: 5");
+    await eventually(async () => (await rawExchange(port, short(), { timeoutMs: 2000 }).catch(() => undefined))?.status === 401, { timeoutMs: 10_000, what: "read again" });
   });
 });
 

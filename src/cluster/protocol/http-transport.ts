@@ -88,7 +88,7 @@ export class HttpTransport implements PeerTransport {
     }
     if (signature) {
       try {
-        this.opts.guard!.checkAnswerSigned(path, res.headers, url);
+        this.opts.guard!.checkAnswerSigned(path, res.headers, url, res.status);
       } catch (e) {
         void res.body?.cancel().catch(() => {});
         throw new PeerError(res.status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
@@ -111,7 +111,7 @@ export class HttpTransport implements PeerTransport {
       // not its members (so it never becomes one), not its records, not its errors
       // (an unsigned NAME_TAKEN from a stranger on a seed URL must not stop a join).
       try {
-        this.opts.guard!.checkAnswer(path, signature, answer, headers, url);
+        this.opts.guard!.checkAnswer(path, signature, answer, headers, url, status);
       } catch (e) {
         throw new PeerError(status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
       }

@@ -16,6 +16,8 @@ export const SIGNATURE_HEADERS = {
   timestamp: "x-makhzen-timestamp",
   nonce: "x-makhzen-nonce",
   signature: "x-makhzen-signature",
+  /** The SHA-256 of the body, which the signature covers: a receiver checks the signature before it reads the body, then the body against it. */
+  bodyHash: "x-makhzen-body-sha256",
 } as const;
 
 export interface PeerSignerOptions {
@@ -32,12 +34,22 @@ export interface PeerSignerOptions {
 
 export type Verdict = { ok: true } | { ok: false; reason: string };
 
+const HEX64 = /^[0-9a-f]{64}$/;
+const sha256 = (text: string): string => new Bun.CryptoHasher("sha256").update(text).digest("hex");
+
 /**
  * HMAC-SHA256 request signing between peers. The signature covers the method,
- * path (with query), a timestamp, a random nonce and a hash of the body, so a
+ * path (with query), a timestamp, a random nonce and the SHA-256 of the body, so a
  * captured request cannot be altered, and cannot be replayed: outside the window
  * its timestamp is refused, inside it its nonce has been seen. The secret itself
  * never crosses the wire.
+ *
+ * The body's hash travels in a header of its own, so the signature is proved from
+ * the headers alone (verifyHead), before the body is read: headers that only look
+ * signed had every stranger's body read and held against the peers' shared budget
+ * of unverified bytes (http/peer.ts) until --body-timeout, and eight such
+ * connections refused every real peer, which then declared the node dead. The body
+ * is then checked against its hash (verifyBody).
  */
 export class PeerSigner {
   private readonly windowMs: number;
@@ -53,24 +65,27 @@ export class PeerSigner {
   sign(method: string, pathAndQuery: string, body: string, nowMs: number): Record<string, string> {
     const ts = String(nowMs);
     const nonce = crypto.randomUUID();
+    const bodyHash = sha256(body);
     return {
       [SIGNATURE_HEADERS.timestamp]: ts,
       [SIGNATURE_HEADERS.nonce]: nonce,
-      [SIGNATURE_HEADERS.signature]: this.mac(method, pathAndQuery, ts, nonce, body),
+      [SIGNATURE_HEADERS.bodyHash]: bodyHash,
+      [SIGNATURE_HEADERS.signature]: this.mac(method, pathAndQuery, ts, nonce, bodyHash),
     };
   }
 
   /**
-   * What can be checked before the body is read: the headers are there and well
-   * formed, the timestamp is inside the window, the nonce is new. A stranger's
-   * request that fails these is refused without its body being read or hashed.
+   * What can be checked without the secret: the headers are there and well formed,
+   * the timestamp is inside the window, the nonce is new.
    */
   precheck(headers: Headers, nowMs: number): Verdict {
     const ts = headers.get(SIGNATURE_HEADERS.timestamp);
     const nonce = headers.get(SIGNATURE_HEADERS.nonce);
     const sig = headers.get(SIGNATURE_HEADERS.signature);
     if (!ts || !nonce || !sig) return { ok: false, reason: "missing signature headers" };
-    if (!/^[0-9a-f]{64}$/.test(sig) || nonce.length > 64) return { ok: false, reason: "malformed signature headers" };
+    const bodyHash = headers.get(SIGNATURE_HEADERS.bodyHash);
+    if (bodyHash === null) return { ok: false, reason: "signature without a body hash (a node of an older release?)" };
+    if (!HEX64.test(sig) || !HEX64.test(bodyHash) || nonce.length > 64) return { ok: false, reason: "malformed signature headers" };
     const t = Number(ts);
     if (!Number.isSafeInteger(t) || Math.abs(nowMs - t) > this.windowMs) {
       return { ok: false, reason: "timestamp outside the replay window" };
@@ -79,23 +94,40 @@ export class PeerSigner {
     return { ok: true };
   }
 
-  verify(method: string, pathAndQuery: string, body: string, headers: Headers, nowMs: number): Verdict {
+  /**
+   * The signature, proved from the headers alone (over the body hash they carry):
+   * before the body is read. Its nonce is spent here, so one captured set of headers
+   * cannot hold two reads at once.
+   */
+  verifyHead(method: string, pathAndQuery: string, headers: Headers, nowMs: number): Verdict {
     const pre = this.precheck(headers, nowMs);
     if (!pre.ok) return pre;
     const ts = headers.get(SIGNATURE_HEADERS.timestamp)!;
     const nonce = headers.get(SIGNATURE_HEADERS.nonce)!;
     const sig = headers.get(SIGNATURE_HEADERS.signature)!;
-    const t = Number(ts);
     // Both are 64 hex digits (precheck checked `sig`), so an equal-length compare leaks nothing.
-    if (!timingSafeEqual(Buffer.from(sig, "hex"), Buffer.from(this.mac(method, pathAndQuery, ts, nonce, body), "hex"))) {
+    const expected = this.mac(method, pathAndQuery, ts, nonce, headers.get(SIGNATURE_HEADERS.bodyHash)!);
+    if (!timingSafeEqual(Buffer.from(sig, "hex"), Buffer.from(expected, "hex"))) {
       return { ok: false, reason: "bad signature (different cluster secret?)" };
     }
-    this.remember(nonce, t, nowMs);
+    this.remember(nonce, Number(ts), nowMs);
     return { ok: true };
   }
 
-  private mac(method: string, path: string, ts: string, nonce: string, body: string): string {
-    const bodyHash = new Bun.CryptoHasher("sha256").update(body).digest("hex");
+  /** The body against the hash its signed headers carry (verifyHead proved them). */
+  verifyBody(body: string, headers: Headers): Verdict {
+    const bodyHash = headers.get(SIGNATURE_HEADERS.bodyHash);
+    if (bodyHash === null || bodyHash !== sha256(body)) return { ok: false, reason: "the body does not match its signed hash" };
+    return { ok: true };
+  }
+
+  /** Headers and body together (an answer, read whole before it is checked). */
+  verify(method: string, pathAndQuery: string, body: string, headers: Headers, nowMs: number): Verdict {
+    const head = this.verifyHead(method, pathAndQuery, headers, nowMs);
+    return head.ok ? this.verifyBody(body, headers) : head;
+  }
+
+  private mac(method: string, path: string, ts: string, nonce: string, bodyHash: string): string {
     return new Bun.CryptoHasher("sha256", this.opts.secret)
       .update(`${method.toUpperCase()}\n${path}\n${ts}\n${nonce}\n${bodyHash}`)
       .digest("hex");
@@ -152,15 +184,19 @@ export class PeerGuard {
     return this.signer.sign("POST", path, body, this.opts.wallClock());
   }
 
-  /** Cheap first check, before a body is read: a request without a signature is refused unread. */
+  /**
+   * The first check, before a body is read: the signature, proved over the body hash
+   * the headers carry. A request that does not prove the secret is refused unread.
+   */
   checkSigned(path: string, headers: Headers, from: string | undefined): void {
     if (headers.get(SIGNATURE_HEADERS.signature) === null) this.refuse("request", path, from, "unsigned request (no cluster secret?)");
-    const pre = this.signer.precheck(headers, this.opts.wallClock());
-    if (!pre.ok) this.refuse("request", path, from, pre.reason);
+    const v = this.signer.verifyHead("POST", path, headers, this.opts.wallClock());
+    if (!v.ok) this.refuse("request", path, from, v.reason);
   }
 
+  /** The body of a request checkSigned passed, against its signed hash. */
   checkRequest(path: string, body: string, headers: Headers, from: string | undefined): void {
-    const v = this.signer.verify("POST", path, body, headers, this.opts.wallClock());
+    const v = this.signer.verifyBody(body, headers);
     if (!v.ok) this.refuse("request", path, from, v.reason);
   }
 
@@ -175,14 +211,14 @@ export class PeerGuard {
    * a seed's URL could answer hundreds of megabytes, read whole and then refused, at
    * every heartbeat's retry. (The signature itself is checked over the body, after.)
    */
-  checkAnswerSigned(path: string, headers: Headers, from: string): void {
+  checkAnswerSigned(path: string, headers: Headers, from: string, status: number): void {
     if (headers.get(SIGNATURE_HEADERS.timestamp) && headers.get(SIGNATURE_HEADERS.nonce) && headers.get(SIGNATURE_HEADERS.signature)) return;
-    this.refuse("answer", path, from, "unsigned answer (no cluster secret?)");
+    this.refuse("answer", path, from, unsignedAnswer(status));
   }
 
-  checkAnswer(path: string, sent: Record<string, string>, body: string, headers: Headers, from: string): void {
+  checkAnswer(path: string, sent: Record<string, string>, body: string, headers: Headers, from: string, status: number): void {
     const v = this.signer.verify("ANSWER", answerPath(path, sent[SIGNATURE_HEADERS.nonce] ?? null), body, headers, this.opts.wallClock());
-    if (!v.ok) this.refuse("answer", path, from, v.reason === "missing signature headers" ? "unsigned answer (no cluster secret?)" : v.reason);
+    if (!v.ok) this.refuse("answer", path, from, v.reason === "missing signature headers" ? unsignedAnswer(status) : v.reason);
   }
 
   private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
@@ -194,6 +230,16 @@ export class PeerGuard {
     throw new MakhzenError("CLUSTER_AUTH", `peer ${kind} refused: ${reason}`);
   }
 }
+
+/**
+ * Why an unsigned answer is refused. A success can only be a stranger's (a peer signs
+ * them all); an error may be a peer's own refusal made before it could check the
+ * request's signature (503 while its peer bodies are all being read, 413, a timeout),
+ * which it cannot sign: the status is said, so a busy peer is not taken for a
+ * missing secret.
+ */
+const unsignedAnswer = (status: number): string =>
+  status >= 200 && status <= 299 ? "unsigned answer (no cluster secret?)" : `unsigned HTTP ${status} answer (refused before our signature was checked, or no cluster secret there)`;
 
 /** An answer is signed over its route and the nonce of the request it answers, so it cannot be replayed to another request. */
 const answerPath = (path: string, nonce: string | null): string => `${path}#${nonce ?? ""}`;

@@ -52,6 +52,25 @@ describe("PeerSigner", () => {
     expect(v.precheck(headersOf(h), now)).toEqual({ ok: false, reason: "replayed request" });
   });
 
+  test("the signature is proved from the headers alone, before the body; the body is then held to its signed hash", () => {
+    const a = signer();
+    const v = signer();
+    const h = a.sign("POST", "/p", "body", now);
+    // Headers that only look signed (a stranger's) are refused without a body.
+    const forged = { ...h, [SIGNATURE_HEADERS.signature]: "ab".repeat(32) };
+    expect(v.verifyHead("POST", "/p", headersOf(forged), now)).toEqual({ ok: false, reason: "bad signature (different cluster secret?)" });
+    // Another body under a peer's headers: its hash header cannot be changed without breaking the signature.
+    expect(v.verifyHead("POST", "/p", headersOf({ ...h, [SIGNATURE_HEADERS.bodyHash]: "cd".repeat(32) }), now).ok).toBe(false);
+    expect(v.verifyHead("POST", "/p", headersOf(h), now)).toEqual({ ok: true });
+    expect(v.verifyBody("bodY", headersOf(h))).toEqual({ ok: false, reason: "the body does not match its signed hash" });
+    expect(v.verifyBody("body", headersOf(h))).toEqual({ ok: true });
+    // The nonce is spent at the head: the same headers cannot hold a second read.
+    expect(v.verifyHead("POST", "/p", headersOf(h), now)).toEqual({ ok: false, reason: "replayed request" });
+    // A signature without the hash header (a node of an older release) is named so.
+    const { [SIGNATURE_HEADERS.bodyHash]: _, ...older } = a.sign("POST", "/p", "body", now);
+    expect(v.verifyHead("POST", "/p", headersOf(older), now)).toEqual({ ok: false, reason: "signature without a body hash (a node of an older release?)" });
+  });
+
   test("the nonce memory stays bounded", () => {
     const v = signer();
     const a = signer();
