@@ -226,6 +226,10 @@ function checkSecurity(c: NodeConfig): void {
   }
   if (c.readToken !== undefined && c.token === undefined) bad("readToken", "needs token: without it every client may write anyway");
   if (c.readToken !== undefined && c.readToken === c.token) bad("readToken", "must differ from token");
+  // A client holding the secret can sign peer requests: a read token that is the secret writes (as a peer,
+  // any version), and a write token that is it makes every client a member.
+  if (c.clusterSecret !== undefined && c.token === c.clusterSecret) bad("token", "must differ from clusterSecret: a client holding the secret can act as a peer");
+  if (c.clusterSecret !== undefined && c.readToken === c.clusterSecret) bad("readToken", "must differ from clusterSecret: a client holding the secret can act as a peer, and write");
   // HMACs captured on the wire allow an offline guess of the secret; 16 random characters put that out of reach.
   if (c.clusterSecret !== undefined && c.clusterSecret.length < 16) bad("clusterSecret", "must be at least 16 characters (try: openssl rand -hex 32)");
   if (typeof c.insecure !== "boolean") bad("insecure", "must be true or false");

@@ -18,7 +18,7 @@ import { createMetrics } from "./ops/metrics.ts";
 import { RequestStats } from "./ops/request-stats.ts";
 import { HTTP_STATUS, MakhzenError } from "./errors.ts";
 import { errorResponse } from "./http/errors.ts";
-import { newRefusals, protectedModeProblem, urlIsLoopback, type Refusals } from "./ops/security.ts";
+import { newRefusals, protectedModeProblem, protectedModeRisks, urlIsLoopback, type Refusals } from "./ops/security.ts";
 import { loadTls } from "./ops/tls.ts";
 import { listenRefusal } from "./ops/listen.ts";
 import { ClientSlots, clientsWithin, openFilesLimit } from "./ops/connections.ts";
@@ -283,8 +283,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         throw new MakhzenError("PROTECTED_MODE", refused);
       }
       // As Redis does: a node started with --insecure says what it is exposed to, once.
-      const accepted = config.insecure && !server ? protectedModeProblem({ ...config, insecure: false }) : undefined;
-      if (accepted) log.child("security").warn("protected mode is off (--insecure)", { risk: accepted });
+      const accepted = config.insecure && !server ? protectedModeRisks(config) : [];
+      if (accepted.length > 0) log.child("security").warn("protected mode is off (--insecure)", { risks: accepted.map((r) => `${r.taken}: ${r.exposure}`) });
       // A port that cannot be bound is refused naming its option and address (ops/listen.ts), and releases the node.
       if (!server) {
         try {

@@ -287,6 +287,11 @@ export function checkFlagsTogether(o: NodeOptions, typed: ReadonlySet<keyof Node
   };
   if (o.readToken !== undefined && o.token === undefined) throw usageError(`${said("readToken")} needs --token: without it every client may write anyway`);
   if (o.readToken !== undefined && o.readToken === o.token) throw usageError(`${said("readToken")} must differ from ${said("token")}`);
+  for (const token of ["token", "readToken"] as const) {
+    if (o.clusterSecret !== undefined && o[token] === o.clusterSecret) {
+      throw usageError(`${said(token)} must differ from ${said("clusterSecret")}: a client holding the secret can act as a peer${token === "readToken" ? ", and write" : ""}`);
+    }
+  }
   if ((o.tlsCertFile === undefined) !== (o.tlsKeyFile === undefined)) {
     throw usageError(`${said("tlsCertFile")} and ${said("tlsKeyFile")} go together: give both or neither`);
   }

@@ -57,18 +57,31 @@ export const urlIsLoopback = (u: string): boolean => {
  * `insecure` accepts both risks. Pure: tested without sockets.
  */
 export function protectedModeProblem(config: ProtectedModeConfig): string | undefined {
-  // Worded with option names (token, clusterSecret, insecure), which the CLI turns into
-  // its flags (namingFlags): so no option's name as a plain word (port, host, peers),
-  // and the host and URLs quoted (a quoted value is never reworded).
   if (config.insecure) return undefined;
+  const risk = protectedModeRisks(config)[0];
+  return risk === undefined ? undefined : `refusing to ${risk.refused}: ${risk.exposure}. ${risk.remedy}`;
+}
+
+/**
+ * What a node beyond loopback without a token or a cluster secret is exposed to,
+ * each risk once (a node started with insecure logs them all; protectedModeProblem
+ * refuses the first). Worded with option names (token, clusterSecret, insecure),
+ * which the CLI turns into its flags (namingFlags): so no option's name as a plain
+ * word (port, host, peers), and the host and URLs quoted (a quoted value is never
+ * reworded).
+ */
+export function protectedModeRisks(config: Omit<ProtectedModeConfig, "insecure">): { refused: string; exposure: string; remedy: string; taken: string }[] {
+  const risks = [];
   const exposed = !isLoopbackHost(config.host);
   if (exposed && config.token === undefined) {
-    return (
-      `refusing to listen on ${JSON.stringify(config.host)} without token: anyone who can reach the node could read and write every key. ` +
-      `Set token, listen on 127.0.0.1, or accept the risk with insecure`
-    );
+    risks.push({
+      refused: `listen on ${JSON.stringify(config.host)} without token`,
+      taken: `listening on ${JSON.stringify(config.host)} without token`,
+      exposure: "anyone who can reach the node could read and write every key",
+      remedy: "Set token, listen on 127.0.0.1, or accept the risk with insecure",
+    });
   }
-  if (config.clusterSecret !== undefined) return undefined;
+  if (config.clusterSecret !== undefined) return risks;
   const peer = config.peers.find((u) => !urlIsLoopback(u));
   const advertised = config.advertise !== undefined && !urlIsLoopback(config.advertise);
   if (exposed || peer !== undefined || advertised) {
@@ -77,10 +90,12 @@ export function protectedModeProblem(config: ProtectedModeConfig): string | unde
       : peer !== undefined
         ? `with the peer ${JSON.stringify(peer)} beyond loopback`
         : `advertising ${JSON.stringify(config.advertise)}, beyond loopback,`;
-    return (
-      `refusing to start ${where} without clusterSecret: anyone who can reach the peer API could join the cluster, ` +
-      `inject writes and read every key. Set the same clusterSecret on every node, or accept the risk with insecure`
-    );
+    risks.push({
+      refused: `start ${where} without clusterSecret`,
+      taken: `${where.replace(/,$/, "")} without clusterSecret`,
+      exposure: "anyone who can reach the peer API could join the cluster, inject writes and read every key",
+      remedy: "Set the same clusterSecret on every node, or accept the risk with insecure",
+    });
   }
-  return undefined;
+  return risks;
 }

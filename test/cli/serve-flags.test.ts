@@ -198,6 +198,13 @@ describe("the serve flag table", () => {
     expect(fromEnv({ MAKHZEN_TLS_CERT: "c.pem" })).toBe("MAKHZEN_TLS_CERT and --tls-key go together: give both or neither");
     expect(fromEnv({ MAKHZEN_READ_TOKEN: "r" })).toBe("MAKHZEN_READ_TOKEN needs --token: without it every client may write anyway");
     expect(fromEnv({ MAKHZEN_READ_TOKEN: "r", MAKHZEN_TOKEN: "r" })).toBe("MAKHZEN_READ_TOKEN must differ from MAKHZEN_TOKEN");
+    // The secret signs peer requests: a token that is the secret is a peer's credential (a read token that writes).
+    const secret = "s".repeat(16);
+    expect(refused({ token: "t", "read-token": secret, "cluster-secret": secret })).toBe(
+      "--read-token must differ from --cluster-secret: a client holding the secret can act as a peer, and write",
+    );
+    expect(refused({ token: secret, "cluster-secret": secret })).toBe("--token must differ from --cluster-secret: a client holding the secret can act as a peer");
+    expect(fromEnv({ MAKHZEN_TOKEN: secret, MAKHZEN_CLUSTER_SECRET: secret })).toBe("MAKHZEN_TOKEN must differ from MAKHZEN_CLUSTER_SECRET: a client holding the secret can act as a peer");
     expect(refused({ "heartbeat-interval": "10s" })).toBe("--heartbeat-interval must be at most 5s (the silence after which a member is suspect), not 10s");
     expect(refused({ timings: "fast", "reap-dead-after": "1s" })).toBe(
       "--reap-dead-after must be at least 1500ms (the silence after which a member is dead under the fast timings), not 1s",

@@ -44,7 +44,14 @@ describe("serve: security flags", () => {
     await using node = await startNode([process.execPath, MAIN, ...args, "--insecure"]);
     expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
     const lines = node.log().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-    expect(lines).toContainEqual(expect.objectContaining({ component: "security", msg: "protected mode is off (--insecure)" }));
+    // What it is exposed to, as it is (it listens, so no "refusing to"), every risk once.
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        component: "security",
+        msg: "protected mode is off (--insecure)",
+        risks: ['advertising "http://10.0.0.1:7000", beyond loopback without clusterSecret: anyone who can reach the peer API could join the cluster, inject writes and read every key'],
+      }),
+    );
     expect(lines).toContainEqual(expect.objectContaining({ msg: "started", tls: false, clientAuth: "none", clusterSecret: false, insecure: true }));
   });
 

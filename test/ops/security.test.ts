@@ -24,6 +24,12 @@ const start = (o: NodeOptions): MakhzenNode => track(createNode({ port: 0, ...o 
 
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
+test("a token that is the cluster secret is refused (a client holding the secret can sign peer requests: a read token that writes)", () => {
+  expect(() => resolveConfig({ token: TOKEN, readToken: SECRET, clusterSecret: SECRET })).toThrow("readToken must differ from clusterSecret");
+  expect(() => resolveConfig({ token: SECRET, clusterSecret: SECRET })).toThrow("token must differ from clusterSecret");
+  expect(() => resolveConfig({ token: TOKEN, readToken: "r".repeat(16), clusterSecret: SECRET })).not.toThrow();
+});
+
 describe("protected mode", () => {
   test("loopback is 127.0.0.0/8, ::1 and localhost", () => {
     for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST", "::ffff:127.0.0.1", "[::ffff:7f00:1]", "::ffff:7f01:203"]) expect(isLoopbackHost(h)).toBe(true);
