@@ -111,6 +111,23 @@ export function joinSettingsRefusal(joiner: string, theirs: SharedSettings, ours
 }
 
 /**
+ * A joiner whose URL's scheme is not the seed's (pure): a member serving plain http
+ * in a cluster that serves https had every write replicated to it in clear, with no
+ * word of it (and one serving https in a plain cluster protects nothing). Every
+ * member speaks what the seed speaks. Option names: the CLI makes them flags.
+ */
+export function schemeRefusal(joiner: { name: string; url: string }, seedUrl: string): MakhzenError | undefined {
+  const scheme = (url: string): string => url.slice(0, url.indexOf(":") + 1).toLowerCase();
+  if (scheme(joiner.url) === scheme(seedUrl)) return undefined;
+  const tls = scheme(seedUrl) === "https:";
+  return new MakhzenError(
+    "SCHEME_MISMATCH",
+    `node "${joiner.name}" serves ${JSON.stringify(joiner.url)} but this cluster's members serve ${tls ? "https" : "plain http"} (${JSON.stringify(seedUrl)}): ` +
+      `give every member TLS (tlsCertFile and tlsKeyFile) or none, so no peer traffic crosses the network in clear`,
+  );
+}
+
+/**
  * Why an operator may not forget `name` (pure): NOT_FOUND for a name no member has,
  * MEMBER_ALIVE for this node itself and for a member that still answers (alive or
  * only suspect: a forget is for the dead, and one that answers would only join

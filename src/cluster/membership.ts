@@ -2,7 +2,7 @@ import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
-import { countMembers, isLive, joinSettingsRefusal, mergeDecision, probeTimeoutMs, reportOf, type SharedSettings } from "./membership-rules.ts";
+import { countMembers, isLive, joinSettingsRefusal, mergeDecision, schemeRefusal, probeTimeoutMs, reportOf, type SharedSettings } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 import { ageMembers, discountPause } from "./member-silence.ts";
@@ -151,7 +151,7 @@ export class Membership {
    * joiner with another --replicas or --max-clock-offset is refused first (joinSettingsRefusal).
    */
   async handleJoinChecked(joiner: WireMember, settings: SharedSettings): Promise<MembersAnswer> {
-    const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config);
+    const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config) ?? schemeRefusal(joiner, this.deps.self.url);
     if (mismatch) throw mismatch;
     const held = this.members.get(joiner.name);
     if (held && held.url !== joiner.url && isLive(held.state)) {

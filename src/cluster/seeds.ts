@@ -34,6 +34,7 @@ const FIXES: Record<JoinRefusal, string> = {
   NAME_TAKEN: "another --name",
   REPLICAS_MISMATCH: "the cluster's --replicas",
   CLOCK_OFFSET_MISMATCH: "the cluster's --max-clock-offset",
+  SCHEME_MISMATCH: "TLS (--tls-cert and --tls-key) as the cluster's members have it, or not",
 };
 
 /**

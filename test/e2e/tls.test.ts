@@ -95,4 +95,18 @@ describe("TLS", () => {
     expect(got.stderr).toBe("");
     expect(got.stdout).toBe("secret value\n");
   });
+
+  test("a plain http node cannot join a https cluster: it exits 1 with one line, and nothing is replicated to it in clear", async () => {
+    h = new Harness();
+    const a = await startTls("a");
+    // It trusts the CA, so it reaches the seed; it serves http itself, so every write sent to it would cross in clear.
+    const plain = ["--tls-ca", join(dir, "ca.pem"), "--token", TOKEN, "--cluster-secret", SECRET];
+    const c = await h.start("c", { peers: [a.url], extraArgs: plain, waitReady: false });
+    expect(await c.exited).toBe(1);
+    const lines = c.log().split("\n").filter((l) => l.startsWith("makhzen: "));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^makhzen: cannot join the cluster: node "c" serves "http:\/\/127\.0\.0\.1:\d+" but this cluster's members serve https \("https:\/\/127\.0\.0\.1:\d+"\)/);
+    expect(lines[0]).toEndWith(": give every member TLS (--tls-cert and --tls-key) or none, so no peer traffic crosses the network in clear");
+    expect((await new MakhzenClient({ url: a.url, token: TOKEN, ca }).cluster()).members.map((m) => m.name)).toEqual(["a"]);
+  });
 });
