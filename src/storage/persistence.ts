@@ -202,7 +202,10 @@ export class Persistence {
     } catch (e) {
       throw new MakhzenError("DATA_DIR", `data dir ${this.opts.dir}: cannot read ${DB_FILE} (${errText(e)})`);
     }
-    this.flush();
+    // The rows dropped above are deleted by a commit like any other: on a full disk it
+    // fails, is logged and retried, and writes are refused meanwhile (checkWritable).
+    // It threw here before, and a node restarted on a full disk died with a stack trace.
+    this.flushLogged();
     return { loaded, dropped };
   }
 
@@ -294,7 +297,9 @@ export class Persistence {
     clearInterval(this.timer);
     clearTimeout(this.retryTimer);
     this.flushLogged();
-    const lost = this.pending.size;
+    // A purge not written loses nothing (its row is dropped again at the next load): only changes count.
+    let lost = 0;
+    for (const c of this.pending.values()) if (!("gone" in c)) lost++;
     this.closed = true;
     this.db.close();
     this.lock.release();

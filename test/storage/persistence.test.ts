@@ -103,6 +103,32 @@ describe("Persistence", () => {
     expect(loadAll(openAt(dir), NOW - 3 * DAY).records.map((r) => r.key)).toEqual(["live", "recent"]);
   });
 
+  test("rows dropped at load on a disk that takes no commit: the node still opens, refuses writes until a commit succeeds, and a close loses nothing", async () => {
+    const dir = tempDir();
+    const p = openAt(dir, "always");
+    p.write(rec("old-delete", null, NOW - 2 * DAY));
+    p.write(rec("live", "v"));
+    p.close();
+    // The deletes of dropped rows fail, as on a full disk. They threw out of load(): a node restarted there
+    // died with a stack trace, and its close first logged the purges as "lost" changes.
+    const blocker = track(new Database(join(dir, DB_FILE)));
+    blocker.exec("CREATE TRIGGER refuse BEFORE DELETE ON records BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+    const logged = memoryLogger();
+    const again = track(Persistence.open({ dir, nodeName: "n1", fsync: "always", logger: logged }));
+    const { records, stats } = loadAll(again);
+    expect(stats).toEqual({ loaded: 1, dropped: 1 });
+    expect(records.map((r) => r.key)).toEqual(["live"]);
+    expect(() => again.checkWritable()).toThrow("database or disk is full");
+    expect(logged.lines.some((l) => l.msg === "commit failed; will retry")).toBe(true);
+    // A close before the disk takes it: the purge is simply done again at the next load, nothing is lost.
+    expect(() => again.close()).not.toThrow();
+    blocker.exec("DROP TRIGGER refuse");
+    const third = openAt(dir);
+    expect(loadAll(third).stats).toEqual({ loaded: 1, dropped: 1 });
+    third.close();
+    expect(loadAll(openAt(dir)).stats).toEqual({ loaded: 1, dropped: 0 });
+  });
+
   test("remove deletes the row", () => {
     const dir = tempDir();
     const p = openAt(dir);
