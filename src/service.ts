@@ -84,6 +84,8 @@ export interface ReadOptions {
 export interface LoadCounts {
   loaded: number;
   skipped: number;
+  /** Set when the data dir did not take everything loaded (a full disk): it is applied in memory, not all durable. */
+  notDurable?: true;
 }
 
 /** Records per page of a dump: bounds what a dump holds in memory at once. */
@@ -297,15 +299,25 @@ export class ItemsService {
    * before stands. Resolves, or rejects, only once what was loaded is durable.
    */
   async load(records: AsyncIterable<StoredRecord> | Iterable<StoredRecord>, counts: LoadCounts = { loaded: 0, skipped: 0 }): Promise<LoadCounts> {
+    let failure: unknown;
     try {
       for await (const record of records) {
         if (this.deps.items.importRecord(record, this.refuses)) counts.loaded++;
         else counts.skipped++;
       }
-    } finally {
-      // Under fsync=always, loaded records (those before a bad one too) are on disk before anyone is told.
-      await this.deps.durable?.();
+    } catch (e) {
+      failure = e;
     }
+    // Under fsync=always, loaded records (those before a bad one too) are on disk before anyone is told.
+    // When the disk refuses them, the record that stopped the load is still the error (it was not applied:
+    // the durability failure replaced it, and named a line never applied), and the counts say what is not durable.
+    try {
+      await this.deps.durable?.();
+    } catch (e) {
+      counts.notDurable = true;
+      if (failure === undefined) throw e;
+    }
+    if (failure !== undefined) throw failure;
     return counts;
   }
 

@@ -66,6 +66,7 @@ export function transferRoutes(deps: TransferDeps) {
  */
 async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, counts: LoadCounts): Promise<void> {
   let line = 0;
+  let read = false;
   async function* records(): AsyncGenerator<StoredRecord> {
     for await (const bytes of lines(body, deps.maxLineBytes, deps.idleTimeoutMs)) {
       line++;
@@ -79,6 +80,7 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
       }
       yield checkRecord(parsed) as StoredRecord;
     }
+    read = true;
   }
   try {
     await deps.service.load(records(), counts);
@@ -87,7 +89,11 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
     const code = e.code === "VALIDATION" ? "BAD_REQUEST" : e.code;
     // A stall or an over-long line is met while reading the next line, not yet counted.
     const at = e.code === "REQUEST_TIMEOUT" || e.code === "BODY_TOO_LARGE" ? line + 1 : line;
-    throw new MakhzenError(code, `line ${at}: ${e.message} (${counts.loaded} records before it were loaded)`);
+    if (!counts.notDurable) throw new MakhzenError(code, `line ${at}: ${e.message} (${counts.loaded} records before it were loaded)`);
+    // The data dir did not take what was loaded: applied in memory, not all durable (Service.load).
+    const notDurable = "applied in memory, but the data dir did not take them all: they are not durable until it does, and lost if the node stops first";
+    if (read) throw new MakhzenError(code, `every line was read: ${counts.loaded} records ${notDurable} (${e.message})`);
+    throw new MakhzenError(code, `line ${at}: ${e.message} (${counts.loaded} records before it were ${notDurable})`);
   }
 }
 

@@ -116,6 +116,34 @@ describe("dump and load", () => {
 });
 
 describe("makhzen dump and load (CLI)", () => {
+  test("a data dir that stops taking commits mid-load: the line refused is named, and the records before it are said not durable", async () => {
+    const dir = tempDir();
+    const n = track(createNode({ name: "full", port: 0, dataDir: dir, fsync: "always" }));
+    // As a disk that fills: commits fail once 50 rows are on disk.
+    const { Database } = await import("bun:sqlite");
+    const { DB_FILE } = await import("../../src/storage/persistence.ts");
+    const disk = new Database(join(dir, DB_FILE));
+    disk.exec("CREATE TRIGGER full BEFORE INSERT ON records WHEN (SELECT count(*) FROM records) >= 50 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+    const now = Date.now();
+    const lines = Array.from({ length: 400 }, (_, i) => JSON.stringify({ bucket: "L", key: `k${i}`, value: "v".repeat(100), version: `${String(now - 10_000).padStart(15, "0")}-${String(i).padStart(6, "0")}-src` }));
+    // Streamed, as curl sends a file: commits run between its chunks.
+    const chunks = lines.map((l) => new TextEncoder().encode(`${l}\n`));
+    const body = new ReadableStream({ async pull(c) { await Bun.sleep(0); const next = chunks.shift(); if (next) c.enqueue(next); else c.close(); } });
+    const res = await n.handle(new Request("http://localhost/load", { method: "POST", body, headers: { "content-type": "application/x-ndjson" } }));
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect([res.status, error.code]).toEqual([507, "PERSISTENCE_FAILED"]);
+    // Before, the durability failure replaced the refusal: "line N: the write could not be written... it is applied
+    // in memory (N-1 records before it were loaded)", of a line never applied, and records half on disk called loaded.
+    const m = /^line (\d+): writes are refused: the data dir .* \((\d+) records before it were applied in memory, but the data dir did not take them all: they are not durable until it does, and lost if the node stops first\)$/.exec(error.message);
+    expect(m).not.toBeNull();
+    const [line, before] = [Number(m![1]), Number(m![2])];
+    expect(line).toBe(before + 1);
+    expect(n.bucket("L").get(`k${line - 2}`)?.value).toBe("v".repeat(100));
+    expect(n.bucket("L").get(`k${line - 1}`)).toBeUndefined();
+    disk.exec("DROP TRIGGER full");
+    disk.close();
+  });
+
   test("dump > file, load < file into another node", async () => {
     const a = node("a-cli");
     fill(a);
