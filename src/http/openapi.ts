@@ -51,8 +51,10 @@ export function jsonSchema(model: TSchema): Json {
     if (key === "error" && typeof value === "string") return undefined;
     if (value !== null && typeof value === "object" && Array.isArray((value as Json).anyOf)) {
       const branches = (value as { anyOf: Json[] }).anyOf;
-      const numeric = branches.find((b) => b.type === "string" && b.format === "numeric");
-      const number = branches.find((b) => b.type === "number");
+      // Elysia's t.Numeric and t.Integer accept a numeric string too (a query's): what the document
+      // describes is a JSON body's, a number (tools generated `string | number` from the pair).
+      const numeric = branches.find((b) => b.type === "string" && (b.format === "numeric" || b.format === "integer"));
+      const number = branches.find((b) => b.type === "number" || b.type === "integer");
       if (numeric && number && branches.length === 2) return number;
     }
     return value;

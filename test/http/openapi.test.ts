@@ -69,6 +69,16 @@ describe("the document is valid OpenAPI", () => {
     }
   });
 
+  test("a number in a body is a number: no string-or-number pair of Elysia's query types (tools made `string | number` of it)", () => {
+    for (const opts of VARIANTS) {
+      const text = JSON.stringify(openApiDocument(opts));
+      expect(text).not.toContain('"format":"integer"');
+      expect(text).not.toContain('"format":"numeric"');
+    }
+    const cluster = documentOf(VARIANTS[0]!).components.schemas.ClusterStatus as { properties: Record<string, unknown> };
+    expect(cluster.properties.replicas).toMatchObject({ type: "integer" });
+  });
+
   test("GET /openapi serves it", async () => {
     const served = (await call(start(), "GET", "/openapi")).json;
     expect(served.openapi).toBe("3.1.0");
