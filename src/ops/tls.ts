@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import type { NodeConfig } from "../config.ts";
 import { MakhzenError } from "../errors.ts";
 
@@ -55,12 +55,33 @@ export function readCa(label: string, path: string): string {
   return text;
 }
 
+/** More than any certificate chain, key or CA bundle: a file past it is no PEM file (`/dev/zero` was read into GBs of memory). */
+const PEM_MAX_BYTES = 4 * 1024 * 1024;
+
+/** A PEM file's text, read up to PEM_MAX_BYTES (a pipe, `<(...)`, reads as a file does). */
 function readPem(label: string, path: string): string {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let fd: number | undefined;
   try {
-    return readFileSync(path, "utf8");
+    fd = openSync(path, "r");
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(64 * 1024);
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      total += n;
+      if (total > PEM_MAX_BYTES) {
+        throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is larger than ${PEM_MAX_BYTES / 1024 / 1024} MiB: not a PEM file`);
+      }
+      chunks.push(chunk.subarray(0, n));
+    }
   } catch (e) {
+    if (e instanceof MakhzenError) throw e;
     throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 /** Why a text that should be PEM is not: blocks that do not parse, or none at all (the client's `ca` says it too). */
@@ -84,6 +105,10 @@ function parsePrivateKey(label: string, path: string, text: string): KeyObject {
   try {
     return createPrivateKey(text);
   } catch {
+    // A key under a passphrase parses as nothing without it: said as what it is.
+    if (/-----BEGIN (ENCRYPTED PRIVATE KEY|RSA PRIVATE KEY-----[^]*?Proc-Type: 4,ENCRYPTED)/.test(text)) {
+      throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is encrypted (under a passphrase), which the node cannot use: decrypt it (openssl pkey -in key.pem -out plain.pem)`);
+    }
     notPem(label, path, "private key", text);
   }
 }

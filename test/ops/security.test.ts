@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PeerGuard, PeerSigner, SIGNATURE_HEADERS } from "../../src/cluster/protocol/signing.ts";
 import { FAST_TIMINGS, resolveConfig, type NodeOptions } from "../../src/config.ts";
 import { rawExchange } from "../support/raw-http.ts";
@@ -86,6 +89,21 @@ describe("protected mode", () => {
     expect(() => createNode({ tlsCertFile: "/nonexistent/cert.pem", tlsKeyFile: "/nonexistent/key.pem" })).toThrow(
       /tlsCertFile "\/nonexistent\/cert.pem" cannot be read: ENOENT/,
     );
+  });
+
+  test("an endless file is refused past 4 MiB, not read into memory; an encrypted key is said to be one", async () => {
+    // /dev/zero was read whole: GBs of RSS in seconds, and no answer.
+    expect(() => createNode({ tlsCertFile: "/dev/zero", tlsKeyFile: "/dev/zero" })).toThrow('tlsCertFile "/dev/zero" is larger than 4 MiB: not a PEM file');
+    const dir = mkdtempSync(join(tmpdir(), "makhzen-enc-"));
+    try {
+      const key = join(dir, "enc.key");
+      const made = Bun.spawnSync(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes-128-cbc", "-pass", "pass:pw", "-out", key]);
+      expect(made.exitCode).toBe(0);
+      const { loadTls } = await import("../../src/ops/tls.ts");
+      expect(() => loadTls({ tlsKeyFile: key })).toThrow(`tlsKeyFile "${key}" is encrypted (under a passphrase), which the node cannot use`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
