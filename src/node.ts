@@ -297,7 +297,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       const port = server.port!;
       if (config.respPort !== undefined && !resp) {
         try {
-          resp = startRespServer({ service, config, version: VERSION, log: log.child("resp"), refusals, startedMs, slots }, config.respPort);
+          resp = startRespServer({ service, config, version: VERSION, log: log.child("resp"), refusals, startedMs, slots, wallMs: () => clock.wallMs() }, config.respPort);
         } catch (e) {
           await this.close().catch(() => undefined);
           throw listenRefusal(e, "respPort", config);

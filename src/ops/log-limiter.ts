@@ -34,6 +34,8 @@ const BUDGETS = {
   "http.auth-refused": { everyMs: 10_000, linesMax: 20 },
   /** Peer requests and answers refused for their signature, per (peer, reason): a node with another secret retries every heartbeat. */
   "peer.auth-refused": { everyMs: 10_000, linesMax: 20 },
+  /** RESP commands refused for their token (WRONGPASS, NOPERM), per client address: as http.auth-refused. */
+  "resp.auth-refused": { everyMs: 10_000, linesMax: 20 },
   /** Records a peer refused for good, per peer: a peer with a lower limit may refuse a whole stream of them. */
   "replicator.record-refused": { everyMs: 10_000 },
   /** Records a peer does not hold within its clock bounds, per peer: a node with a fast clock stamps many. */

@@ -118,7 +118,7 @@ function check(shared: Shared, session: Session, args: Buffer[]): { spec: Comman
   if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) return errorReply(wrongArity(spec.name));
   if (session.access === undefined && !spec.flags.includes("no_auth")) return errorReply(NOAUTH);
   if (session.access === "read" && spec.flags.includes("write")) {
-    shared.refused("forbidden");
+    shared.refused("forbidden", spec.name.toUpperCase(), session.addr);
     return errorReply(noPerm(spec.name.includes("|") ? spec.name : name));
   }
   if (spec.run === undefined) return errorReply(wrongArity(spec.name));

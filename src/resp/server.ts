@@ -2,6 +2,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import type { NodeConfig } from "../config.ts";
 import { ClientSlots, OpenConnections, settledWithin } from "../ops/connections.ts";
 import type { Logger } from "../ops/log.ts";
+import { LogLimiter } from "../ops/log-limiter.ts";
 import type { Refusals } from "../ops/security.ts";
 import { tokenAccess } from "../ops/tokens.ts";
 import type { ItemsService } from "../service.ts";
@@ -25,6 +26,8 @@ export interface RespServerOptions {
   startedMs: number;
   /** The node's client connections, shared with HTTP (--max-clients); by default this server's own. */
   slots?: ClientSlots;
+  /** The node's wall clock, epoch ms (the refusal log's budget counts on it); Date.now by default. */
+  wallMs?: () => number;
 }
 
 /**
@@ -75,6 +78,7 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
   const { config, log } = opts;
   const access = config.token === undefined ? undefined : tokenAccess(config.token, config.readToken);
   const limits = limitsFor(config);
+  const refusalLines = new LogLimiter(opts.wallMs ?? Date.now);
   const shared: Shared = {
     service: opts.service,
     config,
@@ -88,9 +92,14 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     cursors: new Cursors(),
     randomFrom: new Map(),
     stats: { connections: 0, commands: 0, rejected: 0, outputBytes: 0 },
-    refused: (kind) => {
+    refused: (kind, command, addr) => {
       if (kind === "unauthorized") opts.refusals.clientUnauthorized++;
       else opts.refusals.clientForbidden++;
+      // One line per client address (its host, whatever its port) every 10 s, as HTTP's refusals: a client retrying a bad password must not flood the log.
+      const remote = addr.slice(0, addr.lastIndexOf(":"));
+      refusalLines.line("resp.auth-refused", remote, (alsoRefusedSinceLastLine) =>
+        log.warn("auth refusal", { reply: kind === "unauthorized" ? "WRONGPASS" : "NOPERM", command, remote, alsoRefusedSinceLastLine }),
+      );
     },
     authenticate: (password) => access?.(password),
   };

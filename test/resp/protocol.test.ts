@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { frame, respSetup } from "./support.ts";
+import { memoryLogger } from "../support/core.ts";
 
 const track = closeAfterEach();
 
@@ -141,6 +142,28 @@ describe("RESP wire", () => {
     );
     expect(r.node.refusals.clientUnauthorized).toBe(1);
     expect(r.node.refusals.clientForbidden).toBe(1);
+  });
+
+  test("a wrong password and a read token's write are logged as HTTP's refusals are: one line per address per 10 s, with the count left out", async () => {
+    // Before, they were only counted: operations.md's alert points at these lines for the address.
+    const logged = memoryLogger();
+    const { conn } = await setup({ token: "write-secret", readToken: "read-secret", logger: logged });
+    const c = await conn();
+    for (let i = 0; i < 3; i++) c.send(frame("AUTH", "nope"));
+    c.send(frame("AUTH", "read-secret"));
+    c.send(frame("DEL", "k"));
+    c.send(frame("PING"));
+    await c.until((s) => s.endsWith("+PONG\r\n"));
+    const refusals = logged.lines.filter((l) => l.msg === "auth refusal");
+    expect(refusals.map((l) => l.fields)).toEqual([{ reply: "WRONGPASS", command: "AUTH", remote: "127.0.0.1", alsoRefusedSinceLastLine: 0 }]);
+    expect(refusals[0]!.level).toBe("warn");
+    // A read token writing: NOPERM, named with its command.
+    const other = memoryLogger();
+    const d = await (await setup({ token: "write-secret", readToken: "read-secret", logger: other })).conn();
+    d.send(frame("AUTH", "read-secret"));
+    d.send(frame("DEL", "k"));
+    await d.until((s) => s.includes("NOPERM"));
+    expect(other.lines.filter((l) => l.msg === "auth refusal").map((l) => l.fields)).toEqual([{ reply: "NOPERM", command: "DEL", remote: "127.0.0.1", alsoRefusedSinceLastLine: 0 }]);
   });
 
   test("before AUTH, a client may send only small commands (as Redis bounds unauthenticated ones), and the error says so in Redis's words", async () => {
