@@ -119,7 +119,9 @@ export class Persistence {
     // A file in its place is named as such (mkdir would say EEXIST).
     if (existsSync(opts.dir) && !statSync(opts.dir).isDirectory()) fail("is not a directory");
     try {
-      mkdirSync(opts.dir, { recursive: true });
+      // Owner only, as etcd makes its data dir: every value is in it, whatever the tokens guard over the wire.
+      // A dir that exists keeps the mode its owner gave it.
+      mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     } catch (e) {
       fail(`cannot create it (${errText(e)})`);
     }

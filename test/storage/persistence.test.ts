@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { DB_FILE, Persistence, type FsyncPolicy } from "../../src/storage/persistence.ts";
@@ -127,6 +127,18 @@ describe("Persistence", () => {
     expect(loadAll(third).stats).toEqual({ loaded: 1, dropped: 1 });
     third.close();
     expect(loadAll(openAt(dir)).stats).toEqual({ loaded: 1, dropped: 0 });
+  });
+
+  test("a data dir it makes is the owner's alone (0700): every value is in it; one that exists keeps its mode", () => {
+    const parent = tempDir();
+    const made = join(parent, "made", "here");
+    openAt(made).close();
+    expect(statSync(made).mode & 0o777).toBe(0o700);
+    const mine = join(parent, "mine");
+    mkdirSync(mine, { mode: 0o750 });
+    chmodSync(mine, 0o750);
+    openAt(mine).close();
+    expect(statSync(mine).mode & 0o777).toBe(0o750);
   });
 
   test("remove deletes the row", () => {
