@@ -96,8 +96,10 @@ export class Persistence {
     this.clustered = clustered;
     this.markedBytes = schema === SCHEMA_BYTES;
     this.markBytes = db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?1)");
+    // An update in place where the key has a row (OR REPLACE deleted it and inserted anew: on a rowid table, two index changes).
     this.upsert = db.prepare(
-      "INSERT OR REPLACE INTO records (bucket, key, value, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+      "INSERT INTO records (bucket, key, value, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5) " +
+        "ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at",
     );
     this.del = db.prepare("DELETE FROM records WHERE bucket = ?1 AND key = ?2");
     if (opts.fsync !== "always") {
