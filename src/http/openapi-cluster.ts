@@ -52,7 +52,7 @@ export function clusterParameters(): Record<string, Json> {
       in: "query",
       required: true,
       schema: { type: "string", minLength: 1 },
-      description: "The key, any UTF-8 of 1 to --max-key-bytes (1024) bytes; a `{tag}` in it places it by the tag alone, as in Redis Cluster",
+      description: "The key, any UTF-8 of 1 to --max-key-bytes (1024 by default) bytes; a `{tag}` in it places it by the tag alone, as in Redis Cluster",
     },
     placementBucket: {
       name: "bucket",

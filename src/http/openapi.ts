@@ -80,7 +80,7 @@ function parameters(): Record<string, Json> {
       required: true,
       schema: { type: "string", minLength: 1 },
       description:
-        "The key, percent-encoded as one path segment: a `/` inside a key is written `%2F` (`a%2Fb` is the key `a/b`). Any UTF-8 of 1 to --max-key-bytes (1024) bytes, but U+FFFD, and neither `.` nor `..` (a URL path cannot name them: they are dot segments).",
+        "The key, percent-encoded as one path segment: a `/` inside a key is written `%2F` (`a%2Fb` is the key `a/b`). Any UTF-8 of 1 to --max-key-bytes (1024 by default) bytes, but U+FFFD, and neither `.` nor `..` (a URL path cannot name them: they are dot segments).",
     },
     bucket: {
       name: "bucket",
