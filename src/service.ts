@@ -198,11 +198,22 @@ export class ItemsService {
     return this.routed !== undefined && !this.runsHere(key, false) ? this.routed.deleteRefusal(bucket, key) : undefined;
   }
 
-  /** A delete here, whoever owns the key. */
-  localDelete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Version | undefined | Promise<Version> {
+  /**
+   * A delete here, whoever owns the key. With nothing live here, a delete that asks
+   * for more than this node (w=quorum, all, 2...) first reads the replicas it asks
+   * (read repair, as r= does), then deletes what that brought: a copy here may be
+   * stale (a write this node missed, under a cut), and answering 404 from it left
+   * the key live on the quorum that held it, where w=quorum and r=quorum must meet.
+   */
+  localDelete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Version | undefined | Promise<Version | undefined> {
     const version = this.deps.items.delete(bucket, key, opts);
-    if (version === undefined) return undefined;
-    return this.settle(bucket, key, version, opts.w, version);
+    if (version !== undefined) return this.settle(bucket, key, version, opts.w, version);
+    const w = opts.w;
+    if (w === undefined || this.deps.cluster === undefined || w.level === 1) return undefined;
+    return this.repairRead(bucket, key, w).then(() => {
+      const found = this.deps.items.delete(bucket, key, opts);
+      return found === undefined ? undefined : this.settle(bucket, key, found, w, found);
+    });
   }
 
   /**

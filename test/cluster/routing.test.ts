@@ -107,6 +107,20 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     for (const n of nodes) expect(keysOf(n)).toEqual(keys.filter((k) => owners(k).includes(n.name)).sort());
   });
 
+  test("a delete with w=quorum on an owner whose copy is stale reads the owners first: it deletes the value they hold", async () => {
+    const { service, node, owners } = await cluster();
+    const key = "stale-here";
+    const [first, second] = owners(key) as [string, string];
+    // The second owner holds a write the first missed (a cut): a quorum (both) has the key live.
+    node(second).store.apply({ bucket: "default", key, value: "v", version: node(second).clock.now() });
+    // Before, the first answered 404 from its own copy, deleted nothing, and the key stayed live.
+    const version = await service(first).delete("default", key, { w: concern("w", "quorum") });
+    expect(typeof version).toBe("string");
+    for (const o of [first, second]) await eventually(() => node(o).store.getRecord("default", key)?.value === null, { what: `${o} holds the tombstone` });
+    // Nothing anywhere: still 404, after asking.
+    expect(await service(first).delete("default", "never-written", { w: concern("w", "quorum") })).toBeUndefined();
+  });
+
   test("deletes from a non-owner reach the owners; a missing key is undefined, from the owner", async () => {
     const { service, node, owners, keyNotOwnedBy } = await cluster();
     const key = keyNotOwnedBy("a");
