@@ -154,7 +154,7 @@ export class RoutedItems {
     const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
     if (answer) return answer.version ?? undefined;
     if (conditional) throw noOwner(key, "a conditional delete is checked on an owner's copy, so it is refused", unserved);
-    if (!this.store.get(bucket, key)) throw noOwner(key, "and this node holds no copy of it, so whether there is anything to delete cannot be known", unserved);
+    if (!this.store.get(bucket, key)) throw noOwner(key, "this node holds no copy of it, so whether there is anything to delete cannot be known", unserved);
     return this.hint(key, opts.w, () => this.local.localDelete(bucket, key), unserved);
   }
 
@@ -165,7 +165,7 @@ export class RoutedItems {
    */
   deleteRefusal(bucket: string, key: string): MakhzenError | undefined {
     if (this.router.writeTargets(partitionOf(key)).length > 0 || this.store.get(bucket, key)) return undefined;
-    return noOwner(key, "and this node holds no copy of it, so whether there is anything to delete cannot be known");
+    return noOwner(key, "this node holds no copy of it, so whether there is anything to delete cannot be known");
   }
 
   /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */
