@@ -7,9 +7,10 @@
  * depends less on the rest of the machine than req/s does). Linux only (/proc).
  *
  *   mkdir -p /tmp/base && git archive <rev> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
- *   bun bench/ab.ts --base /tmp/base [--rounds 6] [--seconds 4] [--fresh]
+ *   bun bench/ab.ts --base /tmp/base [--rounds 6] [--seconds 4] [--fresh] [--fsync everysec|always|no]
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startNode, type NodeProcess } from "../test/support/proc.ts";
 import { MAIN, fmt, luaScript, machine, median, option, preload, requireWrk, wrk } from "./_lib.ts";
@@ -17,6 +18,8 @@ import { MAIN, fmt, luaScript, machine, median, option, preload, requireWrk, wrk
 const BASE = option("base", "");
 const ROUNDS = Number(option("rounds", "6"));
 const SECONDS = Number(option("seconds", "4"));
+/** `--fsync everysec|always|no`: each node on a fresh data dir of its own, with that policy (the storage layer compared too). */
+const FSYNC = option("fsync", "");
 if (!BASE) {
   console.error("usage: bun bench/ab.ts --base <checkout of the code to compare with>");
   process.exit(2);
@@ -34,9 +37,12 @@ type Kind = "get" | "put" | "fresh";
 /** `--fresh`: also PUTs of fresh keys (each node's store grows alike, turn by turn). */
 const KINDS: Kind[] = process.argv.includes("--fresh") ? ["get", "put", "fresh"] : ["get", "put"];
 const nodes: Partial<Record<Side, NodeProcess>> = {};
+const dataDirs: string[] = [];
 try {
   for (const [side, main] of [["before", join(resolve(BASE), "src/cli/main.ts")], ["after", MAIN]] as const) {
-    nodes[side] = await startNode([process.execPath, main, "serve", "--port", "0"], { name: side });
+    if (FSYNC !== "") dataDirs.push(mkdtempSync(join(tmpdir(), `makhzen-ab-${side}-`)));
+    const disk = FSYNC === "" ? [] : ["--name", side, "--data-dir", dataDirs.at(-1)!, "--fsync", FSYNC];
+    nodes[side] = await startNode([process.execPath, main, "serve", "--port", "0", ...disk], { name: side });
     await preload(nodes[side].url);
   }
   const scripts = { get: luaScript("get"), put: luaScript("put"), fresh: luaScript("fresh") };
@@ -61,7 +67,7 @@ try {
     const [rb, ra, cb, ca] = [rate[`${kind}-before`], rate[`${kind}-after`], cpu[`${kind}-before`], cpu[`${kind}-after`]].map(median) as [number, number, number, number];
     return `| ${kind.toUpperCase()} | ${fmt(rb)} | ${fmt(ra)} | ${(ra / rb).toFixed(2)} | ${cb.toFixed(2)} | ${ca.toFixed(2)} | ${(ca / cb).toFixed(2)} |`;
   };
-  console.log(`Command: \`bun bench/ab.ts --base <checkout> --rounds ${ROUNDS} --seconds ${SECONDS}\` (wrk -t1 -c32, both nodes up at once, turns A B B A, medians of ${ROUNDS})
+  console.log(`Command: \`bun bench/ab.ts --base <checkout> --rounds ${ROUNDS} --seconds ${SECONDS}${FSYNC ? ` --fsync ${FSYNC}` : ""}${KINDS.includes("fresh") ? " --fresh" : ""}\` (wrk -t1 -c32, both nodes up at once, turns A B B A, medians of ${ROUNDS})
 Machine: ${machine()}
 
 | | before req/s | after req/s | after ÷ before | before CPU µs/req | after CPU µs/req | after ÷ before |
@@ -76,4 +82,5 @@ Per-turn CPU µs/req: ${Object.entries(cpu)
     .join("; ")}.`);
 } finally {
   for (const n of Object.values(nodes)) await n.stop("SIGKILL");
+  for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
 }
