@@ -1,16 +1,13 @@
 import { MakhzenError } from "../errors.ts";
-import { loadTls, readCa } from "../ops/tls.ts";
+import { readCa } from "../ops/tls.ts";
 import { usageError } from "./_errors.ts";
 import { shownFlag } from "./_flags.ts";
 
 /**
- * The PEM files named by --tls-cert, --tls-key and --tls-ca, checked before the node
- * is created by the checks the node makes itself (ops/tls.ts), labelled with the
- * flags the user gave (`--tls-key "node.key" is not a PEM private key`) and refused
- * as usage errors. The node reads the files again itself: this is a check, not a cache.
+ * The CA file a client command names (--tls-ca), read and checked by the node's own
+ * checks (ops/tls.ts), labelled with the flag the user gave and refused as a usage
+ * error. serve's files are read by the node itself, once (cli/serve.ts).
  */
-
-const FLAGS = { tlsCertFile: "tls-cert", tlsKeyFile: "tls-key", tlsCaFile: "tls-ca" } as const;
 
 function asUsage<T>(check: () => T): T {
   try {
@@ -22,8 +19,3 @@ function asUsage<T>(check: () => T): T {
 
 /** A PEM file of CA certificates, checked to hold one, as text (what fetch's `tls.ca` takes). */
 export const readCaFile = (flag: string, path: string): string => asUsage(() => readCa(shownFlag(flag), path));
-
-/** Checks serve's TLS files: each readable and parsable, and the key the certificate's. */
-export function checkServeTls(files: { cert?: string; key?: string; ca?: string }): void {
-  asUsage(() => loadTls({ tlsCertFile: files.cert, tlsKeyFile: files.key, tlsCaFile: files.ca }, (field) => shownFlag(FLAGS[field])));
-}

@@ -5,7 +5,6 @@ import { createLogger, type Logger, type LogLevel } from "../ops/log.ts";
 import { createNode, type MakhzenNode } from "../node.ts";
 import { VERSION } from "../meta.ts";
 import { CliError } from "./_errors.ts";
-import { checkServeTls } from "./_pem.ts";
 import { checkFlagsTogether, namingFlags, serveArgs, serveLogOptions, serveOptions, typedKeys, variableKeys } from "./serve-flags.ts";
 
 export { serveArgs, serveLogOptions, serveOptions } from "./serve-flags.ts";
@@ -19,11 +18,6 @@ export const serve = defineCommand({
     const logOptions = serveLogOptions(args);
     // Settings from MAKHZEN_* variables are named by the variable in what the node refuses.
     const naming = (message: string) => namingFlags(message, variableKeys(args));
-    try {
-      checkServeTls({ cert: options.tlsCertFile, key: options.tlsKeyFile, ca: options.tlsCaFile });
-    } catch (e) {
-      throw e instanceof CliError ? new CliError(naming(e.message), e.exitCode) : e;
-    }
     const log = createLogger(logOptions);
     // Signals are taken from before the start: a SIGTERM while the node joins its
     // seeds (each may take --request-timeout) must stop it with exit 0, not kill it.
@@ -61,6 +55,8 @@ export const serve = defineCommand({
     process.on("SIGHUP", () => stop("SIGHUP"));
 
     try {
+      // The node reads the TLS files once, here (a pipe, `--tls-key <(...)`, can be read only once):
+      // what it refuses is a usage error, worded with the flags.
       node = createNode({ ...options, logger: log });
     } catch (e) {
       // A bad option is a usage error (2), worded with the flags; a data dir that cannot be used is a failure (1).

@@ -58,7 +58,7 @@ export function readCa(label: string, path: string): string {
 /** More than any certificate chain, key or CA bundle: a file past it is no PEM file (`/dev/zero` was read into GBs of memory). */
 const PEM_MAX_BYTES = 4 * 1024 * 1024;
 
-/** A PEM file's text, read up to PEM_MAX_BYTES (a pipe, `<(...)`, reads as a file does). */
+/** A PEM file's text, read up to PEM_MAX_BYTES, once (a pipe, `<(...)`, can be read only once: cli/serve.ts leaves it to the node). */
 function readPem(label: string, path: string): string {
   const chunks: Buffer[] = [];
   let total = 0;
@@ -71,7 +71,7 @@ function readPem(label: string, path: string): string {
       if (n === 0) break;
       total += n;
       if (total > PEM_MAX_BYTES) {
-        throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is larger than ${PEM_MAX_BYTES / 1024 / 1024} MiB: not a PEM file`);
+        throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is larger than ${PEM_MAX_BYTES / 1024 / 1024} MiB, more than any certificate chain, key or CA bundle holds`);
       }
       chunks.push(chunk.subarray(0, n));
     }
@@ -106,7 +106,8 @@ function parsePrivateKey(label: string, path: string, text: string): KeyObject {
     return createPrivateKey(text);
   } catch {
     // A key under a passphrase parses as nothing without it: said as what it is.
-    if (/-----BEGIN (ENCRYPTED PRIVATE KEY|RSA PRIVATE KEY-----[^]*?Proc-Type: 4,ENCRYPTED)/.test(text)) {
+    // PKCS#8 (ENCRYPTED PRIVATE KEY) or a traditional RSA/EC key with its Proc-Type header.
+    if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) {
       throw new MakhzenError("INVALID_CONFIG", `${label} ${JSON.stringify(path)} is encrypted (under a passphrase), which the node cannot use: decrypt it (openssl pkey -in key.pem -out plain.pem)`);
     }
     notPem(label, path, "private key", text);

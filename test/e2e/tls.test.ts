@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { MakhzenClient, MakhzenClientError } from "../../src/client/client.ts";
 import { run } from "../support/proc.ts";
-import { Harness, eventually, type NodeProcess } from "../support/harness.ts";
+import { Harness, NodeProcess, eventually } from "../support/harness.ts";
 
 /**
  * https end to end: a throwaway CA and a certificate for 127.0.0.1 made with
@@ -94,6 +94,23 @@ describe("TLS", () => {
     });
     expect(got.stderr).toBe("");
     expect(got.stdout).toBe("secret value\n");
+  });
+
+  test("serve reads each TLS file once: process substitution works (--tls-key <(cat node.key))", async () => {
+    // The CLI checked the files, then the node read them again: a pipe read empty the second time
+    // ("holds no PEM block"), so a key from a secrets manager through <(...) could not be used.
+    const bash = Bun.which("bash");
+    if (!bash) throw new Error("this test needs bash for process substitution");
+    const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+    const sub = (file: string) => `<(cat ${q(join(dir, file))})`;
+    const cmd = `exec ${q(process.execPath)} ${q(MAIN)} serve --port 0 --name piped --tls-cert ${sub("node.pem")} --tls-key ${sub("node.key")} --tls-ca ${sub("ca.pem")}`;
+    const node = NodeProcess.spawn("piped", [bash, "-c", cmd]);
+    try {
+      expect(await node.started()).toStartWith("https://");
+      await node.ready({ ca });
+    } finally {
+      await node.stop("SIGKILL");
+    }
   });
 
   test("a plain http node cannot join a https cluster: it exits 1 with one line, and nothing is replicated to it in clear", async () => {

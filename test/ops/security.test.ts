@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeerGuard, PeerSigner, SIGNATURE_HEADERS } from "../../src/cluster/protocol/signing.ts";
@@ -93,7 +93,7 @@ describe("protected mode", () => {
 
   test("an endless file is refused past 4 MiB, not read into memory; an encrypted key is said to be one", async () => {
     // /dev/zero was read whole: GBs of RSS in seconds, and no answer.
-    expect(() => createNode({ tlsCertFile: "/dev/zero", tlsKeyFile: "/dev/zero" })).toThrow('tlsCertFile "/dev/zero" is larger than 4 MiB: not a PEM file');
+    expect(() => createNode({ tlsCertFile: "/dev/zero", tlsKeyFile: "/dev/zero" })).toThrow('tlsCertFile "/dev/zero" is larger than 4 MiB, more than any certificate chain, key or CA bundle holds');
     const dir = mkdtempSync(join(tmpdir(), "makhzen-enc-"));
     try {
       const key = join(dir, "enc.key");
@@ -101,6 +101,11 @@ describe("protected mode", () => {
       expect(made.exitCode).toBe(0);
       const { loadTls } = await import("../../src/ops/tls.ts");
       expect(() => loadTls({ tlsKeyFile: key })).toThrow(`tlsKeyFile "${key}" is encrypted (under a passphrase), which the node cannot use`);
+      // The traditional form, with a Proc-Type header (openssl ec -aes256).
+      const ec = join(dir, "ec.key");
+      expect(Bun.spawnSync(["openssl", "ec", "-in", key, "-passin", "pass:pw", "-aes256", "-passout", "pass:pw", "-out", ec]).exitCode).toBe(0);
+      expect(readFileSync(ec, "utf8")).toContain("Proc-Type: 4,ENCRYPTED");
+      expect(() => loadTls({ tlsKeyFile: ec })).toThrow("is encrypted (under a passphrase)");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
