@@ -1,4 +1,5 @@
 import { Database } from "bun:sqlite";
+import { statfsSync } from "node:fs";
 import { join } from "node:path";
 import { MakhzenError } from "../errors.ts";
 import { VERSION_PATTERN } from "../core/version.ts";
@@ -59,7 +60,7 @@ export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, 
   } catch (e) {
     if (e instanceof MakhzenError) throw e;
     db?.close();
-    return fail(`cannot open ${DB_FILE} (${errText(e)})`);
+    return fail(`cannot open ${DB_FILE} (${errText(e)})${diskFull(dir) ? ": the disk holding it is full (WAL mode needs room for its -wal and -shm files)" : ""}`);
   }
 }
 
@@ -73,3 +74,12 @@ export function rowFault(row: { bucket: unknown; key: unknown; value: unknown; v
 }
 
 export const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Whether the filesystem holding `dir` has no block left for this process (SQLite then says only "disk I/O error"). */
+function diskFull(dir: string): boolean {
+  try {
+    return statfsSync(dir).bavail === 0;
+  } catch {
+    return false;
+  }
+}

@@ -26,6 +26,9 @@ export class DirLock {
     let db: Database | undefined;
     try {
       db = new Database(join(dir, LOCK_FILE), { create: true });
+      // Its rollback journal in memory: taking the lock writes no file (a node restarted on a full disk
+      // could not take it, "database or disk is full", before it read anything).
+      db.exec("PRAGMA journal_mode = MEMORY");
       db.exec("PRAGMA locking_mode = EXCLUSIVE");
       db.exec("BEGIN EXCLUSIVE");
       return new DirLock(db);

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { LOCK_FILE } from "../../src/storage/dir-lock.ts";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { DB_FILE, Persistence, type FsyncPolicy } from "../../src/storage/persistence.ts";
@@ -171,6 +172,16 @@ describe("Persistence", () => {
     p.write(rec("b", "1"));
     p.close();
     expect(loadAll(openAt(dir)).records).toEqual([rec("a", "new"), rec("b", "1")]);
+  });
+
+  test("holding the dir's lock writes no file but the lock's own: a node restarted on a full disk can take it", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    // Its rollback journal (makhzen.lock-journal) was written on disk: with no byte free, the lock
+    // could not be taken ("database or disk is full") and the node did not start.
+    expect(readdirSync(dir).sort()).toEqual([DB_FILE, `${DB_FILE}-shm`, `${DB_FILE}-wal`, LOCK_FILE].sort());
+    expect(statSync(join(dir, LOCK_FILE)).size).toBe(0);
+    p.close();
   });
 
   test("remove deletes the row", () => {
