@@ -238,6 +238,11 @@ function checkSecurity(c: NodeConfig): void {
     if (v !== undefined && (typeof v !== "string" || v === "")) bad(field, "must be the path of a PEM file");
   }
   if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)) bad("tlsCertFile", "and tlsKeyFile go together");
+  // A node serving https that advertises http is reached by no peer (each gets a reset, then calls it dead).
+  // The other way round is a TLS proxy in front of a plain node, and is left alone.
+  if (c.tlsCertFile !== undefined && c.advertise?.startsWith("http:")) {
+    bad("advertise", `is ${JSON.stringify(c.advertise)}, plain http, but this node serves https (tlsCertFile): peers could not reach it; advertise its https:// URL`);
+  }
   integer("bodyTimeoutMs", c.bodyTimeoutMs, 100, 3_600_000);
   integer("idleTimeoutMs", c.idleTimeoutMs, 1000, 255_000);
   integer("maxClients", c.maxClients, 1, 1_000_000);

@@ -33,6 +33,17 @@ test("a token that is the cluster secret is refused (a client holding the secret
   expect(() => resolveConfig({ token: TOKEN, readToken: "r".repeat(16), clusterSecret: SECRET })).not.toThrow();
 });
 
+test("a node serving https may not advertise http: no peer could reach it (the cluster's scheme check saw only the URL)", () => {
+  const tls = { tlsCertFile: "c.pem", tlsKeyFile: "k.pem" };
+  expect(() => resolveConfig({ ...tls, advertise: "http://10.0.0.1:3000", insecure: true })).toThrow(
+    'advertise is "http://10.0.0.1:3000", plain http, but this node serves https (tlsCertFile): peers could not reach it; advertise its https:// URL',
+  );
+  expect(namingFlags('advertise is "http://x:1", plain http, but this node serves https (tlsCertFile)')).toBe('--advertise is "http://x:1", plain http, but this node serves https (--tls-cert)');
+  expect(() => resolveConfig({ ...tls, advertise: "https://10.0.0.1:3000", insecure: true })).not.toThrow();
+  // A plain node behind a TLS proxy advertises https: its own business.
+  expect(() => resolveConfig({ advertise: "https://10.0.0.1:3000", insecure: true })).not.toThrow();
+});
+
 describe("protected mode", () => {
   test("loopback is 127.0.0.0/8, ::1 and localhost", () => {
     for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST", "::ffff:127.0.0.1", "[::ffff:7f00:1]", "::ffff:7f01:203"]) expect(isLoopbackHost(h)).toBe(true);
