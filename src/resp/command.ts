@@ -105,7 +105,7 @@ export interface Shared {
   /** `outputBytes`: replies written and not yet taken by the sockets, every connection together (INFO's mem_clients_normal). */
   readonly stats: { connections: number; commands: number; rejected: number; outputBytes: number };
   /** Refusals counted and logged as HTTP's are (wrong token, a read-only token writing): the command refused, and the client's addr. */
-  readonly refused: (kind: "unauthorized" | "forbidden", command: string, addr: string) => void;
+  readonly refused: (reply: "NOAUTH" | "WRONGPASS" | "NOPERM", command: string, addr: string) => void;
   /** Checks AUTH's password: what it grants, or undefined when it matches no token. */
   readonly authenticate: (password: string) => "write" | "read" | undefined;
 }

@@ -173,7 +173,7 @@ function authenticate(ctx: Ctx, user: string | undefined, password: string): voi
   }
   const access = (user ?? "default") === "default" ? ctx.shared.authenticate(password) : undefined;
   if (access === undefined) {
-    ctx.shared.refused("unauthorized", "AUTH", ctx.session.addr);
+    ctx.shared.refused("WRONGPASS", "AUTH", ctx.session.addr);
     throw new RespError(WRONGPASS);
   }
   ctx.session.access = access;

@@ -116,9 +116,13 @@ function check(shared: Shared, session: Session, args: Buffer[]): { spec: Comman
     spec = sub;
   }
   if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) return errorReply(wrongArity(spec.name));
-  if (session.access === undefined && !spec.flags.includes("no_auth")) return errorReply(NOAUTH);
+  if (session.access === undefined && !spec.flags.includes("no_auth")) {
+    // Counted and logged as HTTP's request without a token is (401).
+    shared.refused("NOAUTH", spec.name.toUpperCase(), session.addr);
+    return errorReply(NOAUTH);
+  }
   if (session.access === "read" && spec.flags.includes("write")) {
-    shared.refused("forbidden", spec.name.toUpperCase(), session.addr);
+    shared.refused("NOPERM", spec.name.toUpperCase(), session.addr);
     return errorReply(noPerm(spec.name.includes("|") ? spec.name : name));
   }
   if (spec.run === undefined) return errorReply(wrongArity(spec.name));

@@ -92,13 +92,13 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     cursors: new Cursors(),
     randomFrom: new Map(),
     stats: { connections: 0, commands: 0, rejected: 0, outputBytes: 0 },
-    refused: (kind, command, addr) => {
-      if (kind === "unauthorized") opts.refusals.clientUnauthorized++;
-      else opts.refusals.clientForbidden++;
+    refused: (reply, command, addr) => {
+      if (reply === "NOPERM") opts.refusals.clientForbidden++;
+      else opts.refusals.clientUnauthorized++;
       // One line per client address (its host, whatever its port) every 10 s, as HTTP's refusals: a client retrying a bad password must not flood the log.
       const remote = addr.slice(0, addr.lastIndexOf(":"));
       refusalLines.line("resp.auth-refused", remote, (alsoRefusedSinceLastLine) =>
-        log.warn("auth refusal", { reply: kind === "unauthorized" ? "WRONGPASS" : "NOPERM", command, remote, alsoRefusedSinceLastLine }),
+        log.warn("auth refusal", { reply, command, remote, alsoRefusedSinceLastLine }),
       );
     },
     authenticate: (password) => access?.(password),

@@ -140,7 +140,8 @@ describe("RESP wire", () => {
         "+OK\r\n" +
         "+OK\r\n",
     );
-    expect(r.node.refusals.clientUnauthorized).toBe(1);
+    // The GET before AUTH (NOAUTH, as HTTP's request without a token is 401) and the wrong password.
+    expect(r.node.refusals.clientUnauthorized).toBe(2);
     expect(r.node.refusals.clientForbidden).toBe(1);
   });
 
@@ -164,6 +165,12 @@ describe("RESP wire", () => {
     d.send(frame("DEL", "k"));
     await d.until((s) => s.includes("NOPERM"));
     expect(other.lines.filter((l) => l.msg === "auth refusal").map((l) => l.fields)).toEqual([{ reply: "NOPERM", command: "DEL", remote: "127.0.0.1", alsoRefusedSinceLastLine: 0 }]);
+    // A command before any AUTH: NOAUTH, counted and logged as HTTP's 401 is.
+    const third = memoryLogger();
+    const e = await (await setup({ token: "write-secret", logger: third })).conn();
+    e.send(frame("GET", "k"));
+    await e.until((s) => s.includes("NOAUTH"));
+    expect(third.lines.filter((l) => l.msg === "auth refusal").map((l) => l.fields)).toEqual([{ reply: "NOAUTH", command: "GET", remote: "127.0.0.1", alsoRefusedSinceLastLine: 0 }]);
   });
 
   test("before AUTH, a client may send only small commands (as Redis bounds unauthenticated ones), and the error says so in Redis's words", async () => {
