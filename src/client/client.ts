@@ -251,7 +251,15 @@ export class MakhzenClient {
   private async request(method: string, path: string, init: RequestInit = {}, signal: AbortSignal = AbortSignal.timeout(this.timeoutMs)): Promise<Response> {
     try {
       const headers = this.authorization === undefined ? init.headers : { ...(init.headers as Record<string, string>), authorization: this.authorization };
-      return await fetch(this.url + path, { ...init, headers, method, signal, tls: this.tls });
+      // A node never redirects. Followed, a 303 turned a PUT into a GET (`put` said OK, nothing written),
+      // and a 307 to another origin dropped the token: any 3xx is refused, naming where it pointed.
+      const res = await fetch(this.url + path, { ...init, headers, method, signal, tls: this.tls, redirect: "manual" });
+      if (res.status >= 300 && res.status <= 399) {
+        void res.body?.cancel().catch(() => {});
+        const to = res.headers.get("location");
+        throw new MakhzenClientError(res.status, "BAD_RESPONSE", `${this.url} answered HTTP ${res.status}, a redirect${to === null ? "" : ` to ${JSON.stringify(to.slice(0, 200))}`}: a makhzen node never redirects, so it is not followed (is the URL a node's?)`);
+      }
+      return res;
     } catch (e) {
       if (e instanceof MakhzenClientError) throw e;
       const why = describeFetchError(e, this.timeoutMs, this.url);
@@ -292,7 +300,7 @@ export class MakhzenClient {
    */
   private async text(res: Response): Promise<string> {
     try {
-      return await res.text();
+      return await cappedText(res, this.url);
     } catch (e) {
       if (e instanceof MakhzenClientError) throw e;
       if (e instanceof Error && e.name === "TimeoutError") {
@@ -325,6 +333,36 @@ export class MakhzenClient {
     throw new MakhzenClientError(res.status, err.code, err.message);
   }
 }
+
+/**
+ * More than any answer a node makes but a dump (streamed, not read here): an item is
+ * at most ~6 MiB of JSON, a listing page stops past 16 M characters (up to 48 MiB of
+ * UTF-8). A server sending an endless body grew the client to GBs before its timeout.
+ */
+const ANSWER_MAX_BYTES = 64 * 1024 * 1024;
+
+async function cappedText(res: Response, url: string): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? NaN);
+  if (declared > ANSWER_MAX_BYTES || res.body === null) {
+    if (declared > ANSWER_MAX_BYTES) void res.body?.cancel().catch(() => {});
+    if (declared > ANSWER_MAX_BYTES) throw tooLarge(res, url);
+    return "";
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += chunk.length;
+    if (size > ANSWER_MAX_BYTES) {
+      void res.body.cancel().catch(() => {});
+      throw tooLarge(res, url);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+const tooLarge = (res: Response, url: string) =>
+  new MakhzenClientError(res.status, "BAD_RESPONSE", `${url} answered HTTP ${res.status} with more than ${ANSWER_MAX_BYTES / 1024 / 1024} MiB, more than any answer a node makes: is it a makhzen node?`);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 

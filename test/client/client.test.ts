@@ -71,6 +71,34 @@ describe("MakhzenClient", () => {
     expect(html.code).toBe("BAD_RESPONSE");
   });
 
+  test("a redirect is refused, not followed: a 303 made a PUT a GET (put said OK, nothing written), a 307 dropped the token", async () => {
+    let reached = 0;
+    using elsewhere = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => (reached++, Response.json({ key: "a", value: "ORIG", version: "v" })) });
+    for (const status of [301, 302, 303, 307, 308]) {
+      using redirecting = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => Response.redirect(`http://127.0.0.1:${elsewhere.port}${new URL(req.url).pathname}`, status) });
+      const client = new MakhzenClient({ url: `http://127.0.0.1:${redirecting.port}`, token: "t0k3n" });
+      const e = await clientError(client.put("a", "NEW"));
+      expect({ status: e.status, code: e.code }).toEqual({ status, code: "BAD_RESPONSE" });
+      expect(e.message).toContain(`a redirect to "http://127.0.0.1:${elsewhere.port}/items/a": a makhzen node never redirects`);
+      expect((await clientError(client.get("a"))).code).toBe("BAD_RESPONSE");
+    }
+    expect(reached).toBe(0);
+  });
+
+  test("an answer past 64 MiB is refused as it comes, not read into memory until the timeout", async () => {
+    const chunk = new TextEncoder().encode(`{"key":"k","value":"${"x".repeat(1024 * 1024)}`);
+    let sent = 0;
+    using endless = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: () => new Response(new ReadableStream({ pull: (c) => void ((sent += chunk.length), c.enqueue(chunk)) }), { headers: { "content-type": "application/json" } }),
+    });
+    const e = await clientError(new MakhzenClient({ url: `http://127.0.0.1:${endless.port}`, timeoutMs: 60_000 }).get("k"));
+    expect(e.code).toBe("BAD_RESPONSE");
+    expect(e.message).toContain("with more than 64 MiB");
+    expect(sent).toBeLessThan(256 * 1024 * 1024);
+  });
+
   test("a delete against a real node: true when it deleted, false when nothing was there", async () => {
     await using stack = new AsyncDisposableStack();
     const { c } = await realNode(stack);
