@@ -170,7 +170,7 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
   sets("maxClockOffsetMs", {
     name: "max-clock-offset",
     kind: kinds.duration("10ms", "24h"),
-    help: "Furthest a node's clock may be from the cluster's median before it refuses writes, e.g. 500ms",
+    help: "Furthest a record may be stamped ahead of a receiver's clock; a node whose clock is past 80% of it from the cluster's median refuses writes, e.g. 500ms",
     default: true,
   }),
   sets("drainTimeoutMs", { name: "drain-timeout", kind: kinds.duration("0s", "1h"), help: "How long a stopping node waits for the requests in flight, then for its queues to drain, e.g. 10s", default: true }),

@@ -211,7 +211,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   gauge("clock_offset_ms", "This node's clock minus the median of the cluster's clocks (its own included), in ms.", [], (g) =>
     g.set(cluster().clock.offsetMs),
   );
-  gauge("clock_fenced", "1 while this node refuses writes because its clock is past --max-clock-offset from the median.", [], (g) =>
+  gauge("clock_fenced", "1 while this node refuses writes because its clock is past 80% of --max-clock-offset from the median.", [], (g) =>
     g.set(cluster().clock.fenced ? 1 : 0),
   );
   gauge("member_clock_offset_ms", "Each member's clock minus this node's, measured by heartbeats, in ms.", ["member"], (g) => {

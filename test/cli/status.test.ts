@@ -33,7 +33,7 @@ test("makhzen status says when this node is fenced for its clock", () => {
     "NAME  URL                    STATE  QUEUE  CLOCK   LAST SEEN",
     "a     http://127.0.0.1:4001  alive  0      -90.0s  10ms ago",
     "c *   http://127.0.0.1:4003  alive  0      -       -",
-    "this node's clock is 90012 ms from the cluster's median, past --max-clock-offset 500 ms: it refuses writes until that is settled (see docs/replication.md)",
+    "this node's clock is 90012 ms from the cluster's median, past 400 ms, 80% of --max-clock-offset 500 ms (the margin keeps what it stamps inside the limit): it refuses writes until that is settled (see docs/replication.md)",
   ]);
 });
 

@@ -477,7 +477,7 @@ describe("the CLOCK_OFFSET refusal's words", () => {
     expect(unmeasured).toStartWith("this node has not measured any peer's clock yet (no seed has answered), so it cannot tell whether its own is within --max-clock-offset 500 ms: ");
     expect(unmeasured).not.toContain("past");
     expect(clockOffsetError({ offsetMs: 900, fenced: true, maxOffsetMs: 500, reason: "offset" }).message).toStartWith(
-      "this node's clock is 900 ms from the cluster's median, past --max-clock-offset 500 ms: it refuses writes",
+      "this node's clock is 900 ms from the cluster's median, past 400 ms, 80% of --max-clock-offset 500 ms (the margin keeps what it stamps inside the limit): it refuses writes",
     );
     expect(clockOffsetError({ offsetMs: 0, fenced: true, maxOffsetMs: 500, reason: "stamps" }).message).toContain("still run ahead of the cluster's median clock, past");
   });
