@@ -1,6 +1,6 @@
 import type { Item } from "../core/record.ts";
 import type { Awaitable } from "../service.ts";
-import { all, bucketOf, clampedInteger, DATABASES, integer, now, read, rmw, stored, text, then, word, rows, type CommandSpec, type Ctx, type Step } from "./command.ts";
+import { all, bucketOf, clampedInteger, parseInt64, DATABASES, integer, now, read, rmw, stored, text, then, word, rows, type CommandSpec, type Ctx, type Step } from "./command.ts";
 import { invalidExpire, NO_SUCH_KEY, notServedHere, RespError, SYNTAX } from "./errors.ts";
 import { isPast, keptExpiry, write } from "./expiry.ts";
 import { int, OK, ONE, simple, ZERO, type Reply } from "./reply.ts";
@@ -110,6 +110,8 @@ function del(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
  * Unix time. NX/XX/GT/LT as Redis 7 (a key without expiry counts as expiring
  * never: GT never applies to it, LT always does). A time already past deletes the key.
  */
+const INT64_MAX = 2n ** 63n - 1n;
+
 function expire(ctx: Ctx, a: Buffer[], scale: number, absolute: boolean, command: string): Awaitable<Reply> {
   const key = text(a[1]!);
   const n = clampedInteger(a[2]!);
@@ -122,8 +124,13 @@ function expire(ctx: Ctx, a: Buffer[], scale: number, absolute: boolean, command
   if (flags.has("NX") && flags.size > 1) throw new RespError("ERR NX and XX, GT or LT options at the same time are not compatible");
   if (flags.has("GT") && flags.has("LT")) throw new RespError("ERR GT and LT options at the same time are not compatible");
   const nowMs = ctx.service.wallMs();
-  const at = (absolute ? 0 : nowMs) + n * scale;
-  if (!Number.isSafeInteger(at) || at > nowMs + MAX_TTL_SECONDS * 1000) throw new RespError(invalidExpire(command));
+  // Redis refuses what overflows 64-bit milliseconds (it multiplies first), whichever way.
+  const wide = parseInt64(a[2]!.toString("latin1"))! * BigInt(scale); // an integer: clampedInteger parsed it
+  const raw = (absolute ? 0 : nowMs) + n * scale;
+  if (wide > INT64_MAX || wide < -INT64_MAX - 1n || raw > nowMs + MAX_TTL_SECONDS * 1000) throw new RespError(invalidExpire(command));
+  // A time already past deletes the key however far back it lies, as on Redis (`EXPIRE k -9223372036854`
+  // is :1 there): one past what a number holds exactly is the epoch, as past as any.
+  const at = Number.isSafeInteger(raw) ? raw : 0;
   return rmw(ctx, key, (item): Step => {
     if (!item) return { reply: ZERO };
     const current = item.expiresAt ?? Infinity;

@@ -150,6 +150,13 @@ describe("int64 arguments past 2^53", () => {
       [["SET", "k", "v"], "+OK\r\n"],
       [["EXPIRE", "k", "9223372036854775807"], err("invalid expire time in 'expire' command")],
       [["EXPIRE", "k", "-9223372036854775808"], err("invalid expire time in 'expire' command")],
+      // Far in the past but inside 64-bit milliseconds: deleted, as on Redis (it was refused, and the key stayed).
+      [["EXPIRE", "k", "-9223372036854"], ":1\r\n"],
+      [["EXISTS", "k"], ":0\r\n"],
+      [["SET", "k", "v"], "+OK\r\n"],
+      [["EXPIREAT", "k", "-9223372036854"], ":1\r\n"],
+      [["EXISTS", "k"], ":0\r\n"],
+      [["SET", "k", "v"], "+OK\r\n"],
       // Redis takes these (it stops at int64 ms); makhzen's longest TTL is 1e10 s (docs/resp.md).
       [["SET", "k", "v", "EX", "10000000001"], err("invalid expire time in 'set' command")],
       [["EXPIRE", "k", "10000000001"], err("invalid expire time in 'expire' command")],
