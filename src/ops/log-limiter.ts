@@ -36,6 +36,10 @@ const BUDGETS = {
   "peer.auth-refused": { everyMs: 10_000, linesMax: 20 },
   /** RESP commands refused for their token (WRONGPASS, NOPERM), per client address: as http.auth-refused. */
   "resp.auth-refused": { everyMs: 10_000, linesMax: 20 },
+  /** RESP replies refused or connections closed past the output limit, per client address: a client pipelining huge MGETs. */
+  "resp.output-limit": { everyMs: 10_000, linesMax: 20 },
+  /** HTTP sent to the RESP port (a browser's cross-protocol request), per client address: Redis's "Possible SECURITY ATTACK detected". */
+  "resp.cross-protocol": { everyMs: 60_000, linesMax: 20 },
   /** Records a peer refused for good, per peer: a peer with a lower limit may refuse a whole stream of them. */
   "replicator.record-refused": { everyMs: 10_000 },
   /** Records a peer does not hold within its clock bounds, per peer: a node with a fast clock stamps many. */

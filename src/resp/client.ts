@@ -185,6 +185,7 @@ export class Client {
           else if (this.ended) this.closeAfterFlush = true;
           break;
         }
+        if (isHttpLine(args[0]!)) return this.crossProtocol();
         // In the protocol as the command left it: HELLO 3's own answer is RESP3.
         const discarded = this.parser.discarded;
         this.answer(discarded === 0 ? dispatch(this.shared, this.session, args) : refuseTooLarge(this.shared, this.session, discarded), this.session.proto);
@@ -208,11 +209,23 @@ export class Client {
 
   /** Past the output hard limit: the client does not read what it asks for. Close it and free everything. */
   private overflow(): void {
-    this.log.warn("closing a client whose unread replies passed the output limit", {
-      client: this.session.addr,
-      bytes: this.unsentBytes + this.out.bytes,
-      limit: this.limits.maxOutputBytes,
-    });
+    const bytes = this.unsentBytes + this.out.bytes;
+    this.shared.lines.line("resp.output-limit", hostOf(this.session.addr), (suppressed) =>
+      this.log.warn("closing a client whose unread replies passed the output limit", { client: this.session.addr, bytes, limit: this.limits.maxOutputBytes, suppressed }),
+    );
+    this.onClose();
+    this.socket.terminate();
+  }
+
+  /**
+   * HTTP on the RESP port: a browser page can POST to localhost without a preflight,
+   * and each line of its body ran as a command (`SET`, `FLUSHDB`). As Redis does for a
+   * command named POST or `Host:`, the connection is closed, its commands unrun.
+   */
+  private crossProtocol(): void {
+    this.shared.lines.line("resp.cross-protocol", hostOf(this.session.addr), (suppressed) =>
+      this.log.warn("Possible SECURITY ATTACK detected: HTTP (POST or Host:) sent to the RESP port, as in cross-protocol scripting; connection closed", { client: this.session.addr, suppressed }),
+    );
     this.onClose();
     this.socket.terminate();
   }
@@ -232,7 +245,9 @@ export class Client {
     const room = this.limits.maxOutputBytes - this.unsentBytes - this.out.bytes;
     const bytes = replyBytes(reply, proto);
     if (bytes <= room) return reply;
-    this.log.warn("refused a reply past the output limit", { client: this.session.addr, bytes, limit: this.limits.maxOutputBytes });
+    this.shared.lines.line("resp.output-limit", hostOf(this.session.addr), (suppressed) =>
+      this.log.warn("refused a reply past the output limit", { client: this.session.addr, bytes, limit: this.limits.maxOutputBytes, suppressed }),
+    );
     return errorReply(outputLimitError(bytes, this.limits.maxOutputBytes, reply.t === "array" && reply.applied === true));
   }
 
@@ -318,4 +333,14 @@ export class Client {
     this.unsentBytes -= bytes;
     this.shared.stats.outputBytes -= bytes;
   }
+}
+
+/** A client's host, without its port: the log budgets count per address. */
+const hostOf = (addr: string): string => addr.slice(0, addr.lastIndexOf(":"));
+
+/** A command named POST or `Host:` (any case): an HTTP request's first line or a header, as Redis checks. */
+function isHttpLine(name: Buffer): boolean {
+  if (name.length !== 4 && name.length !== 5) return false;
+  const s = name.toString("latin1").toLowerCase();
+  return s === "post" || s === "host:";
 }

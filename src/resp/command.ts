@@ -3,6 +3,7 @@ import type { Awaitable, ItemsService } from "../service.ts";
 import type { Item } from "../core/record.ts";
 import type { NodeConfig } from "../config.ts";
 import type { ClientSlots } from "../ops/connections.ts";
+import type { LogLimiter } from "../ops/log-limiter.ts";
 import { NOT_INTEGER, NOT_UTF8, RespError } from "./errors.ts";
 import { isMakhzenError } from "../errors.ts";
 import { bulk, bulk64, NIL, type Proto, type Reply } from "./reply.ts";
@@ -89,6 +90,8 @@ export interface Queued {
 
 export interface Shared {
   readonly service: ItemsService;
+  /** Budgets of the lines a client can cause (LOG_BUDGETS "resp.*"), shared by every connection: one client must not flood the log. */
+  readonly lines: LogLimiter;
   readonly config: NodeConfig;
   /** The node's client connections (--max-clients), HTTP's included. */
   readonly slots: ClientSlots;

@@ -81,6 +81,7 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
   const refusalLines = new LogLimiter(opts.wallMs ?? Date.now);
   const shared: Shared = {
     service: opts.service,
+    lines: refusalLines,
     config,
     slots: opts.slots ?? new ClientSlots(config.maxClients),
     version: opts.version,

@@ -12,6 +12,7 @@ import { OUTPUT_HIGH_WATER } from "../../src/resp/client.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { eventually } from "../support/proc.ts";
 import { frame, RawConnection, respNode } from "./support.ts";
+import { memoryLogger } from "../support/core.ts";
 
 const track = closeAfterEach();
 
@@ -123,6 +124,23 @@ describe("a client that does not read its replies", () => {
     expect(client.received().toString()).toBe(expected);
     expect(client.closed()).toBe(false);
     expect((await info(admin)).mem_clients_normal).toBe(0);
+  }, 30_000);
+
+  test("replies refused past the output limit are logged once per client address every 10 s, not once each", async () => {
+    // One client pipelining such MGETs wrote ~18,000 warn lines a second.
+    const logged = memoryLogger();
+    const { node, respPort } = await respNode({ logger: logged });
+    track(node);
+    const c = track(await RawConnection.open(respPort));
+    c.send(frame("SET", "big", "v".repeat(1024 * 1024)));
+    await c.expect("+OK\r\n");
+    c.clear();
+    const mget = frame("MGET", ...Array.from({ length: 130 }, () => "big"));
+    for (let i = 0; i < 50; i++) c.send(mget);
+    c.send(frame("PING"));
+    await c.until((t) => t.endsWith("+PONG\r\n"), 20_000);
+    expect(c.received.toString().split("exceeds this connection's output limit").length - 1).toBe(50);
+    expect(logged.lines.filter((l) => l.msg === "refused a reply past the output limit")).toHaveLength(1);
   }, 30_000);
 
   for (const kind of ["binary", "text"] as const) {

@@ -145,6 +145,25 @@ describe("RESP wire", () => {
     expect(r.node.refusals.clientForbidden).toBe(1);
   });
 
+  test("HTTP sent to the RESP port (a browser's cross-protocol POST) is closed unrun, as Redis does; logged once", async () => {
+    // Each line of the body ran: SET, then FLUSHDB, answered with -ERR unknown command for the HTTP lines between.
+    const logged = memoryLogger();
+    const { conn, r } = await setup({ logger: logged });
+    const keep = await conn();
+    keep.send(frame("SET", "kept", "v"));
+    await keep.expect("+OK\r\n");
+    const body = "SET victim pwned\r\nFLUSHDB\r\n";
+    for (const head of [`POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n`, `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n`]) {
+      const c = await conn();
+      c.send(`${head}Content-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      await c.waitClosed();
+      expect(c.received.toString()).not.toContain("+OK");
+    }
+    expect(r.node.bucket().get("victim")).toBeUndefined();
+    expect(r.node.bucket().get("kept")?.value).toBe("v");
+    expect(logged.lines.filter((l) => l.msg.startsWith("Possible SECURITY ATTACK detected"))).toHaveLength(1);
+  });
+
   test("a wrong password and a read token's write are logged as HTTP's refusals are: one line per address per 10 s, with the count left out", async () => {
     // Before, they were only counted: operations.md's alert points at these lines for the address.
     const logged = memoryLogger();
