@@ -47,7 +47,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       if (RANK[level] < min) return;
       const ts = new Date(now()).toISOString();
       if (format === "json") {
-        write(JSON.stringify({ ts, level, ...(component ? { component } : {}), msg, ...normalize(fields) }));
+        write(inert(JSON.stringify({ ts, level, ...(component ? { component } : {}), msg, ...normalize(fields) })));
       } else {
         const tail = fields ? Object.entries(normalize(fields)).map(([k, v]) => ` ${k}=${text(v)}`).join("") : "";
         write(`${ts} ${level.toUpperCase().padEnd(5)} ${component ? `[${component}] ` : ""}${msg}${tail}`);
@@ -96,4 +96,18 @@ function normalize(fields: LogFields | undefined): LogFields {
   return out;
 }
 
-const text = (v: unknown): string => (typeof v === "string" && !/[\s"=]/.test(v) ? v : JSON.stringify(v));
+/**
+ * A field's value in a text line: bare when it is one plain word, else quoted and
+ * escaped as JSON (inert). A client's key reaches some lines: written raw, its ESC
+ * sequences rewrote the terminal's line into a forged one ("...ERROR [cluster]
+ * forged"); a control character of any kind now makes it quoted and escaped.
+ */
+const text = (v: unknown): string => (typeof v === "string" && !/[\s"=\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(v) ? v : inert(JSON.stringify(v)));
+
+/**
+ * JSON text with the characters JSON.stringify leaves raw but a terminal or a log
+ * viewer acts on (DEL, the C1 controls such as the 8-bit CSI U+009B, the line and
+ * paragraph separators) written as \u escapes: they can only stand inside strings.
+ */
+const inert = (json: string): string =>
+  /[\x7f-\x9f\u2028\u2029]/.test(json) ? json.replace(/[\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`) : json;

@@ -47,3 +47,20 @@ test("createLogger refuses what it would ignore: an unknown option, a level or f
   expect(refusal(undefined)).toBeUndefined();
   expect(refusal({ level: "debug", format: "text", write: () => {}, wallClock: Date.now })).toBeUndefined();
 });
+
+test("a value with control characters cannot forge a line: quoted and escaped in text, C1 and separators escaped in JSON too", () => {
+  // A client's key reaches some lines (an early purge, a record refused). Written raw, ESC sequences erased the
+  // real line on a terminal and drew "2026-11-27T00:00:00.000Z ERROR [cluster] forged" in its place.
+  const forged = "e\x1b[2K\x1b[G2026-11-27T00:00:00.000Z\x1b[CERROR\x1b[C[cluster]\x1b[Cforged";
+  const lines: string[] = [];
+  createLogger({ format: "text", write: (l) => lines.push(l), wallClock: at }).warn("purged", { key: forged, c1: "a\u009b2Kb", sep: "x\u2028y", del: "z\x7f" });
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).not.toMatch(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/);
+  expect(lines[0]).toBe(
+    '2026-01-02T03:04:05.006Z WARN  purged key="e\\u001b[2K\\u001b[G2026-11-27T00:00:00.000Z\\u001b[CERROR\\u001b[C[cluster]\\u001b[Cforged" c1="a\\u009b2Kb" sep="x\\u2028y" del="z\\u007f"',
+  );
+  const json: string[] = [];
+  createLogger({ format: "json", write: (l) => json.push(l), wallClock: at }).warn("purged", { c1: "a\u009b2Kb", sep: "x\u2028y" });
+  expect(json[0]).not.toMatch(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/);
+  expect(JSON.parse(json[0]!)).toMatchObject({ c1: "a\u009b2Kb", sep: "x\u2028y" });
+});
