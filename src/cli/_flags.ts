@@ -223,7 +223,8 @@ export function parseUrl(name: string, value: string): string {
   if (u === undefined || (u.protocol !== "http:" && u.protocol !== "https:") || u.host === "") throw usageError(`${like}, not "${shown}"`);
   const extra = beyondOrigin(u, v, "--token");
   if (extra !== undefined) throw usageError(`${like}, scheme, host and port only; "${shown}" has ${extra}`);
-  return url;
+  // The scheme in lower case (`HTTPS://` is https): what reads the URL after this looks for "https:".
+  return url.replace(/^[a-z]+:/i, (scheme) => scheme.toLowerCase());
 }
 
 /** Comma-separated URLs; blanks between commas are skipped, but at least one URL is required. */

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import type { MakhzenClient } from "../client/client.ts";
 import { connectionArgs, clientFor as connect } from "./_connection.ts";
-import { CliError } from "./_errors.ts";
+import { CliError, usageError } from "./_errors.ts";
 import { print } from "./_output.ts";
 import { flagFrom, parseBucket, parseInteger, parseTtlSeconds } from "./_flags.ts";
 
@@ -47,6 +47,11 @@ export const put = defineCommand({
   async run({ args }) {
     const ttl = args.ttl === undefined ? undefined : parseTtlSeconds("ttl", args.ttl);
     const client = clientFor(args);
+    // The command line reaches the process decoded as UTF-8, each byte that is not replaced by U+FFFD: the
+    // bytes typed are gone, and storing the replacement acknowledged a value nobody sent. Stdin keeps bytes.
+    if (args.value !== "-" && args.value.includes("\uFFFD")) {
+      throw usageError("VALUE holds U+FFFD, what a byte that is not UTF-8 becomes on the command line, so the bytes typed cannot be known: give the value on stdin (put KEY - < file), which keeps bytes as they are");
+    }
     const value = args.value === "-" ? await readStdin() : args.value;
     const item = await client.put(args.key, value, { ttl });
     await out(args.json ? JSON.stringify(item) : "OK");

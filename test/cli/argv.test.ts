@@ -119,3 +119,10 @@ describe("every flag of every command", () => {
     expect(normalizeArgs(["k", "--", "--help"], put).help).toBe(false);
   });
 });
+
+test("a URL's scheme is read in any case: HTTPS:// is https (the client took it for http, refusing --tls-ca or not using MAKHZEN_TLS_CA)", async () => {
+  const { parseUrl } = await import("../../src/cli/_flags.ts");
+  expect(parseUrl("url", "HTTPS://127.0.0.1:3000")).toBe("https://127.0.0.1:3000");
+  expect(parseUrl("url", "Http://Node-A:3000")).toBe("http://Node-A:3000");
+  expect(parseUrl("url", "127.0.0.1:3000")).toBe("http://127.0.0.1:3000");
+});

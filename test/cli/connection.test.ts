@@ -61,3 +61,12 @@ test("a --token (or MAKHZEN_TOKEN) a header cannot carry is a usage error naming
     }
   }
 });
+
+test("put refuses a VALUE whose bytes were not UTF-8 on the command line (they arrive as U+FFFD), pointing to stdin", async () => {
+  // `makhzen put k $'\xff\xfeA'` printed OK and stored U+FFFD U+FFFD A: an acknowledged value nobody sent.
+  const bash = Bun.which("bash");
+  if (!bash) throw new Error("this test needs bash to pass bytes that are not UTF-8 as an argument");
+  const r = await run([bash, "-c", `exec '${process.execPath}' '${MAIN}' put k $'\\xff\\xfeA' --url http://127.0.0.1:9`], { timeoutMs: 15_000 });
+  expect(r.code).toBe(2);
+  expect(r.stderr).toStartWith("makhzen: VALUE holds U+FFFD, what a byte that is not UTF-8 becomes on the command line");
+});
