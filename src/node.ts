@@ -310,6 +310,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
         await this.close().catch(() => undefined);
         throw e;
       }
+      // close() during the start (or the join): its URL answers no one, so none is given.
+      if (closed) throw closedError();
       const maxClients = slots.max;
       if (!resp) return { url, port, maxClients };
       const host = config.host.includes(":") ? `[${config.host}]` : config.host;

@@ -103,6 +103,15 @@ describe("a closed node", () => {
     expect(again.bucket("x").list({ limit: 1000 }).items.length).toBe(500);
   });
 
+  test("listen() racing close() rejects CLOSED: it resolved with a URL nothing answered", async () => {
+    const node = start({ name: "racing" });
+    const listening = node.listen().then(() => undefined, (err: unknown) => err);
+    await node.close();
+    const e = await listening;
+    expect(e).toBeInstanceOf(MakhzenError);
+    expect((e as MakhzenError).code).toBe("CLOSED");
+  });
+
   test("a call in flight when the node closes is not acknowledged after the close", async () => {
     const node = start({ dataDir: tempDir(), name: "n1", fsync: "always" });
     // Under fsync=always the write waits for the disk; close() comes first.
