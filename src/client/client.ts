@@ -149,7 +149,8 @@ export class MakhzenClient {
   async dump(options: { bucket?: string; scope?: "node" | "cluster" } = {}): Promise<ReadableStream<Uint8Array>> {
     checkOptions("dump", options);
     const q = new URLSearchParams();
-    if (options.bucket) q.set("bucket", options.bucket);
+    // "" is refused as get and list refuse it (it dumped every bucket).
+    if (options.bucket !== undefined) q.set("bucket", bucketSegment(options.bucket));
     if (options.scope === "cluster") q.set("scope", "cluster");
     const qs = q.size ? `?${q}` : "";
     const abort = new AbortController();
@@ -169,7 +170,8 @@ export class MakhzenClient {
     }
     started = true;
     return watchedDownload(res.body, dog, (e) =>
-      e instanceof MakhzenClientError ? e : new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off the dump: ${describeFetchError(e, this.timeoutMs, this.url)}`),
+      // The node spoke HTTP already: a reset is a connection closed, not a hint to use https.
+      e instanceof MakhzenClientError ? e : new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off the dump: ${(e as { code?: string }).code === "ECONNRESET" ? "the connection closed" : describeFetchError(e, this.timeoutMs, this.url)}`),
     );
   }
 
@@ -182,13 +184,16 @@ export class MakhzenClient {
     checkLoadBody(ndjson);
     const abort = new AbortController();
     let sent = false;
-    const dog = new Watchdog(this.timeoutMs, () => abort.abort(sent ? this.noAnswer() : this.stalled("load", "took no data")));
+    let headed: Response | undefined;
+    const dog = new Watchdog(this.timeoutMs, () =>
+      abort.abort(headed !== undefined ? this.unfinished(headed) : sent ? this.noAnswer() : this.stalled("load", "took no data")),
+    );
     const source = typeof ndjson === "string" ? new Blob([ndjson]).stream() : ndjson;
     const body = watchedUpload(source, dog, () => (sent = true));
     const init = { body, headers: { "content-type": "application/x-ndjson" } } as RequestInit;
     dog.arm();
     try {
-      const res = await this.request("POST", "/load", init, abort.signal);
+      const res = (headed = await this.request("POST", "/load", init, abort.signal));
       return await this.answer(res, "load counts", (b): b is { loaded: number; skipped: number } =>
         isObject(b) && typeof b.loaded === "number" && typeof b.skipped === "number",
       );
@@ -267,6 +272,11 @@ export class MakhzenClient {
     }
   }
 
+  /** An answer whose head came and whose body stopped (the words the README gives, as for every other call). */
+  private unfinished(res: Response): MakhzenClientError {
+    return new MakhzenClientError(0, "UNREACHABLE", `${this.url} did not finish its answer (HTTP ${res.status}) within ${this.timeoutMs} ms`);
+  }
+
   private noAnswer(): MakhzenClientError {
     return new MakhzenClientError(0, "UNREACHABLE", `cannot reach ${this.url}: no answer within ${this.timeoutMs} ms`);
   }
@@ -303,9 +313,7 @@ export class MakhzenClient {
       return await cappedText(res, this.url);
     } catch (e) {
       if (e instanceof MakhzenClientError) throw e;
-      if (e instanceof Error && e.name === "TimeoutError") {
-        throw new MakhzenClientError(0, "UNREACHABLE", `${this.url} did not finish its answer (HTTP ${res.status}) within ${this.timeoutMs} ms`);
-      }
+      if (e instanceof Error && e.name === "TimeoutError") throw this.unfinished(res);
       const reset = (e as { code?: string }).code === "ECONNRESET"; // Bun's message adds advice about fetch() options
       throw new MakhzenClientError(0, "UNREACHABLE", `${this.url} broke off its answer (HTTP ${res.status}): ${reset ? "the connection closed" : describeFetchError(e, this.timeoutMs, this.url)}`);
     }
@@ -342,20 +350,16 @@ export class MakhzenClient {
 const ANSWER_MAX_BYTES = 64 * 1024 * 1024;
 
 async function cappedText(res: Response, url: string): Promise<string> {
-  const declared = Number(res.headers.get("content-length") ?? NaN);
-  if (declared > ANSWER_MAX_BYTES || res.body === null) {
-    if (declared > ANSWER_MAX_BYTES) void res.body?.cancel().catch(() => {});
-    if (declared > ANSWER_MAX_BYTES) throw tooLarge(res, url);
-    return "";
+  if (Number(res.headers.get("content-length") ?? NaN) > ANSWER_MAX_BYTES) {
+    void res.body?.cancel().catch(() => {});
+    throw tooLarge(res, url);
   }
+  if (res.body === null) return "";
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of res.body) {
-    size += chunk.length;
-    if (size > ANSWER_MAX_BYTES) {
-      void res.body.cancel().catch(() => {});
-      throw tooLarge(res, url);
-    }
+    // Leaving the loop (the throw) cancels the stream.
+    if ((size += chunk.length) > ANSWER_MAX_BYTES) throw tooLarge(res, url);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString("utf8");

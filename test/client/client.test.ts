@@ -164,7 +164,8 @@ describe("MakhzenClient: dump and load against a hung node", () => {
     for (const mode of ["stall-mid-body", "reset-mid-body"] as const) {
       await using s = await stallingServer(mode);
       const c = new MakhzenClient({ url: s.url, timeoutMs: T });
-      const calls = { get: () => c.get("k"), put: () => c.put("k", "v"), list: () => c.list(), buckets: () => c.buckets(), cluster: () => c.cluster() };
+      // load too: it said "no answer" once the head had come.
+      const calls = { get: () => c.get("k"), put: () => c.put("k", "v"), list: () => c.list(), buckets: () => c.buckets(), cluster: () => c.cluster(), load: () => c.load("{}\n") };
       for (const [what, call] of Object.entries(calls)) {
         const { e, ms } = await within(call());
         const said = mode === "stall-mid-body" ? `did not finish its answer (HTTP 200) within ${T} ms` : "broke off its answer (HTTP 200): the connection closed";
@@ -172,6 +173,15 @@ describe("MakhzenClient: dump and load against a hung node", () => {
         expect(ms).toBeLessThan(T + 2000);
       }
     }
+  });
+
+  test("dump: a reset mid-stream is a connection closed, not advice to use https (it had spoken HTTP already); bucket \"\" is refused as get's is", async () => {
+    await using s = await stallingServer("reset-mid-body");
+    const body = await new MakhzenClient({ url: s.url, timeoutMs: T }).dump();
+    const { e } = await within(drain(body));
+    expect(e.message).toBe(`${s.url} broke off the dump: the connection closed`);
+    // It dumped every bucket.
+    expect((await clientError(new MakhzenClient({ url: s.url }).dump({ bucket: "" }))).code).toBe("INVALID_BUCKET");
   });
 
   test("dump: a node that accepts and never answers fails as other calls do", async () => {
