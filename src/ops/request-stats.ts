@@ -38,7 +38,7 @@ export const METHODS = ["GET", "PUT", "DELETE", "POST", "HEAD", "OTHER"] as cons
 export const LATENCY_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 const ROUTE_INDEX = new Map<string, number>(ROUTES.map((r, i) => [r, i]));
-const OTHER_ROUTE = ROUTES.length - 1;
+export const OTHER_ROUTE = ROUTES.length - 1;
 const ITEMS = ROUTE_INDEX.get("/items")!;
 const BUCKETS = ROUTE_INDEX.get("/buckets")!;
 const BUCKET_ITEMS = ROUTE_INDEX.get("/buckets/:bucket/items")!;

@@ -423,3 +423,15 @@ describe("the rules are Bun's", () => {
     for (const r of SERVED_FRAMINGS) expect({ r, bun: await statusOf(r), ours: refusal(r, 0)?.status }).toEqual({ r, bun: 200, ours: undefined });
   });
 });
+
+test("a head the front end refuses itself is counted, under route other: scanner junk and broken clients show in the metrics", async () => {
+  const counted = async (status: number): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return Number(new RegExp(`^makhzen_http_requests_total\\{route="other",method="OTHER",status="${status}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+  };
+  const before = [await counted(400), await counted(431)];
+  // A lowercase method and a fragment (400), and a head past 16 KiB (431): answered, and counted 0 before.
+  for (const raw of [`get /items/k HTTP/1.1\r\n${H}\r\n`, `GET /items/k#f HTTP/1.1\r\n${H}\r\n`]) expect((await rawExchange(port, raw)).status).toBe(400);
+  expect((await rawExchange(port, `GET /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(20_000)}\r\n\r\n`)).status).toBe(431);
+  expect([await counted(400), await counted(431)]).toEqual([before[0]! + 2, before[1]! + 1]);
+});

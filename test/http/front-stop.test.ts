@@ -36,6 +36,7 @@ function slowFront() {
   const answers: FrontAnswer = {
     takes: () => true,
     answer: (head) => (head.rawKey === "slow" ? wireGate.promise.then(() => okWire("slow")) : okWire(head.rawKey)),
+    refused: () => {},
   };
   const fetch = (request: Request): Response | Promise<Response> =>
     new URL(request.url).pathname === "/slow" ? innerGate.promise.then(() => new Response("slow")) : new Response("fast");

@@ -2,7 +2,7 @@ import { isMakhzenError } from "../../errors.ts";
 import type { NodeConfig } from "../../config.ts";
 import type { Logger } from "../../ops/log.ts";
 import { bearerToken, tokenAccess } from "../../ops/tokens.ts";
-import { BUCKET_ITEM_ROUTE, ITEM_ROUTE, type RequestStats } from "../../ops/request-stats.ts";
+import { BUCKET_ITEM_ROUTE, ITEM_ROUTE, OTHER_ROUTE, type RequestStats } from "../../ops/request-stats.ts";
 import { isOctetStream, wantsBytes } from "../binary.ts";
 import { INTERNAL_MESSAGE } from "../errors.ts";
 import { itemOps, wantsText, type ItemBody, type ItemHandlerDeps } from "../items.ts";
@@ -26,6 +26,8 @@ export interface FrontAnswer {
   takes: (head: Head) => boolean;
   /** The answer to a request `takes` took, its body in `bytes`. */
   answer: (head: Head, bytes: Buffer) => string | Promise<string>;
+  /** A head the front end refused itself (refuse.ts: malformed, too large): counted under route `other`, as Bun's refusals of junk are. */
+  refused: (status: number) => void;
 }
 
 export function frontAnswers(deps: ItemHandlerDeps & { requests: RequestStats; logger: Logger }): FrontAnswer {
@@ -75,7 +77,7 @@ export function frontAnswers(deps: ItemHandlerDeps & { requests: RequestStats; l
       (e: unknown) => counted(head, t0, failed(head, e)),
     );
   };
-  return { takes, answer };
+  return { takes, answer, refused: (status) => requests.recordAt(OTHER_ROUTE, "OTHER", status, 0) };
 }
 
 const noConcern = () => undefined;

@@ -238,6 +238,7 @@ export function startFront(
   const refuse = (socket: Socket<Conn>, conn: Conn, out: string, r: { status: number; code: string; message: string }, head = false): void => {
     clearPartial(conn);
     takeHeld(conn);
+    answers.refused(r.status);
     write(socket, conn, out + closingErrorWire(r.status, r.code, r.message, head));
     conn.ended = true;
     if (conn.unsent === undefined) closeConn(socket);
