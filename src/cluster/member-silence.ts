@@ -15,12 +15,12 @@ export function ageMembers(members: Iterable<Member>, nowMs: number, config: Sil
     const next = stateAfterSilence(nowMs - m.lastSeenMs, config);
     if (next === m.state) continue;
     if (next === "left") {
-      logger.warn("member dead too long: forgotten", { member: m.name, url: m.url, silentMs: nowMs - m.lastSeenMs });
+      logger.warn("member dead too long: forgotten", { member: m.name, url: m.url, silentMs: Math.round(nowMs - m.lastSeenMs) });
       m.state = "left";
       events.left(m);
       continue;
     }
-    logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: nowMs - m.lastSeenMs });
+    logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: Math.round(nowMs - m.lastSeenMs) });
     m.state = next;
   }
 }

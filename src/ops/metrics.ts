@@ -97,7 +97,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   gauge("bucket_keys", "Live keys per bucket (not deletes, not expired).", ["bucket"], (g) => {
     for (const b of buckets()) g.set({ bucket: b.name }, b.keys);
   });
-  gauge("bucket_bytes", "Estimated bytes of live data per bucket (keys, values, ~160 bytes per record).", ["bucket"], (g) => {
+  gauge("bucket_bytes", "Estimated bytes per bucket, its tombstones included (keys, values, ~160 bytes per record).", ["bucket"], (g) => {
     for (const b of buckets()) g.set({ bucket: b.name }, b.bytes);
   });
   gauge("store_records", "Records held, deletes (tombstones) and expired ones not yet swept included.", [], (g) => g.set(src.store.recordCount));
