@@ -82,7 +82,7 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
     summary: "Authenticates the connection.",
     run: (ctx, a) => {
       if (a.length > 3) throw new RespError(SYNTAX);
-      authenticate(ctx, a.length === 3 ? a[1]!.toString() : undefined, a[a.length - 1]!.toString());
+      authenticate(ctx, a.length === 3 ? a[1]!.toString() : undefined, a[a.length - 1]!.toString(), "AUTH");
       return OK;
     },
   }),
@@ -161,7 +161,7 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
  * Without --token, as Redis's `default` user with `nopass`: `AUTH <password>`
  * is an error, `AUTH default <anything>` succeeds, any other user is WRONGPASS.
  */
-function authenticate(ctx: Ctx, user: string | undefined, password: string): void {
+function authenticate(ctx: Ctx, user: string | undefined, password: string, command: "AUTH" | "HELLO"): void {
   if (ctx.shared.config.token === undefined) {
     if (user === undefined) {
       throw new RespError(
@@ -173,7 +173,7 @@ function authenticate(ctx: Ctx, user: string | undefined, password: string): voi
   }
   const access = (user ?? "default") === "default" ? ctx.shared.authenticate(password) : undefined;
   if (access === undefined) {
-    ctx.shared.refused("WRONGPASS", "AUTH", ctx.session.addr);
+    ctx.shared.refused("WRONGPASS", command, ctx.session.addr);
     throw new RespError(WRONGPASS);
   }
   ctx.session.access = access;
@@ -201,7 +201,7 @@ function hello(ctx: Ctx, a: Buffer[]): Reply {
     } else if (opt === "SETNAME" && i + 1 < a.length) name = clientName(a[++i]!);
     else throw new RespError(`ERR Syntax error in HELLO option '${a[i]!.toString()}'`);
   }
-  if (auth) authenticate(ctx, auth[0], auth[1]);
+  if (auth) authenticate(ctx, auth[0], auth[1], "HELLO");
   if (ctx.session.access === undefined) {
     throw new RespError(
       "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
