@@ -171,3 +171,15 @@ describe("replication of bytes (two cores, memory transport)", () => {
     expect(a.store.getRecord("default", "k")).toBeUndefined();
   });
 });
+
+test("base64 of 6 MiB and more is base64 (the repeated-group pattern answered false past 2^23 characters); the form is held as exactly", async () => {
+  const { isCanonicalBase64, fromBase64 } = await import("../../src/core/binary.ts");
+  for (const bytes of [(1 << 23) / 4 * 3, 8 * 1024 * 1024, 8 * 1024 * 1024 + 1, 8 * 1024 * 1024 + 2]) {
+    const b64 = Buffer.alloc(bytes, 0xab).toString("base64");
+    expect({ bytes, ok: isCanonicalBase64(b64) }).toEqual({ bytes, ok: true });
+    expect(() => fromBase64("value", b64)).not.toThrow();
+  }
+  // The same strings as before: groups of four, `=` only as padding, at most two.
+  for (const bad of ["A", "AB=", "A===", "AB=C", "====", "AB==AB==", "AB C", "AB-_"]) expect({ bad, ok: isCanonicalBase64(bad) }).toEqual({ bad, ok: false });
+  for (const good of ["", "AA==", "AAA=", "AAAA", "QQ=="]) expect({ good, ok: isCanonicalBase64(good) }).toEqual({ good, ok: true });
+});
