@@ -310,7 +310,7 @@ export class MakhzenClient {
    */
   private async text(res: Response): Promise<string> {
     try {
-      return await cappedText(res, this.url);
+      return await res.text();
     } catch (e) {
       if (e instanceof MakhzenClientError) throw e;
       if (e instanceof Error && e.name === "TimeoutError") throw this.unfinished(res);
@@ -341,32 +341,6 @@ export class MakhzenClient {
     throw new MakhzenClientError(res.status, err.code, err.message);
   }
 }
-
-/**
- * More than any answer a node makes but a dump (streamed, not read here): an item is
- * at most ~6 MiB of JSON, a listing page stops past 16 M characters (up to 48 MiB of
- * UTF-8). A server sending an endless body grew the client to GBs before its timeout.
- */
-const ANSWER_MAX_BYTES = 64 * 1024 * 1024;
-
-async function cappedText(res: Response, url: string): Promise<string> {
-  if (Number(res.headers.get("content-length") ?? NaN) > ANSWER_MAX_BYTES) {
-    void res.body?.cancel().catch(() => {});
-    throw tooLarge(res, url);
-  }
-  if (res.body === null) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    // Leaving the loop (the throw) cancels the stream.
-    if ((size += chunk.length) > ANSWER_MAX_BYTES) throw tooLarge(res, url);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
-
-const tooLarge = (res: Response, url: string) =>
-  new MakhzenClientError(res.status, "BAD_RESPONSE", `${url} answered HTTP ${res.status} with more than ${ANSWER_MAX_BYTES / 1024 / 1024} MiB, more than any answer a node makes: is it a makhzen node?`);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
