@@ -1,7 +1,8 @@
 import { isMakhzenError, MakhzenError } from "./errors.ts";
 import type { BatchWrite, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
 import { BUCKET_NAME_RULE, BUCKET_PATTERN, toItem, type Item, type StoredRecord } from "./core/record.ts";
-import type { BucketStats, ListPage, ScanCursor, Store } from "./core/store.ts";
+import type { BucketStats, ListPage, Store } from "./core/store.ts";
+import { dumpPages } from "./core/dump-pages.ts";
 import { versionWallMs, type Version } from "./core/version.ts";
 import type { Concern, Consistency } from "./cluster/consistency.ts";
 import type { ClusterListing, ClusterListPage } from "./cluster/listing.ts";
@@ -167,11 +168,34 @@ export class ItemsService {
     return this.localSet(bucket, key, value, opts);
   }
 
-  /** A write here, whoever owns the key: the owner's path, and a hint's (cluster/routing-items.ts). */
+  /**
+   * A write here, whoever owns the key: the owner's path, and a hint's (cluster/routing-items.ts).
+   * A conditional one asking more than this node reads the owners first (readsFirst):
+   * on a stale copy here, If-None-Match: * overwrote a value a quorum had acknowledged.
+   */
   localSet(bucket: string, key: string, value: string, opts: ServiceSetOptions = {}): Awaitable<Item> {
+    if ((opts.ifMatch !== undefined || opts.ifAbsent === true) && this.asksBeyondHere(opts.w)) {
+      return this.readsFirst(bucket, key, opts.w!, "write").then(() => this.setHere(bucket, key, value, opts));
+    }
+    return this.setHere(bucket, key, value, opts);
+  }
+
+  private setHere(bucket: string, key: string, value: string, opts: ServiceSetOptions): Awaitable<Item> {
     // `opts` goes to Items as is: it reads only its own fields, and the hot path copies nothing.
     const item = this.deps.items.set(bucket, key, value, opts);
     return this.settle(bucket, key, item.version, opts.w, item);
+  }
+
+  /** Whether `w` asks for more than this node, in a cluster (w=quorum, all, 2...). */
+  private asksBeyondHere = (w: Concern | undefined): boolean => w !== undefined && w.level !== 1 && this.deps.cluster !== undefined;
+
+  /** Reads the key from the owners `w` asks (read repair, as r=), its failures said as the write's (not "r=all needs..."). */
+  private readsFirst(bucket: string, key: string, w: Concern, what: "write" | "delete"): Promise<void> {
+    return this.repairRead(bucket, key, w).catch((e: unknown) => {
+      if (!isMakhzenError(e)) throw e;
+      const said = e.message.replace(/^r=/, "").replace(/; nothing was read$/, "");
+      throw new MakhzenError(e.code, `w=${w.raw}: this ${what} reads the key from its owners first (the copy here may be stale), and could not (${said}); nothing was written`);
+    });
   }
 
   /**
@@ -199,21 +223,23 @@ export class ItemsService {
   }
 
   /**
-   * A delete here, whoever owns the key. With nothing live here, a delete that asks
-   * for more than this node (w=quorum, all, 2...) first reads the replicas it asks
-   * (read repair, as r= does), then deletes what that brought: a copy here may be
-   * stale (a write this node missed, under a cut), and answering 404 from it left
-   * the key live on the quorum that held it, where w=quorum and r=quorum must meet.
+   * A delete here, whoever owns the key. With nothing live here, one asking more than
+   * this node reads the owners first (readsFirst), then deletes what that brought: a
+   * 404 from a stale copy left the key live on the quorum, where w= and r= must meet.
    */
   localDelete(bucket: string, key: string, opts: ServiceDeleteOptions = {}): Version | undefined | Promise<Version | undefined> {
-    const version = this.deps.items.delete(bucket, key, opts);
-    if (version !== undefined) return this.settle(bucket, key, version, opts.w, version);
     const w = opts.w;
-    if (w === undefined || this.deps.cluster === undefined || w.level === 1) return undefined;
-    return this.repairRead(bucket, key, w).then(() => {
-      const found = this.deps.items.delete(bucket, key, opts);
-      return found === undefined ? undefined : this.settle(bucket, key, found, w, found);
-    });
+    const beyond = this.asksBeyondHere(w);
+    // A conditional one is judged on what the owners hold, as a conditional write is (localSet).
+    if (beyond && opts.ifMatch !== undefined) return this.readsFirst(bucket, key, w!, "delete").then(() => this.deleteHere(bucket, key, opts));
+    const here = this.deleteHere(bucket, key, opts);
+    if (here !== undefined || !beyond) return here;
+    return this.readsFirst(bucket, key, w!, "delete").then(() => this.deleteHere(bucket, key, opts));
+  }
+
+  private deleteHere(bucket: string, key: string, opts: ServiceDeleteOptions): Version | undefined | Promise<Version> {
+    const version = this.deps.items.delete(bucket, key, opts);
+    return version === undefined ? undefined : this.settle(bucket, key, version, opts.w, version);
   }
 
   /**
@@ -285,7 +311,7 @@ export class ItemsService {
     if (bucket !== undefined && !BUCKET_PATTERN.test(bucket)) {
       throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
     }
-    return dumpPages(this.deps.store, bucket);
+    return dumpPages(this.deps.store, bucket, DUMP_PAGE);
   }
 
   /**
@@ -370,17 +396,4 @@ function recordOf(bucket: string, item: Item): StoredRecord {
   if (item.expiresAt !== undefined) r.expiresAt = item.expiresAt;
   if (item.encoding === "base64") r.bytes = true;
   return r;
-}
-
-function* dumpPages(store: Store, bucket: string | undefined): Generator<StoredRecord[], void, undefined> {
-  let after: ScanCursor | undefined = bucket === undefined ? undefined : { bucket, key: "" };
-  for (;;) {
-    const page = store.scan(after, DUMP_PAGE);
-    const inBucket = bucket === undefined ? page : page.filter((r) => r.bucket === bucket);
-    if (inBucket.length > 0) yield inBucket;
-    // A short page is the last; so is one that ran past the bucket.
-    if (page.length < DUMP_PAGE || inBucket.length < page.length) return;
-    const last = page[page.length - 1]!;
-    after = { bucket: last.bucket, key: last.key };
-  }
 }

@@ -121,6 +121,33 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     expect(await service(first).delete("default", "never-written", { w: concern("w", "quorum") })).toBeUndefined();
   });
 
+  test("a conditional write or delete with w=quorum on a stale owner is judged on what the owners hold", async () => {
+    const { service, node, owners } = await cluster();
+    const key = "stale-conditional";
+    const [first, second] = owners(key) as [string, string];
+    const held = { bucket: "default", key, value: "acked", version: node(second).clock.now() };
+    node(second).store.apply(held);
+    const quorum = { w: concern("w", "quorum") };
+    // If-None-Match: * overwrote the value the quorum held (judged on the first owner's empty copy).
+    await expect(Promise.resolve(service(first).set("default", key, "x", { ...quorum, ifAbsent: true }))).rejects.toMatchObject({ code: "PRECONDITION_FAILED" });
+    // If-Match with the version the owners hold: 412 "key does not exist" before.
+    const item = await service(first).set("default", key, "next", { ...quorum, ifMatch: held.version });
+    expect(item.value).toBe("next");
+    const deleted = await service(first).delete("default", key, { ...quorum, ifMatch: item.version });
+    expect(typeof deleted).toBe("string");
+  });
+
+  test("a write that must read the owners first and cannot says so as the write's failure, not as a read's", async () => {
+    const { net, service, node, owners } = await cluster();
+    const key = "cut-conditional";
+    const [first, second] = owners(key) as [string, string];
+    net.cut(node(second).url);
+    const e = await Promise.resolve(service(first).delete("default", key, { w: concern("w", "all", 300) })).catch((err: unknown) => err);
+    expect((e as MakhzenError).message).toStartWith("w=all: this delete reads the key from its owners first (the copy here may be stale), and could not (");
+    expect((e as MakhzenError).message).toEndWith("); nothing was written");
+    net.heal(node(second).url);
+  });
+
   test("deletes from a non-owner reach the owners; a missing key is undefined, from the owner", async () => {
     const { service, node, owners, keyNotOwnedBy } = await cluster();
     const key = keyNotOwnedBy("a");
