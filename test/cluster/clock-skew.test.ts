@@ -480,5 +480,9 @@ describe("the CLOCK_OFFSET refusal's words", () => {
       "this node's clock is 900 ms from the cluster's median, past 400 ms, 80% of --max-clock-offset 500 ms (the margin keeps what it stamps inside the limit): it refuses writes",
     );
     expect(clockOffsetError({ offsetMs: 0, fenced: true, maxOffsetMs: 500, reason: "stamps" }).message).toContain("still run ahead of the cluster's median clock, past");
+    // Two clocks 450 ms apart: each is 225 ms from their middle, and was said to be "225 ms ... past 400 ms".
+    expect(clockOffsetError({ offsetMs: -225, fenced: true, maxOffsetMs: 500, reason: "offset" }).message).toStartWith(
+      "this node's clock and its one measured peer's are 450 ms apart, and neither can tell which is right, past 400 ms, 80% of --max-clock-offset 500 ms",
+    );
   });
 });
