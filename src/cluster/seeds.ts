@@ -47,7 +47,8 @@ const FIXES: Record<JoinRefusal, string> = {
 export class Seeds {
   private urls: string[] = [];
   private joinedFlag = false;
-  private misses = 0;
+  /** Joins each seed failed since this node started (the log line's `misses`, per seed). */
+  private readonly misses = new Map<string, number>();
   /** The join in flight, if any: a slow seed must not pile up joins, one per heartbeat. */
   private joining?: Promise<boolean>;
   /** A seed refused our name or a shared setting: joining again cannot succeed until an operator restarts the node with another. */
@@ -156,10 +157,11 @@ export class Seeds {
         }
         onlySelf = false;
         // Retried every heartbeat until one answers: one line per seed within the budget.
-        this.misses++;
+        const misses = (this.misses.get(seed) ?? 0) + 1;
+        this.misses.set(seed, misses);
         // One that answered (a 401, an unsigned refusal) is not called silent: the error says why.
         const said = e instanceof PeerError && e.status > 0 ? "seed refused the join" : "seed did not answer";
-        this.lines.line("seeds.no-answer", seed, (suppressed) => this.deps.logger.warn(said, { seed, misses: this.misses, suppressed, error: e }));
+        this.lines.line("seeds.no-answer", seed, (suppressed) => this.deps.logger.warn(said, { seed, misses, suppressed, error: e }));
       }
     }
     // Every seed tried reached this node itself: for now it has none, as a first node;

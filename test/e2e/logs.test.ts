@@ -70,8 +70,9 @@ describe("serve logs", () => {
   test("--log-level warn drops info lines and keeps warnings", async () => {
     h = new Harness();
     using seed = deadListener();
+    using second = deadListener();
     // At warn there is no start-up line to read the port from: it comes from the node's socket.
-    const node = await h.start("lonely", { peers: [seed.url], quietStart: true, extraArgs: ["--log-level", "warn", "--token", "a-token-for-this-test"] });
+    const node = await h.start("lonely", { peers: [seed.url, second.url], quietStart: true, extraArgs: ["--log-level", "warn", "--token", "a-token-for-this-test"] });
     // A refused request is answered after start-up, so its line comes after where "started" would be.
     expect((await fetch(`${node.url}/items/k`)).status).toBe(401);
     await eventually(() => logLines(node.log()).lines.some((l) => l.msg === "auth refusal"), { what: "the refusal line" });
@@ -79,6 +80,8 @@ describe("serve logs", () => {
     expect(other).toEqual([]);
     for (const l of lines) expect(["warn", "error"]).toContain(l.level);
     expect(lines.find((l) => l.msg === "seed did not answer")).toMatchObject({ level: "warn", component: "membership", seed: seed.url });
+    // Counted per seed: the second seed's first line said misses 2.
+    for (const url of [seed.url, second.url]) expect(lines.find((l) => l.msg === "seed did not answer" && l.seed === url)).toMatchObject({ misses: 1 });
     expect(lines.some((l) => l.msg === "started")).toBe(false);
   });
 
