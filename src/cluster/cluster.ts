@@ -295,7 +295,7 @@ export class Cluster {
       this.logger.warn("advertising an address peers cannot reach: set --advertise to this node's address", { url: this.self.url });
     }
     const joined = await this.membership.join(this.deps.config.peers);
-    if (!joined) this.logger.warn("no seed answered; serving alone and retrying the seeds with every heartbeat", { seeds: this.deps.config.peers });
+    if (!joined) this.logger.warn("no seed took the join; serving alone and retrying the seeds with every heartbeat", { seeds: this.deps.config.peers });
     this.membership.start();
     this.antiEntropy.start();
     this.rebalancer.start();
