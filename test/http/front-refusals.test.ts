@@ -434,4 +434,8 @@ test("a head the front end refuses itself is counted, under route other: scanner
   for (const raw of [`get /items/k HTTP/1.1\r\n${H}\r\n`, `GET /items/k#f HTTP/1.1\r\n${H}\r\n`]) expect((await rawExchange(port, raw)).status).toBe(400);
   expect((await rawExchange(port, `GET /items/k HTTP/1.1\r\n${H}X-Big: ${"a".repeat(20_000)}\r\n\r\n`)).status).toBe(431);
   expect([await counted(400), await counted(431)]).toEqual([before[0]! + 2, before[1]! + 1]);
+  // On a connection already handed to Bun.serve (after /healthz), refused by its pipe: counted too.
+  const piped = await counted(400);
+  expect((await rawExchange(port, `GET /healthz HTTP/1.1\r\n${H}\r\nget /items/k HTTP/1.1\r\n${H}\r\n`, { untilClose: true })).status).toBe(200);
+  expect(await counted(400)).toBe(piped + 1);
 });

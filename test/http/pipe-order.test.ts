@@ -267,6 +267,7 @@ describe("a pipe whose client leaves while it connects", () => {
         closeClient() {},
         opened() {},
         closed() {},
+        refused() {},
       });
       pipe.clientClosed(); // before the upstream connection opened
       await eventually(() => open === 1 && closed === 1, { timeoutMs: 3000, what: "the upstream connection opened and closed" });

@@ -110,6 +110,7 @@ export function startFront(
       closeClient: () => closeConn(socket),
       opened: (at) => inner.opened(at, remote, pipe),
       closed: (at) => inner.closed(at, pipe),
+      refused: (status) => answers.refused(status),
     });
     conn.pipe = pipe;
   };

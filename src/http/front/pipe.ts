@@ -30,15 +30,11 @@ import { closingErrorWire, isHeadRequest } from "./wire.ts";
  * bytes pass through raw as they did before (Bun's parser answers a malformed
  * request 400 and closes); the answers before it have come back by then.
  *
- * Bytes go up at most UP_CHUNK_BYTES per turn of the event loop, so a pipe carrying
- * raw bytes never hands Bun.serve megabytes of pipelined requests at once: it
- * answers them all before the pipe can read one answer back, and resets a
- * connection whose answers pile up unread (measured: a 5 MB pipelined burst through
- * the pipe was cut after a few hundred answers). The chunk is 64 kB so a peer's
- * replication batch (~40 kB under load) goes up in one write, as it arrived, and is
- * copied only if the upstream cannot take it at once: at 16 kB, three writes and
- * two turns a batch cost a receiving peer ~0.15 µs a record more
- * (docs/benchmarks.md, issue 13, section 11).
+ * Bytes go up at most UP_CHUNK_BYTES per turn of the event loop: handed megabytes of
+ * pipelined requests at once, Bun.serve answers them all before the pipe reads one
+ * back, and resets a connection whose answers pile up unread (a 5 MB burst was cut
+ * after a few hundred answers). 64 kB takes a peer's batch (~40 kB) in one write; at
+ * 16 kB a receiving peer paid ~0.15 µs a record more (docs/benchmarks.md, 13, §11).
  */
 export interface PipeEnds {
   /** Writes to the client; the bytes it took. */
@@ -49,6 +45,8 @@ export interface PipeEnds {
   /** The upstream connection's "address:port", once connected: Bun.serve's requestIP of a piped request names it. */
   opened: (at: string) => void;
   closed: (at: string) => void;
+  /** A refusal the pipe answered itself (Bun's bare ones, a dot segment, a head the front end refuses): counted as the front end counts its own. */
+  refused: (status: number) => void;
 }
 
 /** How long the answers to a half-closed client must have stopped before both ends close. */
@@ -224,7 +222,7 @@ export class Pipe {
       this.answerStarts = false;
       const refused = bareRefusal(bytes, () => this.request.headSoFar());
       // Bun closes the connection after it: so does the client's (upEnded), once this is out.
-      if (refused !== undefined) return this.toClient(refusalWire(refused, this.request.headSoFar()));
+      if (refused !== undefined) return this.toClient(refusalWire(refused, this.request.headSoFar(), this.ends));
     }
     const framed = this.framing;
     const next = framed && this.frameAnswer(bytes);
@@ -345,7 +343,7 @@ export class Pipe {
     if (whole) this.lineChecked = true;
     const refused = dotSegmentRefusal(head, 0) ?? (whole ? refusal(head, 0) : undefined);
     if (refused === undefined) return false;
-    this.toClient(refusalWire(refused, head));
+    this.toClient(refusalWire(refused, head, this.ends));
     this.refusedOwn = true;
     this.framing = false;
     this.toUp = [];
@@ -380,14 +378,15 @@ export class Pipe {
     const refused = head === undefined ? undefined : refusal(head, 0);
     if (refused !== undefined) {
       this.answerStarts = false;
-      this.toClient(refusalWire(refused, head));
+      this.toClient(refusalWire(refused, head, this.ends));
     }
     // What Bun answered last still goes out before the client's connection closes.
     if (this.pendingClient === undefined) this.ends.closeClient();
   }
 }
 
-function refusalWire(r: { status: number; code: string; message: string }, head: string | undefined): Uint8Array {
+function refusalWire(r: { status: number; code: string; message: string }, head: string | undefined, ends: PipeEnds): Uint8Array {
+  ends.refused(r.status);
   return Buffer.from(closingErrorWire(r.status, r.code, r.message, head !== undefined && isHeadRequest(head)));
 }
 
