@@ -17,6 +17,9 @@ export interface LocalItems {
   localDelete(bucket: string, key: string, opts?: Routed<DeleteOptions>): Version | undefined | Promise<Version | undefined>;
 }
 
+/** Why a delete with no owner reachable is refused here (delete, and deleteRefusal's check before a DEL). */
+const NO_COPY_TO_DECIDE = "this node holds no copy of it, so whether there is anything to delete cannot be known";
+
 /**
  * The service's path for a key this node does not serve (Router.servesLocally is
  * false): the request goes to an owner in one hop (routing.ts), and the answer
@@ -154,7 +157,7 @@ export class RoutedItems {
     const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
     if (answer) return answer.version ?? undefined;
     if (conditional) throw noOwner(key, "a conditional delete is checked on an owner's copy, so it is refused", unserved);
-    if (!this.store.get(bucket, key)) throw noOwner(key, "this node holds no copy of it, so whether there is anything to delete cannot be known", unserved);
+    if (!this.store.get(bucket, key)) throw noOwner(key, NO_COPY_TO_DECIDE, unserved);
     return this.hint(key, opts.w, () => this.local.localDelete(bucket, key), unserved);
   }
 
@@ -165,7 +168,7 @@ export class RoutedItems {
    */
   deleteRefusal(bucket: string, key: string): MakhzenError | undefined {
     if (this.router.writeTargets(partitionOf(key)).length > 0 || this.store.get(bucket, key)) return undefined;
-    return noOwner(key, "this node holds no copy of it, so whether there is anything to delete cannot be known");
+    return noOwner(key, NO_COPY_TO_DECIDE);
   }
 
   /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */

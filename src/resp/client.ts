@@ -336,7 +336,7 @@ export class Client {
 }
 
 /** A client's host, without its port: the log budgets count per address. */
-const hostOf = (addr: string): string => addr.slice(0, addr.lastIndexOf(":"));
+export const hostOf = (addr: string): string => addr.slice(0, addr.lastIndexOf(":"));
 
 /** A command named POST or `Host:` (any case): an HTTP request's first line or a header, as Redis checks. */
 function isHttpLine(name: Buffer): boolean {

@@ -74,7 +74,6 @@ export interface Session {
   tail?: Promise<Reply>;
 }
 
-/** What the node shares with every connection. */
 /** A command queued by MULTI. */
 export interface Queued {
   run: () => Awaitable<Reply>;
@@ -88,6 +87,7 @@ export interface Queued {
   keys: readonly string[];
 }
 
+/** What the node shares with every connection. */
 export interface Shared {
   readonly service: ItemsService;
   /** Budgets of the lines a client can cause (LOG_BUDGETS "resp.*"), shared by every connection: one client must not flood the log. */

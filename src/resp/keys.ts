@@ -105,13 +105,13 @@ function del(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   return results.some((r) => r instanceof Promise) ? Promise.all(results).then(count) : count(results);
 }
 
+const INT64_MAX = 2n ** 63n - 1n;
+
 /**
  * EXPIRE and its kin: `scale` turns the argument into ms, `absolute` reads it as a
  * Unix time. NX/XX/GT/LT as Redis 7 (a key without expiry counts as expiring
  * never: GT never applies to it, LT always does). A time already past deletes the key.
  */
-const INT64_MAX = 2n ** 63n - 1n;
-
 function expire(ctx: Ctx, a: Buffer[], scale: number, absolute: boolean, command: string): Awaitable<Reply> {
   const key = text(a[1]!);
   const n = clampedInteger(a[2]!);

@@ -7,7 +7,7 @@ import type { Refusals } from "../ops/security.ts";
 import { tokenAccess } from "../ops/tokens.ts";
 import type { ItemsService } from "../service.ts";
 import { Cursors, type Session, type Shared } from "./command.ts";
-import { Client, type ClientLimits } from "./client.ts";
+import { Client, hostOf, type ClientLimits } from "./client.ts";
 
 /**
  * The Redis-protocol listener (`--resp-port`): TCP on the node's host, one
@@ -97,7 +97,7 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
       if (reply === "NOPERM") opts.refusals.clientForbidden++;
       else opts.refusals.clientUnauthorized++;
       // One line per client address (its host, whatever its port) every 10 s, as HTTP's refusals: a client retrying a bad password must not flood the log.
-      const remote = addr.slice(0, addr.lastIndexOf(":"));
+      const remote = hostOf(addr);
       refusalLines.line("resp.auth-refused", remote, (alsoRefusedSinceLastLine) =>
         log.warn("auth refusal", { reply, command, remote, alsoRefusedSinceLastLine }),
       );
