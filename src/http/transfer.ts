@@ -30,11 +30,17 @@ export function transferRoutes(deps: TransferDeps) {
     // before the answer starts, so a dump that cannot be whole is a 503, not a short 200.
     .get(
       "/dump",
-      async ({ query }) => {
-        if (query.scope !== "cluster") return ndjson(ndjsonStream(deps.service.dump(query.bucket)));
+      async ({ query, request }) => {
+        // HEAD: Bun reads a streamed body whole to give its length, so a HEAD of a dump of
+        // gigabytes held all of them. It answers the GET's head alone (a cluster's after its
+        // first page, so its status is the GET's): chunked, as the GET is, with no length.
+        const head = request.method === "HEAD";
+        if (query.scope !== "cluster") return head ? ndjsonHead() : ndjson(ndjsonStream(deps.service.dump(query.bucket)));
         const pages = deps.service.dumpCluster(query.bucket);
         const first = await pages.next();
-        return ndjson(ndjsonStream(pages, first));
+        if (!head) return ndjson(ndjsonStream(pages, first));
+        await pages.return?.(undefined);
+        return ndjsonHead();
       },
       {
         // Before Elysia reads the query: a repeated bucket or scope is a 400 (query.ts), not one of the two silently.
@@ -98,6 +104,7 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
 }
 
 const ndjson = (body: ReadableStream<Uint8Array>) => new Response(body, { headers: { "content-type": NDJSON } });
+const ndjsonHead = () => new Response(null, { headers: { "content-type": NDJSON, "transfer-encoding": "chunked" } });
 
 /**
  * A dump's pages as NDJSON bytes, one record a line; pull-based: the next page is

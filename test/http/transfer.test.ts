@@ -165,6 +165,28 @@ describe("makhzen dump and load (CLI)", () => {
   });
 });
 
+describe("HEAD /dump", () => {
+  test("answers the GET's head without reading the dump: no length, chunked, the GET's status", async () => {
+    const n = node("head");
+    for (let i = 0; i < 40; i++) n.bucket().set(`k${i}`, "x".repeat(100_000));
+    const { url } = await n.listen();
+    for (const path of ["/dump", "/dump?scope=cluster", "/dump?bucket=default"]) {
+      const head = await fetch(url + path, { method: "HEAD" });
+      expect(head.status).toBe(200);
+      expect(head.headers.get("content-type")).toBe("application/x-ndjson");
+      // Bun read a streamed body whole to give this (4 MB here): a dump of gigabytes was held in memory.
+      expect(head.headers.get("content-length")).toBeNull();
+      expect(head.headers.get("transfer-encoding")).toBe("chunked");
+      expect(await head.text()).toBe("");
+    }
+    const bad = await fetch(url + "/dump?scope=all", { method: "HEAD" });
+    expect(bad.status).toBe(422);
+    // The connection still serves a GET of the whole dump after those heads.
+    const whole = await fetch(url + "/dump");
+    expect((await whole.text()).trimEnd().split("\n")).toHaveLength(40);
+  });
+});
+
 describe("a load the client cuts short", () => {
   test("is a client's 400, not an unexpected error: no error line, no 500 in /metrics; the records before the cut stand", async () => {
     const { memoryLogger } = await import("../support/core.ts");
