@@ -18,6 +18,13 @@ const track = closeAfterEach();
 const start = (options: NodeOptions = {}): MakhzenNode => track(createNode({ port: 0, ...options }));
 const tempDir = tempDirs("makhzen-lifecycle-");
 
+/** Runs `body` as an app of its own that imports createNode, killed after 20 s (run's timeout). */
+function script(body: string) {
+  const file = join(tempDir(), "app.ts");
+  writeFileSync(file, `import { createNode } from ${JSON.stringify(join(import.meta.dir, "../src/index.ts"))};\n${body}`);
+  return run([process.execPath, file]);
+}
+
 /** What `fn` threw or rejected with (undefined if nothing), awaited. */
 async function failure(fn: () => unknown): Promise<unknown> {
   try {
@@ -187,10 +194,56 @@ describe("listen() failures name the option and the address, and release the nod
     }
   });
 
+  test("the process exits by itself after a refused listen(), and after a close() during the join: nothing is left serving or joining", async () => {
+    // Each in a process of its own (script), killed after 20 s: a leftover server, timer or join keeps one running.
+    // The port taken: the inner Bun.serve the front end pipes to stayed up on its own 127.0.0.1 port,
+    // acknowledging writes for the closed node (lost: never on its data dir), and the process never exited.
+    const busy = await script(`
+      const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      await createNode({ port: busy.port }).listen().catch((e) => console.log(e.code));
+      busy.stop(true);`);
+    expect(busy).toEqual({ code: 0, stdout: "LISTEN\n", stderr: "" });
+    // A seed that takes the connection and never answers; close() while the join waits on it. The join
+    // ran to its timeout, then heartbeats started and kept trying the seed (and joined it once it answered).
+    const joining = await script(`
+      let opened = 0;
+      const seed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open() { opened++; }, data() {} } });
+      const node = createNode({ port: 0, name: "a", peers: [\`http://127.0.0.1:\${seed.port}\`] });
+      const listening = node.listen().catch((e) => e.code);
+      while (opened === 0) await Bun.sleep(10);
+      await node.close();
+      console.log(await listening);
+      await Bun.sleep(1500); // a heartbeat's worth and more: a join tried again would open a connection
+      console.log(opened);
+      seed.stop(true);`);
+    expect(joining).toEqual({ code: 0, stdout: "CLOSED\n1\n", stderr: "" });
+  });
+
   test("an address not this machine's: LISTEN saying so", async () => {
     const node = start({ host: "203.0.113.1", insecure: true });
     const e = (await failure(() => node.listen())) as MakhzenError;
     expect([e.code, e.message]).toEqual(["LISTEN", "cannot listen on 203.0.113.1:0: address not available on this machine (port)"]);
+  });
+});
+
+describe("an app whose process ends without close()", () => {
+  test("an app that ends without close() keeps its writes under every fsync policy: by running out of work, and by process.exit()", async () => {
+    // The flush timer of everysec and no is unref'd: the process ended before it ran, and with it every write of the last second.
+    for (const fsync of ["everysec", "no", "always"]) {
+      for (const end of ["", "process.exit(0);"]) {
+        const dataDir = tempDir();
+        const wrote = await script(`
+          const node = createNode({ name: "n", dataDir: ${JSON.stringify(dataDir)}, fsync: ${JSON.stringify(fsync)} });
+          node.bucket().set("a", "1");
+          await node.items().set("b", "2");
+          node.bucket().delete("a");
+          ${end}`);
+        expect(wrote, `${fsync} ${end}`).toEqual({ code: 0, stdout: "", stderr: "" });
+        const reopened = start({ name: "n", dataDir });
+        expect([reopened.bucket().get("a"), reopened.bucket().get("b")?.value], `${fsync} ${end}`).toEqual([undefined, "2"]);
+        await reopened.close();
+      }
+    }
   });
 });
 

@@ -35,10 +35,7 @@ export interface ClusterDeps {
   digest: Digest;
   clock: Clock;
   transport: PeerTransport;
-  /**
-   * Up to when (epoch ms) everything this node holds would survive its crash: the
-   * data dir's commit point. Absent: no data dir (a crash empties the node).
-   */
+  /** Up to when (epoch ms) everything this node holds would survive its crash: the data dir's commit point. Absent: no data dir (a crash empties the node). */
   durableThroughMs?: () => number;
   /**
    * Whether this node was in a cluster before (its data dir says so, or held other
@@ -295,6 +292,8 @@ export class Cluster {
       this.logger.warn("advertising an address peers cannot reach: set --advertise to this node's address", { url: this.self.url });
     }
     const joined = await this.membership.join(this.deps.config.peers);
+    // close() during the join (an embedded listen()): nothing starts (the heartbeats went on trying the seeds, and the closed node joined one later).
+    if (this.closed) return;
     if (!joined) this.logger.warn("no seed took the join; serving alone and retrying the seeds with every heartbeat", { seeds: this.deps.config.peers });
     this.membership.start();
     this.antiEntropy.start();

@@ -7,6 +7,7 @@ import { recordId, type StoredRecord } from "../core/record.ts";
 import { versionWallMs } from "../core/version.ts";
 import { DB_FILE, SCHEMA_BYTES, errText, openDatabase, rowFault } from "./database.ts";
 import { DirLock } from "./dir-lock.ts";
+import { closeAtExit } from "./exit-close.ts";
 
 export type FsyncPolicy = "always" | "everysec" | "no";
 
@@ -40,7 +41,10 @@ export { DB_FILE };
  *    last second.
  *  - `no`: one transaction a second, never fsynced: the OS decides when it is on disk.
  *
- * A clean `close()` flushes everything under every policy.
+ * A clean `close()` flushes everything under every policy, and so does the end of
+ * the process without one (exit-close.ts), as long as it ends by running out of work or by
+ * `process.exit()`: an embedded script that ended without close() lost every write
+ * of its last second under `everysec` and `no`.
  *
  * A commit that fails (a full disk, an I/O error) keeps its changes pending and is
  * retried (every second; under `always` every 100 ms). Until one succeeds, the node
@@ -77,6 +81,8 @@ export class Persistence {
   /** The one pending retry of a failed commit under `always` (never more than one). */
   private retryTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
+  /** Takes this dir off the ones the process's end closes (exit-close.ts). */
+  private readonly unhook: () => void;
   /** When the last successful commit took its batch: everything queued before then is on disk. */
   private committedThroughMs = 0;
   /** Whether the dir is marked SCHEMA_BYTES (it has held a binary value). */
@@ -106,6 +112,7 @@ export class Persistence {
       this.timer = setInterval(() => this.flushLogged(), opts.flushIntervalMs ?? 1000);
       this.timer.unref?.();
     }
+    this.unhook = closeAtExit(this);
   }
 
   /**
@@ -298,6 +305,7 @@ export class Persistence {
    */
   close(): void {
     if (this.closed) return;
+    this.unhook();
     clearInterval(this.timer);
     clearTimeout(this.retryTimer);
     this.flushLogged();
@@ -378,3 +386,4 @@ export class Persistence {
     for (const w of waiters) w.reject(e);
   }
 }
+

@@ -43,6 +43,7 @@ export class HttpTransport implements PeerTransport {
   private readonly kept: KeptConnections;
   /** Host and port of each http peer URL seen, parsed once. */
   private readonly origins = new Map<string, Origin | null>();
+  private readonly closing = new AbortController();
 
   constructor(private readonly opts: HttpTransportOptions = {}) {
     this.tls = opts.ca === undefined ? undefined : { ca: opts.ca };
@@ -50,12 +51,18 @@ export class HttpTransport implements PeerTransport {
     this.kept = new KeptConnections(this.maxAnswerBytes);
   }
 
-  /** Closes the connections kept open for replication batches. */
+  /**
+   * Closes the connections kept open for replication batches, and ends every call
+   * still waiting (aborted): a read waiting on a silent peer kept an embedded app's
+   * items().get, and its process, alive until its timeout, after close().
+   */
   close(): void {
+    this.closing.abort();
     this.kept.close();
   }
 
-  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
+  async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, caller?: AbortSignal) {
+    const signal = caller ? AbortSignal.any([caller, this.closing.signal]) : this.closing.signal;
     const path = `/internal/${op}`;
     const text = typeof body === "string" ? body : JSON.stringify(body);
     const signature = this.opts.guard?.signRequest(path, text);
@@ -78,7 +85,7 @@ export class HttpTransport implements PeerTransport {
         method: "POST",
         headers,
         body: text,
-        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
         tls: this.tls,
         // A peer never redirects: one that does is answered as the 3xx it is, not followed elsewhere.
         redirect: "manual",

@@ -270,7 +270,7 @@ export function startFront(
     else if (conn.ended || stopping) closeConn(socket);
   };
 
-  const listener = Bun.listen<Conn>({
+  const listener = inner.unlessFails(() => Bun.listen<Conn>({
     hostname: config.host,
     port: config.port,
     tls: tls.cert === undefined ? undefined : { cert: tls.cert, key: tls.key },
@@ -369,7 +369,7 @@ export function startFront(
         sockets.delete(socket);
       },
     },
-  });
+  }));
   let draining: Promise<number> | undefined;
   // Idle between requests: closed. A request half here is waited for, then answered STOPPING.
   // A connection that has sent nothing yet is left its first request (answered STOPPING,

@@ -30,6 +30,20 @@ export class InnerServer {
     ).server;
   }
 
+  /**
+   * What `listen` gives (the front end's Bun.listen); when it throws (the public port
+   * taken), this server is stopped first: it was left serving on its 127.0.0.1 port,
+   * acknowledging writes for a node `listen()` had closed, and the process never exited.
+   */
+  unlessFails<T>(listen: () => T): T {
+    try {
+      return listen();
+    } catch (e) {
+      void this.server.stop(true);
+      throw e;
+    }
+  }
+
   get port(): number {
     return this.server.port!;
   }

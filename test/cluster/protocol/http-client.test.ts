@@ -3,6 +3,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { HttpTransport } from "../../../src/cluster/protocol/http-transport.ts";
 import { NOT_SENT, PeerError } from "../../../src/cluster/protocol/peer-ops.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../../src/cluster/protocol/messages.ts";
+import { eventually } from "../../support/proc.ts";
 
 /**
  * Replication batches over http go on connections the transport keeps open
@@ -266,5 +267,32 @@ describe("a peer whose port refuses the connection", () => {
       );
     expect(error).toBeInstanceOf(PeerError);
     expect((error as PeerError).code).toBe(NOT_SENT);
+  });
+});
+
+describe("close()", () => {
+  test("ends every call still waiting on a silent peer, by fetch and on kept connections, without waiting for its timeout", async () => {
+    // A peer that reads every request and never answers (a SIGSTOPped co-owner, seen from here).
+    const silent = rawPeer(() => {});
+    const t = transport();
+    const fetch = { keys: [{ bucket: "default", key: "k" }], vouches: true as const };
+    // 60 s: bun test's own 30 s timeout fails this test if close() leaves them waiting (an embedded
+    // items().get with r= kept its process alive until its timeoutMs, after the node's close()).
+    const calls = [t.call(silent.url, "fetch", fetch, 60_000), t.call(silent.url, "records", batch, 60_000)].map((c) =>
+      c.then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    );
+    await eventually(() => silent.requests.length === 2);
+    t.close();
+    for (const e of await Promise.all(calls)) {
+      expect(e).toBeInstanceOf(PeerError);
+      expect((e as PeerError).code).toBe("ABORTED");
+    }
+    // And a call after close() is not sent at all.
+    const after = await t.call(silent.url, "fetch", fetch, 60_000).catch((e: unknown) => e);
+    expect((after as PeerError).code).toBe("ABORTED");
+    expect(silent.requests).toHaveLength(2);
   });
 });
