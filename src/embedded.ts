@@ -3,8 +3,9 @@ import { checkCallOptions, type OptionTypes } from "./ops/options.ts";
 import type { DeleteOptions, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
 import type { Item } from "./core/record.ts";
 import { fromBytes } from "./core/binary.ts";
+import { checkWellFormed } from "./core/text.ts";
 import type { ListPage } from "./core/store.ts";
-import { MAX_CONSISTENCY_TIMEOUT_MS, parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
+import { LEVEL_PATTERN, MAX_CONSISTENCY_TIMEOUT_MS, parseConcern, type Concern, type Level } from "./cluster/consistency.ts";
 import type { ClusterListPage } from "./cluster/listing.ts";
 import type { Awaitable, ItemsService } from "./service.ts";
 
@@ -227,6 +228,8 @@ function concern(which: "w" | "r", level: ConsistencyLevel | undefined, timeoutM
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= MAX_CONSISTENCY_TIMEOUT_MS)) {
     throw new MakhzenError("VALIDATION", `timeoutMs must be an integer of ms from 1 to ${MAX_CONSISTENCY_TIMEOUT_MS}, not ${timeoutMs}`);
   }
+  // A number is shown as one (`not 0`); HTTP's query, all text, quotes it (`not "0"`).
+  if (typeof level === "number" && !LEVEL_PATTERN.test(String(level))) throw new MakhzenError("VALIDATION", `${which} must be 1, quorum, all or a replica count, not ${level}`);
   return parseConcern(which, level === undefined ? undefined : String(level), timeoutMs === undefined ? undefined : String(timeoutMs));
 }
 
@@ -250,7 +253,14 @@ const DELETE_TYPES = { ifMatch: "string" };
 const CONCERN_TYPES = { timeoutMs: "number" };
 export const checkSet = callChecks<SetOptions>("set", SET_TYPES);
 export const checkDelete = callChecks<DeleteOptions>("delete", DELETE_TYPES);
-export const checkList = callChecks<ListItemsOptions>("list", { prefix: "string", limit: "number", after: "string" });
+const checkListTypes = callChecks<ListItemsOptions>("list", { prefix: "string", limit: "number", after: "string" });
+/** A prefix or cursor with a lone surrogate matches no key (none is stored): refused as MakhzenClient and HTTP refuse it, not an empty page. */
+export function checkList(opts: ListItemsOptions | undefined): ListItemsOptions | undefined {
+  const o = checkListTypes(opts);
+  if (o?.prefix !== undefined) checkWellFormed("prefix", o.prefix);
+  if (o?.after !== undefined) checkWellFormed("after", o.after);
+  return o;
+}
 const checkItemsSet = callChecks<ItemsSetOptions>("set", { ...SET_TYPES, w: "string|number", ...CONCERN_TYPES });
 const checkItemsDelete = callChecks<ItemsDeleteOptions>("delete", { ...DELETE_TYPES, w: "string|number", ...CONCERN_TYPES });
 const checkGet = callChecks<ItemsGetOptions>("get", { r: "string|number", ...CONCERN_TYPES });

@@ -8,6 +8,7 @@ import { startFront, type Front } from "./http/front/front.ts";
 import { DEFAULT_BUCKET } from "./core/record.ts";
 import type { BucketStats } from "./core/store.ts";
 import { Sweeper } from "./core/sweeper.ts";
+import { checkBucketName } from "./core/items.ts";
 import { VERSION } from "./meta.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { ClusterStatus, MemberStatus } from "./cluster/reports.ts";
@@ -248,12 +249,15 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     }
   };
 
+  // A bad name is refused here, not at the handle's first call.
   const bucket = (name: string = DEFAULT_BUCKET): BucketHandle => {
     open();
+    checkBucketName(name);
     return bucketHandle(name, { items, service, self: config.name, owners: (key) => cluster.router.owners(key), open });
   };
   const itemsOf = (name: string = DEFAULT_BUCKET): ItemsHandle => {
     open();
+    checkBucketName(name);
     return itemsHandle(name, service, open);
   };
 

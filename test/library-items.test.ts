@@ -162,7 +162,9 @@ describe("node.items() where every node holds every key", () => {
     expect(await refused(() => it.set!("k", "v", { W: 2 }))).toEqual(["VALIDATION", 'set has no option "W"; did you mean "w"?']);
     expect(await refused(() => it.set!("k", "v", { w: true }))).toEqual(["VALIDATION", "set option w must be a string or number, not boolean"]);
     expect(await refused(() => it.set!("k", "v", { w: "most" }))).toEqual(["VALIDATION", 'w must be 1, quorum, all or a replica count, not "most"']);
-    expect((await refused(() => it.set!("k", "v", { w: 1.5 })))[0]).toBe("VALIDATION");
+    // A number shown as one (it was quoted, as HTTP's query text is).
+    expect(await refused(() => it.set!("k", "v", { w: 1.5 }))).toEqual(["VALIDATION", "w must be 1, quorum, all or a replica count, not 1.5"]);
+    expect(await refused(() => it.get!("k", { r: 0 }))).toEqual(["VALIDATION", "r must be 1, quorum, all or a replica count, not 0"]);
     expect((await refused(() => it.set!("k", "v", { w: "all", timeoutMs: 0 })))[0]).toBe("VALIDATION");
     expect((await refused(() => it.get!("k", { r: "all", timeoutMs: 60_001 })))[0]).toBe("VALIDATION");
     // Named as the option is, with the value as given (HTTP's query says `timeout`, and quotes its text).

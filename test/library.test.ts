@@ -77,6 +77,13 @@ describe("embedding", () => {
     expect(codeOf(() => b.set("", "v"))).toBe("INVALID_KEY");
     expect(codeOf(() => b.set("k", "v", { ttl: 0 }))).toBe("VALIDATION");
     expect(codeOf(() => node.bucket("bad name").get("k"))).toBe("INVALID_BUCKET");
+    // At once, not at the handle's first call; items() too.
+    expect(codeOf(() => node.bucket("bad name"))).toBe("INVALID_BUCKET");
+    expect(codeOf(() => node.items("..") as unknown)).toBe("INVALID_BUCKET");
+    expect(codeOf(() => node.bucket(5 as unknown as string))).toBe("INVALID_BUCKET");
+    // A prefix or cursor with a lone surrogate: refused as the client refuses it (it was an empty page).
+    expect(codeOf(() => b.list({ prefix: "\ud800" }))).toBe("INVALID_UNICODE");
+    expect(codeOf(() => b.list({ after: "a\udc00" }))).toBe("INVALID_UNICODE");
     expect(codeOf(() => b.list({ limit: 0 }))).toBe("VALIDATION");
     expect(codeOf(() => createNode({ maxKeyBytes: -1 }))).toBe("INVALID_CONFIG");
     expect(codeOf(() => createNode({ name: "has space" }))).toBe("INVALID_CONFIG");

@@ -268,11 +268,7 @@ export class Items {
   }
 
   private checkBucket(bucket: string): void {
-    if (bucket === DEFAULT_BUCKET) return; // the hot path: /items/...
-    if (typeof bucket !== "string" || !BUCKET_PATTERN.test(bucket)) {
-      if (typeof bucket === "string" && isDotName(bucket)) throw new MakhzenError("INVALID_BUCKET", `bucket must not be "." or "..": a URL path cannot name it`);
-      throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
-    }
+    if (bucket !== DEFAULT_BUCKET) checkBucketName(bucket); // the default: the hot path, /items/...
   }
 
   /** At most maxValueBytes of UTF-8, and well-formed (see text.ts); or, as `bytes`, canonical base64 of at most maxValueBytes. */
@@ -316,4 +312,11 @@ function asStored(record: StoredRecord, b64: string): StoredRecord {
   const { bytes: _, ...rest } = record;
   const stored = fromBytes(Buffer.from(b64, "base64"));
   return stored.bytes ? record : { ...rest, value: stored.value };
+}
+
+/** Throws INVALID_BUCKET unless `bucket` is a bucket's name (BUCKET_PATTERN, and not a dot segment). */
+export function checkBucketName(bucket: unknown): void {
+  if (typeof bucket === "string" && BUCKET_PATTERN.test(bucket)) return;
+  if (typeof bucket === "string" && isDotName(bucket)) throw new MakhzenError("INVALID_BUCKET", `bucket must not be "." or "..": a URL path cannot name it`);
+  throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
 }
