@@ -46,8 +46,8 @@ interface Row<T> {
   default?: true | string;
   /** A default that is not one value ("default: in memory only"), shown as is. */
   defaultNote?: string;
-  /** Name the variable in --help (every flag reads its own); a string is a reason shown after it. */
-  envInHelp?: true | string;
+  /** Said after the variable's name in --help (every flag has one, and --help names each): why to use it. */
+  envInHelp?: string;
 }
 
 /** A flag that sets a NodeConfig key; the kind must produce that key's type. */
@@ -70,7 +70,8 @@ function build<T>(row: Row<T>, key: keyof NodeConfig | undefined, shownDefault: 
   const notes = [
     shownDefault === undefined ? row.defaultNote : `default ${shownDefault}`,
     ...aliases.map((a) => `alias --${a}`),
-    row.envInHelp === undefined ? undefined : row.envInHelp === true ? `env ${env}` : `env ${env}: ${row.envInHelp}`,
+    // Every flag has its variable (README): --help named a few, as if the rest had none.
+    row.envInHelp === undefined ? `env ${env}` : `env ${env}: ${row.envInHelp}`,
   ].filter((n) => n !== undefined);
   const description = notes.length === 0 ? row.help : `${row.help} (${notes.join("; ")})`;
   return { name: row.name, aliases, env, kind: row.kind, key, description, shownDefault };
@@ -87,29 +88,26 @@ const LOG_LEVEL = reads({
   kind: kinds.choice(LOG_LEVELS),
   help: "Least severe log lines written: debug, info, warn or error",
   default: DEFAULT_LOG_LEVEL,
-  envInHelp: true,
 });
 const LOG_FORMAT = reads({
   name: "log-format",
   kind: kinds.choice<LogFormat>(["json", "text"]),
   help: "json (one object per line) or text",
   defaultNote: "default: text on a terminal, else json",
-  envInHelp: true,
 });
 
 /** Every flag of `serve`, in the order of its --help. */
 export const SERVE_FLAGS: readonly ServeFlag[] = [
   // bindPort is huton's spelling (`makhzen agent -name agent1 -bindPort 8100`).
-  sets("port", { name: "port", aliases: ["bindPort"], kind: kinds.integer(0, 65535), help: "Port to listen on", default: true, envInHelp: true }),
+  sets("port", { name: "port", aliases: ["bindPort"], kind: kinds.integer(0, 65535), help: "Port to listen on", default: true }),
   sets("respPort", {
     name: "resp-port",
     kind: kinds.integer(0, 65535),
     help: "Also speak the Redis protocol (RESP2/RESP3) on this port, e.g. 6379",
     defaultNote: "default: off",
-    envInHelp: true,
   }),
-  sets("host", { name: "host", kind: kinds.text, help: "Interface to listen on", default: true, envInHelp: true }),
-  sets("name", { name: "name", kind: kinds.text, help: "Node name, unique in the cluster", defaultNote: "default host:port", envInHelp: true }),
+  sets("host", { name: "host", kind: kinds.text, help: "Interface to listen on", default: true }),
+  sets("name", { name: "name", kind: kinds.text, help: "Node name, unique in the cluster", defaultNote: "default host:port" }),
   // Bounds below are config.ts's, in the units a user types; test/cli/serve-flags.test.ts checks they agree.
   sets("maxKeyBytes", { name: "max-key-bytes", kind: kinds.size("1", "64kb"), help: "Longest key in bytes", default: true }),
   sets("maxValueBytes", { name: "max-value-bytes", kind: kinds.size("0", "512mb"), help: "Longest value in bytes, e.g. 1mb", default: true }),
@@ -133,14 +131,12 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     aliases: ["cluster"],
     kind: kinds.urls,
     help: "Seed URLs to join, comma-separated; any one live seed is enough",
-    envInHelp: true,
   }),
   sets("replicas", {
     name: "replicas",
     kind: kinds.integer(1, MAX_REPLICAS),
     help: "Owners of each key; the same on every node (at least the member count: every node holds every key)",
     default: true,
-    envInHelp: true,
   }),
   sets("advertise", { name: "advertise", kind: kinds.url, help: "URL peers use to reach this node", defaultNote: "default http://host:port" }),
   TIMINGS,
@@ -180,13 +176,12 @@ export const SERVE_FLAGS: readonly ServeFlag[] = [
     help: "Bearer token every client route except /healthz and /readyz requires",
     envInHelp: "keeps it out of ps",
   }),
-  sets("readToken", { name: "read-token", kind: kinds.secret(), help: "A second token that may only read", envInHelp: true }),
+  sets("readToken", { name: "read-token", kind: kinds.secret(), help: "A second token that may only read" }),
   sets("clusterSecret", {
     name: "cluster-secret",
     // HMACs captured on the wire allow an offline guess of the secret; 16 random characters put that out of reach.
     kind: kinds.secret(16, " (try: openssl rand -hex 32)"),
     help: "Shared secret signing every /internal/ request and answer; the same on every node, 16+ characters",
-    envInHelp: true,
   }),
   sets("tlsCertFile", { name: "tls-cert", kind: kinds.file, help: "PEM certificate chain file: serve https (with --tls-key)" }),
   sets("tlsKeyFile", { name: "tls-key", kind: kinds.file, help: "PEM private key file of --tls-cert" }),

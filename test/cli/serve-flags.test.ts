@@ -289,10 +289,12 @@ describe("the serve flag table", () => {
       expect({ flag: f.name, line: line?.trim().slice(spellings.length + hint.length).trim() }).toEqual({ flag: f.name, line: f.description });
     }
     // The notes in parentheses, as users have always read them.
-    expect(byName("heartbeat-interval").description).toBe("Heartbeat period, e.g. 1s (default 1s)");
+    expect(byName("heartbeat-interval").description).toBe("Heartbeat period, e.g. 1s (default 1s; env MAKHZEN_HEARTBEAT_INTERVAL)");
+    // Every flag names its variable (a few did, as if the rest had none).
+    for (const f of SERVE_FLAGS) expect(f.description, f.name).toContain(`env ${f.env}`);
     expect(byName("peers").description).toEndWith("(alias --cluster; env MAKHZEN_PEERS)");
     expect(byName("token").description).toEndWith("(env MAKHZEN_TOKEN: keeps it out of ps)");
-    expect(byName("data-dir").description).toBe("Keep a durable copy in this directory (default: in memory only)");
+    expect(byName("data-dir").description).toBe("Keep a durable copy in this directory (default: in memory only; env MAKHZEN_DATA_DIR)");
   });
 
   test("README's flag tables list every flag beside its variable", () => {

@@ -318,11 +318,11 @@ describe("help", () => {
     }
     const serve = (await run([bin, "serve", "--help"])).stdout;
     for (const shown of [
-      "Heartbeat period, e.g. 1s (default 1s)",
-      "1s to 255s (default 30s)",
-      "(default 256mb)",
-      "How long deletes are remembered, e.g. 24h (default 24h)",
-      "(default 500ms)",
+      "Heartbeat period, e.g. 1s (default 1s; env MAKHZEN_HEARTBEAT_INTERVAL)",
+      "1s to 255s (default 30s; env MAKHZEN_IDLE_TIMEOUT)",
+      "(default 256mb; env MAKHZEN_QUEUE_MAX_BYTES)",
+      "How long deletes are remembered, e.g. 24h (default 24h; env MAKHZEN_TOMBSTONE_TTL)",
+      "(default 500ms; env MAKHZEN_MAX_CLOCK_OFFSET)",
       "-bindPort, --port=<port>",
     ]) {
       expect(serve).toContain(shown);
