@@ -207,9 +207,13 @@ export function queueStats(q: PeerQueue, nowMs: number): PeerQueueStats {
  * The queue's records as they should go now. A queued record may have been
  * overtaken in the store since it was queued: by a newer one from another node (a
  * delete, say), which then goes instead; or by a purge of the key, after the
- * delete that replaced it was held by every member (stability.ts), and then
- * nothing goes. Sending the old value would bring the key back on a peer that has
- * forgotten the delete, and anti-entropy would spread it from there. One map
+ * delete that replaced it was held by every member (stability.ts), and then a
+ * queued value does not go. Sending the old value would bring the key back on a
+ * peer that has forgotten the delete, and anti-entropy would spread it from there.
+ * A queued delete whose tombstone was purged still goes: past a short
+ * --tombstone-ttl (0s) the sweep purged this node's own deletes before their batch
+ * left, the peers kept the values, and anti-entropy brought them back everywhere.
+ * A tombstone brings nothing back (a peer past its grace period refuses it). One map
  * lookup per record sent, except for a record still known `current` (see
  * Outgoing.current); the same object when nothing changed.
  */
@@ -224,7 +228,7 @@ export function* freshRecords(
       continue;
     }
     const held = current?.(out.record.bucket, out.record.key) ?? (current ? undefined : out.record);
-    if (held === out.record) {
+    if (held === out.record || (held === undefined && out.record.value === null)) {
       yield out;
     } else if (held === undefined) {
       q.pending.delete(id);

@@ -128,6 +128,21 @@ describe("records known current skip the store lookup", () => {
     await eventually(() => r.drained(["b"]), { timeoutMs: 2000, what: "acknowledged" });
   });
 
+  test("a queued delete whose tombstone is then purged still goes (a short --tombstone-ttl purged it before its batch left, and the peers kept the value)", async () => {
+    const { calls, transport } = heldTransport();
+    const { r, write, changeElsewhere } = replicator(transport);
+    write("first", "1");
+    await eventually(() => calls.length === 1, { timeoutMs: 2000, what: "the first batch sent" });
+    write("k", "v");
+    const deleted = write("k", null);
+    changeElsewhere("k", undefined); // the sweep purges the tombstone
+    calls[0]!.release();
+    await eventually(() => calls.length === 2, { timeoutMs: 2000, what: "the second batch sent" });
+    expect(calls[1]!.records).toEqual([deleted]);
+    calls[1]!.release();
+    await eventually(() => r.drained(["b"]), { timeoutMs: 2000, what: "acknowledged" });
+  });
+
   test("records of a failed batch are looked up when taken again (their keys may have changed while in flight)", async () => {
     const { calls, transport } = heldTransport();
     const { r, lookups, write, changeElsewhere } = replicator(transport);

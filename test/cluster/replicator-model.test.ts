@@ -23,7 +23,9 @@ import { rng } from "../support/http.ts";
  *    outstanding in its queue as that write or a newer record of its key; at the
  *    end every peer holds it or newer;
  *  - no resurrection: each record put on the wire is exactly what the store holds
- *    for its key at that moment (nothing for a purged key, never an older version);
+ *    for its key at that moment (never an older version), or, for a purged key, a
+ *    delete (a queued delete whose tombstone was purged still goes: a short
+ *    --tombstone-ttl purged them before they left; no value goes for a purged key);
  *  - the watermark never vouches for a write the peer has not acknowledged (nor a
  *    newer record of its key), among this node's full-mode writes made after the
  *    queue's completeSinceMs whose key nothing else changed since;
@@ -119,7 +121,8 @@ async function run(seed: number, shape: Shape): Promise<{ sent: number; overflow
       for (const rec of records) {
         const id = recordId(rec.bucket, rec.key);
         const inStore = store.get(id);
-        check(inStore !== undefined && inStore.version === rec.version && inStore.value === rec.value, () => `step: ${peer} was sent ${rec.key}@${rec.version} while the store holds ${inStore?.version ?? "nothing"}`);
+        const fresh = inStore === undefined ? rec.value === null : inStore.version === rec.version && inStore.value === rec.value;
+        check(fresh, () => `step: ${peer} was sent ${rec.key}@${rec.version} (${rec.value === null ? "a delete" : "a value"}) while the store holds ${inStore?.version ?? "nothing"}`);
       }
       sent += records.length;
       await new Promise<void>((release, fail) => calls.push({ peer, records, release, fail }));
@@ -164,7 +167,8 @@ async function run(seed: number, shape: Shape): Promise<{ sent: number; overflow
 
   const localWrite = () => {
     const key = keyOf();
-    const rec: StoredRecord = { bucket: "default", key, value: `v${counter}`, version: formatVersion(now, ++counter, "self") };
+    // One in six a delete: its tombstone may be purged before it goes (the purge step below).
+    const rec: StoredRecord = { bucket: "default", key, value: random() < 1 / 6 ? null : `v${counter}`, version: formatVersion(now, ++counter, "self") };
     const id = recordId("default", key);
     store.set(id, rec);
     overflowedNow = [];

@@ -193,3 +193,23 @@ describe("an early purge brings nothing back", () => {
     }
   });
 });
+
+describe("a delete whose tombstone this node purges before it is sent", () => {
+  test("still reaches the peers (--tombstone-ttl 0s): no value comes back by anti-entropy", async () => {
+    const net = new MemoryTransport();
+    const nodes = [core("a", net, { tombstoneTtlMs: 0 }), core("b", net, { tombstoneTtlMs: 0 }), core("c", net, { tombstoneTtlMs: 0 })];
+    const [a, b, c] = nodes as [Core, Core, Core];
+    await joined(nodes);
+    a.items.set("default", "k", "v");
+    await eventually(() => b.store.get("default", "k")?.value === "v" && c.store.get("default", "k")?.value === "v", { what: "the value everywhere" });
+    a.items.delete("default", "k");
+    // The sweep runs before the replicator takes its next batch (it takes it on a later turn).
+    expect(a.store.sweep(100)).toBe(1);
+    expect(a.store.get("default", "k")).toBeUndefined();
+    await eventually(() => a.cluster.replicator.drained(["b", "c"]), { what: "the delete sent" });
+    // The peers took the delete (then purged it, past their grace period too): no live value anywhere.
+    for (const n of [b, c]) expect(n.store.get("default", "k")?.value ?? null).toBeNull();
+    for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url });
+    for (const n of nodes) expect(n.store.get("default", "k")?.value ?? null, n.name).toBeNull();
+  });
+});
