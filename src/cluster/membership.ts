@@ -188,6 +188,7 @@ export class Membership {
       // Not "alive" under a name that may be another process's now (see NameClaim.inDoubt).
       throw new MakhzenError("UNAVAILABLE", `node "${this.deps.self.name}" was paused and is checking that its name is still its own`);
     }
+    if (this.claim.lost) throw new MakhzenError("UNAVAILABLE", `node "${this.deps.self.name}" gave its name up to another process and is stopping`); // its hand-off runs first
     if (from.name === this.deps.self.name && from.url !== this.deps.self.url) {
       // Another process gossips under our name: one of us yields; if not us, tell it.
       // It speaks to us, so it is alive: no need to ask it.
@@ -202,8 +203,9 @@ export class Membership {
 
   /** The member list, changing nothing (the `members` op). */
   handleMembers(): MembersAnswer {
-    // In doubt, this process says so (suspect): a claim that asks it must not yield to it (NameClaim.consider).
-    if (!this.claim.inDoubt) return this.answer();
+    // In doubt, or after yielding (its hand-off runs before it stops), it says so (suspect): a claim that asks must not yield to it
+    // (NameClaim.consider). Answered alive after yielding, the process it yielded to yielded too, and nobody held the name.
+    if (!this.claim.inDoubt && !this.claim.lost) return this.answer();
     const answer = this.answer();
     answer.members[0] = { ...answer.members[0]!, state: "suspect" };
     return answer;

@@ -292,6 +292,45 @@ describe("duplicate names, in process", () => {
     }
   });
 
+  test("a process that gave its name up answers suspect while its hand-off runs, and takes no heartbeat: the process it yielded to keeps the name", async () => {
+    const wall = new ManualWallClock();
+    const net = new MemoryTransport();
+    const yielded: string[] = [];
+    const b1 = processB(net, wall, { nameTaken: (_h, e) => void yielded.push(e.message) });
+    b1.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, []);
+    b1.start();
+    const taken: string[] = [];
+    const b2 = new Membership({
+      self: { name: "b", url: "mem://b2", incarnation: 20 },
+      transport: net,
+      config: FAST_TIMINGS,
+      wallMs: wall.read,
+      monoMs: wall.read,
+      events: { added() {}, recovered() {}, left() {}, moved() {}, nameTaken: (_h, e) => void taken.push(e.message) },
+    });
+    net.register("mem://b1", { members: () => b1.handleMembers() } as unknown as PeerService);
+    net.register("mem://b2", { members: () => b2.handleMembers() } as unknown as PeerService);
+    // x lists b2 as b now.
+    const x = member("x", net, wall);
+    x.handleGossip(claim("mem://b2", 20), []);
+    try {
+      b1.tick();
+      wall.advance(5000); // b1 stopped, then resumed: in doubt, it reads x's list, asks b2, and yields to it
+      b1.tick();
+      await eventually(() => yielded.length === 1);
+      // b1 lingers for its hand-off: it answered alive once its doubt had ended in yielding, and b2, asking it, yielded too.
+      expect(b1.handleMembers().members[0]).toMatchObject({ name: "b", url: "mem://b1", state: "suspect" });
+      expect(() => b1.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [])).toThrow(expect.objectContaining({ code: "UNAVAILABLE" }));
+      b2.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [claim("mem://b1", 10)]);
+      await Bun.sleep(50);
+      expect({ taken, lost: b2.nameLost }).toEqual({ taken: [], lost: false });
+    } finally {
+      b1.stop();
+      b2.stop();
+      x.stop();
+    }
+  });
+
   test("a running node whose rejoin a seed refuses for its name checks who keeps it, and yields to a live holder (it served alone)", async () => {
     const wall = new ManualWallClock();
     const net = new MemoryTransport();
