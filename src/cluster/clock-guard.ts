@@ -159,6 +159,8 @@ export class ClockGuard {
     // refused every write for seconds while it took them.
     else if (ownAheadMs > FENCE_SHARE * maxOffsetMs || stampAheadMs > TAKEN_SHARE * maxOffsetMs) reason = "stamps";
     const fenced = reason !== undefined;
+    // The fence that stands (for the refusal's words): a lead taken from peers' records only is fenced at TAKEN_SHARE.
+    const share = reason === "stamps" && ownAheadMs <= FENCE_SHARE * maxOffsetMs ? TAKEN_SHARE : FENCE_SHARE;
     if (fenced) {
       this.lines.line("clock.fenced", "", (suppressed) =>
         this.logger.error("CLOCK_OFFSET: this node's clock is not known to be within --max-clock-offset of the cluster's; refusing client writes", {
@@ -173,7 +175,7 @@ export class ClockGuard {
       this.logger.info("clock back within --max-clock-offset; taking client writes again", { offsetMs, maxOffsetMs });
     }
     this.wasFenced = fenced;
-    if (fenced) return { offsetMs, fenced, maxOffsetMs, reason };
+    if (fenced) return { offsetMs, fenced, maxOffsetMs, reason, share };
     const open = this.open;
     if (open !== undefined && open.offsetMs === offsetMs && open.maxOffsetMs === maxOffsetMs) return open;
     return (this.open = { offsetMs, fenced, maxOffsetMs });
@@ -331,7 +333,8 @@ export class ClockGuard {
 /** The error of a client write refused by the fence (503), and of /readyz while fenced. */
 export function clockOffsetError(clock: ClockState): MakhzenError {
   const limit = `--max-clock-offset ${clock.maxOffsetMs} ms`;
-  const fence = FENCE_SHARE * clock.maxOffsetMs;
+  const share = clock.share ?? FENCE_SHARE;
+  const fence = share * clock.maxOffsetMs;
   // With one peer measured, the two clocks are fenced on how far apart they are: the median is their middle.
   const pair = clock.reason === "offset" && Math.abs(clock.offsetMs) <= fence;
   const ahead =
@@ -345,6 +348,6 @@ export function clockOffsetError(clock: ClockState): MakhzenError {
     clock.reason === "unmeasured"
       ? `this node has not measured any peer's clock yet (no seed has taken its join: see the log for why), so it cannot tell whether its own is within ${limit}`
       : // The fence stands at FENCE_SHARE of the limit: "past the limit" from a node 421 ms off under 500 misled.
-        `${ahead}, past ${Math.round(fence)} ms, ${FENCE_SHARE * 100}% of ${limit} (the margin keeps what it stamps inside the limit)`;
+        `${ahead}, past ${Math.round(fence)} ms, ${Math.round(share * 100)}% of ${limit} (the margin keeps what it stamps inside the limit)`;
   return new MakhzenError("CLOCK_OFFSET", `${why}: it refuses writes until that is settled (see docs/replication.md)`);
 }

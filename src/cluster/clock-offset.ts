@@ -14,7 +14,8 @@
  * the peer read its clock at about (t0 + t1) / 2, so its offset is
  * peerWall - (t0 + t1) / 2, with an error of at most half the round trip. Of the last
  * SAMPLE_WINDOW samples of a peer the one with the shortest round trip is kept, as
- * NTP's clock filter does: a slow answer (GC pause, busy peer) says least.
+ * NTP's clock filter does (a slow answer, a GC pause or a busy peer, says least),
+ * unless a fresher one is as good once its age is counted (DRIFT_PER_MS).
  *
  * The median counts this node as offset 0. With three nodes one bad clock is then
  * outvoted: the two good ones stay unfenced and the bad one is fenced. With two
@@ -23,8 +24,19 @@
  * numbers per heartbeat and a sort of the members' offsets per heartbeat.
  */
 
-/** Samples kept per peer; the one with the shortest round trip is the estimate. */
+/** Samples kept per peer; the estimate is the one of least error (offsetOf). */
 export const SAMPLE_WINDOW = 8;
+
+/**
+ * How much error a sample is taken to gain per ms of its age, against a fresher one
+ * (offsetOf): a clock that drifts (1% under faketime's x1.01) moves away from an old
+ * sample. With the round trip alone, a sample 8 s old with a round trip 0.1 ms
+ * shorter won, the estimate lagged a drifting clock by 8 s of its drift (80 ms at
+ * 1%), that node was fenced late, and the healthy nodes that took its records were
+ * fenced before it was. 1%: a sample one heartbeat older must have had a round trip
+ * 20 ms shorter to win (a GC pause's answer still loses to a quick older one).
+ */
+export const DRIFT_PER_MS = 0.01;
 
 export interface OffsetSample {
   /** The peer's clock minus ours, in ms. */
@@ -67,6 +79,8 @@ export interface ClockState {
    * clock yet. A step of its own wall clock shows at once as an offset (ClockGuard).
    */
   reason?: "offset" | "stamps" | "unmeasured";
+  /** When fenced: the share of maxOffsetMs the fence that fired stands at (clock-guard.ts FENCE_SHARE, or TAKEN_SHARE for a lead taken from peers' records). */
+  share?: number;
 }
 
 /** The per-peer estimates, fed by heartbeats, and the median over the peers named. */
@@ -107,12 +121,18 @@ export class ClockOffsets {
     this.samples.delete(peer);
   }
 
-  /** The peer's clock minus ours (the sample of least round trip of the last few), or undefined before any. */
+  /**
+   * The peer's clock minus ours, or undefined before any sample: of the last few, the
+   * one of least error, its half round trip plus what its age may have drifted
+   * (DRIFT_PER_MS), counted from the newest.
+   */
   offsetOf(peer: string): number | undefined {
     const list = this.samples.get(peer);
     if (!list || list.length === 0) return undefined;
+    const newestMs = list[list.length - 1]!.atMs;
+    const error = (s: OffsetSample) => s.rttMs / 2 + (newestMs - s.atMs) * DRIFT_PER_MS;
     let best = list[0]!;
-    for (const s of list) if (s.rttMs < best.rttMs) best = s;
+    for (const s of list) if (error(s) <= error(best)) best = s;
     return best.offsetMs;
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { HybridClock, ManualWallClock } from "../../src/core/clock.ts";
 import { ClockGuard, clockOffsetError } from "../../src/cluster/clock-guard.ts";
-import { median, offsetSample, selfOffsetMs } from "../../src/cluster/clock-offset.ts";
+import { ClockOffsets, median, offsetSample, selfOffsetMs } from "../../src/cluster/clock-offset.ts";
 import { MakhzenError } from "../../src/errors.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
@@ -29,6 +29,19 @@ describe("clock offsets, pure", () => {
   test("a sample assumes the peer read its clock half way through the round trip", () => {
     expect(offsetSample(1000, 91_010, 1020)).toEqual({ offsetMs: 90_000, rttMs: 20, atMs: 1020 });
     expect(offsetSample(1000, 990, 1000)).toEqual({ offsetMs: -10, rttMs: 0, atMs: 1000 });
+  });
+
+  test("of the last samples, the one of least error counting its age: a drifting clock is followed, a slow answer still loses", () => {
+    // A peer whose clock gains 10 ms a second (faketime x1.01), one sample a heartbeat; the oldest had the
+    // shortest round trip by 0.1 ms, and was the estimate, 70 ms behind: that node was fenced late.
+    const drift = new ClockOffsets();
+    for (let i = 0; i < 8; i++) drift.record("c", { offsetMs: 300 + 10 * i, rttMs: i === 0 ? 0.4 : 0.5, atMs: 1000 * i });
+    expect(drift.offsetOf("c")).toBe(370);
+    // A fresh answer that waited out a GC pause (50 ms round trip) says less than a quick one a heartbeat older.
+    const pause = new ClockOffsets();
+    pause.record("b", { offsetMs: 5, rttMs: 0.5, atMs: 0 });
+    pause.record("b", { offsetMs: 30, rttMs: 50, atMs: 1000 });
+    expect(pause.offsetOf("b")).toBe(5);
   });
 
   test("the median counts this node as 0: one bad clock of three is outvoted, two disagreeing clocks fence both", () => {
@@ -83,7 +96,9 @@ describe("ClockGuard", () => {
     clock.now(); // and this node stamps at that lead, as c does
     expect(g.state()).toMatchObject({ fenced: false });
     clock.observe(formatVersion(wall.ms + 470, 0, "c")); // past 90%: receivers' margin for their error would be gone
-    expect(g.state()).toMatchObject({ fenced: true, reason: "stamps" });
+    expect(g.state()).toMatchObject({ fenced: true, reason: "stamps", share: 0.9 });
+    // And its refusal names the fence that stands (it said "past 400 ms, 80%").
+    expect(clockOffsetError(g.state()).message).toContain("past 450 ms, 90% of --max-clock-offset 500 ms");
     // Read back from its data dir, its own stamps of an earlier life count as its own clock's lead.
     const restarted = guard(new ManualWallClock(wall.ms), { b: 0, c: 0 });
     restarted.clock.restored(formatVersion(wall.ms + 420, 0, "a"));
@@ -97,7 +112,8 @@ describe("ClockGuard", () => {
     own.advance(450);
     mine.clock.now();
     own.advance(-450);
-    expect(mine.g.state()).toMatchObject({ fenced: true, reason: "stamps" });
+    expect(mine.g.state()).toMatchObject({ fenced: true, reason: "stamps", share: 0.8 });
+    expect(clockOffsetError(mine.g.state()).message).toContain("past 400 ms, 80% of --max-clock-offset 500 ms");
   });
 
   test("a step of the wall clock fences at once, before the next heartbeat measures it: every offset moves with it", () => {
