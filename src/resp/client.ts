@@ -188,7 +188,7 @@ export class Client {
         if (isHttpLine(args[0]!)) return this.crossProtocol();
         // In the protocol as the command left it: HELLO 3's own answer is RESP3.
         const discarded = this.parser.discarded;
-        this.answer(discarded === 0 ? dispatch(this.shared, this.session, args) : refuseTooLarge(this.shared, this.session, discarded), this.session.proto);
+        this.answer(discarded === 0 ? dispatch(this.shared, this.session, args) : refuseTooLarge(this.shared, this.session, discarded, args, this.parser.discardedAt), this.session.proto);
         // AUTH (or RESET) in this read sets the limits the next command of the same read is parsed under.
         this.parser.limits = this.parserLimits();
         if (this.session.closing) this.closeAfterFlush = true;

@@ -58,7 +58,30 @@ const COMMAND_COMMAND: CommandSpec = {
   ],
 };
 
-const ALL: readonly CommandSpec[] = [...CONNECTION_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...ADMIN_COMMANDS, ...TRANSACTION_COMMANDS, COMMAND_COMMAND];
+const ALL: readonly CommandSpec[] = [...CONNECTION_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...ADMIN_COMMANDS, ...TRANSACTION_COMMANDS, COMMAND_COMMAND].map(withHelp);
+
+/**
+ * A container with its HELP subcommand, as Redis's: an unknown subcommand's error
+ * says "Try CLIENT HELP.", which was itself unknown. It lists the subcommands this
+ * node runs, each with its summary, in Redis's layout (status lines).
+ */
+function withHelp(c: CommandSpec): CommandSpec {
+  if (c.subcommands === undefined) return c;
+  const upper = c.name.toUpperCase();
+  const help: CommandSpec = {
+    name: `${c.name}|help`,
+    arity: 2,
+    flags: ["loading", "stale"],
+    keys: [0, 0, 0],
+    group: c.group,
+    since: "5.0.0",
+    summary: "Returns helpful text about the different subcommands.",
+    run: () => array(lines.map(simple)),
+  };
+  const subs = [...c.subcommands, help];
+  const lines = [`${upper} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:`, ...subs.flatMap((s) => [s.name.slice(c.name.length + 1).toUpperCase(), `    ${s.summary}`])];
+  return { ...c, subcommands: subs };
+}
 
 /** Commands by lower-case name. */
 export const TABLE: ReadonlyMap<string, CommandSpec> = new Map(ALL.map((c) => [c.name, c]));

@@ -53,15 +53,26 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
  * connection goes on. Counted as a command; inside MULTI it fails the transaction
  * (EXEC answers -EXECABORT), as any command refused while queuing does.
  */
-export function refuseTooLarge(shared: Shared, session: Session, bytes: number): Reply {
+export function refuseTooLarge(shared: Shared, session: Session, bytes: number, args: Buffer[], at: number): Reply {
   shared.stats.commands++;
   if (session.multi !== undefined) session.multi.failed = true;
   const { maxValueBytes, maxKeyBytes } = shared.config;
+  // A key's position (GET, DEL, the keys of MSET) is named as a key, as a key over --max-key-bytes is: it was "value is ...".
+  const spec = TABLE.get(args[0]!.toString("latin1").toLowerCase());
+  if (spec !== undefined && isKeyAt(spec, args.length, at)) return errorReply(`ERR key is ${bytes} bytes; the limit is ${maxKeyBytes}`);
   return errorReply(
     maxValueBytes >= maxKeyBytes
       ? `ERR value is ${bytes} bytes; the limit is ${maxValueBytes}`
       : `ERR argument is ${bytes} bytes; the limit is ${maxKeyBytes} for a key and ${maxValueBytes} for a value`,
   );
+}
+
+/** Whether argument `at` of a command of `count` arguments is one of its keys (its row's key positions, as keysOf reads them). */
+function isKeyAt(spec: CommandSpec, count: number, at: number): boolean {
+  const [first, last, step] = spec.keys;
+  if (first === 0 || at < first) return false;
+  const end = last < 0 ? count + last : Math.min(last, count - 1);
+  return at <= end && (at - first) % step === 0;
 }
 
 const QUEUED = simple("QUEUED");

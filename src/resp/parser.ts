@@ -82,6 +82,8 @@ export class RespParser {
    * must be refused rather than run. 0 for a command whose every bulk was kept.
    */
   discarded = 0;
+  /** Which argument that longest dropped bulk was (0 is the command's name): a key's is refused as a key. */
+  discardedAt = 0;
   /** Set once the stream is malformed or over a limit: answer it (`-ERR <error>`) after the commands before it, then close. */
   error: string | undefined;
 
@@ -199,7 +201,7 @@ export class RespParser {
           if (this.limits.unauthenticated || this.commandBytes > this.limits.maxCommandBytes) {
             return this.limits.unauthenticated && n <= MAX_BULK ? "unauthenticated bulk length" : "invalid bulk length";
           }
-          this.discarded = Math.max(this.discarded, n);
+          if (n > this.discarded) [this.discarded, this.discardedAt] = [n, this.args.length];
           const held = Math.min(n, buf.length - this.pos);
           this.pos += held;
           this.skip = n - held;

@@ -43,6 +43,21 @@ describe("RESP wire", () => {
     );
   });
 
+  test("the HELP an unknown subcommand's error points to answers, for every container: its subcommands, each with its summary", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    for (const container of ["CLIENT", "CONFIG", "COMMAND"]) {
+      c.clear();
+      c.send(frame(container, "HELP"));
+      // It was itself "unknown subcommand 'HELP'. Try CLIENT HELP.".
+      const text = await c.until((r) => r.endsWith("+HELP\r\n+    Returns helpful text about the different subcommands.\r\n"));
+      const lines = text.split("\r\n").slice(0, -1);
+      expect(lines[0]).toBe(`*${lines.length - 1}`);
+      expect(lines[1]).toBe(`+${container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:`);
+      if (container === "CLIENT") expect(lines.slice(2, 4)).toEqual(["+ID", "+    Returns the unique client ID of the connection."]);
+    }
+  });
+
   test("inline commands, with quotes as redis-server splits them, and blank lines skipped", async () => {
     const { conn } = await setup();
     const c = await conn();
@@ -251,6 +266,11 @@ describe("a value over --max-value-bytes", () => {
     // MSET writes none of its keys: it is not run at all.
     await c.expect(`${limitError}$-1\r\n${limitError}$-1\r\n+PONG\r\n`, 10_000);
     expect(c.closed).toBe(false);
+    c.clear();
+    // In a key's place it is named a key (it was "value is ..."): GET, and MSET's keys but not its values.
+    c.send(Buffer.concat([frame("GET", over), frame("MSET", "a", "1", over, "2"), frame("DEL", "a", over)]));
+    const keyError = "-ERR key is 1048577 bytes; the limit is 1024\r\n";
+    await c.expect(`${keyError}${keyError}${keyError}`, 10_000);
     c.clear();
     // Inside MULTI it is a command refused while queuing: EXEC applies nothing.
     c.send(Buffer.concat([frame("MULTI"), frame("SET", "t", "1"), frame("SET", "k", over), frame("EXEC"), frame("GET", "t")]));
