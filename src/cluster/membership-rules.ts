@@ -50,6 +50,16 @@ export function mergeDecision(local: WireMember | undefined, remote: WireMember)
 export const isLive = (state: MemberState): boolean => state === "alive" || state === "suspect";
 
 /**
+ * Whether `answer`, the first member of a `members` answer from `held.url`, is the
+ * process we hold as `held` (pure): the same name at the same address, in the same
+ * life or a later one (a `left` it refuted since, or a restart there: either way a
+ * live process claims the name at that address, and it is not taken from it). No
+ * answer, another name or address, or an older life: the held process is gone.
+ */
+export const answersAs = (held: WireMember, answer: WireMember | undefined): boolean =>
+  answer !== undefined && answer.name === held.name && answer.url === held.url && answer.incarnation >= held.incarnation;
+
+/**
  * Whether the process with claim `mine` must give its name up to the live claim
  * `other` (another URL, same name). Pure. The newer claim (higher incarnation, which
  * is the start time; the greater URL on a tie) gives way, so a node that was

@@ -5,6 +5,7 @@ import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages
 import { countMembers, isLive, joinSettingsRefusal, mergeDecision, schemeRefusal, probeTimeoutMs, reportOf, type SharedSettings } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
+import { MemberMove } from "./member-move.ts";
 import { ageMembers, discountPause } from "./member-silence.ts";
 import { Seeds } from "./seeds.ts";
 
@@ -43,6 +44,8 @@ export class Membership {
   private failedHeartbeats = 0;
   /** Our claim to our name, against other processes that claim it too. */
   private readonly claim: NameClaim;
+  /** Whether a member's name moved to a claimant's address (member-move.ts). */
+  private readonly moves: MemberMove;
 
   constructor(private readonly deps: MembershipDeps) {
     this.seeds = new Seeds({
@@ -77,6 +80,7 @@ export class Membership {
       },
       onPause: (pausedMs) => this.discountPause(pausedMs),
     });
+    this.moves = new MemberMove({ transport: deps.transport, config: deps.config, logger: this.logger });
   }
 
   get self() {
@@ -133,9 +137,7 @@ export class Membership {
     const { name, incarnation } = this.deps.self;
     const targets = this.list().filter((m) => m.state !== "left" && m.state !== "dead");
     const timeout = Math.min(this.deps.config.requestTimeoutMs, 2000);
-    const results = await Promise.allSettled(
-      targets.map((m) => this.deps.transport.call(m.url, "leave", { name, incarnation }, timeout)),
-    );
+    const results = await Promise.allSettled(targets.map((m) => this.deps.transport.call(m.url, "leave", { name, incarnation }, timeout)));
     const failed = results.filter((r) => r.status === "rejected").length;
     if (failed > 0) this.logger.warn("leave: some peers did not answer; gossip will tell them", { failed, of: targets.length });
   }
@@ -144,26 +146,16 @@ export class Membership {
 
   /**
    * A join, as the peer protocol serves it. A name held by another URL that is alive
-   * or suspect here is asked first whether it still answers as that name: a node
-   * killed and started again on another address within seconds is still listed
-   * alive by its peers, and a corpse must not keep the name from the living. The
-   * holder's silence makes it dead here, and the joiner takes the name over. A
-   * joiner with another --replicas or --max-clock-offset is refused first (joinSettingsRefusal).
+   * or suspect here is asked first whether it still answers as that name (MemberMove):
+   * a corpse must not keep the name from the living. If it does not, it is dead here,
+   * and the joiner takes the name over. A joiner with another --replicas or
+   * --max-clock-offset is refused first (joinSettingsRefusal).
    */
   async handleJoinChecked(joiner: WireMember, settings: SharedSettings): Promise<MembersAnswer> {
     const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config) ?? schemeRefusal(joiner, this.deps.self.url);
     if (mismatch) throw mismatch;
     const held = this.members.get(joiner.name);
-    if (held && held.url !== joiner.url && isLive(held.state)) {
-      const holder = await this.deps.transport.call(held.url, "members", {}, probeTimeoutMs(this.deps.config)).then(
-        (a) => a.members[0],
-        () => undefined,
-      );
-      if (!(holder?.name === held.name && holder.url === held.url)) {
-        this.logger.warn("a member's name is taken over: it does not answer as that name any more", { member: held.name, url: held.url, by: joiner.url });
-        held.state = "dead";
-      }
-    }
+    if (held && held.url !== joiner.url && isLive(held.state) && !(await this.moves.holds(held, joiner.url))) held.state = "dead";
     return this.handleJoin(joiner);
   }
 
@@ -313,8 +305,15 @@ export class Membership {
     if (m && m.url !== from.url) {
       // A second claim to a live member's name is not taken (see mergeDecision); our
       // answer lists the held claim, so the sender sees the conflict and settles it.
-      // A dead or departed holder's name goes to the process that speaks now.
+      // A dead or departed holder's name goes to the process that speaks now; so does a
+      // live one's once its address does not answer as it (a restart elsewhere: MemberMove).
       if (!isLive(m.state)) this.upsert({ ...from, state: "alive" });
+      else {
+        this.moves.check(m, from, () => {
+          m.state = "dead"; // as a join through us makes it (handleJoinChecked)
+          this.heard(from);
+        });
+      }
       return;
     }
     if (m && from.incarnation < m.incarnation) return; // a message from a past life
