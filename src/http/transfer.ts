@@ -35,7 +35,10 @@ export function transferRoutes(deps: TransferDeps) {
         // gigabytes held all of them. It answers the GET's head alone (a cluster's after its
         // first page, so its status is the GET's): chunked, as the GET is, with no length.
         const head = request.method === "HEAD";
-        if (query.scope !== "cluster") return head ? ndjsonHead() : ndjson(ndjsonStream(deps.service.dump(query.bucket)));
+        if (query.scope !== "cluster") {
+          const pages = deps.service.dump(query.bucket); // a bad bucket is refused here, for HEAD too; nothing is scanned yet
+          return head ? ndjsonHead() : ndjson(ndjsonStream(pages));
+        }
         const pages = deps.service.dumpCluster(query.bucket);
         const first = await pages.next();
         if (!head) return ndjson(ndjsonStream(pages, first));

@@ -181,6 +181,15 @@ describe("HEAD /dump", () => {
     }
     const bad = await fetch(url + "/dump?scope=all", { method: "HEAD" });
     expect(bad.status).toBe(422);
+    // A bucket the GET refuses, the HEAD refuses too (it answered 200).
+    for (const bucket of ["bad%20name", "..", "", "x".repeat(100)]) {
+      for (const scope of ["", "&scope=cluster"]) {
+        const [head, get] = (await Promise.all(["HEAD", "GET"].map((method) => fetch(`${url}/dump?bucket=${bucket}${scope}`, { method })))) as [Response, Response];
+        expect([head.status, bucket, scope]).toEqual([get.status, bucket, scope]);
+        expect(head.status).toBe(400);
+        await get.text();
+      }
+    }
     // The connection still serves a GET of the whole dump after those heads.
     const whole = await fetch(url + "/dump");
     expect((await whole.text()).trimEnd().split("\n")).toHaveLength(40);
