@@ -245,6 +245,20 @@ describe("an app whose process ends without close()", () => {
       }
     }
   });
+
+  test("an exit that cannot write what is pending says so on stderr and exits 1 (it said nothing, and exited 0)", async () => {
+    const dataDir = tempDir();
+    // As a disk that fills: every commit fails once the trigger is in.
+    const wrote = await script(`
+      import { Database } from "bun:sqlite";
+      import { join } from "node:path";
+      const node = createNode({ name: "n", dataDir: ${JSON.stringify(dataDir)}, fsync: "everysec" });
+      const disk = new Database(join(${JSON.stringify(dataDir)}, "makhzen.db"));
+      disk.exec("CREATE TRIGGER full BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+      node.bucket().set("a", "1");`);
+    expect(wrote.code).toBe(1);
+    expect(wrote.stderr).toMatch(/^makhzen: data dir .*: 1 change\(s\) could not be written before the close \(.*disk is full.*\): they are lost\n$/);
+  });
 });
 
 describe("TLS files that do not fit are refused by createNode, naming the option and the file", () => {

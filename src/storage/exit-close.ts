@@ -1,3 +1,5 @@
+import { writeSync } from "node:fs";
+
 /**
  * Closes what is still open when the process ends without closing it: a data dir's
  * close() commits what is pending, and an embedded script that simply ended (or
@@ -23,8 +25,12 @@ export function closeAtExit(c: Closable): () => void {
       for (const c of [...open]) {
         try {
           c.close();
-        } catch {
-          // A close that cannot write what is pending logs so itself; the process is ending either way.
+        } catch (e) {
+          // Writes lost (a full disk): an embedded app's logger is silent by default, and the process
+          // ended 0 with nothing said. One line on stderr (synchronous: the process is ending), and a
+          // failing exit code unless the app chose one.
+          writeSync(2, `makhzen: ${e instanceof Error ? e.message : String(e)}\n`);
+          if (!process.exitCode) process.exitCode = 1;
         }
       }
     });
