@@ -1,4 +1,4 @@
-import { contentHex, toItem, type Item, type StoredRecord } from "./record.ts";
+import { contentHex, toItem, type Item, type KeyStamp, type StoredRecord } from "./record.ts";
 import { SortedKeys } from "./sorted-keys.ts";
 import type { EntryKind } from "./store-sets.ts";
 import { budgetBytes } from "./store-options.ts";
@@ -9,6 +9,12 @@ import { formatVersionOf, readVersionOf, versionRead } from "./version-numbers.t
 export interface ScanCursor {
   bucket: string;
   key: string;
+}
+
+/** What `scan` keeps to (a cluster-wide listing's page): one bucket's keys, and of those the ones starting with `prefix`. */
+export interface ScanOnly {
+  bucket: string;
+  prefix?: string;
 }
 
 export interface BucketStats {
@@ -119,6 +125,16 @@ export class Keyspace {
     return r;
   }
 
+  /** The record held without its value (a KeyStamp): its columns only. */
+  stamp(id: number): KeyStamp {
+    const t = this.table;
+    const s: KeyStamp = { bucket: this.bucketName(id), key: t.key(id), version: formatVersionOf(t.wallMs[id]!, t.stamp[id]!) };
+    const expiresAt = t.expiresAt(id);
+    if (expiresAt === expiresAt) s.expiresAt = expiresAt; // NaN: no TTL
+    if (!t.hasValue(id)) s.deleted = true;
+    return s;
+  }
+
   /** Takes the version and TTL of `r` into the record's columns (its value goes in with `insert` or the table's `setValue`). */
   setFields(id: number, r: StoredRecord): void {
     const t = this.table;
@@ -159,8 +175,17 @@ export class Keyspace {
    * costs O(buckets log buckets + limit + log keys) (see SortedKeys): not O(keys),
    * even while writes arrive between pages.
    */
-  scan(after: ScanCursor | undefined, limit: number, only?: { bucket: string; prefix?: string }): StoredRecord[] {
-    const out: StoredRecord[] = [];
+  scan(after: ScanCursor | undefined, limit: number, only?: ScanOnly): StoredRecord[] {
+    return this.page(after, limit, only, (id) => this.record(id));
+  }
+
+  /** `scan`'s page without the values (a listing of keys): no value is read, so none is decoded or copied. */
+  scanStamps(after: ScanCursor | undefined, limit: number, only?: ScanOnly): KeyStamp[] {
+    return this.page(after, limit, only, (id) => this.stamp(id));
+  }
+
+  private page<T>(after: ScanCursor | undefined, limit: number, only: ScanOnly | undefined, build: (id: number) => T): T[] {
+    const out: T[] = [];
     const names = only ? (this.buckets.has(only.bucket) ? [only.bucket] : []) : [...this.buckets.keys()].sort();
     for (const name of names) {
       if (after && name < after.bucket) continue;
@@ -168,7 +193,7 @@ export class Keyspace {
       const from = after && name === after.bucket ? after.key : undefined;
       for (const id of b.keys.from(only?.prefix ?? "", from)) {
         if (out.length === limit) return out;
-        out.push(this.record(id));
+        out.push(build(id));
       }
     }
     return out;

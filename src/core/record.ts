@@ -19,6 +19,19 @@ export interface StoredRecord {
   bytes?: true;
 }
 
+/**
+ * A record without its value: what a walk over keys needs (KEYS, SCAN, FLUSHDB over
+ * a partitioned cluster) to keep each key's newest record and tell whether it is
+ * live. `deleted` for a tombstone. compareStamps is its merge order.
+ */
+export interface KeyStamp {
+  bucket: string;
+  key: string;
+  version: Version;
+  expiresAt?: number;
+  deleted?: true;
+}
+
 /** What the digest knows of a record: its version and contentHash. */
 export interface RecordStamp {
   version: Version;
@@ -116,9 +129,37 @@ export function compareRecords(a: StoredRecord, b: StoredRecord, hashA?: bigint,
   return a.bytes === true ? 1 : -1;
 }
 
+/**
+ * The merge order (compareRecords) as far as a record without its value can follow
+ * it: by version, then on a tie a tombstone wins, as contentHash's top bit makes it
+ * win there. Two values stamped alike (two processes under one name) are ordered
+ * by the hash of their contents, which a stamp does not carry: hashing every value
+ * a listing steps over is a pass over all of them (~1 ms per MiB). Here the one
+ * that expires later wins (no expiry: the latest), so a listing of keys during
+ * such a divergence may name a key whose winning copy has expired (as a key may
+ * expire right after KEYS answers), and never leaves out one that is live in
+ * either copy (a FLUSHDB must not leave it behind). Negative when `a` loses.
+ */
+export function compareStamps(a: KeyStamp, b: KeyStamp): number {
+  if (a.version !== b.version) return a.version < b.version ? -1 : 1;
+  if ((a.deleted === true) !== (b.deleted === true)) return a.deleted === true ? 1 : -1;
+  const ea = a.expiresAt ?? Infinity;
+  const eb = b.expiresAt ?? Infinity;
+  return ea === eb ? 0 : ea < eb ? -1 : 1;
+}
+
+/** A record's stamp: the record without its value. */
+export function stampOf(r: StoredRecord): KeyStamp {
+  const s: KeyStamp = { bucket: r.bucket, key: r.key, version: r.version };
+  if (r.expiresAt !== undefined) s.expiresAt = r.expiresAt;
+  if (r.value === null) s.deleted = true;
+  return s;
+}
+
 export function toItem(r: StoredRecord): Item {
   const item: Item = { key: r.key, value: r.value as string, version: r.version };
   if (r.expiresAt !== undefined) item.expiresAt = r.expiresAt;
   if (r.bytes === true) item.encoding = "base64";
   return item;
 }
+

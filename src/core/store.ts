@@ -1,7 +1,7 @@
 import { MakhzenError } from "../errors.ts";
 import { LruList } from "./lru.ts";
-import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-import { compareRecords, isExpired, recordId, type StoredRecord } from "./record.ts";
+import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanCursor, type ScanOnly } from "./keyspace.ts";
+import { compareRecords, isExpired, recordId, type KeyStamp, type StoredRecord } from "./record.ts";
 import { contentOf, recordSum } from "./fingerprint.ts";
 import { TombstoneQueue, ViewCache, WalkedSet, tombstoneDeadAt, type EntryKind } from "./store-sets.ts";
 import { RESERVE_SWEEP_LOOKS, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
@@ -126,10 +126,9 @@ export class Store {
   get operations(): number { return this.ops; }
   get recordCount(): number { return this.keyspace.recordCount; }
 
-  /** See Keyspace.scan: the full-copy page of anti-entropy, or (`only`) of one bucket's keys with a prefix. */
-  scan(after: ScanCursor | undefined, limit: number, only?: { bucket: string; prefix?: string }): StoredRecord[] {
-    return this.keyspace.scan(after, limit, only);
-  }
+  /** See Keyspace.scan: the full-copy page of anti-entropy, or (`only`) of one bucket's keys with a prefix; scanStamps: without values. */
+  scan(after: ScanCursor | undefined, limit: number, only?: ScanOnly): StoredRecord[] { return this.keyspace.scan(after, limit, only); }
+  scanStamps(after: ScanCursor | undefined, limit: number, only?: ScanOnly): KeyStamp[] { return this.keyspace.scanStamps(after, limit, only); }
 
   /** A page of live items in key order (see Keyspace.list). */
   list(bucket: string, opts: ListOptions): ListPage {

@@ -4,7 +4,7 @@ import { compareListed } from "../../src/cluster/antientropy.ts";
 import { ManualWallClock } from "../../src/core/clock.ts";
 import { resolveConfig } from "../../src/config.ts";
 import { createCore } from "../../src/create-core.ts";
-import { compareRecords, contentHash, contentHex, type StoredRecord } from "../../src/core/record.ts";
+import { compareRecords, compareStamps, contentHash, contentHex, stampOf, type StoredRecord } from "../../src/core/record.ts";
 import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
 import { formatVersion } from "../../src/core/version.ts";
 import { core as newCore, dump } from "../support/core.ts";
@@ -64,6 +64,41 @@ describe("compareRecords: a total order over whole records", () => {
     expect(compareListed(v, () => contentHex(value), { bucket: "b", key: "k", version: v, hash: contentHex(swept) })).toBeLessThan(0);
     // A peer that predates the hash: a tie counts as the same record.
     expect(compareListed(v, () => contentHex(value), { bucket: "b", key: "k", version: v })).toBe(0);
+  });
+});
+
+describe("compareStamps: the merge order as far as records without values follow it (a listing of keys)", () => {
+  const newest = <T>(all: T[], compare: (x: T, y: T) => number): T => all.reduce((w, r) => (compare(r, w) > 0 ? r : w));
+  test("the winner among a key's copies has the version and the liveness compareRecords's winner has, and expires no sooner", () => {
+    fc.assert(
+      fc.property(fc.array(arbRecord, { minLength: 1, maxLength: 5 }), (drawn) => {
+        const copies = drawn.map((r) => ({ ...r, key: "k" }));
+        const win = newest(copies, compareRecords);
+        const stamps = copies.map(stampOf);
+        const stamp = newest(stamps, compareStamps);
+        // Any order of the copies, the same winner (a member's page may come first or last).
+        expect(newest([...stamps].reverse(), compareStamps)).toEqual(stamp);
+        expect(stamp.version).toBe(win.version);
+        expect(stamp.deleted === true).toBe(win.value === null);
+        // Two values stamped alike: no content hash here, so never a copy that expires sooner than the winner.
+        if (win.value !== null) expect(stamp.expiresAt ?? Infinity).toBeGreaterThanOrEqual(win.expiresAt ?? Infinity);
+        const tied = copies.filter((r) => r.version === win.version && r.value !== null);
+        if (win.value !== null && tied.every((r) => r.expiresAt === win.expiresAt)) expect(stamp.expiresAt).toBe(win.expiresAt);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("a newer version wins; on a tie a tombstone wins; two values stamped alike: the later expiry (none: latest)", () => {
+    const at = (value: string | null, counter: number, expiresAt?: number) =>
+      stampOf({ bucket: "b", key: "k", value, version: formatVersion(T0, counter, "n"), ...(expiresAt === undefined ? {} : { expiresAt }) });
+    expect(compareStamps(at("a", 2), at(null, 1))).toBeGreaterThan(0);
+    expect(compareStamps(at(null, 1), at("a", 1))).toBeGreaterThan(0);
+    expect(compareStamps(at("a", 1, T0), at(null, 1))).toBeLessThan(0);
+    expect(compareStamps(at(null, 1), at(null, 1))).toBe(0);
+    expect(compareStamps(at("a", 1), at("b", 1, T0))).toBeGreaterThan(0);
+    expect(compareStamps(at("a", 1, T0), at("b", 1, T0 + 1))).toBeLessThan(0);
+    expect(compareStamps(at("a", 1, T0), at("b", 1, T0))).toBe(0);
   });
 });
 
