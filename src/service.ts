@@ -1,11 +1,11 @@
 import { isMakhzenError, MakhzenError } from "./errors.ts";
 import type { BatchWrite, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
-import { BUCKET_NAME_RULE, BUCKET_PATTERN, toItem, type Item, type StoredRecord } from "./core/record.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, recordOf, toItem, type Item, type StoredRecord } from "./core/record.ts";
 import type { BucketStats, ListPage, Store } from "./core/store.ts";
 import { dumpPages } from "./core/dump-pages.ts";
 import { versionWallMs, type Version } from "./core/version.ts";
 import type { Concern, Consistency } from "./cluster/consistency.ts";
-import type { ClusterListing, ClusterListPage } from "./cluster/listing.ts";
+import { keysOf, type ClusterKeyPage, type ClusterListing, type ClusterListPage } from "./cluster/listing.ts";
 import type { ForwardAnswer, ForwardRequest } from "./cluster/protocol/messages.ts";
 import type { Router } from "./cluster/routing.ts";
 import { partitionOf as partitionOfKey } from "./cluster/placement.ts";
@@ -42,7 +42,7 @@ export interface ServiceCluster {
   /** Whether a record stamped `version` for (bucket, key) from elsewhere is refused (Cluster.refusesVersion). */
   refusesVersion(version: Version, bucket: string, key: string): boolean;
   /** Listing and dumping the whole cluster (cluster/listing.ts); absent: this node's records are the cluster's. */
-  readonly listing?: Pick<ClusterListing, "partitioned" | "list" | "dump">;
+  readonly listing?: Pick<ClusterListing, "partitioned" | "list" | "listKeys" | "dump">;
   /** Where a request for a key runs (routing.ts); absent: always here. */
   readonly router?: Router;
 }
@@ -296,6 +296,12 @@ export class ItemsService {
     return listing?.partitioned ? listing.list(bucket, opts) : this.deps.items.list(bucket, opts);
   }
 
+  /** `list`'s keys, for a walk that needs no value (RESP's KEYS, SCAN): in a partitioned cluster no value crosses the wire. */
+  listKeys(bucket: string, opts?: ListItemsOptions): Awaitable<ClusterKeyPage> {
+    const listing = this.deps.cluster?.listing;
+    return listing?.partitioned ? listing.listKeys(bucket, opts) : keysOf(this.deps.items.list(bucket, opts));
+  }
+
   /** Live keys and bytes per bucket. */
   buckets(): BucketStats[] {
     return this.deps.store.bucketStats();
@@ -388,12 +394,4 @@ async function alone(name: "w" | "r", concern: Concern, consequence: string): Pr
   if (typeof concern.level === "number" && concern.level > 1) {
     throw new MakhzenError("UNAVAILABLE", `${name}=${concern.raw} needs ${concern.level} replicas but the cluster has 1; ${consequence}`);
   }
-}
-
-/** A written item as the record it is (a forwarded set's answer). */
-function recordOf(bucket: string, item: Item): StoredRecord {
-  const r: StoredRecord = { bucket, key: item.key, value: item.value, version: item.version };
-  if (item.expiresAt !== undefined) r.expiresAt = item.expiresAt;
-  if (item.encoding === "base64") r.bytes = true;
-  return r;
 }

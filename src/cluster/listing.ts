@@ -1,11 +1,11 @@
 import { MakhzenError } from "../errors.ts";
-import { BUCKET_NAME_RULE, BUCKET_PATTERN, KEY_BYTES_CEILING, isExpired, toItem, type StoredRecord } from "../core/record.ts";
+import { BUCKET_NAME_RULE, BUCKET_PATTERN, KEY_BYTES_CEILING, compareRecords, compareStamps, isExpired, stampOf, toItem, type KeyStamp, type StoredRecord } from "../core/record.ts";
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type ListItemsOptions } from "../core/items.ts";
 import type { ListPage } from "../core/store.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { PARTITIONS } from "./placement.ts";
 import type { ListAnswer, ListRequest } from "./protocol/messages.ts";
-import type { PeerTransport } from "./protocol/peer-ops.ts";
+import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
 import { collectPage, compareIds, type ListCursor, type SourcePage } from "./listing-merge.ts";
 
 /**
@@ -20,6 +20,12 @@ import { collectPage, compareIds, type ListCursor, type SourcePage } from "./lis
  * may hold the newest record of a key. The cost is O(members x page) records read
  * per page, against O(page) for a local listing; a member that fails or times out
  * is not asked again within the page, so one hung member costs one timeout.
+ *
+ * A listing of keys (`listKeys`: RESP's KEYS, SCAN, FLUSHDB) asks the members for
+ * their records without values (KeyStamp: key, version, expiry, tombstone or not),
+ * all the merge needs to keep each key's newest and drop the dead ones. With the
+ * values, a KEYS over 200 values of 1 MiB read, sent and parsed every value of the
+ * db from every owner: seconds per call, and a GB of memory for ten at once.
  *
  * When some partition has no owner or holder among the members that answered
  * (they are all down, cut off or slow), a listing still answers what it found, and
@@ -41,6 +47,28 @@ export interface Incomplete {
 export interface ClusterListPage extends ListPage {
   incomplete?: Incomplete;
 }
+
+/** A page of the cluster's live keys: a ClusterListPage without values (ClusterListing.listKeys). */
+export interface ClusterKeyPage {
+  keys: string[];
+  next: string | null;
+  incomplete?: Incomplete;
+}
+
+/** A local page's keys: what a full-mode listing of keys is (every node holds every key). */
+export const keysOf = (page: ListPage): ClusterKeyPage => ({ keys: page.items.map((i) => i.key), next: page.next });
+
+/** What a listing asks the members for and merges: whole records, or stamps (no value crosses the wire). */
+interface Kind<T extends ListCursor> {
+  values: boolean;
+  /** The merge order. */
+  compare: (a: T, b: T) => number;
+  /** The entries of a member's answer. */
+  read: (answer: ListAnswer) => readonly T[];
+}
+const RECORDS: Kind<StoredRecord> = { values: true, compare: compareRecords, read: (a) => a.records as StoredRecord[] };
+// A member that predates `values: false` answers records (see ClusterListing.ask): they are read as stamps.
+const STAMPS: Kind<KeyStamp> = { values: false, compare: compareStamps, read: (a) => (a.stamps as KeyStamp[] | undefined) ?? a.records.map((r) => stampOf(r as StoredRecord)) };
 
 /** Rounds of member pages one listing page may take before it answers short with a cursor (see collectPage). */
 export const LIST_MAX_ROUNDS = 8;
@@ -108,6 +136,25 @@ export class ClusterListing {
    * with its newest version. Validates like Items.list (INVALID_BUCKET, VALIDATION).
    */
   async list(bucket: string, opts: ListItemsOptions = {}): Promise<ClusterListPage> {
+    const now = this.deps.wallMs();
+    const page = await this.page(bucket, opts, RECORDS, (r) => r.value !== null && !isExpired(r, now));
+    return withIncomplete({ items: page.records.map(toItem), next: page.next }, page.incomplete);
+  }
+
+  /** `list` without values: the page's keys, read from the members as stamps (see above). */
+  async listKeys(bucket: string, opts: ListItemsOptions = {}): Promise<ClusterKeyPage> {
+    const now = this.deps.wallMs();
+    const page = await this.page(bucket, opts, STAMPS, (s) => s.deleted !== true && !isExpired(s, now));
+    return withIncomplete({ keys: page.records.map((s) => s.key), next: page.next }, page.incomplete);
+  }
+
+  /** One page of what `keep` accepts, merged from the members' `kind` by its merge order. */
+  private async page<T extends ListCursor>(
+    bucket: string,
+    opts: ListItemsOptions,
+    kind: Kind<T>,
+    keep: (r: T) => boolean,
+  ): Promise<{ records: T[]; next: string | null; incomplete?: Incomplete }> {
     if (!BUCKET_PATTERN.test(bucket)) throw new MakhzenError("INVALID_BUCKET", `bucket name must match ${BUCKET_NAME_RULE}`);
     const limit = opts.limit ?? DEFAULT_LIST_LIMIT;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
@@ -115,21 +162,12 @@ export class ClusterListing {
     }
     const prefix = opts.prefix || undefined;
     // No key is longer than the ceiling: such a prefix matches nothing, and such a cursor is past every key.
-    if ((prefix?.length ?? 0) > KEY_BYTES_CEILING || (opts.after?.length ?? 0) > KEY_BYTES_CEILING) return { items: [], next: null };
+    if ((prefix?.length ?? 0) > KEY_BYTES_CEILING || (opts.after?.length ?? 0) > KEY_BYTES_CEILING) return { records: [], next: null };
     const state = this.newPage();
-    const now = this.deps.wallMs();
     const start = opts.after === undefined || opts.after === "" ? undefined : { bucket, key: opts.after };
-    const page = await collectPage(
-      (after) => this.round(state, { bucket, prefix, after }, Math.max(limit, LIST_MIN_SOURCE_PAGE)),
-      start,
-      limit,
-      (r) => r.value !== null && !isExpired(r, now),
-      LIST_MAX_ROUNDS,
-    );
-    const out: ClusterListPage = { items: page.records.map(toItem), next: page.next?.key ?? null };
-    const incomplete = this.incomplete(state);
-    if (incomplete) out.incomplete = incomplete;
-    return out;
+    const ask = (after: ListCursor | undefined) => this.round(state, kind, { bucket, prefix, after }, Math.max(limit, LIST_MIN_SOURCE_PAGE));
+    const page = await collectPage(ask, start, limit, keep, LIST_MAX_ROUNDS, kind.compare);
+    return { records: page.records, next: page.next?.key ?? null, incomplete: this.incomplete(state) };
   }
 
   /**
@@ -145,7 +183,7 @@ export class ClusterListing {
     const state = this.newPage();
     let after: ListCursor | undefined;
     for (;;) {
-      const page = await collectPage((at) => this.round(state, { bucket, after: at }, pageSize), after, pageSize, () => true, LIST_MAX_ROUNDS);
+      const page = await collectPage((at) => this.round(state, RECORDS, { bucket, after: at }, pageSize), after, pageSize, () => true, LIST_MAX_ROUNDS, compareRecords);
       refuseIncomplete(this.incomplete(state));
       if (page.records.length > 0) yield page.records;
       if (page.next === null) return;
@@ -180,22 +218,28 @@ export class ClusterListing {
 
   /**
    * One round: every member not failed yet, asked in parallel for `pageSize` records
-   * after `after`. A member that fails is left out of the rest of the page; what it
-   * answered in earlier rounds stands. Records outside what was asked (a buggy or
-   * hostile member) are dropped.
+   * (or stamps, as `kind` says) after `after`. A member that fails is left out of the
+   * rest of the page; what it answered in earlier rounds stands. Records outside
+   * what was asked (a buggy or hostile member) are dropped.
    */
-  private async round(state: PageState, what: { bucket?: string; prefix?: string; after?: ListCursor }, pageSize: number): Promise<SourcePage[]> {
+  private async round<T extends ListCursor>(
+    state: PageState,
+    kind: Kind<T>,
+    what: { bucket?: string; prefix?: string; after?: ListCursor },
+    pageSize: number,
+  ): Promise<SourcePage<T>[]> {
     const req: ListRequest = { limit: pageSize, vouches: true };
+    if (!kind.values) req.values = false;
     if (what.bucket !== undefined) req.bucket = what.bucket;
     if (what.prefix !== undefined) req.prefix = what.prefix;
     if (what.after !== undefined) req.after = { bucket: what.after.bucket, key: what.after.key };
     const asked = state.sources.filter((s) => !state.failed.has(s.name));
     const answers = await Promise.all(
-      asked.map(async (s): Promise<SourcePage | undefined> => {
+      asked.map(async (s): Promise<SourcePage<T> | undefined> => {
         try {
-          const answer = s.name === this.deps.self ? await this.deps.local(req) : await this.deps.transport.call(s.url, "list", req, this.deps.timeoutMs);
+          const answer = s.name === this.deps.self ? await this.deps.local(req) : await this.ask(s.url, req);
           if (answer.vouches) state.vouched.set(s.name, new Set(answer.vouches));
-          return { records: (answer.records as StoredRecord[]).filter((r) => inRange(r, what)), more: answer.more };
+          return { records: kind.read(answer).filter((r) => inRange(r, what)), more: answer.more };
         } catch (e) {
           state.failed.add(s.name);
           if (this.deps.heard) this.failedAt.set(s.name, this.deps.heard.nowMs());
@@ -206,7 +250,24 @@ export class ClusterListing {
         }
       }),
     );
-    return answers.filter((a): a is SourcePage => a !== undefined);
+    return answers.filter((a): a is SourcePage<T> => a !== undefined);
+  }
+
+  /**
+   * A member's page. A member of a release that predates `values` refuses the field
+   * (422: Elysia's validation there takes no unknown property): asked again without
+   * it, it answers records, read as stamps (Kind.read). Otherwise it would count as
+   * failed, and a walk over keys would skip it or find its partitions incomplete
+   * throughout a rolling upgrade. The refusal comes before any work on that node.
+   */
+  private async ask(url: string, req: ListRequest): Promise<ListAnswer> {
+    try {
+      return await this.deps.transport.call(url, "list", req, this.deps.timeoutMs);
+    } catch (e) {
+      if (req.values === undefined || !(e instanceof PeerError) || e.status !== 422) throw e;
+      const { values: _, ...older } = req;
+      return this.deps.transport.call(url, "list", older, this.deps.timeoutMs);
+    }
   }
 
   /** The page's Incomplete when some partition has no owner or holder among the members that answered; else undefined. */
@@ -253,8 +314,13 @@ function refuseIncomplete(incomplete: Incomplete | undefined): void {
   );
 }
 
+/** `page` with `incomplete` when there is one (absent, not undefined, otherwise). */
+function withIncomplete<P extends object>(page: P, incomplete: Incomplete | undefined): P & { incomplete?: Incomplete } {
+  return incomplete ? { ...page, incomplete } : page;
+}
+
 /** Whether a member's record is one it was asked for: in the bucket, with the prefix, after the cursor. */
-function inRange(r: StoredRecord, what: { bucket?: string; prefix?: string; after?: ListCursor }): boolean {
+function inRange(r: ListCursor, what: { bucket?: string; prefix?: string; after?: ListCursor }): boolean {
   if (what.bucket !== undefined && r.bucket !== what.bucket) return false;
   if (what.prefix !== undefined && !r.key.startsWith(what.prefix)) return false;
   return what.after === undefined || compareIds(r, what.after) > 0;

@@ -163,3 +163,10 @@ export function toItem(r: StoredRecord): Item {
   return item;
 }
 
+/** A written item as the record it is (a forwarded set's answer): toItem's inverse. */
+export function recordOf(bucket: string, item: Item): StoredRecord {
+  const r: StoredRecord = { bucket, key: item.key, value: item.value, version: item.version };
+  if (item.expiresAt !== undefined) r.expiresAt = item.expiresAt;
+  if (item.encoding === "base64") r.bytes = true;
+  return r;
+}

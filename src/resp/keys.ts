@@ -198,7 +198,7 @@ function flush(ctx: Ctx, a: Buffer[], buckets: string[]): Awaitable<Reply> {
   for (const bucket of buckets) {
     const keys: string[] = [];
     const deletes = () => all(keys.map((key) => ctx.service.delete(bucket, key)), OK);
-    const walked = walk(ctx, { bucket }, (item) => void keys.push(item.key));
+    const walked = walk(ctx, { bucket }, (key) => void keys.push(key));
     pending.push(walked instanceof Promise ? walked.then(deletes) : deletes());
   }
   return all(pending, OK);

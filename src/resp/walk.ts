@@ -1,5 +1,4 @@
-import type { Item } from "../core/record.ts";
-import type { ListPage } from "../core/store.ts";
+import type { ClusterKeyPage } from "../cluster/listing.ts";
 import type { Awaitable } from "../service.ts";
 import { integer, text, then, word, type Ctx } from "./command.ts";
 import { incompleteKeyspace, partialKeyspace, RespError, SYNTAX } from "./errors.ts";
@@ -8,7 +7,8 @@ import { array, bulk, bulkOrNil, bulks, NIL, type Reply } from "./reply.ts";
 
 /**
  * What walks the keyspace in key order: SCAN, KEYS, RANDOMKEY (and FLUSHDB, in
- * keys.ts), all through the service's listing, a page at a time.
+ * keys.ts), all through the service's listing of keys (no values: in a partitioned
+ * cluster the members send keys and versions only), a page at a time.
  *
  * A deleted key stays in the keyspace as a tombstone for --tombstone-ttl (24 h by
  * default), in key order among the live ones, and a page of the listing steps
@@ -30,7 +30,7 @@ import { array, bulk, bulkOrNil, bulks, NIL, type Reply } from "./reply.ts";
  * - RANDOMKEY reads at most RANDOM_PAGES pages, in slices (see randomKey).
  */
 
-/** Items a walk asks of one page (the listing's largest page). */
+/** Keys a walk asks of one page (the listing's largest page). */
 const MAX_PAGE = 1000;
 /** Pages a walk that may run long (KEYS) reads before it lets the node's other work run: at most ~40k keys, about a ms. */
 const SLICE_PAGES = 4;
@@ -41,7 +41,7 @@ export interface WalkOptions {
   /** Start strictly after this key. */
   from?: string;
   prefix?: string;
-  /** Live items to visit at most (default: to the end). */
+  /** Live keys to visit at most (default: to the end). */
   max?: number;
   /** Pages to read at most; the walk then stops where it got (default: no bound). */
   pages?: number;
@@ -54,19 +54,17 @@ export interface WalkOptions {
   bucket?: string;
 }
 
-type Page = ListPage & { incomplete?: { partitions: number; members: string[] } };
-
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * Walks live items of the bucket in key order from after `from`, visiting each;
+ * Walks live keys of the bucket in key order from after `from`, visiting each;
  * answers the key where it stopped when more may follow (the last key looked at,
  * live or not: a cursor), undefined at the end. Synchronous over a replica that
  * holds every key, unless `slice` asks it to pause; in a partitioned cluster the
  * pages come from every member (the service's list), and the walk goes on as they
  * arrive.
  */
-export function walk(ctx: Ctx, opts: WalkOptions, visit: (item: Item) => void): Awaitable<string | undefined> {
+export function walk(ctx: Ctx, opts: WalkOptions, visit: (key: string) => void): Awaitable<string | undefined> {
   const bucket = opts.bucket ?? ctx.bucket;
   const max = opts.max ?? Infinity;
   const pages = opts.pages ?? Infinity;
@@ -74,22 +72,22 @@ export function walk(ctx: Ctx, opts: WalkOptions, visit: (item: Item) => void): 
   let after = opts.from;
   let seen = 0;
   let read = 0;
-  const next = (): Awaitable<Page> => {
+  const next = (): Awaitable<ClusterKeyPage> => {
     read++;
     opts.onPage?.(after);
-    return ctx.service.list(bucket, { prefix, after, limit: Math.min(MAX_PAGE, Math.max(1, max - seen)) });
+    return ctx.service.listKeys(bucket, { prefix, after, limit: Math.min(MAX_PAGE, Math.max(1, max - seen)) });
   };
   // Whether the walk is over once `page` is visited.
-  const take = (page: Page): boolean => {
+  const take = (page: ClusterKeyPage): boolean => {
     // A walk over part of the keyspace would answer KEYS/SCAN short and leave keys behind a FLUSHDB, silently.
     if (page.incomplete) throw new RespError(incompleteKeyspace(page.incomplete.partitions, page.incomplete.members));
-    for (const item of page.items) visit(item);
-    seen += page.items.length;
+    for (const key of page.keys) visit(key);
+    seen += page.keys.length;
     after = page.next ?? undefined;
     return page.next === null || seen >= max || read >= pages || opts.until?.() === true;
   };
   const sliceEnds = () => opts.slice !== undefined && read % opts.slice === 0;
-  const rest = async (first: Awaitable<Page>): Promise<string | undefined> => {
+  const rest = async (first: Awaitable<ClusterKeyPage>): Promise<string | undefined> => {
     for (let page = await first; !take(page); ) {
       if (sliceEnds()) await tick();
       page = await next();
@@ -143,9 +141,9 @@ export function scan(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   const keys: string[] = [];
   const max = Math.min(count, 100_000);
   const prefix = pattern === undefined ? "" : literalPrefix(pattern);
-  const walked = walk(ctx, { from: after, prefix, max, pages: Math.ceil(max / MAX_PAGE) }, (item) => {
+  const walked = walk(ctx, { from: after, prefix, max, pages: Math.ceil(max / MAX_PAGE) }, (key) => {
     if (type !== undefined && type !== "string") return;
-    if (pattern === undefined || globMatch(pattern, item.key)) keys.push(item.key);
+    if (pattern === undefined || globMatch(pattern, key)) keys.push(key);
   });
   return then(walked, (last) => array([bulk(last === undefined ? "0" : String(ctx.shared.cursors.save(ctx.bucket, last))), bulks(keys)]));
 }
@@ -156,7 +154,7 @@ export function keys(ctx: Ctx, a: Buffer[]): Awaitable<Reply> {
   const out: string[] = [];
   const slice = ctx.atomic ? undefined : SLICE_PAGES;
   return then(
-    walk(ctx, { prefix: literalPrefix(pattern), slice }, (item) => void (globMatch(pattern, item.key) && out.push(item.key))),
+    walk(ctx, { prefix: literalPrefix(pattern), slice }, (key) => void (globMatch(pattern, key) && out.push(key))),
     () => bulks(out),
   );
 }
@@ -191,17 +189,17 @@ export function randomKey(ctx: Ctx): Awaitable<Reply> {
   let found: string | undefined;
   let sampled: string | undefined;
   let seen = 0;
-  const visit = (item: Item) => {
+  const visit = (key: string) => {
     // Reservoir sampling: each live key walked over is kept with probability 1/seen.
-    if (Math.random() * ++seen < 1) sampled = item.key;
-    if (left-- === 0) found = item.key;
+    if (Math.random() * ++seen < 1) sampled = key;
+    if (left-- === 0) found = key;
   };
   const answer = () => bulkOrNil(found ?? sampled);
   // On to the first live key after `from`, in slices, remembering where its page began.
   const onward = (from: string): Awaitable<Reply> => {
     hints.delete(ctx.bucket);
     let start: string | undefined;
-    const go = () => walk(ctx, { from, slice, onPage: (at) => void (start = at), until: () => sampled !== undefined }, (item) => void (sampled ??= item.key));
+    const go = () => walk(ctx, { from, slice, onPage: (at) => void (start = at), until: () => sampled !== undefined }, (key) => void (sampled ??= key));
     // After a turn of the event loop when sliced: the walk before this one may have just read a slice.
     const first = slice === undefined ? go() : tick().then(go);
     return then(first, () => {
@@ -215,9 +213,9 @@ export function randomKey(ctx: Ctx): Awaitable<Reply> {
     let page: string | undefined;
     let firstLive: string | undefined;
     const onPage = (at: string | undefined) => void (page = at);
-    const walked = walk(ctx, { from, pages: RANDOM_PAGES, slice, onPage, until: () => found !== undefined }, (item) => {
+    const walked = walk(ctx, { from, pages: RANDOM_PAGES, slice, onPage, until: () => found !== undefined }, (key) => {
       if (seen === 0) firstLive = page;
-      visit(item);
+      visit(key);
     });
     const settle = (last: string | undefined): Awaitable<Reply> => {
       if (sampled !== undefined) {

@@ -29,7 +29,7 @@ class Member {
     this.records.push(r);
     this.records.sort(compareIds);
   }
-  page(after: ListCursor | undefined, n: number): SourcePage {
+  page(after: ListCursor | undefined, n: number): SourcePage<StoredRecord> {
     const rest = this.records.filter((r) => after === undefined || compareIds(r, after) > 0);
     return { records: rest.slice(0, n), more: rest.length >= n };
   }
@@ -57,7 +57,7 @@ async function listAll(members: Member[], limit: number, n: number, keep = live,
   const out: StoredRecord[] = [];
   let after: ListCursor | undefined;
   for (let pages = 1; ; pages++) {
-    const page = await collectPage(asker(members, n), after, limit, keep, maxRounds);
+    const page = await collectPage(asker(members, n), after, limit, keep, maxRounds, compareRecords);
     expect(page.records.length).toBeLessThanOrEqual(limit);
     out.push(...page.records);
     if (page.next === null) return { records: out, pages };
@@ -70,9 +70,9 @@ async function listAll(members: Member[], limit: number, n: number, keep = live,
 describe("mergeRound", () => {
   test("a full page vouches only up to its last key: the round stops at the smallest such horizon", () => {
     // a's page is full at k3; b (short) holds k4 and k5, which a may also hold past k3.
-    const a: SourcePage = { records: [rec("k1", "a", 1), rec("k2", "a", 1), rec("k3", "a", 1)], more: true };
-    const b: SourcePage = { records: [rec("k2", "b", 2), rec("k4", "b", 1), rec("k5", "b", 1)], more: false };
-    const round = mergeRound([a, b]);
+    const a: SourcePage<StoredRecord> = { records: [rec("k1", "a", 1), rec("k2", "a", 1), rec("k3", "a", 1)], more: true };
+    const b: SourcePage<StoredRecord> = { records: [rec("k2", "b", 2), rec("k4", "b", 1), rec("k5", "b", 1)], more: false };
+    const round = mergeRound([a, b], compareRecords);
     expect(round.horizon).toEqual({ bucket: "b", key: "k3" });
     expect(round.records.map((r) => [r.key, r.value])).toEqual([
       ["k1", "a"],
@@ -85,7 +85,7 @@ describe("mergeRound", () => {
     const round = mergeRound([
       { records: [rec("x", "1", 1), rec("y", "1", 1)], more: false },
       { records: [rec("y", "1", 1), rec("z", "1", 1)], more: false },
-    ]);
+    ], compareRecords);
     expect(round.horizon).toBeNull();
     expect(round.records.map((r) => r.key)).toEqual(["x", "y", "z"]);
   });
@@ -94,7 +94,7 @@ describe("mergeRound", () => {
     const round = mergeRound([
       { records: [rec("gone", null, 5), rec("back", null, 1)], more: false },
       { records: [rec("gone", "old", 4), rec("back", "new", 2)], more: false },
-    ]);
+    ], compareRecords);
     expect(round.records.map((r) => [r.key, r.value])).toEqual([
       ["back", "new"],
       ["gone", null],
@@ -105,13 +105,13 @@ describe("mergeRound", () => {
     const round = mergeRound([
       { records: [rec("c", "1", 1), rec("a", "1", 1)], more: true },
       { records: [rec("b", "1", 1), rec("d", "1", 1)], more: false },
-    ]);
+    ], compareRecords);
     expect(round.horizon).toEqual({ bucket: "b", key: "c" });
     expect(round.records.map((r) => r.key)).toEqual(["a", "b", "c"]);
   });
 
   test("keys order by bucket, then key", () => {
-    const round = mergeRound([{ records: [rec("a", "1", 1, { bucket: "y" }), rec("z", "1", 1, { bucket: "x" })], more: false }]);
+    const round = mergeRound([{ records: [rec("a", "1", 1, { bucket: "y" }), rec("z", "1", 1, { bucket: "x" })], more: false }], compareRecords);
     expect(round.records.map((r) => `${r.bucket}/${r.key}`)).toEqual(["x/z", "y/a"]);
   });
 });
@@ -142,7 +142,7 @@ describe("collectPage", () => {
     // a holds k1..k9, b holds only k5; pages of 2: a's first page ends at k2, b's (short) has k5.
     const a = new Member(Array.from({ length: 9 }, (_, i) => rec(`k${i + 1}`, "a", 1)));
     const b = new Member([rec("k5", "b", 2)]);
-    const first = await collectPage(asker([a, b], 2), undefined, 3, live, 8);
+    const first = await collectPage(asker([a, b], 2), undefined, 3, live, 8, compareRecords);
     expect(first.records.map((r) => r.key)).toEqual(["k1", "k2", "k3"]);
     expect(first.next).toEqual({ bucket: "b", key: "k3" });
     const { records } = await listAll([a, b], 3, 2);
@@ -153,7 +153,7 @@ describe("collectPage", () => {
     const deleted = Array.from({ length: 50 }, (_, i) => rec(`d${String(i).padStart(2, "0")}`, null, 1));
     const a = new Member([...deleted, rec("live", "1", 1)]);
     const calls = { count: 0 };
-    const page = await collectPage(asker([a], 5, calls), undefined, 10, live, 3);
+    const page = await collectPage(asker([a], 5, calls), undefined, 10, live, 3, compareRecords);
     expect(calls.count).toBe(3);
     expect(page.records).toEqual([]);
     expect(page.next).toEqual({ bucket: "b", key: "d14" });
@@ -164,8 +164,8 @@ describe("collectPage", () => {
 
   test("a page that ends exactly at the last key says so (next null), one that ends early gives a cursor", async () => {
     const a = new Member([rec("a", "1", 1), rec("b", "1", 1)]);
-    expect((await collectPage(asker([a], 10), undefined, 2, live, 8)).next).toBeNull();
-    expect((await collectPage(asker([a], 10), undefined, 1, live, 8)).next).toEqual({ bucket: "b", key: "a" });
+    expect((await collectPage(asker([a], 10), undefined, 2, live, 8, compareRecords)).next).toBeNull();
+    expect((await collectPage(asker([a], 10), undefined, 1, live, 8, compareRecords)).next).toEqual({ bucket: "b", key: "a" });
   });
 
   test("a dump keeps tombstones and expired records, each key once with its newest record", async () => {
@@ -209,7 +209,7 @@ describe("collectPage", () => {
     let after: ListCursor | undefined;
     let ms = 2;
     for (;;) {
-      const page = await collectPage(asker(members, 7), after, 10, live, 8);
+      const page = await collectPage(asker(members, 7), after, 10, live, 8, compareRecords);
       seen.push(...page.records.map((r) => r.key));
       if (page.next === null) break;
       after = page.next;

@@ -14,6 +14,7 @@
 import { describe, expect, test } from "bun:test";
 import { resolveConfig } from "../../src/config.ts";
 import { createCore } from "../../src/create-core.ts";
+import { keysOf } from "../../src/cluster/listing.ts";
 import { Cursors, type Ctx, type Session, type Shared } from "../../src/resp/command.ts";
 import type { Reply } from "../../src/resp/reply.ts";
 import { keys, randomKey, scan } from "../../src/resp/walk.ts";
@@ -33,7 +34,7 @@ function keyspace(dead: number, live: string[]) {
   const counter = { pages: 0 };
   const service = {
     partitioned: false,
-    list: (bucket: string, opts: Parameters<typeof items.list>[1]) => (counter.pages++, items.list(bucket, opts)),
+    listKeys: (bucket: string, opts: Parameters<typeof items.list>[1]) => (counter.pages++, keysOf(items.list(bucket, opts))),
     buckets: () => store.bucketStats(),
   } as unknown as ItemsService;
   const shared = { service, cursors: new Cursors(), randomFrom: new Map() } as unknown as Shared;

@@ -221,6 +221,12 @@ export const ScanAnswer = Type.Object({ records: Type.Array(WireRecord), next: T
  * `prefix` (which needs `bucket`). Tombstones and expired records are included,
  * with their versions, so the asking node can keep the newest of each key.
  * `vouches`: also say which partitions the answerer's copy speaks for (as `fetch`'s).
+ * `values: false`: the records without their values (`stamps`), for a walk that
+ * needs only keys (RESP's KEYS, SCAN, FLUSHDB): a KEYS over 200 values of 1 MiB
+ * otherwise pulled every value from every member. Optional both ways, with no new
+ * protocol version: a node that predates it refuses it (422, an unknown property),
+ * and the asker asks again without it and reads the `records` as stamps
+ * (ClusterListing.ask: correct, only heavier), so a rolling upgrade keeps listing.
  */
 export const ListRequest = Type.Object({
   bucket: Type.Optional(Bucket),
@@ -228,9 +234,22 @@ export const ListRequest = Type.Object({
   after: Type.Optional(RecordRef),
   limit: Type.Integer({ minimum: 1, maximum: MAX_BATCH_RECORDS }),
   vouches: Type.Optional(Type.Literal(true)),
+  values: Type.Optional(Type.Literal(false)),
 });
+/** A record of a `list` answer without its value (core/record.ts KeyStamp): `deleted` for a tombstone. */
+export const WireStamp = Type.Object(
+  {
+    bucket: Bucket,
+    key: Key,
+    version: Version,
+    expiresAt: Type.Optional(Type.Integer({ minimum: 0 })),
+    deleted: Type.Optional(Type.Literal(true)),
+  },
+  { additionalProperties: false },
+);
 /**
- * `records` in (bucket, key) order. `more`: the page stopped at `limit` or at the
+ * `records` in (bucket, key) order; asked with `values: false`, `stamps` in their
+ * place (and `records` empty). `more`: the page stopped at `limit` or at the
  * answer's byte budget (it then holds at least one record), so this node vouches
  * only for the keys up to its last one; false: it holds nothing further.
  * `vouches`, when asked: the partitions its copy speaks for (Rebalancer.vouchesFor:
@@ -238,6 +257,7 @@ export const ListRequest = Type.Object({
  */
 export const ListAnswer = Type.Object({
   records: Type.Array(WireRecord),
+  stamps: Type.Optional(Type.Array(WireStamp)),
   more: Type.Boolean(),
   vouches: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 65_536 })),
 });

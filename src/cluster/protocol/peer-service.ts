@@ -1,8 +1,8 @@
 import type { Digest } from "../digest.ts";
 import { MakhzenError } from "../../errors.ts";
 import type { Membership } from "../membership.ts";
-import type { ForwardAnswer, ForwardBatchAnswer, ForwardBatchRequest, ForwardRequest, KeysEntry, WireMember } from "./messages.ts";
-import { approxWireBytes, type StoredRecord } from "../../core/record.ts";
+import type { ForwardAnswer, ForwardBatchAnswer, ForwardBatchRequest, ForwardRequest, KeysEntry, ListAnswer, WireMember } from "./messages.ts";
+import { approxWireBytes, type KeyStamp, type StoredRecord } from "../../core/record.ts";
 import type { Store } from "../../core/store.ts";
 import { checkWellFormed } from "../../core/text.ts";
 import { checkBytesRecord } from "../../core/binary.ts";
@@ -120,28 +120,37 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
     },
     // Everything held, tombstones, expired and droppable records included: the asking
     // node merges the pages of every member by the merge order, and a tombstone here
-    // must hide an older value another member still holds.
+    // must hide an older value another member still holds. Without values (a listing
+    // of keys), no value is read: stamps are a few columns each.
     list: (req) => {
       if (req.prefix !== undefined && req.bucket === undefined) throw new MakhzenError("VALIDATION", "peer list request: prefix needs bucket");
       const only = req.bucket === undefined ? undefined : { bucket: req.bucket, prefix: req.prefix };
-      const page = store.scan(req.after, req.limit, only);
-      const records: StoredRecord[] = [];
-      let bytes = 0;
-      let more = page.length === req.limit;
-      for (const r of page) {
-        if (records.length > 0 && bytes >= budget) {
-          more = true;
-          break;
-        }
-        records.push(r);
-        bytes += approxWireBytes(r);
-      }
-      return req.vouches && deps.vouchesFor ? { records, more, vouches: allVouched(deps.vouchesFor) } : { records, more };
+      const answer: ListAnswer =
+        req.values === false
+          ? budgeted(store.scanStamps(req.after, req.limit, only), req.limit, budget, stampWireBytes, (stamps, more) => ({ records: [], stamps, more }))
+          : budgeted(store.scan(req.after, req.limit, only), req.limit, budget, approxWireBytes, (records, more) => ({ records, more }));
+      if (req.vouches && deps.vouchesFor) answer.vouches = allVouched(deps.vouchesFor);
+      return answer;
     },
   };
 }
 
-/** The partitions of `keys` this node's copy speaks for, each once (a merge read asks of one key). */
+/**
+ * A `list` page cut at the byte budget (at least one entry kept): `more` when the
+ * scan filled `limit` or the budget cut it, so the asker goes on after the last one.
+ */
+function budgeted<T>(page: T[], limit: number, budget: number, size: (t: T) => number, answer: (kept: T[], more: boolean) => ListAnswer): ListAnswer {
+  let bytes = 0;
+  for (let i = 0; i < page.length; i++) {
+    if (i > 0 && bytes >= budget) return answer(page.slice(0, i), true);
+    bytes += size(page[i]!);
+  }
+  return answer(page, page.length === limit);
+}
+
+/** A stamp's serialized size, near enough for the byte budget (as approxWireBytes is a record's). */
+const stampWireBytes = (s: KeyStamp): number => 96 + s.key.length;
+
 /** Every partition this node's copy speaks for (a `list` answer's `vouches`). */
 function allVouched(vouchesFor: (p: number) => boolean): number[] {
   const out: number[] = [];
@@ -149,6 +158,7 @@ function allVouched(vouchesFor: (p: number) => boolean): number[] {
   return out;
 }
 
+/** The partitions of `keys` this node's copy speaks for, each once (a merge read asks of one key). */
 function vouchedOf(keys: readonly { key: string }[], vouchesFor: (p: number) => boolean): number[] {
   const out = new Set<number>();
   for (const { key } of keys) {
