@@ -137,7 +137,9 @@ function describe(c: CommandSpec): Reply {
 }
 
 function describeOrNil(name: Buffer): Reply {
-  const c = TABLE.get(name.toString().toLowerCase());
+  // A subcommand by its full name too (`config|get`), as Redis 7 answers it.
+  const n = name.toString().toLowerCase();
+  const c = TABLE.get(n) ?? SUBCOMMANDS.get(n);
   return c ? describe(c) : NIL;
 }
 

@@ -57,9 +57,11 @@ export function refuseTooLarge(shared: Shared, session: Session, bytes: number, 
   shared.stats.commands++;
   if (session.multi !== undefined) session.multi.failed = true;
   const { maxValueBytes, maxKeyBytes } = shared.config;
+  // What Redis refuses before it runs a command (unknown, a wrong arity, NOAUTH, NOPERM) is refused so here too.
+  const checked = check(shared, session, args);
+  if (!("spec" in checked)) return checked;
   // A key's position (GET, DEL, the keys of MSET) is named as a key, as a key over --max-key-bytes is: it was "value is ...".
-  const spec = TABLE.get(args[0]!.toString("latin1").toLowerCase());
-  if (spec !== undefined && isKeyAt(spec, args.length, at)) return errorReply(`ERR key is ${bytes} bytes; the limit is ${maxKeyBytes}`);
+  if (isKeyAt(checked.spec, args.length, at)) return errorReply(`ERR key is ${bytes} bytes; the limit is ${maxKeyBytes}`);
   return errorReply(
     maxValueBytes >= maxKeyBytes
       ? `ERR value is ${bytes} bytes; the limit is ${maxValueBytes}`

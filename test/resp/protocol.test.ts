@@ -56,6 +56,11 @@ describe("RESP wire", () => {
       expect(lines[1]).toBe(`+${container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:`);
       if (container === "CLIENT") expect(lines.slice(2, 4)).toEqual(["+ID", "+    Returns the unique client ID of the connection."]);
     }
+    // COMMAND INFO knows a subcommand by its full name, as Redis 7 does (it answered nil).
+    c.clear();
+    c.send(frame("COMMAND", "INFO", "config|get", "client|help"));
+    const info = await c.until((r) => r.includes("client|help"));
+    expect(info).toStartWith("*2\r\n*10\r\n$10\r\nconfig|get\r\n");
   });
 
   test("inline commands, with quotes as redis-server splits them, and blank lines skipped", async () => {
@@ -271,6 +276,10 @@ describe("a value over --max-value-bytes", () => {
     c.send(Buffer.concat([frame("GET", over), frame("MSET", "a", "1", over, "2"), frame("DEL", "a", over)]));
     const keyError = "-ERR key is 1048577 bytes; the limit is 1024\r\n";
     await c.expect(`${keyError}${keyError}${keyError}`, 10_000);
+    c.clear();
+    // An unknown command or a wrong arity is refused as such first, as Redis does (it said "value is ...").
+    c.send(Buffer.concat([frame("GET", "a", over), frame("FOO", over)]));
+    await c.expect("-ERR wrong number of arguments for 'get' command\r\n-ERR unknown command 'FOO', with args beginning with: '' \r\n", 10_000);
     c.clear();
     // Inside MULTI it is a command refused while queuing: EXEC applies nothing.
     c.send(Buffer.concat([frame("MULTI"), frame("SET", "t", "1"), frame("SET", "k", over), frame("EXEC"), frame("GET", "t")]));
