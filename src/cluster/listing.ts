@@ -70,6 +70,9 @@ const RECORDS: Kind<StoredRecord> = { values: true, compare: compareRecords, rea
 // A member that predates `values: false` answers records (see ClusterListing.ask): they are read as stamps.
 const STAMPS: Kind<KeyStamp> = { values: false, compare: compareStamps, read: (a) => (a.stamps as KeyStamp[] | undefined) ?? a.records.map((r) => stampOf(r as StoredRecord)) };
 
+/** How long a member that refused `values` (a release before it) is asked without it, before it is tried again (it may have been upgraded). */
+const OLDER_RELEASE_MS = 10 * 60_000;
+
 /** Rounds of member pages one listing page may take before it answers short with a cursor (see collectPage). */
 export const LIST_MAX_ROUNDS = 8;
 /**
@@ -121,6 +124,8 @@ export class ClusterListing {
    * partitions are read from their other owners meanwhile, or reported `incomplete`.
    */
   private readonly failedAt = new Map<string, number>();
+  /** Members (by URL) that refused `values: false`, until when they are asked without it (see ask). */
+  private readonly olderRelease = new Map<string, number>();
 
   constructor(private readonly deps: ListingDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -261,11 +266,17 @@ export class ClusterListing {
    * throughout a rolling upgrade. The refusal comes before any work on that node.
    */
   private async ask(url: string, req: ListRequest): Promise<ListAnswer> {
+    const { values, ...older } = req;
+    // Such a member is asked the old way for a while: under a cluster secret its 422 is unsigned (that release
+    // signs no body refusal), and each one was logged and counted as an auth refusal, for every page of every walk.
+    const now = this.deps.wallMs();
+    if (values !== undefined && (this.olderRelease.get(url) ?? 0) > now) return this.deps.transport.call(url, "list", older, this.deps.timeoutMs);
     try {
       return await this.deps.transport.call(url, "list", req, this.deps.timeoutMs);
     } catch (e) {
-      if (req.values === undefined || !(e instanceof PeerError) || e.status !== 422) throw e;
-      const { values: _, ...older } = req;
+      if (values === undefined || !(e instanceof PeerError) || e.status !== 422) throw e;
+      if (this.olderRelease.size >= 1024) this.olderRelease.clear();
+      this.olderRelease.set(url, now + OLDER_RELEASE_MS);
       return this.deps.transport.call(url, "list", older, this.deps.timeoutMs);
     }
   }

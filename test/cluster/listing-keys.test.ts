@@ -180,10 +180,13 @@ describe("a listing of keys over a partitioned cluster (4 nodes, replicas 2)", (
     net.lists = [];
     const page = await service(a).listKeys("default", { limit: 1000 });
     expect(page).toEqual({ keys: keys.filter((k) => k !== gone), next: null });
-    expect(refused).toBeGreaterThan(0);
+    // Once: b is then asked the old way (under a secret its 422 is unsigned, logged and counted as an auth refusal each time).
+    expect(refused).toBe(1);
     const fromB = net.lists.filter((l) => l.req.values === undefined);
-    expect(fromB.length).toBe(refused);
+    expect(fromB.length).toBeGreaterThan(0);
     expect(fromB.every((l) => l.answer.records.length > 0 && l.answer.stamps === undefined)).toBe(true);
+    expect(await service(a).listKeys("default", { limit: 1000 })).toEqual(page);
+    expect(refused).toBe(1);
   });
 
   test("the list peer op with `values: false`: stamps in key order, tombstones and expiries marked, no value, bounded by limit", async () => {

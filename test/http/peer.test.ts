@@ -75,6 +75,31 @@ describe("peer API", () => {
     }
   });
 
+  test("under a cluster secret a body refused after the signature is proved is refused signed, an unknown property included (Elysia's refusal went unsigned)", async () => {
+    const secret = "secret-secret-secret-1234";
+    const guarded = createNode({ name: "guarded", port: 0, clusterSecret: secret });
+    try {
+      const post = (path: string, body: string) =>
+        guarded.handle(new Request(`http://localhost${path}`, { method: "POST", headers: { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...new PeerSigner({ secret }).sign("POST", path, body, Date.now()) }, body }));
+      // A field a later release adds (as `values` was added to list): the asker must be able to trust the refusal.
+      for (const [path, body] of [
+        ["/internal/list", JSON.stringify({ limit: 10, later: false })],
+        ["/internal/list", JSON.stringify({ limit: 0 })],
+        ["/internal/members", JSON.stringify({ later: 1 })],
+        ["/internal/records", JSON.stringify({ records: [["default", "", "v", "bad"]] })],
+        ["/internal/list", "{nope"],
+      ] as const) {
+        const res = await post(path, body);
+        expect({ path, body, status: res.status, signed: res.headers.get(SIGNATURE_HEADERS.signature) !== null }).toEqual({ path, body, status: res.status, signed: true });
+        expect([400, 422]).toContain(res.status);
+      }
+      const unknown = await post("/internal/list", JSON.stringify({ limit: 10, later: false }));
+      expect(await errorOf(unknown)).toEqual({ code: "VALIDATION", message: "later: Unexpected property" });
+    } finally {
+      await guarded.close();
+    }
+  });
+
   test("bodies are validated with the protocol's models", async () => {
     const bad = await peer("records", { records: [["b", "k", 1, "v"]] });
     expect(bad.status).toBe(422);
