@@ -346,7 +346,7 @@ export function clockOffsetError(clock: ClockState): MakhzenError {
   // Unmeasured is not past the limit: nothing says where its clock is yet.
   const why =
     clock.reason === "unmeasured"
-      ? `this node has not measured any peer's clock yet (no seed has taken its join: see the log for why), so it cannot tell whether its own is within ${limit}`
+      ? `this node has not measured any peer's clock yet (its join or first heartbeat is still on its way, or no peer has answered: see the log), so it cannot tell whether its own is within ${limit}`
       : // The fence stands at FENCE_SHARE of the limit: "past the limit" from a node 421 ms off under 500 misled.
         `${ahead}, past ${Math.round(fence)} ms, ${Math.round(share * 100)}% of ${limit} (the margin keeps what it stamps inside the limit)`;
   return new MakhzenError("CLOCK_OFFSET", `${why}: it refuses writes until that is settled (see docs/replication.md)`);

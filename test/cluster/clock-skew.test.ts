@@ -490,7 +490,7 @@ describe("a receiver whose clocks jumped back together", () => {
 describe("the CLOCK_OFFSET refusal's words", () => {
   test("an unmeasured clock is not said to be past the limit: nothing says where it is yet", () => {
     const unmeasured = clockOffsetError({ offsetMs: 0, fenced: true, maxOffsetMs: 500, reason: "unmeasured" }).message;
-    expect(unmeasured).toStartWith("this node has not measured any peer's clock yet (no seed has taken its join: see the log for why), so it cannot tell whether its own is within --max-clock-offset 500 ms: ");
+    expect(unmeasured).toStartWith("this node has not measured any peer's clock yet (its join or first heartbeat is still on its way, or no peer has answered: see the log), so it cannot tell whether its own is within --max-clock-offset 500 ms: ");
     expect(unmeasured).not.toContain("past");
     expect(clockOffsetError({ offsetMs: 900, fenced: true, maxOffsetMs: 500, reason: "offset" }).message).toStartWith(
       "this node's clock is 900 ms from the cluster's median, past 400 ms, 80% of --max-clock-offset 500 ms (the margin keeps what it stamps inside the limit): it refuses writes",
