@@ -14,10 +14,10 @@ import { closedAfterEach } from "../support/cleanup.ts";
 /** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
 const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
-/** The process "b" at mem://b1, an old one (incarnation 10), on a manual clock that is also its monotonic one. */
-function processB(net: MemoryTransport, wall: ManualWallClock, extra: { logger?: Logger; nameTaken?: MembershipEvents["nameTaken"] } = {}) {
+/** The process "b" at mem://b1, an old one (incarnation 10), on a manual clock that is also its monotonic one; `self` puts it elsewhere. */
+function processB(net: MemoryTransport, wall: ManualWallClock, extra: { logger?: Logger; nameTaken?: MembershipEvents["nameTaken"] } = {}, self = { url: "mem://b1", incarnation: 10 }) {
   return new Membership({
-    self: { name: "b", url: "mem://b1", incarnation: 10 },
+    self: { name: "b", ...self },
     transport: net,
     config: FAST_TIMINGS,
     wallMs: wall.read,
@@ -27,7 +27,18 @@ function processB(net: MemoryTransport, wall: ManualWallClock, extra: { logger?:
   });
 }
 
+/** The process "b" at mem://b2, a newer one (incarnation 20) that holds the name now; what it is told to yield goes to `taken`. */
+const processB2 = (net: MemoryTransport, wall: ManualWallClock, taken: string[]) =>
+  processB(net, wall, { nameTaken: (_h, e) => void taken.push(e.message) }, { url: "mem://b2", incarnation: 20 });
+
 const claim = (url: string, incarnation: number, state: WireMember["state"] = "alive"): WireMember => ({ name: "b", url, state, incarnation });
+
+/** b2 hears from x that b1 holds b, asks b1 itself, and must not yield to it (when it did, nobody held b). */
+async function keepsName(b2: Membership, taken: string[]): Promise<void> {
+  b2.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [claim("mem://b1", 10)]);
+  await Bun.sleep(50);
+  expect({ taken, lost: b2.nameLost }).toEqual({ taken: [], lost: false });
+}
 
 /** A full member `name` at mem://<name> on `wall`, registered on `net` for joins, member reads and heartbeats. */
 function member(name: string, net: MemoryTransport, wall: ManualWallClock): Membership {
@@ -268,14 +279,7 @@ describe("duplicate names, in process", () => {
     b1.start();
     const taken: string[] = [];
     // b2 holds the name now (incarnation 20), started while b1 was stopped.
-    const b2 = new Membership({
-      self: { name: "b", url: "mem://b2", incarnation: 20 },
-      transport: net,
-      config: FAST_TIMINGS,
-      wallMs: wall.read,
-      monoMs: wall.read,
-      events: { added() {}, recovered() {}, left() {}, moved() {}, nameTaken: (_h, e) => void taken.push(e.message) },
-    });
+    const b2 = processB2(net, wall, taken);
     net.register("mem://b1", { members: () => b1.handleMembers() } as unknown as PeerService);
     try {
       b1.tick();
@@ -283,9 +287,7 @@ describe("duplicate names, in process", () => {
       wall.advance(5000); // b1 stopped, then resumed: in doubt
       expect(b1.handleMembers().members[0]).toMatchObject({ name: "b", url: "mem://b1", state: "suspect" });
       // A member still lists b1 alive: b2 asks b1 itself, which answers in doubt. Before, b2 yielded too, and nobody held b.
-      b2.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [claim("mem://b1", 10)]);
-      await Bun.sleep(50);
-      expect({ taken, lost: b2.nameLost }).toEqual({ taken: [], lost: false });
+      await keepsName(b2, taken);
     } finally {
       b1.stop();
       b2.stop();
@@ -300,14 +302,7 @@ describe("duplicate names, in process", () => {
     b1.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, []);
     b1.start();
     const taken: string[] = [];
-    const b2 = new Membership({
-      self: { name: "b", url: "mem://b2", incarnation: 20 },
-      transport: net,
-      config: FAST_TIMINGS,
-      wallMs: wall.read,
-      monoMs: wall.read,
-      events: { added() {}, recovered() {}, left() {}, moved() {}, nameTaken: (_h, e) => void taken.push(e.message) },
-    });
+    const b2 = processB2(net, wall, taken);
     net.register("mem://b1", { members: () => b1.handleMembers() } as unknown as PeerService);
     net.register("mem://b2", { members: () => b2.handleMembers() } as unknown as PeerService);
     // x lists b2 as b now.
@@ -321,9 +316,7 @@ describe("duplicate names, in process", () => {
       // b1 lingers for its hand-off: it answered alive once its doubt had ended in yielding, and b2, asking it, yielded too.
       expect(b1.handleMembers().members[0]).toMatchObject({ name: "b", url: "mem://b1", state: "suspect" });
       expect(() => b1.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [])).toThrow(expect.objectContaining({ code: "UNAVAILABLE" }));
-      b2.handleGossip({ name: "x", url: "mem://x", state: "alive", incarnation: 1 }, [claim("mem://b1", 10)]);
-      await Bun.sleep(50);
-      expect({ taken, lost: b2.nameLost }).toEqual({ taken: [], lost: false });
+      await keepsName(b2, taken);
     } finally {
       b1.stop();
       b2.stop();

@@ -10,9 +10,8 @@ import { silentLogger } from "../../src/ops/log.ts";
 import { newRefusals } from "../../src/ops/security.ts";
 import { startRespServer } from "../../src/resp/server.ts";
 import { ItemsService } from "../../src/service.ts";
-import { core, joined, type Core } from "../support/core.ts";
-import { eventually } from "../support/proc.ts";
-import { settledAndSure } from "../support/settled.ts";
+import type { Core } from "../support/core.ts";
+import { settledCluster } from "../support/settled.ts";
 
 /**
  * A listing of keys (RESP's KEYS, SCAN, FLUSHDB over a partitioned cluster) asks
@@ -42,11 +41,7 @@ afterEach(() => {
 
 async function cluster(names: string[], replicas: number) {
   const net = new WatchedTransport();
-  const made = names.map((n) => core(n, net, { replicas, antiEntropyIntervalMs: 600_000 }));
-  nodes.push(...made);
-  await joined(made);
-  await eventually(() => made.every((n) => settledAndSure(n.cluster.status())), { what: "every node settled and sure of the others" });
-  return { net, nodes: made };
+  return { net, nodes: await settledCluster(names, replicas, net, (c) => nodes.push(c)) };
 }
 
 const service = (c: Core) => new ItemsService({ items: c.items, store: c.store, cluster: c.cluster, config: c.config });

@@ -7,9 +7,9 @@ import { isMakhzenError } from "../../src/errors.ts";
 import { createApp } from "../../src/http/app.ts";
 import { DUMP_PAGE, ItemsService } from "../../src/service.ts";
 import type { ClusterListPage } from "../../src/cluster/listing.ts";
-import { core, joined, type Core } from "../support/core.ts";
+import type { Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
-import { settledAndSure } from "../support/settled.ts";
+import { settledCluster } from "../support/settled.ts";
 import Redis from "ioredis";
 import { startRespServer } from "../../src/resp/server.ts";
 import { silentLogger } from "../../src/ops/log.ts";
@@ -28,12 +28,7 @@ afterEach(() => {
 });
 
 async function cluster(names: string[], replicas: number, net = new MemoryTransport()) {
-  const made = names.map((n) => core(n, net, { replicas, antiEntropyIntervalMs: 600_000 }));
-  nodes.push(...made);
-  await joined(made);
-  // Only an owner that fills nothing vouches for a partition: wait until every node has heard so from every other.
-  await eventually(() => made.every((n) => settledAndSure(n.cluster.status())), { what: "every node settled and sure of the others" });
-  return { net, nodes: made };
+  return { net, nodes: await settledCluster(names, replicas, net, (c) => nodes.push(c)) };
 }
 
 const service = (c: Core) => new ItemsService({ items: c.items, store: c.store, cluster: c.cluster, config: c.config });
