@@ -213,7 +213,9 @@ export function queueStats(q: PeerQueue, nowMs: number): PeerQueueStats {
  * A queued delete whose tombstone was purged still goes: past a short
  * --tombstone-ttl (0s) the sweep purged this node's own deletes before their batch
  * left, the peers kept the values, and anti-entropy brought them back everywhere.
- * A tombstone brings nothing back (a peer past its grace period refuses it). One map
+ * A tombstone brings nothing back (a peer past its grace period refuses it); one
+ * retracted here (stamped too far ahead) is taken out of the queues first
+ * (Replicator.forget). One map
  * lookup per record sent, except for a record still known `current` (see
  * Outgoing.current); the same object when nothing changed.
  */

@@ -167,6 +167,22 @@ export class Replicator {
     else for (const name of targets(out.record)) this.fileFor(name, out);
   }
 
+  /**
+   * Takes `record` out of every queue that holds it as it is (a write this node
+   * retracted: retraction.ts). It must reach no peer, as a delete either: a queued
+   * delete of a purged key still goes (freshRecords), and a retracted one, stamped
+   * far ahead, would win over the writes made since once its stamp had passed.
+   */
+  forget(record: StoredRecord): void {
+    const id = recordId(record.bucket, record.key);
+    for (const q of this.peers.values()) {
+      const out = q.pending.get(id);
+      if (out === undefined || out.record.version !== record.version) continue;
+      q.pending.delete(id);
+      q.pendingBytes -= out.bytes;
+    }
+  }
+
   /** Files a record for one peer (read repair). */
   enqueueTo(name: string, record: StoredRecord): void {
     this.fileFor(name, this.outgoing(record, recordId(record.bucket, record.key)));

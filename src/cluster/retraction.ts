@@ -12,6 +12,8 @@ export interface RetractionDeps {
   store: Store;
   guard: ClockGuard;
   logger: Logger;
+  /** Takes a retracted record out of the peers' queues (Replicator.forget). */
+  forget: (record: StoredRecord) => void;
 }
 
 /**
@@ -71,7 +73,9 @@ export class Retraction {
       // Only what this node, by its own measured offsets, finds too far ahead: else the
       // refusing peer's clock (or its estimate) was the wrong one, and the write stays.
       if (!guard.tooFarAhead(r.version)) continue;
-      if (store.retract(r.bucket, r.key, r.version)) gone.push(r);
+      if (!store.retract(r.bucket, r.key, r.version)) continue;
+      this.deps.forget(r);
+      gone.push(r);
     }
     if (gone.length === 0) return;
     this.retractedCount += gone.length;

@@ -447,6 +447,36 @@ describe("a write stamped in a clock jump does not outlive it", () => {
       for (const n of nodes) n.cluster.close();
     }
   });
+
+  test("a delete retracted while a peer was cut off never reaches it: a queued delete of a purged key still goes, but not a retracted one", async () => {
+    const net = new MemoryTransport();
+    let jump = 0;
+    const [a, b, c] = [core("a", net), core("b", net), core("c", net, {}, { wall: () => Date.now() + jump })];
+    const nodes = [a, b, c];
+    try {
+      await joined(nodes);
+      for (const n of nodes) n.cluster.membership.tick();
+      await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+      a.write("k", "v0");
+      await eventually(() => nodes.every((n) => n.store.get("default", "k")?.value === "v0"));
+      net.cut(b.url); // c's delete waits in its queue for b
+      jump = 1500;
+      const ahead = c.write("k", null);
+      await eventually(() => a.cluster.refusedForDrift > 0);
+      await eventually(() => c.cluster.retraction.retracted === 1);
+      jump = 0;
+      const honest = a.write("k", "from-a");
+      // Past c's stamp: b would now take the delete, and it would win over a's write everywhere.
+      await eventually(() => Date.now() > versionWallMs(ahead.version) + 100, { timeoutMs: 5000 });
+      net.heal(b.url);
+      await eventually(() => b.store.get("default", "k")?.version === honest.version, { what: "b takes a's write" });
+      await eventually(() => c.cluster.replicator.drained(["a", "b"]), { what: "c's queues drained" });
+      for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url }).catch(() => {});
+      expect(nodes.map((n) => n.store.get("default", "k")?.value)).toEqual(["from-a", "from-a", "from-a"]);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
 });
 
 describe("a receiver whose clocks jumped back together", () => {
