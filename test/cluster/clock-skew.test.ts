@@ -421,16 +421,26 @@ describe("clock skew in a cluster (in process)", () => {
 });
 
 describe("a write stamped in a clock jump does not outlive it", () => {
+  /** a, b and c joined, each with every clock measured; c's wall clock runs `jump.ms` ahead of real time. */
+  async function jumpingC(net: MemoryTransport) {
+    const jump = { ms: 0 };
+    const [a, b, c] = [core("a", net), core("b", net), core("c", net, {}, { wall: () => Date.now() + jump.ms })];
+    const nodes = [a, b, c];
+    await joined(nodes);
+    for (const n of nodes) n.cluster.membership.tick();
+    await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+    return { a, b, c, nodes, jump };
+  }
+  /** A round of anti-entropy from every node with every other. */
+  const syncAll = async (nodes: Core[]) => {
+    for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url }).catch(() => {});
+  };
+
   test("a write a peer refused as too far ahead is retracted by the node that stamped it, so it never lands later", async () => {
     const net = new MemoryTransport();
-    let jump = 0;
-    const [a, b, c] = [core("a", net), core("b", net), core("c", net, {}, { wall: () => Date.now() + jump })];
-    const nodes = [a, b, c];
+    const { a, b, c, nodes, jump } = await jumpingC(net);
     try {
-      await joined(nodes);
-      for (const n of nodes) n.cluster.membership.tick();
-      await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
-      jump = 1500; // c's wall clock steps ahead; it stamps one write before anything notices
+      jump.ms = 1500; // c's wall clock steps ahead; it stamps one write before anything notices
       const ahead = c.write("k", "from-c");
       // The first peer to refuse it makes c give it up; the other may never even be sent it.
       await eventually(() => a.cluster.refusedForDrift + b.cluster.refusedForDrift > 0);
@@ -440,8 +450,8 @@ describe("a write stamped in a clock jump does not outlive it", () => {
       await eventually(() => b.store.get("default", "k")?.version === honest.version);
       // Real time passes c's stamp: nobody holds it to offer any more, and a node that never saw it cannot get it.
       await eventually(() => Date.now() > versionWallMs(ahead.version) + 100, { timeoutMs: 5000 });
-      jump = 0;
-      for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url }).catch(() => {});
+      jump.ms = 0;
+      await syncAll(nodes);
       expect(nodes.map((n) => n.store.get("default", "k")?.value)).toEqual(["from-a", "from-a", "from-a"]);
     } finally {
       for (const n of nodes) n.cluster.close();
@@ -450,28 +460,23 @@ describe("a write stamped in a clock jump does not outlive it", () => {
 
   test("a delete retracted while a peer was cut off never reaches it: a queued delete of a purged key still goes, but not a retracted one", async () => {
     const net = new MemoryTransport();
-    let jump = 0;
-    const [a, b, c] = [core("a", net), core("b", net), core("c", net, {}, { wall: () => Date.now() + jump })];
-    const nodes = [a, b, c];
+    const { a, b, c, nodes, jump } = await jumpingC(net);
     try {
-      await joined(nodes);
-      for (const n of nodes) n.cluster.membership.tick();
-      await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
       a.write("k", "v0");
       await eventually(() => nodes.every((n) => n.store.get("default", "k")?.value === "v0"));
       net.cut(b.url); // c's delete waits in its queue for b
-      jump = 1500;
+      jump.ms = 1500;
       const ahead = c.write("k", null);
       await eventually(() => a.cluster.refusedForDrift > 0);
       await eventually(() => c.cluster.retraction.retracted === 1);
-      jump = 0;
+      jump.ms = 0;
       const honest = a.write("k", "from-a");
       // Past c's stamp: b would now take the delete, and it would win over a's write everywhere.
       await eventually(() => Date.now() > versionWallMs(ahead.version) + 100, { timeoutMs: 5000 });
       net.heal(b.url);
       await eventually(() => b.store.get("default", "k")?.version === honest.version, { what: "b takes a's write" });
       await eventually(() => c.cluster.replicator.drained(["a", "b"]), { what: "c's queues drained" });
-      for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url }).catch(() => {});
+      await syncAll(nodes);
       expect(nodes.map((n) => n.store.get("default", "k")?.value)).toEqual(["from-a", "from-a", "from-a"]);
     } finally {
       for (const n of nodes) n.cluster.close();
