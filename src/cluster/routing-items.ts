@@ -141,6 +141,14 @@ export class RoutedItems {
     const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
     if (answer) {
       if (!answer.record) throw new MakhzenError("UNAVAILABLE", `the owner of key ${JSON.stringify(key)} answered the write without its record`);
+      // Kept here at once when this node owns the key, as replication keeps it a moment
+      // later: a client that sent the write through this node reads it back here, and
+      // this node's next write of the key is stamped after it (applyRemote moves the
+      // clock). Left to replication, a SET sent right after an INCR on one connection
+      // (the INCR decided by the first owner) was stamped by this node's clock, could
+      // sort below the owner's stamp (the same millisecond, a higher node name), and
+      // was lost though acknowledged; a GET or DEL right after the INCR missed it.
+      this.router.keep(answer.record);
       return toItem(answer.record);
     }
     if (conditional) throw noOwner(key, "a conditional write is checked on an owner's copy, so it is refused", unserved);
@@ -155,7 +163,10 @@ export class RoutedItems {
     const conditional = opts.ifMatch !== undefined;
     const unserved: string[] = [];
     const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
-    if (answer) return answer.version ?? undefined;
+    if (answer) {
+      if (answer.version) this.router.keep({ bucket, key, value: null, version: answer.version }); // as set() keeps its record
+      return answer.version ?? undefined;
+    }
     if (conditional) throw noOwner(key, "a conditional delete is checked on an owner's copy, so it is refused", unserved);
     if (!this.store.get(bucket, key)) throw noOwner(key, NO_COPY_TO_DECIDE, unserved);
     return this.hint(key, opts.w, () => this.local.localDelete(bucket, key), unserved);

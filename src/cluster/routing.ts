@@ -370,6 +370,11 @@ export class Router {
     return { record: newest, owners, vouched };
   }
 
+  /** A write an owner ran for this node, merged here when this node owns the key (RoutedItems.set says why). */
+  keep(record: StoredRecord): void {
+    if (this.deps.placement.owns(partitionOf(record.key))) this.deps.applyRemote([record]);
+  }
+
   private reachable(name: string): Member | undefined {
     const m = this.deps.membership.get(name);
     return m && isLive(m.state) ? m : undefined;

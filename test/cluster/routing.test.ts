@@ -532,6 +532,29 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     }
   });
 
+  test("a conditional write or delete through the key's second owner is kept there at once: read back, and the next write through it stamped after it", async () => {
+    const { service, node, owners } = await cluster();
+    let checked = 0;
+    for (let i = 0; checked < 10; i++) {
+      const key = `keep${i}`;
+      const [o1, o2] = owners(key) as [string, string];
+      // A second owner whose name sorts below the first's: a stamp of its own in the
+      // same millisecond as the first owner's would sort below it (the name breaks ties).
+      if (o2 > o1) continue;
+      checked++;
+      const made = await service(o2).set("default", key, "first", { ifAbsent: true });
+      // Before replication's batch from the first owner: the second owner holds it already.
+      expect(node(o2).store.getRecord("default", key)?.version).toBe(made.version);
+      const next = await service(o2).set("default", key, "final");
+      expect(next.version > made.version).toBe(true);
+      const gone = await service(o2).delete("default", key, { ifMatch: next.version });
+      expect(node(o2).store.getRecord("default", key)).toEqual({ bucket: "default", key, value: null, version: gone! });
+      const again = await service(o2).set("default", key, "again");
+      expect(again.version > gone!).toBe(true);
+      await eventually(() => node(o1).store.getRecord("default", key)?.value === "again", { what: "the last write on the first owner" });
+    }
+  });
+
   test("an owner that cannot serve (its clock fenced, or a read it cannot answer) is passed over for the next", async () => {
     const { service, node, owners, keyNotOwnedBy } = await cluster();
     const key = keyNotOwnedBy("a");
