@@ -340,13 +340,13 @@ export function startFront(
       timeout(socket) {
         const conn = socket.data;
         // Silent, but only because its answer is being made, or Bun.serve's (whose own
-        // idle timeout closes the pipe): not idle. A client that does not read is,
-        // and one that reads is not, however slowly: it took bytes since the last tick.
+        // timeout closes the pipe), or a body still arriving (its deadline is --body-timeout's): not
+        // idle. A client that does not read is, and one that reads is not, however slowly.
         const stalled = conn.unsent !== undefined || conn.pipe?.clientStalled() === true;
         const reading = conn.drained;
         conn.drained = false;
         if (stalled && !reading) socket.terminate();
-        else if (stalled || conn.busy || conn.pipe !== undefined) socket.timeout(idleSeconds);
+        else if (stalled || conn.busy || conn.pipe !== undefined || conn.partialKind === "body") socket.timeout(idleSeconds);
         else socket.end();
       },
       close(socket) {

@@ -25,9 +25,25 @@ export class InnerServer {
     config: ServeConfig,
     private readonly fetch: (request: Request) => Response | Promise<Response>,
   ) {
-    this.server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) =>
-      this.stopping && !isPeerRequest(request) ? stoppingResponse() : this.answer(request),
-    ).server;
+    // Bun's idle timer keeps running while a request's body streams in: a body still
+    // arriving was cut at --idle-timeout (rounded up to Bun's 4 s steps) with no answer,
+    // where --body-timeout allowed it longer, and a restore that never paused was cut
+    // too. A body is bounded by its route instead (http/limits.ts: --body-timeout in
+    // all; /load per read and no total, http/transfer.ts), a second past it here.
+    const bodySeconds = Math.ceil(config.bodyTimeoutMs / 1000) + 1;
+    const idleSeconds = Math.ceil(config.idleTimeoutMs / 1000);
+    const bodyOutlastsIdle = bodySeconds > idleSeconds;
+    this.server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => {
+      const answer = this.stopping && !isPeerRequest(request) ? stoppingResponse() : this.answer(request);
+      if (request.body === null) return answer;
+      if (isPath(request, "/load")) {
+        // No timer while it loads; the idle one again once answered (a 0 outlives the request).
+        this.server.timeout(request, 0);
+        return Promise.resolve(answer).finally(() => this.server.timeout(request, idleSeconds));
+      }
+      if (bodyOutlastsIdle) this.server.timeout(request, bodySeconds);
+      return answer;
+    }).server;
   }
 
   /**
@@ -92,11 +108,25 @@ export class InnerServer {
   }
 }
 
-/** A request of the peer protocol (`/internal/...`), whatever origin its URL has. */
+/** Where a request's path starts in its URL, whatever origin it has (-1: none). */
+function pathAt(url: string): number {
+  return url.charCodeAt(0) === 47 /* / */ ? 0 : url.indexOf("/", url.indexOf("//") + 2);
+}
+
+/** A request of the peer protocol (`/internal/...`). */
 function isPeerRequest(request: Request): boolean {
   const url = request.url;
-  const path = url.charCodeAt(0) === 47 /* / */ ? 0 : url.indexOf("/", url.indexOf("//") + 2);
+  const path = pathAt(url);
   return path !== -1 && url.startsWith("/internal/", path);
+}
+
+/** A request for exactly `path`, with or without a query. */
+function isPath(request: Request, path: string): boolean {
+  const url = request.url;
+  const at = pathAt(url);
+  if (at === -1 || !url.startsWith(path, at)) return false;
+  const end = at + path.length;
+  return end === url.length || url.charCodeAt(end) === 63 /* ? */;
 }
 
 /** The request at `at` of bytes a client sent is one of the peer protocol's (always a POST to /internal/). */
