@@ -26,6 +26,7 @@ export type ErrorCode =
   | "REPLICAS_MISMATCH" // a joining node's --replicas differs from the cluster's
   | "CLOCK_OFFSET_MISMATCH" // a joining node's --max-clock-offset differs from the cluster's
   | "SCHEME_MISMATCH" // a joining node speaks http where the cluster speaks https (TLS), or the other way round
+  | "ADDRESS_TAKEN" // a joining node advertises the URL of another member that still answers
   | "MEMBER_ALIVE" // a forget of a member that still answers (or of the node itself)
   | "NOT_LOCAL" // embedded bucket(): a key this node does not serve in a partitioned cluster (use items())
   | "CLOCK_OFFSET" // this node's clock is too far from the cluster's: it refuses writes (see clock-guard.ts)
@@ -83,6 +84,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   REPLICAS_MISMATCH: 409,
   CLOCK_OFFSET_MISMATCH: 409,
   SCHEME_MISMATCH: 409,
+  ADDRESS_TAKEN: 409,
   MEMBER_ALIVE: 409,
   // Never an HTTP answer today (only the embedded bucket() throws it); 421 Misdirected
   // Request is what it would be: the right request, sent to a node that cannot answer it.
@@ -115,7 +117,7 @@ export const isMakhzenError = (e: unknown): e is MakhzenError => e instanceof Ma
  * --replicas, another --max-clock-offset): the joiner stops trying and its CLI exits
  * 1 with the seed's reason, and peers pass the codes through as they are.
  */
-export const JOIN_REFUSALS = ["NAME_TAKEN", "REPLICAS_MISMATCH", "CLOCK_OFFSET_MISMATCH", "SCHEME_MISMATCH"] as const satisfies readonly ErrorCode[];
+export const JOIN_REFUSALS = ["NAME_TAKEN", "REPLICAS_MISMATCH", "CLOCK_OFFSET_MISMATCH", "SCHEME_MISMATCH", "ADDRESS_TAKEN"] as const satisfies readonly ErrorCode[];
 export type JoinRefusal = (typeof JOIN_REFUSALS)[number];
 export const isJoinRefusal = (e: unknown): e is MakhzenError & { code: JoinRefusal } =>
   e instanceof MakhzenError && (JOIN_REFUSALS as readonly string[]).includes(e.code);

@@ -1,7 +1,7 @@
 import type { ClusterConfig } from "./options.ts";
-import type { HeartbeatReport } from "./membership-types.ts";
+import type { HeartbeatReport, Member } from "./membership-types.ts";
 import { MakhzenError } from "../errors.ts";
-import type { MemberState, WireMember } from "./protocol/messages.ts";
+import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
 
 /** The pure rules of membership, tested without timers (see membership.ts for the machine). */
 
@@ -136,6 +136,30 @@ export function schemeRefusal(joiner: { name: string; url: string }, seedUrl: st
       `give every member TLS (tlsCertFile and tlsKeyFile) or none, so no peer traffic crosses the network in clear`,
   );
 }
+
+/**
+ * A joiner that advertises the URL of another member that answers (alive or
+ * suspect), or the seed's own (pure): a copy-pasted --advertise, or a new node
+ * started on a live one's port. Admitted, it shared an address with that member:
+ * every heartbeat, write and hand-off meant for one reached whichever process
+ * served the URL, so a dead member stayed alive for good, a `w=all` counted one
+ * process twice, and partitions were handed to themselves and dropped. A dead
+ * member's address may be taken over, as its name may: heartbeats then count only
+ * answers given in that member's own name (answeredAs), so it stays dead.
+ */
+export function addressRefusal(joiner: WireMember, self: { name: string; url: string }, members: Iterable<Pick<Member, "name" | "url" | "state">>): MakhzenError | undefined {
+  let holder: { name: string; state: MemberState } | undefined = joiner.name !== self.name && joiner.url === self.url ? { name: self.name, state: "alive" } : undefined;
+  for (const m of members) if (holder === undefined && m.name !== joiner.name && m.url === joiner.url && isLive(m.state)) holder = m;
+  if (holder === undefined) return undefined;
+  return new MakhzenError(
+    "ADDRESS_TAKEN",
+    `node "${joiner.name}" advertises ${JSON.stringify(joiner.url)}, the address of member "${holder.name}", ${holder.state} in this cluster: ` +
+      `give each node an address of its own (advertise); to replace "${holder.name}" there, start this node once the cluster's status shows "${holder.name}" dead`,
+  );
+}
+
+/** Whether a heartbeat's answer came from `name` itself: a members answer lists its sender first (Membership.answer). */
+export const answeredAs = (answer: MembersAnswer, name: string): boolean => answer.members[0]?.name === name;
 
 /**
  * Why an operator may not forget `name` (pure): NOT_FOUND for a name no member has,

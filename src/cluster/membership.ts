@@ -2,7 +2,7 @@ import { offsetSample } from "./clock-offset.ts";
 import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import type { MemberState, MembersAnswer, WireMember } from "./protocol/messages.ts";
-import { countMembers, isLive, joinSettingsRefusal, mergeDecision, schemeRefusal, probeTimeoutMs, reportOf, type SharedSettings } from "./membership-rules.ts";
+import { addressRefusal, answeredAs, countMembers, isLive, joinSettingsRefusal, mergeDecision, schemeRefusal, probeTimeoutMs, reportOf, type SharedSettings } from "./membership-rules.ts";
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 import { MemberMove } from "./member-move.ts";
@@ -33,10 +33,9 @@ export class Membership {
   private readonly members = new Map<string, Member>();
   private readonly probing = new Set<string>();
   /**
-   * Members whose last probe from this node failed. Their own heartbeats still
-   * arrive under a one-way cut (they reach us, we cannot reach them): those do not
-   * keep them alive here, or every request routed to them would wait its timeout.
-   */
+   * Members whose last probe from this node failed (or was answered by another node).
+   * Their own heartbeats still arrive under a one-way cut: those do not keep them
+   * alive here, or every request routed to them would wait its timeout. */
   private readonly unanswered = new Set<string>();
   private timer?: ReturnType<typeof setInterval>;
   /** Joining through the seeds (seeds.ts). */
@@ -143,16 +142,15 @@ export class Membership {
   }
 
   // ---- serving side ----
-
   /**
    * A join, as the peer protocol serves it. A name held by another URL that is alive
    * or suspect here is asked first whether it still answers as that name (MemberMove):
    * a corpse must not keep the name from the living. If it does not, it is dead here,
-   * and the joiner takes the name over. A joiner with another --replicas or
-   * --max-clock-offset is refused first (joinSettingsRefusal).
+   * and the joiner takes the name over. A joiner with another --replicas, --max-clock-offset
+   * or scheme, or a live member's address, is refused first (membership-rules.ts).
    */
   async handleJoinChecked(joiner: WireMember, settings: SharedSettings): Promise<MembersAnswer> {
-    const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config) ?? schemeRefusal(joiner, this.deps.self.url);
+    const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config) ?? schemeRefusal(joiner, this.deps.self.url) ?? addressRefusal(joiner, this.deps.self, this.members.values());
     if (mismatch) throw mismatch;
     const held = this.members.get(joiner.name);
     if (held && held.url !== joiner.url && isLive(held.state) && !(await this.moves.holds(held, joiner.url))) held.state = "dead";
@@ -262,11 +260,14 @@ export class Membership {
         .then(
           (answer) => {
             const cur = this.members.get(name);
-            if (cur && cur.url === url) {
+            if (cur && cur.url === url && answeredAs(answer, name)) {
               this.unanswered.delete(name);
               this.markSeen(cur);
               this.measure(answer, sentMs, name);
               this.deps.events.reported?.(name, reportOf(answer));
+            } else if (cur && cur.url === url && !this.unanswered.has(name)) {
+              this.unanswered.add(name); // another process at its address (answeredAs): silence, for this member
+              this.logger.warn("a member's address answers as another node", { member: name, url, answeredAs: answer.members[0]?.name });
             }
             this.merge(answer.members);
           },

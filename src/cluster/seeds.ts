@@ -35,6 +35,7 @@ const FIXES: Record<JoinRefusal, string> = {
   REPLICAS_MISMATCH: "the cluster's --replicas",
   CLOCK_OFFSET_MISMATCH: "the cluster's --max-clock-offset",
   SCHEME_MISMATCH: "TLS (--tls-cert and --tls-key) as the cluster's members have it, or not",
+  ADDRESS_TAKEN: "an --advertise (or --port) of its own",
 };
 
 /**

@@ -124,6 +124,47 @@ describe("membership", () => {
     expect(events).toContain("moved b mem://elsewhere");
   });
 
+  test("a join advertising a live member's URL, or the seed's own, is refused ADDRESS_TAKEN; a dead member's may be taken", async () => {
+    const { m, wall } = membership();
+    m.handleJoin(member("b"));
+    for (const url of ["mem://b", "mem://a"]) {
+      const refused = await m.handleJoinChecked(member("c", { url }), {}).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(MakhzenError);
+      expect((refused as MakhzenError).code).toBe("ADDRESS_TAKEN");
+      expect((refused as MakhzenError).message).toContain(`advertises "${url}", the address of member "${url.slice(6)}", alive in this cluster`);
+    }
+    expect(m.get("c")).toBeUndefined();
+    // A restart of b itself at its own URL is not a taken address.
+    await m.handleJoinChecked(member("b", { incarnation: 2 }), {});
+    wall.advance(2000);
+    m.tick();
+    expect(m.get("b")!.state).toBe("dead");
+    await m.handleJoinChecked(member("c", { url: "mem://b" }), {});
+    expect(m.get("c")!.url).toBe("mem://b");
+  });
+
+  test("a heartbeat answered at a member's URL by another node does not keep that member alive", async () => {
+    // Before, any answer at the URL counted: a node started on a killed member's port kept it alive for good.
+    const net = new MemoryTransport();
+    const log = memoryLogger();
+    const { m, wall } = membership(undefined, net, log);
+    m.handleGossip(member("b"), []);
+    net.register("mem://b", { gossip: () => ({ members: [member("b2", { url: "mem://b" })] }) } as unknown as PeerService);
+    for (let t = 0; t < FAST_TIMINGS.deadAfterMs + 1000; t += 250) {
+      wall.advance(250);
+      m.tick();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(m.get("b")!.state).toBe("dead");
+    expect(log.lines.filter((l) => l.msg === "a member's address answers as another node")).toEqual([
+      { level: "warn", msg: "a member's address answers as another node", fields: { member: "b", url: "mem://b", answeredAs: "b2" } },
+    ]);
+    // b answers in its own name again: alive.
+    net.register("mem://b", { gossip: () => ({ members: [member("b")] }) } as unknown as PeerService);
+    m.tick();
+    await eventually(() => m.get("b")!.state === "alive");
+  });
+
   test("counts() agrees with peers() and reachable()", () => {
     const { m, wall } = membership();
     m.handleGossip(member("b"), [member("c"), member("d")]);
