@@ -147,7 +147,13 @@ export class Persistence {
 
   private static openLocked(opts: PersistenceOptions, lock: DirLock, fail: (problem: string) => never): Persistence {
     const { db, schema, clustered } = openDatabase(opts.dir, opts.nodeName, opts.fsync, fail);
-    return new Persistence(db, lock, opts, schema, clustered);
+    try {
+      return new Persistence(db, lock, opts, schema, clustered);
+    } catch (e) {
+      // Its statements did not prepare: an SQLite file of some other program's (a `records` table of other columns).
+      db.close();
+      return fail(`holds a database makhzen cannot use (${errText(e)})`);
+    }
   }
 
   /**

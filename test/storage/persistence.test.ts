@@ -238,6 +238,16 @@ describe("Persistence", () => {
     expect(Bun.file(join(dir, DB_FILE)).size).toBe("this is not sqlite ".length * 500);
   });
 
+  test("an SQLite file of another program's is refused in one line, and the dir is free again", () => {
+    const dir = tempDir();
+    const other = new Database(join(dir, DB_FILE), { create: true });
+    other.exec("CREATE TABLE records (a INTEGER)");
+    other.close();
+    expect(() => openAt(dir)).toThrow(new RegExp(`^data dir ${dir}: holds a database makhzen cannot use \\(.*no column named bucket.*\\)$`));
+    // The refusal let go of the lock: the same open fails the same way, not as "in use".
+    expect(() => openAt(dir)).toThrow("holds a database makhzen cannot use");
+  });
+
   test("a write after close is dropped with a line, and nothing retries against the closed file", async () => {
     const dir = tempDir();
     const log = memoryLogger();
