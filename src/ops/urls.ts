@@ -1,6 +1,22 @@
 /**
- * A URL as an error may show it: a password in it (`//user:secret@`) masked, since
- * errors reach terminals and logs. A leaf: the CLI's flags, the client's `url` and
- * createNode's `peers` and `advertise` all refuse a URL with a user name, and say so.
+ * A URL as an error may show it, its user info masked (`//user:***@`, or `//***@`
+ * when there is no password: a user name alone may be a token), since errors reach
+ * terminals and logs. A leaf: the CLI's flags, the client's `url` and createNode's
+ * `peers` and `advertise` all refuse a URL with a user name, and say so. It takes
+ * the value as given (one URL, or a comma-separated list of them) and masks up to
+ * each part's last `@`, whatever the user info holds (a space, a `/`), with or
+ * without a scheme: more is masked rather than less.
  */
-export const maskPassword = (text: string): string => text.replace(/(\/\/[^/@\s]*?:)[^/@\s]*@/g, "$1***@");
+export const maskPassword = (text: string): string =>
+  text
+    .split(",")
+    .map((part) => {
+      const at = part.lastIndexOf("@");
+      if (at === -1) return part;
+      const scheme = part.indexOf("://");
+      const from = scheme !== -1 && scheme < at ? scheme + 3 : 0;
+      const colon = part.indexOf(":", from);
+      const kept = colon !== -1 && colon < at ? colon + 1 : from;
+      return `${part.slice(0, kept)}***${part.slice(at)}`;
+    })
+    .join(",");
