@@ -125,11 +125,12 @@ export const CONNECTION_COMMANDS: CommandSpec[] = [
         since: "7.2.0",
         summary: "Sets information specific to the client or connection.",
         run: (ctx, a) => {
+          // As Redis 7.2: the attribute first, then its value, refused in the attribute's name as typed.
           const attr = word(a[2]!);
-          const value = clientName(a[3]!);
+          if (attr !== "LIB-NAME" && attr !== "LIB-VER") throw new RespError(`ERR Unrecognized option '${a[2]!.toString()}'`);
+          const value = clientName(a[3]!, a[2]!.toString());
           if (attr === "LIB-NAME") ctx.session.libName = value;
-          else if (attr === "LIB-VER") ctx.session.libVer = value;
-          else throw new RespError(`ERR Unrecognized option '${a[2]!.toString()}'`);
+          else ctx.session.libVer = value;
           return OK;
         },
       }),
@@ -220,10 +221,10 @@ function hello(ctx: Ctx, a: Buffer[]): Reply {
   ]);
 }
 
-/** A client name as Redis allows one: printable ASCII without spaces. */
-function clientName(arg: Buffer): string {
+/** A client name (or a CLIENT SETINFO value, `what`) as Redis allows one: printable ASCII without spaces. */
+function clientName(arg: Buffer, what = "Client names"): string {
   const s = text(arg);
-  if (!/^[\x21-\x7e]*$/.test(s)) throw new RespError("ERR Client names cannot contain spaces, newlines or special characters.");
+  if (!/^[\x21-\x7e]*$/.test(s)) throw new RespError(`ERR ${what} cannot contain spaces, newlines or special characters.`);
   return s;
 }
 

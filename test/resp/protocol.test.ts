@@ -63,6 +63,19 @@ describe("RESP wire", () => {
     expect(info).toStartWith("*2\r\n*10\r\n$10\r\nconfig|get\r\n");
   });
 
+  test("CLIENT SETINFO names the attribute a bad value was given for, and an unknown attribute before the value, as Redis 7.2 does", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    for (const args of [["lib-ver", "1 2"], ["LIB-NAME", "a\nb"], ["lib-x", "1 2"]]) c.send(frame("CLIENT", "SETINFO", ...args));
+    c.send(frame("CLIENT", "SETNAME", "a b"));
+    await c.expect(
+      "-ERR lib-ver cannot contain spaces, newlines or special characters.\r\n" +
+        "-ERR LIB-NAME cannot contain spaces, newlines or special characters.\r\n" +
+        "-ERR Unrecognized option 'lib-x'\r\n" +
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    );
+  });
+
   test("inline commands, with quotes as redis-server splits them, and blank lines skipped", async () => {
     const { conn } = await setup();
     const c = await conn();
