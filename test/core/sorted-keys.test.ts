@@ -215,6 +215,34 @@ describe("SortedKeys", () => {
     expect(keys.size).toBe(model.size);
   });
 
+  test("a bucket starts small and grows, and gives room back as it shrinks: a one-key bucket is not a 512-id block", () => {
+    const keys = new Keys();
+    const model = new Set<string>();
+    const key = (i: number) => `g${String(i).padStart(5, "0")}`;
+    keys.add(key(0));
+    model.add(key(0));
+    // Many buckets hold a key or two: each must cost little (BUCKET_OVERHEAD_BYTES counts it).
+    expect(keys.order.capacity).toBe(4);
+    // Growing one block (doubling) and then splitting: room within twice the keys, plus a block.
+    for (let i = 1; i < 3000; i++) {
+      keys.add(key(i * 7919 % 3001));
+      model.add(key(i * 7919 % 3001));
+      expect(keys.order.capacity).toBeLessThanOrEqual(2 * keys.size + 512);
+      if (keys.size < 512) expect(keys.order.capacity).toBeLessThan(2 * keys.size + 4);
+      if (i % 500 === 0) expect([...keys.from("")]).toEqual([...model].sort());
+    }
+    expect([...keys.from("")]).toEqual([...model].sort());
+    // Emptied down to three keys, in an order that leaves one block at the end: the room shrinks with it.
+    for (const k of [...model].sort().slice(3)) (keys.remove(k), model.delete(k));
+    expect([...keys.from("")]).toEqual([...model].sort());
+    expect(keys.order.blockCount).toBe(1);
+    expect(keys.order.capacity).toBeLessThanOrEqual(16);
+    // And grows again from there.
+    for (let i = 0; i < 100; i++) (keys.add(`h${i}`), model.add(`h${i}`));
+    expect([...keys.from("")]).toEqual([...model].sort());
+    expect(keys.order.capacity).toBeLessThanOrEqual(256);
+  });
+
   test("a bucket thinned out to one key in 256 keeps few blocks: sparse blocks join their neighbours", () => {
     const keys = new Keys();
     const all = Array.from({ length: 100_000 }, (_, i) => `e${String(i).padStart(8, "0")}`);
