@@ -157,7 +157,7 @@ export class Items {
       const held = this.store.getRecord(bucket, key);
       growth += budgetOf(key, value) - (held !== undefined && held.value !== null ? budgetOf(key, held.value) : 0);
     }
-    if (growth > 0) this.store.reserve(growth);
+    if (growth > 0) this.store.reserve(growth, bucket); // the bucket's own cost too, when it is new
   }
 
   /**

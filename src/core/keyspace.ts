@@ -1,7 +1,7 @@
 import { contentHex, toItem, type Item, type KeyStamp, type StoredRecord } from "./record.ts";
 import { SortedKeys } from "./sorted-keys.ts";
 import type { EntryKind } from "./store-sets.ts";
-import { budgetBytes } from "./store-options.ts";
+import { BUCKET_OVERHEAD_BYTES, budgetBytes } from "./store-options.ts";
 import { BYTES, NONE, RecordTable } from "./table.ts";
 import { formatVersionOf, readVersionOf, versionRead } from "./version-numbers.ts";
 
@@ -20,6 +20,7 @@ export interface ScanOnly {
 export interface BucketStats {
   name: string;
   keys: number;
+  /** Estimated bytes of its records, tombstones included (not the bucket's own BUCKET_OVERHEAD_BYTES). */
   bytes: number;
 }
 
@@ -67,6 +68,16 @@ export class Keyspace {
   /** Buckets by number; a number is given back (`freeNumbers`) once its bucket holds nothing. */
   private readonly byNumber: (Bucket | undefined)[] = [];
   private readonly freeNumbers: number[] = [];
+
+  /** Whether `bucket` holds a record (live or tombstone): a bucket that does not costs nothing yet. */
+  hasBucket(bucket: string): boolean {
+    return this.buckets.has(bucket);
+  }
+
+  /** What the buckets held cost in the budget, beyond their records (BUCKET_OVERHEAD_BYTES each). */
+  get bucketBytes(): number {
+    return this.buckets.size * BUCKET_OVERHEAD_BYTES;
+  }
 
   /** The id of (bucket, key), or NONE. */
   get(bucket: string, key: string): number {

@@ -4,12 +4,12 @@ import { Keyspace, type BucketStats, type ListOptions, type ListPage, type ScanC
 import { compareRecords, isExpired, recordId, type KeyStamp, type StoredRecord } from "./record.ts";
 import { contentOf, recordSum } from "./fingerprint.ts";
 import { TombstoneQueue, ViewCache, WalkedSet, tombstoneDeadAt, type EntryKind } from "./store-sets.ts";
-import { RESERVE_SWEEP_LOOKS, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
+import { BUCKET_OVERHEAD_BYTES, RESERVE_SWEEP_LOOKS, SAFE_TOMBSTONE_LOOKS, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type StoreOptions } from "./store-options.ts";
 import { NONE, type RecordTable } from "./table.ts";
 import { compareVersionOf, versionWallOf } from "./version-numbers.ts";
 
 export { LIST_MIN_SCAN, LIST_SCAN_FACTOR, type BucketStats, type ListOptions, type ListPage, type ScanCursor } from "./keyspace.ts";
-export { ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, budgetBytes, heldBytesOf, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
+export { BUCKET_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, budgetBytes, heldBytesOf, TOMBSTONE_BUDGET_SHARE, VIEW_CACHE_MAX_BYTES, VIEW_OVERHEAD_BYTES, type EvictionPolicy, type StoreOptions } from "./store-options.ts";
 
 /**
  * Buckets of records, merged by the merge order (compareRecords: version, then
@@ -101,7 +101,7 @@ export class Store {
     const view = build(this.keyspace.record(id));
     const bytes = VIEW_OVERHEAD_BYTES + this.table.heldBytes(id);
     const max = this.opts.maxMemoryBytes;
-    this.views.offer(id, view, bytes, max > 0 ? { max, used: this.used } : { max: this.opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES, used: 0 });
+    this.views.offer(id, view, bytes, max > 0 ? { max, used: this.used + this.keyspace.bucketBytes } : { max: this.opts.viewCacheMaxBytes ?? VIEW_CACHE_MAX_BYTES, used: 0 });
     return view;
   }
 
@@ -138,17 +138,18 @@ export class Store {
   /** Buckets that hold at least one record (live or tombstone), by name. */
   bucketStats(): BucketStats[] { return this.keyspace.bucketStats(); }
 
-  // The books, in estimated bytes (see ENTRY_OVERHEAD_BYTES): every record held (live and
-  // tombstones, views excluded); live records; tombstones (and their count); cached views
-  // (see getView); what --max-memory bounds (records, tombstones and views). Then tombstones
-  // purged before their grace period because every member held them (Cluster.isStable), and
-  // purged before they were stable or past their grace period, to stay within budget.
+  // The books, in estimated bytes (see ENTRY_OVERHEAD_BYTES): every record held (live and tombstones, views excluded);
+  // the buckets they are in (BUCKET_OVERHEAD_BYTES each, from a bucket's first key to its last); live records; tombstones
+  // (and their count); cached views (see getView); what --max-memory bounds (records, buckets and views). Then tombstones
+  // purged before their grace period because every member held them (Cluster.isStable), and purged before they were
+  // stable or past their grace period, to stay within budget.
   get usedBytes(): number { return this.used; }
+  get bucketBytes(): number { return this.keyspace.bucketBytes; }
   get liveBytes(): number { return this.live; }
   get tombstoneBytes(): number { return this.tombBytes; }
   get tombstoneCount(): number { return this.tombstones.size; }
   get viewBytes(): number { return this.views.bytes; }
-  get accountedBytes(): number { return this.used + this.views.bytes; }
+  get accountedBytes(): number { return this.used + this.keyspace.bucketBytes + this.views.bytes; }
   get tombstonesPurgedStable(): number { return this.purgedStable; }
   get tombstonesPurgedEarly(): number { return this.purgedEarly; }
   /** What the record table takes in fact (not an estimate: see RecordTable.bytes), and its arena's free chunks. */
@@ -156,8 +157,8 @@ export class Store {
   get budgeted(): boolean { return this.opts.maxMemoryBytes > 0; } // without a budget (--max-memory), reserve has nothing to do
 
   /**
-   * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when
-   * given), within a budget that counts live records, tombstones and cached views.
+   * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when given), within a budget
+   * that counts live records, tombstones, their buckets (a new bucket needs room too) and cached views.
    * First what costs nothing to lose goes: tombstones safe to drop (stable, or past
    * their grace period; up to SAFE_TOMBSTONE_LOOKS looked at per step), then cached
    * views, oldest first. Then under `lru` the least recently used live records are
@@ -171,16 +172,18 @@ export class Store {
   reserve(bytes: number, bucket?: string, key?: string): void {
     const max = this.opts.maxMemoryBytes;
     if (max <= 0) return;
-    // Only the growth over a live record it replaces must fit (a full store can still update a key
-    // in place); re-read after every eviction, which may have turned this very key into a tombstone.
+    // Only the growth over a live record it replaces must fit (a full store can still update a key in place), and a new
+    // bucket's cost; re-read after every eviction, which may turn this very key into a tombstone or purge its bucket.
     const growth = () => {
-      const id = bucket === undefined || key === undefined ? NONE : this.keyspace.get(bucket, key);
+      if (bucket === undefined) return bytes;
+      if (!this.keyspace.hasBucket(bucket)) return bytes + BUCKET_OVERHEAD_BYTES;
+      const id = key === undefined ? NONE : this.keyspace.get(bucket, key);
       return bytes - (id !== NONE && this.table.hasValue(id) ? this.keyspace.bytesOf(id) : 0);
     };
-    const fits = () => this.used + this.views.bytes + growth() <= max;
+    const fits = () => this.accountedBytes + growth() <= max;
     if (fits()) return;
     // A record bigger than the whole budget can never fit: refuse before dropping anything.
-    if (bytes <= max) {
+    if (bytes + BUCKET_OVERHEAD_BYTES <= max) {
       // What costs nothing to lose goes first: safe tombstones, expired records the sweep has not
       // reached (live keys went while they filled it), views; a kind found empty is not looked for again.
       let [safeLeft, sweepLeft] = [true, true];
@@ -196,8 +199,8 @@ export class Store {
       }
       if (fits()) return;
     }
-    const why = bytes > max ? `this record alone takes ${bytes} bytes, more than the whole --max-memory ${max}: no eviction can make room for it`
-      : `${this.used + this.views.bytes + growth()} bytes would exceed --max-memory ${max} (eviction: ${this.opts.eviction}; live ${this.live}, tombstones ${this.tombBytes})`;
+    const why = bytes + BUCKET_OVERHEAD_BYTES > max ? `this record alone takes ${bytes} bytes (and its bucket ${BUCKET_OVERHEAD_BYTES}), more than the whole --max-memory ${max}: no eviction can make room for it`
+      : `${this.accountedBytes + growth()} bytes would exceed --max-memory ${max} (eviction: ${this.opts.eviction}; live ${this.live}, tombstones ${this.tombBytes}, buckets ${this.keyspace.bucketBytes})`;
     throw new MakhzenError("OUT_OF_MEMORY", `write refused: ${why}`);
   }
 

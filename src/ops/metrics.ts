@@ -10,7 +10,7 @@ export interface MetricsSources {
   version: string;
   store: Pick<
     Store,
-    "bucketStats" | "usedBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable" | "tableBytes"
+    "bucketStats" | "usedBytes" | "bucketBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable" | "tableBytes"
   >;
   /** The data budget (0 = unlimited). */
   maxMemoryBytes: number;
@@ -102,11 +102,12 @@ export function createMetrics(src: MetricsSources): Metrics {
   });
   gauge("store_records", "Records held, deletes (tombstones) and expired ones not yet swept included.", [], (g) => g.set(src.store.recordCount));
   gauge("store_used_bytes", "Estimated bytes of all records held, tombstones included (cached views not).", [], (g) => g.set(src.store.usedBytes));
+  gauge("store_bucket_bytes", "Estimated bytes of the buckets themselves, beyond their records (~640 bytes per bucket that holds a record).", [], (g) => g.set(src.store.bucketBytes));
   gauge("store_live_bytes", "Estimated bytes of live records.", [], (g) => g.set(src.store.liveBytes));
   gauge("store_tombstones", "Tombstones held (deletes, evictions, expiries), until stable or past --tombstone-ttl.", [], (g) => g.set(src.store.tombstoneCount));
   gauge("store_tombstone_bytes", "Estimated bytes of tombstones.", [], (g) => g.set(src.store.tombstoneBytes));
   gauge("store_view_bytes", "Estimated bytes of cached GET answers.", [], (g) => g.set(src.store.viewBytes));
-  gauge("store_accounted_bytes", "Estimated bytes of records, tombstones and cached GET answers: what --max-memory is compared with.", [], (g) =>
+  gauge("store_accounted_bytes", "Estimated bytes of records, tombstones, buckets and cached GET answers: what --max-memory is compared with.", [], (g) =>
     g.set(src.store.accountedBytes),
   );
   total("store_tombstones_purged_early_total", "Tombstones purged before every member was known to hold them, to keep tombstones within half of --max-memory.", [], (set) =>

@@ -5,7 +5,7 @@ import { MakhzenError } from "../../src/errors.ts";
 import { createNode } from "../../src/node.ts";
 import { memoryLogger } from "../support/core.ts";
 import { toItem, type StoredRecord } from "../../src/core/record.ts";
-import { ENTRY_OVERHEAD_BYTES, heldBytesOf, Store, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/core/store.ts";
+import { BUCKET_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, heldBytesOf, Store, TOMBSTONE_BUDGET_SHARE, VIEW_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/core/store.ts";
 
 /**
  * `--max-memory` bounds what the store holds: live records, tombstones and cached
@@ -53,8 +53,8 @@ describe("lru under a stream of fresh keys", () => {
       expect(store.tombstoneBytes).toBeLessThanOrEqual(max * TOMBSTONE_BUDGET_SHARE);
     }
     expect(store.get("b", key(19_999))?.value).toBe(VALUE);
-    // Live records keep at least the other half of the budget.
-    expect(store.liveBytes).toBeGreaterThanOrEqual(max * (1 - TOMBSTONE_BUDGET_SHARE) - 2 * (ENTRY_OVERHEAD_BYTES + 111));
+    // Live records keep at least the other half of the budget (less what their bucket costs).
+    expect(store.liveBytes).toBeGreaterThanOrEqual(max * (1 - TOMBSTONE_BUDGET_SHARE) - BUCKET_OVERHEAD_BYTES - 2 * (ENTRY_OVERHEAD_BYTES + 111));
     expect(store.tombstonesPurgedEarly).toBeGreaterThan(0);
     expect(early).toHaveLength(store.tombstonesPurgedEarly);
     // The oldest go first.
@@ -68,7 +68,7 @@ describe("lru under a stream of fresh keys", () => {
     for (let i = 0; i < 20_000; i++) write(key(i), VALUE);
     expect(store.accountedBytes).toBeLessThanOrEqual(max);
     expect(store.tombstoneCount).toBeLessThanOrEqual(1);
-    expect(store.liveBytes).toBeGreaterThan(max - 2 * one);
+    expect(store.liveBytes).toBeGreaterThan(max - BUCKET_OVERHEAD_BYTES - 2 * one);
     expect(early).toEqual([]);
   });
 
@@ -89,8 +89,8 @@ describe("lru under a stream of fresh keys", () => {
   });
 
   test("tombstones past their grace period are dropped before live records are evicted", () => {
-    // Room for 4 records and 4 tombstones.
-    const max = 4 * (ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length) + 4 * (ENTRY_OVERHEAD_BYTES + key(0).length);
+    // Room for 4 records and 4 tombstones, and their bucket.
+    const max = 4 * (ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length) + 4 * (ENTRY_OVERHEAD_BYTES + key(0).length) + BUCKET_OVERHEAD_BYTES;
     for (const graceOver of [false, true]) {
       const { store, write, del, wall } = setup({ max });
       for (let i = 0; i < 4; i++) write(key(i), VALUE);
@@ -172,7 +172,7 @@ describe("cached views count in the budget", () => {
     expect(store.viewBytes).toBe(0); // a first read keeps no view (ViewCache.admit)
     store.getView("b", "k", view);
     expect(store.viewBytes).toBe(VIEW_OVERHEAD_BYTES + 1 + 5);
-    expect(store.accountedBytes).toBe(store.usedBytes + store.viewBytes);
+    expect(store.accountedBytes).toBe(store.usedBytes + BUCKET_OVERHEAD_BYTES + store.viewBytes);
     write("k", "other");
     expect(store.viewBytes).toBe(0);
   });
@@ -216,7 +216,7 @@ describe("cached views count in the budget", () => {
   test("a write that needs room drops views before it evicts anything", () => {
     const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
     const viewOf = VIEW_OVERHEAD_BYTES + key(0).length + VALUE.length;
-    const { store, write } = setup({ max: 6 * one + 2 * viewOf });
+    const { store, write } = setup({ max: 6 * one + 2 * viewOf + BUCKET_OVERHEAD_BYTES });
     for (let i = 0; i < 6; i++) write(key(i), VALUE);
     for (let pass = 0; pass < 2; pass++) for (const i of [0, 1]) store.getView("b", key(i), view);
     expect(store.viewBytes).toBe(2 * viewOf);
@@ -230,7 +230,7 @@ describe("noeviction", () => {
   test("tombstones count: a full budget of records and tombstones refuses a write; stable ones make room", () => {
     const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
     const stable = new Set<string>();
-    const { store, write, del } = setup({ max: 4 * one, eviction: "noeviction", isStable: (r) => stable.has(r.key) });
+    const { store, write, del } = setup({ max: 4 * one + BUCKET_OVERHEAD_BYTES, eviction: "noeviction", isStable: (r) => stable.has(r.key) });
     for (let i = 0; i < 4; i++) write(key(i), VALUE);
     del(key(0));
     del(key(1));
@@ -245,9 +245,10 @@ describe("noeviction", () => {
 
   test("a record larger than the whole budget is refused saying so, with nothing evicted (under lru the total and 'eviction: lru' read as an eviction that failed)", () => {
     const one = ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length;
-    const { store, write } = setup({ max: 4 * one, eviction: "lru" });
+    const max = 4 * one + BUCKET_OVERHEAD_BYTES;
+    const { store, write } = setup({ max, eviction: "lru" });
     for (let i = 0; i < 4; i++) write(key(i), VALUE);
-    const big = "x".repeat(4 * one);
+    const big = "x".repeat(max);
     let refusal: unknown;
     try {
       write(key(9), big);
@@ -256,7 +257,7 @@ describe("noeviction", () => {
     }
     expect((refusal as MakhzenError).code).toBe("OUT_OF_MEMORY");
     expect((refusal as MakhzenError).message).toBe(
-      `write refused: this record alone takes ${ENTRY_OVERHEAD_BYTES + key(9).length + big.length} bytes, more than the whole --max-memory ${4 * one}: no eviction can make room for it`,
+      `write refused: this record alone takes ${ENTRY_OVERHEAD_BYTES + key(9).length + big.length} bytes (and its bucket ${BUCKET_OVERHEAD_BYTES}), more than the whole --max-memory ${max}: no eviction can make room for it`,
     );
     for (let i = 0; i < 4; i++) expect(store.get("b", key(i))?.value).toBe(VALUE);
   });
@@ -272,10 +273,10 @@ describe("noeviction", () => {
 
 describe("retract under a tiny budget", () => {
   test("a retracted record whose tombstone the cap purges at once is purged once: the books stay right and nothing throws", () => {
-    const { store, write, clock } = setup({ max: 1000, eviction: "noeviction" });
+    const { store, write, clock } = setup({ max: 1000 + BUCKET_OVERHEAD_BYTES, eviction: "noeviction" });
     for (let i = 0; i < 3; i++) write(key(i), "v");
     // A key whose tombstone alone is past half the budget: expiring it to a tombstone makes the cap purge it.
-    const big = "k".repeat(600);
+    const big = "k".repeat(700);
     const version = clock.now();
     store.apply({ bucket: "b", key: big, value: "x", version });
     expect(store.retract("b", big, version)).toBe(true);
@@ -283,7 +284,73 @@ describe("retract under a tiny budget", () => {
     expect(store.tombstoneCount).toBe(0);
     expect(store.tombstoneBytes).toBe(0);
     expect(store.usedBytes).toBe(3 * (ENTRY_OVERHEAD_BYTES + key(0).length + 1));
+    expect(store.bucketBytes).toBe(BUCKET_OVERHEAD_BYTES);
     expect(store.recordCount).toBe(3);
+  });
+});
+
+describe("buckets count in the budget", () => {
+  // Found by an adversarial pass: one key in each of 100,000 buckets was accounted 16 MB of a
+  // 20 MB budget while the buckets took ~330 MB of heap; a bucket now counts BUCKET_OVERHEAD_BYTES
+  // from its first key to its last, so new buckets fill the budget as what they cost.
+  const one = ENTRY_OVERHEAD_BYTES + "k".length + "v".length;
+  const bucket = (i: number) => `u${String(i).padStart(5, "0")}`;
+
+  test("noeviction: once their cost fills the budget a new bucket is refused; a bucket emptied gives its cost back", () => {
+    const max = 20 * (one + BUCKET_OVERHEAD_BYTES);
+    const { store, clock } = setup({ max, eviction: "noeviction", isStable: () => true });
+    const put = (b: string) => {
+      store.reserve(one, b, "k");
+      store.apply({ bucket: b, key: "k", value: "v", version: clock.now() });
+    };
+    let held = 0;
+    for (; held < 1_000; held++) {
+      try {
+        put(bucket(held));
+      } catch (e) {
+        expect((e as MakhzenError).code).toBe("OUT_OF_MEMORY");
+        break;
+      }
+      expect(store.accountedBytes).toBeLessThanOrEqual(max);
+    }
+    // Counted as keys alone, 20 * (one + BUCKET_OVERHEAD_BYTES) / one buckets would have been taken.
+    expect(held).toBe(20);
+    expect(store.bucketBytes).toBe(20 * BUCKET_OVERHEAD_BYTES);
+    expect(store.accountedBytes).toBe(max);
+    expect(() => put(bucket(20))).toThrow(expect.objectContaining({ code: "OUT_OF_MEMORY" }));
+    expect(store.getRecord(bucket(20), "k")).toBeUndefined();
+    // Its last key deleted (a stable tombstone, dropped when room is needed), a bucket costs nothing.
+    store.apply({ bucket: bucket(0), key: "k", value: null, version: clock.now() });
+    put(bucket(20));
+    expect(store.bucketStats().map((b) => b.name)).not.toContain(bucket(0));
+    expect(store.bucketBytes).toBe(20 * BUCKET_OVERHEAD_BYTES);
+    expect(store.accountedBytes).toBeLessThanOrEqual(max);
+  });
+
+  test("lru: a new bucket evicts the least recently used keys, and the buckets they empty go with them", () => {
+    const max = 20 * (one + BUCKET_OVERHEAD_BYTES);
+    const { store, clock } = setup({ max, eviction: "lru", isStable: () => true });
+    for (let i = 0; i < 500; i++) {
+      store.reserve(one, bucket(i), "k");
+      store.apply({ bucket: bucket(i), key: "k", value: "v", version: clock.now() });
+      expect(store.accountedBytes).toBeLessThanOrEqual(max);
+    }
+    const names = store.bucketStats().map((b) => b.name);
+    expect(names.length).toBeLessThanOrEqual(20);
+    expect(names).toContain(bucket(499));
+    expect(names).not.toContain(bucket(0));
+    expect(store.get(bucket(499), "k")?.value).toBe("v");
+  });
+
+  test("a node under noeviction answers 507 to a PUT that would open a bucket past the budget", async () => {
+    const per = ENTRY_OVERHEAD_BYTES + "k".length + "v".length + BUCKET_OVERHEAD_BYTES;
+    const node = track(createNode({ name: "buckets", maxMemoryBytes: 10 * per, eviction: "noeviction" }));
+    const put = (b: string) => node.handle(new Request(`http://x/buckets/${b}/items/k`, { method: "PUT", headers: { "content-type": "application/json" }, body: '{"value":"v"}' }));
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await put(bucket(i))).status);
+    expect(statuses).toEqual([...Array(10).fill(200), 507, 507]);
+    // An update in place of a bucket held still fits: it needs no new bucket and no growth.
+    expect((await put(bucket(3))).status).toBe(200);
   });
 });
 
@@ -295,7 +362,8 @@ describe("a node alone under --max-memory and lru", () => {
     const text = await (await node.handle(new Request("http://localhost/metrics"))).text();
     const metric = (name: string) => Number(new RegExp(`^makhzen_${name} (\\S+)$`, "m").exec(text)?.[1]);
     expect(metric("store_accounted_bytes")).toBeLessThanOrEqual(100_000);
-    expect(metric("store_accounted_bytes")).toBe(metric("store_used_bytes") + metric("store_view_bytes"));
+    expect(metric("store_accounted_bytes")).toBe(metric("store_used_bytes") + metric("store_bucket_bytes") + metric("store_view_bytes"));
+    expect(metric("store_bucket_bytes")).toBe(BUCKET_OVERHEAD_BYTES); // the one bucket, default
     expect(metric("store_tombstones")).toBeLessThanOrEqual(1);
     expect(metric("store_tombstone_bytes")).toBeLessThan(1000);
     expect(metric("store_tombstones_purged_early_total")).toBe(0);

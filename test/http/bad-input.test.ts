@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ManualWallClock } from "../../src/core/clock.ts";
 import { createNode, type MakhzenNode } from "../../src/node.ts";
 import type { NodeOptions } from "../../src/config.ts";
-import { ENTRY_OVERHEAD_BYTES } from "../../src/core/store.ts";
+import { BUCKET_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES } from "../../src/core/store.ts";
 import { requestLimits } from "../../src/http/limits.ts";
 import { call, expectClientError, expectErrorEnvelope, rng, type Answer } from "../support/http.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
@@ -165,7 +165,8 @@ describe("sizes", () => {
   });
 
   test("--max-memory under noeviction: 507 with the envelope; updates in place and deletes still work", async () => {
-    const node = start({ maxMemoryBytes: 3 * (ENTRY_OVERHEAD_BYTES + "k0".length + 10) });
+    // Room for three records and the bucket they go in.
+    const node = start({ maxMemoryBytes: 3 * (ENTRY_OVERHEAD_BYTES + "k0".length + 10) + BUCKET_OVERHEAD_BYTES });
     for (let i = 0; i < 3; i++) {
       expect((await call(node, "PUT", `/items/k${i}`, { body: { value: "v".repeat(10) } })).status).toBe(200);
     }
