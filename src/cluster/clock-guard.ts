@@ -237,6 +237,22 @@ export class ClockGuard {
     return this.clusterNowMs() + this.deps.maxOffsetMs;
   }
 
+  /** A mark of the clock samples taken so far, to ask remeasuredSince about. */
+  sampleMark(): number {
+    return this.offsets.recordedCount;
+  }
+
+  /**
+   * Whether the median has been measured afresh since `mark`: each of `peers` whose
+   * clock is known was sampled since. A clock that jumps together with its monotonic
+   * clock is seen by no step, only by samples, and until most of them are fresh the
+   * median stays where it was: of three clocks, the one fresh sample (-J) sits beside
+   * our own 0 and the other peer's stale ~0, whose middle is still 0.
+   */
+  remeasuredSince(mark: number, peers: readonly string[]): boolean {
+    return peers.every((p) => this.offsets.offsetOf(p) === undefined || this.offsets.sampledSince(p, mark));
+  }
+
   /** Whether `version` is stamped more than maxOffsetMs ahead of the cluster's median clock. */
   tooFarAhead(version: Version): boolean {
     return versionWallMs(version) - this.clusterNowMs() > this.deps.maxOffsetMs;

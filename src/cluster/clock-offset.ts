@@ -86,6 +86,19 @@ export interface ClockState {
 /** The per-peer estimates, fed by heartbeats, and the median over the peers named. */
 export class ClockOffsets {
   private readonly samples = new Map<string, OffsetSample[]>();
+  /** Samples recorded since start, and the number of each peer's last one (sampledSince). */
+  private recorded = 0;
+  private readonly lastRecorded = new Map<string, number>();
+
+  /** How many samples were recorded since start: a mark to ask sampledSince about. */
+  get recordedCount(): number {
+    return this.recorded;
+  }
+
+  /** Whether `peer` was sampled after `mark` (a recordedCount). */
+  sampledSince(peer: string, mark: number): boolean {
+    return (this.lastRecorded.get(peer) ?? -1) > mark;
+  }
 
   /**
    * Records one sample of `peer`. A sample further than `stepMs` from the current
@@ -99,6 +112,7 @@ export class ClockOffsets {
     if (!list) this.samples.set(peer, (list = []));
     list.push(sample);
     if (list.length > SAMPLE_WINDOW) list.shift();
+    this.lastRecorded.set(peer, ++this.recorded);
   }
 
   /**
@@ -119,6 +133,7 @@ export class ClockOffsets {
   /** Forgets a peer (it left, or moved to another process under its name). */
   forget(peer: string): void {
     this.samples.delete(peer);
+    this.lastRecorded.delete(peer);
   }
 
   /**

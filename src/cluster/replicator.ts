@@ -173,7 +173,7 @@ export class Replicator {
    * delete of a purged key still goes (freshRecords), and a retracted one, stamped
    * far ahead, would win over the writes made since once its stamp had passed.
    */
-  forget(record: StoredRecord): void {
+  forget(record: Pick<StoredRecord, "bucket" | "key" | "version">): void {
     const id = recordId(record.bucket, record.key);
     for (const q of this.peers.values()) {
       const out = q.pending.get(id);

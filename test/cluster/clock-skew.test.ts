@@ -484,6 +484,85 @@ describe("a write stamped in a clock jump does not outlive it", () => {
   });
 });
 
+describe("a write stamped while the wall and monotonic clocks jumped together", () => {
+  /**
+   * a, b and c joined, every clock measured; c's wall and monotonic clocks run `jump.ms`
+   * ahead together (a VM snapshot, libfaketime), so no step is seen. c's own heartbeats
+   * are stopped: the samples that measure its clock are the test's, one peer at a time.
+   * No periodic anti-entropy within a test: what repairs c is what it asks for.
+   */
+  async function jumpingTogether(net: MemoryTransport) {
+    const jump = { ms: 0 };
+    const slow = { antiEntropyIntervalMs: 600_000 };
+    const [a, b] = [core("a", net, slow), core("b", net, slow)];
+    const c = core("c", net, slow, { wall: () => Date.now() + jump.ms, mono: () => performance.now() + jump.ms });
+    const nodes = [a, b, c];
+    await joined(nodes);
+    for (const n of nodes) n.cluster.membership.tick();
+    await eventually(() => nodes.every((n) => n.cluster.status().members.every((m) => m.clockOffsetMs !== null)));
+    c.cluster.membership.stop();
+    /** One heartbeat's sample of `peer`'s clock, as c would take it now. */
+    const sample = (peer: Core) => c.cluster.clockGuard.record(peer.name, { offsetMs: Date.now() - c.clock.wallMs(), rttMs: 1, atMs: c.clock.wallMs() });
+    return { a, b, c, nodes, jump, sample };
+  }
+  const syncAll = async (nodes: Core[]) => {
+    for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url }).catch(() => {});
+  };
+
+  test("is retracted once every peer's clock is sampled again, though the first fresh sample leaves the median where it was", async () => {
+    const net = new MemoryTransport();
+    const { a, b, c, nodes, jump, sample } = await jumpingTogether(net);
+    try {
+      const before = a.write("k", "before");
+      await eventually(() => nodes.every((n) => n.store.getRecord("default", "k")?.version === before.version), { what: "every node takes a's first write" });
+      jump.ms = 3000;
+      const ahead = c.write("k", "from-c");
+      await eventually(() => a.cluster.refusedForDrift > 0 && b.cluster.refusedForDrift > 0, { what: "a and b refuse c's write" });
+      await eventually(() => c.cluster.replicator.drained(["a", "b"]), { what: "c hears the refusals" });
+      expect(c.cluster.clockGuard.state().fenced).toBe(false); // nothing has measured the jump yet
+      // a's sample shows the jump; the median of c's 0, a's -3 s and b's stale ~0 is still ~0.
+      sample(a);
+      expect(Math.abs(c.cluster.clockGuard.state().offsetMs)).toBeLessThan(100);
+      expect(c.store.getRecord("default", "k")?.version).toBe(ahead.version);
+      // b's sample moves the median: c is 3 s ahead, fenced, and gives the write up.
+      sample(b);
+      expect(c.cluster.clockGuard.state()).toMatchObject({ fenced: true, reason: "offset" });
+      expect(c.cluster.retraction.retracted).toBe(1);
+      expect(c.store.getRecord("default", "k")?.version).not.toBe(ahead.version);
+
+      const honest = a.write("k", "from-a");
+      await eventually(() => nodes.every((n) => n.store.getRecord("default", "k")?.version === honest.version), { what: "every node takes a's write" });
+      // Real time passes c's stamp, and c's clock is set right: the retracted write comes back nowhere.
+      await eventually(() => Date.now() > versionWallMs(ahead.version) + 100, { timeoutMs: 5000 });
+      jump.ms = 0;
+      sample(a);
+      sample(b);
+      await syncAll(nodes);
+      expect(nodes.map((n) => n.store.get("default", "k")?.value)).toEqual(["from-a", "from-a", "from-a"]);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+
+  test("an honest write a peer refused (its clock the wrong one) waits for every peer's fresh sample, then is kept", async () => {
+    const net = new MemoryTransport();
+    const { a, b, c, nodes, sample } = await jumpingTogether(net);
+    try {
+      const honest = c.write("k", "from-c");
+      // As if a peer whose clock had jumped back refused it.
+      c.cluster.retraction.notHeld([c.store.getRecord("default", "k")!]);
+      sample(a);
+      expect(c.cluster.retraction.waiting).toBe(1);
+      sample(b);
+      expect(c.cluster.retraction.waiting).toBe(0);
+      expect(c.cluster.retraction.retracted).toBe(0);
+      expect(c.store.getRecord("default", "k")?.version).toBe(honest.version);
+    } finally {
+      for (const n of nodes) n.cluster.close();
+    }
+  });
+});
+
 describe("a receiver whose clocks jumped back together", () => {
   test("a delete it refused while its wall and monotonic clocks ran 1 s behind (no step seen) is taken back, and repaired once its clock is right", async () => {
     const net = new MemoryTransport();
