@@ -166,7 +166,8 @@ export class Cluster {
     const { placement, views, antiEntropy } = this;
     const reachable = () => this.membership.reachable();
     this.rebalancer = new Rebalancer({ self: config.name, placement, views, digest, store, antiEntropy, reachable, config, wallMs: () => clock.wallMs(), logger: logger.child("rebalance") });
-    this.retraction = new Retraction({ self: config.name, store, guard: this.clockGuard, logger: this.logger.child("clock"), reachable: () => reachable().map((m) => m.name), forget: (r) => this.replicator.forget(r) });
+    this.retraction = new Retraction({ self: config.name, store, guard: this.clockGuard, logger: this.logger.child("clock"), forget: (r) => this.replicator.forget(r),
+      reachable: () => reachable().map((m) => m.name), repair: (peer) => this.antiEntropy.request(peer) });
     this.catchUp = new CatchUp({ fenced: () => this.clockGuard.state().fenced, peers: () => this.membership.reachable(), sync: (p) => this.antiEntropy.syncWith(p), closed: () => this.closed });
     const { membership, replicator } = this;
     this.consistency = new Consistency({ store, membership, replicator, transport, placement, applyRemote: (records) => this.applyRemote(records), logger: this.logger });

@@ -25,6 +25,12 @@ export interface RetractionDeps {
   reachable: () => readonly string[];
   /** Takes a retracted record out of the peers' queues (Replicator.forget). */
   forget: (record: Pick<StoredRecord, "bucket" | "key" | "version">) => void;
+  /**
+   * Asks for an anti-entropy round with `peer` at once (AntiEntropy.request): after a
+   * retraction this node holds nothing for those keys, and would answer them as absent
+   * until the next periodic round (30 s by default) brought back what the peers hold.
+   */
+  repair: (peer: string) => void;
 }
 
 /**
@@ -46,9 +52,9 @@ export interface RetractionDeps {
  * Judged at the first sample after the refusal, every suspect of a three-node
  * cluster would be kept: one fresh sample of two leaves the median where it was.
  * Retracting forgets the record here as if it had never been written
- * (Store.retract); anti-entropy then brings back what the peers hold. The write
- * was acknowledged (w=1) by this node and is lost: that is logged at error, and
- * counted.
+ * (Store.retract); a round of anti-entropy with each reachable peer, asked for at
+ * once, brings back what they hold. The write was acknowledged (w=1) by this node
+ * and is lost: that is logged at error, and counted.
  *
  * Trade-off: a jump smaller than a heartbeat's worth of time (or than the time its
  * measuring takes) is over before it is measured; such records are kept and land
@@ -109,6 +115,7 @@ export class Retraction {
       }
     }
     if (gone.length === 0) return;
+    for (const peer of peers) this.deps.repair(peer);
     this.retractedCount += gone.length;
     logger.error("retracted writes this node stamped too far ahead of the cluster's clock: they are lost", {
       records: gone.length,

@@ -529,6 +529,8 @@ describe("a write stamped while the wall and monotonic clocks jumped together", 
       expect(c.cluster.clockGuard.state()).toMatchObject({ fenced: true, reason: "offset" });
       expect(c.cluster.retraction.retracted).toBe(1);
       expect(c.store.getRecord("default", "k")?.version).not.toBe(ahead.version);
+      // c asks its peers at once for what they hold, not at the next periodic round.
+      await eventually(() => c.store.getRecord("default", "k")?.version === before.version, { timeoutMs: 3000, what: "c takes back a's first write" });
 
       const honest = a.write("k", "from-a");
       await eventually(() => nodes.every((n) => n.store.getRecord("default", "k")?.version === honest.version), { what: "every node takes a's write" });
