@@ -18,11 +18,14 @@ const QUEUED = Number(option("queued", "10000"));
 const ROUNDS = Number(option("rounds", "200"));
 
 const net = new MemoryTransport();
-const nodes = [core("a", net), core("b", net), core("c", net), core("d", net)];
+// Full replication (every node holds every key): four nodes over the default --replicas 3 would split the keys.
+const nodes = ["a", "b", "c", "d"].map((n) => core(n, net, { replicas: 4 }));
 const [a, , , d] = nodes;
 await joined(nodes);
-for (let i = 0; i < 1000; i++) a!.write(`k${i}`, "v", `bucket-${i % BUCKETS}`);
-await eventually(() => nodes.every((n) => n.store.recordCount === 1000), { timeoutMs: 10_000 });
+// At least a key per bucket: --buckets 100000 is a node of many small buckets (one per user, say).
+const KEYS = Math.max(1000, BUCKETS);
+for (let i = 0; i < KEYS; i++) a!.write(`k${i}`, "v", `bucket-${i % BUCKETS}`);
+await eventually(() => nodes.every((n) => n.store.recordCount === KEYS), { timeoutMs: 60_000 });
 net.unregister(d!.url); // d stops answering: a's queue to it grows
 for (let i = 0; i < QUEUED; i++) a!.write(`q${i}`, "v");
 
@@ -42,7 +45,7 @@ const metrics = createMetrics({
 });
 
 let bytes = 0;
-for (let i = 0; i < 20; i++) bytes = (await metrics.render()).length; // warm-up
+for (let i = 0; i < Math.min(20, ROUNDS); i++) bytes = (await metrics.render()).length; // warm-up
 const ms: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   const t = performance.now();
