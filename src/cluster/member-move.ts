@@ -77,12 +77,16 @@ export class MemberMove {
       .finally(() => this.asking.delete(held.name));
   }
 
-  private async answers(held: WireMember): Promise<boolean> {
-    const answer = await this.deps.transport.call(held.url, "members", {}, probeTimeoutMs(this.deps.config)).then(
+  /** Who answers at `url` now (the sender's own entry of a `members` answer); undefined when nothing does within the probe timeout. */
+  whoAnswers(url: string): Promise<WireMember | undefined> {
+    return this.deps.transport.call(url, "members", {}, probeTimeoutMs(this.deps.config)).then(
       (a) => a.members[0],
       () => undefined,
     );
-    return answersAs(held, answer);
+  }
+
+  private async answers(held: WireMember): Promise<boolean> {
+    return answersAs(held, await this.whoAnswers(held.url));
   }
 
   private takenOver(held: WireMember, by: string): void {

@@ -138,23 +138,39 @@ export function schemeRefusal(joiner: { name: string; url: string }, seedUrl: st
 }
 
 /**
- * A joiner that advertises the URL of another member that answers (alive or
- * suspect), or the seed's own (pure): a copy-pasted --advertise, or a new node
- * started on a live one's port. Admitted, it shared an address with that member:
- * every heartbeat, write and hand-off meant for one reached whichever process
- * served the URL, so a dead member stayed alive for good, a `w=all` counted one
- * process twice, and partitions were handed to themselves and dropped. A dead
- * member's address may be taken over, as its name may: heartbeats then count only
- * answers given in that member's own name (answeredAs), so it stays dead.
+ * A joiner that advertises the address of another member that answers (alive or
+ * suspect), or the seed's own: a copy-pasted --advertise, or a new node started on
+ * a live one's port. Admitted, it shared an address with that member: every
+ * heartbeat, write and hand-off meant for one reached whichever process served the
+ * URL, so a dead member stayed alive for good, a `w=all` counted one process twice,
+ * and partitions were handed to themselves and dropped. The URL as a member holds
+ * it is compared first; then, as one address has many spellings (localhost for
+ * 127.0.0.1), the seed asks the joiner's URL who answers there (`whoAnswers`, one
+ * `members` request): another node's name is the same refusal. Nothing answering
+ * (not serving yet, or unreachable from the seed) refuses nothing. A dead member's
+ * address may be taken over, as its name may: heartbeats then count only answers
+ * given in that member's own name (answeredAs), so it stays dead.
  */
-export function addressRefusal(joiner: WireMember, self: { name: string; url: string }, members: Iterable<Pick<Member, "name" | "url" | "state">>): MakhzenError | undefined {
-  let holder: { name: string; state: MemberState } | undefined = joiner.name !== self.name && joiner.url === self.url ? { name: self.name, state: "alive" } : undefined;
-  for (const m of members) if (holder === undefined && m.name !== joiner.name && m.url === joiner.url && isLive(m.state)) holder = m;
-  if (holder === undefined) return undefined;
+export async function addressRefusal(
+  joiner: WireMember,
+  self: { name: string; url: string },
+  members: ReadonlyMap<string, Pick<Member, "name" | "url" | "state">>,
+  whoAnswers: (url: string) => Promise<WireMember | undefined>,
+): Promise<MakhzenError | undefined> {
+  const stateOf = (name: string): MemberState | undefined => (name === self.name ? "alive" : members.get(name)?.state);
+  let holder = joiner.name !== self.name && joiner.url === self.url ? self.name : undefined;
+  for (const m of members.values()) if (holder === undefined && m.name !== joiner.name && m.url === joiner.url && isLive(m.state)) holder = m.name;
+  let spelt = "the address of";
+  if (holder === undefined) {
+    const there = await whoAnswers(joiner.url);
+    const state = there === undefined || there.name === joiner.name ? undefined : stateOf(there.name);
+    if (state === undefined || !isLive(state)) return undefined;
+    [holder, spelt] = [there!.name, `an address (${JSON.stringify(there!.url)}) answered by`];
+  }
   return new MakhzenError(
     "ADDRESS_TAKEN",
-    `node "${joiner.name}" advertises ${JSON.stringify(joiner.url)}, the address of member "${holder.name}", ${holder.state} in this cluster: ` +
-      `give each node an address of its own (advertise); to replace "${holder.name}" there, start this node once the cluster's status shows "${holder.name}" dead`,
+    `node "${joiner.name}" advertises ${JSON.stringify(joiner.url)}, ${spelt} member "${holder}", ${stateOf(holder)} in this cluster: ` +
+      `give each node an address of its own (advertise); to replace "${holder}" there, start this node once the cluster's status shows "${holder}" dead`,
   );
 }
 
