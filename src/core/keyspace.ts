@@ -68,6 +68,8 @@ export class Keyspace {
   /** Buckets by number; a number is given back (`freeNumbers`) once its bucket holds nothing. */
   private readonly byNumber: (Bucket | undefined)[] = [];
   private readonly freeNumbers: number[] = [];
+  /** Buckets that hold records but no live one (tombstones, expired records): see deadBucketBytes. */
+  private deadBuckets = 0;
 
   /** Whether `bucket` holds a record (live or tombstone): a bucket that does not costs nothing yet. */
   hasBucket(bucket: string): boolean {
@@ -77,6 +79,17 @@ export class Keyspace {
   /** What the buckets held cost in the budget, beyond their records (BUCKET_OVERHEAD_BYTES each). */
   get bucketBytes(): number {
     return this.buckets.size * BUCKET_OVERHEAD_BYTES;
+  }
+
+  /**
+   * What the buckets holding no live record cost (BUCKET_OVERHEAD_BYTES each): the
+   * store's cap on tombstones counts them with the tombstones that keep them. Under
+   * `lru` an eviction leaves a tombstone, and one in a bucket of its own kept that
+   * bucket's cost in the budget until the tombstone was stable: with a peer down,
+   * buckets of tombstones filled the budget and every write was refused.
+   */
+  get deadBucketBytes(): number {
+    return this.deadBuckets * BUCKET_OVERHEAD_BYTES;
   }
 
   /** The id of (bucket, key), or NONE. */
@@ -94,6 +107,7 @@ export class Keyspace {
     if (b === undefined) {
       if (no !== this.byNumber.length) this.freeNumbers.pop();
       b = { name: bucket, no, keys: new SortedKeys(this.table), live: 0, bytes: 0 };
+      this.deadBuckets++; // until `count` makes its record live
       this.buckets.set(bucket, b);
       this.byNumber[no] = b;
     }
@@ -108,6 +122,7 @@ export class Keyspace {
     this.table.remove(id);
     if (b.keys.size === 0) {
       // Nothing left: the bucket's number is free.
+      if (b.live === 0) this.deadBuckets--;
       this.buckets.delete(b.name);
       this.byNumber[b.no] = undefined;
       this.freeNumbers.push(b.no);
@@ -118,7 +133,11 @@ export class Keyspace {
   count(id: number, bytesDelta: number, liveDelta: number): void {
     const b = this.byNumber[this.table.bucketOf[id]!]!;
     b.bytes += bytesDelta;
+    if (liveDelta === 0) return;
+    const was = b.live;
     b.live += liveDelta;
+    if (was === 0) this.deadBuckets--;
+    else if (b.live === 0) this.deadBuckets++;
   }
 
   /** The bucket name of a record. */

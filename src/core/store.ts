@@ -347,7 +347,7 @@ export class Store {
   }
 
   /**
-   * Keeps tombstones within TOMBSTONE_BUDGET_SHARE of the budget: purges the oldest
+   * Keeps tombstones (and buckets they alone keep) within TOMBSTONE_BUDGET_SHARE of the budget: purges the oldest
    * while they are over it, counting (and reporting) those that were not yet safe.
    * O(1) per tombstone purged.
    */
@@ -355,7 +355,7 @@ export class Store {
     const max = this.opts.maxMemoryBytes;
     if (max <= 0) return;
     const now = this.opts.clock.wallMs();
-    while (this.tombBytes > max * TOMBSTONE_BUDGET_SHARE) {
+    while (this.tombBytes + this.keyspace.deadBucketBytes > max * TOMBSTONE_BUDGET_SHARE) {
       const oldest = this.tombstones.oldest();
       if (oldest === NONE) return;
       const safe = this.isSafeToDrop(oldest, now);

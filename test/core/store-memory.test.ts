@@ -94,8 +94,12 @@ describe("lru under a stream of fresh keys", () => {
     for (const graceOver of [false, true]) {
       const { store, write, del, wall } = setup({ max });
       for (let i = 0; i < 4; i++) write(key(i), VALUE);
-      for (let i = 0; i < 4; i++) del(key(i));
-      for (let i = 4; i < 8; i++) write(key(i), VALUE);
+      // Each deleted before the next is written, so the bucket always holds a live key (one
+      // that holds tombstones only counts its own cost in the tombstones' share: "buckets count in the budget").
+      for (let i = 0; i < 4; i++) {
+        del(key(i));
+        write(key(i + 4), VALUE);
+      }
       if (graceOver) wall.advance(DAY);
       // As many more records as the four old tombstones' room holds fit only once they are gone.
       const extra = Math.floor((4 * (ENTRY_OVERHEAD_BYTES + key(0).length)) / (ENTRY_OVERHEAD_BYTES + key(0).length + VALUE.length));
@@ -340,6 +344,23 @@ describe("buckets count in the budget", () => {
     expect(names).toContain(bucket(499));
     expect(names).not.toContain(bucket(0));
     expect(store.get(bucket(499), "k")?.value).toBe("v");
+  });
+
+  test("lru with no tombstone stable (a peer down): buckets left holding only tombstones count in the tombstones' cap, so writes go on", () => {
+    // Found by a recheck: each eviction left a tombstone in a bucket of its own, that bucket's cost
+    // stayed in the budget until the tombstone was stable, and with a peer down every write was
+    // refused 507 once such buckets filled it (live 0, nothing left to evict).
+    const max = 40 * (one + BUCKET_OVERHEAD_BYTES);
+    const { store, clock, early } = setup({ max, eviction: "lru", isStable: () => false });
+    for (let i = 0; i < 1_000; i++) {
+      store.reserve(one, bucket(i), "k");
+      store.apply({ bucket: bucket(i), key: "k", value: "v", version: clock.now() });
+      expect(store.accountedBytes).toBeLessThanOrEqual(max);
+      expect(store.tombstoneBytes + (store.bucketStats().filter((b) => b.keys === 0).length * BUCKET_OVERHEAD_BYTES)).toBeLessThanOrEqual(max * TOMBSTONE_BUDGET_SHARE);
+    }
+    expect(store.get(bucket(999), "k")?.value).toBe("v");
+    expect(store.liveBytes).toBeGreaterThan(0);
+    expect(early.length).toBeGreaterThan(0); // purged before stable, as the cap does: counted
   });
 
   test("a node under noeviction answers 507 to a PUT that would open a bucket past the budget", async () => {
