@@ -36,13 +36,12 @@ export class InnerServer {
     this.server = startServer({ ...config, host: "127.0.0.1", port: 0 }, {}, (request) => {
       const answer = this.stopping && !isPeerRequest(request) ? stoppingResponse() : this.answer(request);
       if (request.body === null) return answer;
-      if (isPath(request, "/load")) {
-        // No timer while it loads; the idle one again once answered (a 0 outlives the request).
-        this.server.timeout(request, 0);
-        return Promise.resolve(answer).finally(() => this.server.timeout(request, idleSeconds));
-      }
-      if (bodyOutlastsIdle) this.server.timeout(request, bodySeconds);
-      return answer;
+      const lifted = isPath(request, "/load") ? 0 : bodyOutlastsIdle ? bodySeconds : undefined;
+      if (lifted === undefined) return answer;
+      this.server.timeout(request, lifted);
+      // The idle timer again once answered: what is set for a request outlives it (a connection
+      // silent after a PUT was kept for --body-timeout, after a /load for good).
+      return Promise.resolve(answer).finally(() => this.server.timeout(request, idleSeconds));
     }).server;
   }
 
