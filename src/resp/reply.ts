@@ -55,7 +55,12 @@ export const map = (entries: [string, Reply | string | number][]): Reply => ({
   entries: entries.map(([k, v]) => [bulk(k), typeof v === "string" ? bulk(v) : typeof v === "number" ? int(v) : v]),
 });
 /** An error reply: `line` starts with its code, `ERR syntax error`. */
-export const errorReply = (line: string): Reply => ({ t: "error", s: line });
+/**
+ * An error reply. Its line cannot hold a line break (Redis turns them into spaces
+ * too): a message that echoes an argument (`-ERR Unsupported option x`) would end
+ * early, and the rest of it read as the next command's reply (a forged `+OK`).
+ */
+export const errorReply = (line: string): Reply => ({ t: "error", s: /[\r\n]/.test(line) ? line.replace(/[\r\n]/g, " ") : line });
 
 /**
  * Output being gathered for one write: text while every part is text (one string,

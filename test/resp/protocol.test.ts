@@ -76,6 +76,23 @@ describe("RESP wire", () => {
     );
   });
 
+  test("an error that echoes an argument holding CR or LF stays one line: the next reply is not forged", async () => {
+    const { conn } = await setup();
+    const c = await conn();
+    c.send(frame("SET", "k", "v"));
+    c.send(frame("EXPIRE", "k", "10", "x\r\n+OK"));
+    c.send(frame("CONFIG", "SET", "a\nb", "1"));
+    c.send(frame("CLIENT", "SETINFO", "lib\r\n-x", "1"));
+    c.send(frame("PING"));
+    const text = await c.until((r) => r.endsWith("+PONG\r\n"));
+    const lines = text.split("\r\n").slice(0, -1);
+    expect(lines).toHaveLength(5);
+    expect(lines[0]).toBe("+OK");
+    expect(lines.slice(1, 4).every((l) => l.startsWith("-ERR "))).toBe(true);
+    expect(lines[1]).toContain("x  +OK");
+    expect(lines[4]).toBe("+PONG");
+  });
+
   test("inline commands, with quotes as redis-server splits them, and blank lines skipped", async () => {
     const { conn } = await setup();
     const c = await conn();
