@@ -9,6 +9,10 @@ test("user info is masked up to the last @, whatever it holds, with or without a
     ["u:s3cr3t@127.0.0.1:1", "u:***@127.0.0.1:1"],
     ["http://bob:s3cr3t@h:3000", "http://bob:***@h:3000"],
     ["http://a:1,http://u:p@b:2", "http://a:1,http://u:***@b:2"],
+    ["http://a:1, https://u:p@b:2", "http://a:1, https://u:***@b:2"],
+    // A comma inside the user info is not a list's.
+    ["http://tok,en@127.0.0.1:1", "http://***@127.0.0.1:1"],
+    ["http://user:se,cret@127.0.0.1:1", "http://user:***@127.0.0.1:1"],
     ["http://h:3000", "http://h:3000"],
   ]) expect(maskPassword(a!)).toBe(b!);
 });
