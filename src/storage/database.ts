@@ -30,6 +30,12 @@ export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, 
   let db: Database | undefined;
   try {
     db = new Database(path, { create: true, strict: true });
+    // Before anything is written to it (WAL mode, our tables): another program's file stays as it was.
+    const foreign = notOurs(db);
+    if (foreign !== undefined) {
+      db.close();
+      fail(`holds a database makhzen cannot use (${foreign}): move ${DB_FILE} away, or use another dir`);
+    }
     db.exec("PRAGMA journal_mode = WAL");
     db.exec(`PRAGMA synchronous = ${fsync === "no" ? "OFF" : "FULL"}`);
     db.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
@@ -63,6 +69,19 @@ export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, 
     return fail(`cannot open ${DB_FILE} (${errText(e)})${diskFull(dir) ? ": the disk holding it is full (WAL mode needs room for its -wal and -shm files)" : ""}`);
   }
 }
+
+/** What in an existing database is not makhzen's (a table of its own, a `records` table of other columns), or undefined. */
+function notOurs(db: Database): string | undefined {
+  const tables = db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((t) => t.name);
+  const others = tables.filter((t) => t !== "meta" && t !== "records" && !t.startsWith("sqlite_"));
+  if (others.length > 0) return `its tables ${others.slice(0, 5).join(", ")} are not makhzen's`;
+  if (!tables.includes("records")) return undefined;
+  const columns = db.query<{ name: string }, []>("PRAGMA table_info(records)").all().map((c) => c.name);
+  if (RECORD_COLUMNS.every((c) => columns.includes(c))) return undefined;
+  return `its records table has the columns ${columns.join(", ")}`;
+}
+
+const RECORD_COLUMNS = ["bucket", "key", "value", "version", "expires_at"];
 
 /** What is wrong with a stored row's shape, or undefined. */
 export function rowFault(row: { bucket: unknown; key: unknown; value: unknown; version: unknown; expires_at: unknown }): string | undefined {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { LOCK_FILE } from "../../src/storage/dir-lock.ts";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
@@ -238,14 +238,23 @@ describe("Persistence", () => {
     expect(Bun.file(join(dir, DB_FILE)).size).toBe("this is not sqlite ".length * 500);
   });
 
-  test("an SQLite file of another program's is refused in one line, and the dir is free again", () => {
-    const dir = tempDir();
-    const other = new Database(join(dir, DB_FILE), { create: true });
-    other.exec("CREATE TABLE records (a INTEGER)");
-    other.close();
-    expect(() => openAt(dir)).toThrow(new RegExp(`^data dir ${dir}: holds a database makhzen cannot use \\(.*no column named bucket.*\\)$`));
-    // The refusal let go of the lock: the same open fails the same way, not as "in use".
-    expect(() => openAt(dir)).toThrow("holds a database makhzen cannot use");
+  test("an SQLite file of another program's is refused in one line, unchanged, and the dir is free again", () => {
+    for (const [schema, said] of [
+      ["CREATE TABLE records (a INTEGER)", "its records table has the columns a"],
+      ["CREATE TABLE users (id INTEGER)", "its tables users are not makhzen's"],
+    ]) {
+      const dir = tempDir();
+      const file = join(dir, DB_FILE);
+      const other = new Database(file, { create: true });
+      other.exec(schema!);
+      other.close();
+      const before = readFileSync(file);
+      expect(() => openAt(dir)).toThrow(`data dir ${dir}: holds a database makhzen cannot use (${said}): move ${DB_FILE} away, or use another dir`);
+      // Nothing was written to it: no WAL mode, no table of ours (it was, before the refusal).
+      expect(readFileSync(file).equals(before)).toBe(true);
+      // The refusal let go of the lock: the same open fails the same way, not as "in use".
+      expect(() => openAt(dir)).toThrow("holds a database makhzen cannot use");
+    }
   });
 
   test("a write after close is dropped with a line, and nothing retries against the closed file", async () => {
