@@ -132,7 +132,11 @@ export class Stability {
    */
   isStable(r: StoredRecord): boolean {
     const origin = versionNode(r.version);
-    const stable = origin === this.deps.self.name ? this.stableMs() : this.stableOf.get(origin);
+    let stable = origin === this.deps.self.name ? this.stableMs() : this.stableOf.get(origin);
+    // Alone, this node is every member: a tombstone another node stamped (a /load of its
+    // dump) is held by all once it is durable here, as our own are. It waited for
+    // --tombstone-ttl, since no peer reports that origin's stable point.
+    if (stable === undefined && this.deps.membership.counts().peers === 0) stable = this.stableMs();
     return stable !== undefined && versionWallMs(r.version) <= stable && (this.deps.quiet?.(r) ?? true);
   }
 

@@ -90,7 +90,7 @@ describe("a delete every member holds may be forgotten early", () => {
     }
   });
 
-  test("a lone node that has no seed holds all it needs; one not yet joined to its seeds holds nothing", async () => {
+  test("a lone node that has no seed holds all it needs, whoever stamped it; one not yet joined to its seeds holds nothing", async () => {
     const net = new MemoryTransport();
     const lone = core("lone", net);
     const waiting = core("waiting", net, { peers: ["mem://nobody"] });
@@ -102,6 +102,11 @@ describe("a delete every member holds may be forgotten early", () => {
       await Bun.sleep(lone.config.heartbeatIntervalMs); // past the cache of stableMs
       expect(lone.cluster.isStable(t1)).toBe(true);
       expect(waiting.cluster.isStable(t2)).toBe(false);
+      // A delete another node stamped (a /load of its dump): alone, this node is every member.
+      const loaded = { bucket: "default", key: "l", value: null, version: t1.version.replace(/-lone$/, "-elsewhere") };
+      lone.store.apply(loaded);
+      expect(lone.cluster.isStable(loaded)).toBe(true);
+      expect(waiting.cluster.isStable(loaded)).toBe(false);
     } finally {
       lone.cluster.close();
       waiting.cluster.close();
