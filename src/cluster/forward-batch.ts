@@ -30,7 +30,7 @@ import { PeerError, type PeerTransport } from "./protocol/peer-ops.ts";
  */
 
 /** Bytes a request counts for in the budget: its key and value, and room for its other fields. */
-const requestBytes = (req: ForwardRequest): number => req.key.length + (req.value?.length ?? 0) + 128;
+const requestBytes = (req: ForwardRequest): number => req.key.length + (req.value?.length ?? 0) + (req.held?.value?.length ?? 0) + 128;
 
 interface Member {
   req: ForwardRequest;

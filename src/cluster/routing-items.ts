@@ -137,6 +137,7 @@ export class RoutedItems {
     if (ifAbsent === true) req.ifAbsent = true;
     if (w !== undefined) req.w = w;
     const conditional = ifMatch !== undefined || ifAbsent === true;
+    if (conditional) this.withHeld(req);
     const unserved: string[] = [];
     const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
     if (answer) {
@@ -161,6 +162,7 @@ export class RoutedItems {
     if (opts.ifMatch !== undefined) req.ifMatch = opts.ifMatch;
     if (opts.w !== undefined) req.w = opts.w;
     const conditional = opts.ifMatch !== undefined;
+    if (conditional) this.withHeld(req);
     const unserved: string[] = [];
     const answer = await this.router.forward(req, this.router.writeTargets(partitionOf(key)), !conditional, unserved);
     if (answer) {
@@ -180,6 +182,20 @@ export class RoutedItems {
   deleteRefusal(bucket: string, key: string): MakhzenError | undefined {
     if (this.router.writeTargets(partitionOf(key)).length > 0 || this.store.get(bucket, key)) return undefined;
     return noOwner(key, NO_COPY_TO_DECIDE);
+  }
+
+  /**
+   * A conditional write carries this node's own record of the key to the owner that
+   * decides it (the first), which merges it before it checks the condition and
+   * stamps (Router.serve). An owner takes unconditional writes of the key itself,
+   * and replication brings them to the first owner a moment later: a SET, DEL,
+   * SETNX sent in that order on one connection through the second owner had the
+   * SETNX decided on a copy without the DEL, stamped below it, and lost; a PUT
+   * If-Match on the ETag this node had just answered was refused 412.
+   */
+  private withHeld(req: ForwardRequest): void {
+    const held = this.store.getRecord(req.bucket, req.key);
+    if (held !== undefined) req.held = held;
   }
 
   /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */

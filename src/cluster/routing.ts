@@ -289,6 +289,8 @@ export class Router {
     const refused = req.op === "get" ? this.deps.refusesReads?.() : undefined;
     if (refused) return Promise.resolve({ error: { code: refused.code, message: refused.message } });
     if (this.late(req)) return Promise.resolve(lateAnswer(req));
+    // The sender's copy first (RoutedItems.withHeld): the condition is checked, and the write stamped, after it.
+    if (req.held !== undefined && req.held.bucket === req.bucket && req.held.key === req.key) this.deps.applyRemote([req.held as StoredRecord]);
     return this.handler(req);
   }
 

@@ -38,8 +38,11 @@ class LossyNet extends MemoryTransport {
   stallNext: { url: string; ms: number } | undefined;
   /** Every `fetch` (a merge read's) answers this much later. */
   slowFetchMs = 0;
+  /** `records` batches (replication) to this URL fail, to be sent again: a replica behind under load. */
+  recordsHeldFor: string | undefined;
   override async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
     if (op === "fetch" && this.slowFetchMs > 0) await Bun.sleep(this.slowFetchMs);
+    if (op === "records" && url === this.recordsHeldFor) throw new PeerError(0, "UNREACHABLE", `${url} records: held back`);
     if (url === this.refusing && op.startsWith("forward")) throw new PeerError(0, NOT_SENT, `${url} ${op}: connection refused`);
     if (url === this.stallNext?.url && op.startsWith("forward")) {
       const { ms } = this.stallNext;
@@ -552,6 +555,26 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
       const again = await service(o2).set("default", key, "again");
       expect(again.version > gone!).toBe(true);
       await eventually(() => node(o1).store.getRecord("default", key)?.value === "again", { what: "the last write on the first owner" });
+    }
+  });
+
+  test("a conditional write through the second owner is decided on the first owner's copy merged with the second's: its own writes just before count", async () => {
+    // Found by a client pass: with replication behind (load), PUT then PUT If-Match on the ETag just answered,
+    // through the second owner, was 412 (the first owner lacked the PUT), and SET; DEL; SETNX lost the SETNX under the DEL.
+    const { net, service, node, owners } = await cluster();
+    for (let i = 0; i < 6; i++) {
+      const key = `held${i}`;
+      const [o1, o2] = owners(key) as [string, string];
+      net.recordsHeldFor = node(o1).url; // o2's own writes do not reach o1 by replication meanwhile
+      const first = await service(o2).set("default", key, "a");
+      const matched = await service(o2).set("default", key, "b", { ifMatch: first.version });
+      expect(matched.value).toBe("b");
+      const gone = await service(o2).delete("default", key);
+      const again = await service(o2).set("default", key, "c", { ifAbsent: true });
+      expect(again.version > gone!).toBe(true);
+      expect(node(o2).store.get("default", key)?.value).toBe("c");
+      net.recordsHeldFor = undefined;
+      await eventually(() => node(o1).store.get("default", key)?.value === "c", { what: "the last write on the first owner" });
     }
   });
 

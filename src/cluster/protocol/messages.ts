@@ -298,6 +298,13 @@ export const ForwardRequest = Type.Object(
     deadlineMs: Type.Optional(Type.Integer({ minimum: 0 })),
     /** The sender's node name, with deadlineMs: whose clock the deadline is read on (its measured offset corrects it). */
     from: Type.Optional(Name),
+    /**
+     * A conditional write's: the sender's own record of the key, when it holds one (an
+     * owner that takes writes of the key itself). The deciding owner merges it before it
+     * checks the condition and stamps (Router.serve). A node of the release before
+     * ignores it (this op takes unknown top-level fields).
+     */
+    held: Type.Optional(WireRecord),
   },
   { additionalProperties: false },
 );
