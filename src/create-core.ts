@@ -122,11 +122,12 @@ export function createCore(options: CreateCoreOptions): NodeCore {
   if (disk) {
     loading = true;
     try {
-      disk.load((r) => {
+      // In the rows' order, not the records' (Store.unordered).
+      store.unordered(() => disk.load((r) => {
         clock.restored(r.version); // so this node's next write is newer than anything it held
         if (!heldOthersWrites && versionNode(r.version) !== config.name) heldOthersWrites = true;
         store.apply(r);
-      }, clock.wallMs(), config.tombstoneTtlMs);
+      }, clock.wallMs(), config.tombstoneTtlMs));
     } catch (e) {
       // The load's own error is the one to report, not a close that could not flush.
       try {

@@ -38,25 +38,28 @@ export function applyRemote(records: StoredRecord[], deps: RemoteRecordsDeps): {
   // string built per record, and a node whose clocks agree never refuses one.
   const anyRefused = guard.remembersRefusals;
   try {
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
-      // of another version is left out too, rather than stored and served changed.
-      if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) continue;
-      if (r.bytes !== undefined && !isBytesRecord(r)) continue;
-      if (r.version >= tooNewFrom || (anyRefused && guard.wasRefused(recordId(r.bucket, r.key), r.version))) {
-        guard.refuse(recordId(r.bucket, r.key), r.version);
-        tooNew.push(i);
-        continue;
+    // A batch is in no record order: a bucket's tombstone may come before its live key (Store.unordered).
+    store.unordered(() => {
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        // No edge stores a string without a UTF-8 form (text.ts); one pulled from a peer
+        // of another version is left out too, rather than stored and served changed.
+        if (!r.key.isWellFormed() || (r.value !== null && !r.value.isWellFormed())) continue;
+        if (r.bytes !== undefined && !isBytesRecord(r)) continue;
+        if (r.version >= tooNewFrom || (anyRefused && guard.wasRefused(recordId(r.bucket, r.key), r.version))) {
+          guard.refuse(recordId(r.bucket, r.key), r.version);
+          tooNew.push(i);
+          continue;
+        }
+        if (r.version > newest) newest = r.version;
+        if (store.apply(r)) {
+          applied++;
+          continue;
+        }
+        const held = store.getRecord(r.bucket, r.key);
+        if (held && held.version > r.version && versionWallMs(held.version) > latestMs) tooNew.push(i);
       }
-      if (r.version > newest) newest = r.version;
-      if (store.apply(r)) {
-        applied++;
-        continue;
-      }
-      const held = store.getRecord(r.bucket, r.key);
-      if (held && held.version > r.version && versionWallMs(held.version) > latestMs) tooNew.push(i);
-    }
+    });
   } finally {
     // The clock only needs the newest version of the batch to move past all of them;
     // past whatever was applied even when a record throws, so no later local write

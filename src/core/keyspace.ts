@@ -70,6 +70,8 @@ export class Keyspace {
   private readonly freeNumbers: number[] = [];
   /** Buckets that hold records but no live one (tombstones, expired records): see deadBucketBytes. */
   private deadBuckets = 0;
+  /** Inside `unordered` (nested calls count): deadBucketBytes reads 0. */
+  private unorderedDepth = 0;
 
   /** Whether `bucket` holds a record (live or tombstone): a bucket that does not costs nothing yet. */
   hasBucket(bucket: string): boolean {
@@ -89,7 +91,24 @@ export class Keyspace {
    * buckets of tombstones filled the budget and every write was refused.
    */
   get deadBucketBytes(): number {
-    return this.deadBuckets * BUCKET_OVERHEAD_BYTES;
+    return this.unorderedDepth > 0 ? 0 : this.deadBuckets * BUCKET_OVERHEAD_BYTES;
+  }
+
+  /**
+   * Runs applies whose order is not the records' own: a data dir's rows (SQLite's
+   * row order) or a peer's batch, where a bucket's tombstone may come before its live
+   * key, and the bucket holds no live key only until that key comes. Meanwhile such
+   * buckets do not count toward the tombstones' cap (deadBucketBytes reads 0), which
+   * the next delete checks again: counted, a restart under a tight budget purged
+   * deletes early in load order, and with a peer down they came back.
+   */
+  unordered<T>(fn: () => T): T {
+    this.unorderedDepth++;
+    try {
+      return fn();
+    } finally {
+      this.unorderedDepth--;
+    }
   }
 
   /** The id of (bucket, key), or NONE. */

@@ -15,10 +15,9 @@ export { BUCKET_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, SAFE_TOMBSTONE_LOOKS, budg
  * Buckets of records, merged by the merge order (compareRecords: version, then
  * contents), with a memory budget.
  *
- * Contract: `apply` is idempotent, commutative and associative (the record that
- * wins the merge order stays, whatever the order records arrive in), so replicas
- * that apply the same records in any order, any number of times, hold the same
- * state, even when two writers stamped one version. Nothing here blocks or does I/O.
+ * Contract: `apply` is idempotent, commutative and associative (the record that wins the merge order stays,
+ * whatever the order records arrive in), so replicas that apply the same records in any order, any number of
+ * times, hold the same state, even when two writers stamped one version. Nothing here blocks or does I/O.
  */
 export class Store {
   private readonly keyspace = new Keyspace();
@@ -155,6 +154,7 @@ export class Store {
   /** What the record table takes in fact (not an estimate: see RecordTable.bytes), and its arena's free chunks. */
   get tableBytes(): { bytes: number; free: number } { return { bytes: this.table.bytes, free: this.table.freeBytes }; }
   get budgeted(): boolean { return this.opts.maxMemoryBytes > 0; } // without a budget (--max-memory), reserve has nothing to do
+  unordered<T>(applies: () => T): T { return this.keyspace.unordered(applies); } // a data dir's rows, a peer's batch: Keyspace.unordered
 
   /**
    * Makes room for a local write of a record of `bytes` (to `bucket`/`key`, when given), within a budget

@@ -363,6 +363,33 @@ describe("buckets count in the budget", () => {
     expect(early.length).toBeGreaterThan(0); // purged before stable, as the cap does: counted
   });
 
+  test("records applied in no record order (a data dir's rows, a peer's batch): a bucket whose tombstone comes before its live key purges nothing early", () => {
+    // Found by a recheck: a restart under a tight budget with a peer down loaded a bucket's tombstone row
+    // before its live key's, counted the bucket in the tombstones' share meanwhile, purged 37 deletes of 200
+    // early in load order, and they came back once the peer returned.
+    const tomb = ENTRY_OVERHEAD_BYTES + "k0".length;
+    // Room for the 200 tombstones and 200 live keys with their buckets, not for 200 buckets of tombstones alone in the share.
+    const max = 200 * (tomb + BUCKET_OVERHEAD_BYTES);
+    const load = (unordered: boolean) => {
+      const { store, clock, early } = setup({ max, eviction: "noeviction", isStable: () => false });
+      const rows = () => {
+        for (let i = 0; i < 200; i++) store.apply({ bucket: bucket(i), key: "k0", value: null, version: clock.now() });
+        for (let i = 0; i < 200; i++) store.apply({ bucket: bucket(i), key: "k1", value: "v", version: clock.now() });
+      };
+      if (unordered) store.unordered(rows);
+      else rows();
+      return { store, early };
+    };
+    const { store, early } = load(true);
+    expect(early).toHaveLength(0);
+    expect(store.tombstoneCount).toBe(200);
+    // The same rows applied one by one as local deletes would be: the share counts each bucket while its tombstone is alone.
+    expect(load(false).early.length).toBeGreaterThan(0);
+    // After the load, a bucket that holds only tombstones counts again at the next delete.
+    store.apply({ bucket: bucket(0), key: "k1", value: null, version: store.getRecord(bucket(0), "k1")!.version.replace(/^\d+/, (ms) => String(Number(ms) + 1).padStart(ms.length, "0")) });
+    expect(store.bucketStats().filter((b) => b.keys === 0).length).toBe(1);
+  });
+
   test("a node under noeviction answers 507 to a PUT that would open a bucket past the budget", async () => {
     const per = ENTRY_OVERHEAD_BYTES + "k".length + "v".length + BUCKET_OVERHEAD_BYTES;
     const node = track(createNode({ name: "buckets", maxMemoryBytes: 10 * per, eviction: "noeviction" }));
