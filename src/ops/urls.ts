@@ -18,8 +18,10 @@ export const maskPassword = (text: string): string =>
       if (at === -1) return part;
       const scheme = part.indexOf("://");
       const from = scheme !== -1 && scheme < at ? scheme + 3 : 0;
+      // A user name is kept only where a colon ends it before the first @ (`u:p@`): a colon after
+      // it is a host's port (`tok@h1:3000,tok2@h2:3000`, a list with no scheme, is one part).
       const colon = part.indexOf(":", from);
-      const kept = colon !== -1 && colon < at ? colon + 1 : from;
+      const kept = colon !== -1 && colon < part.indexOf("@", from) ? colon + 1 : from;
       return `${part.slice(0, kept)}***${part.slice(at)}`;
     })
     .join(",");

@@ -13,6 +13,9 @@ test("user info is masked up to the last @, whatever it holds, with or without a
     // A comma inside the user info is not a list's.
     ["http://tok,en@127.0.0.1:1", "http://***@127.0.0.1:1"],
     ["http://user:se,cret@127.0.0.1:1", "http://user:***@127.0.0.1:1"],
+    // A list with no scheme is one part: nothing before its last @ is shown.
+    ["secrettok@h1:3000,tok2@h2:3000", "***@h2:3000"],
+    ["http://u:p@h:1,tok@h2:2", "http://u:***@h2:2"],
     ["http://h:3000", "http://h:3000"],
   ]) expect(maskPassword(a!)).toBe(b!);
 });
