@@ -70,17 +70,27 @@ export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, 
   }
 }
 
-/** What in an existing database is not makhzen's (a table of its own, a `records` table of other columns), or undefined. */
+/**
+ * What in an existing database is not makhzen's, or undefined: anything but the
+ * tables `meta` (k, v) and `records` (its five columns, unique by bucket and key) and
+ * what hangs on them (indexes, triggers): a view, another table, either of ours with other columns.
+ */
 function notOurs(db: Database): string | undefined {
-  const tables = db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((t) => t.name);
-  const others = tables.filter((t) => t !== "meta" && t !== "records" && !t.startsWith("sqlite_"));
-  if (others.length > 0) return `its tables ${others.slice(0, 5).join(", ")} are not makhzen's`;
-  if (!tables.includes("records")) return undefined;
-  const columns = db.query<{ name: string }, []>("PRAGMA table_info(records)").all().map((c) => c.name);
-  if (RECORD_COLUMNS.every((c) => columns.includes(c))) return undefined;
-  return `its records table has the columns ${columns.join(", ")}`;
+  const objects = db.query<{ type: string; name: string; tbl_name: string }, []>("SELECT type, name, tbl_name FROM sqlite_master").all();
+  const others = objects.filter((o) => !(o.type === "table" && (o.name === "meta" || o.name === "records")) && !((o.type === "index" || o.type === "trigger") && OUR_TABLES.includes(o.tbl_name)) && !o.name.startsWith("sqlite_"));
+  if (others.length > 0) return `its ${others.slice(0, 5).map((o) => `${o.type} ${o.name}`).join(", ")} ${others.length === 1 ? "is" : "are"} not makhzen's`;
+  const columns = (table: string): string[] => db.query<{ name: string }, []>(`PRAGMA table_info(${table})`).all().map((c) => c.name);
+  const differs = (have: string[], want: string[]): boolean => have.length !== want.length || want.some((c) => !have.includes(c));
+  const tables = new Set(objects.filter((o) => o.type === "table").map((o) => o.name));
+  if (tables.has("meta") && differs(columns("meta"), ["k", "v"])) return `its meta table has the columns ${columns("meta").join(", ")}`;
+  if (!tables.has("records")) return undefined;
+  if (differs(columns("records"), RECORD_COLUMNS)) return `its records table has the columns ${columns("records").join(", ")}`;
+  const unique = db.query<{ name: string; unique: number }, []>("PRAGMA index_list(records)").all().filter((i) => i.unique === 1);
+  const byKey = unique.some((i) => !differs(db.query<{ name: string }, []>(`PRAGMA index_info(${JSON.stringify(i.name)})`).all().map((c) => c.name), ["bucket", "key"]));
+  return byKey ? undefined : "its records table is not unique by bucket and key";
 }
 
+const OUR_TABLES = ["meta", "records"];
 const RECORD_COLUMNS = ["bucket", "key", "value", "version", "expires_at"];
 
 /** What is wrong with a stored row's shape, or undefined. */

@@ -241,7 +241,11 @@ describe("Persistence", () => {
   test("an SQLite file of another program's is refused in one line, unchanged, and the dir is free again", () => {
     for (const [schema, said] of [
       ["CREATE TABLE records (a INTEGER)", "its records table has the columns a"],
-      ["CREATE TABLE users (id INTEGER)", "its tables users are not makhzen's"],
+      ["CREATE TABLE users (id INTEGER)", "its table users is not makhzen's"],
+      ["CREATE TABLE meta (key TEXT, value TEXT)", "its meta table has the columns key, value"],
+      ["CREATE TABLE records (bucket TEXT, key TEXT, value TEXT, version TEXT, expires_at INTEGER, extra INTEGER)", "its records table has the columns bucket, key, value, version, expires_at, extra"],
+      ["CREATE TABLE records (bucket TEXT, key TEXT, value TEXT, version TEXT, expires_at INTEGER)", "its records table is not unique by bucket and key"],
+      ["CREATE VIEW v AS SELECT 1", "its view v is not makhzen's"],
     ]) {
       const dir = tempDir();
       const file = join(dir, DB_FILE);
