@@ -46,9 +46,10 @@ export const cannotServe = (req: ForwardRequest, code: string): boolean =>
  * said it; a refusal of this node (a cluster secret or protocol version that does
  * not match) is the cluster's fault, not the client's: 503.
  */
-export function hopRefused(e: PeerError, key: string): MakhzenError {
+export function hopRefused(e: PeerError, key: string, owner?: string): MakhzenError {
   if (e.status === 400 || e.status === 413 || e.status === 422) return relayed({ code: e.code, message: e.message });
-  return new MakhzenError("UNAVAILABLE", `every owner of key ${JSON.stringify(key)} refused the request from this node (${e.status} ${e.code}): ${e.message}`);
+  const who = owner === undefined ? "every owner" : `owner ${owner} (the one that decides a conditional write)`;
+  return new MakhzenError("UNAVAILABLE", `${who} of key ${JSON.stringify(key)} refused the request from this node (${e.status} ${e.code}): ${e.message}; nothing was applied`);
 }
 
 /** The owner's error as this node's: a code this node does not know (a newer owner) keeps its words, as UNAVAILABLE. */

@@ -191,11 +191,15 @@ export class RoutedItems {
    * and replication brings them to the first owner a moment later: a SET, DEL,
    * SETNX sent in that order on one connection through the second owner had the
    * SETNX decided on a copy without the DEL, stamped below it, and lost; a PUT
-   * If-Match on the ETag this node had just answered was refused 412.
+   * If-Match on the ETag this node had just answered was refused 412. An owner that
+   * refuses the field (a release before it: 422) is asked again without it (Router.forward).
    */
   private withHeld(req: ForwardRequest): void {
     const held = this.store.getRecord(req.bucket, req.key);
-    if (held !== undefined) req.held = held;
+    // Only while both values fit in one value's room: a forward is bounded by the peers' body limit, six bytes a
+    // character at worst (JSON escapes) for one value, and a 413 for two would send the write nowhere.
+    if (held === undefined || (req.value?.length ?? 0) + (held.value?.length ?? 0) > this.items.maxValueBytes) return;
+    req.held = held;
   }
 
   /** Applies a write here as a hint (see the class comment); `w` above 1 is then UNAVAILABLE, the write standing. */

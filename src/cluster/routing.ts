@@ -28,28 +28,22 @@ import { NOT_SENT, PeerError, type PeerTransport } from "./protocol/peer-ops.ts"
  *   included, is relayed unchanged. Forwards that answer at once on the owner (no
  *   `w=`/`r=`) travel in batches, one request per owner per event-loop turn
  *   (forward-batch.ts); what follows holds for each member of a batch.
- * - a read with no such owner (all filling, or none reachable), and a forwarded
- *   read landing on an owner still filling p: the MERGE READ, which asks every
- *   reachable owner and holder of p and answers the newest record of them all.
+ * - a read with no such owner (all filling, or none reachable), and a forwarded read landing on an owner still
+ *   filling p: the MERGE READ, which asks every reachable owner and holder of p and answers the newest of them all.
  * - a write no owner took: see forward() for what "took" means, and the service
  *   for the hint.
  *
- * What a forward that gets no answer means. The request may have been lost on the
- * way (nothing happened) or its answer lost (it happened). The two cannot be told
- * apart, so the next step must be safe in both cases:
- * - a read, or an unconditional write, goes to the next owner: a read changes
- *   nothing, and an unconditional write applied twice is the same value under two
- *   versions, the later one winning, which is what one write would have left;
- * - a conditional write (If-Match, If-None-Match, and so every RESP
- *   read-modify-write) stops there with 503 UNAVAILABLE saying its outcome is
- *   unknown: sent to a second owner that has not yet received the first one's
+ * What a forward that gets no answer means. The request may have been lost on the way (nothing happened) or its
+ * answer lost (it happened). The two cannot be told apart, so the next step must be safe in both cases:
+ * - a read, or an unconditional write, goes to the next owner: a read changes nothing, and an unconditional write
+ *   applied twice is the same value under two versions, the later one winning, what one write would have left;
+ * - a conditional write (If-Match, If-None-Match, and so every RESP read-modify-write) stops there with 503
+ *   UNAVAILABLE saying its outcome is unknown: sent to a second owner that has not yet received the first one's
  *   copy, its condition could pass twice (an INCR applied twice).
- * A forward whose connection the owner refused (NOT_SENT: a node stopped or
- * stopping, its port closed) was never sent: a read or an unconditional write goes
- * to the next owner, and a conditional write is UNAVAILABLE saying that nothing
- * was applied. Not to the next owner: a stopping owner still decides the writes in
- * flight on it until it has left, and the next owner's copy may lack its last
- * ones, so a condition could pass on both.
+ * A forward whose connection the owner refused (NOT_SENT: a node stopped or stopping, its port closed) was never
+ * sent: a read or an unconditional write goes to the next owner, and a conditional write is UNAVAILABLE saying that
+ * nothing was applied. Not to the next owner: a stopping owner still decides the writes in flight on it until it
+ * has left, and the next owner's copy may lack its last ones, so a condition could pass on both.
  */
 
 /** What an owner runs a forwarded request with: the service's local path (ItemsService.serveForwarded). */
@@ -211,16 +205,16 @@ export class Router {
     // An owner that refused the hop (a 4xx) ran nothing; if none took it, the client
     // hears the refusal: a hint would meet the same refusal when it replicates.
     let refused: PeerError | undefined;
-    for (const t of targets) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]!;
       let answer: ForwardAnswer;
       if (t === "self") {
         answer = await this.serve(req);
       } else {
         try {
-          // Batched unless it waits for replicas (a batch answers when its slowest member does).
-          // A write runs on an owner only before this node stops waiting for it (isLate): else
-          // an owner paused past the timeout ran it when it woke, after the next owner had
-          // taken it and later writes of the key had been acknowledged, and undid them.
+          // Batched unless it waits for replicas (a batch answers when its slowest member does). A write runs on an
+          // owner only before this node stops waiting for it (isLate): else an owner paused past the timeout ran it
+          // when it woke, after the next owner had taken it and later writes of the key had been acknowledged.
           const sent = req.op === "get" ? req : { ...req, deadlineMs: this.wallMs() + timeoutMs, from: this.deps.placement.self };
           answer = await (req.w === undefined && req.r === undefined ? this.batcher.send(t.url, sent) : this.deps.transport.call(t.url, "forward", sent, timeoutMs));
         } catch (e) {
@@ -236,10 +230,16 @@ export class Router {
             continue;
           }
           if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
-            // The owner refused the hop itself (a version that lacks the op, a secret
-            // mismatch): it ran nothing, so the next owner may take it. A 5xx, like
-            // silence, leaves the outcome unknown.
+            // The owner refused the hop itself (a version that lacks the op or `held`, a secret mismatch, a body too large):
+            // it ran nothing. Asked again without `held` (RoutedItems.withHeld); then the next owner takes an unconditional
+            // write, and a conditional one is refused, as after NOT_SENT (sent on, two owners could each pass it: lost updates).
+            if (req.held !== undefined) {
+              delete req.held;
+              i--; // the same owner again
+              continue;
+            }
             this.logger.warn("an owner refused a forwarded request", { peer: t.name, status: e.status, code: e.code, error: e.message });
+            if (!retry) throw hopRefused(e, req.key, t.name);
             refused = e;
             continue;
           }

@@ -71,6 +71,11 @@ export const DEFAULT_LIST_LIMIT = 100;
  * Conditions are checked against this replica only.
  */
 export class Items {
+  /** The longest value, in bytes (--max-value-bytes). */
+  get maxValueBytes(): number {
+    return this.config.maxValueBytes;
+  }
+
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,

@@ -40,9 +40,19 @@ class LossyNet extends MemoryTransport {
   slowFetchMs = 0;
   /** `records` batches (replication) to this URL fail, to be sent again: a replica behind under load. */
   recordsHeldFor: string | undefined;
+  /** Forwards carrying `held` are refused 422, as an owner of the release before refuses the field; counted. */
+  refuseHeld = false;
+  refusedHeld = 0;
+  /** Every forward to this URL is refused 401, as a cluster secret that does not match is. */
+  refuseForwardsTo: string | undefined;
   override async call<O extends PeerOp>(url: string, op: O, body: PeerRequest<O> | string, timeoutMs: number, signal?: AbortSignal) {
     if (op === "fetch" && this.slowFetchMs > 0) await Bun.sleep(this.slowFetchMs);
     if (op === "records" && url === this.recordsHeldFor) throw new PeerError(0, "UNREACHABLE", `${url} records: held back`);
+    if (url === this.refuseForwardsTo && op.startsWith("forward")) throw new PeerError(401, "CLUSTER_AUTH", `${url} ${op}: signature does not match`);
+    if (this.refuseHeld && op.startsWith("forward") && (typeof body === "string" ? body : JSON.stringify(body)).includes('"held"')) {
+      this.refusedHeld++;
+      throw new PeerError(422, "VALIDATION", `${url} ${op}: held: Unexpected property`);
+    }
     if (url === this.refusing && op.startsWith("forward")) throw new PeerError(0, NOT_SENT, `${url} ${op}: connection refused`);
     if (url === this.stallNext?.url && op.startsWith("forward")) {
       const { ms } = this.stallNext;
@@ -576,6 +586,36 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
       net.recordsHeldFor = undefined;
       await eventually(() => node(o1).store.get("default", key)?.value === "c", { what: "the last write on the first owner" });
     }
+  });
+
+  test("an owner that refuses `held` (the release before: 422) is asked again without it; a conditional write any owner refuses is not sent on to the next", async () => {
+    // Found by a recheck: the old first owner's 422 sent the write on to the second owner, which decided it on
+    // its own copy: two SETNX through two owners both won. A 413 for a forward too large did the same.
+    const { net, service, node, owners } = await cluster();
+    const key = "held-old";
+    const [o1, o2] = owners(key) as [string, string];
+    await service(o1).set("default", key, "a");
+    await eventually(() => service(o2).get("default", key) !== undefined);
+    net.refuseHeld = true;
+    const first = await service(o2).get("default", key);
+    const won = await service(o2).set("default", key, "b", { ifMatch: first!.version });
+    expect(net.refusedHeld).toBeGreaterThan(0);
+    expect(won.version.endsWith(`-${o1}`)).toBe(true); // decided (and stamped) by the first owner, not the second
+    // Two values past one value's room: no `held` (six bytes a character at worst, the forward would pass the peers' body limit).
+    const big = await service(o2).set("default", key, "x".repeat(600_000));
+    await eventually(() => node(o1).store.get("default", key)?.version === big.version);
+    const before = net.refusedHeld;
+    expect((await service(o2).set("default", key, "y".repeat(600_000), { ifMatch: big.version })).value).toHaveLength(600_000);
+    expect(net.refusedHeld).toBe(before);
+    // Refused by the deciding owner whatever is sent (a secret mismatch): not decided by the next one.
+    net.refuseHeld = false;
+    net.refuseForwardsTo = node(o1).url;
+    const refused = await Promise.resolve(service(o2).set("default", key, "c", { ifMatch: won.version })).catch((e: unknown) => e as MakhzenError);
+    expect((refused as MakhzenError).code).toBe("UNAVAILABLE");
+    expect((refused as MakhzenError).message).toContain(`owner ${o1} (the one that decides a conditional write) of key "${key}" refused the request`);
+    expect(node(o2).store.get("default", key)?.value).not.toBe("c");
+    // An unconditional write still goes to the next owner.
+    expect((await service(o2).set("default", key, "d")).value).toBe("d");
   });
 
   test("an owner that cannot serve (its clock fenced, or a read it cannot answer) is passed over for the next", async () => {

@@ -302,7 +302,7 @@ export const ForwardRequest = Type.Object(
      * A conditional write's: the sender's own record of the key, when it holds one (an
      * owner that takes writes of the key itself). The deciding owner merges it before it
      * checks the condition and stamps (Router.serve). A node of the release before
-     * ignores it (this op takes unknown top-level fields).
+     * refuses it (422, nothing run), and is asked again without it (Router.forward).
      */
     held: Type.Optional(WireRecord),
   },
