@@ -77,9 +77,9 @@ export class MemberMove {
       .finally(() => this.asking.delete(held.name));
   }
 
-  /** Who answers at `url` now (the sender's own entry of a `members` answer); undefined when nothing does within the probe timeout. */
-  whoAnswers(url: string): Promise<WireMember | undefined> {
-    return this.deps.transport.call(url, "members", {}, probeTimeoutMs(this.deps.config)).then(
+  /** Who answers at `url` now (the sender's own entry of a `members` answer); undefined when nothing does within `timeoutMs`. */
+  whoAnswers(url: string, timeoutMs = probeTimeoutMs(this.deps.config)): Promise<WireMember | undefined> {
+    return this.deps.transport.call(url, "members", {}, timeoutMs).then(
       (a) => a.members[0],
       () => undefined,
     );

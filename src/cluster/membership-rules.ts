@@ -147,7 +147,10 @@ export function schemeRefusal(joiner: { name: string; url: string }, seedUrl: st
  * it is compared first; then, as one address has many spellings (localhost for
  * 127.0.0.1), the seed asks the joiner's URL who answers there (`whoAnswers`, one
  * `members` request): another node's name is the same refusal. Nothing answering
- * (not serving yet, or unreachable from the seed) refuses nothing. A dead member's
+ * (not serving yet, or unreachable from the seed) refuses nothing, and the seed asks
+ * for at most a quarter of the request timeout, so the joiner still hears its answer
+ * (asked for the probe timeout, a URL that took connections and never answered kept
+ * the joiner out for good: its join timed out first, every heartbeat). A dead member's
  * address may be taken over, as its name may: heartbeats then count only answers
  * given in that member's own name (answeredAs), so it stays dead.
  */

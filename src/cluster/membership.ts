@@ -150,7 +150,7 @@ export class Membership {
    * or scheme, or a live member's address, is refused first (membership-rules.ts).
    */
   async handleJoinChecked(joiner: WireMember, settings: SharedSettings): Promise<MembersAnswer> {
-    const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config) ?? schemeRefusal(joiner, this.deps.self.url) ?? (await addressRefusal(joiner, this.deps.self, this.members, (url) => this.moves.whoAnswers(url)));
+    const mismatch = joinSettingsRefusal(joiner.name, settings, this.deps.config) ?? schemeRefusal(joiner, this.deps.self.url) ?? (await addressRefusal(joiner, this.deps.self, this.members, (url) => this.moves.whoAnswers(url, this.deps.config.requestTimeoutMs / 4)));
     if (mismatch) throw mismatch;
     const held = this.members.get(joiner.name);
     if (held && held.url !== joiner.url && isLive(held.state) && !(await this.moves.holds(held, joiner.url))) held.state = "dead";

@@ -140,6 +140,13 @@ describe("membership", () => {
     expect(aliased?.code).toBe("ADDRESS_TAKEN");
     expect(aliased?.message).toContain('advertises "mem://b-alias", an address ("mem://b") answered by member "b", alive in this cluster');
     expect(m.get("c")).toBeUndefined();
+    // A URL that takes the question and never answers refuses nothing, and soon: the joiner's own
+    // join waits one request timeout (the seed asked for the probe timeout, and it never got in).
+    net.register("mem://silent", { members: () => new Promise(() => {}) } as unknown as PeerService);
+    const t0 = performance.now();
+    await m.handleJoinChecked(member("s", { url: "mem://silent" }), {});
+    expect(performance.now() - t0).toBeLessThan(FAST_TIMINGS.requestTimeoutMs / 2);
+    expect(m.get("s")?.state).toBe("alive");
     // A restart of b itself at its own URL is not a taken address.
     await m.handleJoinChecked(member("b", { incarnation: 2 }), {});
     wall.advance(2000);
