@@ -177,9 +177,8 @@ export class Cluster {
     this.stability = new Stability({
       self: this.self,
       hasSeeds: config.peers.length > 0,
-      membership: this.membership,
-      replicator: this.replicator,
-      antiEntropy: this.antiEntropy,
+      wasClustered: deps.wasClustered === true,
+      membership: this.membership, replicator: this.replicator, antiEntropy: this.antiEntropy,
       wallMs: () => clock.wallMs(),
       offsetOf: (peer) => this.clockGuard.offsetOf(peer),
       durableThroughMs: () => this.durableThroughMs(),

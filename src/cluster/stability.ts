@@ -9,6 +9,12 @@ export interface StabilityDeps {
   self: { name: string };
   /** Whether this node was given seeds (--peers): until it has joined, members it has not met may hold anything. */
   hasSeeds: boolean;
+  /**
+   * Whether its data dir says it was a cluster member (ClusterDeps.wasClustered): restarted
+   * without --peers and no member back yet, it is not alone, only the first one up. Members
+   * that left (cleanly, holding their data dirs) come back with whatever they held.
+   */
+  wasClustered?: boolean;
   membership: Membership;
   replicator: Replicator;
   antiEntropy: AntiEntropy;
@@ -151,7 +157,9 @@ export class Stability {
       else ms = Math.min(ms, d.stableMs);
     }
     const { peers } = this.deps.membership.counts();
-    if (peers === 0) return ms; // alone: nothing to walk, so no cache
+    // Alone: nothing to walk, so no cache. But a member restarted first (its peers not back) holds nothing for them:
+    // a delete it purged came back when a member that had left before it came back with its old value.
+    if (peers === 0) return this.deps.wasClustered === true ? 0 : ms;
     if (this.cached && now >= this.cached.atMs && now - this.cached.atMs < this.deps.cacheMs) return this.cached.ms;
     for (const m of this.deps.membership.peers()) ms = Math.min(ms, this.durablyHeld(m.name, m.state, now));
     this.cached = { ms, atMs: now };

@@ -90,7 +90,7 @@ describe("a delete every member holds may be forgotten early", () => {
     }
   });
 
-  test("a lone node that has no seed holds all it needs, whoever stamped it; one not yet joined to its seeds holds nothing", async () => {
+  test("a lone node that has no seed holds all it needs, whoever stamped it; one not yet joined to its seeds, or restarted first from a cluster's data dir, holds nothing", async () => {
     const net = new MemoryTransport();
     const lone = core("lone", net);
     const waiting = core("waiting", net, { peers: ["mem://nobody"] });
@@ -107,6 +107,14 @@ describe("a delete every member holds may be forgotten early", () => {
       lone.store.apply(loaded);
       expect(lone.cluster.isStable(loaded)).toBe(true);
       expect(waiting.cluster.isStable(loaded)).toBe(false);
+      // A member restarted first, without --peers (its data dir says it was in a cluster): not alone, only the first
+      // up. Members that left come back with what they held, so no delete of any origin is held by all yet.
+      const first = core("first", net, {}, { wasClustered: true });
+      await first.cluster.start(first.url);
+      const own = first.write("k", null);
+      first.store.apply(loaded);
+      await Bun.sleep(first.config.heartbeatIntervalMs);
+      expect([first.cluster.isStable(own), first.cluster.isStable(loaded)]).toEqual([false, false]);
     } finally {
       lone.cluster.close();
       waiting.cluster.close();
