@@ -109,8 +109,9 @@ export class ForwardBatcher {
         members.forEach((m, i) => this.settle(url, m, answers[i]!));
       },
       (e: unknown) => {
-        if (e instanceof PeerError && e.status === 404) {
-          // An owner that lacks the op ran nothing: each member goes to it alone.
+        // An owner that lacks the op ran nothing: each member goes to it alone. So does a batch refused (422)
+        // for one member's `held`, which an owner of the release before refuses: the others are not refused with it.
+        if (e instanceof PeerError && (e.status === 404 || (e.status === 422 && members.some((m) => m.req.held !== undefined)))) {
           for (const m of members) this.alone(url, m.req).then(m.resolve, m.reject);
           return;
         }

@@ -601,6 +601,14 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     const won = await service(o2).set("default", key, "b", { ifMatch: first!.version });
     expect(net.refusedHeld).toBeGreaterThan(0);
     expect(won.version.endsWith(`-${o1}`)).toBe(true); // decided (and stamped) by the first owner, not the second
+    // In one batch with a write that carries nothing held: the batch refused for the other's `held`, each goes alone.
+    const fresh = Array.from({ length: 500 }, (_, i) => `held-fresh${i}`).find((k) => owners(k).join() === [o1, o2].join())!;
+    const [again, created] = await Promise.all([
+      Promise.resolve(service(o2).set("default", key, "b2", { ifMatch: won.version })),
+      Promise.resolve(service(o2).set("default", fresh, "new", { ifAbsent: true })),
+    ]);
+    expect([again.value, created.value]).toEqual(["b2", "new"]);
+    expect(created.version.endsWith(`-${o1}`)).toBe(true);
     // Two values past one value's room: no `held` (six bytes a character at worst, the forward would pass the peers' body limit).
     const big = await service(o2).set("default", key, "x".repeat(600_000));
     await eventually(() => node(o1).store.get("default", key)?.version === big.version);
