@@ -78,6 +78,8 @@ export class Stability {
   /** Per peer: what this node knew of it, newest last. */
   private readonly snapshots = new Map<string, { atMs: number; stableMs: number }[]>();
   private cached?: { ms: number; atMs: number };
+  private aloneNow = false;
+  private aloneAt: number | undefined;
   /** Per peer: what it was last known to hold durably (see durablyHeld). */
   private readonly lastHeld = new Map<string, number>();
   /**
@@ -142,8 +144,18 @@ export class Stability {
     // Alone, this node is every member: a tombstone another node stamped (a /load of its
     // dump) is held by all once it is durable here, as our own are. It waited for
     // --tombstone-ttl, since no peer reports that origin's stable point.
-    if (stable === undefined && this.deps.membership.counts().peers === 0) stable = this.stableMs();
+    if (stable === undefined && this.alone()) stable = this.stableMs();
     return stable !== undefined && versionWallMs(r.version) <= stable && (this.deps.quiet?.(r) ?? true);
+  }
+
+  /** Whether this node has no peer, read at most every cacheMs: the sweep asks per tombstone, and counting is O(members). */
+  private alone(): boolean {
+    const now = this.deps.wallMs();
+    if (this.aloneAt === undefined || now - this.aloneAt >= this.deps.cacheMs) {
+      this.aloneNow = this.deps.membership.counts().peers === 0;
+      this.aloneAt = now;
+    }
+    return this.aloneNow;
   }
 
   /** This node's stableMs, recomputed at most every cacheMs. */
