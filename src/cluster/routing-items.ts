@@ -196,9 +196,14 @@ export class RoutedItems {
    */
   private withHeld(req: ForwardRequest): void {
     const held = this.store.getRecord(req.bucket, req.key);
-    // Only while both values fit in one value's room: a forward is bounded by the peers' body limit, six bytes a
-    // character at worst (JSON escapes) for one value, and a 413 for two would send the write nowhere.
-    if (held === undefined || (req.value?.length ?? 0) + (held.value?.length ?? 0) > this.items.maxValueBytes) return;
+    if (held === undefined) return;
+    // Only while the forward stays within the peers' body limit, which holds one value at six bytes a character
+    // (JSON's escapes): two values of that many characters at most, or (measured) JSON of at most three bytes a
+    // character for twice the value limit. Past it a 413 sent the write nowhere; gated on the characters alone,
+    // values over half the limit lost the order this field keeps (a recheck, --max-value-bytes 64kb).
+    const max = this.items.maxValueBytes;
+    const chars = (v: string | null | undefined): number => (v == null ? 0 : JSON.stringify(v).length);
+    if ((req.value?.length ?? 0) + (held.value?.length ?? 0) > max && chars(req.value) + chars(held.value) > 2 * max) return;
     req.held = held;
   }
 

@@ -83,14 +83,19 @@ function notOurs(db: Database): string | undefined {
   const differs = (have: string[], want: string[]): boolean => have.length !== want.length || want.some((c) => !have.includes(c));
   const tables = new Set(objects.filter((o) => o.type === "table").map((o) => o.name));
   if (tables.has("meta") && differs(columns("meta"), ["k", "v"])) return `its meta table has the columns ${columns("meta").join(", ")}`;
+  const keys = tables.has("meta") ? db.query<{ k: unknown }, []>("SELECT k FROM meta").all().map((r) => String(r.k)) : [];
+  const strange = keys.filter((k) => !META_KEYS.includes(k));
+  if (strange.length > 0) return `its meta table holds ${strange.slice(0, 5).join(", ")}`;
   if (!tables.has("records")) return undefined;
   if (differs(columns("records"), RECORD_COLUMNS)) return `its records table has the columns ${columns("records").join(", ")}`;
-  const unique = db.query<{ name: string; unique: number }, []>("PRAGMA index_list(records)").all().filter((i) => i.unique === 1);
+  const unique = db.query<{ name: string; unique: number; partial: number }, []>("PRAGMA index_list(records)").all().filter((i) => i.unique === 1 && i.partial === 0);
   const byKey = unique.some((i) => !differs(db.query<{ name: string }, []>(`PRAGMA index_info(${JSON.stringify(i.name)})`).all().map((c) => c.name), ["bucket", "key"]));
   return byKey ? undefined : "its records table is not unique by bucket and key";
 }
 
 const OUR_TABLES = ["meta", "records"];
+/** What makhzen keeps in `meta`: its node's name, the schema, whether it was a cluster member's. */
+const META_KEYS = ["node", "schema", "clustered"];
 const RECORD_COLUMNS = ["bucket", "key", "value", "version", "expires_at"];
 
 /** What is wrong with a stored row's shape, or undefined. */

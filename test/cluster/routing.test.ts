@@ -609,12 +609,19 @@ describe("routing in a partitioned cluster (5 nodes, replicas 2)", () => {
     ]);
     expect([again.value, created.value]).toEqual(["b2", "new"]);
     expect(created.version.endsWith(`-${o1}`)).toBe(true);
-    // Two values past one value's room: no `held` (six bytes a character at worst, the forward would pass the peers' body limit).
-    const big = await service(o2).set("default", key, "x".repeat(600_000));
+    // Two values whose JSON would pass the peers' body limit (six bytes a control character): no `held`.
+    const big = await service(o2).set("default", key, "\u0001".repeat(600_000));
     await eventually(() => node(o1).store.get("default", key)?.version === big.version);
-    const before = net.refusedHeld;
-    expect((await service(o2).set("default", key, "y".repeat(600_000), { ifMatch: big.version })).value).toHaveLength(600_000);
+    let before = net.refusedHeld;
+    const bigger = await service(o2).set("default", key, "\u0002".repeat(600_000), { ifMatch: big.version });
     expect(net.refusedHeld).toBe(before);
+    // Two plain values of more than half the limit each still fit: `held` goes (refused here, then sent without it).
+    expect(bigger.version.endsWith(`-${o1}`)).toBe(true);
+    const plain = await service(o2).set("default", key, "p".repeat(600_000));
+    await eventually(() => node(o1).store.get("default", key)?.version === plain.version);
+    before = net.refusedHeld;
+    await service(o2).set("default", key, "y".repeat(600_000), { ifMatch: plain.version });
+    expect(net.refusedHeld).toBe(before + 1);
     // Refused by the deciding owner whatever is sent (a secret mismatch): not decided by the next one.
     net.refuseHeld = false;
     net.refuseForwardsTo = node(o1).url;

@@ -246,6 +246,11 @@ describe("Persistence", () => {
       ["CREATE TABLE records (bucket TEXT, key TEXT, value TEXT, version TEXT, expires_at INTEGER, extra INTEGER)", "its records table has the columns bucket, key, value, version, expires_at, extra"],
       ["CREATE TABLE records (bucket TEXT, key TEXT, value TEXT, version TEXT, expires_at INTEGER)", "its records table is not unique by bucket and key"],
       ["CREATE VIEW v AS SELECT 1", "its view v is not makhzen's"],
+      ["CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL); INSERT INTO meta VALUES ('owner', 'x')", "its meta table holds owner"],
+      [
+        "CREATE TABLE records (bucket TEXT, key TEXT, value TEXT, version TEXT, expires_at INTEGER); CREATE UNIQUE INDEX u ON records (bucket, key) WHERE value IS NOT NULL",
+        "its records table is not unique by bucket and key",
+      ],
     ]) {
       const dir = tempDir();
       const file = join(dir, DB_FILE);
