@@ -1,7 +1,7 @@
 import type { Awaitable } from "../service.ts";
 import { bucketOf, type CommandSpec, type Ctx, type Queued, type Session, type Shared } from "./command.ts";
 import { TABLE, SUBCOMMANDS } from "./commands.ts";
-import { noPerm, NOAUTH, notServedHere, sanitize, toErrorReply, unknownCommand, unknownSubcommand, wrongArity } from "./errors.ts";
+import { noPerm, NOAUTH, notServedHere, toErrorReply, unknownCommand, unknownSubcommand, wrongArity } from "./errors.ts";
 import { errorReply, simple, type Reply } from "./reply.ts";
 
 /**
@@ -36,7 +36,7 @@ export function dispatch(shared: Shared, session: Session, args: Buffer[]): Awai
       const elsewhere = keys.find((k) => !shared.service.decidesHere(k));
       if (elsewhere !== undefined) {
         session.multi.failed = true;
-        return errorReply(sanitize(notServedHere("MULTI/EXEC", elsewhere)));
+        return errorReply(notServedHere("MULTI/EXEC", elsewhere));
       }
       // Keyless commands answer a promise in a partitioned cluster only when they walk it.
       const walksCluster = shared.service.partitioned && spec.keys[0] === 0;
@@ -118,13 +118,13 @@ function check(shared: Shared, session: Session, args: Buffer[]): { spec: Comman
   const name = args[0]!.toString("latin1").toLowerCase();
   let spec = TABLE.get(name);
   if (spec === undefined) {
-    return errorReply(sanitize(unknownCommand(args[0]!.toString(), args.slice(1).map((a) => a.toString()))));
+    return errorReply(unknownCommand(args[0]!.toString(), args.slice(1).map((a) => a.toString())));
   }
   if (spec.subcommands !== undefined && args.length >= 2) {
     const sub = SUBCOMMANDS.get(`${name}|${args[1]!.toString("latin1").toLowerCase()}`);
     if (sub === undefined) {
       // A container with its own handler (COMMAND) runs bare; a subcommand it lacks is unknown.
-      return errorReply(sanitize(unknownSubcommand(args[1]!.toString(), name)));
+      return errorReply(unknownSubcommand(args[1]!.toString(), name));
     }
     spec = sub;
   }

@@ -76,10 +76,7 @@ export function toErrorReply(e: unknown): Reply {
   if (e instanceof RespError) return errorReply(e.line);
   if (isMakhzenError(e)) {
     if (e.code === "OUT_OF_MEMORY") return errorReply("OOM command not allowed when used memory > 'maxmemory'.");
-    return errorReply(sanitize(`${PREFIX[e.code] ?? "ERR"} ${e.message}`));
+    return errorReply(`${PREFIX[e.code] ?? "ERR"} ${e.message}`);
   }
-  return errorReply(sanitize(`ERR internal error: ${e instanceof Error ? e.message : String(e)}`));
+  return errorReply(`ERR internal error: ${e instanceof Error ? e.message : String(e)}`);
 }
-
-/** An error line cannot hold a line break: Redis turns them into spaces too. */
-export const sanitize = (s: string): string => s.replace(/[\r\n]/g, " ");

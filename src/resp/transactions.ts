@@ -1,6 +1,6 @@
 import type { Awaitable } from "../service.ts";
 import { rows, type CommandSpec, type Queued } from "./command.ts";
-import { notServedHere, RespError, sanitize } from "./errors.ts";
+import { notServedHere, RespError } from "./errors.ts";
 import { OK, type Reply } from "./reply.ts";
 
 /**
@@ -78,7 +78,7 @@ export const TRANSACTION_COMMANDS: CommandSpec[] = [
       // of order. Refused whole, nothing run, as at queuing.
       for (const { keys } of multi.queued) {
         const elsewhere = keys.find((k) => !ctx.service.decidesHere(k));
-        if (elsewhere !== undefined) throw new RespError(sanitize(`${notServedHere("MULTI/EXEC", elsewhere)}; it was decided here when queued, and nothing of the transaction was run`));
+        if (elsewhere !== undefined) throw new RespError(`${notServedHere("MULTI/EXEC", elsewhere)}; it was decided here when queued, and nothing of the transaction was run`);
       }
       const replies = runInOrder(multi.queued);
       // Marked as applied: a reply too large to send is refused saying the commands ran (client.ts).

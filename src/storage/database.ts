@@ -77,7 +77,7 @@ export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, 
  */
 function notOurs(db: Database): string | undefined {
   const objects = db.query<{ type: string; name: string; tbl_name: string }, []>("SELECT type, name, tbl_name FROM sqlite_master").all();
-  const others = objects.filter((o) => !(o.type === "table" && (o.name === "meta" || o.name === "records")) && !((o.type === "index" || o.type === "trigger") && OUR_TABLES.includes(o.tbl_name)) && !o.name.startsWith("sqlite_"));
+  const others = objects.filter((o) => !(o.type === "table" && OUR_TABLES.includes(o.name)) && !((o.type === "index" || o.type === "trigger") && OUR_TABLES.includes(o.tbl_name)) && !o.name.startsWith("sqlite_"));
   if (others.length > 0) return `its ${others.slice(0, 5).map((o) => `${o.type} ${o.name}`).join(", ")} ${others.length === 1 ? "is" : "are"} not makhzen's`;
   const columns = (table: string): string[] => db.query<{ name: string }, []>(`PRAGMA table_info(${table})`).all().map((c) => c.name);
   const differs = (have: string[], want: string[]): boolean => have.length !== want.length || want.some((c) => !have.includes(c));
