@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { clockOffsetError } from "../cluster/clock-guard.ts";
+import { clockOffsetError } from "../cluster/clock-error.ts";
 import type { ClusterStatus, MemberStatus } from "../cluster/reports.ts";
 import { clientFor, connectionArgs } from "./_connection.ts";
 import { print } from "./_output.ts";

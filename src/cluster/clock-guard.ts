@@ -1,6 +1,5 @@
 import type { Clock } from "../core/clock.ts";
 import { ClockOffsets, type ClockState, type OffsetSample } from "./clock-offset.ts";
-import { MakhzenError } from "../errors.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { versionNode, versionWallMs, type Version } from "../core/version.ts";
@@ -16,6 +15,12 @@ export interface ClockGuardDeps {
   hasSeeds: () => boolean;
   /** How long after start a node with seeds waits for a clock to compare with, in ms (deadAfterMs). */
   unmeasuredGraceMs: number;
+  /**
+   * How recent, in ms, a member's last sample must be to say where its clock is now
+   * (a few heartbeats: a member that answers is sampled every one). Older ones, a dead
+   * member's, may fence this node but never keep it open (see state).
+   */
+  freshMs: number;
   /** Called after each new sample (the cluster then looks again at writes it may have stamped too far ahead). */
   onSample?: () => void;
   /**
@@ -48,7 +53,8 @@ export const TAKEN_SHARE = 0.9;
 /**
  * How long a member's last offset counts after its last sample, in ms: a member that
  * died or left keeps its say in the median for a while (otherwise a step while one is
- * down would be judged by the clocks left), but not for ever.
+ * down would be judged by the clocks left, and a fenced node cut off from every peer
+ * would open), but not for ever. That say can only fence: see ClockGuard.state.
  */
 export const OFFSET_MAX_AGE_MS = 10 * 60_000;
 
@@ -73,8 +79,11 @@ const RECOMPUTE_MS = 50;
 export class ClockGuard {
   private readonly offsets = new ClockOffsets();
   private readonly refused: RefusalMemory;
-  /** The last median computed, and when (our wall clock). */
-  private median?: { offsetMs: number; measured: number; widestMs: number; atMs: number };
+  /**
+   * The last medians computed, and when (our wall clock): over every member's last
+   * offset (`all`), and over the members sampled within freshMs (`fresh`).
+   */
+  private median?: { all: Median; fresh: Median; atMs: number };
   /** Whether the last state computed was fenced: a change of it is logged. */
   private wasFenced = false;
   /** Wall and monotonic clocks at the last look, once a peer was measured (NaN before): they must advance alike (see state). Numbers, not an object: every client write looks. */
@@ -138,10 +147,9 @@ export class ClockGuard {
     const now = this.deps.clock.wallMs();
     const { maxOffsetMs } = this.deps;
     this.noteStep(now);
-    if (!this.median || now - this.median.atMs >= RECOMPUTE_MS || now < this.median.atMs) {
-      this.median = { ...this.offsets.selfOffset(this.deps.peers(), now - OFFSET_MAX_AGE_MS), atMs: now };
-    }
-    const { offsetMs, measured, widestMs } = this.median;
+    const { all, fresh } = this.medians(now);
+    let { offsetMs } = all;
+    const { measured, widestMs } = all;
     // How far the versions this node stamps run ahead of the median clock, and how far
     // its own clock ran ahead before it was set back (its stamps keep that lead).
     const stampAheadMs = this.deps.clock.highWaterMs(now) - (now - offsetMs);
@@ -150,14 +158,22 @@ export class ClockGuard {
     if (measured === 0) {
       // Alone there is no other clock to be wrong against, unless seeds were given.
       if (this.waitsForPeers(now)) reason = "unmeasured";
-    } else if (Math.abs(offsetMs) > FENCE_SHARE * maxOffsetMs) reason = "offset";
-    // Two clocks: their median is their middle, and neither can tell which is right.
-    // Both are fenced past the threshold apart, not twice it.
-    else if (measured === 1 && widestMs > FENCE_SHARE * maxOffsetMs) reason = "offset";
+    } else if (isOff(all, maxOffsetMs)) reason = "offset";
     // A lead taken from peers' records fences past TAKEN_SHARE: at FENCE_SHARE, the
     // healthy nodes that took a drifting peer's records were fenced before it was, and
     // refused every write for seconds while it took them.
     else if (ownAheadMs > FENCE_SHARE * maxOffsetMs || stampAheadMs > TAKEN_SHARE * maxOffsetMs) reason = "stamps";
+    // A member that stopped answering keeps its last offset, measured against our clock as
+    // it was then. If our clock jumped since together with its monotonic clock (no step
+    // seen), that offset is wrong in our favour: of three clocks, one dead, the jumped
+    // node's median was its own 0, the live peer's -J and the dead one's stale ~0, so it
+    // stayed open and stamped writes its peer refused, for good. So the clocks heard from
+    // lately are judged alone too, and fence when they say so: stale offsets may fence,
+    // never open. Two live nodes apart then are both fenced, as two clocks always are.
+    else if (fresh.measured > 0 && fresh.measured < measured && isOff(fresh, maxOffsetMs)) {
+      reason = "offset";
+      offsetMs = fresh.offsetMs;
+    }
     const fenced = reason !== undefined;
     // The fence that stands (for the refusal's words): a lead taken from peers' records only is fenced at TAKEN_SHARE.
     const share = reason === "stamps" && ownAheadMs <= FENCE_SHARE * maxOffsetMs ? TAKEN_SHARE : FENCE_SHARE;
@@ -179,6 +195,17 @@ export class ClockGuard {
     const open = this.open;
     if (open !== undefined && open.offsetMs === offsetMs && open.maxOffsetMs === maxOffsetMs) return open;
     return (this.open = { offsetMs, fenced, maxOffsetMs });
+  }
+
+  /** The medians over every member's last offset and over the fresh ones, recomputed at most every RECOMPUTE_MS or after a sample. */
+  private medians(now: number): { all: Median; fresh: Median } {
+    if (!this.median || now - this.median.atMs >= RECOMPUTE_MS || now < this.median.atMs) {
+      const peers = this.deps.peers();
+      const all = this.offsets.selfOffset(peers, now - OFFSET_MAX_AGE_MS);
+      const fresh = this.offsets.selfOffset(peers, now - this.deps.freshMs);
+      this.median = { all, fresh, atMs: now };
+    }
+    return this.median;
   }
 
   /**
@@ -225,11 +252,17 @@ export class ClockGuard {
     return false;
   }
 
-
-
-  /** The cluster's median clock as this node estimates it, in epoch ms. */
+  /**
+   * The cluster's median clock as this node estimates it, in epoch ms. Where the median
+   * over every member's last offset and the one over the fresh offsets differ, the
+   * earlier of the two: a record is then refused sooner, and a write this node stamped
+   * in a jump is found too far ahead sooner (retraction.ts), never the other way.
+   */
   clusterNowMs(): number {
-    return this.deps.clock.wallMs() - this.state().offsetMs;
+    this.state(); // sees a step of the wall clock first
+    const now = this.deps.clock.wallMs();
+    const { all, fresh } = this.medians(now);
+    return now - (fresh.measured > 0 ? Math.max(all.offsetMs, fresh.offsetMs) : all.offsetMs);
   }
 
   /** The latest stamp (wall ms) taken from elsewhere now: maxOffsetMs ahead of the cluster's median clock. Once per batch. */
@@ -346,24 +379,14 @@ export class ClockGuard {
   }
 }
 
-/** The error of a client write refused by the fence (503), and of /readyz while fenced. */
-export function clockOffsetError(clock: ClockState): MakhzenError {
-  const limit = `--max-clock-offset ${clock.maxOffsetMs} ms`;
-  const share = clock.share ?? FENCE_SHARE;
-  const fence = share * clock.maxOffsetMs;
-  // With one peer measured, the two clocks are fenced on how far apart they are: the median is their middle.
-  const pair = clock.reason === "offset" && Math.abs(clock.offsetMs) <= fence;
-  const ahead =
-    clock.reason === "stamps"
-      ? "the versions this node would stamp still run ahead of the cluster's median clock"
-      : pair
-        ? `this node's clock and its one measured peer's are ${Math.abs(2 * clock.offsetMs)} ms apart, and neither can tell which is right`
-        : `this node's clock is ${clock.offsetMs} ms from the cluster's median`;
-  // Unmeasured is not past the limit: nothing says where its clock is yet.
-  const why =
-    clock.reason === "unmeasured"
-      ? `this node has not measured any peer's clock yet (its join or first heartbeat is still on its way, or no peer has answered: see the log), so it cannot tell whether its own is within ${limit}`
-      : // The fence stands at FENCE_SHARE of the limit: "past the limit" from a node 421 ms off under 500 misled.
-        `${ahead}, past ${Math.round(fence)} ms, ${Math.round(share * 100)}% of ${limit} (the margin keeps what it stamps inside the limit)`;
-  return new MakhzenError("CLOCK_OFFSET", `${why}: it refuses writes until that is settled (see docs/replication.md)`);
+type Median = ReturnType<ClockOffsets["selfOffset"]>;
+
+/**
+ * Whether a median fences: this node further than the fence from it, or, with one
+ * other clock, the two further apart than the fence (their median is their middle,
+ * and neither can tell which is right: both are fenced past the threshold apart, not twice it).
+ */
+function isOff(m: Median, maxOffsetMs: number): boolean {
+  const fence = FENCE_SHARE * maxOffsetMs;
+  return Math.abs(m.offsetMs) > fence || (m.measured === 1 && m.widestMs > fence);
 }

@@ -14,7 +14,8 @@ import { Retraction } from "./retraction.ts";
 import { Stability } from "./stability.ts";
 import type { Store } from "../core/store.ts";
 import type { PeerService, PeerTransport } from "./protocol/peer-ops.ts";
-import { ClockGuard, clockOffsetError } from "./clock-guard.ts";
+import { ClockGuard } from "./clock-guard.ts";
+import { clockOffsetError } from "./clock-error.ts";
 import { applyRemote } from "./remote-records.ts";
 import { CatchUp } from "./catch-up.ts";
 import { Consistency } from "./consistency.ts";
@@ -114,10 +115,10 @@ export class Cluster {
     this.clockGuard = new ClockGuard({
       clock,
       maxOffsetMs: config.maxClockOffsetMs,
-      // Members that left too: their last offsets count for OFFSET_MAX_AGE_MS (clock-guard.ts).
-      peers: () => this.membership.list().map((m) => m.name),
+      peers: () => this.membership.list().map((m) => m.name), // the dead and departed too: their last offsets may fence
       hasSeeds: () => this.membership.hasSeeds || deps.wasClustered === true,
       unmeasuredGraceMs: config.deadAfterMs,
+      freshMs: 3 * config.heartbeatIntervalMs, // a member that answers is sampled at every heartbeat
       monoMs: deps.monoMs,
       onSample: () => {
         this.retraction.review();

@@ -291,3 +291,38 @@ describe("a node restarted with a slow clock", () => {
     expect(((await (await ok(get(b, "s0"))).json()) as { value: string }).value).toBe(`from-${writer}`);
   }, 60_000);
 });
+
+describe("a clock that jumps with its monotonic clock while a member is dead", () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  // A tester's repro: with three nodes and one dead, the dead one's last offset (~0) sat
+  // beside the node's own 0 and the live peer's -3 s in the median, which stayed 0; the
+  // node took writes its peer refused as too far ahead, and the two diverged for good.
+  test("the jumped node is fenced by the live peer's fresh sample; the live peer, unable to tell which is right, is fenced too", async () => {
+    h = new Harness();
+    dir = mkdtempSync(join(tmpdir(), "makhzen-jump-clock-"));
+    const clockFile = join(dir, "faketime");
+    writeFileSync(clockFile, "+0\n");
+    // Wall and monotonic clocks both read the file (no FAKETIME_DONT_FAKE_MONOTONIC): a VM snapshot, a jump no step check sees.
+    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1" };
+    const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
+    const c = await h.start("c", { peers: [a.url], env });
+    await measured(c, ["a", "b"]);
+    await measured(a, ["b", "c"]);
+    await ok(put(c, "k", "before", "?w=all"));
+    await b.kill9();
+    writeFileSync(clockFile, "+3\n");
+    await eventually(async () => {
+      const res = await put(c, "k", "in-the-jump");
+      return res.status === 503 && (await errorCode(res)) === "CLOCK_OFFSET";
+    }, { timeoutMs: 10_000, what: "c, 3 s ahead with b dead, refuses writes (503 CLOCK_OFFSET)" });
+    expect((await view(c)).clock).toMatchObject({ fenced: true, reason: "offset" });
+    await eventually(async () => (await view(a)).clock.fenced, { timeoutMs: 5000, what: "a, two live clocks apart, is fenced too" });
+    // Whatever c acknowledged in the jump before it was fenced, a holds nothing stamped from the future.
+    await expectNothingFromTheFuture([a]);
+  }, 60_000);
+});
