@@ -159,6 +159,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     durableThroughMs: disk && (() => disk.durableThroughMs),
     wasClustered: heldOthersWrites || disk?.wasClustered === true,
     onClustered: disk && (() => disk.markClustered()),
+    departures: disk && { load: () => disk.marks.departures, keep: (d) => disk.marks.keepDepartures(d) },
   });
   // Under fsync=always a write is answered only once it is on disk; otherwise at once.
   const durable = disk && config.fsync === "always" ? () => disk.durable() : undefined;

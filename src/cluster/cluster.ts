@@ -11,7 +11,7 @@ import { versionWallMs } from "../core/version.ts";
 import { handOff } from "./handoff.ts";
 import { Replicator } from "./replicator.ts";
 import { Retraction } from "./retraction.ts";
-import { Stability } from "./stability.ts";
+import { Stability, type DepartureMemory } from "./stability.ts";
 import type { Store } from "../core/store.ts";
 import type { PeerService, PeerTransport } from "./protocol/peer-ops.ts";
 import { ClockGuard } from "./clock-guard.ts";
@@ -46,6 +46,8 @@ export interface ClusterDeps {
   wasClustered?: boolean;
   /** A member was added (or came back in a new life): the data dir remembers this node is in a cluster (wasClustered). */
   onClustered?: () => void;
+  /** Where the members that left are kept across restarts (the data dir; StabilityDeps.departures). Absent: in memory only. */
+  departures?: DepartureMemory;
   /** Monotonic clock, in ms, for failure detection and pauses (Membership.silenceClock), and against which the clock guard sees steps of the wall clock. Default: performance.now. */
   monoMs?: () => number;
   /** Parent logger; the cluster's parts log as its children (replicator, membership, antientropy). Default: silent. */
@@ -178,7 +180,7 @@ export class Cluster {
     this.stability = new Stability({
       self: this.self,
       hasSeeds: config.peers.length > 0,
-      wasClustered: deps.wasClustered === true,
+      wasClustered: deps.wasClustered === true, departures: deps.departures,
       membership: this.membership, replicator: this.replicator, antiEntropy: this.antiEntropy,
       wallMs: () => clock.wallMs(),
       offsetOf: (peer) => this.clockGuard.offsetOf(peer),
@@ -382,9 +384,7 @@ export class Cluster {
   }
 
   /** Whether every current member holds `r` (or newer), so the store may forget its tombstone before --tombstone-ttl (stability.ts). */
-  isStable(r: StoredRecord): boolean {
-    return this.stability.isStable(r);
-  }
+  isStable(r: StoredRecord): boolean { return this.stability.isStable(r); }
 
   private durableThroughMs = (): number => this.deps.durableThroughMs?.() ?? Number.MAX_SAFE_INTEGER;
 

@@ -5,6 +5,25 @@ import type { StoredRecord } from "../core/record.ts";
 import type { Replicator } from "./replicator.ts";
 import { versionNode, versionWallMs } from "../core/version.ts";
 
+/** A member that left: until when (epoch ms) it may come back, and up to when it held every record this node stamped. */
+export interface Departure {
+  name: string;
+  untilMs: number;
+  stableMs: number;
+}
+
+/**
+ * Where the departures outlive a restart (a data dir: storage/cluster-marks.ts, wired
+ * by node.ts). A node restarted while a member that left was away forgot it, and
+ * purged deletes that member lacked; it came back with their old values.
+ */
+export interface DepartureMemory {
+  /** What was kept before this start (entries past their untilMs included: they are dropped here). */
+  load(): Departure[];
+  /** Keeps `departures`, replacing what was kept: called at every change (a leave, a join, an expiry). Never throws. */
+  keep(departures: Departure[]): void;
+}
+
 export interface StabilityDeps {
   self: { name: string };
   /** Whether this node was given seeds (--peers): until it has joined, members it has not met may hold anything. */
@@ -31,6 +50,8 @@ export interface StabilityDeps {
   cacheMs: number;
   /** The grace period of deletes (--tombstone-ttl), in ms: how long a member that left may come back with what it held. */
   tombstoneTtlMs: number;
+  /** Where `departed` is kept across restarts. Absent (no data dir): in memory only, see the class comment. */
+  departures?: DepartureMemory;
   /**
    * Under partitioning: whether every holder of the tombstone's partition is one of
    * its owners and no owner is still filling it, as far as the latest reports
@@ -69,6 +90,12 @@ const OFFSET_SLACK_MS = 50;
  * dir loses everything in a crash and comes back empty: it never brings anything back,
  * and says so with the largest `durableMs`. The same rule covers this node's own
  * disk: its `stableMs` never passes its own durable point.
+ *
+ * Members that left hold `stableMs` back too (`departed`), and a node with a data dir
+ * keeps them there (`deps.departures`): a node restarted while one was away forgot
+ * it, purged what it lacked, and it came back with the old values. Without a data
+ * dir they are in memory only: a node restarted empty learns of a member that left
+ * only as `left` in its peers' member lists, with no time, and does not count it.
  */
 export class Stability {
   /** Per origin node: its last word on its stableMs. */
@@ -87,10 +114,16 @@ export class Stability {
    * when they left. A node that stops cleanly is `left`, but it may come back from
    * its data dir with what it held then; deletes stamped since must wait for it like
    * any member's, for the grace period that has always covered a returning node.
+   * Kept in `deps.departures` at each change, and taken from it at start.
    */
   private readonly departed = new Map<string, { untilMs: number; stableMs: number }>();
 
-  constructor(private readonly deps: StabilityDeps) {}
+  constructor(private readonly deps: StabilityDeps) {
+    const kept = deps.departures?.load() ?? [];
+    const now = deps.wallMs();
+    for (const d of kept) if (now <= d.untilMs && d.name !== deps.self.name) this.departed.set(d.name, { untilMs: d.untilMs, stableMs: d.stableMs });
+    if (this.departed.size !== kept.length) this.keepDepartures();
+  }
 
   /** A peer's heartbeat said this (MembersAnswer / GossipRequest). */
   reported(peer: string, report: { stableMs?: number; durableMs?: number }): void {
@@ -101,6 +134,7 @@ export class Stability {
   /** A member left or was reaped: it keeps holding back what it did not have, for the grace period. */
   left(peer: string): void {
     this.departed.set(peer, { untilMs: this.deps.wallMs() + this.deps.tombstoneTtlMs, stableMs: this.lastHeld.get(peer) ?? 0 });
+    this.keepDepartures();
     this.reset(peer);
   }
 
@@ -109,7 +143,7 @@ export class Stability {
    * yet, and a round with it will show what it holds, so a departure is over.
    */
   joined(peer: string): void {
-    this.departed.delete(peer);
+    if (this.departed.delete(peer)) this.keepDepartures();
     this.reset(peer);
   }
 
@@ -164,10 +198,12 @@ export class Stability {
     const now = this.deps.wallMs();
     // Never past what this node itself would still hold after a crash, nor past what a departed member held.
     let ms = this.deps.durableThroughMs() - 1;
+    const departures = this.departed.size;
     for (const [name, d] of this.departed) {
       if (now > d.untilMs) this.departed.delete(name);
       else ms = Math.min(ms, d.stableMs);
     }
+    if (this.departed.size !== departures) this.keepDepartures();
     const { peers } = this.deps.membership.counts();
     // Alone: nothing to walk, so no cache. But a member restarted first (its peers not back) holds nothing for them:
     // a delete it purged came back when a member that had left before it came back with its old value.
@@ -176,6 +212,11 @@ export class Stability {
     for (const m of this.deps.membership.peers()) ms = Math.min(ms, this.durablyHeld(m.name, m.state, now));
     this.cached = { ms, atMs: now };
     return ms;
+  }
+
+  /** The departures, to the data dir (when there is one): a restart must not forget them. */
+  private keepDepartures(): void {
+    this.deps.departures?.keep([...this.departed].map(([name, d]) => ({ name, ...d })));
   }
 
   /** Up to when `peer` durably holds every record this node stamped. */

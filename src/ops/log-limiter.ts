@@ -54,6 +54,8 @@ const BUDGETS = {
   "seeds.no-answer": { everyMs: 60_000 },
   /** Failed group commits to the data dir (one subject): retried every 100 ms under fsync=always, every flush otherwise. */
   "persistence.commit-failed": { everyMs: 10_000 },
+  /** The members that left, not kept in the data dir (one subject): written again every second until the disk takes them. */
+  "persistence.departed-failed": { everyMs: 10_000 },
   /** A fenced node refusing client writes (one subject): the fence is checked on every write. */
   "clock.fenced": { everyMs: 10_000 },
   /** Records refused as stamped too far ahead (one subject): a peer with a fast clock sends many. */

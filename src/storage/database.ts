@@ -25,7 +25,7 @@ export const SCHEMA_BYTES = "2";
  * synchronous setting, and checks it is this node's and of a schema this makhzen
  * reads; `fail` refuses the dir with one line (it throws).
  */
-export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, fail: (problem: string) => never): { db: Database; schema: string; clustered: boolean } {
+export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, fail: (problem: string) => never): { db: Database; schema: string; clustered: boolean; departed?: string } {
   const path = join(dir, DB_FILE);
   let db: Database | undefined;
   try {
@@ -62,7 +62,7 @@ export function openDatabase(dir: string, nodeName: string, fsync: FsyncPolicy, 
       fail(`has schema version ${meta.schema}; this makhzen reads versions ${SCHEMA_TEXT} and ${SCHEMA_BYTES}`);
     }
     db.prepare("INSERT OR IGNORE INTO meta (k, v) VALUES ('node', ?1), ('schema', ?2)").run(nodeName, SCHEMA_TEXT);
-    return { db, schema: meta.schema ?? SCHEMA_TEXT, clustered: meta.clustered === "1" };
+    return { db, schema: meta.schema ?? SCHEMA_TEXT, clustered: meta.clustered === "1", departed: meta.departed };
   } catch (e) {
     if (e instanceof MakhzenError) throw e;
     db?.close();
@@ -94,8 +94,12 @@ function notOurs(db: Database): string | undefined {
 }
 
 const OUR_TABLES = ["meta", "records"];
-/** What makhzen keeps in `meta`: its node's name, the schema, whether it was a cluster member's. */
-const META_KEYS = ["node", "schema", "clustered"];
+/**
+ * What makhzen keeps in `meta`: its node's name, the schema, whether it was a cluster
+ * member's, the members that left (cluster-marks.ts; a dir without them, from before
+ * they were kept or with none to keep, opens as ever).
+ */
+const META_KEYS = ["node", "schema", "clustered", "departed"];
 const RECORD_COLUMNS = ["bucket", "key", "value", "version", "expires_at"];
 
 /** What is wrong with a stored row's shape, or undefined. */

@@ -7,6 +7,7 @@ import { recordId, type StoredRecord } from "../core/record.ts";
 import { versionWallMs } from "../core/version.ts";
 import { DB_FILE, SCHEMA_BYTES, errText, openDatabase, rowFault } from "./database.ts";
 import { DirLock } from "./dir-lock.ts";
+import { ClusterMarks, parseDepartures, type StoredDeparture } from "./cluster-marks.ts";
 import { closeAtExit } from "./exit-close.ts";
 
 export type FsyncPolicy = "always" | "everysec" | "no";
@@ -87,8 +88,8 @@ export class Persistence {
   private committedThroughMs = 0;
   /** Whether the dir is marked SCHEMA_BYTES (it has held a binary value). */
   private markedBytes: boolean;
-  /** Whether the dir is marked as a cluster member's (markClustered). */
-  private clustered: boolean;
+  /** What the dir remembers of the cluster: that it was a member's, and the members that left (cluster-marks.ts). */
+  readonly marks: ClusterMarks;
   private readonly markBytes: Statement;
 
   private constructor(
@@ -96,10 +97,10 @@ export class Persistence {
     private readonly lock: DirLock,
     private readonly opts: PersistenceOptions,
     schema: string,
-    clustered: boolean,
+    marks: { clustered: boolean; departures: StoredDeparture[] },
   ) {
     this.db = db;
-    this.clustered = clustered;
+    this.marks = new ClusterMarks(db, { dir: opts.dir, logger: opts.logger, wallMs: () => this.now() }, marks.clustered, marks.departures);
     this.markedBytes = schema === SCHEMA_BYTES;
     this.markBytes = db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?1)");
     // An update in place where the key has a row (OR REPLACE deleted it and inserted anew: on a rowid table, two index changes).
@@ -146,9 +147,15 @@ export class Persistence {
   }
 
   private static openLocked(opts: PersistenceOptions, lock: DirLock, fail: (problem: string) => never): Persistence {
-    const { db, schema, clustered } = openDatabase(opts.dir, opts.nodeName, opts.fsync, fail);
+    const { db, schema, clustered, departed } = openDatabase(opts.dir, opts.nodeName, opts.fsync, fail);
+    // Damaged, they are refused: a node that forgot them could purge the deletes they lack.
+    const departures = parseDepartures(departed);
+    if (typeof departures === "string") {
+      db.close();
+      return fail(`${departures}: move ${DB_FILE} away, or delete its meta row 'departed' (restarting while a member that left is away may then bring deletes back)`);
+    }
     try {
-      return new Persistence(db, lock, opts, schema, clustered);
+      return new Persistence(db, lock, opts, schema, { clustered, departures });
     } catch (e) {
       // Its statements did not prepare: an SQLite file of some other program's (a `records` table of other columns).
       db.close();
@@ -156,29 +163,14 @@ export class Persistence {
     }
   }
 
-  /**
-   * Whether this dir's node has had a peer: a node restarted from it without
-   * --peers (the cluster's first node, typically) still knows it was in a cluster,
-   * and measures a peer's clock before it takes writes (ClusterDeps.wasClustered),
-   * even when all it holds is its own writes.
-   */
+  /** Whether this dir's node has had a peer (ClusterMarks.wasClustered). */
   get wasClustered(): boolean {
-    return this.clustered;
+    return this.marks.wasClustered;
   }
 
-  /**
-   * Marks the dir as a cluster member's, once and for good (wasClustered). A write
-   * that fails (a full disk) is said and tried again at the next member added:
-   * it never throws into membership, which calls it.
-   */
+  /** Marks the dir as a cluster member's, once and for good; never throws (ClusterMarks.markClustered). */
   markClustered(): void {
-    if (this.clustered || this.closed) return;
-    try {
-      this.db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('clustered', '1')").run();
-      this.clustered = true;
-    } catch (e) {
-      (this.opts.logger ?? silentLogger).warn("cannot mark the data dir as a cluster member's; will try again", { dir: this.opts.dir, error: errText(e) });
-    }
+    this.marks.markClustered();
   }
 
   /**
@@ -315,6 +307,7 @@ export class Persistence {
     clearInterval(this.timer);
     clearTimeout(this.retryTimer);
     this.flushLogged();
+    this.marks.close();
     // A purge not written loses nothing (its row is dropped again at the next load): only changes count.
     let lost = 0;
     for (const c of this.pending.values()) if (!("gone" in c)) lost++;

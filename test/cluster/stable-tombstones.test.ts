@@ -3,6 +3,7 @@ import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts"
 import { core as newCore, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
 import { closedAfterEach } from "../support/cleanup.ts";
+import type { Departure } from "../../src/cluster/stability.ts";
 
 /** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
 const core = closedAfterEach(newCore, (c) => c.cluster.close());
@@ -204,6 +205,80 @@ describe("an early purge brings nothing back", () => {
     } finally {
       for (const n of nodes) n.cluster.close();
     }
+  });
+});
+
+describe("the members that left outlive a restart (kept in the data dir)", () => {
+  const roundsWithAll = async (nodes: Core[]) => {
+    for (const n of nodes) for (const p of nodes) if (p !== n) await n.cluster.antiEntropy.syncWith({ name: p.name, url: p.url });
+  };
+  /** A data dir's departures (ClusterMarks, as node.ts wires it), in memory. */
+  const dataDir = () => {
+    const memory = { kept: [] as Departure[], load: () => memory.kept, keep: (d: Departure[]) => void (memory.kept = d) };
+    return memory;
+  };
+
+  test("a node restarted while a member that left is away still holds back its deletes; the member comes back and they still win", async () => {
+    const net = new MemoryTransport();
+    const aDir = dataDir();
+    const [a, b, c] = [core("a", net, {}, { earlyPurge: true, departures: aDir }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
+    await joined([a, b, c]);
+    await roundsWithAll([a, b, c]);
+    for (let i = 0; i < 20; i++) a.write(`k${i}`, "old");
+    await eventually(() => c.store.get("default", "k19")?.value === "old");
+    const cKept = c.store.scan(undefined, 1000); // what c's data dir keeps
+    await c.cluster.leave();
+    net.unregister(c.url);
+    await eventually(() => a.cluster.membership.get("c")?.state === "left" && b.cluster.membership.get("c")?.state === "left");
+    expect(aDir.kept.map((d) => d.name)).toEqual(["c"]);
+    expect(aDir.kept[0]!.untilMs).toBeGreaterThan(Date.now());
+    // a restarts from its data dir: its records, and the members that left.
+    const aKept = a.store.scan(undefined, 1000);
+    a.cluster.close();
+    net.unregister(a.url);
+    const a2 = core("a", net, { peers: ["mem://b"] as never }, { earlyPurge: true, departures: aDir });
+    for (const r of aKept) a2.store.apply(r);
+    await a2.cluster.start(a2.url);
+    await eventually(() => a2.cluster.ready && b.cluster.membership.get("a")?.state === "alive", { timeoutMs: 3000 });
+    const deletes = Array.from({ length: 20 }, (_, i) => a2.write(`k${i}`, null));
+    await roundsWithAll([a2, b]);
+    await eventually(() => a2.cluster.replicator.drained(["b"]));
+    for (let i = 0; i < 10; i++) {
+      for (const n of [a2, b]) n.cluster.membership.tick();
+      await Bun.sleep(60);
+    }
+    // Before the data dir kept c, a2 vouched for its deletes once b held them, and both purged them.
+    expect(deletes.filter((t) => a2.cluster.isStable(t) || b.cluster.isStable(t))).toEqual([]);
+    for (const n of [a2, b]) n.store.sweep(1000);
+    // c comes back, a new life, from its data dir: the deletes are still there to win.
+    const c2 = core("c", net, { peers: ["mem://b"] as never }, { earlyPurge: true });
+    for (const r of cKept) c2.store.apply(r);
+    try {
+      await c2.cluster.start(c2.url);
+      await eventually(() => a2.cluster.membership.get("c")?.state === "alive" && c2.cluster.ready, { timeoutMs: 3000 });
+      for (const n of [a2, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
+      await eventually(() => c2.store.getRecord("default", "k19")?.value === null, { timeoutMs: 3000 });
+      const live = (n: Core) => n.store.scan(undefined, 1000).filter((r) => r.value !== null).map((r) => r.key);
+      expect([a2, b, c2].map(live)).toEqual([[], [], []]);
+      // Back, c is a member again: its departure is over, in the data dir too.
+      expect(aDir.kept).toEqual([]);
+    } finally {
+      c2.cluster.close();
+      a2.cluster.close();
+    }
+  });
+
+  test("a kept departure past its grace period is dropped at start, and the data dir with it", async () => {
+    const net = new MemoryTransport();
+    const dir = dataDir();
+    const now = Date.now();
+    dir.kept = [
+      { name: "gone", untilMs: now - 1, stableMs: 0 },
+      { name: "away", untilMs: now + 60_000, stableMs: 0 },
+    ];
+    const a = core("a", net, {}, { earlyPurge: true, departures: dir });
+    await a.cluster.start(a.url);
+    expect(dir.kept.map((d) => d.name)).toEqual(["away"]);
   });
 });
 

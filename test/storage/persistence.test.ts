@@ -8,6 +8,7 @@ import { memoryLogger } from "../support/core.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { formatVersion } from "../../src/core/version.ts";
 import { closeAfterEach, tempDirs } from "../support/cleanup.ts";
+import { eventually } from "../support/proc.ts";
 
 const NOW = 1_800_000_000_000;
 const DAY = 86_400_000;
@@ -221,6 +222,56 @@ describe("Persistence", () => {
     (p as unknown as { db: Database }).db.exec("PRAGMA query_only = OFF");
     p.markClustered();
     expect(p.wasClustered).toBe(true);
+  });
+
+  test("a dir keeps the members that left across reopens; with none left to keep, its meta is as before", () => {
+    const dir = tempDir();
+    const p = openAt(dir);
+    expect(p.marks.departures).toEqual([]);
+    const departed = [{ name: "c", untilMs: NOW + DAY, stableMs: NOW - 5 }];
+    p.marks.keepDepartures(departed);
+    p.close();
+    const again = openAt(dir, "no");
+    expect(again.marks.departures).toEqual(departed);
+    again.marks.keepDepartures([]);
+    again.close();
+    const db = new Database(join(dir, DB_FILE), { readonly: true });
+    expect(db.query<{ k: string }, []>("SELECT k FROM meta ORDER BY k").all().map((r) => r.k)).toEqual(["node", "schema"]);
+    db.close();
+    expect(openAt(dir).marks.departures).toEqual([]);
+  });
+
+  test("a dir whose departed members are damaged is refused in one line (starting without them could bring deletes back)", () => {
+    for (const [value, said] of [
+      ["not json", "its departed members are not JSON"],
+      ['{"c": 1}', "its departed members are not a list"],
+      ['[{"name": "c", "untilMs": "soon", "stableMs": 0}]', 'its departed members hold {"name":"c","untilMs":"soon","stableMs":0}'],
+    ]) {
+      const dir = tempDir();
+      openAt(dir).close();
+      const db = new Database(join(dir, DB_FILE));
+      db.prepare("INSERT INTO meta (k, v) VALUES ('departed', ?)").run(value!);
+      db.close();
+      expect(() => openAt(dir)).toThrow(`data dir ${dir}: ${said}`);
+      // The refusal let go of the lock: the same open fails the same way, not as "in use".
+      expect(() => openAt(dir)).toThrow(said);
+    }
+  });
+
+  test("departed members the disk refuses are said, not thrown, and written once it takes them", async () => {
+    const dir = tempDir();
+    openAt(dir).close();
+    const logger = memoryLogger();
+    const p = track(Persistence.open({ dir, nodeName: "n1", fsync: "always", logger }));
+    const db = (p as unknown as { db: Database }).db;
+    db.exec("PRAGMA query_only = ON"); // what a full or failing disk does to the write
+    const departed = [{ name: "c", untilMs: NOW + DAY, stableMs: 0 }];
+    expect(() => p.marks.keepDepartures(departed)).not.toThrow();
+    expect(logger.lines.some((l) => l.level === "error" && l.msg.startsWith("cannot keep the members that left"))).toBe(true);
+    db.exec("PRAGMA query_only = OFF");
+    await eventually(() => logger.lines.some((l) => l.msg === "the members that left are kept in the data dir again"), { timeoutMs: 3000 });
+    p.close();
+    expect(openAt(dir).marks.departures).toEqual(departed);
   });
 
   test("a data dir written by another node is refused, naming both", () => {

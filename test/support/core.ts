@@ -6,6 +6,7 @@ import type { Logger } from "../../src/ops/log.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 import { eventually } from "./proc.ts";
 import type { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts";
+import type { DepartureMemory } from "../../src/cluster/stability.ts";
 
 /**
  * A node's core (createCore: clock, store, digest) and its cluster without HTTP,
@@ -15,7 +16,7 @@ export function core(
   name: string,
   net: MemoryTransport,
   options: NodeOptions = {},
-  extra: { wall?: WallClock; mono?: () => number; logger?: Logger; url?: string; durableThroughMs?: () => number; earlyPurge?: boolean; wasClustered?: boolean } = {},
+  extra: { wall?: WallClock; mono?: () => number; logger?: Logger; url?: string; durableThroughMs?: () => number; earlyPurge?: boolean; wasClustered?: boolean; departures?: DepartureMemory } = {},
 ) {
   // Seeds are mem:// URLs, which resolveConfig (http only) would refuse: set after it.
   const { peers = [], ...rest } = options;
@@ -29,7 +30,7 @@ export function core(
     // With earlyPurge, as node.ts wires it: deletes every member holds may go early (nothing sweeps here unless a test does).
     isStable: (r): boolean => extra.earlyPurge === true && cluster.isStable(r),
   });
-  const cluster: Cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger, durableThroughMs: extra.durableThroughMs, monoMs: extra.mono, changesReported: true, wasClustered: extra.wasClustered });
+  const cluster: Cluster = new Cluster({ config, store, digest, clock, transport: net, logger: extra.logger, durableThroughMs: extra.durableThroughMs, monoMs: extra.mono, changesReported: true, wasClustered: extra.wasClustered, departures: extra.departures });
   const url = extra.url ?? `mem://${name}`;
   net.register(url, cluster.service);
   const write = (key: string, value: string | null, bucket = "default"): StoredRecord => {
