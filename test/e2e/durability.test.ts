@@ -8,7 +8,7 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DB_FILE } from "../../src/storage/persistence.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
-import { Harness, converged, del, dump, get, put, type NodeProcess } from "../support/harness.ts";
+import { Harness, clusterView, converged, del, dump, eventually, get, ok, put, type NodeProcess } from "../support/harness.ts";
 import { logLines, scrape, valueOf } from "../support/observe.ts";
 import { run } from "../support/proc.ts";
 import { tempDirs } from "../support/cleanup.ts";
@@ -115,6 +115,38 @@ describe("durability", () => {
     expect(lines.some((l) => l.msg === "full copy")).toBe(false);
     const counted = valueOf(await scrape(c2.url), "makhzen_antientropy_records_repaired_total", { direction: "pulled" });
     expect(counted).toBeLessThanOrEqual(10);
+  });
+});
+
+describe("the members that left, kept in the data dir", () => {
+  test("a node restarted while a member that left is away keeps its deletes; the member comes back and they still win", async () => {
+    h = new Harness();
+    const dataDirs = { a: tempDir(), b: tempDir(), c: tempDir() };
+    const args = (name: string) => ["--data-dir", dataDirs[name as "a"], "--tombstone-ttl", "60s"];
+    const [a, b, c] = (await h.cluster(3, { extraArgsFor: args })) as [NodeProcess, NodeProcess, NodeProcess];
+    await writeMany(a, 50, "k");
+    // The early purge runs here: a delete every member holds goes (c's rounds and acknowledgements count).
+    await ok(put(a, "control", "v"));
+    await ok(del(a, "control"));
+    await eventually(async () => (valueOf(await scrape(a.url), "makhzen_store_tombstones_purged_stable_total") ?? 0) >= 1, { what: "a purges a delete every member holds" });
+    await converged([a, b, c]);
+    c.signal("SIGTERM"); // c leaves cleanly, its data dir holding every key
+    expect(await c.exited).toBe(0);
+    await eventually(async () => (await Promise.all([a, b].map(clusterView))).every((v) => v.members.find((m) => m.name === "c")?.state === "left"), { what: "a and b see c left" });
+    for (let i = 0; i < 50; i++) expect((await del(a, `k${i}`)).status).toBe(204);
+    const deleted = (d: StoredRecord[]) => d.filter((r) => r.key.startsWith("k") && r.value === null).length;
+    await eventually(async () => deleted(await dump(b)) === 50, { what: "b holds the deletes" });
+    // a restarts on its data dir (on its port: b knows it by its URL) while c is away.
+    a.signal("SIGTERM");
+    expect(await a.exited).toBe(0);
+    const a2 = await h.start("a", { port: a.port, peers: [b.url], extraArgs: args("a") });
+    // Time enough to purge: before the departures were kept, a2 and b had purged all 50 within 8 rounds in 4 runs of 4 (within 4, in 2 of 3).
+    await eventually(async () => (valueOf(await scrape(a2.url), "makhzen_antientropy_rounds_total") ?? 0) >= 8, { what: "a2 has taken rounds with b" });
+    expect([deleted(await dump(a2)), deleted(await dump(b))]).toEqual([50, 50]);
+    // c comes back on its data dir, with the old values.
+    const c2 = await h.start("c", { port: c.port, peers: [b.url], extraArgs: args("c") });
+    const all = await converged([a2, b, c2]);
+    expect(all.filter((r) => r.value !== null).map((r) => r.key)).toEqual([]);
   });
 });
 
