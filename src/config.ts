@@ -182,6 +182,8 @@ export function resolveConfig(options: NodeOptions = {}, extra: readonly string[
   integer("sweepIntervalMs", c.sweepIntervalMs, 1, 60 * 60 * 1000);
   integer("sweepBudget", c.sweepBudget, 1, 10_000_000);
   if (c.dataDir !== undefined && (typeof c.dataDir !== "string" || c.dataDir === "")) bad("dataDir", "must be a path");
+  // Only a shell (and the CLI's flags) read ~ as the home directory: here it made a directory named "~".
+  if (typeof c.dataDir === "string" && c.dataDir.startsWith("~")) bad("dataDir", `"${c.dataDir}" starts with ~, which is not the home directory here: give the path in full (os.homedir())`);
   // A data dir belongs to one name; with port 0 the default name is random, so the
   // next start could never open the dir again.
   if (c.dataDir !== undefined && merged.name === undefined && c.port === 0) bad("name", "must be given with dataDir when port is 0");

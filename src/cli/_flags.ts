@@ -4,6 +4,8 @@ import { beyondOrigin } from "../client/options.ts";
 import { maskPassword } from "../ops/urls.ts";
 import { closestNames } from "../ops/suggest.ts";
 import { usageError } from "./_errors.ts";
+import { homedir } from "node:os";
+import { join } from "node:path";
 
 /**
  * Flag values: the command line first, then MAKHZEN_<FLAG> from the environment,
@@ -245,6 +247,20 @@ function parseSecret(name: string, value: string, minLength: number, hint: strin
 }
 
 /**
+ * A path as a shell would have read it. `--data-dir=~/d` and `MAKHZEN_DATA_DIR=~/d`
+ * reach the process with the `~` unexpanded (a shell expands it only at the start of
+ * a word), and a node made a directory named `~` in the working directory: the data
+ * was not where the user looked, and `rm -rf ~` was one step away. `~user/` is
+ * refused rather than guessed.
+ */
+function parsePath(name: string, value: string): string {
+  if (value === "~") return homedir();
+  if (value.startsWith("~/")) return join(homedir(), value.slice(2));
+  if (value.startsWith("~")) throw usageError(`${shownFlag(name)} "${value}": only ~ and ~/ are read as the home directory; give the path in full`);
+  return value;
+}
+
+/**
  * One kind of flag value: citty's type for it, the parser (its errors name the flag
  * it is given), and how a value is written back in the units a user types (what
  * `--help` shows as a default). A flag table pairs each flag with one kind.
@@ -280,8 +296,8 @@ export const kinds = {
   text: kind<string>("text", (_, v) => v),
   /** A token or secret (see parseSecret), at least `minLength` characters; `hint` follows that rule in the error. */
   secret: (minLength = 1, hint = ""): Kind<string> => kind("secret", (f, v) => parseSecret(f, v, minLength, hint)),
-  /** A path, opened (and its errors reported) by whoever uses it. */
-  file: kind<string>("file", (_, v) => v),
+  /** A path, opened (and its errors reported) by whoever uses it; `~` and `~/` are the home directory (see parsePath). */
+  file: kind<string>("file", parsePath),
   /** A switch: `--insecure`, `--no-insecure`, `--insecure=false`, or true/false, 1/0, yes/no from the environment. */
   boolean: kind("boolean", parseBoolean, String, "boolean"),
   integer: (min: number, max: number): Kind<number> => kind("integer", (f, v) => parseInteger(f, v, min, max)),

@@ -9,6 +9,7 @@ import { createReadStream } from "node:fs";
 import { resolve } from "node:path";
 import { checkVariables, envName, launcherFd, noColor, underNpmStart } from "./_flags.ts";
 import { CLIENT_VARIABLE_FLAGS } from "./_connection.ts";
+import { editDistance } from "../ops/suggest.ts";
 import { SERVE_FLAGS } from "./serve-flags.ts";
 import { del, get, ls, put } from "./client-commands.ts";
 import { dump, load } from "./transfer-commands.ts";
@@ -32,6 +33,23 @@ function findCommand(name: string | undefined): CommandDef<any> | undefined {
   });
 }
 
+/**
+ * Why `first` is no command: a flag typed before the command (`makhzen --port 3001
+ * serve`, as some CLIs take global flags) is said as such; a typo gets the closest names.
+ */
+function unknownCommand(first: string): string {
+  const names = Object.entries(commands).map(([name, c]) => {
+    const alias = (c.meta as { alias?: string } | undefined)?.alias;
+    return alias === undefined ? name : `${name} (or ${alias})`;
+  });
+  if (first.startsWith("-")) return `${first} before a command: flags go after it, as in "makhzen serve ${first} ..."; commands: ${names.join(", ")}`;
+  // One edit for three letters or fewer, two beyond ("sever" is two from "serve"): more offered every short name.
+  const most = first.length <= 3 ? 1 : 2;
+  const close = Object.keys(commands).filter((name) => editDistance(first.toLowerCase(), name) <= most);
+  const hint = close.length === 0 ? "" : ` (did you mean ${close.map((n) => `"${n}"`).join(" or ")}?)`;
+  return `unknown command "${first}"${hint}; commands: ${names.join(", ")}`;
+}
+
 /** Every MAKHZEN_* variable some command reads: any other is refused (checkVariables). */
 const VARIABLES: ReadonlySet<string> = new Set([
   ...SERVE_FLAGS.map((f) => f.env),
@@ -48,21 +66,22 @@ const VARIABLES: ReadonlySet<string> = new Set([
 export async function main(rawArgs: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   try {
     const [first, ...rest] = rawArgs;
-    if (first === undefined || ["--help", "-h", "-help"].includes(first)) {
+    // `help` and `version` as etcdctl, git and redis-cli users type them.
+    if (first === undefined || ["--help", "-h", "-help", "help"].includes(first)) {
       // `makhzen --help serve` is `makhzen serve --help`; anything else after --help is refused, not ignored.
       const cmd = rest.length === 0 ? undefined : findCommand(rest[0]);
       if (rest.length > (cmd ? 1 : 0)) throw usageError(`${first} takes a command at most, not ${rest.map((a) => JSON.stringify(a)).join(" ")}`);
       await writeHelp(await (cmd ? renderUsage(cmd, root) : renderUsage(root)));
       return first === undefined ? 2 : 0;
     }
-    if (["--version", "-v", "-version"].includes(first)) {
+    if (["--version", "-v", "-version", "version"].includes(first)) {
       // `makhzen --version serve` would otherwise print the version and not serve, exit 0.
       if (rest.length > 0) throw usageError(`${first} takes no arguments; unexpected ${JSON.stringify(rest[0])}`);
       await print(VERSION + "\n");
       return 0;
     }
     const cmd = findCommand(first);
-    if (!cmd) throw usageError(`unknown command "${first}"; commands: ${Object.keys(commands).join(", ")}`);
+    if (!cmd) throw usageError(unknownCommand(first));
     const line = normalizeArgs(rest, (cmd.args ?? {}) as ArgsDef);
     if (line.help) {
       await writeHelp(await renderUsage(cmd, root));

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import type { NodeConfig } from "../config.ts";
 import { isJoinRefusal, MakhzenError } from "../errors.ts";
@@ -109,7 +110,8 @@ function logStarted(log: Logger, c: NodeConfig, listening: { url: string; respUr
     advertise: c.advertise ?? url,
     // The Redis-protocol listener (--resp-port), or null when off.
     respUrl: respUrl ?? null,
-    dataDir: c.dataDir ?? null,
+    // Where it is, not as typed: a relative path is read from the working directory, which the log does not show.
+    dataDir: c.dataDir === undefined ? null : resolve(c.dataDir),
     fsync: c.dataDir === undefined ? null : c.fsync,
     peers: c.peers,
     replicas: c.replicas,

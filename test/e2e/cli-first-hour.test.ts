@@ -6,7 +6,7 @@
  * built once for the file with the real build script.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TARGETS, build, type TargetName } from "../../scripts/build.ts";
@@ -200,7 +200,15 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["-v", "--port", "1"], '-v takes no arguments; unexpected "--port"'],
       [["--help", "serve", "--port"], '--help takes a command at most, not "serve" "--port"'],
       [["-h", "sreve"], '-h takes a command at most, not "sreve"'],
-      [["constructor"], 'unknown command "constructor"; commands: serve, get, put, del, ls, dump, load, status, forget'],
+      [["constructor"], 'unknown command "constructor"; commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
+      // A typo gets the closest command; a flag typed before the command is said as such.
+      [["sever"], 'unknown command "sever" (did you mean "serve"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
+      [["gett", "k"], 'unknown command "gett" (did you mean "get"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
+      [["--port", "3001", "serve"], '--port before a command: flags go after it, as in "makhzen serve --port ..."; commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
+      [["version", "serve"], 'version takes no arguments; unexpected "serve"'],
+      [["help", "serve", "x"], 'help takes a command at most, not "serve" "x"'],
+      // ~ is the home directory, as a shell reads it; ~user is not guessed.
+      [["serve", "--data-dir=~bob/data"], '--data-dir "~bob/data": only ~ and ~/ are read as the home directory; give the path in full'],
       // An alias is named as typed, not as the flag it stands for.
       [["agent", "-bindPort=abc"], '-bindPort must be an integer from 0 to 65535, not "abc"'],
       [["serve", "-cluster", "ftp://x"], '-cluster must be a URL like http://10.0.0.2:3000, not "ftp://x"'],
@@ -214,6 +222,36 @@ describe("refusals name what the user typed: one line, exit 2", () => {
     for (const [args, message] of cases) {
       const r = await run([bin, ...args]);
       expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 2, stderr: `makhzen: ${message}\n` });
+    }
+  });
+});
+
+describe("what etcdctl, git and shell habits type", () => {
+  test("`help` and `version` are --help and --version", async () => {
+    const version = await run([bin, "version"]);
+    expect({ code: version.code, stdout: version.stdout }).toEqual({ code: 0, stdout: (await run([bin, "--version"])).stdout });
+    const help = await run([bin, "help", "put"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toBe((await run([bin, "put", "--help"])).stdout);
+  });
+
+  // The shell leaves ~ alone after `=` and in a variable: the node made a directory named "~" where it ran.
+  test.each([
+    ["--data-dir=~/kept", {}],
+    ["", { MAKHZEN_DATA_DIR: "~/kept" }],
+  ])("a data dir given as ~/kept (%s) is under the home directory, not in a directory named ~", async (flag, env) => {
+    const home = mkdtempSync(join(tmpdir(), "makhzen-home-"));
+    const cwd = mkdtempSync(join(tmpdir(), "makhzen-cwd-"));
+    const args = [bin, "serve", "--port", "0", "--name", "n1", ...(flag ? [flag] : [])];
+    const n = await startNode(args, { name: "tilde", env: { ...cleanEnv(), HOME: home, ...env }, cwd });
+    try {
+      await fetch(`${n.url}/items/k`, { method: "PUT", body: JSON.stringify({ value: "v" }), headers: { "content-type": "application/json" } });
+      expect(existsSync(join(home, "kept", "makhzen.db"))).toBe(true);
+      expect(existsSync(join(cwd, "~"))).toBe(false);
+    } finally {
+      await n.stop("SIGKILL");
+      rmSync(home, { recursive: true, force: true });
+      rmSync(cwd, { recursive: true, force: true });
     }
   });
 });

@@ -385,4 +385,10 @@ describe("config", () => {
     expect(resolveConfig({ port: 0, dataDir: "/tmp/x", name: "n1" }).name).toBe("n1");
     expect(resolveConfig({ port: 3000, dataDir: "/tmp/x" }).name).toBe("127.0.0.1:3000");
   });
+
+  test("an embedded node's data dir starting with ~ is refused: only a shell (and the CLI) reads it as the home directory", async () => {
+    const { resolveConfig } = await import("../../src/config.ts");
+    expect(() => resolveConfig({ port: 3000, dataDir: "~/kept" })).toThrow('dataDir "~/kept" starts with ~, which is not the home directory here');
+    expect(resolveConfig({ port: 3000, dataDir: "./~/kept" }).dataDir).toBe("./~/kept"); // a directory named ~, said so
+  });
 });
