@@ -145,7 +145,7 @@ export class Cluster {
       config,
       wallMs: () => clock.wallMs(),
       monoMs: deps.monoMs ?? (() => performance.now()),
-      report: () => ({ stableMs: Math.max(0, this.stability.stableMs()), durableMs: Math.max(0, this.durableThroughMs()), ...this.rebalancer.report() }),
+      report: () => ({ ...this.stability.report(), durableMs: Math.max(0, this.durableThroughMs()), ...this.rebalancer.report() }),
       logger: logger.child("membership"),
       events: memberEvents(() => {
         const { replicator, antiEntropy, clockGuard, stability, views, rebalancer } = this;

@@ -199,7 +199,7 @@ export function forgetRefusal(name: string, m: WireMember | undefined, self: str
 
 /** The heartbeat report fields of an answer (MembersAnswer), nothing else. */
 export function reportOf(a: HeartbeatReport): HeartbeatReport {
-  return { stableMs: a.stableMs, durableMs: a.durableMs, holds: a.holds, filling: a.filling };
+  return { stableMs: a.stableMs, durableMs: a.durableMs, holds: a.holds, filling: a.filling, departed: a.departed };
 }
 
 /** How many members are peers (not left) and how many of them are reachable (alive or suspect): one pass, no sort (w=/r= ask on every request). */

@@ -54,6 +54,8 @@ export interface HeartbeatReport {
   holds?: string;
   /** The partitions the sender owns but is still filling, as 64 hex digits. */
   filling?: string;
+  /** The members that left and may come back, until when (stability.ts). */
+  departed?: { name: string; untilMs: number }[];
 }
 
 export interface MembershipDeps {

@@ -125,10 +125,42 @@ export class Stability {
     if (this.departed.size !== kept.length) this.keepDepartures();
   }
 
+  /** What this node's heartbeats say of it (HeartbeatReport): its stableMs, and the members that left it waits for. */
+  report(): { stableMs: number; departed?: { name: string; untilMs: number }[] } {
+    const stableMs = Math.max(0, this.stableMs());
+    if (this.departed.size === 0) return { stableMs };
+    return { stableMs, departed: [...this.departed].map(([name, d]) => ({ name, untilMs: d.untilMs })) };
+  }
+
   /** A peer's heartbeat said this (MembersAnswer / GossipRequest). */
-  reported(peer: string, report: { stableMs?: number; durableMs?: number }): void {
+  reported(peer: string, report: { stableMs?: number; durableMs?: number; departed?: { name: string; untilMs: number }[] }): void {
     if (report.stableMs !== undefined) this.stableOf.set(peer, report.stableMs);
     if (report.durableMs !== undefined) this.durableOf.set(peer, report.durableMs);
+    if (report.departed !== undefined) this.learn(report.departed);
+  }
+
+  /**
+   * Members that left, as a peer that saw them go says. A node sees a member leave only
+   * if it knew it before: restarted without a data dir (or joined since), it first
+   * hears of it as `left` in a member list, and vouched for deletes it lacked; the
+   * member came back from its data dir with their old values. It holds nothing this
+   * node stamped since it left (stableMs 0), until the peer's grace period ends (never
+   * past ours). A member this node sees alive (it came back) is not taken.
+   */
+  private learn(departed: { name: string; untilMs: number }[]): void {
+    const now = this.deps.wallMs();
+    const latest = now + this.deps.tombstoneTtlMs;
+    let learned = false;
+    for (const d of departed) {
+      if (d.name === this.deps.self.name || this.departed.has(d.name) || d.untilMs < now) continue;
+      const state = this.deps.membership.get(d.name)?.state;
+      if (state !== undefined && state !== "left") continue;
+      this.departed.set(d.name, { untilMs: Math.min(d.untilMs, latest), stableMs: 0 });
+      learned = true;
+    }
+    if (!learned) return;
+    this.cached = undefined;
+    this.keepDepartures();
   }
 
   /** A member left or was reaped: it keeps holding back what it did not have, for the grace period. */

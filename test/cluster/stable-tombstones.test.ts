@@ -268,6 +268,51 @@ describe("the members that left outlive a restart (kept in the data dir)", () =>
     }
   });
 
+  test("a node restarted WITHOUT a data dir learns the member that left from its peers' heartbeats: its deletes wait for it too", async () => {
+    const net = new MemoryTransport();
+    const [a, b, c] = [core("a", net, {}, { earlyPurge: true }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
+    await joined([a, b, c]);
+    await roundsWithAll([a, b, c]);
+    for (let i = 0; i < 20; i++) a.write(`k${i}`, "old");
+    await eventually(() => c.store.get("default", "k19")?.value === "old");
+    const cKept = c.store.scan(undefined, 1000); // what c's data dir keeps
+    await c.cluster.leave();
+    net.unregister(c.url);
+    await eventually(() => b.cluster.membership.get("c")?.state === "left");
+    // a restarts empty (no data dir): it hears of c only as `left` in b's member list.
+    a.cluster.close();
+    net.unregister(a.url);
+    const a2 = core("a", net, { peers: ["mem://b"] as never }, { earlyPurge: true });
+    await a2.cluster.start(a2.url);
+    await eventually(() => a2.cluster.ready && b.cluster.membership.get("a")?.state === "alive" && a2.store.get("default", "k19")?.value === "old", { timeoutMs: 3000 });
+    const deletes = Array.from({ length: 20 }, (_, i) => a2.write(`k${i}`, null));
+    await roundsWithAll([a2, b]);
+    await eventually(() => a2.cluster.replicator.drained(["b"]));
+    for (let i = 0; i < 10; i++) {
+      for (const n of [a2, b]) n.cluster.membership.tick();
+      await Bun.sleep(60);
+    }
+    // Before, a2 counted b alone, vouched for its deletes once b held them, and both purged them.
+    expect(deletes.filter((t) => a2.cluster.isStable(t) || b.cluster.isStable(t))).toEqual([]);
+    for (const n of [a2, b]) n.store.sweep(1000);
+    const c2 = core("c", net, { peers: ["mem://b"] as never }, { earlyPurge: true });
+    for (const r of cKept) c2.store.apply(r);
+    try {
+      await c2.cluster.start(c2.url);
+      await eventually(() => a2.cluster.membership.get("c")?.state === "alive" && c2.cluster.ready, { timeoutMs: 3000 });
+      for (const n of [a2, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
+      await eventually(() => c2.store.getRecord("default", "k19")?.value === null, { timeoutMs: 3000 });
+      const live = (n: Core) => n.store.scan(undefined, 1000).filter((r) => r.value !== null).map((r) => r.key);
+      expect([a2, b, c2].map(live)).toEqual([[], [], []]);
+      // Back, c is a member again: nobody reports it as departed any more.
+      const reported = (n: Core) => (n.cluster as unknown as { stability: { report(): { departed?: unknown } } }).stability.report().departed;
+      await eventually(() => [a2, b].every((n) => reported(n) === undefined), { timeoutMs: 3000 });
+    } finally {
+      c2.cluster.close();
+      a2.cluster.close();
+    }
+  });
+
   test("a kept departure past its grace period is dropped at start, and the data dir with it", async () => {
     const net = new MemoryTransport();
     const dir = dataDir();

@@ -130,6 +130,13 @@ const DurableMs = Type.Integer({ minimum: 0 });
  */
 const PartitionSet = Type.String({ pattern: PARTITION_SET_PATTERN.source });
 
+/**
+ * The members that left and may come back from their data dirs, with until when (the
+ * sender's grace period, stability.ts): a node that restarted without a data dir, or
+ * joined since, learns them from its peers' heartbeats instead of vouching for deletes
+ * they lack. Absent when there are none; ignored by a release before it.
+ */
+const Departed = Type.Array(Type.Object({ name: Name, untilMs: Type.Integer({ minimum: 0 }) }), { maxItems: 10_000 });
 export const MembersAnswer = Type.Object({
   members: Type.Array(WireMember, { maxItems: 10_000 }),
   wallMs: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -137,6 +144,7 @@ export const MembersAnswer = Type.Object({
   durableMs: Type.Optional(DurableMs),
   holds: Type.Optional(PartitionSet),
   filling: Type.Optional(PartitionSet),
+  departed: Type.Optional(Departed),
   /** In a join's answer: the joiner's name owned nothing in the seed's list (absent or left), so it takes partitions from their old owners (rebalance.ts). */
   newcomer: Type.Optional(Type.Boolean()),
 });
@@ -147,6 +155,7 @@ export const GossipRequest = Type.Object({
   durableMs: Type.Optional(DurableMs),
   holds: Type.Optional(PartitionSet),
   filling: Type.Optional(PartitionSet),
+  departed: Type.Optional(Departed),
 });
 export const LeaveRequest = Type.Object({ name: Name, incarnation: Type.Integer({ minimum: 0 }) });
 export const OkAnswer = Type.Object({ ok: Type.Boolean() });

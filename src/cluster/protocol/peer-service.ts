@@ -45,7 +45,7 @@ export function createPeerService(deps: PeerServiceDeps): PeerService {
   const { store, digest, membership, answerBudgetBytes: budget } = deps;
   return {
     join: (req) => membership.handleJoinChecked(req.member as WireMember, req),
-    gossip: (req) => membership.handleGossip(req.from, req.members, { stableMs: req.stableMs, durableMs: req.durableMs, holds: req.holds, filling: req.filling }),
+    gossip: (req) => membership.handleGossip(req.from, req.members, { stableMs: req.stableMs, durableMs: req.durableMs, holds: req.holds, filling: req.filling, departed: req.departed }),
     members: () => membership.handleMembers(),
     leave: (req) => {
       membership.handleLeave(req.name, req.incarnation);
