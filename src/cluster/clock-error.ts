@@ -19,7 +19,9 @@ export function clockOffsetError(clock: ClockState): MakhzenError {
   const why =
     clock.reason === "unmeasured"
       ? `this node has not measured any peer's clock yet (its join or first heartbeat is still on its way, or no peer has answered: see the log), so it cannot tell whether its own is within ${limit}`
-      : // The fence stands at FENCE_SHARE of the limit: "past the limit" from a node 421 ms off under 500 misled.
+      : clock.reason === "stalled"
+        ? `this node's monotonic clock stood still or went back while its wall clock moved, so it cannot tell whether its own clock is within ${limit} until it measures a peer's again`
+        : // The fence stands at FENCE_SHARE of the limit: "past the limit" from a node 421 ms off under 500 misled.
         `${ahead}, past ${Math.round(fence)} ms, ${Math.round(share * 100)}% of ${limit} (the margin keeps what it stamps inside the limit)`;
   return new MakhzenError("CLOCK_OFFSET", `${why}: it refuses writes until that is settled (see docs/replication.md)`);
 }

@@ -1,5 +1,5 @@
 import type { Clock } from "../core/clock.ts";
-import { ClockOffsets, type ClockState, type OffsetSample } from "./clock-offset.ts";
+import { ClockOffsets, isOff, type ClockState, type Median, type OffsetSample } from "./clock-offset.ts";
 import { silentLogger, type Logger } from "../ops/log.ts";
 import { LogLimiter } from "../ops/log-limiter.ts";
 import { versionNode, versionWallMs, type Version } from "../core/version.ts";
@@ -89,6 +89,8 @@ export class ClockGuard {
   /** Wall and monotonic clocks at the last look, once a peer was measured (NaN before): they must advance alike (see state). Numbers, not an object: every client write looks. */
   private baseWallMs = NaN;
   private baseMonoMs = NaN;
+  /** Whether the monotonic clock stood still while the wall clock moved, since the last sample (see noteStep). */
+  private stalled = false;
   /** The last state that was not fenced: handed out again while it holds (every client write asks). */
   private open?: ClockState;
   private readonly mono: () => number;
@@ -119,7 +121,8 @@ export class ClockGuard {
     // A step since the last look moves every other offset: shift them before this fresh
     // one joins them (the sample may be the first thing to run after the step).
     this.noteStep(this.deps.clock.wallMs());
-    this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2);
+    this.offsets.record(peer, sample, this.deps.maxOffsetMs / 2, this.mono());
+    this.stalled = false;
     this.median = undefined;
     this.baseWallMs = this.deps.clock.wallMs();
     this.baseMonoMs = this.mono();
@@ -155,10 +158,11 @@ export class ClockGuard {
     const stampAheadMs = this.deps.clock.highWaterMs(now) - (now - offsetMs);
     const ownAheadMs = this.deps.clock.ownHighWaterMs(now) - (now - offsetMs);
     let reason: ClockState["reason"];
-    if (measured === 0) {
+    if (this.stalled && measured > 0) reason = "stalled";
+    else if (measured === 0) {
       // Alone there is no other clock to be wrong against, unless seeds were given.
       if (this.waitsForPeers(now)) reason = "unmeasured";
-    } else if (isOff(all, maxOffsetMs)) reason = "offset";
+    } else if (isOff(all, FENCE_SHARE * maxOffsetMs)) reason = "offset";
     // A lead taken from peers' records fences past TAKEN_SHARE: at FENCE_SHARE, the
     // healthy nodes that took a drifting peer's records were fenced before it was, and
     // refused every write for seconds while it took them.
@@ -170,7 +174,7 @@ export class ClockGuard {
     // stayed open and stamped writes its peer refused, for good. So the clocks heard from
     // lately are judged alone too, and fence when they say so: stale offsets may fence,
     // never open. Two live nodes apart then are both fenced, as two clocks always are.
-    else if (fresh.measured > 0 && fresh.measured < measured && isOff(fresh, maxOffsetMs)) {
+    else if (fresh.measured > 0 && fresh.measured < measured && isOff(fresh, FENCE_SHARE * maxOffsetMs)) {
       reason = "offset";
       offsetMs = fresh.offsetMs;
     }
@@ -202,7 +206,8 @@ export class ClockGuard {
     if (!this.median || now - this.median.atMs >= RECOMPUTE_MS || now < this.median.atMs) {
       const peers = this.deps.peers();
       const all = this.offsets.selfOffset(peers, now - OFFSET_MAX_AGE_MS);
-      const fresh = this.offsets.selfOffset(peers, now - this.deps.freshMs);
+      const mono = this.mono();
+      const fresh = this.offsets.selfOffset(peers.filter((p) => this.offsets.isFresh(p, mono, this.deps.freshMs)), now - OFFSET_MAX_AGE_MS);
       this.median = { all, fresh, atMs: now };
     }
     return this.median;
@@ -217,10 +222,21 @@ export class ClockGuard {
    */
   private noteStep(now: number): void {
     const mono = this.mono();
-    const steppedMs = this.baseWallMs === this.baseWallMs ? now - this.baseWallMs - (mono - this.baseMonoMs) : 0;
-    if (Math.abs(steppedMs) > this.deps.maxOffsetMs / 2) {
+    const monoMovedMs = mono - this.baseMonoMs;
+    const steppedMs = this.baseWallMs === this.baseWallMs ? now - this.baseWallMs - monoMovedMs : 0;
+    if (monoMovedMs === 0 && Math.abs(now - this.baseWallMs) > this.deps.maxOffsetMs / 2) {
+      // The monotonic clock stood still while the wall clock moved: no real clock does that
+      // (libfaketime setting both back does: Bun holds performance.now until the fake catches
+      // up). Steps cannot be told from it: each look while it stood took the wall's progress
+      // for a step, shifted the offsets back to ~0, and the node, 3 s behind, took writes.
+      // Fenced ("stalled") until a peer's clock is measured again.
+      this.stalled = true;
+      this.offsets.unfresh();
+      this.median = undefined;
+    } else if (Math.abs(steppedMs) > this.deps.maxOffsetMs / 2) {
       this.logger.warn("the wall clock stepped; every peer's offset moves with it", { steppedMs });
       this.offsets.shift(steppedMs);
+      this.offsets.unfresh(); // shifted, not measured
       this.median = undefined;
     }
     if (this.baseWallMs === this.baseWallMs) {
@@ -377,16 +393,4 @@ export class ClockGuard {
     });
     this.deps.onDeferred?.();
   }
-}
-
-type Median = ReturnType<ClockOffsets["selfOffset"]>;
-
-/**
- * Whether a median fences: this node further than the fence from it, or, with one
- * other clock, the two further apart than the fence (their median is their middle,
- * and neither can tell which is right: both are fenced past the threshold apart, not twice it).
- */
-function isOff(m: Median, maxOffsetMs: number): boolean {
-  const fence = FENCE_SHARE * maxOffsetMs;
-  return Math.abs(m.offsetMs) > fence || (m.measured === 1 && m.widestMs > fence);
 }

@@ -49,7 +49,8 @@ export interface OffsetSample {
 
 /** A sample from one exchange: sent at `sentMs`, answered with `peerWallMs`, back at `receivedMs` (our clock). */
 export function offsetSample(sentMs: number, peerWallMs: number, receivedMs: number): OffsetSample {
-  const rttMs = Math.max(0, receivedMs - sentMs);
+  // Answered "before" it was asked: our clock went back during the exchange, and the sample says nothing.
+  const rttMs = receivedMs >= sentMs ? receivedMs - sentMs : Infinity;
   return { offsetMs: Math.round(peerWallMs - (sentMs + receivedMs) / 2), rttMs, atMs: receivedMs };
 }
 
@@ -78,9 +79,26 @@ export interface ClockState {
    * wall clock was set back; `unmeasured`, it has seeds but has measured no peer's
    * clock yet. A step of its own wall clock shows at once as an offset (ClockGuard).
    */
-  reason?: "offset" | "stamps" | "unmeasured";
+  reason?: "offset" | "stamps" | "unmeasured" | "stalled";
   /** When fenced: the share of maxOffsetMs the fence that fired stands at (clock-guard.ts FENCE_SHARE, or TAKEN_SHARE for a lead taken from peers' records). */
   share?: number;
+}
+
+/** This node's clock minus a median (ClockOffsets.selfOffset), how many clocks it counts, and the widest distance to one of them. */
+export interface Median {
+  offsetMs: number;
+  measured: number;
+  widestMs: number;
+}
+
+/**
+ * Whether a median fences at `fenceMs`: this node further than that from it, or,
+ * with one other clock, the two further apart than that (their median is their
+ * middle, and neither can tell which is right: both are fenced past the threshold
+ * apart, not twice it).
+ */
+export function isOff(m: Median, fenceMs: number): boolean {
+  return Math.abs(m.offsetMs) > fenceMs || (m.measured === 1 && m.widestMs > fenceMs);
 }
 
 /** The per-peer estimates, fed by heartbeats, and the median over the peers named. */
@@ -89,6 +107,13 @@ export class ClockOffsets {
   /** Samples recorded since start, and the number of each peer's last one (sampledSince). */
   private recorded = 0;
   private readonly lastRecorded = new Map<string, number>();
+  /**
+   * Per peer: our monotonic clock when its last sample was taken, until a step or a
+   * stall of our clocks (unfresh). Not the samples' wall times: after a jump back, a
+   * dead member's sample sat in our future, or was shifted by steps a stuck monotonic
+   * clock made up, passed for fresh, and kept the node open.
+   */
+  private readonly sampledAtMono = new Map<string, number>();
 
   /** How many samples were recorded since start: a mark to ask sampledSince about. */
   get recordedCount(): number {
@@ -105,7 +130,7 @@ export class ClockOffsets {
    * estimate means one of the two clocks stepped: the older samples describe a clock
    * that no longer is, and are dropped.
    */
-  record(peer: string, sample: OffsetSample, stepMs = Infinity): void {
+  record(peer: string, sample: OffsetSample, stepMs = Infinity, monoMs?: number): void {
     let list = this.samples.get(peer);
     const estimate = this.offsetOf(peer);
     if (list && estimate !== undefined && Math.abs(sample.offsetMs - estimate) > stepMs) list.length = 0;
@@ -113,6 +138,21 @@ export class ClockOffsets {
     list.push(sample);
     if (list.length > SAMPLE_WINDOW) list.shift();
     this.lastRecorded.set(peer, ++this.recorded);
+    if (monoMs !== undefined) this.sampledAtMono.set(peer, monoMs);
+  }
+
+  /** Whether `peer` was sampled within `freshMs` of `monoMs` (our monotonic clock now), and since the last unfresh. */
+  isFresh(peer: string, monoMs: number, freshMs: number): boolean {
+    const at = this.sampledAtMono.get(peer);
+    if (at === undefined) return false;
+    // From our future: the monotonic clock went back since (libfaketime can); nor is it fresh once caught up.
+    if (at > monoMs) this.sampledAtMono.set(peer, -Infinity);
+    return at <= monoMs && at >= monoMs - freshMs;
+  }
+
+  /** Our clocks stepped or stalled: no sample is fresh until taken again (the offsets may be shifted, not measured). */
+  unfresh(): void {
+    this.sampledAtMono.clear();
   }
 
   /**
@@ -134,6 +174,7 @@ export class ClockOffsets {
   forget(peer: string): void {
     this.samples.delete(peer);
     this.lastRecorded.delete(peer);
+    this.sampledAtMono.delete(peer);
   }
 
   /**
@@ -156,7 +197,7 @@ export class ClockOffsets {
    * `sinceMs` (our wall clock), and how many were. `widestMs`: the largest distance
    * between our clock and one of theirs.
    */
-  selfOffset(peers: readonly string[], sinceMs = -Infinity): { offsetMs: number; measured: number; widestMs: number } {
+  selfOffset(peers: readonly string[], sinceMs = -Infinity): Median {
     const offsets: number[] = [];
     for (const p of peers) {
       const list = this.samples.get(p);

@@ -49,8 +49,9 @@ export interface RetractionDeps {
  * clock was the wrong one), only once every reachable peer's clock has been sampled
  * since the refusal: such a jump is seen by no step, only by samples, and the median
  * moves with it only once most of them are fresh (ClockGuard.remeasuredSince).
- * Judged at the first sample after the refusal, every suspect of a three-node
- * cluster would be kept: one fresh sample of two leaves the median where it was.
+ * Judged at the first sample after the refusal by the median over every clock, a
+ * suspect of a three-node cluster could be kept: one fresh sample of two leaves that
+ * median where it was (the fresh clocks, judged alone too, usually say it at once).
  * Retracting forgets the record here as if it had never been written
  * (Store.retract); a round of anti-entropy with each reachable peer, asked for at
  * once, brings back what they hold. The write was acknowledged (w=1) by this node

@@ -98,7 +98,7 @@ export const ClusterStatus = t.Object({
       offsetMs: t.Number({ description: "This node's clock minus the cluster's median clock, in ms (0 alone)" }),
       fenced: t.Boolean({ description: "Whether it refuses client writes and is not ready (503 CLOCK_OFFSET)" }),
       maxOffsetMs: t.Number({ description: "--max-clock-offset, in ms" }),
-      reason: t.Optional(t.Union([t.Literal("offset"), t.Literal("stamps"), t.Literal("unmeasured")], { description: "Why it is fenced" })),
+      reason: t.Optional(t.Union([t.Literal("offset"), t.Literal("stamps"), t.Literal("unmeasured"), t.Literal("stalled")], { description: "Why it is fenced" })),
     },
     { description: "This node's clock against the cluster's median" },
   ),

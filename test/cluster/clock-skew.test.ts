@@ -124,7 +124,9 @@ describe("ClockGuard", () => {
     wall.advance(1000);
     mono.advance(1000); // time passing: no step
     expect(g.state().fenced).toBe(false);
-    wall.advance(90_000); // NTP step, a resumed VM, libfaketime: the monotonic clock did not move
+    wall.advance(90_000); // NTP step, a resumed VM, libfaketime: the monotonic clock moved as time did
+    mono.advance(1);
+    wall.advance(1); // the millisecond that passed
     expect(g.state()).toMatchObject({ fenced: true, reason: "offset", offsetMs: 90_000 });
     expect(g.offsetOf("b")).toBe(-90_000);
     // The next heartbeats measure what the shift said.
@@ -136,6 +138,8 @@ describe("ClockGuard", () => {
     const m2 = new ManualWallClock(0);
     const two = guard(w2, { b: 0, c: 0 }, 500, m2.read).g;
     w2.advance(700);
+    m2.advance(1);
+    w2.advance(1);
     two.record("b", offsetSample(w2.ms, w2.ms - 700, w2.ms)); // b answers; c is dead
     expect(two.state()).toMatchObject({ fenced: true, offsetMs: 700 });
   });
@@ -162,6 +166,7 @@ describe("ClockGuard", () => {
     // b answers, c is dead: its last offset (0) would still count.
     const { g } = guard(wall, { b: 0, c: 0 }, 500, mono.read);
     wall.advance(3000); // a +3 s step while idle: no write looks at the clock
+    mono.advance(1);
     g.record("b", offsetSample(wall.ms, wall.ms - 3000, wall.ms)); // b's next heartbeat sees it first
     expect(g.state()).toMatchObject({ fenced: true, reason: "offset" });
   });
@@ -194,6 +199,40 @@ describe("ClockGuard", () => {
     // A third live clock that agrees with b keeps b open and outvotes a, as always.
     honest.record("c", offsetSample(bWall.ms, bWall.ms, bWall.ms));
     expect(honest.state().fenced).toBe(false);
+  });
+
+  // A recheck: libfaketime set wall and monotonic clocks 20 s back. The dead member's last sample then sat in
+  // the node's future, passed for fresh, and the median of its 0, the live peer's +20 s and that stale ~0 kept
+  // it open, stamping writes 20 s in the past. Bun's performance.now may instead stay where it was (clamped).
+  test.each([
+    ["goes back with it", false],
+    ["stays where it was (clamped)", true],
+  ])("a jump back of the wall clock while the monotonic clock %s, one peer dead: the live peer's fresh sample fences", (_, clamped) => {
+    const wall = new ManualWallClock();
+    const raw = new ManualWallClock(0);
+    let highest = 0;
+    const mono = clamped ? () => (highest = Math.max(highest, raw.ms)) : raw.read;
+    const { g } = guard(wall, { b: 0, c: 0 }, 500, mono);
+    for (let i = 0; i < 9; i++) {
+      wall.advance(1000);
+      raw.advance(1000);
+      for (const p of ["b", "c"]) g.record(p, offsetSample(wall.ms, wall.ms, wall.ms));
+    }
+    // c is killed, and at once the clocks jump.
+    wall.advance(-20_000);
+    raw.advance(-20_000);
+    // Writes look at the clock while real time catches up (Bun's timers wait for the monotonic clock: no heartbeat).
+    for (let i = 0; i < 40; i++) {
+      wall.advance(500);
+      raw.advance(500);
+      g.state();
+    }
+    for (let i = 0; i < 4; i++) {
+      wall.advance(1000);
+      raw.advance(1000);
+      g.record("b", offsetSample(wall.ms, wall.ms + 20_000, wall.ms));
+      expect(g.state()).toMatchObject({ fenced: true, reason: "offset" });
+    }
   });
 
   test("stale offsets may keep a node fenced, never open it: a node fenced and then cut off from every peer stays fenced", () => {

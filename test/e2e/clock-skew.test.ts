@@ -325,4 +325,31 @@ describe("a clock that jumps with its monotonic clock while a member is dead", (
     // Whatever c acknowledged in the jump before it was fenced, a holds nothing stamped from the future.
     await expectNothingFromTheFuture([a]);
   }, 60_000);
+
+  // A recheck: 3 s back (wall and monotonic), with b killed just before. Bun holds performance.now while the
+  // fake monotonic clock catches up; each look at the clock 300 ms apart took the wall's progress for a step,
+  // shifted every offset back to ~0, and c took writes stamped 3 s in the past for seconds. It must stay fenced.
+  test("a jump back: the node is fenced while its monotonic clock stands still, and after, by the live peer's fresh sample", async () => {
+    h = new Harness();
+    dir = mkdtempSync(join(tmpdir(), "makhzen-jump-clock-"));
+    const clockFile = join(dir, "faketime");
+    writeFileSync(clockFile, "+0\n");
+    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1" };
+    // Default timings: a heartbeat a second, so a sample counts as fresh for 3 s, as in the recheck.
+    const [a, b] = (await h.cluster(2, { env: MAX_OFFSET, timings: "default" })) as [NodeProcess, NodeProcess];
+    const c = await h.start("c", { peers: [a.url], env, timings: "default" });
+    await measured(c, ["a", "b"]);
+    await b.kill9();
+    writeFileSync(clockFile, "-3\n");
+    await eventually(async () => (await put(c, "k", "fenced?")).status === 503, { timeoutMs: 10_000, what: "c refuses writes after its clock went 3 s back" });
+    // Through the 3 s its timers wait and 5 s after: not one write taken.
+    const until = Date.now() + 8000;
+    const taken: number[] = [];
+    while (Date.now() < until) {
+      const res = await put(c, "k", "in-the-past");
+      if (res.status !== 503) taken.push(res.status);
+      await Bun.sleep(300); // looks further apart than half the max offset, as the recheck's: each one saw a "step"
+    }
+    expect(taken).toEqual([]);
+  }, 60_000);
 });
