@@ -187,7 +187,11 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
     front: () => server?.counts() ?? { wire: 0, piped: 0 },
     clients: slots,
   });
-  const service = new ItemsService({ items, store, cluster, durable, config });
+  // From listen() until its join is answered (or fails), a node given seeds holds only its own copy, which may be
+  // behind (restarted from its data dir): alone in its member list, it answered reads from it as the whole.
+  let joining = false;
+  const readRefusal = () => (joining ? new MakhzenError("UNAVAILABLE", "the node is joining its cluster: until a peer answers, its own copy may be behind; retry, or ask another node") : undefined);
+  const service = new ItemsService({ items, store, cluster, durable, config, readRefusal });
   const startedMs = clock.wallMs();
   const appDeps: AppDeps & { refusals: Refusals } = {
     config,
@@ -292,6 +296,7 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       if (accepted.length > 0) log.child("security").warn("protected mode is off (--insecure)", { risks: accepted.map((r) => `${r.taken}: ${r.exposure}`) });
       // A port that cannot be bound is refused naming its option and address (ops/listen.ts), and releases the node.
       if (!server) {
+        joining = started === undefined && config.peers.length > 0;
         try {
           ({ url } = server = startFront(config, tls, serveHttp, wireAnswers, slots, log.child("http")));
         } catch (e) {
@@ -314,6 +319,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
       } catch (e) {
         await this.close().catch(() => undefined);
         throw e;
+      } finally {
+        joining = false;
       }
       // close() during the start (or the join): its URL answers no one, so none is given.
       if (closed) throw closedError();

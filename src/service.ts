@@ -1,4 +1,5 @@
 import { isMakhzenError, MakhzenError } from "./errors.ts";
+import { loadRecords, type LoadCounts } from "./service-load.ts";
 import type { BatchWrite, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
 import { BUCKET_NAME_RULE, BUCKET_PATTERN, recordOf, toItem, type Item, type StoredRecord } from "./core/record.ts";
 import type { BucketStats, ListPage, Store } from "./core/store.ts";
@@ -54,6 +55,8 @@ export interface ServiceDeps {
   cluster?: ServiceCluster;
   /** When set, a write is answered only after this resolves (fsync=always). */
   durable?: () => Promise<void>;
+  /** Why client reads are refused now (node.ts: a node given seeds, until its join is answered), or undefined. */
+  readRefusal?: () => MakhzenError | undefined;
   /** Read only without a cluster: a loaded version further than `maxClockOffsetMs` ahead of `wallClock()` is refused. NodeConfig is one. */
   config: { wallClock: () => number; maxClockOffsetMs: number };
 }
@@ -81,13 +84,7 @@ export interface ReadOptions {
   vouched?: boolean;
 }
 
-/** What a load did: records merged, and records skipped because this node held them or newer. */
-export interface LoadCounts {
-  loaded: number;
-  skipped: number;
-  /** Set when the data dir did not take everything loaded (a full disk): it is applied in memory, not all durable. */
-  notDurable?: true;
-}
+export type { LoadCounts } from "./service-load.ts";
 
 /** Records per page of a dump: bounds what a dump holds in memory at once. */
 export const DUMP_PAGE = 1000;
@@ -112,6 +109,7 @@ export class ItemsService {
 
   /** The live item, or undefined. With `r`, repairs the replicas first (read repair). */
   get(bucket: string, key: string, opts?: ReadOptions): Awaitable<Item | undefined> {
+    this.checkReadable();
     if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.read(bucket, key, opts?.r, opts?.vouched).then((r) => r && toItem(r));
     return this.localGet(bucket, key, opts);
   }
@@ -152,6 +150,7 @@ export class ItemsService {
    * call (one cache entry per record), and pure.
    */
   getView<T>(bucket: string, key: string, build: (r: StoredRecord) => T, opts?: ReadOptions): Awaitable<T | undefined> {
+    this.checkReadable();
     if (this.routed !== undefined && !this.router!.servesLocally(key)) return this.routed.read(bucket, key, opts?.r).then((r) => r && build(r));
     const r = opts?.r;
     if (r === undefined) return this.deps.items.getView(bucket, key, build);
@@ -287,23 +286,38 @@ export class ItemsService {
   }
 
   /**
+   * Client reads wait for the node to reach its cluster (ServiceDeps.readRefusal): a
+   * node restarted from its data dir answered, for the tens of ms before its join's
+   * answer, from a copy it knew might be behind (values overwritten meanwhile, deleted
+   * keys back), since alone in its member list it took its copy for the whole. A
+   * node's own dump (`dump`) still shows what it holds.
+   */
+  private checkReadable(): void {
+    const refusal = this.deps.readRefusal?.();
+    if (refusal !== undefined) throw refusal;
+  }
+
+  /**
    * One page of live items in key order: of the whole cluster in a partitioned one
    * (each key once, newest version; see ClusterListing.list), else of this replica,
    * synchronously, as before partitions.
    */
   list(bucket: string, opts?: ListItemsOptions): Awaitable<ClusterListPage> {
+    this.checkReadable();
     const listing = this.deps.cluster?.listing;
     return listing?.partitioned ? listing.list(bucket, opts) : this.deps.items.list(bucket, opts);
   }
 
   /** `list`'s keys, for a walk that needs no value (RESP's KEYS, SCAN): in a partitioned cluster no value crosses the wire. */
   listKeys(bucket: string, opts?: ListItemsOptions): Awaitable<ClusterKeyPage> {
+    this.checkReadable();
     const listing = this.deps.cluster?.listing;
     return listing?.partitioned ? listing.listKeys(bucket, opts) : keysOf(this.deps.items.list(bucket, opts));
   }
 
   /** Live keys and bytes per bucket. */
   buckets(): BucketStats[] {
+    this.checkReadable();
     return this.deps.store.bucketStats();
   }
 
@@ -328,40 +342,15 @@ export class ItemsService {
    * owner or holder.
    */
   dumpCluster(bucket?: string): AsyncIterator<StoredRecord[]> | Iterator<StoredRecord[]> {
+    this.checkReadable();
     const pages = this.dump(bucket);
     const listing = this.deps.cluster?.listing;
     return listing?.partitioned ? listing.dump(bucket, DUMP_PAGE) : pages;
   }
 
-  /**
-   * Merges records that already carry versions (a dump), in order: each is checked
-   * like a write, refused when its version is too far ahead of the cluster's clock
-   * (the rule replication applies), merged last-writer-wins, and replicated when it
-   * wins. `counts` is filled as it goes, so a caller whose load fails (a bad record,
-   * or an error thrown by `records` itself) knows how many came before; what came
-   * before stands. Resolves, or rejects, only once what was loaded is durable.
-   */
-  async load(records: AsyncIterable<StoredRecord> | Iterable<StoredRecord>, counts: LoadCounts = { loaded: 0, skipped: 0 }): Promise<LoadCounts> {
-    let failure: unknown;
-    try {
-      for await (const record of records) {
-        if (this.deps.items.importRecord(record, this.refuses)) counts.loaded++;
-        else counts.skipped++;
-      }
-    } catch (e) {
-      failure = e;
-    }
-    // Under fsync=always, loaded records (those before a bad one too) are on disk before anyone is told.
-    // When the disk refuses them, the record that stopped the load is still the error (it was not applied:
-    // the durability failure replaced it, and named a line never applied), and the counts say what is not durable.
-    try {
-      await this.deps.durable?.();
-    } catch (e) {
-      counts.notDurable = true;
-      if (failure === undefined) throw e;
-    }
-    if (failure !== undefined) throw failure;
-    return counts;
+  /** Merges records that already carry versions (a dump): see loadRecords. */
+  load(records: AsyncIterable<StoredRecord> | Iterable<StoredRecord>, counts: LoadCounts = { loaded: 0, skipped: 0 }): Promise<LoadCounts> {
+    return loadRecords(records, counts, (r) => this.deps.items.importRecord(r, this.refuses), this.deps.durable);
   }
 
   /**

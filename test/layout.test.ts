@@ -23,6 +23,8 @@ const RANKS: [prefix: string, rank: number][] = [
   ["ops/", 2],
   ["config.ts", 1.5],
   ["create-core.ts", 3],
+  // The service's own parts (its options, the load of a dump): below it, above what they use.
+  ["service-", 2.5],
   ["service", 3],
   ["http/", 4],
   ["resp/", 4],

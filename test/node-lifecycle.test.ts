@@ -170,6 +170,35 @@ describe("leave() and close()", () => {
   });
 });
 
+describe("a node given seeds, until its join is answered", () => {
+  // A soak found a node restarted from its data dir answering reads, for the tens of ms before its join's answer,
+  // from a copy overwritten meanwhile (old values, deleted keys back): alone in its member list, it took its copy for the whole.
+  test("refuses client reads (503 UNAVAILABLE) rather than answer from its own copy; once the join fails, it serves alone", async () => {
+    const dir = tempDir();
+    const first = start({ name: "n1", dataDir: dir });
+    first.bucket().set("k", "old");
+    await first.close();
+    // A seed that takes the connection and never answers: the join waits its request timeout.
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const node = start({ name: "n1", dataDir: dir, peers: [`http://127.0.0.1:${silent.port}`], ...FAST_TIMINGS, requestTimeoutMs: 1500 });
+      const listening = node.listen();
+      const get = () => node.handle(new Request("http://127.0.0.1/items/k"));
+      const res = await get();
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
+      const list = await node.handle(new Request("http://127.0.0.1/items"));
+      expect(list.status).toBe(503);
+      // Writes are refused meanwhile too (its clock is unmeasured), and its own dump still shows what it holds.
+      expect((await node.handle(new Request("http://127.0.0.1/dump?scope=node"))).status).toBe(200);
+      await listening;
+      expect((await get()).status).toBe(200);
+    } finally {
+      silent.stop(true);
+    }
+  });
+});
+
 describe("listen() failures name the option and the address, and release the node", () => {
   test("a port in use: LISTEN naming port or respPort; the CLI's wording names the flag", async () => {
     const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
