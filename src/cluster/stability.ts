@@ -121,7 +121,9 @@ export class Stability {
   constructor(private readonly deps: StabilityDeps) {
     const kept = deps.departures?.load() ?? [];
     const now = deps.wallMs();
-    for (const d of kept) if (now <= d.untilMs && d.name !== deps.self.name) this.departed.set(d.name, { untilMs: d.untilMs, stableMs: d.stableMs });
+    // Never past this node's own grace period: a hand-edited untilMs held the early purge back for years.
+    const latest = now + deps.tombstoneTtlMs;
+    for (const d of kept) if (now <= d.untilMs && d.name !== deps.self.name) this.departed.set(d.name, { untilMs: Math.min(d.untilMs, latest), stableMs: d.stableMs });
     if (this.departed.size !== kept.length) this.keepDepartures();
   }
 
