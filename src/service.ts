@@ -280,6 +280,11 @@ export class ItemsService {
     }
   }
 
+  /** Records this node evicted (`lru`) and expired into tombstones since start (Store.removals). */
+  get removals(): { readonly evicted: number; readonly expired: number } {
+    return this.deps.store.removals;
+  }
+
   /** This node's wall clock, epoch ms, against which `expiresAt` is measured (a TTL is the difference). */
   wallMs(): number {
     return this.deps.items.wallMs();

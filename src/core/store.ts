@@ -36,13 +36,11 @@ export class Store {
   private purgedEarly = 0;
   private purgedStable = 0;
   private ops = 0;
+  private readonly counted = { evicted: 0, expired: 0 };
 
   constructor(private readonly opts: StoreOptions) {}
 
-  /**
-   * Merges one record. Returns true when it became the current record of its key,
-   * false when the store already held it, or a record that wins over it.
-   */
+  /** Merges one record. True when it became the current record of its key; false when the store held it, or one that wins over it. */
   apply(record: StoredRecord): boolean {
     this.ops++;
     const id = this.keyspace.get(record.bucket, record.key);
@@ -151,6 +149,8 @@ export class Store {
   get accountedBytes(): number { return this.used + this.keyspace.bucketBytes + this.views.bytes; }
   get tombstonesPurgedStable(): number { return this.purgedStable; }
   get tombstonesPurgedEarly(): number { return this.purgedEarly; }
+  /** Records evicted (`lru`) and records the sweep expired into tombstones, since start (Redis's evicted_keys, expired_keys). */
+  get removals(): { readonly evicted: number; readonly expired: number } { return this.counted; }
   /** What the record table takes in fact (not an estimate: see RecordTable.bytes), and its arena's free chunks. */
   get tableBytes(): { bytes: number; free: number } { return { bytes: this.table.bytes, free: this.table.freeBytes }; }
   get budgeted(): boolean { return this.opts.maxMemoryBytes > 0; } // without a budget (--max-memory), reserve has nothing to do
@@ -219,6 +219,7 @@ export class Store {
     const seen = this.ttl.walk(this.tombstones.size === 0 ? budget : Math.ceil(budget / 2), (id) => {
       if (!(this.table.expiresAt(id) <= now)) return;
       this.expireToTombstone(id);
+      this.counted.expired++;
       changed++;
     });
     this.tombstones.walk(budget - seen, (id) => {
@@ -258,14 +259,7 @@ export class Store {
     const id = this.keyspace.get(bucket, key);
     if (id === NONE) return false;
     // A live record is a tombstone in the books first; the digest keeps its share until purge takes it out.
-    if (this.table.hasValue(id)) {
-      const oldBytes = this.keyspace.bytesOf(id);
-      const oldKind = this.keyspace.kindOf(id);
-      this.table.setValue(id, null, false);
-      this.table.setExpiresAt(id, undefined);
-      this.views.drop(id);
-      this.account(id, oldBytes, oldKind);
-    }
+    if (this.table.hasValue(id)) this.clearValue(id, true);
     this.purge(id);
     return true;
   }
@@ -370,16 +364,22 @@ export class Store {
   private evict(id: number): void {
     const tombstone: StoredRecord = { bucket: this.keyspace.bucketName(id), key: this.table.key(id), value: null, version: this.opts.clock.now() };
     this.apply(tombstone);
+    this.counted.evicted++;
     this.opts.onEvict?.(tombstone);
   }
 
-  private expireToTombstone(id: number): void {
+  /** Takes the value out of the books: the record is a tombstone there, its version (and expiresAt, unless `dropExpiry`) kept. */
+  private clearValue(id: number, dropExpiry = false): void {
     const oldBytes = this.keyspace.bytesOf(id);
     const oldKind = this.keyspace.kindOf(id);
-    // Same version and expiresAt, no value; a tombstone carries no `bytes` flag: only a value has a form.
-    this.table.setValue(id, null, false);
+    this.table.setValue(id, null, false); // a tombstone carries no `bytes` flag: only a value has a form
+    if (dropExpiry) this.table.setExpiresAt(id, undefined);
     this.views.drop(id);
     this.account(id, oldBytes, oldKind);
+  }
+
+  private expireToTombstone(id: number): void {
+    this.clearValue(id);
     // Same version, new contents: the digest follows, so a replica that has not swept yet differs until it does.
     this.changed(id);
     this.capTombstones();

@@ -19,7 +19,7 @@ export interface MetricsSources {
   version: string;
   store: Pick<
     Store,
-    "bucketStats" | "usedBytes" | "bucketBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable" | "tableBytes"
+    "bucketStats" | "usedBytes" | "bucketBytes" | "liveBytes" | "recordCount" | "tombstoneCount" | "tombstoneBytes" | "viewBytes" | "accountedBytes" | "tombstonesPurgedEarly" | "tombstonesPurgedStable" | "tableBytes" | "removals"
   >;
   /** The data budget (0 = unlimited). */
   maxMemoryBytes: number;
@@ -125,6 +125,12 @@ export function createMetrics(src: MetricsSources): Metrics {
   );
   total("store_tombstones_purged_early_total", "Tombstones purged before every member was known to hold them, to keep tombstones within half of --max-memory.", [], (set) =>
     set(src.store.tombstonesPurgedEarly),
+  );
+  total("store_evicted_total", "Records this node evicted under --eviction lru to keep within --max-memory (Redis's evicted_keys); each leaves a tombstone, replicated as a delete.", [], (set) =>
+    set(src.store.removals.evicted),
+  );
+  total("store_expired_total", "Records whose TTL ran out, turned into tombstones by this node's sweep (Redis's expired_keys).", [], (set) =>
+    set(src.store.removals.expired),
   );
   total("store_tombstones_purged_stable_total", "Tombstones purged before --tombstone-ttl because every member held them (docs/replication.md).", [], (set) =>
     set(src.store.tombstonesPurgedStable),

@@ -130,6 +130,9 @@ function section(ctx: Ctx, name: (typeof SECTIONS)[number]): Record<string, stri
         total_connections_received: shared.stats.connections,
         total_commands_processed: shared.stats.commands,
         rejected_connections: shared.stats.rejected,
+        // This node's own: a key evicted or expired here (each replicates as a delete to the others).
+        expired_keys: ctx.service.removals.expired,
+        evicted_keys: ctx.service.removals.evicted,
       };
     case "replication":
       return { role: "master", connected_slaves: 0 };

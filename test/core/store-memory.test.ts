@@ -344,6 +344,9 @@ describe("buckets count in the budget", () => {
     expect(names).toContain(bucket(499));
     expect(names).not.toContain(bucket(0));
     expect(store.get(bucket(499), "k")?.value).toBe("v");
+    // Counted, as Redis's evicted_keys: every key written and no longer live was evicted.
+    const live = store.bucketStats().reduce((n, b) => n + b.keys, 0);
+    expect(store.removals).toEqual({ evicted: 500 - live, expired: 0 });
   });
 
   test("lru with no tombstone stable (a peer down): buckets left holding only tombstones count in the tombstones' cap, so writes go on", () => {

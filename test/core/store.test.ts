@@ -219,6 +219,7 @@ describe("TTL", () => {
     expect(store.getRecord("b", "k")).toEqual(rec("k", null, version, { expiresAt: T0 + 1000 }));
     expect(store.getRecord("b", "live")?.value).toBe("v");
     expect(store.usedBytes).toBe(bytesOf("k", null) + bytesOf("live", "v"));
+    expect(store.removals).toEqual({ evicted: 0, expired: 1 }); // Redis's expired_keys
     // A replica that still sends the original record cannot revive it: same version.
     expect(store.apply(rec("k", "v", version, { expiresAt: T0 + 1000 }))).toBe(false);
     // The grace period runs from the expiry, not from the (older) version.

@@ -253,7 +253,7 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
   const sources = (stats: () => ClusterStats) => ({
     name: "a",
     version: "0.0.0",
-    store: { bucketStats: () => [], usedBytes: 0, bucketBytes: 0, liveBytes: 0, recordCount: 0, tombstoneCount: 0, tombstoneBytes: 0, viewBytes: 0, accountedBytes: 0, tombstonesPurgedEarly: 0, tombstonesPurgedStable: 0, tableBytes: { bytes: 0, free: 0 } },
+    store: { bucketStats: () => [], usedBytes: 0, bucketBytes: 0, liveBytes: 0, recordCount: 0, tombstoneCount: 0, tombstoneBytes: 0, viewBytes: 0, accountedBytes: 0, tombstonesPurgedEarly: 0, tombstonesPurgedStable: 0, tableBytes: { bytes: 0, free: 0 }, removals: { evicted: 0, expired: 0 } },
     maxMemoryBytes: 0,
     requests: new RequestStats(),
     cluster: { stats },
