@@ -1,5 +1,6 @@
 import { isMakhzenError, MakhzenError } from "./errors.ts";
 import { loadRecords, type LoadCounts } from "./service-load.ts";
+import type { ReadOptions, ServiceDeleteOptions, ServiceSetOptions } from "./service-options.ts";
 import type { BatchWrite, Items, ListItemsOptions, SetOptions } from "./core/items.ts";
 import { BUCKET_NAME_RULE, BUCKET_PATTERN, recordOf, toItem, type Item, type StoredRecord } from "./core/record.ts";
 import type { BucketStats, ListPage, Store } from "./core/store.ts";
@@ -61,30 +62,8 @@ export interface ServiceDeps {
   config: { wallClock: () => number; maxClockOffsetMs: number };
 }
 
-export interface WriteOptions {
-  /** Replicas that must hold the write before it is answered; absent: this node alone. */
-  w?: Concern;
-}
-
-export interface ServiceSetOptions extends SetOptions, WriteOptions {}
-
-export interface ServiceDeleteOptions extends WriteOptions {
-  /** Delete only if the current version is exactly this one, or `*`: if the key exists. */
-  ifMatch?: string;
-}
-
-export interface ReadOptions {
-  /** Replicas to ask (and repair) before reading here; absent: this node alone. */
-  r?: Concern;
-  /**
-   * The answer must come from a copy that speaks for the key: an owner's whole copy
-   * or a holder's, not only this node's hint or a filling copy (RoutedItems.read);
-   * else UNAVAILABLE. What a read-modify-write that may write nothing reads with.
-   */
-  vouched?: boolean;
-}
-
 export type { LoadCounts } from "./service-load.ts";
+export type { ReadOptions, ServiceDeleteOptions, ServiceSetOptions, WriteOptions } from "./service-options.ts";
 
 /** Records per page of a dump: bounds what a dump holds in memory at once. */
 export const DUMP_PAGE = 1000;
@@ -303,26 +282,44 @@ export class ItemsService {
   }
 
   /**
+   * A listing, a count or the cluster's dump in full mode reads this node's copy (every
+   * node holds every key): not while its first sync fills it, when a restarted node
+   * listed values overwritten meanwhile and deleted keys, and counted them (a GET is
+   * routed to a whole copy then). Under partitioning listings merge the owners' anyway.
+   */
+  private checkListable(): void {
+    this.checkReadable();
+    const router = this.router;
+    if (router === undefined || !router.full || router.wholeHere()) return;
+    throw new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers: until it ends its copy may be behind (see /readyz); ask another node, or retry");
+  }
+
+  /**
    * One page of live items in key order: of the whole cluster in a partitioned one
    * (each key once, newest version; see ClusterListing.list), else of this replica,
    * synchronously, as before partitions.
    */
   list(bucket: string, opts?: ListItemsOptions): Awaitable<ClusterListPage> {
-    this.checkReadable();
+    this.checkListable();
     const listing = this.deps.cluster?.listing;
     return listing?.partitioned ? listing.list(bucket, opts) : this.deps.items.list(bucket, opts);
   }
 
   /** `list`'s keys, for a walk that needs no value (RESP's KEYS, SCAN): in a partitioned cluster no value crosses the wire. */
   listKeys(bucket: string, opts?: ListItemsOptions): Awaitable<ClusterKeyPage> {
-    this.checkReadable();
+    this.checkListable();
     const listing = this.deps.cluster?.listing;
     return listing?.partitioned ? listing.listKeys(bucket, opts) : keysOf(this.deps.items.list(bucket, opts));
   }
 
-  /** Live keys and bytes per bucket. */
+  /** Live keys and bytes per bucket, refused while this node's copy may be behind (checkListable). */
   buckets(): BucketStats[] {
-    this.checkReadable();
+    this.checkListable();
+    return this.bucketsHere();
+  }
+
+  /** This node's own counts per bucket, whatever its state: what INFO describes. */
+  bucketsHere(): BucketStats[] {
     return this.deps.store.bucketStats();
   }
 
@@ -347,7 +344,7 @@ export class ItemsService {
    * owner or holder.
    */
   dumpCluster(bucket?: string): AsyncIterator<StoredRecord[]> | Iterator<StoredRecord[]> {
-    this.checkReadable();
+    this.checkListable();
     const pages = this.dump(bucket);
     const listing = this.deps.cluster?.listing;
     return listing?.partitioned ? listing.dump(bucket, DUMP_PAGE) : pages;

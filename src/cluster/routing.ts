@@ -147,7 +147,7 @@ export class Router {
    * hands it partitions (one O(1) check, the hot path's); a node alone has nobody to
    * fill from, so its copy is the whole.
    */
-  private wholeHere(): boolean {
+  wholeHere(): boolean {
     const placement = this.deps.placement;
     return placement.full && (placement.members.length === 1 || !this.deps.anyFilling?.());
   }

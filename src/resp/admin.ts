@@ -119,7 +119,7 @@ function section(ctx: Ctx, name: (typeof SECTIONS)[number]): Record<string, stri
     case "clients":
       return { connected_clients: shared.sessions.size, maxclients: shared.slots.max, blocked_clients: 0 };
     case "memory": {
-      const used = ctx.service.buckets().reduce((sum, b) => sum + b.bytes, 0);
+      const used = ctx.service.bucketsHere().reduce((sum, b) => sum + b.bytes, 0);
       const c = shared.config;
       return { used_memory: used, mem_clients_normal: shared.stats.outputBytes, maxmemory: c.maxMemoryBytes, maxmemory_policy: c.eviction === "lru" ? "allkeys-lru" : "noeviction" };
     }
@@ -139,7 +139,7 @@ function section(ctx: Ctx, name: (typeof SECTIONS)[number]): Record<string, stri
     case "keyspace": {
       const out: Record<string, string> = {};
       for (let db = 0; db < DATABASES; db++) {
-        const keys = liveKeys(ctx, bucketOf(db));
+        const keys = liveKeys(ctx, bucketOf(db), true);
         // makhzen does not count keys with an expiry apart: `expires` is always 0.
         if (keys > 0) out[`db${db}`] = `keys=${keys},expires=0,avg_ttl=0`;
       }

@@ -107,9 +107,12 @@ export function whole(ctx: Ctx, command: string): void {
   if (ctx.service.partitioned) throw new RespError(partialKeyspace(command));
 }
 
-/** Live keys of a bucket: what DBSIZE and INFO keyspace say. */
-export function liveKeys(ctx: Ctx, bucket: string): number {
-  return ctx.service.buckets().find((b) => b.name === bucket)?.keys ?? 0;
+/**
+ * Live keys of a bucket: what DBSIZE says (refused while the node's copy may be
+ * behind, ItemsService.buckets), and, `here`, INFO keyspace (this node's own counts, always).
+ */
+export function liveKeys(ctx: Ctx, bucket: string, here = false): number {
+  return (here ? ctx.service.bucketsHere() : ctx.service.buckets()).find((b) => b.name === bucket)?.keys ?? 0;
 }
 
 /**
