@@ -38,7 +38,7 @@ export function clientFor(args: Record<string, unknown>, bucket?: string): Makhz
   const https = nodeUrl?.startsWith("https:") ?? false; // the default node is http
   // A typed --tls-ca is read (a bad file is named first); MAKHZEN_TLS_CA is a standing
   // default, used (and so read) only when the node is https.
-  const ca = caFile !== undefined && (caFile.from === "tls-ca" || https) ? readCaFile(caFile.from, caFile.value) : undefined;
+  const ca = caFile !== undefined && (caFile.from === "tls-ca" || https) ? readCaFile(caFile.from, kinds.file.parse(caFile.from, caFile.value)) : undefined;
   // A CA typed for a node spoken to over http would be silently unused.
   if (caFile?.from === "tls-ca" && !https) {
     throw usageError(`--tls-ca has no effect with an http URL (${nodeUrl ?? "http://127.0.0.1:3000"}): give the node's https URL with --url, or leave --tls-ca out`);

@@ -38,17 +38,28 @@ function findCommand(name: string | undefined): CommandDef<any> | undefined {
  * serve`, as some CLIs take global flags) is said as such; a typo gets the closest names.
  */
 function unknownCommand(first: string): string {
+  const aliases: string[] = [];
   const names = Object.entries(commands).map(([name, c]) => {
     const alias = (c.meta as { alias?: string } | undefined)?.alias;
+    if (alias !== undefined) aliases.push(alias);
     return alias === undefined ? name : `${name} (or ${alias})`;
   });
-  if (first.startsWith("-")) return `${first} before a command: flags go after it, as in "makhzen serve ${first} ..."; commands: ${names.join(", ")}`;
+  names.push("help", "version");
+  // The flag's name only: its value may be a token or a URL with a password (`--token=...`, `--url=http://u:pw@...`).
+  const flag = first.split("=")[0]!;
+  if (/^--?[A-Za-z]/.test(first)) return `${flag} before a command: flags go after it, as in "makhzen COMMAND ${flag} ..."; commands: ${names.join(", ")}`;
   // One edit for three letters or fewer, two beyond ("sever" is two from "serve"): more offered every short name.
   const most = first.length <= 3 ? 1 : 2;
-  const close = Object.keys(commands).filter((name) => editDistance(first.toLowerCase(), name) <= most);
+  const candidates = [...Object.keys(commands), ...aliases, "help", "version"];
+  const distances = candidates.map((name) => editDistance(first.toLowerCase(), name));
+  const best = Math.min(...distances);
+  const close = best > most ? [] : candidates.filter((_, i) => distances[i] === best);
   const hint = close.length === 0 ? "" : ` (did you mean ${close.map((n) => `"${n}"`).join(" or ")}?)`;
   return `unknown command "${first}"${hint}; commands: ${names.join(", ")}`;
 }
+
+/** What asks for help in place of a command (`help` as etcdctl and git users type it). */
+const HELP = ["--help", "-h", "-help", "help"];
 
 /** Every MAKHZEN_* variable some command reads: any other is refused (checkVariables). */
 const VARIABLES: ReadonlySet<string> = new Set([
@@ -67,10 +78,13 @@ export async function main(rawArgs: string[], env?: NodeJS.ProcessEnv): Promise<
   try {
     const [first, ...rest] = rawArgs;
     // `help` and `version` as etcdctl, git and redis-cli users type them.
-    if (first === undefined || ["--help", "-h", "-help", "help"].includes(first)) {
+    if (first === undefined || HELP.includes(first)) {
       // `makhzen --help serve` is `makhzen serve --help`; anything else after --help is refused, not ignored.
-      const cmd = rest.length === 0 ? undefined : findCommand(rest[0]);
-      if (rest.length > (cmd ? 1 : 0)) throw usageError(`${first} takes a command at most, not ${rest.map((a) => JSON.stringify(a)).join(" ")}`);
+      // `help help` and `help --help` are the root's help, as git's.
+      const about = rest.length === 1 && HELP.includes(rest[0]!) ? [] : rest;
+      const cmd = about.length === 0 ? undefined : findCommand(about[0]);
+      if (about.length === 1 && !cmd && !about[0]!.startsWith("-")) throw usageError(unknownCommand(about[0]!));
+      if (about.length > (cmd ? 1 : 0)) throw usageError(`${first} takes a command at most, not ${about.map((a) => JSON.stringify(a)).join(" ")}`);
       await writeHelp(await (cmd ? renderUsage(cmd, root) : renderUsage(root)));
       return first === undefined ? 2 : 0;
     }

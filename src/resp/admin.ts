@@ -61,7 +61,7 @@ export const ADMIN_COMMANDS: CommandSpec[] = [
           throw new RespError(`ERR CONFIG SET is not supported: makhzen is configured by its serve flags (parameter '${a[2]!.toString()}')`);
         },
       }),
-      v({ name: "config|resetstat", arity: 2, flags: ["admin", "loading", "stale"], keys: [0, 0, 0], since: "2.0.0", summary: "Resets the server's statistics.", run: () => OK }),
+      v({ name: "config|resetstat", arity: 2, flags: ["admin", "loading", "stale"], keys: [0, 0, 0], since: "2.0.0", summary: "Resets the server's statistics.", run: resetStats }),
     ],
   }),
 ];
@@ -92,6 +92,16 @@ function info(ctx: Ctx, a: Buffer[]): Reply {
   const every = asked.length === 0 || asked.some((s) => s === "all" || s === "everything" || s === "default");
   const chosen = SECTIONS.filter((s) => every || asked.includes(s));
   return verbatim(chosen.map((s) => `# ${s[0]!.toUpperCase()}${s.slice(1)}\r\n${lines(section(ctx, s))}`).join("\r\n"));
+}
+
+/** CONFIG RESETSTAT: INFO stats counts from now, as Redis's do (/metrics keeps its totals, which only go up). */
+function resetStats(ctx: Ctx): Reply {
+  const { stats } = ctx.shared;
+  stats.connections = 0;
+  stats.commands = 0;
+  stats.rejected = 0;
+  stats.removedBefore = { ...ctx.service.removals };
+  return OK;
 }
 
 const lines = (fields: Record<string, string | number>): string =>
@@ -131,8 +141,8 @@ function section(ctx: Ctx, name: (typeof SECTIONS)[number]): Record<string, stri
         total_commands_processed: shared.stats.commands,
         rejected_connections: shared.stats.rejected,
         // This node's own: a key evicted or expired here (each replicates as a delete to the others).
-        expired_keys: ctx.service.removals.expired,
-        evicted_keys: ctx.service.removals.evicted,
+        expired_keys: ctx.service.removals.expired - shared.stats.removedBefore.expired,
+        evicted_keys: ctx.service.removals.evicted - shared.stats.removedBefore.evicted,
       };
     case "replication":
       return { role: "master", connected_slaves: 0 };

@@ -105,8 +105,11 @@ export interface Shared {
   readonly cursors: Cursors;
   /** RANDOMKEY's hint, by bucket: where its last long walk found the first live key after a run of tombstones (walk.ts). */
   readonly randomFrom: Map<string, string>;
-  /** `outputBytes`: replies written and not yet taken by the sockets, every connection together (INFO's mem_clients_normal). */
-  readonly stats: { connections: number; commands: number; rejected: number; outputBytes: number };
+  /**
+   * `outputBytes`: replies written and not yet taken by the sockets, every connection together (INFO's mem_clients_normal).
+   * `removedBefore`: the store's evictions and expiries at the last CONFIG RESETSTAT, which INFO's counts start from.
+   */
+  readonly stats: { connections: number; commands: number; rejected: number; outputBytes: number; removedBefore: { evicted: number; expired: number } };
   /** Refusals counted and logged as HTTP's are (wrong token, a read-only token writing): the command refused, and the client's addr. */
   readonly refused: (reply: "NOAUTH" | "WRONGPASS" | "NOPERM", command: string, addr: string) => void;
   /** Checks AUTH's password: what it grants, or undefined when it matches no token. */

@@ -199,14 +199,18 @@ describe("refusals name what the user typed: one line, exit 2", () => {
       [["--version", "serve"], '--version takes no arguments; unexpected "serve"'],
       [["-v", "--port", "1"], '-v takes no arguments; unexpected "--port"'],
       [["--help", "serve", "--port"], '--help takes a command at most, not "serve" "--port"'],
-      [["-h", "sreve"], '-h takes a command at most, not "sreve"'],
-      [["constructor"], 'unknown command "constructor"; commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
+      [["-h", "sreve"], 'unknown command "sreve" (did you mean "serve"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
+      [["constructor"], 'unknown command "constructor"; commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
       // A typo gets the closest command; a flag typed before the command is said as such.
-      [["sever"], 'unknown command "sever" (did you mean "serve"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
-      [["gett", "k"], 'unknown command "gett" (did you mean "get"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
-      [["--port", "3001", "serve"], '--port before a command: flags go after it, as in "makhzen serve --port ..."; commands: serve (or agent), get, put, del, ls, dump, load, status, forget'],
+      [["sever"], 'unknown command "sever" (did you mean "serve"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
+      [["gett", "k"], 'unknown command "gett" (did you mean "get"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
+      [["--port", "3001", "serve"], '--port before a command: flags go after it, as in "makhzen COMMAND --port ..."; commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
       [["version", "serve"], 'version takes no arguments; unexpected "serve"'],
       [["help", "serve", "x"], 'help takes a command at most, not "serve" "x"'],
+      [["help", "SERVE"], 'unknown command "SERVE" (did you mean "serve"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
+      [["hepl"], 'unknown command "hepl" (did you mean "help"?); commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
+      // A flag's value is not repeated: it may be a token, or a URL with a password.
+      [["--token=supersecret123", "serve"], '--token before a command: flags go after it, as in "makhzen COMMAND --token ..."; commands: serve (or agent), get, put, del, ls, dump, load, status, forget, help, version'],
       // ~ is the home directory, as a shell reads it; ~user is not guessed.
       [["serve", "--data-dir=~bob/data"], '--data-dir "~bob/data": only ~ and ~/ are read as the home directory; give the path in full'],
       // An alias is named as typed, not as the flag it stands for.
@@ -233,6 +237,20 @@ describe("what etcdctl, git and shell habits type", () => {
     const help = await run([bin, "help", "put"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toBe((await run([bin, "put", "--help"])).stdout);
+  });
+
+  test("`help help` is the root's help, as git's", async () => {
+    const root = (await run([bin, "--help"])).stdout;
+    for (const args of [["help", "help"], ["help", "--help"]]) expect(await run([bin, ...args])).toEqual({ code: 0, stdout: root, stderr: "" });
+  });
+
+  test("a client command's --tls-ca and MAKHZEN_TLS_CA read ~/ as the home directory too", async () => {
+    // A recheck: serve took --tls-ca=~/ca.pem, and every client command said it could not read "~/ca.pem".
+    const junk = `--tls-ca "${f("junk.pem")}" is not a PEM certificate: it holds no PEM block (-----BEGIN ...)\n`;
+    const typed = await run([bin, "get", "k", "--tls-ca=~/junk.pem", "--url", "https://127.0.0.1:1"], { env: { HOME: dir } });
+    expect({ code: typed.code, stderr: typed.stderr }).toEqual({ code: 2, stderr: `makhzen: ${junk}` });
+    const fromEnv = await run([bin, "get", "k", "--url", "https://127.0.0.1:1"], { env: { HOME: dir, MAKHZEN_TLS_CA: "~/junk.pem" } });
+    expect({ code: fromEnv.code, stderr: fromEnv.stderr }).toEqual({ code: 2, stderr: `makhzen: ${junk.replace("--tls-ca", "MAKHZEN_TLS_CA")}` });
   });
 
   // The shell leaves ~ alone after `=` and in a variable: the node made a directory named "~" where it ran.

@@ -6,7 +6,8 @@
  * RESETSTAT, COMMAND LIST filters, CLIENT LIST's TYPE and ID, SUBSTR, and RESP3's
  * verbatim strings for the text replies (INFO, CLIENT INFO, CLIENT LIST).
  */
-import { describe, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
+import { eventually } from "../support/proc.ts";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { frame, respSetup } from "./support.ts";
 
@@ -89,6 +90,29 @@ describe("as redis-server 7.0 answers", () => {
       `${noproto}${noproto}${notInt}${notInt}${abort}+OK\r\n+QUEUED\r\n${abort}-ERR EXEC without MULTI\r\n$-1\r\n+OK\r\n${SYNTAX}${SYNTAX}${SYNTAX}` +
         `*1\r\n$3\r\nget\r\n*1\r\n$6\r\nsubstr\r\n*0\r\n*0\r\n${SYNTAX}+OK\r\n$2\r\nhe\r\n-ERR wrong number of arguments for 'substr' command\r\n`,
     );
+  });
+
+  test("INFO stats counts expired_keys and evicted_keys; CONFIG RESETSTAT starts them, and the other counts, from 0", async () => {
+    // A soak saw keys evicted and expired with nothing that counted them; a recheck found RESETSTAT reset nothing.
+    const { conn } = await setup({ maxMemoryBytes: 64 * 1024, eviction: "lru", sweepIntervalMs: 20 });
+    const c = await conn();
+    const stat = async (name: string): Promise<number> => {
+      c.clear();
+      c.send(frame("INFO", "stats"));
+      const text = await c.until((t) => t.includes("evicted_keys:") && t.endsWith("\r\n\r\n"));
+      return Number(new RegExp(`${name}:(\\d+)`).exec(text)![1]);
+    };
+    c.send(frame("SET", "short", "v", "PX", "30"));
+    await c.expect("+OK\r\n");
+    await eventually(async () => (await stat("expired_keys")) === 1, { what: "the sweep expires the key, and INFO counts it" });
+    const value = "x".repeat(1000);
+    for (let i = 0; i < 200; i++) c.send(frame("SET", `k${i}`, value));
+    await c.until((t) => t.split("+OK").length - 1 >= 200);
+    expect(await stat("evicted_keys")).toBeGreaterThan(100);
+    c.clear();
+    c.send(frame("CONFIG", "RESETSTAT"));
+    await c.expect("+OK\r\n");
+    expect([await stat("expired_keys"), await stat("evicted_keys"), await stat("total_commands_processed")]).toEqual([0, 0, 3]); // the three INFOs, as redis-server counts them
   });
 
   test("CLIENT LIST with TYPE and ID; INFO and CLIENT INFO/LIST are verbatim strings in RESP3", async () => {
