@@ -27,7 +27,7 @@ import { replicationTargets, Router } from "./routing.ts";
 import { clusterStats, clusterStatus, type ClusterStats, type ClusterStatus } from "./reports.ts";
 import { Rebalancer } from "./rebalance.ts";
 import { comparesPartition } from "./rebalance-rules.ts";
-import { firstSync } from "./first-sync.ts";
+import { FirstSyncRun } from "./first-sync.ts";
 import { memberEvents } from "./member-events.ts";
 
 export interface ClusterDeps {
@@ -85,11 +85,14 @@ export class Cluster {
   /** Where a client's request for a key runs (routing.ts); the service asks it. */
   readonly router: Router;
   private readonly self: { name: string; url: string; incarnation: number };
-  private isReady = false;
-  /** From start() until the first sync ends: peers' rounds against this node wait for it (GroupsAnswer.syncing). */
-  private syncing = false;
+  /** Ready, and from start() until the first sync ends, syncing (first-sync.ts). */
+  private readonly sync = new FirstSyncRun();
+  /**
+   * Serving alone though it has seeds or a member's data dir: its first peer starts a first sync, as at start
+   * (peerAdded). A recheck found it answered from its copy (old values, deleted keys) until a round with each ended.
+   */
+  private aloneExpectingPeers = false;
   private leaving?: Promise<void>;
-  private startSyncTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
   private readonly logger: Logger;
   readonly clockGuard: ClockGuard;
@@ -134,30 +137,21 @@ export class Cluster {
       config,
       wallMs: () => clock.wallMs(),
       current: (bucket, key) => store.getRecord(bucket, key),
-      changesReported: deps.changesReported,
-      logger: logger.child("replicator"),
+      changesReported: deps.changesReported, logger: logger.child("replicator"),
       onOverflow: (peer) => this.antiEntropy.request(peer),
       onNotHeld: (records) => this.retraction.notHeld(records),
     });
     this.membership = new Membership({
-      self: this.self,
-      transport,
-      config,
-      wallMs: () => clock.wallMs(),
-      monoMs: deps.monoMs ?? (() => performance.now()),
+      self: this.self, transport, config, wallMs: () => clock.wallMs(), monoMs: deps.monoMs ?? (() => performance.now()),
       report: () => ({ ...this.stability.report(), durableMs: Math.max(0, this.durableThroughMs()), ...this.rebalancer.report() }),
       logger: logger.child("membership"),
       events: memberEvents(() => {
         const { replicator, antiEntropy, clockGuard, stability, views, rebalancer } = this;
-        return { replicator, antiEntropy, clockGuard, stability, views, rebalancer, placementChanged: () => this.placementChanged(), yieldName: (e) => this.yieldName(e), peerAdded: () => deps.onClustered?.() };
+        return { replicator, antiEntropy, clockGuard, stability, views, rebalancer, placementChanged: () => this.placementChanged(), yieldName: (e) => this.yieldName(e), peerAdded: () => this.peerAdded() };
       }),
     });
     this.antiEntropy = new AntiEntropy({
-      store,
-      digest,
-      transport,
-      config,
-      logger: logger.child("antientropy"),
+      store, digest, transport, config, logger: logger.child("antientropy"),
       applyRemote: (records) => this.applyRemote(records).applied,
       candidates: () => this.membership.reachable(),
       // Only owners compare a partition, and a holder with its owners (rebalance-rules.ts); everything under full replication.
@@ -198,7 +192,7 @@ export class Cluster {
       // Peers' rounds wait for a full copy only: under partitioning the first sync is
       // the filling, itself made of rounds, and nodes that start together and share
       // partitions would otherwise each wait for the other's until the start-sync timeout.
-      syncing: () => this.syncing && this.placement.full,
+      syncing: () => this.sync.syncing && this.placement.full,
       forward: (req) => this.router.serve(req),
       forwardBatch: (req) => this.router.serveBatch(req),
     });
@@ -212,8 +206,18 @@ export class Cluster {
   }
 
   private alone(): void {
-    this.isReady = true;
+    this.sync.ready = true;
+    this.aloneExpectingPeers = this.deps.config.peers.length > 0 || this.deps.wasClustered === true;
     this.rebalancer.markFull();
+  }
+
+  /** A member was added: the data dir remembers a cluster; a node that served alone though it expects peers syncs first (aloneExpectingPeers). */
+  private peerAdded(): void {
+    this.deps.onClustered?.();
+    if (!this.aloneExpectingPeers || this.closed) return;
+    this.aloneExpectingPeers = false;
+    this.rebalancer.refill();
+    this.beginFirstSync();
   }
 
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it, and partitions move. */
@@ -242,7 +246,7 @@ export class Cluster {
    * leaving, its clock is within --max-clock-offset and its name is its own.
    */
   get ready(): boolean {
-    return this.isReady && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced && !this.catchUp.pending;
+    return this.sync.ready && !this.leaving && !this.nameLost && !this.clockGuard.state().fenced && !this.catchUp.pending;
   }
 
   /** CLOCK_OFFSET while this node's clock is fenced (what a write, /readyz and a forwarded read are refused with), else undefined. */
@@ -257,7 +261,7 @@ export class Cluster {
     const clock = this.clockRefusal();
     if (clock) return clock;
     if (this.leaving) return new MakhzenError("UNAVAILABLE", "the node is leaving the cluster");
-    if (!this.isReady) return new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers");
+    if (!this.sync.ready) return new MakhzenError("UNAVAILABLE", "the node is in its first sync with its peers");
     if (this.catchUp.pending) return new MakhzenError("UNAVAILABLE", "the node is asking its peers again for records it refused while its clock was unchecked");
     return undefined;
   }
@@ -290,7 +294,7 @@ export class Cluster {
     // us; the first sync below does that work itself (a full copy, then a round with
     // each), so both wait for it.
     this.antiEntropy.hold();
-    this.syncing = true;
+    this.sync.syncing = true;
     if (/^https?:\/\/(0\.0\.0\.0|\[::\])(:|\/|$)/.test(this.self.url) && this.deps.config.peers.length > 0) {
       this.logger.warn("advertising an address peers cannot reach: set --advertise to this node's address", { url: this.self.url });
     }
@@ -302,26 +306,19 @@ export class Cluster {
     this.antiEntropy.start();
     this.rebalancer.start();
     if (!joined || this.membership.reachable().length === 0) {
-      this.syncing = false; // nobody to sync from
+      this.sync.syncing = false; // nobody to sync from
       this.antiEntropy.release();
       return this.alone();
     }
-    // Ready when the first sync ends or its time is up, whichever is first.
-    this.startSyncTimer = setTimeout(() => {
-      if (this.isReady) return;
-      this.logger.warn("first sync did not finish in time; ready anyway", { timeoutMs: this.deps.config.startSyncTimeoutMs });
-      this.isReady = true;
-    }, this.deps.config.startSyncTimeoutMs);
-    this.startSyncTimer.unref?.();
-    // The first sync (first-sync.ts): a full copy and rounds under full replication, the filling of what it owns under partitioning.
+    this.beginFirstSync();
+  }
+
+  /** The first sync (first-sync.ts): a full copy and rounds under full replication, the filling of what it owns under partitioning. */
+  private beginFirstSync(): void {
+    this.antiEntropy.hold();
     const peers = this.membership.reachable();
     const sync = { full: this.placement.full, peers, store: this.deps.store, antiEntropy: this.antiEntropy, rebalancer: this.rebalancer, logger: this.logger };
-    void firstSync({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }).finally(() => {
-      clearTimeout(this.startSyncTimer);
-      this.isReady = true;
-      this.syncing = false;
-      this.antiEntropy.release();
-    });
+    this.sync.begin({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }, () => this.antiEntropy.release());
   }
 
   /** Hands what only this node holds to the live peers (handoff.ts), tells them we leave, stops. Idempotent. */
@@ -361,7 +358,7 @@ export class Cluster {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.startSyncTimer);
+    this.sync.close();
     this.membership.stop();
     this.antiEntropy.stop();
     this.rebalancer.stop();

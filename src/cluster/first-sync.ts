@@ -71,3 +71,38 @@ async function copyAndSync(deps: FirstSyncDeps): Promise<void> {
     }
   }
 }
+
+/**
+ * Whether the node is ready, whether a first sync runs (peers' rounds against it wait
+ * for it: GroupsAnswer.syncing), and the run itself, in the background: ready when the
+ * sync ends or its time is up, whichever comes first. A node that served alone though
+ * it expects peers runs one again when the first peer turns up (Cluster.peerAdded).
+ */
+export class FirstSyncRun {
+  ready = false;
+  syncing = false;
+  private timer?: ReturnType<typeof setTimeout>;
+
+  /** Runs `deps`' first sync; `done` once it ends, whatever its outcome. */
+  begin(deps: FirstSyncDeps, done: () => void): void {
+    this.ready = false;
+    this.syncing = true;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (this.ready) return;
+      deps.logger.warn("first sync did not finish in time; ready anyway", { timeoutMs: deps.timeoutMs });
+      this.ready = true;
+    }, deps.timeoutMs);
+    this.timer.unref?.();
+    void firstSync(deps).finally(() => {
+      clearTimeout(this.timer);
+      this.ready = true;
+      this.syncing = false;
+      done();
+    });
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+  }
+}

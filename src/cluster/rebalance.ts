@@ -100,6 +100,16 @@ export class Rebalancer {
     this.wakeFillWaiters();
   }
 
+  /** A node that served alone meets its first peer: what it owns fills again, from them (its copy may be behind theirs). */
+  refill(): void {
+    for (let p = 0; p < PARTITIONS; p++) {
+      if (!this.deps.placement.owns(p)) continue;
+      this.setFilling(p, true);
+      this.filledFrom.delete(p);
+    }
+    this.kick();
+  }
+
   /** A seed answered our join as a newcomer's: the old owners of what we take count while we fill (mayHoldUnsent). */
   joinedAsNewcomer(): void {
     this.joinedNew = true;
