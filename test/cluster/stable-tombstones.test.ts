@@ -4,6 +4,7 @@ import { core as newCore, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
 import { closedAfterEach } from "../support/cleanup.ts";
 import type { Departure } from "../../src/cluster/stability.ts";
+import type { StoredRecord } from "../../src/core/record.ts";
 
 /** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
 const core = closedAfterEach(newCore, (c) => c.cluster.close());
@@ -218,6 +219,32 @@ describe("the members that left outlive a restart (kept in the data dir)", () =>
     return memory;
   };
 
+  /** `a2` deletes k0..k19, b takes them, heartbeats go round: neither may vouch for them while c is away; then both sweep. */
+  async function deleteWhileAway(a2: Core, b: Core): Promise<void> {
+    const deletes = Array.from({ length: 20 }, (_, i) => a2.write(`k${i}`, null));
+    await roundsWithAll([a2, b]);
+    await eventually(() => a2.cluster.replicator.drained(["b"]));
+    for (let i = 0; i < 10; i++) {
+      for (const n of [a2, b]) n.cluster.membership.tick();
+      await Bun.sleep(60);
+    }
+    expect(deletes.filter((t) => a2.cluster.isStable(t) || b.cluster.isStable(t))).toEqual([]);
+    for (const n of [a2, b]) n.store.sweep(1000);
+  }
+
+  /** c comes back, a new life, from its data dir (`cKept`): the deletes are still there to win, and no key is live anywhere. */
+  async function comesBack(net: MemoryTransport, cKept: StoredRecord[], a2: Core, b: Core): Promise<Core> {
+    const c2 = core("c", net, { peers: ["mem://b"] as never }, { earlyPurge: true });
+    for (const r of cKept) c2.store.apply(r);
+    await c2.cluster.start(c2.url);
+    await eventually(() => a2.cluster.membership.get("c")?.state === "alive" && c2.cluster.ready, { timeoutMs: 3000 });
+    for (const n of [a2, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
+    await eventually(() => c2.store.getRecord("default", "k19")?.value === null, { timeoutMs: 3000 });
+    const live = (n: Core) => n.store.scan(undefined, 1000).filter((r) => r.value !== null).map((r) => r.key);
+    expect([a2, b, c2].map(live)).toEqual([[], [], []]);
+    return c2;
+  }
+
   test("a node restarted while a member that left is away still holds back its deletes; the member comes back and they still win", async () => {
     const net = new MemoryTransport();
     const aDir = dataDir();
@@ -240,26 +267,10 @@ describe("the members that left outlive a restart (kept in the data dir)", () =>
     for (const r of aKept) a2.store.apply(r);
     await a2.cluster.start(a2.url);
     await eventually(() => a2.cluster.ready && b.cluster.membership.get("a")?.state === "alive", { timeoutMs: 3000 });
-    const deletes = Array.from({ length: 20 }, (_, i) => a2.write(`k${i}`, null));
-    await roundsWithAll([a2, b]);
-    await eventually(() => a2.cluster.replicator.drained(["b"]));
-    for (let i = 0; i < 10; i++) {
-      for (const n of [a2, b]) n.cluster.membership.tick();
-      await Bun.sleep(60);
-    }
     // Before the data dir kept c, a2 vouched for its deletes once b held them, and both purged them.
-    expect(deletes.filter((t) => a2.cluster.isStable(t) || b.cluster.isStable(t))).toEqual([]);
-    for (const n of [a2, b]) n.store.sweep(1000);
-    // c comes back, a new life, from its data dir: the deletes are still there to win.
-    const c2 = core("c", net, { peers: ["mem://b"] as never }, { earlyPurge: true });
-    for (const r of cKept) c2.store.apply(r);
+    await deleteWhileAway(a2, b);
+    const c2 = await comesBack(net, cKept, a2, b);
     try {
-      await c2.cluster.start(c2.url);
-      await eventually(() => a2.cluster.membership.get("c")?.state === "alive" && c2.cluster.ready, { timeoutMs: 3000 });
-      for (const n of [a2, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
-      await eventually(() => c2.store.getRecord("default", "k19")?.value === null, { timeoutMs: 3000 });
-      const live = (n: Core) => n.store.scan(undefined, 1000).filter((r) => r.value !== null).map((r) => r.key);
-      expect([a2, b, c2].map(live)).toEqual([[], [], []]);
       // Back, c is a member again: its departure is over, in the data dir too.
       expect(aDir.kept).toEqual([]);
     } finally {
@@ -285,25 +296,10 @@ describe("the members that left outlive a restart (kept in the data dir)", () =>
     const a2 = core("a", net, { peers: ["mem://b"] as never }, { earlyPurge: true });
     await a2.cluster.start(a2.url);
     await eventually(() => a2.cluster.ready && b.cluster.membership.get("a")?.state === "alive" && a2.store.get("default", "k19")?.value === "old", { timeoutMs: 3000 });
-    const deletes = Array.from({ length: 20 }, (_, i) => a2.write(`k${i}`, null));
-    await roundsWithAll([a2, b]);
-    await eventually(() => a2.cluster.replicator.drained(["b"]));
-    for (let i = 0; i < 10; i++) {
-      for (const n of [a2, b]) n.cluster.membership.tick();
-      await Bun.sleep(60);
-    }
     // Before, a2 counted b alone, vouched for its deletes once b held them, and both purged them.
-    expect(deletes.filter((t) => a2.cluster.isStable(t) || b.cluster.isStable(t))).toEqual([]);
-    for (const n of [a2, b]) n.store.sweep(1000);
-    const c2 = core("c", net, { peers: ["mem://b"] as never }, { earlyPurge: true });
-    for (const r of cKept) c2.store.apply(r);
+    await deleteWhileAway(a2, b);
+    const c2 = await comesBack(net, cKept, a2, b);
     try {
-      await c2.cluster.start(c2.url);
-      await eventually(() => a2.cluster.membership.get("c")?.state === "alive" && c2.cluster.ready, { timeoutMs: 3000 });
-      for (const n of [a2, b]) await n.cluster.antiEntropy.syncWith({ name: "c", url: c2.url });
-      await eventually(() => c2.store.getRecord("default", "k19")?.value === null, { timeoutMs: 3000 });
-      const live = (n: Core) => n.store.scan(undefined, 1000).filter((r) => r.value !== null).map((r) => r.key);
-      expect([a2, b, c2].map(live)).toEqual([[], [], []]);
       // Back, c is a member again: nobody reports it as departed any more.
       const reported = (n: Core) => (n.cluster as unknown as { stability: { report(): { departed?: unknown } } }).stability.report().departed;
       await eventually(() => [a2, b].every((n) => reported(n) === undefined), { timeoutMs: 3000 });
