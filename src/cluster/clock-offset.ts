@@ -77,7 +77,9 @@ export interface ClockState {
    * Why it is fenced: `offset`, too far from the median (or from the one other clock
    * it knows); `stamps`, its hybrid clock still runs ahead of the median after its
    * wall clock was set back; `unmeasured`, it has seeds but has measured no peer's
-   * clock yet. A step of its own wall clock shows at once as an offset (ClockGuard).
+   * clock yet; `stalled`, its monotonic clock stood still while its wall clock moved,
+   * until a peer is measured again. A step of its own wall clock shows at once as an
+   * offset (ClockGuard).
    */
   reason?: "offset" | "stamps" | "unmeasured" | "stalled";
   /** When fenced: the share of maxOffsetMs the fence that fired stands at (clock-guard.ts FENCE_SHARE, or TAKEN_SHARE for a lead taken from peers' records). */

@@ -93,9 +93,10 @@ const OFFSET_SLACK_MS = 50;
  *
  * Members that left hold `stableMs` back too (`departed`), and a node with a data dir
  * keeps them there (`deps.departures`): a node restarted while one was away forgot
- * it, purged what it lacked, and it came back with the old values. Without a data
- * dir they are in memory only: a node restarted empty learns of a member that left
- * only as `left` in its peers' member lists, with no time, and does not count it.
+ * it, purged what it lacked, and it came back with the old values. Every node also
+ * says in its heartbeats which ones it waits for, and until when (`report`): a node
+ * restarted without a data dir, or one that joined since, learns them there (`learn`),
+ * where its member lists show such a member only as `left`, with no time.
  */
 export class Stability {
   /** Per origin node: its last word on its stableMs. */
