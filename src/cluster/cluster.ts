@@ -85,12 +85,9 @@ export class Cluster {
   /** Where a client's request for a key runs (routing.ts); the service asks it. */
   readonly router: Router;
   private readonly self: { name: string; url: string; incarnation: number };
-  /** Ready, and from start() until the first sync ends, syncing (first-sync.ts). */
-  private readonly sync = new FirstSyncRun();
-  /**
-   * Serving alone though it has seeds or a member's data dir: its first peer starts a first sync, as at start
-   * (peerAdded). A recheck found it answered from its copy (old values, deleted keys) until a round with each ended.
-   */
+  private readonly sync = new FirstSyncRun(); // ready, and syncing from start() until the first sync ends
+  /** Serving alone though it has seeds or a member's data dir: its first peer starts a first sync, as at start (peerAdded). A
+   *  recheck found it answered from its copy (old values, deleted keys) until a round with each ended. */
   private aloneExpectingPeers = false;
   private leaving?: Promise<void>;
   private closed = false;
@@ -211,13 +208,13 @@ export class Cluster {
     this.rebalancer.markFull();
   }
 
-  /** A member was added: the data dir remembers a cluster; a node that served alone though it expects peers syncs first (aloneExpectingPeers). */
+  /** A member was added (or one is here a late sync did not try): a node that served alone though it expects peers syncs first (aloneExpectingPeers). */
   private peerAdded(): void {
-    this.deps.onClustered?.();
+    this.deps.onClustered?.(); // idempotent
     if (!this.aloneExpectingPeers || this.closed) return;
     this.aloneExpectingPeers = false;
     this.rebalancer.refill();
-    this.beginFirstSync();
+    this.beginFirstSync(true);
   }
 
   /** The member list changed (a join, a leave, a reap, a forget): placement follows it, and partitions move. */
@@ -314,11 +311,17 @@ export class Cluster {
   }
 
   /** The first sync (first-sync.ts): a full copy and rounds under full replication, the filling of what it owns under partitioning. */
-  private beginFirstSync(): void {
+  private beginFirstSync(late = false): void {
     this.antiEntropy.hold();
     const peers = this.membership.reachable();
     const sync = { full: this.placement.full, peers, store: this.deps.store, antiEntropy: this.antiEntropy, rebalancer: this.rebalancer, logger: this.logger };
-    this.sync.begin({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }, () => this.antiEntropy.release());
+    this.sync.begin({ ...sync, timeoutMs: this.deps.config.startSyncTimeoutMs, closed: () => this.closed }, (synced) => {
+      this.antiEntropy.release();
+      // A late one that synced with nobody (its peers in their own first sync, or gone midway) still expects peers: one it did not try, now or next.
+      if (!late || synced || this.closed) return;
+      this.aloneExpectingPeers = true;
+      if (this.membership.reachable().some((m) => !peers.some((p) => p.name === m.name))) this.peerAdded();
+    });
   }
 
   /** Hands what only this node holds to the live peers (handoff.ts), tells them we leave, stops. Idempotent. */

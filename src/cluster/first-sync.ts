@@ -30,26 +30,32 @@ export interface FirstSyncDeps {
  * the rebalancer's filling of every partition this node owns: per-partition rounds
  * with every co-owner and holder, until each is complete, or until `timeoutMs`.
  * Reads of partitions still filling go to full owners meanwhile.
+ *
+ * Resolves whether it synced with someone: a complete round with a peer (full
+ * replication), every partition filled (partitioning). Not when every peer was in
+ * its own first sync, or went away in the middle.
  */
-export async function firstSync(deps: FirstSyncDeps): Promise<void> {
+export async function firstSync(deps: FirstSyncDeps): Promise<boolean> {
   if (!deps.full) return fill(deps);
   // Under full replication the rebalancer has nothing to fill: the rounds below are the sync.
   deps.rebalancer.deferFills();
   try {
-    await copyAndSync(deps);
+    return await copyAndSync(deps);
   } finally {
     deps.rebalancer.fullCopyDone();
   }
 }
 
-async function fill(deps: FirstSyncDeps): Promise<void> {
+async function fill(deps: FirstSyncDeps): Promise<boolean> {
   await deps.rebalancer.filled(deps.timeoutMs);
   const left = deps.rebalancer.fillingPartitions().length;
   if (left > 0 && !deps.closed()) deps.logger.warn("first sync: partitions still filling; they go on filling in the background", { partitions: left });
+  return left === 0;
 }
 
-async function copyAndSync(deps: FirstSyncDeps): Promise<void> {
+async function copyAndSync(deps: FirstSyncDeps): Promise<boolean> {
   const { antiEntropy, peers, logger } = deps;
+  let synced = false;
   if (deps.store.recordCount === 0) {
     for (const p of peers) {
       try {
@@ -57,19 +63,20 @@ async function copyAndSync(deps: FirstSyncDeps): Promise<void> {
         logger.info("full copy", { peer: p.name, records: n });
         break;
       } catch (e) {
-        if (deps.closed()) return;
+        if (deps.closed()) return false;
         logger.warn("full copy failed; trying the next peer", { peer: p.name, error: e });
       }
     }
   }
   for (const p of peers) {
     try {
-      await antiEntropy.syncWith(p);
+      if ((await antiEntropy.syncWith(p)).complete) synced = true;
     } catch (e) {
-      if (deps.closed()) return;
+      if (deps.closed()) return false;
       logger.warn("first sync failed; periodic anti-entropy will retry", { peer: p.name, error: e });
     }
   }
+  return synced;
 }
 
 /**
@@ -83,8 +90,8 @@ export class FirstSyncRun {
   syncing = false;
   private timer?: ReturnType<typeof setTimeout>;
 
-  /** Runs `deps`' first sync; `done` once it ends, whatever its outcome. */
-  begin(deps: FirstSyncDeps, done: () => void): void {
+  /** Runs `deps`' first sync; `done` once it ends, whatever its outcome: whether it synced with someone (firstSync). */
+  begin(deps: FirstSyncDeps, done: (synced: boolean) => void): void {
     this.ready = false;
     this.syncing = true;
     clearTimeout(this.timer);
@@ -94,12 +101,15 @@ export class FirstSyncRun {
       this.ready = true;
     }, deps.timeoutMs);
     this.timer.unref?.();
-    void firstSync(deps).finally(() => {
-      clearTimeout(this.timer);
-      this.ready = true;
-      this.syncing = false;
-      done();
-    });
+    let synced = false;
+    void firstSync(deps)
+      .then((s) => void (synced = s))
+      .finally(() => {
+        clearTimeout(this.timer);
+        this.ready = true;
+        this.syncing = false;
+        done(synced);
+      });
   }
 
   close(): void {

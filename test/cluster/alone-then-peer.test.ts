@@ -40,4 +40,30 @@ describe("a node that served alone, expecting peers", () => {
     await eventually(() => c.cluster.ready && keys.every((k) => c.store.get("default", k)?.value === "new"), { what: "c syncs with b" });
     expect(c.cluster.router.servesLocally("k1")).toBe(true);
   });
+
+  // A recheck: the first to reach it was a new node in its own first sync; that sync ended at once, with nobody,
+  // and when the up-to-date peer came, no sync ran: old values and deleted keys were served for ~1 s.
+  test("the first peer in its own first sync syncs nothing: the next peer, here or to come, starts another", async () => {
+    const net = new MemoryTransport();
+    const [a, b] = [core("a", net), core("b", net)];
+    await joined([a, b]);
+    a.cluster.close();
+    net.unregister(a.url);
+    const keys = Array.from({ length: 50 }, (_, i) => `k${i}`);
+    const stale = keys.map((k) => ({ bucket: "default", key: k, value: "old", version: b.clock.now() }));
+    for (const k of keys) b.write(k, "new");
+    const c = core("c", net, { peers: ["mem://a"] as never });
+    for (const r of stale) c.store.apply(r);
+    await c.cluster.start(c.url);
+    const d = core("d", net, { peers: [c.url] as never }); // new, empty: syncing from its start
+    await d.cluster.start(d.url);
+    await b.cluster.membership.join([c.url]);
+    // From b's arrival on, the old copy is never served as the whole: sampled until c holds b's values.
+    const served: string[] = [];
+    await eventually(() => {
+      for (const k of keys) served.push(c.cluster.router.servesLocally(k) ? (c.store.get("default", k)?.value ?? "absent") : "elsewhere");
+      return c.cluster.ready && keys.every((k) => c.store.get("default", k)?.value === "new");
+    }, { intervalMs: 1, what: "c syncs with b" });
+    expect(served.filter((v) => v === "old")).toEqual([]);
+  });
 });
