@@ -31,9 +31,10 @@ export interface FirstSyncDeps {
  * with every co-owner and holder, until each is complete, or until `timeoutMs`.
  * Reads of partitions still filling go to full owners meanwhile.
  *
- * Resolves whether it synced with someone: a complete round with a peer (full
- * replication), every partition filled (partitioning). Not when every peer was in
- * its own first sync, or went away in the middle.
+ * Resolves whether it synced with someone: under full replication, a complete round
+ * with a peer (not when every peer was in its own first sync, or went away midway).
+ * Under partitioning always: a partition not filled yet stays filling, and fills in
+ * the background (starting it again would start its filling over).
  */
 export async function firstSync(deps: FirstSyncDeps): Promise<boolean> {
   if (!deps.full) return fill(deps);
@@ -50,7 +51,7 @@ async function fill(deps: FirstSyncDeps): Promise<boolean> {
   await deps.rebalancer.filled(deps.timeoutMs);
   const left = deps.rebalancer.fillingPartitions().length;
   if (left > 0 && !deps.closed()) deps.logger.warn("first sync: partitions still filling; they go on filling in the background", { partitions: left });
-  return left === 0;
+  return true;
 }
 
 async function copyAndSync(deps: FirstSyncDeps): Promise<boolean> {
