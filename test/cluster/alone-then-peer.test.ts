@@ -13,19 +13,28 @@ import { closedAfterEach } from "../support/cleanup.ts";
 
 const core = closedAfterEach(newCore, (c) => c.cluster.close());
 
+/**
+ * a and b joined; a (the seed of the node to come) is down; b holds "new" for every key,
+ * and `stale` is what the node to come holds from before ("old", stamped earlier).
+ */
+async function seedDownPeerUp() {
+  const net = new MemoryTransport();
+  const [a, b] = [core("a", net), core("b", net)];
+  await joined([a, b]);
+  a.cluster.close();
+  net.unregister(a.url);
+  const keys = Array.from({ length: 50 }, (_, i) => `k${i}`);
+  const stale = keys.map((k) => ({ bucket: "default", key: k, value: "old", version: b.clock.now() }));
+  for (const k of keys) b.write(k, "new");
+  return { net, b, keys, stale };
+}
+
 describe("a node that served alone, expecting peers", () => {
   test.each([
     ["its seed down at start", { peers: ["mem://a"] as never }, {}],
     ["restarted without seeds from a member's data dir", {}, { wasClustered: true }],
   ])("%s: when its first peer reaches it, it syncs before it serves its copy as the whole", async (_, options, extra) => {
-    const net = new MemoryTransport();
-    const [a, b] = [core("a", net), core("b", net)];
-    await joined([a, b]);
-    a.cluster.close();
-    net.unregister(a.url);
-    const keys = Array.from({ length: 50 }, (_, i) => `k${i}`);
-    const stale = keys.map((k) => ({ bucket: "default", key: k, value: "old", version: b.clock.now() }));
-    for (const k of keys) b.write(k, "new");
+    const { net, b, keys, stale } = await seedDownPeerUp();
     const c = core("c", net, options, extra);
     for (const r of stale) c.store.apply(r); // its data dir, from before
     await c.cluster.start(c.url);
@@ -44,14 +53,7 @@ describe("a node that served alone, expecting peers", () => {
   // A recheck: the first to reach it was a new node in its own first sync; that sync ended at once, with nobody,
   // and when the up-to-date peer came, no sync ran: old values and deleted keys were served for ~1 s.
   test("the first peer in its own first sync syncs nothing: the next peer, here or to come, starts another", async () => {
-    const net = new MemoryTransport();
-    const [a, b] = [core("a", net), core("b", net)];
-    await joined([a, b]);
-    a.cluster.close();
-    net.unregister(a.url);
-    const keys = Array.from({ length: 50 }, (_, i) => `k${i}`);
-    const stale = keys.map((k) => ({ bucket: "default", key: k, value: "old", version: b.clock.now() }));
-    for (const k of keys) b.write(k, "new");
+    const { net, b, keys, stale } = await seedDownPeerUp();
     const c = core("c", net, { peers: ["mem://a"] as never });
     for (const r of stale) c.store.apply(r);
     await c.cluster.start(c.url);
