@@ -3,7 +3,7 @@ import { MemoryTransport } from "../../src/cluster/protocol/memory-transport.ts"
 import { core as newCore, joined, type Core } from "../support/core.ts";
 import { eventually } from "../support/proc.ts";
 import { closedAfterEach } from "../support/cleanup.ts";
-import type { Departure } from "../../src/cluster/stability.ts";
+import type { Departure, DepartureMemory } from "../../src/cluster/stability.ts";
 import type { StoredRecord } from "../../src/core/record.ts";
 
 /** Every core a test makes is closed after it, passed or failed (its timers would run on into the next test). */
@@ -219,6 +219,20 @@ describe("the members that left outlive a restart (kept in the data dir)", () =>
     return memory;
   };
 
+  /** a, b and c (a keeping its departures in `aDir`, when given); a writes k0..k19, c holds them and leaves cleanly: what its data dir keeps. */
+  async function cLeaves(net: MemoryTransport, aDir?: DepartureMemory) {
+    const [a, b, c] = [core("a", net, {}, { earlyPurge: true, departures: aDir }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
+    await joined([a, b, c]);
+    await roundsWithAll([a, b, c]);
+    for (let i = 0; i < 20; i++) a.write(`k${i}`, "old");
+    await eventually(() => c.store.get("default", "k19")?.value === "old");
+    const cKept = c.store.scan(undefined, 1000);
+    await c.cluster.leave();
+    net.unregister(c.url);
+    await eventually(() => a.cluster.membership.get("c")?.state === "left" && b.cluster.membership.get("c")?.state === "left");
+    return { a, b, cKept };
+  }
+
   /** `a2` deletes k0..k19, b takes them, heartbeats go round: neither may vouch for them while c is away; then both sweep. */
   async function deleteWhileAway(a2: Core, b: Core): Promise<void> {
     const deletes = Array.from({ length: 20 }, (_, i) => a2.write(`k${i}`, null));
@@ -248,15 +262,7 @@ describe("the members that left outlive a restart (kept in the data dir)", () =>
   test("a node restarted while a member that left is away still holds back its deletes; the member comes back and they still win", async () => {
     const net = new MemoryTransport();
     const aDir = dataDir();
-    const [a, b, c] = [core("a", net, {}, { earlyPurge: true, departures: aDir }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
-    await joined([a, b, c]);
-    await roundsWithAll([a, b, c]);
-    for (let i = 0; i < 20; i++) a.write(`k${i}`, "old");
-    await eventually(() => c.store.get("default", "k19")?.value === "old");
-    const cKept = c.store.scan(undefined, 1000); // what c's data dir keeps
-    await c.cluster.leave();
-    net.unregister(c.url);
-    await eventually(() => a.cluster.membership.get("c")?.state === "left" && b.cluster.membership.get("c")?.state === "left");
+    const { a, b, cKept } = await cLeaves(net, aDir);
     expect(aDir.kept.map((d) => d.name)).toEqual(["c"]);
     expect(aDir.kept[0]!.untilMs).toBeGreaterThan(Date.now());
     // a restarts from its data dir: its records, and the members that left.
@@ -281,15 +287,7 @@ describe("the members that left outlive a restart (kept in the data dir)", () =>
 
   test("a node restarted WITHOUT a data dir learns the member that left from its peers' heartbeats: its deletes wait for it too", async () => {
     const net = new MemoryTransport();
-    const [a, b, c] = [core("a", net, {}, { earlyPurge: true }), core("b", net, {}, { earlyPurge: true }), core("c", net, {}, { earlyPurge: true })];
-    await joined([a, b, c]);
-    await roundsWithAll([a, b, c]);
-    for (let i = 0; i < 20; i++) a.write(`k${i}`, "old");
-    await eventually(() => c.store.get("default", "k19")?.value === "old");
-    const cKept = c.store.scan(undefined, 1000); // what c's data dir keeps
-    await c.cluster.leave();
-    net.unregister(c.url);
-    await eventually(() => b.cluster.membership.get("c")?.state === "left");
+    const { a, b, cKept } = await cLeaves(net);
     // a restarts empty (no data dir): it hears of c only as `left` in b's member list.
     a.cluster.close();
     net.unregister(a.url);

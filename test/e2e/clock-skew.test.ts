@@ -299,23 +299,32 @@ describe("a clock that jumps with its monotonic clock while a member is dead", (
     dir = undefined;
   });
 
+  /**
+   * A node's environment whose wall AND monotonic clocks libfaketime reads from a file
+   * (no FAKETIME_DONT_FAKE_MONOTONIC: a VM snapshot, a jump no step check sees), and
+   * `setClock("+3")` to jump them; they start right.
+   */
+  const jumpable = () => {
+    dir = mkdtempSync(join(tmpdir(), "makhzen-jump-clock-"));
+    const clockFile = join(dir, "faketime");
+    const setClock = (offset: string) => writeFileSync(clockFile, `${offset}\n`);
+    setClock("+0");
+    return { env: { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1" }, setClock };
+  };
+
   // A tester's repro: with three nodes and one dead, the dead one's last offset (~0) sat
   // beside the node's own 0 and the live peer's -3 s in the median, which stayed 0; the
   // node took writes its peer refused as too far ahead, and the two diverged for good.
   test("the jumped node is fenced by the live peer's fresh sample; the live peer, unable to tell which is right, is fenced too", async () => {
     h = new Harness();
-    dir = mkdtempSync(join(tmpdir(), "makhzen-jump-clock-"));
-    const clockFile = join(dir, "faketime");
-    writeFileSync(clockFile, "+0\n");
-    // Wall and monotonic clocks both read the file (no FAKETIME_DONT_FAKE_MONOTONIC): a VM snapshot, a jump no step check sees.
-    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1" };
+    const { env, setClock } = jumpable();
     const [a, b] = (await h.cluster(2, { env: MAX_OFFSET })) as [NodeProcess, NodeProcess];
     const c = await h.start("c", { peers: [a.url], env });
     await measured(c, ["a", "b"]);
     await measured(a, ["b", "c"]);
     await ok(put(c, "k", "before", "?w=all"));
     await b.kill9();
-    writeFileSync(clockFile, "+3\n");
+    setClock("+3");
     await eventually(async () => {
       const res = await put(c, "k", "in-the-jump");
       return res.status === 503 && (await errorCode(res)) === "CLOCK_OFFSET";
@@ -331,16 +340,13 @@ describe("a clock that jumps with its monotonic clock while a member is dead", (
   // shifted every offset back to ~0, and c took writes stamped 3 s in the past for seconds. It must stay fenced.
   test("a jump back: the node is fenced while its monotonic clock stands still, and after, by the live peer's fresh sample", async () => {
     h = new Harness();
-    dir = mkdtempSync(join(tmpdir(), "makhzen-jump-clock-"));
-    const clockFile = join(dir, "faketime");
-    writeFileSync(clockFile, "+0\n");
-    const env = { ...MAX_OFFSET, LD_PRELOAD: faketimeLibrary(), FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: "1" };
+    const { env, setClock } = jumpable();
     // Default timings: a heartbeat a second, so a sample counts as fresh for 3 s, as in the recheck.
     const [a, b] = (await h.cluster(2, { env: MAX_OFFSET, timings: "default" })) as [NodeProcess, NodeProcess];
     const c = await h.start("c", { peers: [a.url], env, timings: "default" });
     await measured(c, ["a", "b"]);
     await b.kill9();
-    writeFileSync(clockFile, "-3\n");
+    setClock("-3");
     await eventually(async () => (await put(c, "k", "fenced?")).status === 503, { timeoutMs: 10_000, what: "c refuses writes after its clock went 3 s back" });
     // Through the 3 s its timers wait and 5 s after: not one write taken.
     const until = Date.now() + 8000;
