@@ -98,7 +98,9 @@ async function loadLines(body: ReadableStream<Uint8Array>, deps: TransferDeps, c
     const code = e.code === "VALIDATION" ? "BAD_REQUEST" : e.code;
     // A stall or an over-long line is met while reading the next line, not yet counted.
     const at = e.code === "REQUEST_TIMEOUT" || e.code === "BODY_TOO_LARGE" ? line + 1 : line;
-    if (!counts.notDurable) throw new MakhzenError(code, `line ${at}: ${e.message} (${counts.loaded} records before it were loaded)`);
+    // Lines before it that were already held count as skipped: "0 loaded" alone read as if they were thrown away.
+    const skipped = counts.skipped > 0 ? `, ${counts.skipped} skipped as already held as new or newer` : "";
+    if (!counts.notDurable) throw new MakhzenError(code, `line ${at}: ${e.message} (${counts.loaded} records before it were loaded${skipped})`);
     // The data dir did not take what was loaded: applied in memory, not all durable (Service.load).
     const notDurable = "applied in memory, but the data dir did not take them all: they are not durable until it does, and lost if the node stops first";
     if (read) throw new MakhzenError(code, `every line was read: ${counts.loaded} records ${notDurable} (${e.message})`);

@@ -113,6 +113,17 @@ describe("dump and load", () => {
     // An empty file is an empty store's dump: loading it is not an error.
     expect(await (await req(a, "POST", "/load", "")).json()).toEqual({ loaded: 0, skipped: 0 });
   });
+
+  test("a bad line after lines already held says they were skipped, not that nothing before it was read", async () => {
+    const a = node("a");
+    const good = (key: string) => JSON.stringify({ bucket: "default", key, value: "v", version: "001700000000000-000000-x" });
+    const body = `${good("k1")}\n${good("k2")}\n${good("k3")}\n{not json\n`;
+    const first = (await (await req(a, "POST", "/load", body)).json()) as { error: { message: string } };
+    expect(first.error.message).toBe("line 4: not valid JSON (3 records before it were loaded)");
+    // The same file again: the three lines are read and skipped as held already.
+    const again = (await (await req(a, "POST", "/load", body)).json()) as { error: { message: string } };
+    expect(again.error.message).toBe("line 4: not valid JSON (0 records before it were loaded, 3 skipped as already held as new or newer)");
+  });
 });
 
 describe("makhzen dump and load (CLI)", () => {
