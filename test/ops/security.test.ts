@@ -11,7 +11,7 @@ import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../src/cluster/protocol/me
 import { recordsRequest } from "../../src/cluster/protocol/record-wire.ts";
 import { isLoopbackHost, newRefusals, protectedModeProblem, urlIsLoopback } from "../../src/ops/security.ts";
 import { namingFlags } from "../../src/cli/serve-flags.ts";
-import { HttpTransport } from "../../src/cluster/protocol/http-transport.ts";
+import { HttpTransport, KEPT_ANSWER_MAX_BYTES } from "../../src/cluster/protocol/http-transport.ts";
 import { PeerError } from "../../src/cluster/protocol/peer-ops.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { call, expectErrorEnvelope, rng } from "../support/http.ts";
@@ -370,6 +370,16 @@ test("a peer's unsigned refusal (made before it could check our signature) is sa
   expect(lines[0]?.reason).toBe("unsigned HTTP 503 answer (refused before our signature was checked, or no cluster secret there)");
 });
 
+test("a joiner whose secret differs from the seed's is told so, as the seed logs it (it read \"refused before our signature was checked\")", async () => {
+  const seed = start({ name: "seed", clusterSecret: SECRET });
+  const { url } = await seed.listen();
+  const lines: Record<string, unknown>[] = [];
+  const guard = new PeerGuard({ secret: "another-secret-0123456789", wallClock: Date.now, refusals: newRefusals(), log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }) });
+  const e = await new HttpTransport({ guard }).call(url, "groups", {}, 2000).catch((err) => err);
+  expect((e as PeerError).code).toBe("CLUSTER_AUTH");
+  expect(lines[0]?.reason).toBe("unsigned HTTP 401 answer (the peer refused our signature: a different cluster secret there, or none)");
+});
+
 describe("without a cluster secret, the token goes to loopback peers only", () => {
   test("a member learned beyond loopback is not sent the write token (protected mode checked only the flags)", async () => {
     const seen: (string | null)[] = [];
@@ -426,6 +436,57 @@ describe("an unsigned answer is refused before its body is read", () => {
     // Refused for its missing signature, not read to the cap first (ANSWER_TOO_LARGE, before).
     expect((e as PeerError).code).toBe("CLUSTER_AUTH");
     expect(pulled).toBeGreaterThan(0);
+  });
+});
+
+describe("an answer whose headers only look signed is refused before its body is read", () => {
+  // What a stranger on a dead member's address (or a seed's) can make without the secret: before, a secured node
+  // read each such answer to its 256 MiB cap before checking the signature, and went past 2 GB.
+  const forgedHeaders = () => ({
+    [SIGNATURE_HEADERS.timestamp]: String(Date.now()),
+    [SIGNATURE_HEADERS.nonce]: `n-${Math.random()}`,
+    [SIGNATURE_HEADERS.bodyHash]: "cd".repeat(32),
+    [SIGNATURE_HEADERS.signature]: "ab".repeat(32),
+  });
+  const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+
+  test("on the fetch path: an endless answer is refused at its headers, as a bad signature", async () => {
+    let pulled = 0;
+    using server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => new Response(new ReadableStream({ pull: (c) => void ((pulled += chunk.length), c.enqueue(chunk)) }), { headers: forgedHeaders() }),
+    });
+    const lines: Record<string, unknown>[] = [];
+    const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals: newRefusals(), log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }) });
+    const e = await new HttpTransport({ guard, maxAnswerBytes: 64 * 1024 * 1024 }).call(`http://127.0.0.1:${server.port}`, "groups", {}, 10_000).catch((err) => err);
+    expect((e as PeerError).code).toBe("CLUSTER_AUTH");
+    expect(lines[0]?.reason).toBe("bad signature (different cluster secret?)");
+    // Refused at its headers: the stream was pulled a few chunks ahead at most, never read to the cap (64 MiB).
+    expect(pulled).toBeLessThan(8 * 1024 * 1024);
+  });
+
+  test("on a kept connection (records): an answer past 2 MiB is refused unread past it, whatever the transport's cap", async () => {
+    let sent = 0;
+    using server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => {
+        const body = "x".repeat(KEPT_ANSWER_MAX_BYTES + 1);
+        sent += body.length;
+        return new Response(body, { headers: forgedHeaders() });
+      },
+    });
+    const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals: newRefusals(), log: createLogger({ format: "json", write: () => {} }) });
+    const transport = new HttpTransport({ guard, maxAnswerBytes: 256 * 1024 * 1024 });
+    const e = await transport.call(`http://127.0.0.1:${server.port}`, "records", recordsRequest([]), 10_000).catch((err) => err);
+    expect(sent).toBe(KEPT_ANSWER_MAX_BYTES + 1);
+    expect((e as PeerError).code).toBe("ANSWER_TOO_LARGE");
+    // One that fits is read, then refused for its signature.
+    using small = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ applied: 0, refused: 0 }, { headers: forgedHeaders() }) });
+    const e2 = await transport.call(`http://127.0.0.1:${small.port}`, "records", recordsRequest([]), 10_000).catch((err) => err);
+    expect((e2 as PeerError).code).toBe("CLUSTER_AUTH");
+    transport.close();
   });
 });
 

@@ -26,10 +26,18 @@ export interface HttpTransportOptions {
  * The largest peer answer read. Answers are bounded by their senders (fetch, scan
  * and keys by the batch byte budget, members by the protocol), but a `keys` answer
  * always lists one whole leaf (~24k entries, ~2.4 MB, per leaf with 100M keys), a
- * peer may run with a larger budget than ours, and a stranger's answer (a seed
- * without the secret is read before it is refused) must not exhaust memory either.
+ * peer may run with a larger budget than ours, and a stranger's answer (to a node
+ * without a secret; under one, an answer is refused from its headers, unread) must
+ * not exhaust memory either.
  */
 export const ANSWER_MAX_BYTES = 256 * 1024 * 1024;
+/**
+ * Largest answer read on a kept connection, which carries only `records` (an
+ * acknowledgement: two counts and at most 100,000 indices, under 1 MB). Its answer
+ * is read whole before its signature is checked, so a stranger on a member's
+ * address can make a node hold no more than this per call.
+ */
+export const KEPT_ANSWER_MAX_BYTES = 2 * 1024 * 1024;
 
 /**
  * The real transport: JSON over HTTP/1.1 (or https) with keep-alive. Replication
@@ -48,7 +56,7 @@ export class HttpTransport implements PeerTransport {
   constructor(private readonly opts: HttpTransportOptions = {}) {
     this.tls = opts.ca === undefined ? undefined : { ca: opts.ca };
     this.maxAnswerBytes = opts.maxAnswerBytes ?? ANSWER_MAX_BYTES;
-    this.kept = new KeptConnections(this.maxAnswerBytes);
+    this.kept = new KeptConnections(Math.min(this.maxAnswerBytes, KEPT_ANSWER_MAX_BYTES));
   }
 
   /**
@@ -95,7 +103,7 @@ export class HttpTransport implements PeerTransport {
     }
     if (signature) {
       try {
-        this.opts.guard!.checkAnswerSigned(path, res.headers, url, res.status);
+        this.opts.guard!.checkAnswerHead(path, signature, res.headers, url, res.status);
       } catch (e) {
         void res.body?.cancel().catch(() => {});
         throw new PeerError(res.status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
@@ -108,17 +116,22 @@ export class HttpTransport implements PeerTransport {
       if (e instanceof PeerError) throw new PeerError(res.status, e.code, `${url} ${op}: ${e.message}`);
       throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
     }
-    return this.answered(url, op, path, signature, res.status, res.headers, answer);
+    return this.answered(url, op, path, signature, res.status, res.headers, answer, true);
   }
 
-  /** An answer read whole, by either way: its signature checked, parsed, an error thrown as the peer meant it. */
-  private answered<O extends PeerOp>(url: string, op: O, path: string, signature: Record<string, string> | undefined, status: number, headers: Headers, answer: string) {
+  /**
+   * An answer read whole, by either way: its signature checked (its head already, on
+   * the fetch path, before the body was read; a kept connection's answers are small,
+   * capped at KEPT_ANSWER_MAX_BYTES), parsed, an error thrown as the peer meant it.
+   */
+  private answered<O extends PeerOp>(url: string, op: O, path: string, signature: Record<string, string> | undefined, status: number, headers: Headers, answer: string, headChecked = false) {
     if (signature) {
       // A peer that cannot prove the secret is not trusted with anything it says:
       // not its members (so it never becomes one), not its records, not its errors
       // (an unsigned NAME_TAKEN from a stranger on a seed URL must not stop a join).
       try {
-        this.opts.guard!.checkAnswer(path, signature, answer, headers, url, status);
+        if (!headChecked) this.opts.guard!.checkAnswerHead(path, signature, headers, url, status);
+        this.opts.guard!.checkAnswerBody(path, answer, headers, url);
       } catch (e) {
         throw new PeerError(status, "CLUSTER_AUTH", `${url} ${op}: ${(e as Error).message}`);
       }

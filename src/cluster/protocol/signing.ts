@@ -121,7 +121,7 @@ export class PeerSigner {
     return { ok: true };
   }
 
-  /** Headers and body together (an answer, read whole before it is checked). */
+  /** Headers and body together, both steps at once. */
   verify(method: string, pathAndQuery: string, body: string, headers: Headers, nowMs: number): Verdict {
     const head = this.verifyHead(method, pathAndQuery, headers, nowMs);
     return head.ok ? this.verifyBody(body, headers) : head;
@@ -205,20 +205,22 @@ export class PeerGuard {
     return this.signer.sign("ANSWER", answerPath(path, requestHeaders.get(SIGNATURE_HEADERS.nonce)), body, this.opts.wallClock());
   }
 
-  /** Checks an answer against the nonce of the request we signed (`sent`). */
   /**
-   * Refuses an answer with no signature at all before its body is read: a stranger on
-   * a seed's URL could answer hundreds of megabytes, read whole and then refused, at
-   * every heartbeat's retry. (The signature itself is checked over the body, after.)
+   * An answer's signature, proved from its headers alone (over the body hash they
+   * carry and the nonce of the request we signed, `sent`), before its body is read.
+   * Headers that only looked signed had a stranger's answer read whole, up to the
+   * transport's cap, and only then refused: a stranger on a dead member's address,
+   * or on a seed's, answering 250 MB to every call took a node past 2 GB.
    */
-  checkAnswerSigned(path: string, headers: Headers, from: string, status: number): void {
-    if (headers.get(SIGNATURE_HEADERS.timestamp) && headers.get(SIGNATURE_HEADERS.nonce) && headers.get(SIGNATURE_HEADERS.signature)) return;
-    this.refuse("answer", path, from, unsignedAnswer(status));
+  checkAnswerHead(path: string, sent: Record<string, string>, headers: Headers, from: string, status: number): void {
+    const v = this.signer.verifyHead("ANSWER", answerPath(path, sent[SIGNATURE_HEADERS.nonce] ?? null), headers, this.opts.wallClock());
+    if (!v.ok) this.refuse("answer", path, from, v.reason === "missing signature headers" ? unsignedAnswer(status) : v.reason);
   }
 
-  checkAnswer(path: string, sent: Record<string, string>, body: string, headers: Headers, from: string, status: number): void {
-    const v = this.signer.verify("ANSWER", answerPath(path, sent[SIGNATURE_HEADERS.nonce] ?? null), body, headers, this.opts.wallClock());
-    if (!v.ok) this.refuse("answer", path, from, v.reason === "missing signature headers" ? unsignedAnswer(status) : v.reason);
+  /** The body of an answer checkAnswerHead passed, against its signed hash. */
+  checkAnswerBody(path: string, body: string, headers: Headers, from: string): void {
+    const v = this.signer.verifyBody(body, headers);
+    if (!v.ok) this.refuse("answer", path, from, v.reason);
   }
 
   private refuse(kind: "request" | "answer", path: string, from: string | undefined, reason: string): never {
@@ -236,10 +238,14 @@ export class PeerGuard {
  * them all); an error may be a peer's own refusal made before it could check the
  * request's signature (503 while its peer bodies are all being read, 413, a timeout),
  * which it cannot sign: the status is said, so a busy peer is not taken for a
- * missing secret.
+ * missing secret, and a 401 (our signature refused) is said to be one.
  */
-const unsignedAnswer = (status: number): string =>
-  status >= 200 && status <= 299 ? "unsigned answer (no cluster secret?)" : `unsigned HTTP ${status} answer (refused before our signature was checked, or no cluster secret there)`;
+const unsignedAnswer = (status: number): string => {
+  if (status >= 200 && status <= 299) return "unsigned answer (no cluster secret?)";
+  // A 401 is the peer refusing our signature: nearly always a different secret there (its own log says "bad signature").
+  if (status === 401) return "unsigned HTTP 401 answer (the peer refused our signature: a different cluster secret there, or none)";
+  return `unsigned HTTP ${status} answer (refused before our signature was checked, or no cluster secret there)`;
+};
 
 /** An answer is signed over its route and the nonce of the request it answers, so it cannot be replayed to another request. */
 const answerPath = (path: string, nonce: string | null): string => `${path}#${nonce ?? ""}`;
