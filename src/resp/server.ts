@@ -105,6 +105,8 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     authenticate: (password) => access?.(password),
   };
   let nextId = 1;
+  // Bun counts a socket's timeout in whole seconds (in steps of about 4).
+  const unauthenticatedSeconds = Math.max(1, Math.round(config.idleTimeoutMs / 1000));
   const open = new OpenConnections<Socket<Client>>();
   let draining: Promise<number> | undefined;
   const listener: TCPSocketListener<Client> = Bun.listen<Client>({
@@ -137,6 +139,7 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
         };
         shared.sessions.set(session.id, session);
         socket.setNoDelay(true);
+        if (session.access === undefined) socket.timeout(unauthenticatedSeconds);
         socket.data = new Client(socket, shared, session, limits, log);
         open.add(socket);
         // A connection made as the stop begins is owed nothing yet.
@@ -147,6 +150,14 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
       },
       drain(socket) {
         socket.data?.onDrain();
+      },
+      // A connection that has not authenticated, silent for --idle-timeout, is closed: it held one of the
+      // --max-clients slots that HTTP and the peers share, and twenty silent ones cut a node off from its
+      // cluster. Once authenticated, a connection may idle as long as it likes, as Redis's `timeout 0` lets it.
+      timeout(socket) {
+        if (socket.data === undefined) return;
+        if (socket.data.session.access !== undefined) return void socket.timeout(0);
+        socket.data.finish();
       },
       end(socket) {
         socket.data?.onEnd();

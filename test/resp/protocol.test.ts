@@ -195,6 +195,30 @@ describe("RESP wire", () => {
     expect(r.node.refusals.clientForbidden).toBe(1);
   });
 
+  test("with --token, a connection silent and not authenticated is closed after --idle-timeout; an authenticated one may idle", async () => {
+    // Twenty silent connections to the RESP port held every --max-clients slot, which HTTP and the peers share, for good.
+    const { conn, r } = await setup({ token: "write-secret", idleTimeoutMs: 1000, maxClients: 4 });
+    const silent = [await conn(), await conn()];
+    const refused = await conn();
+    refused.send(frame("GET", "k")); // not authenticated: a NOAUTH does not make it one
+    await refused.expect("-NOAUTH Authentication required.\r\n");
+    const authed = await conn();
+    authed.send(frame("AUTH", "write-secret"));
+    await authed.expect("+OK\r\n");
+    const get = () => fetch(`${r.url}/items/k`, { headers: { authorization: "Bearer write-secret" } });
+    expect((await get()).status).toBe(503); // every slot held
+    const t0 = performance.now();
+    for (const c of [...silent, refused]) await c.waitClosed(15_000);
+    // Bun counts a socket's timeout in steps of about 4 s.
+    expect(performance.now() - t0).toBeLessThan(12_000);
+    expect(authed.closed).toBe(false);
+    authed.clear();
+    authed.send(frame("GET", "k"));
+    await authed.expect("$-1\r\n");
+    // The slots they held are free: HTTP is served again.
+    expect((await get()).status).toBe(404);
+  });
+
   test("HTTP sent to the RESP port (a browser's cross-protocol POST) is closed unrun, as Redis does; logged once", async () => {
     // Each line of the body ran: SET, then FLUSHDB, answered with -ERR unknown command for the HTTP lines between.
     const logged = memoryLogger();
