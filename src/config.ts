@@ -224,7 +224,8 @@ function checkSecurity(c: NodeConfig): void {
   // Headers carry tokens: visible ASCII only, so nothing is trimmed or re-encoded on the way.
   for (const field of ["token", "readToken", "clusterSecret"] as const) {
     const v = c[field];
-    if (v !== undefined && (typeof v !== "string" || !/^[\x21-\x7e]+$/.test(v))) bad(field, "must be visible ASCII characters without spaces");
+    if (v !== undefined && typeof v !== "string") bad(field, `must be a string, not ${typeof v}`);
+    if (v !== undefined && !/^[\x21-\x7e]+$/.test(v)) bad(field, "must be visible ASCII characters without spaces");
   }
   if (c.readToken !== undefined && c.token === undefined) bad("readToken", "needs token: without it every client may write anyway");
   if (c.readToken !== undefined && c.readToken === c.token) bad("readToken", "must differ from token");

@@ -93,6 +93,8 @@ describe("protected mode", () => {
     bad({ token: TOKEN, readToken: TOKEN });
     bad({ clusterSecret: "short" });
     bad({ tlsCertFile: "/x.pem" }); // without a key
+    // A number from an app's config (a PIN-like token) is named as the wrong type, not as bad characters.
+    expect(() => resolveConfig({ token: 12345678 as unknown as string })).toThrow("token must be a string, not number");
     expect(() => resolveConfig({ token: TOKEN, readToken: READ, clusterSecret: SECRET })).not.toThrow();
   });
 
