@@ -20,7 +20,7 @@ import { RequestStats } from "./ops/request-stats.ts";
 import { HTTP_STATUS, MakhzenError } from "./errors.ts";
 import { errorResponse } from "./http/errors.ts";
 import { newRefusals, protectedModeProblem, protectedModeRisks, urlIsLoopback, type Refusals } from "./ops/security.ts";
-import { loadTls } from "./ops/tls.ts";
+import { certificateWarning, loadTls } from "./ops/tls.ts";
 import { listenRefusal } from "./ops/listen.ts";
 import { ClientSlots, clientsWithin, openFilesLimit } from "./ops/connections.ts";
 import { ItemsService } from "./service.ts";
@@ -126,6 +126,8 @@ export function createNode(options: CreateNodeOptions = {}): MakhzenNode {
   const config = resolveConfig(nodeOptions, ["logger"]);
   // Read before anything starts: a missing certificate stops the node at once.
   const tls = loadTls(config);
+  const certWarning = certificateWarning(tls.certValidToMs, config.wallClock());
+  if (certWarning) log.warn(certWarning);
   const refusals = newRefusals();
   const peerGuard =
     config.clusterSecret === undefined

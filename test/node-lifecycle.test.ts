@@ -323,7 +323,7 @@ describe("TLS files that do not fit are refused by createNode, naming the option
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "makhzen-lifecycle-tls-"));
     for (const name of ["a", "b"]) {
-      const r = await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`), "-days", "1", "-subj", "/CN=127.0.0.1"]);
+      const r = await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`), "-days", "365", "-subj", "/CN=127.0.0.1"]);
       if (r.code !== 0) throw new Error(`openssl failed (these tests need it):\n${r.stderr}`);
     }
     writeFileSync(f("junk.pem"), "not a pem file\n");

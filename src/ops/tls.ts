@@ -16,6 +16,8 @@ export interface TlsMaterial {
   /** PEM certificate chain and key served by this node; absent: plain http. */
   cert?: string;
   key?: string;
+  /** When the served certificate stops being valid, epoch ms (certificateWarning). */
+  certValidToMs?: number;
   /** PEM CA bundle trusted for peers' certificates; absent: the system's CAs. */
   ca?: string;
 }
@@ -45,7 +47,24 @@ export function loadTls(config: TlsFiles, label: TlsLabel = (f) => f): TlsMateri
     }
   }
   const ca = config.tlsCaFile === undefined ? undefined : readCa(label("tlsCaFile"), config.tlsCaFile);
-  return { cert, key, ca };
+  return { cert, key, ca, certValidToMs: c === undefined ? undefined : Date.parse(c.validTo) };
+}
+
+/** Within this much of its end a certificate is warned of at start: renewal is a rolling restart (docs/security.md). */
+const CERT_WARN_MS = 14 * 24 * 3600 * 1000;
+
+/**
+ * What to warn of at start about the served certificate: expired (clients and peers
+ * that verify it refuse every connection, which the node itself cannot see), or
+ * expiring within 14 days. Served either way, as nginx serves one: refusing to start
+ * would turn a renewal missed by a day into an outage of every node at its restart.
+ */
+export function certificateWarning(validToMs: number | undefined, nowMs: number): string | undefined {
+  if (validToMs === undefined || !Number.isFinite(validToMs)) return undefined;
+  const at = new Date(validToMs).toISOString();
+  if (validToMs <= nowMs) return `the served TLS certificate expired at ${at}: clients and peers that verify it refuse every connection`;
+  if (validToMs - nowMs <= CERT_WARN_MS) return `the served TLS certificate expires at ${at}: renew it, then restart the nodes one at a time`;
+  return undefined;
 }
 
 /** A PEM file of CA certificates, checked to hold one, as text (what fetch's `tls.ca` takes). */

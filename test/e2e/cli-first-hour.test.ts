@@ -32,7 +32,7 @@ beforeAll(async () => {
     if (r.code !== 0) throw new Error(`openssl ${args.join(" ")} failed:\n${r.stderr}`);
   };
   for (const name of ["a", "b"]) {
-    await ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`), "-days", "1", "-subj", "/CN=127.0.0.1");
+    await ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`), "-days", "365", "-subj", "/CN=127.0.0.1");
   }
   writeFileSync(f("junk.pem"), "not a certificate\n");
   node = await startNode([bin, "serve", "-port", "0"], { name: "solo" });

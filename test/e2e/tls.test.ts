@@ -27,10 +27,10 @@ beforeAll(async () => {
     if (r.code !== 0) throw new Error(`openssl ${args.join(" ")} failed:\n${r.stderr}`);
   };
   const f = (name: string) => join(dir, name);
-  await ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "1", "-subj", "/CN=makhzen test CA");
+  await ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "365", "-subj", "/CN=makhzen test CA");
   await ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=127.0.0.1");
   await Bun.write(f("ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
-  await ssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.pem"), "-days", "1", "-extfile", f("ext.cnf"));
+  await ssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.pem"), "-days", "365", "-extfile", f("ext.cnf"));
   ca = readFileSync(f("ca.pem"), "utf8");
 });
 

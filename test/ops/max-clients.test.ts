@@ -100,7 +100,7 @@ describe("over TLS, where Bun times nothing out before the handshake", () => {
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "makhzen-max-clients-"));
-    const r = await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1"]);
+    const r = await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "365", "-subj", "/CN=127.0.0.1"]);
     if (r.code !== 0) throw new Error(`openssl failed (these tests need it):\n${r.stderr}`);
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

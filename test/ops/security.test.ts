@@ -125,6 +125,25 @@ describe("protected mode", () => {
   });
 });
 
+test("an expired or expiring served certificate is warned of at start, and still served", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "makhzen-cert-"));
+  try {
+    const [key, cert] = [join(dir, "n.key"), join(dir, "n.crt")];
+    // Valid for one day from now: within the 14 days warned of.
+    const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"]);
+    expect(made.exitCode).toBe(0);
+    const lines: Record<string, unknown>[] = [];
+    const n = track(createNode({ port: 0, tlsCertFile: cert, tlsKeyFile: key, logger: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }) }));
+    expect(lines.find((l) => l.level === "warn")?.msg).toMatch(/^the served TLS certificate expires at 20\d\d-.*: renew it, then restart the nodes one at a time$/);
+    // Two days on, by the node's clock: expired, and said so.
+    track(createNode({ port: 0, tlsCertFile: cert, tlsKeyFile: key, wallClock: () => Date.now() + 2 * 86_400_000, logger: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }) }));
+    expect(lines.filter((l) => l.level === "warn").at(-1)?.msg).toMatch(/^the served TLS certificate expired at .*: clients and peers that verify it refuse every connection$/);
+    expect((await n.listen()).url).toStartWith("https://");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe("client tokens", () => {
   test("without a token configured, nothing asks for one", async () => {
     const node = start({});
