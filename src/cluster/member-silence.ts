@@ -20,7 +20,8 @@ export function ageMembers(members: Iterable<Member>, nowMs: number, config: Sil
       events.left(m);
       continue;
     }
-    logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: Math.round(nowMs - m.lastSeenMs) });
+    // With why its heartbeats fail: a peer that cannot verify a member's certificate saw only "suspect".
+    logger.warn(`member ${next}`, { member: m.name, url: m.url, silentMs: Math.round(nowMs - m.lastSeenMs), ...(m.lastError === undefined ? {} : { lastError: m.lastError }) });
     m.state = next;
   }
 }
@@ -35,4 +36,17 @@ export function ageMembers(members: Iterable<Member>, nowMs: number, config: Sil
  */
 export function discountPause(members: Iterable<Member>, nowMs: number, pausedMs: number): void {
   for (const m of members) if (m.state !== "left") m.lastSeenMs = Math.min(nowMs, m.lastSeenMs + pausedMs);
+}
+
+/** A heartbeat to `url` failed with `e`: kept as the member's lastError if it is still there (answers whether it is). */
+export function heartbeatFailed(m: Member | undefined, url: string, e: unknown): boolean {
+  if (m?.url !== url) return false;
+  m.lastError = e instanceof Error ? e.message : String(e);
+  return true;
+}
+
+/** Heard from `m` now: its silence starts over, and so does what its next one is said to be caused by. */
+export function seen(m: Member, nowMs: number): void {
+  m.lastSeenMs = nowMs;
+  m.lastError = undefined;
 }

@@ -17,6 +17,8 @@ export interface Member extends WireMember {
    * hand, in ms of Membership.silenceClock (monotonic in a node): silence is counted from here.
    */
   lastSeenMs: number;
+  /** Why its last heartbeat failed (a refused connection, a timeout, a certificate this node cannot verify): said when it turns suspect or dead. */
+  lastError?: string;
 }
 
 export interface MembershipEvents {

@@ -6,7 +6,7 @@ import { addressRefusal, answeredAs, countMembers, isLive, joinSettingsRefusal, 
 import type { HeartbeatReport, Member, MembershipDeps } from "./membership-types.ts";
 import { NameClaim } from "./name-claim.ts";
 import { MemberMove } from "./member-move.ts";
-import { ageMembers, discountPause } from "./member-silence.ts";
+import { ageMembers, discountPause, heartbeatFailed, seen } from "./member-silence.ts";
 import { Seeds } from "./seeds.ts";
 
 export { mergeDecision, mustYield, stateAfterSilence } from "./membership-rules.ts";
@@ -271,9 +271,9 @@ export class Membership {
             }
             this.merge(answer.members);
           },
-          () => {
+          (e: unknown) => {
             this.failedHeartbeats++;
-            if (this.members.get(name)?.url === url) this.unanswered.add(name);
+            if (heartbeatFailed(this.members.get(name), url, e)) this.unanswered.add(name);
           },
         )
         .finally(() => this.probing.delete(name));
@@ -290,7 +290,7 @@ export class Membership {
   }
 
   private markSeen(m: Member): void {
-    m.lastSeenMs = this.silenceClock();
+    seen(m, this.silenceClock());
     if (m.state === "suspect" || m.state === "dead") {
       const before = m.state;
       m.state = "alive";

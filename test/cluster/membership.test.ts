@@ -60,6 +60,31 @@ describe("membership", () => {
     expect(events).toEqual(["added b", "recovered b", "recovered b"]);
   });
 
+  test("a member turning suspect or dead is logged with why its heartbeats failed", async () => {
+    // A seed that could not verify a joiner's certificate logged only "member suspect": the TLS error was nowhere near.
+    const net = new MemoryTransport();
+    const logged = memoryLogger();
+    const { m, wall } = membership(undefined, net, logged);
+    m.handleGossip(member("b"), []);
+    net.register("mem://b", { gossip: () => { throw new Error("unable to verify the first certificate"); } } as unknown as PeerService);
+    m.tick();
+    await eventually(() => m.heartbeatFailures === 1);
+    wall.advance(FAST_TIMINGS.suspectAfterMs + 100);
+    m.tick();
+    expect(logged.lines.find((l) => l.msg === "member suspect")?.fields).toMatchObject({ member: "b", lastError: expect.stringContaining("unable to verify the first certificate") });
+    // It answers again: the error is of a silence that is over, and a later silence is not said to have it.
+    let answering = true;
+    net.register("mem://b", { gossip: () => (answering ? { members: [member("b")] } : new Promise(() => {})) } as unknown as PeerService);
+    m.tick();
+    await eventually(() => m.get("b")!.state === "alive");
+    answering = false;
+    wall.advance(FAST_TIMINGS.suspectAfterMs + 100);
+    m.tick();
+    const second = logged.lines.filter((l) => l.msg === "member suspect")[1]?.fields;
+    expect(second?.member).toBe("b");
+    expect(second?.lastError).toBeUndefined();
+  });
+
   test("a one-way cut: a member whose heartbeats reach us but our probes do not is not kept alive by its heartbeats", async () => {
     // Before, its heartbeats kept it alive here, and every request routed to it waited its timeout, for as long as the cut lasted.
     const net = new MemoryTransport();
