@@ -92,6 +92,7 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
     sessions: new Map(),
     cursors: new Cursors(),
     randomFrom: new Map(),
+    rmwTails: new Map(),
     stats: { connections: 0, commands: 0, rejected: 0, outputBytes: 0, removedBefore: { evicted: 0, expired: 0 } },
     refused: (reply, command, addr) => {
       if (reply === "NOPERM") opts.refusals.clientForbidden++;
