@@ -33,7 +33,7 @@ import { array, bulk, bulkOrNil, bulks, NIL, type Reply } from "./reply.ts";
 /** Keys a walk asks of one page (the listing's largest page). */
 const MAX_PAGE = 1000;
 /** Pages a walk that may run long (KEYS) reads before it lets the node's other work run: at most ~40k keys, about a ms. */
-const SLICE_PAGES = 4;
+export const SLICE_PAGES = 4;
 /** Pages RANDOMKEY reads at most before it settles for a key it saw: up to ~250k keys looked at, ~5 ms in slices. */
 const RANDOM_PAGES = 25;
 
@@ -54,7 +54,8 @@ export interface WalkOptions {
   bucket?: string;
 }
 
-const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Lets the node's other work (other connections, heartbeats) run before going on. */
+export const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * Walks live keys of the bucket in key order from after `from`, visiting each;

@@ -8,6 +8,7 @@ import Redis from "ioredis";
 import { closeAfterEach } from "../support/cleanup.ts";
 import { frame, respSetup } from "./support.ts";
 import { memoryLogger } from "../support/core.ts";
+import { eventually } from "../support/proc.ts";
 
 const track = closeAfterEach();
 
@@ -217,6 +218,25 @@ describe("RESP wire", () => {
     await authed.expect("$-1\r\n");
     // The slots they held are free: HTTP is served again.
     expect((await get()).status).toBe(404);
+  });
+
+  test("FLUSHALL of many keys lets other connections' commands run meanwhile; the keys are all gone at its OK, and a SET after it stands", async () => {
+    // In one step, a million keys held every other client (and the node's heartbeats) for ~3 s.
+    const { conn, r } = await setup();
+    const store = r.node.bucket();
+    for (let i = 0; i < 60_000; i++) store.set(`k${i}`, "v");
+    const [flusher, other] = [await conn(), await conn()];
+    const order: string[] = [];
+    flusher.send(Buffer.concat([frame("FLUSHALL"), frame("SET", "zz-after", "1")]));
+    void flusher.until((got) => got === "+OK\r\n+OK\r\n", 20_000).then(() => order.push("flushed"));
+    other.send(frame("PING"));
+    await other.until((got) => got === "+PONG\r\n", 20_000);
+    order.push("pong");
+    await eventually(() => order.length === 2, { timeoutMs: 20_000, what: "the flush answered" });
+    expect(order).toEqual(["pong", "flushed"]);
+    other.clear();
+    other.send(Buffer.concat([frame("DBSIZE"), frame("GET", "zz-after")]));
+    await other.expect(":1\r\n$1\r\n1\r\n");
   });
 
   test("HTTP sent to the RESP port (a browser's cross-protocol POST) is closed unrun, as Redis does; logged once", async () => {
