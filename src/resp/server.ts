@@ -152,13 +152,16 @@ export function startRespServer(opts: RespServerOptions, port: number): RespServ
       drain(socket) {
         socket.data?.onDrain();
       },
-      // A connection that has not authenticated, silent for --idle-timeout, is closed: it held one of the
-      // --max-clients slots that HTTP and the peers share, and twenty silent ones cut a node off from its
-      // cluster. Once authenticated, a connection may idle as long as it likes, as Redis's `timeout 0` lets it.
+      // A connection that has not authenticated within --idle-timeout of its start is closed (Bun's socket
+      // timeout is not put off by what the client sends), as PostgreSQL's authentication_timeout closes one:
+      // it held one of the --max-clients slots that HTTP and the peers share, and twenty silent ones cut a
+      // node off from its cluster. Closed at once, its NOAUTH replies dropped: one that never reads them
+      // would hold a close that waits for them for good. Once authenticated, a connection may idle as long
+      // as it likes, as Redis's `timeout 0` lets it.
       timeout(socket) {
         if (socket.data === undefined) return;
         if (socket.data.session.access !== undefined) return void socket.timeout(0);
-        socket.data.finish();
+        socket.terminate();
       },
       end(socket) {
         socket.data?.onEnd();

@@ -196,10 +196,19 @@ describe("RESP wire", () => {
     expect(r.node.refusals.clientForbidden).toBe(1);
   });
 
-  test("with --token, a connection silent and not authenticated is closed after --idle-timeout; an authenticated one may idle", async () => {
+  test("with --token, a connection not authenticated within --idle-timeout is closed, one that never reads its replies too; an authenticated one may idle", async () => {
     // Twenty silent connections to the RESP port held every --max-clients slot, which HTTP and the peers share, for good.
-    const { conn, r } = await setup({ token: "write-secret", idleTimeoutMs: 1000, maxClients: 4 });
+    const { conn, r } = await setup({ token: "write-secret", idleTimeoutMs: 1000, maxClients: 5 });
     const silent = [await conn(), await conn()];
+    // One that pipelines commands and never reads the NOAUTHs: its replies back up, and a close that waited to send them never came.
+    const { connect } = await import("node:net");
+    const stuck = connect(r.respPort, "127.0.0.1");
+    let stuckClosed = false;
+    stuck.on("close", () => void (stuckClosed = true)).on("error", () => {});
+    await new Promise((resolve) => stuck.once("connect", resolve));
+    stuck.pause();
+    const flood = Buffer.concat(Array.from({ length: 20_000 }, () => frame("GET", "x")));
+    for (let i = 0; i < 40 && stuck.writable; i++) stuck.write(flood);
     const refused = await conn();
     refused.send(frame("GET", "k")); // not authenticated: a NOAUTH does not make it one
     await refused.expect("-NOAUTH Authentication required.\r\n");
@@ -210,6 +219,7 @@ describe("RESP wire", () => {
     expect((await get()).status).toBe(503); // every slot held
     const t0 = performance.now();
     for (const c of [...silent, refused]) await c.waitClosed(15_000);
+    await eventually(() => stuckClosed, { timeoutMs: 15_000, what: "the connection that never reads is closed" });
     // Bun counts a socket's timeout in steps of about 4 s.
     expect(performance.now() - t0).toBeLessThan(12_000);
     expect(authed.closed).toBe(false);
