@@ -509,6 +509,35 @@ describe("an answer whose headers only look signed is refused before its body is
     expect((e2 as PeerError).code).toBe("CLUSTER_AUTH");
     transport.close();
   });
+
+  test("on a kept connection: a chunk-size line that never ends is refused, not kept whole", async () => {
+    // A stranger answered records with `1;` and then 500 MiB of one line: each call held ~136 MB until its timeout.
+    let written = 0;
+    using server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket) {
+          socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;");
+          const line = "a".repeat(64 * 1024);
+          const more = () => {
+            while (written < 64 * 1024 * 1024 && socket.write(line) > 0) written += line.length;
+          };
+          more();
+          (socket as unknown as { data: () => void }).data = more;
+        },
+        drain(socket) {
+          (socket as unknown as { data?: () => void }).data?.();
+        },
+      },
+    });
+    const guard = new PeerGuard({ secret: SECRET, wallClock: Date.now, refusals: newRefusals(), log: createLogger({ format: "json", write: () => {} }) });
+    const transport = new HttpTransport({ guard });
+    const e = await transport.call(`http://127.0.0.1:${server.port}`, "records", recordsRequest([]), 20_000).catch((err) => err);
+    expect((e as PeerError).code).toBe("BAD_ANSWER");
+    expect((e as PeerError).message).toContain("malformed chunk");
+    transport.close();
+  });
 });
 
 describe("peer bodies: none read for a stranger, and a bounded number at once for a peer", () => {
@@ -570,6 +599,27 @@ describe("abuse limits", () => {
       expect(e).toBeInstanceOf(PeerError);
       expect((e as PeerError).code).toBe("ANSWER_TOO_LARGE");
     }
+  });
+
+  test("a membership answer that says it is longer than any member list is refused at its headers", async () => {
+    // Without TLS, a process on a dead member's address relayed a live member's signed gossip answer with
+    // 200 MiB of padding: read whole, every heartbeat, before its body hash failed.
+    using server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { data: (socket) => void socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${40 * 1024 * 1024}\r\n\r\n{"members":[`) },
+    });
+    const e = await new HttpTransport({}).call(`http://127.0.0.1:${server.port}`, "members", {}, 5000).catch((err) => err);
+    expect((e as PeerError).code).toBe("ANSWER_TOO_LARGE");
+  });
+
+  test("a compressed peer answer is refused at its headers: fetch would inflate it past any cap", async () => {
+    // 0.6 MB of gzip with Content-Encoding: gzip inflated to 600 MiB in a node whose seed was a stranger.
+    const gz = Bun.gzipSync(Buffer.alloc(8 * 1024 * 1024, 32));
+    using server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(gz, { headers: { "content-encoding": "gzip" } }) });
+    const e = await new HttpTransport({ maxAnswerBytes: 1024 * 1024 }).call(`http://127.0.0.1:${server.port}`, "groups", {}, 5000).catch((err) => err);
+    expect((e as PeerError).code).toBe("BAD_ANSWER");
+    expect((e as PeerError).message).toContain("answer is compressed (Content-Encoding: gzip)");
   });
 
   test("a silent keep-alive connection is closed after the idle timeout", async () => {

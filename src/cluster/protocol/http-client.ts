@@ -240,6 +240,10 @@ class Stale extends PeerError {
 const timeoutError = (): Error => Object.assign(new Error("the peer did not answer in time"), { name: "TimeoutError" });
 const abortError = (): Error => Object.assign(new Error("aborted"), { name: "AbortError" });
 
+/** The longest answer head read, and the longest chunk-size line. */
+const HEAD_MAX_BYTES = 64 * 1024;
+const CHUNK_LINE_MAX_BYTES = 1024;
+
 /** An answer past the cap (ANSWER_MAX_BYTES or the transport's own), by either way of reading it. */
 export const answerTooLarge = (status: number, maxBytes: number): PeerError => new PeerError(status, "ANSWER_TOO_LARGE", `answer exceeds ${maxBytes} bytes`);
 
@@ -249,8 +253,12 @@ export const answerTooLarge = (status: number, maxBytes: number): PeerError => n
  * answer over `maxBytes` or one that is not HTTP/1.1 as Bun writes it.
  */
 export function parseAnswer(bytes: Buffer, maxBytes: number): RawAnswer | PeerError | number | undefined {
+  // What arrives is bounded, not only the body it makes: a chunk-size line that never ended was kept
+  // whole (a stranger on a member's address sent 136 MB in one records call), and framing can outweigh
+  // its chunks. Bun writes large chunks, so twice the body and a head is room enough for a peer.
+  if (bytes.length > 2 * maxBytes + HEAD_MAX_BYTES) return answerTooLarge(0, maxBytes);
   const end = bytes.indexOf(CRLF2);
-  if (end < 0) return bytes.length > 64 * 1024 ? new PeerError(0, "BAD_ANSWER", "answer head too large") : undefined;
+  if (end < 0) return bytes.length > HEAD_MAX_BYTES ? new PeerError(0, "BAD_ANSWER", "answer head too large") : undefined;
   const lines = bytes.toString("latin1", 0, end).split("\r\n");
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]!);
   if (!status) return new PeerError(0, "BAD_ANSWER", "not an HTTP/1.1 answer");
@@ -281,6 +289,8 @@ function chunked(bytes: Buffer, at: number, status: number, headers: Headers, ma
   let size = 0;
   for (;;) {
     const eol = bytes.indexOf("\r\n", at);
+    // A size line is a few hex digits (and extensions no peer sends): one that runs on is no peer's.
+    if ((eol < 0 ? bytes.length : eol) - at > CHUNK_LINE_MAX_BYTES) return new PeerError(status, "BAD_ANSWER", "malformed chunk");
     if (eol < 0) return undefined;
     const n = parseInt(bytes.toString("latin1", at, eol).split(";")[0]!, 16);
     if (!Number.isFinite(n) || n < 0) return new PeerError(status, "BAD_ANSWER", "malformed chunk");

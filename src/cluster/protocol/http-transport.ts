@@ -40,6 +40,22 @@ export const ANSWER_MAX_BYTES = 256 * 1024 * 1024;
 export const KEPT_ANSWER_MAX_BYTES = 2 * 1024 * 1024;
 
 /**
+ * Ops whose answers are small whatever the data, capped below ANSWER_MAX_BYTES. A
+ * signature covers an answer's body hash, not its length, so without TLS a process
+ * on a dead member's address can relay a live member's signed answer with a longer
+ * body, which is read to its cap before its hash fails; heartbeats go to that
+ * address every interval. A member list is at most 10,000 members of a few hundred
+ * bytes each; `records` and `leave` answer counts.
+ */
+const SMALL_ANSWERS: Partial<Record<PeerOp, number>> = {
+  join: 32 * 1024 * 1024,
+  gossip: 32 * 1024 * 1024,
+  members: 32 * 1024 * 1024,
+  leave: 1024 * 1024,
+  records: KEPT_ANSWER_MAX_BYTES,
+};
+
+/**
  * The real transport: JSON over HTTP/1.1 (or https) with keep-alive. Replication
  * batches (`records`) to an http peer go on connections of our own
  * (http-client.ts: the hot path, every few ms to each peer under load); the rest,
@@ -76,7 +92,7 @@ export class HttpTransport implements PeerTransport {
     const signature = this.opts.guard?.signRequest(path, text);
     const sendToken = !signature && this.opts.token !== undefined && (this.opts.tokenTo?.(url) ?? true);
     const bearer = sendToken ? { authorization: `Bearer ${this.opts.token}` } : undefined;
-    const headers = { "content-type": "application/json", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer };
+    const headers = { "content-type": "application/json", "accept-encoding": "identity", [PROTOCOL_HEADER]: PROTOCOL_VERSION, ...signature, ...bearer };
     const origin = op === "records" ? this.origin(url) : null;
     if (origin !== null) {
       let raw;
@@ -111,7 +127,7 @@ export class HttpTransport implements PeerTransport {
     }
     let answer: string;
     try {
-      answer = await readCapped(res, this.maxAnswerBytes);
+      answer = await readCapped(res, Math.min(this.maxAnswerBytes, SMALL_ANSWERS[op] ?? Infinity));
     } catch (e) {
       if (e instanceof PeerError) throw new PeerError(res.status, e.code, `${url} ${op}: ${e.message}`);
       throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
@@ -187,6 +203,13 @@ function noAnswerError(e: unknown, what: string, timeoutMs: number, signal?: Abo
 
 /** An answer's text, refused past `maxBytes` before it is all buffered. */
 async function readCapped(res: Response, maxBytes: number): Promise<string> {
+  // fetch inflates a compressed body whatever we asked for, past any cap counted on the wire (0.6 MB of
+  // gzip made 600 MiB): peers never compress, so an answer that says it is compressed is no peer's.
+  const encoding = res.headers.get("content-encoding");
+  if (encoding !== null && encoding.trim().toLowerCase() !== "identity") {
+    await res.body?.cancel().catch(() => {});
+    throw new PeerError(res.status, "BAD_ANSWER", `answer is compressed (Content-Encoding: ${encoding.slice(0, 40)}), which no peer sends`);
+  }
   const declared = res.headers.get("content-length");
   const tooLarge = () => answerTooLarge(res.status, maxBytes);
   if (declared !== null && /^\d+$/.test(declared)) {

@@ -83,6 +83,7 @@ describe("replication batches on kept connections", () => {
       host: new URL(peer.url).host,
       "content-length": String(batch.length),
       "content-type": "application/json",
+      "accept-encoding": "identity",
       [PROTOCOL_HEADER]: PROTOCOL_VERSION,
       authorization: "Bearer tok",
     });
