@@ -6,6 +6,8 @@ export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode = 1,
+    /** Already said, as a log line of the node's (serve under --log-format json): not printed again. */
+    readonly said = false,
   ) {
     super(message);
     this.name = "CliError";

@@ -107,12 +107,12 @@ export async function main(rawArgs: string[], env?: NodeJS.ProcessEnv): Promise<
       await runCommand(cmd, { rawArgs: line.argv });
     } catch (e) {
       // Flag values are parsed by the command, under the flag's own name: say the alias the user typed.
-      if (e instanceof CliError) throw new CliError(namingTyped(e.message, line.aliased), e.exitCode);
+      if (e instanceof CliError) throw new CliError(namingTyped(e.message, line.aliased), e.exitCode, e.said);
       throw e;
     }
     return 0;
   } catch (e) {
-    if (e instanceof CliError) return await fail(e.message, e.exitCode);
+    if (e instanceof CliError) return e.said ? e.exitCode : await fail(e.message, e.exitCode);
     // A key no URL can carry ("", ".", "..") is refused before any request: the user's argument, so a usage error.
     // The node's words name the header; a CLI user gives the token by flag or variable.
     if (e instanceof MakhzenClientError && e.code === "UNAUTHORIZED") return await fail(`${e.message} (give it with --token or MAKHZEN_TOKEN)`, 1);

@@ -346,6 +346,15 @@ function fieldsAsFlags(text: string, fromVariables: ReadonlySet<keyof NodeConfig
 }
 
 /**
+ * Whether --log-format json (or MAKHZEN_LOG_FORMAT=json) was asked for, not only the
+ * default on a pipe: then why `serve` could not start or stopped is a JSON log line
+ * too (serve.ts), where by default it is the one plain `makhzen:` line scripts read.
+ */
+export function jsonLogsAsked(args: Record<string, unknown>, env?: NodeJS.ProcessEnv): boolean {
+  return readFlag(LOG_FORMAT, args, env) === "json";
+}
+
+/**
  * The logger of `serve`, on stderr: --log-level (default info), --log-format
  * (default text when stderr is a terminal, json otherwise: what log shippers read).
  */

@@ -363,6 +363,16 @@ describe("a port in use", () => {
     expect(await run([bin, "serve", "--port", "0", "--resp-port", String(busy.port)])).toMatchObject({ code: 1, stderr: line("--resp-port") });
     expect(await run([bin, "serve", "--port", String(busy.port), "--resp-port", "0"])).toMatchObject({ code: 1, stderr: line("--port") });
   });
+
+  test("under --log-format json, why the node could not start is a JSON log line, so jq reads the whole of stderr", async () => {
+    using busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    for (const [args, env] of [[["--log-format", "json"], {}], [[], { MAKHZEN_LOG_FORMAT: "json" }]] as const) {
+      const r = await run([bin, "serve", "--port", String(busy.port), ...args], { env });
+      expect(r.code).toBe(1);
+      const lines = r.stderr.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.at(-1)).toMatchObject({ level: "error", msg: `cannot listen on 127.0.0.1:${busy.port}: address in use (--port)`, exitCode: 1 });
+    }
+  });
 });
 
 describe("help", () => {
