@@ -167,7 +167,7 @@ export function resolveConfig(options: NodeOptions = {}, extra: readonly string[
   const c: NodeConfig = { ...merged, name: merged.name === undefined ? defaultName(merged.host, merged.port) : merged.name };
   if (typeof c.name !== "string") bad("name", `must be a string, not ${String(c.name)}`);
   if (!NODE_NAME_PATTERN.test(c.name)) {
-    bad("name", `"${c.name}" must be 1-${NODE_NAME_MAX} characters of A-Z a-z 0-9 _ . : @ [ ] -`);
+    bad("name", `${JSON.stringify(c.name)} must be 1-${NODE_NAME_MAX} characters of A-Z a-z 0-9 _ . : @ [ ] -`);
   }
   if (typeof c.wallClock !== "function") bad("wallClock", "must be a function answering epoch ms (Date.now is the default)");
   if (c.respPort !== undefined) {
@@ -183,7 +183,7 @@ export function resolveConfig(options: NodeOptions = {}, extra: readonly string[
   integer("sweepBudget", c.sweepBudget, 1, 10_000_000);
   if (c.dataDir !== undefined && (typeof c.dataDir !== "string" || c.dataDir === "")) bad("dataDir", "must be a path");
   // Only a shell (and the CLI's flags) read ~ as the home directory: here it made a directory named "~".
-  if (typeof c.dataDir === "string" && c.dataDir.startsWith("~")) bad("dataDir", `"${c.dataDir}" starts with ~, which is not the home directory here: give the path in full (os.homedir())`);
+  if (typeof c.dataDir === "string" && c.dataDir.startsWith("~")) bad("dataDir", `${JSON.stringify(c.dataDir)} starts with ~, which is not the home directory here: give the path in full (os.homedir())`);
   // A data dir belongs to one name; with port 0 the default name is random, so the
   // next start could never open the dir again.
   if (c.dataDir !== undefined && merged.name === undefined && c.port === 0) bad("name", "must be given with dataDir when port is 0");
@@ -224,7 +224,7 @@ function checkSecurity(c: NodeConfig): void {
   // Headers carry tokens: visible ASCII only, so nothing is trimmed or re-encoded on the way.
   for (const field of ["token", "readToken", "clusterSecret"] as const) {
     const v = c[field];
-    if (v !== undefined && typeof v !== "string") bad(field, `must be a string, not ${typeof v}`);
+    if (v !== undefined && typeof v !== "string") bad(field, `must be a string, not ${v === null ? "null" : typeof v}`);
     if (v !== undefined && !/^[\x21-\x7e]+$/.test(v)) bad(field, "must be visible ASCII characters without spaces");
   }
   if (c.readToken !== undefined && c.token === undefined) bad("readToken", "needs token: without it every client may write anyway");
@@ -286,11 +286,11 @@ function normalizeUrl(field: string, u: unknown): string {
   try {
     url = new URL(/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/i.test(given) ? `http://${given}` : given);
   } catch {
-    bad(field, `"${masked}" is not a URL like http://10.0.0.2:3000`);
+    bad(field, `${JSON.stringify(masked)} is not a URL like http://10.0.0.2:3000`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") bad(field, `"${masked}" must be http:// or https://`);
+  if (url.protocol !== "http:" && url.protocol !== "https:") bad(field, `${JSON.stringify(masked)} must be http:// or https://`);
   const extra = url.search !== "" || given.includes("?") || url.hash !== "" || given.includes("#") || url.username !== "" || url.password !== "" || url.pathname !== "/";
-  if (extra) bad(field, `"${masked}" must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
+  if (extra) bad(field, `${JSON.stringify(masked)} must be scheme, host and port only, like http://10.0.0.2:3000 (no path, query, fragment or user name)`);
   return url.origin;
 }
 

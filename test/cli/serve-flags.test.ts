@@ -238,6 +238,16 @@ describe("the serve flag table", () => {
     expect(namingFlags('name "bad name" must be 1-128 characters')).toBe('--name "bad name" must be 1-128 characters');
     expect(namingFlags('tlsCertFile "/etc/name \\"port\\".pem" cannot be read')).toBe('--tls-cert "/etc/name \\"port\\".pem" cannot be read');
     expect(namingFlags("suspectAfterMs must be an integer")).toBe("suspectAfterMs must be an integer");
+    // The node quotes a value as JSON does, so a quote inside it is no end of the quoting (`--name "a"b\--name"` before).
+    const refusal = (o: Record<string, unknown>) => {
+      try {
+        resolveConfig(o);
+      } catch (e) {
+        return namingFlags((e as Error).message);
+      }
+    };
+    expect(refusal({ name: 'a"b\\name' })).toStartWith('--name "a\\"b\\\\name" must be');
+    expect(refusal({ advertise: 'ftp://x"name' })).toStartWith('--advertise "ftp://x\\"name" must be http:// or https://');
   });
 
   test("secrets are checked as typed, and never echoed", () => {

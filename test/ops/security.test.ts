@@ -95,6 +95,7 @@ describe("protected mode", () => {
     bad({ tlsCertFile: "/x.pem" }); // without a key
     // A number from an app's config (a PIN-like token) is named as the wrong type, not as bad characters.
     expect(() => resolveConfig({ token: 12345678 as unknown as string })).toThrow("token must be a string, not number");
+    expect(() => resolveConfig({ clusterSecret: null as unknown as string })).toThrow("clusterSecret must be a string, not null");
     expect(() => resolveConfig({ token: TOKEN, readToken: READ, clusterSecret: SECRET })).not.toThrow();
   });
 
