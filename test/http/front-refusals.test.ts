@@ -114,6 +114,8 @@ describe("heads Bun's parser refuses are refused here, with the envelope", () =>
     ["an item target with a fragment", `PUT /items/k#x HTTP/1.1\r\n${H}Content-Length: 2\r\n\r\n{}`, 400, "BAD_REQUEST"],
     ["a method that is not a token", `G@T /items/k HTTP/1.1\r\n${H}\r\n`, 400, "BAD_REQUEST"],
     ["HTTP/2.0", `GET /items/k HTTP/2.0\r\n${H}\r\n`, 400, "HTTP_VERSION"],
+    // curl --http2-prior-knowledge: was UNKNOWN_METHOD "PRI", the wrong cause named.
+    ["the h2c preface (HTTP/2 with prior knowledge)", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "HTTP_VERSION"],
     ["lowercase http/1.1", `GET /items/k http/1.1\r\n${H}\r\n`, 400, "HTTP_VERSION"],
     ["no version", `GET /items/k\r\n\r\n`, 400, "HTTP_VERSION"],
     ["HTTP/1.1 without Host", "GET /items/k HTTP/1.1\r\n\r\n", 400, "BAD_REQUEST"],

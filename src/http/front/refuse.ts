@@ -61,6 +61,9 @@ export function backslashInPath(target: string): boolean {
   return target.lastIndexOf("\\", queryAt === -1 ? target.length : queryAt) !== -1;
 }
 
+/** The request line an HTTP/2 client with prior knowledge opens with (RFC 9113, 3.4). */
+const H2_PREFACE = "PRI * HTTP/2.0";
+
 const bad = (message: string): Refusal => ({ status: 400, code: "BAD_REQUEST", message });
 // A request line the server cannot serve is the client's fault: 400 with the cause's own
 // code, where RFC 9110 allows 501 and 505 (bad input is never answered with a 5xx).
@@ -93,10 +96,13 @@ export function refusal(text: string, start: number): Refusal | undefined {
     // (else the connection would go to Bun, which closes on an unknown method unanswered).
     if (!TOKEN.test(line)) return bad("the request method is not a token");
     for (const m of KNOWN_METHODS) if (m.startsWith(line)) return undefined;
+    if (H2_PREFACE.startsWith(line)) return undefined;
     return unknownMethod(line);
   }
   const method = line.slice(0, sp1);
   if (!TOKEN.test(method)) return bad("the request method is not a token");
+  // HTTP/2 with prior knowledge (curl --http2-prior-knowledge, h2c) opens with `PRI * HTTP/2.0`: the version is what is refused.
+  if (method === "PRI") return badVersion("HTTP/2 is not served (this is the h2c preface): use HTTP/1.1 or HTTP/1.0");
   if (!KNOWN_METHODS.has(method)) return unknownMethod(method);
   // Bun answers a CONNECT, then reads nothing more on its connection: what follows
   // would wait unanswered for the idle timeout. No route takes it (this is no proxy).
