@@ -228,14 +228,15 @@ export function createMetrics(src: MetricsSources): Metrics {
   total("records_retracted_total", "Writes this node stamped too far ahead of the cluster's clock and gave up (lost; see docs/replication.md).", [], (set) =>
     set(cluster().retracted),
   );
-  gauge("clock_offset_ms", "This node's clock minus the median of the cluster's clocks (its own included), in ms.", [], (g) =>
-    g.set(cluster().clock.offsetMs),
+  // In seconds, Prometheus's base unit (promtool refuses `_ms` in a name): these were `..._ms`, in ms.
+  gauge("clock_offset_seconds", "This node's clock minus the median of the cluster's clocks (its own included), in seconds.", [], (g) =>
+    g.set(cluster().clock.offsetMs / 1000),
   );
   gauge("clock_fenced", "1 while this node refuses writes because its clock is past 80% of --max-clock-offset from the median.", [], (g) =>
     g.set(cluster().clock.fenced ? 1 : 0),
   );
-  gauge("member_clock_offset_ms", "Each member's clock minus this node's, measured by heartbeats, in ms.", ["member"], (g) => {
-    for (const m of cluster().members) if (m.clockOffsetMs !== null) g.set({ member: m.name }, m.clockOffsetMs);
+  gauge("member_clock_offset_seconds", "Each member's clock minus this node's, measured by heartbeats, in seconds.", ["member"], (g) => {
+    for (const m of cluster().members) if (m.clockOffsetMs !== null) g.set({ member: m.name }, m.clockOffsetMs / 1000);
   });
 
   // ---- background work ----

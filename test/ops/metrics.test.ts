@@ -292,13 +292,16 @@ describe("the cluster's numbers: one snapshot per scrape (Cluster.stats)", () =>
     // This node counts as alive, beside the members it sees.
     expect(["alive", "suspect", "dead", "left"].map((state) => v("members", { state }))).toEqual([2, 1, 0, 0]);
     expect(samples(all, "makhzen_member_state", { member: "b" }).map((s) => [s.labels.state, s.value])).toEqual([["alive", 0], ["suspect", 1], ["dead", 0], ["left", 0]]);
-    expect([v("member_clock_offset_ms", { member: "b" }), v("member_clock_offset_ms", { member: "c" })]).toEqual([-12, undefined]);
+    expect([v("member_clock_offset_seconds", { member: "b" }), v("member_clock_offset_seconds", { member: "c" })]).toEqual([-0.012, undefined]);
     expect([v("heartbeat_failures_total"), v("replication_refused_records_total"), v("records_retracted_total")]).toEqual([8, 13, 14]);
     expect(v("replication_deferred_records_total")).toBe(17);
-    expect([v("clock_offset_ms"), v("clock_fenced")]).toEqual([3, 1]);
+    expect([v("clock_offset_seconds"), v("clock_fenced")]).toEqual([0.003, 1]);
     expect([v("replicas"), v("partitions_owned")]).toEqual([2, 131]);
     expect([v("partitions_held"), v("partitions_filling"), v("partition_handoffs"), v("records_dropped_total")]).toEqual([40, 3, 2, 60]);
     expect([v("records_moved_total", { direction: "in" }), v("records_moved_total", { direction: "out" })]).toEqual([500, 70]);
+    // Base units in names, as promtool check metrics requires: the clock offsets were `_ms`, which it refused.
+    const names = new Set(all.map((m) => m.name));
+    expect([...names].filter((n) => /_(ms|milliseconds|us|ns|minutes|hours|kb|mb|kilobytes|megabytes)(_|$)/.test(n))).toEqual([]);
     await metrics.render();
     expect(taken).toBe(2);
   });
