@@ -253,6 +253,8 @@ export interface Step {
  */
 export const RMW_ATTEMPTS = 10;
 export const RMW_BACKOFF_MS = 5;
+/** The longest a read-modify-write waits for the one before it on this node (queuedRmw): ~1,000 of them at a ms each. */
+export const RMW_QUEUE_WAIT_MS = 1000;
 
 /**
  * One read-modify-write of one key (INCR, APPEND, SETRANGE, GETSET, SET NX/XX/GET,
@@ -284,16 +286,19 @@ export function rmw(ctx: Ctx, key: string, step: (old: Item | undefined) => Step
 
 /**
  * Runs `run` once every read-modify-write of the same key that this node started
- * before it has ended. Concurrent, this node's own clients failed each other's
- * conditions: five `redis-cli -r 200 INCR k` through a node that does not decide `k`
- * got -TRYAGAIN now and then, fifty connections 16% of the time, and
- * redis-benchmark -t incr stopped at its first. One after another, each reads what
- * the one before wrote (kept here, or on the deciding owner it reads from), and
- * only writers on other nodes can still come between.
+ * before it has ended, or RMW_QUEUE_WAIT_MS after it was asked, whichever is first.
+ * Concurrent, this node's own clients failed each other's conditions: five
+ * `redis-cli -r 200 INCR k` through a node that does not decide `k` got -TRYAGAIN
+ * now and then, fifty connections 16% of the time, and redis-benchmark -t incr
+ * stopped at its first. One after another, each reads what the one before wrote
+ * (kept here, or on the deciding owner it reads from), and only writers on other
+ * nodes can still come between. The bound is for an owner that hangs: each command
+ * then waits out its own timeouts, and in a queue without it the k-th answered
+ * after k of them (10 s each by default), where each answers after one.
  */
-function queuedRmw(tails: Map<string, Promise<unknown>>, id: string, run: () => Promise<Reply>): Promise<Reply> {
+export function queuedRmw(tails: Map<string, Promise<unknown>>, id: string, run: () => Promise<Reply>, waitMs = RMW_QUEUE_WAIT_MS): Promise<Reply> {
   const before = tails.get(id);
-  const mine = before === undefined ? run() : before.then(run, run);
+  const mine = before === undefined ? run() : doneOrAfter(before, waitMs).then(run);
   const tail = mine.then(noop, noop);
   tails.set(id, tail);
   void tail.then(() => {
@@ -303,6 +308,14 @@ function queuedRmw(tails: Map<string, Promise<unknown>>, id: string, run: () => 
 }
 
 const noop = (): void => {};
+
+/** Settles when `p` does (it never rejects: a tail) or after `ms`, whichever is first. */
+function doneOrAfter(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void p.then(() => (clearTimeout(timer), resolve()));
+  });
+}
 
 async function remoteRmw(ctx: Ctx, bucket: string, key: string, step: (old: Item | undefined) => Step): Promise<Reply> {
   for (let attempt = 1; ; attempt++) {
