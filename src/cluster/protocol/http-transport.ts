@@ -72,7 +72,8 @@ export class HttpTransport implements PeerTransport {
   constructor(private readonly opts: HttpTransportOptions = {}) {
     this.tls = opts.ca === undefined ? undefined : { ca: opts.ca };
     this.maxAnswerBytes = opts.maxAnswerBytes ?? ANSWER_MAX_BYTES;
-    this.kept = new KeptConnections(Math.min(this.maxAnswerBytes, KEPT_ANSWER_MAX_BYTES));
+    // The kept connections carry `records` only: its cap, as the fetch path reads it.
+    this.kept = new KeptConnections(this.answerCap("records"));
   }
 
   /**
@@ -127,7 +128,7 @@ export class HttpTransport implements PeerTransport {
     }
     let answer: string;
     try {
-      answer = await readCapped(res, Math.min(this.maxAnswerBytes, SMALL_ANSWERS[op] ?? Infinity));
+      answer = await readCapped(res, this.answerCap(op));
     } catch (e) {
       if (e instanceof PeerError) throw new PeerError(res.status, e.code, `${url} ${op}: ${e.message}`);
       throw new PeerError(res.status, "UNREACHABLE", `${url} ${op}: answer cut off: ${String(e)}`);
@@ -166,6 +167,11 @@ export class HttpTransport implements PeerTransport {
       throw new PeerError(status, code, `${url} ${op}: ${message}`);
     }
     return checkAnswer(op, parsed);
+  }
+
+  /** The largest answer to `op` read: its own cap (SMALL_ANSWERS), never past the transport's. */
+  private answerCap(op: PeerOp): number {
+    return Math.min(this.maxAnswerBytes, SMALL_ANSWERS[op] ?? Infinity);
   }
 
   /** Where an http peer URL points; null for https (fetch, with its TLS) or one that does not parse. */
